@@ -1,0 +1,21 @@
+"""Analysis of a classweep store: tables, projections, nearest-neighbour graphs, figures and an offline report.
+
+Two calls do everything (what `sweep analyze` and `sweep figures` run):
+`analyze_store(store, metric)` writes the tables under {store}/analysis/ and returns an `AnalysisSummary`;
+`write_figures(store, out)` writes the figures and index.html (analysing first when needed).
+The table functions are pure (store rows in, DataFrames out) and can be used on their own.
+Reads only the columns it needs from images/; the maths follows the latent-space article (seeds/000).
+"""
+from analysis.analyze import AnalysisSummary, analyze_store
+from analysis.coverage import Coverage, coverage
+from analysis.graph import cliques, components, nearest_neighbour_graph
+from analysis.load import Rows, Store, StoreError, open_store, read_rows, representatives
+from analysis.projection import pca_tables
+from analysis.report import write_figures
+from analysis.tables import (additions_summary, additions_table, classes_table, opposites_summary,
+                             opposites_table)
+
+__all__ = ["AnalysisSummary", "Coverage", "Rows", "Store", "StoreError", "additions_summary", "additions_table",
+           "analyze_store", "classes_table", "cliques", "components", "coverage", "nearest_neighbour_graph",
+           "open_store", "opposites_summary", "opposites_table", "pca_tables", "read_rows", "representatives",
+           "write_figures"]

@@ -1,0 +1,197 @@
+"""The analysis stage: read a store's numbers, compute every table, write them under {store}/analysis/.
+
+    store rows (no PNGs) -> coverage statement
+                         -> octave representatives -> classes, PCA, nearest-neighbour graph
+                         -> opposite images        -> opposites (+ summary)
+                         -> addition images        -> additions (+ summary)
+    -> Parquet tables, graph.graphml, summary.json (atomic writes)
+
+`analyze_store` is what `sweep analyze` calls. Tables a store cannot have (no opposite images, say) are not
+written and any stale copy is removed, so {store}/analysis/ always describes the store as it is now.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from analysis import graph as graph_mod
+from analysis.coverage import coverage
+from analysis.load import (Rows, Store, StoreError, delete_if_exists, open_store, read_rows, representatives,
+                           require_job, write_bytes, write_frame)
+from analysis.projection import pca_tables
+from analysis.tables import (METRICS, additions_summary, additions_table, classes_table, opposites_summary,
+                             opposites_table)
+
+ANALYSIS_DIR = "analysis"
+SUMMARY_FILE = "summary.json"
+# Every file the stage may write (names under {store}/analysis/).
+TABLE_FILES = ("classes.parquet", "opposites.parquet", "opposites_summary.parquet", "additions.parquet",
+               "additions_summary.parquet", "pca.parquet", "pca_variance.parquet", "graph_nodes.parquet",
+               "graph_components.parquet", "graph_cliques.parquet", "graph.graphml")
+
+
+@dataclass
+class AnalysisSummary:
+    """What the analysis found, in numbers; `lines()` reads them out."""
+    store: str
+    metric: str
+    model: str
+    n_classes: int
+    fingerprint: str                                  # of the images/ files analysed
+    images: dict[str, int]                            # job -> images analysed
+    coverage: list[str]                               # statements of what the store covers / misses
+    complete: bool
+    classes: int = 0                                  # classes with an octave image
+    correct: int = 0                                  # ... whose image the model labels as the class
+    opposites: dict = field(default_factory=dict)     # criterion -> {distinct, mutual_pairs, mutual_share, ...}
+    additions: dict = field(default_factory=dict)     # variant -> {images, top_two, top_two_share}
+    pca_ratio: list[float] = field(default_factory=list)   # explained-variance ratio of PC1, PC2, ...
+    components: int = 0
+    largest_components: list[int] = field(default_factory=list)
+    cliques_over_two: int = 0
+    notes: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)   # files written under {store}/analysis/
+
+    def lines(self) -> list[str]:
+        out = [f"store {self.store}: model {self.model}, {self.n_classes} classes; "
+               + ", ".join(f"{n} {job}" for job, n in self.images.items()) + " images"]
+        out += self.coverage
+        out.append(f"classes with an octave image: {self.classes}; labelled as their class: {self.correct}")
+        for criterion, s in self.opposites.items():
+            common = ", ".join(f"{name} ({count})" for name, count in s["most_common"][:5])
+            share = "n/a" if s["mutual_share"] is None else f"{s['mutual_share']:.1%}"
+            out.append(f"opposites by {criterion}: {s['distinct']} distinct among {s['classes']} classes; "
+                       f"mutual pairs {s['mutual_pairs']} (share of classes in a mutual pair {share}); "
+                       f"most common: {common}")
+        for variant, s in self.additions.items():
+            out.append(f"additions ({variant}): both classes in the top two for {s['top_two']} of {s['images']} "
+                       f"({s['top_two_share']:.1%})")
+        if self.pca_ratio:
+            ratios = ", ".join(f"PC{i + 1} {r:.1%}" for i, r in enumerate(self.pca_ratio[:2]))
+            out.append(f"PCA of the class outputs: explained variance {ratios}")
+        out.append(f"nearest-neighbour graph ({self.metric} output neighbours in classes.parquet): "
+                   f"{self.components} components, largest {self.largest_components[:5]}; "
+                   f"cliques of more than two classes: {self.cliques_over_two}")
+        out += self.notes
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "AnalysisSummary":
+        return cls(**json.loads(text))
+
+
+def analyze_store(store: str, metric: str = "cosine") -> AnalysisSummary:
+    """Compute every table of a store and write them under {store}/analysis/; returns the summary.
+
+    Raises StoreError for a store that cannot be analysed: none there, no manifest, no images, a foreign Parquet
+    file in images/, no octave images (every class table starts from a class's octave image), an unknown metric.
+    """
+    if metric not in METRICS:
+        raise StoreError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
+    st = open_store(store)
+    rows, dropped = usable_rows(read_rows(st), st.n_classes)
+    cov = coverage(st.manifest, rows.meta["key"])
+    reps = representatives(require_job(rows, "octave", store, ": every class table starts from a class's "
+                                                             "octave image"))
+    summary = AnalysisSummary(
+        store=store, metric=metric, model=str(st.manifest.get("model", "?")), n_classes=st.n_classes,
+        fingerprint=st.fingerprint(),
+        images={job: int(n) for job, n in rows.meta["job"].value_counts(sort=False).sort_index().items()},
+        coverage=cov.lines(st.class_names), complete=cov.complete)
+    if dropped:
+        summary.notes.append(f"{dropped} images left out: class indices outside the model's {st.n_classes} "
+                             f"classes or outputs that are not finite")
+    try:
+        tables, g = _compute(rows, reps, st.class_names, metric, summary)
+    except ValueError as err:  # data the tables cannot make sense of: say so in one line
+        raise StoreError(f"store {store} cannot be analysed: {err}") from None
+    _write(st, tables, graph_mod.graphml(g), summary)
+    return summary
+
+
+def usable_rows(rows: Rows, n_classes: int) -> tuple[Rows, int]:
+    """Rows whose classes are valid indices and whose outputs are finite; and how many others were dropped."""
+    meta = rows.meta
+    ok = np.isfinite(rows.logits).all(axis=1)
+    for column in ("target", "label"):
+        ok &= meta[column].between(0, n_classes - 1).to_numpy()
+    ok &= meta["partner"].between(-1, n_classes - 1).to_numpy()
+    return (rows if ok.all() else rows.select(ok)), int((~ok).sum())
+
+
+def _compute(rows: Rows, reps: Rows, names, metric: str, summary: AnalysisSummary):
+    """Every table (by file name) and the graph; fills in the summary's numbers."""
+    tables: dict[str, pd.DataFrame] = {}
+
+    classes = classes_table(reps, names, metric)
+    tables["classes.parquet"] = classes
+    summary.classes, summary.correct = len(classes), int(classes["correct"].sum())
+
+    opps = rows.job("opposite")
+    if len(opps):
+        opp_table = opposites_table(representatives(opps), names)
+        opp_summary = opposites_summary(opp_table, names)
+        tables["opposites.parquet"], tables["opposites_summary.parquet"] = opp_table, opp_summary
+        summary.opposites = _opposite_numbers(opp_summary)
+    else:
+        summary.notes.append("no opposite images: opposites tables skipped")
+
+    adds = rows.job("addition")
+    if len(adds):
+        add_table = additions_table(adds, names)
+        add_summary = additions_summary(add_table)
+        tables["additions.parquet"], tables["additions_summary.parquet"] = add_table, add_summary
+        summary.additions = {r.variant: {"images": int(r.images), "top_two": int(r.top_two),
+                                         "top_two_share": float(r.top_two_share)}
+                             for r in add_summary.itertuples()}
+    else:
+        summary.notes.append("no addition images: additions tables skipped")
+
+    if len(reps) >= 2:
+        coords, variance = pca_tables(reps, names)
+        tables["pca.parquet"], tables["pca_variance.parquet"] = coords, variance
+        summary.pca_ratio = [float(r) for r in variance["explained_variance_ratio"]]
+    else:
+        summary.notes.append("fewer than two classes with an octave image: PCA skipped")
+
+    g = graph_mod.nearest_neighbour_graph(classes, names)
+    comps, cliques = graph_mod.components(g), graph_mod.cliques(g)
+    tables["graph_nodes.parquet"] = graph_mod.nodes_table(g, comps)
+    tables["graph_components.parquet"] = graph_mod.components_table(g, comps)
+    tables["graph_cliques.parquet"] = graph_mod.cliques_table(g, cliques)
+    summary.components = len(comps)
+    summary.largest_components = [len(c) for c in comps[:10]]
+    summary.cliques_over_two = sum(len(c) > 2 for c in cliques)
+    return tables, g
+
+
+def _opposite_numbers(opp_summary: pd.DataFrame) -> dict:
+    out = {}
+    for criterion, part in opp_summary.groupby("criterion", sort=False):
+        first = part.iloc[0]
+        share = float(first["mutual_share"])
+        out[criterion] = {"classes": int(first["classes"]), "distinct": int(first["distinct"]),
+                          "mutual_pairs": int(first["mutual_pairs"]),
+                          "mutual_share": None if np.isnan(share) else share,
+                          "most_common": [(str(n), int(c)) for n, c in zip(part["opposite_name"], part["count"])]}
+    return out
+
+
+def _write(st: Store, tables: dict[str, pd.DataFrame], graphml: str, summary: AnalysisSummary) -> None:
+    # The summary goes last: its fingerprint marks the tables as complete and current for `write_figures`.
+    out = st.path(ANALYSIS_DIR)
+    delete_if_exists(st.fs, st.path(ANALYSIS_DIR, SUMMARY_FILE))
+    for name in TABLE_FILES:
+        if name in tables:
+            write_frame(st.fs, f"{out}/{name}", tables[name])
+        elif name != "graph.graphml":
+            delete_if_exists(st.fs, f"{out}/{name}")
+    write_bytes(st.fs, f"{out}/graph.graphml", graphml.encode("utf-8"))
+    summary.tables = sorted([*tables, "graph.graphml"])
+    write_bytes(st.fs, f"{out}/{SUMMARY_FILE}", summary.to_json().encode("utf-8"))

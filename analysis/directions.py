@@ -1,0 +1,205 @@
+"""Latent directions in the output space (the latent-directions article, `seeds/003_*`).
+
+The stored output vectors are projected with PCA (50 components in the article, which keeps > 98% of the
+variance of a ResNet50's last layer); a linear direction that separates two groups of images is fitted in that
+space (logistic regression; its normal vector is the direction). Every image then has a position along the
+direction, and walking along the line through one image retrieves the stored images nearest to each point of
+the line: the article's way of showing that an attribute changes linearly in the classifier's last layer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+class GroupsError(ValueError):
+    """The groups file does not describe two groups of stored images."""
+
+
+@dataclass(frozen=True)
+class Direction:
+    components: np.ndarray   # N x k PCA coordinates of every image
+    direction: np.ndarray    # k, unit vector in PCA space pointing from group `negative` to group `positive`
+    positions: np.ndarray    # N, each image's coordinate along the direction
+    negative: str            # group names, in the order the direction runs
+    positive: str
+    explained_variance: float  # share of the output-space variance the k components keep
+
+
+def fit_direction(vectors: np.ndarray, groups: pd.Series, n_components: int = 50,
+                  seed: int = 0) -> Direction:
+    """PCA of `vectors` (N x D), then the logistic-regression normal separating the two labelled groups.
+
+    `groups`: N labels, empty string or NaN for images in no group (they are projected but not fitted).
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+
+    labels = groups.fillna("").astype(str).to_numpy()
+    names = sorted(set(labels) - {""})
+    if len(names) != 2:
+        raise GroupsError(f"need exactly two groups, found {len(names)}: {', '.join(names) or 'none'}")
+    k = max(1, min(n_components, vectors.shape[0] - 1, vectors.shape[1]))
+    pca = PCA(n_components=k, random_state=seed)
+    components = pca.fit_transform(vectors.astype(np.float64))              # N x k
+    fitted = labels != ""
+    classifier = LogisticRegression(max_iter=2000, random_state=seed)
+    classifier.fit(components[fitted], (labels[fitted] == names[1]).astype(int))
+    direction = classifier.coef_[0] / np.linalg.norm(classifier.coef_[0])  # k
+    return Direction(components, direction, components @ direction, names[0], names[1],
+                     float(pca.explained_variance_ratio_.sum()))
+
+
+def line_neighbours(fit: Direction, start: int, n_points: int = 8) -> list[int]:
+    """Indices of the images nearest to evenly spaced points on the line through image `start` along the
+    direction, from the lowest to the highest position any image has; repeats are allowed (a gap in the data)."""
+    low, high = fit.positions.min(), fit.positions.max()
+    origin = fit.components[start] - fit.positions[start] * fit.direction   # the line's point at position 0
+    picks = []
+    for t in np.linspace(low, high, n_points):
+        point = origin + t * fit.direction
+        picks.append(int(np.argmin(np.linalg.norm(fit.components - point, axis=1))))
+    return picks
+
+
+def read_groups(path: str, frame: pd.DataFrame) -> pd.Series:
+    """Group label per row of `frame` from a CSV with a `group` column and either `key` (one image) or `class`
+    (a class index or name: every image whose target is that class)."""
+    try:
+        table = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise GroupsError(f"cannot read groups file {path}: {error}") from None
+    if "group" not in table.columns or not ({"key", "class"} & set(table.columns)):
+        raise GroupsError(f"{path} needs a 'group' column and a 'key' or 'class' column; "
+                          f"it has {', '.join(table.columns)}")
+    if "key" in table.columns:
+        mapping = dict(zip(table["key"].astype(str), table["group"].astype(str)))
+        groups = frame["key"].map(mapping)
+    else:
+        by_index = {}
+        for value, group in zip(table["class"], table["group"].astype(str)):
+            value = str(value).strip()
+            if value.isdigit():
+                by_index[int(value)] = group
+            else:
+                matches = frame.loc[frame["target_name"] == value, "target"].unique()
+                if len(matches) == 0:
+                    raise GroupsError(f"{path}: class {value!r} is not in the store")
+                by_index[int(matches[0])] = group
+        groups = frame["target"].map(by_index)
+    if groups.notna().sum() == 0:
+        raise GroupsError(f"{path}: none of its rows matches an image in the store")
+    return groups.fillna("")
+
+
+# --- the stage: store in, table and figures out ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DirectionsSummary:
+    table: str                    # where the positions table was written
+    figures: tuple[str, ...]      # figure files written
+    fit: Direction
+    auc: float                    # how well the position separates the two groups (ROC AUC on the grouped images)
+    counts: dict                  # group -> number of images
+
+    def lines(self) -> list[str]:
+        groups = ", ".join(f"{g}: {n}" for g, n in self.counts.items())
+        return [f"direction from {self.fit.negative!r} to {self.fit.positive!r} in "
+                f"{self.fit.components.shape[1]} PCA components ({self.fit.explained_variance:.1%} of the variance)",
+                f"images per group: {groups}; separation ROC AUC {self.auc:.3f}",
+                f"positions: {self.table}", *[f"figure: {f}" for f in self.figures]]
+
+
+def distribution_drawing(positions: np.ndarray, groups: np.ndarray, order: list[str], title: str):
+    """One histogram row per group, on a shared position axis."""
+    from analysis.figures import MUTED, PALETTE, Drawing, nice_ticks
+    rows = [g for g in order if (groups == g).any()]
+    width, left, right, row_h, top = 1000, 150, 970, 90, 60
+    d = Drawing(width, top + row_h * len(rows) + 50)
+    d.text((width / 2, 18), title, size=16, anchor="mt")
+    lo, hi = float(positions.min()), float(positions.max())
+    span = (hi - lo) or 1.0
+    bins = np.linspace(lo, hi, 41)
+    x_of = lambda v: left + (v - lo) / span * (right - left)  # noqa: E731
+    for r, group in enumerate(rows):
+        counts, _ = np.histogram(positions[groups == group], bins=bins)
+        base = top + (r + 1) * row_h - 10
+        d.text((left - 10, base - row_h / 2 + 5), group or "(no group)", size=12, anchor="rm")
+        peak = max(1, counts.max())
+        for k, count in enumerate(counts):
+            if count:
+                d.rect((x_of(bins[k]) + 1, base - count / peak * (row_h - 20), x_of(bins[k + 1]) - 1, base),
+                       fill=PALETTE[r % len(PALETTE)])
+        d.line((left, base), (right, base), color=MUTED)
+    axis = top + row_h * len(rows) + 5
+    for tick in nice_ticks(lo, hi):
+        if lo <= tick <= hi:
+            d.line((x_of(tick), axis - 5), (x_of(tick), axis), color=MUTED)
+            d.text((x_of(tick), axis + 3), f"{tick:g}", size=11, color=MUTED, anchor="mt")
+    d.text((width / 2, axis + 22), "position along the direction", size=12, color=MUTED, anchor="mt")
+    return d
+
+
+def run_directions(store: str, groups_file: str, *, start: str | None = None, n_components: int = 50,
+                   n_points: int = 8, out: str | None = None) -> DirectionsSummary:
+    """`sweep directions`: fit the direction between the two groups of `groups_file` over the store's output
+    vectors, write `{store}/analysis/directions.parquet` (key, job, target, target_name, group, position) and two
+    figures in `out` (default {store}/figures): the per-group distribution along the direction, and the strip of
+    stored images nearest to the line through the `start` image (a key; default the first image of the first
+    group)."""
+    from sklearn.metrics import roc_auc_score
+
+    from analysis.figures import Cell, grid_pages, png_bytes, thumbnail, to_png, to_svg
+    from analysis.load import (StoreError, iter_pngs, join_uri, open_store, read_rows, resolve, write_bytes,
+                               write_frame)
+
+    st = open_store(store)
+    rows = read_rows(st)
+    meta = rows.meta.copy()
+    names = st.class_names
+    meta["target_name"] = [names[t] if 0 <= t < len(names) else "" for t in meta["target"]]
+    try:
+        groups = read_groups(groups_file, meta)
+        fit = fit_direction(rows.logits, groups, n_components=n_components)
+    except GroupsError as error:
+        raise StoreError(str(error)) from None
+    labels = groups.to_numpy()
+    grouped = labels != ""
+    auc = float(roc_auc_score(labels[grouped] == fit.positive, fit.positions[grouped]))
+    table = meta[["key", "job", "target", "target_name"]].assign(group=labels, position=fit.positions)
+    table_path = st.path("analysis", "directions.parquet")
+    write_frame(st.fs, table_path, table)
+
+    if start is None:
+        start_index = int(np.flatnonzero(labels == fit.negative)[0])
+    else:
+        matches = np.flatnonzero(meta["key"].to_numpy() == start)
+        if not len(matches):
+            raise StoreError(f"no image with key {start!r} in {store}")
+        start_index = int(matches[0])
+    picks = line_neighbours(fit, start_index, n_points)
+    pngs = dict(iter_pngs(st, [meta["key"][i] for i in [start_index, *picks]]))
+
+    out = out or join_uri(store, "figures")
+    fs, root = resolve(out)
+    drawing = distribution_drawing(fit.positions, labels, [fit.negative, fit.positive, ""],
+                                   f"Images along the direction {fit.negative} -> {fit.positive}")
+    written = {"directions-distribution.png": png_bytes(to_png(drawing)),
+               "directions-distribution.svg": to_svg(drawing).encode()}
+    cells = [Cell((thumbnail(pngs[meta["key"][i]], 96),),
+                  ((f"{fit.positions[i]:+.2f}", "#222222"), (meta["target_name"][i][:16], "#777777"),
+                   (labels[i] or "-", "#777777"))) for i in picks]
+    start_cell = Cell((thumbnail(pngs[meta["key"][start_index]], 96),),
+                      (("start", "#c0392b"), (meta["target_name"][start_index][:16], "#777777"),
+                       (labels[start_index] or "-", "#777777")))
+    strip = grid_pages([start_cell, *cells], title=f"Nearest stored images along the line through "
+                       f"{meta['key'][start_index]}", columns=len(cells) + 1, rows=1, thumb=96)[0]
+    written["directions-strip.png"] = png_bytes(strip)
+    paths = []
+    for name, data in written.items():
+        write_bytes(fs, f"{root}/{name}", data)
+        paths.append(join_uri(out, name))
+    counts = {g or "(no group)": int((labels == g).sum()) for g in [fit.negative, fit.positive, ""]}
+    return DirectionsSummary(join_uri(store, "analysis", "directions.parquet"), tuple(paths), fit, auc, counts)

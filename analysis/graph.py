@@ -1,0 +1,119 @@
+"""The nearest-neighbour graph on classes (seeds/000, "Graphs on ImageNet classes").
+
+"We will start by only plotting the 'nearest neighbor' relationship, which is defined as the output that is most
+activated by the generated image distinct from the target output": one edge from each class to that class. The
+relation is not symmetric, so it is a graph, not a metric space; the article then reads its components ("nodes
+that are connected together") and cliques ("nodes that are all connected to each other"). We keep the edges
+directed (GraphML for Gephi keeps the direction) and take components and cliques on the undirected graph, as the
+article's `nx.Graph` does.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+
+
+def nearest_neighbour_graph(classes: pd.DataFrame, class_names: Sequence[str]) -> nx.DiGraph:
+    """Directed graph: node per class (with an image, or named as a neighbour), edge class -> nn_article.
+
+    Node attributes: name, has_image, label (argmax of the class's image, -1 without image), component (int, see
+    `components`). Edge attribute: logit (the neighbour's output on the class's image).
+    """
+    g = nx.DiGraph()
+    sources = classes["target"].to_numpy().astype(int)
+    targets = classes["nn_article"].to_numpy().astype(int)
+    logits = classes["nn_article_logit"].to_numpy().astype(float)
+    labels = dict(zip(sources.tolist(), classes["label"].to_numpy().astype(int).tolist()))
+    for node in sorted(set(sources.tolist()) | set(targets.tolist())):
+        g.add_node(node, name=str(class_names[node]), has_image=node in labels, label=labels.get(node, -1))
+    for s, t, v in sorted(zip(sources.tolist(), targets.tolist(), logits.tolist())):
+        g.add_edge(s, t, logit=v)
+    for i, members in enumerate(components(g)):
+        for node in members:
+            g.nodes[node]["component"] = i
+    return g
+
+
+def components(g: nx.DiGraph) -> list[list[int]]:
+    """Connected components of the undirected graph, members sorted, largest first (ties: lowest member first)."""
+    comps = [sorted(c) for c in nx.connected_components(g.to_undirected(as_view=True))]
+    return sorted(comps, key=lambda c: (-len(c), c[0]))
+
+
+def cliques(g: nx.DiGraph) -> list[list[int]]:
+    """Maximal cliques of the undirected graph (networkx.find_cliques), members sorted, largest first."""
+    found = [sorted(c) for c in nx.find_cliques(nx.Graph(g.to_undirected(as_view=True)))]
+    return sorted(found, key=lambda c: (-len(c), c))
+
+
+def nodes_table(g: nx.DiGraph, comps: list[list[int]]) -> pd.DataFrame:
+    """One row per node: node, name, has_image, neighbour (-1 without image), neighbour_name, neighbour_logit,
+    mutual (the neighbour's neighbour is the node), in_degree, component, component_size."""
+    size = {i: len(c) for i, c in enumerate(comps)}
+    rows = []
+    for node in sorted(g.nodes):
+        data = g.nodes[node]
+        succ = sorted(g.successors(node))
+        nb = succ[0] if succ else -1
+        rows.append({
+            "node": node, "name": data["name"], "has_image": bool(data["has_image"]),
+            "neighbour": nb, "neighbour_name": g.nodes[nb]["name"] if nb >= 0 else "",
+            "neighbour_logit": g.edges[node, nb]["logit"] if nb >= 0 else np.nan,
+            "mutual": bool(nb >= 0 and g.has_edge(nb, node) and nb != node),
+            "in_degree": g.in_degree(node), "component": data["component"],
+            "component_size": size[data["component"]],
+        })
+    frame = pd.DataFrame(rows, columns=["node", "name", "has_image", "neighbour", "neighbour_name",
+                                        "neighbour_logit", "mutual", "in_degree", "component", "component_size"])
+    for col in ("node", "neighbour", "in_degree", "component", "component_size"):
+        frame[col] = frame[col].astype(np.int32)
+    frame["neighbour_logit"] = frame["neighbour_logit"].astype(np.float32)
+    return frame
+
+
+def components_table(g: nx.DiGraph, comps: list[list[int]]) -> pd.DataFrame:
+    """One row per component: component, size, edges, hub (most pointed-to member; lowest index on ties),
+    hub_name, members (list of classes), member_names."""
+    rows = []
+    for i, members in enumerate(comps):
+        sub = g.subgraph(members)
+        hub = min(members, key=lambda n: (-g.in_degree(n), n))
+        rows.append({"component": i, "size": len(members), "edges": sub.number_of_edges(), "hub": hub,
+                     "hub_name": g.nodes[hub]["name"], "members": np.asarray(members, dtype=np.int32),
+                     "member_names": [g.nodes[n]["name"] for n in members]})
+    frame = pd.DataFrame(rows, columns=["component", "size", "edges", "hub", "hub_name", "members",
+                                        "member_names"])
+    for col in ("component", "size", "edges", "hub"):
+        frame[col] = frame[col].astype(np.int32)
+    return frame
+
+
+def cliques_table(g: nx.DiGraph, found: list[list[int]]) -> pd.DataFrame:
+    """One row per maximal clique: clique, size, component, members, member_names (a size-2 clique is an edge
+    in no triangle; the article finds larger ones 'extremely rare')."""
+    rows = [{"clique": i, "size": len(c), "component": g.nodes[c[0]]["component"],
+             "members": np.asarray(c, dtype=np.int32), "member_names": [g.nodes[n]["name"] for n in c]}
+            for i, c in enumerate(found)]
+    frame = pd.DataFrame(rows, columns=["clique", "size", "component", "members", "member_names"])
+    for col in ("clique", "size", "component"):
+        frame[col] = frame[col].astype(np.int32)
+    return frame
+
+
+def graph_from_tables(nodes: pd.DataFrame) -> nx.DiGraph:
+    """The graph again from its `graph_nodes` table (for drawing without recomputing it)."""
+    g = nx.DiGraph()
+    for r in nodes.itertuples():
+        g.add_node(int(r.node), name=str(r.name), has_image=bool(r.has_image), component=int(r.component))
+    for r in nodes.itertuples():
+        if r.neighbour >= 0:
+            g.add_edge(int(r.node), int(r.neighbour), logit=float(r.neighbour_logit))
+    return g
+
+
+def graphml(g: nx.DiGraph) -> str:
+    """The graph as GraphML text (for Gephi and the like)."""
+    return "\n".join(nx.generate_graphml(g)) + "\n"

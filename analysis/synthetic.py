@@ -1,0 +1,173 @@
+"""Synthetic stores in the sweep's exact layout, for tests and the analysis benchmark (no model needed).
+
+`write_store` writes a manifest and images/ part files from `Image` records whose logits the caller chooses;
+`random_store` builds a large one (1000 classes, all three jobs, real PNGs) with some structure in its outputs:
+classes come in groups whose members activate each other, so the nearest-neighbour graph has many components.
+"""
+from __future__ import annotations
+
+import functools
+import io
+import json
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image as PILImage
+
+from analysis.coverage import item_key
+
+
+def images_schema(n_classes: int) -> pa.Schema:
+    """The images/ schema of the store contract (column names and types exactly)."""
+    return pa.schema([
+        ("key", pa.string()), ("job", pa.string()), ("variant", pa.string()), ("model", pa.string()),
+        ("weights", pa.string()), ("schedule_id", pa.string()), ("target", pa.int32()), ("partner", pa.int32()),
+        ("seed", pa.int32()), ("label", pa.int32()), ("margin_label", pa.int32()), ("target_name", pa.string()),
+        ("label_name", pa.string()), ("partner_name", pa.string()), ("target_logit", pa.float32()),
+        ("target_prob", pa.float32()), ("partner_logit", pa.float32()),
+        ("logits", pa.list_(pa.float32(), n_classes)), ("png", pa.binary()), ("width", pa.int32()),
+        ("height", pa.int32()), ("seconds", pa.float32()), ("worker", pa.string()),
+    ])
+
+
+def margin_label(logits: np.ndarray) -> int:
+    """The class whose output stands furthest above the next lower output (ties: the higher-ranked one)."""
+    order = np.argsort(-logits, kind="stable")
+    gaps = logits[order[:-1]] - logits[order[1:]]
+    return int(order[int(np.argmax(gaps))]) if len(gaps) else int(order[0])
+
+
+@dataclass(frozen=True)
+class Image:
+    """One synthetic store row: what the engine would have produced for one job."""
+    job: str
+    target: int
+    logits: np.ndarray                 # n_classes float
+    variant: str = ""
+    partner: int = -1
+    seed: int = 0
+    png: bytes | None = None           # None: a small grey PNG
+    margin_label: int | None = None    # None: computed from the logits
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """PNG bytes of an H x W x 3 uint8 array."""
+    buf = io.BytesIO()
+    PILImage.fromarray(array).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def noise_png(rng: np.random.Generator, size: int = 64, tint: Sequence[float] = (0.5, 0.5, 0.5)) -> bytes:
+    """A smooth random colour pattern (8x8 noise upsampled) with a tint: a stand-in for a generated image."""
+    small = np.clip(rng.normal(0.0, 0.25, (8, 8, 3)) + np.asarray(tint), 0, 1)
+    big = PILImage.fromarray((small * 255).astype(np.uint8)).resize((size, size), PILImage.BICUBIC)
+    detail = rng.normal(0, 8, (size, size, 3))
+    return png_bytes(np.clip(np.asarray(big, dtype=np.float64) + detail, 0, 255).astype(np.uint8))
+
+
+@functools.lru_cache(maxsize=1)
+def _grey_png() -> bytes:
+    return png_bytes(np.full((8, 8, 3), 128, np.uint8))
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x.astype(np.float64) - x.max())
+    return e / e.sum()
+
+
+def image_table(images: Sequence[Image], class_names: Sequence[str], model: str = "synthetic",
+                weights: str = "random-synthetic", schedule_id: str = "synthetic0") -> pa.Table:
+    """The images as one table in the store schema (labels, names and target values derived from the logits)."""
+    n = len(class_names)
+    cols: dict[str, list] = {f.name: [] for f in images_schema(n)}
+    for im in images:
+        logits = np.asarray(im.logits, dtype=np.float32)
+        assert logits.shape == (n,), f"logits must have {n} values"
+        label = int(np.argmax(logits))
+        png = im.png if im.png is not None else _grey_png()
+        width, height = PILImage.open(io.BytesIO(png)).size if png[:4] == b"\x89PNG" else (0, 0)
+        row = {
+            "key": item_key(im.job, im.variant, im.target, im.partner, im.seed), "job": im.job,
+            "variant": im.variant, "model": model, "weights": weights, "schedule_id": schedule_id,
+            "target": im.target, "partner": im.partner, "seed": im.seed, "label": label,
+            "margin_label": margin_label(logits) if im.margin_label is None else im.margin_label,
+            "target_name": class_names[im.target], "label_name": class_names[label],
+            "partner_name": class_names[im.partner] if im.partner >= 0 else "",
+            "target_logit": float(logits[im.target]), "target_prob": float(_softmax(logits)[im.target]),
+            "partner_logit": float(logits[im.partner]) if im.partner >= 0 else float("nan"),
+            "logits": logits, "png": png, "width": width, "height": height, "seconds": 0.0,
+            "worker": "synthetic/0",
+        }
+        for k, v in row.items():
+            cols[k].append(v)
+    schema = images_schema(n)
+    arrays = []
+    for f in schema:
+        if f.name == "logits":
+            flat = np.concatenate(cols["logits"]) if cols["logits"] else np.zeros(0, np.float32)
+            arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), n))
+        else:
+            arrays.append(pa.array(cols[f.name], f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def write_store(path: str, class_names: Sequence[str], images: Sequence[Image], *, options: dict | None = None,
+                rows_per_file: int = 8, model: str = "synthetic") -> str:
+    """Write a local store (manifest.json and images/part-*.parquet, PNGs uncompressed as the sweep stores them)."""
+    os.makedirs(os.path.join(path, "images"), exist_ok=True)
+    manifest = {"format": 1, "model": model, "weights": "random-synthetic", "schedule": "synthetic",
+                "schedule_id": "synthetic0", "n_classes": len(class_names), "class_names": list(class_names),
+                "options": options or {}, "package_version": "0", "created": "1970-01-01T00:00:00Z"}
+    with open(os.path.join(path, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+    compression = {c: ("none" if c == "png" else "snappy") for c in images_schema(len(class_names)).names}
+    for i in range(0, len(images), rows_per_file):
+        table = image_table(images[i:i + rows_per_file], class_names, model=model)
+        pq.write_table(table, os.path.join(path, "images", f"part-{i // rows_per_file:06d}.parquet"),
+                       compression=compression)
+    return path
+
+
+def random_store(path: str, n_classes: int = 1000, *, n_pairs: int = 1000, image_size: int = 64,
+                 group_size: int = 8, seed: int = 0, rows_per_file: int = 16) -> str:
+    """A synthetic sweep of every class: octave and opposite images, `n_pairs` pairs x (merge, juxtapose).
+
+    Outputs: class c's octave image activates c strongly and its group (classes c // group_size) mildly; its
+    opposite image suppresses c and activates a group-mate of another group; additions put both classes on top
+    for most merges and about half the juxtapositions.
+    """
+    rng = np.random.default_rng(seed)
+    names = [f"class {i:0{len(str(n_classes - 1))}d}" for i in range(n_classes)]
+    group = np.arange(n_classes) // group_size
+    tints = rng.uniform(0.15, 0.85, (n_classes, 3))
+    images: list[Image] = []
+    for c in range(n_classes):
+        logits = rng.normal(0, 1, n_classes)
+        logits[group == group[c]] += rng.uniform(1.5, 4.0)
+        logits[c] = 18 + rng.normal(0, 1)
+        images.append(Image("octave", c, logits, png=noise_png(rng, image_size, tints[c])))
+    opposite_of = rng.permutation(n_classes)
+    for c in range(n_classes):
+        logits = rng.normal(0, 1, n_classes)
+        logits[c] = -20
+        logits[opposite_of[c]] += 9
+        images.append(Image("opposite", c, logits, png=noise_png(rng, image_size, 1 - tints[c])))
+    pairs = set()
+    while len(pairs) < n_pairs:
+        a, b = (int(x) for x in rng.choice(n_classes, 2, replace=False))
+        pairs.add((min(a, b), max(a, b)))
+    for a, b in sorted(pairs):
+        for variant, success in (("merge", 0.8), ("juxtapose", 0.5)):
+            logits = rng.normal(0, 1, n_classes)
+            logits[a] += 10
+            logits[b] += 10 if rng.random() < success else 2
+            images.append(Image("addition", a, logits, variant=variant, partner=b,
+                                png=noise_png(rng, image_size, (tints[a] + tints[b]) / 2)))
+    options = {"jobs": ["octave", "opposite", "addition"], "classes": "all",
+               "pairs": [list(p) for p in sorted(pairs)], "variants": ["merge", "juxtapose"], "seeds": 1,
+               "batch_size": rows_per_file}
+    return write_store(path, names, images, options=options, rows_per_file=rows_per_file)

@@ -1,0 +1,102 @@
+"""Real images as starting points (transfiguration, interpolation, deep dream).
+
+Files of any mode (greyscale, RGBA, palette, CMYK, 16-bit) become RGB with their EXIF orientation applied, then
+are resized to the schedule's first size. Unreadable or non-image files are gathered into one error before any
+work starts, so a sweep never dies halfway through its inputs.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+class ImageInputError(ValueError):
+    """One or more inputs are not readable images; the message lists every one of them."""
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    name: str            # file name (or the sample's name), recorded in the store's `source` column
+    pixels: np.ndarray   # H x W x 3 uint8 RGB, orientation applied
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """EXIF orientation applied, then RGB: palette and LA/RGBA via RGBA (transparency on white), CMYK and
+    16-bit greyscale converted by Pillow."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA"):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        scale = 65535.0 if array.max() > 255 else 255.0
+        image = Image.fromarray((array / scale * 255).round().astype(np.uint8))
+    return image.convert("RGB")
+
+
+def read_image(data: bytes | str | Path) -> np.ndarray:
+    """H x W x 3 uint8 RGB from a path or encoded bytes; raises ImageInputError when it is not an image."""
+    try:
+        source = io.BytesIO(data) if isinstance(data, bytes) else data
+        with Image.open(source) as image:
+            image.load()
+            return np.asarray(to_rgb(image))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise ImageInputError(f"{data if not isinstance(data, bytes) else '<bytes>'}: {error}") from None
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files named directly, and the image files (by suffix) inside named folders, sorted within each folder."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            files.append(path)
+    return files
+
+
+def load_images(inputs: Sequence[str | Path]) -> list[SourceImage]:
+    """Every input read, or one ImageInputError listing all the bad ones (missing, unreadable, not an image)."""
+    files = expand_inputs(inputs)
+    problems, images = [], []
+    for path in files:
+        if not path.exists():
+            problems.append(f"{path}: no such file")
+            continue
+        try:
+            images.append(SourceImage(path.name, read_image(path)))
+        except ImageInputError as error:
+            problems.append(str(error))
+    if problems:
+        raise ImageInputError(f"{len(problems)} input(s) are not readable images: " + "; ".join(problems))
+    if not images:
+        raise ImageInputError(f"no image files found in {', '.join(map(str, inputs)) or 'the inputs'}")
+    return images
+
+
+def sample_images() -> list[SourceImage]:
+    """The two photographs scikit-learn ships (china.jpg, flower.jpg): the demo's real images."""
+    from sklearn.datasets import load_sample_images
+    samples = load_sample_images()
+    return [SourceImage(Path(name).name, np.ascontiguousarray(image))
+            for name, image in zip(samples.filenames, samples.images)]
+
+
+def to_tensor(pixels: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 H x W x 3 -> float 3 x size x size in [0, 1], resized with antialiasing (aspect not kept: the
+    articles feed square inputs)."""
+    from torchvision.transforms import functional as TF
+    image = torch.as_tensor(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1).float() / 255  # 3 x H x W
+    return TF.resize(image, [size, size], antialias=True).clamp(0, 1)                      # 3 x size x size

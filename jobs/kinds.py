@@ -1,0 +1,331 @@
+"""Jobs as recipes: a `JobSpec` (what image to make) becomes an objective; `run_batch` renders a batch of them.
+
+- `octave`: a class image from noise, minimising the schedule's class loss `|C - O_c|` (Image generation I).
+- `opposite`: minimise `O_c` (Latent space, "Opposites"); the result is labelled by argmax, and also by the
+  article's margin opposite: the class whose output stands furthest above the next lower output.
+- `addition`: two classes, `merge` (`|C - O_a| + |C - O_b|`) or `juxtapose` (push the weaker one each step)
+  (Latent space, "Vector addition and subtraction").
+
+Jobs from a real image (`JobSpec.source` names it; `run_batch(..., sources=...)` holds the pixels):
+- `transfigure`: push a photograph toward a class with the class loss (Image generation I, "Transfiguration");
+- `interpolate`: from a photograph, the objective moves from class a (`target`) to b (`partner`) with weights
+  (q-n)/q and n/q, keeping `schedule.frames` frames (Latent space, "Dog transfiguration"); with several octaves
+  the first pushes the photograph to class a alone and the q interpolation steps are the remaining octaves;
+- `dream`: raise hidden layers' activations, no blur (Deep dream); `variant` is the layer spec, e.g.
+  `inception4c` or `Mixed_6d+Mixed_6e:0,4` (layers joined by `+`, chosen feature maps after `:`);
+- `directed-dream`: `layer_weight * dream + class_weight * class loss`, blurred every few steps only
+  (Deep dream, "Directed dream").
+
+Each result carries the final image as uint8 RGB and the model's full output vector on exactly that uint8 image
+(what a reader of the stored PNG would compute), in float32.
+"""
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Collection, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+
+from jobs import objectives as obj
+from jobs.render import Progress, render
+from jobs.schedules import Schedule
+
+JOBS = ("octave", "opposite", "addition")
+IMAGE_JOBS = ("transfigure", "interpolate", "dream", "directed-dream")   # start from a real image
+ALL_JOBS = JOBS + IMAGE_JOBS
+LAYER_JOBS = ("dream", "directed-dream")     # their variant is a layer spec, not one of a fixed list
+VARIANTS = {"octave": ("",), "opposite": ("",), "addition": ("merge", "juxtapose"),
+            "transfigure": ("",), "interpolate": ("",)}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One image to generate."""
+    job: str                # "octave" | "opposite" | "addition"
+    target: int             # class index
+    seed: int = 0           # same seed -> same image (initial noise, crop positions)
+    variant: str = ""       # "" or, for addition, "merge" | "juxtapose"; for dreams the layer spec
+    partner: int = -1       # second class for addition and interpolation, -1 when none
+    source: str = ""        # name of the real image a job starts from ("" for noise)
+
+    @property
+    def key(self) -> str:
+        """The store's row key: job:variant:target:partner:seed (variant "-" when empty), plus :source when the
+        job starts from a real image."""
+        key = f"{self.job}:{self.variant or '-'}:{self.target}:{self.partner}:{self.seed}"
+        return f"{key}:{self.source}" if self.source else key
+
+
+@dataclass
+class Frame:
+    """One kept step of an interpolation."""
+    step: int                           # steps done when the frame was taken
+    image: np.ndarray                   # h x w x 3 uint8 (the octave's size at that step)
+    logits: np.ndarray                  # float32 [n_classes] on that uint8 image
+
+
+@dataclass
+class JobResult:
+    spec: JobSpec
+    model: str
+    weights: str
+    schedule_id: str
+    image: Optional[np.ndarray]         # H x W x 3 uint8 RGB (None when error)
+    logits: Optional[np.ndarray]        # float32 [n_classes]: the model's output on the final uint8 image
+    label: int                          # argmax of logits (-1 when error)
+    margin_label: int                   # class standing furthest above the next lower output (-1 when error)
+    target_logit: float                 # on the final image
+    target_prob: float                  # softmax probability of the target on the final image
+    partner_logit: float                # nan when no partner
+    seconds: float                      # this image's share of the batch's wall time
+    error: Optional[str] = None         # None on success; why the image failed otherwise
+    frames: list[Frame] = field(default_factory=list)   # interpolation frames, in order (others: empty)
+
+
+# -- recipes: spec -> objective -------------------------------------------------------------------------------
+def _octave(spec: JobSpec, s: Schedule) -> obj.Objective:
+    return obj.class_logit(spec.target, s.C, absolute=s.absolute)
+
+
+def _opposite(spec: JobSpec, s: Schedule) -> obj.Objective:
+    return obj.opposite(spec.target)
+
+
+def _addition(spec: JobSpec, s: Schedule) -> obj.Objective:
+    combine = obj.merge if spec.variant == "merge" else obj.juxtapose
+    return combine(spec.target, spec.partner, s.C, absolute=s.absolute)
+
+
+def parse_layers(spec: str) -> list[tuple[str, tuple[int, ...]]]:
+    """`"a+b:0,4"` -> [("a", ()), ("b", (0, 4))]: layers joined by `+`, chosen feature maps after `:`."""
+    parsed = []
+    for part in spec.split("+"):
+        name, _, maps = part.strip().partition(":")
+        if not name:
+            raise ValueError(f"empty layer name in layer spec {spec!r}")
+        try:
+            chosen = tuple(int(m) for m in maps.split(",") if m.strip()) if maps else ()
+        except ValueError:
+            raise ValueError(f"feature maps must be integers in layer spec {spec!r}") from None
+        parsed.append((name, chosen))
+    return parsed
+
+
+def _dream(spec: JobSpec, s: Schedule) -> obj.Objective:
+    return sum(obj.dream(name, maps) for name, maps in parse_layers(spec.variant))
+
+
+def _directed_dream(spec: JobSpec, s: Schedule) -> obj.Objective:
+    return s.layer_weight * _dream(spec, s) + s.class_weight * _octave(spec, s)
+
+
+def interpolation_start(s: Schedule) -> int:
+    """The step where interpolation begins. With several octaves the first one pushes the real image to class a
+    alone, so that the interpolation starts, as in the article, from an image where (O_a, O_b) ~ (c, 0)."""
+    return s.octaves[0].iterations if len(s.octaves) > 1 else 0
+
+
+def interpolation_frames(s: Schedule) -> list[int]:
+    """`s.frames` steps spread evenly from the interpolation's start to the end of the schedule."""
+    t0, total = interpolation_start(s), s.total_iterations
+    return sorted({round(t0 + k * (total - t0) / max(1, s.frames - 1)) for k in range(s.frames)})
+
+
+@functools.lru_cache(maxsize=None)
+def _interpolation_targets(c: float, t0: int) -> tuple[obj.Weight, obj.Weight]:
+    # Cached so that every spec of a schedule shares the same target functions, hence one objective group.
+    def b_target(step: obj.Step) -> float:
+        return c * min(1.0, max(0.0, (step.t - t0) / (step.total - t0)))   # c n/q
+
+    def a_target(step: obj.Step) -> float:
+        return c - b_target(step)                                           # c (q-n)/q
+    return a_target, b_target
+
+
+def _interpolate(spec: JobSpec, s: Schedule) -> obj.Objective:
+    # Latent space, "Dog transfiguration": over the q interpolation steps the outputs move from
+    # (O_a, O_b) = (c, 0) to (0, c), the targets weighted (q-n)/q and n/q. The article's code weights the two
+    # class losses instead (`obj.interpolate`); that form only ever pushes both logits up, so O_a keeps rising for
+    # much of the run, while tracking the moving targets makes O_a fall and O_b rise across the frames.
+    a_target, b_target = _interpolation_targets(s.interpolation_logit, interpolation_start(s))
+    return obj.logit_toward(spec.target, a_target) + obj.logit_toward(spec.partner, b_target)
+
+
+RECIPES: dict[str, Callable[[JobSpec, Schedule], obj.Objective]] = {
+    "octave": _octave, "opposite": _opposite, "addition": _addition,
+    "transfigure": _octave, "interpolate": _interpolate, "dream": _dream, "directed-dream": _directed_dream}
+PAIRED = ("addition", "interpolate")     # jobs whose spec names two classes
+CLASSLESS = ("dream",)                   # jobs with no target class (target -1)
+
+
+def check_spec(spec: JobSpec, n_classes: int, layers: Optional[Collection[str]] = None,
+               sources: Optional[Collection[str]] = None) -> None:
+    """ValueError with a clear message for a spec no recipe can run. `layers`: the model's layer names (checks
+    dream layer specs); `sources`: the names of the real images at hand."""
+    if spec.job not in RECIPES:
+        raise ValueError(f"unknown job {spec.job!r}; jobs: {', '.join(ALL_JOBS)}")
+    if spec.job in LAYER_JOBS:
+        unknown = [name for name, _ in parse_layers(spec.variant) if layers is not None and name not in layers]
+        if unknown:
+            raise ValueError(f"job {spec.job!r}: the model has no layer {', '.join(map(repr, unknown))}")
+    elif spec.variant not in VARIANTS[spec.job]:
+        raise ValueError(f"job {spec.job!r} has no variant {spec.variant!r}; "
+                         f"variants: {', '.join(repr(v) for v in VARIANTS[spec.job])}")
+    if spec.job in CLASSLESS:
+        if spec.target != -1:
+            raise ValueError(f"job {spec.job!r} takes no target class (got {spec.target}; use -1)")
+    elif not 0 <= spec.target < n_classes:
+        raise ValueError(f"target {spec.target} is not a class index of a model with {n_classes} classes")
+    if spec.job in PAIRED:
+        if not 0 <= spec.partner < n_classes:
+            raise ValueError(f"{spec.job} needs a partner class in 0..{n_classes - 1}, got {spec.partner}")
+    elif spec.partner != -1:
+        raise ValueError(f"job {spec.job!r} takes no partner (got {spec.partner})")
+    if spec.job in IMAGE_JOBS and not spec.source:
+        raise ValueError(f"job {spec.job!r} starts from a real image: give the spec a source")
+    if spec.source and sources is not None and spec.source not in sources:
+        raise ValueError(f"no source image named {spec.source!r} was given")
+
+
+def objective_for(spec: JobSpec, schedule: Schedule) -> obj.Objective:
+    """The objective a spec optimises, plus the schedule's L1 penalty when it has one."""
+    objective = RECIPES[spec.job](spec, schedule)
+    return objective + obj.l1(schedule.l1) if schedule.l1 > 0 else objective
+
+
+# -- results --------------------------------------------------------------------------------------------------
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """B x 3 x H x W floats in [0, 1] -> B x H x W x 3 uint8 (clamped, rounded)."""
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def from_uint8(images: np.ndarray) -> torch.Tensor:
+    """B x H x W x 3 uint8 -> B x 3 x H x W float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+
+
+@torch.no_grad()
+def logits_of(model: torch.nn.Module, images: np.ndarray, device: torch.device | str = "cpu",
+              chunk: int = 64) -> np.ndarray:
+    """The model's float32 logits (N x n_classes) on uint8 images (N x H x W x 3), evaluated in float32."""
+    out = [model(from_uint8(images[i:i + chunk]).to(device)).float().cpu() for i in range(0, len(images), chunk)]
+    return torch.cat(out).numpy().astype(np.float32)
+
+
+def margin_label(values: np.ndarray, exclude: Sequence[int] = ()) -> int:
+    """The article's margin opposite: sort the outputs descending and return the class whose value exceeds the
+    next lower value by the most (for an opposite image, the one class that stands out).
+
+    `exclude` leaves classes out of the ranking: on an opposite image the minimised target sits far below all the
+    others, so the class just above it would otherwise always win on the gap to the target.
+    """
+    keep = np.setdiff1d(np.arange(values.shape[-1]), np.asarray(exclude, dtype=np.int64))
+    if keep.size < 2:
+        return int(keep[0]) if keep.size else 0
+    order = keep[np.argsort(-values[keep], kind="stable")]
+    gaps = values[order[:-1]] - values[order[1:]]
+    return int(order[int(np.argmax(gaps))])
+
+
+def own_classes(spec: JobSpec) -> tuple[int, ...]:
+    """The classes a job optimises (its target, and its partner when it has one)."""
+    return (spec.target,) if spec.partner < 0 else (spec.target, spec.partner)
+
+
+def run_batch(model, specs: Sequence[JobSpec], schedule: Schedule, *, device: torch.device | str = "cpu",
+              autocast_bf16: bool = False, channels_last: bool = False, progress: Optional[Progress] = None,
+              sources: Optional[Mapping[str, np.ndarray]] = None) -> list[JobResult]:
+    """Generate one image per spec in batched renders; results in the order of `specs`.
+
+    One forward/backward per step for the whole batch (jobs that need a different blur rhythm, the dreams, form
+    their own render). `sources`: name -> H x W x 3 uint8 real image, for the specs that start from one. A spec
+    whose loss or image goes NaN/inf gets a result with `error` set and no image; the rest are unaffected.
+    Invalid specs raise ValueError before any work.
+    """
+    net = getattr(model, "net", None)   # a `Classifier`'s hidden layers are its network's module names
+    layer_names = {name for name, _ in net.named_modules()} - {""} if net is not None else None
+    for spec in specs:
+        check_spec(spec, model.n_classes, layer_names, sources.keys() if sources is not None else ())
+    groups: dict[str, list[int]] = {}
+    for j, spec in enumerate(specs):
+        groups.setdefault(schedule.for_job(spec.job).id, []).append(j)
+    results: list[Optional[JobResult]] = [None] * len(specs)
+    for members in groups.values():
+        group = [specs[j] for j in members]
+        done = _run_group(model, group, schedule, schedule.for_job(group[0].job), sources or {}, device=device,
+                          autocast_bf16=autocast_bf16, channels_last=channels_last, progress=progress)
+        for j, result in zip(members, done):
+            results[j] = result
+    return results  # type: ignore[return-value]
+
+
+def _run_group(model, specs: Sequence[JobSpec], schedule: Schedule, runs: Schedule,
+               sources: Mapping[str, np.ndarray], **options) -> list[JobResult]:
+    """One render of `specs` under `runs` (the job's form of the run's `schedule`)."""
+    from jobs.images import to_tensor
+    start = time.perf_counter()
+    first = runs.octaves[0].size
+    init = [to_tensor(sources[s.source], first) if s.source else None for s in specs]
+    frame_steps = interpolation_frames(runs)
+    rendered = render(model, [objective_for(s, runs) for s in specs], runs, [s.seed for s in specs],
+                      init=init if any(i is not None for i in init) else None,
+                      frame_steps=[frame_steps if s.job == "interpolate" else () for s in specs], **options)
+    device = options["device"]
+    images = to_uint8(rendered.images)                                        # B x H x W x 3
+    ok = [j for j, e in enumerate(rendered.errors) if e is None]
+    logits = logits_of(model, images[ok], device) if ok else np.zeros((0, model.n_classes), np.float32)
+    seconds = (time.perf_counter() - start) / len(specs)
+
+    results = []
+    common = dict(model=model.name, weights=model.weights_id, schedule_id=schedule.id, seconds=seconds)
+    row = {j: r for r, j in enumerate(ok)}
+    for j, spec in enumerate(specs):
+        if j not in row:
+            results.append(JobResult(spec, image=None, logits=None, label=-1, margin_label=-1,
+                                     target_logit=float("nan"), target_prob=float("nan"),
+                                     partner_logit=float("nan"), error=rendered.errors[j], **common))
+            continue
+        v = logits[row[j]]
+        probs = torch.softmax(torch.from_numpy(v).double(), 0).numpy()
+        has_target = spec.target >= 0
+        frames = [Frame(step, image, logits_of(model, image[None], device)[0])
+                  for step, image in ((t, to_uint8(x[None])[0]) for t, x in rendered.frames.get(j, []))]
+        results.append(JobResult(
+            spec, image=images[j], logits=v, label=int(np.argmax(v)),
+            margin_label=margin_label(v, exclude=own_classes(spec) if has_target else ()),
+            target_logit=float(v[spec.target]) if has_target else float("nan"),
+            target_prob=float(probs[spec.target]) if has_target else float("nan"),
+            partner_logit=float(v[spec.partner]) if spec.partner >= 0 else float("nan"), error=None,
+            frames=frames, **common))
+    return results
+
+
+@torch.no_grad()
+def feature_means(model, images_uint8: np.ndarray, layer: str, maps: Sequence[int],
+                  device: torch.device | str = "cpu", chunk: int = 32) -> np.ndarray:
+    """Mean activation of feature maps `maps` of `layer` on each image: N x H x W x 3 uint8 -> N x len(maps)
+    float32 (Latent space, "Feature latent space": each image as the vector of its chosen features' means).
+
+    `images_uint8` may also be a list of H x W x 3 arrays of different sizes (evaluated one by one)."""
+    maps = [int(m) for m in maps]
+    if isinstance(images_uint8, np.ndarray):
+        batches = [images_uint8[i:i + chunk] for i in range(0, len(images_uint8), chunk)]
+    else:
+        batches = [np.asarray(im)[None] for im in images_uint8]
+    model = model.to(device).eval()
+    rows = []
+    for batch in batches:
+        if len(batch) == 0:
+            continue
+        _, acts = model.taps(from_uint8(batch).to(device), [layer])
+        a = acts[layer].float()                                   # N x C x H x W (or N x C for a head)
+        a = a.mean(dim=(2, 3)) if a.ndim == 4 else a.flatten(1)
+        if maps and max(maps) >= a.shape[1]:
+            raise ValueError(f"layer {layer} has {a.shape[1]} feature maps; asked for map {max(maps)}")
+        rows.append(a[:, maps].cpu())
+    if not rows:
+        return np.zeros((0, len(maps)), np.float32)
+    return torch.cat(rows).numpy().astype(np.float32)

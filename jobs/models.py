@@ -1,0 +1,294 @@
+"""Model zoo: every classifier behind one interface, RGB images in [0, 1] in, logits out.
+
+`load_model(name, weights)` returns a `Classifier`: it applies the network's own input normalisation inside,
+freezes every parameter (generation needs input gradients only), and can tap named hidden layers with forward
+hooks. Names: `googlenet`, `inception_v3`, `resnet50`, any other torchvision classification model, and the
+built-in demo model `digits` (see `jobs.digits`).
+
+`weights` is one of
+- a torchvision weights name (`DEFAULT`, `IMAGENET1K_V1`, ...): fetched into the torch hub cache by torchvision's
+  own mechanism when online; offline it must already be there, or `WeightsUnavailable` names the exact path;
+- a local `.pth`/`.pt` state dict, read with `torch.load(..., weights_only=True)` (never unpickles objects);
+- `random`: seeded random initialisation, for plumbing tests and speed benchmarks only (marked in `weights_id`).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RANDOM_WEIGHTS = "random"
+
+# Architecture arguments that make a torchvision model match its published checkpoints, so that a local state
+# dict saved from the pretrained model loads strictly. GoogLeNet's aux heads are dropped after loading.
+_ARCH_KWARGS = {
+    "googlenet": {"aux_logits": True, "transform_input": True, "init_weights": False},
+    "inception_v3": {"aux_logits": True, "transform_input": True, "init_weights": False},
+}
+# Layers that the articles use, offered first in `Classifier.layer_names`.
+SUGGESTED_LAYERS = {
+    "googlenet": ("inception3b", "inception4a", "inception4c", "inception4e", "inception5a", "inception5b"),
+    "inception_v3": ("Mixed_5d", "Mixed_6a", "Mixed_6e", "Mixed_7c", "AuxLogits"),
+    "resnet50": ("layer1", "layer2", "layer3", "layer4"),
+}
+# Hidden layer a plain `dream` raises by default (Deep dream: GoogLeNet `inception4c`; a middle layer otherwise).
+DREAM_LAYERS = {"googlenet": "inception4c", "inception_v3": "Mixed_6e", "resnet50": "layer3", "digits": "block2"}
+
+
+class WeightsUnavailable(RuntimeError):
+    """The requested weights cannot be had here; the message says where they were expected and what to do."""
+
+
+class InvalidWeightsFile(ValueError):
+    """A local weights file that is not a state dict for this model."""
+
+
+class UnknownModel(ValueError):
+    """A model name that is neither `digits` nor a torchvision classification model."""
+
+
+class Classifier(nn.Module):
+    """A frozen classifier taking RGB in [0, 1] (any size the network accepts) and returning logits.
+
+    Attributes: `name`, `weights_id` (what the weights are; `random...` marks random ones), `class_names`,
+    `n_classes`, `input_size` (the side the network was trained at), `layer_names` (tappable hidden layers).
+    """
+
+    def __init__(self, net: nn.Module, *, name: str, weights_id: str, class_names: Sequence[str],
+                 input_size: int, mean: Sequence[float], std: Sequence[float],
+                 suggested_layers: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.net = net.eval().requires_grad_(False)
+        self.name = name
+        self.weights_id = weights_id
+        self.class_names = tuple(class_names)
+        self.n_classes = len(self.class_names)
+        self.input_size = int(input_size)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        modules = dict(self.net.named_modules())
+        top_level = [n for n, _ in self.net.named_children()]
+        self.layer_names = tuple(dict.fromkeys([*(l for l in suggested_layers if l in modules), *top_level]))
+
+    @property
+    def is_random(self) -> bool:
+        return self.weights_id.startswith(RANDOM_WEIGHTS)
+
+    def train(self, mode: bool = True) -> "Classifier":
+        # Generation always runs the network in eval mode (batch norm statistics fixed, no dropout, no aux heads).
+        return super().train(False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        # images: B x 3 x H x W in [0, 1]  ->  logits: B x n_classes
+        return self.net((images - self.mean) / self.std)
+
+    def taps(self, images: torch.Tensor, layers: Sequence[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits plus the named hidden layers' activations for `images`, in one forward pass."""
+        with self.capture(layers) as activations:
+            logits = self(images)
+        return logits, dict(activations)
+
+    @contextlib.contextmanager
+    def capture(self, layers: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
+        """Within the block, each forward pass fills the yielded dict with `layer -> activation`."""
+        modules = dict(self.net.named_modules())
+        unknown = [l for l in layers if l not in modules or l == ""]
+        if unknown:
+            raise KeyError(f"{self.name} has no layer {', '.join(map(repr, unknown))}; "
+                           f"layers: {', '.join(self.layer_names)}")
+        activations: dict[str, torch.Tensor] = {}
+        handles = []
+        for layer in layers:
+            if layer == "AuxLogits" and "Mixed_6e" in modules:
+                # InceptionV3 runs its auxiliary head only in training mode; in eval we apply it to Mixed_6e.
+                aux_head = modules["AuxLogits"]
+
+                def run_aux(_module, _inputs, output, _head=aux_head):
+                    activations["AuxLogits"] = _head(output)
+                handles.append(modules["Mixed_6e"].register_forward_hook(run_aux))
+                continue
+
+            def keep(_module, _inputs, output, _layer=layer):
+                activations[_layer] = output
+            handles.append(modules[layer].register_forward_hook(keep))
+        try:
+            yield activations
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+def default_dream_layer(model: Classifier) -> str:
+    """The model's default dream layer: the article's choice where there is one, else a middle block (of its
+    `features` stack when it has one, as MobileNet, VGG, EfficientNet and DenseNet do)."""
+    if model.name in DREAM_LAYERS:
+        return DREAM_LAYERS[model.name]
+    if "layer3" in model.layer_names:  # every ResNet-like network
+        return "layer3"
+    features = getattr(model.net, "features", None)
+    if isinstance(features, nn.Sequential) and len(features) > 1:
+        names = [name for name, _ in features.named_children()]
+        return f"features.{names[len(names) // 2]}"
+    blocks = [n for n, m in model.net.named_children()
+              if not isinstance(m, (nn.Linear, nn.Dropout, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten))]
+    return blocks[len(blocks) // 2]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    n_classes: int
+    input_size: int
+    weights: str            # the weights name `load_model` uses by default
+    weights_offline: bool   # whether those weights load without a network connection
+
+
+def torchvision_classifiers() -> list[str]:
+    import torchvision
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _torchvision_weights(name: str, weights: str):
+    import torchvision
+    enum = torchvision.models.get_model_weights(name)
+    try:
+        return enum[weights]
+    except KeyError:
+        raise WeightsUnavailable(
+            f"{name} has no weights named {weights!r}; choose one of "
+            f"{', '.join(['DEFAULT', *enum.__members__])}, '{RANDOM_WEIGHTS}', or a local .pth file") from None
+
+
+def _default_weights(name: str):
+    import torchvision
+    return torchvision.models.get_model_weights(name).DEFAULT
+
+
+def cache_path(name: str, weights: str = "DEFAULT") -> Path:
+    """Where torchvision keeps (or would keep) the checkpoint file for `name`'s `weights`."""
+    url = _torchvision_weights(name, weights).url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def _input_size(weights_enum_value) -> int:
+    transforms = weights_enum_value.transforms
+    crop = getattr(transforms, "keywords", {}).get("crop_size")
+    if crop is None:
+        return 224
+    return int(crop[0] if isinstance(crop, (tuple, list)) else crop)
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle refusals, truncated files, not a torch file at all
+        raise InvalidWeightsFile(f"{path} is not a readable state dict ({type(error).__name__}: "
+                                 f"{str(error).splitlines()[0] if str(error) else 'no detail'})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InvalidWeightsFile(f"{path} does not hold a state dict (a mapping of parameter names to tensors)")
+    return state
+
+
+def _file_id(path: Path) -> str:
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return f"file:{path.name}:{digest}"
+
+
+def _load_state_dict(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise InvalidWeightsFile(f"{source} does not match this model's parameters: {first}") from None
+
+
+def _fetch_torchvision_state(name: str, weights: str) -> tuple[dict[str, torch.Tensor], str]:
+    weights_value = _torchvision_weights(name, weights)
+    expected = cache_path(name, weights)
+    offline = os.environ.get("CLASSWEEP_OFFLINE", "") not in ("", "0")
+    hint = (f"{name} weights {weights_value} are not available offline: expected {expected}; copy the file there "
+            f"or pass a local state dict with --weights /path/to/{name}.pth")
+    if not expected.exists() and offline:
+        raise WeightsUnavailable(hint)
+    try:
+        state = weights_value.get_state_dict(progress=False, check_hash=True)
+    except Exception as error:
+        raise WeightsUnavailable(f"{hint} (download failed: {type(error).__name__})") from None
+    return state, str(weights_value)
+
+
+def _build_torchvision(name: str, weights: str, seed: int) -> Classifier:
+    import torchvision
+    if name not in torchvision_classifiers():
+        raise UnknownModel(f"unknown model {name!r}: use 'digits' or a torchvision classifier "
+                           f"(e.g. googlenet, inception_v3, resnet50); `sweep models` lists them")
+    default = _default_weights(name)
+    arch_kwargs = dict(_ARCH_KWARGS.get(name, {}))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if weights == RANDOM_WEIGHTS:
+            arch_kwargs["init_weights"] = True if "init_weights" in arch_kwargs else None
+            arch_kwargs = {k: v for k, v in arch_kwargs.items() if v is not None}
+            net = torchvision.models.get_model(name, weights=None, **arch_kwargs)
+            weights_id = f"{RANDOM_WEIGHTS}:seed={seed}"
+        else:
+            path = Path(weights)
+            if path.suffix in (".pth", ".pt") or path.exists():
+                if not path.is_file():
+                    raise WeightsUnavailable(f"weights file {path} does not exist")
+                state, weights_id = _read_state_dict(path), _file_id(path)
+                source = str(path)
+            else:
+                state, weights_id = _fetch_torchvision_state(name, weights)
+                source = weights_id
+            if "aux_logits" in arch_kwargs:
+                # A state dict saved from a model without auxiliary heads (ours drops GoogLeNet's) loads too.
+                arch_kwargs["aux_logits"] = any(k.startswith(("aux1.", "AuxLogits.")) for k in state)
+            net = torchvision.models.get_model(name, weights=None, **arch_kwargs)
+            _load_state_dict(net, state, source)
+    if name == "googlenet" and net.aux_logits:  # the published GoogLeNet is used without its auxiliary heads
+        net.aux_logits, net.aux1, net.aux2 = False, None, None
+    return Classifier(net, name=name, weights_id=weights_id, class_names=default.meta["categories"],
+                      input_size=_input_size(default), mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                      suggested_layers=SUGGESTED_LAYERS.get(name, ()))
+
+
+def load_model(name: str, weights: str = "DEFAULT", *, device: torch.device | str = "cpu",
+               seed: int = 0) -> Classifier:
+    """The classifier `name` with `weights` (see module docstring), frozen, in eval mode, on `device`.
+
+    `seed` only matters for `weights="random"`: the same seed gives the same random network.
+    """
+    if name == "digits":
+        from jobs.digits import load_digits_classifier
+        model = load_digits_classifier(weights, seed=seed)
+    else:
+        model = _build_torchvision(name, weights, seed)
+    return model.to(device)
+
+
+def model_info(name: str) -> ModelInfo:
+    """Class count, input size and offline availability of the default weights, without building the network."""
+    if name == "digits":
+        from jobs.digits import CHECKPOINT, INPUT_SIZE, CLASS_NAMES
+        return ModelInfo("digits", len(CLASS_NAMES), INPUT_SIZE, "DEFAULT", CHECKPOINT.exists())
+    default = _default_weights(name)
+    return ModelInfo(name, len(default.meta["categories"]), _input_size(default), "DEFAULT",
+                     cache_path(name).exists())
+
+
+def list_models() -> list[ModelInfo]:
+    """The demo model and every torchvision classifier, the articles' three first."""
+    names = ["digits", "googlenet", "inception_v3", "resnet50"]
+    names += [n for n in torchvision_classifiers() if n not in names]
+    return [model_info(n) for n in names]

@@ -1,0 +1,111 @@
+"""Image transforms of the octave method, as closures: (config) -> (image) -> image.
+
+Images are float tensors B x 3 x H x W. Every transform here is deterministic given its inputs; the one random
+choice, where a crop lies, is drawn by `random_offsets` from an explicit `torch.Generator` per image, so an image
+gets the same crops whether it is rendered alone or inside a batch. (The articles warn that torchvision's
+`ColorJitter` cannot be seeded; nothing here uses it.)
+
+- `blur(sigma)`: torchvision's Gaussian blur, kernel 3, applied after every step (Image generation I,
+  "smoothness prior"); one sigma for all images or one per image.
+- `random_offsets` + `crop` / `paste`: the article's cropped octaves (positional jitter). Each image gets its own
+  crop position; all crops of a batch have the same size, so they stack into one B x 3 x s x s tensor. Only the
+  crop is updated and blurred; `paste` writes it back.
+- `pad(width, fill)`: the article's `Pad([1, 1], fill=0.7)` in the first octave. Applied literally each step it
+  would grow the image by two pixels per step; we read it as padding the *model input* each step: the network sees
+  the image inside a constant frame of `fill`, the gradient is taken with respect to the unpadded image only (it
+  reaches the interior), and the image keeps its size. This keeps what the article wanted, the periphery is no
+  longer where the gradient concentrates, without changing the schedule's sizes.
+- `resize(size)`: bilinear resize with antialiasing between octaves (torchvision's `resize`).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence, Union
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+Transform = Callable[[Tensor], Tensor]
+
+
+def compose(*transforms: Transform) -> Transform:
+    """Apply `transforms` left to right."""
+    def inner(image: Tensor) -> Tensor:
+        for t in transforms:
+            image = t(image)
+        return image
+    return inner
+
+
+def blur(sigma: Union[float, Sequence[float]], kernel: int = 3) -> Transform:
+    """Gaussian blur (torchvision `gaussian_blur`, `kernel` x `kernel`) with `sigma` for every image, or one sigma
+    per image (images with equal sigma are blurred together)."""
+    def inner(image: Tensor) -> Tensor:                 # B x 3 x H x W -> B x 3 x H x W
+        if isinstance(sigma, (int, float)):
+            return TF.gaussian_blur(image, [kernel, kernel], [float(sigma)] * 2)
+        sigmas = [float(s) for s in sigma]
+        if len(sigmas) != image.shape[0]:
+            raise ValueError(f"blur got {len(sigmas)} sigmas for {image.shape[0]} images")
+        out = torch.empty_like(image)
+        for s in sorted(set(sigmas)):
+            index = torch.tensor([j for j, v in enumerate(sigmas) if v == s], device=image.device)
+            out[index] = TF.gaussian_blur(image[index], [kernel, kernel], [s, s])
+        return out
+    return inner
+
+
+def pad(width: int, fill: float = 0.7) -> Transform:
+    """A constant frame `width` pixels wide of value `fill` around each image (differentiable, so the gradient
+    with respect to the unpadded image is the interior of the padded input's gradient)."""
+    def inner(image: Tensor) -> Tensor:                 # B x 3 x H x W -> B x 3 x (H + 2w) x (W + 2w)
+        if width == 0:
+            return image
+        return F.pad(image, (width, width, width, width), mode="constant", value=fill)
+    return inner
+
+
+def resize(size: int) -> Transform:
+    """Bilinear resize with antialiasing to `size` x `size` (between octaves)."""
+    def inner(image: Tensor) -> Tensor:                 # B x 3 x H x W -> B x 3 x size x size
+        return TF.resize(image, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
+    return inner
+
+
+def random_offsets(image_size: int, crop_size: int, generators: Sequence[torch.Generator],
+                   steps: int | None = None) -> Tensor:
+    """Uniformly random crop positions (top, left), each image's drawn from its own generator.
+
+    Returns B x 2 (one position per image), or B x steps x 2 (a position per step, drawn in one go) as a long
+    tensor on the CPU. What an image draws never depends on the other images in the batch.
+    """
+    if not 0 < crop_size <= image_size:
+        raise ValueError(f"crop size {crop_size} must be between 1 and the image size {image_size}")
+    high = image_size - crop_size + 1
+    shape = (2,) if steps is None else (steps, 2)
+    return torch.stack([torch.randint(0, high, shape, generator=g) for g in generators])  # B x [steps x] 2
+
+
+def _crop_index(offsets: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
+    ar = torch.arange(size, device=offsets.device)
+    rows = offsets[:, 0, None] + ar                     # B x s
+    cols = offsets[:, 1, None] + ar                     # B x s
+    batch = torch.arange(offsets.shape[0], device=offsets.device)[:, None, None]
+    return batch, rows[:, :, None], cols[:, None, :]    # broadcast to B x s x s
+
+
+def crop(size: int) -> Callable[[Tensor, Tensor], Tensor]:
+    """`(image, offsets) -> crops`: the `size` x `size` square at `offsets[j]` (top, left) of each image j."""
+    def inner(image: Tensor, offsets: Tensor) -> Tensor:   # B x 3 x H x W, B x 2 -> B x 3 x s x s
+        b, r, c = _crop_index(offsets.to(image.device), size)
+        return image[b, :, r, c].permute(0, 3, 1, 2).contiguous()   # indexing gives B x s x s x 3
+    return inner
+
+
+def paste(image: Tensor, crops: Tensor, offsets: Tensor) -> Tensor:
+    """A copy of `image` with `crops[j]` written at `offsets[j]` (the inverse of `crop`)."""
+    b, r, c = _crop_index(offsets.to(image.device), crops.shape[-1])
+    out = image.clone()
+    out[b, :, r, c] = crops.permute(0, 2, 3, 1)          # B x s x s x 3
+    return out

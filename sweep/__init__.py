@@ -1,0 +1,14 @@
+"""Distributed sweeps: work planning, Ray workers pinned to GPUs, the crash-safe Parquet store, and the CLI.
+
+Uses `jobs` to render images; knows nothing of the analysis beyond calling it from the CLI.
+"""
+from sweep.driver import SweepConfig, SweepError, SweepSummary, run_sweep
+from sweep.export import export_pngs
+from sweep.features import FeatureConfig, run_features
+from sweep.plan import Batch, Plan, PlanError, WorkItem, make_plan, parse_classes, parse_features, parse_pairs
+from sweep.status import StoreStatus, store_status
+from sweep.store import ManifestMismatch, Store, StoreError, images_schema
+
+__all__ = ["Batch", "FeatureConfig", "ManifestMismatch", "Plan", "PlanError", "Store", "StoreError", "StoreStatus",
+           "SweepConfig", "SweepError", "SweepSummary", "WorkItem", "export_pngs", "images_schema", "make_plan",
+           "parse_classes", "parse_features", "parse_pairs", "run_features", "run_sweep", "store_status"]

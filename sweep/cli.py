@@ -1,0 +1,205 @@
+"""`sweep`: the command line. Thin: it parses options and calls the library (`run_sweep`, `store_status`, ...).
+
+Every user error (bad selection, unknown model or schedule, missing weights, a store of another sweep) is one line
+`Error: ...` and exit status 2, raised before anything is written or Ray is started.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Iterator
+
+import click
+
+from sweep.driver import DEVICES, SweepConfig, SweepError, run_sweep
+from sweep.plan import PlanError
+from sweep.store import StoreError
+
+DEMO_STORE = "./demo-store"
+DEMO_BATCH = 16   # the digits preset renders fastest per image around 16 per batch on a CPU
+
+
+class UserError(click.ClickException):
+    """Printed by click as `Error: <message>`; exit status 2 like click's own usage errors."""
+    exit_code = 2
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    from jobs.models import InvalidWeightsFile, UnknownModel, WeightsUnavailable
+    errors: tuple[type[BaseException], ...] = (PlanError, StoreError, WeightsUnavailable, InvalidWeightsFile,
+                                               UnknownModel)
+    with contextlib.suppress(ImportError, AttributeError):
+        import analysis
+        errors += (analysis.StoreError,)
+    return errors
+
+
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """Turn the library's user errors into one-line CLI errors (no traceback)."""
+    try:
+        yield
+    except user_errors() as error:
+        raise UserError(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
+    except SweepError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def cluster_options(command):
+    """Options shared by the commands that start workers (run, demo, analyze --features)."""
+    options = [
+        click.option("--address", default=None, help="Join this Ray cluster (auto or HOST:PORT); "
+                     "default: start a local Ray."),
+        click.option("--workers", type=click.IntRange(min=1), default=None,
+                     help="Number of actors (default: one per GPU, or per CPU without GPUs)."),
+        click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+                     help="gpu: one GPU per actor even before the autoscaler has added GPU nodes."),
+        click.option("--cpus-per-worker", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+                     help="CPUs reserved by each actor (also its torch threads)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Class-image sweeps over image classifiers on Ray, stored as Parquet, and their analysis."""
+
+
+@main.command()
+def models() -> None:
+    """List the models, their class count, input size and whether their weights are available offline."""
+    from jobs.models import list_models
+    click.echo(f"{'model':<28}{'classes':>8}{'input':>7}  weights offline")
+    for info in list_models():
+        click.echo(f"{info.name:<28}{info.n_classes:>8}{info.input_size:>7}  "
+                   f"{'yes' if info.weights_offline else 'no'}")
+    click.echo("(any model also runs with --weights random, or --weights /path/to/state_dict.pth)")
+
+
+@main.command()
+@click.option("--store", required=True, help="Directory or s3:// / gs:// URI of the Parquet store.")
+@click.option("--model", required=True, help="Model name (`sweep models`).")
+@click.option("--weights", default="DEFAULT", show_default=True, help="Weights name, random, or a .pth file.")
+@click.option("--jobs", default=None, help="Comma list of jobs (default: all: octave,opposite,addition).")
+@click.option("--classes", default="all", show_default=True, help="all | 0-999 | 1,5,7-9")
+@click.option("--pairs", default=None, help="Addition pairs: 1+2,3+4 | FILE | random:N | all "
+              "(default: all pairs of the classes, if at most 1000).")
+@click.option("--variants", default=None, help="Addition variants (default: merge,juxtapose).")
+@click.option("--seeds", type=int, default=1, show_default=True, help="Seeds 0..N-1 per item.")
+@click.option("--schedule", default=None, help="Schedule preset or JSON file (default: the model's preset).")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Images rendered together.")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Tries per item in this run before it is left in failures/.")
+@cluster_options
+def run(store, model, weights, jobs, classes, pairs, variants, seeds, schedule, batch_size, max_attempts, address,
+        workers, device, cpus_per_worker) -> None:
+    """Generate images for every selected class (resumes an interrupted run of the same command)."""
+    config = SweepConfig(store=store, model=model, weights=weights, jobs=jobs, classes=classes, pairs=pairs,
+                         variants=variants, seeds=seeds, schedule=schedule, batch_size=batch_size, address=address,
+                         workers=workers, device=device, cpus_per_worker=cpus_per_worker, max_attempts=max_attempts)
+    with reported():
+        summary = run_sweep(config)
+    for line in summary.lines():
+        click.echo(line)
+    sys.exit(summary.exit_status)
+
+
+@main.command()
+@click.option("--store", required=True, help="The store to report on.")
+def status(store) -> None:
+    """Done / total per job and the failures of a store."""
+    from sweep.status import store_status
+    with reported():
+        report = store_status(store)
+    for line in report.lines():
+        click.echo(line)
+
+
+@main.command()
+@click.option("--store", required=True, help="The store to export.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for the PNG files.")
+def export(store, out) -> None:
+    """Write the stored images as PNG files named like octave/0042_goldfish_s0.png."""
+    from sweep.export import export_pngs
+    with reported():
+        count = export_pngs(store, out)
+    click.echo(f"wrote {count} PNG files under {out}")
+
+
+def analysis_functions():
+    """(analyze_store, write_figures) from the analysis package, or None when it is not installed here."""
+    try:
+        import analysis
+        return analysis.analyze_store, analysis.write_figures
+    except (ImportError, AttributeError):
+        return None
+
+
+@main.command()
+@click.option("--store", required=True, help="The store to analyse.")
+@click.option("--metric", type=click.Choice(["cosine", "euclidean"]), default="cosine", show_default=True,
+              help="Distance in the output space (nearest neighbours).")
+@click.option("--features", default=None, help="Also compute the feature latent space, LAYER:MAPS "
+              "(e.g. inception5a:0,4), through Ray workers.")
+@click.option("--weights", default=None, help="Weights for --features (default: the sweep's).")
+@cluster_options
+def analyze(store, metric, features, weights, address, workers, device, cpus_per_worker) -> None:
+    """Tables under {store}/analysis/: classes, opposites, additions, PCA, nearest-neighbour graph."""
+    functions = analysis_functions()
+    with reported():
+        if features:
+            from sweep.features import FeatureConfig, run_features
+            from sweep.plan import parse_features
+            layer, maps = parse_features(features)
+            path, rows = run_features(FeatureConfig(store=store, layer=layer, maps=maps, weights=weights,
+                                                    address=address, workers=workers, device=device,
+                                                    cpus_per_worker=cpus_per_worker))
+            click.echo(f"wrote {path} ({rows} images, {layer} maps {','.join(map(str, maps))})")
+        if functions is None:
+            raise click.ClickException("the analysis package is not available in this installation")
+        summary = functions[0](store, metric=metric)
+    for line in summary.lines():
+        click.echo(line)
+
+
+@main.command()
+@click.option("--store", required=True, help="The analysed store.")
+@click.option("--out", default=None, help="Directory for figures and index.html (default: {store}/figures).")
+def figures(store, out) -> None:
+    """Figures and a static HTML report from the analysis tables."""
+    functions = analysis_functions()
+    if functions is None:
+        raise click.ClickException("the analysis package is not available in this installation")
+    with reported():
+        index = functions[1](store, out)
+    click.echo(f"report: {index}")
+
+
+@main.command()
+@click.option("--store", default=DEMO_STORE, show_default=True, help="Where to write the demo store.")
+@cluster_options
+def demo(store, address, workers, device, cpus_per_worker) -> None:
+    """The built-in example: the digits model, all jobs, all classes and pairs; then analysis and figures."""
+    config = SweepConfig(store=store, model="digits", schedule="digits", pairs="all", seeds=1, batch_size=DEMO_BATCH,
+                         address=address, workers=workers, device=device, cpus_per_worker=cpus_per_worker)
+    with reported():
+        summary = run_sweep(config)
+    for line in summary.lines():
+        click.echo(line)
+    if summary.exit_status:
+        sys.exit(summary.exit_status)
+    functions = analysis_functions()
+    if functions is None:
+        click.echo("analysis is unavailable in this installation: skipped analyze and figures")
+        return
+    with reported():
+        for line in functions[0](store).lines():
+            click.echo(line)
+        index = functions[1](store, None)
+    click.echo(f"report: {index}")
+
+
+if __name__ == "__main__":
+    main()

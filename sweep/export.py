@@ -1,0 +1,43 @@
+"""Export a store's images as PNG files with readable names: `octave/0042_goldfish_s0.png`."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from sweep.store import IMAGES, Store, StoreError
+
+COLUMNS = ["job", "variant", "target", "partner", "seed", "target_name", "partner_name", "png"]
+
+
+def slug(name: str) -> str:
+    """A class name as a file-name part: "great white shark" -> "great-white-shark"."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "class"
+
+
+def png_name(row: dict) -> str:
+    """Relative file name of one image row: job (and variant) folder, class index and name, seed."""
+    folder = row["job"] + (f"-{row['variant']}" if row["variant"] else "")
+    stem = f"{row['target']:04d}_{slug(row['target_name'])}"
+    if row["partner"] >= 0:
+        stem += f"+{row['partner']:04d}_{slug(row['partner_name'])}"
+    return f"{folder}/{stem}_s{row['seed']}.png"
+
+
+def export_pngs(uri: str, out: str | Path) -> int:
+    """Write every stored image under `out`; returns how many. Reads one file and row group at a time."""
+    store = Store.open(uri)
+    if store.read_manifest() is None:
+        raise StoreError(f"{store.uri} has no manifest.json: not a sweep store")
+    out = Path(out)
+    count = 0
+    for path in store.files(IMAGES):
+        with store.fs.open_input_file(path) as handle:
+            for batch in pq.ParquetFile(handle).iter_batches(columns=COLUMNS, batch_size=256):
+                for row in batch.to_pylist():
+                    target = out / png_name(row)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(row["png"])
+                    count += 1
+    return count

@@ -1,0 +1,64 @@
+"""What a store holds against what its manifest planned: done / total per job and variant, and the failures."""
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+
+from sweep.plan import Plan
+from sweep.store import FAILURES, IMAGES, Store, StoreError
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    store: str
+    manifest: dict
+    counts: tuple[tuple[str, str, int, int], ...]   # (job, variant, done, total)
+    failed_attempts: int                             # rows in failures/
+    still_failing: tuple[tuple[str, str], ...]       # (key, last error) of failed items not in images/
+    duplicates: int                                  # keys stored more than once (never, unless files were copied in)
+
+    @property
+    def done(self) -> int:
+        return sum(c[2] for c in self.counts)
+
+    @property
+    def total(self) -> int:
+        return sum(c[3] for c in self.counts)
+
+    def lines(self) -> list[str]:
+        m = self.manifest
+        out = [f"store {self.store}: model {m['model']} ({m['weights']}), schedule {m.get('schedule')} "
+               f"({m['schedule_id']}), {m['n_classes']} classes",
+               f"{'job':<12}{'variant':<12}{'done/total':>12}"]
+        out += [f"{job:<12}{variant or '-':<12}{f'{done}/{total}':>12}" for job, variant, done, total in self.counts]
+        out.append(f"{'total':<24}{f'{self.done}/{self.total}':>12}")
+        out.append(f"failures: {self.failed_attempts} failed attempts, {len(self.still_failing)} items still failing")
+        out += [f"  {key}: {error}" for key, error in self.still_failing[:20]]
+        if len(self.still_failing) > 20:
+            out.append(f"  ... and {len(self.still_failing) - 20} more")
+        if self.duplicates:
+            out.append(f"warning: {self.duplicates} keys appear more than once in {IMAGES}/")
+        return out
+
+
+def store_status(uri: str) -> StoreStatus:
+    """Read only the key columns of images/ and failures/ and compare with the manifest's plan."""
+    store = Store.open(uri)
+    manifest = store.read_manifest()
+    if manifest is None:
+        raise StoreError(f"{store.uri} has no manifest.json: not a sweep store (or nothing was run yet)")
+    keys = store.read(IMAGES, ["key"]).column("key").to_pylist()
+    stored = set(keys)
+    planned = collections.Counter()
+    done = collections.Counter()
+    for item in Plan.from_options(manifest["options"]).items():
+        planned[item.job, item.variant] += 1
+        done[item.job, item.variant] += item.key in stored
+    counts = tuple((job, variant, done[job, variant], total) for (job, variant), total in planned.items())
+    failures = store.read(FAILURES, ["key", "attempt", "error"]).to_pylist()
+    last: dict[str, tuple[int, str]] = {}
+    for row in failures:
+        if row["key"] not in stored and row["attempt"] >= last.get(row["key"], (-1, ""))[0]:
+            last[row["key"]] = (row["attempt"], row["error"])
+    return StoreStatus(store.uri, manifest, counts, len(failures),
+                       tuple(sorted((k, e) for k, (_, e) in last.items())), len(keys) - len(stored))

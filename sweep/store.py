@@ -1,0 +1,279 @@
+"""The Parquet store: a directory or an `s3://` / `gs://` URI holding a sweep's manifest, images and failures.
+
+```
+{store}/manifest.json          what the store holds (model, weights, schedule, options, package version)
+{store}/images/part-*.parquet  one file per engine batch: one row per generated image (IMAGE_COLUMNS)
+{store}/failures/*.parquet     one row per failed attempt (FAILURE_SCHEMA)
+{store}/analysis/              tables written by `sweep analyze`
+```
+Every file is written whole and atomically: on a file system to a name starting with `_` and then renamed (Parquet
+readers skip such names, so a crash leaves no half file in view), on an object store as a single PUT of the
+complete bytes (the object appears only when the upload completes). A batch's file name is derived from the set of
+keys it ran (`Batch.name`), so running the same batch again overwrites the same file: an actor that dies after
+writing but before reporting cannot make an item appear twice.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+FORMAT = 1
+IMAGES, FAILURES, ANALYSIS = "images", "failures", "analysis"
+MANIFEST = "manifest.json"
+TEMP_PREFIX = "_"                     # pyarrow's dataset reader skips names starting with "_" or "."
+OBJECT_STORES = ("s3", "gcs")         # pyarrow file system type names without an atomic rename
+# Manifest fields that must match for a run to write into an existing store (package_version and created may differ).
+COMPARED_FIELDS = ("format", "model", "weights", "schedule_id", "n_classes")
+
+
+class StoreError(ValueError):
+    """A store that cannot be used as asked; the message is one line meant for the user."""
+
+
+class ManifestMismatch(StoreError):
+    """The store was written with a different configuration than this run's."""
+
+
+def images_schema(n_classes: int) -> pa.Schema:
+    """Columns of `images/`: one row per generated image, with the model's full output on the stored PNG."""
+    return pa.schema([
+        ("key", pa.string()), ("job", pa.string()), ("variant", pa.string()),
+        ("model", pa.string()), ("weights", pa.string()), ("schedule_id", pa.string()),
+        ("target", pa.int32()), ("partner", pa.int32()), ("seed", pa.int32()),
+        ("label", pa.int32()), ("margin_label", pa.int32()),
+        ("target_name", pa.string()), ("label_name", pa.string()), ("partner_name", pa.string()),
+        ("target_logit", pa.float32()), ("target_prob", pa.float32()), ("partner_logit", pa.float32()),
+        ("logits", pa.list_(pa.float32(), n_classes)),
+        ("png", pa.binary()), ("width", pa.int32()), ("height", pa.int32()),
+        ("seconds", pa.float32()), ("worker", pa.string()),
+    ])
+
+
+FAILURE_SCHEMA = pa.schema([
+    ("key", pa.string()), ("job", pa.string()), ("variant", pa.string()), ("target", pa.int32()),
+    ("partner", pa.int32()), ("seed", pa.int32()), ("attempt", pa.int32()), ("error", pa.string()),
+    ("worker", pa.string()), ("time", pa.timestamp("ms", tz="UTC")),
+])
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """H x W x 3 uint8 RGB -> PNG bytes."""
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), mode="RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """PNG bytes -> H x W x 3 uint8 RGB."""
+    from PIL import Image
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def images_table(results: Sequence, class_names: Sequence[str], worker: str) -> pa.Table:
+    """Successful `jobs.JobResult`s -> an `images/` table (the PNG is what is stored; logits were taken on it)."""
+    n_classes = len(class_names)
+    ok = [r for r in results if r.error is None]
+    rows: dict[str, list] = {name: [] for name in images_schema(n_classes).names}
+    for r in ok:
+        spec = r.spec
+        rows["key"].append(item_key(spec))
+        rows["job"].append(spec.job)
+        rows["variant"].append(spec.variant)
+        rows["model"].append(r.model)
+        rows["weights"].append(r.weights)
+        rows["schedule_id"].append(r.schedule_id)
+        rows["target"].append(spec.target)
+        rows["partner"].append(spec.partner)
+        rows["seed"].append(spec.seed)
+        rows["label"].append(r.label)
+        rows["margin_label"].append(r.margin_label)
+        rows["target_name"].append(class_names[spec.target])
+        rows["label_name"].append(class_names[r.label] if 0 <= r.label < n_classes else "")
+        rows["partner_name"].append(class_names[spec.partner] if spec.partner >= 0 else "")
+        rows["target_logit"].append(r.target_logit)
+        rows["target_prob"].append(r.target_prob)
+        rows["partner_logit"].append(r.partner_logit)
+        rows["png"].append(encode_png(r.image))
+        rows["height"].append(int(r.image.shape[0]))
+        rows["width"].append(int(r.image.shape[1]))
+        rows["seconds"].append(r.seconds)
+        rows["worker"].append(worker)
+    schema = images_schema(n_classes)
+    logits = np.stack([np.asarray(r.logits, dtype=np.float32) for r in ok]) if ok \
+        else np.zeros((0, n_classes), np.float32)                                       # N x n_classes
+    columns = {name: pa.array(values, type=schema.field(name).type) for name, values in rows.items()
+               if name != "logits"}
+    columns["logits"] = pa.FixedSizeListArray.from_arrays(pa.array(logits.reshape(-1)), n_classes)
+    return pa.table({name: columns[name] for name in schema.names}, schema=schema)
+
+
+def failures_table(failures: Iterable[tuple[object, int, str]], worker: str) -> pa.Table:
+    """(work item or spec, attempt, error) triples -> a `failures/` table."""
+    now = datetime.now(timezone.utc)
+    rows = [{"key": item_key(item), "job": item.job, "variant": item.variant, "target": item.target,
+             "partner": item.partner, "seed": item.seed, "attempt": attempt, "error": error, "worker": worker,
+             "time": now} for item, attempt, error in failures]
+    return pa.Table.from_pylist(rows, schema=FAILURE_SCHEMA)
+
+
+def item_key(item) -> str:
+    """The deterministic key of a work item or `jobs.JobSpec` (same format as `sweep.plan.WorkItem.key`)."""
+    return f"{item.job}:{item.variant or '-'}:{item.target}:{item.partner}:{item.seed}"
+
+
+def table_bytes(table: pa.Table) -> bytes:
+    """A Parquet file in memory: PNG bytes stored uncompressed (already compressed), the rest zstd."""
+    buffer = pa.BufferOutputStream()
+    compression = {name: ("NONE" if name == "png" else "zstd") for name in table.schema.names}
+    dictionary = [name for name in table.schema.names if pa.types.is_string(table.schema.field(name).type)]
+    pq.write_table(table, buffer, compression=compression, use_dictionary=dictionary)
+    return buffer.getvalue().to_pybytes()
+
+
+def manifest_differences(stored: dict, wanted: dict) -> list[str]:
+    """Human-readable differences between two manifests, on the fields that define what a store holds."""
+    def show(value) -> str:
+        if isinstance(value, list) and len(value) > 6:
+            return f"{len(value)} entries [{', '.join(map(str, value[:3]))}, ..., {value[-1]}]"
+        return json.dumps(value)
+
+    differences = [f"{field} is {show(stored.get(field))} in the store, {show(wanted.get(field))} here"
+                   for field in COMPARED_FIELDS if stored.get(field) != wanted.get(field)]
+    stored_options, wanted_options = stored.get("options", {}), wanted.get("options", {})
+    for field in sorted(set(stored_options) | set(wanted_options)):
+        if stored_options.get(field) != wanted_options.get(field):
+            differences.append(f"{field} is {show(stored_options.get(field))} in the store, "
+                               f"{show(wanted_options.get(field))} here")
+    return differences
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("classweep")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def new_manifest(*, model: str, weights: str, weights_source: str, schedule: str, schedule_id: str,
+                 class_names: Sequence[str], options: dict) -> dict:
+    """`weights` identifies the weights (`Classifier.weights_id`); `weights_source` is how they were asked for
+    (e.g. DEFAULT), so that later passes over the store (features) can load the same model."""
+    return {"format": FORMAT, "model": model, "weights": weights, "weights_source": weights_source,
+            "schedule": schedule, "schedule_id": schedule_id, "n_classes": len(class_names),
+            "class_names": list(class_names), "options": options, "package_version": package_version(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+@dataclass(frozen=True)
+class Store:
+    """A store location: `uri` as given, the pyarrow file system and the root path inside it."""
+    uri: str
+    fs: pafs.FileSystem
+    root: str
+
+    @classmethod
+    def open(cls, uri: str) -> "Store":
+        """A local directory (relative paths allowed) or a URI pyarrow understands (`s3://`, `gs://`, `file://`)."""
+        if "://" not in uri:
+            root = os.path.abspath(os.path.expanduser(uri))
+            return cls(root, pafs.LocalFileSystem(), root)
+        try:
+            fs, root = pafs.FileSystem.from_uri(uri)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as error:
+            raise StoreError(f"cannot open store {uri}: {str(error).splitlines()[0]}") from None
+        return cls(uri.rstrip("/"), fs, root.rstrip("/"))
+
+    @property
+    def is_object_store(self) -> bool:
+        return self.fs.type_name in OBJECT_STORES
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def exists(self, *parts: str) -> bool:
+        return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
+
+    # ---- writing --------------------------------------------------------------------------------------------
+    def write_bytes(self, relative: str, data: bytes) -> str:
+        """Write a whole file atomically (temp name + rename, or one PUT on object stores); returns its path."""
+        final = self.path(relative)
+        directory, name = final.rsplit("/", 1)
+        if self.is_object_store:
+            try:
+                with self.fs.open_output_stream(final) as out:   # the object appears when the upload completes
+                    out.write(data)
+            except FileNotFoundError:                             # stores with real directories want them first
+                self.fs.create_dir(directory, recursive=True)
+                with self.fs.open_output_stream(final) as out:
+                    out.write(data)
+            return final
+        self.fs.create_dir(directory, recursive=True)
+        temp = f"{directory}/{TEMP_PREFIX}{name}.{uuid.uuid4().hex[:8]}.tmp"
+        with self.fs.open_output_stream(temp) as out:
+            out.write(data)
+        self.fs.move(temp, final)   # rename(2): replaces an older file of the same name in one step
+        return final
+
+    def write_table(self, relative: str, table: pa.Table) -> str:
+        return self.write_bytes(relative, table_bytes(table))
+
+    def write_manifest(self, manifest: dict) -> None:
+        self.write_bytes(MANIFEST, json.dumps(manifest, indent=1).encode())
+
+    def cleanup_temp(self) -> int:
+        """Remove temporary files that an interrupted writer left behind; returns how many."""
+        removed = 0
+        for directory in (IMAGES, FAILURES, ANALYSIS, ""):
+            for info in self._listing(directory):
+                if info.base_name.startswith(TEMP_PREFIX) and info.type == pafs.FileType.File:
+                    self.fs.delete_file(info.path)
+                    removed += 1
+        return removed
+
+    # ---- reading --------------------------------------------------------------------------------------------
+    def read_manifest(self) -> dict | None:
+        if not self.exists(MANIFEST):
+            return None
+        with self.fs.open_input_stream(self.path(MANIFEST)) as stream:
+            try:
+                return json.loads(stream.read())
+            except ValueError:
+                raise StoreError(f"{self.uri}/{MANIFEST} is not valid JSON") from None
+
+    def _listing(self, directory: str) -> list[pafs.FileInfo]:
+        selector = pafs.FileSelector(self.path(directory) if directory else self.root, allow_not_found=True)
+        return self.fs.get_file_info(selector)
+
+    def files(self, directory: str) -> list[str]:
+        """Paths of the finished Parquet files in `directory` (images, failures, ...), sorted."""
+        return sorted(info.path for info in self._listing(directory) if info.type == pafs.FileType.File
+                      and info.base_name.endswith(".parquet") and not info.base_name.startswith((TEMP_PREFIX, ".")))
+
+    def read(self, directory: str, columns: Sequence[str] | None = None) -> pa.Table:
+        """The finished files of `directory`, only `columns` (never read `png` unless you need the pictures)."""
+        tables = []
+        for path in self.files(directory):
+            try:
+                tables.append(pq.read_table(path, columns=columns, filesystem=self.fs))
+            except (pa.ArrowInvalid, OSError, KeyError) as error:
+                raise StoreError(f"unreadable file {path}: {str(error).splitlines()[0]}") from None
+        if not tables:
+            return pa.table({}) if columns is None else pa.table({c: pa.array([], pa.string()) for c in columns})
+        return pa.concat_tables(tables, promote_options="permissive")
+
+    def done_keys(self) -> set[str]:
+        """Keys of every stored image, reading only the `key` column."""
+        return set(self.read(IMAGES, ["key"]).column("key").to_pylist())

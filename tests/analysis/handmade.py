@@ -1,0 +1,74 @@
+"""A small hand-designed store whose tables can be worked out on paper (see the comments on each image).
+
+Six classes. Octave images (most activated other class -> nearest neighbour):
+    0 -> 1, 1 -> 0                 a mutual pair: component {0, 1}
+    2 -> 3, 3 -> 4, 4 -> 2, 5 -> 4 a 3-cycle plus a tail: component {2, 3, 4, 5}, triangle clique {2, 3, 4}
+Opposite images (argmax): 0 -> 1, 1 -> 0, 2 -> 5, 3 -> 5, 4 -> 0, 5 -> 3
+    mutual: 0 <-> 1 and 3 <-> 5; not mutual: 2 (5's opposite is 3), 4 (0's opposite is 1)
+Margin labels (stored, chosen by hand): 0 -> 3, 1 -> 3, 2 -> 4, 3 -> 0, 4 -> 5, 5 -> 0; mutual only 0 <-> 3.
+Additions: 0+1 merge ranks (1, 2) top two; 0+1 juxtapose (1, 3) not; 2+3 merge (3, 2) not; 2+3 juxtapose tie (1, 1).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from analysis.coverage import item_key
+from analysis.synthetic import Image, noise_png, write_store
+
+NAMES = ("apple", "bear", "cat", "dog", "eel", "fox")
+OCTAVE = {
+    0: [10, 5, 1, 0, 0, -2],
+    1: [4, 10, 1, 0, 0, -1],
+    2: [0, 1, 10, 6, 2, 0],
+    3: [0, 0, 2, 10, 7, 1],
+    4: [0, 0, 8, 1, 10, 0],
+    5: [1, 0, 0, 0, 2, 10],
+}
+OPPOSITE = {  # target: (logits, margin label)
+    0: ([-9, 6, 0, 0, 1, 0], 3),
+    1: ([5, -9, 0, 1, 0, 0], 3),
+    2: ([0, 0, -9, 1, 0, 6], 4),
+    3: ([0, 1, 0, -9, 0, 6], 0),
+    4: ([6, 0, 1, 0, -9, 0], 5),
+    5: ([0, 1, 0, 6, 0, -9], 0),
+}
+ADDITION = {  # (a, b, variant): logits
+    (0, 1, "merge"): [9, 8, 1, 0, 0, 0],
+    (0, 1, "juxtapose"): [9, 2, 8, 0, 0, 0],
+    (2, 3, "merge"): [0, 0, 5, 6, 7, 0],
+    (2, 3, "juxtapose"): [0, 0, 7, 7, 1, 0],
+}
+OPTIONS = {"jobs": ["octave", "opposite", "addition"], "classes": [0, 1, 2, 3, 4, 5], "pairs": [[0, 1], [2, 3]],
+           "variants": ["merge", "juxtapose"], "seeds": 1, "batch_size": 4}
+
+
+def small_images(drop: tuple[str, ...] = (), size: int = 24) -> list[Image]:
+    """The store's rows; `drop` removes rows by key."""
+    rng = np.random.default_rng(0)
+    images = [Image("octave", c, np.array(v, float), png=noise_png(rng, size)) for c, v in OCTAVE.items()]
+    images += [Image("opposite", c, np.array(v, float), margin_label=m, png=noise_png(rng, size))
+               for c, (v, m) in OPPOSITE.items()]
+    images += [Image("addition", a, np.array(v, float), variant=variant, partner=b, png=noise_png(rng, size))
+               for (a, b, variant), v in ADDITION.items()]
+    return [im for im in images if item_key(im.job, im.variant, im.target, im.partner, im.seed) not in drop]
+
+
+def make_small_store(path, drop: tuple[str, ...] = (), options: dict | None = None, rows_per_file: int = 4) -> str:
+    return write_store(str(path), NAMES, small_images(drop), options=options or OPTIONS,
+                       rows_per_file=rows_per_file)
+
+
+def corrupt_png_column(store: str) -> None:
+    """Overwrite every png column chunk of every images/ file with garbage (other columns stay readable)."""
+    import glob
+    for path in glob.glob(f"{store}/images/*.parquet"):
+        meta = pq.ParquetFile(path).metadata
+        j = meta.schema.to_arrow_schema().names.index("png")
+        chunks = [meta.row_group(i).column(j) for i in range(meta.num_row_groups)]
+        with open(path, "r+b") as f:
+            for col in chunks:
+                f.seek(col.dictionary_page_offset or col.data_page_offset)
+                f.write(b"\xff" * col.total_compressed_size)
+
+

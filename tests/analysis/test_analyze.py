@@ -1,0 +1,140 @@
+"""The analysis stage end to end on the hand-made store: tables written, summary, errors, determinism."""
+import json
+import os
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import pytest
+
+import analysis
+from analysis import StoreError, analyze_store
+from analysis.coverage import item_key
+from analysis.synthetic import Image, write_store
+from handmade import NAMES, OCTAVE, OPTIONS, corrupt_png_column, make_small_store, small_images
+
+TABLES = ("classes", "opposites", "opposites_summary", "additions", "additions_summary", "pca", "pca_variance",
+          "graph_nodes", "graph_components", "graph_cliques")
+
+
+def _read(store, name):
+    return pd.read_parquet(os.path.join(store, "analysis", f"{name}.parquet"))
+
+
+def test_writes_every_table_readable_with_pandas(small_store):
+    summary = analyze_store(small_store)
+    for name in TABLES:
+        assert len(_read(small_store, name)) > 0, name
+    assert _read(small_store, "classes").set_index("target")["nn_article"][5] == 4
+    assert _read(small_store, "opposites")["mutual"].sum() == 4
+    graph = nx.read_graphml(os.path.join(small_store, "analysis", "graph.graphml"), node_type=int)
+    assert graph.number_of_edges() == 6
+    assert not [f for f in os.listdir(os.path.join(small_store, "analysis")) if f.startswith(("_", "."))]
+    lines = summary.lines()
+    text = "\n".join(lines)
+    assert "store complete" in lines
+    assert "opposites by argmax: 4 distinct among 6 classes; mutual pairs 2" in text
+    assert "2 components" in text and "cliques of more than two classes: 1" in text
+    assert f"PC1 {summary.pca_ratio[0]:.1%}" in text
+    assert "additions (merge): both classes in the top two for 1 of 2" in text
+
+
+def test_incomplete_store_is_analysed_with_a_statement(tmp_path):
+    drop = (item_key("octave", "", 5, -1, 0), item_key("opposite", "", 2, -1, 0),
+            *(item_key("addition", v, 2, 3, 0) for v in ("merge", "juxtapose")))
+    store = make_small_store(tmp_path / "s", drop=drop)
+    summary = analyze_store(store)
+    text = "\n".join(summary.lines())
+    assert not summary.complete and "INCOMPLETE" in text
+    assert "octave: 5 of 6 images; missing 1: octave:-:5:-1:0" in text
+    assert "opposite: 5 of 6 images; missing 1: opposite:-:2:-1:0" in text
+    assert "addition: 2 of 4 images; missing 2" in text and "5 (fox)" in text
+    assert list(_read(store, "classes")["target"]) == [0, 1, 2, 3, 4]
+    assert _read(store, "graph_components")["members"].map(list).tolist() == [[2, 3, 4], [0, 1]]
+
+
+def test_tables_a_store_cannot_have_are_skipped_and_stale_ones_removed(tmp_path):
+    store = make_small_store(tmp_path / "s")
+    analyze_store(store)
+    assert os.path.exists(os.path.join(store, "analysis", "additions.parquet"))
+    for name in os.listdir(os.path.join(store, "images")):
+        os.remove(os.path.join(store, "images", name))
+    write_store(store, NAMES, [Image("octave", c, OCTAVE[c]) for c in range(6)],
+                options={**OPTIONS, "jobs": ["octave"]})
+    summary = analyze_store(store)
+    assert not os.path.exists(os.path.join(store, "analysis", "additions.parquet"))
+    assert not os.path.exists(os.path.join(store, "analysis", "opposites.parquet"))
+    assert "no opposite images: opposites tables skipped" in summary.lines()
+
+
+def test_numeric_analysis_never_reads_png_bytes(small_store):
+    corrupt_png_column(small_store)
+    summary = analyze_store(small_store)
+    assert summary.classes == 6
+
+
+def test_results_are_deterministic(tmp_path):
+    a, b = make_small_store(tmp_path / "a"), make_small_store(tmp_path / "b", rows_per_file=5)
+    analyze_store(a)
+    first = {name: _read(a, name) for name in TABLES}
+    analyze_store(a)
+    analyze_store(b)
+    for name in TABLES:
+        pd.testing.assert_frame_equal(first[name], _read(a, name))
+        pd.testing.assert_frame_equal(first[name], _read(b, name))
+        with open(os.path.join(a, "analysis", f"{name}.parquet"), "rb") as fa, \
+                open(os.path.join(b, "analysis", f"{name}.parquet"), "rb") as fb:
+            assert fa.read() == fb.read(), name
+    graphs = [open(os.path.join(s, "analysis", "graph.graphml")).read() for s in (a, b)]
+    assert graphs[0] == graphs[1]
+
+
+def test_euclidean_metric(small_store):
+    summary = analyze_store(small_store, metric="euclidean")
+    assert summary.metric == "euclidean"
+    assert json.load(open(os.path.join(small_store, "analysis", "summary.json")))["metric"] == "euclidean"
+
+
+@pytest.mark.parametrize("breakage, words", [
+    ("no-octave", "no octave images"),
+    ("empty", "empty"),
+    ("foreign", "not a classweep images file"),
+    ("no-manifest", "no manifest.json"),
+    ("metric", "unknown metric"),
+])
+def test_user_errors_are_one_line(tmp_path, breakage, words):
+    store = str(tmp_path / "s")
+    metric = "cosine"
+    if breakage == "no-octave":
+        make_small_store(store, drop=tuple(item_key("octave", "", c, -1, 0) for c in range(6)))
+    elif breakage == "empty":
+        write_store(store, NAMES, [], options=OPTIONS)
+    elif breakage == "foreign":
+        make_small_store(store)
+        pd.DataFrame({"x": [1.0]}).to_parquet(os.path.join(store, "images", "part-zzz.parquet"))
+    elif breakage == "no-manifest":
+        make_small_store(store)
+        os.remove(os.path.join(store, "manifest.json"))
+    else:
+        make_small_store(store)
+        metric = "manhattan"
+    with pytest.raises(StoreError) as err:
+        analyze_store(store, metric=metric)
+    assert words in str(err.value) and "\n" not in str(err.value)
+    assert not os.path.exists(os.path.join(store, "analysis", "summary.json"))
+
+
+def test_public_names():
+    for name in analysis.__all__:
+        assert hasattr(analysis, name)
+    assert {"analyze_store", "write_figures", "StoreError", "classes_table", "opposites_table",
+            "additions_table", "pca_tables"} <= set(analysis.__all__)
+
+
+def test_rows_without_a_usable_output_are_left_out_with_a_note(tmp_path):
+    broken = Image("opposite", 0, np.full(6, np.nan), seed=1)
+    store = write_store(str(tmp_path / "s"), NAMES, [*small_images(), broken], options=OPTIONS)
+    summary = analyze_store(store)
+    assert "1 images left out: class indices outside the model's 6 classes or outputs that are not finite" \
+        in summary.lines()
+    assert summary.images["opposite"] == 6

@@ -1,0 +1,113 @@
+"""Latent directions: a fitted direction separates two separable groups, and the line walk moves across them."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.decomposition import PCA
+from sklearn.metrics import roc_auc_score
+
+from analysis.directions import GroupsError, fit_direction, line_neighbours, read_groups
+
+
+def _two_groups(n=60, d=100, seed=0):
+    rng = np.random.default_rng(seed)
+    shift = np.zeros(d)
+    shift[:5] = 3.0  # the groups differ along a few output dimensions only
+    vectors = rng.normal(size=(2 * n, d))
+    vectors[n:] += shift
+    groups = pd.Series(["cat"] * n + ["dog"] * n)
+    return vectors, groups
+
+
+def test_direction_separates_separable_groups():
+    vectors, groups = _two_groups()
+    fit = fit_direction(vectors, groups, n_components=50)
+    assert fit.components.shape == (120, 50)
+    assert (fit.negative, fit.positive) == ("cat", "dog")
+    assert roc_auc_score(groups == "dog", fit.positions) >= 0.95
+    assert np.isclose(np.linalg.norm(fit.direction), 1.0)
+    # the PCA step is scikit-learn's own
+    reference = PCA(n_components=50, random_state=0).fit(vectors)
+    assert np.isclose(fit.explained_variance, reference.explained_variance_ratio_.sum())
+
+
+def test_unlabelled_images_are_projected_not_fitted():
+    vectors, groups = _two_groups()
+    groups.iloc[::3] = ""
+    fit = fit_direction(vectors, groups, n_components=10)
+    assert fit.positions.shape == (120,)
+    held_out = groups == ""
+    truth = np.arange(120) >= 60
+    assert roc_auc_score(truth[held_out], fit.positions[held_out]) >= 0.95
+
+
+def test_line_walk_runs_from_one_group_to_the_other():
+    vectors, groups = _two_groups()
+    fit = fit_direction(vectors, groups, n_components=10)
+    picks = line_neighbours(fit, start=0, n_points=6)
+    assert len(picks) == 6
+    positions = fit.positions[picks]
+    assert positions[0] < positions[-1]
+    assert groups[picks[0]] == "cat" and groups[picks[-1]] == "dog"
+
+
+def test_exactly_two_groups_are_required():
+    vectors, _ = _two_groups(n=10)
+    with pytest.raises(GroupsError, match="exactly two groups, found 3"):
+        fit_direction(vectors, pd.Series(list("abc") * 6 + ["a", "b"]))
+
+
+def test_groups_file_by_key_and_by_class(tmp_path):
+    frame = pd.DataFrame({"key": ["k0", "k1", "k2", "k3"], "target": [0, 0, 1, 2],
+                          "target_name": ["zero", "zero", "one", "two"]})
+    by_key = tmp_path / "keys.csv"
+    by_key.write_text("key,group\nk1,a\nk3,b\n")
+    assert read_groups(str(by_key), frame).tolist() == ["", "a", "", "b"]
+    by_class = tmp_path / "classes.csv"
+    by_class.write_text("class,group\n0,a\ntwo,b\n")
+    assert read_groups(str(by_class), frame).tolist() == ["a", "a", "", "b"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,label\nx,y\n")
+    with pytest.raises(GroupsError, match="needs a 'group' column"):
+        read_groups(str(bad), frame)
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("class,group\nseven,a\n")
+    with pytest.raises(GroupsError, match="'seven' is not in the store"):
+        read_groups(str(unknown), frame)
+
+
+def test_directions_stage_on_a_store_with_two_separable_groups(tmp_path):
+    import pyarrow.parquet as pq
+    from PIL import Image as PILImage
+
+    from analysis.directions import run_directions
+    from analysis.load import StoreError
+    from analysis.synthetic import Image, noise_png, write_store
+
+    rng = np.random.default_rng(1)
+    n_classes = 20
+    names = [f"class {i}" for i in range(n_classes)]
+    images = []
+    for seed in range(6):
+        for target in range(n_classes):
+            logits = rng.normal(size=n_classes)
+            logits[target] += 6
+            logits[:3] += 4.0 if target < 10 else -4.0   # classes 0-9 and 10-19 differ along a few outputs
+            images.append(Image("octave", target, logits, seed=seed, png=noise_png(rng, 16)))
+    store = write_store(str(tmp_path / "store"), names, images)
+    groups = tmp_path / "groups.csv"
+    groups.write_text("class,group\n" + "".join(f"{c},{'low' if c < 10 else 'high'}\n" for c in range(n_classes)))
+
+    summary = run_directions(store, str(groups), n_components=10, n_points=6)
+    assert summary.auc >= 0.95 and summary.counts == {"high": 60, "low": 60, "(no group)": 0}
+    table = pq.read_table(f"{store}/analysis/directions.parquet").to_pandas()
+    assert len(table) == 120 and set(table.columns) >= {"key", "target", "group", "position"}
+    assert roc_auc_score(table["group"] == summary.fit.positive, table["position"]) >= 0.95
+    for name in ("directions-distribution.png", "directions-distribution.svg", "directions-strip.png"):
+        assert (tmp_path / "store" / "figures" / name).stat().st_size > 0
+    strip = PILImage.open(tmp_path / "store" / "figures" / "directions-strip.png")
+    assert strip.width > 6 * 96  # the start image and six picks side by side
+    assert any("ROC AUC" in line for line in summary.lines())
+    with pytest.raises(StoreError, match="no image with key"):
+        run_directions(store, str(groups), start="octave:-:99:-1:0")

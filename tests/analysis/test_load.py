@@ -1,0 +1,136 @@
+"""Reading stores: columns, order, de-duplication, representatives, PNGs on demand, and one-line errors."""
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from analysis.load import (NUMERIC_COLUMNS, StoreError, iter_pngs, open_store, read_rows, representatives,
+                           require_job)
+from analysis.synthetic import Image, write_store
+from handmade import NAMES, OCTAVE, corrupt_png_column, make_small_store
+
+
+def test_rows_hold_every_image_in_a_stable_order(small_store):
+    rows = read_rows(open_store(small_store))
+    assert len(rows) == 16 and rows.logits.shape == (16, 6) and rows.logits.dtype == np.float32
+    assert "png" not in rows.meta.columns
+    assert list(rows.meta["job"].drop_duplicates()) == ["addition", "octave", "opposite"]
+    octave = rows.job("octave")
+    assert list(octave.meta["target"]) == [0, 1, 2, 3, 4, 5]
+    np.testing.assert_array_equal(octave.logits[4], OCTAVE[4])
+
+
+def test_rows_do_not_depend_on_how_files_are_cut(tmp_path):
+    a = read_rows(open_store(make_small_store(tmp_path / "a", rows_per_file=3)))
+    b = read_rows(open_store(make_small_store(tmp_path / "b", rows_per_file=16)))
+    pd.testing.assert_frame_equal(a.meta, b.meta)
+    np.testing.assert_array_equal(a.logits, b.logits)
+
+
+def test_numeric_reads_never_touch_png_bytes(small_store):
+    corrupt_png_column(small_store)
+    store = open_store(small_store)
+    with pytest.raises(OSError):  # the corruption is real: the png column cannot be read any more
+        pq.read_table(store.files[0], columns=["png"])
+    assert len(read_rows(store)) == 16
+    with pytest.raises(ValueError):
+        read_rows(store, columns=[*NUMERIC_COLUMNS, "png"])
+
+
+def test_duplicate_keys_count_once_and_the_lowest_seed_represents_a_class(tmp_path):
+    seed1 = Image("octave", 0, np.array([10, 0, 0, 0, 9, 0.0]), seed=1)
+    seed0 = Image("octave", 0, np.array(OCTAVE[0], float), seed=0)
+    other = Image("octave", 1, np.array(OCTAVE[1], float), seed=0)
+    # seed 1 comes first in file order; the duplicate of seed 0 comes last
+    store = write_store(str(tmp_path / "s"), NAMES, [seed1, seed0, other, seed0], rows_per_file=1)
+    rows = read_rows(open_store(store))
+    assert len(rows) == 3
+    reps = representatives(rows.job("octave"))
+    assert list(reps.meta["target"]) == [0, 1] and list(reps.meta["seed"]) == [0, 0]
+    np.testing.assert_array_equal(reps.logits[0], OCTAVE[0])
+
+
+def test_pngs_are_read_for_the_requested_keys_only(small_store):
+    store = open_store(small_store)
+    wanted = ["octave:-:3:-1:0", "addition:merge:0:1:0"]
+    got = dict(iter_pngs(store, wanted))
+    assert sorted(got) == sorted(wanted)
+    assert all(png.startswith(b"\x89PNG") for png in got.values())
+
+
+def test_temporary_files_are_ignored(small_store):
+    pd.DataFrame({"a": [1]}).to_parquet(os.path.join(small_store, "images", "_part-tmp.parquet"))
+    pd.DataFrame({"a": [1]}).to_parquet(os.path.join(small_store, "images", ".hidden.parquet"))
+    assert len(read_rows(open_store(small_store))) == 16
+
+
+def _one_line(err: pytest.ExceptionInfo) -> str:
+    message = str(err.value)
+    assert "\n" not in message and message
+    return message
+
+
+def test_no_store(tmp_path):
+    with pytest.raises(StoreError) as err:
+        open_store(str(tmp_path / "nowhere"))
+    assert "no store" in _one_line(err)
+
+
+def test_missing_manifest(small_store):
+    os.remove(os.path.join(small_store, "manifest.json"))
+    with pytest.raises(StoreError) as err:
+        open_store(small_store)
+    assert "manifest.json" in _one_line(err)
+
+
+def test_broken_manifest(small_store):
+    with open(os.path.join(small_store, "manifest.json"), "w") as f:
+        f.write("{not json")
+    with pytest.raises(StoreError) as err:
+        open_store(small_store)
+    assert "manifest" in _one_line(err)
+
+
+def test_empty_store(tmp_path):
+    store = write_store(str(tmp_path / "s"), NAMES, [])
+    with pytest.raises(StoreError) as err:
+        open_store(store)
+    assert "empty" in _one_line(err)
+
+
+def test_foreign_parquet_file(small_store):
+    pd.DataFrame({"a": [1], "b": ["x"]}).to_parquet(os.path.join(small_store, "images", "zz-foreign.parquet"))
+    with pytest.raises(StoreError) as err:
+        read_rows(open_store(small_store))
+    message = _one_line(err)
+    assert "zz-foreign.parquet" in message and "logits" in message
+
+
+def test_file_that_is_not_parquet(small_store):
+    with open(os.path.join(small_store, "images", "zz-garbage.parquet"), "wb") as f:
+        f.write(b"this is not parquet at all")
+    with pytest.raises(StoreError) as err:
+        read_rows(open_store(small_store))
+    assert "zz-garbage.parquet" in _one_line(err)
+
+
+def test_logits_that_do_not_match_the_manifest(small_store):
+    path = os.path.join(small_store, "manifest.json")
+    manifest = json.load(open(path))
+    manifest["n_classes"], manifest["class_names"] = 7, [*NAMES, "gnu"]
+    json.dump(manifest, open(path, "w"))
+    with pytest.raises(StoreError) as err:
+        read_rows(open_store(small_store))
+    assert "7 classes" in _one_line(err)
+
+
+def test_requested_job_missing(small_store):
+    rows = read_rows(open_store(small_store))
+    with pytest.raises(StoreError) as err:
+        require_job(rows, "interpolate", small_store)
+    message = _one_line(err)
+    assert "no interpolate images" in message and "octave" in message
+    assert len(require_job(rows, "opposite", small_store)) == 6

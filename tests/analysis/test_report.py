@@ -1,0 +1,118 @@
+"""write_figures: figures, index.html and a page per class, all relative and offline."""
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import StoreError, analyze_store, write_figures
+from analysis.coverage import item_key
+from analysis.synthetic import Image, write_store
+from handmade import NAMES, OPTIONS, corrupt_png_column, make_small_store, small_images
+
+
+def _links(html: str) -> list[str]:
+    return re.findall(r'(?:href|src)="([^"#]+)"', html)
+
+
+def test_report_written_with_a_page_per_class(small_store, tmp_path):
+    index = write_figures(small_store)  # analyses first: no tables yet
+    assert index == (tmp_path / "store" / "figures" / "index.html")
+    out = index.parent
+    files = set(os.listdir(out))
+    for name in ("contact-01.png", "pca.png", "pca.svg", "graph-01.png", "graph-01.svg", "opposites-01.png",
+                 "additions-01.png"):
+        assert name in files, name
+    assert os.path.exists(os.path.join(small_store, "analysis", "classes.parquet"))
+    html = index.read_text()
+    assert "store complete" in html and "Feature embedding skipped" in html
+    for c in range(6):
+        page = out / "classes" / f"{c:04d}.html"
+        assert page.exists()
+    # every link and image of every page points at a file that exists (relative paths only, no server)
+    for page in [index, *sorted((out / "classes").iterdir())]:
+        for link in _links(page.read_text()):
+            assert "://" not in link
+            assert (page.parent / link).resolve().exists(), (page, link)
+
+
+def test_class_page_shows_opposite_neighbours_and_top5(small_store):
+    out = write_figures(small_store).parent
+    page = (out / "classes" / "0002.html").read_text()
+    assert "img/octave_-_2_-1_0.png" in page and "img/opposite_-_2_-1_0.png" in page
+    assert re.search(r"labelled <a [^>]*>5 fox</a>", page)           # cat's opposite
+    assert re.search(r"most activated other class.*dog", page)       # nearest neighbour
+    assert page.count("<tr><td>") == 5                                # top-5 outputs
+    assert "6.000" in page                                            # dog's logit on the cat image
+
+
+def test_custom_out_folder_and_feature_scatter(small_store, tmp_path):
+    analyze_store(small_store)
+    features = pd.DataFrame({"key": [item_key("octave", "", c, -1, 0) for c in range(6)],
+                             "target": np.arange(6, dtype=np.int32), "target_name": list(NAMES),
+                             "layer": "block2", "map_0": np.linspace(0, 1, 6, dtype=np.float32),
+                             "map_4": np.linspace(1, 0, 6, dtype=np.float32)})
+    features.to_parquet(os.path.join(small_store, "analysis", "features.parquet"))
+    index = write_figures(small_store, str(tmp_path / "report"))
+    assert index.parent == tmp_path / "report"
+    assert (tmp_path / "report" / "features-block2.svg").exists()
+    svg = (tmp_path / "report" / "features-block2.svg").read_text()
+    assert "block2 map 4" in svg and "fox" in svg
+
+
+def test_figures_follow_the_store_when_images_are_added(tmp_path):
+    store = make_small_store(tmp_path / "s", drop=(item_key("octave", "", 5, -1, 0),))
+    write_figures(store)
+    assert not (tmp_path / "s" / "figures" / "classes" / "0005.html").exists()
+    octave5 = [im for im in small_images() if im.job == "octave" and im.target == 5]
+    write_store(str(tmp_path / "extra"), NAMES, octave5, options=OPTIONS)
+    os.rename(tmp_path / "extra" / "images" / "part-000000.parquet", tmp_path / "s" / "images" / "part-late.parquet")
+    write_figures(store)
+    assert (tmp_path / "s" / "figures" / "classes" / "0005.html").exists()
+
+
+def test_a_broken_png_shows_as_missing(tmp_path):
+    images = small_images()
+    images[0] = Image(images[0].job, images[0].target, images[0].logits, png=b"not a png")
+    store = write_store(str(tmp_path / "s"), NAMES, images, options=OPTIONS)
+    index = write_figures(store)
+    page = (index.parent / "classes" / "0000.html").read_text()
+    assert "[image unreadable]" in page
+    for link in _links(page):
+        assert (index.parent / "classes" / link).resolve().exists()
+
+
+def test_figures_on_a_store_with_unreadable_png_column_fail_clearly(small_store):
+    analyze_store(small_store)
+    corrupt_png_column(small_store)
+    with pytest.raises(StoreError):
+        write_figures(small_store)
+
+
+def test_stores_given_as_uris(small_store, tmp_path):
+    uri = "file://" + small_store
+    summary = analyze_store(uri)
+    assert summary.classes == 6
+    index = write_figures(uri, "file://" + str(tmp_path / "uri-report"))
+    assert index == tmp_path / "uri-report" / "index.html" and index.exists()
+    assert write_figures(uri).exists()   # default out: {store}/figures under the same URI
+    assert os.path.exists(os.path.join(small_store, "figures", "index.html"))
+
+
+def test_figures_rerun_the_analysis_when_a_table_is_missing(small_store):
+    analyze_store(small_store, metric="euclidean")
+    os.remove(os.path.join(small_store, "analysis", "classes.parquet"))
+    write_figures(small_store)
+    assert os.path.exists(os.path.join(small_store, "analysis", "classes.parquet"))
+    assert "(euclidean)" in (Path(small_store) / "figures" / "classes" / "0001.html").read_text()
+
+
+def test_a_new_report_replaces_the_old_one(small_store):
+    out = write_figures(small_store).parent
+    (out / "contact-09.png").write_bytes(b"old page")        # as if an earlier, larger report had nine pages
+    (out / "notes.txt").write_text("the user's own file")
+    write_figures(small_store)
+    assert not (out / "contact-09.png").exists() and (out / "contact-01.png").exists()
+    assert (out / "notes.txt").exists()

@@ -1,0 +1,94 @@
+"""The class, opposite and addition tables against answers worked out by hand (see handmade.py)."""
+import numpy as np
+import pytest
+
+from analysis.load import open_store, read_rows, representatives
+from analysis.tables import (additions_summary, additions_table, classes_table, opposites_summary, opposites_table,
+                             output_neighbours, ranks)
+from handmade import NAMES
+
+
+@pytest.fixture
+def rows(small_store):
+    return read_rows(open_store(small_store))
+
+
+def test_classes_table(rows):
+    t = classes_table(representatives(rows.job("octave")), NAMES).set_index("target")
+    assert list(t.index) == [0, 1, 2, 3, 4, 5]
+    assert t["correct"].all() and list(t["label"]) == [0, 1, 2, 3, 4, 5]
+    # most activated class other than the target, on the class's own image
+    assert t["nn_article"].to_dict() == {0: 1, 1: 0, 2: 3, 3: 4, 4: 2, 5: 4}
+    assert t.loc[2, "nn_article_name"] == "dog" and t.loc[2, "nn_article_logit"] == 6
+    assert t.loc[0, "least_activated"] == 5
+    # eel [0,0,8,1,10,0]: cosine with cat 106/152.5 = .695 beats dog 96/159.4 = .602; euclidean (squared): cat 94
+    # < dog 127
+    assert t.loc[4, "nn_output"] == 2
+    assert t.loc[4, "nn_output_distance"] == pytest.approx(1 - 106 / np.sqrt(165 * 141), abs=1e-6)
+    e = classes_table(representatives(rows.job("octave")), NAMES, "euclidean").set_index("target")
+    assert e.loc[4, "nn_output"] == 2 and e.loc[4, "nn_output_distance"] == pytest.approx(np.sqrt(94), abs=1e-5)
+    assert list(t.loc[3, "top5"]) == [3, 4, 2, 5, 0]  # ties (0 and 0) in class order
+    assert list(t.loc[3, "top5_names"]) == ["dog", "eel", "cat", "fox", "apple"]
+    assert t.loc[3, "top5_probs"][0] == pytest.approx(np.exp(10) / np.exp([0, 0, 2, 10, 7, 1]).sum(), rel=1e-5)
+
+
+def test_output_neighbours_match_brute_force(rows):
+    vectors = rows.logits
+    for metric in ("cosine", "euclidean"):
+        nearest, dist = output_neighbours(vectors, metric)
+        for i, v in enumerate(vectors):
+            if metric == "cosine":
+                d = [1 - v @ w / np.linalg.norm(v) / np.linalg.norm(w) for w in vectors]
+            else:
+                d = [np.linalg.norm(v - w) for w in vectors]
+            d[i] = np.inf
+            assert nearest[i] == int(np.argmin(d)) and dist[i] == pytest.approx(min(d), abs=1e-5)
+    with pytest.raises(ValueError):
+        output_neighbours(vectors, "manhattan")
+
+
+def test_opposites_table(rows):
+    t = opposites_table(representatives(rows.job("opposite")), NAMES).set_index("target")
+    assert t["opposite"].to_dict() == {0: 1, 1: 0, 2: 5, 3: 5, 4: 0, 5: 3}
+    assert t.loc[2, "opposite_name"] == "fox"
+    assert t["margin_opposite"].to_dict() == {0: 3, 1: 3, 2: 4, 3: 0, 4: 5, 5: 0}  # the stored column, not argmax
+    assert t["opposite_of_opposite"].to_dict() == {0: 0, 1: 1, 2: 3, 3: 3, 4: 1, 5: 5}
+    assert t["mutual"].to_dict() == {0: True, 1: True, 2: False, 3: True, 4: False, 5: True}
+    assert t["margin_mutual"].to_dict() == {0: True, 1: False, 2: False, 3: True, 4: False, 5: False}
+    assert t.loc[3, "target_logit"] == -9
+
+
+def test_opposite_whose_own_opposite_is_unknown(rows):
+    opps = representatives(rows.job("opposite"))
+    without_fox = opps.select(opps.meta["target"] != 5)
+    t = opposites_table(without_fox, NAMES).set_index("target")
+    assert t.loc[3, "opposite_of_opposite"] == -1 and t.loc[3, "opposite_of_opposite_name"] == ""
+    assert t["mutual"].isna().to_dict() == {0: False, 1: False, 2: True, 3: True, 4: False}
+
+
+def test_opposites_summary(rows):
+    s = opposites_summary(opposites_table(representatives(rows.job("opposite")), NAMES), NAMES)
+    argmax, margin = s[s.criterion == "argmax"], s[s.criterion == "margin"]
+    assert argmax["distinct"].iloc[0] == 4 and margin["distinct"].iloc[0] == 4
+    # 0 and 5 are each the opposite of two classes; ties broken by class index
+    assert list(argmax["opposite"]) == [0, 5, 1, 3] and list(argmax["count"]) == [2, 2, 1, 1]
+    assert argmax["mutual_pairs"].iloc[0] == 2 and argmax["mutual_share"].iloc[0] == pytest.approx(4 / 6)
+    assert margin["mutual_pairs"].iloc[0] == 1 and margin["mutual_share"].iloc[0] == pytest.approx(2 / 6)
+    assert list(margin["opposite_name"][:2]) == ["apple", "dog"]
+
+
+def test_additions_table(rows):
+    t = additions_table(rows.job("addition"), NAMES).set_index(["target", "partner", "variant"])
+    assert t.loc[(0, 1, "merge"), ["target_rank", "partner_rank", "top_two"]].tolist() == [1, 2, True]
+    assert t.loc[(0, 1, "juxtapose"), ["target_rank", "partner_rank", "top_two"]].tolist() == [1, 3, False]
+    assert t.loc[(2, 3, "merge"), ["target_rank", "partner_rank", "top_two"]].tolist() == [3, 2, False]
+    assert t.loc[(2, 3, "merge"), "label_name"] == "eel"
+    assert t.loc[(2, 3, "juxtapose"), ["target_rank", "partner_rank", "top_two"]].tolist() == [1, 1, True]
+    assert t.loc[(2, 3, "merge"), "partner_logit"] == 6
+    s = additions_summary(t.reset_index()).set_index("variant")
+    assert s.loc["merge", "top_two"] == 1 and s.loc["juxtapose", "top_two_share"] == pytest.approx(0.5)
+
+
+def test_ranks_count_strictly_larger_outputs():
+    logits = np.array([[3.0, 1.0, 3.0, 2.0]])
+    assert ranks(logits, np.array([3]))[0] == 3 and ranks(logits, np.array([2]))[0] == 1

@@ -1,0 +1,124 @@
+"""Jobs from real images on the demo model and scikit-learn's two sample photographs: transfiguration,
+class interpolation, deep dream and directed dream; and the auxiliary head as the class objectives' output."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+from jobs import objectives as obj
+from jobs.images import sample_images, to_tensor
+from jobs.kinds import JobSpec, from_uint8, interpolation_start, parse_layers, run_batch
+from jobs.models import load_model
+from jobs.render import render
+from jobs.schedules import load_schedule
+
+PAIRS = [(0, 1), (3, 8), (7, 2)]
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return {image.name: image.pixels for image in sample_images()}
+
+
+@pytest.fixture(scope="module")
+def image_runs(digits_model, photos):
+    schedule = load_schedule("digits")
+    specs = ([JobSpec("transfigure", d, source=name) for name in photos for d in range(10)]
+             + [JobSpec("interpolate", a, partner=b, source=name) for name in photos for a, b in PAIRS]
+             + [JobSpec("dream", -1, variant="block2", source=name) for name in photos]
+             + [JobSpec("dream", -1, variant="block3:0,5", source="china.jpg")]
+             + [JobSpec("directed-dream", 4, variant="block2", source=name) for name in photos])
+    return {r.spec: r for r in run_batch(digits_model, specs, schedule, sources=photos)}, schedule
+
+
+def test_transfiguring_each_photograph_to_each_digit(image_runs, photos):
+    results, _ = image_runs
+    for name in photos:
+        for digit in range(10):
+            r = results[JobSpec("transfigure", digit, source=name)]
+            assert r.error is None and r.label == digit and r.target_prob >= 0.9, (name, digit, r.target_prob)
+
+
+def test_interpolation_frames_move_from_a_to_b(image_runs, photos):
+    results, schedule = image_runs
+    for name in photos:
+        for a, b in PAIRS:
+            r = results[JobSpec("interpolate", a, partner=b, source=name)]
+            assert len(r.frames) == schedule.frames and r.frames[-1].step == schedule.total_iterations
+            assert r.frames[0].step == interpolation_start(schedule) == schedule.octaves[0].iterations
+            np.testing.assert_array_equal(r.frames[-1].image, r.image)
+            assert int(np.argmax(r.frames[0].logits)) == a  # the interpolation starts from an image of class a
+            steps = [f.step for f in r.frames]
+            falling = spearmanr(steps, [f.logits[a] for f in r.frames]).statistic
+            rising = spearmanr(steps, [f.logits[b] for f in r.frames]).statistic
+            assert falling <= -0.8 and rising >= 0.8, (name, a, b, falling, rising)
+            assert r.label == b
+
+
+def _layer_mean(model, image_uint8, layer, maps=()):
+    _, acts = model.taps(from_uint8(image_uint8[None]), [layer])
+    act = acts[layer][:, list(maps)] if maps else acts[layer]
+    return act.mean().item()
+
+
+def test_dream_raises_the_chosen_layer(image_runs, digits_model, photos):
+    results, schedule = image_runs
+    size = schedule.octaves[0].size
+    for name, pixels in photos.items():
+        start = (to_tensor(pixels, size).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        dreamt = results[JobSpec("dream", -1, variant="block2", source=name)].image
+        assert _layer_mean(digits_model, dreamt, "block2") > 1.1 * _layer_mean(digits_model, start, "block2")
+    start = (to_tensor(photos["china.jpg"], size).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    chosen = results[JobSpec("dream", -1, variant="block3:0,5", source="china.jpg")].image
+    assert (_layer_mean(digits_model, chosen, "block3", (0, 5))
+            > _layer_mean(digits_model, start, "block3", (0, 5)))
+
+
+def test_directed_dream_brings_in_its_class(image_runs, photos):
+    results, _ = image_runs
+    for name in photos:
+        directed = results[JobSpec("directed-dream", 4, variant="block2", source=name)]
+        plain = results[JobSpec("dream", -1, variant="block2", source=name)]
+        assert directed.label == 4 and directed.logits[4] > plain.logits[4] + 2.0
+
+
+def test_dreams_blur_as_the_article_says():
+    schedule = load_schedule("digits")
+    assert all(o.blur_every == 0 for o in schedule.for_job("dream").octaves)
+    assert all(o.blur_every == schedule.dream_blur_every for o in schedule.for_job("directed-dream").octaves)
+    assert schedule.for_job("transfigure") is schedule
+
+
+def test_layer_specs_parse():
+    assert parse_layers("Mixed_6d+Mixed_6e:0,4") == [("Mixed_6d", ()), ("Mixed_6e", (0, 4))]
+    with pytest.raises(ValueError, match="integers"):
+        parse_layers("block2:a")
+
+
+def test_source_images_are_keyed_and_seeded(random_digits_model, photos):
+    spec = JobSpec("transfigure", 3, seed=2, source="flower.jpg")
+    assert spec.key == "transfigure:-:3:-1:2:flower.jpg"
+    tiny = load_schedule("tiny")
+    alone = run_batch(random_digits_model, [spec], tiny, sources=photos)[0]
+    mixed = run_batch(random_digits_model, [JobSpec("octave", 1), spec], tiny, sources=photos)[1]
+    np.testing.assert_array_equal(alone.image, mixed.image)
+
+
+def test_auxiliary_head_drives_class_objectives():
+    model = load_model("inception_v3", "random")
+    seen = []
+
+    def record(out):
+        seen.append(out.logits.detach().clone())
+        return -out.logits[7]
+    schedule = dataclasses.replace(load_schedule("tiny"), output="AuxLogits",
+                                   octaves=(dataclasses.replace(load_schedule("tiny").octaves[0], size=299,
+                                                                iterations=1, crop=None, pad=0),))
+    start = torch.rand(3, 299, 299)
+    render(model, [obj.Objective(record, "aux logit 7")], schedule, [0], init=[start])
+    _, acts = model.taps(start[None], ["AuxLogits"])
+    torch.testing.assert_close(seen[0], acts["AuxLogits"][0], rtol=1e-4, atol=1e-4)

@@ -1,0 +1,144 @@
+"""Jobs: result fields, labels, feature means, and the quality of octaves, opposites and additions on the demo
+model (one batched run of all 110 digit jobs)."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from jobs import kinds
+from jobs.kinds import JOBS, VARIANTS, JobSpec, feature_means, margin_label, own_classes, run_batch
+from jobs.render import generators_for, initial_images
+from jobs.schedules import load_schedule
+
+
+def test_margin_label_is_the_class_standing_furthest_above_the_next():
+    v = np.array([0.0, 5.0, 4.5, -3.0, 1.0], dtype=np.float32)    # sorted: 5, 4.5, 1, 0, -3; gaps .5, 3.5, 1, 3
+    assert margin_label(v) == 2
+    assert margin_label(np.array([2.0, 9.0, 1.0])) == 1
+    assert margin_label(np.array([3.0])) == 0
+
+
+def test_margin_label_leaves_out_the_minimised_target():
+    # An opposite image: the target (index 0) far below; among the rest class 3 stands out above the next.
+    v = np.array([-50.0, 1.0, 1.5, 6.0, 2.0])
+    assert margin_label(v) == 1  # the class just above the target wins on the gap to it
+    assert margin_label(v, exclude=(0,)) == 3
+    assert margin_label(np.array([5.0, 1.0]), exclude=(0,)) == 1
+
+
+def test_spec_key_and_job_tables():
+    assert JOBS == ("octave", "opposite", "addition")
+    assert VARIANTS["addition"] == ("merge", "juxtapose")
+    assert JobSpec("addition", 3, 2, "merge", 7).key == "addition:merge:3:7:2"
+    assert JobSpec("octave", 4).key == "octave:-:4:-1:0"
+
+
+@pytest.mark.parametrize("spec, message", [
+    (JobSpec("sketch", 1), "unknown job"),
+    (JobSpec("dream", 1, variant="block2", source="a.png"), "takes no target"),
+    (JobSpec("dream", -1, variant="block9", source="a.png"), "no layer .block9."),
+    (JobSpec("transfigure", 1), "starts from a real image"),
+    (JobSpec("transfigure", 1, source="absent.png"), "no source image named"),
+    (JobSpec("octave", 10), "not a class index"),
+    (JobSpec("addition", 1, variant="merge"), "partner"),
+    (JobSpec("addition", 1, variant="sum", partner=2), "no variant 'sum'"),
+    (JobSpec("opposite", 1, partner=3), "takes no partner"),
+])
+def test_invalid_specs_raise_before_any_work(random_digits_model, spec, message):
+    with pytest.raises(ValueError, match=message):
+        run_batch(random_digits_model, [JobSpec("octave", 0), spec], load_schedule("tiny"))
+
+
+def test_results_carry_the_image_and_the_logits_of_that_uint8_image(random_digits_model):
+    tiny = load_schedule("tiny")
+    specs = [JobSpec("octave", 1, seed=3), JobSpec("addition", 2, 0, "juxtapose", 5)]
+    results = run_batch(random_digits_model, specs, tiny)
+    assert [r.spec for r in results] == specs
+    for r in results:
+        assert r.error is None and r.image.dtype == np.uint8 and r.image.shape == (40, 40, 3)
+        assert r.logits.dtype == np.float32 and r.logits.shape == (10,)
+        x = torch.from_numpy(r.image).permute(2, 0, 1)[None].float() / 255
+        with torch.no_grad():
+            assert np.allclose(random_digits_model(x)[0].numpy(), r.logits, atol=1e-5)
+        assert r.label == int(np.argmax(r.logits)) and r.margin_label == margin_label(r.logits, exclude=own_classes(r.spec))
+        assert r.target_logit == pytest.approx(float(r.logits[r.spec.target]))
+        assert r.target_prob == pytest.approx(float(torch.softmax(torch.tensor(r.logits), 0)[r.spec.target]))
+        assert (r.model, r.weights, r.schedule_id) == ("digits", "random:seed=0", tiny.id)
+        assert r.seconds > 0
+    assert math.isnan(results[0].partner_logit)
+    assert results[1].partner_logit == pytest.approx(float(results[1].logits[5]))
+
+
+def test_a_failing_spec_fails_alone(random_digits_model, monkeypatch):
+    def poisoned(spec, schedule):
+        base = kinds._octave(spec, schedule)
+        return base * math.nan if spec.target == 3 else base
+    monkeypatch.setitem(kinds.RECIPES, "octave", poisoned)
+    results = run_batch(random_digits_model, [JobSpec("octave", c) for c in (2, 3, 4)], load_schedule("tiny"))
+    bad = results[1]
+    assert bad.error and bad.image is None and bad.logits is None and bad.label == -1 and bad.margin_label == -1
+    assert math.isnan(bad.target_logit)
+    assert all(r.error is None and r.image is not None for r in (results[0], results[2]))
+
+
+def test_feature_means_match_a_direct_computation(random_digits_model):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(5, 32, 32, 3), dtype=np.uint8)
+    means = feature_means(random_digits_model, images, "block2", [0, 4, 63], chunk=2)
+    assert means.shape == (5, 3) and means.dtype == np.float32
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    _, acts = random_digits_model.taps(x, ["block2"])
+    expected = acts["block2"][:, [0, 4, 63]].mean(dim=(2, 3)).detach().numpy()
+    assert np.allclose(means, expected, atol=1e-5)
+    ragged = feature_means(random_digits_model, [images[0], images[1, :24, :24]], "block2", [1])
+    assert ragged.shape == (2, 1)
+    with pytest.raises(ValueError, match="64 feature maps"):
+        feature_means(random_digits_model, images, "block2", [64])
+
+
+# -- quality on the trained demo model ----------------------------------------------------------------------
+PAIRS = list(itertools.combinations(range(10), 2))
+
+
+@pytest.fixture(scope="module")
+def digit_runs(digits_model):
+    """All 10 octaves, 10 opposites and 45 pairs x 2 variants, in one run_batch call, plus the initial logits."""
+    schedule = load_schedule("digits")
+    specs = ([JobSpec("octave", c) for c in range(10)] + [JobSpec("opposite", c) for c in range(10)]
+             + [JobSpec("addition", a, 0, v, b) for a, b in PAIRS for v in ("merge", "juxtapose")])
+    results = {r.spec: r for r in run_batch(digits_model, specs, schedule)}
+    start = kinds.to_uint8(initial_images(schedule, generators_for([0])))
+    initial = kinds.logits_of(digits_model, start)[0]                     # all specs use seed 0
+    return results, initial
+
+
+def test_octave_images_are_classified_as_their_target(digit_runs):
+    results, _ = digit_runs
+    for c in range(10):
+        r = results[JobSpec("octave", c)]
+        assert r.label == c and r.target_prob >= 0.9, (c, r.label, r.target_prob)
+
+
+def test_opposites_lower_their_target_well_below_the_start(digit_runs):
+    results, initial = digit_runs
+    for c in range(10):
+        r = results[JobSpec("opposite", c)]
+        assert r.target_logit < initial[c] - 2.0, (c, r.target_logit, initial[c])
+        assert r.label != c and r.margin_label != -1
+
+
+def test_additions_raise_both_classes(digit_runs):
+    results, initial = digit_runs
+    top_two = {"merge": 0, "juxtapose": 0}
+    for a, b in PAIRS:
+        merged = results[JobSpec("addition", a, 0, "merge", b)].logits
+        assert merged[a] + merged[b] > initial[a] + initial[b], (a, b)
+        juxtaposed = results[JobSpec("addition", a, 0, "juxtapose", b)].logits
+        assert min(juxtaposed[a], juxtaposed[b]) > min(initial[a], initial[b]), (a, b)
+        for variant, v in (("merge", merged), ("juxtapose", juxtaposed)):
+            top_two[variant] += set(np.argsort(-v)[:2].tolist()) == {a, b}
+    # a figure for the README, not a threshold
+    print(f"\naddition: pairs whose two classes end as the top two: merge {top_two['merge']}/45 "
+          f"({top_two['merge'] / 45:.2f}), juxtapose {top_two['juxtapose']}/45 ({top_two['juxtapose'] / 45:.2f})")

@@ -1,0 +1,187 @@
+"""Model zoo: every supported name loads, gives logits of the right shape, taps hidden layers, and weights
+loading succeeds or fails exactly as documented."""
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from jobs import models
+from jobs.models import InvalidWeightsFile, UnknownModel, WeightsUnavailable, load_model
+
+# name -> (layer to tap, expected activation shape for a batch of two at the model's input size)
+ARTICLE_MODELS = {
+    "googlenet": ("inception4c", (2, 512, 14, 14)),
+    "inception_v3": ("Mixed_6e", (2, 768, 17, 17)),
+    "resnet50": ("layer3", (2, 1024, 14, 14)),
+}
+
+
+@pytest.fixture(scope="module")
+def article_models():
+    return {name: load_model(name, "random") for name in ARTICLE_MODELS}
+
+
+@pytest.mark.parametrize("name", sorted(ARTICLE_MODELS))
+def test_article_model_gives_imagenet_logits_and_taps(article_models, name):
+    model = article_models[name]
+    layer, shape = ARTICLE_MODELS[name]
+    images = torch.rand(2, 3, model.input_size, model.input_size)
+    logits, acts = model.taps(images, [layer])
+    assert logits.shape == (2, 1000)
+    assert model.n_classes == 1000 and len(model.class_names) == 1000
+    assert model.class_names[1] == "goldfish"  # ImageNet names come from torchvision's metadata, no download
+    assert tuple(acts[layer].shape) == shape
+    assert layer in model.layer_names
+    assert model.is_random and model.weights_id.startswith("random")
+    assert torch.isfinite(logits).all()
+
+
+def test_input_sizes_follow_the_published_weights(article_models):
+    assert article_models["inception_v3"].input_size == 299
+    assert article_models["googlenet"].input_size == 224
+    assert article_models["resnet50"].input_size == 224
+
+
+def test_inception_auxiliary_head_is_tappable_in_eval_mode(article_models):
+    model = article_models["inception_v3"]
+    logits, acts = model.taps(torch.rand(2, 3, 299, 299), ["AuxLogits"])
+    assert acts["AuxLogits"].shape == (2, 1000)
+    assert not torch.allclose(acts["AuxLogits"], logits)
+
+
+def test_parameters_are_frozen_and_input_gradients_flow(article_models):
+    model = article_models["resnet50"]
+    assert not any(p.requires_grad for p in model.parameters())
+    images = torch.rand(1, 3, 64, 64, requires_grad=True)  # any size the network accepts
+    model(images)[0, 3].backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.parameters())
+    model.train()
+    assert not model.training  # generation never runs a network in training mode
+
+
+def test_normalisation_happens_inside(article_models):
+    model = article_models["resnet50"]
+    images = torch.rand(2, 3, 64, 64)
+    mean = torch.tensor(models.IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(models.IMAGENET_STD).view(1, 3, 1, 1)
+    torch.testing.assert_close(model(images), model.net((images - mean) / std))
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "squeezenet1_0"])
+def test_any_torchvision_classifier_by_name(name):
+    model = load_model(name, "random")
+    assert model(torch.rand(2, 3, model.input_size, model.input_size)).shape == (2, model.n_classes)
+
+
+def test_random_weights_are_seeded():
+    a, b, c = (load_model("digits", "random", seed=s) for s in (3, 3, 4))
+    x = torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
+    assert not torch.allclose(a(x), c(x))
+
+
+def test_unknown_model_is_refused():
+    with pytest.raises(UnknownModel, match="unknown model 'not_a_net'"):
+        load_model("not_a_net", "random")
+
+
+def test_missing_weights_error_names_model_cache_path_and_local_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setenv("CLASSWEEP_OFFLINE", "1")
+    with pytest.raises(WeightsUnavailable) as raised:
+        load_model("googlenet", "DEFAULT")
+    message = str(raised.value)
+    expected = tmp_path / "torch-home" / "hub" / "checkpoints" / "googlenet-1378be20.pth"
+    assert str(expected) in message and "googlenet" in message and "--weights" in message
+    assert "\n" not in message
+
+
+def test_failed_download_gives_the_same_clear_error(tmp_path, monkeypatch):
+    import urllib.error
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv("CLASSWEEP_OFFLINE", raising=False)
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("no route to host")
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    with pytest.raises(WeightsUnavailable, match=r"resnet50 .*not available offline.*URLError"):
+        load_model("resnet50", "IMAGENET1K_V2")
+
+
+def test_unknown_weights_name_lists_the_choices():
+    with pytest.raises(WeightsUnavailable, match="IMAGENET1K_V1"):
+        load_model("googlenet", "IMAGENET9K")
+
+
+def test_cached_weights_load_offline(tmp_path, monkeypatch):
+    """A checkpoint already in the hub cache is what torchvision loads, with no network."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("CLASSWEEP_OFFLINE", "1")
+    reference = load_model("squeezenet1_0", "random", seed=5)
+    path = models.cache_path("squeezenet1_0", "IMAGENET1K_V1")
+    path.parent.mkdir(parents=True)
+    torch.save(reference.net.state_dict(), path)
+    monkeypatch.setattr(torch.hub, "check_integrity", lambda *a, **k: True, raising=False)
+    loaded = load_model("squeezenet1_0", "IMAGENET1K_V1", seed=1)
+    x = torch.rand(1, 3, 64, 64)
+    torch.testing.assert_close(loaded(x), reference(x))
+    assert loaded.weights_id == "SqueezeNet1_0_Weights.IMAGENET1K_V1"
+
+
+@pytest.mark.parametrize("name", ["googlenet", "digits"])
+def test_local_state_dict_round_trip(tmp_path, name):
+    reference = load_model(name, "random", seed=7)
+    path = tmp_path / f"{name}.pth"
+    torch.save(reference.net.state_dict(), path)
+    loaded = load_model(name, str(path), seed=0)
+    x = torch.rand(2, 3, 48, 48)
+    torch.testing.assert_close(loaded(x), reference(x), rtol=0, atol=0)
+    assert loaded.weights_id.startswith(f"file:{name}.pth:") and not loaded.is_random
+
+
+class _NotAStateDict:
+    pass
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("payload", ["pickled-object", "tensor-list", "text", "wrong-keys"])
+def test_files_that_are_not_state_dicts_are_refused(tmp_path, payload):
+    path = tmp_path / "weights.pth"
+    if payload == "pickled-object":
+        with open(path, "wb") as f:
+            pickle.dump(_NotAStateDict(), f)
+    elif payload == "tensor-list":
+        torch.save([torch.zeros(3)], path)
+    elif payload == "text":
+        path.write_text("definitely not weights")
+    else:
+        torch.save({"layer.weight": torch.zeros(3)}, path)
+    with pytest.raises(InvalidWeightsFile, match=str(path)):
+        load_model("digits", str(path))
+
+
+def test_missing_local_file_is_refused(tmp_path):
+    with pytest.raises(WeightsUnavailable, match="does not exist"):
+        load_model("resnet50", str(tmp_path / "absent.pth"))
+
+
+def test_list_models_reports_offline_availability(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    infos = {info.name: info for info in models.list_models()}
+    assert list(infos)[:4] == ["digits", "googlenet", "inception_v3", "resnet50"]
+    assert infos["digits"].weights_offline and infos["digits"].n_classes == 10
+    assert not infos["googlenet"].weights_offline
+    assert (infos["inception_v3"].n_classes, infos["inception_v3"].input_size) == (1000, 299)
+
+
+def test_default_dream_layers(article_models):
+    from jobs.models import default_dream_layer
+    assert default_dream_layer(article_models["googlenet"]) == "inception4c"  # the article's choice
+    assert default_dream_layer(load_model("digits", "random")) == "block2"
+    model = load_model("mobilenet_v3_small", "random")
+    layer = default_dream_layer(model)
+    _, acts = model.taps(torch.rand(1, 3, 64, 64), [layer])
+    assert layer.startswith("features.") and acts[layer].dim() == 4  # a convolutional block, not the head

@@ -1,0 +1,112 @@
+"""Schedules: presets equal the article author's published numbers, files round-trip, bad ones fail clearly."""
+import json
+
+import pytest
+
+from jobs.schedules import Octave, Schedule, default_schedule, load_schedule, preset_names
+
+
+def octave_numbers(schedule):
+    return [(o.size, o.iterations, o.lr, o.sigma, o.crop, o.pad) for o in schedule.octaves]
+
+
+def test_googlenet_preset_is_the_published_two_octaves():
+    s = load_schedule("googlenet")
+    assert octave_numbers(s) == [(299, 220, (1.5, 1.0), (2.4, 0.8), None, 0),
+                                 (490, 500, (1.3, 0.45), (1.5, 0.4), 470, 0)]
+    assert (s.init_mean, s.init_std, s.step, s.C, s.absolute, s.blur_kernel) == (0.7, 1 / 20, "plain", 200, True, 3)
+    assert all(o.blur_every == 1 for o in s.octaves) and s.total_iterations == 720 and s.final_size == 490
+
+
+def test_googlenet_pad_preset():
+    s = load_schedule("googlenet-pad")
+    assert octave_numbers(s) == [(299, 220, (6.0, 5.0), (2.4, 0.8), None, 1),
+                                 (490, 500, (1.3, 0.45), (1.5, 0.4), 470, 0)]
+    assert s.pad_fill == 0.7
+
+
+def test_inception_v3_preset_is_the_published_three_octaves():
+    s = load_schedule("inception_v3")
+    assert octave_numbers(s) == [(299, 100, (1.5, 1.0), (2.4, 0.8), None, 0),
+                                 (340, 100, (1.3, 0.45), (1.5, 0.4), 320, 0),
+                                 (390, 100, (1.3, 0.45), (1.5, 0.4), None, 0)]
+
+
+def test_every_preset_loads_and_has_a_distinct_id():
+    names = preset_names()
+    assert {"googlenet", "googlenet-pad", "inception_v3", "digits", "tiny"} <= set(names)
+    ids = {load_schedule(n).id for n in names}
+    assert len(ids) == len(names)
+    assert load_schedule("tiny").total_iterations <= 8
+
+
+def test_default_schedule_per_model():
+    assert default_schedule("digits").name == "digits"
+    assert default_schedule("inception_v3").name == "inception_v3"
+    assert default_schedule("googlenet").name == "googlenet"
+    assert default_schedule("resnet50").name == "googlenet"
+
+
+def test_linear_interpolation_within_an_octave():
+    o = Octave(size=10, iterations=4, lr=(2.0, 1.0), sigma=(1.0, 3.0))
+    assert [o.lr_at(i) for i in range(4)] == [2.0, 1.75, 1.5, 1.25]       # start*(n-i)/n + end*i/n
+    assert [o.sigma_at(i) for i in range(4)] == [1.0, 1.5, 2.0, 2.5]
+    assert [o.blurs_at(i) for i in range(4)] == [True] * 4
+    assert [Octave(10, 4, blur_every=2).blurs_at(i) for i in range(4)] == [False, True, False, True]
+    assert not any(Octave(10, 4, blur_every=0).blurs_at(i) for i in range(4))
+
+
+def test_json_round_trip_and_id(tmp_path):
+    s = load_schedule("googlenet")
+    again = Schedule.from_dict(json.loads(s.to_json()))
+    assert again == s and again.id == s.id
+    path = tmp_path / "mine.json"
+    data = json.loads(s.to_json())
+    data["name"] = "mine"
+    path.write_text(json.dumps(data))
+    loaded = load_schedule(str(path))
+    assert loaded.name == "mine" and loaded.id == s.id                   # the id is content, not name
+    data["octaves"][1]["iterations"] = 499
+    path.write_text(json.dumps(data))
+    assert load_schedule(path).id != s.id
+    assert len(s.id) == 12 and s.id == load_schedule("googlenet").id      # stable
+
+
+def test_yaml_schedule(tmp_path):
+    yaml = pytest.importorskip("yaml")
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump({"octaves": [{"size": 16, "iterations": 3}], "step": "sign"}))
+    s = load_schedule(path)
+    assert s.name == "small" and s.step == "sign" and s.octaves == (Octave(16, 3),)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"octaves": []}, "no octaves"),
+    ({"step": "adam"}, "step must be one of plain, sign"),
+    ({"colour": 1}, "unknown schedule field"),
+    ({"octaves": [{"size": 32, "iterations": 5, "crop": 40}]}, "crop 40 is larger than the octave size 32"),
+    ({"octaves": [{"size": 32, "iterations": 5, "sigma": [1.0, 0.0]}]}, "sigma must be > 0"),
+    ({"octaves": [{"size": 32, "iterations": 0}]}, "iterations must be an integer >= 1"),
+    ({"octaves": [{"size": 32, "iterations": 5, "lr": [1.0]}]}, r"lr must be a pair"),
+    ({"octaves": [{"size": 32, "iterations": 5, "jitter": 2}]}, "octave 0: unknown field"),
+    ({"octaves": [{"iterations": 5}]}, "octave 0"),
+    ({"blur_kernel": 4}, "must be odd"),
+    ({"init_std": -1}, ">= 0"),
+])
+def test_invalid_schedules_raise_clear_errors(tmp_path, change, message):
+    data = {"name": "bad", "octaves": [{"size": 32, "iterations": 5}], **change}
+    with pytest.raises(ValueError, match=message):
+        Schedule.from_dict(data)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="invalid schedule .*bad.json"):
+        load_schedule(path)
+
+
+def test_unknown_preset_and_unreadable_file(tmp_path):
+    with pytest.raises(ValueError, match="unknown schedule 'nope'.*googlenet"):
+        load_schedule("nope")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_schedule(broken)

@@ -1,0 +1,98 @@
+"""Transforms: blur against an independent Gaussian convolution, crop/paste/pad/resize shapes and values, seeds."""
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from jobs import transforms
+
+
+def reference_blur(image, sigma, kernel=3):
+    """A k x k Gaussian (normalised, reflect padding) written out by hand, per channel."""
+    half = kernel // 2
+    xs = torch.arange(-half, half + 1, dtype=torch.float64)
+    g = torch.exp(-(xs ** 2) / (2 * sigma ** 2))
+    g = g / g.sum()
+    k2 = torch.outer(g, g).to(image.dtype)
+    weight = k2.expand(image.shape[1], 1, kernel, kernel)
+    padded = F.pad(image, (half, half, half, half), mode="reflect")
+    return F.conv2d(padded, weight, groups=image.shape[1])
+
+
+@pytest.mark.parametrize("sigma", [0.4, 0.8, 2.4])
+def test_blur_matches_a_hand_written_gaussian(sigma):
+    image = torch.rand(2, 3, 17, 13, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(transforms.blur(sigma)(image), reference_blur(image, sigma), atol=1e-6)
+
+
+def test_blur_per_image_sigma_equals_separate_blurs():
+    image = torch.rand(3, 3, 9, 9, generator=torch.Generator().manual_seed(2))
+    out = transforms.blur([0.5, 2.0, 0.5])(image)
+    for j, s in enumerate([0.5, 2.0, 0.5]):
+        assert torch.allclose(out[j], reference_blur(image[j:j + 1], s)[0], atol=1e-6)
+    with pytest.raises(ValueError, match="3 images"):
+        transforms.blur([1.0])(image)
+
+
+def test_crop_takes_each_images_square_and_paste_writes_it_back():
+    image = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).reshape(2, 3, 6, 6)
+    offsets = torch.tensor([[0, 2], [3, 1]])
+    crops = transforms.crop(3)(image, offsets)
+    assert crops.shape == (2, 3, 3, 3)
+    assert torch.equal(crops[0], image[0, :, 0:3, 2:5])
+    assert torch.equal(crops[1], image[1, :, 3:6, 1:4])
+    pasted = transforms.paste(image, crops + 1000, offsets)
+    assert torch.equal(pasted[1, :, 3:6, 1:4], image[1, :, 3:6, 1:4] + 1000)
+    outside = torch.ones_like(image, dtype=torch.bool)
+    outside[0, :, 0:3, 2:5] = False
+    outside[1, :, 3:6, 1:4] = False
+    assert torch.equal(pasted[outside], image[outside])          # only the crops change
+    assert torch.equal(transforms.paste(image, crops, offsets), image)
+
+
+def test_random_offsets_are_per_generator_and_in_range():
+    def gens(seeds):
+        return [torch.Generator().manual_seed(s) for s in seeds]
+    batch = transforms.random_offsets(10, 4, gens([5, 6, 7]))
+    assert batch.shape == (3, 2) and batch.min() >= 0 and batch.max() <= 6
+    alone = transforms.random_offsets(10, 4, gens([6]))
+    assert torch.equal(batch[1], alone[0])                       # the batch does not change an image's crop
+    draws = torch.cat([transforms.random_offsets(10, 4, gens([s])) for s in range(50)])
+    assert set(draws.flatten().tolist()) == set(range(7))       # every position reachable
+    assert torch.equal(transforms.random_offsets(5, 5, gens([1])), torch.zeros(1, 2, dtype=torch.long))
+    per_step = transforms.random_offsets(10, 4, gens([5, 6]), steps=7)
+    assert per_step.shape == (2, 7, 2)
+    assert torch.equal(per_step[1], transforms.random_offsets(10, 4, gens([6]), steps=7)[0])
+    with pytest.raises(ValueError, match="crop size"):
+        transforms.random_offsets(4, 5, gens([1]))
+
+
+def test_pad_frames_the_image_and_passes_the_gradient_to_the_interior():
+    image = torch.rand(2, 3, 5, 5, requires_grad=True)
+    padded = transforms.pad(1, 0.7)(image)
+    assert padded.shape == (2, 3, 7, 7)
+    assert torch.all(padded[:, :, 0, :] == 0.7) and torch.all(padded[:, :, :, -1] == 0.7)
+    assert torch.equal(padded[:, :, 1:-1, 1:-1], image)
+    (grad,) = torch.autograd.grad((padded * torch.arange(49.0).reshape(7, 7)).sum(), image)
+    assert torch.equal(grad[0, 0], torch.arange(49.0).reshape(7, 7)[1:-1, 1:-1])
+    assert transforms.pad(0)(image) is image
+
+
+def test_resize_is_antialiased_bilinear():
+    image = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(3))
+    up = transforms.resize(49)(image)
+    down = transforms.resize(20)(image)
+    assert up.shape == (2, 3, 49, 49) and down.shape == (2, 3, 20, 20)
+    expected = F.interpolate(image, size=(20, 20), mode="bilinear", align_corners=False, antialias=True)
+    assert torch.allclose(down, expected, atol=1e-6)
+    # antialiasing: halving averages 2x2 neighbourhoods rather than sampling them
+    assert not torch.allclose(down, F.interpolate(image, size=(20, 20), mode="bilinear", align_corners=False))
+
+
+def test_compose_applies_left_to_right():
+    image = torch.rand(1, 3, 8, 8)
+    out = transforms.compose(transforms.pad(2), transforms.resize(6))(image)
+    assert out.shape == (1, 3, 6, 6)
+    assert torch.allclose(out, transforms.resize(6)(transforms.pad(2)(image)))
+    assert math.isclose(transforms.compose()(image).sum().item(), image.sum().item())

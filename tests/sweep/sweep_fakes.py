@@ -1,0 +1,86 @@
+"""Engines and workers that misbehave on purpose, plus an in-process store builder.
+
+Ray actors import these by name ("sweep_fakes:slow_run_batch"): the Ray fixtures put this directory on the
+workers' PYTHONPATH. Every fake wraps the real engine (`jobs.kinds.run_batch`), so the images are real.
+Markers (files under $CLASSWEEP_TEST_MARKERS) let a fault happen once only, across actor processes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+from jobs.kinds import run_batch
+from sweep.worker import SweepWorker
+
+SLOW_SECONDS = 0.4     # per batch: keeps a sweep busy long enough to kill something in the middle of it
+FAIL_TARGET = 3        # the octave of this class always fails (failing_run_batch, misbehaving_run_batch)
+RAISE_TARGET = 7       # a batch holding this class's octave raises (raising_run_batch, misbehaving_run_batch)
+FLAKY_TARGET = 4       # this class's octave fails on its first try only (misbehaving_run_batch)
+
+
+def _marker(name: str) -> Path:
+    return Path(os.environ["CLASSWEEP_TEST_MARKERS"]) / name
+
+
+def _first_time(name: str) -> bool:
+    """True the first time it is called with `name` (over all processes sharing the marker directory)."""
+    try:
+        fd = os.open(_marker(name), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
+
+
+def slow_run_batch(model, specs, schedule, **kwargs):
+    time.sleep(SLOW_SECONDS)
+    return run_batch(model, specs, schedule, **kwargs)
+
+
+def _with_errors(results, broken):
+    return [dataclasses.replace(r, image=None, logits=None, label=-1, error=f"injected failure for {r.spec.key}")
+            if broken(r.spec) else r for r in results]
+
+
+def failing_run_batch(model, specs, schedule, **kwargs):
+    results = run_batch(model, specs, schedule, **kwargs)
+    return _with_errors(results, lambda s: s.job == "octave" and s.target == FAIL_TARGET)
+
+
+def raising_run_batch(model, specs, schedule, **kwargs):
+    if any(s.job == "octave" and s.target == RAISE_TARGET for s in specs):
+        raise RuntimeError(f"engine exploded on class {RAISE_TARGET}")
+    return run_batch(model, specs, schedule, **kwargs)
+
+
+def misbehaving_run_batch(model, specs, schedule, **kwargs):
+    """All three faults at once: FAIL_TARGET always fails, FLAKY_TARGET fails once, RAISE_TARGET's batch raises."""
+    results = raising_run_batch(model, specs, schedule, **kwargs)
+    return _with_errors(results, lambda s: s.job == "octave" and (s.target == FAIL_TARGET or (
+        s.target == FLAKY_TARGET and _first_time(f"flaky-{s.key}"))))
+
+
+class DieAfterWriteWorker(SweepWorker):
+    """Dies right after writing its first batch's file, before the report reaches the driver."""
+
+    def run(self, batch, attempts):
+        report = super().run(batch, attempts)
+        if _first_time("die-after-write"):
+            os._exit(1)
+        return report
+
+
+def build_store(path, *, classes: str = "0-3", jobs: str = "octave,opposite,addition", pairs: str = "0+1,2+3",
+                engine=run_batch) -> None:
+    """A small real store written in-process (no Ray): digits, random weights, tiny schedule."""
+    from sweep.driver import SweepConfig, prepare
+    from sweep.worker import WorkerConfig
+    prepared = prepare(SweepConfig(store=str(path), model="digits", weights="random", schedule="tiny",
+                                   jobs=jobs, classes=classes, pairs=pairs, batch_size=4))
+    prepared.store.write_manifest(prepared.manifest)
+    worker = SweepWorker(WorkerConfig(prepared.store.uri, "digits", "random", prepared.schedule))
+    worker.run_batch = engine
+    for batch in prepared.plan.batches():
+        worker.run(batch, (1,) * len(batch.items))

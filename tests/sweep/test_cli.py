@@ -1,0 +1,128 @@
+"""The command line without Ray: refusals (exit 2, one line, nothing written), models, status, export."""
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+import sweep_fakes
+from sweep.cli import main
+from sweep.status import store_status
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--classes", "10"], "class 10 is out of range"),
+    (["--classes", "7-3"], "backwards"),
+    (["--classes", "abc"], "not a class index"),
+    (["--jobs", "octave,paint"], "unknown job 'paint'"),
+    (["--pairs", "1+12"], "out of range"),
+    (["--pairs", "1+1"], "itself"),
+    (["--pairs", "missing-file.txt"], "neither"),
+    (["--schedule", "no-such-preset"], "no-such-preset"),
+    (["--variants", "blend"], "unknown variant"),
+    (["--seeds", "0"], "--seeds"),
+])
+def test_bad_arguments_exit_2_and_write_nothing(tmp_path, extra, fragment):
+    store = tmp_path / "store"
+    result = invoke("run", "--store", str(store), "--model", "digits", "--weights", "random", *extra)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0]
+    assert not store.exists()
+
+
+def test_unknown_model_and_missing_weights(tmp_path):
+    store = tmp_path / "store"
+    result = invoke("run", "--store", str(store), "--model", "nosuchnet")
+    assert result.exit_code == 2 and result.output.startswith("Error: unknown model 'nosuchnet'")
+    result = invoke("run", "--store", str(store), "--model", "digits", "--weights", str(tmp_path / "w.pth"))
+    assert result.exit_code == 2 and "not found" in result.output and "Traceback" not in result.output
+    assert not store.exists()
+
+
+def test_models_lists_the_demo_model():
+    result = invoke("models")
+    assert result.exit_code == 0
+    digits = next(line for line in result.output.splitlines() if line.startswith("digits "))
+    assert digits.split()[1:3] == ["10", "32"]
+    assert any(line.startswith("googlenet ") and " 1000 " in line for line in result.output.splitlines())
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "store"
+    sweep_fakes.build_store(path, engine=sweep_fakes.failing_run_batch)
+    return path
+
+
+def test_status_counts_per_job_and_failures(small_store):
+    report = store_status(str(small_store))
+    counts = {(job, variant): (done, total) for job, variant, done, total in report.counts}
+    assert counts == {("octave", ""): (3, 4), ("opposite", ""): (4, 4), ("addition", "merge"): (2, 2),
+                      ("addition", "juxtapose"): (2, 2)}
+    assert [key for key, _ in report.still_failing] == [f"octave:-:{sweep_fakes.FAIL_TARGET}:-1:0"]
+    result = invoke("status", "--store", str(small_store))
+    assert result.exit_code == 0
+    assert "octave" in result.output and "3/4" in result.output and "11/12" in result.output
+    assert "1 items still failing" in result.output
+
+
+def test_run_into_a_store_of_another_sweep_is_refused(small_store):
+    before = sorted(p.name for p in small_store.rglob("*"))
+    result = invoke("run", "--store", str(small_store), "--model", "digits", "--weights", "random",
+                    "--schedule", "tiny", "--classes", "0-5", "--pairs", "0+1,2+3", "--batch-size", "4")
+    assert result.exit_code == 2
+    assert "holds a different sweep" in result.output and "classes" in result.output
+    assert sorted(p.name for p in small_store.rglob("*")) == before
+
+
+def test_export_writes_readable_names(small_store, tmp_path):
+    result = invoke("export", "--store", str(small_store), "--out", str(tmp_path / "png"))
+    assert result.exit_code == 0 and "wrote 11 PNG files" in result.output
+    names = sorted(str(p.relative_to(tmp_path / "png")) for p in (tmp_path / "png").rglob("*.png"))
+    assert "octave/0000_digit-0_s0.png" in names
+    assert "addition-merge/0002_digit-2+0003_digit-3_s0.png" in names
+    assert len(names) == 11
+    assert (tmp_path / "png" / "octave" / "0000_digit-0_s0.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_status_of_a_missing_store():
+    result = invoke("status", "--store", "/nonexistent/store")
+    assert result.exit_code == 2 and result.output.startswith("Error:") and "manifest" in result.output
+
+
+def test_features_with_an_unknown_layer_or_map_is_refused_before_ray(small_store):
+    result = invoke("analyze", "--store", str(small_store), "--features", "block9:0")
+    assert result.exit_code == 2 and result.output.startswith("Error:") and "block9" in result.output
+    result = invoke("analyze", "--store", str(small_store), "--features", "block3:500")
+    assert result.exit_code == 2 and "500" in result.output
+    assert not (small_store / "analysis").exists()
+
+
+def test_demo_runs_the_digits_sweep_then_analysis_and_figures(monkeypatch, tmp_path):
+    import sweep.cli as cli
+    from sweep.driver import SweepSummary
+    calls = []
+
+    class Summary:
+        def lines(self):
+            return ["analysed"]
+
+    def fake_run_sweep(config):
+        calls.append(("run", config))
+        return SweepSummary(config.store, 110, 110, 0, (), 1.0, 2, "cpu", 0, False)
+
+    monkeypatch.setattr(cli, "run_sweep", fake_run_sweep)
+    monkeypatch.setattr(cli, "analysis_functions", lambda: (
+        lambda store, metric="cosine": calls.append(("analyze", store)) or Summary(),
+        lambda store, out=None: calls.append(("figures", store)) or tmp_path / "index.html"))
+    result = invoke("demo", "--store", str(tmp_path / "d"))
+    assert result.exit_code == 0, result.output
+    assert [c[0] for c in calls] == ["run", "analyze", "figures"]
+    config = calls[0][1]
+    assert (config.model, config.schedule, config.jobs, config.classes, config.pairs, config.seeds) == (
+        "digits", "digits", None, "all", "all", 1)
+    assert result.output.strip().endswith(f"report: {tmp_path / 'index.html'}")

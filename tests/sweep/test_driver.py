@@ -1,0 +1,169 @@
+"""Sweeps on a local Ray (2 CPUs, 2 fake GPUs, started once for the module) with the real engine on the digits
+architecture and the tiny schedule: completion, resume, a killed actor, retries, failures, the feature pass."""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+import sweep_fakes
+from sweep.driver import SweepConfig, run_sweep
+from sweep.features import FeatureConfig, run_features
+from sweep.store import FAILURES, IMAGES, Store
+
+ray = pytest.importorskip("ray")
+HERE = Path(__file__).parent
+COLUMNS = {"key", "job", "variant", "model", "weights", "schedule_id", "target", "partner", "seed", "label",
+           "margin_label", "target_name", "label_name", "partner_name", "target_logit", "target_prob",
+           "partner_logit", "logits", "png", "width", "height", "seconds", "worker"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray(tmp_path_factory):
+    markers = tmp_path_factory.mktemp("markers")
+    path = os.pathsep.join([str(HERE), str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")])
+    os.environ["CLASSWEEP_TEST_MARKERS"] = str(markers)
+    ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": path, "CLASSWEEP_TEST_MARKERS": str(markers),
+                                       "CLASSWEEP_OFFLINE": "1"}})
+    yield
+    ray.shutdown()
+
+
+def config(store, **changes) -> SweepConfig:
+    base = dict(store=str(store), model="digits", weights="random", schedule="tiny", batch_size=4,
+                cpus_per_worker=0.5, progress_every=1.0)
+    return SweepConfig(**{**base, **changes})
+
+
+def assert_exactly_once(store, expected: int) -> pd.DataFrame:
+    files = Store.open(str(store)).files(IMAGES)
+    for path in files:                               # every file is a complete Parquet file
+        pq.read_table(path, columns=["key"])
+    assert not [p for p in (Path(store) / IMAGES).iterdir() if p.name.startswith("_")]
+    frame = pd.read_parquet(Path(store) / IMAGES, columns=["key", "job", "worker"])
+    assert len(frame) == expected and frame.key.is_unique
+    return frame
+
+
+@pytest.fixture(scope="module")
+def full_sweep(tmp_path_factory):
+    """A 10-class sweep of all jobs (6 random pairs), run once for the tests that read it."""
+    store = tmp_path_factory.mktemp("full") / "s"
+    out = io.StringIO()
+    return store, run_sweep(config(store, pairs="random:6"), stream=out), out.getvalue()
+
+
+def test_ten_class_sweep_of_all_jobs_reads_back_with_pandas(full_sweep):
+    store, summary, output = full_sweep
+    expected = 10 + 10 + 6 * 2
+    assert summary.complete and summary.exit_status == 0 and summary.done == summary.total == expected
+    assert summary.device == "gpu" and summary.workers == 2       # fake GPUs: GPU actors, computing on the CPU
+    frame = pd.read_parquet(store / IMAGES)
+    assert set(frame.columns) == COLUMNS and len(frame) == expected and frame.key.is_unique
+    assert frame.groupby(["job", "variant"]).size().to_dict() == {
+        ("addition", "juxtapose"): 6, ("addition", "merge"): 6, ("octave", ""): 10, ("opposite", ""): 10}
+    assert sorted(frame[frame.job == "octave"].target) == list(range(10))
+    assert frame.logits.map(len).eq(10).all() and isinstance(frame.logits.iloc[0][0], np.floating)
+    assert frame.png.map(lambda b: b[:4] == b"\x89PNG").all()
+    assert (frame.label == frame.logits.map(np.argmax)).all()
+    assert frame.worker.nunique() == 2
+    assert "items (100.0%)" in output
+    # Resuming a complete store does nothing (and starts no Ray work).
+    again = run_sweep(config(store, pairs="random:6"), stream=io.StringIO())
+    assert again.done_before == expected and again.workers == 0 and again.complete
+
+
+def test_killed_actor_is_replaced_and_every_item_lands_once(tmp_path):
+    store = tmp_path / "s"
+    killed = []
+
+    def kill_one_actor_mid_sweep():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list((store / IMAGES).glob("part-*")):
+            time.sleep(0.05)
+        names = sorted(n for n in ray.util.list_named_actors() if n.startswith("classweep-") and n.endswith("-0-0"))
+        if names:
+            ray.kill(ray.get_actor(names[0]), no_restart=True)
+            killed.append(names[0])
+
+    killer = threading.Thread(target=kill_one_actor_mid_sweep)
+    killer.start()
+    summary = run_sweep(config(store, jobs="octave,opposite", batch_size=2, in_flight=2,
+                               engine="sweep_fakes:slow_run_batch"), stream=io.StringIO())
+    killer.join()
+    assert killed and summary.actors_replaced >= 1
+    assert summary.complete and summary.failed == ()
+    assert_exactly_once(store, 20)
+
+
+def test_actor_dying_after_writing_before_reporting_leaves_no_duplicate(tmp_path):
+    summary = run_sweep(config(tmp_path / "s", jobs="octave", classes="0-7", batch_size=2,
+                               worker="sweep_fakes:DieAfterWriteWorker"), stream=io.StringIO())
+    assert summary.actors_replaced >= 1 and summary.complete
+    frame = assert_exactly_once(tmp_path / "s", 8)
+    assert len(Store.open(str(tmp_path / "s")).files(IMAGES)) == 4   # the re-run overwrote the same file
+
+
+def test_failures_are_retried_recorded_and_reported(tmp_path):
+    store = tmp_path / "s"
+    summary = run_sweep(config(store, jobs="octave", batch_size=2, max_attempts=3,
+                               engine="sweep_fakes:misbehaving_run_batch"), stream=io.StringIO())
+    # batches of two classes: [2, 3] loses 3 on every try, [4, 5] loses 4 once, [6, 7] raises on every try
+    assert (sweep_fakes.FAIL_TARGET, sweep_fakes.FLAKY_TARGET, sweep_fakes.RAISE_TARGET) == (3, 4, 7)
+    key = "octave:-:{}:-1:0".format
+    assert not summary.complete and summary.exit_status == 1 and summary.done == 7
+    assert dict(summary.failed).keys() == {key(3), key(6), key(7)}
+    assert "injected" in dict(summary.failed)[key(3)] and "engine exploded" in dict(summary.failed)[key(6)]
+    assert any(key(3) in line for line in summary.lines())
+    failures = pd.read_parquet(store / FAILURES)
+    assert failures.groupby("key").attempt.apply(sorted).to_dict() == {
+        key(3): [1, 2, 3], key(4): [1], key(6): [1, 2, 3], key(7): [1, 2, 3]}
+    # The next run retries only the missing items, numbering their tries on from the recorded ones.
+    again = run_sweep(config(store, jobs="octave", batch_size=2, max_attempts=1,
+                             engine="sweep_fakes:misbehaving_run_batch"), stream=io.StringIO())
+    assert again.done_before == 7 and again.done == 7 and again.workers == 2
+    assert pd.read_parquet(store / FAILURES).groupby("key").attempt.max().to_dict() == {
+        key(3): 4, key(4): 1, key(6): 4, key(7): 4}
+
+
+def test_feature_pass_writes_features_parquet(full_sweep):
+    store = full_sweep[0]
+    path, rows = run_features(FeatureConfig(store=str(store), layer="block3", maps=(0, 4), cpus_per_worker=0.5,
+                                            progress_every=1.0), stream=io.StringIO())
+    frame = pd.read_parquet(path)
+    assert rows == 10 and list(frame.columns) == ["key", "target", "target_name", "layer", "map_0", "map_4"]
+    assert frame.target.tolist() == list(range(10)) and (frame.layer == "block3").all()
+    assert frame.map_0.dtype == np.float32 and frame.key.str.startswith("octave:").all()
+    assert path == str(store / "analysis" / "features.parquet")
+
+
+def test_sigterm_stops_cleanly_and_the_next_run_resumes(tmp_path):
+    store = tmp_path / "s"
+    sweep = config(store, jobs="octave,opposite", batch_size=2, engine="sweep_fakes:slow_run_batch")
+
+    def terminate_after_first_file():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list((store / IMAGES).glob("part-*")):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)     # what `ray job stop` or a batch scheduler sends
+
+    before = signal.getsignal(signal.SIGTERM)
+    thread = threading.Thread(target=terminate_after_first_file)
+    thread.start()
+    stopped = run_sweep(sweep, stream=io.StringIO())
+    thread.join()
+    assert stopped.interrupted and stopped.exit_status == 130 and 0 < stopped.done < 20
+    assert "interrupted: run the same command again to resume" in stopped.lines()
+    assert signal.getsignal(signal.SIGTERM) is before          # the sweep's handler is gone again
+    resumed = run_sweep(sweep, stream=io.StringIO())
+    assert resumed.done_before == stopped.done and resumed.complete
+    assert_exactly_once(store, 20)

@@ -1,0 +1,104 @@
+"""Killing the driver: `sweep run` as a subprocess is SIGKILLed mid-sweep, then interrupted with Ctrl-C (SIGINT),
+then re-run to completion. Every item must land exactly once and every file must be readable."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+pytest.importorskip("ray")
+ROOT = Path(__file__).parents[2]
+ITEMS = 10 * 2 * 2          # octave and opposite, 10 classes, 2 seeds
+BATCHES = ITEMS // 2
+
+
+def command(store: Path) -> list[str]:
+    # The digits preset (slower than tiny) keeps the sweep busy long enough to be killed in the middle.
+    return [sys.executable, "-m", "sweep.cli", "run", "--store", str(store), "--model", "digits", "--weights",
+            "random", "--schedule", "digits", "--jobs", "octave,opposite", "--seeds", "2", "--batch-size", "2",
+            "--workers", "2"]
+
+
+def start(store: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "CLASSWEEP_OFFLINE": "1"}
+    # A session of its own: after a SIGKILL we can find and end exactly the Ray processes this run started.
+    return subprocess.Popen(command(store), cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def session_processes(sid: int) -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":   # fields after the name: state, ppid, pgrp, session
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def end_session(sid: int) -> None:
+    for pid in session_processes(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def part_files(store: Path) -> list[Path]:
+    return sorted((store / "images").glob("part-*.parquet")) if (store / "images").exists() else []
+
+
+def wait_for_files(store: Path, count: int, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while len(part_files(store)) < count:
+        assert process.poll() is None, process.stdout.read()
+        assert time.monotonic() < deadline, "the sweep wrote no file in time"
+        time.sleep(0.05)
+
+
+def test_killed_then_interrupted_driver_resumes_exactly_once(tmp_path):
+    store = tmp_path / "store"
+    # 1. SIGKILL: no cleanup at all in the driver.
+    first = start(store)
+    try:
+        wait_for_files(store, 1, first)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        end_session(first.pid)
+    killed_at = len(part_files(store))
+    assert 1 <= killed_at < BATCHES
+    # 2. Ctrl-C: a clean stop with a message and exit status 130.
+    second = start(store)
+    try:
+        wait_for_files(store, killed_at + 1, second)
+        second.send_signal(signal.SIGINT)
+        output, _ = second.communicate(timeout=60)
+    finally:
+        end_session(second.pid)
+    assert second.returncode == 130, output
+    assert "interrupted" in output and f"resuming: {2 * killed_at}/{ITEMS}" in output
+    assert len(part_files(store)) < BATCHES
+    # 3. The same command again completes only what is missing.
+    third = start(store)
+    try:
+        output, _ = third.communicate(timeout=180)
+    finally:
+        end_session(third.pid)
+    assert third.returncode == 0, output
+    assert f"{ITEMS}/{ITEMS} items done" in output
+    for path in part_files(store):
+        assert pq.read_table(path).num_rows >= 1                  # no unreadable or empty file
+    assert not [p for p in (store / "images").iterdir() if not p.name.startswith("part-")]
+    frame = pd.read_parquet(store / "images", columns=["key"])
+    assert len(frame) == ITEMS and frame.key.is_unique

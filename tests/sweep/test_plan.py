@@ -1,0 +1,124 @@
+"""Work planning: parsing the selections, refusing bad ones, keys and fixed batch boundaries."""
+from __future__ import annotations
+
+import pytest
+
+from sweep.plan import Batch, Plan, PlanError, WorkItem, make_plan, parse_classes, parse_features, parse_pairs
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("all", tuple(range(10))),
+    ("0-3", (0, 1, 2, 3)),
+    ("1,5,7-9", (1, 5, 7, 8, 9)),
+    ("9,1,1,2-3", (1, 2, 3, 9)),
+    (" 4 ", (4,)),
+    ("3-3", (3,)),
+])
+def test_parse_classes_good(text, expected):
+    assert parse_classes(text, 10) == expected
+
+
+@pytest.mark.parametrize("text, n, fragment", [
+    ("1000", 1000, "out of range"),
+    ("0-1000", 1000, "1000"),
+    ("7-3", 10, "backwards"),
+    ("abc", 10, "not a class index"),
+    ("1,,2", 10, "empty"),
+    ("-1", 10, "not a class index"),
+    ("1.5", 10, "not a class index"),
+])
+def test_parse_classes_bad(text, n, fragment):
+    with pytest.raises(PlanError, match=fragment) as error:
+        parse_classes(text, n)
+    assert "\n" not in str(error.value)
+
+
+def test_parse_pairs_list_file_random_all(tmp_path):
+    assert parse_pairs("1+2,3+4,1+2", 10, range(10)) == ((1, 2), (3, 4))
+    pairs_file = tmp_path / "pairs.txt"
+    pairs_file.write_text("# favourite pairs\n1+2\n\n 5 + 7  # comment\n")
+    assert parse_pairs(str(pairs_file), 10, range(10)) == ((1, 2), (5, 7))
+    drawn = parse_pairs("random:5", 10, (0, 2, 4, 6, 8))
+    assert len(set(drawn)) == 5 and all(a in (0, 2, 4, 6, 8) and b in (0, 2, 4, 6, 8) and a < b for a, b in drawn)
+    assert parse_pairs("random:5", 10, (0, 2, 4, 6, 8)) == drawn       # seeded: the same draw every time
+    assert parse_pairs(None, 10, (0, 1, 2)) == ((0, 1), (0, 2), (1, 2))
+    assert len(parse_pairs("all", 10, range(10))) == 45
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("1+1", "itself"),
+    ("1+10", "out of range"),
+    ("1+2+3", "not a pair"),
+    ("random:0", "positive"),
+    ("random:99", "distinct pairs"),
+    ("nosuchfile.txt", "neither"),
+    ("a+b", "not a class index"),
+])
+def test_parse_pairs_bad(text, fragment):
+    with pytest.raises(PlanError, match=fragment):
+        parse_pairs(text, 10, range(10))
+
+
+def test_pairs_file_error_names_the_line(tmp_path):
+    pairs_file = tmp_path / "pairs.txt"
+    pairs_file.write_text("1+2\n3+12\n")
+    with pytest.raises(PlanError, match=r"pairs.txt:2"):
+        parse_pairs(str(pairs_file), 10, range(10))
+
+
+def test_default_pairs_refused_when_too_many():
+    with pytest.raises(PlanError, match="--pairs"):
+        make_plan(n_classes=1000)
+    plan = make_plan(n_classes=1000, jobs="octave")   # no addition: no pairs needed
+    assert plan.pairs == () and len(plan.items()) == 1000
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"jobs": "octave,dance"}, "unknown job 'dance'"),
+    ({"variants": "blend"}, "unknown variant"),
+    ({"seeds": 0}, "--seeds"),
+    ({"batch_size": 0}, "--batch-size"),
+])
+def test_make_plan_bad(kwargs, fragment):
+    with pytest.raises(PlanError, match=fragment):
+        make_plan(n_classes=10, **kwargs)
+
+
+def test_items_keys_and_counts():
+    plan = make_plan(n_classes=10, classes="0-4", pairs="0+1,2+3,1+4", seeds=2, batch_size=3)
+    items = plan.items()
+    # octave and opposite: 5 classes x 2 seeds; addition: 3 pairs x 2 variants x 2 seeds
+    assert len(items) == 5 * 2 * 2 + 3 * 2 * 2
+    keys = [item.key for item in items]
+    assert len(set(keys)) == len(keys)
+    assert "octave:-:4:-1:1" in keys and "addition:juxtapose:1:4:0" in keys
+    assert WorkItem.from_key("addition:merge:2:3:1") == WorkItem("addition", "merge", 2, 3, 1)
+    assert all(WorkItem.from_key(k).key == k for k in keys)
+
+
+def test_batches_are_fixed_and_homogeneous():
+    plan = make_plan(n_classes=10, classes="0-6", pairs="0+1,2+3", batch_size=3)
+    batches = plan.batches()
+    assert [b.index for b in batches] == list(range(len(batches)))
+    assert sum(len(b.items) for b in batches) == len(plan.items())
+    assert all(len(b.items) <= 3 and len({(i.job, i.variant) for i in b.items}) == 1 for b in batches)
+    # Same options -> same boundaries and names, also after a round trip through the manifest's JSON form.
+    again = Plan.from_options(plan.options()).batches()
+    assert [b.name for b in again] == [b.name for b in batches]
+    assert len({b.name for b in batches}) == len(batches)
+
+
+def test_batch_name_depends_on_the_items_run():
+    batch = make_plan(n_classes=10, jobs="octave", classes="0-3", batch_size=4).batches()[0]
+    rest = batch.without(["octave:-:0:-1:0"])
+    assert rest.index == batch.index and len(rest.items) == 3
+    assert rest.name != batch.name and rest.name.startswith(f"part-{batch.index:06d}-octave-")
+    assert Batch(batch.index, batch.items).name == batch.name
+
+
+def test_parse_features():
+    assert parse_features("inception5a:0,4") == ("inception5a", (0, 4))
+    assert parse_features("net.block2:3") == ("net.block2", (3,))
+    for bad in ("inception5a", "inception5a:", ":1", "block2:a"):
+        with pytest.raises(PlanError):
+            parse_features(bad)

@@ -1,0 +1,48 @@
+"""Driver-side progress: a redrawn line on a terminal, plain timed lines in a log file."""
+from __future__ import annotations
+
+import io
+
+from sweep.progress import Progress, format_duration
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_log_file_gets_one_plain_line_per_interval():
+    clock, out = Clock(), io.StringIO()
+    progress = Progress(100, done=20, stream=out, interval=10, clock=clock)
+    for _ in range(8):                 # 8 updates over 40 s: a line at 10, 20, 30, 40 s
+        clock.now += 5
+        progress.update(done=5)
+    progress.update(failed=1, force=True)
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue() and len(lines) == 5
+    assert lines[-1].startswith("60/100 items (60.0%) | 1.00 items/s | ETA 40s | 1 failed")
+
+
+def test_terminal_line_is_redrawn_in_place():
+    clock, out = Clock(), Terminal()
+    progress = Progress(10, stream=out, interval=0.25, clock=clock)
+    clock.now = 1
+    progress.update(done=4)
+    progress.close()
+    text = out.getvalue()
+    assert text.count("\r") == 2 and text.endswith("\n") and text.count("\n") == 1
+    assert "4/10 items (40.0%) | 4.00 items/s | ETA 2s" in text
+
+
+def test_eta_unknown_before_the_first_item_and_durations():
+    progress = Progress(10, stream=io.StringIO(), clock=Clock())
+    assert "ETA ?" in progress.line()
+    assert [format_duration(s) for s in (5, 65, 3700)] == ["5s", "1m05s", "1h01m"]

@@ -1,0 +1,151 @@
+"""The Parquet store: atomic writes, the exact schema, manifests and refusal of a different configuration."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.kinds import JobResult, JobSpec
+from sweep.driver import SweepConfig, prepare
+from sweep.store import (FAILURE_SCHEMA, IMAGES, ManifestMismatch, Store, StoreError, decode_png, failures_table,
+                         images_schema, images_table, manifest_differences)
+from sweep.plan import WorkItem
+
+NAMES = tuple(f"class {i}" for i in range(5))
+
+
+def result(job="octave", target=1, partner=-1, variant="", seed=0, error=None, size=6) -> JobResult:
+    rng = np.random.default_rng(target)
+    image = None if error else rng.integers(0, 256, (size, size + 1, 3), dtype=np.uint8)
+    logits = None if error else rng.normal(size=5).astype(np.float32)
+    return JobResult(JobSpec(job, target, seed, variant, partner), model="m", weights="w", schedule_id="s",
+                     image=image, logits=logits, label=-1 if error else int(np.argmax(logits)), margin_label=2,
+                     target_logit=0.5, target_prob=0.25, partner_logit=float("nan"), seconds=0.1, error=error)
+
+
+def test_images_table_schema_and_values():
+    results = [result(target=1), result("addition", 2, 4, "merge"), result(target=3, error="went NaN")]
+    table = images_table(results, NAMES, "host/abc")
+    assert table.schema == images_schema(5)
+    assert table.schema.field("logits").type == pa.list_(pa.float32(), 5)
+    assert table.num_rows == 2                                    # failed results are not images
+    rows = table.to_pylist()
+    assert [r["key"] for r in rows] == ["octave:-:1:-1:0", "addition:merge:2:4:0"]
+    assert rows[1]["partner_name"] == "class 4" and rows[0]["partner_name"] == ""
+    assert rows[0]["label_name"] == NAMES[results[0].label]
+    assert (rows[0]["width"], rows[0]["height"]) == (7, 6)
+    np.testing.assert_array_equal(decode_png(rows[0]["png"]), results[0].image)      # lossless round trip
+    logits = table.column("logits").combine_chunks().flatten().to_numpy().reshape(-1, 5)
+    np.testing.assert_array_equal(logits[1], results[1].logits)
+
+
+def test_failures_table_schema():
+    table = failures_table([(WorkItem("octave", "", 3, -1, 0), 2, "boom")], "host/x")
+    assert table.schema == FAILURE_SCHEMA
+    assert table.to_pylist()[0]["key"] == "octave:-:3:-1:0" and table.to_pylist()[0]["attempt"] == 2
+
+
+def test_atomic_write_leaves_only_the_final_file(tmp_path):
+    store = Store.open(str(tmp_path / "s"))
+    table = images_table([result(target=1)], NAMES, "w")
+    store.write_table(f"{IMAGES}/part-1.parquet", table)
+    store.write_table(f"{IMAGES}/part-1.parquet", table)          # a re-run of the same batch overwrites
+    assert sorted(p.name for p in (tmp_path / "s" / IMAGES).iterdir()) == ["part-1.parquet"]
+    stored = pq.ParquetFile(tmp_path / "s" / IMAGES / "part-1.parquet")
+    # PNG bytes are stored uncompressed (they are compressed already)
+    png_column = stored.schema_arrow.get_field_index("png")
+    assert stored.metadata.row_group(0).column(png_column).compression == "UNCOMPRESSED"
+    assert store.done_keys() == {"octave:-:1:-1:0"}
+
+
+def test_leftover_temp_files_are_invisible_and_cleaned(tmp_path):
+    store = Store.open(str(tmp_path))
+    store.write_table(f"{IMAGES}/part-1.parquet", images_table([result(target=1)], NAMES, "w"))
+    half = tmp_path / IMAGES / "_part-2.parquet.1234.tmp"
+    half.write_bytes(b"PAR1 truncated")                           # what a killed writer leaves behind
+    assert store.files(IMAGES) == [str(tmp_path / IMAGES / "part-1.parquet")]
+    assert len(pd.read_parquet(tmp_path / IMAGES)) == 1           # readers skip "_" names too
+    assert store.cleanup_temp() == 1 and not half.exists()
+
+
+def test_unreadable_file_is_named(tmp_path):
+    store = Store.open(str(tmp_path))
+    (tmp_path / IMAGES).mkdir()
+    (tmp_path / IMAGES / "part-9.parquet").write_bytes(b"not parquet")
+    with pytest.raises(StoreError, match="part-9.parquet"):
+        store.done_keys()
+
+
+def test_relative_and_file_uri_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert Store.open("rel/store").root == str(tmp_path / "rel" / "store")
+    store = Store.open(f"file://{tmp_path}/u")
+    store.write_manifest({"format": 1})
+    assert json.loads((tmp_path / "u" / "manifest.json").read_text()) == {"format": 1}
+
+
+def test_manifest_differences_name_the_fields():
+    stored = {"format": 1, "model": "digits", "weights": "shipped", "schedule_id": "a", "n_classes": 10,
+              "options": {"jobs": ["octave"], "classes": list(range(10)), "seeds": 1}}
+    wanted = json.loads(json.dumps(stored))
+    assert manifest_differences(stored, wanted) == []
+    wanted["schedule_id"] = "b"
+    wanted["options"]["classes"] = [0, 1]
+    differences = manifest_differences(stored, wanted)
+    assert len(differences) == 2
+    assert differences[0].startswith("schedule_id") and differences[1].startswith("classes")
+
+
+def test_prepare_refuses_another_configuration_and_writes_nothing(tmp_path):
+    config = SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule="tiny",
+                         jobs="octave", classes="0-4", batch_size=2)
+    prepared = prepare(config)
+    assert not (tmp_path / "s").exists()                          # prepare only checks
+    prepared.store.write_manifest(prepared.manifest)
+    before = (tmp_path / "s" / "manifest.json").read_bytes()
+    assert prepare(config).plan == prepared.plan                  # the same command is welcome
+    with pytest.raises(ManifestMismatch, match=r"classes is .* in the store, \[0, 1, 2\] here") as error:
+        prepare(SweepConfig(**{**config.__dict__, "classes": "0-2"}))
+    assert "\n" not in str(error.value)
+    with pytest.raises(ManifestMismatch, match="schedule_id"):
+        prepare(SweepConfig(**{**config.__dict__, "schedule": "digits"}))
+    assert (tmp_path / "s" / "manifest.json").read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["manifest.json"]
+
+
+def test_parquet_without_manifest_is_refused(tmp_path):
+    Store.open(str(tmp_path)).write_table(f"{IMAGES}/foreign.parquet", pa.table({"x": [1]}))
+    with pytest.raises(StoreError, match="no manifest"):
+        prepare(SweepConfig(store=str(tmp_path), model="digits", weights="random", schedule="tiny"))
+
+
+def test_object_store_writes_are_single_puts(monkeypatch):
+    """On an object store (here pyarrow's in-memory mock file system, treated like S3) nothing is renamed."""
+    from pyarrow.fs import FileSelector, _MockFileSystem
+    import sweep.store as store_module
+    monkeypatch.setattr(store_module, "OBJECT_STORES", ("mock",))
+    fs = _MockFileSystem()
+    calls = []
+
+    class Recording:                      # the mock file system, with a record of the write calls made on it
+        def __getattr__(self, name):
+            attribute = getattr(fs, name)
+            if callable(attribute) and name in ("move", "open_output_stream", "create_dir"):
+                return lambda *args, **kwargs: calls.append((name, args[0])) or attribute(*args, **kwargs)
+            return attribute
+
+    writer = Store("mock://bucket/run", Recording(), "bucket/run")
+    writer.write_table(f"{IMAGES}/part-1.parquet", images_table([result(target=1)], NAMES, "w"))
+    writer.write_manifest({"format": 1})
+    assert "move" not in {name for name, _ in calls}       # no temp name, no rename: the final key only
+    assert {path for name, path in calls if name == "open_output_stream"} == {
+        "bucket/run/images/part-1.parquet", "bucket/run/manifest.json"}
+    written = sorted(info.path for info in fs.get_file_info(FileSelector("bucket", recursive=True))
+                     if info.type.name == "File")
+    assert written == ["bucket/run/images/part-1.parquet", "bucket/run/manifest.json"]
+    reader = Store("mock://bucket/run", fs, "bucket/run")
+    assert reader.done_keys() == {"octave:-:1:-1:0"} and reader.read_manifest() == {"format": 1}

@@ -1,0 +1,73 @@
+"""The worker's batch method, in-process (no Ray): real engine, real files, idempotent re-runs, failures."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import sweep_fakes
+from jobs.kinds import feature_means
+from jobs.schedules import load_schedule
+from sweep.plan import make_plan
+from sweep.store import FAILURES, IMAGES, Store, decode_png
+from sweep.worker import SweepWorker, WorkerConfig
+
+
+@pytest.fixture(scope="module")
+def worker_factory():
+    schedule = load_schedule("tiny")
+
+    def make(store, engine="jobs.kinds:run_batch"):
+        return SweepWorker(WorkerConfig(str(store), "digits", "random", schedule, engine))
+    return make
+
+
+def test_run_writes_one_file_per_batch_and_reruns_overwrite(tmp_path, worker_factory):
+    worker = worker_factory(tmp_path)
+    batch = make_plan(n_classes=10, jobs="octave", classes="0-2", batch_size=3).batches()[0]
+    report = worker.run(batch, (1, 1, 1))
+    assert report.done == batch.keys and report.failed == ()
+    # The same batch again (an actor that died after writing, re-run by the driver): same file, no duplicate.
+    worker.run(batch, (1, 1, 1))
+    files = sorted(p.name for p in (tmp_path / IMAGES).iterdir())
+    assert files == [f"{batch.name}.parquet"]
+    frame = pd.read_parquet(tmp_path / IMAGES)
+    assert sorted(frame.key) == sorted(batch.keys) and frame.key.is_unique
+    assert (frame.model == "digits").all() and (frame.target_name == [f"digit {t}" for t in frame.target]).all()
+    assert frame.logits.map(len).eq(10).all()
+    assert not (tmp_path / FAILURES).exists()
+
+
+def test_failed_items_are_recorded_not_stored(tmp_path, worker_factory):
+    worker = worker_factory(tmp_path, "sweep_fakes:failing_run_batch")
+    batch = make_plan(n_classes=10, jobs="octave", classes="2-4", batch_size=3).batches()[0]
+    report = worker.run(batch, (1, 2, 1))
+    bad = f"octave:-:{sweep_fakes.FAIL_TARGET}:-1:0"
+    assert set(report.done) == set(batch.keys) - {bad}
+    assert [key for key, _ in report.failed] == [bad] and "injected" in report.failed[0][1]
+    failures = pd.read_parquet(tmp_path / FAILURES)
+    assert failures.key.tolist() == [bad] and failures.attempt.tolist() == [2]
+    assert Store.open(str(tmp_path)).done_keys() == set(report.done)
+
+
+def test_a_raising_engine_fails_the_whole_batch(tmp_path, worker_factory):
+    worker = worker_factory(tmp_path, "sweep_fakes:raising_run_batch")
+    batch = make_plan(n_classes=10, jobs="octave", classes="5-7", batch_size=3).batches()[0]
+    report = worker.run(batch, (1, 1, 1))
+    assert report.done == () and len(report.failed) == 3
+    assert all("engine exploded" in error for _, error in report.failed)
+    assert not (tmp_path / IMAGES).exists()
+
+
+def test_features_match_the_engine_on_decoded_pngs(tmp_path, worker_factory):
+    worker = worker_factory(tmp_path)
+    batch = make_plan(n_classes=10, jobs="octave,opposite", classes="0-2", batch_size=3).batches()[0]
+    worker.run(batch, (1, 1, 1))
+    path = Store.open(str(tmp_path)).files(IMAGES)[0]
+    table = worker.features(path, "block2", (0, 5))
+    assert table.column_names == ["key", "target", "target_name", "layer", "map_0", "map_5"]
+    frame = pd.read_parquet(path)
+    images = np.stack([decode_png(p) for p in frame.png])
+    expected = feature_means(worker.model, images, "block2", [0, 5])
+    np.testing.assert_allclose(np.column_stack([table.column("map_0"), table.column("map_5")]), expected,
+                               rtol=1e-5)
