@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -220,10 +222,14 @@ def _fetch_torchvision_state(name: str, weights: str) -> tuple[dict[str, torch.T
             f"or pass a local state dict with --weights /path/to/{name}.pth")
     if not expected.exists() and offline:
         raise WeightsUnavailable(hint)
+    chatter = io.StringIO()   # torch.hub announces the download on stdout; the error below must stay one line
     try:
-        state = weights_value.get_state_dict(progress=False, check_hash=True)
+        with contextlib.redirect_stdout(chatter):
+            state = weights_value.get_state_dict(progress=False, check_hash=True)
     except Exception as error:
         raise WeightsUnavailable(f"{hint} (download failed: {type(error).__name__})") from None
+    if chatter.getvalue():
+        print(f"downloaded {name} weights {weights_value} to {expected}", file=sys.stderr)
     return state, str(weights_value)
 
 

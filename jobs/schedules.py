@@ -120,7 +120,8 @@ class Schedule:
         if not octaves:
             raise ValueError(f"schedule {self.name!r} has no octaves")
         object.__setattr__(self, "octaves", octaves)
-        for what in ("init_mean", "init_std", "C", "l1", "pad_fill"):
+        for what in ("init_mean", "init_std", "C", "l1", "pad_fill", "layer_weight", "class_weight",
+                     "interpolation_logit"):
             value = getattr(self, what)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"schedule {what} must be a finite number, got {value!r}")
@@ -133,11 +134,6 @@ class Schedule:
             raise ValueError("schedule absolute and clamp must be true or false")
         _int(self.dream_blur_every, "schedule dream_blur_every", 1)
         _int(self.frames, "schedule frames", 1)
-        for what in ("layer_weight", "class_weight", "interpolation_logit"):
-            value = getattr(self, what)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"schedule {what} must be a finite number, got {value!r}")
-            object.__setattr__(self, what, float(value))
         if not isinstance(self.output, str) or not self.output:
             raise ValueError(f"schedule output must be a layer name such as 'logits' or 'AuxLogits', "
                              f"got {self.output!r}")
@@ -184,10 +180,7 @@ class Schedule:
         """A schedule from plain data (JSON/YAML); unknown keys and bad values raise ValueError."""
         if not isinstance(data, Mapping):
             raise ValueError(f"a schedule must be a mapping, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown schedule field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        _refuse_unknown_fields(data, cls, "unknown schedule field(s)")
         missing = [k for k in ("name", "octaves") if k not in data]
         if missing:
             raise ValueError(f"schedule is missing {', '.join(missing)}")
@@ -196,13 +189,17 @@ class Schedule:
         return cls(**{**data, "octaves": tuple(data["octaves"])})
 
 
+def _refuse_unknown_fields(data: Mapping[str, Any], cls: type, what: str) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{what} {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+
+
 def _octave_from_dict(data: Any, index: int) -> Octave:
     if not isinstance(data, Mapping):
         raise ValueError(f"octave {index} must be a mapping, got {data!r}")
-    known = {f.name for f in dataclasses.fields(Octave)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"octave {index}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    _refuse_unknown_fields(data, Octave, f"octave {index}: unknown field(s)")
     try:
         return Octave(**data)
     except TypeError as error:  # missing size/iterations
