@@ -8,6 +8,7 @@ Reads only the columns it needs from images/; the maths follows the latent-space
 """
 from analysis.analyze import AnalysisSummary, analyze_store
 from analysis.coverage import Coverage, coverage
+from analysis.directions import DirectionsSummary, run_directions
 from analysis.graph import cliques, components, nearest_neighbour_graph
 from analysis.load import Rows, Store, StoreError, open_store, read_rows, representatives
 from analysis.projection import pca_tables
@@ -15,7 +16,7 @@ from analysis.report import write_figures
 from analysis.tables import (additions_summary, additions_table, classes_table, opposites_summary,
                              opposites_table)
 
-__all__ = ["AnalysisSummary", "Coverage", "Rows", "Store", "StoreError", "additions_summary", "additions_table",
-           "analyze_store", "classes_table", "cliques", "components", "coverage", "nearest_neighbour_graph",
-           "open_store", "opposites_summary", "opposites_table", "pca_tables", "read_rows", "representatives",
-           "write_figures"]
+__all__ = ["AnalysisSummary", "Coverage", "DirectionsSummary", "Rows", "Store", "StoreError", "additions_summary",
+           "additions_table", "analyze_store", "classes_table", "cliques", "components", "coverage",
+           "nearest_neighbour_graph", "open_store", "opposites_summary", "opposites_table", "pca_tables", "read_rows",
+           "representatives", "run_directions", "write_figures"]

@@ -31,6 +31,10 @@ SUMMARY_FILE = "summary.json"
 TABLE_FILES = ("classes.parquet", "opposites.parquet", "opposites_summary.parquet", "additions.parquet",
                "additions_summary.parquet", "pca.parquet", "pca_variance.parquet", "graph_nodes.parquet",
                "graph_components.parquet", "graph_cliques.parquet", "graph.graphml")
+# Jobs from real images, and those of them whose images have no target class (target -1: a plain dream raises a
+# layer, not a class).
+IMAGE_JOBS = ("transfigure", "interpolate", "dream", "directed-dream")
+CLASSLESS_JOBS = ("dream",)
 
 
 @dataclass
@@ -52,6 +56,7 @@ class AnalysisSummary:
     components: int = 0
     largest_components: list[int] = field(default_factory=list)
     cliques_over_two: int = 0
+    image_jobs: dict = field(default_factory=dict)   # job from a real image -> {images, on_target}
     notes: list[str] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)   # files written under {store}/analysis/
 
@@ -69,6 +74,12 @@ class AnalysisSummary:
         for variant, s in self.additions.items():
             out.append(f"additions ({variant}): both classes in the top two for {s['top_two']} of {s['images']} "
                        f"({s['top_two_share']:.1%})")
+        for job, s in self.image_jobs.items():
+            if s.get("on_target") is None:
+                out.append(f"{job}: {s['images']} images")
+            else:
+                aim = "class b" if job == "interpolate" else "target class"
+                out.append(f"{job}: {s['on_target']} of {s['images']} images labelled as their {aim}")
         if self.pca_ratio:
             ratios = ", ".join(f"PC{i + 1} {r:.1%}" for i, r in enumerate(self.pca_ratio[:2]))
             out.append(f"PCA of the class outputs: explained variance {ratios}")
@@ -119,7 +130,9 @@ def usable_rows(rows: Rows, n_classes: int) -> tuple[Rows, int]:
     """Rows whose classes are valid indices and whose outputs are finite; and how many others were dropped."""
     meta = rows.meta
     ok = np.isfinite(rows.logits).all(axis=1)
-    for column in ("target", "label"):
+    ok &= (meta["target"].between(0, n_classes - 1)
+           | (meta["job"].isin(CLASSLESS_JOBS) & (meta["target"] == -1))).to_numpy()
+    for column in ("label",):
         ok &= meta[column].between(0, n_classes - 1).to_numpy()
     ok &= meta["partner"].between(-1, n_classes - 1).to_numpy()
     return (rows if ok.all() else rows.select(ok)), int((~ok).sum())
@@ -152,6 +165,13 @@ def _compute(rows: Rows, reps: Rows, names, metric: str, summary: AnalysisSummar
                              for r in add_summary.itertuples()}
     else:
         summary.notes.append("no addition images: additions tables skipped")
+
+    for job in IMAGE_JOBS:   # the jobs from real images: counted here, shown by the figures
+        part = rows.job(job).meta
+        if len(part):
+            aim = part["partner"] if job == "interpolate" else part["target"]
+            summary.image_jobs[job] = {"images": len(part), "on_target": None if job in CLASSLESS_JOBS
+                                       else int((part["label"] == aim).sum())}
 
     if len(reps) >= 2:
         coords, variance = pca_tables(reps, names)

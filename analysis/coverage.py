@@ -7,18 +7,29 @@ tolerantly, since they may be stored expanded (lists) or as the command line gav
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
-# Variants of each job when the options do not say (the engine's VARIANTS).
+# Variants of each job when the options do not say (the engine's VARIANTS; the dreams' are the options' layers).
 DEFAULT_VARIANTS = {"octave": ("",), "opposite": ("",), "addition": ("merge", "juxtapose")}
+# Jobs from real images, planned over the options' sources (the sweep's plan: sweep/plan.py).
+IMAGE_JOBS = ("transfigure", "interpolate", "dream", "directed-dream")
+FRAME_KEY = re.compile(r"#frame\d+$")
 # How many missing items a statement names before it says "and N more".
 LIST_LIMIT = 12
 
 
-def item_key(job: str, variant: str, target: int, partner: int, seed: int) -> str:
-    """The sweep's key of one image (contract: f"{job}:{variant or '-'}:{target}:{partner}:{seed}")."""
-    return f"{job}:{variant or '-'}:{target}:{partner}:{seed}"
+def item_key(job: str, variant: str, target: int, partner: int, seed: int, source: str = "") -> str:
+    """The sweep's key of one image (contract: f"{job}:{variant or '-'}:{target}:{partner}:{seed}", plus
+    f":{source}" for a job that starts from a real image)."""
+    key = f"{job}:{variant or '-'}:{target}:{partner}:{seed}"
+    return f"{key}:{source}" if source else key
+
+
+def is_frame_key(key: str) -> bool:
+    """An interpolation frame's key (`{item key}#frame{k}`): an extra row of an item, not an item."""
+    return FRAME_KEY.search(key) is not None
 
 
 @dataclass(frozen=True)
@@ -68,7 +79,7 @@ def coverage(manifest: dict, present_keys: Iterable[str]) -> Coverage:
     """Compare the images a store holds (`present_keys`) with what its manifest's options plan."""
     n = int(manifest["n_classes"])
     options = manifest.get("options") or {}
-    present = set(present_keys)
+    present = {k for k in present_keys if not is_frame_key(k)}
     present_jobs = sorted({k.split(":", 1)[0] for k in present})
     notes = []
 
@@ -84,6 +95,11 @@ def coverage(manifest: dict, present_keys: Iterable[str]) -> Coverage:
     reports = []
     for job in dict.fromkeys([*jobs, *present_jobs]):
         have = {k for k in present if k.startswith(job + ":")}
+        if job in jobs and job in IMAGE_JOBS:
+            planned = _image_job_keys(job, options, classes, seeds)
+            reports.append(JobCoverage(job, len(have), None if planned is None else len(planned),
+                                       tuple(k for k in planned or () if k not in have)))
+            continue
         if job not in jobs or job not in DEFAULT_VARIANTS:  # not planned, or a job whose plan we cannot expand
             reports.append(JobCoverage(job, len(have), None, ()))
             continue
@@ -104,6 +120,27 @@ def coverage(manifest: dict, present_keys: Iterable[str]) -> Coverage:
     with_octave = {int(k.split(":")[2]) for k in present if k.startswith("octave:")}
     without = tuple(c for c in classes if c not in with_octave)
     return Coverage(n, tuple(classes), without, tuple(reports), tuple(notes))
+
+
+def _image_job_keys(job: str, options: dict, classes: tuple[int, ...], seeds: tuple[int, ...]) -> list[str] | None:
+    """The keys an image job plans: transfigure classes x sources x seeds, interpolate pairs x sources x seeds,
+    dream layers x sources x seeds, directed-dream classes x layers x sources x seeds (None: not expandable)."""
+    sources = _parse_list(options.get("sources"))
+    if not sources:
+        return None
+    if job == "transfigure":
+        return [item_key(job, "", c, -1, s, src) for s in seeds for src in sources for c in classes]
+    if job == "interpolate":
+        pairs = _parse_pairs(options.get("interpolate_pairs") or options.get("pairs"), classes)
+        return None if pairs is None else [item_key(job, "", a, b, s, src) for s in seeds for src in sources
+                                           for a, b in pairs]
+    layers = [str(layer) for layer in options.get("layers") or ()]
+    if not layers:
+        return None
+    if job == "dream":
+        return [item_key(job, layer, -1, -1, s, src) for layer in layers for s in seeds for src in sources]
+    return [item_key(job, layer, c, -1, s, src) for layer in layers for s in seeds for src in sources
+            for c in classes]
 
 
 # --- option parsing (tolerant: lists, or the command-line strings) ------------------------------------------------

@@ -1,5 +1,5 @@
-"""Figures with Pillow only: image grids (contact sheets, opposites, additions) and vector drawings (scatter plots,
-graphs) rendered both to PNG and to SVG text.
+"""Figures with Pillow only: image grids (contact sheets, opposites, additions, the image jobs), animated GIFs
+(interpolations) and vector drawings (scatter plots, graphs) rendered both to PNG and to SVG text.
 
 Pure: functions take tables, thumbnails and graphs and return PIL images, `Drawing`s or SVG strings; writing files
 is `report.py`'s job. Built to stay readable at 1000 classes: grids are paginated, scatter and graph labels are
@@ -149,6 +149,18 @@ def to_svg(d: Drawing) -> str:
 def png_bytes(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG", compress_level=1)   # fast; photo-like grids barely compress more at 9
+    return buf.getvalue()
+
+
+def gif_bytes(frames: Sequence[Image.Image], size: tuple[int, int], duration: int = 250,
+              hold: int = 1000) -> bytes:
+    """A looping animated GIF of `frames`, each resized (bilinear, as the octaves resize) to `size` (width,
+    height); every frame shows for `duration` ms, the last one for `hold` ms."""
+    images = [f.convert("RGB") if f.size == tuple(size) else f.convert("RGB").resize(size, Image.Resampling.BILINEAR)
+              for f in frames]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
+                   duration=[duration] * (len(images) - 1) + [hold], loop=0)
     return buf.getvalue()
 
 
@@ -394,6 +406,11 @@ def grid_pages(cells: Sequence[Cell], *, title: str, columns: int, rows: int, th
                        columns, thumb, line_size) for p in range(n_pages)]
 
 
+def strip(cells: Sequence[Cell], *, title: str, thumb: int, line_size: int = 11) -> Image.Image:
+    """Cells in one row under a title (a frame strip): no pagination."""
+    return _grid_page(cells, title, max(1, len(cells)), thumb, line_size)
+
+
 def _grid_page(cells: Sequence[Cell], title: str, columns: int, thumb: int, line_size: int) -> Image.Image:
     k = max((len(c.images) for c in cells), default=1)
     n_lines = max((len(c.lines) for c in cells), default=0)
@@ -402,7 +419,7 @@ def _grid_page(cells: Sequence[Cell], title: str, columns: int, thumb: int, line
     cell_h = thumb + 4 + n_lines * round(line_size * 1.3)
     n_rows = max(1, math.ceil(len(cells) / columns))
     head = 44
-    width = pad + columns * (cell_w + pad)
+    width = max(pad + columns * (cell_w + pad), math.ceil(text_width(title, 16)) + 2 * pad)   # the title fits
     height = head + n_rows * (cell_h + pad) + pad
     page = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(page)

@@ -23,13 +23,15 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+# Columns of the jobs from real images, and their values in stores written before those jobs existed.
+OPTIONAL_COLUMNS = {"source": "", "frame": -1, "step": -1}
 # Every column numeric analysis reads from images/ (never `png`).
 NUMERIC_COLUMNS = ("key", "job", "variant", "target", "partner", "seed", "label", "margin_label",
-                   "target_logit", "target_prob", "logits")
+                   "target_logit", "target_prob", "logits", "source", "frame")
 # What a file must hold to count as a classweep images file: what the analysis reads, PNGs included.
-REQUIRED_COLUMNS = (*NUMERIC_COLUMNS, "png")
+REQUIRED_COLUMNS = (*(c for c in NUMERIC_COLUMNS if c not in OPTIONAL_COLUMNS), "png")
 # Sort order of rows: stable across runs and independent of which worker wrote which file.
-ROW_ORDER = ["job", "variant", "target", "partner", "seed"]
+ROW_ORDER = ["job", "variant", "target", "partner", "seed", "source", "frame"]
 
 
 class StoreError(Exception):
@@ -165,29 +167,39 @@ def _logits_array(column: pa.ChunkedArray, n_classes: int, name: str) -> np.ndar
     return values.reshape(len(flat), n_classes)
 
 
-def read_rows(store: Store, columns: Sequence[str] = NUMERIC_COLUMNS) -> Rows:
+def read_rows(store: Store, columns: Sequence[str] = NUMERIC_COLUMNS, frames: bool = False) -> Rows:
     """Every image row of the store, reading only `columns` (which must include key and logits, never png).
 
     Rows are de-duplicated by key (the first file in name order wins) and sorted by ROW_ORDER, so the result does
-    not depend on which worker wrote what, or when.
+    not depend on which worker wrote what, or when. An interpolation's kept frames are extra rows (frame >= 0):
+    left out unless `frames`, so that every other row is one job's final image. Files of older stores lack the
+    image jobs' columns: they read as OPTIONAL_COLUMNS says (no source, final images).
     """
     if "png" in columns:
         raise ValueError("numeric reads never load PNG bytes; use iter_pngs")
-    columns = list(dict.fromkeys(["key", *columns, "logits"]))
+    columns = list(dict.fromkeys(["key", *columns, "frame", "logits"]))
     metas, logits = [], []
     for path in store.files:
         name = posixpath.basename(path)
         try:
-            table = _open_parquet(store, path).read(columns=columns)
+            parquet = _open_parquet(store, path)
+            present = set(parquet.schema_arrow.names)
+            table = parquet.read(columns=[c for c in columns if c in present or c not in OPTIONAL_COLUMNS])
         except (pa.ArrowInvalid, OSError) as err:
             raise StoreError(f"images/{name} cannot be read ({_one_line(err)})") from None
         logits.append(_logits_array(table.column("logits"), store.n_classes, name))
-        metas.append(table.drop_columns(["logits"]).to_pandas())
+        meta = table.drop_columns(["logits"]).to_pandas()
+        for column in columns:
+            if column not in meta.columns and column in OPTIONAL_COLUMNS:
+                meta[column] = OPTIONAL_COLUMNS[column]
+        metas.append(meta[[c for c in columns if c != "logits"]])
     meta = pd.concat(metas, ignore_index=True)
     values = np.concatenate(logits) if logits else np.zeros((0, store.n_classes), np.float32)
     if meta.empty:
         raise StoreError(f"store {store.uri} is empty: its images files hold no rows")
     keep = ~meta["key"].duplicated(keep="first").to_numpy()
+    if not frames:
+        keep &= meta["frame"].to_numpy() < 0
     meta, values = meta[keep], values[keep]
     meta = meta.reset_index(drop=True)
     sort_by = [c for c in ROW_ORDER if c in meta.columns] or ["key"]

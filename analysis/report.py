@@ -3,6 +3,8 @@
     analysis tables (run `analyze_store` first when absent or older than the images)
     -> PNGs of the shown rows only, each decoded once: a page-size thumbnail file + a grid thumbnail in memory
     -> contact sheets, PCA scatter, graph pages, opposites grid, additions grid, feature scatter (PNG, SVG)
+    -> when the store has them, the jobs from real images: transfiguration, dream and directed-dream grids (the
+       source photograph beside each result), and per interpolation a frame strip and an animated GIF
     -> index.html + one page per class (relative links only: open the folder anywhere, no server)
 """
 from __future__ import annotations
@@ -21,8 +23,8 @@ import pyarrow.fs as pafs
 from analysis import figures as fig
 from analysis import graph as graph_mod
 from analysis.analyze import ANALYSIS_DIR, SUMMARY_FILE, AnalysisSummary, analyze_store
-from analysis.load import (Store, iter_pngs, join_uri, open_store, read_frame, read_text, resolve,
-                           write_bytes)
+from analysis.load import (NUMERIC_COLUMNS, Store, iter_pngs, join_uri, open_store, read_frame, read_rows,
+                           read_text, resolve, write_bytes)
 
 GRID_THUMB = 96          # px, images in the grids
 PAGE_THUMB = 256         # px, images written for the HTML pages (never enlarged; the browser scales them)
@@ -30,8 +32,12 @@ DECODE_THREADS = 2       # PNG decoding threads (the reference machine has two c
 CONTACT = (10, 10)       # columns x rows per contact-sheet page
 PAIRS = (5, 10)          # columns x rows per opposites / additions page
 VARIANT_ORDER = ("merge", "juxtapose")
+IMAGE_JOBS = ("transfigure", "interpolate", "dream", "directed-dream")   # jobs that start from a real image
+SOURCES_DIR = "sources"  # {store}/sources/NAME.png: the real images, as the sweep stored them
+GIF_FRAME_MS, GIF_HOLD_MS = 250, 1200   # interpolation GIFs: time per frame, and on the final image
 # Names of what `write_figures` writes under its folder (anything else there is left alone).
-OWNED = ("contact-", "pca.", "graph-", "opposites-", "additions-", "features-", "classes/", "img/", "index.html")
+OWNED = ("contact-", "pca.", "graph-", "opposites-", "additions-", "features-", "transfigure-", "interpolation-",
+         "dream-", "directed-dream-", "classes/", "img/", "index.html")
 
 
 def load_tables(st: Store) -> dict[str, pd.DataFrame]:
@@ -99,6 +105,7 @@ def write_figures(store: str, out: str | None = None) -> Path:
     else:
         notes.append(f"Feature embedding skipped: the store has no {ANALYSIS_DIR}/features.parquet (run "
                      "`sweep analyze --features LAYER:0,4` to compute it).")
+    figures.extend(_image_job_figures(st, writer))
 
     _class_pages(st, summary, tables, writer, set(thumbs))
     writer.text("index.html", _index_html(st, summary, tables, figures, notes, set(thumbs)))
@@ -287,11 +294,129 @@ def _feature_figures(features: pd.DataFrame, writer: _Writer):
     return out
 
 
+# --- jobs from real images -------------------------------------------------------------------------------------------
+
+def _image_job_figures(st: Store, writer: _Writer) -> list[tuple]:
+    """Grids of transfigurations, dreams and directed dreams (source photograph | result), and per interpolation a
+    frame strip (PNG) and an animated GIF; nothing when the store holds none of these jobs."""
+    rows = read_rows(st, (*NUMERIC_COLUMNS, "step"), frames=True)
+    mask = rows.meta["job"].isin(IMAGE_JOBS).to_numpy()
+    if not mask.any():
+        return []
+    rows = rows.select(mask)
+    meta, names = rows.meta, st.class_names
+    sources = {name: _source_thumbnail(st, name) for name in sorted(set(meta["source"]) - {""})}
+    interpolations = set(meta.loc[meta["job"] == "interpolate", "key"])
+    thumbs, full = {}, {}
+    for chunk in _chunks(iter_pngs(st, meta["key"]), 64):
+        for key, png in chunk:
+            try:
+                image = fig.decode(png)
+            except (OSError, ValueError, SyntaxError):
+                continue   # a broken PNG shows as missing
+            thumbs[key] = fig.fit_image(image, GRID_THUMB)
+            if key in interpolations:   # frames (and final images) of interpolations: the GIFs need them whole
+                full[key] = image
+    finals = meta[meta["job"].to_numpy() != "interpolate"]
+    figures = []
+    for job in ("transfigure", "dream", "directed-dream"):
+        part = finals[finals["job"] == job]
+        if len(part):
+            figures.append(_source_grid(job, part, sources, thumbs, names, writer))
+    part = meta[meta["job"] == "interpolate"]
+    if len(part):
+        figures.append(_interpolations(part, rows.logits[part.index.to_numpy()], sources, thumbs, full, names,
+                                       writer))
+    return figures
+
+
+def _source_thumbnail(st: Store, name: str):
+    """The source photograph the sweep stored, as a grid thumbnail (None when the store does not have it)."""
+    path = st.path(SOURCES_DIR, f"{name}.png")
+    if st.fs.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with st.fs.open_input_stream(path) as f:
+        try:
+            return fig.thumbnail(f.read(), GRID_THUMB)
+        except (OSError, ValueError, SyntaxError):
+            return None
+
+
+_GRID_TEXT = {
+    "transfigure": ("Transfiguration", "source photograph | pushed toward the class",
+                    "Each source photograph beside the image it became when pushed toward a class, with the "
+                    "class's probability (red: labelled as another class)."),
+    "dream": ("Deep dream", "source photograph | dream",
+              "Each source photograph beside its dream: the layer's activation raised through the octaves, "
+              "without blur; labelled by the layer and the class the model now sees."),
+    "directed-dream": ("Directed dream", "source photograph | directed dream",
+                       "Each source photograph beside its directed dream: the layer objective plus a class "
+                       "objective, blurred every few steps; with the class's probability."),
+}
+
+
+def _source_grid(job: str, part: pd.DataFrame, sources, thumbs, names, writer: _Writer):
+    title, legend, caption = _GRID_TEXT[job]
+    cells = []
+    for r in part.sort_values(["variant", "source", "target", "seed"], kind="mergesort").itertuples():
+        seen = names[r.label] if 0 <= r.label < len(names) else str(r.label)
+        if job == "dream":
+            lines = ((f"layer {r.variant}", fig.INK), (f"-> {seen}", fig.MUTED))
+        else:
+            good = r.label == r.target
+            head = f"{r.target} {names[r.target]}" + (f" ({r.variant})" if r.variant else "")
+            lines = ((head, fig.INK), (f"p = {r.target_prob:.3f}" + ("" if good else f"  -> {seen}"),
+                                       fig.GOOD if good else fig.BAD))
+        cells.append(fig.Cell((sources.get(r.source), thumbs.get(r.key)),
+                              (*lines, (f"{r.source}, seed {r.seed}", fig.MUTED))))
+    pages = fig.grid_pages(cells, title=f"{title}: {legend}", columns=PAIRS[0], rows=PAIRS[1], thumb=GRID_THUMB)
+    files = [writer.png(f"{job}-{i + 1:02d}.png", p) for i, p in enumerate(pages)]
+    return (title, files, caption)
+
+
+def _safe(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(text))
+
+
+def _interpolations(part: pd.DataFrame, logits: np.ndarray, sources, thumbs, full, names, writer: _Writer):
+    """Per interpolation (pair, source, seed): a strip of its frames with a's and b's logits under each, and an
+    animated GIF of the frames at the final image's size."""
+    part = part.assign(row=np.arange(len(part)))
+    files, gallery = [], []
+    for (a, b, source, seed), group in part.groupby(["target", "partner", "source", "seed"], sort=True):
+        kept = group[group["frame"] >= 0].sort_values("frame")
+        final = group[group["frame"] < 0]
+        shown = kept if len(kept) else final
+        cells = [fig.Cell((sources.get(source),), ((f"{names[a]} -> {names[b]}", fig.INK),
+                                                    (str(source), fig.MUTED), (f"seed {seed}", fig.MUTED)))]
+        for r in shown.itertuples():
+            values = logits[r.row]
+            cells.append(fig.Cell((thumbs.get(r.key),), ((f"step {r.step}", fig.MUTED),
+                                                         (f"{names[a]}: {values[a]:.1f}", fig.PALETTE[0]),
+                                                         (f"{names[b]}: {values[b]:.1f}", fig.PALETTE[1]))))
+        stem = f"interpolation-{a:04d}-{b:04d}-{_safe(source)}-s{seed}"
+        png = writer.png(f"{stem}.png", fig.strip(cells, title=f"Interpolation from {names[a]} to {names[b]}, "
+                                                         f"from {source}", thumb=GRID_THUMB))
+        frames = [full[k] for k in shown["key"] if k in full]
+        end = full.get(final["key"].iloc[0]) if len(final) else None
+        end = end if end is not None else (frames[-1] if frames else None)   # the size every frame is shown at
+        gif = writer.bytes(f"{stem}.gif", fig.gif_bytes(frames, end.size, GIF_FRAME_MS, GIF_HOLD_MS)) \
+            if frames else None
+        first, last = logits[shown["row"].iloc[0]], logits[shown["row"].iloc[-1]]
+        files += [png] + ([gif] if gif else [])
+        gallery.append((png, gif, f"{names[a]} -> {names[b]} from {source} (seed {seed}): {names[a]}'s logit "
+                                  f"{first[a]:.1f} -> {last[a]:.1f}, {names[b]}'s {first[b]:.1f} -> {last[b]:.1f}"))
+    return ("Class interpolation", files, "From a source photograph the objective moves from class a to class b; "
+            "each strip shows the kept frames with both classes' logits under each, and the GIF plays them.",
+            gallery)
+
+
 # --- HTML ----------------------------------------------------------------------------------------------------------
 
 _CSS = """body{font-family:sans-serif;margin:24px;max-width:1200px;color:#222}
 img.px{image-rendering:pixelated}figure{display:inline-block;margin:8px;vertical-align:top}
-figcaption{font-size:13px;color:#555;max-width:260px}table{border-collapse:collapse;font-size:13px}
+figcaption{font-size:13px;color:#555;max-width:260px}figure.wide figcaption{max-width:880px}
+table{border-collapse:collapse;font-size:13px}
 td,th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left}.bad{color:#c0392b}.good{color:#1a7f37}
 .muted{color:#777}a{color:#1f5fa8}"""
 
@@ -321,10 +446,15 @@ def _index_html(st: Store, summary: AnalysisSummary, tables, figures, notes, sho
             f"{escape(st.uri)}</p>", "<h2>Summary</h2><ul>"]
     body += [f"<li>{escape(line)}</li>" for line in summary.lines()]
     body.append("</ul><h2>Figures</h2>")
-    for title, files, caption in figures:
+    for title, files, caption, *gallery in figures:
         pngs = [f for f in files if f.endswith(".png")]
         links = " ".join(f'<a href="{escape(f)}">{escape(f)}</a>' for f in files)
         preview = f'<a href="{escape(pngs[0])}"><img src="{escape(pngs[0])}" width="360" alt=""></a>' if pngs else ""
+        if gallery:   # one figure per item: a strip and its animation, captioned
+            preview = "".join(
+                f'<figure class="wide"><a href="{escape(png)}"><img src="{escape(png)}" width="720" alt=""></a>'
+                + (f'<a href="{escape(gif)}"><img class="px" src="{escape(gif)}" width="160" alt=""></a>' if gif
+                   else "") + f"<figcaption>{escape(text)}</figcaption></figure>" for png, gif, text in gallery[0])
         body.append(f"<h3>{escape(title)}</h3><p>{escape(caption)}</p>{preview}<p>{links}</p>")
     body += [f"<p class=\"muted\">{escape(n)}</p>" for n in notes]
     body.append("<h2>Tables</h2><p>Parquet files under <code>{store}/analysis/</code>: "

@@ -30,7 +30,8 @@ def images_schema(n_classes: int) -> pa.Schema:
         ("label_name", pa.string()), ("partner_name", pa.string()), ("target_logit", pa.float32()),
         ("target_prob", pa.float32()), ("partner_logit", pa.float32()),
         ("logits", pa.list_(pa.float32(), n_classes)), ("png", pa.binary()), ("width", pa.int32()),
-        ("height", pa.int32()), ("seconds", pa.float32()), ("worker", pa.string()),
+        ("height", pa.int32()), ("seconds", pa.float32()), ("worker", pa.string()), ("source", pa.string()),
+        ("frame", pa.int32()), ("step", pa.int32()),
     ])
 
 
@@ -52,6 +53,9 @@ class Image:
     seed: int = 0
     png: bytes | None = None           # None: a small grey PNG
     margin_label: int | None = None    # None: computed from the logits
+    source: str = ""                   # the real image a job started from ("" for the noise jobs)
+    frame: int = -1                    # -1: a job's final image; k >= 0: an interpolation's k-th frame
+    step: int = 0                      # optimisation steps done
 
 
 def png_bytes(array: np.ndarray) -> bytes:
@@ -90,17 +94,19 @@ def image_table(images: Sequence[Image], class_names: Sequence[str], model: str 
         label = int(np.argmax(logits))
         png = im.png if im.png is not None else _grey_png()
         width, height = PILImage.open(io.BytesIO(png)).size if png[:4] == b"\x89PNG" else (0, 0)
+        key = item_key(im.job, im.variant, im.target, im.partner, im.seed, im.source)
         row = {
-            "key": item_key(im.job, im.variant, im.target, im.partner, im.seed), "job": im.job,
+            "key": key + (f"#frame{im.frame}" if im.frame >= 0 else ""), "job": im.job,
             "variant": im.variant, "model": model, "weights": weights, "schedule_id": schedule_id,
             "target": im.target, "partner": im.partner, "seed": im.seed, "label": label,
             "margin_label": margin_label(logits) if im.margin_label is None else im.margin_label,
-            "target_name": class_names[im.target], "label_name": class_names[label],
+            "target_name": class_names[im.target] if im.target >= 0 else "", "label_name": class_names[label],
             "partner_name": class_names[im.partner] if im.partner >= 0 else "",
-            "target_logit": float(logits[im.target]), "target_prob": float(_softmax(logits)[im.target]),
+            "target_logit": float(logits[im.target]) if im.target >= 0 else float("nan"),
+            "target_prob": float(_softmax(logits)[im.target]) if im.target >= 0 else float("nan"),
             "partner_logit": float(logits[im.partner]) if im.partner >= 0 else float("nan"),
             "logits": logits, "png": png, "width": width, "height": height, "seconds": 0.0,
-            "worker": "synthetic/0",
+            "worker": "synthetic/0", "source": im.source, "frame": im.frame, "step": im.step,
         }
         for k, v in row.items():
             cols[k].append(v)

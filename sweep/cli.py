@@ -17,6 +17,7 @@ from sweep.store import StoreError
 
 DEMO_STORE = "./demo-store"
 DEMO_BATCH = 16   # the digits preset renders fastest per image around 16 per batch on a CPU
+DEMO_INTERPOLATIONS = "0+1,3+8,7+2,4+9,5+6"   # a few pairs: each interpolation keeps a strip of frames
 
 
 class UserError(click.ClickException):
@@ -82,23 +83,33 @@ def models() -> None:
 @click.option("--store", required=True, help="Directory or s3:// / gs:// URI of the Parquet store.")
 @click.option("--model", required=True, help="Model name (`sweep models`).")
 @click.option("--weights", default="DEFAULT", show_default=True, help="Weights name, random, or a .pth file.")
-@click.option("--jobs", default=None, help="Comma list of jobs (default: all: octave,opposite,addition).")
+@click.option("--jobs", default=None, help="Comma list of jobs: octave, opposite, addition, and from real images "
+              "transfigure, interpolate, dream, directed-dream (default: the first three, and the image jobs too "
+              "with --images).")
 @click.option("--classes", default="all", show_default=True, help="all | 0-999 | 1,5,7-9")
-@click.option("--pairs", default=None, help="Addition pairs: 1+2,3+4 | FILE | random:N | all "
+@click.option("--pairs", default=None, help="Addition (and interpolation) pairs: 1+2,3+4 | FILE | random:N | all "
               "(default: all pairs of the classes, if at most 1000).")
+@click.option("--interpolate-pairs", default=None, help="Interpolation pairs, written as --pairs "
+              "(default: the --pairs pairs).")
 @click.option("--variants", default=None, help="Addition variants (default: merge,juxtapose).")
+@click.option("--images", multiple=True, help="Image file or folder the image jobs start from (repeatable; "
+              "a folder gives its image files).")
+@click.option("--layers", multiple=True, help="Dream layer NAME[:maps], e.g. block2 or a+b:0,4 (repeatable, one "
+              "dream variant each; default: the model's default dream layer).")
 @click.option("--seeds", type=int, default=1, show_default=True, help="Seeds 0..N-1 per item.")
 @click.option("--schedule", default=None, help="Schedule preset or JSON file (default: the model's preset).")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Images rendered together.")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True,
               help="Tries per item in this run before it is left in failures/.")
 @cluster_options
-def run(store, model, weights, jobs, classes, pairs, variants, seeds, schedule, batch_size, max_attempts, address,
-        workers, device, cpus_per_worker) -> None:
+def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants, images, layers, seeds, schedule,
+        batch_size, max_attempts, address, workers, device, cpus_per_worker) -> None:
     """Generate images for every selected class (resumes an interrupted run of the same command)."""
     config = SweepConfig(store=store, model=model, weights=weights, jobs=jobs, classes=classes, pairs=pairs,
-                         variants=variants, seeds=seeds, schedule=schedule, batch_size=batch_size, address=address,
-                         workers=workers, device=device, cpus_per_worker=cpus_per_worker, max_attempts=max_attempts)
+                         interpolate_pairs=interpolate_pairs, variants=variants, images=tuple(images),
+                         layers=tuple(layers), seeds=seeds, schedule=schedule, batch_size=batch_size,
+                         address=address, workers=workers, device=device, cpus_per_worker=cpus_per_worker,
+                         max_attempts=max_attempts)
     with reported():
         summary = run_sweep(config)
     for line in summary.lines():
@@ -178,12 +189,35 @@ def figures(store, out) -> None:
 
 
 @main.command()
+@click.option("--store", required=True, help="The store whose output vectors to use.")
+@click.option("--groups", required=True, help="CSV file: a group column and a key (one image) or class "
+              "(index or name: its images) column; two groups.")
+@click.option("--start", default=None, help="Key of the image the strip's line goes through "
+              "(default: the first image of the first group).")
+@click.option("--components", type=click.IntRange(min=1), default=50, show_default=True,
+              help="PCA components of the output vectors the direction is fitted in.")
+@click.option("--out", default=None, help="Directory for the figures (default: {store}/figures).")
+def directions(store, groups, start, components, out) -> None:
+    """A direction in the output space separating two groups of images: positions table and figures."""
+    try:
+        from analysis.directions import run_directions
+    except ImportError:
+        raise click.ClickException("the analysis package is not available in this installation") from None
+    with reported():
+        summary = run_directions(store, groups, start=start, n_components=components, out=out)
+    for line in summary.lines():
+        click.echo(line)
+
+
+@main.command()
 @click.option("--store", default=DEMO_STORE, show_default=True, help="Where to write the demo store.")
 @cluster_options
 def demo(store, address, workers, device, cpus_per_worker) -> None:
-    """The built-in example: the digits model, all jobs, all classes and pairs; then analysis and figures."""
+    """The built-in example: the digits model, all jobs, all classes and pairs, and the image jobs on
+    scikit-learn's two sample photographs; then analysis and figures."""
     config = SweepConfig(store=store, model="digits", schedule="digits", pairs="all", seeds=1, batch_size=DEMO_BATCH,
-                         address=address, workers=workers, device=device, cpus_per_worker=cpus_per_worker)
+                         sample_images=True, interpolate_pairs=DEMO_INTERPOLATIONS, address=address,
+                         workers=workers, device=device, cpus_per_worker=cpus_per_worker)
     with reported():
         summary = run_sweep(config)
     for line in summary.lines():

@@ -1,7 +1,10 @@
 """The orchestrator: plan -> store -> Ray actors -> dispatch with backpressure -> summary.
 
-    plan     the selections are checked and expanded into batches before anything starts (bad input: no Ray)
-    store    manifest written or compared; temp files of a killed run removed; keys already stored are skipped
+    plan     the selections, source images and dream layers are checked and expanded into batches before
+             anything starts (bad input: no Ray)
+    store    manifest written or compared (source images by content hash); source images written once under
+             sources/, where every actor reads them; temp files of a killed run removed; keys already stored are
+             skipped
     ray      a local instance is started, or the cluster at `address` is joined
     actors   one per GPU (`num_gpus=1`), or CPU actors when the cluster has no GPU
     dispatch the driver hands each actor at most `in_flight` batches and remembers which actor holds which; when
@@ -23,13 +26,13 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, TextIO
 
 from sweep.plan import Batch, Plan, PlanError, make_plan
 from sweep.progress import Progress, format_duration
 from sweep.store import FAILURES, IMAGES, ManifestMismatch, Store, StoreError, failures_table, \
-    manifest_differences, new_manifest
+    manifest_differences, new_manifest, source_file, source_hash
 
 DEVICES = ("auto", "gpu", "cpu")
 
@@ -40,7 +43,8 @@ class SweepError(RuntimeError):
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """One `sweep run`. The fields up to `batch_size` define the store's contents (they go into the manifest)."""
+    """One `sweep run`. The fields up to `batch_size` define the store's contents (they go into the manifest; the
+    source images by name and content hash)."""
     store: str                          # directory or s3:// / gs:// URI
     model: str = "digits"               # model zoo name (`sweep models` lists them)
     weights: str = "DEFAULT"            # torchvision weights name, "random", or a local state dict
@@ -49,6 +53,10 @@ class SweepConfig:
     pairs: str | None = None            # 1+2,3+4 | FILE | random:N | all; None: all pairs if at most 1000
     variants: str | None = None         # addition variants; None: all (merge, juxtapose)
     seeds: int = 1                      # seeds 0..seeds-1 per item
+    images: tuple[str, ...] = ()        # image files and folders the image jobs start from (`--images`)
+    sample_images: bool = False         # also start from scikit-learn's two sample photographs (the demo)
+    layers: tuple[str, ...] = ()        # dream layer specs NAME[:maps]; empty: the model's default dream layer
+    interpolate_pairs: str | None = None   # interpolation pairs, as `pairs`; None: the `pairs` selection
     schedule: str | None = None         # preset name or JSON file; None: the model's default preset
     batch_size: int = 8                 # items the engine renders together (fixes the batch boundaries)
     address: str | None = None          # None: start a local Ray; "auto" or HOST:PORT: join that cluster
@@ -115,10 +123,61 @@ class Prepared:
     manifest: dict
     schedule: object
     class_names: tuple[str, ...]
+    sources: dict = field(default_factory=dict)   # name -> H x W x 3 uint8 pixels of the plan's source images
+
+
+def load_sources(config: SweepConfig) -> dict:
+    """name -> pixels of every source image (`--images` files and folders, then the sample photographs), or a
+    PlanError listing every input that is not a readable image, or naming inputs that share a name."""
+    from jobs.images import ImageInputError, load_images, sample_images
+    try:
+        images = load_images(config.images) if config.images else []
+    except ImageInputError as error:
+        raise PlanError(str(error)) from None
+    images += sample_images() if config.sample_images else []
+    names = [image.name for image in images]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise PlanError(f"several source images are named {', '.join(repeated)}: the store tells sources apart "
+                        f"by file name, so rename them")
+    return {image.name: image.pixels for image in images}
+
+
+def check_layers(model, specs: tuple[str, ...]) -> tuple[str, ...]:
+    """The dreams' layer specs (`NAME[:maps]`, layers joined by `+`), each checked against the model: every layer
+    must exist, every feature map index be one the layer has. Defaults to the model's default dream layer."""
+    import torch
+    from jobs.kinds import parse_layers
+    from jobs.models import default_dream_layer
+    specs = tuple(dict.fromkeys(s.strip() for s in specs if s.strip())) or (default_dream_layer(model),)
+    modules = {name for name, _ in model.net.named_modules()} - {""}
+    parsed = {}
+    for spec in specs:
+        try:
+            parsed[spec] = parse_layers(spec)
+        except ValueError as error:
+            raise PlanError(f"--layers {spec!r}: {error}") from None
+        unknown = [name for name, _ in parsed[spec] if name not in modules]
+        if unknown:
+            raise PlanError(f"--layers {spec!r}: {model.name} has no layer {', '.join(map(repr, unknown))}; "
+                            f"layers: {', '.join(model.layer_names)}")
+    chosen = sorted({name for layers in parsed.values() for name, maps in layers if maps})
+    if chosen:   # one forward pass on a blank image tells each chosen layer's feature-map count
+        blank = torch.zeros(1, 3, model.input_size, model.input_size)   # 1 x 3 x S x S
+        with torch.no_grad():
+            _, acts = model.taps(blank, chosen)
+        for spec, layers in parsed.items():
+            for name, maps in layers:
+                count = acts[name].shape[1] if isinstance(acts.get(name), torch.Tensor) else None
+                if maps and count is not None and max(maps) >= count:
+                    raise PlanError(f"--layers {spec!r}: layer {name} has {count} feature maps (0-{count - 1}); "
+                                    f"asked for map {max(maps)}")
+    return specs
 
 
 def prepare(config: SweepConfig) -> Prepared:
-    """Check the model, schedule, selections and store; raises before anything is written or started."""
+    """Check the model, schedule, selections, source images and store; raises before anything is written or
+    started."""
     from jobs.models import load_model
     from jobs.schedules import default_schedule, load_schedule
     if config.device not in DEVICES:
@@ -128,12 +187,16 @@ def prepare(config: SweepConfig) -> Prepared:
         schedule = load_schedule(config.schedule) if config.schedule else default_schedule(config.model)
     except ValueError as error:
         raise PlanError(str(error).splitlines()[0]) from None
+    sources = load_sources(config)
     plan = make_plan(n_classes=model.n_classes, jobs=config.jobs, classes=config.classes, pairs=config.pairs,
-                     variants=config.variants, seeds=config.seeds, batch_size=config.batch_size)
+                     variants=config.variants, seeds=config.seeds, batch_size=config.batch_size,
+                     sources=tuple(sources), layers=check_layers(model, config.layers),
+                     interpolate_pairs=config.interpolate_pairs)
+    sources = {name: sources[name] for name in plan.sources}   # none when no image job runs
     options = {**plan.options(), **({"bf16": True} if config.bf16 else {})}
     manifest = new_manifest(model=model.name, weights=model.weights_id, weights_source=config.weights,
                             schedule=schedule.name, schedule_id=schedule.id, class_names=model.class_names,
-                            options=options)
+                            options=options, sources={name: source_hash(p) for name, p in sources.items()})
     store = Store.open(config.store)
     stored = store.read_manifest()
     if stored is not None:
@@ -143,7 +206,8 @@ def prepare(config: SweepConfig) -> Prepared:
                                    f"(use another --store, or the store's own settings)")
     elif store.files(IMAGES):
         raise StoreError(f"{store.uri} has Parquet files under {IMAGES}/ but no manifest.json: not a sweep store")
-    return Prepared(config, plan, store, manifest if stored is None else stored, schedule, model.class_names)
+    return Prepared(config, plan, store, manifest if stored is None else stored, schedule, model.class_names,
+                    sources)
 
 
 def run_sweep(config: SweepConfig, *, stream: TextIO | None = None) -> SweepSummary:
@@ -364,6 +428,9 @@ def execute(prepared: Prepared, *, stream: TextIO | None = None) -> SweepSummary
     removed = store.cleanup_temp()
     if store.read_manifest() is None:
         store.write_manifest(prepared.manifest)
+    for name, pixels in prepared.sources.items():   # once: workers on any node read them from the store
+        if not store.exists(source_file(name)):
+            store.write_source(name, pixels)
     tasks, done_before = pending_tasks(plan, store)
     total = done_before + sum(len(t.batch.items) for t in tasks)
     if removed:

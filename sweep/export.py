@@ -1,4 +1,5 @@
-"""Export a store's images as PNG files with readable names: `octave/0042_goldfish_s0.png`."""
+"""Export a store's images as PNG files with readable names: `octave/0042_goldfish_s0.png`,
+`transfigure/0003_digit-3_china-jpg_s0.png`, `interpolate/0000_digit-0+0001_digit-1_china-jpg_s0_f03.png`."""
 from __future__ import annotations
 
 import re
@@ -9,6 +10,7 @@ import pyarrow.parquet as pq
 from sweep.store import IMAGES, Store, StoreError
 
 COLUMNS = ["job", "variant", "target", "partner", "seed", "target_name", "partner_name", "png"]
+OPTIONAL = {"source": "", "frame": -1}   # columns of image-job stores, and their values in older stores
 
 
 def slug(name: str) -> str:
@@ -17,12 +19,21 @@ def slug(name: str) -> str:
 
 
 def png_name(row: dict) -> str:
-    """Relative file name of one image row: job (and variant) folder, class index and name, seed."""
-    folder = row["job"] + (f"-{row['variant']}" if row["variant"] else "")
-    stem = f"{row['target']:04d}_{slug(row['target_name'])}"
-    if row["partner"] >= 0:
-        stem += f"+{row['partner']:04d}_{slug(row['partner_name'])}"
-    return f"{folder}/{stem}_s{row['seed']}.png"
+    """Relative file name of one image row: job (and variant) folder, class index and name, source image, seed,
+    and the frame of an interpolation frame."""
+    folder = row["job"] + (f"-{slug(row['variant'])}" if row["variant"] else "")
+    parts = []
+    if row["target"] >= 0:
+        part = f"{row['target']:04d}_{slug(row['target_name'])}"
+        if row["partner"] >= 0:
+            part += f"+{row['partner']:04d}_{slug(row['partner_name'])}"
+        parts.append(part)
+    if row.get("source"):
+        parts.append(slug(row["source"]))
+    stem = "_".join(parts + [f"s{row['seed']}"])
+    if row.get("frame", -1) >= 0:
+        stem += f"_f{row['frame']:02d}"
+    return f"{folder}/{stem}.png"
 
 
 def export_pngs(uri: str, out: str | Path) -> int:
@@ -34,8 +45,11 @@ def export_pngs(uri: str, out: str | Path) -> int:
     count = 0
     for path in store.files(IMAGES):
         with store.fs.open_input_file(path) as handle:
-            for batch in pq.ParquetFile(handle).iter_batches(columns=COLUMNS, batch_size=256):
+            parquet = pq.ParquetFile(handle)
+            present = [c for c in OPTIONAL if c in parquet.schema_arrow.names]
+            for batch in parquet.iter_batches(columns=COLUMNS + present, batch_size=256):
                 for row in batch.to_pylist():
+                    row = {**OPTIONAL, **row}
                     target = out / png_name(row)
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(row["png"])

@@ -1,15 +1,24 @@
 """Work planning: command-line selections -> work items -> batches, all pure and deterministic.
 
-A sweep is the product jobs x variants x targets (or pairs) x seeds. Each work item has a key
-`{job}:{variant or '-'}:{target}:{partner}:{seed}` that names it in the store for ever, and the full plan is cut
-into batches at fixed boundaries, so that a re-run of the same command forms the same batches and resumes by
-dropping the keys the store already holds.
+A sweep is the product jobs x variants x targets (or pairs) x seeds; the jobs that start from a real image are
+also multiplied by the source images (`--images`), and the dreams by their layer specs (`--layers`, which take
+the variant's place):
+
+    octave, opposite     classes x seeds                     addition     pairs x variants x seeds
+    transfigure          classes x sources x seeds           interpolate  pairs x sources x seeds
+    dream                layers x sources x seeds (target -1) directed-dream  classes x layers x sources x seeds
+
+Each work item has a key `{job}:{variant or '-'}:{target}:{partner}:{seed}` (plus `:{source}` for a job from a
+real image, as `jobs.JobSpec.key`) that names it in the store for ever, and the full plan is cut into batches at
+fixed boundaries, so that a re-run of the same command forms the same batches and resumes by dropping the keys the
+store already holds.
 """
 from __future__ import annotations
 
 import hashlib
 import itertools
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -18,6 +27,11 @@ from typing import Iterable, Sequence
 MAX_DEFAULT_PAIRS = 1000
 PAIRS_RANDOM_SEED = 0   # `random:N` draws the same N pairs for the same class selection, on every machine
 PAIRED_JOBS = frozenset({"addition", "interpolate"})   # jobs whose items are (target, partner) pairs
+SOURCE_JOBS = frozenset({"transfigure", "interpolate", "dream", "directed-dream"})   # start from a real image
+LAYER_JOBS = frozenset({"dream", "directed-dream"})    # their variant is a layer spec (`--layers`)
+CLASSLESS_JOBS = frozenset({"dream"})                  # no target class: target -1
+# A key: job, variant (may itself hold ":" in a layer spec such as block3:0,5), target, partner, seed[, source].
+KEY_PATTERN = re.compile(r"^([^:]+):(.+?):(-?\d+):(-?\d+):(\d+)(?::(.+))?$")
 
 
 class PlanError(ValueError):
@@ -25,28 +39,40 @@ class PlanError(ValueError):
 
 
 def engine_jobs() -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
-    """The engine's job names and each job's variants (`jobs.JOBS`, `jobs.VARIANTS`)."""
-    from jobs.kinds import JOBS, VARIANTS
-    return tuple(JOBS), {job: tuple(VARIANTS.get(job, ("",))) for job in JOBS}
+    """Every engine job (`jobs.ALL_JOBS`: noise jobs first) and each job's fixed variants (`jobs.VARIANTS`; the
+    dreams' variants are the layer specs of the run, not a fixed list: ("",) here)."""
+    from jobs.kinds import ALL_JOBS, VARIANTS
+    return tuple(ALL_JOBS), {job: tuple(VARIANTS.get(job, ("",))) for job in ALL_JOBS}
+
+
+def noise_jobs() -> tuple[str, ...]:
+    """The jobs that start from noise (`jobs.JOBS`): the default selection without --images."""
+    from jobs.kinds import JOBS
+    return tuple(JOBS)
 
 
 @dataclass(frozen=True, order=True)
 class WorkItem:
     """One image to generate; the fields of `jobs.JobSpec` in key order."""
     job: str
-    variant: str       # "" unless the job has variants (addition: merge | juxtapose)
-    target: int
-    partner: int       # the second class of an addition, -1 otherwise
+    variant: str       # "" unless the job has variants (addition: merge | juxtapose; dreams: the layer spec)
+    target: int        # class index; -1 for a dream
+    partner: int       # the second class of an addition or interpolation, -1 otherwise
     seed: int
+    source: str = ""   # name of the real image the job starts from ("" for the noise jobs)
 
     @property
     def key(self) -> str:
-        return f"{self.job}:{self.variant or '-'}:{self.target}:{self.partner}:{self.seed}"
+        key = f"{self.job}:{self.variant or '-'}:{self.target}:{self.partner}:{self.seed}"
+        return f"{key}:{self.source}" if self.source else key
 
     @classmethod
     def from_key(cls, key: str) -> "WorkItem":
-        job, variant, target, partner, seed = key.split(":")
-        return cls(job, "" if variant == "-" else variant, int(target), int(partner), int(seed))
+        match = KEY_PATTERN.match(key)
+        if match is None:
+            raise ValueError(f"{key!r} is not a work item key")
+        job, variant, target, partner, seed, source = match.groups()
+        return cls(job, "" if variant == "-" else variant, int(target), int(partner), int(seed), source or "")
 
 
 @dataclass(frozen=True)
@@ -79,19 +105,32 @@ class Plan:
     variants: tuple[str, ...]
     seeds: int                     # seeds 0 .. seeds-1
     batch_size: int
+    sources: tuple[str, ...] = ()  # names of the real images the image jobs start from
+    layers: tuple[str, ...] = ()   # layer specs of the dreams (`block2`, `a+b:0,4`), one variant each
+    interpolate_pairs: tuple[tuple[int, int], ...] = ()   # interpolation's own pairs; empty: `pairs`
 
     def items(self) -> list[WorkItem]:
         """Every work item, job by job, in a fixed order."""
         _, job_variants = engine_jobs()
         out: list[WorkItem] = []
         for job in self.jobs:
-            variants = [v for v in job_variants[job] if v in self.variants] if job_variants[job] != ("",) else [""]
+            if job in LAYER_JOBS:
+                variants = list(self.layers)
+            elif job_variants[job] != ("",):
+                variants = [v for v in job_variants[job] if v in self.variants]
+            else:
+                variants = [""]
+            pairs = (self.interpolate_pairs or self.pairs) if job == "interpolate" else self.pairs
+            sources = self.sources if job in SOURCE_JOBS else ("",)
             for variant in variants:
                 for seed in range(self.seeds):
-                    if job in PAIRED_JOBS:
-                        out += [WorkItem(job, variant, a, b, seed) for a, b in self.pairs]
-                    else:
-                        out += [WorkItem(job, variant, c, -1, seed) for c in self.classes]
+                    for source in sources:
+                        if job in PAIRED_JOBS:
+                            out += [WorkItem(job, variant, a, b, seed, source) for a, b in pairs]
+                        elif job in CLASSLESS_JOBS:
+                            out.append(WorkItem(job, variant, -1, -1, seed, source))
+                        else:
+                            out += [WorkItem(job, variant, c, -1, seed, source) for c in self.classes]
         return out
 
     def batches(self) -> list[Batch]:
@@ -104,14 +143,24 @@ class Plan:
         return batches
 
     def options(self) -> dict:
-        """JSON form, as stored under `options` in manifest.json."""
-        return {"jobs": list(self.jobs), "classes": list(self.classes), "pairs": [list(p) for p in self.pairs],
-                "variants": list(self.variants), "seeds": self.seeds, "batch_size": self.batch_size}
+        """JSON form, as stored under `options` in manifest.json (the image jobs' fields only when used, so that
+        the manifest of a sweep without them reads as before)."""
+        options = {"jobs": list(self.jobs), "classes": list(self.classes), "pairs": [list(p) for p in self.pairs],
+                   "variants": list(self.variants), "seeds": self.seeds, "batch_size": self.batch_size}
+        if self.sources:
+            options["sources"] = list(self.sources)
+        if self.layers:
+            options["layers"] = list(self.layers)
+        if self.interpolate_pairs:
+            options["interpolate_pairs"] = [list(p) for p in self.interpolate_pairs]
+        return options
 
     @classmethod
     def from_options(cls, options: dict) -> "Plan":
         return cls(tuple(options["jobs"]), tuple(options["classes"]), tuple(tuple(p) for p in options["pairs"]),
-                   tuple(options["variants"]), int(options["seeds"]), int(options["batch_size"]))
+                   tuple(options["variants"]), int(options["seeds"]), int(options["batch_size"]),
+                   tuple(options.get("sources", ())), tuple(options.get("layers", ())),
+                   tuple(tuple(p) for p in options.get("interpolate_pairs", ())))
 
 
 def _index(text: str, n_classes: int, what: str = "class") -> int:
@@ -207,24 +256,47 @@ def parse_names(text: str, allowed: Sequence[str], what: str) -> tuple[str, ...]
 
 
 def make_plan(*, n_classes: int, jobs: str | None = None, classes: str = "all", pairs: str | None = None,
-              variants: str | None = None, seeds: int = 1, batch_size: int = 8) -> Plan:
-    """Check and expand the command-line selections (strings as typed) into a `Plan`; raises `PlanError`."""
+              variants: str | None = None, seeds: int = 1, batch_size: int = 8, sources: Sequence[str] = (),
+              layers: Sequence[str] = (), interpolate_pairs: str | None = None) -> Plan:
+    """Check and expand the command-line selections (strings as typed) into a `Plan`; raises `PlanError`.
+
+    `sources`: the names of the real images given (checked and loaded by the caller); `layers`: the dreams' layer
+    specs (checked against the model by the caller). Without `jobs`, every noise job runs, and every image job too
+    when there are sources.
+    """
     all_jobs, job_variants = engine_jobs()
-    chosen_jobs = parse_names(jobs, all_jobs, "job") if jobs else all_jobs
+    default_jobs = all_jobs if sources else noise_jobs()
+    chosen_jobs = parse_names(jobs, all_jobs, "job") if jobs else default_jobs
     all_variants = tuple(dict.fromkeys(v for job in all_jobs for v in job_variants[job] if v))
     chosen_variants = parse_names(variants, all_variants, "variant") if variants else all_variants
     if seeds < 1:
         raise PlanError(f"--seeds must be at least 1 (got {seeds})")
     if batch_size < 1:
         raise PlanError(f"--batch-size must be at least 1 (got {batch_size})")
+    image_jobs = [job for job in chosen_jobs if job in SOURCE_JOBS]
+    if image_jobs and not sources:
+        raise PlanError(f"{', '.join(image_jobs)} start{'s' if len(image_jobs) == 1 else ''} from real images: "
+                        f"give them with --images DIR_OR_FILE")
+    if sources and not image_jobs:
+        raise PlanError(f"--images given, but no chosen job starts from an image (jobs: {', '.join(chosen_jobs)}; "
+                        f"those that do: {', '.join(j for j in all_jobs if j in SOURCE_JOBS)})")
     chosen_classes = parse_classes(classes, n_classes)
-    needs_pairs = bool(PAIRED_JOBS.intersection(chosen_jobs))
+    own_pairs = "interpolate" in chosen_jobs and interpolate_pairs is not None
+    needs_pairs = "addition" in chosen_jobs or ("interpolate" in chosen_jobs and not own_pairs)
     chosen_pairs = parse_pairs(pairs, n_classes, chosen_classes) if needs_pairs or pairs else ()
     if needs_pairs and not chosen_pairs:
         raise PlanError("addition needs at least two classes or explicit --pairs")
     if not needs_pairs:
         chosen_pairs = ()   # checked above, but unused without a paired job
-    return Plan(chosen_jobs, chosen_classes, chosen_pairs, chosen_variants, seeds, batch_size)
+    chosen_interpolate = parse_pairs(interpolate_pairs, n_classes, chosen_classes) if own_pairs else ()
+    if own_pairs and not chosen_interpolate:
+        raise PlanError("interpolation needs at least two classes or explicit --interpolate-pairs")
+    uses_layers = bool(LAYER_JOBS.intersection(chosen_jobs))
+    if uses_layers and not layers:
+        raise PlanError("dream and directed-dream need a layer: give one with --layers NAME[:maps]")
+    return Plan(chosen_jobs, chosen_classes, chosen_pairs, chosen_variants, seeds, batch_size,
+                tuple(sources) if image_jobs else (), tuple(dict.fromkeys(layers)) if uses_layers else (),
+                chosen_interpolate)
 
 
 def parse_features(text: str) -> tuple[str, tuple[int, ...]]:

@@ -5,7 +5,7 @@ import collections
 from dataclasses import dataclass
 
 from sweep.plan import Plan
-from sweep.store import FAILURES, IMAGES, Store, StoreError
+from sweep.store import FAILURES, IMAGES, Store, StoreError, is_frame_key
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,14 @@ class StoreStatus:
 
     def lines(self) -> list[str]:
         m = self.manifest
+        jw = max([12, *(len(c[0]) + 2 for c in self.counts)])       # column widths: dream layer specs can be long
+        vw = max([12, *(len(c[1]) + 2 for c in self.counts)])
         out = [f"store {self.store}: model {m['model']} ({m['weights']}), schedule {m.get('schedule')} "
                f"({m['schedule_id']}), {m['n_classes']} classes",
-               f"{'job':<12}{'variant':<12}{'done/total':>12}"]
-        out += [f"{job:<12}{variant or '-':<12}{f'{done}/{total}':>12}" for job, variant, done, total in self.counts]
-        out.append(f"{'total':<24}{f'{self.done}/{self.total}':>12}")
+               f"{'job':<{jw}}{'variant':<{vw}}{'done/total':>12}"]
+        out += [f"{job:<{jw}}{variant or '-':<{vw}}{f'{done}/{total}':>12}"
+                for job, variant, done, total in self.counts]
+        out.append(f"{'total':<{jw + vw}}{f'{self.done}/{self.total}':>12}")
         out.append(f"failures: {self.failed_attempts} failed attempts, {len(self.still_failing)} items still failing")
         out += [f"  {key}: {error}" for key, error in self.still_failing[:20]]
         if len(self.still_failing) > 20:
@@ -47,7 +50,8 @@ def store_status(uri: str) -> StoreStatus:
     manifest = store.read_manifest()
     if manifest is None:
         raise StoreError(f"{store.uri} has no manifest.json: not a sweep store (or nothing was run yet)")
-    keys = store.read(IMAGES, ["key"]).column("key").to_pylist()
+    keys = [k for k in store.read(IMAGES, ["key"]).column("key").to_pylist()
+            if not is_frame_key(k)]   # an interpolation's frames are extra rows, not items
     stored = set(keys)
     planned = collections.Counter()
     done = collections.Counter()

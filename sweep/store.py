@@ -2,7 +2,10 @@
 
 ```
 {store}/manifest.json          what the store holds (model, weights, schedule, options, package version)
-{store}/images/part-*.parquet  one file per engine batch: one row per generated image (IMAGE_COLUMNS)
+{store}/images/part-*.parquet  one file per engine batch: one row per generated image (`images_schema`), and
+                               for an interpolation one more row per kept frame (key `{item key}#frame{k}`)
+{store}/sources/NAME.png       the real images the image jobs start from, written once by the driver (workers on
+                               any node read them from here; the manifest keeps a hash of each)
 {store}/failures/*.parquet     one row per failed attempt (FAILURE_SCHEMA)
 {store}/analysis/              tables written by `sweep analyze`
 ```
@@ -14,9 +17,11 @@ writing but before reporting cannot make an item appear twice.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,7 +33,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 FORMAT = 1
-IMAGES, FAILURES, ANALYSIS = "images", "failures", "analysis"
+IMAGES, FAILURES, ANALYSIS, SOURCES = "images", "failures", "analysis", "sources"
+FRAME_SUFFIX = "#frame"               # an interpolation frame's key: f"{item key}#frame{k}"
+FRAME_KEY = re.compile(re.escape(FRAME_SUFFIX) + r"\d+$")
 MANIFEST = "manifest.json"
 TEMP_PREFIX = "_"                     # pyarrow's dataset reader skips names starting with "_" or "."
 OBJECT_STORES = ("s3", "gcs")         # pyarrow file system type names without an atomic rename
@@ -56,6 +63,9 @@ def images_schema(n_classes: int) -> pa.Schema:
         ("logits", pa.list_(pa.float32(), n_classes)),
         ("png", pa.binary()), ("width", pa.int32()), ("height", pa.int32()),
         ("seconds", pa.float32()), ("worker", pa.string()),
+        ("source", pa.string()),      # the real image a job started from ("" for the noise jobs)
+        ("frame", pa.int32()),        # -1: a job's final image; 0..F-1: an interpolation's kept frames
+        ("step", pa.int32()),         # optimisation steps done when the image was taken (final image: all)
     ])
 
 
@@ -81,14 +91,21 @@ def decode_png(data: bytes) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-def images_table(results: Sequence, class_names: Sequence[str], worker: str) -> pa.Table:
-    """Successful `jobs.JobResult`s -> an `images/` table (the PNG is what is stored; logits were taken on it)."""
+def images_table(results: Sequence, class_names: Sequence[str], worker: str, total_steps: int = -1) -> pa.Table:
+    """Successful `jobs.JobResult`s -> an `images/` table (the PNG is what is stored; logits were taken on it).
+
+    Each result is one row (frame -1, step `total_steps`); an interpolation adds one row per kept frame, keyed
+    `{key}#frame{k}`, with the model's output on that frame.
+    """
+    from jobs.kinds import margin_label, own_classes
     n_classes = len(class_names)
     ok = [r for r in results if r.error is None]
     rows: dict[str, list] = {name: [] for name in images_schema(n_classes).names}
-    for r in ok:
+    logits: list[np.ndarray] = []
+
+    def add(r, key: str, image: np.ndarray, values: np.ndarray, frame: int, step: int, fields: dict) -> None:
         spec = r.spec
-        rows["key"].append(item_key(spec))
+        rows["key"].append(key)
         rows["job"].append(spec.job)
         rows["variant"].append(spec.variant)
         rows["model"].append(r.model)
@@ -97,25 +114,40 @@ def images_table(results: Sequence, class_names: Sequence[str], worker: str) -> 
         rows["target"].append(spec.target)
         rows["partner"].append(spec.partner)
         rows["seed"].append(spec.seed)
-        rows["label"].append(r.label)
-        rows["margin_label"].append(r.margin_label)
-        rows["target_name"].append(class_names[spec.target])
-        rows["label_name"].append(class_names[r.label] if 0 <= r.label < n_classes else "")
+        rows["target_name"].append(class_names[spec.target] if spec.target >= 0 else "")
         rows["partner_name"].append(class_names[spec.partner] if spec.partner >= 0 else "")
-        rows["target_logit"].append(r.target_logit)
-        rows["target_prob"].append(r.target_prob)
-        rows["partner_logit"].append(r.partner_logit)
-        rows["png"].append(encode_png(r.image))
-        rows["height"].append(int(r.image.shape[0]))
-        rows["width"].append(int(r.image.shape[1]))
-        rows["seconds"].append(r.seconds)
+        rows["png"].append(encode_png(image))
+        rows["height"].append(int(image.shape[0]))
+        rows["width"].append(int(image.shape[1]))
         rows["worker"].append(worker)
+        rows["source"].append(getattr(spec, "source", ""))
+        rows["frame"].append(frame)
+        rows["step"].append(step)
+        for name, value in fields.items():
+            rows[name].append(value)
+        rows["label_name"].append(class_names[fields["label"]] if 0 <= fields["label"] < n_classes else "")
+        logits.append(np.asarray(values, dtype=np.float32))
+
+    for r in ok:
+        add(r, item_key(r.spec), r.image, r.logits, -1, total_steps,
+            {"label": r.label, "margin_label": r.margin_label, "target_logit": r.target_logit,
+             "target_prob": r.target_prob, "partner_logit": r.partner_logit, "seconds": r.seconds})
+        for k, frame in enumerate(getattr(r, "frames", ())):
+            v = np.asarray(frame.logits, dtype=np.float32)
+            probs = np.exp(v.astype(np.float64) - v.max())
+            probs /= probs.sum()
+            spec = r.spec
+            add(r, f"{item_key(spec)}{FRAME_SUFFIX}{k}", frame.image, v, k, int(frame.step),
+                {"label": int(np.argmax(v)), "margin_label": margin_label(v, exclude=own_classes(spec)),
+                 "target_logit": float(v[spec.target]) if spec.target >= 0 else float("nan"),
+                 "target_prob": float(probs[spec.target]) if spec.target >= 0 else float("nan"),
+                 "partner_logit": float(v[spec.partner]) if spec.partner >= 0 else float("nan"),
+                 "seconds": 0.0})   # the render's time is the final row's
     schema = images_schema(n_classes)
-    logits = np.stack([np.asarray(r.logits, dtype=np.float32) for r in ok]) if ok \
-        else np.zeros((0, n_classes), np.float32)                                       # N x n_classes
-    columns = {name: pa.array(values, type=schema.field(name).type) for name, values in rows.items()
+    values = np.stack(logits) if logits else np.zeros((0, n_classes), np.float32)       # N x n_classes
+    columns = {name: pa.array(column, type=schema.field(name).type) for name, column in rows.items()
                if name != "logits"}
-    columns["logits"] = pa.FixedSizeListArray.from_arrays(pa.array(logits.reshape(-1)), n_classes)
+    columns["logits"] = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), n_classes)
     return pa.table({name: columns[name] for name in schema.names}, schema=schema)
 
 
@@ -130,7 +162,28 @@ def failures_table(failures: Iterable[tuple[object, int, str]], worker: str) -> 
 
 def item_key(item) -> str:
     """The deterministic key of a work item or `jobs.JobSpec` (same format as `sweep.plan.WorkItem.key`)."""
-    return f"{item.job}:{item.variant or '-'}:{item.target}:{item.partner}:{item.seed}"
+    key = f"{item.job}:{item.variant or '-'}:{item.target}:{item.partner}:{item.seed}"
+    source = getattr(item, "source", "")
+    return f"{key}:{source}" if source else key
+
+
+def is_frame_key(key: str) -> bool:
+    """Whether a stored key is an interpolation frame's (an extra row of its item, not an item of the plan)."""
+    return FRAME_KEY.search(key) is not None
+
+
+def source_hash(pixels: np.ndarray) -> str:
+    """A content hash of a source image's pixels (shape included): what the manifest keeps for each source, so
+    that a re-run with other pictures under the same names is refused."""
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    digest = hashlib.sha256(f"{pixels.shape}".encode())
+    digest.update(pixels.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def source_file(name: str) -> str:
+    """Relative path of a source image in the store."""
+    return f"{SOURCES}/{name}.png"
 
 
 def table_bytes(table: pa.Table) -> bytes:
@@ -151,6 +204,13 @@ def manifest_differences(stored: dict, wanted: dict) -> list[str]:
 
     differences = [f"{field} is {show(stored.get(field))} in the store, {show(wanted.get(field))} here"
                    for field in COMPARED_FIELDS if stored.get(field) != wanted.get(field)]
+    stored_sources, wanted_sources = stored.get("sources", {}), wanted.get("sources", {})
+    changed = [name for name in wanted_sources if name in stored_sources
+               and stored_sources[name] != wanted_sources[name]]
+    if changed:   # same names, other pictures (the names themselves are compared with the options)
+        differences.append(f"source image{'s' if len(changed) > 1 else ''} {', '.join(changed)} "
+                           f"{'have' if len(changed) > 1 else 'has'} other pixels than the store's "
+                           f"({', '.join(f'{stored_sources[n]} there, {wanted_sources[n]} here' for n in changed)})")
     stored_options, wanted_options = stored.get("options", {}), wanted.get("options", {})
     for field in sorted(set(stored_options) | set(wanted_options)):
         if stored_options.get(field) != wanted_options.get(field):
@@ -168,13 +228,17 @@ def package_version() -> str:
 
 
 def new_manifest(*, model: str, weights: str, weights_source: str, schedule: str, schedule_id: str,
-                 class_names: Sequence[str], options: dict) -> dict:
+                 class_names: Sequence[str], options: dict, sources: dict[str, str] | None = None) -> dict:
     """`weights` identifies the weights (`Classifier.weights_id`); `weights_source` is how they were asked for
-    (e.g. DEFAULT), so that later passes over the store (features) can load the same model."""
-    return {"format": FORMAT, "model": model, "weights": weights, "weights_source": weights_source,
-            "schedule": schedule, "schedule_id": schedule_id, "n_classes": len(class_names),
-            "class_names": list(class_names), "options": options, "package_version": package_version(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    (e.g. DEFAULT), so that later passes over the store (features) can load the same model. `sources`: name ->
+    `source_hash` of each real image the image jobs start from (kept only when there are some)."""
+    manifest = {"format": FORMAT, "model": model, "weights": weights, "weights_source": weights_source,
+                "schedule": schedule, "schedule_id": schedule_id, "n_classes": len(class_names),
+                "class_names": list(class_names), "options": options, "package_version": package_version(),
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if sources:
+        manifest["sources"] = dict(sources)
+    return manifest
 
 
 @dataclass(frozen=True)
@@ -233,10 +297,14 @@ class Store:
     def write_manifest(self, manifest: dict) -> None:
         self.write_bytes(MANIFEST, json.dumps(manifest, indent=1).encode())
 
+    def write_source(self, name: str, pixels: np.ndarray) -> str:
+        """Keep a real image (H x W x 3 uint8) in the store as a lossless PNG, for the workers to read."""
+        return self.write_bytes(source_file(name), encode_png(pixels))
+
     def cleanup_temp(self) -> int:
         """Remove temporary files that an interrupted writer left behind; returns how many."""
         removed = 0
-        for directory in (IMAGES, FAILURES, ANALYSIS, ""):
+        for directory in (IMAGES, FAILURES, ANALYSIS, SOURCES, ""):
             for info in self._listing(directory):
                 if info.base_name.startswith(TEMP_PREFIX) and info.type == pafs.FileType.File:
                     self.fs.delete_file(info.path)
@@ -273,6 +341,13 @@ class Store:
         if not tables:
             return pa.table({}) if columns is None else pa.table({c: pa.array([], pa.string()) for c in columns})
         return pa.concat_tables(tables, promote_options="permissive")
+
+    def read_source(self, name: str) -> np.ndarray:
+        """A real image the driver stored (H x W x 3 uint8); StoreError when it is not there."""
+        if not self.exists(source_file(name)):
+            raise StoreError(f"{self.uri}/{source_file(name)} is missing: run the sweep again with its --images")
+        with self.fs.open_input_stream(self.path(source_file(name))) as stream:
+            return decode_png(stream.read())
 
     def done_keys(self) -> set[str]:
         """Keys of every stored image, reading only the `key` column."""

@@ -1,8 +1,9 @@
 """The Ray worker: loads the model once, renders batches with the engine, writes their Parquet files itself.
 
 Like a Ray Data callable class, the expensive state (model, schedule) is built in `__init__` and each call
-processes one batch. A call returns a small `BatchReport` (keys done, keys failed with their errors, seconds), never
-images: the pictures go straight from the worker to the store. On a GPU node each actor is given one GPU
+processes one batch; the real images the image jobs start from are read from the store on first use. A call
+returns a small `BatchReport` (keys done, keys failed with their errors, seconds), never images: the pictures go
+straight from the worker to the store. On a GPU node each actor is given one GPU
 (`num_gpus=1`) and Ray sets CUDA_VISIBLE_DEVICES; the device is still chosen by `torch.cuda.is_available()`, so an
 actor holding a fake GPU resource (tests, benchmarks) runs on the CPU.
 """
@@ -74,6 +75,7 @@ class SweepWorker:
         self.run_batch = import_callable(config.engine)
         self.store = Store.open(config.store)
         self.name = worker_name()
+        self.sources: dict[str, np.ndarray] = {}   # source images read from the store, once per actor
 
     def info(self) -> dict:
         return {"worker": self.name, "device": str(self.device)}
@@ -85,17 +87,20 @@ class SweepWorker:
         """
         from jobs.kinds import JobSpec
         started = time.perf_counter()
-        specs = [JobSpec(job=i.job, target=i.target, seed=i.seed, variant=i.variant, partner=i.partner)
-                 for i in batch.items]
+        specs = [JobSpec(job=i.job, target=i.target, seed=i.seed, variant=i.variant, partner=i.partner,
+                         source=i.source) for i in batch.items]
         try:
             on_gpu = self.device.type == "cuda"
+            sources = self.source_images({spec.source for spec in specs if spec.source})
             results = self.run_batch(self.model, specs, self.config.schedule, device=self.device,
-                                     autocast_bf16=self.config.bf16 and on_gpu, channels_last=on_gpu)
+                                     autocast_bf16=self.config.bf16 and on_gpu, channels_last=on_gpu,
+                                     **({"sources": sources} if sources else {}))
             errors = {item_key(r.spec): r.error for r in results if r.error is not None}
         except Exception as error:  # the engine failed the whole batch: every item records why
             results = []
             errors = {key: f"{type(error).__name__}: {error}" for key in batch.keys}
-        images = images_table(results, self.model.class_names, self.name)
+        images = images_table(results, self.model.class_names, self.name,
+                              total_steps=self.config.schedule.total_iterations if self.config.schedule else -1)
         if images.num_rows:
             self.store.write_table(f"{IMAGES}/{batch.name}.parquet", images)
         done = set(images.column("key").to_pylist())
@@ -108,6 +113,13 @@ class SweepWorker:
         return BatchReport(batch.index, tuple(k for k in batch.keys if k in done),
                            tuple((item.key, error) for item, _, error in failed),
                            time.perf_counter() - started, self.name)
+
+    def source_images(self, names) -> dict[str, np.ndarray]:
+        """name -> pixels of the source images a batch needs, read from the store (where the driver put them, so
+        that they reach actors on any node, and actors that replace dead ones) and kept for later batches."""
+        for name in sorted(set(names) - set(self.sources)):
+            self.sources[name] = self.store.read_source(name)
+        return {name: self.sources[name] for name in names}
 
     def features(self, path: str, layer: str, maps: tuple[int, ...], job: str = "octave") -> pa.Table:
         """Feature means of `job`'s images in one `images/` file: key, target, target_name, layer, map_<i>."""

@@ -23,7 +23,7 @@ ray = pytest.importorskip("ray")
 HERE = Path(__file__).parent
 COLUMNS = {"key", "job", "variant", "model", "weights", "schedule_id", "target", "partner", "seed", "label",
            "margin_label", "target_name", "label_name", "partner_name", "target_logit", "target_prob",
-           "partner_logit", "logits", "png", "width", "height", "seconds", "worker"}
+           "partner_logit", "logits", "png", "width", "height", "seconds", "worker", "source", "frame", "step"}
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,0 +1,153 @@
+"""Stores with the jobs from real images: the class tables ignore them, old stores without their columns still
+read, and `write_figures` draws transfiguration, dream and directed-dream grids, interpolation strips and GIFs."""
+from __future__ import annotations
+
+import io
+import os
+import re
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from PIL import Image as PILImage
+
+from analysis import analyze_store, write_figures
+from analysis.coverage import coverage, item_key
+from analysis.load import open_store, read_rows
+from analysis.synthetic import Image, noise_png, png_bytes, write_store
+from handmade import NAMES, OPTIONS, make_small_store, small_images
+
+SOURCE = "photo.png"
+FRAMES = ((0, 16, [8, 0, 0, 0, 0, 0]), (1, 24, [5, 3, 0, 0, 0, 0]), (2, 24, [2, 6, 0, 0, 0, 0]),
+          (3, 24, [0, 9, 0, 0, 0, 0]))   # (frame, side, logits): apple's logit falls, bear's rises
+IMAGE_OPTIONS = {**OPTIONS, "jobs": [*OPTIONS["jobs"], "transfigure", "interpolate", "dream", "directed-dream"],
+                 "sources": [SOURCE], "layers": ["block2"], "interpolate_pairs": [[0, 1]]}
+
+
+def image_rows(rng) -> list[Image]:
+    """One of each image job from SOURCE: transfigurations to every class, a 0 -> 1 interpolation with its four
+    frames (the first one smaller, as in a first octave), a dream, and directed dreams to every class."""
+    def logits(c):
+        v = np.zeros(len(NAMES))
+        v[c] = 9
+        return v
+    rows = [Image("transfigure", c, logits(c), source=SOURCE, step=4, png=noise_png(rng, 24)) for c in range(6)]
+    rows += [Image("interpolate", 0, np.array(v, float), partner=1, source=SOURCE, frame=k, step=2 + k,
+                   png=noise_png(rng, side)) for k, side, v in FRAMES]
+    rows.append(Image("interpolate", 0, np.array(FRAMES[-1][2], float), partner=1, source=SOURCE, step=5,
+                      png=noise_png(rng, 24)))
+    rows.append(Image("dream", -1, logits(4), variant="block2", source=SOURCE, step=4, png=noise_png(rng, 24)))
+    rows += [Image("directed-dream", c, logits(c), variant="block2", source=SOURCE, step=4,
+                   png=noise_png(rng, 24)) for c in range(6)]
+    return rows
+
+
+def make_image_store(path) -> str:
+    rng = np.random.default_rng(1)
+    write_store(str(path), NAMES, small_images() + image_rows(rng), options=IMAGE_OPTIONS, rows_per_file=5)
+    os.makedirs(os.path.join(path, "sources"))
+    photo = np.zeros((30, 50, 3), np.uint8)
+    photo[:, :25] = (200, 40, 40)
+    with open(os.path.join(path, "sources", f"{SOURCE}.png"), "wb") as f:
+        f.write(png_bytes(photo))
+    return str(path)
+
+
+def test_class_tables_ignore_the_image_jobs(tmp_path):
+    plain = make_small_store(tmp_path / "plain")
+    mixed = make_image_store(tmp_path / "mixed")
+    a, b = analyze_store(plain), analyze_store(mixed)
+    for table in ("classes", "opposites", "additions", "pca", "graph_nodes"):
+        pd.testing.assert_frame_equal(pd.read_parquet(os.path.join(plain, "analysis", f"{table}.parquet")),
+                                      pd.read_parquet(os.path.join(mixed, "analysis", f"{table}.parquet")))
+    # frames are extra rows of their interpolation, not images; the dream (target -1) is not dropped
+    assert b.images == {**a.images, "transfigure": 6, "interpolate": 1, "dream": 1, "directed-dream": 6}
+    assert not any("left out" in note for note in b.notes)
+    assert b.image_jobs["transfigure"] == {"images": 6, "on_target": 6}
+    assert b.image_jobs["interpolate"] == {"images": 1, "on_target": 1}
+    assert b.complete and "store complete" in b.lines()
+
+
+def test_frames_are_read_only_when_asked(tmp_path):
+    store = open_store(make_image_store(tmp_path / "s"))
+    finals, everything = read_rows(store), read_rows(store, frames=True)
+    assert (finals.meta["frame"] == -1).all() and len(everything) == len(finals) + len(FRAMES)
+    frames = everything.meta[everything.meta["frame"] >= 0]
+    assert list(frames["frame"]) == [0, 1, 2, 3] and set(frames["source"]) == {SOURCE}
+    assert all(k.endswith(f"#frame{f}") for k, f in zip(frames["key"], frames["frame"]))
+
+
+def test_coverage_plans_the_image_jobs_and_names_what_is_missing(tmp_path):
+    store = open_store(make_image_store(tmp_path / "s"))
+    keys = list(read_rows(store, frames=True).meta["key"])
+    assert coverage(store.manifest, keys).complete
+    gone = item_key("directed-dream", "block2", 3, -1, 0, SOURCE)
+    partial = coverage(store.manifest, [k for k in keys if k != gone])
+    assert not partial.complete
+    assert any(gone in line and "directed-dream: 5 of 6" in line for line in partial.lines())
+
+
+def _gif_frames(path) -> list[PILImage.Image]:
+    with PILImage.open(path) as gif:
+        out = []
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            out.append(gif.convert("RGB"))
+        return out
+
+
+def test_figures_draw_the_image_jobs_and_link_them(tmp_path):
+    index = write_figures(make_image_store(tmp_path / "s"))
+    out = index.parent
+    stem = f"interpolation-0000-0001-{SOURCE}-s0"
+    for name in ("transfigure-01.png", "dream-01.png", "directed-dream-01.png", f"{stem}.png", f"{stem}.gif"):
+        assert (out / name).exists(), name
+    frames = _gif_frames(out / f"{stem}.gif")
+    assert len(frames) == len(FRAMES) and {f.size for f in frames} == {(24, 24)}   # all at the final size
+    with PILImage.open(out / f"{stem}.gif") as gif:
+        assert gif.info.get("loop") == 0
+    # the strip: the source photograph then one cell per frame, so it is wider than a single cell by four
+    strip = PILImage.open(out / f"{stem}.png")
+    grid = PILImage.open(out / "dream-01.png")
+    assert strip.width > 4 * 96 and grid.height > 96
+    html = index.read_text()
+    links = re.findall(r'(?:href|src)="([^"#]+)"', html)
+    for name in ("transfigure-01.png", "dream-01.png", "directed-dream-01.png", f"{stem}.png", f"{stem}.gif"):
+        assert name in links, name
+    assert "Class interpolation" in html and "Transfiguration" in html and "Directed dream" in html
+    assert "apple&#x27;s logit 8.0 -&gt; 0.0, bear&#x27;s 0.0 -&gt; 9.0" in html   # first and last frame
+
+
+def test_the_transfiguration_grid_shows_the_source_photograph(tmp_path):
+    store = make_image_store(tmp_path / "s")
+    out = write_figures(store).parent
+    with_photo = np.asarray(PILImage.open(out / "transfigure-01.png").convert("RGB"))
+    os.remove(os.path.join(store, "sources", f"{SOURCE}.png"))   # a store without its sources still draws
+    without = np.asarray(PILImage.open(write_figures(store).parent / "transfigure-01.png").convert("RGB"))
+    red = lambda a: ((a[..., 0] > 180) & (a[..., 1] < 70)).sum()  # noqa: E731  the photograph's red half
+    assert red(with_photo) > 6 * 300 and red(without) < red(with_photo) / 10
+
+
+def test_old_store_without_the_new_columns_still_reads(tmp_path):
+    store = make_small_store(tmp_path / "old")
+    for name in os.listdir(os.path.join(store, "images")):
+        path = os.path.join(store, "images", name)
+        table = pq.read_table(path)
+        pq.write_table(table.drop_columns(["source", "frame", "step"]), path)
+    rows = read_rows(open_store(store))
+    assert len(rows) == 16 and set(rows.meta["source"]) == {""} and set(rows.meta["frame"]) == {-1}
+    summary = analyze_store(store)
+    assert summary.classes == 6 and summary.image_jobs == {}
+    out = write_figures(store).parent
+    assert not [n for n in os.listdir(out) if n.startswith(("transfigure-", "interpolation-", "dream-"))]
+    assert "Class interpolation" not in (out / "index.html").read_text()
+
+
+def test_gif_bytes_resize_every_frame_to_the_final_size():
+    from analysis.figures import gif_bytes
+    small = PILImage.new("RGB", (8, 8), (255, 0, 0))
+    large = PILImage.new("RGB", (12, 12), (0, 0, 255))
+    data = gif_bytes([small, large], (12, 12), duration=100, hold=500)
+    frames = _gif_frames(io.BytesIO(data))
+    assert [f.size for f in frames] == [(12, 12), (12, 12)]
+    assert frames[0].getpixel((6, 6))[0] > 200 and frames[1].getpixel((6, 6))[2] > 200
