@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from PIL import Image as PILImage
 
 from analysis.coverage import item_key
+from jobs.kinds import margin_label   # the engine's own definition, so synthetic rows match real ones
 
 
 def images_schema(n_classes: int) -> pa.Schema:
@@ -33,13 +34,6 @@ def images_schema(n_classes: int) -> pa.Schema:
         ("height", pa.int32()), ("seconds", pa.float32()), ("worker", pa.string()), ("source", pa.string()),
         ("frame", pa.int32()), ("step", pa.int32()),
     ])
-
-
-def margin_label(logits: np.ndarray) -> int:
-    """The class whose output stands furthest above the next lower output (ties: the higher-ranked one)."""
-    order = np.argsort(-logits, kind="stable")
-    gaps = logits[order[:-1]] - logits[order[1:]]
-    return int(order[int(np.argmax(gaps))]) if len(gaps) else int(order[0])
 
 
 @dataclass(frozen=True)
@@ -99,7 +93,8 @@ def image_table(images: Sequence[Image], class_names: Sequence[str], model: str 
             "key": key + (f"#frame{im.frame}" if im.frame >= 0 else ""), "job": im.job,
             "variant": im.variant, "model": model, "weights": weights, "schedule_id": schedule_id,
             "target": im.target, "partner": im.partner, "seed": im.seed, "label": label,
-            "margin_label": margin_label(logits) if im.margin_label is None else im.margin_label,
+            "margin_label": (margin_label(logits, exclude=[c for c in (im.target, im.partner) if c >= 0])
+                             if im.margin_label is None else im.margin_label),
             "target_name": class_names[im.target] if im.target >= 0 else "", "label_name": class_names[label],
             "partner_name": class_names[im.partner] if im.partner >= 0 else "",
             "target_logit": float(logits[im.target]) if im.target >= 0 else float("nan"),

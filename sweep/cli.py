@@ -140,12 +140,9 @@ def export(store, out) -> None:
 
 
 def analysis_functions():
-    """(analyze_store, write_figures) from the analysis package, or None when it is not installed here."""
-    try:
-        import analysis
-        return analysis.analyze_store, analysis.write_figures
-    except (ImportError, AttributeError):
-        return None
+    """(analyze_store, write_figures): imported on use, so that `sweep run` never loads the analysis stack."""
+    import analysis
+    return analysis.analyze_store, analysis.write_figures
 
 
 @main.command()
@@ -168,8 +165,6 @@ def analyze(store, metric, features, weights, address, workers, device, cpus_per
                                                     address=address, workers=workers, device=device,
                                                     cpus_per_worker=cpus_per_worker))
             click.echo(f"wrote {path} ({rows} images, {layer} maps {','.join(map(str, maps))})")
-        if functions is None:
-            raise click.ClickException("the analysis package is not available in this installation")
         summary = functions[0](store, metric=metric)
     for line in summary.lines():
         click.echo(line)
@@ -181,8 +176,6 @@ def analyze(store, metric, features, weights, address, workers, device, cpus_per
 def figures(store, out) -> None:
     """Figures and a static HTML report from the analysis tables."""
     functions = analysis_functions()
-    if functions is None:
-        raise click.ClickException("the analysis package is not available in this installation")
     with reported():
         index = functions[1](store, out)
     click.echo(f"report: {index}")
@@ -199,10 +192,7 @@ def figures(store, out) -> None:
 @click.option("--out", default=None, help="Directory for the figures (default: {store}/figures).")
 def directions(store, groups, start, components, out) -> None:
     """A direction in the output space separating two groups of images: positions table and figures."""
-    try:
-        from analysis.directions import run_directions
-    except ImportError:
-        raise click.ClickException("the analysis package is not available in this installation") from None
+    from analysis.directions import run_directions
     with reported():
         summary = run_directions(store, groups, start=start, n_components=components, out=out)
     for line in summary.lines():
@@ -225,9 +215,6 @@ def demo(store, address, workers, device, cpus_per_worker) -> None:
     if summary.exit_status:
         sys.exit(summary.exit_status)
     functions = analysis_functions()
-    if functions is None:
-        click.echo("analysis is unavailable in this installation: skipped analyze and figures")
-        return
     with reported():
         for line in functions[0](store).lines():
             click.echo(line)

@@ -298,9 +298,13 @@ def test_demo_adds_the_image_jobs_on_the_sample_photographs(monkeypatch, tmp_pat
         return SweepSummary(config.store, 1, 1, 0, (), 1.0, 2, "cpu", 0, False)
 
     monkeypatch.setattr(cli, "run_sweep", fake_run_sweep)
-    monkeypatch.setattr(cli, "analysis_functions", lambda: None)
+    analysed = []
+    monkeypatch.setattr(cli, "analysis_functions", lambda: (
+        lambda store: analysed.append(store) or type("Summary", (), {"lines": lambda self: []})(),
+        lambda store, out: tmp_path / "index.html"))
     result = invoke("demo", "--store", tmp_path / "d")
     assert result.exit_code == 0, result.output
+    assert analysed == [str(tmp_path / "d")]
     (config,) = configs
     assert config.sample_images and config.jobs is None and config.layers == ()
     plan = make_plan(n_classes=10, pairs=config.pairs, interpolate_pairs=config.interpolate_pairs,
