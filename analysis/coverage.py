@@ -7,29 +7,17 @@ tolerantly, since they may be stored expanded (lists) or as the command line gav
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass, field
 from typing import Iterable
+
+from sweep.store import is_frame_key, key_of as item_key   # the store's key format, defined once
 
 # Variants of each job when the options do not say (the engine's VARIANTS; the dreams' are the options' layers).
 DEFAULT_VARIANTS = {"octave": ("",), "opposite": ("",), "addition": ("merge", "juxtapose")}
 # Jobs from real images, planned over the options' sources (the sweep's plan: sweep/plan.py).
 IMAGE_JOBS = ("transfigure", "interpolate", "dream", "directed-dream")
-FRAME_KEY = re.compile(r"#frame\d+$")
 # How many missing items a statement names before it says "and N more".
 LIST_LIMIT = 12
-
-
-def item_key(job: str, variant: str, target: int, partner: int, seed: int, source: str = "") -> str:
-    """The sweep's key of one image (contract: f"{job}:{variant or '-'}:{target}:{partner}:{seed}", plus
-    f":{source}" for a job that starts from a real image)."""
-    key = f"{job}:{variant or '-'}:{target}:{partner}:{seed}"
-    return f"{key}:{source}" if source else key
-
-
-def is_frame_key(key: str) -> bool:
-    """An interpolation frame's key (`{item key}#frame{k}`): an extra row of an item, not an item."""
-    return FRAME_KEY.search(key) is not None
 
 
 @dataclass(frozen=True)

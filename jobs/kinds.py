@@ -51,13 +51,6 @@ class JobSpec:
     partner: int = -1       # second class for addition and interpolation, -1 when none
     source: str = ""        # name of the real image a job starts from ("" for noise)
 
-    @property
-    def key(self) -> str:
-        """The store's row key: job:variant:target:partner:seed (variant "-" when empty), plus :source when the
-        job starts from a real image."""
-        key = f"{self.job}:{self.variant or '-'}:{self.target}:{self.partner}:{self.seed}"
-        return f"{key}:{self.source}" if self.source else key
-
 
 @dataclass
 class Frame:

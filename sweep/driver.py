@@ -187,6 +187,9 @@ def prepare(config: SweepConfig) -> Prepared:
         schedule = load_schedule(config.schedule) if config.schedule else default_schedule(config.model)
     except ValueError as error:
         raise PlanError(str(error).splitlines()[0]) from None
+    if schedule.output != "logits" and schedule.output not in dict(model.net.named_modules()):
+        raise PlanError(f"schedule {schedule.name}: output {schedule.output!r} is not a head of {model.name} "
+                        f"(use 'logits', or 'AuxLogits' with inception_v3)")
     sources = load_sources(config)
     plan = make_plan(n_classes=model.n_classes, jobs=config.jobs, classes=config.classes, pairs=config.pairs,
                      variants=config.variants, seeds=config.seeds, batch_size=config.batch_size,

@@ -9,7 +9,7 @@ the variant's place):
     dream                layers x sources x seeds (target -1) directed-dream  classes x layers x sources x seeds
 
 Each work item has a key `{job}:{variant or '-'}:{target}:{partner}:{seed}` (plus `:{source}` for a job from a
-real image, as `jobs.JobSpec.key`) that names it in the store for ever, and the full plan is cut into batches at
+real image, `sweep.store.key_of`) that names it in the store for ever, and the full plan is cut into batches at
 fixed boundaries, so that a re-run of the same command forms the same batches and resumes by dropping the keys the
 store already holds.
 """
@@ -63,8 +63,8 @@ class WorkItem:
 
     @property
     def key(self) -> str:
-        key = f"{self.job}:{self.variant or '-'}:{self.target}:{self.partner}:{self.seed}"
-        return f"{key}:{self.source}" if self.source else key
+        from sweep.store import key_of
+        return key_of(self.job, self.variant, self.target, self.partner, self.seed, self.source)
 
     @classmethod
     def from_key(cls, key: str) -> "WorkItem":

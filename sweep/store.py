@@ -160,11 +160,16 @@ def failures_table(failures: Iterable[tuple[object, int, str]], worker: str) -> 
     return pa.Table.from_pylist(rows, schema=FAILURE_SCHEMA)
 
 
-def item_key(item) -> str:
-    """The deterministic key of a work item or `jobs.JobSpec` (same format as `sweep.plan.WorkItem.key`)."""
-    key = f"{item.job}:{item.variant or '-'}:{item.target}:{item.partner}:{item.seed}"
-    source = getattr(item, "source", "")
+def key_of(job: str, variant: str, target: int, partner: int, seed: int, source: str = "") -> str:
+    """The store's key of one image, the one definition of the format: `job:variant:target:partner:seed`
+    (variant "-" when empty), plus `:source` for a job that starts from a real image."""
+    key = f"{job}:{variant or '-'}:{target}:{partner}:{seed}"
     return f"{key}:{source}" if source else key
+
+
+def item_key(item) -> str:
+    """The key of a work item or a `jobs.JobSpec`."""
+    return key_of(item.job, item.variant, item.target, item.partner, item.seed, getattr(item, "source", ""))
 
 
 def is_frame_key(key: str) -> bool:

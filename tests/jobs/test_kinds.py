@@ -28,11 +28,9 @@ def test_margin_label_leaves_out_the_minimised_target():
     assert margin_label(np.array([5.0, 1.0]), exclude=(0,)) == 1
 
 
-def test_spec_key_and_job_tables():
+def test_job_tables():
     assert JOBS == ("octave", "opposite", "addition")
     assert VARIANTS["addition"] == ("merge", "juxtapose")
-    assert JobSpec("addition", 3, 2, "merge", 7).key == "addition:merge:3:7:2"
-    assert JobSpec("octave", 4).key == "octave:-:4:-1:0"
 
 
 @pytest.mark.parametrize("spec, message", [

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from jobs.kinds import run_batch
+from sweep.store import item_key
 from sweep.worker import SweepWorker
 
 SLOW_SECONDS = 0.4     # per batch: keeps a sweep busy long enough to kill something in the middle of it
@@ -40,7 +41,7 @@ def slow_run_batch(model, specs, schedule, **kwargs):
 
 
 def _with_errors(results, broken):
-    return [dataclasses.replace(r, image=None, logits=None, label=-1, error=f"injected failure for {r.spec.key}")
+    return [dataclasses.replace(r, image=None, logits=None, label=-1, error=f"injected failure for {item_key(r.spec)}")
             if broken(r.spec) else r for r in results]
 
 
@@ -59,7 +60,7 @@ def misbehaving_run_batch(model, specs, schedule, **kwargs):
     """All three faults at once: FAIL_TARGET always fails, FLAKY_TARGET fails once, RAISE_TARGET's batch raises."""
     results = raising_run_batch(model, specs, schedule, **kwargs)
     return _with_errors(results, lambda s: s.job == "octave" and (s.target == FAIL_TARGET or (
-        s.target == FLAKY_TARGET and _first_time(f"flaky-{s.key}"))))
+        s.target == FLAKY_TARGET and _first_time(f"flaky-{item_key(s)}"))))
 
 
 class DieAfterWriteWorker(SweepWorker):

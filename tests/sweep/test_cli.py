@@ -34,6 +34,17 @@ def test_bad_arguments_exit_2_and_write_nothing(tmp_path, extra, fragment):
     assert not store.exists()
 
 
+def test_an_output_head_the_model_lacks_is_refused(tmp_path):
+    schedule = tmp_path / "aux.json"
+    schedule.write_text('{"octaves": [{"size": 32, "iterations": 2}], "output": "AuxLogits"}')
+    store = tmp_path / "store"
+    result = invoke("run", "--store", str(store), "--model", "digits", "--schedule", str(schedule))
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == ("Error: schedule aux: output 'AuxLogits' is not a head of digits "
+                                     "(use 'logits', or 'AuxLogits' with inception_v3)")
+    assert not store.exists()
+
+
 def test_unknown_model_and_missing_weights(tmp_path):
     store = tmp_path / "store"
     result = invoke("run", "--store", str(store), "--model", "nosuchnet")

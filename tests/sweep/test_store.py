@@ -27,6 +27,18 @@ def result(job="octave", target=1, partner=-1, variant="", seed=0, error=None, s
                      target_logit=0.5, target_prob=0.25, partner_logit=float("nan"), seconds=0.1, error=error)
 
 
+def test_keys_are_one_format_for_specs_items_and_analysis():
+    from analysis.coverage import item_key as analysis_key
+    from sweep.store import item_key, key_of
+    assert key_of("addition", "merge", 3, 7, 2) == "addition:merge:3:7:2"
+    assert key_of("octave", "", 4, -1, 0) == "octave:-:4:-1:0"
+    assert key_of("transfigure", "", 3, -1, 2, "flower.jpg") == "transfigure:-:3:-1:2:flower.jpg"
+    spec = JobSpec("transfigure", 3, seed=2, source="flower.jpg")
+    item = WorkItem(job="transfigure", variant="", target=3, partner=-1, seed=2, source="flower.jpg")
+    assert item_key(spec) == item.key == analysis_key("transfigure", "", 3, -1, 2, "flower.jpg") == \
+        "transfigure:-:3:-1:2:flower.jpg"
+
+
 def test_images_table_schema_and_values():
     results = [result(target=1), result("addition", 2, 4, "merge"), result(target=3, error="went NaN")]
     table = images_table(results, NAMES, "host/abc")
