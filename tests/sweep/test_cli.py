@@ -24,6 +24,8 @@ def invoke(*args):
     (["--schedule", "no-such-preset"], "no-such-preset"),
     (["--variants", "blend"], "unknown variant"),
     (["--seeds", "0"], "--seeds"),
+    (["--seeds", "abc"], "'abc' is not a valid integer"),     # click's own type check, one line too
+    (["--device", "tpu"], "Invalid value for '--device'"),
 ])
 def test_bad_arguments_exit_2_and_write_nothing(tmp_path, extra, fragment):
     store = tmp_path / "store"
@@ -32,6 +34,13 @@ def test_bad_arguments_exit_2_and_write_nothing(tmp_path, extra, fragment):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0]
     assert not store.exists()
+
+
+def test_missing_options_and_unknown_commands_are_one_line():
+    for args, fragment in ((["run", "--model", "digits"], "Missing option '--store'"),
+                           (["paint"], "No such command 'paint'")):
+        result = invoke(*args)
+        assert result.exit_code == 2 and result.output.strip().splitlines() == [f"Error: {fragment}."]
 
 
 def test_an_output_head_the_model_lacks_is_refused(tmp_path):
