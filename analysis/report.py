@@ -105,7 +105,8 @@ def write_figures(store: str, out: str | None = None) -> Path:
     else:
         notes.append(f"Feature embedding skipped: the store has no {ANALYSIS_DIR}/features.parquet (run "
                      "`sweep analyze --features LAYER:0,4` to compute it).")
-    figures.extend(_image_job_figures(st, writer))
+    if summary.image_jobs:   # reading every row again is only worth it when there are image jobs to draw
+        figures.extend(_image_job_figures(st, writer))
 
     _class_pages(st, summary, tables, writer, set(thumbs))
     writer.text("index.html", _index_html(st, summary, tables, figures, notes, set(thumbs)))

@@ -19,7 +19,6 @@ import pyarrow.parquet as pq
 from PIL import Image as PILImage
 
 from analysis.coverage import item_key
-from jobs.kinds import margin_label   # the engine's own definition, so synthetic rows match real ones
 
 
 def images_schema(n_classes: int) -> pa.Schema:
@@ -80,6 +79,9 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 def image_table(images: Sequence[Image], class_names: Sequence[str], model: str = "synthetic",
                 weights: str = "random-synthetic", schedule_id: str = "synthetic0") -> pa.Table:
     """The images as one table in the store schema (labels, names and target values derived from the logits)."""
+    # The engine's own margin rule, so synthetic rows match real ones; imported here to keep torch out of the
+    # analysis stages that import this module.
+    from jobs.kinds import margin_label, own_classes
     n = len(class_names)
     cols: dict[str, list] = {f.name: [] for f in images_schema(n)}
     for im in images:
@@ -93,7 +95,7 @@ def image_table(images: Sequence[Image], class_names: Sequence[str], model: str 
             "key": key + (f"#frame{im.frame}" if im.frame >= 0 else ""), "job": im.job,
             "variant": im.variant, "model": model, "weights": weights, "schedule_id": schedule_id,
             "target": im.target, "partner": im.partner, "seed": im.seed, "label": label,
-            "margin_label": (margin_label(logits, exclude=[c for c in (im.target, im.partner) if c >= 0])
+            "margin_label": (margin_label(logits, exclude=own_classes(im))
                              if im.margin_label is None else im.margin_label),
             "target_name": class_names[im.target] if im.target >= 0 else "", "label_name": class_names[label],
             "partner_name": class_names[im.partner] if im.partner >= 0 else "",

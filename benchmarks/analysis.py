@@ -27,9 +27,9 @@ def run_stage(stage: str, store: str, args: argparse.Namespace) -> dict:
     """In this process: run one stage and report its wall time and this process's peak resident memory."""
     sys.path.insert(0, str(ROOT))
     import analysis
+    from analysis.synthetic import random_store
     start = time.perf_counter()
     if stage == "build":
-        from analysis.synthetic import random_store   # imports the engine (torch): keep it out of the timed stages
         random_store(store, args.classes, n_pairs=args.pairs, image_size=args.image_size)
         detail = []
     elif stage == "analyze":

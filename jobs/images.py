@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -92,11 +91,3 @@ def sample_images() -> list[SourceImage]:
     samples = load_sample_images()
     return [SourceImage(Path(name).name, np.ascontiguousarray(image))
             for name, image in zip(samples.filenames, samples.images)]
-
-
-def to_tensor(pixels: np.ndarray, size: int) -> torch.Tensor:
-    """uint8 H x W x 3 -> float 3 x size x size in [0, 1], resized with antialiasing (aspect not kept: the
-    articles feed square inputs)."""
-    from torchvision.transforms import functional as TF
-    image = torch.as_tensor(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1).float() / 255  # 3 x H x W
-    return TF.resize(image, [size, size], antialias=True).clamp(0, 1)                      # 3 x size x size

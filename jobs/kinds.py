@@ -197,7 +197,8 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 def from_uint8(images: np.ndarray) -> torch.Tensor:
     """B x H x W x 3 uint8 -> B x 3 x H x W float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    # np.require copies only read-only or strided arrays (sample photographs are read-only)
+    return torch.from_numpy(np.require(images, requirements=["C", "W"])).permute(0, 3, 1, 2).float() / 255.0
 
 
 @torch.no_grad()
@@ -224,8 +225,8 @@ def margin_label(values: np.ndarray, exclude: Sequence[int] = ()) -> int:
 
 
 def own_classes(spec: JobSpec) -> tuple[int, ...]:
-    """The classes a job optimises (its target, and its partner when it has one)."""
-    return (spec.target,) if spec.partner < 0 else (spec.target, spec.partner)
+    """The classes a job optimises: its target and its partner, when it has them."""
+    return tuple(c for c in (spec.target, spec.partner) if c >= 0)
 
 
 def run_batch(model, specs: Sequence[JobSpec], schedule: Schedule, *, device: torch.device | str = "cpu",
@@ -258,10 +259,10 @@ def run_batch(model, specs: Sequence[JobSpec], schedule: Schedule, *, device: to
 def _run_group(model, specs: Sequence[JobSpec], schedule: Schedule, runs: Schedule,
                sources: Mapping[str, np.ndarray], **options) -> list[JobResult]:
     """One render of `specs` under `runs` (the job's form of the run's `schedule`)."""
-    from jobs.images import to_tensor
     start = time.perf_counter()
-    first = runs.octaves[0].size
-    init = [to_tensor(sources[s.source], first) if s.source else None for s in specs]
+    # Each photograph becomes a float tensor once per group, however many specs start from it; render resizes.
+    photos = {name: from_uint8(sources[name][None])[0] for name in {s.source for s in specs if s.source}}
+    init = [photos[s.source] if s.source else None for s in specs]
     frame_steps = interpolation_frames(runs)
     rendered = render(model, [objective_for(s, runs) for s in specs], runs, [s.seed for s in specs],
                       init=init if any(i is not None for i in init) else None,
@@ -282,18 +283,21 @@ def _run_group(model, specs: Sequence[JobSpec], schedule: Schedule, runs: Schedu
                                      partner_logit=float("nan"), error=rendered.errors[j], **common))
             continue
         v = logits[row[j]]
-        probs = torch.softmax(torch.from_numpy(v).double(), 0).numpy()
-        has_target = spec.target >= 0
         frames = [Frame(step, image, logits_of(model, image[None], device)[0])
                   for step, image in ((t, to_uint8(x[None])[0]) for t, x in rendered.frames.get(j, []))]
-        results.append(JobResult(
-            spec, image=images[j], logits=v, label=int(np.argmax(v)),
-            margin_label=margin_label(v, exclude=own_classes(spec) if has_target else ()),
-            target_logit=float(v[spec.target]) if has_target else float("nan"),
-            target_prob=float(probs[spec.target]) if has_target else float("nan"),
-            partner_logit=float(v[spec.partner]) if spec.partner >= 0 else float("nan"), error=None,
-            frames=frames, **common))
+        results.append(JobResult(spec, image=images[j], logits=v, **scores(spec, v), error=None, frames=frames,
+                                 **common))
     return results
+
+
+def scores(spec: JobSpec, v: np.ndarray) -> dict:
+    """What a result (or an interpolation frame) records of its output vector v (n_classes): the argmax label,
+    the margin label, and the target's logit and probability and the partner's logit (nan when absent)."""
+    probs = torch.softmax(torch.from_numpy(np.asarray(v)).double(), 0).numpy()
+    return dict(label=int(np.argmax(v)), margin_label=margin_label(v, exclude=own_classes(spec)),
+                target_logit=float(v[spec.target]) if spec.target >= 0 else float("nan"),
+                target_prob=float(probs[spec.target]) if spec.target >= 0 else float("nan"),
+                partner_logit=float(v[spec.partner]) if spec.partner >= 0 else float("nan"))
 
 
 @torch.no_grad()

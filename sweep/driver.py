@@ -135,12 +135,12 @@ def load_sources(config: SweepConfig) -> dict:
     except ImageInputError as error:
         raise PlanError(str(error)) from None
     images += sample_images() if config.sample_images else []
-    names = [image.name for image in images]
-    repeated = sorted({name for name in names if names.count(name) > 1})
+    repeated = sorted(name for name, n in collections.Counter(image.name for image in images).items() if n > 1)
     if repeated:
         raise PlanError(f"several source images are named {', '.join(repeated)}: the store tells sources apart "
                         f"by file name, so rename them")
-    return {image.name: image.pixels for image in images}
+    # Sorted by name: the same images given in another order are the same sweep (and resume).
+    return {image.name: image.pixels for image in sorted(images, key=lambda image: image.name)}
 
 
 def check_layers(model, specs: tuple[str, ...]) -> tuple[str, ...]:

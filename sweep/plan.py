@@ -285,7 +285,8 @@ def make_plan(*, n_classes: int, jobs: str | None = None, classes: str = "all", 
     needs_pairs = "addition" in chosen_jobs or ("interpolate" in chosen_jobs and not own_pairs)
     chosen_pairs = parse_pairs(pairs, n_classes, chosen_classes) if needs_pairs or pairs else ()
     if needs_pairs and not chosen_pairs:
-        raise PlanError("addition needs at least two classes or explicit --pairs")
+        paired = " and ".join(j for j in ("addition", "interpolate") if j in chosen_jobs)
+        raise PlanError(f"{paired} needs at least two classes or explicit --pairs")
     if not needs_pairs:
         chosen_pairs = ()   # checked above, but unused without a paired job
     chosen_interpolate = parse_pairs(interpolate_pairs, n_classes, chosen_classes) if own_pairs else ()

@@ -97,7 +97,7 @@ def images_table(results: Sequence, class_names: Sequence[str], worker: str, tot
     Each result is one row (frame -1, step `total_steps`); an interpolation adds one row per kept frame, keyed
     `{key}#frame{k}`, with the model's output on that frame.
     """
-    from jobs.kinds import margin_label, own_classes
+    from jobs.kinds import scores
     n_classes = len(class_names)
     ok = [r for r in results if r.error is None]
     rows: dict[str, list] = {name: [] for name in images_schema(n_classes).names}
@@ -134,15 +134,8 @@ def images_table(results: Sequence, class_names: Sequence[str], worker: str, tot
              "target_prob": r.target_prob, "partner_logit": r.partner_logit, "seconds": r.seconds})
         for k, frame in enumerate(getattr(r, "frames", ())):
             v = np.asarray(frame.logits, dtype=np.float32)
-            probs = np.exp(v.astype(np.float64) - v.max())
-            probs /= probs.sum()
-            spec = r.spec
-            add(r, f"{item_key(spec)}{FRAME_SUFFIX}{k}", frame.image, v, k, int(frame.step),
-                {"label": int(np.argmax(v)), "margin_label": margin_label(v, exclude=own_classes(spec)),
-                 "target_logit": float(v[spec.target]) if spec.target >= 0 else float("nan"),
-                 "target_prob": float(probs[spec.target]) if spec.target >= 0 else float("nan"),
-                 "partner_logit": float(v[spec.partner]) if spec.partner >= 0 else float("nan"),
-                 "seconds": 0.0})   # the render's time is the final row's
+            add(r, f"{item_key(r.spec)}{FRAME_SUFFIX}{k}", frame.image, v, k, int(frame.step),
+                {**scores(r.spec, v), "seconds": 0.0})   # the render's time is the final row's
     schema = images_schema(n_classes)
     values = np.stack(logits) if logits else np.zeros((0, n_classes), np.float32)       # N x n_classes
     columns = {name: pa.array(column, type=schema.field(name).type) for name, column in rows.items()
@@ -311,7 +304,9 @@ class Store:
         removed = 0
         for directory in (IMAGES, FAILURES, ANALYSIS, SOURCES, ""):
             for info in self._listing(directory):
-                if info.base_name.startswith(TEMP_PREFIX) and info.type == pafs.FileType.File:
+                # Only names `write_bytes` gives temporaries: a source image may itself start with "_".
+                if (info.base_name.startswith(TEMP_PREFIX) and info.base_name.endswith(".tmp")
+                        and info.type == pafs.FileType.File):
                     self.fs.delete_file(info.path)
                     removed += 1
         return removed

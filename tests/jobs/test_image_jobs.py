@@ -10,8 +10,9 @@ import torch
 from scipy.stats import spearmanr
 
 from jobs import objectives as obj
-from jobs.images import sample_images, to_tensor
-from jobs.kinds import JobSpec, from_uint8, interpolation_start, parse_layers, run_batch
+from jobs.images import sample_images
+from jobs.transforms import resize
+from jobs.kinds import JobSpec, from_uint8, interpolation_start, parse_layers, run_batch, to_uint8
 from jobs.models import load_model
 from jobs.render import render
 from jobs.schedules import load_schedule
@@ -59,6 +60,11 @@ def test_interpolation_frames_move_from_a_to_b(image_runs, photos):
             assert r.label == b
 
 
+def _as_first_octave(pixels, size):
+    """The photograph as the render starts from it (resized to the first octave), as uint8."""
+    return to_uint8(resize(size)(from_uint8(pixels[None])))[0]
+
+
 def _layer_mean(model, image_uint8, layer, maps=()):
     _, acts = model.taps(from_uint8(image_uint8[None]), [layer])
     act = acts[layer][:, list(maps)] if maps else acts[layer]
@@ -69,10 +75,10 @@ def test_dream_raises_the_chosen_layer(image_runs, digits_model, photos):
     results, schedule = image_runs
     size = schedule.octaves[0].size
     for name, pixels in photos.items():
-        start = (to_tensor(pixels, size).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        start = _as_first_octave(pixels, size)
         dreamt = results[JobSpec("dream", -1, variant="block2", source=name)].image
         assert _layer_mean(digits_model, dreamt, "block2") > 1.1 * _layer_mean(digits_model, start, "block2")
-    start = (to_tensor(photos["china.jpg"], size).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    start = _as_first_octave(photos["china.jpg"], size)
     chosen = results[JobSpec("dream", -1, variant="block3:0,5", source="china.jpg")].image
     assert (_layer_mean(digits_model, chosen, "block3", (0, 5))
             > _layer_mean(digits_model, start, "block3", (0, 5)))

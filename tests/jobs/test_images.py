@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from jobs.images import ImageInputError, load_images, read_image, sample_images, to_tensor
+from jobs.images import ImageInputError, load_images, read_image, sample_images
 
 
 def _save(path, image, **kwargs):
@@ -66,11 +65,7 @@ def test_folders_expand_to_their_images(tmp_path):
         load_images([empty])
 
 
-def test_sample_photographs_and_resize():
+def test_sample_photographs():
     samples = sample_images()
     assert [s.name for s in samples] == ["china.jpg", "flower.jpg"]
-    tensor = to_tensor(samples[0].pixels, 32)
-    assert tensor.shape == (3, 32, 32) and 0 <= tensor.min() and tensor.max() <= 1
-    # antialiased: the small image's mean matches the photograph's mean closely
-    torch.testing.assert_close(tensor.mean(), torch.tensor(samples[0].pixels.mean() / 255, dtype=torch.float32),
-                               atol=0.02, rtol=0)
+    assert all(s.pixels.shape == (427, 640, 3) and s.pixels.dtype == np.uint8 for s in samples)

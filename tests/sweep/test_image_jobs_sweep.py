@@ -313,3 +313,12 @@ def test_demo_adds_the_image_jobs_on_the_sample_photographs(monkeypatch, tmp_pat
     assert counts == {"octave": 10, "opposite": 10, "addition": 90, "transfigure": 20, "interpolate": 10,
                       "dream": 2, "directed-dream": 20}
     assert plan.sources == ("china.jpg", "flower.jpg")
+
+
+def test_the_same_images_in_another_order_are_the_same_sweep(tmp_path):
+    from sweep.driver import SweepConfig, load_sources
+    for name, colour in (("b.png", (200, 0, 0)), ("a.png", (0, 200, 0))):
+        Image.new("RGB", (8, 8), colour).save(tmp_path / name)
+    forward = load_sources(SweepConfig(store="x", images=(str(tmp_path / "a.png"), str(tmp_path / "b.png"))))
+    backward = load_sources(SweepConfig(store="x", images=(str(tmp_path / "b.png"), str(tmp_path / "a.png"))))
+    assert list(forward) == list(backward) == ["a.png", "b.png"]

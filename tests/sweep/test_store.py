@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -161,3 +162,15 @@ def test_object_store_writes_are_single_puts(monkeypatch):
     assert written == ["bucket/run/images/part-1.parquet", "bucket/run/manifest.json"]
     reader = Store("mock://bucket/run", fs, "bucket/run")
     assert reader.done_keys() == {"octave:-:1:-1:0"} and reader.read_manifest() == {"format": 1}
+
+
+def test_cleanup_removes_only_temporaries_not_sources_named_with_an_underscore(tmp_path):
+    store = Store.open(str(tmp_path / "s"))
+    pixels = np.zeros((4, 4, 3), np.uint8)
+    kept = store.write_source("_cat.jpg", pixels)
+    leftover = tmp_path / "s" / "images" / "_part-000001.parquet.1a2b3c4d.tmp"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half a file")
+    assert store.cleanup_temp() == 1
+    assert not leftover.exists() and os.path.exists(kept)
+    np.testing.assert_array_equal(store.read_source("_cat.jpg"), pixels)
