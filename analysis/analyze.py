@@ -24,6 +24,7 @@ from analysis.load import (Rows, Store, StoreError, delete_if_exists, open_store
 from analysis.projection import pca_tables
 from analysis.tables import (METRICS, additions_summary, additions_table, classes_table, opposites_summary,
                              opposites_table)
+from sweep.plan import CLASSLESS_JOBS, IMAGE_JOBS   # jobs from real images; dreams have no target class
 
 ANALYSIS_DIR = "analysis"
 SUMMARY_FILE = "summary.json"
@@ -31,10 +32,6 @@ SUMMARY_FILE = "summary.json"
 TABLE_FILES = ("classes.parquet", "opposites.parquet", "opposites_summary.parquet", "additions.parquet",
                "additions_summary.parquet", "pca.parquet", "pca_variance.parquet", "graph_nodes.parquet",
                "graph_components.parquet", "graph_cliques.parquet", "graph.graphml")
-# Jobs from real images, and those of them whose images have no target class (target -1: a plain dream raises a
-# layer, not a class).
-IMAGE_JOBS = ("transfigure", "interpolate", "dream", "directed-dream")
-CLASSLESS_JOBS = ("dream",)
 
 
 @dataclass

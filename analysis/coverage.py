@@ -10,12 +10,11 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from sweep.plan import IMAGE_JOBS
 from sweep.store import is_frame_key, key_of as item_key   # the store's key format, defined once
 
 # Variants of each job when the options do not say (the engine's VARIANTS; the dreams' are the options' layers).
 DEFAULT_VARIANTS = {"octave": ("",), "opposite": ("",), "addition": ("merge", "juxtapose")}
-# Jobs from real images, planned over the options' sources (the sweep's plan: sweep/plan.py).
-IMAGE_JOBS = ("transfigure", "interpolate", "dream", "directed-dream")
 # How many missing items a statement names before it says "and N more".
 LIST_LIMIT = 12
 

@@ -25,6 +25,8 @@ from analysis import graph as graph_mod
 from analysis.analyze import ANALYSIS_DIR, SUMMARY_FILE, AnalysisSummary, analyze_store
 from analysis.load import (NUMERIC_COLUMNS, Store, iter_pngs, join_uri, open_store, read_frame, read_rows,
                            read_text, resolve, write_bytes)
+from sweep.plan import IMAGE_JOBS
+from sweep.store import source_file
 
 GRID_THUMB = 96          # px, images in the grids
 PAGE_THUMB = 256         # px, images written for the HTML pages (never enlarged; the browser scales them)
@@ -32,8 +34,6 @@ DECODE_THREADS = 2       # PNG decoding threads (the reference machine has two c
 CONTACT = (10, 10)       # columns x rows per contact-sheet page
 PAIRS = (5, 10)          # columns x rows per opposites / additions page
 VARIANT_ORDER = ("merge", "juxtapose")
-IMAGE_JOBS = ("transfigure", "interpolate", "dream", "directed-dream")   # jobs that start from a real image
-SOURCES_DIR = "sources"  # {store}/sources/NAME.png: the real images, as the sweep stored them
 GIF_FRAME_MS, GIF_HOLD_MS = 250, 1200   # interpolation GIFs: time per frame, and on the final image
 # Names of what `write_figures` writes under its folder (anything else there is left alone).
 OWNED = ("contact-", "pca.", "graph-", "opposites-", "additions-", "features-", "transfigure-", "interpolation-",
@@ -333,7 +333,7 @@ def _image_job_figures(st: Store, writer: _Writer) -> list[tuple]:
 
 def _source_thumbnail(st: Store, name: str):
     """The source photograph the sweep stored, as a grid thumbnail (None when the store does not have it)."""
-    path = st.path(SOURCES_DIR, f"{name}.png")
+    path = st.path(source_file(name))   # the real image, as the sweep stored it
     if st.fs.get_file_info(path).type != pafs.FileType.File:
         return None
     with st.fs.open_input_stream(path) as f:

@@ -27,7 +27,8 @@ from typing import Iterable, Sequence
 MAX_DEFAULT_PAIRS = 1000
 PAIRS_RANDOM_SEED = 0   # `random:N` draws the same N pairs for the same class selection, on every machine
 PAIRED_JOBS = frozenset({"addition", "interpolate"})   # jobs whose items are (target, partner) pairs
-SOURCE_JOBS = frozenset({"transfigure", "interpolate", "dream", "directed-dream"})   # start from a real image
+IMAGE_JOBS = ("transfigure", "interpolate", "dream", "directed-dream")   # start from a real image (in this order)
+SOURCE_JOBS = frozenset(IMAGE_JOBS)
 LAYER_JOBS = frozenset({"dream", "directed-dream"})    # their variant is a layer spec (`--layers`)
 CLASSLESS_JOBS = frozenset({"dream"})                  # no target class: target -1
 # A key: job, variant (may itself hold ":" in a layer spec such as block3:0,5), target, partner, seed[, source].
