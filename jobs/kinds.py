@@ -276,6 +276,7 @@ def _run_group(model, specs: Sequence[JobSpec], schedule: Schedule, runs: Schedu
     results = []
     common = dict(model=model.name, weights=model.weights_id, schedule_id=schedule.id, seconds=seconds)
     row = {j: r for r, j in enumerate(ok)}
+    frames = _frames(model, {j: rendered.frames.get(j, []) for j in ok}, device)
     for j, spec in enumerate(specs):
         if j not in row:
             results.append(JobResult(spec, image=None, logits=None, label=-1, margin_label=-1,
@@ -283,11 +284,24 @@ def _run_group(model, specs: Sequence[JobSpec], schedule: Schedule, runs: Schedu
                                      partner_logit=float("nan"), error=rendered.errors[j], **common))
             continue
         v = logits[row[j]]
-        frames = [Frame(step, image, logits_of(model, image[None], device)[0])
-                  for step, image in ((t, to_uint8(x[None])[0]) for t, x in rendered.frames.get(j, []))]
-        results.append(JobResult(spec, image=images[j], logits=v, **scores(spec, v), error=None, frames=frames,
-                                 **common))
+        results.append(JobResult(spec, image=images[j], logits=v, **scores(spec, v), error=None,
+                                 frames=frames.get(j, []), **common))
     return results
+
+
+def _frames(model, snapshots: Mapping[int, Sequence[tuple[int, torch.Tensor]]], device) -> dict[int, list[Frame]]:
+    """Frames with the logits of their uint8 images, one forward pass per image size (the frames of one step
+    share the octave's size) rather than one per frame."""
+    kept = {j: [(t, to_uint8(x[None])[0]) for t, x in shots] for j, shots in snapshots.items() if shots}
+    by_size: dict[tuple, list[tuple[int, int]]] = {}
+    for j, shots in kept.items():
+        for k, (_, image) in enumerate(shots):
+            by_size.setdefault(image.shape, []).append((j, k))
+    values: dict[tuple[int, int], np.ndarray] = {}
+    for members in by_size.values():
+        stacked = np.stack([kept[j][k][1] for j, k in members])               # N x h x w x 3
+        values.update(zip(members, logits_of(model, stacked, device)))      # N x n_classes
+    return {j: [Frame(t, image, values[(j, k)]) for k, (t, image) in enumerate(shots)] for j, shots in kept.items()}
 
 
 def scores(spec: JobSpec, v: np.ndarray) -> dict:

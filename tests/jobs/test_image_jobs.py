@@ -12,7 +12,7 @@ from scipy.stats import spearmanr
 from jobs import objectives as obj
 from jobs.images import sample_images
 from jobs.transforms import resize
-from jobs.kinds import JobSpec, from_uint8, interpolation_start, parse_layers, run_batch, to_uint8
+from jobs.kinds import JobSpec, from_uint8, interpolation_start, logits_of, parse_layers, run_batch, to_uint8
 from jobs.models import load_model
 from jobs.render import render
 from jobs.schedules import load_schedule
@@ -44,7 +44,7 @@ def test_transfiguring_each_photograph_to_each_digit(image_runs, photos):
             assert r.error is None and r.label == digit and r.target_prob >= 0.9, (name, digit, r.target_prob)
 
 
-def test_interpolation_frames_move_from_a_to_b(image_runs, photos):
+def test_interpolation_frames_move_from_a_to_b(image_runs, photos, digits_model):
     results, schedule = image_runs
     for name in photos:
         for a, b in PAIRS:
@@ -53,6 +53,9 @@ def test_interpolation_frames_move_from_a_to_b(image_runs, photos):
             assert r.frames[0].step == interpolation_start(schedule) == schedule.octaves[0].iterations
             np.testing.assert_array_equal(r.frames[-1].image, r.image)
             assert int(np.argmax(r.frames[0].logits)) == a  # the interpolation starts from an image of class a
+            for frame in r.frames:  # logits computed in batches per size equal each frame's own forward pass
+                np.testing.assert_allclose(frame.logits, logits_of(digits_model, frame.image[None])[0],
+                                           rtol=1e-4, atol=1e-4)
             steps = [f.step for f in r.frames]
             falling = spearmanr(steps, [f.logits[a] for f in r.frames]).statistic
             rising = spearmanr(steps, [f.logits[b] for f in r.frames]).statistic
