@@ -239,8 +239,7 @@ def run_batch(model, specs: Sequence[JobSpec], schedule: Schedule, *, device: to
     whose loss or image goes NaN/inf gets a result with `error` set and no image; the rest are unaffected.
     Invalid specs raise ValueError before any work.
     """
-    net = getattr(model, "net", None)   # a `Classifier`'s hidden layers are its network's module names
-    layer_names = {name for name, _ in net.named_modules()} - {""} if net is not None else None
+    layer_names = getattr(model, "all_layers", None)   # a `Classifier`'s tappable layers (None: not checked)
     for spec in specs:
         check_spec(spec, model.n_classes, layer_names, sources.keys() if sources is not None else ())
     groups: dict[str, list[int]] = {}

@@ -76,9 +76,11 @@ class Classifier(nn.Module):
         self.input_size = int(input_size)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-        modules = dict(self.net.named_modules())
+        # Every tappable module path (e.g. "inception4c", "features.6"); `layer_names` lists the notable ones.
+        self.all_layers = frozenset(name for name, _ in self.net.named_modules() if name)
         top_level = [n for n, _ in self.net.named_children()]
-        self.layer_names = tuple(dict.fromkeys([*(l for l in suggested_layers if l in modules), *top_level]))
+        self.layer_names = tuple(dict.fromkeys([*(l for l in suggested_layers if l in self.all_layers),
+                                                *top_level]))
 
     @property
     def is_random(self) -> bool:
@@ -102,7 +104,7 @@ class Classifier(nn.Module):
     def capture(self, layers: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
         """Within the block, each forward pass fills the yielded dict with `layer -> activation`."""
         modules = dict(self.net.named_modules())
-        unknown = [l for l in layers if l not in modules or l == ""]
+        unknown = [l for l in layers if l not in self.all_layers]
         if unknown:
             raise KeyError(f"{self.name} has no layer {', '.join(map(repr, unknown))}; "
                            f"layers: {', '.join(self.layer_names)}")

@@ -150,14 +150,13 @@ def check_layers(model, specs: tuple[str, ...]) -> tuple[str, ...]:
     from jobs.kinds import parse_layers
     from jobs.models import default_dream_layer
     specs = tuple(dict.fromkeys(s.strip() for s in specs if s.strip())) or (default_dream_layer(model),)
-    modules = {name for name, _ in model.net.named_modules()} - {""}
     parsed = {}
     for spec in specs:
         try:
             parsed[spec] = parse_layers(spec)
         except ValueError as error:
             raise PlanError(f"--layers {spec!r}: {error}") from None
-        unknown = [name for name, _ in parsed[spec] if name not in modules]
+        unknown = [name for name, _ in parsed[spec] if name not in model.all_layers]
         if unknown:
             raise PlanError(f"--layers {spec!r}: {model.name} has no layer {', '.join(map(repr, unknown))}; "
                             f"layers: {', '.join(model.layer_names)}")
@@ -187,7 +186,7 @@ def prepare(config: SweepConfig) -> Prepared:
         schedule = load_schedule(config.schedule) if config.schedule else default_schedule(config.model)
     except ValueError as error:
         raise PlanError(str(error).splitlines()[0]) from None
-    if schedule.output != "logits" and schedule.output not in dict(model.net.named_modules()):
+    if schedule.output != "logits" and schedule.output not in model.all_layers:
         raise PlanError(f"schedule {schedule.name}: output {schedule.output!r} is not a head of {model.name} "
                         f"(use 'logits', or 'AuxLogits' with inception_v3)")
     sources = load_sources(config)
