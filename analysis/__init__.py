@@ -4,17 +4,20 @@ Two calls do everything (what `sweep analyze` and `sweep figures` run):
 `analyze_store(store, metric)` writes the tables under {store}/analysis/ and returns an `AnalysisSummary`;
 `write_figures(store, out)` writes the figures and index.html (analysing first when needed).
 The table functions are pure (store rows in, DataFrames out) and can be used on their own.
-Reads only the columns it needs from images/; the maths follows the latent-space article (seeds/000).
+Reads only the columns it needs from images/, through `sweep.store` (the one store layer); the maths follows the
+latent-space article (seeds/000). The heavy libraries (scikit-learn, the figures' drawing stack) are imported
+inside the functions that use them, so that `sweep run` and `sweep status` never load them.
 """
 from analysis.analyze import AnalysisSummary, analyze_store
 from analysis.coverage import Coverage, coverage
 from analysis.directions import DirectionsSummary, run_directions
 from analysis.graph import cliques, components, nearest_neighbour_graph
-from analysis.load import Rows, Store, StoreError, open_store, read_rows, representatives
+from analysis.load import Rows, read_rows, representatives
 from analysis.projection import pca_tables
 from analysis.report import write_figures
 from analysis.tables import (additions_summary, additions_table, classes_table, opposites_summary,
                              opposites_table)
+from sweep.store import Store, StoreError, open_store   # the one store layer, re-exported for convenience
 
 __all__ = ["AnalysisSummary", "Coverage", "DirectionsSummary", "Rows", "Store", "StoreError", "additions_summary",
            "additions_table", "analyze_store", "classes_table", "cliques", "components", "coverage",

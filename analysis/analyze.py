@@ -16,17 +16,17 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from analysis import graph as graph_mod
 from analysis.coverage import coverage
-from analysis.load import (Rows, Store, StoreError, delete_if_exists, open_store, read_rows, representatives,
-                           require_job, write_bytes, write_frame)
+from analysis.load import Rows, read_rows, representatives, require_job
 from analysis.projection import pca_tables
 from analysis.tables import (METRICS, additions_summary, additions_table, classes_table, opposites_summary,
                              opposites_table)
-from sweep.plan import CLASSLESS_JOBS, IMAGE_JOBS   # jobs from real images; dreams have no target class
+from jobs.catalog import CLASSLESS, IMAGE_JOBS
+from sweep.store import ANALYSIS as ANALYSIS_DIR, Store, StoreError, open_store
 
-ANALYSIS_DIR = "analysis"
 SUMMARY_FILE = "summary.json"
 # Every file the stage may write (names under {store}/analysis/).
 TABLE_FILES = ("classes.parquet", "opposites.parquet", "opposites_summary.parquet", "additions.parquet",
@@ -94,7 +94,7 @@ class AnalysisSummary:
         return cls(**json.loads(text))
 
 
-def analyze_store(store: str, metric: str = "cosine") -> AnalysisSummary:
+def analyze_store(store: Store | str, metric: str = "cosine") -> AnalysisSummary:
     """Compute every table of a store and write them under {store}/analysis/; returns the summary.
 
     Raises StoreError for a store that cannot be analysed: none there, no manifest, no images, a foreign Parquet
@@ -103,13 +103,14 @@ def analyze_store(store: str, metric: str = "cosine") -> AnalysisSummary:
     if metric not in METRICS:
         raise StoreError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
     st = open_store(store)
+    fingerprint = st.fingerprint()   # before reading: a file the sweep adds meanwhile makes the tables stale
     rows, dropped = usable_rows(read_rows(st), st.n_classes)
     cov = coverage(st.manifest, rows.meta["key"])
-    reps = representatives(require_job(rows, "octave", store, ": every class table starts from a class's "
-                                                             "octave image"))
+    reps = representatives(require_job(rows, "octave", st.uri, ": every class table starts from a class's "
+                                                              "octave image"))
     summary = AnalysisSummary(
-        store=store, metric=metric, model=str(st.manifest.get("model", "?")), n_classes=st.n_classes,
-        fingerprint=st.fingerprint(),
+        store=st.uri, metric=metric, model=str(st.manifest.get("model", "?")), n_classes=st.n_classes,
+        fingerprint=fingerprint,
         images={job: int(n) for job, n in rows.meta["job"].value_counts(sort=False).sort_index().items()},
         coverage=cov.lines(st.class_names), complete=cov.complete)
     if dropped:
@@ -118,7 +119,7 @@ def analyze_store(store: str, metric: str = "cosine") -> AnalysisSummary:
     try:
         tables, g = _compute(rows, reps, st.class_names, metric, summary)
     except ValueError as err:  # data the tables cannot make sense of: say so in one line
-        raise StoreError(f"store {store} cannot be analysed: {err}") from None
+        raise StoreError(f"store {st.uri} cannot be analysed: {err}") from None
     _write(st, tables, graph_mod.graphml(g), summary)
     return summary
 
@@ -128,7 +129,7 @@ def usable_rows(rows: Rows, n_classes: int) -> tuple[Rows, int]:
     meta = rows.meta
     ok = np.isfinite(rows.logits).all(axis=1)
     ok &= (meta["target"].between(0, n_classes - 1)
-           | (meta["job"].isin(CLASSLESS_JOBS) & (meta["target"] == -1))).to_numpy()
+           | (meta["job"].isin(CLASSLESS) & (meta["target"] == -1))).to_numpy()
     for column in ("label",):
         ok &= meta[column].between(0, n_classes - 1).to_numpy()
     ok &= meta["partner"].between(-1, n_classes - 1).to_numpy()
@@ -167,7 +168,7 @@ def _compute(rows: Rows, reps: Rows, names, metric: str, summary: AnalysisSummar
         part = rows.job(job).meta
         if len(part):
             aim = part["partner"] if job == "interpolate" else part["target"]
-            summary.image_jobs[job] = {"images": len(part), "on_target": None if job in CLASSLESS_JOBS
+            summary.image_jobs[job] = {"images": len(part), "on_target": None if job in CLASSLESS
                                        else int((part["label"] == aim).sum())}
 
     if len(reps) >= 2:
@@ -202,13 +203,12 @@ def _opposite_numbers(opp_summary: pd.DataFrame) -> dict:
 
 def _write(st: Store, tables: dict[str, pd.DataFrame], graphml: str, summary: AnalysisSummary) -> None:
     # The summary goes last: its fingerprint marks the tables as complete and current for `write_figures`.
-    out = st.path(ANALYSIS_DIR)
-    delete_if_exists(st.fs, st.path(ANALYSIS_DIR, SUMMARY_FILE))
+    st.delete(f"{ANALYSIS_DIR}/{SUMMARY_FILE}")
     for name in TABLE_FILES:
         if name in tables:
-            write_frame(st.fs, f"{out}/{name}", tables[name])
+            st.write_table(f"{ANALYSIS_DIR}/{name}", pa.Table.from_pandas(tables[name], preserve_index=False))
         elif name != "graph.graphml":
-            delete_if_exists(st.fs, f"{out}/{name}")
-    write_bytes(st.fs, f"{out}/graph.graphml", graphml.encode("utf-8"))
+            st.delete(f"{ANALYSIS_DIR}/{name}")
+    st.write_bytes(f"{ANALYSIS_DIR}/graph.graphml", graphml.encode("utf-8"))
     summary.tables = sorted([*tables, "graph.graphml"])
-    write_bytes(st.fs, f"{out}/{SUMMARY_FILE}", summary.to_json().encode("utf-8"))
+    st.write_bytes(f"{ANALYSIS_DIR}/{SUMMARY_FILE}", summary.to_json().encode("utf-8"))

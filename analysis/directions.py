@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+
+from sweep.store import Store, StoreError, open_store
 
 
 class GroupsError(ValueError):
@@ -142,7 +145,7 @@ def distribution_drawing(positions: np.ndarray, groups: np.ndarray, order: list[
     return d
 
 
-def run_directions(store: str, groups_file: str, *, start: str | None = None, n_components: int = 50,
+def run_directions(store: Store | str, groups_file: str, *, start: str | None = None, n_components: int = 50,
                    n_points: int = 8, out: str | None = None) -> DirectionsSummary:
     """`sweep directions`: fit the direction between the two groups of `groups_file` over the store's output
     vectors, write `{store}/analysis/directions.parquet` (key, job, target, target_name, group, position) and two
@@ -152,8 +155,7 @@ def run_directions(store: str, groups_file: str, *, start: str | None = None, n_
     from sklearn.metrics import roc_auc_score
 
     from analysis.figures import Cell, grid_pages, png_bytes, thumbnail, to_png, to_svg
-    from analysis.load import (StoreError, iter_pngs, join_uri, open_store, read_rows, resolve, write_bytes,
-                               write_frame)
+    from analysis.load import iter_pngs, read_rows
 
     st = open_store(store)
     rows = read_rows(st)
@@ -169,21 +171,19 @@ def run_directions(store: str, groups_file: str, *, start: str | None = None, n_
     grouped = labels != ""
     auc = float(roc_auc_score(labels[grouped] == fit.positive, fit.positions[grouped]))
     table = meta[["key", "job", "target", "target_name"]].assign(group=labels, position=fit.positions)
-    table_path = st.path("analysis", "directions.parquet")
-    write_frame(st.fs, table_path, table)
+    st.write_table("analysis/directions.parquet", pa.Table.from_pandas(table, preserve_index=False))
 
     if start is None:
         start_index = int(np.flatnonzero(labels == fit.negative)[0])
     else:
         matches = np.flatnonzero(meta["key"].to_numpy() == start)
         if not len(matches):
-            raise StoreError(f"no image with key {start!r} in {store}")
+            raise StoreError(f"no image with key {start!r} in {st.uri}")
         start_index = int(matches[0])
     picks = line_neighbours(fit, start_index, n_points)
     pngs = dict(iter_pngs(st, [meta["key"][i] for i in [start_index, *picks]]))
 
-    out = out or join_uri(store, "figures")
-    fs, root = resolve(out)
+    figures = Store.open(out) if out else Store(st.location("figures"), st.fs, st.path("figures"))
     drawing = distribution_drawing(fit.positions, labels, [fit.negative, fit.positive, ""],
                                    f"Images along the direction {fit.negative} -> {fit.positive}")
     written = {"directions-distribution.png": png_bytes(to_png(drawing)),
@@ -199,7 +199,7 @@ def run_directions(store: str, groups_file: str, *, start: str | None = None, n_
     written["directions-strip.png"] = png_bytes(strip)
     paths = []
     for name, data in written.items():
-        write_bytes(fs, f"{root}/{name}", data)
-        paths.append(join_uri(out, name))
+        figures.write_bytes(name, data)
+        paths.append(figures.location(name))
     counts = {g or "(no group)": int((labels == g).sum()) for g in [fit.negative, fit.positive, ""]}
-    return DirectionsSummary(join_uri(store, "analysis", "directions.parquet"), tuple(paths), fit, auc, counts)
+    return DirectionsSummary(st.location("analysis", "directions.parquet"), tuple(paths), fit, auc, counts)

@@ -1,19 +1,15 @@
-"""Store access for the analysis: the manifest, the images/ table (only the columns a stage needs), PNGs on demand,
-and atomic writes of derived files.
+"""The analysis's readers of a store (`sweep.store.Store`, the one store layer): the images/ rows (only the columns a
+stage needs), PNGs on demand, and one representative image per class.
 
-A store is a local directory or an `s3://` / `gs://` URI, opened with pyarrow's filesystems; its layout is the
-sweep's (README, "Store layout"). Numeric work reads `NUMERIC_COLUMNS` only: the PNG bytes, by far the largest
-column, are read by `iter_pngs` for the rows a figure shows and never otherwise. Everything that can go wrong for a
-user raises `StoreError` with a one-line message.
+Numeric work reads `NUMERIC_COLUMNS` only: the PNG bytes, by far the largest column, are read by `iter_pngs` for
+the rows a figure shows and never otherwise. Every reader takes an opened `Store` (or a URI, opened once at the
+top); everything that can go wrong for a user raises `sweep.store.StoreError` with a one-line message.
 """
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
+import contextlib
 import os
 import posixpath
-import uuid
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
@@ -23,8 +19,12 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from sweep.store import IMAGES, TEMP_DIR, Store, StoreError, one_line as _one_line, open_store
+
 # Columns of the jobs from real images, and their values in stores written before those jobs existed.
 OPTIONAL_COLUMNS = {"source": "", "frame": -1, "step": -1}
+# How the tables see a missing value, stored as a null (partner: no second class; source: a noise job).
+NULL_AS = {"partner": -1, "source": ""}
 # Every column numeric analysis reads from images/ (never `png`).
 NUMERIC_COLUMNS = ("key", "job", "variant", "target", "partner", "seed", "label", "margin_label",
                    "target_logit", "target_prob", "logits", "source", "frame")
@@ -32,41 +32,6 @@ NUMERIC_COLUMNS = ("key", "job", "variant", "target", "partner", "seed", "label"
 REQUIRED_COLUMNS = (*(c for c in NUMERIC_COLUMNS if c not in OPTIONAL_COLUMNS), "png")
 # Sort order of rows: stable across runs and independent of which worker wrote which file.
 ROW_ORDER = ["job", "variant", "target", "partner", "seed", "source", "frame"]
-
-
-class StoreError(Exception):
-    """A store that cannot be analysed; the message is one line that says why."""
-
-
-@dataclass(frozen=True)
-class Store:
-    """An opened store: its filesystem, root path, manifest, and the images/ part files (sorted by name)."""
-    uri: str                      # as the user gave it (for messages)
-    fs: pafs.FileSystem
-    root: str                     # path of the store inside `fs`
-    manifest: dict
-    files: tuple[str, ...]        # images/part-*.parquet paths inside `fs`, sorted
-
-    @property
-    def n_classes(self) -> int:
-        return int(self.manifest["n_classes"])
-
-    @functools.cached_property
-    def class_names(self) -> tuple[str, ...]:
-        names = self.manifest.get("class_names")
-        if isinstance(names, list) and len(names) == self.n_classes:
-            return tuple(str(n) for n in names)
-        return tuple(f"class {i}" for i in range(self.n_classes))
-
-    def path(self, *parts: str) -> str:
-        """Path inside `fs` of a file under the store."""
-        return posixpath.join(self.root, *parts)
-
-    def fingerprint(self) -> str:
-        """A short hash of the images/ file names and sizes: changes whenever the sweep adds a file."""
-        infos = self.fs.get_file_info(list(self.files))
-        text = "\n".join(f"{posixpath.basename(i.path)} {i.size}" for i in infos)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -84,54 +49,6 @@ class Rows:
 
     def job(self, job: str) -> "Rows":
         return self.select(self.meta["job"].to_numpy() == job)
-
-
-def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
-    """Filesystem and path for a local path (relative or absolute) or a URI such as s3://bucket/store."""
-    if "://" in uri:
-        try:
-            fs, path = pafs.FileSystem.from_uri(uri)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as err:
-            raise StoreError(f"cannot open {uri}: {_one_line(err)}") from None
-        return fs, path.rstrip("/")
-    return pafs.LocalFileSystem(), os.path.abspath(uri)
-
-
-def join_uri(uri: str, *parts: str) -> str:
-    """`uri` with path parts appended, for local paths and URIs alike."""
-    if "://" in uri:
-        return posixpath.join(uri.rstrip("/"), *parts)
-    return os.path.join(uri, *parts)
-
-
-def open_store(uri: str) -> Store:
-    """Open a store: check it exists, read its manifest, list its images/ part files (temporary names skipped)."""
-    fs, root = resolve(uri)
-    if fs.get_file_info(root).type == pafs.FileType.NotFound:
-        raise StoreError(f"no store at {uri}")
-    manifest = _read_manifest(fs, root, uri)
-    selector = pafs.FileSelector(posixpath.join(root, "images"), allow_not_found=True)
-    files = sorted(info.path for info in fs.get_file_info(selector)
-                   if info.type == pafs.FileType.File and info.base_name.endswith(".parquet")
-                   and not info.base_name.startswith(("_", ".")))
-    if not files:
-        raise StoreError(f"store {uri} is empty: no images yet (run `sweep run` first)")
-    return Store(uri=uri, fs=fs, root=root, manifest=manifest, files=tuple(files))
-
-
-def _read_manifest(fs: pafs.FileSystem, root: str, uri: str) -> dict:
-    path = posixpath.join(root, "manifest.json")
-    if fs.get_file_info(path).type != pafs.FileType.File:
-        raise StoreError(f"{uri} has no manifest.json: not a classweep store")
-    try:
-        with fs.open_input_stream(path) as f:
-            manifest = json.loads(f.read().decode("utf-8"))
-        n = int(manifest["n_classes"])
-        if n < 1:
-            raise ValueError("n_classes < 1")
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
-        raise StoreError(f"{uri}/manifest.json is not a classweep manifest ({_one_line(err)})") from None
-    return manifest
 
 
 def _check_schema(schema: pa.Schema, name: str, n_classes: int) -> None:
@@ -167,7 +84,7 @@ def _logits_array(column: pa.ChunkedArray, n_classes: int, name: str) -> np.ndar
     return values.reshape(len(flat), n_classes)
 
 
-def read_rows(store: Store, columns: Sequence[str] = NUMERIC_COLUMNS, frames: bool = False) -> Rows:
+def read_rows(store: Store | str, columns: Sequence[str] = NUMERIC_COLUMNS, frames: bool = False) -> Rows:
     """Every image row of the store, reading only `columns` (which must include key and logits, never png).
 
     Rows are de-duplicated by key (the first file in name order wins) and sorted by ROW_ORDER, so the result does
@@ -177,9 +94,13 @@ def read_rows(store: Store, columns: Sequence[str] = NUMERIC_COLUMNS, frames: bo
     """
     if "png" in columns:
         raise ValueError("numeric reads never load PNG bytes; use iter_pngs")
+    store = open_store(store)
     columns = list(dict.fromkeys(["key", *columns, "frame", "logits"]))
     metas, logits = [], []
-    for path in store.files:
+    files = store.files(IMAGES)
+    if not files:
+        raise StoreError(f"store {store.uri} is empty: no images yet (run `sweep run` first)")
+    for path in files:
         name = posixpath.basename(path)
         try:
             parquet = _open_parquet(store, path)
@@ -189,6 +110,9 @@ def read_rows(store: Store, columns: Sequence[str] = NUMERIC_COLUMNS, frames: bo
             raise StoreError(f"images/{name} cannot be read ({_one_line(err)})") from None
         logits.append(_logits_array(table.column("logits"), store.n_classes, name))
         meta = table.drop_columns(["logits"]).to_pandas()
+        for column, value in NULL_AS.items():
+            if column in meta.columns and meta[column].isna().any():
+                meta[column] = meta[column].fillna(value).astype(table.schema.field(column).type.to_pandas_dtype())
         for column in columns:
             if column not in meta.columns and column in OPTIONAL_COLUMNS:
                 meta[column] = OPTIONAL_COLUMNS[column]
@@ -224,10 +148,10 @@ def representatives(rows: Rows) -> Rows:
     return Rows(meta.iloc[order[first]].reset_index(drop=True), rows.logits[order[first]])
 
 
-def iter_pngs(store: Store, keys: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+def iter_pngs(store: Store | str, keys: Iterable[str]) -> Iterator[tuple[str, bytes]]:
     """PNG bytes of the images with these keys, file by file (reads only key and png, keeps one file in memory)."""
-    wanted = set(keys)
-    for path in store.files:
+    store, wanted = open_store(store), set(keys)
+    for path in store.files(IMAGES):
         if not wanted:
             return
         pf = _open_parquet(store, path)
@@ -246,49 +170,36 @@ def iter_pngs(store: Store, keys: Iterable[str]) -> Iterator[tuple[str, bytes]]:
                 yield key, png
 
 
-# --- derived files: written atomically, so a reader never sees half a table --------------------------------------
+# --- what analysis/report.py still calls by these names; drop when it takes the Store's own methods ----------------
 
-def write_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
-    """Write `data` to `path`: a temporary name then a rename on local disks; one PUT on object stores."""
-    parent = posixpath.dirname(path)
-    fs.create_dir(parent, recursive=True)
+def resolve(uri: str):
+    """File system and root path of a local path or URI (the figures' output folder)."""
+    store = Store.open(uri)
+    return store.fs, store.root
+
+
+def join_uri(uri: str, *parts: str) -> str:
+    """`uri` with path parts appended, for local paths and URIs alike."""
+    return posixpath.join(uri.rstrip("/"), *parts) if "://" in uri else posixpath.join(uri, *parts)
+
+
+def write_bytes(fs, path: str, data: bytes) -> None:
+    """Write a whole file atomically, through `sweep.store.Store.write_bytes` (its temporary folder removed again:
+    a figures folder is not a store)."""
+    directory, name = posixpath.split(path)
+    Store(directory, fs, directory).write_bytes(name, data)
     if isinstance(fs, pafs.LocalFileSystem):
-        tmp = posixpath.join(parent, f"_tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
-        with fs.open_output_stream(tmp) as f:
-            f.write(data)
-        fs.move(tmp, path)
-    else:
-        with fs.open_output_stream(path) as f:
-            f.write(data)
+        with contextlib.suppress(OSError):   # refuses a folder that still holds something
+            os.rmdir(posixpath.join(directory, TEMP_DIR))
 
 
-def write_frame(fs: pafs.FileSystem, path: str, frame: pd.DataFrame) -> None:
-    """A DataFrame as one Parquet file, written atomically."""
-    sink = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
-    write_bytes(fs, path, sink.getvalue().to_pybytes())
+def read_frame(fs, path: str) -> pd.DataFrame | None:
+    directory, name = posixpath.split(path)
+    data = Store(directory, fs, directory).read_bytes(name)
+    return None if data is None else pq.read_table(pa.BufferReader(data)).to_pandas()
 
 
-def read_frame(fs: pafs.FileSystem, path: str) -> pd.DataFrame | None:
-    """A Parquet table as a DataFrame, or None when the file does not exist."""
-    if fs.get_file_info(path).type != pafs.FileType.File:
-        return None
-    with fs.open_input_file(path) as f:
-        return pq.read_table(f).to_pandas()
-
-
-def read_text(fs: pafs.FileSystem, path: str) -> str | None:
-    if fs.get_file_info(path).type != pafs.FileType.File:
-        return None
-    with fs.open_input_stream(path) as f:
-        return f.read().decode("utf-8")
-
-
-def delete_if_exists(fs: pafs.FileSystem, path: str) -> None:
-    if fs.get_file_info(path).type == pafs.FileType.File:
-        fs.delete_file(path)
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+def read_text(fs, path: str) -> str | None:
+    directory, name = posixpath.split(path)
+    data = Store(directory, fs, directory).read_bytes(name)
+    return None if data is None else data.decode("utf-8")

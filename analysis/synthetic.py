@@ -7,32 +7,15 @@ classes come in groups whose members activate each other, so the nearest-neighbo
 from __future__ import annotations
 
 import functools
-import io
-import json
-import os
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from PIL import Image as PILImage
 
-from analysis.coverage import item_key
-
-
-def images_schema(n_classes: int) -> pa.Schema:
-    """The images/ schema of the store contract (column names and types exactly)."""
-    return pa.schema([
-        ("key", pa.string()), ("job", pa.string()), ("variant", pa.string()), ("model", pa.string()),
-        ("weights", pa.string()), ("schedule_id", pa.string()), ("target", pa.int32()), ("partner", pa.int32()),
-        ("seed", pa.int32()), ("label", pa.int32()), ("margin_label", pa.int32()), ("target_name", pa.string()),
-        ("label_name", pa.string()), ("partner_name", pa.string()), ("target_logit", pa.float32()),
-        ("target_prob", pa.float32()), ("partner_logit", pa.float32()),
-        ("logits", pa.list_(pa.float32(), n_classes)), ("png", pa.binary()), ("width", pa.int32()),
-        ("height", pa.int32()), ("seconds", pa.float32()), ("worker", pa.string()), ("source", pa.string()),
-        ("frame", pa.int32()), ("step", pa.int32()),
-    ])
+from sweep.store import (FRAME_SUFFIX, IMAGES, Store, decode_png, encode_png as png_bytes, images_schema, key_of,
+                         new_manifest)
 
 
 @dataclass(frozen=True)
@@ -51,13 +34,6 @@ class Image:
     step: int = 0                      # optimisation steps done
 
 
-def png_bytes(array: np.ndarray) -> bytes:
-    """PNG bytes of an H x W x 3 uint8 array."""
-    buf = io.BytesIO()
-    PILImage.fromarray(array).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
-
-
 def noise_png(rng: np.random.Generator, size: int = 64, tint: Sequence[float] = (0.5, 0.5, 0.5)) -> bytes:
     """A smooth random colour pattern (8x8 noise upsampled) with a tint: a stand-in for a generated image."""
     small = np.clip(rng.normal(0.0, 0.25, (8, 8, 3)) + np.asarray(tint), 0, 1)
@@ -71,67 +47,49 @@ def _grey_png() -> bytes:
     return png_bytes(np.full((8, 8, 3), 128, np.uint8))
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x.astype(np.float64) - x.max())
-    return e / e.sum()
-
-
 def image_table(images: Sequence[Image], class_names: Sequence[str], model: str = "synthetic",
                 weights: str = "random-synthetic", schedule_id: str = "synthetic0") -> pa.Table:
-    """The images as one table in the store schema (labels, names and target values derived from the logits)."""
-    # The engine's own margin rule, so synthetic rows match real ones; imported here to keep torch out of the
-    # analysis stages that import this module.
-    from jobs.kinds import margin_label, own_classes
+    """The images as one table in the store schema (`sweep.store.images_schema`), with labels, margin labels and
+    target values derived from the logits by the engine's own `jobs.kinds.scores`."""
+    from jobs.kinds import scores   # torch: kept out of the analysis stages that import this module
     n = len(class_names)
-    cols: dict[str, list] = {f.name: [] for f in images_schema(n)}
+    schema = images_schema(n)
+    cols: dict[str, list] = {name: [] for name in schema.names}
     for im in images:
         logits = np.asarray(im.logits, dtype=np.float32)
         assert logits.shape == (n,), f"logits must have {n} values"
-        label = int(np.argmax(logits))
         png = im.png if im.png is not None else _grey_png()
-        width, height = PILImage.open(io.BytesIO(png)).size if png[:4] == b"\x89PNG" else (0, 0)
-        key = item_key(im.job, im.variant, im.target, im.partner, im.seed, im.source)
-        row = {
-            "key": key + (f"#frame{im.frame}" if im.frame >= 0 else ""), "job": im.job,
-            "variant": im.variant, "model": model, "weights": weights, "schedule_id": schedule_id,
-            "target": im.target, "partner": im.partner, "seed": im.seed, "label": label,
-            "margin_label": (margin_label(logits, exclude=own_classes(im))
-                             if im.margin_label is None else im.margin_label),
-            "target_name": class_names[im.target] if im.target >= 0 else "", "label_name": class_names[label],
-            "partner_name": class_names[im.partner] if im.partner >= 0 else "",
-            "target_logit": float(logits[im.target]) if im.target >= 0 else float("nan"),
-            "target_prob": float(_softmax(logits)[im.target]) if im.target >= 0 else float("nan"),
-            "partner_logit": float(logits[im.partner]) if im.partner >= 0 else float("nan"),
-            "logits": logits, "png": png, "width": width, "height": height, "seconds": 0.0,
-            "worker": "synthetic/0", "source": im.source, "frame": im.frame, "step": im.step,
-        }
-        for k, v in row.items():
-            cols[k].append(v)
-    schema = images_schema(n)
-    arrays = []
-    for f in schema:
-        if f.name == "logits":
-            flat = np.concatenate(cols["logits"]) if cols["logits"] else np.zeros(0, np.float32)
-            arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), n))
-        else:
-            arrays.append(pa.array(cols[f.name], f.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
+        height, width = decode_png(png).shape[:2] if png[:4] == b"\x89PNG" else (0, 0)
+        values = scores(im, logits)
+        key = key_of(im.job, im.variant, im.target, im.partner, im.seed, im.source)
+        row = {**values, "margin_label": values["margin_label"] if im.margin_label is None else im.margin_label,
+               "key": key + (f"{FRAME_SUFFIX}{im.frame}" if im.frame >= 0 else ""), "job": im.job,
+               "variant": im.variant, "model": model, "weights": weights, "schedule_id": schedule_id,
+               "target": im.target, "partner": im.partner if im.partner >= 0 else None, "seed": im.seed,
+               "target_name": class_names[im.target] if im.target >= 0 else "",
+               "label_name": class_names[values["label"]],
+               "partner_name": class_names[im.partner] if im.partner >= 0 else None,
+               "partner_logit": values["partner_logit"] if im.partner >= 0 else None,
+               "logits": logits, "png": png, "width": width, "height": height, "seconds": 0.0,
+               "worker": "synthetic/0", "source": im.source or None, "frame": im.frame, "step": im.step}
+        for name in schema.names:
+            cols[name].append(row[name])
+    flat = np.concatenate(cols.pop("logits")) if images else np.zeros(0, np.float32)
+    arrays = {name: pa.array(column, schema.field(name).type) for name, column in cols.items()}
+    arrays["logits"] = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), n)
+    return pa.table([arrays[name] for name in schema.names], schema=schema)
 
 
 def write_store(path: str, class_names: Sequence[str], images: Sequence[Image], *, options: dict | None = None,
                 rows_per_file: int = 8, model: str = "synthetic") -> str:
-    """Write a local store (manifest.json and images/part-*.parquet, PNGs uncompressed as the sweep stores them)."""
-    os.makedirs(os.path.join(path, "images"), exist_ok=True)
-    manifest = {"format": 1, "model": model, "weights": "random-synthetic", "schedule": "synthetic",
-                "schedule_id": "synthetic0", "n_classes": len(class_names), "class_names": list(class_names),
-                "options": options or {}, "package_version": "0", "created": "1970-01-01T00:00:00Z"}
-    with open(os.path.join(path, "manifest.json"), "w") as f:
-        json.dump(manifest, f, indent=1)
-    compression = {c: ("none" if c == "png" else "snappy") for c in images_schema(len(class_names)).names}
+    """Write a local store through `sweep.store` (its manifest and images/ part files, as a sweep writes them)."""
+    store = Store.open(path)
+    store.write_manifest(new_manifest(model=model, weights="random-synthetic", weights_source="random",
+                                      schedule="synthetic", schedule_id="synthetic0", class_names=class_names,
+                                      options=options or {}))
     for i in range(0, len(images), rows_per_file):
-        table = image_table(images[i:i + rows_per_file], class_names, model=model)
-        pq.write_table(table, os.path.join(path, "images", f"part-{i // rows_per_file:06d}.parquet"),
-                       compression=compression)
+        store.write_table(f"{IMAGES}/part-{i // rows_per_file:06d}.parquet",
+                          image_table(images[i:i + rows_per_file], class_names, model=model))
     return path
 
 
@@ -170,7 +128,7 @@ def random_store(path: str, n_classes: int = 1000, *, n_pairs: int = 1000, image
             logits[b] += 10 if rng.random() < success else 2
             images.append(Image("addition", a, logits, variant=variant, partner=b,
                                 png=noise_png(rng, image_size, (tints[a] + tints[b]) / 2)))
-    options = {"jobs": ["octave", "opposite", "addition"], "classes": "all",
+    options = {"jobs": ["octave", "opposite", "addition"], "classes": list(range(n_classes)),
                "pairs": [list(p) for p in sorted(pairs)], "variants": ["merge", "juxtapose"], "seeds": 1,
                "batch_size": rows_per_file}
     return write_store(path, names, images, options=options, rows_per_file=rows_per_file)

@@ -1,19 +1,27 @@
 """Generation: models, objectives, transforms, schedules, the batched optimisation loop, and job recipes.
 
 Knows nothing of Ray or Parquet: everything here takes tensors and returns tensors or plain results.
+The public names are loaded on first use (PEP 562 `__getattr__`): importing `jobs.catalog`, the table of jobs
+the planner and the analysis read, must not load torch.
 """
-from jobs.models import (Classifier, InvalidWeightsFile, ModelInfo, UnknownModel, WeightsUnavailable,
-                         default_dream_layer, list_models, load_model, model_info)
-from jobs import objectives, transforms
-from jobs.images import ImageInputError, SourceImage, load_images, sample_images
-from jobs.kinds import (ALL_JOBS, IMAGE_JOBS, JOBS, VARIANTS, Frame, JobResult, JobSpec, feature_means, margin_label,
-                        parse_layers, run_batch)
-from jobs.objectives import Objective
-from jobs.schedules import Octave, Schedule, default_schedule, load_schedule, preset_names
+import importlib
 
-__all__ = ["Classifier", "InvalidWeightsFile", "ModelInfo", "UnknownModel", "WeightsUnavailable",
-           "default_dream_layer", "list_models", "load_model", "model_info",
-           "objectives", "transforms", "ImageInputError", "SourceImage", "load_images", "sample_images",
-           "Objective", "ALL_JOBS", "IMAGE_JOBS", "JOBS", "VARIANTS", "Frame", "JobResult", "JobSpec",
-           "feature_means", "margin_label", "parse_layers", "run_batch",
-           "Octave", "Schedule", "default_schedule", "load_schedule", "preset_names"]
+_HOMES = {
+    "jobs.models": ("Classifier", "InvalidWeightsFile", "ModelInfo", "UnknownModel", "WeightsUnavailable",
+                    "default_dream_layer", "list_models", "load_model", "model_info"),
+    "jobs.images": ("ImageInputError", "SourceImage", "load_images", "sample_images"),
+    "jobs.catalog": ("ALL_JOBS", "IMAGE_JOBS", "JOBS", "VARIANTS"),
+    "jobs.kinds": ("Frame", "JobResult", "JobSpec", "feature_means", "margin_label", "parse_layers", "run_batch"),
+    "jobs.objectives": ("Objective",),
+    "jobs.schedules": ("Octave", "Schedule", "default_schedule", "load_schedule", "preset_names"),
+}
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
+__all__ = ["objectives", "transforms", *_HOME]
+
+
+def __getattr__(name: str):
+    if name in ("objectives", "transforms"):
+        return importlib.import_module(f"jobs.{name}")
+    if name in _HOME:
+        return getattr(importlib.import_module(_HOME[name]), name)
+    raise AttributeError(f"module 'jobs' has no attribute {name!r}")

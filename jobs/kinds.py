@@ -30,22 +30,16 @@ import numpy as np
 import torch
 
 from jobs import objectives as obj
+from jobs.catalog import ALL_JOBS, CLASSLESS, IMAGE_JOBS, JOBS, LAYER_JOBS, PAIRED, VARIANTS  # noqa: F401
 from jobs.render import Progress, render
 from jobs.schedules import Schedule
-
-JOBS = ("octave", "opposite", "addition")
-IMAGE_JOBS = ("transfigure", "interpolate", "dream", "directed-dream")   # start from a real image
-ALL_JOBS = JOBS + IMAGE_JOBS
-LAYER_JOBS = ("dream", "directed-dream")     # their variant is a layer spec, not one of a fixed list
-VARIANTS = {"octave": ("",), "opposite": ("",), "addition": ("merge", "juxtapose"),
-            "transfigure": ("",), "interpolate": ("",)}
 
 
 @dataclass(frozen=True)
 class JobSpec:
     """One image to generate."""
-    job: str                # "octave" | "opposite" | "addition"
-    target: int             # class index
+    job: str                # a name of `jobs.catalog.ALL_JOBS`
+    target: int             # class index; -1 for a class-less job (dream)
     seed: int = 0           # same seed -> same image (initial noise, crop positions)
     variant: str = ""       # "" or, for addition, "merge" | "juxtapose"; for dreams the layer spec
     partner: int = -1       # second class for addition and interpolation, -1 when none
@@ -150,8 +144,6 @@ def _interpolate(spec: JobSpec, s: Schedule) -> obj.Objective:
 RECIPES: dict[str, Callable[[JobSpec, Schedule], obj.Objective]] = {
     "octave": _octave, "opposite": _opposite, "addition": _addition,
     "transfigure": _octave, "interpolate": _interpolate, "dream": _dream, "directed-dream": _directed_dream}
-PAIRED = ("addition", "interpolate")     # jobs whose spec names two classes
-CLASSLESS = ("dream",)                   # jobs with no target class (target -1)
 
 
 def check_spec(spec: JobSpec, n_classes: int, layers: Optional[Collection[str]] = None,

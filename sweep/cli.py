@@ -13,7 +13,7 @@ import click
 
 from sweep.driver import DEVICES, SweepConfig, SweepError, run_sweep
 from sweep.plan import PlanError
-from sweep.store import StoreError
+from sweep.store import StoreError, open_store
 
 DEMO_STORE = "./demo-store"
 DEMO_BATCH = 16   # the digits preset renders fastest per image around 16 per batch on a CPU
@@ -27,12 +27,7 @@ class UserError(click.ClickException):
 
 def user_errors() -> tuple[type[BaseException], ...]:
     from jobs.models import InvalidWeightsFile, UnknownModel, WeightsUnavailable
-    errors: tuple[type[BaseException], ...] = (PlanError, StoreError, WeightsUnavailable, InvalidWeightsFile,
-                                               UnknownModel)
-    with contextlib.suppress(ImportError, AttributeError):
-        import analysis
-        errors += (analysis.StoreError,)
-    return errors
+    return PlanError, StoreError, WeightsUnavailable, InvalidWeightsFile, UnknownModel
 
 
 @contextlib.contextmanager
@@ -135,12 +130,13 @@ def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants
 @main.command()
 @click.option("--store", required=True, help="The store to report on.")
 def status(store) -> None:
-    """Done / total per job and the failures of a store."""
+    """Done / total per job and the failures of a store (exit status 1 while items are missing or failing)."""
     from sweep.status import store_status
     with reported():
-        report = store_status(store)
+        report = store_status(open_store(store))
     for line in report.lines():
         click.echo(line)
+    sys.exit(0 if report.complete else 1)
 
 
 @main.command()
@@ -150,7 +146,7 @@ def export(store, out) -> None:
     """Write the stored images as PNG files named like octave/0042_goldfish_s0.png."""
     from sweep.export import export_pngs
     with reported():
-        count = export_pngs(store, out)
+        count = export_pngs(open_store(store), out)
     click.echo(f"wrote {count} PNG files under {out}")
 
 
@@ -180,7 +176,7 @@ def analyze(store, metric, features, weights, address, workers, device, cpus_per
                                                     address=address, workers=workers, device=device,
                                                     cpus_per_worker=cpus_per_worker))
             click.echo(f"wrote {path} ({rows} images, {layer} maps {','.join(map(str, maps))})")
-        summary = functions[0](store, metric=metric)
+        summary = functions[0](open_store(store), metric=metric)
     for line in summary.lines():
         click.echo(line)
 
@@ -209,7 +205,7 @@ def directions(store, groups, start, components, out) -> None:
     """A direction in the output space separating two groups of images: positions table and figures."""
     from analysis.directions import run_directions
     with reported():
-        summary = run_directions(store, groups, start=start, n_components=components, out=out)
+        summary = run_directions(open_store(store), groups, start=start, n_components=components, out=out)
     for line in summary.lines():
         click.echo(line)
 

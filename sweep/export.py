@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from sweep.store import IMAGES, Store, StoreError
+from sweep.store import IMAGES, Store, open_store
 
 COLUMNS = ["job", "variant", "target", "partner", "seed", "target_name", "partner_name", "png"]
-OPTIONAL = {"source": "", "frame": -1}   # columns of image-job stores, and their values in older stores
+# Columns older stores lack, and the values of missing data (stored as nulls).
+MISSING = {"source": "", "frame": -1, "partner": -1, "partner_name": ""}
 
 
 def slug(name: str) -> str:
@@ -36,20 +37,18 @@ def png_name(row: dict) -> str:
     return f"{folder}/{stem}.png"
 
 
-def export_pngs(uri: str, out: str | Path) -> int:
+def export_pngs(store: Store | str, out: str | Path) -> int:
     """Write every stored image under `out`; returns how many. Reads one file and row group at a time."""
-    store = Store.open(uri)
-    if store.read_manifest() is None:
-        raise StoreError(f"{store.uri} has no manifest.json: not a sweep store")
+    store = open_store(store)
     out = Path(out)
     count = 0
     for path in store.files(IMAGES):
         with store.fs.open_input_file(path) as handle:
             parquet = pq.ParquetFile(handle)
-            present = [c for c in OPTIONAL if c in parquet.schema_arrow.names]
+            present = [c for c in ("source", "frame") if c in parquet.schema_arrow.names]
             for batch in parquet.iter_batches(columns=COLUMNS + present, batch_size=256):
                 for row in batch.to_pylist():
-                    row = {**OPTIONAL, **row}
+                    row = {**MISSING, **{name: value for name, value in row.items() if value is not None}}
                     target = out / png_name(row)
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(row["png"])

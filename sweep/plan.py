@@ -18,38 +18,19 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from jobs.catalog import ALL_JOBS, ALL_VARIANTS, BY_NAME, IMAGE_JOBS, JOBS, LAYER_JOBS
+
 # The pair list `--pairs all` may expand to before we ask the user to choose (45 for the digits, 499500 for 1000).
 MAX_DEFAULT_PAIRS = 1000
 PAIRS_RANDOM_SEED = 0   # `random:N` draws the same N pairs for the same class selection, on every machine
-PAIRED_JOBS = frozenset({"addition", "interpolate"})   # jobs whose items are (target, partner) pairs
-IMAGE_JOBS = ("transfigure", "interpolate", "dream", "directed-dream")   # start from a real image (in this order)
-SOURCE_JOBS = frozenset(IMAGE_JOBS)
-LAYER_JOBS = frozenset({"dream", "directed-dream"})    # their variant is a layer spec (`--layers`)
-CLASSLESS_JOBS = frozenset({"dream"})                  # no target class: target -1
-# A key: job, variant (may itself hold ":" in a layer spec such as block3:0,5), target, partner, seed[, source].
-KEY_PATTERN = re.compile(r"^([^:]+):(.+?):(-?\d+):(-?\d+):(\d+)(?::(.+))?$")
 
 
 class PlanError(ValueError):
     """A selection that cannot be planned; the message is one line meant for the user."""
-
-
-def engine_jobs() -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
-    """Every engine job (`jobs.ALL_JOBS`: noise jobs first) and each job's fixed variants (`jobs.VARIANTS`; the
-    dreams' variants are the layer specs of the run, not a fixed list: ("",) here)."""
-    from jobs.kinds import ALL_JOBS, VARIANTS
-    return tuple(ALL_JOBS), {job: tuple(VARIANTS.get(job, ("",))) for job in ALL_JOBS}
-
-
-def noise_jobs() -> tuple[str, ...]:
-    """The jobs that start from noise (`jobs.JOBS`): the default selection without --images."""
-    from jobs.kinds import JOBS
-    return tuple(JOBS)
 
 
 @dataclass(frozen=True, order=True)
@@ -66,14 +47,6 @@ class WorkItem:
     def key(self) -> str:
         from sweep.store import key_of
         return key_of(self.job, self.variant, self.target, self.partner, self.seed, self.source)
-
-    @classmethod
-    def from_key(cls, key: str) -> "WorkItem":
-        match = KEY_PATTERN.match(key)
-        if match is None:
-            raise ValueError(f"{key!r} is not a work item key")
-        job, variant, target, partner, seed, source = match.groups()
-        return cls(job, "" if variant == "-" else variant, int(target), int(partner), int(seed), source or "")
 
 
 @dataclass(frozen=True)
@@ -112,26 +85,22 @@ class Plan:
 
     def items(self) -> list[WorkItem]:
         """Every work item, job by job, in a fixed order."""
-        _, job_variants = engine_jobs()
         out: list[WorkItem] = []
-        for job in self.jobs:
-            if job in LAYER_JOBS:
+        for job in map(BY_NAME.__getitem__, self.jobs):
+            if job.layer_variant:
                 variants = list(self.layers)
-            elif job_variants[job] != ("",):
-                variants = [v for v in job_variants[job] if v in self.variants]
             else:
-                variants = [""]
-            pairs = (self.interpolate_pairs or self.pairs) if job == "interpolate" else self.pairs
-            sources = self.sources if job in SOURCE_JOBS else ("",)
+                variants = [v for v in job.variants if v in self.variants or not v]
+            pairs = (self.interpolate_pairs or self.pairs) if job.name == "interpolate" else self.pairs
             for variant in variants:
                 for seed in range(self.seeds):
-                    for source in sources:
-                        if job in PAIRED_JOBS:
-                            out += [WorkItem(job, variant, a, b, seed, source) for a, b in pairs]
-                        elif job in CLASSLESS_JOBS:
-                            out.append(WorkItem(job, variant, -1, -1, seed, source))
+                    for source in (self.sources if job.from_image else ("",)):
+                        if job.paired:
+                            out += [WorkItem(job.name, variant, a, b, seed, source) for a, b in pairs]
+                        elif job.classless:
+                            out.append(WorkItem(job.name, variant, -1, -1, seed, source))
                         else:
-                            out += [WorkItem(job, variant, c, -1, seed, source) for c in self.classes]
+                            out += [WorkItem(job.name, variant, c, -1, seed, source) for c in self.classes]
         return out
 
     def batches(self) -> list[Batch]:
@@ -265,22 +234,19 @@ def make_plan(*, n_classes: int, jobs: str | None = None, classes: str = "all", 
     specs (checked against the model by the caller). Without `jobs`, every noise job runs, and every image job too
     when there are sources.
     """
-    all_jobs, job_variants = engine_jobs()
-    default_jobs = all_jobs if sources else noise_jobs()
-    chosen_jobs = parse_names(jobs, all_jobs, "job") if jobs else default_jobs
-    all_variants = tuple(dict.fromkeys(v for job in all_jobs for v in job_variants[job] if v))
-    chosen_variants = parse_names(variants, all_variants, "variant") if variants else all_variants
+    chosen_jobs = parse_names(jobs, ALL_JOBS, "job") if jobs else ALL_JOBS if sources else JOBS
+    chosen_variants = parse_names(variants, ALL_VARIANTS, "variant") if variants else ALL_VARIANTS
     if seeds < 1:
         raise PlanError(f"--seeds must be at least 1 (got {seeds})")
     if batch_size < 1:
         raise PlanError(f"--batch-size must be at least 1 (got {batch_size})")
-    image_jobs = [job for job in chosen_jobs if job in SOURCE_JOBS]
+    image_jobs = [job for job in chosen_jobs if job in IMAGE_JOBS]
     if image_jobs and not sources:
         raise PlanError(f"{', '.join(image_jobs)} start{'s' if len(image_jobs) == 1 else ''} from real images: "
                         f"give them with --images DIR_OR_FILE")
     if sources and not image_jobs:
         raise PlanError(f"--images given, but no chosen job starts from an image (jobs: {', '.join(chosen_jobs)}; "
-                        f"those that do: {', '.join(j for j in all_jobs if j in SOURCE_JOBS)})")
+                        f"those that do: {', '.join(IMAGE_JOBS)})")
     chosen_classes = parse_classes(classes, n_classes)
     own_pairs = "interpolate" in chosen_jobs and interpolate_pairs is not None
     needs_pairs = "addition" in chosen_jobs or ("interpolate" in chosen_jobs and not own_pairs)

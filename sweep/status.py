@@ -5,7 +5,7 @@ import collections
 from dataclasses import dataclass
 
 from sweep.plan import Plan
-from sweep.store import FAILURES, IMAGES, Store, StoreError, is_frame_key
+from sweep.store import FAILURES, IMAGES, Store, is_frame_key, open_store
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,11 @@ class StoreStatus:
     @property
     def total(self) -> int:
         return sum(c[3] for c in self.counts)
+
+    @property
+    def complete(self) -> bool:
+        """Every planned item stored and none still failing (`sweep status` exits 1 otherwise, as `sweep run`)."""
+        return self.done == self.total and not self.still_failing
 
     def lines(self) -> list[str]:
         m = self.manifest
@@ -44,12 +49,10 @@ class StoreStatus:
         return out
 
 
-def store_status(uri: str) -> StoreStatus:
+def store_status(store: Store | str) -> StoreStatus:
     """Read only the key columns of images/ and failures/ and compare with the manifest's plan."""
-    store = Store.open(uri)
-    manifest = store.read_manifest()
-    if manifest is None:
-        raise StoreError(f"{store.uri} has no manifest.json: not a sweep store (or nothing was run yet)")
+    store = open_store(store)
+    manifest = store.manifest
     keys = [k for k in store.read(IMAGES, ["key"]).column("key").to_pylist()
             if not is_frame_key(k)]   # an interpolation's frames are extra rows, not items
     stored = set(keys)

@@ -9,14 +9,15 @@
 {store}/failures/*.parquet     one row per failed attempt (FAILURE_SCHEMA)
 {store}/analysis/              tables written by `sweep analyze`
 ```
-Every file is written whole and atomically: on a file system to a name starting with `_` and then renamed (Parquet
-readers skip such names, so a crash leaves no half file in view), on an object store as a single PUT of the
+Every file is written whole and atomically: on a file system to `{store}/.tmp/` and then renamed into place (a crash
+leaves no half file where any reader looks, `cleanup_temp` removes it), on an object store as a single PUT of the
 complete bytes (the object appears only when the upload completes). A batch's file name is derived from the set of
 keys it ran (`Batch.name`), so running the same batch again overwrites the same file: an actor that dies after
 writing but before reporting cannot make an item appear twice.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -37,6 +38,7 @@ IMAGES, FAILURES, ANALYSIS, SOURCES = "images", "failures", "analysis", "sources
 FRAME_SUFFIX = "#frame"               # an interpolation frame's key: f"{item key}#frame{k}"
 FRAME_KEY = re.compile(re.escape(FRAME_SUFFIX) + r"\d+$")
 MANIFEST = "manifest.json"
+TEMP_DIR = ".tmp"                     # temporaries, beside the tables: no reader of images/ ever lists them
 TEMP_PREFIX = "_"                     # pyarrow's dataset reader skips names starting with "_" or "."
 OBJECT_STORES = ("s3", "gcs")         # pyarrow file system type names without an atomic rename
 # Manifest fields that must match for a run to write into an existing store (package_version and created may differ).
@@ -56,14 +58,16 @@ def images_schema(n_classes: int) -> pa.Schema:
     return pa.schema([
         ("key", pa.string()), ("job", pa.string()), ("variant", pa.string()),
         ("model", pa.string()), ("weights", pa.string()), ("schedule_id", pa.string()),
-        ("target", pa.int32()), ("partner", pa.int32()), ("seed", pa.int32()),
+        ("target", pa.int32()),
+        ("partner", pa.int32()),      # the second class of an addition or interpolation (null for other jobs)
+        ("seed", pa.int32()),
         ("label", pa.int32()), ("margin_label", pa.int32()),
-        ("target_name", pa.string()), ("label_name", pa.string()), ("partner_name", pa.string()),
-        ("target_logit", pa.float32()), ("target_prob", pa.float32()), ("partner_logit", pa.float32()),
+        ("target_name", pa.string()), ("label_name", pa.string()), ("partner_name", pa.string()),   # null: no partner
+        ("target_logit", pa.float32()), ("target_prob", pa.float32()), ("partner_logit", pa.float32()),  # idem
         ("logits", pa.list_(pa.float32(), n_classes)),
         ("png", pa.binary()), ("width", pa.int32()), ("height", pa.int32()),
         ("seconds", pa.float32()), ("worker", pa.string()),
-        ("source", pa.string()),      # the real image a job started from ("" for the noise jobs)
+        ("source", pa.string()),      # the real image a job started from (null for the noise jobs)
         ("frame", pa.int32()),        # -1: a job's final image; 0..F-1: an interpolation's kept frames
         ("step", pa.int32()),         # optimisation steps done when the image was taken (final image: all)
     ])
@@ -112,19 +116,21 @@ def images_table(results: Sequence, class_names: Sequence[str], worker: str, tot
         rows["weights"].append(r.weights)
         rows["schedule_id"].append(r.schedule_id)
         rows["target"].append(spec.target)
-        rows["partner"].append(spec.partner)
+        rows["partner"].append(spec.partner if spec.partner >= 0 else None)   # missing values are nulls
         rows["seed"].append(spec.seed)
         rows["target_name"].append(class_names[spec.target] if spec.target >= 0 else "")
-        rows["partner_name"].append(class_names[spec.partner] if spec.partner >= 0 else "")
+        rows["partner_name"].append(class_names[spec.partner] if spec.partner >= 0 else None)
         rows["png"].append(encode_png(image))
         rows["height"].append(int(image.shape[0]))
         rows["width"].append(int(image.shape[1]))
         rows["worker"].append(worker)
-        rows["source"].append(getattr(spec, "source", ""))
+        rows["source"].append(getattr(spec, "source", "") or None)
         rows["frame"].append(frame)
         rows["step"].append(step)
         for name, value in fields.items():
             rows[name].append(value)
+        if spec.partner < 0:
+            rows["partner_logit"][-1] = None
         rows["label_name"].append(class_names[fields["label"]] if 0 <= fields["label"] < n_classes else "")
         logits.append(np.asarray(values, dtype=np.float32))
 
@@ -185,11 +191,14 @@ def source_file(name: str) -> str:
 
 
 def table_bytes(table: pa.Table) -> bytes:
-    """A Parquet file in memory: PNG bytes stored uncompressed (already compressed), the rest zstd."""
+    """A Parquet file in memory: PNG bytes stored uncompressed (already compressed) and without min/max statistics
+    (kilobytes of footer no reader can use), the rest zstd."""
     buffer = pa.BufferOutputStream()
-    compression = {name: ("NONE" if name == "png" else "zstd") for name in table.schema.names}
-    dictionary = [name for name in table.schema.names if pa.types.is_string(table.schema.field(name).type)]
-    pq.write_table(table, buffer, compression=compression, use_dictionary=dictionary)
+    names = table.schema.names
+    compression = {name: ("NONE" if name == "png" else "zstd") for name in names}
+    dictionary = [name for name in names if pa.types.is_string(table.schema.field(name).type)]
+    pq.write_table(table, buffer, compression=compression, use_dictionary=dictionary,
+                   write_statistics=[name for name in names if name != "png"])
     return buffer.getvalue().to_pybytes()
 
 
@@ -258,12 +267,47 @@ class Store:
             raise StoreError(f"cannot open store {uri}: {str(error).splitlines()[0]}") from None
         return cls(uri.rstrip("/"), fs, root.rstrip("/"))
 
+    @functools.cached_property
+    def manifest(self) -> dict:
+        """The manifest, read once; StoreError when there is none or it is not a classweep manifest."""
+        manifest = self.read_manifest()
+        if manifest is None:
+            raise StoreError(f"{self.uri} has no manifest.json: not a classweep store (or nothing was run yet)")
+        try:
+            if int(manifest["n_classes"]) < 1:
+                raise ValueError("n_classes < 1")
+        except (ValueError, KeyError, TypeError) as error:
+            raise StoreError(f"{self.uri}/{MANIFEST} is not a classweep manifest ({one_line(error)})") from None
+        return manifest
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.manifest["n_classes"])
+
+    @functools.cached_property
+    def class_names(self) -> tuple[str, ...]:
+        names = self.manifest.get("class_names")
+        if isinstance(names, list) and len(names) == self.n_classes:
+            return tuple(str(n) for n in names)
+        return tuple(f"class {i}" for i in range(self.n_classes))
+
+    def fingerprint(self) -> str:
+        """A short hash of the images/ file names and sizes: changes whenever the sweep adds a file."""
+        infos = self.fs.get_file_info(self.files(IMAGES))
+        text = "\n".join(f"{i.base_name} {i.size}" for i in infos)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     @property
     def is_object_store(self) -> bool:
         return self.fs.type_name in OBJECT_STORES
 
     def path(self, *parts: str) -> str:
+        """Path of a file of the store inside `fs`."""
         return "/".join([self.root, *parts])
+
+    def location(self, *parts: str) -> str:
+        """Where a file of the store is, as the user would write it (`uri` with the parts appended)."""
+        return "/".join([self.uri, *parts])
 
     def exists(self, *parts: str) -> bool:
         return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
@@ -283,11 +327,17 @@ class Store:
                     out.write(data)
             return final
         self.fs.create_dir(directory, recursive=True)
-        temp = f"{directory}/{TEMP_PREFIX}{name}.{uuid.uuid4().hex[:8]}.tmp"
+        self.fs.create_dir(self.path(TEMP_DIR), recursive=True)
+        temp = self.path(TEMP_DIR, f"{name}.{uuid.uuid4().hex[:8]}")   # same file system: the rename is atomic
         with self.fs.open_output_stream(temp) as out:
             out.write(data)
         self.fs.move(temp, final)   # rename(2): replaces an older file of the same name in one step
         return final
+
+    def delete(self, relative: str) -> None:
+        """Remove a file if it is there."""
+        if self.exists(relative):
+            self.fs.delete_file(self.path(relative))
 
     def write_table(self, relative: str, table: pa.Table) -> str:
         return self.write_bytes(relative, table_bytes(table))
@@ -302,24 +352,30 @@ class Store:
     def cleanup_temp(self) -> int:
         """Remove temporary files that an interrupted writer left behind; returns how many."""
         removed = 0
-        for directory in (IMAGES, FAILURES, ANALYSIS, SOURCES, ""):
+        for directory in (TEMP_DIR, IMAGES, FAILURES, ANALYSIS, SOURCES, ""):
             for info in self._listing(directory):
-                # Only names `write_bytes` gives temporaries: a source image may itself start with "_".
-                if (info.base_name.startswith(TEMP_PREFIX) and info.base_name.endswith(".tmp")
-                        and info.type == pafs.FileType.File):
+                # Besides .tmp/, only the names older versions gave temporaries: a source may start with "_".
+                if info.type == pafs.FileType.File and (directory == TEMP_DIR or info.base_name.startswith(
+                        TEMP_PREFIX) and (info.base_name.endswith(".tmp") or info.base_name.startswith("_tmp-"))):
                     self.fs.delete_file(info.path)
                     removed += 1
         return removed
 
     # ---- reading --------------------------------------------------------------------------------------------
     def read_manifest(self) -> dict | None:
-        if not self.exists(MANIFEST):
+        """The manifest as it is now (None when there is none yet); `manifest` reads and checks it once."""
+        data = self.read_bytes(MANIFEST)
+        try:
+            return None if data is None else json.loads(data)
+        except ValueError:
+            raise StoreError(f"{self.uri}/{MANIFEST} is not valid JSON") from None
+
+    def read_bytes(self, relative: str) -> bytes | None:
+        """A whole file, or None when it is not there."""
+        if self.fs.get_file_info(self.path(relative)).type != pafs.FileType.File:
             return None
-        with self.fs.open_input_stream(self.path(MANIFEST)) as stream:
-            try:
-                return json.loads(stream.read())
-            except ValueError:
-                raise StoreError(f"{self.uri}/{MANIFEST} is not valid JSON") from None
+        with self.fs.open_input_stream(self.path(relative)) as stream:
+            return stream.read()
 
     def _listing(self, directory: str) -> list[pafs.FileInfo]:
         selector = pafs.FileSelector(self.path(directory) if directory else self.root, allow_not_found=True)
@@ -344,11 +400,29 @@ class Store:
 
     def read_source(self, name: str) -> np.ndarray:
         """A real image the driver stored (H x W x 3 uint8); StoreError when it is not there."""
-        if not self.exists(source_file(name)):
+        data = self.read_bytes(source_file(name))
+        if data is None:
             raise StoreError(f"{self.uri}/{source_file(name)} is missing: run the sweep again with its --images")
-        with self.fs.open_input_stream(self.path(source_file(name))) as stream:
-            return decode_png(stream.read())
+        return decode_png(data)
 
     def done_keys(self) -> set[str]:
         """Keys of every stored image, reading only the `key` column."""
         return set(self.read(IMAGES, ["key"]).column("key").to_pylist())
+
+
+def open_store(store: "Store | str") -> Store:
+    """An existing store with a manifest, for the commands that read a finished sweep (a `Store` passes through,
+    so that a command opens its store once and hands it down)."""
+    if isinstance(store, Store):
+        return store
+    opened = Store.open(store)
+    if opened.fs.get_file_info(opened.root).type == pafs.FileType.NotFound:
+        raise StoreError(f"no store at {store} (no manifest.json there)")
+    opened.manifest   # noqa: B018 (read and checked here, so that a bad store fails before any work)
+    return opened
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none)."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

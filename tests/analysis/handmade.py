@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 
-from analysis.coverage import item_key
+from sweep.store import key_of
 from analysis.synthetic import Image, noise_png, write_store
 
 NAMES = ("apple", "bear", "cat", "dog", "eel", "fox")
@@ -51,7 +51,7 @@ def small_images(drop: tuple[str, ...] = (), size: int = 24) -> list[Image]:
                for c, (v, m) in OPPOSITE.items()]
     images += [Image("addition", a, np.array(v, float), variant=variant, partner=b, png=noise_png(rng, size))
                for (a, b, variant), v in ADDITION.items()]
-    return [im for im in images if item_key(im.job, im.variant, im.target, im.partner, im.seed) not in drop]
+    return [im for im in images if key_of(im.job, im.variant, im.target, im.partner, im.seed) not in drop]
 
 
 def make_small_store(path, drop: tuple[str, ...] = (), options: dict | None = None, rows_per_file: int = 4) -> str:

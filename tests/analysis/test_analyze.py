@@ -9,7 +9,7 @@ import pytest
 
 import analysis
 from analysis import StoreError, analyze_store
-from analysis.coverage import item_key
+from sweep.store import key_of
 from analysis.synthetic import Image, write_store
 from handmade import NAMES, OCTAVE, OPTIONS, corrupt_png_column, make_small_store, small_images
 
@@ -40,8 +40,8 @@ def test_writes_every_table_readable_with_pandas(small_store):
 
 
 def test_incomplete_store_is_analysed_with_a_statement(tmp_path):
-    drop = (item_key("octave", "", 5, -1, 0), item_key("opposite", "", 2, -1, 0),
-            *(item_key("addition", v, 2, 3, 0) for v in ("merge", "juxtapose")))
+    drop = (key_of("octave", "", 5, -1, 0), key_of("opposite", "", 2, -1, 0),
+            *(key_of("addition", v, 2, 3, 0) for v in ("merge", "juxtapose")))
     store = make_small_store(tmp_path / "s", drop=drop)
     summary = analyze_store(store)
     text = "\n".join(summary.lines())
@@ -106,7 +106,7 @@ def test_user_errors_are_one_line(tmp_path, breakage, words):
     store = str(tmp_path / "s")
     metric = "cosine"
     if breakage == "no-octave":
-        make_small_store(store, drop=tuple(item_key("octave", "", c, -1, 0) for c in range(6)))
+        make_small_store(store, drop=tuple(key_of("octave", "", c, -1, 0) for c in range(6)))
     elif breakage == "empty":
         write_store(store, NAMES, [], options=OPTIONS)
     elif breakage == "foreign":

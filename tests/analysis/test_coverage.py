@@ -1,7 +1,6 @@
 """What a store is missing, relative to its manifest's options."""
-import pytest
-
-from analysis.coverage import coverage, item_key
+from analysis.coverage import coverage
+from sweep.store import key_of
 from analysis.load import open_store, read_rows
 from handmade import NAMES, OPTIONS, make_small_store
 
@@ -23,7 +22,7 @@ def test_complete_store(small_store):
 
 
 def test_incomplete_store_says_what_is_missing(tmp_path):
-    drop = (item_key("octave", "", 5, -1, 0), item_key("addition", "merge", 2, 3, 0))
+    drop = (key_of("octave", "", 5, -1, 0), key_of("addition", "merge", 2, 3, 0))
     store = make_small_store(tmp_path / "s", drop=drop)
     cov = coverage(_manifest(OPTIONS), _keys(store))
     assert not cov.complete and cov.classes_without_image == (5,)
@@ -34,18 +33,9 @@ def test_incomplete_store_says_what_is_missing(tmp_path):
 
 
 def test_job_planned_but_never_run(tmp_path):
-    drop = tuple(item_key("opposite", "", c, -1, 0) for c in range(6))
+    drop = tuple(key_of("opposite", "", c, -1, 0) for c in range(6))
     cov = coverage(_manifest(OPTIONS), _keys(make_small_store(tmp_path / "s", drop=drop)))
     assert "opposite: 0 of 6 images; missing 6" in "\n".join(cov.lines(NAMES))
-
-
-@pytest.mark.parametrize("options", [
-    {"jobs": "octave,opposite,addition", "classes": "0-5", "pairs": "0+1,2+3", "variants": "merge,juxtapose",
-     "seeds": "1"},
-    {"jobs": ["octave", "opposite", "addition"], "classes": "all", "pairs": ["0+1", "2+3"], "seeds": [0]},
-])
-def test_options_as_the_command_line_gave_them(small_store, options):
-    assert coverage(_manifest(options), _keys(small_store)).complete
 
 
 def test_sweep_of_some_classes_only(small_store):
@@ -56,7 +46,14 @@ def test_sweep_of_some_classes_only(small_store):
     assert any("2 classes have no octave image" in line for line in lines)
 
 
-def test_pairs_that_cannot_be_listed_are_counted(small_store):
-    cov = coverage(_manifest({**OPTIONS, "pairs": "random:2"}), _keys(small_store))
-    addition = next(j for j in cov.jobs if j.job == "addition")
-    assert (addition.present, addition.expected, addition.missing) == (4, 4, ())
+def test_image_jobs_are_expanded_by_the_plan(small_store):
+    options = {**OPTIONS, "jobs": [*OPTIONS["jobs"], "dream"], "sources": ["a.png"], "layers": ["block2"]}
+    cov = coverage(_manifest(options), _keys(small_store))
+    dream = next(j for j in cov.jobs if j.job == "dream")
+    assert (dream.present, dream.expected, dream.missing) == (0, 1, ("dream:block2:-1:-1:0:a.png",))
+    assert not cov.complete
+
+
+def test_jobs_present_but_not_planned_are_counted(small_store):
+    cov = coverage(_manifest({**OPTIONS, "jobs": ["octave"]}), _keys(small_store))
+    assert {j.job: j.expected for j in cov.jobs} == {"octave": 6, "addition": None, "opposite": None}

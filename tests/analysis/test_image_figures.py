@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 from PIL import Image as PILImage
 
 from analysis import analyze_store, write_figures
-from analysis.coverage import coverage, item_key
+from analysis.coverage import coverage
+from sweep.store import key_of
 from analysis.load import open_store, read_rows
 from analysis.synthetic import Image, noise_png, png_bytes, write_store
 from handmade import NAMES, OPTIONS, make_small_store, small_images
@@ -81,7 +82,7 @@ def test_coverage_plans_the_image_jobs_and_names_what_is_missing(tmp_path):
     store = open_store(make_image_store(tmp_path / "s"))
     keys = list(read_rows(store, frames=True).meta["key"])
     assert coverage(store.manifest, keys).complete
-    gone = item_key("directed-dream", "block2", 3, -1, 0, SOURCE)
+    gone = key_of("directed-dream", "block2", 3, -1, 0, SOURCE)
     partial = coverage(store.manifest, [k for k in keys if k != gone])
     assert not partial.complete
     assert any(gone in line and "directed-dream: 5 of 6" in line for line in partial.lines())

@@ -85,7 +85,7 @@ def test_status_counts_per_job_and_failures(small_store):
                       ("addition", "juxtapose"): (2, 2)}
     assert [key for key, _ in report.still_failing] == [f"octave:-:{sweep_fakes.FAIL_TARGET}:-1:0"]
     result = invoke("status", "--store", str(small_store))
-    assert result.exit_code == 0
+    assert result.exit_code == 1                                  # an item still failing, as `sweep run` (10.10)
     assert "octave" in result.output and "3/4" in result.output and "11/12" in result.output
     assert "1 items still failing" in result.output
 
@@ -107,6 +107,12 @@ def test_export_writes_readable_names(small_store, tmp_path):
     assert "addition-merge/0002_digit-2+0003_digit-3_s0.png" in names
     assert len(names) == 11
     assert (tmp_path / "png" / "octave" / "0000_digit-0_s0.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_status_of_a_complete_store_exits_0(tmp_path):
+    sweep_fakes.build_store(tmp_path / "s", classes="0-1", jobs="octave")
+    result = invoke("status", "--store", str(tmp_path / "s"))
+    assert result.exit_code == 0 and "2/2" in result.output
 
 
 def test_status_of_a_missing_store():

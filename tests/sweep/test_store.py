@@ -12,7 +12,7 @@ import pytest
 
 from jobs.kinds import JobResult, JobSpec
 from sweep.driver import SweepConfig, prepare
-from sweep.store import (FAILURE_SCHEMA, IMAGES, ManifestMismatch, Store, StoreError, decode_png, failures_table,
+from sweep.store import (FAILURE_SCHEMA, IMAGES, TEMP_DIR, ManifestMismatch, Store, StoreError, decode_png, failures_table,
                          images_schema, images_table, manifest_differences)
 from sweep.plan import WorkItem
 
@@ -28,16 +28,14 @@ def result(job="octave", target=1, partner=-1, variant="", seed=0, error=None, s
                      target_logit=0.5, target_prob=0.25, partner_logit=float("nan"), seconds=0.1, error=error)
 
 
-def test_keys_are_one_format_for_specs_items_and_analysis():
-    from analysis.coverage import item_key as analysis_key
+def test_keys_are_one_format_for_specs_and_items():
     from sweep.store import item_key, key_of
     assert key_of("addition", "merge", 3, 7, 2) == "addition:merge:3:7:2"
     assert key_of("octave", "", 4, -1, 0) == "octave:-:4:-1:0"
     assert key_of("transfigure", "", 3, -1, 2, "flower.jpg") == "transfigure:-:3:-1:2:flower.jpg"
     spec = JobSpec("transfigure", 3, seed=2, source="flower.jpg")
     item = WorkItem(job="transfigure", variant="", target=3, partner=-1, seed=2, source="flower.jpg")
-    assert item_key(spec) == item.key == analysis_key("transfigure", "", 3, -1, 2, "flower.jpg") == \
-        "transfigure:-:3:-1:2:flower.jpg"
+    assert item_key(spec) == item.key == "transfigure:-:3:-1:2:flower.jpg"
 
 
 def test_images_table_schema_and_values():
@@ -48,7 +46,9 @@ def test_images_table_schema_and_values():
     assert table.num_rows == 2                                    # failed results are not images
     rows = table.to_pylist()
     assert [r["key"] for r in rows] == ["octave:-:1:-1:0", "addition:merge:2:4:0"]
-    assert rows[1]["partner_name"] == "class 4" and rows[0]["partner_name"] == ""
+    assert rows[1]["partner_name"] == "class 4" and rows[1]["partner"] == 4
+    # missing values are nulls (issue 10.9), not -1 / "" / NaN
+    assert [rows[0][c] for c in ("partner", "partner_name", "partner_logit", "source")] == [None] * 4
     assert rows[0]["label_name"] == NAMES[results[0].label]
     assert (rows[0]["width"], rows[0]["height"]) == (7, 6)
     np.testing.assert_array_equal(decode_png(rows[0]["png"]), results[0].image)      # lossless round trip
@@ -127,7 +127,8 @@ def test_prepare_refuses_another_configuration_and_writes_nothing(tmp_path):
     with pytest.raises(ManifestMismatch, match="schedule_id"):
         prepare(SweepConfig(**{**config.__dict__, "schedule": "digits"}))
     assert (tmp_path / "s" / "manifest.json").read_bytes() == before
-    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["manifest.json"]
+    assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.name != TEMP_DIR) == ["manifest.json"]
+    assert not any((tmp_path / "s" / TEMP_DIR).iterdir())         # temporaries live in .tmp/ (issue 10.7)
 
 
 def test_parquet_without_manifest_is_refused(tmp_path):
@@ -174,3 +175,33 @@ def test_cleanup_removes_only_temporaries_not_sources_named_with_an_underscore(t
     assert store.cleanup_temp() == 1
     assert not leftover.exists() and os.path.exists(kept)
     np.testing.assert_array_equal(store.read_source("_cat.jpg"), pixels)
+
+
+def test_a_killed_write_leaves_its_temporary_where_no_reader_looks(tmp_path):
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+    store = Store.open(str(tmp_path))
+    store.write_table(f"{IMAGES}/part-1.parquet", images_table([result(target=1), result("addition", 2, 4, "merge")],
+                                                               NAMES, "w"))
+    blocker = tmp_path / IMAGES / "part-2.parquet" / "x"
+    blocker.mkdir(parents=True)                                   # the rename into place fails: a killed writer
+    with pytest.raises(OSError):
+        store.write_table(f"{IMAGES}/part-2.parquet", images_table([result(target=3)], NAMES, "w"))
+    blocker.rmdir(), blocker.parent.rmdir()
+    assert [p.name for p in (tmp_path / IMAGES).iterdir()] == ["part-1.parquet"]
+    frame = pd.read_parquet(tmp_path / IMAGES)
+    table = ds.dataset(tmp_path / IMAGES, format="parquet").to_table()
+    assert len(frame) == table.num_rows == 2
+    # nulls, not -1 / "" / NaN: an average over the column skips the images without a partner (issue 10.9)
+    assert pc.mean(table["partner"]).as_py() == 4 and table["partner_logit"].null_count == 1
+    assert frame["partner"].isna().tolist() == [True, False] and frame["source"].isna().all()
+    assert store.cleanup_temp() == 1 and not any((tmp_path / ".tmp").iterdir())
+
+
+def test_png_column_has_no_statistics(tmp_path):
+    store = Store.open(str(tmp_path))
+    path = store.write_table(f"{IMAGES}/part-1.parquet", images_table([result(target=1)], NAMES, "w"))
+    metadata = pq.ParquetFile(path).metadata
+    columns = {metadata.row_group(0).column(i).path_in_schema: metadata.row_group(0).column(i)
+               for i in range(metadata.num_columns)}
+    assert not columns["png"].is_stats_set and columns["key"].is_stats_set

@@ -1,0 +1,37 @@
+"""The table of jobs: what each job's work items look like. Light on purpose (no torch), so that the planner
+(`sweep.plan`) and the analysis read the same table as the recipes (`jobs.kinds`) without loading the engine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job of the engine, as planning and analysis see it (the recipe itself lives in `jobs.kinds`)."""
+    name: str
+    paired: bool = False               # items are (target, partner) pairs of classes
+    classless: bool = False            # no target class: target -1
+    from_image: bool = False           # starts from a real image (`--images`), one item per source
+    layer_variant: bool = False        # the variant is a layer spec (`--layers`), not one of `variants`
+    variants: tuple[str, ...] = ("",)  # the fixed variants ("": none)
+
+
+CATALOG = (
+    Job("octave"),
+    Job("opposite"),
+    Job("addition", paired=True, variants=("merge", "juxtapose")),
+    Job("transfigure", from_image=True),
+    Job("interpolate", paired=True, from_image=True),
+    Job("dream", classless=True, from_image=True, layer_variant=True),
+    Job("directed-dream", from_image=True, layer_variant=True),
+)
+BY_NAME = {job.name: job for job in CATALOG}
+ALL_JOBS = tuple(job.name for job in CATALOG)                             # noise jobs first
+JOBS = tuple(job.name for job in CATALOG if not job.from_image)           # the default selection without --images
+IMAGE_JOBS = tuple(job.name for job in CATALOG if job.from_image)         # start from a real image (in this order)
+PAIRED = frozenset(job.name for job in CATALOG if job.paired)
+CLASSLESS = frozenset(job.name for job in CATALOG if job.classless)
+LAYER_JOBS = frozenset(job.name for job in CATALOG if job.layer_variant)
+VARIANTS = {job.name: job.variants for job in CATALOG if not job.layer_variant}
+ALL_VARIANTS = tuple(dict.fromkeys(v for job in CATALOG for v in job.variants if v))   # the default --variants
