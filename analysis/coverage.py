@@ -10,6 +10,7 @@ from typing import Iterable
 
 from sweep.plan import Plan
 from sweep.store import is_frame_key
+
 # How many missing items a statement names before it says "and N more".
 LIST_LIMIT = 12
 
@@ -18,8 +19,8 @@ LIST_LIMIT = 12
 class JobCoverage:
     job: str
     present: int                       # distinct images of this job in the store
-    expected: int | None               # images the options ask for (None when they cannot be counted)
-    missing: tuple[str, ...]           # keys asked for and absent (empty when they cannot be listed)
+    expected: int | None               # images the plan asks for (None: the job is not in the plan)
+    missing: tuple[str, ...]           # keys planned and absent
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Coverage:
             out.append(f"the sweep covers {len(self.planned_classes)} of the model's {self.n_classes} classes")
         for j in self.jobs:
             if j.expected is None:
-                out.append(f"{j.job}: {j.present} images (how many were planned is unknown)")
+                out.append(f"{j.job}: {j.present} images (not in the sweep's plan)")
             elif j.missing:
                 out.append(f"{j.job}: {j.present} of {j.expected} images; missing {len(j.missing)}: "
                            f"{_listing(j.missing)}")

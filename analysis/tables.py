@@ -27,10 +27,9 @@ MOST_COMMON = 10        # most common opposites kept in the summary table
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64 (stable)."""
-    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    """Row-wise softmax in float64 (SciPy's, numerically stable)."""
+    from scipy.special import softmax as scipy_softmax
+    return scipy_softmax(logits.astype(np.float64), axis=1)
 
 
 def top_k(logits: np.ndarray, k: int = TOP_K) -> np.ndarray:

@@ -3,7 +3,8 @@
 The images are upsampled to 32x32 and repeated over three channels, so the network takes the same RGB-in-[0, 1]
 input as the ImageNet models and every job runs on it unchanged. The checkpoint ships in `jobs/weights/`;
 `python -m jobs.train_digits` reproduces it (fixed seed). It was trained adversarially (PGD), which makes its
-input gradients point toward digit-like strokes rather than high-frequency noise.
+input gradients point toward digit-like strokes rather than high-frequency noise. `jobs.models.load_model("digits")`
+builds the `Classifier` from this network, with the zoo's weights policy (one for every model).
 """
 from __future__ import annotations
 
@@ -58,26 +59,3 @@ def digits_dataset(size: int = INPUT_SIZE) -> tuple[torch.Tensor, torch.Tensor, 
     train_idx, test_idx = train_test_split(np.arange(len(labels)), test_size=TEST_FRACTION,
                                            random_state=SPLIT_SEED, stratify=labels.numpy())
     return images[train_idx], labels[train_idx], images[test_idx], labels[test_idx]
-
-
-def load_digits_classifier(weights: str = "DEFAULT", *, seed: int = 0):
-    """The demo `Classifier`. `weights`: DEFAULT (the shipped checkpoint), `random`, or a local state dict."""
-    from jobs import models
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = DigitsNet()
-    if weights == models.RANDOM_WEIGHTS:
-        weights_id = f"{models.RANDOM_WEIGHTS}:seed={seed}"
-    else:
-        path = CHECKPOINT if weights in ("DEFAULT", "shipped") else Path(weights)
-        if not path.is_file():
-            hint = ("reinstall the package or rebuild it with `python -m jobs.train_digits`"
-                    if path == CHECKPOINT else "pass DEFAULT, random, or an existing .pth file")
-            raise models.WeightsUnavailable(f"digits weights not found at {path}: {hint}")
-        models._load_state_dict(net, models._read_state_dict(path), str(path))
-        weights_id = "shipped" if path == CHECKPOINT else models._file_id(path)
-    # The digits were grey strokes on black: the network sees RGB in [0, 1] shifted to zero mean.
-    return models.Classifier(net, name="digits", weights_id=weights_id, class_names=CLASS_NAMES,
-                             input_size=INPUT_SIZE, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-                             suggested_layers=("block1", "block2", "block3"))

@@ -25,6 +25,8 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from jobs import digits
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RANDOM_WEIGHTS = "random"
@@ -81,10 +83,6 @@ class Classifier(nn.Module):
         top_level = [n for n, _ in self.net.named_children()]
         self.layer_names = tuple(dict.fromkeys([*(l for l in suggested_layers if l in self.all_layers),
                                                 *top_level]))
-
-    @property
-    def is_random(self) -> bool:
-        return self.weights_id.startswith(RANDOM_WEIGHTS)
 
     def train(self, mode: bool = True) -> "Classifier":
         # Generation always runs the network in eval mode (batch norm statistics fixed, no dropout, no aux heads).
@@ -235,6 +233,42 @@ def _fetch_torchvision_state(name: str, weights: str) -> tuple[dict[str, torch.T
     return state, str(weights_value)
 
 
+def _state_dict(weights: str, named) -> tuple[dict[str, torch.Tensor], str, str]:
+    """The weights policy of every model, for anything but `random`: a local state-dict file, or the weights the
+    model itself names (`named(weights)` -> (state, weights_id)). Returns (state, weights_id, where they came from)."""
+    path = Path(weights)
+    if path.suffix in (".pth", ".pt") or path.exists():
+        if not path.is_file():
+            raise WeightsUnavailable(f"weights file {path} not found (the path does not exist)")
+        return _read_state_dict(path), _file_id(path), str(path)
+    state, weights_id = named(weights)
+    return state, weights_id, weights_id
+
+
+def _build_digits(weights: str, seed: int) -> Classifier:
+    """The demo model (`jobs.digits`): `weights` DEFAULT (the shipped checkpoint), `random`, or a local state dict."""
+    def shipped(name: str) -> tuple[dict[str, torch.Tensor], str]:
+        if name not in ("DEFAULT", "shipped"):
+            raise WeightsUnavailable(f"digits has no weights named {name!r}: pass DEFAULT, random, or a .pth file")
+        if not digits.CHECKPOINT.is_file():
+            raise WeightsUnavailable(f"digits weights not found at {digits.CHECKPOINT}: reinstall the package or "
+                                     f"rebuild it with `python -m jobs.train_digits`")
+        return _read_state_dict(digits.CHECKPOINT), "shipped"
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = digits.DigitsNet()
+    if weights == RANDOM_WEIGHTS:
+        weights_id = f"{RANDOM_WEIGHTS}:seed={seed}"
+    else:
+        state, weights_id, source = _state_dict(weights, shipped)
+        _load_state_dict(net, state, source)
+    # The digits were grey strokes on black: the network sees RGB in [0, 1] shifted to zero mean.
+    return Classifier(net, name="digits", weights_id=weights_id, class_names=digits.CLASS_NAMES,
+                      input_size=digits.INPUT_SIZE, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                      suggested_layers=("block1", "block2", "block3"))
+
+
 def _build_torchvision(name: str, weights: str, seed: int) -> Classifier:
     import torchvision
     if name not in torchvision_classifiers():
@@ -250,15 +284,7 @@ def _build_torchvision(name: str, weights: str, seed: int) -> Classifier:
             net = torchvision.models.get_model(name, weights=None, **arch_kwargs)
             weights_id = f"{RANDOM_WEIGHTS}:seed={seed}"
         else:
-            path = Path(weights)
-            if path.suffix in (".pth", ".pt") or path.exists():
-                if not path.is_file():
-                    raise WeightsUnavailable(f"weights file {path} does not exist")
-                state, weights_id = _read_state_dict(path), _file_id(path)
-                source = str(path)
-            else:
-                state, weights_id = _fetch_torchvision_state(name, weights)
-                source = weights_id
+            state, weights_id, source = _state_dict(weights, lambda named: _fetch_torchvision_state(name, named))
             if "aux_logits" in arch_kwargs:
                 # A state dict saved from a model without auxiliary heads (ours drops GoogLeNet's) loads too.
                 arch_kwargs["aux_logits"] = any(k.startswith(("aux1.", "AuxLogits.")) for k in state)
@@ -277,19 +303,14 @@ def load_model(name: str, weights: str = "DEFAULT", *, device: torch.device | st
 
     `seed` only matters for `weights="random"`: the same seed gives the same random network.
     """
-    if name == "digits":
-        from jobs.digits import load_digits_classifier
-        model = load_digits_classifier(weights, seed=seed)
-    else:
-        model = _build_torchvision(name, weights, seed)
+    model = _build_digits(weights, seed) if name == "digits" else _build_torchvision(name, weights, seed)
     return model.to(device)
 
 
 def model_info(name: str) -> ModelInfo:
     """Class count, input size and offline availability of the default weights, without building the network."""
     if name == "digits":
-        from jobs.digits import CHECKPOINT, INPUT_SIZE, CLASS_NAMES
-        return ModelInfo("digits", len(CLASS_NAMES), INPUT_SIZE, "DEFAULT", CHECKPOINT.exists())
+        return ModelInfo("digits", len(digits.CLASS_NAMES), digits.INPUT_SIZE, "DEFAULT", digits.CHECKPOINT.exists())
     default = _default_weights(name)
     return ModelInfo(name, len(default.meta["categories"]), _input_size(default), "DEFAULT",
                      cache_path(name).exists())

@@ -6,7 +6,7 @@ from start to end (`start * (n - i) / n + end * i / n` at iteration i of n); bet
 An octave may optimise random crops of the image (positional jitter) and may pad the model input.
 
 Presets live in `jobs/presets/*.json` ("googlenet", "googlenet-pad", "inception_v3", "digits", "tiny") and
-reproduce the article author's published settings (see REFERENCE.md). `load_schedule` takes a preset name or a
+reproduce the settings the article's author published with the articles' code. `load_schedule` takes a preset name or a
 .json (or, when PyYAML is importable, .yaml) file; `Schedule.id` is a short hash of the content that identifies a
 run.
 """

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass
+from typing import Sequence
 
 from sweep.plan import Plan
 from sweep.store import FAILURES, IMAGES, Store, is_frame_key, open_store
@@ -41,12 +42,18 @@ class StoreStatus:
                 for job, variant, done, total in self.counts]
         out.append(f"{'total':<{jw + vw}}{f'{self.done}/{self.total}':>12}")
         out.append(f"failures: {self.failed_attempts} failed attempts, {len(self.still_failing)} items still failing")
-        out += [f"  {key}: {error}" for key, error in self.still_failing[:20]]
-        if len(self.still_failing) > 20:
-            out.append(f"  ... and {len(self.still_failing) - 20} more")
+        out += failure_lines(self.still_failing, 20)
         if self.duplicates:
             out.append(f"warning: {self.duplicates} keys appear more than once in {IMAGES}/")
         return out
+
+
+def failure_lines(failed: Sequence[tuple[str, str]], limit: int, more: str = "") -> list[str]:
+    """`  key: error` for the first `limit` failed items, then how many more (`more`: where to see them all)."""
+    out = [f"  {key}: {error}" for key, error in failed[:limit]]
+    if len(failed) > limit:
+        out.append(f"  ... and {len(failed) - limit} more{more}")
+    return out
 
 
 def store_status(store: Store | str) -> StoreStatus:

@@ -8,7 +8,10 @@
                                any node read them from here; the manifest keeps a hash of each)
 {store}/failures/*.parquet     one row per failed attempt (FAILURE_SCHEMA)
 {store}/analysis/              tables written by `sweep analyze`
+{store}/.tmp/                  files being written, renamed into place when whole (`cleanup_temp` clears it)
 ```
+A missing value is a null: `partner`, `partner_name` and `partner_logit` for a job without a second class, `source`
+for a job from noise.
 Every file is written whole and atomically: on a file system to `{store}/.tmp/` and then renamed into place (a crash
 leaves no half file where any reader looks, `cleanup_temp` removes it), on an object store as a single PUT of the
 complete bytes (the object appears only when the upload completes). A batch's file name is derived from the set of
@@ -264,7 +267,7 @@ class Store:
         try:
             fs, root = pafs.FileSystem.from_uri(uri)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as error:
-            raise StoreError(f"cannot open store {uri}: {str(error).splitlines()[0]}") from None
+            raise StoreError(f"cannot open store {uri}: {one_line(error)}") from None
         return cls(uri.rstrip("/"), fs, root.rstrip("/"))
 
     @functools.cached_property

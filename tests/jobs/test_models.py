@@ -34,7 +34,7 @@ def test_article_model_gives_imagenet_logits_and_taps(article_models, name):
     assert model.class_names[1] == "goldfish"  # ImageNet names come from torchvision's metadata, no download
     assert tuple(acts[layer].shape) == shape
     assert layer in model.layer_names
-    assert model.is_random and model.weights_id.startswith("random")
+    assert model.weights_id.startswith("random")
     assert torch.isfinite(logits).all()
 
 
@@ -139,7 +139,7 @@ def test_local_state_dict_round_trip(tmp_path, name):
     loaded = load_model(name, str(path), seed=0)
     x = torch.rand(2, 3, 48, 48)
     torch.testing.assert_close(loaded(x), reference(x), rtol=0, atol=0)
-    assert loaded.weights_id.startswith(f"file:{name}.pth:") and not loaded.is_random
+    assert loaded.weights_id.startswith(f"file:{name}.pth:")
 
 
 class _NotAStateDict:
