@@ -3,7 +3,8 @@
 `load_model(name, weights)` returns a `Classifier`: it applies the network's own input normalisation inside,
 freezes every parameter (generation needs input gradients only), and can tap named hidden layers with forward
 hooks. Names: `googlenet`, `inception_v3`, `resnet50`, any other torchvision classification model, and the
-built-in demo model `digits` (see `jobs.digits`).
+built-in demo models `digits` (see `jobs.digits`) and `digits-resnet` (`jobs.digits_resnet`, another architecture
+trained independently on the same digits, for scoring one model's images with another).
 
 `weights` is one of
 - a torchvision weights name (`DEFAULT`, `IMAGENET1K_V1`, ...): fetched into the torch hub cache by torchvision's
@@ -42,7 +43,8 @@ SUGGESTED_LAYERS = {
     "resnet50": ("layer1", "layer2", "layer3", "layer4"),
 }
 # Hidden layer a plain `dream` raises by default (Deep dream: GoogLeNet `inception4c`; a middle layer otherwise).
-DREAM_LAYERS = {"googlenet": "inception4c", "inception_v3": "Mixed_6e", "resnet50": "layer3", "digits": "block2"}
+DREAM_LAYERS = {"googlenet": "inception4c", "inception_v3": "Mixed_6e", "resnet50": "layer3", "digits": "block2",
+                "digits-resnet": "layer2"}
 
 
 class WeightsUnavailable(RuntimeError):
@@ -54,7 +56,7 @@ class InvalidWeightsFile(ValueError):
 
 
 class UnknownModel(ValueError):
-    """A model name that is neither `digits` nor a torchvision classification model."""
+    """A model name that is neither a demo model (`digits`, `digits-resnet`) nor a torchvision classifier."""
 
 
 class Classifier(nn.Module):
@@ -238,7 +240,7 @@ def _fetch_torchvision_state(name: str, weights: str) -> tuple[dict[str, torch.T
 def _build_torchvision(name: str, weights: str, seed: int) -> Classifier:
     import torchvision
     if name not in torchvision_classifiers():
-        raise UnknownModel(f"unknown model {name!r}: use 'digits' or a torchvision classifier "
+        raise UnknownModel(f"unknown model {name!r}: use 'digits', 'digits-resnet' or a torchvision classifier "
                            f"(e.g. googlenet, inception_v3, resnet50); `sweep models` lists them")
     default = _default_weights(name)
     arch_kwargs = dict(_ARCH_KWARGS.get(name, {}))
@@ -280,6 +282,9 @@ def load_model(name: str, weights: str = "DEFAULT", *, device: torch.device | st
     if name == "digits":
         from jobs.digits import load_digits_classifier
         model = load_digits_classifier(weights, seed=seed)
+    elif name == "digits-resnet":
+        from jobs.digits_resnet import load_digits_resnet_classifier
+        model = load_digits_resnet_classifier(weights, seed=seed)
     else:
         model = _build_torchvision(name, weights, seed)
     return model.to(device)
@@ -290,13 +295,17 @@ def model_info(name: str) -> ModelInfo:
     if name == "digits":
         from jobs.digits import CHECKPOINT, INPUT_SIZE, CLASS_NAMES
         return ModelInfo("digits", len(CLASS_NAMES), INPUT_SIZE, "DEFAULT", CHECKPOINT.exists())
+    if name == "digits-resnet":
+        from jobs.digits import INPUT_SIZE, CLASS_NAMES
+        from jobs.digits_resnet import CHECKPOINT as RESNET_CHECKPOINT
+        return ModelInfo(name, len(CLASS_NAMES), INPUT_SIZE, "DEFAULT", RESNET_CHECKPOINT.exists())
     default = _default_weights(name)
     return ModelInfo(name, len(default.meta["categories"]), _input_size(default), "DEFAULT",
                      cache_path(name).exists())
 
 
 def list_models() -> list[ModelInfo]:
-    """The demo model and every torchvision classifier, the articles' three first."""
-    names = ["digits", "googlenet", "inception_v3", "resnet50"]
+    """The demo model, the articles' three, the second demo model, then every other torchvision classifier."""
+    names = ["digits", "googlenet", "inception_v3", "resnet50", "digits-resnet"]
     names += [n for n in torchvision_classifiers() if n not in names]
     return [model_info(n) for n in names]
