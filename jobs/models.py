@@ -3,7 +3,8 @@
 `load_model(name, weights)` returns a `Classifier`: it applies the network's own input normalisation inside,
 freezes every parameter (generation needs input gradients only), and can tap named hidden layers with forward
 hooks. Names: `googlenet`, `inception_v3`, `resnet50`, any other torchvision classification model, and the
-built-in demo model `digits` (see `jobs.digits`).
+built-in demo models `digits` (see `jobs.digits`) and `digits-resnet` (`jobs.digits_resnet`, another architecture
+trained independently on the same digits, for scoring one model's images with another).
 
 `weights` is one of
 - a torchvision weights name (`DEFAULT`, `IMAGENET1K_V1`, ...): fetched into the torch hub cache by torchvision's
@@ -44,7 +45,8 @@ SUGGESTED_LAYERS = {
     "resnet50": ("layer1", "layer2", "layer3", "layer4"),
 }
 # Hidden layer a plain `dream` raises by default (Deep dream: GoogLeNet `inception4c`; a middle layer otherwise).
-DREAM_LAYERS = {"googlenet": "inception4c", "inception_v3": "Mixed_6e", "resnet50": "layer3", "digits": "block2"}
+DREAM_LAYERS = {"googlenet": "inception4c", "inception_v3": "Mixed_6e", "resnet50": "layer3", "digits": "block2",
+                "digits-resnet": "layer2"}
 
 
 class WeightsUnavailable(RuntimeError):
@@ -56,7 +58,7 @@ class InvalidWeightsFile(ValueError):
 
 
 class UnknownModel(ValueError):
-    """A model name that is neither `digits` nor a torchvision classification model."""
+    """A model name that is neither a demo model (`digits`, `digits-resnet`) nor a torchvision classifier."""
 
 
 class Classifier(nn.Module):
@@ -245,34 +247,46 @@ def _state_dict(weights: str, named) -> tuple[dict[str, torch.Tensor], str, str]
     return state, weights_id, weights_id
 
 
-def _build_digits(weights: str, seed: int) -> Classifier:
-    """The demo model (`jobs.digits`): `weights` DEFAULT (the shipped checkpoint), `random`, or a local state dict."""
-    def shipped(name: str) -> tuple[dict[str, torch.Tensor], str]:
-        if name not in ("DEFAULT", "shipped"):
-            raise WeightsUnavailable(f"digits has no weights named {name!r}: pass DEFAULT, random, or a .pth file")
-        if not digits.CHECKPOINT.is_file():
-            raise WeightsUnavailable(f"digits weights not found at {digits.CHECKPOINT}: reinstall the package or "
-                                     f"rebuild it with `python -m jobs.train_digits`")
-        return _read_state_dict(digits.CHECKPOINT), "shipped"
+def _demo_models() -> dict:
+    """The built-in demo models: name -> (network factory, shipped checkpoint, suggested layers)."""
+    from jobs import digits_resnet
+    return {"digits": (digits.DigitsNet, digits.CHECKPOINT, ("block1", "block2", "block3")),
+            digits_resnet.NAME: (digits_resnet.DigitsResNet, digits_resnet.CHECKPOINT,
+                                 ("stem", "layer1", "layer2", "layer3"))}
+
+
+def _build_demo(name: str, weights: str, seed: int) -> Classifier:
+    """A demo model (`jobs.digits`, `jobs.digits_resnet`): `weights` DEFAULT (the shipped checkpoint), `random`,
+    or a local state dict."""
+    make_net, checkpoint, layers = _demo_models()[name]
+    train = "python -m jobs.train_digits" + ("" if name == "digits" else f" --arch {name}")
+
+    def shipped(wanted: str) -> tuple[dict[str, torch.Tensor], str]:
+        if wanted not in ("DEFAULT", "shipped"):
+            raise WeightsUnavailable(f"{name} has no weights named {wanted!r}: pass DEFAULT, random, or a .pth file")
+        if not checkpoint.is_file():
+            raise WeightsUnavailable(f"{name} weights not found at {checkpoint}: reinstall the package or "
+                                     f"rebuild it with `{train}`")
+        return _read_state_dict(checkpoint), "shipped"
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = digits.DigitsNet()
+        net = make_net()
     if weights == RANDOM_WEIGHTS:
         weights_id = f"{RANDOM_WEIGHTS}:seed={seed}"
     else:
         state, weights_id, source = _state_dict(weights, shipped)
         _load_state_dict(net, state, source)
-    # The digits were grey strokes on black: the network sees RGB in [0, 1] shifted to zero mean.
-    return Classifier(net, name="digits", weights_id=weights_id, class_names=digits.CLASS_NAMES,
+    # The digits were grey strokes on black: the networks see RGB in [0, 1] shifted to zero mean.
+    return Classifier(net, name=name, weights_id=weights_id, class_names=digits.CLASS_NAMES,
                       input_size=digits.INPUT_SIZE, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-                      suggested_layers=("block1", "block2", "block3"))
+                      suggested_layers=layers)
 
 
 def _build_torchvision(name: str, weights: str, seed: int) -> Classifier:
     import torchvision
     if name not in torchvision_classifiers():
-        raise UnknownModel(f"unknown model {name!r}: use 'digits' or a torchvision classifier "
+        raise UnknownModel(f"unknown model {name!r}: use 'digits', 'digits-resnet' or a torchvision classifier "
                            f"(e.g. googlenet, inception_v3, resnet50); `sweep models` lists them")
     default = _default_weights(name)
     arch_kwargs = dict(_ARCH_KWARGS.get(name, {}))
@@ -303,21 +317,22 @@ def load_model(name: str, weights: str = "DEFAULT", *, device: torch.device | st
 
     `seed` only matters for `weights="random"`: the same seed gives the same random network.
     """
-    model = _build_digits(weights, seed) if name == "digits" else _build_torchvision(name, weights, seed)
+    model = _build_demo(name, weights, seed) if name in _demo_models() else _build_torchvision(name, weights, seed)
     return model.to(device)
 
 
 def model_info(name: str) -> ModelInfo:
     """Class count, input size and offline availability of the default weights, without building the network."""
-    if name == "digits":
-        return ModelInfo("digits", len(digits.CLASS_NAMES), digits.INPUT_SIZE, "DEFAULT", digits.CHECKPOINT.exists())
+    if name in _demo_models():
+        checkpoint = _demo_models()[name][1]
+        return ModelInfo(name, len(digits.CLASS_NAMES), digits.INPUT_SIZE, "DEFAULT", checkpoint.exists())
     default = _default_weights(name)
     return ModelInfo(name, len(default.meta["categories"]), _input_size(default), "DEFAULT",
                      cache_path(name).exists())
 
 
 def list_models() -> list[ModelInfo]:
-    """The demo model and every torchvision classifier, the articles' three first."""
-    names = ["digits", "googlenet", "inception_v3", "resnet50"]
+    """The demo model, the articles' three, the second demo model, then every other torchvision classifier."""
+    names = ["digits", "googlenet", "inception_v3", "resnet50", "digits-resnet"]
     names += [n for n in torchvision_classifiers() if n not in names]
     return [model_info(n) for n in names]

@@ -247,5 +247,7 @@ def load_schedule(name_or_path: str | Path) -> Schedule:
 
 
 def default_schedule(model_name: str) -> Schedule:
-    """The preset for a model: digits -> "digits", inception_v3 -> "inception_v3", anything else -> "googlenet"."""
-    return load_schedule({"digits": "digits", "inception_v3": "inception_v3"}.get(model_name, "googlenet"))
+    """The preset for a model: digits and digits-resnet -> "digits", inception_v3 -> "inception_v3", anything else
+    -> "googlenet"."""
+    presets = {"digits": "digits", "digits-resnet": "digits", "inception_v3": "inception_v3"}
+    return load_schedule(presets.get(model_name, "googlenet"))
