@@ -66,8 +66,8 @@ def misbehaving_run_batch(model, specs, schedule, **kwargs):
 class DieAfterWriteWorker(SweepWorker):
     """Dies right after writing its first batch's file, before the report reaches the driver."""
 
-    def run(self, batch, attempts):
-        report = super().run(batch, attempts)
+    def run(self, batch, attempts, token=None):
+        report = super().run(batch, attempts, token)
         if _first_time("die-after-write"):
             os._exit(1)
         return report

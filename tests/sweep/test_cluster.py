@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from sweep.driver import SweepConfig, run_sweep
+from sweep.fleet import ClusterConfig
 from sweep.store import IMAGES
 
 ray = pytest.importorskip("ray")
@@ -37,8 +38,9 @@ def test_work_spreads_over_both_nodes(two_nodes, tmp_path):
     cluster, _ = two_nodes
     assert not ray.is_initialized()
     summary = run_sweep(SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule="tiny",
-                                    jobs="octave,opposite", batch_size=2, address=cluster.address,
-                                    cpus_per_worker=0.5), stream=io.StringIO())
+                                    jobs="octave,opposite", batch_size=2,
+                                    cluster=ClusterConfig(address=cluster.address, cpus_per_worker=0.5)),
+                        stream=io.StringIO())
     assert not ray.is_initialized()             # the driver disconnected from the cluster it joined
     assert summary.complete and summary.device == "gpu" and summary.workers == 2
     frame = pd.read_parquet(tmp_path / "s" / IMAGES, columns=["key", "worker"])

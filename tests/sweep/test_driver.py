@@ -17,6 +17,7 @@ import pytest
 import sweep_fakes
 from sweep.driver import SweepConfig, run_sweep
 from sweep.features import FeatureConfig, run_features
+from sweep.fleet import ClusterConfig
 from sweep.store import FAILURES, IMAGES, Store
 
 ray = pytest.importorskip("ray")
@@ -38,9 +39,9 @@ def local_ray(tmp_path_factory):
     ray.shutdown()
 
 
-def config(store, **changes) -> SweepConfig:
+def config(store, in_flight: int = 2, **changes) -> SweepConfig:
     base = dict(store=str(store), model="digits", weights="random", schedule="tiny", batch_size=4,
-                cpus_per_worker=0.5, progress_every=1.0)
+                cluster=ClusterConfig(cpus_per_worker=0.5, progress_every=1.0, in_flight=in_flight))
     return SweepConfig(**{**base, **changes})
 
 
@@ -137,8 +138,8 @@ def test_failures_are_retried_recorded_and_reported(tmp_path):
 
 def test_feature_pass_writes_features_parquet(full_sweep):
     store = full_sweep[0]
-    path, rows = run_features(FeatureConfig(store=str(store), layer="block3", maps=(0, 4), cpus_per_worker=0.5,
-                                            progress_every=1.0), stream=io.StringIO())
+    path, rows = run_features(FeatureConfig(store=str(store), layer="block3", maps=(0, 4), cluster=ClusterConfig(
+        cpus_per_worker=0.5, progress_every=1.0)), stream=io.StringIO())
     frame = pd.read_parquet(path)
     assert rows == 10 and list(frame.columns) == ["key", "target", "target_name", "layer", "map_0", "map_4"]
     assert frame.target.tolist() == list(range(10)) and (frame.layer == "block3").all()
