@@ -370,7 +370,9 @@ def execute(prepared: Prepared, *, stream: TextIO | None = None) -> SweepSummary
     try:
         # SIGTERM is taken over after ray.init, which installs a handler of its own.
         with ray_session(cluster), sigterm_as_interrupt():
-            use_gpu, count = cluster_plan(cluster, len(pending))
+            # Never more actors than batches (with `auto`, the batch size is known from the first actor only).
+            n_tasks = len(pending) if config.batch_size is None else len(pending_tasks(plan, store)[0])
+            use_gpu, count = cluster_plan(cluster, n_tasks)
             gpus_now = int(ray.cluster_resources().get("GPU", 0))
             print(f"{count} GPU workers (one GPU each)" if use_gpu else
                   f"no GPUs in the cluster: {count} CPU workers", file=out, flush=True)

@@ -181,16 +181,27 @@ class Fleet:
         run that asks for GPUs the cluster does not have yet waits for the autoscaler. With `wait_for_gpus`
         seconds, it says so every `interval` seconds and gives up after that long."""
         import ray
+        from ray.exceptions import RayActorError, RayError, RayTaskError
         from sweep.progress import format_duration
         ref = call(self.slots[0].actor)
-        started = time.monotonic()
+        started, deaths = time.monotonic(), 0
         if wait_for_gpus is not None:
             print(f"the cluster has no GPU yet: waiting up to {format_duration(wait_for_gpus)} for GPU nodes "
                   f"(an autoscaler adds them on demand; --gpu-wait sets how long)", file=stream, flush=True)
         while True:
             ready, _ = ray.wait([ref], timeout=interval)
             if ready:
-                return ray.get(ref)
+                try:
+                    return ray.get(ref)
+                except RayTaskError as error:
+                    raise SweepError(f"the first worker failed to start: {first_line(error)}") from None
+                except (RayActorError, RayError) as error:   # it died: a new one in its slot, a few times
+                    deaths += 1
+                    if deaths > 2:
+                        raise SweepError(f"workers keep dying at start: {first_line(error)}") from None
+                    self.replace(self.slots[0])
+                    ref = call(self.slots[0].actor)
+                    continue
             waited = time.monotonic() - started
             if wait_for_gpus is None:
                 continue
