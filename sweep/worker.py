@@ -94,7 +94,10 @@ def import_callable(path: str) -> Callable:
 
 def worker_name() -> str:
     """host/node/actor, short: identifies where an image was made (the `worker` column)."""
-    import ray
+    try:
+        import ray
+    except ImportError:            # in-process on a machine without Ray (the GPU benchmark)
+        return f"{socket.gethostname()}/local"
     if not ray.is_initialized():   # used in-process (tests, tools): no node or actor to name
         return f"{socket.gethostname()}/local"
     context = ray.get_runtime_context()

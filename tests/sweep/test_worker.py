@@ -1,6 +1,7 @@
 """The worker's batch method, in-process (no Ray): real engine, real files, idempotent re-runs, failures."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -150,3 +151,27 @@ def test_setup_on_the_cpu_keeps_a_small_batch_unless_told(tmp_path, worker_facto
     worker = worker_factory(tmp_path)
     assert worker.setup(None)["batch_size"] == CPU_BATCH and worker.setup(5)["batch_size"] == 5
     assert worker.setup(None)["device"] == "cpu" and not worker.setup(None)["bf16"]
+
+
+def test_steps_within_a_batch_are_reported_while_it_renders(tmp_path, worker_factory, monkeypatch):
+    import sweep.worker as worker_module
+    from sweep.worker import StepCounter
+    monkeypatch.setattr(worker_module, "REPORT_EVERY", 0.0)
+    counter, seen = StepCounter(), []
+
+    class Handle:                 # stands for the StepCounter actor's handle: `.report.remote(...)`
+        class report:
+            @staticmethod
+            def remote(token, steps):
+                seen.append(steps)
+                counter.report(token, steps)
+
+    worker = worker_factory(tmp_path)
+    worker.config = dataclasses.replace(worker.config, steps=Handle())
+    batch = make_plan(n_classes=10, jobs="octave", classes="0-2", batch_size=3).batches()[0]
+    worker.run(batch, (1, 1, 1), token="t1")
+    total = 3 * worker.config.schedule.total_iterations            # image-steps of the batch
+    assert seen and seen == sorted(seen) and seen[-1] == total and 0 < seen[0] < total
+    assert counter.snapshot() == {"t1": total}
+    counter.forget(["t1"])
+    assert counter.snapshot() == {}
