@@ -12,6 +12,7 @@ from typing import Iterator
 import click
 
 from sweep.driver import DEVICES, SweepConfig, SweepError, run_sweep
+from sweep.fleet import ClusterConfig
 from sweep.plan import PlanError
 from sweep.store import StoreError, open_store
 
@@ -52,10 +53,35 @@ def cluster_options(command):
                      help="gpu: one GPU per actor even before the autoscaler has added GPU nodes."),
         click.option("--cpus-per-worker", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
                      help="CPUs reserved by each actor (also its torch threads)."),
+        click.option("--gpu-wait", type=click.FloatRange(min=0), default=600.0, show_default=True,
+                     help="--device gpu on a cluster without GPUs: seconds to wait for GPU nodes before giving up."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def cluster_config(address, workers, device, cpus_per_worker, gpu_wait) -> ClusterConfig:
+    return ClusterConfig(address=address, workers=workers, device=device, cpus_per_worker=cpus_per_worker,
+                         gpu_wait=gpu_wait)
+
+
+class BatchSize(click.ParamType):
+    """`auto` (None) or a whole number of at least 1."""
+    name = "auto|N"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int):
+            return value
+        if str(value).strip().lower() == "auto":
+            return None
+        try:
+            number = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither auto nor a whole number", param, ctx)
+        if number < 1:
+            self.fail(f"{value!r}: a batch holds at least 1 image", param, ctx)
+        return number
 
 
 class OneLineErrors(click.Group):
@@ -108,18 +134,30 @@ def models() -> None:
               "dream variant each; default: the model's default dream layer).")
 @click.option("--seeds", type=int, default=1, show_default=True, help="Seeds 0..N-1 per item.")
 @click.option("--schedule", default=None, help="Schedule preset or JSON file (default: the model's preset).")
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Images rendered together.")
+@click.option("--batch-size", type=BatchSize(), default="auto", show_default=True,
+              help="Images rendered together: auto (on a GPU the largest batch that fits, from a short memory "
+              "probe; on a CPU a small one) or a number. May change between runs of one store.")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True,
               help="Tries per item in this run before it is left in failures/.")
+@click.option("--bf16/--no-bf16", default=True, show_default=True, help="bf16 autocast on GPUs (recorded in "
+              "the manifest's runs).")
+@click.option("--channels-last/--no-channels-last", default=True, show_default=True,
+              help="channels_last memory format on GPUs.")
+@click.option("--compile/--no-compile", "compile_", default=False, show_default=True,
+              help="torch.compile the network on GPUs (compiles once per input shape).")
+@click.option("--cudnn-benchmark/--no-cudnn-benchmark", default=True, show_default=True,
+              help="Let cuDNN pick its fastest kernels on GPUs.")
 @cluster_options
 def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants, images, layers, seeds, schedule,
-        batch_size, max_attempts, address, workers, device, cpus_per_worker) -> None:
+        batch_size, max_attempts, bf16, channels_last, compile_, cudnn_benchmark, address, workers, device,
+        cpus_per_worker, gpu_wait) -> None:
     """Generate images for every selected class (resumes an interrupted run of the same command)."""
     config = SweepConfig(store=store, model=model, weights=weights, jobs=jobs, classes=classes, pairs=pairs,
                          interpolate_pairs=interpolate_pairs, variants=variants, images=tuple(images),
                          layers=tuple(layers), seeds=seeds, schedule=schedule, batch_size=batch_size,
-                         address=address, workers=workers, device=device, cpus_per_worker=cpus_per_worker,
-                         max_attempts=max_attempts)
+                         cluster=cluster_config(address, workers, device, cpus_per_worker, gpu_wait),
+                         max_attempts=max_attempts, bf16=bf16, channels_last=channels_last, compile=compile_,
+                         cudnn_benchmark=cudnn_benchmark)
     with reported():
         summary = run_sweep(config)
     for line in summary.lines():
@@ -164,7 +202,7 @@ def analysis_functions():
               "(e.g. inception5a:0,4), through Ray workers.")
 @click.option("--weights", default=None, help="Weights for --features (default: the sweep's).")
 @cluster_options
-def analyze(store, metric, features, weights, address, workers, device, cpus_per_worker) -> None:
+def analyze(store, metric, features, weights, address, workers, device, cpus_per_worker, gpu_wait) -> None:
     """Tables under {store}/analysis/: classes, opposites, additions, PCA, nearest-neighbour graph."""
     functions = analysis_functions()
     with reported():
@@ -173,8 +211,8 @@ def analyze(store, metric, features, weights, address, workers, device, cpus_per
             from sweep.plan import parse_features
             layer, maps = parse_features(features)
             path, rows = run_features(FeatureConfig(store=store, layer=layer, maps=maps, weights=weights,
-                                                    address=address, workers=workers, device=device,
-                                                    cpus_per_worker=cpus_per_worker))
+                                                    cluster=cluster_config(address, workers, device,
+                                                                           cpus_per_worker, gpu_wait)))
             click.echo(f"wrote {path} ({rows} images, {layer} maps {','.join(map(str, maps))})")
         summary = functions[0](open_store(store), metric=metric)
     for line in summary.lines():
@@ -213,12 +251,12 @@ def directions(store, groups, start, components, out) -> None:
 @main.command()
 @click.option("--store", default=DEMO_STORE, show_default=True, help="Where to write the demo store.")
 @cluster_options
-def demo(store, address, workers, device, cpus_per_worker) -> None:
+def demo(store, address, workers, device, cpus_per_worker, gpu_wait) -> None:
     """The built-in example: the digits model, all jobs, all classes and pairs, and the image jobs on
     scikit-learn's two sample photographs; then analysis and figures."""
     config = SweepConfig(store=store, model="digits", schedule="digits", pairs="all", seeds=1, batch_size=DEMO_BATCH,
-                         sample_images=True, interpolate_pairs=DEMO_INTERPOLATIONS, address=address,
-                         workers=workers, device=device, cpus_per_worker=cpus_per_worker)
+                         sample_images=True, interpolate_pairs=DEMO_INTERPOLATIONS,
+                         cluster=cluster_config(address, workers, device, cpus_per_worker, gpu_wait))
     with reported():
         summary = run_sweep(config)
     for line in summary.lines():

@@ -5,11 +5,12 @@
     store    manifest written or compared (source images by content hash); source images written once under
              sources/, where every actor reads them; temp files of a killed run removed; keys already stored are
              skipped
-    ray      a local instance is started, or the cluster at `address` is joined
-    actors   one per GPU (`num_gpus=1`), or CPU actors when the cluster has no GPU
-    dispatch the driver hands each actor at most `in_flight` batches and remembers which actor holds which; when
-             an actor dies its batches go back to the queue and a new actor replaces it; failed items are retried
-             up to `max_attempts` times in this run (each failure is a row in failures/)
+    ray      a local instance is started, or the cluster at `address` is joined (`sweep.fleet`)
+    actors   one per GPU (`num_gpus=1`), or CPU actors when the cluster has no GPU; the first actor tells the
+             batch size (`auto`: a memory probe on a GPU, a small batch on a CPU), recorded in the manifest's `runs`
+    dispatch the fleet's loop hands each actor at most `in_flight` batches and remembers which actor holds which;
+             when an actor dies its batches go back to the queue and a new actor replaces it; failed items are
+             retried up to `max_attempts` times in this run (each failure is a row in failures/)
     summary  counts read back from the store; a non-zero exit status when items remain undone
 
 No work queue is shared with the workers (a queue's `get()` loses an item when its consumer dies); everything the
@@ -19,32 +20,29 @@ where the files say.
 from __future__ import annotations
 
 import collections
-import contextlib
-import logging
-import signal
+import dataclasses
+import math
 import sys
-import threading
 import time
-import uuid
 from dataclasses import dataclass, field
-from typing import Iterator, TextIO
+from datetime import datetime, timezone
+from typing import TextIO
 
-from sweep.plan import Batch, Plan, PlanError, make_plan
+from sweep.fleet import DEVICES, ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, \
+    ray_session, sigterm_as_interrupt
+from sweep.plan import Batch, Plan, PlanError, WorkItem, make_plan
 from sweep.progress import Progress, format_duration
 from sweep.store import FAILURES, IMAGES, ManifestMismatch, Store, StoreError, failures_table, \
     manifest_differences, new_manifest, source_file, source_hash
 
-DEVICES = ("auto", "gpu", "cpu")
-
-
-class SweepError(RuntimeError):
-    """The sweep cannot go on (e.g. every new worker dies at start); the message is one line."""
+# Manifest options that say how a run went, not what the store holds: never compared (older stores kept them).
+RUN_OPTIONS = ("batch_size", "bf16")
 
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """One `sweep run`. The fields up to `batch_size` define the store's contents (they go into the manifest; the
-    source images by name and content hash)."""
+    """One `sweep run`. The fields up to `schedule` define the store's contents (they go into the manifest; the
+    source images by name and content hash); the rest say how this run goes (recorded in the manifest's `runs`)."""
     store: str                          # directory or s3:// / gs:// URI
     model: str = "digits"               # model zoo name (`sweep models` lists them)
     weights: str = "DEFAULT"            # torchvision weights name, "random", or a local state dict
@@ -58,20 +56,15 @@ class SweepConfig:
     layers: tuple[str, ...] = ()        # dream layer specs NAME[:maps]; empty: the model's default dream layer
     interpolate_pairs: str | None = None   # interpolation pairs, as `pairs`; None: the `pairs` selection
     schedule: str | None = None         # preset name or JSON file; None: the model's default preset
-    batch_size: int = 8                 # items the engine renders together (fixes the batch boundaries)
-    address: str | None = None          # None: start a local Ray; "auto" or HOST:PORT: join that cluster
-    workers: int | None = None          # actors; None: one per GPU, or one per `cpus_per_worker` CPUs without GPUs
-    device: str = "auto"                # auto: GPU actors if the cluster has GPUs now; gpu: always (autoscaling)
-    cpus_per_worker: float = 1.0        # CPU reservation of each actor (and its torch threads)
-    in_flight: int = 2                  # batches handed to one actor at a time: one running, one ready to start
+    batch_size: int | None = None       # items rendered together; None: auto (GPU: memory probe; CPU: CPU_BATCH)
+    cluster: ClusterConfig = ClusterConfig()   # where the workers run (address, workers, device, in_flight, ...)
     max_attempts: int = 3               # tries per item in one run; items still failing stay in failures/
     engine: str = "jobs.kinds:run_batch"   # the batch renderer, "module:function" (benchmarks and tests plug fakes)
     worker: str = "sweep.worker:SweepWorker"   # the actor class, "module:Class" (fault tests plug a subclass)
-    bf16: bool = False                  # bf16 autocast on GPUs (changes the images: recorded in the manifest)
-    num_cpus: int | None = None         # local Ray only: CPUs to offer (None: all)
-    num_gpus: int | None = None         # local Ray only: GPUs to offer (None: detect; tests fake some)
-    worker_logs: bool = False           # forward the actors' stdout/stderr to the driver
-    progress_every: float | None = None  # seconds between progress lines (None: 0.25 on a terminal, 10 in a log)
+    bf16: bool = True                   # bf16 autocast on GPUs (changes the pixels: recorded per run)
+    channels_last: bool = True          # channels_last memory format on GPUs (speed only)
+    compile: bool = False               # torch.compile the network on GPUs (speed only; compiles per input shape)
+    cudnn_benchmark: bool = True        # cuDNN picks its fastest kernels per shape on GPUs (speed only)
 
 
 @dataclass(frozen=True)
@@ -86,6 +79,7 @@ class SweepSummary:
     device: str                         # "gpu", "cpu", or "" when nothing had to run
     actors_replaced: int
     interrupted: bool
+    batch_size: int = 0                 # the batch size this run used (0: nothing ran)
 
     @property
     def complete(self) -> bool:
@@ -101,6 +95,7 @@ class SweepSummary:
             return [f"store {self.store}: {self.done}/{self.total} items done (nothing left to run)"]
         out = [f"store {self.store}: {self.done}/{self.total} items done ({new} new in "
                f"{format_duration(self.seconds)}, {self.workers} {self.device} workers"
+               f"{f', batch {self.batch_size}' if self.batch_size else ''}"
                f"{f', {self.actors_replaced} replaced' if self.actors_replaced else ''})"]
         if self.interrupted:
             out.append("interrupted: run the same command again to resume")
@@ -179,8 +174,8 @@ def prepare(config: SweepConfig) -> Prepared:
     started."""
     from jobs.models import load_model
     from jobs.schedules import default_schedule, load_schedule
-    if config.device not in DEVICES:
-        raise PlanError(f"unknown device {config.device!r}: choose from {', '.join(DEVICES)}")
+    from sweep.worker import CPU_BATCH
+    check_cluster(config.cluster)
     model = load_model(config.model, config.weights)          # refuses unknown models and missing weights here
     try:
         schedule = load_schedule(config.schedule) if config.schedule else default_schedule(config.model)
@@ -191,18 +186,18 @@ def prepare(config: SweepConfig) -> Prepared:
                         f"(use 'logits', or 'AuxLogits' with inception_v3)")
     sources = load_sources(config)
     plan = make_plan(n_classes=model.n_classes, jobs=config.jobs, classes=config.classes, pairs=config.pairs,
-                     variants=config.variants, seeds=config.seeds, batch_size=config.batch_size,
+                     variants=config.variants, seeds=config.seeds, batch_size=config.batch_size or CPU_BATCH,
                      sources=tuple(sources), layers=check_layers(model, config.layers),
                      interpolate_pairs=config.interpolate_pairs)
     sources = {name: sources[name] for name in plan.sources}   # none when no image job runs
-    options = {**plan.options(), **({"bf16": True} if config.bf16 else {})}
+    options = {k: v for k, v in plan.options().items() if k not in RUN_OPTIONS}   # the batch size is the run's
     manifest = new_manifest(model=model.name, weights=model.weights_id, weights_source=config.weights,
                             schedule=schedule.name, schedule_id=schedule.id, class_names=model.class_names,
                             options=options, sources={name: source_hash(p) for name, p in sources.items()})
     store = Store.open(config.store)
     stored = store.read_manifest()
     if stored is not None:
-        differences = manifest_differences(stored, manifest)
+        differences = manifest_differences(identity(stored), manifest)
         if differences:
             raise ManifestMismatch(f"store {store.uri} holds a different sweep: {'; '.join(differences)} "
                                    f"(use another --store, or the store's own settings)")
@@ -210,6 +205,12 @@ def prepare(config: SweepConfig) -> Prepared:
         raise StoreError(f"{store.uri} has Parquet files under {IMAGES}/ but no manifest.json: not a sweep store")
     return Prepared(config, plan, store, manifest if stored is None else stored, schedule, model.class_names,
                     sources)
+
+
+def identity(manifest: dict) -> dict:
+    """The manifest without what only says how a run went (older stores kept the batch size in `options`)."""
+    options = {k: v for k, v in manifest.get("options", {}).items() if k not in RUN_OPTIONS}
+    return {**manifest, "options": options}
 
 
 def run_sweep(config: SweepConfig, *, stream: TextIO | None = None) -> SweepSummary:
@@ -223,15 +224,7 @@ def run_sweep(config: SweepConfig, *, stream: TextIO | None = None) -> SweepSumm
 class Task:
     batch: Batch
     attempts: tuple[int, ...]   # try number of each item, counted over all runs (1 = first try ever)
-    crashes: int = 0            # times an actor died holding this task
-
-
-@dataclass
-class Slot:
-    """One actor position and the actor currently in it."""
-    number: int
-    actor: object
-    generation: int = 0                        # bumped on each replacement: tells stale calls from current ones
+    token: str = ""             # names this task's calls in the workers' step reports
 
 
 def prior_attempts(store: Store) -> dict[str, int]:
@@ -244,7 +237,8 @@ def prior_attempts(store: Store) -> dict[str, int]:
 
 
 def pending_tasks(plan: Plan, store: Store) -> tuple[list[Task], int]:
-    """The plan's batches minus what the store holds (fixed boundaries, so re-runs form the same batches)."""
+    """The plan's batches minus what the store holds (fixed boundaries for one batch size, so re-runs with the
+    same size form the same batches; another size cuts other batches of the missing items only)."""
     done = store.done_keys()
     before = prior_attempts(store)
     tasks = []
@@ -256,175 +250,100 @@ def pending_tasks(plan: Plan, store: Store) -> tuple[list[Task], int]:
     return tasks, total - sum(len(t.batch.items) for t in tasks)
 
 
-@contextlib.contextmanager
-def ray_session(config) -> Iterator[bool]:
-    """Use the Ray this process is already connected to, or join `config.address`, or start a local instance.
-
-    Yields whether this call started it (and will shut it down).
-    """
-    import ray
-    if ray.is_initialized():
-        yield False
-        return
-    kwargs = {"log_to_driver": config.worker_logs, "logging_level": logging.WARNING}
-    if config.address:
-        try:
-            ray.init(address=config.address, **kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as error:
-            raise SweepError(f"cannot join the Ray cluster at {config.address}: {first_line(error)}") from None
-    else:
-        # "local" always starts a fresh instance (never attaches to another process's cluster on this machine).
-        ray.init(address="local", num_cpus=config.num_cpus, num_gpus=config.num_gpus, include_dashboard=False,
-                 **kwargs)
-    try:
-        yield True
-    finally:
-        ray.shutdown()
+def pending_items(plan: Plan, store: Store) -> tuple[list[WorkItem], int]:
+    """(items not in the store, items in the plan)."""
+    done = store.done_keys()
+    items = plan.items()
+    return [item for item in items if item.key not in done], len(items)
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (e.g. `ray job stop`, a scheduler's kill) stops the sweep like Ctrl-C: cleanly, resumable."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(_signum, _frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def item_work(schedule, items) -> int:
+    """Image-steps of `items` (what progress and ETA count)."""
+    from sweep.worker import item_steps
+    steps: dict[str, int] = {}
+    return sum(steps.setdefault(i.job, item_steps(schedule, i.job)) for i in items)
 
 
-class Fleet:
-    """The actors of one run, each in a numbered slot; a dead actor is replaced in its slot by a new one."""
-
-    def __init__(self, worker_config, count: int, *, use_gpu: bool, cpus: float,
-                 worker: str = "sweep.worker:SweepWorker") -> None:
-        import ray
-        from sweep.worker import import_callable
-        self.run_id = uuid.uuid4().hex[:8]
-        # No automatic restarts: the driver replaces a dead actor itself and knows which batches it held.
-        self.options = {"num_gpus": 1 if use_gpu else 0, "num_cpus": cpus, "max_restarts": 0}
-        self.remote = ray.remote(import_callable(worker))
-        self.worker_config = worker_config
-        self.replaced = 0
-        self.slots = [Slot(n, self._start(n, 0)) for n in range(count)]
-
-    def _start(self, number: int, generation: int):
-        name = f"classweep-{self.run_id}-{number}-{generation}"   # findable with ray.util.list_named_actors
-        return self.remote.options(name=name, **self.options).remote(self.worker_config)
-
-    def replace(self, slot: Slot) -> None:
-        import ray
-        with contextlib.suppress(Exception):
-            ray.kill(slot.actor, no_restart=True)
-        slot.generation += 1
-        slot.actor = self._start(slot.number, slot.generation)
-        self.replaced += 1
-
-    def stop(self) -> None:
-        import ray
-        for slot in self.slots:
-            with contextlib.suppress(Exception):
-                ray.kill(slot.actor, no_restart=True)
+def record_run(store: Store, entry: dict) -> None:
+    """Append this run's settings (batch size, device, speed options) to the manifest's `runs`."""
+    manifest = store.read_manifest() or {}
+    manifest["runs"] = [*manifest.get("runs", []), entry]
+    store.write_manifest(manifest)
 
 
-def first_line(error: BaseException) -> str:
-    """A one-line description of a (possibly remote, multi-line) error."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    tail = next((l for l in reversed(lines) if not l.startswith(("File ", "^", "~"))), type(error).__name__)
-    return tail[:500]
+class SweepDispatch:
+    """The sweep's side of the fleet's dispatch loop: submit a batch, settle its report (retries, failures given
+    up), and count progress in image-steps, including the steps workers report within the batches they run."""
 
+    def __init__(self, config: SweepConfig, store: Store, schedule, progress: Progress, counter) -> None:
+        self.config, self.store, self.schedule, self.progress, self.counter = config, store, schedule, progress, counter
+        self.tries: collections.Counter = collections.Counter()   # tries per key in this run
+        self.given_up: dict[str, str] = {}
+        self.live: dict[str, Task] = {}     # token -> task being run
+        self.finished_work = progress.work  # image-steps of the items finished (or given up) so far
+        self.calls = 0
+        self.last_poll = 0.0
 
-def dispatch(fleet: Fleet, queue: collections.deque, config: SweepConfig, store: Store,
-             progress: Progress) -> dict[str, str]:
-    """Hand tasks to the fleet until all are done or given up; returns {key: last error} of items given up."""
-    import ray
-    from ray.exceptions import ActorUnavailableError, RayActorError, RayError, RayTaskError
-    owner: dict = {}                          # ObjectRef -> (slot, actor generation, task)
-    tries: collections.Counter = collections.Counter()   # tries per key in this run
-    given_up: dict[str, str] = {}
-    deaths_without_progress = 0
+    def submit(self, actor, task: Task):
+        self.calls += 1
+        task.token = f"{task.batch.index}.{self.calls}"
+        self.live[task.token] = task
+        return actor.run.remote(task.batch, task.attempts, task.token)
 
-    def held(slot: Slot) -> int:
-        return sum(1 for s, g, _ in owner.values() if s is slot and g == slot.generation)
+    def on_done(self, task: Task, report) -> list[Task]:
+        self.live.pop(task.token, None)
+        self.finished_work += item_work(self.schedule, [i for i in task.batch.items if i.key in set(report.done)])
+        self.progress.update(done=len(report.done))
+        return self.settle(task, dict(report.failed))
 
-    def settle(task: Task, failed: dict[str, str]) -> None:
+    def on_failed(self, task: Task, error: str) -> list[Task]:
+        """The call raised or its actors kept dying: the driver records the batch's failures itself."""
+        self.live.pop(task.token, None)
+        rows = failures_table([(item, a, error) for item, a in zip(task.batch.items, task.attempts)], "driver")
+        self.store.write_table(f"{FAILURES}/{task.batch.name}-a{max(task.attempts)}-driver.parquet", rows)
+        return self.settle(task, {key: error for key in task.batch.keys})
+
+    def settle(self, task: Task, failed: dict[str, str]) -> list[Task]:
         """Count the failed items' tries; queue the ones with tries left, give up the rest."""
         retry = []
         for item, attempt in zip(task.batch.items, task.attempts):
             if item.key not in failed:
                 continue
-            tries[item.key] += 1
-            if tries[item.key] < config.max_attempts:
+            self.tries[item.key] += 1
+            if self.tries[item.key] < self.config.max_attempts:
                 retry.append((item, attempt + 1))
             else:
-                given_up[item.key] = failed[item.key]
-                progress.update(failed=1)
-        if retry:
-            queue.append(Task(Batch(task.batch.index, tuple(i for i, _ in retry)), tuple(a for _, a in retry)))
+                self.given_up[item.key] = failed[item.key]
+                self.finished_work += item_work(self.schedule, [item])
+                self.progress.update(failed=1)
+        if not retry:
+            return []
+        return [Task(Batch(task.batch.index, tuple(i for i, _ in retry)), tuple(a for _, a in retry))]
 
-    def record(task: Task, error: str) -> dict[str, str]:
-        """Failures the worker could not write itself (it died, or its write failed): the driver writes them."""
-        rows = failures_table([(item, a, error) for item, a in zip(task.batch.items, task.attempts)], "driver")
-        store.write_table(f"{FAILURES}/{task.batch.name}-a{max(task.attempts)}-driver.parquet", rows)
-        return {key: error for key in task.batch.keys}
-
-    while queue or owner:
-        for slot in fleet.slots:
-            while queue and held(slot) < config.in_flight:
-                task = queue.popleft()
-                owner[slot.actor.run.remote(task.batch, task.attempts)] = (slot, slot.generation, task)
-        ready, _ = ray.wait(list(owner), num_returns=1, timeout=min(progress.interval, 1.0))
-        for ref in ready:
-            slot, generation, task = owner.pop(ref)
+    def tick(self) -> None:
+        """Progress: finished work plus the steps the workers reported within the batches they hold now."""
+        import ray
+        now = time.monotonic()
+        partial = 0
+        if self.counter is not None and now - self.last_poll >= min(self.progress.interval, 1.0):
+            self.last_poll = now
             try:
-                report = ray.get(ref)
-            except RayTaskError as error:        # the actor lives, but the call raised (e.g. the store write)
-                settle(task, record(task, first_line(error)))
-                continue
-            except (RayActorError, ActorUnavailableError, RayError) as error:   # the actor (or its node) died
-                if generation == slot.generation:
-                    fleet.replace(slot)
-                    deaths_without_progress += 1
-                    if deaths_without_progress > len(fleet.slots) + 2:
-                        raise SweepError(f"workers keep dying before finishing any batch: {first_line(error)}")
-                task.crashes += 1
-                if task.crashes < config.max_attempts:
-                    queue.appendleft(task)       # same task, same file name: a write before the death is overwritten
-                else:
-                    settle(task, record(task, f"worker died while rendering this batch: {first_line(error)}"))
-                continue
-            deaths_without_progress = 0
-            progress.update(done=len(report.done))
-            settle(task, dict(report.failed))
-        progress.update()
-    return given_up
-
-
-def cluster_plan(config: SweepConfig, n_tasks: int) -> tuple[bool, int]:
-    """(GPU actors?, how many) from the configuration and the cluster's resources now."""
-    import ray
-    resources = ray.cluster_resources()
-    gpus, cpus = int(resources.get("GPU", 0)), resources.get("CPU", 1)
-    use_gpu = config.device == "gpu" or (config.device == "auto" and gpus > 0)
-    if config.workers:
-        count = config.workers
-    elif use_gpu:
-        count = max(gpus, 1)
-    else:
-        count = max(1, int(cpus // max(config.cpus_per_worker, 1e-3)))
-    return use_gpu, max(1, min(count, n_tasks))
+                steps = ray.get(self.counter.snapshot.remote(), timeout=5)
+            except Exception:   # progress is best effort: never stop the sweep for it
+                steps = {}
+            partial = sum(n for token, n in steps.items() if token in self.live)
+            stale = [token for token in steps if token not in self.live]
+            if stale:
+                self.counter.forget.remote(stale)
+        self.progress.update(work=max(0, self.finished_work + partial - self.progress.work))
 
 
 def execute(prepared: Prepared, *, stream: TextIO | None = None) -> SweepSummary:
-    """Run the prepared sweep: resume from the store, dispatch to actors, summarise from the store."""
-    from sweep.worker import WorkerConfig
-    config, plan, store = prepared.config, prepared.plan, prepared.store
+    """Run the prepared sweep: resume from the store, start the fleet, let its first actor tell the batch size,
+    dispatch, summarise from the store."""
+    import ray
+    from sweep.worker import StepCounter, WorkerConfig
+    config, plan, store, cluster = prepared.config, prepared.plan, prepared.store, prepared.config.cluster
     out = stream if stream is not None else sys.stdout
     started = time.monotonic()
     removed = store.cleanup_temp()
@@ -433,36 +352,62 @@ def execute(prepared: Prepared, *, stream: TextIO | None = None) -> SweepSummary
     for name, pixels in prepared.sources.items():   # once: workers on any node read them from the store
         if not store.exists(source_file(name)):
             store.write_source(name, pixels)
-    tasks, done_before = pending_tasks(plan, store)
-    total = done_before + sum(len(t.batch.items) for t in tasks)
+    pending, total = pending_items(plan, store)
+    done_before = total - len(pending)
     if removed:
         print(f"removed {removed} temporary files left by an interrupted run", file=out)
-    if not tasks:
+    if not pending:
         return SweepSummary(store.uri, total, done_before, done_before, (), time.monotonic() - started, 0, "", 0,
                             False)
     if done_before:
         print(f"resuming: {done_before}/{total} items already in {store.uri}", file=out)
-    worker_config = WorkerConfig(store.uri, config.model, config.weights, prepared.schedule, config.engine,
-                                 threads=max(1, int(config.cpus_per_worker)), bf16=config.bf16)
+    schedule = prepared.schedule
+    work_total = item_work(schedule, plan.items())
+    progress = Progress(total, done_before, work_total=work_total, work=work_total - item_work(schedule, pending),
+                        stream=out, interval=cluster.progress_every)
     given_up: dict[str, str] = {}
-    interrupted, fleet, use_gpu, count = False, None, False, 0
-    progress = Progress(total, done_before, stream=out, interval=config.progress_every)
+    interrupted, fleet, use_gpu, count, batch_size = False, None, False, 0, 0
     try:
         # SIGTERM is taken over after ray.init, which installs a handler of its own.
-        with ray_session(config), sigterm_as_interrupt():
-            use_gpu, count = cluster_plan(config, len(tasks))
+        with ray_session(cluster), sigterm_as_interrupt():
+            # Never more actors than batches (with `auto`, the batch size is known from the first actor only).
+            n_tasks = len(pending) if config.batch_size is None else len(pending_tasks(plan, store)[0])
+            use_gpu, count = cluster_plan(cluster, n_tasks)
+            gpus_now = int(ray.cluster_resources().get("GPU", 0))
             print(f"{count} GPU workers (one GPU each)" if use_gpu else
                   f"no GPUs in the cluster: {count} CPU workers", file=out, flush=True)
-            fleet = Fleet(worker_config, count, use_gpu=use_gpu, cpus=config.cpus_per_worker, worker=config.worker)
+            counter = ray.remote(StepCounter).options(num_cpus=0).remote()
+            worker_config = WorkerConfig(store.uri, config.model, config.weights, schedule, config.engine,
+                                         threads=max(1, int(cluster.cpus_per_worker)), bf16=config.bf16,
+                                         channels_last=config.channels_last, compile=config.compile,
+                                         cudnn_benchmark=config.cudnn_benchmark, steps=counter)
+            # The actor runs up to `in_flight` calls at once: one renders while the previous one is written.
+            fleet = Fleet(worker_config, count, use_gpu=use_gpu, cpus=cluster.cpus_per_worker, worker=config.worker,
+                          concurrency=cluster.in_flight)
             try:
-                given_up = dispatch(fleet, collections.deque(tasks), config, store, progress)
+                setup = fleet.first_ready(lambda actor: actor.setup.remote(config.batch_size),
+                                          wait_for_gpus=cluster.gpu_wait if use_gpu and not gpus_now else None,
+                                          stream=out, interval=min(progress.interval, 10.0))
+                batch_size = setup["batch_size"]
+                if config.batch_size is None:   # auto: every actor gets work, whatever the probe allows
+                    batch_size = max(1, min(batch_size, math.ceil(len(pending) / count)))
+                record_run(store, {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                   "batch_size": batch_size, "batch_size_option": config.batch_size or "auto",
+                                   "workers": count, **{k: setup[k] for k in
+                                                        ("device", "gpu", "bf16", "channels_last", "compile")}})
+                tasks, _ = pending_tasks(dataclasses.replace(plan, batch_size=batch_size), store)
+                sweep = SweepDispatch(config, store, schedule, progress, counter)
+                dispatch(fleet, tasks, submit=sweep.submit, on_done=sweep.on_done, on_failed=sweep.on_failed,
+                         in_flight=cluster.in_flight, max_crashes=config.max_attempts, tick=sweep.tick,
+                         poll=min(progress.interval, 1.0))
+                given_up = sweep.given_up
             finally:
                 fleet.stop()
     except KeyboardInterrupt:
         interrupted = True
     progress.close()
     done_keys = store.done_keys()
-    done = sum(1 for batch in plan.batches() for key in batch.keys if key in done_keys)
+    done = sum(1 for item in plan.items() if item.key in done_keys)
     failed = tuple((key, error) for key, error in given_up.items() if key not in done_keys)
     return SweepSummary(store.uri, total, done, done_before, failed, time.monotonic() - started, count,
-                        "gpu" if use_gpu else "cpu", fleet.replaced if fleet else 0, interrupted)
+                        "gpu" if use_gpu else "cpu", fleet.replaced if fleet else 0, interrupted, batch_size)

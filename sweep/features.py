@@ -8,7 +8,6 @@ layer, map_<i>) in one atomic write.
 """
 from __future__ import annotations
 
-import collections
 import sys
 from dataclasses import dataclass
 from typing import TextIO
@@ -17,7 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sweep.driver import DEVICES, Fleet, SweepError, cluster_plan, first_line, ray_session, sigterm_as_interrupt
+from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, ray_session, \
+    sigterm_as_interrupt
 from sweep.plan import PlanError
 from sweep.progress import Progress
 from sweep.store import ANALYSIS, IMAGES, Store, StoreError
@@ -34,23 +34,14 @@ class FeatureConfig:
     maps: tuple[int, ...]            # feature map indices of that layer
     job: str = "octave"              # whose images: the class images
     weights: str | None = None       # None: the weights the sweep used (manifest's weights_source)
-    address: str | None = None       # as for `sweep run`
-    workers: int | None = None
-    device: str = "auto"
-    cpus_per_worker: float = 1.0
-    in_flight: int = 2
-    num_cpus: int | None = None
-    num_gpus: int | None = None
-    worker_logs: bool = False
-    progress_every: float | None = None
+    cluster: ClusterConfig = ClusterConfig()   # where the workers run, as for `sweep run`
 
 
 def check(config: FeatureConfig) -> tuple[Store, dict]:
     """Refuse a store without images, other weights than the sweep's, an unknown layer or map; before Ray."""
     from jobs.kinds import feature_means
     from jobs.models import load_model
-    if config.device not in DEVICES:
-        raise PlanError(f"unknown device {config.device!r}: choose from {', '.join(DEVICES)}")
+    check_cluster(config.cluster)
     store = Store.open(config.store)
     manifest = store.read_manifest()
     if manifest is None:
@@ -74,48 +65,35 @@ def check(config: FeatureConfig) -> tuple[Store, dict]:
 
 def run_features(config: FeatureConfig, *, stream: TextIO | None = None) -> tuple[str, int]:
     """Compute and write features.parquet; returns (its path, rows)."""
-    import ray
-    from ray.exceptions import RayError, RayTaskError
     store, manifest = check(config)
+    cluster = config.cluster
     out = stream if stream is not None else sys.stdout
     # Only the files holding images of `job` (reading just the job column), each read whole by one actor.
-    files = collections.deque(path for path in store.files(IMAGES) if config.job in set(
-        pq.read_table(path, columns=["job"], filesystem=store.fs).column("job").to_pylist()))
+    files = [path for path in store.files(IMAGES) if config.job in set(
+        pq.read_table(path, columns=["job"], filesystem=store.fs).column("job").to_pylist())]
     if not files:
         raise StoreError(f"{store.uri} holds no {config.job} images to compute features on")
     tables: list[pa.Table] = []
-    progress = Progress(len(files), stream=out, interval=config.progress_every)
+    progress = Progress(len(files), stream=out, interval=cluster.progress_every)
     worker_config = WorkerConfig(store.uri, manifest["model"], config.weights or manifest.get("weights_source",
-                                 "DEFAULT"), threads=max(1, int(config.cpus_per_worker)))
-    with ray_session(config), sigterm_as_interrupt():
-        use_gpu, count = cluster_plan(config, len(files))
-        fleet = Fleet(worker_config, count, use_gpu=use_gpu, cpus=config.cpus_per_worker)
-        owner: dict = {}   # ObjectRef -> (slot, actor generation, file)
-        crashes: collections.Counter = collections.Counter()
+                                 "DEFAULT"), threads=max(1, int(cluster.cpus_per_worker)))
+
+    def on_done(path: str, table: pa.Table) -> tuple:
+        tables.append(table)
+        progress.update(done=1)
+        return ()
+
+    def on_failed(path: str, error: str) -> tuple:
+        raise SweepError(f"feature pass failed on {path}: {error}")
+
+    with ray_session(cluster), sigterm_as_interrupt():
+        use_gpu, count = cluster_plan(cluster, len(files))
+        fleet = Fleet(worker_config, count, use_gpu=use_gpu, cpus=cluster.cpus_per_worker)
         try:
-            while files or owner:
-                for slot in fleet.slots:
-                    while files and sum(1 for s, g, _ in owner.values()
-                                        if s is slot and g == slot.generation) < config.in_flight:
-                        path = files.popleft()
-                        ref = slot.actor.features.remote(path, config.layer, config.maps, config.job)
-                        owner[ref] = (slot, slot.generation, path)
-                ready, _ = ray.wait(list(owner), num_returns=1, timeout=1.0)
-                for ref in ready:
-                    slot, generation, path = owner.pop(ref)
-                    try:
-                        tables.append(ray.get(ref))
-                    except RayTaskError as error:
-                        raise SweepError(f"feature pass failed on {path}: {first_line(error)}") from None
-                    except RayError as error:
-                        if generation == slot.generation:
-                            fleet.replace(slot)
-                        crashes[path] += 1
-                        if crashes[path] >= 3:
-                            raise SweepError(f"workers keep dying on {path}: {first_line(error)}") from None
-                        files.appendleft(path)
-                        continue
-                    progress.update(done=1)
+            dispatch(fleet, files, submit=lambda actor, path: actor.features.remote(path, config.layer, config.maps,
+                                                                                    config.job),
+                     on_done=on_done, on_failed=on_failed, in_flight=cluster.in_flight, max_crashes=3,
+                     tick=progress.update, poll=1.0)
         finally:
             fleet.stop()
             progress.close()

@@ -128,7 +128,8 @@ class Plan:
     @classmethod
     def from_options(cls, options: dict) -> "Plan":
         return cls(tuple(options["jobs"]), tuple(options["classes"]), tuple(tuple(p) for p in options["pairs"]),
-                   tuple(options["variants"]), int(options["seeds"]), int(options["batch_size"]),
+                   tuple(options["variants"]), int(options["seeds"]),
+                   int(options.get("batch_size", 8)),   # a run's setting, kept in options by older stores only
                    tuple(options.get("sources", ())), tuple(options.get("layers", ())),
                    tuple(tuple(p) for p in options.get("interpolate_pairs", ())))
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import importlib
 import socket
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -24,6 +26,12 @@ from sweep.plan import Batch
 from sweep.store import FAILURES, IMAGES, Store, decode_png, failures_table, images_table, item_key
 
 
+CPU_BATCH = 8         # batch on a CPU: beyond a few images per batch a CPU gains nothing, and batches stay short
+AUTO_CAP = 64         # largest automatic GPU batch (placeholder until measured: see benchmarks/bench_engine.py)
+HEADROOM = 0.7        # share of the GPU's free memory an automatic batch may plan to use (the probe is a bare step)
+REPORT_EVERY = 0.5    # seconds between a worker's step reports within a batch
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     """What every actor of a sweep needs to build its state; sent once, at actor creation."""
@@ -33,7 +41,11 @@ class WorkerConfig:
     schedule: object = None          # the run's `jobs.Schedule` (the driver loaded and checked it)
     engine: str = "jobs.kinds:run_batch"  # "module:function" with run_batch's signature (tests plug fakes here)
     threads: int = 1                 # torch CPU threads (the actor's CPU reservation)
-    bf16: bool = False               # bf16 autocast on a GPU (ignored on the CPU)
+    bf16: bool = True                # bf16 autocast on a GPU (ignored on the CPU)
+    channels_last: bool = True       # channels_last memory format on a GPU (ignored on the CPU)
+    compile: bool = False            # torch.compile the network on a GPU (ignored on the CPU)
+    cudnn_benchmark: bool = True     # let cuDNN pick its fastest kernels per shape on a GPU
+    steps: object = None             # a `StepCounter` actor to report steps done within a batch to (None: none)
 
 
 @dataclass(frozen=True)
@@ -42,8 +54,36 @@ class BatchReport:
     index: int
     done: tuple[str, ...]
     failed: tuple[tuple[str, str], ...]   # (key, error)
-    seconds: float
+    seconds: float                        # the whole call: waiting for its turn, rendering, writing
     worker: str
+    render_seconds: float = 0.0           # the engine's time on this batch
+    waited_seconds: float = 0.0           # the actor's render loop idle between the previous batch and this one
+
+
+class StepCounter:
+    """Image-steps done so far within the batches being rendered, reported by the workers (fire and forget) and
+    read by the driver: token -> steps. A Ray actor of its own (no CPU), so that a dying worker loses nothing."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, int] = {}
+
+    def report(self, token: str, steps: int) -> None:
+        self.steps[token] = max(steps, self.steps.get(token, 0))
+
+    def forget(self, tokens) -> None:
+        for token in tokens:
+            self.steps.pop(token, None)
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.steps)
+
+
+def item_steps(schedule, job: str) -> int:
+    """Optimisation steps of one image of `job` under the run's schedule (1 when there is no schedule)."""
+    if schedule is None:
+        return 1
+    for_job = getattr(schedule, "for_job", None)
+    return int((for_job(job) if for_job else schedule).total_iterations)
 
 
 def import_callable(path: str) -> Callable:
@@ -54,7 +94,10 @@ def import_callable(path: str) -> Callable:
 
 def worker_name() -> str:
     """host/node/actor, short: identifies where an image was made (the `worker` column)."""
-    import ray
+    try:
+        import ray
+    except ImportError:            # in-process on a machine without Ray (the GPU benchmark)
+        return f"{socket.gethostname()}/local"
     if not ray.is_initialized():   # used in-process (tests, tools): no node or actor to name
         return f"{socket.gethostname()}/local"
     context = ray.get_runtime_context()
@@ -62,8 +105,56 @@ def worker_name() -> str:
     return f"{socket.gethostname()}/{context.get_node_id()[:8]}/{actor[:8]}"
 
 
+def largest_input(schedule, default: int) -> int:
+    """Side of the largest model input of the schedule: the biggest octave's crop (or whole image) and padding."""
+    octaves = getattr(schedule, "octaves", None) or ()
+    return max([(o.crop or o.size) + 2 * o.pad for o in octaves] or [default])
+
+
+def probe_batch_size(model, side: int, device, *, bf16: bool, channels_last: bool, cap: int = AUTO_CAP,
+                     headroom: float = HEADROOM) -> int:
+    """The largest batch whose forward + input gradient at `side` x `side` fits in `headroom` of the GPU's free
+    memory, at most `cap`: two short steps (batches 2 and 4) tell the fixed and the per-image memory."""
+    import torch
+
+    def peak(batch: int) -> int:
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        x = torch.rand(batch, 3, side, side, device=device)                    # B x 3 x S x S
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x.requires_grad_(True)
+        with torch.enable_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+            out = model(x)
+            (grad,) = torch.autograd.grad(out.float().sum(), x)
+        del out, grad, x
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
+
+    net = model.to(device).eval()
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    try:
+        small, large = peak(2), peak(4)
+    except torch.cuda.OutOfMemoryError:
+        return 1
+    per_image = max((large - small) / 2, 1.0)
+    fixed = max(small - 2 * per_image, 0.0)
+    free, _ = torch.cuda.mem_get_info(device)
+    torch.cuda.empty_cache()
+    return max(1, min(cap, int((free * headroom - fixed) // per_image)))
+
+
 class SweepWorker:
-    """One model replica. Wrapped with `ray.remote(...)` by the driver; also usable in-process in tests."""
+    """One model replica. Wrapped with `ray.remote(...)` by the driver; also usable in-process in tests.
+
+    Overlap: `run` renders under the actor's render lock, then hands the images to the actor's one writer thread
+    (PNG encoding, Parquet write) and waits for its own write before it reports. An actor given two calls at once
+    (`max_concurrency`) thus renders batch k+1 while batch k is written; the writer takes batches in the order they
+    were rendered, a batch's report leaves only once its file is written, and an actor that dies in between takes
+    the batch's call with it (the driver runs the batch again)."""
 
     def __init__(self, config: WorkerConfig) -> None:
         import torch
@@ -71,48 +162,113 @@ class SweepWorker:
         torch.set_num_threads(max(1, config.threads))
         self.config = config
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.on_gpu = self.device.type == "cuda"
         self.model = load_model(config.model, config.weights, device=self.device)
+        if self.on_gpu:
+            torch.backends.cudnn.benchmark = config.cudnn_benchmark
+            if config.compile and hasattr(self.model.net, "compile"):   # nn.Module.compile: torch >= 2.2
+                self.model.net.compile()
         self.run_batch = import_callable(config.engine)
         self.store = Store.open(config.store)
         self.name = worker_name()
         self.sources: dict[str, np.ndarray] = {}   # source images read from the store, once per actor
+        self.render_lock = threading.Lock()         # one render at a time on this actor's device
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="classweep-writer")   # writes in render order
+        self.last_render_end: float | None = None   # perf_counter when the previous render ended
 
     def info(self) -> dict:
         return {"worker": self.name, "device": str(self.device)}
 
-    def run(self, batch: Batch, attempts: tuple[int, ...]) -> BatchReport:
+    def options(self) -> dict:
+        """The speed options in effect on this actor (the ones that change images are recorded per run)."""
+        import torch
+        return {"device": self.device.type,
+                "gpu": torch.cuda.get_device_name(self.device) if self.on_gpu else "",
+                "bf16": self.config.bf16 and self.on_gpu, "channels_last": self.config.channels_last and self.on_gpu,
+                "compile": self.config.compile and self.on_gpu}
+
+    def setup(self, batch_size: int | None = None) -> dict:
+        """This actor's options and the batch size to use: `batch_size`, or on a GPU the probe's largest batch that
+        fits the schedule's largest octave, on a CPU `CPU_BATCH`."""
+        if batch_size is None:
+            if self.on_gpu:
+                side = largest_input(self.config.schedule, self.model.input_size)
+                batch_size = probe_batch_size(self.model, side, self.device, bf16=self.config.bf16,
+                                              channels_last=self.config.channels_last)
+            else:
+                batch_size = CPU_BATCH
+        return {**self.options(), "worker": self.name, "batch_size": batch_size}
+
+    def run(self, batch: Batch, attempts: tuple[int, ...], token: str | None = None) -> BatchReport:
         """Render `batch`, write its images (and failures) to the store, report keys only.
 
-        `attempts[i]` is the try number of `batch.items[i]`; it is recorded with each failure.
+        `attempts[i]` is the try number of `batch.items[i]`; it is recorded with each failure. `token` names this
+        call in the step reports (when the config has a `StepCounter`).
         """
-        from jobs.kinds import JobSpec
         started = time.perf_counter()
+        with self.render_lock:
+            render_started = time.perf_counter()
+            waited = render_started - self.last_render_end if self.last_render_end is not None else 0.0
+            results, errors = self.render(batch, token)
+            self.last_render_end = time.perf_counter()
+            rendering = self.last_render_end - render_started
+            # Submitted under the lock: the writer sees batches in the order they were rendered.
+            written = self.writer.submit(self.write, batch, attempts, results, errors)
+        done, failed = written.result()
+        return BatchReport(batch.index, done, failed, time.perf_counter() - started, self.name,
+                           render_seconds=rendering, waited_seconds=waited)
+
+    def render(self, batch: Batch, token: str | None) -> tuple[list, dict[str, str]]:
+        """The engine's results for `batch` and {key: error} of the items it failed (all of them if it raised)."""
+        from jobs.kinds import JobSpec
         specs = [JobSpec(job=i.job, target=i.target, seed=i.seed, variant=i.variant, partner=i.partner,
                          source=i.source) for i in batch.items]
         try:
-            on_gpu = self.device.type == "cuda"
             sources = self.source_images({spec.source for spec in specs if spec.source})
+            options = {"sources": sources} if sources else {}
+            if self.config.steps is not None and token is not None:
+                options["progress"] = self.step_reporter(batch, token)
             results = self.run_batch(self.model, specs, self.config.schedule, device=self.device,
-                                     autocast_bf16=self.config.bf16 and on_gpu, channels_last=on_gpu,
-                                     **({"sources": sources} if sources else {}))
-            errors = {item_key(r.spec): r.error for r in results if r.error is not None}
+                                     autocast_bf16=self.config.bf16 and self.on_gpu,
+                                     channels_last=self.config.channels_last and self.on_gpu, **options)
+            return results, {item_key(r.spec): r.error for r in results if r.error is not None}
         except Exception as error:  # the engine failed the whole batch: every item records why
-            results = []
-            errors = {key: f"{type(error).__name__}: {error}" for key in batch.keys}
-        images = images_table(results, self.model.class_names, self.name,
-                              total_steps=self.config.schedule.total_iterations if self.config.schedule else -1)
-        if images.num_rows:
-            self.store.write_table(f"{IMAGES}/{batch.name}.parquet", images)
-        done = set(images.column("key").to_pylist())
+            return [], {key: f"{type(error).__name__}: {error}" for key in batch.keys}
+
+    def step_reporter(self, batch: Batch, token: str) -> Callable[[int, int], None]:
+        """The engine's progress callback: image-steps done in this batch, sent to the StepCounter at most every
+        REPORT_EVERY seconds (fire and forget: the render never waits for it)."""
+        steps = len(batch.items) * item_steps(self.config.schedule, batch.items[0].job)
+        last = [time.monotonic()]
+
+        def report(t: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= REPORT_EVERY and total:
+                last[0] = now
+                self.config.steps.report.remote(token, steps * t // total)
+        return report
+
+    def write(self, batch: Batch, attempts: tuple[int, ...], results: list, errors: dict[str, str]
+              ) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+        """On the writer thread: encode and write the batch's images, then its failures; (done keys, failed).
+        A failed image write fails the batch's items (recorded like engine failures)."""
+        try:
+            images = images_table(results, self.model.class_names, self.name,
+                                  total_steps=self.config.schedule.total_iterations if self.config.schedule else -1)
+            if images.num_rows:
+                self.store.write_table(f"{IMAGES}/{batch.name}.parquet", images)
+            done = set(images.column("key").to_pylist())
+        except Exception as error:
+            done = set()
+            errors = {key: f"writing the batch failed: {type(error).__name__}: {error}" for key in batch.keys}
         failed = [(item, attempt, errors.get(item.key) or "the engine returned no result for this item")
                   for item, attempt in zip(batch.items, attempts) if item.key not in done]
         if failed:
             # Named by the batch and its highest try: a re-run of this very call overwrites, a later try adds.
             self.store.write_table(f"{FAILURES}/{batch.name}-a{max(attempts)}.parquet",
                                    failures_table(failed, self.name))
-        return BatchReport(batch.index, tuple(k for k in batch.keys if k in done),
-                           tuple((item.key, error) for item, _, error in failed),
-                           time.perf_counter() - started, self.name)
+        return (tuple(k for k in batch.keys if k in done),
+                tuple((item.key, error) for item, _, error in failed))
 
     def source_images(self, names) -> dict[str, np.ndarray]:
         """name -> pixels of the source images a batch needs, read from the store (where the driver put them, so

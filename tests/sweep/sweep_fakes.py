@@ -66,8 +66,8 @@ def misbehaving_run_batch(model, specs, schedule, **kwargs):
 class DieAfterWriteWorker(SweepWorker):
     """Dies right after writing its first batch's file, before the report reaches the driver."""
 
-    def run(self, batch, attempts):
-        report = super().run(batch, attempts)
+    def run(self, batch, attempts, token=None):
+        report = super().run(batch, attempts, token)
         if _first_time("die-after-write"):
             os._exit(1)
         return report
@@ -85,3 +85,12 @@ def build_store(path, *, classes: str = "0-3", jobs: str = "octave,opposite,addi
     worker.run_batch = engine
     for batch in prepared.plan.batches():
         worker.run(batch, (1,) * len(batch.items))
+
+
+class DieBeforeWriteWorker(SweepWorker):
+    """Dies once after rendering a batch and before writing it (on the writer thread, so the whole actor goes)."""
+
+    def write(self, batch, attempts, results, errors):
+        if _first_time("die-before-write"):
+            os._exit(1)
+        return super().write(batch, attempts, results, errors)

@@ -1,5 +1,6 @@
-"""A simulated two-node cluster (ray.cluster_utils.Cluster, one fake GPU per node): the driver joins it by address
-and the GPU actors, one per GPU, spread the work over both nodes (the `worker` column names the node)."""
+"""A simulated cluster (ray.cluster_utils.Cluster): while it has no GPU, `--device gpu` waits for GPU nodes and gives
+up after `gpu_wait`; with two one-GPU nodes added, the driver joins it by address and the GPU actors, one per GPU,
+spread the work over both nodes (the `worker` column names the node)."""
 from __future__ import annotations
 
 import io
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 
 from sweep.driver import SweepConfig, run_sweep
+from sweep.fleet import ClusterConfig, SweepError
 from sweep.store import IMAGES
 
 ray = pytest.importorskip("ray")
@@ -22,10 +24,9 @@ def two_nodes():
     saved = os.environ.get("PYTHONPATH")
     # The nodes' workers inherit this environment: they must import the project like the driver does.
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), saved or ""])
-    cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 1})
-    node = cluster.add_node(num_cpus=1, num_gpus=1)
+    cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0})
     cluster.wait_for_nodes()
-    yield cluster, node
+    yield cluster, None
     cluster.shutdown()
     if saved is None:
         os.environ.pop("PYTHONPATH", None)
@@ -33,12 +34,27 @@ def two_nodes():
         os.environ["PYTHONPATH"] = saved
 
 
+def test_device_gpu_waits_for_gpu_nodes_and_gives_up(two_nodes, tmp_path):
+    cluster, _ = two_nodes
+    out = io.StringIO()
+    with pytest.raises(SweepError, match="no GPU worker could start in .* --gpu-wait"):
+        run_sweep(SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule="tiny",
+                              jobs="octave", cluster=ClusterConfig(address=cluster.address, device="gpu",
+                                                                   gpu_wait=1.0, progress_every=0.5,
+                                                                   cpus_per_worker=0.5)), stream=out)
+    assert "waiting up to 1s for GPU nodes" in out.getvalue() and not ray.is_initialized()
+
+
 def test_work_spreads_over_both_nodes(two_nodes, tmp_path):
     cluster, _ = two_nodes
+    for _ in range(2):           # the GPU nodes join (the head has none)
+        cluster.add_node(num_cpus=1, num_gpus=1)
+    cluster.wait_for_nodes()
     assert not ray.is_initialized()
     summary = run_sweep(SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule="tiny",
-                                    jobs="octave,opposite", batch_size=2, address=cluster.address,
-                                    cpus_per_worker=0.5), stream=io.StringIO())
+                                    jobs="octave,opposite", batch_size=2,
+                                    cluster=ClusterConfig(address=cluster.address, cpus_per_worker=0.5)),
+                        stream=io.StringIO())
     assert not ray.is_initialized()             # the driver disconnected from the cluster it joined
     assert summary.complete and summary.device == "gpu" and summary.workers == 2
     frame = pd.read_parquet(tmp_path / "s" / IMAGES, columns=["key", "worker"])

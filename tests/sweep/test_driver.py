@@ -17,6 +17,7 @@ import pytest
 import sweep_fakes
 from sweep.driver import SweepConfig, run_sweep
 from sweep.features import FeatureConfig, run_features
+from sweep.fleet import ClusterConfig
 from sweep.store import FAILURES, IMAGES, Store
 
 ray = pytest.importorskip("ray")
@@ -38,9 +39,9 @@ def local_ray(tmp_path_factory):
     ray.shutdown()
 
 
-def config(store, **changes) -> SweepConfig:
+def config(store, in_flight: int = 2, **changes) -> SweepConfig:
     base = dict(store=str(store), model="digits", weights="random", schedule="tiny", batch_size=4,
-                cpus_per_worker=0.5, progress_every=1.0)
+                cluster=ClusterConfig(cpus_per_worker=0.5, progress_every=1.0, in_flight=in_flight))
     return SweepConfig(**{**base, **changes})
 
 
@@ -76,7 +77,7 @@ def test_ten_class_sweep_of_all_jobs_reads_back_with_pandas(full_sweep):
     assert frame.png.map(lambda b: b[:4] == b"\x89PNG").all()
     assert (frame.label == frame.logits.map(np.argmax)).all()
     assert frame.worker.nunique() == 2
-    assert "items (100.0%)" in output
+    assert "items (100.0%)" in output and "steps/s" in output     # progress counts image-steps
     # Resuming a complete store does nothing (and starts no Ray work).
     again = run_sweep(config(store, pairs="random:6"), stream=io.StringIO())
     assert again.done_before == expected and again.workers == 0 and again.complete
@@ -137,8 +138,8 @@ def test_failures_are_retried_recorded_and_reported(tmp_path):
 
 def test_feature_pass_writes_features_parquet(full_sweep):
     store = full_sweep[0]
-    path, rows = run_features(FeatureConfig(store=str(store), layer="block3", maps=(0, 4), cpus_per_worker=0.5,
-                                            progress_every=1.0), stream=io.StringIO())
+    path, rows = run_features(FeatureConfig(store=str(store), layer="block3", maps=(0, 4), cluster=ClusterConfig(
+        cpus_per_worker=0.5, progress_every=1.0)), stream=io.StringIO())
     frame = pd.read_parquet(path)
     assert rows == 10 and list(frame.columns) == ["key", "target", "target_name", "layer", "map_0", "map_4"]
     assert frame.target.tolist() == list(range(10)) and (frame.layer == "block3").all()
@@ -167,3 +168,28 @@ def test_sigterm_stops_cleanly_and_the_next_run_resumes(tmp_path):
     resumed = run_sweep(sweep, stream=io.StringIO())
     assert resumed.done_before == stopped.done and resumed.complete
     assert_exactly_once(store, 20)
+
+
+def test_actor_dying_between_render_and_write_reruns_the_batch(tmp_path):
+    summary = run_sweep(config(tmp_path / "s", jobs="octave", classes="0-7", batch_size=2,
+                               worker="sweep_fakes:DieBeforeWriteWorker"), stream=io.StringIO())
+    assert summary.actors_replaced >= 1 and summary.complete and summary.failed == ()
+    assert_exactly_once(tmp_path / "s", 8)
+
+
+def test_auto_batch_is_recorded_and_a_resume_with_another_batch_size_completes_once(tmp_path):
+    store = tmp_path / "s"
+    first = run_sweep(config(store, jobs="octave", batch_size=None), stream=io.StringIO())
+    manifest = Store.open(str(store)).read_manifest()
+    (run,) = manifest["runs"]
+    rows = [pq.read_metadata(p).num_rows for p in (store / IMAGES).iterdir()]
+    assert first.complete and run["batch_size"] == first.batch_size == max(rows)
+    assert run["batch_size_option"] == "auto" and run["device"] == "cpu" and "batch_size" not in manifest["options"]
+    lost = 0
+    for path in sorted((store / IMAGES).iterdir())[:2]:   # items lost (as if never written): resume with batch 3
+        lost += pq.read_metadata(path).num_rows
+        path.unlink()
+    again = run_sweep(config(store, jobs="octave", batch_size=3), stream=io.StringIO())
+    assert again.complete and again.done_before == 10 - lost and again.batch_size == 3
+    assert [r["batch_size"] for r in Store.open(str(store)).read_manifest()["runs"]] == [run["batch_size"], 3]
+    assert_exactly_once(store, 10)

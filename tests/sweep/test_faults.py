@@ -1,5 +1,5 @@
 """Killing the driver: `sweep run` as a subprocess is SIGKILLed mid-sweep, then interrupted with Ctrl-C (SIGINT),
-then re-run to completion. Every item must land exactly once and every file must be readable."""
+then re-run to completion with another batch size. Every item must land exactly once and every file must be readable."""
 from __future__ import annotations
 
 import os
@@ -19,18 +19,18 @@ ITEMS = 10 * 2 * 2          # octave and opposite, 10 classes, 2 seeds
 BATCHES = ITEMS // 2
 
 
-def command(store: Path) -> list[str]:
+def command(store: Path, batch: int = 2) -> list[str]:
     # The digits preset (slower than tiny) keeps the sweep busy long enough to be killed in the middle.
     return [sys.executable, "-m", "sweep.cli", "run", "--store", str(store), "--model", "digits", "--weights",
-            "random", "--schedule", "digits", "--jobs", "octave,opposite", "--seeds", "2", "--batch-size", "2",
+            "random", "--schedule", "digits", "--jobs", "octave,opposite", "--seeds", "2", "--batch-size", str(batch),
             "--workers", "2"]
 
 
-def start(store: Path) -> subprocess.Popen:
+def start(store: Path, batch: int = 2) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "CLASSWEEP_OFFLINE": "1"}
     # A session of its own: after a SIGKILL we can find and end exactly the Ray processes this run started.
-    return subprocess.Popen(command(store), cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.PIPE,
+    return subprocess.Popen(command(store, batch), cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
@@ -89,8 +89,8 @@ def test_killed_then_interrupted_driver_resumes_exactly_once(tmp_path):
     assert second.returncode == 130, output
     assert "interrupted" in output and f"resuming: {2 * killed_at}/{ITEMS}" in output
     assert len(part_files(store)) < BATCHES
-    # 3. The same command again completes only what is missing.
-    third = start(store)
+    # 3. The same command with another batch size (as after an out-of-memory error) completes only what is missing.
+    third = start(store, batch=3)
     try:
         output, _ = third.communicate(timeout=180)
     finally:

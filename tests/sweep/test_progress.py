@@ -46,3 +46,12 @@ def test_eta_unknown_before_the_first_item_and_durations():
     progress = Progress(10, stream=io.StringIO(), clock=Clock())
     assert "ETA ?" in progress.line()
     assert [format_duration(s) for s in (5, 65, 3700)] == ["5s", "1m05s", "1h01m"]
+
+
+def test_with_work_the_rate_and_eta_count_work_within_items():
+    clock, out = Clock(), io.StringIO()
+    progress = Progress(10, done=2, work_total=1000, work=200, stream=out, interval=10, clock=clock)
+    clock.now = 10
+    progress.update(work=100)                          # no item finished yet, but the bar and ETA move
+    assert progress.done == 2
+    assert progress.line().startswith("2/10 items (30.0%) | 10.00 steps/s | ETA 1m10s")

@@ -1,6 +1,10 @@
 """The worker's batch method, in-process (no Ray): real engine, real files, idempotent re-runs, failures."""
 from __future__ import annotations
 
+import dataclasses
+import threading
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -71,3 +75,103 @@ def test_features_match_the_engine_on_decoded_pngs(tmp_path, worker_factory):
     expected = feature_means(worker.model, images, "block2", [0, 5])
     np.testing.assert_allclose(np.column_stack([table.column("map_0"), table.column("map_5")]), expected,
                                rtol=1e-5)
+
+
+def test_overlapped_calls_render_one_at_a_time_and_write_each_batch_once_in_render_order(tmp_path, worker_factory):
+    """Two calls at once (as a Ray actor with max_concurrency=2 gets them): renders never run together, the writer
+    takes batches in the order they were rendered, and every batch is written exactly once."""
+    worker = worker_factory(tmp_path)
+    events, active, most = [], [0], [0]
+    real_engine, real_write = worker.run_batch, worker.write
+
+    def engine(model, specs, schedule, **kwargs):
+        active[0] += 1
+        most[0] = max(most[0], active[0])
+        events.append(("render", specs[0].target))
+        time.sleep(0.05)
+        active[0] -= 1
+        return real_engine(model, specs, schedule, **kwargs)
+
+    def write(batch, attempts, results, errors):
+        events.append(("write", batch.items[0].target))
+        time.sleep(0.1)                              # a slow writer: the next render goes on meanwhile
+        return real_write(batch, attempts, results, errors)
+
+    worker.run_batch, worker.write = engine, write
+    batches = make_plan(n_classes=10, jobs="octave", classes="all", batch_size=2).batches()
+    reports = {}
+
+    def call(batch):
+        reports[batch.index] = worker.run(batch, (1,) * len(batch.items))
+
+    threads = [threading.Thread(target=call, args=(b,)) for b in batches[:2]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for batch in batches[2:]:                       # and sequentially, as in-process callers do
+        call(batch)
+    assert most[0] == 1
+    renders = [t for kind, t in events if kind == "render"]
+    writes = [t for kind, t in events if kind == "write"]
+    assert writes == renders and sorted(writes) == [b.items[0].target for b in batches]
+    files = sorted(p.name for p in (tmp_path / IMAGES).iterdir())
+    assert files == sorted(f"{b.name}.parquet" for b in batches)
+    frame = pd.read_parquet(tmp_path / IMAGES)
+    assert len(frame) == 10 and frame.key.is_unique
+    assert all(r.render_seconds > 0 and r.waited_seconds >= 0 for r in reports.values())
+
+
+def test_a_failing_write_is_recorded_as_the_batch_failure(tmp_path, worker_factory):
+    worker = worker_factory(tmp_path)
+    real = worker.store.write_table
+
+    class Flaky:      # the store, but writing images/ fails (a full disk, a lost bucket permission)
+        fs = worker.store.fs
+
+        def __getattr__(self, name):
+            return getattr(worker.store, name)
+
+        def write_table(self, relative, table):
+            if relative.startswith(IMAGES):
+                raise OSError("disk full")
+            return real(relative, table)
+
+    worker.store = Flaky()
+    batch = make_plan(n_classes=10, jobs="octave", classes="0-2", batch_size=3).batches()[0]
+    report = worker.run(batch, (1, 1, 1))
+    assert report.done == () and [k for k, _ in report.failed] == list(batch.keys)
+    assert all("writing the batch failed: OSError: disk full" in e for _, e in report.failed)
+    assert not (tmp_path / IMAGES).exists()
+    assert sorted(pd.read_parquet(tmp_path / FAILURES).key) == sorted(batch.keys)
+
+
+def test_setup_on_the_cpu_keeps_a_small_batch_unless_told(tmp_path, worker_factory):
+    from sweep.worker import CPU_BATCH
+    worker = worker_factory(tmp_path)
+    assert worker.setup(None)["batch_size"] == CPU_BATCH and worker.setup(5)["batch_size"] == 5
+    assert worker.setup(None)["device"] == "cpu" and not worker.setup(None)["bf16"]
+
+
+def test_steps_within_a_batch_are_reported_while_it_renders(tmp_path, worker_factory, monkeypatch):
+    import sweep.worker as worker_module
+    from sweep.worker import StepCounter
+    monkeypatch.setattr(worker_module, "REPORT_EVERY", 0.0)
+    counter, seen = StepCounter(), []
+
+    class Handle:                 # stands for the StepCounter actor's handle: `.report.remote(...)`
+        class report:
+            @staticmethod
+            def remote(token, steps):
+                seen.append(steps)
+                counter.report(token, steps)
+
+    worker = worker_factory(tmp_path)
+    worker.config = dataclasses.replace(worker.config, steps=Handle())
+    batch = make_plan(n_classes=10, jobs="octave", classes="0-2", batch_size=3).batches()[0]
+    worker.run(batch, (1, 1, 1), token="t1")
+    total = 3 * worker.config.schedule.total_iterations            # image-steps of the batch
+    assert seen and seen == sorted(seen) and seen[-1] == total and 0 < seen[0] < total
+    assert counter.snapshot() == {"t1": total}
+    counter.forget(["t1"])
+    assert counter.snapshot() == {}

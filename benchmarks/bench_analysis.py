@@ -1,6 +1,6 @@
 """Analysis speed: `analyze` and `figures` on a synthetic 1000-class store (all three jobs, real PNGs, 1000-d logits).
 
-    python benchmarks/analysis.py [--classes 1000] [--pairs 1000] [--image-size 64] [--keep DIR]
+    python benchmarks/bench_analysis.py [--classes 1000] [--pairs 1000] [--image-size 64] [--keep DIR]
 
 Builds the store (not timed), then runs each stage in a fresh Python process so that its peak memory (maxrss) is
 its own: `analyze_store`, then `write_figures` on the analysed store. Goals on the 2-core reference machine:

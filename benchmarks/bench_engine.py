@@ -1,0 +1,264 @@
+"""Engine and worker speed, from one run (on a GPU: every figure of issue 12 in one run, a few minutes on an H100).
+
+(a) the engine's image-iterations per second next to a bare forward + input-gradient loop of the same model,
+    batch and resolution (goal: ratio >= 0.95);
+(b) the engine batched (B = 16, 32, 64) against the articles' one-image-at-a-time loop;
+(c) on CUDA only: the full two-octave GoogLeNet preset at the automatic batch (the worker's memory probe): seconds
+    per class, projected time for 1000 classes (goal <= 3 min on one H100), the articles' one-image loop on the
+    same GPU side by side (goal >= 30x), peak GPU memory;
+(d) the worker (in-process: two calls at a time, as a Ray actor with max_concurrency=2) over several batches,
+    PNG encoding and Parquet writes included: seconds per class and the share of the run the render loop waited
+    (goal < 5%);
+(e) quality of the speed options against float32 on the same seeds: the trained digits model's class images keep
+    label = target with p >= 0.9 (10/10), and GoogLeNet (random weights) final losses after 1, 5 and 20 steps agree
+    within a relative tolerance (printed).
+
+    PYTHONPATH=. python benchmarks/bench_engine.py --model digits --size 32
+    PYTHONPATH=. python benchmarks/bench_engine.py --model googlenet --size 299 --iterations 2
+    PYTHONPATH=. python benchmarks/bench_engine.py --model googlenet --device cuda        # the GPU run
+    PYTHONPATH=. python benchmarks/bench_engine.py --model googlenet --device cuda --compile
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+
+import torch
+from torchvision.transforms import functional as TF
+
+from jobs import objectives as obj
+from jobs.models import load_model
+from jobs.render import generators_for, initial_images, render
+from jobs.schedules import Octave, Schedule, load_schedule
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def one_octave(size: int, iterations: int) -> Schedule:
+    """A single octave at `size` without crops: what (a) and (b) time."""
+    return Schedule(name="bench", octaves=(Octave(size=size, iterations=iterations, lr=(1.5, 1.0),
+                                                  sigma=(2.4, 0.8)),))
+
+
+def time_engine(model, batch: int, schedule: Schedule, device, **options) -> float:
+    """Seconds for the engine to render `batch` class images (classes 0..batch-1 modulo n_classes)."""
+    objectives = [obj.class_logit(j % model.n_classes, schedule.C, absolute=schedule.absolute)
+                  for j in range(batch)]
+    _sync(device)
+    start = time.perf_counter()
+    render(model, objectives, schedule, list(range(batch)), device=device, **options)
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def time_bare(model, batch: int, size: int, iterations: int, device, autocast_bf16=False) -> float:
+    """Seconds for the bare loop: forward, input gradient of sum |200 - logit|, plain step; nothing else."""
+    x = initial_images(one_octave(size, 1), generators_for(range(batch))).to(device)
+    targets = torch.arange(batch, device=device) % model.n_classes
+    rows = torch.arange(batch, device=device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast_bf16 and device.type == "cuda")
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(iterations):
+        x = x.detach().requires_grad_(True)
+        with autocast:
+            logits = model(x)
+        loss = (200.0 - logits.float()[rows, targets]).abs().sum()
+        (grad,) = torch.autograd.grad(loss, x)
+        x = x.detach() - 1.0 * grad
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def time_article_loop(model, images: int, size: int, iterations: int, device) -> float:
+    """Seconds for the articles' loop: one image at a time, forward, input gradient, step, blur."""
+    _sync(device)
+    start = time.perf_counter()
+    for c in range(images):
+        x = initial_images(one_octave(size, 1), generators_for([c])).to(device)   # 1 x 3 x S x S
+        for i in range(iterations):
+            x = x.detach().requires_grad_(True)
+            loss = torch.abs(200 - model(x)[0][c % model.n_classes])
+            loss.backward()
+            x = x.detach() - (1.5 * (iterations - i) / iterations + 1.0 * i / iterations) * x.grad
+            x = TF.gaussian_blur(x, 3, sigma=2.4 * (iterations - i) / iterations + 0.8 * i / iterations)
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def best(measure, repeats: int) -> float:
+    """The fastest of `repeats` runs: other processes sharing the machine only ever slow a run down."""
+    return min(measure() for _ in range(repeats))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="digits", help="digits or a torchvision model (random weights)")
+    parser.add_argument("--size", type=int, default=None, help="image side (default: the model's input size)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=None, help="batch for (a) (default 64, 8 for ImageNet "
+                        "models on CPU)")
+    parser.add_argument("--batches", default="16,32,64", help="batch sizes for (b)")
+    parser.add_argument("--iterations", type=int, default=None, help="timed iterations per measurement")
+    parser.add_argument("--single", type=int, default=None, help="images for the one-at-a-time loop")
+    parser.add_argument("--repeats", type=int, default=3, help="time each measurement this often, keep the best")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--no-bf16", action="store_true", help="CUDA: run in float32")
+    parser.add_argument("--full-batch", type=int, default=None, help="CUDA: batch for the full two-octave preset "
+                        "(default: the worker's automatic batch)")
+    parser.add_argument("--no-channels-last", action="store_true", help="CUDA: keep the default memory format")
+    parser.add_argument("--compile", action="store_true", help="CUDA: torch.compile the network")
+    parser.add_argument("--worker-batches", type=int, default=3, help="(d): batches of the worker run")
+    parser.add_argument("--skip", default="", help="comma list of sections to skip (a,b,c,d,e)")
+    args = parser.parse_args()
+    skip = set(args.skip.split(","))
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.cuda.reset_peak_memory_stats(device)
+    weights = "DEFAULT" if args.model == "digits" else "random"
+    try:
+        model = load_model(args.model, weights, device=device)
+    except Exception:
+        model = load_model(args.model, "random", device=device)
+    size = args.size or model.input_size
+    small = args.model == "digits"
+    batch = args.batch or (64 if small or cuda else 8)
+    iterations = args.iterations or (20 if small else (20 if cuda else 2))
+    options = dict(autocast_bf16=cuda and not args.no_bf16, channels_last=cuda and not args.no_channels_last)
+    if cuda and args.compile and hasattr(model.net, "compile"):
+        model.net.compile()
+    print(f"model {model.name} ({model.weights_id}), {size} px, device {device}"
+          f"{' (' + torch.cuda.get_device_name(device) + ')' if cuda else ''}, torch threads "
+          f"{torch.get_num_threads()}, bf16 {options['autocast_bf16']}, channels_last {options['channels_last']}")
+
+    if "a" in skip and "b" in skip:
+        return extra_sections(args, model, device, options, skip)
+    # warm up (allocator, cudnn autotuning, lazy init)
+    time_engine(model, batch, one_octave(size, 2), device, **options)
+    time_bare(model, batch, size, 2, device, options["autocast_bf16"])
+
+    schedule = one_octave(size, iterations)
+    r = args.repeats
+    engine = batch * iterations / best(lambda: time_engine(model, batch, schedule, device, **options), r)
+    bare = batch * iterations / best(lambda: time_bare(model, batch, size, iterations, device,
+                                                       options["autocast_bf16"]), r)
+    print(f"(a) batch {batch}, {iterations} iterations: engine {engine:.1f} image-it/s, bare forward+input-grad "
+          f"loop {bare:.1f} image-it/s, ratio {engine / bare:.3f} (goal >= 0.95)")
+
+    single_images = args.single or (4 if small else 2)
+    single_iters = max(2, iterations // 2)
+    time_article_loop(model, 1, size, 1, device)
+    single = single_images * single_iters / best(
+        lambda: time_article_loop(model, single_images, size, single_iters, device), r)
+    print(f"(b) one image at a time (articles' loop): {single:.1f} image-it/s")
+    for b in [int(v) for v in args.batches.split(",") if v]:
+        rate = b * iterations / best(lambda: time_engine(model, b, schedule, device, **options), r)
+        print(f"    engine batch {b:3d}: {rate:.1f} image-it/s, {rate / single:.1f}x the one-image loop")
+
+    extra_sections(args, model, device, options, skip)
+
+
+def extra_sections(args, model, device, options, skip) -> None:
+    cuda = device.type == "cuda"
+    if cuda and "c" not in skip:
+        preset_figures(args, model, device, options)
+    if "d" not in skip:
+        worker_figures(args, device, options)
+    if "e" not in skip:
+        quality_figures(device, options)
+
+
+def preset_figures(args, model, device, options) -> None:
+    """(c) the full preset at the automatic batch, the one-image loop beside it, peak memory."""
+    from sweep.worker import largest_input, probe_batch_size
+    preset = load_schedule("googlenet")
+    side = largest_input(preset, model.input_size)
+    b = args.full_batch or probe_batch_size(model, side, device, bf16=options["autocast_bf16"],
+                                            channels_last=options["channels_last"])
+    time_engine(model, b, dataclasses.replace(preset, octaves=tuple(dataclasses.replace(o, iterations=2)
+                                                                   for o in preset.octaves)), device, **options)
+    torch.cuda.reset_peak_memory_stats(device)
+    seconds = time_engine(model, b, preset, device, **options)
+    per_class = seconds / b
+    peak = torch.cuda.max_memory_allocated(device) / 2**30
+    total = torch.cuda.get_device_properties(device).total_memory / 2**30
+    print(f"(c) preset {preset.name} ({preset.total_iterations} iterations, largest input {side} px), "
+          f"{'given' if args.full_batch else 'automatic'} batch {b}: {seconds:.1f} s, {per_class:.3f} s per class, "
+          f"projected 1000 classes: {per_class * 1000 / 60:.2f} min on this GPU (goal <= 3 min); peak GPU memory "
+          f"{peak:.1f} of {total:.0f} GiB")
+    o1, o2 = preset.octaves
+    rates = {}
+    for side in (o1.size, o2.crop or o2.size):
+        time_article_loop(model, 1, side, 2, device)
+        rates[side] = 10 / time_article_loop(model, 1, side, 10, device)
+    loop_seconds = o1.iterations / rates[o1.size] + o2.iterations / rates[o2.crop or o2.size]
+    print(f"    one-image loop on the same GPU: {loop_seconds:.1f} s per class, projected 1000 classes "
+          f"{loop_seconds * 1000 / 3600:.1f} h; engine speed-up {loop_seconds / per_class:.1f}x (goal >= 30x)")
+
+
+def worker_figures(args, device, options) -> None:
+    """(d) the worker over several batches, writes included, two calls at a time (in-process)."""
+    from benchmarks.bench_sweep import run_in_process, wait_share
+    from sweep.plan import make_plan
+    from sweep.worker import SweepWorker, WorkerConfig
+    cuda = device.type == "cuda"
+    name, schedule = ("googlenet", load_schedule("googlenet")) if cuda else ("digits", load_schedule("digits"))
+    with tempfile.TemporaryDirectory() as root:
+        worker = SweepWorker(WorkerConfig(root, name, "random" if cuda else "DEFAULT", schedule,
+                                          bf16=options["autocast_bf16"], channels_last=options["channels_last"],
+                                          compile=args.compile, threads=torch.get_num_threads()))
+        b = worker.setup(args.full_batch)["batch_size"]
+        n_classes = worker.model.n_classes
+        seeds = (b * (args.worker_batches + 1) + n_classes - 1) // n_classes
+        batches = make_plan(n_classes=n_classes, jobs="octave", classes="all", seeds=seeds,
+                            batch_size=b).batches()[:args.worker_batches + 1]
+        worker.run(batches[0], (1,) * len(batches[0].items))        # warm-up batch (kernels, allocator)
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        elapsed, reports = run_in_process(worker, batches[1:], 2)
+        images = sum(len(r.done) for r in reports)
+        peak = f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB" if cuda else ""
+        print(f"(d) worker, {name} preset, batch {b}, {len(reports)} batches ({images} images, PNG + Parquet "
+              f"included): {elapsed:.1f} s, {elapsed / max(images, 1):.3f} s per class, projected 1000 classes "
+              f"{elapsed / max(images, 1) * 1000 / 60:.2f} min; render loop waited {100 * wait_share(reports):.1f}% "
+              f"(goal < 5%){peak}")
+
+
+def quality_figures(device, options) -> None:
+    """(e) the speed options against float32 on the same seeds."""
+    from jobs.kinds import JobSpec, run_batch
+    cuda = device.type == "cuda"
+    digits = load_model("digits", "DEFAULT", device=device)
+    specs = [JobSpec(job="octave", target=c, seed=0) for c in range(10)]
+    for label, opts in (("float32", {}), ("options", options)):
+        if label == "options" and not cuda:
+            continue
+        results = run_batch(digits, specs, load_schedule("digits"), device=device, **opts)
+        good = sum(r.label == r.spec.target and r.target_prob >= 0.9 for r in results)
+        print(f"(e) digits, {label} ({opts or 'float32'}): label = target with p >= 0.9 for {good}/10")
+    if not cuda:
+        return
+    net = load_model("googlenet", "random", device=device)
+    preset = load_schedule("googlenet")
+    objectives = [obj.class_logit(j, preset.C, absolute=preset.absolute) for j in range(4)]
+    for steps in (1, 5, 20):
+        short = dataclasses.replace(preset, octaves=(dataclasses.replace(preset.octaves[0], iterations=steps),))
+        base = render(net, objectives, short, list(range(4)), device=device).losses
+        fast = render(net, objectives, short, list(range(4)), device=device, **options).losses
+        rel = ((fast - base).abs() / base.abs().clamp_min(1e-6)).max().item()
+        print(f"    googlenet (random weights) loss after {steps:2d} steps, options vs float32: max relative "
+              f"difference {rel:.4f} (tolerance 0.02)")
+
+
+if __name__ == "__main__":
+    main()

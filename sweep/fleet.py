@@ -1,0 +1,268 @@
+"""The Ray side of every command that starts workers (`sweep run`, `sweep analyze --features`, and the next ones):
+the Ray session, SIGTERM as Ctrl-C, a fleet of actors in numbered slots, and one dispatch loop.
+
+    session   a local instance is started, or the cluster at `address` is joined (and left again afterwards)
+    fleet     one actor per GPU (`num_gpus=1`), or CPU actors when the cluster has no GPU; a dead actor is replaced
+              in its slot by a new one, and a generation number tells its stale calls from the new actor's
+    dispatch  each actor holds at most `in_flight` tasks; a task whose call raised goes to `on_failed`, a task whose
+              actor died is run again (first in the queue) up to `max_crashes` times, then goes to `on_failed`
+
+No work queue is shared with the actors (a queue's `get()` loses a task when its consumer dies): everything the
+actors hold is known here. What a task is, how it is submitted and what its result means is the caller's: the
+loop only takes tasks, a `submit(actor, task)` and the handlers.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, TextIO
+
+DEVICES = ("auto", "gpu", "cpu")
+
+
+class SweepError(RuntimeError):
+    """The run cannot go on (e.g. every new worker dies at start); the message is one line."""
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Where and how the workers of one command run (shared by `sweep run`, `analyze --features`, ...)."""
+    address: str | None = None          # None: start a local Ray; "auto" or HOST:PORT: join that cluster
+    workers: int | None = None          # actors; None: one per GPU, or one per `cpus_per_worker` CPUs without GPUs
+    device: str = "auto"                # auto: GPU actors if the cluster has GPUs now; gpu: always (autoscaling)
+    cpus_per_worker: float = 1.0        # CPU reservation of each actor (and its torch threads)
+    in_flight: int = 2                  # tasks handed to one actor at a time: one running, one ready to start
+    gpu_wait: float = 600.0             # --device gpu on a cluster without GPUs: seconds to wait for GPU nodes
+    num_cpus: int | None = None         # local Ray only: CPUs to offer (None: all)
+    num_gpus: int | None = None         # local Ray only: GPUs to offer (None: detect; tests fake some)
+    worker_logs: bool = False           # forward the actors' stdout/stderr to the driver
+    progress_every: float | None = None  # seconds between progress lines (None: 0.25 on a terminal, 10 in a log)
+
+
+def check_cluster(cluster: ClusterConfig) -> None:
+    """Refuse what cannot work, before Ray starts: an unknown device, or `--device gpu` on a local Ray of a machine
+    without a GPU (nothing can ever add one to it)."""
+    from sweep.plan import PlanError
+    if cluster.device not in DEVICES:
+        raise PlanError(f"unknown device {cluster.device!r}: choose from {', '.join(DEVICES)}")
+    if cluster.in_flight < 1:
+        raise PlanError(f"in_flight must be at least 1 (got {cluster.in_flight})")
+    if cluster.device == "gpu" and cluster.address is None and not cluster.num_gpus and local_gpus() == 0:
+        import ray
+        if not ray.is_initialized():
+            raise PlanError("--device gpu: this machine has no GPU, and a local Ray cannot gain one "
+                            "(use --device auto or cpu, or --address to join a cluster with GPU nodes)")
+
+
+def local_gpus() -> int:
+    import torch
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def first_line(error: BaseException) -> str:
+    """A one-line description of a (possibly remote, multi-line) error."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    tail = next((l for l in reversed(lines) if not l.startswith(("File ", "^", "~"))), type(error).__name__)
+    return tail[:500]
+
+
+@contextlib.contextmanager
+def ray_session(cluster: ClusterConfig) -> Iterator[bool]:
+    """Use the Ray this process is already connected to, or join `cluster.address`, or start a local instance.
+
+    Yields whether this call started it (and will shut it down).
+    """
+    import ray
+    if ray.is_initialized():
+        yield False
+        return
+    kwargs = {"log_to_driver": cluster.worker_logs, "logging_level": logging.WARNING}
+    if cluster.address:
+        try:
+            ray.init(address=cluster.address, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise SweepError(f"cannot join the Ray cluster at {cluster.address}: {first_line(error)}") from None
+    else:
+        # "local" always starts a fresh instance (never attaches to another process's cluster on this machine).
+        ray.init(address="local", num_cpus=cluster.num_cpus, num_gpus=cluster.num_gpus, include_dashboard=False,
+                 **kwargs)
+    try:
+        yield True
+    finally:
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (e.g. `ray job stop`, a scheduler's kill) stops the run like Ctrl-C: cleanly, resumable."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def cluster_plan(cluster: ClusterConfig, n_tasks: int) -> tuple[bool, int]:
+    """(GPU actors?, how many) from the configuration and the cluster's resources now."""
+    import ray
+    resources = ray.cluster_resources()
+    gpus, cpus = int(resources.get("GPU", 0)), resources.get("CPU", 1)
+    use_gpu = cluster.device == "gpu" or (cluster.device == "auto" and gpus > 0)
+    if cluster.workers:
+        count = cluster.workers
+    elif use_gpu:
+        count = max(gpus, 1)
+    else:
+        count = max(1, int(cpus // max(cluster.cpus_per_worker, 1e-3)))
+    return use_gpu, max(1, min(count, n_tasks))
+
+
+@dataclass
+class Slot:
+    """One actor position and the actor currently in it."""
+    number: int
+    actor: object
+    generation: int = 0                        # bumped on each replacement: tells stale calls from current ones
+
+
+class Fleet:
+    """The actors of one run, each in a numbered slot; a dead actor is replaced in its slot by a new one.
+
+    An actor runs up to `concurrency` calls at once (threads): the worker overlaps one batch's rendering with the
+    previous one's writing, and answers progress questions while it renders."""
+
+    def __init__(self, worker_config, count: int, *, use_gpu: bool, cpus: float,
+                 worker: str = "sweep.worker:SweepWorker", concurrency: int = 1) -> None:
+        import ray
+        from sweep.worker import import_callable
+        self.run_id = uuid.uuid4().hex[:8]
+        # No automatic restarts: the driver replaces a dead actor itself and knows which tasks it held.
+        self.options = {"num_gpus": 1 if use_gpu else 0, "num_cpus": cpus, "max_restarts": 0,
+                        "max_concurrency": max(1, concurrency)}
+        self.use_gpu = use_gpu
+        self.remote = ray.remote(import_callable(worker))
+        self.worker_config = worker_config
+        self.replaced = 0
+        self.slots = [Slot(n, self._start(n, 0)) for n in range(count)]
+
+    def _start(self, number: int, generation: int):
+        name = f"classweep-{self.run_id}-{number}-{generation}"   # findable with ray.util.list_named_actors
+        return self.remote.options(name=name, **self.options).remote(self.worker_config)
+
+    def replace(self, slot: Slot) -> None:
+        import ray
+        with contextlib.suppress(Exception):
+            ray.kill(slot.actor, no_restart=True)
+        slot.generation += 1
+        slot.actor = self._start(slot.number, slot.generation)
+        self.replaced += 1
+
+    def stop(self) -> None:
+        import ray
+        for slot in self.slots:
+            with contextlib.suppress(Exception):
+                ray.kill(slot.actor, no_restart=True)
+
+    def first_ready(self, call: Callable, *, wait_for_gpus: float | None, stream: TextIO, interval: float):
+        """`call(actor)` on the first slot's actor, waited for: the first actor starting (model loaded) is where a
+        run that asks for GPUs the cluster does not have yet waits for the autoscaler. With `wait_for_gpus`
+        seconds, it says so every `interval` seconds and gives up after that long."""
+        import ray
+        from ray.exceptions import RayActorError, RayError, RayTaskError
+        from sweep.progress import format_duration
+        ref = call(self.slots[0].actor)
+        started, deaths = time.monotonic(), 0
+        if wait_for_gpus is not None:
+            print(f"the cluster has no GPU yet: waiting up to {format_duration(wait_for_gpus)} for GPU nodes "
+                  f"(an autoscaler adds them on demand; --gpu-wait sets how long)", file=stream, flush=True)
+        while True:
+            ready, _ = ray.wait([ref], timeout=interval)
+            if ready:
+                try:
+                    return ray.get(ref)
+                except RayTaskError as error:
+                    raise SweepError(f"the first worker failed to start: {first_line(error)}") from None
+                except (RayActorError, RayError) as error:   # it died: a new one in its slot, a few times
+                    deaths += 1
+                    if deaths > 2:
+                        raise SweepError(f"workers keep dying at start: {first_line(error)}") from None
+                    self.replace(self.slots[0])
+                    ref = call(self.slots[0].actor)
+                    continue
+            waited = time.monotonic() - started
+            if wait_for_gpus is None:
+                continue
+            gpus = int(ray.cluster_resources().get("GPU", 0))
+            if waited >= wait_for_gpus:
+                raise SweepError(f"no GPU worker could start in {format_duration(waited)} (the cluster has "
+                                 f"{gpus} GPUs): add GPU nodes, raise --gpu-wait, or use --device auto or cpu")
+            print(f"waiting for GPU nodes: {format_duration(waited)} of {format_duration(wait_for_gpus)}, "
+                  f"cluster GPUs now {gpus}", file=stream, flush=True)
+
+
+def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callable, on_failed: Callable,
+             in_flight: int, max_crashes: int = 3, tick: Callable[[], None] | None = None,
+             poll: float = 1.0) -> None:
+    """Run `tasks` on the fleet until every one is done or given up.
+
+    `submit(actor, task)` -> ObjectRef starts a task; `on_done(task, value)` handles a result and
+    `on_failed(task, error)` a task whose call raised (or whose actors kept dying); both return the tasks to queue
+    again (retries; may be empty). A task whose actor died is run again first, by a new actor in the same slot, up
+    to `max_crashes` times. `tick()` is called at least every `poll` seconds (progress). Raises SweepError when
+    new actors keep dying before finishing anything.
+    """
+    import ray
+    from ray.exceptions import RayError, RayTaskError
+    queue = collections.deque(tasks)
+    owner: dict = {}                          # ObjectRef -> (slot, actor generation, task)
+    crashes: collections.Counter = collections.Counter()   # id(task) -> deaths of the actors holding it
+    deaths_without_progress = 0
+
+    def held(slot: Slot) -> int:
+        return sum(1 for s, g, _ in owner.values() if s is slot and g == slot.generation)
+
+    while queue or owner:
+        for slot in fleet.slots:
+            while queue and held(slot) < in_flight:
+                task = queue.popleft()
+                owner[submit(slot.actor, task)] = (slot, slot.generation, task)
+        ready, _ = ray.wait(list(owner), num_returns=1, timeout=poll)
+        for ref in ready:
+            slot, generation, task = owner.pop(ref)
+            try:
+                value = ray.get(ref)
+            except RayTaskError as error:        # the actor lives, but the call raised (e.g. the store write)
+                crashes.pop(id(task), None)
+                queue.extend(on_failed(task, first_line(error)))
+                continue
+            except RayError as error:            # the actor (or its node) died
+                if generation == slot.generation:
+                    fleet.replace(slot)
+                    deaths_without_progress += 1
+                    if deaths_without_progress > len(fleet.slots) + 2:
+                        raise SweepError(f"workers keep dying before finishing any task: {first_line(error)}")
+                crashes[id(task)] += 1
+                if crashes[id(task)] < max_crashes:
+                    queue.appendleft(task)       # same task: whatever it wrote before the death is overwritten
+                else:
+                    crashes.pop(id(task), None)
+                    queue.extend(on_failed(task, f"worker died while running this task: {first_line(error)}"))
+                continue
+            deaths_without_progress = 0
+            crashes.pop(id(task), None)
+            queue.extend(on_done(task, value))
+        if tick is not None:
+            tick()
