@@ -220,3 +220,35 @@ def render(model: torch.nn.Module, objectives: Sequence[Objective], schedule: Sc
                     progress(t, total)
     return Rendered(x.detach().float().cpu(), errors(failed_at.cpu().tolist(), objectives, total),
                     last_loss.float().cpu(), frames)
+
+
+# -- whether a network takes a schedule's sizes (checked before a sweep starts) ---------------------------------
+@torch.no_grad()
+def takes_size(model: torch.nn.Module, side: int) -> bool:
+    """Whether the network runs on one side x side image (a forward pass on a blank image, on the CPU)."""
+    try:
+        model(torch.full((1, 3, side, side), 0.5))                           # 1 x 3 x side x side
+    except Exception:   # a fixed-size network's assertion, a feature map shrunk to nothing, ...
+        return False
+    return True
+
+
+def fixed_input_size(model) -> Optional[int]:
+    """`model.input_size` when the network accepts that side only (ViT, MaxViT), else None."""
+    return None if takes_size(model, model.input_size + 32) else model.input_size
+
+
+def check_fits(model, schedules, jobs: Sequence[str]) -> None:
+    """ValueError naming the first job whose schedule feeds the network a side it cannot take (the smallest and
+    the largest side each schedule uses are tried)."""
+    tried: dict[int, bool] = {}
+    for job in jobs:
+        schedule = schedules.for_job(job)
+        sizes = schedule.model_input_sizes()
+        for side in dict.fromkeys((sizes[0], sizes[-1])):
+            if side not in tried:
+                tried[side] = takes_size(model, side)
+            if not tried[side]:
+                raise ValueError(f"job {job}: schedule {schedule.name} feeds {model.name} {side}-px images, which it "
+                                 f"cannot take (it was trained at {model.input_size} px); give that job a schedule "
+                                 f"that fits with --job-schedule {job}=PRESET_OR_FILE")

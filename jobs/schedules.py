@@ -389,7 +389,8 @@ class ScheduleSet:
 
     def job_ids(self, jobs: Sequence[str]) -> dict[str, dict[str, str]]:
         """job -> {"schedule": name, "schedule_id": id} for `jobs` (what the manifest records)."""
-        return {job: {"schedule": self.schedule_of(job).name, "schedule_id": self.for_job(job).id} for job in jobs}
+        return {job: {"schedule": self.schedule_of(job).name, "schedule_id": self.for_job(job).id,
+                      "input": self.for_job(job).input} for job in jobs}
 
     @property
     def id(self) -> str:
@@ -405,8 +406,8 @@ def default_schedules(model_name: str, jobs: Sequence[str] = tuple(FAMILIES), *,
     """The default schedule of every job for `model_name`: the demo model runs its own "digits" preset for every
     job; an ImageNet model runs its class preset (googlenet, inception_v3) for class jobs, "dream" for dreams and
     "transfigure" for transfiguration and interpolation. `fixed_size`: the network accepts only this input side
-    (ViT, MaxViT): class jobs run "fixed-224" (its sizes scaled when the side is not 224) and the other jobs get
-    no default (`fits` refuses them until a schedule is given)."""
+    (ViT, MaxViT): every job runs "fixed-224" (its sizes scaled when the side is not 224): the articles' octaves
+    grow the image, which such a network cannot follow."""
     if model_name == "digits":
         return ScheduleSet("digits", load_schedule("digits"))
     if fixed_size is not None:

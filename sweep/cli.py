@@ -112,17 +112,21 @@ def models() -> None:
 @click.option("--layers", multiple=True, help="Dream layer NAME[:maps], e.g. block2 or a+b:0,4 (repeatable, one "
               "dream variant each; default: the model's default dream layer).")
 @click.option("--seeds", type=int, default=1, show_default=True, help="Seeds 0..N-1 per item.")
-@click.option("--schedule", default=None, help="Schedule preset or JSON file (default: the model's preset).")
+@click.option("--schedule", default=None, help="Schedule preset, schedule file or schedule-set file for every job "
+              "(default: the model's preset per job family).")
+@click.option("--job-schedule", "job_schedules", multiple=True, help="JOB=PRESET_OR_FILE: one job's schedule "
+              "(repeatable), e.g. dream=dream.")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Images rendered together.")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True,
               help="Tries per item in this run before it is left in failures/.")
 @cluster_options
 def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants, images, layers, seeds, schedule,
-        batch_size, max_attempts, address, workers, device, cpus_per_worker) -> None:
+        job_schedules, batch_size, max_attempts, address, workers, device, cpus_per_worker) -> None:
     """Generate images for every selected class (resumes an interrupted run of the same command)."""
     config = SweepConfig(store=store, model=model, weights=weights, jobs=jobs, classes=classes, pairs=pairs,
                          interpolate_pairs=interpolate_pairs, variants=variants, images=tuple(images),
-                         layers=tuple(layers), seeds=seeds, schedule=schedule, batch_size=batch_size,
+                         layers=tuple(layers), seeds=seeds, schedule=schedule,
+                         job_schedules=tuple(job_schedules), batch_size=batch_size,
                          address=address, workers=workers, device=device, cpus_per_worker=cpus_per_worker,
                          max_attempts=max_attempts)
     with reported():

@@ -130,22 +130,35 @@ def _article_step(model, x, target, lr, sigma, crop=None, pad=0, blur_crop_only=
     return x.detach()
 
 
+def _lively(model):
+    """torchvision's random GoogLeNet init (std 0.01) makes input gradients vanish (~1e-15): He-initialise the
+    weights so that a step moves the image and the comparison below means something."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in model.net.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * (2 / fan_in) ** 0.5)
+    return model
+
+
 def test_one_googlenet_step_is_the_articles_step_on_raw_pixels():
     """Random-weight GoogLeNet (its own transform_input on, as the hub model): the preset's first step equals the
     article's code on the same `randn/20 + 0.7` image, no mean/std normalisation in between."""
     import dataclasses
-    model = load_model("googlenet", "random", seed=0)
+    from torchvision.transforms import functional as TF
+    model = _lively(load_model("googlenet", "random", seed=0))
     preset = load_schedule("googlenet")
     assert preset.input == "raw" and model.net.transform_input
     one = dataclasses.replace(preset, octaves=(dataclasses.replace(preset.octaves[0], iterations=1),))
     x0 = initial_images(one, generators_for([3, 4]))                     # 2 x 3 x 299 x 299
     expected = _article_step(model.net, x0, 7, 1.5, 2.4)
     out = render(model, [obj.class_logit(7, 200.0, absolute=True)] * 2, one, [3, 4]).images
-    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
+    assert (expected - TF.gaussian_blur(x0, 3, sigma=2.4)).abs().max() > 1e-4   # the gradient moved the image
     with model.input_as("normalized"):   # the other convention is another computation
         other = render(model, [obj.class_logit(7, 200.0, absolute=True)] * 2,
                        dataclasses.replace(one, input="normalized"), [3, 4]).images
-    from torchvision.transforms import functional as TF
     blurred = TF.gaussian_blur(x0, 3, sigma=2.4)                          # what the step adds to it differs
     assert not torch.allclose(other - blurred, expected - blurred, rtol=0.1, atol=0.0)
 
