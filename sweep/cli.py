@@ -209,11 +209,14 @@ def figures(store, out) -> None:
 @click.option("--components", type=click.IntRange(min=1), default=50, show_default=True,
               help="PCA components of the output vectors the direction is fitted in.")
 @click.option("--out", default=None, help="Directory for the figures (default: {store}/figures).")
-def directions(store, groups, start, components, out) -> None:
-    """A direction in the output space separating two groups of images: positions table and figures."""
+@click.option("--method", type=click.Choice(["logistic", "bottleneck"]), default="logistic", show_default=True,
+              help="logistic: logistic regression, two groups; bottleneck: the article's network with a one-unit "
+              "bottleneck, two or more groups.")
+def directions(store, groups, start, components, out, method) -> None:
+    """A direction in the output space separating groups of images: positions table and figures."""
     from analysis.directions import run_directions
     with reported():
-        summary = run_directions(store, groups, start=start, n_components=components, out=out)
+        summary = run_directions(store, groups, start=start, n_components=components, out=out, method=method)
     for line in summary.lines():
         click.echo(line)
 
