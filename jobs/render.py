@@ -240,12 +240,12 @@ def fixed_input_size(model) -> Optional[int]:
 
 def check_fits(model, schedules, jobs: Sequence[str]) -> None:
     """ValueError naming the first job whose schedule feeds the network a side it cannot take (the smallest and
-    the largest side each schedule uses are tried)."""
+    the largest side each schedule uses are tried, and the final image's side, whose logits are stored)."""
     tried: dict[int, bool] = {}
     for job in jobs:
         schedule = schedules.for_job(job)
-        sizes = schedule.model_input_sizes()
-        for side in dict.fromkeys((sizes[0], sizes[-1])):
+        sizes = sorted({*schedule.model_input_sizes(), schedule.final_size})
+        for side in dict.fromkeys((sizes[0], sizes[-1], schedule.final_size)):
             if side not in tried:
                 tried[side] = takes_size(model, side)
             if not tried[side]:

@@ -406,8 +406,8 @@ def default_schedules(model_name: str, jobs: Sequence[str] = tuple(FAMILIES), *,
     """The default schedule of every job for `model_name`: the demo model runs its own "digits" preset for every
     job; an ImageNet model runs its class preset (googlenet, inception_v3) for class jobs, "dream" for dreams and
     "transfigure" for transfiguration and interpolation. `fixed_size`: the network accepts only this input side
-    (ViT, MaxViT): every job runs "fixed-224" (its sizes scaled when the side is not 224): the articles' octaves
-    grow the image, which such a network cannot follow."""
+    (ViT, MaxViT): every job runs "fixed-224" (at that side when it is not 224): the articles' octaves grow the
+    image and crop it, and the final image's logits are stored, none of which such a network can follow."""
     if model_name == "digits":
         return ScheduleSet("digits", load_schedule("digits"))
     if fixed_size is not None:
@@ -420,12 +420,11 @@ def default_schedules(model_name: str, jobs: Sequence[str] = tuple(FAMILIES), *,
 
 
 def scaled_to(schedule: Schedule, side: int) -> Schedule:
-    """`schedule` (written for 224-px models) with every size scaled so that the network sees `side` pixels."""
+    """`schedule` (written for 224-px models) with every octave at `side` pixels, without crops."""
     if side == 224:
         return schedule
-    scale = side / 224
     return dataclasses.replace(schedule, name=f"{schedule.name}@{side}", octaves=tuple(
-        dataclasses.replace(o, size=round(o.size * scale), crop=side if o.crop else None) for o in schedule.octaves))
+        dataclasses.replace(o, size=side, crop=None) for o in schedule.octaves))
 
 
 def schedule_set(base: ScheduleSet, overall: str | Path | None = None,
