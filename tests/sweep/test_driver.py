@@ -167,3 +167,15 @@ def test_sigterm_stops_cleanly_and_the_next_run_resumes(tmp_path):
     resumed = run_sweep(sweep, stream=io.StringIO())
     assert resumed.done_before == stopped.done and resumed.complete
     assert_exactly_once(store, 20)
+
+
+def test_prepare_records_each_jobs_schedule_and_input_convention(tmp_path):
+    """Per-job schedules: the model's defaults, a --job-schedule override, all in the manifest (before Ray)."""
+    from sweep.driver import SweepConfig, prepare
+    prepared = prepare(SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", jobs="octave,dream",
+                                   classes="0-1", sample_images=True, job_schedules=("dream=tiny",)))
+    recorded = prepared.manifest["job_schedules"]
+    assert recorded["octave"] == {"schedule": "digits", "schedule_id": prepared.schedule.for_job("octave").id,
+                                  "input": "normalized"}
+    assert recorded["dream"]["schedule"] == "tiny" and recorded["dream"]["input"] == "raw"
+    assert prepared.manifest["schedule_id"] == prepared.schedule.id and not (tmp_path / "s").exists()
