@@ -116,15 +116,31 @@ def models() -> None:
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Images rendered together.")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True,
               help="Tries per item in this run before it is left in failures/.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (items, batches, image-iterations per job) and the "
+              "store's progress; start nothing, write nothing.")
+@click.option("--calibrate", is_flag=True, help="With the dry run: time a few steps on this machine's device and "
+              "print the projected GPU-hours and wall time for --workers (default 1).")
 @cluster_options
 def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants, images, layers, seeds, schedule,
-        batch_size, max_attempts, address, workers, device, cpus_per_worker) -> None:
+        batch_size, max_attempts, dry_run, calibrate, address, workers, device, cpus_per_worker) -> None:
     """Generate images for every selected class (resumes an interrupted run of the same command)."""
     config = SweepConfig(store=store, model=model, weights=weights, jobs=jobs, classes=classes, pairs=pairs,
                          interpolate_pairs=interpolate_pairs, variants=variants, images=tuple(images),
                          layers=tuple(layers), seeds=seeds, schedule=schedule, batch_size=batch_size,
                          address=address, workers=workers, device=device, cpus_per_worker=cpus_per_worker,
                          max_attempts=max_attempts)
+    if dry_run or calibrate:
+        from sweep.driver import prepare
+        from sweep.preview import calibrate as time_steps, preview
+        with reported():
+            prepared = prepare(config)
+            view = preview(prepared)
+        for line in view.lines():
+            click.echo(line)
+        if calibrate and view.work_left:
+            for line in time_steps(prepared).lines(view, workers or 1):
+                click.echo(line)
+        return
     with reported():
         summary = run_sweep(config)
     for line in summary.lines():
