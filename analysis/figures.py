@@ -1,6 +1,6 @@
 """Every figure of `sweep figures` and `sweep directions`, as a public function: tables (and thumbnails) in, a
-matplotlib `Figure` out (a list of them for paginated figures), so that a notebook can call one, restyle it and
-save it as PNG, SVG or PDF:
+matplotlib `Figure` out (for paginated figures a `Pages` sequence of Figures, each built when indexed), so that a
+notebook can call one, restyle it and save it as PNG, SVG or PDF:
 
     contact_sheets, opposites_grid, additions_grid, source_grid      paginated image grids (100 / 50 cells a page)
     interpolation_strip (+ interpolation_gif, Pillow)                 one interpolation's frames with two logits
@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, Cell, declutter, gif_bytes, grid_figure,
-                              grid_pages, isolation_order, new_figure)
+from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, Cell, Pages, declutter, gif_bytes,
+                              grid_figure, grid_pages, isolation_order, new_figure)
 
 GRID_THUMB = 96          # px, images in the grids
 CONTACT = (10, 10)       # columns x rows per contact-sheet page
@@ -40,7 +40,7 @@ def _flag(value) -> bool | None:
 
 # --- image grids -------------------------------------------------------------------------------------------------
 
-def contact_sheets(classes: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRID_THUMB) -> list[Figure]:
+def contact_sheets(classes: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRID_THUMB) -> Pages:
     """Every class image (`classes` table) with the model's label and probability; red: labelled as another
     class."""
     cells = []
@@ -55,7 +55,7 @@ def contact_sheets(classes: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRID_
 
 
 def opposites_grid(classes: pd.DataFrame, opposites: pd.DataFrame, thumbs: Mapping, *,
-                   thumb: int = GRID_THUMB) -> list[Figure]:
+                   thumb: int = GRID_THUMB) -> Pages:
     """Each class image beside the image minimising its logit, with the opposite by argmax and by margin."""
     class_key = dict(zip(classes["target"], classes["key"]))
     cells = []
@@ -74,7 +74,7 @@ def addition_variants(additions: pd.DataFrame) -> list[str]:
     return variants + sorted(set(additions["variant"]) - set(variants))
 
 
-def additions_grid(additions: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRID_THUMB) -> list[Figure]:
+def additions_grid(additions: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRID_THUMB) -> Pages:
     """Per pair and seed, each variant's image with both classes' ranks (green: the two are the top two)."""
     variants = addition_variants(additions)
     cells = []
@@ -107,7 +107,7 @@ SOURCE_GRIDS = {
 
 
 def source_grid(job: str, rows: pd.DataFrame, sources: Mapping, thumbs: Mapping, names: Sequence[str], *,
-                thumb: int = GRID_THUMB) -> list[Figure]:
+                thumb: int = GRID_THUMB) -> Pages:
     """Images of one job from real images (`rows`: store rows of that job) beside their source photograph
     (`sources`: source name -> thumbnail)."""
     title, legend, _ = SOURCE_GRIDS[job]
@@ -222,7 +222,7 @@ def _page_groups(sizes: Sequence[int]) -> list[list[int]]:
     return pages
 
 
-def graph_pages(nodes: pd.DataFrame, components: pd.DataFrame, *, seed: int = 0) -> list[Figure]:
+def graph_pages(nodes: pd.DataFrame, components: pd.DataFrame, *, seed: int = 0) -> Pages:
     """The nearest-neighbour graph (`graph_nodes` and `graph_components` tables) component by component, one
     Axes each (spring layout with a fixed seed, networkx's matplotlib drawing): an arrow from each class to the
     class most activated by its image; orange: the component's hub; grey: a class without an image of its own."""
@@ -230,8 +230,9 @@ def graph_pages(nodes: pd.DataFrame, components: pd.DataFrame, *, seed: int = 0)
     g = graph_from_tables(nodes)
     members = [list(m) for m in components["members"]]
     groups = _page_groups([len(m) for m in members])
-    figures = []
-    for p, group in enumerate(groups):
+
+    def page(p: int) -> Figure:
+        group = groups[p]
         alone = len(group) == 1 and len(members[group[0]]) >= GRAPH_BIG
         columns = 1 if alone else min(GRAPH_PANELS[0], len(group))
         rows = 1 if alone else math.ceil(len(group) / columns)
@@ -241,8 +242,8 @@ def graph_pages(nodes: pd.DataFrame, components: pd.DataFrame, *, seed: int = 0)
         for k, index in enumerate(group):
             ax = figure.add_subplot(rows, columns, k + 1)
             draw_component(ax, g, index, members[index], seed=seed)
-        figures.append(figure)
-    return figures
+        return figure
+    return Pages(len(groups), page)
 
 
 def draw_component(ax, g: nx.DiGraph, index: int, members: Sequence[int], *, seed: int = 0) -> None:

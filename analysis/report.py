@@ -100,15 +100,19 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     st = open_store(st.uri)   # the analysis may have written tables since
     tables = load_tables(st)
     out = out or join_uri(st.uri, "figures")
-    fs, root = resolve(out)
-    writer = _Writer(fs, root)
-
     classes = tables["classes"]
     opposites = tables.get("opposites")
     additions = tables.get("additions")
     keys = list(classes["key"])
     keys += list(opposites["key"]) if opposites is not None else []
     keys += list(additions["key"]) if additions is not None else []
+    return _write_report(st, summary, tables, keys, _Writer(*resolve(out)), stream)
+
+
+def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_Writer", stream) -> Path:
+    classes = tables["classes"]
+    opposites = tables.get("opposites")
+    additions = tables.get("additions")
     steps = 3 + (opposites is not None) + (additions is not None) + ("pca" in tables) + ("features" in tables) \
         + bool(summary.image_jobs)
     progress = Progress(len(keys) + steps, stream=stream, unit="steps")
@@ -163,7 +167,7 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     writer.text("index.html", _index_html(st, summary, tables, figures, notes, images))
     writer.remove_stale()
     progress.close()
-    return Path(root) / "index.html"
+    return Path(writer.root) / "index.html"
 
 
 def safe_name(text: str) -> str:
@@ -210,17 +214,15 @@ class _Writer:
         return self.images[key]
 
     def figure_files(self, stem: str, figure, *, svg: bool = False) -> tuple[str, ...]:
-        """One matplotlib figure as {stem}.png (and {stem}.svg); closes nothing (figures are not pyplot's)."""
-        files = [self.bytes(f"{stem}.png", drawing.save(figure, "png"))]
-        if svg:
-            files.append(self.bytes(f"{stem}.svg", drawing.save(figure, "svg")))
-        return tuple(files)
+        """One matplotlib figure as {stem}.png (and {stem}.svg)."""
+        formats = ("png", "svg") if svg else ("png",)
+        return tuple(self.bytes(f"{stem}.{fmt}", drawing.save(figure, fmt)) for fmt in formats)
 
     def figure(self, title: str, stem: str, pages, caption: str, *, svg: bool = False) -> ReportFigure:
         """Pages of a paginated figure as {stem}-01.png, {stem}-02.png, ..."""
         files: list[str] = []
-        for i, page in enumerate(pages):
-            files += self.figure_files(f"{stem}-{i + 1:02d}", page, svg=svg)
+        for i in range(len(pages)):   # `Pages` builds each page on access: one page in memory at a time
+            files += self.figure_files(f"{stem}-{i + 1:02d}", pages[i], svg=svg)
         return ReportFigure(title, tuple(files), caption)
 
     def remove_stale(self) -> None:

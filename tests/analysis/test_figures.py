@@ -5,7 +5,6 @@ import pandas as pd
 import pytest
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
-from matplotlib.image import AxesImage
 from matplotlib.text import Annotation
 from PIL import Image
 
@@ -14,7 +13,7 @@ from analysis import figures as fig
 
 
 def _texts(figure: Figure) -> list[str]:
-    return [t.get_text() for ax in figure.axes for t in ax.texts]
+    return [t.get_text() for t in figure.texts] + [t.get_text() for ax in figure.axes for t in ax.texts]
 
 
 def _annotations(ax) -> list[Annotation]:
@@ -82,7 +81,7 @@ def test_graph_pages_draw_every_component_on_its_own_axes():
     assert graph_from_tables(nodes).number_of_edges() == sum(sizes)
     pages = fig.graph_pages(nodes, comps)
     axes = [ax for page in pages for ax in page.axes]
-    assert len(pages) == 1 + 2 and len(axes) == len(sizes)   # the big one alone, then 16 + 3 small ones
+    assert len(pages) == 1 + 2 and len(axes) == len(sizes) and all(isinstance(p, Figure) for p in pages)   # the big one alone, then 16 + 3 small ones
     titles = [ax.get_title() for ax in axes]
     for i, size in enumerate(sizes):
         assert any(t.startswith(f"component {i}: {size} classes") for t in titles)
@@ -99,11 +98,11 @@ def test_grid_pages_paginate_with_one_image_per_page_and_every_line():
     pages = drawing.grid_pages(cells, title="grid", columns=3, rows=4, thumb=40)
     assert len(pages) == 2
     assert pages[0]._suptitle.get_text() == "grid (page 1 of 2)"
-    assert [len([a for a in p.axes[0].get_children() if isinstance(a, AxesImage)]) for p in pages] == [1, 1]
+    assert [len(p.images) for p in pages] == [1, 1] and [len(p.axes) for p in pages] == [0, 0]   # one mosaic
     first = _texts(pages[0])
     assert [t for t in first if t.startswith("cell")] == [f"cell {i}" for i in range(12)]
     assert first.count("missing") == 12                      # every second image is missing
-    mosaic = pages[0].axes[0].get_images()[0].get_array()
+    mosaic = pages[0].images[0].get_array()
     assert tuple(mosaic[12 + 20, 12 + 20]) == (255, 0, 0) and tuple(mosaic[12 + 20, 12 + 44 + 20]) != (255, 0, 0)
 
 
@@ -129,7 +128,13 @@ def test_direction_distribution_has_one_histogram_per_group():
 @pytest.mark.parametrize("fmt, magic", [("png", b"\x89PNG"), ("svg", b"<?xml"), ("pdf", b"%PDF")])
 def test_a_figure_saves_as_png_svg_and_pdf(fmt, magic):
     figure = fig.labelled_scatter([0, 1], [0, 1], ["a", "b"], title="t", xlabel="x", ylabel="y", size=(300, 200))
-    assert drawing.save(figure, fmt).startswith(magic)
+    data = drawing.save(figure, fmt)
+    assert data.startswith(magic)
+    if fmt == "png":
+        import io
+        assert Image.open(io.BytesIO(data)).size == (300, 200)
+    if fmt == "svg":
+        assert b">t</text>" in data   # text stays text
 
 
 @pytest.mark.parametrize("size, side, expected", [((64, 32), 96, (96, 48)), ((300, 300), 96, (96, 96)),
