@@ -1,4 +1,5 @@
 """write_figures: figures, index.html and a page per class, all relative and offline."""
+import io
 import os
 import re
 from pathlib import Path
@@ -171,3 +172,17 @@ def test_keys_with_the_same_safe_name_get_different_files(tmp_path):
     writer = _Writer(*resolve(str(tmp_path / "figures")))
     names = [writer.image_name(k) for k in ("a:b", "a_b", "a/b", "a:b")]
     assert names[0] == "img/a_b.png" and len(set(names[:3])) == 3 and names[3] == names[0]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_figures_progress_is_plain_in_a_log_and_a_bar_on_a_terminal(small_store):
+    log, terminal = io.StringIO(), _Terminal()
+    write_figures(small_store, stream=log)
+    assert "\r" not in log.getvalue() and re.search(r"^\d+/\d+ steps \(100\.0%\)", log.getvalue(), re.M)
+    write_figures(small_store, stream=terminal)
+    last = terminal.getvalue().rstrip("\n").split("\r")[-1]
+    assert "\r" in terminal.getvalue() and "100%|" in last and "0 failed" in last
