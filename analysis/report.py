@@ -30,7 +30,7 @@ from sweep.plan import IMAGE_JOBS
 from sweep.progress import Progress
 from sweep.store import source_file
 
-GRID_THUMB = 96          # px, images in the grids
+GRID_THUMB = fig.GRID_THUMB   # px, images in the grids
 PAGE_THUMB = 256         # px, images written for the HTML pages (never enlarged; the browser scales them)
 DECODE_THREADS = 2       # PNG decoding threads (the reference machine has two cores)
 GIF_FRAME_MS, GIF_HOLD_MS = 250, 1200   # interpolation GIFs: time per frame, and on the final image
@@ -95,7 +95,7 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     runs first when its tables are missing or older than the store's images. Progress goes to `stream` (stderr by
     default): a bar on a terminal, plain lines otherwise.
     """
-    st = store if isinstance(store, Store) else open_store(store)
+    st = open_store(store) if isinstance(store, str) else store
     summary = current_summary(st.uri)
     st = open_store(st.uri)   # the analysis may have written tables since
     tables = load_tables(st)
@@ -213,6 +213,13 @@ class _Writer:
             self.images[key] = name
         return self.images[key]
 
+    def unique_stem(self, stem: str, key: str) -> str:
+        """`stem` (already made safe), or with a hash of `key` added when another key took it in this report."""
+        if stem in self.taken:
+            stem += "-" + hashlib.sha1(str(key).encode()).hexdigest()[:10]
+        self.taken.add(stem)
+        return stem
+
     def figure_files(self, stem: str, figure, *, svg: bool = False) -> tuple[str, ...]:
         """One matplotlib figure as {stem}.png (and {stem}.svg)."""
         formats = ("png", "svg") if svg else ("png",)
@@ -276,12 +283,9 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
 def _feature_figures(features: pd.DataFrame, writer: _Writer) -> list[ReportFigure]:
     if not fig.feature_maps(features):
         return []
-    out, stems = [], set()
+    out = []
     for layer in sorted(set(features["layer"])):
-        stem = f"features-{safe_name(layer)}"
-        if stem in stems:   # two layer names with the same safe form
-            stem += "-" + hashlib.sha1(str(layer).encode()).hexdigest()[:10]
-        stems.add(stem)
+        stem = writer.unique_stem(f"features-{safe_name(layer)}", layer)   # two layers may share a safe name
         files = writer.figure_files(stem, fig.feature_scatter(features, layer), svg=True)
         out.append(ReportFigure(f"Feature embedding ({layer})", files, "Each class image placed by the mean "
                                 "activation of two feature maps (the article's feature latent space)."))
@@ -348,7 +352,7 @@ def _interpolations(part: pd.DataFrame, logits: np.ndarray, sources, thumbs, ful
         final = group[group["frame"] < 0]
         shown = kept if len(kept) else final
         values = logits[shown["row"].to_numpy()]
-        stem = f"interpolation-{a:04d}-{b:04d}-{safe_name(source)}-s{seed}"
+        stem = writer.unique_stem(f"interpolation-{a:04d}-{b:04d}-{safe_name(source)}-s{seed}", source)
         png = writer.figure_files(stem, fig.interpolation_strip(shown, values, sources.get(source), thumbs,
                                                                 names))[0]
         frames = [full[k] for k in shown["key"] if k in full]

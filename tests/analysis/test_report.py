@@ -186,3 +186,11 @@ def test_figures_progress_is_plain_in_a_log_and_a_bar_on_a_terminal(small_store)
     write_figures(small_store, stream=terminal)
     last = terminal.getvalue().rstrip("\n").split("\r")[-1]
     assert "\r" in terminal.getvalue() and "100%|" in last and "0 failed" in last
+
+
+def test_stems_that_collide_after_sanitising_stay_distinct(tmp_path):
+    from analysis.load import resolve
+    from analysis.report import _Writer, safe_name
+    writer = _Writer(*resolve(str(tmp_path / "figures")))
+    stems = [writer.unique_stem(f"features-{safe_name(layer)}", layer) for layer in ("a.b", "a/b", "a b", "../c")]
+    assert stems[0] == "features-a.b" and len(set(stems)) == 4 and "/" not in "".join(stems)
