@@ -3,8 +3,9 @@
     new_figure       a matplotlib Figure of a given pixel size on the Agg canvas (no display, no pyplot state)
     declutter        labels a scatter's points where their text does not overlap (matplotlib's own text extents
                      and `Bbox.count_overlaps`); the others stay unlabelled
-    grid_pages       cells (images + lines of text) on paginated pages: the thumbnails pasted into one mosaic shown
-                     by a single `imshow`, the text as matplotlib text, so a 100-cell page is one Axes
+    grid_pages       cells (images + lines of text) on paginated pages, built page by page (`Pages`): the thumbnails
+                     pasted into one RGBA mosaic drawn by `Figure.figimage` at one pixel per pixel, the captions as
+                     figure texts (a 100-cell page has no Axes and one image)
     save             a Figure as PNG / SVG / PDF bytes
     image helpers    decode, fit_image, thumbnail, png_bytes, gif_bytes (Pillow: the store's PNGs and the GIFs)
 
@@ -131,9 +132,9 @@ def grid_pages(cells: Sequence[Cell], *, title: str, columns: int, rows: int, th
 
 
 def grid_figure(cells: Sequence[Cell], *, title: str, columns: int, thumb: int) -> Figure:
-    """One page of cells, `columns` per row: one Axes showing the mosaic of thumbnails at one screen pixel per image
-    pixel (`Figure.figimage`, no Axes), a figure text per line under each cell; missing images are grey squares
-    marked 'missing'."""
+    """One page of cells, `columns` per row: the mosaic of thumbnails at one screen pixel per image pixel
+    (`Figure.figimage`, no Axes), a figure text per line under each cell; missing images are grey squares marked
+    'missing'."""
     k = max((len(c.images) for c in cells), default=1)
     n_lines = max((len(c.lines) for c in cells), default=0)
     pad, gap, head = 12, 4, 40
@@ -141,23 +142,23 @@ def grid_figure(cells: Sequence[Cell], *, title: str, columns: int, thumb: int) 
     n_rows = max(1, math.ceil(len(cells) / columns))
     width = max(pad + columns * (cell_w + pad), int(len(title) * 7.5) + 2 * pad)
     height = n_rows * (cell_h + pad) + pad
-    mosaic = np.full((height, width, 3), 255, np.uint8)   # H x W x 3
+    mosaic = np.full((height, width, 4), 255, np.uint8)   # H x W x RGBA: drawn as is, without conversion
     missing = []
     for i, cell in enumerate(cells):
         cx, cy = pad + (i % columns) * (cell_w + pad), pad + (i // columns) * (cell_h + pad)
         for j, image in enumerate(cell.images):
             x = cx + j * (thumb + gap)
             if image is None:
-                mosaic[cy:cy + thumb, x:x + thumb] = 241
+                mosaic[cy:cy + thumb, x:x + thumb, :3] = 241
                 missing.append((x + thumb / 2, cy + thumb / 2))
                 continue
             pixels = np.asarray(image.convert("RGB"))[:thumb, :thumb]
             oy, ox = (thumb - pixels.shape[0]) // 2, (thumb - pixels.shape[1]) // 2
-            mosaic[cy + oy:cy + oy + pixels.shape[0], x + ox:x + ox + pixels.shape[1]] = pixels
+            mosaic[cy + oy:cy + oy + pixels.shape[0], x + ox:x + ox + pixels.shape[1], :3] = pixels
     total = height + head
     figure = new_figure(width, total)
     figure.suptitle(title, y=1 - 12 / total, va="top", fontsize=12, color=INK)
-    figure.figimage(mosaic, xo=0, yo=0, origin="upper")   # one screen pixel per mosaic pixel: no resampling
+    figure.figimage(mosaic, xo=0, yo=0, origin="upper", interpolation="nearest")   # one screen pixel per pixel
 
     def at(x: float, y: float) -> tuple[float, float]:    # mosaic pixels (from the top left) -> figure fraction
         return x / width, (height - y) / total
