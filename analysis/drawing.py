@@ -56,10 +56,16 @@ def save(figure: Figure, fmt: str = "png") -> bytes:
             buf = io.BytesIO()
             figure.savefig(buf, format=fmt, dpi=DPI, facecolor="white")
             return buf.getvalue()
-        canvas = FigureCanvasAgg(figure) if not isinstance(figure.canvas, FigureCanvasAgg) else figure.canvas
-        canvas.draw()   # the figure's own facecolor (white unless restyled) is the background
-        rgba = np.asarray(canvas.buffer_rgba())   # H x W x 4
-        return png_bytes(Image.fromarray(rgba[..., :3]))
+        return png_bytes(Image.fromarray(rgb_pixels(figure)))
+
+
+def rgb_pixels(figure: Figure) -> np.ndarray:
+    """The figure drawn on the Agg canvas, as an H x W x 3 uint8 array (a copy; the figure's own facecolor, white
+    unless restyled, is the background)."""
+    canvas = FigureCanvasAgg(figure) if not isinstance(figure.canvas, FigureCanvasAgg) else figure.canvas
+    with matplotlib.rc_context({"text.hinting": "none"}):
+        canvas.draw()
+    return np.array(np.asarray(canvas.buffer_rgba())[..., :3])   # H x W x 3
 
 
 class Pages(Sequence):

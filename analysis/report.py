@@ -9,17 +9,19 @@
 """
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import posixpath
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, TextIO
+from typing import Callable, Iterable, Iterator, TextIO
 
 import numpy as np
 import pandas as pd
 import pyarrow.fs as pafs
+from PIL import Image
 
 from analysis import drawing
 from analysis import figures as fig
@@ -33,6 +35,7 @@ from sweep.store import source_file
 GRID_THUMB = fig.GRID_THUMB   # px, images in the grids
 PAGE_THUMB = 256         # px, images written for the HTML pages (never enlarged; the browser scales them)
 DECODE_THREADS = 2       # PNG decoding threads (the reference machine has two cores)
+WRITE_QUEUE = 64         # files waiting for the writing thread at most (bounds memory)
 GIF_FRAME_MS, GIF_HOLD_MS = 250, 1200   # interpolation GIFs: time per frame, and on the final image
 # Names of what `write_figures` writes under its folder (anything else there is left alone).
 OWNED = ("contact-", "pca.", "graph-", "opposites-", "additions-", "features-", "transfigure-", "interpolation-",
@@ -106,7 +109,8 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     keys = list(classes["key"])
     keys += list(opposites["key"]) if opposites is not None else []
     keys += list(additions["key"]) if additions is not None else []
-    return _write_report(st, summary, tables, keys, _Writer(*resolve(out)), stream)
+    with _Writer(*resolve(out)) as writer:
+        return _write_report(st, summary, tables, keys, writer, stream)
 
 
 def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_Writer", stream) -> Path:
@@ -165,6 +169,7 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     images = {key: writer.image_name(key) for key in thumbs}
     _class_pages(st, summary, tables, writer, images)
     writer.text("index.html", _index_html(st, summary, tables, figures, notes, images))
+    writer.finish()
     writer.remove_stale()
     progress.close()
     return Path(writer.root) / "index.html"
@@ -186,6 +191,8 @@ class _Writer:
         self.written: set[str] = set()
         self.images: dict[str, str] = {}      # store key -> its page image's file name
         self.taken: set[str] = set()
+        self.io = ThreadPoolExecutor(max_workers=1)   # encodes and writes, in order
+        self.pending: collections.deque = collections.deque()
 
     def path(self, name: str) -> str:
         """The full path of `name`, refused when it would leave the output folder."""
@@ -194,10 +201,29 @@ class _Writer:
             raise ValueError(f"refusing to write {name!r} outside {self.root}")
         return path
 
-    def bytes(self, name: str, data: bytes) -> str:
-        write_bytes(self.fs, self.path(name), data)
+    def __enter__(self) -> "_Writer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.io.shutdown(wait=True, cancel_futures=True)
+
+    def later(self, name: str, make: Callable[[], bytes]) -> str:
+        """Write `make()` under `name` on the writing thread (PNG encoding and file writes release the GIL, so they
+        overlap with drawing the next figure); errors come out of `finish`."""
+        path = self.path(name)   # refused now
+        self.pending.append(self.io.submit(lambda: write_bytes(self.fs, path, make())))
         self.written.add(name)
+        while len(self.pending) > WRITE_QUEUE:
+            self.pending.popleft().result()
         return name
+
+    def bytes(self, name: str, data: bytes) -> str:
+        return self.later(name, lambda: data)
+
+    def finish(self) -> None:
+        """Wait for every write (and raise the first error of one)."""
+        while self.pending:
+            self.pending.popleft().result()
 
     def text(self, name: str, text: str) -> str:
         return self.bytes(name, text.encode("utf-8"))
@@ -222,8 +248,9 @@ class _Writer:
 
     def figure_files(self, stem: str, figure, *, svg: bool = False) -> tuple[str, ...]:
         """One matplotlib figure as {stem}.png (and {stem}.svg)."""
-        formats = ("png", "svg") if svg else ("png",)
-        return tuple(self.bytes(f"{stem}.{fmt}", drawing.save(figure, fmt)) for fmt in formats)
+        pixels = drawing.rgb_pixels(figure)   # drawn here; encoded on the writing thread
+        files = (self.later(f"{stem}.png", lambda: drawing.png_bytes(Image.fromarray(pixels))),)
+        return files + ((self.bytes(f"{stem}.svg", drawing.save(figure, "svg")),) if svg else ())
 
     def figure(self, title: str, stem: str, pages, caption: str, *, svg: bool = False) -> ReportFigure:
         """Pages of a paginated figure as {stem}-01.png, {stem}-02.png, ..."""

@@ -152,6 +152,7 @@ def test_file_names_from_crafted_keys_stay_inside_the_figures_folder(tmp_path, k
     assert name.startswith("img/") and name.count("/") == 1 and ".." not in name.split("/")
     written = Path(writer.path(name))
     writer.bytes(name, b"x")
+    writer.finish()
     assert written.exists() and (tmp_path / "figures") in written.resolve().parents
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == [written]
 
@@ -194,3 +195,15 @@ def test_stems_that_collide_after_sanitising_stay_distinct(tmp_path):
     writer = _Writer(*resolve(str(tmp_path / "figures")))
     stems = [writer.unique_stem(f"features-{safe_name(layer)}", layer) for layer in ("a.b", "a/b", "a b", "../c")]
     assert stems[0] == "features-a.b" and len(set(stems)) == 4 and "/" not in "".join(stems)
+
+
+def test_an_error_on_the_writing_thread_comes_out_of_finish(tmp_path):
+    from analysis.load import resolve
+    from analysis.report import _Writer
+
+    def broken() -> bytes:
+        raise OSError("disk full")
+    with _Writer(*resolve(str(tmp_path / "figures"))) as writer:
+        writer.later("a.png", broken)
+        with pytest.raises(OSError, match="disk full"):
+            writer.finish()
