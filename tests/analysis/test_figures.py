@@ -67,8 +67,8 @@ def _graph_tables(sizes):
     for c, size in enumerate(sizes):
         members = list(range(start, start + size))
         for k, n in enumerate(members):
-            rows.append({"node": n, "name": f"n{n}", "neighbour": members[(k + 1) % size], "neighbour_logit": 1.0, "has_image": True,
-                         "component": c, "component_size": size})
+            rows.append({"node": n, "name": f"n{n}", "neighbour": members[(k + 1) % size], "neighbour_logit": 1.0,
+                         "has_image": True, "component": c, "component_size": size})
         comps.append({"component": c, "size": size, "members": members})
         start += size
     return pd.DataFrame(rows), pd.DataFrame(comps)
@@ -81,7 +81,8 @@ def test_graph_pages_draw_every_component_on_its_own_axes():
     assert graph_from_tables(nodes).number_of_edges() == sum(sizes)
     pages = fig.graph_pages(nodes, comps)
     axes = [ax for page in pages for ax in page.axes]
-    assert len(pages) == 1 + 2 and len(axes) == len(sizes) and all(isinstance(p, Figure) for p in pages)   # the big one alone, then 16 + 3 small ones
+    assert len(pages) == 1 + 2 and len(axes) == len(sizes)   # the big one alone, then 16 + 3 small ones
+    assert all(isinstance(p, Figure) for p in pages)
     titles = [ax.get_title() for ax in axes]
     for i, size in enumerate(sizes):
         assert any(t.startswith(f"component {i}: {size} classes") for t in titles)
