@@ -130,7 +130,7 @@ def calibrate(prepared, device: str | None = None) -> Calibration:
     from jobs.models import load_model
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     batch = prepared.plan.batches()[0]
-    schedule = prepared.schedule
+    schedule = prepared.schedule.for_job(batch.items[0].job)   # a batch holds one job: time that job's schedule
 
     def cut(steps: int):
         return dataclasses.replace(schedule, octaves=tuple(dataclasses.replace(o, iterations=min(o.iterations, steps))
@@ -149,4 +149,4 @@ def calibrate(prepared, device: str | None = None) -> Calibration:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    return Calibration(device, len(specs), seconds, len(specs) * octave_cost(timed.for_job(specs[0].job)))
+    return Calibration(device, len(specs), seconds, len(specs) * octave_cost(timed))
