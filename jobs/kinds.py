@@ -32,7 +32,7 @@ import torch
 
 from jobs import objectives as obj
 from jobs.catalog import ALL_JOBS, CLASSLESS, IMAGE_JOBS, JOBS, LAYER_JOBS, PAIRED, VARIANTS  # noqa: F401
-from jobs.render import Progress, render
+from jobs.render import Progress, Trajectory, TrajectoryOptions, render
 from jobs.schedules import Schedule
 
 
@@ -56,6 +56,22 @@ class Frame:
 
 
 @dataclass
+class TrajectoryRecord:
+    """One image's recorded steps (`render(..., trajectory=...)`), T rows: what `sweep run --trajectory` stores.
+    Computed from the outputs the step's forward pass had (on the step's float crop, not on a uint8 image)."""
+    steps: np.ndarray                   # T int32: steps done (state after that many updates)
+    octaves: np.ndarray                 # T int32
+    losses: np.ndarray                  # T float32: the image's loss at that step
+    target_logit: np.ndarray            # T float32 (nan: a job without a target class)
+    target_rank: np.ndarray             # T int32: 1 + classes with a higher output (1: the target is top-1; -1: none)
+    labels: np.ndarray                  # T int32: argmax of the outputs
+    topk_classes: np.ndarray            # T x k int32, highest output first
+    topk_logits: np.ndarray             # T x k float32
+    snapshots: dict = field(default_factory=dict)
+    # step -> (h x w x 3 uint8 image the step cropped from, n_classes float32 outputs at that step)
+
+
+@dataclass
 class JobResult:
     spec: JobSpec
     model: str
@@ -71,6 +87,7 @@ class JobResult:
     seconds: float                      # this image's share of the batch's wall time
     error: Optional[str] = None         # None on success; why the image failed otherwise
     frames: list[Frame] = field(default_factory=list)   # interpolation frames, in order (others: empty)
+    trajectory: Optional[TrajectoryRecord] = None        # with `trajectory=` only (None: not recorded)
 
 
 # -- recipes: spec -> objective -------------------------------------------------------------------------------
@@ -254,13 +271,15 @@ def own_classes(spec: JobSpec) -> tuple[int, ...]:
 
 def run_batch(model, specs: Sequence[JobSpec], schedule, *, device: torch.device | str = "cpu",
               autocast_bf16: bool = False, channels_last: bool = False, progress: Optional[Progress] = None,
-              sources: Optional[Mapping[str, np.ndarray]] = None) -> list[JobResult]:
+              sources: Optional[Mapping[str, np.ndarray]] = None,
+              trajectory: Optional[TrajectoryOptions] = None) -> list[JobResult]:
     """Generate one image per spec in batched renders; results in the order of `specs`.
 
     `schedule`: a `Schedule` or a `ScheduleSet`; each job runs `schedule.for_job(job)`. One forward/backward per
     step for the whole batch; jobs whose schedules differ (the dreams, another preset) form their own render. `sources`: name -> H x W x 3 uint8 real image, for the specs that start from one. A spec
     whose loss or image goes NaN/inf gets a result with `error` set and no image; the rest are unaffected.
-    Invalid specs raise ValueError before any work.
+    `trajectory`: record each image's steps (`JobResult.trajectory`). Invalid specs raise ValueError before any
+    work.
     """
     layer_names = getattr(model, "all_layers", None)   # a `Classifier`'s tappable layers (None: not checked)
     for spec in specs:
@@ -272,7 +291,8 @@ def run_batch(model, specs: Sequence[JobSpec], schedule, *, device: torch.device
     for members in groups.values():
         group = [specs[j] for j in members]
         done = _run_group(model, group, schedule, schedule.for_job(group[0].job), sources or {}, device=device,
-                          autocast_bf16=autocast_bf16, channels_last=channels_last, progress=progress)
+                          autocast_bf16=autocast_bf16, channels_last=channels_last, progress=progress,
+                          trajectory=trajectory)
         for j, result in zip(members, done):
             results[j] = result
     return results  # type: ignore[return-value]
@@ -289,6 +309,8 @@ def _run_group(model, specs: Sequence[JobSpec], schedule, runs: Schedule,
     rendered = render(model, [objective_for(s, runs) for s in specs], runs, [s.seed for s in specs],
                       init=init if any(i is not None for i in init) else None,
                       frame_steps=[frame_steps if s.job == "interpolate" else () for s in specs], **options)
+    recorded = (trajectory_records(rendered.trajectory, specs, options["trajectory"].k)
+                if rendered.trajectory is not None else {})
     device = options["device"]
     images = to_uint8(rendered.images)                                        # B x H x W x 3
     ok = [j for j, e in enumerate(rendered.errors) if e is None]
@@ -308,8 +330,37 @@ def _run_group(model, specs: Sequence[JobSpec], schedule, runs: Schedule,
             continue
         v = logits[row[j]]
         results.append(JobResult(spec, image=images[j], logits=v, **scores(spec, v), error=None,
-                                 frames=frames.get(j, []), **common))
+                                 frames=frames.get(j, []), trajectory=recorded.get(j), **common))
     return results
+
+
+def trajectory_records(recorded: Trajectory, specs: Sequence[JobSpec], k: int = 5) -> dict[int, TrajectoryRecord]:
+    """Per element, its recorded steps: the target's output and rank, the argmax, the loss and the top-k, computed
+    once for the whole batch (T x B x n_classes) from the outputs the render kept."""
+    outputs = recorded.outputs                                                # T x B x C
+    if outputs.shape[-1] == 0:
+        return {}
+    targets = torch.tensor([s.target for s in specs], dtype=torch.long)     # B
+    has_target = targets >= 0
+    picked = outputs.gather(2, targets.clamp(min=0)[None, :, None].expand(outputs.shape[0], -1, 1))[..., 0]  # T x B
+    ranks = 1 + (outputs > picked[..., None]).sum(-1)                         # T x B
+    top = outputs.topk(min(k, outputs.shape[-1]), dim=-1)                     # T x B x k
+    labels = outputs.argmax(-1)                                               # T x B
+    shots = {t: to_uint8(x) for t, x in recorded.snapshots.items()}          # step -> B x h x w x 3
+    steps = recorded.steps.numpy().astype(np.int32)
+    index = {int(t): r for r, t in enumerate(recorded.steps.tolist())}
+    records = {}
+    for j in range(len(specs)):
+        records[j] = TrajectoryRecord(
+            steps=steps, octaves=recorded.octaves.numpy().astype(np.int32),
+            losses=recorded.losses[:, j].numpy().astype(np.float32),
+            target_logit=np.where(has_target[j].item(), picked[:, j].numpy(), np.nan).astype(np.float32),
+            target_rank=np.where(has_target[j].item(), ranks[:, j].numpy(), -1).astype(np.int32),
+            labels=labels[:, j].numpy().astype(np.int32),
+            topk_classes=top.indices[:, j].numpy().astype(np.int32),
+            topk_logits=top.values[:, j].numpy().astype(np.float32),
+            snapshots={t: (shots[t][j], outputs[index[t], j].numpy().astype(np.float32)) for t in shots})
+    return records
 
 
 def _frames(model, snapshots: Mapping[int, Sequence[tuple[int, torch.Tensor]]], device,

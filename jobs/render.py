@@ -14,7 +14,15 @@ This is the octave method of Image generation I ("Jitter using cropped octaves")
             x = pad(x, 1, fill 0.7)              the first octave of googlenet-pad: the image grows
     errors: the elements whose loss or image went NaN/inf
 
-`render` reads as that loop: `start_images`, `enter_octave`, `step`, `errors`.
+`render` reads as that loop: `start_images`, `enter_octave`, `step`, `record`, `errors`.
+
+Trajectories (option `trajectory=TrajectoryOptions(every=N, snapshots=M)`; off by default): every N steps `record`
+keeps the outputs the step's own forward pass already computed (B x n_classes, left on the device: no extra forward
+pass, no synchronisation) and its losses, and every M steps a CPU copy of the images that step cropped from. A
+record at step t is the state after t updates: the image the t-th step started from (after its resize cycle) and the
+network's output on that step's crop (and padding) of it. This is the article's video material (Input generation,
+"InceptionV3 and GoogleNet Compared": "each gradient descent iteration ... with a scatterplot of the activation
+values for each output class at that iteration").
 
 Batch independence. The model is frozen and in eval mode, so batch elements do not interact: the gradient of the
 summed loss with respect to element j is the gradient of loss_j alone, and every random choice (initial noise,
@@ -34,7 +42,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Callable, Collection, Optional, Sequence
+from typing import Callable, Collection, NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -54,6 +62,74 @@ class Rendered:
     losses: Tensor                      # B: each element's loss at the last step it ran (CPU, float32)
     frames: dict[int, list[tuple[int, Tensor]]] = field(default_factory=dict)
     # element -> [(steps done, 3 x h x w CPU snapshot)], for the elements that asked for frames
+    trajectory: Optional["Trajectory"] = None   # the recorded steps, when `render` was given `trajectory`
+
+
+@dataclass(frozen=True)
+class TrajectoryOptions:
+    """What a render records along the way (`sweep run --trajectory every:N[,snapshots:M]`)."""
+    every: int = 10                     # record the outputs every N steps (cost goal: < 5% at N = 10)
+    snapshots: int = 0                  # also keep the images every M steps (0: none); a multiple of `every`
+    k: int = 5                          # top-k outputs stored per recorded step
+
+    def __post_init__(self) -> None:
+        if self.every < 1 or self.snapshots < 0 or self.k < 1:
+            raise ValueError(f"trajectory: every and k must be at least 1 and snapshots at least 0, got {self}")
+        if self.snapshots % self.every:
+            raise ValueError(f"trajectory: snapshots:{self.snapshots} must be a multiple of every:{self.every} "
+                             f"(a snapshot row is a recorded step)")
+
+    @classmethod
+    def parse(cls, text: str) -> "TrajectoryOptions":
+        """`every:N` or `every:N,snapshots:M` (also `k:K`) -> options; ValueError with a one-line reason."""
+        fields: dict[str, int] = {}
+        for part in text.split(","):
+            name, _, value = part.strip().partition(":")
+            if name not in ("every", "snapshots", "k") or not value.strip().isdigit():
+                raise ValueError(f"--trajectory {text!r}: expected every:N[,snapshots:M] with whole numbers")
+            fields[name] = int(value)
+        if "every" not in fields:
+            raise ValueError(f"--trajectory {text!r}: every:N is required")
+        return cls(**fields)
+
+    def as_json(self) -> dict:
+        return {"every": self.every, "snapshots": self.snapshots, "k": self.k}
+
+
+@dataclass
+class Trajectory:
+    """What `render` recorded (CPU tensors): T recorded steps of B elements."""
+    steps: Tensor                       # T long: steps done (the record of step t is the state after t updates)
+    octaves: Tensor                     # T long: the octave each recorded step belongs to
+    outputs: Tensor                     # T x B x n_classes float32: the outputs the objectives read at that step
+    losses: Tensor                      # T x B float32
+    snapshots: dict[int, Tensor]        # step -> B x 3 x h x w float32 image that step cropped from
+
+    def select(self, rows: slice) -> "Trajectory":
+        """The records of some elements (a batch of one runs as two)."""
+        return Trajectory(self.steps, self.octaves, self.outputs[:, rows], self.losses[:, rows],
+                          {t: x[rows] for t, x in self.snapshots.items()})
+
+
+class Recorder:
+    """Keeps a render's trajectory records: outputs stay on the device until the end (no sync per step)."""
+
+    def __init__(self, options: Optional[TrajectoryOptions]) -> None:
+        self.options = options
+        self.steps: list[tuple[int, int]] = []
+        self.outputs: list[Tensor] = []
+        self.losses: list[Tensor] = []
+        self.snapshots: dict[int, Tensor] = {}
+
+    def result(self, n: int, n_classes: int) -> Optional[Trajectory]:
+        if self.options is None:
+            return None
+        steps = torch.tensor([t for t, _ in self.steps], dtype=torch.long)
+        octaves = torch.tensor([o for _, o in self.steps], dtype=torch.long)
+        outputs = (torch.stack(self.outputs).float().cpu() if self.outputs
+                   else torch.empty(0, n, n_classes))                        # T x B x n_classes
+        losses = torch.stack(self.losses).float().cpu() if self.losses else torch.empty(0, n)   # T x B
+        return Trajectory(steps, octaves, outputs, losses, self.snapshots)
 
 
 def initial_images(schedule: Schedule, generators: Sequence[torch.Generator]) -> Tensor:
@@ -117,12 +193,21 @@ class Loop:
     channels_last: bool
 
 
-def step(loop: Loop, x: Tensor, state: OctaveState, i: int, t: int) -> tuple[Tensor, Tensor]:
-    """One gradient step of every element: (images after the step, losses B). Image generation I: the plain
-    step `x -= lr * grad`, then the blur (whole image, or the crop), then the first octave's pad."""
+class Stepped(NamedTuple):
+    """What one step gives back: the images after it, and what it saw on the way (for `record`)."""
+    images: Tensor                      # B x 3 x H x W after the update
+    losses: Tensor                      # B
+    outputs: Tensor                     # B x n_classes (detached): what the objectives read
+    seen: Tensor                        # B x 3 x h x w: the images the step cropped from (before the update)
+
+
+def step(loop: Loop, x: Tensor, state: OctaveState, i: int, t: int) -> Stepped:
+    """One gradient step of every element. Image generation I: the plain step `x -= lr * grad`, then the blur
+    (whole image, or the crop), then the first octave's pad."""
     s, octave = loop.schedule, state.octave
     if octave.cycles and i < octave.cycle_steps and x.shape[-1] != octave.size_at(i):
         x = transforms.resize(octave.size_at(i))(x)                         # B x 3 x c x c (resize cycle)
+    seen = x
     offsets = state.offsets[:, i] if state.offsets is not None else None   # B x 2
     part = transforms.crop(octave.crop)(x, offsets) if offsets is not None else x
     part = part.detach().requires_grad_(True)                               # B x 3 x h x w
@@ -150,7 +235,19 @@ def step(loop: Loop, x: Tensor, state: OctaveState, i: int, t: int) -> tuple[Ten
             x = transforms.pad(octave.pad, s.pad_fill)(x)                   # B x 3 x (H + 2 pad) x (W + 2 pad)
         if s.clamp:
             x = x.clamp(0.0, 1.0)
-    return x, losses.detach()
+    return Stepped(x, losses.detach(), logits.detach(), seen)
+
+
+def record(recorder: Recorder, t: int, octave: int, stepped: Stepped) -> None:
+    """Keep step t's outputs and losses every `every` steps, and its images every `snapshots` steps."""
+    options = recorder.options
+    if options is None or t % options.every:
+        return
+    recorder.steps.append((t, octave))
+    recorder.outputs.append(stepped.outputs.float())                     # B x n_classes, on the device
+    recorder.losses.append(stepped.losses.float())                       # B
+    if options.snapshots and t % options.snapshots == 0:
+        recorder.snapshots[t] = stepped.seen.detach().float().cpu()     # B x 3 x h x w
 
 
 def errors(failed_at: Sequence[int], objectives: Sequence[Objective], total: int) -> list[Optional[str]]:
@@ -164,7 +261,8 @@ def errors(failed_at: Sequence[int], objectives: Sequence[Objective], total: int
 def render(model: torch.nn.Module, objectives: Sequence[Objective], schedule: Schedule, seeds: Sequence[int], *,
            device: torch.device | str = "cpu", autocast_bf16: bool = False, channels_last: bool = False,
            progress: Optional[Progress] = None, init: Optional[Sequence[Optional[Tensor]]] = None,
-           frame_steps: Optional[Sequence[Collection[int]]] = None) -> Rendered:
+           frame_steps: Optional[Sequence[Collection[int]]] = None,
+           trajectory: Optional[TrajectoryOptions] = None) -> Rendered:
     """Optimise B images, image j for `objectives[j]` from `seeds[j]`, following `schedule`.
 
     `device`: where the model and the images live (the model is moved there). `autocast_bf16`, `channels_last`:
@@ -172,6 +270,7 @@ def render(model: torch.nn.Module, objectives: Sequence[Objective], schedule: Sc
     (a 3 x H x W tensor in [0, 1], or None for the schedule's noise), fitted to the first octave's size
     (transfiguration, interpolation and dreams start from real images). `frame_steps`: optional per element
     the steps done (0 .. total) after which to keep a snapshot of the image (interpolation frames).
+    `trajectory`: what to record along the way (`Rendered.trajectory`; None: nothing).
     """
     if len(objectives) != len(seeds):
         raise ValueError(f"render got {len(objectives)} objectives but {len(seeds)} seeds")
@@ -181,9 +280,11 @@ def render(model: torch.nn.Module, objectives: Sequence[Objective], schedule: Sc
         twice = render(model, [objectives[0]] * 2, schedule, [seeds[0]] * 2, device=device,
                        autocast_bf16=autocast_bf16, channels_last=channels_last, progress=progress,
                        init=list(init) * 2 if init is not None else None,
-                       frame_steps=[frame_steps[0], ()] if frame_steps is not None else None)
+                       frame_steps=[frame_steps[0], ()] if frame_steps is not None else None,
+                       trajectory=trajectory)
         return Rendered(twice.images[:1], twice.errors[:1], twice.losses[:1],
-                        {j: f for j, f in twice.frames.items() if j == 0})
+                        {j: f for j, f in twice.frames.items() if j == 0},
+                        twice.trajectory.select(slice(0, 1)) if twice.trajectory is not None else None)
     device = torch.device(device)
     on_cuda = device.type == "cuda"
     model = model.to(device).eval()
@@ -199,6 +300,7 @@ def render(model: torch.nn.Module, objectives: Sequence[Objective], schedule: Sc
     failed_at = torch.full((n,), -1, dtype=torch.long, device=device)      # first failing step per element
     last_loss = torch.full((n,), float("nan"), device=device)
     head = None if schedule.output == "logits" else schedule.output        # e.g. AuxLogits
+    recorder = Recorder(trajectory)
     captured = sorted(set(batch.layers) | ({head} if head else set()))
     with torch.enable_grad(), model.input_as(schedule.input), model.capture(captured) as activations:
         loop = Loop(model, batch, schedule, head, activations,
@@ -208,7 +310,9 @@ def render(model: torch.nn.Module, objectives: Sequence[Objective], schedule: Sc
         for o, octave in enumerate(schedule.octaves):
             x, state = enter_octave(x, o, octave, generators)
             for i in range(octave.iterations):
-                x, losses = step(loop, x, state, i, t)
+                stepped = step(loop, x, state, i, t)
+                record(recorder, t, o, stepped)
+                x, losses = stepped.images, stepped.losses
                 finite = torch.isfinite(losses) & torch.isfinite(x).flatten(1).all(1)
                 failed_at = torch.where((failed_at < 0) & ~finite, t, failed_at)
                 last_loss = torch.where(failed_at < 0, losses, last_loss)
@@ -219,7 +323,7 @@ def render(model: torch.nn.Module, objectives: Sequence[Objective], schedule: Sc
                 if progress is not None:
                     progress(t, total)
     return Rendered(x.detach().float().cpu(), errors(failed_at.cpu().tolist(), objectives, total),
-                    last_loss.float().cpu(), frames)
+                    last_loss.float().cpu(), frames, recorder.result(n, getattr(model, "n_classes", 0)))
 
 
 # -- whether a network takes a schedule's sizes (checked before a sweep starts) ---------------------------------
