@@ -84,6 +84,20 @@ class BatchSize(click.ParamType):
         return number
 
 
+class TrajectoryOption(click.ParamType):
+    """`every:N[,snapshots:M]` -> `jobs.render.TrajectoryOptions`."""
+    name = "every:N[,snapshots:M]"
+
+    def convert(self, value, param, ctx):
+        if value is None or not isinstance(value, str):
+            return value
+        from jobs.render import TrajectoryOptions
+        try:
+            return TrajectoryOptions.parse(value)
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
 class OneLineErrors(click.Group):
     """A group whose usage errors (a bad option value, a missing option) print one `Error: ...` line, like every
     other user error of the command, instead of click's usage block."""
@@ -150,14 +164,18 @@ def models() -> None:
               help="torch.compile the network on GPUs (compiles once per input shape).")
 @click.option("--cudnn-benchmark/--no-cudnn-benchmark", default=True, show_default=True,
               help="Let cuDNN pick its fastest kernels on GPUs.")
+@click.option("--trajectory", type=TrajectoryOption(), default=None,
+              help="Record each image's generation: every:N keeps the target's output and rank, the argmax, the "
+              "loss and the top-5 outputs every N steps; every:N,snapshots:M also the image (PNG) and all outputs "
+              "every M steps. Stored in {store}/trajectories/ (default: off).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (items, batches, image-iterations per job) and the "
               "store's progress; start nothing, write nothing.")
 @click.option("--calibrate", is_flag=True, help="With the dry run: time a few steps on this machine's device and "
               "print the projected GPU-hours and wall time for --workers (default 1).")
 @cluster_options
 def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants, images, layers, seeds, schedule,
-        job_schedules, batch_size, max_attempts, bf16, channels_last, compile_, cudnn_benchmark, dry_run, calibrate,
-        address, workers, device, cpus_per_worker, gpu_wait) -> None:
+        job_schedules, batch_size, max_attempts, bf16, channels_last, compile_, cudnn_benchmark, trajectory, dry_run,
+        calibrate, address, workers, device, cpus_per_worker, gpu_wait) -> None:
     """Generate images for every selected class (resumes an interrupted run of the same command)."""
     config = SweepConfig(store=store, model=model, weights=weights, jobs=jobs, classes=classes, pairs=pairs,
                          interpolate_pairs=interpolate_pairs, variants=variants, images=tuple(images),
@@ -165,7 +183,7 @@ def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants
                          job_schedules=tuple(job_schedules), batch_size=batch_size,
                          cluster=cluster_config(address, workers, device, cpus_per_worker, gpu_wait),
                          max_attempts=max_attempts, bf16=bf16, channels_last=channels_last, compile=compile_,
-                         cudnn_benchmark=cudnn_benchmark)
+                         cudnn_benchmark=cudnn_benchmark, trajectory=trajectory)
     if dry_run or calibrate:
         from sweep.driver import prepare
         from sweep.preview import calibrate as time_steps, preview

@@ -57,6 +57,7 @@ class SweepConfig:
     interpolate_pairs: str | None = None   # interpolation pairs, as `pairs`; None: the `pairs` selection
     schedule: str | None = None         # preset name or JSON file for every job; None: the model's defaults
     job_schedules: tuple[str, ...] = ()  # "JOB=PRESET_OR_FILE" overrides, one job each (after `schedule`)
+    trajectory: object = None           # `jobs.render.TrajectoryOptions`: record each image's steps; None: off
     batch_size: int | None = None       # items rendered together; None: auto (GPU: memory probe; CPU: CPU_BATCH)
     cluster: ClusterConfig = ClusterConfig()   # where the workers run (address, workers, device, in_flight, ...)
     max_attempts: int = 3               # tries per item in one run; items still failing stay in failures/
@@ -210,6 +211,8 @@ def prepare(config: SweepConfig) -> Prepared:
     schedule = prepare_schedules(config, model, plan.jobs)
     sources = {name: sources[name] for name in plan.sources}   # none when no image job runs
     options = {k: v for k, v in plan.options().items() if k not in RUN_OPTIONS}   # the batch size is the run's
+    if config.trajectory is not None:   # what the store holds (trajectories/); absent when off, as in older stores
+        options["trajectory"] = config.trajectory.as_json()
     manifest = new_manifest(model=model.name, weights=model.weights_id, weights_source=config.weights,
                             schedule=schedule.name, schedule_id=schedule.id, class_names=model.class_names,
                             options=options, sources={name: source_hash(p) for name, p in sources.items()},
@@ -400,7 +403,8 @@ def execute(prepared: Prepared, *, stream: TextIO | None = None) -> SweepSummary
             worker_config = WorkerConfig(store.uri, config.model, config.weights, schedule, config.engine,
                                          threads=max(1, int(cluster.cpus_per_worker)), bf16=config.bf16,
                                          channels_last=config.channels_last, compile=config.compile,
-                                         cudnn_benchmark=config.cudnn_benchmark, steps=counter)
+                                         cudnn_benchmark=config.cudnn_benchmark, steps=counter,
+                                         trajectory=config.trajectory)
             # The actor runs up to `in_flight` calls at once: one renders while the previous one is written.
             fleet = Fleet(worker_config, count, use_gpu=use_gpu, cpus=cluster.cpus_per_worker, worker=config.worker,
                           concurrency=cluster.in_flight)

@@ -4,6 +4,8 @@
 {store}/manifest.json          what the store holds (model, weights, schedule, options, package version)
 {store}/images/part-*.parquet  one file per engine batch: one row per generated image (`images_schema`), and
                                for an interpolation one more row per kept frame (key `{item key}#frame{k}`)
+{store}/trajectories/part-*.parquet  with `sweep run --trajectory`: one row per image and recorded step
+                               (`trajectories_schema`), named like the batch's images file, written just before it
 {store}/sources/NAME.png       the real images the image jobs start from, written once by the driver (workers on
                                any node read them from here; the manifest keeps a hash of each)
 {store}/failures/*.parquet     one row per failed attempt (FAILURE_SCHEMA)
@@ -38,6 +40,7 @@ import pyarrow.parquet as pq
 
 FORMAT = 1
 IMAGES, FAILURES, ANALYSIS, SOURCES = "images", "failures", "analysis", "sources"
+TRAJECTORIES = "trajectories"
 FRAME_SUFFIX = "#frame"               # an interpolation frame's key: f"{item key}#frame{k}"
 FRAME_KEY = re.compile(re.escape(FRAME_SUFFIX) + r"\d+$")
 MANIFEST = "manifest.json"
@@ -74,6 +77,49 @@ def images_schema(n_classes: int) -> pa.Schema:
         ("frame", pa.int32()),        # -1: a job's final image; 0..F-1: an interpolation's kept frames
         ("step", pa.int32()),         # optimisation steps done when the image was taken (final image: all)
     ])
+
+
+def trajectories_schema(k: int, n_classes: int) -> pa.Schema:
+    """Columns of `trajectories/`: one row per image and recorded step (`sweep run --trajectory every:N`). A row
+    of step t is the state after t updates: the outputs the t-th step's forward pass computed on its crop."""
+    return pa.schema([
+        ("key", pa.string()), ("job", pa.string()), ("target", pa.int32()),
+        ("step", pa.int32()), ("octave", pa.int32()),
+        ("target_logit", pa.float32()),   # null for a job without a target class (dream)
+        ("target_rank", pa.int32()),      # 1 + classes with a higher output (1: top-1); null without a target
+        ("label", pa.int32()),            # argmax of the outputs
+        ("loss", pa.float32()),
+        ("topk_classes", pa.list_(pa.int32(), k)), ("topk_logits", pa.list_(pa.float32(), k)),   # highest first
+        ("logits", pa.list_(pa.float32(), n_classes)),   # all outputs, on snapshot rows only (null elsewhere)
+        ("png", pa.binary()),             # the image the step cropped from (uint8 PNG), on snapshot rows only
+    ])
+
+
+def trajectories_table(results: Sequence, n_classes: int) -> pa.Table:
+    """The recorded steps of successful `jobs.JobResult`s (those with a `trajectory`) -> a `trajectories/` table."""
+    recorded = [r for r in results if r.error is None and getattr(r, "trajectory", None) is not None]
+    k = recorded[0].trajectory.topk_classes.shape[1] if recorded else 5
+    schema = trajectories_schema(k, n_classes)
+    columns: dict[str, list] = {name: [] for name in schema.names}
+    for r in recorded:
+        t, key, has_target = r.trajectory, item_key(r.spec), r.spec.target >= 0
+        for row, step in enumerate(t.steps.tolist()):
+            shot = t.snapshots.get(step)
+            columns["key"].append(key)
+            columns["job"].append(r.spec.job)
+            columns["target"].append(r.spec.target if has_target else None)
+            columns["step"].append(step)
+            columns["octave"].append(int(t.octaves[row]))
+            columns["target_logit"].append(float(t.target_logit[row]) if has_target else None)
+            columns["target_rank"].append(int(t.target_rank[row]) if has_target else None)
+            columns["label"].append(int(t.labels[row]))
+            columns["loss"].append(float(t.losses[row]))
+            columns["topk_classes"].append(t.topk_classes[row].tolist())
+            columns["topk_logits"].append(t.topk_logits[row].tolist())
+            columns["logits"].append(shot[1].tolist() if shot is not None else None)
+            columns["png"].append(encode_png(shot[0]) if shot is not None else None)
+    return pa.table({name: pa.array(values, type=schema.field(name).type) for name, values in columns.items()},
+                    schema=schema)
 
 
 FAILURE_SCHEMA = pa.schema([

@@ -23,7 +23,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sweep.plan import Batch
-from sweep.store import FAILURES, IMAGES, Store, decode_png, failures_table, images_table, item_key
+from sweep.store import FAILURES, IMAGES, TRAJECTORIES, Store, decode_png, failures_table, images_table, item_key, \
+    trajectories_table
 
 
 CPU_BATCH = 8         # batch on a CPU: beyond a few images per batch a CPU gains nothing, and batches stay short
@@ -46,6 +47,7 @@ class WorkerConfig:
     compile: bool = False            # torch.compile the network on a GPU (ignored on the CPU)
     cudnn_benchmark: bool = True     # let cuDNN pick its fastest kernels per shape on a GPU
     steps: object = None             # a `StepCounter` actor to report steps done within a batch to (None: none)
+    trajectory: object = None        # `jobs.render.TrajectoryOptions` to record steps with (None: off)
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,8 @@ class SweepWorker:
         try:
             sources = self.source_images({spec.source for spec in specs if spec.source})
             options = {"sources": sources} if sources else {}
+            if self.config.trajectory is not None:
+                options["trajectory"] = self.config.trajectory
             if self.config.steps is not None and token is not None:
                 options["progress"] = self.step_reporter(batch, token)
             results = self.run_batch(self.model, specs, self.config.schedule, device=self.device,
@@ -250,9 +254,14 @@ class SweepWorker:
 
     def write(self, batch: Batch, attempts: tuple[int, ...], results: list, errors: dict[str, str]
               ) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
-        """On the writer thread: encode and write the batch's images, then its failures; (done keys, failed).
-        A failed image write fails the batch's items (recorded like engine failures)."""
+        """On the writer thread: encode and write the batch's trajectories (when recorded), then its images, then its
+        failures; (done keys, failed). Trajectories go first, so that an image row implies its trajectory is
+        there; both files are named by the batch, so a re-run overwrites them (exactly once). A failed write fails
+        the batch's items (recorded like engine failures)."""
         try:
+            trajectories = trajectories_table(results, len(self.model.class_names))
+            if trajectories.num_rows:
+                self.store.write_table(f"{TRAJECTORIES}/{batch.name}.parquet", trajectories)
             # A batch holds one job, so one step count: that job's own schedule's (not the longest of the set).
             steps = item_steps(self.config.schedule, batch.items[0].job) if self.config.schedule else -1
             images = images_table(results, self.model.class_names, self.name, total_steps=steps)

@@ -1,0 +1,106 @@
+"""`sweep run --trajectory`: the worker writes trajectories/ with the batch (before its images), exactly once."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from jobs.render import TrajectoryOptions
+from jobs.schedules import load_schedule
+from sweep.cli import main
+from sweep.driver import SweepConfig, prepare, run_sweep
+from sweep.fleet import ClusterConfig
+from sweep.plan import make_plan
+from sweep.store import IMAGES, TRAJECTORIES, ManifestMismatch, Store, decode_png
+from sweep.worker import SweepWorker, WorkerConfig
+
+HERE = Path(__file__).parent
+EVERY = TrajectoryOptions(every=1, snapshots=2)
+
+
+def worker(store, trajectory=EVERY, engine="jobs.kinds:run_batch"):
+    return SweepWorker(WorkerConfig(str(store), "digits", "random", load_schedule("tiny"), engine,
+                                    trajectory=trajectory))
+
+
+def test_worker_writes_one_trajectory_row_per_image_and_step_and_reruns_overwrite(tmp_path):
+    batch = make_plan(n_classes=10, jobs="octave", classes="0-2", batch_size=3).batches()[0]
+    w = worker(tmp_path)
+    w.run(batch, (1, 1, 1))
+    first = (tmp_path / TRAJECTORIES / f"{batch.name}.parquet").stat().st_mtime_ns
+    w.run(batch, (1, 1, 1))                                  # the driver re-runs a batch whose report was lost
+    assert sorted(p.name for p in (tmp_path / TRAJECTORIES).iterdir()) == [f"{batch.name}.parquet"]
+    assert (tmp_path / TRAJECTORIES / f"{batch.name}.parquet").stat().st_mtime_ns >= first
+    rows = pd.read_parquet(tmp_path / TRAJECTORIES)
+    assert sorted(set(rows.key)) == sorted(batch.keys) and not rows.duplicated(["key", "step"]).any()
+    assert rows.groupby("key").step.apply(list).map(lambda s: sorted(s) == [0, 1, 2, 3]).all()
+    assert (rows.octave == (rows.step >= 2)).all()           # tiny: 2 steps per octave
+    assert (rows.target_rank >= 1).all() and rows.topk_classes.map(len).eq(5).all()
+    snaps = rows[rows.png.notna()]
+    assert sorted(set(snaps.step)) == [0, 2] and snaps.logits.map(len).eq(10).all()
+    assert rows[rows.png.isna()].logits.isna().all()
+    assert decode_png(snaps.png.iloc[0]).shape in {(32, 32, 3), (40, 40, 3)}
+    top1 = rows.topk_classes.map(lambda c: int(c[0]))
+    assert (top1 == rows.label).all() and ((rows.target_rank == 1) == (rows.label == rows.target)).all()
+
+
+def test_trajectories_are_written_before_images(tmp_path, monkeypatch):
+    order = []
+    original = Store.write_table
+    monkeypatch.setattr(Store, "write_table", lambda self, rel, table: (order.append(rel.split("/")[0]),
+                                                                        original(self, rel, table))[1])
+    batch = make_plan(n_classes=10, jobs="octave", classes="3-4", batch_size=2).batches()[0]
+    worker(tmp_path).run(batch, (1, 1))
+    assert order == [TRAJECTORIES, IMAGES]
+
+
+def test_without_the_option_no_trajectories_are_written(tmp_path):
+    batch = make_plan(n_classes=10, jobs="octave", classes="5", batch_size=1).batches()[0]
+    worker(tmp_path, trajectory=None).run(batch, (1,))
+    assert (tmp_path / IMAGES).exists() and not (tmp_path / TRAJECTORIES).exists()
+
+
+def test_the_option_is_recorded_in_the_manifest_and_a_run_without_it_is_refused(tmp_path):
+    store = tmp_path / "s"
+    base = dict(store=str(store), model="digits", weights="random", schedule="tiny", jobs="octave", classes="0-1")
+    prepared = prepare(SweepConfig(**base, trajectory=TrajectoryOptions(every=10, snapshots=50)))
+    assert prepared.manifest["options"]["trajectory"] == {"every": 10, "snapshots": 50, "k": 5}
+    assert "trajectory" not in prepare(SweepConfig(**base)).manifest["options"]
+    Store.open(str(store)).write_manifest(prepared.manifest)
+    with pytest.raises(ManifestMismatch, match="trajectory"):
+        prepare(SweepConfig(**base))
+
+
+@pytest.mark.parametrize("value", ["every:0", "every:3,snapshots:4", "sometimes"])
+def test_bad_trajectory_option_is_one_line_and_writes_nothing(tmp_path, value):
+    result = CliRunner().invoke(main, ["run", "--store", str(tmp_path / "s"), "--model", "digits", "--weights",
+                                       "random", "--trajectory", value])
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "Error:" in result.output
+    assert "--trajectory" in result.output and not (tmp_path / "s").exists()
+
+
+def test_resume_with_trajectories_lands_every_row_once(tmp_path):
+    ray = pytest.importorskip("ray")
+    path = os.pathsep.join([str(HERE), str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")])
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": path, "CLASSWEEP_OFFLINE": "1"}})
+    try:
+        store = tmp_path / "s"
+        config = SweepConfig(store=str(store), model="digits", weights="random", schedule="tiny", jobs="octave",
+                             classes="0-5", batch_size=2, trajectory=TrajectoryOptions(every=2),
+                             cluster=ClusterConfig(cpus_per_worker=1.0, workers=1, progress_every=1.0))
+        assert run_sweep(config, stream=io.StringIO()).complete
+        lost = sorted((store / IMAGES).iterdir())[0]           # a batch whose images never landed
+        lost.unlink()
+        again = run_sweep(config, stream=io.StringIO())
+        assert again.complete and again.done_before == 4
+    finally:
+        ray.shutdown()
+    images = pd.read_parquet(store / IMAGES, columns=["key"])
+    rows = pd.read_parquet(store / TRAJECTORIES, columns=["key", "step"])
+    assert len(images) == 6 and images.key.is_unique
+    assert set(rows.key) == set(images.key) and len(rows) == 6 * 2 and not rows.duplicated().any()
