@@ -4,6 +4,7 @@
                          -> octave representatives -> classes, PCA, nearest-neighbour graph
                          -> opposite images        -> opposites (+ summary)
                          -> addition images        -> additions (+ summary)
+                         -> recorded trajectories  -> stability (+ summary), when the run recorded them
     -> Parquet tables, graph.graphml, summary.json (atomic writes)
 
 `analyze_store` is what `sweep analyze` calls. Tables a store cannot have (no opposite images, say) are not
@@ -22,6 +23,7 @@ from analysis import graph as graph_mod
 from analysis.coverage import coverage
 from analysis.load import Rows, read_rows, representatives, require_job
 from analysis.projection import pca_tables
+from analysis.stability import read_trajectories, stability_summary, stability_table
 from analysis.tables import (METRICS, additions_summary, additions_table, classes_table, opposites_summary,
                              opposites_table)
 from jobs.catalog import CLASSLESS, IMAGE_JOBS
@@ -31,7 +33,8 @@ SUMMARY_FILE = "summary.json"
 # Every file the stage may write (names under {store}/analysis/).
 TABLE_FILES = ("classes.parquet", "opposites.parquet", "opposites_summary.parquet", "additions.parquet",
                "additions_summary.parquet", "pca.parquet", "pca_variance.parquet", "graph_nodes.parquet",
-               "graph_components.parquet", "graph_cliques.parquet", "graph.graphml")
+               "graph_components.parquet", "graph_cliques.parquet", "stability.parquet",
+               "stability_summary.parquet", "graph.graphml")
 
 
 @dataclass
@@ -54,6 +57,7 @@ class AnalysisSummary:
     largest_components: list[int] = field(default_factory=list)
     cliques_over_two: int = 0
     image_jobs: dict = field(default_factory=dict)   # job from a real image -> {images, on_target}
+    stability: list = field(default_factory=list)     # stability_summary rows (with --trajectory runs only)
     notes: list[str] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)   # files written under {store}/analysis/
 
@@ -83,6 +87,12 @@ class AnalysisSummary:
         out.append(f"nearest-neighbour graph ({self.metric} output neighbours in classes.parquet): "
                    f"{self.components} components, largest {self.largest_components[:5]}; "
                    f"cliques of more than two classes: {self.cliques_over_two}")
+        for s in self.stability:
+            share = {k: "n/a" if s[k] is None else f"{s[k]:.1%}"
+                     for k in ("change_rate", "target_top1_share", "settled_share")}
+            out.append(f"stability ({s['job']}, octave {s['octave'] + 1}, {s['images']} images): argmax changed "
+                       f"between {share['change_rate']} of recorded steps; target top-1 on "
+                       f"{share['target_top1_share']}; settled as top-1: {share['settled_share']}")
         out += self.notes
         return out
 
@@ -120,6 +130,12 @@ def analyze_store(store: Store | str, metric: str = "cosine") -> AnalysisSummary
         tables, g = _compute(rows, reps, st.class_names, metric, summary)
     except ValueError as err:  # data the tables cannot make sense of: say so in one line
         raise StoreError(f"store {st.uri} cannot be analysed: {err}") from None
+    trajectories = read_trajectories(st)
+    if trajectories is not None and len(trajectories):
+        per_image = stability_table(trajectories)
+        tables["stability.parquet"] = per_image
+        tables["stability_summary.parquet"] = stability_summary(per_image, summary.model)
+        summary.stability = json.loads(tables["stability_summary.parquet"].to_json(orient="records"))
     _write(st, tables, graph_mod.graphml(g), summary)
     return summary
 

@@ -7,6 +7,7 @@ notebook can call one, restyle it and save it as PNG, SVG or PDF:
     output_pca, feature_scatter                                       labelled scatter plots
     graph_pages                                                       the nearest-neighbour graph, per component
     direction_distribution, direction_strip                           `sweep directions`
+    trajectory_frames (+ trajectory_gif), stability_figure            generation trajectories (`--trajectory`)
 
 Thumbnails are `dict[key, PIL.Image]` (see `drawing.thumbnail`); a key without one is drawn as missing. Writing files
 is `report.py`'s job.
@@ -298,3 +299,85 @@ def direction_strip(images: pd.DataFrame, thumbs: Mapping, title: str, *, thumb:
                                         (str(r.target_name)[:16], MUTED), (r.group or "-", MUTED)))
              for i, r in enumerate(images.itertuples())]
     return grid_figure(cells, title=title, columns=len(cells), thumb=thumb)
+
+
+# --- generation trajectories (`sweep run --trajectory`) ----------------------------------------------------------
+
+TRAJECTORY_SIZE = (900, 420)   # px, one video frame: the image and the scatter of outputs side by side
+
+
+def trajectory_frames(snapshots: pd.DataFrame, names: Sequence[str], *, size: tuple[int, int] = TRAJECTORY_SIZE
+                      ) -> Pages:
+    """Input generation article, "InceptionV3 and GoogleNet Compared": "each gradient descent iteration ... with a
+    scatterplot of the activation values for each output class at that iteration on the right". One Figure per
+    recorded snapshot of one image (`snapshots`: its trajectories/ rows with a png, in step order, with step,
+    octave, target, label and logits): the image the step cropped from on the left, every class's output at that
+    step on the right (x: class index), the target in red; the y-axis spans all frames, so the video shows the
+    outputs move."""
+    snapshots = snapshots.sort_values("step").reset_index(drop=True)
+    values = np.stack(snapshots["logits"].to_numpy()) if len(snapshots) else np.zeros((0, len(names)))  # F x C
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    pad = 0.05 * (high - low or 1.0)
+
+    def build(index: int) -> Figure:
+        from analysis.drawing import decode
+        r = snapshots.iloc[index]
+        target = int(r.target) if pd.notna(r.target) and r.target >= 0 else None
+        figure = new_figure(*size)
+        left, right = figure.add_axes((0.02, 0.08, 0.40, 0.80)), figure.add_axes((0.52, 0.12, 0.45, 0.76))
+        left.imshow(decode(r.png), interpolation="nearest")
+        left.set_axis_off()
+        left.set_title(f"step {int(r.step)} (octave {int(r.octave) + 1})", fontsize=10)
+        v = values[index]
+        others = np.ones(len(v), bool)
+        if target is not None:
+            others[target] = False
+        right.scatter(np.flatnonzero(others), v[others], s=8, c=MUTED, linewidths=0)
+        if target is not None:
+            right.scatter([target], [v[target]], s=40, c=BAD, linewidths=0, zorder=3,
+                          label=f"target: {names[target]}")
+            right.legend(loc="lower right", fontsize=8, frameon=False)
+        right.set_ylim(low - pad, high + pad)
+        right.set_xlabel("class")
+        right.set_ylabel("output")
+        label = int(r.label)
+        right.set_title(f"argmax: {names[label] if 0 <= label < len(names) else label}", fontsize=10,
+                        color=GOOD if target is not None and label == target else INK)
+        return figure
+    return Pages(len(snapshots), build)
+
+
+def trajectory_gif(frames: Sequence[Figure], duration: int = 200, hold: int = 1200) -> bytes:
+    """The frames (Figures of `trajectory_frames`) drawn and joined into a looping GIF (Pillow)."""
+    from PIL import Image
+    from analysis.drawing import rgb_pixels
+    images = [Image.fromarray(rgb_pixels(f)) for f in frames]
+    return gif_bytes(images, images[0].size, duration, hold)
+
+
+def stability_figure(summary: pd.DataFrame) -> Figure:
+    """Models side by side per octave (`analysis.stability.compare_stability`, one job): the argmax change rate
+    between recorded steps and the share of recorded steps with the target top-1 (the article's observation that
+    InceptionV3's classification of its input jumps between iterations, particularly in the second octave)."""
+    octave_jobs = summary[summary["job"] == "octave"]
+    part = octave_jobs if len(octave_jobs) else summary
+    models = list(dict.fromkeys(part["model"]))
+    octaves = sorted(part["octave"].unique())
+    figure = new_figure(1100, 420)
+    axes = figure.subplots(1, 2)
+    width = 0.8 / max(1, len(models))
+    for ax, column, title in ((axes[0], "change_rate", "argmax changes per recorded step"),
+                              (axes[1], "target_top1_share", "share of recorded steps with the target top-1")):
+        for m, model in enumerate(models):
+            rows = part[part["model"] == model].groupby("octave")[column].mean().reindex(octaves)
+            ax.bar(np.arange(len(octaves)) + (m - (len(models) - 1) / 2) * width, rows.to_numpy(dtype=float),
+                   width, color=PALETTE[m % len(PALETTE)], label=model)
+        ax.set_xticks(np.arange(len(octaves)), [f"octave {o + 1}" for o in octaves])
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, axis="y", color="#e4e4e4")
+    axes[1].set_ylim(0, 1)
+    axes[0].legend(fontsize=8, frameon=False)
+    figure.suptitle(f"Classification stability during generation ({part['job'].iloc[0] if len(part) else ''} "
+                    f"images)", fontsize=11)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,129 @@
+"""How stable a model's classification of its own input is while the input is generated.
+
+Input generation article, "InceptionV3 and GoogleNet Compared": watching each gradient-descent iteration beside a
+scatter of all output activations, "the classification of InceptionV3 for its generated input is less stable from
+one iteration to the next than what is found for GoogleNet, particularly in the second octave. Resnet60 appears to
+be similar to GoogleNet with regards to activation stability." These tables make that observation a number, from
+the steps `sweep run --trajectory every:N` recorded (one row per image and recorded step):
+
+- `stability_table`: per image and octave, how often the argmax changed between consecutive recorded steps, the
+  share of recorded steps where the target was top-1, and the first recorded step from which the target was top-1
+  at every later recorded step of the octave (-1: it was not top-1 at the octave's last record);
+- `stability_summary`: per model, job and octave, the means of those over the images;
+- `compare_stability`: several models' summaries side by side (the article's GoogLeNet vs InceptionV3 comparison).
+
+Counts are over recorded steps: a change between two records N steps apart counts once however often the argmax
+moved in between, so compare stores recorded with the same N. Pure: DataFrames in, DataFrames out; `run_stability`
+at the end is the I/O of `sweep stability`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = ("key", "job", "target", "step", "octave", "label")   # what the tables read of trajectories/
+GROUP = ["key", "octave"]
+
+
+def stability_table(trajectories: pd.DataFrame) -> pd.DataFrame:
+    """Per image and octave: key, job, target, octave, recorded_steps, first_step, last_step, argmax_changes,
+    change_rate (changes per consecutive pair of records; nan with one record), target_top1_share (nan without a
+    target), settled_step (first recorded step from which the target stayed top-1 to the octave's end; -1: never
+    settled or no target), final_label (argmax at the octave's last record)."""
+    t = trajectories.loc[:, list(COLUMNS)].sort_values([*GROUP, "step"], kind="stable").reset_index(drop=True)
+    has_target = t["target"].notna() & (t["target"].fillna(-1) >= 0)
+    on = (t["label"] == t["target"]) & has_target
+    grouped = t.groupby(GROUP, sort=True)
+    changed = t["label"].ne(grouped["label"].shift()) & grouped.cumcount().gt(0)
+    # "became top-1 and stayed": on target at this record and at every later record of the octave
+    stays = on[::-1].astype(int).groupby([t["key"][::-1], t["octave"][::-1]]).cummin()[::-1].astype(bool)
+    t = t.assign(changed=changed, on=on, stays=stays, has_target=has_target)
+    g = t.groupby(GROUP, sort=True)
+    out = g.agg(job=("job", "first"), target=("target", "first"), recorded_steps=("step", "size"),
+                first_step=("step", "min"), last_step=("step", "max"), argmax_changes=("changed", "sum"),
+                top1=("on", "sum"), has_target=("has_target", "first"), final_label=("label", "last"))
+    settled = t[t["stays"]].groupby(GROUP)["step"].min()
+    out["settled_step"] = settled.reindex(out.index).fillna(-1).astype(np.int64)
+    out["change_rate"] = np.where(out["recorded_steps"] > 1,
+                                  out["argmax_changes"] / (out["recorded_steps"] - 1).clip(lower=1), np.nan)
+    out["target_top1_share"] = np.where(out["has_target"], out["top1"] / out["recorded_steps"], np.nan)
+    out = out.reset_index()
+    out["argmax_changes"] = out["argmax_changes"].astype(np.int64)
+    return out[["key", "job", "target", "octave", "recorded_steps", "first_step", "last_step", "argmax_changes",
+                "change_rate", "target_top1_share", "settled_step", "final_label"]]
+
+
+def stability_summary(table: pd.DataFrame, model: str) -> pd.DataFrame:
+    """Per job and octave of one model: images, mean argmax_changes and change_rate, mean target_top1_share,
+    settled_share (images whose target settled as top-1) and the median settled_step of those that did."""
+    def settled_median(steps: pd.Series) -> float:
+        kept = steps[steps >= 0]
+        return float(kept.median()) if len(kept) else float("nan")
+
+    rows = []
+    for (job, octave), part in table.groupby(["job", "octave"], sort=True):
+        targeted = part[part["target_top1_share"].notna()]
+        rows.append({"model": model, "job": job, "octave": int(octave), "images": len(part),
+                     "argmax_changes": float(part["argmax_changes"].mean()),
+                     "change_rate": float(part["change_rate"].mean()),
+                     "target_top1_share": float(targeted["target_top1_share"].mean()) if len(targeted) else np.nan,
+                     "settled_share": float((targeted["settled_step"] >= 0).mean()) if len(targeted) else np.nan,
+                     "settled_step_median": settled_median(targeted["settled_step"])})
+    return pd.DataFrame(rows, columns=["model", "job", "octave", "images", "argmax_changes", "change_rate",
+                                       "target_top1_share", "settled_share", "settled_step_median"])
+
+
+def compare_stability(summaries: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Several models' summaries, one row per model, job and octave, ordered for reading side by side."""
+    if not summaries:
+        return stability_summary(pd.DataFrame(columns=["job", "octave"]), "")
+    both = pd.concat(list(summaries), ignore_index=True)
+    return both.sort_values(["job", "octave", "model"], kind="stable").reset_index(drop=True)
+
+
+# -- I/O: `sweep stability STORE... --out DIR` -------------------------------------------------------------------
+def read_trajectories(store) -> pd.DataFrame | None:
+    """A store's recorded steps (COLUMNS only; no pictures), of the images the store holds; None when it recorded
+    none."""
+    from sweep.store import IMAGES, TRAJECTORIES, open_store
+    st = open_store(store)
+    if not st.files(TRAJECTORIES):
+        return None
+    rows = st.read(TRAJECTORIES, list(COLUMNS)).to_pandas()
+    done = set(st.read(IMAGES, ["key"]).column("key").to_pylist())   # an image row implies its trajectory
+    return rows[rows["key"].isin(done)].reset_index(drop=True)
+
+
+def run_stability(stores: Sequence[str], out: str) -> tuple[pd.DataFrame, list[str]]:
+    """The side-by-side summary of several stores (each needs trajectories), written to `out` as
+    stability_compare.parquet and stability_compare.png; (the table, the paths written). StoreError for a store
+    without trajectories, before anything is written."""
+    from analysis.figures import stability_figure
+    from sweep.store import StoreError, open_store
+    tables = []
+    for uri in stores:
+        st = open_store(uri)
+        rows = read_trajectories(st)
+        if rows is None or rows.empty:
+            raise StoreError(f"store {st.uri} has no trajectories: run it with --trajectory every:N")
+        tables.append((model_label(st, stores), stability_table(rows)))
+    table = compare_stability([stability_summary(t, name) for name, t in tables])
+    Path(out).mkdir(parents=True, exist_ok=True)
+    paths = [str(Path(out) / "stability_compare.parquet"), str(Path(out) / "stability_compare.png")]
+    table.to_parquet(paths[0], index=False)
+    figure = stability_figure(table)
+    figure.savefig(paths[1], dpi=100)
+    import matplotlib.pyplot as plt
+    plt.close(figure)
+    return table, paths
+
+
+def model_label(st, stores: Sequence[str]) -> str:
+    """The model's name, with the store's when two stores hold the same model."""
+    from sweep.store import open_store
+    name = str(st.manifest.get("model", "?"))
+    same = sum(str(open_store(u).manifest.get("model")) == name for u in stores)
+    return name if same <= 1 else f"{name} ({Path(st.uri).name})"

@@ -1,0 +1,128 @@
+"""Stability of the classification during generation, from a hand-made trajectory table with known answers."""
+import io
+import math
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+from analysis.analyze import analyze_store
+from analysis.figures import stability_figure, trajectory_frames, trajectory_gif
+from analysis.stability import compare_stability, run_stability, stability_summary, stability_table
+from handmade import make_small_store
+from sweep.store import ANALYSIS, TRAJECTORIES, Store, StoreError, encode_png, key_of
+
+A, B, D = key_of("octave", "", 3, -1, 0), key_of("octave", "", 5, -1, 0), key_of("dream", "x", -1, -1, 0)
+# key, job, target, octave, [(step, label)]
+RECORDS = [
+    (A, "octave", 3, 0, [(0, 1), (10, 3), (20, 1), (30, 3)]),   # 3 changes, top-1 half the time, settles at 30
+    (A, "octave", 3, 1, [(40, 3), (50, 3), (60, 3)]),           # stable: settles at 40
+    (B, "octave", 5, 0, [(0, 5), (10, 5), (20, 2), (30, 2)]),   # 1 change, top-1 half the time, never settles
+    (B, "octave", 5, 1, [(40, 5)]),                             # one record: no change rate
+    (D, "dream", None, 0, [(0, 4), (10, 6)]),                   # no target: no share, never settles
+]
+
+
+def handmade_trajectories(seed: int = 0) -> pd.DataFrame:
+    rows = [{"key": key, "job": job, "target": target, "octave": octave, "step": step, "label": label}
+            for key, job, target, octave, steps in RECORDS for step, label in steps]
+    frame = pd.DataFrame(rows).astype({"target": "Int32"})
+    return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)   # the table sorts by itself
+
+
+def test_per_image_and_octave_numbers():
+    table = stability_table(handmade_trajectories()).set_index(["key", "octave"])
+    expected = {  # (changes, rate, share, settled, final label, records)
+        (A, 0): (3, 1.0, 0.5, 30, 3, 4), (A, 1): (0, 0.0, 1.0, 40, 3, 3),
+        (B, 0): (1, 1 / 3, 0.5, -1, 2, 4), (B, 1): (0, math.nan, 1.0, 40, 5, 1),
+        (D, 0): (1, 1.0, math.nan, -1, 6, 2)}
+    assert sorted(table.index) == sorted(expected)
+    for index, (changes, rate, share, settled, final, records) in expected.items():
+        row = table.loc[index]
+        assert row.argmax_changes == changes and row.settled_step == settled and row.final_label == final
+        assert row.recorded_steps == records
+        assert row.change_rate == pytest.approx(rate, nan_ok=True)
+        assert row.target_top1_share == pytest.approx(share, nan_ok=True)
+
+
+def test_summary_per_model_job_and_octave():
+    summary = stability_summary(stability_table(handmade_trajectories()), "net").set_index(["job", "octave"])
+    first, second = summary.loc[("octave", 0)], summary.loc[("octave", 1)]
+    assert first.images == 2 and first.argmax_changes == 2.0 and first.change_rate == pytest.approx(2 / 3)
+    assert first.target_top1_share == 0.5 and first.settled_share == 0.5 and first.settled_step_median == 30
+    assert second.change_rate == 0.0 and second.settled_share == 1.0 and second.settled_step_median == 40
+    assert math.isnan(summary.loc[("dream", 0)].target_top1_share) and (summary.model == "net").all()
+
+
+def test_compare_puts_models_side_by_side_and_draws():
+    table = stability_table(handmade_trajectories())
+    steady = stability_table(handmade_trajectories().assign(label=lambda f: f.target.fillna(0).astype(int)))
+    both = compare_stability([stability_summary(table, "jumpy"), stability_summary(steady, "steady")])
+    octave = both[both.job == "octave"]
+    assert list(octave.model) == ["jumpy", "steady", "jumpy", "steady"]
+    assert (octave[octave.model == "steady"].change_rate == 0).all()
+    figure = stability_figure(both)
+    assert len(figure.axes) == 2 and len(figure.axes[0].patches) == 4   # 2 models x 2 octaves
+
+
+def trajectory_rows(keys=(A,), n_classes: int = 6) -> pa.Table:
+    """A trajectories/ table for the hand-made store: every row of `RECORDS` for `keys`, a snapshot at step 0."""
+    frame = handmade_trajectories()
+    frame = frame[frame.key.isin(keys)].sort_values(["key", "step"]).reset_index(drop=True)
+    shot = encode_png(np.full((8, 8, 3), 100, np.uint8))
+    return pa.table({
+        "key": frame.key, "job": frame.job, "target": pa.array(frame.target.astype(object).where(
+            frame.target.notna(), None).tolist(), pa.int32()),
+        "step": pa.array(frame.step, pa.int32()), "octave": pa.array(frame.octave, pa.int32()),
+        "label": pa.array(frame.label, pa.int32()),
+        "logits": pa.array([list(np.arange(n_classes, dtype=np.float32)) if s == 0 else None for s in frame.step],
+                           pa.list_(pa.float32(), n_classes)),
+        "png": pa.array([shot if s == 0 else None for s in frame.step], pa.binary())})
+
+
+def test_a_store_without_trajectories_analyses_as_before_and_one_with_them_gets_stability_tables(tmp_path):
+    path = make_small_store(tmp_path / "s")                   # octave images of classes 0-5, no trajectories
+    plain = analyze_store(path)
+    assert plain.stability == [] and not (tmp_path / "s" / ANALYSIS / "stability.parquet").exists()
+    st = Store.open(path)
+    octave3 = key_of("octave", "", 3, -1, 0)
+    st.write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows(keys=(A, "octave:-:9:-1:0")))
+    assert A == octave3
+    summary = analyze_store(path)
+    per_image = pd.read_parquet(tmp_path / "s" / ANALYSIS / "stability.parquet")
+    assert set(per_image.key) == {A}                           # a trajectory without its image is left out
+    assert [s["octave"] for s in summary.stability] == [0, 1] and summary.classes == plain.classes
+    assert any("stability (octave, octave 2" in line for line in summary.lines())
+    st.delete(f"{TRAJECTORIES}/part-1.parquet")
+    analyze_store(path)                                        # the stale tables go with the trajectories
+    assert not (tmp_path / "s" / ANALYSIS / "stability_summary.parquet").exists()
+
+
+def test_stability_command_compares_stores_and_refuses_one_without_trajectories(tmp_path):
+    first, second = make_small_store(tmp_path / "a"), make_small_store(tmp_path / "b")
+    with pytest.raises(StoreError, match="no trajectories"):
+        run_stability([first, second], str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    for path in (first, second):
+        Store.open(path).write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows())
+    table, written = run_stability([first, second], str(tmp_path / "out"))
+    assert len(set(table.model)) == 2 and all((tmp_path / "out" / name).exists()
+                                              for name in ("stability_compare.parquet", "stability_compare.png"))
+
+
+def test_trajectory_video_frames_show_the_image_and_every_output():
+    names = [f"c{i}" for i in range(6)]
+    shots = pd.DataFrame({"step": [10, 0], "octave": [0, 0], "target": [3, 3], "label": [3, 1],
+                          "logits": [np.arange(6.0), np.arange(6.0)[::-1]],
+                          "png": [encode_png(np.full((8, 8, 3), v, np.uint8)) for v in (200, 50)]})
+    frames = trajectory_frames(shots, names)
+    assert len(frames) == 2
+    first = frames[0]
+    image_ax, scatter_ax = first.axes
+    assert image_ax.get_title().startswith("step 0")                   # in step order
+    points = np.concatenate([c.get_offsets() for c in scatter_ax.collections])
+    assert len(points) == 6 and [3, 2] in points.tolist()               # every class, the target's own output
+    gif = Image.open(io.BytesIO(trajectory_gif(list(frames))))
+    assert gif.n_frames == 2
