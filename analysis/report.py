@@ -5,6 +5,9 @@
     -> contact sheets, PCA scatter, graph pages, opposites grid, additions grid, feature scatter (PNG, SVG)
     -> when the store has them, the jobs from real images: transfiguration, dream and directed-dream grids (the
        source photograph beside each result), and per interpolation a frame strip and an animated GIF
+    -> with `trajectories=KEY...` (a run with `--trajectory every:N,snapshots:M`): per chosen image the article's
+       video, an animated GIF of the image at each snapshot beside the scatter of all outputs (and an MP4 when
+       matplotlib finds an ffmpeg encoder; skipped silently otherwise), linked from its class page
     -> index.html + one page per class (relative links only: open the folder anywhere, no server)
 """
 from __future__ import annotations
@@ -39,13 +42,14 @@ WRITE_QUEUE = 64         # files waiting for the writing thread at most (bounds 
 GIF_FRAME_MS, GIF_HOLD_MS = 250, 1200   # interpolation GIFs: time per frame, and on the final image
 # Names of what `write_figures` writes under its folder (anything else there is left alone).
 OWNED = ("contact-", "pca.", "graph-", "opposites-", "additions-", "features-", "transfigure-", "interpolation-",
-         "dream-", "directed-dream-", "classes/", "img/", "index.html")
+         "dream-", "directed-dream-", "trajectory-", "stability.", "classes/", "img/", "index.html")
+TRAJECTORY_FRAME_MS = 200   # trajectory videos: time per recorded snapshot (the last one is held GIF_HOLD_MS)
 
 
 def load_tables(st: Store) -> dict[str, pd.DataFrame]:
     """Every analysis table present under {store}/analysis/ (features.parquet included), by short name."""
     names = ("classes", "opposites", "opposites_summary", "additions", "additions_summary", "pca",
-             "pca_variance", "graph_nodes", "graph_components", "graph_cliques", "features")
+             "pca_variance", "graph_nodes", "graph_components", "graph_cliques", "features", "stability_summary")
     out = {}
     for name in names:
         frame = read_frame(st.fs, st.path(ANALYSIS_DIR, f"{name}.parquet"))
@@ -91,14 +95,18 @@ class GalleryItem:
     caption: str
 
 
-def write_figures(store, out: str | None = None, *, stream: TextIO | None = None) -> Path:
+def write_figures(store, out: str | None = None, *, stream: TextIO | None = None,
+                  trajectories: Iterable[str] = ()) -> Path:
     """Write every figure and the HTML report; returns the path of index.html.
 
     `store`: an opened store or its URI. `out` defaults to {store}/figures (a local folder or a URI). The analysis
     runs first when its tables are missing or older than the store's images. Progress goes to `stream` (stderr by
-    default): a bar on a terminal, plain lines otherwise.
+    default): a bar on a terminal, plain lines otherwise. `trajectories`: keys of images whose recorded snapshots
+    become a video (GIF; MP4 too when an ffmpeg encoder is available, none otherwise), linked from their class
+    page; StoreError, before anything is written, for a key without snapshots.
     """
     st = open_store(store) if isinstance(store, str) else store
+    snapshots = read_snapshots(st, list(trajectories))
     summary = current_summary(st.uri)
     st = open_store(st.uri)   # the analysis may have written tables since
     tables = load_tables(st)
@@ -110,10 +118,66 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     keys += list(opposites["key"]) if opposites is not None else []
     keys += list(additions["key"]) if additions is not None else []
     with _Writer(*resolve(out)) as writer:
-        return _write_report(st, summary, tables, keys, writer, stream)
+        return _write_report(st, summary, tables, keys, writer, stream, snapshots)
 
 
-def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_Writer", stream) -> Path:
+def read_snapshots(st: Store, keys: list[str]) -> dict[str, pd.DataFrame]:
+    """key -> its trajectories/ rows with a snapshot (step order); StoreError for a key without any."""
+    if not keys:
+        return {}
+    import pyarrow.compute as pc
+    from sweep.store import TRAJECTORIES, StoreError
+    table = st.read(TRAJECTORIES, ["key", "step", "octave", "target", "label", "logits", "png"]) \
+        if st.files(TRAJECTORIES) else None
+    out = {}
+    for key in dict.fromkeys(keys):
+        rows = None if table is None else table.filter(pc.and_(pc.equal(table.column("key"), key),
+                                                               pc.is_valid(table.column("png"))))
+        if rows is None or rows.num_rows == 0:
+            raise StoreError(f"no snapshots of {key} in {st.uri}/{TRAJECTORIES}/ (run the sweep with "
+                             f"--trajectory every:N,snapshots:M, and give a key `sweep status` lists)")
+        out[key] = rows.to_pandas().sort_values("step").reset_index(drop=True)
+    return out
+
+
+def mp4_bytes(frames: list) -> bytes | None:
+    """The frames (Figures) as an H.264 MP4 through matplotlib's ffmpeg writer; None when no ffmpeg is available."""
+    import tempfile
+    from matplotlib import animation
+    if not frames or not animation.writers.is_available("ffmpeg"):
+        return None
+    pixels = [drawing.rgb_pixels(f) for f in frames]
+    figure = drawing.new_figure(pixels[0].shape[1], pixels[0].shape[0])
+    ax = figure.add_axes((0, 0, 1, 1))
+    ax.set_axis_off()
+    shown = ax.imshow(pixels[0])
+    writer = animation.FFMpegWriter(fps=1000 / TRAJECTORY_FRAME_MS)
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/video.mp4"
+        with writer.saving(figure, path, dpi=drawing.DPI):
+            for frame in pixels:
+                shown.set_data(frame)
+                writer.grab_frame()
+        return Path(path).read_bytes()
+
+
+def _trajectory_videos(snapshots: dict[str, pd.DataFrame], names, writer: "_Writer") -> dict[int, list[dict]]:
+    """Per class, the videos of its chosen images: {key, gif, mp4 (or None), steps}."""
+    videos: dict[int, list[dict]] = {}
+    for key, rows in snapshots.items():
+        stem = writer.unique_stem("trajectory-" + safe_name(key.replace(":", "_")), key)
+        frames = list(fig.trajectory_frames(rows, names))
+        gif = writer.bytes(f"{stem}.gif", fig.trajectory_gif(frames, TRAJECTORY_FRAME_MS, GIF_HOLD_MS))
+        video = mp4_bytes(frames)
+        mp4 = writer.bytes(f"{stem}.mp4", video) if video is not None else None
+        target = rows["target"].iloc[0]
+        videos.setdefault(int(target) if pd.notna(target) else -1, []).append(
+            {"key": key, "gif": gif, "mp4": mp4, "steps": f"steps {rows.step.iloc[0]}-{rows.step.iloc[-1]}"})
+    return videos
+
+
+def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_Writer", stream,
+                  snapshots: dict[str, pd.DataFrame] | None = None) -> Path:
     classes = tables["classes"]
     opposites = tables.get("opposites")
     additions = tables.get("additions")
@@ -165,9 +229,15 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
         step("image jobs")
         figures.extend(_image_job_figures(st, writer))
 
+    if "stability_summary" in tables:
+        files = writer.figure_files("stability", fig.stability_figure(tables["stability_summary"]))
+        figures.append(ReportFigure("Stability during generation", files, "How often the argmax changed between "
+                                    "recorded steps, and the share of recorded steps with the target top-1, per "
+                                    "octave (Input generation, \"InceptionV3 and GoogleNet Compared\")."))
+    videos = _trajectory_videos(snapshots or {}, st.class_names, writer)
     step("HTML pages")
     images = {key: writer.image_name(key) for key in thumbs}
-    _class_pages(st, summary, tables, writer, images)
+    _class_pages(st, summary, tables, writer, images, videos)
     writer.text("index.html", _index_html(st, summary, tables, figures, notes, images))
     writer.finish()
     writer.remove_stale()
@@ -424,7 +494,8 @@ def _index_html(st: Store, summary: AnalysisSummary, tables, figures, notes, ima
         figures=figures, notes=notes, tables=summary.tables, rows=rows, images=images)
 
 
-def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, images: dict[str, str]) -> None:
+def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, images: dict[str, str],
+                 videos: dict[int, list[dict]] | None = None) -> None:
     classes = tables["classes"]
     by_class = _by_target(classes)
     opp = _by_target(tables.get("opposites"))
@@ -445,5 +516,5 @@ def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, i
             mutual={True: "mutual", False: "not mutual", None: "unknown"}[fig._flag(o.mutual)] if o is not None
             else "", metric=summary.metric, pointing=pointing.get(r.target, []), component=comp,
             component_size=size, top5=[(int(c), lv, pv) for c, lv, pv in zip(r.top5, r.top5_logits, r.top5_probs)],
-            additions=mine)
+            additions=mine, videos=(videos or {}).get(r.target, []))
         writer.text(class_page(r.target), html)

@@ -260,11 +260,14 @@ def analyze(store, metric, features, weights, address, workers, device, cpus_per
 @main.command()
 @click.option("--store", required=True, help="The analysed store.")
 @click.option("--out", default=None, help="Directory for figures and index.html (default: {store}/figures).")
-def figures(store, out) -> None:
+@click.option("--trajectories", multiple=True, help="Image KEY whose recorded generation to animate (repeatable; "
+              "needs a run with --trajectory every:N,snapshots:M): a GIF, and an MP4 when ffmpeg is available, "
+              "linked from the class page.")
+def figures(store, out, trajectories) -> None:
     """Figures and a static HTML report from the analysis tables."""
     functions = analysis_functions()
     with reported():
-        index = functions[1](store, out)
+        index = functions[1](store, out, trajectories=trajectories)
     click.echo(f"report: {index}")
 
 
@@ -287,6 +290,21 @@ def directions(store, groups, start, components, out, method) -> None:
         summary = run_directions(open_store(store), groups, start=start, n_components=components, out=out, method=method)
     for line in summary.lines():
         click.echo(line)
+
+
+@main.command()
+@click.argument("stores", nargs=-1, required=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for the table and figure.")
+def stability(stores, out) -> None:
+    """Models side by side: how stable each store's classification was during generation (stores run with
+    --trajectory); writes stability_compare.parquet and stability_compare.png."""
+    from analysis.stability import run_stability
+    with reported():
+        table, paths = run_stability(list(stores), out)
+    shown = table[["model", "job", "octave", "images", "change_rate", "target_top1_share", "settled_share"]]
+    click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for path in paths:
+        click.echo(f"wrote {path}")
 
 
 @main.command()

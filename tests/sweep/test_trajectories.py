@@ -83,7 +83,7 @@ def test_bad_trajectory_option_is_one_line_and_writes_nothing(tmp_path, value):
     assert "--trajectory" in result.output and not (tmp_path / "s").exists()
 
 
-def test_resume_with_trajectories_lands_every_row_once(tmp_path):
+def test_resume_with_trajectories_lands_every_row_once_and_feeds_analysis_and_videos(tmp_path):
     ray = pytest.importorskip("ray")
     path = os.pathsep.join([str(HERE), str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")])
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
@@ -91,7 +91,7 @@ def test_resume_with_trajectories_lands_every_row_once(tmp_path):
     try:
         store = tmp_path / "s"
         config = SweepConfig(store=str(store), model="digits", weights="random", schedule="tiny", jobs="octave",
-                             classes="0-5", batch_size=2, trajectory=TrajectoryOptions(every=2),
+                             classes="0-5", batch_size=2, trajectory=TrajectoryOptions(every=2, snapshots=2),
                              cluster=ClusterConfig(cpus_per_worker=1.0, workers=1, progress_every=1.0))
         assert run_sweep(config, stream=io.StringIO()).complete
         lost = sorted((store / IMAGES).iterdir())[0]           # a batch whose images never landed
@@ -104,3 +104,27 @@ def test_resume_with_trajectories_lands_every_row_once(tmp_path):
     rows = pd.read_parquet(store / TRAJECTORIES, columns=["key", "step"])
     assert len(images) == 6 and images.key.is_unique
     assert set(rows.key) == set(images.key) and len(rows) == 6 * 2 and not rows.duplicated().any()
+
+    from analysis import analyze_store
+    summary = analyze_store(str(store))
+    assert [s["octave"] for s in summary.stability] == [0, 1] and summary.stability[0]["images"] == 6
+    key = sorted(images.key)[0]
+    missing = CliRunner().invoke(main, ["figures", "--store", str(store), "--trajectories", "octave:-:9:-1:0"])
+    assert missing.exit_code == 2 and "no snapshots of octave:-:9:-1:0" in missing.output
+    assert not (store / "figures").exists()
+    made = CliRunner().invoke(main, ["figures", "--store", str(store), "--trajectories", key])
+    assert made.exit_code == 0, made.output
+    gif = store / "figures" / f"trajectory-{key.replace(':', '_')}.gif"
+    from PIL import Image
+    assert Image.open(gif).n_frames == 2                         # snapshots at steps 0 and 2
+    page = (store / "figures" / "classes" / f"{int(key.split(':')[2]):04d}.html").read_text()
+    assert f"../{gif.name}" in page and (store / "figures" / "stability.png").exists()
+
+
+def test_stability_command_refuses_a_store_without_trajectories(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(HERE.parent / "analysis"))
+    from handmade import make_small_store
+    store = make_small_store(tmp_path / "s")
+    result = CliRunner().invoke(main, ["stability", store, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "no trajectories" in result.output
+    assert not (tmp_path / "out").exists()
