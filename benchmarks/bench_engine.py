@@ -9,6 +9,9 @@
 (d) the worker (in-process: two calls at a time, as a Ray actor with max_concurrency=2) over several batches,
     PNG encoding and Parquet writes included: seconds per class and the share of the run the render loop waited
     (goal < 5%);
+(f) the cost of recording trajectories (`sweep run --trajectory`): the engine with every:10 (and every:10 with
+    snapshots every 50 steps) against recording off, same batch and schedule (goal: < 5% at N = 10), and the
+    per-image records and table built from them (`jobs.kinds.trajectory_records`, `sweep.store.trajectories_table`);
 (e) quality of the speed options against float32 on the same seeds: the trained digits model's class images keep
     label = target with p >= 0.9 (10/10), and GoogLeNet (random weights) final losses after 1, 5 and 20 steps agree
     within a relative tolerance (printed).
@@ -30,7 +33,7 @@ from torchvision.transforms import functional as TF
 
 from jobs import objectives as obj
 from jobs.models import load_model
-from jobs.render import generators_for, initial_images, render
+from jobs.render import TrajectoryOptions, generators_for, initial_images, render
 from jobs.schedules import Octave, Schedule, load_schedule
 
 
@@ -114,7 +117,9 @@ def main() -> None:
     parser.add_argument("--no-channels-last", action="store_true", help="CUDA: keep the default memory format")
     parser.add_argument("--compile", action="store_true", help="CUDA: torch.compile the network")
     parser.add_argument("--worker-batches", type=int, default=3, help="(d): batches of the worker run")
-    parser.add_argument("--skip", default="", help="comma list of sections to skip (a,b,c,d,e)")
+    parser.add_argument("--skip", default="", help="comma list of sections to skip (a,b,c,d,e,f)")
+    parser.add_argument("--trajectory-iterations", type=int, default=None, help="(f): iterations per render "
+                        "(default 100 for digits and on CUDA, 20 for ImageNet models on CPU)")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
 
@@ -170,12 +175,62 @@ def main() -> None:
 
 def extra_sections(args, model, device, options, skip) -> None:
     cuda = device.type == "cuda"
+    if "f" not in skip:
+        trajectory_figures(args, model, device, options)
     if cuda and "c" not in skip:
         preset_figures(args, model, device, options)
     if "d" not in skip:
         worker_figures(args, device, options)
     if "e" not in skip:
         quality_figures(device, options)
+
+
+def trajectory_figures(args, model, device, options) -> None:
+    """(f) recording trajectories against recording off: the engine alone, then the per-image records and the
+    table (what the worker adds on its writer thread)."""
+    from jobs.kinds import JobSpec, trajectory_records
+    from sweep.store import trajectories_table
+    cuda = device.type == "cuda"
+    size = args.size or model.input_size
+    batch = args.batch or (64 if model.name == "digits" or cuda else 8)
+    iterations = args.trajectory_iterations or (100 if model.name == "digits" or cuda else 20)
+    schedule = one_octave(size, iterations)
+    variants = {"off": None, "every:10": TrajectoryOptions(every=10),
+                "every:10,snapshots:50": TrajectoryOptions(every=10, snapshots=50)}
+    time_engine(model, batch, one_octave(size, 2), device, **options)   # warm-up
+    # On a CPU shared with other work, wall time varies by tens of percent from run to run; the process's CPU time
+    # (what this render itself computed) is the fairer measure there, and is printed beside it.
+    wall: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(max(args.repeats, 3)):   # interleaved: a machine that slows down slows every variant
+        for name, trajectory in variants.items():
+            before = time.process_time()
+            wall[name].append(time_engine(model, batch, schedule, device, **options, trajectory=trajectory))
+            cpu[name].append(time.process_time() - before)
+
+    def costs(times: dict[str, list[float]]) -> str:
+        base = min(times["off"])
+        return f"off {base:.2f} s; " + ", ".join(f"{name} {min(t):.2f} s ({100 * (min(t) / base - 1):+.1f}%)"
+                                                 for name, t in times.items() if name != "off")
+    print(f"(f) trajectories, batch {batch}, {iterations} iterations at {size} px (goal < 5% at every:10): "
+          f"wall {costs(wall)}" + ("" if cuda else f"; CPU time {costs(cpu)}"))
+    base = min(wall["off"])
+    specs = [JobSpec("octave", j % model.n_classes, seed=j) for j in range(batch)]
+    objectives = [obj.class_logit(s.target, schedule.C, absolute=schedule.absolute) for s in specs]
+    rendered = render(model, objectives, schedule, [s.seed for s in specs], device=device, **options,
+                      trajectory=variants["every:10,snapshots:50"])
+    start = time.perf_counter()
+    records = trajectory_records(rendered.trajectory, specs)
+    middle = time.perf_counter()
+
+    class Result:   # what trajectories_table reads of a JobResult
+        def __init__(self, spec, record):
+            self.spec, self.trajectory, self.error = spec, record, None
+    table = trajectories_table([Result(s, records[j]) for j, s in enumerate(specs)], model.n_classes)
+    end = time.perf_counter()
+    print(f"    per-image records {middle - start:.3f} s, table of {table.num_rows} rows ({table.nbytes / 2**20:.1f} "
+          f"MiB in memory) {end - middle:.3f} s: {100 * (end - start) / base:.1f}% of the render, on the worker's "
+          f"writer thread for the table")
 
 
 def preset_figures(args, model, device, options) -> None:
