@@ -24,14 +24,16 @@ from analysis.load import Rows, read_rows, representatives, require_job
 from analysis.projection import pca_tables
 from analysis.tables import (METRICS, additions_summary, additions_table, classes_table, opposites_summary,
                              opposites_table)
+from analysis.transfer import TOP3_FILE, TRANSFER_FILE, transfer_tables
 from jobs.catalog import CLASSLESS, IMAGE_JOBS
 from sweep.store import ANALYSIS as ANALYSIS_DIR, Store, StoreError, open_store
 
 SUMMARY_FILE = "summary.json"
+OPPOSITE_PERCENTILE = "opposite percentile"   # key of the opposites' mean target percentile in `transfer`
 # Every file the stage may write (names under {store}/analysis/).
 TABLE_FILES = ("classes.parquet", "opposites.parquet", "opposites_summary.parquet", "additions.parquet",
                "additions_summary.parquet", "pca.parquet", "pca_variance.parquet", "graph_nodes.parquet",
-               "graph_components.parquet", "graph_cliques.parquet", "graph.graphml")
+               "graph_components.parquet", "graph_cliques.parquet", TRANSFER_FILE, TOP3_FILE, "graph.graphml")
 
 
 @dataclass
@@ -54,6 +56,7 @@ class AnalysisSummary:
     largest_components: list[int] = field(default_factory=list)
     cliques_over_two: int = 0
     image_jobs: dict = field(default_factory=dict)   # job from a real image -> {images, on_target}
+    transfer: dict = field(default_factory=dict)     # scorer -> {job[/variant]: share top-1 = target}
     notes: list[str] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)   # files written under {store}/analysis/
 
@@ -83,6 +86,11 @@ class AnalysisSummary:
         out.append(f"nearest-neighbour graph ({self.metric} output neighbours in classes.parquet): "
                    f"{self.components} components, largest {self.largest_components[:5]}; "
                    f"cliques of more than two classes: {self.cliques_over_two}")
+        for scorer, shares in self.transfer.items():
+            percentile = shares.get(OPPOSITE_PERCENTILE)
+            out.append(f"scorer {scorer}, share top-1 = target: "
+                       + ", ".join(f"{row} {share:.0%}" for row, share in shares.items() if row != OPPOSITE_PERCENTILE)
+                       + ("" if percentile is None else f"; opposites' class at percentile {percentile:.0f}"))
         out += self.notes
         return out
 
@@ -120,8 +128,21 @@ def analyze_store(store: Store | str, metric: str = "cosine") -> AnalysisSummary
         tables, g = _compute(rows, reps, st.class_names, metric, summary)
     except ValueError as err:  # data the tables cannot make sense of: say so in one line
         raise StoreError(f"store {st.uri} cannot be analysed: {err}") from None
+    tables.update(transfer_tables(st, rows))
+    summary.transfer = _transfer_numbers(tables[TRANSFER_FILE])
     _write(st, tables, graph_mod.graphml(g), summary)
     return summary
+
+
+def _transfer_numbers(table: pd.DataFrame) -> dict:
+    """scorer -> {job[/variant]: share top-1 = target}, and for opposites the mean percentile of their class."""
+    out: dict = {}
+    for r in table.itertuples():
+        if r.job == "opposite":
+            out.setdefault(r.scorer, {})[OPPOSITE_PERCENTILE] = float(r.target_percentile)
+        elif not np.isnan(r.top1_share):
+            out.setdefault(r.scorer, {})[f"{r.job}/{r.variant}" if r.variant else r.job] = float(r.top1_share)
+    return out
 
 
 def usable_rows(rows: Rows, n_classes: int) -> tuple[Rows, int]:

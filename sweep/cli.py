@@ -14,11 +14,13 @@ import click
 from sweep.driver import DEVICES, SweepConfig, SweepError, run_sweep
 from sweep.fleet import ClusterConfig
 from sweep.plan import PlanError
+from sweep.score import SCORE_BATCH
 from sweep.store import StoreError, open_store
 
 DEMO_STORE = "./demo-store"
 DEMO_BATCH = 16   # the digits preset renders fastest per image around 16 per batch on a CPU
 DEMO_INTERPOLATIONS = "0+1,3+8,7+2,4+9,5+6"   # a few pairs: each interpolation keeps a strip of frames
+DEMO_SCORER = "digits-resnet"   # the second demo model, independently trained: does a digits image transfer?
 
 
 class UserError(click.ClickException):
@@ -249,20 +251,62 @@ def directions(store, groups, start, components, out) -> None:
 
 
 @main.command()
+@click.option("--store", required=True, help="The store whose images to score.")
+@click.option("--model", required=True, help="The scoring model (`sweep models`); it must have the store's classes.")
+@click.option("--weights", default="DEFAULT", show_default=True, help="Weights name, random, or a .pth file.")
+@click.option("--jobs", default=None, help="Comma list of jobs whose images to score (default: every job; "
+              "interpolation frames are never scored).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=SCORE_BATCH, show_default=True,
+              help="Images per forward pass on a worker.")
+@cluster_options
+def score(store, model, weights, jobs, batch_size, address, workers, device, cpus_per_worker, gpu_wait) -> None:
+    """Score every stored image with another model, on the workers; written under {store}/scores/{scorer}/
+    (resumes: only images no part file holds yet are scored)."""
+    from sweep.score import ScoreConfig, run_score
+    with reported():
+        summary = run_score(ScoreConfig(store=store, model=model, weights=weights, jobs=jobs, batch_size=batch_size,
+                                        cluster=cluster_config(address, workers, device, cpus_per_worker, gpu_wait)))
+    for line in summary.lines():
+        click.echo(line)
+
+
+@main.command()
+@click.argument("stores", nargs=-1, required=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for compare.parquet and "
+              "compare.png.")
+def compare(stores, out) -> None:
+    """The generating model x scoring model matrix, per job, of STORES scored by each other's models."""
+    from analysis.transfer import run_compare
+    with reported():
+        lines = run_compare(stores, out)
+    for line in lines:
+        click.echo(line)
+
+
+@main.command()
 @click.option("--store", default=DEMO_STORE, show_default=True, help="Where to write the demo store.")
 @cluster_options
 def demo(store, address, workers, device, cpus_per_worker, gpu_wait) -> None:
     """The built-in example: the digits model, all jobs, all classes and pairs, and the image jobs on
-    scikit-learn's two sample photographs; then analysis and figures."""
+    scikit-learn's two sample photographs; its images scored by the second demo model (digits-resnet); then
+    analysis (with the transfer table) and figures."""
+    from sweep.fleet import check_cluster, ray_session
+    from sweep.score import ScoreConfig, run_score
+    cluster = cluster_config(address, workers, device, cpus_per_worker, gpu_wait)
     config = SweepConfig(store=store, model="digits", schedule="digits", pairs="all", seeds=1, batch_size=DEMO_BATCH,
-                         sample_images=True, interpolate_pairs=DEMO_INTERPOLATIONS,
-                         cluster=cluster_config(address, workers, device, cpus_per_worker, gpu_wait))
+                         sample_images=True, interpolate_pairs=DEMO_INTERPOLATIONS, cluster=cluster)
     with reported():
-        summary = run_sweep(config)
+        check_cluster(cluster)
+        with ray_session(cluster):   # one Ray for the sweep and the scoring pass
+            summary = run_sweep(config)
+            scoring = run_score(ScoreConfig(store=store, model=DEMO_SCORER, cluster=cluster)) \
+                if not summary.exit_status else None
     for line in summary.lines():
         click.echo(line)
     if summary.exit_status:
         sys.exit(summary.exit_status)
+    for line in scoring.lines():
+        click.echo(line)
     functions = analysis_functions()
     with reported():
         for line in functions[0](store).lines():
