@@ -14,7 +14,7 @@ import click
 from sweep.driver import DEVICES, SweepConfig, SweepError, run_sweep
 from sweep.fleet import ClusterConfig
 from sweep.plan import PlanError
-from sweep.score import SCORE_BATCH
+from sweep.score import SCORE_BATCH, ScoreConfig, run_score
 from sweep.store import StoreError, open_store
 
 DEMO_STORE = "./demo-store"
@@ -262,7 +262,6 @@ def directions(store, groups, start, components, out) -> None:
 def score(store, model, weights, jobs, batch_size, address, workers, device, cpus_per_worker, gpu_wait) -> None:
     """Score every stored image with another model, on the workers; written under {store}/scores/{scorer}/
     (resumes: only images no part file holds yet are scored)."""
-    from sweep.score import ScoreConfig, run_score
     with reported():
         summary = run_score(ScoreConfig(store=store, model=model, weights=weights, jobs=jobs, batch_size=batch_size,
                                         cluster=cluster_config(address, workers, device, cpus_per_worker, gpu_wait)))
@@ -290,17 +289,13 @@ def demo(store, address, workers, device, cpus_per_worker, gpu_wait) -> None:
     """The built-in example: the digits model, all jobs, all classes and pairs, and the image jobs on
     scikit-learn's two sample photographs; its images scored by the second demo model (digits-resnet); then
     analysis (with the transfer table) and figures."""
-    from sweep.fleet import check_cluster, ray_session
-    from sweep.score import ScoreConfig, run_score
     cluster = cluster_config(address, workers, device, cpus_per_worker, gpu_wait)
     config = SweepConfig(store=store, model="digits", schedule="digits", pairs="all", seeds=1, batch_size=DEMO_BATCH,
                          sample_images=True, interpolate_pairs=DEMO_INTERPOLATIONS, cluster=cluster)
     with reported():
-        check_cluster(cluster)
-        with ray_session(cluster):   # one Ray for the sweep and the scoring pass
-            summary = run_sweep(config)
-            scoring = run_score(ScoreConfig(store=store, model=DEMO_SCORER, cluster=cluster)) \
-                if not summary.exit_status else None
+        summary = run_sweep(config)
+        scoring = run_score(ScoreConfig(store=store, model=DEMO_SCORER, cluster=cluster)) \
+            if not summary.exit_status else None
     for line in summary.lines():
         click.echo(line)
     if summary.exit_status:

@@ -142,12 +142,14 @@ def test_demo_runs_the_digits_sweep_then_analysis_and_figures(monkeypatch, tmp_p
         return SweepSummary(config.store, 110, 110, 0, (), 1.0, 2, "cpu", 0, False)
 
     monkeypatch.setattr(cli, "run_sweep", fake_run_sweep)
+    monkeypatch.setattr(cli, "run_score", lambda config: calls.append(("score", config)) or Summary())
     monkeypatch.setattr(cli, "analysis_functions", lambda: (
         lambda store, metric="cosine": calls.append(("analyze", store)) or Summary(),
         lambda store, out=None: calls.append(("figures", store)) or tmp_path / "index.html"))
     result = invoke("demo", "--store", str(tmp_path / "d"))
     assert result.exit_code == 0, result.output
-    assert [c[0] for c in calls] == ["run", "analyze", "figures"]
+    assert [c[0] for c in calls] == ["run", "score", "analyze", "figures"]
+    assert (calls[1][1].store, calls[1][1].model) == (str(tmp_path / "d"), "digits-resnet")
     config = calls[0][1]
     assert (config.model, config.schedule, config.jobs, config.classes, config.pairs, config.seeds) == (
         "digits", "digits", None, "all", "all", 1)
