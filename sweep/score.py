@@ -228,6 +228,14 @@ def read_scores(store: Store, scorer: str, columns: Sequence[str] = ("key", "log
     return store.read(f"{SCORES}/{scorer}", list(columns))
 
 
+def key_columns(store: Store, path: str) -> dict[str, list]:
+    """The key and job columns of one images/ file; StoreError for a file that is not one."""
+    try:
+        return pq.read_table(path, columns=["key", "job"], filesystem=store.fs).to_pydict()
+    except (pa.ArrowInvalid, OSError, KeyError) as error:
+        raise StoreError(f"unreadable file {path}: {str(error).splitlines()[0]}") from None
+
+
 @dataclass(frozen=True)
 class Prepared:
     store: Store
@@ -254,9 +262,9 @@ def prepare(config: ScoreConfig) -> Prepared:
     if model.n_classes != store.n_classes:
         raise PlanError(f"{model.name} has {model.n_classes} classes, the store's model {manifest['model']} has "
                         f"{store.n_classes}: a scorer must share the store's classes")
-    index = store.read(IMAGES, ["key", "job"])
-    keys, jobs_of = index.column("key").to_pylist(), index.column("job").to_pylist()
-    wanted = selected_jobs(config.jobs, {j for k, j in zip(keys, jobs_of) if not is_frame_key(k)})
+    files = {path: key_columns(store, path) for path in store.files(IMAGES)}
+    wanted = selected_jobs(config.jobs, {j for part in files.values() for k, j in zip(part["key"], part["job"])
+                                         if not is_frame_key(k)})
     scorer = scorer_id(model.name, model.weights_id)
     try:
         generator_size = model_info(manifest["model"]).input_size
@@ -276,8 +284,7 @@ def prepare(config: ScoreConfig) -> Prepared:
                              f"move it away to score again")
     done = scored_keys(store, scorer) if stored is not None else set()
     tasks, images = [], 0
-    for path in store.files(IMAGES):
-        part = pq.read_table(path, columns=["key", "job"], filesystem=store.fs).to_pydict()
+    for path, part in files.items():
         mine = [k for k, j in zip(part["key"], part["job"]) if j in wanted and not is_frame_key(k)]
         images += len(mine)
         todo = [k for k in mine if k not in done]
