@@ -220,3 +220,31 @@ def test_batch_size_must_be_positive(tmp_path):
                        [Image("octave", 1, np.eye(10, dtype=np.float32)[1])])
     with pytest.raises(PlanError):
         prepare(ScoreConfig(store=path, model="digits", batch_size=0))
+
+
+def test_a_scorer_of_another_input_size_rescales_by_the_ratio(tmp_path):
+    rows = [Image("octave", 1, np.zeros(1000, np.float32))]
+    path = write_store(str(tmp_path / "store"), [f"class {i}" for i in range(1000)], rows, model="inception_v3")
+    assert prepare(ScoreConfig(store=path, model="resnet18", weights="random")).plan.scale == pytest.approx(224 / 299)
+
+
+@pytest.mark.slow
+def test_imagenet_plumbing_rescales_to_the_scorers_input_size(local_ray, tmp_path):
+    """1000 classes, random weights: an InceptionV3-made store (299 px input) scored by ResNet-18 (224 px) sees
+    each image scaled by 224/299 before the engine's own `logits_of`."""
+    from jobs.kinds import logits_of
+    from jobs.models import load_model
+    from analysis.synthetic import noise_png
+    from sweep.store import decode_png
+    rng = np.random.default_rng(0)
+    rows = [Image("octave", c, rng.normal(size=1000).astype(np.float32), png=noise_png(rng, 64)) for c in (1, 2, 3)]
+    path = write_store(str(tmp_path / "store"), [f"class {i}" for i in range(1000)], rows, model="inception_v3")
+    summary = score(Path(path), "resnet18", weights="random")
+    assert summary.scored == 3
+    got = scored(Path(path), summary.scorer).sort_index()
+    pngs = pd.read_parquet(Path(path) / IMAGES, columns=["key", "png"]).set_index("key").sort_index()
+    images = np.stack([decode_png(p) for p in pngs["png"]])                   # 3 x 64 x 64 x 3
+    small = rescale(images, 224 / 299)
+    assert small.shape[1:3] == (48, 48)
+    want = logits_of(load_model("resnet18", "random"), small)
+    np.testing.assert_allclose(np.stack(got["logits"]), want, rtol=0, atol=1e-4)
