@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import shutil
 import tempfile
@@ -81,7 +82,7 @@ def main() -> None:
             os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
             began = time.perf_counter()
             summary = run_score(ScoreConfig(store=store, model=args.scorer,
-                                            cluster=ClusterConfig(progress_every=60.0)), stream=open(os.devnull, "w"))
+                                            cluster=ClusterConfig(progress_every=60.0)), stream=io.StringIO())
             wall = time.perf_counter() - began
             print(f"`sweep score` end to end through a local Ray (start-up and model loading included): "
                   f"{summary.scored / wall:.1f} images/s ({summary.scored} images in {wall:.1f}s)")

@@ -2,6 +2,7 @@
 two demo models: self-scoring reproduces the stored logits, resume exactly once, separate scorers, refusals."""
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -45,7 +46,8 @@ def tiny_sweep(path: Path, model: str, jobs: str = "octave,opposite,addition") -
 
 
 def score(store: Path, model: str, **changes):
-    return run_score(ScoreConfig(store=str(store), model=model, cluster=CLUSTER, **changes), stream=open(os.devnull, "w"))
+    return run_score(ScoreConfig(store=str(store), model=model, cluster=CLUSTER, **changes),
+                     stream=io.StringIO())
 
 
 @pytest.fixture(scope="module")
