@@ -167,7 +167,7 @@ def _compute(rows: Rows, reps: Rows, names, metric: str, summary: AnalysisSummar
 
     opps = rows.job("opposite")
     if len(opps):
-        opp_table = opposites_table(representatives(opps), names)
+        opp_table = opposites_table(representatives(opps), names, classes)
         opp_summary = opposites_summary(opp_table, names)
         tables["opposites.parquet"], tables["opposites_summary.parquet"] = opp_table, opp_summary
         summary.opposites = _opposite_numbers(opp_summary)

@@ -2,7 +2,8 @@
 
 The stored output vectors are projected with PCA (50 components in the article, which keeps > 98% of the
 variance of a ResNet50's last layer); a linear direction that separates two groups of images is fitted in that
-space (logistic regression; its normal vector is the direction). Every image then has a position along the
+space (logistic regression; its normal vector is the direction), or, for two or more groups, the article's own
+method: a small network whose input passes through a one-unit bottleneck (`fit_bottleneck_direction`). Every image then has a position along the
 direction, and walking along the line through one image retrieves the stored images nearest to each point of
 the line: the article's way of showing that an attribute changes linearly in the classifier's last layer.
 """
@@ -52,6 +53,58 @@ def fit_direction(vectors: np.ndarray, groups: pd.Series, n_components: int = 50
     classifier.fit(components[fitted], (labels[fitted] == names[1]).astype(int))
     direction = classifier.coef_[0] / np.linalg.norm(classifier.coef_[0])  # k
     return Direction(components, direction, components @ direction, names[0], names[1],
+                     float(pca.explained_variance_ratio_.sum()))
+
+
+METHODS = ("logistic", "bottleneck")   # how `run_directions` fits the direction
+
+
+def fit_bottleneck_direction(vectors: np.ndarray, groups: pd.Series, n_components: int = 50, seed: int = 0,
+                             hidden: int = 10, epochs: int = 600, lr: float = 0.01) -> Direction:
+    """The latent-directions article's method for several classes: PCA, then a classifier whose input is forced
+    through a single linear unit (`Linear(k, 1), Linear(1, 10), ReLU, Linear(10, 10), ReLU, Linear(10, G)`),
+    trained with cross-entropy on the grouped images; the first layer's weight vector is the direction ("the
+    vector of weights of the input layer gives us the latent direction"). Full-batch Adam, seeded, on the CPU.
+
+    `groups`: N labels, empty or NaN for images in no group; two or more groups. The direction is oriented and
+    `negative` / `positive` named by the groups whose mean positions are lowest / highest."""
+    import torch
+    from sklearn.decomposition import PCA
+
+    labels = groups.fillna("").astype(str).to_numpy()
+    names = sorted(set(labels) - {""})
+    if len(names) < 2:
+        raise GroupsError(f"need at least two groups, found {len(names)}: {', '.join(names) or 'none'}")
+    k = max(1, min(n_components, vectors.shape[0] - 1, vectors.shape[1]))
+    pca = PCA(n_components=k, random_state=seed)
+    components = pca.fit_transform(vectors.astype(np.float64))              # N x k
+    fitted = labels != ""
+    scale = components[fitted].std() or 1.0                                 # keep the inputs near unit scale
+    x = torch.tensor(components[fitted] / scale, dtype=torch.float32)       # M x k
+    y = torch.tensor([names.index(g) for g in labels[fitted]])              # M
+    threads = torch.get_num_threads()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        torch.set_num_threads(1)   # a network this small only loses time to thread hand-offs
+        net = torch.nn.Sequential(torch.nn.Linear(k, 1), torch.nn.Linear(1, hidden), torch.nn.ReLU(),
+                                  torch.nn.Linear(hidden, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, len(names)))
+        optimiser = torch.optim.Adam(net.parameters(), lr=lr)
+        try:
+            for _ in range(epochs):
+                optimiser.zero_grad()
+                torch.nn.functional.cross_entropy(net(x), y).backward()
+                optimiser.step()
+        finally:
+            torch.set_num_threads(threads)
+    weight = net[0].weight.detach().double().numpy()[0]                     # k: the bottleneck's input weights
+    direction = weight / np.linalg.norm(weight)
+    positions = components @ direction
+    means = {g: positions[labels == g].mean() for g in names}
+    if means[names[-1]] < means[names[0]]:
+        direction, positions = -direction, -positions
+        means = {g: -m for g, m in means.items()}
+    order = sorted(names, key=lambda g: means[g])
+    return Direction(components, direction, positions, order[0], order[-1],
                      float(pca.explained_variance_ratio_.sum()))
 
 
@@ -146,12 +199,12 @@ def distribution_drawing(positions: np.ndarray, groups: np.ndarray, order: list[
 
 
 def run_directions(store: Store | str, groups_file: str, *, start: str | None = None, n_components: int = 50,
-                   n_points: int = 8, out: str | None = None) -> DirectionsSummary:
+                   n_points: int = 8, out: str | None = None, method: str = "logistic") -> DirectionsSummary:
     """`sweep directions`: fit the direction between the two groups of `groups_file` over the store's output
     vectors, write `{store}/analysis/directions.parquet` (key, job, target, target_name, group, position) and two
     figures in `out` (default {store}/figures): the per-group distribution along the direction, and the strip of
     stored images nearest to the line through the `start` image (a key; default the first image of the first
-    group)."""
+    group). `method`: "logistic" (two groups) or "bottleneck" (the article's one-unit network, two or more)."""
     from sklearn.metrics import roc_auc_score
 
     from analysis.figures import Cell, grid_pages, png_bytes, thumbnail, to_png, to_svg
@@ -164,11 +217,14 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
     meta["target_name"] = [names[t] if 0 <= t < len(names) else "" for t in meta["target"]]
     try:
         groups = read_groups(groups_file, meta)
-        fit = fit_direction(rows.logits, groups, n_components=n_components)
+        if method not in METHODS:
+            raise GroupsError(f"unknown direction method {method!r}: use {' or '.join(METHODS)}")
+        fitter = fit_bottleneck_direction if method == "bottleneck" else fit_direction
+        fit = fitter(rows.logits, groups, n_components=n_components)
     except GroupsError as error:
         raise StoreError(str(error)) from None
     labels = groups.to_numpy()
-    grouped = labels != ""
+    grouped = np.isin(labels, [fit.negative, fit.positive])   # the two groups at the ends of the direction
     auc = float(roc_auc_score(labels[grouped] == fit.positive, fit.positions[grouped]))
     table = meta[["key", "job", "target", "target_name"]].assign(group=labels, position=fit.positions)
     st.write_table("analysis/directions.parquet", pa.Table.from_pandas(table, preserve_index=False))
@@ -184,7 +240,8 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
     pngs = dict(iter_pngs(st, [meta["key"][i] for i in [start_index, *picks]]))
 
     figures = Store.open(out) if out else Store(st.location("figures"), st.fs, st.path("figures"))
-    drawing = distribution_drawing(fit.positions, labels, [fit.negative, fit.positive, ""],
+    ordered = sorted(set(labels) - {""}, key=lambda g: fit.positions[labels == g].mean()) + [""]
+    drawing = distribution_drawing(fit.positions, labels, ordered,
                                    f"Images along the direction {fit.negative} -> {fit.positive}")
     written = {"directions-distribution.png": png_bytes(to_png(drawing)),
                "directions-distribution.svg": to_svg(drawing).encode()}
@@ -201,5 +258,5 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
     for name, data in written.items():
         figures.write_bytes(name, data)
         paths.append(figures.location(name))
-    counts = {g or "(no group)": int((labels == g).sum()) for g in [fit.negative, fit.positive, ""]}
+    counts = {g or "(no group)": int((labels == g).sum()) for g in ordered}
     return DirectionsSummary(st.location("analysis", "directions.parquet"), tuple(paths), fit, auc, counts)

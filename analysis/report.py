@@ -240,12 +240,15 @@ def _opposites_grid(classes: pd.DataFrame, opposites: pd.DataFrame, thumbs, writ
         cells.append(fig.Cell((thumbs.get(class_key.get(r.target, "")), thumbs.get(r.key)),
                               ((f"{r.target} {r.name}", fig.INK),
                                (f"opposite: {r.opposite_name}{mutual}", fig.GOOD if mutual else fig.INK),
-                               (f"margin: {r.margin_opposite_name}", fig.MUTED))))
+                               (f"article's margin (class image): {getattr(r, 'margin_opposite_name', '')}"
+                                if getattr(r, "margin_opposite", -1) >= 0
+                                else f"standout: {r.standout_opposite_name}", fig.MUTED))))
     pages = fig.grid_pages(cells, title="Opposites: class image | image minimising the class", columns=PAIRS[0],
                            rows=PAIRS[1], thumb=GRID_THUMB)
     files = [writer.png(f"opposites-{i + 1:02d}.png", p) for i, p in enumerate(pages)]
     return ("Opposites", files, "Each class's image beside the image that minimises its logit, labelled by argmax "
-            "(the opposite) and by the margin criterion.")
+            "(the opposite) and by the article's margin criterion on the class image (or, without a class image, "
+            "the project's standout statistic on the opposite image).")
 
 
 def _additions_grid(additions: pd.DataFrame, thumbs, writer: _Writer):
@@ -519,7 +522,9 @@ def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, s
             back = link(o.opposite_of_opposite) if o.opposite_of_opposite >= 0 else "unknown"
             body.append(
                 f"<figure>{img(o.key)}<figcaption>opposite image (minimising the class): labelled "
-                f"{link(o.opposite)} (p = {o.opposite_prob:.3f}); margin criterion: {link(o.margin_opposite)}; "
+                f"{link(o.opposite)} (p = {o.opposite_prob:.3f}); standout on this image: {link(o.standout_opposite)}; "
+                f"the article's margin opposite (class image): "
+                f"{link(o.margin_opposite) if getattr(o, 'margin_opposite', -1) >= 0 else 'unknown'}; "
                 f"the opposite's own opposite: {back} ({mutual})</figcaption></figure>")
             if o.opposite in by_class:
                 oc = by_class[o.opposite]

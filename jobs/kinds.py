@@ -21,6 +21,7 @@ Each result carries the final image as uint8 RGB and the model's full output vec
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from dataclasses import dataclass, field
@@ -63,7 +64,7 @@ class JobResult:
     image: Optional[np.ndarray]         # H x W x 3 uint8 RGB (None when error)
     logits: Optional[np.ndarray]        # float32 [n_classes]: the model's output on the final uint8 image
     label: int                          # argmax of logits (-1 when error)
-    margin_label: int                   # class standing furthest above the next lower output (-1 when error)
+    margin_label: int                   # "standout": class furthest above the next lower output (-1 when error)
     target_logit: float                 # on the final image
     target_prob: float                  # softmax probability of the target on the final image
     partner_logit: float                # nan when no partner
@@ -121,24 +122,48 @@ def interpolation_frames(s: Schedule) -> list[int]:
     return sorted({round(t0 + k * (total - t0) / max(1, s.frames - 1)) for k in range(s.frames)})
 
 
+def _progress(t0: int) -> obj.Weight:
+    def fraction(step: obj.Step) -> float:
+        return min(1.0, max(0.0, (step.t - t0) / (step.total - t0)))   # n / q over the interpolation steps
+    return fraction
+
+
+@functools.lru_cache(maxsize=None)
+def _interpolation_weights(t0: int) -> tuple[obj.Weight, obj.Weight]:
+    # Cached so that every spec of a schedule shares the same weight functions, hence one objective group.
+    fade_in = _progress(t0)
+
+    def fade_out(step: obj.Step) -> float:
+        return 1.0 - fade_in(step)                                          # (q - n) / q
+    return fade_out, fade_in
+
+
 @functools.lru_cache(maxsize=None)
 def _interpolation_targets(c: float, t0: int) -> tuple[obj.Weight, obj.Weight]:
-    # Cached so that every spec of a schedule shares the same target functions, hence one objective group.
+    # Cached for the same reason as `_interpolation_weights`.
+    fade_out, fade_in = _interpolation_weights(t0)
+
     def b_target(step: obj.Step) -> float:
-        return c * min(1.0, max(0.0, (step.t - t0) / (step.total - t0)))   # c n/q
+        return c * fade_in(step)                                            # c n/q
 
     def a_target(step: obj.Step) -> float:
-        return c - b_target(step)                                           # c (q-n)/q
+        return c * fade_out(step)                                           # c (q-n)/q
     return a_target, b_target
 
 
 def _interpolate(spec: JobSpec, s: Schedule) -> obj.Objective:
-    # Latent space, "Dog transfiguration": over the q interpolation steps the outputs move from
-    # (O_a, O_b) = (c, 0) to (0, c), the targets weighted (q-n)/q and n/q. The article's code weights the two
-    # class losses instead (`obj.interpolate`); that form only ever pushes both logits up, so O_a keeps rising for
-    # much of the run, while tracking the moving targets makes O_a fall and O_b rise across the frames.
-    a_target, b_target = _interpolation_targets(s.interpolation_logit, interpolation_start(s))
-    return obj.logit_toward(spec.target, a_target) + obj.logit_toward(spec.partner, b_target)
+    """Latent space, "Dog transfiguration": over the q interpolation steps the objective moves from class a to
+    class b. `interpolation: "weighted"` (default) is the article's loss as written,
+    `J_n = (c - O_a (q-n)/q) + (c - O_b n/q)`, the weighted outputs (c = the schedule's `C`; it does not change the
+    gradient). `"targets"` is ours: hold (O_a, O_b) at moving targets `(c (q-n)/q, c n/q)` with
+    c = `interpolation_logit`; the weighted form only ever pushes both logits up, so O_a keeps rising for much
+    of the run, while tracking targets makes O_a fall and O_b rise across the frames (the digits preset uses it)."""
+    t0 = interpolation_start(s)
+    if s.interpolation == "targets":
+        a_target, b_target = _interpolation_targets(s.interpolation_logit, t0)
+        return obj.logit_toward(spec.target, a_target) + obj.logit_toward(spec.partner, b_target)
+    w_a, w_b = _interpolation_weights(t0)
+    return obj.mix(obj.class_logit(spec.target, s.C), obj.class_logit(spec.partner, s.C), w_a, w_b)
 
 
 RECIPES: dict[str, Callable[[JobSpec, Schedule], obj.Objective]] = {
@@ -195,15 +220,21 @@ def from_uint8(images: np.ndarray) -> torch.Tensor:
 
 @torch.no_grad()
 def logits_of(model: torch.nn.Module, images: np.ndarray, device: torch.device | str = "cpu",
-              chunk: int = 64) -> np.ndarray:
-    """The model's float32 logits (N x n_classes) on uint8 images (N x H x W x 3), evaluated in float32."""
-    out = [model(from_uint8(images[i:i + chunk]).to(device)).float().cpu() for i in range(0, len(images), chunk)]
+              chunk: int = 64, input: str | None = None) -> np.ndarray:
+    """The model's float32 logits (N x n_classes) on uint8 images (N x H x W x 3), evaluated in float32, with the
+    network fed under the `input` convention ("raw" or "normalized"; None: the model's current one) - the
+    convention the images were made under, so the stored logits are the output the generation saw."""
+    with (model.input_as(input) if input is not None else contextlib.nullcontext()):
+        out = [model(from_uint8(images[i:i + chunk]).to(device)).float().cpu()
+               for i in range(0, len(images), chunk)]
     return torch.cat(out).numpy().astype(np.float32)
 
 
 def margin_label(values: np.ndarray, exclude: Sequence[int] = ()) -> int:
-    """The article's margin opposite: sort the outputs descending and return the class whose value exceeds the
-    next lower value by the most (for an opposite image, the one class that stands out).
+    """The project's "standout" statistic (stored as `margin_label`): sort the outputs descending and return the
+    class whose value exceeds the next lower value by the most (for an opposite image, the one class that stands
+    out). This is NOT the article's margin criterion, which is about the class image's low outputs (Latent space,
+    "Opposites"; `analysis.tables.article_margin_opposite`); it borrows its gap idea for the opposite image.
 
     `exclude` leaves classes out of the ranking: on an opposite image the minimised target sits far below all the
     others, so the class just above it would otherwise always win on the gap to the target.
@@ -221,13 +252,13 @@ def own_classes(spec: JobSpec) -> tuple[int, ...]:
     return tuple(c for c in (spec.target, spec.partner) if c >= 0)
 
 
-def run_batch(model, specs: Sequence[JobSpec], schedule: Schedule, *, device: torch.device | str = "cpu",
+def run_batch(model, specs: Sequence[JobSpec], schedule, *, device: torch.device | str = "cpu",
               autocast_bf16: bool = False, channels_last: bool = False, progress: Optional[Progress] = None,
               sources: Optional[Mapping[str, np.ndarray]] = None) -> list[JobResult]:
     """Generate one image per spec in batched renders; results in the order of `specs`.
 
-    One forward/backward per step for the whole batch (jobs that need a different blur rhythm, the dreams, form
-    their own render). `sources`: name -> H x W x 3 uint8 real image, for the specs that start from one. A spec
+    `schedule`: a `Schedule` or a `ScheduleSet`; each job runs `schedule.for_job(job)`. One forward/backward per
+    step for the whole batch; jobs whose schedules differ (the dreams, another preset) form their own render. `sources`: name -> H x W x 3 uint8 real image, for the specs that start from one. A spec
     whose loss or image goes NaN/inf gets a result with `error` set and no image; the rest are unaffected.
     Invalid specs raise ValueError before any work.
     """
@@ -247,7 +278,7 @@ def run_batch(model, specs: Sequence[JobSpec], schedule: Schedule, *, device: to
     return results  # type: ignore[return-value]
 
 
-def _run_group(model, specs: Sequence[JobSpec], schedule: Schedule, runs: Schedule,
+def _run_group(model, specs: Sequence[JobSpec], schedule, runs: Schedule,
                sources: Mapping[str, np.ndarray], **options) -> list[JobResult]:
     """One render of `specs` under `runs` (the job's form of the run's `schedule`)."""
     start = time.perf_counter()
@@ -261,13 +292,14 @@ def _run_group(model, specs: Sequence[JobSpec], schedule: Schedule, runs: Schedu
     device = options["device"]
     images = to_uint8(rendered.images)                                        # B x H x W x 3
     ok = [j for j, e in enumerate(rendered.errors) if e is None]
-    logits = logits_of(model, images[ok], device) if ok else np.zeros((0, model.n_classes), np.float32)
+    logits = (logits_of(model, images[ok], device, input=runs.input) if ok
+              else np.zeros((0, model.n_classes), np.float32))
     seconds = (time.perf_counter() - start) / len(specs)
 
     results = []
-    common = dict(model=model.name, weights=model.weights_id, schedule_id=schedule.id, seconds=seconds)
+    common = dict(model=model.name, weights=model.weights_id, schedule_id=runs.id, seconds=seconds)
     row = {j: r for r, j in enumerate(ok)}
-    frames = _frames(model, {j: rendered.frames.get(j, []) for j in ok}, device)
+    frames = _frames(model, {j: rendered.frames.get(j, []) for j in ok}, device, runs.input)
     for j, spec in enumerate(specs):
         if j not in row:
             results.append(JobResult(spec, image=None, logits=None, label=-1, margin_label=-1,
@@ -280,7 +312,8 @@ def _run_group(model, specs: Sequence[JobSpec], schedule: Schedule, runs: Schedu
     return results
 
 
-def _frames(model, snapshots: Mapping[int, Sequence[tuple[int, torch.Tensor]]], device) -> dict[int, list[Frame]]:
+def _frames(model, snapshots: Mapping[int, Sequence[tuple[int, torch.Tensor]]], device,
+            input: str | None = None) -> dict[int, list[Frame]]:
     """Frames with the logits of their uint8 images, one forward pass per image size (the frames of one step
     share the octave's size) rather than one per frame."""
     kept = {j: [(t, to_uint8(x[None])[0]) for t, x in shots] for j, shots in snapshots.items() if shots}
@@ -291,7 +324,7 @@ def _frames(model, snapshots: Mapping[int, Sequence[tuple[int, torch.Tensor]]], 
     values: dict[tuple[int, int], np.ndarray] = {}
     for members in by_size.values():
         stacked = np.stack([kept[j][k][1] for j, k in members])               # N x h x w x 3
-        values.update(zip(members, logits_of(model, stacked, device)))      # N x n_classes
+        values.update(zip(members, logits_of(model, stacked, device, input=input)))   # N x n_classes
     return {j: [Frame(t, image, values[(j, k)]) for k, (t, image) in enumerate(shots)] for j, shots in kept.items()}
 
 
@@ -307,11 +340,12 @@ def scores(spec: JobSpec, v: np.ndarray) -> dict:
 
 @torch.no_grad()
 def feature_means(model, images_uint8: np.ndarray, layer: str, maps: Sequence[int],
-                  device: torch.device | str = "cpu", chunk: int = 32) -> np.ndarray:
+                  device: torch.device | str = "cpu", chunk: int = 32, input: str | None = None) -> np.ndarray:
     """Mean activation of feature maps `maps` of `layer` on each image: N x H x W x 3 uint8 -> N x len(maps)
     float32 (Latent space, "Feature latent space": each image as the vector of its chosen features' means).
 
-    `images_uint8` may also be a list of H x W x 3 arrays of different sizes (evaluated one by one)."""
+    `images_uint8` may also be a list of H x W x 3 arrays of different sizes (evaluated one by one). `input`: the
+    convention the images were made under (the manifest's); None: the model's current one."""
     maps = [int(m) for m in maps]
     if isinstance(images_uint8, np.ndarray):
         batches = [images_uint8[i:i + chunk] for i in range(0, len(images_uint8), chunk)]
@@ -322,7 +356,8 @@ def feature_means(model, images_uint8: np.ndarray, layer: str, maps: Sequence[in
     for batch in batches:
         if len(batch) == 0:
             continue
-        _, acts = model.taps(from_uint8(batch).to(device), [layer])
+        with (model.input_as(input) if input is not None else contextlib.nullcontext()):
+            _, acts = model.taps(from_uint8(batch).to(device), [layer])
         a = acts[layer].float()                                   # N x C x H x W (or N x C for a head)
         a = a.mean(dim=(2, 3)) if a.ndim == 4 else a.flatten(1)
         if maps and max(maps) >= a.shape[1]:

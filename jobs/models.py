@@ -1,7 +1,7 @@
 """Model zoo: every classifier behind one interface, RGB images in [0, 1] in, logits out.
 
-`load_model(name, weights)` returns a `Classifier`: it applies the network's own input normalisation inside,
-freezes every parameter (generation needs input gradients only), and can tap named hidden layers with forward
+`load_model(name, weights)` returns a `Classifier`: it applies the network's own input normalisation inside
+(or not: see `Classifier.input`), freezes every parameter (generation needs input gradients only), and can tap named hidden layers with forward
 hooks. Names: `googlenet`, `inception_v3`, `resnet50`, any other torchvision classification model, and the
 built-in demo models `digits` (see `jobs.digits`) and `digits-resnet` (`jobs.digits_resnet`, another architecture
 trained independently on the same digits, for scoring one model's images with another).
@@ -80,6 +80,10 @@ class Classifier(nn.Module):
         self.input_size = int(input_size)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        # "normalized": (x - mean) / std before the network (torchvision's recipe); "raw": x as it is, as the
+        # articles' code fed the hub GoogLeNet/InceptionV3, which apply their own `transform_input`
+        # (Image generation I). Set per run with `input_as` (a schedule's `input`).
+        self.input = "normalized"
         # Every tappable module path (e.g. "inception4c", "features.6"); `layer_names` lists the notable ones.
         self.all_layers = frozenset(name for name, _ in self.net.named_modules() if name)
         top_level = [n for n, _ in self.net.named_children()]
@@ -92,7 +96,21 @@ class Classifier(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         # images: B x 3 x H x W in [0, 1]  ->  logits: B x n_classes
+        if self.input == "raw":
+            return self.net(images)
         return self.net((images - self.mean) / self.std)
+
+    @contextlib.contextmanager
+    def input_as(self, convention: str) -> Iterator["Classifier"]:
+        """Within the block the network is fed images under `convention`: "raw" (the pixels as they are, the
+        articles' code) or "normalized" (ImageNet mean/std first)."""
+        if convention not in ("raw", "normalized"):
+            raise ValueError(f"input convention must be raw or normalized, got {convention!r}")
+        before, self.input = self.input, convention
+        try:
+            yield self
+        finally:
+            self.input = before
 
     def taps(self, images: torch.Tensor, layers: Sequence[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Logits plus the named hidden layers' activations for `images`, in one forward pass."""

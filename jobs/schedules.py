@@ -3,12 +3,17 @@
 The octave method (Image generation I, "Jitter using cropped octaves"): starting from `randn / 20 + 0.7`, each
 octave runs `iterations` gradient steps at one image size, the learning rate and the blur sigma moving linearly
 from start to end (`start * (n - i) / n + end * i / n` at iteration i of n); between octaves the image is resized.
-An octave may optimise random crops of the image (positional jitter) and may pad the model input.
+An octave may optimise random crops of the image (positional jitter), pad the image each step (the article's
+`Pad([1, 1], fill=0.7)`), and resize the image through a cycle of sizes (transformation resiliency).
 
-Presets live in `jobs/presets/*.json` ("googlenet", "googlenet-pad", "inception_v3", "digits", "tiny") and
-reproduce the settings the article's author published with the articles' code. `load_schedule` takes a preset name or a
-.json (or, when PyYAML is importable, .yaml) file; `Schedule.id` is a short hash of the content that identifies a
-run.
+Presets live in `jobs/presets/*.json` and reproduce the settings the article's author published with the articles' code:
+"googlenet", "googlenet-pad", "inception_v3" (class images), "dream" (deep dream and directed dream), "transfigure"
+(transfiguration and interpolation from a photograph), "fixed-224" (class images for networks that take one input
+size only), and the demo's "digits" and the tests' "tiny". `load_schedule` takes a preset name or a .json (or,
+when PyYAML is importable, .yaml) file; `Schedule.id` is a short hash of the content that identifies a run.
+
+A sweep runs one `ScheduleSet`: a schedule per job, chosen by default per model and job family
+(`default_schedules`) and overridable per job (`schedule_set`).
 """
 from __future__ import annotations
 
@@ -18,10 +23,17 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 STEP_RULES = ("plain", "sign")
+# What the network is fed (Image generation I: the author passes `randn/20 + 0.7` straight to the hub
+# GoogLeNet/InceptionV3, which apply their own `transform_input`; no mean/std normalisation):
+INPUTS = ("raw", "normalized")      # raw: the pixels as they are (articles); normalized: (x - mean) / std first
+PAD_MODES = ("image", "frame")      # image: the article's Pad grows the image; frame: pad the model input only
+BLUR_SCOPES = ("image", "crop")     # crop octaves: blur the whole image (article) or only the updated crop
+INTERPOLATIONS = ("weighted", "targets")   # article's weighted outputs, or our moving targets
+SOURCE_FITS = ("crop", "squash")    # a photograph: shorter side resized + centre crop, or squashed to a square
 
 
 def _interpolate(start: float, end: float, i: int, n: int) -> float:
@@ -55,8 +67,14 @@ class Octave:
     lr: tuple[float, float] = (1.5, 1.0)        # learning rate, start -> end (article's GoogLeNet octave 1)
     sigma: tuple[float, float] = (2.4, 0.8)     # Gaussian blur sigma, start -> end (article's octave 1)
     crop: int | None = None                     # side of the random crop optimised each step; None: whole image
-    pad: int = 0                                # pixels of constant frame around the model input each step
+    pad: int = 0                                # pixels of `pad_fill` added around the image each step (the
+                                                #   schedule's `pad_mode` says whether the image grows)
     blur_every: int = 1                         # blur after every k-th step (1: every step, 0: never)
+    blur_until: int | None = None               # blur only while i < blur_until (None: the whole octave;
+                                                #   article's smoothness curriculum: three quarters of the steps)
+    resize_cycle: tuple[int, ...] = ()          # before step i < cycle_steps resize the image to
+    cycle_steps: int = 0                        #   resize_cycle[i % len] (transformation resiliency: 256, 198,
+                                                #   160, 180, 200 over the first 76 of 100 steps)
 
     def __post_init__(self) -> None:
         _int(self.size, "octave size", 1)
@@ -73,6 +91,35 @@ class Octave:
                 raise ValueError(f"octave crop {self.crop} is larger than the octave size {self.size}")
         _int(self.pad, "octave pad", 0)
         _int(self.blur_every, "octave blur_every", 0)
+        if self.blur_until is not None:
+            _int(self.blur_until, "octave blur_until", 0)
+        if not isinstance(self.resize_cycle, (list, tuple)):
+            raise ValueError(f"octave resize_cycle must be a list of sizes, got {self.resize_cycle!r}")
+        object.__setattr__(self, "resize_cycle", tuple(_int(v, "octave resize_cycle size", 1)
+                                                       for v in self.resize_cycle))
+        _int(self.cycle_steps, "octave cycle_steps", 0)
+        if self.cycle_steps and not self.resize_cycle:
+            raise ValueError("octave cycle_steps needs a resize_cycle")
+        if self.resize_cycle and (self.crop is not None or self.pad):
+            raise ValueError("an octave with a resize_cycle takes neither crop nor pad")
+
+    @property
+    def cycles(self) -> bool:
+        return bool(self.resize_cycle) and self.cycle_steps > 0
+
+    def size_at(self, i: int) -> int:
+        """The image side step i works on, before any padding (the cycle's size while it runs)."""
+        if self.cycles and i < self.cycle_steps:
+            return self.resize_cycle[i % len(self.resize_cycle)]
+        if self.cycles:
+            return self.resize_cycle[(min(self.cycle_steps, self.iterations) - 1) % len(self.resize_cycle)]
+        return self.size
+
+    def end_size(self, pad_mode: str = "image") -> int:
+        """The image side after the octave: grown by the pad (image mode), or where the resize cycle left it."""
+        if self.cycles:
+            return self.size_at(self.iterations - 1)
+        return self.size + (2 * self.pad * self.iterations if pad_mode == "image" else 0)
 
     def lr_at(self, i: int) -> float:
         """Learning rate at iteration i of this octave."""
@@ -84,6 +131,8 @@ class Octave:
 
     def blurs_at(self, i: int) -> bool:
         """Whether the image is blurred after iteration i."""
+        if self.blur_until is not None and i >= self.blur_until:
+            return False
         return self.blur_every > 0 and (i + 1) % self.blur_every == 0
 
 
@@ -112,6 +161,15 @@ class Schedule:
                                                 #   the logit a class image reaches (digits preset: 10)
     output: str = "logits"                      # the head class objectives read: "logits", or "AuxLogits"
                                                 #   (InceptionV3's auxiliary classifier)
+    input: str = "raw"                          # "raw": the network gets the pixels as they are (the articles'
+                                                #   code); "normalized": ImageNet mean/std first (torchvision)
+    pad_mode: str = "image"                     # "image": pad the image itself, it grows 2 px a step (article);
+                                                #   "frame": frame the model input only, the image keeps its size
+    blur_scope: str = "image"                   # crop octaves blur the whole image (article's code) or "crop"
+    interpolation: str = "weighted"             # "weighted": the article's loss (c - w_a O_a) + (c - w_b O_b);
+                                                #   "targets": hold (O_a, O_b) at moving targets (ours)
+    source_fit: str = "crop"                    # photographs: shorter side to the first size, centre crop
+                                                #   (torchvision's classification convention), or "squash"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -139,6 +197,13 @@ class Schedule:
                              f"got {self.output!r}")
         if _int(self.blur_kernel, "schedule blur_kernel", 1) % 2 == 0:
             raise ValueError(f"schedule blur_kernel must be odd, got {self.blur_kernel}")
+        for what, allowed in (("input", INPUTS), ("pad_mode", PAD_MODES), ("blur_scope", BLUR_SCOPES),
+                              ("interpolation", INTERPOLATIONS), ("source_fit", SOURCE_FITS)):
+            if getattr(self, what) not in allowed:
+                raise ValueError(f"schedule {what} must be one of {', '.join(allowed)}, got {getattr(self, what)!r}")
+        if self.pad_mode == "image" and any(o.pad and o.crop for o in octaves):
+            raise ValueError("an octave that pads the image (pad_mode image) cannot also crop: the crop positions "
+                             "are drawn for a fixed image size; use pad_mode frame")
 
     def for_job(self, job: str) -> "Schedule":
         """The schedule a job runs: a dream never blurs; a directed dream blurs every `dream_blur_every` steps
@@ -156,7 +221,29 @@ class Schedule:
     @property
     def final_size(self) -> int:
         """Side of the images the schedule produces."""
-        return self.octaves[-1].size
+        return self.octaves[-1].end_size(self.pad_mode)
+
+    def model_input_sizes(self) -> list[int]:
+        """Every side the network is fed during the run (crops, pads and resize cycles included), sorted."""
+        sizes = set()
+        for o in self.octaves:
+            side = o.crop or o.size
+            if o.pad:
+                grow = 2 * o.pad
+                # image mode: step i sees the image grown by i pads; frame mode: always one frame
+                sizes.update(range(side, side + grow * o.iterations, grow) if self.pad_mode == "image"
+                             else (side + grow,))
+            elif o.cycles:
+                sizes.update(o.size_at(i) for i in range(o.iterations))
+            else:
+                sizes.add(side)
+        return sorted(sizes)
+
+    def shortened(self, iterations: int = 1) -> "Schedule":
+        """The same schedule with at most `iterations` steps per octave (tests and smoke checks)."""
+        return dataclasses.replace(self, octaves=tuple(
+            dataclasses.replace(o, iterations=min(o.iterations, iterations),
+                                cycle_steps=min(o.cycle_steps, iterations)) for o in self.octaves))
 
     @property
     def id(self) -> str:
@@ -171,6 +258,12 @@ class Schedule:
         data["octaves"] = [{k: list(v) if isinstance(v, tuple) else v for k, v in o.items()}
                            for o in data["octaves"]]
         return data
+
+    def content_dict(self) -> dict[str, Any]:
+        """`to_dict` without the name (what `id` hashes)."""
+        content = self.to_dict()
+        del content["name"]
+        return content
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -247,7 +340,152 @@ def load_schedule(name_or_path: str | Path) -> Schedule:
 
 
 def default_schedule(model_name: str) -> Schedule:
-    """The preset for a model: digits and digits-resnet -> "digits", inception_v3 -> "inception_v3", anything else
-    -> "googlenet"."""
+    """The class-image preset for a model: digits and digits-resnet -> "digits", inception_v3 -> "inception_v3",
+    anything else -> "googlenet" (the job families' own presets: `default_schedules`)."""
     presets = {"digits": "digits", "digits-resnet": "digits", "inception_v3": "inception_v3"}
     return load_schedule(presets.get(model_name, "googlenet"))
+
+
+# Job families and their default presets for the ImageNet models. Dreams: Deep dream's three octaves without
+# crops, 299 -> 380 -> 460; transfiguration and interpolation (which the article runs from a photograph with the
+# same method, Latent space "Dog transfiguration"): Image generation I's single-scale resize-cycle recipe.
+FAMILIES = {"octave": "class", "opposite": "class", "addition": "class", "transfigure": "transfigure",
+            "interpolate": "transfigure", "dream": "dream", "directed-dream": "dream"}
+FAMILY_PRESETS = {"class": None, "transfigure": "transfigure", "dream": "dream"}   # None: `default_schedule`
+FIXED_SIZE_PRESET = "fixed-224"   # class images for networks that accept one input size only (ViT, MaxViT)
+
+
+def family_of(job: str) -> str:
+    """The job family whose default schedule a job runs ("class" for any job not listed)."""
+    return FAMILIES.get(job, "class")
+
+
+@dataclass(frozen=True)
+class ScheduleSet:
+    """The schedules of one sweep: one per job (`jobs`), `default` for every other job.
+
+    The worker needs only `for_job(job)` (the `Schedule` that job runs, with its blur rhythm), `id`, `name` and
+    `total_iterations`. `Schedule` offers the same, so either can be passed where a run's schedules are expected.
+    """
+    name: str                                          # how the set was chosen, e.g. "googlenet+dream+transfigure"
+    default: Schedule                                  # jobs without their own entry
+    jobs: tuple[tuple[str, Schedule], ...] = ()        # (job, schedule) overrides and family defaults
+
+    def schedule_of(self, job: str) -> Schedule:
+        """The schedule as configured for `job` (before `Schedule.for_job`'s blur rhythm)."""
+        return dict(self.jobs).get(job, self.default)
+
+    def for_job(self, job: str) -> Schedule:
+        """The schedule `job` runs."""
+        return self.schedule_of(job).for_job(job)
+
+    def schedules(self) -> dict[str, Schedule]:
+        """Name -> schedule, every distinct one the set holds."""
+        return {s.name: s for s in (self.default, *(s for _, s in self.jobs))}
+
+    @property
+    def total_iterations(self) -> int:
+        """The longest run any job makes."""
+        return max(s.total_iterations for s in (self.default, *(s for _, s in self.jobs)))
+
+    def job_ids(self, jobs: Sequence[str]) -> dict[str, dict[str, str]]:
+        """job -> {"schedule": name, "schedule_id": id} for `jobs` (what the manifest records)."""
+        return {job: {"schedule": self.schedule_of(job).name, "schedule_id": self.for_job(job).id,
+                      "input": self.for_job(job).input} for job in jobs}
+
+    @property
+    def id(self) -> str:
+        """Short hash of every schedule's content and which job runs which."""
+        content = {"default": self.default.content_dict(),
+                   "jobs": {job: s.content_dict() for job, s in sorted(self.jobs)}}
+        text = json.dumps(content, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def default_schedules(model_name: str, jobs: Sequence[str] = tuple(FAMILIES), *,
+                      fixed_size: int | None = None) -> ScheduleSet:
+    """The default schedule of every job for `model_name`: the demo model runs its own "digits" preset for every
+    job; an ImageNet model runs its class preset (googlenet, inception_v3) for class jobs, "dream" for dreams and
+    "transfigure" for transfiguration and interpolation. `fixed_size`: the network accepts only this input side
+    (ViT, MaxViT): every job runs "fixed-224" (at that side when it is not 224): the articles' octaves grow the
+    image and crop it, and the final image's logits are stored, none of which such a network can follow."""
+    if model_name in ("digits", "digits-resnet"):
+        return ScheduleSet("digits", load_schedule("digits"))
+    if fixed_size is not None:
+        return ScheduleSet(FIXED_SIZE_PRESET, scaled_to(load_schedule(FIXED_SIZE_PRESET), fixed_size))
+    default = default_schedule(model_name)
+    chosen = {job: load_schedule(FAMILY_PRESETS[family_of(job)]) for job in jobs
+              if FAMILY_PRESETS[family_of(job)] is not None}
+    names = dict.fromkeys([default.name, *(s.name for s in chosen.values())])
+    return ScheduleSet("+".join(names), default, tuple(sorted(chosen.items())))
+
+
+def scaled_to(schedule: Schedule, side: int) -> Schedule:
+    """`schedule` (written for 224-px models) with every octave at `side` pixels, without crops."""
+    if side == 224:
+        return schedule
+    return dataclasses.replace(schedule, name=f"{schedule.name}@{side}", octaves=tuple(
+        dataclasses.replace(o, size=side, crop=None) for o in schedule.octaves))
+
+
+def schedule_set(base: ScheduleSet, overall: str | Path | None = None,
+                 per_job: Mapping[str, str | Path] | None = None) -> ScheduleSet:
+    """`base` with `overall` (a preset or file) for every job, then `per_job` (job -> preset or file) on top.
+
+    A file may also hold a schedule set: {"default": PRESET_OR_SCHEDULE, "jobs": {JOB: PRESET_OR_SCHEDULE}}.
+    ValueError for an unknown preset, an invalid file, or an unknown job name.
+    """
+    per_job = dict(per_job or {})
+    unknown = sorted(set(per_job) - set(FAMILIES))
+    if unknown:
+        raise ValueError(f"no job named {', '.join(map(repr, unknown))}; jobs: {', '.join(FAMILIES)}")
+    result = base
+    if overall is not None:
+        loaded = load_schedule_or_set(overall)
+        result = loaded if isinstance(loaded, ScheduleSet) else ScheduleSet(loaded.name, loaded)
+    if per_job:
+        jobs = dict(result.jobs)
+        for job, source in per_job.items():
+            loaded = load_schedule_or_set(source)
+            jobs[job] = loaded.schedule_of(job) if isinstance(loaded, ScheduleSet) else loaded
+        names = dict.fromkeys([result.default.name, *(s.name for s in jobs.values())])
+        result = ScheduleSet("+".join(names), result.default, tuple(sorted(jobs.items())))
+    return result
+
+
+def _schedule_from(value: Any, where: str) -> Schedule:
+    if isinstance(value, str):
+        return load_schedule(value)
+    if isinstance(value, Mapping):
+        try:
+            return Schedule.from_dict({"name": where, **value})
+        except ValueError as error:
+            raise ValueError(f"invalid schedule {where}: {error}") from None
+    raise ValueError(f"{where} must be a preset name or a schedule, got {value!r}")
+
+
+def load_schedule_or_set(name_or_path: str | Path) -> Schedule | ScheduleSet:
+    """A preset, a schedule file, or a schedule-set file ({"default": ..., "jobs": {JOB: ...}})."""
+    text = str(name_or_path)
+    if text not in preset_names() and Path(text).is_file():
+        data = _read_file(Path(text))
+        if isinstance(data, Mapping) and ("jobs" in data or "default" in data) and "octaves" not in data:
+            _refuse_unknown_fields(data, ScheduleSetFile, f"{text}: unknown schedule-set field(s)")
+            stem = Path(text).stem
+            default = _schedule_from(data.get("default", "googlenet"), f"{stem}:default")
+            jobs = data.get("jobs", {})
+            if not isinstance(jobs, Mapping):
+                raise ValueError(f"{text}: jobs must map job names to schedules")
+            unknown = sorted(set(jobs) - set(FAMILIES))
+            if unknown:
+                raise ValueError(f"{text}: no job named {', '.join(map(repr, unknown))}; jobs: {', '.join(FAMILIES)}")
+            return ScheduleSet(stem, default, tuple(sorted((job, _schedule_from(v, f"{stem}:{job}"))
+                                                           for job, v in jobs.items())))
+    return load_schedule(text)
+
+
+@dataclass(frozen=True)
+class ScheduleSetFile:
+    """The fields a schedule-set file may have (for the unknown-field check)."""
+    default: Any = None     # preset name or schedule mapping for jobs without an entry
+    jobs: Any = None        # job -> preset name or schedule mapping

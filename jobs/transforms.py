@@ -10,12 +10,17 @@ gets the same crops whether it is rendered alone or inside a batch. (The article
 - `random_offsets` + `crop` / `paste`: the article's cropped octaves (positional jitter). Each image gets its own
   crop position; all crops of a batch have the same size, so they stack into one B x 3 x s x s tensor. Only the
   crop is updated and blurred; `paste` writes it back.
-- `pad(width, fill)`: the article's `Pad([1, 1], fill=0.7)` in the first octave. Applied literally each step it
-  would grow the image by two pixels per step; we read it as padding the *model input* each step: the network sees
-  the image inside a constant frame of `fill`, the gradient is taken with respect to the unpadded image only (it
-  reaches the interior), and the image keeps its size. This keeps what the article wanted, the periphery is no
-  longer where the gradient concentrates, without changing the schedule's sizes.
-- `resize(size)`: bilinear resize with antialiasing between octaves (torchvision's `resize`).
+- `pad(width, fill)`: the article's `torchvision.transforms.Pad([1, 1], fill=0.7)` in the first octave (Image
+  generation I, "Padding in the first octave"). The render applies it to the image after each step's blur, as the
+  author's code does, so over GoogLeNet's 220 first-octave steps the image grows from 299 to 739 px; the schedule
+  option `pad_mode: "frame"` instead frames only the model input each step (our earlier reading: the image keeps
+  its size, the gradient reaches the interior).
+- `resize(size)`: bilinear resize with antialiasing between octaves (torchvision's `Resize`), also the
+  transformation-resiliency cycle (the article switches from `interpolate`'s nearest neighbour to `Resize`'s
+  bilinear mode because nearest neighbour translates the image).
+- `fit(size, mode)`: a photograph to the first octave's square: "crop" resizes the shorter side and takes the
+  centre square (torchvision's classification convention, `Resize(size)` + `CenterCrop(size)`); "squash" resizes
+  both sides, losing the aspect ratio.
 """
 from __future__ import annotations
 
@@ -70,6 +75,18 @@ def resize(size: int) -> Transform:
     """Bilinear resize with antialiasing to `size` x `size` (between octaves)."""
     def inner(image: Tensor) -> Tensor:                 # B x 3 x H x W -> B x 3 x size x size
         return TF.resize(image, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
+    return inner
+
+
+def fit(size: int, mode: str = "crop") -> Transform:
+    """A photograph (B x 3 x H x W) to `size` x `size`: "crop" (shorter side to `size`, centre crop) or "squash"."""
+    def inner(image: Tensor) -> Tensor:                 # B x 3 x H x W -> B x 3 x size x size
+        if mode == "squash":
+            return resize(size)(image)
+        if mode != "crop":
+            raise ValueError(f"unknown fit {mode!r}: use crop or squash")
+        resized = TF.resize(image, size, interpolation=InterpolationMode.BILINEAR, antialias=True)  # shorter side
+        return TF.center_crop(resized, [size, size])
     return inner
 
 

@@ -135,7 +135,10 @@ def models() -> None:
 @click.option("--layers", multiple=True, help="Dream layer NAME[:maps], e.g. block2 or a+b:0,4 (repeatable, one "
               "dream variant each; default: the model's default dream layer).")
 @click.option("--seeds", type=int, default=1, show_default=True, help="Seeds 0..N-1 per item.")
-@click.option("--schedule", default=None, help="Schedule preset or JSON file (default: the model's preset).")
+@click.option("--schedule", default=None, help="Schedule preset, schedule file or schedule-set file for every job "
+              "(default: the model's preset per job family).")
+@click.option("--job-schedule", "job_schedules", multiple=True, help="JOB=PRESET_OR_FILE: one job's schedule "
+              "(repeatable), e.g. dream=dream.")
 @click.option("--batch-size", type=BatchSize(), default="auto", show_default=True,
               help="Images rendered together: auto (on a GPU the largest batch that fits, from a short memory "
               "probe; on a CPU a small one) or a number. May change between runs of one store.")
@@ -151,12 +154,13 @@ def models() -> None:
               help="Let cuDNN pick its fastest kernels on GPUs.")
 @cluster_options
 def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants, images, layers, seeds, schedule,
-        batch_size, max_attempts, bf16, channels_last, compile_, cudnn_benchmark, address, workers, device,
+        job_schedules, batch_size, max_attempts, bf16, channels_last, compile_, cudnn_benchmark, address, workers, device,
         cpus_per_worker, gpu_wait) -> None:
     """Generate images for every selected class (resumes an interrupted run of the same command)."""
     config = SweepConfig(store=store, model=model, weights=weights, jobs=jobs, classes=classes, pairs=pairs,
                          interpolate_pairs=interpolate_pairs, variants=variants, images=tuple(images),
-                         layers=tuple(layers), seeds=seeds, schedule=schedule, batch_size=batch_size,
+                         layers=tuple(layers), seeds=seeds, schedule=schedule,
+                         job_schedules=tuple(job_schedules), batch_size=batch_size,
                          cluster=cluster_config(address, workers, device, cpus_per_worker, gpu_wait),
                          max_attempts=max_attempts, bf16=bf16, channels_last=channels_last, compile=compile_,
                          cudnn_benchmark=cudnn_benchmark)
@@ -241,11 +245,14 @@ def figures(store, out) -> None:
 @click.option("--components", type=click.IntRange(min=1), default=50, show_default=True,
               help="PCA components of the output vectors the direction is fitted in.")
 @click.option("--out", default=None, help="Directory for the figures (default: {store}/figures).")
-def directions(store, groups, start, components, out) -> None:
-    """A direction in the output space separating two groups of images: positions table and figures."""
+@click.option("--method", type=click.Choice(["logistic", "bottleneck"]), default="logistic", show_default=True,
+              help="logistic: logistic regression, two groups; bottleneck: the article's network with a one-unit "
+              "bottleneck, two or more groups.")
+def directions(store, groups, start, components, out, method) -> None:
+    """A direction in the output space separating groups of images: positions table and figures."""
     from analysis.directions import run_directions
     with reported():
-        summary = run_directions(open_store(store), groups, start=start, n_components=components, out=out)
+        summary = run_directions(open_store(store), groups, start=start, n_components=components, out=out, method=method)
     for line in summary.lines():
         click.echo(line)
 

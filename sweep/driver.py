@@ -55,7 +55,8 @@ class SweepConfig:
     sample_images: bool = False         # also start from scikit-learn's two sample photographs (the demo)
     layers: tuple[str, ...] = ()        # dream layer specs NAME[:maps]; empty: the model's default dream layer
     interpolate_pairs: str | None = None   # interpolation pairs, as `pairs`; None: the `pairs` selection
-    schedule: str | None = None         # preset name or JSON file; None: the model's default preset
+    schedule: str | None = None         # preset name or JSON file for every job; None: the model's defaults
+    job_schedules: tuple[str, ...] = ()  # "JOB=PRESET_OR_FILE" overrides, one job each (after `schedule`)
     batch_size: int | None = None       # items rendered together; None: auto (GPU: memory probe; CPU: CPU_BATCH)
     cluster: ClusterConfig = ClusterConfig()   # where the workers run (address, workers, device, in_flight, ...)
     max_attempts: int = 3               # tries per item in one run; items still failing stay in failures/
@@ -169,31 +170,50 @@ def check_layers(model, specs: tuple[str, ...]) -> tuple[str, ...]:
     return specs
 
 
+def prepare_schedules(config: SweepConfig, model, jobs: tuple[str, ...]):
+    """The sweep's `ScheduleSet`: the model's default per job family, `--schedule` for every job, then each
+    `--job-schedule JOB=...`; every schedule checked against the model (heads, input sizes)."""
+    from jobs.render import check_fits, fixed_input_size
+    from jobs.schedules import default_schedules, schedule_set
+    per_job = {}
+    for entry in config.job_schedules:
+        job, sep, source = entry.partition("=")
+        if not sep or not job.strip() or not source.strip():
+            raise PlanError(f"--job-schedule {entry!r}: write JOB=PRESET_OR_FILE, e.g. dream=dream")
+        per_job[job.strip()] = source.strip()
+    try:
+        base = default_schedules(model.name, jobs, fixed_size=fixed_input_size(model))
+        schedules = schedule_set(base, config.schedule, per_job)
+        check_fits(model, schedules, jobs)
+    except ValueError as error:
+        raise PlanError(str(error).splitlines()[0]) from None
+    for job in jobs:
+        schedule = schedules.for_job(job)
+        if schedule.output != "logits" and schedule.output not in model.all_layers:
+            raise PlanError(f"schedule {schedule.name}: output {schedule.output!r} is not a head of {model.name} "
+                            f"(use 'logits', or 'AuxLogits' with inception_v3)")
+    return schedules
+
+
 def prepare(config: SweepConfig) -> Prepared:
     """Check the model, schedule, selections, source images and store; raises before anything is written or
     started."""
     from jobs.models import load_model
-    from jobs.schedules import default_schedule, load_schedule
     from sweep.worker import CPU_BATCH
     check_cluster(config.cluster)
     model = load_model(config.model, config.weights)          # refuses unknown models and missing weights here
-    try:
-        schedule = load_schedule(config.schedule) if config.schedule else default_schedule(config.model)
-    except ValueError as error:
-        raise PlanError(str(error).splitlines()[0]) from None
-    if schedule.output != "logits" and schedule.output not in model.all_layers:
-        raise PlanError(f"schedule {schedule.name}: output {schedule.output!r} is not a head of {model.name} "
-                        f"(use 'logits', or 'AuxLogits' with inception_v3)")
     sources = load_sources(config)
     plan = make_plan(n_classes=model.n_classes, jobs=config.jobs, classes=config.classes, pairs=config.pairs,
                      variants=config.variants, seeds=config.seeds, batch_size=config.batch_size or CPU_BATCH,
                      sources=tuple(sources), layers=check_layers(model, config.layers),
                      interpolate_pairs=config.interpolate_pairs)
+    schedule = prepare_schedules(config, model, plan.jobs)
     sources = {name: sources[name] for name in plan.sources}   # none when no image job runs
     options = {k: v for k, v in plan.options().items() if k not in RUN_OPTIONS}   # the batch size is the run's
     manifest = new_manifest(model=model.name, weights=model.weights_id, weights_source=config.weights,
                             schedule=schedule.name, schedule_id=schedule.id, class_names=model.class_names,
-                            options=options, sources={name: source_hash(p) for name, p in sources.items()})
+                            options=options, sources={name: source_hash(p) for name, p in sources.items()},
+                            job_schedules=schedule.job_ids(plan.jobs))
     store = Store.open(config.store)
     stored = store.read_manifest()
     if stored is not None:

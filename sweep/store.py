@@ -238,16 +238,20 @@ def package_version() -> str:
 
 
 def new_manifest(*, model: str, weights: str, weights_source: str, schedule: str, schedule_id: str,
-                 class_names: Sequence[str], options: dict, sources: dict[str, str] | None = None) -> dict:
+                 class_names: Sequence[str], options: dict, sources: dict[str, str] | None = None,
+                 job_schedules: dict | None = None) -> dict:
     """`weights` identifies the weights (`Classifier.weights_id`); `weights_source` is how they were asked for
     (e.g. DEFAULT), so that later passes over the store (features) can load the same model. `sources`: name ->
-    `source_hash` of each real image the image jobs start from (kept only when there are some)."""
+    `source_hash` of each real image the image jobs start from (kept only when there are some). `job_schedules`:
+    job -> schedule name, id and input convention (`ScheduleSet.job_ids`)."""
     manifest = {"format": FORMAT, "model": model, "weights": weights, "weights_source": weights_source,
                 "schedule": schedule, "schedule_id": schedule_id, "n_classes": len(class_names),
                 "class_names": list(class_names), "options": options, "package_version": package_version(),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if sources:
         manifest["sources"] = dict(sources)
+    if job_schedules:   # job -> {schedule, schedule_id, input}: what each job ran, and how the network was fed
+        manifest["job_schedules"] = dict(job_schedules)
     return manifest
 
 

@@ -253,8 +253,9 @@ class SweepWorker:
         """On the writer thread: encode and write the batch's images, then its failures; (done keys, failed).
         A failed image write fails the batch's items (recorded like engine failures)."""
         try:
-            images = images_table(results, self.model.class_names, self.name,
-                                  total_steps=self.config.schedule.total_iterations if self.config.schedule else -1)
+            # A batch holds one job, so one step count: that job's own schedule's (not the longest of the set).
+            steps = item_steps(self.config.schedule, batch.items[0].job) if self.config.schedule else -1
+            images = images_table(results, self.model.class_names, self.name, total_steps=steps)
             if images.num_rows:
                 self.store.write_table(f"{IMAGES}/{batch.name}.parquet", images)
             done = set(images.column("key").to_pylist())
@@ -285,8 +286,10 @@ class SweepWorker:
         table = table.filter(pc.equal(table.column("job"), job))
         images = [decode_png(png) for png in table.column("png").to_pylist()]     # N x (H x W x 3)
         same_size = len({image.shape for image in images}) <= 1
+        # Under the input convention the job's images were made with (the manifest's job_schedules).
+        convention = self.store.manifest.get("job_schedules", {}).get(job, {}).get("input")
         values = feature_means(self.model, np.stack(images) if images and same_size else images, layer, maps,
-                               self.device)                                                     # N x M
+                               self.device, input=convention)                                   # N x M
         columns = {"key": table.column("key"), "target": table.column("target"),
                    "target_name": table.column("target_name"),
                    "layer": pa.array([layer] * table.num_rows, pa.string())}

@@ -7,7 +7,7 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 
-from analysis.directions import GroupsError, fit_direction, line_neighbours, read_groups
+from analysis.directions import GroupsError, fit_bottleneck_direction, fit_direction, line_neighbours, read_groups
 
 
 def _two_groups(n=60, d=100, seed=0):
@@ -111,3 +111,32 @@ def test_directions_stage_on_a_store_with_two_separable_groups(tmp_path):
     assert any("ROC AUC" in line for line in summary.lines())
     with pytest.raises(StoreError, match="no image with key"):
         run_directions(store, str(groups), start="octave:-:99:-1:0")
+
+
+def _three_groups(n=40, d=60, seed=0):
+    """Three groups placed in order along one hidden axis (the article's long / short / sleeveless sleeves)."""
+    rng = np.random.default_rng(seed)
+    axis = np.zeros(d)
+    axis[:4] = 0.5
+    vectors = rng.normal(size=(3 * n, d))
+    for k, shift in enumerate((-3.0, 0.0, 3.0)):
+        vectors[k * n:(k + 1) * n] += shift * axis
+    return vectors, pd.Series(["long"] * n + ["short"] * n + ["sleeveless"] * n), axis / np.linalg.norm(axis)
+
+
+def test_bottleneck_direction_orders_several_groups_along_one_line():
+    """Latent directions: a network forced through a one-unit layer finds the line along which three groups lie
+    in order; logistic regression takes two groups only."""
+    vectors, groups, axis = _three_groups()
+    fit = fit_bottleneck_direction(vectors, groups, n_components=20)
+    means = [fit.positions[(groups == g).to_numpy()].mean() for g in ("long", "short", "sleeveless")]
+    assert means[0] < means[1] < means[2] and (fit.negative, fit.positive) == ("long", "sleeveless")
+    pca = PCA(n_components=20, random_state=0).fit(vectors)
+    true = pca.components_ @ axis                                       # the hidden axis in PCA coordinates
+    assert abs(fit.direction @ true / np.linalg.norm(true)) > 0.8   # 0.85 measured; noise in 20 dims
+    again = fit_bottleneck_direction(vectors, groups, n_components=20)
+    assert np.array_equal(again.direction, fit.direction)               # seeded
+    with pytest.raises(GroupsError, match="exactly two"):
+        fit_direction(vectors, groups)
+    with pytest.raises(GroupsError, match="at least two"):
+        fit_bottleneck_direction(vectors, pd.Series(["long"] * len(vectors)))

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from analysis.load import open_store, read_rows, representatives
-from analysis.tables import (additions_summary, additions_table, classes_table, opposites_summary, opposites_table,
+from analysis.tables import (additions_summary, article_margin_opposite, additions_table, classes_table, opposites_summary, opposites_table,
                              output_neighbours, ranks)
 from handmade import NAMES
 
@@ -51,11 +51,12 @@ def test_opposites_table(rows):
     t = opposites_table(representatives(rows.job("opposite")), NAMES).set_index("target")
     assert t["opposite"].to_dict() == {0: 1, 1: 0, 2: 5, 3: 5, 4: 0, 5: 3}
     assert t.loc[2, "opposite_name"] == "fox"
-    assert t["margin_opposite"].to_dict() == {0: 3, 1: 3, 2: 4, 3: 0, 4: 5, 5: 0}  # the stored column, not argmax
+    assert t["standout_opposite"].to_dict() == {0: 3, 1: 3, 2: 4, 3: 0, 4: 5, 5: 0}  # the stored column, not argmax
     assert t["opposite_of_opposite"].to_dict() == {0: 0, 1: 1, 2: 3, 3: 3, 4: 1, 5: 5}
     assert t["mutual"].to_dict() == {0: True, 1: True, 2: False, 3: True, 4: False, 5: True}
-    assert t["margin_mutual"].to_dict() == {0: True, 1: False, 2: False, 3: True, 4: False, 5: False}
+    assert t["standout_mutual"].to_dict() == {0: True, 1: False, 2: False, 3: True, 4: False, 5: False}
     assert t.loc[3, "target_logit"] == -9
+    assert "margin_opposite" not in t   # the article's margin opposite needs the class images
 
 
 def test_opposite_whose_own_opposite_is_unknown(rows):
@@ -68,7 +69,8 @@ def test_opposite_whose_own_opposite_is_unknown(rows):
 
 def test_opposites_summary(rows):
     s = opposites_summary(opposites_table(representatives(rows.job("opposite")), NAMES), NAMES)
-    argmax, margin = s[s.criterion == "argmax"], s[s.criterion == "margin"]
+    argmax, margin = s[s.criterion == "argmax"], s[s.criterion == "standout"]
+    assert set(s.criterion) == {"argmax", "standout"}
     assert argmax["distinct"].iloc[0] == 4 and margin["distinct"].iloc[0] == 4
     # 0 and 5 are each the opposite of two classes; ties broken by class index
     assert list(argmax["opposite"]) == [0, 5, 1, 3] and list(argmax["count"]) == [2, 2, 1, 1]
@@ -92,3 +94,33 @@ def test_additions_table(rows):
 def test_ranks_count_strictly_larger_outputs():
     logits = np.array([[3.0, 1.0, 3.0, 2.0]])
     assert ranks(logits, np.array([3]))[0] == 3 and ranks(logits, np.array([2]))[0] == 1
+
+
+def test_article_margin_opposite_is_the_low_output_furthest_below_the_next():
+    """Latent space, "Opposites": not the minimum, which many outputs crowd, but the low output with the largest
+    distance to the next larger one; the target is never its own opposite; ties go to the lower class."""
+    crowded = np.array([[9.0, -5.0, -5.1, -5.05, 3.0, 4.0, 2.0, 6.0, -1.0]])   # target 0
+    # ascending (target left out): -5.1(2) -5.05(3) -5.0(1) -1(8) 2(6) 3(4) 4(5) 6(7); the lowest half (4 outputs)
+    # compete: gaps .05, .05, 4.0, 3.0 -> class 1 at -5.0 lies 4.0 below -1, the argmin (2) only .05 below 3
+    assert article_margin_opposite(crowded, np.array([0])).tolist() == [1]
+    assert crowded[0, 1:].argmin() + 1 == 2
+    alone = np.array([[0.0, -9.0, 1.0, 1.5, 2.0, 2.5, 8.0]])     # a lone minimum is its own margin opposite
+    assert article_margin_opposite(alone, np.array([6])).tolist() == [1]
+    tie = np.array([[5.0, 0.0, 0.0, 3.0, 3.0]])   # equal outputs sort in class order: class 2 is the one below 3
+    assert article_margin_opposite(tie, np.array([0])).tolist() == [2]
+
+
+def test_classes_and_opposites_tables_carry_the_articles_margin_opposite(rows):
+    classes = classes_table(representatives(rows.job("octave")), NAMES)
+    reps = representatives(rows.job("octave"))
+    expected = article_margin_opposite(reps.logits, reps.meta["target"].to_numpy())
+    assert classes["margin_opposite"].tolist() == expected.tolist()
+    assert (classes["margin_opposite"] != classes["target"]).all()
+    t = opposites_table(representatives(rows.job("opposite")), NAMES, classes).set_index("target")
+    by_class = dict(zip(classes["target"], classes["margin_opposite"]))
+    assert t["margin_opposite"].to_dict() == {c: by_class[c] for c in t.index}
+    for c in t.index:   # mutual: the margin opposite's own margin opposite is the class
+        o = by_class[c]
+        assert t.loc[c, "margin_mutual"] == (by_class.get(o) == c and o != c)
+    s = opposites_summary(t.reset_index(), NAMES)
+    assert set(s.criterion) == {"argmax", "standout", "margin"}

@@ -128,5 +128,6 @@ def test_auxiliary_head_drives_class_objectives():
                                                                 iterations=1, crop=None, pad=0),))
     start = torch.rand(3, 299, 299)
     render(model, [obj.Objective(record, "aux logit 7")], schedule, [0], init=[start])
-    _, acts = model.taps(start[None], ["AuxLogits"])
+    with model.input_as(schedule.input):   # a render of one runs as a batch of two (jobs.render): compare alike
+        _, acts = model.taps(torch.stack([start, start]), ["AuxLogits"])
     torch.testing.assert_close(seen[0], acts["AuxLogits"][0], rtol=1e-4, atol=1e-4)

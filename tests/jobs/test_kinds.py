@@ -58,7 +58,7 @@ def test_results_carry_the_image_and_the_logits_of_that_uint8_image(random_digit
         assert r.error is None and r.image.dtype == np.uint8 and r.image.shape == (40, 40, 3)
         assert r.logits.dtype == np.float32 and r.logits.shape == (10,)
         x = torch.from_numpy(r.image).permute(2, 0, 1)[None].float() / 255
-        with torch.no_grad():
+        with torch.no_grad(), random_digits_model.input_as(tiny.input):   # the convention it was made under
             assert np.allclose(random_digits_model(x)[0].numpy(), r.logits, atol=1e-5)
         assert r.label == int(np.argmax(r.logits)) and r.margin_label == margin_label(r.logits, exclude=own_classes(r.spec))
         assert r.target_logit == pytest.approx(float(r.logits[r.spec.target]))

@@ -185,3 +185,68 @@ def test_default_dream_layers(article_models):
     layer = default_dream_layer(model)
     _, acts = model.taps(torch.rand(1, 3, 64, 64), [layer])
     assert layer.startswith("features.") and acts[layer].dim() == 4  # a convolutional block, not the head
+
+
+# -- every model `sweep models` lists gets a default schedule that fits it, or is refused ------------------------
+# One model per torchvision family (the smallest), the demo model and the articles' two. Rendering at the articles'
+# sizes on a CPU takes 10-170 s per network, so all but the cheapest are marked slow.
+FAMILY_MODELS = ["digits", "squeezenet1_1", "shufflenet_v2_x0_5", *[pytest.param(n, marks=pytest.mark.slow) for n in (
+    "alexnet", "googlenet", "inception_v3", "resnet18", "mobilenet_v2", "mobilenet_v3_small", "mnasnet0_5", "efficientnet_b0",
+    "regnet_x_400mf", "densenet121", "vit_b_32", "swin_t", "convnext_tiny", "maxvit_t", "efficientnet_v2_s",
+    "vgg11", "swin_v2_t")]]
+
+
+def _family(name: str) -> str:
+    """A model's family: the torchvision module that builds it (resnext and wide_resnet are resnet's)."""
+    import torchvision
+    return "digits" if name == "digits" else torchvision.models.get_model_builder(name).__module__
+
+
+def test_the_family_list_covers_every_listed_family():
+    listed = {_family(m.name) for m in models.list_models()}
+    covered = {_family(p if isinstance(p, str) else p.values[0]) for p in FAMILY_MODELS}
+    assert listed == covered
+
+
+def _default_fits_and_one_item_renders(model):
+    from jobs.kinds import ALL_JOBS, JobSpec, run_batch
+    from jobs.render import check_fits, fixed_input_size, takes_size
+    from jobs.schedules import default_schedules, load_schedule, schedule_set
+    defaults = default_schedules(model.name, ALL_JOBS, fixed_size=fixed_input_size(model))
+    check_fits(model, defaults, ALL_JOBS)                                 # raises when a default does not fit
+    tiny = load_schedule("tiny")
+    if all(takes_size(model, s) for s in (*tiny.model_input_sizes(), tiny.final_size)):
+        schedule = tiny
+    else:
+        schedule = defaults.for_job("octave").shortened(1)
+        with pytest.raises(ValueError, match="cannot take"):               # refused before anything runs
+            check_fits(model, schedule_set(defaults, "tiny"), ["octave"])
+    (result,) = run_batch(model, [JobSpec("octave", 1)], schedule)
+    assert result.error is None and result.image.shape[0] == schedule.final_size
+
+
+@pytest.mark.parametrize("name", FAMILY_MODELS)
+def test_every_model_family_has_default_schedules_that_fit(name):
+    """The defaults of every job fit the network (checked as `sweep run` checks before Ray starts), and one tiny
+    class item renders (the `tiny` preset where the network takes 32-40 px, else its default cut to a step per
+    octave)."""
+    _default_fits_and_one_item_renders(load_model(name, "random", seed=0))
+
+
+def test_a_network_of_one_input_size_gets_a_schedule_of_that_size(random_digits_model):
+    """What ViT and MaxViT need, on a stand-in: the digits network refusing every side but 32."""
+    from jobs.render import fixed_input_size
+
+    class OnlyAt32(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            assert x.shape[-1] == 32, f"Wrong image height! Expected 32 but got {x.shape[-1]}!"
+            return self.net(x)
+    fixed = models.Classifier(OnlyAt32(random_digits_model.net.net if hasattr(random_digits_model.net, "net")
+                                       else random_digits_model.net), name="only32", weights_id="random:seed=0",
+                              class_names=[str(i) for i in range(10)], input_size=32, mean=(0.5,) * 3, std=(0.5,) * 3)
+    assert fixed_input_size(fixed) == 32 and fixed_input_size(random_digits_model) is None
+    _default_fits_and_one_item_renders(fixed)

@@ -1,9 +1,10 @@
 """The batched loop: determinism, batch independence, failures, input gradients only, ImageNet plumbing."""
 import math
 
+import pytest
 import torch
 
-from jobs import objectives as obj
+from jobs import objectives as obj, transforms
 from jobs.models import load_model
 from jobs.render import generators_for, initial_images, render
 from jobs.schedules import Octave, Schedule, load_schedule
@@ -64,7 +65,8 @@ def test_the_step_follows_the_schedule(random_digits_model):
     for rule in ("plain", "sign"):
         s = Schedule(name=rule, octaves=(Octave(16, 1, lr=(0.01, 0.01), blur_every=0),), step=rule)
         x0 = initial_images(s, generators_for([4])).requires_grad_(True)
-        loss = (200.0 - random_digits_model(x0)[0, 6]).abs()
+        with random_digits_model.input_as(s.input):
+            loss = (200.0 - random_digits_model(x0)[0, 6]).abs()
         (grad,) = torch.autograd.grad(loss, x0)
         out = render(random_digits_model, classes(6), s, [4]).images
         expected = x0.detach() - 0.01 * (grad.sign() if rule == "sign" else grad)
@@ -79,15 +81,16 @@ def test_initial_image_is_scaled_normal_noise():
 
 
 def test_pad_and_channel_objectives_and_progress(random_digits_model):
-    padded = Schedule(name="pad", octaves=(Octave(32, 3, pad=1),))
+    padded = Schedule(name="pad", octaves=(Octave(32, 3, pad=1),), pad_mode="frame")
     calls = []
     out = render(random_digits_model, [obj.channel("block2", 5, C=0.0)], padded, [0],
                  progress=lambda done, total: calls.append((done, total)))
-    assert out.images.shape == (1, 3, 32, 32)                            # the pad frames the model input only
+    assert out.images.shape == (1, 3, 32, 32)                            # the frame pads the model input only
     assert calls == [(1, 3), (2, 3), (3, 3)]
     start = initial_images(padded, generators_for([0]))
-    _, a0 = random_digits_model.taps(start, ["block2"])
-    _, a1 = random_digits_model.taps(out.images, ["block2"])
+    with random_digits_model.input_as(padded.input):
+        _, a0 = random_digits_model.taps(start, ["block2"])
+        _, a1 = random_digits_model.taps(out.images, ["block2"])
     assert a1["block2"][0, 5].mean() > a0["block2"][0, 5].mean()         # the chosen feature map was raised
 
 
@@ -98,3 +101,122 @@ def test_googlenet_random_weights_plumbing():
     assert out.images.shape == (2, 3, 72, 72) and out.errors == [None, None]
     assert torch.isfinite(out.images).all()
     assert not torch.allclose(out.images[0], out.images[1])
+
+
+# -- the articles' procedures, written out by hand from the seed texts ------------------------------------------
+def _article_step(model, x, target, lr, sigma, crop=None, pad=0, blur_crop_only=False):
+    """One step of Image generation I's `octave` as the author wrote it (plain step, `gaussian_blur(x, 3, sigma)` of
+    the whole image, `Pad([1, 1], fill=0.7)` after it), on images fed to the network as they are."""
+    from torchvision.transforms import functional as TF
+    if crop is not None:
+        top, left, size = crop
+        piece = x[:, :, top:top + size, left:left + size].clone().requires_grad_(True)
+    else:
+        piece = x.clone().requires_grad_(True)
+    loss = torch.abs(200 - model(piece)[:, target]).sum()
+    (grad,) = torch.autograd.grad(loss, piece)
+    x = x.clone()
+    if crop is not None:
+        x[:, :, top:top + size, left:left + size] -= lr * grad
+        if blur_crop_only:
+            x[:, :, top:top + size, left:left + size] = TF.gaussian_blur(
+                x[:, :, top:top + size, left:left + size], 3, sigma=sigma)
+    else:
+        x = x - lr * grad
+    if not blur_crop_only:
+        x = TF.gaussian_blur(x, 3, sigma=sigma)
+    if pad:
+        x = torch.nn.functional.pad(x, (pad,) * 4, value=0.7)
+    return x.detach()
+
+
+def _lively(model):
+    """torchvision's random GoogLeNet init (std 0.01) makes input gradients vanish (~1e-15): He-initialise the
+    weights so that a step moves the image and the comparison below means something."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in model.net.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * (2 / fan_in) ** 0.5)
+    return model
+
+
+def test_one_googlenet_step_is_the_articles_step_on_raw_pixels():
+    """Random-weight GoogLeNet (its own transform_input on, as the hub model): the preset's first step equals the
+    article's code on the same `randn/20 + 0.7` image, no mean/std normalisation in between."""
+    import dataclasses
+    from torchvision.transforms import functional as TF
+    model = _lively(load_model("googlenet", "random", seed=0))
+    preset = load_schedule("googlenet")
+    assert preset.input == "raw" and model.net.transform_input
+    one = dataclasses.replace(preset, octaves=(dataclasses.replace(preset.octaves[0], iterations=1),))
+    x0 = initial_images(one, generators_for([3, 4]))                     # 2 x 3 x 299 x 299
+    expected = _article_step(model.net, x0, 7, 1.5, 2.4)
+    out = render(model, [obj.class_logit(7, 200.0, absolute=True)] * 2, one, [3, 4]).images
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
+    assert (expected - TF.gaussian_blur(x0, 3, sigma=2.4)).abs().max() > 1e-4   # the gradient moved the image
+    with model.input_as("normalized"):   # the other convention is another computation
+        other = render(model, [obj.class_logit(7, 200.0, absolute=True)] * 2,
+                       dataclasses.replace(one, input="normalized"), [3, 4]).images
+    blurred = TF.gaussian_blur(x0, 3, sigma=2.4)                          # what the step adds to it differs
+    assert not torch.allclose(other - blurred, expected - blurred, rtol=0.1, atol=0.0)
+
+
+def test_pad_grows_the_image_as_the_article_does(random_digits_model):
+    """googlenet-pad's first octave: update, blur the whole image, pad it by one pixel of 0.7; three steps grow
+    16 px to 22 px, step after step as the hand-written loop."""
+    s = Schedule(name="p", octaves=(Octave(16, 3, lr=(0.5, 0.2), sigma=(2.4, 0.8), pad=1),), pad_mode="image")
+    x = initial_images(s, generators_for([1, 2]))
+    for i in range(3):
+        x = _article_step(random_digits_model.net, x, 4, s.octaves[0].lr_at(i), s.octaves[0].sigma_at(i), pad=1)
+    out = render(random_digits_model, classes(4, 4), s, [1, 2]).images
+    assert out.shape[-1] == 22 == s.final_size and torch.all(out[:, :, 0, :] == 0.7)
+    torch.testing.assert_close(out, x, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("scope", ["image", "crop"])
+def test_crop_octaves_blur_the_whole_image_or_only_the_crop(random_digits_model, scope):
+    s = Schedule(name="c", octaves=(Octave(20, 2, lr=(0.5, 0.2), sigma=(1.5, 0.4), crop=16),), blur_scope=scope)
+    gens = generators_for([5, 6])
+    x = initial_images(s, gens)
+    offsets = transforms.random_offsets(20, 16, gens, 2)                # the render draws the same positions
+    for i in range(2):
+        for j in range(2):   # the article's code is per image; each image its own crop
+            top, left = offsets[j, i].tolist()
+            x[j:j + 1] = _article_step(random_digits_model.net, x[j:j + 1], 4, s.octaves[0].lr_at(i),
+                                       s.octaves[0].sigma_at(i), crop=(top, left, 16),
+                                       blur_crop_only=scope == "crop")
+    out = render(random_digits_model, classes(4, 4), s, [5, 6]).images
+    torch.testing.assert_close(out, x, rtol=1e-5, atol=1e-5)
+
+
+def test_resize_cycle_and_blur_curriculum(random_digits_model):
+    """Transformation resiliency: before each of the first `cycle_steps` steps the image is resized through the
+    cycle; the blur stops after `blur_until` steps (the article's three quarters)."""
+    from torchvision.transforms import functional as TF
+    o = Octave(24, 5, lr=(0.3, 0.3), sigma=(0.8, 0.8), blur_until=3, resize_cycle=(20, 16, 18), cycle_steps=4)
+    s = Schedule(name="r", octaves=(o,))
+    x = initial_images(s, generators_for([0, 1]))
+    for i in range(5):
+        if i < 4:
+            x = transforms.resize(o.resize_cycle[i % 3])(x)
+        x = _article_step(random_digits_model.net, x, 2, 0.3, 0.8) if i < 3 else \
+            _article_step_no_blur(random_digits_model.net, x, 2, 0.3)
+    out = render(random_digits_model, classes(2, 2), s, [0, 1]).images
+    assert out.shape[-1] == 20 == s.final_size   # the cycle's size at step 3, kept for step 4
+    torch.testing.assert_close(out, x, rtol=1e-5, atol=1e-5)
+
+
+def _article_step_no_blur(model, x, target, lr):
+    piece = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(torch.abs(200 - model(piece)[:, target]).sum(), piece)
+    return (x - lr * grad).detach()
+
+
+def test_one_image_alone_equals_it_inside_any_batch_exactly(random_digits_model):
+    """Batch independence as stated in `jobs.render`: on the CPU bit for bit, batch of one included."""
+    alone = render(random_digits_model, classes(3), SMALL, [12]).images
+    for others in ([5], [5, 6, 7]):
+        batch = render(random_digits_model, classes(3, *others), SMALL, [12, *range(20, 20 + len(others))])
+        assert torch.equal(batch.images[0], alone[0])

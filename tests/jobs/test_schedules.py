@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from jobs.schedules import Octave, Schedule, default_schedule, load_schedule, preset_names
+from jobs.schedules import (FAMILIES, Octave, Schedule, ScheduleSet, default_schedule, default_schedules,
+                            load_schedule, preset_names, schedule_set)
 
 
 def octave_numbers(schedule):
@@ -22,7 +23,10 @@ def test_googlenet_pad_preset():
     s = load_schedule("googlenet-pad")
     assert octave_numbers(s) == [(299, 220, (6.0, 5.0), (2.4, 0.8), None, 1),
                                  (490, 500, (1.3, 0.45), (1.5, 0.4), 470, 0)]
-    assert s.pad_fill == 0.7
+    assert s.pad_fill == 0.7 and s.pad_mode == "image"
+    # Padding in the first octave: the image grows a pixel a side each step, 299 -> 739, then is resized to 490
+    assert s.octaves[0].end_size(s.pad_mode) == 739 and s.final_size == 490
+    assert s.model_input_sizes()[:2] == [299, 301] and max(s.model_input_sizes()) == 737
 
 
 def test_inception_v3_preset_is_the_published_three_octaves():
@@ -110,3 +114,83 @@ def test_unknown_preset_and_unreadable_file(tmp_path):
     broken.write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         load_schedule(broken)
+
+
+def test_article_presets_feed_raw_pixels_and_the_demo_keeps_its_own():
+    for name in ("googlenet", "googlenet-pad", "inception_v3", "dream", "transfigure", "fixed-224"):
+        s = load_schedule(name)
+        assert (s.input, s.blur_scope, s.interpolation, s.source_fit) == ("raw", "image", "weighted", "crop"), name
+    digits = load_schedule("digits")
+    assert (digits.input, digits.blur_scope, digits.interpolation) == ("normalized", "crop", "targets")
+
+
+def test_dream_preset_is_the_articles_three_octaves():
+    s = load_schedule("dream")
+    assert octave_numbers(s) == [(299, 100, (0.5, 0.4), (2.4, 0.8), None, 0), (380, 100, (0.4, 0.3), (1.5, 0.4), None, 0),
+                                 (460, 100, (0.3, 0.2), (1.1, 0.3), None, 0)]
+    assert all(o.blur_every == 0 for o in s.for_job("dream").octaves)      # a dream is not blurred
+    assert all(o.blur_every == 5 for o in s.for_job("directed-dream").octaves)   # every 5-10 steps
+
+
+def test_transfigure_preset_is_the_resize_cycle_recipe():
+    """Image generation I, "Transformation resiliency": 100 steps, resized through 256, 198, 160, 180, 200 before
+    each of the first 76, blurred for the first three quarters; no ColorJitter (it cannot be seeded)."""
+    s = load_schedule("transfigure")
+    (o,) = s.octaves
+    assert (o.iterations, o.resize_cycle, o.cycle_steps, o.blur_until) == (100, (256, 198, 160, 180, 200), 76, 75)
+    assert [o.size_at(i) for i in range(6)] == [256, 198, 160, 180, 200, 256]
+    assert o.size_at(80) == 256 == s.final_size                            # step 75 (75 % 5 == 0) left it at 256
+    assert [o.blurs_at(i) for i in (0, 74, 75, 99)] == [True, True, False, False]
+    assert (s.l1, s.C, s.absolute) == (0.001, 200.0, True)
+
+
+def test_default_schedules_per_model_and_job_family():
+    g = default_schedules("googlenet")
+    assert {job: g.schedule_of(job).name for job in FAMILIES} == {
+        "octave": "googlenet", "opposite": "googlenet", "addition": "googlenet", "transfigure": "transfigure",
+        "interpolate": "transfigure", "dream": "dream", "directed-dream": "dream"}
+    assert default_schedules("inception_v3").schedule_of("octave").name == "inception_v3"
+    assert {default_schedules("digits").schedule_of(job).name for job in FAMILIES} == {"digits"}
+    vit = default_schedules("vit_b_16", fixed_size=224)
+    assert {tuple(vit.for_job(job).model_input_sizes()) for job in FAMILIES} == {(224,)}
+    assert default_schedules("x", fixed_size=384).for_job("octave").model_input_sizes() == [384]
+    assert g.total_iterations == 720 and g.id != default_schedules("inception_v3").id
+    assert g.job_ids(["dream"]) == {"dream": {"schedule": "dream", "schedule_id": g.for_job("dream").id,
+                                              "input": "raw"}}
+
+
+def test_overrides_for_every_job_and_per_job(tmp_path):
+    base = default_schedules("googlenet")
+    tiny = schedule_set(base, "tiny")
+    assert {tiny.schedule_of(job).name for job in FAMILIES} == {"tiny"} and tiny.total_iterations <= 8
+    mixed = schedule_set(base, "tiny", {"dream": "dream"})
+    assert mixed.schedule_of("dream").name == "dream" and mixed.schedule_of("octave").name == "tiny"
+    assert mixed.id != tiny.id
+    path = tmp_path / "set.json"
+    path.write_text(json.dumps({"default": "tiny", "jobs": {"transfigure": load_schedule("digits").to_dict()}}))
+    from_file = schedule_set(base, str(path))
+    assert from_file.schedule_of("octave").name == "tiny" and from_file.schedule_of("transfigure").name == "digits"
+    assert schedule_set(base, None, {"transfigure": str(path)}).schedule_of("transfigure").name == "digits"
+    with pytest.raises(ValueError, match="no job named 'dreem'"):
+        schedule_set(base, None, {"dreem": "dream"})
+    with pytest.raises(ValueError, match="unknown schedule"):
+        schedule_set(base, None, {"dream": "nope"})
+    path.write_text(json.dumps({"default": "tiny", "jobz": {}}))
+    with pytest.raises(ValueError, match="unknown schedule-set field"):
+        schedule_set(base, str(path))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"input": "bgr"}, "input must be one of"),
+    ({"pad_mode": "grow"}, "pad_mode must be one of"),
+    ({"blur_scope": "all"}, "blur_scope must be one of"),
+    ({"interpolation": "linear"}, "interpolation must be one of"),
+    ({"source_fit": "pad"}, "source_fit must be one of"),
+    ({"octaves": [{"size": 20, "iterations": 2, "pad": 1, "crop": 16}]}, "cannot also crop"),
+    ({"octaves": [{"size": 20, "iterations": 2, "cycle_steps": 2}]}, "needs a resize_cycle"),
+    ({"octaves": [{"size": 20, "iterations": 2, "resize_cycle": [16], "cycle_steps": 2, "crop": 8}]},
+     "neither crop nor pad"),
+])
+def test_invalid_new_fields_raise_clear_errors(change, message):
+    with pytest.raises(ValueError, match=message):
+        Schedule.from_dict({"name": "x", "octaves": [{"size": 20, "iterations": 2}], **change})

@@ -26,6 +26,9 @@ def invoke(*args):
     (["--seeds", "0"], "--seeds"),
     (["--seeds", "abc"], "'abc' is not a valid integer"),     # click's own type check, one line too
     (["--device", "tpu"], "Invalid value for '--device'"),
+    (["--job-schedule", "dream"], "write JOB=PRESET_OR_FILE"),
+    (["--job-schedule", "dreem=tiny"], "no job named 'dreem'"),
+    (["--job-schedule", "octave=no-such-preset"], "no-such-preset"),
 ])
 def test_bad_arguments_exit_2_and_write_nothing(tmp_path, extra, fragment):
     store = tmp_path / "store"
@@ -51,6 +54,19 @@ def test_an_output_head_the_model_lacks_is_refused(tmp_path):
     assert result.exit_code == 2, result.output
     assert result.output.strip() == ("Error: schedule aux: output 'AuxLogits' is not a head of digits "
                                      "(use 'logits', or 'AuxLogits' with inception_v3)")
+    assert not store.exists()
+
+
+def test_a_job_schedule_the_network_cannot_take_is_refused_before_anything_runs(tmp_path):
+    schedule = tmp_path / "small.json"
+    schedule.write_text('{"octaves": [{"size": 2, "iterations": 2}]}')   # digits pools 2 px down to nothing
+    store = tmp_path / "store"
+    result = invoke("run", "--store", str(store), "--model", "digits", "--weights", "random",
+                    "--job-schedule", f"addition={schedule}")
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        "Error: job addition: schedule small feeds digits 2-px images, which it cannot take (it was trained at "
+        "32 px); give that job a schedule that fits with --job-schedule addition=PRESET_OR_FILE"]
     assert not store.exists()
 
 

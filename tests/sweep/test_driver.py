@@ -193,3 +193,15 @@ def test_auto_batch_is_recorded_and_a_resume_with_another_batch_size_completes_o
     assert again.complete and again.done_before == 10 - lost and again.batch_size == 3
     assert [r["batch_size"] for r in Store.open(str(store)).read_manifest()["runs"]] == [run["batch_size"], 3]
     assert_exactly_once(store, 10)
+
+
+def test_prepare_records_each_jobs_schedule_and_input_convention(tmp_path):
+    """Per-job schedules: the model's defaults, a --job-schedule override, all in the manifest (before Ray)."""
+    from sweep.driver import SweepConfig, prepare
+    prepared = prepare(SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", jobs="octave,dream",
+                                   classes="0-1", sample_images=True, job_schedules=("dream=tiny",)))
+    recorded = prepared.manifest["job_schedules"]
+    assert recorded["octave"] == {"schedule": "digits", "schedule_id": prepared.schedule.for_job("octave").id,
+                                  "input": "normalized"}
+    assert recorded["dream"]["schedule"] == "tiny" and recorded["dream"]["input"] == "raw"
+    assert prepared.manifest["schedule_id"] == prepared.schedule.id and not (tmp_path / "s").exists()
