@@ -298,6 +298,7 @@ def test_demo_adds_the_image_jobs_on_the_sample_photographs(monkeypatch, tmp_pat
         return SweepSummary(config.store, 1, 1, 0, (), 1.0, 2, "cpu", 0, False)
 
     monkeypatch.setattr(cli, "run_sweep", fake_run_sweep)
+    monkeypatch.setattr(cli, "run_score", lambda config: type("Summary", (), {"lines": lambda self: []})())
     analysed = []
     monkeypatch.setattr(cli, "analysis_functions", lambda: (
         lambda store: analysed.append(store) or type("Summary", (), {"lines": lambda self: []})(),
