@@ -168,36 +168,6 @@ class DirectionsSummary:
                 f"positions: {self.table}", *[f"figure: {f}" for f in self.figures]]
 
 
-def distribution_drawing(positions: np.ndarray, groups: np.ndarray, order: list[str], title: str):
-    """One histogram row per group, on a shared position axis."""
-    from analysis.figures import MUTED, PALETTE, Drawing, nice_ticks
-    rows = [g for g in order if (groups == g).any()]
-    width, left, right, row_h, top = 1000, 150, 970, 90, 60
-    d = Drawing(width, top + row_h * len(rows) + 50)
-    d.text((width / 2, 18), title, size=16, anchor="mt")
-    lo, hi = float(positions.min()), float(positions.max())
-    span = (hi - lo) or 1.0
-    bins = np.linspace(lo, hi, 41)
-    x_of = lambda v: left + (v - lo) / span * (right - left)  # noqa: E731
-    for r, group in enumerate(rows):
-        counts, _ = np.histogram(positions[groups == group], bins=bins)
-        base = top + (r + 1) * row_h - 10
-        d.text((left - 10, base - row_h / 2 + 5), group or "(no group)", size=12, anchor="rm")
-        peak = max(1, counts.max())
-        for k, count in enumerate(counts):
-            if count:
-                d.rect((x_of(bins[k]) + 1, base - count / peak * (row_h - 20), x_of(bins[k + 1]) - 1, base),
-                       fill=PALETTE[r % len(PALETTE)])
-        d.line((left, base), (right, base), color=MUTED)
-    axis = top + row_h * len(rows) + 5
-    for tick in nice_ticks(lo, hi):
-        if lo <= tick <= hi:
-            d.line((x_of(tick), axis - 5), (x_of(tick), axis), color=MUTED)
-            d.text((x_of(tick), axis + 3), f"{tick:g}", size=11, color=MUTED, anchor="mt")
-    d.text((width / 2, axis + 22), "position along the direction", size=12, color=MUTED, anchor="mt")
-    return d
-
-
 def run_directions(store: Store | str, groups_file: str, *, start: str | None = None, n_components: int = 50,
                    n_points: int = 8, out: str | None = None, method: str = "logistic") -> DirectionsSummary:
     """`sweep directions`: fit the direction between the two groups of `groups_file` over the store's output
@@ -207,7 +177,8 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
     group). `method`: "logistic" (two groups) or "bottleneck" (the article's one-unit network, two or more)."""
     from sklearn.metrics import roc_auc_score
 
-    from analysis.figures import Cell, grid_pages, png_bytes, thumbnail, to_png, to_svg
+    from analysis.drawing import save, thumbnail
+    from analysis.figures import direction_distribution, direction_strip
     from analysis.load import iter_pngs, read_rows
 
     st = open_store(store)
@@ -241,19 +212,16 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
 
     figures = Store.open(out) if out else Store(st.location("figures"), st.fs, st.path("figures"))
     ordered = sorted(set(labels) - {""}, key=lambda g: fit.positions[labels == g].mean()) + [""]
-    drawing = distribution_drawing(fit.positions, labels, ordered,
-                                   f"Images along the direction {fit.negative} -> {fit.positive}")
-    written = {"directions-distribution.png": png_bytes(to_png(drawing)),
-               "directions-distribution.svg": to_svg(drawing).encode()}
-    cells = [Cell((thumbnail(pngs[meta["key"][i]], 96),),
-                  ((f"{fit.positions[i]:+.2f}", "#222222"), (meta["target_name"][i][:16], "#777777"),
-                   (labels[i] or "-", "#777777"))) for i in picks]
-    start_cell = Cell((thumbnail(pngs[meta["key"][start_index]], 96),),
-                      (("start", "#c0392b"), (meta["target_name"][start_index][:16], "#777777"),
-                       (labels[start_index] or "-", "#777777")))
-    strip = grid_pages([start_cell, *cells], title=f"Nearest stored images along the line through "
-                       f"{meta['key'][start_index]}", columns=len(cells) + 1, rows=1, thumb=96)[0]
-    written["directions-strip.png"] = png_bytes(strip)
+    distribution = direction_distribution(fit.positions, labels, ordered,
+                                          f"Images along the direction {fit.negative} -> {fit.positive}")
+    written = {"directions-distribution.png": save(distribution, "png"),
+               "directions-distribution.svg": save(distribution, "svg")}
+    shown = meta.iloc[[start_index, *picks]][["key", "target_name"]].assign(
+        position=fit.positions[[start_index, *picks]], group=labels[[start_index, *picks]])
+    thumbs = {key: thumbnail(pngs[key], 96) for key in shown["key"]}
+    strip = direction_strip(shown, thumbs, f"Nearest stored images along the line through "
+                                           f"{meta['key'][start_index]}")
+    written["directions-strip.png"] = save(strip, "png")
     paths = []
     for name, data in written.items():
         figures.write_bytes(name, data)

@@ -1,440 +1,300 @@
-"""Figures with Pillow only: image grids (contact sheets, opposites, additions, the image jobs), animated GIFs
-(interpolations) and vector drawings (scatter plots, graphs) rendered both to PNG and to SVG text.
+"""Every figure of `sweep figures` and `sweep directions`, as a public function: tables (and thumbnails) in, a
+matplotlib `Figure` out (for paginated figures a `Pages` sequence of Figures, each built when indexed), so that a
+notebook can call one, restyle it and save it as PNG, SVG or PDF:
 
-Pure: functions take tables, thumbnails and graphs and return PIL images, `Drawing`s or SVG strings; writing files
-is `report.py`'s job. Built to stay readable at 1000 classes: grids are paginated, scatter and graph labels are
-placed greedily where they do not overlap (every point keeps its name as an SVG tooltip), and graph components are
-packed onto pages.
+    contact_sheets, opposites_grid, additions_grid, source_grid      paginated image grids (100 / 50 cells a page)
+    interpolation_strip (+ interpolation_gif, Pillow)                 one interpolation's frames with two logits
+    output_pca, feature_scatter                                       labelled scatter plots
+    graph_pages                                                       the nearest-neighbour graph, per component
+    direction_distribution, direction_strip                           `sweep directions`
+
+Thumbnails are `dict[key, PIL.Image]` (see `drawing.thumbnail`); a key without one is drawn as missing. Writing files
+is `report.py`'s job.
 """
 from __future__ import annotations
 
-import functools
-import io
 import math
-from dataclasses import dataclass, field
-from html import escape
-from typing import Callable, Sequence
+from typing import Mapping, Sequence
 
 import networkx as nx
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+import pandas as pd
+from matplotlib.figure import Figure
 
-INK = "#222222"
-MUTED = "#777777"
-GOOD = "#1a7f37"
-BAD = "#c0392b"
-GRID = "#e4e4e4"
-# Colours of the largest graph components in scatter plots (the rest are grey).
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
-           "#7f7f7f")
-OTHER = "#b0b0b0"
+from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, Cell, Pages, declutter, gif_bytes,
+                              grid_figure, grid_pages, isolation_order, new_figure)
 
-
-# --- text --------------------------------------------------------------------------------------------------------
-
-@functools.lru_cache(maxsize=None)
-def font(size: int) -> ImageFont.ImageFont:
-    """Pillow's bundled scalable font (no system fonts needed)."""
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # Pillow built without FreeType
-        return ImageFont.load_default()
+GRID_THUMB = 96          # px, images in the grids
+CONTACT = (10, 10)       # columns x rows per contact-sheet page
+PAIRS = (5, 10)          # columns x rows per opposites / additions / source-image page
+VARIANT_ORDER = ("merge", "juxtapose")
+GRAPH_PANELS = (4, 4)    # columns x rows of small components per graph page
+GRAPH_BIG = 40           # a component of at least this many classes gets a page of its own
 
 
-@functools.lru_cache(maxsize=65536)
-def text_width(text: str, size: int) -> float:
-    return float(font(size).getlength(text))
-
-
-def fit(text: str, size: int, width: float) -> str:
-    """`text` shortened with '...' to at most `width` pixels."""
-    if text_width(text, size) <= width:
-        return text
-    lo, hi = 0, len(text)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if text_width(text[:mid] + "...", size) <= width:
-            lo = mid
-        else:
-            hi = mid - 1
-    return text[:lo] + "..."
-
-
-# --- vector drawings ---------------------------------------------------------------------------------------------
-
-@dataclass
-class Drawing:
-    """A list of drawing operations in pixel coordinates, rendered by `to_png` or `to_svg`."""
-    width: int
-    height: int
-    ops: list[tuple] = field(default_factory=list)
-
-    def line(self, p0, p1, color=MUTED, width: float = 1.0) -> None:
-        self.ops.append(("line", tuple(p0), tuple(p1), color, width))
-
-    def circle(self, center, r: float, fill: str, outline: str | None = None, title: str = "") -> None:
-        self.ops.append(("circle", tuple(center), r, fill, outline, title))
-
-    def polygon(self, points, fill: str) -> None:
-        self.ops.append(("polygon", tuple(tuple(p) for p in points), fill))
-
-    def rect(self, box, outline: str | None = None, fill: str | None = None) -> None:
-        self.ops.append(("rect", tuple(box), outline, fill))
-
-    def text(self, xy, text: str, size: int = 11, color: str = INK, anchor: str = "la", halo: bool = False) -> None:
-        """anchor: two letters as Pillow's, horizontal l/m/r then vertical t/m/b; halo: a white outline that keeps
-        the text readable over lines."""
-        self.ops.append(("text", tuple(xy), text, size, color, anchor, halo))
-
-
-def to_png(d: Drawing) -> Image.Image:
-    image = Image.new("RGB", (d.width, d.height), "white")
-    draw = ImageDraw.Draw(image)
-    for op in d.ops:
-        kind = op[0]
-        if kind == "line":
-            _, p0, p1, color, width = op
-            draw.line([p0, p1], fill=color, width=max(1, round(width)))
-        elif kind == "circle":
-            _, (x, y), r, fill, outline, _title = op
-            draw.ellipse([x - r, y - r, x + r, y + r], fill=fill, outline=outline)
-        elif kind == "polygon":
-            draw.polygon(list(op[1]), fill=op[2])
-        elif kind == "rect":
-            _, box, outline, fill = op
-            draw.rectangle(box, outline=outline, fill=fill)
-        elif kind == "text":
-            _, xy, text, size, color, anchor, halo = op
-            draw.text(xy, text, fill=color, font=font(size), anchor=anchor, stroke_width=2 if halo else 0,
-                      stroke_fill="white")
-    return image
-
-
-_SVG_ANCHOR = {"l": "start", "m": "middle", "r": "end"}
-_SVG_BASELINE = {"t": "hanging", "m": "central", "b": "text-after-edge", "s": "alphabetic", "a": "hanging"}
-
-
-def to_svg(d: Drawing) -> str:
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{d.width}" height="{d.height}" '
-           f'viewBox="0 0 {d.width} {d.height}" font-family="DejaVu Sans, Arial, sans-serif">',
-           f'<rect width="{d.width}" height="{d.height}" fill="white"/>']
-    for op in d.ops:
-        kind = op[0]
-        if kind == "line":
-            _, (x0, y0), (x1, y1), color, width = op
-            out.append(f'<line x1="{x0:.1f}" y1="{y0:.1f}" x2="{x1:.1f}" y2="{y1:.1f}" stroke="{color}" '
-                       f'stroke-width="{width:g}"/>')
-        elif kind == "circle":
-            _, (x, y), r, fill, outline, title = op
-            stroke = f' stroke="{outline}"' if outline else ""
-            tip = f"<title>{escape(title)}</title>" if title else ""
-            out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r:g}" fill="{fill}"{stroke}>{tip}</circle>')
-        elif kind == "polygon":
-            pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in op[1])
-            out.append(f'<polygon points="{pts}" fill="{op[2]}"/>')
-        elif kind == "rect":
-            _, (x0, y0, x1, y1), outline, fill = op
-            out.append(f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{x1 - x0:.1f}" height="{y1 - y0:.1f}" '
-                       f'fill="{fill or "none"}" stroke="{outline or "none"}"/>')
-        elif kind == "text":
-            _, (x, y), text, size, color, anchor, halo = op
-            outline = ' stroke="white" stroke-width="3" paint-order="stroke"' if halo else ""
-            out.append(f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" fill="{color}"{outline} '
-                       f'text-anchor="{_SVG_ANCHOR[anchor[0]]}" dominant-baseline="{_SVG_BASELINE[anchor[1]]}">'
-                       f'{escape(text)}</text>')
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=1)   # fast; photo-like grids barely compress more at 9
-    return buf.getvalue()
-
-
-def gif_bytes(frames: Sequence[Image.Image], size: tuple[int, int], duration: int = 250,
-              hold: int = 1000) -> bytes:
-    """A looping animated GIF of `frames`, each resized (bilinear, as the octaves resize) to `size` (width,
-    height); every frame shows for `duration` ms, the last one for `hold` ms."""
-    images = [f.convert("RGB") if f.size == tuple(size) else f.convert("RGB").resize(size, Image.Resampling.BILINEAR)
-              for f in frames]
-    buf = io.BytesIO()
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
-                   duration=[duration] * (len(images) - 1) + [hold], loop=0)
-    return buf.getvalue()
-
-
-# --- label placement ---------------------------------------------------------------------------------------------
-
-class LabelPlacer:
-    """Greedy placement of label boxes that must not overlap each other (nor leave `bounds`)."""
-
-    def __init__(self, bounds: tuple[float, float, float, float]) -> None:
-        self.bounds = bounds
-        self.boxes = np.zeros((0, 4))
-
-    def free(self, box) -> bool:
-        x0, y0, x1, y1 = box
-        bx0, by0, bx1, by1 = self.bounds
-        if x0 < bx0 or y0 < by0 or x1 > bx1 or y1 > by1:
-            return False
-        b = self.boxes
-        return not np.any((b[:, 0] < x1) & (b[:, 2] > x0) & (b[:, 1] < y1) & (b[:, 3] > y0))
-
-    def take(self, box) -> None:
-        self.boxes = np.vstack([self.boxes, np.asarray(box, dtype=float)[None]])
-
-    def place(self, x: float, y: float, text: str, size: int, gap: float = 4.0) -> tuple[float, float, str] | None:
-        """Try right, left, above and below the point; returns (x, y, anchor) of the first free spot."""
-        w, h = text_width(text, size), size * 1.2
-        candidates = [((x + gap, y - h / 2, x + gap + w, y + h / 2), (x + gap, y), "lm"),
-                      ((x - gap - w, y - h / 2, x - gap, y + h / 2), (x - gap, y), "rm"),
-                      ((x - w / 2, y - gap - h, x + w / 2, y - gap), (x, y - gap), "mb"),
-                      ((x - w / 2, y + gap, x + w / 2, y + gap + h), (x, y + gap), "mt")]
-        for box, (tx, ty), anchor in candidates:
-            if self.free(box):
-                self.take(box)
-                return tx, ty, anchor
-        return None
-
-
-def isolation_order(points: np.ndarray) -> np.ndarray:
-    """Point indices, most isolated first (distance to the nearest other point, descending; ties by index)."""
-    n = len(points)
-    if n < 2:
-        return np.arange(n)
-    from sklearn.neighbors import NearestNeighbors
-    dist, _ = NearestNeighbors(n_neighbors=2).fit(points).kneighbors(points)
-    return np.lexsort((np.arange(n), -dist[:, 1]))
-
-
-# --- axes and scatter plots --------------------------------------------------------------------------------------
-
-def nice_ticks(lo: float, hi: float, n: int = 6) -> list[float]:
-    """Round tick values (1, 2, 5 x 10^k steps) covering [lo, hi]."""
-    if not np.isfinite([lo, hi]).all() or hi <= lo:
-        return [lo]
-    raw = (hi - lo) / n
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if (hi - lo) / (m * mag) <= n)
-    start = math.ceil(lo / step) * step
-    return [round(start + i * step, 10) + 0.0 for i in range(int((hi - start) / step + 1e-9) + 1)]
-
-
-def _tick_label(v: float) -> str:
-    return f"{v:.3g}"
-
-
-def scatter(x: np.ndarray, y: np.ndarray, labels: Sequence[str], *, title: str, xlabel: str, ylabel: str,
-            colors: Sequence[str] | None = None, tooltips: Sequence[str] | None = None,
-            size: tuple[int, int] = (1400, 1100), label_size: int = 10, subtitle: str = "") -> Drawing:
-    """A labelled scatter plot: axes with round ticks, points, and as many non-overlapping labels as fit."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    w, h = size
-    d = Drawing(w, h)
-    left, top, right, bottom = 80, 70, w - 30, h - 70
-    d.text((w / 2, 18), title, size=18, anchor="mt")
-    if subtitle:
-        d.text((w / 2, 42), subtitle, size=12, color=MUTED, anchor="mt")
-    sx, sy = _axes(d, (left, top, right, bottom), x, y, xlabel, ylabel)
-    px, py = sx(x), sy(y)
-    colors = list(colors) if colors is not None else [PALETTE[0]] * len(x)
-    tooltips = list(tooltips) if tooltips is not None else list(labels)
-    for i in range(len(x)):
-        d.circle((px[i], py[i]), 3.5, colors[i], title=tooltips[i])
-    placer = LabelPlacer((left + 2, top + 2, right - 2, bottom - 2))
-    for i in range(len(x)):  # dots block labels
-        placer.take((px[i] - 3, py[i] - 3, px[i] + 3, py[i] + 3))
-    for i in isolation_order(np.column_stack([px, py])):
-        text = fit(str(labels[i]), label_size, 150)
-        spot = placer.place(px[i], py[i], text, label_size)
-        if spot:
-            d.text(spot[:2], text, size=label_size, color=INK, anchor=spot[2], halo=True)
-    return d
-
-
-def _axes(d: Drawing, box, x, y, xlabel: str, ylabel: str) -> tuple[Callable, Callable]:
-    left, top, right, bottom = box
-    def padded(v):
-        lo, hi = (float(np.min(v)), float(np.max(v))) if len(v) else (0.0, 1.0)
-        pad = (hi - lo) * 0.05 or 1.0
-        return lo - pad, hi + pad
-    (x0, x1), (y0, y1) = padded(x), padded(y)
-    sx = lambda v: left + (np.asarray(v) - x0) / (x1 - x0) * (right - left)
-    sy = lambda v: bottom - (np.asarray(v) - y0) / (y1 - y0) * (bottom - top)
-    for t in nice_ticks(x0, x1):
-        xt = float(sx(t))
-        d.line((xt, top), (xt, bottom), GRID)
-        d.text((xt, bottom + 6), _tick_label(t), size=11, color=MUTED, anchor="mt")
-    for t in nice_ticks(y0, y1):
-        yt = float(sy(t))
-        d.line((left, yt), (right, yt), GRID)
-        d.text((left - 6, yt), _tick_label(t), size=11, color=MUTED, anchor="rm")
-    d.rect((left, top, right, bottom), outline=MUTED)
-    d.text(((left + right) / 2, bottom + 28), xlabel, size=13, anchor="mt")
-    d.text((12, top - 22), ylabel, size=13, anchor="lt")
-    return sx, sy
-
-
-# --- nearest-neighbour graph, drawn per component ----------------------------------------------------------------
-
-PAGE_WIDTH = 1800      # px, graph pages
-PAGE_MAX_HEIGHT = 2400
-
-
-def panel_side(n_nodes: int) -> int:
-    """Panel side for a component: grows with the square root of its size, within [260, 1740] px."""
-    return int(min(PAGE_WIDTH - 60, max(260, 115 * math.sqrt(n_nodes))))
-
-
-def graph_pages(g: nx.DiGraph, comps: Sequence[Sequence[int]], title: str, seed: int = 0) -> list[Drawing]:
-    """The graph drawn component by component (spring layout, fixed seed), panels packed onto pages."""
-    pages, panels = [], [(i, list(c), panel_side(len(c))) for i, c in enumerate(comps)]
-    x = y = row_h = 0
-    placed: list[tuple[int, list[int], int, float, float]] = []
-    margin, top0 = 20, 50
-
-    def flush():
-        height = int(top0 + y + row_h + margin)
-        width = int(max(600, max(px + side for _, _, side, px, _ in placed) + margin))  # no wider than used
-        d = Drawing(width, height)
-        d.text((width / 2, 16), f"{title} (page {len(pages) + 1})", size=18, anchor="mt")
-        for i, members, side, px, py in placed:
-            _draw_component(d, g, i, members, (px, py, px + side, py + side), seed)
-        pages.append(d)
-
-    for i, members, side in panels:
-        if x + side > PAGE_WIDTH - 2 * margin:
-            x, y, row_h = 0, y + row_h + margin, 0
-        if placed and top0 + y + side > PAGE_MAX_HEIGHT:
-            flush()
-            placed, x, y, row_h = [], 0, 0, 0
-        placed.append((i, members, side, margin + x, top0 + y))
-        x += side + margin
-        row_h = max(row_h, side)
-    if placed:
-        flush()
-    return pages
-
-
-def _draw_component(d: Drawing, g: nx.DiGraph, index: int, members: list[int], box, seed: int) -> None:
-    x0, y0, x1, y1 = box
-    d.rect(box, outline="#cccccc")
-    hub = min(members, key=lambda n: (-g.in_degree(n), n))
-    header = fit(f"component {index}: {len(members)} classes, hub {g.nodes[hub]['name']}", 11, x1 - x0 - 12)
-    d.text((x0 + 6, y0 + 6), header, size=11, color=MUTED, anchor="lt")
-    sub = g.subgraph(members)
-    pos = nx.spring_layout(nx.Graph(sub.to_undirected(as_view=True)), seed=seed)
-    xy = np.array([pos[n] for n in members], dtype=float)  # n x 2
-    inner = (x0 + 20, y0 + 32, x1 - 20, y1 - 20)
-    span = np.ptp(xy, axis=0)
-    span[span == 0] = 1.0
-    uv = (xy - xy.min(axis=0)) / span
-    uv = np.where(np.ptp(xy, axis=0) == 0, 0.5, uv)
-    px = inner[0] + uv[:, 0] * (inner[2] - inner[0])
-    py = inner[1] + uv[:, 1] * (inner[3] - inner[1])
-    where = {n: (px[i], py[i]) for i, n in enumerate(members)}
-    r = 4.5 if len(members) < 200 else 3.0
-    for s, t in sorted(sub.edges):
-        (xs, ys), (xt, yt) = where[s], where[t]
-        d.line((xs, ys), (xt, yt), "#9aa5b1", 1.2)
-        _arrowhead(d, (xs, ys), (xt, yt), r)
-    placer = LabelPlacer((x0 + 2, y0 + 24, x1 - 2, y1 - 2))
-    for n in members:
-        placer.take((where[n][0] - r, where[n][1] - r, where[n][0] + r, where[n][1] + r))
-    for n in members:
-        fill = PALETTE[0] if g.nodes[n]["has_image"] else OTHER
-        if n == hub and len(members) > 2:
-            fill = PALETTE[1]
-        d.circle(where[n], r, fill, title=f"{n}: {g.nodes[n]['name']}")
-    order = sorted(members, key=lambda n: (-g.in_degree(n), n))  # hubs get their labels first
-    for n in order:
-        text = fit(g.nodes[n]["name"], 10, 140)
-        spot = placer.place(*where[n], text, 10, gap=r + 2)
-        if spot:
-            d.text(spot[:2], text, size=10, anchor=spot[2], halo=True)
-
-
-def _arrowhead(d: Drawing, p0, p1, r: float, length: float = 8.0, half_width: float = 3.5) -> None:
-    (x0, y0), (x1, y1) = p0, p1
-    dx, dy = x1 - x0, y1 - y0
-    dist = math.hypot(dx, dy)
-    if dist < 2 * r + length:
-        return
-    ux, uy = dx / dist, dy / dist
-    tipx, tipy = x1 - ux * r, y1 - uy * r
-    bx, by = tipx - ux * length, tipy - uy * length
-    wx, wy = -uy * half_width, ux * half_width
-    d.polygon([(tipx, tipy), (bx + wx, by + wy), (bx - wx, by - wy)], "#6b7785")
+def _flag(value) -> bool | None:
+    """A nullable boolean cell as True, False or None."""
+    return None if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) \
+        else bool(value)
 
 
 # --- image grids -------------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Cell:
-    """One grid cell: images side by side, then lines of text (text, colour) under them."""
-    images: tuple[Image.Image | None, ...]
-    lines: tuple[tuple[str, str], ...]
+def contact_sheets(classes: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRID_THUMB) -> Pages:
+    """Every class image (`classes` table) with the model's label and probability; red: labelled as another
+    class."""
+    cells = []
+    for r in classes.itertuples():
+        colour = GOOD if r.correct else BAD
+        cells.append(Cell((thumbs.get(r.key),),
+                          ((f"{r.target} {r.name}", INK),
+                           (f"-> {r.label_name} {r.target_prob:.2f}" if not r.correct
+                            else f"p = {r.target_prob:.3f}", colour))))
+    return grid_pages(cells, title="Class images: octave, lowest seed", columns=CONTACT[0], rows=CONTACT[1],
+                      thumb=thumb)
 
 
-def decode(png: bytes) -> Image.Image:
-    """PNG bytes as an RGB image (OSError when they are not an image)."""
-    with Image.open(io.BytesIO(png)) as image:
-        return image.convert("RGB")
+def opposites_grid(classes: pd.DataFrame, opposites: pd.DataFrame, thumbs: Mapping, *,
+                   thumb: int = GRID_THUMB) -> Pages:
+    """Each class image beside the image minimising its logit, with the opposite by argmax and by the article's
+    margin criterion on the class image (or, without a class image, the project's standout statistic on the
+    opposite image)."""
+    class_key = dict(zip(classes["target"], classes["key"]))
+    cells = []
+    for r in opposites.itertuples():
+        mutual = " (mutual)" if _flag(r.mutual) else ""
+        cells.append(Cell((thumbs.get(class_key.get(r.target, "")), thumbs.get(r.key)),
+                          ((f"{r.target} {r.name}", INK),
+                           (f"opposite: {r.opposite_name}{mutual}", GOOD if mutual else INK),
+                           (f"article's margin: {r.margin_opposite_name}" if getattr(r, "margin_opposite", -1) >= 0
+                            else f"standout: {r.standout_opposite_name}", MUTED))))
+    return grid_pages(cells, title="Opposites: class image | image minimising the class", columns=PAIRS[0],
+                      rows=PAIRS[1], thumb=thumb)
 
 
-def thumbnail(png: bytes, side: int) -> Image.Image:
-    """PNG bytes as an RGB image fitted into side x side (see `fit_image`)."""
-    return fit_image(decode(png), side)
+def addition_variants(additions: pd.DataFrame) -> list[str]:
+    variants = [v for v in VARIANT_ORDER if v in set(additions["variant"])]
+    return variants + sorted(set(additions["variant"]) - set(variants))
 
 
-def fit_image(image: Image.Image, side: int) -> Image.Image:
-    """`image` fitted into side x side: shrunk smoothly, or enlarged with nearest-neighbour (keeps pixels)."""
-    scale = side / max(image.size)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    if scale < 1:
-        return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return image.resize(size, Image.Resampling.NEAREST) if scale > 1 else image
+def additions_grid(additions: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRID_THUMB) -> Pages:
+    """Per pair and seed, each variant's image with both classes' ranks (green: the two are the top two)."""
+    variants = addition_variants(additions)
+    cells = []
+    for _, group in additions.groupby(["target", "partner", "seed"], sort=True):
+        by_variant = {r.variant: r for r in group.itertuples()}
+        first = group.iloc[0]
+        lines = [(f"{first.target_name} + {first.partner_name}", INK)]
+        for v in variants:
+            r = by_variant.get(v)
+            if r is not None:
+                verdict = "both top-2" if r.top_two else f"-> {r.label_name}"
+                lines.append((f"{v}: #{r.target_rank}/#{r.partner_rank} {verdict}", GOOD if r.top_two else BAD))
+        cells.append(Cell(tuple(thumbs.get(by_variant[v].key) if v in by_variant else None for v in variants),
+                          tuple(lines)))
+    return grid_pages(cells, title=f"Additions: {' | '.join(variants)}", columns=PAIRS[0], rows=PAIRS[1],
+                      thumb=thumb)
 
 
-def grid_pages(cells: Sequence[Cell], *, title: str, columns: int, rows: int, thumb: int,
-               line_size: int = 11) -> list[Image.Image]:
-    """Cells on pages of columns x rows; each page titled, 'page k of n'."""
-    per_page = columns * rows
-    n_pages = max(1, math.ceil(len(cells) / per_page))
-    return [_grid_page(cells[p * per_page:(p + 1) * per_page], f"{title} (page {p + 1} of {n_pages})",
-                       columns, thumb, line_size) for p in range(n_pages)]
+SOURCE_GRIDS = {
+    "transfigure": ("Transfiguration", "source photograph | pushed toward the class",
+                    "Each source photograph beside the image it became when pushed toward a class, with the "
+                    "class's probability (red: labelled as another class)."),
+    "dream": ("Deep dream", "source photograph | dream",
+              "Each source photograph beside its dream: the layer's activation raised through the octaves, "
+              "without blur; labelled by the layer and the class the model now sees."),
+    "directed-dream": ("Directed dream", "source photograph | directed dream",
+                       "Each source photograph beside its directed dream: the layer objective plus a class "
+                       "objective, blurred every few steps; with the class's probability."),
+}
 
 
-def strip(cells: Sequence[Cell], *, title: str, thumb: int, line_size: int = 11) -> Image.Image:
-    """Cells in one row under a title (a frame strip): no pagination."""
-    return _grid_page(cells, title, max(1, len(cells)), thumb, line_size)
+def source_grid(job: str, rows: pd.DataFrame, sources: Mapping, thumbs: Mapping, names: Sequence[str], *,
+                thumb: int = GRID_THUMB) -> Pages:
+    """Images of one job from real images (`rows`: store rows of that job) beside their source photograph
+    (`sources`: source name -> thumbnail)."""
+    title, legend, _ = SOURCE_GRIDS[job]
+    cells = []
+    for r in rows.sort_values(["variant", "source", "target", "seed"], kind="mergesort").itertuples():
+        seen = names[r.label] if 0 <= r.label < len(names) else str(r.label)
+        if job == "dream":
+            lines = ((f"layer {r.variant}", INK), (f"-> {seen}", MUTED))
+        else:
+            good = r.label == r.target
+            head = f"{r.target} {names[r.target]}" + (f" ({r.variant})" if r.variant else "")
+            lines = ((head, INK), (f"p = {r.target_prob:.3f}" + ("" if good else f"  -> {seen}"),
+                                   GOOD if good else BAD))
+        cells.append(Cell((sources.get(r.source), thumbs.get(r.key)), (*lines, (f"{r.source}, seed {r.seed}", MUTED))))
+    return grid_pages(cells, title=f"{title}: {legend}", columns=PAIRS[0], rows=PAIRS[1], thumb=thumb)
 
 
-def _grid_page(cells: Sequence[Cell], title: str, columns: int, thumb: int, line_size: int) -> Image.Image:
-    k = max((len(c.images) for c in cells), default=1)
-    n_lines = max((len(c.lines) for c in cells), default=0)
-    pad, gap = 12, 4
-    cell_w = k * thumb + (k - 1) * gap
-    cell_h = thumb + 4 + n_lines * round(line_size * 1.3)
-    n_rows = max(1, math.ceil(len(cells) / columns))
-    head = 44
-    width = max(pad + columns * (cell_w + pad), math.ceil(text_width(title, 16)) + 2 * pad)   # the title fits
-    height = head + n_rows * (cell_h + pad) + pad
-    page = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(page)
-    draw.text((width / 2, 14), title, fill=INK, font=font(16), anchor="mt")
-    for i, cell in enumerate(cells):
-        cx = pad + (i % columns) * (cell_w + pad)
-        cy = head + (i // columns) * (cell_h + pad)
-        for j, image in enumerate(cell.images):
-            x = cx + j * (thumb + gap)
-            if image is None:
-                draw.rectangle([x, cy, x + thumb - 1, cy + thumb - 1], fill="#f1f1f1", outline="#dddddd")
-                draw.text((x + thumb / 2, cy + thumb / 2), "missing", fill=MUTED, font=font(10), anchor="mm")
-            else:
-                page.paste(image, (x + (thumb - image.width) // 2, cy + (thumb - image.height) // 2))
-        for j, (text, color) in enumerate(cell.lines):
-            draw.text((cx, cy + thumb + 4 + j * round(line_size * 1.3)), fit(text, line_size, cell_w),
-                      fill=color, font=font(line_size))
-    return page
+def interpolation_strip(frames: pd.DataFrame, logits: np.ndarray, source_thumb, thumbs: Mapping,
+                        names: Sequence[str], *, thumb: int = GRID_THUMB) -> Figure:
+    """One interpolation from class a to b (`frames`: its rows in order, with target, partner, source, seed, step,
+    key; `logits`: their N x n_classes logits): the source photograph, then each frame with a's and b's logits."""
+    first = frames.iloc[0]
+    a, b, source, seed = int(first.target), int(first.partner), first.source, first.seed
+    cells = [Cell((source_thumb,), ((f"{names[a]} -> {names[b]}", INK), (str(source), MUTED),
+                                    (f"seed {seed}", MUTED)))]
+    for values, r in zip(logits, frames.itertuples()):
+        cells.append(Cell((thumbs.get(r.key),), ((f"step {r.step}", MUTED), (f"{names[a]}: {values[a]:.1f}",
+                                                                             PALETTE[0]),
+                                                 (f"{names[b]}: {values[b]:.1f}", PALETTE[1]))))
+    return grid_figure(cells, title=f"Interpolation from {names[a]} to {names[b]}, from {source}",
+                       columns=len(cells), thumb=thumb)
+
+
+def interpolation_gif(frames: Sequence, size: tuple[int, int], duration: int = 250, hold: int = 1200) -> bytes:
+    """The frames (PIL images) as a looping GIF at `size`, the last one held (Pillow; not a matplotlib figure)."""
+    return gif_bytes(frames, size, duration, hold)
+
+
+# --- scatter plots -----------------------------------------------------------------------------------------------
+
+def labelled_scatter(x, y, labels: Sequence[str], *, title: str, xlabel: str, ylabel: str,
+                     colors: Sequence[str] | None = None, subtitle: str = "",
+                     size: tuple[int, int] = (1400, 1100)) -> Figure:
+    """Points with as many labels as fit without overlapping, the most isolated points labelled first."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    figure = new_figure(*size)
+    ax = figure.add_subplot()
+    ax.scatter(x, y, s=14, c=list(colors) if colors is not None else PALETTE[0], linewidths=0, zorder=2)
+    ax.set_title(title + (f"\n{subtitle}" if subtitle else ""), fontsize=12)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, color="#e4e4e4", zorder=0)
+    ax.margins(0.05)
+    figure.tight_layout()
+    ax.autoscale_view()
+    ax.set_xlim(ax.get_xlim())   # freeze the limits: the labels are measured in display space
+    ax.set_ylim(ax.get_ylim())
+    points = ax.transData.transform(np.column_stack([x, y])) if len(x) else np.zeros((0, 2))
+    declutter(ax, x, y, labels, isolation_order(points))
+    return figure
+
+
+def component_colours(nodes: pd.DataFrame, targets: np.ndarray) -> list[str]:
+    """The colour of each target's graph component (the ten largest get a colour, the rest grey)."""
+    component = dict(zip(nodes["node"], nodes["component"]))
+    return [PALETTE[c] if (c := component.get(t, -1)) in range(len(PALETTE)) else OTHER for t in targets]
+
+
+def output_pca(pca: pd.DataFrame, variance: pd.DataFrame, nodes: pd.DataFrame) -> Figure:
+    """The class images' outputs on their first two principal components, coloured by graph component."""
+    ratio = variance["explained_variance_ratio"].to_numpy()
+    r2 = ratio[1] if len(ratio) > 1 else 0.0
+    return labelled_scatter(pca["pc1"], pca["pc2"], list(pca["name"]),
+                            title="Output space: PCA of the class images' outputs",
+                            subtitle=f"PC1 {ratio[0]:.1%} and PC2 {r2:.1%} of the variance; colours: the ten "
+                                     f"largest nearest-neighbour components",
+                            xlabel=f"PC1 ({ratio[0]:.1%})", ylabel=f"PC2 ({r2:.1%})",
+                            colors=component_colours(nodes, pca["target"].to_numpy()))
+
+
+def feature_maps(features: pd.DataFrame) -> list[str]:
+    return sorted((c for c in features.columns if c.startswith("map_")), key=lambda c: int(c[4:]))
+
+
+def feature_scatter(features: pd.DataFrame, layer: str) -> Figure:
+    """The class images of one layer of the features table by the mean activation of its first two maps (the
+    article's feature latent space); with one map, against the class index."""
+    maps = feature_maps(features)
+    part = features[features["layer"] == layer].sort_values("target", kind="mergesort")
+    x = part[maps[0]].to_numpy(dtype=float)
+    if len(maps) > 1:
+        y, ylabel = part[maps[1]].to_numpy(dtype=float), f"mean activation, {layer} map {maps[1][4:]}"
+    else:
+        y, ylabel = part["target"].to_numpy(dtype=float), "class index"
+    return labelled_scatter(x, y, list(part["target_name"]), title=f"Feature latent space: {layer}",
+                            subtitle="mean activation of chosen feature maps on each class image",
+                            xlabel=f"mean activation, {layer} map {maps[0][4:]}", ylabel=ylabel)
+
+
+# --- nearest-neighbour graph -------------------------------------------------------------------------------------
+
+def _page_groups(sizes: Sequence[int]) -> list[list[int]]:
+    """Component indices per page: a big component alone, small ones GRAPH_PANELS at a time."""
+    pages, small = [], []
+    per_page = GRAPH_PANELS[0] * GRAPH_PANELS[1]
+    for i, n in enumerate(sizes):
+        if n >= GRAPH_BIG:
+            pages.append([i])
+        else:
+            small.append(i)
+    pages += [small[k:k + per_page] for k in range(0, len(small), per_page)]
+    return pages
+
+
+def graph_pages(nodes: pd.DataFrame, components: pd.DataFrame, *, seed: int = 0) -> Pages:
+    """The nearest-neighbour graph (`graph_nodes` and `graph_components` tables) component by component, one
+    Axes each (spring layout with a fixed seed, networkx's matplotlib drawing): an arrow from each class to the
+    class most activated by its image; orange: the component's hub; grey: a class without an image of its own."""
+    from analysis.graph import graph_from_tables
+    g = graph_from_tables(nodes)
+    members = [list(m) for m in components["members"]]
+    groups = _page_groups([len(m) for m in members])
+
+    def page(p: int) -> Figure:
+        group = groups[p]
+        alone = len(group) == 1 and len(members[group[0]]) >= GRAPH_BIG
+        columns = 1 if alone else min(GRAPH_PANELS[0], len(group))
+        rows = 1 if alone else math.ceil(len(group) / columns)
+        side = min(1700, max(900, 60 * math.sqrt(len(members[group[0]])) * 3)) if alone else 420
+        figure = new_figure(columns * side, rows * side + 50)
+        figure.suptitle(f"Nearest-neighbour graph, by component (page {p + 1} of {len(groups)})", fontsize=13)
+        for k, index in enumerate(group):
+            ax = figure.add_subplot(rows, columns, k + 1)
+            draw_component(ax, g, index, members[index], seed=seed)
+        return figure
+    return Pages(len(groups), page)
+
+
+def draw_component(ax, g: nx.DiGraph, index: int, members: Sequence[int], *, seed: int = 0) -> None:
+    """One component on `ax`: nodes, arrows and as many class names as fit, the most pointed-at first."""
+    sub = g.subgraph(members)
+    hub = min(members, key=lambda n: (-g.in_degree(n), n))
+    pos = nx.spring_layout(nx.Graph(sub.to_undirected(as_view=True)), seed=seed)
+    colours = [PALETTE[1] if n == hub and len(members) > 2 else PALETTE[0] if g.nodes[n]["has_image"] else OTHER
+               for n in members]
+    size = 40 if len(members) < 200 else 15
+    nx.draw_networkx_nodes(sub, pos, nodelist=list(members), node_color=colours, node_size=size, ax=ax)
+    nx.draw_networkx_edges(sub, pos, edgelist=sorted(sub.edges), edge_color="#9aa5b1", width=1.0, arrows=True,
+                           arrowsize=8, node_size=size, ax=ax)
+    ax.set_title(f"component {index}: {len(members)} classes, hub {g.nodes[hub]['name']}", fontsize=8,
+                 color=MUTED)
+    ax.margins(0.15)
+    ax.set_axis_off()
+    ax.autoscale_view()
+    ax.set_xlim(ax.get_xlim())
+    ax.set_ylim(ax.get_ylim())
+    order = sorted(range(len(members)), key=lambda i: (-g.in_degree(members[i]), members[i]))   # hubs first
+    xy = np.array([pos[n] for n in members], dtype=float)   # n x 2
+    declutter(ax, xy[:, 0], xy[:, 1], [g.nodes[n]["name"] for n in members], order, fontsize=6.5, max_chars=20)
+
+
+# --- sweep directions --------------------------------------------------------------------------------------------
+
+def direction_distribution(positions: np.ndarray, groups: np.ndarray, order: Sequence[str], title: str) -> Figure:
+    """One histogram per group (in `order`; '' is the images in no group) on a shared position axis."""
+    rows = [g for g in order if (np.asarray(groups) == g).any()]
+    figure = new_figure(1000, 120 + 100 * len(rows))
+    axes = figure.subplots(len(rows), 1, sharex=True, squeeze=False)[:, 0]
+    lo, hi = float(positions.min()), float(positions.max())
+    bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 41)
+    for r, (ax, group) in enumerate(zip(axes, rows)):
+        ax.hist(positions[groups == group], bins=bins, color=PALETTE[r % len(PALETTE)])
+        ax.set_ylabel(group or "(no group)", rotation=0, ha="right", va="center")
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0].set_title(title)
+    axes[-1].set_xlabel("position along the direction")
+    figure.tight_layout()
+    return figure
+
+
+def direction_strip(images: pd.DataFrame, thumbs: Mapping, title: str, *, thumb: int = GRID_THUMB) -> Figure:
+    """The start image (first row of `images`: key, target_name, position, group), then the stored images nearest
+    to points along the line through it, each with its position, class and group."""
+    cells = [Cell((thumbs.get(r.key),), (("start" if i == 0 else f"{r.position:+.2f}", BAD if i == 0 else INK),
+                                        (str(r.target_name)[:16], MUTED), (r.group or "-", MUTED)))
+             for i, r in enumerate(images.itertuples())]
+    return grid_figure(cells, title=title, columns=len(cells), thumb=thumb)

@@ -9,31 +9,33 @@
 """
 from __future__ import annotations
 
-import math
+import collections
+import functools
+import hashlib
 import posixpath
 from concurrent.futures import ThreadPoolExecutor
-from html import escape
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, TextIO
 
 import numpy as np
 import pandas as pd
 import pyarrow.fs as pafs
+from PIL import Image
 
+from analysis import drawing
 from analysis import figures as fig
-from analysis import graph as graph_mod
 from analysis.analyze import ANALYSIS_DIR, SUMMARY_FILE, AnalysisSummary, analyze_store
 from analysis.load import (NUMERIC_COLUMNS, Store, iter_pngs, join_uri, open_store, read_frame, read_rows,
                            read_text, resolve, write_bytes)
 from sweep.plan import IMAGE_JOBS
+from sweep.progress import Progress
 from sweep.store import source_file
 
-GRID_THUMB = 96          # px, images in the grids
+GRID_THUMB = fig.GRID_THUMB   # px, images in the grids
 PAGE_THUMB = 256         # px, images written for the HTML pages (never enlarged; the browser scales them)
 DECODE_THREADS = 2       # PNG decoding threads (the reference machine has two cores)
-CONTACT = (10, 10)       # columns x rows per contact-sheet page
-PAIRS = (5, 10)          # columns x rows per opposites / additions page
-VARIANT_ORDER = ("merge", "juxtapose")
+WRITE_QUEUE = 64         # files waiting for the writing thread at most (bounds memory)
 GIF_FRAME_MS, GIF_HOLD_MS = 250, 1200   # interpolation GIFs: time per frame, and on the final image
 # Names of what `write_figures` writes under its folder (anything else there is left alone).
 OWNED = ("contact-", "pca.", "graph-", "opposites-", "additions-", "features-", "transfigure-", "interpolation-",
@@ -69,62 +71,193 @@ def current_summary(store: str) -> AnalysisSummary:
     return summary
 
 
-def write_figures(store: str, out: str | None = None) -> Path:
+@dataclass(frozen=True)
+class ReportFigure:
+    """One entry of the report's Figures section."""
+    title: str
+    files: tuple[str, ...]          # written files, relative to the report folder (PNGs first)
+    caption: str
+    gallery: tuple["GalleryItem", ...] = ()   # one captioned strip (+ GIF) per item, shown instead of a preview
+
+    @property
+    def preview(self) -> str | None:
+        return next((f for f in self.files if f.endswith(".png")), None)
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    png: str
+    gif: str | None
+    caption: str
+
+
+def write_figures(store, out: str | None = None, *, stream: TextIO | None = None) -> Path:
     """Write every figure and the HTML report; returns the path of index.html.
 
-    `out` defaults to {store}/figures (a local folder or a URI). The analysis runs first when its tables are
-    missing or older than the store's images.
+    `store`: an opened store or its URI. `out` defaults to {store}/figures (a local folder or a URI). The analysis
+    runs first when its tables are missing or older than the store's images. Progress goes to `stream` (stderr by
+    default): a bar on a terminal, plain lines otherwise.
     """
-    summary = current_summary(store)
-    st = open_store(store)
+    st = open_store(store) if isinstance(store, str) else store
+    summary = current_summary(st.uri)
+    st = open_store(st.uri)   # the analysis may have written tables since
     tables = load_tables(st)
-    out = out or join_uri(store, "figures")
-    fs, root = resolve(out)
-    writer = _Writer(fs, root)
-
+    out = out or join_uri(st.uri, "figures")
     classes = tables["classes"]
     opposites = tables.get("opposites")
     additions = tables.get("additions")
     keys = list(classes["key"])
     keys += list(opposites["key"]) if opposites is not None else []
     keys += list(additions["key"]) if additions is not None else []
-    thumbs = _thumbnails(st, keys, writer)
+    with _Writer(*resolve(out)) as writer:
+        return _write_report(st, summary, tables, keys, writer, stream)
 
-    figures: list[tuple[str, list[str], str]] = []   # (title, files, caption)
-    figures.append(_contact_sheets(classes, thumbs, writer))
+
+def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_Writer", stream) -> Path:
+    classes = tables["classes"]
+    opposites = tables.get("opposites")
+    additions = tables.get("additions")
+    steps = 3 + (opposites is not None) + (additions is not None) + ("pca" in tables) + ("features" in tables) \
+        + bool(summary.image_jobs)
+    progress = Progress(len(keys) + steps, stream=stream, unit="steps")
+    progress.note = "reading images"
+    thumbs = _thumbnails(st, keys, writer, progress)
+
+    def step(note: str) -> None:
+        progress.note = note
+        progress.update(done=1)
+
+    figures: list[ReportFigure] = []
+    step("contact sheets")
+    figures.append(writer.figure("Contact sheet", "contact", fig.contact_sheets(classes, thumbs),
+                                 "Every class's generated image with the model's label and probability "
+                                 "(red: labelled as another class)."))
     if "pca" in tables:
-        figures.append(_pca_figure(tables["pca"], tables["pca_variance"], tables["graph_nodes"], writer))
-    figures.append(_graph_figure(tables["graph_nodes"], tables["graph_components"], writer))
+        step("PCA")
+        files = writer.figure_files("pca", fig.output_pca(tables["pca"], tables["pca_variance"],
+                                                          tables["graph_nodes"]), svg=True)
+        figures.append(ReportFigure("PCA of the output space", files, "First two principal components of the "
+                                    "class representatives' output vectors."))
+    step("graph")
+    figures.append(writer.figure("Nearest-neighbour graph", "graph",
+                                 fig.graph_pages(tables["graph_nodes"], tables["graph_components"]),
+                                 f"{len(tables['graph_components'])} components; an arrow goes from each class to "
+                                 "the class most activated by its image (orange: the component's hub; grey: no "
+                                 "image of its own).", svg=True))
     if opposites is not None:
-        figures.append(_opposites_grid(classes, opposites, thumbs, writer))
+        step("opposites")
+        figures.append(writer.figure("Opposites", "opposites", fig.opposites_grid(classes, opposites, thumbs),
+                                     "Each class's image beside the image that minimises its logit, labelled by "
+                                     "argmax (the opposite) and by the article's margin criterion on the class image."))
     if additions is not None:
-        figures.append(_additions_grid(additions, thumbs, writer))
+        step("additions")
+        figures.append(writer.figure("Additions", "additions", fig.additions_grid(additions, thumbs),
+                                     "Per pair, each variant's image with both classes' ranks in the result "
+                                     "(green: the two classes are the top two)."))
     notes = []
     if "features" in tables:
+        step("features")
         figures.extend(_feature_figures(tables["features"], writer))
     else:
         notes.append(f"Feature embedding skipped: the store has no {ANALYSIS_DIR}/features.parquet (run "
                      "`sweep analyze --features LAYER:0,4` to compute it).")
     if summary.image_jobs:   # reading every row again is only worth it when there are image jobs to draw
+        step("image jobs")
         figures.extend(_image_job_figures(st, writer))
 
-    _class_pages(st, summary, tables, writer, set(thumbs))
-    writer.text("index.html", _index_html(st, summary, tables, figures, notes, set(thumbs)))
+    step("HTML pages")
+    images = {key: writer.image_name(key) for key in thumbs}
+    _class_pages(st, summary, tables, writer, images)
+    writer.text("index.html", _index_html(st, summary, tables, figures, notes, images))
+    writer.finish()
     writer.remove_stale()
-    return Path(root) / "index.html"
+    progress.close()
+    return Path(writer.root) / "index.html"
+
+
+def safe_name(text: str) -> str:
+    """`text` as one file-name component: letters, digits, '-', '_' and '.' kept, anything else (path separators
+    included) '_', and no leading dot (so never '.' or '..')."""
+    name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(text))
+    return ("_" + name[1:] if name.startswith(".") else name) or "_"
 
 
 class _Writer:
-    """Writes files under the output folder (atomically, through the store's filesystem layer)."""
+    """Writes files under the output folder (atomically, through the store's filesystem layer). Every name is
+    checked to lie inside the folder; names built from store keys are made safe and unique."""
 
     def __init__(self, fs, root: str) -> None:
-        self.fs, self.root = fs, root
+        self.fs, self.root = fs, root.rstrip("/") or "/"
         self.written: set[str] = set()
+        self.images: dict[str, str] = {}      # store key -> its page image's file name
+        self.taken: set[str] = set()
+        self.io = ThreadPoolExecutor(max_workers=1)   # encodes and writes, in order
+        self.pending: collections.deque = collections.deque()
+
+    def path(self, name: str) -> str:
+        """The full path of `name`, refused when it would leave the output folder."""
+        path = posixpath.normpath(posixpath.join(self.root, name))
+        if posixpath.isabs(name) or not path.startswith(self.root.rstrip("/") + "/"):
+            raise ValueError(f"refusing to write {name!r} outside {self.root}")
+        return path
+
+    def __enter__(self) -> "_Writer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.io.shutdown(wait=True, cancel_futures=True)
+
+    def later(self, name: str, make: Callable[[], bytes]) -> str:
+        """Write `make()` under `name` on the writing thread (PNG encoding and file writes release the GIL, so they
+        overlap with drawing the next figure); errors come out of `finish`."""
+        path = self.path(name)   # refused now
+        self.pending.append(self.io.submit(lambda: write_bytes(self.fs, path, make())))
+        self.written.add(name)
+        while len(self.pending) > WRITE_QUEUE:
+            self.pending.popleft().result()
+        return name
 
     def bytes(self, name: str, data: bytes) -> str:
-        write_bytes(self.fs, posixpath.join(self.root, name), data)
-        self.written.add(name)
-        return name
+        return self.later(name, lambda: data)
+
+    def finish(self) -> None:
+        """Wait for every write (and raise the first error of one)."""
+        while self.pending:
+            self.pending.popleft().result()
+
+    def text(self, name: str, text: str) -> str:
+        return self.bytes(name, text.encode("utf-8"))
+
+    def image_name(self, key: str) -> str:
+        """The page image file of a store row: img/{key with ':' as '_'}.png, made safe; a key whose safe name is
+        taken by another key gets a hash of the key added (names stay unique)."""
+        if key not in self.images:
+            name = "img/" + safe_name(str(key).replace(":", "_")) + ".png"
+            if name in self.taken:
+                name = name[:-4] + "-" + hashlib.sha1(str(key).encode()).hexdigest()[:10] + ".png"
+            self.taken.add(name)
+            self.images[key] = name
+        return self.images[key]
+
+    def unique_stem(self, stem: str, key: str) -> str:
+        """`stem` (already made safe), or with a hash of `key` added when another key took it in this report."""
+        if stem in self.taken:
+            stem += "-" + hashlib.sha1(str(key).encode()).hexdigest()[:10]
+        self.taken.add(stem)
+        return stem
+
+    def figure_files(self, stem: str, figure, *, svg: bool = False) -> tuple[str, ...]:
+        """One matplotlib figure as {stem}.png (and {stem}.svg)."""
+        pixels = drawing.rgb_pixels(figure)   # drawn here; encoded on the writing thread
+        files = (self.later(f"{stem}.png", lambda: drawing.png_bytes(Image.fromarray(pixels))),)
+        return files + ((self.bytes(f"{stem}.svg", drawing.save(figure, "svg")),) if svg else ())
+
+    def figure(self, title: str, stem: str, pages, caption: str, *, svg: bool = False) -> ReportFigure:
+        """Pages of a paginated figure as {stem}-01.png, {stem}-02.png, ..."""
+        files: list[str] = []
+        for i in range(len(pages)):   # `Pages` builds each page on access: one page in memory at a time
+            files += self.figure_files(f"{stem}-{i + 1:02d}", pages[i], svg=svg)
+        return ReportFigure(title, tuple(files), caption)
 
     def remove_stale(self) -> None:
         """Delete what an earlier report left here and this one did not write (pages that no longer exist)."""
@@ -134,19 +267,8 @@ class _Writer:
             if info.type == pafs.FileType.File and name not in self.written and name.startswith(OWNED):
                 self.fs.delete_file(info.path)
 
-    def text(self, name: str, text: str) -> str:
-        return self.bytes(name, text.encode("utf-8"))
 
-    def png(self, name: str, image) -> str:
-        return self.bytes(name, fig.png_bytes(image))
-
-
-def image_file(key: str) -> str:
-    """Relative path of the page-size image of a store row."""
-    return "img/" + key.replace(":", "_") + ".png"
-
-
-def _thumbnails(st: Store, keys: list[str], writer: _Writer) -> dict[str, object]:
+def _thumbnails(st: Store, keys: list[str], writer: _Writer, progress: Progress) -> dict[str, object]:
     """Decode each shown PNG once: write its page-size image, keep a grid thumbnail.
 
     PNGs come file by file and are decoded in chunks on a small thread pool (Pillow releases the GIL while it
@@ -157,20 +279,21 @@ def _thumbnails(st: Store, keys: list[str], writer: _Writer) -> dict[str, object
         for chunk in _chunks(iter_pngs(st, keys), 64):
             for (key, _), prepared in zip(chunk, pool.map(_prepare, [png for _, png in chunk])):
                 if prepared is not None:  # a broken PNG shows as missing; it does not stop the report
-                    writer.bytes(image_file(key), prepared[0])
+                    writer.bytes(writer.image_name(key), prepared[0])
                     thumbs[key] = prepared[1]
+            progress.update(done=len(chunk))
     return thumbs
 
 
 def _prepare(png: bytes):
     """(page image bytes, grid thumbnail) of one stored PNG; None when it cannot be decoded."""
     try:
-        image = fig.decode(png)
+        image = drawing.decode(png)
     except (OSError, ValueError, SyntaxError):
         return None
     # small already: keep the stored bytes (the browser enlarges it, pixelated)
-    page = fig.png_bytes(fig.fit_image(image, PAGE_THUMB)) if max(image.size) > PAGE_THUMB else png
-    return page, fig.fit_image(image, GRID_THUMB)
+    page = drawing.png_bytes(drawing.fit_image(image, PAGE_THUMB)) if max(image.size) > PAGE_THUMB else png
+    return page, drawing.fit_image(image, GRID_THUMB)
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
@@ -184,123 +307,21 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
-def _contact_sheets(classes: pd.DataFrame, thumbs, writer: _Writer) -> tuple[str, list[str], str]:
-    cells = []
-    for r in classes.itertuples():
-        colour = fig.GOOD if r.correct else fig.BAD
-        cells.append(fig.Cell((thumbs.get(r.key),),
-                              ((f"{r.target} {r.name}", fig.INK),
-                               (f"-> {r.label_name} {r.target_prob:.2f}" if not r.correct
-                                else f"p = {r.target_prob:.3f}", colour))))
-    pages = fig.grid_pages(cells, title="Class images: octave, lowest seed", columns=CONTACT[0],
-                           rows=CONTACT[1], thumb=GRID_THUMB)
-    files = [writer.png(f"contact-{i + 1:02d}.png", p) for i, p in enumerate(pages)]
-    return ("Contact sheet", files, "Every class's generated image with the model's label and probability "
-            "(red: labelled as another class).")
-
-
-def _component_colours(nodes: pd.DataFrame, targets: np.ndarray) -> list[str]:
-    component = dict(zip(nodes["node"], nodes["component"]))
-    return [fig.PALETTE[c] if (c := component.get(t, -1)) in range(len(fig.PALETTE)) else fig.OTHER
-            for t in targets]
-
-
-def _pca_figure(pca: pd.DataFrame, variance: pd.DataFrame, nodes: pd.DataFrame, writer: _Writer):
-    ratio = variance["explained_variance_ratio"].to_numpy()
-    r2 = ratio[1] if len(ratio) > 1 else 0.0
-    d = fig.scatter(pca["pc1"], pca["pc2"], list(pca["name"]),
-                    title="Output space: PCA of the class images' outputs",
-                    subtitle=f"PC1 {ratio[0]:.1%} and PC2 {r2:.1%} of the variance; colours: the ten largest "
-                             f"nearest-neighbour components",
-                    xlabel=f"PC1 ({ratio[0]:.1%})", ylabel=f"PC2 ({r2:.1%})",
-                    colors=_component_colours(nodes, pca["target"].to_numpy()),
-                    tooltips=[f"{t}: {n}" for t, n in zip(pca["target"], pca["name"])])
-    files = [writer.png("pca.png", fig.to_png(d)), writer.text("pca.svg", fig.to_svg(d))]
-    return ("PCA of the output space", files, "First two principal components of the class representatives' "
-            "output vectors (SVG: hover a point for its class).")
-
-
-def _graph_figure(nodes: pd.DataFrame, comps: pd.DataFrame, writer: _Writer):
-    g = graph_mod.graph_from_tables(nodes)
-    members = [list(m) for m in comps["members"]]
-    pages = fig.graph_pages(g, members, title="Nearest-neighbour graph, by component")
-    files = []
-    for i, d in enumerate(pages):
-        files.append(writer.png(f"graph-{i + 1:02d}.png", fig.to_png(d)))
-        files.append(writer.text(f"graph-{i + 1:02d}.svg", fig.to_svg(d)))
-    return ("Nearest-neighbour graph", files, f"{len(members)} components; an arrow goes from each class to the "
-            "class most activated by its image (orange: the component's hub; grey: no image of its own).")
-
-
-def _opposites_grid(classes: pd.DataFrame, opposites: pd.DataFrame, thumbs, writer: _Writer):
-    class_key = dict(zip(classes["target"], classes["key"]))
-    cells = []
-    for r in opposites.itertuples():
-        mutual = " (mutual)" if _flag(r.mutual) else ""
-        cells.append(fig.Cell((thumbs.get(class_key.get(r.target, "")), thumbs.get(r.key)),
-                              ((f"{r.target} {r.name}", fig.INK),
-                               (f"opposite: {r.opposite_name}{mutual}", fig.GOOD if mutual else fig.INK),
-                               (f"article's margin (class image): {getattr(r, 'margin_opposite_name', '')}"
-                                if getattr(r, "margin_opposite", -1) >= 0
-                                else f"standout: {r.standout_opposite_name}", fig.MUTED))))
-    pages = fig.grid_pages(cells, title="Opposites: class image | image minimising the class", columns=PAIRS[0],
-                           rows=PAIRS[1], thumb=GRID_THUMB)
-    files = [writer.png(f"opposites-{i + 1:02d}.png", p) for i, p in enumerate(pages)]
-    return ("Opposites", files, "Each class's image beside the image that minimises its logit, labelled by argmax "
-            "(the opposite) and by the article's margin criterion on the class image (or, without a class image, "
-            "the project's standout statistic on the opposite image).")
-
-
-def _additions_grid(additions: pd.DataFrame, thumbs, writer: _Writer):
-    variants = [v for v in VARIANT_ORDER if v in set(additions["variant"])]
-    variants += sorted(set(additions["variant"]) - set(variants))
-    cells = []
-    for (a, b, seed), group in additions.groupby(["target", "partner", "seed"], sort=True):
-        by_variant = {r.variant: r for r in group.itertuples()}
-        first = group.iloc[0]
-        lines = [(f"{first.target_name} + {first.partner_name}", fig.INK)]
-        for v in variants:
-            r = by_variant.get(v)
-            if r is not None:
-                verdict = "both top-2" if r.top_two else f"-> {r.label_name}"
-                lines.append((f"{v}: #{r.target_rank}/#{r.partner_rank} {verdict}",
-                              fig.GOOD if r.top_two else fig.BAD))
-        cells.append(fig.Cell(tuple(thumbs.get(by_variant[v].key) if v in by_variant else None for v in variants),
-                              tuple(lines)))
-    pages = fig.grid_pages(cells, title=f"Additions: {' | '.join(variants)}", columns=PAIRS[0], rows=PAIRS[1],
-                           thumb=GRID_THUMB)
-    files = [writer.png(f"additions-{i + 1:02d}.png", p) for i, p in enumerate(pages)]
-    return ("Additions", files, "Per pair, each variant's image with both classes' ranks in the result "
-            "(green: the two classes are the top two).")
-
-
-def _feature_figures(features: pd.DataFrame, writer: _Writer):
+def _feature_figures(features: pd.DataFrame, writer: _Writer) -> list[ReportFigure]:
+    if not fig.feature_maps(features):
+        return []
     out = []
-    maps = sorted((c for c in features.columns if c.startswith("map_")), key=lambda c: int(c[4:]))
-    if not maps:
-        return out
-    for layer, part in features.groupby("layer", sort=True):
-        part = part.sort_values("target", kind="mergesort")
-        x = part[maps[0]].to_numpy(dtype=float)
-        if len(maps) > 1:
-            y, ylabel = part[maps[1]].to_numpy(dtype=float), f"mean activation, {layer} map {maps[1][4:]}"
-        else:
-            y, ylabel = part["target"].to_numpy(dtype=float), "class index"
-        d = fig.scatter(x, y, list(part["target_name"]), title=f"Feature latent space: {layer}",
-                        subtitle="mean activation of chosen feature maps on each class image",
-                        xlabel=f"mean activation, {layer} map {maps[0][4:]}", ylabel=ylabel,
-                        tooltips=[f"{t}: {n}" for t, n in zip(part["target"], part["target_name"])])
-        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(layer))
-        files = [writer.png(f"features-{safe}.png", fig.to_png(d)), writer.text(f"features-{safe}.svg",
-                                                                                fig.to_svg(d))]
-        out.append((f"Feature embedding ({layer})", files, "Each class image placed by the mean activation of two "
-                    "feature maps (the article's feature latent space)."))
+    for layer in sorted(set(features["layer"])):
+        stem = writer.unique_stem(f"features-{safe_name(layer)}", layer)   # two layers may share a safe name
+        files = writer.figure_files(stem, fig.feature_scatter(features, layer), svg=True)
+        out.append(ReportFigure(f"Feature embedding ({layer})", files, "Each class image placed by the mean "
+                                "activation of two feature maps (the article's feature latent space)."))
     return out
 
 
 # --- jobs from real images -------------------------------------------------------------------------------------------
 
-def _image_job_figures(st: Store, writer: _Writer) -> list[tuple]:
+def _image_job_figures(st: Store, writer: _Writer) -> list[ReportFigure]:
     """Grids of transfigurations, dreams and directed dreams (source photograph | result), and per interpolation a
     frame strip (PNG) and an animated GIF; nothing when the store holds none of these jobs."""
     rows = read_rows(st, (*NUMERIC_COLUMNS, "step"), frames=True)
@@ -315,10 +336,10 @@ def _image_job_figures(st: Store, writer: _Writer) -> list[tuple]:
     for chunk in _chunks(iter_pngs(st, meta["key"]), 64):
         for key, png in chunk:
             try:
-                image = fig.decode(png)
+                image = drawing.decode(png)
             except (OSError, ValueError, SyntaxError):
                 continue   # a broken PNG shows as missing
-            thumbs[key] = fig.fit_image(image, GRID_THUMB)
+            thumbs[key] = drawing.fit_image(image, GRID_THUMB)
             if key in interpolations:   # frames (and final images) of interpolations: the GIFs need them whole
                 full[key] = image
     finals = meta[meta["job"].to_numpy() != "interpolate"]
@@ -326,7 +347,8 @@ def _image_job_figures(st: Store, writer: _Writer) -> list[tuple]:
     for job in ("transfigure", "dream", "directed-dream"):
         part = finals[finals["job"] == job]
         if len(part):
-            figures.append(_source_grid(job, part, sources, thumbs, names, writer))
+            title, _, caption = fig.SOURCE_GRIDS[job]
+            figures.append(writer.figure(title, job, fig.source_grid(job, part, sources, thumbs, names), caption))
     part = meta[meta["job"] == "interpolate"]
     if len(part):
         figures.append(_interpolations(part, rows.logits[part.index.to_numpy()], sources, thumbs, full, names,
@@ -341,48 +363,13 @@ def _source_thumbnail(st: Store, name: str):
         return None
     with st.fs.open_input_stream(path) as f:
         try:
-            return fig.thumbnail(f.read(), GRID_THUMB)
+            return drawing.thumbnail(f.read(), GRID_THUMB)
         except (OSError, ValueError, SyntaxError):
             return None
 
 
-_GRID_TEXT = {
-    "transfigure": ("Transfiguration", "source photograph | pushed toward the class",
-                    "Each source photograph beside the image it became when pushed toward a class, with the "
-                    "class's probability (red: labelled as another class)."),
-    "dream": ("Deep dream", "source photograph | dream",
-              "Each source photograph beside its dream: the layer's activation raised through the octaves, "
-              "without blur; labelled by the layer and the class the model now sees."),
-    "directed-dream": ("Directed dream", "source photograph | directed dream",
-                       "Each source photograph beside its directed dream: the layer objective plus a class "
-                       "objective, blurred every few steps; with the class's probability."),
-}
-
-
-def _source_grid(job: str, part: pd.DataFrame, sources, thumbs, names, writer: _Writer):
-    title, legend, caption = _GRID_TEXT[job]
-    cells = []
-    for r in part.sort_values(["variant", "source", "target", "seed"], kind="mergesort").itertuples():
-        seen = names[r.label] if 0 <= r.label < len(names) else str(r.label)
-        if job == "dream":
-            lines = ((f"layer {r.variant}", fig.INK), (f"-> {seen}", fig.MUTED))
-        else:
-            good = r.label == r.target
-            head = f"{r.target} {names[r.target]}" + (f" ({r.variant})" if r.variant else "")
-            lines = ((head, fig.INK), (f"p = {r.target_prob:.3f}" + ("" if good else f"  -> {seen}"),
-                                       fig.GOOD if good else fig.BAD))
-        cells.append(fig.Cell((sources.get(r.source), thumbs.get(r.key)),
-                              (*lines, (f"{r.source}, seed {r.seed}", fig.MUTED))))
-    pages = fig.grid_pages(cells, title=f"{title}: {legend}", columns=PAIRS[0], rows=PAIRS[1], thumb=GRID_THUMB)
-    files = [writer.png(f"{job}-{i + 1:02d}.png", p) for i, p in enumerate(pages)]
-    return (title, files, caption)
-
-
-def _safe(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(text))
-
-
-def _interpolations(part: pd.DataFrame, logits: np.ndarray, sources, thumbs, full, names, writer: _Writer):
+def _interpolations(part: pd.DataFrame, logits: np.ndarray, sources, thumbs, full, names,
+                    writer: _Writer) -> ReportFigure:
     """Per interpolation (pair, source, seed): a strip of its frames with a's and b's logits under each, and an
     animated GIF of the frames at the final image's size."""
     part = part.assign(row=np.arange(len(part)))
@@ -391,104 +378,53 @@ def _interpolations(part: pd.DataFrame, logits: np.ndarray, sources, thumbs, ful
         kept = group[group["frame"] >= 0].sort_values("frame")
         final = group[group["frame"] < 0]
         shown = kept if len(kept) else final
-        cells = [fig.Cell((sources.get(source),), ((f"{names[a]} -> {names[b]}", fig.INK),
-                                                    (str(source), fig.MUTED), (f"seed {seed}", fig.MUTED)))]
-        for r in shown.itertuples():
-            values = logits[r.row]
-            cells.append(fig.Cell((thumbs.get(r.key),), ((f"step {r.step}", fig.MUTED),
-                                                         (f"{names[a]}: {values[a]:.1f}", fig.PALETTE[0]),
-                                                         (f"{names[b]}: {values[b]:.1f}", fig.PALETTE[1]))))
-        stem = f"interpolation-{a:04d}-{b:04d}-{_safe(source)}-s{seed}"
-        png = writer.png(f"{stem}.png", fig.strip(cells, title=f"Interpolation from {names[a]} to {names[b]}, "
-                                                         f"from {source}", thumb=GRID_THUMB))
+        values = logits[shown["row"].to_numpy()]
+        stem = writer.unique_stem(f"interpolation-{a:04d}-{b:04d}-{safe_name(source)}-s{seed}", source)
+        png = writer.figure_files(stem, fig.interpolation_strip(shown, values, sources.get(source), thumbs,
+                                                                names))[0]
         frames = [full[k] for k in shown["key"] if k in full]
         end = full.get(final["key"].iloc[0]) if len(final) else None
         end = end if end is not None else (frames[-1] if frames else None)   # the size every frame is shown at
-        gif = writer.bytes(f"{stem}.gif", fig.gif_bytes(frames, end.size, GIF_FRAME_MS, GIF_HOLD_MS)) \
+        gif = writer.bytes(f"{stem}.gif", fig.interpolation_gif(frames, end.size, GIF_FRAME_MS, GIF_HOLD_MS)) \
             if frames else None
-        first, last = logits[shown["row"].iloc[0]], logits[shown["row"].iloc[-1]]
+        first, last = values[0], values[-1]
         files += [png] + ([gif] if gif else [])
-        gallery.append((png, gif, f"{names[a]} -> {names[b]} from {source} (seed {seed}): {names[a]}'s logit "
-                                  f"{first[a]:.1f} -> {last[a]:.1f}, {names[b]}'s {first[b]:.1f} -> {last[b]:.1f}"))
-    return ("Class interpolation", files, "From a source photograph the objective moves from class a to class b; "
-            "each strip shows the kept frames with both classes' logits under each, and the GIF plays them.",
-            gallery)
+        gallery.append(GalleryItem(png, gif, f"{names[a]} -> {names[b]} from {source} (seed {seed}): {names[a]}'s "
+                                             f"logit {first[a]:.1f} -> {last[a]:.1f}, {names[b]}'s {first[b]:.1f} "
+                                             f"-> {last[b]:.1f}"))
+    return ReportFigure("Class interpolation", tuple(files), "From a source photograph the objective moves from "
+                        "class a to class b; each strip shows the kept frames with both classes' logits under each, "
+                        "and the GIF plays them.", tuple(gallery))
 
 
-# --- HTML ----------------------------------------------------------------------------------------------------------
+# --- HTML: Jinja2 templates in analysis/templates/, autoescaped ----------------------------------------------------
 
-_CSS = """body{font-family:sans-serif;margin:24px;max-width:1200px;color:#222}
-img.px{image-rendering:pixelated}figure{display:inline-block;margin:8px;vertical-align:top}
-figcaption{font-size:13px;color:#555;max-width:260px}figure.wide figcaption{max-width:880px}
-table{border-collapse:collapse;font-size:13px}
-td,th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left}.bad{color:#c0392b}.good{color:#1a7f37}
-.muted{color:#777}a{color:#1f5fa8}"""
-
-
-def _page(title: str, body: str) -> str:
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{escape(title)}</title>"
-            f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")
-
-
-def _img(key: str, shown: set[str], prefix: str = "", width: int = 256, alt: str = "") -> str:
-    """An <img> of a store row's page image, or a note when its PNG could not be read."""
-    if key not in shown:
-        return '<span class="muted">[image unreadable]</span>'
-    return (f'<img class="px" src="{escape(prefix + image_file(key))}" width="{width}" alt="{escape(alt)}" '
-            'loading="lazy">')
+@functools.lru_cache(maxsize=1)
+def templates():
+    """The report's Jinja2 environment: templates shipped in the package, every value HTML-escaped."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+    return Environment(loader=PackageLoader("analysis", "templates"), autoescape=select_autoescape(["html"]),
+                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
 def class_page(target: int) -> str:
     return f"classes/{target:04d}.html"
 
 
-def _index_html(st: Store, summary: AnalysisSummary, tables, figures, notes, shown: set[str]) -> str:
-    m = st.manifest
-    body = [f"<h1>classweep report: {escape(str(m.get('model', '?')))}</h1>",
-            f"<p class=\"muted\">weights {escape(str(m.get('weights', '?')))} &middot; schedule "
-            f"{escape(str(m.get('schedule', '?')))} ({escape(str(m.get('schedule_id', '?')))}) &middot; store "
-            f"{escape(st.uri)}</p>", "<h2>Summary</h2><ul>"]
-    body += [f"<li>{escape(line)}</li>" for line in summary.lines()]
-    body.append("</ul><h2>Figures</h2>")
-    for title, files, caption, *gallery in figures:
-        pngs = [f for f in files if f.endswith(".png")]
-        links = " ".join(f'<a href="{escape(f)}">{escape(f)}</a>' for f in files)
-        preview = f'<a href="{escape(pngs[0])}"><img src="{escape(pngs[0])}" width="360" alt=""></a>' if pngs else ""
-        if gallery:   # one figure per item: a strip and its animation, captioned
-            preview = "".join(
-                f'<figure class="wide"><a href="{escape(png)}"><img src="{escape(png)}" width="720" alt=""></a>'
-                + (f'<a href="{escape(gif)}"><img class="px" src="{escape(gif)}" width="160" alt=""></a>' if gif
-                   else "") + f"<figcaption>{escape(text)}</figcaption></figure>" for png, gif, text in gallery[0])
-        body.append(f"<h3>{escape(title)}</h3><p>{escape(caption)}</p>{preview}<p>{links}</p>")
-    body += [f"<p class=\"muted\">{escape(n)}</p>" for n in notes]
-    body.append("<h2>Tables</h2><p>Parquet files under <code>{store}/analysis/</code>: "
-                + ", ".join(escape(t) for t in summary.tables) + ".</p>")
-    body.append("<h2>Classes</h2><table><tr><th>class</th><th>image</th><th>label</th><th>p</th>"
-                "<th>opposite</th><th>nearest neighbour</th><th>output neighbour</th></tr>")
-    opp = _by_target(tables.get("opposites"))
-    for r in tables["classes"].itertuples():
-        o = opp.get(r.target)
-        cls = "good" if r.correct else "bad"
-        body.append(
-            f"<tr><td><a href=\"{class_page(r.target)}\">{r.target} {escape(r.name)}</a></td>"
-            f"<td>{_img(r.key, shown, width=48)}</td><td class=\"{cls}\">{escape(r.label_name)}</td>"
-            f"<td>{r.target_prob:.3f}</td><td>{escape(o.opposite_name) if o is not None else ''}</td>"
-            f"<td>{escape(r.nn_article_name)}</td><td>{escape(r.nn_output_name)}</td></tr>")
-    body.append("</table>")
-    return _page("classweep report", "\n".join(body))
-
-
-def _flag(value) -> bool | None:
-    """A nullable boolean cell as True, False or None."""
-    return None if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) \
-        else bool(value)
-
-
 def _by_target(frame: pd.DataFrame | None) -> dict:
     return {} if frame is None else {r.target: r for r in frame.itertuples()}
 
 
-def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, shown: set[str]) -> None:
+def _index_html(st: Store, summary: AnalysisSummary, tables, figures, notes, images: dict[str, str]) -> str:
+    opp = _by_target(tables.get("opposites"))
+    rows = [{**r._asdict(), "opposite_name": opp[r.target].opposite_name if r.target in opp else ""}
+            for r in tables["classes"].itertuples()]
+    return templates().get_template("index.html").render(
+        title="classweep report", manifest=st.manifest, store_uri=st.uri, summary_lines=summary.lines(),
+        figures=figures, notes=notes, tables=summary.tables, rows=rows, images=images)
+
+
+def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, images: dict[str, str]) -> None:
     classes = tables["classes"]
     by_class = _by_target(classes)
     opp = _by_target(tables.get("opposites"))
@@ -497,65 +433,17 @@ def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, s
     component = dict(zip(nodes["node"], zip(nodes["component"], nodes["component_size"])))
     adds = tables.get("additions")
     targets = list(classes["target"])
-
-    def img(key: str, width: int = 256, alt: str = "") -> str:
-        return _img(key, shown, "../", width, alt)
-
-    def link(c: int, label: str | None = None) -> str:
-        text = escape(label if label is not None else f"{c} {st.class_names[c]}")
-        return f'<a href="../{class_page(c)}">{text}</a>' if c in by_class else text
-
+    template = templates().get_template("class.html")
     for i, r in enumerate(classes.itertuples()):
-        nav = [f'<a href="../index.html">index</a>']
-        if i > 0:
-            nav.append(link(targets[i - 1], "previous"))
-        if i + 1 < len(targets):
-            nav.append(link(targets[i + 1], "next"))
-        cls = "good" if r.correct else "bad"
-        body = [f"<p>{' &middot; '.join(nav)}</p><h1>{r.target} &middot; {escape(r.name)}</h1>",
-                f"<figure>{img(r.key, alt=r.name)}<figcaption>class image ({escape(r.key)}): "
-                f"labelled <span class=\"{cls}\">{escape(r.label_name)}</span>, p = {r.target_prob:.3f}"
-                f"</figcaption></figure>"]
         o = opp.get(r.target)
-        if o is not None:
-            mutual = {True: "mutual", False: "not mutual", None: "unknown"}[_flag(o.mutual)]
-            back = link(o.opposite_of_opposite) if o.opposite_of_opposite >= 0 else "unknown"
-            body.append(
-                f"<figure>{img(o.key)}<figcaption>opposite image (minimising the class): labelled "
-                f"{link(o.opposite)} (p = {o.opposite_prob:.3f}); standout on this image: {link(o.standout_opposite)}; "
-                f"the article's margin opposite (class image): "
-                f"{link(o.margin_opposite) if getattr(o, 'margin_opposite', -1) >= 0 else 'unknown'}; "
-                f"the opposite's own opposite: {back} ({mutual})</figcaption></figure>")
-            if o.opposite in by_class:
-                oc = by_class[o.opposite]
-                body.append(f"<figure>{img(oc.key, 128, oc.name)}<figcaption>the opposite "
-                            f"class's own image: {link(o.opposite)}</figcaption></figure>")
-        else:
-            body.append("<p class=\"muted\">no opposite image in the store</p>")
         comp, size = component.get(r.target, (-1, 0))
-        into = pointing.get(r.target, [])
-        body.append("<h2>Neighbours</h2><ul>"
-                    f"<li>nearest neighbour (most activated other class on this image): {link(r.nn_article)} "
-                    f"(logit {r.nn_article_logit:.3f})</li>"
-                    f"<li>nearest in output space ({escape(summary.metric)}): "
-                    f"{link(r.nn_output) if r.nn_output >= 0 else 'none'} (distance {r.nn_output_distance:.4f})</li>"
-                    f"<li>least activated class on this image: {link(r.least_activated)}</li>"
-                    f"<li>classes whose nearest neighbour is this one: "
-                    f"{', '.join(link(c) for c in into) or 'none'}</li>"
-                    f"<li>graph component {comp} ({size} classes)</li></ul>")
-        body.append("<h2>Top-5 outputs on the class image</h2><table><tr><th>rank</th><th>class</th><th>logit</th>"
-                    "<th>probability</th></tr>")
-        for k, (c, lv, pv) in enumerate(zip(r.top5, r.top5_logits, r.top5_probs)):
-            body.append(f"<tr><td>{k + 1}</td><td>{link(int(c))}</td><td>{lv:.3f}</td><td>{pv:.4f}</td></tr>")
-        body.append("</table>")
-        if adds is not None:
-            mine = adds[(adds["target"] == r.target) | (adds["partner"] == r.target)]
-            if len(mine):
-                body.append("<h2>Additions with this class</h2>")
-                for a in mine.itertuples():
-                    verdict = "both in the top two" if a.top_two else f"labelled {escape(a.label_name)}"
-                    body.append(f"<figure>{img(a.key, 128, a.key)}<figcaption>"
-                                f"{link(a.target, a.target_name)} + {link(a.partner, a.partner_name)} "
-                                f"({escape(a.variant)}): ranks {a.target_rank} and {a.partner_rank}, {verdict}"
-                                f"</figcaption></figure>")
-        writer.text(class_page(r.target), _page(f"{r.target} {r.name}", "\n".join(body)))
+        mine = [] if adds is None else list(adds[(adds["target"] == r.target)
+                                                 | (adds["partner"] == r.target)].itertuples())
+        html = template.render(
+            title=f"{r.target} {r.name}", r=r, o=o, classes=by_class, names=st.class_names, images=images,
+            previous=targets[i - 1] if i > 0 else None, next=targets[i + 1] if i + 1 < len(targets) else None,
+            mutual={True: "mutual", False: "not mutual", None: "unknown"}[fig._flag(o.mutual)] if o is not None
+            else "", metric=summary.metric, pointing=pointing.get(r.target, []), component=comp,
+            component_size=size, top5=[(int(c), lv, pv) for c, lv, pv in zip(r.top5, r.top5_logits, r.top5_probs)],
+            additions=mine)
+        writer.text(class_page(r.target), html)

@@ -152,10 +152,14 @@ def models() -> None:
               help="torch.compile the network on GPUs (compiles once per input shape).")
 @click.option("--cudnn-benchmark/--no-cudnn-benchmark", default=True, show_default=True,
               help="Let cuDNN pick its fastest kernels on GPUs.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (items, batches, image-iterations per job) and the "
+              "store's progress; start nothing, write nothing.")
+@click.option("--calibrate", is_flag=True, help="With the dry run: time a few steps on this machine's device and "
+              "print the projected GPU-hours and wall time for --workers (default 1).")
 @cluster_options
 def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants, images, layers, seeds, schedule,
-        job_schedules, batch_size, max_attempts, bf16, channels_last, compile_, cudnn_benchmark, address, workers, device,
-        cpus_per_worker, gpu_wait) -> None:
+        job_schedules, batch_size, max_attempts, bf16, channels_last, compile_, cudnn_benchmark, dry_run, calibrate,
+        address, workers, device, cpus_per_worker, gpu_wait) -> None:
     """Generate images for every selected class (resumes an interrupted run of the same command)."""
     config = SweepConfig(store=store, model=model, weights=weights, jobs=jobs, classes=classes, pairs=pairs,
                          interpolate_pairs=interpolate_pairs, variants=variants, images=tuple(images),
@@ -164,6 +168,18 @@ def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants
                          cluster=cluster_config(address, workers, device, cpus_per_worker, gpu_wait),
                          max_attempts=max_attempts, bf16=bf16, channels_last=channels_last, compile=compile_,
                          cudnn_benchmark=cudnn_benchmark)
+    if dry_run or calibrate:
+        from sweep.driver import prepare
+        from sweep.preview import calibrate as time_steps, preview
+        with reported():
+            prepared = prepare(config)
+            view = preview(prepared)
+        for line in view.lines():
+            click.echo(line)
+        if calibrate and view.work_left:
+            for line in time_steps(prepared).lines(view, workers or 1):
+                click.echo(line)
+        return
     with reported():
         summary = run_sweep(config)
     for line in summary.lines():

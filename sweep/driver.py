@@ -384,7 +384,7 @@ def execute(prepared: Prepared, *, stream: TextIO | None = None) -> SweepSummary
     schedule = prepared.schedule
     work_total = item_work(schedule, plan.items())
     progress = Progress(total, done_before, work_total=work_total, work=work_total - item_work(schedule, pending),
-                        stream=out, interval=cluster.progress_every)
+                        stream=stream, interval=cluster.progress_every)   # None: stderr (a bar on a terminal)
     given_up: dict[str, str] = {}
     interrupted, fleet, use_gpu, count, batch_size = False, None, False, 0, 0
     try:

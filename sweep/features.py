@@ -74,7 +74,7 @@ def run_features(config: FeatureConfig, *, stream: TextIO | None = None) -> tupl
     if not files:
         raise StoreError(f"{store.uri} holds no {config.job} images to compute features on")
     tables: list[pa.Table] = []
-    progress = Progress(len(files), stream=out, interval=cluster.progress_every)
+    progress = Progress(len(files), stream=stream, interval=cluster.progress_every)   # None: stderr
     worker_config = WorkerConfig(store.uri, manifest["model"], config.weights or manifest.get("weights_source",
                                  "DEFAULT"), threads=max(1, int(cluster.cpus_per_worker)))
 

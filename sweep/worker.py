@@ -287,7 +287,7 @@ class SweepWorker:
         images = [decode_png(png) for png in table.column("png").to_pylist()]     # N x (H x W x 3)
         same_size = len({image.shape for image in images}) <= 1
         # Under the input convention the job's images were made with (the manifest's job_schedules).
-        convention = self.store.manifest.get("job_schedules", {}).get(job, {}).get("input")
+        convention = (self.store.read_manifest() or {}).get("job_schedules", {}).get(job, {}).get("input")
         values = feature_means(self.model, np.stack(images) if images and same_size else images, layer, maps,
                                self.device, input=convention)                                   # N x M
         columns = {"key": table.column("key"), "target": table.column("target"),

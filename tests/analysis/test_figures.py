@@ -1,82 +1,145 @@
-"""Drawing helpers: ticks, label placement, scatter/graph drawings in PNG and SVG, paginated grids."""
-import xml.etree.ElementTree as ET
-
-import networkx as nx
+"""Figure builders: tables (and thumbnails) in, matplotlib Figures out; checked by their axes, titles, labels and
+counts of plotted elements, not by pixels."""
 import numpy as np
+import pandas as pd
 import pytest
+from matplotlib.collections import PathCollection
+from matplotlib.figure import Figure
+from matplotlib.text import Annotation
 from PIL import Image
 
+from analysis import drawing
 from analysis import figures as fig
 
 
-def test_nice_ticks_are_round_and_cover_the_range():
-    ticks = fig.nice_ticks(-0.13, 0.92)
-    steps = np.diff(ticks)
-    assert np.allclose(steps, steps[0]) and steps[0] in (0.1, 0.2, 0.25, 0.5)
-    assert ticks[0] >= -0.13 and ticks[-1] <= 0.92 and len(ticks) >= 4
+def _texts(figure: Figure) -> list[str]:
+    return [t.get_text() for t in figure.texts] + [t.get_text() for ax in figure.axes for t in ax.texts]
 
 
-def test_fit_shortens_text_to_a_width():
-    long = "a very long class name that would not fit"
-    short = fig.fit(long, 11, 80)
-    assert short.endswith("...") and fig.text_width(short, 11) <= 80
-    assert fig.fit("ok", 11, 80) == "ok"
+def _annotations(ax) -> list[Annotation]:
+    return [c for c in ax.get_children() if isinstance(c, Annotation)]
 
 
-def test_placed_labels_never_overlap():
-    placer = fig.LabelPlacer((0, 0, 400, 300))
-    rng = np.random.default_rng(0)
-    for x, y in rng.uniform(0, [400, 300], (300, 2)):
-        placer.place(x, y, "label text", 10)
-    b = placer.boxes
-    assert 10 < len(b) < 300
-    overlap = ((b[:, None, 0] < b[None, :, 2]) & (b[:, None, 2] > b[None, :, 0])
-               & (b[:, None, 1] < b[None, :, 3]) & (b[:, None, 3] > b[None, :, 1]))
-    np.fill_diagonal(overlap, False)
-    assert not overlap.any()
-
-
-def test_scatter_renders_to_png_and_valid_svg_with_a_tooltip_per_point():
+def test_scatter_has_axes_labels_one_point_each_and_labels_that_do_not_overlap():
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(2, 500))
     names = [f"class {i}" for i in range(500)]
-    d = fig.scatter(x, y, names, title="t", xlabel="x", ylabel="y", size=(800, 600))
-    png = fig.to_png(d)
-    assert png.size == (800, 600) and len(png.getcolors(maxcolors=100000)) > 5
-    root = ET.fromstring(fig.to_svg(d))
-    titles = [t.text for t in root.iter("{http://www.w3.org/2000/svg}title")]
-    assert sorted(titles) == sorted(names)
-    labels = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text") if t.text in set(names)]
-    assert 20 < len(labels) < 500   # crowded: only a subset is labelled
+    figure = fig.labelled_scatter(x, y, names, title="t", xlabel="the x", ylabel="the y", size=(800, 600))
+    ax, = figure.axes
+    assert ax.get_xlabel() == "the x" and ax.get_ylabel() == "the y" and ax.get_title() == "t"
+    points, = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(points.get_offsets()) == 500
+    notes = _annotations(ax)
+    assert 20 < len(notes) < 500   # crowded: only a subset is labelled
+    assert {n.get_text() for n in notes} <= set(names)
+    renderer = figure.canvas.get_renderer()
+    boxes = [n.get_window_extent(renderer) for n in notes]
+    for i, a in enumerate(boxes):
+        assert not any(a.overlaps(b) for b in boxes[i + 1:])
 
 
-def test_graph_pages_draw_every_component():
-    g = nx.DiGraph()
-    comps = [list(range(i * 10, i * 10 + s)) for i, s in enumerate([7, 5, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2])]
-    for members in comps:
-        for a, b in zip(members, members[1:] + members[:1]):
-            g.add_node(a, name=f"n{a}", has_image=True)
-            g.add_edge(a, b)
-    pages = fig.graph_pages(g, comps, title="g")
-    svg = "".join(fig.to_svg(p) for p in pages)
-    for i in range(len(comps)):
-        assert f"component {i}:" in svg
-    assert all(p.width <= fig.PAGE_WIDTH and p.height <= fig.PAGE_MAX_HEIGHT + 100 for p in pages)
-    small = fig.graph_pages(g, comps[-1:], title="g")
-    assert len(small) == 1 and small[0].width < 700   # one small component: a small page
+def test_sparse_scatter_labels_every_point():
+    figure = fig.labelled_scatter([0, 10, 20], [0, 10, 0], ["a", "b", "c"], title="t", xlabel="x", ylabel="y")
+    assert sorted(n.get_text() for n in _annotations(figure.axes[0])) == ["a", "b", "c"]
 
 
-def test_grid_pages_paginate():
+def test_output_pca_titles_axes_with_the_variance_and_colours_by_component():
+    pca = pd.DataFrame({"target": [0, 1, 2], "name": ["a", "b", "c"], "pc1": [0.0, 1, 2], "pc2": [1.0, 0, 1]})
+    variance = pd.DataFrame({"explained_variance_ratio": [0.6, 0.25]})
+    nodes = pd.DataFrame({"node": [0, 1, 2], "component": [0, 0, 11]})
+    ax, = fig.output_pca(pca, variance, nodes).axes
+    assert ax.get_xlabel() == "PC1 (60.0%)" and ax.get_ylabel() == "PC2 (25.0%)"
+    colours = ax.collections[0].get_facecolors()
+    assert (colours[0] == colours[1]).all() and not (colours[0] == colours[2]).all()
+
+
+def test_feature_scatter_uses_the_first_two_maps():
+    features = pd.DataFrame({"target": [0, 1, 2], "target_name": ["a", "b", "c"], "layer": "block2",
+                             "map_4": [0.0, 1, 2], "map_10": [2.0, 1, 0]})
+    ax, = fig.feature_scatter(features, "block2").axes
+    assert ax.get_xlabel().endswith("block2 map 4") and ax.get_ylabel().endswith("block2 map 10")
+    assert "block2" in ax.get_title()
+
+
+def _graph_tables(sizes):
+    """graph_nodes / graph_components tables of cycles of the given sizes (node i points at the next one)."""
+    rows, comps, start = [], [], 0
+    for c, size in enumerate(sizes):
+        members = list(range(start, start + size))
+        for k, n in enumerate(members):
+            rows.append({"node": n, "name": f"n{n}", "neighbour": members[(k + 1) % size], "neighbour_logit": 1.0,
+                         "has_image": True, "component": c, "component_size": size})
+        comps.append({"component": c, "size": size, "members": members})
+        start += size
+    return pd.DataFrame(rows), pd.DataFrame(comps)
+
+
+def test_graph_pages_draw_every_component_on_its_own_axes():
+    sizes = [45, 7, 5, 3] + [2] * 16
+    nodes, comps = _graph_tables(sizes)
+    from analysis.graph import graph_from_tables
+    assert graph_from_tables(nodes).number_of_edges() == sum(sizes)
+    pages = fig.graph_pages(nodes, comps)
+    axes = [ax for page in pages for ax in page.axes]
+    assert len(pages) == 1 + 2 and len(axes) == len(sizes)   # the big one alone, then 16 + 3 small ones
+    assert all(isinstance(p, Figure) for p in pages)
+    titles = [ax.get_title() for ax in axes]
+    for i, size in enumerate(sizes):
+        assert any(t.startswith(f"component {i}: {size} classes") for t in titles)
+    for ax, size in zip(axes, sizes):
+        nodes_drawn, = [c for c in ax.collections if isinstance(c, PathCollection)]
+        assert len(nodes_drawn.get_offsets()) == size
+        assert len(ax.patches) == size                      # one arrow per edge
+        assert 1 <= len(_annotations(ax)) <= size
+
+
+def test_grid_pages_paginate_with_one_image_per_page_and_every_line():
     tile = Image.new("RGB", (32, 32), "red")
-    cells = [fig.Cell((tile, None), ((f"cell {i}", fig.INK),)) for i in range(23)]
-    pages = fig.grid_pages(cells, title="grid", columns=3, rows=4, thumb=40)
+    cells = [drawing.Cell((tile, None), ((f"cell {i}", drawing.INK),)) for i in range(23)]
+    pages = drawing.grid_pages(cells, title="grid", columns=3, rows=4, thumb=40)
     assert len(pages) == 2
-    # first page: 3 columns of two 40-px images; red pixels where images are, grey where one is missing
-    assert pages[0].getpixel((12 + 20, 44 + 20)) == (255, 0, 0)
-    assert pages[0].getpixel((12 + 44 + 20, 44 + 20)) != (255, 0, 0)
+    assert pages[0]._suptitle.get_text() == "grid (page 1 of 2)"
+    assert [len(p.images) for p in pages] == [1, 1] and [len(p.axes) for p in pages] == [0, 0]   # one mosaic
+    first = _texts(pages[0])
+    assert [t for t in first if t.startswith("cell")] == [f"cell {i}" for i in range(12)]
+    assert first.count("missing") == 12                      # every second image is missing
+    mosaic = pages[0].images[0].get_array()
+    assert tuple(mosaic[12 + 20, 12 + 20, :3]) == (255, 0, 0)
+    assert tuple(mosaic[12 + 20, 12 + 44 + 20, :3]) != (255, 0, 0)
+
+
+def test_contact_sheets_of_1000_classes_are_ten_pages():
+    classes = pd.DataFrame({"key": [f"k{i}" for i in range(1000)], "target": range(1000),
+                            "name": [f"c{i}" for i in range(1000)], "correct": [i % 3 > 0 for i in range(1000)],
+                            "label_name": "x", "target_prob": 0.5})
+    pages = fig.contact_sheets(classes, {})
+    assert len(pages) == 10 and all(isinstance(p, Figure) for p in pages)
+    assert _texts(pages[9]).count("missing") == 100
+    assert "c999" in " ".join(_texts(pages[9]))
+
+
+def test_direction_distribution_has_one_histogram_per_group():
+    positions = np.array([-1.0, -0.5, 0.2, 0.9, 1.0, 0.0])
+    groups = np.array(["a", "a", "b", "b", "b", ""])
+    figure = fig.direction_distribution(positions, groups, ["a", "b", ""], "dir")
+    assert [ax.get_ylabel() for ax in figure.axes] == ["a", "b", "(no group)"]
+    assert figure.axes[-1].get_xlabel() == "position along the direction" and figure.axes[0].get_title() == "dir"
+    assert [sum(p.get_height() for p in ax.patches) for ax in figure.axes] == [2, 3, 1]
+
+
+@pytest.mark.parametrize("fmt, magic", [("png", b"\x89PNG"), ("svg", b"<?xml"), ("pdf", b"%PDF")])
+def test_a_figure_saves_as_png_svg_and_pdf(fmt, magic):
+    figure = fig.labelled_scatter([0, 1], [0, 1], ["a", "b"], title="t", xlabel="x", ylabel="y", size=(300, 200))
+    data = drawing.save(figure, fmt)
+    assert data.startswith(magic)
+    if fmt == "png":
+        import io
+        assert Image.open(io.BytesIO(data)).size == (300, 200)
+    if fmt == "svg":
+        assert b">t</text>" in data   # text stays text
 
 
 @pytest.mark.parametrize("size, side, expected", [((64, 32), 96, (96, 48)), ((300, 300), 96, (96, 96)),
                                                   ((96, 10), 96, (96, 10))])
 def test_fit_image(size, side, expected):
-    assert fig.fit_image(Image.new("RGB", size), side).size == expected
+    assert drawing.fit_image(Image.new("RGB", size), side).size == expected

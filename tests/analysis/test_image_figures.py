@@ -116,7 +116,7 @@ def test_figures_draw_the_image_jobs_and_link_them(tmp_path):
     for name in ("transfigure-01.png", "dream-01.png", "directed-dream-01.png", f"{stem}.png", f"{stem}.gif"):
         assert name in links, name
     assert "Class interpolation" in html and "Transfiguration" in html and "Directed dream" in html
-    assert "apple&#x27;s logit 8.0 -&gt; 0.0, bear&#x27;s 0.0 -&gt; 9.0" in html   # first and last frame
+    assert "apple&#39;s logit 8.0 -&gt; 0.0, bear&#39;s 0.0 -&gt; 9.0" in html   # first and last frame, escaped
 
 
 def test_the_transfiguration_grid_shows_the_source_photograph(tmp_path):
@@ -145,7 +145,7 @@ def test_old_store_without_the_new_columns_still_reads(tmp_path):
 
 
 def test_gif_bytes_resize_every_frame_to_the_final_size():
-    from analysis.figures import gif_bytes
+    from analysis.drawing import gif_bytes
     small = PILImage.new("RGB", (8, 8), (255, 0, 0))
     large = PILImage.new("RGB", (12, 12), (0, 0, 255))
     data = gif_bytes([small, large], (12, 12), duration=100, hold=500)

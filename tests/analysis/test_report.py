@@ -1,4 +1,5 @@
 """write_figures: figures, index.html and a page per class, all relative and offline."""
+import io
 import os
 import re
 from pathlib import Path
@@ -116,3 +117,93 @@ def test_a_new_report_replaces_the_old_one(small_store):
     write_figures(small_store)
     assert not (out / "contact-09.png").exists() and (out / "contact-01.png").exists()
     assert (out / "notes.txt").exists()
+
+
+SCRIPT = "<script>alert(1)</script>"
+
+
+def test_class_names_never_become_markup(tmp_path):
+    names = (SCRIPT, *NAMES[1:])
+    store = write_store(str(tmp_path / "s"), names, small_images(), options=OPTIONS)
+    out = write_figures(store).parent
+    pages = [out / "index.html", *sorted((out / "classes").iterdir())]
+    for page in pages:
+        assert SCRIPT not in page.read_text() and "<script" not in page.read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in (out / "classes" / "0000.html").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in (out / "index.html").read_text()
+
+
+def test_pages_are_offline_and_rendered_from_the_package_templates(small_store):
+    from analysis.report import templates
+    assert templates().autoescape("index.html")
+    out = write_figures(small_store).parent
+    for page in [out / "index.html", *(out / "classes").iterdir()]:
+        text = page.read_text()
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text
+
+
+@pytest.mark.parametrize("key", ["../../x", "/etc/passwd", "a/../../b", "..", "octave:-:2:-1:0/../../../y"])
+def test_file_names_from_crafted_keys_stay_inside_the_figures_folder(tmp_path, key):
+    from analysis.load import resolve
+    from analysis.report import _Writer
+    fs, root = resolve(str(tmp_path / "figures"))
+    writer = _Writer(fs, root)
+    name = writer.image_name(key)
+    assert name.startswith("img/") and name.count("/") == 1 and ".." not in name.split("/")
+    written = Path(writer.path(name))
+    writer.bytes(name, b"x")
+    writer.finish()
+    assert written.exists() and (tmp_path / "figures") in written.resolve().parents
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [written]
+
+
+@pytest.mark.parametrize("name", ["../x.png", "/tmp/x.png", "img/../../x.png"])
+def test_the_writer_refuses_names_outside_its_folder(tmp_path, name):
+    from analysis.load import resolve
+    from analysis.report import _Writer
+    writer = _Writer(*resolve(str(tmp_path / "figures")))
+    with pytest.raises(ValueError, match="outside"):
+        writer.bytes(name, b"x")
+    assert not list(tmp_path.rglob("*.png"))
+
+
+def test_keys_with_the_same_safe_name_get_different_files(tmp_path):
+    from analysis.load import resolve
+    from analysis.report import _Writer
+    writer = _Writer(*resolve(str(tmp_path / "figures")))
+    names = [writer.image_name(k) for k in ("a:b", "a_b", "a/b", "a:b")]
+    assert names[0] == "img/a_b.png" and len(set(names[:3])) == 3 and names[3] == names[0]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_figures_progress_is_plain_in_a_log_and_a_bar_on_a_terminal(small_store):
+    log, terminal = io.StringIO(), _Terminal()
+    write_figures(small_store, stream=log)
+    assert "\r" not in log.getvalue() and re.search(r"^\d+/\d+ steps \(100\.0%\)", log.getvalue(), re.M)
+    write_figures(small_store, stream=terminal)
+    last = terminal.getvalue().rstrip("\n").split("\r")[-1]
+    assert "\r" in terminal.getvalue() and "100%|" in last and "0 failed" in last
+
+
+def test_stems_that_collide_after_sanitising_stay_distinct(tmp_path):
+    from analysis.load import resolve
+    from analysis.report import _Writer, safe_name
+    writer = _Writer(*resolve(str(tmp_path / "figures")))
+    stems = [writer.unique_stem(f"features-{safe_name(layer)}", layer) for layer in ("a.b", "a/b", "a b", "../c")]
+    assert stems[0] == "features-a.b" and len(set(stems)) == 4 and "/" not in "".join(stems)
+
+
+def test_an_error_on_the_writing_thread_comes_out_of_finish(tmp_path):
+    from analysis.load import resolve
+    from analysis.report import _Writer
+
+    def broken() -> bytes:
+        raise OSError("disk full")
+    with _Writer(*resolve(str(tmp_path / "figures"))) as writer:
+        writer.later("a.png", broken)
+        with pytest.raises(OSError, match="disk full"):
+            writer.finish()

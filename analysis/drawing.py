@@ -1,0 +1,220 @@
+"""Drawing helpers for `figures.py`, on matplotlib (Agg canvas) and Pillow.
+
+    new_figure       a matplotlib Figure of a given pixel size on the Agg canvas (no display, no pyplot state)
+    declutter        labels a scatter's points where their text does not overlap (matplotlib's own text extents
+                     and `Bbox.count_overlaps`); the others stay unlabelled
+    grid_pages       cells (images + lines of text) on paginated pages, built page by page (`Pages`): the thumbnails
+                     pasted into one RGBA mosaic drawn by `Figure.figimage` at one pixel per pixel, the captions as
+                     figure texts (a 100-cell page has no Axes and one image)
+    save             a Figure as PNG / SVG / PDF bytes
+    image helpers    decode, fit_image, thumbnail, png_bytes, gif_bytes (Pillow: the store's PNGs and the GIFs)
+
+Nothing here writes files; `report.py` does.
+"""
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
+from PIL import Image
+
+INK = "#222222"
+MUTED = "#777777"
+GOOD = "#1a7f37"
+BAD = "#c0392b"
+# Colours of the largest graph components (the rest are grey).
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+           "#7f7f7f")
+OTHER = "#b0b0b0"
+DPI = 100             # figure pixels per inch: sizes below are in pixels
+LINE_PX = 13          # px per text line under a grid cell
+LINE_FONT = 7.5       # pt, text under grid cells
+CHAR_PX = 5.2         # px, average character width at LINE_FONT (to shorten a line to its cell)
+
+
+def new_figure(width_px: float, height_px: float) -> Figure:
+    """A Figure of width_px x height_px pixels on the Agg canvas: draws without a display and leaves pyplot's
+    global state (and a notebook's backend) alone."""
+    figure = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def save(figure: Figure, fmt: str = "png") -> bytes:
+    """The figure as PNG, SVG or PDF bytes. Text is rasterised without font hinting (about a third faster on the
+    grids' captions, at a barely softer look); SVG keeps text as text (searchable, and class names stay readable in
+    the file); PNG is written as RGB at zlib level 1 (fast; photo-like pages barely compress more)."""
+    with matplotlib.rc_context({"text.hinting": "none", "svg.fonttype": "none"}):
+        if fmt != "png":
+            buf = io.BytesIO()
+            figure.savefig(buf, format=fmt, dpi=DPI, facecolor="white")
+            return buf.getvalue()
+        return png_bytes(Image.fromarray(rgb_pixels(figure)))
+
+
+def rgb_pixels(figure: Figure) -> np.ndarray:
+    """The figure drawn on the Agg canvas, as an H x W x 3 uint8 array (a copy; the figure's own facecolor, white
+    unless restyled, is the background)."""
+    canvas = FigureCanvasAgg(figure) if not isinstance(figure.canvas, FigureCanvasAgg) else figure.canvas
+    with matplotlib.rc_context({"text.hinting": "none"}):
+        canvas.draw()
+    return np.array(np.asarray(canvas.buffer_rgba())[..., :3])   # H x W x 3
+
+
+class Pages(Sequence):
+    """The pages of a paginated figure, each built when it is asked for (`pages[i]`, iteration): a 1000-class
+    report never holds more than the page being written. `list(pages)` builds them all."""
+
+    def __init__(self, count: int, build: Callable[[int], Figure]) -> None:
+        self.count, self.build = count, build
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.count))]
+        if not -self.count <= index < self.count:
+            raise IndexError(index)
+        return self.build(index % self.count)
+
+
+def isolation_order(points: np.ndarray) -> np.ndarray:
+    """Point indices, most isolated first (distance to the nearest other point, descending; ties by index)."""
+    n = len(points)
+    if n < 2:
+        return np.arange(n)
+    from sklearn.neighbors import NearestNeighbors
+    dist, _ = NearestNeighbors(n_neighbors=2).fit(points).kneighbors(points)
+    return np.lexsort((np.arange(n), -dist[:, 1]))
+
+
+def declutter(ax, x: Sequence[float], y: Sequence[float], labels: Sequence[str], order: Sequence[int], *,
+              fontsize: float = 7.0, max_chars: int = 24) -> list:
+    """Annotate points in `order` (most important first) just right of each point, keeping a label only when its
+    rendered box overlaps no kept label and lies inside the axes; returns the kept annotations.
+
+    Call after the axes limits are final (the boxes are measured in display space)."""
+    renderer = ax.figure.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    kept, boxes = [], []
+    for i in order:
+        text = str(labels[i])
+        text = text if len(text) <= max_chars else text[:max_chars - 1] + "…"
+        note = ax.annotate(text, (x[i], y[i]), xytext=(4, 0), textcoords="offset points", va="center",
+                           fontsize=fontsize, color=INK, annotation_clip=True)
+        box = note.get_window_extent(renderer)
+        fits = inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
+        if fits and not (boxes and Bbox(box).count_overlaps(boxes)):
+            kept.append(note)
+            boxes.append(box)
+        else:
+            note.remove()
+    return kept
+
+
+# --- image grids -------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid cell: images side by side (None: missing), then lines of text (text, colour) under them."""
+    images: tuple[Image.Image | None, ...]
+    lines: tuple[tuple[str, str], ...]
+
+
+def grid_pages(cells: Sequence[Cell], *, title: str, columns: int, rows: int, thumb: int) -> Pages:
+    """Cells on pages of columns x rows; each page titled '(page k of n)'."""
+    per_page = columns * rows
+    n_pages = max(1, math.ceil(len(cells) / per_page))
+    return Pages(n_pages, lambda p: grid_figure(cells[p * per_page:(p + 1) * per_page], columns=columns,
+                                                title=f"{title} (page {p + 1} of {n_pages})", thumb=thumb))
+
+
+def grid_figure(cells: Sequence[Cell], *, title: str, columns: int, thumb: int) -> Figure:
+    """One page of cells, `columns` per row: the mosaic of thumbnails at one screen pixel per image pixel
+    (`Figure.figimage`, no Axes), a figure text per line under each cell; missing images are grey squares marked
+    'missing'."""
+    k = max((len(c.images) for c in cells), default=1)
+    n_lines = max((len(c.lines) for c in cells), default=0)
+    pad, gap, head = 12, 4, 40
+    cell_w, cell_h = k * thumb + (k - 1) * gap, thumb + 4 + n_lines * LINE_PX
+    n_rows = max(1, math.ceil(len(cells) / columns))
+    width = max(pad + columns * (cell_w + pad), int(len(title) * 7.5) + 2 * pad)
+    height = n_rows * (cell_h + pad) + pad
+    mosaic = np.full((height, width, 4), 255, np.uint8)   # H x W x RGBA: drawn as is, without conversion
+    missing = []
+    for i, cell in enumerate(cells):
+        cx, cy = pad + (i % columns) * (cell_w + pad), pad + (i // columns) * (cell_h + pad)
+        for j, image in enumerate(cell.images):
+            x = cx + j * (thumb + gap)
+            if image is None:
+                mosaic[cy:cy + thumb, x:x + thumb, :3] = 241
+                missing.append((x + thumb / 2, cy + thumb / 2))
+                continue
+            pixels = np.asarray(image.convert("RGB"))[:thumb, :thumb]
+            oy, ox = (thumb - pixels.shape[0]) // 2, (thumb - pixels.shape[1]) // 2
+            mosaic[cy + oy:cy + oy + pixels.shape[0], x + ox:x + ox + pixels.shape[1], :3] = pixels
+    total = height + head
+    figure = new_figure(width, total)
+    figure.suptitle(title, y=1 - 12 / total, va="top", fontsize=12, color=INK)
+    figure.figimage(mosaic, xo=0, yo=0, origin="upper", interpolation="nearest")   # one screen pixel per pixel
+
+    def at(x: float, y: float) -> tuple[float, float]:    # mosaic pixels (from the top left) -> figure fraction
+        return x / width, (height - y) / total
+    for x, y in missing:
+        figure.text(*at(x, y), "missing", ha="center", va="center", fontsize=7, color=MUTED)
+    max_chars = max(4, int(cell_w / CHAR_PX))
+    for i, cell in enumerate(cells):
+        cx, cy = pad + (i % columns) * (cell_w + pad), pad + (i // columns) * (cell_h + pad)
+        for j, (text, colour) in enumerate(cell.lines):
+            text = text if len(text) <= max_chars else text[:max_chars - 1] + "…"
+            figure.text(*at(cx, cy + thumb + 4 + j * LINE_PX), text, ha="left", va="top", fontsize=LINE_FONT,
+                        color=colour)
+    return figure
+
+
+# --- Pillow: the store's PNGs and the GIFs ------------------------------------------------------------------------
+
+def decode(png: bytes) -> Image.Image:
+    """PNG bytes as an RGB image (OSError when they are not an image)."""
+    with Image.open(io.BytesIO(png)) as image:
+        return image.convert("RGB")
+
+
+def fit_image(image: Image.Image, side: int) -> Image.Image:
+    """`image` fitted into side x side: shrunk smoothly, or enlarged with nearest-neighbour (keeps pixels)."""
+    scale = side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    if scale < 1:
+        return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return image.resize(size, Image.Resampling.NEAREST) if scale > 1 else image
+
+
+def thumbnail(png: bytes, side: int) -> Image.Image:
+    """PNG bytes as an RGB image fitted into side x side (see `fit_image`)."""
+    return fit_image(decode(png), side)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=1)   # fast; photo-like images barely compress more at 9
+    return buf.getvalue()
+
+
+def gif_bytes(frames: Sequence[Image.Image], size: tuple[int, int], duration: int = 250,
+              hold: int = 1000) -> bytes:
+    """A looping animated GIF of `frames`, each resized (bilinear, as the octaves resize) to `size` (width,
+    height); every frame shows for `duration` ms, the last one for `hold` ms."""
+    images = [f.convert("RGB") if f.size == tuple(size) else f.convert("RGB").resize(size, Image.Resampling.BILINEAR)
+              for f in frames]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
+                   duration=[duration] * (len(images) - 1) + [hold], loop=0)
+    return buf.getvalue()

@@ -1,0 +1,152 @@
+"""`sweep run --dry-run` / `--calibrate`: what a run would do, before any cluster starts.
+
+    preview    the checked plan (the same `prepare` a run does: model, schedule, selections, store manifest) and
+               the store's progress: items, batches and image-iterations per job, what is already done, what is
+               left; nothing is written and Ray is not started
+    calibrate  times one batch of the plan's first job on the local device with every octave cut to a few steps,
+               and projects the work left (image-iterations weighted by each octave's pixels) to device-hours and
+               to wall time for a number of workers of the same device
+"""
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass
+
+from sweep.progress import format_duration
+
+CALIBRATION_STEPS = 2   # gradient steps per octave in the timed batch (after one untimed warm-up step)
+
+
+def octave_cost(schedule) -> float:
+    """Pixel-steps of one image under `schedule`: each octave's iterations times the side it optimises, squared
+    (the random crop when the octave has one)."""
+    return float(sum(o.iterations * (o.crop or o.size) ** 2 for o in schedule.octaves))
+
+
+@dataclass(frozen=True)
+class JobLine:
+    job: str
+    items: int              # items of this job in the plan
+    batches: int
+    done: int               # already in the store
+    iterations: int         # gradient steps per image
+    cost: float             # pixel-steps per image (see `octave_cost`)
+
+    @property
+    def work(self) -> int:
+        """Image-iterations of the whole job."""
+        return self.items * self.iterations
+
+    @property
+    def work_left(self) -> int:
+        return (self.items - self.done) * self.iterations
+
+
+@dataclass(frozen=True)
+class Preview:
+    store: str
+    model: str
+    n_classes: int
+    schedule: str
+    batch_size: int
+    jobs: tuple[JobLine, ...]
+    new_store: bool
+
+    @property
+    def items(self) -> int:
+        return sum(j.items for j in self.jobs)
+
+    @property
+    def done(self) -> int:
+        return sum(j.done for j in self.jobs)
+
+    @property
+    def work_left(self) -> int:
+        return sum(j.work_left for j in self.jobs)
+
+    @property
+    def cost_left(self) -> float:
+        return sum((j.items - j.done) * j.cost for j in self.jobs)
+
+    def lines(self) -> list[str]:
+        out = [f"dry run: nothing written, Ray not started",
+               f"model {self.model} ({self.n_classes} classes), schedule {self.schedule}, batch size {self.batch_size}",
+               f"{'job':<16}{'items':>9}{'batches':>9}{'done':>9}{'steps/image':>13}{'image-iterations':>18}"]
+        for j in self.jobs:
+            out.append(f"{j.job:<16}{j.items:>9}{j.batches:>9}{j.done:>9}{j.iterations:>13}{j.work:>18}")
+        state = "new store" if self.new_store else f"{self.done}/{self.items} items already stored"
+        out.append(f"store {self.store}: {state}; left: {self.items - self.done} items, "
+                   f"{self.work_left} image-iterations")
+        return out
+
+
+def preview(prepared) -> Preview:
+    """The plan of a prepared run against what its store holds (reads the store's keys; writes nothing)."""
+    plan, store = prepared.plan, prepared.store
+    done_keys = store.done_keys() if store.read_manifest() is not None else set()
+    items, batches, done = collections.Counter(), collections.Counter(), collections.Counter()
+    for batch in plan.batches():
+        job = batch.items[0].job
+        batches[job] += 1
+        items[job] += len(batch.items)
+        done[job] += sum(key in done_keys for key in batch.keys)
+    lines = tuple(JobLine(job, items[job], batches[job], done[job],
+                          prepared.schedule.for_job(job).total_iterations,
+                          octave_cost(prepared.schedule.for_job(job))) for job in items)
+    return Preview(store.uri, prepared.manifest.get("model", prepared.config.model), len(prepared.class_names),
+                   prepared.schedule.name, plan.batch_size, lines, store.read_manifest() is None)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    device: str
+    images: int             # images in the timed batch
+    seconds: float          # time of the timed batch
+    cost: float             # its pixel-steps
+
+    @property
+    def seconds_per_cost(self) -> float:
+        return self.seconds / self.cost
+
+    def lines(self, view: Preview, workers: int) -> list[str]:
+        total = view.cost_left * self.seconds_per_cost
+        per_iteration = total / view.work_left if view.work_left else 0.0
+        return [f"calibration on {self.device}: {self.images} images x {CALIBRATION_STEPS} steps per octave in "
+                f"{self.seconds:.2f} s ({per_iteration * 1e3:.1f} ms per image-iteration at the schedule's sizes)",
+                f"projected: {total / 3600:.2f} {self.device.split(':')[0].upper()}-hours; wall time "
+                f"{format_duration(total / max(1, workers))} with {workers} worker{'s' if workers != 1 else ''} "
+                f"(plus start-up; actors on other devices run at their own speed)"]
+
+
+def calibrate(prepared, device: str | None = None) -> Calibration:
+    """Time one batch of the plan's first job on `device` (default: cuda when available, else cpu), every octave
+    cut to CALIBRATION_STEPS steps, after an untimed one-step warm-up."""
+    import dataclasses
+
+    import torch
+
+    from jobs.kinds import JobSpec, run_batch
+    from jobs.models import load_model
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    batch = prepared.plan.batches()[0]
+    schedule = prepared.schedule.for_job(batch.items[0].job)   # a batch holds one job: time that job's schedule
+
+    def cut(steps: int):
+        return dataclasses.replace(schedule, octaves=tuple(dataclasses.replace(o, iterations=min(o.iterations, steps))
+                                                          for o in schedule.octaves))
+    model = load_model(prepared.config.model, prepared.config.weights, device=device)
+    specs = [JobSpec(job=i.job, target=i.target, seed=i.seed, variant=i.variant, partner=i.partner, source=i.source)
+             for i in batch.items]
+    sources = {name: prepared.sources[name] for name in {s.source for s in specs if s.source}}
+    kwargs = {"sources": sources} if sources else {}
+    run_batch(model, specs, cut(1), device=device, **kwargs)          # warm-up: kernels, allocator, caches
+    timed = cut(CALIBRATION_STEPS)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    run_batch(model, specs, timed, device=device, **kwargs)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    return Calibration(device, len(specs), seconds, len(specs) * octave_cost(timed))

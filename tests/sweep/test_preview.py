@@ -1,0 +1,61 @@
+"""`sweep run --dry-run` / `--calibrate`: the plan, the store's progress and a projection; no Ray, nothing written."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from click.testing import CliRunner
+
+import sweep_fakes
+from sweep.cli import main
+
+
+def _run(*args):
+    result = CliRunner().invoke(main, ["run", *args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def _row(output: str, job: str) -> list[int]:
+    line = next(line for line in output.splitlines() if line.startswith(job + " "))
+    return [int(v) for v in line.split()[1:]]
+
+
+def test_dry_run_of_the_demo_plan_writes_nothing(tmp_path):
+    import ray
+    store = tmp_path / "demo"
+    code, out = _run("--store", str(store), "--model", "digits", "--schedule", "digits", "--pairs", "0+1,2+3",
+                     "--batch-size", "16", "--dry-run")
+    assert code == 0 and not store.exists() and not ray.is_initialized()
+    assert _row(out, "octave")[:3] == [10, 1, 0] and _row(out, "addition")[:3] == [4, 2, 0]   # merge, juxtapose
+    octave = _row(out, "octave")
+    assert octave[4] == octave[0] * octave[3]             # image-iterations = items x steps per image
+    assert "new store; left: 24 items" in out
+
+
+def test_dry_run_shows_the_stores_progress_and_calibrates(tmp_path):
+    store = tmp_path / "s"
+    sweep_fakes.build_store(store, classes="0-3", jobs="octave,opposite", pairs="0+1")
+    for part in (store / "images").glob("*-opposite-*.parquet"):
+        part.unlink()                                      # as if the run had stopped after the octaves
+    code, out = _run("--store", str(store), "--model", "digits", "--weights", "random", "--schedule", "tiny",
+                     "--classes", "0-3", "--jobs", "octave,opposite", "--pairs", "0+1", "--batch-size", "4",
+                     "--dry-run", "--calibrate", "--workers", "4")
+    assert code == 0, out
+    assert _row(out, "octave")[:3] == [4, 1, 4] and _row(out, "opposite")[:3] == [4, 1, 0]
+    assert "4/8 items already stored; left: 4 items, 16 image-iterations" in out
+    assert re.search(r"calibration on cpu: 4 images x 2 steps", out)
+    assert re.search(r"projected: [0-9.]+ CPU-hours; wall time \d+s with 4 workers", out)
+
+
+def test_dry_run_of_a_1000_class_model_with_random_weights(tmp_path):
+    code, out = _run("--store", str(tmp_path / "g"), "--model", "googlenet", "--weights", "random", "--schedule",
+                     "tiny", "--pairs", "random:10", "--dry-run")
+    assert code == 0, out
+    assert "googlenet (1000 classes)" in out
+    assert _row(out, "octave")[:2] == [1000, 125] and _row(out, "opposite")[:2] == [1000, 125]
+    assert _row(out, "addition")[0] == 20 and "left: 2020 items, 8080 image-iterations" in out
+
+
+def test_dry_run_refuses_bad_input_in_one_line(tmp_path):
+    code, out = _run("--store", str(tmp_path / "x"), "--model", "digits", "--classes", "0-99", "--dry-run")
+    assert code == 2 and out.startswith("Error: ") and len(out.strip().splitlines()) == 1
