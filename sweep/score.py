@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Sequence, TextIO
@@ -301,13 +300,13 @@ def run_score(config: ScoreConfig, *, stream: TextIO | None = None) -> ScoreSumm
     import time
     prepared = prepare(config)
     store, plan, cluster = prepared.store, prepared.plan, config.cluster
-    out = stream if stream is not None else sys.stdout
     started = time.perf_counter()
     if read_scorer(store, plan.scorer) is None:   # written before any part: a part never lacks its scorer
         store.write_bytes(f"{SCORES}/{plan.scorer}/{SCORER_FILE}", json.dumps(prepared.scorer, indent=1).encode())
     if not prepared.tasks:
         return ScoreSummary(store.uri, plan.scorer, prepared.images, 0, prepared.skipped, 0.0)
-    progress = Progress(prepared.images, prepared.skipped, stream=out, interval=cluster.progress_every)
+    progress = Progress(prepared.images, prepared.skipped, stream=stream, interval=cluster.progress_every,
+                        unit="images")   # stream None: stderr (a bar on a terminal), as `sweep run`'s
     worker_config = WorkerConfig(store.uri, config.model, config.weights, threads=max(1, int(cluster.cpus_per_worker)))
     scored = [0]
 
