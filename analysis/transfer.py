@@ -30,6 +30,9 @@ TRANSFER_FILE = "transfer.parquet"
 TOP3_FILE = "transfer_top3.parquet"
 COLUMNS = ["generator", "scorer", "own", "job", "variant", "images", "top1_share", "top5_share",
            "mean_target_prob", "both_top2_share", "both_top5_share", "target_percentile"]
+LABELS = {"top1_share": "share with top-1 = target", "top5_share": "share with the target in the top 5",
+          "mean_target_prob": "mean target probability", "both_top2_share": "share with both classes in the top 2",
+          "both_top5_share": "share with both classes in the top 5"}
 
 
 @dataclass(frozen=True)
@@ -155,11 +158,18 @@ def _heatmap(ax, grid: pd.DataFrame, title: str) -> None:
 
 
 def transfer_figure(table: pd.DataFrame, value: str = "top1_share"):
-    """The job x scorer matrix of one statistic (default: share with top-1 = target), numbers in the cells."""
+    """The job x scorer matrix of one statistic (default: share with top-1 = target), numbers in the cells, the
+    generating model's column first. Opposites are left out of the top-k shares (their class is meant to rank low:
+    see `target_percentile`)."""
     from matplotlib.figure import Figure
-    rows = table[table[value].notna()].assign(row=lambda t: t["job"] + np.where(t["variant"] != "",
-                                                                               " / " + t["variant"], ""))
+    rows = table[table[value].notna()]
+    if value in ("top1_share", "top5_share"):
+        rows = rows[rows["job"] != "opposite"]
+    rows = rows.assign(row=rows["job"] + np.where(rows["variant"] != "", " / " + rows["variant"], ""))
     grid = matrix(rows, "row", "scorer", value) if len(rows) else pd.DataFrame()
+    if len(grid):
+        own = list(dict.fromkeys(rows.loc[rows["own"], "scorer"]))
+        grid = grid[own + [c for c in grid.columns if c not in own]]
     figure = Figure(figsize=(2.0 + 1.1 * max(grid.shape[1], 1), 1.2 + 0.4 * max(grid.shape[0], 1)),
                     layout="constrained")
     ax = figure.add_subplot()
@@ -167,8 +177,8 @@ def transfer_figure(table: pd.DataFrame, value: str = "top1_share"):
         ax.text(0.5, 0.5, "no scored images", ha="center", va="center")
         ax.set_axis_off()
         return figure
-    _heatmap(ax, grid, f"{value.replace('_', ' ')} by scorer (generator: {rows['generator'].iloc[0]})")
-    ax.set_xlabel("scorer")
+    _heatmap(ax, grid, LABELS.get(value, value))
+    ax.set_xlabel(f"scoring model (images made by {rows['generator'].iloc[0]})", fontsize=8)
     return figure
 
 
@@ -176,6 +186,8 @@ def compare_figure(table: pd.DataFrame, value: str = "top1_share"):
     """One generator x scorer matrix per job/variant (the N x N comparison of `sweep compare`)."""
     from matplotlib.figure import Figure
     rows = table[table[value].notna()]
+    if value in ("top1_share", "top5_share"):
+        rows = rows[rows["job"] != "opposite"]
     groups = list(rows.groupby(["job", "variant"], sort=True))
     n = max(len(groups), 1)
     columns = min(n, 3)
@@ -192,7 +204,7 @@ def compare_figure(table: pd.DataFrame, value: str = "top1_share"):
         _heatmap(ax, matrix(part, "generator", "scorer", value), f"{job}{' / ' + variant if variant else ''}")
         ax.set_xlabel("scorer", fontsize=8)
         ax.set_ylabel("generator", fontsize=8)
-    figure.suptitle(f"{value.replace('_', ' ')}: generating model x scoring model", fontsize=10)
+    figure.suptitle(f"{LABELS.get(value, value)}: generating model x scoring model", fontsize=10)
     return figure
 
 

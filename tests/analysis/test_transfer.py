@@ -100,8 +100,10 @@ def test_compare_table_and_figures():
     assert len(compare_table([a, a])) == len(a)                      # a store given twice counts once
     figure = transfer_figure(a)
     cells = [t.get_text() for t in figure.axes[0].texts]
-    assert len(cells) == 2 * 4 and "67%" in cells                    # 4 job rows with a top-1 share x 2 scorers
-    assert len(compare_figure(table).axes) == 4
+    # 3 job rows (opposites are not drawn as top-1 shares) x 2 scorers, the generating model's column first
+    assert len(cells) == 2 * 3 and "67%" in cells
+    assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["gen", "other"]
+    assert len(compare_figure(table).axes) == 3
 
 
 def test_analyze_writes_the_transfer_table(tmp_path):
