@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from jobs.catalog import CLASSLESS
+from sweep.score import softmax   # the scorer's own probabilities (float64, per row)
 
 TRANSFER_FILE = "transfer.parquet"
 TOP3_FILE = "transfer_top3.parquet"
@@ -56,11 +57,6 @@ def ranks(logits: np.ndarray) -> np.ndarray:
     out = np.empty_like(order)
     np.put_along_axis(out, order, np.arange(logits.shape[1])[None, :].repeat(len(logits), 0), axis=1)
     return out
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    from scipy.special import softmax as scipy_softmax
-    return scipy_softmax(logits.astype(np.float64), axis=1)
 
 
 def _pick(matrix: np.ndarray, classes: np.ndarray) -> np.ndarray:

@@ -145,6 +145,7 @@ def score_images(model, images: list[np.ndarray], scale: float, inputs: Sequence
 
 
 def softmax(values: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of N x n_classes outputs, in float64 (SciPy's)."""
     from scipy.special import softmax as scipy_softmax
     return scipy_softmax(values.astype(np.float64), axis=1)
 
