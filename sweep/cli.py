@@ -13,7 +13,7 @@ import click
 
 from sweep.driver import DEVICES, SweepConfig, SweepError, run_sweep
 from sweep.plan import PlanError
-from sweep.store import StoreError, open_store
+from sweep.store import StoreError, object_store_problem, open_store
 
 DEMO_STORE = "./demo-store"
 DEMO_BATCH = 16   # the digits preset renders fastest per image around 16 per batch on a CPU
@@ -31,10 +31,15 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 
 @contextlib.contextmanager
-def reported() -> Iterator[None]:
-    """Turn the library's user errors into one-line CLI errors (no traceback)."""
+def reported(store: str | None = None) -> Iterator[None]:
+    """Turn the library's user errors into one-line CLI errors (no traceback); with the `store` URI, also the
+    failures of an object store met outside the store layer (reading or writing through its file system)."""
     try:
         yield
+    except OSError as error:
+        if store is None or not store.lower().startswith(("s3://", "gs://", "gcs://")):
+            raise
+        raise UserError(object_store_problem(store, error)) from None
     except user_errors() as error:
         raise UserError(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
     except SweepError as error:
@@ -120,7 +125,7 @@ def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants
                          layers=tuple(layers), seeds=seeds, schedule=schedule, batch_size=batch_size,
                          address=address, workers=workers, device=device, cpus_per_worker=cpus_per_worker,
                          max_attempts=max_attempts)
-    with reported():
+    with reported(store):
         summary = run_sweep(config)
     for line in summary.lines():
         click.echo(line)
@@ -132,7 +137,7 @@ def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants
 def status(store) -> None:
     """Done / total per job and the failures of a store (exit status 1 while items are missing or failing)."""
     from sweep.status import store_status
-    with reported():
+    with reported(store):
         report = store_status(open_store(store))
     for line in report.lines():
         click.echo(line)
@@ -145,7 +150,7 @@ def status(store) -> None:
 def export(store, out) -> None:
     """Write the stored images as PNG files named like octave/0042_goldfish_s0.png."""
     from sweep.export import export_pngs
-    with reported():
+    with reported(store):
         count = export_pngs(open_store(store), out)
     click.echo(f"wrote {count} PNG files under {out}")
 
@@ -167,7 +172,7 @@ def analysis_functions():
 def analyze(store, metric, features, weights, address, workers, device, cpus_per_worker) -> None:
     """Tables under {store}/analysis/: classes, opposites, additions, PCA, nearest-neighbour graph."""
     functions = analysis_functions()
-    with reported():
+    with reported(store):
         if features:
             from sweep.features import FeatureConfig, run_features
             from sweep.plan import parse_features
@@ -187,7 +192,7 @@ def analyze(store, metric, features, weights, address, workers, device, cpus_per
 def figures(store, out) -> None:
     """Figures and a static HTML report from the analysis tables."""
     functions = analysis_functions()
-    with reported():
+    with reported(store):
         index = functions[1](store, out)
     click.echo(f"report: {index}")
 
@@ -204,7 +209,7 @@ def figures(store, out) -> None:
 def directions(store, groups, start, components, out) -> None:
     """A direction in the output space separating two groups of images: positions table and figures."""
     from analysis.directions import run_directions
-    with reported():
+    with reported(store):
         summary = run_directions(open_store(store), groups, start=start, n_components=components, out=out)
     for line in summary.lines():
         click.echo(line)
