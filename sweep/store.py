@@ -454,7 +454,8 @@ class Store:
                     out.write(data)
             except FileNotFoundError:                             # stores with real directories want them first
                 bucket = self.root.split("/", 1)[0]
-                if self.fs.get_file_info(bucket).type == pafs.FileType.NotFound:   # never create a bucket
+                if self.fs.type_name in ("s3", "gcs") and \
+                        self.fs.get_file_info(bucket).type == pafs.FileType.NotFound:   # never create a bucket
                     raise StoreError(object_store_problem(self.uri, OSError("NO_SUCH_BUCKET"))) from None
                 self.fs.create_dir(directory, recursive=True)
                 with self.fs.open_output_stream(final) as out:
