@@ -15,7 +15,7 @@ from sweep.driver import DEVICES, SweepConfig, SweepError, run_sweep
 from sweep.fleet import ClusterConfig
 from sweep.plan import PlanError
 from sweep.score import SCORE_BATCH, ScoreConfig, run_score
-from sweep.store import StoreError, open_store
+from sweep.store import StoreError, object_store_problem, open_store
 
 DEMO_STORE = "./demo-store"
 DEMO_BATCH = 16   # the digits preset renders fastest per image around 16 per batch on a CPU
@@ -34,10 +34,15 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 
 @contextlib.contextmanager
-def reported() -> Iterator[None]:
-    """Turn the library's user errors into one-line CLI errors (no traceback)."""
+def reported(store: str | None = None) -> Iterator[None]:
+    """Turn the library's user errors into one-line CLI errors (no traceback); with the `store` URI, also the
+    failures of an object store met outside the store layer (reading or writing through its file system)."""
     try:
         yield
+    except OSError as error:
+        if store is None or not store.lower().startswith(("s3://", "gs://", "gcs://")):
+            raise
+        raise UserError(object_store_problem(store, error)) from None
     except user_errors() as error:
         raise UserError(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
     except SweepError as error:
@@ -171,7 +176,7 @@ def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants
     if dry_run or calibrate:
         from sweep.driver import prepare
         from sweep.preview import calibrate as time_steps, preview
-        with reported():
+        with reported(store):
             prepared = prepare(config)
             view = preview(prepared)
         for line in view.lines():
@@ -180,7 +185,7 @@ def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants
             for line in time_steps(prepared).lines(view, workers or 1):
                 click.echo(line)
         return
-    with reported():
+    with reported(store):
         summary = run_sweep(config)
     for line in summary.lines():
         click.echo(line)
@@ -192,7 +197,7 @@ def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants
 def status(store) -> None:
     """Done / total per job and the failures of a store (exit status 1 while items are missing or failing)."""
     from sweep.status import store_status
-    with reported():
+    with reported(store):
         report = store_status(open_store(store))
     for line in report.lines():
         click.echo(line)
@@ -205,7 +210,7 @@ def status(store) -> None:
 def export(store, out) -> None:
     """Write the stored images as PNG files named like octave/0042_goldfish_s0.png."""
     from sweep.export import export_pngs
-    with reported():
+    with reported(store):
         count = export_pngs(open_store(store), out)
     click.echo(f"wrote {count} PNG files under {out}")
 
@@ -227,7 +232,7 @@ def analysis_functions():
 def analyze(store, metric, features, weights, address, workers, device, cpus_per_worker, gpu_wait) -> None:
     """Tables under {store}/analysis/: classes, opposites, additions, PCA, nearest-neighbour graph."""
     functions = analysis_functions()
-    with reported():
+    with reported(store):
         if features:
             from sweep.features import FeatureConfig, run_features
             from sweep.plan import parse_features
@@ -247,7 +252,7 @@ def analyze(store, metric, features, weights, address, workers, device, cpus_per
 def figures(store, out) -> None:
     """Figures and a static HTML report from the analysis tables."""
     functions = analysis_functions()
-    with reported():
+    with reported(store):
         index = functions[1](store, out)
     click.echo(f"report: {index}")
 
@@ -267,7 +272,7 @@ def figures(store, out) -> None:
 def directions(store, groups, start, components, out, method) -> None:
     """A direction in the output space separating groups of images: positions table and figures."""
     from analysis.directions import run_directions
-    with reported():
+    with reported(store):
         summary = run_directions(open_store(store), groups, start=start, n_components=components, out=out, method=method)
     for line in summary.lines():
         click.echo(line)
