@@ -67,6 +67,13 @@ def _pick(matrix: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return out
 
 
+def _aligned(images: pd.DataFrame, out: Outputs) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows of `images` a scorer has outputs for, and those outputs in the same order (N x C float64)."""
+    position = pd.Series(np.arange(len(out.keys)), index=pd.Index(out.keys))
+    present = images[images["key"].isin(position.index)]
+    return present, np.asarray(out.logits, dtype=np.float64)[position[present["key"]].to_numpy()]
+
+
 def transfer_table(images: pd.DataFrame, outputs: Mapping[str, Outputs], generator: str) -> pd.DataFrame:
     """One row per scorer and job/variant (columns `COLUMNS`).
 
@@ -75,11 +82,9 @@ def transfer_table(images: pd.DataFrame, outputs: Mapping[str, Outputs], generat
     model's scorer id (its row is marked `own`)."""
     rows = []
     for scorer, out in outputs.items():
-        position = pd.Series(np.arange(len(out.keys)), index=pd.Index(out.keys))
-        present = images[images["key"].isin(position.index)]
+        present, logits = _aligned(images, out)                                                  # N x C
         if present.empty:
             continue
-        logits = np.asarray(out.logits, dtype=np.float64)[position[present["key"]].to_numpy()]  # N x C
         rank, probs = ranks(logits), softmax(logits)
         n_classes = logits.shape[1]
         aim, partner = aim_class(present), present["partner"].to_numpy()
@@ -113,11 +118,9 @@ def top_classes(images: pd.DataFrame, outputs: Mapping[str, Outputs], class_name
     label, label_name, prob."""
     rows = []
     for scorer, out in outputs.items():
-        position = pd.Series(np.arange(len(out.keys)), index=pd.Index(out.keys))
-        present = images[images["key"].isin(position.index)]
+        present, logits = _aligned(images, out)
         if present.empty:
             continue
-        logits = np.asarray(out.logits, dtype=np.float64)[position[present["key"]].to_numpy()]
         probs = softmax(logits)
         order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
         for i, row in enumerate(present.itertuples(index=False)):
