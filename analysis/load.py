@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from sweep.store import IMAGES, TEMP_DIR, Store, StoreError, one_line as _one_line, open_store
+from sweep.store import FRAMES, IMAGES, TEMP_DIR, Store, StoreError, is_frame_key, one_line as _one_line, open_store
 
 # Columns of the jobs from real images, and their values in stores written before those jobs existed.
 OPTIONAL_COLUMNS = {"source": "", "frame": -1, "step": -1}
@@ -88,9 +88,10 @@ def read_rows(store: Store | str, columns: Sequence[str] = NUMERIC_COLUMNS, fram
     """Every image row of the store, reading only `columns` (which must include key and logits, never png).
 
     Rows are de-duplicated by key (the first file in name order wins) and sorted by ROW_ORDER, so the result does
-    not depend on which worker wrote what, or when. An interpolation's kept frames are extra rows (frame >= 0):
-    left out unless `frames`, so that every other row is one job's final image. Files of older stores lack the
-    image jobs' columns: they read as OPTIONAL_COLUMNS says (no source, final images).
+    not depend on which worker wrote what, or when. An interpolation's kept frames (frame >= 0, the `frames/`
+    table, or extra rows of images/ in older stores) are left out unless `frames`, so that every other row is one
+    job's final image. Files of older stores lack the image jobs' columns: they read as OPTIONAL_COLUMNS says (no
+    source, final images).
     """
     if "png" in columns:
         raise ValueError("numeric reads never load PNG bytes; use iter_pngs")
@@ -98,6 +99,8 @@ def read_rows(store: Store | str, columns: Sequence[str] = NUMERIC_COLUMNS, fram
     columns = list(dict.fromkeys(["key", *columns, "frame", "logits"]))
     metas, logits = [], []
     files = store.files(IMAGES)
+    if files and frames:
+        files += store.files(FRAMES)
     if not files:
         raise StoreError(f"store {store.uri} is empty: no images yet (run `sweep run` first)")
     for path in files:
@@ -149,9 +152,11 @@ def representatives(rows: Rows) -> Rows:
 
 
 def iter_pngs(store: Store | str, keys: Iterable[str]) -> Iterator[tuple[str, bytes]]:
-    """PNG bytes of the images with these keys, file by file (reads only key and png, keeps one file in memory)."""
+    """PNG bytes of the images (or interpolation frames) with these keys, file by file (reads only key and png,
+    keeps one file in memory)."""
     store, wanted = open_store(store), set(keys)
-    for path in store.files(IMAGES):
+    frames = any(is_frame_key(k) for k in wanted)
+    for path in store.files(IMAGES) + (store.files(FRAMES) if frames else []):
         if not wanted:
             return
         pf = _open_parquet(store, path)

@@ -86,7 +86,14 @@ class BatchSize(click.ParamType):
 
 class OneLineErrors(click.Group):
     """A group whose usage errors (a bad option value, a missing option) print one `Error: ...` line, like every
-    other user error of the command, instead of click's usage block."""
+    other user error of the command, followed by click's hint (`Try 'sweep run -h' for help.`) instead of its usage
+    block. Bare `sweep` shows the help and exits 0."""
+
+    def parse_args(self, ctx, args):
+        if not args:
+            click.echo(ctx.get_help())
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
 
     def main(self, *args, **kwargs):
         try:
@@ -94,12 +101,19 @@ class OneLineErrors(click.Group):
         except click.exceptions.Abort:
             click.echo("Aborted.", err=True)
             sys.exit(130)
+        except click.exceptions.Exit as done:   # --help, --version, bare `sweep`
+            sys.exit(done.exit_code)
         except click.ClickException as error:
             click.echo(f"Error: {error.format_message()}", err=True)
+            ctx = getattr(error, "ctx", None)
+            if isinstance(error, click.UsageError) and ctx is not None:
+                click.echo(f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help.", err=True)
             sys.exit(error.exit_code)
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(None, "--version", package_name="classweep", prog_name="sweep",
+                      message="%(prog)s %(version)s")
 def main() -> None:
     """Class-image sweeps over image classifiers on Ray, stored as Parquet, and their analysis."""
 

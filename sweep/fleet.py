@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -90,6 +91,9 @@ def ray_session(cluster: ClusterConfig) -> Iterator[bool]:
             raise SweepError(f"cannot join the Ray cluster at {cluster.address}: {first_line(error)}") from None
     else:
         # "local" always starts a fresh instance (never attaches to another process's cluster on this machine).
+        # Ray enables token authentication on a local start itself, with a warning on every run when the mode is
+        # unset; setting the mode it would set keeps its secure default without the warning (a user's own wins).
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
         ray.init(address="local", num_cpus=cluster.num_cpus, num_gpus=cluster.num_gpus, include_dashboard=False,
                  **kwargs)
     try:

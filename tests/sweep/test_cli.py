@@ -10,7 +10,7 @@ from sweep.status import store_status
 
 
 def invoke(*args):
-    return CliRunner().invoke(main, list(args))
+    return CliRunner().invoke(main, list(args), prog_name="sweep")
 
 
 @pytest.mark.parametrize("extra, fragment", [
@@ -35,15 +35,30 @@ def test_bad_arguments_exit_2_and_write_nothing(tmp_path, extra, fragment):
     result = invoke("run", "--store", str(store), "--model", "digits", "--weights", "random", *extra)
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0]
+    assert lines[0].startswith("Error: ") and fragment in lines[0]
+    # click's usage errors keep its hint (issue 10, "Smaller"); the library's errors are the one line alone
+    assert lines[1:] in ([], ["Try 'sweep run -h' for help."])
     assert not store.exists()
 
 
-def test_missing_options_and_unknown_commands_are_one_line():
-    for args, fragment in ((["run", "--model", "digits"], "Missing option '--store'"),
-                           (["paint"], "No such command 'paint'")):
+def test_usage_errors_are_one_error_line_and_click_hint():
+    for args, fragment, hint in ((["run", "--model", "digits"], "Missing option '--store'", "sweep run -h"),
+                                 (["run", "--store", "s", "--model", "digits", "--seeds", "x"], "'--seeds'",
+                                  "sweep run -h"),
+                                 (["paint"], "No such command 'paint'", "sweep -h")):
         result = invoke(*args)
-        assert result.exit_code == 2 and result.output.strip().splitlines() == [f"Error: {fragment}."]
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 2, result.output
+        assert lines[0].startswith("Error: ") and fragment in lines[0]
+        assert lines[1] == f"Try '{hint}' for help."
+
+
+def test_bare_sweep_shows_help_and_version_is_known():
+    from importlib.metadata import version
+    bare = invoke()
+    assert bare.exit_code == 0 and "Usage: sweep" in bare.output and "run" in bare.output and "Error" not in bare.output
+    shown = invoke("--version")
+    assert shown.exit_code == 0 and shown.output.strip() == f"sweep {version('classweep')}"
 
 
 def test_an_output_head_the_model_lacks_is_refused(tmp_path):
