@@ -186,7 +186,7 @@ def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants
         with reported():
             prepared = prepare(config)
             view = preview(prepared)
-        for line in view.lines():
+        for line in [*prepared.plan.notes(), *view.lines()]:
             click.echo(line)
         if calibrate and view.work_left:
             for line in time_steps(prepared).lines(view, workers or 1):

@@ -219,7 +219,12 @@ def manifest_differences(stored: dict, wanted: dict) -> list[str]:
             return f"{len(value)} entries [{', '.join(map(str, value[:3]))}, ..., {value[-1]}]"
         return json.dumps(value)
 
-    differences = [f"{field} is {show(stored.get(field))} in the store, {show(wanted.get(field))} here"
+    def schedule(manifest: dict) -> str:   # by name, with the id only to tell two contents of one name apart
+        name, ident = manifest.get("schedule"), manifest.get("schedule_id")
+        return json.dumps(name) + (f" (id {ident})" if stored.get("schedule") == wanted.get("schedule") else "")
+
+    differences = [f"schedule is {schedule(stored)} in the store, {schedule(wanted)} here" if field == "schedule_id"
+                   else f"{field} is {show(stored.get(field))} in the store, {show(wanted.get(field))} here"
                    for field in COMPARED_FIELDS if stored.get(field) != wanted.get(field)]
     stored_sources, wanted_sources = stored.get("sources", {}), wanted.get("sources", {})
     changed = [name for name in wanted_sources if name in stored_sources

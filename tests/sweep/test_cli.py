@@ -183,3 +183,23 @@ def test_demo_runs_the_digits_sweep_then_analysis_and_figures(monkeypatch, tmp_p
     assert (config.model, config.schedule, config.jobs, config.classes, config.pairs, config.seeds) == (
         "digits", "digits", None, "all", "all", 1)
     assert result.output.strip().endswith(f"report: {tmp_path / 'index.html'}")
+
+
+def test_a_store_whose_first_run_wrote_nothing_takes_a_corrected_command(tmp_path):
+    """Issue 10 ("Smaller"): the manifest of a run that stored no image does not hold the store to that run's
+    settings; once an image is stored, a change is refused, naming the schedules by name."""
+    from sweep.driver import SweepConfig, prepare
+    from sweep.store import Store
+    store = tmp_path / "store"
+    first = prepare(SweepConfig(store=str(store), model="digits", weights="random", schedule="tiny"))
+    Store.open(str(store)).write_manifest(first.manifest)            # a first run that wrote nothing else
+    args = ("run", "--store", str(store), "--model", "digits", "--weights", "random", "--schedule", "digits")
+    corrected = invoke(*args, "--dry-run")
+    assert corrected.exit_code == 0, corrected.output
+    assert prepare(SweepConfig(store=str(store), model="digits", weights="random",
+                               schedule="digits")).manifest["schedule"] == "digits"
+    (store / "images").mkdir()
+    (store / "images" / "part-000000-octave-0.parquet").write_bytes(b"PAR1")   # now the store holds an image file
+    refused = invoke(*args, "--dry-run")
+    assert refused.exit_code == 2
+    assert 'schedule is "tiny" in the store, "digits" here' in refused.output

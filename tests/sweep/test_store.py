@@ -110,7 +110,11 @@ def test_manifest_differences_name_the_fields():
     wanted["options"]["classes"] = [0, 1]
     differences = manifest_differences(stored, wanted)
     assert len(differences) == 2
-    assert differences[0].startswith("schedule_id") and differences[1].startswith("classes")
+    # the schedule by name (issue 10, "Smaller"), with the ids when one name holds two contents
+    assert differences[0] == 'schedule is null (id a) in the store, null (id b) here'
+    assert differences[1].startswith("classes")
+    stored["schedule"], wanted["schedule"] = "googlenet", "tiny"
+    assert manifest_differences(stored, wanted)[0] == 'schedule is "googlenet" in the store, "tiny" here'
 
 
 def test_prepare_refuses_another_configuration_and_writes_nothing(tmp_path):
