@@ -267,7 +267,7 @@ def figures(store, out) -> None:
 @main.command()
 @click.option("--store", required=True, help="The store whose output vectors to use.")
 @click.option("--groups", required=True, help="CSV file: a group column and a key (one image) or class "
-              "(index or name: its images) column; two groups.")
+              "(index or name: its class images) column, and optionally a job column; two groups.")
 @click.option("--start", default=None, help="Key of the image the strip's line goes through "
               "(default: the first image of the first group).")
 @click.option("--components", type=click.IntRange(min=1), default=50, show_default=True,
@@ -276,11 +276,15 @@ def figures(store, out) -> None:
 @click.option("--method", type=click.Choice(["logistic", "bottleneck"]), default="logistic", show_default=True,
               help="logistic: logistic regression, two groups; bottleneck: the article's network with a one-unit "
               "bottleneck, two or more groups.")
-def directions(store, groups, start, components, out, method) -> None:
+@click.option("--jobs", default=None, help="Comma list of the jobs whose images a class of the groups file "
+              "stands for (default: octave,transfigure, its class images; a job column in the file overrides).")
+def directions(store, groups, start, components, out, method, jobs) -> None:
     """A direction in the output space separating groups of images: positions table and figures."""
     from analysis.directions import run_directions
+    chosen = tuple(j.strip() for j in jobs.split(",") if j.strip()) if jobs else None
     with reported():
-        summary = run_directions(open_store(store), groups, start=start, n_components=components, out=out, method=method)
+        summary = run_directions(open_store(store), groups, start=start, n_components=components, out=out,
+                                 method=method, jobs=chosen)
     for line in summary.lines():
         click.echo(line)
 
