@@ -80,7 +80,8 @@ class AnalysisSummary:
         if self.pca_ratio:
             ratios = ", ".join(f"PC{i + 1} {r:.1%}" for i, r in enumerate(self.pca_ratio[:2]))
             out.append(f"PCA of the class outputs: explained variance {ratios}")
-        out.append(f"nearest-neighbour graph ({self.metric} output neighbours in classes.parquet): "
+        out.append(f"nearest-neighbour graph (the article's most activated other class; closest outputs by "
+                   f"{self.metric} in classes.parquet and graph.graphml): "
                    f"{self.components} components, largest {self.largest_components[:5]}; "
                    f"cliques of more than two classes: {self.cliques_over_two}")
         out += self.notes
@@ -178,7 +179,7 @@ def _compute(rows: Rows, reps: Rows, names, metric: str, summary: AnalysisSummar
     else:
         summary.notes.append("fewer than two classes with an octave image: PCA skipped")
 
-    g = graph_mod.nearest_neighbour_graph(classes, names)
+    g = graph_mod.nearest_neighbour_graph(classes, names, metric)
     comps, cliques = graph_mod.components(g), graph_mod.cliques(g)
     tables["graph_nodes.parquet"] = graph_mod.nodes_table(g, comps)
     tables["graph_components.parquet"] = graph_mod.components_table(g, comps)
