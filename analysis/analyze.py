@@ -21,7 +21,7 @@ import pyarrow as pa
 from analysis import graph as graph_mod
 from analysis.coverage import coverage
 from analysis.load import Rows, read_rows, representatives, require_job
-from analysis.projection import pca_tables
+from analysis.projection import ConstantOutputs, pca_tables
 from analysis.tables import (METRICS, additions_summary, additions_table, classes_table, opposites_summary,
                              opposites_table)
 from jobs.catalog import CLASSLESS, IMAGE_JOBS
@@ -173,9 +173,13 @@ def _compute(rows: Rows, reps: Rows, names, metric: str, summary: AnalysisSummar
                                        else int((part["label"] == aim).sum())}
 
     if len(reps) >= 2:
-        coords, variance = pca_tables(reps, names)
-        tables["pca.parquet"], tables["pca_variance.parquet"] = coords, variance
-        summary.pca_ratio = [float(r) for r in variance["explained_variance_ratio"]]
+        try:
+            coords, variance = pca_tables(reps, names)
+        except ConstantOutputs as error:   # e.g. random weights: say so, instead of `PC1 nan%` and a warning
+            summary.notes.append(f"{error}; PCA skipped")
+        else:
+            tables["pca.parquet"], tables["pca_variance.parquet"] = coords, variance
+            summary.pca_ratio = [float(r) for r in variance["explained_variance_ratio"]]
     else:
         summary.notes.append("fewer than two classes with an octave image: PCA skipped")
 
