@@ -7,8 +7,6 @@ top); everything that can go wrong for a user raises `sweep.store.StoreError` wi
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import posixpath
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
@@ -16,10 +14,9 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from sweep.store import FRAMES, IMAGES, TEMP_DIR, Store, StoreError, is_frame_key, one_line as _one_line, open_store
+from sweep.store import FRAMES, IMAGES, Store, StoreError, is_frame_key, one_line as _one_line, open_store
 
 # Columns of the jobs from real images, and their values in stores written before those jobs existed.
 OPTIONAL_COLUMNS = {"source": "", "frame": -1, "step": -1}
@@ -173,38 +170,3 @@ def iter_pngs(store: Store | str, keys: Iterable[str]) -> Iterator[tuple[str, by
             if key in wanted:
                 wanted.discard(key)
                 yield key, png
-
-
-# --- what analysis/report.py still calls by these names; drop when it takes the Store's own methods ----------------
-
-def resolve(uri: str):
-    """File system and root path of a local path or URI (the figures' output folder)."""
-    store = Store.open(uri)
-    return store.fs, store.root
-
-
-def join_uri(uri: str, *parts: str) -> str:
-    """`uri` with path parts appended, for local paths and URIs alike."""
-    return posixpath.join(uri.rstrip("/"), *parts) if "://" in uri else posixpath.join(uri, *parts)
-
-
-def write_bytes(fs, path: str, data: bytes) -> None:
-    """Write a whole file atomically, through `sweep.store.Store.write_bytes` (its temporary folder removed again:
-    a figures folder is not a store)."""
-    directory, name = posixpath.split(path)
-    Store(directory, fs, directory).write_bytes(name, data)
-    if isinstance(fs, pafs.LocalFileSystem):
-        with contextlib.suppress(OSError):   # refuses a folder that still holds something
-            os.rmdir(posixpath.join(directory, TEMP_DIR))
-
-
-def read_frame(fs, path: str) -> pd.DataFrame | None:
-    directory, name = posixpath.split(path)
-    data = Store(directory, fs, directory).read_bytes(name)
-    return None if data is None else pq.read_table(pa.BufferReader(data)).to_pandas()
-
-
-def read_text(fs, path: str) -> str | None:
-    directory, name = posixpath.split(path)
-    data = Store(directory, fs, directory).read_bytes(name)
-    return None if data is None else data.decode("utf-8")
