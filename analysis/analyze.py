@@ -21,7 +21,7 @@ import pyarrow as pa
 from analysis import graph as graph_mod
 from analysis.coverage import coverage
 from analysis.load import Rows, read_rows, representatives, require_job
-from analysis.projection import pca_tables
+from analysis.projection import ConstantOutputs, pca_tables
 from analysis.tables import (METRICS, additions_summary, additions_table, classes_table, opposites_summary,
                              opposites_table)
 from analysis.transfer import TOP3_FILE, TRANSFER_FILE, transfer_tables
@@ -83,7 +83,8 @@ class AnalysisSummary:
         if self.pca_ratio:
             ratios = ", ".join(f"PC{i + 1} {r:.1%}" for i, r in enumerate(self.pca_ratio[:2]))
             out.append(f"PCA of the class outputs: explained variance {ratios}")
-        out.append(f"nearest-neighbour graph ({self.metric} output neighbours in classes.parquet): "
+        out.append(f"nearest-neighbour graph (the article's most activated other class; closest outputs by "
+                   f"{self.metric} in classes.parquet and graph.graphml): "
                    f"{self.components} components, largest {self.largest_components[:5]}; "
                    f"cliques of more than two classes: {self.cliques_over_two}")
         for scorer, shares in self.transfer.items():
@@ -193,13 +194,17 @@ def _compute(rows: Rows, reps: Rows, names, metric: str, summary: AnalysisSummar
                                        else int((part["label"] == aim).sum())}
 
     if len(reps) >= 2:
-        coords, variance = pca_tables(reps, names)
-        tables["pca.parquet"], tables["pca_variance.parquet"] = coords, variance
-        summary.pca_ratio = [float(r) for r in variance["explained_variance_ratio"]]
+        try:
+            coords, variance = pca_tables(reps, names)
+        except ConstantOutputs as error:   # e.g. random weights: say so, instead of `PC1 nan%` and a warning
+            summary.notes.append(f"{error}; PCA skipped")
+        else:
+            tables["pca.parquet"], tables["pca_variance.parquet"] = coords, variance
+            summary.pca_ratio = [float(r) for r in variance["explained_variance_ratio"]]
     else:
         summary.notes.append("fewer than two classes with an octave image: PCA skipped")
 
-    g = graph_mod.nearest_neighbour_graph(classes, names)
+    g = graph_mod.nearest_neighbour_graph(classes, names, metric)
     comps, cliques = graph_mod.components(g), graph_mod.cliques(g)
     tables["graph_nodes.parquet"] = graph_mod.nodes_table(g, comps)
     tables["graph_components.parquet"] = graph_mod.components_table(g, comps)

@@ -93,7 +93,14 @@ class BatchSize(click.ParamType):
 
 class OneLineErrors(click.Group):
     """A group whose usage errors (a bad option value, a missing option) print one `Error: ...` line, like every
-    other user error of the command, instead of click's usage block."""
+    other user error of the command, followed by click's hint (`Try 'sweep run -h' for help.`) instead of its usage
+    block. Bare `sweep` shows the help and exits 0."""
+
+    def parse_args(self, ctx, args):
+        if not args:
+            click.echo(ctx.get_help())
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
 
     def main(self, *args, **kwargs):
         try:
@@ -101,12 +108,19 @@ class OneLineErrors(click.Group):
         except click.exceptions.Abort:
             click.echo("Aborted.", err=True)
             sys.exit(130)
+        except click.exceptions.Exit as done:   # --help, --version, bare `sweep`
+            sys.exit(done.exit_code)
         except click.ClickException as error:
             click.echo(f"Error: {error.format_message()}", err=True)
+            ctx = getattr(error, "ctx", None)
+            if isinstance(error, click.UsageError) and ctx is not None:
+                click.echo(f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help.", err=True)
             sys.exit(error.exit_code)
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(None, "--version", package_name="classweep", prog_name="sweep",
+                      message="%(prog)s %(version)s")
 def main() -> None:
     """Class-image sweeps over image classifiers on Ray, stored as Parquet, and their analysis."""
 
@@ -179,7 +193,7 @@ def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants
         with reported(store):
             prepared = prepare(config)
             view = preview(prepared)
-        for line in view.lines():
+        for line in [*prepared.plan.notes(), *view.lines()]:
             click.echo(line)
         if calibrate and view.work_left:
             for line in time_steps(prepared).lines(view, workers or 1):
@@ -260,7 +274,7 @@ def figures(store, out) -> None:
 @main.command()
 @click.option("--store", required=True, help="The store whose output vectors to use.")
 @click.option("--groups", required=True, help="CSV file: a group column and a key (one image) or class "
-              "(index or name: its images) column; two groups.")
+              "(index or name: its class images) column, and optionally a job column; two groups.")
 @click.option("--start", default=None, help="Key of the image the strip's line goes through "
               "(default: the first image of the first group).")
 @click.option("--components", type=click.IntRange(min=1), default=50, show_default=True,
@@ -269,11 +283,15 @@ def figures(store, out) -> None:
 @click.option("--method", type=click.Choice(["logistic", "bottleneck"]), default="logistic", show_default=True,
               help="logistic: logistic regression, two groups; bottleneck: the article's network with a one-unit "
               "bottleneck, two or more groups.")
-def directions(store, groups, start, components, out, method) -> None:
+@click.option("--jobs", default=None, help="Comma list of the jobs whose images a class of the groups file "
+              "stands for (default: octave,transfigure, its class images; a job column in the file overrides).")
+def directions(store, groups, start, components, out, method, jobs) -> None:
     """A direction in the output space separating groups of images: positions table and figures."""
     from analysis.directions import run_directions
+    chosen = tuple(j.strip() for j in jobs.split(",") if j.strip()) if jobs else None
     with reported(store):
-        summary = run_directions(open_store(store), groups, start=start, n_components=components, out=out, method=method)
+        summary = run_directions(open_store(store), groups, start=start, n_components=components, out=out,
+                                 method=method, jobs=chosen)
     for line in summary.lines():
         click.echo(line)
 

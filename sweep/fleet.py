@@ -73,6 +73,15 @@ def first_line(error: BaseException) -> str:
     return tail[:500]
 
 
+RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def quiet_local_token_notice(record: logging.LogRecord) -> bool:
+    """Logging filter: drop Ray's "Token authentication is enabled for this Ray cluster" notice (a local instance
+    this process starts and owns; every other message of that logger passes)."""
+    return not record.getMessage().startswith("Token authentication is enabled")
+
+
 @contextlib.contextmanager
 def ray_session(cluster: ClusterConfig) -> Iterator[bool]:
     """Use the Ray this process is already connected to, or join `cluster.address`, or start a local instance.
@@ -91,6 +100,8 @@ def ray_session(cluster: ClusterConfig) -> Iterator[bool]:
             raise SweepError(f"cannot join the Ray cluster at {cluster.address}: {first_line(error)}") from None
     else:
         # "local" always starts a fresh instance (never attaches to another process's cluster on this machine).
+        # Ray turns token authentication on for a local start itself (good) and warns about it on every run.
+        logging.getLogger(RAY_AUTH_LOGGER).addFilter(quiet_local_token_notice)
         ray.init(address="local", num_cpus=cluster.num_cpus, num_gpus=cluster.num_gpus, include_dashboard=False,
                  **kwargs)
     try:

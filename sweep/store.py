@@ -2,8 +2,10 @@
 
 ```
 {store}/manifest.json          what the store holds (model, weights, schedule, options, package version)
-{store}/images/part-*.parquet  one file per engine batch: one row per generated image (`images_schema`), and
-                               for an interpolation one more row per kept frame (key `{item key}#frame{k}`)
+{store}/images/part-*.parquet  one file per engine batch: one row per work item, its final image (`images_schema`)
+{store}/frames/part-*.parquet  an interpolation's kept frames, one row each (same schema, key `{item key}#frame{k}`),
+                               in a file named like its batch's images file and written before it: an item's row in
+                               images/ implies its frames are stored
 {store}/sources/NAME.png       the real images the image jobs start from, written once by the driver (workers on
                                any node read them from here; the manifest keeps a hash of each)
 {store}/failures/*.parquet     one row per failed attempt (FAILURE_SCHEMA)
@@ -47,6 +49,7 @@ import pyarrow.parquet as pq
 
 FORMAT = 1
 IMAGES, FAILURES, ANALYSIS, SOURCES = "images", "failures", "analysis", "sources"
+FRAMES = "frames"                     # interpolation frames: their own table, so that images/ is one row per item
 FRAME_SUFFIX = "#frame"               # an interpolation frame's key: f"{item key}#frame{k}"
 FRAME_KEY = re.compile(re.escape(FRAME_SUFFIX) + r"\d+$")
 MANIFEST = "manifest.json"
@@ -216,11 +219,12 @@ def decode_png(data: bytes) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-def images_table(results: Sequence, class_names: Sequence[str], worker: str, total_steps: int = -1) -> pa.Table:
+def images_table(results: Sequence, class_names: Sequence[str], worker: str, total_steps: int = -1,
+                 frames: bool = False) -> pa.Table:
     """Successful `jobs.JobResult`s -> an `images/` table (the PNG is what is stored; logits were taken on it).
 
-    Each result is one row (frame -1, step `total_steps`); an interpolation adds one row per kept frame, keyed
-    `{key}#frame{k}`, with the model's output on that frame.
+    Each result is one row (frame -1, step `total_steps`). With `frames`, the `frames/` table instead: one row per
+    kept frame of each interpolation, keyed `{key}#frame{k}`, with the model's output on that frame (same schema).
     """
     from jobs.kinds import scores
     n_classes = len(class_names)
@@ -256,9 +260,11 @@ def images_table(results: Sequence, class_names: Sequence[str], worker: str, tot
         logits.append(np.asarray(values, dtype=np.float32))
 
     for r in ok:
-        add(r, item_key(r.spec), r.image, r.logits, -1, total_steps,
-            {"label": r.label, "margin_label": r.margin_label, "target_logit": r.target_logit,
-             "target_prob": r.target_prob, "partner_logit": r.partner_logit, "seconds": r.seconds})
+        if not frames:
+            add(r, item_key(r.spec), r.image, r.logits, -1, total_steps,
+                {"label": r.label, "margin_label": r.margin_label, "target_logit": r.target_logit,
+                 "target_prob": r.target_prob, "partner_logit": r.partner_logit, "seconds": r.seconds})
+            continue
         for k, frame in enumerate(getattr(r, "frames", ())):
             v = np.asarray(frame.logits, dtype=np.float32)
             add(r, f"{item_key(r.spec)}{FRAME_SUFFIX}{k}", frame.image, v, k, int(frame.step),
@@ -293,7 +299,8 @@ def item_key(item) -> str:
 
 
 def is_frame_key(key: str) -> bool:
-    """Whether a stored key is an interpolation frame's (an extra row of its item, not an item of the plan)."""
+    """Whether a stored key is an interpolation frame's (a row of `frames/`, or of `images/` in stores written before
+    frames had their own table)."""
     return FRAME_KEY.search(key) is not None
 
 
@@ -330,7 +337,12 @@ def manifest_differences(stored: dict, wanted: dict) -> list[str]:
             return f"{len(value)} entries [{', '.join(map(str, value[:3]))}, ..., {value[-1]}]"
         return json.dumps(value)
 
-    differences = [f"{field} is {show(stored.get(field))} in the store, {show(wanted.get(field))} here"
+    def schedule(manifest: dict) -> str:   # by name, with the id only to tell two contents of one name apart
+        name, ident = manifest.get("schedule"), manifest.get("schedule_id")
+        return json.dumps(name) + (f" (id {ident})" if stored.get("schedule") == wanted.get("schedule") else "")
+
+    differences = [f"schedule is {schedule(stored)} in the store, {schedule(wanted)} here" if field == "schedule_id"
+                   else f"{field} is {show(stored.get(field))} in the store, {show(wanted.get(field))} here"
                    for field in COMPARED_FIELDS if stored.get(field) != wanted.get(field)]
     stored_sources, wanted_sources = stored.get("sources", {}), wanted.get("sources", {})
     changed = [name for name in wanted_sources if name in stored_sources
@@ -493,7 +505,7 @@ class Store:
     def cleanup_temp(self) -> int:
         """Remove temporary files that an interrupted writer left behind; returns how many."""
         removed = 0
-        for directory in (TEMP_DIR, IMAGES, FAILURES, ANALYSIS, SOURCES, ""):
+        for directory in (TEMP_DIR, IMAGES, FRAMES, FAILURES, ANALYSIS, SOURCES, ""):
             for info in self._listing(directory):
                 # Besides .tmp/, only the names older versions gave temporaries: a source may start with "_".
                 if info.type == pafs.FileType.File and (directory == TEMP_DIR or info.base_name.startswith(

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sweep.plan import Batch
-from sweep.store import FAILURES, IMAGES, Store, decode_png, failures_table, images_table, item_key
+from sweep.store import FAILURES, FRAMES, IMAGES, Store, decode_png, failures_table, images_table, item_key
 
 
 CPU_BATCH = 8         # batch on a CPU: beyond a few images per batch a CPU gains nothing, and batches stay short
@@ -250,11 +250,15 @@ class SweepWorker:
 
     def write(self, batch: Batch, attempts: tuple[int, ...], results: list, errors: dict[str, str]
               ) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
-        """On the writer thread: encode and write the batch's images, then its failures; (done keys, failed).
-        A failed image write fails the batch's items (recorded like engine failures)."""
+        """On the writer thread: encode and write the batch's frames, then its images, then its failures; (done
+        keys, failed). Frames first: a row in images/ (what resume counts as done) implies its frames are stored.
+        A failed write fails the batch's items (recorded like engine failures)."""
         try:
             # A batch holds one job, so one step count: that job's own schedule's (not the longest of the set).
             steps = item_steps(self.config.schedule, batch.items[0].job) if self.config.schedule else -1
+            frames = images_table(results, self.model.class_names, self.name, frames=True)
+            if frames.num_rows:   # named like the images file: a re-run of the batch overwrites both
+                self.store.write_table(f"{FRAMES}/{batch.name}.parquet", frames)
             images = images_table(results, self.model.class_names, self.name, total_steps=steps)
             if images.num_rows:
                 self.store.write_table(f"{IMAGES}/{batch.name}.parquet", images)
