@@ -42,13 +42,13 @@ WRITE_QUEUE = 64         # files waiting for the writing thread at most (bounds 
 GIF_FRAME_MS, GIF_HOLD_MS = 250, 1200   # interpolation GIFs: time per frame, and on the final image
 # Names of what `write_figures` writes under its folder (anything else there is left alone).
 OWNED = ("contact-", "pca.", "graph-", "opposites-", "additions-", "features-", "transfigure-", "interpolation-",
-         "dream-", "directed-dream-", "classes/", "img/", "index.html")
+         "dream-", "directed-dream-", "transfer.", "classes/", "img/", "index.html")
 
 
 def load_tables(st: Store) -> dict[str, pd.DataFrame]:
     """Every analysis table present under {store}/analysis/ (features.parquet included), by short name."""
     names = ("classes", "opposites", "opposites_summary", "additions", "additions_summary", "pca",
-             "pca_variance", "graph_nodes", "graph_components", "graph_cliques", "features")
+             "pca_variance", "graph_nodes", "graph_components", "graph_cliques", "features", "transfer", "transfer_top3")
     out = {}
     for name in names:
         data = st.read_bytes(f"{ANALYSIS_DIR}/{name}.parquet")
@@ -121,8 +121,10 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     classes = tables["classes"]
     opposites = tables.get("opposites")
     additions = tables.get("additions")
+    transfer = tables.get("transfer")
+    scored = transfer is not None and transfer["scorer"].nunique() > 1   # another model has scored the images
     steps = 3 + (opposites is not None) + (additions is not None) + ("pca" in tables) + ("features" in tables) \
-        + bool(summary.image_jobs)
+        + bool(summary.image_jobs) + scored
     progress = Progress(len(keys) + steps, stream=stream, unit="steps")
     progress.note = "reading images"
     thumbs = _thumbnails(st, keys, writer, progress)
@@ -158,6 +160,13 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
         figures.append(writer.figure("Additions", "additions", fig.additions_grid(additions, thumbs),
                                      "Per pair, each variant's image with both classes' ranks in the result "
                                      "(green: the two classes are the top two)."))
+    if scored:
+        step("transfer")
+        from analysis.transfer import transfer_figure
+        files = writer.figure_files("transfer", transfer_figure(transfer), svg=True)
+        figures.append(ReportFigure("Transfer to other models", files, "Share of each job's images whose top-1 "
+                                    "class is the target, per scoring model (the generating model first; "
+                                    "`sweep score` adds scorers)."))
     notes = []
     if "features" in tables:
         step("features")
@@ -454,6 +463,7 @@ def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, i
     pointing = nodes[nodes["has_image"]].groupby("neighbour")["node"].apply(list).to_dict()
     component = dict(zip(nodes["node"], zip(nodes["component"], nodes["component_size"])))
     adds = tables.get("additions")
+    top3 = tables.get("transfer_top3")
     targets = list(classes["target"])
     template = templates().get_template("class.html")
     for i, r in enumerate(classes.itertuples()):
@@ -467,5 +477,8 @@ def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, i
             mutual={True: "mutual", False: "not mutual", None: "unknown"}[fig._flag(o.mutual)] if o is not None
             else "", metric=summary.metric, pointing=pointing.get(r.target, []), component=comp,
             component_size=size, top5=[(int(c), lv, pv) for c, lv, pv in zip(r.top5, r.top5_logits, r.top5_probs)],
-            additions=mine)
+            additions=mine,
+            scorer_top3=[] if top3 is None else [(scorer, list(part.sort_values("rank").itertuples()))
+                                                 for scorer, part in top3[top3["key"] == r.key].groupby(
+                                                     "scorer", sort=False)])
         writer.text(class_page(r.target), html)

@@ -153,6 +153,16 @@ def test_transfer_table_of_a_scored_store(digits_store):
     assert row["own"] and row["images"] == 3 and row["top1_share"] == pytest.approx(np.mean(labels == octave["target"]))
 
 
+def test_the_report_shows_the_transfer_matrix_and_each_scorers_top3(digits_store, tmp_path):
+    from analysis import analyze_store, write_figures
+    score(digits_store, "digits-resnet")
+    analyze_store(Store.open(str(digits_store)))
+    index = write_figures(Store.open(str(digits_store)), str(tmp_path / "fig"), stream=io.StringIO())
+    assert "Transfer to other models" in index.read_text() and (tmp_path / "fig" / "transfer.png").exists()
+    page = (tmp_path / "fig" / "classes" / "0000.html").read_text()
+    assert "What each model sees" in page and scorer_id("digits-resnet", "shipped") in page
+
+
 def test_compare_two_stores_scored_by_each_other(digits_store, tmp_path):
     other = tiny_sweep(tmp_path / "resnet", "digits-resnet", jobs="octave")
     score(other, "digits")
