@@ -464,6 +464,8 @@ def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, i
     component = dict(zip(nodes["node"], zip(nodes["component"], nodes["component_size"])))
     adds = tables.get("additions")
     top3 = tables.get("transfer_top3")
+    if top3 is not None and top3["scorer"].nunique() < 2:
+        top3 = None   # only the generating model: its top 5 is on the page already
     targets = list(classes["target"])
     template = templates().get_template("class.html")
     for i, r in enumerate(classes.itertuples()):
