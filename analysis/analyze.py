@@ -22,18 +22,20 @@ import pyarrow as pa
 from analysis import graph as graph_mod
 from analysis.coverage import coverage
 from analysis.load import Rows, read_rows, representatives, require_job
-from analysis.projection import pca_tables
+from analysis.projection import ConstantOutputs, pca_tables
 from analysis.stability import read_trajectories, stability_summary, stability_table
 from analysis.tables import (METRICS, additions_summary, additions_table, classes_table, opposites_summary,
                              opposites_table)
+from analysis.transfer import TOP3_FILE, TRANSFER_FILE, transfer_tables
 from jobs.catalog import CLASSLESS, IMAGE_JOBS
 from sweep.store import ANALYSIS as ANALYSIS_DIR, Store, StoreError, open_store
 
 SUMMARY_FILE = "summary.json"
+OPPOSITE_PERCENTILE = "opposite percentile"   # key of the opposites' mean target percentile in `transfer`
 # Every file the stage may write (names under {store}/analysis/).
 TABLE_FILES = ("classes.parquet", "opposites.parquet", "opposites_summary.parquet", "additions.parquet",
                "additions_summary.parquet", "pca.parquet", "pca_variance.parquet", "graph_nodes.parquet",
-               "graph_components.parquet", "graph_cliques.parquet", "stability.parquet",
+               "graph_components.parquet", "graph_cliques.parquet", TRANSFER_FILE, TOP3_FILE, "stability.parquet",
                "stability_summary.parquet", "graph.graphml")
 
 
@@ -57,6 +59,7 @@ class AnalysisSummary:
     largest_components: list[int] = field(default_factory=list)
     cliques_over_two: int = 0
     image_jobs: dict = field(default_factory=dict)   # job from a real image -> {images, on_target}
+    transfer: dict = field(default_factory=dict)     # scorer -> {job[/variant]: share top-1 = target}
     stability: list = field(default_factory=list)     # stability_summary rows (with --trajectory runs only)
     notes: list[str] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)   # files written under {store}/analysis/
@@ -84,9 +87,15 @@ class AnalysisSummary:
         if self.pca_ratio:
             ratios = ", ".join(f"PC{i + 1} {r:.1%}" for i, r in enumerate(self.pca_ratio[:2]))
             out.append(f"PCA of the class outputs: explained variance {ratios}")
-        out.append(f"nearest-neighbour graph ({self.metric} output neighbours in classes.parquet): "
+        out.append(f"nearest-neighbour graph (the article's most activated other class; closest outputs by "
+                   f"{self.metric} in classes.parquet and graph.graphml): "
                    f"{self.components} components, largest {self.largest_components[:5]}; "
                    f"cliques of more than two classes: {self.cliques_over_two}")
+        for scorer, shares in self.transfer.items():
+            percentile = shares.get(OPPOSITE_PERCENTILE)
+            out.append(f"scorer {scorer}, share top-1 = target: "
+                       + ", ".join(f"{row} {share:.0%}" for row, share in shares.items() if row != OPPOSITE_PERCENTILE)
+                       + ("" if percentile is None else f"; opposites' class at percentile {percentile:.0f}"))
         for s in self.stability:
             share = {k: "n/a" if s[k] is None else f"{s[k]:.1%}"
                      for k in ("change_rate", "target_top1_share", "settled_share")}
@@ -130,6 +139,8 @@ def analyze_store(store: Store | str, metric: str = "cosine") -> AnalysisSummary
         tables, g = _compute(rows, reps, st.class_names, metric, summary)
     except ValueError as err:  # data the tables cannot make sense of: say so in one line
         raise StoreError(f"store {st.uri} cannot be analysed: {err}") from None
+    tables.update(transfer_tables(st, rows))
+    summary.transfer = _transfer_numbers(tables[TRANSFER_FILE])
     trajectories = read_trajectories(st)
     if trajectories is not None and len(trajectories):
         per_image = stability_table(trajectories)
@@ -138,6 +149,17 @@ def analyze_store(store: Store | str, metric: str = "cosine") -> AnalysisSummary
         summary.stability = json.loads(tables["stability_summary.parquet"].to_json(orient="records"))
     _write(st, tables, graph_mod.graphml(g), summary)
     return summary
+
+
+def _transfer_numbers(table: pd.DataFrame) -> dict:
+    """scorer -> {job[/variant]: share top-1 = target}, and for opposites the mean percentile of their class."""
+    out: dict = {}
+    for r in table.itertuples():
+        if r.job == "opposite":
+            out.setdefault(r.scorer, {})[OPPOSITE_PERCENTILE] = float(r.target_percentile)
+        elif not np.isnan(r.top1_share):
+            out.setdefault(r.scorer, {})[f"{r.job}/{r.variant}" if r.variant else r.job] = float(r.top1_share)
+    return out
 
 
 def usable_rows(rows: Rows, n_classes: int) -> tuple[Rows, int]:
@@ -188,13 +210,17 @@ def _compute(rows: Rows, reps: Rows, names, metric: str, summary: AnalysisSummar
                                        else int((part["label"] == aim).sum())}
 
     if len(reps) >= 2:
-        coords, variance = pca_tables(reps, names)
-        tables["pca.parquet"], tables["pca_variance.parquet"] = coords, variance
-        summary.pca_ratio = [float(r) for r in variance["explained_variance_ratio"]]
+        try:
+            coords, variance = pca_tables(reps, names)
+        except ConstantOutputs as error:   # e.g. random weights: say so, instead of `PC1 nan%` and a warning
+            summary.notes.append(f"{error}; PCA skipped")
+        else:
+            tables["pca.parquet"], tables["pca_variance.parquet"] = coords, variance
+            summary.pca_ratio = [float(r) for r in variance["explained_variance_ratio"]]
     else:
         summary.notes.append("fewer than two classes with an octave image: PCA skipped")
 
-    g = graph_mod.nearest_neighbour_graph(classes, names)
+    g = graph_mod.nearest_neighbour_graph(classes, names, metric)
     comps, cliques = graph_mod.components(g), graph_mod.cliques(g)
     tables["graph_nodes.parquet"] = graph_mod.nodes_table(g, comps)
     tables["graph_components.parquet"] = graph_mod.components_table(g, comps)

@@ -62,7 +62,7 @@ def coverage(manifest: dict, present_keys: Iterable[str]) -> Coverage:
     """Compare the images a store holds (`present_keys`) with the items its manifest's plan expands to
     (`sweep.plan.Plan.from_options`, the planner's own expansion); jobs present but not planned are counted."""
     n = int(manifest["n_classes"])
-    present = {k for k in present_keys if not is_frame_key(k)}
+    present = {k for k in present_keys if not is_frame_key(k)}   # frames: rows of older stores' images/ too
     notes = []
     try:
         plan = Plan.from_options(manifest["options"])

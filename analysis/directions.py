@@ -108,21 +108,50 @@ def fit_bottleneck_direction(vectors: np.ndarray, groups: pd.Series, n_component
                      float(pca.explained_variance_ratio_.sum()))
 
 
-def line_neighbours(fit: Direction, start: int, n_points: int = 8) -> list[int]:
-    """Indices of the images nearest to evenly spaced points on the line through image `start` along the
-    direction, from the lowest to the highest position any image has; repeats are allowed (a gap in the data)."""
-    low, high = fit.positions.min(), fit.positions.max()
+# The images a class stands for in a groups file's `class` column, unless the file or the command names jobs: the
+# images made to be that class (octave from noise, transfiguration of a photograph toward it). An opposite is the
+# class's negation and an addition half another class: in the class's group they would skew the direction.
+CLASS_JOBS = ("octave", "transfigure")
+
+
+def line_neighbours(fit: Direction, start: int, n_points: int = 8, candidates: np.ndarray | None = None
+                    ) -> list[int]:
+    """Indices of distinct images nearest to evenly spaced points on the line through image `start` along the
+    direction, from the lowest to the highest position any candidate has: each point takes the nearest image no
+    earlier point took, so that a gap in the data does not show one image over and over (the article's strip shows
+    a progression). `candidates`: N booleans, the images the strip may show (default all)."""
+    allowed = np.ones(len(fit.positions), bool) if candidates is None else np.asarray(candidates, bool).copy()
+    low, high = fit.positions[allowed].min(), fit.positions[allowed].max()
     origin = fit.components[start] - fit.positions[start] * fit.direction   # the line's point at position 0
     picks = []
-    for t in np.linspace(low, high, n_points):
+    for t in np.linspace(low, high, min(n_points, int(allowed.sum()))):
         point = origin + t * fit.direction
-        picks.append(int(np.argmin(np.linalg.norm(fit.components - point, axis=1))))
+        distance = np.where(allowed, np.linalg.norm(fit.components - point, axis=1), np.inf)
+        pick = int(np.argmin(distance))
+        picks.append(pick)
+        allowed[pick] = False
     return picks
 
 
-def read_groups(path: str, frame: pd.DataFrame) -> pd.Series:
-    """Group label per row of `frame` from a CSV with a `group` column and either `key` (one image) or `class`
-    (a class index or name: every image whose target is that class)."""
+def _class_index(value: str, class_names: tuple[str, ...], path: str) -> int:
+    """A `class` cell (an index or a class name of the store's model) -> the class index."""
+    if value.isdigit():
+        if int(value) >= len(class_names):
+            raise GroupsError(f"{path}: class {value} is out of range: the store's model has {len(class_names)} "
+                              f"classes (0-{len(class_names) - 1})")
+        return int(value)
+    if value not in class_names:
+        raise GroupsError(f"{path}: unknown class {value!r}: not a class name of the store's model "
+                          f"(e.g. {', '.join(map(repr, class_names[:3]))}; or give its index)")
+    return class_names.index(value)
+
+
+def read_groups(path: str, frame: pd.DataFrame, class_names: tuple[str, ...] | None = None,
+                jobs: tuple[str, ...] | None = None) -> pd.Series:
+    """Group label per row of `frame` (key, job, target, target_name) from a CSV with a `group` column and either
+    `key` (one image) or `class` (a class index or name). A class means its class images, the jobs CLASS_JOBS,
+    unless the command names `jobs` or the file has a `job` column (the job of each row's images).
+    `class_names`: the store's model's (default: the names seen in `frame`)."""
     try:
         table = pd.read_csv(path)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
@@ -134,19 +163,33 @@ def read_groups(path: str, frame: pd.DataFrame) -> pd.Series:
         mapping = dict(zip(table["key"].astype(str), table["group"].astype(str)))
         groups = frame["key"].map(mapping)
     else:
-        by_index = {}
-        for value, group in zip(table["class"], table["group"].astype(str)):
-            value = str(value).strip()
-            if value.isdigit():
-                by_index[int(value)] = group
-            else:
-                matches = frame.loc[frame["target_name"] == value, "target"].unique()
-                if len(matches) == 0:
-                    raise GroupsError(f"{path}: class {value!r} is not in the store")
-                by_index[int(matches[0])] = group
-        groups = frame["target"].map(by_index)
+        if class_names is None:
+            seen = frame.drop_duplicates("target")
+            names = dict(zip(seen["target"], seen["target_name"]))
+            class_names = tuple(names.get(i, "") for i in range(max(names, default=-1) + 1))
+        job_column = table["job"].astype(str).str.strip() if "job" in table.columns else None
+        present = set(frame["job"])
+        wanted_jobs = list(job_column) if job_column is not None else list(jobs or ())
+        unknown = sorted(set(wanted_jobs) - present)
+        if unknown:
+            raise GroupsError(f"{path}: no {', '.join(unknown)} images in the store "
+                              f"(jobs present: {', '.join(sorted(present))})")
+        by_key: dict[tuple[str, int], str] = {}
+        for i, (value, group) in enumerate(zip(table["class"], table["group"].astype(str))):
+            target = _class_index(str(value).strip(), class_names, path)
+            for job in ([job_column.iloc[i]] if job_column is not None else (jobs or CLASS_JOBS)):
+                by_key[(job, target)] = group
+        groups = pd.Series([by_key.get((j, t)) for j, t in zip(frame["job"], frame["target"])], index=frame.index)
+        empty = sorted({str(v).strip() for v, g in zip(table["class"], table["group"].astype(str))
+                        if not groups.eq(g).any()})
+        if empty and groups.notna().any():
+            raise GroupsError(f"{path}: class {', '.join(empty)} has no "
+                              f"{'/'.join(jobs or CLASS_JOBS) if job_column is None else 'such'} images in the store")
     if groups.notna().sum() == 0:
-        raise GroupsError(f"{path}: none of its rows matches an image in the store")
+        raise GroupsError(f"{path}: none of its rows matches an image in the store"
+                          + ("" if "key" in table.columns or jobs or "job" in table.columns else
+                             f" (a class means its {' and '.join(CLASS_JOBS)} images; name others with a job "
+                             f"column or --jobs)"))
     return groups.fillna("")
 
 
@@ -169,12 +212,15 @@ class DirectionsSummary:
 
 
 def run_directions(store: Store | str, groups_file: str, *, start: str | None = None, n_components: int = 50,
-                   n_points: int = 8, out: str | None = None, method: str = "logistic") -> DirectionsSummary:
+                   n_points: int = 8, out: str | None = None, method: str = "logistic",
+                   jobs: tuple[str, ...] | None = None) -> DirectionsSummary:
     """`sweep directions`: fit the direction between the two groups of `groups_file` over the store's output
     vectors, write `{store}/analysis/directions.parquet` (key, job, target, target_name, group, position) and two
     figures in `out` (default {store}/figures): the per-group distribution along the direction, and the strip of
     stored images nearest to the line through the `start` image (a key; default the first image of the first
-    group). `method`: "logistic" (two groups) or "bottleneck" (the article's one-unit network, two or more)."""
+    group). `method`: "logistic" (two groups) or "bottleneck" (the article's one-unit network, two or more).
+    `jobs`: the jobs a `class` row of the groups file means (default CLASS_JOBS, or the file's `job` column). The
+    strip shows distinct images of the jobs the groups are made of."""
     from sklearn.metrics import roc_auc_score
 
     from analysis.drawing import save, thumbnail
@@ -187,7 +233,7 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
     names = st.class_names
     meta["target_name"] = [names[t] if 0 <= t < len(names) else "" for t in meta["target"]]
     try:
-        groups = read_groups(groups_file, meta)
+        groups = read_groups(groups_file, meta, names, tuple(jobs) if jobs else None)
         if method not in METHODS:
             raise GroupsError(f"unknown direction method {method!r}: use {' or '.join(METHODS)}")
         fitter = fit_bottleneck_direction if method == "bottleneck" else fit_direction
@@ -200,14 +246,15 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
     table = meta[["key", "job", "target", "target_name"]].assign(group=labels, position=fit.positions)
     st.write_table("analysis/directions.parquet", pa.Table.from_pandas(table, preserve_index=False))
 
-    if start is None:
+    candidates = meta["job"].isin(set(meta["job"][labels != ""])).to_numpy()   # the grouped images' jobs
+    if start is None:   # the first image of the first group: seed 0's octave image when the group has one
         start_index = int(np.flatnonzero(labels == fit.negative)[0])
     else:
         matches = np.flatnonzero(meta["key"].to_numpy() == start)
         if not len(matches):
             raise StoreError(f"no image with key {start!r} in {st.uri}")
         start_index = int(matches[0])
-    picks = line_neighbours(fit, start_index, n_points)
+    picks = line_neighbours(fit, start_index, n_points, candidates)
     pngs = dict(iter_pngs(st, [meta["key"][i] for i in [start_index, *picks]]))
 
     figures = Store.open(out) if out else Store(st.location("figures"), st.fs, st.path("figures"))

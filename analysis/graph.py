@@ -16,19 +16,31 @@ import numpy as np
 import pandas as pd
 
 
-def nearest_neighbour_graph(classes: pd.DataFrame, class_names: Sequence[str]) -> nx.DiGraph:
+def nearest_neighbour_graph(classes: pd.DataFrame, class_names: Sequence[str], metric: str | None = None
+                            ) -> nx.DiGraph:
     """Directed graph: node per class (with an image, or named as a neighbour), edge class -> nn_article.
 
     Node attributes: name, has_image, label (argmax of the class's image, -1 without image), component (int, see
-    `components`). Edge attribute: logit (the neighbour's output on the class's image).
+    `components`), and with `metric` (the graph attribute of that name) output_neighbour / output_distance: the
+    closest other class representative by that metric (`nn_output`, -1 without image), so that the GraphML file
+    says which metric the analysis ran with. Edge attribute: logit (the neighbour's output on the class's image).
+    The edges are the article's relation, which no metric changes.
     """
     g = nx.DiGraph()
+    if metric is not None:
+        g.graph["metric"] = metric
     sources = classes["target"].to_numpy().astype(int)
     targets = classes["nn_article"].to_numpy().astype(int)
     logits = classes["nn_article_logit"].to_numpy().astype(float)
     labels = dict(zip(sources.tolist(), classes["label"].to_numpy().astype(int).tolist()))
     for node in sorted(set(sources.tolist()) | set(targets.tolist())):
         g.add_node(node, name=str(class_names[node]), has_image=node in labels, label=labels.get(node, -1))
+    if metric is not None and "nn_output" in classes.columns:
+        closest = dict(zip(sources.tolist(), classes["nn_output"].to_numpy().astype(int).tolist()))
+        distance = dict(zip(sources.tolist(), classes["nn_output_distance"].to_numpy().astype(float).tolist()))
+        for node in g.nodes:
+            g.nodes[node]["output_neighbour"] = closest.get(node, -1)
+            g.nodes[node]["output_distance"] = distance.get(node, float("nan"))
     for s, t, v in sorted(zip(sources.tolist(), targets.tolist(), logits.tolist())):
         g.add_edge(s, t, logit=v)
     for i, members in enumerate(components(g)):

@@ -7,8 +7,6 @@ top); everything that can go wrong for a user raises `sweep.store.StoreError` wi
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import posixpath
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
@@ -16,10 +14,9 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from sweep.store import IMAGES, TEMP_DIR, Store, StoreError, one_line as _one_line, open_store
+from sweep.store import FRAMES, IMAGES, Store, StoreError, is_frame_key, one_line as _one_line, open_store
 
 # Columns of the jobs from real images, and their values in stores written before those jobs existed.
 OPTIONAL_COLUMNS = {"source": "", "frame": -1, "step": -1}
@@ -88,9 +85,10 @@ def read_rows(store: Store | str, columns: Sequence[str] = NUMERIC_COLUMNS, fram
     """Every image row of the store, reading only `columns` (which must include key and logits, never png).
 
     Rows are de-duplicated by key (the first file in name order wins) and sorted by ROW_ORDER, so the result does
-    not depend on which worker wrote what, or when. An interpolation's kept frames are extra rows (frame >= 0):
-    left out unless `frames`, so that every other row is one job's final image. Files of older stores lack the
-    image jobs' columns: they read as OPTIONAL_COLUMNS says (no source, final images).
+    not depend on which worker wrote what, or when. An interpolation's kept frames (frame >= 0, the `frames/`
+    table, or extra rows of images/ in older stores) are left out unless `frames`, so that every other row is one
+    job's final image. Files of older stores lack the image jobs' columns: they read as OPTIONAL_COLUMNS says (no
+    source, final images).
     """
     if "png" in columns:
         raise ValueError("numeric reads never load PNG bytes; use iter_pngs")
@@ -98,6 +96,8 @@ def read_rows(store: Store | str, columns: Sequence[str] = NUMERIC_COLUMNS, fram
     columns = list(dict.fromkeys(["key", *columns, "frame", "logits"]))
     metas, logits = [], []
     files = store.files(IMAGES)
+    if files and frames:
+        files += store.files(FRAMES)
     if not files:
         raise StoreError(f"store {store.uri} is empty: no images yet (run `sweep run` first)")
     for path in files:
@@ -149,9 +149,11 @@ def representatives(rows: Rows) -> Rows:
 
 
 def iter_pngs(store: Store | str, keys: Iterable[str]) -> Iterator[tuple[str, bytes]]:
-    """PNG bytes of the images with these keys, file by file (reads only key and png, keeps one file in memory)."""
+    """PNG bytes of the images (or interpolation frames) with these keys, file by file (reads only key and png,
+    keeps one file in memory)."""
     store, wanted = open_store(store), set(keys)
-    for path in store.files(IMAGES):
+    frames = any(is_frame_key(k) for k in wanted)
+    for path in store.files(IMAGES) + (store.files(FRAMES) if frames else []):
         if not wanted:
             return
         pf = _open_parquet(store, path)
@@ -168,38 +170,3 @@ def iter_pngs(store: Store | str, keys: Iterable[str]) -> Iterator[tuple[str, by
             if key in wanted:
                 wanted.discard(key)
                 yield key, png
-
-
-# --- what analysis/report.py still calls by these names; drop when it takes the Store's own methods ----------------
-
-def resolve(uri: str):
-    """File system and root path of a local path or URI (the figures' output folder)."""
-    store = Store.open(uri)
-    return store.fs, store.root
-
-
-def join_uri(uri: str, *parts: str) -> str:
-    """`uri` with path parts appended, for local paths and URIs alike."""
-    return posixpath.join(uri.rstrip("/"), *parts) if "://" in uri else posixpath.join(uri, *parts)
-
-
-def write_bytes(fs, path: str, data: bytes) -> None:
-    """Write a whole file atomically, through `sweep.store.Store.write_bytes` (its temporary folder removed again:
-    a figures folder is not a store)."""
-    directory, name = posixpath.split(path)
-    Store(directory, fs, directory).write_bytes(name, data)
-    if isinstance(fs, pafs.LocalFileSystem):
-        with contextlib.suppress(OSError):   # refuses a folder that still holds something
-            os.rmdir(posixpath.join(directory, TEMP_DIR))
-
-
-def read_frame(fs, path: str) -> pd.DataFrame | None:
-    directory, name = posixpath.split(path)
-    data = Store(directory, fs, directory).read_bytes(name)
-    return None if data is None else pq.read_table(pa.BufferReader(data)).to_pandas()
-
-
-def read_text(fs, path: str) -> str | None:
-    directory, name = posixpath.split(path)
-    data = Store(directory, fs, directory).read_bytes(name)
-    return None if data is None else data.decode("utf-8")

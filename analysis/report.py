@@ -13,8 +13,10 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import hashlib
+import os
 import posixpath
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,17 +25,18 @@ from typing import Callable, Iterable, Iterator, TextIO
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 from PIL import Image
 
 from analysis import drawing
 from analysis import figures as fig
 from analysis.analyze import ANALYSIS_DIR, SUMMARY_FILE, AnalysisSummary, analyze_store
-from analysis.load import (NUMERIC_COLUMNS, Store, iter_pngs, join_uri, open_store, read_frame, read_rows,
-                           read_text, resolve, write_bytes)
-from sweep.plan import IMAGE_JOBS
+from analysis.load import NUMERIC_COLUMNS, iter_pngs, read_rows
+from jobs.catalog import IMAGE_JOBS
 from sweep.progress import Progress
-from sweep.store import source_file
+from sweep.store import TEMP_DIR, Store, open_store, source_file
 
 GRID_THUMB = fig.GRID_THUMB   # px, images in the grids
 PAGE_THUMB = 256         # px, images written for the HTML pages (never enlarged; the browser scales them)
@@ -42,34 +45,35 @@ WRITE_QUEUE = 64         # files waiting for the writing thread at most (bounds 
 GIF_FRAME_MS, GIF_HOLD_MS = 250, 1200   # interpolation GIFs: time per frame, and on the final image
 # Names of what `write_figures` writes under its folder (anything else there is left alone).
 OWNED = ("contact-", "pca.", "graph-", "opposites-", "additions-", "features-", "transfigure-", "interpolation-",
-         "dream-", "directed-dream-", "trajectory-", "stability.", "classes/", "img/", "index.html")
+         "dream-", "directed-dream-", "transfer.", "trajectory-", "stability.", "classes/", "img/", "index.html")
 TRAJECTORY_FRAME_MS = 200   # trajectory videos: time per recorded snapshot (the last one is held GIF_HOLD_MS)
 
 
 def load_tables(st: Store) -> dict[str, pd.DataFrame]:
     """Every analysis table present under {store}/analysis/ (features.parquet included), by short name."""
     names = ("classes", "opposites", "opposites_summary", "additions", "additions_summary", "pca",
-             "pca_variance", "graph_nodes", "graph_components", "graph_cliques", "features", "stability_summary")
+             "pca_variance", "graph_nodes", "graph_components", "graph_cliques", "features", "transfer", "transfer_top3",
+             "stability_summary")
     out = {}
     for name in names:
-        frame = read_frame(st.fs, st.path(ANALYSIS_DIR, f"{name}.parquet"))
-        if frame is not None:
-            out[name] = frame
+        data = st.read_bytes(f"{ANALYSIS_DIR}/{name}.parquet")
+        if data is not None:
+            out[name] = pq.read_table(pa.BufferReader(data)).to_pandas()
     return out
 
 
 def current_summary(store: str) -> AnalysisSummary:
     """The store's analysis summary, running the analysis when it is missing or older than the images."""
     st = open_store(store)
-    text = read_text(st.fs, st.path(ANALYSIS_DIR, SUMMARY_FILE))
+    data = st.read_bytes(f"{ANALYSIS_DIR}/{SUMMARY_FILE}")
     summary = None
-    if text is not None:
+    if data is not None:
         try:
-            summary = AnalysisSummary.from_json(text)
+            summary = AnalysisSummary.from_json(data.decode("utf-8"))
         except (ValueError, TypeError):
             summary = None
     current = summary is not None and summary.fingerprint == st.fingerprint() and all(
-        st.fs.get_file_info(st.path(ANALYSIS_DIR, name)).type == pafs.FileType.File for name in summary.tables)
+        st.exists(ANALYSIS_DIR, name) for name in summary.tables)
     if not current:
         summary = analyze_store(store, summary.metric if summary else "cosine")
     return summary
@@ -110,14 +114,15 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     summary = current_summary(st.uri)
     st = open_store(st.uri)   # the analysis may have written tables since
     tables = load_tables(st)
-    out = out or join_uri(st.uri, "figures")
+    # The default folder on the store's own file system (also for file systems no URI names, as in tests).
+    folder = Store.open(out) if out else Store(st.location("figures"), st.fs, st.path("figures"))
     classes = tables["classes"]
     opposites = tables.get("opposites")
     additions = tables.get("additions")
     keys = list(classes["key"])
     keys += list(opposites["key"]) if opposites is not None else []
     keys += list(additions["key"]) if additions is not None else []
-    with _Writer(*resolve(out)) as writer:
+    with _Writer(folder) as writer:
         return _write_report(st, summary, tables, keys, writer, stream, snapshots)
 
 
@@ -181,8 +186,10 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     classes = tables["classes"]
     opposites = tables.get("opposites")
     additions = tables.get("additions")
+    transfer = tables.get("transfer")
+    scored = transfer is not None and transfer["scorer"].nunique() > 1   # another model has scored the images
     steps = 3 + (opposites is not None) + (additions is not None) + ("pca" in tables) + ("features" in tables) \
-        + bool(summary.image_jobs)
+        + bool(summary.image_jobs) + scored
     progress = Progress(len(keys) + steps, stream=stream, unit="steps")
     progress.note = "reading images"
     thumbs = _thumbnails(st, keys, writer, progress)
@@ -218,6 +225,13 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
         figures.append(writer.figure("Additions", "additions", fig.additions_grid(additions, thumbs),
                                      "Per pair, each variant's image with both classes' ranks in the result "
                                      "(green: the two classes are the top two)."))
+    if scored:
+        step("transfer")
+        from analysis.transfer import transfer_figure
+        files = writer.figure_files("transfer", transfer_figure(transfer), svg=True)
+        figures.append(ReportFigure("Transfer to other models", files, "Share of each job's images whose top-1 "
+                                    "class is the target, per scoring model (the generating model first; "
+                                    "`sweep score` adds scorers)."))
     notes = []
     if "features" in tables:
         step("features")
@@ -229,6 +243,7 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
         step("image jobs")
         figures.extend(_image_job_figures(st, writer))
 
+    figures.extend(_directions_figures(writer))
     if "stability_summary" in tables:
         files = writer.figure_files("stability", fig.stability_figure(tables["stability_summary"]))
         figures.append(ReportFigure("Stability during generation", files, "How often the argmax changed between "
@@ -253,11 +268,12 @@ def safe_name(text: str) -> str:
 
 
 class _Writer:
-    """Writes files under the output folder (atomically, through the store's filesystem layer). Every name is
+    """Writes files under the output folder (atomically, through `sweep.store.Store.write_bytes`). Every name is
     checked to lie inside the folder; names built from store keys are made safe and unique."""
 
-    def __init__(self, fs, root: str) -> None:
-        self.fs, self.root = fs, root.rstrip("/") or "/"
+    def __init__(self, folder: Store) -> None:
+        self.folder = folder
+        self.fs, self.root = folder.fs, folder.root.rstrip("/") or "/"
         self.written: set[str] = set()
         self.images: dict[str, str] = {}      # store key -> its page image's file name
         self.taken: set[str] = set()
@@ -276,12 +292,15 @@ class _Writer:
 
     def __exit__(self, *exc) -> None:
         self.io.shutdown(wait=True, cancel_futures=True)
+        if isinstance(self.fs, pafs.LocalFileSystem):   # the writes' temporary folder: a figures folder is no store
+            with contextlib.suppress(OSError):          # (refused while it still holds something)
+                os.rmdir(self.folder.path(TEMP_DIR))
 
     def later(self, name: str, make: Callable[[], bytes]) -> str:
         """Write `make()` under `name` on the writing thread (PNG encoding and file writes release the GIL, so they
         overlap with drawing the next figure); errors come out of `finish`."""
-        path = self.path(name)   # refused now
-        self.pending.append(self.io.submit(lambda: write_bytes(self.fs, path, make())))
+        relative = posixpath.relpath(self.path(name), self.root)   # refused now when it would leave the folder
+        self.pending.append(self.io.submit(lambda: self.folder.write_bytes(relative, make())))
         self.written.add(name)
         while len(self.pending) > WRITE_QUEUE:
             self.pending.popleft().result()
@@ -389,6 +408,20 @@ def _feature_figures(features: pd.DataFrame, writer: _Writer) -> list[ReportFigu
     return out
 
 
+DIRECTIONS_FILES = ("directions-distribution.png", "directions-distribution.svg", "directions-strip.png")
+
+
+def _directions_figures(writer: _Writer) -> list[ReportFigure]:
+    """The figures `sweep directions` wrote into this folder, when it did (they are its, not this report's: linked
+    here, never deleted or redrawn)."""
+    files = tuple(name for name in DIRECTIONS_FILES if writer.folder.exists(name))
+    if not files:
+        return []
+    return [ReportFigure("Latent direction", files, "From `sweep directions`: where each group's images lie along "
+                         "the fitted direction, and the distinct stored images nearest to the line through the "
+                         "start image, from one end of the direction to the other (latent directions article).")]
+
+
 # --- jobs from real images -------------------------------------------------------------------------------------------
 
 def _image_job_figures(st: Store, writer: _Writer) -> list[ReportFigure]:
@@ -428,14 +461,13 @@ def _image_job_figures(st: Store, writer: _Writer) -> list[ReportFigure]:
 
 def _source_thumbnail(st: Store, name: str):
     """The source photograph the sweep stored, as a grid thumbnail (None when the store does not have it)."""
-    path = st.path(source_file(name))   # the real image, as the sweep stored it
-    if st.fs.get_file_info(path).type != pafs.FileType.File:
+    data = st.read_bytes(source_file(name))   # the real image, as the sweep stored it
+    if data is None:
         return None
-    with st.fs.open_input_stream(path) as f:
-        try:
-            return drawing.thumbnail(f.read(), GRID_THUMB)
-        except (OSError, ValueError, SyntaxError):
-            return None
+    try:
+        return drawing.thumbnail(data, GRID_THUMB)
+    except (OSError, ValueError, SyntaxError):
+        return None
 
 
 def _interpolations(part: pd.DataFrame, logits: np.ndarray, sources, thumbs, full, names,
@@ -503,6 +535,9 @@ def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, i
     pointing = nodes[nodes["has_image"]].groupby("neighbour")["node"].apply(list).to_dict()
     component = dict(zip(nodes["node"], zip(nodes["component"], nodes["component_size"])))
     adds = tables.get("additions")
+    top3 = tables.get("transfer_top3")
+    if top3 is not None and top3["scorer"].nunique() < 2:
+        top3 = None   # only the generating model: its top 5 is on the page already
     targets = list(classes["target"])
     template = templates().get_template("class.html")
     for i, r in enumerate(classes.itertuples()):
@@ -516,5 +551,8 @@ def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, i
             mutual={True: "mutual", False: "not mutual", None: "unknown"}[fig._flag(o.mutual)] if o is not None
             else "", metric=summary.metric, pointing=pointing.get(r.target, []), component=comp,
             component_size=size, top5=[(int(c), lv, pv) for c, lv, pv in zip(r.top5, r.top5_logits, r.top5_probs)],
-            additions=mine, videos=(videos or {}).get(r.target, []))
+            additions=mine, videos=(videos or {}).get(r.target, []),
+            scorer_top3=[] if top3 is None else [(scorer, list(part.sort_values("rank").itertuples()))
+                                                 for scorer, part in top3[top3["key"] == r.key].groupby(
+                                                     "scorer", sort=False)])
         writer.text(class_page(r.target), html)

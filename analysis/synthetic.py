@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image as PILImage
 
-from sweep.store import (FRAME_SUFFIX, IMAGES, Store, decode_png, encode_png as png_bytes, images_schema, key_of,
+from sweep.store import (FRAME_SUFFIX, FRAMES, IMAGES, Store, decode_png, encode_png as png_bytes, images_schema, key_of,
                          new_manifest)
 
 
@@ -82,14 +82,19 @@ def image_table(images: Sequence[Image], class_names: Sequence[str], model: str 
 
 def write_store(path: str, class_names: Sequence[str], images: Sequence[Image], *, options: dict | None = None,
                 rows_per_file: int = 8, model: str = "synthetic") -> str:
-    """Write a local store through `sweep.store` (its manifest and images/ part files, as a sweep writes them)."""
+    """Write a local store through `sweep.store` (its manifest and images/ part files, as a sweep writes them; the
+    interpolation frames, `frame >= 0`, go to frames/ part files of the same names)."""
     store = Store.open(path)
     store.write_manifest(new_manifest(model=model, weights="random-synthetic", weights_source="random",
                                       schedule="synthetic", schedule_id="synthetic0", class_names=class_names,
                                       options=options or {}))
     for i in range(0, len(images), rows_per_file):
-        store.write_table(f"{IMAGES}/part-{i // rows_per_file:06d}.parquet",
-                          image_table(images[i:i + rows_per_file], class_names, model=model))
+        chunk = images[i:i + rows_per_file]
+        for directory, rows in ((FRAMES, [im for im in chunk if im.frame >= 0]),
+                                (IMAGES, [im for im in chunk if im.frame < 0])):   # frames first, as a worker does
+            if rows:
+                store.write_table(f"{directory}/part-{i // rows_per_file:06d}.parquet",
+                                  image_table(rows, class_names, model=model))
     return path
 
 

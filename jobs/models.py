@@ -226,12 +226,32 @@ def _file_id(path: Path) -> str:
     return f"file:{path.name}:{digest}"
 
 
+SHOWN_KEYS = 3   # state-dict keys named per kind (missing, unexpected, wrong shape) when a file does not fit
+
+
+def state_dict_mismatch(net: nn.Module, state: dict[str, torch.Tensor]) -> str:
+    """What keeps `state` from loading into `net`, in one line: the first few missing and unexpected keys and
+    parameters of another shape ("" when it fits)."""
+    own = net.state_dict()
+    def few(keys: list[str]) -> str:
+        more = f" and {len(keys) - SHOWN_KEYS} more" if len(keys) > SHOWN_KEYS else ""
+        return ", ".join(keys[:SHOWN_KEYS]) + more
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} for {tuple(own[k].shape)}" for k in own
+              if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)]
+    parts = [f"{len(missing)} missing keys ({few(missing)})" if missing else "",
+             f"{len(unexpected)} unexpected keys ({few(unexpected)})" if unexpected else "",
+             f"{len(shapes)} of another shape ({few(shapes)})" if shapes else ""]
+    return "; ".join(p for p in parts if p)
+
+
 def _load_state_dict(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise InvalidWeightsFile(f"{source} does not match this model's parameters: {first}") from None
+        detail = state_dict_mismatch(net, state) or str(error).splitlines()[0]
+        raise InvalidWeightsFile(f"{source} does not match this model's parameters: {detail}") from None
 
 
 def _fetch_torchvision_state(name: str, weights: str) -> tuple[dict[str, torch.Tensor], str]:

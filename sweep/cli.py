@@ -14,11 +14,13 @@ import click
 from sweep.driver import DEVICES, SweepConfig, SweepError, run_sweep
 from sweep.fleet import ClusterConfig
 from sweep.plan import PlanError
-from sweep.store import StoreError, open_store
+from sweep.score import SCORE_BATCH, ScoreConfig, run_score
+from sweep.store import StoreError, object_store_problem, open_store
 
 DEMO_STORE = "./demo-store"
 DEMO_BATCH = 16   # the digits preset renders fastest per image around 16 per batch on a CPU
 DEMO_INTERPOLATIONS = "0+1,3+8,7+2,4+9,5+6"   # a few pairs: each interpolation keeps a strip of frames
+DEMO_SCORER = "digits-resnet"   # the second demo model, independently trained: does a digits image transfer?
 
 
 class UserError(click.ClickException):
@@ -32,10 +34,15 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 
 @contextlib.contextmanager
-def reported() -> Iterator[None]:
-    """Turn the library's user errors into one-line CLI errors (no traceback)."""
+def reported(store: str | None = None) -> Iterator[None]:
+    """Turn the library's user errors into one-line CLI errors (no traceback); with the `store` URI, also the
+    failures of an object store met outside the store layer (reading or writing through its file system)."""
     try:
         yield
+    except OSError as error:
+        if store is None or not store.lower().startswith(("s3://", "gs://", "gcs://")):
+            raise
+        raise UserError(object_store_problem(store, error)) from None
     except user_errors() as error:
         raise UserError(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
     except SweepError as error:
@@ -100,7 +107,14 @@ class TrajectoryOption(click.ParamType):
 
 class OneLineErrors(click.Group):
     """A group whose usage errors (a bad option value, a missing option) print one `Error: ...` line, like every
-    other user error of the command, instead of click's usage block."""
+    other user error of the command, followed by click's hint (`Try 'sweep run -h' for help.`) instead of its usage
+    block. Bare `sweep` shows the help and exits 0."""
+
+    def parse_args(self, ctx, args):
+        if not args:
+            click.echo(ctx.get_help())
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
 
     def main(self, *args, **kwargs):
         try:
@@ -108,12 +122,19 @@ class OneLineErrors(click.Group):
         except click.exceptions.Abort:
             click.echo("Aborted.", err=True)
             sys.exit(130)
+        except click.exceptions.Exit as done:   # --help, --version, bare `sweep`
+            sys.exit(done.exit_code)
         except click.ClickException as error:
             click.echo(f"Error: {error.format_message()}", err=True)
+            ctx = getattr(error, "ctx", None)
+            if isinstance(error, click.UsageError) and ctx is not None:
+                click.echo(f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help.", err=True)
             sys.exit(error.exit_code)
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(None, "--version", package_name="classweep", prog_name="sweep",
+                      message="%(prog)s %(version)s")
 def main() -> None:
     """Class-image sweeps over image classifiers on Ray, stored as Parquet, and their analysis."""
 
@@ -187,16 +208,16 @@ def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants
     if dry_run or calibrate:
         from sweep.driver import prepare
         from sweep.preview import calibrate as time_steps, preview
-        with reported():
+        with reported(store):
             prepared = prepare(config)
             view = preview(prepared)
-        for line in view.lines():
+        for line in [*prepared.plan.notes(), *view.lines()]:
             click.echo(line)
         if calibrate and view.work_left:
             for line in time_steps(prepared).lines(view, workers or 1):
                 click.echo(line)
         return
-    with reported():
+    with reported(store):
         summary = run_sweep(config)
     for line in summary.lines():
         click.echo(line)
@@ -208,7 +229,7 @@ def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants
 def status(store) -> None:
     """Done / total per job and the failures of a store (exit status 1 while items are missing or failing)."""
     from sweep.status import store_status
-    with reported():
+    with reported(store):
         report = store_status(open_store(store))
     for line in report.lines():
         click.echo(line)
@@ -221,7 +242,7 @@ def status(store) -> None:
 def export(store, out) -> None:
     """Write the stored images as PNG files named like octave/0042_goldfish_s0.png."""
     from sweep.export import export_pngs
-    with reported():
+    with reported(store):
         count = export_pngs(open_store(store), out)
     click.echo(f"wrote {count} PNG files under {out}")
 
@@ -243,7 +264,7 @@ def analysis_functions():
 def analyze(store, metric, features, weights, address, workers, device, cpus_per_worker, gpu_wait) -> None:
     """Tables under {store}/analysis/: classes, opposites, additions, PCA, nearest-neighbour graph."""
     functions = analysis_functions()
-    with reported():
+    with reported(store):
         if features:
             from sweep.features import FeatureConfig, run_features
             from sweep.plan import parse_features
@@ -266,7 +287,7 @@ def analyze(store, metric, features, weights, address, workers, device, cpus_per
 def figures(store, out, trajectories) -> None:
     """Figures and a static HTML report from the analysis tables."""
     functions = analysis_functions()
-    with reported():
+    with reported(store):
         index = functions[1](store, out, trajectories=trajectories)
     click.echo(f"report: {index}")
 
@@ -274,7 +295,7 @@ def figures(store, out, trajectories) -> None:
 @main.command()
 @click.option("--store", required=True, help="The store whose output vectors to use.")
 @click.option("--groups", required=True, help="CSV file: a group column and a key (one image) or class "
-              "(index or name: its images) column; two groups.")
+              "(index or name: its class images) column, and optionally a job column; two groups.")
 @click.option("--start", default=None, help="Key of the image the strip's line goes through "
               "(default: the first image of the first group).")
 @click.option("--components", type=click.IntRange(min=1), default=50, show_default=True,
@@ -283,12 +304,48 @@ def figures(store, out, trajectories) -> None:
 @click.option("--method", type=click.Choice(["logistic", "bottleneck"]), default="logistic", show_default=True,
               help="logistic: logistic regression, two groups; bottleneck: the article's network with a one-unit "
               "bottleneck, two or more groups.")
-def directions(store, groups, start, components, out, method) -> None:
+@click.option("--jobs", default=None, help="Comma list of the jobs whose images a class of the groups file "
+              "stands for (default: octave,transfigure, its class images; a job column in the file overrides).")
+def directions(store, groups, start, components, out, method, jobs) -> None:
     """A direction in the output space separating groups of images: positions table and figures."""
     from analysis.directions import run_directions
-    with reported():
-        summary = run_directions(open_store(store), groups, start=start, n_components=components, out=out, method=method)
+    chosen = tuple(j.strip() for j in jobs.split(",") if j.strip()) if jobs else None
+    with reported(store):
+        summary = run_directions(open_store(store), groups, start=start, n_components=components, out=out,
+                                 method=method, jobs=chosen)
     for line in summary.lines():
+        click.echo(line)
+
+
+@main.command()
+@click.option("--store", required=True, help="The store whose images to score.")
+@click.option("--model", required=True, help="The scoring model (`sweep models`); it must have the store's classes.")
+@click.option("--weights", default="DEFAULT", show_default=True, help="Weights name, random, or a .pth file.")
+@click.option("--jobs", default=None, help="Comma list of jobs whose images to score (default: every job; "
+              "interpolation frames are never scored).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=SCORE_BATCH, show_default=True,
+              help="Images per forward pass on a worker.")
+@cluster_options
+def score(store, model, weights, jobs, batch_size, address, workers, device, cpus_per_worker, gpu_wait) -> None:
+    """Score every stored image with another model, on the workers; written under {store}/scores/{scorer}/
+    (resumes: only images no part file holds yet are scored)."""
+    with reported():
+        summary = run_score(ScoreConfig(store=store, model=model, weights=weights, jobs=jobs, batch_size=batch_size,
+                                        cluster=cluster_config(address, workers, device, cpus_per_worker, gpu_wait)))
+    for line in summary.lines():
+        click.echo(line)
+
+
+@main.command()
+@click.argument("stores", nargs=-1, required=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for compare.parquet and "
+              "compare.png.")
+def compare(stores, out) -> None:
+    """The generating model x scoring model matrix, per job, of STORES scored by each other's models."""
+    from analysis.transfer import run_compare
+    with reported():
+        lines = run_compare(stores, out)
+    for line in lines:
         click.echo(line)
 
 
@@ -312,16 +369,21 @@ def stability(stores, out) -> None:
 @cluster_options
 def demo(store, address, workers, device, cpus_per_worker, gpu_wait) -> None:
     """The built-in example: the digits model, all jobs, all classes and pairs, and the image jobs on
-    scikit-learn's two sample photographs; then analysis and figures."""
+    scikit-learn's two sample photographs; its images scored by the second demo model (digits-resnet); then
+    analysis (with the transfer table) and figures."""
+    cluster = cluster_config(address, workers, device, cpus_per_worker, gpu_wait)
     config = SweepConfig(store=store, model="digits", schedule="digits", pairs="all", seeds=1, batch_size=DEMO_BATCH,
-                         sample_images=True, interpolate_pairs=DEMO_INTERPOLATIONS,
-                         cluster=cluster_config(address, workers, device, cpus_per_worker, gpu_wait))
+                         sample_images=True, interpolate_pairs=DEMO_INTERPOLATIONS, cluster=cluster)
     with reported():
         summary = run_sweep(config)
+        scoring = run_score(ScoreConfig(store=store, model=DEMO_SCORER, cluster=cluster)) \
+            if not summary.exit_status else None
     for line in summary.lines():
         click.echo(line)
     if summary.exit_status:
         sys.exit(summary.exit_status)
+    for line in scoring.lines():
+        click.echo(line)
     functions = analysis_functions()
     with reported():
         for line in functions[0](store).lines():

@@ -219,6 +219,8 @@ def prepare(config: SweepConfig) -> Prepared:
                             job_schedules=schedule.job_ids(plan.jobs))
     store = Store.open(config.store)
     stored = store.read_manifest()
+    if stored is not None and not store.files(IMAGES) and manifest_differences(identity(stored), manifest):
+        stored = None   # a store whose runs wrote no image yet takes the corrected command (`execute` rewrites it)
     if stored is not None:
         differences = manifest_differences(identity(stored), manifest)
         if differences:
@@ -370,8 +372,15 @@ def execute(prepared: Prepared, *, stream: TextIO | None = None) -> SweepSummary
     out = stream if stream is not None else sys.stdout
     started = time.monotonic()
     removed = store.cleanup_temp()
-    if store.read_manifest() is None:
+    stored = store.read_manifest()
+    if stored is not None and manifest_differences(identity(stored), identity(prepared.manifest)):
+        for path in store.files(FAILURES):   # a corrected command into a store with no image: the old attempts go
+            store.fs.delete_file(path)
+        stored = None
+    if stored is None:
         store.write_manifest(prepared.manifest)
+    for line in plan.notes():
+        print(line, file=out)
     for name, pixels in prepared.sources.items():   # once: workers on any node read them from the store
         if not store.exists(source_file(name)):
             store.write_source(name, pixels)

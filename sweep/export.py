@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from sweep.store import IMAGES, Store, open_store
+from sweep.store import FRAMES, IMAGES, Store, open_store
 
 COLUMNS = ["job", "variant", "target", "partner", "seed", "target_name", "partner_name", "png"]
 # Columns older stores lack, and the values of missing data (stored as nulls).
@@ -38,11 +38,12 @@ def png_name(row: dict) -> str:
 
 
 def export_pngs(store: Store | str, out: str | Path) -> int:
-    """Write every stored image under `out`; returns how many. Reads one file and row group at a time."""
+    """Write every stored image (and interpolation frame) under `out`; returns how many. Reads one file and row
+    group at a time."""
     store = open_store(store)
     out = Path(out)
     count = 0
-    for path in store.files(IMAGES):
+    for path in store.files(IMAGES) + store.files(FRAMES):
         with store.fs.open_input_file(path) as handle:
             parquet = pq.ParquetFile(handle)
             present = [c for c in ("source", "frame") if c in parquet.schema_arrow.names]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -72,6 +73,15 @@ def first_line(error: BaseException) -> str:
     return tail[:500]
 
 
+RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def quiet_local_token_notice(record: logging.LogRecord) -> bool:
+    """Logging filter: drop Ray's "Token authentication is enabled for this Ray cluster" notice (a local instance
+    this process starts and owns; every other message of that logger passes)."""
+    return not record.getMessage().startswith("Token authentication is enabled")
+
+
 @contextlib.contextmanager
 def ray_session(cluster: ClusterConfig) -> Iterator[bool]:
     """Use the Ray this process is already connected to, or join `cluster.address`, or start a local instance.
@@ -90,6 +100,8 @@ def ray_session(cluster: ClusterConfig) -> Iterator[bool]:
             raise SweepError(f"cannot join the Ray cluster at {cluster.address}: {first_line(error)}") from None
     else:
         # "local" always starts a fresh instance (never attaches to another process's cluster on this machine).
+        # Ray turns token authentication on for a local start itself (good) and warns about it on every run.
+        logging.getLogger(RAY_AUTH_LOGGER).addFilter(quiet_local_token_notice)
         ray.init(address="local", num_cpus=cluster.num_cpus, num_gpus=cluster.num_gpus, include_dashboard=False,
                  **kwargs)
     try:
@@ -170,11 +182,23 @@ class Fleet:
         slot.actor = self._start(slot.number, slot.generation)
         self.replaced += 1
 
-    def stop(self) -> None:
+    def stop(self, settle: float = 10.0) -> None:
+        """Kill every actor, then wait (at most `settle` seconds) until the processes of those on this node have
+        exited: a killed actor's writer thread may still be finishing a batch file, and the summary read from the
+        store right after must count it."""
         import ray
+        pids = []
         for slot in self.slots:
             with contextlib.suppress(Exception):
+                info = ray._private.state.actors(actor_id=slot.actor._actor_id.hex())
+                if info.get("Address", {}).get("NodeID") == ray.get_runtime_context().get_node_id():
+                    pids.append(int(info["Pid"]))
+            with contextlib.suppress(Exception):
                 ray.kill(slot.actor, no_restart=True)
+        deadline = time.monotonic() + settle
+        while pids and time.monotonic() < deadline:
+            pids = [pid for pid in pids if _alive(pid)]
+            time.sleep(0.05)
 
     def first_ready(self, call: Callable, *, wait_for_gpus: float | None, stream: TextIO, interval: float):
         """`call(actor)` on the first slot's actor, waited for: the first actor starting (model loaded) is where a
@@ -266,3 +290,18 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
             queue.extend(on_done(task, value))
         if tick is not None:
             tick()
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of this machine still runs (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True

@@ -24,7 +24,11 @@ from typing import Iterable, Sequence
 
 from jobs.catalog import ALL_JOBS, ALL_VARIANTS, BY_NAME, IMAGE_JOBS, JOBS, LAYER_JOBS
 
-# The pair list `--pairs all` may expand to before we ask the user to choose (45 for the digits, 499500 for 1000).
+# Without --pairs, all pairs of the classes when there are at most this many (45 for the digits); above it (499500
+# for 1000 classes) a seeded random sample of this many, as `--pairs random:1000` would draw. The latent-space
+# article adds a few hand-picked pairs ("Vector Addition and Subtraction": turtle + snowbird, snowbird + tarantula);
+# a sample as large as the class jobs themselves keeps a full-class sweep's additions statistical without letting
+# them outnumber the rest of the sweep 250 to 1.
 MAX_DEFAULT_PAIRS = 1000
 PAIRS_RANDOM_SEED = 0   # `random:N` draws the same N pairs for the same class selection, on every machine
 
@@ -82,6 +86,7 @@ class Plan:
     sources: tuple[str, ...] = ()  # names of the real images the image jobs start from
     layers: tuple[str, ...] = ()   # layer specs of the dreams (`block2`, `a+b:0,4`), one variant each
     interpolate_pairs: tuple[tuple[int, int], ...] = ()   # interpolation's own pairs; empty: `pairs`
+    pairs_drawn: str = ""          # how the default pairs were drawn when all pairs were too many (`random:N of M`)
 
     def items(self) -> list[WorkItem]:
         """Every work item, job by job, in a fixed order."""
@@ -123,7 +128,16 @@ class Plan:
             options["layers"] = list(self.layers)
         if self.interpolate_pairs:
             options["interpolate_pairs"] = [list(p) for p in self.interpolate_pairs]
+        if self.pairs_drawn:
+            options["pairs_drawn"] = self.pairs_drawn
         return options
+
+    def notes(self) -> list[str]:
+        """What the user should know about choices made for them (printed before a run and by the dry run)."""
+        if not self.pairs_drawn:
+            return []
+        return [f"pairs: {self.pairs_drawn} pairs of the {len(self.classes)} classes, drawn with seed "
+                f"{PAIRS_RANDOM_SEED} (all pairs would be too many; choose others with --pairs)"]
 
     @classmethod
     def from_options(cls, options: dict) -> "Plan":
@@ -131,7 +145,7 @@ class Plan:
                    tuple(options["variants"]), int(options["seeds"]),
                    int(options.get("batch_size", 8)),   # a run's setting, kept in options by older stores only
                    tuple(options.get("sources", ())), tuple(options.get("layers", ())),
-                   tuple(tuple(p) for p in options.get("interpolate_pairs", ())))
+                   tuple(tuple(p) for p in options.get("interpolate_pairs", ())), options.get("pairs_drawn", ""))
 
 
 def _index(text: str, n_classes: int, what: str = "class") -> int:
@@ -183,17 +197,22 @@ def all_pairs(classes: Sequence[int]) -> tuple[tuple[int, int], ...]:
     return tuple(itertools.combinations(sorted(classes), 2))
 
 
+def default_pairs_drawn(classes: Sequence[int]) -> str:
+    """How the default pairs of `classes` are drawn: "" (all of them) or `random:N of M` above MAX_DEFAULT_PAIRS."""
+    count = len(classes) * (len(classes) - 1) // 2
+    return f"random:{MAX_DEFAULT_PAIRS} of {count}" if count > MAX_DEFAULT_PAIRS else ""
+
+
 def parse_pairs(text: str | None, n_classes: int, classes: Sequence[int]) -> tuple[tuple[int, int], ...]:
-    """`1+2,3+4`, a FILE with one pair per line (`#` comments), `random:N`, or `all` (None: all, if few enough).
+    """`1+2,3+4`, a FILE with one pair per line (`#` comments), `random:N`, or `all`. None (no --pairs): all pairs,
+    or above MAX_DEFAULT_PAIRS of them the seeded sample `random:MAX_DEFAULT_PAIRS` (`default_pairs_drawn`).
 
     `random:N` and `all` draw from the selected `classes`; explicit pairs may name any class of the model.
     """
+    if text is None and default_pairs_drawn(classes):
+        text = f"random:{MAX_DEFAULT_PAIRS}"
     if text is None or text.strip() == "all":
-        pairs = all_pairs(classes)
-        if text is None and len(pairs) > MAX_DEFAULT_PAIRS:
-            raise PlanError(f"addition over all pairs of {len(classes)} classes would be {len(pairs)} pairs: "
-                            f"choose them with --pairs (e.g. --pairs random:100)")
-        return pairs
+        return all_pairs(classes)
     text = text.strip()
     if text.startswith("random:"):
         count = text[len("random:"):]
@@ -257,6 +276,7 @@ def make_plan(*, n_classes: int, jobs: str | None = None, classes: str = "all", 
         raise PlanError(f"{paired} needs at least two classes or explicit --pairs")
     if not needs_pairs:
         chosen_pairs = ()   # checked above, but unused without a paired job
+    drawn = default_pairs_drawn(chosen_classes) if needs_pairs and pairs is None else ""
     chosen_interpolate = parse_pairs(interpolate_pairs, n_classes, chosen_classes) if own_pairs else ()
     if own_pairs and not chosen_interpolate:
         raise PlanError("interpolation needs at least two classes or explicit --interpolate-pairs")
@@ -265,7 +285,7 @@ def make_plan(*, n_classes: int, jobs: str | None = None, classes: str = "all", 
         raise PlanError("dream and directed-dream need a layer: give one with --layers NAME[:maps]")
     return Plan(chosen_jobs, chosen_classes, chosen_pairs, chosen_variants, seeds, batch_size,
                 tuple(sources) if image_jobs else (), tuple(dict.fromkeys(layers)) if uses_layers else (),
-                chosen_interpolate)
+                chosen_interpolate, drawn)
 
 
 def parse_features(text: str) -> tuple[str, tuple[int, ...]]:

@@ -61,7 +61,7 @@ def store_status(store: Store | str) -> StoreStatus:
     store = open_store(store)
     manifest = store.manifest
     keys = [k for k in store.read(IMAGES, ["key"]).column("key").to_pylist()
-            if not is_frame_key(k)]   # an interpolation's frames are extra rows, not items
+            if not is_frame_key(k)]   # stores written before frames/ kept frames as extra rows
     stored = set(keys)
     planned = collections.Counter()
     done = collections.Counter()

@@ -2,10 +2,12 @@
 
 ```
 {store}/manifest.json          what the store holds (model, weights, schedule, options, package version)
-{store}/images/part-*.parquet  one file per engine batch: one row per generated image (`images_schema`), and
-                               for an interpolation one more row per kept frame (key `{item key}#frame{k}`)
+{store}/images/part-*.parquet  one file per engine batch: one row per work item, its final image (`images_schema`)
+{store}/frames/part-*.parquet  an interpolation's kept frames, one row each (same schema, key `{item key}#frame{k}`),
+                               in a file named like its batch's images file and written before it: an item's row in
+                               images/ implies its frames are stored
 {store}/trajectories/part-*.parquet  with `sweep run --trajectory`: one row per image and recorded step
-                               (`trajectories_schema`), named like the batch's images file, written just before it
+                               (`trajectories_schema`), named like the batch's images file, written before it
 {store}/sources/NAME.png       the real images the image jobs start from, written once by the driver (workers on
                                any node read them from here; the manifest keeps a hash of each)
 {store}/failures/*.parquet     one row per failed attempt (FAILURE_SCHEMA)
@@ -19,15 +21,24 @@ leaves no half file where any reader looks, `cleanup_temp` removes it), on an ob
 complete bytes (the object appears only when the upload completes). A batch's file name is derived from the set of
 keys it ran (`Batch.name`), so running the same batch again overwrites the same file: an actor that dies after
 writing but before reporting cannot make an item appear twice.
+
+Object stores (`s3://BUCKET/PATH`, `gs://BUCKET/PATH`) take their settings from the standard places, never from
+the URI: credentials from the SDKs' own chains (environment, config files, instance metadata), an S3-compatible
+endpoint from `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`, the region from `AWS_REGION` / `AWS_DEFAULT_REGION` (else
+the bucket's own, asked once), a GCS emulator from `CLOUD_STORAGE_EMULATOR_ENDPOINT` / `STORAGE_EMULATOR_HOST`.
+Every call is bounded (`ObjectStoreLimits`), and a failure becomes one `StoreError` line naming the store and what
+is wrong (unreachable endpoint, missing bucket, missing or refused credentials), with no secret in it.
 """
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import io
 import json
 import os
 import re
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -40,7 +51,8 @@ import pyarrow.parquet as pq
 
 FORMAT = 1
 IMAGES, FAILURES, ANALYSIS, SOURCES = "images", "failures", "analysis", "sources"
-TRAJECTORIES = "trajectories"
+FRAMES = "frames"                     # interpolation frames: their own table, so that images/ is one row per item
+TRAJECTORIES = "trajectories"        # recorded generation steps (`sweep run --trajectory`), their own table
 FRAME_SUFFIX = "#frame"               # an interpolation frame's key: f"{item key}#frame{k}"
 FRAME_KEY = re.compile(re.escape(FRAME_SUFFIX) + r"\d+$")
 MANIFEST = "manifest.json"
@@ -57,6 +69,115 @@ class StoreError(ValueError):
 
 class ManifestMismatch(StoreError):
     """The store was written with a different configuration than this run's."""
+
+
+@dataclass(frozen=True)
+class ObjectStoreLimits:
+    """Bounds on every object-store call: a wrong endpoint, a missing credential or a dead network fails in
+    seconds with one line instead of hanging (google-cloud-cpp alone retries for 15 minutes)."""
+    connect_timeout: float = 5.0    # seconds to open a connection (S3)
+    request_timeout: float = 60.0   # seconds an S3 request may wait for data: a stalled PUT fails, a slow one not
+    retries: int = 3                # attempts of a failed S3 request (the AWS standard strategy's own default)
+    retry_seconds: float = 20.0     # seconds GCS may spend on one call, retries included
+
+
+LIMITS = ObjectStoreLimits()
+S3_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")                  # the AWS SDKs' own names
+GCS_ENDPOINT_VARIABLES = ("CLOUD_STORAGE_EMULATOR_ENDPOINT", "STORAGE_EMULATOR_HOST")   # google-cloud-cpp, Python
+SECRET_VARIABLE = re.compile(r"SECRET|TOKEN|PASSWORD|ACCESS_KEY|CREDENTIAL")          # values never shown
+
+
+def first_variable(names: Sequence[str]) -> str | None:
+    return next((os.environ[name] for name in names if os.environ.get(name)), None)
+
+
+def open_object_store(uri: str, limits: ObjectStoreLimits | None = None) -> tuple[pafs.FileSystem, str]:
+    """(file system, root) of an `s3://` or `gs://` store, its settings from the environment (module docstring)."""
+    limits = limits or LIMITS
+    parts = urllib.parse.urlsplit(uri)
+    if "@" in parts.netloc:
+        raise StoreError(f"{redacted_uri(uri)}: credentials do not belong in the store URI (it is printed and handed "
+                         f"to every worker); use the environment or the SDK's config files")
+    if parts.query or parts.fragment:
+        raise StoreError(f"{uri}: a store URI takes no ?options; set the endpoint in the environment "
+                         f"({' or '.join(S3_ENDPOINT_VARIABLES if parts.scheme == 's3' else GCS_ENDPOINT_VARIABLES)})")
+    bucket = parts.netloc
+    if not bucket:
+        raise StoreError(f"{uri}: no bucket in the store URI ({parts.scheme}://BUCKET/PATH)")
+    root = f"{bucket}{parts.path}".rstrip("/")
+    if parts.scheme == "s3":
+        options = {"connect_timeout": limits.connect_timeout, "request_timeout": limits.request_timeout,
+                   "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=limits.retries)}
+        endpoint = first_variable(S3_ENDPOINT_VARIABLES)
+        region = first_variable(("AWS_REGION", "AWS_DEFAULT_REGION"))
+        if endpoint:
+            options["endpoint_override"] = endpoint   # pyarrow's constructor reads no endpoint variable itself
+        if not region and not endpoint:
+            region = pafs.resolve_s3_region(bucket)   # what pyarrow's from_uri does: AWS knows where a bucket is
+        return pafs.S3FileSystem(region=region, **options), root
+    options = {"retry_time_limit": dt.timedelta(seconds=limits.retry_seconds)}
+    emulator = first_variable(GCS_ENDPOINT_VARIABLES)
+    if emulator:   # an emulator wants no credentials (the Python client's rule for STORAGE_EMULATOR_HOST too)
+        scheme, _, host = emulator.rpartition("://")
+        options.update(endpoint_override=host.rstrip("/"), scheme=scheme or "http", anonymous=True)
+    return pafs.GcsFileSystem(**options), root
+
+
+def redacted(text: str) -> str:
+    """`text` with the value of every secret-looking environment variable replaced by `***`."""
+    for name, value in os.environ.items():
+        if SECRET_VARIABLE.search(name) and len(value) >= 6:
+            text = text.replace(value, "***")
+    return text
+
+
+def redacted_uri(uri: str) -> str:
+    """A URI with any user:password@ part hidden."""
+    parts = urllib.parse.urlsplit(uri)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl() if "@" in parts.netloc else uri
+
+
+def object_store_problem(uri: str, error: BaseException) -> str:
+    """One line: which store, what is wrong (and what to set), from an error of pyarrow's S3 or GCS file system."""
+    text = str(error)
+    scheme, bucket = urllib.parse.urlsplit(uri).scheme, urllib.parse.urlsplit(uri).netloc
+    endpoint = first_variable(S3_ENDPOINT_VARIABLES if scheme == "s3" else GCS_ENDPOINT_VARIABLES)
+    where = endpoint or ("AWS S3" if scheme == "s3" else "Google Cloud Storage")
+    detail = re.search(r"Details: (.*)", text) or re.search(r"CURL error \[\d+\]=([^ {}]*[^{}]*?)( error_info|$)", text)
+    if "OAuth2 access token" in text or "Could not load default credentials" in text:
+        why = ("no Google Cloud credentials: set GOOGLE_APPLICATION_CREDENTIALS to a key file, run `gcloud auth "
+               "application-default login`, or run on GCE/GKE with a service account")
+    elif "NO_SUCH_BUCKET" in text or "bucket does not exist" in text.lower() or "NoSuchBucket" in text:
+        why = f"bucket {bucket} does not exist at {where} (create it first)"
+    elif "NETWORK_CONNECTION" in text or "curlCode" in text or "CURL error" in text or "UNAVAILABLE" in text:
+        why = (f"cannot reach {where}" + (f" ({detail.group(1).strip()})" if detail else "") +
+               (f"; check {' / '.join(S3_ENDPOINT_VARIABLES)} and the network" if scheme == "s3" else
+                f"; check {' / '.join(GCS_ENDPOINT_VARIABLES)}, the credentials and the network"))
+    elif re.search(r"PermanentRedirect|AuthorizationHeaderMalformed|region", text, re.IGNORECASE):
+        why = (f"the request went to the wrong region or endpoint for bucket {bucket}: set AWS_REGION to the "
+               f"bucket's region (or {S3_ENDPOINT_VARIABLES[1]} to the right endpoint)")
+    elif re.search(r"ACCESS_DENIED|AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|Forbidden|"
+                   r"PERMISSION_DENIED|UNAUTHENTICATED|HTTP status code: 40[13]", text):
+        why = (f"access refused at {where}: check the credentials "
+               + ("(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, ~/.aws/credentials, the instance profile)"
+                  if scheme == "s3" else "(GOOGLE_APPLICATION_CREDENTIALS or the service account)")
+               + f" and their rights on {bucket}")
+    else:
+        why = one_line(error).split(" error_info=")[0][:300]
+    return redacted(f"{scheme} store {uri}: {why}")
+
+
+def object_store_errors(method):
+    """A `Store` method whose object-store failures (OSError from pyarrow) become one-line `StoreError`s."""
+    @functools.wraps(method)
+    def wrapper(self: "Store", *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as error:
+            if not self.is_object_store:
+                raise
+            raise StoreError(object_store_problem(self.uri, error)) from None
+    return wrapper
 
 
 def images_schema(n_classes: int) -> pa.Schema:
@@ -144,11 +265,12 @@ def decode_png(data: bytes) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-def images_table(results: Sequence, class_names: Sequence[str], worker: str, total_steps: int = -1) -> pa.Table:
+def images_table(results: Sequence, class_names: Sequence[str], worker: str, total_steps: int = -1,
+                 frames: bool = False) -> pa.Table:
     """Successful `jobs.JobResult`s -> an `images/` table (the PNG is what is stored; logits were taken on it).
 
-    Each result is one row (frame -1, step `total_steps`); an interpolation adds one row per kept frame, keyed
-    `{key}#frame{k}`, with the model's output on that frame.
+    Each result is one row (frame -1, step `total_steps`). With `frames`, the `frames/` table instead: one row per
+    kept frame of each interpolation, keyed `{key}#frame{k}`, with the model's output on that frame (same schema).
     """
     from jobs.kinds import scores
     n_classes = len(class_names)
@@ -184,9 +306,11 @@ def images_table(results: Sequence, class_names: Sequence[str], worker: str, tot
         logits.append(np.asarray(values, dtype=np.float32))
 
     for r in ok:
-        add(r, item_key(r.spec), r.image, r.logits, -1, total_steps,
-            {"label": r.label, "margin_label": r.margin_label, "target_logit": r.target_logit,
-             "target_prob": r.target_prob, "partner_logit": r.partner_logit, "seconds": r.seconds})
+        if not frames:
+            add(r, item_key(r.spec), r.image, r.logits, -1, total_steps,
+                {"label": r.label, "margin_label": r.margin_label, "target_logit": r.target_logit,
+                 "target_prob": r.target_prob, "partner_logit": r.partner_logit, "seconds": r.seconds})
+            continue
         for k, frame in enumerate(getattr(r, "frames", ())):
             v = np.asarray(frame.logits, dtype=np.float32)
             add(r, f"{item_key(r.spec)}{FRAME_SUFFIX}{k}", frame.image, v, k, int(frame.step),
@@ -221,7 +345,8 @@ def item_key(item) -> str:
 
 
 def is_frame_key(key: str) -> bool:
-    """Whether a stored key is an interpolation frame's (an extra row of its item, not an item of the plan)."""
+    """Whether a stored key is an interpolation frame's (a row of `frames/`, or of `images/` in stores written before
+    frames had their own table)."""
     return FRAME_KEY.search(key) is not None
 
 
@@ -258,7 +383,12 @@ def manifest_differences(stored: dict, wanted: dict) -> list[str]:
             return f"{len(value)} entries [{', '.join(map(str, value[:3]))}, ..., {value[-1]}]"
         return json.dumps(value)
 
-    differences = [f"{field} is {show(stored.get(field))} in the store, {show(wanted.get(field))} here"
+    def schedule(manifest: dict) -> str:   # by name, with the id only to tell two contents of one name apart
+        name, ident = manifest.get("schedule"), manifest.get("schedule_id")
+        return json.dumps(name) + (f" (id {ident})" if stored.get("schedule") == wanted.get("schedule") else "")
+
+    differences = [f"schedule is {schedule(stored)} in the store, {schedule(wanted)} here" if field == "schedule_id"
+                   else f"{field} is {show(stored.get(field))} in the store, {show(wanted.get(field))} here"
                    for field in COMPARED_FIELDS if stored.get(field) != wanted.get(field)]
     stored_sources, wanted_sources = stored.get("sources", {}), wanted.get("sources", {})
     changed = [name for name in wanted_sources if name in stored_sources
@@ -314,10 +444,17 @@ class Store:
         if "://" not in uri:
             root = os.path.abspath(os.path.expanduser(uri))
             return cls(root, pafs.LocalFileSystem(), root)
+        scheme = uri.split("://", 1)[0].lower()
         try:
-            fs, root = pafs.FileSystem.from_uri(uri)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as error:
-            raise StoreError(f"cannot open store {uri}: {one_line(error)}") from None
+            if scheme in ("s3", "gs", "gcs"):
+                fs, root = open_object_store(uri)
+            else:
+                fs, root = pafs.FileSystem.from_uri(uri)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+            raise StoreError(redacted(f"cannot open store {redacted_uri(uri)}: {one_line(error)}")) from None
+        except OSError as error:
+            raise StoreError(object_store_problem(uri, error) if scheme in ("s3", "gs", "gcs") else
+                             redacted(f"cannot open store {redacted_uri(uri)}: {one_line(error)}")) from None
         return cls(uri.rstrip("/"), fs, root.rstrip("/"))
 
     @functools.cached_property
@@ -344,6 +481,7 @@ class Store:
             return tuple(str(n) for n in names)
         return tuple(f"class {i}" for i in range(self.n_classes))
 
+    @object_store_errors
     def fingerprint(self) -> str:
         """A short hash of the images/ file names and sizes: changes whenever the sweep adds a file."""
         infos = self.fs.get_file_info(self.files(IMAGES))
@@ -362,10 +500,12 @@ class Store:
         """Where a file of the store is, as the user would write it (`uri` with the parts appended)."""
         return "/".join([self.uri, *parts])
 
+    @object_store_errors
     def exists(self, *parts: str) -> bool:
         return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
 
     # ---- writing --------------------------------------------------------------------------------------------
+    @object_store_errors
     def write_bytes(self, relative: str, data: bytes) -> str:
         """Write a whole file atomically (temp name + rename, or one PUT on object stores); returns its path."""
         final = self.path(relative)
@@ -375,6 +515,10 @@ class Store:
                 with self.fs.open_output_stream(final) as out:   # the object appears when the upload completes
                     out.write(data)
             except FileNotFoundError:                             # stores with real directories want them first
+                bucket = self.root.split("/", 1)[0]
+                if self.fs.type_name in ("s3", "gcs") and \
+                        self.fs.get_file_info(bucket).type == pafs.FileType.NotFound:   # never create a bucket
+                    raise StoreError(object_store_problem(self.uri, OSError("NO_SUCH_BUCKET"))) from None
                 self.fs.create_dir(directory, recursive=True)
                 with self.fs.open_output_stream(final) as out:
                     out.write(data)
@@ -387,6 +531,7 @@ class Store:
         self.fs.move(temp, final)   # rename(2): replaces an older file of the same name in one step
         return final
 
+    @object_store_errors
     def delete(self, relative: str) -> None:
         """Remove a file if it is there."""
         if self.exists(relative):
@@ -402,10 +547,11 @@ class Store:
         """Keep a real image (H x W x 3 uint8) in the store as a lossless PNG, for the workers to read."""
         return self.write_bytes(source_file(name), encode_png(pixels))
 
+    @object_store_errors
     def cleanup_temp(self) -> int:
         """Remove temporary files that an interrupted writer left behind; returns how many."""
         removed = 0
-        for directory in (TEMP_DIR, IMAGES, FAILURES, ANALYSIS, SOURCES, ""):
+        for directory in (TEMP_DIR, IMAGES, FRAMES, TRAJECTORIES, FAILURES, ANALYSIS, SOURCES, ""):
             for info in self._listing(directory):
                 # Besides .tmp/, only the names older versions gave temporaries: a source may start with "_".
                 if info.type == pafs.FileType.File and (directory == TEMP_DIR or info.base_name.startswith(
@@ -423,6 +569,7 @@ class Store:
         except ValueError:
             raise StoreError(f"{self.uri}/{MANIFEST} is not valid JSON") from None
 
+    @object_store_errors
     def read_bytes(self, relative: str) -> bytes | None:
         """A whole file, or None when it is not there."""
         if self.fs.get_file_info(self.path(relative)).type != pafs.FileType.File:
@@ -430,6 +577,7 @@ class Store:
         with self.fs.open_input_stream(self.path(relative)) as stream:
             return stream.read()
 
+    @object_store_errors
     def _listing(self, directory: str) -> list[pafs.FileInfo]:
         selector = pafs.FileSelector(self.path(directory) if directory else self.root, allow_not_found=True)
         return self.fs.get_file_info(selector)
@@ -446,6 +594,8 @@ class Store:
             try:
                 tables.append(pq.read_table(path, columns=columns, filesystem=self.fs))
             except (pa.ArrowInvalid, OSError, KeyError) as error:
+                if self.is_object_store and not isinstance(error, pa.ArrowInvalid):
+                    raise StoreError(object_store_problem(self.uri, error)) from None
                 raise StoreError(f"unreadable file {path}: {str(error).splitlines()[0]}") from None
         if not tables:
             return pa.table({}) if columns is None else pa.table({c: pa.array([], pa.string()) for c in columns})
@@ -469,7 +619,7 @@ def open_store(store: "Store | str") -> Store:
     if isinstance(store, Store):
         return store
     opened = Store.open(store)
-    if opened.fs.get_file_info(opened.root).type == pafs.FileType.NotFound:
+    if not opened.exists():
         raise StoreError(f"no store at {store} (no manifest.json there)")
     opened.manifest   # noqa: B018 (read and checked here, so that a bad store fails before any work)
     return opened

@@ -23,8 +23,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sweep.plan import Batch
-from sweep.store import FAILURES, IMAGES, TRAJECTORIES, Store, decode_png, failures_table, images_table, item_key, \
-    trajectories_table
+from sweep.store import FAILURES, FRAMES, IMAGES, TRAJECTORIES, Store, decode_png, failures_table, images_table, \
+    item_key, trajectories_table
 
 
 CPU_BATCH = 8         # batch on a CPU: beyond a few images per batch a CPU gains nothing, and batches stay short
@@ -254,16 +254,19 @@ class SweepWorker:
 
     def write(self, batch: Batch, attempts: tuple[int, ...], results: list, errors: dict[str, str]
               ) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
-        """On the writer thread: encode and write the batch's trajectories (when recorded), then its images, then its
-        failures; (done keys, failed). Trajectories go first, so that an image row implies its trajectory is
-        there; both files are named by the batch, so a re-run overwrites them (exactly once). A failed write fails
-        the batch's items (recorded like engine failures)."""
+        """On the writer thread: encode and write the batch's trajectories (when recorded) and frames, then its
+        images, then its failures; (done keys, failed). Trajectories and frames first: a row in images/ (what resume
+        counts as done) implies they are stored; all are named by the batch, so a re-run overwrites them (exactly
+        once). A failed write fails the batch's items (recorded like engine failures)."""
         try:
             trajectories = trajectories_table(results, len(self.model.class_names))
             if trajectories.num_rows:
                 self.store.write_table(f"{TRAJECTORIES}/{batch.name}.parquet", trajectories)
             # A batch holds one job, so one step count: that job's own schedule's (not the longest of the set).
             steps = item_steps(self.config.schedule, batch.items[0].job) if self.config.schedule else -1
+            frames = images_table(results, self.model.class_names, self.name, frames=True)
+            if frames.num_rows:   # named like the images file: a re-run of the batch overwrites both
+                self.store.write_table(f"{FRAMES}/{batch.name}.parquet", frames)
             images = images_table(results, self.model.class_names, self.name, total_steps=steps)
             if images.num_rows:
                 self.store.write_table(f"{IMAGES}/{batch.name}.parquet", images)

@@ -59,7 +59,7 @@ def test_exactly_two_groups_are_required():
 
 
 def test_groups_file_by_key_and_by_class(tmp_path):
-    frame = pd.DataFrame({"key": ["k0", "k1", "k2", "k3"], "target": [0, 0, 1, 2],
+    frame = pd.DataFrame({"key": ["k0", "k1", "k2", "k3"], "job": "octave", "target": [0, 0, 1, 2],
                           "target_name": ["zero", "zero", "one", "two"]})
     by_key = tmp_path / "keys.csv"
     by_key.write_text("key,group\nk1,a\nk3,b\n")
@@ -73,8 +73,44 @@ def test_groups_file_by_key_and_by_class(tmp_path):
         read_groups(str(bad), frame)
     unknown = tmp_path / "unknown.csv"
     unknown.write_text("class,group\nseven,a\n")
-    with pytest.raises(GroupsError, match="'seven' is not in the store"):
-        read_groups(str(unknown), frame)
+    with pytest.raises(GroupsError, match="unknown class 'seven'"):
+        read_groups(str(unknown), frame, ("zero", "one", "two"))
+    unknown.write_text("class,group\n0,a\n3,b\n")
+    with pytest.raises(GroupsError, match="class 3 is out of range"):
+        read_groups(str(unknown), frame, ("zero", "one", "two"))
+
+
+def test_a_class_means_its_class_images_unless_jobs_are_named(tmp_path):
+    """Issue 10.6: opposites and additions of a class (target = the class) are not in its group by default."""
+    jobs = ["octave", "opposite", "addition", "transfigure", "octave", "opposite"]
+    frame = pd.DataFrame({"key": [f"k{i}" for i in range(6)], "job": jobs, "target": [0, 0, 0, 0, 1, 1],
+                          "target_name": ["zero"] * 4 + ["one"] * 2})
+    names = ("zero", "one")
+    by_class = tmp_path / "classes.csv"
+    by_class.write_text("class,group\nzero,a\none,b\n")
+    assert read_groups(str(by_class), frame, names).tolist() == ["a", "", "", "a", "b", ""]
+    assert read_groups(str(by_class), frame, names, ("opposite",)).tolist() == ["", "a", "", "", "", "b"]
+    with_jobs = tmp_path / "with_jobs.csv"
+    with_jobs.write_text("class,group,job\nzero,a,addition\none,b,opposite\n")
+    assert read_groups(str(with_jobs), frame, names).tolist() == ["", "", "a", "", "", "b"]
+    with_jobs.write_text("class,group,job\nzero,a,dream\none,b,octave\n")
+    with pytest.raises(GroupsError, match="no dream images in the store"):
+        read_groups(str(with_jobs), frame, names)
+    only_opposites = frame[frame.job == "opposite"].reset_index(drop=True)
+    with pytest.raises(GroupsError, match="none of its rows.*--jobs"):
+        read_groups(str(by_class), only_opposites, names)
+
+
+def test_the_strip_never_shows_an_image_twice_and_keeps_to_the_candidates():
+    vectors, groups = _two_groups()
+    vectors[60:] += 40.0                         # a wide gap: without care, points in it all pick the same image
+    fit = fit_direction(vectors, groups, n_components=10)
+    picks = line_neighbours(fit, start=0, n_points=12)
+    assert len(picks) == len(set(picks)) == 12
+    allowed = np.arange(120) % 2 == 0
+    picks = line_neighbours(fit, start=0, n_points=12, candidates=allowed)
+    assert len(set(picks)) == 12 and allowed[picks].all()
+    assert len(line_neighbours(fit, start=0, n_points=12, candidates=np.arange(120) < 5)) == 5
 
 
 def test_directions_stage_on_a_store_with_two_separable_groups(tmp_path):
@@ -95,13 +131,19 @@ def test_directions_stage_on_a_store_with_two_separable_groups(tmp_path):
             logits[target] += 6
             logits[:3] += 4.0 if target < 10 else -4.0   # classes 0-9 and 10-19 differ along a few outputs
             images.append(Image("octave", target, logits, seed=seed, png=noise_png(rng, 16)))
+    for target in range(n_classes):   # opposites look like the other half: in a class's group they would skew it
+        logits = rng.normal(size=n_classes)
+        logits[:3] += -4.0 if target < 10 else 4.0
+        images.append(Image("opposite", target, logits, png=noise_png(rng, 16)))
     store = write_store(str(tmp_path / "store"), names, images)
     groups = tmp_path / "groups.csv"
     groups.write_text("class,group\n" + "".join(f"{c},{'low' if c < 10 else 'high'}\n" for c in range(n_classes)))
 
     summary = run_directions(store, str(groups), n_components=10, n_points=6)
-    assert summary.auc >= 0.95 and summary.counts == {"high": 60, "low": 60, "(no group)": 0}
+    assert summary.auc >= 0.95 and summary.counts == {"high": 60, "low": 60, "(no group)": 20}
     table = pq.read_table(f"{store}/analysis/directions.parquet").to_pandas()
+    assert (table.group[table.job == "opposite"] == "").all()
+    table = table[table.job == "octave"]
     assert len(table) == 120 and set(table.columns) >= {"key", "target", "group", "position"}
     assert roc_auc_score(table["group"] == summary.fit.positive, table["position"]) >= 0.95
     for name in ("directions-distribution.png", "directions-distribution.svg", "directions-strip.png"):

@@ -48,3 +48,25 @@ def test_graphml_and_tables_round_trip(small_store):
     again = graph_from_tables(nodes_table(g, components(g)))
     assert sorted(again.edges) == sorted(g.edges)
     assert np.isclose(again.edges[2, 3]["logit"], 6)
+
+
+def test_the_metric_is_in_the_graphml(small_store, tmp_path):
+    """Issue 10 ("Smaller"): `--metric euclidean` wrote a graph.graphml identical to cosine's. The edges are the
+    article's (no metric), the nodes carry each metric's closest output and the graph names its metric."""
+    import os
+    import shutil
+
+    from analysis import analyze_store
+    texts = {}
+    for metric in ("cosine", "euclidean"):
+        copy = shutil.copytree(small_store, tmp_path / metric)
+        analyze_store(str(copy), metric=metric)
+        texts[metric] = open(os.path.join(copy, "analysis", "graph.graphml")).read()
+        g = nx.parse_graphml(texts[metric], node_type=int)
+        classes = classes_table(representatives(read_rows(open_store(str(copy))).job("octave")), NAMES, metric)
+        assert g.graph["metric"] == metric
+        assert {n: g.nodes[n]["output_neighbour"] for n in classes["target"]} == dict(
+            zip(classes["target"], classes["nn_output"]))
+    assert texts["cosine"] != texts["euclidean"]
+    a, b = (nx.parse_graphml(texts[m], node_type=int) for m in ("cosine", "euclidean"))
+    assert sorted(a.edges) == sorted(b.edges)

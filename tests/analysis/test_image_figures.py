@@ -76,6 +76,26 @@ def test_frames_are_read_only_when_asked(tmp_path):
     frames = everything.meta[everything.meta["frame"] >= 0]
     assert list(frames["frame"]) == [0, 1, 2, 3] and set(frames["source"]) == {SOURCE}
     assert all(k.endswith(f"#frame{f}") for k, f in zip(frames["key"], frames["frame"]))
+    # images/ holds one row per item: every frame is in frames/ (issue 10.8)
+    assert (pd.read_parquet(os.path.join(store.root, "images"), columns=["frame"])["frame"] == -1).all()
+    assert len(pd.read_parquet(os.path.join(store.root, "frames"), columns=["key"])) == len(FRAMES)
+
+
+def test_stores_with_frames_among_the_images_still_read(tmp_path):
+    """Stores written before frames/ existed kept frames as extra rows of images/: they read the same."""
+    new = open_store(make_image_store(tmp_path / "new"))
+    old = make_image_store(tmp_path / "old")
+    frames_dir = os.path.join(old, "frames")
+    moved = pq.read_table(frames_dir)
+    for name in os.listdir(frames_dir):
+        os.remove(os.path.join(frames_dir, name))
+    os.rmdir(frames_dir)
+    pq.write_table(moved, os.path.join(old, "images", "part-999999.parquet"))
+    old = open_store(old)
+    for frames in (False, True):
+        a, b = read_rows(new, frames=frames), read_rows(old, frames=frames)
+        pd.testing.assert_frame_equal(a.meta, b.meta)
+        assert np.array_equal(a.logits, b.logits)
 
 
 def test_coverage_plans_the_image_jobs_and_names_what_is_missing(tmp_path):

@@ -144,10 +144,9 @@ def test_pages_are_offline_and_rendered_from_the_package_templates(small_store):
 
 @pytest.mark.parametrize("key", ["../../x", "/etc/passwd", "a/../../b", "..", "octave:-:2:-1:0/../../../y"])
 def test_file_names_from_crafted_keys_stay_inside_the_figures_folder(tmp_path, key):
-    from analysis.load import resolve
+    from sweep.store import Store
     from analysis.report import _Writer
-    fs, root = resolve(str(tmp_path / "figures"))
-    writer = _Writer(fs, root)
+    writer = _Writer(Store.open(str(tmp_path / "figures")))
     name = writer.image_name(key)
     assert name.startswith("img/") and name.count("/") == 1 and ".." not in name.split("/")
     written = Path(writer.path(name))
@@ -159,18 +158,18 @@ def test_file_names_from_crafted_keys_stay_inside_the_figures_folder(tmp_path, k
 
 @pytest.mark.parametrize("name", ["../x.png", "/tmp/x.png", "img/../../x.png"])
 def test_the_writer_refuses_names_outside_its_folder(tmp_path, name):
-    from analysis.load import resolve
+    from sweep.store import Store
     from analysis.report import _Writer
-    writer = _Writer(*resolve(str(tmp_path / "figures")))
+    writer = _Writer(Store.open(str(tmp_path / "figures")))
     with pytest.raises(ValueError, match="outside"):
         writer.bytes(name, b"x")
     assert not list(tmp_path.rglob("*.png"))
 
 
 def test_keys_with_the_same_safe_name_get_different_files(tmp_path):
-    from analysis.load import resolve
+    from sweep.store import Store
     from analysis.report import _Writer
-    writer = _Writer(*resolve(str(tmp_path / "figures")))
+    writer = _Writer(Store.open(str(tmp_path / "figures")))
     names = [writer.image_name(k) for k in ("a:b", "a_b", "a/b", "a:b")]
     assert names[0] == "img/a_b.png" and len(set(names[:3])) == 3 and names[3] == names[0]
 
@@ -190,20 +189,39 @@ def test_figures_progress_is_plain_in_a_log_and_a_bar_on_a_terminal(small_store)
 
 
 def test_stems_that_collide_after_sanitising_stay_distinct(tmp_path):
-    from analysis.load import resolve
+    from sweep.store import Store
     from analysis.report import _Writer, safe_name
-    writer = _Writer(*resolve(str(tmp_path / "figures")))
+    writer = _Writer(Store.open(str(tmp_path / "figures")))
     stems = [writer.unique_stem(f"features-{safe_name(layer)}", layer) for layer in ("a.b", "a/b", "a b", "../c")]
     assert stems[0] == "features-a.b" and len(set(stems)) == 4 and "/" not in "".join(stems)
 
 
 def test_an_error_on_the_writing_thread_comes_out_of_finish(tmp_path):
-    from analysis.load import resolve
+    from sweep.store import Store
     from analysis.report import _Writer
 
     def broken() -> bytes:
         raise OSError("disk full")
-    with _Writer(*resolve(str(tmp_path / "figures"))) as writer:
+    with _Writer(Store.open(str(tmp_path / "figures"))) as writer:
         writer.later("a.png", broken)
         with pytest.raises(OSError, match="disk full"):
             writer.finish()
+
+
+def test_index_lists_the_classes_first_shows_grids_full_width_and_links_directions(small_store):
+    """Issue 10 ("Smaller"): the class list before the grids, grid previews at the page's width (not 360 px), the
+    figures of `sweep directions` linked; the figures folder keeps no temporary folder of the writes."""
+    from analysis.directions import run_directions
+    groups = Path(small_store) / "groups.csv"
+    groups.write_text("class,group\n0,a\n1,a\n2,b\n3,b\n4,b\n")
+    run_directions(small_store, str(groups), n_components=3, n_points=3)
+    index = write_figures(small_store)
+    html = index.read_text()
+    assert html.index('id="classes"') < html.index('id="figures"') < html.index("contact-01.png")
+    assert 'width="360"' not in html and re.search(r'<img class="fig" src="contact-01.png"', html)
+    for name in ("directions-distribution.png", "directions-strip.png"):
+        assert f'href="{name}"' in html and (index.parent / name).is_file()
+    assert "Latent direction" in html
+    assert not (index.parent / ".tmp").exists()
+    write_figures(small_store)                                      # a new report keeps the directions' files
+    assert (index.parent / "directions-strip.png").is_file()

@@ -49,7 +49,7 @@ def test_registered_in_the_zoo_with_the_digits_schedule(resnet_model, digits_mod
 
 def test_random_weights_are_seeded(resnet_model):
     a, b, c = (load_model("digits-resnet", "random", seed=s) for s in (0, 0, 1))
-    assert a.weights_id == "random:seed=0" and a.is_random
+    assert a.weights_id == "random:seed=0"
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert not torch.equal(a.net.stem[0].weight, c.net.stem[0].weight)
     assert not torch.equal(a.net.stem[0].weight, resnet_model.net.stem[0].weight)

@@ -250,3 +250,23 @@ def test_a_network_of_one_input_size_gets_a_schedule_of_that_size(random_digits_
                               class_names=[str(i) for i in range(10)], input_size=32, mean=(0.5,) * 3, std=(0.5,) * 3)
     assert fixed_input_size(fixed) == 32 and fixed_input_size(random_digits_model) is None
     _default_fits_and_one_item_renders(fixed)
+
+
+def test_a_state_dict_that_does_not_fit_names_its_first_missing_and_unexpected_keys(tmp_path):
+    """Issue 10 ("Smaller"): not just "Error(s) in loading state_dict": which keys, the first few."""
+    path = tmp_path / "other.pth"
+    from jobs.models import SHOWN_KEYS, state_dict_mismatch
+    import torch.nn as nn
+    net = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 4))
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    state.pop("0.weight")
+    state["1.bias"] = torch.zeros(5)
+    state.update({f"extra.{i}": torch.zeros(1) for i in range(5)})
+    message = state_dict_mismatch(net, state)
+    assert "1 missing keys (0.weight)" in message
+    assert "5 unexpected keys (extra.0, extra.1, extra.2 and 2 more)" in message and SHOWN_KEYS == 3
+    assert "1.bias (5,) for (4,)" in message and "\n" not in message
+    assert state_dict_mismatch(net, net.state_dict()) == ""
+    torch.save({"layer.weight": torch.zeros(3)}, path)
+    with pytest.raises(InvalidWeightsFile, match=r"missing keys \(.*\).*1 unexpected keys \(layer.weight\)"):
+        load_model("digits", str(path))

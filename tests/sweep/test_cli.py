@@ -10,7 +10,7 @@ from sweep.status import store_status
 
 
 def invoke(*args):
-    return CliRunner().invoke(main, list(args))
+    return CliRunner().invoke(main, list(args), prog_name="sweep")
 
 
 @pytest.mark.parametrize("extra, fragment", [
@@ -35,15 +35,30 @@ def test_bad_arguments_exit_2_and_write_nothing(tmp_path, extra, fragment):
     result = invoke("run", "--store", str(store), "--model", "digits", "--weights", "random", *extra)
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0]
+    assert lines[0].startswith("Error: ") and fragment in lines[0]
+    # click's usage errors keep its hint (issue 10, "Smaller"); the library's errors are the one line alone
+    assert lines[1:] in ([], ["Try 'sweep run -h' for help."])
     assert not store.exists()
 
 
-def test_missing_options_and_unknown_commands_are_one_line():
-    for args, fragment in ((["run", "--model", "digits"], "Missing option '--store'"),
-                           (["paint"], "No such command 'paint'")):
+def test_usage_errors_are_one_error_line_and_click_hint():
+    for args, fragment, hint in ((["run", "--model", "digits"], "Missing option '--store'", "sweep run -h"),
+                                 (["run", "--store", "s", "--model", "digits", "--seeds", "x"], "'--seeds'",
+                                  "sweep run -h"),
+                                 (["paint"], "No such command 'paint'", "sweep -h")):
         result = invoke(*args)
-        assert result.exit_code == 2 and result.output.strip().splitlines() == [f"Error: {fragment}."]
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 2, result.output
+        assert lines[0].startswith("Error: ") and fragment in lines[0]
+        assert lines[1] == f"Try '{hint}' for help."
+
+
+def test_bare_sweep_shows_help_and_version_is_known():
+    from importlib.metadata import version
+    bare = invoke()
+    assert bare.exit_code == 0 and "Usage: sweep" in bare.output and "run" in bare.output and "Error" not in bare.output
+    shown = invoke("--version")
+    assert shown.exit_code == 0 and shown.output.strip() == f"sweep {version('classweep')}"
 
 
 def test_an_output_head_the_model_lacks_is_refused(tmp_path):
@@ -158,13 +173,35 @@ def test_demo_runs_the_digits_sweep_then_analysis_and_figures(monkeypatch, tmp_p
         return SweepSummary(config.store, 110, 110, 0, (), 1.0, 2, "cpu", 0, False)
 
     monkeypatch.setattr(cli, "run_sweep", fake_run_sweep)
+    monkeypatch.setattr(cli, "run_score", lambda config: calls.append(("score", config)) or Summary())
     monkeypatch.setattr(cli, "analysis_functions", lambda: (
         lambda store, metric="cosine": calls.append(("analyze", store)) or Summary(),
         lambda store, out=None: calls.append(("figures", store)) or tmp_path / "index.html"))
     result = invoke("demo", "--store", str(tmp_path / "d"))
     assert result.exit_code == 0, result.output
-    assert [c[0] for c in calls] == ["run", "analyze", "figures"]
+    assert [c[0] for c in calls] == ["run", "score", "analyze", "figures"]
+    assert (calls[1][1].store, calls[1][1].model) == (str(tmp_path / "d"), "digits-resnet")
     config = calls[0][1]
     assert (config.model, config.schedule, config.jobs, config.classes, config.pairs, config.seeds) == (
         "digits", "digits", None, "all", "all", 1)
     assert result.output.strip().endswith(f"report: {tmp_path / 'index.html'}")
+
+
+def test_a_store_whose_first_run_wrote_nothing_takes_a_corrected_command(tmp_path):
+    """Issue 10 ("Smaller"): the manifest of a run that stored no image does not hold the store to that run's
+    settings; once an image is stored, a change is refused, naming the schedules by name."""
+    from sweep.driver import SweepConfig, prepare
+    from sweep.store import Store
+    store = tmp_path / "store"
+    first = prepare(SweepConfig(store=str(store), model="digits", weights="random", schedule="tiny"))
+    Store.open(str(store)).write_manifest(first.manifest)            # a first run that wrote nothing else
+    args = ("run", "--store", str(store), "--model", "digits", "--weights", "random", "--schedule", "digits")
+    corrected = invoke(*args, "--dry-run")
+    assert corrected.exit_code == 0, corrected.output
+    assert prepare(SweepConfig(store=str(store), model="digits", weights="random",
+                               schedule="digits")).manifest["schedule"] == "digits"
+    (store / "images").mkdir()
+    (store / "images" / "part-000000-octave-0.parquet").write_bytes(b"PAR1")   # now the store holds an image file
+    refused = invoke(*args, "--dry-run")
+    assert refused.exit_code == 2
+    assert 'schedule is "tiny" in the store, "digits" here' in refused.output

@@ -19,7 +19,7 @@ from jobs.images import sample_images
 from jobs.schedules import load_schedule
 from sweep.cli import main
 from sweep.plan import WorkItem, make_plan
-from sweep.store import IMAGES, SOURCES, Store, decode_png, source_hash
+from sweep.store import FRAMES, IMAGES, SOURCES, Store, decode_png, source_hash
 from sweep.worker import SweepWorker, WorkerConfig
 
 ray = pytest.importorskip("ray")
@@ -146,8 +146,8 @@ def test_every_planned_image_is_stored_once_with_its_source(image_sweep):
     planned = _planned_keys()
     assert len(planned) == 3 + 6 + 4 + 4 + 12 and f"{len(planned)}/{len(planned)} items done" in output
     frame = pd.read_parquet(store / IMAGES)
-    assert frame.key.is_unique
-    finals = frame[frame.frame == -1]
+    assert frame.key.is_unique and (frame.frame == -1).all()     # one row per item: frames live in frames/
+    finals = frame
     assert sorted(finals.key) == sorted(planned)
     assert (finals.step == TINY_STEPS).all() and finals.step.dtype == np.int32 and frame.frame.dtype == np.int32
     from_photo = finals[finals.job != "octave"]
@@ -158,13 +158,13 @@ def test_every_planned_image_is_stored_once_with_its_source(image_sweep):
     assert finals.logits.map(len).eq(10).all() and (finals.label == finals.logits.map(np.argmax)).all()
 
 
-def test_interpolations_keep_their_frames_in_the_same_batch_file(image_sweep):
+def test_interpolations_keep_their_frames_in_their_own_table(image_sweep):
     store, _ = image_sweep
     frame = pd.read_parquet(store / IMAGES)
-    frames = frame[frame.frame >= 0]
-    assert set(frames.job) == {"interpolate"}
+    frames = pd.read_parquet(store / FRAMES)
+    assert set(frames.job) == {"interpolate"} and frames.key.is_unique and (frames.frame >= 0).all()
     steps_expected = None
-    for key in frame[(frame.job == "interpolate") & (frame.frame == -1)].key:
+    for key in frame[frame.job == "interpolate"].key:
         own = frames[frames.key.str.startswith(key + "#frame")].sort_values("frame")
         assert len(own) >= 2 and list(own.frame) == list(range(len(own)))
         assert list(own.key) == [f"{key}#frame{k}" for k in range(len(own))]
@@ -176,11 +176,19 @@ def test_interpolations_keep_their_frames_in_the_same_batch_file(image_sweep):
         a, b = int(final.target), int(final.partner)
         assert np.isclose(own.target_logit.iloc[0], own.logits.iloc[0][a])
         assert np.isclose(own.partner_logit.iloc[0], own.logits.iloc[0][b])
-    # an interpolation's rows all live in its batch's file (resume works on plan keys)
-    for path in Store.open(str(store)).files(IMAGES):
-        part = pd.read_parquet(path, columns=["key", "frame"])
-        items = set(part.key[part.frame == -1])
-        assert all(k.split("#frame")[0] in items for k in part.key[part.frame >= 0])
+    # a batch's frames file is named like its images file and holds the frames of exactly that file's items
+    opened = Store.open(str(store))
+    frame_files = {os.path.basename(p): p for p in opened.files(FRAMES)}
+    assert frame_files
+    for path in opened.files(IMAGES):
+        items = set(pd.read_parquet(path, columns=["key"]).key)
+        own = frame_files.pop(os.path.basename(path), None)
+        if own is None:
+            assert not any(k.startswith("interpolate:") for k in items)
+            continue
+        assert {k.split("#frame")[0] for k in pd.read_parquet(own, columns=["key"]).key} == \
+            {k for k in items if k.startswith("interpolate:")}
+    assert not frame_files                                         # no frames without their batch's images
 
 
 def test_sources_are_stored_once_with_their_hash_in_the_manifest(image_sweep, photos):
@@ -233,7 +241,7 @@ def test_status_and_export_know_the_image_jobs(image_sweep, tmp_path):
     assert re.search(r"directed-dream\s+block3:0,5\s+6/6", status.output)
     assert re.search(r"total\s+29/29", status.output) and "0 items still failing" in status.output
     exported = invoke("export", "--store", store, "--out", tmp_path / "png")
-    rows = len(pd.read_parquet(store / IMAGES, columns=["key"]))
+    rows = len(pd.read_parquet(store / IMAGES, columns=["key"])) + len(pd.read_parquet(store / FRAMES, columns=["key"]))
     assert exported.exit_code == 0 and f"wrote {rows} PNG files" in exported.output
     names = {str(p.relative_to(tmp_path / "png")) for p in (tmp_path / "png").rglob("*.png")}
     assert len(names) == rows                                        # no two rows share a file name
@@ -298,6 +306,7 @@ def test_demo_adds_the_image_jobs_on_the_sample_photographs(monkeypatch, tmp_pat
         return SweepSummary(config.store, 1, 1, 0, (), 1.0, 2, "cpu", 0, False)
 
     monkeypatch.setattr(cli, "run_sweep", fake_run_sweep)
+    monkeypatch.setattr(cli, "run_score", lambda config: type("Summary", (), {"lines": lambda self: []})())
     analysed = []
     monkeypatch.setattr(cli, "analysis_functions", lambda: (
         lambda store: analysed.append(store) or type("Summary", (), {"lines": lambda self: []})(),

@@ -1,9 +1,12 @@
 """Work planning: parsing the selections, refusing bad ones, keys and fixed batch boundaries."""
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
-from sweep.plan import Batch, Plan, PlanError, WorkItem, make_plan, parse_classes, parse_features, parse_pairs
+from sweep.plan import (MAX_DEFAULT_PAIRS, Batch, Plan, PlanError, WorkItem, make_plan, parse_classes, parse_features,
+                        parse_pairs)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -66,11 +69,22 @@ def test_pairs_file_error_names_the_line(tmp_path):
         parse_pairs(str(pairs_file), 10, range(10))
 
 
-def test_default_pairs_refused_when_too_many():
-    with pytest.raises(PlanError, match="--pairs"):
-        make_plan(n_classes=1000)
-    plan = make_plan(n_classes=1000, jobs="octave")   # no addition: no pairs needed
-    assert plan.pairs == () and len(plan.items()) == 1000
+def test_default_pairs_of_a_full_class_sweep_are_a_seeded_sample():
+    """Issue 10.1 (behaviour changed: this was refused): all 499500 pairs of 1000 classes are too many, so the
+    default is the sample `--pairs random:1000` draws, noted in the plan and recorded in the manifest's options."""
+    plan = make_plan(n_classes=1000)
+    assert len(plan.pairs) == MAX_DEFAULT_PAIRS == len(set(plan.pairs))
+    assert all(0 <= a < b < 1000 for a, b in plan.pairs)
+    assert plan.pairs == make_plan(n_classes=1000, pairs=f"random:{MAX_DEFAULT_PAIRS}").pairs   # same draw
+    assert plan.pairs_drawn == f"random:{MAX_DEFAULT_PAIRS} of 499500"
+    assert plan.options()["pairs_drawn"] == plan.pairs_drawn and Plan.from_options(plan.options()) == plan
+    assert "499500" in plan.notes()[0] and "--pairs" in plan.notes()[0]
+    # explicit pairs, few classes, or no paired job: nothing drawn, nothing noted, the options as before
+    for quiet in (make_plan(n_classes=1000, pairs="1+2"), make_plan(n_classes=10),
+                  make_plan(n_classes=1000, jobs="octave")):
+        assert not quiet.pairs_drawn and not quiet.notes() and "pairs_drawn" not in quiet.options()
+    assert make_plan(n_classes=10).pairs == tuple(itertools.combinations(range(10), 2))
+    assert make_plan(n_classes=1000, jobs="octave").pairs == ()
 
 
 @pytest.mark.parametrize("kwargs, fragment", [

@@ -110,7 +110,11 @@ def test_manifest_differences_name_the_fields():
     wanted["options"]["classes"] = [0, 1]
     differences = manifest_differences(stored, wanted)
     assert len(differences) == 2
-    assert differences[0].startswith("schedule_id") and differences[1].startswith("classes")
+    # the schedule by name (issue 10, "Smaller"), with the ids when one name holds two contents
+    assert differences[0] == 'schedule is null (id a) in the store, null (id b) here'
+    assert differences[1].startswith("classes")
+    stored["schedule"], wanted["schedule"] = "googlenet", "tiny"
+    assert manifest_differences(stored, wanted)[0] == 'schedule is "googlenet" in the store, "tiny" here'
 
 
 def test_prepare_refuses_another_configuration_and_writes_nothing(tmp_path):
@@ -119,15 +123,17 @@ def test_prepare_refuses_another_configuration_and_writes_nothing(tmp_path):
     prepared = prepare(config)
     assert not (tmp_path / "s").exists()                          # prepare only checks
     prepared.store.write_manifest(prepared.manifest)
+    # a store whose run wrote an image is held to its settings (one with none takes a corrected command: test_cli)
+    prepared.store.write_bytes(f"{IMAGES}/part-000000-octave-0.parquet", b"PAR1")
     before = (tmp_path / "s" / "manifest.json").read_bytes()
     assert prepare(config).plan == prepared.plan                  # the same command is welcome
     with pytest.raises(ManifestMismatch, match=r"classes is .* in the store, \[0, 1, 2\] here") as error:
         prepare(SweepConfig(**{**config.__dict__, "classes": "0-2"}))
     assert "\n" not in str(error.value)
-    with pytest.raises(ManifestMismatch, match="schedule_id"):
+    with pytest.raises(ManifestMismatch, match='schedule is "tiny" in the store, "digits" here'):
         prepare(SweepConfig(**{**config.__dict__, "schedule": "digits"}))
     assert (tmp_path / "s" / "manifest.json").read_bytes() == before
-    assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.name != TEMP_DIR) == ["manifest.json"]
+    assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.name != TEMP_DIR) == [IMAGES, "manifest.json"]
     assert not any((tmp_path / "s" / TEMP_DIR).iterdir())         # temporaries live in .tmp/ (issue 10.7)
 
 

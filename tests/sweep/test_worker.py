@@ -175,3 +175,35 @@ def test_steps_within_a_batch_are_reported_while_it_renders(tmp_path, worker_fac
     assert counter.snapshot() == {"t1": total}
     counter.forget(["t1"])
     assert counter.snapshot() == {}
+
+
+def test_interpolation_frames_go_to_their_own_table_first(tmp_path, worker_factory, monkeypatch):
+    """Issue 10.8: frames in frames/{batch}.parquet, written before the batch's images file (a row in images/
+    implies its frames); a re-run overwrites both, and a failed frames write stores no image."""
+    from sweep.store import FRAMES
+    Store.open(str(tmp_path)).write_source("photo", np.full((20, 20, 3), 90, np.uint8))
+    batch = make_plan(n_classes=10, jobs="interpolate", pairs="0+1,2+3", sources=("photo",),
+                      batch_size=2).batches()[0]
+    written = []
+    original = Store.write_table
+    monkeypatch.setattr(Store, "write_table", lambda self, relative, table: written.append(relative)
+                        or original(self, relative, table))
+    worker = worker_factory(tmp_path)
+    assert worker.run(batch, (1, 1)).done == batch.keys
+    worker.run(batch, (1, 1))
+    assert written == [f"{FRAMES}/{batch.name}.parquet", f"{IMAGES}/{batch.name}.parquet"] * 2
+    images, frames = pd.read_parquet(tmp_path / IMAGES), pd.read_parquet(tmp_path / FRAMES)
+    assert sorted(images.key) == sorted(batch.keys) and (images.frame == -1).all()
+    assert frames.key.is_unique and (frames.frame >= 0).all()
+    assert {k.split("#frame")[0] for k in frames.key} == set(batch.keys)
+
+    def failing(self, relative, table):
+        if relative.startswith(FRAMES):
+            raise OSError("disk full")
+        return original(self, relative, table)
+    monkeypatch.setattr(Store, "write_table", failing)
+    other = tmp_path / "other"
+    Store.open(str(other)).write_source("photo", np.full((20, 20, 3), 90, np.uint8))
+    report = worker_factory(other).run(batch, (1, 1))
+    assert report.done == () and all("disk full" in error for _, error in report.failed)
+    assert not (other / IMAGES).exists()

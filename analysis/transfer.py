@@ -1,0 +1,279 @@
+"""Transfer: does a class image carry its class beyond the model that made it (issue 13)?
+
+The articles judge a generated image by eye and by the generating model's own output (Image generation I); here
+every scorer present in a store (the generating model from the stored `logits`, every `sweep score` scorer from
+`scores/`) is asked the same questions per job and variant:
+
+    images             images of that job/variant the scorer has an output for
+    top1_share         share whose top-1 class is the aim (the target; an interpolation's final image: class b)
+    top5_share         share with the aim among the scorer's top 5
+    mean_target_prob   mean softmax probability of the aim
+    both_top2_share    additions: share with both classes in the scorer's top 2 (Latent space, "Vector addition")
+    both_top5_share    additions: both classes in the top 5
+    target_percentile  opposites: mean percentile rank of the minimised class under the scorer (0: its lowest
+                       output, 100: its highest; Latent space, "Opposites": does the scorer rank it low too?)
+
+`transfer_table` and `compare_table` are pure (tables in, DataFrame out); `transfer_figure` and `compare_figure`
+return matplotlib Figures; `store_outputs` is the one reader (through `sweep.store` and `sweep.score`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from jobs.catalog import CLASSLESS
+from sweep.score import softmax   # the scorer's own probabilities (float64, per row)
+
+TRANSFER_FILE = "transfer.parquet"
+TOP3_FILE = "transfer_top3.parquet"
+COLUMNS = ["generator", "scorer", "own", "job", "variant", "images", "top1_share", "top5_share",
+           "mean_target_prob", "both_top2_share", "both_top5_share", "target_percentile"]
+LABELS = {"top1_share": "share with top-1 = target", "top5_share": "share with the target in the top 5",
+          "mean_target_prob": "mean target probability", "both_top2_share": "share with both classes in the top 2",
+          "both_top5_share": "share with both classes in the top 5"}
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """One scorer's output vectors on a store's images."""
+    keys: Sequence[str]             # image keys, same order as logits
+    logits: np.ndarray              # N x n_classes
+
+
+def aim_class(images: pd.DataFrame) -> np.ndarray:
+    """The class each image should read as: its target, or for an interpolation's final image class b."""
+    aim = images["target"].to_numpy().copy()
+    interpolate = (images["job"] == "interpolate").to_numpy()
+    aim[interpolate] = images["partner"].to_numpy()[interpolate]
+    return aim
+
+
+def ranks(logits: np.ndarray) -> np.ndarray:
+    """Rank of each class in each row, 0 for the highest output (N x n_classes, ties by class order)."""
+    order = np.argsort(-logits, axis=1, kind="stable")
+    out = np.empty_like(order)
+    np.put_along_axis(out, order, np.arange(logits.shape[1])[None, :].repeat(len(logits), 0), axis=1)
+    return out
+
+
+def _pick(matrix: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """matrix[i, classes[i]], NaN where classes[i] < 0."""
+    valid = classes >= 0
+    out = np.full(len(classes), np.nan)
+    out[valid] = matrix[np.flatnonzero(valid), classes[valid]]
+    return out
+
+
+def _aligned(images: pd.DataFrame, out: Outputs) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows of `images` a scorer has outputs for, and those outputs in the same order (N x C float64)."""
+    position = pd.Series(np.arange(len(out.keys)), index=pd.Index(out.keys))
+    present = images[images["key"].isin(position.index)]
+    return present, np.asarray(out.logits, dtype=np.float64)[position[present["key"]].to_numpy()]
+
+
+def transfer_table(images: pd.DataFrame, outputs: Mapping[str, Outputs], generator: str) -> pd.DataFrame:
+    """One row per scorer and job/variant (columns `COLUMNS`).
+
+    `images`: key, job, variant, target, partner (-1: none), one row per image (no interpolation frames);
+    `outputs`: scorer id -> its outputs (keys it lacks are left out of its rows); `generator`: the generating
+    model's scorer id (its row is marked `own`)."""
+    rows = []
+    for scorer, out in outputs.items():
+        present, logits = _aligned(images, out)                                                  # N x C
+        if present.empty:
+            continue
+        rank, probs = ranks(logits), softmax(logits)
+        n_classes = logits.shape[1]
+        aim, partner = aim_class(present), present["partner"].to_numpy()
+        aim_rank, partner_rank = _pick(rank, aim), _pick(rank, partner)
+        aim_prob = _pick(probs, aim)
+        for (job, variant), index in present.groupby(["job", "variant"], sort=True).indices.items():
+            r, p = aim_rank[index], partner_rank[index]
+            classless = job in CLASSLESS
+            addition = job == "addition"
+            rows.append({
+                "generator": generator, "scorer": scorer, "own": scorer == generator, "job": job, "variant": variant,
+                "images": len(index),
+                "top1_share": np.nan if classless else float(np.mean(r == 0)),
+                "top5_share": np.nan if classless else float(np.mean(r < 5)),
+                "mean_target_prob": np.nan if classless else float(np.mean(aim_prob[index])),
+                "both_top2_share": float(np.mean((r < 2) & (p < 2))) if addition else np.nan,
+                "both_top5_share": float(np.mean((r < 5) & (p < 5))) if addition else np.nan,
+                # rank 0 is the highest output: percentile 100 * (C - 1 - rank) / (C - 1), 0 for the lowest
+                "target_percentile": (float(np.mean(100.0 * (n_classes - 1 - r) / max(n_classes - 1, 1)))
+                                      if job == "opposite" else np.nan),
+            })
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    # The generating model first, then the other scorers by name.
+    return table.sort_values(["own", "scorer", "job", "variant"], ascending=[False, True, True, True],
+                             kind="stable").reset_index(drop=True)
+
+
+def top_classes(images: pd.DataFrame, outputs: Mapping[str, Outputs], class_names: Sequence[str],
+                k: int = 3) -> pd.DataFrame:
+    """Every scorer's top-k classes on each image (for the class pages): key, job, target, scorer, rank (0..k-1),
+    label, label_name, prob."""
+    rows = []
+    for scorer, out in outputs.items():
+        present, logits = _aligned(images, out)
+        if present.empty:
+            continue
+        probs = softmax(logits)
+        order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+        for i, row in enumerate(present.itertuples(index=False)):
+            for rank, label in enumerate(order[i]):
+                rows.append({"key": row.key, "job": row.job, "target": int(row.target), "scorer": scorer,
+                             "rank": rank, "label": int(label), "label_name": class_names[label],
+                             "prob": float(probs[i, label])})
+    return pd.DataFrame(rows, columns=["key", "job", "target", "scorer", "rank", "label", "label_name", "prob"])
+
+
+def compare_table(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Several stores' transfer tables -> one long table (generator x scorer per job/variant); a generator's own
+    row is kept once, whichever store it came from."""
+    table = pd.concat([t[COLUMNS] for t in tables if len(t)], ignore_index=True) if tables else \
+        pd.DataFrame(columns=COLUMNS)
+    table = table.drop_duplicates(["generator", "scorer", "job", "variant"], keep="first")
+    return table.sort_values(["job", "variant", "generator", "scorer"], kind="stable").reset_index(drop=True)
+
+
+def matrix(table: pd.DataFrame, index: str, columns: str, value: str = "top1_share") -> pd.DataFrame:
+    """A pivot of one statistic (NaN where a pair is missing)."""
+    return table.pivot_table(index=index, columns=columns, values=value, aggfunc="first", sort=True)
+
+
+def _heatmap(ax, grid: pd.DataFrame, title: str) -> None:
+    values = grid.to_numpy(dtype=float)
+    ax.imshow(np.nan_to_num(values, nan=0.0), vmin=0.0, vmax=1.0, cmap="Blues", aspect="auto")
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, "–" if np.isnan(v) else f"{v:.0%}", ha="center", va="center", fontsize=8,
+                color="white" if v > 0.6 else "black")
+    ax.set_xticks(range(grid.shape[1]), [str(c) for c in grid.columns], rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(grid.shape[0]), [str(r) for r in grid.index], fontsize=8)
+    ax.set_title(title, fontsize=9)
+
+
+def transfer_figure(table: pd.DataFrame, value: str = "top1_share"):
+    """The job x scorer matrix of one statistic (default: share with top-1 = target), numbers in the cells, the
+    generating model's column first. Opposites are left out of the top-k shares (their class is meant to rank low:
+    see `target_percentile`)."""
+    from matplotlib.figure import Figure
+    rows = table[table[value].notna()]
+    if value in ("top1_share", "top5_share"):
+        rows = rows[rows["job"] != "opposite"]
+    rows = rows.assign(row=rows["job"] + np.where(rows["variant"] != "", " / " + rows["variant"], ""))
+    grid = matrix(rows, "row", "scorer", value) if len(rows) else pd.DataFrame()
+    if len(grid):
+        own = list(dict.fromkeys(rows.loc[rows["own"], "scorer"]))
+        grid = grid[own + [c for c in grid.columns if c not in own]]
+    figure = Figure(figsize=(2.0 + 1.1 * max(grid.shape[1], 1), 1.2 + 0.4 * max(grid.shape[0], 1)),
+                    layout="constrained")
+    ax = figure.add_subplot()
+    if grid.empty:
+        ax.text(0.5, 0.5, "no scored images", ha="center", va="center")
+        ax.set_axis_off()
+        return figure
+    _heatmap(ax, grid, LABELS.get(value, value))
+    ax.set_xlabel(f"scoring model (images made by {rows['generator'].iloc[0]})", fontsize=8)
+    return figure
+
+
+def compare_figure(table: pd.DataFrame, value: str = "top1_share"):
+    """One generator x scorer matrix per job/variant (the N x N comparison of `sweep compare`)."""
+    from matplotlib.figure import Figure
+    rows = table[table[value].notna()]
+    if value in ("top1_share", "top5_share"):
+        rows = rows[rows["job"] != "opposite"]
+    groups = list(rows.groupby(["job", "variant"], sort=True))
+    n = max(len(groups), 1)
+    columns = min(n, 3)
+    side = 1.2 + 0.9 * max(rows["scorer"].nunique(), 1)
+    figure = Figure(figsize=(side * columns + 1.0, (side * 0.8 + 0.6) * ((n + columns - 1) // columns)),
+                    layout="constrained")
+    if not groups:
+        ax = figure.add_subplot()
+        ax.text(0.5, 0.5, "no scored images", ha="center", va="center")
+        ax.set_axis_off()
+        return figure
+    for i, ((job, variant), part) in enumerate(groups):
+        ax = figure.add_subplot((n + columns - 1) // columns, columns, i + 1)
+        _heatmap(ax, matrix(part, "generator", "scorer", value), f"{job}{' / ' + variant if variant else ''}")
+        ax.set_xlabel("scorer", fontsize=8)
+        ax.set_ylabel("generator", fontsize=8)
+    figure.suptitle(f"{LABELS.get(value, value)}: generating model x scoring model", fontsize=10)
+    return figure
+
+
+# ---- reading a store ------------------------------------------------------------------------------------------
+def store_outputs(store, rows=None) -> tuple[pd.DataFrame, dict[str, Outputs], str]:
+    """(images, outputs per scorer, generator id) of a store: the stored logits as the generating model's
+    outputs, and every `sweep score` scorer's (a scorer with the generator's id is the stored logits). `rows`:
+    the store's `analysis.load.Rows` when already read (frames left out)."""
+    from analysis.load import read_rows
+    from sweep.score import read_scores, scorer_id, scorers
+    from sweep.store import open_store
+    st = open_store(store)
+    if rows is None:
+        rows = read_rows(st, ["key", "job", "variant", "target", "partner"])
+    images = rows.meta[["key", "job", "variant", "target", "partner"]].copy()
+    images["partner"] = images["partner"].fillna(-1).astype(int)
+    images["variant"] = images["variant"].fillna("")
+    generator = scorer_id(str(st.manifest["model"]), str(st.manifest["weights"]))
+    outputs = {generator: Outputs(list(images["key"]), np.asarray(rows.logits))}
+    for scorer in scorers(st):
+        if scorer in outputs:
+            continue
+        table = read_scores(st, scorer)
+        if table.num_rows:
+            flat = table.column("logits").combine_chunks()
+            logits = np.asarray(flat.values.to_numpy(zero_copy_only=False), np.float32).reshape(table.num_rows, -1)
+            outputs[scorer] = Outputs(table.column("key").to_pylist(), logits)
+    return images, outputs, generator
+
+
+def transfer_tables(store, rows=None) -> dict[str, pd.DataFrame]:
+    """What `sweep analyze` writes: the transfer table, and every scorer's top 3 on the octave images (the
+    class pages' per-scorer top 3)."""
+    from sweep.store import open_store
+    st = open_store(store)
+    images, outputs, generator = store_outputs(st, rows)
+    return {TRANSFER_FILE: transfer_table(images, outputs, generator),
+            TOP3_FILE: top_classes(images[images["job"] == "octave"], outputs, st.class_names)}
+
+
+def store_transfer(store) -> pd.DataFrame:
+    """The transfer table of one store."""
+    images, outputs, generator = store_outputs(store)
+    return transfer_table(images, outputs, generator)
+
+
+COMPARE_FILE, COMPARE_FIGURE = "compare.parquet", "compare.png"
+
+
+def run_compare(stores: Sequence[str], out: str) -> list[str]:
+    """`sweep compare`: every store's transfer table, joined into the generator x scorer table, written to
+    `out`/compare.parquet with its figure `out`/compare.png; returns the lines to print. StoreError for a store
+    that cannot be read or stores of different class sets."""
+    import os
+    from sweep.store import StoreError, open_store
+    opened = [open_store(s) for s in stores]
+    counts = {s.uri: s.n_classes for s in opened}
+    if len(set(counts.values())) > 1:
+        raise StoreError("the stores have different class counts ("
+                         + ", ".join(f"{uri}: {n}" for uri, n in counts.items()) + "): nothing to compare")
+    table = compare_table([store_transfer(s) for s in opened])
+    os.makedirs(out, exist_ok=True)
+    table.to_parquet(os.path.join(out, COMPARE_FILE), index=False)
+    figure = compare_figure(table)
+    figure.savefig(os.path.join(out, COMPARE_FIGURE), dpi=120)
+    lines = [f"wrote {os.path.join(out, COMPARE_FILE)} and {COMPARE_FIGURE} ({table['generator'].nunique()} "
+             f"generating models x {table['scorer'].nunique()} scoring models)"]
+    octave = table[table["job"] == "octave"]
+    if len(octave):
+        grid = matrix(octave, "generator", "scorer")
+        lines.append("octave images, share top-1 = target (rows: generating model, columns: scoring model):")
+        lines += grid.to_string(float_format=lambda v: f"{v:.0%}", na_rep="-").splitlines()
+    return lines

@@ -1,0 +1,333 @@
+"""Cross-model scoring (issue 13): every stored image of a sweep through another classifier, on the sweep's workers.
+
+    {store}/scores/{scorer}/_scorer.json    which model and weights this scorer is (a second scorer never mixes in)
+    {store}/scores/{scorer}/part-*.parquet  one file per unit of work (`SCORES_SCHEMA`): one row per scored image
+
+A unit of work is one `images/` file and the keys of it still to score; its part file is named from the input
+file and those keys, so running the same unit again (an actor that died after writing) overwrites the same file,
+and a resume scores only what no part holds yet. The actors are `sweep.fleet`'s, fed by its one dispatch loop;
+each reads its `images/` file straight from the store (PNG column included) and writes its part itself, atomically
+through `sweep.store`.
+
+Input size: the `Classifier` takes any size and does not resize. The image was made at the generating model's
+scale, so a scorer sees it rescaled by `scorer.input_size / generator.input_size` (bilinear with antialias, as
+torchvision resizes, then rounded to uint8 like a stored PNG); between models of the same input size (the two demo
+models) and for the generating model itself it is the stored image, untouched, so that scoring with the generating
+model reproduces the stored `logits`. Input convention: the generating model is fed each job's images as that
+job's schedule fed it (the manifest's `job_schedules[job].input` where recorded); any other model with its own
+normalisation (the `Classifier`'s default).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Sequence, TextIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, ray_session, \
+    sigterm_as_interrupt
+from sweep.plan import PlanError
+from sweep.progress import Progress
+from sweep.store import IMAGES, Store, StoreError, decode_png, is_frame_key, open_store
+from sweep.worker import SweepWorker, WorkerConfig
+
+SCORES = "scores"
+SCORER_FILE = "_scorer.json"   # "_": Parquet dataset readers of the directory skip it
+SCORE_BATCH = 64            # images per forward pass (inference only: a CPU handles this many of the small demo images)
+# Scorer manifest fields that must match for a run to add parts to an existing scorer directory.
+SCORER_FIELDS = ("scorer", "model", "weights", "n_classes", "input_size", "generator_input_size")
+
+
+def scores_schema(n_classes: int) -> pa.Schema:
+    """Columns of `scores/{scorer}/`: one row per scored image, with the scorer's full output vector."""
+    return pa.schema([
+        ("key", pa.string()), ("scorer", pa.string()), ("weights", pa.string()),
+        ("logits", pa.list_(pa.float32(), n_classes)),
+        ("label", pa.int32()),            # argmax of the scorer's logits
+        ("target_prob", pa.float32()),    # the scorer's softmax probability of the target (null: no target)
+        ("partner_prob", pa.float32()),   # ... of the partner class (null: no partner)
+    ])
+
+
+def scorer_id(model: str, weights_id: str) -> str:
+    """A directory name for (model, weights): readable, e.g. `digits-resnet.shipped`."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{model}.{weights_id}").strip("-")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """One scoring pass over a store."""
+    store: str                                 # the sweep's store
+    model: str                                 # the scoring model (zoo name)
+    weights: str = "DEFAULT"                   # its weights, as `jobs.load_model` takes them
+    jobs: str | None = None                    # comma list of jobs to score; None: every job in the store
+    batch_size: int = SCORE_BATCH              # images per forward pass on a worker
+    cluster: ClusterConfig = ClusterConfig()   # where the workers run, as for `sweep run`
+
+
+@dataclass(frozen=True)
+class ScoreTask:
+    """One unit of work: the still unscored `keys` of one `images/` file, written to `name`."""
+    path: str                       # the images/ file (path inside the store's file system)
+    keys: tuple[str, ...]           # its keys to score, sorted
+    name: str                       # part file name under scores/{scorer}/
+
+    @classmethod
+    def of(cls, path: str, keys: Sequence[str]) -> "ScoreTask":
+        keys = tuple(sorted(keys))
+        stem = path.rsplit("/", 1)[-1].removesuffix(".parquet")
+        digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:10]
+        return cls(path, keys, f"{'' if stem.startswith('part-') else 'part-'}{stem}-{digest}.parquet")
+
+
+@dataclass(frozen=True)
+class ScorePlan:
+    """What every actor needs to score: sent once per call (small)."""
+    scorer: str                               # scorer id
+    weights: str                              # the scorer's weights id
+    n_classes: int
+    scale: float                              # scorer input size / generating model's input size
+    inputs: tuple[tuple[str, str], ...] = ()  # (job, input convention) for the generating model; empty: model's own
+    batch_size: int = SCORE_BATCH
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    store: str
+    scorer: str
+    images: int                     # images of the selected jobs (interpolation frames excluded)
+    scored: int                     # scored by this run
+    skipped: int                    # already scored before this run
+    seconds: float
+
+    def lines(self) -> list[str]:
+        rate = self.scored / self.seconds if self.seconds > 0 else 0.0
+        return [f"scorer {self.scorer}: {self.scored} images scored in {self.seconds:.1f}s ({rate:.1f} images/s), "
+                f"{self.skipped} already scored, {self.images} in all; "
+                f"written under {self.store}/{SCORES}/{self.scorer}/"]
+
+
+# ---- the worker ------------------------------------------------------------------------------------------------
+def rescale(images: np.ndarray, scale: float) -> np.ndarray:
+    """N x H x W x 3 uint8 -> N x h x w x 3 uint8 with h = round(H * scale): bilinear with antialias, rounded."""
+    if scale == 1.0:
+        return images
+    import torch.nn.functional as F
+    from jobs.kinds import from_uint8, to_uint8
+    height, width = images.shape[1:3]
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return to_uint8(F.interpolate(from_uint8(images), size=size, mode="bilinear", antialias=True,
+                                  align_corners=False))
+
+
+def score_images(model, images: list[np.ndarray], scale: float, inputs: Sequence[str | None], device="cpu",
+                 batch_size: int = SCORE_BATCH) -> np.ndarray:
+    """The model's logits (N x n_classes float32) on uint8 images (each H x W x 3, sizes may differ), each image
+    rescaled by `scale` and fed under its input convention (None: the model's own), images of one size and
+    convention evaluated together by `jobs.kinds.logits_of` (the engine's own scoring)."""
+    from jobs.kinds import logits_of
+    out = np.zeros((len(images), model.n_classes), np.float32)
+    groups: dict[tuple, list[int]] = {}
+    for i, (image, convention) in enumerate(zip(images, inputs)):
+        groups.setdefault((image.shape, convention), []).append(i)
+    for (_, convention), members in groups.items():
+        stacked = rescale(np.stack([images[i] for i in members]), scale)      # M x h x w x 3
+        options = {"input": convention} if convention is not None else {}
+        out[members] = logits_of(model, stacked, device, chunk=batch_size, **options)
+    return out
+
+
+def softmax(values: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of N x n_classes outputs, in float64 (SciPy's)."""
+    from scipy.special import softmax as scipy_softmax
+    return scipy_softmax(values.astype(np.float64), axis=1)
+
+
+def scores_table(keys: Sequence[str], targets: Sequence[int | None], partners: Sequence[int | None],
+                 logits: np.ndarray, plan: ScorePlan) -> pa.Table:
+    """A `scores/` table from the scorer's logits (N x n_classes) and each image's target and partner (None or
+    -1: none)."""
+    probs = softmax(logits) if len(logits) else np.zeros_like(logits, dtype=np.float64)
+
+    def prob(i: int, c) -> float | None:
+        return float(probs[i, c]) if c is not None and 0 <= c < plan.n_classes else None
+
+    n = len(keys)
+    return pa.table({
+        "key": pa.array(list(keys), pa.string()),
+        "scorer": pa.array([plan.scorer] * n, pa.string()),
+        "weights": pa.array([plan.weights] * n, pa.string()),
+        "logits": pa.FixedSizeListArray.from_arrays(pa.array(logits.astype(np.float32).reshape(-1)), plan.n_classes),
+        "label": pa.array(logits.argmax(axis=1) if n else [], pa.int32()),
+        "target_prob": pa.array([prob(i, t) for i, t in enumerate(targets)], pa.float32()),
+        "partner_prob": pa.array([prob(i, p) for i, p in enumerate(partners)], pa.float32()),
+    }, schema=scores_schema(plan.n_classes))
+
+
+class ScoreWorker(SweepWorker):
+    """A sweep actor holding the scoring model (`WorkerConfig.model`); `score` runs one unit of work."""
+
+    def score(self, task: ScoreTask, plan: ScorePlan) -> int:
+        """Score `task.keys` of one images/ file and write their part file; returns the rows written."""
+        table = pq.read_table(task.path, columns=["key", "job", "target", "partner", "png"],
+                              filesystem=self.store.fs)
+        table = table.filter(pc.is_in(table.column("key"), pa.array(task.keys, pa.string())))
+        rows = table.to_pydict()
+        images = [decode_png(png) for png in rows["png"]]                        # N x (H x W x 3)
+        conventions = dict(plan.inputs)
+        logits = score_images(self.model, images, plan.scale, [conventions.get(j) for j in rows["job"]],
+                              self.device, plan.batch_size)                     # N x n_classes
+        scored = scores_table(rows["key"], rows["target"], rows["partner"], logits, plan)
+        self.store.write_table(f"{SCORES}/{plan.scorer}/{task.name}", scored)
+        return scored.num_rows
+
+
+# ---- the driver ------------------------------------------------------------------------------------------------
+def selected_jobs(jobs: str | None, stored: Sequence[str]) -> tuple[str, ...]:
+    """The jobs to score: `jobs` (comma list) or every job the store holds; PlanError for an unknown or absent one."""
+    from jobs.catalog import ALL_JOBS
+    if not jobs:
+        return tuple(sorted(stored))
+    chosen = tuple(dict.fromkeys(j.strip() for j in jobs.split(",") if j.strip()))
+    unknown = [j for j in chosen if j not in ALL_JOBS]
+    if unknown or not chosen:
+        raise PlanError(f"unknown job {', '.join(map(repr, unknown)) or repr(jobs)}: jobs are {', '.join(ALL_JOBS)}")
+    absent = [j for j in chosen if j not in stored]
+    if absent:
+        raise PlanError(f"the store holds no {', '.join(absent)} images (it has {', '.join(sorted(stored))})")
+    return chosen
+
+
+def scored_keys(store: Store, scorer: str) -> set[str]:
+    """Keys every finished part of `scorer` holds (reading only the key column)."""
+    return set(store.read(f"{SCORES}/{scorer}", ["key"]).column("key").to_pylist())
+
+
+def read_scorer(store: Store, scorer: str) -> dict | None:
+    data = store.read_bytes(f"{SCORES}/{scorer}/{SCORER_FILE}")
+    return None if data is None else json.loads(data)
+
+
+def scorers(store: Store) -> list[str]:
+    """Ids of the scorers whose directories hold a scorer manifest, sorted."""
+    import pyarrow.fs as pafs
+    infos = store.fs.get_file_info(pafs.FileSelector(store.path(SCORES), allow_not_found=True))
+    return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory
+                  and store.exists(SCORES, i.base_name, SCORER_FILE))
+
+
+def read_scores(store: Store, scorer: str, columns: Sequence[str] = ("key", "logits")) -> pa.Table:
+    """A scorer's rows (only `columns`), through the one store layer."""
+    return store.read(f"{SCORES}/{scorer}", list(columns))
+
+
+def key_columns(store: Store, path: str) -> dict[str, list]:
+    """The key and job columns of one images/ file; StoreError for a file that is not one."""
+    try:
+        return pq.read_table(path, columns=["key", "job"], filesystem=store.fs).to_pydict()
+    except (pa.ArrowInvalid, OSError, KeyError) as error:
+        raise StoreError(f"unreadable file {path}: {str(error).splitlines()[0]}") from None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    store: Store
+    manifest: dict
+    scorer: dict                        # the scorer manifest to write
+    plan: ScorePlan
+    tasks: tuple[ScoreTask, ...]
+    images: int
+    skipped: int
+
+
+def prepare(config: ScoreConfig) -> Prepared:
+    """Check the store, the model, its weights and class count, the jobs; plan the units of work. Raises before
+    anything is written or Ray starts."""
+    from jobs.models import load_model, model_info
+    check_cluster(config.cluster)
+    if config.batch_size < 1:
+        raise PlanError(f"batch size must be at least 1 (got {config.batch_size})")
+    store = open_store(config.store)
+    manifest = store.manifest
+    if not store.files(IMAGES):
+        raise StoreError(f"{store.uri} holds no images yet: run `sweep run` first")
+    model = load_model(config.model, config.weights)          # refuses unknown models and missing weights here
+    if model.n_classes != store.n_classes:
+        raise PlanError(f"{model.name} has {model.n_classes} classes, the store's model {manifest['model']} has "
+                        f"{store.n_classes}: a scorer must share the store's classes")
+    files = {path: key_columns(store, path) for path in store.files(IMAGES)}
+    wanted = selected_jobs(config.jobs, {j for part in files.values() for k, j in zip(part["key"], part["job"])
+                                         if not is_frame_key(k)})
+    scorer = scorer_id(model.name, model.weights_id)
+    try:
+        generator_size = model_info(manifest["model"]).input_size
+    except (ValueError, KeyError):        # a model this installation does not know (e.g. a synthetic store's)
+        generator_size = model.input_size
+    generator = model.name == manifest["model"] and model.weights_id == manifest["weights"]
+    inputs = tuple(sorted((job, str(entry["input"])) for job, entry in manifest.get("job_schedules", {}).items()
+                          if generator and isinstance(entry, dict) and entry.get("input")))
+    record = {"scorer": scorer, "model": model.name, "weights": model.weights_id, "weights_source": config.weights,
+              "n_classes": model.n_classes, "input_size": model.input_size, "generator_input_size": generator_size,
+              "inputs": dict(inputs), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    stored = read_scorer(store, scorer)
+    if stored is not None:
+        differ = [f for f in SCORER_FIELDS if stored.get(f) != record[f]]
+        if differ:
+            raise StoreError(f"{store.uri}/{SCORES}/{scorer} was scored differently ({', '.join(differ)}): "
+                             f"move it away to score again")
+    done = scored_keys(store, scorer) if stored is not None else set()
+    tasks, images = [], 0
+    for path, part in files.items():
+        mine = [k for k, j in zip(part["key"], part["job"]) if j in wanted and not is_frame_key(k)]
+        images += len(mine)
+        todo = [k for k in mine if k not in done]
+        if todo:
+            tasks.append(ScoreTask.of(path, todo))
+    plan = ScorePlan(scorer=scorer, weights=model.weights_id, n_classes=model.n_classes,
+                     scale=model.input_size / generator_size, inputs=inputs, batch_size=config.batch_size)
+    return Prepared(store, manifest, record if stored is None else stored, plan, tuple(tasks), images,
+                    images - sum(len(t.keys) for t in tasks))
+
+
+def run_score(config: ScoreConfig, *, stream: TextIO | None = None) -> ScoreSummary:
+    """Score the store's images with `config.model`; resumable (only unscored images run)."""
+    import time
+    prepared = prepare(config)
+    store, plan, cluster = prepared.store, prepared.plan, config.cluster
+    started = time.perf_counter()
+    if read_scorer(store, plan.scorer) is None:   # written before any part: a part never lacks its scorer
+        store.write_bytes(f"{SCORES}/{plan.scorer}/{SCORER_FILE}", json.dumps(prepared.scorer, indent=1).encode())
+    if not prepared.tasks:
+        return ScoreSummary(store.uri, plan.scorer, prepared.images, 0, prepared.skipped, 0.0)
+    progress = Progress(prepared.images, prepared.skipped, stream=stream, interval=cluster.progress_every,
+                        unit="images")   # stream None: stderr (a bar on a terminal), as `sweep run`'s
+    worker_config = WorkerConfig(store.uri, config.model, config.weights, threads=max(1, int(cluster.cpus_per_worker)))
+    scored = [0]
+
+    def on_done(task: ScoreTask, rows: int) -> tuple:
+        scored[0] += rows
+        progress.update(done=rows)
+        return ()
+
+    def on_failed(task: ScoreTask, error: str) -> tuple:
+        raise SweepError(f"scoring failed on {task.path.rsplit('/', 1)[-1]}: {error} (run again to resume)")
+
+    with ray_session(cluster), sigterm_as_interrupt():
+        use_gpu, count = cluster_plan(cluster, len(prepared.tasks))
+        fleet = Fleet(worker_config, count, use_gpu=use_gpu, cpus=cluster.cpus_per_worker,
+                      worker="sweep.score:ScoreWorker")
+        try:
+            dispatch(fleet, prepared.tasks, submit=lambda actor, task: actor.score.remote(task, plan),
+                     on_done=on_done, on_failed=on_failed, in_flight=cluster.in_flight, tick=progress.update)
+        finally:
+            fleet.stop()
+            progress.close()
+    return ScoreSummary(store.uri, plan.scorer, prepared.images, scored[0], prepared.skipped,
+                        time.perf_counter() - started)

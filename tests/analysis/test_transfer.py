@@ -1,0 +1,133 @@
+"""The transfer table, top-3 per scorer and the figures, from hand-made outputs with answers known by construction."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import analyze_store
+from analysis.synthetic import Image, write_store
+from analysis.transfer import (Outputs, compare_figure, compare_table, top_classes, transfer_figure,
+                               transfer_table)
+from sweep.score import SCORER_FILE, SCORES, ScorePlan, scorer_id, scores_table
+from sweep.store import Store
+
+N = 6
+NAMES = [f"class {i}" for i in range(N)]
+
+
+def one_hot(c: int, high: float = 5.0, second: int | None = None, low: int | None = None) -> np.ndarray:
+    """Outputs with class c on top, optionally `second` next and `low` at the very bottom."""
+    v = np.zeros(N, np.float32)
+    v[c] = high
+    if second is not None:
+        v[second] = high - 1
+    if low is not None:
+        v[low] = -high
+    return v
+
+
+def images() -> pd.DataFrame:
+    return pd.DataFrame({
+        "key": ["o0", "o1", "o2", "o3", "p0", "p1", "a0", "a1", "i0"],
+        "job": ["octave"] * 4 + ["opposite"] * 2 + ["addition"] * 2 + ["interpolate"],
+        "variant": [""] * 6 + ["merge"] * 2 + [""],
+        "target": [0, 1, 2, 3, 0, 1, 0, 2, 4],
+        "partner": [-1] * 6 + [1, 3, 5],
+    })
+
+
+def outputs() -> dict[str, Outputs]:
+    own = {"o0": one_hot(0), "o1": one_hot(1), "o2": one_hot(2), "o3": one_hot(3),
+           "p0": one_hot(3, low=0), "p1": one_hot(3, low=1),
+           "a0": one_hot(0, second=1), "a1": one_hot(2, second=3), "i0": one_hot(5)}
+    # The other scorer: octaves 0 and 1 right, 2 second, 3 wrong entirely; opposite 0 at the bottom, opposite 1 on
+    # top; merge 0 both in the top two, merge 1 only one; the interpolation's class b (5) second. It has no output
+    # for o3's key at all (left out of its rows).
+    other = {"o0": one_hot(0), "o1": one_hot(1), "o2": one_hot(4, second=2),
+             "p0": one_hot(4, low=0), "p1": one_hot(1),
+             "a0": one_hot(1, second=0), "a1": one_hot(2, second=5), "i0": one_hot(4, second=5)}
+    return {"gen": Outputs(list(own), np.stack(list(own.values()))),
+            "other": Outputs(list(other), np.stack(list(other.values())))}
+
+
+def row(table: pd.DataFrame, scorer: str, job: str) -> pd.Series:
+    return table[(table["scorer"] == scorer) & (table["job"] == job)].iloc[0]
+
+
+def test_transfer_table_known_answers():
+    table = transfer_table(images(), outputs(), generator="gen")
+    assert list(table["scorer"].unique()) == ["gen", "other"] and table["own"].tolist().count(True) == 4
+    gen, other = (row(table, "gen", "octave"), row(table, "other", "octave"))
+    assert (gen["images"], gen["top1_share"], gen["top5_share"]) == (4, 1.0, 1.0)
+    assert (other["images"], other["top1_share"], other["top5_share"]) == (3, pytest.approx(2 / 3), 1.0)
+    # mean target probability: softmax of the constructed outputs
+    p_top = np.exp(5) / (np.exp(5) + N - 1)
+    p_second = np.exp(4) / (np.exp(5) + np.exp(4) + N - 2)
+    assert gen["mean_target_prob"] == pytest.approx(p_top)
+    assert other["mean_target_prob"] == pytest.approx((2 * p_top + p_second) / 3)
+    # additions: both in the top 2 / top 5
+    assert row(table, "gen", "addition")["both_top2_share"] == 1.0
+    assert row(table, "other", "addition")["both_top2_share"] == 0.5
+    assert row(table, "other", "addition")["both_top5_share"] == 1.0
+    assert np.isnan(gen["both_top2_share"]) and np.isnan(gen["target_percentile"])
+    # opposites: the minimised class at the very bottom is percentile 0; on top, 100
+    assert row(table, "gen", "opposite")["target_percentile"] == 0.0
+    assert row(table, "other", "opposite")["target_percentile"] == 50.0
+    # an interpolation's final image aims at class b
+    assert row(table, "gen", "interpolate")["top1_share"] == 1.0
+    assert row(table, "other", "interpolate")["top1_share"] == 0.0
+    assert row(table, "other", "interpolate")["top5_share"] == 1.0
+
+
+def test_top_classes_per_scorer():
+    octaves = images()[images()["job"] == "octave"]
+    top = top_classes(octaves, outputs(), NAMES, k=3)
+    assert len(top) == 3 * (4 + 3)
+    first = top[(top["scorer"] == "other") & (top["key"] == "o2")].sort_values("rank")
+    assert first["label"].tolist()[:2] == [4, 2] and first["label_name"].iloc[0] == "class 4"
+    assert first["prob"].is_monotonic_decreasing
+
+
+def test_compare_table_and_figures():
+    a = transfer_table(images(), outputs(), generator="gen")
+    swapped = outputs()
+    b = transfer_table(images(), {"other": swapped["other"], "gen": swapped["gen"]}, generator="other")
+    table = compare_table([a, b])
+    octave = table[table["job"] == "octave"]
+    assert len(octave) == 4 and set(octave["generator"]) == {"gen", "other"}
+    assert not table.duplicated(["generator", "scorer", "job", "variant"]).any()
+    assert len(compare_table([a, a])) == len(a)                      # a store given twice counts once
+    figure = transfer_figure(a)
+    cells = [t.get_text() for t in figure.axes[0].texts]
+    # 3 job rows (opposites are not drawn as top-1 shares) x 2 scorers, the generating model's column first
+    assert len(cells) == 2 * 3 and "67%" in cells
+    assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["gen", "other"]
+    assert len(compare_figure(table).axes) == 3
+
+
+def test_analyze_writes_the_transfer_table(tmp_path):
+    rows = [Image("octave", 0, one_hot(0)), Image("octave", 1, one_hot(1)), Image("octave", 2, one_hot(2)),
+            Image("opposite", 0, one_hot(3, low=0)), Image("addition", 0, one_hot(0, second=1), "merge", 1)]
+    path = write_store(str(tmp_path / "store"), NAMES, rows)
+    store = Store.open(path)
+    keys = store.read("images", ["key"]).column("key").to_pylist()
+    by_key = {k: v for k, v in zip(sorted(keys), [one_hot(4, second=1), one_hot(0), one_hot(0), one_hot(1),
+                                                  one_hot(2, second=0)])}
+    # a scorer part written through the scoring module's own table builder
+    plan = ScorePlan(scorer="other.w", weights="w", n_classes=N, scale=1.0)
+    store.write_bytes(f"{SCORES}/other.w/{SCORER_FILE}", b"{}")
+    targets = {k: int(k.split(":")[2]) for k in keys}
+    store.write_table(f"{SCORES}/other.w/part-0.parquet",
+                      scores_table(list(by_key), [targets[k] for k in by_key], [None] * len(by_key),
+                                   np.stack(list(by_key.values())), plan))
+    summary = analyze_store(path)
+    table = pd.read_parquet(tmp_path / "store" / "analysis" / "transfer.parquet")
+    gen = scorer_id("synthetic", "random-synthetic")
+    assert set(table["scorer"]) == {gen, "other.w"}
+    want = {k: int(np.argmax(v)) == targets[k] for k, v in by_key.items() if k.startswith("octave")}
+    assert row(table, "other.w", "octave")["top1_share"] == pytest.approx(np.mean(list(want.values())))
+    assert row(table, gen, "octave")["top1_share"] == 1.0
+    assert "other.w" in summary.transfer
+    top3 = pd.read_parquet(tmp_path / "store" / "analysis" / "transfer_top3.parquet")
+    assert set(top3["scorer"]) == {gen, "other.w"} and set(top3["job"]) == {"octave"}

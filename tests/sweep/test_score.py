@@ -1,0 +1,262 @@
+"""`sweep score` and `sweep compare` on a local Ray (2 CPUs, started once for the module), with tiny sweeps of the
+two demo models: self-scoring reproduces the stored logits, resume exactly once, separate scorers, refusals."""
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from scipy.special import softmax
+
+from analysis.synthetic import Image, write_store
+from analysis.transfer import store_transfer
+from sweep.cli import main
+from sweep.driver import SweepConfig, run_sweep
+from sweep.fleet import ClusterConfig
+from sweep.plan import PlanError
+from sweep.score import SCORER_FILE, SCORES, ScoreConfig, prepare, rescale, run_score, scorer_id
+from sweep.store import IMAGES, Store, StoreError
+
+ray = pytest.importorskip("ray")
+HERE = Path(__file__).parent
+CLUSTER = ClusterConfig(workers=1, cpus_per_worker=1.0, progress_every=60.0)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    path = os.pathsep.join([str(HERE), str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")])
+    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": path, "CLASSWEEP_OFFLINE": "1"}})
+    yield
+    ray.shutdown()
+
+
+def tiny_sweep(path: Path, model: str, jobs: str = "octave,opposite,addition") -> Path:
+    config = SweepConfig(store=str(path), model=model, schedule="tiny", jobs=jobs, classes="0-2", pairs="0+1,1+2",
+                         variants="merge", batch_size=3, cluster=CLUSTER)
+    summary = run_sweep(config)
+    assert summary.exit_status == 0
+    return path
+
+
+def score(store: Path, model: str, **changes):
+    return run_score(ScoreConfig(store=str(store), model=model, cluster=CLUSTER, **changes),
+                     stream=io.StringIO())
+
+
+@pytest.fixture(scope="module")
+def digits_store(local_ray, tmp_path_factory):
+    """A tiny sweep of the shipped digits model: 3 octaves, 3 opposites, 2 merges."""
+    return tiny_sweep(tmp_path_factory.mktemp("score") / "digits", "digits")
+
+
+def stored(store: Path) -> pd.DataFrame:
+    return pd.read_parquet(store / IMAGES, columns=["key", "job", "target", "partner", "logits"]).set_index("key")
+
+
+def scored(store: Path, scorer: str) -> pd.DataFrame:
+    return pd.read_parquet(store / SCORES / scorer).set_index("key")
+
+
+def test_self_score_reproduces_the_stored_logits(digits_store):
+    summary = score(digits_store, "digits")
+    assert summary.scorer == scorer_id("digits", "shipped") and summary.scored == summary.images == 8
+    ours, theirs = stored(digits_store), scored(digits_store, summary.scorer)
+    assert sorted(theirs.index) == sorted(ours.index)
+    got = np.stack(theirs.loc[ours.index, "logits"])                         # 8 x 10
+    want = np.stack(ours["logits"])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    # label, target and partner probabilities follow from the scorer's own outputs
+    assert (theirs.loc[ours.index, "label"].to_numpy() == want.argmax(1)).all()
+    probs = softmax(want.astype(np.float64), axis=1)
+    np.testing.assert_allclose(theirs.loc[ours.index, "target_prob"], probs[np.arange(8), ours["target"]], atol=1e-5)
+    has_partner = ours["partner"].notna().to_numpy()
+    partners = ours["partner"][has_partner].astype(int).to_numpy()
+    np.testing.assert_allclose(theirs.loc[ours.index[has_partner], "partner_prob"],
+                               probs[has_partner][np.arange(has_partner.sum()), partners], atol=1e-5)
+    assert theirs.loc[ours.index[~has_partner], "partner_prob"].isna().all()
+    schema = pq.read_schema(next((digits_store / SCORES / summary.scorer).glob("part-*.parquet")))
+    assert str(schema.field("logits").type) == "fixed_size_list<element: float>[10]"
+
+
+def test_resume_scores_each_image_exactly_once(digits_store):
+    scorer = scorer_id("digits-resnet", "shipped")
+    first = score(digits_store, "digits-resnet")
+    directory = digits_store / SCORES / scorer
+    parts = {p.name: p.stat().st_mtime_ns for p in directory.glob("part-*.parquet")}
+    assert first.scored == 8 and len(parts) >= 2
+
+    again = score(digits_store, "digits-resnet")
+    assert (again.scored, again.skipped) == (0, 8)
+    assert {p.name: p.stat().st_mtime_ns for p in directory.glob("part-*.parquet")} == parts
+
+    lost = sorted(parts)[0]
+    lost_keys = set(pq.read_table(directory / lost, columns=["key"]).column("key").to_pylist())
+    (directory / lost).unlink()
+    redone = score(digits_store, "digits-resnet")
+    assert redone.scored == len(lost_keys) and redone.skipped == 8 - len(lost_keys)
+    assert {p.name for p in directory.glob("part-*.parquet")} == set(parts)       # the same unit, the same file
+    assert {n: t for n, t in ((p.name, p.stat().st_mtime_ns) for p in directory.glob("part-*.parquet"))
+            if n != lost} == {n: t for n, t in parts.items() if n != lost}         # nothing else rewritten
+    frame = scored(digits_store, scorer)
+    assert frame.index.is_unique and set(frame.index) == set(stored(digits_store).index)
+
+
+def test_a_job_selection_then_the_rest_scores_each_image_once(digits_store):
+    scorer = scorer_id("digits", "random:seed=0")
+    octaves = score(digits_store, "digits", weights="random", jobs="octave")
+    assert octaves.scored == 3 and set(scored(digits_store, scorer)["scorer"]) == {scorer}
+    assert all(k.startswith("octave:") for k in scored(digits_store, scorer).index)
+    rest = score(digits_store, "digits", weights="random")
+    assert (rest.scored, rest.skipped) == (5, 3)
+    assert scored(digits_store, scorer).index.is_unique
+
+
+def test_two_scorers_stay_apart(digits_store):
+    score(digits_store, "digits")
+    score(digits_store, "digits-resnet")
+    own, other = scorer_id("digits", "shipped"), scorer_id("digits-resnet", "shipped")
+    for scorer, model in ((own, "digits"), (other, "digits-resnet")):
+        frame = scored(digits_store, scorer)
+        assert set(frame["scorer"]) == {scorer} and len(frame) == 8
+        record = json.loads((digits_store / SCORES / scorer / SCORER_FILE).read_text())
+        assert record["model"] == model and record["weights"] == "shipped"
+    assert not np.allclose(np.stack(scored(digits_store, own).sort_index()["logits"]),
+                           np.stack(scored(digits_store, other).sort_index()["logits"]))
+    # a scorer directory recorded with other settings is never added to
+    record_path = digits_store / SCORES / other / SCORER_FILE
+    record = json.loads(record_path.read_text())
+    record_path.write_text(json.dumps({**record, "input_size": 99}))
+    try:
+        with pytest.raises(StoreError, match="scored differently"):
+            score(digits_store, "digits-resnet")
+    finally:
+        record_path.write_text(json.dumps(record))
+
+
+def test_transfer_table_of_a_scored_store(digits_store):
+    score(digits_store, "digits-resnet")
+    table = store_transfer(Store.open(str(digits_store)))
+    own = scorer_id("digits", "shipped")
+    assert set(table["scorer"]) >= {own, scorer_id("digits-resnet", "shipped")}
+    # the generating model's row is computed from the stored logits
+    images = stored(digits_store)
+    octave = images[images["job"] == "octave"]
+    labels = np.stack(octave["logits"]).argmax(1)
+    row = table[(table["scorer"] == own) & (table["job"] == "octave")].iloc[0]
+    assert row["own"] and row["images"] == 3 and row["top1_share"] == pytest.approx(np.mean(labels == octave["target"]))
+
+
+def test_the_report_shows_the_transfer_matrix_and_each_scorers_top3(digits_store, tmp_path):
+    from analysis import analyze_store, write_figures
+    score(digits_store, "digits-resnet")
+    analyze_store(Store.open(str(digits_store)))
+    index = write_figures(Store.open(str(digits_store)), str(tmp_path / "fig"), stream=io.StringIO())
+    assert "Transfer to other models" in index.read_text() and (tmp_path / "fig" / "transfer.png").exists()
+    page = (tmp_path / "fig" / "classes" / "0000.html").read_text()
+    assert "What each model sees" in page and scorer_id("digits-resnet", "shipped") in page
+
+
+def test_compare_two_stores_scored_by_each_other(digits_store, tmp_path):
+    other = tiny_sweep(tmp_path / "resnet", "digits-resnet", jobs="octave")
+    score(other, "digits")
+    score(digits_store, "digits-resnet")
+    out = tmp_path / "compare"
+    result = CliRunner().invoke(main, ["compare", str(digits_store), str(other), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(out / "compare.parquet")
+    octave = table[table["job"] == "octave"].pivot_table(index="generator", columns="scorer", values="top1_share")
+    a, b = scorer_id("digits", "shipped"), scorer_id("digits-resnet", "shipped")
+    assert set(octave.index) == {a, b} and set(octave.columns) >= {a, b}   # (+ the random scorer of a test above)
+    for store, generator in ((digits_store, a), (other, b)):
+        own = store_transfer(Store.open(str(store)))
+        for scorer in (a, b):
+            want = own[(own["job"] == "octave") & (own["scorer"] == scorer)]["top1_share"].iloc[0]
+            assert octave.loc[generator, scorer] == pytest.approx(want)
+    assert (out / "compare.png").stat().st_size > 0
+
+
+def test_interpolation_frames_are_not_scored(tmp_path):
+    logits = np.eye(10, dtype=np.float32)
+    images = [Image("octave", 1, logits[1]), Image("interpolate", 2, logits[3], partner=3, source="a.png"),
+              Image("interpolate", 2, logits[2], partner=3, source="a.png", frame=0),
+              Image("interpolate", 2, logits[3], partner=3, source="a.png", frame=1)]
+    path = write_store(str(tmp_path / "store"), [f"digit {i}" for i in range(10)], images)
+    prepared = prepare(ScoreConfig(store=path, model="digits", weights="random"))
+    keys = [k for task in prepared.tasks for k in task.keys]
+    assert prepared.images == 2 and len(keys) == 2 and not [k for k in keys if "#frame" in k]
+
+
+def test_rescale_keeps_a_flat_image_flat_and_sizes_it():
+    flat = np.full((2, 40, 40, 3), 77, np.uint8)
+    assert rescale(flat, 1.0) is flat
+    small = rescale(flat, 0.5)
+    assert small.shape == (2, 20, 20, 3) and (small == 77).all()
+    assert rescale(flat, 299 / 224).shape == (2, 53, 53, 3)
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--model", "nosuchnet"], "unknown model 'nosuchnet'"),
+    (["--model", "digits", "--weights", "nosuch.pth"], "not found"),
+    (["--model", "digits", "--jobs", "octave,paint"], "unknown job 'paint'"),
+    (["--model", "digits", "--jobs", "dream"], "holds no dream images"),
+    (["--model", "mobilenet_v3_small", "--weights", "random"], "has 1000 classes"),
+    (["--model", "digits", "--batch-size", "0"], "Invalid value for '--batch-size'"),
+])
+def test_bad_arguments_exit_2_and_write_nothing(tmp_path, extra, fragment):
+    path = write_store(str(tmp_path / "store"), [f"digit {i}" for i in range(10)],
+                       [Image("octave", 1, np.eye(10, dtype=np.float32)[1])])
+    result = CliRunner().invoke(main, ["score", "--store", path, *extra])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], result.output
+    assert not (tmp_path / "store" / SCORES).exists()
+
+
+def test_no_store_and_compare_of_no_store_are_refused(tmp_path):
+    result = CliRunner().invoke(main, ["score", "--store", str(tmp_path / "none"), "--model", "digits"])
+    assert result.exit_code == 2 and result.output.startswith("Error: no store at")
+    result = CliRunner().invoke(main, ["compare", str(tmp_path / "none"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and result.output.startswith("Error: no store at")
+    assert not (tmp_path / "out").exists()
+
+
+def test_batch_size_must_be_positive(tmp_path):
+    path = write_store(str(tmp_path / "store"), [f"digit {i}" for i in range(10)],
+                       [Image("octave", 1, np.eye(10, dtype=np.float32)[1])])
+    with pytest.raises(PlanError):
+        prepare(ScoreConfig(store=path, model="digits", batch_size=0))
+
+
+def test_a_scorer_of_another_input_size_rescales_by_the_ratio(tmp_path):
+    rows = [Image("octave", 1, np.zeros(1000, np.float32))]
+    path = write_store(str(tmp_path / "store"), [f"class {i}" for i in range(1000)], rows, model="inception_v3")
+    assert prepare(ScoreConfig(store=path, model="resnet18", weights="random")).plan.scale == pytest.approx(224 / 299)
+
+
+@pytest.mark.slow
+def test_imagenet_plumbing_rescales_to_the_scorers_input_size(local_ray, tmp_path):
+    """1000 classes, random weights: an InceptionV3-made store (299 px input) scored by ResNet-18 (224 px) sees
+    each image scaled by 224/299 before the engine's own `logits_of`."""
+    from jobs.kinds import logits_of
+    from jobs.models import load_model
+    from analysis.synthetic import noise_png
+    from sweep.store import decode_png
+    rng = np.random.default_rng(0)
+    rows = [Image("octave", c, rng.normal(size=1000).astype(np.float32), png=noise_png(rng, 64)) for c in (1, 2, 3)]
+    path = write_store(str(tmp_path / "store"), [f"class {i}" for i in range(1000)], rows, model="inception_v3")
+    summary = score(Path(path), "resnet18", weights="random")
+    assert summary.scored == 3
+    got = scored(Path(path), summary.scorer).sort_index()
+    pngs = pd.read_parquet(Path(path) / IMAGES, columns=["key", "png"]).set_index("key").sort_index()
+    images = np.stack([decode_png(p) for p in pngs["png"]])                   # 3 x 64 x 64 x 3
+    small = rescale(images, 224 / 299)
+    assert small.shape[1:3] == (48, 48)
+    want = logits_of(load_model("resnet18", "random"), small)
+    np.testing.assert_allclose(np.stack(got["logits"]), want, rtol=0, atol=1e-4)
