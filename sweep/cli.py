@@ -11,10 +11,10 @@ from typing import Iterator
 
 import click
 
-from sweep.driver import DEVICES, SweepConfig, SweepError, run_sweep
-from sweep.fleet import ClusterConfig
+from sweep.driver import DEVICES, INTERRUPTED, SweepConfig, SweepError, run_sweep
+from sweep.fleet import ClusterConfig, install_interrupt_handlers
 from sweep.plan import PlanError
-from sweep.store import StoreError, open_store
+from sweep.store import StoreError, one_line, open_store
 
 DEMO_STORE = "./demo-store"
 DEMO_BATCH = 16   # the digits preset renders fastest per image around 16 per batch on a CPU
@@ -31,15 +31,31 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return PlanError, StoreError, WeightsUnavailable, InvalidWeightsFile, UnknownModel
 
 
+def os_error_line(error: OSError) -> str:
+    """An OSError (disk full, read-only file system, permission, a path that is a file) as one line naming the
+    file: `cannot write /s/images/x.parquet: No space left on device`."""
+    what = error.strerror or one_line(error)
+    paths = [p for p in (error.filename, error.filename2) if p]
+    return f"{what}: {' -> '.join(map(str, paths))}" if paths else what
+
+
 @contextlib.contextmanager
 def reported() -> Iterator[None]:
-    """Turn the library's user errors into one-line CLI errors (no traceback)."""
+    """Turn the library's user errors, and the file system's (OSError: disk full, read-only store, ...) and
+    Arrow's (a damaged Parquet file), into one-line CLI errors (no traceback)."""
+    import pyarrow as pa
     try:
         yield
     except user_errors() as error:
-        raise UserError(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
+        raise UserError(one_line(error)) from None
     except SweepError as error:
-        raise click.ClickException(str(error)) from None
+        raise click.ClickException(one_line(error)) from None
+    except UnicodeDecodeError as error:   # a binary file where a text file belongs (before ValueError: a subclass)
+        raise UserError(f"a file given is not text ({one_line(error)})") from None
+    except OSError as error:
+        raise UserError(os_error_line(error)) from None
+    except pa.ArrowException as error:
+        raise UserError(f"unreadable data: {one_line(error)}") from None
 
 
 def cluster_options(command):
@@ -89,10 +105,11 @@ class OneLineErrors(click.Group):
     other user error of the command, instead of click's usage block."""
 
     def main(self, *args, **kwargs):
+        install_interrupt_handlers()   # before anything starts: SIGTERM and SIGINT stop every stage alike
         try:
             return super().main(*args, standalone_mode=False, **kwargs)
-        except click.exceptions.Abort:
-            click.echo("Aborted.", err=True)
+        except (click.exceptions.Abort, KeyboardInterrupt):   # click turns Ctrl-C into Abort
+            click.echo(INTERRUPTED, err=True)
             sys.exit(130)
         except click.ClickException as error:
             click.echo(f"Error: {error.format_message()}", err=True)
@@ -150,14 +167,17 @@ def models() -> None:
               help="torch.compile the network on GPUs (compiles once per input shape).")
 @click.option("--cudnn-benchmark/--no-cudnn-benchmark", default=True, show_default=True,
               help="Let cuDNN pick its fastest kernels on GPUs.")
+@click.option("--lease-timeout", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="Seconds without a heartbeat after which another driver's lease on the store counts as stale "
+              "(a crashed driver's) and this run takes the store over.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (items, batches, image-iterations per job) and the "
               "store's progress; start nothing, write nothing.")
 @click.option("--calibrate", is_flag=True, help="With the dry run: time a few steps on this machine's device and "
               "print the projected GPU-hours and wall time for --workers (default 1).")
 @cluster_options
 def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants, images, layers, seeds, schedule,
-        job_schedules, batch_size, max_attempts, bf16, channels_last, compile_, cudnn_benchmark, dry_run, calibrate,
-        address, workers, device, cpus_per_worker, gpu_wait) -> None:
+        job_schedules, batch_size, max_attempts, bf16, channels_last, compile_, cudnn_benchmark, lease_timeout,
+        dry_run, calibrate, address, workers, device, cpus_per_worker, gpu_wait) -> None:
     """Generate images for every selected class (resumes an interrupted run of the same command)."""
     config = SweepConfig(store=store, model=model, weights=weights, jobs=jobs, classes=classes, pairs=pairs,
                          interpolate_pairs=interpolate_pairs, variants=variants, images=tuple(images),
@@ -165,7 +185,7 @@ def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants
                          job_schedules=tuple(job_schedules), batch_size=batch_size,
                          cluster=cluster_config(address, workers, device, cpus_per_worker, gpu_wait),
                          max_attempts=max_attempts, bf16=bf16, channels_last=channels_last, compile=compile_,
-                         cudnn_benchmark=cudnn_benchmark)
+                         cudnn_benchmark=cudnn_benchmark, lease_timeout=lease_timeout)
     if dry_run or calibrate:
         from sweep.driver import prepare
         from sweep.preview import calibrate as time_steps, preview
