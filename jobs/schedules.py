@@ -46,6 +46,7 @@ MAX_SIGMA = 100.0                   # blur sigma (a 3-px kernel is flat long bef
 MAX_FRAMES = 1000                   # interpolation frames kept
 MAX_FILE_BYTES = 1 << 20            # a schedule file (the presets are about 1 KB)
 MAX_NODES = 100_000                 # values in a schedule file's structure (lists, mappings, scalars)
+MAX_DEPTH = 50                      # nesting of a YAML schedule file (a schedule-set file nests 5 deep)
 
 
 def _interpolate(start: float, end: float, i: int, n: int) -> float:
@@ -362,7 +363,7 @@ def _read_yaml(path: Path, text: str) -> Any:
     class ScheduleLoader(yaml.SafeLoader):
         """SafeLoader that refuses aliases (`*name`) and counts nodes as it composes them, so that nothing large
         is ever built."""
-        nodes = 0
+        nodes = depth = 0
 
         def compose_node(self, parent, index):
             if self.check_event(yaml.AliasEvent):
@@ -370,7 +371,13 @@ def _read_yaml(path: Path, text: str) -> Any:
             self.nodes += 1
             if self.nodes > MAX_NODES:
                 raise yaml.YAMLError(f"more than {MAX_NODES} values: not a schedule file")
-            return super().compose_node(parent, index)
+            if self.depth >= MAX_DEPTH:
+                raise yaml.YAMLError(f"values nested more than {MAX_DEPTH} deep: not a schedule file")
+            self.depth += 1
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
 
     loader = ScheduleLoader(text)
     try:
