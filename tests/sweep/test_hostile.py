@@ -401,18 +401,42 @@ def start_run(store: Path) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_right_after_start_exits_130_with_the_interruption_line(tmp_path, sig):
+def ray_started(sid: int) -> bool:
+    """Whether a Ray process (GCS server or raylet) of session `sid` is running."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and (b"gcs_server" in command or b"raylet" in command):
+            return True
+    return False
+
+
+def end_session(sid: int) -> None:
+    """SIGKILL whatever of the run's session is left (Ray processes of a run that went wrong)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[3]) == sid:
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+
+
+@pytest.mark.parametrize("sig, stage", [(signal.SIGTERM, "start-up"), (signal.SIGINT, "start-up"),
+                                        (signal.SIGTERM, "ray"), (signal.SIGINT, "ray")])
+def test_a_signal_during_start_up_exits_130_with_the_interruption_line(tmp_path, sig, stage):
     store = tmp_path / "store"
     process = start_run(store)
+    ready = (lambda: sigterm_caught(process.pid)) if stage == "start-up" else (lambda: ray_started(process.pid))
     try:
-        while process.poll() is None and not sigterm_caught(process.pid):
+        while process.poll() is None and not ready():
             time.sleep(0.01)
         process.send_signal(sig)
         output, _ = process.communicate(timeout=120)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+        end_session(process.pid)
     assert process.returncode == 130, output
     assert output.strip().splitlines()[-1] == "interrupted: run the same command again to resume"
     assert "Traceback" not in output
