@@ -12,7 +12,7 @@ from typing import Iterator
 import click
 
 from sweep.driver import DEVICES, INTERRUPTED, SweepConfig, SweepError, run_sweep
-from sweep.fleet import ClusterConfig, install_interrupt_handlers
+from sweep.fleet import ClusterConfig, install_interrupt_handlers, restore_handlers
 from sweep.plan import PlanError
 from sweep.store import StoreError, one_line, open_store
 
@@ -105,7 +105,7 @@ class OneLineErrors(click.Group):
     other user error of the command, instead of click's usage block."""
 
     def main(self, *args, **kwargs):
-        install_interrupt_handlers()   # before anything starts: SIGTERM and SIGINT stop every stage alike
+        previous = install_interrupt_handlers()   # before anything starts: SIGTERM and SIGINT stop every stage alike
         try:
             return super().main(*args, standalone_mode=False, **kwargs)
         except (click.exceptions.Abort, KeyboardInterrupt):   # click turns Ctrl-C into Abort
@@ -114,6 +114,8 @@ class OneLineErrors(click.Group):
         except click.ClickException as error:
             click.echo(f"Error: {error.format_message()}", err=True)
             sys.exit(error.exit_code)
+        finally:
+            restore_handlers(previous)   # called in-process (tests, notebooks): leave the caller's handlers
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})

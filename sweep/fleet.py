@@ -109,13 +109,18 @@ def _interrupt(_signum, _frame):
     raise KeyboardInterrupt
 
 
-def install_interrupt_handlers() -> None:
+def install_interrupt_handlers() -> dict:
     """From now on SIGTERM (e.g. `ray job stop`, a scheduler's kill) and SIGINT (Ctrl-C) raise KeyboardInterrupt:
     every interruption, at any stage, stops the command the same way. The CLI calls this before it does anything;
-    `ray_session` keeps it in place while Ray starts."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
-        signal.signal(signal.SIGINT, _interrupt)
+    `ray_session` keeps it in place while Ray starts. Returns the handlers it replaced (`restore_handlers`)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {number: signal.signal(number, _interrupt) for number in (signal.SIGTERM, signal.SIGINT)}
+
+
+def restore_handlers(previous: dict) -> None:
+    for number, handler in previous.items():
+        signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
 
 @contextlib.contextmanager
