@@ -154,7 +154,7 @@ def read_groups(path: str, frame: pd.DataFrame, class_names: tuple[str, ...] | N
     `class_names`: the store's model's (default: the names seen in `frame`)."""
     try:
         table = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise GroupsError(f"cannot read groups file {path}: {error}") from None
     if "group" not in table.columns or not ({"key", "class"} & set(table.columns)):
         raise GroupsError(f"{path} needs a 'group' column and a 'key' or 'class' column; "
@@ -243,17 +243,16 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
     labels = groups.to_numpy()
     grouped = np.isin(labels, [fit.negative, fit.positive])   # the two groups at the ends of the direction
     auc = float(roc_auc_score(labels[grouped] == fit.positive, fit.positions[grouped]))
-    table = meta[["key", "job", "target", "target_name"]].assign(group=labels, position=fit.positions)
-    st.write_table("analysis/directions.parquet", pa.Table.from_pandas(table, preserve_index=False))
-
     candidates = meta["job"].isin(set(meta["job"][labels != ""])).to_numpy()   # the grouped images' jobs
     if start is None:   # the first image of the first group: seed 0's octave image when the group has one
         start_index = int(np.flatnonzero(labels == fit.negative)[0])
-    else:
+    else:   # checked before anything is written
         matches = np.flatnonzero(meta["key"].to_numpy() == start)
         if not len(matches):
             raise StoreError(f"no image with key {start!r} in {st.uri}")
         start_index = int(matches[0])
+    table = meta[["key", "job", "target", "target_name"]].assign(group=labels, position=fit.positions)
+    st.write_table("analysis/directions.parquet", pa.Table.from_pandas(table, preserve_index=False))
     picks = line_neighbours(fit, start_index, n_points, candidates)
     pngs = dict(iter_pngs(st, [meta["key"][i] for i in [start_index, *picks]]))
 

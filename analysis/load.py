@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sweep.store import FRAMES, IMAGES, Store, StoreError, is_frame_key, one_line as _one_line, open_store
+from sweep.store import FRAMES, IMAGES, Store, StoreError, is_frame_key, one_line as _one_line, open_store, unreadable
 
 # Columns of the jobs from real images, and their values in stores written before those jobs existed.
 OPTIONAL_COLUMNS = {"source": "", "frame": -1, "step": -1}
@@ -66,7 +66,7 @@ def _open_parquet(store: Store, path: str) -> pq.ParquetFile:
     try:
         pf = pq.ParquetFile(store.fs.open_input_file(path))
     except (pa.ArrowInvalid, OSError) as err:
-        raise StoreError(f"images/{name} is not a readable Parquet file ({_one_line(err)})") from None
+        raise StoreError(unreadable(f"images/{name}", err)) from None   # the one refusal, with the way on
     _check_schema(pf.schema_arrow, name, store.n_classes)
     return pf
 

@@ -35,6 +35,7 @@ from analysis import figures as fig
 from analysis.analyze import ANALYSIS_DIR, SUMMARY_FILE, AnalysisSummary, analyze_store
 from analysis.load import NUMERIC_COLUMNS, iter_pngs, read_rows
 from jobs.catalog import IMAGE_JOBS
+from sweep.export import safe_name   # the one file-name rule, shared with `sweep export`
 from sweep.progress import Progress
 from sweep.store import TEMP_DIR, Store, open_store, source_file
 
@@ -258,13 +259,6 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     writer.remove_stale()
     progress.close()
     return Path(writer.root) / "index.html"
-
-
-def safe_name(text: str) -> str:
-    """`text` as one file-name component: letters, digits, '-', '_' and '.' kept, anything else (path separators
-    included) '_', and no leading dot (so never '.' or '..')."""
-    name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(text))
-    return ("_" + name[1:] if name.startswith(".") else name) or "_"
 
 
 class _Writer:

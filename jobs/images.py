@@ -7,14 +7,19 @@ work starts, so a sweep never dies halfway through its inputs.
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# Largest source image accepted, in pixels (a 64-megapixel photograph; Pillow's own bomb limit is ~179 M and only
+# warns above ~89 M). Checked on the header, before any pixel is decoded: a 30000 x 30000 image of one colour
+# compresses to a few kilobytes and decodes to gigabytes. Every job resizes its source to the schedule's first size.
+MAX_SOURCE_PIXELS = 8000 * 8000
 
 
 class ImageInputError(ValueError):
@@ -45,13 +50,24 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def read_image(data: bytes | str | Path) -> np.ndarray:
     """H x W x 3 uint8 RGB from a path or encoded bytes; raises ImageInputError when it is not an image."""
+    name = data if not isinstance(data, bytes) else "<bytes>"
     try:
         source = io.BytesIO(data) if isinstance(data, bytes) else data
-        with Image.open(source) as image:
-            image.load()
-            return np.asarray(to_rgb(image))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise ImageInputError(f"{data if not isinstance(data, bytes) else '<bytes>'}: {error}") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as image:
+                width, height = image.size
+                if width * height > MAX_SOURCE_PIXELS:
+                    raise ImageInputError(f"{name}: {width} x {height} pixels is more than the "
+                                          f"{MAX_SOURCE_PIXELS // 10**6} megapixels a source image may have "
+                                          f"(shrink it first)")
+                image.load()
+                return np.asarray(to_rgb(image))
+    except ImageInputError:
+        raise
+    except Exception as error:  # whatever a damaged or hostile file makes a decoder raise: one line naming it
+        detail = " ".join(str(error).split()) or type(error).__name__
+        raise ImageInputError(f"{name}: not a readable image ({type(error).__name__}: {detail[:200]})") from None
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:

@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import io
 import os
+import pickle
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,9 +212,16 @@ def _input_size(weights_enum_value) -> int:
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle refusals, truncated files, not a torch file at all
+    except pickle.UnpicklingError:   # holds objects other than tensors: torch's message suggests running them
+        raise InvalidWeightsFile(f"{path} is not a plain state dict: it holds Python objects besides tensors, "
+                                 f"and classweep never unpickles objects (save `model.state_dict()` with "
+                                 f"torch.save)") from None
+    except Exception as error:  # truncated files, not a torch file at all
+        detail = str(error).splitlines()[0] if str(error) else "no detail"
+        if "weights_only" in str(error):   # never pass on torch's advice to load it unsafely
+            detail = "not a plain state dict of tensors"
         raise InvalidWeightsFile(f"{path} is not a readable state dict ({type(error).__name__}: "
-                                 f"{str(error).splitlines()[0] if str(error) else 'no detail'})") from None
+                                 f"{detail})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):

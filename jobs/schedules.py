@@ -36,6 +36,19 @@ INTERPOLATIONS = ("weighted", "targets")   # article's weighted outputs, or our 
 SOURCE_FITS = ("crop", "squash")    # a photograph: shorter side resized + centre crop, or squashed to a square
 
 
+# Bounds checked when a schedule is loaded (each error names the field and the bound), far beyond the articles'
+# settings (octaves of 224-460 px, 10-250 iterations, lr 0.5-6, sigma 0.1-2.4), so that an absurd schedule is
+# refused before anything starts instead of filling memory or running for ever.
+MAX_SIDE = 2048                     # any image side an octave reaches (size, crop, pad growth, resize cycle)
+MAX_ITERATIONS = 100_000            # gradient steps in one octave
+MAX_LR = 1000.0                     # learning rate
+MAX_SIGMA = 100.0                   # blur sigma (a 3-px kernel is flat long before this)
+MAX_FRAMES = 1000                   # interpolation frames kept
+MAX_FILE_BYTES = 1 << 20            # a schedule file (the presets are about 1 KB)
+MAX_NODES = 100_000                 # values in a schedule file's structure (lists, mappings, scalars)
+MAX_DEPTH = 50                      # nesting of a YAML schedule file (a schedule-set file nests 5 deep)
+
+
 def _interpolate(start: float, end: float, i: int, n: int) -> float:
     # The article's schedule: start*(n-i)/n + end*i/n; i runs 0..n-1 so the end value is approached, not reached.
     return start * (n - i) / n + end * i / n
@@ -53,10 +66,17 @@ def _pair(value: Any, what: str) -> tuple[float, float]:
     return start, end
 
 
-def _int(value: Any, what: str, minimum: int) -> int:
+def _int(value: Any, what: str, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{what} must be at most {maximum}, got {value}")
     return value
+
+
+def _at_most(pair: tuple[float, float], bound: float, what: str) -> None:
+    if max(pair) > bound:
+        raise ValueError(f"{what} must be at most {bound:g}, got {pair}")
 
 
 @dataclass(frozen=True)
@@ -77,25 +97,27 @@ class Octave:
                                                 #   160, 180, 200 over the first 76 of 100 steps)
 
     def __post_init__(self) -> None:
-        _int(self.size, "octave size", 1)
-        _int(self.iterations, "octave iterations", 1)
+        _int(self.size, "octave size", 1, MAX_SIDE)
+        _int(self.iterations, "octave iterations", 1, MAX_ITERATIONS)
         object.__setattr__(self, "lr", _pair(self.lr, "octave lr"))
         object.__setattr__(self, "sigma", _pair(self.sigma, "octave sigma"))
         if min(self.lr) < 0:
             raise ValueError(f"octave lr must be >= 0, got {self.lr}")
+        _at_most(self.lr, MAX_LR, "octave lr")
         if min(self.sigma) <= 0:
             raise ValueError(f"octave sigma must be > 0 (torchvision's gaussian_blur), got {self.sigma}")
+        _at_most(self.sigma, MAX_SIGMA, "octave sigma")
         if self.crop is not None:
-            _int(self.crop, "octave crop", 1)
+            _int(self.crop, "octave crop", 1, MAX_SIDE)
             if self.crop > self.size:
                 raise ValueError(f"octave crop {self.crop} is larger than the octave size {self.size}")
-        _int(self.pad, "octave pad", 0)
+        _int(self.pad, "octave pad", 0, MAX_SIDE)
         _int(self.blur_every, "octave blur_every", 0)
         if self.blur_until is not None:
             _int(self.blur_until, "octave blur_until", 0)
         if not isinstance(self.resize_cycle, (list, tuple)):
             raise ValueError(f"octave resize_cycle must be a list of sizes, got {self.resize_cycle!r}")
-        object.__setattr__(self, "resize_cycle", tuple(_int(v, "octave resize_cycle size", 1)
+        object.__setattr__(self, "resize_cycle", tuple(_int(v, "octave resize_cycle size", 1, MAX_SIDE)
                                                        for v in self.resize_cycle))
         _int(self.cycle_steps, "octave cycle_steps", 0)
         if self.cycle_steps and not self.resize_cycle:
@@ -191,11 +213,11 @@ class Schedule:
         if not isinstance(self.absolute, bool) or not isinstance(self.clamp, bool):
             raise ValueError("schedule absolute and clamp must be true or false")
         _int(self.dream_blur_every, "schedule dream_blur_every", 1)
-        _int(self.frames, "schedule frames", 1)
+        _int(self.frames, "schedule frames", 1, MAX_FRAMES)
         if not isinstance(self.output, str) or not self.output:
             raise ValueError(f"schedule output must be a layer name such as 'logits' or 'AuxLogits', "
                              f"got {self.output!r}")
-        if _int(self.blur_kernel, "schedule blur_kernel", 1) % 2 == 0:
+        if _int(self.blur_kernel, "schedule blur_kernel", 1, MAX_SIDE) % 2 == 0:
             raise ValueError(f"schedule blur_kernel must be odd, got {self.blur_kernel}")
         for what, allowed in (("input", INPUTS), ("pad_mode", PAD_MODES), ("blur_scope", BLUR_SCOPES),
                               ("interpolation", INTERPOLATIONS), ("source_fit", SOURCE_FITS)):
@@ -204,6 +226,11 @@ class Schedule:
         if self.pad_mode == "image" and any(o.pad and o.crop for o in octaves):
             raise ValueError("an octave that pads the image (pad_mode image) cannot also crop: the crop positions "
                              "are drawn for a fixed image size; use pad_mode frame")
+        for i, o in enumerate(octaves):   # the image grows with the pad each step (pad_mode image)
+            side = o.end_size(self.pad_mode) + (2 * o.pad if self.pad_mode == "frame" else 0)
+            if side > MAX_SIDE:
+                raise ValueError(f"octave {i}: the image reaches {side} px (size {o.size}, pad {o.pad} x "
+                                 f"{o.iterations} steps), more than the {MAX_SIDE} px bound")
 
     def for_job(self, job: str) -> "Schedule":
         """The schedule a job runs: a dream never blurs; a directed dream blurs every `dream_blur_every` steps
@@ -306,20 +333,78 @@ def preset_names() -> list[str]:
 
 
 def _read_file(path: Path) -> Any:
-    text = path.read_text()
-    if path.suffix in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise ValueError(f"{path}: reading YAML needs PyYAML; use a .json schedule instead") from None
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise ValueError(f"{path} is not valid YAML: {error}") from None
+    """A schedule file's data: at most MAX_FILE_BYTES of UTF-8 text, JSON or (.yaml, .yml) YAML without aliases,
+    and at most MAX_NODES values; ValueError (one line) otherwise. Schedule files are small: the caps stop a
+    hostile file (an alias bomb expands nine lines into billions of values) before it is built."""
+    with open(path, "rb") as handle:
+        raw = handle.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        raise ValueError(f"{path} is larger than {MAX_FILE_BYTES // 1024} KiB: not a schedule file")
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a text file (schedules are JSON or YAML)") from None
+    if path.suffix in (".yaml", ".yml"):
+        return _read_yaml(path, text)
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as error:
+        raise ValueError(f"{path} is not valid JSON: {one_line(error)}") from None
+    _count_nodes(data, path)
+    return data
+
+
+def _read_yaml(path: Path, text: str) -> Any:
+    try:
+        import yaml
+    except ImportError:
+        raise ValueError(f"{path}: reading YAML needs PyYAML; use a .json schedule instead") from None
+
+    class ScheduleLoader(yaml.SafeLoader):
+        """SafeLoader that refuses aliases (`*name`) and counts nodes as it composes them, so that nothing large
+        is ever built."""
+        nodes = depth = 0
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.YAMLError(f"aliases (*{self.peek_event().anchor}) are not allowed in a schedule file")
+            self.nodes += 1
+            if self.nodes > MAX_NODES:
+                raise yaml.YAMLError(f"more than {MAX_NODES} values: not a schedule file")
+            if self.depth >= MAX_DEPTH:
+                raise yaml.YAMLError(f"values nested more than {MAX_DEPTH} deep: not a schedule file")
+            self.depth += 1
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    loader = ScheduleLoader(text)
+    try:
+        return loader.get_single_data()
+    except (yaml.YAMLError, RecursionError) as error:
+        raise ValueError(f"{path} is not a valid schedule file: {one_line(error)}") from None
+    finally:
+        loader.dispose()
+
+
+def _count_nodes(data: Any, path: Path) -> None:
+    """Refuse a structure with more than MAX_NODES values (JSON has no aliases: its size is the file's)."""
+    stack, count = [data], 0
+    while stack:
+        value = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise ValueError(f"{path} holds more than {MAX_NODES} values: not a schedule file")
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (YAML's span several, with a pointer under the culprit)."""
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def load_schedule(name_or_path: str | Path) -> Schedule:

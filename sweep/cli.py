@@ -11,11 +11,11 @@ from typing import Iterator
 
 import click
 
-from sweep.driver import DEVICES, SweepConfig, SweepError, run_sweep
-from sweep.fleet import ClusterConfig
+from sweep.driver import DEVICES, INTERRUPTED, SweepConfig, SweepError, run_sweep
+from sweep.fleet import ClusterConfig, install_interrupt_handlers, restore_handlers
 from sweep.plan import PlanError
 from sweep.score import SCORE_BATCH, ScoreConfig, run_score
-from sweep.store import StoreError, object_store_problem, open_store
+from sweep.store import StoreError, object_store_problem, one_line, open_store
 
 DEMO_STORE = "./demo-store"
 DEMO_BATCH = 16   # the digits preset renders fastest per image around 16 per batch on a CPU
@@ -33,20 +33,34 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return PlanError, StoreError, WeightsUnavailable, InvalidWeightsFile, UnknownModel
 
 
+def os_error_line(error: OSError) -> str:
+    """An OSError (disk full, read-only file system, permission, a path that is a file) as one line naming the
+    file: `cannot write /s/images/x.parquet: No space left on device`."""
+    what = error.strerror or one_line(error)
+    paths = [p for p in (error.filename, error.filename2) if p]
+    return f"{what}: {' -> '.join(map(str, paths))}" if paths else what
+
+
 @contextlib.contextmanager
 def reported(store: str | None = None) -> Iterator[None]:
-    """Turn the library's user errors into one-line CLI errors (no traceback); with the `store` URI, also the
-    failures of an object store met outside the store layer (reading or writing through its file system)."""
+    """Turn the library's user errors, and the file system's (OSError: disk full, read-only store, ...; with the
+    `store` URI, an object store's failures met outside the store layer) and Arrow's (a damaged Parquet file),
+    into one-line CLI errors (no traceback)."""
+    import pyarrow as pa
     try:
         yield
-    except OSError as error:
-        if store is None or not store.lower().startswith(("s3://", "gs://", "gcs://")):
-            raise
-        raise UserError(object_store_problem(store, error)) from None
     except user_errors() as error:
-        raise UserError(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
+        raise UserError(one_line(error)) from None
     except SweepError as error:
-        raise click.ClickException(str(error)) from None
+        raise click.ClickException(one_line(error)) from None
+    except UnicodeDecodeError as error:   # a binary file where a text file belongs (before ValueError: a subclass)
+        raise UserError(f"a file given is not text ({one_line(error)})") from None
+    except OSError as error:
+        if store is not None and store.lower().startswith(("s3://", "gs://", "gcs://")):
+            raise UserError(object_store_problem(store, error)) from None
+        raise UserError(os_error_line(error)) from None
+    except pa.ArrowException as error:
+        raise UserError(f"unreadable data: {one_line(error)}") from None
 
 
 def cluster_options(command):
@@ -117,10 +131,11 @@ class OneLineErrors(click.Group):
         return super().parse_args(ctx, args)
 
     def main(self, *args, **kwargs):
+        previous = install_interrupt_handlers()   # before anything starts: SIGTERM and SIGINT stop every stage alike
         try:
             return super().main(*args, standalone_mode=False, **kwargs)
-        except click.exceptions.Abort:
-            click.echo("Aborted.", err=True)
+        except (click.exceptions.Abort, KeyboardInterrupt):   # click turns Ctrl-C into Abort
+            click.echo(INTERRUPTED, err=True)
             sys.exit(130)
         except click.exceptions.Exit as done:   # --help, --version, bare `sweep`
             sys.exit(done.exit_code)
@@ -130,6 +145,8 @@ class OneLineErrors(click.Group):
             if isinstance(error, click.UsageError) and ctx is not None:
                 click.echo(f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help.", err=True)
             sys.exit(error.exit_code)
+        finally:
+            restore_handlers(previous)   # called in-process (tests, notebooks): leave the caller's handlers
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
@@ -189,14 +206,17 @@ def models() -> None:
               help="Record each image's generation: every:N keeps the target's output and rank, the argmax, the "
               "loss and the top-5 outputs every N steps; every:N,snapshots:M also the image (PNG) and all outputs "
               "every M steps. Stored in {store}/trajectories/ (default: off).")
+@click.option("--lease-timeout", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="Seconds without a heartbeat after which another driver's lease on the store counts as stale "
+              "(a crashed driver's) and this run takes the store over.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (items, batches, image-iterations per job) and the "
               "store's progress; start nothing, write nothing.")
 @click.option("--calibrate", is_flag=True, help="With the dry run: time a few steps on this machine's device and "
               "print the projected GPU-hours and wall time for --workers (default 1).")
 @cluster_options
 def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants, images, layers, seeds, schedule,
-        job_schedules, batch_size, max_attempts, bf16, channels_last, compile_, cudnn_benchmark, trajectory, dry_run,
-        calibrate, address, workers, device, cpus_per_worker, gpu_wait) -> None:
+        job_schedules, batch_size, max_attempts, bf16, channels_last, compile_, cudnn_benchmark, trajectory,
+        lease_timeout, dry_run, calibrate, address, workers, device, cpus_per_worker, gpu_wait) -> None:
     """Generate images for every selected class (resumes an interrupted run of the same command)."""
     config = SweepConfig(store=store, model=model, weights=weights, jobs=jobs, classes=classes, pairs=pairs,
                          interpolate_pairs=interpolate_pairs, variants=variants, images=tuple(images),
@@ -204,7 +224,7 @@ def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants
                          job_schedules=tuple(job_schedules), batch_size=batch_size,
                          cluster=cluster_config(address, workers, device, cpus_per_worker, gpu_wait),
                          max_attempts=max_attempts, bf16=bf16, channels_last=channels_last, compile=compile_,
-                         cudnn_benchmark=cudnn_benchmark, trajectory=trajectory)
+                         cudnn_benchmark=cudnn_benchmark, trajectory=trajectory, lease_timeout=lease_timeout)
     if dry_run or calibrate:
         from sweep.driver import prepare
         from sweep.preview import calibrate as time_steps, preview

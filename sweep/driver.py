@@ -24,17 +24,21 @@ import dataclasses
 import math
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TextIO
+
+import pyarrow.fs as pafs
 
 from sweep.fleet import DEVICES, ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, \
     ray_session, sigterm_as_interrupt
 from sweep.plan import Batch, Plan, PlanError, WorkItem, make_plan
 from sweep.progress import Progress, format_duration
-from sweep.store import FAILURES, IMAGES, ManifestMismatch, Store, StoreError, failures_table, \
-    manifest_differences, new_manifest, source_file, source_hash
+from sweep.store import FAILURES, IMAGES, LEASE_TIMEOUT, Lease, ManifestMismatch, Store, StoreError, \
+    failures_table, manifest_differences, new_manifest, source_file, source_hash
 
+INTERRUPTED = "interrupted: run the same command again to resume"   # every interruption ends with this line
 # Manifest options that say how a run went, not what the store holds: never compared (older stores kept them).
 RUN_OPTIONS = ("batch_size", "bf16")
 
@@ -67,6 +71,8 @@ class SweepConfig:
     channels_last: bool = True          # channels_last memory format on GPUs (speed only)
     compile: bool = False               # torch.compile the network on GPUs (speed only; compiles per input shape)
     cudnn_benchmark: bool = True        # cuDNN picks its fastest kernels per shape on GPUs (speed only)
+    lease_timeout: float = LEASE_TIMEOUT   # seconds without a heartbeat after which another driver's lease on
+                                        #   the store is stale (a crashed driver's) and this run takes it over
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,8 @@ class SweepSummary:
 
     def lines(self) -> list[str]:
         new = self.done - self.done_before
+        if self.interrupted and not self.workers:   # stopped before any worker started
+            return [f"store {self.store}: {self.done}/{self.total} items done", INTERRUPTED]
         if not self.workers:
             return [f"store {self.store}: {self.done}/{self.total} items done (nothing left to run)"]
         out = [f"store {self.store}: {self.done}/{self.total} items done ({new} new in "
@@ -100,7 +108,7 @@ class SweepSummary:
                f"{f', batch {self.batch_size}' if self.batch_size else ''}"
                f"{f', {self.actors_replaced} replaced' if self.actors_replaced else ''})"]
         if self.interrupted:
-            out.append("interrupted: run the same command again to resume")
+            out.append(INTERRUPTED)
         if self.failed:
             out.append(f"{len(self.failed)} items failed (recorded in {self.store}/{FAILURES}/):")
             out += [f"  {key}: {error}" for key, error in self.failed[:10]]
@@ -218,18 +226,28 @@ def prepare(config: SweepConfig) -> Prepared:
                             options=options, sources={name: source_hash(p) for name, p in sources.items()},
                             job_schedules=schedule.job_ids(plan.jobs))
     store = Store.open(config.store)
+    if store.fs.get_file_info(store.root).type == pafs.FileType.File:
+        raise StoreError(f"{store.uri} is a file, not a store (a store is a directory)")
+    stored = check_manifest(store, manifest)
+    return Prepared(config, plan, store, manifest if stored is None else stored, schedule, model.class_names,
+                    sources)
+
+
+def check_manifest(store: Store, manifest: dict) -> dict | None:
+    """The store's manifest (None for a new store), refused when it describes another sweep or is damaged."""
     stored = store.read_manifest()
     if stored is not None and not store.files(IMAGES) and manifest_differences(identity(stored), manifest):
         stored = None   # a store whose runs wrote no image yet takes the corrected command (`execute` rewrites it)
     if stored is not None:
+        store.__dict__.pop("manifest", None)   # checked afresh (`Store.manifest` caches)
+        store.manifest   # noqa: B018 (a hand-edited manifest without its fields is refused here)
         differences = manifest_differences(identity(stored), manifest)
         if differences:
             raise ManifestMismatch(f"store {store.uri} holds a different sweep: {'; '.join(differences)} "
                                    f"(use another --store, or the store's own settings)")
     elif store.files(IMAGES):
         raise StoreError(f"{store.uri} has Parquet files under {IMAGES}/ but no manifest.json: not a sweep store")
-    return Prepared(config, plan, store, manifest if stored is None else stored, schedule, model.class_names,
-                    sources)
+    return stored
 
 
 def identity(manifest: dict) -> dict:
@@ -366,12 +384,24 @@ class SweepDispatch:
 def execute(prepared: Prepared, *, stream: TextIO | None = None) -> SweepSummary:
     """Run the prepared sweep: resume from the store, start the fleet, let its first actor tell the batch size,
     dispatch, summarise from the store."""
+    # The lease first: nothing in the store changes (temp-file cleanup included) unless this driver holds it.
+    lease = Lease.acquire(prepared.store, uuid.uuid4().hex[:12], prepared.config.lease_timeout)
+    with lease.kept():
+        return run_leased(prepared, lease, stream=stream)
+
+
+def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None) -> SweepSummary:
+    """`execute` under the store's lease."""
     import ray
     from sweep.worker import StepCounter, WorkerConfig
     config, plan, store, cluster = prepared.config, prepared.plan, prepared.store, prepared.config.cluster
     out = stream if stream is not None else sys.stdout
     started = time.monotonic()
+    check_manifest(store, identity(prepared.manifest))   # again under the lease: another driver may have begun
     removed = store.cleanup_temp()
+    for path, why in store.quarantine_unreadable():
+        print(f"moved unreadable {path} into {store.location('quarantine')}/ ({why}): its items run again",
+              file=out)
     stored = store.read_manifest()
     if stored is not None and manifest_differences(identity(stored), identity(prepared.manifest)):
         for path in store.files(FAILURES):   # a corrected command into a store with no image: the old attempts go
@@ -430,8 +460,14 @@ def execute(prepared: Prepared, *, stream: TextIO | None = None) -> SweepSummary
                                                         ("device", "gpu", "bf16", "channels_last", "compile")}})
                 tasks, _ = pending_tasks(dataclasses.replace(plan, batch_size=batch_size), store)
                 sweep = SweepDispatch(config, store, schedule, progress, counter)
+
+                def tick() -> None:
+                    if lease.lost:   # another driver took the store over: stop rather than run twice
+                        raise SweepError(lease.lost)
+                    sweep.tick()
+
                 dispatch(fleet, tasks, submit=sweep.submit, on_done=sweep.on_done, on_failed=sweep.on_failed,
-                         in_flight=cluster.in_flight, max_crashes=config.max_attempts, tick=sweep.tick,
+                         in_flight=cluster.in_flight, max_crashes=config.max_attempts, tick=tick,
                          poll=min(progress.interval, 1.0))
                 given_up = sweep.given_up
             finally:

@@ -1,28 +1,80 @@
 """Export a store's images as PNG files with readable names: `octave/0042_goldfish_s0.png`,
-`transfigure/0003_digit-3_china-jpg_s0.png`, `interpolate/0000_digit-0+0001_digit-1_china-jpg_s0_f03.png`."""
+`transfigure/0003_digit-3_china-jpg_s0.png`, `interpolate/0000_digit-0+0001_digit-1_china-jpg_s0_f03.png`.
+
+A store is data a user may have received from someone else, so nothing in it chooses where a file lands: every
+part of an output path is made safe (`safe_name`), the path is checked to lie inside the output folder, and two
+rows whose names come out the same (`日本` and `中国` are both "class" to an ASCII-only rule, `A` and `a` one file
+on macOS) get distinct files (`UniqueNames`). `safe_name` is also the report's (`analysis.report`)."""
 from __future__ import annotations
 
-import re
+import hashlib
+import unicodedata
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sweep.store import FRAMES, IMAGES, Store, open_store
+from sweep.store import FRAMES, IMAGES, Store, StoreError, open_store, unreadable
 
-COLUMNS = ["job", "variant", "target", "partner", "seed", "target_name", "partner_name", "png"]
+COLUMNS = ["key", "job", "variant", "target", "partner", "seed", "target_name", "partner_name", "png"]
 # Columns older stores lack, and the values of missing data (stored as nulls).
-MISSING = {"source": "", "frame": -1, "partner": -1, "partner_name": ""}
+MISSING = {"source": "", "frame": -1, "partner": -1, "partner_name": "", "variant": ""}
+MAX_PART_BYTES = 100   # one name part, in UTF-8 bytes (file systems allow 255 per name; a stem joins a few parts)
+
+
+def safe_name(text: object, *, fill: str = "_", keep: str = "-_.") -> str:
+    """`text` as one file-name component, whatever it holds: letters and digits of any script and the characters
+    of `keep` stay, each run of anything else (path separators, spaces, control characters) becomes `fill`; no
+    leading or trailing `fill` or '.', so never '', '.' or '..'; at most MAX_PART_BYTES bytes of UTF-8 (callers
+    keep names unique). `safe_name("great white shark", fill="-", keep="")` -> "great-white-shark"."""
+    out: list[str] = []
+    for ch in unicodedata.normalize("NFC", str(text)):
+        if ch.isalnum() or ch in keep:
+            out.append(ch)
+        elif not out or out[-1] != fill:
+            out.append(fill)
+    name = "".join(out).strip(fill + ".")
+    while len(name.encode("utf-8")) > MAX_PART_BYTES:
+        name = name[:-1].rstrip(fill + ".")
+    return name or fill
 
 
 def slug(name: str) -> str:
-    """A class name as a file-name part: "great white shark" -> "great-white-shark"."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "class"
+    """A class name, job or source as a file-name part: "great white shark" -> "great-white-shark"."""
+    part = safe_name(name.lower(), fill="-", keep="")
+    return "class" if part == "-" else part
+
+
+class UniqueNames:
+    """Relative output paths, one per key: a path another key took (compared as macOS and Windows compare names:
+    case-insensitively, after Unicode normalisation) gets a hash of the key before its suffix."""
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set()
+
+    def claim(self, name: str, key: str) -> str:
+        folded = unicodedata.normalize("NFC", name).casefold()
+        if folded in self.taken:
+            stem, dot, suffix = name.rpartition(".")
+            name = f"{stem}-{hashlib.sha1(key.encode()).hexdigest()[:10]}{dot}{suffix}"
+            folded = unicodedata.normalize("NFC", name).casefold()
+        self.taken.add(folded)
+        return name
+
+
+def inside(root: Path, relative: str) -> Path:
+    """`root / relative`, refused (StoreError) unless it lies inside `root` (symbolic links followed)."""
+    base = root.resolve()
+    target = (base / relative).resolve()
+    if base not in target.parents:
+        raise StoreError(f"refusing to write {relative!r} outside {root}")
+    return target
 
 
 def png_name(row: dict) -> str:
     """Relative file name of one image row: job (and variant) folder, class index and name, source image, seed,
-    and the frame of an interpolation frame."""
-    folder = row["job"] + (f"-{slug(row['variant'])}" if row["variant"] else "")
+    and the frame of an interpolation frame; every part made safe."""
+    folder = slug(row["job"]) + (f"-{slug(row['variant'])}" if row["variant"] else "")
     parts = []
     if row["target"] >= 0:
         part = f"{row['target']:04d}_{slug(row['target_name'])}"
@@ -37,21 +89,42 @@ def png_name(row: dict) -> str:
     return f"{folder}/{stem}.png"
 
 
+def checked_files(store: Store) -> list[tuple[str, list[str]]]:
+    """(path, columns to read) of every images/ and frames/ file, each opened first: a damaged or foreign file is refused in
+    one line before any PNG is written."""
+    files = []
+    for path in store.files(IMAGES) + store.files(FRAMES):
+        try:
+            with store.fs.open_input_file(path) as handle:
+                names = pq.ParquetFile(handle).schema_arrow.names
+        except (pa.ArrowException, OSError) as error:
+            raise StoreError(unreadable(path, error)) from None
+        missing = [c for c in COLUMNS if c not in names and c not in MISSING]
+        if missing:
+            raise StoreError(unreadable(path, KeyError(f"not an images file: no column {', '.join(missing)}")))
+        files.append((path, [c for c in COLUMNS + ["source", "frame"] if c in names]))
+    return files
+
+
 def export_pngs(store: Store | str, out: str | Path) -> int:
     """Write every stored image (and interpolation frame) under `out`; returns how many. Reads one file and row
     group at a time."""
     store = open_store(store)
     out = Path(out)
+    names = UniqueNames()
     count = 0
-    for path in store.files(IMAGES) + store.files(FRAMES):
-        with store.fs.open_input_file(path) as handle:
-            parquet = pq.ParquetFile(handle)
-            present = [c for c in ("source", "frame") if c in parquet.schema_arrow.names]
-            for batch in parquet.iter_batches(columns=COLUMNS + present, batch_size=256):
-                for row in batch.to_pylist():
-                    row = {**MISSING, **{name: value for name, value in row.items() if value is not None}}
-                    target = out / png_name(row)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(row["png"])
-                    count += 1
+    for path, columns in checked_files(store):
+        try:
+            with store.fs.open_input_file(path) as handle:
+                for batch in pq.ParquetFile(handle).iter_batches(columns=columns, batch_size=256):
+                    for row in batch.to_pylist():
+                        row = {**MISSING, **{name: value for name, value in row.items() if value is not None}}
+                        target = inside(out, names.claim(png_name(row), str(row.get("key"))))
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_bytes(row["png"])
+                        count += 1
+        except (pa.ArrowException, OSError) as error:
+            if isinstance(error, OSError) and not isinstance(error, pa.ArrowException) and error.filename:
+                raise   # writing under `out` failed (disk full, read-only): the CLI names the file
+            raise StoreError(unreadable(path, error)) from None
     return count

@@ -93,21 +93,65 @@ def ray_session(cluster: ClusterConfig) -> Iterator[bool]:
         yield False
         return
     kwargs = {"log_to_driver": cluster.worker_logs, "logging_level": logging.WARNING}
-    if cluster.address:
-        try:
-            ray.init(address=cluster.address, **kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as error:
-            raise SweepError(f"cannot join the Ray cluster at {cluster.address}: {first_line(error)}") from None
-    else:
-        # "local" always starts a fresh instance (never attaches to another process's cluster on this machine).
-        # Ray turns token authentication on for a local start itself (good) and warns about it on every run.
-        logging.getLogger(RAY_AUTH_LOGGER).addFilter(quiet_local_token_notice)
-        ray.init(address="local", num_cpus=cluster.num_cpus, num_gpus=cluster.num_gpus, include_dashboard=False,
-                 **kwargs)
+    try:
+        with own_sigterm_kept():
+            if cluster.address:
+                try:
+                    ray.init(address=cluster.address, **kwargs)
+                except (ConnectionError, RuntimeError, ValueError) as error:
+                    raise SweepError(f"cannot join the Ray cluster at {cluster.address}: "
+                                     f"{first_line(error)}") from None
+            else:
+                # "local" always starts a fresh instance (never attaches to another process's cluster here).
+                # Ray turns token authentication on for a local start itself (good) and warns about it on every run.
+                logging.getLogger(RAY_AUTH_LOGGER).addFilter(quiet_local_token_notice)
+                ray.init(address="local", num_cpus=cluster.num_cpus, num_gpus=cluster.num_gpus,
+                         include_dashboard=False, **kwargs)
+    except BaseException:   # interrupted (or failed) while starting: end what was started
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        raise
     try:
         yield True
     finally:
         ray.shutdown()
+
+
+def _interrupt(_signum, _frame):
+    raise KeyboardInterrupt
+
+
+def install_interrupt_handlers() -> dict:
+    """From now on SIGTERM (e.g. `ray job stop`, a scheduler's kill) and SIGINT (Ctrl-C) raise KeyboardInterrupt:
+    every interruption, at any stage, stops the command the same way. The CLI calls this before it does anything;
+    `ray_session` keeps it in place while Ray starts. Returns the handlers it replaced (`restore_handlers`)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {number: signal.signal(number, _interrupt) for number in (signal.SIGTERM, signal.SIGINT)}
+
+
+def restore_handlers(previous: dict) -> None:
+    for number, handler in previous.items():
+        signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def own_sigterm_kept() -> Iterator[None]:
+    """Keep this process's SIGTERM handler while `ray.init` runs. ray.init installs one of its own that calls
+    `sys.exit(15)` (exit status 15, or an interruption lost in start-up); here a SIGTERM in that window is an
+    interruption like any other, and the handler in place before is back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    except SystemExit as exit_:      # ray's handler ran before ours was back
+        if exit_.code == signal.SIGTERM:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 @contextlib.contextmanager
@@ -116,11 +160,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def interrupt(_signum, _frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         yield
     finally:

@@ -239,7 +239,9 @@ def parse_names(text: str, allowed: Sequence[str], what: str) -> tuple[str, ...]
     """A comma list checked against `allowed` (in the user's order, repeats dropped)."""
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     unknown = [n for n in names if n not in allowed]
-    if unknown or not names:
+    if not names:
+        raise PlanError(f"no {what} given ({text!r}): choose from {', '.join(allowed)}")
+    if unknown:
         raise PlanError(f"unknown {what} {', '.join(map(repr, unknown)) or repr(text)}: choose from "
                         f"{', '.join(allowed)}")
     return names
@@ -254,8 +256,9 @@ def make_plan(*, n_classes: int, jobs: str | None = None, classes: str = "all", 
     specs (checked against the model by the caller). Without `jobs`, every noise job runs, and every image job too
     when there are sources.
     """
-    chosen_jobs = parse_names(jobs, ALL_JOBS, "job") if jobs else ALL_JOBS if sources else JOBS
-    chosen_variants = parse_names(variants, ALL_VARIANTS, "variant") if variants else ALL_VARIANTS
+    # An empty list given (`--jobs ""`) is an error, not the default: only None means "not given".
+    chosen_jobs = parse_names(jobs, ALL_JOBS, "job") if jobs is not None else ALL_JOBS if sources else JOBS
+    chosen_variants = parse_names(variants, ALL_VARIANTS, "variant") if variants is not None else ALL_VARIANTS
     if seeds < 1:
         raise PlanError(f"--seeds must be at least 1 (got {seeds})")
     if batch_size < 1:

@@ -13,6 +13,8 @@
 {store}/failures/*.parquet     one row per failed attempt (FAILURE_SCHEMA)
 {store}/analysis/              tables written by `sweep analyze`
 {store}/.tmp/                  files being written, renamed into place when whole (`cleanup_temp` clears it)
+{store}/quarantine/            unreadable files `sweep run` moved aside (their items are run again)
+{store}/lease.json             the running driver's lease: host, pid, run id and heartbeat (`Lease`)
 ```
 A missing value is a null: `partner`, `partner_name` and `partner_logit` for a job without a second class, `source`
 for a job from noise.
@@ -31,6 +33,7 @@ is wrong (unreachable endpoint, missing bucket, missing or refused credentials),
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -38,11 +41,14 @@ import io
 import json
 import os
 import re
+import socket
+import threading
+import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -56,11 +62,15 @@ TRAJECTORIES = "trajectories"        # recorded generation steps (`sweep run --t
 FRAME_SUFFIX = "#frame"               # an interpolation frame's key: f"{item key}#frame{k}"
 FRAME_KEY = re.compile(re.escape(FRAME_SUFFIX) + r"\d+$")
 MANIFEST = "manifest.json"
+QUARANTINE = "quarantine"             # unreadable files moved aside by `sweep run` (never read again)
+LEASE = "lease.json"                  # the running driver's lock object (`Lease`)
 TEMP_DIR = ".tmp"                     # temporaries, beside the tables: no reader of images/ ever lists them
 TEMP_PREFIX = "_"                     # pyarrow's dataset reader skips names starting with "_" or "."
 OBJECT_STORES = ("s3", "gcs")         # pyarrow file system type names without an atomic rename
 # Manifest fields that must match for a run to write into an existing store (package_version and created may differ).
 COMPARED_FIELDS = ("format", "model", "weights", "schedule_id", "n_classes")
+# Fields every manifest has (a hand-edited one without them is refused in one line, not deep in a command).
+MANIFEST_FIELDS = ("format", "model", "weights", "schedule_id", "n_classes", "options")
 
 
 class StoreError(ValueError):
@@ -178,6 +188,10 @@ def object_store_errors(method):
                 raise
             raise StoreError(object_store_problem(self.uri, error)) from None
     return wrapper
+
+
+class StoreBusy(StoreError):
+    """Another driver holds the store's lease (or took it over from this one)."""
 
 
 def images_schema(n_classes: int) -> pa.Schema:
@@ -466,6 +480,11 @@ class Store:
         try:
             if int(manifest["n_classes"]) < 1:
                 raise ValueError("n_classes < 1")
+            missing = [name for name in MANIFEST_FIELDS if name not in manifest]
+            if missing:
+                raise KeyError(f"no {', '.join(missing)}")
+            if not isinstance(manifest["options"], dict):
+                raise TypeError("options is not a mapping")
         except (ValueError, KeyError, TypeError) as error:
             raise StoreError(f"{self.uri}/{MANIFEST} is not a classweep manifest ({one_line(error)})") from None
         return manifest
@@ -501,8 +520,12 @@ class Store:
         return "/".join([self.uri, *parts])
 
     @object_store_errors
+    def file_type(self, *parts: str) -> pafs.FileType:
+        """What is at `parts` (the store's root when none): a file, a directory, or nothing."""
+        return self.fs.get_file_info(self.path(*parts) if parts else self.root).type
+
     def exists(self, *parts: str) -> bool:
-        return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
+        return self.file_type(*parts) != pafs.FileType.NotFound
 
     # ---- writing --------------------------------------------------------------------------------------------
     @object_store_errors
@@ -526,9 +549,16 @@ class Store:
         self.fs.create_dir(directory, recursive=True)
         self.fs.create_dir(self.path(TEMP_DIR), recursive=True)
         temp = self.path(TEMP_DIR, f"{name}.{uuid.uuid4().hex[:8]}")   # same file system: the rename is atomic
-        with self.fs.open_output_stream(temp) as out:
-            out.write(data)
-        self.fs.move(temp, final)   # rename(2): replaces an older file of the same name in one step
+        try:
+            with self.fs.open_output_stream(temp) as out:
+                out.write(data)
+            self.fs.move(temp, final)   # rename(2): replaces an older file of the same name in one step
+        except BaseException:           # disk full, interrupted: leave no temporary behind
+            try:
+                self.fs.delete_file(temp)
+            except OSError:
+                pass
+            raise
         return final
 
     @object_store_errors
@@ -565,9 +595,13 @@ class Store:
         """The manifest as it is now (None when there is none yet); `manifest` reads and checks it once."""
         data = self.read_bytes(MANIFEST)
         try:
-            return None if data is None else json.loads(data)
-        except ValueError:
+            manifest = None if data is None else json.loads(data)
+        except (ValueError, RecursionError):
             raise StoreError(f"{self.uri}/{MANIFEST} is not valid JSON") from None
+        if manifest is not None and not isinstance(manifest, dict):
+            raise StoreError(f"{self.uri}/{MANIFEST} is not a classweep manifest (a JSON {type(manifest).__name__}, "
+                             f"not an object)")
+        return manifest
 
     @object_store_errors
     def read_bytes(self, relative: str) -> bytes | None:
@@ -596,7 +630,7 @@ class Store:
             except (pa.ArrowInvalid, OSError, KeyError) as error:
                 if self.is_object_store and not isinstance(error, pa.ArrowInvalid):
                     raise StoreError(object_store_problem(self.uri, error)) from None
-                raise StoreError(f"unreadable file {path}: {str(error).splitlines()[0]}") from None
+                raise StoreError(unreadable(path, error)) from None
         if not tables:
             return pa.table({}) if columns is None else pa.table({c: pa.array([], pa.string()) for c in columns})
         return pa.concat_tables(tables, promote_options="permissive")
@@ -612,6 +646,195 @@ class Store:
         """Keys of every stored image, reading only the `key` column."""
         return set(self.read(IMAGES, ["key"]).column("key").to_pylist())
 
+    def quarantine_unreadable(self, directories: Sequence[str] = (IMAGES, FAILURES)) -> list[tuple[str, str]]:
+        """Move every file of `directories` whose `key` column cannot be read into `{store}/quarantine/`, so that
+        its items count as missing and are run again; (file, why) of each. Only `sweep run` calls this, under
+        its lease (it changes the store)."""
+        moved = []
+        for directory in directories:
+            for path in self.files(directory):
+                try:
+                    pq.read_table(path, columns=["key"], filesystem=self.fs)
+                except (pa.ArrowInvalid, OSError, KeyError) as error:
+                    name = path.rsplit("/", 1)[1]
+                    target = self.path(QUARANTINE, directory, name)
+                    if self.fs.get_file_info(target).type != pafs.FileType.NotFound:   # quarantined before
+                        target = self.path(QUARANTINE, directory, f"{name}.{uuid.uuid4().hex[:8]}")
+                    self.fs.create_dir(self.path(QUARANTINE, directory), recursive=True)
+                    self.fs.move(path, target)
+                    moved.append((path, one_line(error)))
+        return moved
+
+
+# ---- the lease: one driver per store ------------------------------------------------------------------------------
+
+LEASE_TIMEOUT = 60.0   # seconds without a heartbeat after which a driver's lease is stale (a crashed driver's)
+
+
+@dataclass
+class Lease:
+    """The store's lock object, `{store}/lease.json`: which driver runs on the store (host, pid, run id) and when
+    it last said so (`heartbeat`, Unix seconds). `sweep run` takes it before it changes anything in the store
+    (temp-file cleanup, quarantine, manifest) and refreshes it while it runs; a second driver is refused while the
+    heartbeat is younger than `timeout`, and takes a stale lease over, so a crashed driver never blocks a resume.
+
+    On a local file system the lease is created with O_EXCL (exactly one of two drivers starting together gets it)
+    and a stale one is renamed aside before a new one is made. pyarrow offers no conditional write (S3's
+    If-None-Match, GCS's ifGenerationMatch), so on an object store the lease is written and read back after
+    `OBJECT_SETTLE` seconds: two drivers starting within that window can both pass, and the heartbeat's read-back
+    stops the one whose lease was overwritten at its next refresh (its batches already written stay valid: a
+    batch's file name is derived from its keys)."""
+    store: "Store"
+    record: dict                        # host, pid, run, started, heartbeat
+    timeout: float = LEASE_TIMEOUT
+    lost: str | None = None             # set when a refresh found another driver's lease
+
+    OBJECT_SETTLE = 1.0                 # seconds between writing and reading back a lease on an object store
+
+    @classmethod
+    def acquire(cls, store: "Store", run: str, timeout: float = LEASE_TIMEOUT) -> "Lease":
+        """Take the store's lease for run `run`, or raise StoreBusy naming the driver that holds it."""
+        record = {"host": socket.gethostname(), "pid": os.getpid(), "run": run,
+                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "heartbeat": time.time()}
+        data = json.dumps(record).encode()
+        for _ in range(3):
+            if _create_exclusive(store, LEASE, data):
+                return cls(store, record, timeout)
+            current = read_lease(store)
+            if current is None:              # released in between: try again
+                continue
+            if not lease_expired(current, timeout):
+                raise StoreBusy(f"store {store.uri} is in use by another sweep run ({describe_lease(current)}): "
+                                f"wait for it to finish; a driver that died releases the store after {timeout:g} s "
+                                f"without a heartbeat (--lease-timeout)")
+            _break_lease(store, current)
+        raise StoreBusy(f"store {store.uri}: another driver keeps taking the lease ({LEASE}); try again")
+
+    def refresh(self) -> bool:
+        """Write a new heartbeat if the lease is still this run's; otherwise set `lost` and return False."""
+        current = read_lease(self.store)
+        if current is None or current.get("run") != self.record["run"]:
+            self.lost = (f"store {self.store.uri}: another driver took the lease "
+                         f"({describe_lease(current) if current else 'it was removed'}); this run stops")
+            return False
+        self.record = {**self.record, "heartbeat": time.time()}
+        self.store.write_bytes(LEASE, json.dumps(self.record).encode())
+        return True
+
+    def release(self) -> None:
+        """Remove the lease if it is still this run's."""
+        current = read_lease(self.store)
+        if current is not None and current.get("run") == self.record["run"]:
+            self.store.delete(LEASE)
+
+    @contextlib.contextmanager
+    def kept(self) -> Iterator["Lease"]:
+        """Refresh the heartbeat every `timeout / 4` seconds on a thread while the block runs; release at the end
+        (an exception in the block included). `lost` tells the caller when another driver took over."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.timeout / 4):
+                try:
+                    if not self.refresh():
+                        return
+                except OSError:   # a failed heartbeat is retried; the lease goes stale only if they all fail
+                    continue
+
+        thread = threading.Thread(target=beat, name="classweep-lease", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join()
+            with contextlib.suppress(OSError):
+                self.release()
+
+
+def read_lease(store: "Store") -> dict | None:
+    """The lease record now (None when there is none). A record that is not readable JSON (a writer caught
+    between create and write, or a damaged file) counts as written at the file's modification time."""
+    info = store.fs.get_file_info(store.path(LEASE))
+    if info.type != pafs.FileType.File:
+        return None
+    try:
+        with store.fs.open_input_stream(store.path(LEASE)) as stream:
+            record = json.loads(stream.read(65536))
+        if isinstance(record, dict) and isinstance(record.get("heartbeat"), (int, float)):
+            return record
+    except (OSError, ValueError):
+        pass
+    mtime = info.mtime.timestamp() if info.mtime is not None else time.time()
+    return {"host": "?", "pid": -1, "run": "?", "heartbeat": mtime, "unreadable": True}
+
+
+def lease_expired(record: dict, timeout: float) -> bool:
+    """No heartbeat for `timeout` seconds, or held by a process of this host that no longer exists."""
+    if time.time() - float(record["heartbeat"]) > timeout:
+        return True
+    if record.get("host") == socket.gethostname() and isinstance(record.get("pid"), int) and record["pid"] > 0:
+        try:
+            os.kill(record["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:   # exists, another user's
+            return False
+    return False
+
+
+def describe_lease(record: dict) -> str:
+    if record.get("unreadable"):
+        return f"an unreadable {LEASE}, last written {time.time() - float(record['heartbeat']):.0f} s ago"
+    return (f"host {record.get('host')} pid {record.get('pid')} run {record.get('run')}, last heartbeat "
+            f"{max(0.0, time.time() - float(record['heartbeat'])):.0f} s ago")
+
+
+def _create_exclusive(store: "Store", relative: str, data: bytes) -> bool:
+    """Create `relative` with `data` unless it exists; whether this call created it (see `Lease` on object
+    stores, where this is a write and a read-back, not an atomic conditional write)."""
+    path = store.path(relative)
+    if store.is_object_store:
+        if store.fs.get_file_info(path).type != pafs.FileType.NotFound:
+            return False
+        store.write_bytes(relative, data)
+        time.sleep(Lease.OBJECT_SETTLE)
+        return store.read_bytes(relative) == data
+    os.makedirs(store.root, exist_ok=True)
+    try:
+        handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    try:
+        os.write(handle, data)
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+    return True
+
+
+def _break_lease(store: "Store", stale: dict) -> None:
+    """Remove a stale lease, making sure it is the one judged stale: on a local file system it is renamed aside
+    first (one of two drivers breaking it together wins) and put back if another driver renewed it meanwhile."""
+    path = store.path(LEASE)
+    if store.is_object_store:
+        store.delete(LEASE)
+        return
+    aside = f"{path}.stale-{uuid.uuid4().hex[:8]}"
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return
+    try:
+        with open(aside, "rb") as handle:
+            moved = json.loads(handle.read(65536))
+    except (OSError, ValueError):
+        moved = None
+    if isinstance(moved, dict) and not stale.get("unreadable") and moved.get("run") != stale.get("run"):
+        with contextlib.suppress(FileExistsError):
+            os.link(aside, path)   # a fresh lease was moved: put it back (link fails if a new one exists)
+    os.remove(aside)
+
 
 def open_store(store: "Store | str") -> Store:
     """An existing store with a manifest, for the commands that read a finished sweep (a `Store` passes through,
@@ -619,10 +842,19 @@ def open_store(store: "Store | str") -> Store:
     if isinstance(store, Store):
         return store
     opened = Store.open(store)
-    if not opened.exists():
+    kind = opened.file_type()
+    if kind == pafs.FileType.NotFound:
         raise StoreError(f"no store at {store} (no manifest.json there)")
+    if kind == pafs.FileType.File:
+        raise StoreError(f"{store} is a file, not a store (a store is a directory)")
     opened.manifest   # noqa: B018 (read and checked here, so that a bad store fails before any work)
     return opened
+
+
+def unreadable(path: str, error: BaseException) -> str:
+    """The one-line refusal of a store file that cannot be read, saying how to go on."""
+    return (f"unreadable file {path}: {one_line(error)} (`sweep run` with the store's command moves it into "
+            f"{QUARANTINE}/ and runs its items again)")
 
 
 def one_line(error: BaseException) -> str:

@@ -149,6 +149,18 @@ def probe_batch_size(model, side: int, device, *, bf16: bool, channels_last: boo
     return max(1, min(cap, int((free * headroom - fixed) // per_image)))
 
 
+def out_of_memory(error: BaseException, batch: int, side: int, device) -> str | None:
+    """The failure line of a render that ran out of memory (None for any other error): what ran out, the batch
+    and image size, and what to lower."""
+    import torch
+    text = str(error)
+    if not (isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)) or isinstance(error, RuntimeError)
+            and ("out of memory" in text or "not enough memory" in text)):
+        return None
+    return (f"out of memory on {device} rendering a batch of {batch} images of up to {side} x {side} px: lower "
+            f"--batch-size, or the schedule's octave sizes")
+
+
 class SweepWorker:
     """One model replica. Wrapped with `ray.remote(...)` by the driver; also usable in-process in tests.
 
@@ -237,7 +249,13 @@ class SweepWorker:
                                      channels_last=self.config.channels_last and self.on_gpu, **options)
             return results, {item_key(r.spec): r.error for r in results if r.error is not None}
         except Exception as error:  # the engine failed the whole batch: every item records why
-            return [], {key: f"{type(error).__name__}: {error}" for key in batch.keys}
+            schedule = self.config.schedule
+            schedule = schedule.for_job(batch.items[0].job) if hasattr(schedule, "for_job") else schedule
+            why = out_of_memory(error, len(batch.items), largest_input(schedule, self.model.input_size), self.device)
+            if why and self.on_gpu:   # give the failed batch's memory back before the next one
+                import torch
+                torch.cuda.empty_cache()
+            return [], {key: why or f"{type(error).__name__}: {error}" for key in batch.keys}
 
     def step_reporter(self, batch: Batch, token: str) -> Callable[[int, int], None]:
         """The engine's progress callback: image-steps done in this batch, sent to the StepCounter at most every

@@ -205,3 +205,22 @@ def test_prepare_records_each_jobs_schedule_and_input_convention(tmp_path):
                                   "input": "normalized"}
     assert recorded["dream"]["schedule"] == "tiny" and recorded["dream"]["input"] == "raw"
     assert prepared.manifest["schedule_id"] == prepared.schedule.id and not (tmp_path / "s").exists()
+
+
+def test_an_unreadable_file_is_quarantined_and_its_items_run_again_exactly_once(tmp_path):
+    """Issue 15.4: `sweep run` moves a truncated images/ file into quarantine/ and re-runs its items, once."""
+    store = tmp_path / "s"
+    run_sweep(config(store, jobs="octave", classes="0-7"), stream=io.StringIO())
+    bad = sorted((store / IMAGES).glob("*.parquet"))[0]
+    lost = set(pq.read_table(bad, columns=["key"]).column("key").to_pylist())
+    bad.write_bytes(bad.read_bytes()[:64])
+    out = io.StringIO()
+    summary = run_sweep(config(store, jobs="octave", classes="0-7"), stream=out)
+    assert summary.complete and summary.done - summary.done_before == len(lost)
+    assert f"moved unreadable {bad}" in out.getvalue() and "its items run again" in out.getvalue()
+    assert (store / "quarantine" / IMAGES / bad.name).exists()
+    frame = assert_exactly_once(store, 8)
+    assert lost <= set(frame.key)
+    assert not (store / "lease.json").exists()                 # released when the run ends
+    again = run_sweep(config(store, jobs="octave", classes="0-7"), stream=io.StringIO())
+    assert again.done == again.done_before == 8                # nothing left: once
