@@ -215,7 +215,8 @@ def test_bad_arguments_exit_2_and_write_nothing(tmp_path, extra, fragment):
     result = CliRunner().invoke(main, ["score", "--store", path, *extra])
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], result.output
+    assert lines[0].startswith("Error: ") and fragment in lines[0], result.output
+    assert lines[1:] in ([], ["Try 'main score -h' for help."]), result.output   # click's hint on usage errors
     assert not (tmp_path / "store" / SCORES).exists()
 
 
