@@ -158,6 +158,7 @@ def test_a_sweep_into_a_bucket_and_every_command_on_it(server, tmp_path):
     assert not [text for text in seen if SECRET in text]
 
 
+@pytest.mark.slow   # 20-40 s: the local twin is tests/sweep/test_faults.py; run with --run-slow
 def test_a_killed_driver_resumes_exactly_once_on_s3(s3):
     """test_faults' SIGKILL, against S3: whatever the kill interrupts, no partial object is ever listed."""
     uri, name = s3.uri("killed"), "killed"
