@@ -1,4 +1,4 @@
-"""Latent directions in the output space (the latent-directions article, `seeds/003_*`).
+"""Latent directions in the output space (the latent-directions article, "Exploring the Latent Space of a ConvNet Image Classifier").
 
 The stored output vectors are projected with PCA (50 components in the article, which keeps > 98% of the
 variance of a ResNet50's last layer); a linear direction that separates two groups of images is fitted in that

@@ -1,4 +1,4 @@
-"""The nearest-neighbour graph on classes (seeds/000, "Graphs on ImageNet classes").
+"""The nearest-neighbour graph on classes ("Input Generation II", "Graphs on ImageNet classes").
 
 "We will start by only plotting the 'nearest neighbor' relationship, which is defined as the output that is most
 activated by the generated image distinct from the target output": one edge from each class to that class. The

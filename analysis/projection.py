@@ -1,4 +1,4 @@
-"""PCA of the class representatives' output vectors (seeds/000, "Output Latent Space").
+"""PCA of the class representatives' output vectors ("Input Generation II", "Output Latent Space").
 
 The article maps each class's generated image to its 1000-d output and projects the points on the first two
 principal components; for GoogLeNet these explain only about 15% and 4% of the variance. scikit-learn's PCA with

@@ -1,6 +1,6 @@
 """The class, opposite and addition tables: pure functions from store rows to DataFrames.
 
-The maths follows the latent-space article (seeds/000, "Input Generation II"):
+The maths follows the latent-space article ("Input Generation II"):
 - a class's *nearest neighbour* "is defined as the output that is most activated by the generated image distinct
   from the target output" (Graphs on ImageNet classes); its *output-space* neighbour is the closest other class
   representative in the space of model outputs under a chosen metric (Output Latent Space);
