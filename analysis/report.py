@@ -41,7 +41,7 @@ from sweep.store import TEMP_DIR, Store, open_store, source_file
 
 GRID_THUMB = fig.GRID_THUMB   # px, images in the grids
 PAGE_THUMB = 256         # px, images written for the HTML pages (never enlarged; the browser scales them)
-DECODE_THREADS = 2       # PNG decoding threads (the reference machine has two cores)
+DECODE_THREADS = min(8, os.cpu_count() or 1)   # PNG decoding threads: Pillow's decoder releases the GIL
 WRITE_QUEUE = 64         # files waiting for the writing thread at most (bounds memory)
 GIF_FRAME_MS, GIF_HOLD_MS = 250, 1200   # interpolation GIFs: time per frame, and on the final image
 # Names of what `write_figures` writes under its folder (anything else there is left alone).
