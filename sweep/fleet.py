@@ -231,7 +231,8 @@ class Fleet:
         for slot in self.slots:
             with contextlib.suppress(Exception):
                 info = ray._private.state.actors(actor_id=slot.actor._actor_id.hex())
-                if info.get("Address", {}).get("NodeID") == ray.get_runtime_context().get_node_id():
+                here = info.get("Address", {}).get("NodeID") == ray.get_runtime_context().get_node_id()
+                if here and info.get("State") == "ALIVE" and int(info.get("Pid") or 0) > 0:   # placed and running
                     pids.append(int(info["Pid"]))
             with contextlib.suppress(Exception):
                 ray.kill(slot.actor, no_restart=True)
@@ -334,6 +335,8 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
 
 def _alive(pid: int) -> bool:
     """Whether a process of this machine still runs (a zombie counts as gone)."""
+    if pid <= 0:   # os.kill(0, ...) would signal our own process group
+        return False
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().split(")")[-1].split()[0] != "Z"
