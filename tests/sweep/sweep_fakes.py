@@ -18,6 +18,16 @@ from sweep.worker import SweepWorker
 SLOW_SECONDS = 0.4     # per batch: keeps a sweep busy long enough to kill something in the middle of it
 FAIL_TARGET = 3        # the octave of this class always fails (failing_run_batch, misbehaving_run_batch)
 RAISE_TARGET = 7       # a batch holding this class's octave raises (raising_run_batch, misbehaving_run_batch)
+HERE = Path(__file__).parent
+
+
+def start_local_ray(num_gpus: int = 0, **env: str) -> None:
+    """A fresh local Ray for a test module: 2 CPUs, `num_gpus` fake GPUs, offline, and this folder plus the
+    repository on the workers' PYTHONPATH (so that actors import the fakes and the checkout's packages)."""
+    import ray
+    path = os.pathsep.join([str(HERE), str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")])
+    ray.init(address="local", num_cpus=2, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": path, "CLASSWEEP_OFFLINE": "1", **env}})
 FLAKY_TARGET = 4       # this class's octave fails on its first try only (misbehaving_run_batch)
 
 

@@ -19,9 +19,9 @@ from sweep.driver import SweepConfig, run_sweep
 from sweep.features import FeatureConfig, run_features
 from sweep.fleet import ClusterConfig
 from sweep.store import FAILURES, IMAGES, Store
+from sweep_fakes import start_local_ray
 
 ray = pytest.importorskip("ray")
-HERE = Path(__file__).parent
 COLUMNS = {"key", "job", "variant", "model", "weights", "schedule_id", "target", "partner", "seed", "label",
            "margin_label", "target_name", "label_name", "partner_name", "target_logit", "target_prob",
            "partner_logit", "logits", "png", "width", "height", "seconds", "worker", "source", "frame", "step"}
@@ -30,11 +30,8 @@ COLUMNS = {"key", "job", "variant", "model", "weights", "schedule_id", "target",
 @pytest.fixture(scope="module", autouse=True)
 def local_ray(tmp_path_factory):
     markers = tmp_path_factory.mktemp("markers")
-    path = os.pathsep.join([str(HERE), str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")])
     os.environ["CLASSWEEP_TEST_MARKERS"] = str(markers)
-    ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": path, "CLASSWEEP_TEST_MARKERS": str(markers),
-                                       "CLASSWEEP_OFFLINE": "1"}})
+    start_local_ray(num_gpus=2, CLASSWEEP_TEST_MARKERS=str(markers))
     yield
     ray.shutdown()
 
@@ -110,7 +107,7 @@ def test_actor_dying_after_writing_before_reporting_leaves_no_duplicate(tmp_path
     summary = run_sweep(config(tmp_path / "s", jobs="octave", classes="0-7", batch_size=2,
                                worker="sweep_fakes:DieAfterWriteWorker"), stream=io.StringIO())
     assert summary.actors_replaced >= 1 and summary.complete
-    frame = assert_exactly_once(tmp_path / "s", 8)
+    assert_exactly_once(tmp_path / "s", 8)
     assert len(Store.open(str(tmp_path / "s")).files(IMAGES)) == 4   # the re-run overwrote the same file
 
 

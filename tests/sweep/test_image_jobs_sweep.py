@@ -18,12 +18,12 @@ from PIL import Image
 from jobs.images import sample_images
 from jobs.schedules import load_schedule
 from sweep.cli import main
-from sweep.plan import WorkItem, make_plan
+from sweep.plan import make_plan
 from sweep.store import FRAMES, IMAGES, SOURCES, Store, decode_png, source_hash
 from sweep.worker import SweepWorker, WorkerConfig
+from sweep_fakes import start_local_ray
 
 ray = pytest.importorskip("ray")
-HERE = Path(__file__).parent
 JOBS = "octave,transfigure,interpolate,dream,directed-dream"
 LAYERS = ("block2", "block3:0,5")
 TINY_STEPS = load_schedule("tiny").total_iterations
@@ -120,9 +120,7 @@ def test_plan_counts_of_the_image_jobs():
 
 @pytest.fixture(scope="module")
 def local_ray():
-    path = os.pathsep.join([str(HERE), str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")])
-    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": path, "CLASSWEEP_OFFLINE": "1"}})
+    start_local_ray()
     yield
     ray.shutdown()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,17 +21,15 @@ from sweep.fleet import ClusterConfig
 from sweep.plan import PlanError
 from sweep.score import SCORER_FILE, SCORES, ScoreConfig, prepare, rescale, run_score, scorer_id
 from sweep.store import IMAGES, Store, StoreError
+from sweep_fakes import start_local_ray
 
 ray = pytest.importorskip("ray")
-HERE = Path(__file__).parent
 CLUSTER = ClusterConfig(workers=1, cpus_per_worker=1.0, progress_every=60.0)
 
 
 @pytest.fixture(scope="module")
 def local_ray():
-    path = os.pathsep.join([str(HERE), str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")])
-    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": path, "CLASSWEEP_OFFLINE": "1"}})
+    start_local_ray()
     yield
     ray.shutdown()
 

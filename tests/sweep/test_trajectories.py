@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +17,7 @@ from sweep.fleet import ClusterConfig
 from sweep.plan import make_plan
 from sweep.store import IMAGES, TRAJECTORIES, ManifestMismatch, Store, decode_png
 from sweep.worker import SweepWorker, WorkerConfig
+from sweep_fakes import start_local_ray
 
 HERE = Path(__file__).parent
 EVERY = TrajectoryOptions(every=1, snapshots=2)
@@ -87,9 +87,7 @@ def test_bad_trajectory_option_is_one_line_and_writes_nothing(tmp_path, value):
 
 def test_resume_with_trajectories_lands_every_row_once_and_feeds_analysis_and_videos(tmp_path):
     ray = pytest.importorskip("ray")
-    path = os.pathsep.join([str(HERE), str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")])
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": path, "CLASSWEEP_OFFLINE": "1"}})
+    start_local_ray()
     try:
         store = tmp_path / "s"
         config = SweepConfig(store=str(store), model="digits", weights="random", schedule="tiny", jobs="octave",
