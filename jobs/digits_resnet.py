@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from jobs.digits import CLASS_NAMES, INPUT_SIZE
+from jobs.digits import CLASS_NAMES
 
 NAME = "digits-resnet"
 CHECKPOINT = Path(__file__).parent / "weights" / f"{NAME}.pt"

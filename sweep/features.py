@@ -8,7 +8,6 @@ layer, map_<i>) in one atomic write.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -67,7 +66,6 @@ def run_features(config: FeatureConfig, *, stream: TextIO | None = None) -> tupl
     """Compute and write features.parquet; returns (its path, rows)."""
     store, manifest = check(config)
     cluster = config.cluster
-    out = stream if stream is not None else sys.stdout
     # Only the files holding images of `job` (reading just the job column), each read whole by one actor.
     files = [path for path in store.files(IMAGES) if config.job in set(
         pq.read_table(path, columns=["job"], filesystem=store.fs).column("job").to_pylist())]

@@ -70,7 +70,7 @@ class Preview:
         return sum((j.items - j.done) * j.cost for j in self.jobs)
 
     def lines(self) -> list[str]:
-        out = [f"dry run: nothing written, Ray not started",
+        out = ["dry run: nothing written, Ray not started",
                f"model {self.model} ({self.n_classes} classes), schedule {self.schedule}, batch size {self.batch_size}",
                f"{'job':<16}{'items':>9}{'batches':>9}{'done':>9}{'steps/image':>13}{'image-iterations':>18}"]
         for j in self.jobs:
