@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from sweep.plan import Plan
-from sweep.store import FAILURES, IMAGES, Store, is_frame_key, open_store
+from sweep.store import FAILURES, IMAGES, LEASE_TIMEOUT, Store, describe_lease, is_frame_key, lease_expired, \
+    open_store, read_lease
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class StoreStatus:
     failed_attempts: int                             # rows in failures/
     still_failing: tuple[tuple[str, str], ...]       # (key, last error) of failed items not in images/
     duplicates: int                                  # keys stored more than once (never, unless files were copied in)
+    running: str | None = None                       # the driver holding the store's lease now, described
 
     @property
     def done(self) -> int:
@@ -43,6 +45,8 @@ class StoreStatus:
         out.append(f"{'total':<{jw + vw}}{f'{self.done}/{self.total}':>12}")
         out.append(f"failures: {self.failed_attempts} failed attempts, {len(self.still_failing)} items still failing")
         out += failure_lines(self.still_failing, 20)
+        if self.running:
+            out.append(f"a sweep is running on this store ({self.running})")
         if self.duplicates:
             out.append(f"warning: {self.duplicates} keys appear more than once in {IMAGES}/")
         return out
@@ -74,5 +78,7 @@ def store_status(store: Store | str) -> StoreStatus:
     for row in failures:
         if row["key"] not in stored and row["attempt"] >= last.get(row["key"], (-1, ""))[0]:
             last[row["key"]] = (row["attempt"], row["error"])
+    lease = read_lease(store)
+    running = describe_lease(lease) if lease is not None and not lease_expired(lease, LEASE_TIMEOUT) else None
     return StoreStatus(store.uri, manifest, counts, len(failures),
-                       tuple(sorted((k, e) for k, (_, e) in last.items())), len(keys) - len(stored))
+                       tuple(sorted((k, e) for k, (_, e) in last.items())), len(keys) - len(stored), running)

@@ -15,6 +15,7 @@
 {store}/.tmp/                  files being written, renamed into place when whole (`cleanup_temp` clears it)
 {store}/quarantine/            unreadable files `sweep run` moved aside (their items are run again)
 {store}/lease.json             the running driver's lease: host, pid, run id and heartbeat (`Lease`)
+{store}/leases/RUN.json        on an object store, the lease as one claim object per driver (`Lease`)
 ```
 A missing value is a null: `partner`, `partner_name` and `partner_logit` for a job without a second class, `source`
 for a job from noise.
@@ -40,6 +41,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import re
 import socket
 import threading
@@ -63,7 +65,8 @@ FRAME_SUFFIX = "#frame"               # an interpolation frame's key: f"{item ke
 FRAME_KEY = re.compile(re.escape(FRAME_SUFFIX) + r"\d+$")
 MANIFEST = "manifest.json"
 QUARANTINE = "quarantine"             # unreadable files moved aside by `sweep run` (never read again)
-LEASE = "lease.json"                  # the running driver's lock object (`Lease`)
+LEASE = "lease.json"                  # the running driver's lock object on a file system (`Lease`)
+LEASES = "leases"                     # on an object store: one claim object per driver (`Lease`)
 TEMP_DIR = ".tmp"                     # temporaries, beside the tables: no reader of images/ ever lists them
 TEMP_PREFIX = "_"                     # pyarrow's dataset reader skips names starting with "_" or "."
 OBJECT_STORES = ("s3", "gcs")         # pyarrow file system type names without an atomic rename
@@ -673,29 +676,34 @@ LEASE_TIMEOUT = 60.0   # seconds without a heartbeat after which a driver's leas
 
 @dataclass
 class Lease:
-    """The store's lock object, `{store}/lease.json`: which driver runs on the store (host, pid, run id) and when
-    it last said so (`heartbeat`, Unix seconds). `sweep run` takes it before it changes anything in the store
-    (temp-file cleanup, quarantine, manifest) and refreshes it while it runs; a second driver is refused while the
-    heartbeat is younger than `timeout`, and takes a stale lease over, so a crashed driver never blocks a resume.
+    """The store's lock: which driver runs on the store (host, pid, run id) and when it last said so (`heartbeat`,
+    Unix seconds). `sweep run` takes it before it changes anything in the store (temp-file cleanup, quarantine,
+    manifest) and refreshes it while it runs; a second driver is refused while the heartbeat is younger than
+    `timeout`, and takes a stale lease over, so a crashed driver never blocks a resume.
 
-    On a local file system the lease is created with O_EXCL (exactly one of two drivers starting together gets it)
-    and a stale one is renamed aside before a new one is made. pyarrow offers no conditional write (S3's
-    If-None-Match, GCS's ifGenerationMatch), so on an object store the lease is written and read back after
-    `OBJECT_SETTLE` seconds: two drivers starting within that window can both pass, and the heartbeat's read-back
-    stops the one whose lease was overwritten at its next refresh (its batches already written stay valid: a
-    batch's file name is derived from its keys)."""
+    On a local file system the lease is `{store}/lease.json`, created with O_EXCL (exactly one of two drivers
+    starting together gets it); a stale one is renamed aside before a new one is made.
+
+    On an object store pyarrow offers no conditional write (S3's If-None-Match, GCS's ifGenerationMatch), so the
+    lease is a claim protocol over plain PUT, LIST and DELETE (`claim_on_object_store`): each driver writes its own
+    claim `{store}/leases/{run}.json` ("claiming"), lists the claims, and holds the lease ("held") only if it saw
+    no other live claim; otherwise it deletes its claim, and is refused (another holds) or retries after a random
+    wait (another was claiming too). S3 (since December 2020), GCS and MinIO list an object as soon as its PUT
+    returns, so of two drivers the one that lists second always sees the other's claim: at most one holds. A
+    refresh that finds its claim deleted (judged stale by another driver), or another held claim older than its
+    own, gives the lease up (`lost`)."""
     store: "Store"
-    record: dict                        # host, pid, run, started, heartbeat
+    record: dict                        # host, pid, run, started, heartbeat (and state, held_since on object stores)
     timeout: float = LEASE_TIMEOUT
     lost: str | None = None             # set when a refresh found another driver's lease
-
-    OBJECT_SETTLE = 1.0                 # seconds between writing and reading back a lease on an object store
 
     @classmethod
     def acquire(cls, store: "Store", run: str, timeout: float = LEASE_TIMEOUT) -> "Lease":
         """Take the store's lease for run `run`, or raise StoreBusy naming the driver that holds it."""
         record = {"host": socket.gethostname(), "pid": os.getpid(), "run": run,
                   "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "heartbeat": time.time()}
+        if store.is_object_store:
+            return cls(store, claim_on_object_store(store, record, timeout), timeout)
         data = json.dumps(record).encode()
         for _ in range(3):
             if _create_exclusive(store, LEASE, data):
@@ -704,25 +712,39 @@ class Lease:
             if current is None:              # released in between: try again
                 continue
             if not lease_expired(current, timeout):
-                raise StoreBusy(f"store {store.uri} is in use by another sweep run ({describe_lease(current)}): "
-                                f"wait for it to finish; a driver that died releases the store after {timeout:g} s "
-                                f"without a heartbeat (--lease-timeout)")
+                raise busy(store, current, timeout)
             _break_lease(store, current)
         raise StoreBusy(f"store {store.uri}: another driver keeps taking the lease ({LEASE}); try again")
 
     def refresh(self) -> bool:
         """Write a new heartbeat if the lease is still this run's; otherwise set `lost` and return False."""
-        current = read_lease(self.store)
+        if self.store.is_object_store:
+            claims = read_claims(self.store)
+            mine = next((record for path, record in claims if path == claim_path(self.store, self.record)), None)
+            older = [record for path, record in claims if record is not mine and record.get("state") == "held"
+                     and not record.get("unreadable") and not lease_expired(record, self.timeout)
+                     and held_before(record, self.record)]
+            current = older[0] if older else None if mine is None else self.record
+        else:
+            current = read_lease(self.store)
         if current is None or current.get("run") != self.record["run"]:
             self.lost = (f"store {self.store.uri}: another driver took the lease "
                          f"({describe_lease(current) if current else 'it was removed'}); this run stops")
             return False
         self.record = {**self.record, "heartbeat": time.time()}
-        self.store.write_bytes(LEASE, json.dumps(self.record).encode())
+        self.store.write_bytes(self.relative, json.dumps(self.record).encode())
         return True
+
+    @property
+    def relative(self) -> str:
+        """Where this lease lives in the store."""
+        return f"{LEASES}/{self.record['run']}.json" if self.store.is_object_store else LEASE
 
     def release(self) -> None:
         """Remove the lease if it is still this run's."""
+        if self.store.is_object_store:
+            self.store.delete(self.relative)   # a claim object is only ever this run's
+            return
         current = read_lease(self.store)
         if current is not None and current.get("run") == self.record["run"]:
             self.store.delete(LEASE)
@@ -752,21 +774,93 @@ class Lease:
                 self.release()
 
 
+# ---- the object-store lease: claims over PUT, LIST and DELETE ---------------------------------------------------
+
+CLAIM_TIMEOUT = 15.0    # seconds after which a claim still "claiming" is a crashed driver's (a claim takes < 1 s)
+CLAIM_ATTEMPTS = 6      # rounds of claiming before a driver that keeps meeting other claimants gives up
+CLAIM_WAIT = 0.5        # seconds: the mean random wait after a round that met another claimant, times the round
+
+
+def claim_on_object_store(store: "Store", record: dict, timeout: float) -> dict:
+    """Hold the object-store lease with `record` (its state "held"), or raise StoreBusy (see `Lease`).
+
+    Why at most one driver holds: a driver writes its claim before it lists, and a holder's claim stays in place
+    until it releases. Of two drivers A and B, say A lists first; B's write came either before A's list (A sees
+    B and does not hold) or after it, and then B's list comes after A's write (B sees A and does not hold)."""
+    mine = {**record, "state": "claiming"}
+    relative = f"{LEASES}/{record['run']}.json"
+    own = store.path(relative)
+    for attempt in range(1, CLAIM_ATTEMPTS + 1):
+        store.write_bytes(relative, json.dumps({**mine, "heartbeat": time.time()}).encode())
+        live = []
+        for path, other in read_claims(store):
+            if path == own:
+                continue
+            held = other.get("state") == "held"
+            if lease_expired(other, timeout if held else min(timeout, CLAIM_TIMEOUT)):
+                with contextlib.suppress(OSError):
+                    store.fs.delete_file(path)   # a crashed driver's claim
+            else:
+                live.append(other)
+        if not live:
+            now = time.time()
+            held = {**mine, "state": "held", "held_since": now, "heartbeat": now}
+            store.write_bytes(relative, json.dumps(held).encode())
+            return held
+        store.delete(relative)
+        holders = [other for other in live if other.get("state") == "held"]
+        if holders:
+            raise busy(store, min(holders, key=lambda r: (float(r.get("held_since", 0)), str(r.get("run")))),
+                       timeout)
+        time.sleep(random.uniform(0, 2 * CLAIM_WAIT) * attempt)   # another driver claims too: one of us goes first
+    raise StoreBusy(f"store {store.uri}: other drivers kept claiming the lease ({LEASES}/) for "
+                    f"{CLAIM_ATTEMPTS} rounds; try again")
+
+
+def claim_path(store: "Store", record: dict) -> str:
+    return store.path(LEASES, f"{record['run']}.json")
+
+
+def held_before(record: dict, mine: dict) -> bool:
+    """Whether held claim `record` took the lease before `mine` (ties broken by run id)."""
+    return (float(record.get("held_since", 0)), str(record.get("run"))) < \
+        (float(mine.get("held_since", 0)), str(mine.get("run")))
+
+
+def read_claims(store: "Store") -> list[tuple[str, dict]]:
+    """(path, record) of every claim object in `{store}/leases/`; one that is not readable JSON counts as a
+    claim written at the object's modification time."""
+    claims = []
+    for info in store._listing(LEASES):
+        if info.type == pafs.FileType.File and info.base_name.endswith(".json"):
+            claims.append((info.path, read_record(store, info)))
+    return claims
+
+
 def read_lease(store: "Store") -> dict | None:
-    """The lease record now (None when there is none). A record that is not readable JSON (a writer caught
-    between create and write, or a damaged file) counts as written at the file's modification time."""
+    """The lease record now (None when there is none): `lease.json`, or on an object store the oldest held
+    claim."""
+    if store.is_object_store:
+        held = [record for _, record in read_claims(store) if record.get("state") == "held"]
+        return min(held, key=lambda r: (float(r.get("held_since", 0)), str(r.get("run")))) if held else None
     info = store.fs.get_file_info(store.path(LEASE))
     if info.type != pafs.FileType.File:
         return None
+    return read_record(store, info)
+
+
+def read_record(store: "Store", info: pafs.FileInfo) -> dict:
+    """A lease record. One that is not readable JSON (a writer caught between create and write, or a damaged
+    file) counts as written at the file's modification time."""
     try:
-        with store.fs.open_input_stream(store.path(LEASE)) as stream:
+        with store.fs.open_input_stream(info.path) as stream:
             record = json.loads(stream.read(65536))
         if isinstance(record, dict) and isinstance(record.get("heartbeat"), (int, float)):
             return record
     except (OSError, ValueError):
         pass
     mtime = info.mtime.timestamp() if info.mtime is not None else time.time()
-    return {"host": "?", "pid": -1, "run": "?", "heartbeat": mtime, "unreadable": True}
+    return {"host": "?", "pid": -1, "run": "?", "heartbeat": mtime, "unreadable": True, "state": "held"}
 
 
 def lease_expired(record: dict, timeout: float) -> bool:
@@ -783,23 +877,22 @@ def lease_expired(record: dict, timeout: float) -> bool:
     return False
 
 
+def busy(store: "Store", holder: dict, timeout: float) -> StoreBusy:
+    return StoreBusy(f"store {store.uri} is in use by another sweep run ({describe_lease(holder)}): wait for it to "
+                     f"finish; a driver that died releases the store after {timeout:g} s without a heartbeat "
+                     f"(--lease-timeout)")
+
+
 def describe_lease(record: dict) -> str:
     if record.get("unreadable"):
-        return f"an unreadable {LEASE}, last written {time.time() - float(record['heartbeat']):.0f} s ago"
+        return f"an unreadable lease, last written {time.time() - float(record['heartbeat']):.0f} s ago"
     return (f"host {record.get('host')} pid {record.get('pid')} run {record.get('run')}, last heartbeat "
             f"{max(0.0, time.time() - float(record['heartbeat'])):.0f} s ago")
 
 
 def _create_exclusive(store: "Store", relative: str, data: bytes) -> bool:
-    """Create `relative` with `data` unless it exists; whether this call created it (see `Lease` on object
-    stores, where this is a write and a read-back, not an atomic conditional write)."""
+    """Create `relative` on a local file system with `data` unless it exists; whether this call created it."""
     path = store.path(relative)
-    if store.is_object_store:
-        if store.fs.get_file_info(path).type != pafs.FileType.NotFound:
-            return False
-        store.write_bytes(relative, data)
-        time.sleep(Lease.OBJECT_SETTLE)
-        return store.read_bytes(relative) == data
     os.makedirs(store.root, exist_ok=True)
     try:
         handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -814,12 +907,9 @@ def _create_exclusive(store: "Store", relative: str, data: bytes) -> bool:
 
 
 def _break_lease(store: "Store", stale: dict) -> None:
-    """Remove a stale lease, making sure it is the one judged stale: on a local file system it is renamed aside
-    first (one of two drivers breaking it together wins) and put back if another driver renewed it meanwhile."""
+    """Remove a stale `lease.json`, making sure it is the one judged stale: it is renamed aside first (one of two
+    drivers breaking it together wins) and put back if another driver renewed it meanwhile."""
     path = store.path(LEASE)
-    if store.is_object_store:
-        store.delete(LEASE)
-        return
     aside = f"{path}.stale-{uuid.uuid4().hex[:8]}"
     try:
         os.rename(path, aside)

@@ -1,12 +1,15 @@
 """The command line without Ray: refusals (exit 2, one line, nothing written), models, status, export."""
 from __future__ import annotations
 
+import os
+
 import pytest
 from click.testing import CliRunner
 
 import sweep_fakes
 from sweep.cli import main
 from sweep.status import store_status
+from sweep.store import Lease, Store
 
 
 def invoke(*args):
@@ -144,6 +147,14 @@ def test_status_of_a_complete_store_exits_0(tmp_path):
     sweep_fakes.build_store(tmp_path / "s", classes="0-1", jobs="octave")
     result = invoke("status", "--store", str(tmp_path / "s"))
     assert result.exit_code == 0 and "2/2" in result.output
+    assert "running" not in result.output
+    lease = Lease.acquire(Store.open(str(tmp_path / "s")), "live-run")   # a driver at work on the store
+    try:
+        result = invoke("status", "--store", str(tmp_path / "s"))
+    finally:
+        lease.release()
+    assert result.exit_code == 0 and "a sweep is running on this store" in result.output
+    assert "run live-run" in result.output and f"pid {os.getpid()}" in result.output
 
 
 def test_status_of_a_missing_store():

@@ -8,13 +8,17 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+import types
 
 import pytest
 from click.testing import CliRunner
 
 from sweep.cli import main
-from sweep.store import LEASE, Lease, Store, StoreBusy, lease_expired, read_lease
+import sweep.store as store_module
+from sweep.store import CLAIM_TIMEOUT, LEASE, LEASES, Lease, Store, StoreBusy, lease_expired, read_claims, \
+    read_lease
 
 RUN = ["--model", "digits", "--weights", "random", "--schedule", "tiny", "--classes", "0-3", "--jobs", "octave",
        "--batch-size", "4"]
@@ -114,13 +118,109 @@ def test_kept_beats_on_a_thread_and_releases_at_the_end(tmp_path):
     assert read_lease(store) is None
 
 
-def test_on_an_object_store_the_lease_is_written_and_read_back(tmp_path, monkeypatch):
-    """pyarrow has no conditional write: the object-store path writes, waits, and reads back (and says so)."""
+# ---- the object-store claim protocol (no conditional write): on the local file system with the object-store path --
+
+@pytest.fixture
+def object_store(tmp_path, monkeypatch) -> Store:
+    """A local store that takes the object-store lease path (claims under leases/), with short waits."""
     monkeypatch.setattr(Store, "is_object_store", property(lambda self: True))
-    monkeypatch.setattr(Lease, "OBJECT_SETTLE", 0.0)
-    store = Store.open(str(tmp_path / "s"))
-    lease = Lease.acquire(store, "mine")
-    with pytest.raises(StoreBusy, match="run mine"):
-        Lease.acquire(store, "other")
+    monkeypatch.setattr(store_module, "CLAIM_WAIT", 0.01)
+    return Store.open(str(tmp_path / "s"))
+
+
+def write_claim(store: Store, run: str, state: str, age: float = 0.0, held_since: float | None = None) -> None:
+    claim = {**record(os.getpid(), age, run=run), "state": state}
+    if held_since is not None:
+        claim["held_since"] = held_since
+    store.write_bytes(f"{LEASES}/{run}.json", json.dumps(claim).encode())
+
+
+def test_on_an_object_store_a_second_driver_is_refused_and_the_first_one_releases(object_store):
+    first = Lease.acquire(object_store, "run-one")
+    assert read_lease(object_store)["run"] == "run-one" and read_lease(object_store)["state"] == "held"
+    with pytest.raises(StoreBusy, match="run run-one"):
+        Lease.acquire(object_store, "run-two")
+    assert [p for p, _ in read_claims(object_store)] == [object_store.path(LEASES, "run-one.json")]  # loser's gone
+    first.release()
+    assert read_lease(object_store) is None and read_claims(object_store) == []
+    Lease.acquire(object_store, "run-two").release()
+
+
+@pytest.mark.parametrize("state, age", [("held", 3600.0), ("claiming", CLAIM_TIMEOUT + 5)])
+def test_on_an_object_store_a_crashed_drivers_claim_is_taken_over(object_store, state, age):
+    write_claim(object_store, "crashed", state, age=age, held_since=time.time() - age)
+    lease = Lease.acquire(object_store, "mine", timeout=60)
+    assert [r["run"] for _, r in read_claims(object_store)] == ["mine"]
     lease.release()
-    assert read_lease(store) is None
+
+
+def test_on_an_object_store_a_driver_meeting_another_claimant_waits_for_its_turn(object_store, monkeypatch):
+    """Two drivers claiming at once both step back; the one that comes back first to an empty folder holds."""
+    write_claim(object_store, "other", "claiming")                      # a live claimant, not yet holding
+    waits = []
+
+    def other_steps_back_meanwhile(seconds):
+        waits.append(seconds)
+        object_store.delete(f"{LEASES}/other.json")
+    monkeypatch.setattr(store_module, "time", types.SimpleNamespace(time=time.time, sleep=other_steps_back_meanwhile))
+    lease = Lease.acquire(object_store, "mine")
+    assert len(waits) == 1 and read_lease(object_store)["run"] == "mine"
+    lease.release()
+
+
+def test_on_an_object_store_claimants_that_never_step_back_end_in_one_line(object_store):
+    write_claim(object_store, "other", "claiming")
+    with pytest.raises(StoreBusy, match="kept claiming") as refused:
+        Lease.acquire(object_store, "mine")
+    assert "\n" not in str(refused.value)
+    assert [r["run"] for _, r in read_claims(object_store)] == ["other"]   # its own claim was removed each round
+
+
+def test_on_an_object_store_a_refresh_notices_a_deleted_claim_and_an_older_holder(object_store):
+    lease = Lease.acquire(object_store, "mine")
+    assert lease.refresh()
+    object_store.delete(f"{LEASES}/mine.json")                          # judged stale by another driver
+    assert not lease.refresh() and "removed" in lease.lost
+    assert read_claims(object_store) == []                              # a lost lease is never written again
+
+    lease = Lease.acquire(object_store, "late")
+    write_claim(object_store, "early", "held", held_since=lease.record["held_since"] - 10)   # held before us
+    assert not lease.refresh() and "run early" in lease.lost
+    early = Lease(object_store, {**read_lease(object_store)})
+    assert early.refresh()                                              # the older holder keeps the store
+
+
+# ---- the same protocol against real object-store servers (moto's S3, gcp-storage-emulator) ----------------------
+
+from tests.sweep.test_object_stores import gcs, s3, server  # noqa: E402,F401  (module fixtures: one server each)
+
+
+def test_drivers_starting_together_on_an_object_store_never_both_hold_it(server, monkeypatch):
+    """Four drivers race for one bucket's lease, three times: never two holders, and the losers are refused."""
+    monkeypatch.setattr(store_module, "CLAIM_WAIT", 0.1)
+    store = Store.open(server.uri("raced"))
+    rounds = []
+    for round_ in range(3):
+        start, outcomes = threading.Barrier(4), {}
+
+        def race(run: str) -> None:
+            start.wait()
+            try:
+                outcomes[run] = Lease.acquire(store, run)
+            except StoreBusy as refused:
+                outcomes[run] = str(refused)
+        threads = [threading.Thread(target=race, args=(f"r{round_}-{i}",)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        holders = [lease for lease in outcomes.values() if isinstance(lease, Lease)]
+        assert len(holders) <= 1, outcomes
+        assert all("in use by another sweep run" in o or "kept claiming" in o for o in outcomes.values()
+                   if isinstance(o, str))
+        rounds.append(len(holders))
+        if holders:
+            assert [r["run"] for _, r in read_claims(store)] == [holders[0].record["run"]]   # losers cleaned up
+            holders[0].release()
+        assert read_claims(store) == []
+    assert max(rounds) == 1
