@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
-import hashlib
 import os
 import posixpath
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +34,7 @@ from analysis import figures as fig
 from analysis.analyze import ANALYSIS_DIR, SUMMARY_FILE, AnalysisSummary, analyze_store
 from analysis.load import NUMERIC_COLUMNS, iter_pngs, read_rows
 from jobs.catalog import IMAGE_JOBS
-from sweep.export import safe_name   # the one file-name rule, shared with `sweep export`
+from sweep.export import UniqueNames, safe_name   # the one file-name rule, shared with `sweep export`
 from sweep.progress import Progress
 from sweep.store import TEMP_DIR, Store, open_store, source_file
 
@@ -270,7 +269,7 @@ class _Writer:
         self.fs, self.root = folder.fs, folder.root.rstrip("/") or "/"
         self.written: set[str] = set()
         self.images: dict[str, str] = {}      # store key -> its page image's file name
-        self.taken: set[str] = set()
+        self.names = UniqueNames()           # file names and stems, unique as macOS and Windows compare them
         self.io = ThreadPoolExecutor(max_workers=1)   # encodes and writes, in order
         self.pending: collections.deque = collections.deque()
 
@@ -313,21 +312,14 @@ class _Writer:
 
     def image_name(self, key: str) -> str:
         """The page image file of a store row: img/{key with ':' as '_'}.png, made safe; a key whose safe name is
-        taken by another key gets a hash of the key added (names stay unique)."""
+        taken by another key (compared case-insensitively) gets a hash of the key added (names stay unique)."""
         if key not in self.images:
-            name = "img/" + safe_name(str(key).replace(":", "_")) + ".png"
-            if name in self.taken:
-                name = name[:-4] + "-" + hashlib.sha1(str(key).encode()).hexdigest()[:10] + ".png"
-            self.taken.add(name)
-            self.images[key] = name
+            self.images[key] = self.names.claim_stem("img/" + safe_name(str(key).replace(":", "_")), key, ".png")
         return self.images[key]
 
     def unique_stem(self, stem: str, key: str) -> str:
         """`stem` (already made safe), or with a hash of `key` added when another key took it in this report."""
-        if stem in self.taken:
-            stem += "-" + hashlib.sha1(str(key).encode()).hexdigest()[:10]
-        self.taken.add(stem)
-        return stem
+        return self.names.claim_stem(stem, key)
 
     def figure_files(self, stem: str, figure, *, svg: bool = False) -> tuple[str, ...]:
         """One matplotlib figure as {stem}.png (and {stem}.svg)."""

@@ -13,7 +13,9 @@ _HOMES = {
     "jobs.catalog": ("ALL_JOBS", "IMAGE_JOBS", "JOBS", "VARIANTS"),
     "jobs.kinds": ("Frame", "JobResult", "JobSpec", "feature_means", "margin_label", "parse_layers", "run_batch"),
     "jobs.objectives": ("Objective",),
-    "jobs.schedules": ("Octave", "Schedule", "default_schedule", "load_schedule", "preset_names"),
+    "jobs.schedules": ("Octave", "Schedule", "ScheduleSet", "default_schedule", "default_schedules", "load_schedule",
+                       "load_schedule_or_set", "preset_names"),
+    "jobs.render": ("TrajectoryOptions",),
 }
 _HOME = {name: module for module, names in _HOMES.items() for name in names}
 __all__ = ["objectives", "transforms", *_HOME]

@@ -53,13 +53,21 @@ class UniqueNames:
         self.taken: set[str] = set()
 
     def claim(self, name: str, key: str) -> str:
-        folded = unicodedata.normalize("NFC", name).casefold()
-        if folded in self.taken:
-            stem, dot, suffix = name.rpartition(".")
-            name = f"{stem}-{hashlib.sha1(key.encode()).hexdigest()[:10]}{dot}{suffix}"
-            folded = unicodedata.normalize("NFC", name).casefold()
-        self.taken.add(folded)
+        """`name` (a file name with its suffix), or with the key's hash before the suffix when it is taken."""
+        stem, dot, suffix = name.rpartition(".")
+        return self.claim_stem(stem, key, dot + suffix) if dot else self.claim_stem(name, key)
+
+    def claim_stem(self, stem: str, key: str, suffix: str = "") -> str:
+        """`stem + suffix`, or `stem-HASH + suffix` when another key took it (a stem may hold dots: features-a.b)."""
+        name = stem + suffix
+        if self.folded(name) in self.taken:
+            name = f"{stem}-{hashlib.sha1(str(key).encode()).hexdigest()[:10]}{suffix}"
+        self.taken.add(self.folded(name))
         return name
+
+    @staticmethod
+    def folded(name: str) -> str:
+        return unicodedata.normalize("NFC", name).casefold()
 
 
 def inside(root: Path, relative: str) -> Path:

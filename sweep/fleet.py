@@ -24,6 +24,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, TextIO
 
+from sweep.store import store_settings
+
 DEVICES = ("auto", "gpu", "cpu")
 
 
@@ -96,8 +98,12 @@ def ray_session(cluster: ClusterConfig) -> Iterator[bool]:
     try:
         with own_sigterm_kept():
             if cluster.address:
+                # The workers of other nodes get this driver's endpoint and region settings (no credentials);
+                # the nodes' own environment keeps whatever this driver does not set.
+                settings = store_settings()
                 try:
-                    ray.init(address=cluster.address, **kwargs)
+                    ray.init(address=cluster.address, **kwargs,
+                             **({"runtime_env": {"env_vars": settings}} if settings else {}))
                 except (ConnectionError, RuntimeError, ValueError) as error:
                     raise SweepError(f"cannot join the Ray cluster at {cluster.address}: "
                                      f"{first_line(error)}") from None

@@ -100,6 +100,18 @@ GCS_ENDPOINT_VARIABLES = ("CLOUD_STORAGE_EMULATOR_ENDPOINT", "STORAGE_EMULATOR_H
 SECRET_VARIABLE = re.compile(r"SECRET|TOKEN|PASSWORD|ACCESS_KEY|CREDENTIAL")          # values never shown
 
 
+# The store settings a driver hands to the workers of a cluster it joins (never a credential: each node takes its
+# own from the standard chains, and a runtime_env is stored in the cluster's job table).
+STORE_SETTING_VARIABLES = (*S3_ENDPOINT_VARIABLES, "AWS_REGION", "AWS_DEFAULT_REGION", *GCS_ENDPOINT_VARIABLES)
+
+
+def store_settings(environ: dict | None = None) -> dict[str, str]:
+    """The store settings set in `environ` (default: this process's environment), for the workers' environment."""
+    environ = os.environ if environ is None else environ
+    return {name: environ[name] for name in STORE_SETTING_VARIABLES
+            if environ.get(name) and not SECRET_VARIABLE.search(name)}
+
+
 def first_variable(names: Sequence[str]) -> str | None:
     return next((os.environ[name] for name in names if os.environ.get(name)), None)
 

@@ -28,3 +28,29 @@ def test_batch_size_option_takes_auto_or_a_positive_number(tmp_path):
         result = CliRunner().invoke(main, ["run", "--store", str(tmp_path / "s"), "--model", "digits",
                                            "--batch-size", bad])
         assert result.exit_code == 2 and fragment in result.output and not (tmp_path / "s").exists()
+
+
+def test_a_driver_joining_a_cluster_hands_its_store_settings_but_no_secret_to_the_workers(monkeypatch):
+    import ray
+    from sweep.fleet import ClusterConfig, ray_session
+    from sweep.store import STORE_SETTING_VARIABLES, store_settings
+    environ = {"AWS_ENDPOINT_URL": "http://minio:9000", "AWS_REGION": "eu-west-1", "AWS_SECRET_ACCESS_KEY": "s3cr3t",
+               "AWS_ACCESS_KEY_ID": "id", "CLOUD_STORAGE_EMULATOR_ENDPOINT": "", "HOME": "/root"}
+    assert store_settings(environ) == {"AWS_ENDPOINT_URL": "http://minio:9000", "AWS_REGION": "eu-west-1"}
+    for name in STORE_SETTING_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    with ray_session(ClusterConfig(address="10.0.0.1:6379")):
+        pass
+    assert calls[0]["address"] == "10.0.0.1:6379"
+    assert calls[0]["runtime_env"] == {"env_vars": {"AWS_ENDPOINT_URL": "http://minio:9000", "AWS_REGION": "eu-west-1"}}
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.delenv("AWS_REGION")
+    with ray_session(ClusterConfig(address="10.0.0.1:6379")):
+        pass
+    assert "runtime_env" not in calls[1]                 # nothing set here: the nodes' own settings stay
