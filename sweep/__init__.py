@@ -3,18 +3,28 @@
 Uses `jobs` to render images; knows nothing of the analysis beyond calling it from the CLI. torch (through the
 engine and the model zoo), Ray and the analysis stack are imported inside the functions that use them: the analysis
 reads stores through `sweep.store` and `sweep.plan`, and `sweep status` answers at once, without loading them.
+The public names are loaded on first use (PEP 562 `__getattr__`), so that the console command (`sweep.entry`) can
+take the interrupt signals over before anything heavy is imported.
 """
-from sweep.driver import SweepConfig, SweepError, SweepSummary, check_layers, load_sources, run_sweep
-from sweep.export import export_pngs
-from sweep.features import FeatureConfig, run_features
-from sweep.fleet import ClusterConfig
-from sweep.plan import Batch, Plan, PlanError, WorkItem, make_plan, parse_classes, parse_features, parse_pairs
-from sweep.score import ScoreConfig, ScoreSummary, run_score, scorer_id
-from sweep.status import StoreStatus, store_status
-from sweep.store import ManifestMismatch, Store, StoreError, images_schema, is_frame_key, open_store, source_hash
+import importlib
 
-__all__ = ["Batch", "ClusterConfig", "FeatureConfig", "ManifestMismatch", "Plan", "PlanError", "ScoreConfig",
-           "ScoreSummary", "Store", "StoreError", "StoreStatus", "SweepConfig", "SweepError", "SweepSummary",
-           "WorkItem", "check_layers", "export_pngs", "images_schema", "is_frame_key", "load_sources", "make_plan",
-           "open_store", "parse_classes", "parse_features", "parse_pairs", "run_features", "run_score", "run_sweep",
-           "scorer_id", "source_hash", "store_status"]
+_HOMES = {
+    "sweep.driver": ("SweepConfig", "SweepError", "SweepSummary", "check_layers", "load_sources", "run_sweep"),
+    "sweep.export": ("export_pngs",),
+    "sweep.features": ("FeatureConfig", "run_features"),
+    "sweep.fleet": ("ClusterConfig",),
+    "sweep.plan": ("Batch", "Plan", "PlanError", "WorkItem", "make_plan", "parse_classes", "parse_features",
+                   "parse_pairs"),
+    "sweep.score": ("ScoreConfig", "ScoreSummary", "run_score", "scorer_id"),
+    "sweep.status": ("StoreStatus", "store_status"),
+    "sweep.store": ("ManifestMismatch", "Store", "StoreError", "images_schema", "is_frame_key", "open_store",
+                    "source_hash"),
+}
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        return getattr(importlib.import_module(_HOME[name]), name)
+    raise AttributeError(f"module 'sweep' has no attribute {name!r}")

@@ -11,8 +11,9 @@ from typing import Iterator
 
 import click
 
-from sweep.driver import DEVICES, INTERRUPTED, SweepConfig, SweepError, run_sweep
-from sweep.fleet import ClusterConfig, install_interrupt_handlers, restore_handlers
+from sweep.driver import DEVICES, SweepConfig, SweepError, run_sweep
+from sweep.fleet import ClusterConfig
+from sweep.interrupts import INTERRUPTED, INTERRUPTED_STATUS, install_interrupt_handlers, restore_handlers
 from sweep.plan import PlanError
 from sweep.score import SCORE_BATCH, ScoreConfig, run_score
 from sweep.store import StoreError, object_store_problem, one_line, open_store
@@ -136,7 +137,7 @@ class OneLineErrors(click.Group):
             return super().main(*args, standalone_mode=False, **kwargs)
         except (click.exceptions.Abort, KeyboardInterrupt):   # click turns Ctrl-C into Abort
             click.echo(INTERRUPTED, err=True)
-            sys.exit(130)
+            sys.exit(INTERRUPTED_STATUS)
         except click.exceptions.Exit as done:   # --help, --version, bare `sweep`
             sys.exit(done.exit_code)
         except click.ClickException as error:

@@ -32,13 +32,13 @@ from typing import TextIO
 import pyarrow.fs as pafs
 
 from sweep.fleet import DEVICES, ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, \
-    ray_session, sigterm_as_interrupt
+    ray_session
+from sweep.interrupts import INTERRUPTED, sigterm_as_interrupt
 from sweep.plan import Batch, Plan, PlanError, WorkItem, make_plan
 from sweep.progress import Progress, format_duration
 from sweep.store import FAILURES, IMAGES, LEASE_TIMEOUT, Lease, ManifestMismatch, Store, StoreError, \
     failures_table, manifest_differences, new_manifest, source_file, source_hash
 
-INTERRUPTED = "interrupted: run the same command again to resume"   # every interruption ends with this line
 # Manifest options that say how a run went, not what the store holds: never compared (older stores kept them).
 RUN_OPTIONS = ("batch_size", "bf16")
 

@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, ray_session, \
-    sigterm_as_interrupt
+from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, ray_session
+from sweep.interrupts import sigterm_as_interrupt
 from sweep.plan import PlanError
 from sweep.progress import Progress
 from sweep.store import ANALYSIS, IMAGES, Store, StoreError

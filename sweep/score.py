@@ -31,8 +31,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, ray_session, \
-    sigterm_as_interrupt
+from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, ray_session
+from sweep.interrupts import sigterm_as_interrupt
 from sweep.plan import PlanError
 from sweep.progress import Progress
 from sweep.store import IMAGES, Store, StoreError, decode_png, is_frame_key, open_store

@@ -440,3 +440,33 @@ def test_a_signal_during_start_up_exits_130_with_the_interruption_line(tmp_path,
     assert not (store / LEASE).exists()
     dry = invoke("run", "--store", store, *RUN, "--dry-run")   # resumable: the same command is accepted
     assert dry.exit_code == 0, dry.output
+
+
+SIGNAL_WHILE_IMPORTING = """
+import importlib.abc, os, signal, sys
+class SignalOnImport(importlib.abc.MetaPathFinder):   # the signal arrives while the command line is being imported
+    def find_spec(self, name, path=None, target=None):
+        if name == "sweep.cli":
+            os.kill(os.getpid(), signal.{sig})
+        return None
+sys.meta_path.insert(0, SignalOnImport())
+from sweep.entry import main
+sys.argv = ["sweep", "status", "--store", "/nonexistent"]
+main()
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_while_the_console_command_imports_exits_130_with_the_interruption_line(sig):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", SIGNAL_WHILE_IMPORTING.format(sig=sig)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip().splitlines() == ["interrupted: run the same command again to resume"]
+    assert "sweep.cli" not in done.stdout
+
+
+def test_the_console_command_is_the_early_entry():
+    tomllib = pytest.importorskip("tomllib")   # Python 3.11+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"sweep": "sweep.entry:main"}
