@@ -12,7 +12,7 @@
                                any node read them from here; the manifest keeps a hash of each)
 {store}/failures/*.parquet     one row per failed attempt (FAILURE_SCHEMA)
 {store}/analysis/              tables written by `sweep analyze`
-{store}/.tmp/                  files being written, renamed into place when whole (`cleanup_temp` clears it)
+{store}/.tmp/                  files being written, renamed into place when whole (`cleanup_temp` clears old ones)
 {store}/quarantine/            unreadable files `sweep run` moved aside (their items are run again)
 {store}/lease.json             the running driver's lease: host, pid, run id and heartbeat (`Lease`)
 {store}/leases/RUN.json        on an object store, the lease as one claim object per driver (`Lease`)
@@ -68,6 +68,7 @@ QUARANTINE = "quarantine"             # unreadable files moved aside by `sweep r
 LEASE = "lease.json"                  # the running driver's lock object on a file system (`Lease`)
 LEASES = "leases"                     # on an object store: one claim object per driver (`Lease`)
 TEMP_DIR = ".tmp"                     # temporaries, beside the tables: no reader of images/ ever lists them
+TEMP_GRACE = 600.0                    # seconds a temporary is left alone, as another command may be writing it
 TEMP_PREFIX = "_"                     # pyarrow's dataset reader skips names starting with "_" or "."
 OBJECT_STORES = ("s3", "gcs")         # pyarrow file system type names without an atomic rename
 # Manifest fields that must match for a run to write into an existing store (package_version and created may differ).
@@ -593,14 +594,18 @@ class Store:
         return self.write_bytes(source_file(name), encode_png(pixels))
 
     @object_store_errors
-    def cleanup_temp(self) -> int:
-        """Remove temporary files that an interrupted writer left behind; returns how many."""
+    def cleanup_temp(self, keep_younger_than: float | None = None) -> int:
+        """Remove temporary files that an interrupted writer left behind; returns how many. A temporary written in
+        the last `keep_younger_than` seconds (default `TEMP_GRACE`) stays: the commands that write into a store
+        without its lease (`analyze`, `score`, `directions`) may be writing it now."""
+        keep_younger_than = TEMP_GRACE if keep_younger_than is None else keep_younger_than
         removed = 0
         for directory in (TEMP_DIR, IMAGES, FRAMES, TRAJECTORIES, FAILURES, ANALYSIS, SOURCES, ""):
             for info in self._listing(directory):
                 # Besides .tmp/, only the names older versions gave temporaries: a source may start with "_".
                 if info.type == pafs.FileType.File and (directory == TEMP_DIR or info.base_name.startswith(
-                        TEMP_PREFIX) and (info.base_name.endswith(".tmp") or info.base_name.startswith("_tmp-"))):
+                        TEMP_PREFIX) and (info.base_name.endswith(".tmp") or info.base_name.startswith("_tmp-"))) \
+                        and (info.mtime is None or time.time() - info.mtime.timestamp() >= keep_younger_than):
                     self.fs.delete_file(info.path)
                     removed += 1
         return removed

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ import pytest
 
 from jobs.kinds import JobResult, JobSpec
 from sweep.driver import SweepConfig, prepare
-from sweep.store import (FAILURE_SCHEMA, IMAGES, TEMP_DIR, ManifestMismatch, Store, StoreError, decode_png, failures_table,
+from sweep.store import (FAILURE_SCHEMA, IMAGES, TEMP_DIR, TEMP_GRACE, ManifestMismatch, Store, StoreError, decode_png, failures_table,
                          images_schema, images_table, manifest_differences)
 from sweep.plan import WorkItem
 
@@ -82,7 +83,19 @@ def test_leftover_temp_files_are_invisible_and_cleaned(tmp_path):
     half.write_bytes(b"PAR1 truncated")                           # what a killed writer leaves behind
     assert store.files(IMAGES) == [str(tmp_path / IMAGES / "part-1.parquet")]
     assert len(pd.read_parquet(tmp_path / IMAGES)) == 1           # readers skip "_" names too
+    assert store.cleanup_temp() == 0 and half.exists()            # young: another command may be writing it
+    os.utime(half, (time.time() - TEMP_GRACE - 1,) * 2)
     assert store.cleanup_temp() == 1 and not half.exists()
+
+
+def test_a_temporary_another_command_is_writing_now_is_left_alone(tmp_path):
+    store = Store.open(str(tmp_path))
+    (tmp_path / TEMP_DIR).mkdir()
+    now, then = tmp_path / TEMP_DIR / "classes.parquet.1a2b3c4d", tmp_path / TEMP_DIR / "part-1.parquet.5e6f7a8b"
+    now.write_bytes(b"being written"), then.write_bytes(b"killed writer")
+    os.utime(then, (time.time() - 3600,) * 2)
+    assert store.cleanup_temp() == 1 and now.exists() and not then.exists()
+    assert store.cleanup_temp(keep_younger_than=0) == 1 and not now.exists()
 
 
 def test_unreadable_file_is_named(tmp_path):
@@ -178,7 +191,7 @@ def test_cleanup_removes_only_temporaries_not_sources_named_with_an_underscore(t
     leftover = tmp_path / "s" / "images" / "_part-000001.parquet.1a2b3c4d.tmp"
     leftover.parent.mkdir(parents=True)
     leftover.write_bytes(b"half a file")
-    assert store.cleanup_temp() == 1
+    assert store.cleanup_temp(keep_younger_than=0) == 1
     assert not leftover.exists() and os.path.exists(kept)
     np.testing.assert_array_equal(store.read_source("_cat.jpg"), pixels)
 
