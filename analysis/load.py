@@ -64,7 +64,7 @@ def _check_schema(schema: pa.Schema, name: str, n_classes: int) -> None:
 def _open_parquet(store: Store, path: str) -> pq.ParquetFile:
     name = posixpath.basename(path)
     try:
-        pf = pq.ParquetFile(store.fs.open_input_file(path))
+        pf = store.parquet_file(path)   # an object: fetched whole, with one bounded GET
     except (pa.ArrowInvalid, OSError) as err:
         raise StoreError(unreadable(f"images/{name}", err)) from None   # the one refusal, with the way on
     _check_schema(pf.schema_arrow, name, store.n_classes)

@@ -336,11 +336,10 @@ class _Writer:
 
     def remove_stale(self) -> None:
         """Delete what an earlier report left here and this one did not write (pages that no longer exist)."""
-        selector = pafs.FileSelector(self.root, recursive=True, allow_not_found=True)
-        for info in self.fs.get_file_info(selector):
+        for info in self.folder.listing(recursive=True):
             name = posixpath.relpath(info.path, self.root)
             if info.type == pafs.FileType.File and name not in self.written and name.startswith(OWNED):
-                self.fs.delete_file(info.path)
+                self.folder.delete(name)
 
 
 def _thumbnails(st: Store, keys: list[str], writer: _Writer, progress: Progress) -> dict[str, object]:

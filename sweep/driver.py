@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import posixpath
 import sys
 import time
 import uuid
@@ -226,7 +227,7 @@ def prepare(config: SweepConfig) -> Prepared:
                             options=options, sources={name: source_hash(p) for name, p in sources.items()},
                             job_schedules=schedule.job_ids(plan.jobs))
     store = Store.open(config.store)
-    if store.fs.get_file_info(store.root).type == pafs.FileType.File:
+    if store.file_type() == pafs.FileType.File:
         raise StoreError(f"{store.uri} is a file, not a store (a store is a directory)")
     stored = check_manifest(store, manifest)
     return Prepared(config, plan, store, manifest if stored is None else stored, schedule, model.class_names,
@@ -405,7 +406,7 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
     stored = store.read_manifest()
     if stored is not None and manifest_differences(identity(stored), identity(prepared.manifest)):
         for path in store.files(FAILURES):   # a corrected command into a store with no image: the old attempts go
-            store.fs.delete_file(path)
+            store.delete(f"{FAILURES}/{posixpath.basename(path)}")
         stored = None
     if stored is None:
         store.write_manifest(prepared.manifest)

@@ -12,7 +12,6 @@ import unicodedata
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from sweep.store import FRAMES, IMAGES, Store, StoreError, open_store, unreadable
 
@@ -103,8 +102,7 @@ def checked_files(store: Store) -> list[tuple[str, list[str]]]:
     files = []
     for path in store.files(IMAGES) + store.files(FRAMES):
         try:
-            with store.fs.open_input_file(path) as handle:
-                names = pq.ParquetFile(handle).schema_arrow.names
+            names = store.file_schema(path).names
         except (pa.ArrowException, OSError) as error:
             raise StoreError(unreadable(path, error)) from None
         missing = [c for c in COLUMNS if c not in names and c not in MISSING]
@@ -115,16 +113,16 @@ def checked_files(store: Store) -> list[tuple[str, list[str]]]:
 
 
 def export_pngs(store: Store | str, out: str | Path) -> int:
-    """Write every stored image (and interpolation frame) under `out`; returns how many. Reads one file and row
-    group at a time."""
+    """Write every stored image (and interpolation frame) under `out`; returns how many. Reads one file at a time
+    (a local one a row group at a time)."""
     store = open_store(store)
     out = Path(out)
     names = UniqueNames()
     count = 0
     for path, columns in checked_files(store):
         try:
-            with store.fs.open_input_file(path) as handle:
-                for batch in pq.ParquetFile(handle).iter_batches(columns=columns, batch_size=256):
+            with store.parquet_file(path) as parquet:   # an object: fetched whole, with one bounded GET
+                for batch in parquet.iter_batches(columns=columns, batch_size=256):
                     for row in batch.to_pylist():
                         row = {**MISSING, **{name: value for name, value in row.items() if value is not None}}
                         target = inside(out, names.claim(png_name(row), str(row.get("key"))))

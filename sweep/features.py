@@ -13,7 +13,6 @@ from typing import TextIO
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, ray_session
 from sweep.interrupts import sigterm_as_interrupt
@@ -68,7 +67,7 @@ def run_features(config: FeatureConfig, *, stream: TextIO | None = None) -> tupl
     cluster = config.cluster
     # Only the files holding images of `job` (reading just the job column), each read whole by one actor.
     files = [path for path in store.files(IMAGES) if config.job in set(
-        pq.read_table(path, columns=["job"], filesystem=store.fs).column("job").to_pylist())]
+        store.read_file(path, ["job"]).column("job").to_pylist())]
     if not files:
         raise StoreError(f"{store.uri} holds no {config.job} images to compute features on")
     tables: list[pa.Table] = []

@@ -29,7 +29,6 @@ from typing import Sequence, TextIO
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, ray_session
 from sweep.interrupts import sigterm_as_interrupt
@@ -176,8 +175,7 @@ class ScoreWorker(SweepWorker):
 
     def score(self, task: ScoreTask, plan: ScorePlan) -> int:
         """Score `task.keys` of one images/ file and write their part file; returns the rows written."""
-        table = pq.read_table(task.path, columns=["key", "job", "target", "partner", "png"],
-                              filesystem=self.store.fs)
+        table = self.store.read_file(task.path, ["key", "job", "target", "partner", "png"])
         table = table.filter(pc.is_in(table.column("key"), pa.array(task.keys, pa.string())))
         rows = table.to_pydict()
         images = [decode_png(png) for png in rows["png"]]                        # N x (H x W x 3)
@@ -218,8 +216,7 @@ def read_scorer(store: Store, scorer: str) -> dict | None:
 def scorers(store: Store) -> list[str]:
     """Ids of the scorers whose directories hold a scorer manifest, sorted."""
     import pyarrow.fs as pafs
-    infos = store.fs.get_file_info(pafs.FileSelector(store.path(SCORES), allow_not_found=True))
-    return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory
+    return sorted(i.base_name for i in store.listing(SCORES) if i.type == pafs.FileType.Directory
                   and store.exists(SCORES, i.base_name, SCORER_FILE))
 
 
@@ -231,7 +228,7 @@ def read_scores(store: Store, scorer: str, columns: Sequence[str] = ("key", "log
 def key_columns(store: Store, path: str) -> dict[str, list]:
     """The key and job columns of one images/ file; StoreError for a file that is not one."""
     try:
-        return pq.read_table(path, columns=["key", "job"], filesystem=store.fs).to_pydict()
+        return store.read_file(path, ["key", "job"]).to_pydict()
     except (pa.ArrowInvalid, OSError, KeyError) as error:
         raise StoreError(f"unreadable file {path}: {str(error).splitlines()[0]}") from None
 

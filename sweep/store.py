@@ -29,8 +29,10 @@ Object stores (`s3://BUCKET/PATH`, `gs://BUCKET/PATH`) take their settings from 
 the URI: credentials from the SDKs' own chains (environment, config files, instance metadata), an S3-compatible
 endpoint from `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`, the region from `AWS_REGION` / `AWS_DEFAULT_REGION` (else
 the bucket's own, asked once), a GCS emulator from `CLOUD_STORAGE_EMULATOR_ENDPOINT` / `STORAGE_EMULATOR_HOST`.
-Every call is bounded (`ObjectStoreLimits`), and a failure becomes one `StoreError` line naming the store and what
-is wrong (unreachable endpoint, missing bucket, missing or refused credentials), with no secret in it.
+Every call is bounded (`ObjectStoreLimits`: the SDKs' own timeouts and retries, and `call_seconds` over each call
+as a whole), and a failure becomes one `StoreError` line naming the store and what is wrong (unreachable or silent
+endpoint, missing bucket, missing or refused credentials), with no secret in it. A Parquet file that a reader wants
+whole or in parts (`parquet_file`) is fetched with one GET and read from memory.
 """
 from __future__ import annotations
 
@@ -50,14 +52,16 @@ import urllib.parse
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 FORMAT = 1
+T = TypeVar("T")
 IMAGES, FAILURES, ANALYSIS, SOURCES = "images", "failures", "analysis", "sources"
 FRAMES = "frames"                     # interpolation frames: their own table, so that images/ is one row per item
 TRAJECTORIES = "trajectories"        # recorded generation steps (`sweep run --trajectory`), their own table
@@ -90,9 +94,14 @@ class ObjectStoreLimits:
     """Bounds on every object-store call: a wrong endpoint, a missing credential or a dead network fails in
     seconds with one line instead of hanging (google-cloud-cpp alone retries for 15 minutes)."""
     connect_timeout: float = 5.0    # seconds to open a connection (S3)
-    request_timeout: float = 60.0   # seconds an S3 request may wait for data: a stalled PUT fails, a slow one not
+    request_timeout: float = 20.0   # seconds an S3 request may wait for data: a stalled PUT fails, a slow one not
     retries: int = 3                # attempts of a failed S3 request (the AWS standard strategy's own default)
-    retry_seconds: float = 20.0     # seconds GCS may spend on one call, retries included
+    retry_seconds: float = 20.0     # seconds GCS may spend retrying one call (not a stalled attempt: see below)
+    # Seconds one call (a read, a listing, an upload) may take in all, on a watchdog (`within`): google-cloud-cpp
+    # gives a stalled transfer 2 minutes per attempt whatever the retry limit, and pyarrow cannot set that. About
+    # retries x request_timeout, so that a stalled S3 call also ends by itself when the watchdog gives up on it:
+    # pyarrow waits for S3 calls still running before a process exits, and before it makes another S3 client.
+    call_seconds: float = 60.0
 
 
 LIMITS = ObjectStoreLimits()
@@ -138,8 +147,8 @@ def open_object_store(uri: str, limits: ObjectStoreLimits | None = None) -> tupl
         region = first_variable(("AWS_REGION", "AWS_DEFAULT_REGION"))
         if endpoint:
             options["endpoint_override"] = endpoint   # pyarrow's constructor reads no endpoint variable itself
-        if not region and not endpoint:
-            region = pafs.resolve_s3_region(bucket)   # what pyarrow's from_uri does: AWS knows where a bucket is
+        if not region and not endpoint:   # what pyarrow's from_uri does: AWS knows where a bucket is
+            region = within(limits.call_seconds, pafs.resolve_s3_region, bucket)
         return pafs.S3FileSystem(region=region, **options), root
     options = {"retry_time_limit": dt.timedelta(seconds=limits.retry_seconds)}
     emulator = first_variable(GCS_ENDPOINT_VARIABLES)
@@ -147,6 +156,29 @@ def open_object_store(uri: str, limits: ObjectStoreLimits | None = None) -> tupl
         scheme, _, host = emulator.rpartition("://")
         options.update(endpoint_override=host.rstrip("/"), scheme=scheme or "http", anonymous=True)
     return pafs.GcsFileSystem(**options), root
+
+
+def within(seconds: float, call: Callable[..., T], *args, **kwargs) -> T:
+    """`call(*args, **kwargs)`, or TimeoutError once it has run `seconds`. It runs on a daemon thread: pyarrow
+    cannot cancel a request, so a stalled one is left to end on its own while the caller goes on (an object
+    store writes an object whole or not at all, so an upload that ends late leaves no partial object). `call`
+    must not hold the GIL while it waits for the network (pyarrow's file system calls and stream reads do not)."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call(*args, **kwargs)
+        except BaseException as error:   # handed to the caller
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, name="classweep-store-call", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise TimeoutError(f"no answer in {seconds:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def redacted(text: str) -> str:
@@ -170,7 +202,11 @@ def object_store_problem(uri: str, error: BaseException) -> str:
     endpoint = first_variable(S3_ENDPOINT_VARIABLES if scheme == "s3" else GCS_ENDPOINT_VARIABLES)
     where = endpoint or ("AWS S3" if scheme == "s3" else "Google Cloud Storage")
     detail = re.search(r"Details: (.*)", text) or re.search(r"CURL error \[\d+\]=([^ {}]*[^{}]*?)( error_info|$)", text)
-    if "OAuth2 access token" in text or "Could not load default credentials" in text:
+    if isinstance(error, TimeoutError):   # `within` gave up on a call (a silent endpoint, a stalled transfer)
+        why = (f"{one_line(error)} from {where}" +
+               (f"; check {' / '.join(S3_ENDPOINT_VARIABLES)} and the network" if scheme == "s3" else
+                f"; check {' / '.join(GCS_ENDPOINT_VARIABLES)} and the network"))
+    elif "OAuth2 access token" in text or "Could not load default credentials" in text:
         why = ("no Google Cloud credentials: set GOOGLE_APPLICATION_CREDENTIALS to a key file, run `gcloud auth "
                "application-default login`, or run on GCE/GKE with a service account")
     elif "NO_SUCH_BUCKET" in text or "bucket does not exist" in text.lower() or "NoSuchBucket" in text:
@@ -516,16 +552,21 @@ class Store:
             return tuple(str(n) for n in names)
         return tuple(f"class {i}" for i in range(self.n_classes))
 
-    @object_store_errors
     def fingerprint(self) -> str:
         """A short hash of the images/ file names and sizes: changes whenever the sweep adds a file."""
-        infos = self.fs.get_file_info(self.files(IMAGES))
-        text = "\n".join(f"{i.base_name} {i.size}" for i in infos)
+        text = "\n".join(f"{i.base_name} {i.size}" for i in self._finished(IMAGES))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
     def is_object_store(self) -> bool:
         return self.fs.type_name in OBJECT_STORES
+
+    def bounded(self, call: Callable[..., T], *args, **kwargs) -> T:
+        """`call(*args, **kwargs)`: on an object store given up after `LIMITS.call_seconds` (TimeoutError, which
+        `object_store_errors` turns into one line), on a local disk called as it is."""
+        if not self.is_object_store:
+            return call(*args, **kwargs)
+        return within(LIMITS.call_seconds, call, *args, **kwargs)
 
     def path(self, *parts: str) -> str:
         """Path of a file of the store inside `fs`."""
@@ -538,7 +579,7 @@ class Store:
     @object_store_errors
     def file_type(self, *parts: str) -> pafs.FileType:
         """What is at `parts` (the store's root when none): a file, a directory, or nothing."""
-        return self.fs.get_file_info(self.path(*parts) if parts else self.root).type
+        return self.bounded(self.fs.get_file_info, self.path(*parts) if parts else self.root).type
 
     def exists(self, *parts: str) -> bool:
         return self.file_type(*parts) != pafs.FileType.NotFound
@@ -550,17 +591,7 @@ class Store:
         final = self.path(relative)
         directory, name = final.rsplit("/", 1)
         if self.is_object_store:
-            try:
-                with self.fs.open_output_stream(final) as out:   # the object appears when the upload completes
-                    out.write(data)
-            except FileNotFoundError:                             # stores with real directories want them first
-                bucket = self.root.split("/", 1)[0]
-                if self.fs.type_name in ("s3", "gcs") and \
-                        self.fs.get_file_info(bucket).type == pafs.FileType.NotFound:   # never create a bucket
-                    raise StoreError(object_store_problem(self.uri, OSError("NO_SUCH_BUCKET"))) from None
-                self.fs.create_dir(directory, recursive=True)
-                with self.fs.open_output_stream(final) as out:
-                    out.write(data)
+            self.bounded(self._put_object, final, data)
             return final
         self.fs.create_dir(directory, recursive=True)
         self.fs.create_dir(self.path(TEMP_DIR), recursive=True)
@@ -577,11 +608,25 @@ class Store:
             raise
         return final
 
+    def _put_object(self, path: str, data: bytes) -> None:
+        """One upload of the complete bytes: the object appears only when the upload completes."""
+        try:
+            with self.fs.open_output_stream(path) as out:
+                out.write(data)
+        except FileNotFoundError:                             # stores with real directories want them first
+            bucket = self.root.split("/", 1)[0]
+            if self.fs.type_name in ("s3", "gcs") and \
+                    self.fs.get_file_info(bucket).type == pafs.FileType.NotFound:   # never create a bucket
+                raise StoreError(object_store_problem(self.uri, OSError("NO_SUCH_BUCKET"))) from None
+            self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+            with self.fs.open_output_stream(path) as out:
+                out.write(data)
+
     @object_store_errors
     def delete(self, relative: str) -> None:
         """Remove a file if it is there."""
         if self.exists(relative):
-            self.fs.delete_file(self.path(relative))
+            self.bounded(self.fs.delete_file, self.path(relative))
 
     def write_table(self, relative: str, table: pa.Table) -> str:
         return self.write_bytes(relative, table_bytes(table))
@@ -601,12 +646,12 @@ class Store:
         keep_younger_than = TEMP_GRACE if keep_younger_than is None else keep_younger_than
         removed = 0
         for directory in (TEMP_DIR, IMAGES, FRAMES, TRAJECTORIES, FAILURES, ANALYSIS, SOURCES, ""):
-            for info in self._listing(directory):
+            for info in self.listing(directory):
                 # Besides .tmp/, only the names older versions gave temporaries: a source may start with "_".
                 if info.type == pafs.FileType.File and (directory == TEMP_DIR or info.base_name.startswith(
                         TEMP_PREFIX) and (info.base_name.endswith(".tmp") or info.base_name.startswith("_tmp-"))) \
                         and (info.mtime is None or time.time() - info.mtime.timestamp() >= keep_younger_than):
-                    self.fs.delete_file(info.path)
+                    self.bounded(self.fs.delete_file, info.path)
                     removed += 1
         return removed
 
@@ -626,30 +671,73 @@ class Store:
     @object_store_errors
     def read_bytes(self, relative: str) -> bytes | None:
         """A whole file, or None when it is not there."""
-        if self.fs.get_file_info(self.path(relative)).type != pafs.FileType.File:
+        return self.bounded(self._whole_file, self.path(relative), missing_ok=True)
+
+    def _whole_file(self, path: str, missing_ok: bool = False) -> bytes | None:
+        if missing_ok and self.fs.get_file_info(path).type != pafs.FileType.File:
             return None
-        with self.fs.open_input_stream(self.path(relative)) as stream:
+        with self.fs.open_input_stream(path) as stream:
             return stream.read()
 
     @object_store_errors
-    def _listing(self, directory: str) -> list[pafs.FileInfo]:
-        selector = pafs.FileSelector(self.path(directory) if directory else self.root, allow_not_found=True)
-        return self.fs.get_file_info(selector)
+    def listing(self, directory: str = "", recursive: bool = False) -> list[pafs.FileInfo]:
+        """What `directory` holds (the store's root when ""), [] when it does not exist."""
+        selector = pafs.FileSelector(self.path(directory) if directory else self.root, allow_not_found=True,
+                                     recursive=recursive)
+        return self.bounded(self.fs.get_file_info, selector)
 
     def files(self, directory: str) -> list[str]:
         """Paths of the finished Parquet files in `directory` (images, failures, ...), sorted."""
-        return sorted(info.path for info in self._listing(directory) if info.type == pafs.FileType.File
-                      and info.base_name.endswith(".parquet") and not info.base_name.startswith((TEMP_PREFIX, ".")))
+        return [info.path for info in self._finished(directory)]
+
+    def _finished(self, directory: str) -> list[pafs.FileInfo]:
+        """The listing's entries of the finished Parquet files in `directory`, sorted by path (one listing request
+        per page of entries, where a FileInfo per path would be a request per file)."""
+        return sorted((info for info in self.listing(directory) if info.type == pafs.FileType.File
+                       and info.base_name.endswith(".parquet") and not info.base_name.startswith((TEMP_PREFIX, "."))),
+                      key=lambda info: info.path)
+
+    def read_file(self, path: str, columns: Sequence[str] | None = None) -> pa.Table:
+        """Only `columns` of one Parquet file of the store (a path from `files`), with ranged reads. A file that is
+        not Parquet raises pa.ArrowInvalid (on a local disk OSError too) for the caller to refuse or set aside; on an
+        object store every other failure, a stalled call included, is a StoreError."""
+        try:
+            return self.bounded(pq.read_table, path, columns=columns, filesystem=self.fs)
+        except OSError as error:
+            if self.is_object_store:
+                raise StoreError(object_store_problem(self.uri, error)) from None
+            raise
+
+    def parquet_file(self, path: str) -> pq.ParquetFile:
+        """One Parquet file of the store (a path from `files`), for readers that want its schema before choosing
+        columns or rows, and errors as `read_file`. An object is fetched whole with one bounded GET and read from
+        memory: a batch file is a few MB, which one GET brings faster than the several requests of random-access
+        reads, and pyarrow's GCS random-access file starts its download while holding the GIL, where neither this
+        process's other threads nor any timeout could run."""
+        if not self.is_object_store:
+            return pq.ParquetFile(path, filesystem=self.fs)
+        try:
+            data = self.bounded(self._whole_file, path)
+        except OSError as error:
+            raise StoreError(object_store_problem(self.uri, error)) from None
+        return pq.ParquetFile(pa.BufferReader(data))
+
+    def file_schema(self, path: str) -> pa.Schema:
+        """The Arrow schema of one Parquet file of the store, from its footer only; errors as `read_file`."""
+        try:
+            return self.bounded(lambda: ds.ParquetFileFormat().make_fragment(path, filesystem=self.fs).physical_schema)
+        except OSError as error:
+            if self.is_object_store:
+                raise StoreError(object_store_problem(self.uri, error)) from None
+            raise
 
     def read(self, directory: str, columns: Sequence[str] | None = None) -> pa.Table:
         """The finished files of `directory`, only `columns` (never read `png` unless you need the pictures)."""
         tables = []
         for path in self.files(directory):
             try:
-                tables.append(pq.read_table(path, columns=columns, filesystem=self.fs))
+                tables.append(self.read_file(path, columns))
             except (pa.ArrowInvalid, OSError, KeyError) as error:
-                if self.is_object_store and not isinstance(error, pa.ArrowInvalid):
-                    raise StoreError(object_store_problem(self.uri, error)) from None
                 raise StoreError(unreadable(path, error)) from None
         if not tables:
             return pa.table({}) if columns is None else pa.table({c: pa.array([], pa.string()) for c in columns})
@@ -666,24 +754,28 @@ class Store:
         """Keys of every stored image, reading only the `key` column."""
         return set(self.read(IMAGES, ["key"]).column("key").to_pylist())
 
+    @object_store_errors
     def quarantine_unreadable(self, directories: Sequence[str] = (IMAGES, FAILURES)) -> list[tuple[str, str]]:
         """Move every file of `directories` whose `key` column cannot be read into `{store}/quarantine/`, so that
-        its items count as missing and are run again; (file, why) of each. Only `sweep run` calls this, under
-        its lease (it changes the store)."""
+        its items count as missing and are run again; (file, why) of each (an object store that fails to answer is
+        a StoreError, not a damaged file). Only `sweep run` calls this, under its lease (it changes the store)."""
         moved = []
         for directory in directories:
             for path in self.files(directory):
                 try:
-                    pq.read_table(path, columns=["key"], filesystem=self.fs)
+                    self.read_file(path, ["key"])
                 except (pa.ArrowInvalid, OSError, KeyError) as error:
                     name = path.rsplit("/", 1)[1]
-                    target = self.path(QUARANTINE, directory, name)
-                    if self.fs.get_file_info(target).type != pafs.FileType.NotFound:   # quarantined before
-                        target = self.path(QUARANTINE, directory, f"{name}.{uuid.uuid4().hex[:8]}")
-                    self.fs.create_dir(self.path(QUARANTINE, directory), recursive=True)
-                    self.fs.move(path, target)
+                    target = f"{QUARANTINE}/{directory}/{name}"
+                    if self.exists(target):   # quarantined before
+                        target += f".{uuid.uuid4().hex[:8]}"
+                    self.bounded(self._move, path, self.path(target))
                     moved.append((path, one_line(error)))
         return moved
+
+    def _move(self, path: str, target: str) -> None:
+        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        self.fs.move(path, target)
 
 
 # ---- the lease: one driver per store ------------------------------------------------------------------------------
@@ -777,8 +869,8 @@ class Lease:
                 try:
                     if not self.refresh():
                         return
-                except OSError:   # a failed heartbeat is retried; the lease goes stale only if they all fail
-                    continue
+                except (OSError, StoreError):   # a failed heartbeat is retried; the lease goes stale only if they
+                    continue                      # all fail
 
         thread = threading.Thread(target=beat, name="classweep-lease", daemon=True)
         thread.start()
@@ -816,7 +908,7 @@ def claim_on_object_store(store: "Store", record: dict, timeout: float) -> dict:
             held = other.get("state") == "held"
             if lease_expired(other, timeout if held else min(timeout, CLAIM_TIMEOUT)):
                 with contextlib.suppress(OSError):
-                    store.fs.delete_file(path)   # a crashed driver's claim
+                    store.bounded(store.fs.delete_file, path)   # a crashed driver's claim
             else:
                 live.append(other)
         if not live:
@@ -848,7 +940,7 @@ def read_claims(store: "Store") -> list[tuple[str, dict]]:
     """(path, record) of every claim object in `{store}/leases/`; one that is not readable JSON counts as a
     claim written at the object's modification time."""
     claims = []
-    for info in store._listing(LEASES):
+    for info in store.listing(LEASES):
         if info.type == pafs.FileType.File and info.base_name.endswith(".json"):
             claims.append((info.path, read_record(store, info)))
     return claims
@@ -860,7 +952,7 @@ def read_lease(store: "Store") -> dict | None:
     if store.is_object_store:
         held = [record for _, record in read_claims(store) if record.get("state") == "held"]
         return min(held, key=lambda r: (float(r.get("held_since", 0)), str(r.get("run")))) if held else None
-    info = store.fs.get_file_info(store.path(LEASE))
+    info = store.bounded(store.fs.get_file_info, store.path(LEASE))
     if info.type != pafs.FileType.File:
         return None
     return read_record(store, info)
@@ -870,8 +962,7 @@ def read_record(store: "Store", info: pafs.FileInfo) -> dict:
     """A lease record. One that is not readable JSON (a writer caught between create and write, or a damaged
     file) counts as written at the file's modification time."""
     try:
-        with store.fs.open_input_stream(info.path) as stream:
-            record = json.loads(stream.read(65536))
+        record = json.loads(store.bounded(store._whole_file, info.path)[:65536])
         if isinstance(record, dict) and isinstance(record.get("heartbeat"), (int, float)):
             return record
     except (OSError, ValueError):

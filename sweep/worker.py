@@ -20,7 +20,6 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from sweep.plan import Batch
 from sweep.store import FAILURES, FRAMES, IMAGES, TRAJECTORIES, Store, decode_png, failures_table, images_table, \
@@ -311,8 +310,7 @@ class SweepWorker:
     def features(self, path: str, layer: str, maps: tuple[int, ...], job: str = "octave") -> pa.Table:
         """Feature means of `job`'s images in one `images/` file: key, target, target_name, layer, map_<i>."""
         from jobs.kinds import feature_means
-        table = pq.read_table(path, columns=["key", "job", "target", "target_name", "png"],
-                              filesystem=self.store.fs)
+        table = self.store.read_file(path, ["key", "job", "target", "target_name", "png"])
         table = table.filter(pc.equal(table.column("job"), job))
         images = [decode_png(png) for png in table.column("png").to_pylist()]     # N x (H x W x 3)
         same_size = len({image.shape for image in images}) <= 1

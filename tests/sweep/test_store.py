@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 
 import numpy as np
@@ -182,6 +183,42 @@ def test_object_store_writes_are_single_puts(monkeypatch):
     assert written == ["bucket/run/images/part-1.parquet", "bucket/run/manifest.json"]
     reader = Store("mock://bucket/run", fs, "bucket/run")
     assert reader.done_keys() == {"octave:-:1:-1:0"} and reader.read_manifest() == {"format": 1}
+
+
+def test_an_object_stores_parquet_file_is_fetched_whole_never_opened_for_random_access(monkeypatch):
+    """pyarrow's GCS random-access file opens its download holding the GIL (no other thread, no timeout runs):
+    `parquet_file` reads an object through one stream instead, then from memory."""
+    from pyarrow.fs import _MockFileSystem
+    import sweep.store as store_module
+    monkeypatch.setattr(store_module, "OBJECT_STORES", ("mock",))
+    fs, opened = _MockFileSystem(), []
+
+    class Recording:                      # the mock file system, with a record of the files opened for reading
+        def __getattr__(self, name):
+            attribute = getattr(fs, name)
+            if name in ("open_input_file", "open_input_stream"):
+                return lambda *args, **kwargs: opened.append(name) or attribute(*args, **kwargs)
+            return attribute
+
+    store = Store("mock://bucket/run", Recording(), "bucket/run")
+    store.write_table(f"{IMAGES}/part-1.parquet", images_table([result(target=1), result(target=2)], NAMES, "w"))
+    (path,) = store.files(IMAGES)
+    parquet = store.parquet_file(path)
+    assert parquet.read(columns=["target"]).column("target").to_pylist() == [1, 2]
+    assert opened == ["open_input_stream"]
+
+
+def test_within_returns_raises_or_gives_up_on_a_call_that_does_not_end():
+    from sweep.store import within
+    assert within(5, divmod, 7, 2) == (3, 1)
+    with pytest.raises(ZeroDivisionError):
+        within(5, divmod, 1, 0)
+    release = threading.Event()
+    try:
+        with pytest.raises(TimeoutError, match="no answer in 0.1 s"):
+            within(0.1, release.wait)
+    finally:
+        release.set()
 
 
 def test_cleanup_removes_only_temporaries_not_sources_named_with_an_underscore(tmp_path):
