@@ -29,10 +29,16 @@ from typing import Callable, Sequence, Union
 import torch
 from torch import Tensor
 from torch.nn import functional as F
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as TF
 
 Transform = Callable[[Tensor], Tensor]
+
+
+def _torchvision():
+    """torchvision's tensor functions and interpolation modes, imported on first use: importing torchvision takes
+    about a second (it brings in torch._dynamo), which the processes that never blur or resize (the sweep driver,
+    scoring and feature workers) need not pay."""
+    from torchvision.transforms import InterpolationMode, functional
+    return functional, InterpolationMode
 
 
 def compose(*transforms: Transform) -> Transform:
@@ -48,6 +54,7 @@ def blur(sigma: Union[float, Sequence[float]], kernel: int = 3) -> Transform:
     """Gaussian blur (torchvision `gaussian_blur`, `kernel` x `kernel`) with `sigma` for every image, or one sigma
     per image (images with equal sigma are blurred together)."""
     def inner(image: Tensor) -> Tensor:                 # B x 3 x H x W -> B x 3 x H x W
+        TF, _ = _torchvision()
         if isinstance(sigma, (int, float)):
             return TF.gaussian_blur(image, [kernel, kernel], [float(sigma)] * 2)
         sigmas = [float(s) for s in sigma]
@@ -74,6 +81,7 @@ def pad(width: int, fill: float = 0.7) -> Transform:
 def resize(size: int) -> Transform:
     """Bilinear resize with antialiasing to `size` x `size` (between octaves)."""
     def inner(image: Tensor) -> Tensor:                 # B x 3 x H x W -> B x 3 x size x size
+        TF, InterpolationMode = _torchvision()
         return TF.resize(image, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
     return inner
 
@@ -85,6 +93,7 @@ def fit(size: int, mode: str = "crop") -> Transform:
             return resize(size)(image)
         if mode != "crop":
             raise ValueError(f"unknown fit {mode!r}: use crop or squash")
+        TF, InterpolationMode = _torchvision()
         resized = TF.resize(image, size, interpolation=InterpolationMode.BILINEAR, antialias=True)  # shorter side
         return TF.center_crop(resized, [size, size])
     return inner

@@ -1,10 +1,18 @@
-"""Shared fixtures: the tiny demo model (trained and random) used by tests of all three packages."""
+"""Shared fixtures: the tiny demo model (trained and random) used by tests of all three packages, and its images of
+the class jobs under the `digits` preset (the suite's longest computation, made once per session)."""
 from __future__ import annotations
+
+import itertools
 
 import pytest
 import torch
 
 from jobs.models import load_model
+
+DIGIT_PAIRS = list(itertools.combinations(range(10), 2))
+# The additions every run checks: 15 of the 45 pairs, each digit in three (its two neighbours on the ring of the ten
+# digits, and the digit five away). The slow tests add the other 30 pairs (`digits_all_additions`).
+SAMPLED_PAIRS = sorted({tuple(sorted((a, (a + 1) % 10))) for a in range(10)} | {(a, a + 5) for a in range(5)})
 
 
 def pytest_addoption(parser):
@@ -39,3 +47,27 @@ def digits_model():
 def random_digits_model():
     """The demo architecture with seeded random weights: cheap plumbing checks."""
     return load_model("digits", "random", seed=0)
+
+
+def _class_images(model, octaves_and_opposites: bool, pairs) -> dict:
+    """JobSpec -> result of `model` under the `digits` preset, seed 0, in one run_batch call."""
+    from jobs.kinds import JobSpec, run_batch
+    from jobs.schedules import load_schedule
+    specs = ([JobSpec(job, c) for job in ("octave", "opposite") for c in range(10)] if octaves_and_opposites else [])
+    specs += [JobSpec("addition", a, 0, v, b) for a, b in pairs for v in ("merge", "juxtapose")]
+    return {r.spec: r for r in run_batch(model, specs, load_schedule("digits"))}
+
+
+@pytest.fixture(scope="session")
+def digits_class_images(digits_model):
+    """JobSpec -> result of the trained demo model under its `digits` preset, seed 0: the 10 octaves, 10 opposites
+    and the SAMPLED_PAIRS x 2 addition variants (test_kinds checks their quality, test_digits_resnet shows them to
+    the second demo model)."""
+    return _class_images(digits_model, True, SAMPLED_PAIRS)
+
+
+@pytest.fixture(scope="session")
+def digits_all_additions(digits_model, digits_class_images):
+    """`digits_class_images` and the additions of the other 30 pairs: all 45 pairs x 2 variants (slow tests)."""
+    rest = [pair for pair in DIGIT_PAIRS if pair not in SAMPLED_PAIRS]
+    return {**digits_class_images, **_class_images(digits_model, False, rest)}

@@ -24,11 +24,13 @@ def resnet_model():
 
 
 @pytest.fixture(scope="module")
-def octaves(digits_model, resnet_model):
-    """Each model's 10 octave images (its default schedule, the digits preset; seed 0), as uint8."""
+def octaves(digits_class_images, resnet_model):
+    """Each model's 10 octave images (its default schedule, the digits preset; seed 0), as uint8 (digits' from the
+    shared run of conftest)."""
     specs = [JobSpec("octave", c) for c in range(10)]
-    return {m.name: np.stack([r.image for r in run_batch(m, specs, default_schedule(m.name))])
-            for m in (digits_model, resnet_model)}
+    return {"digits": np.stack([digits_class_images[spec].image for spec in specs]),
+            "digits-resnet": np.stack([r.image for r in run_batch(resnet_model, specs,
+                                                                  default_schedule("digits-resnet"))])}
 
 
 def _top1(model, images: np.ndarray) -> np.ndarray:
@@ -79,9 +81,8 @@ def test_octave_images_transfer_between_the_two_models(octaves, digits_model, re
 
 
 @pytest.mark.slow
-def test_merged_additions_keep_both_classes_in_the_other_models_top_two(digits_model, resnet_model):
-    specs = [JobSpec("addition", a, 0, "merge", b) for a, b in PAIRS]
-    images = np.stack([r.image for r in run_batch(digits_model, specs, default_schedule("digits"))])
+def test_merged_additions_keep_both_classes_in_the_other_models_top_two(digits_all_additions, resnet_model):
+    images = np.stack([digits_all_additions[JobSpec("addition", a, 0, "merge", b)].image for a, b in PAIRS])
     top_two = np.argsort(-kinds.logits_of(resnet_model, images), axis=1)[:, :2]
     kept = sum(set(t.tolist()) == {a, b} for t, (a, b) in zip(top_two, PAIRS))
     print(f"\ndigits merges with both classes in digits-resnet's top 2: {kept}/45")

@@ -1,5 +1,5 @@
 """Jobs: result fields, labels, feature means, and the quality of octaves, opposites and additions on the demo
-model (one batched run of all 110 digit jobs)."""
+model (one batched run of the digit jobs, shared through tests/conftest.py)."""
 import itertools
 import math
 
@@ -96,47 +96,55 @@ def test_feature_means_match_a_direct_computation(random_digits_model):
         feature_means(random_digits_model, images, "block2", [64])
 
 
-# -- quality on the trained demo model ----------------------------------------------------------------------
+# -- quality on the trained demo model (its images: tests/conftest.py) -----------------------------------------
 PAIRS = list(itertools.combinations(range(10), 2))
 
 
 @pytest.fixture(scope="module")
-def digit_runs(digits_model):
-    """All 10 octaves, 10 opposites and 45 pairs x 2 variants, in one run_batch call, plus the initial logits."""
-    schedule = load_schedule("digits")
-    specs = ([JobSpec("octave", c) for c in range(10)] + [JobSpec("opposite", c) for c in range(10)]
-             + [JobSpec("addition", a, 0, v, b) for a, b in PAIRS for v in ("merge", "juxtapose")])
-    results = {r.spec: r for r in run_batch(digits_model, specs, schedule)}
-    start = kinds.to_uint8(initial_images(schedule, generators_for([0])))
-    initial = kinds.logits_of(digits_model, start)[0]                     # all specs use seed 0
-    return results, initial
+def initial(digits_model):
+    """The demo model's logits on the preset's starting image (every spec here uses seed 0)."""
+    start = kinds.to_uint8(initial_images(load_schedule("digits"), generators_for([0])))
+    return kinds.logits_of(digits_model, start)[0]
 
 
-def test_octave_images_are_classified_as_their_target(digit_runs):
-    results, _ = digit_runs
+def test_octave_images_are_classified_as_their_target(digits_class_images):
     for c in range(10):
-        r = results[JobSpec("octave", c)]
+        r = digits_class_images[JobSpec("octave", c)]
         assert r.label == c and r.target_prob >= 0.9, (c, r.label, r.target_prob)
 
 
-def test_opposites_lower_their_target_well_below_the_start(digit_runs):
-    results, initial = digit_runs
+def test_opposites_lower_their_target_well_below_the_start(digits_class_images, initial):
     for c in range(10):
-        r = results[JobSpec("opposite", c)]
+        r = digits_class_images[JobSpec("opposite", c)]
         assert r.target_logit < initial[c] - 2.0, (c, r.target_logit, initial[c])
         assert r.label != c and r.margin_label != -1
 
 
-def test_additions_raise_both_classes(digit_runs):
-    results, initial = digit_runs
+def check_additions(results, initial, pairs) -> dict[str, int]:
+    """Assert that both additions of each pair raise its two classes; per variant, the pairs whose two classes end
+    as the top two."""
     top_two = {"merge": 0, "juxtapose": 0}
-    for a, b in PAIRS:
+    for a, b in pairs:
         merged = results[JobSpec("addition", a, 0, "merge", b)].logits
         assert merged[a] + merged[b] > initial[a] + initial[b], (a, b)
         juxtaposed = results[JobSpec("addition", a, 0, "juxtapose", b)].logits
         assert min(juxtaposed[a], juxtaposed[b]) > min(initial[a], initial[b]), (a, b)
         for variant, v in (("merge", merged), ("juxtapose", juxtaposed)):
             top_two[variant] += set(np.argsort(-v)[:2].tolist()) == {a, b}
+    return top_two
+
+
+def test_additions_raise_both_classes(digits_class_images, initial):
+    """On the pairs of every run: 15, each digit in three (all 45: the slow test below)."""
+    pairs = sorted({(s.target, s.partner) for s in digits_class_images if s.job == "addition"})
+    assert len(pairs) == 15 and all(sum(c in pair for pair in pairs) == 3 for c in range(10))
+    check_additions(digits_class_images, initial, pairs)
+
+
+@pytest.mark.slow
+def test_additions_raise_both_classes_for_all_45_pairs(digits_all_additions, initial):
+    """Every pair, and the README's figures (test_additions_raise_both_classes checks 15 pairs in every run)."""
+    top_two = check_additions(digits_all_additions, initial, PAIRS)
     # a figure for the README, not a threshold
     print(f"\naddition: pairs whose two classes end as the top two: merge {top_two['merge']}/45 "
           f"({top_two['merge'] / 45:.2f}), juxtapose {top_two['juxtapose']}/45 ({top_two['juxtapose'] / 45:.2f})")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import signal
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -52,17 +54,21 @@ def assert_exactly_once(store, expected: int) -> pd.DataFrame:
     return frame
 
 
+FULL = dict(pairs="random:6", batch_size=None)   # the full sweep: all jobs, 6 random pairs, automatic batch size
+FULL_ITEMS = 10 + 10 + 6 * 2
+
+
 @pytest.fixture(scope="module")
 def full_sweep(tmp_path_factory):
-    """A 10-class sweep of all jobs (6 random pairs), run once for the tests that read it."""
+    """A 10-class sweep of all jobs, run once for the tests that read it (or a copy of its store)."""
     store = tmp_path_factory.mktemp("full") / "s"
     out = io.StringIO()
-    return store, run_sweep(config(store, pairs="random:6"), stream=out), out.getvalue()
+    return store, run_sweep(config(store, **FULL), stream=out), out.getvalue()
 
 
 def test_ten_class_sweep_of_all_jobs_reads_back_with_pandas(full_sweep):
     store, summary, output = full_sweep
-    expected = 10 + 10 + 6 * 2
+    expected = FULL_ITEMS
     assert summary.complete and summary.exit_status == 0 and summary.done == summary.total == expected
     assert summary.device == "gpu" and summary.workers == 2       # fake GPUs: GPU actors, computing on the CPU
     frame = pd.read_parquet(store / IMAGES)
@@ -76,7 +82,7 @@ def test_ten_class_sweep_of_all_jobs_reads_back_with_pandas(full_sweep):
     assert frame.worker.nunique() == 2
     assert "items (100.0%)" in output and "steps/s" in output     # progress counts image-steps
     # Resuming a complete store does nothing (and starts no Ray work).
-    again = run_sweep(config(store, pairs="random:6"), stream=io.StringIO())
+    again = run_sweep(config(store, **FULL), stream=io.StringIO())
     assert again.done_before == expected and again.workers == 0 and again.complete
 
 
@@ -103,12 +109,21 @@ def test_killed_actor_is_replaced_and_every_item_lands_once(tmp_path):
     assert_exactly_once(store, 20)
 
 
-def test_actor_dying_after_writing_before_reporting_leaves_no_duplicate(tmp_path):
-    summary = run_sweep(config(tmp_path / "s", jobs="octave", classes="0-7", batch_size=2,
-                               worker="sweep_fakes:DieAfterWriteWorker"), stream=io.StringIO())
-    assert summary.actors_replaced >= 1 and summary.complete
-    assert_exactly_once(tmp_path / "s", 8)
-    assert len(Store.open(str(tmp_path / "s")).files(IMAGES)) == 4   # the re-run overwrote the same file
+@pytest.fixture(scope="module")
+def actor_deaths(tmp_path_factory):
+    """One sweep whose actors die twice: between a batch's render and its write, and after another batch's write
+    but before its report (sweep_fakes.DieAroundWriteWorker)."""
+    store = tmp_path_factory.mktemp("deaths") / "s"
+    return store, run_sweep(config(store, jobs="octave", classes="0-7", batch_size=2,
+                                   worker="sweep_fakes:DieAroundWriteWorker"), stream=io.StringIO())
+
+
+def test_actor_dying_after_writing_before_reporting_leaves_no_duplicate(actor_deaths):
+    store, summary = actor_deaths
+    assert sweep_fakes.happened("die-after-write")
+    assert summary.actors_replaced >= 2 and summary.complete
+    assert_exactly_once(store, 8)
+    assert len(Store.open(str(store)).files(IMAGES)) == 4   # the re-run overwrote the same file
 
 
 def test_failures_are_retried_recorded_and_reported(tmp_path):
@@ -167,29 +182,51 @@ def test_sigterm_stops_cleanly_and_the_next_run_resumes(tmp_path):
     assert_exactly_once(store, 20)
 
 
-def test_actor_dying_between_render_and_write_reruns_the_batch(tmp_path):
-    summary = run_sweep(config(tmp_path / "s", jobs="octave", classes="0-7", batch_size=2,
-                               worker="sweep_fakes:DieBeforeWriteWorker"), stream=io.StringIO())
-    assert summary.actors_replaced >= 1 and summary.complete and summary.failed == ()
-    assert_exactly_once(tmp_path / "s", 8)
+def test_actor_dying_between_render_and_write_reruns_the_batch(actor_deaths):
+    store, summary = actor_deaths
+    assert sweep_fakes.happened("die-before-write")
+    assert summary.actors_replaced >= 2 and summary.complete and summary.failed == ()
+    assert_exactly_once(store, 8)
 
 
-def test_auto_batch_is_recorded_and_a_resume_with_another_batch_size_completes_once(tmp_path):
-    store = tmp_path / "s"
-    first = run_sweep(config(store, jobs="octave", batch_size=None), stream=io.StringIO())
+class Damaged(NamedTuple):
+    store: Path
+    lost: set          # keys of the files deleted (as if never written)
+    bad: Path          # the truncated file
+    unreadable: set    # its keys
+    summary: object    # of the resume
+    output: str
+
+
+@pytest.fixture(scope="module")
+def damaged_and_resumed(full_sweep, tmp_path_factory) -> Damaged:
+    """A copy of the full sweep's store that lost its first two files and had its third truncated, then resumed
+    with another batch size (3): one resume for the two tests of what it does."""
+    store = Path(shutil.copytree(full_sweep[0], tmp_path_factory.mktemp("damaged") / "s"))
+    files = sorted((store / IMAGES).glob("*.parquet"))
+    keys = [set(pq.read_table(path, columns=["key"]).column("key").to_pylist()) for path in files[:3]]
+    for path in files[:2]:
+        path.unlink()
+    bad = files[2]
+    bad.write_bytes(bad.read_bytes()[:64])
+    out = io.StringIO()
+    summary = run_sweep(config(store, **{**FULL, "batch_size": 3}), stream=out)
+    return Damaged(store, keys[0] | keys[1], bad, keys[2], summary, out.getvalue())
+
+
+def test_auto_batch_is_recorded_and_a_resume_with_another_batch_size_completes_once(full_sweep, damaged_and_resumed):
+    store, first = full_sweep[:2]                    # the full sweep ran with the automatic batch size
     manifest = Store.open(str(store)).read_manifest()
     (run,) = manifest["runs"]
     rows = [pq.read_metadata(p).num_rows for p in (store / IMAGES).iterdir()]
     assert first.complete and run["batch_size"] == first.batch_size == max(rows)
     assert run["batch_size_option"] == "auto" and run["device"] == "cpu" and "batch_size" not in manifest["options"]
-    lost = 0
-    for path in sorted((store / IMAGES).iterdir())[:2]:   # items lost (as if never written): resume with batch 3
-        lost += pq.read_metadata(path).num_rows
-        path.unlink()
-    again = run_sweep(config(store, jobs="octave", batch_size=3), stream=io.StringIO())
-    assert again.complete and again.done_before == 10 - lost and again.batch_size == 3
-    assert [r["batch_size"] for r in Store.open(str(store)).read_manifest()["runs"]] == [run["batch_size"], 3]
-    assert_exactly_once(store, 10)
+    damaged = damaged_and_resumed
+    again = damaged.summary
+    missing = len(damaged.lost) + len(damaged.unreadable)
+    assert again.complete and again.done_before == FULL_ITEMS - missing and again.batch_size == 3
+    assert [r["batch_size"] for r in Store.open(str(damaged.store)).read_manifest()["runs"]] == [run["batch_size"], 3]
+    assert damaged.lost <= set(assert_exactly_once(damaged.store, FULL_ITEMS).key)
 
 
 def test_prepare_records_each_jobs_schedule_and_input_convention(tmp_path):
@@ -204,20 +241,14 @@ def test_prepare_records_each_jobs_schedule_and_input_convention(tmp_path):
     assert prepared.manifest["schedule_id"] == prepared.schedule.id and not (tmp_path / "s").exists()
 
 
-def test_an_unreadable_file_is_quarantined_and_its_items_run_again_exactly_once(tmp_path):
+def test_an_unreadable_file_is_quarantined_and_its_items_run_again_exactly_once(damaged_and_resumed):
     """Issue 15.4: `sweep run` moves a truncated images/ file into quarantine/ and re-runs its items, once."""
-    store = tmp_path / "s"
-    run_sweep(config(store, jobs="octave", classes="0-7"), stream=io.StringIO())
-    bad = sorted((store / IMAGES).glob("*.parquet"))[0]
-    lost = set(pq.read_table(bad, columns=["key"]).column("key").to_pylist())
-    bad.write_bytes(bad.read_bytes()[:64])
-    out = io.StringIO()
-    summary = run_sweep(config(store, jobs="octave", classes="0-7"), stream=out)
-    assert summary.complete and summary.done - summary.done_before == len(lost)
-    assert f"moved unreadable {bad}" in out.getvalue() and "its items run again" in out.getvalue()
-    assert (store / "quarantine" / IMAGES / bad.name).exists()
-    frame = assert_exactly_once(store, 8)
-    assert lost <= set(frame.key)
-    assert not (store / "lease.json").exists()                 # released when the run ends
-    again = run_sweep(config(store, jobs="octave", classes="0-7"), stream=io.StringIO())
-    assert again.done == again.done_before == 8                # nothing left: once
+    damaged = damaged_and_resumed
+    summary = damaged.summary
+    assert summary.complete and summary.done - summary.done_before == len(damaged.unreadable) + len(damaged.lost)
+    assert f"moved unreadable {damaged.bad}" in damaged.output and "its items run again" in damaged.output
+    assert (damaged.store / "quarantine" / IMAGES / damaged.bad.name).exists()
+    assert damaged.unreadable <= set(assert_exactly_once(damaged.store, FULL_ITEMS).key)
+    assert not (damaged.store / "lease.json").exists()         # released when the run ends
+    again = run_sweep(config(damaged.store, **FULL), stream=io.StringIO())
+    assert again.done == again.done_before == FULL_ITEMS       # nothing left: once

@@ -1,5 +1,6 @@
 """`sweep score` and `sweep compare` on a local Ray (2 CPUs, started once for the module), with tiny sweeps of the
-two demo models: self-scoring reproduces the stored logits, resume exactly once, separate scorers, refusals."""
+two demo models (written in-process, as the workers write them): self-scoring reproduces the stored logits, resume
+exactly once, separate scorers, refusals."""
 from __future__ import annotations
 
 import io
@@ -13,10 +14,10 @@ import pytest
 from click.testing import CliRunner
 from scipy.special import softmax
 
+import sweep_fakes
 from analysis.synthetic import Image, write_store
 from analysis.transfer import store_transfer
 from sweep.cli import main
-from sweep.driver import SweepConfig, run_sweep
 from sweep.fleet import ClusterConfig
 from sweep.plan import PlanError
 from sweep.score import SCORER_FILE, SCORES, ScoreConfig, prepare, rescale, run_score, scorer_id
@@ -35,10 +36,9 @@ def local_ray():
 
 
 def tiny_sweep(path: Path, model: str, jobs: str = "octave,opposite,addition") -> Path:
-    config = SweepConfig(store=str(path), model=model, schedule="tiny", jobs=jobs, classes="0-2", pairs="0+1,1+2",
-                         variants="merge", batch_size=3, cluster=CLUSTER)
-    summary = run_sweep(config)
-    assert summary.exit_status == 0
+    """`model` (shipped weights), tiny schedule, classes 0-2, merges 0+1 and 1+2, batches of 3 (no Ray needed)."""
+    sweep_fakes.build_store(path, model=model, weights="DEFAULT", jobs=jobs, classes="0-2", pairs="0+1,1+2",
+                            variants="merge", batch_size=3)
     return path
 
 

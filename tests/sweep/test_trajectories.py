@@ -17,7 +17,7 @@ from sweep.fleet import ClusterConfig
 from sweep.plan import make_plan
 from sweep.store import IMAGES, TRAJECTORIES, ManifestMismatch, Store, decode_png
 from sweep.worker import SweepWorker, WorkerConfig
-from sweep_fakes import start_local_ray
+from sweep_fakes import build_store, start_local_ray
 
 HERE = Path(__file__).parent
 EVERY = TrajectoryOptions(every=1, snapshots=2)
@@ -87,15 +87,17 @@ def test_bad_trajectory_option_is_one_line_and_writes_nothing(tmp_path, value):
 
 def test_resume_with_trajectories_lands_every_row_once_and_feeds_analysis_and_videos(tmp_path):
     ray = pytest.importorskip("ray")
+    store = tmp_path / "s"
+    trajectory = TrajectoryOptions(every=2, snapshots=2)
+    # The first run's files as its workers write them (in-process); the resume runs through the driver and Ray.
+    build_store(store, jobs="octave", classes="0-5", pairs=None, batch_size=2, trajectory=trajectory)
+    lost = sorted((store / IMAGES).iterdir())[0]               # a batch whose images never landed
+    lost.unlink()
     start_local_ray()
     try:
-        store = tmp_path / "s"
         config = SweepConfig(store=str(store), model="digits", weights="random", schedule="tiny", jobs="octave",
-                             classes="0-5", batch_size=2, trajectory=TrajectoryOptions(every=2, snapshots=2),
+                             classes="0-5", batch_size=2, trajectory=trajectory,
                              cluster=ClusterConfig(cpus_per_worker=1.0, workers=1, progress_every=1.0))
-        assert run_sweep(config, stream=io.StringIO()).complete
-        lost = sorted((store / IMAGES).iterdir())[0]           # a batch whose images never landed
-        lost.unlink()
         again = run_sweep(config, stream=io.StringIO())
         assert again.complete and again.done_before == 4
     finally:
