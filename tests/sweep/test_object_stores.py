@@ -162,8 +162,13 @@ def test_a_sweep_into_a_bucket_and_every_command_on_it(server, tmp_path):
     directions = invoke("directions", "--store", uri, "--groups", str(groups), "--components", "3",
                         "--out", str(tmp_path / "directions"))
     assert directions.exit_code == 0, directions.output
+    scored = invoke("score", "--store", uri, "--model", "digits-resnet", "--workers", "1", "--device", "cpu")
+    assert scored.exit_code == 0, scored.output
+    parts = [o for o in server.objects("run") if "/scores/" in o and o.endswith(".parquet")]
+    scores = pd.concat([pd.read_parquet(o, filesystem=server.fs, columns=["key"]) for o in parts])
+    assert len(scores) == ITEMS and scores.key.is_unique
 
-    seen = [output, status.output, analyzed.output, figures.output, exported.output, directions.output]
+    seen = [output, status.output, analyzed.output, figures.output, exported.output, directions.output, scored.output]
     seen += [server.fs.open_input_stream(o).read().decode("latin-1") for o in server.objects("run")]
     assert not [text for text in seen if SECRET in text]
 
