@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from jobs.kinds import run_batch
 from sweep.store import item_key
@@ -36,6 +38,24 @@ def start_local_ray(num_gpus: int = 0, **env: str) -> None:
         for name, value in {"PYTHONPATH": path, "CLASSWEEP_OFFLINE": "1", **env}.items():
             patch.setenv(name, value)
         ray.init(address="local", num_cpus=2, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False)
+
+
+def kill_an_actor_once(first_file_written: Callable[[], bool], killed: list, timeout: float = 120) -> threading.Thread:
+    """A started thread that waits until `first_file_written()` (the sweep is under way), then kills the sweep's
+    first actor for good (`no_restart`) and appends its name to `killed`. Join it after the sweep."""
+    import ray
+
+    def kill() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not first_file_written():
+            time.sleep(0.05)
+        names = sorted(n for n in ray.util.list_named_actors() if n.startswith("classweep-") and n.endswith("-0-0"))
+        if names:
+            ray.kill(ray.get_actor(names[0]), no_restart=True)
+            killed.append(names[0])
+    thread = threading.Thread(target=kill, name="kill-an-actor")
+    thread.start()
+    return thread
 
 
 def _marker(name: str) -> Path:

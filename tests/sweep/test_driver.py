@@ -89,18 +89,7 @@ def test_ten_class_sweep_of_all_jobs_reads_back_with_pandas(full_sweep):
 def test_killed_actor_is_replaced_and_every_item_lands_once(tmp_path):
     store = tmp_path / "s"
     killed = []
-
-    def kill_one_actor_mid_sweep():
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not list((store / IMAGES).glob("part-*")):
-            time.sleep(0.05)
-        names = sorted(n for n in ray.util.list_named_actors() if n.startswith("classweep-") and n.endswith("-0-0"))
-        if names:
-            ray.kill(ray.get_actor(names[0]), no_restart=True)
-            killed.append(names[0])
-
-    killer = threading.Thread(target=kill_one_actor_mid_sweep)
-    killer.start()
+    killer = sweep_fakes.kill_an_actor_once(lambda: bool(list((store / IMAGES).glob("part-*"))), killed)
     summary = run_sweep(config(store, jobs="octave,opposite", batch_size=2, in_flight=2,
                                engine="sweep_fakes:slow_run_batch"), stream=io.StringIO())
     killer.join()

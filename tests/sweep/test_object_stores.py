@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from sweep.cli import main
 from sweep.driver import SweepConfig, run_sweep
 from sweep.fleet import ClusterConfig
 from sweep.store import IMAGES, ObjectStoreLimits, Store, StoreError, TEMP_DIR
+from tests.sweep import sweep_fakes
 from tests.sweep.sweep_fakes import start_local_ray
 from tests.sweep.test_faults import end_session
 
@@ -271,20 +271,8 @@ def ray_for_s3(s3):
 def test_a_killed_actor_is_replaced_and_every_item_lands_once_on_s3(s3, ray_for_s3):
     """test_driver's actor kill, against S3: an actor killed mid-sweep (perhaps mid-upload) leaves no partial
     object, its batches run again, and every item is stored exactly once."""
-    import ray
     name, killed = "actor-killed", []
-
-    def kill_one_actor_mid_sweep():
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not [o for o in s3.objects(name) if "/images/" in o]:
-            time.sleep(0.05)
-        actors = sorted(n for n in ray.util.list_named_actors() if n.startswith("classweep-") and n.endswith("-0-0"))
-        if actors:
-            ray.kill(ray.get_actor(actors[0]), no_restart=True)
-            killed.append(actors[0])
-
-    killer = threading.Thread(target=kill_one_actor_mid_sweep)
-    killer.start()
+    killer = sweep_fakes.kill_an_actor_once(lambda: any("/images/" in o for o in s3.objects(name)), killed)
     summary = run_sweep(SweepConfig(store=s3.uri(name), model="digits", weights="random", schedule="tiny",
                                     jobs="octave,opposite", batch_size=2, engine="sweep_fakes:slow_run_batch",
                                     cluster=ClusterConfig(cpus_per_worker=0.5, progress_every=1.0, in_flight=2)),
