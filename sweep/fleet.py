@@ -48,13 +48,17 @@ class ClusterConfig:
 
 
 def check_cluster(cluster: ClusterConfig) -> None:
-    """Refuse what cannot work, before Ray starts: an unknown device, or `--device gpu` on a local Ray of a machine
-    without a GPU (nothing can ever add one to it)."""
+    """Refuse what cannot work, before Ray starts: an unknown device, `--device gpu` on a local Ray of a machine
+    without a GPU (nothing can ever add one to it), or a cluster address nothing answers at."""
     from sweep.plan import PlanError
     if cluster.device not in DEVICES:
         raise PlanError(f"unknown device {cluster.device!r}: choose from {', '.join(DEVICES)}")
     if cluster.in_flight < 1:
         raise PlanError(f"in_flight must be at least 1 (got {cluster.in_flight})")
+    if cluster.address:
+        import ray
+        if not ray.is_initialized():
+            check_reachable(cluster.address)
     if cluster.device == "gpu" and cluster.address is None and not cluster.num_gpus and local_gpus() == 0:
         import ray
         if not ray.is_initialized():
@@ -81,6 +85,27 @@ def quiet_local_token_notice(record: logging.LogRecord) -> bool:
     """Logging filter: drop Ray's "Token authentication is enabled for this Ray cluster" notice (a local instance
     this process starts and owns; every other message of that logger passes)."""
     return not record.getMessage().startswith("Token authentication is enabled")
+
+
+REACH_SECONDS = 5.0   # how long `check_reachable` waits for a cluster's head to take a connection
+
+
+def check_reachable(address: str, timeout: float = REACH_SECONDS) -> None:
+    """Refuse (PlanError, one line) a HOST:PORT or ray://HOST:PORT cluster address whose head takes no connection
+    within `timeout` seconds, instead of Ray's minutes of retries. "auto" and other forms are left to Ray."""
+    import socket
+    from sweep.plan import PlanError
+    target = address.removeprefix("ray://")
+    host, colon, port = target.rpartition(":")
+    if not colon or not port.isdigit() or not host or "/" in target:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as error:
+        why = "no answer" if isinstance(error, socket.timeout) else (error.strerror or type(error).__name__).lower()
+        raise PlanError(f"cannot join the Ray cluster at {address}: {why} (waited up to {timeout:g} s; is the head "
+                         f"node running, and is --address right: HOST:6379 for its GCS, ray://HOST:10001 for Ray "
+                         f"Client?)") from None
 
 
 @contextlib.contextmanager

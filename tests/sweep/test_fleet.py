@@ -54,3 +54,26 @@ def test_a_driver_joining_a_cluster_hands_its_store_settings_but_no_secret_to_th
     with ray_session(ClusterConfig(address="10.0.0.1:6379")):
         pass
     assert "runtime_env" not in calls[1]                 # nothing set here: the nodes' own settings stay
+
+
+def test_an_address_nothing_answers_at_is_refused_in_one_line_before_anything_is_written(tmp_path, monkeypatch):
+    import socket
+    import ray
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)   # as in a fresh `sweep` process
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]                    # closed again: nothing listens there
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        result = CliRunner().invoke(main, ["run", "--store", str(tmp_path / "s"), "--model", "digits", "--weights",
+                                           "random", "--schedule", "tiny", "--classes", "0-1", "--jobs", "octave",
+                                           "--address", address])
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1, result.output
+        assert lines[0].startswith(f"Error: cannot join the Ray cluster at {address}: connection refused")
+        assert not (tmp_path / "s").exists()
+
+
+def test_addresses_the_reachability_check_leaves_to_ray():
+    from sweep.fleet import check_reachable
+    for address in ("auto", "local", "http://127.0.0.1:8265", "head-node"):
+        check_reachable(address, timeout=0.1)            # not HOST:PORT: Ray resolves these itself
