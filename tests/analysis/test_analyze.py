@@ -67,6 +67,20 @@ def test_tables_a_store_cannot_have_are_skipped_and_stale_ones_removed(tmp_path)
     assert "no opposite images: opposites tables skipped" in summary.lines()
 
 
+def test_a_pca_skipped_for_constant_outputs_leaves_no_earlier_pca_table(tmp_path):
+    store = make_small_store(tmp_path / "s")
+    analyze_store(store)
+    assert os.path.exists(os.path.join(store, "analysis", "pca.parquet"))
+    for name in os.listdir(os.path.join(store, "images")):
+        os.remove(os.path.join(store, "images", name))
+    write_store(store, NAMES, [Image("octave", c, [1, 1, 1, 1, 1, 1]) for c in range(6)],   # random weights' look
+                options={**OPTIONS, "jobs": ["octave"]})
+    summary = analyze_store(store)
+    assert any("PCA skipped" in note for note in summary.notes)
+    assert not os.path.exists(os.path.join(store, "analysis", "pca.parquet"))
+    assert not os.path.exists(os.path.join(store, "analysis", "pca_variance.parquet"))
+
+
 def test_numeric_analysis_never_reads_png_bytes(small_store):
     corrupt_png_column(small_store)
     summary = analyze_store(small_store)
