@@ -9,6 +9,7 @@ import pytest
 
 import analysis
 from analysis import StoreError, analyze_store
+from analysis.analyze import AnalysisSummary
 from sweep.store import key_of
 from analysis.synthetic import Image, write_store
 from handmade import NAMES, OCTAVE, OPTIONS, corrupt_png_column, make_small_store, small_images
@@ -53,29 +54,29 @@ def test_incomplete_store_is_analysed_with_a_statement(tmp_path):
     assert _read(store, "graph_components")["members"].map(list).tolist() == [[2, 3, 4], [0, 1]]
 
 
-def test_tables_a_store_cannot_have_are_skipped_and_stale_ones_removed(tmp_path):
-    store = make_small_store(tmp_path / "s")
+def analysed_then_only_octaves(path, octaves: dict) -> tuple[str, AnalysisSummary]:
+    """A small store analysed once (every table written), then its images replaced by one octave image per class
+    with output vectors `octaves[class]`, and analysed again: (store, the second summary)."""
+    store = make_small_store(path)
     analyze_store(store)
-    assert os.path.exists(os.path.join(store, "analysis", "additions.parquet"))
+    assert all(os.path.exists(os.path.join(store, "analysis", f"{table}.parquet"))
+               for table in ("additions", "opposites", "pca"))
     for name in os.listdir(os.path.join(store, "images")):
         os.remove(os.path.join(store, "images", name))
-    write_store(store, NAMES, [Image("octave", c, OCTAVE[c]) for c in range(6)],
+    write_store(store, NAMES, [Image("octave", c, octaves[c]) for c in range(6)],
                 options={**OPTIONS, "jobs": ["octave"]})
-    summary = analyze_store(store)
+    return store, analyze_store(store)
+
+
+def test_tables_a_store_cannot_have_are_skipped_and_stale_ones_removed(tmp_path):
+    store, summary = analysed_then_only_octaves(tmp_path / "s", OCTAVE)
     assert not os.path.exists(os.path.join(store, "analysis", "additions.parquet"))
     assert not os.path.exists(os.path.join(store, "analysis", "opposites.parquet"))
     assert "no opposite images: opposites tables skipped" in summary.lines()
 
 
 def test_a_pca_skipped_for_constant_outputs_leaves_no_earlier_pca_table(tmp_path):
-    store = make_small_store(tmp_path / "s")
-    analyze_store(store)
-    assert os.path.exists(os.path.join(store, "analysis", "pca.parquet"))
-    for name in os.listdir(os.path.join(store, "images")):
-        os.remove(os.path.join(store, "images", name))
-    write_store(store, NAMES, [Image("octave", c, [1, 1, 1, 1, 1, 1]) for c in range(6)],   # random weights' look
-                options={**OPTIONS, "jobs": ["octave"]})
-    summary = analyze_store(store)
+    store, summary = analysed_then_only_octaves(tmp_path / "s", {c: [1] * 6 for c in range(6)})  # random weights' look
     assert any("PCA skipped" in note for note in summary.notes)
     assert not os.path.exists(os.path.join(store, "analysis", "pca.parquet"))
     assert not os.path.exists(os.path.join(store, "analysis", "pca_variance.parquet"))
