@@ -697,16 +697,23 @@ class Store:
                        and info.base_name.endswith(".parquet") and not info.base_name.startswith((TEMP_PREFIX, "."))),
                       key=lambda info: info.path)
 
-    def read_file(self, path: str, columns: Sequence[str] | None = None) -> pa.Table:
-        """Only `columns` of one Parquet file of the store (a path from `files`), with ranged reads. A file that is
-        not Parquet raises pa.ArrowInvalid (on a local disk OSError too) for the caller to refuse or set aside; on an
-        object store every other failure, a stalled call included, is a StoreError."""
+    @contextlib.contextmanager
+    def _object_failures(self) -> Iterator[None]:
+        """On an object store, an OSError (a stalled call included) becomes a one-line StoreError; on a local disk
+        it passes, for the caller to refuse or set the file aside."""
         try:
-            return self.bounded(pq.read_table, path, columns=columns, filesystem=self.fs)
+            yield
         except OSError as error:
             if self.is_object_store:
                 raise StoreError(object_store_problem(self.uri, error)) from None
             raise
+
+    def read_file(self, path: str, columns: Sequence[str] | None = None) -> pa.Table:
+        """Only `columns` of one Parquet file of the store (a path from `files`), with ranged reads. A file that is
+        not Parquet raises pa.ArrowInvalid (on a local disk OSError too) for the caller to refuse or set aside; on an
+        object store every other failure, a stalled call included, is a StoreError."""
+        with self._object_failures():
+            return self.bounded(pq.read_table, path, columns=columns, filesystem=self.fs)
 
     def parquet_file(self, path: str) -> pq.ParquetFile:
         """One Parquet file of the store (a path from `files`), for readers that want its schema before choosing
@@ -716,20 +723,14 @@ class Store:
         process's other threads nor any timeout could run."""
         if not self.is_object_store:
             return pq.ParquetFile(path, filesystem=self.fs)
-        try:
+        with self._object_failures():
             data = self.bounded(self._whole_file, path)
-        except OSError as error:
-            raise StoreError(object_store_problem(self.uri, error)) from None
         return pq.ParquetFile(pa.BufferReader(data))
 
     def file_schema(self, path: str) -> pa.Schema:
         """The Arrow schema of one Parquet file of the store, from its footer only; errors as `read_file`."""
-        try:
+        with self._object_failures():
             return self.bounded(lambda: ds.ParquetFileFormat().make_fragment(path, filesystem=self.fs).physical_schema)
-        except OSError as error:
-            if self.is_object_store:
-                raise StoreError(object_store_problem(self.uri, error)) from None
-            raise
 
     def read(self, directory: str, columns: Sequence[str] | None = None) -> pa.Table:
         """The finished files of `directory`, only `columns` (never read `png` unless you need the pictures)."""
@@ -829,10 +830,10 @@ class Lease:
         """Write a new heartbeat if the lease is still this run's; otherwise set `lost` and return False."""
         if self.store.is_object_store:
             claims = read_claims(self.store)
-            mine = next((record for path, record in claims if path == claim_path(self.store, self.record)), None)
+            mine = next((record for path, record in claims if path == self.store.path(self.relative)), None)
             older = [record for path, record in claims if record is not mine and record.get("state") == "held"
                      and not record.get("unreadable") and not lease_expired(record, self.timeout)
-                     and held_before(record, self.record)]
+                     and held_order(record) < held_order(self.record)]
             current = older[0] if older else None if mine is None else self.record
         else:
             current = read_lease(self.store)
@@ -847,7 +848,7 @@ class Lease:
     @property
     def relative(self) -> str:
         """Where this lease lives in the store."""
-        return f"{LEASES}/{self.record['run']}.json" if self.store.is_object_store else LEASE
+        return claim_file(self.record["run"]) if self.store.is_object_store else LEASE
 
     def release(self) -> None:
         """Remove the lease if it is still this run's."""
@@ -897,7 +898,7 @@ def claim_on_object_store(store: "Store", record: dict, timeout: float) -> dict:
     until it releases. Of two drivers A and B, say A lists first; B's write came either before A's list (A sees
     B and does not hold) or after it, and then B's list comes after A's write (B sees A and does not hold)."""
     mine = {**record, "state": "claiming"}
-    relative = f"{LEASES}/{record['run']}.json"
+    relative = claim_file(record["run"])
     own = store.path(relative)
     for attempt in range(1, CLAIM_ATTEMPTS + 1):
         store.write_bytes(relative, json.dumps({**mine, "heartbeat": time.time()}).encode())
@@ -919,21 +920,20 @@ def claim_on_object_store(store: "Store", record: dict, timeout: float) -> dict:
         store.delete(relative)
         holders = [other for other in live if other.get("state") == "held"]
         if holders:
-            raise busy(store, min(holders, key=lambda r: (float(r.get("held_since", 0)), str(r.get("run")))),
-                       timeout)
+            raise busy(store, min(holders, key=held_order), timeout)
         time.sleep(random.uniform(0, 2 * CLAIM_WAIT) * attempt)   # another driver claims too: one of us goes first
     raise StoreBusy(f"store {store.uri}: other drivers kept claiming the lease ({LEASES}/) for "
                     f"{CLAIM_ATTEMPTS} rounds; try again")
 
 
-def claim_path(store: "Store", record: dict) -> str:
-    return store.path(LEASES, f"{record['run']}.json")
+def claim_file(run: str) -> str:
+    """A driver's claim object, relative to the store."""
+    return f"{LEASES}/{run}.json"
 
 
-def held_before(record: dict, mine: dict) -> bool:
-    """Whether held claim `record` took the lease before `mine` (ties broken by run id)."""
-    return (float(record.get("held_since", 0)), str(record.get("run"))) < \
-        (float(mine.get("held_since", 0)), str(mine.get("run")))
+def held_order(record: dict) -> tuple[float, str]:
+    """Sort key of held claims: the one that took the lease first comes first (ties broken by run id)."""
+    return float(record.get("held_since", 0)), str(record.get("run"))
 
 
 def read_claims(store: "Store") -> list[tuple[str, dict]]:
@@ -951,7 +951,7 @@ def read_lease(store: "Store") -> dict | None:
     claim."""
     if store.is_object_store:
         held = [record for _, record in read_claims(store) if record.get("state") == "held"]
-        return min(held, key=lambda r: (float(r.get("held_since", 0)), str(r.get("run")))) if held else None
+        return min(held, key=held_order) if held else None
     info = store.bounded(store.fs.get_file_info, store.path(LEASE))
     if info.type != pafs.FileType.File:
         return None
