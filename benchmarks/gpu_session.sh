@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU figure of issue 12 in one device call (about 6-8 minutes on an H100/H200), written to $OUT/gpu.log:
 #   run it as   bash benchmarks/gpu_session.sh      (with timeout_s 600; the image has torch, no Ray)
+#   then, on the same warm machine, benchmarks/gpu_ray_run.sh (a real Ray sweep; carry .whl, see that script)
 # 1. bench_engine on GoogLeNet (random weights): (a) engine vs bare loop, (b) one-image loop and batches 32-256 (to
 #    set AUTO_CAP in sweep/worker.py), (c) the googlenet preset at the automatic batch: s/class, 1000-class
 #    projection, peak memory, (d) the worker's render-loop wait share, (e) bf16 quality, (f) trajectory cost;

@@ -470,3 +470,12 @@ def test_the_console_command_is_the_early_entry():
     tomllib = pytest.importorskip("tomllib")   # Python 3.11+
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"sweep": "sweep.entry:main"}
+
+
+def test_python_dash_m_sweep_is_the_same_early_entry():
+    """`python -m sweep` (the package on PYTHONPATH only, as on the GPU machine) runs the console command."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "sweep", "status", "--store", "/nonexistent/store"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert len(done.stderr.strip().splitlines()) == 1 and "/nonexistent/store" in done.stderr, done.stderr

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Issue 12, part 4: `sweep run` on a real GPU through Ray, with one `num_gpus=1` actor (not fake resources).
+# Prepare HERE:   bash benchmarks/gpu_wheels.sh          (puts a slimmed Ray and jsonschema into .whl/, ~46 MiB)
+# Then on the GPU machine, with carry [".whl"] and timeout_s 600:
+#                 bash benchmarks/gpu_ray_run.sh         (about 2-4 minutes; log in $OUT/gpu-ray.log)
+# It sweeps GoogLeNet (random weights: the image has no ImageNet weights and cannot download them) over CLASSES
+# classes with the article's `googlenet` preset, octave + opposite jobs, automatic batch; then checks that every item
+# is stored exactly once, prints the manifest's run record (batch size, device, GPU, speed) and the store's status.
+set -uo pipefail
+OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
+CLASSES=${CLASSES:-0-255}
+SWEEP_ARGS=${SWEEP_ARGS:---model googlenet --weights random --device gpu}   # (tried here with: --model digits --schedule tiny --device cpu)
+STORE=/tmp/gpu-ray-store
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  || { echo "installing .whl/ failed: run benchmarks/gpu_wheels.sh here and carry .whl"; exit 2; }
+export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1 CLASSWEEP_OFFLINE=1
+{
+  date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  python3 -c "import ray, torch; print('ray', ray.__version__, 'from', ray.__file__, '| torch', torch.__version__)"
+  rm -rf "$STORE"
+  time python3 -m sweep run --store "$STORE" $SWEEP_ARGS --jobs octave,opposite --classes "$CLASSES"
+  echo "sweep run exit status: $?"
+  python3 -m sweep status --store "$STORE"
+  python3 - "$STORE" <<'EOF'
+import json, sys
+import pyarrow.parquet as pq
+store = sys.argv[1]
+manifest = json.load(open(f"{store}/manifest.json"))
+print("manifest runs:", json.dumps(manifest["runs"], indent=1))
+keys = pq.read_table(f"{store}/images", columns=["key"])["key"].to_pylist()   # every row of every file, no de-dup
+print(f"{len(keys)} image rows, {len(set(keys))} distinct keys:",
+      "every item exactly once" if len(keys) == len(set(keys)) else "DUPLICATES")
+EOF
+} 2>&1 | tee "$OUT/gpu-ray.log"
