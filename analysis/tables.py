@@ -112,10 +112,7 @@ def classes_table(reps: Rows, class_names: Sequence[str], metric: str = "cosine"
     probs = softmax(logits)
     top = top_k(logits)
     return pd.DataFrame({
-        "target": targets.astype(np.int32),
-        "name": names[targets],
-        "key": meta["key"].to_numpy(),
-        "seed": meta["seed"].to_numpy().astype(np.int32),
+        **_item_columns(meta, names),
         "label": labels.astype(np.int32),
         "label_name": names[labels],
         "correct": labels == targets,
@@ -167,10 +164,7 @@ def opposites_table(opps: Rows, class_names: Sequence[str], classes: pd.DataFram
     back, mutual = own_opposite(argmax, argmax)
     standout_back, standout_mutual = own_opposite(standout, standout)
     table = pd.DataFrame({
-        "target": targets.astype(np.int32),
-        "name": names[targets],
-        "key": meta["key"].to_numpy(),
-        "seed": meta["seed"].to_numpy().astype(np.int32),
+        **_item_columns(meta, names),
         "opposite": argmax.astype(np.int32),
         "opposite_name": names[argmax],
         "opposite_prob": probs[np.arange(len(argmax)), argmax].astype(np.float32),
@@ -277,6 +271,13 @@ def additions_summary(table: pd.DataFrame) -> pd.DataFrame:
                          "images": grouped.size().to_numpy().astype(np.int32),
                          "top_two": grouped.sum().to_numpy().astype(np.int32),
                          "top_two_share": grouped.mean().to_numpy().astype(np.float32)})
+
+
+def _item_columns(meta: pd.DataFrame, names: np.ndarray) -> dict:
+    """The columns that name each row's image: its target class (number and name), key and seed."""
+    targets = meta["target"].to_numpy().astype(np.int64)
+    return {"target": targets.astype(np.int32), "name": names[targets], "key": meta["key"].to_numpy(),
+            "seed": meta["seed"].to_numpy().astype(np.int32)}
 
 
 def _names_or_blank(names: np.ndarray, classes: np.ndarray) -> np.ndarray:
