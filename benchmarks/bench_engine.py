@@ -12,9 +12,10 @@
 (f) the cost of recording trajectories (`sweep run --trajectory`): the engine with every:10 (and every:10 with
     snapshots every 50 steps) against recording off, same batch and schedule (goal: < 5% at N = 10), and the
     per-image records and table built from them (`jobs.kinds.trajectory_records`, `sweep.store.trajectories_table`);
-(e) quality of the speed options against float32 on the same seeds: the trained digits model's class images keep
-    label = target with p >= 0.9 (10/10), and GoogLeNet (random weights) final losses after 1, 5 and 20 steps agree
-    within a relative tolerance (printed).
+(e) quality of the speed options against float32 on the same seeds (on the CPU: bf16 autocast): the trained digits
+    model's class images keep label = target with p >= 0.9 (10/10); on GoogLeNet with He-initialised random
+    weights, the cosine between what 1 and 20 steps did to the images (beyond the blur) with and without the
+    options (tolerance 0.7; losses are no measure there: they stay within 0.01% of C = 200).
 
     PYTHONPATH=. python benchmarks/bench_engine.py --model digits --size 32
     PYTHONPATH=. python benchmarks/bench_engine.py --model googlenet --size 299 --iterations 2
@@ -290,29 +291,32 @@ def worker_figures(args, device, options) -> None:
 
 
 def quality_figures(device, options) -> None:
-    """(e) the speed options against float32 on the same seeds."""
+    """(e) the speed options against float32 on the same seeds (on the CPU, bf16 autocast: slow there, but the
+    same rounding)."""
     from jobs.kinds import JobSpec, run_batch
     cuda = device.type == "cuda"
+    checked = options if cuda else dict(autocast_bf16=True)
     digits = load_model("digits", "DEFAULT", device=device)
     specs = [JobSpec(job="octave", target=c, seed=0) for c in range(10)]
-    for label, opts in (("float32", {}), ("options", options)):
-        if label == "options" and not cuda:
-            continue
+    for label, opts in (("float32", {}), ("options", checked)):
         results = run_batch(digits, specs, load_schedule("digits"), device=device, **opts)
         good = sum(r.label == r.spec.target and r.target_prob >= 0.9 for r in results)
         print(f"(e) digits, {label} ({opts or 'float32'}): label = target with p >= 0.9 for {good}/10")
-    if not cuda:
-        return
-    net = load_model("googlenet", "random", device=device)
+    # torchvision's random GoogLeNet passes no input gradient (~1e-13): He-initialised weights do
+    net = load_model("googlenet", "random-he", device=device)
     preset = load_schedule("googlenet")
     objectives = [obj.class_logit(j, preset.C, absolute=preset.absolute) for j in range(4)]
-    for steps in (1, 5, 20):
-        short = dataclasses.replace(preset, octaves=(dataclasses.replace(preset.octaves[0], iterations=steps),))
-        base = render(net, objectives, short, list(range(4)), device=device).losses
-        fast = render(net, objectives, short, list(range(4)), device=device, **options).losses
-        rel = ((fast - base).abs() / base.abs().clamp_min(1e-6)).max().item()
-        print(f"    googlenet (random weights) loss after {steps:2d} steps, options vs float32: max relative "
-              f"difference {rel:.4f} (tolerance 0.02)")
+    size = preset.octaves[0].size if cuda else 128
+    for steps in (1, 20):
+        run = dataclasses.replace(preset, octaves=(dataclasses.replace(preset.octaves[0], iterations=steps,
+                                                                       size=size),))
+        still = dataclasses.replace(run, octaves=(dataclasses.replace(run.octaves[0], lr=(0.0, 0.0)),))
+        blurred = render(net, objectives, still, list(range(4)), device=device).images
+        full = (render(net, objectives, run, list(range(4)), device=device).images - blurred).flatten(1)
+        fast = (render(net, objectives, run, list(range(4)), device=device, **checked).images - blurred).flatten(1)
+        cosine = torch.nn.functional.cosine_similarity(full, fast)
+        print(f"    googlenet (random-he weights, {size} px), {steps:2d} step(s): what the gradient did to the image, "
+              f"options vs float32: cosine min {cosine.min():.3f}, mean {cosine.mean():.3f} (tolerance 0.7)")
 
 
 if __name__ == "__main__":

@@ -276,7 +276,8 @@ def run_batch(model, specs: Sequence[JobSpec], schedule, *, device: torch.device
     """Generate one image per spec in batched renders; results in the order of `specs`.
 
     `schedule`: a `Schedule` or a `ScheduleSet`; each job runs `schedule.for_job(job)`. One forward/backward per
-    step for the whole batch; jobs whose schedules differ (the dreams, another preset) form their own render. `sources`: name -> H x W x 3 uint8 real image, for the specs that start from one. A spec
+    step for the whole batch; jobs whose schedules differ (the dreams, another preset) form their own render.
+    `sources`: name -> H x W x 3 uint8 real image, for the specs that start from one. A spec
     whose loss or image goes NaN/inf gets a result with `error` set and no image; the rest are unaffected.
     `trajectory`: record each image's steps (`JobResult.trajectory`). Invalid specs raise ValueError before any
     work.

@@ -10,7 +10,12 @@ trained independently on the same digits, for scoring one model's images with an
 - a torchvision weights name (`DEFAULT`, `IMAGENET1K_V1`, ...): fetched into the torch hub cache by torchvision's
   own mechanism when online; offline it must already be there, or `WeightsUnavailable` names the exact path;
 - a local `.pth`/`.pt` state dict, read with `torch.load(..., weights_only=True)` (never unpickles objects);
-- `random`: seeded random initialisation, for plumbing tests and speed benchmarks only (marked in `weights_id`).
+- `random`: seeded random initialisation, for plumbing tests and speed benchmarks only (marked in `weights_id`);
+- `random-he`: the same network with every convolution and linear layer drawn again from He's normal
+  (std sqrt(2 / fan_in), zero bias). torchvision initialises GoogLeNet with std 0.01, through which almost no
+  signal passes: input gradients are about 1e-13, float rounding noise, so comparing a speed option (bf16) with
+  float32 on it measures nothing. Through He-initialised layers an input gradient survives, which makes
+  numerical comparisons meaningful without pretrained weights.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ from jobs import digits
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RANDOM_WEIGHTS = "random"
+RANDOM_HE_WEIGHTS = "random-he"
 
 # Architecture arguments that make a torchvision model match its published checkpoints, so that a local state
 # dict saved from the pretrained model loads strictly. GoogLeNet's aux heads are dropped after loading.
@@ -301,6 +307,21 @@ def _demo_models() -> dict:
                                  ("stem", "layer1", "layer2", "layer3"))}
 
 
+def _random_weights(net: nn.Module, weights: str, seed: int) -> str:
+    """Finish a randomly initialised `net` as `weights` asks (`random`: as built; `random-he`: every convolution
+    and linear layer drawn again from He's normal, seeded) and return its weights id."""
+    if weights == RANDOM_HE_WEIGHTS:
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for layer in net.modules():
+                if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                    fan_in = layer.weight[0].numel()
+                    layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * (2 / fan_in) ** 0.5)
+                    if layer.bias is not None:
+                        layer.bias.zero_()
+    return f"{weights}:seed={seed}"
+
+
 def _build_demo(name: str, weights: str, seed: int) -> Classifier:
     """A demo model (`jobs.digits`, `jobs.digits_resnet`): `weights` DEFAULT (the shipped checkpoint), `random`,
     or a local state dict."""
@@ -318,8 +339,8 @@ def _build_demo(name: str, weights: str, seed: int) -> Classifier:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = make_net()
-    if weights == RANDOM_WEIGHTS:
-        weights_id = f"{RANDOM_WEIGHTS}:seed={seed}"
+    if weights in (RANDOM_WEIGHTS, RANDOM_HE_WEIGHTS):
+        weights_id = _random_weights(net, weights, seed)
     else:
         state, weights_id, source = _state_dict(weights, shipped)
         _load_state_dict(net, state, source)
@@ -338,11 +359,11 @@ def _build_torchvision(name: str, weights: str, seed: int) -> Classifier:
     arch_kwargs = dict(_ARCH_KWARGS.get(name, {}))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if weights == RANDOM_WEIGHTS:
+        if weights in (RANDOM_WEIGHTS, RANDOM_HE_WEIGHTS):
             arch_kwargs["init_weights"] = True if "init_weights" in arch_kwargs else None
             arch_kwargs = {k: v for k, v in arch_kwargs.items() if v is not None}
             net = torchvision.models.get_model(name, weights=None, **arch_kwargs)
-            weights_id = f"{RANDOM_WEIGHTS}:seed={seed}"
+            weights_id = _random_weights(net, weights, seed)
         else:
             state, weights_id, source = _state_dict(weights, lambda named: _fetch_torchvision_state(name, named))
             if "aux_logits" in arch_kwargs:
@@ -361,7 +382,7 @@ def load_model(name: str, weights: str = "DEFAULT", *, device: torch.device | st
                seed: int = 0) -> Classifier:
     """The classifier `name` with `weights` (see module docstring), frozen, in eval mode, on `device`.
 
-    `seed` only matters for `weights="random"`: the same seed gives the same random network.
+    `seed` only matters for random weights (`random`, `random-he`): the same seed gives the same network.
     """
     model = _build_demo(name, weights, seed) if name in _demo_models() else _build_torchvision(name, weights, seed)
     return model.to(device)

@@ -265,11 +265,13 @@ def render(model: torch.nn.Module, objectives: Sequence[Objective], schedule: Sc
            trajectory: Optional[TrajectoryOptions] = None) -> Rendered:
     """Optimise B images, image j for `objectives[j]` from `seeds[j]`, following `schedule`.
 
-    `device`: where the model and the images live (the model is moved there). `autocast_bf16`, `channels_last`:
-    speed options applied on CUDA only (ignored elsewhere). `init`: optional starting images, one per element
-    (a 3 x H x W tensor in [0, 1], or None for the schedule's noise), fitted to the first octave's size
-    (transfiguration, interpolation and dreams start from real images). `frame_steps`: optional per element
-    the steps done (0 .. total) after which to keep a snapshot of the image (interpolation frames).
+    `device`: where the model and the images live (the model is moved there). `autocast_bf16`: the network runs
+    under bf16 autocast (a GPU speed option; honoured on the CPU too, where it is slow, so that its quality can be
+    checked against float32 there; the sweep's workers turn it on only on GPUs). `channels_last`: CUDA only.
+    `init`: optional starting images, one per element (a 3 x H x W tensor in [0, 1], or None for the schedule's
+    noise), fitted to the first octave's size (transfiguration, interpolation and dreams start from real images).
+    `frame_steps`: optional per element the steps done (0 .. total) after which to keep a snapshot of the image
+    (interpolation frames).
     `trajectory`: what to record along the way (`Rendered.trajectory`; None: nothing).
     """
     if len(objectives) != len(seeds):
@@ -304,7 +306,7 @@ def render(model: torch.nn.Module, objectives: Sequence[Objective], schedule: Sc
     captured = sorted(set(batch.layers) | ({head} if head else set()))
     with torch.enable_grad(), model.input_as(schedule.input), model.capture(captured) as activations:
         loop = Loop(model, batch, schedule, head, activations,
-                    torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda and autocast_bf16
+                    torch.autocast(device.type, dtype=torch.bfloat16) if autocast_bf16
                     else contextlib.nullcontext(), on_cuda and channels_last)
         t = 0
         for o, octave in enumerate(schedule.octaves):

@@ -165,13 +165,14 @@ def models() -> None:
     for info in list_models():
         click.echo(f"{info.name:<28}{info.n_classes:>8}{info.input_size:>7}  "
                    f"{'yes' if info.weights_offline else 'no'}")
-    click.echo("(any model also runs with --weights random, or --weights /path/to/state_dict.pth)")
+    click.echo("(any model also runs with --weights random or random-he, or --weights /path/to/state_dict.pth)")
 
 
 @main.command()
 @click.option("--store", required=True, help="Directory or s3:// / gs:// URI of the Parquet store.")
 @click.option("--model", required=True, help="Model name (`sweep models`).")
-@click.option("--weights", default="DEFAULT", show_default=True, help="Weights name, random, or a .pth file.")
+@click.option("--weights", default="DEFAULT", show_default=True,
+              help="Weights name, random (random-he: He-initialised), or a .pth file.")
 @click.option("--jobs", default=None, help="Comma list of jobs: octave, opposite, addition, and from real images "
               "transfigure, interpolate, dream, directed-dream (default: the first three, and the image jobs too "
               "with --images).")
@@ -341,7 +342,8 @@ def directions(store, groups, start, components, out, method, jobs) -> None:
 @main.command()
 @click.option("--store", required=True, help="The store whose images to score.")
 @click.option("--model", required=True, help="The scoring model (`sweep models`); it must have the store's classes.")
-@click.option("--weights", default="DEFAULT", show_default=True, help="Weights name, random, or a .pth file.")
+@click.option("--weights", default="DEFAULT", show_default=True,
+              help="Weights name, random (random-he: He-initialised), or a .pth file.")
 @click.option("--jobs", default=None, help="Comma list of jobs whose images to score (default: every job; "
               "interpolation frames are never scored).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=SCORE_BATCH, show_default=True,

@@ -270,3 +270,20 @@ def test_a_state_dict_that_does_not_fit_names_its_first_missing_and_unexpected_k
     torch.save({"layer.weight": torch.zeros(3)}, path)
     with pytest.raises(InvalidWeightsFile, match=r"missing keys \(.*\).*1 unexpected keys \(layer.weight\)"):
         load_model("digits", str(path))
+
+
+def test_random_he_weights_are_seeded_he_normal_draws():
+    a, b = load_model("digits", "random-he", seed=3), load_model("digits", "random-he", seed=3)
+    plain = load_model("digits", "random", seed=3)
+    assert a.weights_id == "random-he:seed=3" and plain.weights_id == "random:seed=3"
+    convs = [m for m in a.net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs
+    for conv in convs:
+        fan_in = conv.weight[0].numel()
+        assert abs(conv.weight.std().item() / (2 / fan_in) ** 0.5 - 1) < 0.2     # He's normal
+        assert conv.bias is None or not conv.bias.any()
+    for (name, p), q, r in zip(a.net.named_parameters(), b.net.parameters(), plain.net.parameters()):
+        assert torch.equal(p, q), name                                            # same seed, same network
+    assert any(not torch.equal(p, r) for p, r in zip(a.net.parameters(), plain.net.parameters()))
+    assert not torch.equal(next(load_model("digits", "random-he", seed=4).net.parameters()),
+                           next(a.net.parameters()))
