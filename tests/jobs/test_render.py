@@ -184,7 +184,6 @@ def test_crop_octaves_blur_the_whole_image_or_only_the_crop(random_digits_model,
 def test_resize_cycle_and_blur_curriculum(random_digits_model):
     """Transformation resiliency: before each of the first `cycle_steps` steps the image is resized through the
     cycle; the blur stops after `blur_until` steps (the article's three quarters)."""
-    from torchvision.transforms import functional as TF
     o = Octave(24, 5, lr=(0.3, 0.3), sigma=(0.8, 0.8), blur_until=3, resize_cycle=(20, 16, 18), cycle_steps=4)
     s = Schedule(name="r", octaves=(o,))
     x = initial_images(s, generators_for([0, 1]))
