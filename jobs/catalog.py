@@ -35,3 +35,25 @@ CLASSLESS = frozenset(job.name for job in CATALOG if job.classless)
 LAYER_JOBS = frozenset(job.name for job in CATALOG if job.layer_variant)
 VARIANTS = {job.name: job.variants for job in CATALOG if not job.layer_variant}
 ALL_VARIANTS = tuple(dict.fromkeys(v for job in CATALOG for v in job.variants if v))   # the default --variants
+
+
+def parse_layers(spec: str) -> list[tuple[str, tuple[int, ...]]]:
+    """A dream job's layer variant: `"a+b:0,4"` -> [("a", ()), ("b", (0, 4))]: layers joined by `+`, chosen
+    feature maps after `:`."""
+    parsed = []
+    for part in spec.split("+"):
+        name, _, maps = part.strip().partition(":")
+        if not name:
+            raise ValueError(f"empty layer name in layer spec {spec!r}")
+        try:
+            chosen = tuple(int(m) for m in maps.split(",") if m.strip()) if maps else ()
+        except ValueError:
+            raise ValueError(f"feature maps must be integers in layer spec {spec!r}") from None
+        parsed.append((name, chosen))
+    return parsed
+
+
+def on_feature_maps(spec: str) -> bool:
+    """Whether a layer variant raises chosen feature maps of every layer it names (Deep dream: "optimizing one or
+    two features at a time"), rather than whole layers ("Layer Optimization")."""
+    return bool(spec) and all(maps for _, maps in parse_layers(spec))

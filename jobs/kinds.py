@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from jobs import objectives as obj
-from jobs.catalog import ALL_JOBS, CLASSLESS, IMAGE_JOBS, JOBS, LAYER_JOBS, PAIRED, VARIANTS  # noqa: F401
+from jobs.catalog import (ALL_JOBS, CLASSLESS, IMAGE_JOBS, JOBS, LAYER_JOBS, PAIRED, VARIANTS,  # noqa: F401
+                          parse_layers)
 from jobs.render import Progress, Trajectory, TrajectoryOptions, render
 from jobs.schedules import Schedule
 
@@ -102,21 +103,6 @@ def _opposite(spec: JobSpec, s: Schedule) -> obj.Objective:
 def _addition(spec: JobSpec, s: Schedule) -> obj.Objective:
     combine = obj.merge if spec.variant == "merge" else obj.juxtapose
     return combine(spec.target, spec.partner, s.C, absolute=s.absolute)
-
-
-def parse_layers(spec: str) -> list[tuple[str, tuple[int, ...]]]:
-    """`"a+b:0,4"` -> [("a", ()), ("b", (0, 4))]: layers joined by `+`, chosen feature maps after `:`."""
-    parsed = []
-    for part in spec.split("+"):
-        name, _, maps = part.strip().partition(":")
-        if not name:
-            raise ValueError(f"empty layer name in layer spec {spec!r}")
-        try:
-            chosen = tuple(int(m) for m in maps.split(",") if m.strip()) if maps else ()
-        except ValueError:
-            raise ValueError(f"feature maps must be integers in layer spec {spec!r}") from None
-        parsed.append((name, chosen))
-    return parsed
 
 
 def _dream(spec: JobSpec, s: Schedule) -> obj.Objective:
@@ -275,7 +261,7 @@ def run_batch(model, specs: Sequence[JobSpec], schedule, *, device: torch.device
               trajectory: Optional[TrajectoryOptions] = None) -> list[JobResult]:
     """Generate one image per spec in batched renders; results in the order of `specs`.
 
-    `schedule`: a `Schedule` or a `ScheduleSet`; each job runs `schedule.for_job(job)`. One forward/backward per
+    `schedule`: a `Schedule` or a `ScheduleSet`; each spec runs `schedule.for_job(job, variant)`. One forward/backward per
     step for the whole batch; jobs whose schedules differ (the dreams, another preset) form their own render.
     `sources`: name -> H x W x 3 uint8 real image, for the specs that start from one. A spec
     whose loss or image goes NaN/inf gets a result with `error` set and no image; the rest are unaffected.
@@ -287,11 +273,12 @@ def run_batch(model, specs: Sequence[JobSpec], schedule, *, device: torch.device
         check_spec(spec, model.n_classes, layer_names, sources.keys() if sources is not None else ())
     groups: dict[str, list[int]] = {}
     for j, spec in enumerate(specs):
-        groups.setdefault(schedule.for_job(spec.job).id, []).append(j)
+        groups.setdefault(schedule.for_job(spec.job, spec.variant).id, []).append(j)
     results: list[Optional[JobResult]] = [None] * len(specs)
     for members in groups.values():
         group = [specs[j] for j in members]
-        done = _run_group(model, group, schedule, schedule.for_job(group[0].job), sources or {}, device=device,
+        done = _run_group(model, group, schedule, schedule.for_job(group[0].job, group[0].variant), sources or {},
+                          device=device,
                           autocast_bf16=autocast_bf16, channels_last=channels_last, progress=progress,
                           trajectory=trajectory)
         for j, result in zip(members, done):

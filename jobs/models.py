@@ -48,11 +48,13 @@ _ARCH_KWARGS = {
 # Layers that the articles use, offered first in `Classifier.layer_names`.
 SUGGESTED_LAYERS = {
     "googlenet": ("inception3b", "inception4a", "inception4c", "inception4e", "inception5a", "inception5b"),
-    "inception_v3": ("Mixed_5d", "Mixed_6a", "Mixed_6e", "Mixed_7c", "AuxLogits"),
+    "inception_v3": ("Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7c", "AuxLogits"),
     "resnet50": ("layer1", "layer2", "layer3", "layer4"),
 }
-# Hidden layer a plain `dream` raises by default (Deep dream: GoogLeNet `inception4c`; a middle layer otherwise).
-DREAM_LAYERS = {"googlenet": "inception4c", "inception_v3": "Mixed_6e", "resnet50": "layer3", "digits": "block2",
+# Hidden layer a plain `dream` raises by default. Deep dream, "Layer Optimization": InceptionV3 "optimizing layer
+# Mixed 6b" and "optimizing layer 3 of ResNet"; GoogLeNet layer 4c in "Enhancements with Dreams" and "Directed
+# dream" (Mixed 6e is where it raises single feature maps: `--layers Mixed_6e:0,4`). A middle layer otherwise.
+DREAM_LAYERS = {"googlenet": "inception4c", "inception_v3": "Mixed_6b", "resnet50": "layer3", "digits": "block2",
                 "digits-resnet": "layer2"}
 
 

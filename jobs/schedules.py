@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from jobs.catalog import on_feature_maps
+
 PRESETS_DIR = Path(__file__).parent / "presets"
 STEP_RULES = ("plain", "sign")
 # What the network is fed (Image generation I: the author passes `randn/20 + 0.7` straight to the hub
@@ -174,8 +176,8 @@ class Schedule:
     pad_fill: float = 0.7                       # value of the padding frame (article: 0.7, the initial mean)
     clamp: bool = False                         # clamp the image to [0, 1] after each step (articles: no)
     # Jobs from real images (Deep dream; Latent space, "Dog transfiguration"):
-    dream_blur_every: int = 5                   # directed dream blurs only every k steps (article: 5-10); a plain
-                                                #   dream never blurs
+    dream_blur_every: int = 5                   # directed dream blurs only every k steps (article: 5-10); a dream
+                                                #   on whole layers never blurs, on chosen maps after every step
     layer_weight: float = 1.0                   # directed dream: weight of the layer objective ...
     class_weight: float = 1.0                   #   ... and of the class objective (the article's a and b)
     frames: int = 8                             # interpolation frames kept, evenly spaced, the last one final
@@ -232,10 +234,14 @@ class Schedule:
                 raise ValueError(f"octave {i}: the image reaches {side} px (size {o.size}, pad {o.pad} x "
                                  f"{o.iterations} steps), more than the {MAX_SIDE} px bound")
 
-    def for_job(self, job: str) -> "Schedule":
-        """The schedule a job runs: a dream never blurs; a directed dream blurs every `dream_blur_every` steps
-        (Deep dream, "Directed dream"); every other job runs this schedule unchanged."""
-        every = {"dream": 0, "directed-dream": self.dream_blur_every}.get(job)
+    def for_job(self, job: str, variant: str = "") -> "Schedule":
+        """The schedule a job (of `variant`: a dream's layer spec) runs. Deep dream: a dream on whole layers never
+        blurs ("Layer Optimization", a_{n+1} = O(a_n + eps g_n)); a dream on chosen feature maps keeps the
+        octaves' blur after every step (a_{n+1} = O(N(a_n + eps g_n)), "optimizing one or two features at a
+        time"); a directed dream blurs every `dream_blur_every` steps ("Directed dream"). Every other job runs
+        this schedule unchanged."""
+        every = {"dream": None if on_feature_maps(variant) else 0,
+                 "directed-dream": self.dream_blur_every}.get(job)
         if every is None:
             return self
         return dataclasses.replace(self, octaves=tuple(dataclasses.replace(o, blur_every=every)
@@ -460,9 +466,9 @@ class ScheduleSet:
         """The schedule as configured for `job` (before `Schedule.for_job`'s blur rhythm)."""
         return dict(self.jobs).get(job, self.default)
 
-    def for_job(self, job: str) -> Schedule:
-        """The schedule `job` runs."""
-        return self.schedule_of(job).for_job(job)
+    def for_job(self, job: str, variant: str = "") -> Schedule:
+        """The schedule `job` (of `variant`) runs."""
+        return self.schedule_of(job).for_job(job, variant)
 
     def schedules(self) -> dict[str, Schedule]:
         """Name -> schedule, every distinct one the set holds."""

@@ -153,7 +153,7 @@ def check_layers(model, specs: tuple[str, ...]) -> tuple[str, ...]:
     """The dreams' layer specs (`NAME[:maps]`, layers joined by `+`), each checked against the model: every layer
     must exist, every feature map index be one the layer has. Defaults to the model's default dream layer."""
     import torch
-    from jobs.kinds import parse_layers
+    from jobs.catalog import parse_layers
     from jobs.models import default_dream_layer
     specs = tuple(dict.fromkeys(s.strip() for s in specs if s.strip())) or (default_dream_layer(model),)
     parsed = {}

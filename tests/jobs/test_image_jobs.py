@@ -12,7 +12,8 @@ from scipy.stats import spearmanr
 from jobs import objectives as obj
 from jobs.images import sample_images
 from jobs.transforms import resize
-from jobs.kinds import JobSpec, from_uint8, interpolation_start, logits_of, parse_layers, run_batch, to_uint8
+from jobs.catalog import parse_layers
+from jobs.kinds import JobSpec, from_uint8, interpolation_start, logits_of, run_batch, to_uint8
 from jobs.models import load_model
 from jobs.render import render
 from jobs.schedules import load_schedule
@@ -31,7 +32,7 @@ def image_runs(digits_model, photos):
     specs = ([JobSpec("transfigure", d, source=name) for name in photos for d in range(10)]
              + [JobSpec("interpolate", a, partner=b, source=name) for name in photos for a, b in PAIRS]
              + [JobSpec("dream", -1, variant="block2", source=name) for name in photos]
-             + [JobSpec("dream", -1, variant="block3:0,5", source="china.jpg")]
+             + [JobSpec("dream", -1, variant=v, source="china.jpg") for v in ("block3:0,5", "block2:0")]
              + [JobSpec("directed-dream", 4, variant="block2", source=name) for name in photos])
     return {r.spec: r for r in run_batch(digits_model, specs, schedule, sources=photos)}, schedule
 
@@ -96,10 +97,32 @@ def test_directed_dream_brings_in_its_class(image_runs, photos):
 
 
 def test_dreams_blur_as_the_article_says():
+    """Deep dream: whole layers without smoothness; one or two feature maps with the blur after every step; a
+    directed dream every `dream_blur_every` steps."""
     schedule = load_schedule("digits")
-    assert all(o.blur_every == 0 for o in schedule.for_job("dream").octaves)
+    for whole_layers in ("", "block2", "block1+block2", "block1+block2:0"):
+        assert all(o.blur_every == 0 for o in schedule.for_job("dream", whole_layers).octaves), whole_layers
+    for maps in ("block2:0,3", "block1:1+block2:0"):
+        assert schedule.for_job("dream", maps) is schedule, maps               # the octaves' own blur, every step
+    assert all(o.blur_every == 1 for o in schedule.octaves)
     assert all(o.blur_every == schedule.dream_blur_every for o in schedule.for_job("directed-dream").octaves)
+    assert all(o.blur_every == schedule.dream_blur_every
+               for o in schedule.for_job("directed-dream", "block2:0").octaves)
     assert schedule.for_job("transfigure") is schedule
+
+
+def test_a_dream_on_feature_maps_is_blurred_and_one_on_a_layer_is_not(image_runs):
+    """The same photograph dreamt on one map of block2 (blurred after each step) and on the whole of block2 (never
+    blurred), in one batch: two renders under two schedules, the first the smoother image."""
+    runs, schedule = image_runs
+    maps, layer = (runs[JobSpec("dream", -1, variant=v, source="china.jpg")] for v in ("block2:0", "block2"))
+    assert maps.schedule_id == schedule.for_job("dream", "block2:0").id == schedule.id
+    assert layer.schedule_id == schedule.for_job("dream", "block2").id != schedule.id
+
+    def roughness(image):
+        x = image.astype(np.float64)
+        return np.abs(np.diff(x, axis=0)).mean() + np.abs(np.diff(x, axis=1)).mean()
+    assert roughness(maps.image) < roughness(layer.image)
 
 
 def test_layer_specs_parse():

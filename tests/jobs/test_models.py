@@ -180,6 +180,8 @@ def test_list_models_reports_offline_availability(tmp_path, monkeypatch):
 def test_default_dream_layers(article_models):
     from jobs.models import default_dream_layer
     assert default_dream_layer(article_models["googlenet"]) == "inception4c"  # the article's choice
+    assert default_dream_layer(article_models["inception_v3"]) == "Mixed_6b"  # its whole-layer dream
+    assert default_dream_layer(article_models["resnet50"]) == "layer3"
     assert default_dream_layer(load_model("digits", "random")) == "block2"
     model = load_model("mobilenet_v3_small", "random")
     layer = default_dream_layer(model)
