@@ -21,7 +21,7 @@ from sweep.driver import SweepConfig, run_sweep
 from sweep.features import FeatureConfig, run_features
 from sweep.fleet import ClusterConfig
 from sweep.store import FAILURES, IMAGES, Store
-from sweep_fakes import start_local_ray
+from sweep_fakes import assert_exactly_once, start_local_ray
 
 ray = pytest.importorskip("ray")
 COLUMNS = {"key", "job", "variant", "model", "weights", "schedule_id", "target", "partner", "seed", "label",
@@ -42,16 +42,6 @@ def config(store, in_flight: int = 2, **changes) -> SweepConfig:
     base = dict(store=str(store), model="digits", weights="random", schedule="tiny", batch_size=4,
                 cluster=ClusterConfig(cpus_per_worker=0.5, progress_every=1.0, in_flight=in_flight))
     return SweepConfig(**{**base, **changes})
-
-
-def assert_exactly_once(store, expected: int) -> pd.DataFrame:
-    files = Store.open(str(store)).files(IMAGES)
-    for path in files:                               # every file is a complete Parquet file
-        pq.read_table(path, columns=["key"])
-    assert not [p for p in (Path(store) / IMAGES).iterdir() if p.name.startswith("_")]
-    frame = pd.read_parquet(Path(store) / IMAGES, columns=["key", "job", "worker"])
-    assert len(frame) == expected and frame.key.is_unique
-    return frame
 
 
 FULL = dict(pairs="random:6", batch_size=None)   # the full sweep: all jobs, 6 random pairs, automatic batch size
@@ -103,16 +93,11 @@ def actor_deaths(tmp_path_factory):
     """One sweep whose actors die twice: between a batch's render and its write, and after another batch's write
     but before its report (sweep_fakes.DieAroundWriteWorker)."""
     store = tmp_path_factory.mktemp("deaths") / "s"
-    return store, run_sweep(config(store, jobs="octave", classes="0-7", batch_size=2,
-                                   worker="sweep_fakes:DieAroundWriteWorker"), stream=io.StringIO())
+    return store, run_sweep(config(store, **sweep_fakes.ACTOR_DEATHS), stream=io.StringIO())
 
 
 def test_actor_dying_after_writing_before_reporting_leaves_no_duplicate(actor_deaths):
-    store, summary = actor_deaths
-    assert sweep_fakes.happened("die-after-write")
-    assert summary.actors_replaced >= 2 and summary.complete
-    assert_exactly_once(store, 8)
-    assert len(Store.open(str(store)).files(IMAGES)) == 4   # the re-run overwrote the same file
+    sweep_fakes.assert_a_death_after_writing_left_no_duplicate(*actor_deaths)   # S3 twin: test_object_stores.py
 
 
 def test_failures_are_retried_recorded_and_reported(tmp_path):
@@ -172,10 +157,7 @@ def test_sigterm_stops_cleanly_and_the_next_run_resumes(tmp_path):
 
 
 def test_actor_dying_between_render_and_write_reruns_the_batch(actor_deaths):
-    store, summary = actor_deaths
-    assert sweep_fakes.happened("die-before-write")
-    assert summary.actors_replaced >= 2 and summary.complete and summary.failed == ()
-    assert_exactly_once(store, 8)
+    sweep_fakes.assert_a_death_before_writing_reran_the_batch(*actor_deaths)   # S3 twin: test_object_stores.py
 
 
 class Damaged(NamedTuple):
