@@ -22,7 +22,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-import posixpath
 import sys
 import time
 import uuid
@@ -406,7 +405,7 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
     stored = store.read_manifest()
     if stored is not None and manifest_differences(identity(stored), identity(prepared.manifest)):
         for path in store.files(FAILURES):   # a corrected command into a store with no image: the old attempts go
-            store.delete(f"{FAILURES}/{posixpath.basename(path)}")
+            store.delete_file(path)
         stored = None
     if stored is None:
         store.write_manifest(prepared.manifest)

@@ -17,10 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 
 import sweep_fakes
-from sweep.driver import SweepConfig, run_sweep
+from sweep.driver import SweepConfig, prepare, run_sweep
 from sweep.features import FeatureConfig, run_features
 from sweep.fleet import ClusterConfig
-from sweep.store import FAILURES, IMAGES, Store
+from sweep.plan import WorkItem
+from sweep.store import FAILURES, IMAGES, Store, failures_table
 from sweep_fakes import assert_exactly_once, start_local_ray
 
 ray = pytest.importorskip("ray")
@@ -120,6 +121,19 @@ def test_failures_are_retried_recorded_and_reported(tmp_path):
     assert again.done_before == 7 and again.done == 7 and again.workers == 2
     assert pd.read_parquet(store / FAILURES).groupby("key").attempt.max().to_dict() == {
         key(3): 4, key(4): 1, key(6): 4, key(7): 4}
+
+
+def test_a_corrected_command_into_a_store_with_no_image_drops_the_old_failures(tmp_path):
+    """A first run that stored failures but no image (a wrong schedule, say) does not hold the store to its settings:
+    the corrected command's run deletes the old attempts, so that its own tries count from 1."""
+    store = Store.open(str(tmp_path / "s"))
+    store.write_manifest(prepare(config(store.uri, jobs="octave", classes="0-1", schedule="digits")).manifest)
+    old = [store.write_table(f"{FAILURES}/part-00000{i}-octave-0-a1.parquet", failures_table(
+        [(WorkItem("octave", "", i, -1, 0), 1, "injected")], "w")) for i in range(2)]
+    assert store.files(FAILURES) == old
+    summary = run_sweep(config(store.uri, jobs="octave", classes="0-1"), stream=io.StringIO())
+    assert summary.complete and summary.done == 2 and store.files(FAILURES) == []
+    assert store.read_manifest()["schedule"] == "tiny"
 
 
 def test_feature_pass_writes_features_parquet(full_sweep):

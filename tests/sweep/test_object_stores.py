@@ -33,6 +33,7 @@ from sweep.store import ObjectStoreLimits, Store, StoreError, TEMP_DIR
 from tests.sweep import sweep_fakes
 from tests.sweep.sweep_fakes import start_local_ray
 from tests.sweep.test_faults import end_session
+from tests.sweep.test_store import assert_delete_file_removes_a_listed_file_and_lets_one_already_gone_be
 
 pytest.importorskip("ray")
 ROOT = Path(__file__).parents[2]
@@ -192,6 +193,10 @@ def test_a_killed_driver_resumes_exactly_once_on_s3(s3):
     assert f"resuming: {2 * killed_at}/{ITEMS}" in output and f"{ITEMS}/{ITEMS} items done" in output, output
     sweep_fakes.assert_exactly_once(uri, ITEMS)            # every object whole, every item once
     assert not sweep_fakes.temporaries(uri)
+
+
+def test_delete_file_removes_a_listed_object_and_lets_one_already_gone_be(server):
+    assert_delete_file_removes_a_listed_file_and_lets_one_already_gone_be(Store.open(server.uri("deleting")))
 
 
 def one_error_line(result) -> str:
