@@ -31,8 +31,7 @@ from typing import TextIO
 
 import pyarrow.fs as pafs
 
-from sweep.fleet import DEVICES, ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, \
-    ray_session
+from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, ray_session
 from sweep.interrupts import INTERRUPTED, sigterm_as_interrupt
 from sweep.plan import Batch, Plan, PlanError, WorkItem, make_plan
 from sweep.progress import Progress, format_duration
