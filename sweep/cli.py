@@ -11,8 +11,8 @@ from typing import Iterator
 
 import click
 
-from sweep.driver import DEVICES, SweepConfig, SweepError, run_sweep
-from sweep.fleet import ClusterConfig
+from sweep.driver import SweepConfig, SweepError, run_sweep
+from sweep.fleet import DEVICES, ClusterConfig
 from sweep.interrupts import INTERRUPTED, INTERRUPTED_STATUS, install_interrupt_handlers, restore_handlers
 from sweep.plan import PlanError
 from sweep.score import SCORE_BATCH, ScoreConfig, run_score

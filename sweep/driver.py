@@ -22,7 +22,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-import posixpath
 import sys
 import time
 import uuid
@@ -32,8 +31,7 @@ from typing import TextIO
 
 import pyarrow.fs as pafs
 
-from sweep.fleet import DEVICES, ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, \
-    ray_session
+from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, ray_session
 from sweep.interrupts import INTERRUPTED, sigterm_as_interrupt
 from sweep.plan import Batch, Plan, PlanError, WorkItem, make_plan
 from sweep.progress import Progress, format_duration
@@ -406,7 +404,7 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
     stored = store.read_manifest()
     if stored is not None and manifest_differences(identity(stored), identity(prepared.manifest)):
         for path in store.files(FAILURES):   # a corrected command into a store with no image: the old attempts go
-            store.delete(f"{FAILURES}/{posixpath.basename(path)}")
+            store.delete_file(path)
         stored = None
     if stored is None:
         store.write_manifest(prepared.manifest)

@@ -628,6 +628,13 @@ class Store:
         if self.exists(relative):
             self.bounded(self.fs.delete_file, self.path(relative))
 
+    @object_store_errors
+    def delete_file(self, path: str) -> None:
+        """Remove a file by its path in `fs` (a path from `files` or `listing`), without first asking whether it is
+        there (a request per file on an object store): a file already gone is no error."""
+        with contextlib.suppress(FileNotFoundError):
+            self.bounded(self.fs.delete_file, path)
+
     def write_table(self, relative: str, table: pa.Table) -> str:
         return self.write_bytes(relative, table_bytes(table))
 

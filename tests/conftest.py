@@ -9,6 +9,10 @@ import torch
 
 from jobs.models import load_model
 
+# The checks the fault tests share (tests/sweep/sweep_fakes.py) get pytest's assert messages, under both the names
+# that test modules import that file by.
+pytest.register_assert_rewrite("sweep_fakes", "tests.sweep.sweep_fakes")
+
 DIGIT_PAIRS = list(itertools.combinations(range(10), 2))
 # The additions every run checks: 15 of the 45 pairs, each digit in three (its two neighbours on the ring of the ten
 # digits, and the digit five away). The slow tests add the other 30 pairs (`digits_all_additions`).

@@ -1,8 +1,11 @@
-"""Engines and workers that misbehave on purpose, plus an in-process store builder.
+"""Engines and workers that misbehave on purpose, the checks of a store after they did, and an in-process store
+builder.
 
 Ray actors import these by name ("sweep_fakes:slow_run_batch"): the Ray fixtures put this directory on the
 workers' PYTHONPATH. Every fake wraps the real engine (`jobs.kinds.run_batch`), so the images are real.
 Markers (files under $CLASSWEEP_TEST_MARKERS) let a fault happen once only, across actor processes.
+The checks take a store's location (a directory or an `s3://` URI), so that a fault's test on a local disk and its
+twin on an object store check the same things (tests/conftest.py has pytest rewrite their asserts).
 """
 from __future__ import annotations
 
@@ -13,8 +16,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
 from jobs.kinds import run_batch
-from sweep.store import item_key
+from sweep.store import IMAGES, TEMP_DIR, Store, item_key
 from sweep.worker import SweepWorker
 
 SLOW_SECONDS = 0.25    # per batch: keeps a sweep busy long enough to kill something in the middle of it
@@ -144,3 +151,57 @@ class DieBeforeWriteWorker(SweepWorker):
 class DieAroundWriteWorker(DieAfterWriteWorker, DieBeforeWriteWorker):
     """Both deaths in one sweep: once between a batch's render and its write, once after another batch's write and
     before its report (each fault fires once over all the actors)."""
+
+
+# A sweep for DieAroundWriteWorker: 8 octaves in 4 batches of 2 (`run_sweep` options beside the store and cluster).
+ACTOR_DEATHS = dict(jobs="octave", classes="0-7", batch_size=2, worker="sweep_fakes:DieAroundWriteWorker")
+ACTOR_DEATHS_ITEMS, ACTOR_DEATHS_BATCHES = 8, 4
+
+
+# ---- checks of a store after a fault --------------------------------------------------------------------------------
+
+def _listed(store: Store, directory: str) -> list[pafs.FileInfo]:
+    """The files under `directory` of the store, listed by pyarrow itself: the store's own listing leaves
+    temporaries out, and these checks must see whatever a fault left."""
+    selector = pafs.FileSelector(store.path(directory), recursive=True, allow_not_found=True)
+    return [info for info in store.fs.get_file_info(selector) if info.type == pafs.FileType.File]
+
+
+def assert_exactly_once(location, expected: int):
+    """images/ holds only finished batch files (`part-*.parquet`), each a whole Parquet file (read completely), and
+    together they store `expected` items, each once. Returns their key, job and worker columns (a DataFrame)."""
+    store = Store.open(str(location))
+    files = _listed(store, IMAGES)
+    assert files and all(i.base_name.startswith("part-") and i.base_name.endswith(".parquet") for i in files), \
+        [i.path for i in files]
+    table = pa.concat_tables(pq.read_table(i.path, filesystem=store.fs).select(["key", "job", "worker"])
+                             for i in files)
+    keys = table.column("key").to_pylist()
+    assert len(keys) == expected and len(set(keys)) == expected, sorted(keys)
+    return table.to_pandas()
+
+
+def temporaries(location) -> list[str]:
+    """The temporaries left in the store: a local write's temporary lives in .tmp/ until its rename (an object
+    store has none: an object appears whole with its upload's end)."""
+    store = Store.open(str(location))
+    return [i.path for i in _listed(store, TEMP_DIR)]
+
+
+def assert_a_death_after_writing_left_no_duplicate(location, summary) -> None:
+    """An ACTOR_DEATHS sweep: the actor that died after writing a batch, before reporting it, was replaced; the
+    batch ran again and its second write replaced the first file (one file per batch, each item once)."""
+    assert happened("die-after-write")
+    assert summary.actors_replaced >= 2 and summary.complete and summary.failed == ()
+    assert_exactly_once(location, ACTOR_DEATHS_ITEMS)
+    assert len(Store.open(str(location)).files(IMAGES)) == ACTOR_DEATHS_BATCHES
+    assert not temporaries(location)
+
+
+def assert_a_death_before_writing_reran_the_batch(location, summary) -> None:
+    """An ACTOR_DEATHS sweep: the batch whose actor died between render and write ran again, on another actor."""
+    assert happened("die-before-write")
+    assert summary.actors_replaced >= 2 and summary.complete and summary.failed == ()
+    assert summary.done == ACTOR_DEATHS_ITEMS
+    assert_exactly_once(location, ACTOR_DEATHS_ITEMS)
+    assert not temporaries(location)

@@ -17,11 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 
 import sweep_fakes
-from sweep.driver import SweepConfig, run_sweep
+from sweep.driver import SweepConfig, prepare, run_sweep
 from sweep.features import FeatureConfig, run_features
 from sweep.fleet import ClusterConfig
-from sweep.store import FAILURES, IMAGES, Store
-from sweep_fakes import start_local_ray
+from sweep.plan import WorkItem
+from sweep.store import FAILURES, IMAGES, Store, failures_table
+from sweep_fakes import assert_exactly_once, start_local_ray
 
 ray = pytest.importorskip("ray")
 COLUMNS = {"key", "job", "variant", "model", "weights", "schedule_id", "target", "partner", "seed", "label",
@@ -42,16 +43,6 @@ def config(store, in_flight: int = 2, **changes) -> SweepConfig:
     base = dict(store=str(store), model="digits", weights="random", schedule="tiny", batch_size=4,
                 cluster=ClusterConfig(cpus_per_worker=0.5, progress_every=1.0, in_flight=in_flight))
     return SweepConfig(**{**base, **changes})
-
-
-def assert_exactly_once(store, expected: int) -> pd.DataFrame:
-    files = Store.open(str(store)).files(IMAGES)
-    for path in files:                               # every file is a complete Parquet file
-        pq.read_table(path, columns=["key"])
-    assert not [p for p in (Path(store) / IMAGES).iterdir() if p.name.startswith("_")]
-    frame = pd.read_parquet(Path(store) / IMAGES, columns=["key", "job", "worker"])
-    assert len(frame) == expected and frame.key.is_unique
-    return frame
 
 
 FULL = dict(pairs="random:6", batch_size=None)   # the full sweep: all jobs, 6 random pairs, automatic batch size
@@ -103,16 +94,11 @@ def actor_deaths(tmp_path_factory):
     """One sweep whose actors die twice: between a batch's render and its write, and after another batch's write
     but before its report (sweep_fakes.DieAroundWriteWorker)."""
     store = tmp_path_factory.mktemp("deaths") / "s"
-    return store, run_sweep(config(store, jobs="octave", classes="0-7", batch_size=2,
-                                   worker="sweep_fakes:DieAroundWriteWorker"), stream=io.StringIO())
+    return store, run_sweep(config(store, **sweep_fakes.ACTOR_DEATHS), stream=io.StringIO())
 
 
 def test_actor_dying_after_writing_before_reporting_leaves_no_duplicate(actor_deaths):
-    store, summary = actor_deaths
-    assert sweep_fakes.happened("die-after-write")
-    assert summary.actors_replaced >= 2 and summary.complete
-    assert_exactly_once(store, 8)
-    assert len(Store.open(str(store)).files(IMAGES)) == 4   # the re-run overwrote the same file
+    sweep_fakes.assert_a_death_after_writing_left_no_duplicate(*actor_deaths)   # S3 twin: test_object_stores.py
 
 
 def test_failures_are_retried_recorded_and_reported(tmp_path):
@@ -135,6 +121,19 @@ def test_failures_are_retried_recorded_and_reported(tmp_path):
     assert again.done_before == 7 and again.done == 7 and again.workers == 2
     assert pd.read_parquet(store / FAILURES).groupby("key").attempt.max().to_dict() == {
         key(3): 4, key(4): 1, key(6): 4, key(7): 4}
+
+
+def test_a_corrected_command_into_a_store_with_no_image_drops_the_old_failures(tmp_path):
+    """A first run that stored failures but no image (a wrong schedule, say) does not hold the store to its settings:
+    the corrected command's run deletes the old attempts, so that its own tries count from 1."""
+    store = Store.open(str(tmp_path / "s"))
+    store.write_manifest(prepare(config(store.uri, jobs="octave", classes="0-1", schedule="digits")).manifest)
+    old = [store.write_table(f"{FAILURES}/part-00000{i}-octave-0-a1.parquet", failures_table(
+        [(WorkItem("octave", "", i, -1, 0), 1, "injected")], "w")) for i in range(2)]
+    assert store.files(FAILURES) == old
+    summary = run_sweep(config(store.uri, jobs="octave", classes="0-1"), stream=io.StringIO())
+    assert summary.complete and summary.done == 2 and store.files(FAILURES) == []
+    assert store.read_manifest()["schedule"] == "tiny"
 
 
 def test_feature_pass_writes_features_parquet(full_sweep):
@@ -172,10 +171,7 @@ def test_sigterm_stops_cleanly_and_the_next_run_resumes(tmp_path):
 
 
 def test_actor_dying_between_render_and_write_reruns_the_batch(actor_deaths):
-    store, summary = actor_deaths
-    assert sweep_fakes.happened("die-before-write")
-    assert summary.actors_replaced >= 2 and summary.complete and summary.failed == ()
-    assert_exactly_once(store, 8)
+    sweep_fakes.assert_a_death_before_writing_reran_the_batch(*actor_deaths)   # S3 twin: test_object_stores.py
 
 
 class Damaged(NamedTuple):

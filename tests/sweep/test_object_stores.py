@@ -3,8 +3,8 @@ both started here on a free 127.0.0.1 port with dummy credentials (issue 17, iss
 
 Each server runs in a thread of this process, once per module (`gcs` says why). The sweeps run as `sweep run`
 subprocesses (their Ray workers inherit the endpoint settings from the environment, as on a cluster node), the read
-commands in-process; the actor-kill test runs its sweep in-process on the module's local Ray, whose workers get the
-S3 settings.
+commands in-process; the actor-fault tests run their sweeps in-process on the module's local Ray, whose workers get
+the S3 settings, and check the store with the same code as their local twins (`sweep_fakes`).
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -30,10 +29,11 @@ import sweep.store as store_module
 from sweep.cli import main
 from sweep.driver import SweepConfig, run_sweep
 from sweep.fleet import ClusterConfig
-from sweep.store import IMAGES, ObjectStoreLimits, Store, StoreError, TEMP_DIR
+from sweep.store import ObjectStoreLimits, Store, StoreError, TEMP_DIR
 from tests.sweep import sweep_fakes
 from tests.sweep.sweep_fakes import start_local_ray
 from tests.sweep.test_faults import end_session
+from tests.sweep.test_store import assert_delete_file_removes_a_listed_file_and_lets_one_already_gone_be
 
 pytest.importorskip("ray")
 ROOT = Path(__file__).parents[2]
@@ -191,11 +191,12 @@ def test_a_killed_driver_resumes_exactly_once_on_s3(s3):
     assert 1 <= killed_at < ITEMS // 2
     output = finish(sweep_process(uri, schedule="digits"))
     assert f"resuming: {2 * killed_at}/{ITEMS}" in output and f"{ITEMS}/{ITEMS} items done" in output, output
-    images = [o for o in s3.objects(name) if "/images/" in o]
-    assert all(pq.read_table(o, filesystem=s3.fs).num_rows >= 1 for o in images)   # every object whole
-    frame = pd.read_parquet(f"{BUCKET}/{name}/images", filesystem=s3.fs, columns=["key"])
-    assert len(frame) == ITEMS and frame.key.is_unique
-    assert not [o for o in s3.objects(name) if f"/{TEMP_DIR}/" in o]
+    sweep_fakes.assert_exactly_once(uri, ITEMS)            # every object whole, every item once
+    assert not sweep_fakes.temporaries(uri)
+
+
+def test_delete_file_removes_a_listed_object_and_lets_one_already_gone_be(server):
+    assert_delete_file_removes_a_listed_file_and_lets_one_already_gone_be(Store.open(server.uri("deleting")))
 
 
 def one_error_line(result) -> str:
@@ -259,12 +260,22 @@ def test_credentials_and_options_in_the_uri_are_refused():
 
 
 @pytest.fixture(scope="module")
-def ray_for_s3(s3):
-    """The module's local Ray for in-process sweeps, started once the S3 server runs: its workers get its settings."""
+def ray_for_s3(s3, tmp_path_factory):
+    """The module's local Ray for in-process sweeps, started once the S3 server runs: its workers get its settings,
+    and a fault-marker directory of this module's own (`sweep_fakes` markers are local files: one machine here)."""
     ray = pytest.importorskip("ray")
-    start_local_ray(**s3.env)
-    yield
-    ray.shutdown()
+    markers = str(tmp_path_factory.mktemp("markers"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CLASSWEEP_TEST_MARKERS", markers)   # for `sweep_fakes.happened` in this process
+        start_local_ray(**s3.env, CLASSWEEP_TEST_MARKERS=markers)
+        yield
+        ray.shutdown()
+
+
+def s3_sweep(uri: str, **changes) -> SweepConfig:
+    """An in-process sweep into `uri` on the module's Ray (CPU actors), the tiny schedule on random digits."""
+    return SweepConfig(**{**dict(store=uri, model="digits", weights="random", schedule="tiny", cluster=ClusterConfig(
+        cpus_per_worker=0.5, progress_every=1.0, in_flight=2)), **changes})
 
 
 @pytest.mark.slow   # 20-40 s with Ray's start: the local twin is tests/sweep/test_driver.py; run with --run-slow
@@ -273,16 +284,29 @@ def test_a_killed_actor_is_replaced_and_every_item_lands_once_on_s3(s3, ray_for_
     object, its batches run again, and every item is stored exactly once."""
     name, killed = "actor-killed", []
     killer = sweep_fakes.kill_an_actor_once(lambda: any("/images/" in o for o in s3.objects(name)), killed)
-    summary = run_sweep(SweepConfig(store=s3.uri(name), model="digits", weights="random", schedule="tiny",
-                                    jobs="octave,opposite", batch_size=2, engine="sweep_fakes:slow_run_batch",
-                                    cluster=ClusterConfig(cpus_per_worker=0.5, progress_every=1.0, in_flight=2)),
-                        stream=io.StringIO())
+    summary = run_sweep(s3_sweep(s3.uri(name), jobs="octave,opposite", batch_size=2,
+                                 engine="sweep_fakes:slow_run_batch"), stream=io.StringIO())
     killer.join()
     assert killed and summary.actors_replaced >= 1
     assert summary.complete and summary.failed == () and summary.done == 20
-    objects = s3.objects(name)
-    images = [o for o in objects if f"/{IMAGES}/" in o]
-    assert images and all(pq.read_table(o, filesystem=s3.fs).num_rows >= 1 for o in images)   # every object whole
-    frame = pd.read_parquet(f"{BUCKET}/{name}/{IMAGES}", filesystem=s3.fs, columns=["key"])
-    assert len(frame) == 20 and frame.key.is_unique
-    assert not [o for o in objects if f"/{TEMP_DIR}/" in o]
+    sweep_fakes.assert_exactly_once(s3.uri(name), 20)      # every object whole, every item once
+    assert not sweep_fakes.temporaries(s3.uri(name))       # an upload cut short leaves no object
+
+
+@pytest.fixture(scope="module")
+def actor_deaths_on_s3(s3, ray_for_s3):
+    """test_driver's `actor_deaths` against S3: one sweep whose actors die twice, between a batch's render and its
+    write, and after another batch's write (its upload complete) but before its report."""
+    uri = s3.uri("actor-deaths")
+    return uri, run_sweep(s3_sweep(uri, **sweep_fakes.ACTOR_DEATHS), stream=io.StringIO())
+
+
+@pytest.mark.slow   # 15 s with Ray's start, for both (one sweep): the local twins are in test_driver; --run-slow
+def test_an_actor_dying_after_writing_before_reporting_leaves_no_duplicate_on_s3(actor_deaths_on_s3):
+    """The batch runs again and its second upload replaces the first object under the same name."""
+    sweep_fakes.assert_a_death_after_writing_left_no_duplicate(*actor_deaths_on_s3)
+
+
+@pytest.mark.slow
+def test_an_actor_dying_between_render_and_write_reruns_the_batch_on_s3(actor_deaths_on_s3):
+    sweep_fakes.assert_a_death_before_writing_reran_the_batch(*actor_deaths_on_s3)

@@ -14,8 +14,8 @@ import pytest
 
 from jobs.kinds import JobResult, JobSpec
 from sweep.driver import SweepConfig, prepare
-from sweep.store import (FAILURE_SCHEMA, IMAGES, TEMP_DIR, TEMP_GRACE, ManifestMismatch, Store, StoreError, decode_png, failures_table,
-                         images_schema, images_table, manifest_differences)
+from sweep.store import (FAILURE_SCHEMA, FAILURES, IMAGES, TEMP_DIR, TEMP_GRACE, ManifestMismatch, Store, StoreError,
+                         decode_png, failures_table, images_schema, images_table, manifest_differences)
 from sweep.plan import WorkItem
 
 NAMES = tuple(f"class {i}" for i in range(5))
@@ -97,6 +97,42 @@ def test_a_temporary_another_command_is_writing_now_is_left_alone(tmp_path):
     os.utime(then, (time.time() - 3600,) * 2)
     assert store.cleanup_temp() == 1 and now.exists() and not then.exists()
     assert store.cleanup_temp(keep_younger_than=0) == 1 and not now.exists()
+
+
+def failure_file(store: Store, name: str) -> str:
+    return store.write_table(f"{FAILURES}/{name}.parquet",
+                             failures_table([(WorkItem("octave", "", 1, -1, 0), 1, "injected")], "w"))
+
+
+def assert_delete_file_removes_a_listed_file_and_lets_one_already_gone_be(store: Store) -> None:
+    """`Store.delete_file` on paths that `files` lists (test_object_stores runs this on S3 and GCS too)."""
+    failure_file(store, "part-1-a1"), failure_file(store, "part-1-a2")
+    first, second = store.files(FAILURES)
+    store.delete_file(first)
+    store.delete_file(first)                                      # gone already (another command took it): no error
+    assert store.files(FAILURES) == [second]
+
+
+def test_delete_file_removes_a_listed_file_and_lets_one_already_gone_be(tmp_path):
+    assert_delete_file_removes_a_listed_file_and_lets_one_already_gone_be(Store.open(str(tmp_path)))
+
+
+def test_delete_file_asks_nothing_before_it_deletes(tmp_path):
+    """One call a file, where `delete(relative)` asks first whether it exists (a request more on an object store)."""
+    from pyarrow.fs import LocalFileSystem
+    fs, calls = LocalFileSystem(), []
+
+    class Recording:                      # the local file system, with a record of the calls made on it
+        def __getattr__(self, name):
+            attribute = getattr(fs, name)
+            return (lambda *args, **kwargs: calls.append(name) or attribute(*args, **kwargs)) if callable(attribute) \
+                else attribute
+
+    store = Store(str(tmp_path), Recording(), str(tmp_path))
+    path = failure_file(store, "part-1-a1")
+    calls.clear()
+    store.delete_file(path)
+    assert calls == ["delete_file"] and store.files(FAILURES) == []
 
 
 def test_unreadable_file_is_named(tmp_path):
