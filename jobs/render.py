@@ -133,8 +133,8 @@ class Recorder:
 
 
 def initial_images(schedule: Schedule, generators: Sequence[torch.Generator]) -> Tensor:
-    """`randn * init_std + init_mean` at the first octave's size, one draw per generator (article:
-    `randn / 20 + 0.7`). B x 3 x S x S on the CPU."""
+    """`randn * init_std + init_mean` at the first octave's size, one draw per generator (the author's published
+    `randn / 20 + 0.7`; see `Schedule.init_mean`). B x 3 x S x S on the CPU."""
     size = schedule.octaves[0].size
     return torch.stack([torch.randn(3, size, size, generator=g) * schedule.init_std + schedule.init_mean
                         for g in generators])

@@ -1,16 +1,17 @@
 """Octave schedules as data: one frozen dataclass per octave and one for the whole run, with presets.
 
-The octave method (Image generation I, "Jitter using cropped octaves"): starting from `randn / 20 + 0.7`, each
-octave runs `iterations` gradient steps at one image size, the learning rate and the blur sigma moving linearly
+The octave method (Image generation I, "Jitter using cropped octaves"): starting from scaled noise (the author's
+published settings: `randn / 20 + 0.7`), each octave runs `iterations` gradient steps at one image size, the learning rate and the blur sigma moving linearly
 from start to end (`start * (n - i) / n + end * i / n` at iteration i of n); between octaves the image is resized.
 An octave may optimise random crops of the image (positional jitter), pad the image each step (the article's
 `Pad([1, 1], fill=0.7)`), and resize the image through a cycle of sizes (transformation resiliency).
 
-Presets live in `jobs/presets/*.json` and reproduce the settings the article's author published with the articles' code:
-"googlenet", "googlenet-pad", "inception_v3" (class images), "dream" (deep dream and directed dream), "transfigure"
-(transfiguration and interpolation from a photograph), "fixed-224" (class images for networks that take one input
-size only), and the demo's "digits" and the tests' "tiny". `load_schedule` takes a preset name or a .json (or,
-when PyYAML is importable, .yaml) file; `Schedule.id` is a short hash of the content that identifies a run.
+Presets live in `jobs/presets/*.json` and reproduce the settings the article's author published with the articles'
+code: "googlenet", "googlenet-pad", "inception_v3" (class images), "dream" (deep dream and directed dream),
+"transfigure" (transfiguration and interpolation from a photograph); "googlenet-printed" runs the article's
+printed GoogLeNet lines (octave 1 at lr 6 -> 5 without padding); "fixed-224" (class images for networks that take
+one input size only), the demo's "digits" and the tests' "tiny". `load_schedule` takes a preset name or a .json
+(or, when PyYAML is importable, .yaml) file; `Schedule.id` is a short hash of the content that identifies a run.
 
 A sweep runs one `ScheduleSet`: a schedule per job, chosen by default per model and job family
 (`default_schedules`) and overridable per job (`schedule_set`).
@@ -29,7 +30,7 @@ from jobs.catalog import on_feature_maps
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 STEP_RULES = ("plain", "sign")
-# What the network is fed (Image generation I: the author passes `randn/20 + 0.7` straight to the hub
+# What the network is fed (Image generation I: the author passes the noise image straight to the hub
 # GoogLeNet/InceptionV3, which apply their own `transform_input`; no mean/std normalisation):
 INPUTS = ("raw", "normalized")      # raw: the pixels as they are (articles); normalized: (x - mean) / std first
 PAD_MODES = ("image", "frame")      # image: the article's Pad grows the image; frame: pad the model input only
@@ -86,7 +87,8 @@ class Octave:
     """One octave: `iterations` steps at `size` x `size` pixels."""
     size: int                                   # image side during this octave (resized to it on entry)
     iterations: int                             # gradient steps in this octave
-    lr: tuple[float, float] = (1.5, 1.0)        # learning rate, start -> end (article's GoogLeNet octave 1)
+    lr: tuple[float, float] = (1.5, 1.0)        # learning rate, start -> end (the author's published GoogLeNet
+                                                #   octave 1; the article prints [6, 5]: "googlenet-printed")
     sigma: tuple[float, float] = (2.4, 0.8)     # Gaussian blur sigma, start -> end (article's octave 1)
     crop: int | None = None                     # side of the random crop optimised each step; None: whole image
     pad: int = 0                                # pixels of `pad_fill` added around the image each step (the
@@ -165,7 +167,9 @@ class Schedule:
     """A whole generation run: the initial image, the octaves, the step rule and the class loss's constant."""
     name: str                                   # preset or file name (not part of `id`)
     octaves: tuple[Octave, ...]                 # run in order; the image is resized between them
-    init_mean: float = 0.7                      # initial image randn * init_std + init_mean (article: randn/20+0.7)
+    init_mean: float = 0.7                      # initial image randn * init_std + init_mean (the author's published
+                                                #   randn/20 + 0.7; the article's text prints rand/25 + 0.5 at 256
+                                                #   px for its early runs and rand/10 + 0.5 for Deep dream's noise)
     init_std: float = 1 / 20
     step: str = "plain"                         # "plain": x -= lr * grad (articles); "sign": x -= lr * sign(grad)
     C: float = 200.0                            # the constant in the class loss C - O_c (article: 200)

@@ -19,6 +19,18 @@ def test_googlenet_preset_is_the_published_two_octaves():
     assert all(o.blur_every == 1 for o in s.octaves) and s.total_iterations == 720 and s.final_size == 490
 
 
+def test_googlenet_printed_preset_is_the_articles_printed_lines():
+    """Image generation I, "Jitter using cropped octaves": `octave(..., 220, [6, 5], [2.4, 0.8], 0, pad=False,
+    crop=False)`, Resize([490, 490]), `octave(..., 500, [1.3, 0.45], [1.5, 0.4], 470, pad=False, crop=True)`; the
+    author's published settings (the `googlenet` preset) start at lr 1.5 without padding."""
+    s, published = load_schedule("googlenet-printed"), load_schedule("googlenet")
+    assert octave_numbers(s) == [(299, 220, (6.0, 5.0), (2.4, 0.8), None, 0),
+                                 (490, 500, (1.3, 0.45), (1.5, 0.4), 470, 0)]
+    assert s.octaves[1:] == published.octaves[1:] and s.octaves[0].lr != published.octaves[0].lr
+    assert (s.init_mean, s.init_std, s.input, s.pad_mode) == (published.init_mean, published.init_std, "raw",
+                                                               published.pad_mode)
+
+
 def test_googlenet_pad_preset():
     s = load_schedule("googlenet-pad")
     assert octave_numbers(s) == [(299, 220, (6.0, 5.0), (2.4, 0.8), None, 1),
