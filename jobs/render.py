@@ -191,6 +191,7 @@ class Loop:
     activations: dict                   # filled by the model's capture hooks on each forward pass
     autocast: object
     channels_last: bool
+    generators: Sequence[torch.Generator]   # one per element: the intensity jitter's noise
 
 
 class Stepped(NamedTuple):
@@ -202,9 +203,12 @@ class Stepped(NamedTuple):
 
 
 def step(loop: Loop, x: Tensor, state: OctaveState, i: int, t: int) -> Stepped:
-    """One gradient step of every element. Image generation I: the plain step `x -= lr * grad`, then the blur
-    (whole image, or the crop), then the first octave's pad."""
+    """One gradient step of every element. Image generation I: the intensity jitter and the resize cycle of
+    transformation resiliency (when the schedule has them), the plain step `x -= lr * grad`, then the blur (whole
+    image, or the crop), then the first octave's pad."""
     s, octave = loop.schedule, state.octave
+    if s.jitter:
+        x = transforms.jitter(s.jitter, loop.generators)(x)                 # B x 3 x H x W
     if octave.cycles and i < octave.cycle_steps and x.shape[-1] != octave.size_at(i):
         x = transforms.resize(octave.size_at(i))(x)                         # B x 3 x c x c (resize cycle)
     seen = x
@@ -307,7 +311,7 @@ def render(model: torch.nn.Module, objectives: Sequence[Objective], schedule: Sc
     with torch.enable_grad(), model.input_as(schedule.input), model.capture(captured) as activations:
         loop = Loop(model, batch, schedule, head, activations,
                     torch.autocast(device.type, dtype=torch.bfloat16) if autocast_bf16
-                    else contextlib.nullcontext(), on_cuda and channels_last)
+                    else contextlib.nullcontext(), on_cuda and channels_last, generators)
         t = 0
         for o, octave in enumerate(schedule.octaves):
             x, state = enter_octave(x, o, octave, generators)

@@ -29,6 +29,9 @@ from typing import Any, Mapping, Sequence
 from jobs.catalog import on_feature_maps
 
 PRESETS_DIR = Path(__file__).parent / "presets"
+# Schedule fields added after stores were first written, with their defaults: left out of `Schedule.id` at the
+# default, so that the schedules of existing stores keep their ids and their sweeps can be resumed.
+ADDED_FIELDS = {"jitter": 0.0}
 STEP_RULES = ("plain", "sign")
 # What the network is fed (Image generation I: the author passes the noise image straight to the hub
 # GoogLeNet/InceptionV3, which apply their own `transform_input`; no mean/std normalisation):
@@ -198,6 +201,9 @@ class Schedule:
                                                 #   "targets": hold (O_a, O_b) at moving targets (ours)
     source_fit: str = "crop"                    # photographs: shorter side to the first size, centre crop
                                                 #   (torchvision's classification convention), or "squash"
+    jitter: float = 0.0                         # each step, first add uniform noise in [-c, c] to every pixel
+                                                #   (Image generation I, "Transformation Resiliency": the
+                                                #   article's ColorJitter(0.0001), seeded here per image)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -207,13 +213,13 @@ class Schedule:
             raise ValueError(f"schedule {self.name!r} has no octaves")
         object.__setattr__(self, "octaves", octaves)
         for what in ("init_mean", "init_std", "C", "l1", "pad_fill", "layer_weight", "class_weight",
-                     "interpolation_logit"):
+                     "interpolation_logit", "jitter"):
             value = getattr(self, what)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"schedule {what} must be a finite number, got {value!r}")
             object.__setattr__(self, what, float(value))
-        if self.init_std < 0 or self.l1 < 0:
-            raise ValueError("schedule init_std and l1 must be >= 0")
+        if self.init_std < 0 or self.l1 < 0 or not 0 <= self.jitter <= 1:
+            raise ValueError("schedule init_std and l1 must be >= 0, and jitter in [0, 1]")
         if self.step not in STEP_RULES:
             raise ValueError(f"schedule step must be one of {', '.join(STEP_RULES)}, got {self.step!r}")
         if not isinstance(self.absolute, bool) or not isinstance(self.clamp, bool):
@@ -285,8 +291,7 @@ class Schedule:
     @property
     def id(self) -> str:
         """Short stable hash of the content (everything but the name): same id, same computation."""
-        content = self.to_dict()
-        del content["name"]
+        content = self.content_dict()
         text = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -297,9 +302,13 @@ class Schedule:
         return data
 
     def content_dict(self) -> dict[str, Any]:
-        """`to_dict` without the name (what `id` hashes)."""
+        """`to_dict` without the name (what `id` hashes), and without the fields added since stores were first
+        written while they hold their default, so that an earlier store's schedule keeps its id."""
         content = self.to_dict()
         del content["name"]
+        for field, default in ADDED_FIELDS.items():
+            if content[field] == default:
+                del content[field]
         return content
 
     def to_json(self) -> str:

@@ -2,8 +2,7 @@
 
 Images are float tensors B x 3 x H x W. Every transform here is deterministic given its inputs; the one random
 choice, where a crop lies, is drawn by `random_offsets` from an explicit `torch.Generator` per image, so an image
-gets the same crops whether it is rendered alone or inside a batch. (The articles warn that torchvision's
-`ColorJitter` cannot be seeded; nothing here uses it.)
+gets the same crops whether it is rendered alone or inside a batch; so is the intensity jitter's noise.
 
 - `blur(sigma)`: torchvision's Gaussian blur, kernel 3, applied after every step (Image generation I,
   "smoothness prior"); one sigma for all images or one per image.
@@ -18,6 +17,10 @@ gets the same crops whether it is rendered alone or inside a batch. (The article
 - `resize(size)`: bilinear resize with antialiasing between octaves (torchvision's `Resize`), also the
   transformation-resiliency cycle (the article switches from `interpolate`'s nearest neighbour to `Resize`'s
   bilinear mode because nearest neighbour translates the image).
+- `jitter(c, generators)`: "a small intensity change is applied to each pixel at random for each iteration using
+  torchvision.transforms.ColorJitter(c) ... epsilon in [-c, c] is added to element a_xy" (Image generation I,
+  "Transformation Resiliency"), done as the article describes it: uniform noise in [-c, c] on every pixel, drawn
+  from each image's own generator (the article warns that torchvision's ColorJitter cannot be seeded).
 - `fit(size, mode)`: a photograph to the first octave's square: "crop" resizes the shorter side and takes the
   centre square (torchvision's classification convention, `Resize(size)` + `CenterCrop(size)`); "squash" resizes
   both sides, losing the aspect ratio.
@@ -96,6 +99,15 @@ def fit(size: int, mode: str = "crop") -> Transform:
         TF, InterpolationMode = _torchvision()
         resized = TF.resize(image, size, interpolation=InterpolationMode.BILINEAR, antialias=True)  # shorter side
         return TF.center_crop(resized, [size, size])
+    return inner
+
+
+def jitter(c: float, generators: Sequence[torch.Generator]) -> Transform:
+    """Add uniform noise in [-c, c] to every pixel, image j's from `generators[j]` (drawn on the CPU)."""
+    def inner(image: Tensor) -> Tensor:                 # B x 3 x H x W -> B x 3 x H x W
+        shape = image.shape[1:]
+        noise = torch.stack([torch.rand(shape, generator=g) for g in generators])     # B x 3 x H x W in [0, 1)
+        return image + ((2 * noise - 1) * c).to(image.device, image.dtype)
     return inner
 
 

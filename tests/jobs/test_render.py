@@ -1,4 +1,5 @@
 """The batched loop: determinism, batch independence, failures, input gradients only, ImageNet plumbing."""
+import dataclasses
 import math
 
 import pytest
@@ -247,3 +248,16 @@ def test_bf16_keeps_the_demo_models_class_images(digits_model, digits_class_imag
     assert [(r.label, r.target_prob >= 0.9) for r in half] == [(c, True) for c in range(10)]
     assert [digits_class_images[s].label for s in specs] == list(range(10))
     assert any((r.image != digits_class_images[r.spec].image).any() for r in half)   # bf16 did run
+
+
+def test_jitter_is_seeded_batch_independent_and_within_c_per_step(random_digits_model):
+    """Transfiguration's intensity jitter: with no step and no blur, n steps move a pixel by at most n * c; the
+    same seed gives the same image, alone or in a batch."""
+    still = Schedule(name="j", octaves=(Octave(24, 3, lr=(0.0, 0.0), sigma=(0.8, 0.8), blur_every=0),),
+                     jitter=0.001)
+    plain = render(random_digits_model, classes(1, 2), dataclasses.replace(still, jitter=0.0), [3, 4]).images
+    jittered = render(random_digits_model, classes(1, 2), still, [3, 4]).images
+    moved = (jittered - plain).abs()
+    assert 0 < moved.max() <= 3 * 0.001 + 1e-7 and (moved > 0).float().mean() > 0.99
+    assert torch.equal(render(random_digits_model, classes(2, 1), still, [4, 3]).images.flip(0), jittered)
+    assert torch.equal(render(random_digits_model, classes(2), still, [4]).images[0], jittered[1])

@@ -1,9 +1,10 @@
 """Schedules: presets equal the article author's published numbers, files round-trip, bad ones fail clearly."""
+import dataclasses
 import json
 
 import pytest
 
-from jobs.schedules import (FAMILIES, Octave, Schedule, ScheduleSet, default_schedule, default_schedules,
+from jobs.schedules import (FAMILIES, Octave, Schedule, default_schedule, default_schedules,
                             load_schedule, preset_names, schedule_set)
 
 
@@ -146,14 +147,30 @@ def test_dream_preset_is_the_articles_three_octaves():
 
 def test_transfigure_preset_is_the_resize_cycle_recipe():
     """Image generation I, "Transformation resiliency": 100 steps, resized through 256, 198, 160, 180, 200 before
-    each of the first 76, blurred for the first three quarters; no ColorJitter (it cannot be seeded)."""
+    each of the first 76, blurred for the first three quarters; ColorJitter(0.0001) on every step, seeded here."""
     s = load_schedule("transfigure")
     (o,) = s.octaves
     assert (o.iterations, o.resize_cycle, o.cycle_steps, o.blur_until) == (100, (256, 198, 160, 180, 200), 76, 75)
     assert [o.size_at(i) for i in range(6)] == [256, 198, 160, 180, 200, 256]
     assert o.size_at(80) == 256 == s.final_size                            # step 75 (75 % 5 == 0) left it at 256
     assert [o.blurs_at(i) for i in (0, 74, 75, 99)] == [True, True, False, False]
-    assert (s.l1, s.C, s.absolute) == (0.001, 200.0, True)
+    assert (s.l1, s.C, s.absolute, s.jitter) == (0.001, 200.0, True, 0.0001)
+
+
+# Ids of presets as stores written before the `jitter` field recorded them: those stores must still resume.
+IDS_BEFORE_JITTER = {"googlenet": "a0da7047b891", "googlenet-pad": "679391adcade", "inception_v3": "60a31ae5c0f8",
+                     "dream": "eef8a93daffc", "digits": "c06e41c3079c", "fixed-224": "326d24a669c3"}
+
+
+def test_a_field_added_later_keeps_the_ids_of_schedules_that_leave_it_at_its_default():
+    assert {name: load_schedule(name).id for name in IDS_BEFORE_JITTER} == IDS_BEFORE_JITTER
+    s = load_schedule("googlenet")
+    assert "jitter" not in s.content_dict() and s.to_dict()["jitter"] == 0.0
+    jittered = dataclasses.replace(s, jitter=0.0001)
+    assert jittered.id != s.id and jittered.content_dict()["jitter"] == 0.0001
+    assert Schedule.from_dict(json.loads(jittered.to_json())).id == jittered.id
+    with pytest.raises(ValueError, match="jitter"):
+        dataclasses.replace(s, jitter=-0.1)
 
 
 def test_default_schedules_per_model_and_job_family():

@@ -96,3 +96,17 @@ def test_compose_applies_left_to_right():
     assert out.shape == (1, 3, 6, 6)
     assert torch.allclose(out, transforms.resize(6)(transforms.pad(2)(image)))
     assert math.isclose(transforms.compose()(image).sum().item(), image.sum().item())
+
+
+def test_jitter_adds_seeded_noise_within_c_to_every_pixel_per_image():
+    """The article's ColorJitter(c) as it describes it: epsilon in [-c, c] added to every pixel, each step."""
+    image = torch.full((2, 3, 5, 5), 0.5)
+    gens = lambda *seeds: [torch.Generator().manual_seed(s) for s in seeds]   # noqa: E731
+    out = transforms.jitter(0.01, gens(1, 2))(image)
+    change = out - image
+    assert change.abs().max() <= 0.01 and (change != 0).float().mean() > 0.99
+    assert change.min() < -0.005 and change.max() > 0.005                     # both signs, the whole range
+    assert not torch.equal(change[0], change[1])                               # each image its own draw
+    alone = transforms.jitter(0.01, gens(2))(image[1:])
+    assert torch.equal(alone, out[1:])                                         # the same inside a batch or alone
+    assert torch.equal(transforms.jitter(0.01, gens(1, 2))(image), out)        # same seeds, same noise
