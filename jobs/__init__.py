@@ -9,7 +9,7 @@ import importlib
 _HOMES = {
     "jobs.models": ("Classifier", "InvalidWeightsFile", "ModelInfo", "UnknownModel", "WeightsUnavailable",
                     "default_dream_layer", "list_models", "load_model", "model_info"),
-    "jobs.images": ("ImageInputError", "SourceImage", "load_images", "sample_images"),
+    "jobs.images": ("ImageInputError", "SourceImage", "load_images", "noise_images", "sample_images"),
     "jobs.catalog": ("ALL_JOBS", "IMAGE_JOBS", "JOBS", "VARIANTS", "parse_layers"),
     "jobs.kinds": ("Frame", "JobResult", "JobSpec", "feature_means", "margin_label", "run_batch"),
     "jobs.objectives": ("Objective",),

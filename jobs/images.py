@@ -107,3 +107,48 @@ def sample_images() -> list[SourceImage]:
     samples = load_sample_images()
     return [SourceImage(Path(name).name, np.ascontiguousarray(image))
             for name, image in zip(samples.filenames, samples.images)]
+
+
+# ---- noise sources (`--images noise:N[:SIZE]`) ------------------------------------------------------------------
+
+NOISE_PREFIX = "noise:"
+MAX_NOISE_IMAGES = 1000          # names noise-000 .. noise-999
+MAX_NOISE_SIDE = 8000            # as MAX_SOURCE_PIXELS allows
+NOISE_LOW, NOISE_WIDTH = 0.5, 0.1   # seed 004: `torch.rand(1, 3, 299, 299) / 10 + 0.5`
+
+
+def is_noise_spec(value: str) -> bool:
+    return str(value).startswith(NOISE_PREFIX)
+
+
+def parse_noise(value: str, default_side: int | None = None) -> tuple[int, int | None]:
+    """`noise:N[:SIZE]` -> (N, SIZE); SIZE is `default_side` when not written. ImageInputError, naming the value,
+    for anything else."""
+    fields = str(value)[len(NOISE_PREFIX):].split(":")
+    try:
+        if not 1 <= len(fields) <= 2:
+            raise ValueError
+        count, side = int(fields[0]), int(fields[1]) if len(fields) == 2 else default_side
+    except ValueError:
+        raise ImageInputError(f"--images {value}: write noise:N or noise:N:SIZE, e.g. noise:8:299") from None
+    if not 1 <= count <= MAX_NOISE_IMAGES:
+        raise ImageInputError(f"--images {value}: N must be between 1 and {MAX_NOISE_IMAGES}")
+    if side is not None and not 1 <= side <= MAX_NOISE_SIDE:
+        raise ImageInputError(f"--images {value}: SIZE must be between 1 and {MAX_NOISE_SIDE} pixels")
+    return count, side
+
+
+def noise_pixels(index: int, side: int) -> np.ndarray:
+    """Noise image `index`: side x side x 3 uint8, uniform on [0.5, 0.6] before rounding to 8 bits (128..153), drawn
+    from a numpy Generator seeded with `index` (the same image in every run: the manifest's hash matches on resume).
+
+    Deep dream (seed 004), features from noise or from real images: "starting from the following scaled normal
+    distribution `single_input = (torch.rand(1, 3, 299, 299))/10 + 0.5`" (torch.rand is uniform, not normal)."""
+    uniform = np.random.default_rng(index).random((side, side, 3))             # side x side x 3 in [0, 1)
+    return np.round((uniform * NOISE_WIDTH + NOISE_LOW) * 255).astype(np.uint8)
+
+
+def noise_images(count: int, side: int) -> list[SourceImage]:
+    """`count` noise images named noise-000, noise-001, ... (`noise_pixels`), stored as 8-bit PNGs like every other
+    source."""
+    return [SourceImage(f"noise-{index:03d}", noise_pixels(index, side)) for index in range(count)]

@@ -16,6 +16,7 @@ _HOMES = {
     "sweep.plan": ("Batch", "Plan", "PlanError", "WorkItem", "make_plan", "parse_classes", "parse_features",
                    "parse_pairs"),
     "sweep.score": ("ScoreConfig", "ScoreSummary", "run_score", "scorer_id"),
+    "sweep.sources": ("source_images",),
     "sweep.status": ("StoreStatus", "store_status"),
     "sweep.store": ("ManifestMismatch", "Store", "StoreError", "images_schema", "is_frame_key", "open_store",
                     "source_hash"),

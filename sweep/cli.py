@@ -182,8 +182,11 @@ def models() -> None:
 @click.option("--interpolate-pairs", default=None, help="Interpolation pairs, written as --pairs "
               "(default: the --pairs pairs).")
 @click.option("--variants", default=None, help="Addition variants (default: merge,juxtapose).")
-@click.option("--images", multiple=True, help="Image file or folder the image jobs start from (repeatable; "
-              "a folder gives its image files).")
+@click.option("--images", multiple=True, help="What the image jobs start from (repeatable): an image file, a "
+              "folder (its image files), store:URI[:JOB] (the final images of JOB, default octave, in another, "
+              "finished store: one per class, its lowest seed, named like octave-0042-goldfish), or noise:N[:SIZE] "
+              "(N images noise-000.. uniform on [0.5, 0.6], the same in every run; SIZE default: the side the "
+              "model's image jobs start at, 299 for ImageNet models).")
 @click.option("--layers", multiple=True, help="Dream layer NAME[:maps], e.g. block2 or a+b:0,4 (repeatable, one "
               "dream variant each; default: the model's default dream layer).")
 @click.option("--seeds", type=int, default=1, show_default=True, help="Seeds 0..N-1 per item.")

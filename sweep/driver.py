@@ -27,7 +27,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TextIO
+from typing import Callable, TextIO
 
 import pyarrow.fs as pafs
 
@@ -37,6 +37,8 @@ from sweep.plan import Batch, Plan, PlanError, WorkItem, make_plan
 from sweep.progress import Progress, format_duration
 from sweep.store import FAILURES, IMAGES, LEASE_TIMEOUT, Lease, ManifestMismatch, Store, StoreError, \
     failures_table, manifest_differences, new_manifest, source_file, source_hash
+
+NOISE_SIDE = 299   # `--images noise:N` without a model at hand: seed 004's `torch.rand(1, 3, 299, 299)`
 
 # Manifest options that say how a run went, not what the store holds: never compared (older stores kept them).
 RUN_OPTIONS = ("batch_size", "bf16")
@@ -54,7 +56,8 @@ class SweepConfig:
     pairs: str | None = None            # 1+2,3+4 | FILE | random:N | all; None: all pairs if at most 1000
     variants: str | None = None         # addition variants; None: all (merge, juxtapose)
     seeds: int = 1                      # seeds 0..seeds-1 per item
-    images: tuple[str, ...] = ()        # image files and folders the image jobs start from (`--images`)
+    images: tuple[str, ...] = ()        # what the image jobs start from (`--images`): image files and folders,
+                                        #   noise:N[:SIZE], store:URI[:JOB] (`sweep.sources`)
     sample_images: bool = False         # also start from scikit-learn's two sample photographs (the demo)
     layers: tuple[str, ...] = ()        # dream layer specs NAME[:maps]; empty: the model's default dream layer
     interpolate_pairs: str | None = None   # interpolation pairs, as `pairs`; None: the `pairs` selection
@@ -130,12 +133,14 @@ class Prepared:
     sources: dict = field(default_factory=dict)   # name -> H x W x 3 uint8 pixels of the plan's source images
 
 
-def load_sources(config: SweepConfig) -> dict:
-    """name -> pixels of every source image (`--images` files and folders, then the sample photographs), or a
-    PlanError listing every input that is not a readable image, or naming inputs that share a name."""
-    from jobs.images import ImageInputError, load_images, sample_images
+def load_sources(config: SweepConfig, noise_side: Callable[[], int] = lambda: NOISE_SIDE) -> dict:
+    """name -> pixels of every source image (`--images` files and folders, `noise:N[:SIZE]` drawn at
+    `noise_side()` unless SIZE is written, `store:URI[:JOB]` read from another store; then the sample photographs),
+    or a PlanError listing every input that is not a readable image, or naming inputs that share a name."""
+    from jobs.images import ImageInputError, sample_images
+    from sweep.sources import source_images
     try:
-        images = load_images(config.images) if config.images else []
+        images = source_images(config.images, config.store, noise_side) if config.images else []
     except ImageInputError as error:
         raise PlanError(str(error)) from None
     images += sample_images() if config.sample_images else []
@@ -145,6 +150,18 @@ def load_sources(config: SweepConfig) -> dict:
                         f"by file name, so rename them")
     # Sorted by name: the same images given in another order are the same sweep (and resume).
     return {image.name: image.pixels for image in sorted(images, key=lambda image: image.name)}
+
+
+def noise_side(model) -> int:
+    """The side `--images noise:N` draws its images at: where the model's default schedules of the image jobs
+    start, so that the noise reaches the first step unresampled, as a noise job's own start does (299, the side
+    of seed 004's `torch.rand(1, 3, 299, 299)`, for every ImageNet model; 32 for the digits demo; a fixed-input
+    network's own side)."""
+    from jobs.catalog import IMAGE_JOBS
+    from jobs.render import fixed_input_size
+    from jobs.schedules import default_schedules
+    schedules = default_schedules(model.name, IMAGE_JOBS, fixed_size=fixed_input_size(model))
+    return max(schedules.for_job(job).octaves[0].size for job in IMAGE_JOBS)
 
 
 def check_layers(model, specs: tuple[str, ...]) -> tuple[str, ...]:
@@ -210,7 +227,7 @@ def prepare(config: SweepConfig) -> Prepared:
     from sweep.worker import CPU_BATCH
     check_cluster(config.cluster)
     model = load_model(config.model, config.weights)          # refuses unknown models and missing weights here
-    sources = load_sources(config)
+    sources = load_sources(config, lambda: noise_side(model))
     plan = make_plan(n_classes=model.n_classes, jobs=config.jobs, classes=config.classes, pairs=config.pairs,
                      variants=config.variants, seeds=config.seeds, batch_size=config.batch_size or CPU_BATCH,
                      sources=tuple(sources), layers=check_layers(model, config.layers),

@@ -96,11 +96,11 @@ def png_name(row: dict) -> str:
     return f"{folder}/{stem}.png"
 
 
-def checked_files(store: Store) -> list[tuple[str, list[str]]]:
-    """(path, columns to read) of every images/ and frames/ file, each opened first: a damaged or foreign file is refused in
-    one line before any PNG is written."""
+def checked_files(store: Store, directories: tuple[str, ...] = (IMAGES, FRAMES)) -> list[tuple[str, list[str]]]:
+    """(path, columns to read) of every images/ and frames/ file (or those of `directories`), each opened first: a
+    damaged or foreign file is refused in one line before any PNG is written."""
     files = []
-    for path in store.files(IMAGES) + store.files(FRAMES):
+    for path in [path for directory in directories for path in store.files(directory)]:
         try:
             names = store.file_schema(path).names
         except (pa.ArrowException, OSError) as error:

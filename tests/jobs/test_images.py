@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jobs.images import ImageInputError, load_images, read_image, sample_images
+from jobs.images import ImageInputError, load_images, noise_images, parse_noise, read_image, sample_images
 
 
 def _save(path, image, **kwargs):
@@ -69,3 +69,29 @@ def test_sample_photographs():
     samples = sample_images()
     assert [s.name for s in samples] == ["china.jpg", "flower.jpg"]
     assert all(s.pixels.shape == (427, 640, 3) and s.pixels.dtype == np.uint8 for s in samples)
+
+
+def test_noise_images_are_seed_004s_start_in_8_bits_and_the_same_every_time():
+    images = noise_images(3, 40)
+    assert [image.name for image in images] == ["noise-000", "noise-001", "noise-002"]
+    reference = np.random.default_rng(1).random((40, 40, 3)) / 10 + 0.5      # torch.rand(...)/10 + 0.5, seeded
+    np.testing.assert_array_equal(images[1].pixels, np.round(reference * 255).astype(np.uint8))
+    for image in images:
+        assert image.pixels.shape == (40, 40, 3) and image.pixels.dtype == np.uint8
+        assert image.pixels.min() >= 128 and image.pixels.max() <= 153        # [0.5, 0.6] x 255, rounded
+        assert 138 < image.pixels.mean() < 143                                 # uniform: mean 0.55 x 255 = 140
+    assert not np.array_equal(images[0].pixels, images[1].pixels)
+    again = noise_images(2, 40)
+    assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(images, again))   # index-seeded, not count
+
+
+@pytest.mark.parametrize("spec, parsed", [("noise:4", (4, None)), ("noise:4:299", (4, 299)),
+                                          ("noise:1000:8", (1000, 8))])
+def test_noise_specs(spec, parsed):
+    assert parse_noise(spec) == parsed
+
+
+@pytest.mark.parametrize("spec", ["noise:", "noise:0", "noise:1001", "noise:3:0", "noise:3:x", "noise:1:2:3"])
+def test_bad_noise_specs_name_the_value(spec):
+    with pytest.raises(ImageInputError, match=f"^--images {spec}: "):
+        parse_noise(spec)

@@ -247,6 +247,33 @@ def test_status_and_export_know_the_image_jobs(image_sweep, tmp_path):
     assert "interpolate/0000_digit-0+0001_digit-1_flower-jpg_s0_f00.png" in names
 
 
+def test_dreams_start_from_another_stores_class_images_and_from_noise(image_sweep, tmp_path):
+    """Deep dream (seed 004), "Enhancements with Dreams": the class images as a_0; and its noise start."""
+    classes, _ = image_sweep
+    store = tmp_path / "dreams"
+    args = ["run", "--store", store, "--model", "digits", "--weights", "random", "--schedule", "tiny", "--jobs",
+            "dream", "--images", f"store:{classes}", "--images", "noise:2", "--layers", "block2", "--batch-size", 5,
+            "--cpus-per-worker", 1]
+    result = invoke(*args)
+    assert result.exit_code == 0 and "5/5 items done" in result.output, result.output
+    manifest = json.loads((store / "manifest.json").read_text())
+    names = ["noise-000", "noise-001", "octave-0000-digit-0", "octave-0001-digit-1", "octave-0002-digit-2"]
+    assert manifest["options"]["sources"] == names == sorted(manifest["sources"])
+    octaves = pd.read_parquet(classes / IMAGES, filters=[("job", "==", "octave")])
+    for target in range(3):
+        np.testing.assert_array_equal(decode_png((store / SOURCES / f"octave-000{target}-digit-{target}.png")
+                                                 .read_bytes()), decode_png(octaves.png[octaves.target == target].iloc[0]))
+    noise = decode_png((store / SOURCES / "noise-000.png").read_bytes())
+    assert noise.shape == (32, 32, 3) and noise.min() >= 128 and noise.max() <= 153   # the digits side
+    dreams = pd.read_parquet(store / IMAGES)
+    assert sorted(dreams.source) == names and (dreams.job == "dream").all()
+    again = invoke(*args)                                              # the same sources, the same hashes: resumes
+    assert again.exit_code == 0 and "nothing left to run" in again.output, again.output
+    itself = invoke(*args[:2], classes, *args[3:])
+    assert itself.exit_code == 2 and itself.output.count("\n") == 1, itself.output
+    assert "that is the store this sweep writes" in itself.output
+
+
 def test_a_missing_source_fails_its_items_with_a_clear_error(image_sweep, tmp_path):
     store, _ = image_sweep
     copy = tmp_path / "copy"

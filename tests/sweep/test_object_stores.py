@@ -195,6 +195,26 @@ def test_a_killed_driver_resumes_exactly_once_on_s3(s3):
     assert not sweep_fakes.temporaries(uri)
 
 
+def test_a_bucket_stores_class_images_are_sources_of_another_sweep(s3):
+    """`--images store:s3://...` reads through the store layer: the images, their names, and the refusal of the
+    store being written, on S3 as on a local disk (tests/sweep/test_sources.py)."""
+    import numpy as np
+    from analysis.synthetic import Image, noise_png, write_store
+    from sweep.driver import load_sources
+    from sweep.plan import PlanError
+    from sweep.store import decode_png
+    rng = np.random.default_rng(0)
+    images = [Image("octave", c, np.zeros(3), png=noise_png(rng, 8)) for c in range(3)]
+    write_store(s3.uri("classes"), ("cat", "dog", "sea lion"), images)
+    got = load_sources(SweepConfig(store=s3.uri("dreams"), images=(f"store:{s3.uri('classes')}",)))
+    assert list(got) == ["octave-0000-cat", "octave-0001-dog", "octave-0002-sea-lion"]
+    np.testing.assert_array_equal(got["octave-0002-sea-lion"], decode_png(images[2].png))
+    with pytest.raises(PlanError, match="that is the store this sweep writes"):
+        load_sources(SweepConfig(store=s3.uri("classes") + "/", images=(f"store:{s3.uri('classes')}",)))
+    with pytest.raises(PlanError, match="no store at"):
+        load_sources(SweepConfig(store=s3.uri("dreams"), images=(f"store:{s3.uri('nothing')}:octave",)))
+
+
 def test_delete_file_removes_a_listed_object_and_lets_one_already_gone_be(server):
     assert_delete_file_removes_a_listed_file_and_lets_one_already_gone_be(Store.open(server.uri("deleting")))
 

@@ -1,0 +1,156 @@
+"""The images the image jobs start from, as `--images` names them: files and folders (`jobs.images.load_images`),
+`noise:N[:SIZE]` (`jobs.images.noise_images`), and `store:URI[:JOB]`, the final images of a job of another,
+finished store, one per item (its lowest seed), read through the one store layer (`sweep.store`, so a local
+directory, s3:// or gs://).
+
+Deep dream (seed 004), "Enhancements with Dreams": "these generated representative images will be used as initial
+inputs a_0": a dream on GoogLeNet's class images is `sweep run --jobs dream --images store:CLASS_STORE`.
+A store source is named after its item, made safe by `sweep.export.slug`: `octave-0042-goldfish`,
+`addition-merge-0001-bear-0002-cat`, `dream-block2-china-jpg`; names that would clash get a hash (`UniqueNames`).
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Sequence
+
+import pyarrow as pa
+
+from jobs.catalog import ALL_JOBS
+from jobs.images import SourceImage, is_noise_spec, load_images, noise_images, parse_noise, read_image
+from sweep.export import MISSING, UniqueNames, checked_files, slug
+from sweep.plan import PlanError
+from sweep.store import IMAGES, LEASE_TIMEOUT, Store, StoreError, describe_lease, is_frame_key, lease_expired, \
+    open_store, read_lease, unreadable
+
+STORE_PREFIX = "store:"
+DEFAULT_STORE_JOB = "octave"      # seed 004 dreams on the class images ("representative images")
+
+
+def is_store_spec(value: str) -> bool:
+    return str(value).startswith(STORE_PREFIX)
+
+
+def parse_store_spec(value: str) -> tuple[str, str]:
+    """`store:URI[:JOB]` -> (URI, JOB). The text after the last ':' is the job unless it holds a '/' (as the
+    ':' of `s3://bucket/x` does); PlanError for an unknown job or an empty URI."""
+    rest = str(value)[len(STORE_PREFIX):]
+    uri, sep, job = rest.rpartition(":")
+    if not sep or "/" in job:
+        uri, job = rest, DEFAULT_STORE_JOB
+    if not uri:
+        raise PlanError(f"--images {value}: write store:URI or store:URI:JOB, e.g. store:./classes:octave")
+    if job not in ALL_JOBS:
+        raise PlanError(f"--images {value}: no job named {job!r} (jobs: {', '.join(ALL_JOBS)}; a store path "
+                        f"holding ':' needs its job after it, store:PATH:octave)")
+    return uri, job
+
+
+def same_store(a: Store, b: Store) -> bool:
+    """Whether two opened stores are one place (a local directory compared after resolving links)."""
+    if type(a.fs) is not type(b.fs):
+        return False
+    if a.is_object_store:
+        return a.root.rstrip("/") == b.root.rstrip("/")
+    return os.path.realpath(a.root) == os.path.realpath(b.root)
+
+
+def check_finished(store: Store, writing: Store, value: str) -> None:
+    """PlanError unless `store` is another store than the one this sweep writes, and no sweep writes it now (its
+    images, and so this sweep's sources and their hashes in the manifest, would change under a resume)."""
+    if same_store(store, writing):
+        raise PlanError(f"--images {value}: that is the store this sweep writes ({writing.uri}); start from another, "
+                        f"finished store")
+    lease = read_lease(store)
+    if lease is not None and not lease_expired(lease, LEASE_TIMEOUT):
+        raise PlanError(f"--images {value}: a sweep is writing {store.uri} now ({describe_lease(lease)}); start "
+                        f"from it once that run has finished")
+
+
+def read_checked(store: Store, path: str, columns: Sequence[str]) -> pa.Table:
+    """`columns` of one images/ file, or StoreError naming it."""
+    try:
+        return store.read_file(path, columns)
+    except (pa.ArrowException, OSError, KeyError) as error:
+        raise StoreError(unreadable(path, error)) from None
+
+
+def final_rows(store: Store, job: str) -> list[dict]:
+    """The final images of `job` (no interpolation frames), one per item (job, variant, classes, source): its
+    lowest seed, seed 0 when there is one; sorted by item. Reads every column but `png`."""
+    chosen: dict[tuple, dict] = {}
+    for path, columns in checked_files(store, (IMAGES,)):
+        for row in read_checked(store, path, [c for c in columns if c != "png"]).to_pylist():
+            row = {**MISSING, **{name: value for name, value in row.items() if value is not None}}
+            if row["job"] != job or row["frame"] >= 0 or is_frame_key(row["key"]):
+                continue
+            item = (row["variant"], row["target"], row["partner"], row["source"])
+            if item not in chosen or row["seed"] < chosen[item]["seed"]:
+                chosen[item] = row
+    return [chosen[item] for item in sorted(chosen)]
+
+
+def stored_pngs(store: Store, keys: Sequence[str]) -> dict[str, bytes]:
+    """key -> PNG bytes of the images/ rows with these keys (reads key and png, one file at a time)."""
+    wanted, found = set(keys), {}
+    for path in store.files(IMAGES):
+        if len(found) == len(wanted):
+            break
+        table = read_checked(store, path, ["key", "png"])
+        for key, png in zip(table.column("key").to_pylist(), table.column("png").to_pylist()):
+            if key in wanted and key not in found:   # the first file in name order wins, as the readers do
+                found[key] = png
+    return found
+
+
+def item_name(row: dict) -> str:
+    """A source's name, after the stored item it is: `octave-0042-goldfish`, `dream-block2-china-jpg`."""
+    parts = [slug(row["job"])] + ([slug(row["variant"])] if row["variant"] else [])
+    for index, name in ((row["target"], row["target_name"]), (row["partner"], row["partner_name"])):
+        if index >= 0:
+            parts += [f"{index:04d}", slug(name)]
+    if row["source"]:
+        parts.append(slug(row["source"]))
+    return "-".join(parts)
+
+
+def store_images(value: str, writing: Store, names: UniqueNames) -> list[SourceImage]:
+    """The images `store:URI[:JOB]` names, or PlanError in one line (no store there, the store this sweep writes,
+    a store being written, no image of JOB)."""
+    uri, job = parse_store_spec(value)
+    try:
+        store = open_store(uri)
+        check_finished(store, writing, value)
+        rows = final_rows(store, job)
+        if not rows:
+            present = sorted({job for path in store.files(IMAGES)
+                              for job in read_checked(store, path, ["job"]).column("job").to_pylist()})
+            raise PlanError(f"--images {value}: store {store.uri} has no {job} images "
+                            f"(jobs present: {', '.join(present) or 'none'})")
+        pngs = stored_pngs(store, [row["key"] for row in rows])
+        return [SourceImage(names.claim_stem(item_name(row), f"{store.uri}|{row['key']}"),
+                            read_image(pngs[row["key"]])) for row in rows]
+    except StoreError as error:
+        raise PlanError(f"--images {value}: {error}") from None
+
+
+def source_images(values: Sequence[str], writing_store: str, noise_side: Callable[[], int]) -> list[SourceImage]:
+    """Every `--images` value read: `noise:N[:SIZE]` (at most once; SIZE defaults to `noise_side()`),
+    `store:URI[:JOB]` (each at most once), and files and folders. ImageInputError lists the bad files together;
+    PlanError names a bad noise or store value."""
+    noise = [v for v in values if is_noise_spec(v)]
+    stores = [v for v in values if is_store_spec(v)]
+    files = [v for v in values if not is_noise_spec(v) and not is_store_spec(v)]
+    if len(noise) > 1:
+        raise PlanError(f"--images {', '.join(noise)}: give noise:N once (it names its images noise-000, ...)")
+    repeated = sorted({v for v in stores if stores.count(v) > 1})
+    if repeated:
+        raise PlanError(f"--images {repeated[0]} is given more than once")
+    images = load_images(files) if files else []
+    if noise:
+        count, side = parse_noise(noise[0])
+        images += noise_images(count, side or noise_side())
+    if stores:
+        writing, names = Store.open(writing_store), UniqueNames()
+        for value in stores:
+            images += store_images(value, writing, names)
+    return images

@@ -1,0 +1,150 @@
+"""`--images store:URI[:JOB]` and `noise:N[:SIZE]` read into source images (`sweep.sources`, through `load_sources`),
+on a small synthetic store (no model, no Ray): names, the lowest seed, no frames, and the refusals."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from analysis.synthetic import Image, noise_png, write_store
+from sweep.cli import main
+from sweep.driver import SweepConfig, load_sources
+from sweep.plan import PlanError
+from sweep.sources import parse_store_spec
+from sweep.store import LEASE, decode_png, source_hash
+
+NAMES = ("zero", "great white shark", "two/three", "four")
+
+
+def _pngs(n: int, seed: int = 0) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    return [noise_png(rng, 12) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def classes(tmp_path_factory):
+    """A finished store: octaves of classes 0-3 with seeds 1 and 0 (written in that order), an interpolation with
+    a frame, a dream on a photograph; its PNGs by (job, target, seed)."""
+    path = str(tmp_path_factory.mktemp("sources") / "classes")
+    pngs = iter(_pngs(20))
+    logits = np.zeros(len(NAMES))
+    images = [Image("octave", c, logits, seed=s, png=next(pngs)) for s in (1, 0) for c in range(4)]
+    images += [Image("octave", 0, logits, seed=2, png=next(pngs))]
+    images += [Image("interpolate", 0, logits, partner=1, source="china.jpg", png=next(pngs)),
+               Image("interpolate", 0, logits, partner=1, source="china.jpg", frame=0, png=next(pngs)),
+               Image("dream", -1, logits, variant="block2:0,4", source="china.jpg", png=next(pngs))]
+    write_store(path, NAMES, images, rows_per_file=3)
+    return path, {(im.job, im.target, im.seed, im.frame): im.png for im in images}
+
+
+def sources(*images: str, store: str = "out", **config) -> dict:
+    return load_sources(SweepConfig(store=store, images=images, **config))
+
+
+def test_a_store_gives_each_class_its_lowest_seed_named_after_the_class(classes, tmp_path):
+    path, pngs = classes
+    got = sources(f"store:{path}", store=str(tmp_path / "out"))
+    assert list(got) == ["octave-0000-zero", "octave-0001-great-white-shark", "octave-0002-two-three",
+                         "octave-0003-four"]
+    for name, target in zip(got, range(4)):
+        np.testing.assert_array_equal(got[name], decode_png(pngs["octave", target, 0, -1]))
+
+
+def test_two_stores_of_one_job_give_distinct_names(classes, tmp_path):
+    path, _ = classes
+    shutil.copytree(path, tmp_path / "copy")
+    got = sources(f"store:{path}", f"store:{tmp_path / 'copy'}")
+    assert len(got) == 8 and len([name for name in got if name.startswith("octave-0000-zero")]) == 2
+    assert all(re.fullmatch(r"octave-000\d-[a-z-]+?(-[0-9a-f]{10})?", name) for name in got)
+
+
+def test_other_jobs_name_their_partner_variant_and_photograph_and_never_give_frames(classes):
+    path, pngs = classes
+    got = sources(f"store:{path}:interpolate", f"store:{path}:dream")
+    assert list(got) == ["dream-block2-0-4-china-jpg", "interpolate-0000-zero-0001-great-white-shark-china-jpg"]
+    np.testing.assert_array_equal(got["interpolate-0000-zero-0001-great-white-shark-china-jpg"],
+                                  decode_png(pngs["interpolate", 0, 0, -1]))   # the final image, not frame 0
+
+
+def test_the_same_command_gives_the_same_sources(classes):
+    path, _ = classes
+    first, again = sources(f"store:{path}", "noise:2:9"), sources("noise:2:9", f"store:{path}")
+    assert list(first) == list(again)
+    assert [source_hash(p) for p in first.values()] == [source_hash(p) for p in again.values()]
+
+
+@pytest.mark.parametrize("spec, uri, job", [
+    ("store:./classes", "./classes", "octave"),
+    ("store:/data/s:dream", "/data/s", "dream"),
+    ("store:s3://bucket/classes", "s3://bucket/classes", "octave"),
+    ("store:gs://bucket/a/b:directed-dream", "gs://bucket/a/b", "directed-dream"),
+])
+def test_store_specs(spec, uri, job):
+    assert parse_store_spec(spec) == (uri, job)
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ("store:{missing}", "no store at"),
+    ("store:{path}:opposite", "has no opposite images (jobs present: dream, interpolate, octave)"),
+    ("store:{path}:dreams", "no job named 'dreams'"),
+    ("store:", "write store:URI"),
+    ("noise:0", "N must be between 1 and 1000"),
+    ("noise:2:0", "SIZE must be between"),
+    ("noise:two", "write noise:N or noise:N:SIZE"),
+])
+def test_bad_values_are_one_line_errors(classes, tmp_path, spec, fragment):
+    path, _ = classes
+    with pytest.raises(PlanError, match="^--images ") as error:
+        sources(spec.format(path=path, missing=tmp_path / "none"))
+    assert fragment in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_store_being_written_is_refused_even_through_a_link(classes, tmp_path):
+    path, _ = classes
+    os.symlink(path, tmp_path / "link")
+    with pytest.raises(PlanError, match="that is the store this sweep writes"):
+        sources(f"store:{tmp_path / 'link'}", store=path)
+
+
+def test_a_store_a_sweep_is_writing_is_refused(classes, tmp_path):
+    path, _ = classes
+    busy = tmp_path / "busy"
+    write_store(str(busy), NAMES, [Image("octave", 0, np.zeros(len(NAMES)))])
+    (busy / LEASE).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "run": "r",
+                                          "heartbeat": time.time()}))
+    with pytest.raises(PlanError, match="a sweep is writing .* now"):
+        sources(f"store:{busy}")
+
+
+def test_noise_and_repeats_are_given_once(classes):
+    path, _ = classes
+    with pytest.raises(PlanError, match="give noise:N once"):
+        sources("noise:2", "noise:3")
+    with pytest.raises(PlanError, match="given more than once"):
+        sources(f"store:{path}", f"store:{path}")
+
+
+def test_noise_without_a_size_takes_the_given_side():
+    got = load_sources(SweepConfig(store="out", images=("noise:2",)), lambda: 17)
+    assert list(got) == ["noise-000", "noise-001"] and got["noise-000"].shape == (17, 17, 3)
+    assert sources("noise:1")["noise-000"].shape == (299, 299, 3)   # seed 004's side when no model says
+
+
+def test_noise_side_follows_the_models_default_image_schedules(random_digits_model):
+    from sweep.driver import noise_side
+    assert noise_side(random_digits_model) == 32   # the digits preset starts at 32 px
+
+
+def test_the_cli_refuses_a_missing_store_in_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["run", "--store", str(tmp_path / "out"), "--model", "digits", "--weights",
+                                       "random", "--jobs", "dream", "--images", f"store:{tmp_path / 'none'}"])
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert result.output.startswith("Error: --images store:") and "no store at" in result.output
+    assert not (tmp_path / "out").exists()
