@@ -98,14 +98,15 @@ def additions_grid(additions: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRI
 
 
 SOURCE_GRIDS = {
-    "transfigure": ("Transfiguration", "source photograph | pushed toward the class",
-                    "Each source photograph beside the image it became when pushed toward a class, with the "
+    "transfigure": ("Transfiguration", "source image | pushed toward the class",
+                    "Each source image beside the image it became when pushed toward a class, with the "
                     "class's probability (red: labelled as another class)."),
-    "dream": ("Deep dream", "source photograph | dream",
-              "Each source photograph beside its dream: the layer's activation raised through the octaves, "
-              "without blur; labelled by the layer and the class the model now sees."),
-    "directed-dream": ("Directed dream", "source photograph | directed dream",
-                       "Each source photograph beside its directed dream: the layer objective plus a class "
+    "dream": ("Deep dream", "source image | dream",
+              "Each source image beside its dream: the layer's activation raised through the octaves "
+              "(whole layers without blur, chosen feature maps blurred each step); labelled by the layer and the "
+              "class the model now sees."),
+    "directed-dream": ("Directed dream", "source image | directed dream",
+                       "Each source image beside its directed dream: the layer objective plus a class "
                        "objective, blurred every few steps; with the class's probability."),
 }
 
