@@ -114,7 +114,7 @@ def sample_images() -> list[SourceImage]:
 NOISE_PREFIX = "noise:"
 MAX_NOISE_IMAGES = 1000          # names noise-000 .. noise-999
 MAX_NOISE_SIDE = 8000            # as MAX_SOURCE_PIXELS allows
-NOISE_LOW, NOISE_WIDTH = 0.5, 0.1   # seed 004: `torch.rand(1, 3, 299, 299) / 10 + 0.5`
+NOISE_LOW, NOISE_WIDTH = 0.5, 0.1   # Deep dream: `torch.rand(1, 3, 299, 299) / 10 + 0.5`
 
 
 def is_noise_spec(value: str) -> bool:
@@ -142,7 +142,7 @@ def noise_pixels(index: int, side: int) -> np.ndarray:
     """Noise image `index`: side x side x 3 uint8, uniform on [0.5, 0.6] before rounding to 8 bits (128..153), drawn
     from a numpy Generator seeded with `index` (the same image in every run: the manifest's hash matches on resume).
 
-    Deep dream (seed 004), features from noise or from real images: "starting from the following scaled normal
+    Deep dream, features from noise or from real images: "starting from the following scaled normal
     distribution `single_input = (torch.rand(1, 3, 299, 299))/10 + 0.5`" (torch.rand is uniform, not normal)."""
     uniform = np.random.default_rng(index).random((side, side, 3))             # side x side x 3 in [0, 1)
     return np.round((uniform * NOISE_WIDTH + NOISE_LOW) * 255).astype(np.uint8)

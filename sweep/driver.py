@@ -38,7 +38,7 @@ from sweep.progress import Progress, format_duration
 from sweep.store import FAILURES, IMAGES, LEASE_TIMEOUT, Lease, ManifestMismatch, Store, StoreError, \
     failures_table, manifest_differences, new_manifest, source_file, source_hash
 
-NOISE_SIDE = 299   # `--images noise:N` without a model at hand: seed 004's `torch.rand(1, 3, 299, 299)`
+NOISE_SIDE = 299   # `--images noise:N` without a model at hand: Deep dream's `torch.rand(1, 3, 299, 299)`
 
 # Manifest options that say how a run went, not what the store holds: never compared (older stores kept them).
 RUN_OPTIONS = ("batch_size", "bf16")
@@ -155,7 +155,7 @@ def load_sources(config: SweepConfig, noise_side: Callable[[], int] = lambda: NO
 def noise_side(model) -> int:
     """The side `--images noise:N` draws its images at: where the model's default schedules of the image jobs
     start, so that the noise reaches the first step unresampled, as a noise job's own start does (299, the side
-    of seed 004's `torch.rand(1, 3, 299, 299)`, for every ImageNet model; 32 for the digits demo; a fixed-input
+    of Deep dream's `torch.rand(1, 3, 299, 299)`, for every ImageNet model; 32 for the digits demo; a fixed-input
     network's own side)."""
     from jobs.catalog import IMAGE_JOBS
     from jobs.render import fixed_input_size

@@ -3,7 +3,7 @@
 finished store, one per item (its lowest seed), read through the one store layer (`sweep.store`, so a local
 directory, s3:// or gs://).
 
-Deep dream (seed 004), "Enhancements with Dreams": "these generated representative images will be used as initial
+Deep dream, "Enhancements with Dreams": "these generated representative images will be used as initial
 inputs a_0": a dream on GoogLeNet's class images is `sweep run --jobs dream --images store:CLASS_STORE`.
 A store source is named after its item, made safe by `sweep.export.slug`: `octave-0042-goldfish`,
 `addition-merge-0001-bear-0002-cat`, `dream-block2-china-jpg`; names that would clash get a hash (`UniqueNames`).
@@ -23,7 +23,7 @@ from sweep.store import IMAGES, LEASE_TIMEOUT, Store, StoreError, describe_lease
     open_store, read_lease, unreadable
 
 STORE_PREFIX = "store:"
-DEFAULT_STORE_JOB = "octave"      # seed 004 dreams on the class images ("representative images")
+DEFAULT_STORE_JOB = "octave"      # Deep dream dreams on the class images ("representative images")
 
 
 def is_store_spec(value: str) -> bool:

@@ -248,7 +248,7 @@ def test_status_and_export_know_the_image_jobs(image_sweep, tmp_path):
 
 
 def test_dreams_start_from_another_stores_class_images_and_from_noise(image_sweep, tmp_path):
-    """Deep dream (seed 004), "Enhancements with Dreams": the class images as a_0; and its noise start."""
+    """Deep dream, "Enhancements with Dreams": the class images as a_0; and its noise start."""
     classes, _ = image_sweep
     store = tmp_path / "dreams"
     args = ["run", "--store", store, "--model", "digits", "--weights", "random", "--schedule", "tiny", "--jobs",

@@ -134,7 +134,7 @@ def test_noise_and_repeats_are_given_once(classes):
 def test_noise_without_a_size_takes_the_given_side():
     got = load_sources(SweepConfig(store="out", images=("noise:2",)), lambda: 17)
     assert list(got) == ["noise-000", "noise-001"] and got["noise-000"].shape == (17, 17, 3)
-    assert sources("noise:1")["noise-000"].shape == (299, 299, 3)   # seed 004's side when no model says
+    assert sources("noise:1")["noise-000"].shape == (299, 299, 3)   # Deep dream's side when no model says
 
 
 def test_noise_side_follows_the_models_default_image_schedules(random_digits_model):
