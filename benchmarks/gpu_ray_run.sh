@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue 12, part 4: `sweep run` on a real GPU through Ray, with one `num_gpus=1` actor (not fake resources).
 # Prepare HERE:   bash benchmarks/gpu_wheels.sh          (puts a slimmed Ray and jsonschema into .whl/, ~46 MiB)
-# Then on the GPU machine, with carry [".whl"] and timeout_s 600:
-#                 bash benchmarks/gpu_ray_run.sh         (about 2-4 minutes; log in $OUT/gpu-ray.log)
+# Then on the GPU machine, with carry [".whl"] (benchmarks/gpu_session.sh runs it as its section 2):
+#                 bash benchmarks/gpu_ray_run.sh         (1-2 minutes at CLASSES=0-127; log in $OUT/gpu-ray.log)
 # It sweeps GoogLeNet (random weights: the image has no ImageNet weights and cannot download them) over CLASSES
 # classes with the article's `googlenet` preset, octave + opposite jobs, automatic batch; then checks that every item
 # is stored exactly once, prints the manifest's run record (batch size, device, GPU, speed) and the store's status.

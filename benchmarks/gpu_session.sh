@@ -1,17 +1,29 @@
 #!/usr/bin/env bash
-# Every GPU figure of issue 12 in one device call (about 6-8 minutes on an H100/H200), written to $OUT/gpu.log:
-#   run it as   bash benchmarks/gpu_session.sh      (with timeout_s 600; the image has torch, no Ray)
-#   then, on the same warm machine, benchmarks/gpu_ray_run.sh (a real Ray sweep; carry .whl, see that script)
+# Every GPU figure of issue 12 in ONE device call of at most 10 minutes (a session has 15 minutes of device time,
+# a machine's start included, so there is no room for a second call). Prepare here first:
+#     bash benchmarks/gpu_wheels.sh        (a slimmed Ray and jsonschema into .whl/: the GPU image has no Ray)
+# then call the device with   command "bash benchmarks/gpu_session.sh", carry [".whl"], timeout_s 600.
+# Logs come back in $OUT: gpu.log (sections 1 and 3) and gpu-ray.log (section 2). Each section has its own time
+# limit, so one that hangs cannot eat the others:
 # 1. bench_engine on GoogLeNet (random weights): (a) engine vs bare loop, (b) one-image loop and batches 32-256 (to
 #    set AUTO_CAP in sweep/worker.py), (c) the googlenet preset at the automatic batch: s/class, 1000-class
-#    projection, peak memory, (d) the worker's render-loop wait share, (e) bf16 quality, (f) trajectory cost;
-# 2. the same (a)-(c) with --compile, to see whether torch.compile pays.
+#    projection, peak memory, (d) the worker's render-loop wait share, (e) bf16 quality (random-he weights),
+#    (f) trajectory cost;                                                                    [<= 270 s]
+# 2. a real `sweep run` through Ray with a num_gpus=1 actor (benchmarks/gpu_ray_run.sh), if .whl/ came along
+#                                                                                            [<= 150 s]
+# 3. (a)-(c) with --compile, to see whether torch.compile pays.                              [<= 140 s]
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 CLASSWEEP_OFFLINE=1
 {
   date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
-  timeout 330 python3 benchmarks/bench_engine.py --model googlenet --device cuda --batches 32,64,128,256
-  timeout 200 python3 benchmarks/bench_engine.py --model googlenet --device cuda --compile --skip d,e,f
+  timeout 270 python3 benchmarks/bench_engine.py --model googlenet --device cuda --batches 32,64,128,256
 } 2>&1 | tee "$OUT/gpu.log"
+if ls .whl/ray-*.whl >/dev/null 2>&1; then
+  CLASSES=${CLASSES:-0-127} timeout 150 bash benchmarks/gpu_ray_run.sh
+else
+  echo "no .whl/: the real Ray run was skipped (run benchmarks/gpu_wheels.sh here and carry .whl)" | tee -a "$OUT/gpu.log"
+fi
+timeout 140 python3 benchmarks/bench_engine.py --model googlenet --device cuda --compile --skip d,e,f 2>&1 \
+  | tee -a "$OUT/gpu.log"
