@@ -622,11 +622,9 @@ class Store:
             with self.fs.open_output_stream(path) as out:
                 out.write(data)
 
-    @object_store_errors
     def delete(self, relative: str) -> None:
         """Remove a file if it is there."""
-        if self.exists(relative):
-            self.bounded(self.fs.delete_file, self.path(relative))
+        self.delete_file(self.path(relative))
 
     @object_store_errors
     def delete_file(self, path: str) -> None:
@@ -658,7 +656,7 @@ class Store:
                 if info.type == pafs.FileType.File and (directory == TEMP_DIR or info.base_name.startswith(
                         TEMP_PREFIX) and (info.base_name.endswith(".tmp") or info.base_name.startswith("_tmp-"))) \
                         and (info.mtime is None or time.time() - info.mtime.timestamp() >= keep_younger_than):
-                    self.bounded(self.fs.delete_file, info.path)
+                    self.delete_file(info.path)
                     removed += 1
         return removed
 
