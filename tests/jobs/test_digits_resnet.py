@@ -24,11 +24,11 @@ def resnet_model():
 
 
 @pytest.fixture(scope="module")
-def octaves(digits_class_images, resnet_model):
+def octaves(digits_octaves, resnet_model):
     """Each model's 10 octave images (its default schedule, the digits preset; seed 0), as uint8 (digits' from the
     shared run of conftest)."""
     specs = [JobSpec("octave", c) for c in range(10)]
-    return {"digits": np.stack([digits_class_images[spec].image for spec in specs]),
+    return {"digits": np.stack([digits_octaves[spec].image for spec in specs]),
             "digits-resnet": np.stack([r.image for r in run_batch(resnet_model, specs,
                                                                   default_schedule("digits-resnet"))])}
 

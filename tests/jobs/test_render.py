@@ -239,15 +239,15 @@ def test_bf16_moves_a_googlenet_image_the_way_float32_does():
 
 
 @pytest.mark.slow
-def test_bf16_keeps_the_demo_models_class_images(digits_model, digits_class_images):
+def test_bf16_keeps_the_demo_models_class_images(digits_model, digits_octaves):
     """Issue 12's quality bar for bf16: the trained demo model's class images keep label = target with p >= 0.9
     for 10/10 classes, as in float32 on the same seeds (about 25 s: bf16 is slow on a CPU)."""
     from jobs.kinds import JobSpec, run_batch
     specs = [JobSpec("octave", c) for c in range(10)]
     half = run_batch(digits_model, specs, load_schedule("digits"), autocast_bf16=True)
     assert [(r.label, r.target_prob >= 0.9) for r in half] == [(c, True) for c in range(10)]
-    assert [digits_class_images[s].label for s in specs] == list(range(10))
-    assert any((r.image != digits_class_images[r.spec].image).any() for r in half)   # bf16 did run
+    assert [digits_octaves[s].label for s in specs] == list(range(10))
+    assert any((r.image != digits_octaves[r.spec].image).any() for r in half)   # bf16 did run
 
 
 def test_jitter_is_seeded_batch_independent_and_within_c_per_step(random_digits_model):
