@@ -23,7 +23,14 @@ def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", default=False, help="also run tests marked slow")
 
 
+# The modules that start Ray and real actors take most of the suite's time: they run first, so that the two test
+# processes (`make test`: pytest-xdist, one module to a process) do not end with one of them alone on a long module.
+LONG_FIRST = ("tests/sweep/test_driver.py", "tests/sweep/test_object_stores.py", "tests/sweep/test_faults.py")
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: LONG_FIRST.index(item.nodeid.split("::")[0])
+               if item.nodeid.split("::")[0] in LONG_FIRST else len(LONG_FIRST))   # stable: the rest keep order
     if config.getoption("--run-slow"):
         return
     skip_slow = pytest.mark.skip(reason="slow: pass --run-slow")
