@@ -8,7 +8,9 @@
     -> Parquet tables, graph.graphml, summary.json (atomic writes)
 
 `analyze_store` is what `sweep analyze` calls. Tables a store cannot have (no opposite images, say) are not
-written and any stale copy is removed, so {store}/analysis/ always describes the store as it is now.
+written and any stale copy is removed, so {store}/analysis/ always describes the store as it is now. A store
+without octave images (only image jobs, say) gets every table that does not start from a class image, and a note
+saying which were skipped (NO_CLASS_IMAGES).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import pyarrow as pa
 
 from analysis import graph as graph_mod
 from analysis.coverage import coverage
-from analysis.load import Rows, read_rows, representatives, require_job
+from analysis.load import Rows, read_rows, representatives
 from analysis.projection import ConstantOutputs, pca_tables
 from analysis.stability import read_trajectories, stability_summary, stability_table
 from analysis.tables import (METRICS, additions_summary, additions_table, classes_table, opposites_summary,
@@ -37,6 +39,9 @@ TABLE_FILES = ("classes.parquet", "opposites.parquet", "opposites_summary.parque
                "additions_summary.parquet", "pca.parquet", "pca_variance.parquet", "graph_nodes.parquet",
                "graph_components.parquet", "graph_cliques.parquet", TRANSFER_FILE, TOP3_FILE, "stability.parquet",
                "stability_summary.parquet", "graph.graphml")
+# The note of a store without octave images; `sweep figures` repeats it on the report's index.
+NO_CLASS_IMAGES = ("no octave images: classes table, PCA and nearest-neighbour graph skipped (each starts from a "
+                   "class's octave image; run the octave job for them)")
 
 
 @dataclass
@@ -68,7 +73,8 @@ class AnalysisSummary:
         out = [f"store {self.store}: model {self.model}, {self.n_classes} classes; "
                + ", ".join(f"{n} {job}" for job, n in self.images.items()) + " images"]
         out += self.coverage
-        out.append(f"classes with an octave image: {self.classes}; labelled as their class: {self.correct}")
+        if self.classes:
+            out.append(f"classes with an octave image: {self.classes}; labelled as their class: {self.correct}")
         for criterion, s in self.opposites.items():
             common = ", ".join(f"{name} ({count})" for name, count in s["most_common"][:5])
             share = "n/a" if s["mutual_share"] is None else f"{s['mutual_share']:.1%}"
@@ -87,10 +93,11 @@ class AnalysisSummary:
         if self.pca_ratio:
             ratios = ", ".join(f"PC{i + 1} {r:.1%}" for i, r in enumerate(self.pca_ratio[:2]))
             out.append(f"PCA of the class outputs: explained variance {ratios}")
-        out.append(f"nearest-neighbour graph (the article's most activated other class; closest outputs by "
-                   f"{self.metric} in classes.parquet and graph.graphml): "
-                   f"{self.components} components, largest {self.largest_components[:5]}; "
-                   f"cliques of more than two classes: {self.cliques_over_two}")
+        if self.classes:
+            out.append(f"nearest-neighbour graph (the article's most activated other class; closest outputs by "
+                       f"{self.metric} in classes.parquet and graph.graphml): "
+                       f"{self.components} components, largest {self.largest_components[:5]}; "
+                       f"cliques of more than two classes: {self.cliques_over_two}")
         for scorer, shares in self.transfer.items():
             percentile = shares.get(OPPOSITE_PERCENTILE)
             out.append(f"scorer {scorer}, share top-1 = target: "
@@ -117,7 +124,7 @@ def analyze_store(store: Store | str, metric: str = "cosine") -> AnalysisSummary
     """Compute every table of a store and write them under {store}/analysis/; returns the summary.
 
     Raises StoreError for a store that cannot be analysed: none there, no manifest, no images, a foreign Parquet
-    file in images/, no octave images (every class table starts from a class's octave image), an unknown metric.
+    file in images/, an unknown metric. Without octave images the class tables are skipped (see NO_CLASS_IMAGES).
     """
     if metric not in METRICS:
         raise StoreError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
@@ -125,8 +132,8 @@ def analyze_store(store: Store | str, metric: str = "cosine") -> AnalysisSummary
     fingerprint = st.fingerprint()   # before reading: a file the sweep adds meanwhile makes the tables stale
     rows, dropped = usable_rows(read_rows(st), st.n_classes)
     cov = coverage(st.manifest, rows.meta["key"])
-    reps = representatives(require_job(rows, "octave", st.uri, ": every class table starts from a class's "
-                                                              "octave image"))
+    octaves = rows.job("octave")
+    reps = representatives(octaves) if len(octaves) else None
     summary = AnalysisSummary(
         store=st.uri, metric=metric, model=str(st.manifest.get("model", "?")), n_classes=st.n_classes,
         fingerprint=fingerprint,
@@ -147,7 +154,7 @@ def analyze_store(store: Store | str, metric: str = "cosine") -> AnalysisSummary
         tables["stability.parquet"] = per_image
         tables["stability_summary.parquet"] = stability_summary(per_image, summary.model)
         summary.stability = json.loads(tables["stability_summary.parquet"].to_json(orient="records"))
-    _write(st, tables, graph_mod.graphml(g), summary)
+    _write(st, tables, None if g is None else graph_mod.graphml(g), summary)
     return summary
 
 
@@ -174,13 +181,18 @@ def usable_rows(rows: Rows, n_classes: int) -> tuple[Rows, int]:
     return (rows if ok.all() else rows.select(ok)), int((~ok).sum())
 
 
-def _compute(rows: Rows, reps: Rows, names, metric: str, summary: AnalysisSummary):
-    """Every table (by file name) and the graph; fills in the summary's numbers."""
+def _compute(rows: Rows, reps: Rows | None, names, metric: str, summary: AnalysisSummary):
+    """Every table (by file name) and the graph (None without class images: `reps` None); fills in the summary's
+    numbers."""
     tables: dict[str, pd.DataFrame] = {}
 
-    classes = classes_table(reps, names, metric)
-    tables["classes.parquet"] = classes
-    summary.classes, summary.correct = len(classes), int(classes["correct"].sum())
+    classes = None
+    if reps is not None:
+        classes = classes_table(reps, names, metric)
+        tables["classes.parquet"] = classes
+        summary.classes, summary.correct = len(classes), int(classes["correct"].sum())
+    else:
+        summary.notes.append(NO_CLASS_IMAGES)
 
     opps = rows.job("opposite")
     if len(opps):
@@ -209,6 +221,8 @@ def _compute(rows: Rows, reps: Rows, names, metric: str, summary: AnalysisSummar
             summary.image_jobs[job] = {"images": len(part), "on_target": None if job in CLASSLESS
                                        else int((part["label"] == aim).sum())}
 
+    if classes is None:
+        return tables, None
     if len(reps) >= 2:
         try:
             coords, variance = pca_tables(reps, names)
@@ -243,14 +257,17 @@ def _opposite_numbers(opp_summary: pd.DataFrame) -> dict:
     return out
 
 
-def _write(st: Store, tables: dict[str, pd.DataFrame], graphml: str, summary: AnalysisSummary) -> None:
+def _write(st: Store, tables: dict[str, pd.DataFrame], graphml: str | None, summary: AnalysisSummary) -> None:
+    """Write the tables (and graph.graphml when there is a graph), delete every other TABLE_FILES name (stale
+    copies of an earlier analysis), then the summary."""
     # The summary goes last: its fingerprint marks the tables as complete and current for `write_figures`.
     st.delete(f"{ANALYSIS_DIR}/{SUMMARY_FILE}")
     for name in TABLE_FILES:
         if name in tables:
             st.write_table(f"{ANALYSIS_DIR}/{name}", pa.Table.from_pandas(tables[name], preserve_index=False))
-        elif name != "graph.graphml":
+        elif name != "graph.graphml" or graphml is None:
             st.delete(f"{ANALYSIS_DIR}/{name}")
-    st.write_bytes(f"{ANALYSIS_DIR}/graph.graphml", graphml.encode("utf-8"))
-    summary.tables = sorted([*tables, "graph.graphml"])
+    if graphml is not None:
+        st.write_bytes(f"{ANALYSIS_DIR}/graph.graphml", graphml.encode("utf-8"))
+    summary.tables = sorted([*tables, *(["graph.graphml"] if graphml is not None else [])])
     st.write_bytes(f"{ANALYSIS_DIR}/{SUMMARY_FILE}", summary.to_json().encode("utf-8"))

@@ -27,7 +27,7 @@ class JobCoverage:
 class Coverage:
     n_classes: int
     planned_classes: tuple[int, ...]   # classes the sweep covers
-    classes_without_image: tuple[int, ...]   # planned classes that have no octave image
+    classes_without_image: tuple[int, ...]   # planned classes that have no octave image (octave planned)
     jobs: tuple[JobCoverage, ...]
     notes: tuple[str, ...] = field(default=())
 
@@ -80,7 +80,9 @@ def coverage(manifest: dict, present_keys: Iterable[str]) -> Coverage:
                                    tuple(k for k in keys or () if k not in present)))
     classes = plan.classes if plan else tuple(range(n))
     with_octave = {int(k.split(":")[2]) for k in present if k.startswith("octave:")}
-    without = tuple(c for c in classes if c not in with_octave)
+    # a sweep without the octave job (only image jobs, say) is not missing class images
+    wants_octaves = plan is None or "octave" in planned
+    without = tuple(c for c in classes if c not in with_octave) if wants_octaves else ()
     return Coverage(n, tuple(classes), without, tuple(reports), tuple(notes))
 
 

@@ -55,22 +55,24 @@ def contact_sheets(classes: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRID_
                       thumb=thumb)
 
 
-def opposites_grid(classes: pd.DataFrame, opposites: pd.DataFrame, thumbs: Mapping, *,
+def opposites_grid(classes: pd.DataFrame | None, opposites: pd.DataFrame, thumbs: Mapping, *,
                    thumb: int = GRID_THUMB) -> Pages:
     """Each class image beside the image minimising its logit, with the opposite by argmax and by the article's
     margin criterion on the class image (or, without a class image, the project's standout statistic on the
-    opposite image)."""
-    class_key = dict(zip(classes["target"], classes["key"]))
+    opposite image). `classes` None (a store without class images): the opposite images alone."""
+    class_key = None if classes is None else dict(zip(classes["target"], classes["key"]))
     cells = []
     for r in opposites.itertuples():
         mutual = " (mutual)" if _flag(r.mutual) else ""
-        cells.append(Cell((thumbs.get(class_key.get(r.target, "")), thumbs.get(r.key)),
+        images = (thumbs.get(r.key),) if class_key is None else (thumbs.get(class_key.get(r.target, "")),
+                                                                 thumbs.get(r.key))
+        cells.append(Cell(images,
                           ((f"{r.target} {r.name}", INK),
                            (f"opposite: {r.opposite_name}{mutual}", GOOD if mutual else INK),
                            (f"article's margin: {r.margin_opposite_name}" if getattr(r, "margin_opposite", -1) >= 0
                             else f"standout: {r.standout_opposite_name}", MUTED))))
-    return grid_pages(cells, title="Opposites: class image | image minimising the class", columns=PAIRS[0],
-                      rows=PAIRS[1], thumb=thumb)
+    title = "Opposites: " + ("" if class_key is None else "class image | ") + "image minimising the class"
+    return grid_pages(cells, title=title, columns=PAIRS[0], rows=PAIRS[1], thumb=thumb)
 
 
 def addition_variants(additions: pd.DataFrame) -> list[str]:

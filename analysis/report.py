@@ -9,6 +9,10 @@
        video, an animated GIF of the image at each snapshot beside the scatter of all outputs (and an MP4 when
        matplotlib finds an ffmpeg encoder; skipped silently otherwise), linked from its class page
     -> index.html + one page per class (relative links only: open the folder anywhere, no server)
+
+A store without octave images (only image jobs, say) has no classes table: the contact sheets, PCA, graph and
+class pages are skipped, the index says so in one line (NO_CLASSES), and every other figure is drawn as usual;
+trajectory videos of images without a class page are linked from the index.
 """
 from __future__ import annotations
 
@@ -47,6 +51,8 @@ GIF_FRAME_MS, GIF_HOLD_MS = 250, 1200   # interpolation GIFs: time per frame, an
 OWNED = ("contact-", "pca.", "graph-", "opposites-", "additions-", "features-", "transfigure-", "interpolation-",
          "dream-", "directed-dream-", "transfer.", "trajectory-", "stability.", "classes/", "img/", "index.html")
 TRAJECTORY_FRAME_MS = 200   # trajectory videos: time per recorded snapshot (the last one is held GIF_HOLD_MS)
+NO_CLASSES = ("No class images: the store holds no octave images, so the classes table, contact sheets, PCA, "
+              "nearest-neighbour graph, feature embedding and class pages are skipped (run the octave job for them).")
 
 
 def load_tables(st: Store) -> dict[str, pd.DataFrame]:
@@ -89,7 +95,9 @@ class ReportFigure:
 
     @property
     def preview(self) -> str | None:
-        return next((f for f in self.files if f.endswith(".png")), None)
+        """The first PNG, else the first GIF (a video's)."""
+        return next((f for f in self.files if f.endswith(".png")),
+                    next((f for f in self.files if f.endswith(".gif")), None))
 
 
 @dataclass(frozen=True)
@@ -116,10 +124,10 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     tables = load_tables(st)
     # The default folder on the store's own file system (also for file systems no URI names, as in tests).
     folder = Store.open(out) if out else Store(st.location("figures"), st.fs, st.path("figures"))
-    classes = tables["classes"]
+    classes = tables.get("classes")
     opposites = tables.get("opposites")
     additions = tables.get("additions")
-    keys = list(classes["key"])
+    keys = list(classes["key"]) if classes is not None else []
     keys += list(opposites["key"]) if opposites is not None else []
     keys += list(additions["key"]) if additions is not None else []
     with _Writer(folder) as writer:
@@ -183,13 +191,13 @@ def _trajectory_videos(snapshots: dict[str, pd.DataFrame], names, writer: "_Writ
 
 def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_Writer", stream,
                   snapshots: dict[str, pd.DataFrame] | None = None) -> Path:
-    classes = tables["classes"]
+    classes = tables.get("classes")
     opposites = tables.get("opposites")
     additions = tables.get("additions")
     transfer = tables.get("transfer")
     scored = transfer is not None and transfer["scorer"].nunique() > 1   # another model has scored the images
-    steps = 3 + (opposites is not None) + (additions is not None) + ("pca" in tables) + ("features" in tables) \
-        + bool(summary.image_jobs) + scored
+    steps = 1 + 2 * (classes is not None) + (opposites is not None) + (additions is not None) + ("pca" in tables) \
+        + ("features" in tables) + bool(summary.image_jobs) + scored   # 1: the HTML pages; 2: contact sheets, graph
     progress = Progress(len(keys) + steps, stream=stream, unit="steps")
     progress.note = "reading images"
     thumbs = _thumbnails(st, keys, writer, progress)
@@ -199,27 +207,15 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
         progress.update(done=1)
 
     figures: list[ReportFigure] = []
-    step("contact sheets")
-    figures.append(writer.figure("Contact sheet", "contact", fig.contact_sheets(classes, thumbs),
-                                 "Every class's generated image with the model's label and probability "
-                                 "(red: labelled as another class)."))
-    if "pca" in tables:
-        step("PCA")
-        files = writer.figure_files("pca", fig.output_pca(tables["pca"], tables["pca_variance"],
-                                                          tables["graph_nodes"]), svg=True)
-        figures.append(ReportFigure("PCA of the output space", files, "First two principal components of the "
-                                    "class representatives' output vectors."))
-    step("graph")
-    figures.append(writer.figure("Nearest-neighbour graph", "graph",
-                                 fig.graph_pages(tables["graph_nodes"], tables["graph_components"]),
-                                 f"{len(tables['graph_components'])} components; an arrow goes from each class to "
-                                 "the class most activated by its image (orange: the component's hub; grey: no "
-                                 "image of its own).", svg=True))
+    if classes is not None:
+        figures += _class_figures(tables, thumbs, writer, step)
     if opposites is not None:
         step("opposites")
         figures.append(writer.figure("Opposites", "opposites", fig.opposites_grid(classes, opposites, thumbs),
                                      "Each class's image beside the image that minimises its logit, labelled by "
-                                     "argmax (the opposite) and by the article's margin criterion on the class image."))
+                                     "argmax (the opposite) and by the article's margin criterion on the class image."
+                                     if classes is not None else "Each image that minimises its class's logit, "
+                                     "labelled by argmax (the opposite) and by the project's standout statistic."))
     if additions is not None:
         step("additions")
         figures.append(writer.figure("Additions", "additions", fig.additions_grid(additions, thumbs),
@@ -236,7 +232,7 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     if "features" in tables:
         step("features")
         figures.extend(_feature_figures(tables["features"], writer))
-    else:
+    elif classes is not None:   # without class images NO_CLASSES says it
         notes.append(f"Feature embedding skipped: the store has no {ANALYSIS_DIR}/features.parquet (run "
                      "`sweep analyze --features LAYER:0,4` to compute it).")
     if summary.image_jobs:   # reading every row again is only worth it when there are image jobs to draw
@@ -250,14 +246,45 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
                                     "recorded steps, and the share of recorded steps with the target top-1, per "
                                     "octave (Input generation, \"InceptionV3 and GoogleNet Compared\")."))
     videos = _trajectory_videos(snapshots or {}, st.class_names, writer)
+    paged = set() if classes is None else set(classes["target"])
+    figures.extend(_video_figure(v) for target, vs in videos.items() if target not in paged for v in vs)
     step("HTML pages")
     images = {key: writer.image_name(key) for key in thumbs}
-    _class_pages(st, summary, tables, writer, images, videos)
+    if classes is not None:
+        _class_pages(st, summary, tables, writer, images, videos)
     writer.text("index.html", _index_html(st, summary, tables, figures, notes, images))
     writer.finish()
     writer.remove_stale()
     progress.close()
     return Path(writer.root) / "index.html"
+
+
+def _class_figures(tables, thumbs, writer: "_Writer", step: Callable[[str], None]) -> list[ReportFigure]:
+    """The figures that start from the classes table: contact sheets, PCA (when there is one) and the graph."""
+    step("contact sheets")
+    figures = [writer.figure("Contact sheet", "contact", fig.contact_sheets(tables["classes"], thumbs),
+                             "Every class's generated image with the model's label and probability "
+                             "(red: labelled as another class).")]
+    if "pca" in tables:
+        step("PCA")
+        files = writer.figure_files("pca", fig.output_pca(tables["pca"], tables["pca_variance"],
+                                                          tables["graph_nodes"]), svg=True)
+        figures.append(ReportFigure("PCA of the output space", files, "First two principal components of the "
+                                    "class representatives' output vectors."))
+    step("graph")
+    figures.append(writer.figure("Nearest-neighbour graph", "graph",
+                                 fig.graph_pages(tables["graph_nodes"], tables["graph_components"]),
+                                 f"{len(tables['graph_components'])} components; an arrow goes from each class to "
+                                 "the class most activated by its image (orange: the component's hub; grey: no "
+                                 "image of its own).", svg=True))
+    return figures
+
+
+def _video_figure(video: dict) -> ReportFigure:
+    """A trajectory video of an image without a class page, shown on the index."""
+    return ReportFigure(f"Generation of {video['key']}", (video["gif"], *([video["mp4"]] if video["mp4"] else [])),
+                        f"The image at each recorded snapshot beside every class's output (target in red), "
+                        f"{video['steps']}.")
 
 
 class _Writer:
@@ -504,11 +531,14 @@ def _by_target(frame: pd.DataFrame | None) -> dict:
 
 def _index_html(st: Store, summary: AnalysisSummary, tables, figures, notes, images: dict[str, str]) -> str:
     opp = _by_target(tables.get("opposites"))
-    rows = [{**r._asdict(), "opposite_name": opp[r.target].opposite_name if r.target in opp else ""}
-            for r in tables["classes"].itertuples()]
+    classes = tables.get("classes")
+    rows = [] if classes is None else [
+        {**r._asdict(), "opposite_name": opp[r.target].opposite_name if r.target in opp else ""}
+        for r in classes.itertuples()]
     return templates().get_template("index.html").render(
         title="classweep report", manifest=st.manifest, store_uri=st.uri, summary_lines=summary.lines(),
-        figures=figures, notes=notes, tables=summary.tables, rows=rows, images=images)
+        figures=figures, notes=notes, tables=summary.tables, rows=rows, images=images,
+        skipped=None if classes is not None else NO_CLASSES)
 
 
 def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, images: dict[str, str],

@@ -287,7 +287,8 @@ def analysis_functions():
 @click.option("--weights", default=None, help="Weights for --features (default: the sweep's).")
 @cluster_options
 def analyze(store, metric, features, weights, address, workers, device, cpus_per_worker, gpu_wait) -> None:
-    """Tables under {store}/analysis/: classes, opposites, additions, PCA, nearest-neighbour graph."""
+    """Tables under {store}/analysis/: classes, opposites, additions, PCA, nearest-neighbour graph (those a store
+    can have: without octave images, no class tables)."""
     functions = analysis_functions()
     with reported(store):
         if features:
@@ -308,7 +309,7 @@ def analyze(store, metric, features, weights, address, workers, device, cpus_per
 @click.option("--out", default=None, help="Directory for figures and index.html (default: {store}/figures).")
 @click.option("--trajectories", multiple=True, help="Image KEY whose recorded generation to animate (repeatable; "
               "needs a run with --trajectory every:N,snapshots:M): a GIF, and an MP4 when ffmpeg is available, "
-              "linked from the class page.")
+              "linked from the class page (from the index for an image without one).")
 def figures(store, out, trajectories) -> None:
     """Figures and a static HTML report from the analysis tables."""
     functions = analysis_functions()

@@ -9,7 +9,7 @@ import pytest
 
 import analysis
 from analysis import StoreError, analyze_store
-from analysis.analyze import AnalysisSummary
+from analysis.analyze import NO_CLASS_IMAGES, AnalysisSummary
 from sweep.store import key_of
 from analysis.synthetic import Image, write_store
 from handmade import NAMES, OCTAVE, OPTIONS, corrupt_png_column, make_small_store, small_images
@@ -110,8 +110,20 @@ def test_euclidean_metric(small_store):
     assert json.load(open(os.path.join(small_store, "analysis", "summary.json")))["metric"] == "euclidean"
 
 
+def test_a_store_without_octave_images_gets_every_table_that_needs_none(tmp_path):
+    """Opposites (without the article's margin opposite, read from class images) and additions; no class tables."""
+    store = make_small_store(tmp_path / "s", drop=tuple(key_of("octave", "", c, -1, 0) for c in range(6)))
+    summary = analyze_store(store)
+    assert NO_CLASS_IMAGES in summary.notes and summary.classes == 0
+    assert summary.tables == ["additions.parquet", "additions_summary.parquet", "opposites.parquet",
+                              "opposites_summary.parquet", "transfer.parquet", "transfer_top3.parquet"]
+    assert sorted(os.listdir(os.path.join(store, "analysis"))) == sorted([*summary.tables, "summary.json"])
+    assert "margin_opposite" not in _read(store, "opposites") and _read(store, "opposites")["mutual"].sum() == 4
+    text = "\n".join(summary.lines())
+    assert "opposites by argmax: 4 distinct among 6 classes" in text and "components, largest" not in text
+
+
 @pytest.mark.parametrize("breakage, words", [
-    ("no-octave", "no octave images"),
     ("empty", "empty"),
     ("foreign", "not a classweep images file"),
     ("no-manifest", "no manifest.json"),
@@ -120,9 +132,7 @@ def test_euclidean_metric(small_store):
 def test_user_errors_are_one_line(tmp_path, breakage, words):
     store = str(tmp_path / "s")
     metric = "cosine"
-    if breakage == "no-octave":
-        make_small_store(store, drop=tuple(key_of("octave", "", c, -1, 0) for c in range(6)))
-    elif breakage == "empty":
+    if breakage == "empty":
         write_store(store, NAMES, [], options=OPTIONS)
     elif breakage == "foreign":
         make_small_store(store)

@@ -12,11 +12,14 @@ import pyarrow.parquet as pq
 from PIL import Image as PILImage
 
 from analysis import analyze_store, write_figures
+from analysis.analyze import NO_CLASS_IMAGES
+from analysis.report import NO_CLASSES
 from analysis.coverage import coverage
-from sweep.store import key_of
+from sweep.store import TRAJECTORIES, Store, key_of
 from analysis.load import open_store, read_rows
 from analysis.synthetic import Image, noise_png, png_bytes, write_store
 from handmade import NAMES, OPTIONS, make_small_store, small_images
+from test_stability import trajectory_rows
 
 SOURCE = "photo.png"
 FRAMES = ((0, 16, [8, 0, 0, 0, 0, 0]), (1, 24, [5, 3, 0, 0, 0, 0]), (2, 24, [2, 6, 0, 0, 0, 0]),
@@ -43,10 +46,15 @@ def image_rows(rng) -> list[Image]:
     return rows
 
 
-def make_image_store(path) -> str:
+def make_image_store(path, jobs: tuple[str, ...] | None = None) -> str:
+    """The hand-made store plus `image_rows`; with `jobs`, only the rows (and the plan) of those jobs."""
     rng = np.random.default_rng(1)
-    write_store(str(path), NAMES, small_images() + image_rows(rng), options=IMAGE_OPTIONS, rows_per_file=5)
-    os.makedirs(os.path.join(path, "sources"))
+    rows = small_images() + image_rows(rng)
+    if jobs is not None:
+        rows = [r for r in rows if r.job in jobs]
+    options = IMAGE_OPTIONS if jobs is None else {**IMAGE_OPTIONS, "jobs": list(jobs)}
+    write_store(str(path), NAMES, rows, options=options, rows_per_file=5)
+    os.makedirs(os.path.join(path, "sources"), exist_ok=True)
     photo = np.zeros((30, 50, 3), np.uint8)
     photo[:, :25] = (200, 40, 40)
     with open(os.path.join(path, "sources", f"{SOURCE}.png"), "wb") as f:
@@ -172,3 +180,47 @@ def test_gif_bytes_resize_every_frame_to_the_final_size():
     frames = _gif_frames(io.BytesIO(data))
     assert [f.size for f in frames] == [(12, 12), (12, 12)]
     assert frames[0].getpixel((6, 6))[0] > 200 and frames[1].getpixel((6, 6))[2] > 200
+
+
+DREAMS_ONLY = ("transfigure", "dream")
+
+
+def test_a_store_of_image_jobs_only_is_analysed_without_the_class_tables(tmp_path):
+    store = make_image_store(tmp_path / "s", jobs=DREAMS_ONLY)
+    summary = analyze_store(store)
+    assert NO_CLASS_IMAGES in summary.notes and summary.complete   # the plan asked for no class images
+    assert summary.images == {"dream": 1, "transfigure": 6} and summary.classes == 0
+    assert summary.image_jobs["transfigure"] == {"images": 6, "on_target": 6}
+    assert summary.tables == ["transfer.parquet", "transfer_top3.parquet"]
+    assert sorted(os.listdir(os.path.join(store, "analysis"))) == sorted([*summary.tables, "summary.json"])
+
+
+def test_figures_of_an_image_job_store_draw_its_grids_and_say_what_was_skipped(tmp_path):
+    store = make_image_store(tmp_path / "s", jobs=DREAMS_ONLY)
+    dream = key_of("dream", "x", -1, -1, 0)   # test_stability's recorded dream, a video without a class page
+    Store.open(store).write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows(keys=(dream,)))
+    index = write_figures(store, trajectories=[dream])
+    out, html = index.parent, index.read_text()
+    names = set(os.listdir(out))
+    assert {"transfigure-01.png", "dream-01.png", "index.html"} <= names
+    assert not [n for n in names if n.startswith(("contact-", "graph-", "pca", "classes"))]
+    assert html.count(NO_CLASSES) == 1 and "Feature embedding skipped" not in html
+    gif = next(n for n in names if n.startswith("trajectory-") and n.endswith(".gif"))
+    links = re.findall(r'(?:href|src)="([^"#]+)"', html)
+    assert {"transfigure-01.png", "dream-01.png", gif} <= set(links)
+    assert all((out / link).exists() for link in links)
+
+
+def test_a_store_analysed_with_class_images_then_holding_only_image_jobs_loses_its_class_tables(tmp_path):
+    store = make_image_store(tmp_path / "s")
+    out = write_figures(store).parent
+    assert (out / "classes").is_dir() and os.path.exists(os.path.join(store, "analysis", "graph.graphml"))
+    for directory in ("images", "frames"):
+        for name in os.listdir(os.path.join(store, directory)):
+            os.remove(os.path.join(store, directory, name))
+    make_image_store(store, jobs=DREAMS_ONLY)   # the same store, now with only image jobs
+    write_figures(store)
+    assert sorted(os.listdir(os.path.join(store, "analysis"))) == ["summary.json", "transfer.parquet",
+                                                                   "transfer_top3.parquet"]
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files == ["dream-01.png", "index.html", "transfigure-01.png"]   # no class pages, grids or images left

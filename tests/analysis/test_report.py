@@ -119,6 +119,16 @@ def test_a_new_report_replaces_the_old_one(small_store):
     assert (out / "notes.txt").exists()
 
 
+def test_a_store_without_octave_images_gets_its_opposites_and_additions_drawn(tmp_path):
+    from analysis.report import NO_CLASSES
+    store = make_small_store(tmp_path / "s", drop=tuple(item_key("octave", "", c, -1, 0) for c in range(6)))
+    index = write_figures(store)
+    names = set(os.listdir(index.parent))
+    assert {"opposites-01.png", "additions-01.png"} <= names and not {"contact-01.png", "classes"} & names
+    html = index.read_text()
+    assert NO_CLASSES in html and all((index.parent / link).exists() for link in _links(html))
+
+
 SCRIPT = "<script>alert(1)</script>"
 
 
