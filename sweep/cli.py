@@ -150,6 +150,10 @@ class OneLineErrors(click.Group):
             restore_handlers(previous)   # called in-process (tests, notebooks): leave the caller's handlers
 
 
+WEIGHTS_OPTION = click.option("--weights", default="DEFAULT", show_default=True,
+                              help="Weights name, random (random-he: He-initialised), or a .pth file.")
+
+
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(None, "--version", package_name="classweep", prog_name="sweep",
                       message="%(prog)s %(version)s")
@@ -171,8 +175,7 @@ def models() -> None:
 @main.command()
 @click.option("--store", required=True, help="Directory or s3:// / gs:// URI of the Parquet store.")
 @click.option("--model", required=True, help="Model name (`sweep models`).")
-@click.option("--weights", default="DEFAULT", show_default=True,
-              help="Weights name, random (random-he: He-initialised), or a .pth file.")
+@WEIGHTS_OPTION
 @click.option("--jobs", default=None, help="Comma list of jobs: octave, opposite, addition, and from real images "
               "transfigure, interpolate, dream, directed-dream (default: the first three, and the image jobs too "
               "with --images).")
@@ -346,8 +349,7 @@ def directions(store, groups, start, components, out, method, jobs) -> None:
 @main.command()
 @click.option("--store", required=True, help="The store whose images to score.")
 @click.option("--model", required=True, help="The scoring model (`sweep models`); it must have the store's classes.")
-@click.option("--weights", default="DEFAULT", show_default=True,
-              help="Weights name, random (random-he: He-initialised), or a .pth file.")
+@WEIGHTS_OPTION
 @click.option("--jobs", default=None, help="Comma list of jobs whose images to score (default: every job; "
               "interpolation frames are never scored).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=SCORE_BATCH, show_default=True,
