@@ -131,15 +131,6 @@ def read_rows(store: Store | str, columns: Sequence[str] = NUMERIC_COLUMNS, fram
     return Rows(meta.iloc[order].reset_index(drop=True), np.ascontiguousarray(values[order]))
 
 
-def require_job(rows: Rows, job: str, store_uri: str, why: str = "") -> Rows:
-    """The rows of `job`, or StoreError naming the jobs the store does hold."""
-    selected = rows.job(job)
-    if len(selected) == 0:
-        present = ", ".join(sorted(set(rows.meta["job"]))) or "none"
-        raise StoreError(f"store {store_uri} has no {job} images{why} (jobs present: {present})")
-    return selected
-
-
 def representatives(rows: Rows) -> Rows:
     """One image per class for `rows` of one job: the lowest seed of each target (seed 0 when there is one)."""
     meta = rows.meta

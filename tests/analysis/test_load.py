@@ -7,8 +7,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from analysis.load import (NUMERIC_COLUMNS, StoreError, iter_pngs, open_store, read_rows, representatives,
-                           require_job)
+from analysis.load import NUMERIC_COLUMNS, StoreError, iter_pngs, open_store, read_rows, representatives
 from analysis.synthetic import Image, write_store
 from handmade import NAMES, OCTAVE, corrupt_png_column, make_small_store
 
@@ -127,10 +126,3 @@ def test_logits_that_do_not_match_the_manifest(small_store):
     assert "7 classes" in _one_line(err)
 
 
-def test_requested_job_missing(small_store):
-    rows = read_rows(open_store(small_store))
-    with pytest.raises(StoreError) as err:
-        require_job(rows, "interpolate", small_store)
-    message = _one_line(err)
-    assert "no interpolate images" in message and "octave" in message
-    assert len(require_job(rows, "opposite", small_store)) == 6
