@@ -124,5 +124,3 @@ def test_logits_that_do_not_match_the_manifest(small_store):
     with pytest.raises(StoreError) as err:
         read_rows(open_store(small_store))
     assert "7 classes" in _one_line(err)
-
-
