@@ -31,8 +31,7 @@ import numpy as np
 import torch
 
 from jobs import objectives as obj
-from jobs.catalog import (ALL_JOBS, CLASSLESS, IMAGE_JOBS, JOBS, LAYER_JOBS, PAIRED, VARIANTS,  # noqa: F401
-                          parse_layers)
+from jobs.catalog import ALL_JOBS, CLASSLESS, IMAGE_JOBS, LAYER_JOBS, PAIRED, VARIANTS, parse_layers
 from jobs.render import Progress, Trajectory, TrajectoryOptions, render
 from jobs.schedules import Schedule
 

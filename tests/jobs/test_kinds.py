@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from jobs import kinds
-from jobs.kinds import JOBS, VARIANTS, JobSpec, feature_means, margin_label, own_classes, run_batch
+from jobs.catalog import JOBS, VARIANTS
+from jobs.kinds import JobSpec, feature_means, margin_label, own_classes, run_batch
 from jobs.render import generators_for, initial_images
 from jobs.schedules import load_schedule
 

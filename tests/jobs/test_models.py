@@ -211,7 +211,8 @@ def test_the_family_list_covers_every_listed_family():
 
 
 def _default_fits_and_one_item_renders(model):
-    from jobs.kinds import ALL_JOBS, JobSpec, run_batch
+    from jobs.catalog import ALL_JOBS
+    from jobs.kinds import JobSpec, run_batch
     from jobs.render import check_fits, fixed_input_size, takes_size
     from jobs.schedules import default_schedules, load_schedule, schedule_set
     defaults = default_schedules(model.name, ALL_JOBS, fixed_size=fixed_input_size(model))
