@@ -366,7 +366,7 @@ class _Writer:
         for info in self.folder.listing(recursive=True):
             name = posixpath.relpath(info.path, self.root)
             if info.type == pafs.FileType.File and name not in self.written and name.startswith(OWNED):
-                self.folder.delete(name)
+                self.folder.delete_file(info.path)
 
 
 def _thumbnails(st: Store, keys: list[str], writer: _Writer, progress: Progress) -> dict[str, object]:

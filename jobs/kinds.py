@@ -260,9 +260,9 @@ def run_batch(model, specs: Sequence[JobSpec], schedule, *, device: torch.device
               trajectory: Optional[TrajectoryOptions] = None) -> list[JobResult]:
     """Generate one image per spec in batched renders; results in the order of `specs`.
 
-    `schedule`: a `Schedule` or a `ScheduleSet`; each spec runs `schedule.for_job(job, variant)`. One forward/backward per
-    step for the whole batch; jobs whose schedules differ (the dreams, another preset) form their own render.
-    `sources`: name -> H x W x 3 uint8 real image, for the specs that start from one. A spec
+    `schedule`: a `Schedule` or a `ScheduleSet`; each spec runs `schedule.for_job(job, variant)`. One
+    forward/backward per step for the whole batch; jobs whose schedules differ (the dreams, another preset) form
+    their own render. `sources`: name -> H x W x 3 uint8 real image, for the specs that start from one. A spec
     whose loss or image goes NaN/inf gets a result with `error` set and no image; the rest are unaffected.
     `trajectory`: record each image's steps (`JobResult.trajectory`). Invalid specs raise ValueError before any
     work.
@@ -270,14 +270,13 @@ def run_batch(model, specs: Sequence[JobSpec], schedule, *, device: torch.device
     layer_names = getattr(model, "all_layers", None)   # a `Classifier`'s tappable layers (None: not checked)
     for spec in specs:
         check_spec(spec, model.n_classes, layer_names, sources.keys() if sources is not None else ())
-    groups: dict[str, list[int]] = {}
+    groups: dict[str, tuple[Schedule, list[int]]] = {}   # schedule id -> (the schedule its specs run, their indices)
     for j, spec in enumerate(specs):
-        groups.setdefault(schedule.for_job(spec.job, spec.variant).id, []).append(j)
+        runs = schedule.for_job(spec.job, spec.variant)
+        groups.setdefault(runs.id, (runs, []))[1].append(j)
     results: list[Optional[JobResult]] = [None] * len(specs)
-    for members in groups.values():
-        group = [specs[j] for j in members]
-        done = _run_group(model, group, schedule, schedule.for_job(group[0].job, group[0].variant), sources or {},
-                          device=device,
+    for runs, members in groups.values():
+        done = _run_group(model, [specs[j] for j in members], schedule, runs, sources or {}, device=device,
                           autocast_bf16=autocast_bf16, channels_last=channels_last, progress=progress,
                           trajectory=trajectory)
         for j, result in zip(members, done):

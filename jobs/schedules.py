@@ -1,8 +1,9 @@
 """Octave schedules as data: one frozen dataclass per octave and one for the whole run, with presets.
 
 The octave method (Image generation I, "Jitter using cropped octaves"): starting from scaled noise (the author's
-published settings: `randn / 20 + 0.7`), each octave runs `iterations` gradient steps at one image size, the learning rate and the blur sigma moving linearly
-from start to end (`start * (n - i) / n + end * i / n` at iteration i of n); between octaves the image is resized.
+published settings: `randn / 20 + 0.7`), each octave runs `iterations` gradient steps at one image size, the
+learning rate and the blur sigma moving linearly from start to end (`start * (n - i) / n + end * i / n` at
+iteration i of n); between octaves the image is resized.
 An octave may optimise random crops of the image (positional jitter), pad the image each step (the article's
 `Pad([1, 1], fill=0.7)`), and resize the image through a cycle of sizes (transformation resiliency).
 

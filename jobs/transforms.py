@@ -1,8 +1,8 @@
 """Image transforms of the octave method, as closures: (config) -> (image) -> image.
 
-Images are float tensors B x 3 x H x W. Every transform here is deterministic given its inputs; the one random
-choice, where a crop lies, is drawn by `random_offsets` from an explicit `torch.Generator` per image, so an image
-gets the same crops whether it is rendered alone or inside a batch; so is the intensity jitter's noise.
+Images are float tensors B x 3 x H x W. Every transform here is deterministic given its inputs; the random choices
+(where a crop lies, `random_offsets`; the intensity jitter's noise, `jitter`) are drawn from an explicit
+`torch.Generator` per image, so an image gets the same crops and noise whether it is rendered alone or in a batch.
 
 - `blur(sigma)`: torchvision's Gaussian blur, kernel 3, applied after every step (Image generation I,
   "smoothness prior"); one sigma for all images or one per image.

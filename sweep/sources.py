@@ -13,14 +13,11 @@ from __future__ import annotations
 import os
 from typing import Callable, Sequence
 
-import pyarrow as pa
-
 from jobs.catalog import ALL_JOBS
 from jobs.images import SourceImage, is_noise_spec, load_images, noise_images, parse_noise, read_image
 from sweep.export import MISSING, UniqueNames, checked_files, slug
 from sweep.plan import PlanError
-from sweep.store import IMAGES, LEASE_TIMEOUT, Store, StoreError, describe_lease, is_frame_key, lease_expired, \
-    open_store, read_lease, unreadable
+from sweep.store import IMAGES, Store, StoreError, is_frame_key, open_store, running_sweep
 
 STORE_PREFIX = "store:"
 DEFAULT_STORE_JOB = "octave"      # Deep dream dreams on the class images ("representative images")
@@ -60,18 +57,10 @@ def check_finished(store: Store, writing: Store, value: str) -> None:
     if same_store(store, writing):
         raise PlanError(f"--images {value}: that is the store this sweep writes ({writing.uri}); start from another, "
                         f"finished store")
-    lease = read_lease(store)
-    if lease is not None and not lease_expired(lease, LEASE_TIMEOUT):
-        raise PlanError(f"--images {value}: a sweep is writing {store.uri} now ({describe_lease(lease)}); start "
+    running = running_sweep(store)
+    if running:
+        raise PlanError(f"--images {value}: a sweep is writing {store.uri} now ({running}); start "
                         f"from it once that run has finished")
-
-
-def read_checked(store: Store, path: str, columns: Sequence[str]) -> pa.Table:
-    """`columns` of one images/ file, or StoreError naming it."""
-    try:
-        return store.read_file(path, columns)
-    except (pa.ArrowException, OSError, KeyError) as error:
-        raise StoreError(unreadable(path, error)) from None
 
 
 def final_rows(store: Store, job: str) -> list[dict]:
@@ -79,7 +68,7 @@ def final_rows(store: Store, job: str) -> list[dict]:
     lowest seed, seed 0 when there is one; sorted by item. Reads every column but `png`."""
     chosen: dict[tuple, dict] = {}
     for path, columns in checked_files(store, (IMAGES,)):
-        for row in read_checked(store, path, [c for c in columns if c != "png"]).to_pylist():
+        for row in store.read_checked(path, [c for c in columns if c != "png"]).to_pylist():
             row = {**MISSING, **{name: value for name, value in row.items() if value is not None}}
             if row["job"] != job or row["frame"] >= 0 or is_frame_key(row["key"]):
                 continue
@@ -95,7 +84,7 @@ def stored_pngs(store: Store, keys: Sequence[str]) -> dict[str, bytes]:
     for path in store.files(IMAGES):
         if len(found) == len(wanted):
             break
-        table = read_checked(store, path, ["key", "png"])
+        table = store.read_checked(path, ["key", "png"])
         for key, png in zip(table.column("key").to_pylist(), table.column("png").to_pylist()):
             if key in wanted and key not in found:   # the first file in name order wins, as the readers do
                 found[key] = png
@@ -123,7 +112,7 @@ def store_images(value: str, writing: Store, names: UniqueNames) -> list[SourceI
         rows = final_rows(store, job)
         if not rows:
             present = sorted({job for path in store.files(IMAGES)
-                              for job in read_checked(store, path, ["job"]).column("job").to_pylist()})
+                              for job in store.read_checked(path, ["job"]).column("job").to_pylist()})
             raise PlanError(f"--images {value}: store {store.uri} has no {job} images "
                             f"(jobs present: {', '.join(present) or 'none'})")
         pngs = stored_pngs(store, [row["key"] for row in rows])

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from sweep.plan import Plan
-from sweep.store import FAILURES, IMAGES, LEASE_TIMEOUT, Store, describe_lease, is_frame_key, lease_expired, \
-    open_store, read_lease
+from sweep.store import FAILURES, IMAGES, Store, is_frame_key, open_store, running_sweep
 
 
 @dataclass(frozen=True)
@@ -78,7 +77,5 @@ def store_status(store: Store | str) -> StoreStatus:
     for row in failures:
         if row["key"] not in stored and row["attempt"] >= last.get(row["key"], (-1, ""))[0]:
             last[row["key"]] = (row["attempt"], row["error"])
-    lease = read_lease(store)
-    running = describe_lease(lease) if lease is not None and not lease_expired(lease, LEASE_TIMEOUT) else None
     return StoreStatus(store.uri, manifest, counts, len(failures),
-                       tuple(sorted((k, e) for k, (_, e) in last.items())), len(keys) - len(stored), running)
+                       tuple(sorted((k, e) for k, (_, e) in last.items())), len(keys) - len(stored), running_sweep(store))

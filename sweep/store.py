@@ -737,14 +737,17 @@ class Store:
         with self._object_failures():
             return self.bounded(lambda: ds.ParquetFileFormat().make_fragment(path, filesystem=self.fs).physical_schema)
 
+    def read_checked(self, path: str, columns: Sequence[str] | None = None) -> pa.Table:
+        """`read_file`, with a file that cannot be read (not Parquet, a column missing) refused as one StoreError
+        line naming it and the way on."""
+        try:
+            return self.read_file(path, columns)
+        except (pa.ArrowInvalid, OSError, KeyError) as error:
+            raise StoreError(unreadable(path, error)) from None
+
     def read(self, directory: str, columns: Sequence[str] | None = None) -> pa.Table:
         """The finished files of `directory`, only `columns` (never read `png` unless you need the pictures)."""
-        tables = []
-        for path in self.files(directory):
-            try:
-                tables.append(self.read_file(path, columns))
-            except (pa.ArrowInvalid, OSError, KeyError) as error:
-                raise StoreError(unreadable(path, error)) from None
+        tables = [self.read_checked(path, columns) for path in self.files(directory)]
         if not tables:
             return pa.table({}) if columns is None else pa.table({c: pa.array([], pa.string()) for c in columns})
         return pa.concat_tables(tables, promote_options="permissive")
@@ -913,8 +916,8 @@ def claim_on_object_store(store: "Store", record: dict, timeout: float) -> dict:
                 continue
             held = other.get("state") == "held"
             if lease_expired(other, timeout if held else min(timeout, CLAIM_TIMEOUT)):
-                with contextlib.suppress(OSError):
-                    store.bounded(store.fs.delete_file, path)   # a crashed driver's claim
+                with contextlib.suppress(OSError, StoreError):
+                    store.delete_file(path)   # a crashed driver's claim
             else:
                 live.append(other)
         if not live:
@@ -988,6 +991,12 @@ def lease_expired(record: dict, timeout: float) -> bool:
         except PermissionError:   # exists, another user's
             return False
     return False
+
+
+def running_sweep(store: "Store", timeout: float = LEASE_TIMEOUT) -> str | None:
+    """The driver that holds the store's lease now, described (`describe_lease`); None when no live lease."""
+    lease = read_lease(store)
+    return describe_lease(lease) if lease is not None and not lease_expired(lease, timeout) else None
 
 
 def busy(store: "Store", holder: dict, timeout: float) -> StoreBusy:
