@@ -155,7 +155,7 @@ def start_images(schedule: Schedule, generators: Sequence[torch.Generator],
         return x
     if len(init) != len(generators):
         raise ValueError(f"render got {len(init)} initial images for {len(generators)} objectives")
-    first = transforms.fit(schedule.octaves[0].size, schedule.source_fit)
+    first = transforms.fit(schedule.octaves[0].size, schedule.source_fit, schedule.antialias)
     return torch.stack([x[j] if image is None else first(image.float().cpu()[None])[0]
                         for j, image in enumerate(init)])
 
@@ -168,12 +168,12 @@ class OctaveState:
     offsets: Optional[Tensor]           # B x n x 2 (top, left) per step, or None without crops
 
 
-def enter_octave(x: Tensor, index: int, octave: Octave, generators: Sequence[torch.Generator]
-                 ) -> tuple[Tensor, OctaveState]:
+def enter_octave(x: Tensor, index: int, octave: Octave, generators: Sequence[torch.Generator],
+                 antialias: bool = True) -> tuple[Tensor, OctaveState]:
     """Resize the images to the octave's size and draw each element's crop positions for the whole octave from
     its own generator."""
     if x.shape[-1] != octave.size:
-        x = transforms.resize(octave.size)(x)                               # B x 3 x size x size
+        x = transforms.resize(octave.size, antialias)(x)                    # B x 3 x size x size
     offsets = None
     if octave.crop:
         offsets = transforms.random_offsets(octave.size, octave.crop, generators,
@@ -210,7 +210,7 @@ def step(loop: Loop, x: Tensor, state: OctaveState, i: int, t: int) -> Stepped:
     if s.jitter:
         x = transforms.jitter(s.jitter, loop.generators)(x)                 # B x 3 x H x W
     if octave.cycles and i < octave.cycle_steps and x.shape[-1] != octave.size_at(i):
-        x = transforms.resize(octave.size_at(i))(x)                         # B x 3 x c x c (resize cycle)
+        x = transforms.resize(octave.size_at(i), s.antialias)(x)            # B x 3 x c x c (resize cycle)
     seen = x
     offsets = state.offsets[:, i] if state.offsets is not None else None   # B x 2
     part = transforms.crop(octave.crop)(x, offsets) if offsets is not None else x
@@ -314,7 +314,7 @@ def render(model: torch.nn.Module, objectives: Sequence[Objective], schedule: Sc
                     else contextlib.nullcontext(), on_cuda and channels_last, generators)
         t = 0
         for o, octave in enumerate(schedule.octaves):
-            x, state = enter_octave(x, o, octave, generators)
+            x, state = enter_octave(x, o, octave, generators, schedule.antialias)
             for i in range(octave.iterations):
                 stepped = step(loop, x, state, i, t)
                 record(recorder, t, o, stepped)

@@ -32,7 +32,7 @@ from jobs.catalog import on_feature_maps
 PRESETS_DIR = Path(__file__).parent / "presets"
 # Schedule fields added after stores were first written, with their defaults: left out of `Schedule.id` at the
 # default, so that the schedules of existing stores keep their ids and their sweeps can be resumed.
-ADDED_FIELDS = {"jitter": 0.0}
+ADDED_FIELDS = {"jitter": 0.0, "antialias": True}
 STEP_RULES = ("plain", "sign")
 # What the network is fed (Image generation I: the author passes the noise image straight to the hub
 # GoogLeNet/InceptionV3, which apply their own `transform_input`; no mean/std normalisation):
@@ -205,6 +205,10 @@ class Schedule:
     jitter: float = 0.0                         # each step, first add uniform noise in [-c, c] to every pixel
                                                 #   (Image generation I, "Transformation Resiliency": the
                                                 #   article's ColorJitter(0.0001), seeded here per image)
+    antialias: bool = True                      # resizes antialias, as the articles' `Resize(size)` does on
+                                                #   today's torchvision; false: as it did for tensors in their
+                                                #   time (only shrinking steps differ: transfigure's cycle,
+                                                #   googlenet-pad's 739 -> 490 px)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -223,8 +227,8 @@ class Schedule:
             raise ValueError("schedule init_std and l1 must be >= 0, and jitter in [0, 1]")
         if self.step not in STEP_RULES:
             raise ValueError(f"schedule step must be one of {', '.join(STEP_RULES)}, got {self.step!r}")
-        if not isinstance(self.absolute, bool) or not isinstance(self.clamp, bool):
-            raise ValueError("schedule absolute and clamp must be true or false")
+        if not all(isinstance(getattr(self, what), bool) for what in ("absolute", "clamp", "antialias")):
+            raise ValueError("schedule absolute, clamp and antialias must be true or false")
         _int(self.dream_blur_every, "schedule dream_blur_every", 1)
         _int(self.frames, "schedule frames", 1, MAX_FRAMES)
         if not isinstance(self.output, str) or not self.output:

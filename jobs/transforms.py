@@ -14,9 +14,11 @@ Images are float tensors B x 3 x H x W. Every transform here is deterministic gi
   author's code does, so over GoogLeNet's 220 first-octave steps the image grows from 299 to 739 px; the schedule
   option `pad_mode: "frame"` instead frames only the model input each step (our earlier reading: the image keeps
   its size, the gradient reaches the interior).
-- `resize(size)`: bilinear resize with antialiasing between octaves (torchvision's `Resize`), also the
+- `resize(size, antialias)`: bilinear resize between octaves (torchvision's `Resize`), also the
   transformation-resiliency cycle (the article switches from `interpolate`'s nearest neighbour to `Resize`'s
-  bilinear mode because nearest neighbour translates the image).
+  bilinear mode because nearest neighbour translates the image). The articles call `Resize(size)`, which
+  antialiases today; the torchvision of their time did not for tensors (the schedule's `antialias: false`).
+  Antialiasing changes only shrinking steps.
 - `jitter(c, generators)`: "a small intensity change is applied to each pixel at random for each iteration using
   torchvision.transforms.ColorJitter(c) ... epsilon in [-c, c] is added to element a_xy" (Image generation I,
   "Transformation Resiliency"), done as the article describes it: uniform noise in [-c, c] on every pixel, drawn
@@ -81,23 +83,25 @@ def pad(width: int, fill: float = 0.7) -> Transform:
     return inner
 
 
-def resize(size: int) -> Transform:
-    """Bilinear resize with antialiasing to `size` x `size` (between octaves)."""
+def resize(size: int, antialias: bool = True) -> Transform:
+    """Bilinear resize to `size` x `size` (between octaves), with antialiasing as torchvision's `Resize` does
+    today, or without it (`antialias=False`) as it did for tensors when the articles were written."""
     def inner(image: Tensor) -> Tensor:                 # B x 3 x H x W -> B x 3 x size x size
         TF, InterpolationMode = _torchvision()
-        return TF.resize(image, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
+        return TF.resize(image, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=antialias)
     return inner
 
 
-def fit(size: int, mode: str = "crop") -> Transform:
+def fit(size: int, mode: str = "crop", antialias: bool = True) -> Transform:
     """A photograph (B x 3 x H x W) to `size` x `size`: "crop" (shorter side to `size`, centre crop) or "squash"."""
     def inner(image: Tensor) -> Tensor:                 # B x 3 x H x W -> B x 3 x size x size
         if mode == "squash":
-            return resize(size)(image)
+            return resize(size, antialias)(image)
         if mode != "crop":
             raise ValueError(f"unknown fit {mode!r}: use crop or squash")
         TF, InterpolationMode = _torchvision()
-        resized = TF.resize(image, size, interpolation=InterpolationMode.BILINEAR, antialias=True)  # shorter side
+        resized = TF.resize(image, size, interpolation=InterpolationMode.BILINEAR,
+                            antialias=antialias)                # shorter side
         return TF.center_crop(resized, [size, size])
     return inner
 

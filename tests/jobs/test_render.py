@@ -4,10 +4,11 @@ import math
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from jobs import objectives as obj, transforms
 from jobs.models import load_model
-from jobs.render import generators_for, initial_images, render
+from jobs.render import enter_octave, generators_for, initial_images, render
 from jobs.schedules import Octave, Schedule, load_schedule
 
 # two short octaves, the second with crops, so crop randomness and resizing are exercised
@@ -182,20 +183,38 @@ def test_crop_octaves_blur_the_whole_image_or_only_the_crop(random_digits_model,
     torch.testing.assert_close(out, x, rtol=1e-5, atol=1e-5)
 
 
-def test_resize_cycle_and_blur_curriculum(random_digits_model):
+@pytest.mark.parametrize("antialias", [True, False])
+def test_resize_cycle_and_blur_curriculum(random_digits_model, antialias):
     """Transformation resiliency: before each of the first `cycle_steps` steps the image is resized through the
-    cycle; the blur stops after `blur_until` steps (the article's three quarters)."""
+    cycle (bilinear, antialiased or not as the schedule says); the blur stops after `blur_until` steps (the
+    article's three quarters)."""
     o = Octave(24, 5, lr=(0.3, 0.3), sigma=(0.8, 0.8), blur_until=3, resize_cycle=(20, 16, 18), cycle_steps=4)
-    s = Schedule(name="r", octaves=(o,))
+    s = Schedule(name="r", octaves=(o,), antialias=antialias)
     x = initial_images(s, generators_for([0, 1]))
     for i in range(5):
         if i < 4:
-            x = transforms.resize(o.resize_cycle[i % 3])(x)
+            side = o.resize_cycle[i % 3]
+            x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False, antialias=antialias)
         x = _article_step(random_digits_model.net, x, 2, 0.3, 0.8) if i < 3 else \
             _article_step_no_blur(random_digits_model.net, x, 2, 0.3)
     out = render(random_digits_model, classes(2, 2), s, [0, 1]).images
     assert out.shape[-1] == 20 == s.final_size   # the cycle's size at step 3, kept for step 4
     torch.testing.assert_close(out, x, rtol=1e-5, atol=1e-5)
+
+
+def test_the_schedule_says_whether_octave_resizes_antialias(random_digits_model):
+    """`antialias: false` (the torchvision of the articles' time) changes a shrinking octave, not a growing one."""
+    x = torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(2))
+    shrink = Octave(16, 1, lr=(0.3, 0.3), sigma=(0.5, 0.5))
+    shrunk, _ = enter_octave(x, 1, shrink, generators_for([0, 1]), antialias=False)
+    assert torch.allclose(shrunk, F.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False), atol=1e-6)
+
+    def images(antialias: bool, sizes: tuple[int, int]):
+        octaves = tuple(Octave(side, 2, lr=(0.3, 0.3), sigma=(0.5, 0.5)) for side in sizes)
+        return render(random_digits_model, classes(2, 3), Schedule(name="a", octaves=octaves, antialias=antialias),
+                      [0, 1]).images
+    assert not torch.allclose(images(True, (24, 16)), images(False, (24, 16)), atol=1e-4)
+    torch.testing.assert_close(images(True, (16, 24)), images(False, (16, 24)), rtol=1e-4, atol=1e-4)
 
 
 def _article_step_no_blur(model, x, target, lr):

@@ -171,6 +171,12 @@ def test_a_field_added_later_keeps_the_ids_of_schedules_that_leave_it_at_its_def
     assert Schedule.from_dict(json.loads(jittered.to_json())).id == jittered.id
     with pytest.raises(ValueError, match="jitter"):
         dataclasses.replace(s, jitter=-0.1)
+    assert "antialias" not in s.content_dict() and s.to_dict()["antialias"] is True
+    sampled = dataclasses.replace(s, antialias=False)
+    assert sampled.id not in (s.id, jittered.id) and sampled.content_dict()["antialias"] is False
+    assert Schedule.from_dict(json.loads(sampled.to_json())).id == sampled.id
+    with pytest.raises(ValueError, match="antialias must be true or false"):
+        dataclasses.replace(s, antialias="no")
 
 
 def test_default_schedules_per_model_and_job_family():

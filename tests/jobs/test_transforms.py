@@ -90,6 +90,19 @@ def test_resize_is_antialiased_bilinear():
     assert not torch.allclose(down, F.interpolate(image, size=(20, 20), mode="bilinear", align_corners=False))
 
 
+def test_resize_without_antialias_samples_like_the_torchvision_of_the_articles_time():
+    image = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(3))
+    plain = F.interpolate(image, size=(20, 20), mode="bilinear", align_corners=False)
+    assert torch.allclose(transforms.resize(20, antialias=False)(image), plain, atol=1e-6)
+    # growing is the same either way: only shrinking steps differ
+    assert torch.allclose(transforms.resize(49, antialias=False)(image), transforms.resize(49)(image), atol=1e-5)
+    squashed = transforms.fit(20, "squash", antialias=False)(image)
+    cropped = transforms.fit(20, "crop", antialias=False)(image[..., :30])      # 40 x 30 -> 26 x 20 -> 20 x 20
+    assert torch.allclose(squashed, plain, atol=1e-6)
+    expected = F.interpolate(image[..., :30], size=(26, 20), mode="bilinear", align_corners=False)[..., 3:23, :]
+    assert torch.allclose(cropped, expected, atol=1e-6)
+
+
 def test_compose_applies_left_to_right():
     image = torch.rand(1, 3, 8, 8)
     out = transforms.compose(transforms.pad(2), transforms.resize(6))(image)
