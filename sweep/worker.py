@@ -106,10 +106,13 @@ def worker_name() -> str:
     return f"{socket.gethostname()}/{context.get_node_id()[:8]}/{actor[:8]}"
 
 
-def largest_input(schedule, default: int) -> int:
-    """Side of the largest model input of the schedule: the biggest octave's crop (or whole image) and padding."""
-    octaves = getattr(schedule, "octaves", None) or ()
-    return max([(o.crop or o.size) + 2 * o.pad for o in octaves] or [default])
+def largest_input(schedules, default: int) -> int:
+    """Side of the largest image the network is fed under `schedules`, a `Schedule` or a sweep's `ScheduleSet`
+    (then every schedule in it): crops, a padded frame, the image a padded octave grows (googlenet-pad's first
+    octave reaches 737 px), resize cycles. `default` (the model's input size) when there is no schedule."""
+    runs = (schedules.schedules().values() if hasattr(schedules, "schedules")
+            else [schedules] if hasattr(schedules, "model_input_sizes") else [])
+    return max([max(s.model_input_sizes()) for s in runs] or [default])
 
 
 def probe_batch_size(model, side: int, device, *, bf16: bool, channels_last: bool, cap: int = AUTO_CAP,

@@ -156,7 +156,7 @@ def test_an_out_of_memory_render_is_reported_with_batch_and_image_size(tmp_path)
     worker.run_batch = oom
     batch = prepared.plan.batches()[0]
     report = worker.run(batch, (1,) * len(batch.items))
-    side = max((o.crop or o.size) + 2 * o.pad for o in prepared.schedule.for_job("octave").octaves)
+    side = max(prepared.schedule.for_job("octave").model_input_sizes())
     assert [key for key, _ in report.failed] == list(batch.keys)
     error = report.failed[0][1]
     assert error.startswith("out of memory") and f"batch of 3 images of up to {side} x {side} px" in error

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import sweep_fakes
 from jobs.kinds import feature_means
@@ -151,6 +152,78 @@ def test_setup_on_the_cpu_keeps_a_small_batch_unless_told(tmp_path, worker_facto
     worker = worker_factory(tmp_path)
     assert worker.setup(None)["batch_size"] == CPU_BATCH and worker.setup(5)["batch_size"] == 5
     assert worker.setup(None)["device"] == "cpu" and not worker.setup(None)["bf16"]
+
+
+def test_the_automatic_batch_is_sized_for_the_largest_image_any_job_feeds_the_network():
+    from jobs.schedules import default_schedules, schedule_set
+    from sweep.worker import largest_input
+    googlenet = default_schedules("googlenet", ("octave", "opposite", "dream"))
+    assert largest_input(googlenet, 224) == 470              # octave 2's crops, not the model's 224 px
+    assert largest_input(schedule_set(googlenet, "googlenet-pad"), 224) == 737   # the image grows 2 px a step
+    assert largest_input(default_schedules("inception_v3", ("octave",)), 299) == 390
+    tiny = load_schedule("tiny")
+    assert largest_input(tiny, 1000) == max(tiny.model_input_sizes()) and largest_input(None, 224) == 224
+
+
+def test_setup_on_a_gpu_probes_at_the_largest_input_of_every_job(tmp_path, monkeypatch):
+    """The worker gets the sweep's ScheduleSet; the probe must see its largest input (googlenet-pad: 737 px)."""
+    import torch
+    import sweep.worker as worker_module
+    from jobs.schedules import default_schedules, schedule_set
+    schedules = schedule_set(default_schedules("digits"), "googlenet-pad")
+    worker = SweepWorker(WorkerConfig(str(tmp_path), "digits", "random", schedules))
+    probed = []
+    monkeypatch.setattr(worker, "on_gpu", True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "a fake GPU")
+    monkeypatch.setattr(worker_module, "probe_batch_size",
+                        lambda model, side, device, **options: probed.append((side, options)) or 12)
+    setup = worker.setup(None)
+    assert probed == [(737, {"bf16": True, "channels_last": True})]
+    assert (setup["batch_size"], setup["gpu"], setup["bf16"]) == (12, "a fake GPU", True)
+    assert worker.setup(5)["batch_size"] == 5 and len(probed) == 1      # a given batch size is not probed
+
+
+class SumOfPixels(torch.nn.Module):
+    """A network whose output needs the input gradient; it records the batches it was given."""
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def forward(self, x):                               # B x 3 x S x S -> B x 10
+        self.batches.append(tuple(x.shape))
+        return x.sum((1, 2, 3))[:, None].expand(-1, 10)
+
+
+def fake_cuda_memory(monkeypatch, net: SumOfPixels, fixed: int, per_image: int, free: int) -> None:
+    """torch.cuda's memory calls, on the CPU: the peak of a step is `fixed` + `per_image` x its batch."""
+    import torch
+    for name in ("synchronize", "reset_peak_memory_stats"):
+        monkeypatch.setattr(torch.cuda, name, lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 1000)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated",
+                        lambda device=None: 1000 + fixed + per_image * net.batches[-1][0])
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, 4 * free))
+
+
+def test_the_memory_probe_fits_the_largest_batch_in_the_free_memory_with_headroom(monkeypatch):
+    """Two short steps (batches 2 and 4) give the fixed and per-image memory; the batch is what fits in the
+    headroom's share of the free memory, at least 1 and at most the cap; a probe that runs out of memory gives 1."""
+    import torch
+    from sweep.worker import probe_batch_size
+    net = SumOfPixels()
+    fake_cuda_memory(monkeypatch, net, fixed=500, per_image=100, free=5000)
+    options = dict(bf16=False, channels_last=False)
+    assert probe_batch_size(net, 48, "cpu", cap=64, headroom=0.7, **options) == (5000 * 0.7 - 500) // 100 == 30
+    assert net.batches == [(2, 3, 48, 48), (4, 3, 48, 48)]
+    assert probe_batch_size(net, 48, "cpu", cap=16, headroom=0.7, **options) == 16
+    fake_cuda_memory(monkeypatch, net, fixed=500, per_image=100, free=600)
+    assert probe_batch_size(net, 48, "cpu", cap=64, headroom=0.7, **options) == 1
+
+    def out_of_memory(x):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+    monkeypatch.setattr(net, "forward", out_of_memory)
+    assert probe_batch_size(net, 48, "cpu", cap=64, headroom=0.7, **options) == 1
 
 
 def test_steps_within_a_batch_are_reported_while_it_renders(tmp_path, worker_factory, monkeypatch):
