@@ -5,10 +5,10 @@
 # then call the device with   command "bash benchmarks/gpu_session.sh", carry [".whl"], timeout_s 600.
 # Logs come back in $OUT: gpu.log (sections 1 and 3) and gpu-ray.log (section 2). Each section has its own time
 # limit, so one that hangs cannot eat the others:
-# 1. bench_engine on GoogLeNet (random weights): (a) engine vs bare loop, (b) one-image loop and batches 32-256 (to
-#    set AUTO_CAP in sweep/worker.py), (c) the googlenet preset at the automatic batch: s/class, 1000-class
-#    projection, peak memory, (d) the worker's render-loop wait share, (e) bf16 quality (random-he weights),
-#    (f) trajectory cost;                                                                    [<= 270 s]
+# 1. bench_engine on GoogLeNet (random weights): (a) engine vs bare loop at 299 px (the preset's first octave),
+#    (b) one-image loop and batches 32-256 (to set AUTO_CAP in sweep/worker.py), (c) the googlenet preset at the
+#    automatic batch: s/class, 1000-class projection, peak memory, (d) the worker's render-loop wait share,
+#    (e) bf16 quality (random-he weights), (f) trajectory cost;                              [<= 270 s]
 # 2. a real `sweep run` through Ray with a num_gpus=1 actor (benchmarks/gpu_ray_run.sh), if .whl/ came along
 #                                                                                            [<= 150 s]
 # 3. (a)-(c) with --compile, to see whether torch.compile pays.                              [<= 140 s]
@@ -18,12 +18,12 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 CLASSWEEP_OFFLINE=1
 {
   date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
-  timeout 270 python3 benchmarks/bench_engine.py --model googlenet --device cuda --batches 32,64,128,256
+  timeout 270 python3 benchmarks/bench_engine.py --model googlenet --size 299 --device cuda --batches 32,64,128,256
 } 2>&1 | tee "$OUT/gpu.log"
 if ls .whl/ray-*.whl >/dev/null 2>&1; then
   CLASSES=${CLASSES:-0-127} timeout 150 bash benchmarks/gpu_ray_run.sh
 else
   echo "no .whl/: the real Ray run was skipped (run benchmarks/gpu_wheels.sh here and carry .whl)" | tee -a "$OUT/gpu.log"
 fi
-timeout 140 python3 benchmarks/bench_engine.py --model googlenet --device cuda --compile --skip d,e,f 2>&1 \
+timeout 140 python3 benchmarks/bench_engine.py --model googlenet --size 299 --device cuda --compile --skip d,e,f 2>&1 \
   | tee -a "$OUT/gpu.log"
