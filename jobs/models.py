@@ -151,10 +151,20 @@ class Classifier(nn.Module):
                 activations[_layer] = output
             handles.append(modules[layer].register_forward_hook(keep))
         try:
-            yield activations
+            with _eager_while(bool(handles)):
+                yield activations
         finally:
             for handle in handles:
                 handle.remove()
+
+
+def _eager_while(hooked: bool) -> contextlib.AbstractContextManager:
+    """Within the block, compiled networks run eagerly when `hooked`. torch.compile does not see forward hooks added
+    after it traced a network: a graph traced without them (the worker's memory probe, a class batch) is reused by
+    a call with the same shapes and drops the hooks, so a dream's or a tapped head's layer would never be
+    captured (`sweep run --compile`: KeyError on the layer)."""
+    set_stance = getattr(torch.compiler, "set_stance", None)   # torch >= 2.6
+    return set_stance("force_eager") if hooked and set_stance is not None else contextlib.nullcontext()
 
 
 def default_dream_layer(model: Classifier) -> str:

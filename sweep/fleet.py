@@ -162,6 +162,13 @@ def cluster_plan(cluster: ClusterConfig, n_tasks: int) -> tuple[bool, int]:
     return use_gpu, max(1, min(count, n_tasks))
 
 
+def gpu_wait(cluster: ClusterConfig, use_gpu: bool) -> float | None:
+    """Seconds the first actor may wait for GPU nodes (`Fleet.first_ready`): `cluster.gpu_wait` when GPU actors are
+    asked of a cluster without a GPU now (an autoscaler may add some), else None."""
+    import ray
+    return cluster.gpu_wait if use_gpu and not int(ray.cluster_resources().get("GPU", 0)) else None
+
+
 @dataclass
 class Slot:
     """One actor position and the actor currently in it."""

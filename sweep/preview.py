@@ -121,7 +121,9 @@ class Calibration:
 
 def calibrate(prepared, device: str | None = None) -> Calibration:
     """Time one batch of the plan's first job on `device` (default: cuda when available, else cpu), every octave
-    cut to CALIBRATION_STEPS steps, after an untimed one-step warm-up."""
+    cut to CALIBRATION_STEPS steps, after an untimed one-step warm-up. On a GPU it runs as the sweep's GPU workers
+    do: with the run's speed options (bf16 autocast, channels_last, cuDNN benchmark) and, with an automatic batch
+    size, the batch the workers' memory probe chooses (not the CPU's)."""
     import dataclasses
 
     import torch
@@ -129,17 +131,28 @@ def calibrate(prepared, device: str | None = None) -> Calibration:
     from jobs.kinds import JobSpec, run_batch
     from jobs.models import load_model
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    batch = prepared.plan.batches()[0]
+    config = prepared.config
+    on_gpu = torch.device(device).type == "cuda"
+    if on_gpu:
+        torch.backends.cudnn.benchmark = config.cudnn_benchmark
+    speed = {"autocast_bf16": config.bf16 and on_gpu, "channels_last": config.channels_last and on_gpu}
+    model = load_model(config.model, config.weights, device=device)
+    plan = prepared.plan
+    if on_gpu and config.batch_size is None:
+        from sweep.worker import largest_input, probe_batch_size
+        size = probe_batch_size(model, largest_input(prepared.schedule, model.input_size), device, bf16=config.bf16,
+                                channels_last=config.channels_last)
+        plan = dataclasses.replace(plan, batch_size=size)
+    batch = plan.batches()[0]
     schedule = prepared.schedule.for_job(batch.items[0].job)   # a batch holds one job: time that job's schedule
 
     def cut(steps: int):
         return dataclasses.replace(schedule, octaves=tuple(dataclasses.replace(o, iterations=min(o.iterations, steps))
                                                           for o in schedule.octaves))
-    model = load_model(prepared.config.model, prepared.config.weights, device=device)
     specs = [JobSpec(job=i.job, target=i.target, seed=i.seed, variant=i.variant, partner=i.partner, source=i.source)
              for i in batch.items]
     sources = {name: prepared.sources[name] for name in {s.source for s in specs if s.source}}
-    kwargs = {"sources": sources} if sources else {}
+    kwargs = {**speed, **({"sources": sources} if sources else {})}
     run_batch(model, specs, cut(1), device=device, **kwargs)          # warm-up: kernels, allocator, caches
     timed = cut(CALIBRATION_STEPS)
     if device.startswith("cuda"):

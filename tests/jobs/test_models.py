@@ -290,3 +290,16 @@ def test_random_he_weights_are_seeded_he_normal_draws():
     assert any(not torch.equal(p, r) for p, r in zip(a.net.parameters(), plain.net.parameters()))
     assert not torch.equal(next(load_model("digits", "random-he", seed=4).net.parameters()),
                            next(a.net.parameters()))
+
+
+def test_a_compiled_network_still_feeds_its_taps():
+    """`sweep run --compile` (GPU workers only; the same dynamo here with its eager backend on the CPU): a graph traced
+    without hooks (the worker's memory probe, a class batch) must not swallow a later tap of the same shapes."""
+    model = load_model("digits", "random")
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)                         # 2 x 3 x 32 x 32
+    expected_logits, expected = model.taps(x, ["block2"])
+    model.net.compile(backend="eager")
+    model(x)                                                                 # traced without hooks
+    logits, activations = model.taps(x, ["block2"])
+    assert torch.equal(logits, expected_logits) and torch.equal(activations["block2"], expected["block2"])
+    assert torch.equal(model(x), expected_logits)                            # and as before outside a tap

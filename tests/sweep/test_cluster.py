@@ -1,17 +1,22 @@
 """A simulated cluster (ray.cluster_utils.Cluster): while it has no GPU, `--device gpu` waits for GPU nodes and gives
-up after `gpu_wait`; with two one-GPU nodes added, the driver joins it by address and the GPU actors, one per GPU,
+up after `gpu_wait` (`sweep run`, `sweep score`, the feature pass); with two one-GPU nodes added, the driver joins it by address and the GPU actors, one per GPU,
 spread the work over both nodes (the `worker` column names the node)."""
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import signal
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+import sweep_fakes
 from sweep.driver import SweepConfig, run_sweep
+from sweep.features import FeatureConfig, run_features
 from sweep.fleet import ClusterConfig, SweepError
+from sweep.score import ScoreConfig, run_score
 from sweep.store import IMAGES
 
 ray = pytest.importorskip("ray")
@@ -42,6 +47,34 @@ def test_device_gpu_waits_for_gpu_nodes_and_gives_up(two_nodes, tmp_path):
                               jobs="octave", cluster=ClusterConfig(address=cluster.address, device="gpu",
                                                                    gpu_wait=1.0, progress_every=0.5,
                                                                    cpus_per_worker=0.5)), stream=out)
+    assert "waiting up to 1s for GPU nodes" in out.getvalue() and not ray.is_initialized()
+
+
+@contextlib.contextmanager
+def failing_if_stuck(seconds: int):
+    """A command that never returns fails the test (TimeoutError) instead of hanging the suite."""
+    def stuck(_signum, _frame):
+        raise TimeoutError(f"still running after {seconds} s")
+    previous = signal.signal(signal.SIGALRM, stuck)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("command", ["score", "features"])
+def test_score_and_features_wait_for_gpu_nodes_and_give_up(two_nodes, tmp_path, command):
+    cluster, _ = two_nodes
+    store = tmp_path / "s"
+    sweep_fakes.build_store(store, classes="0-1", jobs="octave", pairs=None)
+    where = ClusterConfig(address=cluster.address, device="gpu", gpu_wait=1.0, progress_every=0.5, cpus_per_worker=0.5)
+    run = {"score": lambda out: run_score(ScoreConfig(str(store), "digits", "random", cluster=where), stream=out),
+           "features": lambda out: run_features(FeatureConfig(str(store), "block2", (0,), cluster=where), stream=out)}
+    out = io.StringIO()
+    with failing_if_stuck(120), pytest.raises(SweepError, match="no GPU worker could start in .* --gpu-wait"):
+        run[command](out)
     assert "waiting up to 1s for GPU nodes" in out.getvalue() and not ray.is_initialized()
 
 

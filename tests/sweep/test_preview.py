@@ -58,3 +58,55 @@ def test_dry_run_of_a_1000_class_model_with_random_weights(tmp_path):
 def test_dry_run_refuses_bad_input_in_one_line(tmp_path):
     code, out = _run("--store", str(tmp_path / "x"), "--model", "digits", "--classes", "0-99", "--dry-run")
     assert code == 2 and out.startswith("Error: ") and len(out.strip().splitlines()) == 1
+
+
+def test_calibration_on_a_gpu_runs_with_the_sweeps_speed_options(tmp_path, monkeypatch, random_digits_model):
+    """On CUDA the timed batch runs as the GPU workers run it (bf16, channels_last, cuDNN benchmark), not in plain
+    float32. The GPU is faked: the model stays on the CPU and the engine only records how it was called."""
+    import torch
+
+    import jobs.kinds
+    import jobs.models
+    from sweep.driver import SweepConfig, prepare
+    from sweep.preview import calibrate
+    calls = []
+    monkeypatch.setattr(jobs.models, "load_model", lambda *args, **kwargs: random_digits_model)
+    monkeypatch.setattr(jobs.kinds, "run_batch", lambda model, specs, schedule, **options: calls.append(options))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *args: None)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    prepared = prepare(SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule="tiny",
+                                   jobs="octave", classes="0-3", batch_size=4))
+    calibration = calibrate(prepared, device="cuda")
+    assert calibration.device == "cuda" and calibration.images == 4 and len(calls) == 2   # warm-up, timed
+    assert all(c["device"] == "cuda" and c["autocast_bf16"] and c["channels_last"] for c in calls)
+    assert torch.backends.cudnn.benchmark
+    calls.clear()
+    calibrate(prepared, device="cpu")                  # on the CPU the GPU options stay off, as on CPU workers
+    assert all(not c["autocast_bf16"] and not c["channels_last"] for c in calls)
+
+
+def test_calibration_on_a_gpu_with_an_automatic_batch_times_the_probes_batch(tmp_path, monkeypatch,
+                                                                             random_digits_model):
+    """`--batch-size auto` on a GPU: the timed batch is the one the workers' memory probe will choose for the
+    sweep's largest input, not the CPU's 8 (a GPU's speed per image depends on the batch)."""
+    import torch
+
+    import jobs.kinds
+    import jobs.models
+    import sweep.worker
+    from sweep.driver import SweepConfig, prepare
+    from sweep.preview import calibrate
+    probed, timed = [], []
+    monkeypatch.setattr(jobs.models, "load_model", lambda *args, **kwargs: random_digits_model)
+    monkeypatch.setattr(jobs.kinds, "run_batch", lambda model, specs, schedule, **options: timed.append(len(specs)))
+    monkeypatch.setattr(sweep.worker, "probe_batch_size", lambda model, side, device, **options: probed.append(
+        (side, options)) or 11)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *args: None)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
+    prepared = prepare(SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule="tiny",
+                                   jobs="octave", classes="0-9", seeds=2))
+    assert prepared.plan.batch_size == sweep.worker.CPU_BATCH
+    calibration = calibrate(prepared, device="cuda")
+    side = sweep.worker.largest_input(prepared.schedule, random_digits_model.input_size)
+    assert probed == [(side, {"bf16": True, "channels_last": True})]
+    assert calibration.images == 11 and timed == [11, 11]
