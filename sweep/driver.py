@@ -487,6 +487,9 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
                          in_flight=cluster.in_flight, max_crashes=config.max_attempts, tick=tick,
                          poll=min(progress.interval, 1.0))
                 given_up = sweep.given_up
+                if fleet.started < count:
+                    print(f"{count - fleet.started} of {count} workers never started (the cluster had no room for "
+                          f"them): the others ran the sweep; ask for fewer --workers", file=out, flush=True)
             finally:
                 fleet.stop()
     except KeyboardInterrupt:

@@ -175,6 +175,7 @@ class Slot:
     number: int
     actor: object
     generation: int = 0                        # bumped on each replacement: tells stale calls from current ones
+    up: bool = False                           # its actor has started (placed, model loaded): it may take tasks
 
 
 class Fleet:
@@ -207,7 +208,13 @@ class Fleet:
             ray.kill(slot.actor, no_restart=True)
         slot.generation += 1
         slot.actor = self._start(slot.number, slot.generation)
+        slot.up = False
         self.replaced += 1
+
+    @property
+    def started(self) -> int:
+        """How many slots' actors have started (the others wait for room in the cluster, or never get it)."""
+        return sum(slot.up for slot in self.slots)
 
     def stop(self, settle: float = 10.0) -> None:
         """Kill every actor, then wait (at most `settle` seconds) until the processes of those on this node have
@@ -244,7 +251,9 @@ class Fleet:
             ready, _ = ray.wait([ref], timeout=interval)
             if ready:
                 try:
-                    return ray.get(ref)
+                    value = ray.get(ref)
+                    self.slots[0].up = True
+                    return value
                 except RayTaskError as error:
                     raise SweepError(f"the first worker failed to start: {first_line(error)}") from None
                 except (RayActorError, RayError) as error:   # it died: a new one in its slot, a few times
@@ -270,7 +279,9 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
              poll: float = 1.0) -> None:
     """Run `tasks` on the fleet until every one is done or given up.
 
-    `submit(actor, task)` -> ObjectRef starts a task; `on_done(task, value)` handles a result and
+    A slot takes tasks only once its actor has started (Ray's `__ray_ready__` answered): an actor the cluster has
+    no room for (more `--workers` than GPUs, and no autoscaler to add them) holds none, so the others finish the
+    run instead of it waiting forever on that actor's share. `submit(actor, task)` -> ObjectRef starts a task; `on_done(task, value)` handles a result and
     `on_failed(task, error)` a task whose call raised (or whose actors kept dying); both return the tasks to queue
     again (retries; may be empty). A task whose actor died is run again first, by a new actor in the same slot, up
     to `max_crashes` times. `tick()` is called at least every `poll` seconds (progress). Raises SweepError when
@@ -282,17 +293,38 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
     owner: dict = {}                          # ObjectRef -> (slot, actor generation, task)
     crashes: collections.Counter = collections.Counter()   # id(task) -> deaths of the actors holding it
     deaths_without_progress = 0
+    pings: dict = {}                          # ObjectRef -> (slot, actor generation): has the actor started?
 
     def held(slot: Slot) -> int:
         return sum(1 for s, g, _ in owner.values() if s is slot and g == slot.generation)
 
+    def died(slot: Slot, error: BaseException) -> None:
+        nonlocal deaths_without_progress
+        fleet.replace(slot)
+        deaths_without_progress += 1
+        if deaths_without_progress > len(fleet.slots) + 2:
+            raise SweepError(f"workers keep dying before finishing any task: {first_line(error)}")
+
     while queue or owner:
         for slot in fleet.slots:
+            if not slot.up:
+                if not any(s is slot and g == slot.generation for s, g in pings.values()):
+                    pings[slot.actor.__ray_ready__.remote()] = (slot, slot.generation)
+                continue
             while queue and held(slot) < in_flight:
                 task = queue.popleft()
                 owner[submit(slot.actor, task)] = (slot, slot.generation, task)
-        ready, _ = ray.wait(list(owner), num_returns=1, timeout=poll)
+        ready, _ = ray.wait([*owner, *pings], num_returns=1, timeout=poll)
         for ref in ready:
+            if ref in pings:
+                slot, generation = pings.pop(ref)
+                try:
+                    ray.get(ref)
+                    slot.up = slot.up or generation == slot.generation
+                except RayError as error:            # it died starting
+                    if generation == slot.generation:
+                        died(slot, error)
+                continue
             slot, generation, task = owner.pop(ref)
             try:
                 value = ray.get(ref)
@@ -302,10 +334,7 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
                 continue
             except RayError as error:            # the actor (or its node) died
                 if generation == slot.generation:
-                    fleet.replace(slot)
-                    deaths_without_progress += 1
-                    if deaths_without_progress > len(fleet.slots) + 2:
-                        raise SweepError(f"workers keep dying before finishing any task: {first_line(error)}")
+                    died(slot, error)
                 crashes[id(task)] += 1
                 if crashes[id(task)] < max_crashes:
                     queue.appendleft(task)       # same task: whatever it wrote before the death is overwritten

@@ -9,12 +9,14 @@ twin on an object store check the same things (tests/conftest.py has pytest rewr
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import signal
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -29,6 +31,21 @@ FAIL_TARGET = 3        # the octave of this class always fails (failing_run_batc
 RAISE_TARGET = 7       # a batch holding this class's octave raises (raising_run_batch, misbehaving_run_batch)
 FLAKY_TARGET = 4       # this class's octave fails on its first try only (misbehaving_run_batch)
 HERE = Path(__file__).parent
+
+
+@contextlib.contextmanager
+def failing_if_stuck(seconds: int) -> Iterator[None]:
+    """A command that never returns fails the test (TimeoutError) instead of hanging the suite: a bound on a hang,
+    far above the command's time, not a timing check."""
+    def stuck(_signum, _frame):
+        raise TimeoutError(f"still running after {seconds} s")
+    previous = signal.signal(signal.SIGALRM, stuck)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def start_local_ray(num_gpus: int = 0, **env: str) -> None:

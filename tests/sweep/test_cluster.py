@@ -3,10 +3,8 @@ up after `gpu_wait` (`sweep run`, `sweep score`, the feature pass); with two one
 spread the work over both nodes (the `worker` column names the node)."""
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import signal
 from pathlib import Path
 
 import pandas as pd
@@ -50,20 +48,6 @@ def test_device_gpu_waits_for_gpu_nodes_and_gives_up(two_nodes, tmp_path):
     assert "waiting up to 1s for GPU nodes" in out.getvalue() and not ray.is_initialized()
 
 
-@contextlib.contextmanager
-def failing_if_stuck(seconds: int):
-    """A command that never returns fails the test (TimeoutError) instead of hanging the suite."""
-    def stuck(_signum, _frame):
-        raise TimeoutError(f"still running after {seconds} s")
-    previous = signal.signal(signal.SIGALRM, stuck)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 @pytest.mark.parametrize("command", ["score", "features"])
 def test_score_and_features_wait_for_gpu_nodes_and_give_up(two_nodes, tmp_path, command):
     cluster, _ = two_nodes
@@ -73,7 +57,7 @@ def test_score_and_features_wait_for_gpu_nodes_and_give_up(two_nodes, tmp_path, 
     run = {"score": lambda out: run_score(ScoreConfig(str(store), "digits", "random", cluster=where), stream=out),
            "features": lambda out: run_features(FeatureConfig(str(store), "block2", (0,), cluster=where), stream=out)}
     out = io.StringIO()
-    with failing_if_stuck(120), pytest.raises(SweepError, match="no GPU worker could start in .* --gpu-wait"):
+    with sweep_fakes.failing_if_stuck(120), pytest.raises(SweepError, match="no GPU worker could start in .* --gpu-wait"):
         run[command](out)
     assert "waiting up to 1s for GPU nodes" in out.getvalue() and not ray.is_initialized()
 

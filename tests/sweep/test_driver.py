@@ -89,6 +89,18 @@ def test_killed_actor_is_replaced_and_every_item_lands_once(tmp_path):
     assert_exactly_once(store, 20)
 
 
+def test_more_workers_than_gpus_finish_on_the_actors_that_start(tmp_path):
+    """--workers 3 on 2 GPUs and no autoscaler: the third actor never starts, so it must hold no batch; the two
+    that start run the whole sweep instead of it waiting forever on that actor's share."""
+    store, out = tmp_path / "s", io.StringIO()
+    where = ClusterConfig(workers=3, device="gpu", cpus_per_worker=0.5, progress_every=1.0, in_flight=2)
+    with sweep_fakes.failing_if_stuck(240):
+        summary = run_sweep(config(store, jobs="octave", batch_size=2, cluster=where), stream=out)
+    assert summary.complete and summary.failed == (), out.getvalue()
+    assert "1 of 3 workers never started (the cluster had no room for them)" in out.getvalue()
+    assert_exactly_once(store, 10)
+
+
 @pytest.fixture(scope="module")
 def actor_deaths(tmp_path_factory):
     """One sweep whose actors die twice: between a batch's render and its write, and after another batch's write
