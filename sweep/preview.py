@@ -134,7 +134,8 @@ def calibrate(prepared, device: str | None = None) -> Calibration:
     config = prepared.config
     on_gpu = torch.device(device).type == "cuda"
     if on_gpu:
-        torch.backends.cudnn.benchmark = config.cudnn_benchmark
+        from sweep.worker import gpu_backends
+        gpu_backends(cudnn_benchmark=config.cudnn_benchmark, bf16=config.bf16)
     speed = {"autocast_bf16": config.bf16 and on_gpu, "channels_last": config.channels_last and on_gpu}
     model = load_model(config.model, config.weights, device=device)
     plan = prepared.plan

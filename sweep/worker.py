@@ -106,6 +106,17 @@ def worker_name() -> str:
     return f"{socket.gethostname()}/{context.get_node_id()[:8]}/{actor[:8]}"
 
 
+def gpu_backends(*, cudnn_benchmark: bool, bf16: bool) -> None:
+    """A GPU process's backend settings for a run: cuDNN's kernel autotuning, and float32 kept float32. PyTorch
+    runs float32 convolutions on GPUs in TF32 by default (a 10-bit mantissa); a run without bf16 autocast
+    (`--no-bf16`) computes in float32 as the articles did, so TF32 is turned off for it."""
+    import torch
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    if not bf16:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
 def largest_input(schedules, default: int) -> int:
     """Side of the largest image the network is fed under `schedules`, a `Schedule` or a sweep's `ScheduleSet`
     (then every schedule in it): crops, a padded frame, the image a padded octave grows (googlenet-pad's first
@@ -181,7 +192,7 @@ class SweepWorker:
         self.on_gpu = self.device.type == "cuda"
         self.model = load_model(config.model, config.weights, device=self.device)
         if self.on_gpu:
-            torch.backends.cudnn.benchmark = config.cudnn_benchmark
+            gpu_backends(cudnn_benchmark=config.cudnn_benchmark, bf16=config.bf16)
             if config.compile and hasattr(self.model.net, "compile"):   # nn.Module.compile: torch >= 2.2
                 self.model.net.compile()
         self.run_batch = import_callable(config.engine)

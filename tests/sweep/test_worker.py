@@ -183,6 +183,20 @@ def test_setup_on_a_gpu_probes_at_the_largest_input_of_every_job(tmp_path, monke
     assert worker.setup(5)["batch_size"] == 5 and len(probed) == 1      # a given batch size is not probed
 
 
+@pytest.mark.parametrize("bf16", [True, False])
+def test_a_float32_run_on_a_gpu_turns_tf32_off(bf16):
+    """--no-bf16 computes in float32 as the articles did: PyTorch's default TF32 convolutions on GPUs are off."""
+    from sweep.worker import gpu_backends
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32
+    try:
+        cudnn.benchmark = cudnn.allow_tf32 = matmul.allow_tf32 = True
+        gpu_backends(cudnn_benchmark=False, bf16=bf16)
+        assert not cudnn.benchmark and cudnn.allow_tf32 == matmul.allow_tf32 == bf16
+    finally:
+        cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = saved
+
+
 class SumOfPixels(torch.nn.Module):
     """A network whose output needs the input gradient; it records the batches it was given."""
     def __init__(self):
