@@ -148,8 +148,14 @@ def ray_session(cluster: ClusterConfig) -> Iterator[bool]:
 
 
 def cluster_plan(cluster: ClusterConfig, n_tasks: int) -> tuple[bool, int]:
-    """(GPU actors?, how many) from the configuration and the cluster's resources now."""
+    """(GPU actors?, how many) from the configuration and the cluster's resources now. Refuses (SweepError)
+    `cpus_per_worker` beyond every node of a local Ray: no node can ever hold a worker, which would wait forever."""
     import ray
+    if cluster.address is None:   # a joined cluster may gain larger nodes (an autoscaler); a local Ray never does
+        largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")), default=0)
+        if largest < cluster.cpus_per_worker:
+            raise SweepError(f"--cpus-per-worker {cluster.cpus_per_worker:g}: this machine's Ray has {largest:g} "
+                             f"CPUs, so no worker could ever start (ask for at most {largest:g})")
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), resources.get("CPU", 1)
     use_gpu = cluster.device == "gpu" or (cluster.device == "auto" and gpus > 0)
@@ -236,33 +242,41 @@ class Fleet:
             time.sleep(0.05)
 
     def first_ready(self, call: Callable, *, wait_for_gpus: float | None, stream: TextIO, interval: float):
-        """`call(actor)` on the first slot's actor, waited for: the first actor starting (model loaded) is where a
-        run that asks for GPUs the cluster does not have yet waits for the autoscaler. With `wait_for_gpus`
-        seconds, it says so every `interval` seconds and gives up after that long."""
+        """`call(actor)` on the first actor to start (any slot's), waited for: the first actor starting (model
+        loaded) is where a run that asks for GPUs the cluster does not have yet waits for the autoscaler. With
+        `wait_for_gpus` seconds, it says so every `interval` seconds and gives up after that long.
+
+        Not one chosen slot: the cluster places actors in no fixed order, and the new actor of a slot whose actor
+        died at start comes after the others, so with more actors than room that slot may never start."""
         import ray
-        from ray.exceptions import RayActorError, RayError, RayTaskError
+        from ray.exceptions import RayError, RayTaskError
         from sweep.progress import format_duration
-        ref = call(self.slots[0].actor)
+        waiting = {slot.actor.__ray_ready__.remote(): (slot, False) for slot in self.slots}   # ref -> (slot, call?)
         started, deaths = time.monotonic(), 0
         if wait_for_gpus is not None:
             print(f"the cluster has no GPU yet: waiting up to {format_duration(wait_for_gpus)} for GPU nodes "
                   f"(an autoscaler adds them on demand; --gpu-wait sets how long)", file=stream, flush=True)
         while True:
-            ready, _ = ray.wait([ref], timeout=interval)
-            if ready:
+            first_up = next((slot for slot in self.slots if slot.up), None)
+            if first_up is not None and not any(is_call for _, is_call in waiting.values()):
+                waiting[call(first_up.actor)] = (first_up, True)
+            ready, _ = ray.wait(list(waiting), num_returns=1, timeout=interval)
+            for ref in ready:
+                slot, is_call = waiting.pop(ref)
                 try:
                     value = ray.get(ref)
-                    self.slots[0].up = True
-                    return value
                 except RayTaskError as error:
                     raise SweepError(f"the first worker failed to start: {first_line(error)}") from None
-                except (RayActorError, RayError) as error:   # it died: a new one in its slot, a few times
+                except RayError as error:   # it died: a new one in its slot, a few times
                     deaths += 1
-                    if deaths > 2:
+                    if deaths > len(self.slots) + 2:
                         raise SweepError(f"workers keep dying at start: {first_line(error)}") from None
-                    self.replace(self.slots[0])
-                    ref = call(self.slots[0].actor)
+                    self.replace(slot)
+                    waiting[slot.actor.__ray_ready__.remote()] = (slot, False)
                     continue
+                if is_call:
+                    return value
+                slot.up = True
             waited = time.monotonic() - started
             if wait_for_gpus is None:
                 continue

@@ -156,6 +156,16 @@ def build_store(path, *, classes: str = "0-3", jobs: str = "octave,opposite,addi
         worker.run(batch, (1,) * len(batch.items))
 
 
+class DieAtSetupWorker(SweepWorker):
+    """The first actor to be asked for its setup dies then, once (as one whose node is lost while it loads the
+    model)."""
+
+    def setup(self, batch_size=None):
+        if _first_time("die-at-setup"):
+            os._exit(1)
+        return super().setup(batch_size)
+
+
 class DieBeforeWriteWorker(SweepWorker):
     """Dies once after rendering a batch and before writing it (on the writer thread, so the whole actor goes)."""
 

@@ -19,7 +19,7 @@ import pytest
 import sweep_fakes
 from sweep.driver import SweepConfig, prepare, run_sweep
 from sweep.features import FeatureConfig, run_features
-from sweep.fleet import ClusterConfig
+from sweep.fleet import ClusterConfig, SweepError
 from sweep.plan import WorkItem
 from sweep.store import FAILURES, IMAGES, Store, failures_table
 from sweep_fakes import assert_exactly_once, start_local_ray
@@ -99,6 +99,26 @@ def test_more_workers_than_gpus_finish_on_the_actors_that_start(tmp_path):
     assert summary.complete and summary.failed == (), out.getvalue()
     assert "1 of 3 workers never started (the cluster had no room for them)" in out.getvalue()
     assert_exactly_once(store, 10)
+
+
+def test_a_first_actor_dying_at_start_lets_another_start_the_run(tmp_path):
+    """--workers 3 on 2 GPUs, and the first actor dies while it starts (its node lost, say): the third actor takes
+    the GPU it freed and its own new actor waits for room that never comes, so the run starts on an actor that is
+    up instead of waiting for that slot's."""
+    store, out = tmp_path / "s", io.StringIO()
+    where = ClusterConfig(workers=3, device="gpu", cpus_per_worker=0.5, progress_every=1.0, in_flight=2)
+    with sweep_fakes.failing_if_stuck(120):
+        summary = run_sweep(config(store, jobs="octave", batch_size=2, cluster=where,
+                                   worker="sweep_fakes:DieAtSetupWorker"), stream=out)
+    assert sweep_fakes.happened("die-at-setup")
+    assert summary.complete and summary.failed == () and summary.actors_replaced >= 1, out.getvalue()
+    assert_exactly_once(store, 10)
+
+
+def test_more_cpus_per_worker_than_a_local_ray_has_is_refused_instead_of_waiting_forever(tmp_path):
+    where = ClusterConfig(cpus_per_worker=4, progress_every=1.0)   # the module's Ray has 2 CPUs: no room, ever
+    with sweep_fakes.failing_if_stuck(60), pytest.raises(SweepError, match="--cpus-per-worker 4: .* 2 CPUs"):
+        run_sweep(config(tmp_path / "s", jobs="octave", classes="0-1", cluster=where), stream=io.StringIO())
 
 
 @pytest.fixture(scope="module")
