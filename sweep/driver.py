@@ -346,6 +346,7 @@ class SweepDispatch:
 
     def submit(self, actor, task: Task):
         self.calls += 1
+        self.live.pop(task.token, None)   # a task run again (its actor died): the dead call's steps no longer count
         task.token = f"{task.batch.index}.{self.calls}"
         self.live[task.token] = task
         return actor.run.remote(task.batch, task.attempts, task.token)

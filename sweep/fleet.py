@@ -269,7 +269,7 @@ class Fleet:
                     raise SweepError(f"the first worker failed to start: {first_line(error)}") from None
                 except RayError as error:   # it died: a new one in its slot, a few times
                     deaths += 1
-                    if deaths > len(self.slots) + 2:
+                    if deaths > len(self.slots) + 1:   # one worker: three deaths, as ever
                         raise SweepError(f"workers keep dying at start: {first_line(error)}") from None
                     self.replace(slot)
                     waiting[slot.actor.__ray_ready__.remote()] = (slot, False)

@@ -121,6 +121,26 @@ def test_more_cpus_per_worker_than_a_local_ray_has_is_refused_instead_of_waiting
         run_sweep(config(tmp_path / "s", jobs="octave", classes="0-1", cluster=where), stream=io.StringIO())
 
 
+def test_progress_drops_the_steps_a_dead_actor_reported_for_a_batch_that_runs_again(tmp_path):
+    """A batch whose actor died runs again under a new token: the steps the dead actor had reported for it must
+    leave the progress, or the batch counts almost twice (100% and ETA 0s with work still running)."""
+    from types import SimpleNamespace
+    from sweep.driver import SweepDispatch, Task
+    from sweep.progress import Progress
+    from sweep.worker import StepCounter
+    prepared = prepare(config(tmp_path / "s", jobs="octave", classes="0-3"))
+    counter = ray.remote(StepCounter).options(num_cpus=0).remote()
+    progress = Progress(4, work_total=1000, stream=io.StringIO(), interval=10)
+    sweep = SweepDispatch(prepared.config, prepared.store, prepared.schedule, progress, counter)
+    actor = SimpleNamespace(run=SimpleNamespace(remote=lambda *args: None))
+    task = Task(prepared.plan.batches()[0], (1, 1, 1, 1))
+    sweep.submit(actor, task)
+    ray.get(counter.report.remote(task.token, 600))    # the first actor got far, then died
+    sweep.submit(actor, task)                           # dispatch runs the same task again on a new actor
+    sweep.tick()
+    assert progress.work == 0
+
+
 @pytest.fixture(scope="module")
 def actor_deaths(tmp_path_factory):
     """One sweep whose actors die twice: between a batch's render and its write, and after another batch's write
