@@ -486,7 +486,7 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
 
                 dispatch(fleet, tasks, submit=sweep.submit, on_done=sweep.on_done, on_failed=sweep.on_failed,
                          in_flight=cluster.in_flight, max_crashes=config.max_attempts, tick=tick,
-                         poll=min(progress.interval, 1.0))
+                         poll=min(progress.interval, 1.0), no_worker_limit=cluster.gpu_wait)
                 given_up = sweep.given_up
                 if fleet.started < count:
                     print(f"{count - fleet.started} of {count} workers never started (the cluster had no room for "

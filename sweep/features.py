@@ -95,7 +95,7 @@ def run_features(config: FeatureConfig, *, stream: TextIO | None = None) -> tupl
             dispatch(fleet, files, submit=lambda actor, path: actor.features.remote(path, config.layer, config.maps,
                                                                                     config.job),
                      on_done=on_done, on_failed=on_failed, in_flight=cluster.in_flight, max_crashes=3,
-                     tick=progress.update, poll=1.0)
+                     tick=progress.update, poll=1.0, no_worker_limit=cluster.gpu_wait)
         finally:
             fleet.stop()
             progress.close()

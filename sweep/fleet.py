@@ -40,7 +40,8 @@ class ClusterConfig:
     device: str = "auto"                # auto: GPU actors if the cluster has GPUs now; gpu: always (autoscaling)
     cpus_per_worker: float = 1.0        # CPU reservation of each actor (and its torch threads)
     in_flight: int = 2                  # tasks handed to one actor at a time: one running, one ready to start
-    gpu_wait: float = 600.0             # --device gpu on a cluster without GPUs: seconds to wait for GPU nodes
+    gpu_wait: float = 600.0             # --device gpu on a cluster without GPUs: seconds to wait for GPU nodes;
+                                        #   also how long `dispatch` waits once no worker can start
     num_cpus: int | None = None         # local Ray only: CPUs to offer (None: all)
     num_gpus: int | None = None         # local Ray only: GPUs to offer (None: detect; tests fake some)
     worker_logs: bool = False           # forward the actors' stdout/stderr to the driver
@@ -290,17 +291,19 @@ class Fleet:
 
 def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callable, on_failed: Callable,
              in_flight: int, max_crashes: int = 3, tick: Callable[[], None] | None = None,
-             poll: float = 1.0) -> None:
+             poll: float = 1.0, no_worker_limit: float | None = None) -> None:
     """Run `tasks` on the fleet until every one is done or given up.
 
     A slot takes tasks only once its actor has started (Ray's `__ray_ready__` answered): an actor the cluster has
     no room for (more `--workers` than GPUs, and no autoscaler to add them) holds none, so the others finish the
-    run instead of it waiting forever on that actor's share. `submit(actor, task)` -> ObjectRef starts a task; `on_done(task, value)` handles a result and
-    `on_failed(task, error)` a task whose call raised (or whose actors kept dying); both return the tasks to queue
-    again (retries; may be empty). A task whose actor died is run again first, by a new actor in the same slot, up
-    to `max_crashes` times. `tick()` is called at least every `poll` seconds (progress). Raises SweepError when
-    new actors keep dying before finishing anything.
+    run instead of it waiting forever on that actor's share. `submit(actor, task)` -> ObjectRef starts a task;
+    `on_done(task, value)` handles a result and `on_failed(task, error)` a task whose call raised (or whose actors
+    kept dying); both return the tasks to queue again (retries; may be empty). A task whose actor died is run again
+    first, by a new actor in the same slot, up to `max_crashes` times. `tick()` is called at least every `poll`
+    seconds (progress). Raises SweepError when new actors keep dying before finishing anything, and when work is
+    left but no actor has been up for `no_worker_limit` seconds (the cluster lost every node that could hold one).
     """
+    from sweep.progress import format_duration
     import ray
     from ray.exceptions import RayError, RayTaskError
     queue = collections.deque(tasks)
@@ -319,7 +322,16 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
         if deaths_without_progress > len(fleet.slots) + 2:
             raise SweepError(f"workers keep dying before finishing any task: {first_line(error)}")
 
+    nobody_up_since: float | None = None
     while queue or owner:
+        if owner or any(slot.up for slot in fleet.slots):
+            nobody_up_since = None
+        elif nobody_up_since is None:
+            nobody_up_since = time.monotonic()
+        elif no_worker_limit is not None and time.monotonic() - nobody_up_since > no_worker_limit:
+            raise SweepError(f"no worker could start for {format_duration(no_worker_limit)} with work left (the "
+                             f"cluster lost the nodes that could hold one?): add nodes, then run the same command "
+                             f"again to resume")
         for slot in fleet.slots:
             if not slot.up:
                 if not any(s is slot and g == slot.generation for s, g in pings.values()):

@@ -327,7 +327,8 @@ def run_score(config: ScoreConfig, *, stream: TextIO | None = None) -> ScoreSumm
             fleet.first_ready(lambda actor: actor.info.remote(), wait_for_gpus=wait_for_gpus, stream=stream,
                               interval=min(progress.interval, 10.0))
             dispatch(fleet, prepared.tasks, submit=lambda actor, task: actor.score.remote(task, plan),
-                     on_done=on_done, on_failed=on_failed, in_flight=cluster.in_flight, tick=progress.update)
+                     on_done=on_done, on_failed=on_failed, in_flight=cluster.in_flight, tick=progress.update,
+                     no_worker_limit=cluster.gpu_wait)
         finally:
             fleet.stop()
             progress.close()

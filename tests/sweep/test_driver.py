@@ -115,6 +115,30 @@ def test_a_first_actor_dying_at_start_lets_another_start_the_run(tmp_path):
     assert_exactly_once(store, 10)
 
 
+def test_a_run_whose_workers_can_no_longer_start_anywhere_gives_up_after_the_wait(tmp_path):
+    """Every node that could hold a worker is lost and no autoscaler adds one: the new actor waits for room that
+    never comes, so with work left and no actor up for --gpu-wait seconds the run gives up in one line."""
+    from sweep.fleet import Fleet, dispatch
+    from sweep.worker import WorkerConfig
+    fleet = Fleet(WorkerConfig(str(tmp_path / "s"), "digits", "random"), 1, use_gpu=False, cpus=0.5)
+    try:
+        fleet.first_ready(lambda actor: actor.info.remote(), wait_for_gpus=None, stream=io.StringIO(), interval=0.5)
+        fleet.options = {**fleet.options, "resources": {"a-node-that-is-gone": 1}}   # the replacement: no room
+        killed = []
+
+        def submit(actor, task):
+            if not killed:   # its node is lost
+                ray.kill(actor, no_restart=True)
+                killed.append(task)
+            return actor.info.remote()
+        with sweep_fakes.failing_if_stuck(120), pytest.raises(SweepError, match="no worker could start for 1s"):
+            dispatch(fleet, ["a batch"], submit=submit, on_done=lambda task, value: [],
+                     on_failed=lambda task, error: [], in_flight=1, poll=0.2, no_worker_limit=1.0)
+        assert killed and fleet.replaced == 1 and fleet.started == 0
+    finally:
+        fleet.stop()
+
+
 def test_more_cpus_per_worker_than_a_local_ray_has_is_refused_instead_of_waiting_forever(tmp_path):
     where = ClusterConfig(cpus_per_worker=4, progress_every=1.0)   # the module's Ray has 2 CPUs: no room, ever
     with sweep_fakes.failing_if_stuck(60), pytest.raises(SweepError, match="--cpus-per-worker 4: .* 2 CPUs"):
