@@ -128,9 +128,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
-    if cuda:   # float32 as float32, not TF32: (e)'s reference, and every figure of a --no-bf16 run
+    if cuda:   # as the workers: float32 as float32, not TF32 ((e)'s reference, and every figure of a --no-bf16 run)
         from sweep.worker import gpu_backends
-        gpu_backends(cudnn_benchmark=True, bf16=False)
+        gpu_backends(cudnn_benchmark=True)
         torch.cuda.reset_peak_memory_stats(device)
     weights = "DEFAULT" if args.model == "digits" else "random"
     try:

@@ -135,7 +135,7 @@ def calibrate(prepared, device: str | None = None) -> Calibration:
     on_gpu = torch.device(device).type == "cuda"
     if on_gpu:
         from sweep.worker import gpu_backends
-        gpu_backends(cudnn_benchmark=config.cudnn_benchmark, bf16=config.bf16)
+        gpu_backends(cudnn_benchmark=config.cudnn_benchmark)
     speed = {"autocast_bf16": config.bf16 and on_gpu, "channels_last": config.channels_last and on_gpu}
     model = load_model(config.model, config.weights, device=device)
     plan = prepared.plan

@@ -106,15 +106,15 @@ def worker_name() -> str:
     return f"{socket.gethostname()}/{context.get_node_id()[:8]}/{actor[:8]}"
 
 
-def gpu_backends(*, cudnn_benchmark: bool, bf16: bool) -> None:
-    """A GPU process's backend settings for a run: cuDNN's kernel autotuning, and float32 kept float32. PyTorch
-    runs float32 convolutions on GPUs in TF32 by default (a 10-bit mantissa); a run without bf16 autocast
-    (`--no-bf16`) computes in float32 as the articles did, so TF32 is turned off for it."""
+def gpu_backends(*, cudnn_benchmark: bool) -> None:
+    """A GPU process's backend settings: cuDNN's kernel autotuning, and float32 kept float32. PyTorch runs float32
+    convolutions on GPUs in TF32 by default (a 10-bit mantissa); here float32 means float32: a `--no-bf16` run
+    computes as the articles did, and the stored logits and scores (always float32) are those of the image. bf16
+    autocast's convolutions are bf16 either way."""
     import torch
     torch.backends.cudnn.benchmark = cudnn_benchmark
-    if not bf16:
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def largest_input(schedules, default: int) -> int:
@@ -192,7 +192,7 @@ class SweepWorker:
         self.on_gpu = self.device.type == "cuda"
         self.model = load_model(config.model, config.weights, device=self.device)
         if self.on_gpu:
-            gpu_backends(cudnn_benchmark=config.cudnn_benchmark, bf16=config.bf16)
+            gpu_backends(cudnn_benchmark=config.cudnn_benchmark)
             if config.compile and hasattr(self.model.net, "compile"):   # nn.Module.compile: torch >= 2.2
                 self.model.net.compile()
         self.run_batch = import_callable(config.engine)

@@ -183,16 +183,16 @@ def test_setup_on_a_gpu_probes_at_the_largest_input_of_every_job(tmp_path, monke
     assert worker.setup(5)["batch_size"] == 5 and len(probed) == 1      # a given batch size is not probed
 
 
-@pytest.mark.parametrize("bf16", [True, False])
-def test_a_float32_run_on_a_gpu_turns_tf32_off(bf16):
-    """--no-bf16 computes in float32 as the articles did: PyTorch's default TF32 convolutions on GPUs are off."""
+def test_float32_on_a_gpu_is_float32_not_tf32():
+    """A --no-bf16 run, the stored logits and the scores compute in float32 as the articles did: PyTorch's default
+    TF32 convolutions on GPUs are turned off in every GPU worker."""
     from sweep.worker import gpu_backends
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
     saved = cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32
     try:
         cudnn.benchmark = cudnn.allow_tf32 = matmul.allow_tf32 = True
-        gpu_backends(cudnn_benchmark=False, bf16=bf16)
-        assert not cudnn.benchmark and cudnn.allow_tf32 == matmul.allow_tf32 == bf16
+        gpu_backends(cudnn_benchmark=False)
+        assert not cudnn.benchmark and not cudnn.allow_tf32 and not matmul.allow_tf32
     finally:
         cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = saved
 
