@@ -303,9 +303,9 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
     seconds (progress). Raises SweepError when new actors keep dying before finishing anything, and when work is
     left but no actor has been up for `no_worker_limit` seconds (the cluster lost every node that could hold one).
     """
-    from sweep.progress import format_duration
     import ray
     from ray.exceptions import RayError, RayTaskError
+    from sweep.progress import format_duration
     queue = collections.deque(tasks)
     owner: dict = {}                          # ObjectRef -> (slot, actor generation, task)
     crashes: collections.Counter = collections.Counter()   # id(task) -> deaths of the actors holding it
