@@ -478,6 +478,8 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
                                                         ("device", "gpu", "bf16", "channels_last", "compile")}})
                 tasks, _ = pending_tasks(dataclasses.replace(plan, batch_size=batch_size), store)
                 sweep = SweepDispatch(config, store, schedule, progress, counter)
+                if lease.lost:   # taken over while the first actor started (a minute without heartbeats)
+                    raise SweepError(lease.lost)
 
                 def tick() -> None:
                     if lease.lost:   # another driver took the store over: stop rather than run twice

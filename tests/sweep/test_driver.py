@@ -139,6 +139,32 @@ def test_a_run_whose_workers_can_no_longer_start_anywhere_gives_up_after_the_wai
         fleet.stop()
 
 
+def test_a_driver_whose_lease_another_took_stops_and_leaves_the_lease_to_it(tmp_path):
+    """Another driver takes the store over mid-sweep (this one's heartbeats had failed for a lease timeout, say):
+    at its next heartbeat this run sees it, stops its workers and says so, leaves the other's lease in place, and
+    nothing it wrote is stored twice."""
+    import json
+    from sweep.store import LEASE
+    store = tmp_path / "s"
+    intruder = {"host": "elsewhere", "pid": 1, "run": "intruder", "started": "2026-11-29T00:00:00+00:00",
+                "heartbeat": time.time() + 3600}
+
+    def take_over() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list((store / IMAGES).glob("part-*")):
+            time.sleep(0.05)
+        (store / LEASE).write_text(json.dumps(intruder))
+    thief = threading.Thread(target=take_over, daemon=True)
+    thief.start()
+    with sweep_fakes.failing_if_stuck(180), pytest.raises(SweepError, match="another driver took the lease"):
+        run_sweep(config(store, jobs="octave,opposite", batch_size=2, lease_timeout=2.0,
+                         engine="sweep_fakes:slow_run_batch"), stream=io.StringIO())
+    thief.join()
+    assert json.loads((store / LEASE).read_text())["run"] == "intruder"      # not released as if it were ours
+    written = pd.read_parquet(store / IMAGES, columns=["key"])
+    assert 1 <= len(written) < 20 and written.key.is_unique
+
+
 def test_more_cpus_per_worker_than_a_local_ray_has_is_refused_instead_of_waiting_forever(tmp_path):
     where = ClusterConfig(cpus_per_worker=4, progress_every=1.0)   # the module's Ray has 2 CPUs: no room, ever
     with sweep_fakes.failing_if_stuck(60), pytest.raises(SweepError, match="--cpus-per-worker 4: .* 2 CPUs"):
