@@ -176,6 +176,9 @@ def gpu_wait(cluster: ClusterConfig, use_gpu: bool) -> float | None:
     return cluster.gpu_wait if use_gpu and not int(ray.cluster_resources().get("GPU", 0)) else None
 
 
+QUIET_START = 30.0   # seconds the first worker may take to start before the driver says it is still waiting
+
+
 @dataclass
 class Slot:
     """One actor position and the actor currently in it."""
@@ -253,7 +256,7 @@ class Fleet:
         from ray.exceptions import RayError, RayTaskError
         from sweep.progress import format_duration
         waiting = {slot.actor.__ray_ready__.remote(): (slot, False) for slot in self.slots}   # ref -> (slot, call?)
-        started, deaths = time.monotonic(), 0
+        started, deaths, quiet_until = time.monotonic(), 0, QUIET_START
         if wait_for_gpus is not None:
             print(f"the cluster has no GPU yet: waiting up to {format_duration(wait_for_gpus)} for GPU nodes "
                   f"(an autoscaler adds them on demand; --gpu-wait sets how long)", file=stream, flush=True)
@@ -280,6 +283,12 @@ class Fleet:
                 slot.up = True
             waited = time.monotonic() - started
             if wait_for_gpus is None:
+                if waited >= quiet_until:   # not silent: placing an actor and loading a model take seconds, not minutes
+                    free = ray.available_resources()
+                    print(f"waiting for the first worker to start (placed on a node, model loaded): "
+                          f"{format_duration(waited)}; free in the cluster now: {free.get('CPU', 0):g} CPUs, "
+                          f"{int(free.get('GPU', 0))} GPUs", file=stream, flush=True)
+                    quiet_until = waited + max(interval, QUIET_START)
                 continue
             gpus = int(ray.cluster_resources().get("GPU", 0))
             if waited >= wait_for_gpus:

@@ -156,6 +156,14 @@ def build_store(path, *, classes: str = "0-3", jobs: str = "octave,opposite,addi
         worker.run(batch, (1,) * len(batch.items))
 
 
+class SlowStartWorker(SweepWorker):
+    """Takes 2 s more to start (a model loading from a slow disk)."""
+
+    def __init__(self, config):
+        time.sleep(2.0)
+        super().__init__(config)
+
+
 class DieAtSetupWorker(SweepWorker):
     """The first actor to be asked for its setup dies then, once (as one whose node is lost while it loads the
     model)."""

@@ -165,6 +165,24 @@ def test_a_driver_whose_lease_another_took_stops_and_leaves_the_lease_to_it(tmp_
     assert 1 <= len(written) < 20 and written.key.is_unique
 
 
+def test_a_slow_first_worker_is_waited_for_aloud(tmp_path, monkeypatch):
+    """A first worker that takes long to start (its node busy, its model slow to load) is waited for, not silently:
+    the driver says how long it has waited and what the cluster has free."""
+    import sweep.fleet as fleet_module
+    from sweep.fleet import Fleet
+    from sweep.worker import WorkerConfig
+    monkeypatch.setattr(fleet_module, "QUIET_START", 0.5)
+    fleet, out = Fleet(WorkerConfig(str(tmp_path / "s"), "digits", "random"), 1, use_gpu=False, cpus=0.5,
+                       worker="sweep_fakes:SlowStartWorker"), io.StringIO()
+    try:
+        info = fleet.first_ready(lambda actor: actor.info.remote(), wait_for_gpus=None, stream=out, interval=0.2)
+    finally:
+        fleet.stop()
+    assert info["device"] == "cpu" and fleet.started == 1
+    assert "waiting for the first worker to start (placed on a node, model loaded): " in out.getvalue()
+    assert "free in the cluster now: " in out.getvalue()
+
+
 def test_more_cpus_per_worker_than_a_local_ray_has_is_refused_instead_of_waiting_forever(tmp_path):
     where = ClusterConfig(cpus_per_worker=4, progress_every=1.0)   # the module's Ray has 2 CPUs: no room, ever
     with sweep_fakes.failing_if_stuck(60), pytest.raises(SweepError, match="--cpus-per-worker 4: .* 2 CPUs"):
