@@ -106,6 +106,18 @@ def slow_run_batch(model, specs, schedule, **kwargs):
     return run_batch(model, specs, schedule, **kwargs)
 
 
+def mark(name: str) -> None:
+    """Set the marker `name` (seen by `happened` in every process sharing the marker directory)."""
+    _marker(name).touch()
+
+
+def after_takeover_slow_run_batch(model, specs, schedule, **kwargs):
+    """A batch takes 1 s once the test has marked "lease-taken": the run cannot end before its driver's next
+    heartbeat sees that another driver took its lease."""
+    time.sleep(1.0 if happened("lease-taken") else 0.0)
+    return run_batch(model, specs, schedule, **kwargs)
+
+
 def _with_errors(results, broken):
     return [dataclasses.replace(r, image=None, logits=None, label=-1, error=f"injected failure for {item_key(r.spec)}")
             if broken(r.spec) else r for r in results]

@@ -126,15 +126,13 @@ def test_a_run_whose_workers_can_no_longer_start_anywhere_gives_up_after_the_wai
         fleet.options = {**fleet.options, "resources": {"a-node-that-is-gone": 1}}   # the replacement: no room
         killed = []
 
-        def submit(actor, task):
-            if not killed:   # its node is lost
-                ray.kill(actor, no_restart=True)
-                killed.append(task)
-            return actor.info.remote()
+        def submit(actor, task):   # the first call loses its actor (its node is lost) for certain
+            killed.append(task)
+            return actor.__ray_call__.remote(lambda worker: os._exit(1))
         with sweep_fakes.failing_if_stuck(120), pytest.raises(SweepError, match="no worker could start for 1s"):
             dispatch(fleet, ["a batch"], submit=submit, on_done=lambda task, value: [],
                      on_failed=lambda task, error: [], in_flight=1, poll=0.2, no_worker_limit=1.0)
-        assert killed and fleet.replaced == 1 and fleet.started == 0
+        assert killed == ["a batch"] and fleet.replaced == 1 and fleet.started == 0
     finally:
         fleet.stop()
 
@@ -154,11 +152,12 @@ def test_a_driver_whose_lease_another_took_stops_and_leaves_the_lease_to_it(tmp_
         while time.monotonic() < deadline and not list((store / IMAGES).glob("part-*")):
             time.sleep(0.05)
         (store / LEASE).write_text(json.dumps(intruder))
+        sweep_fakes.mark("lease-taken")
     thief = threading.Thread(target=take_over, daemon=True)
     thief.start()
     with sweep_fakes.failing_if_stuck(180), pytest.raises(SweepError, match="another driver took the lease"):
-        run_sweep(config(store, jobs="octave,opposite", batch_size=2, lease_timeout=2.0,
-                         engine="sweep_fakes:slow_run_batch"), stream=io.StringIO())
+        run_sweep(config(store, jobs="octave,opposite", batch_size=1, lease_timeout=2.0,
+                         engine="sweep_fakes:after_takeover_slow_run_batch"), stream=io.StringIO())
     thief.join()
     assert json.loads((store / LEASE).read_text())["run"] == "intruder"      # not released as if it were ours
     written = pd.read_parquet(store / IMAGES, columns=["key"])
