@@ -122,8 +122,9 @@ class Calibration:
 def calibrate(prepared, device: str | None = None) -> Calibration:
     """Time one batch of the plan's first job on `device` (default: cuda when available, else cpu), every octave
     cut to CALIBRATION_STEPS steps, after an untimed one-step warm-up. On a GPU it runs as the sweep's GPU workers
-    do: with the run's speed options (bf16 autocast, channels_last, cuDNN benchmark) and, with an automatic batch
-    size, the batch the workers' memory probe chooses (not the CPU's)."""
+    do: with the run's speed options (bf16 autocast, channels_last, cuDNN benchmark, `--compile`, whose compiling
+    the warm-up absorbs) and, with an automatic batch size, the batch the workers' memory probe chooses (not the
+    CPU's)."""
     import dataclasses
 
     import torch
@@ -138,6 +139,8 @@ def calibrate(prepared, device: str | None = None) -> Calibration:
         gpu_backends(cudnn_benchmark=config.cudnn_benchmark)
     speed = {"autocast_bf16": config.bf16 and on_gpu, "channels_last": config.channels_last and on_gpu}
     model = load_model(config.model, config.weights, device=device)
+    if on_gpu and config.compile and hasattr(model.net, "compile"):   # as the workers; the warm-up compiles
+        model.net.compile()
     plan = prepared.plan
     if on_gpu and config.batch_size is None:
         from sweep.worker import largest_input, probe_batch_size

@@ -1,6 +1,7 @@
 """`sweep run --dry-run` / `--calibrate`: the plan, the store's progress and a projection; no Ray, nothing written."""
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from click.testing import CliRunner
@@ -80,6 +81,12 @@ def test_calibration_on_a_gpu_runs_with_the_sweeps_speed_options(tmp_path, monke
     assert calibration.device == "cuda" and calibration.images == 4 and len(calls) == 2   # warm-up, timed
     assert all(c["device"] == "cuda" and c["autocast_bf16"] and c["channels_last"] for c in calls)
     assert torch.backends.cudnn.benchmark
+    compiled = []
+    monkeypatch.setattr(random_digits_model.net, "compile", lambda: compiled.append(True))
+    calibrate(prepared, device="cuda")
+    assert not compiled                                 # --compile not asked
+    calibrate(dataclasses.replace(prepared, config=dataclasses.replace(prepared.config, compile=True)), device="cuda")
+    assert compiled == [True]
     calls.clear()
     calibrate(prepared, device="cpu")                  # on the CPU the GPU options stay off, as on CPU workers
     assert all(not c["autocast_bf16"] and not c["channels_last"] for c in calls)
