@@ -5,7 +5,8 @@ the Ray session, SIGTERM as Ctrl-C, a fleet of actors in numbered slots, and one
     fleet     one actor per GPU (`num_gpus=1`), or CPU actors when the cluster has no GPU; a dead actor is replaced
               in its slot by a new one, and a generation number tells its stale calls from the new actor's
     dispatch  each actor holds at most `in_flight` tasks; a task whose call raised goes to `on_failed`, a task whose
-              actor died is run again (first in the queue) up to `max_crashes` times, then goes to `on_failed`
+              actor died is run again (first in the queue, and alone on its actor) up to `max_crashes` times, then
+              goes to `on_failed`
 
 No work queue is shared with the actors (a queue's `get()` loses a task when its consumer dies): everything the
 actors hold is known here. What a task is, how it is submitted and what its result means is the caller's: the
@@ -308,7 +309,8 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
     run instead of it waiting forever on that actor's share. `submit(actor, task)` -> ObjectRef starts a task;
     `on_done(task, value)` handles a result and `on_failed(task, error)` a task whose call raised (or whose actors
     kept dying); both return the tasks to queue again (retries; may be empty). A task whose actor died is run again
-    first, by a new actor in the same slot, up to `max_crashes` times. `tick()` is called at least every `poll`
+    first, up to `max_crashes` times, and alone on its actor: of the tasks an actor held when it died only one may
+    have killed it, and the others, run alone, finish instead of dying with it again. `tick()` is called at least every `poll`
     seconds (progress). Raises SweepError when new actors keep dying before finishing anything, and when work is
     left but no actor has been up for `no_worker_limit` seconds (the cluster lost every node that could hold one).
     """
@@ -323,6 +325,22 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
 
     def held(slot: Slot) -> int:
         return sum(1 for s, g, _ in owner.values() if s is slot and g == slot.generation)
+
+    def runs_alone(task) -> bool:                # its actor died while it ran: it runs alone until it ends
+        return crashes[id(task)] > 0
+
+    def next_task(slot: Slot):
+        """The first queued task `slot` may take now: any for an idle slot, else the first that need not run alone;
+        none while the slot holds a task that runs alone."""
+        if any(s is slot and g == slot.generation and runs_alone(t) for s, g, t in owner.values()):
+            return None
+        if not held(slot):
+            return queue.popleft()
+        for i, task in enumerate(queue):
+            if not runs_alone(task):
+                del queue[i]
+                return task
+        return None
 
     def died(slot: Slot, error: BaseException) -> None:
         nonlocal deaths_without_progress
@@ -347,7 +365,9 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
                     pings[slot.actor.__ray_ready__.remote()] = (slot, slot.generation)
                 continue
             while queue and held(slot) < in_flight:
-                task = queue.popleft()
+                task = next_task(slot)
+                if task is None:
+                    break
                 owner[submit(slot.actor, task)] = (slot, slot.generation, task)
         ready, _ = ray.wait([*owner, *pings], num_returns=1, timeout=poll)
         for ref in ready:

@@ -118,6 +118,17 @@ def after_takeover_slow_run_batch(model, specs, schedule, **kwargs):
     return run_batch(model, specs, schedule, **kwargs)
 
 
+KILLER_TARGET = 2      # a batch with this class kills its actor, every time (killer_run_batch)
+
+
+def killer_run_batch(model, specs, schedule, **kwargs):
+    """Kills the actor whenever its batch holds KILLER_TARGET (an input that crashes the process, every time)."""
+    if any(spec.target == KILLER_TARGET for spec in specs):
+        os._exit(1)
+    time.sleep(SLOW_SECONDS)   # the actor's other call is still running when the killer starts
+    return run_batch(model, specs, schedule, **kwargs)
+
+
 def _with_errors(results, broken):
     return [dataclasses.replace(r, image=None, logits=None, label=-1, error=f"injected failure for {item_key(r.spec)}")
             if broken(r.spec) else r for r in results]

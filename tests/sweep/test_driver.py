@@ -182,6 +182,21 @@ def test_a_slow_first_worker_is_waited_for_aloud(tmp_path, monkeypatch):
     assert "free in the cluster now: " in out.getvalue()
 
 
+@pytest.mark.slow   # 15 s: four actor deaths and restarts; run with --run-slow
+def test_a_batch_that_kills_its_actor_every_time_takes_no_other_batch_with_it(tmp_path):
+    """One actor holds two batches; one of them kills it whenever it runs. Both are run again, each alone, so only
+    the killer's items fail: the batch that was merely beside it is stored."""
+    store, out = tmp_path / "s", io.StringIO()
+    where = ClusterConfig(workers=1, device="cpu", cpus_per_worker=0.5, progress_every=1.0, in_flight=2)
+    summary = run_sweep(config(store, jobs="octave", classes="0-5", batch_size=2, max_attempts=2, cluster=where,
+                               engine="sweep_fakes:killer_run_batch"), stream=out)
+    killed_batch = {key for key, _ in summary.failed}
+    assert len(killed_batch) == 2 and all("worker died" in error for _, error in summary.failed), out.getvalue()
+    stored = assert_exactly_once(store, 4)
+    assert sorted(stored.key) == sorted(set(stored.key)) and not killed_batch & set(stored.key)
+    assert summary.done == 4 and summary.actors_replaced >= 2
+
+
 def test_more_cpus_per_worker_than_a_local_ray_has_is_refused_instead_of_waiting_forever(tmp_path):
     where = ClusterConfig(cpus_per_worker=4, progress_every=1.0)   # the module's Ray has 2 CPUs: no room, ever
     with sweep_fakes.failing_if_stuck(60), pytest.raises(SweepError, match="--cpus-per-worker 4: .* 2 CPUs"):
