@@ -76,8 +76,8 @@ def cluster_options(command):
         click.option("--cpus-per-worker", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
                      help="CPUs reserved by each actor (also its torch threads)."),
         click.option("--gpu-wait", type=click.FloatRange(min=0), default=600.0, show_default=True,
-                     help="--device gpu on a cluster without GPUs: seconds to wait for GPU nodes before giving up; "
-                          "also how long a run with work left waits once no worker can start (nodes lost)."),
+                     help="--device gpu on a cluster without GPUs: seconds to wait for GPU nodes before giving up "
+                          "(a run that has lost every worker waits this long too, at least 600 s)."),
     ]
     for option in reversed(options):
         command = option(command)

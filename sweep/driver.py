@@ -32,7 +32,7 @@ from typing import Callable, TextIO
 import pyarrow.fs as pafs
 
 from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, gpu_wait, \
-    ray_session
+    no_worker_wait, ray_session
 from sweep.interrupts import INTERRUPTED, sigterm_as_interrupt
 from sweep.plan import Batch, Plan, PlanError, WorkItem, make_plan
 from sweep.progress import Progress, format_duration
@@ -469,6 +469,8 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
                 setup = fleet.first_ready(lambda actor: actor.setup.remote(config.batch_size),
                                           wait_for_gpus=wait_for_gpus,
                                           stream=out, interval=min(progress.interval, 10.0))
+                if lease.lost:   # taken over while the first actor started (a minute without heartbeats)
+                    raise SweepError(lease.lost)
                 batch_size = setup["batch_size"]
                 if config.batch_size is None:   # auto: every actor gets work, whatever the probe allows
                     batch_size = max(1, min(batch_size, math.ceil(len(pending) / count)))
@@ -478,8 +480,6 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
                                                         ("device", "gpu", "bf16", "channels_last", "compile")}})
                 tasks, _ = pending_tasks(dataclasses.replace(plan, batch_size=batch_size), store)
                 sweep = SweepDispatch(config, store, schedule, progress, counter)
-                if lease.lost:   # taken over while the first actor started (a minute without heartbeats)
-                    raise SweepError(lease.lost)
 
                 def tick() -> None:
                     if lease.lost:   # another driver took the store over: stop rather than run twice
@@ -488,11 +488,11 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
 
                 dispatch(fleet, tasks, submit=sweep.submit, on_done=sweep.on_done, on_failed=sweep.on_failed,
                          in_flight=cluster.in_flight, max_crashes=config.max_attempts, tick=tick,
-                         poll=min(progress.interval, 1.0), no_worker_limit=cluster.gpu_wait)
+                         poll=min(progress.interval, 1.0), no_worker_limit=no_worker_wait(cluster))
                 given_up = sweep.given_up
                 if fleet.started < count:
-                    print(f"{count - fleet.started} of {count} workers never started (the cluster had no room for "
-                          f"them): the others ran the sweep; ask for fewer --workers", file=out, flush=True)
+                    print(f"{count - fleet.started} of {count} workers had not started when the sweep ended (no "
+                          f"room in the cluster, or still loading): the others ran it", file=out, flush=True)
             finally:
                 fleet.stop()
     except KeyboardInterrupt:

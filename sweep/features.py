@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, gpu_wait, \
-    ray_session
+    no_worker_wait, ray_session
 from sweep.interrupts import sigterm_as_interrupt
 from sweep.plan import PlanError
 from sweep.progress import Progress
@@ -95,7 +95,7 @@ def run_features(config: FeatureConfig, *, stream: TextIO | None = None) -> tupl
             dispatch(fleet, files, submit=lambda actor, path: actor.features.remote(path, config.layer, config.maps,
                                                                                     config.job),
                      on_done=on_done, on_failed=on_failed, in_flight=cluster.in_flight, max_crashes=3,
-                     tick=progress.update, poll=1.0, no_worker_limit=cluster.gpu_wait)
+                     tick=progress.update, poll=1.0, no_worker_limit=no_worker_wait(cluster))
         finally:
             fleet.stop()
             progress.close()

@@ -41,8 +41,7 @@ class ClusterConfig:
     device: str = "auto"                # auto: GPU actors if the cluster has GPUs now; gpu: always (autoscaling)
     cpus_per_worker: float = 1.0        # CPU reservation of each actor (and its torch threads)
     in_flight: int = 2                  # tasks handed to one actor at a time: one running, one ready to start
-    gpu_wait: float = 600.0             # --device gpu on a cluster without GPUs: seconds to wait for GPU nodes;
-                                        #   also how long `dispatch` waits once no worker can start
+    gpu_wait: float = 600.0             # --device gpu on a cluster without GPUs: seconds to wait for GPU nodes
     num_cpus: int | None = None         # local Ray only: CPUs to offer (None: all)
     num_gpus: int | None = None         # local Ray only: GPUs to offer (None: detect; tests fake some)
     worker_logs: bool = False           # forward the actors' stdout/stderr to the driver
@@ -170,6 +169,12 @@ def cluster_plan(cluster: ClusterConfig, n_tasks: int) -> tuple[bool, int]:
     return use_gpu, max(1, min(count, n_tasks))
 
 
+def no_worker_wait(cluster: ClusterConfig) -> float:
+    """Seconds `dispatch` waits with work left once no worker is up (every node that could hold one lost): at least
+    NO_WORKER_WAIT, so that a replacement actor has time to start even with a short --gpu-wait."""
+    return max(cluster.gpu_wait, NO_WORKER_WAIT)
+
+
 def gpu_wait(cluster: ClusterConfig, use_gpu: bool) -> float | None:
     """Seconds the first actor may wait for GPU nodes (`Fleet.first_ready`): `cluster.gpu_wait` when GPU actors are
     asked of a cluster without a GPU now (an autoscaler may add some), else None."""
@@ -178,6 +183,8 @@ def gpu_wait(cluster: ClusterConfig, use_gpu: bool) -> float | None:
 
 
 QUIET_START = 30.0   # seconds the first worker may take to start before the driver says it is still waiting
+NOTE_EVERY = 10.0    # seconds between the driver's lines while it waits for GPU nodes
+NO_WORKER_WAIT = 600.0   # seconds a run with work left waits once no worker is up (the longer of this and --gpu-wait)
 
 
 @dataclass
@@ -187,6 +194,7 @@ class Slot:
     actor: object
     generation: int = 0                        # bumped on each replacement: tells stale calls from current ones
     up: bool = False                           # its actor has started (placed, model loaded): it may take tasks
+    ever_up: bool = False                      # an actor of this slot started at some point of the run
 
 
 class Fleet:
@@ -224,8 +232,12 @@ class Fleet:
 
     @property
     def started(self) -> int:
-        """How many slots' actors have started (the others wait for room in the cluster, or never get it)."""
-        return sum(slot.up for slot in self.slots)
+        """How many slots had an actor start during the run (the others waited for room in the cluster, or were
+        still loading when the run ended)."""
+        return sum(slot.ever_up for slot in self.slots)
+
+    def mark_up(self, slot: Slot) -> None:
+        slot.up = slot.ever_up = True
 
     def stop(self, settle: float = 10.0) -> None:
         """Kill every actor, then wait (at most `settle` seconds) until the processes of those on this node have
@@ -249,7 +261,8 @@ class Fleet:
     def first_ready(self, call: Callable, *, wait_for_gpus: float | None, stream: TextIO, interval: float):
         """`call(actor)` on the first actor to start (any slot's), waited for: the first actor starting (model
         loaded) is where a run that asks for GPUs the cluster does not have yet waits for the autoscaler. With
-        `wait_for_gpus` seconds, it says so every `interval` seconds and gives up after that long.
+        `wait_for_gpus` seconds, it says so every NOTE_EVERY seconds and gives up after that long unless an actor
+        was placed by then.
 
         Not one chosen slot: the cluster places actors in no fixed order, and the new actor of a slot whose actor
         died at start comes after the others, so with more actors than room that slot may never start."""
@@ -257,7 +270,7 @@ class Fleet:
         from ray.exceptions import RayError, RayTaskError
         from sweep.progress import format_duration
         waiting = {slot.actor.__ray_ready__.remote(): (slot, False) for slot in self.slots}   # ref -> (slot, call?)
-        started, deaths, quiet_until = time.monotonic(), 0, QUIET_START
+        started, deaths, quiet_until, gpu_note_at = time.monotonic(), 0, QUIET_START, NOTE_EVERY
         if wait_for_gpus is not None:
             print(f"the cluster has no GPU yet: waiting up to {format_duration(wait_for_gpus)} for GPU nodes "
                   f"(an autoscaler adds them on demand; --gpu-wait sets how long)", file=stream, flush=True)
@@ -281,22 +294,23 @@ class Fleet:
                     continue
                 if is_call:
                     return value
-                slot.up = True
+                self.mark_up(slot)
             waited = time.monotonic() - started
-            if wait_for_gpus is None:
-                if waited >= quiet_until:   # not silent: placing an actor and loading a model take seconds, not minutes
-                    free = ray.available_resources()
-                    print(f"waiting for the first worker to start (placed on a node, model loaded): "
-                          f"{format_duration(waited)}; free in the cluster now: {free.get('CPU', 0):g} CPUs, "
-                          f"{int(free.get('GPU', 0))} GPUs", file=stream, flush=True)
-                    quiet_until = waited + max(interval, QUIET_START)
-                continue
-            gpus = int(ray.cluster_resources().get("GPU", 0))
-            if waited >= wait_for_gpus:
-                raise SweepError(f"no GPU worker could start in {format_duration(waited)} (the cluster has "
-                                 f"{gpus} GPUs): add GPU nodes, raise --gpu-wait, or use --device auto or cpu")
-            print(f"waiting for GPU nodes: {format_duration(waited)} of {format_duration(wait_for_gpus)}, "
-                  f"cluster GPUs now {gpus}", file=stream, flush=True)
+            if wait_for_gpus is not None and not any(slot.up for slot in self.slots):   # no GPU actor placed yet
+                gpus = int(ray.cluster_resources().get("GPU", 0))
+                if waited >= wait_for_gpus:
+                    raise SweepError(f"no GPU worker could start in {format_duration(waited)} (the cluster has "
+                                     f"{gpus} GPUs): add GPU nodes, raise --gpu-wait, or use --device auto or cpu")
+                if waited >= gpu_note_at:
+                    print(f"waiting for GPU nodes: {format_duration(waited)} of {format_duration(wait_for_gpus)}, "
+                          f"cluster GPUs now {gpus}", file=stream, flush=True)
+                    gpu_note_at = waited + max(interval, NOTE_EVERY)
+            elif waited >= quiet_until:   # not silent: placing an actor and loading a model take seconds, not minutes
+                free = ray.available_resources()
+                print(f"waiting for the first worker to be ready (placed on a node, model loaded, batch size "
+                      f"chosen): {format_duration(waited)}; free in the cluster now: {free.get('CPU', 0):g} CPUs, "
+                      f"{int(free.get('GPU', 0))} GPUs", file=stream, flush=True)
+                quiet_until = waited + max(interval, QUIET_START)
 
 
 def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callable, on_failed: Callable,
@@ -375,7 +389,8 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
                 slot, generation = pings.pop(ref)
                 try:
                     ray.get(ref)
-                    slot.up = slot.up or generation == slot.generation
+                    if generation == slot.generation:
+                        fleet.mark_up(slot)
                 except RayError as error:            # it died starting
                     if generation == slot.generation:
                         died(slot, error)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sweep.progress import format_duration
 
-CALIBRATION_STEPS = 2   # gradient steps per octave in the timed batch (after one untimed warm-up step)
+CALIBRATION_STEPS = 2   # gradient steps per octave in the timed batch (after an untimed warm-up of the same steps)
 
 
 def octave_cost(schedule) -> float:
@@ -121,10 +121,10 @@ class Calibration:
 
 def calibrate(prepared, device: str | None = None) -> Calibration:
     """Time one batch of the plan's first job on `device` (default: cuda when available, else cpu), every octave
-    cut to CALIBRATION_STEPS steps, after an untimed one-step warm-up. On a GPU it runs as the sweep's GPU workers
-    do: with the run's speed options (bf16 autocast, channels_last, cuDNN benchmark, `--compile`, whose compiling
-    the warm-up absorbs) and, with an automatic batch size, the batch the workers' memory probe chooses (not the
-    CPU's)."""
+    cut to CALIBRATION_STEPS steps, after an untimed warm-up of the same steps. On a GPU it runs as the sweep's GPU
+    workers do: with the run's speed options (bf16 autocast, channels_last, cuDNN benchmark, `--compile`, whose
+    compiling the warm-up absorbs) and, with an automatic batch size, the batch the workers' memory probe chooses
+    (not the CPU's)."""
     import dataclasses
 
     import torch
@@ -157,8 +157,9 @@ def calibrate(prepared, device: str | None = None) -> Calibration:
              for i in batch.items]
     sources = {name: prepared.sources[name] for name in {s.source for s in specs if s.source}}
     kwargs = {**speed, **({"sources": sources} if sources else {})}
-    run_batch(model, specs, cut(1), device=device, **kwargs)          # warm-up: kernels, allocator, caches
     timed = cut(CALIBRATION_STEPS)
+    run_batch(model, specs, timed, device=device, **kwargs)   # warm-up: kernels, allocator, caches, every input size
+                                                              # the timed run feeds (--compile compiles each)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     start = time.perf_counter()

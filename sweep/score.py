@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, gpu_wait, \
-    ray_session
+    no_worker_wait, ray_session
 from sweep.interrupts import sigterm_as_interrupt
 from sweep.plan import PlanError
 from sweep.progress import Progress
@@ -328,7 +328,7 @@ def run_score(config: ScoreConfig, *, stream: TextIO | None = None) -> ScoreSumm
                               interval=min(progress.interval, 10.0))
             dispatch(fleet, prepared.tasks, submit=lambda actor, task: actor.score.remote(task, plan),
                      on_done=on_done, on_failed=on_failed, in_flight=cluster.in_flight, tick=progress.update,
-                     no_worker_limit=cluster.gpu_wait)
+                     no_worker_limit=no_worker_wait(cluster))
         finally:
             fleet.stop()
             progress.close()

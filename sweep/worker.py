@@ -121,7 +121,7 @@ def largest_input(schedules, default: int) -> int:
     """Side of the largest image the network is fed under `schedules`, a `Schedule` or a sweep's `ScheduleSet`
     (then every schedule in it): crops, a padded frame, the image a padded octave grows (googlenet-pad's first
     octave reaches 737 px), resize cycles. `default` (the model's input size) when there is no schedule."""
-    runs = (schedules.schedules().values() if hasattr(schedules, "schedules")
+    runs = ((schedules.default, *(s for _, s in schedules.jobs)) if hasattr(schedules, "jobs")   # by job, not name
             else [schedules] if hasattr(schedules, "model_input_sizes") else [])
     return max([max(s.model_input_sizes()) for s in runs] or [default])
 

@@ -77,3 +77,11 @@ def test_addresses_the_reachability_check_leaves_to_ray():
     from sweep.fleet import check_reachable
     for address in ("auto", "local", "http://127.0.0.1:8265", "head-node"):
         check_reachable(address, timeout=0.1)            # not HOST:PORT: Ray resolves these itself
+
+
+def test_a_run_that_lost_its_workers_waits_at_least_ten_minutes_for_new_ones():
+    """A replacement actor needs time to start: a short --gpu-wait (0: do not wait for GPU nodes) must not end a
+    run the moment its only actor dies."""
+    from sweep.fleet import NO_WORKER_WAIT, ClusterConfig, no_worker_wait
+    assert no_worker_wait(ClusterConfig(gpu_wait=0)) == NO_WORKER_WAIT == 600
+    assert no_worker_wait(ClusterConfig(gpu_wait=3600)) == 3600

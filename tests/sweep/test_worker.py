@@ -163,6 +163,10 @@ def test_the_automatic_batch_is_sized_for_the_largest_image_any_job_feeds_the_ne
     assert largest_input(default_schedules("inception_v3", ("octave",)), 299) == 390
     tiny = load_schedule("tiny")
     assert largest_input(tiny, 1000) == max(tiny.model_input_sizes()) and largest_input(None, 224) == 224
+    # a job's schedule named like the default (an edited copy of a preset) still counts: by job, not by name
+    big = dataclasses.replace(load_schedule("googlenet-pad"), name="googlenet")
+    from jobs.schedules import ScheduleSet
+    assert largest_input(ScheduleSet("s", load_schedule("googlenet"), (("dream", big),)), 224) == 737
 
 
 def test_setup_on_a_gpu_probes_at_the_largest_input_of_every_job(tmp_path, monkeypatch):
