@@ -165,6 +165,7 @@ def test_a_driver_whose_lease_another_took_stops_and_leaves_the_lease_to_it(tmp_
     assert 1 <= len(written) < 20 and written.key.is_unique
 
 
+@pytest.mark.slow   # a message only; 4 s with its slow-starting actor
 def test_a_slow_first_worker_is_waited_for_aloud(tmp_path, monkeypatch):
     """A first worker that takes long to start (its node busy, its model slow to load) is waited for, not silently:
     the driver says how long it has waited and what the cluster has free."""
