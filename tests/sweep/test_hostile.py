@@ -421,8 +421,10 @@ def end_session(sid: int) -> None:
             continue
 
 
-@pytest.mark.parametrize("sig, stage", [(signal.SIGTERM, "start-up"), (signal.SIGINT, "start-up"),
-                                        (signal.SIGTERM, "ray"), (signal.SIGINT, "ray")])
+# Each signal and each stage once by default; the other two pairs with --run-slow (5 s).
+@pytest.mark.parametrize("sig, stage", [(signal.SIGTERM, "start-up"), (signal.SIGINT, "ray"),
+                                        pytest.param(signal.SIGINT, "start-up", marks=pytest.mark.slow),
+                                        pytest.param(signal.SIGTERM, "ray", marks=pytest.mark.slow)])
 def test_a_signal_during_start_up_exits_130_with_the_interruption_line(tmp_path, sig, stage):
     store = tmp_path / "store"
     process = start_run(store)
