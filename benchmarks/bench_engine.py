@@ -128,9 +128,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
-    if cuda:   # as the workers: float32 as float32, not TF32 ((e)'s reference, and every figure of a --no-bf16 run)
-        from sweep.worker import gpu_backends
-        gpu_backends(cudnn_benchmark=True)
+    if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     weights = "DEFAULT" if args.model == "digits" else "random"
     try:
@@ -142,8 +140,9 @@ def main() -> None:
     batch = args.batch or (64 if small or cuda else 8)
     iterations = args.iterations or (20 if small else (20 if cuda else 2))
     options = dict(autocast_bf16=cuda and not args.no_bf16, channels_last=cuda and not args.no_channels_last)
-    if cuda and args.compile and hasattr(model.net, "compile"):
-        model.net.compile()
+    if cuda:   # as the workers: float32 as float32, not TF32 ((e)'s reference, and every figure of a --no-bf16 run)
+        from sweep.worker import ready_for_gpu
+        ready_for_gpu(model, cudnn_benchmark=True, compile=args.compile)
     print(f"model {model.name} ({model.weights_id}), {size} px, device {device}"
           f"{' (' + torch.cuda.get_device_name(device) + ')' if cuda else ''}, torch threads "
           f"{torch.get_num_threads()}, bf16 {options['autocast_bf16']}, channels_last {options['channels_last']}")
@@ -237,11 +236,11 @@ def trajectory_figures(args, model, device, options) -> None:
 
 def preset_figures(args, model, device, options) -> None:
     """(c) the full preset at the automatic batch, the one-image loop beside it, peak memory."""
-    from sweep.worker import largest_input, probe_batch_size
+    from sweep.worker import auto_batch_size, largest_input
     preset = load_schedule("googlenet")
     side = largest_input(preset, model.input_size)
-    b = args.full_batch or probe_batch_size(model, side, device, bf16=options["autocast_bf16"],
-                                            channels_last=options["channels_last"])
+    b = args.full_batch or auto_batch_size(model, preset, device, bf16=options["autocast_bf16"],
+                                           channels_last=options["channels_last"])
     time_engine(model, b, dataclasses.replace(preset, octaves=tuple(dataclasses.replace(o, iterations=2)
                                                                    for o in preset.octaves)), device, **options)
     torch.cuda.reset_peak_memory_stats(device)

@@ -267,6 +267,11 @@ class Schedule:
         return sum(o.iterations for o in self.octaves)
 
     @property
+    def members(self) -> tuple["Schedule", ...]:
+        """The schedules a run of this one holds: itself (as `ScheduleSet.members`)."""
+        return (self,)
+
+    @property
     def final_size(self) -> int:
         """Side of the images the schedule produces."""
         return self.octaves[-1].end_size(self.pad_mode)
@@ -473,8 +478,9 @@ def family_of(job: str) -> str:
 class ScheduleSet:
     """The schedules of one sweep: one per job (`jobs`), `default` for every other job.
 
-    The worker needs only `for_job(job)` (the `Schedule` that job runs, with its blur rhythm), `id`, `name` and
-    `total_iterations`. `Schedule` offers the same, so either can be passed where a run's schedules are expected.
+    The worker needs only `for_job(job)` (the `Schedule` that job runs, with its blur rhythm), `id`, `name`,
+    `total_iterations` and `members`. `Schedule` offers the same, so either can be passed where a run's schedules
+    are expected.
     """
     name: str                                          # how the set was chosen, e.g. "googlenet+dream+transfigure"
     default: Schedule                                  # jobs without their own entry
@@ -488,14 +494,15 @@ class ScheduleSet:
         """The schedule `job` (of `variant`) runs."""
         return self.schedule_of(job).for_job(job, variant)
 
-    def schedules(self) -> dict[str, Schedule]:
-        """Name -> schedule, every distinct one the set holds."""
-        return {s.name: s for s in (self.default, *(s for _, s in self.jobs))}
+    @property
+    def members(self) -> tuple[Schedule, ...]:
+        """Every schedule the set holds, the default first, then one per job (by job: two may share a name)."""
+        return (self.default, *(s for _, s in self.jobs))
 
     @property
     def total_iterations(self) -> int:
         """The longest run any job makes."""
-        return max(s.total_iterations for s in (self.default, *(s for _, s in self.jobs)))
+        return max(s.total_iterations for s in self.members)
 
     def job_ids(self, jobs: Sequence[str]) -> dict[str, dict[str, str]]:
         """job -> {"schedule": name, "schedule_id": id} for `jobs` (what the manifest records)."""

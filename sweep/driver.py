@@ -31,8 +31,8 @@ from typing import Callable, TextIO
 
 import pyarrow.fs as pafs
 
-from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, gpu_wait, \
-    no_worker_wait, ray_session
+from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, no_worker_wait, \
+    ray_session
 from sweep.interrupts import INTERRUPTED, sigterm_as_interrupt
 from sweep.plan import Batch, Plan, PlanError, WorkItem, make_plan
 from sweep.progress import Progress, format_duration
@@ -453,7 +453,6 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
             # Never more actors than batches (with `auto`, the batch size is known from the first actor only).
             n_tasks = len(pending) if config.batch_size is None else len(pending_tasks(plan, store)[0])
             use_gpu, count = cluster_plan(cluster, n_tasks)
-            wait_for_gpus = gpu_wait(cluster, use_gpu)
             print(f"{count} GPU workers (one GPU each)" if use_gpu else
                   f"no GPUs in the cluster: {count} CPU workers", file=out, flush=True)
             counter = ray.remote(StepCounter).options(num_cpus=0).remote()
@@ -467,7 +466,7 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
                           concurrency=cluster.in_flight)
             try:
                 setup = fleet.first_ready(lambda actor: actor.setup.remote(config.batch_size),
-                                          wait_for_gpus=wait_for_gpus,
+                                          gpu_wait=cluster.gpu_wait,
                                           stream=out, interval=min(progress.interval, 10.0))
                 if lease.lost:   # taken over while the first actor started (a minute without heartbeats)
                     raise SweepError(lease.lost)

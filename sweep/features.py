@@ -14,8 +14,8 @@ from typing import TextIO
 import numpy as np
 import pyarrow as pa
 
-from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, gpu_wait, \
-    no_worker_wait, ray_session
+from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, no_worker_wait, \
+    ray_session
 from sweep.interrupts import sigterm_as_interrupt
 from sweep.plan import PlanError
 from sweep.progress import Progress
@@ -86,11 +86,10 @@ def run_features(config: FeatureConfig, *, stream: TextIO | None = None) -> tupl
 
     with ray_session(cluster), sigterm_as_interrupt():
         use_gpu, count = cluster_plan(cluster, len(files))
-        wait_for_gpus = gpu_wait(cluster, use_gpu)
         fleet = Fleet(worker_config, count, use_gpu=use_gpu, cpus=cluster.cpus_per_worker)
         try:
             # As `sweep run`: on a cluster without GPUs yet, wait up to --gpu-wait for GPU nodes, then give up.
-            fleet.first_ready(lambda actor: actor.info.remote(), wait_for_gpus=wait_for_gpus, stream=stream,
+            fleet.first_ready(lambda actor: actor.info.remote(), gpu_wait=cluster.gpu_wait, stream=stream,
                               interval=min(progress.interval, 10.0))
             dispatch(fleet, files, submit=lambda actor, path: actor.features.remote(path, config.layer, config.maps,
                                                                                     config.job),

@@ -175,13 +175,6 @@ def no_worker_wait(cluster: ClusterConfig) -> float:
     return max(cluster.gpu_wait, NO_WORKER_WAIT)
 
 
-def gpu_wait(cluster: ClusterConfig, use_gpu: bool) -> float | None:
-    """Seconds the first actor may wait for GPU nodes (`Fleet.first_ready`): `cluster.gpu_wait` when GPU actors are
-    asked of a cluster without a GPU now (an autoscaler may add some), else None."""
-    import ray
-    return cluster.gpu_wait if use_gpu and not int(ray.cluster_resources().get("GPU", 0)) else None
-
-
 QUIET_START = 30.0   # seconds the first worker may take to start before the driver says it is still waiting
 NOTE_EVERY = 10.0    # seconds between the driver's lines while it waits for GPU nodes
 NO_WORKER_WAIT = 600.0   # seconds a run with work left waits once no worker is up (the longer of this and --gpu-wait)
@@ -258,17 +251,19 @@ class Fleet:
             pids = [pid for pid in pids if _alive(pid)]
             time.sleep(0.05)
 
-    def first_ready(self, call: Callable, *, wait_for_gpus: float | None, stream: TextIO, interval: float):
+    def first_ready(self, call: Callable, *, gpu_wait: float, stream: TextIO, interval: float):
         """`call(actor)` on the first actor to start (any slot's), waited for: the first actor starting (model
-        loaded) is where a run that asks for GPUs the cluster does not have yet waits for the autoscaler. With
-        `wait_for_gpus` seconds, it says so every NOTE_EVERY seconds and gives up after that long unless an actor
-        was placed by then.
+        loaded) is where a run that asks for GPUs the cluster does not have yet waits for the autoscaler. GPU
+        actors on a cluster without a GPU now wait up to `gpu_wait` seconds (`--gpu-wait`): it says so every
+        NOTE_EVERY seconds and gives up after that long unless an actor was placed by then.
 
         Not one chosen slot: the cluster places actors in no fixed order, and the new actor of a slot whose actor
         died at start comes after the others, so with more actors than room that slot may never start."""
         import ray
         from ray.exceptions import RayError, RayTaskError
         from sweep.progress import format_duration
+        no_gpu_yet = self.use_gpu and not int(ray.cluster_resources().get("GPU", 0))   # an autoscaler may add some
+        wait_for_gpus = gpu_wait if no_gpu_yet else None
         waiting = {slot.actor.__ray_ready__.remote(): (slot, False) for slot in self.slots}   # ref -> (slot, call?)
         started, deaths, quiet_until, gpu_note_at = time.monotonic(), 0, QUIET_START, NOTE_EVERY
         if wait_for_gpus is not None:
@@ -324,9 +319,10 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
     `on_done(task, value)` handles a result and `on_failed(task, error)` a task whose call raised (or whose actors
     kept dying); both return the tasks to queue again (retries; may be empty). A task whose actor died is run again
     first, up to `max_crashes` times, and alone on its actor: of the tasks an actor held when it died only one may
-    have killed it, and the others, run alone, finish instead of dying with it again. `tick()` is called at least every `poll`
-    seconds (progress). Raises SweepError when new actors keep dying before finishing anything, and when work is
-    left but no actor has been up for `no_worker_limit` seconds (the cluster lost every node that could hold one).
+    have killed it, and the others, run alone, finish instead of dying with it again. `tick()` is called at least
+    every `poll` seconds (progress). Raises SweepError when new actors keep dying before finishing anything, and
+    when work is left but no actor has been up for `no_worker_limit` seconds (the cluster lost every node that
+    could hold one).
     """
     import ray
     from ray.exceptions import RayError, RayTaskError

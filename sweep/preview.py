@@ -134,19 +134,15 @@ def calibrate(prepared, device: str | None = None) -> Calibration:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     config = prepared.config
     on_gpu = torch.device(device).type == "cuda"
-    if on_gpu:
-        from sweep.worker import gpu_backends
-        gpu_backends(cudnn_benchmark=config.cudnn_benchmark)
     speed = {"autocast_bf16": config.bf16 and on_gpu, "channels_last": config.channels_last and on_gpu}
     model = load_model(config.model, config.weights, device=device)
-    if on_gpu and config.compile and hasattr(model.net, "compile"):   # as the workers; the warm-up compiles
-        model.net.compile()
     plan = prepared.plan
-    if on_gpu and config.batch_size is None:
-        from sweep.worker import largest_input, probe_batch_size
-        size = probe_batch_size(model, largest_input(prepared.schedule, model.input_size), device, bf16=config.bf16,
-                                channels_last=config.channels_last)
-        plan = dataclasses.replace(plan, batch_size=size)
+    if on_gpu:   # as the workers (the warm-up below compiles, with --compile)
+        from sweep.worker import auto_batch_size, ready_for_gpu
+        ready_for_gpu(model, cudnn_benchmark=config.cudnn_benchmark, compile=config.compile)
+        if config.batch_size is None:
+            plan = dataclasses.replace(plan, batch_size=auto_batch_size(
+                model, prepared.schedule, device, bf16=config.bf16, channels_last=config.channels_last))
     batch = plan.batches()[0]
     schedule = prepared.schedule.for_job(batch.items[0].job)   # a batch holds one job: time that job's schedule
 

@@ -30,8 +30,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, gpu_wait, \
-    no_worker_wait, ray_session
+from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, no_worker_wait, \
+    ray_session
 from sweep.interrupts import sigterm_as_interrupt
 from sweep.plan import PlanError
 from sweep.progress import Progress
@@ -319,12 +319,11 @@ def run_score(config: ScoreConfig, *, stream: TextIO | None = None) -> ScoreSumm
 
     with ray_session(cluster), sigterm_as_interrupt():
         use_gpu, count = cluster_plan(cluster, len(prepared.tasks))
-        wait_for_gpus = gpu_wait(cluster, use_gpu)
         fleet = Fleet(worker_config, count, use_gpu=use_gpu, cpus=cluster.cpus_per_worker,
                       worker="sweep.score:ScoreWorker")
         try:
             # As `sweep run`: on a cluster without GPUs yet, wait up to --gpu-wait for GPU nodes, then give up.
-            fleet.first_ready(lambda actor: actor.info.remote(), wait_for_gpus=wait_for_gpus, stream=stream,
+            fleet.first_ready(lambda actor: actor.info.remote(), gpu_wait=cluster.gpu_wait, stream=stream,
                               interval=min(progress.interval, 10.0))
             dispatch(fleet, prepared.tasks, submit=lambda actor, task: actor.score.remote(task, plan),
                      on_done=on_done, on_failed=on_failed, in_flight=cluster.in_flight, tick=progress.update,

@@ -78,4 +78,5 @@ def store_status(store: Store | str) -> StoreStatus:
         if row["key"] not in stored and row["attempt"] >= last.get(row["key"], (-1, ""))[0]:
             last[row["key"]] = (row["attempt"], row["error"])
     return StoreStatus(store.uri, manifest, counts, len(failures),
-                       tuple(sorted((k, e) for k, (_, e) in last.items())), len(keys) - len(stored), running_sweep(store))
+                       tuple(sorted((k, e) for k, (_, e) in last.items())), len(keys) - len(stored),
+                       running_sweep(store))

@@ -106,24 +106,31 @@ def worker_name() -> str:
     return f"{socket.gethostname()}/{context.get_node_id()[:8]}/{actor[:8]}"
 
 
-def gpu_backends(*, cudnn_benchmark: bool) -> None:
-    """A GPU process's backend settings: cuDNN's kernel autotuning, and float32 kept float32. PyTorch runs float32
-    convolutions on GPUs in TF32 by default (a 10-bit mantissa); here float32 means float32: a `--no-bf16` run
-    computes as the articles did, and the stored logits and scores (always float32) are those of the image. bf16
-    autocast's convolutions are bf16 either way."""
+def ready_for_gpu(model, *, cudnn_benchmark: bool, compile: bool) -> None:
+    """A GPU process's settings for `model`: cuDNN's kernel autotuning; float32 kept float32 (PyTorch runs float32
+    convolutions on GPUs in TF32 by default, a 10-bit mantissa; here a `--no-bf16` run computes as the articles
+    did, and the stored logits and scores, always float32, are those of the image; bf16 autocast's convolutions
+    are bf16 either way); and `torch.compile` when asked (`nn.Module.compile`: torch >= 2.2)."""
     import torch
     torch.backends.cudnn.benchmark = cudnn_benchmark
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
+    if compile and hasattr(model.net, "compile"):
+        model.net.compile()
+
+
+def auto_batch_size(model, schedules, device, *, bf16: bool, channels_last: bool) -> int:
+    """`--batch-size auto` on a GPU: the memory probe's largest batch for the largest image any job of
+    `schedules` feeds `model`."""
+    return probe_batch_size(model, largest_input(schedules, model.input_size), device, bf16=bf16,
+                            channels_last=channels_last)
 
 
 def largest_input(schedules, default: int) -> int:
     """Side of the largest image the network is fed under `schedules`, a `Schedule` or a sweep's `ScheduleSet`
     (then every schedule in it): crops, a padded frame, the image a padded octave grows (googlenet-pad's first
     octave reaches 737 px), resize cycles. `default` (the model's input size) when there is no schedule."""
-    runs = ((schedules.default, *(s for _, s in schedules.jobs)) if hasattr(schedules, "jobs")   # by job, not name
-            else [schedules] if hasattr(schedules, "model_input_sizes") else [])
-    return max([max(s.model_input_sizes()) for s in runs] or [default])
+    return max([max(s.model_input_sizes()) for s in getattr(schedules, "members", ())] or [default])
 
 
 def probe_batch_size(model, side: int, device, *, bf16: bool, channels_last: bool, cap: int = AUTO_CAP,
@@ -192,9 +199,7 @@ class SweepWorker:
         self.on_gpu = self.device.type == "cuda"
         self.model = load_model(config.model, config.weights, device=self.device)
         if self.on_gpu:
-            gpu_backends(cudnn_benchmark=config.cudnn_benchmark)
-            if config.compile and hasattr(self.model.net, "compile"):   # nn.Module.compile: torch >= 2.2
-                self.model.net.compile()
+            ready_for_gpu(self.model, cudnn_benchmark=config.cudnn_benchmark, compile=config.compile)
         self.run_batch = import_callable(config.engine)
         self.store = Store.open(config.store)
         self.name = worker_name()
@@ -219,9 +224,8 @@ class SweepWorker:
         fits the schedule's largest octave, on a CPU `CPU_BATCH`."""
         if batch_size is None:
             if self.on_gpu:
-                side = largest_input(self.config.schedule, self.model.input_size)
-                batch_size = probe_batch_size(self.model, side, self.device, bf16=self.config.bf16,
-                                              channels_last=self.config.channels_last)
+                batch_size = auto_batch_size(self.model, self.config.schedule, self.device, bf16=self.config.bf16,
+                                             channels_last=self.config.channels_last)
             else:
                 batch_size = CPU_BATCH
         return {**self.options(), "worker": self.name, "batch_size": batch_size}

@@ -1,6 +1,7 @@
 """A simulated cluster (ray.cluster_utils.Cluster): while it has no GPU, `--device gpu` waits for GPU nodes and gives
-up after `gpu_wait` (`sweep run`, `sweep score`, the feature pass); with two one-GPU nodes added, the driver joins it by address and the GPU actors, one per GPU,
-spread the work over both nodes (the `worker` column names the node)."""
+up after `gpu_wait` (`sweep run`, `sweep score`, the feature pass); with two one-GPU nodes added, the driver joins
+it by address and the GPU actors, one per GPU, spread the work over both nodes (the `worker` column names the
+node)."""
 from __future__ import annotations
 
 import io
@@ -57,7 +58,8 @@ def test_score_and_features_wait_for_gpu_nodes_and_give_up(two_nodes, tmp_path, 
     run = {"score": lambda out: run_score(ScoreConfig(str(store), "digits", "random", cluster=where), stream=out),
            "features": lambda out: run_features(FeatureConfig(str(store), "block2", (0,), cluster=where), stream=out)}
     out = io.StringIO()
-    with sweep_fakes.failing_if_stuck(120), pytest.raises(SweepError, match="no GPU worker could start in .* --gpu-wait"):
+    with sweep_fakes.failing_if_stuck(120), \
+            pytest.raises(SweepError, match="no GPU worker could start in .* --gpu-wait"):
         run[command](out)
     assert "waiting up to 1s for GPU nodes" in out.getvalue() and not ray.is_initialized()
 

@@ -122,7 +122,7 @@ def test_a_run_whose_workers_can_no_longer_start_anywhere_gives_up_after_the_wai
     from sweep.worker import WorkerConfig
     fleet = Fleet(WorkerConfig(str(tmp_path / "s"), "digits", "random"), 1, use_gpu=False, cpus=0.5)
     try:
-        fleet.first_ready(lambda actor: actor.info.remote(), wait_for_gpus=None, stream=io.StringIO(), interval=0.5)
+        fleet.first_ready(lambda actor: actor.info.remote(), gpu_wait=600, stream=io.StringIO(), interval=0.5)
         fleet.options = {**fleet.options, "resources": {"a-node-that-is-gone": 1}}   # the replacement: no room
         killed = []
 
@@ -176,7 +176,7 @@ def test_a_slow_first_worker_is_waited_for_aloud(tmp_path, monkeypatch):
     fleet, out = Fleet(WorkerConfig(str(tmp_path / "s"), "digits", "random"), 1, use_gpu=False, cpus=0.5,
                        worker="sweep_fakes:SlowStartWorker"), io.StringIO()
     try:
-        info = fleet.first_ready(lambda actor: actor.info.remote(), wait_for_gpus=None, stream=out, interval=0.2)
+        info = fleet.first_ready(lambda actor: actor.info.remote(), gpu_wait=600, stream=out, interval=0.2)
     finally:
         fleet.stop()
     assert info["device"] == "cpu" and fleet.started == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -190,13 +191,17 @@ def test_setup_on_a_gpu_probes_at_the_largest_input_of_every_job(tmp_path, monke
 def test_float32_on_a_gpu_is_float32_not_tf32():
     """A --no-bf16 run, the stored logits and the scores compute in float32 as the articles did: PyTorch's default
     TF32 convolutions on GPUs are turned off in every GPU worker."""
-    from sweep.worker import gpu_backends
+    from sweep.worker import ready_for_gpu
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
     saved = cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32
+    compiled = []
+    model = SimpleNamespace(net=SimpleNamespace(compile=lambda: compiled.append(True)))
     try:
         cudnn.benchmark = cudnn.allow_tf32 = matmul.allow_tf32 = True
-        gpu_backends(cudnn_benchmark=False)
-        assert not cudnn.benchmark and not cudnn.allow_tf32 and not matmul.allow_tf32
+        ready_for_gpu(model, cudnn_benchmark=False, compile=False)
+        assert not cudnn.benchmark and not cudnn.allow_tf32 and not matmul.allow_tf32 and not compiled
+        ready_for_gpu(model, cudnn_benchmark=True, compile=True)       # --compile
+        assert cudnn.benchmark and compiled == [True]
     finally:
         cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = saved
 
