@@ -251,11 +251,14 @@ class Fleet:
             pids = [pid for pid in pids if _alive(pid)]
             time.sleep(0.05)
 
-    def first_ready(self, call: Callable, *, gpu_wait: float, stream: TextIO, interval: float):
+    def first_ready(self, call: Callable, *, gpu_wait: float, stream: TextIO, interval: float,
+                    give_up_after: float | None = None):
         """`call(actor)` on the first actor to start (any slot's), waited for: the first actor starting (model
         loaded) is where a run that asks for GPUs the cluster does not have yet waits for the autoscaler. GPU
         actors on a cluster without a GPU now wait up to `gpu_wait` seconds (`--gpu-wait`): it says so every
-        NOTE_EVERY seconds and gives up after that long unless an actor was placed by then.
+        NOTE_EVERY seconds and gives up after that long unless an actor was placed by then. Whatever the cluster,
+        it gives up once `give_up_after` seconds pass without an answer (`no_worker_wait`): no node with room for a
+        worker and no autoscaler to add one, or a start that hangs (a stalled weight download, a stuck device).
 
         Not one chosen slot: the cluster places actors in no fixed order, and the new actor of a slot whose actor
         died at start comes after the others, so with more actors than room that slot may never start."""
@@ -291,6 +294,13 @@ class Fleet:
                     return value
                 self.mark_up(slot)
             waited = time.monotonic() - started
+            if give_up_after is not None and waited >= give_up_after:
+                up = sum(slot.up for slot in self.slots)
+                why = ("it hangs there: a stalled weight download or a stuck device? see the worker's log" if up else
+                       "no node has room for one, or each hangs while it starts")
+                raise SweepError(f"no worker was ready after {format_duration(waited)}: {up} of {len(self.slots)} "
+                                 f"started, none answered its first call ({why}); fix that, then run the same "
+                                 f"command again to resume (--gpu-wait waits longer)")
             if wait_for_gpus is not None and not any(slot.up for slot in self.slots):   # no GPU actor placed yet
                 gpus = int(ray.cluster_resources().get("GPU", 0))
                 if waited >= wait_for_gpus:

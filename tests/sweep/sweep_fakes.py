@@ -179,6 +179,13 @@ def build_store(path, *, classes: str = "0-3", jobs: str = "octave,opposite,addi
         worker.run(batch, (1,) * len(batch.items))
 
 
+class HangingSetupWorker(SweepWorker):
+    """Starts, then hangs in its first call (a weight download that stalls): `setup` never answers in a test."""
+
+    def setup(self, batch_size=None):
+        time.sleep(600)
+
+
 class SlowStartWorker(SweepWorker):
     """Takes 2 s more to start (a model loading from a slow disk)."""
 

@@ -165,6 +165,28 @@ def test_a_driver_whose_lease_another_took_stops_and_leaves_the_lease_to_it(tmp_
     assert 1 <= len(written) < 20 and written.key.is_unique
 
 
+@pytest.mark.parametrize("worker, started, why", [
+    ("sweep.worker:SweepWorker", "0 of 1 started", "no node has room for one"),     # asks for more CPUs than there are
+    ("sweep_fakes:HangingSetupWorker", "1 of 1 started", "it hangs there: a stalled weight download")])
+def test_a_first_worker_that_never_answers_is_given_up_on_in_one_line(tmp_path, worker, started, why):
+    """No node with room for a worker (and no autoscaler), or a worker that starts and then hangs in its first call:
+    instead of waiting forever, the run gives up after the wait (no_worker_wait; 1 s here) and says which it was."""
+    from sweep.fleet import Fleet
+    from sweep.worker import WorkerConfig
+    fleet = Fleet(WorkerConfig(str(tmp_path / "s"), "digits", "random"), 1, use_gpu=False,
+                  cpus=4.0 if worker.startswith("sweep.") else 0.5, worker=worker)
+    try:
+        with sweep_fakes.failing_if_stuck(60), pytest.raises(SweepError) as raised:
+            if started.startswith("1"):   # started before the 1-s wait counts, however busy this machine is
+                ray.get(fleet.slots[0].actor.__ray_ready__.remote())
+            fleet.first_ready(lambda actor: actor.setup.remote(None), gpu_wait=600, stream=io.StringIO(),
+                              interval=0.2, give_up_after=1.0)
+    finally:
+        fleet.stop()
+    assert str(raised.value).startswith("no worker was ready after ") and f"{started}, none answered" in str(
+        raised.value) and why in str(raised.value) and "run the same command again" in str(raised.value)
+
+
 @pytest.mark.slow   # a message only; 4 s with its slow-starting actor
 def test_a_slow_first_worker_is_waited_for_aloud(tmp_path, monkeypatch):
     """A first worker that takes long to start (its node busy, its model slow to load) is waited for, not silently:
