@@ -77,8 +77,8 @@ def cluster_options(command):
                      help="CPUs reserved by each actor (also its torch threads)."),
         click.option("--gpu-wait", type=click.FloatRange(min=0), default=600.0, show_default=True,
                      help="--device gpu on a cluster without GPUs: seconds to wait for GPU nodes before giving up "
-                          "(a run whose first worker does not answer, or that has lost every worker, waits this long too, at "
-                          "least 600 s)."),
+                          "(a run whose first worker does not answer, or that has lost every worker, waits this "
+                          "long too, at least 600 s)."),
     ]
     for option in reversed(options):
         command = option(command)

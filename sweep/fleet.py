@@ -6,7 +6,8 @@ the Ray session, SIGTERM as Ctrl-C, a fleet of actors in numbered slots, and one
               in its slot by a new one, and a generation number tells its stale calls from the new actor's
     dispatch  each actor holds at most `in_flight` tasks; a task whose call raised goes to `on_failed`, a task whose
               actor died is run again (first in the queue, and alone on its actor) up to `max_crashes` times, then
-              goes to `on_failed`
+              goes to `on_failed`; an actor Ray cannot reach for the moment is asked again, not replaced, until it
+              has been unreachable for UNREACHABLE_GRACE seconds
 
 No work queue is shared with the actors (a queue's `get()` loses a task when its consumer dies): everything the
 actors hold is known here. What a task is, how it is submitted and what its result means is the caller's: the
@@ -178,6 +179,16 @@ def no_worker_wait(cluster: ClusterConfig) -> float:
 QUIET_START = 30.0   # seconds the first worker may take to start before the driver says it is still waiting
 NOTE_EVERY = 10.0    # seconds between the driver's lines while it waits for GPU nodes
 NO_WORKER_WAIT = 600.0   # seconds a run with work left waits once no worker is up (the longer of this and --gpu-wait)
+UNREACHABLE_GRACE = 60.0   # seconds an actor Ray cannot reach (ActorUnavailableError) is given before it is replaced
+UNREACHABLE_RETRY = 1.0    # seconds between the pings of an unreachable actor
+
+
+def unreachable_error() -> tuple[type, ...]:
+    """Ray's error for an actor it cannot reach for the moment (a network blip, its node overloaded): the actor may
+    well be alive, and the call may or may not have run. Ray before 2.30 has none (its errors all mean death)."""
+    import ray.exceptions
+    error = getattr(ray.exceptions, "ActorUnavailableError", None)
+    return (error,) if error is not None else ()
 
 
 @dataclass
@@ -188,6 +199,8 @@ class Slot:
     generation: int = 0                        # bumped on each replacement: tells stale calls from current ones
     up: bool = False                           # its actor has started (placed, model loaded): it may take tasks
     ever_up: bool = False                      # an actor of this slot started at some point of the run
+    unreachable_since: float | None = None     # monotonic time Ray first could not reach its actor (None: it can)
+    ping_after: float = 0.0                    # monotonic time before which its actor is not asked again
 
 
 class Fleet:
@@ -220,8 +233,26 @@ class Fleet:
             ray.kill(slot.actor, no_restart=True)
         slot.generation += 1
         slot.actor = self._start(slot.number, slot.generation)
-        slot.up = False
+        slot.up, slot.unreachable_since, slot.ping_after = False, None, 0.0
         self.replaced += 1
+
+    def unreachable(self, slot: Slot) -> bool:
+        """Ray could not reach `slot`'s actor (`unreachable_error`): it takes no task until a ping answers, sent
+        every UNREACHABLE_RETRY seconds. True once it has been unreachable for UNREACHABLE_GRACE seconds: then it
+        counts as dead (replaced), instead of costing a new actor's start (model load, probe, compile) per blip."""
+        now = time.monotonic()
+        slot.up = False
+        if slot.unreachable_since is None:
+            slot.unreachable_since = now
+        slot.ping_after = now + UNREACHABLE_RETRY
+        return now - slot.unreachable_since >= UNREACHABLE_GRACE
+
+    @staticmethod
+    def to_ping(slot: Slot, pinged: Iterable[tuple[Slot, int]]) -> bool:
+        """Whether to ask `slot`'s actor now whether it is up: it is not, it has not been asked (`pinged`: (slot,
+        generation) of the questions still open), and it is not resting after Ray could not reach it."""
+        return (not slot.up and time.monotonic() >= slot.ping_after
+                and not any(s is slot and g == slot.generation for s, g in pinged))
 
     @property
     def started(self) -> int:
@@ -231,6 +262,7 @@ class Fleet:
 
     def mark_up(self, slot: Slot) -> None:
         slot.up = slot.ever_up = True
+        slot.unreachable_since = None
 
     def stop(self, settle: float = 10.0) -> None:
         """Kill every actor, then wait (at most `settle` seconds) until the processes of those on this node have
@@ -267,32 +299,40 @@ class Fleet:
         from sweep.progress import format_duration
         no_gpu_yet = self.use_gpu and not int(ray.cluster_resources().get("GPU", 0))   # an autoscaler may add some
         wait_for_gpus = gpu_wait if no_gpu_yet else None
-        waiting = {slot.actor.__ray_ready__.remote(): (slot, False) for slot in self.slots}   # ref -> (slot, call?)
+        unreachable = unreachable_error()
+        waiting: dict = {}                      # ref -> (slot, generation, is it the call?)
         started, deaths, quiet_until, gpu_note_at = time.monotonic(), 0, QUIET_START, NOTE_EVERY
         if wait_for_gpus is not None:
             print(f"the cluster has no GPU yet: waiting up to {format_duration(wait_for_gpus)} for GPU nodes "
                   f"(an autoscaler adds them on demand; --gpu-wait sets how long)", file=stream, flush=True)
         while True:
+            for slot in self.slots:
+                if self.to_ping(slot, [(s, g) for s, g, _ in waiting.values()]):
+                    waiting[slot.actor.__ray_ready__.remote()] = (slot, slot.generation, False)
             first_up = next((slot for slot in self.slots if slot.up), None)
-            if first_up is not None and not any(is_call for _, is_call in waiting.values()):
-                waiting[call(first_up.actor)] = (first_up, True)
-            ready, _ = ray.wait(list(waiting), num_returns=1, timeout=interval)
+            if first_up is not None and not any(is_call for _, _, is_call in waiting.values()):
+                waiting[call(first_up.actor)] = (first_up, first_up.generation, True)
+            ready, _ = ray.wait(list(waiting), num_returns=1, timeout=min(interval, UNREACHABLE_RETRY))
             for ref in ready:
-                slot, is_call = waiting.pop(ref)
+                slot, generation, is_call = waiting.pop(ref)
                 try:
                     value = ray.get(ref)
                 except RayTaskError as error:
                     raise SweepError(f"the first worker failed to start: {first_line(error)}") from None
-                except RayError as error:   # it died: a new one in its slot, a few times
+                except RayError as error:   # it died (a new one in its slot, a few times), or is out of reach
+                    if generation != slot.generation:
+                        continue
+                    if isinstance(error, unreachable) and not self.unreachable(slot):
+                        continue                         # asked again in a second; a call goes to whoever is up
                     deaths += 1
                     if deaths > len(self.slots) + 1:   # one worker: three deaths, as ever
                         raise SweepError(f"workers keep dying at start: {first_line(error)}") from None
                     self.replace(slot)
-                    waiting[slot.actor.__ray_ready__.remote()] = (slot, False)
                     continue
                 if is_call:
                     return value
-                self.mark_up(slot)
+                if generation == slot.generation:
+                    self.mark_up(slot)
             waited = time.monotonic() - started
             if give_up_after is not None and waited >= give_up_after:
                 up = sum(slot.up for slot in self.slots)
@@ -329,14 +369,17 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
     `on_done(task, value)` handles a result and `on_failed(task, error)` a task whose call raised (or whose actors
     kept dying); both return the tasks to queue again (retries; may be empty). A task whose actor died is run again
     first, up to `max_crashes` times, and alone on its actor: of the tasks an actor held when it died only one may
-    have killed it, and the others, run alone, finish instead of dying with it again. `tick()` is called at least
-    every `poll` seconds (progress). Raises SweepError when new actors keep dying before finishing anything, and
-    when work is left but no actor has been up for `no_worker_limit` seconds (the cluster lost every node that
-    could hold one).
+    have killed it, and the others, run alone, finish instead of dying with it again. A task whose actor Ray could
+    not reach (`unreachable_error`: the call may or may not have run) is run again the same way, but its actor is
+    kept, taking no task until a ping answers, unless it stays out of reach for UNREACHABLE_GRACE seconds (then it
+    is replaced as if dead). `tick()` is called at least every `poll` seconds (progress). Raises SweepError when
+    new actors keep dying before finishing anything, and when work is left but no actor has been up for
+    `no_worker_limit` seconds (the cluster lost every node that could hold one).
     """
     import ray
     from ray.exceptions import RayError, RayTaskError
     from sweep.progress import format_duration
+    unreachable = unreachable_error()
     queue = collections.deque(tasks)
     owner: dict = {}                          # ObjectRef -> (slot, actor generation, task)
     crashes: collections.Counter = collections.Counter()   # id(task) -> deaths of the actors holding it
@@ -381,7 +424,7 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
                              f"again to resume")
         for slot in fleet.slots:
             if not slot.up:
-                if not any(s is slot and g == slot.generation for s, g in pings.values()):
+                if fleet.to_ping(slot, pings.values()):
                     pings[slot.actor.__ray_ready__.remote()] = (slot, slot.generation)
                 continue
             while queue and held(slot) < in_flight:
@@ -389,7 +432,7 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
                 if task is None:
                     break
                 owner[submit(slot.actor, task)] = (slot, slot.generation, task)
-        ready, _ = ray.wait([*owner, *pings], num_returns=1, timeout=poll)
+        ready, _ = ray.wait([*owner, *pings], num_returns=1, timeout=min(poll, UNREACHABLE_RETRY))
         for ref in ready:
             if ref in pings:
                 slot, generation = pings.pop(ref)
@@ -397,8 +440,9 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
                     ray.get(ref)
                     if generation == slot.generation:
                         fleet.mark_up(slot)
-                except RayError as error:            # it died starting
-                    if generation == slot.generation:
+                except RayError as error:            # it died starting, or is out of reach
+                    if generation == slot.generation and (
+                            not isinstance(error, unreachable) or fleet.unreachable(slot)):
                         died(slot, error)
                 continue
             slot, generation, task = owner.pop(ref)
@@ -408,15 +452,16 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
                 crashes.pop(id(task), None)
                 queue.extend(on_failed(task, first_line(error)))
                 continue
-            except RayError as error:            # the actor (or its node) died
-                if generation == slot.generation:
+            except RayError as error:            # the actor (or its node) died, or is out of reach
+                if generation == slot.generation and (not isinstance(error, unreachable) or fleet.unreachable(slot)):
                     died(slot, error)
                 crashes[id(task)] += 1
                 if crashes[id(task)] < max_crashes:
                     queue.appendleft(task)       # same task: whatever it wrote before the death is overwritten
                 else:
                     crashes.pop(id(task), None)
-                    queue.extend(on_failed(task, f"worker died while running this task: {first_line(error)}"))
+                    what = "was out of reach" if isinstance(error, unreachable) else "died"
+                    queue.extend(on_failed(task, f"worker {what} while running this task: {first_line(error)}"))
                 continue
             deaths_without_progress = 0
             crashes.pop(id(task), None)

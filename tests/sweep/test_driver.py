@@ -138,6 +138,57 @@ def test_a_run_whose_workers_can_no_longer_start_anywhere_gives_up_after_the_wai
         fleet.stop()
 
 
+def test_an_actor_out_of_reach_for_a_moment_is_asked_again_not_replaced(tmp_path, monkeypatch):
+    """Ray loses an answer (ActorUnavailableError: a network blip; the call may or may not have run): the actor is
+    asked again and the call runs again, and no new actor is started (its model load, probe and compile would be
+    paid per blip). An actor still out of reach after UNREACHABLE_GRACE seconds is replaced as if dead."""
+    import sweep.fleet as fleet_module
+    from ray.exceptions import ActorUnavailableError
+    from sweep.fleet import Fleet, dispatch
+    from sweep.worker import WorkerConfig
+    monkeypatch.setattr(fleet_module, "UNREACHABLE_GRACE", 1.0)
+    monkeypatch.setattr(fleet_module, "UNREACHABLE_RETRY", 0.1)
+    real_get, fleet = ray.get, Fleet(WorkerConfig(str(tmp_path / "s"), "digits", "random"), 1, use_gpu=False,
+                                     cpus=0.5)
+    lose = {"next": 0, "refs": set(), "until_replaced": False}
+
+    def get(ref, *args, **kwargs):   # the network loses the answers the test picks
+        if lose["next"] or ref in lose["refs"] or (lose["until_replaced"] and not fleet.replaced):
+            lose["next"] = max(0, lose["next"] - 1)
+            lose["refs"].discard(ref)
+            raise ActorUnavailableError("injected: connection reset", None)
+        return real_get(ref, *args, **kwargs)
+    monkeypatch.setattr(ray, "get", get)
+    calls, done = [], []
+
+    def submit(actor, task):
+        calls.append(task)
+        ref = actor.info.remote()
+        if task == "lost once" and calls.count(task) == 1:
+            lose["refs"].add(ref)
+        return ref
+
+    def run(tasks):
+        dispatch(fleet, tasks, submit=submit, on_done=lambda task, value: done.append(task) or [],
+                 on_failed=lambda task, error: pytest.fail(error), in_flight=1, poll=0.2)
+    try:
+        with sweep_fakes.failing_if_stuck(120):
+            first = fleet.slots[0].actor
+            lose["next"] = 1                          # first_ready's first answer: its ping
+            info = fleet.first_ready(lambda actor: actor.info.remote(), gpu_wait=600, stream=io.StringIO(),
+                                     interval=0.2)
+            assert info["device"] == "cpu" and lose["next"] == 0 and fleet.replaced == 0
+            run(["lost once", "b", "c"])
+            assert sorted(done) == ["b", "c", "lost once"] and calls.count("lost once") == 2
+            assert fleet.replaced == 0 and fleet.slots[0].actor is first and fleet.slots[0].up
+            lose["until_replaced"] = True             # out of reach for good
+            run(["d"])
+            assert done[-1] == "d" and calls.count("d") == 2 and fleet.replaced == 1
+            assert fleet.slots[0].actor is not first and fleet.slots[0].up
+    finally:
+        fleet.stop()
+
+
 def test_a_driver_whose_lease_another_took_stops_and_leaves_the_lease_to_it(tmp_path):
     """Another driver takes the store over mid-sweep (this one's heartbeats had failed for a lease timeout, say):
     at its next heartbeat this run sees it, stops its workers and says so, leaves the other's lease in place, and
