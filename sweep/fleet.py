@@ -151,9 +151,10 @@ def ray_session(cluster: ClusterConfig) -> Iterator[bool]:
 
 def cluster_plan(cluster: ClusterConfig, n_tasks: int) -> tuple[bool, int]:
     """(GPU actors?, how many) from the configuration and the cluster's resources now. Refuses (SweepError)
-    `cpus_per_worker` beyond every node of a local Ray: no node can ever hold a worker, which would wait forever."""
+    `cpus_per_worker` beyond every node of a Ray this process started (`ray_started_here`): no node can ever hold a
+    worker, which would wait forever."""
     import ray
-    if cluster.address is None:   # a joined cluster may gain larger nodes (an autoscaler); a local Ray never does
+    if ray_started_here():   # a joined cluster may gain larger nodes (an autoscaler); a local Ray never does
         largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")), default=0)
         if largest < cluster.cpus_per_worker:
             raise SweepError(f"--cpus-per-worker {cluster.cpus_per_worker:g}: this machine's Ray has {largest:g} "
@@ -168,6 +169,14 @@ def cluster_plan(cluster: ClusterConfig, n_tasks: int) -> tuple[bool, int]:
     else:
         count = max(1, int(cpus // max(cluster.cpus_per_worker, 1e-3)))
     return use_gpu, max(1, min(count, n_tasks))
+
+
+def ray_started_here() -> bool:
+    """Whether this process started the Ray it is connected to (a local instance, whose nodes never change) rather
+    than joined a cluster (which an autoscaler may grow), whatever `--address` said: a library caller may have
+    joined one before calling. A Ray Client connection has no node in this process, so it counts as joined."""
+    import ray._private.worker as ray_worker
+    return bool(getattr(getattr(ray_worker, "_global_node", None), "head", False))
 
 
 def no_worker_wait(cluster: ClusterConfig) -> float:

@@ -38,6 +38,19 @@ def two_nodes():
         os.environ["PYTHONPATH"] = saved
 
 
+def test_a_joined_cluster_is_not_held_to_its_nodes_of_today(two_nodes):
+    """A library caller that joined a cluster itself (no --address): more CPUs per worker than any node has now is
+    not refused as on a local Ray, since an autoscaler may add a larger node."""
+    from sweep.fleet import cluster_plan, ray_started_here
+    cluster, _ = two_nodes
+    ray.init(address=cluster.address)
+    try:
+        assert not ray_started_here()
+        assert cluster_plan(ClusterConfig(cpus_per_worker=8, device="cpu"), 3) == (False, 1)
+    finally:
+        ray.shutdown()
+
+
 def test_device_gpu_waits_for_gpu_nodes_and_gives_up(two_nodes, tmp_path):
     cluster, _ = two_nodes
     out = io.StringIO()
