@@ -5,8 +5,8 @@ Two calls do everything (what `sweep analyze` and `sweep figures` run):
 `write_figures(store, out)` writes the figures and index.html (analysing first when needed).
 The table functions are pure (store rows in, DataFrames out) and can be used on their own.
 Reads only the columns it needs from images/, through `sweep.store` (the one store layer); the maths follows the
-latent-space article ("Input Generation II"). The CLI imports this package only inside the commands that analyse, so that
-`sweep run` never loads scikit-learn or networkx; torch is imported only where a feature map or the engine's own
+latent-space article ("Input Generation II"). The CLI imports this package only inside the commands that analyse,
+so that `sweep run` never loads scikit-learn or networkx; torch is imported only where a feature map or the engine's own
 scoring rule is needed (`analysis.synthetic`), never by the tables: the job table comes from the light `jobs.catalog`.
 """
 from analysis.analyze import AnalysisSummary, analyze_store

@@ -1,11 +1,13 @@
-"""Latent directions in the output space (the latent-directions article, "Exploring the Latent Space of a ConvNet Image Classifier").
+"""Latent directions in the output space (the latent-directions article, "Exploring the Latent Space of a ConvNet
+Image Classifier").
 
 The stored output vectors are projected with PCA (50 components in the article, which keeps > 98% of the
 variance of a ResNet50's last layer); a linear direction that separates two groups of images is fitted in that
 space (logistic regression; its normal vector is the direction), or, for two or more groups, the article's own
-method: a small network whose input passes through a one-unit bottleneck (`fit_bottleneck_direction`). Every image then has a position along the
-direction, and walking along the line through one image retrieves the stored images nearest to each point of
-the line: the article's way of showing that an attribute changes linearly in the classifier's last layer.
+method: a small network whose input passes through a one-unit bottleneck (`fit_bottleneck_direction`). Every
+image then has a position along the direction, and walking along the line through one image retrieves the stored
+images nearest to each point of the line: the article's way of showing that an attribute changes linearly in the
+classifier's last layer.
 """
 from __future__ import annotations
 

@@ -58,8 +58,8 @@ NO_CLASSES = ("No class images: the store holds no octave images, so the classes
 def load_tables(st: Store) -> dict[str, pd.DataFrame]:
     """Every analysis table present under {store}/analysis/ (features.parquet included), by short name."""
     names = ("classes", "opposites", "opposites_summary", "additions", "additions_summary", "pca",
-             "pca_variance", "graph_nodes", "graph_components", "graph_cliques", "features", "transfer", "transfer_top3",
-             "stability_summary")
+             "pca_variance", "graph_nodes", "graph_components", "graph_cliques", "features", "transfer",
+             "transfer_top3", "stability_summary")
     out = {}
     for name in names:
         data = st.read_bytes(f"{ANALYSIS_DIR}/{name}.parquet")

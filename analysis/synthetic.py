@@ -14,8 +14,8 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image as PILImage
 
-from sweep.store import (FRAME_SUFFIX, FRAMES, IMAGES, Store, decode_png, encode_png as png_bytes, images_schema, key_of,
-                         new_manifest)
+from sweep.store import (FRAME_SUFFIX, FRAMES, IMAGES, Store, decode_png, encode_png as png_bytes, images_schema,
+                         key_of, new_manifest)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """Model zoo: every classifier behind one interface, RGB images in [0, 1] in, logits out.
 
 `load_model(name, weights)` returns a `Classifier`: it applies the network's own input normalisation inside
-(or not: see `Classifier.input`), freezes every parameter (generation needs input gradients only), and can tap named hidden layers with forward
-hooks. Names: `googlenet`, `inception_v3`, `resnet50`, any other torchvision classification model, and the
-built-in demo models `digits` (see `jobs.digits`) and `digits-resnet` (`jobs.digits_resnet`, another architecture
-trained independently on the same digits, for scoring one model's images with another).
+(or not: see `Classifier.input`), freezes every parameter (generation needs input gradients only), and can tap
+named hidden layers with forward hooks. Names: `googlenet`, `inception_v3`, `resnet50`, any other torchvision
+classification model, and the built-in demo models `digits` (see `jobs.digits`) and `digits-resnet`
+(`jobs.digits_resnet`, another architecture trained independently on the same digits, for scoring one model's
+images with another).
 
 `weights` is one of
 - a torchvision weights name (`DEFAULT`, `IMAGENET1K_V1`, ...): fetched into the torch hub cache by torchvision's

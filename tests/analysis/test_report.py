@@ -203,7 +203,8 @@ def test_stems_that_collide_after_sanitising_stay_distinct(tmp_path):
     from sweep.store import Store
     from analysis.report import _Writer, safe_name
     writer = _Writer(Store.open(str(tmp_path / "figures")))
-    stems = [writer.unique_stem(f"features-{safe_name(layer)}", layer) for layer in ("a.b", "a/b", "a b", "../c", "A.b")]
+    stems = [writer.unique_stem(f"features-{safe_name(layer)}", layer)
+             for layer in ("a.b", "a/b", "a b", "../c", "A.b")]
     assert stems[0] == "features-a.b" and len({s.casefold() for s in stems}) == 5 and "/" not in "".join(stems)
 
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from analysis.load import open_store, read_rows, representatives
-from analysis.tables import (additions_summary, article_margin_opposite, additions_table, classes_table, opposites_summary, opposites_table,
-                             output_neighbours, ranks)
+from analysis.tables import (additions_summary, article_margin_opposite, additions_table, classes_table,
+                             opposites_summary, opposites_table, output_neighbours, ranks)
 from handmade import NAMES
 
 

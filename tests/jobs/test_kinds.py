@@ -61,7 +61,8 @@ def test_results_carry_the_image_and_the_logits_of_that_uint8_image(random_digit
         x = torch.from_numpy(r.image).permute(2, 0, 1)[None].float() / 255
         with torch.no_grad(), random_digits_model.input_as(tiny.input):   # the convention it was made under
             assert np.allclose(random_digits_model(x)[0].numpy(), r.logits, atol=1e-5)
-        assert r.label == int(np.argmax(r.logits)) and r.margin_label == margin_label(r.logits, exclude=own_classes(r.spec))
+        assert r.label == int(np.argmax(r.logits))
+        assert r.margin_label == margin_label(r.logits, exclude=own_classes(r.spec))
         assert r.target_logit == pytest.approx(float(r.logits[r.spec.target]))
         assert r.target_prob == pytest.approx(float(torch.softmax(torch.tensor(r.logits), 0)[r.spec.target]))
         assert (r.model, r.weights, r.schedule_id) == ("digits", "random:seed=0", tiny.id)

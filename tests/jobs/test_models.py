@@ -192,10 +192,11 @@ def test_default_dream_layers(article_models):
 # -- every model `sweep models` lists gets a default schedule that fits it, or is refused ------------------------
 # One model per torchvision family (the smallest), the demo model and the articles' two. Rendering at the articles'
 # sizes on a CPU takes 10-170 s per network, so all but the cheapest are marked slow.
-FAMILY_MODELS = ["digits", "digits-resnet", "squeezenet1_1", "shufflenet_v2_x0_5", *[pytest.param(n, marks=pytest.mark.slow) for n in (
-    "alexnet", "googlenet", "inception_v3", "resnet18", "mobilenet_v2", "mobilenet_v3_small", "mnasnet0_5", "efficientnet_b0",
-    "regnet_x_400mf", "densenet121", "vit_b_32", "swin_t", "convnext_tiny", "maxvit_t", "efficientnet_v2_s",
-    "vgg11", "swin_v2_t")]]
+SLOW_FAMILY_MODELS = ("alexnet", "googlenet", "inception_v3", "resnet18", "mobilenet_v2", "mobilenet_v3_small",
+                      "mnasnet0_5", "efficientnet_b0", "regnet_x_400mf", "densenet121", "vit_b_32", "swin_t",
+                      "convnext_tiny", "maxvit_t", "efficientnet_v2_s", "vgg11", "swin_v2_t")
+FAMILY_MODELS = ["digits", "digits-resnet", "squeezenet1_1", "shufflenet_v2_x0_5",
+                 *[pytest.param(n, marks=pytest.mark.slow) for n in SLOW_FAMILY_MODELS]]
 
 
 def _family(name: str) -> str:

@@ -139,7 +139,8 @@ def test_article_presets_feed_raw_pixels_and_the_demo_keeps_its_own():
 
 def test_dream_preset_is_the_articles_three_octaves():
     s = load_schedule("dream")
-    assert octave_numbers(s) == [(299, 100, (0.5, 0.4), (2.4, 0.8), None, 0), (380, 100, (0.4, 0.3), (1.5, 0.4), None, 0),
+    assert octave_numbers(s) == [(299, 100, (0.5, 0.4), (2.4, 0.8), None, 0),
+                                 (380, 100, (0.4, 0.3), (1.5, 0.4), None, 0),
                                  (460, 100, (0.3, 0.2), (1.1, 0.3), None, 0)]
     assert all(o.blur_every == 0 for o in s.for_job("dream").octaves)      # a dream is not blurred
     assert all(o.blur_every == 5 for o in s.for_job("directed-dream").octaves)   # every 5-10 steps

@@ -261,8 +261,8 @@ def test_dreams_start_from_another_stores_class_images_and_from_noise(image_swee
     assert manifest["options"]["sources"] == names == sorted(manifest["sources"])
     octaves = pd.read_parquet(classes / IMAGES, filters=[("job", "==", "octave")])
     for target in range(3):
-        np.testing.assert_array_equal(decode_png((store / SOURCES / f"octave-000{target}-digit-{target}.png")
-                                                 .read_bytes()), decode_png(octaves.png[octaves.target == target].iloc[0]))
+        saved = (store / SOURCES / f"octave-000{target}-digit-{target}.png").read_bytes()
+        np.testing.assert_array_equal(decode_png(saved), decode_png(octaves.png[octaves.target == target].iloc[0]))
     noise = decode_png((store / SOURCES / "noise-000.png").read_bytes())
     assert noise.shape == (32, 32, 3) and noise.min() >= 128 and noise.max() <= 153   # the digits side
     dreams = pd.read_parquet(store / IMAGES)

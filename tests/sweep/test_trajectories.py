@@ -82,7 +82,8 @@ def test_bad_trajectory_option_is_one_line_and_writes_nothing(tmp_path, value):
     result = CliRunner().invoke(main, ["run", "--store", str(tmp_path / "s"), "--model", "digits", "--weights",
                                        "random", "--trajectory", value])
     first = result.output.splitlines()[0]     # one Error line (then click's hint)
-    assert result.exit_code == 2 and first.startswith("Error:") and "--trajectory" in first and not (tmp_path / "s").exists()
+    assert result.exit_code == 2 and first.startswith("Error:") and "--trajectory" in first
+    assert not (tmp_path / "s").exists()
 
 
 def test_resume_with_trajectories_lands_every_row_once_and_feeds_analysis_and_videos(tmp_path):
