@@ -91,6 +91,7 @@ class SweepSummary:
     actors_replaced: int
     interrupted: bool
     batch_size: int = 0                 # the batch size this run used (0: nothing ran)
+    out_of_reach: int = 0               # times Ray could not reach a worker for a while (asked again, not replaced)
 
     @property
     def complete(self) -> bool:
@@ -109,7 +110,8 @@ class SweepSummary:
         out = [f"store {self.store}: {self.done}/{self.total} items done ({new} new in "
                f"{format_duration(self.seconds)}, {self.workers} {self.device} workers"
                f"{f', batch {self.batch_size}' if self.batch_size else ''}"
-               f"{f', {self.actors_replaced} replaced' if self.actors_replaced else ''})"]
+               f"{f', {self.actors_replaced} replaced' if self.actors_replaced else ''}"
+               f"{f', {self.out_of_reach} out of reach for a while' if self.out_of_reach else ''})"]
         if self.interrupted:
             out.append(INTERRUPTED)
         if self.failed:
@@ -502,4 +504,5 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
     done = sum(1 for item in plan.items() if item.key in done_keys)
     failed = tuple((key, error) for key, error in given_up.items() if key not in done_keys)
     return SweepSummary(store.uri, total, done, done_before, failed, time.monotonic() - started, count,
-                        "gpu" if use_gpu else "cpu", fleet.replaced if fleet else 0, interrupted, batch_size)
+                        "gpu" if use_gpu else "cpu", fleet.replaced if fleet else 0, interrupted, batch_size,
+                        fleet.out_of_reach if fleet else 0)

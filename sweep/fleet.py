@@ -230,6 +230,7 @@ class Fleet:
         self.remote = ray.remote(import_callable(worker))
         self.worker_config = worker_config
         self.replaced = 0
+        self.out_of_reach = 0                  # times an actor became unreachable (`unreachable`)
         self.slots = [Slot(n, self._start(n, 0)) for n in range(count)]
 
     def _start(self, number: int, generation: int):
@@ -253,6 +254,7 @@ class Fleet:
         slot.up = False
         if slot.unreachable_since is None:
             slot.unreachable_since = now
+            self.out_of_reach += 1
         slot.ping_after = now + UNREACHABLE_RETRY
         return now - slot.unreachable_since >= UNREACHABLE_GRACE
 

@@ -177,16 +177,25 @@ def test_an_actor_out_of_reach_for_a_moment_is_asked_again_not_replaced(tmp_path
             lose["next"] = 1                          # first_ready's first answer: its ping
             info = fleet.first_ready(lambda actor: actor.info.remote(), gpu_wait=600, stream=io.StringIO(),
                                      interval=0.2)
-            assert info["device"] == "cpu" and lose["next"] == 0 and fleet.replaced == 0
+            assert info["device"] == "cpu" and lose["next"] == 0 and fleet.replaced == 0 and fleet.out_of_reach == 1
             run(["lost once", "b", "c"])
             assert sorted(done) == ["b", "c", "lost once"] and calls.count("lost once") == 2
             assert fleet.replaced == 0 and fleet.slots[0].actor is first and fleet.slots[0].up
+            assert fleet.out_of_reach == 2        # each blip counted once, however many pings it took
             lose["until_replaced"] = True             # out of reach for good
             run(["d"])
             assert done[-1] == "d" and calls.count("d") == 2 and fleet.replaced == 1
-            assert fleet.slots[0].actor is not first and fleet.slots[0].up
+            assert fleet.slots[0].actor is not first and fleet.slots[0].up and fleet.out_of_reach == 3
     finally:
         fleet.stop()
+
+
+def test_the_summary_counts_workers_replaced_and_workers_out_of_reach():
+    from sweep.driver import SweepSummary
+    summary = SweepSummary("s", 10, 10, 0, (), 61.0, 2, "gpu", 1, False, 8, out_of_reach=3)
+    assert summary.lines() == ["store s: 10/10 items done (10 new in 1m01s, 2 gpu workers, batch 8, 1 replaced, 3 out "
+                               "of reach for a while)"]
+    assert "out of reach" not in SweepSummary("s", 10, 10, 0, (), 61.0, 2, "gpu", 0, False, 8).lines()[0]
 
 
 def test_a_driver_whose_lease_another_took_stops_and_leaves_the_lease_to_it(tmp_path):
