@@ -190,6 +190,27 @@ def test_an_actor_out_of_reach_for_a_moment_is_asked_again_not_replaced(tmp_path
         fleet.stop()
 
 
+def test_a_batch_whose_answer_ray_lost_after_it_was_stored_is_stored_once(tmp_path, monkeypatch):
+    """The worst case of an out-of-reach worker: the batch ran and wrote its file, then Ray lost the answer. The
+    batch runs again and rewrites the same file, so every item is stored once, and no worker is replaced."""
+    from ray.exceptions import ActorUnavailableError
+    from sweep.worker import BatchReport
+    real_get, lost = ray.get, []
+
+    def get(ref, *args, **kwargs):
+        value = real_get(ref, *args, **kwargs)
+        if isinstance(value, BatchReport) and not lost:
+            lost.append(value.index)
+            raise ActorUnavailableError("injected: the answer was lost", None)
+        return value
+    monkeypatch.setattr(ray, "get", get)
+    store, out = tmp_path / "s", io.StringIO()
+    summary = run_sweep(config(store, jobs="octave", batch_size=2), stream=out)
+    assert lost and summary.complete and summary.failed == () and summary.actors_replaced == 0
+    assert summary.out_of_reach == 1 and "1 out of reach for a while" in summary.lines()[0]
+    assert_exactly_once(store, 10)
+
+
 def test_the_summary_counts_workers_replaced_and_workers_out_of_reach():
     from sweep.driver import SweepSummary
     summary = SweepSummary("s", 10, 10, 0, (), 61.0, 2, "gpu", 1, False, 8, out_of_reach=3)
