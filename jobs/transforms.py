@@ -38,12 +38,34 @@ from torch.nn import functional as F
 Transform = Callable[[Tensor], Tensor]
 
 
-def _torchvision():
-    """torchvision's tensor functions and interpolation modes, imported on first use: importing torchvision takes
-    about a second (it brings in torch._dynamo), which the processes that never blur or resize (the sweep driver,
-    scoring and feature workers) need not pay."""
-    from torchvision.transforms import InterpolationMode, functional
-    return functional, InterpolationMode
+# torchvision's tensor `gaussian_blur` and bilinear `resize`, written out op for op in torch (`gaussian_blur`,
+# `bilinear`; tests/jobs/test_transforms.py checks them equal to torchvision's bit for bit): importing torchvision
+# takes over a second (its ops bring in torch._dynamo), which every worker would otherwise pay at its first blur.
+
+
+def gaussian_blur(image: Tensor, kernel: int, sigma: float) -> Tensor:
+    """torchvision.transforms.functional.gaussian_blur(image, [kernel, kernel], [sigma, sigma]) on a float
+    B x C x H x W tensor: a normalised `kernel` x `kernel` Gaussian, reflect padding, one convolution per channel."""
+    half = (kernel - 1) * 0.5
+    x = torch.linspace(-half, half, steps=kernel, dtype=image.dtype, device=image.device)
+    pdf = torch.exp(-0.5 * (x / sigma).pow(2))
+    line = pdf / pdf.sum()                                                  # kernel
+    square = torch.mm(line[:, None], line[None, :])                         # kernel x kernel
+    weight = square.expand(image.shape[-3], 1, kernel, kernel)               # C x 1 x k x k
+    work = image if image.dtype == weight.dtype else image.to(weight.dtype)  # autocast may make the kernel bf16
+    edge = kernel // 2
+    out = F.conv2d(F.pad(work, [edge, edge, edge, edge], mode="reflect"), weight, groups=image.shape[-3])
+    return out if out.dtype == image.dtype else out.to(image.dtype)
+
+
+def bilinear(image: Tensor, height: int, width: int, antialias: bool) -> Tensor:
+    """torchvision.transforms.functional.resize(image, [height, width], BILINEAR, antialias=antialias) on a float
+    B x C x H x W tensor (returned as it is when it already has that size, as torchvision does)."""
+    if tuple(image.shape[-2:]) == (height, width):
+        return image
+    work = image if image.dtype in (torch.float32, torch.float64) else image.to(torch.float32)
+    out = F.interpolate(work, size=[height, width], mode="bilinear", align_corners=False, antialias=antialias)
+    return out if out.dtype == image.dtype else out.to(image.dtype)
 
 
 def compose(*transforms: Transform) -> Transform:
@@ -59,16 +81,15 @@ def blur(sigma: Union[float, Sequence[float]], kernel: int = 3) -> Transform:
     """Gaussian blur (torchvision `gaussian_blur`, `kernel` x `kernel`) with `sigma` for every image, or one sigma
     per image (images with equal sigma are blurred together)."""
     def inner(image: Tensor) -> Tensor:                 # B x 3 x H x W -> B x 3 x H x W
-        TF, _ = _torchvision()
         if isinstance(sigma, (int, float)):
-            return TF.gaussian_blur(image, [kernel, kernel], [float(sigma)] * 2)
+            return gaussian_blur(image, kernel, float(sigma))
         sigmas = [float(s) for s in sigma]
         if len(sigmas) != image.shape[0]:
             raise ValueError(f"blur got {len(sigmas)} sigmas for {image.shape[0]} images")
         out = torch.empty_like(image)
         for s in sorted(set(sigmas)):
             index = torch.tensor([j for j, v in enumerate(sigmas) if v == s], device=image.device)
-            out[index] = TF.gaussian_blur(image[index], [kernel, kernel], [s, s])
+            out[index] = gaussian_blur(image[index], kernel, s)
         return out
     return inner
 
@@ -87,8 +108,7 @@ def resize(size: int, antialias: bool = True) -> Transform:
     """Bilinear resize to `size` x `size` (between octaves), with antialiasing as torchvision's `Resize` does
     today, or without it (`antialias=False`) as it did for tensors when the articles were written."""
     def inner(image: Tensor) -> Tensor:                 # B x 3 x H x W -> B x 3 x size x size
-        TF, InterpolationMode = _torchvision()
-        return TF.resize(image, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=antialias)
+        return bilinear(image, size, size, antialias)
     return inner
 
 
@@ -99,10 +119,12 @@ def fit(size: int, mode: str = "crop", antialias: bool = True) -> Transform:
             return resize(size, antialias)(image)
         if mode != "crop":
             raise ValueError(f"unknown fit {mode!r}: use crop or squash")
-        TF, InterpolationMode = _torchvision()
-        resized = TF.resize(image, size, interpolation=InterpolationMode.BILINEAR,
-                            antialias=antialias)                # shorter side
-        return TF.center_crop(resized, [size, size])
+        height, width = image.shape[-2:]                # torchvision's Resize(size) + CenterCrop(size):
+        short, long = min(height, width), max(height, width)
+        scaled = int(size * long / short)               # the longer side, rounded down as torchvision does
+        resized = bilinear(image, *((scaled, size) if width <= height else (size, scaled)), antialias)
+        top, left = int(round((resized.shape[-2] - size) / 2.0)), int(round((resized.shape[-1] - size) / 2.0))
+        return resized[..., top:top + size, left:left + size]
     return inner
 
 

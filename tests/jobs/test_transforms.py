@@ -1,5 +1,7 @@
 """Transforms: blur against an independent Gaussian convolution, crop/paste/pad/resize shapes and values, seeds."""
 import math
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -101,6 +103,54 @@ def test_resize_without_antialias_samples_like_the_torchvision_of_the_articles_t
     assert torch.allclose(squashed, plain, atol=1e-6)
     expected = F.interpolate(image[..., :30], size=(26, 20), mode="bilinear", align_corners=False)[..., 3:23, :]
     assert torch.allclose(cropped, expected, atol=1e-6)
+
+
+# torchvision is the reference for blur and resize: the transforms are its tensor functions written out in torch
+# (no torchvision import in the workers), and must give the same tensors bit for bit.
+@pytest.mark.parametrize("sigma", [0.3, 0.8, 2.4])
+@pytest.mark.parametrize("shape", [(2, 3, 17, 13), (1, 3, 40, 40)])
+def test_blur_is_torchvisions_gaussian_blur_bit_for_bit(sigma, shape):
+    TF = pytest.importorskip("torchvision.transforms.functional")
+    image = torch.rand(*shape, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(transforms.blur(sigma)(image), TF.gaussian_blur(image, [3, 3], [sigma, sigma]))
+    assert torch.equal(transforms.gaussian_blur(image, 5, sigma), TF.gaussian_blur(image, [5, 5], [sigma, sigma]))
+    with torch.autocast("cpu", dtype=torch.bfloat16):   # the kernel in bf16, the image cast to it and back
+        ours, theirs = transforms.blur(sigma)(image), TF.gaussian_blur(image, [3, 3], [sigma, sigma])
+    assert ours.dtype == theirs.dtype == torch.float32 and torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize("antialias", [True, False])
+def test_resize_and_fit_are_torchvisions_bit_for_bit(antialias):
+    TF = pytest.importorskip("torchvision.transforms.functional")
+    bilinear = pytest.importorskip("torchvision.transforms").InterpolationMode.BILINEAR
+    image = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(5))
+    for size in (20, 40, 49, 299):
+        assert torch.equal(transforms.resize(size, antialias)(image),
+                           TF.resize(image, [size, size], interpolation=bilinear, antialias=antialias))
+    for height, width in ((40, 30), (30, 40), (41, 40), (40, 40), (17, 40)):
+        photo = image[..., :height, :width]
+        for size in (20, 29, 64):
+            expected = TF.center_crop(TF.resize(photo, size, interpolation=bilinear, antialias=antialias), [size, size])
+            got = transforms.fit(size, "crop", antialias)(photo)
+            assert got.shape == expected.shape and torch.equal(got, expected), (height, width, size)
+            squashed = TF.resize(photo, [size, size], interpolation=bilinear, antialias=antialias)
+            assert torch.equal(transforms.fit(size, "squash", antialias)(photo), squashed)
+
+
+def test_rendering_never_imports_torchvision():
+    """A worker's first blur or resize must not pay torchvision's import (over a second: it brings torch._dynamo)."""
+    import subprocess
+    import sys
+    code = ("import sys; from jobs.kinds import JobSpec, run_batch; from jobs.models import load_model; "
+            "from jobs.schedules import load_schedule; model = load_model('digits', 'random', seed=0); "
+            "run_batch(model, [JobSpec('octave', 1)], load_schedule('tiny')); "
+            "from jobs import transforms; import torch; x = torch.rand(1, 3, 30, 20); "
+            "transforms.fit(16)(x); transforms.resize(12)(x); transforms.blur(0.5)(x); "
+            "print('torchvision' in sys.modules)")
+    root = Path(__file__).parents[2]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "CLASSWEEP_OFFLINE": "1"})
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stdout + result.stderr
 
 
 def test_compose_applies_left_to_right():
