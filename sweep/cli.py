@@ -219,6 +219,9 @@ def models() -> None:
 @click.option("--lease-timeout", type=click.FloatRange(min=1), default=60.0, show_default=True,
               help="Seconds without a heartbeat after which another driver's lease on the store counts as stale "
               "(a crashed driver's) and this run takes the store over.")
+@click.option("--stall-timeout", type=click.FloatRange(min=1), default=1200.0, show_default=True,
+              help="Seconds a worker holding batches may go without finishing a step before it counts as hung: it "
+              "is ended and its batches run again on a new worker.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (items, batches, image-iterations per job) and the "
               "store's progress; start nothing, write nothing.")
 @click.option("--calibrate", is_flag=True, help="With the dry run: time a few steps on this machine's device and "
@@ -226,7 +229,8 @@ def models() -> None:
 @cluster_options
 def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants, images, layers, seeds, schedule,
         job_schedules, batch_size, max_attempts, bf16, channels_last, compile_, cudnn_benchmark, trajectory,
-        lease_timeout, dry_run, calibrate, address, workers, device, cpus_per_worker, gpu_wait) -> None:
+        lease_timeout, stall_timeout, dry_run, calibrate, address, workers, device, cpus_per_worker,
+        gpu_wait) -> None:
     """Generate images for every selected class (resumes an interrupted run of the same command)."""
     config = SweepConfig(store=store, model=model, weights=weights, jobs=jobs, classes=classes, pairs=pairs,
                          interpolate_pairs=interpolate_pairs, variants=variants, images=tuple(images),
@@ -234,7 +238,8 @@ def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants
                          job_schedules=tuple(job_schedules), batch_size=batch_size,
                          cluster=cluster_config(address, workers, device, cpus_per_worker, gpu_wait),
                          max_attempts=max_attempts, bf16=bf16, channels_last=channels_last, compile=compile_,
-                         cudnn_benchmark=cudnn_benchmark, trajectory=trajectory, lease_timeout=lease_timeout)
+                         cudnn_benchmark=cudnn_benchmark, trajectory=trajectory, lease_timeout=lease_timeout,
+                         stall_timeout=stall_timeout)
     if dry_run or calibrate:
         from sweep.driver import prepare
         from sweep.preview import calibrate as time_steps, preview

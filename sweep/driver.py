@@ -20,6 +20,7 @@ where the files say.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import math
 import sys
@@ -40,6 +41,9 @@ from sweep.store import FAILURES, IMAGES, LEASE_TIMEOUT, Lease, ManifestMismatch
     failures_table, manifest_differences, new_manifest, source_file, source_hash
 
 NOISE_SIDE = 299   # `--images noise:N` without a model at hand: Deep dream's `torch.rand(1, 3, 299, 299)`
+# Seconds a worker holding batches may go without a new step or a new batch before it counts as hung: far above a
+# batch's longest quiet spell (a first --compile of every input shape, a large batch's PNG and Parquet writing).
+STALL_TIMEOUT = 1200.0
 
 # Manifest options that say how a run went, not what the store holds: never compared (older stores kept them).
 RUN_OPTIONS = ("batch_size", "bf16")
@@ -76,6 +80,8 @@ class SweepConfig:
     cudnn_benchmark: bool = True        # cuDNN picks its fastest kernels per shape on GPUs (speed only)
     lease_timeout: float = LEASE_TIMEOUT   # seconds without a heartbeat after which another driver's lease on
                                         #   the store is stale (a crashed driver's) and this run takes it over
+    stall_timeout: float = STALL_TIMEOUT   # seconds a worker holding batches may go without a step done (or a
+                                        #   batch handed to it) before it counts as hung: ended, its batches re-run
 
 
 @dataclass(frozen=True)
@@ -342,26 +348,38 @@ class SweepDispatch:
         self.tries: collections.Counter = collections.Counter()   # tries per key in this run
         self.given_up: dict[str, str] = {}
         self.live: dict[str, Task] = {}     # token -> task being run
+        self.holder: dict[str, object] = {}  # token -> the actor running it
+        self.active_at: dict[str, float] = {}  # token -> when it was handed over or last reported a new step
+        self.seen: dict[str, int] = {}      # token -> the steps it last reported
+        self.hung: set[int] = set()         # batch indices whose worker was ended for making no progress
         self.finished_work = progress.work  # image-steps of the items finished (or given up) so far
         self.calls = 0
         self.last_poll = 0.0
 
     def submit(self, actor, task: Task):
         self.calls += 1
-        self.live.pop(task.token, None)   # a task run again (its actor died): the dead call's steps no longer count
+        self.settled(task)                # a task run again (its actor died): the dead call's steps no longer count
         task.token = f"{task.batch.index}.{self.calls}"
         self.live[task.token] = task
+        self.holder[task.token], self.active_at[task.token] = actor, time.monotonic()
         return actor.run.remote(task.batch, task.attempts, task.token)
 
+    def settled(self, task: Task) -> None:
+        """`task`'s call is over (or replaced by a new one): its token no longer counts or is watched."""
+        for table in (self.live, self.holder, self.active_at, self.seen):
+            table.pop(task.token, None)
+
     def on_done(self, task: Task, report) -> list[Task]:
-        self.live.pop(task.token, None)
+        self.settled(task)
         self.finished_work += item_work(self.schedule, [i for i in task.batch.items if i.key in set(report.done)])
         self.progress.update(done=len(report.done))
         return self.settle(task, dict(report.failed))
 
     def on_failed(self, task: Task, error: str) -> list[Task]:
         """The call raised or its actors kept dying: the driver records the batch's failures itself."""
-        self.live.pop(task.token, None)
+        self.settled(task)
+        if task.batch.index in self.hung:
+            error = f"no progress for {format_duration(self.config.stall_timeout)} (hung), worker ended: {error}"
         rows = failures_table([(item, a, error) for item, a in zip(task.batch.items, task.attempts)], "driver")
         self.store.write_table(f"{FAILURES}/{task.batch.name}-a{max(task.attempts)}-driver.parquet", rows)
         return self.settle(task, {key: error for key in task.batch.keys})
@@ -383,8 +401,34 @@ class SweepDispatch:
             return []
         return [Task(Batch(task.batch.index, tuple(i for i, _ in retry)), tuple(a for _, a in retry))]
 
+    def end_hung_workers(self, steps: dict[str, int], now: float) -> None:
+        """End (ray.kill) every worker that holds batches but has not reported a new step, nor been handed a batch,
+        for `stall_timeout` seconds: a hung device or a deadlock would otherwise hold the run forever. The dispatch
+        loop sees the death as any other: a new worker in the slot, the batches run again (alone)."""
+        import ray
+        for token, count in steps.items():
+            if token in self.active_at and count != self.seen.get(token):
+                self.seen[token], self.active_at[token] = count, now
+        by_actor: dict[int, list[str]] = collections.defaultdict(list)
+        for token, actor in self.holder.items():
+            by_actor[id(actor)].append(token)
+        for tokens in by_actor.values():
+            quiet = now - max(self.active_at[token] for token in tokens)
+            if quiet < self.config.stall_timeout:
+                continue
+            batches = sorted(self.live[token].batch.index for token in tokens)
+            self.hung.update(batches)
+            self.progress.message(f"a worker made no progress for {format_duration(quiet)} on batch"
+                                  f"{'es' if len(batches) > 1 else ''} {', '.join(map(str, batches))} (hung?): "
+                                  f"ending it; its batches run again on a new worker")
+            for token in tokens:
+                self.active_at[token] = now      # once: the loop notices the death before the next check
+            with contextlib.suppress(Exception):
+                ray.kill(self.holder[tokens[0]], no_restart=True)
+
     def tick(self) -> None:
-        """Progress: finished work plus the steps the workers reported within the batches they hold now."""
+        """Progress: finished work plus the steps the workers reported within the batches they hold now; workers
+        that stopped making progress are ended (`end_hung_workers`)."""
         import ray
         now = time.monotonic()
         partial = 0
@@ -393,11 +437,13 @@ class SweepDispatch:
             try:
                 steps = ray.get(self.counter.snapshot.remote(), timeout=5)
             except Exception:   # progress is best effort: never stop the sweep for it
-                steps = {}
-            partial = sum(n for token, n in steps.items() if token in self.live)
-            stale = [token for token in steps if token not in self.live]
+                steps = None
+            partial = sum(n for token, n in (steps or {}).items() if token in self.live)
+            stale = [token for token in steps or {} if token not in self.live]
             if stale:
                 self.counter.forget.remote(stale)
+            if steps is not None:   # without a reading, nothing says that a worker stopped
+                self.end_hung_workers(steps, now)
         self.progress.update(work=max(0, self.finished_work + partial - self.progress.work))
 
 

@@ -97,6 +97,14 @@ class Progress:
             self.last_shown = now
             self._show()
 
+    def message(self, text: str) -> None:
+        """A line of its own between the progress lines (above the bar on a terminal, without breaking it)."""
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
     def _show(self) -> None:
         self.stream.write(self.line() + "\n")
         self.stream.flush()

@@ -118,6 +118,16 @@ def after_takeover_slow_run_batch(model, specs, schedule, **kwargs):
     return run_batch(model, specs, schedule, **kwargs)
 
 
+HANG_TARGET = 5        # the first batch with this class hangs, as on a stuck device (hang_once_run_batch)
+
+
+def hang_once_run_batch(model, specs, schedule, **kwargs):
+    """The first batch holding HANG_TARGET never returns (its actor is ended from outside); later ones render."""
+    if any(spec.target == HANG_TARGET for spec in specs) and _first_time("hang"):
+        time.sleep(600)
+    return run_batch(model, specs, schedule, **kwargs)
+
+
 KILLER_TARGET = 2      # a batch with this class kills its actor, every time (killer_run_batch)
 
 

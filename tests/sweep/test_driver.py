@@ -211,6 +211,32 @@ def test_a_batch_whose_answer_ray_lost_after_it_was_stored_is_stored_once(tmp_pa
     assert_exactly_once(store, 10)
 
 
+def test_a_hung_worker_is_ended_and_its_batches_run_again(tmp_path):
+    """A batch that never returns (a stuck device): once its worker has done no step and taken no batch for
+    --stall-timeout seconds, the driver says so and ends it; the batches it held run again and land once."""
+    from sweep.cli import run as run_command
+    from sweep.driver import STALL_TIMEOUT
+    assert next(p.default for p in run_command.params if p.name == "stall_timeout") == STALL_TIMEOUT
+    store, out = tmp_path / "s", io.StringIO()
+    with sweep_fakes.failing_if_stuck(240):
+        summary = run_sweep(config(store, jobs="octave", batch_size=2, stall_timeout=3.0,
+                                   engine="sweep_fakes:hang_once_run_batch"), stream=out)
+    assert sweep_fakes.happened("hang") and summary.complete and summary.failed == (), out.getvalue()
+    assert summary.actors_replaced >= 1
+    assert "made no progress for 3s on batch" in out.getvalue() and "(hung?): ending it" in out.getvalue()
+    assert_exactly_once(store, 10)
+    # A batch that hangs every time fails after its tries with the reason in its failure records.
+    from sweep.driver import SweepDispatch, Task
+    from sweep.progress import Progress
+    prepared = prepare(config(tmp_path / "t", jobs="octave", classes="0-1", stall_timeout=3.0))
+    sweep = SweepDispatch(prepared.config, prepared.store, prepared.schedule, Progress(2, stream=io.StringIO()), None)
+    task = Task(prepared.plan.batches()[0], (3, 3))
+    sweep.hung.add(task.batch.index)
+    sweep.on_failed(task, "worker died while running this task: killed")
+    errors = set(pd.read_parquet(tmp_path / "t" / FAILURES).error)
+    assert errors == {"no progress for 3s (hung), worker ended: worker died while running this task: killed"}
+
+
 def test_the_summary_counts_workers_replaced_and_workers_out_of_reach():
     from sweep.driver import SweepSummary
     summary = SweepSummary("s", 10, 10, 0, (), 61.0, 2, "gpu", 1, False, 8, out_of_reach=3)
