@@ -378,7 +378,7 @@ class SweepDispatch:
     def on_failed(self, task: Task, error: str) -> list[Task]:
         """The call raised or its actors kept dying: the driver records the batch's failures itself."""
         self.settled(task)
-        if task.batch.index in self.hung:
+        if task.batch.index in self.hung and error.startswith("worker died"):   # ended by end_hung_workers
             error = f"no progress for {format_duration(self.config.stall_timeout)} (hung), worker ended: {error}"
         rows = failures_table([(item, a, error) for item, a in zip(task.batch.items, task.attempts)], "driver")
         self.store.write_table(f"{FAILURES}/{task.batch.name}-a{max(task.attempts)}-driver.parquet", rows)
