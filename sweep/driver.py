@@ -349,9 +349,11 @@ class SweepDispatch:
         self.given_up: dict[str, str] = {}
         self.live: dict[str, Task] = {}     # token -> task being run
         self.holder: dict[str, object] = {}  # token -> the actor running it
+        self.call: dict[str, object] = {}   # token -> its call's ObjectRef
         self.active_at: dict[str, float] = {}  # token -> when it was handed over or last reported a new step
         self.seen: dict[str, int] = {}      # token -> the steps it last reported
         self.hung: set[int] = set()         # batch indices whose worker was ended for making no progress
+        self.ended: set[int] = set()        # id() of the actors ended so (their tasks wait in the queue meanwhile)
         self.finished_work = progress.work  # image-steps of the items finished (or given up) so far
         self.calls = 0
         self.last_poll = 0.0
@@ -362,11 +364,12 @@ class SweepDispatch:
         task.token = f"{task.batch.index}.{self.calls}"
         self.live[task.token] = task
         self.holder[task.token], self.active_at[task.token] = actor, time.monotonic()
-        return actor.run.remote(task.batch, task.attempts, task.token)
+        self.call[task.token] = actor.run.remote(task.batch, task.attempts, task.token)
+        return self.call[task.token]
 
     def settled(self, task: Task) -> None:
         """`task`'s call is over (or replaced by a new one): its token no longer counts or is watched."""
-        for table in (self.live, self.holder, self.active_at, self.seen):
+        for table in (self.live, self.holder, self.call, self.active_at, self.seen):
             table.pop(task.token, None)
 
     def on_done(self, task: Task, report) -> list[Task]:
@@ -409,20 +412,22 @@ class SweepDispatch:
         for token, count in steps.items():
             if token in self.active_at and count != self.seen.get(token):
                 self.seen[token], self.active_at[token] = count, now
+        calls = [ref for ref in self.call.values() if ref is not None]
+        over = set(ray.wait(calls, num_returns=len(calls), timeout=0)[0]) if calls else set()
         by_actor: dict[int, list[str]] = collections.defaultdict(list)
         for token, actor in self.holder.items():
-            by_actor[id(actor)].append(token)
-        for tokens in by_actor.values():
+            if self.call.get(token) not in over:   # a call that ended (a death too) waits for the loop, not a worker
+                by_actor[id(actor)].append(token)
+        for actor_id, tokens in by_actor.items():
             quiet = now - max(self.active_at[token] for token in tokens)
-            if quiet < self.config.stall_timeout:
+            if quiet < self.config.stall_timeout or actor_id in self.ended:
                 continue
             batches = sorted(self.live[token].batch.index for token in tokens)
             self.hung.update(batches)
             self.progress.message(f"a worker made no progress for {format_duration(quiet)} on batch"
                                   f"{'es' if len(batches) > 1 else ''} {', '.join(map(str, batches))} (hung?): "
                                   f"ending it; its batches run again on a new worker")
-            for token in tokens:
-                self.active_at[token] = now      # once: the loop notices the death before the next check
+            self.ended.add(actor_id)
             with contextlib.suppress(Exception):
                 ray.kill(self.holder[tokens[0]], no_restart=True)
 

@@ -237,6 +237,35 @@ def test_a_hung_worker_is_ended_and_its_batches_run_again(tmp_path):
     assert errors == {"no progress for 3s (hung), worker ended: worker died while running this task: killed"}
 
 
+def test_only_calls_still_running_count_toward_a_hang(tmp_path, monkeypatch):
+    """A call that ended (a result, or a death whose batch now waits in the queue, perhaps for long) is the dispatch
+    loop's to handle: only a worker whose calls are still running is ended for a hang, and only once."""
+    from types import SimpleNamespace
+    from sweep.driver import SweepDispatch, Task
+    from sweep.progress import Progress
+    prepared = prepare(config(tmp_path / "s", jobs="octave", classes="0-3", batch_size=2, stall_timeout=5.0))
+    out, ended = io.StringIO(), []
+    sweep = SweepDispatch(prepared.config, prepared.store, prepared.schedule, Progress(4, stream=out), None)
+    def nap(seconds):
+        time.sleep(seconds)
+    sleeping = ray.remote(num_cpus=0)(nap).remote(60)
+    over = SimpleNamespace(run=SimpleNamespace(remote=lambda *args: ray.put(None)))
+    running = SimpleNamespace(run=SimpleNamespace(remote=lambda *args: sleeping))
+    first, second = prepared.plan.batches()
+    monkeypatch.setattr(ray, "kill", lambda actor, **kwargs: ended.append(actor))
+    try:
+        sweep.submit(over, Task(first, (1, 1)))
+        sweep.submit(running, Task(second, (1, 1)))
+        sweep.end_hung_workers({}, time.monotonic() + 4)
+        assert ended == []                                   # not yet: 5 s
+        sweep.end_hung_workers({}, time.monotonic() + 10)
+        sweep.end_hung_workers({}, time.monotonic() + 20)
+        assert ended == [running] and sweep.hung == {second.index}
+        assert f"no progress for 10s on batch {second.index} (hung?)" in out.getvalue()
+    finally:
+        ray.cancel(sleeping, force=True)
+
+
 def test_the_summary_counts_workers_replaced_and_workers_out_of_reach():
     from sweep.driver import SweepSummary
     summary = SweepSummary("s", 10, 10, 0, (), 61.0, 2, "gpu", 1, False, 8, out_of_reach=3)
