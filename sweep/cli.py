@@ -79,15 +79,19 @@ def cluster_options(command):
                      help="--device gpu on a cluster without GPUs: seconds to wait for GPU nodes before giving up "
                           "(a run whose first worker does not answer, or that has lost every worker, waits this "
                           "long too, at least 600 s)."),
+        click.option("--stall-timeout", type=click.FloatRange(min=1), default=1200.0, show_default=True,
+                     help="Seconds a worker holding work may go without progress (a step done, a task finished "
+                          "or handed to it) before it counts as hung: it is ended and its work runs again on a new "
+                          "worker."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def cluster_config(address, workers, device, cpus_per_worker, gpu_wait) -> ClusterConfig:
+def cluster_config(address, workers, device, cpus_per_worker, gpu_wait, stall_timeout) -> ClusterConfig:
     return ClusterConfig(address=address, workers=workers, device=device, cpus_per_worker=cpus_per_worker,
-                         gpu_wait=gpu_wait)
+                         gpu_wait=gpu_wait, stall_timeout=stall_timeout)
 
 
 class BatchSize(click.ParamType):
@@ -219,9 +223,6 @@ def models() -> None:
 @click.option("--lease-timeout", type=click.FloatRange(min=1), default=60.0, show_default=True,
               help="Seconds without a heartbeat after which another driver's lease on the store counts as stale "
               "(a crashed driver's) and this run takes the store over.")
-@click.option("--stall-timeout", type=click.FloatRange(min=1), default=1200.0, show_default=True,
-              help="Seconds a worker holding batches may go without finishing a step before it counts as hung: it "
-              "is ended and its batches run again on a new worker.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (items, batches, image-iterations per job) and the "
               "store's progress; start nothing, write nothing.")
 @click.option("--calibrate", is_flag=True, help="With the dry run: time a few steps on this machine's device and "
@@ -229,17 +230,16 @@ def models() -> None:
 @cluster_options
 def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants, images, layers, seeds, schedule,
         job_schedules, batch_size, max_attempts, bf16, channels_last, compile_, cudnn_benchmark, trajectory,
-        lease_timeout, stall_timeout, dry_run, calibrate, address, workers, device, cpus_per_worker,
-        gpu_wait) -> None:
+        lease_timeout, dry_run, calibrate, address, workers, device, cpus_per_worker, gpu_wait,
+        stall_timeout) -> None:
     """Generate images for every selected class (resumes an interrupted run of the same command)."""
     config = SweepConfig(store=store, model=model, weights=weights, jobs=jobs, classes=classes, pairs=pairs,
                          interpolate_pairs=interpolate_pairs, variants=variants, images=tuple(images),
                          layers=tuple(layers), seeds=seeds, schedule=schedule,
                          job_schedules=tuple(job_schedules), batch_size=batch_size,
-                         cluster=cluster_config(address, workers, device, cpus_per_worker, gpu_wait),
+                         cluster=cluster_config(address, workers, device, cpus_per_worker, gpu_wait, stall_timeout),
                          max_attempts=max_attempts, bf16=bf16, channels_last=channels_last, compile=compile_,
-                         cudnn_benchmark=cudnn_benchmark, trajectory=trajectory, lease_timeout=lease_timeout,
-                         stall_timeout=stall_timeout)
+                         cudnn_benchmark=cudnn_benchmark, trajectory=trajectory, lease_timeout=lease_timeout)
     if dry_run or calibrate:
         from sweep.driver import prepare
         from sweep.preview import calibrate as time_steps, preview
@@ -296,7 +296,8 @@ def analysis_functions():
               "(e.g. inception5a:0,4), through Ray workers.")
 @click.option("--weights", default=None, help="Weights for --features (default: the sweep's).")
 @cluster_options
-def analyze(store, metric, features, weights, address, workers, device, cpus_per_worker, gpu_wait) -> None:
+def analyze(store, metric, features, weights, address, workers, device, cpus_per_worker, gpu_wait,
+            stall_timeout) -> None:
     """Tables under {store}/analysis/: classes, opposites, additions, PCA, nearest-neighbour graph (those a store
     can have: without octave images, no class tables)."""
     functions = analysis_functions()
@@ -306,8 +307,8 @@ def analyze(store, metric, features, weights, address, workers, device, cpus_per
             from sweep.plan import parse_features
             layer, maps = parse_features(features)
             path, rows = run_features(FeatureConfig(store=store, layer=layer, maps=maps, weights=weights,
-                                                    cluster=cluster_config(address, workers, device,
-                                                                           cpus_per_worker, gpu_wait)))
+                                                    cluster=cluster_config(address, workers, device, cpus_per_worker,
+                                                                           gpu_wait, stall_timeout)))
             click.echo(f"wrote {path} ({rows} images, {layer} maps {','.join(map(str, maps))})")
         summary = functions[0](open_store(store), metric=metric)
     for line in summary.lines():
@@ -362,12 +363,14 @@ def directions(store, groups, start, components, out, method, jobs) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=SCORE_BATCH, show_default=True,
               help="Images per forward pass on a worker.")
 @cluster_options
-def score(store, model, weights, jobs, batch_size, address, workers, device, cpus_per_worker, gpu_wait) -> None:
+def score(store, model, weights, jobs, batch_size, address, workers, device, cpus_per_worker, gpu_wait,
+          stall_timeout) -> None:
     """Score every stored image with another model, on the workers; written under {store}/scores/{scorer}/
     (resumes: only images no part file holds yet are scored)."""
     with reported():
         summary = run_score(ScoreConfig(store=store, model=model, weights=weights, jobs=jobs, batch_size=batch_size,
-                                        cluster=cluster_config(address, workers, device, cpus_per_worker, gpu_wait)))
+                                        cluster=cluster_config(address, workers, device, cpus_per_worker, gpu_wait,
+                                                               stall_timeout)))
     for line in summary.lines():
         click.echo(line)
 
@@ -403,11 +406,11 @@ def stability(stores, out) -> None:
 @main.command()
 @click.option("--store", default=DEMO_STORE, show_default=True, help="Where to write the demo store.")
 @cluster_options
-def demo(store, address, workers, device, cpus_per_worker, gpu_wait) -> None:
+def demo(store, address, workers, device, cpus_per_worker, gpu_wait, stall_timeout) -> None:
     """The built-in example: the digits model, all jobs, all classes and pairs, and the image jobs on
     scikit-learn's two sample photographs; its images scored by the second demo model (digits-resnet); then
     analysis (with the transfer table) and figures."""
-    cluster = cluster_config(address, workers, device, cpus_per_worker, gpu_wait)
+    cluster = cluster_config(address, workers, device, cpus_per_worker, gpu_wait, stall_timeout)
     config = SweepConfig(store=store, model="digits", schedule="digits", pairs="all", seeds=1, batch_size=DEMO_BATCH,
                          sample_images=True, interpolate_pairs=DEMO_INTERPOLATIONS, cluster=cluster)
     with reported():

@@ -20,7 +20,6 @@ where the files say.
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import math
 import sys
@@ -41,9 +40,6 @@ from sweep.store import FAILURES, IMAGES, LEASE_TIMEOUT, Lease, ManifestMismatch
     failures_table, manifest_differences, new_manifest, source_file, source_hash
 
 NOISE_SIDE = 299   # `--images noise:N` without a model at hand: Deep dream's `torch.rand(1, 3, 299, 299)`
-# Seconds a worker holding batches may go without a new step or a new batch before it counts as hung: far above a
-# batch's longest quiet spell (a first --compile of every input shape, a large batch's PNG and Parquet writing).
-STALL_TIMEOUT = 1200.0
 
 # Manifest options that say how a run went, not what the store holds: never compared (older stores kept them).
 RUN_OPTIONS = ("batch_size", "bf16")
@@ -80,8 +76,6 @@ class SweepConfig:
     cudnn_benchmark: bool = True        # cuDNN picks its fastest kernels per shape on GPUs (speed only)
     lease_timeout: float = LEASE_TIMEOUT   # seconds without a heartbeat after which another driver's lease on
                                         #   the store is stale (a crashed driver's) and this run takes it over
-    stall_timeout: float = STALL_TIMEOUT   # seconds a worker holding batches may go without a step done (or a
-                                        #   batch handed to it) before it counts as hung: ended, its batches re-run
 
 
 @dataclass(frozen=True)
@@ -348,12 +342,10 @@ class SweepDispatch:
         self.tries: collections.Counter = collections.Counter()   # tries per key in this run
         self.given_up: dict[str, str] = {}
         self.live: dict[str, Task] = {}     # token -> task being run
-        self.holder: dict[str, object] = {}  # token -> the actor running it
         self.call: dict[str, object] = {}   # token -> its call's ObjectRef
-        self.active_at: dict[str, float] = {}  # token -> when it was handed over or last reported a new step
         self.seen: dict[str, int] = {}      # token -> the steps it last reported
-        self.hung: set[int] = set()         # batch indices whose worker was ended for making no progress
-        self.ended: set[int] = set()        # id() of the actors ended so (their tasks wait in the queue meanwhile)
+        self.moved: set = set()             # refs of the calls whose steps moved since `progressed` was last asked
+        self.counter_read = True            # whether the step counter could be read at the last poll
         self.finished_work = progress.work  # image-steps of the items finished (or given up) so far
         self.calls = 0
         self.last_poll = 0.0
@@ -363,13 +355,12 @@ class SweepDispatch:
         self.settled(task)                # a task run again (its actor died): the dead call's steps no longer count
         task.token = f"{task.batch.index}.{self.calls}"
         self.live[task.token] = task
-        self.holder[task.token], self.active_at[task.token] = actor, time.monotonic()
         self.call[task.token] = actor.run.remote(task.batch, task.attempts, task.token)
         return self.call[task.token]
 
     def settled(self, task: Task) -> None:
         """`task`'s call is over (or replaced by a new one): its token no longer counts or is watched."""
-        for table in (self.live, self.holder, self.call, self.active_at, self.seen):
+        for table in (self.live, self.call, self.seen):
             table.pop(task.token, None)
 
     def on_done(self, task: Task, report) -> list[Task]:
@@ -381,8 +372,6 @@ class SweepDispatch:
     def on_failed(self, task: Task, error: str) -> list[Task]:
         """The call raised or its actors kept dying: the driver records the batch's failures itself."""
         self.settled(task)
-        if task.batch.index in self.hung and error.startswith("worker died"):   # ended by end_hung_workers
-            error = f"no progress for {format_duration(self.config.stall_timeout)} (hung), worker ended: {error}"
         rows = failures_table([(item, a, error) for item, a in zip(task.batch.items, task.attempts)], "driver")
         self.store.write_table(f"{FAILURES}/{task.batch.name}-a{max(task.attempts)}-driver.parquet", rows)
         return self.settle(task, {key: error for key in task.batch.keys})
@@ -404,36 +393,17 @@ class SweepDispatch:
             return []
         return [Task(Batch(task.batch.index, tuple(i for i, _ in retry)), tuple(a for _, a in retry))]
 
-    def end_hung_workers(self, steps: dict[str, int], now: float) -> None:
-        """End (ray.kill) every worker that holds batches but has not reported a new step, nor been handed a batch,
-        for `stall_timeout` seconds: a hung device or a deadlock would otherwise hold the run forever. The dispatch
-        loop sees the death as any other: a new worker in the slot, the batches run again (alone)."""
-        import ray
-        for token, count in steps.items():
-            if token in self.active_at and count != self.seen.get(token):
-                self.seen[token], self.active_at[token] = count, now
-        calls = [ref for ref in self.call.values() if ref is not None]
-        over = set(ray.wait(calls, num_returns=len(calls), timeout=0)[0]) if calls else set()
-        by_actor: dict[int, list[str]] = collections.defaultdict(list)
-        for token, actor in self.holder.items():
-            if self.call.get(token) not in over:   # a call that ended (a death too) waits for the loop, not a worker
-                by_actor[id(actor)].append(token)
-        for actor_id, tokens in by_actor.items():
-            quiet = now - max(self.active_at[token] for token in tokens)
-            if quiet < self.config.stall_timeout or actor_id in self.ended:
-                continue
-            batches = sorted(self.live[token].batch.index for token in tokens)
-            self.hung.update(batches)
-            self.progress.message(f"a worker made no progress for {format_duration(quiet)} on batch"
-                                  f"{'es' if len(batches) > 1 else ''} {', '.join(map(str, batches))} (hung?): "
-                                  f"ending it; its batches run again on a new worker")
-            self.ended.add(actor_id)
-            with contextlib.suppress(Exception):
-                ray.kill(self.holder[tokens[0]], no_restart=True)
+    def progressed(self) -> set | None:
+        """The dispatch loop's hang watch asks: refs of the calls whose reported steps moved since it last asked,
+        or None while the step counter cannot be read (then nothing says that a worker stopped)."""
+        if not self.counter_read:
+            return None
+        moved, self.moved = self.moved, set()
+        return moved
 
     def tick(self) -> None:
-        """Progress: finished work plus the steps the workers reported within the batches they hold now; workers
-        that stopped making progress are ended (`end_hung_workers`)."""
+        """Progress: finished work plus the steps the workers reported within the batches they hold now (and which
+        calls moved, for `progressed`)."""
         import ray
         now = time.monotonic()
         partial = 0
@@ -443,12 +413,15 @@ class SweepDispatch:
                 steps = ray.get(self.counter.snapshot.remote(), timeout=5)
             except Exception:   # progress is best effort: never stop the sweep for it
                 steps = None
+            self.counter_read = steps is not None
             partial = sum(n for token, n in (steps or {}).items() if token in self.live)
             stale = [token for token in steps or {} if token not in self.live]
             if stale:
                 self.counter.forget.remote(stale)
-            if steps is not None:   # without a reading, nothing says that a worker stopped
-                self.end_hung_workers(steps, now)
+            for token, count in (steps or {}).items():
+                if token in self.call and count != self.seen.get(token):
+                    self.seen[token] = count
+                    self.moved.add(self.call[token])
         self.progress.update(work=max(0, self.finished_work + partial - self.progress.work))
 
 
@@ -541,7 +514,8 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
 
                 dispatch(fleet, tasks, submit=sweep.submit, on_done=sweep.on_done, on_failed=sweep.on_failed,
                          in_flight=cluster.in_flight, max_crashes=config.max_attempts, tick=tick,
-                         poll=min(progress.interval, 1.0), no_worker_limit=no_worker_wait(cluster))
+                         poll=min(progress.interval, 1.0), no_worker_limit=no_worker_wait(cluster),
+                         stall_limit=cluster.stall_timeout, progressed=sweep.progressed, note=progress.message)
                 given_up = sweep.given_up
                 if fleet.started < count:
                     print(f"{count - fleet.started} of {count} workers had not started when the sweep ended (no "

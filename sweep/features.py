@@ -94,7 +94,8 @@ def run_features(config: FeatureConfig, *, stream: TextIO | None = None) -> tupl
             dispatch(fleet, files, submit=lambda actor, path: actor.features.remote(path, config.layer, config.maps,
                                                                                     config.job),
                      on_done=on_done, on_failed=on_failed, in_flight=cluster.in_flight, max_crashes=3,
-                     tick=progress.update, poll=1.0, no_worker_limit=no_worker_wait(cluster))
+                     tick=progress.update, poll=1.0, no_worker_limit=no_worker_wait(cluster),
+                     stall_limit=cluster.stall_timeout, note=progress.message)
         finally:
             fleet.stop()
             progress.close()

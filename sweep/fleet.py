@@ -7,7 +7,8 @@ the Ray session, SIGTERM as Ctrl-C, a fleet of actors in numbered slots, and one
     dispatch  each actor holds at most `in_flight` tasks; a task whose call raised goes to `on_failed`, a task whose
               actor died is run again (first in the queue, and alone on its actor) up to `max_crashes` times, then
               goes to `on_failed`; an actor Ray cannot reach for the moment is asked again, not replaced, until it
-              has been unreachable for UNREACHABLE_GRACE seconds
+              has been unreachable for UNREACHABLE_GRACE seconds; an actor that makes no progress for
+              `stall_timeout` seconds is hung: ended, and its tasks run again like a dead one's
 
 No work queue is shared with the actors (a queue's `get()` loses a task when its consumer dies): everything the
 actors hold is known here. What a task is, how it is submitted and what its result means is the caller's: the
@@ -18,6 +19,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import math
 import os
 import time
 import uuid
@@ -43,6 +45,7 @@ class ClusterConfig:
     cpus_per_worker: float = 1.0        # CPU reservation of each actor (and its torch threads)
     in_flight: int = 2                  # tasks handed to one actor at a time: one running, one ready to start
     gpu_wait: float = 600.0             # --device gpu on a cluster without GPUs: seconds to wait for GPU nodes
+    stall_timeout: float = 1200.0       # seconds an actor holding calls may go without progress: then it is hung
     num_cpus: int | None = None         # local Ray only: CPUs to offer (None: all)
     num_gpus: int | None = None         # local Ray only: GPUs to offer (None: detect; tests fake some)
     worker_logs: bool = False           # forward the actors' stdout/stderr to the driver
@@ -371,7 +374,8 @@ class Fleet:
 
 def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callable, on_failed: Callable,
              in_flight: int, max_crashes: int = 3, tick: Callable[[], None] | None = None,
-             poll: float = 1.0, no_worker_limit: float | None = None) -> None:
+             poll: float = 1.0, no_worker_limit: float | None = None, stall_limit: float | None = None,
+             progressed: Callable[[], set | None] | None = None, note: Callable[[str], None] | None = None) -> None:
     """Run `tasks` on the fleet until every one is done or given up.
 
     A slot takes tasks only once its actor has started (Ray's `__ray_ready__` answered): an actor the cluster has
@@ -383,9 +387,14 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
     have killed it, and the others, run alone, finish instead of dying with it again. A task whose actor Ray could
     not reach (`unreachable_error`: the call may or may not have run) is run again the same way, but its actor is
     kept, taking no task until a ping answers, unless it stays out of reach for UNREACHABLE_GRACE seconds (then it
-    is replaced as if dead). `tick()` is called at least every `poll` seconds (progress). Raises SweepError when
-    new actors keep dying before finishing anything, and when work is left but no actor has been up for
-    `no_worker_limit` seconds (the cluster lost every node that could hold one).
+    is replaced as if dead). `tick()` is called at least every `poll` seconds (progress).
+
+    Hangs: an actor that holds calls, but has been handed none, finished none and (with `progressed()`: the refs
+    whose calls reported progress since it was last asked, or None when that is unknown just now) seen none of them
+    progress for `stall_limit` seconds counts as hung (a stuck device, a deadlock): `note(line)` says so, the
+    actor is ended, and its tasks run again like a dead actor's; a task that exhausts its tries this way fails as
+    "hung". Raises SweepError when new actors keep dying before finishing anything, and when work is left but no
+    actor has been up for `no_worker_limit` seconds (the cluster lost every node that could hold one).
     """
     import ray
     from ray.exceptions import RayError, RayTaskError
@@ -396,6 +405,8 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
     crashes: collections.Counter = collections.Counter()   # id(task) -> deaths of the actors holding it
     deaths_without_progress = 0
     pings: dict = {}                          # ObjectRef -> (slot, actor generation): has the actor started?
+    active_at: dict = {}                      # (slot number, generation) -> last progress seen (hang watch)
+    hung: set = set()                         # id(task) of the tasks whose actor was ended as hung
 
     def held(slot: Slot) -> int:
         return sum(1 for s, g, _ in owner.values() if s is slot and g == slot.generation)
@@ -443,6 +454,7 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
                 if task is None:
                     break
                 owner[submit(slot.actor, task)] = (slot, slot.generation, task)
+                active_at[slot.number, slot.generation] = time.monotonic()
         ready, _ = ray.wait([*owner, *pings], num_returns=1, timeout=min(poll, UNREACHABLE_RETRY))
         for ref in ready:
             if ref in pings:
@@ -457,28 +469,66 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
                         died(slot, error)
                 continue
             slot, generation, task = owner.pop(ref)
+            active_at[slot.number, generation] = time.monotonic()
             try:
                 value = ray.get(ref)
             except RayTaskError as error:        # the actor lives, but the call raised (e.g. the store write)
                 crashes.pop(id(task), None)
+                hung.discard(id(task))
                 queue.extend(on_failed(task, first_line(error)))
                 continue
             except RayError as error:            # the actor (or its node) died, or is out of reach
                 if generation == slot.generation and (not isinstance(error, unreachable) or fleet.unreachable(slot)):
                     died(slot, error)
+                was_hung = id(task) in hung              # its actor was ended by the hang watch
+                hung.discard(id(task))
                 crashes[id(task)] += 1
                 if crashes[id(task)] < max_crashes:
                     queue.appendleft(task)       # same task: whatever it wrote before the death is overwritten
                 else:
                     crashes.pop(id(task), None)
-                    what = "was out of reach" if isinstance(error, unreachable) else "died"
+                    what = ("was out of reach" if isinstance(error, unreachable) else
+                            f"made no progress for {format_duration(stall_limit)} (hung) and was ended"
+                            if was_hung else "died")
                     queue.extend(on_failed(task, f"worker {what} while running this task: {first_line(error)}"))
                 continue
             deaths_without_progress = 0
             crashes.pop(id(task), None)
+            hung.discard(id(task))
             queue.extend(on_done(task, value))
         if tick is not None:
             tick()
+        if stall_limit is not None:
+            end_hung(fleet, owner, active_at, hung, stall_limit, progressed() if progressed else set(), note)
+
+
+def end_hung(fleet: Fleet, owner: dict, active_at: dict, hung: set, stall_limit: float, progressed: set | None,
+             note: Callable[[str], None] | None) -> None:
+    """`dispatch`'s hang watch, once per loop: end the actor of every slot whose calls (`owner`: ref -> (slot,
+    generation, task), the calls still running) have shown no progress for `stall_limit` seconds. The loop then
+    sees its calls die, as any death."""
+    import ray
+    from sweep.progress import format_duration
+    if progressed is None:    # progress cannot be read just now: nothing says that an actor stopped
+        return
+    now = time.monotonic()
+    held: dict = collections.defaultdict(list)   # (slot number, generation) -> [(slot, task)] of running calls
+    for ref, (slot, generation, task) in owner.items():
+        if generation == slot.generation:
+            held[slot.number, generation].append((slot, task))
+            if ref in progressed:
+                active_at[slot.number, generation] = now
+    for key, calls in held.items():
+        quiet = now - active_at.setdefault(key, now)
+        if quiet < stall_limit:
+            continue
+        active_at[key] = math.inf             # ended once: the loop sees its calls die next
+        hung.update(id(task) for _, task in calls)
+        if note is not None:
+            note(f"worker {key[0]} made no progress for {format_duration(quiet)} on {len(calls)} task"
+                 f"{'s' if len(calls) > 1 else ''} (hung?): ending it; its tasks run again on a new worker")
+        with contextlib.suppress(Exception):
+            ray.kill(calls[0][0].actor, no_restart=True)
 
 
 def _alive(pid: int) -> bool:

@@ -327,7 +327,8 @@ def run_score(config: ScoreConfig, *, stream: TextIO | None = None) -> ScoreSumm
                               interval=min(progress.interval, 10.0), give_up_after=no_worker_wait(cluster))
             dispatch(fleet, prepared.tasks, submit=lambda actor, task: actor.score.remote(task, plan),
                      on_done=on_done, on_failed=on_failed, in_flight=cluster.in_flight, tick=progress.update,
-                     no_worker_limit=no_worker_wait(cluster))
+                     no_worker_limit=no_worker_wait(cluster), stall_limit=cluster.stall_timeout,
+                     note=progress.message)
         finally:
             fleet.stop()
             progress.close()

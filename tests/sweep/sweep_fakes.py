@@ -118,6 +118,21 @@ def after_takeover_slow_run_batch(model, specs, schedule, **kwargs):
     return run_batch(model, specs, schedule, **kwargs)
 
 
+def spread_run_batch(model, specs, schedule, **kwargs):
+    """Waits (at most 60 s) until two worker processes have each begun a batch: a first actor can finish a tiny
+    sweep before the second has started, so a test that checks where the work ran needs both to get some. Counted
+    per fleet (its run id, in the actors' names)."""
+    import ray
+    name = ray.get_runtime_context().get_actor_name() or "classweep-in-process"
+    folder = _marker(f"spread-{name.split('-')[1]}")
+    folder.mkdir(exist_ok=True)
+    (folder / str(os.getpid())).touch()
+    deadline = time.monotonic() + 60
+    while len(list(folder.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return run_batch(model, specs, schedule, **kwargs)
+
+
 HANG_TARGET = 5        # the first batch with this class hangs, as on a stuck device (hang_once_run_batch)
 
 

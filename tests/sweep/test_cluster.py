@@ -21,21 +21,20 @@ from sweep.store import IMAGES
 ray = pytest.importorskip("ray")
 cluster_utils = pytest.importorskip("ray.cluster_utils")
 ROOT = Path(__file__).parents[2]
+HERE = Path(__file__).parent
 
 
 @pytest.fixture(scope="module")
-def two_nodes():
-    saved = os.environ.get("PYTHONPATH")
-    # The nodes' workers inherit this environment: they must import the project like the driver does.
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), saved or ""])
-    cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0})
-    cluster.wait_for_nodes()
-    yield cluster, None
-    cluster.shutdown()
-    if saved is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = saved
+def two_nodes(tmp_path_factory):
+    # The nodes' workers inherit this environment: they must import the project like the driver does, and the
+    # fakes (with the marker directory they share).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(HERE), os.environ.get("PYTHONPATH", "")]))
+        patch.setenv("CLASSWEEP_TEST_MARKERS", str(tmp_path_factory.mktemp("markers")))
+        cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0})
+        cluster.wait_for_nodes()
+        yield cluster, None
+        cluster.shutdown()
 
 
 def test_a_joined_cluster_is_not_held_to_its_nodes_of_today(two_nodes):
@@ -84,7 +83,7 @@ def test_work_spreads_over_both_nodes(two_nodes, tmp_path):
     cluster.wait_for_nodes()
     assert not ray.is_initialized()
     summary = run_sweep(SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule="tiny",
-                                    jobs="octave,opposite", batch_size=2,
+                                    jobs="octave,opposite", batch_size=2, engine="sweep_fakes:spread_run_batch",
                                     cluster=ClusterConfig(address=cluster.address, cpus_per_worker=0.5)),
                         stream=io.StringIO())
     assert not ray.is_initialized()             # the driver disconnected from the cluster it joined

@@ -70,7 +70,7 @@ def test_ten_class_sweep_of_all_jobs_reads_back_with_pandas(full_sweep):
     assert frame.logits.map(len).eq(10).all() and isinstance(frame.logits.iloc[0][0], np.floating)
     assert frame.png.map(lambda b: b[:4] == b"\x89PNG").all()
     assert (frame.label == frame.logits.map(np.argmax)).all()
-    assert frame.worker.nunique() == 2
+    assert frame.worker.str.count("/").eq(2).all()                 # host/node/actor (test_cluster: the spread)
     assert "items (100.0%)" in output and "steps/s" in output     # progress counts image-steps
     # Resuming a complete store does nothing (and starts no Ray work).
     again = run_sweep(config(store, **FULL), stream=io.StringIO())
@@ -95,7 +95,8 @@ def test_more_workers_than_gpus_finish_on_the_actors_that_start(tmp_path):
     store, out = tmp_path / "s", io.StringIO()
     where = ClusterConfig(workers=3, device="gpu", cpus_per_worker=0.5, progress_every=1.0, in_flight=2)
     with sweep_fakes.failing_if_stuck(240):
-        summary = run_sweep(config(store, jobs="octave", batch_size=2, cluster=where), stream=out)
+        summary = run_sweep(config(store, jobs="octave", batch_size=2, cluster=where,
+                                   engine="sweep_fakes:spread_run_batch"), stream=out)   # both GPU actors work
     assert summary.complete and summary.failed == (), out.getvalue()
     assert "1 of 3 workers had not started when the sweep ended (no room in the cluster" in out.getvalue()
     assert_exactly_once(store, 10)
@@ -212,58 +213,61 @@ def test_a_batch_whose_answer_ray_lost_after_it_was_stored_is_stored_once(tmp_pa
 
 
 def test_a_hung_worker_is_ended_and_its_batches_run_again(tmp_path):
-    """A batch that never returns (a stuck device): once its worker has done no step and taken no batch for
-    --stall-timeout seconds, the driver says so and ends it; the batches it held run again and land once."""
+    """A batch that never returns (a stuck device): once its worker has done no step, finished no batch and been
+    handed none for --stall-timeout seconds, the driver says so and ends it; its batches run again and land once."""
     from sweep.cli import run as run_command
-    from sweep.driver import STALL_TIMEOUT
-    assert next(p.default for p in run_command.params if p.name == "stall_timeout") == STALL_TIMEOUT
+    assert next(p.default for p in run_command.params if p.name == "stall_timeout") == ClusterConfig().stall_timeout
     store, out = tmp_path / "s", io.StringIO()
+    where = ClusterConfig(cpus_per_worker=0.5, progress_every=1.0, in_flight=2, stall_timeout=3.0)
     with sweep_fakes.failing_if_stuck(240):
-        summary = run_sweep(config(store, jobs="octave", batch_size=2, stall_timeout=3.0,
+        summary = run_sweep(config(store, jobs="octave", batch_size=2, cluster=where,
                                    engine="sweep_fakes:hang_once_run_batch"), stream=out)
     assert sweep_fakes.happened("hang") and summary.complete and summary.failed == (), out.getvalue()
     assert summary.actors_replaced >= 1
-    assert "made no progress for 3s on batch" in out.getvalue() and "(hung?): ending it" in out.getvalue()
+    assert "made no progress for 3s on 2 tasks (hung?): ending it" in out.getvalue()
     assert_exactly_once(store, 10)
-    # A batch that hangs every time fails after its tries with the reason in its failure records.
-    from sweep.driver import SweepDispatch, Task
-    from sweep.progress import Progress
-    prepared = prepare(config(tmp_path / "t", jobs="octave", classes="0-1", stall_timeout=3.0))
-    sweep = SweepDispatch(prepared.config, prepared.store, prepared.schedule, Progress(2, stream=io.StringIO()), None)
-    task = Task(prepared.plan.batches()[0], (3, 3))
-    sweep.hung.add(task.batch.index)
-    sweep.on_failed(task, "worker died while running this task: killed")
-    errors = set(pd.read_parquet(tmp_path / "t" / FAILURES).error)
-    assert errors == {"no progress for 3s (hung), worker ended: worker died while running this task: killed"}
 
 
-def test_only_calls_still_running_count_toward_a_hang(tmp_path, monkeypatch):
-    """A call that ended (a result, or a death whose batch now waits in the queue, perhaps for long) is the dispatch
-    loop's to handle: only a worker whose calls are still running is ended for a hang, and only once."""
-    from types import SimpleNamespace
-    from sweep.driver import SweepDispatch, Task
-    from sweep.progress import Progress
-    prepared = prepare(config(tmp_path / "s", jobs="octave", classes="0-3", batch_size=2, stall_timeout=5.0))
-    out, ended = io.StringIO(), []
-    sweep = SweepDispatch(prepared.config, prepared.store, prepared.schedule, Progress(4, stream=out), None)
-    def nap(seconds):
-        time.sleep(seconds)
-    sleeping = ray.remote(num_cpus=0)(nap).remote(60)
-    over = SimpleNamespace(run=SimpleNamespace(remote=lambda *args: ray.put(None)))
-    running = SimpleNamespace(run=SimpleNamespace(remote=lambda *args: sleeping))
-    first, second = prepared.plan.batches()
-    monkeypatch.setattr(ray, "kill", lambda actor, **kwargs: ended.append(actor))
+def test_a_task_that_hangs_every_time_fails_as_hung(tmp_path):
+    """The hang watch in the one dispatch loop (every command's): a call that never ends, on every new actor, is
+    ended each time and fails after its tries with the reason; the other task is done."""
+    from sweep.fleet import Fleet, dispatch
+    from sweep.worker import WorkerConfig
+    fleet = Fleet(WorkerConfig(str(tmp_path / "s"), "digits", "random"), 1, use_gpu=False, cpus=0.5)
+    done, failed, notes = [], [], []
+
+    def submit(actor, task):
+        return actor.__ray_call__.remote(lambda worker, t=task: time.sleep(600) if t == "hangs" else t)
     try:
-        sweep.submit(over, Task(first, (1, 1)))
-        sweep.submit(running, Task(second, (1, 1)))
-        sweep.end_hung_workers({}, time.monotonic() + 4)
-        assert ended == []                                   # not yet: 5 s
-        sweep.end_hung_workers({}, time.monotonic() + 10)
-        sweep.end_hung_workers({}, time.monotonic() + 20)
-        assert ended == [running] and sweep.hung == {second.index}
-        assert f"no progress for 10s on batch {second.index} (hung?)" in out.getvalue()
+        with sweep_fakes.failing_if_stuck(120):
+            dispatch(fleet, ["hangs", "fine"], submit=submit, on_done=lambda task, value: done.append(value) or [],
+                     on_failed=lambda task, error: failed.append((task, error)) or [], in_flight=1, max_crashes=2,
+                     poll=0.2, stall_limit=1.0, note=notes.append)
     finally:
-        ray.cancel(sleeping, force=True)
+        fleet.stop()
+    assert done == ["fine"] and [task for task, _ in failed] == ["hangs"] and fleet.replaced == 2
+    assert failed[0][1].startswith("worker made no progress for 1s (hung) and was ended while running this task")
+    assert len(notes) == 2 and all(n.startswith("worker 0 made no progress for 1s on 1 task (hung?)") for n in notes)
+
+
+def test_the_hang_watch_counts_only_running_calls_of_current_actors_and_ends_each_once(monkeypatch):
+    """end_hung: quiet since the last progress (a call handed over, finished, or reporting steps); only calls still
+    running on the slot's current actor count (a dead actor's task waits in the queue, perhaps for long); an actor
+    is ended once; with progress unknown (the step counter unreadable) nobody is."""
+    from types import SimpleNamespace
+    from sweep.fleet import end_hung
+    ended, notes = [], []
+    monkeypatch.setattr(ray, "kill", lambda actor, **kwargs: ended.append(actor))
+    slots = [SimpleNamespace(number=n, generation=1, actor=f"actor-{n}") for n in range(3)]
+    owner = {"ref-a": (slots[0], 1, "a"), "ref-b": (slots[1], 1, "b"), "ref-old": (slots[2], 0, "old")}
+    now = time.monotonic()
+    active_at, hung = {(0, 1): now - 100, (1, 1): now - 100, (2, 0): now - 100}, set()
+    end_hung(None, owner, active_at, hung, 50.0, None, notes.append)             # progress unknown: nobody
+    assert ended == [] and hung == set()
+    end_hung(None, owner, active_at, hung, 50.0, {"ref-b"}, notes.append)        # b reported steps just now
+    assert ended == ["actor-0"] and hung == {id("a")} and notes[0].startswith("worker 0 made no progress for 1m4")
+    end_hung(None, owner, active_at, hung, 50.0, set(), notes.append)            # once
+    assert ended == ["actor-0"] and len(notes) == 1
 
 
 def test_the_summary_counts_workers_replaced_and_workers_out_of_reach():
