@@ -56,14 +56,15 @@ def sleep_run_batch(model, specs, schedule, **_):
 def run_batches(fleet, slots, store, batches, in_flight: int) -> float:
     """Dispatch `batches` to the actors in `slots` (warm) through the sweep's own loop; return the wall time."""
     from sweep.driver import SweepConfig, SweepDispatch, Task
-    from sweep.fleet import dispatch
+    from sweep.fleet import ClusterConfig, dispatch
     from sweep.progress import Progress
     fleet.slots = slots
     sweep = SweepDispatch(SweepConfig(store=store.uri), store, None, Progress(len(batches), stream=io.StringIO()),
                           None)
     started = time.perf_counter()
     dispatch(fleet, [Task(b, (1,) * len(b.items)) for b in batches], submit=sweep.submit, on_done=sweep.on_done,
-             on_failed=sweep.on_failed, in_flight=in_flight, tick=sweep.tick, poll=1.0)
+             on_failed=sweep.on_failed, in_flight=in_flight, tick=sweep.tick, poll=1.0,
+             stall_limit=ClusterConfig().stall_timeout, progressed=sweep.progressed)   # as `sweep run` does
     elapsed = time.perf_counter() - started
     assert not sweep.given_up, sweep.given_up
     return elapsed
