@@ -499,10 +499,10 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
         if tick is not None:
             tick()
         if stall_limit is not None:
-            end_hung(fleet, owner, active_at, hung, stall_limit, progressed() if progressed else set(), note)
+            end_hung(owner, active_at, hung, stall_limit, progressed() if progressed else set(), note)
 
 
-def end_hung(fleet: Fleet, owner: dict, active_at: dict, hung: set, stall_limit: float, progressed: set | None,
+def end_hung(owner: dict, active_at: dict, hung: set, stall_limit: float, progressed: set | None,
              note: Callable[[str], None] | None) -> None:
     """`dispatch`'s hang watch, once per loop: end the actor of every slot whose calls (`owner`: ref -> (slot,
     generation, task), the calls still running) have shown no progress for `stall_limit` seconds. The loop then

@@ -262,11 +262,11 @@ def test_the_hang_watch_counts_only_running_calls_of_current_actors_and_ends_eac
     owner = {"ref-a": (slots[0], 1, "a"), "ref-b": (slots[1], 1, "b"), "ref-old": (slots[2], 0, "old")}
     now = time.monotonic()
     active_at, hung = {(0, 1): now - 100, (1, 1): now - 100, (2, 0): now - 100}, set()
-    end_hung(None, owner, active_at, hung, 50.0, None, notes.append)             # progress unknown: nobody
+    end_hung(owner, active_at, hung, 50.0, None, notes.append)             # progress unknown: nobody
     assert ended == [] and hung == set()
-    end_hung(None, owner, active_at, hung, 50.0, {"ref-b"}, notes.append)        # b reported steps just now
+    end_hung(owner, active_at, hung, 50.0, {"ref-b"}, notes.append)        # b reported steps just now
     assert ended == ["actor-0"] and hung == {id("a")} and notes[0].startswith("worker 0 made no progress for 1m4")
-    end_hung(None, owner, active_at, hung, 50.0, set(), notes.append)            # once
+    end_hung(owner, active_at, hung, 50.0, set(), notes.append)            # once
     assert ended == ["actor-0"] and len(notes) == 1
 
 
