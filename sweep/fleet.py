@@ -348,13 +348,6 @@ class Fleet:
                 if generation == slot.generation:
                     self.mark_up(slot)
             waited = time.monotonic() - started
-            if give_up_after is not None and waited >= give_up_after:
-                up = sum(slot.up for slot in self.slots)
-                why = ("it hangs there: a stalled weight download or a stuck device? see the worker's log" if up else
-                       "no node has room for one, or each hangs while it starts")
-                raise SweepError(f"no worker was ready after {format_duration(waited)}: {up} of {len(self.slots)} "
-                                 f"started, none answered its first call ({why}); fix that, then run the same "
-                                 f"command again to resume (--gpu-wait waits longer)")
             if wait_for_gpus is not None and not any(slot.up for slot in self.slots):   # no GPU actor placed yet
                 gpus = int(ray.cluster_resources().get("GPU", 0))
                 if waited >= wait_for_gpus:
@@ -370,6 +363,14 @@ class Fleet:
                       f"chosen): {format_duration(waited)}; free in the cluster now: {free.get('CPU', 0):g} CPUs, "
                       f"{int(free.get('GPU', 0))} GPUs", file=stream, flush=True)
                 quiet_until = waited + max(interval, QUIET_START)
+            # After the GPU deadline (not longer than this one), whose line says more when GPUs are missing.
+            if give_up_after is not None and waited >= give_up_after:
+                up = sum(slot.up for slot in self.slots)
+                why = ("it hangs there: a stalled weight download or a stuck device? see the worker's log" if up else
+                       "no node has room for one, or each hangs while it starts")
+                raise SweepError(f"no worker was ready after {format_duration(waited)}: {up} of {len(self.slots)} "
+                                 f"started, none answered its first call ({why}); fix that, then run the same "
+                                 f"command again to resume (--gpu-wait waits longer)")
 
 
 def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callable, on_failed: Callable,

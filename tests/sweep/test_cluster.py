@@ -39,13 +39,24 @@ def two_nodes(tmp_path_factory):
 
 def test_a_joined_cluster_is_not_held_to_its_nodes_of_today(two_nodes):
     """A library caller that joined a cluster itself (no --address): more CPUs per worker than any node has now is
-    not refused as on a local Ray, since an autoscaler may add a larger node."""
+    not refused as on a local Ray, since an autoscaler may add a larger node; GPU actors there wait for GPU nodes
+    (--gpu-wait)."""
     from sweep.fleet import cluster_plan, ray_started_here
     cluster, _ = two_nodes
     ray.init(address=cluster.address)
     try:
         assert not ray_started_here()
         assert cluster_plan(ClusterConfig(cpus_per_worker=8, device="cpu"), 3) == (False, 1)
+        # No GPU yet, and --gpu-wait as long as the general wait for a first worker: the GPU line, which says more.
+        from sweep.fleet import Fleet
+        from sweep.worker import WorkerConfig
+        fleet = Fleet(WorkerConfig("unused", "digits", "random"), 1, use_gpu=True, cpus=0.5)
+        try:
+            with pytest.raises(SweepError, match=r"no GPU worker could start in 1s \(the cluster has 0 GPUs\)"):
+                fleet.first_ready(lambda actor: actor.info.remote(), gpu_wait=1.0, stream=io.StringIO(),
+                                  interval=0.2, give_up_after=1.0)
+        finally:
+            fleet.stop()
     finally:
         ray.shutdown()
 
