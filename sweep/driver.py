@@ -341,8 +341,7 @@ class SweepDispatch:
         self.config, self.store, self.schedule, self.progress, self.counter = config, store, schedule, progress, counter
         self.tries: collections.Counter = collections.Counter()   # tries per key in this run
         self.given_up: dict[str, str] = {}
-        self.live: dict[str, Task] = {}     # token -> task being run
-        self.call: dict[str, object] = {}   # token -> its call's ObjectRef
+        self.live: dict[str, object] = {}   # token -> the ObjectRef of its call, for the calls running now
         self.seen: dict[str, int] = {}      # token -> the steps it last reported
         self.moved: set = set()             # refs of the calls whose steps moved since `progressed` was last asked
         self.counter_read = True            # whether the step counter could be read at the last poll
@@ -354,13 +353,12 @@ class SweepDispatch:
         self.calls += 1
         self.settled(task)                # a task run again (its actor died): the dead call's steps no longer count
         task.token = f"{task.batch.index}.{self.calls}"
-        self.live[task.token] = task
-        self.call[task.token] = actor.run.remote(task.batch, task.attempts, task.token)
-        return self.call[task.token]
+        self.live[task.token] = actor.run.remote(task.batch, task.attempts, task.token)
+        return self.live[task.token]
 
     def settled(self, task: Task) -> None:
         """`task`'s call is over (or replaced by a new one): its token no longer counts or is watched."""
-        for table in (self.live, self.call, self.seen):
+        for table in (self.live, self.seen):
             table.pop(task.token, None)
 
     def on_done(self, task: Task, report) -> list[Task]:
@@ -419,9 +417,9 @@ class SweepDispatch:
             if stale:
                 self.counter.forget.remote(stale)
             for token, count in (steps or {}).items():
-                if token in self.call and count != self.seen.get(token):
+                if token in self.live and count != self.seen.get(token):
                     self.seen[token] = count
-                    self.moved.add(self.call[token])
+                    self.moved.add(self.live[token])
         self.progress.update(work=max(0, self.finished_work + partial - self.progress.work))
 
 

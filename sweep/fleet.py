@@ -261,6 +261,12 @@ class Fleet:
         slot.ping_after = now + UNREACHABLE_RETRY
         return now - slot.unreachable_since >= UNREACHABLE_GRACE
 
+    def counts_as_death(self, slot: Slot, error: BaseException) -> bool:
+        """Whether Ray's `error` on a call of `slot`'s actor means the actor is gone: any error but
+        `unreachable_error`, and that one once the actor has been out of reach for UNREACHABLE_GRACE seconds
+        (`unreachable`)."""
+        return not isinstance(error, unreachable_error()) or self.unreachable(slot)
+
     @staticmethod
     def to_ping(slot: Slot, pinged: Iterable[tuple[Slot, int]]) -> bool:
         """Whether to ask `slot`'s actor now whether it is up: it is not, it has not been asked (`pinged`: (slot,
@@ -313,15 +319,15 @@ class Fleet:
         from sweep.progress import format_duration
         no_gpu_yet = self.use_gpu and not int(ray.cluster_resources().get("GPU", 0))   # an autoscaler may add some
         wait_for_gpus = gpu_wait if no_gpu_yet else None
-        unreachable = unreachable_error()
         waiting: dict = {}                      # ref -> (slot, generation, is it the call?)
         started, deaths, quiet_until, gpu_note_at = time.monotonic(), 0, QUIET_START, NOTE_EVERY
         if wait_for_gpus is not None:
             print(f"the cluster has no GPU yet: waiting up to {format_duration(wait_for_gpus)} for GPU nodes "
                   f"(an autoscaler adds them on demand; --gpu-wait sets how long)", file=stream, flush=True)
         while True:
+            asked = [(s, g) for s, g, _ in waiting.values()]
             for slot in self.slots:
-                if self.to_ping(slot, [(s, g) for s, g, _ in waiting.values()]):
+                if self.to_ping(slot, asked):
                     waiting[slot.actor.__ray_ready__.remote()] = (slot, slot.generation, False)
             first_up = next((slot for slot in self.slots if slot.up), None)
             if first_up is not None and not any(is_call for _, _, is_call in waiting.values()):
@@ -334,10 +340,9 @@ class Fleet:
                 except RayTaskError as error:
                     raise SweepError(f"the first worker failed to start: {first_line(error)}") from None
                 except RayError as error:   # it died (a new one in its slot, a few times), or is out of reach
-                    if generation != slot.generation:
-                        continue
-                    if isinstance(error, unreachable) and not self.unreachable(slot):
-                        continue                         # asked again in a second; a call goes to whoever is up
+                    if generation != slot.generation or not self.counts_as_death(slot, error):
+                        continue                         # out of reach: asked again in a second; a call goes to
+                                                         # whoever is up
                     deaths += 1
                     if deaths > len(self.slots) + 1:   # one worker: three deaths, as ever
                         raise SweepError(f"workers keep dying at start: {first_line(error)}") from None
@@ -465,8 +470,7 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
                     if generation == slot.generation:
                         fleet.mark_up(slot)
                 except RayError as error:            # it died starting, or is out of reach
-                    if generation == slot.generation and (
-                            not isinstance(error, unreachable) or fleet.unreachable(slot)):
+                    if generation == slot.generation and fleet.counts_as_death(slot, error):
                         died(slot, error)
                 continue
             slot, generation, task = owner.pop(ref)
@@ -479,7 +483,7 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
                 queue.extend(on_failed(task, first_line(error)))
                 continue
             except RayError as error:            # the actor (or its node) died, or is out of reach
-                if generation == slot.generation and (not isinstance(error, unreachable) or fleet.unreachable(slot)):
+                if generation == slot.generation and fleet.counts_as_death(slot, error):
                     died(slot, error)
                 was_hung = id(task) in hung              # its actor was ended by the hang watch
                 hung.discard(id(task))

@@ -19,9 +19,10 @@ import pytest
 import sweep_fakes
 from sweep.driver import SweepConfig, prepare, run_sweep
 from sweep.features import FeatureConfig, run_features
-from sweep.fleet import ClusterConfig, SweepError
+from sweep.fleet import ClusterConfig, Fleet, SweepError
 from sweep.plan import WorkItem
 from sweep.store import FAILURES, IMAGES, Store, failures_table
+from sweep.worker import WorkerConfig
 from sweep_fakes import assert_exactly_once, start_local_ray
 
 ray = pytest.importorskip("ray")
@@ -43,6 +44,11 @@ def config(store, in_flight: int = 2, **changes) -> SweepConfig:
     base = dict(store=str(store), model="digits", weights="random", schedule="tiny", batch_size=4,
                 cluster=ClusterConfig(cpus_per_worker=0.5, progress_every=1.0, in_flight=in_flight))
     return SweepConfig(**{**base, **changes})
+
+
+def one_worker_fleet(tmp_path, worker: str = "sweep.worker:SweepWorker", cpus: float = 0.5) -> Fleet:
+    """A fleet of one CPU actor of `worker` for the digits model (random weights), as the fleet tests start it."""
+    return Fleet(WorkerConfig(str(tmp_path / "s"), "digits", "random"), 1, use_gpu=False, cpus=cpus, worker=worker)
 
 
 FULL = dict(pairs="random:6", batch_size=None)   # the full sweep: all jobs, 6 random pairs, automatic batch size
@@ -119,9 +125,8 @@ def test_a_first_actor_dying_at_start_lets_another_start_the_run(tmp_path):
 def test_a_run_whose_workers_can_no_longer_start_anywhere_gives_up_after_the_wait(tmp_path):
     """Every node that could hold a worker is lost and no autoscaler adds one: the new actor waits for room that
     never comes, so with work left and no actor up for --gpu-wait seconds the run gives up in one line."""
-    from sweep.fleet import Fleet, dispatch
-    from sweep.worker import WorkerConfig
-    fleet = Fleet(WorkerConfig(str(tmp_path / "s"), "digits", "random"), 1, use_gpu=False, cpus=0.5)
+    from sweep.fleet import dispatch
+    fleet = one_worker_fleet(tmp_path)
     try:
         fleet.first_ready(lambda actor: actor.info.remote(), gpu_wait=600, stream=io.StringIO(), interval=0.5)
         fleet.options = {**fleet.options, "resources": {"a-node-that-is-gone": 1}}   # the replacement: no room
@@ -145,12 +150,10 @@ def test_an_actor_out_of_reach_for_a_moment_is_asked_again_not_replaced(tmp_path
     paid per blip). An actor still out of reach after UNREACHABLE_GRACE seconds is replaced as if dead."""
     import sweep.fleet as fleet_module
     from ray.exceptions import ActorUnavailableError
-    from sweep.fleet import Fleet, dispatch
-    from sweep.worker import WorkerConfig
+    from sweep.fleet import dispatch
     monkeypatch.setattr(fleet_module, "UNREACHABLE_GRACE", 1.0)
     monkeypatch.setattr(fleet_module, "UNREACHABLE_RETRY", 0.1)
-    real_get, fleet = ray.get, Fleet(WorkerConfig(str(tmp_path / "s"), "digits", "random"), 1, use_gpu=False,
-                                     cpus=0.5)
+    real_get, fleet = ray.get, one_worker_fleet(tmp_path)
     lose = {"next": 0, "refs": set(), "until_replaced": False}
 
     def get(ref, *args, **kwargs):   # the network loses the answers the test picks
@@ -231,9 +234,8 @@ def test_a_hung_worker_is_ended_and_its_batches_run_again(tmp_path):
 def test_a_task_that_hangs_every_time_fails_as_hung(tmp_path):
     """The hang watch in the one dispatch loop (every command's): a call that never ends, on every new actor, is
     ended each time and fails after its tries with the reason; the other task is done."""
-    from sweep.fleet import Fleet, dispatch
-    from sweep.worker import WorkerConfig
-    fleet = Fleet(WorkerConfig(str(tmp_path / "s"), "digits", "random"), 1, use_gpu=False, cpus=0.5)
+    from sweep.fleet import dispatch
+    fleet = one_worker_fleet(tmp_path)
     done, failed, notes = [], [], []
 
     def submit(actor, task):
@@ -311,10 +313,7 @@ def test_a_driver_whose_lease_another_took_stops_and_leaves_the_lease_to_it(tmp_
 def test_a_first_worker_that_never_answers_is_given_up_on_in_one_line(tmp_path, worker, started, why):
     """No node with room for a worker (and no autoscaler), or a worker that starts and then hangs in its first call:
     instead of waiting forever, the run gives up after the wait (no_worker_wait; 1 s here) and says which it was."""
-    from sweep.fleet import Fleet
-    from sweep.worker import WorkerConfig
-    fleet = Fleet(WorkerConfig(str(tmp_path / "s"), "digits", "random"), 1, use_gpu=False,
-                  cpus=4.0 if worker.startswith("sweep.") else 0.5, worker=worker)
+    fleet = one_worker_fleet(tmp_path, worker, cpus=4.0 if worker.startswith("sweep.") else 0.5)
     try:
         with sweep_fakes.failing_if_stuck(60), pytest.raises(SweepError) as raised:
             if started.startswith("1"):   # started before the 1-s wait counts, however busy this machine is
@@ -332,11 +331,8 @@ def test_a_slow_first_worker_is_waited_for_aloud(tmp_path, monkeypatch):
     """A first worker that takes long to start (its node busy, its model slow to load) is waited for, not silently:
     the driver says how long it has waited and what the cluster has free."""
     import sweep.fleet as fleet_module
-    from sweep.fleet import Fleet
-    from sweep.worker import WorkerConfig
     monkeypatch.setattr(fleet_module, "QUIET_START", 0.5)
-    fleet, out = Fleet(WorkerConfig(str(tmp_path / "s"), "digits", "random"), 1, use_gpu=False, cpus=0.5,
-                       worker="sweep_fakes:SlowStartWorker"), io.StringIO()
+    fleet, out = one_worker_fleet(tmp_path, "sweep_fakes:SlowStartWorker"), io.StringIO()
     try:
         info = fleet.first_ready(lambda actor: actor.info.remote(), gpu_wait=600, stream=out, interval=0.2)
     finally:
