@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import signal
 import threading
@@ -227,7 +228,8 @@ def test_a_hung_worker_is_ended_and_its_batches_run_again(tmp_path):
                                    engine="sweep_fakes:hang_once_run_batch"), stream=out)
     assert sweep_fakes.happened("hang") and summary.complete and summary.failed == (), out.getvalue()
     assert summary.actors_replaced >= 1
-    assert "made no progress for 3s on 2 tasks (hung?): ending it" in out.getvalue()
+    # the hung batch, and the batch queued behind it on that worker if the queue still had one for it
+    assert re.search(r"worker \d made no progress for 3s on (1 task|2 tasks) \(hung\?\): ending it", out.getvalue())
     assert_exactly_once(store, 10)
 
 
