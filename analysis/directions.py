@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from jobs.text import is_whole_number
 from sweep.store import Store, StoreError, open_store
 
 
@@ -137,7 +138,7 @@ def line_neighbours(fit: Direction, start: int, n_points: int = 8, candidates: n
 
 def _class_index(value: str, class_names: tuple[str, ...], path: str) -> int:
     """A `class` cell (an index or a class name of the store's model) -> the class index."""
-    if value.isdigit():
+    if is_whole_number(value):
         if int(value) >= len(class_names):
             raise GroupsError(f"{path}: class {value} is out of range: the store's model has {len(class_names)} "
                               f"classes (0-{len(class_names) - 1})")

@@ -16,7 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sweep.store import FRAMES, IMAGES, Store, StoreError, is_frame_key, one_line as _one_line, open_store, unreadable
+from jobs.text import first_line
+from sweep.store import FRAMES, IMAGES, Store, StoreError, is_frame_key, open_store, unreadable
 
 # Columns of the jobs from real images, and their values in stores written before those jobs existed.
 OPTIONAL_COLUMNS = {"source": "", "frame": -1, "step": -1}
@@ -107,7 +108,7 @@ def read_rows(store: Store | str, columns: Sequence[str] = NUMERIC_COLUMNS, fram
             present = set(parquet.schema_arrow.names)
             table = parquet.read(columns=[c for c in columns if c in present or c not in OPTIONAL_COLUMNS])
         except (pa.ArrowInvalid, OSError) as err:
-            raise StoreError(f"images/{name} cannot be read ({_one_line(err)})") from None
+            raise StoreError(f"images/{name} cannot be read ({first_line(err)})") from None
         logits.append(_logits_array(table.column("logits"), store.n_classes, name))
         meta = table.drop_columns(["logits"]).to_pandas()
         for column, value in NULL_AS.items():
@@ -156,7 +157,7 @@ def iter_pngs(store: Store | str, keys: Iterable[str]) -> Iterator[tuple[str, by
             table = pf.read(columns=["key", "png"]).take(rows)
         except (pa.ArrowInvalid, OSError) as err:
             raise StoreError(f"images/{posixpath.basename(path)}: the png column cannot be read "
-                             f"({_one_line(err)})") from None
+                             f"({first_line(err)})") from None
         for key, png in zip(table.column("key").to_pylist(), table.column("png").to_pylist()):
             if key in wanted:
                 wanted.discard(key)

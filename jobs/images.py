@@ -15,6 +15,8 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
+from jobs.text import flattened
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Largest source image accepted, in pixels (a 64-megapixel photograph; Pillow's own bomb limit is ~179 M and only
 # warns above ~89 M). Checked on the header, before any pixel is decoded: a 30000 x 30000 image of one colour
@@ -66,7 +68,7 @@ def read_image(data: bytes | str | Path) -> np.ndarray:
     except ImageInputError:
         raise
     except Exception as error:  # whatever a damaged or hostile file makes a decoder raise: one line naming it
-        detail = " ".join(str(error).split()) or type(error).__name__
+        detail = flattened(error)
         raise ImageInputError(f"{name}: not a readable image ({type(error).__name__}: {detail[:200]})") from None
 
 

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from jobs import digits
+from jobs.text import first_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -236,7 +237,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
                                  f"and classweep never unpickles objects (save `model.state_dict()` with "
                                  f"torch.save)") from None
     except Exception as error:  # truncated files, not a torch file at all
-        detail = str(error).splitlines()[0] if str(error) else "no detail"
+        detail = first_line(error)
         if "weights_only" in str(error):   # never pass on torch's advice to load it unsafely
             detail = "not a plain state dict of tensors"
         raise InvalidWeightsFile(f"{path} is not a readable state dict ({type(error).__name__}: "
@@ -277,7 +278,7 @@ def _load_state_dict(net: nn.Module, state: dict[str, torch.Tensor], source: str
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        detail = state_dict_mismatch(net, state) or str(error).splitlines()[0]
+        detail = state_dict_mismatch(net, state) or first_line(error)
         raise InvalidWeightsFile(f"{source} does not match this model's parameters: {detail}") from None
 
 

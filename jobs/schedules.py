@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from jobs.catalog import on_feature_maps
+from jobs.text import flattened
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 # Schedule fields added after stores were first written, with their defaults: left out of `Schedule.id` at the
@@ -378,7 +379,7 @@ def _read_file(path: Path) -> Any:
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as error:
-        raise ValueError(f"{path} is not valid JSON: {one_line(error)}") from None
+        raise ValueError(f"{path} is not valid JSON: {flattened(error)}") from None
     _count_nodes(data, path)
     return data
 
@@ -412,7 +413,7 @@ def _read_yaml(path: Path, text: str) -> Any:
     try:
         return loader.get_single_data()
     except (yaml.YAMLError, RecursionError) as error:
-        raise ValueError(f"{path} is not a valid schedule file: {one_line(error)}") from None
+        raise ValueError(f"{path} is not a valid schedule file: {flattened(error)}") from None
     finally:
         loader.dispose()
 
@@ -429,11 +430,6 @@ def _count_nodes(data: Any, path: Path) -> None:
             stack.extend(value.values())
         elif isinstance(value, list):
             stack.extend(value)
-
-
-def one_line(error: BaseException) -> str:
-    """An error's message on one line (YAML's span several, with a pointer under the culprit)."""
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def load_schedule(name_or_path: str | Path) -> Schedule:

@@ -11,12 +11,13 @@ from typing import Iterator
 
 import click
 
+from jobs.text import first_line
 from sweep.driver import SweepConfig, SweepError, run_sweep
 from sweep.fleet import DEVICES, ClusterConfig
 from sweep.interrupts import INTERRUPTED, INTERRUPTED_STATUS, install_interrupt_handlers, restore_handlers
 from sweep.plan import PlanError
 from sweep.score import SCORE_BATCH, ScoreConfig, run_score
-from sweep.store import StoreError, object_store_problem, one_line, open_store
+from sweep.store import StoreError, object_store_problem, open_store
 
 DEMO_STORE = "./demo-store"
 DEMO_BATCH = 16   # the digits preset renders fastest per image around 16 per batch on a CPU
@@ -37,7 +38,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
 def os_error_line(error: OSError) -> str:
     """An OSError (disk full, read-only file system, permission, a path that is a file) as one line naming the
     file: `cannot write /s/images/x.parquet: No space left on device`."""
-    what = error.strerror or one_line(error)
+    what = error.strerror or first_line(error)
     paths = [p for p in (error.filename, error.filename2) if p]
     return f"{what}: {' -> '.join(map(str, paths))}" if paths else what
 
@@ -51,17 +52,17 @@ def reported(store: str | None = None) -> Iterator[None]:
     try:
         yield
     except user_errors() as error:
-        raise UserError(one_line(error)) from None
+        raise UserError(first_line(error)) from None
     except SweepError as error:
-        raise click.ClickException(one_line(error)) from None
+        raise click.ClickException(first_line(error)) from None
     except UnicodeDecodeError as error:   # a binary file where a text file belongs (before ValueError: a subclass)
-        raise UserError(f"a file given is not text ({one_line(error)})") from None
+        raise UserError(f"a file given is not text ({first_line(error)})") from None
     except OSError as error:
         if store is not None and store.lower().startswith(("s3://", "gs://", "gcs://")):
             raise UserError(object_store_problem(store, error)) from None
         raise UserError(os_error_line(error)) from None
     except pa.ArrowException as error:
-        raise UserError(f"unreadable data: {one_line(error)}") from None
+        raise UserError(f"unreadable data: {first_line(error)}") from None
 
 
 def cluster_options(command):

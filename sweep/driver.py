@@ -31,6 +31,7 @@ from typing import Callable, TextIO
 
 import pyarrow.fs as pafs
 
+from jobs.text import first_line
 from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, no_worker_wait, \
     ray_session
 from sweep.interrupts import INTERRUPTED, sigterm_as_interrupt
@@ -214,7 +215,7 @@ def prepare_schedules(config: SweepConfig, model, jobs: tuple[str, ...]):
         schedules = schedule_set(base, config.schedule, per_job)
         check_fits(model, schedules, jobs)
     except ValueError as error:
-        raise PlanError(str(error).splitlines()[0]) from None
+        raise PlanError(first_line(error)) from None
     for job in jobs:
         schedule = schedules.for_job(job)
         if schedule.output != "logits" and schedule.output not in model.all_layers:

@@ -26,6 +26,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, TextIO
 
+from jobs.text import is_whole_number
 from sweep.interrupts import own_sigterm_kept
 from sweep.store import store_settings
 
@@ -76,8 +77,9 @@ def local_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def first_line(error: BaseException) -> str:
-    """A one-line description of a (possibly remote, multi-line) error."""
+def remote_error_line(error: BaseException) -> str:
+    """The line that names a (possibly remote) error: the last line of its message that is not a traceback's
+    (Ray's task errors carry the remote traceback first, the exception last)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     tail = next((l for l in reversed(lines) if not l.startswith(("File ", "^", "~"))), type(error).__name__)
     return tail[:500]
@@ -102,7 +104,7 @@ def check_reachable(address: str, timeout: float = REACH_SECONDS) -> None:
     from sweep.plan import PlanError
     target = address.removeprefix("ray://")
     host, colon, port = target.rpartition(":")
-    if not colon or not port.isdigit() or not host or "/" in target:
+    if not colon or not is_whole_number(port) or not host or "/" in target:
         return
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
@@ -135,7 +137,7 @@ def ray_session(cluster: ClusterConfig) -> Iterator[bool]:
                              **({"runtime_env": {"env_vars": settings}} if settings else {}))
                 except (ConnectionError, RuntimeError, ValueError) as error:
                     raise SweepError(f"cannot join the Ray cluster at {cluster.address}: "
-                                     f"{first_line(error)}") from None
+                                     f"{remote_error_line(error)}") from None
             else:
                 # "local" always starts a fresh instance (never attaches to another process's cluster here).
                 # Ray turns token authentication on for a local start itself (good) and warns about it on every run.
@@ -338,14 +340,14 @@ class Fleet:
                 try:
                     value = ray.get(ref)
                 except RayTaskError as error:
-                    raise SweepError(f"the first worker failed to start: {first_line(error)}") from None
+                    raise SweepError(f"the first worker failed to start: {remote_error_line(error)}") from None
                 except RayError as error:   # it died (a new one in its slot, a few times), or is out of reach
                     if generation != slot.generation or not self.counts_as_death(slot, error):
                         continue                         # out of reach: asked again in a second; a call goes to
                                                          # whoever is up
                     deaths += 1
                     if deaths > len(self.slots) + 1:   # one worker: three deaths, as ever
-                        raise SweepError(f"workers keep dying at start: {first_line(error)}") from None
+                        raise SweepError(f"workers keep dying at start: {remote_error_line(error)}") from None
                     self.replace(slot)
                     continue
                 if is_call:
@@ -438,7 +440,7 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
         fleet.replace(slot)
         deaths_without_progress += 1
         if deaths_without_progress > len(fleet.slots) + 2:
-            raise SweepError(f"workers keep dying before finishing any task: {first_line(error)}")
+            raise SweepError(f"workers keep dying before finishing any task: {remote_error_line(error)}")
 
     nobody_up_since: float | None = None
     while queue or owner:
@@ -480,7 +482,7 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
             except RayTaskError as error:        # the actor lives, but the call raised (e.g. the store write)
                 crashes.pop(id(task), None)
                 hung.discard(id(task))
-                queue.extend(on_failed(task, first_line(error)))
+                queue.extend(on_failed(task, remote_error_line(error)))
                 continue
             except RayError as error:            # the actor (or its node) died, or is out of reach
                 if generation == slot.generation and fleet.counts_as_death(slot, error):
@@ -495,7 +497,7 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
                     what = ("was out of reach" if isinstance(error, unreachable) else
                             f"made no progress for {format_duration(stall_limit)} (hung) and was ended"
                             if was_hung else "died")
-                    queue.extend(on_failed(task, f"worker {what} while running this task: {first_line(error)}"))
+                    queue.extend(on_failed(task, f"worker {what} while running this task: {remote_error_line(error)}"))
                 continue
             deaths_without_progress = 0
             crashes.pop(id(task), None)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from jobs.catalog import ALL_JOBS, ALL_VARIANTS, BY_NAME, IMAGE_JOBS, JOBS, LAYER_JOBS
+from jobs.text import is_whole_number
 
 # Without --pairs, all pairs of the classes when there are at most this many (45 for the digits); above it (499500
 # for 1000 classes) a seeded random sample of this many, as `--pairs random:1000` would draw. The latent-space
@@ -150,7 +151,7 @@ class Plan:
 
 def _index(text: str, n_classes: int, what: str = "class") -> int:
     text = text.strip()
-    if not text.isdigit():
+    if not is_whole_number(text):
         raise PlanError(f"{what} {text!r} is not a class index (expected a whole number 0-{n_classes - 1})")
     value = int(text)
     if value >= n_classes:
@@ -216,7 +217,7 @@ def parse_pairs(text: str | None, n_classes: int, classes: Sequence[int]) -> tup
     text = text.strip()
     if text.startswith("random:"):
         count = text[len("random:"):]
-        if not count.isdigit() or int(count) < 1:
+        if not is_whole_number(count) or int(count) < 1:
             raise PlanError(f"--pairs {text!r}: expected random:N with N a positive whole number")
         pool = all_pairs(classes)
         if int(count) > len(pool):
@@ -298,7 +299,7 @@ def parse_features(text: str) -> tuple[str, tuple[int, ...]]:
         raise PlanError(f"--features {text!r}: expected LAYER:MAPS, e.g. inception5a:0,4")
     maps = []
     for part in maps_text.split(","):
-        if not part.strip().isdigit():
+        if not is_whole_number(part.strip()):
             raise PlanError(f"--features {text!r}: {part.strip()!r} is not a feature map index")
         maps.append(int(part))
     return layer, tuple(dict.fromkeys(maps))

@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from jobs.text import first_line
 from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, no_worker_wait, \
     ray_session
 from sweep.interrupts import sigterm_as_interrupt
@@ -231,7 +232,7 @@ def key_columns(store: Store, path: str) -> dict[str, list]:
     try:
         return store.read_file(path, ["key", "job"]).to_pydict()
     except (pa.ArrowInvalid, OSError, KeyError) as error:
-        raise StoreError(f"unreadable file {path}: {str(error).splitlines()[0]}") from None
+        raise StoreError(f"unreadable file {path}: {first_line(error)}") from None
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,8 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from jobs.text import first_line
+
 FORMAT = 1
 T = TypeVar("T")
 IMAGES, FAILURES, ANALYSIS, SOURCES = "images", "failures", "analysis", "sources"
@@ -203,7 +205,7 @@ def object_store_problem(uri: str, error: BaseException) -> str:
     where = endpoint or ("AWS S3" if scheme == "s3" else "Google Cloud Storage")
     detail = re.search(r"Details: (.*)", text) or re.search(r"CURL error \[\d+\]=([^ {}]*[^{}]*?)( error_info|$)", text)
     if isinstance(error, TimeoutError):   # `within` gave up on a call (a silent endpoint, a stalled transfer)
-        why = (f"{one_line(error)} from {where}" +
+        why = (f"{first_line(error)} from {where}" +
                (f"; check {' / '.join(S3_ENDPOINT_VARIABLES)} and the network" if scheme == "s3" else
                 f"; check {' / '.join(GCS_ENDPOINT_VARIABLES)} and the network"))
     elif "OAuth2 access token" in text or "Could not load default credentials" in text:
@@ -225,7 +227,7 @@ def object_store_problem(uri: str, error: BaseException) -> str:
                   if scheme == "s3" else "(GOOGLE_APPLICATION_CREDENTIALS or the service account)")
                + f" and their rights on {bucket}")
     else:
-        why = one_line(error).split(" error_info=")[0][:300]
+        why = first_line(error).split(" error_info=")[0][:300]
     return redacted(f"{scheme} store {uri}: {why}")
 
 
@@ -517,10 +519,10 @@ class Store:
             else:
                 fs, root = pafs.FileSystem.from_uri(uri)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-            raise StoreError(redacted(f"cannot open store {redacted_uri(uri)}: {one_line(error)}")) from None
+            raise StoreError(redacted(f"cannot open store {redacted_uri(uri)}: {first_line(error)}")) from None
         except OSError as error:
             raise StoreError(object_store_problem(uri, error) if scheme in ("s3", "gs", "gcs") else
-                             redacted(f"cannot open store {redacted_uri(uri)}: {one_line(error)}")) from None
+                             redacted(f"cannot open store {redacted_uri(uri)}: {first_line(error)}")) from None
         return cls(uri.rstrip("/"), fs, root.rstrip("/"))
 
     @functools.cached_property
@@ -538,7 +540,7 @@ class Store:
             if not isinstance(manifest["options"], dict):
                 raise TypeError("options is not a mapping")
         except (ValueError, KeyError, TypeError) as error:
-            raise StoreError(f"{self.uri}/{MANIFEST} is not a classweep manifest ({one_line(error)})") from None
+            raise StoreError(f"{self.uri}/{MANIFEST} is not a classweep manifest ({first_line(error)})") from None
         return manifest
 
     @property
@@ -779,7 +781,7 @@ class Store:
                     if self.exists(target):   # quarantined before
                         target += f".{uuid.uuid4().hex[:8]}"
                     self.bounded(self._move, path, self.path(target))
-                    moved.append((path, one_line(error)))
+                    moved.append((path, first_line(error)))
         return moved
 
     def _move(self, path: str, target: str) -> None:
@@ -1065,11 +1067,7 @@ def open_store(store: "Store | str") -> Store:
 
 def unreadable(path: str, error: BaseException) -> str:
     """The one-line refusal of a store file that cannot be read, saying how to go on."""
-    return (f"unreadable file {path}: {one_line(error)} (`sweep run` with the store's command moves it into "
+    return (f"unreadable file {path}: {first_line(error)} (`sweep run` with the store's command moves it into "
             f"{QUARANTINE}/ and runs its items again)")
 
 
-def one_line(error: BaseException) -> str:
-    """The first line of an exception's message (its type's name when it has none)."""
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__

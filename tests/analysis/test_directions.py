@@ -78,6 +78,9 @@ def test_groups_file_by_key_and_by_class(tmp_path):
     unknown.write_text("class,group\n0,a\n3,b\n")
     with pytest.raises(GroupsError, match="class 3 is out of range"):
         read_groups(str(unknown), frame, ("zero", "one", "two"))
+    unknown.write_text("class,group\n0,a\n\u00b2,b\n", encoding="utf-8")   # "²": not an index, so looked up as a name
+    with pytest.raises(GroupsError, match="unknown class"):
+        read_groups(str(unknown), frame, ("zero", "one", "two"))
 
 
 def test_a_class_means_its_class_images_unless_jobs_are_named(tmp_path):

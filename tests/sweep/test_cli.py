@@ -20,6 +20,7 @@ def invoke(*args):
     (["--classes", "10"], "class 10 is out of range"),
     (["--classes", "7-3"], "backwards"),
     (["--classes", "abc"], "not a class index"),
+    (["--classes", "\u00b2"], "not a class index"),          # "²" passes str.isdigit() but not int()
     (["--jobs", "octave,paint"], "unknown job 'paint'"),
     (["--pairs", "1+12"], "out of range"),
     (["--pairs", "1+1"], "itself"),

@@ -85,3 +85,8 @@ def test_a_run_that_lost_its_workers_waits_at_least_ten_minutes_for_new_ones():
     from sweep.fleet import NO_WORKER_WAIT, ClusterConfig, no_worker_wait
     assert no_worker_wait(ClusterConfig(gpu_wait=0)) == NO_WORKER_WAIT == 600
     assert no_worker_wait(ClusterConfig(gpu_wait=3600)) == 3600
+
+
+def test_an_address_whose_port_is_not_ascii_digits_is_left_to_ray_not_a_traceback():
+    from sweep.fleet import check_reachable
+    assert check_reachable("localhost:\u00b2", timeout=0.1) is None    # "²" passed str.isdigit(), then int() raised

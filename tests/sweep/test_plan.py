@@ -29,6 +29,7 @@ def test_parse_classes_good(text, expected):
     ("1,,2", 10, "empty"),
     ("-1", 10, "not a class index"),
     ("1.5", 10, "not a class index"),
+    ("\u00b2", 10, "not a class index"),    # "²": str.isdigit() says yes, int() refuses it with a traceback
 ])
 def test_parse_classes_bad(text, n, fragment):
     with pytest.raises(PlanError, match=fragment) as error:
@@ -56,6 +57,7 @@ def test_parse_pairs_list_file_random_all(tmp_path):
     ("random:99", "distinct pairs"),
     ("nosuchfile.txt", "neither"),
     ("a+b", "not a class index"),
+    ("random:\u00b2", "positive"),
 ])
 def test_parse_pairs_bad(text, fragment):
     with pytest.raises(PlanError, match=fragment):
@@ -132,6 +134,6 @@ def test_batch_name_depends_on_the_items_run():
 def test_parse_features():
     assert parse_features("inception5a:0,4") == ("inception5a", (0, 4))
     assert parse_features("net.block2:3") == ("net.block2", (3,))
-    for bad in ("inception5a", "inception5a:", ":1", "block2:a"):
+    for bad in ("inception5a", "inception5a:", ":1", "block2:a", "block2:\u00b2"):
         with pytest.raises(PlanError):
             parse_features(bad)

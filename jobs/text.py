@@ -1,0 +1,26 @@
+"""Small text rules every layer shares: an error's message as one line, and what counts as a whole number.
+
+`jobs` is the bottom layer (`sweep` and `analysis` import it, never the reverse), so these live here, with no
+import beyond the standard library.
+"""
+from __future__ import annotations
+
+import re
+
+_WHOLE_NUMBER = re.compile(r"[0-9]+")
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def flattened(error: BaseException) -> str:
+    """An exception's whole message on one line (YAML's and decoders' span several; its type's name when empty)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def is_whole_number(text: str) -> bool:
+    """True for ASCII digits only: `str.isdigit()` also accepts "²", which `int()` then refuses with a traceback."""
+    return _WHOLE_NUMBER.fullmatch(text) is not None

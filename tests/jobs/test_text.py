@@ -1,0 +1,28 @@
+"""The shared one-line error rules and the whole-number rule (`jobs.text`)."""
+from __future__ import annotations
+
+import pytest
+
+from jobs.text import first_line, flattened, is_whole_number
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("0", True), ("42", True), ("007", True),
+    ("", False), ("-1", False), ("1.5", False), (" 3", False), ("3 ", False), ("1e3", False),
+    ("\u00b2", False),        # "²": str.isdigit() accepts it, int() refuses it
+    ("\u0663", False),        # Arabic-Indic three: int() would take it, but a class index is written in ASCII
+])
+def test_a_whole_number_is_ascii_digits_only(text, expected):
+    assert is_whole_number(text) is expected
+
+
+def test_first_line_keeps_the_first_line_and_names_the_type_of_an_empty_error():
+    assert first_line(ValueError("  bad value\nTraceback (most recent call last):\n  File x  ")) == "bad value"
+    assert first_line(KeyError()) == "KeyError"
+    assert first_line(ValueError("\n\n")) == "ValueError"
+
+
+def test_flattened_joins_every_line_into_one():
+    yaml_error = ValueError("while parsing a mapping\n  in \"s.yaml\", line 3\n    ^")
+    assert flattened(yaml_error) == 'while parsing a mapping in "s.yaml", line 3 ^'
+    assert flattened(OSError()) == "OSError"
