@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import math
 import sys
 import time
@@ -299,25 +300,39 @@ def prior_attempts(store: Store) -> dict[str, int]:
     return attempts
 
 
-def pending_tasks(plan: Plan, store: Store) -> tuple[list[Task], int]:
-    """The plan's batches minus what the store holds (fixed boundaries for one batch size, so re-runs with the
-    same size form the same batches; another size cuts other batches of the missing items only)."""
-    done = store.done_keys()
-    before = prior_attempts(store)
-    tasks = []
-    for batch in plan.batches():
-        todo = batch.without(done)
-        if todo.items:
-            tasks.append(Task(todo, tuple(before.get(key, 0) + 1 for key in todo.keys)))
-    total = sum(len(b.items) for b in plan.batches())
-    return tasks, total - sum(len(t.batch.items) for t in tasks)
+@dataclass(frozen=True)
+class Pending:
+    """What a run still has to do, from one read of the store (under the lease nothing else writes it): the plan's
+    items the store lacks, and the try number each item reaches next."""
+    plan: Plan
+    done: frozenset[str]          # keys the store holds
+    attempts: dict[str, int]      # the highest try recorded per key in failures/ (numbering continues across runs)
+
+    @functools.cached_property
+    def items(self) -> list[WorkItem]:
+        return [item for item in self.plan.items() if item.key not in self.done]
+
+    @property
+    def total(self) -> int:
+        """Items in the plan."""
+        return len(self.plan.items())
+
+    def tasks(self, batch_size: int | None = None) -> list[Task]:
+        """The plan's batches (of `batch_size`, or the plan's own) minus what the store holds: fixed boundaries for
+        one batch size, so re-runs with the same size form the same batches; another size cuts other batches of the
+        missing items only."""
+        plan = self.plan if batch_size is None else dataclasses.replace(self.plan, batch_size=batch_size)
+        tasks = []
+        for batch in plan.batches():
+            todo = batch.without(self.done)
+            if todo.items:
+                tasks.append(Task(todo, tuple(self.attempts.get(key, 0) + 1 for key in todo.keys)))
+        return tasks
 
 
-def pending_items(plan: Plan, store: Store) -> tuple[list[WorkItem], int]:
-    """(items not in the store, items in the plan)."""
-    done = store.done_keys()
-    items = plan.items()
-    return [item for item in items if item.key not in done], len(items)
+def pending_work(plan: Plan, store: Store) -> Pending:
+    """Read the store's keys and failures/ once (each a read of every file's key column: one GET each on S3)."""
+    return Pending(plan, frozenset(store.done_keys()), prior_attempts(store))
 
 
 def item_work(schedule, items) -> int:
@@ -433,14 +448,12 @@ def execute(prepared: Prepared, *, stream: TextIO | None = None) -> SweepSummary
         return run_leased(prepared, lease, stream=stream)
 
 
-def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None) -> SweepSummary:
-    """`execute` under the store's lease."""
-    import ray
-    from sweep.worker import StepCounter, WorkerConfig
-    config, plan, store, cluster = prepared.config, prepared.plan, prepared.store, prepared.config.cluster
-    out = stream if stream is not None else sys.stdout
-    started = time.monotonic()
-    check_manifest(store, identity(prepared.manifest))   # again under the lease: another driver may have begun
+def reconcile_store(prepared: Prepared, out: TextIO) -> None:
+    """Make the store ready for this run, under its lease: the manifest checked again (another driver may have
+    begun) and written, temporaries removed, unreadable files moved aside, the plan's notes said, and the real
+    images the workers start from written once."""
+    plan, store = prepared.plan, prepared.store
+    check_manifest(store, identity(prepared.manifest))
     removed = store.cleanup_temp()
     for path, why in store.quarantine_unreadable():
         print(f"moved unreadable {path} into {store.location('quarantine')}/ ({why}): its items run again",
@@ -457,18 +470,30 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
     for name, pixels in prepared.sources.items():   # once: workers on any node read them from the store
         if not store.exists(source_file(name)):
             store.write_source(name, pixels)
-    pending, total = pending_items(plan, store)
-    done_before = total - len(pending)
     if removed:
         print(f"removed {removed} temporary files left by an interrupted run", file=out)
-    if not pending:
-        return SweepSummary(store.uri, total, done_before, done_before, (), time.monotonic() - started, 0, "", 0,
-                            False)
+
+
+def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None) -> SweepSummary:
+    """`execute` under the store's lease."""
+    import ray
+    from sweep.worker import StepCounter, WorkerConfig
+    config, plan, store, cluster = prepared.config, prepared.plan, prepared.store, prepared.config.cluster
+    out = stream if stream is not None else sys.stdout
+    started = time.monotonic()
+    reconcile_store(prepared, out)
+    pending = pending_work(plan, store)
+    total, done_before = pending.total, pending.total - len(pending.items)
+    if not pending.items:
+        return SweepSummary(store=store.uri, total=total, done=done_before, done_before=done_before, failed=(),
+                            seconds=time.monotonic() - started, workers=0, device="", actors_replaced=0,
+                            interrupted=False)
     if done_before:
         print(f"resuming: {done_before}/{total} items already in {store.uri}", file=out)
     schedule = prepared.schedule
     work_total = item_work(schedule, plan.items())
-    progress = Progress(total, done_before, work_total=work_total, work=work_total - item_work(schedule, pending),
+    progress = Progress(total, done_before, work_total=work_total,
+                        work=work_total - item_work(schedule, pending.items),
                         stream=stream, interval=cluster.progress_every)   # None: stderr (a bar on a terminal)
     given_up: dict[str, str] = {}
     interrupted, fleet, use_gpu, count, batch_size = False, None, False, 0, 0
@@ -476,7 +501,7 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
         # SIGTERM is taken over after ray.init, which installs a handler of its own.
         with ray_session(cluster), sigterm_as_interrupt():
             # Never more actors than batches (with `auto`, the batch size is known from the first actor only).
-            n_tasks = len(pending) if config.batch_size is None else len(pending_tasks(plan, store)[0])
+            n_tasks = len(pending.items) if config.batch_size is None else len(pending.tasks())
             use_gpu, count = cluster_plan(cluster, n_tasks)
             print(f"{count} GPU workers (one GPU each)" if use_gpu else
                   f"no GPUs in the cluster: {count} CPU workers", file=out, flush=True)
@@ -498,12 +523,12 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
                     raise SweepError(lease.lost)
                 batch_size = setup["batch_size"]
                 if config.batch_size is None:   # auto: every actor gets work, whatever the probe allows
-                    batch_size = max(1, min(batch_size, math.ceil(len(pending) / count)))
+                    batch_size = max(1, min(batch_size, math.ceil(len(pending.items) / count)))
                 record_run(store, {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                    "batch_size": batch_size, "batch_size_option": config.batch_size or "auto",
                                    "workers": count, **{k: setup[k] for k in
                                                         ("device", "gpu", "bf16", "channels_last", "compile")}})
-                tasks, _ = pending_tasks(dataclasses.replace(plan, batch_size=batch_size), store)
+                tasks = pending.tasks(batch_size)
                 sweep = SweepDispatch(config, store, schedule, progress, counter)
 
                 def tick() -> None:
@@ -527,6 +552,7 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
     done_keys = store.done_keys()
     done = sum(1 for item in plan.items() if item.key in done_keys)
     failed = tuple((key, error) for key, error in given_up.items() if key not in done_keys)
-    return SweepSummary(store.uri, total, done, done_before, failed, time.monotonic() - started, count,
-                        "gpu" if use_gpu else "cpu", fleet.replaced if fleet else 0, interrupted, batch_size,
-                        fleet.out_of_reach if fleet else 0)
+    return SweepSummary(store=store.uri, total=total, done=done, done_before=done_before, failed=failed,
+                        seconds=time.monotonic() - started, workers=count, device="gpu" if use_gpu else "cpu",
+                        actors_replaced=fleet.replaced if fleet else 0, interrupted=interrupted,
+                        batch_size=batch_size, out_of_reach=fleet.out_of_reach if fleet else 0)

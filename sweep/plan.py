@@ -71,7 +71,7 @@ class Batch:
         return f"part-{self.index:06d}-{self.items[0].job}-{digest}"
 
     def without(self, keys: Iterable[str]) -> "Batch":
-        drop = set(keys)
+        drop = keys if isinstance(keys, (set, frozenset)) else set(keys)   # a run's done keys: no copy per batch
         return Batch(self.index, tuple(item for item in self.items if item.key not in drop))
 
 

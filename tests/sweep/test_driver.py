@@ -534,3 +534,16 @@ def test_an_unreadable_file_is_quarantined_and_its_items_run_again_exactly_once(
     assert not (damaged.store / "lease.json").exists()         # released when the run ends
     again = run_sweep(config(damaged.store, **FULL), stream=io.StringIO())
     assert again.done == again.done_before == FULL_ITEMS       # nothing left: once
+
+
+def test_pending_work_cuts_batches_of_the_missing_items_only_and_continues_try_numbers():
+    from sweep.driver import Pending
+    from sweep.plan import make_plan
+    plan = make_plan(n_classes=5, jobs="octave", batch_size=2)            # items 0-4 in batches [0 1] [2 3] [4]
+    keys = [item.key for item in plan.items()]
+    pending = Pending(plan, frozenset({keys[1]}), {keys[3]: 2})           # 1 stored; 3 failed twice before
+    assert [item.key for item in pending.items] == [keys[0], keys[2], keys[3], keys[4]] and pending.total == 5
+    assert [(t.batch.keys, t.attempts) for t in pending.tasks()] == [
+        ((keys[0],), (1,)), ((keys[2], keys[3]), (1, 3)), ((keys[4],), (1,))]   # the same boundaries as a first run
+    assert [(t.batch.keys, t.attempts) for t in pending.tasks(3)] == [
+        ((keys[0], keys[2]), (1, 1)), ((keys[3], keys[4]), (3, 1))]          # another size: batches of 3, item 1 out

@@ -183,7 +183,7 @@ def test_a_truncated_file_is_refused_in_one_line_that_names_the_way_on(built, tm
 
 
 def test_quarantine_moves_an_unreadable_file_aside_once_and_its_items_become_missing(built):
-    from sweep.driver import pending_items
+    from sweep.driver import pending_work
     from sweep.plan import Plan
     store = Store.open(str(built))
     keys_before = store.done_keys()
@@ -193,7 +193,8 @@ def test_quarantine_moves_an_unreadable_file_aside_once_and_its_items_become_mis
     assert (built / QUARANTINE / IMAGES / bad.name).exists() and not bad.exists()
     assert store.quarantine_unreadable() == []                  # once
     plan = Plan.from_options(store.manifest["options"])
-    missing, total = pending_items(plan, store)
+    pending = pending_work(plan, store)
+    missing, total = pending.items, pending.total
     assert {i.key for i in missing} == {i.key for i in plan.items()} - store.done_keys()
     assert store.done_keys() < keys_before and len(missing) == len({i.key for i in missing})
 
