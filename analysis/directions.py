@@ -18,7 +18,9 @@ import pandas as pd
 import pyarrow as pa
 
 from jobs.text import is_whole_number
-from sweep.store import Store, StoreError, open_store
+from sweep.store import ANALYSIS, Store, StoreError, open_store
+
+TABLE_FILE = "directions.parquet"   # under {store}/analysis/
 
 
 class GroupsError(ValueError):
@@ -228,7 +230,7 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
 
     from analysis.drawing import save, thumbnail
     from analysis.figures import direction_distribution, direction_strip
-    from analysis.load import iter_pngs, read_rows
+    from analysis.load import iter_pngs, output_folder, read_rows, write_outputs
 
     st = open_store(store)
     rows = read_rows(st)
@@ -255,11 +257,11 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
             raise StoreError(f"no image with key {start!r} in {st.uri}")
         start_index = int(matches[0])
     table = meta[["key", "job", "target", "target_name"]].assign(group=labels, position=fit.positions)
-    st.write_table("analysis/directions.parquet", pa.Table.from_pandas(table, preserve_index=False))
+    st.write_table(f"{ANALYSIS}/{TABLE_FILE}", pa.Table.from_pandas(table, preserve_index=False))
     picks = line_neighbours(fit, start_index, n_points, candidates)
     pngs = dict(iter_pngs(st, [meta["key"][i] for i in [start_index, *picks]]))
 
-    figures = Store.open(out) if out else Store(st.location("figures"), st.fs, st.path("figures"))
+    figures = output_folder(out, st)
     ordered = sorted(set(labels) - {""}, key=lambda g: fit.positions[labels == g].mean()) + [""]
     distribution = direction_distribution(fit.positions, labels, ordered,
                                           f"Images along the direction {fit.negative} -> {fit.positive}")
@@ -271,9 +273,6 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
     strip = direction_strip(shown, thumbs, f"Nearest stored images along the line through "
                                            f"{meta['key'][start_index]}")
     written["directions-strip.png"] = save(strip, "png")
-    paths = []
-    for name, data in written.items():
-        figures.write_bytes(name, data)
-        paths.append(figures.location(name))
+    paths = write_outputs(figures, written)
     counts = {g or "(no group)": int((labels == g).sum()) for g in ordered}
-    return DirectionsSummary(st.location("analysis", "directions.parquet"), tuple(paths), fit, auc, counts)
+    return DirectionsSummary(st.location(ANALYSIS, TABLE_FILE), tuple(paths), fit, auc, counts)

@@ -1,5 +1,6 @@
 """The analysis's readers of a store (`sweep.store.Store`, the one store layer): the images/ rows (only the columns a
-stage needs), PNGs on demand, and one representative image per class.
+stage needs), PNGs on demand, and one representative image per class; and where the analysis commands write
+(`output_folder`, `write_outputs`: through the same layer, so that `--out` takes a local folder or a URI).
 
 Numeric work reads `NUMERIC_COLUMNS` only: the PNG bytes, by far the largest column, are read by `iter_pngs` for
 the rows a figure shows and never otherwise. Every reader takes an opened `Store` (or a URI, opened once at the
@@ -7,17 +8,20 @@ top); everything that can go wrong for a user raises `sweep.store.StoreError` wi
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import posixpath
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from jobs.text import first_line
-from sweep.store import FRAMES, IMAGES, Store, StoreError, is_frame_key, open_store, unreadable
+from sweep.store import FRAMES, IMAGES, TEMP_DIR, Store, StoreError, is_frame_key, open_store, unreadable
 
 # Columns of the jobs from real images, and their values in stores written before those jobs existed.
 OPTIONAL_COLUMNS = {"source": "", "frame": -1, "step": -1}
@@ -30,6 +34,7 @@ NUMERIC_COLUMNS = ("key", "job", "variant", "target", "partner", "seed", "label"
 REQUIRED_COLUMNS = (*(c for c in NUMERIC_COLUMNS if c not in OPTIONAL_COLUMNS), "png")
 # Sort order of rows: stable across runs and independent of which worker wrote which file.
 ROW_ORDER = ["job", "variant", "target", "partner", "seed", "source", "frame"]
+FIGURES = "figures"   # the default output folder of `sweep figures` and `sweep directions`, inside the store
 
 
 @dataclass(frozen=True)
@@ -162,3 +167,35 @@ def iter_pngs(store: Store | str, keys: Iterable[str]) -> Iterator[tuple[str, by
             if key in wanted:
                 wanted.discard(key)
                 yield key, png
+
+
+# ---- where the analysis commands write -------------------------------------------------------------------------
+def output_folder(out: str | None, store: Store | None = None) -> Store:
+    """The folder a command writes to: `out` (a local folder or a URI, opened as a store location is), else
+    {store}/figures on the store's own file system (also one no URI names, as in tests)."""
+    if out:
+        return Store.open(out)
+    if store is None:
+        raise ValueError("no output folder: give `out` or the store whose figures folder to use")
+    return Store(store.location(FIGURES), store.fs, store.path(FIGURES))
+
+
+def write_outputs(folder: Store, files: Mapping[str, bytes]) -> list[str]:
+    """Write each file under `folder` (atomically, through `Store.write_bytes`); returns their locations as the user
+    would write them. Nothing is created before the first write."""
+    written = []
+    try:
+        for name, data in files.items():
+            folder.write_bytes(name, data)
+            written.append(folder.location(name))
+    finally:
+        drop_temp_folder(folder)
+    return written
+
+
+def drop_temp_folder(folder: Store) -> None:
+    """Remove a local folder's temporary folder of the atomic writes: an output folder is no store (os.rmdir refuses
+    while it still holds a file, another writer's; an object store has none)."""
+    if isinstance(folder.fs, pafs.LocalFileSystem):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder.path(TEMP_DIR))

@@ -17,7 +17,6 @@ trajectory videos of images without a class page are linked from the index.
 from __future__ import annotations
 
 import collections
-import contextlib
 import functools
 import os
 import posixpath
@@ -36,11 +35,11 @@ from PIL import Image
 from analysis import drawing
 from analysis import figures as fig
 from analysis.analyze import ANALYSIS_DIR, SUMMARY_FILE, AnalysisSummary, analyze_store
-from analysis.load import NUMERIC_COLUMNS, iter_pngs, read_rows
+from analysis.load import NUMERIC_COLUMNS, drop_temp_folder, iter_pngs, output_folder, read_rows
 from jobs.catalog import IMAGE_JOBS
 from sweep.export import UniqueNames, safe_name   # the one file-name rule, shared with `sweep export`
 from sweep.progress import Progress
-from sweep.store import TEMP_DIR, Store, open_store, source_file
+from sweep.store import Store, open_store, source_file
 
 GRID_THUMB = fig.GRID_THUMB   # px, images in the grids
 PAGE_THUMB = 256         # px, images written for the HTML pages (never enlarged; the browser scales them)
@@ -122,8 +121,7 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     summary = current_summary(st.uri)
     st = open_store(st.uri)   # the analysis may have written tables since
     tables = load_tables(st)
-    # The default folder on the store's own file system (also for file systems no URI names, as in tests).
-    folder = Store.open(out) if out else Store(st.location("figures"), st.fs, st.path("figures"))
+    folder = output_folder(out, st)
     classes = tables.get("classes")
     opposites = tables.get("opposites")
     additions = tables.get("additions")
@@ -312,9 +310,7 @@ class _Writer:
 
     def __exit__(self, *exc) -> None:
         self.io.shutdown(wait=True, cancel_futures=True)
-        if isinstance(self.fs, pafs.LocalFileSystem):   # the writes' temporary folder: a figures folder is no store
-            with contextlib.suppress(OSError):          # (refused while it still holds something)
-                os.rmdir(self.folder.path(TEMP_DIR))
+        drop_temp_folder(self.folder)
 
     def later(self, name: str, make: Callable[[], bytes]) -> str:
         """Write `make()` under `name` on the writing thread (PNG encoding and file writes release the GIL, so they

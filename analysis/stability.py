@@ -26,6 +26,7 @@ import pandas as pd
 
 COLUMNS = ("key", "job", "target", "step", "octave", "label")   # what the tables read of trajectories/
 GROUP = ["key", "octave"]
+TABLE_FILE, FIGURE_FILE = "stability_compare.parquet", "stability_compare.png"   # what `sweep stability` writes
 
 
 def stability_table(trajectories: pd.DataFrame) -> pd.DataFrame:
@@ -98,11 +99,15 @@ def read_trajectories(store) -> pd.DataFrame | None:
 
 
 def run_stability(stores: Sequence[str], out: str) -> tuple[pd.DataFrame, list[str]]:
-    """The side-by-side summary of several stores (each needs trajectories), written to `out` as
-    stability_compare.parquet and stability_compare.png; (the table, the paths written). StoreError for a store
-    without trajectories, before anything is written."""
+    """The side-by-side summary of several stores (each needs trajectories), written to `out` (a local folder or a
+    URI) as stability_compare.parquet and stability_compare.png; (the table, the locations written). StoreError
+    for a store without trajectories, before anything is written."""
+    import pyarrow as pa
+
+    from analysis.drawing import save
     from analysis.figures import stability_figure
-    from sweep.store import StoreError, open_store
+    from analysis.load import output_folder, write_outputs
+    from sweep.store import StoreError, open_store, table_bytes
     tables = []
     for uri in stores:
         st = open_store(uri)
@@ -111,14 +116,10 @@ def run_stability(stores: Sequence[str], out: str) -> tuple[pd.DataFrame, list[s
             raise StoreError(f"store {st.uri} has no trajectories: run it with --trajectory every:N")
         tables.append((model_label(st, stores), stability_table(rows)))
     table = compare_stability([stability_summary(t, name) for name, t in tables])
-    Path(out).mkdir(parents=True, exist_ok=True)
-    paths = [str(Path(out) / "stability_compare.parquet"), str(Path(out) / "stability_compare.png")]
-    table.to_parquet(paths[0], index=False)
-    figure = stability_figure(table)
-    figure.savefig(paths[1], dpi=100)
-    import matplotlib.pyplot as plt
-    plt.close(figure)
-    return table, paths
+    written = write_outputs(output_folder(out), {
+        TABLE_FILE: table_bytes(pa.Table.from_pandas(table, preserve_index=False)),
+        FIGURE_FILE: save(stability_figure(table), "png")})
+    return table, written
 
 
 def model_label(st, stores: Sequence[str]) -> str:

@@ -255,21 +255,24 @@ COMPARE_FILE, COMPARE_FIGURE = "compare.parquet", "compare.png"
 
 def run_compare(stores: Sequence[str], out: str) -> list[str]:
     """`sweep compare`: every store's transfer table, joined into the generator x scorer table, written to
-    `out`/compare.parquet with its figure `out`/compare.png; returns the lines to print. StoreError for a store
-    that cannot be read or stores of different class sets."""
-    import os
-    from sweep.store import StoreError, open_store
+    `out`/compare.parquet with its figure `out`/compare.png (`out`: a local folder or a URI); returns the lines to
+    print. StoreError, before anything is written, for a store that cannot be read or stores of different class
+    sets."""
+    import pyarrow as pa
+
+    from analysis.drawing import save
+    from analysis.load import output_folder, write_outputs
+    from sweep.store import StoreError, open_store, table_bytes
     opened = [open_store(s) for s in stores]
     counts = {s.uri: s.n_classes for s in opened}
     if len(set(counts.values())) > 1:
         raise StoreError("the stores have different class counts ("
                          + ", ".join(f"{uri}: {n}" for uri, n in counts.items()) + "): nothing to compare")
     table = compare_table([store_transfer(s) for s in opened])
-    os.makedirs(out, exist_ok=True)
-    table.to_parquet(os.path.join(out, COMPARE_FILE), index=False)
-    figure = compare_figure(table)
-    figure.savefig(os.path.join(out, COMPARE_FIGURE), dpi=120)
-    lines = [f"wrote {os.path.join(out, COMPARE_FILE)} and {COMPARE_FIGURE} ({table['generator'].nunique()} "
+    written = write_outputs(output_folder(out), {
+        COMPARE_FILE: table_bytes(pa.Table.from_pandas(table, preserve_index=False)),
+        COMPARE_FIGURE: save(compare_figure(table), "png")})
+    lines = [f"wrote {written[0]} and {COMPARE_FIGURE} ({table['generator'].nunique()} "
              f"generating models x {table['scorer'].nunique()} scoring models)"]
     octave = table[table["job"] == "octave"]
     if len(octave):

@@ -378,8 +378,8 @@ def score(store, model, weights, jobs, batch_size, address, workers, device, cpu
 
 @main.command()
 @click.argument("stores", nargs=-1, required=True)
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for compare.parquet and "
-              "compare.png.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory (or URI) for "
+              "compare.parquet and compare.png.")
 def compare(stores, out) -> None:
     """The generating model x scoring model matrix, per job, of STORES scored by each other's models."""
     from analysis.transfer import run_compare
@@ -391,7 +391,8 @@ def compare(stores, out) -> None:
 
 @main.command()
 @click.argument("stores", nargs=-1, required=True)
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for the table and figure.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory (or URI) for the table and "
+              "figure.")
 def stability(stores, out) -> None:
     """Models side by side: how stable each store's classification was during generation (stores run with
     --trajectory); writes stability_compare.parquet and stability_compare.png."""

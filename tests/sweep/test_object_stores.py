@@ -217,6 +217,31 @@ def test_a_bucket_stores_class_images_are_sources_of_another_sweep(s3):
         load_sources(SweepConfig(store=s3.uri("dreams"), images=(f"store:{s3.uri('nothing')}:octave",)))
 
 
+def test_compare_and_stability_write_into_a_bucket_and_create_no_local_folder(s3, tmp_path, monkeypatch):
+    """`sweep compare --out` and `sweep stability --out` take a URI as `figures --out` does: the files land in the
+    bucket, written through the store layer, and no local folder named after the URI (./s3:/...) appears."""
+    import pyarrow as pa
+    from sweep.store import TRAJECTORIES, key_of
+    from tests.analysis.handmade import make_small_store
+    stores = [make_small_store(tmp_path / name) for name in ("a", "b")]
+    keys = [key_of("octave", "", c, -1, 0) for c in (0, 1)]
+    recorded = pa.table({"key": [k for k in keys for _ in range(2)], "job": ["octave"] * 4, "target": [0, 0, 1, 1],
+                         "step": [0, 10, 0, 10], "octave": [0] * 4, "label": [1, 0, 1, 1]})
+    for path in stores:
+        Store.open(path).write_table(f"{TRAJECTORIES}/part-0.parquet", recorded)
+    monkeypatch.chdir(tmp_path)
+    compared = invoke("compare", *stores, "--out", s3.uri("compare"))
+    assert compared.exit_code == 0 and s3.uri("compare/compare.parquet") in compared.output, compared.output
+    steady = invoke("stability", *stores, "--out", s3.uri("stability"))
+    assert steady.exit_code == 0 and s3.uri("stability/stability_compare.png") in steady.output, steady.output
+    assert s3.objects("compare") == [f"{BUCKET}/compare/compare.parquet", f"{BUCKET}/compare/compare.png"]
+    assert s3.objects("stability") == [f"{BUCKET}/stability/stability_compare.parquet",
+                                       f"{BUCKET}/stability/stability_compare.png"]
+    table = pd.read_parquet(f"{BUCKET}/stability/stability_compare.parquet", filesystem=s3.fs)
+    assert len(set(table.model)) == 2 and set(table.job) == {"octave"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]     # nothing local beside the two stores
+
+
 def test_delete_file_removes_a_listed_object_and_lets_one_already_gone_be(server):
     assert_delete_file_removes_a_listed_file_and_lets_one_already_gone_be(Store.open(server.uri("deleting")))
 
