@@ -25,6 +25,7 @@ import pandas as pd
 from sklearn.metrics import pairwise_distances
 
 from analysis.load import Rows
+from jobs.outputs import rank_of, softmax, top_k
 
 METRICS = ("cosine", "euclidean")
 TOP_K = 5               # outputs listed per class (the report shows them)
@@ -47,23 +48,6 @@ def article_margin_opposite(logits: np.ndarray, targets: np.ndarray, share: floa
     low = max(1, min(k - 2, int(round((k - 1) * share))))      # how many low outputs compete
     gaps = ranked[:, 1:low + 1] - ranked[:, :low]               # N x low: distance to the next larger output
     return order[np.arange(n), gaps.argmax(axis=1)]
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64 (SciPy's, numerically stable)."""
-    from scipy.special import softmax as scipy_softmax
-    return scipy_softmax(logits.astype(np.float64), axis=1)
-
-
-def top_k(logits: np.ndarray, k: int = TOP_K) -> np.ndarray:
-    """Indices of the k largest values per row, largest first; equal values in class order."""
-    return np.argsort(-logits, axis=1, kind="stable")[:, :k]
-
-
-def ranks(logits: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """1-based rank of `classes[i]` among row i's outputs: 1 + the number of strictly larger outputs."""
-    values = logits[np.arange(len(classes)), classes]
-    return 1 + (logits > values[:, None]).sum(axis=1)
 
 
 def most_activated_other(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -110,7 +94,7 @@ def classes_table(reps: Rows, class_names: Sequence[str], metric: str = "cosine"
     nn_row, nn_dist = output_neighbours(logits, metric)
     nn_output = np.where(nn_row >= 0, targets[np.maximum(nn_row, 0)], -1)
     probs = softmax(logits)
-    top = top_k(logits)
+    top = top_k(logits, TOP_K)
     return pd.DataFrame({
         **_item_columns(meta, names),
         "label": labels.astype(np.int32),
@@ -242,7 +226,7 @@ def additions_table(adds: Rows, class_names: Sequence[str]) -> pd.DataFrame:
         raise ValueError("addition rows without a partner class")
     rows = np.arange(len(a))
     probs = softmax(logits)
-    rank_a, rank_b = ranks(logits, a), ranks(logits, b)
+    rank_a, rank_b = rank_of(logits, a), rank_of(logits, b)
     labels = meta["label"].to_numpy().astype(np.int64)
     return pd.DataFrame({
         "key": meta["key"].to_numpy(),

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from jobs.catalog import CLASSLESS
-from sweep.score import softmax   # the scorer's own probabilities (float64, per row)
+from jobs.outputs import rank_matrix, softmax, top_k   # the same statistics as the scorer's (sweep.score)
 
 TRANSFER_FILE = "transfer.parquet"
 TOP3_FILE = "transfer_top3.parquet"
@@ -49,14 +49,6 @@ def aim_class(images: pd.DataFrame) -> np.ndarray:
     interpolate = (images["job"] == "interpolate").to_numpy()
     aim[interpolate] = images["partner"].to_numpy()[interpolate]
     return aim
-
-
-def ranks(logits: np.ndarray) -> np.ndarray:
-    """Rank of each class in each row, 0 for the highest output (N x n_classes, ties by class order)."""
-    order = np.argsort(-logits, axis=1, kind="stable")
-    out = np.empty_like(order)
-    np.put_along_axis(out, order, np.arange(logits.shape[1])[None, :].repeat(len(logits), 0), axis=1)
-    return out
 
 
 def _pick(matrix: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -85,7 +77,7 @@ def transfer_table(images: pd.DataFrame, outputs: Mapping[str, Outputs], generat
         present, logits = _aligned(images, out)                                                  # N x C
         if present.empty:
             continue
-        rank, probs = ranks(logits), softmax(logits)
+        rank, probs = rank_matrix(logits), softmax(logits)                    # rank 0: the largest output
         n_classes = logits.shape[1]
         aim, partner = aim_class(present), present["partner"].to_numpy()
         aim_rank, partner_rank = _pick(rank, aim), _pick(rank, partner)
@@ -122,7 +114,7 @@ def top_classes(images: pd.DataFrame, outputs: Mapping[str, Outputs], class_name
         if present.empty:
             continue
         probs = softmax(logits)
-        order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+        order = top_k(logits, k)
         for i, row in enumerate(present.itertuples(index=False)):
             for rank, label in enumerate(order[i]):
                 rows.append({"key": row.key, "job": row.job, "target": int(row.target), "scorer": scorer,

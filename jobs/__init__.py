@@ -18,11 +18,12 @@ _HOMES = {
     "jobs.render": ("TrajectoryOptions",),
 }
 _HOME = {name: module for module, names in _HOMES.items() for name in names}
-__all__ = ["objectives", "transforms", *_HOME]
+_MODULES = ("objectives", "outputs", "transforms")   # public as modules: jobs.objectives.logit(...)
+__all__ = [*_MODULES, *_HOME]
 
 
 def __getattr__(name: str):
-    if name in ("objectives", "transforms"):
+    if name in _MODULES:
         return importlib.import_module(f"jobs.{name}")
     if name in _HOME:
         return getattr(importlib.import_module(_HOME[name]), name)

@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from jobs.outputs import softmax
 from jobs.text import first_line
 from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, no_worker_wait, \
     ray_session
@@ -143,12 +144,6 @@ def score_images(model, images: list[np.ndarray], scale: float, inputs: Sequence
         options = {"input": convention} if convention is not None else {}
         out[members] = logits_of(model, stacked, device, chunk=batch_size, **options)
     return out
-
-
-def softmax(values: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of N x n_classes outputs, in float64 (SciPy's)."""
-    from scipy.special import softmax as scipy_softmax
-    return scipy_softmax(values.astype(np.float64), axis=1)
 
 
 def scores_table(keys: Sequence[str], targets: Sequence[int | None], partners: Sequence[int | None],

@@ -4,7 +4,7 @@ import pytest
 
 from analysis.load import open_store, read_rows, representatives
 from analysis.tables import (additions_summary, article_margin_opposite, additions_table, classes_table,
-                             opposites_summary, opposites_table, output_neighbours, ranks)
+                             opposites_summary, opposites_table, output_neighbours)
 from handmade import NAMES
 
 
@@ -89,11 +89,6 @@ def test_additions_table(rows):
     assert t.loc[(2, 3, "merge"), "partner_logit"] == 6
     s = additions_summary(t.reset_index()).set_index("variant")
     assert s.loc["merge", "top_two"] == 1 and s.loc["juxtapose", "top_two_share"] == pytest.approx(0.5)
-
-
-def test_ranks_count_strictly_larger_outputs():
-    logits = np.array([[3.0, 1.0, 3.0, 2.0]])
-    assert ranks(logits, np.array([3]))[0] == 3 and ranks(logits, np.array([2]))[0] == 1
 
 
 def test_article_margin_opposite_is_the_low_output_furthest_below_the_next():

@@ -131,3 +131,20 @@ def test_analyze_writes_the_transfer_table(tmp_path):
     assert "other.w" in summary.transfer
     top3 = pd.read_parquet(tmp_path / "store" / "analysis" / "transfer_top3.parquet")
     assert set(top3["scorer"]) == {gen, "other.w"} and set(top3["job"]) == {"octave"}
+
+
+def test_the_analysis_imports_none_of_the_ray_side_modules():
+    """The transfer table's statistics come from the light `jobs.outputs`: importing the analysis loads neither the
+    scorer's dispatch (sweep.score, sweep.worker, sweep.fleet), nor Ray, nor torch (store_outputs reads scores on
+    use)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    heavy = ("sweep.score", "sweep.worker", "sweep.fleet", "ray", "torch")
+    code = f"import sys, analysis, analysis.transfer; print([m for m in {heavy!r} if m in sys.modules])"
+    root = Path(__file__).parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120,
+                            env=env)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
