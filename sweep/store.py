@@ -333,62 +333,75 @@ def decode_png(data: bytes) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-def images_table(results: Sequence, class_names: Sequence[str], worker: str, total_steps: int = -1,
-                 frames: bool = False) -> pa.Table:
-    """Successful `jobs.JobResult`s -> an `images/` table (the PNG is what is stored; logits were taken on it).
+@dataclass(frozen=True)
+class _ImageRow:
+    """One row of `images/` or `frames/`: the successful `jobs.JobResult` it belongs to and what the row stores."""
+    result: object          # its spec, model, weights and schedule id fill the row's other columns
+    key: str
+    image: np.ndarray       # H x W x 3 uint8: the stored PNG's pixels
+    logits: np.ndarray      # n_classes: the model's output on that image
+    frame: int              # -1: a job's final image; k: an interpolation's k-th kept frame
+    step: int               # optimisation steps done when the image was taken
+    scores: dict            # label, margin_label, target_logit, target_prob, partner_logit (`jobs.kinds.scores`)
+    seconds: float          # the render's time (a frame's is on its final image's row: 0)
 
-    Each result is one row (frame -1, step `total_steps`). With `frames`, the `frames/` table instead: one row per
-    kept frame of each interpolation, keyed `{key}#frame{k}`, with the model's output on that frame (same schema).
-    """
+
+def images_table(results: Sequence, class_names: Sequence[str], worker: str, total_steps: int = -1) -> pa.Table:
+    """Successful `jobs.JobResult`s -> an `images/` table, one row per result (frame -1, step `total_steps`): the
+    PNG is what is stored, and the logits were taken on it."""
+    rows = []
+    for r in _succeeded(results):
+        scores = {"label": r.label, "margin_label": r.margin_label, "target_logit": r.target_logit,
+                  "target_prob": r.target_prob, "partner_logit": r.partner_logit}
+        rows.append(_ImageRow(r, item_key(r.spec), r.image, r.logits, -1, total_steps, scores, r.seconds))
+    return _image_rows(rows, class_names, worker)
+
+
+def frames_table(results: Sequence, class_names: Sequence[str], worker: str) -> pa.Table:
+    """Successful `jobs.JobResult`s -> a `frames/` table (the `images/` schema): one row per kept frame of each
+    interpolation, keyed `{key}#frame{k}`, with the model's output on that frame."""
     from jobs.kinds import scores
-    n_classes = len(class_names)
-    ok = [r for r in results if r.error is None]
-    rows: dict[str, list] = {name: [] for name in images_schema(n_classes).names}
-    logits: list[np.ndarray] = []
-
-    def add(r, key: str, image: np.ndarray, values: np.ndarray, frame: int, step: int, fields: dict) -> None:
-        spec = r.spec
-        rows["key"].append(key)
-        rows["job"].append(spec.job)
-        rows["variant"].append(spec.variant)
-        rows["model"].append(r.model)
-        rows["weights"].append(r.weights)
-        rows["schedule_id"].append(r.schedule_id)
-        rows["target"].append(spec.target)
-        rows["partner"].append(spec.partner if spec.partner >= 0 else None)   # missing values are nulls
-        rows["seed"].append(spec.seed)
-        rows["target_name"].append(class_names[spec.target] if spec.target >= 0 else "")
-        rows["partner_name"].append(class_names[spec.partner] if spec.partner >= 0 else None)
-        rows["png"].append(encode_png(image))
-        rows["height"].append(int(image.shape[0]))
-        rows["width"].append(int(image.shape[1]))
-        rows["worker"].append(worker)
-        rows["source"].append(getattr(spec, "source", "") or None)
-        rows["frame"].append(frame)
-        rows["step"].append(step)
-        for name, value in fields.items():
-            rows[name].append(value)
-        if spec.partner < 0:
-            rows["partner_logit"][-1] = None
-        rows["label_name"].append(class_names[fields["label"]] if 0 <= fields["label"] < n_classes else "")
-        logits.append(np.asarray(values, dtype=np.float32))
-
-    for r in ok:
-        if not frames:
-            add(r, item_key(r.spec), r.image, r.logits, -1, total_steps,
-                {"label": r.label, "margin_label": r.margin_label, "target_logit": r.target_logit,
-                 "target_prob": r.target_prob, "partner_logit": r.partner_logit, "seconds": r.seconds})
-            continue
+    rows = []
+    for r in _succeeded(results):
         for k, frame in enumerate(getattr(r, "frames", ())):
-            v = np.asarray(frame.logits, dtype=np.float32)
-            add(r, f"{item_key(r.spec)}{FRAME_SUFFIX}{k}", frame.image, v, k, int(frame.step),
-                {**scores(r.spec, v), "seconds": 0.0})   # the render's time is the final row's
+            values = np.asarray(frame.logits, dtype=np.float32)
+            rows.append(_ImageRow(r, f"{item_key(r.spec)}{FRAME_SUFFIX}{k}", frame.image, values, k,
+                                  int(frame.step), scores(r.spec, values), 0.0))
+    return _image_rows(rows, class_names, worker)
+
+
+def _succeeded(results: Sequence) -> list:
+    return [r for r in results if r.error is None]
+
+
+def _image_rows(rows: Sequence[_ImageRow], class_names: Sequence[str], worker: str) -> pa.Table:
+    """The `images/`-schema table of `rows`, in their order (a missing partner, source or name is a null)."""
+    n_classes = len(class_names)
     schema = images_schema(n_classes)
-    values = np.stack(logits) if logits else np.zeros((0, n_classes), np.float32)       # N x n_classes
-    columns = {name: pa.array(column, type=schema.field(name).type) for name, column in rows.items()
-               if name != "logits"}
-    columns["logits"] = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), n_classes)
-    return pa.table({name: columns[name] for name in schema.names}, schema=schema)
+    columns: dict[str, list] = {name: [] for name in schema.names if name != "logits"}
+    for row in rows:
+        r, spec = row.result, row.result.spec
+        label = row.scores["label"]
+        values = {
+            "key": row.key, "job": spec.job, "variant": spec.variant,
+            "model": r.model, "weights": r.weights, "schedule_id": r.schedule_id,
+            "target": spec.target, "partner": spec.partner if spec.partner >= 0 else None, "seed": spec.seed,
+            "label": label, "margin_label": row.scores["margin_label"],
+            "target_name": class_names[spec.target] if spec.target >= 0 else "",
+            "label_name": class_names[label] if 0 <= label < n_classes else "",
+            "partner_name": class_names[spec.partner] if spec.partner >= 0 else None,
+            "target_logit": row.scores["target_logit"], "target_prob": row.scores["target_prob"],
+            "partner_logit": row.scores["partner_logit"] if spec.partner >= 0 else None,
+            "png": encode_png(row.image), "width": int(row.image.shape[1]), "height": int(row.image.shape[0]),
+            "seconds": row.seconds, "worker": worker, "source": getattr(spec, "source", "") or None,
+            "frame": row.frame, "step": row.step}
+        for name, value in values.items():
+            columns[name].append(value)
+    logits = np.stack([np.asarray(row.logits, dtype=np.float32) for row in rows]) if rows else \
+        np.zeros((0, n_classes), np.float32)                                                   # N x n_classes
+    arrays = {name: pa.array(column, type=schema.field(name).type) for name, column in columns.items()}
+    arrays["logits"] = pa.FixedSizeListArray.from_arrays(pa.array(logits.reshape(-1)), n_classes)
+    return pa.table({name: arrays[name] for name in schema.names}, schema=schema)
 
 
 def failures_table(failures: Iterable[tuple[object, int, str]], worker: str) -> pa.Table:

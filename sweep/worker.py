@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sweep.plan import Batch
-from sweep.store import FAILURES, FRAMES, IMAGES, TRAJECTORIES, Store, decode_png, failures_table, images_table, \
-    item_key, trajectories_table
+from sweep.store import FAILURES, FRAMES, IMAGES, TRAJECTORIES, Store, decode_png, failures_table, frames_table, \
+    images_table, item_key, trajectories_table
 
 
 CPU_BATCH = 8         # batch on a CPU: beyond a few images per batch a CPU gains nothing, and batches stay short
@@ -299,7 +299,7 @@ class SweepWorker:
                 self.store.write_table(f"{TRAJECTORIES}/{batch.name}.parquet", trajectories)
             # A batch holds one job, so one step count: that job's own schedule's (not the longest of the set).
             steps = item_steps(self.config.schedule, batch.items[0].job) if self.config.schedule else -1
-            frames = images_table(results, self.model.class_names, self.name, frames=True)
+            frames = frames_table(results, self.model.class_names, self.name)
             if frames.num_rows:   # named like the images file: a re-run of the batch overwrites both
                 self.store.write_table(f"{FRAMES}/{batch.name}.parquet", frames)
             images = images_table(results, self.model.class_names, self.name, total_steps=steps)

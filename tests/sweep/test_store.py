@@ -15,7 +15,7 @@ import pytest
 from jobs.kinds import JobResult, JobSpec
 from sweep.driver import SweepConfig, prepare
 from sweep.store import (FAILURE_SCHEMA, FAILURES, IMAGES, TEMP_DIR, TEMP_GRACE, ManifestMismatch, Store, StoreError,
-                         decode_png, failures_table, images_schema, images_table, manifest_differences)
+                         decode_png, failures_table, frames_table, images_schema, images_table, manifest_differences)
 from sweep.plan import WorkItem
 
 NAMES = tuple(f"class {i}" for i in range(5))
@@ -56,6 +56,29 @@ def test_images_table_schema_and_values():
     np.testing.assert_array_equal(decode_png(rows[0]["png"]), results[0].image)      # lossless round trip
     logits = table.column("logits").combine_chunks().flatten().to_numpy().reshape(-1, 5)
     np.testing.assert_array_equal(logits[1], results[1].logits)
+
+
+def test_frames_table_has_one_row_per_kept_frame_scored_on_that_frame():
+    from jobs.kinds import Frame, scores
+    rng = np.random.default_rng(7)
+    frames = [Frame(step=10 * k, image=rng.integers(0, 256, (4 + k, 5, 3), dtype=np.uint8),
+                    logits=rng.normal(size=5).astype(np.float32)) for k in range(3)]
+    moving = result("interpolate", 2, 3)
+    moving.frames = frames
+    results = [result(target=1), moving, result(target=4, error="went NaN")]
+    table = frames_table(results, NAMES, "w")
+    assert table.schema == images_schema(5) and table.num_rows == 3               # only the interpolation's frames
+    rows = table.to_pylist()
+    assert [r["key"] for r in rows] == [f"interpolate:-:2:3:0#frame{k}" for k in range(3)]
+    assert [(r["frame"], r["step"], r["seconds"]) for r in rows] == [(0, 0, 0.0), (1, 10, 0.0), (2, 20, 0.0)]
+    for row, frame in zip(rows, frames):
+        want = scores(moving.spec, frame.logits)                                    # recomputed on the frame
+        assert (row["label"], row["margin_label"]) == (want["label"], want["margin_label"])
+        assert row["partner_logit"] == pytest.approx(want["partner_logit"]) and row["partner_name"] == "class 3"
+        np.testing.assert_array_equal(decode_png(row["png"]), frame.image)
+    finals = images_table(results, NAMES, "w", total_steps=30).to_pylist()        # the final images only
+    assert [(r["key"], r["frame"], r["step"]) for r in finals] == [("octave:-:1:-1:0", -1, 30),
+                                                                    ("interpolate:-:2:3:0", -1, 30)]
 
 
 def test_failures_table_schema():
