@@ -11,6 +11,7 @@ _HOMES = {
                     "default_dream_layer", "list_models", "load_model", "model_info"),
     "jobs.images": ("ImageInputError", "SourceImage", "load_images", "noise_images", "sample_images"),
     "jobs.catalog": ("ALL_JOBS", "IMAGE_JOBS", "JOBS", "VARIANTS", "parse_layers"),
+    "jobs.demo_models": ("DEMO_MODELS", "DemoModel"),
     "jobs.kinds": ("Frame", "JobResult", "JobSpec", "feature_means", "margin_label", "run_batch"),
     "jobs.objectives": ("Objective",),
     "jobs.schedules": ("Octave", "Schedule", "ScheduleSet", "default_schedule", "default_schedules", "load_schedule",

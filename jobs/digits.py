@@ -8,16 +8,16 @@ builds the `Classifier` from this network, with the zoo's weights policy (one fo
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from jobs.demo_models import DEMO_MODELS
+
 INPUT_SIZE = 32
 CLASS_NAMES = tuple(f"digit {d}" for d in range(10))
-CHECKPOINT = Path(__file__).parent / "weights" / "digits.pt"
+CHECKPOINT = DEMO_MODELS["digits"].checkpoint   # the shipped weights (the model's record: `jobs.demo_models`)
 SPLIT_SEED = 0          # the held-out split is fixed so that the accuracy test measures unseen images
 TEST_FRACTION = 0.2
 

@@ -9,17 +9,14 @@ initialisation. The checkpoint ships in `jobs/weights/digits-resnet.pt`.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from jobs.demo_models import DEMO_MODELS
 from jobs.digits import CLASS_NAMES
 
-NAME = "digits-resnet"
-CHECKPOINT = Path(__file__).parent / "weights" / f"{NAME}.pt"
-TRAIN_SEED = 1          # not `digits`' seed 0: an independent initialisation and minibatch order
+CHECKPOINT = DEMO_MODELS["digits-resnet"].checkpoint   # the shipped weights (the model's record: `jobs.demo_models`)
 
 
 class BasicBlock(nn.Module):

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from jobs import digits
+from jobs.demo_models import DEFAULT_DEMO, DEMO_MODELS
 from jobs.text import first_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -56,8 +57,8 @@ SUGGESTED_LAYERS = {
 # Hidden layer a plain `dream` raises by default. Deep dream, "Layer Optimization": InceptionV3 "optimizing layer
 # Mixed 6b" and "optimizing layer 3 of ResNet"; GoogLeNet layer 4c in "Enhancements with Dreams" and "Directed
 # dream" (Mixed 6e is where it raises single feature maps: `--layers Mixed_6e:0,4`). A middle layer otherwise.
-DREAM_LAYERS = {"googlenet": "inception4c", "inception_v3": "Mixed_6b", "resnet50": "layer3", "digits": "block2",
-                "digits-resnet": "layer2"}
+DREAM_LAYERS = {"googlenet": "inception4c", "inception_v3": "Mixed_6b", "resnet50": "layer3",
+                **{m.name: m.dream_layer for m in DEMO_MODELS.values()}}
 
 
 class WeightsUnavailable(RuntimeError):
@@ -313,14 +314,6 @@ def _state_dict(weights: str, named) -> tuple[dict[str, torch.Tensor], str, str]
     return state, weights_id, weights_id
 
 
-def _demo_models() -> dict:
-    """The built-in demo models: name -> (network factory, shipped checkpoint, suggested layers)."""
-    from jobs import digits_resnet
-    return {"digits": (digits.DigitsNet, digits.CHECKPOINT, ("block1", "block2", "block3")),
-            digits_resnet.NAME: (digits_resnet.DigitsResNet, digits_resnet.CHECKPOINT,
-                                 ("stem", "layer1", "layer2", "layer3"))}
-
-
 def _random_weights(net: nn.Module, weights: str, seed: int) -> str:
     """Finish a randomly initialised `net` as `weights` asks (`random`: as built; `random-he`: every convolution
     and linear layer drawn again from He's normal, seeded) and return its weights id."""
@@ -339,29 +332,28 @@ def _random_weights(net: nn.Module, weights: str, seed: int) -> str:
 def _build_demo(name: str, weights: str, seed: int) -> Classifier:
     """A demo model (`jobs.digits`, `jobs.digits_resnet`): `weights` DEFAULT (the shipped checkpoint), `random`,
     or a local state dict."""
-    make_net, checkpoint, layers = _demo_models()[name]
-    train = "python -m jobs.train_digits" + ("" if name == "digits" else f" --arch {name}")
+    demo = DEMO_MODELS[name]
 
     def shipped(wanted: str) -> tuple[dict[str, torch.Tensor], str]:
         if wanted not in ("DEFAULT", "shipped"):
             raise WeightsUnavailable(f"{name} has no weights named {wanted!r}: pass DEFAULT, random, or a .pth file")
-        if not checkpoint.is_file():
-            raise WeightsUnavailable(f"{name} weights not found at {checkpoint}: reinstall the package or "
-                                     f"rebuild it with `{train}`")
-        return _read_state_dict(checkpoint), "shipped"
+        if not demo.checkpoint.is_file():
+            raise WeightsUnavailable(f"{name} weights not found at {demo.checkpoint}: reinstall the package or "
+                                     f"rebuild it with `{demo.train_command}`")
+        return _read_state_dict(demo.checkpoint), "shipped"
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = make_net()
+        net = demo.network()
     if weights in (RANDOM_WEIGHTS, RANDOM_HE_WEIGHTS):
         weights_id = _random_weights(net, weights, seed)
     else:
         state, weights_id, source = _state_dict(weights, shipped)
         _load_state_dict(net, state, source)
-    # The digits were grey strokes on black: the networks see RGB in [0, 1] shifted to zero mean.
+    # The normalisation the checkpoint was trained with (`jobs.train_digits` reads the same record).
     return Classifier(net, name=name, weights_id=weights_id, class_names=digits.CLASS_NAMES,
-                      input_size=digits.INPUT_SIZE, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-                      suggested_layers=layers)
+                      input_size=digits.INPUT_SIZE, mean=(demo.mean,) * 3, std=(demo.std,) * 3,
+                      suggested_layers=demo.layers)
 
 
 def _build_torchvision(name: str, weights: str, seed: int) -> Classifier:
@@ -398,22 +390,22 @@ def load_model(name: str, weights: str = "DEFAULT", *, device: torch.device | st
 
     `seed` only matters for random weights (`random`, `random-he`): the same seed gives the same network.
     """
-    model = _build_demo(name, weights, seed) if name in _demo_models() else _build_torchvision(name, weights, seed)
+    model = _build_demo(name, weights, seed) if name in DEMO_MODELS else _build_torchvision(name, weights, seed)
     return model.to(device)
 
 
 def model_info(name: str) -> ModelInfo:
     """Class count, input size and offline availability of the default weights, without building the network."""
-    if name in _demo_models():
-        checkpoint = _demo_models()[name][1]
-        return ModelInfo(name, len(digits.CLASS_NAMES), digits.INPUT_SIZE, "DEFAULT", checkpoint.exists())
+    if name in DEMO_MODELS:
+        return ModelInfo(name, len(digits.CLASS_NAMES), digits.INPUT_SIZE, "DEFAULT",
+                         DEMO_MODELS[name].checkpoint.exists())
     default = _default_weights(name)
     return ModelInfo(name, len(default.meta["categories"]), _input_size(default), "DEFAULT",
                      cache_path(name).exists())
 
 
 def list_models() -> list[ModelInfo]:
-    """The demo model, the articles' three, the second demo model, then every other torchvision classifier."""
-    names = ["digits", "googlenet", "inception_v3", "resnet50", "digits-resnet"]
+    """The demo model, the articles' three, the other demo models, then every other torchvision classifier."""
+    names = [DEFAULT_DEMO, "googlenet", "inception_v3", "resnet50", *(n for n in DEMO_MODELS if n != DEFAULT_DEMO)]
     names += [n for n in torchvision_classifiers() if n not in names]
     return [model_info(n) for n in names]

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from jobs.catalog import on_feature_maps
+from jobs.demo_models import DEMO_MODELS
 from jobs.text import flattened
 
 PRESETS_DIR = Path(__file__).parent / "presets"
@@ -450,9 +451,9 @@ def load_schedule(name_or_path: str | Path) -> Schedule:
 
 
 def default_schedule(model_name: str) -> Schedule:
-    """The class-image preset for a model: digits and digits-resnet -> "digits", inception_v3 -> "inception_v3",
+    """The class-image preset for a model: a demo model -> its own ("digits"), inception_v3 -> "inception_v3",
     anything else -> "googlenet" (the job families' own presets: `default_schedules`)."""
-    presets = {"digits": "digits", "digits-resnet": "digits", "inception_v3": "inception_v3"}
+    presets = {**{m.name: m.preset for m in DEMO_MODELS.values()}, "inception_v3": "inception_v3"}
     return load_schedule(presets.get(model_name, "googlenet"))
 
 
@@ -521,8 +522,9 @@ def default_schedules(model_name: str, jobs: Sequence[str] = tuple(FAMILIES), *,
     "transfigure" for transfiguration and interpolation. `fixed_size`: the network accepts only this input side
     (ViT, MaxViT): every job runs "fixed-224" (at that side when it is not 224): the articles' octaves grow the
     image and crop it, and the final image's logits are stored, none of which such a network can follow."""
-    if model_name in ("digits", "digits-resnet"):
-        return ScheduleSet("digits", load_schedule("digits"))
+    if model_name in DEMO_MODELS:
+        preset = DEMO_MODELS[model_name].preset
+        return ScheduleSet(preset, load_schedule(preset))
     if fixed_size is not None:
         return ScheduleSet(FIXED_SIZE_PRESET, scaled_to(load_schedule(FIXED_SIZE_PRESET), fixed_size))
     default = default_schedule(model_name)
