@@ -110,7 +110,7 @@ class SweepSummary:
         if not self.workers:
             return [f"store {self.store}: {self.done}/{self.total} items done (nothing left to run)"]
         out = [f"store {self.store}: {self.done}/{self.total} items done ({new} new in "
-               f"{format_duration(self.seconds)}, {self.workers} {self.device} workers"
+               f"{format_duration(self.seconds)}, {self.workers} {self.device} worker{'s' if self.workers > 1 else ''}"
                f"{f', batch {self.batch_size}' if self.batch_size else ''}"
                f"{f', {self.actors_replaced} replaced' if self.actors_replaced else ''}"
                f"{f', {self.out_of_reach} out of reach for a while' if self.out_of_reach else ''})"]
@@ -503,8 +503,8 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
             # Never more actors than batches (with `auto`, the batch size is known from the first actor only).
             n_tasks = len(pending.items) if config.batch_size is None else len(pending.tasks())
             use_gpu, count = cluster_plan(cluster, n_tasks)
-            print(f"{count} GPU workers (one GPU each)" if use_gpu else
-                  f"no GPUs in the cluster: {count} CPU workers", file=out, flush=True)
+            progress.message(f"{count} GPU workers (one GPU each)" if use_gpu else
+                             f"no GPUs in the cluster: {count} CPU worker{'s' if count > 1 else ''}", out)
             counter = ray.remote(StepCounter).options(num_cpus=0).remote()
             worker_config = WorkerConfig(store.uri, config.model, config.weights, schedule, config.engine,
                                          threads=max(1, int(cluster.cpus_per_worker)), bf16=config.bf16,
@@ -521,6 +521,7 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
                                           give_up_after=no_worker_wait(cluster))
                 if lease.lost:   # taken over while the first actor started (a minute without heartbeats)
                     raise SweepError(lease.lost)
+                progress.workers_ready()
                 batch_size = setup["batch_size"]
                 if config.batch_size is None:   # auto: every actor gets work, whatever the probe allows
                     batch_size = max(1, min(batch_size, math.ceil(len(pending.items) / count)))
@@ -542,8 +543,8 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
                          stall_limit=cluster.stall_timeout, progressed=sweep.progressed, note=progress.message)
                 given_up = sweep.given_up
                 if fleet.started < count:
-                    print(f"{count - fleet.started} of {count} workers had not started when the sweep ended (no "
-                          f"room in the cluster, or still loading): the others ran it", file=out, flush=True)
+                    progress.message(f"{count - fleet.started} of {count} workers had not started when the sweep "
+                                     f"ended (no room in the cluster, or still loading): the others ran it", out)
             finally:
                 fleet.stop()
     except KeyboardInterrupt:

@@ -2,8 +2,10 @@
 
 On a terminal (the stream's `isatty()`; stderr by default) a tqdm bar is redrawn in place; in a log file (`ray job
 submit`, CI, `2> log`) a plain line is printed every `interval` seconds, so logs stay readable. When the run knows
-its work in image-steps (`work_total`), the ETA comes from the work rate, since items of different jobs cost very
-different amounts. It is advanced by the driver as reports arrive, never by the workers (a driver-side bar survives
+its work in image-steps (`work_total`), the bar, the percentage and the ETA count that work, since items of different
+jobs cost very different amounts and a batch's items all finish at its end. The rate counts from `workers_ready()`
+(Ray's start and the first model load are not work, and counted in they made a first ETA many times too long);
+the elapsed time counts from the start. It is advanced by the driver as reports arrive, never by the workers (a driver-side bar survives
 workers dying and Ray job logs).
 """
 from __future__ import annotations
@@ -41,40 +43,55 @@ class Progress:
         self.unit = unit
         self.clock = clock
         self.started = clock()
+        self.rate_since, self.rate_done, self.rate_work = self.started, done, float(work)   # see workers_ready
         self.last_shown = self.started
         self.note = ""
         self.bar = None
         if self.tty:
             from tqdm import tqdm
-            self.bar = tqdm(total=total, initial=done, file=self.stream, unit=unit.rstrip("s") or "it",
-                            mininterval=self.interval, dynamic_ncols=True, disable=False, leave=True,
-                            bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} " + unit
-                                       + " [{elapsed}, {rate_fmt}{postfix}]")
+            if self.counts_work:   # the bar counts steps (it moves within a batch); items are in the postfix
+                self.bar = tqdm(total=work_total, initial=work, file=self.stream, mininterval=self.interval,
+                                dynamic_ncols=True, disable=False, leave=True,
+                                bar_format="{percentage:3.0f}%|{bar}| {postfix} [{elapsed}]")
+            else:
+                self.bar = tqdm(total=total, initial=done, file=self.stream, unit=unit.rstrip("s") or "it",
+                                mininterval=self.interval, dynamic_ncols=True, disable=False, leave=True,
+                                bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} " + unit
+                                           + " [{elapsed}, {rate_fmt}{postfix}]")
             self.bar.set_postfix_str(self._postfix(), refresh=False)
+
+    @property
+    def counts_work(self) -> bool:
+        return bool(self.work_total)
+
+    def workers_ready(self) -> None:
+        """The first worker can take work: the rate (and so the ETA) counts from now."""
+        self.rate_since, self.rate_done, self.rate_work = self.clock(), self.done, self.work
+
+    def rate(self) -> float:
+        """Steps (with `work_total`) or items per second since `workers_ready()` (or the start)."""
+        elapsed = max(self.clock() - self.rate_since, 1e-9)
+        return (self.work - self.rate_work if self.counts_work else self.done - self.rate_done) / elapsed
 
     def eta(self) -> str:
         """Time left, from the work rate when `work_total` is set, else from the item rate of this run."""
-        elapsed = max(self.clock() - self.started, 1e-9)
-        if self.work_total is not None:
-            rate, left = (self.work - self.start_work) / elapsed, self.work_total - self.work
-        else:
-            rate, left = (self.done - self.start_done) / elapsed, self.total - self.done
+        left = self.work_total - self.work if self.counts_work else self.total - self.done
         if left <= 0:
             return format_duration(0)
+        rate = self.rate()
         return format_duration(left / rate) if rate > 0 else "?"
 
     def _postfix(self) -> str:
-        return ", ".join([f"ETA {self.eta()}", f"{self.failed} failed"] + ([self.note] if self.note else []))
+        counts = [f"{self.done}/{self.total} {self.unit}", f"{self.rate():.2f} steps/s"] if self.counts_work else []
+        return ", ".join(counts + [f"ETA {self.eta()}", f"{self.failed} failed"] + ([self.note] if self.note else []))
 
     def line(self) -> str:
         elapsed = max(self.clock() - self.started, 1e-9)
-        if self.work_total:   # work moves within items: the percentage and rate count it
-            rate, rate_unit = (self.work - self.start_work) / elapsed, "steps/s"
-            percent = 100.0 * min(self.work, self.work_total) / self.work_total
+        if self.counts_work:   # work moves within items: the percentage and rate count it
+            rate_unit, percent = "steps/s", 100.0 * min(self.work, self.work_total) / self.work_total
         else:
-            rate, rate_unit = (self.done - self.start_done) / elapsed, f"{self.unit}/s"
-            percent = 100.0 * self.done / self.total if self.total else 100.0
-        parts = [f"{self.done}/{self.total} {self.unit} ({percent:.1f}%)", f"{rate:.2f} {rate_unit}",
+            rate_unit, percent = f"{self.unit}/s", 100.0 * self.done / self.total if self.total else 100.0
+        parts = [f"{self.done}/{self.total} {self.unit} ({percent:.1f}%)", f"{self.rate():.2f} {rate_unit}",
                  f"ETA {self.eta()}", f"{self.failed} failed", f"elapsed {format_duration(elapsed)}"]
         if self.note:
             parts.append(self.note)
@@ -88,7 +105,7 @@ class Progress:
         self.work += work
         if self.bar is not None:
             self.bar.set_postfix_str(self._postfix(), refresh=False)
-            self.bar.update(done)
+            self.bar.update(min(work, self.work_total - self.bar.n) if self.counts_work else done)
             if force:
                 self.bar.refresh()
             return
@@ -97,13 +114,15 @@ class Progress:
             self.last_shown = now
             self._show()
 
-    def message(self, text: str) -> None:
-        """A line of its own between the progress lines (above the bar on a terminal, without breaking it)."""
+    def message(self, text: str, stream: TextIO | None = None) -> None:
+        """A line of its own between the progress lines (above the bar on a terminal, without breaking it), on
+        `stream` (default: the progress stream)."""
+        stream = stream if stream is not None else self.stream
         if self.bar is not None:
-            self.bar.write(text, file=self.stream)
+            self.bar.write(text, file=stream)
         else:
-            self.stream.write(text + "\n")
-            self.stream.flush()
+            stream.write(text + "\n")
+            stream.flush()
 
     def _show(self) -> None:
         self.stream.write(self.line() + "\n")

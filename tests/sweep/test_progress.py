@@ -67,3 +67,38 @@ def test_with_work_the_rate_and_eta_count_work_within_items():
     progress.update(work=100)                          # no item finished yet, but the bar and ETA move
     assert progress.done == 2
     assert progress.line().startswith("2/10 items (30.0%) | 10.00 steps/s | ETA 1m10s")
+
+
+def test_the_rate_counts_from_when_the_workers_are_ready_not_from_the_start():
+    """A walk-through saw a first ETA of 43m58s for a 47 s run: Ray's start and the model load were counted as a
+    time in which no work was done."""
+    clock = Clock()
+    progress = Progress(10, stream=io.StringIO(), work_total=1000, clock=clock)
+    clock.now = 30                       # Ray and the first actor took 30 s
+    progress.workers_ready()
+    clock.now = 40
+    progress.update(work=100)            # 10 steps/s since the workers were ready: 90 s left
+    assert "10.00 steps/s | ETA 1m30s" in progress.line() and "elapsed 40s" in progress.line()
+
+
+def test_on_a_terminal_with_work_the_bar_counts_steps_and_moves_within_a_batch():
+    out = Terminal()
+    progress = Progress(4, done=1, work_total=400, work=100, stream=out, interval=0)
+    progress.update(work=100)            # no item finished, half the work done
+    progress.update(work=500)            # more than is left (reports can overshoot): the bar stops at its total
+    progress.update(done=1, force=True)
+    assert progress.bar.n == 400
+    progress.close()
+    frames = out.getvalue().split("\r")
+    assert any(frame.lstrip().startswith("50%") and "1/4 items" in frame for frame in frames)
+    assert "2/4 items" in frames[-1] and "steps/s" in frames[-1]
+
+
+def test_a_message_goes_to_the_stream_asked_for():
+    out, log = Terminal(), io.StringIO()
+    progress = Progress(4, stream=out, interval=0)
+    progress.message("no GPUs in the cluster: 2 CPU workers", log)
+    assert log.getvalue() == "no GPUs in the cluster: 2 CPU workers\n"
+    plain = Progress(4, stream=io.StringIO(), interval=10)
+    plain.message("line", log)
+    assert log.getvalue().endswith("line\n") and plain.stream.getvalue() == ""
