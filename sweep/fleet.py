@@ -54,8 +54,9 @@ class ClusterConfig:
 
 
 def check_cluster(cluster: ClusterConfig) -> None:
-    """Refuse what cannot work, before Ray starts: an unknown device, `--device gpu` on a local Ray of a machine
-    without a GPU (nothing can ever add one to it), or a cluster address nothing answers at."""
+    """Refuse what cannot work, before Ray starts (PlanError: one line, exit status 2, nothing written): an unknown
+    device, `--device gpu` on a local Ray of a machine without a GPU (nothing can ever add one to it), more
+    `--cpus-per-worker` than a local Ray would have, or a cluster address nothing answers at."""
     from sweep.plan import PlanError
     if cluster.device not in DEVICES:
         raise PlanError(f"unknown device {cluster.device!r}: choose from {', '.join(DEVICES)}")
@@ -65,11 +66,27 @@ def check_cluster(cluster: ClusterConfig) -> None:
         import ray
         if not ray.is_initialized():
             check_reachable(cluster.address)
-    if cluster.device == "gpu" and cluster.address is None and not cluster.num_gpus and local_gpus() == 0:
+    if cluster.address is None:
         import ray
-        if not ray.is_initialized():
+        if ray.is_initialized():
+            return   # a Ray the caller started: cluster_plan checks its nodes
+        if cluster.device == "gpu" and not cluster.num_gpus and local_gpus() == 0:
             raise PlanError("--device gpu: this machine has no GPU, and a local Ray cannot gain one "
                             "(use --device auto or cpu, or --address to join a cluster with GPU nodes)")
+        cpus = cluster.num_cpus or local_cpus()
+        if cluster.cpus_per_worker > cpus:
+            raise PlanError(f"--cpus-per-worker {cluster.cpus_per_worker:g}: the local Ray would have {cpus:g} CPUs, "
+                            f"so no worker could ever start (ask for at most {cpus:g}, or join a cluster with "
+                            f"--address)")
+
+
+def local_cpus() -> float:
+    """The CPUs a local Ray started here offers (Ray's own count, which heeds a container's CPU quota)."""
+    try:
+        from ray._private.utils import get_num_cpus
+        return float(get_num_cpus())
+    except Exception:   # a Ray without it: the machine's count
+        return float(os.cpu_count() or 1)
 
 
 def local_gpus() -> int:

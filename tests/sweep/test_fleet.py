@@ -90,3 +90,19 @@ def test_a_run_that_lost_its_workers_waits_at_least_ten_minutes_for_new_ones():
 def test_an_address_whose_port_is_not_ascii_digits_is_left_to_ray_not_a_traceback():
     from sweep.fleet import check_reachable
     assert check_reachable("localhost:\u00b2", timeout=0.1) is None    # "²" passed str.isdigit(), then int() raised
+
+
+def test_more_cpus_per_worker_than_a_local_ray_would_have_is_refused_before_ray_starts(tmp_path, monkeypatch):
+    """A walk-through saw this refused only after Ray had started (10 s), with exit status 1 and a manifest left."""
+    import ray
+    from sweep.fleet import local_cpus
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)   # as in a fresh `sweep` process
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray was started"))
+    too_many = f"{local_cpus() + 1:g}"
+    result = CliRunner().invoke(main, ["run", "--store", str(tmp_path / "s"), "--model", "digits", "--weights",
+                                       "random", "--schedule", "tiny", "--classes", "0-1", "--jobs", "octave",
+                                       "--cpus-per-worker", too_many])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0].startswith(f"Error: --cpus-per-worker {too_many}: the local Ray would have")
+    assert not (tmp_path / "s").exists()
