@@ -433,14 +433,19 @@ def _count_nodes(data: Any, path: Path) -> None:
             stack.extend(value)
 
 
+SCHEDULE_SUFFIXES = (".json", ".yaml", ".yml")
+
+
 def load_schedule(name_or_path: str | Path) -> Schedule:
     """A preset by name, or a schedule from a .json (.yaml with PyYAML) file; ValueError when unknown/invalid."""
     text = str(name_or_path)
     preset = PRESETS_DIR / f"{text}.json"
     path = preset if text in preset_names() else Path(text)
     if not path.is_file():
-        raise ValueError(f"unknown schedule {text!r}: use a preset ({', '.join(preset_names())}) "
-                         f"or a .json file")
+        looks_like_a_file = path.suffix.lower() in SCHEDULE_SUFFIXES or "/" in text or "\\" in text
+        what = f"no schedule file {text!r} (no such file)" if looks_like_a_file else f"unknown schedule {text!r}"
+        raise ValueError(f"{what}: use a preset ({', '.join(preset_names())}) or a schedule file "
+                         f"(.json, or .yaml with PyYAML installed)")
     data = _read_file(path)
     if isinstance(data, Mapping) and "name" not in data:
         data = {**data, "name": path.stem}

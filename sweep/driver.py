@@ -245,7 +245,8 @@ def prepare(config: SweepConfig) -> Prepared:
     manifest = new_manifest(model=model.name, weights=model.weights_id, weights_source=config.weights,
                             schedule=schedule.name, schedule_id=schedule.id, class_names=model.class_names,
                             options=options, sources={name: source_hash(p) for name, p in sources.items()},
-                            job_schedules=schedule.job_ids(plan.jobs))
+                            job_schedules=schedule.job_ids(plan.jobs),
+                            schedule_contents={s.id: s.to_dict() for s in map(schedule.for_job, plan.jobs)})
     store = Store.open(config.store)
     if store.file_type() == pafs.FileType.File:
         raise StoreError(f"{store.uri} is a file, not a store (a store is a directory)")

@@ -468,7 +468,8 @@ def manifest_differences(stored: dict, wanted: dict) -> list[str]:
         name, ident = manifest.get("schedule"), manifest.get("schedule_id")
         return json.dumps(name) + (f" (id {ident})" if stored.get("schedule") == wanted.get("schedule") else "")
 
-    differences = [f"schedule is {schedule(stored)} in the store, {schedule(wanted)} here" if field == "schedule_id"
+    differences = [f"schedule is {schedule(stored)} in the store, {schedule(wanted)} here"
+                   f"{schedule_changes(stored, wanted)}" if field == "schedule_id"
                    else f"{field} is {show(stored.get(field))} in the store, {show(wanted.get(field))} here"
                    for field in COMPARED_FIELDS if stored.get(field) != wanted.get(field)]
     stored_sources, wanted_sources = stored.get("sources", {}), wanted.get("sources", {})
@@ -486,6 +487,36 @@ def manifest_differences(stored: dict, wanted: dict) -> list[str]:
     return differences
 
 
+def schedule_changes(stored: dict, wanted: dict, at_most: int = 4) -> str:
+    """", changed: octaves[0].lr [6, 5] -> [6, 4], ..." from the schedules' contents the manifests keep (stores
+    written before they kept them: ""), per job whose schedule differs, so that an edited schedule file says what
+    changed."""
+    contents = stored.get("schedule_contents", {}), wanted.get("schedule_contents", {})
+    jobs = stored.get("job_schedules", {}), wanted.get("job_schedules", {})
+    changes = []
+    for job in sorted(set(jobs[0]) & set(jobs[1])):
+        ids = jobs[0][job].get("schedule_id"), jobs[1][job].get("schedule_id")
+        if ids[0] != ids[1] and ids[0] in contents[0] and ids[1] in contents[1]:
+            changes += [change for change in changed_fields(contents[0][ids[0]], contents[1][ids[1]])
+                        if change not in changes]
+    if not changes:
+        return ""
+    more = f", and {len(changes) - at_most} more" if len(changes) > at_most else ""
+    return f" (changed: {', '.join(changes[:at_most])}{more})"
+
+
+def changed_fields(before, after, path: str = "") -> list[str]:
+    """`path value -> value` for every leaf that differs between two JSON-like values (a schedule's name aside)."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [change for key in sorted(set(before) | set(after)) if not (key == "name" and not path)
+                for change in changed_fields(before.get(key), after.get(key), f"{path}.{key}" if path else key)]
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after) and \
+            any(isinstance(v, (dict, list)) for v in before):
+        return [change for i, (b, a) in enumerate(zip(before, after))
+                for change in changed_fields(b, a, f"{path}[{i}]")]
+    return [] if before == after else [f"{path} {json.dumps(before)} -> {json.dumps(after)}"]
+
+
 def package_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
     try:
@@ -496,11 +527,13 @@ def package_version() -> str:
 
 def new_manifest(*, model: str, weights: str, weights_source: str, schedule: str, schedule_id: str,
                  class_names: Sequence[str], options: dict, sources: dict[str, str] | None = None,
-                 job_schedules: dict | None = None) -> dict:
+                 job_schedules: dict | None = None, schedule_contents: dict | None = None) -> dict:
     """`weights` identifies the weights (`Classifier.weights_id`); `weights_source` is how they were asked for
     (e.g. DEFAULT), so that later passes over the store (features) can load the same model. `sources`: name ->
     `source_hash` of each real image the image jobs start from (kept only when there are some). `job_schedules`:
-    job -> schedule name, id and input convention (`ScheduleSet.job_ids`)."""
+    job -> schedule name, id and input convention (`ScheduleSet.job_ids`). `schedule_contents`: schedule id -> the
+    whole schedule (`Schedule.to_dict`), so that a store says what it was made with even when the schedule file is
+    gone or edited (and a refusal names the fields that changed)."""
     manifest = {"format": FORMAT, "model": model, "weights": weights, "weights_source": weights_source,
                 "schedule": schedule, "schedule_id": schedule_id, "n_classes": len(class_names),
                 "class_names": list(class_names), "options": options, "package_version": package_version(),
@@ -509,6 +542,8 @@ def new_manifest(*, model: str, weights: str, weights_source: str, schedule: str
         manifest["sources"] = dict(sources)
     if job_schedules:   # job -> {schedule, schedule_id, input}: what each job ran, and how the network was fed
         manifest["job_schedules"] = dict(job_schedules)
+    if schedule_contents:
+        manifest["schedule_contents"] = dict(schedule_contents)
     return manifest
 
 

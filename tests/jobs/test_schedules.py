@@ -123,6 +123,9 @@ def test_invalid_schedules_raise_clear_errors(tmp_path, change, message):
 def test_unknown_preset_and_unreadable_file(tmp_path):
     with pytest.raises(ValueError, match="unknown schedule 'nope'.*googlenet"):
         load_schedule("nope")
+    for missing in ("fast.yaml", str(tmp_path / "fast"), "gone.json"):   # a file's name: say that it is missing
+        with pytest.raises(ValueError, match=r"no schedule file .* \(no such file\).*\.yaml"):
+            load_schedule(missing)
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):

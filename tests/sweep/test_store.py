@@ -322,3 +322,41 @@ def test_png_column_has_no_statistics(tmp_path):
     columns = {metadata.row_group(0).column(i).path_in_schema: metadata.row_group(0).column(i)
                for i in range(metadata.num_columns)}
     assert not columns["png"].is_stats_set and columns["key"].is_stats_set
+
+
+def test_the_manifest_keeps_each_schedule_and_an_edited_schedule_file_is_refused_naming_what_changed(tmp_path):
+    """A walk-through edited a schedule file and was told only that the ids differ: the store now keeps every
+    schedule's content, so the refusal names the changed fields (and the store says what it was made with)."""
+    from jobs.schedules import load_schedule
+    schedule_file = tmp_path / "fast.json"
+    original = load_schedule("tiny").to_dict()
+    schedule_file.write_text(json.dumps({**original, "name": "fast"}))
+    config = SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule=str(schedule_file),
+                         jobs="octave", classes="0-1", batch_size=2)
+    prepared = prepare(config)
+    (job_schedule,) = prepared.manifest["job_schedules"].values()
+    kept = prepared.manifest["schedule_contents"][job_schedule["schedule_id"]]
+    assert kept == {**original, "name": "fast"}                    # the whole schedule, as the file said
+    prepared.store.write_manifest(prepared.manifest)
+    prepared.store.write_bytes(f"{IMAGES}/part-000000-octave-0.parquet", b"PAR1")
+    edited = json.loads(json.dumps(kept))
+    edited["octaves"][0]["lr"] = [x * 2 for x in edited["octaves"][0]["lr"]]
+    edited["init_std"] = kept["init_std"] + 1
+    schedule_file.write_text(json.dumps(edited))
+    with pytest.raises(ManifestMismatch) as error:
+        prepare(config)
+    message = str(error.value)
+    assert 'schedule is "fast" (id ' in message and "changed: " in message
+    assert f"init_std {json.dumps(kept['init_std'])} -> {json.dumps(edited['init_std'])}" in message
+    assert f"octaves[0].lr {json.dumps(kept['octaves'][0]['lr'])} -> " in message
+
+
+def test_changed_fields_walks_nested_schedules_and_says_nothing_for_older_stores():
+    from sweep.store import changed_fields, schedule_changes
+    before = {"name": "a", "octaves": [{"lr": [1, 2], "size": 8}], "init_std": 0.1}
+    after = {"name": "b", "octaves": [{"lr": [1, 3], "size": 8}], "init_std": 0.1, "jitter": 0.5}
+    assert changed_fields(before, after) == ["jitter null -> 0.5", "octaves[0].lr [1, 2] -> [1, 3]"]
+    assert changed_fields(before, {**before, "octaves": []}) == ['octaves [{"lr": [1, 2], "size": 8}] -> []']
+    older = {"job_schedules": {"octave": {"schedule_id": "x"}}}   # written before manifests kept contents
+    newer = {"job_schedules": {"octave": {"schedule_id": "y"}}, "schedule_contents": {"y": after}}
+    assert schedule_changes(older, newer) == ""
