@@ -17,14 +17,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from jobs.text import is_whole_number
+from jobs.text import is_whole_number, listing
 from sweep.store import ANALYSIS, Store, StoreError, open_store
 
 TABLE_FILE = "directions.parquet"   # under {store}/analysis/
 
 
 class GroupsError(ValueError):
-    """The groups file does not describe two groups of stored images."""
+    """The groups file does not describe groups of stored images (a key or class it names has none, say)."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,8 @@ def read_groups(path: str, frame: pd.DataFrame, class_names: tuple[str, ...] | N
     """Group label per row of `frame` (key, job, target, target_name) from a CSV with a `group` column and either
     `key` (one image) or `class` (a class index or name). A class means its class images, the jobs CLASS_JOBS,
     unless the command names `jobs` or the file has a `job` column (the job of each row's images).
-    `class_names`: the store's model's (default: the names seen in `frame`)."""
+    `class_names`: the store's model's (default: the names seen in `frame`). GroupsError, naming them, when keys
+    or classes of the file have no image in `frame`: a typo must not quietly shrink a group."""
     try:
         table = pd.read_csv(path)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
@@ -164,38 +165,53 @@ def read_groups(path: str, frame: pd.DataFrame, class_names: tuple[str, ...] | N
     if "group" not in table.columns or not ({"key", "class"} & set(table.columns)):
         raise GroupsError(f"{path} needs a 'group' column and a 'key' or 'class' column; "
                           f"it has {', '.join(table.columns)}")
+    if table.empty:
+        raise GroupsError(f"{path} has no rows: give a key or class and its group on each line")
     if "key" in table.columns:
-        mapping = dict(zip(table["key"].astype(str), table["group"].astype(str)))
-        groups = frame["key"].map(mapping)
-    else:
-        if class_names is None:
-            seen = frame.drop_duplicates("target")
-            names = dict(zip(seen["target"], seen["target_name"]))
-            class_names = tuple(names.get(i, "") for i in range(max(names, default=-1) + 1))
-        job_column = table["job"].astype(str).str.strip() if "job" in table.columns else None
-        present = set(frame["job"])
-        wanted_jobs = list(job_column) if job_column is not None else list(jobs or ())
-        unknown = sorted(set(wanted_jobs) - present)
-        if unknown:
-            raise GroupsError(f"{path}: no {', '.join(unknown)} images in the store "
-                              f"(jobs present: {', '.join(sorted(present))})")
-        by_key: dict[tuple[str, int], str] = {}
-        for i, (value, group) in enumerate(zip(table["class"], table["group"].astype(str))):
-            target = _class_index(str(value).strip(), class_names, path)
-            for job in ([job_column.iloc[i]] if job_column is not None else (jobs or CLASS_JOBS)):
-                by_key[(job, target)] = group
-        groups = pd.Series([by_key.get((j, t)) for j, t in zip(frame["job"], frame["target"])], index=frame.index)
-        empty = sorted({str(v).strip() for v, g in zip(table["class"], table["group"].astype(str))
-                        if not groups.eq(g).any()})
-        if empty and groups.notna().any():
-            raise GroupsError(f"{path}: class {', '.join(empty)} has no "
-                              f"{'/'.join(jobs or CLASS_JOBS) if job_column is None else 'such'} images in the store")
-    if groups.notna().sum() == 0:
+        keys = table["key"].astype(str)
+        missing = list(dict.fromkeys(k for k in keys if k not in set(frame["key"])))
+        if missing:
+            raise GroupsError(f"{path}: {_matching(len(missing), 'key')} no image in the store: "
+                              f"{listing(map(repr, missing))}")
+        return frame["key"].map(dict(zip(keys, table["group"].astype(str)))).fillna("")
+    if class_names is None:
+        seen = frame.drop_duplicates("target")
+        names = dict(zip(seen["target"], seen["target_name"]))
+        class_names = tuple(names.get(i, "") for i in range(max(names, default=-1) + 1))
+    job_column = table["job"].astype(str).str.strip() if "job" in table.columns else None
+    present = set(frame["job"])
+    wanted_jobs = list(job_column) if job_column is not None else list(jobs or ())
+    unknown = sorted(set(wanted_jobs) - present)
+    if unknown:
+        raise GroupsError(f"{path}: no {', '.join(unknown)} images in the store "
+                          f"(jobs present: {', '.join(sorted(present))})")
+    stored = set(zip(frame["job"], frame["target"]))
+    by_key: dict[tuple[str, int], str] = {}
+    missing = []   # the class cells (with their job, from a job column) that stand for no stored image
+    for i, (value, group) in enumerate(zip(table["class"], table["group"].astype(str))):
+        value = str(value).strip()
+        target = _class_index(value, class_names, path)
+        row_jobs = [job_column.iloc[i]] if job_column is not None else list(jobs or CLASS_JOBS)
+        by_key.update({(job, target): group for job in row_jobs})
+        if not any((job, target) in stored for job in row_jobs):
+            missing.append(value if job_column is None else f"{value} ({row_jobs[0]})")
+    if len(missing) == len(table):
         raise GroupsError(f"{path}: none of its rows matches an image in the store"
-                          + ("" if "key" in table.columns or jobs or "job" in table.columns else
+                          + ("" if jobs or job_column is not None else
                              f" (a class means its {' and '.join(CLASS_JOBS)} images; name others with a job "
                              f"column or --jobs)"))
+    if missing:
+        missing = list(dict.fromkeys(missing))
+        kind = "images of their job" if job_column is not None else f"{'/'.join(jobs or CLASS_JOBS)} images"
+        raise GroupsError(f"{path}: {'class' if len(missing) == 1 else f'{len(missing)} classes'} "
+                          f"{listing(missing)} {'has' if len(missing) == 1 else 'have'} no {kind} in the store")
+    groups = pd.Series([by_key.get((j, t)) for j, t in zip(frame["job"], frame["target"])], index=frame.index)
     return groups.fillna("")
+
+
+def _matching(n: int, noun: str) -> str:
+    """'key matches' / '3 keys match'."""
+    return f"{noun} matches" if n == 1 else f"{n} {noun}s match"
 
 
 # --- the stage: store in, table and figures out ------------------------------------------------------------------

@@ -185,3 +185,40 @@ def test_bottleneck_direction_orders_several_groups_along_one_line():
         fit_direction(vectors, groups)
     with pytest.raises(GroupsError, match="at least two"):
         fit_bottleneck_direction(vectors, pd.Series(["long"] * len(vectors)))
+
+
+# --- walk-through audit: missing keys and classes, several groups, the strip's order -----------------------------
+
+def test_a_key_of_the_groups_file_that_is_not_in_the_store_is_refused_by_name(tmp_path):
+    frame = pd.DataFrame({"key": ["k0", "k1", "k2"], "job": "octave", "target": [0, 1, 2],
+                          "target_name": ["zero", "one", "two"]})
+    groups = tmp_path / "keys.csv"
+    groups.write_text("group,key\na,k0\nb,k1\nb,nokey\n")
+    with pytest.raises(GroupsError, match=r"keys.csv: key matches no image in the store: 'nokey'$"):
+        read_groups(str(groups), frame)
+    groups.write_text("group,key\na,k0\nb,k1\n" + "".join(f"b,typo{i}\n" for i in range(5)))
+    with pytest.raises(GroupsError, match=r"5 keys match no image in the store: 'typo0', 'typo1', 'typo2' and 2 more"):
+        read_groups(str(groups), frame)
+
+
+def test_a_class_without_images_in_the_store_is_refused_by_name(tmp_path):
+    """A store with classes 0-2 only: a groups file that also lists 4, 6, 7 and 8 names them, as an out-of-range
+    class is."""
+    names = tuple(f"digit {i}" for i in range(10))
+    frame = pd.DataFrame({"key": [f"k{i}" for i in range(3)], "job": "octave", "target": [0, 1, 2],
+                          "target_name": list(names[:3])})
+    groups = tmp_path / "classes.csv"
+    groups.write_text("class,group\n0,round\n6,round\n8,round\n1,straight\n4,straight\n7,straight\n")
+    with pytest.raises(GroupsError, match=r"classes.csv: 4 classes 6, 8, 4 and 1 more have no octave/transfigure "
+                                          r"images in the store$"):
+        read_groups(str(groups), frame, names)
+    groups.write_text("class,group\n0,round\n1,straight\ndigit 7,straight\n")
+    with pytest.raises(GroupsError, match=r"class digit 7 has no octave/transfigure images"):
+        read_groups(str(groups), frame, names)
+    groups.write_text("class,group,job\n0,round,octave\n1,straight,octave\n2,straight,opposite\n")
+    frame = pd.concat([frame, frame.assign(key=["o0", "o1", "o2"], job="opposite").iloc[:2]], ignore_index=True)
+    with pytest.raises(GroupsError, match=r"class 2 \(opposite\) has no images of their job"):
+        read_groups(str(groups), frame, names)
+    groups.write_text("class,group\n0,round\n1,straight\n")
+    assert read_groups(str(groups), frame, names).tolist() == ["round", "straight", "", "", ""]
+
