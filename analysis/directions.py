@@ -291,7 +291,7 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
     nearest to the line through the `start` image (a key; default the first image of the first group). `method`:
     "logistic" (two groups) or "bottleneck" (the article's one-unit network, two or more). `jobs`: the jobs a
     `class` row of the groups file means (default CLASS_JOBS, or the file's `job` column). The strip shows distinct
-    images of the jobs the groups are made of."""
+    images of the jobs the groups are made of, in position order, the start image among them."""
     from analysis.drawing import save, thumbnail
     from analysis.figures import direction_distribution, direction_strip
     from analysis.load import iter_pngs, output_folder, read_rows, write_outputs
@@ -311,7 +311,7 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
         raise StoreError(str(error)) from None
     labels = groups.to_numpy()
     separations = tuple(neighbour_separations(fit.positions, labels, fit.order))
-    candidates = meta["job"].isin(set(meta["job"][labels != ""])).to_numpy()   # the grouped images' jobs
+    candidates = meta["job"].isin(set(meta["job"][labels != ""])).to_numpy().copy()   # the grouped images' jobs
     if start is None:   # the first image of the first group: seed 0's octave image when the group has one
         start_index = int(np.flatnonzero(labels == fit.negative)[0])
     else:   # checked before anything is written
@@ -321,6 +321,7 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
         start_index = int(matches[0])
     table = meta[["key", "job", "target", "target_name"]].assign(group=labels, position=fit.positions)
     st.write_table(f"{ANALYSIS}/{TABLE_FILE}", pa.Table.from_pandas(table, preserve_index=False))
+    candidates[start_index] = False   # the strip shows the start image once, as the start
     shown_rows = [start_index, *line_neighbours(fit, start_index, n_points, candidates)]
     pngs = dict(iter_pngs(st, [meta["key"][i] for i in shown_rows]))
 
@@ -330,7 +331,7 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
     written = {"directions-distribution.png": save(distribution, "png"),
                "directions-distribution.svg": save(distribution, "svg")}
     shown = meta.iloc[shown_rows][["key", "target_name"]].assign(
-        position=fit.positions[shown_rows], group=labels[shown_rows])
+        position=fit.positions[shown_rows], group=labels[shown_rows], start=[True] + [False] * (len(shown_rows) - 1))
     thumbs = {key: thumbnail(pngs[key], 96) for key in shown["key"]}
     strip = direction_strip(shown, thumbs, f"Nearest stored images along the line through "
                                            f"{meta['key'][start_index]}")

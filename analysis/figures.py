@@ -296,11 +296,16 @@ def direction_distribution(positions: np.ndarray, groups: np.ndarray, order: Seq
 
 
 def direction_strip(images: pd.DataFrame, thumbs: Mapping, title: str, *, thumb: int = GRID_THUMB) -> Figure:
-    """The start image (first row of `images`: key, target_name, position, group), then the stored images nearest
-    to points along the line through it, each with its position, class and group."""
-    cells = [Cell((thumbs.get(r.key),), (("start" if i == 0 else f"{r.position:+.2f}", BAD if i == 0 else INK),
+    """The start image and the stored images nearest to points along the line through it (`images`: key,
+    target_name, position, group, and start, True on the start image's row), left to right by position, each with
+    its position, class and group; the start image's position is marked "start" in red. As in the latent-directions
+    article's strips ("Starting with #3, other images are retrieved that are closest to the line"), the start image
+    stands where its own position puts it."""
+    ordered = images.sort_values("position", kind="mergesort")
+    cells = [Cell((thumbs.get(r.key),), ((f"start {r.position:+.2f}" if r.start else f"{r.position:+.2f}",
+                                         BAD if r.start else INK),
                                         (str(r.target_name)[:16], MUTED), (r.group or "-", MUTED)))
-             for i, r in enumerate(images.itertuples())]
+             for r in ordered.itertuples()]
     return grid_figure(cells, title=title, columns=len(cells), thumb=thumb)
 
 

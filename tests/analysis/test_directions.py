@@ -277,3 +277,17 @@ def test_a_group_of_one_image_gets_a_note(tmp_path):
         in summary.lines()
     assert "note: cat, dog have fewer than 5 images" in "\n".join(summary.lines())
 
+
+def test_the_strip_reads_left_to_right_by_position_and_marks_the_start():
+    import re
+
+    from PIL import Image as PILImage
+
+    from analysis.figures import direction_strip
+
+    shown = pd.DataFrame({"key": list("sabcd"), "target_name": "x", "position": [0.5, -5.25, -5.52, 7.01, 6.88],
+                          "group": "", "start": [True, False, False, False, False]})
+    thumbs = {k: PILImage.new("RGB", (8, 8)) for k in shown["key"]}
+    figure = direction_strip(shown, thumbs, "strip")
+    numbers = [t.get_text() for t in figure.texts if re.fullmatch(r"(start )?[+-]\d+\.\d\d", t.get_text())]
+    assert numbers == ["-5.52", "-5.25", "start +0.50", "+6.88", "+7.01"]
