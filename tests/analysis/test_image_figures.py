@@ -224,3 +224,25 @@ def test_a_store_analysed_with_class_images_then_holding_only_image_jobs_loses_i
                                                                    "transfer_top3.parquet"]
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert files == ["dream-01.png", "index.html", "transfigure-01.png"]   # no class pages, grids or images left
+
+
+def test_the_trajectory_gif_keeps_the_target_dot_red():
+    """Walk-through audit: the GIF's palette, made from a frame that is mostly image, turned the red target dot a
+    grey mauve. Every pixel drawn in the marker red stays exactly that red in the decoded GIF."""
+    from PIL import ImageColor
+
+    from analysis.drawing import BAD, GOOD, rgb_pixels
+    from analysis.figures import trajectory_frames, trajectory_gif
+    from sweep.store import encode_png
+
+    rng = np.random.default_rng(0)
+    colourful = encode_png(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))   # crowds the adaptive palette
+    shots = pd.DataFrame({"step": [0, 10], "octave": [0, 0], "target": [3, 3], "label": [1, 3],
+                          "logits": [rng.normal(size=6), rng.normal(size=6)], "png": [colourful, colourful]})
+    frames = list(trajectory_frames(shots, NAMES))
+    decoded = [np.asarray(f) for f in _gif_frames(io.BytesIO(trajectory_gif(frames)))]
+    for colour, frame in ((BAD, 0), (BAD, 1), (GOOD, 1)):   # the target dot; the argmax title when it is the target
+        rgb = ImageColor.getrgb(colour)
+        drawn = (rgb_pixels(frames[frame]) == rgb).all(axis=-1)   # H x W
+        assert drawn.sum() > 10
+        assert (decoded[frame][drawn] == rgb).all(), colour
