@@ -8,33 +8,48 @@ method: a small network whose input passes through a one-unit bottleneck (`fit_b
 image then has a position along the direction, and walking along the line through one image retrieves the stored
 images nearest to each point of the line: the article's way of showing that an attribute changes linearly in the
 classifier's last layer.
+
+With several groups the article shows where each lies along the direction ("the distribution of different sleeve
+types along the latent direction": long, short and sleeveless sleeves "get segregated along this direction"), so
+`DirectionsSummary` reports every group, in order, with its mean position, and how well each group is told apart
+from the next one (`neighbour_separations`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from jobs.text import is_whole_number
+from jobs.text import is_whole_number, listing
 from sweep.store import ANALYSIS, Store, StoreError, open_store
 
 TABLE_FILE = "directions.parquet"   # under {store}/analysis/
 
 
 class GroupsError(ValueError):
-    """The groups file does not describe two groups of stored images."""
+    """The groups file does not describe groups of stored images (a key or class it names has none, say)."""
 
 
 @dataclass(frozen=True)
 class Direction:
     components: np.ndarray   # N x k PCA coordinates of every image
-    direction: np.ndarray    # k, unit vector in PCA space pointing from group `negative` to group `positive`
+    direction: np.ndarray    # k, unit vector in PCA space pointing from the first group of `order` to the last
     positions: np.ndarray    # N, each image's coordinate along the direction
-    negative: str            # group names, in the order the direction runs
-    positive: str
+    order: tuple[str, ...]   # the group names, in the order the direction runs through them
     explained_variance: float  # share of the output-space variance the k components keep
+
+    @property
+    def negative(self) -> str:
+        """The group at the low end of the direction."""
+        return self.order[0]
+
+    @property
+    def positive(self) -> str:
+        """The group at the high end of the direction."""
+        return self.order[-1]
 
 
 def fit_direction(vectors: np.ndarray, groups: pd.Series, n_components: int = 50,
@@ -57,7 +72,7 @@ def fit_direction(vectors: np.ndarray, groups: pd.Series, n_components: int = 50
     classifier = LogisticRegression(max_iter=2000, random_state=seed)
     classifier.fit(components[fitted], (labels[fitted] == names[1]).astype(int))
     direction = classifier.coef_[0] / np.linalg.norm(classifier.coef_[0])  # k
-    return Direction(components, direction, components @ direction, names[0], names[1],
+    return Direction(components, direction, components @ direction, (names[0], names[1]),
                      float(pca.explained_variance_ratio_.sum()))
 
 
@@ -71,8 +86,8 @@ def fit_bottleneck_direction(vectors: np.ndarray, groups: pd.Series, n_component
     trained with cross-entropy on the grouped images; the first layer's weight vector is the direction ("the
     vector of weights of the input layer gives us the latent direction"). Full-batch Adam, seeded, on the CPU.
 
-    `groups`: N labels, empty or NaN for images in no group; two or more groups. The direction is oriented and
-    `negative` / `positive` named by the groups whose mean positions are lowest / highest."""
+    `groups`: N labels, empty or NaN for images in no group; two or more groups. The network knows no order of the
+    groups: `order` is theirs by mean position, and the direction points from the lowest mean to the highest."""
     import torch
     from sklearn.decomposition import PCA
 
@@ -104,13 +119,31 @@ def fit_bottleneck_direction(vectors: np.ndarray, groups: pd.Series, n_component
     weight = net[0].weight.detach().double().numpy()[0]                     # k: the bottleneck's input weights
     direction = weight / np.linalg.norm(weight)
     positions = components @ direction
-    means = {g: positions[labels == g].mean() for g in names}
-    if means[names[-1]] < means[names[0]]:
-        direction, positions = -direction, -positions
-        means = {g: -m for g, m in means.items()}
-    order = sorted(names, key=lambda g: means[g])
-    return Direction(components, direction, positions, order[0], order[-1],
+    if positions[labels == names[-1]].mean() < positions[labels == names[0]].mean():   # the weights' sign is
+        direction, positions = -direction, -positions                                    # arbitrary: fix it
+    return Direction(components, direction, positions, tuple(group_order(positions, labels)),
                      float(pca.explained_variance_ratio_.sum()))
+
+
+def group_order(positions: np.ndarray, labels: np.ndarray) -> list[str]:
+    """The groups of `labels` ('' is no group) by their images' mean position, lowest first."""
+    names = sorted(set(labels) - {""})
+    return sorted(names, key=lambda g: positions[labels == g].mean())
+
+
+def neighbour_separations(positions: np.ndarray, labels: np.ndarray, order: Sequence[str]
+                          ) -> list[tuple[str, str, float]]:
+    """(group, next group, ROC AUC) for each neighbouring pair of `order`: the chance that an image of the next
+    group lies further along the direction than one of the group (1: no overlap; 0.5: no separation; below 0.5:
+    the pair is the other way round). With two groups, the one AUC of the two. Every group takes part, and a group
+    split in two along the direction lowers both of its pairs. A rank correlation of position with group order
+    would say less: the bottleneck's order is itself read from the positions, so it flatters the fit."""
+    from sklearn.metrics import roc_auc_score
+    pairs = []
+    for low, high in zip(order, order[1:]):
+        both = np.isin(labels, [low, high])
+        pairs.append((low, high, float(roc_auc_score(labels[both] == high, positions[both]))))
+    return pairs
 
 
 # The images a class stands for in a groups file's `class` column, unless the file or the command names jobs: the
@@ -156,7 +189,8 @@ def read_groups(path: str, frame: pd.DataFrame, class_names: tuple[str, ...] | N
     """Group label per row of `frame` (key, job, target, target_name) from a CSV with a `group` column and either
     `key` (one image) or `class` (a class index or name). A class means its class images, the jobs CLASS_JOBS,
     unless the command names `jobs` or the file has a `job` column (the job of each row's images).
-    `class_names`: the store's model's (default: the names seen in `frame`)."""
+    `class_names`: the store's model's (default: the names seen in `frame`). GroupsError, naming them, when keys
+    or classes of the file have no image in `frame`: a typo must not quietly shrink a group."""
     try:
         table = pd.read_csv(path)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
@@ -164,70 +198,100 @@ def read_groups(path: str, frame: pd.DataFrame, class_names: tuple[str, ...] | N
     if "group" not in table.columns or not ({"key", "class"} & set(table.columns)):
         raise GroupsError(f"{path} needs a 'group' column and a 'key' or 'class' column; "
                           f"it has {', '.join(table.columns)}")
+    if table.empty:
+        raise GroupsError(f"{path} has no rows: give a key or class and its group on each line")
     if "key" in table.columns:
-        mapping = dict(zip(table["key"].astype(str), table["group"].astype(str)))
-        groups = frame["key"].map(mapping)
-    else:
-        if class_names is None:
-            seen = frame.drop_duplicates("target")
-            names = dict(zip(seen["target"], seen["target_name"]))
-            class_names = tuple(names.get(i, "") for i in range(max(names, default=-1) + 1))
-        job_column = table["job"].astype(str).str.strip() if "job" in table.columns else None
-        present = set(frame["job"])
-        wanted_jobs = list(job_column) if job_column is not None else list(jobs or ())
-        unknown = sorted(set(wanted_jobs) - present)
-        if unknown:
-            raise GroupsError(f"{path}: no {', '.join(unknown)} images in the store "
-                              f"(jobs present: {', '.join(sorted(present))})")
-        by_key: dict[tuple[str, int], str] = {}
-        for i, (value, group) in enumerate(zip(table["class"], table["group"].astype(str))):
-            target = _class_index(str(value).strip(), class_names, path)
-            for job in ([job_column.iloc[i]] if job_column is not None else (jobs or CLASS_JOBS)):
-                by_key[(job, target)] = group
-        groups = pd.Series([by_key.get((j, t)) for j, t in zip(frame["job"], frame["target"])], index=frame.index)
-        empty = sorted({str(v).strip() for v, g in zip(table["class"], table["group"].astype(str))
-                        if not groups.eq(g).any()})
-        if empty and groups.notna().any():
-            raise GroupsError(f"{path}: class {', '.join(empty)} has no "
-                              f"{'/'.join(jobs or CLASS_JOBS) if job_column is None else 'such'} images in the store")
-    if groups.notna().sum() == 0:
+        keys = table["key"].astype(str)
+        missing = list(dict.fromkeys(k for k in keys if k not in set(frame["key"])))
+        if missing:
+            raise GroupsError(f"{path}: {_matching(len(missing), 'key')} no image in the store: "
+                              f"{listing(map(repr, missing))}")
+        return frame["key"].map(dict(zip(keys, table["group"].astype(str)))).fillna("")
+    if class_names is None:
+        seen = frame.drop_duplicates("target")
+        names = dict(zip(seen["target"], seen["target_name"]))
+        class_names = tuple(names.get(i, "") for i in range(max(names, default=-1) + 1))
+    job_column = table["job"].astype(str).str.strip() if "job" in table.columns else None
+    present = set(frame["job"])
+    wanted_jobs = list(job_column) if job_column is not None else list(jobs or ())
+    unknown = sorted(set(wanted_jobs) - present)
+    if unknown:
+        raise GroupsError(f"{path}: no {', '.join(unknown)} images in the store "
+                          f"(jobs present: {', '.join(sorted(present))})")
+    stored = set(zip(frame["job"], frame["target"]))
+    by_key: dict[tuple[str, int], str] = {}
+    missing = []   # the class cells (with their job, from a job column) that stand for no stored image
+    for i, (value, group) in enumerate(zip(table["class"], table["group"].astype(str))):
+        value = str(value).strip()
+        target = _class_index(value, class_names, path)
+        row_jobs = [job_column.iloc[i]] if job_column is not None else list(jobs or CLASS_JOBS)
+        by_key.update({(job, target): group for job in row_jobs})
+        if not any((job, target) in stored for job in row_jobs):
+            missing.append(value if job_column is None else f"{value} ({row_jobs[0]})")
+    if len(missing) == len(table):
         raise GroupsError(f"{path}: none of its rows matches an image in the store"
-                          + ("" if "key" in table.columns or jobs or "job" in table.columns else
+                          + ("" if jobs or job_column is not None else
                              f" (a class means its {' and '.join(CLASS_JOBS)} images; name others with a job "
                              f"column or --jobs)"))
+    if missing:
+        missing = list(dict.fromkeys(missing))
+        kind = "images of their job" if job_column is not None else f"{'/'.join(jobs or CLASS_JOBS)} images"
+        raise GroupsError(f"{path}: {'class' if len(missing) == 1 else f'{len(missing)} classes'} "
+                          f"{listing(missing)} {'has' if len(missing) == 1 else 'have'} no {kind} in the store")
+    groups = pd.Series([by_key.get((j, t)) for j, t in zip(frame["job"], frame["target"])], index=frame.index)
     return groups.fillna("")
 
 
+def _matching(n: int, noun: str) -> str:
+    """'key matches' / '3 keys match'."""
+    return f"{noun} matches" if n == 1 else f"{n} {noun}s match"
+
+
 # --- the stage: store in, table and figures out ------------------------------------------------------------------
+
+MIN_GROUP_IMAGES = 5   # below this many images in a group, the summary warns: its direction and AUC say little
+
 
 @dataclass(frozen=True)
 class DirectionsSummary:
     table: str                    # where the positions table was written
     figures: tuple[str, ...]      # figure files written
     fit: Direction
-    auc: float                    # how well the position separates the two groups (ROC AUC on the grouped images)
-    counts: dict                  # group -> number of images
+    means: dict                   # group -> its images' mean position, in the order of `fit.order`
+    separations: tuple            # (group, next group, ROC AUC) along `fit.order`: `neighbour_separations`
+    counts: dict                  # group -> number of images, in the order of `fit.order`; then "(no group)"
+
+    @property
+    def auc(self) -> float:
+        """The weakest separation of neighbouring groups (with two groups, their ROC AUC)."""
+        return min(auc for _, _, auc in self.separations)
 
     def lines(self) -> list[str]:
-        groups = ", ".join(f"{g}: {n}" for g, n in self.counts.items())
-        return [f"direction from {self.fit.negative!r} to {self.fit.positive!r} in "
-                f"{self.fit.components.shape[1]} PCA components ({self.fit.explained_variance:.1%} of the variance)",
-                f"images per group: {groups}; separation ROC AUC {self.auc:.3f}",
+        order, ungrouped = self.fit.order, self.counts.get("(no group)", 0)
+        through = "".join(f" through {g!r}" for g in order[1:-1])
+        places = ", ".join(f"{g} {self.means[g]:+.2f} ({self.counts[g]})" for g in order)
+        pairs = ", ".join(f"{low}|{high} {auc:.3f}" for low, high, auc in self.separations)
+        few = [g for g in order if self.counts[g] < MIN_GROUP_IMAGES]
+        return [f"direction from {order[0]!r}{through} to {order[-1]!r} in {self.fit.components.shape[1]} PCA "
+                f"components ({self.fit.explained_variance:.1%} of the variance)",
+                f"groups along it, mean position (images): {places}"
+                + (f"; in no group: {ungrouped} images" if ungrouped else ""),
+                f"separation ROC AUC of each neighbouring pair (1.000: no overlap, 0.500: none): {pairs}",
+                *([f"note: {listing(few)} {'has' if len(few) == 1 else 'have'} fewer than {MIN_GROUP_IMAGES} "
+                   f"images: a direction fitted on so few says little, whatever its AUC"] if few else []),
                 f"positions: {self.table}", *[f"figure: {f}" for f in self.figures]]
 
 
 def run_directions(store: Store | str, groups_file: str, *, start: str | None = None, n_components: int = 50,
                    n_points: int = 8, out: str | None = None, method: str = "logistic",
                    jobs: tuple[str, ...] | None = None) -> DirectionsSummary:
-    """`sweep directions`: fit the direction between the two groups of `groups_file` over the store's output
-    vectors, write `{store}/analysis/directions.parquet` (key, job, target, target_name, group, position) and two
-    figures in `out` (default {store}/figures): the per-group distribution along the direction, and the strip of
-    stored images nearest to the line through the `start` image (a key; default the first image of the first
-    group). `method`: "logistic" (two groups) or "bottleneck" (the article's one-unit network, two or more).
-    `jobs`: the jobs a `class` row of the groups file means (default CLASS_JOBS, or the file's `job` column). The
-    strip shows distinct images of the jobs the groups are made of."""
-    from sklearn.metrics import roc_auc_score
-
+    """`sweep directions`: fit the direction through the groups of `groups_file` over the store's output vectors,
+    write `{store}/analysis/directions.parquet` (key, job, target, target_name, group, position) and two figures in
+    `out` (default {store}/figures): the per-group distribution along the direction, and the strip of stored images
+    nearest to the line through the `start` image (a key; default the first image of the first group). `method`:
+    "logistic" (two groups) or "bottleneck" (the article's one-unit network, two or more). `jobs`: the jobs a
+    `class` row of the groups file means (default CLASS_JOBS, or the file's `job` column). The strip shows distinct
+    images of the jobs the groups are made of, in position order, the start image among them."""
     from analysis.drawing import save, thumbnail
     from analysis.figures import direction_distribution, direction_strip
     from analysis.load import iter_pngs, output_folder, read_rows, write_outputs
@@ -246,9 +310,8 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
     except GroupsError as error:
         raise StoreError(str(error)) from None
     labels = groups.to_numpy()
-    grouped = np.isin(labels, [fit.negative, fit.positive])   # the two groups at the ends of the direction
-    auc = float(roc_auc_score(labels[grouped] == fit.positive, fit.positions[grouped]))
-    candidates = meta["job"].isin(set(meta["job"][labels != ""])).to_numpy()   # the grouped images' jobs
+    separations = tuple(neighbour_separations(fit.positions, labels, fit.order))
+    candidates = meta["job"].isin(set(meta["job"][labels != ""])).to_numpy().copy()   # the grouped images' jobs
     if start is None:   # the first image of the first group: seed 0's octave image when the group has one
         start_index = int(np.flatnonzero(labels == fit.negative)[0])
     else:   # checked before anything is written
@@ -258,21 +321,24 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
         start_index = int(matches[0])
     table = meta[["key", "job", "target", "target_name"]].assign(group=labels, position=fit.positions)
     st.write_table(f"{ANALYSIS}/{TABLE_FILE}", pa.Table.from_pandas(table, preserve_index=False))
-    picks = line_neighbours(fit, start_index, n_points, candidates)
-    pngs = dict(iter_pngs(st, [meta["key"][i] for i in [start_index, *picks]]))
+    candidates[start_index] = False   # the strip shows the start image once, as the start
+    shown_rows = [start_index, *line_neighbours(fit, start_index, n_points, candidates)]
+    pngs = dict(iter_pngs(st, [meta["key"][i] for i in shown_rows]))
 
     figures = output_folder(out, st)
-    ordered = sorted(set(labels) - {""}, key=lambda g: fit.positions[labels == g].mean()) + [""]
-    distribution = direction_distribution(fit.positions, labels, ordered,
-                                          f"Images along the direction {fit.negative} -> {fit.positive}")
+    distribution = direction_distribution(fit.positions, labels, [*fit.order, ""],
+                                          f"Images along the direction {' -> '.join(fit.order)}")
     written = {"directions-distribution.png": save(distribution, "png"),
                "directions-distribution.svg": save(distribution, "svg")}
-    shown = meta.iloc[[start_index, *picks]][["key", "target_name"]].assign(
-        position=fit.positions[[start_index, *picks]], group=labels[[start_index, *picks]])
+    shown = meta.iloc[shown_rows][["key", "target_name"]].assign(
+        position=fit.positions[shown_rows], group=labels[shown_rows], start=[True] + [False] * (len(shown_rows) - 1))
     thumbs = {key: thumbnail(pngs[key], 96) for key in shown["key"]}
     strip = direction_strip(shown, thumbs, f"Nearest stored images along the line through "
                                            f"{meta['key'][start_index]}")
     written["directions-strip.png"] = save(strip, "png")
     paths = write_outputs(figures, written)
-    counts = {g or "(no group)": int((labels == g).sum()) for g in ordered}
-    return DirectionsSummary(st.location(ANALYSIS, TABLE_FILE), tuple(paths), fit, auc, counts)
+    counts = {g: int((labels == g).sum()) for g in fit.order}
+    if (labels == "").any():
+        counts["(no group)"] = int((labels == "").sum())
+    means = {g: float(fit.positions[labels == g].mean()) for g in fit.order}
+    return DirectionsSummary(st.location(ANALYSIS, TABLE_FILE), tuple(paths), fit, means, separations, counts)

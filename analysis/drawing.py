@@ -7,7 +7,8 @@
                      pasted into one RGBA mosaic drawn by `Figure.figimage` at one pixel per pixel, the captions as
                      figure texts (a 100-cell page has no Axes and one image)
     save             a Figure as PNG / SVG / PDF bytes
-    image helpers    decode, fit_image, thumbnail, png_bytes, gif_bytes (Pillow: the store's PNGs and the GIFs)
+    image helpers    decode, fit_image, thumbnail, png_bytes, paletted, gif_bytes (Pillow: the store's PNGs and the
+                     GIFs, whose palettes keep the marker colours exact)
 
 Nothing here writes files; `report.py` does.
 """
@@ -23,7 +24,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
-from PIL import Image
+from PIL import Image, ImageColor
 
 INK = "#222222"
 MUTED = "#777777"
@@ -208,12 +209,34 @@ def png_bytes(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+# Colours a GIF frame keeps exactly: its palette is otherwise built from the frame, mostly image, where a small red
+# target dot is a handful of pixels that median cut merges into the image's colours (a grey mauve, once).
+MARKERS = (BAD, GOOD, INK, MUTED)
+
+
+def paletted(image: Image.Image, keep: Sequence[str] = MARKERS) -> Image.Image:
+    """An RGB image as a palette image for a GIF: Pillow's adaptive palette (median cut, no dithering) of
+    256 - len(keep) colours, plus the `keep` colours as entries of their own, which every pixel of exactly that
+    colour takes (anti-aliased edges keep the nearest adaptive colour)."""
+    exact = [ImageColor.getrgb(c)[:3] for c in keep]
+    adaptive = image.quantize(colors=256 - len(exact), method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    palette = adaptive.getpalette()                                      # 3 x (colours it uses)
+    first = len(palette) // 3
+    pixels, indices = np.asarray(image.convert("RGB")), np.array(adaptive)   # H x W x 3, H x W
+    for i, colour in enumerate(exact):
+        indices[(pixels == colour).all(axis=-1)] = first + i
+    out = Image.fromarray(indices, "P")
+    out.putpalette(palette + [v for colour in exact for v in colour])
+    return out
+
+
 def gif_bytes(frames: Sequence[Image.Image], size: tuple[int, int], duration: int = 250,
-              hold: int = 1000) -> bytes:
+              hold: int = 1000, keep: Sequence[str] = MARKERS) -> bytes:
     """A looping animated GIF of `frames`, each resized (bilinear, as the octaves resize) to `size` (width,
-    height); every frame shows for `duration` ms, the last one for `hold` ms."""
-    images = [f.convert("RGB") if f.size == tuple(size) else f.convert("RGB").resize(size, Image.Resampling.BILINEAR)
-              for f in frames]
+    height); every frame shows for `duration` ms, the last one for `hold` ms. Pixels of the `keep` colours (the
+    figures' marker colours) stay exactly those colours (`paletted`)."""
+    images = [paletted(f.convert("RGB") if f.size == tuple(size) else
+                       f.convert("RGB").resize(size, Image.Resampling.BILINEAR), keep) for f in frames]
     buf = io.BytesIO()
     images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
                    duration=[duration] * (len(images) - 1) + [hold], loop=0)

@@ -296,11 +296,16 @@ def direction_distribution(positions: np.ndarray, groups: np.ndarray, order: Seq
 
 
 def direction_strip(images: pd.DataFrame, thumbs: Mapping, title: str, *, thumb: int = GRID_THUMB) -> Figure:
-    """The start image (first row of `images`: key, target_name, position, group), then the stored images nearest
-    to points along the line through it, each with its position, class and group."""
-    cells = [Cell((thumbs.get(r.key),), (("start" if i == 0 else f"{r.position:+.2f}", BAD if i == 0 else INK),
+    """The start image and the stored images nearest to points along the line through it (`images`: key,
+    target_name, position, group, and start, True on the start image's row), left to right by position, each with
+    its position, class and group; the start image's position is marked "start" in red. As in the latent-directions
+    article's strips ("Starting with #3, other images are retrieved that are closest to the line"), the start image
+    stands where its own position puts it."""
+    ordered = images.sort_values("position", kind="mergesort")
+    cells = [Cell((thumbs.get(r.key),), ((f"start {r.position:+.2f}" if r.start else f"{r.position:+.2f}",
+                                         BAD if r.start else INK),
                                         (str(r.target_name)[:16], MUTED), (r.group or "-", MUTED)))
-             for i, r in enumerate(images.itertuples())]
+             for r in ordered.itertuples()]
     return grid_figure(cells, title=title, columns=len(cells), thumb=thumb)
 
 
@@ -314,9 +319,9 @@ def trajectory_frames(snapshots: pd.DataFrame, names: Sequence[str], *, size: tu
     """Input generation article, "InceptionV3 and GoogleNet Compared": "each gradient descent iteration ... with a
     scatterplot of the activation values for each output class at that iteration on the right". One Figure per
     recorded snapshot of one image (`snapshots`: its trajectories/ rows with a png, in step order, with step,
-    octave, target, label and logits): the image the step cropped from on the left, every class's output at that
-    step on the right (x: class index), the target in red; the y-axis spans all frames, so the video shows the
-    outputs move."""
+    octave, target, label and logits; a row with `final` True is the stored final image, `report.with_final_image`):
+    the image the step cropped from on the left, every class's output at that step on the right (x: class index),
+    the target in red; the y-axis spans all frames, so the video shows the outputs move."""
     snapshots = snapshots.sort_values("step").reset_index(drop=True)
     values = np.stack(snapshots["logits"].to_numpy()) if len(snapshots) else np.zeros((0, len(names)))  # F x C
     low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
@@ -330,7 +335,8 @@ def trajectory_frames(snapshots: pd.DataFrame, names: Sequence[str], *, size: tu
         left, right = figure.add_axes((0.02, 0.08, 0.40, 0.80)), figure.add_axes((0.52, 0.12, 0.45, 0.76))
         left.imshow(decode(r.png), interpolation="nearest")
         left.set_axis_off()
-        left.set_title(f"step {int(r.step)} (octave {int(r.octave) + 1})", fontsize=10)
+        final = "final image, " if bool(r.get("final", False)) else ""
+        left.set_title(f"{final}step {int(r.step)} (octave {int(r.octave) + 1})", fontsize=10)
         v = values[index]
         others = np.ones(len(v), bool)
         if target is not None:

@@ -148,6 +148,15 @@ def representatives(rows: Rows) -> Rows:
 def iter_pngs(store: Store | str, keys: Iterable[str]) -> Iterator[tuple[str, bytes]]:
     """PNG bytes of the images (or interpolation frames) with these keys, file by file (reads only key and png,
     keeps one file in memory)."""
+    for row in iter_image_rows(store, keys, ["png"]):
+        yield row["key"], row["png"]
+
+
+def iter_image_rows(store: Store | str, keys: Iterable[str], columns: Sequence[str]) -> Iterator[dict]:
+    """The rows of the images (or interpolation frames) with these keys, as {key, *columns} dicts, file by file:
+    reads the key column of each file, then `columns` of the files that hold a wanted key (keeps one file in
+    memory). Each key comes once, from the first file in name order (as in `read_rows`); a column an older file
+    lacks reads as OPTIONAL_COLUMNS says."""
     store, wanted = open_store(store), set(keys)
     frames = any(is_frame_key(k) for k in wanted)
     for path in store.files(IMAGES) + (store.files(FRAMES) if frames else []):
@@ -158,15 +167,16 @@ def iter_pngs(store: Store | str, keys: Iterable[str]) -> Iterator[tuple[str, by
         rows = [i for i, k in enumerate(key_column) if k in wanted]
         if not rows:
             continue
+        present = [c for c in columns if c in pf.schema_arrow.names or c not in OPTIONAL_COLUMNS]
         try:
-            table = pf.read(columns=["key", "png"]).take(rows)
+            table = pf.read(columns=["key", *present]).take(rows)
         except (pa.ArrowInvalid, OSError) as err:
-            raise StoreError(f"images/{posixpath.basename(path)}: the png column cannot be read "
-                             f"({first_line(err)})") from None
-        for key, png in zip(table.column("key").to_pylist(), table.column("png").to_pylist()):
-            if key in wanted:
-                wanted.discard(key)
-                yield key, png
+            raise StoreError(f"images/{posixpath.basename(path)}: the {' / '.join(present)} "
+                             f"column{'s' if len(present) > 1 else ''} cannot be read ({first_line(err)})") from None
+        for row in table.to_pylist():
+            if row["key"] in wanted:
+                wanted.discard(row["key"])
+                yield {**{c: OPTIONAL_COLUMNS[c] for c in columns if c not in present}, **row}
 
 
 # ---- where the analysis commands write -------------------------------------------------------------------------

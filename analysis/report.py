@@ -35,7 +35,7 @@ from PIL import Image
 from analysis import drawing
 from analysis import figures as fig
 from analysis.analyze import ANALYSIS_DIR, SUMMARY_FILE, AnalysisSummary, analyze_store
-from analysis.load import NUMERIC_COLUMNS, drop_temp_folder, iter_pngs, output_folder, read_rows
+from analysis.load import NUMERIC_COLUMNS, drop_temp_folder, iter_image_rows, iter_pngs, output_folder, read_rows
 from jobs.catalog import IMAGE_JOBS
 from sweep.export import UniqueNames, safe_name   # the one file-name rule, shared with `sweep export`
 from sweep.progress import Progress
@@ -148,7 +148,23 @@ def read_snapshots(st: Store, keys: list[str]) -> dict[str, pd.DataFrame]:
             raise StoreError(f"no snapshots of {key} in {st.uri}/{TRAJECTORIES}/ (run the sweep with "
                              f"--trajectory every:N,snapshots:M, and give a key `sweep status` lists)")
         out[key] = rows.to_pandas().sort_values("step").reset_index(drop=True)
-    return out
+    finals = {row["key"]: row for row in iter_image_rows(st, list(out), ["step", "label", "logits", "png"])}
+    return {key: with_final_image(rows, finals.get(key)) for key, rows in out.items()}
+
+
+def with_final_image(snapshots: pd.DataFrame, final: dict | None) -> pd.DataFrame:
+    """One image's snapshots (step order) and, as the last frame, its stored final image (`final`: its images/ row's
+    step, label, logits and png), which no snapshot shows: a snapshot at step t is the image the t-th step started
+    from, so with snapshots every 50 of 200 steps the last is step 150. Left as they are when the store has no
+    final image for the key, or does not say after how many steps it was taken (older stores)."""
+    snapshots = snapshots.assign(final=False)
+    if final is None or final["step"] is None or final["step"] <= snapshots["step"].iloc[-1]:
+        return snapshots
+    last = snapshots.iloc[-1]
+    row = {"key": last["key"], "step": final["step"], "octave": last["octave"], "target": last["target"],
+           "label": final["label"], "logits": np.asarray(final["logits"], np.float32), "png": final["png"],
+           "final": True}
+    return pd.concat([snapshots, pd.DataFrame([row])], ignore_index=True)
 
 
 def mp4_bytes(frames: list) -> bytes | None:

@@ -1,4 +1,5 @@
-"""Small text rules every layer shares: an error's message as one line, and what counts as a whole number.
+"""Small text rules every layer shares: an error's message as one line, what counts as a whole number, and a
+short listing of many items.
 
 `jobs` is the bottom layer (`sweep` and `analysis` import it, never the reverse), so these live here, with no
 import beyond the standard library.
@@ -24,3 +25,9 @@ def flattened(error: BaseException) -> str:
 def is_whole_number(text: str) -> bool:
     """True for ASCII digits only: `str.isdigit()` also accepts "²", which `int()` then refuses with a traceback."""
     return _WHOLE_NUMBER.fullmatch(text) is not None
+
+
+def listing(items, limit: int = 3) -> str:
+    """The first `limit` items, comma-separated, then "and N more" for the rest: an error names a few, not all."""
+    items = [str(i) for i in items]
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")

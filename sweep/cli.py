@@ -333,7 +333,8 @@ def figures(store, out, trajectories) -> None:
 @main.command()
 @click.option("--store", required=True, help="The store whose output vectors to use.")
 @click.option("--groups", required=True, help="CSV file: a group column and a key (one image) or class "
-              "(index or name: its class images) column, and optionally a job column; two groups.")
+              "(index or name: its class images) column, and optionally a job column; two groups for "
+              "--method logistic, two or more for bottleneck. Every key and class must have images in the store.")
 @click.option("--start", default=None, help="Key of the image the strip's line goes through "
               "(default: the first image of the first group).")
 @click.option("--components", type=click.IntRange(min=1), default=50, show_default=True,
@@ -345,7 +346,10 @@ def figures(store, out, trajectories) -> None:
 @click.option("--jobs", default=None, help="Comma list of the jobs whose images a class of the groups file "
               "stands for (default: octave,transfigure, its class images; a job column in the file overrides).")
 def directions(store, groups, start, components, out, method, jobs) -> None:
-    """A direction in the output space separating groups of images: positions table and figures."""
+    """A direction in the output space along which groups of images lie: positions table and figures.
+
+    Prints the groups in order along the direction with their mean position, and the ROC AUC of each neighbouring
+    pair in that order (1.000: the pair does not overlap; 0.500: not told apart)."""
     from analysis.directions import run_directions
     chosen = tuple(j.strip() for j in jobs.split(",") if j.strip()) if jobs else None
     with reported(store):

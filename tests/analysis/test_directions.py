@@ -7,7 +7,8 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 
-from analysis.directions import GroupsError, fit_bottleneck_direction, fit_direction, line_neighbours, read_groups
+from analysis.directions import (GroupsError, fit_bottleneck_direction, fit_direction, group_order, line_neighbours,
+                                 neighbour_separations, read_groups)
 
 
 def _two_groups(n=60, d=100, seed=0):
@@ -185,3 +186,108 @@ def test_bottleneck_direction_orders_several_groups_along_one_line():
         fit_direction(vectors, groups)
     with pytest.raises(GroupsError, match="at least two"):
         fit_bottleneck_direction(vectors, pd.Series(["long"] * len(vectors)))
+
+
+# --- walk-through audit: missing keys and classes, several groups, the strip's order -----------------------------
+
+def test_a_key_of_the_groups_file_that_is_not_in_the_store_is_refused_by_name(tmp_path):
+    frame = pd.DataFrame({"key": ["k0", "k1", "k2"], "job": "octave", "target": [0, 1, 2],
+                          "target_name": ["zero", "one", "two"]})
+    groups = tmp_path / "keys.csv"
+    groups.write_text("group,key\na,k0\nb,k1\nb,nokey\n")
+    with pytest.raises(GroupsError, match=r"keys.csv: key matches no image in the store: 'nokey'$"):
+        read_groups(str(groups), frame)
+    groups.write_text("group,key\na,k0\nb,k1\n" + "".join(f"b,typo{i}\n" for i in range(5)))
+    with pytest.raises(GroupsError, match=r"5 keys match no image in the store: 'typo0', 'typo1', 'typo2' and 2 more"):
+        read_groups(str(groups), frame)
+
+
+def test_a_class_without_images_in_the_store_is_refused_by_name(tmp_path):
+    """A store with classes 0-2 only: a groups file that also lists 4, 6, 7 and 8 names them, as an out-of-range
+    class is."""
+    names = tuple(f"digit {i}" for i in range(10))
+    frame = pd.DataFrame({"key": [f"k{i}" for i in range(3)], "job": "octave", "target": [0, 1, 2],
+                          "target_name": list(names[:3])})
+    groups = tmp_path / "classes.csv"
+    groups.write_text("class,group\n0,round\n6,round\n8,round\n1,straight\n4,straight\n7,straight\n")
+    with pytest.raises(GroupsError, match=r"classes.csv: 4 classes 6, 8, 4 and 1 more have no octave/transfigure "
+                                          r"images in the store$"):
+        read_groups(str(groups), frame, names)
+    groups.write_text("class,group\n0,round\n1,straight\ndigit 7,straight\n")
+    with pytest.raises(GroupsError, match=r"class digit 7 has no octave/transfigure images"):
+        read_groups(str(groups), frame, names)
+    groups.write_text("class,group,job\n0,round,octave\n1,straight,octave\n2,straight,opposite\n")
+    frame = pd.concat([frame, frame.assign(key=["o0", "o1", "o2"], job="opposite").iloc[:2]], ignore_index=True)
+    with pytest.raises(GroupsError, match=r"class 2 \(opposite\) has no images of their job"):
+        read_groups(str(groups), frame, names)
+    groups.write_text("class,group\n0,round\n1,straight\n")
+    assert read_groups(str(groups), frame, names).tolist() == ["round", "straight", "", "", ""]
+
+
+def test_neighbouring_groups_are_each_compared_along_the_direction():
+    positions = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 9.0])
+    labels = np.array(["loop", "loop", "round", "round", "straight", "straight", ""])
+    order = group_order(positions, labels)
+    assert order == ["loop", "round", "straight"]
+    assert neighbour_separations(positions, labels, order) == [("loop", "round", 1.0), ("round", "straight", 1.0)]
+    split = np.array([0.0, 1.0, -1.0, 6.0, 4.0, 5.0, 9.0])   # 'round' lies at both ends: mean 2.5, the middle
+    pairs = neighbour_separations(split, labels, group_order(split, labels))
+    assert [(a, b) for a, b, _ in pairs] == [("loop", "round"), ("round", "straight")]
+    assert [auc for _, _, auc in pairs] == [0.5, 0.5]   # neither neighbour is told apart from the split group
+
+
+def test_the_summary_of_three_groups_reports_every_group_and_every_neighbouring_pair(tmp_path):
+    from analysis.directions import run_directions
+    from analysis.synthetic import Image, noise_png, write_store
+
+    rng = np.random.default_rng(2)
+    names = [f"class {i}" for i in range(9)]
+    images = []
+    for seed in range(4):
+        for target in range(9):
+            logits = rng.normal(size=9)
+            logits[target] += 6
+            logits[:2] += 8.0 * (target // 3 - 1)   # classes 0-2, 3-5 and 6-8 lie in order along one axis
+            images.append(Image("octave", target, logits, seed=seed, png=noise_png(rng, 8)))
+    store = write_store(str(tmp_path / "store"), names, images)
+    groups = tmp_path / "groups.csv"
+    groups.write_text("class,group\n" + "".join(f"{c},{('loop', 'round', 'straight')[c // 3]}\n" for c in range(9)))
+    summary = run_directions(store, str(groups), n_components=5, n_points=4, method="bottleneck")
+    assert summary.fit.order == ("loop", "round", "straight")
+    assert list(summary.means) == ["loop", "round", "straight"]
+    assert summary.means["loop"] < summary.means["round"] < summary.means["straight"]
+    assert [(a, b) for a, b, _ in summary.separations] == [("loop", "round"), ("round", "straight")]
+    lines = summary.lines()
+    assert lines[0].startswith("direction from 'loop' through 'round' to 'straight'")
+    assert lines[1].startswith("groups along it, mean position (images): loop -") and "round" in lines[1] \
+        and "straight +" in lines[1] and "(12)" in lines[1]
+    assert "loop|round" in lines[2] and "round|straight" in lines[2] and "separation ROC AUC" in lines[2]
+    assert not any(line.startswith("note:") for line in lines)
+
+
+def test_a_group_of_one_image_gets_a_note(tmp_path):
+    from analysis.directions import DirectionsSummary
+
+    vectors, groups = _two_groups(n=10)
+    fit = fit_direction(vectors, groups, n_components=5)
+    summary = DirectionsSummary("t", (), fit, {"cat": -1.0, "dog": 1.0}, (("cat", "dog", 1.0),),
+                                {"cat": 1, "dog": 1, "(no group)": 160})
+    assert summary.auc == 1.0
+    assert "groups along it, mean position (images): cat -1.00 (1), dog +1.00 (1); in no group: 160 images" \
+        in summary.lines()
+    assert "note: cat, dog have fewer than 5 images" in "\n".join(summary.lines())
+
+
+def test_the_strip_reads_left_to_right_by_position_and_marks_the_start():
+    import re
+
+    from PIL import Image as PILImage
+
+    from analysis.figures import direction_strip
+
+    shown = pd.DataFrame({"key": list("sabcd"), "target_name": "x", "position": [0.5, -5.25, -5.52, 7.01, 6.88],
+                          "group": "", "start": [True, False, False, False, False]})
+    thumbs = {k: PILImage.new("RGB", (8, 8)) for k in shown["key"]}
+    figure = direction_strip(shown, thumbs, "strip")
+    numbers = [t.get_text() for t in figure.texts if re.fullmatch(r"(start )?[+-]\d+\.\d\d", t.get_text())]
+    assert numbers == ["-5.52", "-5.25", "start +0.50", "+6.88", "+7.01"]

@@ -224,3 +224,65 @@ def test_a_store_analysed_with_class_images_then_holding_only_image_jobs_loses_i
                                                                    "transfer_top3.parquet"]
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert files == ["dream-01.png", "index.html", "transfigure-01.png"]   # no class pages, grids or images left
+
+
+def _recorded(key: str, steps, n_classes: int = 6):
+    """A trajectories/ table of one image with a snapshot (a flat grey image and outputs 0..5) at each step."""
+    import pyarrow as pa
+    from sweep.store import encode_png
+    shot = encode_png(np.full((8, 8, 3), 100, np.uint8))
+    n = len(steps)
+    return pa.table({"key": [key] * n, "job": ["octave"] * n, "target": pa.array([3] * n, pa.int32()),
+                     "step": pa.array(steps, pa.int32()), "octave": pa.array([0] * n, pa.int32()),
+                     "label": pa.array([1] * n, pa.int32()),
+                     "logits": pa.array([list(np.arange(n_classes, dtype=np.float32))] * n,
+                                        pa.list_(pa.float32(), n_classes)),
+                     "png": pa.array([shot] * n, pa.binary())})
+
+
+def test_the_generation_video_ends_on_the_final_stored_image(tmp_path):
+    """Walk-through audit: with snapshots every 50 of 200 steps the video ended at step 150 (a snapshot at step t is
+    the image the t-th step started from), not on the image the sweep stored."""
+    from dataclasses import replace
+
+    from analysis.figures import trajectory_frames
+    from analysis.load import iter_pngs
+    from analysis.report import read_snapshots, with_final_image
+    from handmade import OCTAVE
+
+    key = key_of("octave", "", 3, -1, 0)
+    images = [replace(im, step=200) if im.job == "octave" else im for im in small_images()]
+    store = write_store(str(tmp_path / "s"), NAMES, images, options=OPTIONS)
+    Store.open(store).write_table(f"{TRAJECTORIES}/part-1.parquet", _recorded(key, [0, 50, 100, 150]))
+    shots = read_snapshots(Store.open(store), [key])[key]
+    assert shots.step.tolist() == [0, 50, 100, 150, 200] and shots.final.tolist() == [False] * 4 + [True]
+    assert shots.png.iloc[-1] == dict(iter_pngs(store, [key]))[key]
+    assert shots.logits.iloc[-1].tolist() == OCTAVE[3] and shots.label.iloc[-1] == 3 and shots.octave.iloc[-1] == 0
+    assert trajectory_frames(shots, NAMES)[-1].axes[0].get_title() == "final image, step 200 (octave 1)"
+    index = write_figures(store, trajectories=[key])
+    assert len(_gif_frames(index.parent / f"trajectory-{key.replace(':', '_')}.gif")) == 5
+    older = shots.iloc[:4].drop(columns="final")   # a store that does not say when its image was taken: as it was
+    assert len(with_final_image(older, {"step": -1, "label": 3, "logits": OCTAVE[3], "png": b""})) == 4
+    assert len(with_final_image(older, None)) == 4
+
+
+def test_the_trajectory_gif_keeps_the_target_dot_red():
+    """Walk-through audit: the GIF's palette, made from a frame that is mostly image, turned the red target dot a
+    grey mauve. Every pixel drawn in the marker red stays exactly that red in the decoded GIF."""
+    from PIL import ImageColor
+
+    from analysis.drawing import BAD, GOOD, rgb_pixels
+    from analysis.figures import trajectory_frames, trajectory_gif
+    from sweep.store import encode_png
+
+    rng = np.random.default_rng(0)
+    colourful = encode_png(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))   # crowds the adaptive palette
+    shots = pd.DataFrame({"step": [0, 10], "octave": [0, 0], "target": [3, 3], "label": [1, 3],
+                          "logits": [rng.normal(size=6), rng.normal(size=6)], "png": [colourful, colourful]})
+    frames = list(trajectory_frames(shots, NAMES))
+    decoded = [np.asarray(f) for f in _gif_frames(io.BytesIO(trajectory_gif(frames)))]
+    for colour, frame in ((BAD, 0), (BAD, 1), (GOOD, 1)):   # the target dot; the argmax title when it is the target
+        rgb = ImageColor.getrgb(colour)
+        drawn = (rgb_pixels(frames[frame]) == rgb).all(axis=-1)   # H x W
+        assert drawn.sum() > 10
+        assert (decoded[frame][drawn] == rgb).all(), colour

@@ -7,7 +7,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from analysis.load import NUMERIC_COLUMNS, StoreError, iter_pngs, open_store, read_rows, representatives
+from analysis.load import (NUMERIC_COLUMNS, StoreError, iter_image_rows, iter_pngs, open_store, read_rows,
+                           representatives)
 from analysis.synthetic import Image, write_store
 from handmade import NAMES, OCTAVE, corrupt_png_column, make_small_store
 
@@ -58,6 +59,18 @@ def test_pngs_are_read_for_the_requested_keys_only(small_store):
     got = dict(iter_pngs(store, wanted))
     assert sorted(got) == sorted(wanted)
     assert all(png.startswith(b"\x89PNG") for png in got.values())
+
+
+def test_chosen_columns_of_chosen_images_and_an_older_file_without_the_step(small_store):
+    wanted = ["octave:-:3:-1:0", "addition:merge:0:1:0"]
+    rows = {r["key"]: r for r in iter_image_rows(small_store, wanted, ["label", "logits", "step"])}
+    assert sorted(rows) == sorted(wanted) and set(rows["octave:-:3:-1:0"]) == {"key", "label", "logits", "step"}
+    assert rows["octave:-:3:-1:0"]["label"] == 3 and rows["octave:-:3:-1:0"]["logits"] == OCTAVE[3]
+    for name in os.listdir(os.path.join(small_store, "images")):   # as written before images/ had a step column
+        path = os.path.join(small_store, "images", name)
+        pq.write_table(pq.read_table(path).drop_columns(["step"]), path)
+    [old] = iter_image_rows(small_store, ["octave:-:3:-1:0"], ["step", "png"])
+    assert old["step"] == -1 and old["png"].startswith(b"\x89PNG")
 
 
 def test_temporary_files_are_ignored(small_store):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.text import first_line, flattened, is_whole_number
+from jobs.text import first_line, flattened, is_whole_number, listing
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -26,3 +26,8 @@ def test_flattened_joins_every_line_into_one():
     yaml_error = ValueError("while parsing a mapping\n  in \"s.yaml\", line 3\n    ^")
     assert flattened(yaml_error) == 'while parsing a mapping in "s.yaml", line 3 ^'
     assert flattened(OSError()) == "OSError"
+
+
+def test_listing_names_a_few_then_counts_the_rest():
+    assert listing([]) == "" and listing(["a"]) == "a" and listing("abc") == "a, b, c"
+    assert listing("abcde") == "a, b, c and 2 more" and listing(range(5), limit=1) == "0 and 4 more"

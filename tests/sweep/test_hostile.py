@@ -482,3 +482,22 @@ def test_python_dash_m_sweep_is_the_same_early_entry():
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert len(done.stderr.strip().splitlines()) == 1 and "/nonexistent/store" in done.stderr, done.stderr
+
+
+def test_directions_refuses_keys_and_classes_the_store_lacks_in_one_line(direction_store, tmp_path):
+    """Walk-through audit #1: a typo'd key, or a class without images, was dropped without a word (rc 0)."""
+    before = tree(direction_store)
+    keys = tmp_path / "keys.csv"
+    keys.write_text("group,key\na,octave:-:0:-1:0\nb,octave:-:1:-1:0\nb,nokey\n")
+    refused(invoke("directions", "--store", direction_store, "--groups", keys), "key matches no image", "'nokey'")
+    classes = tmp_path / "classes.csv"
+    classes.write_text("class,group\n0,a\n1,b\nc3,b\n")
+    classes_0_to_2 = tmp_path / "ds3"
+    from analysis.synthetic import Image, noise_png, write_store
+    rng = np.random.default_rng(0)
+    write_store(str(classes_0_to_2), [f"c{i}" for i in range(4)],
+                [Image("octave", t, rng.normal(size=4), seed=s, png=noise_png(rng, 8)) for t in range(3)
+                 for s in range(2)])
+    refused(invoke("directions", "--store", classes_0_to_2, "--groups", classes),
+            "class c3 has no octave/transfigure images in the store")
+    assert tree(direction_store) == before

@@ -119,7 +119,7 @@ def test_resume_with_trajectories_lands_every_row_once_and_feeds_analysis_and_vi
     assert made.exit_code == 0, made.output
     gif = store / "figures" / f"trajectory-{key.replace(':', '_')}.gif"
     from PIL import Image
-    assert Image.open(gif).n_frames == 2                         # snapshots at steps 0 and 2
+    assert Image.open(gif).n_frames == 3                         # snapshots at steps 0 and 2, the final image
     page = (store / "figures" / "classes" / f"{int(key.split(':')[2]):04d}.html").read_text()
     assert f"../{gif.name}" in page and (store / "figures" / "stability.png").exists()
 
