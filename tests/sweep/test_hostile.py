@@ -193,8 +193,7 @@ def test_quarantine_moves_an_unreadable_file_aside_once_and_its_items_become_mis
     assert (built / QUARANTINE / IMAGES / bad.name).exists() and not bad.exists()
     assert store.quarantine_unreadable() == []                  # once
     plan = Plan.from_options(store.manifest["options"])
-    pending = pending_work(plan, store)
-    missing, total = pending.items, pending.total
+    missing = pending_work(plan, store).items
     assert {i.key for i in missing} == {i.key for i in plan.items()} - store.done_keys()
     assert store.done_keys() < keys_before and len(missing) == len({i.key for i in missing})
 
