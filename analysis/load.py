@@ -21,7 +21,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from jobs.text import first_line
-from sweep.store import FRAMES, IMAGES, TEMP_DIR, Store, StoreError, is_frame_key, open_store, unreadable
+from sweep.store import FRAMES, IMAGES, TEMP_DIR, Store, StoreError, is_frame_key, no_images_yet, open_store, unreadable
 
 # Columns of the jobs from real images, and their values in stores written before those jobs existed.
 OPTIONAL_COLUMNS = {"source": "", "frame": -1, "step": -1}
@@ -105,7 +105,7 @@ def read_rows(store: Store | str, columns: Sequence[str] = NUMERIC_COLUMNS, fram
     if files and frames:
         files += store.files(FRAMES)
     if not files:
-        raise StoreError(f"store {store.uri} is empty: no images yet (run `sweep run` first)")
+        raise no_images_yet(store)
     for path in files:
         name = posixpath.basename(path)
         try:

@@ -19,7 +19,7 @@ from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster
 from sweep.interrupts import sigterm_as_interrupt
 from sweep.plan import PlanError
 from sweep.progress import Progress
-from sweep.store import ANALYSIS, IMAGES, Store, StoreError
+from sweep.store import ANALYSIS, IMAGES, Store, StoreError, no_images_yet
 from sweep.worker import WorkerConfig
 
 FEATURES_FILE = f"{ANALYSIS}/features.parquet"
@@ -46,7 +46,7 @@ def check(config: FeatureConfig) -> tuple[Store, dict]:
     if manifest is None:
         raise StoreError(f"{store.uri} has no manifest.json: not a sweep store")
     if not store.files(IMAGES):
-        raise StoreError(f"{store.uri} holds no images yet: run `sweep run` first")
+        raise no_images_yet(store)
     weights = config.weights or manifest.get("weights_source", "DEFAULT")
     model = load_model(manifest["model"], weights)
     if model.weights_id != manifest["weights"]:

@@ -37,7 +37,7 @@ from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster
 from sweep.interrupts import sigterm_as_interrupt
 from sweep.plan import PlanError
 from sweep.progress import Progress
-from sweep.store import IMAGES, Store, StoreError, decode_png, is_frame_key, open_store
+from sweep.store import IMAGES, Store, StoreError, decode_png, is_frame_key, no_images_yet, open_store
 from sweep.worker import SweepWorker, WorkerConfig
 
 SCORES = "scores"
@@ -251,7 +251,7 @@ def prepare(config: ScoreConfig) -> Prepared:
     store = open_store(config.store)
     manifest = store.manifest
     if not store.files(IMAGES):
-        raise StoreError(f"{store.uri} holds no images yet: run `sweep run` first")
+        raise no_images_yet(store)
     model = load_model(config.model, config.weights)          # refuses unknown models and missing weights here
     if model.n_classes != store.n_classes:
         raise PlanError(f"{model.name} has {model.n_classes} classes, the store's model {manifest['model']} has "

@@ -1049,6 +1049,19 @@ def running_sweep(store: "Store", timeout: float = LEASE_TIMEOUT) -> str | None:
     return describe_lease(lease) if lease is not None and not lease_expired(lease, timeout) else None
 
 
+def no_images_yet(store: "Store") -> StoreError:
+    """The error of a command that needs stored images on a store that has none, saying why there are none: a
+    sweep running on it has not stored its first batch yet, every item tried so far failed, or nothing ran."""
+    running = running_sweep(store)
+    if running is not None:
+        why = f"a sweep is running on it ({running}) and has not stored its first batch yet: wait for it"
+    elif store.files(FAILURES):
+        why = f"every item tried so far failed (`sweep status --store {store.uri}` says why)"
+    else:
+        why = "run `sweep run` first"
+    return StoreError(f"store {store.uri} holds no images yet: {why}")
+
+
 def busy(store: "Store", holder: dict, timeout: float) -> StoreBusy:
     return StoreBusy(f"store {store.uri} is in use by another sweep run ({describe_lease(holder)}): wait for it to "
                      f"finish; a driver that died releases the store after {timeout:g} s without a heartbeat "

@@ -106,11 +106,24 @@ def test_broken_manifest(small_store):
     assert "manifest" in _one_line(err)
 
 
-def test_empty_store(tmp_path):
-    store = write_store(str(tmp_path / "s"), NAMES, [])
+def test_a_store_without_images_says_why_it_has_none(tmp_path):
+    import pyarrow as pa
+    from sweep.store import FAILURES, Lease
+    store = open_store(write_store(str(tmp_path / "s"), NAMES, []))
     with pytest.raises(StoreError) as err:
-        read_rows(open_store(store))
-    assert "empty" in _one_line(err)
+        read_rows(store)
+    assert "holds no images yet: run `sweep run` first" in _one_line(err)
+    store.write_table(f"{FAILURES}/part-0.parquet", pa.table({"key": ["k"], "attempt": [1]}))
+    with pytest.raises(StoreError) as err:                  # a walk-through was told to run `sweep run` here
+        read_rows(store)
+    assert "every item tried so far failed (`sweep status" in _one_line(err)
+    lease = Lease.acquire(store, "run-1")
+    try:
+        with pytest.raises(StoreError) as err:
+            read_rows(store)
+        assert "a sweep is running on it (host " in _one_line(err) and "run run-1" in _one_line(err)
+    finally:
+        lease.release()
 
 
 def test_foreign_parquet_file(small_store):
