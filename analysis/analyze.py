@@ -28,12 +28,13 @@ from analysis.projection import ConstantOutputs, pca_tables
 from analysis.stability import read_trajectories, stability_summary, stability_table
 from analysis.tables import (METRICS, additions_summary, additions_table, classes_table, opposites_summary,
                              opposites_table)
-from analysis.transfer import TOP3_FILE, TRANSFER_FILE, transfer_tables
+from analysis.transfer import PERCENTILE, TOP3_FILE, TRANSFER_FILE, success_measure, success_table, transfer_tables
 from jobs.catalog import CLASSLESS, IMAGE_JOBS
 from sweep.store import ANALYSIS as ANALYSIS_DIR, Store, StoreError, open_store
 
 SUMMARY_FILE = "summary.json"
-OPPOSITE_PERCENTILE = "opposite percentile"   # key of the opposites' mean target percentile in `transfer`
+ANALYSIS_VERSION = 2   # what the tables and summary hold; `sweep figures` analyses a store with an older one again
+                       #   (2: the summary's transfer judges each job by its own measure)
 # Every file the stage may write (names under {store}/analysis/).
 TABLE_FILES = ("classes.parquet", "opposites.parquet", "opposites_summary.parquet", "additions.parquet",
                "additions_summary.parquet", "pca.parquet", "pca_variance.parquet", "graph_nodes.parquet",
@@ -64,10 +65,11 @@ class AnalysisSummary:
     largest_components: list[int] = field(default_factory=list)
     cliques_over_two: int = 0
     image_jobs: dict = field(default_factory=dict)   # job from a real image -> {images, on_target}
-    transfer: dict = field(default_factory=dict)     # scorer -> {job[/variant]: share top-1 = target}
+    transfer: dict = field(default_factory=dict)     # scorer -> {job[/variant]: its own measure's value}
     stability: list = field(default_factory=list)     # stability_summary rows (with --trajectory runs only)
     notes: list[str] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)   # files written under {store}/analysis/
+    version: int = 1                                  # ANALYSIS_VERSION of the analysis (1: before it was recorded)
 
     def lines(self) -> list[str]:
         out = [f"store {self.store}: model {self.model}, {self.n_classes} classes; "
@@ -98,11 +100,8 @@ class AnalysisSummary:
                        f"{self.metric} in classes.parquet and graph.graphml): "
                        f"{self.components} components, largest {self.largest_components[:5]}; "
                        f"cliques of more than two classes: {self.cliques_over_two}")
-        for scorer, shares in self.transfer.items():
-            percentile = shares.get(OPPOSITE_PERCENTILE)
-            out.append(f"scorer {scorer}, share top-1 = target: "
-                       + ", ".join(f"{row} {share:.0%}" for row, share in shares.items() if row != OPPOSITE_PERCENTILE)
-                       + ("" if percentile is None else f"; opposites' class at percentile {percentile:.0f}"))
+        for scorer, values in self.transfer.items():
+            out.append(f"scorer {scorer}, each job by its own measure: {transfer_words(values)}")
         for s in self.stability:
             share = {k: "n/a" if s[k] is None else f"{s[k]:.1%}"
                      for k in ("change_rate", "target_top1_share", "settled_share")}
@@ -138,7 +137,7 @@ def analyze_store(store: Store | str, metric: str = "cosine") -> AnalysisSummary
         store=st.uri, metric=metric, model=str(st.manifest.get("model", "?")), n_classes=st.n_classes,
         fingerprint=fingerprint,
         images={job: int(n) for job, n in rows.meta["job"].value_counts(sort=False).sort_index().items()},
-        coverage=cov.lines(st.class_names), complete=cov.complete)
+        coverage=cov.lines(st.class_names), complete=cov.complete, version=ANALYSIS_VERSION)
     if dropped:
         summary.notes.append(f"{dropped} images left out: class indices outside the model's {st.n_classes} "
                              f"classes or outputs that are not finite")
@@ -159,14 +158,21 @@ def analyze_store(store: Store | str, metric: str = "cosine") -> AnalysisSummary
 
 
 def _transfer_numbers(table: pd.DataFrame) -> dict:
-    """scorer -> {job[/variant]: share top-1 = target}, and for opposites the mean percentile of their class."""
+    """scorer -> {job[/variant]: the value of the job's own measure (`analysis.transfer.success_measure`)}."""
     out: dict = {}
-    for r in table.itertuples():
-        if r.job == "opposite":
-            out.setdefault(r.scorer, {})[OPPOSITE_PERCENTILE] = float(r.target_percentile)
-        elif not np.isnan(r.top1_share):
-            out.setdefault(r.scorer, {})[f"{r.job}/{r.variant}" if r.variant else r.job] = float(r.top1_share)
+    for r in success_table(table).itertuples():
+        out.setdefault(r.scorer, {})[f"{r.job}/{r.variant}" if r.variant else r.job] = float(r.value)
     return out
+
+
+def transfer_words(values: dict) -> str:
+    """One scorer's {job[/variant]: value} in words, rows of one measure together, each measure named once:
+    `octave 100%, transfigure 90% (top-1 = target); addition/merge 98% (both classes in the top 2); ...`."""
+    by_measure: dict = {}
+    for row, value in values.items():
+        by_measure.setdefault(success_measure(row.split("/")[0]), []).append((row, value))
+    return "; ".join(", ".join(f"{row} pct {v:.0f}" if measure.column == PERCENTILE else f"{row} {v:.0%}"
+                               for row, v in rows) + f" ({measure.name})" for measure, rows in by_measure.items())
 
 
 def usable_rows(rows: Rows, n_classes: int) -> tuple[Rows, int]:

@@ -34,7 +34,7 @@ from PIL import Image
 
 from analysis import drawing
 from analysis import figures as fig
-from analysis.analyze import ANALYSIS_DIR, SUMMARY_FILE, AnalysisSummary, analyze_store
+from analysis.analyze import ANALYSIS_DIR, ANALYSIS_VERSION, SUMMARY_FILE, AnalysisSummary, analyze_store
 from analysis.load import NUMERIC_COLUMNS, drop_temp_folder, iter_image_rows, iter_pngs, output_folder, read_rows
 from jobs.catalog import IMAGE_JOBS
 from sweep.export import UniqueNames, safe_name   # the one file-name rule, shared with `sweep export`
@@ -77,8 +77,8 @@ def current_summary(store: str) -> AnalysisSummary:
             summary = AnalysisSummary.from_json(data.decode("utf-8"))
         except (ValueError, TypeError):
             summary = None
-    current = summary is not None and summary.fingerprint == st.fingerprint() and all(
-        st.exists(ANALYSIS_DIR, name) for name in summary.tables)
+    current = summary is not None and summary.version == ANALYSIS_VERSION and \
+        summary.fingerprint == st.fingerprint() and all(st.exists(ANALYSIS_DIR, name) for name in summary.tables)
     if not current:
         summary = analyze_store(store, summary.metric if summary else "cosine")
     return summary
@@ -239,9 +239,11 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
         step("transfer")
         from analysis.transfer import transfer_figure
         files = writer.figure_files("transfer", transfer_figure(transfer), svg=True)
-        figures.append(ReportFigure("Transfer to other models", files, "Share of each job's images whose top-1 "
-                                    "class is the target, per scoring model (the generating model first; "
-                                    "`sweep score` adds scorers)."))
+        figures.append(ReportFigure("Transfer to other models", files, "Each job's images judged by its own "
+                                    "measure, per scoring model (the generating model first; `sweep score` adds "
+                                    "scorers): octave and image jobs by the share with the target top-1, additions "
+                                    "by the share with both classes in the top 2, opposites by the mean percentile "
+                                    "of the minimised class (0: the scorer's lowest output)."))
     notes = []
     if "features" in tables:
         step("features")

@@ -13,6 +13,9 @@ every scorer present in a store (the generating model from the stored `logits`, 
     target_percentile  opposites: mean percentile rank of the minimised class under the scorer (0: its lowest
                        output, 100: its highest; Latent space, "Opposites": does the scorer rank it low too?)
 
+Each job is judged by its own measure (`success_measure`, `success_table`): what the figures, the analysis summary
+and the report show as a job's success on a scorer. The other columns stay in the table for closer reading.
+
 `transfer_table` and `compare_table` are pure (tables in, DataFrame out); `transfer_figure` and `compare_figure`
 return matplotlib Figures; `store_outputs` is the one reader (through `sweep.store` and `sweep.score`).
 """
@@ -33,7 +36,47 @@ COLUMNS = ["generator", "scorer", "own", "job", "variant", "images", "top1_share
            "mean_target_prob", "both_top2_share", "both_top5_share", "target_percentile"]
 LABELS = {"top1_share": "share with top-1 = target", "top5_share": "share with the target in the top 5",
           "mean_target_prob": "mean target probability", "both_top2_share": "share with both classes in the top 2",
-          "both_top5_share": "share with both classes in the top 5"}
+          "both_top5_share": "share with both classes in the top 5",
+          "target_percentile": "mean percentile of the minimised class (0: the lowest output)"}
+PERCENTILE = "target_percentile"   # the one statistic that is a rank (0-100, low: success), not a share (0-1)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """How one job's images are judged: a column of the transfer table and its name."""
+    column: str
+    name: str                       # as the figures and the summary label it
+
+
+# Latent space article, "Vector Addition and Subtraction": an addition succeeds when the result shows both classes,
+# "characteristics of both target classes ... found in the same contiguous object" (merging) or "both target
+# objects are recognizable and separated in the final image" (juxtaposition); one class alone is a failure. So an
+# addition is judged by both classes being the scorer's top two (top-1 = target is at most ~50% by construction).
+# An opposite minimises its class (Latent space, "Opposites"): judged by how low the scorer ranks that class.
+MEASURES = {
+    "addition": Measure("both_top2_share", "both classes in the top 2"),
+    "opposite": Measure(PERCENTILE, "percentile of the minimised class (low: success)"),
+    "interpolate": Measure("top1_share", "top-1 = class b"),   # its final image aims at class b
+}
+TOP1 = Measure("top1_share", "top-1 = target")   # octave and the other jobs with a target
+
+
+def success_measure(job: str) -> Measure:
+    """The measure a job's images are judged by (classless jobs, dreams, have none: their values are NaN)."""
+    return MEASURES.get(job, TOP1)
+
+
+def success_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The transfer table's rows with each job's own measure: `measure` (its column), `measure_name` and `value`;
+    rows without a value (classless jobs) are left out."""
+    measures = [success_measure(job) for job in table["job"]]
+    columns = np.array([m.column for m in measures], dtype=object)
+    value = np.full(len(table), np.nan)
+    for column in set(columns):
+        mine = columns == column
+        value[mine] = table[column].to_numpy(dtype=float)[mine]
+    out = table.assign(measure=columns, measure_name=[m.name for m in measures], value=value)
+    return out[out["value"].notna()].reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -137,48 +180,63 @@ def matrix(table: pd.DataFrame, index: str, columns: str, value: str = "top1_sha
     return table.pivot_table(index=index, columns=columns, values=value, aggfunc="first", sort=True)
 
 
-def _heatmap(ax, grid: pd.DataFrame, title: str) -> None:
+def _heatmap(ax, grid: pd.DataFrame, title: str, percentile_rows: Sequence = ()) -> None:
+    """Shares as percentages; rows in `percentile_rows` hold percentile ranks (written `pct N`, shaded dark when
+    low: the colour always means success)."""
     values = grid.to_numpy(dtype=float)
-    ax.imshow(np.nan_to_num(values, nan=0.0), vmin=0.0, vmax=1.0, cmap="Blues", aspect="auto")
+    percentile = np.isin(np.asarray(grid.index, dtype=object), list(percentile_rows))[:, None]   # rows x 1
+    strength = np.where(percentile, 1.0 - values / 100.0, values)
+    ax.imshow(np.nan_to_num(strength, nan=0.0), vmin=0.0, vmax=1.0, cmap="Blues", aspect="auto")
     for (i, j), v in np.ndenumerate(values):
-        ax.text(j, i, "–" if np.isnan(v) else f"{v:.0%}", ha="center", va="center", fontsize=8,
-                color="white" if v > 0.6 else "black")
+        text = "–" if np.isnan(v) else f"pct {v:.0f}" if percentile[i, 0] else f"{v:.0%}"
+        ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                color="white" if strength[i, j] > 0.6 else "black")
     ax.set_xticks(range(grid.shape[1]), [str(c) for c in grid.columns], rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(grid.shape[0]), [str(r) for r in grid.index], fontsize=8)
     ax.set_title(title, fontsize=9)
 
 
-def transfer_figure(table: pd.DataFrame, value: str = "top1_share"):
-    """The job x scorer matrix of one statistic (default: share with top-1 = target), numbers in the cells, the
-    generating model's column first. Opposites are left out of the top-k shares (their class is meant to rank low:
-    see `target_percentile`)."""
-    from matplotlib.figure import Figure
+def _judged(table: pd.DataFrame, value: str | None) -> pd.DataFrame:
+    """The rows a figure shows, with `value` and `measure_name`: each job by its own measure (`value` None), or one
+    statistic for every job (opposites are left out of the top-k shares: their class is meant to rank low)."""
+    if value is None:
+        return success_table(table)
     rows = table[table[value].notna()]
     if value in ("top1_share", "top5_share"):
         rows = rows[rows["job"] != "opposite"]
-    rows = rows.assign(row=rows["job"] + np.where(rows["variant"] != "", " / " + rows["variant"], ""))
-    grid = matrix(rows, "row", "scorer", value) if len(rows) else pd.DataFrame()
+    return rows.assign(measure=value, measure_name=LABELS.get(value, value), value=rows[value])
+
+
+def transfer_figure(table: pd.DataFrame, value: str | None = None):
+    """The job x scorer matrix, numbers in the cells, the generating model's column first: each job judged by its
+    own measure (`success_measure`, named in the row label), or with `value` one statistic for every job."""
+    from matplotlib.figure import Figure
+    rows = _judged(table, value)
+    label = rows["job"] + np.where(rows["variant"] != "", " / " + rows["variant"], "")
+    rows = rows.assign(row=label + (": " + rows["measure_name"] if value is None else ""))
+    grid = matrix(rows, "row", "scorer", "value") if len(rows) else pd.DataFrame()
     if len(grid):
         own = list(dict.fromkeys(rows.loc[rows["own"], "scorer"]))
         grid = grid[own + [c for c in grid.columns if c not in own]]
-    figure = Figure(figsize=(2.0 + 1.1 * max(grid.shape[1], 1), 1.2 + 0.4 * max(grid.shape[0], 1)),
+    label_inches = 0.065 * max((len(str(r)) for r in grid.index), default=10)   # row labels at 8 pt
+    figure = Figure(figsize=(1.0 + label_inches + 1.1 * max(grid.shape[1], 1), 1.2 + 0.4 * max(grid.shape[0], 1)),
                     layout="constrained")
     ax = figure.add_subplot()
     if grid.empty:
         ax.text(0.5, 0.5, "no scored images", ha="center", va="center")
         ax.set_axis_off()
         return figure
-    _heatmap(ax, grid, LABELS.get(value, value))
+    percentile = set(rows.loc[rows["measure"] == PERCENTILE, "row"])
+    _heatmap(ax, grid, "each job by its own measure" if value is None else LABELS.get(value, value), percentile)
     ax.set_xlabel(f"scoring model (images made by {rows['generator'].iloc[0]})", fontsize=8)
     return figure
 
 
-def compare_figure(table: pd.DataFrame, value: str = "top1_share"):
-    """One generator x scorer matrix per job/variant (the N x N comparison of `sweep compare`)."""
+def compare_figure(table: pd.DataFrame, value: str | None = None):
+    """One generator x scorer matrix per job/variant (the N x N comparison of `sweep compare`): each job judged by
+    its own measure (`success_measure`, named in the panel's title), or with `value` one statistic for every job."""
     from matplotlib.figure import Figure
-    rows = table[table[value].notna()]
-    if value in ("top1_share", "top5_share"):
-        rows = rows[rows["job"] != "opposite"]
+    rows = _judged(table, value)
     groups = list(rows.groupby(["job", "variant"], sort=True))
     n = max(len(groups), 1)
     columns = min(n, 3)
@@ -192,10 +250,14 @@ def compare_figure(table: pd.DataFrame, value: str = "top1_share"):
         return figure
     for i, ((job, variant), part) in enumerate(groups):
         ax = figure.add_subplot((n + columns - 1) // columns, columns, i + 1)
-        _heatmap(ax, matrix(part, "generator", "scorer", value), f"{job}{' / ' + variant if variant else ''}")
+        grid = matrix(part, "generator", "scorer", "value")
+        title = f"{job}{' / ' + variant if variant else ''}" + (f":\n{part['measure_name'].iloc[0]}"
+                                                                 if value is None else "")
+        _heatmap(ax, grid, title, grid.index if part["measure"].iloc[0] == PERCENTILE else ())
         ax.set_xlabel("scorer", fontsize=8)
         ax.set_ylabel("generator", fontsize=8)
-    figure.suptitle(f"{LABELS.get(value, value)}: generating model x scoring model", fontsize=10)
+    figure.suptitle(("each job by its own measure" if value is None else LABELS.get(value, value))
+                    + ": generating model x scoring model", fontsize=10)
     return figure
 
 

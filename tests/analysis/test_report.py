@@ -237,3 +237,18 @@ def test_index_lists_the_classes_first_shows_grids_full_width_and_links_directio
     assert not (index.parent / ".tmp").exists()
     write_figures(small_store)                                      # a new report keeps the directions' files
     assert (index.parent / "directions-strip.png").is_file()
+
+
+def test_figures_analyse_again_a_store_analysed_by_an_older_classweep(small_store):
+    """A summary without the current ANALYSIS_VERSION (here: one whose transfer numbers were top-1 shares for every
+    job) is not shown as it is: the analysis runs again."""
+    import json
+    analyze_store(small_store)
+    path = Path(small_store) / "analysis" / "summary.json"
+    old = json.loads(path.read_text())
+    del old["version"]
+    old["transfer"] = {scorer: {"addition/merge": 0.4, "opposite percentile": 4.0} for scorer in old["transfer"]}
+    path.write_text(json.dumps(old))
+    html = write_figures(small_store).read_text()
+    assert json.loads(path.read_text())["version"] >= 2 and "each job by its own measure" in html
+    assert "opposite percentile" not in html

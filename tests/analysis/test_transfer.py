@@ -7,8 +7,9 @@ import pytest
 
 from analysis import analyze_store
 from analysis.synthetic import Image, write_store
-from analysis.transfer import (Outputs, compare_figure, compare_table, top_classes, transfer_figure,
-                               transfer_table)
+from analysis.analyze import AnalysisSummary, _transfer_numbers
+from analysis.transfer import (COLUMNS, Outputs, compare_figure, compare_table, success_table, top_classes,
+                               transfer_figure, transfer_table)
 from sweep.score import SCORER_FILE, SCORES, ScorePlan, scorer_id, scores_table
 from sweep.store import Store
 
@@ -100,10 +101,54 @@ def test_compare_table_and_figures():
     assert len(compare_table([a, a])) == len(a)                      # a store given twice counts once
     figure = transfer_figure(a)
     cells = [t.get_text() for t in figure.axes[0].texts]
-    # 3 job rows (opposites are not drawn as top-1 shares) x 2 scorers, the generating model's column first
-    assert len(cells) == 2 * 3 and "67%" in cells
+    # 4 job rows x 2 scorers, each job by its own measure (opposites by percentile), the generating model first
+    assert len(cells) == 2 * 4 and "67%" in cells and {"pct 0", "pct 50"} <= set(cells)
     assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["gen", "other"]
-    assert len(compare_figure(table).axes) == 3
+    assert len(compare_figure(table).axes) == 4
+    top1 = [t.get_text() for t in transfer_figure(a, "top1_share").axes[0].texts]   # one statistic for every job
+    assert len(top1) == 2 * 3 and not any(t.startswith("pct") for t in top1)
+
+
+def judged_table() -> pd.DataFrame:
+    """A transfer table where each job's own measure differs from its top-1 share: additions with 40% top-1 but
+    95% both classes in the top 2, opposites with their class at percentile 4 (and a top-1 share of 0)."""
+    def r(job, variant, top1, both2=np.nan, percentile=np.nan, scorer="gen"):
+        return {"generator": "gen", "scorer": scorer, "own": scorer == "gen", "job": job, "variant": variant,
+                "images": 10, "top1_share": top1, "top5_share": 1.0, "mean_target_prob": 0.5,
+                "both_top2_share": both2, "both_top5_share": 1.0 if job == "addition" else np.nan,
+                "target_percentile": percentile}
+    return pd.DataFrame([r("octave", "", 0.9), r("addition", "merge", 0.4, both2=0.95),
+                         r("opposite", "", 0.0, percentile=4.0), r("interpolate", "", 0.7),
+                         r("dream", "x", np.nan)], columns=COLUMNS)
+
+
+def test_each_job_is_judged_by_its_own_measure():
+    judged = success_table(judged_table()).set_index("job")
+    assert judged.loc["addition", "measure"] == "both_top2_share" and judged.loc["addition", "value"] == 0.95
+    assert judged.loc["opposite", "measure"] == "target_percentile" and judged.loc["opposite", "value"] == 4.0
+    assert judged.loc["octave", "value"] == 0.9 and judged.loc["interpolate", "measure_name"] == "top-1 = class b"
+    assert "dream" not in judged.index                                  # classless: no measure
+    figure = transfer_figure(judged_table())
+    cells = [t.get_text() for t in figure.axes[0].texts]
+    rows = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+    assert "95%" in cells and "40%" not in cells and "pct 4" in cells
+    assert "addition / merge: both classes in the top 2" in rows and "octave: top-1 = target" in rows
+    titles = [ax.get_title() for ax in compare_figure(compare_table([judged_table()])).axes]
+    assert "addition / merge:\nboth classes in the top 2" in titles
+    panel = compare_figure(compare_table([judged_table()])).axes[titles.index("addition / merge:\nboth classes in "
+                                                                               "the top 2")]
+    assert [t.get_text() for t in panel.texts] == ["95%"]
+
+
+def test_the_summary_names_each_job_by_its_own_measure():
+    numbers = _transfer_numbers(judged_table())
+    assert numbers == {"gen": {"addition/merge": 0.95, "interpolate": 0.7, "octave": 0.9, "opposite": 4.0}}
+    summary = AnalysisSummary(store="s", metric="cosine", model="m", n_classes=6, fingerprint="f", images={},
+                              coverage=[], complete=True, transfer=numbers)
+    line = next(line for line in summary.lines() if line.startswith("scorer gen"))
+    assert "addition/merge 95% (both classes in the top 2)" in line and "40%" not in line
+    assert "octave 90% (top-1 = target)" in line and "opposite pct 4 (percentile of the minimised class" in line
+    assert "share top-1 = target" not in line
 
 
 def test_analyze_writes_the_transfer_table(tmp_path):
