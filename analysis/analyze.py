@@ -30,7 +30,7 @@ from analysis.tables import (METRICS, additions_summary, additions_table, classe
                              opposites_table)
 from analysis.transfer import PERCENTILE, TOP3_FILE, TRANSFER_FILE, success_measure, success_table, transfer_tables
 from jobs.catalog import CLASSLESS, IMAGE_JOBS
-from sweep.store import ANALYSIS as ANALYSIS_DIR, Store, StoreError, open_store
+from sweep.store import ANALYSIS as ANALYSIS_DIR, SCORES, Store, StoreError, open_store
 
 SUMMARY_FILE = "summary.json"
 ANALYSIS_VERSION = 2   # what the tables and summary hold; `sweep figures` analyses a store with an older one again
@@ -70,6 +70,7 @@ class AnalysisSummary:
     notes: list[str] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)   # files written under {store}/analysis/
     version: int = 1                                  # ANALYSIS_VERSION of the analysis (1: before it was recorded)
+    scores_fingerprint: str = ""                      # of the scores/ files analysed (`sweep score`'s)
 
     def lines(self) -> list[str]:
         out = [f"store {self.store}: model {self.model}, {self.n_classes} classes; "
@@ -129,6 +130,7 @@ def analyze_store(store: Store | str, metric: str = "cosine") -> AnalysisSummary
         raise StoreError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
     st = open_store(store)
     fingerprint = st.fingerprint()   # before reading: a file the sweep adds meanwhile makes the tables stale
+    scores_fingerprint = st.fingerprint(SCORES)
     rows, dropped = usable_rows(read_rows(st), st.n_classes)
     cov = coverage(st.manifest, rows.meta["key"])
     octaves = rows.job("octave")
@@ -137,7 +139,8 @@ def analyze_store(store: Store | str, metric: str = "cosine") -> AnalysisSummary
         store=st.uri, metric=metric, model=str(st.manifest.get("model", "?")), n_classes=st.n_classes,
         fingerprint=fingerprint,
         images={job: int(n) for job, n in rows.meta["job"].value_counts(sort=False).sort_index().items()},
-        coverage=cov.lines(st.class_names), complete=cov.complete, version=ANALYSIS_VERSION)
+        coverage=cov.lines(st.class_names), complete=cov.complete, version=ANALYSIS_VERSION,
+        scores_fingerprint=scores_fingerprint)
     if dropped:
         summary.notes.append(f"{dropped} images left out: class indices outside the model's {st.n_classes} "
                              f"classes or outputs that are not finite")

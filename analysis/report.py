@@ -1,6 +1,6 @@
 """`write_figures`: the figures and a static, offline HTML report of an analysed store.
 
-    analysis tables (run `analyze_store` first when absent or older than the images)
+    analysis tables (run `analyze_store` first when absent or older than the images or the scores, saying why)
     -> PNGs of the shown rows only, each decoded once: a page-size thumbnail file + a grid thumbnail in memory
     -> contact sheets, PCA scatter, graph pages, opposites grid, additions grid, feature scatter (PNG, SVG)
     -> when the store has them, the jobs from real images: transfiguration, dream and directed-dream grids (the
@@ -20,6 +20,7 @@ import collections
 import functools
 import os
 import posixpath
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ from analysis.load import NUMERIC_COLUMNS, drop_temp_folder, iter_image_rows, it
 from jobs.catalog import IMAGE_JOBS
 from sweep.export import UniqueNames, safe_name   # the one file-name rule, shared with `sweep export`
 from sweep.progress import Progress
-from sweep.store import Store, open_store, source_file
+from sweep.store import SCORES, Store, open_store, source_file
 
 GRID_THUMB = fig.GRID_THUMB   # px, images in the grids
 PAGE_THUMB = 256         # px, images written for the HTML pages (never enlarged; the browser scales them)
@@ -67,8 +68,24 @@ def load_tables(st: Store) -> dict[str, pd.DataFrame]:
     return out
 
 
-def current_summary(store: str) -> AnalysisSummary:
-    """The store's analysis summary, running the analysis when it is missing or older than the images."""
+def stale_reason(st: Store, summary: AnalysisSummary | None) -> str | None:
+    """Why the store's analysis (its `summary`, None when there is none) must run again before the figures are
+    drawn; None when it is current."""
+    if summary is None:
+        return "no analysis yet"
+    if summary.version != ANALYSIS_VERSION:
+        return "the analysis was made by an older classweep"
+    if summary.fingerprint != st.fingerprint():
+        return "the store's images are newer than the analysis"
+    if summary.scores_fingerprint != st.fingerprint(SCORES):
+        return "the store's scores (`sweep score`) are newer than the analysis"
+    missing = [name for name in summary.tables if not st.exists(ANALYSIS_DIR, name)]
+    return f"{ANALYSIS_DIR}/{missing[0]} is missing" if missing else None
+
+
+def current_summary(store: str, stream: TextIO | None = None) -> AnalysisSummary:
+    """The store's analysis summary, running the analysis first (and saying why in one line on `stream`, stderr by
+    default) when it is missing, or older than the images, the scores or this version of the analysis."""
     st = open_store(store)
     data = st.read_bytes(f"{ANALYSIS_DIR}/{SUMMARY_FILE}")
     summary = None
@@ -77,10 +94,11 @@ def current_summary(store: str) -> AnalysisSummary:
             summary = AnalysisSummary.from_json(data.decode("utf-8"))
         except (ValueError, TypeError):
             summary = None
-    current = summary is not None and summary.version == ANALYSIS_VERSION and \
-        summary.fingerprint == st.fingerprint() and all(st.exists(ANALYSIS_DIR, name) for name in summary.tables)
-    if not current:
-        summary = analyze_store(store, summary.metric if summary else "cosine")
+    reason = stale_reason(st, summary)
+    if reason is not None:
+        metric = summary.metric if summary else "cosine"
+        print(f"{reason}: running `sweep analyze --metric {metric}` first", file=stream or sys.stderr, flush=True)
+        summary = analyze_store(store, metric)
     return summary
 
 
@@ -111,14 +129,15 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     """Write every figure and the HTML report; returns the path of index.html.
 
     `store`: an opened store or its URI. `out` defaults to {store}/figures (a local folder or a URI). The analysis
-    runs first when its tables are missing or older than the store's images. Progress goes to `stream` (stderr by
-    default): a bar on a terminal, plain lines otherwise. `trajectories`: keys of images whose recorded snapshots
+    runs first, with a line on `stream` saying why, when its tables are missing or older than the store's images or
+    scores (`stale_reason`). Progress goes to `stream` (stderr by default): a bar on a terminal, plain lines
+    otherwise. `trajectories`: keys of images whose recorded snapshots
     become a video (GIF; MP4 too when an ffmpeg encoder is available, none otherwise), linked from their class
     page; StoreError, before anything is written, for a key without snapshots.
     """
     st = open_store(store) if isinstance(store, str) else store
     snapshots = read_snapshots(st, list(trajectories))
-    summary = current_summary(st.uri)
+    summary = current_summary(st.uri, stream)
     st = open_store(st.uri)   # the analysis may have written tables since
     tables = load_tables(st)
     folder = output_folder(out, st)

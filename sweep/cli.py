@@ -357,6 +357,8 @@ def directions(store, groups, start, components, out, method, jobs) -> None:
                                  method=method, jobs=chosen)
     for line in summary.lines():
         click.echo(line)
+    click.echo(f"index.html links these figures from the next `sweep figures --store {store}"
+               f"{' --out ' + out if out else ''}` on")
 
 
 @main.command()
@@ -378,6 +380,9 @@ def score(store, model, weights, jobs, batch_size, address, workers, device, cpu
                                                                stall_timeout)))
     for line in summary.lines():
         click.echo(line)
+    if summary.scored:
+        click.echo(f"the transfer table and figure include this scorer after `sweep analyze --store {store}` (or "
+                   "`sweep figures`, which analyses again first)")
 
 
 @main.command()

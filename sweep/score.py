@@ -37,10 +37,9 @@ from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster
 from sweep.interrupts import sigterm_as_interrupt
 from sweep.plan import PlanError
 from sweep.progress import Progress
-from sweep.store import IMAGES, Store, StoreError, decode_png, is_frame_key, no_images_yet, open_store
+from sweep.store import IMAGES, SCORES, Store, StoreError, decode_png, is_frame_key, no_images_yet, open_store
 from sweep.worker import SweepWorker, WorkerConfig
 
-SCORES = "scores"
 SCORER_FILE = "_scorer.json"   # "_": Parquet dataset readers of the directory skip it
 SCORE_BATCH = 64            # images per forward pass (inference only: a CPU handles this many of the small demo images)
 # Scorer manifest fields that must match for a run to add parts to an existing scorer directory.

@@ -67,6 +67,7 @@ T = TypeVar("T")
 IMAGES, FAILURES, ANALYSIS, SOURCES = "images", "failures", "analysis", "sources"
 FRAMES = "frames"                     # interpolation frames: their own table, so that images/ is one row per item
 TRAJECTORIES = "trajectories"        # recorded generation steps (`sweep run --trajectory`), their own table
+SCORES = "scores"                    # `sweep score`: one folder per scoring model (written by sweep.score)
 FRAME_SUFFIX = "#frame"               # an interpolation frame's key: f"{item key}#frame{k}"
 FRAME_KEY = re.compile(re.escape(FRAME_SUFFIX) + r"\d+$")
 MANIFEST = "manifest.json"
@@ -602,9 +603,11 @@ class Store:
             return tuple(str(n) for n in names)
         return tuple(f"class {i}" for i in range(self.n_classes))
 
-    def fingerprint(self) -> str:
-        """A short hash of the images/ file names and sizes: changes whenever the sweep adds a file."""
-        text = "\n".join(f"{i.base_name} {i.size}" for i in self._finished(IMAGES))
+    def fingerprint(self, directory: str = IMAGES) -> str:
+        """A short hash of the names and sizes of the finished Parquet files in `directory` and its subdirectories
+        (images/ by default; scores/ holds one per scorer): changes whenever a file is added there."""
+        text = "\n".join(f"{i.path.rsplit(directory + '/', 1)[-1]} {i.size}"   # the path below `directory`
+                         for i in self._finished(directory, recursive=True))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
@@ -745,10 +748,10 @@ class Store:
         """Paths of the finished Parquet files in `directory` (images, failures, ...), sorted."""
         return [info.path for info in self._finished(directory)]
 
-    def _finished(self, directory: str) -> list[pafs.FileInfo]:
+    def _finished(self, directory: str, recursive: bool = False) -> list[pafs.FileInfo]:
         """The listing's entries of the finished Parquet files in `directory`, sorted by path (one listing request
         per page of entries, where a FileInfo per path would be a request per file)."""
-        return sorted((info for info in self.listing(directory) if info.type == pafs.FileType.File
+        return sorted((info for info in self.listing(directory, recursive) if info.type == pafs.FileType.File
                        and info.base_name.endswith(".parquet") and not info.base_name.startswith((TEMP_PREFIX, "."))),
                       key=lambda info: info.path)
 

@@ -72,3 +72,20 @@ def corrupt_png_column(store: str) -> None:
                 f.write(b"\xff" * col.total_compressed_size)
 
 
+
+
+def write_scorer(store: str, scorer: str = "other.w", part: int = 0) -> str:
+    """A `sweep score` scorer on the store's images, written through the scoring module's own table builder: its
+    outputs are the stored logits rolled by one class (so it disagrees with the generating model). `part`: the part
+    file's number (a second part adds to the scorer, as a resumed `sweep score` does)."""
+    from sweep.score import SCORER_FILE, SCORES, ScorePlan, scores_table
+    from sweep.store import Store
+    st = Store.open(store)
+    rows = st.read("images", ["key", "target", "partner", "logits"]).to_pandas()
+    logits = np.roll(np.stack(rows["logits"].to_numpy()), 1, axis=1)
+    plan = ScorePlan(scorer=scorer, weights="w", n_classes=len(NAMES), scale=1.0)
+    st.write_bytes(f"{SCORES}/{scorer}/{SCORER_FILE}", b"{}")
+    st.write_table(f"{SCORES}/{scorer}/part-{part}.parquet",
+                   scores_table(list(rows["key"]), rows["target"].astype(int).tolist(),
+                                rows["partner"].fillna(-1).astype(int).tolist(), logits, plan))
+    return scorer

@@ -252,3 +252,27 @@ def test_figures_analyse_again_a_store_analysed_by_an_older_classweep(small_stor
     html = write_figures(small_store).read_text()
     assert json.loads(path.read_text())["version"] >= 2 and "each job by its own measure" in html
     assert "opposite percentile" not in html
+
+
+def test_figures_analyse_again_when_scores_are_newer_than_the_analysis_and_say_so(small_store):
+    """Audit #6: after `sweep score`, `sweep figures` used the stale analysis (no transfer figure, no word)."""
+    from handmade import write_scorer
+    analyze_store(small_store)
+    out = Path(small_store) / "figures"
+    log = io.StringIO()
+    write_figures(small_store, stream=log)
+    assert "newer than the analysis" not in log.getvalue() and not (out / "transfer.png").exists()
+    write_scorer(small_store)
+    log = io.StringIO()
+    html = write_figures(small_store, stream=log).read_text()
+    first = log.getvalue().splitlines()[0]
+    assert first == "the store's scores (`sweep score`) are newer than the analysis: running `sweep analyze " \
+                    "--metric cosine` first"
+    assert (out / "transfer.png").exists() and "scorer other.w" in html
+    log = io.StringIO()
+    write_figures(small_store, stream=log)                     # current now: no second analysis
+    assert "first" not in log.getvalue()
+    write_scorer(small_store, part=1)                          # a resumed `sweep score` adds a part
+    log = io.StringIO()
+    write_figures(small_store, stream=log)
+    assert "scores (`sweep score`) are newer" in log.getvalue()

@@ -217,3 +217,47 @@ def test_a_store_whose_first_run_wrote_nothing_takes_a_corrected_command(tmp_pat
     refused = invoke(*args, "--dry-run")
     assert refused.exit_code == 2
     assert 'schedule is "tiny" in the store, "digits" here' in refused.output
+
+
+@pytest.fixture
+def handmade_store(tmp_path, monkeypatch):
+    """tests/analysis's hand-designed store (six classes, octave, opposite and addition images), fresh per test."""
+    from pathlib import Path
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "analysis"))
+    from handmade import make_small_store
+    return make_small_store(tmp_path / "handmade")
+
+
+def test_score_says_how_its_scorer_reaches_the_report(monkeypatch, tmp_path):
+    """Audit #6: the scorer shows in the transfer table only after the analysis runs again; `score` says so."""
+    import sweep.cli as cli
+    from sweep.score import ScoreSummary
+    store = str(tmp_path / "s")
+    for scored, said in ((12, True), (0, False)):
+        monkeypatch.setattr(cli, "run_score", lambda config: ScoreSummary(store, "other.w", 12, scored, 12 - scored,
+                                                                          1.0))
+        result = invoke("score", "--store", store, "--model", "digits-resnet")
+        assert result.exit_code == 0, result.output
+        last = result.output.strip().splitlines()[-1]
+        assert (f"after `sweep analyze --store {store}`" in last) == said, result.output
+
+
+def test_directions_says_index_html_links_its_figures_after_the_next_figures(handmade_store, tmp_path):
+    groups = tmp_path / "groups.csv"
+    groups.write_text("class,group\n0,a\n1,a\n2,b\n3,b\n4,b\n")
+    for out, suffix in ((None, ""), (str(tmp_path / "elsewhere"), f" --out {tmp_path / 'elsewhere'}")):
+        result = invoke("directions", "--store", handmade_store, "--groups", str(groups), "--components", "3",
+                        *(["--out", out] if out else []))
+        assert result.exit_code == 0, result.output
+        assert result.output.strip().splitlines()[-1] == (
+            f"index.html links these figures from the next `sweep figures --store {handmade_store}{suffix}` on")
+
+
+def test_figures_say_when_scores_are_newer_than_the_analysis(handmade_store):
+    from handmade import write_scorer
+    assert invoke("analyze", "--store", handmade_store).exit_code == 0
+    write_scorer(handmade_store)
+    result = invoke("figures", "--store", handmade_store)
+    assert result.exit_code == 0, result.output
+    assert "the store's scores (`sweep score`) are newer than the analysis: running `sweep analyze --metric " \
+           "cosine` first" in result.output.splitlines()

@@ -360,3 +360,19 @@ def test_changed_fields_walks_nested_schedules_and_says_nothing_for_older_stores
     older = {"job_schedules": {"octave": {"schedule_id": "x"}}}   # written before manifests kept contents
     newer = {"job_schedules": {"octave": {"schedule_id": "y"}}, "schedule_contents": {"y": after}}
     assert schedule_changes(older, newer) == ""
+
+
+def test_a_fingerprint_changes_with_the_parquet_files_below_its_directory_only(tmp_path):
+    """`sweep figures` compares the images/ and scores/ fingerprints with the analysis's (audit #6)."""
+    st = Store.open(str(tmp_path / "s"))
+    table = pa.table({"x": [1]})
+    st.write_table(f"{IMAGES}/part-0.parquet", table)
+    images, scores = st.fingerprint(), st.fingerprint("scores")
+    st.write_table("scores/other.w/part-0.parquet", table)                 # a scorer's part, one folder down
+    st.write_bytes("scores/other.w/_scorer.json", b"{}")                   # not a Parquet part: not counted
+    after = st.fingerprint("scores")
+    assert st.fingerprint() == images and after != scores
+    st.write_bytes("scores/other.w/_scorer.json", b"{\"changed\": 1}")
+    assert st.fingerprint("scores") == after
+    st.write_table("scores/other.w/part-1.parquet", table)
+    assert st.fingerprint("scores") != after and st.fingerprint() == images
