@@ -7,7 +7,8 @@
        source photograph beside each result), and per interpolation a frame strip and an animated GIF
     -> with `trajectories=KEY...` (a run with `--trajectory every:N,snapshots:M`): per chosen image the article's
        video, an animated GIF of the image at each snapshot beside the scatter of all outputs (and an MP4 when
-       matplotlib finds an ffmpeg encoder; skipped silently otherwise), linked from its class page
+       matplotlib finds an ffmpeg encoder; skipped silently otherwise), linked from its class page; the videos
+       earlier reports made in the folder (VIDEOS_FILE) are kept and linked too, unless `keep_trajectories=False`
     -> index.html + one page per class (relative links only: open the folder anywhere, no server)
 
 A store without octave images (only image jobs, say) has no classes table: the contact sheets, PCA, graph and
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import json
 import os
 import posixpath
 import sys
@@ -40,7 +42,7 @@ from analysis.load import NUMERIC_COLUMNS, drop_temp_folder, iter_image_rows, it
 from jobs.catalog import IMAGE_JOBS
 from sweep.export import UniqueNames, safe_name   # the one file-name rule, shared with `sweep export`
 from sweep.progress import Progress
-from sweep.store import SCORES, Store, open_store, source_file
+from sweep.store import SCORES, TRAJECTORIES, Store, open_store, source_file
 
 GRID_THUMB = fig.GRID_THUMB   # px, images in the grids
 PAGE_THUMB = 256         # px, images written for the HTML pages (never enlarged; the browser scales them)
@@ -51,6 +53,9 @@ GIF_FRAME_MS, GIF_HOLD_MS = 250, 1200   # interpolation GIFs: time per frame, an
 OWNED = ("contact-", "pca.", "graph-", "opposites-", "additions-", "features-", "transfigure-", "interpolation-",
          "dream-", "directed-dream-", "transfer.", "trajectory-", "stability.", "classes/", "img/", "index.html")
 TRAJECTORY_FRAME_MS = 200   # trajectory videos: time per recorded snapshot (the last one is held GIF_HOLD_MS)
+SHOWN_KEYS = 10          # keys with snapshots named in the error for a --trajectories key without any
+VIDEOS_FILE = "trajectory-videos.json"   # the trajectory videos in the folder ({key, target, gif, mp4, steps} each):
+                                         #   a later report keeps and links them without drawing them again
 NO_CLASSES = ("No class images: the store holds no octave images, so the classes table, contact sheets, PCA, "
               "nearest-neighbour graph, feature embedding and class pages are skipped (run the octave job for them).")
 
@@ -125,7 +130,7 @@ class GalleryItem:
 
 
 def write_figures(store, out: str | None = None, *, stream: TextIO | None = None,
-                  trajectories: Iterable[str] = ()) -> Path:
+                  trajectories: Iterable[str] = (), keep_trajectories: bool = True) -> Path:
     """Write every figure and the HTML report; returns the path of index.html.
 
     `store`: an opened store or its URI. `out` defaults to {store}/figures (a local folder or a URI). The analysis
@@ -133,7 +138,9 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     scores (`stale_reason`). Progress goes to `stream` (stderr by default): a bar on a terminal, plain lines
     otherwise. `trajectories`: keys of images whose recorded snapshots
     become a video (GIF; MP4 too when an ffmpeg encoder is available, none otherwise), linked from their class
-    page; StoreError, before anything is written, for a key without snapshots.
+    page; StoreError, before anything is written, for a key without snapshots. The videos earlier reports made in
+    the folder are kept and linked as they are (a key given again is drawn anew), or with `keep_trajectories=False`
+    removed.
     """
     st = open_store(store) if isinstance(store, str) else store
     snapshots = read_snapshots(st, list(trajectories))
@@ -148,7 +155,7 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     keys += list(opposites["key"]) if opposites is not None else []
     keys += list(additions["key"]) if additions is not None else []
     with _Writer(folder) as writer:
-        return _write_report(st, summary, tables, keys, writer, stream, snapshots)
+        return _write_report(st, summary, tables, keys, writer, stream, snapshots, keep_trajectories)
 
 
 def read_snapshots(st: Store, keys: list[str]) -> dict[str, pd.DataFrame]:
@@ -156,7 +163,7 @@ def read_snapshots(st: Store, keys: list[str]) -> dict[str, pd.DataFrame]:
     if not keys:
         return {}
     import pyarrow.compute as pc
-    from sweep.store import TRAJECTORIES, StoreError
+    from sweep.store import StoreError
     table = st.read(TRAJECTORIES, ["key", "step", "octave", "target", "label", "logits", "png"]) \
         if st.files(TRAJECTORIES) else None
     out = {}
@@ -164,8 +171,7 @@ def read_snapshots(st: Store, keys: list[str]) -> dict[str, pd.DataFrame]:
         rows = None if table is None else table.filter(pc.and_(pc.equal(table.column("key"), key),
                                                                pc.is_valid(table.column("png"))))
         if rows is None or rows.num_rows == 0:
-            raise StoreError(f"no snapshots of {key} in {st.uri}/{TRAJECTORIES}/ (run the sweep with "
-                             f"--trajectory every:N,snapshots:M, and give a key `sweep status` lists)")
+            raise StoreError(no_snapshots(key, st.uri, None if table is None else snapshot_keys(table)))
         out[key] = rows.to_pandas().sort_values("step").reset_index(drop=True)
     finals = {row["key"]: row for row in iter_image_rows(st, list(out), ["step", "label", "logits", "png"])}
     return {key: with_final_image(rows, finals.get(key)) for key, rows in out.items()}
@@ -184,6 +190,27 @@ def with_final_image(snapshots: pd.DataFrame, final: dict | None) -> pd.DataFram
            "label": final["label"], "logits": np.asarray(final["logits"], np.float32), "png": final["png"],
            "final": True}
     return pd.concat([snapshots, pd.DataFrame([row])], ignore_index=True)
+
+
+def snapshot_keys(table: pa.Table) -> list[str]:
+    """The keys with at least one snapshot in a trajectories/ table (key and png columns), sorted."""
+    import pyarrow.compute as pc
+    return sorted(set(table.filter(pc.is_valid(table.column("png"))).column("key").to_pylist()))
+
+
+def no_snapshots(key: str, uri: str, keys: list[str] | None) -> str:
+    """The error for a --trajectories key without snapshots: what the store does have (`keys`: the keys with
+    snapshots; None: the store recorded no trajectories), up to SHOWN_KEYS of them, and how to list them all."""
+    record = "run the sweep with --trajectory every:N,snapshots:M"
+    if keys is None:
+        return f"no snapshots of {key}: {uri} recorded no trajectories ({record})"
+    if not keys:
+        return f"no snapshots of {key}: {uri}/{TRAJECTORIES}/ holds no snapshots, only steps ({record})"
+    listed = ", ".join(keys[:SHOWN_KEYS])
+    more = "" if len(keys) <= SHOWN_KEYS else (
+        f", ... ({len(keys)} in all; list them with python -c \"import pandas as pd; print(*pd.read_parquet("
+        f"'{uri}/{TRAJECTORIES}', columns=['key', 'logits']).dropna()['key'].unique(), sep=chr(10))\")")
+    return f"no snapshots of {key} in {uri}/{TRAJECTORIES}/; keys with snapshots: {listed}{more}"
 
 
 def mp4_bytes(frames: list) -> bytes | None:
@@ -207,6 +234,34 @@ def mp4_bytes(frames: list) -> bytes | None:
         return Path(path).read_bytes()
 
 
+def earlier_videos(writer: "_Writer", replaced: set[str]) -> list[dict]:
+    """The trajectory videos an earlier report listed in the folder's VIDEOS_FILE whose GIF is still there, but for
+    the `replaced` keys (drawn anew): each {key, target, gif, mp4 (None when gone), steps}, its files kept (and their
+    names taken) by `writer`. An unreadable list, or an entry naming a file outside the folder, is ignored."""
+    data = writer.folder.read_bytes(VIDEOS_FILE)
+    try:
+        listed = json.loads(data) if data is not None else []
+        entries = [{"key": str(v["key"]), "target": int(v["target"]), "gif": str(v["gif"]), "mp4": v.get("mp4"),
+                    "steps": str(v["steps"])} for v in listed]
+    except (ValueError, TypeError, KeyError):
+        return []
+    kept = []
+    for video in entries:
+        files = [video["gif"]] + ([str(video["mp4"])] if video["mp4"] else [])
+        try:
+            for name in files:
+                writer.path(name)
+        except ValueError:   # a name outside the folder: not ours
+            continue
+        present = [name for name in files if writer.folder.exists(name)]
+        if video["key"] in replaced or video["gif"] not in present:
+            continue
+        for name in present:
+            writer.keep(name)
+        kept.append({**video, "mp4": video["mp4"] if video["mp4"] in present else None})
+    return kept
+
+
 def _trajectory_videos(snapshots: dict[str, pd.DataFrame], names, writer: "_Writer") -> dict[int, list[dict]]:
     """Per class, the videos of its chosen images: {key, gif, mp4 (or None), steps}."""
     videos: dict[int, list[dict]] = {}
@@ -223,7 +278,7 @@ def _trajectory_videos(snapshots: dict[str, pd.DataFrame], names, writer: "_Writ
 
 
 def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_Writer", stream,
-                  snapshots: dict[str, pd.DataFrame] | None = None) -> Path:
+                  snapshots: dict[str, pd.DataFrame] | None = None, keep_trajectories: bool = True) -> Path:
     classes = tables.get("classes")
     opposites = tables.get("opposites")
     additions = tables.get("additions")
@@ -280,7 +335,13 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
         figures.append(ReportFigure("Stability during generation", files, "How often the argmax changed between "
                                     "recorded steps, and the share of recorded steps with the target top-1, per "
                                     "octave (Input generation, \"InceptionV3 and GoogleNet Compared\")."))
+    kept = earlier_videos(writer, replaced=set(snapshots or {})) if keep_trajectories else []
     videos = _trajectory_videos(snapshots or {}, st.class_names, writer)
+    for video in kept:
+        videos.setdefault(video.pop("target"), []).append(video)
+    if videos:
+        writer.text(VIDEOS_FILE, json.dumps([{"target": target, **v} for target, vs in sorted(videos.items())
+                                             for v in vs], indent=1))
     paged = set() if classes is None else set(classes["target"])
     figures.extend(_video_figure(v) for target, vs in videos.items() if target not in paged for v in vs)
     step("HTML pages")
@@ -361,6 +422,13 @@ class _Writer:
 
     def bytes(self, name: str, data: bytes) -> str:
         return self.later(name, lambda: data)
+
+    def keep(self, name: str) -> str:
+        """Leave the file `name` an earlier report wrote as it is: kept by `remove_stale`, its name taken."""
+        self.path(name)   # refused when it would leave the folder
+        self.names.claim(name, name)
+        self.written.add(name)
+        return name
 
     def finish(self) -> None:
         """Wait for every write (and raise the first error of one)."""

@@ -321,12 +321,17 @@ def analyze(store, metric, features, weights, address, workers, device, cpus_per
 @click.option("--out", default=None, help="Directory for figures and index.html (default: {store}/figures).")
 @click.option("--trajectories", multiple=True, help="Image KEY whose recorded generation to animate (repeatable; "
               "needs a run with --trajectory every:N,snapshots:M): a GIF, and an MP4 when ffmpeg is available, "
-              "linked from the class page (from the index for an image without one).")
-def figures(store, out, trajectories) -> None:
-    """Figures and a static HTML report from the analysis tables."""
+              "linked from the class page (from the index for an image without one). Videos earlier runs made "
+              "stay (see --drop-trajectories); a KEY given again is drawn anew.")
+@click.option("--keep-trajectories/--drop-trajectories", default=True, show_default=True,
+              help="Keep the trajectory videos earlier runs made in the folder, linked as before, or remove them "
+              "(--trajectories keys of this run are drawn either way).")
+def figures(store, out, trajectories, keep_trajectories) -> None:
+    """Figures and a static HTML report from the analysis tables (the analysis runs again first when it is older
+    than the store's images or scores)."""
     functions = analysis_functions()
     with reported(store):
-        index = functions[1](store, out, trajectories=trajectories)
+        index = functions[1](store, out, trajectories=trajectories, keep_trajectories=keep_trajectories)
     click.echo(f"report: {index}")
 
 

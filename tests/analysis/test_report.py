@@ -276,3 +276,67 @@ def test_figures_analyse_again_when_scores_are_newer_than_the_analysis_and_say_s
     log = io.StringIO()
     write_figures(small_store, stream=log)
     assert "scores (`sweep score`) are newer" in log.getvalue()
+
+
+def test_trajectory_videos_stay_until_dropped(small_store):
+    """Audit #9: a plain `sweep figures` after `--trajectories KEY` removed the GIF and the class page's Generation
+    section. Earlier videos stay linked; a key given again is drawn anew; keep_trajectories=False removes them."""
+    from sweep.store import TRAJECTORIES, Store
+    from test_stability import A, B, trajectory_rows
+    Store.open(small_store).write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows(keys=(A, B)))
+    out = Path(small_store) / "figures"
+    gif_a, gif_b = (out / f"trajectory-{key.replace(':', '_')}.gif" for key in (A, B))
+    page_a, page_b = out / "classes" / "0003.html", out / "classes" / "0005.html"
+
+    write_figures(small_store, trajectories=[A])
+    drawn = gif_a.stat().st_mtime_ns
+    assert "<h2>Generation</h2>" in page_a.read_text() and f"../{gif_a.name}" in page_a.read_text()
+    write_figures(small_store)                                         # e.g. after `sweep analyze`
+    assert gif_a.stat().st_mtime_ns == drawn                           # kept, not drawn again
+    assert "<h2>Generation</h2>" in page_a.read_text() and f"../{gif_a.name}" in page_a.read_text()
+    write_figures(small_store, trajectories=[B])                       # another key: both stay
+    assert gif_a.exists() and f"../{gif_b.name}" in page_b.read_text() and f"../{gif_a.name}" in page_a.read_text()
+    write_figures(small_store, keep_trajectories=False)
+    assert not gif_a.exists() and not gif_b.exists() and "Generation" not in page_a.read_text()
+    assert not (out / "trajectory-videos.json").exists()
+
+
+def test_a_kept_video_list_that_is_broken_or_points_outside_is_ignored(small_store):
+    out = write_figures(small_store).parent
+    outside = out.parent / "outside.gif"
+    outside.write_bytes(b"GIF89a")
+    (out / "trajectory-videos.json").write_text(
+        '[{"key": "k", "target": 0, "gif": "../outside.gif", "mp4": null, "steps": "steps 0-1"}]')
+    html = write_figures(small_store).read_text() + (out / "classes" / "0000.html").read_text()
+    assert "outside.gif" not in html and outside.exists()
+    (out / "trajectory-videos.json").write_text("not json")
+    assert write_figures(small_store).exists()
+
+
+def test_a_key_without_snapshots_is_answered_with_keys_that_have_some(small_store, monkeypatch, capsys):
+    """Audit #7: the error pointed to `sweep status`, which lists no keys. It names keys with snapshots now, and
+    past SHOWN_KEYS of them, a command that lists them all (which works: run here)."""
+    import pyarrow as pa
+    from analysis import report
+    from sweep.store import TRAJECTORIES, Store
+    from test_stability import A, B, trajectory_rows
+    st = Store.open(small_store)
+    with pytest.raises(StoreError, match=r"no snapshots of octave:-:9:-1:0: .* recorded no trajectories"):
+        write_figures(small_store, trajectories=["octave:-:9:-1:0"])
+    steps = trajectory_rows(keys=(A, B))
+    st.write_table(f"{TRAJECTORIES}/part-1.parquet", steps.set_column(
+        steps.schema.get_field_index("png"), "png", pa.nulls(len(steps), pa.binary())))   # every:N alone
+    with pytest.raises(StoreError, match="holds no snapshots, only steps"):
+        write_figures(small_store, trajectories=["octave:-:9:-1:0"])
+    st.write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows(keys=(A, B)))
+    with pytest.raises(StoreError) as error:
+        write_figures(small_store, trajectories=["octave:-:9:-1:0"])
+    assert str(error.value).endswith(f"keys with snapshots: {A}, {B}") and "\n" not in str(error.value)
+    assert not (Path(small_store) / "figures").exists()
+    monkeypatch.setattr(report, "SHOWN_KEYS", 1)
+    with pytest.raises(StoreError) as error:
+        write_figures(small_store, trajectories=["octave:-:9:-1:0"])
+    message = str(error.value)
+    assert f"keys with snapshots: {A}, ... (2 in all; list them with python -c" in message
+    exec(re.search(r'python -c "([^"]+)"', message).group(1), {})       # the command it gives lists both
+    assert capsys.readouterr().out.split() == [A, B]

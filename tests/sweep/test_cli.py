@@ -261,3 +261,19 @@ def test_figures_say_when_scores_are_newer_than_the_analysis(handmade_store):
     assert result.exit_code == 0, result.output
     assert "the store's scores (`sweep score`) are newer than the analysis: running `sweep analyze --metric " \
            "cosine` first" in result.output.splitlines()
+
+
+def test_figures_keep_trajectory_videos_until_dropped_and_name_keys_with_snapshots(handmade_store):
+    """Audit #9 and #7 through the command line."""
+    from pathlib import Path
+    from sweep.store import TRAJECTORIES, Store
+    from test_stability import A, B, trajectory_rows
+    Store.open(handmade_store).write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows(keys=(A, B)))
+    wrong = invoke("figures", "--store", handmade_store, "--trajectories", "octave:-:9:-1:0")
+    assert wrong.exit_code == 2 and wrong.output.splitlines() == [
+        f"Error: no snapshots of octave:-:9:-1:0 in {handmade_store}/{TRAJECTORIES}/; keys with snapshots: {A}, {B}"]
+    gif = Path(handmade_store) / "figures" / f"trajectory-{A.replace(':', '_')}.gif"
+    assert invoke("figures", "--store", handmade_store, "--trajectories", A).exit_code == 0 and gif.exists()
+    assert invoke("figures", "--store", handmade_store).exit_code == 0 and gif.exists()
+    assert invoke("figures", "--store", handmade_store, "--drop-trajectories").exit_code == 0 and not gif.exists()
+    assert "--drop-trajectories" in invoke("figures", "--help").output
