@@ -34,7 +34,8 @@ from sweep.store import ANALYSIS as ANALYSIS_DIR, SCORES, Store, StoreError, ope
 
 SUMMARY_FILE = "summary.json"
 ANALYSIS_VERSION = 2   # what the tables and summary hold; `sweep figures` analyses a store with an older one again
-                       #   (2: the summary's transfer judges each job by its own measure)
+                       #   (2: the summary's transfer judges each job by its own measure; the stability
+                       #   tables number octaves from 1)
 # Every file the stage may write (names under {store}/analysis/).
 TABLE_FILES = ("classes.parquet", "opposites.parquet", "opposites_summary.parquet", "additions.parquet",
                "additions_summary.parquet", "pca.parquet", "pca_variance.parquet", "graph_nodes.parquet",
@@ -106,7 +107,7 @@ class AnalysisSummary:
         for s in self.stability:
             share = {k: "n/a" if s[k] is None else f"{s[k]:.1%}"
                      for k in ("change_rate", "target_top1_share", "settled_share")}
-            out.append(f"stability ({s['job']}, octave {s['octave'] + 1}, {s['images']} images): argmax changed "
+            out.append(f"stability ({s['job']}, octave {s['octave']}, {s['images']} images): argmax changed "
                        f"between {share['change_rate']} of recorded steps; target top-1 on "
                        f"{share['target_top1_share']}; settled as top-1: {share['settled_share']}")
         out += self.notes

@@ -381,7 +381,7 @@ def stability_figure(summary: pd.DataFrame) -> Figure:
             rows = part[part["model"] == model].groupby("octave")[column].mean().reindex(octaves)
             ax.bar(np.arange(len(octaves)) + (m - (len(models) - 1) / 2) * width, rows.to_numpy(dtype=float),
                    width, color=PALETTE[m % len(PALETTE)], label=model)
-        ax.set_xticks(np.arange(len(octaves)), [f"octave {o + 1}" for o in octaves])
+        ax.set_xticks(np.arange(len(octaves)), [f"octave {o}" for o in octaves])   # numbered from 1
         ax.set_title(title, fontsize=10)
         ax.grid(True, axis="y", color="#e4e4e4")
     axes[1].set_ylim(0, 1)

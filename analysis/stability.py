@@ -13,8 +13,9 @@ the steps `sweep run --trajectory every:N` recorded (one row per image and recor
 - `compare_stability`: several models' summaries side by side (the article's GoogLeNet vs InceptionV3 comparison).
 
 Counts are over recorded steps: a change between two records N steps apart counts once however often the argmax
-moved in between, so compare stores recorded with the same N. Pure: DataFrames in, DataFrames out; `run_stability`
-at the end is the I/O of `sweep stability`.
+moved in between, so compare stores recorded with the same N. Octaves are numbered from 1 in these tables, as the
+summary, the figures and the README count them (trajectories/ stores the engine's index, from 0). Pure: DataFrames
+in, DataFrames out; `run_stability` at the end is the I/O of `sweep stability`.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ TABLE_FILE, FIGURE_FILE = "stability_compare.parquet", "stability_compare.png"  
 
 
 def stability_table(trajectories: pd.DataFrame) -> pd.DataFrame:
-    """Per image and octave: key, job, target, octave, recorded_steps, first_step, last_step, argmax_changes,
+    """Per image and octave (1: the first): key, job, target, octave, recorded_steps, first_step, last_step, argmax_changes,
     change_rate (changes per consecutive pair of records; nan with one record), target_top1_share (nan without a
     target), settled_step (first recorded step from which the target stayed top-1 to the octave's end; -1: never
     settled or no target), final_label (argmax at the octave's last record)."""
@@ -52,6 +53,7 @@ def stability_table(trajectories: pd.DataFrame) -> pd.DataFrame:
                                   out["argmax_changes"] / (out["recorded_steps"] - 1).clip(lower=1), np.nan)
     out["target_top1_share"] = np.where(out["has_target"], out["top1"] / out["recorded_steps"], np.nan)
     out = out.reset_index()
+    out["octave"] = out["octave"] + 1   # trajectories/ counts from 0, people from 1
     out["argmax_changes"] = out["argmax_changes"].astype(np.int64)
     return out[["key", "job", "target", "octave", "recorded_steps", "first_step", "last_step", "argmax_changes",
                 "change_rate", "target_top1_share", "settled_step", "final_label"]]

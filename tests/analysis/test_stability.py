@@ -15,7 +15,7 @@ from handmade import make_small_store
 from sweep.store import ANALYSIS, TRAJECTORIES, Store, StoreError, encode_png, key_of
 
 A, B, D = key_of("octave", "", 3, -1, 0), key_of("octave", "", 5, -1, 0), key_of("dream", "x", -1, -1, 0)
-# key, job, target, octave, [(step, label)]
+# key, job, target, octave (as trajectories/ stores it: 0 for the first), [(step, label)]
 RECORDS = [
     (A, "octave", 3, 0, [(0, 1), (10, 3), (20, 1), (30, 3)]),   # 3 changes, top-1 half the time, settles at 30
     (A, "octave", 3, 1, [(40, 3), (50, 3), (60, 3)]),           # stable: settles at 40
@@ -34,10 +34,10 @@ def handmade_trajectories(seed: int = 0) -> pd.DataFrame:
 
 def test_per_image_and_octave_numbers():
     table = stability_table(handmade_trajectories()).set_index(["key", "octave"])
-    expected = {  # (changes, rate, share, settled, final label, records)
-        (A, 0): (3, 1.0, 0.5, 30, 3, 4), (A, 1): (0, 0.0, 1.0, 40, 3, 3),
-        (B, 0): (1, 1 / 3, 0.5, -1, 2, 4), (B, 1): (0, math.nan, 1.0, 40, 5, 1),
-        (D, 0): (1, 1.0, math.nan, -1, 6, 2)}
+    expected = {  # (changes, rate, share, settled, final label, records); octaves numbered from 1 (audit nit)
+        (A, 1): (3, 1.0, 0.5, 30, 3, 4), (A, 2): (0, 0.0, 1.0, 40, 3, 3),
+        (B, 1): (1, 1 / 3, 0.5, -1, 2, 4), (B, 2): (0, math.nan, 1.0, 40, 5, 1),
+        (D, 1): (1, 1.0, math.nan, -1, 6, 2)}
     assert sorted(table.index) == sorted(expected)
     for index, (changes, rate, share, settled, final, records) in expected.items():
         row = table.loc[index]
@@ -49,11 +49,11 @@ def test_per_image_and_octave_numbers():
 
 def test_summary_per_model_job_and_octave():
     summary = stability_summary(stability_table(handmade_trajectories()), "net").set_index(["job", "octave"])
-    first, second = summary.loc[("octave", 0)], summary.loc[("octave", 1)]
+    first, second = summary.loc[("octave", 1)], summary.loc[("octave", 2)]
     assert first.images == 2 and first.argmax_changes == 2.0 and first.change_rate == pytest.approx(2 / 3)
     assert first.target_top1_share == 0.5 and first.settled_share == 0.5 and first.settled_step_median == 30
     assert second.change_rate == 0.0 and second.settled_share == 1.0 and second.settled_step_median == 40
-    assert math.isnan(summary.loc[("dream", 0)].target_top1_share) and (summary.model == "net").all()
+    assert math.isnan(summary.loc[("dream", 1)].target_top1_share) and (summary.model == "net").all()
 
 
 def test_compare_puts_models_side_by_side_and_draws():
@@ -65,6 +65,7 @@ def test_compare_puts_models_side_by_side_and_draws():
     assert (octave[octave.model == "steady"].change_rate == 0).all()
     figure = stability_figure(both)
     assert len(figure.axes) == 2 and len(figure.axes[0].patches) == 4   # 2 models x 2 octaves
+    assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["octave 1", "octave 2"]   # as the table
 
 
 def trajectory_rows(keys=(A,), n_classes: int = 6) -> pa.Table:
@@ -93,7 +94,7 @@ def test_a_store_without_trajectories_analyses_as_before_and_one_with_them_gets_
     summary = analyze_store(path)
     per_image = pd.read_parquet(tmp_path / "s" / ANALYSIS / "stability.parquet")
     assert set(per_image.key) == {A}                           # a trajectory without its image is left out
-    assert [s["octave"] for s in summary.stability] == [0, 1] and summary.classes == plain.classes
+    assert [s["octave"] for s in summary.stability] == [1, 2] and summary.classes == plain.classes
     assert any("stability (octave, octave 2" in line for line in summary.lines())
     st.delete(f"{TRAJECTORIES}/part-1.parquet")
     analyze_store(path)                                        # the stale tables go with the trajectories
@@ -108,6 +109,7 @@ def test_stability_command_compares_stores_and_refuses_one_without_trajectories(
     for path in (first, second):
         Store.open(path).write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows())
     table, written = run_stability([first, second], str(tmp_path / "out"))
+    assert sorted(set(table.octave)) == [1, 2]                          # as the summary and figures count
     assert len(set(table.model)) == 2 and all((tmp_path / "out" / name).exists()
                                               for name in ("stability_compare.parquet", "stability_compare.png"))
 

@@ -110,7 +110,7 @@ def test_resume_with_trajectories_lands_every_row_once_and_feeds_analysis_and_vi
 
     from analysis import analyze_store
     summary = analyze_store(str(store))
-    assert [s["octave"] for s in summary.stability] == [0, 1] and summary.stability[0]["images"] == 6
+    assert [s["octave"] for s in summary.stability] == [1, 2] and summary.stability[0]["images"] == 6
     key = sorted(images.key)[0]
     missing = CliRunner().invoke(main, ["figures", "--store", str(store), "--trajectories", "octave:-:9:-1:0"])
     assert missing.exit_code == 2 and "no snapshots of octave:-:9:-1:0" in missing.output
