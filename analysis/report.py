@@ -616,10 +616,23 @@ def _interpolations(part: pd.DataFrame, logits: np.ndarray, sources, thumbs, ful
 
 @functools.lru_cache(maxsize=1)
 def templates():
-    """The report's Jinja2 environment: templates shipped in the package, every value HTML-escaped."""
+    """The report's Jinja2 environment: templates shipped in the package, every value HTML-escaped; the `code`
+    filter shows a text's `backticked` spans as code."""
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-    return Environment(loader=PackageLoader("analysis", "templates"), autoescape=select_autoescape(["html"]),
-                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(loader=PackageLoader("analysis", "templates"), autoescape=select_autoescape(["html"]),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["code"] = inline_code
+    return env
+
+
+def inline_code(text):
+    """A line written for the terminal, where commands are quoted in backticks (`sweep score`), as HTML: each
+    backticked span in <code>, everything escaped (a text with an odd number of backticks is only escaped)."""
+    from markupsafe import Markup, escape
+    parts = str(text).split("`")
+    if len(parts) % 2 == 0:
+        return escape(text)
+    return Markup("").join(Markup("<code>%s</code>") % part if i % 2 else escape(part) for i, part in enumerate(parts))
 
 
 def class_page(target: int) -> str:

@@ -340,3 +340,22 @@ def test_a_key_without_snapshots_is_answered_with_keys_that_have_some(small_stor
     assert f"keys with snapshots: {A}, ... (2 in all; list them with python -c" in message
     exec(re.search(r'python -c "([^"]+)"', message).group(1), {})       # the command it gives lists both
     assert capsys.readouterr().out.split() == [A, B]
+
+
+def test_commands_in_backticks_show_as_code_in_the_pages(small_store):
+    """Audit nit: the HTML showed Markdown backticks literally ("run `sweep analyze --features LAYER:0,4`")."""
+    from analysis.directions import run_directions
+    from analysis.report import inline_code
+    from handmade import write_scorer
+    write_scorer(small_store)                                          # the transfer caption names `sweep score`
+    groups = Path(small_store) / "groups.csv"
+    groups.write_text("class,group\n0,a\n1,a\n2,b\n3,b\n4,b\n")
+    run_directions(small_store, str(groups), n_components=3, n_points=3)   # its caption names `sweep directions`
+    out = write_figures(small_store).parent
+    html = (out / "index.html").read_text()
+    assert "<code>sweep analyze --features LAYER:0,4</code>" in html and "<code>sweep score</code>" in html
+    assert "<code>sweep directions</code>" in html
+    for page in [out / "index.html", *(out / "classes").iterdir()]:
+        assert "`" not in page.read_text(), page
+    assert str(inline_code("run `<b>` & `x`")) == "run <code>&lt;b&gt;</code> &amp; <code>x</code>"
+    assert str(inline_code("an odd ` <i>")) == "an odd ` &lt;i&gt;"
