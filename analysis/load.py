@@ -182,12 +182,17 @@ def iter_image_rows(store: Store | str, keys: Iterable[str], columns: Sequence[s
 # ---- where the analysis commands write -------------------------------------------------------------------------
 def output_folder(out: str | None, store: Store | None = None) -> Store:
     """The folder a command writes to: `out` (a local folder or a URI, opened as a store location is), else
-    {store}/figures on the store's own file system (also one no URI names, as in tests)."""
+    {store}/figures on the store's own file system (also one no URI names, as in tests). StoreError when a file
+    is there already (before anything is written)."""
     if out:
-        return Store.open(out)
-    if store is None:
+        folder = Store.open(out)
+    elif store is None:
         raise ValueError("no output folder: give `out` or the store whose figures folder to use")
-    return Store(store.location(FIGURES), store.fs, store.path(FIGURES))
+    else:
+        folder = Store(store.location(FIGURES), store.fs, store.path(FIGURES))
+    if folder.file_type() == pafs.FileType.File:
+        raise StoreError(f"{folder.uri} is a file, not a folder (the output goes into a directory)")
+    return folder
 
 
 def write_outputs(folder: Store, files: Mapping[str, bytes]) -> list[str]:

@@ -143,11 +143,11 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     removed.
     """
     st = open_store(store) if isinstance(store, str) else store
+    folder = output_folder(out, st)
     snapshots = read_snapshots(st, list(trajectories))
     summary = current_summary(st.uri, stream)
     st = open_store(st.uri)   # the analysis may have written tables since
     tables = load_tables(st)
-    folder = output_folder(out, st)
     classes = tables.get("classes")
     opposites = tables.get("opposites")
     additions = tables.get("additions")

@@ -277,3 +277,17 @@ def test_figures_keep_trajectory_videos_until_dropped_and_name_keys_with_snapsho
     assert invoke("figures", "--store", handmade_store).exit_code == 0 and gif.exists()
     assert invoke("figures", "--store", handmade_store, "--drop-trajectories").exit_code == 0 and not gif.exists()
     assert "--drop-trajectories" in invoke("figures", "--help").output
+
+
+def test_figures_into_a_file_is_one_clear_line_and_writes_nothing(handmade_store, tmp_path):
+    """Audit nit: `figures --out afile` printed pyarrow's raw `Cannot create directory ... [errno 20]`."""
+    from pathlib import Path
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    result = invoke("figures", "--store", handmade_store, "--out", str(afile))
+    assert result.exit_code == 2 and result.output.splitlines() == [
+        f"Error: {afile} is a file, not a folder (the output goes into a directory)"]
+    assert afile.read_text() == "mine" and not (Path(handmade_store) / "analysis").exists()
+    (Path(handmade_store) / "figures").write_text("a file where the default folder goes")
+    result = invoke("figures", "--store", handmade_store)
+    assert result.exit_code == 2 and "figures is a file, not a folder" in result.output
