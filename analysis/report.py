@@ -39,7 +39,7 @@ from analysis import drawing
 from analysis import figures as fig
 from analysis.analyze import ANALYSIS_DIR, ANALYSIS_VERSION, SUMMARY_FILE, AnalysisSummary, analyze_store
 from analysis.load import NUMERIC_COLUMNS, drop_temp_folder, iter_image_rows, iter_pngs, output_folder, read_rows
-from jobs.catalog import IMAGE_JOBS
+from jobs.catalog import ALL_JOBS, IMAGE_JOBS
 from sweep.export import UniqueNames, safe_name   # the one file-name rule, shared with `sweep export`
 from sweep.progress import Progress
 from sweep.store import SCORES, TRAJECTORIES, Store, open_store, source_file
@@ -164,7 +164,7 @@ def read_snapshots(st: Store, keys: list[str]) -> dict[str, pd.DataFrame]:
         return {}
     import pyarrow.compute as pc
     from sweep.store import StoreError
-    table = st.read(TRAJECTORIES, ["key", "step", "octave", "target", "label", "logits", "png"]) \
+    table = st.read(TRAJECTORIES, ["key", "job", "step", "octave", "target", "label", "logits", "png"]) \
         if st.files(TRAJECTORIES) else None
     out = {}
     for key in dict.fromkeys(keys):
@@ -193,9 +193,14 @@ def with_final_image(snapshots: pd.DataFrame, final: dict | None) -> pd.DataFram
 
 
 def snapshot_keys(table: pa.Table) -> list[str]:
-    """The keys with at least one snapshot in a trajectories/ table (key and png columns), sorted."""
+    """The keys with at least one snapshot in a trajectories/ table (key, job, target and png columns), in the
+    order a reader looks for them: by job (octave first, as `sweep run` lists jobs), then class."""
     import pyarrow.compute as pc
-    return sorted(set(table.filter(pc.is_valid(table.column("png"))).column("key").to_pylist()))
+    shots = table.filter(pc.is_valid(table.column("png"))).select(["key", "job", "target"]).to_pandas()
+    shots = shots.drop_duplicates("key").assign(
+        rank=lambda f: f["job"].map({job: i for i, job in enumerate(ALL_JOBS)}).fillna(len(ALL_JOBS)),
+        target=lambda f: f["target"].fillna(-1))
+    return shots.sort_values(["rank", "target", "key"], kind="stable")["key"].tolist()
 
 
 def no_snapshots(key: str, uri: str, keys: list[str] | None) -> str:

@@ -55,7 +55,7 @@ class Measure:
 # An opposite minimises its class (Latent space, "Opposites"): judged by how low the scorer ranks that class.
 MEASURES = {
     "addition": Measure("both_top2_share", "both classes in the top 2"),
-    "opposite": Measure(PERCENTILE, "percentile of the minimised class (low: success)"),
+    "opposite": Measure(PERCENTILE, "percentile of the minimised class, low = success"),
     "interpolate": Measure("top1_share", "top-1 = class b"),   # its final image aims at class b
 }
 TOP1 = Measure("top1_share", "top-1 = target")   # octave and the other jobs with a target

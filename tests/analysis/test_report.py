@@ -359,3 +359,15 @@ def test_commands_in_backticks_show_as_code_in_the_pages(small_store):
         assert "`" not in page.read_text(), page
     assert str(inline_code("run `<b>` & `x`")) == "run <code>&lt;b&gt;</code> &amp; <code>x</code>"
     assert str(inline_code("an odd ` <i>")) == "an odd ` &lt;i&gt;"
+
+
+def test_keys_with_snapshots_are_named_octave_first_then_by_class():
+    import pyarrow as pa
+    from analysis.report import snapshot_keys
+    table = pa.table({"key": ["addition:merge:0:1:0", "octave:-:10:-1:0", "octave:-:2:-1:0", "octave:-:2:-1:0",
+                              "dream:x:-1:-1:0", "opposite:-:1:-1:0", "octave:-:4:-1:0"],
+                      "job": ["addition", "octave", "octave", "octave", "dream", "opposite", "octave"],
+                      "target": pa.array([0, 10, 2, 2, None, 1, 4], pa.int32()),
+                      "png": [b"p", b"p", None, b"p", b"p", b"p", None]})   # octave 4: steps only
+    assert snapshot_keys(table) == ["octave:-:2:-1:0", "octave:-:10:-1:0", "opposite:-:1:-1:0",
+                                    "addition:merge:0:1:0", "dream:x:-1:-1:0"]
