@@ -321,8 +321,9 @@ def analyze(store, metric, features, weights, address, workers, device, cpus_per
 @click.option("--out", default=None, help="Directory for figures and index.html (default: {store}/figures).")
 @click.option("--trajectories", multiple=True, help="Image KEY whose recorded generation to animate (repeatable; "
               "needs a run with --trajectory every:N,snapshots:M): a GIF, and an MP4 when ffmpeg is available, "
-              "linked from the class page (from the index for an image without one). Videos earlier runs made "
-              "stay (see --drop-trajectories); a KEY given again is drawn anew.")
+              "linked from the class page (from the index for an image without one); a KEY without snapshots is "
+              "refused with keys that have some. Videos earlier runs made stay (see --drop-trajectories); a KEY "
+              "given again is drawn anew.")
 @click.option("--keep-trajectories/--drop-trajectories", default=True, show_default=True,
               help="Keep the trajectory videos earlier runs made in the folder, linked as before, or remove them "
               "(--trajectories keys of this run are drawn either way).")
