@@ -172,7 +172,7 @@ def read_snapshots(st: Store, keys: list[str]) -> dict[str, pd.DataFrame]:
                                                                pc.is_valid(table.column("png"))))
         if rows is None or rows.num_rows == 0:
             raise StoreError(no_snapshots(key, st.uri, None if table is None else snapshot_keys(table)))
-        out[key] = rows.to_pandas().sort_values("step").reset_index(drop=True)
+        out[key] = rows.drop_columns(["job"]).to_pandas().sort_values("step").reset_index(drop=True)
     finals = {row["key"]: row for row in iter_image_rows(st, list(out), ["step", "label", "logits", "png"])}
     return {key: with_final_image(rows, finals.get(key)) for key, rows in out.items()}
 
