@@ -124,7 +124,7 @@ def test_a_store_without_octave_images_gets_every_table_that_needs_none(tmp_path
 
 
 @pytest.mark.parametrize("breakage, words", [
-    ("empty", "empty"),
+    ("empty", "holds no images yet"),
     ("foreign", "not a classweep images file"),
     ("no-manifest", "no manifest.json"),
     ("metric", "unknown metric"),
