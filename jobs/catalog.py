@@ -15,16 +15,23 @@ class Job:
     from_image: bool = False           # starts from a real image (`--images`), one item per source
     layer_variant: bool = False        # the variant is a layer spec (`--layers`), not one of `variants`
     variants: tuple[str, ...] = ("",)  # the fixed variants ("": none)
+    family: str = "class"              # whose default schedule it runs on an ImageNet model (`jobs.schedules`):
+                                       #   "class", "transfigure" or "dream"
+    blur: str = "octaves"              # how often it blurs (`Schedule.for_job`): "octaves" (each octave's own
+                                       #   `blur_every`), "layers" (never on whole layers, the octaves' on chosen
+                                       #   feature maps) or "directed" (every `dream_blur_every` steps)
+    aim: str = "target"                # the class its finished image should read as: "target", or "partner"
+                                       #   (an interpolation ends at class b); a class-less job has neither
 
 
 CATALOG = (
     Job("octave"),
     Job("opposite"),
     Job("addition", paired=True, variants=("merge", "juxtapose")),
-    Job("transfigure", from_image=True),
-    Job("interpolate", paired=True, from_image=True),
-    Job("dream", classless=True, from_image=True, layer_variant=True),
-    Job("directed-dream", from_image=True, layer_variant=True),
+    Job("transfigure", from_image=True, family="transfigure"),
+    Job("interpolate", paired=True, from_image=True, family="transfigure", aim="partner"),
+    Job("dream", classless=True, from_image=True, layer_variant=True, family="dream", blur="layers"),
+    Job("directed-dream", from_image=True, layer_variant=True, family="dream", blur="directed"),
 )
 BY_NAME = {job.name: job for job in CATALOG}
 ALL_JOBS = tuple(job.name for job in CATALOG)                             # noise jobs first

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from jobs.catalog import ALL_JOBS, ALL_VARIANTS, BY_NAME, IMAGE_JOBS, JOBS, LAYER_JOBS
+from jobs.catalog import ALL_JOBS, ALL_VARIANTS, BY_NAME, IMAGE_JOBS, JOBS, LAYER_JOBS, PAIRED
 from jobs.text import is_whole_number
 
 # Without --pairs, all pairs of the classes when there are at most this many (45 for the digits); above it (499500
@@ -32,6 +32,7 @@ from jobs.text import is_whole_number
 # them outnumber the rest of the sweep 250 to 1.
 MAX_DEFAULT_PAIRS = 1000
 PAIRS_RANDOM_SEED = 0   # `random:N` draws the same N pairs for the same class selection, on every machine
+OWN_PAIRS_JOB = "interpolate"   # the paired job `--interpolate-pairs` may give pairs of its own
 
 
 class PlanError(ValueError):
@@ -97,7 +98,7 @@ class Plan:
                 variants = list(self.layers)
             else:
                 variants = [v for v in job.variants if v in self.variants or not v]
-            pairs = (self.interpolate_pairs or self.pairs) if job.name == "interpolate" else self.pairs
+            pairs = (self.interpolate_pairs or self.pairs) if job.name == OWN_PAIRS_JOB else self.pairs
             for variant in variants:
                 for seed in range(self.seeds):
                     for source in (self.sources if job.from_image else ("",)):
@@ -272,12 +273,12 @@ def make_plan(*, n_classes: int, jobs: str | None = None, classes: str = "all", 
         raise PlanError(f"--images given, but no chosen job starts from an image (jobs: {', '.join(chosen_jobs)}; "
                         f"those that do: {', '.join(IMAGE_JOBS)})")
     chosen_classes = parse_classes(classes, n_classes)
-    own_pairs = "interpolate" in chosen_jobs and interpolate_pairs is not None
-    needs_pairs = "addition" in chosen_jobs or ("interpolate" in chosen_jobs and not own_pairs)
+    paired = [job for job in ALL_JOBS if job in PAIRED and job in chosen_jobs]   # in the table's order
+    own_pairs = OWN_PAIRS_JOB in paired and interpolate_pairs is not None
+    needs_pairs = any(job != OWN_PAIRS_JOB or not own_pairs for job in paired)
     chosen_pairs = parse_pairs(pairs, n_classes, chosen_classes) if needs_pairs or pairs else ()
     if needs_pairs and not chosen_pairs:
-        paired = " and ".join(j for j in ("addition", "interpolate") if j in chosen_jobs)
-        raise PlanError(f"{paired} needs at least two classes or explicit --pairs")
+        raise PlanError(f"{' and '.join(paired)} needs at least two classes or explicit --pairs")
     if not needs_pairs:
         chosen_pairs = ()   # checked above, but unused without a paired job
     drawn = default_pairs_drawn(chosen_classes) if needs_pairs and pairs is None else ""

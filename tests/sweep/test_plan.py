@@ -94,6 +94,11 @@ def test_default_pairs_of_a_full_class_sweep_are_a_seeded_sample():
     ({"variants": "blend"}, "unknown variant"),
     ({"seeds": 0}, "--seeds"),
     ({"batch_size": 0}, "--batch-size"),
+    ({"jobs": "addition", "classes": "3"}, "^addition needs at least two classes"),
+    ({"jobs": "interpolate,addition", "classes": "3", "sources": ("a.png",)},
+     "^addition and interpolate needs at least two classes"),
+    ({"jobs": "interpolate", "classes": "3", "sources": ("a.png",), "interpolate_pairs": "all"},
+     "^interpolation needs at least two classes"),
 ])
 def test_make_plan_bad(kwargs, fragment):
     with pytest.raises(PlanError, match=fragment):
