@@ -1,4 +1,5 @@
-"""Jobs as recipes: a `JobSpec` (what image to make) becomes an objective; `run_batch` renders a batch of them.
+"""Jobs as recipes: a `JobSpec` (what image to make, `jobs.catalog`) becomes an objective; `run_batch` renders a
+batch of them.
 
 - `octave`: a class image from noise, minimising the schedule's class loss `|C - O_c|` (Image generation I).
 - `opposite`: minimise `O_c` (Latent space, "Opposites"); the result is labelled by argmax, and also by the
@@ -31,20 +32,9 @@ import numpy as np
 import torch
 
 from jobs import objectives as obj
-from jobs.catalog import ALL_JOBS, CLASSLESS, IMAGE_JOBS, LAYER_JOBS, PAIRED, VARIANTS, parse_layers
+from jobs.catalog import ALL_JOBS, CLASSLESS, IMAGE_JOBS, LAYER_JOBS, PAIRED, VARIANTS, JobSpec, parse_layers
 from jobs.render import Progress, Trajectory, TrajectoryOptions, render
 from jobs.schedules import Schedule
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """One image to generate."""
-    job: str                # a name of `jobs.catalog.ALL_JOBS`
-    target: int             # class index; -1 for a class-less job (dream)
-    seed: int = 0           # same seed -> same image (initial noise, crop positions)
-    variant: str = ""       # "" or, for addition, "merge" | "juxtapose"; for dreams the layer spec
-    partner: int = -1       # second class for addition and interpolation, -1 when none
-    source: str = ""        # name of the real image a job starts from ("" for noise)
 
 
 @dataclass

@@ -32,11 +32,12 @@ from typing import Callable, TextIO
 
 import pyarrow.fs as pafs
 
+from jobs.catalog import JobSpec
 from jobs.text import first_line
 from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, no_worker_wait, \
     ray_session
 from sweep.interrupts import INTERRUPTED, sigterm_as_interrupt
-from sweep.plan import Batch, Plan, PlanError, WorkItem, make_plan
+from sweep.plan import Batch, Plan, PlanError, make_plan
 from sweep.progress import Progress, format_duration
 from sweep.store import FAILURES, IMAGES, LEASE_TIMEOUT, Lease, ManifestMismatch, Store, StoreError, \
     failures_table, manifest_differences, new_manifest, source_file, source_hash
@@ -310,7 +311,7 @@ class Pending:
     attempts: dict[str, int]      # the highest try recorded per key in failures/ (numbering continues across runs)
 
     @functools.cached_property
-    def items(self) -> list[WorkItem]:
+    def items(self) -> list[JobSpec]:
         return [item for item in self.plan.items() if item.key not in self.done]
 
     @property

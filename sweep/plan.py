@@ -8,13 +8,14 @@ the variant's place):
     transfigure          classes x sources x seeds           interpolate  pairs x sources x seeds
     dream                layers x sources x seeds (target -1) directed-dream  classes x layers x sources x seeds
 
-Each work item has a key `{job}:{variant or '-'}:{target}:{partner}:{seed}` (plus `:{source}` for a job from a
-real image, `sweep.store.key_of`) that names it in the store for ever, and the full plan is cut into batches at
-fixed boundaries, so that a re-run of the same command forms the same batches and resumes by dropping the keys the
-store already holds.
+Each work item (a `jobs.catalog.JobSpec`) has a key `{job}:{variant or '-'}:{target}:{partner}:{seed}` (plus
+`:{source}` for a job from a real image, `JobSpec.key`) that names it in the store for ever, and the full plan is
+cut into batches at fixed boundaries, so that a re-run of the same command forms the same batches and resumes by
+dropping the keys the store already holds.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import random
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from jobs.catalog import ALL_JOBS, ALL_VARIANTS, BY_NAME, IMAGE_JOBS, JOBS, LAYER_JOBS, PAIRED
+from jobs.catalog import ALL_JOBS, ALL_VARIANTS, BY_NAME, IMAGE_JOBS, JOBS, LAYER_JOBS, PAIRED, JobSpec
 from jobs.text import is_whole_number
 
 # Without --pairs, all pairs of the classes when there are at most this many (45 for the digits); above it (499500
@@ -39,27 +40,11 @@ class PlanError(ValueError):
     """A selection that cannot be planned; the message is one line meant for the user."""
 
 
-@dataclass(frozen=True, order=True)
-class WorkItem:
-    """One image to generate; the fields of `jobs.JobSpec` in key order."""
-    job: str
-    variant: str       # "" unless the job has variants (addition: merge | juxtapose; dreams: the layer spec)
-    target: int        # class index; -1 for a dream
-    partner: int       # the second class of an addition or interpolation, -1 otherwise
-    seed: int
-    source: str = ""   # name of the real image the job starts from ("" for the noise jobs)
-
-    @property
-    def key(self) -> str:
-        from sweep.store import key_of
-        return key_of(self.job, self.variant, self.target, self.partner, self.seed, self.source)
-
-
 @dataclass(frozen=True)
 class Batch:
     """A run of work items of one job and variant, as the engine will render them together."""
     index: int                     # position in the full plan: fixes the batch's identity across runs
-    items: tuple[WorkItem, ...]
+    items: tuple[JobSpec, ...]
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -90,9 +75,9 @@ class Plan:
     interpolate_pairs: tuple[tuple[int, int], ...] = ()   # interpolation's own pairs; empty: `pairs`
     pairs_drawn: str = ""          # how the default pairs were drawn when all pairs were too many (`random:N of M`)
 
-    def items(self) -> list[WorkItem]:
+    def items(self) -> list[JobSpec]:
         """Every work item, job by job, in a fixed order."""
-        out: list[WorkItem] = []
+        out: list[JobSpec] = []
         for job in map(BY_NAME.__getitem__, self.jobs):
             if job.layer_variant:
                 variants = list(self.layers)
@@ -102,12 +87,13 @@ class Plan:
             for variant in variants:
                 for seed in range(self.seeds):
                     for source in (self.sources if job.from_image else ("",)):
+                        item = functools.partial(JobSpec, job.name, seed=seed, variant=variant, source=source)
                         if job.paired:
-                            out += [WorkItem(job.name, variant, a, b, seed, source) for a, b in pairs]
+                            out += [item(a, partner=b) for a, b in pairs]
                         elif job.classless:
-                            out.append(WorkItem(job.name, variant, -1, -1, seed, source))
+                            out.append(item(-1))
                         else:
-                            out += [WorkItem(job.name, variant, c, -1, seed, source) for c in self.classes]
+                            out += [item(c) for c in self.classes]
         return out
 
     def batches(self) -> list[Batch]:

@@ -129,7 +129,7 @@ def calibrate(prepared, device: str | None = None) -> Calibration:
 
     import torch
 
-    from jobs.kinds import JobSpec, run_batch
+    from jobs.kinds import run_batch
     from jobs.models import load_model
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     config = prepared.config
@@ -149,8 +149,7 @@ def calibrate(prepared, device: str | None = None) -> Calibration:
     def cut(steps: int):
         return dataclasses.replace(schedule, octaves=tuple(dataclasses.replace(o, iterations=min(o.iterations, steps))
                                                           for o in schedule.octaves))
-    specs = [JobSpec(job=i.job, target=i.target, seed=i.seed, variant=i.variant, partner=i.partner, source=i.source)
-             for i in batch.items]
+    specs = batch.items
     sources = {name: prepared.sources[name] for name in {s.source for s in specs if s.source}}
     kwargs = {**speed, **({"sources": sources} if sources else {})}
     timed = cut(CALIBRATION_STEPS)

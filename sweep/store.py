@@ -60,6 +60,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from jobs.catalog import JobSpec   # the work item, whose `key` names it here (the table of jobs is light: no torch)
 from jobs.text import first_line
 
 FORMAT = 1
@@ -393,7 +394,7 @@ def _image_rows(rows: Sequence[_ImageRow], class_names: Sequence[str], worker: s
             "target_logit": row.scores["target_logit"], "target_prob": row.scores["target_prob"],
             "partner_logit": row.scores["partner_logit"] if spec.partner >= 0 else None,
             "png": encode_png(row.image), "width": int(row.image.shape[1]), "height": int(row.image.shape[0]),
-            "seconds": row.seconds, "worker": worker, "source": getattr(spec, "source", "") or None,
+            "seconds": row.seconds, "worker": worker, "source": spec.source or None,
             "frame": row.frame, "step": row.step}
         for name, value in values.items():
             columns[name].append(value)
@@ -404,8 +405,8 @@ def _image_rows(rows: Sequence[_ImageRow], class_names: Sequence[str], worker: s
     return pa.table({name: arrays[name] for name in schema.names}, schema=schema)
 
 
-def failures_table(failures: Iterable[tuple[object, int, str]], worker: str) -> pa.Table:
-    """(work item or spec, attempt, error) triples -> a `failures/` table."""
+def failures_table(failures: Iterable[tuple[JobSpec, int, str]], worker: str) -> pa.Table:
+    """(work item, attempt, error) triples -> a `failures/` table."""
     now = datetime.now(timezone.utc)
     rows = [{"key": item_key(item), "job": item.job, "variant": item.variant, "target": item.target,
              "partner": item.partner, "seed": item.seed, "attempt": attempt, "error": error, "worker": worker,
@@ -413,16 +414,9 @@ def failures_table(failures: Iterable[tuple[object, int, str]], worker: str) -> 
     return pa.Table.from_pylist(rows, schema=FAILURE_SCHEMA)
 
 
-def key_of(job: str, variant: str, target: int, partner: int, seed: int, source: str = "") -> str:
-    """The store's key of one image, the one definition of the format: `job:variant:target:partner:seed`
-    (variant "-" when empty), plus `:source` for a job that starts from a real image."""
-    key = f"{job}:{variant or '-'}:{target}:{partner}:{seed}"
-    return f"{key}:{source}" if source else key
-
-
-def item_key(item) -> str:
-    """The key of a work item or a `jobs.JobSpec`."""
-    return key_of(item.job, item.variant, item.target, item.partner, item.seed, getattr(item, "source", ""))
+def item_key(item: JobSpec) -> str:
+    """The key a work item is stored under (`JobSpec.key`; the format: `jobs.catalog.key_of`)."""
+    return item.key
 
 
 def is_frame_key(key: str) -> bool:

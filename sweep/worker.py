@@ -251,9 +251,7 @@ class SweepWorker:
 
     def render(self, batch: Batch, token: str | None) -> tuple[list, dict[str, str]]:
         """The engine's results for `batch` and {key: error} of the items it failed (all of them if it raised)."""
-        from jobs.kinds import JobSpec
-        specs = [JobSpec(job=i.job, target=i.target, seed=i.seed, variant=i.variant, partner=i.partner,
-                         source=i.source) for i in batch.items]
+        specs = batch.items
         try:
             sources = self.source_images({spec.source for spec in specs if spec.source})
             options = {"sources": sources} if sources else {}
