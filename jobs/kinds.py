@@ -114,26 +114,10 @@ def interpolation_frames(s: Schedule) -> list[int]:
     return sorted({round(t0 + k * (total - t0) / max(1, s.frames - 1)) for k in range(s.frames)})
 
 
-def _progress(t0: int) -> obj.Weight:
-    def fraction(step: obj.Step) -> float:
-        return min(1.0, max(0.0, (step.t - t0) / (step.total - t0)))   # n / q over the interpolation steps
-    return fraction
-
-
-@functools.lru_cache(maxsize=None)
-def _interpolation_weights(t0: int) -> tuple[obj.Weight, obj.Weight]:
-    # Cached so that every spec of a schedule shares the same weight functions, hence one objective group.
-    fade_in = _progress(t0)
-
-    def fade_out(step: obj.Step) -> float:
-        return 1.0 - fade_in(step)                                          # (q - n) / q
-    return fade_out, fade_in
-
-
 @functools.lru_cache(maxsize=None)
 def _interpolation_targets(c: float, t0: int) -> tuple[obj.Weight, obj.Weight]:
-    # Cached for the same reason as `_interpolation_weights`.
-    fade_out, fade_in = _interpolation_weights(t0)
+    # Cached, as `obj.fades` is: every spec of a schedule shares the same target functions, hence one group.
+    fade_out, fade_in = obj.fades(t0)
 
     def b_target(step: obj.Step) -> float:
         return c * fade_in(step)                                            # c n/q
@@ -154,8 +138,7 @@ def _interpolate(spec: JobSpec, s: Schedule) -> obj.Objective:
     if s.interpolation == "targets":
         a_target, b_target = _interpolation_targets(s.interpolation_logit, t0)
         return obj.logit_toward(spec.target, a_target) + obj.logit_toward(spec.partner, b_target)
-    w_a, w_b = _interpolation_weights(t0)
-    return obj.mix(obj.class_logit(spec.target, s.C), obj.class_logit(spec.partner, s.C), w_a, w_b)
+    return obj.interpolate(spec.target, spec.partner, s.C, start=t0)
 
 
 RECIPES: dict[str, Callable[[JobSpec, Schedule], obj.Objective]] = {
