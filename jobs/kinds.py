@@ -249,7 +249,7 @@ def run_batch(model, specs: Sequence[JobSpec], schedule, *, device: torch.device
         groups.setdefault(runs.id, (runs, []))[1].append(j)
     results: list[Optional[JobResult]] = [None] * len(specs)
     for runs, members in groups.values():
-        done = _run_group(model, [specs[j] for j in members], schedule, runs, sources or {}, device=device,
+        done = _run_group(model, [specs[j] for j in members], runs, sources or {}, device=device,
                           autocast_bf16=autocast_bf16, channels_last=channels_last, progress=progress,
                           trajectory=trajectory)
         for j, result in zip(members, done):
@@ -257,9 +257,9 @@ def run_batch(model, specs: Sequence[JobSpec], schedule, *, device: torch.device
     return results  # type: ignore[return-value]
 
 
-def _run_group(model, specs: Sequence[JobSpec], schedule, runs: Schedule,
-               sources: Mapping[str, np.ndarray], **options) -> list[JobResult]:
-    """One render of `specs` under `runs` (the job's form of the run's `schedule`)."""
+def _run_group(model, specs: Sequence[JobSpec], runs: Schedule, sources: Mapping[str, np.ndarray],
+               **options) -> list[JobResult]:
+    """One render of `specs` under `runs` (the schedule their job runs: `schedule.for_job`)."""
     start = time.perf_counter()
     # Each photograph becomes a float tensor once per group, however many specs start from it; render resizes.
     photos = {name: from_uint8(sources[name][None])[0] for name in {s.source for s in specs if s.source}}

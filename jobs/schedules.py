@@ -296,7 +296,8 @@ class Schedule:
         return sorted(sizes)
 
     def shortened(self, iterations: int = 1) -> "Schedule":
-        """The same schedule with at most `iterations` steps per octave (tests and smoke checks)."""
+        """The same schedule with at most `iterations` steps per octave (tests, smoke checks, the calibration's
+        timed batch)."""
         return dataclasses.replace(self, octaves=tuple(
             dataclasses.replace(o, iterations=min(o.iterations, iterations),
                                 cycle_steps=min(o.cycle_steps, iterations)) for o in self.octaves))

@@ -585,6 +585,13 @@ class Store:
             raise StoreError(f"{self.uri}/{MANIFEST} is not a classweep manifest ({first_line(error)})") from None
         return manifest
 
+    def checked_manifest(self, fresh: bool = False) -> dict:
+        """`manifest`, so that a damaged one fails here rather than deep in a command; `fresh`: read and check the
+        file as it is now, not the copy read before."""
+        if fresh:
+            self.__dict__.pop("manifest", None)   # `manifest` is a cached_property: forget the copy
+        return self.manifest
+
     @property
     def n_classes(self) -> int:
         return int(self.manifest["n_classes"])
@@ -1116,7 +1123,7 @@ def open_store(store: "Store | str") -> Store:
         raise StoreError(f"no store at {store} (no manifest.json there)")
     if kind == pafs.FileType.File:
         raise StoreError(f"{store} is a file, not a store (a store is a directory)")
-    opened.manifest   # noqa: B018 (read and checked here, so that a bad store fails before any work)
+    opened.checked_manifest()   # a bad store fails before any work
     return opened
 
 

@@ -190,6 +190,17 @@ def test_manifest_differences_name_the_fields():
     assert manifest_differences(stored, wanted)[0] == 'schedule is "googlenet" in the store, "tiny" here'
 
 
+def test_checked_manifest_reads_the_file_again_only_when_asked(tmp_path):
+    store = Store.open(str(tmp_path / "s"))
+    good = {"format": 1, "model": "digits", "weights": "w", "schedule_id": "a", "n_classes": 10, "options": {}}
+    store.write_manifest(good)
+    assert store.checked_manifest() == good
+    store.write_manifest({**good, "n_classes": 0})                  # damaged after the first read
+    assert store.checked_manifest() == good                          # the copy read before
+    with pytest.raises(StoreError, match="not a classweep manifest"):
+        store.checked_manifest(fresh=True)
+
+
 def test_prepare_refuses_another_configuration_and_writes_nothing(tmp_path):
     config = SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule="tiny",
                          jobs="octave", classes="0-4", batch_size=2)
