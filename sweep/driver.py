@@ -262,8 +262,7 @@ def check_manifest(store: Store, manifest: dict) -> dict | None:
     if stored is not None and not store.files(IMAGES) and manifest_differences(identity(stored), manifest):
         stored = None   # a store whose runs wrote no image yet takes the corrected command (`execute` rewrites it)
     if stored is not None:
-        store.__dict__.pop("manifest", None)   # checked afresh (`Store.manifest` caches)
-        store.manifest   # noqa: B018 (a hand-edited manifest without its fields is refused here)
+        store.checked_manifest(fresh=True)   # a hand-edited manifest without its fields is refused here
         differences = manifest_differences(identity(stored), manifest)
         if differences:
             raise ManifestMismatch(f"store {store.uri} holds a different sweep: {'; '.join(differences)} "
