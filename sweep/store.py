@@ -292,7 +292,7 @@ def trajectories_table(results: Sequence, n_classes: int) -> pa.Table:
     schema = trajectories_schema(k, n_classes)
     columns: dict[str, list] = {name: [] for name in schema.names}
     for r in recorded:
-        t, key, has_target = r.trajectory, item_key(r.spec), r.spec.target >= 0
+        t, key, has_target = r.trajectory, r.spec.key, r.spec.target >= 0
         for row, step in enumerate(t.steps.tolist()):
             shot = t.snapshots.get(step)
             columns["key"].append(key)
@@ -354,7 +354,7 @@ def images_table(results: Sequence, class_names: Sequence[str], worker: str, tot
     for r in _succeeded(results):
         scores = {"label": r.label, "margin_label": r.margin_label, "target_logit": r.target_logit,
                   "target_prob": r.target_prob, "partner_logit": r.partner_logit}
-        rows.append(_ImageRow(r, item_key(r.spec), r.image, r.logits, -1, total_steps, scores, r.seconds))
+        rows.append(_ImageRow(r, r.spec.key, r.image, r.logits, -1, total_steps, scores, r.seconds))
     return _image_rows(rows, class_names, worker)
 
 
@@ -366,7 +366,7 @@ def frames_table(results: Sequence, class_names: Sequence[str], worker: str) -> 
     for r in _succeeded(results):
         for k, frame in enumerate(getattr(r, "frames", ())):
             values = np.asarray(frame.logits, dtype=np.float32)
-            rows.append(_ImageRow(r, f"{item_key(r.spec)}{FRAME_SUFFIX}{k}", frame.image, values, k,
+            rows.append(_ImageRow(r, f"{r.spec.key}{FRAME_SUFFIX}{k}", frame.image, values, k,
                                   int(frame.step), scores(r.spec, values), 0.0))
     return _image_rows(rows, class_names, worker)
 
@@ -408,15 +408,10 @@ def _image_rows(rows: Sequence[_ImageRow], class_names: Sequence[str], worker: s
 def failures_table(failures: Iterable[tuple[JobSpec, int, str]], worker: str) -> pa.Table:
     """(work item, attempt, error) triples -> a `failures/` table."""
     now = datetime.now(timezone.utc)
-    rows = [{"key": item_key(item), "job": item.job, "variant": item.variant, "target": item.target,
+    rows = [{"key": item.key, "job": item.job, "variant": item.variant, "target": item.target,
              "partner": item.partner, "seed": item.seed, "attempt": attempt, "error": error, "worker": worker,
              "time": now} for item, attempt, error in failures]
     return pa.Table.from_pylist(rows, schema=FAILURE_SCHEMA)
-
-
-def item_key(item: JobSpec) -> str:
-    """The key a work item is stored under (`JobSpec.key`; the format: `jobs.catalog.key_of`)."""
-    return item.key
 
 
 def is_frame_key(key: str) -> bool:

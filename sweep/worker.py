@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from sweep.plan import Batch
 from sweep.store import FAILURES, FRAMES, IMAGES, TRAJECTORIES, Store, decode_png, failures_table, frames_table, \
-    images_table, item_key, trajectories_table
+    images_table, trajectories_table
 
 
 CPU_BATCH = 8         # batch on a CPU: beyond a few images per batch a CPU gains nothing, and batches stay short
@@ -260,7 +260,7 @@ class SweepWorker:
             results = self.run_batch(self.model, specs, self.config.schedule, device=self.device,
                                      autocast_bf16=self.config.bf16 and self.on_gpu,
                                      channels_last=self.config.channels_last and self.on_gpu, **options)
-            return results, {item_key(r.spec): r.error for r in results if r.error is not None}
+            return results, {r.spec.key: r.error for r in results if r.error is not None}
         except Exception as error:  # the engine failed the whole batch: every item records why
             schedule = self.config.schedule.for_job(batch.items[0].job)
             why = out_of_memory(error, len(batch.items), largest_input(schedule, self.model.input_size), self.device)

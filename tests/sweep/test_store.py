@@ -31,12 +31,11 @@ def result(job="octave", target=1, partner=-1, variant="", seed=0, error=None, s
 
 def test_keys_are_one_format():
     from jobs.catalog import key_of
-    from sweep.store import item_key
     assert key_of("addition", "merge", 3, 7, 2) == "addition:merge:3:7:2"
     assert key_of("octave", "", 4, -1, 0) == "octave:-:4:-1:0"
     assert key_of("transfigure", "", 3, -1, 2, "flower.jpg") == "transfigure:-:3:-1:2:flower.jpg"
     spec = JobSpec("transfigure", 3, seed=2, source="flower.jpg")
-    assert item_key(spec) == spec.key == "transfigure:-:3:-1:2:flower.jpg"
+    assert spec.key == "transfigure:-:3:-1:2:flower.jpg"
     assert JobSpec("addition", 3, 2, "merge", 7).key == "addition:merge:3:7:2"
 
 
