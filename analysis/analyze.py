@@ -28,8 +28,9 @@ from analysis.projection import ConstantOutputs, pca_tables
 from analysis.stability import read_trajectories, stability_summary, stability_table
 from analysis.tables import (METRICS, additions_summary, additions_table, classes_table, opposites_summary,
                              opposites_table)
-from analysis.transfer import PERCENTILE, TOP3_FILE, TRANSFER_FILE, success_measure, success_table, transfer_tables
-from jobs.catalog import CLASSLESS, IMAGE_JOBS
+from analysis.transfer import PERCENTILE, TOP3_FILE, TRANSFER_FILE, aim_class, success_measure, success_table, \
+    transfer_tables
+from jobs.catalog import BY_NAME, CLASSLESS, IMAGE_JOBS
 from sweep.store import ANALYSIS as ANALYSIS_DIR, SCORES, Store, StoreError, open_store
 
 SUMMARY_FILE = "summary.json"
@@ -92,7 +93,7 @@ class AnalysisSummary:
             if s.get("on_target") is None:
                 out.append(f"{job}: {s['images']} images")
             else:
-                aim = "class b" if job == "interpolate" else "target class"
+                aim = "class b" if BY_NAME[job].aim == "partner" else "target class"
                 out.append(f"{job}: {s['on_target']} of {s['images']} images labelled as their {aim}")
         if self.pca_ratio:
             ratios = ", ".join(f"PC{i + 1} {r:.1%}" for i, r in enumerate(self.pca_ratio[:2]))
@@ -227,9 +228,8 @@ def _compute(rows: Rows, reps: Rows | None, names, metric: str, summary: Analysi
     for job in IMAGE_JOBS:   # the jobs from real images: counted here, shown by the figures
         part = rows.job(job).meta
         if len(part):
-            aim = part["partner"] if job == "interpolate" else part["target"]
             summary.image_jobs[job] = {"images": len(part), "on_target": None if job in CLASSLESS
-                                       else int((part["label"] == aim).sum())}
+                                       else int((part["label"].to_numpy() == aim_class(part)).sum())}
 
     if classes is None:
         return tables, None

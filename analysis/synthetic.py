@@ -14,8 +14,9 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image as PILImage
 
+from jobs.catalog import key_of
 from sweep.store import (FRAME_SUFFIX, FRAMES, IMAGES, Store, decode_png, encode_png as png_bytes, images_schema,
-                         key_of, new_manifest)
+                         new_manifest)
 
 
 @dataclass(frozen=True)

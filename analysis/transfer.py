@@ -27,9 +27,10 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from jobs.catalog import CLASSLESS
+from jobs.catalog import CATALOG, CLASSLESS
 from jobs.outputs import rank_matrix, softmax, top_k   # the same statistics as the scorer's (sweep.score)
 
+AIMS = {job.name: job.aim for job in CATALOG}
 TRANSFER_FILE = "transfer.parquet"
 TOP3_FILE = "transfer_top3.parquet"
 COLUMNS = ["generator", "scorer", "own", "job", "variant", "images", "top1_share", "top5_share",
@@ -87,10 +88,11 @@ class Outputs:
 
 
 def aim_class(images: pd.DataFrame) -> np.ndarray:
-    """The class each image should read as: its target, or for an interpolation's final image class b."""
+    """The class each image should read as (its job's `aim` in `jobs.catalog`): its target, or for an
+    interpolation's final image class b (its partner)."""
     aim = images["target"].to_numpy().copy()
-    interpolate = (images["job"] == "interpolate").to_numpy()
-    aim[interpolate] = images["partner"].to_numpy()[interpolate]
+    on_partner = images["job"].map(AIMS).eq("partner").to_numpy()
+    aim[on_partner] = images["partner"].to_numpy()[on_partner]
     return aim
 
 

@@ -1,5 +1,6 @@
-"""The table of jobs: what each job's work items look like. Light on purpose (no torch), so that the planner
-(`sweep.plan`) and the analysis read the same table as the recipes (`jobs.kinds`) without loading the engine.
+"""The table of jobs and the work item: what each job's work items look like (`Job`), and one item (`JobSpec`).
+Light on purpose (no torch), so that the planner (`sweep.plan`), the store and the analysis read the same table and
+pass the same items as the recipes (`jobs.kinds`) without loading the engine.
 """
 from __future__ import annotations
 
@@ -15,16 +16,23 @@ class Job:
     from_image: bool = False           # starts from a real image (`--images`), one item per source
     layer_variant: bool = False        # the variant is a layer spec (`--layers`), not one of `variants`
     variants: tuple[str, ...] = ("",)  # the fixed variants ("": none)
+    family: str = "class"              # whose default schedule it runs on an ImageNet model (`jobs.schedules`):
+                                       #   "class", "transfigure" or "dream"
+    blur: str = "octaves"              # how often it blurs (`Schedule.for_job`): "octaves" (each octave's own
+                                       #   `blur_every`), "layers" (never on whole layers, the octaves' on chosen
+                                       #   feature maps) or "directed" (every `dream_blur_every` steps)
+    aim: str = "target"                # the class its finished image should read as: "target", or "partner"
+                                       #   (an interpolation ends at class b); a class-less job has neither
 
 
 CATALOG = (
     Job("octave"),
     Job("opposite"),
     Job("addition", paired=True, variants=("merge", "juxtapose")),
-    Job("transfigure", from_image=True),
-    Job("interpolate", paired=True, from_image=True),
-    Job("dream", classless=True, from_image=True, layer_variant=True),
-    Job("directed-dream", from_image=True, layer_variant=True),
+    Job("transfigure", from_image=True, family="transfigure"),
+    Job("interpolate", paired=True, from_image=True, family="transfigure", aim="partner"),
+    Job("dream", classless=True, from_image=True, layer_variant=True, family="dream", blur="layers"),
+    Job("directed-dream", from_image=True, layer_variant=True, family="dream", blur="directed"),
 )
 BY_NAME = {job.name: job for job in CATALOG}
 ALL_JOBS = tuple(job.name for job in CATALOG)                             # noise jobs first
@@ -35,6 +43,29 @@ CLASSLESS = frozenset(job.name for job in CATALOG if job.classless)
 LAYER_JOBS = frozenset(job.name for job in CATALOG if job.layer_variant)
 VARIANTS = {job.name: job.variants for job in CATALOG if not job.layer_variant}
 ALL_VARIANTS = tuple(dict.fromkeys(v for job in CATALOG for v in job.variants if v))   # the default --variants
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One image to generate: a work item of the plan (`sweep.plan`) and what a recipe renders (`jobs.kinds`)."""
+    job: str                # a name of `ALL_JOBS`
+    target: int             # class index; -1 for a class-less job (dream)
+    seed: int = 0           # same seed -> same image (initial noise, crop positions)
+    variant: str = ""       # "" or, for addition, "merge" | "juxtapose"; for dreams the layer spec
+    partner: int = -1       # second class for addition and interpolation, -1 when none
+    source: str = ""        # name of the real image a job starts from ("" for noise)
+
+    @property
+    def key(self) -> str:
+        """The item's name in the store, for ever (`key_of`)."""
+        return key_of(self.job, self.variant, self.target, self.partner, self.seed, self.source)
+
+
+def key_of(job: str, variant: str, target: int, partner: int, seed: int, source: str = "") -> str:
+    """The store's key of one image, the one definition of the format: `job:variant:target:partner:seed`
+    (variant "-" when empty), plus `:source` for a job that starts from a real image."""
+    key = f"{job}:{variant or '-'}:{target}:{partner}:{seed}"
+    return f"{key}:{source}" if source else key
 
 
 def parse_layers(spec: str) -> list[tuple[str, tuple[int, ...]]]:

@@ -1,4 +1,5 @@
-"""Jobs as recipes: a `JobSpec` (what image to make) becomes an objective; `run_batch` renders a batch of them.
+"""Jobs as recipes: a `JobSpec` (what image to make, `jobs.catalog`) becomes an objective; `run_batch` renders a
+batch of them.
 
 - `octave`: a class image from noise, minimising the schedule's class loss `|C - O_c|` (Image generation I).
 - `opposite`: minimise `O_c` (Latent space, "Opposites"); the result is labelled by argmax, and also by the
@@ -31,20 +32,9 @@ import numpy as np
 import torch
 
 from jobs import objectives as obj
-from jobs.catalog import ALL_JOBS, CLASSLESS, IMAGE_JOBS, LAYER_JOBS, PAIRED, VARIANTS, parse_layers
+from jobs.catalog import ALL_JOBS, CLASSLESS, IMAGE_JOBS, LAYER_JOBS, PAIRED, VARIANTS, JobSpec, parse_layers
 from jobs.render import Progress, Trajectory, TrajectoryOptions, render
 from jobs.schedules import Schedule
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """One image to generate."""
-    job: str                # a name of `jobs.catalog.ALL_JOBS`
-    target: int             # class index; -1 for a class-less job (dream)
-    seed: int = 0           # same seed -> same image (initial noise, crop positions)
-    variant: str = ""       # "" or, for addition, "merge" | "juxtapose"; for dreams the layer spec
-    partner: int = -1       # second class for addition and interpolation, -1 when none
-    source: str = ""        # name of the real image a job starts from ("" for noise)
 
 
 @dataclass
@@ -124,26 +114,10 @@ def interpolation_frames(s: Schedule) -> list[int]:
     return sorted({round(t0 + k * (total - t0) / max(1, s.frames - 1)) for k in range(s.frames)})
 
 
-def _progress(t0: int) -> obj.Weight:
-    def fraction(step: obj.Step) -> float:
-        return min(1.0, max(0.0, (step.t - t0) / (step.total - t0)))   # n / q over the interpolation steps
-    return fraction
-
-
-@functools.lru_cache(maxsize=None)
-def _interpolation_weights(t0: int) -> tuple[obj.Weight, obj.Weight]:
-    # Cached so that every spec of a schedule shares the same weight functions, hence one objective group.
-    fade_in = _progress(t0)
-
-    def fade_out(step: obj.Step) -> float:
-        return 1.0 - fade_in(step)                                          # (q - n) / q
-    return fade_out, fade_in
-
-
 @functools.lru_cache(maxsize=None)
 def _interpolation_targets(c: float, t0: int) -> tuple[obj.Weight, obj.Weight]:
-    # Cached for the same reason as `_interpolation_weights`.
-    fade_out, fade_in = _interpolation_weights(t0)
+    # Cached, as `obj.fades` is: every spec of a schedule shares the same target functions, hence one group.
+    fade_out, fade_in = obj.fades(t0)
 
     def b_target(step: obj.Step) -> float:
         return c * fade_in(step)                                            # c n/q
@@ -164,8 +138,7 @@ def _interpolate(spec: JobSpec, s: Schedule) -> obj.Objective:
     if s.interpolation == "targets":
         a_target, b_target = _interpolation_targets(s.interpolation_logit, t0)
         return obj.logit_toward(spec.target, a_target) + obj.logit_toward(spec.partner, b_target)
-    w_a, w_b = _interpolation_weights(t0)
-    return obj.mix(obj.class_logit(spec.target, s.C), obj.class_logit(spec.partner, s.C), w_a, w_b)
+    return obj.interpolate(spec.target, spec.partner, s.C, start=t0)
 
 
 RECIPES: dict[str, Callable[[JobSpec, Schedule], obj.Objective]] = {
@@ -276,7 +249,7 @@ def run_batch(model, specs: Sequence[JobSpec], schedule, *, device: torch.device
         groups.setdefault(runs.id, (runs, []))[1].append(j)
     results: list[Optional[JobResult]] = [None] * len(specs)
     for runs, members in groups.values():
-        done = _run_group(model, [specs[j] for j in members], schedule, runs, sources or {}, device=device,
+        done = _run_group(model, [specs[j] for j in members], runs, sources or {}, device=device,
                           autocast_bf16=autocast_bf16, channels_last=channels_last, progress=progress,
                           trajectory=trajectory)
         for j, result in zip(members, done):
@@ -284,9 +257,9 @@ def run_batch(model, specs: Sequence[JobSpec], schedule, *, device: torch.device
     return results  # type: ignore[return-value]
 
 
-def _run_group(model, specs: Sequence[JobSpec], schedule, runs: Schedule,
-               sources: Mapping[str, np.ndarray], **options) -> list[JobResult]:
-    """One render of `specs` under `runs` (the job's form of the run's `schedule`)."""
+def _run_group(model, specs: Sequence[JobSpec], runs: Schedule, sources: Mapping[str, np.ndarray],
+               **options) -> list[JobResult]:
+    """One render of `specs` under `runs` (the schedule their job runs: `schedule.for_job`)."""
     start = time.perf_counter()
     # Each photograph becomes a float tensor once per group, however many specs start from it; render resizes.
     photos = {name: from_uint8(sources[name][None])[0] for name in {s.source for s in specs if s.source}}

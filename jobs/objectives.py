@@ -10,9 +10,11 @@ The factories are the articles' losses:
 - `opposite(c)`: `-class_logit(c)`, i.e. minimise `O_c` ("Opposites": `loss = output[0][c]`);
 - `merge(a, b)`: `a + b` ("Vector addition": the gradient of `2C - O_1 - O_2`);
 - `juxtapose(a, b)`: push whichever of the two is weaker at each step (the article's `g'`);
-- `mix(a, b, w_a, w_b)`: `w_a * a + w_b * b` with weights that may depend on the step (class interpolation);
+- `mix(a, b, w_a, w_b)`: `w_a * a + w_b * b` with weights that may depend on the step; `interpolate(a, b)`:
+  `mix` with the weights `fades` (class interpolation);
 - `l1(weight)`: `weight * sum |a_i|` on the input (the article's L1 regulariser);
-- `layer(name)`, `channel(name, maps)`: `sum(C - z)` over a hidden layer or some of its feature maps (deep dream).
+- `layer(name)`, `channel(name, maps)`: `sum(C - z)` over a hidden layer or some of its feature maps; `dream`:
+  either with C = 0, a whole layer per feature (deep dream).
 
 Batching. The render loop evaluates B elements per step, each with its own objective. So that this costs a few
 tensor operations per step rather than a few per element, an objective is stored in a batched form: a function
@@ -23,6 +25,7 @@ same way, one element at a time.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Hashable, Mapping, Sequence, Union
 
@@ -197,11 +200,6 @@ class ObjectiveBatch:
         return losses
 
 
-def evaluate_batch(objectives: Sequence[Objective], out: Outputs) -> Tensor:
-    """Losses (B) of B elements, element j under `objectives[j]`; `out` holds all B elements."""
-    return ObjectiveBatch(objectives, out.logits.device)(out)
-
-
 def layers_needed(objectives: Sequence[Objective]) -> list[str]:
     """The hidden layers any of `objectives` reads, sorted (only these are captured during rendering)."""
     return sorted(set().union(*(o.layers for o in objectives))) if objectives else []
@@ -264,20 +262,24 @@ def mix(a: Objective, b: Objective, w_a: Weight, w_b: Weight) -> Objective:
                     extra_key=(w_a, w_b))
 
 
-def fade_out(step: Step) -> float:
-    """(q - n) / q over the whole schedule: weight of the class interpolated away from."""
-    return 1.0 - step.fraction
+@functools.lru_cache(maxsize=None)
+def fades(start: int = 0) -> tuple[Callable[[Step], float], Callable[[Step], float]]:
+    """(fade_out, fade_in): the weights (q - n) / q and n / q of class interpolation, n the steps done since step
+    `start` and q the steps from `start` to the end of the schedule (before `start`: 1 and 0). Cached, so that
+    every objective built on the same start holds the same two functions: one key, one group of a batch."""
+    def fade_in(step: Step) -> float:
+        return min(1.0, max(0.0, (step.t - start) / (step.total - start)))     # n / q
 
-
-def fade_in(step: Step) -> float:
-    """n / q over the whole schedule: weight of the class interpolated toward."""
-    return step.fraction
+    def fade_out(step: Step) -> float:
+        return 1.0 - fade_in(step)                                              # (q - n) / q
+    return fade_out, fade_in
 
 
 def interpolate(a: Union[Objective, int], b: Union[Objective, int], C: float | None = None, *,
-                absolute: bool = False) -> Objective:
-    """Class interpolation from a to b over the schedule: `mix(a, b, fade_out, fade_in)`."""
-    return mix(_as_objective(a, C, absolute), _as_objective(b, C, absolute), fade_out, fade_in)
+                absolute: bool = False, start: int = 0) -> Objective:
+    """Class interpolation from a to b, from step `start` to the end of the schedule: `mix(a, b, *fades(start))`
+    (Latent space, "Dog transfiguration")."""
+    return mix(_as_objective(a, C, absolute), _as_objective(b, C, absolute), *fades(start))
 
 
 def l1(weight: float = 1.0) -> Objective:
@@ -287,11 +289,17 @@ def l1(weight: float = 1.0) -> Objective:
                              key=("l1", w))
 
 
-def layer(name: str, C: float = 200.0) -> Objective:
-    """`sum(C - z)` over every unit of hidden layer `name` (deep dream: raise the whole layer's activation)."""
+def layer(name: str, C: float = 200.0, *, per_feature: bool = False) -> Objective:
+    """`sum(C - z)` over every unit of hidden layer `name` (deep dream: raise the whole layer's activation);
+    `per_feature`: divided by the layer's feature count F (its channels)."""
     const = float(C)
-    return Objective.batched(lambda out, p: (const - out.activations[name]).flatten(1).sum(1),
-                             f"sum({const:g} - {name})", key=("layer", name, const), layers=(name,))
+
+    def fn(out: Outputs, params: Tensor) -> Tensor:
+        z = out.activations[name]                                               # k x F x H x W
+        total = (const - z).flatten(1).sum(1)                                   # k
+        return total / z.shape[1] if per_feature else total
+    return Objective.batched(fn, f"sum({const:g} - {name})" + (" / features" if per_feature else ""),
+                             key=("layer", name, const, per_feature), layers=(name,))
 
 
 def channel(name: str, maps: Union[int, Sequence[int]], C: float = 200.0) -> Objective:
@@ -306,14 +314,12 @@ def channel(name: str, maps: Union[int, Sequence[int]], C: float = 200.0) -> Obj
 def dream(name: str, maps: Sequence[int] | None = None) -> Objective:
     """Deep dream on hidden layer `name`: raise its total activation, `-sum(z) / F` with F its feature count (the
     article divides a whole layer's gradient by its number of features to avoid saturated images); with `maps`,
-    raise those feature maps only, `-sum(z_f)` (Deep dream, "Feature optimization")."""
+    raise those feature maps only, `-sum(z_f)` (Deep dream, "Feature optimization"). That is `layer` and `channel`
+    with C = 0 (`0 - z` is exactly `-z`)."""
     if maps:
         maps = tuple(int(m) for m in maps)
-        return Objective.batched(lambda out, p: -out.activations[name][:, list(maps)].flatten(1).sum(1),
-                                 f"-sum({name}[{', '.join(map(str, maps))}])", key=("dream", name, maps),
-                                 layers=(name,))
-    return Objective.batched(lambda out, p: -out.activations[name].flatten(1).sum(1) / out.activations[name].shape[1],
-                             f"-sum({name}) / features", key=("dream", name), layers=(name,))
+        return channel(name, maps, C=0).described(f"-sum({name}[{', '.join(map(str, maps))}])")
+    return layer(name, C=0, per_feature=True).described(f"-sum({name}) / features")
 
 
 def logit_toward(c: int, value: Weight) -> Objective:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from jobs.catalog import on_feature_maps
+from jobs.catalog import ALL_JOBS, BY_NAME, CATALOG, on_feature_maps
 from jobs.demo_models import DEMO_MODELS
 from jobs.text import flattened
 
@@ -256,9 +256,10 @@ class Schedule:
         blurs ("Layer Optimization", a_{n+1} = O(a_n + eps g_n)); a dream on chosen feature maps keeps the
         octaves' blur after every step (a_{n+1} = O(N(a_n + eps g_n)), "optimizing one or two features at a
         time"); a directed dream blurs every `dream_blur_every` steps ("Directed dream"). Every other job runs
-        this schedule unchanged."""
-        every = {"dream": None if on_feature_maps(variant) else 0,
-                 "directed-dream": self.dream_blur_every}.get(job)
+        this schedule unchanged. Which rhythm a job has is its `blur` in `jobs.catalog`."""
+        rhythm = BY_NAME[job].blur if job in BY_NAME else "octaves"
+        every = {"octaves": None, "layers": None if on_feature_maps(variant) else 0,
+                 "directed": self.dream_blur_every}[rhythm]
         if every is None:
             return self
         return dataclasses.replace(self, octaves=tuple(dataclasses.replace(o, blur_every=every)
@@ -295,7 +296,8 @@ class Schedule:
         return sorted(sizes)
 
     def shortened(self, iterations: int = 1) -> "Schedule":
-        """The same schedule with at most `iterations` steps per octave (tests and smoke checks)."""
+        """The same schedule with at most `iterations` steps per octave (tests, smoke checks, the calibration's
+        timed batch)."""
         return dataclasses.replace(self, octaves=tuple(
             dataclasses.replace(o, iterations=min(o.iterations, iterations),
                                 cycle_steps=min(o.cycle_steps, iterations)) for o in self.octaves))
@@ -462,11 +464,11 @@ def default_schedule(model_name: str) -> Schedule:
     return load_schedule(presets.get(model_name, "googlenet"))
 
 
-# Job families and their default presets for the ImageNet models. Dreams: Deep dream's three octaves without
-# crops, 299 -> 380 -> 460; transfiguration and interpolation (which the article runs from a photograph with the
-# same method, Latent space "Dog transfiguration"): Image generation I's single-scale resize-cycle recipe.
-FAMILIES = {"octave": "class", "opposite": "class", "addition": "class", "transfigure": "transfigure",
-            "interpolate": "transfigure", "dream": "dream", "directed-dream": "dream"}
+# Job families (each job's `family` in `jobs.catalog`) and their default presets for the ImageNet models. Dreams:
+# Deep dream's three octaves without crops, 299 -> 380 -> 460; transfiguration and interpolation (which the article
+# runs from a photograph with the same method, Latent space "Dog transfiguration"): Image generation I's
+# single-scale resize-cycle recipe.
+FAMILIES = {job.name: job.family for job in CATALOG}
 FAMILY_PRESETS = {"class": None, "transfigure": "transfigure", "dream": "dream"}   # None: `default_schedule`
 FIXED_SIZE_PRESET = "fixed-224"   # class images for networks that accept one input size only (ViT, MaxViT)
 
@@ -520,7 +522,7 @@ class ScheduleSet:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def default_schedules(model_name: str, jobs: Sequence[str] = tuple(FAMILIES), *,
+def default_schedules(model_name: str, jobs: Sequence[str] = ALL_JOBS, *,
                       fixed_size: int | None = None) -> ScheduleSet:
     """The default schedule of every job for `model_name`: the demo model runs its own "digits" preset for every
     job; an ImageNet model runs its class preset (googlenet, inception_v3) for class jobs, "dream" for dreams and
@@ -555,9 +557,9 @@ def schedule_set(base: ScheduleSet, overall: str | Path | None = None,
     ValueError for an unknown preset, an invalid file, or an unknown job name.
     """
     per_job = dict(per_job or {})
-    unknown = sorted(set(per_job) - set(FAMILIES))
+    unknown = sorted(set(per_job) - set(ALL_JOBS))
     if unknown:
-        raise ValueError(f"no job named {', '.join(map(repr, unknown))}; jobs: {', '.join(FAMILIES)}")
+        raise ValueError(f"no job named {', '.join(map(repr, unknown))}; jobs: {', '.join(ALL_JOBS)}")
     result = base
     if overall is not None:
         loaded = load_schedule_or_set(overall)
@@ -595,9 +597,9 @@ def load_schedule_or_set(name_or_path: str | Path) -> Schedule | ScheduleSet:
             jobs = data.get("jobs", {})
             if not isinstance(jobs, Mapping):
                 raise ValueError(f"{text}: jobs must map job names to schedules")
-            unknown = sorted(set(jobs) - set(FAMILIES))
+            unknown = sorted(set(jobs) - set(ALL_JOBS))
             if unknown:
-                raise ValueError(f"{text}: no job named {', '.join(map(repr, unknown))}; jobs: {', '.join(FAMILIES)}")
+                raise ValueError(f"{text}: no job named {', '.join(map(repr, unknown))}; jobs: {', '.join(ALL_JOBS)}")
             return ScheduleSet(stem, default, tuple(sorted((job, _schedule_from(v, f"{stem}:{job}"))
                                                            for job, v in jobs.items())))
     return load_schedule(text)

@@ -32,11 +32,12 @@ from typing import Callable, TextIO
 
 import pyarrow.fs as pafs
 
+from jobs.catalog import JobSpec
 from jobs.text import first_line
 from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, no_worker_wait, \
     ray_session
 from sweep.interrupts import INTERRUPTED, sigterm_as_interrupt
-from sweep.plan import Batch, Plan, PlanError, WorkItem, make_plan
+from sweep.plan import Batch, Plan, PlanError, make_plan
 from sweep.progress import Progress, format_duration
 from sweep.store import FAILURES, IMAGES, LEASE_TIMEOUT, Lease, ManifestMismatch, Store, StoreError, \
     failures_table, manifest_differences, new_manifest, source_file, source_hash
@@ -261,8 +262,7 @@ def check_manifest(store: Store, manifest: dict) -> dict | None:
     if stored is not None and not store.files(IMAGES) and manifest_differences(identity(stored), manifest):
         stored = None   # a store whose runs wrote no image yet takes the corrected command (`execute` rewrites it)
     if stored is not None:
-        store.__dict__.pop("manifest", None)   # checked afresh (`Store.manifest` caches)
-        store.manifest   # noqa: B018 (a hand-edited manifest without its fields is refused here)
+        store.checked_manifest(fresh=True)   # a hand-edited manifest without its fields is refused here
         differences = manifest_differences(identity(stored), manifest)
         if differences:
             raise ManifestMismatch(f"store {store.uri} holds a different sweep: {'; '.join(differences)} "
@@ -310,7 +310,7 @@ class Pending:
     attempts: dict[str, int]      # the highest try recorded per key in failures/ (numbering continues across runs)
 
     @functools.cached_property
-    def items(self) -> list[WorkItem]:
+    def items(self) -> list[JobSpec]:
         return [item for item in self.plan.items() if item.key not in self.done]
 
     @property

@@ -8,13 +8,14 @@ the variant's place):
     transfigure          classes x sources x seeds           interpolate  pairs x sources x seeds
     dream                layers x sources x seeds (target -1) directed-dream  classes x layers x sources x seeds
 
-Each work item has a key `{job}:{variant or '-'}:{target}:{partner}:{seed}` (plus `:{source}` for a job from a
-real image, `sweep.store.key_of`) that names it in the store for ever, and the full plan is cut into batches at
-fixed boundaries, so that a re-run of the same command forms the same batches and resumes by dropping the keys the
-store already holds.
+Each work item (a `jobs.catalog.JobSpec`) has a key `{job}:{variant or '-'}:{target}:{partner}:{seed}` (plus
+`:{source}` for a job from a real image, `JobSpec.key`) that names it in the store for ever, and the full plan is
+cut into batches at fixed boundaries, so that a re-run of the same command forms the same batches and resumes by
+dropping the keys the store already holds.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import random
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from jobs.catalog import ALL_JOBS, ALL_VARIANTS, BY_NAME, IMAGE_JOBS, JOBS, LAYER_JOBS
+from jobs.catalog import ALL_JOBS, ALL_VARIANTS, BY_NAME, IMAGE_JOBS, JOBS, LAYER_JOBS, PAIRED, JobSpec
 from jobs.text import is_whole_number
 
 # Without --pairs, all pairs of the classes when there are at most this many (45 for the digits); above it (499500
@@ -32,33 +33,18 @@ from jobs.text import is_whole_number
 # them outnumber the rest of the sweep 250 to 1.
 MAX_DEFAULT_PAIRS = 1000
 PAIRS_RANDOM_SEED = 0   # `random:N` draws the same N pairs for the same class selection, on every machine
+OWN_PAIRS_JOB = "interpolate"   # the paired job `--interpolate-pairs` may give pairs of its own
 
 
 class PlanError(ValueError):
     """A selection that cannot be planned; the message is one line meant for the user."""
 
 
-@dataclass(frozen=True, order=True)
-class WorkItem:
-    """One image to generate; the fields of `jobs.JobSpec` in key order."""
-    job: str
-    variant: str       # "" unless the job has variants (addition: merge | juxtapose; dreams: the layer spec)
-    target: int        # class index; -1 for a dream
-    partner: int       # the second class of an addition or interpolation, -1 otherwise
-    seed: int
-    source: str = ""   # name of the real image the job starts from ("" for the noise jobs)
-
-    @property
-    def key(self) -> str:
-        from sweep.store import key_of
-        return key_of(self.job, self.variant, self.target, self.partner, self.seed, self.source)
-
-
 @dataclass(frozen=True)
 class Batch:
     """A run of work items of one job and variant, as the engine will render them together."""
     index: int                     # position in the full plan: fixes the batch's identity across runs
-    items: tuple[WorkItem, ...]
+    items: tuple[JobSpec, ...]
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -89,24 +75,25 @@ class Plan:
     interpolate_pairs: tuple[tuple[int, int], ...] = ()   # interpolation's own pairs; empty: `pairs`
     pairs_drawn: str = ""          # how the default pairs were drawn when all pairs were too many (`random:N of M`)
 
-    def items(self) -> list[WorkItem]:
+    def items(self) -> list[JobSpec]:
         """Every work item, job by job, in a fixed order."""
-        out: list[WorkItem] = []
+        out: list[JobSpec] = []
         for job in map(BY_NAME.__getitem__, self.jobs):
             if job.layer_variant:
                 variants = list(self.layers)
             else:
                 variants = [v for v in job.variants if v in self.variants or not v]
-            pairs = (self.interpolate_pairs or self.pairs) if job.name == "interpolate" else self.pairs
+            pairs = (self.interpolate_pairs or self.pairs) if job.name == OWN_PAIRS_JOB else self.pairs
             for variant in variants:
                 for seed in range(self.seeds):
                     for source in (self.sources if job.from_image else ("",)):
+                        item = functools.partial(JobSpec, job.name, seed=seed, variant=variant, source=source)
                         if job.paired:
-                            out += [WorkItem(job.name, variant, a, b, seed, source) for a, b in pairs]
+                            out += [item(a, partner=b) for a, b in pairs]
                         elif job.classless:
-                            out.append(WorkItem(job.name, variant, -1, -1, seed, source))
+                            out.append(item(-1))
                         else:
-                            out += [WorkItem(job.name, variant, c, -1, seed, source) for c in self.classes]
+                            out += [item(c) for c in self.classes]
         return out
 
     def batches(self) -> list[Batch]:
@@ -272,12 +259,12 @@ def make_plan(*, n_classes: int, jobs: str | None = None, classes: str = "all", 
         raise PlanError(f"--images given, but no chosen job starts from an image (jobs: {', '.join(chosen_jobs)}; "
                         f"those that do: {', '.join(IMAGE_JOBS)})")
     chosen_classes = parse_classes(classes, n_classes)
-    own_pairs = "interpolate" in chosen_jobs and interpolate_pairs is not None
-    needs_pairs = "addition" in chosen_jobs or ("interpolate" in chosen_jobs and not own_pairs)
+    paired = [job for job in ALL_JOBS if job in PAIRED and job in chosen_jobs]   # in the table's order
+    own_pairs = OWN_PAIRS_JOB in paired and interpolate_pairs is not None
+    needs_pairs = any(job != OWN_PAIRS_JOB or not own_pairs for job in paired)
     chosen_pairs = parse_pairs(pairs, n_classes, chosen_classes) if needs_pairs or pairs else ()
     if needs_pairs and not chosen_pairs:
-        paired = " and ".join(j for j in ("addition", "interpolate") if j in chosen_jobs)
-        raise PlanError(f"{paired} needs at least two classes or explicit --pairs")
+        raise PlanError(f"{' and '.join(paired)} needs at least two classes or explicit --pairs")
     if not needs_pairs:
         chosen_pairs = ()   # checked above, but unused without a paired job
     drawn = default_pairs_drawn(chosen_classes) if needs_pairs and pairs is None else ""

@@ -129,7 +129,7 @@ def calibrate(prepared, device: str | None = None) -> Calibration:
 
     import torch
 
-    from jobs.kinds import JobSpec, run_batch
+    from jobs.kinds import run_batch
     from jobs.models import load_model
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     config = prepared.config
@@ -145,15 +145,10 @@ def calibrate(prepared, device: str | None = None) -> Calibration:
                 model, prepared.schedule, device, bf16=config.bf16, channels_last=config.channels_last))
     batch = plan.batches()[0]
     schedule = prepared.schedule.for_job(batch.items[0].job)   # a batch holds one job: time that job's schedule
-
-    def cut(steps: int):
-        return dataclasses.replace(schedule, octaves=tuple(dataclasses.replace(o, iterations=min(o.iterations, steps))
-                                                          for o in schedule.octaves))
-    specs = [JobSpec(job=i.job, target=i.target, seed=i.seed, variant=i.variant, partner=i.partner, source=i.source)
-             for i in batch.items]
+    specs = batch.items
     sources = {name: prepared.sources[name] for name in {s.source for s in specs if s.source}}
     kwargs = {**speed, **({"sources": sources} if sources else {})}
-    timed = cut(CALIBRATION_STEPS)
+    timed = schedule.shortened(CALIBRATION_STEPS)
     run_batch(model, specs, timed, device=device, **kwargs)   # warm-up: kernels, allocator, caches, every input size
                                                               # the timed run feeds (--compile compiles each)
     if device.startswith("cuda"):

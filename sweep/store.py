@@ -60,6 +60,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from jobs.catalog import JobSpec   # the work item, whose `key` names it here (the table of jobs is light: no torch)
 from jobs.text import first_line
 
 FORMAT = 1
@@ -292,7 +293,7 @@ def trajectories_table(results: Sequence, n_classes: int) -> pa.Table:
     schema = trajectories_schema(k, n_classes)
     columns: dict[str, list] = {name: [] for name in schema.names}
     for r in recorded:
-        t, key, has_target = r.trajectory, item_key(r.spec), r.spec.target >= 0
+        t, key, has_target = r.trajectory, r.spec.key, r.spec.target >= 0
         for row, step in enumerate(t.steps.tolist()):
             shot = t.snapshots.get(step)
             columns["key"].append(key)
@@ -354,7 +355,7 @@ def images_table(results: Sequence, class_names: Sequence[str], worker: str, tot
     for r in _succeeded(results):
         scores = {"label": r.label, "margin_label": r.margin_label, "target_logit": r.target_logit,
                   "target_prob": r.target_prob, "partner_logit": r.partner_logit}
-        rows.append(_ImageRow(r, item_key(r.spec), r.image, r.logits, -1, total_steps, scores, r.seconds))
+        rows.append(_ImageRow(r, r.spec.key, r.image, r.logits, -1, total_steps, scores, r.seconds))
     return _image_rows(rows, class_names, worker)
 
 
@@ -366,7 +367,7 @@ def frames_table(results: Sequence, class_names: Sequence[str], worker: str) -> 
     for r in _succeeded(results):
         for k, frame in enumerate(getattr(r, "frames", ())):
             values = np.asarray(frame.logits, dtype=np.float32)
-            rows.append(_ImageRow(r, f"{item_key(r.spec)}{FRAME_SUFFIX}{k}", frame.image, values, k,
+            rows.append(_ImageRow(r, f"{r.spec.key}{FRAME_SUFFIX}{k}", frame.image, values, k,
                                   int(frame.step), scores(r.spec, values), 0.0))
     return _image_rows(rows, class_names, worker)
 
@@ -394,7 +395,7 @@ def _image_rows(rows: Sequence[_ImageRow], class_names: Sequence[str], worker: s
             "target_logit": row.scores["target_logit"], "target_prob": row.scores["target_prob"],
             "partner_logit": row.scores["partner_logit"] if spec.partner >= 0 else None,
             "png": encode_png(row.image), "width": int(row.image.shape[1]), "height": int(row.image.shape[0]),
-            "seconds": row.seconds, "worker": worker, "source": getattr(spec, "source", "") or None,
+            "seconds": row.seconds, "worker": worker, "source": spec.source or None,
             "frame": row.frame, "step": row.step}
         for name, value in values.items():
             columns[name].append(value)
@@ -405,25 +406,13 @@ def _image_rows(rows: Sequence[_ImageRow], class_names: Sequence[str], worker: s
     return pa.table({name: arrays[name] for name in schema.names}, schema=schema)
 
 
-def failures_table(failures: Iterable[tuple[object, int, str]], worker: str) -> pa.Table:
-    """(work item or spec, attempt, error) triples -> a `failures/` table."""
+def failures_table(failures: Iterable[tuple[JobSpec, int, str]], worker: str) -> pa.Table:
+    """(work item, attempt, error) triples -> a `failures/` table."""
     now = datetime.now(timezone.utc)
-    rows = [{"key": item_key(item), "job": item.job, "variant": item.variant, "target": item.target,
+    rows = [{"key": item.key, "job": item.job, "variant": item.variant, "target": item.target,
              "partner": item.partner, "seed": item.seed, "attempt": attempt, "error": error, "worker": worker,
              "time": now} for item, attempt, error in failures]
     return pa.Table.from_pylist(rows, schema=FAILURE_SCHEMA)
-
-
-def key_of(job: str, variant: str, target: int, partner: int, seed: int, source: str = "") -> str:
-    """The store's key of one image, the one definition of the format: `job:variant:target:partner:seed`
-    (variant "-" when empty), plus `:source` for a job that starts from a real image."""
-    key = f"{job}:{variant or '-'}:{target}:{partner}:{seed}"
-    return f"{key}:{source}" if source else key
-
-
-def item_key(item) -> str:
-    """The key of a work item or a `jobs.JobSpec`."""
-    return key_of(item.job, item.variant, item.target, item.partner, item.seed, getattr(item, "source", ""))
 
 
 def is_frame_key(key: str) -> bool:
@@ -591,6 +580,13 @@ class Store:
         except (ValueError, KeyError, TypeError) as error:
             raise StoreError(f"{self.uri}/{MANIFEST} is not a classweep manifest ({first_line(error)})") from None
         return manifest
+
+    def checked_manifest(self, fresh: bool = False) -> dict:
+        """`manifest`, so that a damaged one fails here rather than deep in a command; `fresh`: read and check the
+        file as it is now, not the copy read before."""
+        if fresh:
+            self.__dict__.pop("manifest", None)   # `manifest` is a cached_property: forget the copy
+        return self.manifest
 
     @property
     def n_classes(self) -> int:
@@ -1125,7 +1121,7 @@ def open_store(store: "Store | str") -> Store:
         raise StoreError(f"no store at {store} (no manifest.json there)")
     if kind == pafs.FileType.File:
         raise StoreError(f"{store} is a file, not a store (a store is a directory)")
-    opened.manifest   # noqa: B018 (read and checked here, so that a bad store fails before any work)
+    opened.checked_manifest()   # a bad store fails before any work
     return opened
 
 

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from sweep.plan import Batch
 from sweep.store import FAILURES, FRAMES, IMAGES, TRAJECTORIES, Store, decode_png, failures_table, frames_table, \
-    images_table, item_key, trajectories_table
+    images_table, trajectories_table
 
 
 CPU_BATCH = 8         # batch on a CPU: beyond a few images per batch a CPU gains nothing, and batches stay short
@@ -38,7 +38,8 @@ class WorkerConfig:
     store: str                       # store URI, opened by each actor itself
     model: str                       # model zoo name
     weights: str                     # weights as given to `jobs.load_model`
-    schedule: object = None          # the run's `jobs.Schedule` (the driver loaded and checked it)
+    schedule: object = None          # the run's `jobs.Schedule` or `ScheduleSet` (the driver loaded and checked
+                                     #   it); a `SweepWorker` needs it, the score and feature workers do not
     engine: str = "jobs.kinds:run_batch"  # "module:function" with run_batch's signature (tests plug fakes here)
     threads: int = 1                 # torch CPU threads (the actor's CPU reservation)
     bf16: bool = True                # bf16 autocast on a GPU (ignored on the CPU)
@@ -80,11 +81,8 @@ class StepCounter:
 
 
 def item_steps(schedule, job: str) -> int:
-    """Optimisation steps of one image of `job` under the run's schedule (1 when there is no schedule)."""
-    if schedule is None:
-        return 1
-    for_job = getattr(schedule, "for_job", None)
-    return int((for_job(job) if for_job else schedule).total_iterations)
+    """Optimisation steps of one image of `job` under the run's schedule (a `Schedule` or a `ScheduleSet`)."""
+    return int(schedule.for_job(job).total_iterations)
 
 
 def import_callable(path: str) -> Callable:
@@ -251,9 +249,7 @@ class SweepWorker:
 
     def render(self, batch: Batch, token: str | None) -> tuple[list, dict[str, str]]:
         """The engine's results for `batch` and {key: error} of the items it failed (all of them if it raised)."""
-        from jobs.kinds import JobSpec
-        specs = [JobSpec(job=i.job, target=i.target, seed=i.seed, variant=i.variant, partner=i.partner,
-                         source=i.source) for i in batch.items]
+        specs = batch.items
         try:
             sources = self.source_images({spec.source for spec in specs if spec.source})
             options = {"sources": sources} if sources else {}
@@ -264,10 +260,9 @@ class SweepWorker:
             results = self.run_batch(self.model, specs, self.config.schedule, device=self.device,
                                      autocast_bf16=self.config.bf16 and self.on_gpu,
                                      channels_last=self.config.channels_last and self.on_gpu, **options)
-            return results, {item_key(r.spec): r.error for r in results if r.error is not None}
+            return results, {r.spec.key: r.error for r in results if r.error is not None}
         except Exception as error:  # the engine failed the whole batch: every item records why
-            schedule = self.config.schedule
-            schedule = schedule.for_job(batch.items[0].job) if hasattr(schedule, "for_job") else schedule
+            schedule = self.config.schedule.for_job(batch.items[0].job)
             why = out_of_memory(error, len(batch.items), largest_input(schedule, self.model.input_size), self.device)
             if why and self.on_gpu:   # give the failed batch's memory back before the next one
                 import torch
@@ -298,7 +293,7 @@ class SweepWorker:
             if trajectories.num_rows:
                 self.store.write_table(f"{TRAJECTORIES}/{batch.name}.parquet", trajectories)
             # A batch holds one job, so one step count: that job's own schedule's (not the longest of the set).
-            steps = item_steps(self.config.schedule, batch.items[0].job) if self.config.schedule else -1
+            steps = item_steps(self.config.schedule, batch.items[0].job)
             frames = frames_table(results, self.model.class_names, self.name)
             if frames.num_rows:   # named like the images file: a re-run of the batch overwrites both
                 self.store.write_table(f"{FRAMES}/{batch.name}.parquet", frames)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 
-from sweep.store import key_of
 from analysis.synthetic import Image, noise_png, write_store
+from jobs.catalog import key_of
 
 NAMES = ("apple", "bear", "cat", "dog", "eel", "fox")
 OCTAVE = {

@@ -10,9 +10,9 @@ import pytest
 import analysis
 from analysis import StoreError, analyze_store
 from analysis.analyze import NO_CLASS_IMAGES, AnalysisSummary
-from sweep.store import key_of
 from analysis.synthetic import Image, write_store
 from handmade import NAMES, OCTAVE, OPTIONS, corrupt_png_column, make_small_store, small_images
+from jobs.catalog import key_of
 
 TABLES = ("classes", "opposites", "opposites_summary", "additions", "additions_summary", "pca", "pca_variance",
           "graph_nodes", "graph_components", "graph_cliques")

@@ -1,8 +1,8 @@
 """What a store is missing, relative to its manifest's options."""
 from analysis.coverage import coverage
-from sweep.store import key_of
 from analysis.load import open_store, read_rows
 from handmade import NAMES, OPTIONS, make_small_store
+from jobs.catalog import key_of
 
 
 def _manifest(options):

@@ -15,7 +15,8 @@ from analysis import analyze_store, write_figures
 from analysis.analyze import NO_CLASS_IMAGES
 from analysis.report import NO_CLASSES
 from analysis.coverage import coverage
-from sweep.store import TRAJECTORIES, Store, key_of
+from jobs.catalog import key_of
+from sweep.store import TRAJECTORIES, Store
 from analysis.load import open_store, read_rows
 from analysis.synthetic import Image, noise_png, png_bytes, write_store
 from handmade import NAMES, OPTIONS, make_small_store, small_images

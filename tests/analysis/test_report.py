@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from analysis import StoreError, analyze_store, write_figures
-from sweep.store import key_of as item_key
 from analysis.synthetic import Image, write_store
 from handmade import NAMES, OPTIONS, corrupt_png_column, make_small_store, small_images
+from jobs.catalog import key_of as item_key
 
 
 def _links(html: str) -> list[str]:

@@ -12,7 +12,8 @@ from analysis.analyze import analyze_store
 from analysis.figures import stability_figure, trajectory_frames, trajectory_gif
 from analysis.stability import compare_stability, run_stability, stability_summary, stability_table
 from handmade import make_small_store
-from sweep.store import ANALYSIS, TRAJECTORIES, Store, StoreError, encode_png, key_of
+from jobs.catalog import key_of
+from sweep.store import ANALYSIS, TRAJECTORIES, Store, StoreError, encode_png
 
 A, B, D = key_of("octave", "", 3, -1, 0), key_of("octave", "", 5, -1, 0), key_of("dream", "x", -1, -1, 0)
 # key, job, target, octave (as trajectories/ stores it: 0 for the first), [(step, label)]

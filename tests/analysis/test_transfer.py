@@ -8,8 +8,8 @@ import pytest
 from analysis import analyze_store
 from analysis.synthetic import Image, write_store
 from analysis.analyze import AnalysisSummary, _transfer_numbers
-from analysis.transfer import (COLUMNS, Outputs, compare_figure, compare_table, success_table, top_classes,
-                               transfer_figure, transfer_table)
+from analysis.transfer import (COLUMNS, Outputs, aim_class, compare_figure, compare_table, success_table,
+                               top_classes, transfer_figure, transfer_table)
 from sweep.score import SCORER_FILE, SCORES, ScorePlan, scorer_id, scores_table
 from sweep.store import Store
 
@@ -36,6 +36,10 @@ def images() -> pd.DataFrame:
         "target": [0, 1, 2, 3, 0, 1, 0, 2, 4],
         "partner": [-1] * 6 + [1, 3, 5],
     })
+
+
+def test_an_interpolation_aims_at_class_b_every_other_job_at_its_target():
+    assert aim_class(images()).tolist() == [0, 1, 2, 3, 0, 1, 0, 2, 5]
 
 
 def outputs() -> dict[str, Outputs]:

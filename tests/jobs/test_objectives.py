@@ -91,6 +91,15 @@ def test_mix_weights_follow_the_step():
         assert inter(step_out).item() == pytest.approx((1 - t / 10) * 9 + (t / 10) * 5)
 
 
+def test_interpolation_from_a_later_start_holds_class_a_until_then():
+    out = outputs(LOGITS).element(0)              # a = 10 - 1 = 9, b = 10 - 5 = 5
+    inter = obj.interpolate(0, 1, 10.0, start=4)  # q = 10 - 4 steps
+    for t, n in ((0, 0), (4, 0), (7, 3), (9, 5)):
+        step_out = Outputs(out.logits, {}, out.image, Step(0, t, 10, t, 10))
+        assert inter(step_out).item() == pytest.approx((1 - n / 6) * 9 + (n / 6) * 5)
+    assert obj.fades(4) is obj.fades(4) and inter.key == obj.interpolate(2, 3, 10.0, start=4).key   # one group
+
+
 def test_l1_penalty_on_the_input():
     image = torch.tensor([[[[0.5, -1.0], [2.0, 0.0]]] * 3])          # 1 x 3 x 2 x 2, |.| sums to 3.5 per channel
     out = outputs([[0.0, 0.0, 0.0, 0.0]], image=image).element(0)
@@ -116,7 +125,7 @@ def test_batched_evaluation_equals_element_by_element():
     out = outputs(logits, activations={"b": act})
     objectives = [obj.class_logit(1, 200, absolute=True), obj.class_logit(4, 200, absolute=True), obj.opposite(2),
                   obj.juxtapose(0, 3, 200.0, absolute=True), obj.merge(2, 4), obj.channel("b", 1) + obj.l1(0.1)]
-    batched = obj.evaluate_batch(objectives, out)
+    batched = obj.ObjectiveBatch(objectives)(out)
     single = torch.stack([o(out.element(j)) for j, o in enumerate(objectives)])
     assert torch.allclose(batched, single)
     # class-logit objectives for different classes share a key: one group
@@ -127,7 +136,7 @@ def test_custom_per_element_objective():
     custom = Objective(lambda o: o.logits.max() * 2, "2 max logit")
     out = outputs(LOGITS)
     assert custom(out.element(1)).item() == pytest.approx(8.0)
-    assert obj.evaluate_batch([custom, custom], out).tolist() == [10.0, 8.0]
+    assert obj.ObjectiveBatch([custom, custom])(out).tolist() == [10.0, 8.0]
     nan = Objective(lambda o: o.logits[0] * math.nan, "nan")
     assert torch.isnan(nan(out.element(0)))
 
@@ -148,3 +157,19 @@ def test_dream_scales_a_whole_layer_by_its_feature_count_and_not_chosen_maps():
     assert obj.dream("b")(out.element(1)).item() == pytest.approx(-act[1].sum().item() / 4)
     assert obj.dream("b", [0, 3])(out.element(0)).item() == pytest.approx(-act[0, [0, 3]].sum().item())
     assert obj.dream("b").layers == {"b"}
+    assert obj.dream("b").description == "-sum(b) / features" and obj.dream("b", [0, 3]).description == "-sum(b[0, 3])"
+
+
+@pytest.mark.parametrize("maps", [None, [0, 3]])
+def test_dream_is_bit_for_bit_the_negated_sum_and_its_gradient(maps):
+    """The dream objectives are `layer` / `channel` with C = 0; `0 - z` is exactly `-z`, so the loss and the
+    gradient are those of `-sum(z) / F` and `-sum(z_f)` to the bit (images made before stay the same)."""
+    torch.manual_seed(0)
+    act = torch.randn(3, 5, 4, 4, requires_grad=True)                              # F = 5: 1/F is inexact
+    out = outputs(torch.zeros(3, 2), activations={"b": act})
+    loss = obj.ObjectiveBatch([obj.dream("b", maps)] * 3)(out)                       # 3
+    (grad,) = torch.autograd.grad(loss.sum(), act)
+    chosen = act if maps is None else act[:, maps]
+    expected = -chosen.flatten(1).sum(1) / (act.shape[1] if maps is None else 1)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), act)
+    assert torch.equal(loss, expected) and torch.equal(grad, expected_grad)

@@ -149,6 +149,14 @@ def test_dream_preset_is_the_articles_three_octaves():
     assert all(o.blur_every == 5 for o in s.for_job("directed-dream").octaves)   # every 5-10 steps
 
 
+def test_each_job_blurs_as_the_catalog_says():
+    s = load_schedule("googlenet")                                            # octaves blur after every step
+    assert s.for_job("octave") is s and s.for_job("interpolate") is s
+    assert s.for_job("dream", "block2:0,4") is s                               # chosen maps: the octaves' blur
+    assert {o.blur_every for o in s.for_job("dream", "block2").octaves} == {0}   # whole layers: never
+    assert {o.blur_every for o in s.for_job("directed-dream", "block2").octaves} == {s.dream_blur_every}
+
+
 def test_transfigure_preset_is_the_resize_cycle_recipe():
     """Image generation I, "Transformation resiliency": 100 steps, resized through 256, 198, 160, 180, 200 before
     each of the first 76, blurred for the first three quarters; ColorJitter(0.0001) on every step, seeded here."""

@@ -23,7 +23,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from jobs.kinds import run_batch
-from sweep.store import IMAGES, TEMP_DIR, Store, item_key
+from sweep.store import IMAGES, TEMP_DIR, Store
 from sweep.worker import SweepWorker
 
 SLOW_SECONDS = 0.25    # per batch: keeps a sweep busy long enough to kill something in the middle of it
@@ -155,7 +155,7 @@ def killer_run_batch(model, specs, schedule, **kwargs):
 
 
 def _with_errors(results, broken):
-    return [dataclasses.replace(r, image=None, logits=None, label=-1, error=f"injected failure for {item_key(r.spec)}")
+    return [dataclasses.replace(r, image=None, logits=None, label=-1, error=f"injected failure for {r.spec.key}")
             if broken(r.spec) else r for r in results]
 
 
@@ -174,7 +174,7 @@ def misbehaving_run_batch(model, specs, schedule, **kwargs):
     """All three faults at once: FAIL_TARGET always fails, FLAKY_TARGET fails once, RAISE_TARGET's batch raises."""
     results = raising_run_batch(model, specs, schedule, **kwargs)
     return _with_errors(results, lambda s: s.job == "octave" and (s.target == FAIL_TARGET or (
-        s.target == FLAKY_TARGET and _first_time(f"flaky-{item_key(s)}"))))
+        s.target == FLAKY_TARGET and _first_time(f"flaky-{s.key}"))))
 
 
 class DieAfterWriteWorker(SweepWorker):

@@ -18,10 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import sweep_fakes
+from jobs.catalog import JobSpec
 from sweep.driver import SweepConfig, prepare, run_sweep
 from sweep.features import FeatureConfig, run_features
 from sweep.fleet import ClusterConfig, Fleet, SweepError
-from sweep.plan import WorkItem
 from sweep.store import FAILURES, IMAGES, Store, failures_table
 from sweep.worker import WorkerConfig
 from sweep_fakes import assert_exactly_once, start_local_ray
@@ -426,7 +426,7 @@ def test_a_corrected_command_into_a_store_with_no_image_drops_the_old_failures(t
     store = Store.open(str(tmp_path / "s"))
     store.write_manifest(prepare(config(store.uri, jobs="octave", classes="0-1", schedule="digits")).manifest)
     old = [store.write_table(f"{FAILURES}/part-00000{i}-octave-0-a1.parquet", failures_table(
-        [(WorkItem("octave", "", i, -1, 0), 1, "injected")], "w")) for i in range(2)]
+        [(JobSpec("octave", i), 1, "injected")], "w")) for i in range(2)]
     assert store.files(FAILURES) == old
     summary = run_sweep(config(store.uri, jobs="octave", classes="0-1"), stream=io.StringIO())
     assert summary.complete and summary.done == 2 and store.files(FAILURES) == []

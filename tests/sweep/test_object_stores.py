@@ -221,7 +221,8 @@ def test_compare_and_stability_write_into_a_bucket_and_create_no_local_folder(s3
     """`sweep compare --out` and `sweep stability --out` take a URI as `figures --out` does: the files land in the
     bucket, written through the store layer, and no local folder named after the URI (./s3:/...) appears."""
     import pyarrow as pa
-    from sweep.store import TRAJECTORIES, key_of
+    from jobs.catalog import key_of
+    from sweep.store import TRAJECTORIES
     from tests.analysis.handmade import make_small_store
     stores = [make_small_store(tmp_path / name) for name in ("a", "b")]
     keys = [key_of("octave", "", c, -1, 0) for c in (0, 1)]

@@ -5,7 +5,8 @@ import itertools
 
 import pytest
 
-from sweep.plan import (MAX_DEFAULT_PAIRS, Batch, Plan, PlanError, WorkItem, make_plan, parse_classes, parse_features,
+from jobs.catalog import JobSpec
+from sweep.plan import (MAX_DEFAULT_PAIRS, Batch, Plan, PlanError, make_plan, parse_classes, parse_features,
                         parse_pairs)
 
 
@@ -94,6 +95,11 @@ def test_default_pairs_of_a_full_class_sweep_are_a_seeded_sample():
     ({"variants": "blend"}, "unknown variant"),
     ({"seeds": 0}, "--seeds"),
     ({"batch_size": 0}, "--batch-size"),
+    ({"jobs": "addition", "classes": "3"}, "^addition needs at least two classes"),
+    ({"jobs": "interpolate,addition", "classes": "3", "sources": ("a.png",)},
+     "^addition and interpolate needs at least two classes"),
+    ({"jobs": "interpolate", "classes": "3", "sources": ("a.png",), "interpolate_pairs": "all"},
+     "^interpolation needs at least two classes"),
 ])
 def test_make_plan_bad(kwargs, fragment):
     with pytest.raises(PlanError, match=fragment):
@@ -108,7 +114,8 @@ def test_items_keys_and_counts():
     keys = [item.key for item in items]
     assert len(set(keys)) == len(keys)
     assert "octave:-:4:-1:1" in keys and "addition:juxtapose:1:4:0" in keys
-    assert WorkItem("addition", "merge", 2, 3, 1).key == "addition:merge:2:3:1"
+    assert JobSpec("addition", 2, seed=1, variant="merge", partner=3).key == "addition:merge:2:3:1"
+    assert items[0] == JobSpec("octave", 0) and items[-1] == JobSpec("addition", 1, 1, "juxtapose", 4)
 
 
 def test_batches_are_fixed_and_homogeneous():

@@ -16,7 +16,6 @@ from jobs.kinds import JobResult, JobSpec
 from sweep.driver import SweepConfig, prepare
 from sweep.store import (FAILURE_SCHEMA, FAILURES, IMAGES, TEMP_DIR, TEMP_GRACE, ManifestMismatch, Store, StoreError,
                          decode_png, failures_table, frames_table, images_schema, images_table, manifest_differences)
-from sweep.plan import WorkItem
 
 NAMES = tuple(f"class {i}" for i in range(5))
 
@@ -30,14 +29,14 @@ def result(job="octave", target=1, partner=-1, variant="", seed=0, error=None, s
                      target_logit=0.5, target_prob=0.25, partner_logit=float("nan"), seconds=0.1, error=error)
 
 
-def test_keys_are_one_format_for_specs_and_items():
-    from sweep.store import item_key, key_of
+def test_keys_are_one_format():
+    from jobs.catalog import key_of
     assert key_of("addition", "merge", 3, 7, 2) == "addition:merge:3:7:2"
     assert key_of("octave", "", 4, -1, 0) == "octave:-:4:-1:0"
     assert key_of("transfigure", "", 3, -1, 2, "flower.jpg") == "transfigure:-:3:-1:2:flower.jpg"
     spec = JobSpec("transfigure", 3, seed=2, source="flower.jpg")
-    item = WorkItem(job="transfigure", variant="", target=3, partner=-1, seed=2, source="flower.jpg")
-    assert item_key(spec) == item.key == "transfigure:-:3:-1:2:flower.jpg"
+    assert spec.key == "transfigure:-:3:-1:2:flower.jpg"
+    assert JobSpec("addition", 3, 2, "merge", 7).key == "addition:merge:3:7:2"
 
 
 def test_images_table_schema_and_values():
@@ -82,7 +81,7 @@ def test_frames_table_has_one_row_per_kept_frame_scored_on_that_frame():
 
 
 def test_failures_table_schema():
-    table = failures_table([(WorkItem("octave", "", 3, -1, 0), 2, "boom")], "host/x")
+    table = failures_table([(JobSpec("octave", 3), 2, "boom")], "host/x")
     assert table.schema == FAILURE_SCHEMA
     assert table.to_pylist()[0]["key"] == "octave:-:3:-1:0" and table.to_pylist()[0]["attempt"] == 2
 
@@ -124,7 +123,7 @@ def test_a_temporary_another_command_is_writing_now_is_left_alone(tmp_path):
 
 def failure_file(store: Store, name: str) -> str:
     return store.write_table(f"{FAILURES}/{name}.parquet",
-                             failures_table([(WorkItem("octave", "", 1, -1, 0), 1, "injected")], "w"))
+                             failures_table([(JobSpec("octave", 1), 1, "injected")], "w"))
 
 
 def assert_delete_file_removes_a_listed_file_and_lets_one_already_gone_be(store: Store) -> None:
@@ -188,6 +187,17 @@ def test_manifest_differences_name_the_fields():
     assert differences[1].startswith("classes")
     stored["schedule"], wanted["schedule"] = "googlenet", "tiny"
     assert manifest_differences(stored, wanted)[0] == 'schedule is "googlenet" in the store, "tiny" here'
+
+
+def test_checked_manifest_reads_the_file_again_only_when_asked(tmp_path):
+    store = Store.open(str(tmp_path / "s"))
+    good = {"format": 1, "model": "digits", "weights": "w", "schedule_id": "a", "n_classes": 10, "options": {}}
+    store.write_manifest(good)
+    assert store.checked_manifest() == good
+    store.write_manifest({**good, "n_classes": 0})                  # damaged after the first read
+    assert store.checked_manifest() == good                          # the copy read before
+    with pytest.raises(StoreError, match="not a classweep manifest"):
+        store.checked_manifest(fresh=True)
 
 
 def test_prepare_refuses_another_configuration_and_writes_nothing(tmp_path):
