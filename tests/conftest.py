@@ -41,10 +41,12 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True, scope="session")
 def _offline_and_quiet():
-    # Never reach for the network in tests, and keep torch on the two cores we have.
+    # Never reach for the network in tests, and one torch thread per test process: the tiny demo nets at 32-40 px
+    # only lose time to a second thread's hand-offs, worse on a busy machine or under `make test`'s two processes
+    # (measured: test_digits_resnet 11 s and 8 s with one thread, 59 s and 51 s with two; the workers run one too).
     import os
     os.environ.setdefault("CLASSWEEP_OFFLINE", "1")
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(1)
     yield
 
 
