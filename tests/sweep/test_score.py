@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -48,9 +49,21 @@ def score(store: Path, model: str, **changes):
 
 
 @pytest.fixture(scope="module")
-def digits_store(local_ray, tmp_path_factory):
-    """A tiny sweep of the shipped digits model: 3 octaves, 3 opposites, 2 merges."""
-    return tiny_sweep(tmp_path_factory.mktemp("score") / "digits", "digits")
+def unscored_digits(local_ray, tmp_path_factory):
+    """A tiny sweep of the shipped digits model: 3 octaves, 3 opposites, 2 merges; never scored (tests copy it)."""
+    return tiny_sweep(tmp_path_factory.mktemp("score") / "unscored", "digits")
+
+
+@pytest.fixture(scope="module")
+def digits_store(unscored_digits, tmp_path_factory):
+    """A copy of `unscored_digits` that the tests share: each may score it, in any order."""
+    return Path(shutil.copytree(unscored_digits, tmp_path_factory.mktemp("score") / "digits"))
+
+
+@pytest.fixture
+def unscored_store(unscored_digits, tmp_path) -> Path:
+    """A test's own copy of `unscored_digits`, for the tests that count a first scoring (milliseconds to copy)."""
+    return Path(shutil.copytree(unscored_digits, tmp_path / "digits"))
 
 
 def stored(store: Path) -> pd.DataFrame:
@@ -61,10 +74,10 @@ def scored(store: Path, scorer: str) -> pd.DataFrame:
     return pd.read_parquet(store / SCORES / scorer).set_index("key")
 
 
-def test_self_score_reproduces_the_stored_logits(digits_store):
-    summary = score(digits_store, "digits")
+def test_self_score_reproduces_the_stored_logits(unscored_store):
+    summary = score(unscored_store, "digits")
     assert summary.scorer == scorer_id("digits", "shipped") and summary.scored == summary.images == 8
-    ours, theirs = stored(digits_store), scored(digits_store, summary.scorer)
+    ours, theirs = stored(unscored_store), scored(unscored_store, summary.scorer)
     assert sorted(theirs.index) == sorted(ours.index)
     got = np.stack(theirs.loc[ours.index, "logits"])                         # 8 x 10
     want = np.stack(ours["logits"])
@@ -78,41 +91,41 @@ def test_self_score_reproduces_the_stored_logits(digits_store):
     np.testing.assert_allclose(theirs.loc[ours.index[has_partner], "partner_prob"],
                                probs[has_partner][np.arange(has_partner.sum()), partners], atol=1e-5)
     assert theirs.loc[ours.index[~has_partner], "partner_prob"].isna().all()
-    schema = pq.read_schema(next((digits_store / SCORES / summary.scorer).glob("part-*.parquet")))
+    schema = pq.read_schema(next((unscored_store / SCORES / summary.scorer).glob("part-*.parquet")))
     assert str(schema.field("logits").type) == "fixed_size_list<element: float>[10]"
 
 
-def test_resume_scores_each_image_exactly_once(digits_store):
+def test_resume_scores_each_image_exactly_once(unscored_store):
     scorer = scorer_id("digits-resnet", "shipped")
-    first = score(digits_store, "digits-resnet")
-    directory = digits_store / SCORES / scorer
+    first = score(unscored_store, "digits-resnet")
+    directory = unscored_store / SCORES / scorer
     parts = {p.name: p.stat().st_mtime_ns for p in directory.glob("part-*.parquet")}
     assert first.scored == 8 and len(parts) >= 2
 
-    again = score(digits_store, "digits-resnet")
+    again = score(unscored_store, "digits-resnet")
     assert (again.scored, again.skipped) == (0, 8)
     assert {p.name: p.stat().st_mtime_ns for p in directory.glob("part-*.parquet")} == parts
 
     lost = sorted(parts)[0]
     lost_keys = set(pq.read_table(directory / lost, columns=["key"]).column("key").to_pylist())
     (directory / lost).unlink()
-    redone = score(digits_store, "digits-resnet")
+    redone = score(unscored_store, "digits-resnet")
     assert redone.scored == len(lost_keys) and redone.skipped == 8 - len(lost_keys)
     assert {p.name for p in directory.glob("part-*.parquet")} == set(parts)       # the same unit, the same file
     assert {n: t for n, t in ((p.name, p.stat().st_mtime_ns) for p in directory.glob("part-*.parquet"))
             if n != lost} == {n: t for n, t in parts.items() if n != lost}         # nothing else rewritten
-    frame = scored(digits_store, scorer)
-    assert frame.index.is_unique and set(frame.index) == set(stored(digits_store).index)
+    frame = scored(unscored_store, scorer)
+    assert frame.index.is_unique and set(frame.index) == set(stored(unscored_store).index)
 
 
-def test_a_job_selection_then_the_rest_scores_each_image_once(digits_store):
+def test_a_job_selection_then_the_rest_scores_each_image_once(unscored_store):
     scorer = scorer_id("digits", "random:seed=0")
-    octaves = score(digits_store, "digits", weights="random", jobs="octave")
-    assert octaves.scored == 3 and set(scored(digits_store, scorer)["scorer"]) == {scorer}
-    assert all(k.startswith("octave:") for k in scored(digits_store, scorer).index)
-    rest = score(digits_store, "digits", weights="random")
+    octaves = score(unscored_store, "digits", weights="random", jobs="octave")
+    assert octaves.scored == 3 and set(scored(unscored_store, scorer)["scorer"]) == {scorer}
+    assert all(k.startswith("octave:") for k in scored(unscored_store, scorer).index)
+    rest = score(unscored_store, "digits", weights="random")
     assert (rest.scored, rest.skipped) == (5, 3)
-    assert scored(digits_store, scorer).index.is_unique
+    assert scored(unscored_store, scorer).index.is_unique
 
 
 def test_two_scorers_stay_apart(digits_store):
