@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,13 @@ def image_sweep(local_ray, photos, tmp_path_factory):
     return store, result.output
 
 
+@pytest.fixture
+def own_copy(image_sweep, tmp_path) -> Path:
+    """A test's own copy of the module's store, for a test that damages it or writes into it: the tests that read
+    the shared store (its counts, its files) never depend on another test's writes."""
+    return Path(shutil.copytree(image_sweep[0], tmp_path / "store"))
+
+
 def _planned_keys() -> list[str]:
     plan = make_plan(n_classes=10, jobs=JOBS, classes="0-2", pairs="0+1,2+3", sources=("china.png", "flower.jpg"),
                      layers=LAYERS, batch_size=4)
@@ -201,8 +209,8 @@ def test_sources_are_stored_once_with_their_hash_in_the_manifest(image_sweep, ph
         assert stored == source_hash(pixels)
 
 
-def test_a_rerun_resumes_and_restores_a_lost_batch_exactly_once(image_sweep, photos):
-    store, _ = image_sweep
+def test_a_rerun_resumes_and_restores_a_lost_batch_exactly_once(own_copy, photos):
+    store = own_copy
     again = invoke(*run_args(store, photos))
     assert again.exit_code == 0 and "nothing left to run" in again.output
     before = pd.read_parquet(store / IMAGES, columns=["key"])
@@ -287,8 +295,8 @@ def test_a_missing_source_fails_its_items_with_a_clear_error(image_sweep, tmp_pa
     assert all("sources/china.png.png is missing" in error for _, error in report.failed)
 
 
-def test_figures_draw_the_image_jobs(image_sweep):
-    store, _ = image_sweep
+def test_figures_draw_the_image_jobs(own_copy):
+    store = own_copy
     result = invoke("figures", "--store", store)
     assert result.exit_code == 0, result.output
     out = store / "figures"
@@ -304,8 +312,8 @@ def test_figures_draw_the_image_jobs(image_sweep):
     assert "digit 0 -&gt; digit 1 from china.png" in html
 
 
-def test_directions_write_their_table_and_figures(image_sweep, tmp_path):
-    store, _ = image_sweep
+def test_directions_write_their_table_and_figures(own_copy, tmp_path):
+    store = own_copy
     groups = tmp_path / "groups.csv"
     groups.write_text("class,group\n0,low\n1,low\n2,high\n")
     result = invoke("directions", "--store", store, "--groups", groups, "--components", 5, "--out", tmp_path / "d")
