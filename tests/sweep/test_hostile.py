@@ -463,8 +463,9 @@ def test_a_signal_during_start_up_exits_130_with_the_interruption_line(tmp_path,
     process = start_run(store)
     ready = (lambda: sigterm_caught(process.pid)) if stage == "start-up" else (lambda: ray_started(process.pid))
     try:
-        while process.poll() is None and not ready():
-            time.sleep(0.01)
+        with sweep_fakes.failing_if_stuck(120):   # a run that never gets there fails this test instead of hanging all
+            while process.poll() is None and not ready():
+                time.sleep(0.05)                  # ray_started reads every process's /proc entries: not too often
         process.send_signal(sig)
         output, _ = process.communicate(timeout=120)
     finally:
