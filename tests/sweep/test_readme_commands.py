@@ -69,6 +69,7 @@ def test_run_then_the_readers_status_export_analyze_and_figures(digits_store, tm
 def test_a_local_run_does_not_print_rays_token_notice(digits_store):
     """Ray's "Token authentication is enabled" notice is dropped on local runs; its other messages pass."""
     import logging
+    assert "Token authentication is enabled" not in digits_store[1]
     from sweep.fleet import RAY_AUTH_LOGGER, quiet_local_token_notice
     assert quiet_local_token_notice in logging.getLogger(RAY_AUTH_LOGGER).filters   # installed by the run
     record = lambda text: logging.LogRecord(RAY_AUTH_LOGGER, logging.WARNING, __file__, 1, text, (), None)
