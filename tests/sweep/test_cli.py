@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 import sweep_fakes
 from sweep.cli import main
+from sweep.fleet import ClusterConfig
 from sweep.status import store_status
 from sweep.store import Lease, Store
 
@@ -291,3 +292,111 @@ def test_figures_into_a_file_is_one_clear_line_and_writes_nothing(handmade_store
     (Path(handmade_store) / "figures").write_text("a file where the default folder goes")
     result = invoke("figures", "--store", handmade_store)
     assert result.exit_code == 2 and "figures is a file, not a folder" in result.output
+
+
+# ---- wiring: every option of a command reaches the library's config (the library call replaced, no Ray) ---------
+
+def recorded_calls(monkeypatch, module, name: str, returns) -> list:
+    """Replace `module.name` with a fake that records each call's (args, kwargs) and returns `returns`."""
+    calls = []
+    monkeypatch.setattr(module, name, lambda *args, **kwargs: calls.append((args, kwargs)) or returns)
+    return calls
+
+
+class NoLines:
+    def lines(self):
+        return []
+
+
+# The cluster options, none at its default, each a value no other option of these commands is given.
+CLUSTER_ARGS = ["--address", "auto", "--workers", "3", "--device", "cpu", "--cpus-per-worker", "0.25",
+                "--gpu-wait", "11", "--stall-timeout", "30"]
+CLUSTER = ClusterConfig(address="auto", workers=3, device="cpu", cpus_per_worker=0.25, gpu_wait=11.0,
+                        stall_timeout=30.0)   # the rest (in_flight, num_cpus, ...) have no option: defaults
+
+# The on/off options of `run`, three times: each first off its default, and then so that no two options take the
+# same values in all three runs (a swap of two of them, or one option read for another, changes one run's config).
+SWITCHES = [dict(bf16=False, channels_last=False, compile=True, cudnn_benchmark=False),
+            dict(bf16=True, channels_last=False, compile=False, cudnn_benchmark=True),
+            dict(bf16=False, channels_last=True, compile=False, cudnn_benchmark=True)]
+
+
+def switch_args(switches: dict) -> list[str]:
+    """{"channels_last": False, ...} -> ["--no-channels-last", ...]"""
+    return [f"--{'' if on else 'no-'}{field.replace('_', '-')}" for field, on in switches.items()]
+
+
+@pytest.mark.parametrize("switches", SWITCHES)
+def test_every_run_option_reaches_the_sweep_config(monkeypatch, tmp_path, switches):
+    import sweep.cli as cli
+    from jobs.render import TrajectoryOptions
+    from sweep.driver import SweepConfig, SweepSummary
+    store = str(tmp_path / "s")
+    calls = recorded_calls(monkeypatch, cli, "run_sweep", SweepSummary(store, 1, 1, 0, (), 1.0, 3, "cpu", 0, False))
+    result = invoke("run", "--store", store, "--model", "digits", "--weights", "random", "--jobs", "octave,addition",
+                    "--classes", "0-4", "--pairs", "1+2", "--interpolate-pairs", "3+4", "--variants", "merge",
+                    "--images", "a.png", "--images", "noise:2", "--layers", "block2", "--layers", "block3:0",
+                    "--seeds", "2", "--schedule", "tiny", "--job-schedule", "dream=digits", "--batch-size", "6",
+                    "--max-attempts", "5", *switch_args(switches), "--trajectory", "every:3,snapshots:6",
+                    "--lease-timeout", "7.5", *CLUSTER_ARGS)
+    assert result.exit_code == 0, result.output
+    (((config,), kwargs),) = calls
+    assert kwargs == {}
+    assert config == SweepConfig(
+        store=store, model="digits", weights="random", jobs="octave,addition", classes="0-4", pairs="1+2",
+        interpolate_pairs="3+4", variants="merge", images=("a.png", "noise:2"), layers=("block2", "block3:0"),
+        seeds=2, schedule="tiny", job_schedules=("dream=digits",), batch_size=6, max_attempts=5,
+        trajectory=TrajectoryOptions(every=3, snapshots=6), lease_timeout=7.5, cluster=CLUSTER, **switches)
+
+
+def test_every_score_option_reaches_the_score_config(monkeypatch):
+    import sweep.cli as cli
+    from sweep.score import ScoreConfig, ScoreSummary
+    calls = recorded_calls(monkeypatch, cli, "run_score", ScoreSummary("s", "digits-resnet.random", 8, 8, 0, 1.0))
+    result = invoke("score", "--store", "s", "--model", "digits-resnet", "--weights", "random", "--jobs", "octave",
+                    "--batch-size", "9", *CLUSTER_ARGS)
+    assert result.exit_code == 0, result.output
+    assert calls == [((ScoreConfig(store="s", model="digits-resnet", weights="random", jobs="octave", batch_size=9,
+                                   cluster=CLUSTER),), {})]
+
+
+def test_every_directions_option_reaches_run_directions(monkeypatch, tmp_path):
+    import analysis.directions
+    sweep_fakes.build_store(tmp_path / "s", classes="0-1", jobs="octave")
+    calls = recorded_calls(monkeypatch, analysis.directions, "run_directions", NoLines())
+    result = invoke("directions", "--store", str(tmp_path / "s"), "--groups", "g.csv", "--start", "octave:-:1:-1:0",
+                    "--components", "7", "--out", "figs", "--method", "bottleneck", "--jobs", "octave, dream")
+    assert result.exit_code == 0, result.output
+    ((args, kwargs),) = calls
+    assert [type(args[0]), args[0].uri, *args[1:]] == [Store, str(tmp_path / "s"), "g.csv"]
+    assert kwargs == dict(start="octave:-:1:-1:0", n_components=7, out="figs", method="bottleneck",
+                          jobs=("octave", "dream"))
+
+
+def test_every_analyze_option_reaches_the_feature_config_and_the_analysis(monkeypatch, tmp_path):
+    import sweep.cli as cli
+    import sweep.features
+    from sweep.features import FeatureConfig
+    features = recorded_calls(monkeypatch, sweep.features, "run_features", ("features.parquet", 2))
+    analysed = []
+    monkeypatch.setattr(cli, "analysis_functions", lambda: (
+        lambda store, metric: analysed.append((store.uri, metric)) or NoLines(), None))
+    sweep_fakes.build_store(tmp_path / "s", classes="0-1", jobs="octave")
+    result = invoke("analyze", "--store", str(tmp_path / "s"), "--metric", "euclidean", "--features", "block3:4,0",
+                    "--weights", "random", *CLUSTER_ARGS)
+    assert result.exit_code == 0, result.output
+    assert features == [((FeatureConfig(store=str(tmp_path / "s"), layer="block3", maps=(4, 0), weights="random",
+                                        cluster=CLUSTER),), {})]
+    assert analysed == [(str(tmp_path / "s"), "euclidean")]
+
+
+def test_the_demos_cluster_options_reach_its_sweep_and_its_scoring(monkeypatch, tmp_path):
+    import sweep.cli as cli
+    from sweep.driver import SweepSummary
+    sweeps = recorded_calls(monkeypatch, cli, "run_sweep", SweepSummary("d", 1, 1, 0, (), 1.0, 3, "cpu", 0, False))
+    scores = recorded_calls(monkeypatch, cli, "run_score", NoLines())
+    monkeypatch.setattr(cli, "analysis_functions", lambda: (lambda store: NoLines(),
+                                                            lambda store, out: tmp_path / "index.html"))
+    result = invoke("demo", "--store", str(tmp_path / "d"), *CLUSTER_ARGS)
+    assert result.exit_code == 0, result.output
+    assert sweeps[0][0][0].cluster == CLUSTER and scores[0][0][0].cluster == CLUSTER
