@@ -2,6 +2,8 @@
 import io
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -371,3 +373,54 @@ def test_keys_with_snapshots_are_named_octave_first_then_by_class():
                       "png": [b"p", b"p", None, b"p", b"p", b"p", None]})   # octave 4: steps only
     assert snapshot_keys(table) == ["octave:-:2:-1:0", "octave:-:10:-1:0", "opposite:-:1:-1:0",
                                     "addition:merge:0:1:0", "dream:x:-1:-1:0"]
+
+
+# ---- trajectory videos: the MP4 beside the GIF (matplotlib's ffmpeg writer) -------------------------------------
+
+def _frames(count: int = 3) -> list:
+    """`count` Figures of 64 x 48 px, each a different grey."""
+    from analysis.drawing import new_figure
+    frames = []
+    for k in range(count):
+        figure = new_figure(64, 48)
+        figure.set_facecolor(str(0.2 + 0.3 * k))
+        frames.append(figure)
+    return frames
+
+
+def _top_level_boxes(data: bytes) -> list[bytes]:
+    """The types of an ISO media file's top-level boxes, in order (each box: a 4-byte big-endian size, the type;
+    size 1: a 64-bit size follows)."""
+    boxes, at = [], 0
+    while at + 8 <= len(data):
+        size, kind = int.from_bytes(data[at:at + 4], "big"), data[at + 4:at + 8]
+        if size == 1:
+            size = int.from_bytes(data[at + 8:at + 16], "big")
+        assert size >= 8 and at + size <= len(data), (kind, size, at, len(data))
+        boxes.append(kind)
+        at += size
+    assert at == len(data)
+    return boxes
+
+
+def test_no_mp4_without_an_ffmpeg_encoder_or_without_frames(monkeypatch):
+    from matplotlib import animation
+    from analysis.report import mp4_bytes
+    monkeypatch.setattr(animation.writers, "is_available", lambda name: False)
+    assert mp4_bytes(_frames(1)) is None
+    monkeypatch.setattr(animation.writers, "is_available", lambda name: True)
+    assert mp4_bytes([]) is None
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="MP4 trajectory videos need ffmpeg on PATH")
+def test_trajectory_frames_become_an_mp4_of_as_many_frames(tmp_path):
+    from analysis.report import mp4_bytes
+    video = mp4_bytes(_frames(3))
+    assert video[4:8] == b"ftyp" and video[8:12] in (b"isom", b"mp42", b"iso5", b"iso6")   # major brand
+    assert {b"ftyp", b"moov", b"mdat"} <= set(_top_level_boxes(video))
+    path = tmp_path / "video.mp4"
+    path.write_bytes(video)
+    decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "framemd5", "-"], capture_output=True,
+                             text=True, timeout=120)
+    assert decoded.returncode == 0, decoded.stderr
+    assert len([line for line in decoded.stdout.splitlines() if line and not line.startswith("#")]) == 3
