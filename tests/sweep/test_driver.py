@@ -229,7 +229,7 @@ def test_a_hung_worker_is_ended_and_its_batches_run_again(tmp_path):
     assert sweep_fakes.happened("hang") and summary.complete and summary.failed == (), out.getvalue()
     assert summary.actors_replaced >= 1
     # the hung batch, and the batch queued behind it on that worker if the queue still had one for it
-    assert re.search(r"worker \d made no progress for 3s on (1 task|2 tasks) \(hung\?\): ending it", out.getvalue())
+    assert re.search(r"worker \d made no progress for \d+s on (1 task|2 tasks) \(hung\?\): ending it", out.getvalue())
     assert_exactly_once(store, 10)
 
 
