@@ -32,12 +32,12 @@ from typing import Callable, TextIO
 
 import pyarrow.fs as pafs
 
-from jobs.catalog import JobSpec
+from jobs.catalog import ALL_JOBS, JobSpec
 from jobs.text import first_line
 from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, no_worker_wait, \
     ray_session
 from sweep.interrupts import INTERRUPTED, sigterm_as_interrupt
-from sweep.plan import Batch, Plan, PlanError, make_plan
+from sweep.plan import Batch, Plan, PlanError, make_plan, refuse_unused_options
 from sweep.progress import Progress, format_duration
 from sweep.store import FAILURES, IMAGES, LEASE_TIMEOUT, Lease, ManifestMismatch, Store, StoreError, \
     failures_table, manifest_differences, new_manifest, source_file, source_hash
@@ -212,6 +212,10 @@ def prepare_schedules(config: SweepConfig, model, jobs: tuple[str, ...]):
         if not sep or not job.strip() or not source.strip():
             raise PlanError(f"--job-schedule {entry!r}: write JOB=PRESET_OR_FILE, e.g. dream=dream")
         per_job[job.strip()] = source.strip()
+    not_run = [job for job in per_job if job in ALL_JOBS and job not in jobs]   # unknown names: schedule_set's line
+    if not_run:
+        raise PlanError(f"--job-schedule {not_run[0]}=...: {not_run[0]} is not among the jobs run "
+                        f"({', '.join(jobs)}): add it to --jobs, or leave the option out")
     try:
         base = default_schedules(model.name, jobs, fixed_size=fixed_input_size(model))
         schedules = schedule_set(base, config.schedule, per_job)
@@ -238,6 +242,8 @@ def prepare(config: SweepConfig) -> Prepared:
                      variants=config.variants, seeds=config.seeds, batch_size=config.batch_size or CPU_BATCH,
                      sources=tuple(sources), layers=check_layers(model, config.layers),
                      interpolate_pairs=config.interpolate_pairs)
+    refuse_unused_options(plan.jobs, pairs=config.pairs, variants=config.variants, layers=config.layers,
+                          interpolate_pairs=config.interpolate_pairs)
     schedule = prepare_schedules(config, model, plan.jobs)
     sources = {name: sources[name] for name in plan.sources}   # none when no image job runs
     options = {k: v for k, v in plan.options().items() if k not in RUN_OPTIONS}   # the batch size is the run's

@@ -279,6 +279,23 @@ def make_plan(*, n_classes: int, jobs: str | None = None, classes: str = "all", 
                 chosen_interpolate, drawn)
 
 
+def refuse_unused_options(chosen_jobs: Sequence[str], *, pairs: str | None, variants: str | None,
+                          layers: Sequence[str], interpolate_pairs: str | None) -> None:
+    """Refuse (PlanError) an option given as typed that none of `chosen_jobs` reads: a silently ignored option
+    hides a forgotten job (`--jobs octave --pairs 1+2` meant the addition too)."""
+    def users(of) -> list[str]:
+        return [job for job in ALL_JOBS if of(BY_NAME[job])]
+    given = [("--pairs given", pairs is not None,
+              [job for job in users(lambda j: j.paired) if not (job == OWN_PAIRS_JOB and interpolate_pairs)]),
+             ("--variants given", variants is not None, users(lambda j: any(j.variants) and not j.layer_variant)),
+             ("--layers given", any(spec.strip() for spec in layers), sorted(LAYER_JOBS)),
+             ("--interpolate-pairs given", interpolate_pairs is not None, [OWN_PAIRS_JOB])]
+    for what, is_given, read_by in given:
+        if is_given and not set(read_by) & set(chosen_jobs):
+            raise PlanError(f"{what} (read by {', '.join(read_by)}), but no chosen job uses it (jobs: "
+                            f"{', '.join(chosen_jobs)}): add the job to --jobs, or leave the option out")
+
+
 def parse_features(text: str) -> tuple[str, tuple[int, ...]]:
     """`LAYER:0,4` -> (layer, maps): the hidden layer and feature maps of the feature latent space."""
     layer, sep, maps_text = text.strip().rpartition(":")

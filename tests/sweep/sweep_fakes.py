@@ -192,8 +192,11 @@ def build_store(path, *, classes: str = "0-3", jobs: str = "octave,opposite,addi
                 trajectory=None, engine=run_batch) -> None:
     """A small real store written in-process (no Ray), as `sweep run` writes it: digits with random weights unless
     told otherwise, tiny schedule."""
+    from jobs.catalog import PAIRED
     from sweep.driver import SweepConfig, prepare
     from sweep.worker import WorkerConfig
+    if not PAIRED.intersection(jobs.split(",")):
+        pairs = None   # the default pairs are for the default jobs: a store without paired jobs is given none
     prepared = prepare(SweepConfig(store=str(path), model=model, weights=weights, schedule="tiny", jobs=jobs,
                                    classes=classes, pairs=pairs, variants=variants, batch_size=batch_size,
                                    trajectory=trajectory))

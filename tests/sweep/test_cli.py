@@ -34,6 +34,12 @@ def invoke(*args):
     (["--job-schedule", "dream"], "write JOB=PRESET_OR_FILE"),
     (["--job-schedule", "dreem=tiny"], "no job named 'dreem'"),
     (["--job-schedule", "octave=no-such-preset"], "no-such-preset"),
+    # an option no chosen job reads hides a forgotten job: refused, not ignored (a researcher's walk-through)
+    (["--jobs", "octave", "--pairs", "1+2"], "--pairs given (read by addition, interpolate), but no chosen job"),
+    (["--jobs", "octave", "--variants", "merge"], "--variants given (read by addition), but no chosen job"),
+    (["--jobs", "addition", "--interpolate-pairs", "1+3"], "--interpolate-pairs given (read by interpolate)"),
+    (["--jobs", "octave", "--layers", "block2"], "--layers given (read by directed-dream, dream)"),
+    (["--jobs", "octave", "--job-schedule", "opposite=tiny"], "opposite is not among the jobs run (octave)"),
 ])
 def test_bad_arguments_exit_2_and_write_nothing(tmp_path, extra, fragment):
     store = tmp_path / "store"

@@ -144,3 +144,14 @@ def test_parse_features():
     for bad in ("inception5a", "inception5a:", ":1", "block2:a", "block2:\u00b2"):
         with pytest.raises(PlanError):
             parse_features(bad)
+
+
+def test_options_are_refused_only_when_no_chosen_job_reads_them():
+    from sweep.plan import refuse_unused_options
+    given = dict(pairs="1+2", variants="merge", layers=("block2",), interpolate_pairs="3+4")
+    refuse_unused_options(("addition", "interpolate", "dream"), **given)            # every option has a reader
+    none = dict(pairs=None, variants=None, layers=("",), interpolate_pairs=None)
+    refuse_unused_options(("octave",), **none)                                       # nothing given: nothing to say
+    with pytest.raises(PlanError, match=r"--pairs given \(read by addition\)"):     # interpolate has its own pairs
+        refuse_unused_options(("interpolate",), **{**none, "pairs": "1+2", "interpolate_pairs": "3+4"})
+    refuse_unused_options(("interpolate",), **{**none, "pairs": "1+2"})             # without them it reads --pairs
