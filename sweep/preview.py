@@ -10,12 +10,17 @@
 from __future__ import annotations
 
 import collections
+import statistics
 import time
 from dataclasses import dataclass
 
 from sweep.progress import format_duration
 
 CALIBRATION_STEPS = 2   # gradient steps per octave in the timed batch (after an untimed warm-up of the same steps)
+MIN_TIMED_RUNS = 3        # the timed batch runs at least this often, and again until MIN_TIMED_SECONDS are
+MIN_TIMED_SECONDS = 1.0   #   measured (a tiny model's one run is a few ms, which a busy moment can stretch 40-fold),
+MAX_TIMED_RUNS = 25       #   at most MAX_TIMED_RUNS times; the median run is the figure
+clock = time.perf_counter
 
 
 def octave_cost(schedule) -> float:
@@ -121,7 +126,9 @@ class Calibration:
 
 def calibrate(prepared, device: str | None = None) -> Calibration:
     """Time one batch of the plan's first job on `device` (default: cuda when available, else cpu), every octave
-    cut to CALIBRATION_STEPS steps, after an untimed warm-up of the same steps. On a GPU it runs as the sweep's GPU
+    cut to CALIBRATION_STEPS steps, after an untimed warm-up of the same steps; the timed run is repeated (at
+    least MIN_TIMED_RUNS times, until MIN_TIMED_SECONDS are measured, at most MAX_TIMED_RUNS times) and its median
+    counts. On a GPU it runs as the sweep's GPU
     workers do: with the run's speed options (bf16 autocast, channels_last, cuDNN benchmark, `--compile`, whose
     compiling the warm-up absorbs) and, with an automatic batch size, the batch the workers' memory probe chooses
     (not the CPU's)."""
@@ -153,9 +160,11 @@ def calibrate(prepared, device: str | None = None) -> Calibration:
                                                               # the timed run feeds (--compile compiles each)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    start = time.perf_counter()
-    run_batch(model, specs, timed, device=device, **kwargs)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    return Calibration(device, len(specs), seconds, len(specs) * octave_cost(timed))
+    runs: list[float] = []
+    while len(runs) < MIN_TIMED_RUNS or (sum(runs) < MIN_TIMED_SECONDS and len(runs) < MAX_TIMED_RUNS):
+        start = clock()
+        run_batch(model, specs, timed, device=device, **kwargs)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        runs.append(clock() - start)
+    return Calibration(device, len(specs), statistics.median(runs), len(specs) * octave_cost(timed))
