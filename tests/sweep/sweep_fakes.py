@@ -192,11 +192,14 @@ def build_store(path, *, classes: str = "0-3", jobs: str = "octave,opposite,addi
                 trajectory=None, engine=run_batch) -> None:
     """A small real store written in-process (no Ray), as `sweep run` writes it: digits with random weights unless
     told otherwise, tiny schedule."""
-    from jobs.catalog import PAIRED
+    from jobs.catalog import PAIRED, VARIANTS
     from sweep.driver import SweepConfig, prepare
     from sweep.worker import WorkerConfig
-    if not PAIRED.intersection(jobs.split(",")):
-        pairs = None   # the default pairs are for the default jobs: a store without paired jobs is given none
+    chosen = jobs.split(",")
+    if not PAIRED.intersection(chosen):   # the pairs and variants asked for are for the jobs that read them:
+        pairs = None                      # a store without those jobs is given none (`sweep run` refuses them)
+    if not any(any(VARIANTS.get(job, ("",))) for job in chosen):
+        variants = None
     prepared = prepare(SweepConfig(store=str(path), model=model, weights=weights, schedule="tiny", jobs=jobs,
                                    classes=classes, pairs=pairs, variants=variants, batch_size=batch_size,
                                    trajectory=trajectory))
