@@ -297,6 +297,7 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
     from analysis.load import iter_pngs, output_folder, read_rows, write_outputs
 
     st = open_store(store)
+    figures = output_folder(out, st)   # refused (a file there) before anything is written
     rows = read_rows(st)
     meta = rows.meta.copy()
     names = st.class_names
@@ -325,7 +326,6 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
     shown_rows = [start_index, *line_neighbours(fit, start_index, n_points, candidates)]
     pngs = dict(iter_pngs(st, [meta["key"][i] for i in shown_rows]))
 
-    figures = output_folder(out, st)
     distribution = direction_distribution(fit.positions, labels, [*fit.order, ""],
                                           f"Images along the direction {' -> '.join(fit.order)}")
     written = {"directions-distribution.png": save(distribution, "png"),

@@ -117,6 +117,9 @@ def export_pngs(store: Store | str, out: str | Path) -> int:
     (a local one a row group at a time)."""
     store = open_store(store)
     out = Path(out)
+    if not store.is_object_store and out.resolve() == Path(store.root).resolve():
+        raise StoreError(f"--out {out} is the store itself: export into a folder of its own (PNGs among the store's "
+                         f"folders would be mistaken for part of it)")
     names = UniqueNames()
     count = 0
     for path, columns in checked_files(store):

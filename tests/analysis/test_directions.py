@@ -157,6 +157,12 @@ def test_directions_stage_on_a_store_with_two_separable_groups(tmp_path):
     assert any("ROC AUC" in line for line in summary.lines())
     with pytest.raises(StoreError, match="no image with key"):
         run_directions(store, str(groups), start="octave:-:99:-1:0")
+    (tmp_path / "store" / "analysis" / "directions.parquet").unlink()
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    with pytest.raises(StoreError, match="is a file, not a folder"):   # refused before the table is written
+        run_directions(store, str(groups), n_components=10, out=str(afile))
+    assert not (tmp_path / "store" / "analysis" / "directions.parquet").exists() and afile.read_text() == "mine"
 
 
 def _three_groups(n=40, d=60, seed=0):

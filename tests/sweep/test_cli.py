@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -149,6 +150,9 @@ def test_export_writes_readable_names(small_store, tmp_path):
     assert "addition-merge/0002_digit-2+0003_digit-3_s0.png" in names
     assert len(names) == 11
     assert (tmp_path / "png" / "octave" / "0000_digit-0_s0.png").read_bytes()[:4] == b"\x89PNG"
+    into_itself = invoke("export", "--store", str(small_store), "--out", f"{small_store}/.")
+    assert into_itself.exit_code == 2 and "is the store itself" in into_itself.output
+    assert not (Path(small_store) / "octave").exists()
 
 
 def test_status_of_a_complete_store_exits_0(tmp_path):
