@@ -64,13 +64,18 @@ def test_an_address_nothing_answers_at_is_refused_in_one_line_before_anything_is
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]                    # closed again: nothing listens there
     for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
-        result = CliRunner().invoke(main, ["run", "--store", str(tmp_path / "s"), "--model", "digits", "--weights",
-                                           "random", "--schedule", "tiny", "--classes", "0-1", "--jobs", "octave",
-                                           "--address", address])
-        lines = result.output.strip().splitlines()
-        assert result.exit_code == 2 and len(lines) == 1, result.output
-        assert lines[0].startswith(f"Error: cannot join the Ray cluster at {address}: connection refused")
-        assert not (tmp_path / "s").exists()
+        line = refused_run(tmp_path / "s", "--address", address)
+        assert line.startswith(f"Error: cannot join the Ray cluster at {address}: connection refused")
+
+
+def refused_run(store, *options) -> str:
+    """`sweep run` of a tiny digits sweep with `options`, refused in one line before `store` is written: the line."""
+    result = CliRunner().invoke(main, ["run", "--store", str(store), "--model", "digits", "--weights", "random",
+                                       "--schedule", "tiny", "--classes", "0-1", "--jobs", "octave", *options])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert not store.exists()
+    return lines[0]
 
 
 def test_addresses_the_reachability_check_leaves_to_ray():
@@ -99,10 +104,5 @@ def test_more_cpus_per_worker_than_a_local_ray_would_have_is_refused_before_ray_
     monkeypatch.setattr(ray, "is_initialized", lambda: False)   # as in a fresh `sweep` process
     monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray was started"))
     too_many = f"{local_cpus() + 1:g}"
-    result = CliRunner().invoke(main, ["run", "--store", str(tmp_path / "s"), "--model", "digits", "--weights",
-                                       "random", "--schedule", "tiny", "--classes", "0-1", "--jobs", "octave",
-                                       "--cpus-per-worker", too_many])
-    lines = result.output.strip().splitlines()
-    assert result.exit_code == 2 and len(lines) == 1, result.output
-    assert lines[0].startswith(f"Error: --cpus-per-worker {too_many}: the local Ray would have")
-    assert not (tmp_path / "s").exists()
+    line = refused_run(tmp_path / "s", "--cpus-per-worker", too_many)
+    assert line.startswith(f"Error: --cpus-per-worker {too_many}: the local Ray would have")
