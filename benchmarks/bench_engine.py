@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 from torchvision.transforms import functional as TF
@@ -264,6 +266,7 @@ def preset_figures(args, model, device, options) -> None:
 
 def worker_figures(args, device, options) -> None:
     """(d) the worker over several batches, writes included, two calls at a time (in-process)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # `python benchmarks/bench_engine.py` from anywhere
     from benchmarks.bench_sweep import run_in_process, wait_share
     from sweep.plan import make_plan
     from sweep.worker import SweepWorker, WorkerConfig

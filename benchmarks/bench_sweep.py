@@ -59,8 +59,8 @@ def run_batches(fleet, slots, store, batches, in_flight: int) -> float:
     from sweep.fleet import ClusterConfig, dispatch
     from sweep.progress import Progress
     fleet.slots = slots
-    sweep = SweepDispatch(SweepConfig(store=store.uri), store, None, Progress(len(batches), stream=io.StringIO()),
-                          None)
+    sweep = SweepDispatch(SweepConfig(store=store.uri), store, fleet.worker_config.schedule,
+                          Progress(len(batches), stream=io.StringIO()), None)
     started = time.perf_counter()
     dispatch(fleet, [Task(b, (1,) * len(b.items)) for b in batches], submit=sweep.submit, on_done=sweep.on_done,
              on_failed=sweep.on_failed, in_flight=in_flight, tick=sweep.tick, poll=1.0,

@@ -1,0 +1,35 @@
+"""The benchmark scripts run to the end on tiny settings (a GPU session has one call to run them: a crash there
+costs the session's device time). Figures are not checked: they are what the scripts print."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_script(name: str, *args: str, timeout: float = 300) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), *args], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result.stdout
+
+
+def test_bench_engine_runs_every_cpu_section_on_tiny_settings():
+    out = run_script("bench_engine.py", "--iterations", "2", "--batch", "4", "--batches", "2", "--single", "1",
+                     "--repeats", "1", "--worker-batches", "2", "--trajectory-iterations", "2", "--skip", "e")
+    for section in ("(a) batch 4", "(b) one image at a time", "(d)", "(f) trajectories"):
+        assert section in out, out
+
+
+@pytest.mark.slow
+def test_bench_sweep_runs_to_the_end_on_tiny_settings():
+    """It starts its own Ray with fake GPUs (about a minute here)."""
+    out = run_script("bench_sweep.py", "--batches", "4", "--seconds", "0.05", "--overhead-batches", "4",
+                     "--actors", "1,2", "--overlap-batches", "2", "--write-seconds", "0.05", timeout=600)
+    assert "efficiency" in out and "overlap" in out, out
