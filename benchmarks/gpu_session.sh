@@ -2,6 +2,7 @@
 # Every GPU figure of issue 12 in ONE device call of at most 10 minutes (a session has 15 minutes of device time,
 # a machine's start included, so there is no room for a second call). Prepare here first:
 #     bash benchmarks/gpu_wheels.sh        (a slimmed Ray and jsonschema into .whl/: the GPU image has no Ray)
+#     .venv/bin/python -m pytest --run-slow tests/benchmarks   (the scripts run to the end on tiny CPU settings)
 # then call the device with   command "bash benchmarks/gpu_session.sh", carry [".whl"], timeout_s 600.
 # Logs come back in $OUT: gpu.log (sections 1 and 3) and gpu-ray.log (section 2). Each section has its own time
 # limit, so one that hangs cannot eat the others:
