@@ -144,7 +144,8 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     """
     st = open_store(store) if isinstance(store, str) else store
     folder = output_folder(out, st)
-    snapshots = read_snapshots(st, list(trajectories))
+    legacy = legacy_video_keys(st, folder) if keep_trajectories else []
+    snapshots = read_snapshots(st, list(dict.fromkeys([*trajectories, *legacy])))
     summary = current_summary(st.uri, stream)
     st = open_store(st.uri)   # the analysis may have written tables since
     tables = load_tables(st)
@@ -156,6 +157,24 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     keys += list(additions["key"]) if additions is not None else []
     with _Writer(folder) as writer:
         return _write_report(st, summary, tables, keys, writer, stream, snapshots, keep_trajectories)
+
+
+def legacy_video_keys(st: Store, folder: Store) -> list[str]:
+    """The keys whose trajectory GIFs a report made before VIDEOS_FILE existed left in `folder` (a GIF is named
+    after its key): drawn again, so that the first report of this version keeps them as later ones keep theirs."""
+    if folder.exists(VIDEOS_FILE) or not st.files(TRAJECTORIES):
+        return []
+    gifs = {info.base_name for info in folder.listing() if info.base_name.startswith("trajectory-")
+            and info.base_name.endswith(".gif")}
+    if not gifs:
+        return []
+    table = st.read(TRAJECTORIES, ["key", "job", "target", "png"])
+    return [key for key in snapshot_keys(table) if video_stem(key) + ".gif" in gifs]
+
+
+def video_stem(key: str) -> str:
+    """A trajectory video's file name without its suffix (before `_Writer.unique_stem` makes it unique)."""
+    return "trajectory-" + safe_name(key.replace(":", "_"))
 
 
 def read_snapshots(st: Store, keys: list[str]) -> dict[str, pd.DataFrame]:
@@ -271,7 +290,7 @@ def _trajectory_videos(snapshots: dict[str, pd.DataFrame], names, writer: "_Writ
     """Per class, the videos of its chosen images: {key, gif, mp4 (or None), steps}."""
     videos: dict[int, list[dict]] = {}
     for key, rows in snapshots.items():
-        stem = writer.unique_stem("trajectory-" + safe_name(key.replace(":", "_")), key)
+        stem = writer.unique_stem(video_stem(key), key)
         frames = list(fig.trajectory_frames(rows, names))
         gif = writer.bytes(f"{stem}.gif", fig.trajectory_gif(frames, TRAJECTORY_FRAME_MS, GIF_HOLD_MS))
         video = mp4_bytes(frames)

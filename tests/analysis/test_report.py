@@ -303,6 +303,23 @@ def test_trajectory_videos_stay_until_dropped(small_store):
     assert not (out / "trajectory-videos.json").exists()
 
 
+def test_videos_of_a_report_made_before_the_video_list_are_drawn_again_not_dropped(small_store):
+    """A regression walk-through: the first `sweep figures` of this version deleted the trajectory GIFs an older one
+    had made (their folder has no trajectory-videos.json). They are recognised by name and drawn again."""
+    from sweep.store import TRAJECTORIES, Store
+    from test_stability import A, B, trajectory_rows
+    Store.open(small_store).write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows(keys=(A, B)))
+    out = Path(small_store) / "figures"
+    gif_a, gif_b = (out / f"trajectory-{key.replace(':', '_')}.gif" for key in (A, B))
+    write_figures(small_store, trajectories=[A])
+    (out / "trajectory-videos.json").unlink()                          # as an older report left the folder
+    gif_a.write_bytes(b"GIF89a from an older report")
+    write_figures(small_store)
+    assert gif_a.read_bytes()[:6] == b"GIF89a" and gif_a.read_bytes() != b"GIF89a from an older report"   # redrawn
+    assert f"../{gif_a.name}" in (out / "classes" / "0003.html").read_text() and not gif_b.exists()
+    assert (out / "trajectory-videos.json").exists()
+
+
 def test_a_kept_video_list_that_is_broken_or_points_outside_is_ignored(small_store):
     out = write_figures(small_store).parent
     outside = out.parent / "outside.gif"
