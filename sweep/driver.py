@@ -32,7 +32,7 @@ from typing import Callable, TextIO
 
 import pyarrow.fs as pafs
 
-from jobs.catalog import ALL_JOBS, JobSpec
+from jobs.catalog import ALL_JOBS, VARIANTS, JobSpec
 from jobs.text import first_line
 from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, no_worker_wait, \
     ray_session
@@ -265,11 +265,12 @@ def prepare(config: SweepConfig) -> Prepared:
 def check_manifest(store: Store, manifest: dict) -> dict | None:
     """The store's manifest (None for a new store), refused when it describes another sweep or is damaged."""
     stored = store.read_manifest()
-    if stored is not None and not store.files(IMAGES) and manifest_differences(identity(stored), manifest):
+    if stored is not None and not store.files(IMAGES) and \
+            manifest_differences(identity(stored), identity(manifest)):
         stored = None   # a store whose runs wrote no image yet takes the corrected command (`execute` rewrites it)
     if stored is not None:
         store.checked_manifest(fresh=True)   # a hand-edited manifest without its fields is refused here
-        differences = manifest_differences(identity(stored), manifest)
+        differences = manifest_differences(identity(stored), identity(manifest))
         if differences:
             raise ManifestMismatch(f"store {store.uri} holds a different sweep: {'; '.join(differences)} "
                                    f"(use another --store, or the store's own settings)")
@@ -279,8 +280,12 @@ def check_manifest(store: Store, manifest: dict) -> dict | None:
 
 
 def identity(manifest: dict) -> dict:
-    """The manifest without what only says how a run went (older stores kept the batch size in `options`)."""
+    """The manifest without what only says how a run went (older stores kept the batch size in `options`), and
+    without the variants when none of its jobs reads them (`--variants` given with `--jobs octave`, which earlier
+    versions took and recorded, and `sweep run` now refuses: such a store resumes without the option)."""
     options = {k: v for k, v in manifest.get("options", {}).items() if k not in RUN_OPTIONS}
+    if not any(any(VARIANTS.get(job, ("",))) for job in options.get("jobs", ())):
+        options.pop("variants", None)
     return {**manifest, "options": options}
 
 

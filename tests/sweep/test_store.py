@@ -386,3 +386,17 @@ def test_a_fingerprint_changes_with_the_parquet_files_below_its_directory_only(t
     assert st.fingerprint("scores") == after
     st.write_table("scores/other.w/part-1.parquet", table)
     assert st.fingerprint("scores") != after and st.fingerprint() == images
+
+
+def test_a_store_that_recorded_variants_no_job_reads_resumes_without_the_option(tmp_path):
+    """A regression walk-through: a store made by an earlier version with `--jobs octave --variants merge` (which
+    `sweep run` now refuses) recorded the variants, and could then be resumed neither with the option nor without."""
+    config = SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule="tiny",
+                         jobs="octave", classes="0-1", batch_size=2)
+    prepared = prepare(config)
+    manifest = {**prepared.manifest, "options": {**prepared.manifest["options"], "variants": ["merge"]}}
+    prepared.store.write_manifest(manifest)
+    prepared.store.write_bytes(f"{IMAGES}/part-000000-octave-0.parquet", b"PAR1")   # the store holds images
+    assert prepare(config).manifest["options"]["variants"] == ["merge"]             # resumed: the store's manifest
+    with pytest.raises(ManifestMismatch, match=r'jobs is \["octave"\] in the store'):      # another sweep still
+        prepare(SweepConfig(**{**config.__dict__, "jobs": "octave,addition", "pairs": "0+1"}))
