@@ -49,15 +49,23 @@ class Progress:
         self.bar = None
         if self.tty:
             from tqdm import tqdm
-            if self.counts_work:   # the bar counts steps (it moves within a batch); items are in the postfix
+            if self.counts_work:   # the bar counts steps (it moves within a batch); items are in its text, which
+                # is its description: tqdm would put ", " before a {postfix}
                 self.bar = tqdm(total=work_total, initial=work, file=self.stream, mininterval=self.interval,
                                 dynamic_ncols=True, disable=False, leave=True,
-                                bar_format="{percentage:3.0f}%|{bar}| {postfix} [{elapsed}]")
+                                bar_format="{percentage:3.0f}%|{bar}| {desc} [{elapsed}]")
             else:
                 self.bar = tqdm(total=total, initial=done, file=self.stream, unit=unit.rstrip("s") or "it",
                                 mininterval=self.interval, dynamic_ncols=True, disable=False, leave=True,
                                 bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} " + unit
                                            + " [{elapsed}, {rate_fmt}{postfix}]")
+            self._caption()
+
+    def _caption(self) -> None:
+        """The bar's text: the description of a bar that counts work, the postfix of one that counts items."""
+        if self.counts_work:
+            self.bar.set_description_str(self._postfix(), refresh=False)
+        else:
             self.bar.set_postfix_str(self._postfix(), refresh=False)
 
     @property
@@ -104,7 +112,7 @@ class Progress:
         self.failed += failed
         self.work += work
         if self.bar is not None:
-            self.bar.set_postfix_str(self._postfix(), refresh=False)
+            self._caption()
             self.bar.update(min(work, self.work_total - self.bar.n) if self.counts_work else done)
             if force:
                 self.bar.refresh()
@@ -130,7 +138,7 @@ class Progress:
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.set_postfix_str(self._postfix(), refresh=False)
+            self._caption()
             self.bar.close()
             return
         self._show()

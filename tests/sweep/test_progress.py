@@ -92,6 +92,7 @@ def test_on_a_terminal_with_work_the_bar_counts_steps_and_moves_within_a_batch()
     frames = out.getvalue().split("\r")
     assert any(frame.lstrip().startswith("50%") and "1/4 items" in frame for frame in frames)
     assert "2/4 items" in frames[-1] and "steps/s" in frames[-1]
+    assert all("| , " not in frame for frame in frames)   # the text is the bar's own, not tqdm's ", "-led postfix
 
 
 def test_a_message_goes_to_the_stream_asked_for():
