@@ -530,7 +530,8 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
                 setup = fleet.first_ready(lambda actor: actor.setup.remote(config.batch_size),
                                           gpu_wait=cluster.gpu_wait,
                                           stream=out, interval=min(progress.interval, 10.0),
-                                          give_up_after=no_worker_wait(cluster))
+                                          give_up_after=no_worker_wait(cluster),
+                                          note=lambda line: progress.message(line, out))
                 if lease.lost:   # taken over while the first actor started (a minute without heartbeats)
                     raise SweepError(lease.lost)
                 progress.workers_ready()

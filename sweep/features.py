@@ -90,7 +90,8 @@ def run_features(config: FeatureConfig, *, stream: TextIO | None = None) -> tupl
         try:
             # As `sweep run`: on a cluster without GPUs yet, wait up to --gpu-wait for GPU nodes, then give up.
             fleet.first_ready(lambda actor: actor.info.remote(), gpu_wait=cluster.gpu_wait, stream=stream,
-                              interval=min(progress.interval, 10.0), give_up_after=no_worker_wait(cluster))
+                              interval=min(progress.interval, 10.0), give_up_after=no_worker_wait(cluster),
+                              note=progress.message)
             progress.workers_ready()
             dispatch(fleet, files, submit=lambda actor, path: actor.features.remote(path, config.layer, config.maps,
                                                                                     config.job),

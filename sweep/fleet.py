@@ -323,7 +323,7 @@ class Fleet:
             time.sleep(0.05)
 
     def first_ready(self, call: Callable, *, gpu_wait: float, stream: TextIO, interval: float,
-                    give_up_after: float | None = None):
+                    give_up_after: float | None = None, note: Callable[[str], None] | None = None):
         """`call(actor)` on the first actor to start (any slot's), waited for: the first actor starting (model
         loaded) is where a run that asks for GPUs the cluster does not have yet waits for the autoscaler. GPU
         actors on a cluster without a GPU now wait up to `gpu_wait` seconds (`--gpu-wait`): it says so every
@@ -332,17 +332,19 @@ class Fleet:
         worker and no autoscaler to add one, or a start that hangs (a stalled weight download, a stuck device).
 
         Not one chosen slot: the cluster places actors in no fixed order, and the new actor of a slot whose actor
-        died at start comes after the others, so with more actors than room that slot may never start."""
+        died at start comes after the others, so with more actors than room that slot may never start. Its
+        lines go to `note` (a progress bar's `message`, which keeps them off the bar), else to `stream`."""
         import ray
         from ray.exceptions import RayError, RayTaskError
         from sweep.progress import format_duration
         no_gpu_yet = self.use_gpu and not int(ray.cluster_resources().get("GPU", 0))   # an autoscaler may add some
         wait_for_gpus = gpu_wait if no_gpu_yet else None
+        say = note or (lambda line: print(line, file=stream, flush=True))
         waiting: dict = {}                      # ref -> (slot, generation, is it the call?)
         started, deaths, quiet_until, gpu_note_at = time.monotonic(), 0, QUIET_START, NOTE_EVERY
         if wait_for_gpus is not None:
-            print(f"the cluster has no GPU yet: waiting up to {format_duration(wait_for_gpus)} for GPU nodes "
-                  f"(an autoscaler adds them on demand; --gpu-wait sets how long)", file=stream, flush=True)
+            say(f"the cluster has no GPU yet: waiting up to {format_duration(wait_for_gpus)} for GPU nodes "
+                f"(an autoscaler adds them on demand; --gpu-wait sets how long)")
         while True:
             asked = [(s, g) for s, g, _ in waiting.values()]
             for slot in self.slots:
@@ -378,14 +380,14 @@ class Fleet:
                     raise SweepError(f"no GPU worker could start in {format_duration(waited)} (the cluster has "
                                      f"{gpus} GPUs): add GPU nodes, raise --gpu-wait, or use --device auto or cpu")
                 if waited >= gpu_note_at:
-                    print(f"waiting for GPU nodes: {format_duration(waited)} of {format_duration(wait_for_gpus)}, "
-                          f"cluster GPUs now {gpus}", file=stream, flush=True)
+                    say(f"waiting for GPU nodes: {format_duration(waited)} of {format_duration(wait_for_gpus)}, "
+                        f"cluster GPUs now {gpus}")
                     gpu_note_at = waited + max(interval, NOTE_EVERY)
             elif waited >= quiet_until:   # not silent: placing an actor and loading a model take seconds, not minutes
                 free = ray.available_resources()
-                print(f"waiting for the first worker to be ready (placed on a node, model loaded, batch size "
-                      f"chosen): {format_duration(waited)}; free in the cluster now: {free.get('CPU', 0):g} CPUs, "
-                      f"{int(free.get('GPU', 0))} GPUs", file=stream, flush=True)
+                say(f"waiting for the first worker to be ready (placed on a node, model loaded, batch size "
+                    f"chosen): {format_duration(waited)}; free in the cluster now: {free.get('CPU', 0):g} CPUs, "
+                    f"{int(free.get('GPU', 0))} GPUs")
                 quiet_until = waited + max(interval, QUIET_START)
             # After the GPU deadline (not longer than this one), whose line says more when GPUs are missing.
             if give_up_after is not None and waited >= give_up_after:

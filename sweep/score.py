@@ -319,7 +319,8 @@ def run_score(config: ScoreConfig, *, stream: TextIO | None = None) -> ScoreSumm
         try:
             # As `sweep run`: on a cluster without GPUs yet, wait up to --gpu-wait for GPU nodes, then give up.
             fleet.first_ready(lambda actor: actor.info.remote(), gpu_wait=cluster.gpu_wait, stream=stream,
-                              interval=min(progress.interval, 10.0), give_up_after=no_worker_wait(cluster))
+                              interval=min(progress.interval, 10.0), give_up_after=no_worker_wait(cluster),
+                              note=progress.message)
             progress.workers_ready()
             dispatch(fleet, prepared.tasks, submit=lambda actor, task: actor.score.remote(task, plan),
                      on_done=on_done, on_failed=on_failed, in_flight=cluster.in_flight, tick=progress.update,

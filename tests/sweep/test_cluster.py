@@ -51,10 +51,13 @@ def test_a_joined_cluster_is_not_held_to_its_nodes_of_today(two_nodes):
         from sweep.fleet import Fleet
         from sweep.worker import WorkerConfig
         fleet = Fleet(WorkerConfig("unused", "digits", "random"), 1, use_gpu=True, cpus=0.5)
+        notes, stream = [], io.StringIO()
         try:
             with pytest.raises(SweepError, match=r"no GPU worker could start in 1s \(the cluster has 0 GPUs\)"):
-                fleet.first_ready(lambda actor: actor.info.remote(), gpu_wait=1.0, stream=io.StringIO(),
-                                  interval=0.2, give_up_after=1.0)
+                fleet.first_ready(lambda actor: actor.info.remote(), gpu_wait=1.0, stream=stream,
+                                  interval=0.2, give_up_after=1.0, note=notes.append)
+            # its lines go to `note` (a progress bar's message, above the bar), not onto the stream under the bar
+            assert notes and notes[0].startswith("the cluster has no GPU yet") and stream.getvalue() == ""
         finally:
             fleet.stop()
     finally:
