@@ -32,7 +32,7 @@ from typing import Callable, TextIO
 
 import pyarrow.fs as pafs
 
-from jobs.catalog import ALL_JOBS, VARIANTS, JobSpec
+from jobs.catalog import ALL_JOBS, IMAGE_JOBS, VARIANTS, JobSpec
 from jobs.text import first_line
 from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, no_worker_wait, \
     ray_session
@@ -214,8 +214,9 @@ def prepare_schedules(config: SweepConfig, model, jobs: tuple[str, ...]):
         per_job[job.strip()] = source.strip()
     not_run = [job for job in per_job if job in ALL_JOBS and job not in jobs]   # unknown names: schedule_set's line
     if not_run:
+        add = "add it to --jobs" + (" with the images it starts from (--images)" if not_run[0] in IMAGE_JOBS else "")
         raise PlanError(f"--job-schedule {not_run[0]}=...: {not_run[0]} is not among the jobs run "
-                        f"({', '.join(jobs)}): add it to --jobs, or leave the option out")
+                        f"({', '.join(jobs)}): {add}, or leave the option out")
     try:
         base = default_schedules(model.name, jobs, fixed_size=fixed_input_size(model))
         schedules = schedule_set(base, config.schedule, per_job)

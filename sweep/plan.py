@@ -292,8 +292,10 @@ def refuse_unused_options(chosen_jobs: Sequence[str], *, pairs: str | None, vari
              ("--interpolate-pairs given", interpolate_pairs is not None, [OWN_PAIRS_JOB])]
     for what, is_given, read_by in given:
         if is_given and not set(read_by) & set(chosen_jobs):
+            add = ("add the job to --jobs with the images it starts from (--images)"
+                   if set(read_by) <= set(IMAGE_JOBS) else "add the job to --jobs")
             raise PlanError(f"{what} (read by {', '.join(read_by)}), but no chosen job uses it (jobs: "
-                            f"{', '.join(chosen_jobs)}): add the job to --jobs, or leave the option out")
+                            f"{', '.join(chosen_jobs)}): {add}, or leave the option out")
 
 
 def parse_features(text: str) -> tuple[str, tuple[int, ...]]:

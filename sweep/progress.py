@@ -5,8 +5,8 @@ submit`, CI, `2> log`) a plain line is printed every `interval` seconds, so logs
 its work in image-steps (`work_total`), the bar, the percentage and the ETA count that work, since items of different
 jobs cost very different amounts and a batch's items all finish at its end. The rate counts from `workers_ready()`
 (Ray's start and the first model load are not work, and counted in they made a first ETA many times too long);
-the elapsed time counts from the start. It is advanced by the driver as reports arrive, never by the workers (a driver-side bar survives
-workers dying and Ray job logs).
+the elapsed time counts from the start. It is advanced by the driver as reports arrive, never by the workers (a
+driver-side bar survives workers dying and Ray job logs).
 """
 from __future__ import annotations
 

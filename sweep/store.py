@@ -478,17 +478,16 @@ def manifest_differences(stored: dict, wanted: dict) -> list[str]:
 
 
 def schedule_changes(stored: dict, wanted: dict, at_most: int = 4) -> str:
-    """", changed: octaves[0].lr [6, 5] -> [6, 4], ..." from the schedules' contents the manifests keep (stores
-    written before they kept them: ""), per job whose schedule differs, so that an edited schedule file says what
-    changed."""
+    """" (changed: octave: octaves[0].lr [6, 5] -> [6, 4], ...)" from the schedules' contents the manifests keep
+    (stores written before they kept them: ""), per job whose schedule differs, so that an edited schedule file
+    says what changed and for which job."""
     contents = stored.get("schedule_contents", {}), wanted.get("schedule_contents", {})
     jobs = stored.get("job_schedules", {}), wanted.get("job_schedules", {})
     changes = []
     for job in sorted(set(jobs[0]) & set(jobs[1])):
         ids = jobs[0][job].get("schedule_id"), jobs[1][job].get("schedule_id")
         if ids[0] != ids[1] and ids[0] in contents[0] and ids[1] in contents[1]:
-            changes += [change for change in changed_fields(contents[0][ids[0]], contents[1][ids[1]])
-                        if change not in changes]
+            changes += [f"{job}: {change}" for change in changed_fields(contents[0][ids[0]], contents[1][ids[1]])]
     if not changes:
         return ""
     more = f", and {len(changes) - at_most} more" if len(changes) > at_most else ""

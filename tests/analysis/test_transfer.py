@@ -151,7 +151,8 @@ def test_the_summary_names_each_job_by_its_own_measure():
                               coverage=[], complete=True, transfer=numbers)
     line = next(line for line in summary.lines() if line.startswith("scorer gen"))
     assert "addition/merge 95% (both classes in the top 2)" in line and "40%" not in line
-    assert "octave 90% (top-1 = target)" in line and "opposite pct 4 (percentile of the minimised class, low = success)" in line
+    assert "octave 90% (top-1 = target)" in line
+    assert "opposite pct 4 (percentile of the minimised class, low = success)" in line
     assert "share top-1 = target" not in line
 
 

@@ -40,6 +40,8 @@ def invoke(*args):
     (["--jobs", "octave", "--variants", "merge"], "--variants given (read by addition), but no chosen job"),
     (["--jobs", "addition", "--interpolate-pairs", "1+3"], "--interpolate-pairs given (read by interpolate)"),
     (["--jobs", "octave", "--layers", "block2"], "--layers given (read by directed-dream, dream)"),
+    (["--layers", "block2"], "add the job to --jobs with the images it starts from (--images)"),   # image jobs
+    (["--job-schedule", "dream=tiny"], "add it to --jobs with the images it starts from (--images)"),
     (["--jobs", "octave", "--job-schedule", "opposite=tiny"], "opposite is not among the jobs run (octave)"),
 ])
 def test_bad_arguments_exit_2_and_write_nothing(tmp_path, extra, fragment):

@@ -357,8 +357,8 @@ def test_the_manifest_keeps_each_schedule_and_an_edited_schedule_file_is_refused
         prepare(config)
     message = str(error.value)
     assert 'schedule is "fast" (id ' in message and "changed: " in message
-    assert f"init_std {json.dumps(kept['init_std'])} -> {json.dumps(edited['init_std'])}" in message
-    assert f"octaves[0].lr {json.dumps(kept['octaves'][0]['lr'])} -> " in message
+    assert f"octave: init_std {json.dumps(kept['init_std'])} -> {json.dumps(edited['init_std'])}" in message
+    assert f"octave: octaves[0].lr {json.dumps(kept['octaves'][0]['lr'])} -> " in message
 
 
 def test_changed_fields_walks_nested_schedules_and_says_nothing_for_older_stores():
