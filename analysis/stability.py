@@ -32,9 +32,9 @@ TABLE_FILE, FIGURE_FILE = "stability_compare.parquet", "stability_compare.png"  
 
 def stability_table(trajectories: pd.DataFrame) -> pd.DataFrame:
     """Per image and octave (1: the first): key, job, target, octave, recorded_steps, first_step, last_step,
-    argmax_changes, change_rate (changes per consecutive pair of records; nan with one record), target_top1_share (nan without a
-    target), settled_step (first recorded step from which the target stayed top-1 to the octave's end; -1: never
-    settled or no target), final_label (argmax at the octave's last record)."""
+    argmax_changes, change_rate (changes per consecutive pair of records; nan with one record), target_top1_share
+    (nan without a target), settled_step (first recorded step from which the target stayed top-1 to the octave's
+    end; -1: never settled or no target), final_label (argmax at the octave's last record)."""
     t = trajectories.loc[:, list(COLUMNS)].sort_values([*GROUP, "step"], kind="stable").reset_index(drop=True)
     has_target = t["target"].notna() & (t["target"].fillna(-1) >= 0)
     on = (t["label"] == t["target"]) & has_target
