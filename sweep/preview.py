@@ -107,8 +107,9 @@ def preview(prepared) -> Preview:
 class Calibration:
     device: str
     images: int             # images in the timed batch
-    seconds: float          # time of the timed batch
+    seconds: float          # time of the timed batch (the median of `runs` runs)
     cost: float             # its pixel-steps
+    runs: int = 1           # how often it was timed
 
     @property
     def seconds_per_cost(self) -> float:
@@ -117,9 +118,11 @@ class Calibration:
     def lines(self, view: Preview, workers: int) -> list[str]:
         total = view.cost_left * self.seconds_per_cost
         per_iteration = total / view.work_left if view.work_left else 0.0
+        hours = f"{total / 3600:.2f}" if total >= 36 else "under 0.01"
         return [f"calibration on {self.device}: {self.images} images x {CALIBRATION_STEPS} steps per octave in "
-                f"{self.seconds:.2f} s ({per_iteration * 1e3:.1f} ms per image-iteration at the schedule's sizes)",
-                f"projected: {total / 3600:.2f} {self.device.split(':')[0].upper()}-hours; wall time "
+                f"{self.seconds:.3g} s, the median of {self.runs} run{'s' if self.runs != 1 else ''} "
+                f"({per_iteration * 1e3:.1f} ms per image-iteration at the schedule's sizes)",
+                f"projected: {hours} {self.device.split(':')[0].upper()}-hours; wall time "
                 f"{format_duration(total / max(1, workers))} with {workers} worker{'s' if workers != 1 else ''} "
                 f"(plus start-up; actors on other devices run at their own speed)"]
 
@@ -167,4 +170,4 @@ def calibrate(prepared, device: str | None = None) -> Calibration:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         runs.append(clock() - start)
-    return Calibration(device, len(specs), statistics.median(runs), len(specs) * octave_cost(timed))
+    return Calibration(device, len(specs), statistics.median(runs), len(specs) * octave_cost(timed), len(runs))

@@ -44,8 +44,8 @@ def test_dry_run_shows_the_stores_progress_and_calibrates(tmp_path):
     assert code == 0, out
     assert _row(out, "octave")[:3] == [4, 1, 4] and _row(out, "opposite")[:3] == [4, 1, 0]
     assert "4/8 items already stored; left: 4 items, 16 image-iterations" in out
-    assert re.search(r"calibration on cpu: 4 images x 2 steps", out)
-    assert re.search(r"projected: [0-9.]+ CPU-hours; wall time \d+s with 4 workers", out)
+    assert re.search(r"calibration on cpu: 4 images x 2 steps per octave in \S+ s, the median of \d+ runs", out)
+    assert re.search(r"projected: (under 0.01|[0-9.]+) CPU-hours; wall time \d+s with 4 workers", out)
 
 
 def test_dry_run_of_a_1000_class_model_with_random_weights(tmp_path):
