@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from sweep.store import FRAMES, IMAGES, Store, StoreError, open_store, unreadable
+from sweep.store import FRAMES, IMAGES, Store, StoreError, no_images_yet, open_store, unreadable
 
 COLUMNS = ["key", "job", "variant", "target", "partner", "seed", "target_name", "partner_name", "png"]
 # Columns older stores lack, and the values of missing data (stored as nulls).
@@ -117,9 +117,11 @@ def export_pngs(store: Store | str, out: str | Path) -> int:
     (a local one a row group at a time)."""
     store = open_store(store)
     out = Path(out)
-    if not store.is_object_store and out.resolve() == Path(store.root).resolve():
-        raise StoreError(f"--out {out} is the store itself: export into a folder of its own (PNGs among the store's "
-                         f"folders would be mistaken for part of it)")
+    if not store.is_object_store and out.resolve().is_relative_to(Path(store.root).resolve()):
+        raise StoreError(f"--out {out} is inside the store: export into a folder of its own (PNGs among the store's "
+                         f"folders would be taken for part of it)")
+    if not store.files(IMAGES):
+        raise no_images_yet(store)
     names = UniqueNames()
     count = 0
     for path, columns in checked_files(store):

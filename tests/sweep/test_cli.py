@@ -152,9 +152,20 @@ def test_export_writes_readable_names(small_store, tmp_path):
     assert "addition-merge/0002_digit-2+0003_digit-3_s0.png" in names
     assert len(names) == 11
     assert (tmp_path / "png" / "octave" / "0000_digit-0_s0.png").read_bytes()[:4] == b"\x89PNG"
-    into_itself = invoke("export", "--store", str(small_store), "--out", f"{small_store}/.")
-    assert into_itself.exit_code == 2 and "is the store itself" in into_itself.output
-    assert not (Path(small_store) / "octave").exists()
+    for inside in (f"{small_store}/.", f"{small_store}/images"):
+        into_itself = invoke("export", "--store", str(small_store), "--out", inside)
+        assert into_itself.exit_code == 2 and "is inside the store" in into_itself.output
+    assert not (Path(small_store) / "octave").exists() and not (Path(small_store) / "images" / "octave").exists()
+
+
+def test_export_of_a_store_without_images_says_why(tmp_path):
+    from sweep.driver import SweepConfig, prepare
+    prepared = prepare(SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule="tiny",
+                                   jobs="octave", classes="0-1"))
+    prepared.store.write_manifest(prepared.manifest)                  # a run that stored nothing yet
+    result = invoke("export", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "png"))
+    assert result.exit_code == 2 and "holds no images yet: run `sweep run` first" in result.output
+    assert not (tmp_path / "png").exists()
 
 
 def test_status_of_a_complete_store_exits_0(tmp_path):
