@@ -120,6 +120,8 @@ def main() -> None:
     parser.add_argument("--no-channels-last", action="store_true", help="CUDA: keep the default memory format")
     parser.add_argument("--compile", action="store_true", help="CUDA: torch.compile the network")
     parser.add_argument("--worker-batches", type=int, default=3, help="(d): batches of the worker run")
+    parser.add_argument("--worker-steps", type=int, default=None, help="(d): every octave cut to this many steps "
+                        "(default: the whole preset; the tests' smoke run cuts it)")
     parser.add_argument("--skip", default="", help="comma list of sections to skip (a,b,c,d,e,f)")
     parser.add_argument("--trajectory-iterations", type=int, default=None, help="(f): iterations per render "
                         "(default 100 for digits and on CUDA, 20 for ImageNet models on CPU)")
@@ -272,6 +274,8 @@ def worker_figures(args, device, options) -> None:
     from sweep.worker import SweepWorker, WorkerConfig
     cuda = device.type == "cuda"
     name, schedule = ("googlenet", load_schedule("googlenet")) if cuda else ("digits", load_schedule("digits"))
+    if args.worker_steps:
+        schedule = schedule.shortened(args.worker_steps)
     with tempfile.TemporaryDirectory() as root:
         worker = SweepWorker(WorkerConfig(root, name, "random" if cuda else "DEFAULT", schedule,
                                           bf16=options["autocast_bf16"], channels_last=options["channels_last"],

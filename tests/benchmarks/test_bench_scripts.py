@@ -22,7 +22,8 @@ def run_script(name: str, *args: str, timeout: float = 300) -> str:
 
 def test_bench_engine_runs_every_cpu_section_on_tiny_settings():
     out = run_script("bench_engine.py", "--iterations", "2", "--batch", "4", "--batches", "2", "--single", "1",
-                     "--repeats", "1", "--worker-batches", "2", "--trajectory-iterations", "2", "--skip", "e")
+                     "--repeats", "1", "--worker-batches", "2", "--worker-steps", "2", "--trajectory-iterations", "2",
+                     "--skip", "e")
     for section in ("(a) batch 4", "(b) one image at a time", "(d)", "(f) trajectories"):
         assert section in out, out
 
