@@ -14,9 +14,7 @@ from typing import TextIO
 import numpy as np
 import pyarrow as pa
 
-from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, no_worker_wait, \
-    ray_session
-from sweep.interrupts import sigterm_as_interrupt
+from sweep.fleet import ClusterConfig, SweepError, check_cluster, run_on_fleet
 from sweep.plan import PlanError
 from sweep.progress import Progress
 from sweep.store import ANALYSIS, IMAGES, Store, StoreError, no_images_yet
@@ -84,22 +82,8 @@ def run_features(config: FeatureConfig, *, stream: TextIO | None = None) -> tupl
     def on_failed(path: str, error: str) -> tuple:
         raise SweepError(f"feature pass failed on {path}: {error}")
 
-    with ray_session(cluster), sigterm_as_interrupt():
-        use_gpu, count = cluster_plan(cluster, len(files))
-        fleet = Fleet(worker_config, count, use_gpu=use_gpu, cpus=cluster.cpus_per_worker)
-        try:
-            # As `sweep run`: on a cluster without GPUs yet, wait up to --gpu-wait for GPU nodes, then give up.
-            fleet.first_ready(lambda actor: actor.info.remote(), gpu_wait=cluster.gpu_wait, stream=stream,
-                              interval=min(progress.interval, 10.0), give_up_after=no_worker_wait(cluster),
-                              note=progress.message)
-            progress.workers_ready()
-            dispatch(fleet, files, submit=lambda actor, path: actor.features.remote(path, config.layer, config.maps,
-                                                                                    config.job),
-                     on_done=on_done, on_failed=on_failed, in_flight=cluster.in_flight, max_crashes=3,
-                     tick=progress.update, poll=1.0, no_worker_limit=no_worker_wait(cluster),
-                     stall_limit=cluster.stall_timeout, note=progress.message)
-        finally:
-            fleet.stop()
-            progress.close()
+    run_on_fleet(cluster, worker_config, files,
+                 submit=lambda actor, path: actor.features.remote(path, config.layer, config.maps, config.job),
+                 on_done=on_done, on_failed=on_failed, progress=progress, stream=stream)
     table = pa.concat_tables(tables).sort_by([("target", "ascending"), ("key", "ascending")])
     return store.write_table(FEATURES_FILE, table), table.num_rows

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, TextIO
 
 from jobs.text import is_whole_number
-from sweep.interrupts import own_sigterm_kept
+from sweep.interrupts import own_sigterm_kept, sigterm_as_interrupt
 from sweep.store import store_settings
 
 DEVICES = ("auto", "gpu", "cpu")
@@ -397,6 +397,30 @@ class Fleet:
                 raise SweepError(f"no worker was ready after {format_duration(waited)}: {up} of {len(self.slots)} "
                                  f"started, none answered its first call ({why}); fix that, then run the same "
                                  f"command again to resume (--gpu-wait waits longer)")
+
+
+def run_on_fleet(cluster: ClusterConfig, worker_config, tasks: list, *, submit: Callable, on_done: Callable,
+                 on_failed: Callable, progress, stream: TextIO | None, worker: str = "sweep.worker:SweepWorker",
+                 max_crashes: int = 3) -> None:
+    """The whole Ray side of a command whose tasks need nothing from its first worker (`sweep score`,
+    `sweep analyze --features`; `sweep run` takes its batch size from the first worker, so it uses the pieces): the
+    session, SIGTERM as Ctrl-C, a fleet sized for `tasks`, the first worker waited for (`--gpu-wait`, as `sweep
+    run`), the dispatch loop with the cluster's bounds, and on the way out the fleet stopped and `progress`
+    (`sweep.progress.Progress`) closed."""
+    with ray_session(cluster), sigterm_as_interrupt():   # SIGTERM taken over after ray.init, which sets its own
+        use_gpu, count = cluster_plan(cluster, len(tasks))
+        fleet = Fleet(worker_config, count, use_gpu=use_gpu, cpus=cluster.cpus_per_worker, worker=worker)
+        try:
+            fleet.first_ready(lambda actor: actor.info.remote(), gpu_wait=cluster.gpu_wait, stream=stream,
+                              interval=min(progress.interval, 10.0), give_up_after=no_worker_wait(cluster),
+                              note=progress.message)
+            progress.workers_ready()
+            dispatch(fleet, tasks, submit=submit, on_done=on_done, on_failed=on_failed, in_flight=cluster.in_flight,
+                     max_crashes=max_crashes, tick=progress.update, no_worker_limit=no_worker_wait(cluster),
+                     stall_limit=cluster.stall_timeout, note=progress.message)
+        finally:
+            fleet.stop()
+            progress.close()
 
 
 def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callable, on_failed: Callable,

@@ -32,9 +32,7 @@ import pyarrow.compute as pc
 
 from jobs.outputs import softmax
 from jobs.text import first_line
-from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, no_worker_wait, \
-    ray_session
-from sweep.interrupts import sigterm_as_interrupt
+from sweep.fleet import ClusterConfig, SweepError, check_cluster, run_on_fleet
 from sweep.plan import PlanError
 from sweep.progress import Progress
 from sweep.store import IMAGES, SCORES, Store, StoreError, decode_png, is_frame_key, no_images_yet, open_store
@@ -312,22 +310,8 @@ def run_score(config: ScoreConfig, *, stream: TextIO | None = None) -> ScoreSumm
     def on_failed(task: ScoreTask, error: str) -> tuple:
         raise SweepError(f"scoring failed on {task.path.rsplit('/', 1)[-1]}: {error} (run again to resume)")
 
-    with ray_session(cluster), sigterm_as_interrupt():
-        use_gpu, count = cluster_plan(cluster, len(prepared.tasks))
-        fleet = Fleet(worker_config, count, use_gpu=use_gpu, cpus=cluster.cpus_per_worker,
-                      worker="sweep.score:ScoreWorker")
-        try:
-            # As `sweep run`: on a cluster without GPUs yet, wait up to --gpu-wait for GPU nodes, then give up.
-            fleet.first_ready(lambda actor: actor.info.remote(), gpu_wait=cluster.gpu_wait, stream=stream,
-                              interval=min(progress.interval, 10.0), give_up_after=no_worker_wait(cluster),
-                              note=progress.message)
-            progress.workers_ready()
-            dispatch(fleet, prepared.tasks, submit=lambda actor, task: actor.score.remote(task, plan),
-                     on_done=on_done, on_failed=on_failed, in_flight=cluster.in_flight, tick=progress.update,
-                     no_worker_limit=no_worker_wait(cluster), stall_limit=cluster.stall_timeout,
-                     note=progress.message)
-        finally:
-            fleet.stop()
-            progress.close()
+    run_on_fleet(cluster, worker_config, prepared.tasks, submit=lambda actor, task: actor.score.remote(task, plan),
+                 on_done=on_done, on_failed=on_failed, progress=progress, stream=stream,
+                 worker="sweep.score:ScoreWorker")
     return ScoreSummary(store.uri, plan.scorer, prepared.images, scored[0], prepared.skipped,
                         time.perf_counter() - started)
