@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from jobs.text import listing
 from sweep.plan import Plan
 from sweep.store import is_frame_key
 
@@ -46,13 +47,13 @@ class Coverage:
                 out.append(f"{j.job}: {j.present} images (not in the sweep's plan)")
             elif j.missing:
                 out.append(f"{j.job}: {j.present} of {j.expected} images; missing {len(j.missing)}: "
-                           f"{_listing(j.missing)}")
+                           f"{listing(j.missing, LIST_LIMIT)}")
             else:
                 out.append(f"{j.job}: all {j.expected} images present")
         if self.classes_without_image:
             names = [_class_label(c, class_names) for c in self.classes_without_image]
             out.append(f"{len(self.classes_without_image)} classes have no octave image and are left out of the "
-                       f"class tables: {_listing(names)}")
+                       f"class tables: {listing(names, LIST_LIMIT)}")
         out.extend(self.notes)
         out.append("store complete" if self.complete else "store INCOMPLETE: the tables cover what is present")
         return out
@@ -88,9 +89,3 @@ def coverage(manifest: dict, present_keys: Iterable[str]) -> Coverage:
 
 def _class_label(c: int, class_names: tuple[str, ...]) -> str:
     return f"{c} ({class_names[c]})" if 0 <= c < len(class_names) else str(c)
-
-
-def _listing(items) -> str:
-    items = list(items)
-    shown = ", ".join(str(i) for i in items[:LIST_LIMIT])
-    return shown + (f" and {len(items) - LIST_LIMIT} more" if len(items) > LIST_LIMIT else "")

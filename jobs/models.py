@@ -35,7 +35,7 @@ from torch import nn
 
 from jobs import digits
 from jobs.demo_models import DEFAULT_DEMO, DEMO_MODELS
-from jobs.text import first_line
+from jobs.text import first_line, listing
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -262,16 +262,13 @@ def state_dict_mismatch(net: nn.Module, state: dict[str, torch.Tensor]) -> str:
     """What keeps `state` from loading into `net`, in one line: the first few missing and unexpected keys and
     parameters of another shape ("" when it fits)."""
     own = net.state_dict()
-    def few(keys: list[str]) -> str:
-        more = f" and {len(keys) - SHOWN_KEYS} more" if len(keys) > SHOWN_KEYS else ""
-        return ", ".join(keys[:SHOWN_KEYS]) + more
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [f"{k} {tuple(state[k].shape)} for {tuple(own[k].shape)}" for k in own
               if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)]
-    parts = [f"{len(missing)} missing keys ({few(missing)})" if missing else "",
-             f"{len(unexpected)} unexpected keys ({few(unexpected)})" if unexpected else "",
-             f"{len(shapes)} of another shape ({few(shapes)})" if shapes else ""]
+    parts = [f"{len(missing)} missing keys ({listing(missing, SHOWN_KEYS)})" if missing else "",
+             f"{len(unexpected)} unexpected keys ({listing(unexpected, SHOWN_KEYS)})" if unexpected else "",
+             f"{len(shapes)} of another shape ({listing(shapes, SHOWN_KEYS)})" if shapes else ""]
     return "; ".join(p for p in parts if p)
 
 

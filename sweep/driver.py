@@ -466,7 +466,7 @@ def reconcile_store(prepared: Prepared, out: TextIO) -> None:
     begun) and written, temporaries removed, unreadable files moved aside, the plan's notes said, and the real
     images the workers start from written once."""
     plan, store = prepared.plan, prepared.store
-    check_manifest(store, identity(prepared.manifest))
+    check_manifest(store, prepared.manifest)
     removed = store.cleanup_temp()
     for path, why in store.quarantine_unreadable():
         print(f"moved unreadable {path} into {store.location('quarantine')}/ ({why}): its items run again",

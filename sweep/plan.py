@@ -261,7 +261,7 @@ def make_plan(*, n_classes: int, jobs: str | None = None, classes: str = "all", 
     chosen_classes = parse_classes(classes, n_classes)
     paired = [job for job in ALL_JOBS if job in PAIRED and job in chosen_jobs]   # in the table's order
     own_pairs = OWN_PAIRS_JOB in paired and interpolate_pairs is not None
-    needs_pairs = any(job != OWN_PAIRS_JOB or not own_pairs for job in paired)
+    needs_pairs = bool(set(pairs_readers(interpolate_pairs)) & set(chosen_jobs))
     chosen_pairs = parse_pairs(pairs, n_classes, chosen_classes) if needs_pairs or pairs else ()
     if needs_pairs and not chosen_pairs:
         raise PlanError(f"{' and '.join(paired)} needs at least two classes or explicit --pairs")
@@ -279,14 +279,18 @@ def make_plan(*, n_classes: int, jobs: str | None = None, classes: str = "all", 
                 chosen_interpolate, drawn)
 
 
+def pairs_readers(interpolate_pairs: str | None) -> list[str]:
+    """The jobs that read `--pairs`: the paired jobs, but the interpolation when it has `--interpolate-pairs`."""
+    return [job for job in ALL_JOBS if job in PAIRED and not (job == OWN_PAIRS_JOB and interpolate_pairs is not None)]
+
+
 def refuse_unused_options(chosen_jobs: Sequence[str], *, pairs: str | None, variants: str | None,
                           layers: Sequence[str], interpolate_pairs: str | None) -> None:
     """Refuse (PlanError) an option given as typed that none of `chosen_jobs` reads: a silently ignored option
     hides a forgotten job (`--jobs octave --pairs 1+2` meant the addition too)."""
     def users(of) -> list[str]:
         return [job for job in ALL_JOBS if of(BY_NAME[job])]
-    given = [("--pairs given", pairs is not None,
-              [job for job in users(lambda j: j.paired) if not (job == OWN_PAIRS_JOB and interpolate_pairs)]),
+    given = [("--pairs given", pairs is not None, pairs_readers(interpolate_pairs)),
              ("--variants given", variants is not None, users(lambda j: any(j.variants) and not j.layer_variant)),
              ("--layers given", any(spec.strip() for spec in layers), sorted(LAYER_JOBS)),
              ("--interpolate-pairs given", interpolate_pairs is not None, [OWN_PAIRS_JOB])]
