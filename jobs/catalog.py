@@ -12,6 +12,8 @@ class Job:
     """One job of the engine, as planning and analysis see it (the recipe itself lives in `jobs.kinds`)."""
     name: str
     paired: bool = False               # items are (target, partner) pairs of classes
+    pair_commutes: bool = False        # a+b makes the same image as b+a (both objectives are symmetric), so the
+                                       #   plan leaves b+a out after a+b
     classless: bool = False            # no target class: target -1
     from_image: bool = False           # starts from a real image (`--images`), one item per source
     layer_variant: bool = False        # the variant is a layer spec (`--layers`), not one of `variants`
@@ -28,7 +30,7 @@ class Job:
 CATALOG = (
     Job("octave"),
     Job("opposite"),
-    Job("addition", paired=True, variants=("merge", "juxtapose")),
+    Job("addition", paired=True, pair_commutes=True, variants=("merge", "juxtapose")),
     Job("transfigure", from_image=True, family="transfigure"),
     Job("interpolate", paired=True, from_image=True, family="transfigure", aim="partner"),
     Job("dream", classless=True, from_image=True, layer_variant=True, family="dream", blur="layers"),

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from jobs.catalog import ALL_JOBS, ALL_VARIANTS, BY_NAME, IMAGE_JOBS, JOBS, LAYER_JOBS, PAIRED, JobSpec
-from jobs.text import is_whole_number
+from jobs.text import is_whole_number, listing
 
 # Without --pairs, all pairs of the classes when there are at most this many (45 for the digits); above it (499500
 # for 1000 classes) a seeded random sample of this many, as `--pairs random:1000` would draw. The latent-space
@@ -83,7 +83,7 @@ class Plan:
                 variants = list(self.layers)
             else:
                 variants = [v for v in job.variants if v in self.variants or not v]
-            pairs = (self.interpolate_pairs or self.pairs) if job.name == OWN_PAIRS_JOB else self.pairs
+            pairs = self.job_pairs(job.name)
             for variant in variants:
                 for seed in range(self.seeds):
                     for source in (self.sources if job.from_image else ("",)):
@@ -95,6 +95,20 @@ class Plan:
                         else:
                             out += [item(c) for c in self.classes]
         return out
+
+    def job_pairs(self, name: str) -> tuple[tuple[int, int], ...]:
+        """The pairs a paired job renders: interpolation's own when given; for a job whose pair commutes
+        (addition: merge sums both gradients, juxtapose follows the weaker of the two) b+a after a+b is left out."""
+        pairs = (self.interpolate_pairs or self.pairs) if name == OWN_PAIRS_JOB else self.pairs
+        if not BY_NAME[name].pair_commutes:
+            return pairs
+        seen: set[frozenset[int]] = set()
+        kept = []
+        for pair in pairs:
+            if frozenset(pair) not in seen:
+                seen.add(frozenset(pair))
+                kept.append(pair)
+        return tuple(kept)
 
     def batches(self) -> list[Batch]:
         """The plan cut into batches of at most `batch_size` items of one (job, variant); boundaries never move."""
@@ -122,10 +136,18 @@ class Plan:
 
     def notes(self) -> list[str]:
         """What the user should know about choices made for them (printed before a run and by the dry run)."""
-        if not self.pairs_drawn:
-            return []
-        return [f"pairs: {self.pairs_drawn} pairs of the {len(self.classes)} classes, drawn with seed "
-                f"{PAIRS_RANDOM_SEED} (all pairs would be too many; choose others with --pairs)"]
+        notes = []
+        if self.pairs_drawn:
+            notes.append(f"pairs: {self.pairs_drawn} pairs of the {len(self.classes)} classes, drawn with seed "
+                         f"{PAIRS_RANDOM_SEED} (all pairs would be too many; choose others with --pairs)")
+        for name in self.jobs:
+            if BY_NAME[name].pair_commutes:
+                kept = self.job_pairs(name)
+                left_out = [f"{a}+{b}" for a, b in self.pairs if (a, b) not in kept]
+                if left_out:
+                    notes.append(f"{name}: {listing(left_out)} left out, the same image{'s' * (len(left_out) > 1)}"
+                                 f" as the pair{'s' * (len(left_out) > 1)} in the other order")
+        return notes
 
     @classmethod
     def from_options(cls, options: dict) -> "Plan":

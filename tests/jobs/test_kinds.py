@@ -150,3 +150,13 @@ def test_additions_raise_both_classes_for_all_45_pairs(digits_all_additions, ini
     # a figure for the README, not a threshold
     print(f"\naddition: pairs whose two classes end as the top two: merge {top_two['merge']}/45 "
           f"({top_two['merge'] / 45:.2f}), juxtapose {top_two['juxtapose']}/45 ({top_two['juxtapose'] / 45:.2f})")
+
+
+@pytest.mark.parametrize("variant", VARIANTS["addition"])
+def test_an_addition_makes_the_same_image_in_either_order(random_digits_model, variant):
+    """Why the plan renders b+a only once (`Job.pair_commutes`): both objectives are symmetric in the two classes."""
+    tiny = load_schedule("tiny")
+    ab, ba = run_batch(random_digits_model, [JobSpec("addition", 2, seed=1, variant=variant, partner=7),
+                                             JobSpec("addition", 7, seed=1, variant=variant, partner=2)], tiny)
+    assert ab.error is None and ba.error is None
+    np.testing.assert_array_equal(ab.image, ba.image)

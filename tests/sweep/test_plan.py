@@ -155,3 +155,14 @@ def test_options_are_refused_only_when_no_chosen_job_reads_them():
     with pytest.raises(PlanError, match=r"--pairs given \(read by addition\)"):     # interpolate has its own pairs
         refuse_unused_options(("interpolate",), **{**none, "pairs": "1+2", "interpolate_pairs": "3+4"})
     refuse_unused_options(("interpolate",), **{**none, "pairs": "1+2"})             # without them it reads --pairs
+
+
+def test_an_addition_renders_a_pair_once_whichever_order_it_is_given_in():
+    plan = make_plan(n_classes=10, jobs="addition,interpolate", classes="0-2", pairs="1+2,2+1,0+1,1+0,3+4",
+                     variants="merge", sources=["cat.png"])
+    additions = [(i.target, i.partner) for i in plan.items() if i.job == "addition"]
+    interpolations = [(i.target, i.partner) for i in plan.items() if i.job == "interpolate"]
+    assert additions == [(1, 2), (0, 1), (3, 4)]                          # the first order given is kept
+    assert interpolations == [(1, 2), (2, 1), (0, 1), (1, 0), (3, 4)]     # a -> b is not b -> a
+    assert plan.notes() == ["addition: 2+1, 1+0 left out, the same images as the pairs in the other order"]
+    assert make_plan(n_classes=10, jobs="addition", classes="0-2", pairs="1+2").notes() == []
