@@ -39,7 +39,7 @@ from analysis import drawing
 from analysis import figures as fig
 from analysis.analyze import ANALYSIS_DIR, ANALYSIS_VERSION, SUMMARY_FILE, AnalysisSummary, analyze_store
 from analysis.load import NUMERIC_COLUMNS, drop_temp_folder, iter_image_rows, iter_pngs, output_folder, read_rows
-from jobs.catalog import ALL_JOBS, IMAGE_JOBS
+from jobs.catalog import ALL_JOBS, FRAMED, IMAGE_JOBS
 from sweep.export import UniqueNames, safe_name   # the one file-name rule, shared with `sweep export`
 from sweep.progress import Progress
 from sweep.store import SCORES, TRAJECTORIES, Store, open_store, source_file
@@ -571,7 +571,8 @@ def _image_job_figures(st: Store, writer: _Writer) -> list[ReportFigure]:
     rows = rows.select(mask)
     meta, names = rows.meta, st.class_names
     sources = {name: _source_thumbnail(st, name) for name in sorted(set(meta["source"]) - {""})}
-    interpolations = set(meta.loc[meta["job"] == "interpolate", "key"])
+    framed = meta["job"].isin(FRAMED).to_numpy()
+    interpolations = set(meta.loc[framed, "key"])
     thumbs, full = {}, {}
     for chunk in _chunks(iter_pngs(st, meta["key"]), 64):
         for key, png in chunk:
@@ -582,14 +583,13 @@ def _image_job_figures(st: Store, writer: _Writer) -> list[ReportFigure]:
             thumbs[key] = drawing.fit_image(image, GRID_THUMB)
             if key in interpolations:   # frames (and final images) of interpolations: the GIFs need them whole
                 full[key] = image
-    finals = meta[meta["job"].to_numpy() != "interpolate"]
     figures = []
-    for job in ("transfigure", "dream", "directed-dream"):
-        part = finals[finals["job"] == job]
+    for job in (job for job in IMAGE_JOBS if job not in FRAMED):
+        part = meta[meta["job"] == job]
         if len(part):
             title, _, caption = fig.SOURCE_GRIDS[job]
             figures.append(writer.figure(title, job, fig.source_grid(job, part, sources, thumbs, names), caption))
-    part = meta[meta["job"] == "interpolate"]
+    part = meta[framed]
     if len(part):
         figures.append(_interpolations(part, rows.logits[part.index.to_numpy()], sources, thumbs, full, names,
                                        writer))

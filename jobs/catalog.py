@@ -23,6 +23,7 @@ class Job:
     blur: str = "octaves"              # how often it blurs (`Schedule.for_job`): "octaves" (each octave's own
                                        #   `blur_every`), "layers" (never on whole layers, the octaves' on chosen
                                        #   feature maps) or "directed" (every `dream_blur_every` steps)
+    framed: bool = False               # stores frames of its way there (interpolation), besides the final image
     aim: str = "target"                # the class its finished image should read as: "target", or "partner"
                                        #   (an interpolation ends at class b); a class-less job has neither
 
@@ -32,7 +33,7 @@ CATALOG = (
     Job("opposite"),
     Job("addition", paired=True, pair_commutes=True, variants=("merge", "juxtapose")),
     Job("transfigure", from_image=True, family="transfigure"),
-    Job("interpolate", paired=True, from_image=True, family="transfigure", aim="partner"),
+    Job("interpolate", paired=True, from_image=True, family="transfigure", framed=True, aim="partner"),
     Job("dream", classless=True, from_image=True, layer_variant=True, family="dream", blur="layers"),
     Job("directed-dream", from_image=True, layer_variant=True, family="dream", blur="directed"),
 )
@@ -40,6 +41,7 @@ BY_NAME = {job.name: job for job in CATALOG}
 ALL_JOBS = tuple(job.name for job in CATALOG)                             # noise jobs first
 JOBS = tuple(job.name for job in CATALOG if not job.from_image)           # the default selection without --images
 IMAGE_JOBS = tuple(job.name for job in CATALOG if job.from_image)         # start from a real image (in this order)
+FRAMED = frozenset(job.name for job in CATALOG if job.framed)
 PAIRED = frozenset(job.name for job in CATALOG if job.paired)
 CLASSLESS = frozenset(job.name for job in CATALOG if job.classless)
 LAYER_JOBS = frozenset(job.name for job in CATALOG if job.layer_variant)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from jobs import objectives as obj
-from jobs.catalog import ALL_JOBS, CLASSLESS, IMAGE_JOBS, LAYER_JOBS, PAIRED, VARIANTS, JobSpec, parse_layers
+from jobs.catalog import ALL_JOBS, CLASSLESS, FRAMED, IMAGE_JOBS, LAYER_JOBS, PAIRED, VARIANTS, JobSpec, parse_layers
 from jobs.render import Progress, Trajectory, TrajectoryOptions, render
 from jobs.schedules import Schedule
 
@@ -267,7 +267,7 @@ def _run_group(model, specs: Sequence[JobSpec], runs: Schedule, sources: Mapping
     frame_steps = interpolation_frames(runs)
     rendered = render(model, [objective_for(s, runs) for s in specs], runs, [s.seed for s in specs],
                       init=init if any(i is not None for i in init) else None,
-                      frame_steps=[frame_steps if s.job == "interpolate" else () for s in specs], **options)
+                      frame_steps=[frame_steps if s.job in FRAMED else () for s in specs], **options)
     recorded = (trajectory_records(rendered.trajectory, specs, options["trajectory"].k)
                 if rendered.trajectory is not None else {})
     device = options["device"]
