@@ -104,11 +104,12 @@ class ScoreSummary:
     images: int                     # images of the selected jobs (interpolation frames excluded)
     scored: int                     # scored by this run
     skipped: int                    # already scored before this run
-    seconds: float
+    seconds: float                  # the whole run: Ray's start and the models' loading included
+    rate: float = 0.0               # images per second once the first worker was ready (the bar's rate)
 
     def lines(self) -> list[str]:
-        rate = self.scored / self.seconds if self.seconds > 0 else 0.0
-        return [f"scorer {self.scorer}: {self.scored} images scored in {self.seconds:.1f}s ({rate:.1f} images/s), "
+        rate = f" ({self.rate:.1f} images/s once a worker was ready)" if self.rate > 0 else ""
+        return [f"scorer {self.scorer}: {self.scored} images scored in {self.seconds:.1f}s with start-up{rate}, "
                 f"{self.skipped} already scored, {self.images} in all; "
                 f"written under {self.store}/{SCORES}/{self.scorer}/"]
 
@@ -300,11 +301,12 @@ def run_score(config: ScoreConfig, *, stream: TextIO | None = None) -> ScoreSumm
     progress = Progress(prepared.images, prepared.skipped, stream=stream, interval=cluster.progress_every,
                         unit="images")   # stream None: stderr (a bar on a terminal), as `sweep run`'s
     worker_config = WorkerConfig(store.uri, config.model, config.weights, threads=max(1, int(cluster.cpus_per_worker)))
-    scored = [0]
+    scored, rate = [0], [0.0]
 
     def on_done(task: ScoreTask, rows: int) -> tuple:
         scored[0] += rows
         progress.update(done=rows)
+        rate[0] = progress.rate()   # taken here, before the fleet stops
         return ()
 
     def on_failed(task: ScoreTask, error: str) -> tuple:
@@ -314,4 +316,4 @@ def run_score(config: ScoreConfig, *, stream: TextIO | None = None) -> ScoreSumm
                  on_done=on_done, on_failed=on_failed, progress=progress, stream=stream,
                  worker="sweep.score:ScoreWorker")
     return ScoreSummary(store.uri, plan.scorer, prepared.images, scored[0], prepared.skipped,
-                        time.perf_counter() - started)
+                        time.perf_counter() - started, rate[0])

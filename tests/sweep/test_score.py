@@ -21,7 +21,7 @@ from analysis.transfer import store_transfer
 from sweep.cli import main
 from sweep.fleet import ClusterConfig
 from sweep.plan import PlanError
-from sweep.score import SCORER_FILE, SCORES, ScoreConfig, prepare, rescale, run_score, scorer_id
+from sweep.score import SCORER_FILE, SCORES, ScoreConfig, ScoreSummary, prepare, rescale, run_score, scorer_id
 from sweep.store import IMAGES, Store, StoreError
 from sweep_fakes import start_local_ray
 
@@ -77,6 +77,7 @@ def scored(store: Path, scorer: str) -> pd.DataFrame:
 def test_self_score_reproduces_the_stored_logits(unscored_store):
     summary = score(unscored_store, "digits")
     assert summary.scorer == scorer_id("digits", "shipped") and summary.scored == summary.images == 8
+    assert summary.rate > 0 and "images/s once a worker was ready" in summary.lines()[0]
     ours, theirs = stored(unscored_store), scored(unscored_store, summary.scorer)
     assert sorted(theirs.index) == sorted(ours.index)
     got = np.stack(theirs.loc[ours.index, "logits"])                         # 8 x 10
@@ -201,6 +202,12 @@ def test_interpolation_frames_are_not_scored(tmp_path):
     prepared = prepare(ScoreConfig(store=path, model="digits", weights="random"))
     keys = [k for task in prepared.tasks for k in task.keys]
     assert prepared.images == 2 and len(keys) == 2 and not [k for k in keys if "#frame" in k]
+
+
+def test_the_summary_says_which_time_its_figures_count():
+    line = ScoreSummary("s", "w", images=10, scored=8, skipped=2, seconds=12.0, rate=4.0).lines()[0]
+    assert "8 images scored in 12.0s with start-up (4.0 images/s once a worker was ready), 2 already scored" in line
+    assert "images/s" not in ScoreSummary("s", "w", 10, 0, 10, 0.0).lines()[0]   # nothing scored: no rate
 
 
 def test_rescale_keeps_a_flat_image_flat_and_sizes_it():
