@@ -21,7 +21,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from jobs.text import first_line
-from sweep.store import FRAMES, IMAGES, TEMP_DIR, Store, StoreError, is_frame_key, no_images_yet, open_store, unreadable
+from sweep.store import (ANALYSIS, FAILURES, FRAMES, IMAGES, MANIFEST, QUARANTINE, SCORES, SOURCES, TEMP_DIR,
+                         TRAJECTORIES, Store, StoreError, is_frame_key, no_images_yet, open_store, unreadable)
 
 # Columns of the jobs from real images, and their values in stores written before those jobs existed.
 OPTIONAL_COLUMNS = {"source": "", "frame": -1, "step": -1}
@@ -192,7 +193,24 @@ def output_folder(out: str | None, store: Store | None = None) -> Store:
         folder = Store(store.location(FIGURES), store.fs, store.path(FIGURES))
     if folder.file_type() == pafs.FileType.File:
         raise StoreError(f"{folder.uri} is a file, not a folder (the output goes into a directory)")
+    refuse_store_folder(folder)
     return folder
+
+
+STORE_FOLDERS = (IMAGES, FRAMES, TRAJECTORIES, FAILURES, ANALYSIS, SOURCES, SCORES, QUARANTINE)   # a store's own
+
+
+def refuse_store_folder(folder: Store) -> None:
+    """StoreError when `folder` is a store's root or one of its own folders (images/, analysis/, ...): the figures
+    would lie among its tables. A folder of its own inside a store (the default {store}/figures) is fine."""
+    parent_uri, _, name = folder.uri.rstrip("/").rpartition("/")
+    if folder.exists(MANIFEST):
+        raise StoreError(f"--out {folder.uri} is a store's root: write into a folder of its own, such as "
+                         f"{folder.location(FIGURES)}")
+    if parent_uri and name in STORE_FOLDERS and Store(parent_uri, folder.fs, folder.root.rpartition("/")[0]).exists(
+            MANIFEST):
+        raise StoreError(f"--out {folder.uri} is the store's own {name}/ folder: write into a folder of its own, "
+                         f"such as {parent_uri}/{FIGURES}")
 
 
 def write_outputs(folder: Store, files: Mapping[str, bytes]) -> list[str]:

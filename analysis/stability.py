@@ -110,6 +110,7 @@ def run_stability(stores: Sequence[str], out: str) -> tuple[pd.DataFrame, list[s
     from analysis.figures import stability_figure
     from analysis.load import output_folder, write_outputs
     from sweep.store import StoreError, open_store, table_bytes
+    folder = output_folder(out)   # refused (a file, a store's own folder) before any store is read
     tables = []
     for uri in stores:
         st = open_store(uri)
@@ -118,7 +119,7 @@ def run_stability(stores: Sequence[str], out: str) -> tuple[pd.DataFrame, list[s
             raise StoreError(f"store {st.uri} has no trajectories: run it with --trajectory every:N")
         tables.append((model_label(st, stores), stability_table(rows)))
     table = compare_stability([stability_summary(t, name) for name, t in tables])
-    written = write_outputs(output_folder(out), {
+    written = write_outputs(folder, {
         TABLE_FILE: table_bytes(pa.Table.from_pandas(table, preserve_index=False)),
         FIGURE_FILE: save(stability_figure(table), "png")})
     return table, written

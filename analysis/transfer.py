@@ -319,13 +319,14 @@ def run_compare(stores: Sequence[str], out: str) -> list[str]:
     from analysis.drawing import save
     from analysis.load import output_folder, write_outputs
     from sweep.store import StoreError, open_store, table_bytes
+    folder = output_folder(out)   # refused (a file, a store's own folder) before any store is read
     opened = [open_store(s) for s in stores]
     counts = {s.uri: s.n_classes for s in opened}
     if len(set(counts.values())) > 1:
         raise StoreError("the stores have different class counts ("
                          + ", ".join(f"{uri}: {n}" for uri, n in counts.items()) + "): nothing to compare")
     table = compare_table([store_transfer(s) for s in opened])
-    written = write_outputs(output_folder(out), {
+    written = write_outputs(folder, {
         COMPARE_FILE: table_bytes(pa.Table.from_pandas(table, preserve_index=False)),
         COMPARE_FIGURE: save(compare_figure(table), "png")})
     lines = [f"wrote {written[0]} and {COMPARE_FIGURE} ({table['generator'].nunique()} "

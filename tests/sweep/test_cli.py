@@ -317,6 +317,27 @@ def test_figures_into_a_file_is_one_clear_line_and_writes_nothing(handmade_store
     assert result.exit_code == 2 and "figures is a file, not a folder" in result.output
 
 
+@pytest.mark.parametrize("command", ["figures", "directions", "compare", "stability"])
+@pytest.mark.parametrize("inside", ["", "analysis", "images"])
+def test_output_into_a_stores_root_or_own_folder_is_refused_before_anything_is_written(handmade_store, tmp_path,
+                                                                                     command, inside):
+    """`--out STORE` put the figures among the store's tables (and `--out STORE/analysis` among the analysis')."""
+    from pathlib import Path
+    out = str(Path(handmade_store, inside)) if inside else handmade_store
+    before = sorted(p.relative_to(handmade_store) for p in Path(handmade_store).rglob("*"))
+    groups = tmp_path / "groups.csv"
+    groups.write_text("group,class\na,0\nb,1\n")
+    extra = {"figures": ["--store", handmade_store], "directions": ["--store", handmade_store, "--groups", str(groups)],
+             "compare": [handmade_store, handmade_store], "stability": [handmade_store, handmade_store]}[command]
+    result = invoke(command, *extra, "--out", out)
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1].startswith(f"Error: --out {out} is "), result.output
+    assert f"{handmade_store}/figures" in result.output
+    assert sorted(p.relative_to(handmade_store) for p in Path(handmade_store).rglob("*")) == before
+    own = invoke("figures", "--store", handmade_store, "--out", str(Path(handmade_store, "report-2")))
+    assert own.exit_code == 0 and (Path(handmade_store, "report-2") / "index.html").exists()
+
+
 # ---- wiring: every option of a command reaches the library's config (the library call replaced, no Ray) ---------
 
 def recorded_calls(monkeypatch, module, name: str, returns) -> list:
