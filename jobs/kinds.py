@@ -33,6 +33,7 @@ import torch
 
 from jobs import objectives as obj
 from jobs.catalog import ALL_JOBS, CLASSLESS, FRAMED, IMAGE_JOBS, LAYER_JOBS, PAIRED, VARIANTS, JobSpec, parse_layers
+from jobs.outputs import softmax
 from jobs.render import Progress, Trajectory, TrajectoryOptions, render
 from jobs.schedules import Schedule
 
@@ -341,7 +342,7 @@ def _frames(model, snapshots: Mapping[int, Sequence[tuple[int, torch.Tensor]]], 
 def scores(spec: JobSpec, v: np.ndarray) -> dict:
     """What a result (or an interpolation frame) records of its output vector v (n_classes): the argmax label,
     the margin label, and the target's logit and probability and the partner's logit (nan when absent)."""
-    probs = torch.softmax(torch.from_numpy(np.asarray(v)).double(), 0).numpy()
+    probs = softmax(np.asarray(v)[None])[0]   # the scorer's and the analysis' probabilities (float64)
     return dict(label=int(np.argmax(v)), margin_label=margin_label(v, exclude=own_classes(spec)),
                 target_logit=float(v[spec.target]) if spec.target >= 0 else float("nan"),
                 target_prob=float(probs[spec.target]) if spec.target >= 0 else float("nan"),
