@@ -91,6 +91,11 @@ def _opposite(spec: JobSpec, s: Schedule) -> obj.Objective:
 
 
 def _addition(spec: JobSpec, s: Schedule) -> obj.Objective:
+    """Latent space, "Vector Addition and Subtraction": g = grad(C - O_1) + grad(C - O_2) (merge), or g' that
+    follows the weaker output (juxtapose). Each class term is the schedule's class loss: `|C - O|` in every preset
+    (`absolute`, Image generation I's `torch.abs(200 - output[0][c])`, of which the article's C is the 200), the
+    same gradient as the formulas while an output is below C; past C it pulls that output back, and juxtapose then
+    follows the output furthest from C. `absolute: false` is the formulas exactly."""
     combine = obj.merge if spec.variant == "merge" else obj.juxtapose
     return combine(spec.target, spec.partner, s.C, absolute=s.absolute)
 
@@ -104,9 +109,12 @@ def _directed_dream(spec: JobSpec, s: Schedule) -> obj.Objective:
 
 
 def interpolation_start(s: Schedule) -> int:
-    """The step where interpolation begins. With several octaves the first one pushes the real image to class a
-    alone, so that the interpolation starts, as in the article, from an image where (O_a, O_b) ~ (c, 0)."""
-    return s.octaves[0].iterations if len(s.octaves) > 1 else 0
+    """The step where interpolation begins. The article's loss (`interpolation: "weighted"`) spreads its q steps
+    over the whole run, from the photograph on (Latent space, "Dog transfiguration": J_n for n up to q "maximum
+    iterations", "all using a picture of a dalmatian as an input"): step 0. Our moving targets (`"targets"`)
+    start from (O_a, O_b) = (c, 0), so with several octaves the first one pushes the photograph to class a alone
+    and the targets move over the later ones (the digits preset)."""
+    return s.octaves[0].iterations if s.interpolation == "targets" and len(s.octaves) > 1 else 0
 
 
 def interpolation_frames(s: Schedule) -> list[int]:

@@ -42,7 +42,7 @@ INPUTS = ("raw", "normalized")      # raw: the pixels as they are (articles); no
 PAD_MODES = ("image", "frame")      # image: the article's Pad grows the image; frame: pad the model input only
 BLUR_SCOPES = ("image", "crop")     # crop octaves: blur the whole image (article) or only the updated crop
 INTERPOLATIONS = ("weighted", "targets")   # article's weighted outputs, or our moving targets
-SOURCE_FITS = ("crop", "squash")    # a photograph: shorter side resized + centre crop, or squashed to a square
+SOURCE_FITS = ("squash", "crop")    # a photograph: squashed to a square (article), or shorter side + centre crop
 
 
 # Bounds checked when a schedule is loaded (each error names the field and the bound), far beyond the articles'
@@ -197,13 +197,25 @@ class Schedule:
                                                 #   (InceptionV3's auxiliary classifier)
     input: str = "raw"                          # "raw": the network gets the pixels as they are (the articles'
                                                 #   code); "normalized": ImageNet mean/std first (torchvision)
-    pad_mode: str = "image"                     # "image": pad the image itself, it grows 2 px a step (article);
-                                                #   "frame": frame the model input only, the image keeps its size
-    blur_scope: str = "image"                   # crop octaves blur the whole image (article's code) or "crop"
+    pad_mode: str = "image"                     # "image": pad the image itself, it grows 2 px a step (Image
+                                                #   generation I, "Padding in the first octave": `single_input =
+                                                #   Pad([1, 1], fill=0.7)(single_input)`); "frame": frame the
+                                                #   model input only, the image keeps its size (ours)
+    blur_scope: str = "image"                   # crop octaves blur the whole image (the article's code, whose
+                                                #   "light grey border" it shows) or "crop": only the updated
+                                                #   crop ("Jitter using Cropped Octaves": "or else we may only
+                                                #   blur the areas that were updated")
     interpolation: str = "weighted"             # "weighted": the article's loss (c - w_a O_a) + (c - w_b O_b);
                                                 #   "targets": hold (O_a, O_b) at moving targets (ours)
-    source_fit: str = "crop"                    # photographs: shorter side to the first size, centre crop
-                                                #   (torchvision's classification convention), or "squash"
+    source_fit: str = "squash"                  # photographs: resized to the first size's square, as the
+                                                #   article's data loader does (Image generation I, "Input
+                                                #   Generation with Auxiliary Outputs": `Resize(size=[299,
+                                                #   299])`; "Image Transfiguration": "the same method we used to
+                                                #   import our images"); "crop": shorter side to the size, then
+                                                #   a centre crop (torchvision's classification convention,
+                                                #   ours: a photograph keeps its shape). The noise presets say
+                                                #   "crop", their setting before this default, so that their ids
+                                                #   stay; they fit no photograph unless given to an image job
     jitter: float = 0.0                         # each step, first add uniform noise in [-c, c] to every pixel
                                                 #   (Image generation I, "Transformation Resiliency": the
                                                 #   article's ColorJitter(0.0001), seeded here per image)

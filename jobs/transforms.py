@@ -8,7 +8,9 @@ Images are float tensors B x 3 x H x W. Every transform here is deterministic gi
   "smoothness prior"); one sigma for all images or one per image.
 - `random_offsets` + `crop` / `paste`: the article's cropped octaves (positional jitter). Each image gets its own
   crop position; all crops of a batch have the same size, so they stack into one B x 3 x s x s tensor. Only the
-  crop is updated and blurred; `paste` writes it back.
+  crop is updated (`paste` writes it back); the blur covers the whole image, as in the article's code, or with the
+  schedule's `blur_scope: "crop"` only the updated crop ("Jitter using Cropped Octaves": "or else we may only
+  blur the areas that were updated").
 - `pad(width, fill)`: the article's `torchvision.transforms.Pad([1, 1], fill=0.7)` in the first octave (Image
   generation I, "Padding in the first octave"). The render applies it to the image after each step's blur, as the
   author's code does, so over GoogLeNet's 220 first-octave steps the image grows from 299 to 739 px; the schedule

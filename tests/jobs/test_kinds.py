@@ -160,3 +160,17 @@ def test_an_addition_makes_the_same_image_in_either_order(random_digits_model, v
                                              JobSpec("addition", 7, seed=1, variant=variant, partner=2)], tiny)
     assert ab.error is None and ba.error is None
     np.testing.assert_array_equal(ab.image, ba.image)
+
+
+def test_the_articles_interpolation_spans_the_whole_run_and_ours_leaves_the_first_octave_to_class_a():
+    """Latent space, "Dog transfiguration": J_n over n = 0..q from the photograph on; our moving targets
+    (`interpolation: targets`) start at (c, 0), so the first of several octaves pushes to class a alone."""
+    import dataclasses
+    from jobs.kinds import interpolation_frames, interpolation_start
+    digits = load_schedule("digits")                  # targets, two octaves (80 + 120 steps)
+    weighted = dataclasses.replace(digits, interpolation="weighted")
+    single = dataclasses.replace(digits, octaves=digits.octaves[:1])
+    assert interpolation_start(digits) == 80
+    assert interpolation_start(weighted) == 0 == interpolation_start(single)
+    assert interpolation_frames(weighted)[0] == 0 and interpolation_frames(digits)[0] == 80
+    assert interpolation_start(load_schedule("googlenet")) == 0          # weighted, two octaves

@@ -135,7 +135,7 @@ def test_unknown_preset_and_unreadable_file(tmp_path):
 def test_article_presets_feed_raw_pixels_and_the_demo_keeps_its_own():
     for name in ("googlenet", "googlenet-pad", "inception_v3", "dream", "transfigure", "fixed-224"):
         s = load_schedule(name)
-        assert (s.input, s.blur_scope, s.interpolation, s.source_fit) == ("raw", "image", "weighted", "crop"), name
+        assert (s.input, s.blur_scope, s.interpolation) == ("raw", "image", "weighted"), name
     digits = load_schedule("digits")
     assert (digits.input, digits.blur_scope, digits.interpolation) == ("normalized", "crop", "targets")
 
@@ -171,7 +171,20 @@ def test_transfigure_preset_is_the_resize_cycle_recipe():
 
 # Ids of presets as stores written before the `jitter` field recorded them: those stores must still resume.
 IDS_BEFORE_JITTER = {"googlenet": "a0da7047b891", "googlenet-pad": "679391adcade", "inception_v3": "60a31ae5c0f8",
-                     "dream": "eef8a93daffc", "digits": "c06e41c3079c", "fixed-224": "326d24a669c3"}
+                     "digits": "c06e41c3079c", "fixed-224": "326d24a669c3"}
+DREAM_ID_BEFORE_SQUASH = "eef8a93daffc"   # the dream preset when photographs were centre-cropped
+
+
+def test_photographs_are_squashed_to_a_square_as_the_articles_loader_does():
+    """Image generation I, `Resize(size=[299, 299])`: the default for every schedule, and the presets of the jobs
+    that start from photographs. The noise presets keep "crop", their setting before, so their ids stay."""
+    assert Schedule.from_dict({"name": "mine", "octaves": [{"size": 64, "iterations": 1}]}).source_fit == "squash"
+    assert {name: load_schedule(name).source_fit for name in ("transfigure", "dream")} == {
+        "transfigure": "squash", "dream": "squash"}
+    assert {load_schedule(name).source_fit for name in IDS_BEFORE_JITTER} == {"crop"}
+    dream = load_schedule("dream")
+    assert dream.id != DREAM_ID_BEFORE_SQUASH   # a store made with the cropping preset is refused, naming the field
+    assert dataclasses.replace(dream, source_fit="crop").id == DREAM_ID_BEFORE_SQUASH   # ... and resumes with it
 
 
 def test_a_field_added_later_keeps_the_ids_of_schedules_that_leave_it_at_its_default():
