@@ -76,7 +76,10 @@ def fit_direction(vectors: np.ndarray, groups: pd.Series, n_components: int = 50
                      float(pca.explained_variance_ratio_.sum()))
 
 
-METHODS = ("logistic", "bottleneck")   # how `run_directions` fits the direction
+METHODS = ("auto", "logistic", "bottleneck")   # how `run_directions` fits the direction
+# auto: the article's choice (latent directions, "If it was a binary Classification, we could have used logistic
+# regression ... but in our case, we have multiple classes", hence the one-unit bottleneck): logistic for two
+# groups, the bottleneck network for three or more.
 
 
 def fit_bottleneck_direction(vectors: np.ndarray, groups: pd.Series, n_components: int = 50, seed: int = 0,
@@ -260,6 +263,7 @@ class DirectionsSummary:
     means: dict                   # group -> its images' mean position, in the order of `fit.order`
     separations: tuple            # (group, next group, ROC AUC) along `fit.order`: `neighbour_separations`
     counts: dict                  # group -> number of images, in the order of `fit.order`; then "(no group)"
+    method: str = ""              # how the direction was fitted: "logistic" or "bottleneck"
 
     @property
     def auc(self) -> float:
@@ -272,8 +276,9 @@ class DirectionsSummary:
         places = ", ".join(f"{g} {self.means[g]:+.2f} ({self.counts[g]})" for g in order)
         pairs = ", ".join(f"{low}|{high} {auc:.3f}" for low, high, auc in self.separations)
         few = [g for g in order if self.counts[g] < MIN_GROUP_IMAGES]
+        fitted = {"logistic": " by logistic regression", "bottleneck": " by the one-unit bottleneck network"}
         return [f"direction from {order[0]!r}{through} to {order[-1]!r} in {self.fit.components.shape[1]} PCA "
-                f"components ({self.fit.explained_variance:.1%} of the variance)",
+                f"components ({self.fit.explained_variance:.1%} of the variance){fitted.get(self.method, '')}",
                 f"groups along it, mean position (images): {places}"
                 + (f"; in no group: {ungrouped} images" if ungrouped else ""),
                 f"separation ROC AUC of each neighbouring pair (1.000: no overlap, 0.500: none): {pairs}",
@@ -283,13 +288,14 @@ class DirectionsSummary:
 
 
 def run_directions(store: Store | str, groups_file: str, *, start: str | None = None, n_components: int = 50,
-                   n_points: int = 8, out: str | None = None, method: str = "logistic",
+                   n_points: int = 8, out: str | None = None, method: str = "auto",
                    jobs: tuple[str, ...] | None = None) -> DirectionsSummary:
     """`sweep directions`: fit the direction through the groups of `groups_file` over the store's output vectors,
     write `{store}/analysis/directions.parquet` (key, job, target, target_name, group, position) and two figures in
     `out` (default {store}/figures): the per-group distribution along the direction, and the strip of stored images
     nearest to the line through the `start` image (a key; default the first image of the first group). `method`:
-    "logistic" (two groups) or "bottleneck" (the article's one-unit network, two or more). `jobs`: the jobs a
+    "logistic" (two groups), "bottleneck" (the article's one-unit network, two or more), or "auto" (the
+    article's choice: logistic for two groups, the bottleneck for more). `jobs`: the jobs a
     `class` row of the groups file means (default CLASS_JOBS, or the file's `job` column). The strip shows distinct
     images of the jobs the groups are made of, in position order, the start image among them."""
     from analysis.drawing import save, thumbnail
@@ -306,6 +312,8 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
         groups = read_groups(groups_file, meta, names, tuple(jobs) if jobs else None)
         if method not in METHODS:
             raise GroupsError(f"unknown direction method {method!r}: use {' or '.join(METHODS)}")
+        if method == "auto":
+            method = "logistic" if groups[groups != ""].nunique() == 2 else "bottleneck"
         fitter = fit_bottleneck_direction if method == "bottleneck" else fit_direction
         fit = fitter(rows.logits, groups, n_components=n_components)
     except GroupsError as error:
@@ -341,4 +349,5 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
     if (labels == "").any():
         counts["(no group)"] = int((labels == "").sum())
     means = {g: float(fit.positions[labels == g].mean()) for g in fit.order}
-    return DirectionsSummary(st.location(ANALYSIS, TABLE_FILE), tuple(paths), fit, means, separations, counts)
+    return DirectionsSummary(st.location(ANALYSIS, TABLE_FILE), tuple(paths), fit, means, separations, counts,
+                             method)

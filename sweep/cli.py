@@ -346,9 +346,10 @@ def figures(store, out, trajectories, keep_trajectories) -> None:
 @click.option("--components", type=click.IntRange(min=1), default=50, show_default=True,
               help="PCA components of the output vectors the direction is fitted in.")
 @click.option("--out", default=None, help="Directory for the figures (default: {store}/figures).")
-@click.option("--method", type=click.Choice(["logistic", "bottleneck"]), default="logistic", show_default=True,
+@click.option("--method", type=click.Choice(["auto", "logistic", "bottleneck"]), default="auto", show_default=True,
               help="logistic: logistic regression, two groups; bottleneck: the article's network with a one-unit "
-              "bottleneck, two or more groups.")
+              "bottleneck, two or more groups; auto: the article's choice, logistic for two groups, the "
+              "bottleneck for more.")
 @click.option("--jobs", default=None, help="Comma list of the jobs whose images a class of the groups file "
               "stands for (default: octave,transfigure, its class images; a job column in the file overrides).")
 def directions(store, groups, start, components, out, method, jobs) -> None:

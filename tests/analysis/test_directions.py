@@ -258,7 +258,8 @@ def test_the_summary_of_three_groups_reports_every_group_and_every_neighbouring_
     store = write_store(str(tmp_path / "store"), names, images)
     groups = tmp_path / "groups.csv"
     groups.write_text("class,group\n" + "".join(f"{c},{('loop', 'round', 'straight')[c // 3]}\n" for c in range(9)))
-    summary = run_directions(store, str(groups), n_components=5, n_points=4, method="bottleneck")
+    summary = run_directions(store, str(groups), n_components=5, n_points=4)   # auto: three groups, bottleneck
+    assert summary.method == "bottleneck" and "by the one-unit bottleneck network" in summary.lines()[0]
     assert summary.fit.order == ("loop", "round", "straight")
     assert list(summary.means) == ["loop", "round", "straight"]
     assert summary.means["loop"] < summary.means["round"] < summary.means["straight"]
@@ -269,6 +270,10 @@ def test_the_summary_of_three_groups_reports_every_group_and_every_neighbouring_
         and "straight +" in lines[1] and "(12)" in lines[1]
     assert "loop|round" in lines[2] and "round|straight" in lines[2] and "separation ROC AUC" in lines[2]
     assert not any(line.startswith("note:") for line in lines)
+    two = tmp_path / "two.csv"
+    two.write_text("class,group\n" + "".join(f"{c},{('loop', 'straight')[c // 5]}\n" for c in range(9)))
+    pair = run_directions(store, str(two), n_components=5, n_points=4)   # auto: two groups, the article's logistic
+    assert pair.method == "logistic" and "by logistic regression" in pair.lines()[0]
 
 
 def test_a_group_of_one_image_gets_a_note(tmp_path):
