@@ -667,11 +667,18 @@ def _by_target(frame: pd.DataFrame | None) -> dict:
     return {} if frame is None else {r.target: r for r in frame.itertuples()}
 
 
+def label_prob(r) -> float:
+    """The probability of the label (the argmax) on a classes-table row's image, from its top 5: shown beside a
+    label that is not the class, whose own probability (target_prob) says nothing of the label's."""
+    return next((float(p) for c, p in zip(r.top5, r.top5_probs) if c == r.label), float("nan"))
+
+
 def _index_html(st: Store, summary: AnalysisSummary, tables, figures, notes, images: dict[str, str]) -> str:
     opp = _by_target(tables.get("opposites"))
     classes = tables.get("classes")
     rows = [] if classes is None else [
-        {**r._asdict(), "opposite_name": opp[r.target].opposite_name if r.target in opp else ""}
+        {**r._asdict(), "opposite_name": opp[r.target].opposite_name if r.target in opp else "",
+         "label_prob": label_prob(r)}
         for r in classes.itertuples()]
     return templates().get_template("index.html").render(
         title="classweep report", manifest=st.manifest, store_uri=st.uri, summary_lines=summary.lines(),
@@ -699,7 +706,7 @@ def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, i
         mine = [] if adds is None else list(adds[(adds["target"] == r.target)
                                                  | (adds["partner"] == r.target)].itertuples())
         html = template.render(
-            title=f"{r.target} {r.name}", r=r, o=o, classes=by_class, names=st.class_names, images=images,
+            title=f"{r.target} {r.name}", r=r, label_prob=label_prob(r), o=o, classes=by_class, names=st.class_names, images=images,
             previous=targets[i - 1] if i > 0 else None, next=targets[i + 1] if i + 1 < len(targets) else None,
             mutual={True: "mutual", False: "not mutual", None: "unknown"}[fig._flag(o.mutual)] if o is not None
             else "", metric=summary.metric, pointing=pointing.get(r.target, []), component=comp,

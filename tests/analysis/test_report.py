@@ -441,3 +441,32 @@ def test_trajectory_frames_become_an_mp4_of_as_many_frames(tmp_path):
                              text=True, timeout=120)
     assert decoded.returncode == 0, decoded.stderr
     assert len([line for line in decoded.stdout.splitlines() if line and not line.startswith("#")]) == 3
+
+
+def test_a_mislabelled_class_image_shows_its_class_probability_and_the_labels_own(tmp_path):
+    """Figures audit #1: "labelled dog, p = 0.000" read as "dog with p 0", when p was the class's (cat's) and the
+    label's own probability was near 1. Audit #18: the spaces before "(mutual)" and "(distance" were eaten."""
+    import scipy.special
+    images = small_images()
+    wrong = [0, 0, -3, 12, 2, 0]                        # cat's class image, read as a dog
+    images[2] = Image("octave", 2, np.array(wrong, float), png=images[2].png)
+    store = write_store(str(tmp_path / "s"), NAMES, images, options=OPTIONS)
+    out = write_figures(store).parent
+    p_cat, p_dog = scipy.special.softmax(wrong)[[2, 3]]
+    page = (out / "classes" / "0002.html").read_text()
+    assert re.search(rf"p\(class\) = {p_cat:.3f};\s*labelled <span class=\"bad\">dog</span> \(p = {p_dog:.3f}\)",
+                     page)
+    index = (out / "index.html").read_text()
+    assert "<th>p(class)</th><th>label</th>" in index
+    assert re.search(rf"<td>{p_cat:.3f}</td>\s*<td class=\"bad\">dog \(p = {p_dog:.3f}\)</td>", index)
+    right = (out / "classes" / "0000.html").read_text()        # a correct label: no second probability
+    assert re.search(r'labelled <span class="good">apple</span></figcaption>', right)
+    assert re.search(r"</a> \((not )?mutual\)</figcaption>", right) and re.search(r"</a> \(distance", right)
+
+
+def test_index_figures_are_never_enlarged_and_strips_keep_their_width(small_store):
+    """Figures audit #13: `img.fig{width:100%}` stretched a 697-px figure to the page; the strips were fixed at
+    720 px, shrinking their numbers."""
+    html = write_figures(small_store).read_text()
+    assert "img.fig{max-width:100%;height:auto}" in html and "width:100%" not in html.replace("max-width:100%", "")
+    assert 'width="720"' not in html
