@@ -34,9 +34,10 @@ from jobs.catalog import BY_NAME, CLASSLESS, IMAGE_JOBS
 from sweep.store import ANALYSIS as ANALYSIS_DIR, SCORES, Store, StoreError, open_store
 
 SUMMARY_FILE = "summary.json"
-ANALYSIS_VERSION = 2   # what the tables and summary hold; `sweep figures` analyses a store with an older one again
+ANALYSIS_VERSION = 3   # what the tables and summary hold; `sweep figures` analyses a store with an older one again
                        #   (2: the summary's transfer judges each job by its own measure; the stability
-                       #   tables number octaves from 1)
+                       #   tables number octaves from 1; 3: summary.json keeps the computed order and names the
+                       #   generating model's scorer)
 # Every file the stage may write (names under {store}/analysis/).
 TABLE_FILES = ("classes.parquet", "opposites.parquet", "opposites_summary.parquet", "additions.parquet",
                "additions_summary.parquet", "pca.parquet", "pca_variance.parquet", "graph_nodes.parquet",
@@ -67,7 +68,9 @@ class AnalysisSummary:
     largest_components: list[int] = field(default_factory=list)
     cliques_over_two: int = 0
     image_jobs: dict = field(default_factory=dict)   # job from a real image -> {images, on_target}
-    transfer: dict = field(default_factory=dict)     # scorer -> {job[/variant]: its own measure's value}
+    transfer: dict = field(default_factory=dict)     # scorer -> {job[/variant]: its own measure's value}, the
+                                                     #   generating model's first
+    generator: str = ""                              # the generating model's scorer id among `transfer`'s
     stability: list = field(default_factory=list)     # stability_summary rows (with --trajectory runs only)
     notes: list[str] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)   # files written under {store}/analysis/
@@ -104,7 +107,8 @@ class AnalysisSummary:
                        f"{self.components} components, largest {self.largest_components[:5]}; "
                        f"cliques of more than two classes: {self.cliques_over_two}")
         for scorer, values in self.transfer.items():
-            out.append(f"scorer {scorer}, each job by its own measure: {transfer_words(values)}")
+            own = " (the generating model)" if scorer == self.generator else ""
+            out.append(f"scorer {scorer}{own}, each job by its own measure: {transfer_words(values)}")
         for s in self.stability:
             share = {k: "n/a" if s[k] is None else f"{s[k]:.1%}"
                      for k in ("change_rate", "target_top1_share", "settled_share")}
@@ -115,7 +119,9 @@ class AnalysisSummary:
         return out
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True)
+        # Keys in the order they were computed (no sort_keys): the report, which reads this file, lists the
+        # opposites' criteria, the scorers (the generating model first) and the rest as the terminal does.
+        return json.dumps(asdict(self), indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> "AnalysisSummary":
@@ -152,6 +158,8 @@ def analyze_store(store: Store | str, metric: str = "cosine") -> AnalysisSummary
         raise StoreError(f"store {st.uri} cannot be analysed: {err}") from None
     tables.update(transfer_tables(st, rows))
     summary.transfer = _transfer_numbers(tables[TRANSFER_FILE])
+    own = tables[TRANSFER_FILE].loc[tables[TRANSFER_FILE]["own"], "scorer"]
+    summary.generator = str(own.iloc[0]) if len(own) else ""
     trajectories = read_trajectories(st)
     if trajectories is not None and len(trajectories):
         per_image = stability_table(trajectories)

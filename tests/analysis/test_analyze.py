@@ -163,3 +163,17 @@ def test_rows_without_a_usable_output_are_left_out_with_a_note(tmp_path):
     assert "1 images left out: class indices outside the model's 6 classes or outputs that are not finite" \
         in summary.lines()
     assert summary.images["opposite"] == 6
+
+
+def test_the_summary_reads_the_same_after_summary_json_and_names_the_generating_model(small_store):
+    """Figures audit #14: summary.json was written with sorted keys, so the report (which reads it) listed the
+    scorers alphabetically (another scorer before the generating model) and the opposites' criteria in another
+    order than the terminal; the generating model's scorer was not marked."""
+    from handmade import write_scorer
+    write_scorer(small_store)                     # "other.w" sorts before the generating "synthetic..." scorer
+    summary = analyze_store(small_store)
+    stored = AnalysisSummary.from_json(open(os.path.join(small_store, "analysis", "summary.json")).read())
+    assert stored.lines() == summary.lines()
+    scorers = [line for line in stored.lines() if line.startswith("scorer ")]
+    assert len(scorers) == 2 and scorers[0].startswith(f"scorer {summary.generator} (the generating model), ")
+    assert summary.generator.startswith("synthetic") and scorers[1].startswith("scorer other.w, ")
