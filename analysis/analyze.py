@@ -28,8 +28,8 @@ from analysis.projection import ConstantOutputs, pca_tables
 from analysis.stability import read_trajectories, stability_summary, stability_table
 from analysis.tables import (METRICS, additions_summary, additions_table, classes_table, opposites_summary,
                              opposites_table)
-from analysis.transfer import PERCENTILE, TOP3_FILE, TRANSFER_FILE, aim_class, success_measure, success_table, \
-    transfer_tables
+from analysis.transfer import PERCENTILE, TOP1, TOP3_FILE, TRANSFER_FILE, aim_class, success_measure, \
+    success_table, transfer_tables
 from jobs.catalog import BY_NAME, CLASSLESS, IMAGE_JOBS
 from sweep.store import ANALYSIS as ANALYSIS_DIR, SCORES, Store, StoreError, open_store
 
@@ -109,12 +109,7 @@ class AnalysisSummary:
         for scorer, values in self.transfer.items():
             own = " (the generating model)" if scorer == self.generator else ""
             out.append(f"scorer {scorer}{own}, each job by its own measure: {transfer_words(values)}")
-        for s in self.stability:
-            share = {k: "n/a" if s[k] is None else f"{s[k]:.1%}"
-                     for k in ("change_rate", "target_top1_share", "settled_share")}
-            out.append(f"stability ({s['job']}, octave {s['octave']}, {s['images']} images): argmax changed "
-                       f"between {share['change_rate']} of recorded steps; target top-1 on "
-                       f"{share['target_top1_share']}; settled as top-1: {share['settled_share']}")
+        out += [stability_words(s) for s in self.stability]
         out += self.notes
         return out
 
@@ -186,6 +181,27 @@ def transfer_words(values: dict) -> str:
         by_measure.setdefault(success_measure(row.split("/")[0]), []).append((row, value))
     return "; ".join(", ".join(f"{row} pct {v:.0f}" if measure.column == PERCENTILE else f"{row} {v:.0%}"
                                for row, v in rows) + f" ({measure.name})" for measure, rows in by_measure.items())
+
+
+def stability_words(s: dict) -> str:
+    """One stability_summary row in words, its job judged by the job's own measure (`success_measure`): the
+    target's top-1 share and settling for octave and image jobs; for an opposite, which minimises its class, the
+    share of recorded steps where that class is not top-1; for a job whose measure the recorded argmax of the target
+    cannot give (an addition: both classes in the top 2; an interpolation: class b top-1), no share, and why."""
+    def share(value) -> str:
+        return "n/a" if value is None else f"{value:.1%}"
+    head = (f"stability ({s['job']}, octave {s['octave']}, {s['images']} images): argmax changed between "
+            f"{share(s['change_rate'])} of recorded steps")
+    measure = success_measure(s["job"])
+    top1 = s["target_top1_share"]
+    if s["job"] in CLASSLESS:
+        return f"{head} (no target class)"
+    if measure == TOP1:
+        return f"{head}; target top-1 on {share(top1)}; settled as top-1: {share(s['settled_share'])}"
+    if measure.column == PERCENTILE:
+        return (f"{head}; the minimised class not top-1 on {share(None if top1 is None else 1 - top1)} of "
+                f"them (an opposite minimises its class)")
+    return f"{head}; no top-1 share: {s['job']} is judged by {measure.name}, which the recorded argmax does not show"
 
 
 def usable_rows(rows: Rows, n_classes: int) -> tuple[Rows, int]:

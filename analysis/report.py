@@ -358,7 +358,9 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
         files = writer.figure_files("stability", fig.stability_figure(tables["stability_summary"]))
         figures.append(ReportFigure("Stability during generation", files, "How often the argmax changed between "
                                     "recorded steps, and the share of recorded steps with the target top-1, per "
-                                    "octave (Input generation, \"InceptionV3 and GoogleNet Compared\")."))
+                                    "octave (Input generation, \"InceptionV3 and GoogleNet Compared\"). An "
+                                    "opposite minimises its target, so for it a low share is success; the Summary "
+                                    "judges each job by its own measure."))
     kept = earlier_videos(writer, replaced=set(snapshots or {})) if keep_trajectories else []
     videos = _trajectory_videos(snapshots or {}, st.class_names, writer)
     for video in kept:
