@@ -38,7 +38,7 @@ from PIL import Image
 from analysis import drawing
 from analysis import figures as fig
 from analysis.analyze import ANALYSIS_DIR, ANALYSIS_VERSION, SUMMARY_FILE, AnalysisSummary, analyze_store
-from analysis.load import NUMERIC_COLUMNS, drop_temp_folder, iter_image_rows, iter_pngs, output_folder, read_rows
+from analysis.load import FIGURES, NUMERIC_COLUMNS, drop_temp_folder, iter_image_rows, iter_pngs, output_folder, read_rows
 from jobs.catalog import ALL_JOBS, FRAMED, IMAGE_JOBS
 from sweep.export import UniqueNames, safe_name   # the one file-name rule, shared with `sweep export`
 from sweep.progress import Progress
@@ -374,7 +374,7 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     images = {key: writer.image_name(key) for key in thumbs}
     if classes is not None:
         _class_pages(st, summary, tables, writer, images, videos)
-    writer.text("index.html", _index_html(st, summary, tables, figures, notes, images))
+    writer.text("index.html", _index_html(st, summary, tables, figures, notes, images, writer.folder))
     writer.finish()
     writer.remove_stale()
     progress.close()
@@ -675,7 +675,25 @@ def label_prob(r) -> float:
     return next((float(p) for c, p in zip(r.top5, r.top5_probs) if c == r.label), float("nan"))
 
 
-def _index_html(st: Store, summary: AnalysisSummary, tables, figures, notes, images: dict[str, str]) -> str:
+def analysis_files(st: Store) -> list[str]:
+    """The names of the files under {store}/analysis/ now (the tables of `sweep analyze`, and those other commands
+    add there, features.parquet and directions.parquet), sorted; temporary ones left out."""
+    return sorted(info.base_name for info in st.listing(ANALYSIS_DIR)
+                  if info.type == pafs.FileType.File and not info.base_name.startswith((".", "_")))
+
+
+def _tables_section(st: Store, folder: Store) -> dict:
+    """What the index's Tables section lists: where the analysis files are (the store's real location), the
+    Parquet tables and the other files apart, and the relative link to them when the report is {store}/figures."""
+    names = analysis_files(st)
+    inside = folder.root.rstrip("/") == st.path(FIGURES).rstrip("/")
+    return {"location": st.location(ANALYSIS_DIR), "link": f"../{ANALYSIS_DIR}/" if inside else None,
+            "parquet": [n for n in names if n.endswith(".parquet")],
+            "other": [n for n in names if not n.endswith(".parquet")]}
+
+
+def _index_html(st: Store, summary: AnalysisSummary, tables, figures, notes, images: dict[str, str],
+                folder: Store) -> str:
     opp = _by_target(tables.get("opposites"))
     classes = tables.get("classes")
     rows = [] if classes is None else [
@@ -684,7 +702,7 @@ def _index_html(st: Store, summary: AnalysisSummary, tables, figures, notes, ima
         for r in classes.itertuples()]
     return templates().get_template("index.html").render(
         title="classweep report", manifest=st.manifest, store_uri=st.uri, summary_lines=summary.lines(),
-        figures=figures, notes=notes, tables=summary.tables, rows=rows, images=images,
+        figures=figures, notes=notes, tables=_tables_section(st, folder), rows=rows, images=images,
         skipped=None if classes is not None else NO_CLASSES)
 
 

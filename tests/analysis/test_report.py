@@ -470,3 +470,19 @@ def test_index_figures_are_never_enlarged_and_strips_keep_their_width(small_stor
     html = write_figures(small_store).read_text()
     assert "img.fig{max-width:100%;height:auto}" in html and "width:100%" not in html.replace("max-width:100%", "")
     assert 'width="720"' not in html
+
+
+def test_tables_name_the_real_store_and_link_every_file_under_analysis(small_store, tmp_path):
+    """Figures audit #17: the Tables list printed a literal `{store}`, called graph.graphml a Parquet file, and
+    left out features.parquet (written by `sweep analyze --features`, not in the summary's list)."""
+    analyze_store(small_store)
+    pd.DataFrame({"key": ["x"]}).to_parquet(os.path.join(small_store, "analysis", "features.parquet"))
+    html = write_figures(small_store).read_text()
+    tables = html[html.index('id="tables"'):]
+    assert "{store}" not in tables and f"<code>{small_store}/analysis/</code>" in tables
+    parquet, other = tables.split("other files")
+    assert "graph.graphml" not in parquet and "graph.graphml" in other and "summary.json" in other
+    for name in ("classes.parquet", "features.parquet", "graph.graphml"):
+        assert f'href="../analysis/{name}"' in tables                 # {store}/figures: linked (the links resolve:
+    html = write_figures(small_store, str(tmp_path / "elsewhere")).read_text()   # see the first test)
+    assert "features.parquet" in html and 'href="../analysis/' not in html   # elsewhere: named, not linked
