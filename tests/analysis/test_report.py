@@ -486,3 +486,38 @@ def test_tables_name_the_real_store_and_link_every_file_under_analysis(small_sto
         assert f'href="../analysis/{name}"' in tables                 # {store}/figures: linked (the links resolve:
     html = write_figures(small_store, str(tmp_path / "elsewhere")).read_text()   # see the first test)
     assert "features.parquet" in html and 'href="../analysis/' not in html   # elsewhere: named, not linked
+
+
+def test_source_photographs_are_shown_as_each_job_fitted_them(tmp_path, monkeypatch):
+    """Figures audit #12: a crop schedule's network saw the photograph's central square, but the grids showed the
+    whole wide photograph. Each job's thumbnail follows its schedule's `source_fit` (the manifest's record)."""
+    from analysis import figures
+    from sweep.store import Store
+    from test_image_figures import SOURCE, make_image_store
+    from analysis.synthetic import png_bytes
+    store = make_image_store(tmp_path / "s")
+    photo = np.zeros((30, 60, 3), np.uint8)
+    photo[:, :15] = (255, 0, 0)                     # a red strip on the left: outside the central square
+    (tmp_path / "s" / "sources" / f"{SOURCE}.png").write_bytes(png_bytes(photo))
+    st = Store.open(store)
+    manifest = st.read_manifest()
+    manifest["job_schedules"] = {"transfigure": {"schedule": "c", "schedule_id": "C", "input": "raw"},
+                                 "interpolate": {"schedule": "q", "schedule_id": "Q", "input": "raw"}}
+    manifest["schedule_contents"] = {"C": {"name": "c", "source_fit": "crop"},
+                                     "Q": {"name": "q", "source_fit": "squash"}}
+    st.write_manifest(manifest)
+    shown = {}
+    grid, strip = figures.source_grid, figures.interpolation_strip
+    monkeypatch.setattr(figures, "source_grid", lambda job, part, sources, *a: (
+        shown.setdefault(job, sources[SOURCE]), grid(job, part, sources, *a))[1])
+    monkeypatch.setattr(figures, "interpolation_strip", lambda rows, values, source, *a: (
+        shown.setdefault("interpolate", source), strip(rows, values, source, *a))[1])
+    write_figures(store)
+
+    def red_share(image) -> float:
+        pixels = np.asarray(image.convert("RGB"), float)
+        return float(((pixels[..., 0] > 128) & (pixels[..., 1] < 100)).mean())
+    crop, squash, plain = shown["transfigure"], shown["interpolate"], shown["dream"]
+    assert crop.width == crop.height and red_share(crop) == 0                  # the central square only
+    assert squash.width == squash.height and 0.2 < red_share(squash) < 0.3    # the whole photograph, squashed
+    assert plain.width == 2 * plain.height                                     # not recorded: as it is
