@@ -28,15 +28,16 @@ from analysis.projection import ConstantOutputs, pca_tables
 from analysis.stability import read_trajectories, stability_summary, stability_table
 from analysis.tables import (METRICS, additions_summary, additions_table, classes_table, opposites_summary,
                              opposites_table)
-from analysis.transfer import PERCENTILE, TOP3_FILE, TRANSFER_FILE, aim_class, success_measure, success_table, \
-    transfer_tables
+from analysis.transfer import PERCENTILE, TOP1, TOP3_FILE, TRANSFER_FILE, aim_class, success_measure, \
+    success_table, transfer_tables
 from jobs.catalog import BY_NAME, CLASSLESS, IMAGE_JOBS
 from sweep.store import ANALYSIS as ANALYSIS_DIR, SCORES, Store, StoreError, open_store
 
 SUMMARY_FILE = "summary.json"
-ANALYSIS_VERSION = 2   # what the tables and summary hold; `sweep figures` analyses a store with an older one again
+ANALYSIS_VERSION = 3   # what the tables and summary hold; `sweep figures` analyses a store with an older one again
                        #   (2: the summary's transfer judges each job by its own measure; the stability
-                       #   tables number octaves from 1)
+                       #   tables number octaves from 1; 3: summary.json keeps the computed order and names the
+                       #   generating model's scorer)
 # Every file the stage may write (names under {store}/analysis/).
 TABLE_FILES = ("classes.parquet", "opposites.parquet", "opposites_summary.parquet", "additions.parquet",
                "additions_summary.parquet", "pca.parquet", "pca_variance.parquet", "graph_nodes.parquet",
@@ -67,7 +68,9 @@ class AnalysisSummary:
     largest_components: list[int] = field(default_factory=list)
     cliques_over_two: int = 0
     image_jobs: dict = field(default_factory=dict)   # job from a real image -> {images, on_target}
-    transfer: dict = field(default_factory=dict)     # scorer -> {job[/variant]: its own measure's value}
+    transfer: dict = field(default_factory=dict)     # scorer -> {job[/variant]: its own measure's value}, the
+                                                     #   generating model's first
+    generator: str = ""                              # the generating model's scorer id among `transfer`'s
     stability: list = field(default_factory=list)     # stability_summary rows (with --trajectory runs only)
     notes: list[str] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)   # files written under {store}/analysis/
@@ -104,18 +107,16 @@ class AnalysisSummary:
                        f"{self.components} components, largest {self.largest_components[:5]}; "
                        f"cliques of more than two classes: {self.cliques_over_two}")
         for scorer, values in self.transfer.items():
-            out.append(f"scorer {scorer}, each job by its own measure: {transfer_words(values)}")
-        for s in self.stability:
-            share = {k: "n/a" if s[k] is None else f"{s[k]:.1%}"
-                     for k in ("change_rate", "target_top1_share", "settled_share")}
-            out.append(f"stability ({s['job']}, octave {s['octave']}, {s['images']} images): argmax changed "
-                       f"between {share['change_rate']} of recorded steps; target top-1 on "
-                       f"{share['target_top1_share']}; settled as top-1: {share['settled_share']}")
+            own = " (the generating model)" if scorer == self.generator else ""
+            out.append(f"scorer {scorer}{own}, each job by its own measure: {transfer_words(values)}")
+        out += [stability_words(s) for s in self.stability]
         out += self.notes
         return out
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True)
+        # Keys in the order they were computed (no sort_keys): the report, which reads this file, lists the
+        # opposites' criteria, the scorers (the generating model first) and the rest as the terminal does.
+        return json.dumps(asdict(self), indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> "AnalysisSummary":
@@ -152,6 +153,8 @@ def analyze_store(store: Store | str, metric: str = "cosine") -> AnalysisSummary
         raise StoreError(f"store {st.uri} cannot be analysed: {err}") from None
     tables.update(transfer_tables(st, rows))
     summary.transfer = _transfer_numbers(tables[TRANSFER_FILE])
+    own = tables[TRANSFER_FILE].loc[tables[TRANSFER_FILE]["own"], "scorer"]
+    summary.generator = str(own.iloc[0]) if len(own) else ""
     trajectories = read_trajectories(st)
     if trajectories is not None and len(trajectories):
         per_image = stability_table(trajectories)
@@ -178,6 +181,27 @@ def transfer_words(values: dict) -> str:
         by_measure.setdefault(success_measure(row.split("/")[0]), []).append((row, value))
     return "; ".join(", ".join(f"{row} pct {v:.0f}" if measure.column == PERCENTILE else f"{row} {v:.0%}"
                                for row, v in rows) + f" ({measure.name})" for measure, rows in by_measure.items())
+
+
+def stability_words(s: dict) -> str:
+    """One stability_summary row in words, its job judged by the job's own measure (`success_measure`): the
+    target's top-1 share and settling for octave and image jobs; for an opposite, which minimises its class, the
+    share of recorded steps where that class is not top-1; for a job whose measure the recorded argmax of the target
+    cannot give (an addition: both classes in the top 2; an interpolation: class b top-1), no share, and why."""
+    def share(value) -> str:
+        return "n/a" if value is None else f"{value:.1%}"
+    head = (f"stability ({s['job']}, octave {s['octave']}, {s['images']} images): argmax changed between "
+            f"{share(s['change_rate'])} of recorded steps")
+    measure = success_measure(s["job"])
+    top1 = s["target_top1_share"]
+    if s["job"] in CLASSLESS:
+        return f"{head} (no target class)"
+    if measure == TOP1:
+        return f"{head}; target top-1 on {share(top1)}; settled as top-1: {share(s['settled_share'])}"
+    if measure.column == PERCENTILE:
+        return (f"{head}; the minimised class not top-1 on {share(None if top1 is None else 1 - top1)} of "
+                f"them (an opposite minimises its class)")
+    return f"{head}; no top-1 share: {s['job']} is judged by {measure.name}, which the recorded argmax does not show"
 
 
 def usable_rows(rows: Rows, n_classes: int) -> tuple[Rows, int]:

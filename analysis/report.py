@@ -38,7 +38,8 @@ from PIL import Image
 from analysis import drawing
 from analysis import figures as fig
 from analysis.analyze import ANALYSIS_DIR, ANALYSIS_VERSION, SUMMARY_FILE, AnalysisSummary, analyze_store
-from analysis.load import NUMERIC_COLUMNS, drop_temp_folder, iter_image_rows, iter_pngs, output_folder, read_rows
+from analysis.load import (FIGURES, NUMERIC_COLUMNS, drop_temp_folder, iter_image_rows, iter_pngs, output_folder,
+                           read_rows)
 from jobs.catalog import ALL_JOBS, FRAMED, IMAGE_JOBS
 from sweep.export import UniqueNames, safe_name   # the one file-name rule, shared with `sweep export`
 from sweep.progress import Progress
@@ -358,7 +359,9 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
         files = writer.figure_files("stability", fig.stability_figure(tables["stability_summary"]))
         figures.append(ReportFigure("Stability during generation", files, "How often the argmax changed between "
                                     "recorded steps, and the share of recorded steps with the target top-1, per "
-                                    "octave (Input generation, \"InceptionV3 and GoogleNet Compared\")."))
+                                    "octave (Input generation, \"InceptionV3 and GoogleNet Compared\"). An "
+                                    "opposite minimises its target, so for it a low share is success; the Summary "
+                                    "judges each job by its own measure."))
     kept = earlier_videos(writer, replaced=set(snapshots or {})) if keep_trajectories else []
     videos = _trajectory_videos(snapshots or {}, st.class_names, writer)
     for video in kept:
@@ -372,7 +375,7 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     images = {key: writer.image_name(key) for key in thumbs}
     if classes is not None:
         _class_pages(st, summary, tables, writer, images, videos)
-    writer.text("index.html", _index_html(st, summary, tables, figures, notes, images))
+    writer.text("index.html", _index_html(st, summary, tables, figures, notes, images, writer.folder))
     writer.finish()
     writer.remove_stale()
     progress.close()
@@ -570,7 +573,13 @@ def _image_job_figures(st: Store, writer: _Writer) -> list[ReportFigure]:
         return []
     rows = rows.select(mask)
     meta, names = rows.meta, st.class_names
-    sources = {name: _source_thumbnail(st, name) for name in sorted(set(meta["source"]) - {""})}
+    photos = {name: _source_image(st, name) for name in sorted(set(meta["source"]) - {""})}
+    fits = source_fits(st.manifest)
+
+    def sources(job: str) -> dict:
+        """Each photograph's grid thumbnail as `job`'s schedule fitted it to the network's square."""
+        return {name: None if photo is None else drawing.fit_image(fitted_source(photo, fits.get(job)), GRID_THUMB)
+                for name, photo in photos.items()}
     framed = meta["job"].isin(FRAMED).to_numpy()
     interpolations = set(meta.loc[framed, "key"])
     thumbs, full = {}, {}
@@ -588,23 +597,50 @@ def _image_job_figures(st: Store, writer: _Writer) -> list[ReportFigure]:
         part = meta[meta["job"] == job]
         if len(part):
             title, _, caption = fig.SOURCE_GRIDS[job]
-            figures.append(writer.figure(title, job, fig.source_grid(job, part, sources, thumbs, names), caption))
+            figures.append(writer.figure(title, job, fig.source_grid(job, part, sources(job), thumbs, names),
+                                         caption))
     part = meta[framed]
-    if len(part):
-        figures.append(_interpolations(part, rows.logits[part.index.to_numpy()], sources, thumbs, full, names,
-                                       writer))
+    if len(part):   # one framed job (interpolate): its schedule's fit
+        figures.append(_interpolations(part, rows.logits[part.index.to_numpy()], sources(part["job"].iloc[0]),
+                                       thumbs, full, names, writer))
     return figures
 
 
-def _source_thumbnail(st: Store, name: str):
-    """The source photograph the sweep stored, as a grid thumbnail (None when the store does not have it)."""
+def _source_image(st: Store, name: str):
+    """The source photograph the sweep stored, decoded (None when the store does not have it)."""
     data = st.read_bytes(source_file(name))   # the real image, as the sweep stored it
     if data is None:
         return None
     try:
-        return drawing.thumbnail(data, GRID_THUMB)
+        return drawing.decode(data)
     except (OSError, ValueError, SyntaxError):
         return None
+
+
+def source_fits(manifest: dict) -> dict[str, str]:
+    """job -> the `source_fit` of the schedule it ran (the manifest's job_schedules and schedule_contents, which
+    `sweep run` records); jobs of a store that does not record it are left out."""
+    contents = manifest.get("schedule_contents") or {}
+    out = {}
+    for job, entry in (manifest.get("job_schedules") or {}).items():
+        fit = (contents.get((entry or {}).get("schedule_id")) or {}).get("source_fit")
+        if fit:
+            out[job] = str(fit)
+    return out
+
+
+def fitted_source(photo: Image.Image, fit: str | None) -> Image.Image:
+    """The part of a photograph the network saw, as `jobs.transforms.fit` gave it to the first octave: "squash"
+    (the whole photograph resized to a square, here at its longer side), "crop" (the central square of the shorter
+    side); None (not recorded): the photograph as it is."""
+    from PIL import ImageOps
+    if fit == "squash":
+        side = max(photo.size)
+        return photo.resize((side, side), Image.Resampling.BILINEAR)
+    if fit == "crop":
+        side = min(photo.size)
+        return ImageOps.fit(photo, (side, side), centering=(0.5, 0.5))
+    return photo
 
 
 def _interpolations(part: pd.DataFrame, logits: np.ndarray, sources, thumbs, full, names,
@@ -667,15 +703,40 @@ def _by_target(frame: pd.DataFrame | None) -> dict:
     return {} if frame is None else {r.target: r for r in frame.itertuples()}
 
 
-def _index_html(st: Store, summary: AnalysisSummary, tables, figures, notes, images: dict[str, str]) -> str:
+def label_prob(r) -> float:
+    """The probability of the label (the argmax) on a classes-table row's image, from its top 5: shown beside a
+    label that is not the class, whose own probability (target_prob) says nothing of the label's."""
+    return next((float(p) for c, p in zip(r.top5, r.top5_probs) if c == r.label), float("nan"))
+
+
+def analysis_files(st: Store) -> list[str]:
+    """The names of the files under {store}/analysis/ now (the tables of `sweep analyze`, and those other commands
+    add there, features.parquet and directions.parquet), sorted; temporary ones left out."""
+    return sorted(info.base_name for info in st.listing(ANALYSIS_DIR)
+                  if info.type == pafs.FileType.File and not info.base_name.startswith((".", "_")))
+
+
+def _tables_section(st: Store, folder: Store) -> dict:
+    """What the index's Tables section lists: where the analysis files are (the store's real location), the
+    Parquet tables and the other files apart, and the relative link to them when the report is {store}/figures."""
+    names = analysis_files(st)
+    inside = folder.root.rstrip("/") == st.path(FIGURES).rstrip("/")
+    return {"location": st.location(ANALYSIS_DIR), "link": f"../{ANALYSIS_DIR}/" if inside else None,
+            "parquet": [n for n in names if n.endswith(".parquet")],
+            "other": [n for n in names if not n.endswith(".parquet")]}
+
+
+def _index_html(st: Store, summary: AnalysisSummary, tables, figures, notes, images: dict[str, str],
+                folder: Store) -> str:
     opp = _by_target(tables.get("opposites"))
     classes = tables.get("classes")
     rows = [] if classes is None else [
-        {**r._asdict(), "opposite_name": opp[r.target].opposite_name if r.target in opp else ""}
+        {**r._asdict(), "opposite_name": opp[r.target].opposite_name if r.target in opp else "",
+         "label_prob": label_prob(r)}
         for r in classes.itertuples()]
     return templates().get_template("index.html").render(
         title="classweep report", manifest=st.manifest, store_uri=st.uri, summary_lines=summary.lines(),
-        figures=figures, notes=notes, tables=summary.tables, rows=rows, images=images,
+        figures=figures, notes=notes, tables=_tables_section(st, folder), rows=rows, images=images,
         skipped=None if classes is not None else NO_CLASSES)
 
 
@@ -699,7 +760,8 @@ def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, i
         mine = [] if adds is None else list(adds[(adds["target"] == r.target)
                                                  | (adds["partner"] == r.target)].itertuples())
         html = template.render(
-            title=f"{r.target} {r.name}", r=r, o=o, classes=by_class, names=st.class_names, images=images,
+            title=f"{r.target} {r.name}", r=r, label_prob=label_prob(r), o=o, classes=by_class, names=st.class_names,
+            images=images,
             previous=targets[i - 1] if i > 0 else None, next=targets[i + 1] if i + 1 < len(targets) else None,
             mutual={True: "mutual", False: "not mutual", None: "unknown"}[fig._flag(o.mutual)] if o is not None
             else "", metric=summary.metric, pointing=pointing.get(r.target, []), component=comp,

@@ -163,3 +163,35 @@ def test_rows_without_a_usable_output_are_left_out_with_a_note(tmp_path):
     assert "1 images left out: class indices outside the model's 6 classes or outputs that are not finite" \
         in summary.lines()
     assert summary.images["opposite"] == 6
+
+
+def test_the_summary_reads_the_same_after_summary_json_and_names_the_generating_model(small_store):
+    """Figures audit #14: summary.json was written with sorted keys, so the report (which reads it) listed the
+    scorers alphabetically (another scorer before the generating model) and the opposites' criteria in another
+    order than the terminal; the generating model's scorer was not marked."""
+    from handmade import write_scorer
+    write_scorer(small_store)                     # "other.w" sorts before the generating "synthetic..." scorer
+    summary = analyze_store(small_store)
+    stored = AnalysisSummary.from_json(open(os.path.join(small_store, "analysis", "summary.json")).read())
+    assert stored.lines() == summary.lines()
+    scorers = [line for line in stored.lines() if line.startswith("scorer ")]
+    assert len(scorers) == 2 and scorers[0].startswith(f"scorer {summary.generator} (the generating model), ")
+    assert summary.generator.startswith("synthetic") and scorers[1].startswith("scorer other.w, ")
+
+
+def test_stability_lines_judge_each_job_by_its_own_measure():
+    """Figures audit #5: "stability (opposite, ...): target top-1 on 0.6%; settled as top-1: 0.0%" read as a
+    failure, when an opposite minimises its class; an addition's top-1 = class a says little of it."""
+    def row(job, top1, settled):
+        return {"model": "m", "job": job, "octave": 1, "images": 4, "argmax_changes": 1.0, "change_rate": 0.25,
+                "target_top1_share": top1, "settled_share": settled, "settled_step_median": None}
+    summary = AnalysisSummary(store="s", metric="cosine", model="m", n_classes=6, fingerprint="f", images={},
+                              coverage=[], complete=True, stability=[row("octave", 0.5, 0.75),
+                                                                    row("opposite", 0.006, 0.0),
+                                                                    row("addition", 0.43, 0.25)])
+    octave, opposite, addition = [line for line in summary.lines() if line.startswith("stability")]
+    assert octave == ("stability (octave, octave 1, 4 images): argmax changed between 25.0% of recorded steps; "
+                      "target top-1 on 50.0%; settled as top-1: 75.0%")
+    assert "the minimised class not top-1 on 99.4%" in opposite and "target top-1" not in opposite
+    assert "settled" not in opposite
+    assert "target top-1" not in addition and "43" not in addition and "both classes in the top 2" in addition

@@ -441,3 +441,83 @@ def test_trajectory_frames_become_an_mp4_of_as_many_frames(tmp_path):
                              text=True, timeout=120)
     assert decoded.returncode == 0, decoded.stderr
     assert len([line for line in decoded.stdout.splitlines() if line and not line.startswith("#")]) == 3
+
+
+def test_a_mislabelled_class_image_shows_its_class_probability_and_the_labels_own(tmp_path):
+    """Figures audit #1: "labelled dog, p = 0.000" read as "dog with p 0", when p was the class's (cat's) and the
+    label's own probability was near 1. Audit #18: the spaces before "(mutual)" and "(distance" were eaten."""
+    import scipy.special
+    images = small_images()
+    wrong = [0, 0, -3, 12, 2, 0]                        # cat's class image, read as a dog
+    images[2] = Image("octave", 2, np.array(wrong, float), png=images[2].png)
+    store = write_store(str(tmp_path / "s"), NAMES, images, options=OPTIONS)
+    out = write_figures(store).parent
+    p_cat, p_dog = scipy.special.softmax(wrong)[[2, 3]]
+    page = (out / "classes" / "0002.html").read_text()
+    assert re.search(rf"p\(class\) = {p_cat:.3f};\s*labelled <span class=\"bad\">dog</span> \(p = {p_dog:.3f}\)",
+                     page)
+    index = (out / "index.html").read_text()
+    assert "<th>p(class)</th><th>label</th>" in index
+    assert re.search(rf"<td>{p_cat:.3f}</td>\s*<td class=\"bad\">dog \(p = {p_dog:.3f}\)</td>", index)
+    right = (out / "classes" / "0000.html").read_text()        # a correct label: no second probability
+    assert re.search(r'labelled <span class="good">apple</span></figcaption>', right)
+    assert re.search(r"</a> \((not )?mutual\)</figcaption>", right) and re.search(r"</a> \(distance", right)
+
+
+def test_index_figures_are_never_enlarged_and_strips_keep_their_width(small_store):
+    """Figures audit #13: `img.fig{width:100%}` stretched a 697-px figure to the page; the strips were fixed at
+    720 px, shrinking their numbers."""
+    html = write_figures(small_store).read_text()
+    assert "img.fig{max-width:100%;height:auto}" in html and "width:100%" not in html.replace("max-width:100%", "")
+    assert 'width="720"' not in html
+
+
+def test_tables_name_the_real_store_and_link_every_file_under_analysis(small_store, tmp_path):
+    """Figures audit #17: the Tables list printed a literal `{store}`, called graph.graphml a Parquet file, and
+    left out features.parquet (written by `sweep analyze --features`, not in the summary's list)."""
+    analyze_store(small_store)
+    pd.DataFrame({"key": ["x"]}).to_parquet(os.path.join(small_store, "analysis", "features.parquet"))
+    html = write_figures(small_store).read_text()
+    tables = html[html.index('id="tables"'):]
+    assert "{store}" not in tables and f"<code>{small_store}/analysis/</code>" in tables
+    parquet, other = tables.split("other files")
+    assert "graph.graphml" not in parquet and "graph.graphml" in other and "summary.json" in other
+    for name in ("classes.parquet", "features.parquet", "graph.graphml"):
+        assert f'href="../analysis/{name}"' in tables                 # {store}/figures: linked (the links resolve:
+    html = write_figures(small_store, str(tmp_path / "elsewhere")).read_text()   # see the first test)
+    assert "features.parquet" in html and 'href="../analysis/' not in html   # elsewhere: named, not linked
+
+
+def test_source_photographs_are_shown_as_each_job_fitted_them(tmp_path, monkeypatch):
+    """Figures audit #12: a crop schedule's network saw the photograph's central square, but the grids showed the
+    whole wide photograph. Each job's thumbnail follows its schedule's `source_fit` (the manifest's record)."""
+    from analysis import figures
+    from sweep.store import Store
+    from test_image_figures import SOURCE, make_image_store
+    from analysis.synthetic import png_bytes
+    store = make_image_store(tmp_path / "s")
+    photo = np.zeros((30, 60, 3), np.uint8)
+    photo[:, :15] = (255, 0, 0)                     # a red strip on the left: outside the central square
+    (tmp_path / "s" / "sources" / f"{SOURCE}.png").write_bytes(png_bytes(photo))
+    st = Store.open(store)
+    manifest = st.read_manifest()
+    manifest["job_schedules"] = {"transfigure": {"schedule": "c", "schedule_id": "C", "input": "raw"},
+                                 "interpolate": {"schedule": "q", "schedule_id": "Q", "input": "raw"}}
+    manifest["schedule_contents"] = {"C": {"name": "c", "source_fit": "crop"},
+                                     "Q": {"name": "q", "source_fit": "squash"}}
+    st.write_manifest(manifest)
+    shown = {}
+    grid, strip = figures.source_grid, figures.interpolation_strip
+    monkeypatch.setattr(figures, "source_grid", lambda job, part, sources, *a: (
+        shown.setdefault(job, sources[SOURCE]), grid(job, part, sources, *a))[1])
+    monkeypatch.setattr(figures, "interpolation_strip", lambda rows, values, source, *a: (
+        shown.setdefault("interpolate", source), strip(rows, values, source, *a))[1])
+    write_figures(store)
+
+    def red_share(image) -> float:
+        pixels = np.asarray(image.convert("RGB"), float)
+        return float(((pixels[..., 0] > 128) & (pixels[..., 1] < 100)).mean())
+    crop, squash, plain = shown["transfigure"], shown["interpolate"], shown["dream"]
+    assert crop.width == crop.height and red_share(crop) == 0                  # the central square only
+    assert squash.width == squash.height and 0.2 < red_share(squash) < 0.3    # the whole photograph, squashed
+    assert plain.width == 2 * plain.height                                     # not recorded: as it is
