@@ -107,8 +107,7 @@ def declutter(ax, x: Sequence[float], y: Sequence[float], labels: Sequence[str],
     inside = ax.get_window_extent(renderer)
     kept, boxes = [], []
     for i in order:
-        text = str(labels[i])
-        text = text if len(text) <= max_chars else text[:max_chars - 1] + "…"
+        text = shorten(str(labels[i]), max_chars)
         note = ax.annotate(text, (x[i], y[i]), xytext=(4, 0), textcoords="offset points", va="center",
                            fontsize=fontsize, color=INK, annotation_clip=True)
         box = note.get_window_extent(renderer)
@@ -128,6 +127,16 @@ class Cell:
     """One grid cell: images side by side (None: missing), then lines of text (text, colour) under them."""
     images: tuple[Image.Image | None, ...]
     lines: tuple[tuple[str, str], ...]
+
+
+def line_chars(width_px: float) -> int:
+    """How many characters of a caption line fit under a cell `width_px` wide."""
+    return max(4, int(width_px / CHAR_PX))
+
+
+def shorten(text: str, max_chars: int) -> str:
+    """`text` cut to `max_chars` characters, the last one an ellipsis when it was cut."""
+    return text if len(text) <= max_chars else text[:max_chars - 1] + "…"
 
 
 def grid_pages(cells: Sequence[Cell], *, title: str, columns: int, rows: int, thumb: int) -> Pages:
@@ -171,11 +180,11 @@ def grid_figure(cells: Sequence[Cell], *, title: str, columns: int, thumb: int) 
         return x / width, (height - y) / total
     for x, y in missing:
         figure.text(*at(x, y), "missing", ha="center", va="center", fontsize=7, color=MUTED)
-    max_chars = max(4, int(cell_w / CHAR_PX))
+    max_chars = line_chars(cell_w)
     for i, cell in enumerate(cells):
         cx, cy = pad + (i % columns) * (cell_w + pad), pad + (i // columns) * (cell_h + pad)
         for j, (text, colour) in enumerate(cell.lines):
-            text = text if len(text) <= max_chars else text[:max_chars - 1] + "…"
+            text = shorten(text, max_chars)
             figure.text(*at(cx, cy + thumb + 4 + j * LINE_PX), text, ha="left", va="top", fontsize=LINE_FONT,
                         color=colour)
     return figure

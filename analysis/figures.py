@@ -23,7 +23,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, Cell, Pages, declutter, gif_bytes,
-                              grid_figure, grid_pages, isolation_order, new_figure)
+                              grid_figure, grid_pages, isolation_order, line_chars, new_figure, shorten)
 
 GRID_THUMB = 96          # px, images in the grids
 CONTACT = (10, 10)       # columns x rows per contact-sheet page
@@ -42,15 +42,15 @@ def _flag(value) -> bool | None:
 # --- image grids -------------------------------------------------------------------------------------------------
 
 def contact_sheets(classes: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRID_THUMB) -> Pages:
-    """Every class image (`classes` table) with the model's label and probability; red: labelled as another
-    class."""
+    """Every class image (`classes` table) with its class's probability; red: labelled as another class, named
+    with its own probability (the first of `top5_probs`), so that a wrong label is not read with the class's p."""
     cells = []
     for r in classes.itertuples():
-        colour = GOOD if r.correct else BAD
-        cells.append(Cell((thumbs.get(r.key),),
-                          ((f"{r.target} {r.name}", INK),
-                           (f"-> {r.label_name} {r.target_prob:.2f}" if not r.correct
-                            else f"p = {r.target_prob:.3f}", colour))))
+        lines = [(f"{r.target} {r.name}", INK), (f"p = {r.target_prob:.3f}", GOOD if r.correct else BAD)]
+        if not r.correct:
+            p = f" {r.top5_probs[0]:.2f}"   # kept whole: a long name is cut before it
+            lines.append(("-> " + shorten(str(r.label_name), line_chars(thumb) - 3 - len(p)) + p, BAD))
+        cells.append(Cell((thumbs.get(r.key),), tuple(lines)))
     return grid_pages(cells, title="Class images: octave, lowest seed", columns=CONTACT[0], rows=CONTACT[1],
                       thumb=thumb)
 

@@ -111,11 +111,31 @@ def test_grid_pages_paginate_with_one_image_per_page_and_every_line():
 def test_contact_sheets_of_1000_classes_are_ten_pages():
     classes = pd.DataFrame({"key": [f"k{i}" for i in range(1000)], "target": range(1000),
                             "name": [f"c{i}" for i in range(1000)], "correct": [i % 3 > 0 for i in range(1000)],
-                            "label_name": "x", "target_prob": 0.5})
+                            "label_name": "x", "target_prob": 0.5, "top5_probs": [[0.5, 0.3]] * 1000})
     pages = fig.contact_sheets(classes, {})
     assert len(pages) == 10 and all(isinstance(p, Figure) for p in pages)
     assert _texts(pages[9]).count("missing") == 100
     assert "c999" in " ".join(_texts(pages[9]))
+
+
+def _colour_of(figure: Figure, text: str) -> str:
+    from matplotlib.colors import to_hex
+    found, = [t for t in figure.texts if t.get_text() == text]
+    return to_hex(found.get_color())
+
+
+def test_contact_sheet_gives_a_wrong_label_its_own_probability_beside_the_class_one():
+    """Audit: "5 electric ray / -> stingray 0.00" read as stingray with p 0, when P(stingray) was about 1."""
+    classes = pd.DataFrame({"key": ["a", "b"], "target": [5, 6], "name": ["electric ray", "cock"],
+                            "correct": [False, True], "label_name": ["stingray and a much longer name", "cock"],
+                            "target_prob": [0.001, 0.97], "top5_probs": [[0.99, 0.001], [0.97, 0.01]]})
+    page, = fig.contact_sheets(classes, {})
+    texts = _texts(page)
+    assert "p = 0.001" in texts and "p = 0.970" in texts
+    wrong, = [t for t in texts if t.startswith("->")]
+    assert wrong.startswith("-> stingray") and wrong.endswith(" 0.99")   # the long name is cut, not its p
+    assert len(wrong) <= drawing.line_chars(fig.GRID_THUMB)
+    assert _colour_of(page, wrong) == drawing.BAD and _colour_of(page, "p = 0.970") == drawing.GOOD
 
 
 def test_direction_distribution_has_one_histogram_per_group():
