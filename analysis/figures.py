@@ -80,9 +80,21 @@ def addition_variants(additions: pd.DataFrame) -> list[str]:
     return variants + sorted(set(additions["variant"]) - set(variants))
 
 
+def intruder(r) -> tuple[str, int]:
+    """What pushed one of an addition's classes out of the top two (`additions` row): the highest-ranked class
+    outside the pair, (name, rank). Read from `intruder_name`/`intruder_rank` when the table has them; without them,
+    the label when it is outside the pair (at #1), else ("", 2): a class the table does not name."""
+    name = getattr(r, "intruder_name", None)
+    if isinstance(name, str) and name:
+        return name, int(r.intruder_rank)
+    return (str(r.label_name), 1) if r.label not in (r.target, r.partner) else ("", 2)
+
+
 def additions_grid(additions: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRID_THUMB) -> Pages:
-    """Per pair and seed, each variant's image with both classes' ranks (green: the two are the top two)."""
+    """Per pair and seed, each variant's image with both classes' ranks (green: the two are the top two; red:
+    named with the class that got in, `intruder`)."""
     variants = addition_variants(additions)
+    width = line_chars(len(variants) * thumb)   # about the caption's characters under a cell
     cells = []
     for _, group in additions.groupby(["target", "partner", "seed"], sort=True):
         by_variant = {r.variant: r for r in group.itertuples()}
@@ -91,8 +103,13 @@ def additions_grid(additions: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRI
         for v in variants:
             r = by_variant.get(v)
             if r is not None:
-                verdict = "both top-2" if r.top_two else f"-> {r.label_name}"
-                lines.append((f"{v}: #{r.target_rank}/#{r.partner_rank} {verdict}", GOOD if r.top_two else BAD))
+                ranks = f"{v}: #{r.target_rank}/#{r.partner_rank}"
+                if r.top_two:
+                    lines.append((f"{ranks} both top-2", GOOD))
+                    continue
+                name, rank = intruder(r)
+                rank = f" #{rank}"   # kept whole: a long name is cut before it
+                lines += [(ranks, BAD), ("in: " + shorten(name or "(unnamed)", width - 4 - len(rank)) + rank, BAD)]
         cells.append(Cell(tuple(thumbs.get(by_variant[v].key) if v in by_variant else None for v in variants),
                           tuple(lines)))
     return grid_pages(cells, title=f"Additions: {' | '.join(variants)}", columns=PAIRS[0], rows=PAIRS[1],

@@ -138,6 +138,26 @@ def test_contact_sheet_gives_a_wrong_label_its_own_probability_beside_the_class_
     assert _colour_of(page, wrong) == drawing.BAD and _colour_of(page, "p = 0.970") == drawing.GOOD
 
 
+def _addition(variant, ranks, label, **more):
+    a, b = 0, 3
+    return {"key": f"addition:{variant}:{a}:{b}:0", "variant": variant, "seed": 0, "target": a,
+            "target_name": "digit 0", "partner": b, "partner_name": "digit 3", "target_rank": ranks[0],
+            "partner_rank": ranks[1], "label": label, "label_name": f"digit {label}",
+            "top_two": max(ranks) <= 2, **more}
+
+
+def test_additions_grid_names_the_class_that_got_in_not_a_member_of_the_pair():
+    """Audit: 0+3 merge showed "#3/#1 -> digit 3", the partner, when digit 9 had pushed digit 0 out."""
+    rows = [_addition("merge", (3, 1), 3, intruder=9, intruder_name="digit 9", intruder_rank=2),
+            _addition("juxtapose", (2, 3), 7)]
+    texts = _texts(fig.additions_grid(pd.DataFrame(rows), {})[0])
+    assert texts[texts.index("merge: #3/#1") + 1] == "in: digit 9 #2"
+    assert texts[texts.index("juxtapose: #2/#3") + 1] == "in: digit 7 #1"   # the label, outside the pair
+    assert not any("digit 3" in t for t in texts if t != "digit 0 + digit 3")
+    plain = _texts(fig.additions_grid(pd.DataFrame([_addition("merge", (3, 1), 3)]), {})[0])
+    assert "in: (unnamed) #2" in plain   # a table without the intruder does not guess
+
+
 def test_direction_distribution_has_one_histogram_per_group():
     positions = np.array([-1.0, -0.5, 0.2, 0.9, 1.0, 0.0])
     groups = np.array(["a", "a", "b", "b", "b", ""])
