@@ -381,12 +381,28 @@ def trajectory_gif(frames: Sequence[Figure], duration: int = 200, hold: int = 12
     return gif_bytes(images, images[0].size, duration, hold)
 
 
+def stability_job(summary: pd.DataFrame) -> str:
+    """The one job `stability_figure` draws: octave when there are octave rows, else the job with the most rows among
+    those every model has (else among all); "" for an empty summary. Ties go to the first in name order."""
+    if not len(summary):
+        return ""
+    if (summary["job"] == "octave").any():
+        return "octave"
+    per_model = summary.groupby("job")["model"].nunique()
+    shared = per_model.index[per_model == summary["model"].nunique()]
+    counts = summary["job"].value_counts()
+    counts = counts[counts.index.isin(shared)] if len(shared) else counts
+    return str(counts.sort_index(kind="stable").idxmax())
+
+
 def stability_figure(summary: pd.DataFrame) -> Figure:
-    """Models side by side per octave (`analysis.stability.compare_stability`, one job): the argmax change rate
-    between recorded steps and the share of recorded steps with the target top-1 (the article's observation that
-    InceptionV3's classification of its input jumps between iterations, particularly in the second octave)."""
-    octave_jobs = summary[summary["job"] == "octave"]
-    part = octave_jobs if len(octave_jobs) else summary
+    """Models side by side per octave (`analysis.stability.compare_stability`) for one job (`stability_job`, named
+    in the title; jobs are not averaged together): the argmax change rate between recorded steps and the share of
+    recorded steps with the target top-1 (the article's observation that InceptionV3's classification of its input
+    jumps between iterations, particularly in the second octave). Each bar is labelled with its value, so that a 0
+    reads apart from a missing value ("n/a")."""
+    job = stability_job(summary)
+    part = summary[summary["job"] == job]
     models = list(dict.fromkeys(part["model"]))
     octaves = sorted(part["octave"].unique())
     figure = new_figure(1100, 420)
@@ -395,15 +411,15 @@ def stability_figure(summary: pd.DataFrame) -> Figure:
     for ax, column, title in ((axes[0], "change_rate", "argmax changes per recorded step"),
                               (axes[1], "target_top1_share", "share of recorded steps with the target top-1")):
         for m, model in enumerate(models):
-            rows = part[part["model"] == model].groupby("octave")[column].mean().reindex(octaves)
-            ax.bar(np.arange(len(octaves)) + (m - (len(models) - 1) / 2) * width, rows.to_numpy(dtype=float),
-                   width, color=PALETTE[m % len(PALETTE)], label=model)
+            values = part[part["model"] == model].groupby("octave")[column].mean().reindex(octaves).to_numpy(float)
+            bars = ax.bar(np.arange(len(octaves)) + (m - (len(models) - 1) / 2) * width, np.nan_to_num(values),
+                          width, color=PALETTE[m % len(PALETTE)], label=model)
+            ax.bar_label(bars, ["n/a" if np.isnan(v) else f"{v:.2f}" for v in values], fontsize=7)
         ax.set_xticks(np.arange(len(octaves)), [f"octave {o}" for o in octaves])   # numbered from 1
         ax.set_title(title, fontsize=10)
         ax.grid(True, axis="y", color="#e4e4e4")
-    axes[1].set_ylim(0, 1)
+    axes[1].set_ylim(0, 1.08)   # room for the labels of bars at 1
     axes[0].legend(fontsize=8, frameon=False)
-    figure.suptitle(f"Classification stability during generation ({part['job'].iloc[0] if len(part) else ''} "
-                    f"images)", fontsize=11)
+    figure.suptitle(f"Classification stability during generation ({job} images)", fontsize=11)
     figure.tight_layout()
     return figure

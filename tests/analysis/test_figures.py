@@ -158,6 +158,31 @@ def test_additions_grid_names_the_class_that_got_in_not_a_member_of_the_pair():
     assert "in: (unnamed) #2" in plain   # a table without the intruder does not guess
 
 
+def _stability(rows):
+    return pd.DataFrame(rows, columns=["model", "job", "octave", "change_rate", "target_top1_share"])
+
+
+def test_stability_figure_draws_one_job_the_models_share_and_names_it():
+    """Audit: without octave rows, addition and opposite rows were averaged per model under the title "(addition
+    images)": 0.209 = (0.311 + 0.107) / 2."""
+    summary = _stability([("resnet", "addition", 1, 0.311, 0.4), ("resnet", "addition", 2, 0.311, 0.4),
+                          ("resnet", "addition", 3, 0.311, 0.4), ("resnet", "opposite", 1, 0.107, 0.0),
+                          ("digits", "opposite", 1, 0.2, 0.0)])
+    assert fig.stability_job(summary) == "opposite"              # the one both models have, though fewer rows
+    figure = fig.stability_figure(summary)
+    assert "(opposite images)" in figure._suptitle.get_text()
+    assert [round(p.get_height(), 3) for p in figure.axes[0].patches] == [0.107, 0.2]
+    assert fig.stability_job(_stability([("a", "opposite", 1, 0, 0), ("a", "octave", 1, 0, 0)])) == "octave"
+
+
+def test_stability_bars_of_zero_and_missing_values_are_labelled():
+    """Audit: a change rate of 0 drew nothing, the same as a missing value."""
+    summary = _stability([("a", "octave", 1, 0.5, 1.0), ("a", "octave", 2, 0.0, np.nan)])
+    figure = fig.stability_figure(summary)
+    assert [t.get_text() for t in figure.axes[0].texts] == ["0.50", "0.00"]
+    assert [t.get_text() for t in figure.axes[1].texts] == ["1.00", "n/a"]
+
+
 def test_direction_distribution_has_one_histogram_per_group():
     positions = np.array([-1.0, -0.5, 0.2, 0.9, 1.0, 0.0])
     groups = np.array(["a", "a", "b", "b", "b", ""])
