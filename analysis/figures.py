@@ -149,6 +149,11 @@ def source_grid(job: str, rows: pd.DataFrame, sources: Mapping, thumbs: Mapping,
     return grid_pages(cells, title=f"{title}: {legend}", columns=PAIRS[0], rows=PAIRS[1], thumb=thumb)
 
 
+def one_decimal(value: float) -> str:
+    """`value` with one decimal, without the "-0.0" of a small negative number."""
+    return f"{round(float(value), 1) + 0.0:.1f}"   # -0.0 + 0.0 is 0.0
+
+
 def interpolation_strip(frames: pd.DataFrame, logits: np.ndarray, source_thumb, thumbs: Mapping,
                         names: Sequence[str], *, thumb: int = GRID_THUMB) -> Figure:
     """One interpolation from class a to b (`frames`: its rows in order, with target, partner, source, seed, step,
@@ -158,9 +163,9 @@ def interpolation_strip(frames: pd.DataFrame, logits: np.ndarray, source_thumb, 
     cells = [Cell((source_thumb,), ((f"{names[a]} -> {names[b]}", INK), (str(source), MUTED),
                                     (f"seed {seed}", MUTED)))]
     for values, r in zip(logits, frames.itertuples()):
-        cells.append(Cell((thumbs.get(r.key),), ((f"step {r.step}", MUTED), (f"{names[a]}: {values[a]:.1f}",
-                                                                             PALETTE[0]),
-                                                 (f"{names[b]}: {values[b]:.1f}", PALETTE[1]))))
+        cells.append(Cell((thumbs.get(r.key),), ((f"step {r.step}", MUTED),
+                                                 (f"{names[a]}: {one_decimal(values[a])}", PALETTE[0]),
+                                                 (f"{names[b]}: {one_decimal(values[b])}", PALETTE[1]))))
     return grid_figure(cells, title=f"Interpolation from {names[a]} to {names[b]}, from {source}",
                        columns=len(cells), thumb=thumb)
 

@@ -183,6 +183,15 @@ def test_stability_bars_of_zero_and_missing_values_are_labelled():
     assert [t.get_text() for t in figure.axes[1].texts] == ["1.00", "n/a"]
 
 
+def test_interpolation_strip_writes_no_negative_zero():
+    """Audit: a class interpolation strip printed "-0.0"."""
+    frames = pd.DataFrame({"target": [0, 0], "partner": [1, 1], "source": "photo", "seed": 0, "step": [1, 2],
+                           "key": ["f0", "f1"]})
+    texts = _texts(fig.interpolation_strip(frames, np.array([[-0.04, 2.0], [3.0, -0.0]]), None, {}, ["a", "b"]))
+    assert "a: 0.0" in texts and "b: 0.0" in texts and not any("-0.0" in t for t in texts)
+    assert fig.one_decimal(-0.06) == "-0.1"
+
+
 def test_direction_distribution_has_one_histogram_per_group():
     positions = np.array([-1.0, -0.5, 0.2, 0.9, 1.0, 0.0])
     groups = np.array(["a", "a", "b", "b", "b", ""])
