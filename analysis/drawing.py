@@ -30,10 +30,11 @@ INK = "#222222"
 MUTED = "#777777"
 GOOD = "#1a7f37"
 BAD = "#c0392b"
-# Colours of the largest graph components (the rest are grey).
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
-           "#7f7f7f")
-OTHER = "#b0b0b0"
+# Colours of the ten largest graph components: tab10 without its grey (too close to OTHER) and its red (BAD's
+# "wrong" elsewhere), plus two darker hues of tab20b. The rest are OTHER, a light grey.
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79",
+           "#8c6d31")
+OTHER = "#d0d0d0"
 DPI = 100             # figure pixels per inch: sizes below are in pixels
 LINE_PX = 13          # px per text line under a grid cell
 LINE_FONT = 7.5       # pt, text under grid cells

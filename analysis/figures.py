@@ -202,7 +202,7 @@ def labelled_scatter(x, y, labels: Sequence[str], *, title: str, xlabel: str, yl
 def component_colours(nodes: pd.DataFrame, targets: np.ndarray) -> list[str]:
     """The colour of each target's graph component (the ten largest get a colour, the rest grey)."""
     component = dict(zip(nodes["node"], nodes["component"]))
-    return [PALETTE[c] if (c := component.get(t, -1)) in range(len(PALETTE)) else OTHER for t in targets]
+    return [component_colour(component.get(t, -1)) for t in targets]
 
 
 def output_pca(pca: pd.DataFrame, variance: pd.DataFrame, nodes: pd.DataFrame) -> Figure:
@@ -254,7 +254,7 @@ def _page_groups(sizes: Sequence[int]) -> list[list[int]]:
 def graph_pages(nodes: pd.DataFrame, components: pd.DataFrame, *, seed: int = 0) -> Pages:
     """The nearest-neighbour graph (`graph_nodes` and `graph_components` tables) component by component, one
     Axes each (spring layout with a fixed seed, networkx's matplotlib drawing): an arrow from each class to the
-    class most activated by its image; orange: the component's hub; grey: a class without an image of its own."""
+    class most activated by its image, in the component's colour as in the PCA (`draw_component`)."""
     from analysis.graph import graph_from_tables
     g = graph_from_tables(nodes)
     members = [list(m) for m in components["members"]]
@@ -275,18 +275,47 @@ def graph_pages(nodes: pd.DataFrame, components: pd.DataFrame, *, seed: int = 0)
     return Pages(len(groups), page)
 
 
+def component_hubs(g: nx.DiGraph, members: Sequence[int]) -> list[int]:
+    """The members most pointed at (in index order: several on a tie); none when every member is pointed at as often
+    (a cycle, a mutual pair), where no class stands out as a hub."""
+    degree = {n: g.in_degree(n) for n in members}
+    top = max(degree.values(), default=0)
+    hubs = sorted(n for n in members if degree[n] == top)
+    return [] if len(hubs) == len(members) else hubs
+
+
+def _hub_title(g: nx.DiGraph, hubs: Sequence[int], shown: int = 3) -> str:
+    names = [g.nodes[n]["name"] for n in hubs[:shown]] + ([f"+{len(hubs) - shown} more"] if len(hubs) > shown else [])
+    return "" if not hubs else f", hub {names[0]}" if len(hubs) == 1 else f", hubs {', '.join(names)} (tie)"
+
+
+def component_colour(index: int) -> str:
+    """Component `index`'s colour, the same in the graph as in the PCA (`component_colours`)."""
+    return PALETTE[index] if 0 <= index < len(PALETTE) else OTHER
+
+
 def draw_component(ax, g: nx.DiGraph, index: int, members: Sequence[int], *, seed: int = 0) -> None:
-    """One component on `ax`: nodes, arrows and as many class names as fit, the most pointed-at first."""
+    """One component on `ax`: nodes in the component's colour (as in the PCA; hollow: a class without an image of its
+    own), its hubs larger with a black edge, arrows (a mutual pair's two arcs bent apart, so both show) and as many
+    class names as fit, the most pointed-at first."""
     sub = g.subgraph(members)
-    hub = min(members, key=lambda n: (-g.in_degree(n), n))
+    hubs = set(component_hubs(g, members))
     pos = nx.spring_layout(nx.Graph(sub.to_undirected(as_view=True)), seed=seed)
-    colours = [PALETTE[1] if n == hub and len(members) > 2 else PALETTE[0] if g.nodes[n]["has_image"] else OTHER
-               for n in members]
+    colour = component_colour(index)
     size = 40 if len(members) < 200 else 15
-    nx.draw_networkx_nodes(sub, pos, nodelist=list(members), node_color=colours, node_size=size, ax=ax)
-    nx.draw_networkx_edges(sub, pos, edgelist=sorted(sub.edges), edge_color="#9aa5b1", width=1.0, arrows=True,
-                           arrowsize=8, node_size=size, ax=ax)
-    ax.set_title(f"component {index}: {len(members)} classes, hub {g.nodes[hub]['name']}", fontsize=8,
+    nodes = list(members)
+    sizes = [3 * size if n in hubs else size for n in nodes]
+    nx.draw_networkx_nodes(sub, pos, nodelist=nodes, node_size=sizes, ax=ax,
+                           node_color=[colour if g.nodes[n]["has_image"] else "white" for n in nodes],
+                           edgecolors=[INK if n in hubs else colour for n in nodes],
+                           linewidths=[1.5 if n in hubs else 1.0 for n in nodes])
+    edges = sorted(sub.edges)
+    mutual = [(u, v) for u, v in edges if sub.has_edge(v, u)]
+    for part, style in (([e for e in edges if e not in set(mutual)], "arc3"), (mutual, "arc3,rad=0.2")):
+        if part:
+            nx.draw_networkx_edges(sub, pos, edgelist=part, nodelist=nodes, node_size=sizes, edge_color="#9aa5b1",
+                                   width=1.0, arrows=True, arrowsize=8, connectionstyle=style, ax=ax)
+    ax.set_title(f"component {index}: {len(members)} classes{_hub_title(g, sorted(hubs))}", fontsize=8,
                  color=MUTED)
     ax.margins(0.15)
     ax.set_axis_off()

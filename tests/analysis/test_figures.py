@@ -93,6 +93,60 @@ def test_graph_pages_draw_every_component_on_its_own_axes():
         assert 1 <= len(_annotations(ax)) <= size
 
 
+def _tied_graph():
+    """Component 0: n0 and n4 both pointed at three times, and at each other (a mutual pair); n5 has no image of
+    its own. Component 1: the mutual pair n6 <-> n7."""
+    arrows = {1: 0, 2: 0, 3: 4, 5: 4, 0: 4, 4: 0, 6: 7, 7: 6}
+    nodes = pd.DataFrame([{"node": n, "name": f"n{n}", "neighbour": m, "neighbour_logit": 1.0, "has_image": n != 5,
+                           "component": int(n >= 6), "component_size": 2 if n >= 6 else 6}
+                          for n, m in arrows.items()])
+    comps = pd.DataFrame([{"component": 0, "size": 6, "members": [0, 1, 2, 3, 4, 5]},
+                          {"component": 1, "size": 2, "members": [6, 7]}])
+    return nodes, comps
+
+
+def _node_styles(ax):
+    from matplotlib.colors import to_hex
+    drawn, = [c for c in ax.collections if isinstance(c, PathCollection)]
+    return ([to_hex(c) for c in drawn.get_facecolors()], [to_hex(c) for c in drawn.get_edgecolors()],
+            list(drawn.get_sizes()))
+
+
+def test_graph_nodes_take_their_components_colour_and_the_hubs_a_black_edge():
+    """Audit: orange meant component 1 in the PCA but "hub" in the graph; a tie for hub picked the lower index."""
+    nodes, comps = _tied_graph()
+    big, pair = fig.graph_pages(nodes, comps)[0].axes
+    faces, edges, sizes = _node_styles(big)                      # members 0..5 in order
+    blue, ink = drawing.PALETTE[0], drawing.INK
+    assert faces == [blue] * 5 + ["#ffffff"]                      # n5: hollow, no image of its own
+    assert [e == ink for e in edges] == [True, False, False, False, True, False]
+    assert sizes[0] == sizes[4] > sizes[1]
+    assert big.get_title() == "component 0: 6 classes, hubs n0, n4 (tie)"
+    faces, edges, sizes = _node_styles(pair)
+    assert faces == [drawing.PALETTE[1]] * 2 and ink not in edges and sizes[0] == sizes[1]
+    assert pair.get_title() == "component 1: 2 classes"          # a mutual pair has no hub
+    pca = pd.DataFrame({"target": [0, 6], "name": ["n0", "n6"], "pc1": [0.0, 1], "pc2": [1.0, 0]})
+    from matplotlib.colors import to_hex
+    points = fig.output_pca(pca, pd.DataFrame({"explained_variance_ratio": [0.6, 0.3]}), nodes).axes[0]
+    assert [to_hex(c) for c in points.collections[0].get_facecolors()] == [blue, drawing.PALETTE[1]]
+
+
+def test_graph_bends_the_two_arrows_of_a_mutual_pair_apart():
+    """Audit: 9 <-> 3 was drawn as one line with an arrowhead at each end."""
+    nodes, comps = _tied_graph()
+    big, pair = fig.graph_pages(nodes, comps)[0].axes
+    bends = sorted(round(p.get_connectionstyle().rad, 2) for p in big.patches)
+    assert bends == [0.0] * 4 + [0.2] * 2                          # 0 <-> 4 bent, the four others straight
+    assert [round(p.get_connectionstyle().rad, 2) for p in pair.patches] == [0.2, 0.2]
+
+
+def test_palette_has_no_grey_and_other_is_lighter_than_every_colour():
+    from matplotlib.colors import to_rgb
+    greys = [c for c in drawing.PALETTE if np.ptp(to_rgb(c)) < 0.1]
+    assert not greys and len(set(drawing.PALETTE)) == 10 and "#d62728" not in drawing.PALETTE   # red: "wrong"
+    assert all(sum(to_rgb(drawing.OTHER)) > sum(to_rgb(c)) + 0.3 for c in drawing.PALETTE)
+
+
 def test_grid_pages_paginate_with_one_image_per_page_and_every_line():
     tile = Image.new("RGB", (32, 32), "red")
     cells = [drawing.Cell((tile, None), ((f"cell {i}", drawing.INK),)) for i in range(23)]
