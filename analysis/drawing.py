@@ -35,6 +35,8 @@ BAD = "#c0392b"
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79",
            "#8c6d31")
 OTHER = "#d0d0d0"
+LABEL_PLACES = ((4, "left"), (-4, "right"))   # a scatter label's places in turn: right of its point, then left
+LABEL_ZORDER = 5      # above points (2), graph nodes and arrows
 DPI = 100             # figure pixels per inch: sizes below are in pixels
 LINE_PX = 13          # px per text line under a grid cell
 LINE_FONT = 7.5       # pt, text under grid cells
@@ -100,8 +102,9 @@ def isolation_order(points: np.ndarray) -> np.ndarray:
 
 def declutter(ax, x: Sequence[float], y: Sequence[float], labels: Sequence[str], order: Sequence[int], *,
               fontsize: float = 7.0, max_chars: int = 24) -> list:
-    """Annotate points in `order` (most important first) just right of each point, keeping a label only when its
-    rendered box overlaps no kept label and lies inside the axes; returns the kept annotations.
+    """Annotate points in `order` (most important first) just right of each point, or else just left of it,
+    keeping a label only where its rendered box overlaps no kept label and lies inside the axes; returns the kept
+    annotations. Kept labels sit on a half-transparent white box above everything drawn (nodes, arrows).
 
     Call after the axes limits are final (the boxes are measured in display space)."""
     renderer = ax.figure.canvas.get_renderer()
@@ -109,14 +112,16 @@ def declutter(ax, x: Sequence[float], y: Sequence[float], labels: Sequence[str],
     kept, boxes = [], []
     for i in order:
         text = shorten(str(labels[i]), max_chars)
-        note = ax.annotate(text, (x[i], y[i]), xytext=(4, 0), textcoords="offset points", va="center",
-                           fontsize=fontsize, color=INK, annotation_clip=True)
-        box = note.get_window_extent(renderer)
-        fits = inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
-        if fits and not (boxes and Bbox(box).count_overlaps(boxes)):
-            kept.append(note)
-            boxes.append(box)
-        else:
+        for dx, ha in LABEL_PLACES:
+            note = ax.annotate(text, (x[i], y[i]), xytext=(dx, 0), textcoords="offset points", ha=ha, va="center",
+                               fontsize=fontsize, color=INK, annotation_clip=True, zorder=LABEL_ZORDER,
+                               bbox=dict(boxstyle="square,pad=0.1", fc="white", alpha=0.7, lw=0))
+            box = note.get_window_extent(renderer)
+            fits = inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
+            if fits and not (boxes and Bbox(box).count_overlaps(boxes)):
+                kept.append(note)
+                boxes.append(box)
+                break
             note.remove()
     return kept
 

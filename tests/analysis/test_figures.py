@@ -43,6 +43,22 @@ def test_sparse_scatter_labels_every_point():
     assert sorted(n.get_text() for n in _annotations(figure.axes[0])) == ["a", "b", "c"]
 
 
+def test_a_label_that_does_not_fit_right_of_its_point_goes_left_on_a_white_box_above_the_points():
+    """Audit: the rightmost nodes of every small graph panel lost their names (a label was only tried on the right),
+    and the hub's name lay under nodes and arrows."""
+    figure = fig.labelled_scatter([0, 5, 10], [0, 5, 10], ["left", "middle", "rightmost"], title="t", xlabel="x",
+                                  ylabel="y", size=(400, 300))
+    ax = figure.axes[0]
+    notes = {n.get_text(): n for n in _annotations(ax)}
+    assert set(notes) == {"left", "middle", "rightmost"}
+    assert notes["rightmost"].get_ha() == "right" and notes["left"].get_ha() == "left"
+    points = ax.collections[0]
+    for note in notes.values():
+        assert note.get_zorder() > points.get_zorder()
+        box = note.get_bbox_patch()
+        assert box is not None and box.get_facecolor()[:3] == (1.0, 1.0, 1.0)
+
+
 def test_output_pca_titles_axes_with_the_variance_and_colours_by_component():
     pca = pd.DataFrame({"target": [0, 1, 2], "name": ["a", "b", "c"], "pc1": [0.0, 1, 2], "pc2": [1.0, 0, 1]})
     variance = pd.DataFrame({"explained_variance_ratio": [0.6, 0.25]})
