@@ -30,6 +30,7 @@ INK = "#222222"
 MUTED = "#777777"
 GOOD = "#1a7f37"
 BAD = "#c0392b"
+PARTNER = "#1f5fbf"    # a trajectory's second class (an addition's partner), beside the target's BAD red
 # Colours of the ten largest graph components: tab10 without its grey (too close to OTHER) and its red (BAD's
 # "wrong" elsewhere), plus two darker hues of tab20b. The rest are OTHER, a light grey.
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79",
@@ -226,7 +227,7 @@ def png_bytes(image: Image.Image) -> bytes:
 
 # Colours a GIF frame keeps exactly: its palette is otherwise built from the frame, mostly image, where a small red
 # target dot is a handful of pixels that median cut merges into the image's colours (a grey mauve, once).
-MARKERS = (BAD, GOOD, INK, MUTED)
+MARKERS = (BAD, GOOD, INK, MUTED, PARTNER)
 
 
 def paletted(image: Image.Image, keep: Sequence[str] = MARKERS) -> Image.Image:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, Cell, Pages, declutter, gif_bytes,
+from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, PARTNER, Cell, Pages, declutter, gif_bytes,
                               grid_figure, grid_pages, isolation_order, line_chars, new_figure, shorten)
 
 GRID_THUMB = 96          # px, images in the grids
@@ -365,6 +365,16 @@ def direction_strip(images: pd.DataFrame, thumbs: Mapping, title: str, *, thumb:
 TRAJECTORY_SIZE = (900, 420)   # px, one video frame: the image and the scatter of outputs side by side
 
 
+def snapshot_partner(row) -> int | None:
+    """The second class of a recorded image (an addition's or interpolation's), from its `partner` or else its key
+    (`jobs.catalog.key_of`: job:variant:target:partner:seed); None without one."""
+    partner = row.get("partner")
+    if partner is None and isinstance(row.get("key"), str):
+        fields = row["key"].split(":")
+        partner = int(fields[3]) if len(fields) > 4 and fields[3].lstrip("-").isdigit() else None
+    return int(partner) if partner is not None and pd.notna(partner) and partner >= 0 else None
+
+
 def trajectory_frames(snapshots: pd.DataFrame, names: Sequence[str], *, size: tuple[int, int] = TRAJECTORY_SIZE
                       ) -> Pages:
     """Input generation article, "InceptionV3 and GoogleNet Compared": "each gradient descent iteration ... with a
@@ -372,7 +382,9 @@ def trajectory_frames(snapshots: pd.DataFrame, names: Sequence[str], *, size: tu
     recorded snapshot of one image (`snapshots`: its trajectories/ rows with a png, in step order, with step,
     octave, target, label and logits; a row with `final` True is the stored final image, `report.with_final_image`):
     the image the step cropped from on the left, every class's output at that step on the right (x: class index),
-    the target in red; the y-axis spans all frames, so the video shows the outputs move."""
+    the target in red and a second class (`snapshot_partner`: an addition's partner) in blue, named in a legend
+    above the panel; the argmax in the panel's title, green when it is one of them. The y-axis spans all frames, so
+    the video shows the outputs move."""
     snapshots = snapshots.sort_values("step").reset_index(drop=True)
     values = np.stack(snapshots["logits"].to_numpy()) if len(snapshots) else np.zeros((0, len(names)))  # F x C
     low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
@@ -383,26 +395,30 @@ def trajectory_frames(snapshots: pd.DataFrame, names: Sequence[str], *, size: tu
         r = snapshots.iloc[index]
         target = int(r.target) if pd.notna(r.target) and r.target >= 0 else None
         figure = new_figure(*size)
-        left, right = figure.add_axes((0.02, 0.08, 0.40, 0.80)), figure.add_axes((0.52, 0.12, 0.45, 0.76))
+        left, right = figure.add_axes((0.02, 0.08, 0.40, 0.80)), figure.add_axes((0.52, 0.12, 0.45, 0.70))
         left.imshow(decode(r.png), interpolation="nearest")
         left.set_axis_off()
         final = "final image, " if bool(r.get("final", False)) else ""
         left.set_title(f"{final}step {int(r.step)} (octave {int(r.octave) + 1})", fontsize=10)
         v = values[index]
         others = np.ones(len(v), bool)
-        if target is not None:
-            others[target] = False
+        partner = snapshot_partner(r)
+        marked = {c: (colour, role) for c, colour, role in ((target, BAD, "target"), (partner, PARTNER, "partner"))
+                  if c is not None}
+        for c in marked:
+            others[c] = False
         right.scatter(np.flatnonzero(others), v[others], s=8, c=MUTED, linewidths=0)
-        if target is not None:
-            right.scatter([target], [v[target]], s=40, c=BAD, linewidths=0, zorder=3,
-                          label=f"target: {names[target]}")
-            right.legend(loc="lower right", fontsize=8, frameon=False)
+        for c, (colour, role) in marked.items():
+            right.scatter([c], [v[c]], s=40, c=colour, linewidths=0, zorder=3, label=f"{role}: {names[c]}")
+        if marked:   # above the panel, where it covers no point
+            figure.legend(loc="upper right", bbox_to_anchor=(0.98, 1.0), ncols=len(marked), fontsize=8,
+                          frameon=False)
         right.set_ylim(low - pad, high + pad)
         right.set_xlabel("class")
         right.set_ylabel("output")
         label = int(r.label)
         right.set_title(f"argmax: {names[label] if 0 <= label < len(names) else label}", fontsize=10,
-                        color=GOOD if target is not None and label == target else INK)
+                        color=GOOD if label in marked else INK)
         return figure
     return Pages(len(snapshots), build)
 

@@ -262,6 +262,35 @@ def test_interpolation_strip_writes_no_negative_zero():
     assert fig.one_decimal(-0.06) == "-0.1"
 
 
+def _snapshots(key, label, logits):
+    from sweep.store import encode_png
+    return pd.DataFrame({"key": [key], "step": [0], "octave": [0], "target": [2], "label": [label],
+                         "logits": [np.asarray(logits, float)], "png": [encode_png(np.zeros((8, 8, 3), np.uint8))]})
+
+
+def test_trajectory_frame_marks_an_additions_partner_and_keeps_the_legend_off_the_points():
+    """Audit: the legend covered a point low on the right; in addition:merge:2:9:0 only digit 2 was marked, and the
+    title "argmax: digit 9" was black as if 9 were a failure."""
+    from matplotlib.colors import to_hex
+    names = [f"digit {i}" for i in range(10)]
+    logits = [3, 2, 8, 0, 1, 0, 0, 0, 0, 9.0]
+    logits[9] = -4.7 + 14   # the partner on top; a low point at the right edge, where the legend sat
+    low = list(logits)
+    low[8] = -4.7
+    frame, = fig.trajectory_frames(_snapshots("addition:merge:2:9:0", 9, low), names)
+    image_ax, right = frame.axes
+    marked = {to_hex(c.get_facecolors()[0]): c.get_offsets().tolist() for c in right.collections[1:]}
+    assert marked == {drawing.BAD: [[2, 8.0]], drawing.PARTNER: [[9, 9.3]]}
+    assert to_hex(right.title.get_color()) == drawing.GOOD and right.get_title() == "argmax: digit 9"
+    legend, = frame.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["target: digit 2", "partner: digit 9"]
+    renderer = frame.canvas.get_renderer()
+    for covered in (right, right.title):
+        assert not legend.get_window_extent(renderer).overlaps(covered.get_window_extent(renderer))
+    octave, = fig.trajectory_frames(_snapshots("octave:-:2:-1:0", 9, low), names)
+    assert len(octave.axes[1].collections) == 2 and to_hex(octave.axes[1].title.get_color()) == drawing.INK
+
+
 def test_direction_distribution_has_one_histogram_per_group():
     positions = np.array([-1.0, -0.5, 0.2, 0.9, 1.0, 0.0])
     groups = np.array(["a", "a", "b", "b", "b", ""])
