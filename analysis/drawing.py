@@ -30,10 +30,14 @@ INK = "#222222"
 MUTED = "#777777"
 GOOD = "#1a7f37"
 BAD = "#c0392b"
-# Colours of the largest graph components (the rest are grey).
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
-           "#7f7f7f")
-OTHER = "#b0b0b0"
+PARTNER = "#1f5fbf"    # a trajectory's second class (an addition's partner), beside the target's BAD red
+# Colours of the ten largest graph components: tab10 without its grey (too close to OTHER) and its red (BAD's
+# "wrong" elsewhere), plus two darker hues of tab20b. The rest are OTHER, a light grey.
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79",
+           "#8c6d31")
+OTHER = "#d0d0d0"
+LABEL_PLACES = ((4, "left"), (-4, "right"))   # a scatter label's places in turn: right of its point, then left
+LABEL_ZORDER = 5      # above points (2), graph nodes and arrows
 DPI = 100             # figure pixels per inch: sizes below are in pixels
 LINE_PX = 13          # px per text line under a grid cell
 LINE_FONT = 7.5       # pt, text under grid cells
@@ -99,24 +103,26 @@ def isolation_order(points: np.ndarray) -> np.ndarray:
 
 def declutter(ax, x: Sequence[float], y: Sequence[float], labels: Sequence[str], order: Sequence[int], *,
               fontsize: float = 7.0, max_chars: int = 24) -> list:
-    """Annotate points in `order` (most important first) just right of each point, keeping a label only when its
-    rendered box overlaps no kept label and lies inside the axes; returns the kept annotations.
+    """Annotate points in `order` (most important first) just right of each point, or else just left of it,
+    keeping a label only where its rendered box overlaps no kept label and lies inside the axes; returns the kept
+    annotations. Kept labels sit on a half-transparent white box above everything drawn (nodes, arrows).
 
     Call after the axes limits are final (the boxes are measured in display space)."""
     renderer = ax.figure.canvas.get_renderer()
     inside = ax.get_window_extent(renderer)
     kept, boxes = [], []
     for i in order:
-        text = str(labels[i])
-        text = text if len(text) <= max_chars else text[:max_chars - 1] + "…"
-        note = ax.annotate(text, (x[i], y[i]), xytext=(4, 0), textcoords="offset points", va="center",
-                           fontsize=fontsize, color=INK, annotation_clip=True)
-        box = note.get_window_extent(renderer)
-        fits = inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
-        if fits and not (boxes and Bbox(box).count_overlaps(boxes)):
-            kept.append(note)
-            boxes.append(box)
-        else:
+        text = shorten(str(labels[i]), max_chars)
+        for dx, ha in LABEL_PLACES:
+            note = ax.annotate(text, (x[i], y[i]), xytext=(dx, 0), textcoords="offset points", ha=ha, va="center",
+                               fontsize=fontsize, color=INK, annotation_clip=True, zorder=LABEL_ZORDER,
+                               bbox=dict(boxstyle="square,pad=0.1", fc="white", alpha=0.7, lw=0))
+            box = note.get_window_extent(renderer)
+            fits = inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
+            if fits and not (boxes and Bbox(box).count_overlaps(boxes)):
+                kept.append(note)
+                boxes.append(box)
+                break
             note.remove()
     return kept
 
@@ -128,6 +134,16 @@ class Cell:
     """One grid cell: images side by side (None: missing), then lines of text (text, colour) under them."""
     images: tuple[Image.Image | None, ...]
     lines: tuple[tuple[str, str], ...]
+
+
+def line_chars(width_px: float) -> int:
+    """How many characters of a caption line fit under a cell `width_px` wide."""
+    return max(4, int(width_px / CHAR_PX))
+
+
+def shorten(text: str, max_chars: int) -> str:
+    """`text` cut to `max_chars` characters, the last one an ellipsis when it was cut."""
+    return text if len(text) <= max_chars else text[:max_chars - 1] + "…"
 
 
 def grid_pages(cells: Sequence[Cell], *, title: str, columns: int, rows: int, thumb: int) -> Pages:
@@ -171,11 +187,11 @@ def grid_figure(cells: Sequence[Cell], *, title: str, columns: int, thumb: int) 
         return x / width, (height - y) / total
     for x, y in missing:
         figure.text(*at(x, y), "missing", ha="center", va="center", fontsize=7, color=MUTED)
-    max_chars = max(4, int(cell_w / CHAR_PX))
+    max_chars = line_chars(cell_w)
     for i, cell in enumerate(cells):
         cx, cy = pad + (i % columns) * (cell_w + pad), pad + (i // columns) * (cell_h + pad)
         for j, (text, colour) in enumerate(cell.lines):
-            text = text if len(text) <= max_chars else text[:max_chars - 1] + "…"
+            text = shorten(text, max_chars)
             figure.text(*at(cx, cy + thumb + 4 + j * LINE_PX), text, ha="left", va="top", fontsize=LINE_FONT,
                         color=colour)
     return figure
@@ -211,7 +227,7 @@ def png_bytes(image: Image.Image) -> bytes:
 
 # Colours a GIF frame keeps exactly: its palette is otherwise built from the frame, mostly image, where a small red
 # target dot is a handful of pixels that median cut merges into the image's colours (a grey mauve, once).
-MARKERS = (BAD, GOOD, INK, MUTED)
+MARKERS = (BAD, GOOD, INK, MUTED, PARTNER)
 
 
 def paletted(image: Image.Image, keep: Sequence[str] = MARKERS) -> Image.Image:

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, Cell, Pages, declutter, gif_bytes,
-                              grid_figure, grid_pages, isolation_order, new_figure)
+from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, PARTNER, Cell, Pages, declutter, gif_bytes,
+                              grid_figure, grid_pages, isolation_order, line_chars, new_figure, shorten)
 
 GRID_THUMB = 96          # px, images in the grids
 CONTACT = (10, 10)       # columns x rows per contact-sheet page
@@ -42,15 +42,15 @@ def _flag(value) -> bool | None:
 # --- image grids -------------------------------------------------------------------------------------------------
 
 def contact_sheets(classes: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRID_THUMB) -> Pages:
-    """Every class image (`classes` table) with the model's label and probability; red: labelled as another
-    class."""
+    """Every class image (`classes` table) with its class's probability; red: labelled as another class, named
+    with its own probability (the first of `top5_probs`), so that a wrong label is not read with the class's p."""
     cells = []
     for r in classes.itertuples():
-        colour = GOOD if r.correct else BAD
-        cells.append(Cell((thumbs.get(r.key),),
-                          ((f"{r.target} {r.name}", INK),
-                           (f"-> {r.label_name} {r.target_prob:.2f}" if not r.correct
-                            else f"p = {r.target_prob:.3f}", colour))))
+        lines = [(f"{r.target} {r.name}", INK), (f"p = {r.target_prob:.3f}", GOOD if r.correct else BAD)]
+        if not r.correct:
+            p = f" {r.top5_probs[0]:.2f}"   # kept whole: a long name is cut before it
+            lines.append(("-> " + shorten(str(r.label_name), line_chars(thumb) - 3 - len(p)) + p, BAD))
+        cells.append(Cell((thumbs.get(r.key),), tuple(lines)))
     return grid_pages(cells, title="Class images: octave, lowest seed", columns=CONTACT[0], rows=CONTACT[1],
                       thumb=thumb)
 
@@ -80,9 +80,21 @@ def addition_variants(additions: pd.DataFrame) -> list[str]:
     return variants + sorted(set(additions["variant"]) - set(variants))
 
 
+def intruder(r) -> tuple[str, int]:
+    """What pushed one of an addition's classes out of the top two (`additions` row): the highest-ranked class
+    outside the pair, (name, rank). Read from `intruder_name`/`intruder_rank` when the table has them; without them,
+    the label when it is outside the pair (at #1), else ("", 2): a class the table does not name."""
+    name = getattr(r, "intruder_name", None)
+    if isinstance(name, str) and name:
+        return name, int(r.intruder_rank)
+    return (str(r.label_name), 1) if r.label not in (r.target, r.partner) else ("", 2)
+
+
 def additions_grid(additions: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRID_THUMB) -> Pages:
-    """Per pair and seed, each variant's image with both classes' ranks (green: the two are the top two)."""
+    """Per pair and seed, each variant's image with both classes' ranks (green: the two are the top two; red:
+    named with the class that got in, `intruder`)."""
     variants = addition_variants(additions)
+    width = line_chars(len(variants) * thumb)   # about the caption's characters under a cell
     cells = []
     for _, group in additions.groupby(["target", "partner", "seed"], sort=True):
         by_variant = {r.variant: r for r in group.itertuples()}
@@ -91,8 +103,13 @@ def additions_grid(additions: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRI
         for v in variants:
             r = by_variant.get(v)
             if r is not None:
-                verdict = "both top-2" if r.top_two else f"-> {r.label_name}"
-                lines.append((f"{v}: #{r.target_rank}/#{r.partner_rank} {verdict}", GOOD if r.top_two else BAD))
+                ranks = f"{v}: #{r.target_rank}/#{r.partner_rank}"
+                if r.top_two:
+                    lines.append((f"{ranks} both top-2", GOOD))
+                    continue
+                name, rank = intruder(r)
+                rank = f" #{rank}"   # kept whole: a long name is cut before it
+                lines += [(ranks, BAD), ("in: " + shorten(name or "(unnamed)", width - 4 - len(rank)) + rank, BAD)]
         cells.append(Cell(tuple(thumbs.get(by_variant[v].key) if v in by_variant else None for v in variants),
                           tuple(lines)))
     return grid_pages(cells, title=f"Additions: {' | '.join(variants)}", columns=PAIRS[0], rows=PAIRS[1],
@@ -132,6 +149,11 @@ def source_grid(job: str, rows: pd.DataFrame, sources: Mapping, thumbs: Mapping,
     return grid_pages(cells, title=f"{title}: {legend}", columns=PAIRS[0], rows=PAIRS[1], thumb=thumb)
 
 
+def one_decimal(value: float) -> str:
+    """`value` with one decimal, without the "-0.0" of a small negative number."""
+    return f"{round(float(value), 1) + 0.0:.1f}"   # -0.0 + 0.0 is 0.0
+
+
 def interpolation_strip(frames: pd.DataFrame, logits: np.ndarray, source_thumb, thumbs: Mapping,
                         names: Sequence[str], *, thumb: int = GRID_THUMB) -> Figure:
     """One interpolation from class a to b (`frames`: its rows in order, with target, partner, source, seed, step,
@@ -141,9 +163,9 @@ def interpolation_strip(frames: pd.DataFrame, logits: np.ndarray, source_thumb, 
     cells = [Cell((source_thumb,), ((f"{names[a]} -> {names[b]}", INK), (str(source), MUTED),
                                     (f"seed {seed}", MUTED)))]
     for values, r in zip(logits, frames.itertuples()):
-        cells.append(Cell((thumbs.get(r.key),), ((f"step {r.step}", MUTED), (f"{names[a]}: {values[a]:.1f}",
-                                                                             PALETTE[0]),
-                                                 (f"{names[b]}: {values[b]:.1f}", PALETTE[1]))))
+        cells.append(Cell((thumbs.get(r.key),), ((f"step {r.step}", MUTED),
+                                                 (f"{names[a]}: {one_decimal(values[a])}", PALETTE[0]),
+                                                 (f"{names[b]}: {one_decimal(values[b])}", PALETTE[1]))))
     return grid_figure(cells, title=f"Interpolation from {names[a]} to {names[b]}, from {source}",
                        columns=len(cells), thumb=thumb)
 
@@ -180,7 +202,7 @@ def labelled_scatter(x, y, labels: Sequence[str], *, title: str, xlabel: str, yl
 def component_colours(nodes: pd.DataFrame, targets: np.ndarray) -> list[str]:
     """The colour of each target's graph component (the ten largest get a colour, the rest grey)."""
     component = dict(zip(nodes["node"], nodes["component"]))
-    return [PALETTE[c] if (c := component.get(t, -1)) in range(len(PALETTE)) else OTHER for t in targets]
+    return [component_colour(component.get(t, -1)) for t in targets]
 
 
 def output_pca(pca: pd.DataFrame, variance: pd.DataFrame, nodes: pd.DataFrame) -> Figure:
@@ -232,7 +254,7 @@ def _page_groups(sizes: Sequence[int]) -> list[list[int]]:
 def graph_pages(nodes: pd.DataFrame, components: pd.DataFrame, *, seed: int = 0) -> Pages:
     """The nearest-neighbour graph (`graph_nodes` and `graph_components` tables) component by component, one
     Axes each (spring layout with a fixed seed, networkx's matplotlib drawing): an arrow from each class to the
-    class most activated by its image; orange: the component's hub; grey: a class without an image of its own."""
+    class most activated by its image, in the component's colour as in the PCA (`draw_component`)."""
     from analysis.graph import graph_from_tables
     g = graph_from_tables(nodes)
     members = [list(m) for m in components["members"]]
@@ -253,18 +275,47 @@ def graph_pages(nodes: pd.DataFrame, components: pd.DataFrame, *, seed: int = 0)
     return Pages(len(groups), page)
 
 
+def component_hubs(g: nx.DiGraph, members: Sequence[int]) -> list[int]:
+    """The members most pointed at (in index order: several on a tie); none when every member is pointed at as often
+    (a cycle, a mutual pair), where no class stands out as a hub."""
+    degree = {n: g.in_degree(n) for n in members}
+    top = max(degree.values(), default=0)
+    hubs = sorted(n for n in members if degree[n] == top)
+    return [] if len(hubs) == len(members) else hubs
+
+
+def _hub_title(g: nx.DiGraph, hubs: Sequence[int], shown: int = 3) -> str:
+    names = [g.nodes[n]["name"] for n in hubs[:shown]] + ([f"+{len(hubs) - shown} more"] if len(hubs) > shown else [])
+    return "" if not hubs else f", hub {names[0]}" if len(hubs) == 1 else f", hubs {', '.join(names)} (tie)"
+
+
+def component_colour(index: int) -> str:
+    """Component `index`'s colour, the same in the graph as in the PCA (`component_colours`)."""
+    return PALETTE[index] if 0 <= index < len(PALETTE) else OTHER
+
+
 def draw_component(ax, g: nx.DiGraph, index: int, members: Sequence[int], *, seed: int = 0) -> None:
-    """One component on `ax`: nodes, arrows and as many class names as fit, the most pointed-at first."""
+    """One component on `ax`: nodes in the component's colour (as in the PCA; hollow: a class without an image of its
+    own), its hubs larger with a black edge, arrows (a mutual pair's two arcs bent apart, so both show) and as many
+    class names as fit, the most pointed-at first."""
     sub = g.subgraph(members)
-    hub = min(members, key=lambda n: (-g.in_degree(n), n))
+    hubs = set(component_hubs(g, members))
     pos = nx.spring_layout(nx.Graph(sub.to_undirected(as_view=True)), seed=seed)
-    colours = [PALETTE[1] if n == hub and len(members) > 2 else PALETTE[0] if g.nodes[n]["has_image"] else OTHER
-               for n in members]
+    colour = component_colour(index)
     size = 40 if len(members) < 200 else 15
-    nx.draw_networkx_nodes(sub, pos, nodelist=list(members), node_color=colours, node_size=size, ax=ax)
-    nx.draw_networkx_edges(sub, pos, edgelist=sorted(sub.edges), edge_color="#9aa5b1", width=1.0, arrows=True,
-                           arrowsize=8, node_size=size, ax=ax)
-    ax.set_title(f"component {index}: {len(members)} classes, hub {g.nodes[hub]['name']}", fontsize=8,
+    nodes = list(members)
+    sizes = [3 * size if n in hubs else size for n in nodes]
+    nx.draw_networkx_nodes(sub, pos, nodelist=nodes, node_size=sizes, ax=ax,
+                           node_color=[colour if g.nodes[n]["has_image"] else "white" for n in nodes],
+                           edgecolors=[INK if n in hubs else colour for n in nodes],
+                           linewidths=[1.5 if n in hubs else 1.0 for n in nodes])
+    edges = sorted(sub.edges)
+    mutual = [(u, v) for u, v in edges if sub.has_edge(v, u)]
+    for part, style in (([e for e in edges if e not in set(mutual)], "arc3"), (mutual, "arc3,rad=0.2")):
+        if part:
+            nx.draw_networkx_edges(sub, pos, edgelist=part, nodelist=nodes, node_size=sizes, edge_color="#9aa5b1",
+                                   width=1.0, arrows=True, arrowsize=8, connectionstyle=style, ax=ax)
+    ax.set_title(f"component {index}: {len(members)} classes{_hub_title(g, sorted(hubs))}", fontsize=8,
                  color=MUTED)
     ax.margins(0.15)
     ax.set_axis_off()
@@ -314,6 +365,16 @@ def direction_strip(images: pd.DataFrame, thumbs: Mapping, title: str, *, thumb:
 TRAJECTORY_SIZE = (900, 420)   # px, one video frame: the image and the scatter of outputs side by side
 
 
+def snapshot_partner(row) -> int | None:
+    """The second class of a recorded image (an addition's or interpolation's), from its `partner` or else its key
+    (`jobs.catalog.key_of`: job:variant:target:partner:seed); None without one."""
+    partner = row.get("partner")
+    if partner is None and isinstance(row.get("key"), str):
+        fields = row["key"].split(":")
+        partner = int(fields[3]) if len(fields) > 4 and fields[3].lstrip("-").isdigit() else None
+    return int(partner) if partner is not None and pd.notna(partner) and partner >= 0 else None
+
+
 def trajectory_frames(snapshots: pd.DataFrame, names: Sequence[str], *, size: tuple[int, int] = TRAJECTORY_SIZE
                       ) -> Pages:
     """Input generation article, "InceptionV3 and GoogleNet Compared": "each gradient descent iteration ... with a
@@ -321,7 +382,9 @@ def trajectory_frames(snapshots: pd.DataFrame, names: Sequence[str], *, size: tu
     recorded snapshot of one image (`snapshots`: its trajectories/ rows with a png, in step order, with step,
     octave, target, label and logits; a row with `final` True is the stored final image, `report.with_final_image`):
     the image the step cropped from on the left, every class's output at that step on the right (x: class index),
-    the target in red; the y-axis spans all frames, so the video shows the outputs move."""
+    the target in red and a second class (`snapshot_partner`: an addition's partner) in blue, named in a legend
+    above the panel; the argmax in the panel's title, green when it is one of them. The y-axis spans all frames, so
+    the video shows the outputs move."""
     snapshots = snapshots.sort_values("step").reset_index(drop=True)
     values = np.stack(snapshots["logits"].to_numpy()) if len(snapshots) else np.zeros((0, len(names)))  # F x C
     low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
@@ -332,26 +395,30 @@ def trajectory_frames(snapshots: pd.DataFrame, names: Sequence[str], *, size: tu
         r = snapshots.iloc[index]
         target = int(r.target) if pd.notna(r.target) and r.target >= 0 else None
         figure = new_figure(*size)
-        left, right = figure.add_axes((0.02, 0.08, 0.40, 0.80)), figure.add_axes((0.52, 0.12, 0.45, 0.76))
+        left, right = figure.add_axes((0.02, 0.08, 0.40, 0.80)), figure.add_axes((0.52, 0.12, 0.45, 0.70))
         left.imshow(decode(r.png), interpolation="nearest")
         left.set_axis_off()
         final = "final image, " if bool(r.get("final", False)) else ""
         left.set_title(f"{final}step {int(r.step)} (octave {int(r.octave) + 1})", fontsize=10)
         v = values[index]
         others = np.ones(len(v), bool)
-        if target is not None:
-            others[target] = False
+        partner = snapshot_partner(r)
+        marked = {c: (colour, role) for c, colour, role in ((target, BAD, "target"), (partner, PARTNER, "partner"))
+                  if c is not None}
+        for c in marked:
+            others[c] = False
         right.scatter(np.flatnonzero(others), v[others], s=8, c=MUTED, linewidths=0)
-        if target is not None:
-            right.scatter([target], [v[target]], s=40, c=BAD, linewidths=0, zorder=3,
-                          label=f"target: {names[target]}")
-            right.legend(loc="lower right", fontsize=8, frameon=False)
+        for c, (colour, role) in marked.items():
+            right.scatter([c], [v[c]], s=40, c=colour, linewidths=0, zorder=3, label=f"{role}: {names[c]}")
+        if marked:   # above the panel, where it covers no point
+            figure.legend(loc="upper right", bbox_to_anchor=(0.98, 1.0), ncols=len(marked), fontsize=8,
+                          frameon=False)
         right.set_ylim(low - pad, high + pad)
         right.set_xlabel("class")
         right.set_ylabel("output")
         label = int(r.label)
         right.set_title(f"argmax: {names[label] if 0 <= label < len(names) else label}", fontsize=10,
-                        color=GOOD if target is not None and label == target else INK)
+                        color=GOOD if label in marked else INK)
         return figure
     return Pages(len(snapshots), build)
 
@@ -364,12 +431,28 @@ def trajectory_gif(frames: Sequence[Figure], duration: int = 200, hold: int = 12
     return gif_bytes(images, images[0].size, duration, hold)
 
 
+def stability_job(summary: pd.DataFrame) -> str:
+    """The one job `stability_figure` draws: octave when there are octave rows, else the job with the most rows among
+    those every model has (else among all); "" for an empty summary. Ties go to the first in name order."""
+    if not len(summary):
+        return ""
+    if (summary["job"] == "octave").any():
+        return "octave"
+    per_model = summary.groupby("job")["model"].nunique()
+    shared = per_model.index[per_model == summary["model"].nunique()]
+    counts = summary["job"].value_counts()
+    counts = counts[counts.index.isin(shared)] if len(shared) else counts
+    return str(counts.sort_index(kind="stable").idxmax())
+
+
 def stability_figure(summary: pd.DataFrame) -> Figure:
-    """Models side by side per octave (`analysis.stability.compare_stability`, one job): the argmax change rate
-    between recorded steps and the share of recorded steps with the target top-1 (the article's observation that
-    InceptionV3's classification of its input jumps between iterations, particularly in the second octave)."""
-    octave_jobs = summary[summary["job"] == "octave"]
-    part = octave_jobs if len(octave_jobs) else summary
+    """Models side by side per octave (`analysis.stability.compare_stability`) for one job (`stability_job`, named
+    in the title; jobs are not averaged together): the argmax change rate between recorded steps and the share of
+    recorded steps with the target top-1 (the article's observation that InceptionV3's classification of its input
+    jumps between iterations, particularly in the second octave). Each bar is labelled with its value, so that a 0
+    reads apart from a missing value ("n/a")."""
+    job = stability_job(summary)
+    part = summary[summary["job"] == job]
     models = list(dict.fromkeys(part["model"]))
     octaves = sorted(part["octave"].unique())
     figure = new_figure(1100, 420)
@@ -378,15 +461,15 @@ def stability_figure(summary: pd.DataFrame) -> Figure:
     for ax, column, title in ((axes[0], "change_rate", "argmax changes per recorded step"),
                               (axes[1], "target_top1_share", "share of recorded steps with the target top-1")):
         for m, model in enumerate(models):
-            rows = part[part["model"] == model].groupby("octave")[column].mean().reindex(octaves)
-            ax.bar(np.arange(len(octaves)) + (m - (len(models) - 1) / 2) * width, rows.to_numpy(dtype=float),
-                   width, color=PALETTE[m % len(PALETTE)], label=model)
+            values = part[part["model"] == model].groupby("octave")[column].mean().reindex(octaves).to_numpy(float)
+            bars = ax.bar(np.arange(len(octaves)) + (m - (len(models) - 1) / 2) * width, np.nan_to_num(values),
+                          width, color=PALETTE[m % len(PALETTE)], label=model)
+            ax.bar_label(bars, ["n/a" if np.isnan(v) else f"{v:.2f}" for v in values], fontsize=7)
         ax.set_xticks(np.arange(len(octaves)), [f"octave {o}" for o in octaves])   # numbered from 1
         ax.set_title(title, fontsize=10)
         ax.grid(True, axis="y", color="#e4e4e4")
-    axes[1].set_ylim(0, 1)
+    axes[1].set_ylim(0, 1.08)   # room for the labels of bars at 1
     axes[0].legend(fontsize=8, frameon=False)
-    figure.suptitle(f"Classification stability during generation ({part['job'].iloc[0] if len(part) else ''} "
-                    f"images)", fontsize=11)
+    figure.suptitle(f"Classification stability during generation ({job} images)", fontsize=11)
     figure.tight_layout()
     return figure

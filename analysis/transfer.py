@@ -21,6 +21,7 @@ return matplotlib Figures; `store_outputs` is the one reader (through `sweep.sto
 """
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -39,6 +40,7 @@ LABELS = {"top1_share": "share with top-1 = target", "top5_share": "share with t
           "mean_target_prob": "mean target probability", "both_top2_share": "share with both classes in the top 2",
           "both_top5_share": "share with both classes in the top 5",
           "target_percentile": "mean percentile of the minimised class (0: the lowest output)"}
+PANEL_TITLE_CHARS = 28   # a compare panel's title is wrapped at this width: three panels a row leave no more
 PERCENTILE = "target_percentile"   # the one statistic that is a rank (0-100, low: success), not a share (0-1)
 
 
@@ -255,6 +257,7 @@ def compare_figure(table: pd.DataFrame, value: str | None = None):
         grid = matrix(part, "generator", "scorer", "value")
         title = f"{job}{' / ' + variant if variant else ''}" + (f":\n{part['measure_name'].iloc[0]}"
                                                                  if value is None else "")
+        title = "\n".join(textwrap.fill(line, PANEL_TITLE_CHARS) for line in title.split("\n"))
         _heatmap(ax, grid, title, grid.index if part["measure"].iloc[0] == PERCENTILE else ())
         ax.set_xlabel("scorer", fontsize=8)
         ax.set_ylabel("generator", fontsize=8)

@@ -43,6 +43,22 @@ def test_sparse_scatter_labels_every_point():
     assert sorted(n.get_text() for n in _annotations(figure.axes[0])) == ["a", "b", "c"]
 
 
+def test_a_label_that_does_not_fit_right_of_its_point_goes_left_on_a_white_box_above_the_points():
+    """Audit: the rightmost nodes of every small graph panel lost their names (a label was only tried on the right),
+    and the hub's name lay under nodes and arrows."""
+    figure = fig.labelled_scatter([0, 5, 10], [0, 5, 10], ["left", "middle", "rightmost"], title="t", xlabel="x",
+                                  ylabel="y", size=(400, 300))
+    ax = figure.axes[0]
+    notes = {n.get_text(): n for n in _annotations(ax)}
+    assert set(notes) == {"left", "middle", "rightmost"}
+    assert notes["rightmost"].get_ha() == "right" and notes["left"].get_ha() == "left"
+    points = ax.collections[0]
+    for note in notes.values():
+        assert note.get_zorder() > points.get_zorder()
+        box = note.get_bbox_patch()
+        assert box is not None and box.get_facecolor()[:3] == (1.0, 1.0, 1.0)
+
+
 def test_output_pca_titles_axes_with_the_variance_and_colours_by_component():
     pca = pd.DataFrame({"target": [0, 1, 2], "name": ["a", "b", "c"], "pc1": [0.0, 1, 2], "pc2": [1.0, 0, 1]})
     variance = pd.DataFrame({"explained_variance_ratio": [0.6, 0.25]})
@@ -93,6 +109,60 @@ def test_graph_pages_draw_every_component_on_its_own_axes():
         assert 1 <= len(_annotations(ax)) <= size
 
 
+def _tied_graph():
+    """Component 0: n0 and n4 both pointed at three times, and at each other (a mutual pair); n5 has no image of
+    its own. Component 1: the mutual pair n6 <-> n7."""
+    arrows = {1: 0, 2: 0, 3: 4, 5: 4, 0: 4, 4: 0, 6: 7, 7: 6}
+    nodes = pd.DataFrame([{"node": n, "name": f"n{n}", "neighbour": m, "neighbour_logit": 1.0, "has_image": n != 5,
+                           "component": int(n >= 6), "component_size": 2 if n >= 6 else 6}
+                          for n, m in arrows.items()])
+    comps = pd.DataFrame([{"component": 0, "size": 6, "members": [0, 1, 2, 3, 4, 5]},
+                          {"component": 1, "size": 2, "members": [6, 7]}])
+    return nodes, comps
+
+
+def _node_styles(ax):
+    from matplotlib.colors import to_hex
+    drawn, = [c for c in ax.collections if isinstance(c, PathCollection)]
+    return ([to_hex(c) for c in drawn.get_facecolors()], [to_hex(c) for c in drawn.get_edgecolors()],
+            list(drawn.get_sizes()))
+
+
+def test_graph_nodes_take_their_components_colour_and_the_hubs_a_black_edge():
+    """Audit: orange meant component 1 in the PCA but "hub" in the graph; a tie for hub picked the lower index."""
+    nodes, comps = _tied_graph()
+    big, pair = fig.graph_pages(nodes, comps)[0].axes
+    faces, edges, sizes = _node_styles(big)                      # members 0..5 in order
+    blue, ink = drawing.PALETTE[0], drawing.INK
+    assert faces == [blue] * 5 + ["#ffffff"]                      # n5: hollow, no image of its own
+    assert [e == ink for e in edges] == [True, False, False, False, True, False]
+    assert sizes[0] == sizes[4] > sizes[1]
+    assert big.get_title() == "component 0: 6 classes, hubs n0, n4 (tie)"
+    faces, edges, sizes = _node_styles(pair)
+    assert faces == [drawing.PALETTE[1]] * 2 and ink not in edges and sizes[0] == sizes[1]
+    assert pair.get_title() == "component 1: 2 classes"          # a mutual pair has no hub
+    pca = pd.DataFrame({"target": [0, 6], "name": ["n0", "n6"], "pc1": [0.0, 1], "pc2": [1.0, 0]})
+    from matplotlib.colors import to_hex
+    points = fig.output_pca(pca, pd.DataFrame({"explained_variance_ratio": [0.6, 0.3]}), nodes).axes[0]
+    assert [to_hex(c) for c in points.collections[0].get_facecolors()] == [blue, drawing.PALETTE[1]]
+
+
+def test_graph_bends_the_two_arrows_of_a_mutual_pair_apart():
+    """Audit: 9 <-> 3 was drawn as one line with an arrowhead at each end."""
+    nodes, comps = _tied_graph()
+    big, pair = fig.graph_pages(nodes, comps)[0].axes
+    bends = sorted(round(p.get_connectionstyle().rad, 2) for p in big.patches)
+    assert bends == [0.0] * 4 + [0.2] * 2                          # 0 <-> 4 bent, the four others straight
+    assert [round(p.get_connectionstyle().rad, 2) for p in pair.patches] == [0.2, 0.2]
+
+
+def test_palette_has_no_grey_and_other_is_lighter_than_every_colour():
+    from matplotlib.colors import to_rgb
+    greys = [c for c in drawing.PALETTE if np.ptp(to_rgb(c)) < 0.1]
+    assert not greys and len(set(drawing.PALETTE)) == 10 and "#d62728" not in drawing.PALETTE   # red: "wrong"
+    assert all(sum(to_rgb(drawing.OTHER)) > sum(to_rgb(c)) + 0.3 for c in drawing.PALETTE)
+
+
 def test_grid_pages_paginate_with_one_image_per_page_and_every_line():
     tile = Image.new("RGB", (32, 32), "red")
     cells = [drawing.Cell((tile, None), ((f"cell {i}", drawing.INK),)) for i in range(23)]
@@ -111,11 +181,114 @@ def test_grid_pages_paginate_with_one_image_per_page_and_every_line():
 def test_contact_sheets_of_1000_classes_are_ten_pages():
     classes = pd.DataFrame({"key": [f"k{i}" for i in range(1000)], "target": range(1000),
                             "name": [f"c{i}" for i in range(1000)], "correct": [i % 3 > 0 for i in range(1000)],
-                            "label_name": "x", "target_prob": 0.5})
+                            "label_name": "x", "target_prob": 0.5, "top5_probs": [[0.5, 0.3]] * 1000})
     pages = fig.contact_sheets(classes, {})
     assert len(pages) == 10 and all(isinstance(p, Figure) for p in pages)
     assert _texts(pages[9]).count("missing") == 100
     assert "c999" in " ".join(_texts(pages[9]))
+
+
+def _colour_of(figure: Figure, text: str) -> str:
+    from matplotlib.colors import to_hex
+    found, = [t for t in figure.texts if t.get_text() == text]
+    return to_hex(found.get_color())
+
+
+def test_contact_sheet_gives_a_wrong_label_its_own_probability_beside_the_class_one():
+    """Audit: "5 electric ray / -> stingray 0.00" read as stingray with p 0, when P(stingray) was about 1."""
+    classes = pd.DataFrame({"key": ["a", "b"], "target": [5, 6], "name": ["electric ray", "cock"],
+                            "correct": [False, True], "label_name": ["stingray and a much longer name", "cock"],
+                            "target_prob": [0.001, 0.97], "top5_probs": [[0.99, 0.001], [0.97, 0.01]]})
+    page, = fig.contact_sheets(classes, {})
+    texts = _texts(page)
+    assert "p = 0.001" in texts and "p = 0.970" in texts
+    wrong, = [t for t in texts if t.startswith("->")]
+    assert wrong.startswith("-> stingray") and wrong.endswith(" 0.99")   # the long name is cut, not its p
+    assert len(wrong) <= drawing.line_chars(fig.GRID_THUMB)
+    assert _colour_of(page, wrong) == drawing.BAD and _colour_of(page, "p = 0.970") == drawing.GOOD
+
+
+def _addition(variant, ranks, label, **more):
+    a, b = 0, 3
+    return {"key": f"addition:{variant}:{a}:{b}:0", "variant": variant, "seed": 0, "target": a,
+            "target_name": "digit 0", "partner": b, "partner_name": "digit 3", "target_rank": ranks[0],
+            "partner_rank": ranks[1], "label": label, "label_name": f"digit {label}",
+            "top_two": max(ranks) <= 2, **more}
+
+
+def test_additions_grid_names_the_class_that_got_in_not_a_member_of_the_pair():
+    """Audit: 0+3 merge showed "#3/#1 -> digit 3", the partner, when digit 9 had pushed digit 0 out."""
+    rows = [_addition("merge", (3, 1), 3, intruder=9, intruder_name="digit 9", intruder_rank=2),
+            _addition("juxtapose", (2, 3), 7)]
+    texts = _texts(fig.additions_grid(pd.DataFrame(rows), {})[0])
+    assert texts[texts.index("merge: #3/#1") + 1] == "in: digit 9 #2"
+    assert texts[texts.index("juxtapose: #2/#3") + 1] == "in: digit 7 #1"   # the label, outside the pair
+    assert not any("digit 3" in t for t in texts if t != "digit 0 + digit 3")
+    plain = _texts(fig.additions_grid(pd.DataFrame([_addition("merge", (3, 1), 3)]), {})[0])
+    assert "in: (unnamed) #2" in plain   # a table without the intruder does not guess
+
+
+def _stability(rows):
+    return pd.DataFrame(rows, columns=["model", "job", "octave", "change_rate", "target_top1_share"])
+
+
+def test_stability_figure_draws_one_job_the_models_share_and_names_it():
+    """Audit: without octave rows, addition and opposite rows were averaged per model under the title "(addition
+    images)": 0.209 = (0.311 + 0.107) / 2."""
+    summary = _stability([("resnet", "addition", 1, 0.311, 0.4), ("resnet", "addition", 2, 0.311, 0.4),
+                          ("resnet", "addition", 3, 0.311, 0.4), ("resnet", "opposite", 1, 0.107, 0.0),
+                          ("digits", "opposite", 1, 0.2, 0.0)])
+    assert fig.stability_job(summary) == "opposite"              # the one both models have, though fewer rows
+    figure = fig.stability_figure(summary)
+    assert "(opposite images)" in figure._suptitle.get_text()
+    assert [round(p.get_height(), 3) for p in figure.axes[0].patches] == [0.107, 0.2]
+    assert fig.stability_job(_stability([("a", "opposite", 1, 0, 0), ("a", "octave", 1, 0, 0)])) == "octave"
+
+
+def test_stability_bars_of_zero_and_missing_values_are_labelled():
+    """Audit: a change rate of 0 drew nothing, the same as a missing value."""
+    summary = _stability([("a", "octave", 1, 0.5, 1.0), ("a", "octave", 2, 0.0, np.nan)])
+    figure = fig.stability_figure(summary)
+    assert [t.get_text() for t in figure.axes[0].texts] == ["0.50", "0.00"]
+    assert [t.get_text() for t in figure.axes[1].texts] == ["1.00", "n/a"]
+
+
+def test_interpolation_strip_writes_no_negative_zero():
+    """Audit: a class interpolation strip printed "-0.0"."""
+    frames = pd.DataFrame({"target": [0, 0], "partner": [1, 1], "source": "photo", "seed": 0, "step": [1, 2],
+                           "key": ["f0", "f1"]})
+    texts = _texts(fig.interpolation_strip(frames, np.array([[-0.04, 2.0], [3.0, -0.0]]), None, {}, ["a", "b"]))
+    assert "a: 0.0" in texts and "b: 0.0" in texts and not any("-0.0" in t for t in texts)
+    assert fig.one_decimal(-0.06) == "-0.1"
+
+
+def _snapshots(key, label, logits):
+    from sweep.store import encode_png
+    return pd.DataFrame({"key": [key], "step": [0], "octave": [0], "target": [2], "label": [label],
+                         "logits": [np.asarray(logits, float)], "png": [encode_png(np.zeros((8, 8, 3), np.uint8))]})
+
+
+def test_trajectory_frame_marks_an_additions_partner_and_keeps_the_legend_off_the_points():
+    """Audit: the legend covered a point low on the right; in addition:merge:2:9:0 only digit 2 was marked, and the
+    title "argmax: digit 9" was black as if 9 were a failure."""
+    from matplotlib.colors import to_hex
+    names = [f"digit {i}" for i in range(10)]
+    logits = [3, 2, 8, 0, 1, 0, 0, 0, 0, 9.0]
+    logits[9] = -4.7 + 14   # the partner on top; a low point at the right edge, where the legend sat
+    low = list(logits)
+    low[8] = -4.7
+    frame, = fig.trajectory_frames(_snapshots("addition:merge:2:9:0", 9, low), names)
+    image_ax, right = frame.axes
+    marked = {to_hex(c.get_facecolors()[0]): c.get_offsets().tolist() for c in right.collections[1:]}
+    assert marked == {drawing.BAD: [[2, 8.0]], drawing.PARTNER: [[9, 9.3]]}
+    assert to_hex(right.title.get_color()) == drawing.GOOD and right.get_title() == "argmax: digit 9"
+    legend, = frame.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["target: digit 2", "partner: digit 9"]
+    renderer = frame.canvas.get_renderer()
+    for covered in (right, right.title):
+        assert not legend.get_window_extent(renderer).overlaps(covered.get_window_extent(renderer))
+    octave, = fig.trajectory_frames(_snapshots("octave:-:2:-1:0", 9, low), names)
+    assert len(octave.axes[1].collections) == 2 and to_hex(octave.axes[1].title.get_color()) == drawing.INK
 
 
 def test_direction_distribution_has_one_histogram_per_group():

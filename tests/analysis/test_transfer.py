@@ -144,6 +144,20 @@ def test_each_job_is_judged_by_its_own_measure():
     assert [t.get_text() for t in panel.texts] == ["95%"]
 
 
+def test_compare_panel_titles_fit_in_the_figure():
+    """Audit: with three panel columns the opposite panel read "percentile of the minimised class, low =", the rest
+    past the figure's edge."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    figure = compare_figure(compare_table([judged_table()]))
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()   # constrained layout places the panels when drawn
+    renderer = canvas.get_renderer()
+    edge = figure.bbox
+    for ax in figure.axes:
+        box = ax.title.get_window_extent(renderer)
+        assert edge.x0 <= box.x0 and box.x1 <= edge.x1, ax.get_title()
+
+
 def test_the_summary_names_each_job_by_its_own_measure():
     numbers = _transfer_numbers(judged_table())
     assert numbers == {"gen": {"addition/merge": 0.95, "interpolate": 0.7, "octave": 0.9, "opposite": 4.0}}
