@@ -80,19 +80,9 @@ def addition_variants(additions: pd.DataFrame) -> list[str]:
     return variants + sorted(set(additions["variant"]) - set(variants))
 
 
-def intruder(r) -> tuple[str, int]:
-    """What pushed one of an addition's classes out of the top two (`additions` row): the highest-ranked class
-    outside the pair, (name, rank). Read from `intruder_name`/`intruder_rank` when the table has them; without them,
-    the label when it is outside the pair (at #1), else ("", 2): a class the table does not name."""
-    name = getattr(r, "intruder_name", None)
-    if isinstance(name, str) and name:
-        return name, int(r.intruder_rank)
-    return (str(r.label_name), 1) if r.label not in (r.target, r.partner) else ("", 2)
-
-
 def additions_grid(additions: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRID_THUMB) -> Pages:
     """Per pair and seed, each variant's image with both classes' ranks (green: the two are the top two; red:
-    named with the class that got in, `intruder`)."""
+    named with the class that got in: `additions_table`'s intruder, the strongest class outside the pair)."""
     variants = addition_variants(additions)
     width = line_chars(len(variants) * thumb)   # about the caption's characters under a cell
     cells = []
@@ -107,9 +97,8 @@ def additions_grid(additions: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRI
                 if r.top_two:
                     lines.append((f"{ranks} both top-2", GOOD))
                     continue
-                name, rank = intruder(r)
-                rank = f" #{rank}"   # kept whole: a long name is cut before it
-                lines += [(ranks, BAD), ("in: " + shorten(name or "(unnamed)", width - 4 - len(rank)) + rank, BAD)]
+                rank = f" #{r.intruder_rank}"   # kept whole: a long name is cut before it
+                lines += [(ranks, BAD), ("in: " + shorten(r.intruder_name, width - 4 - len(rank)) + rank, BAD)]
         cells.append(Cell(tuple(thumbs.get(by_variant[v].key) if v in by_variant else None for v in variants),
                           tuple(lines)))
     return grid_pages(cells, title=f"Additions: {' | '.join(variants)}", columns=PAIRS[0], rows=PAIRS[1],

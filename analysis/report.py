@@ -398,8 +398,10 @@ def _class_figures(tables, thumbs, writer: "_Writer", step: Callable[[str], None
     figures.append(writer.figure("Nearest-neighbour graph", "graph",
                                  fig.graph_pages(tables["graph_nodes"], tables["graph_components"]),
                                  f"{len(tables['graph_components'])} components; an arrow goes from each class to "
-                                 "the class most activated by its image (orange: the component's hub; grey: no "
-                                 "image of its own).", svg=True))
+                                 "the class most activated by its image. Nodes take their component's colour, as "
+                                 "in the PCA (light grey beyond the ten largest); larger with a black edge: the "
+                                 "hub; hollow: no image of its own; a mutual pair's two arrows are bent apart.",
+                                 svg=True))
     return figures
 
 

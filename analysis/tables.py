@@ -215,8 +215,10 @@ def additions_table(adds: Rows, class_names: Sequence[str]) -> pd.DataFrame:
     """One row per addition image: both classes' ranks, logits and probabilities in the result.
 
     Columns: key, variant, seed, target, target_name, partner, partner_name, target_rank, target_logit,
-    target_prob, partner_rank, partner_logit, partner_prob, label, label_name, top_two. `top_two` is true when the
-    two classes are the result's two most activated outputs (ranks 1 and 2 in either order).
+    target_prob, partner_rank, partner_logit, partner_prob, label, label_name, top_two, intruder, intruder_name,
+    intruder_rank. `top_two` is true when the two classes are the result's two most activated outputs (ranks 1 and
+    2 in either order); the intruder is the most activated class outside the pair (on a failure, the one that got
+    in).
     """
     names = np.asarray(class_names, dtype=object)
     meta, logits = adds.meta, adds.logits
@@ -228,6 +230,10 @@ def additions_table(adds: Rows, class_names: Sequence[str]) -> pd.DataFrame:
     probs = softmax(logits)
     rank_a, rank_b = rank_of(logits, a), rank_of(logits, b)
     labels = meta["label"].to_numpy().astype(np.int64)
+    outside = logits.astype(np.float64, copy=True)          # N x C: the pair's two classes masked out
+    outside[rows, a] = -np.inf
+    outside[rows, b] = -np.inf
+    intruders = outside.argmax(axis=1)                       # N: the strongest class outside the pair
     return pd.DataFrame({
         "key": meta["key"].to_numpy(),
         "variant": meta["variant"].to_numpy(),
@@ -245,6 +251,9 @@ def additions_table(adds: Rows, class_names: Sequence[str]) -> pd.DataFrame:
         "label": labels.astype(np.int32),
         "label_name": names[labels],
         "top_two": (rank_a <= 2) & (rank_b <= 2) & (a != b),
+        "intruder": intruders.astype(np.int32),
+        "intruder_name": names[intruders],
+        "intruder_rank": rank_of(logits, intruders).astype(np.int32),
     })
 
 

@@ -84,6 +84,9 @@ def test_additions_table(rows):
     assert t.loc[(0, 1, "merge"), ["target_rank", "partner_rank", "top_two"]].tolist() == [1, 2, True]
     assert t.loc[(0, 1, "juxtapose"), ["target_rank", "partner_rank", "top_two"]].tolist() == [1, 3, False]
     assert t.loc[(2, 3, "merge"), ["target_rank", "partner_rank", "top_two"]].tolist() == [3, 2, False]
+    # the class that got in: the strongest outside the pair, with its rank (2+3 merge: class 4 at #1)
+    assert t.loc[(2, 3, "merge"), ["intruder", "intruder_name", "intruder_rank"]].tolist() == [4, NAMES[4], 1]
+    assert t.loc[(0, 1, "juxtapose"), ["intruder", "intruder_rank"]].tolist() == [2, 2]
     assert t.loc[(2, 3, "merge"), "label_name"] == "eel"
     assert t.loc[(2, 3, "juxtapose"), ["target_rank", "partner_rank", "top_two"]].tolist() == [1, 1, True]
     assert t.loc[(2, 3, "merge"), "partner_logit"] == 6
