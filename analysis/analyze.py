@@ -26,8 +26,8 @@ from analysis.coverage import coverage
 from analysis.load import Rows, read_rows, representatives
 from analysis.projection import ConstantOutputs, pca_tables
 from analysis.stability import read_trajectories, stability_summary, stability_table
-from analysis.tables import (METRICS, additions_summary, additions_table, classes_table, opposites_summary,
-                             opposites_table)
+from analysis.tables import (MARGIN_SHARE, METRICS, additions_summary, additions_table, classes_table,
+                             opposites_summary, opposites_table)
 from analysis.transfer import PERCENTILE, TOP1, TOP3_FILE, TRANSFER_FILE, aim_class, success_measure, \
     success_table, transfer_tables
 from jobs.catalog import BY_NAME, CLASSLESS, IMAGE_JOBS
@@ -76,6 +76,7 @@ class AnalysisSummary:
     tables: list[str] = field(default_factory=list)   # files written under {store}/analysis/
     version: int = 1                                  # ANALYSIS_VERSION of the analysis (1: before it was recorded)
     scores_fingerprint: str = ""                      # of the scores/ files analysed (`sweep score`'s)
+    margin_share: float = MARGIN_SHARE                # the margin opposite's share of the lowest outputs searched
 
     def lines(self) -> list[str]:
         out = [f"store {self.store}: model {self.model}, {self.n_classes} classes; "
@@ -86,7 +87,8 @@ class AnalysisSummary:
         for criterion, s in self.opposites.items():
             common = ", ".join(f"{name} ({count})" for name, count in s["most_common"][:5])
             share = "n/a" if s["mutual_share"] is None else f"{s['mutual_share']:.1%}"
-            out.append(f"opposites by {criterion}: {s['distinct']} distinct among {s['classes']} classes; "
+            among = f" (among the lowest {self.margin_share:.0%} of outputs)" if criterion == "margin" else ""
+            out.append(f"opposites by {criterion}{among}: {s['distinct']} distinct among {s['classes']} classes; "
                        f"mutual pairs {s['mutual_pairs']} (share of classes in a mutual pair {share}); "
                        f"most common: {common}")
         for variant, s in self.additions.items():
@@ -123,14 +125,18 @@ class AnalysisSummary:
         return cls(**json.loads(text))
 
 
-def analyze_store(store: Store | str, metric: str = "cosine") -> AnalysisSummary:
-    """Compute every table of a store and write them under {store}/analysis/; returns the summary.
+def analyze_store(store: Store | str, metric: str = "cosine", margin_share: float = MARGIN_SHARE) -> AnalysisSummary:
+    """Compute every table of a store and write them under {store}/analysis/; returns the summary. `margin_share`:
+    the share of the lowest outputs among which the article's margin opposite is sought (`tables.MARGIN_SHARE`).
 
     Raises StoreError for a store that cannot be analysed: none there, no manifest, no images, a foreign Parquet
-    file in images/, an unknown metric. Without octave images the class tables are skipped (see NO_CLASS_IMAGES).
+    file in images/, an unknown metric, a margin share outside (0, 1]. Without octave images the class tables are
+    skipped (see NO_CLASS_IMAGES).
     """
     if metric not in METRICS:
         raise StoreError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
+    if not 0 < margin_share <= 1:
+        raise StoreError(f"margin share must be in (0, 1], got {margin_share}")
     st = open_store(store)
     fingerprint = st.fingerprint()   # before reading: a file the sweep adds meanwhile makes the tables stale
     scores_fingerprint = st.fingerprint(SCORES)
@@ -143,12 +149,12 @@ def analyze_store(store: Store | str, metric: str = "cosine") -> AnalysisSummary
         fingerprint=fingerprint,
         images={job: int(n) for job, n in rows.meta["job"].value_counts(sort=False).sort_index().items()},
         coverage=cov.lines(st.class_names), complete=cov.complete, version=ANALYSIS_VERSION,
-        scores_fingerprint=scores_fingerprint)
+        scores_fingerprint=scores_fingerprint, margin_share=margin_share)
     if dropped:
         summary.notes.append(f"{dropped} images left out: class indices outside the model's {st.n_classes} "
                              f"classes or outputs that are not finite")
     try:
-        tables, g = _compute(rows, reps, st.class_names, metric, summary)
+        tables, g = _compute(rows, reps, st.class_names, metric, summary, margin_share)
     except ValueError as err:  # data the tables cannot make sense of: say so in one line
         raise StoreError(f"store {st.uri} cannot be analysed: {err}") from None
     tables.update(transfer_tables(st, rows))
@@ -216,14 +222,15 @@ def usable_rows(rows: Rows, n_classes: int) -> tuple[Rows, int]:
     return (rows if ok.all() else rows.select(ok)), int((~ok).sum())
 
 
-def _compute(rows: Rows, reps: Rows | None, names, metric: str, summary: AnalysisSummary):
+def _compute(rows: Rows, reps: Rows | None, names, metric: str, summary: AnalysisSummary,
+             margin_share: float = MARGIN_SHARE):
     """Every table (by file name) and the graph (None without class images: `reps` None); fills in the summary's
     numbers."""
     tables: dict[str, pd.DataFrame] = {}
 
     classes = None
     if reps is not None:
-        classes = classes_table(reps, names, metric)
+        classes = classes_table(reps, names, metric, margin_share)
         tables["classes.parquet"] = classes
         summary.classes, summary.correct = len(classes), int(classes["correct"].sum())
     else:

@@ -40,6 +40,7 @@ from analysis import figures as fig
 from analysis.analyze import ANALYSIS_DIR, ANALYSIS_VERSION, SUMMARY_FILE, AnalysisSummary, analyze_store
 from analysis.load import (FIGURES, NUMERIC_COLUMNS, drop_temp_folder, iter_image_rows, iter_pngs, output_folder,
                            read_rows)
+from analysis.tables import MARGIN_SHARE
 from jobs.catalog import ALL_JOBS, FRAMED, IMAGE_JOBS
 from sweep.export import UniqueNames, safe_name   # the one file-name rule, shared with `sweep export`
 from sweep.progress import Progress
@@ -103,8 +104,10 @@ def current_summary(store: str, stream: TextIO | None = None) -> AnalysisSummary
     reason = stale_reason(st, summary)
     if reason is not None:
         metric = summary.metric if summary else "cosine"
-        print(f"{reason}: running `sweep analyze --metric {metric}` first", file=stream or sys.stderr, flush=True)
-        summary = analyze_store(store, metric)
+        share = summary.margin_share if summary else MARGIN_SHARE   # the earlier analysis' choices, kept
+        again = f"--metric {metric}" + (f" --margin-share {share:g}" if share != MARGIN_SHARE else "")
+        print(f"{reason}: running `sweep analyze {again}` first", file=stream or sys.stderr, flush=True)
+        summary = analyze_store(store, metric, share)
     return summary
 
 

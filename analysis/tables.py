@@ -31,8 +31,9 @@ METRICS = ("cosine", "euclidean")
 TOP_K = 5               # outputs listed per class (the report shows them)
 MOST_COMMON = 10        # most common opposites kept in the summary table
 MARGIN_SHARE = 0.5      # the article's margin opposite is sought among this share of the lowest outputs (our
-                        #   reading: the article looks for an opposite among the low outputs; over all outputs the
-                        #   largest gap would sit among the top, next to the target)
+                        #   reading, `sweep analyze --margin-share`: the article looks for an opposite among the
+                        #   low outputs; over all outputs the largest gap would sit among the top, next to the
+                        #   target)
 
 
 def article_margin_opposite(logits: np.ndarray, targets: np.ndarray, share: float = MARGIN_SHARE) -> np.ndarray:
@@ -73,7 +74,8 @@ def output_neighbours(vectors: np.ndarray, metric: str = "cosine") -> tuple[np.n
     return nearest, d[np.arange(n), nearest]
 
 
-def classes_table(reps: Rows, class_names: Sequence[str], metric: str = "cosine") -> pd.DataFrame:
+def classes_table(reps: Rows, class_names: Sequence[str], metric: str = "cosine",
+                  margin_share: float = MARGIN_SHARE) -> pd.DataFrame:
     """One row per class with an octave image (its representative, lowest seed).
 
     Columns: target, name, key, seed, label, label_name, correct, target_logit, target_prob,
@@ -90,7 +92,7 @@ def classes_table(reps: Rows, class_names: Sequence[str], metric: str = "cosine"
     rows = np.arange(len(targets))
     nn_article = most_activated_other(logits, targets)
     least = logits.argmin(axis=1)
-    margin = article_margin_opposite(logits, targets) if logits.shape[1] > 2 else least
+    margin = article_margin_opposite(logits, targets, margin_share) if logits.shape[1] > 2 else least
     nn_row, nn_dist = output_neighbours(logits, metric)
     nn_output = np.where(nn_row >= 0, targets[np.maximum(nn_row, 0)], -1)
     probs = softmax(logits)

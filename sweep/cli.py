@@ -293,11 +293,15 @@ def analysis_functions():
 @click.option("--store", required=True, help="The store to analyse.")
 @click.option("--metric", type=click.Choice(["cosine", "euclidean"]), default="cosine", show_default=True,
               help="Distance in the output space (nearest neighbours).")
+@click.option("--margin-share", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+              help="The article's margin opposite (Latent space, \"Opposites\": the largest gap to the next output) "
+              "is sought among this share of a class image's lowest outputs (our reading: over all of them the "
+              "largest gap sits at the top).")
 @click.option("--features", default=None, help="Also compute the feature latent space, LAYER:MAPS "
               "(e.g. inception5a:0,4), through Ray workers.")
 @click.option("--weights", default=None, help="Weights for --features (default: the sweep's).")
 @cluster_options
-def analyze(store, metric, features, weights, address, workers, device, cpus_per_worker, gpu_wait,
+def analyze(store, metric, margin_share, features, weights, address, workers, device, cpus_per_worker, gpu_wait,
             stall_timeout) -> None:
     """Tables under {store}/analysis/: classes, opposites, additions, PCA, nearest-neighbour graph (those a store
     can have: without octave images, no class tables)."""
@@ -311,7 +315,7 @@ def analyze(store, metric, features, weights, address, workers, device, cpus_per
                                                     cluster=cluster_config(address, workers, device, cpus_per_worker,
                                                                            gpu_wait, stall_timeout)))
             click.echo(f"wrote {path} ({rows} images, {layer} maps {','.join(map(str, maps))})")
-        summary = functions[0](open_store(store), metric=metric)
+        summary = functions[0](open_store(store), metric=metric, margin_share=margin_share)
     for line in summary.lines():
         click.echo(line)
 

@@ -1,5 +1,6 @@
 """write_figures: figures, index.html and a page per class, all relative and offline."""
 import io
+import json
 import os
 import re
 import shutil
@@ -244,7 +245,6 @@ def test_index_lists_the_classes_first_shows_grids_full_width_and_links_directio
 def test_figures_analyse_again_a_store_analysed_by_an_older_classweep(small_store):
     """A summary without the current ANALYSIS_VERSION (here: one whose transfer numbers were top-1 shares for every
     job) is not shown as it is: the analysis runs again."""
-    import json
     analyze_store(small_store)
     path = Path(small_store) / "analysis" / "summary.json"
     old = json.loads(path.read_text())
@@ -278,6 +278,22 @@ def test_figures_analyse_again_when_scores_are_newer_than_the_analysis_and_say_s
     log = io.StringIO()
     write_figures(small_store, stream=log)
     assert "scores (`sweep score`) are newer" in log.getvalue()
+
+
+
+def test_analysing_again_keeps_the_earlier_margin_share(small_store):
+    """`sweep analyze --margin-share 1` then, scores being newer, `sweep figures` analyses again with the same share."""
+    from handmade import write_scorer
+    summary = analyze_store(small_store, margin_share=1.0)
+    assert any(line.startswith("opposites by margin (among the lowest 100% of outputs)") for line in summary.lines())
+    write_scorer(small_store)
+    log = io.StringIO()
+    write_figures(small_store, stream=log)
+    assert "running `sweep analyze --metric cosine --margin-share 1` first" in log.getvalue()
+    path = Path(small_store) / "analysis" / "summary.json"
+    assert json.loads(path.read_text())["margin_share"] == 1.0
+    with pytest.raises(StoreError, match="margin share must be in"):
+        analyze_store(small_store, margin_share=0.0)
 
 
 def test_trajectory_videos_stay_until_dropped(small_store):

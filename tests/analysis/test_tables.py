@@ -106,6 +106,12 @@ def test_article_margin_opposite_is_the_low_output_furthest_below_the_next():
     assert article_margin_opposite(alone, np.array([6])).tolist() == [1]
     tie = np.array([[5.0, 0.0, 0.0, 3.0, 3.0]])   # equal outputs sort in class order: class 2 is the one below 3
     assert article_margin_opposite(tie, np.array([0])).tolist() == [2]
+    # --margin-share: over every output (1.0) the largest gap sits at the top: class 5 (4.0) lies 8 below class 7
+    high = crowded.copy()
+    high[0, 7] = 12.0
+    assert article_margin_opposite(high, np.array([0])).tolist() == [1]
+    assert article_margin_opposite(high, np.array([0]), 1.0).tolist() == [5]
+    assert article_margin_opposite(high, np.array([0]), 0.25).tolist() == [2]   # 2 compete: gaps .05, .05, a tie
 
 
 def test_classes_and_opposites_tables_carry_the_articles_margin_opposite(rows):

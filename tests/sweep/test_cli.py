@@ -424,14 +424,16 @@ def test_every_analyze_option_reaches_the_feature_config_and_the_analysis(monkey
     features = recorded_calls(monkeypatch, sweep.features, "run_features", ("features.parquet", 2))
     analysed = []
     monkeypatch.setattr(cli, "analysis_functions", lambda: (
-        lambda store, metric: analysed.append((store.uri, metric)) or NoLines(), None))
+        lambda store, metric, margin_share: analysed.append((store.uri, metric, margin_share)) or NoLines(), None))
     sweep_fakes.build_store(tmp_path / "s", classes="0-1", jobs="octave")
     result = invoke("analyze", "--store", str(tmp_path / "s"), "--metric", "euclidean", "--features", "block3:4,0",
-                    "--weights", "random", *CLUSTER_ARGS)
+                    "--weights", "random", "--margin-share", "0.25", *CLUSTER_ARGS)
     assert result.exit_code == 0, result.output
     assert features == [((FeatureConfig(store=str(tmp_path / "s"), layer="block3", maps=(4, 0), weights="random",
                                         cluster=CLUSTER),), {})]
-    assert analysed == [(str(tmp_path / "s"), "euclidean")]
+    assert analysed == [(str(tmp_path / "s"), "euclidean", 0.25)]
+    refused = invoke("analyze", "--store", str(tmp_path / "s"), "--margin-share", "0")
+    assert refused.exit_code == 2 and "--margin-share" in refused.output
 
 
 def test_the_demos_cluster_options_reach_its_sweep_and_its_scoring(monkeypatch, tmp_path):
