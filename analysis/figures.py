@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, PARTNER, Cell, Pages, declutter, gif_bytes,
-                              grid_figure, grid_pages, isolation_order, line_chars, new_figure, shorten)
+from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, PARTNER, Cell, Pages, caption_px, declutter,
+                              fit_text, gif_bytes, grid_figure, grid_pages, isolation_order, new_figure)
 
 GRID_THUMB = 96          # px, images in the grids
 CONTACT = (10, 10)       # columns x rows per contact-sheet page
@@ -43,14 +43,15 @@ def _flag(value) -> bool | None:
 
 def contact_sheets(classes: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRID_THUMB) -> Pages:
     """Every class image (`classes` table) with its class's probability; red: labelled as another class, named
-    with its own probability (the first of `top5_probs`), so that a wrong label is not read with the class's p."""
+    with its own probability (the first of `top5_probs`), so that a wrong label is not read with the class's p.
+    A long class name takes a second line."""
     cells = []
     for r in classes.itertuples():
         lines = [(f"{r.target} {r.name}", INK), (f"p = {r.target_prob:.3f}", GOOD if r.correct else BAD)]
-        if not r.correct:
-            p = f" {r.top5_probs[0]:.2f}"   # kept whole: a long name is cut before it
-            lines.append(("-> " + shorten(str(r.label_name), line_chars(thumb) - 3 - len(p)) + p, BAD))
-        cells.append(Cell((thumbs.get(r.key),), tuple(lines)))
+        if not r.correct:   # the p kept whole: a long name is cut before it
+            lines.append((fit_text(f"-> {r.label_name}", caption_px(1, thumb), tail=f" {r.top5_probs[0]:.2f}"),
+                          BAD))
+        cells.append(Cell((thumbs.get(r.key),), tuple(lines), wrap=0))
     return grid_pages(cells, title="Class images: octave, lowest seed", columns=CONTACT[0], rows=CONTACT[1],
                       thumb=thumb)
 
@@ -84,7 +85,7 @@ def additions_grid(additions: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRI
     """Per pair and seed, each variant's image with both classes' ranks (green: the two are the top two; red:
     named with the class that got in: `additions_table`'s intruder, the strongest class outside the pair)."""
     variants = addition_variants(additions)
-    width = line_chars(len(variants) * thumb)   # about the caption's characters under a cell
+    width = caption_px(len(variants), thumb)
     cells = []
     for _, group in additions.groupby(["target", "partner", "seed"], sort=True):
         by_variant = {r.variant: r for r in group.itertuples()}
@@ -97,8 +98,7 @@ def additions_grid(additions: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRI
                 if r.top_two:
                     lines.append((f"{ranks} both top-2", GOOD))
                     continue
-                rank = f" #{r.intruder_rank}"   # kept whole: a long name is cut before it
-                lines += [(ranks, BAD), ("in: " + shorten(r.intruder_name, width - 4 - len(rank)) + rank, BAD)]
+                lines += [(ranks, BAD), (fit_text(f"in: {r.intruder_name}", width, tail=f" #{r.intruder_rank}"), BAD)]
         cells.append(Cell(tuple(thumbs.get(by_variant[v].key) if v in by_variant else None for v in variants),
                           tuple(lines)))
     return grid_pages(cells, title=f"Additions: {' | '.join(variants)}", columns=PAIRS[0], rows=PAIRS[1],

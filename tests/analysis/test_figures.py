@@ -203,9 +203,55 @@ def test_contact_sheet_gives_a_wrong_label_its_own_probability_beside_the_class_
     texts = _texts(page)
     assert "p = 0.001" in texts and "p = 0.970" in texts
     wrong, = [t for t in texts if t.startswith("->")]
-    assert wrong.startswith("-> stingray") and wrong.endswith(" 0.99")   # the long name is cut, not its p
-    assert len(wrong) <= drawing.line_chars(fig.GRID_THUMB)
+    assert wrong.startswith("-> sting") and wrong.endswith("… 0.99")   # the long name is cut, not its p
+    assert drawing.text_px(wrong) <= fig.GRID_THUMB
     assert _colour_of(page, wrong) == drawing.BAD and _colour_of(page, "p = 0.970") == drawing.GOOD
+
+
+IMAGENET_NAMES = ["spotted salamander", "axolotl", "golden retriever", "Chesapeake Bay retriever",
+                  "WWWWWWWWWWWWWWWWWWWWWWWW", "tench"]
+
+
+def _caption_widths(page: Figure) -> dict[str, float]:
+    """Each caption line under a cell (not the title, not 'missing') and its drawn width in pixels."""
+    renderer = page.canvas.get_renderer()
+    return {t.get_text(): t.get_window_extent(renderer).width for t in page.texts
+            if t.get_text() != "missing" and t.get_ha() == "left"}
+
+
+def test_grid_captions_stay_inside_their_cell_and_a_long_name_takes_a_second_line():
+    """Audit: "28 spotted salama…29 axolotl" read as one string: names were cut to 18 characters, wider than a
+    cell; ImageNet names are long, so under one image a name may take a second line, broken between words."""
+    n = len(IMAGENET_NAMES)
+    classes = pd.DataFrame({"key": [f"k{i}" for i in range(n)], "target": range(28, 28 + n), "name": IMAGENET_NAMES,
+                            "correct": [False] * n, "label_name": ["Chesapeake Bay retriever WWWWWWW"] * n,
+                            "target_prob": 0.001, "top5_probs": [[0.99, 0.001]] * n})
+    page, = fig.contact_sheets(classes, {})
+    widths = _caption_widths(page)
+    assert max(widths.values()) <= fig.GRID_THUMB   # the 12-px gutter to the next cell stays clear
+    texts = [t.get_text() for t in page.texts]
+    assert texts[texts.index("28 spotted") + 1] == "salamander"          # broken at the space
+    assert texts[texts.index("31 Chesapeake") + 1] == "Bay retriever"
+    assert "29 axolotl" in texts and "33 tench" in texts                 # short names keep one line
+    assert texts[texts.index("32") + 1].endswith("…")                     # a second line still too long: cut
+    assert all(t.endswith(" 0.99") for t in texts if t.startswith("->"))
+
+
+def test_two_image_cells_cut_a_long_name_to_their_width_without_wrapping():
+    tile = Image.new("RGB", (8, 8))
+    cells = [drawing.Cell((tile, tile), (("Chesapeake Bay retriever and a great many more words", drawing.INK),))]
+    page = drawing.grid_figure(cells, title="t", columns=1, thumb=40)
+    (text, width), = _caption_widths(page).items()
+    assert text.startswith("Chesapeake") and text.endswith("…") and width <= 2 * 40 + drawing.IMAGE_GAP
+
+
+def test_wrap_text_breaks_at_the_last_word_that_fits():
+    assert drawing.wrap_text("short", 100) == ["short"]
+    width = drawing.text_px("one two three")
+    assert drawing.wrap_text("one two three four", width) == ["one two three", "four"]
+    first, second = drawing.wrap_text("Wwwwwwwwwwwwwwwwwwwwwwwwwwwww", width)   # one word too long: broken inside it
+    assert "Wwwwwwwwwwwwwwwwwwwwwwwwwwwww".startswith(first + second.rstrip("…"))
+    assert drawing.text_px(first) <= width and drawing.text_px(second) <= width
 
 
 def _addition(variant, ranks, label, **more):
