@@ -31,6 +31,10 @@ PAIRS = (5, 10)          # columns x rows per opposites / additions / source-ima
 VARIANT_ORDER = ("merge", "juxtapose")
 GRAPH_PANELS = (4, 4)    # columns x rows of small components per graph page
 GRAPH_BIG = 40           # a component of at least this many classes gets a page of its own
+GRAPH_HEAD = 60          # px above a graph page's panels: the page title, then the first row's panel titles
+GRAPH_TITLE_PX = 24      # px between rows of graph panels, for the panel titles
+GRAPH_TITLE_FONT = 11    # pt, a graph panel's title
+GRAPH_LABEL_FONT = 8.5   # pt, the class names on a graph panel
 
 
 def _flag(value) -> bool | None:
@@ -255,8 +259,13 @@ def graph_pages(nodes: pd.DataFrame, components: pd.DataFrame, *, seed: int = 0)
         columns = 1 if alone else min(GRAPH_PANELS[0], len(group))
         rows = 1 if alone else math.ceil(len(group) / columns)
         side = min(1700, max(900, 60 * math.sqrt(len(members[group[0]])) * 3)) if alone else 420
-        figure = new_figure(columns * side, rows * side + 50)
-        figure.suptitle(f"Nearest-neighbour graph, by component (page {p + 1} of {len(groups)})", fontsize=13)
+        height = rows * side + GRAPH_HEAD
+        figure = new_figure(columns * side, height)
+        figure.suptitle(f"Nearest-neighbour graph, by component (page {p + 1} of {len(groups)})", fontsize=14,
+                        y=1 - 8 / height, va="top")
+        # the panels fill the page (matplotlib's default margins left the drawing ~55% of it), a title's room apart
+        figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - GRAPH_HEAD / height, wspace=0.04,
+                               hspace=GRAPH_TITLE_PX / (side - GRAPH_TITLE_PX))
         for k, index in enumerate(group):
             ax = figure.add_subplot(rows, columns, k + 1)
             draw_component(ax, g, index, members[index], seed=seed)
@@ -304,16 +313,17 @@ def draw_component(ax, g: nx.DiGraph, index: int, members: Sequence[int], *, see
         if part:
             nx.draw_networkx_edges(sub, pos, edgelist=part, nodelist=nodes, node_size=sizes, edge_color="#9aa5b1",
                                    width=1.0, arrows=True, arrowsize=8, connectionstyle=style, ax=ax)
-    ax.set_title(f"component {index}: {len(members)} classes{_hub_title(g, sorted(hubs))}", fontsize=8,
-                 color=MUTED)
-    ax.margins(0.15)
+    ax.set_title(f"component {index}: {len(members)} classes{_hub_title(g, sorted(hubs))}",
+                 fontsize=GRAPH_TITLE_FONT, color=INK)
+    ax.margins(0.05)   # a label that does not fit right of a node near the edge goes left of it (`declutter`)
     ax.set_axis_off()
     ax.autoscale_view()
     ax.set_xlim(ax.get_xlim())
     ax.set_ylim(ax.get_ylim())
     order = sorted(range(len(members)), key=lambda i: (-g.in_degree(members[i]), members[i]))   # hubs first
     xy = np.array([pos[n] for n in members], dtype=float)   # n x 2
-    declutter(ax, xy[:, 0], xy[:, 1], [g.nodes[n]["name"] for n in members], order, fontsize=6.5, max_chars=20)
+    declutter(ax, xy[:, 0], xy[:, 1], [g.nodes[n]["name"] for n in members], order, fontsize=GRAPH_LABEL_FONT,
+              max_chars=20)
 
 
 # --- sweep directions --------------------------------------------------------------------------------------------

@@ -109,6 +109,25 @@ def test_graph_pages_draw_every_component_on_its_own_axes():
         assert 1 <= len(_annotations(ax)) <= size
 
 
+def test_graph_panels_fill_their_page_with_readable_titles_and_names():
+    """Audit: a graph page's drawing filled about its central 55% (default margins plus 15% axes margins), under an
+    8-pt panel title and 6.5-pt class names."""
+    nodes, comps = _graph_tables([45, 7, 5, 3, 3, 2])
+    for page in fig.graph_pages(nodes, comps):
+        panels = [ax.get_position() for ax in page.axes]
+        left, right = min(b.x0 for b in panels), max(b.x1 for b in panels)
+        bottom, top = min(b.y0 for b in panels), max(b.y1 for b in panels)
+        assert right - left >= 0.95 and top - bottom >= 0.85
+        renderer = page.canvas.get_renderer()
+        titles = [ax.title.get_window_extent(renderer) for ax in page.axes]
+        assert page._suptitle.get_window_extent(renderer).y0 >= max(t.y1 for t in titles)   # no overlap
+        for ax in page.axes:
+            assert ax.title.get_fontsize() >= 10 and ax.margins() == (0.05, 0.05)
+            assert all(n.get_fontsize() >= 8 for n in _annotations(ax))
+        for upper, lower in zip(page.axes, page.axes[4:]):   # a panel's title clears the panel above it
+            assert lower.title.get_window_extent(renderer).y1 <= upper.get_window_extent(renderer).y0
+
+
 def _tied_graph():
     """Component 0: n0 and n4 both pointed at three times, and at each other (a mutual pair); n5 has no image of
     its own. Component 1: the mutual pair n6 <-> n7."""
