@@ -62,20 +62,24 @@ def contact_sheets(classes: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRID_
 
 def opposites_grid(classes: pd.DataFrame | None, opposites: pd.DataFrame, thumbs: Mapping, *,
                    thumb: int = GRID_THUMB) -> Pages:
-    """Each class image beside the image minimising its logit, with the opposite by argmax and by the article's
-    margin criterion on the class image (or, without a class image, the project's standout statistic on the
-    opposite image). `classes` None (a store without class images): the opposite images alone."""
+    """Each class image beside the image minimising its logit, with the opposite by argmax and its probability on
+    that image ("mutual" when the opposite's own opposite is the class: a relation, in ink, not green's success),
+    and by the article's margin criterion on the class image (or, without a class image, the project's standout
+    statistic on the opposite image). `classes` None (a store without class images): the opposite images alone,
+    a long class name on two lines."""
     class_key = None if classes is None else dict(zip(classes["target"], classes["key"]))
     cells = []
     for r in opposites.itertuples():
-        mutual = " (mutual)" if _flag(r.mutual) else ""
+        mutual = ", mutual" if _flag(r.mutual) else ""
         images = (thumbs.get(r.key),) if class_key is None else (thumbs.get(class_key.get(r.target, "")),
                                                                  thumbs.get(r.key))
         cells.append(Cell(images,
                           ((f"{r.target} {r.name}", INK),
-                           (f"opposite: {r.opposite_name}{mutual}", GOOD if mutual else INK),
+                           (f"opposite: {r.opposite_name}", INK),
+                           (f"p = {r.opposite_prob:.3f}{mutual}", INK),
                            (f"article's margin: {r.margin_opposite_name}" if getattr(r, "margin_opposite", -1) >= 0
-                            else f"standout: {r.standout_opposite_name}", MUTED))))
+                            else f"standout: {r.standout_opposite_name}", MUTED)),
+                          wrap=0 if class_key is None else -1))
     title = "Opposites: " + ("" if class_key is None else "class image | ") + "image minimising the class"
     return grid_pages(cells, title=title, columns=PAIRS[0], rows=PAIRS[1], thumb=thumb)
 
@@ -116,7 +120,7 @@ SOURCE_GRIDS = {
     "dream": ("Deep dream", "source image | dream",
               "Each source image beside its dream: the layer's activation raised through the octaves "
               "(whole layers without blur, chosen feature maps blurred each step); labelled by the layer and the "
-              "class the model now sees."),
+              "class the model now sees, with its probability."),
     "directed-dream": ("Directed dream", "source image | directed dream",
                        "Each source image beside its directed dream: the layer objective plus a class "
                        "objective, blurred every few steps; with the class's probability."),
@@ -124,15 +128,24 @@ SOURCE_GRIDS = {
 
 
 def source_grid(job: str, rows: pd.DataFrame, sources: Mapping, thumbs: Mapping, names: Sequence[str], *,
-                thumb: int = GRID_THUMB) -> Pages:
+                logits: np.ndarray | None = None, thumb: int = GRID_THUMB) -> Pages:
     """Images of one job from real images (`rows`: store rows of that job) beside their source photograph
-    (`sources`: source name -> thumbnail)."""
+    (`sources`: source name -> thumbnail). A dream has no target: it is labelled with the class the model sees and,
+    given the rows' `logits` (N x n_classes, in `rows`' order), that class's probability."""
     title, legend, _ = SOURCE_GRIDS[job]
+    if logits is not None:
+        from jobs.outputs import softmax
+        label = rows["label"].to_numpy()
+        probs = softmax(np.asarray(logits))[np.arange(len(rows)), np.clip(label, 0, None)]   # N
+        rows = rows.assign(label_prob=np.where(label >= 0, probs, np.nan))
     cells = []
     for r in rows.sort_values(["variant", "source", "target", "seed"], kind="mergesort").itertuples():
         seen = names[r.label] if 0 <= r.label < len(names) else str(r.label)
         if job == "dream":
-            lines = ((f"layer {r.variant}", INK), (f"-> {seen}", MUTED))
+            p = getattr(r, "label_prob", np.nan)
+            lines = ((f"layer {r.variant}", INK),
+                     (fit_text(f"-> {seen}", caption_px(2, thumb), tail="" if np.isnan(p) else f", p = {p:.3f}"),
+                      MUTED))
         else:
             good = r.label == r.target
             head = f"{r.target} {names[r.target]}" + (f" ({r.variant})" if r.variant else "")

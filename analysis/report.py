@@ -326,9 +326,12 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
         step("opposites")
         figures.append(writer.figure("Opposites", "opposites", fig.opposites_grid(classes, opposites, thumbs),
                                      "Each class's image beside the image that minimises its logit, labelled by "
-                                     "argmax (the opposite) and by the article's margin criterion on the class image."
-                                     if classes is not None else "Each image that minimises its class's logit, "
-                                     "labelled by argmax (the opposite) and by the project's standout statistic."))
+                                     "argmax (the opposite, with its probability on that image) and by the article's "
+                                     "margin criterion on the class image. \"mutual\": the opposite's own opposite "
+                                     "is the class." if classes is not None else "Each image that minimises its "
+                                     "class's logit, labelled by argmax (the opposite, with its probability) and by "
+                                     "the project's standout statistic. \"mutual\": the opposite's own opposite is "
+                                     "the class."))
     if additions is not None:
         step("additions")
         figures.append(writer.figure("Additions", "additions", fig.additions_grid(additions, thumbs),
@@ -599,8 +602,8 @@ def _image_job_figures(st: Store, writer: _Writer) -> list[ReportFigure]:
         part = meta[meta["job"] == job]
         if len(part):
             title, _, caption = fig.SOURCE_GRIDS[job]
-            figures.append(writer.figure(title, job, fig.source_grid(job, part, sources(job), thumbs, names),
-                                         caption))
+            grid = fig.source_grid(job, part, sources(job), thumbs, names, logits=rows.logits[part.index.to_numpy()])
+            figures.append(writer.figure(title, job, grid, caption))
     part = meta[framed]
     if len(part):   # one framed job (interpolate): its schedule's fit
         figures.append(_interpolations(part, rows.logits[part.index.to_numpy()], sources(part["job"].iloc[0]),

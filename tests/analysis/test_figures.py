@@ -273,6 +273,42 @@ def test_wrap_text_breaks_at_the_last_word_that_fits():
     assert drawing.text_px(first) <= width and drawing.text_px(second) <= width
 
 
+def _opposites(**more):
+    return pd.DataFrame({"target": [0, 1], "name": ["digit 0", "Chesapeake Bay retriever"], "key": ["o0", "o1"],
+                         "opposite": [1, 0], "opposite_name": ["Chesapeake Bay retriever", "digit 0"],
+                         "opposite_prob": [0.8312, 0.25], "mutual": [True, None], "standout_opposite": [1, 0],
+                         "standout_opposite_name": ["s1", "s0"], **more})
+
+
+def test_opposites_grid_gives_the_opposites_probability_and_mutual_in_ink_not_greens_success():
+    """Audit: no p for the opposite class, and "mutual" in the green that means success everywhere else."""
+    classes = pd.DataFrame({"target": [0, 1], "key": ["c0", "c1"]})
+    page, = fig.opposites_grid(classes, _opposites(margin_opposite=[1, 0], margin_opposite_name=["m1", "m0"]), {})
+    texts = [t.get_text() for t in page.texts]
+    assert texts[texts.index("opposite: Chesapeake Bay retriever") + 1] == "p = 0.831, mutual"
+    assert texts[texts.index("opposite: digit 0") + 1] == "p = 0.250"
+    assert {_colour_of(page, t) for t in texts if t.startswith(("opposite:", "p = "))} == {drawing.INK}
+
+
+def test_opposites_alone_under_one_image_give_a_long_class_name_a_second_line():
+    page, = fig.opposites_grid(None, _opposites(), {})
+    texts = [t.get_text() for t in page.texts]
+    assert texts[texts.index("1 Chesapeake") + 1] == "Bay retriever"
+    assert max(_caption_widths(page).values()) <= fig.GRID_THUMB
+
+
+def test_dream_cells_give_the_seen_classes_probability():
+    """Audit: a dream cell said "-> digit 9" with no probability."""
+    rows = pd.DataFrame({"key": ["d0", "d1"], "variant": "block2", "source": "photo.png", "target": -1, "seed": 0,
+                         "label": [2, 0]})
+    logits = np.log(np.array([[0.1, 0.2, 0.7], [0.5, 0.25, 0.25]]))
+    page, = fig.source_grid("dream", rows, {}, {}, ["a", "b", "c"], logits=logits)
+    texts = [t.get_text() for t in page.texts]
+    assert "-> c, p = 0.700" in texts and "-> a, p = 0.500" in texts
+    page, = fig.source_grid("dream", rows, {}, {}, ["a", "b", "c"])   # without logits: the class alone
+    assert "-> c" in [t.get_text() for t in page.texts]
+
+
 def _addition(variant, ranks, label, **more):
     a, b = 0, 3
     return {"key": f"addition:{variant}:{a}:{b}:0", "variant": variant, "seed": 0, "target": a,

@@ -508,8 +508,8 @@ def test_source_photographs_are_shown_as_each_job_fitted_them(tmp_path, monkeypa
     st.write_manifest(manifest)
     shown = {}
     grid, strip = figures.source_grid, figures.interpolation_strip
-    monkeypatch.setattr(figures, "source_grid", lambda job, part, sources, *a: (
-        shown.setdefault(job, sources[SOURCE]), grid(job, part, sources, *a))[1])
+    monkeypatch.setattr(figures, "source_grid", lambda job, part, sources, *a, **k: (
+        shown.setdefault(job, sources[SOURCE]), grid(job, part, sources, *a, **k))[1])
     monkeypatch.setattr(figures, "interpolation_strip", lambda rows, values, source, *a: (
         shown.setdefault("interpolate", source), strip(rows, values, source, *a))[1])
     write_figures(store)
