@@ -42,6 +42,7 @@ LABEL_ZORDER = 5      # above points (2), graph nodes and arrows
 DPI = 100             # figure pixels per inch: sizes below are in pixels
 LINE_PX = 13          # px per text line under a grid cell
 LINE_FONT = 7.5       # pt, text under grid cells
+GRID_TITLE_FONT = 12  # pt, a grid page's title
 IMAGE_GAP = 4         # px between the images of one grid cell
 CAPTION_SLACK = 2     # px a caption line keeps clear of its cell's right edge (glyph advances overestimate a bit)
 
@@ -220,7 +221,7 @@ def grid_figure(cells: Sequence[Cell], *, title: str, columns: int, thumb: int) 
     n_lines = max((len(lines) for lines in drawn), default=0)
     cell_w, cell_h = k * thumb + (k - 1) * gap, thumb + 4 + n_lines * LINE_PX
     n_rows = max(1, math.ceil(len(cells) / columns))
-    width = max(pad + columns * (cell_w + pad), int(len(title) * 7.5) + 2 * pad)
+    width = max(pad + columns * (cell_w + pad), math.ceil(text_px(title, GRID_TITLE_FONT)) + 2 * pad)   # title whole
     height = n_rows * (cell_h + pad) + pad
     mosaic = np.full((height, width, 4), 255, np.uint8)   # H x W x RGBA: drawn as is, without conversion
     missing = []
@@ -237,7 +238,7 @@ def grid_figure(cells: Sequence[Cell], *, title: str, columns: int, thumb: int) 
             mosaic[cy + oy:cy + oy + pixels.shape[0], x + ox:x + ox + pixels.shape[1], :3] = pixels
     total = height + head
     figure = new_figure(width, total)
-    figure.suptitle(title, y=1 - 12 / total, va="top", fontsize=12, color=INK)
+    figure.suptitle(title, y=1 - 12 / total, va="top", fontsize=GRID_TITLE_FONT, color=INK)
     figure.figimage(mosaic, xo=0, yo=0, origin="upper", interpolation="nearest")   # one screen pixel per pixel
 
     def at(x: float, y: float) -> tuple[float, float]:    # mosaic pixels (from the top left) -> figure fraction

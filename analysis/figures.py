@@ -342,7 +342,8 @@ def draw_component(ax, g: nx.DiGraph, index: int, members: Sequence[int], *, see
 # --- sweep directions --------------------------------------------------------------------------------------------
 
 def direction_distribution(positions: np.ndarray, groups: np.ndarray, order: Sequence[str], title: str) -> Figure:
-    """One histogram per group (in `order`; '' is the images in no group) on a shared position axis."""
+    """One histogram per group (in `order`; '' is the images in no group, named "(no group)" above its panel) on a
+    shared position axis, counting images."""
     rows = [g for g in order if (np.asarray(groups) == g).any()]
     figure = new_figure(1000, 120 + 100 * len(rows))
     axes = figure.subplots(len(rows), 1, sharex=True, squeeze=False)[:, 0]
@@ -350,25 +351,38 @@ def direction_distribution(positions: np.ndarray, groups: np.ndarray, order: Seq
     bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 41)
     for r, (ax, group) in enumerate(zip(axes, rows)):
         ax.hist(positions[groups == group], bins=bins, color=PALETTE[r % len(PALETTE)])
-        ax.set_ylabel(group or "(no group)", rotation=0, ha="right", va="center")
+        ax.set_title(group or "(no group)", loc="left", fontsize=10)
+        ax.set_ylabel("images")
         ax.spines[["top", "right"]].set_visible(False)
-    axes[0].set_title(title)
+    figure.suptitle(title)
     axes[-1].set_xlabel("position along the direction")
     figure.tight_layout()
     return figure
 
 
+def image_label(name: str, job: str, seed: int, source: str = "") -> str:
+    """A stored image in words: "digit 0 (octave, seed 0)", "digit 0 (transfigure of cat.jpg, seed 1)"."""
+    return f"{name or 'no class'} ({job}{f' of {source}' if source else ''}, seed {seed})"
+
+
 def direction_strip(images: pd.DataFrame, thumbs: Mapping, title: str, *, thumb: int = GRID_THUMB) -> Figure:
     """The start image and the stored images nearest to points along the line through it (`images`: key,
-    target_name, position, group, and start, True on the start image's row), left to right by position, each with
-    its position, class and group; the start image's position is marked "start" in red. As in the latent-directions
-    article's strips ("Starting with #3, other images are retrieved that are closest to the line"), the start image
-    stands where its own position puts it."""
+    target_name, position, group, and start, True on the start image's row; job, seed and source when known), left
+    to right by position, each with its position, class (on two lines when long), the job that made it and its seed,
+    its source photograph, and group; the start image's position is marked "start" in red. As in the
+    latent-directions article's strips ("Starting with #3, other images are retrieved that are closest to the line"),
+    the start image stands where its own position puts it."""
     ordered = images.sort_values("position", kind="mergesort")
-    cells = [Cell((thumbs.get(r.key),), ((f"start {r.position:+.2f}" if r.start else f"{r.position:+.2f}",
-                                         BAD if r.start else INK),
-                                        (str(r.target_name)[:16], MUTED), (r.group or "-", MUTED)))
-             for r in ordered.itertuples()]
+    cells = []
+    for r in ordered.itertuples():
+        source = getattr(r, "source", "")
+        made = [(str(r.job), MUTED)] if hasattr(r, "job") else []
+        made += [(f"of {source}", MUTED)] if isinstance(source, str) and source else []
+        made += [(f"seed {r.seed}", MUTED)] if hasattr(r, "seed") else []
+        cells.append(Cell((thumbs.get(r.key),), ((f"start {r.position:+.2f}" if r.start else f"{r.position:+.2f}",
+                                                  BAD if r.start else INK),
+                                                 (str(r.target_name), INK), *made, (r.group or "-", MUTED)),
+                          wrap=1))
     return grid_figure(cells, title=title, columns=len(cells), thumb=thumb)
 
 

@@ -564,7 +564,8 @@ def _directions_figures(writer: _Writer) -> list[ReportFigure]:
         return []
     return [ReportFigure("Latent direction", files, "From `sweep directions`: where each group's images lie along "
                          "the fitted direction, and the distinct stored images nearest to the line through the "
-                         "start image, from one end of the direction to the other (latent directions article).")]
+                         "start image, from one end of the direction to the other, each with its class, the job "
+                         "(and photograph) that made it, its seed and its group (latent directions article).")]
 
 
 # --- jobs from real images -------------------------------------------------------------------------------------------

@@ -394,8 +394,9 @@ def test_direction_distribution_has_one_histogram_per_group():
     positions = np.array([-1.0, -0.5, 0.2, 0.9, 1.0, 0.0])
     groups = np.array(["a", "a", "b", "b", "b", ""])
     figure = fig.direction_distribution(positions, groups, ["a", "b", ""], "dir")
-    assert [ax.get_ylabel() for ax in figure.axes] == ["a", "b", "(no group)"]
-    assert figure.axes[-1].get_xlabel() == "position along the direction" and figure.axes[0].get_title() == "dir"
+    assert [ax.get_title(loc="left") for ax in figure.axes] == ["a", "b", "(no group)"]
+    assert [ax.get_ylabel() for ax in figure.axes] == ["images"] * 3   # audit: the counts had no label
+    assert figure.axes[-1].get_xlabel() == "position along the direction" and figure._suptitle.get_text() == "dir"
     assert [sum(p.get_height() for p in ax.patches) for ax in figure.axes] == [2, 3, 1]
 
 
