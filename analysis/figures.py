@@ -227,9 +227,10 @@ def feature_maps(features: pd.DataFrame) -> list[str]:
     return sorted((c for c in features.columns if c.startswith("map_")), key=lambda c: int(c[4:]))
 
 
-def feature_scatter(features: pd.DataFrame, layer: str) -> Figure:
+def feature_scatter(features: pd.DataFrame, layer: str, nodes: pd.DataFrame | None = None) -> Figure:
     """The class images of one layer of the features table by the mean activation of its first two maps (the
-    article's feature latent space); with one map, against the class index."""
+    article's feature latent space; the subtitle says which two when there are more); with one map, against the
+    class index. With `nodes` (the graph_nodes table), coloured by graph component as the PCA is."""
     maps = feature_maps(features)
     part = features[features["layer"] == layer].sort_values("target", kind="mergesort")
     x = part[maps[0]].to_numpy(dtype=float)
@@ -237,9 +238,16 @@ def feature_scatter(features: pd.DataFrame, layer: str) -> Figure:
         y, ylabel = part[maps[1]].to_numpy(dtype=float), f"mean activation, {layer} map {maps[1][4:]}"
     else:
         y, ylabel = part["target"].to_numpy(dtype=float), "class index"
+    numbers = [m[4:] for m in maps]
+    subtitle = "mean activation of chosen feature maps on each class image"
+    if len(maps) > 2:
+        subtitle += f"; maps {numbers[0]} and {numbers[1]} shown of {', '.join(numbers)}"
+    if nodes is not None:
+        subtitle += "; colours: the ten largest nearest-neighbour components"
+    colours = None if nodes is None else component_colours(nodes, part["target"].to_numpy())
     return labelled_scatter(x, y, list(part["target_name"]), title=f"Feature latent space: {layer}",
-                            subtitle="mean activation of chosen feature maps on each class image",
-                            xlabel=f"mean activation, {layer} map {maps[0][4:]}", ylabel=ylabel)
+                            subtitle=subtitle, xlabel=f"mean activation, {layer} map {numbers[0]}", ylabel=ylabel,
+                            colors=colours)
 
 
 # --- nearest-neighbour graph -------------------------------------------------------------------------------------

@@ -349,7 +349,7 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     notes = []
     if "features" in tables:
         step("features")
-        figures.extend(_feature_figures(tables["features"], writer))
+        figures.extend(_feature_figures(tables["features"], writer, tables.get("graph_nodes")))
     elif classes is not None:   # without class images NO_CLASSES says it
         notes.append(f"Feature embedding skipped: the store has no {ANALYSIS_DIR}/features.parquet (run "
                      "`sweep analyze --features LAYER:0,4` to compute it).")
@@ -541,15 +541,19 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
-def _feature_figures(features: pd.DataFrame, writer: _Writer) -> list[ReportFigure]:
+def _feature_figures(features: pd.DataFrame, writer: _Writer, nodes: pd.DataFrame | None = None
+                     ) -> list[ReportFigure]:
     if not fig.feature_maps(features):
         return []
     out = []
     for layer in sorted(set(features["layer"])):
         stem = writer.unique_stem(f"features-{safe_name(layer)}", layer)   # two layers may share a safe name
-        files = writer.figure_files(stem, fig.feature_scatter(features, layer), svg=True)
+        files = writer.figure_files(stem, fig.feature_scatter(features, layer, nodes), svg=True)
         out.append(ReportFigure(f"Feature embedding ({layer})", files, "Each class image placed by the mean "
-                                "activation of two feature maps (the article's feature latent space)."))
+                                "activation of two feature maps (the article's feature latent space; with more "
+                                "maps, the subtitle names the two shown)"
+                                + (", coloured by nearest-neighbour graph component as in the PCA." if nodes is not None
+                                   else ".")))
     return out
 
 

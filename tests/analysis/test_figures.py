@@ -77,6 +77,21 @@ def test_feature_scatter_uses_the_first_two_maps():
     assert "block2" in ax.get_title()
 
 
+def test_feature_scatter_colours_by_component_and_names_the_two_maps_it_shows():
+    """Audit: the feature scatter was not coloured by graph component as the PCA is, and with LAYER:0,4,7 the
+    third map was dropped silently."""
+    from matplotlib.colors import to_hex
+    features = pd.DataFrame({"target": [0, 1, 2], "target_name": ["a", "b", "c"], "layer": "block2",
+                             "map_0": [0.0, 1, 2], "map_4": [2.0, 1, 0], "map_7": [1.0, 1, 1]})
+    nodes = pd.DataFrame({"node": [0, 1, 2], "component": [1, 1, 12]})
+    ax, = fig.feature_scatter(features, "block2", nodes).axes
+    assert [to_hex(c) for c in ax.collections[0].get_facecolors()] == [drawing.PALETTE[1]] * 2 + [drawing.OTHER]
+    assert "maps 0 and 4 shown of 0, 4, 7" in ax.get_title()
+    assert ax.get_xlabel().endswith("map 0") and ax.get_ylabel().endswith("map 4")
+    two = fig.feature_scatter(features.drop(columns="map_7"), "block2").axes[0]
+    assert "shown of" not in two.get_title()
+
+
 def _graph_tables(sizes):
     """graph_nodes / graph_components tables of cycles of the given sizes (node i points at the next one)."""
     rows, comps, start = [], [], 0

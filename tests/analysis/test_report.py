@@ -63,6 +63,7 @@ def test_custom_out_folder_and_feature_scatter(small_store, tmp_path):
     assert (tmp_path / "report" / "features-block2.svg").exists()
     svg = (tmp_path / "report" / "features-block2.svg").read_text()
     assert "block2 map 4" in svg and "fox" in svg
+    assert "coloured by nearest-neighbour graph component" in index.read_text()   # as the PCA (figures audit #22)
 
 
 def test_figures_follow_the_store_when_images_are_added(tmp_path):
