@@ -5,7 +5,9 @@
                      and `Bbox.count_overlaps`); the others stay unlabelled
     grid_pages       cells (images + lines of text) on paginated pages, built page by page (`Pages`): the thumbnails
                      pasted into one RGBA mosaic drawn by `Figure.figimage` at one pixel per pixel, the captions as
-                     figure texts (a 100-cell page has no Axes and one image)
+                     figure texts (a 100-cell page has no Axes and one image), each cut to its cell's width
+    text_px, fit_text, wrap_text   a line's width from the font's glyph advances; a line cut (or a class name
+                     wrapped onto two lines) to a width in pixels
     save             a Figure as PNG / SVG / PDF bytes
     image helpers    decode, fit_image, thumbnail, png_bytes, paletted, gif_bytes (Pillow: the store's PNGs and the
                      GIFs, whose palettes keep the marker colours exact)
