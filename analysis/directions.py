@@ -299,7 +299,7 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
     `class` row of the groups file means (default CLASS_JOBS, or the file's `job` column). The strip shows distinct
     images of the jobs the groups are made of, in position order, the start image among them."""
     from analysis.drawing import save, thumbnail
-    from analysis.figures import direction_distribution, direction_strip
+    from analysis.figures import direction_distribution, direction_strip, image_label
     from analysis.load import iter_pngs, output_folder, read_rows, write_outputs
 
     st = open_store(store)
@@ -338,11 +338,12 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
                                           f"Images along the direction {' -> '.join(fit.order)}")
     written = {"directions-distribution.png": save(distribution, "png"),
                "directions-distribution.svg": save(distribution, "svg")}
-    shown = meta.iloc[shown_rows][["key", "target_name"]].assign(
+    shown = meta.iloc[shown_rows][["key", "target_name", "job", "seed", "source"]].assign(
         position=fit.positions[shown_rows], group=labels[shown_rows], start=[True] + [False] * (len(shown_rows) - 1))
     thumbs = {key: thumbnail(pngs[key], 96) for key in shown["key"]}
-    strip = direction_strip(shown, thumbs, f"Nearest stored images along the line through "
-                                           f"{meta['key'][start_index]}")
+    first = shown.iloc[0]
+    strip = direction_strip(shown, thumbs, "Nearest stored images along the line through "
+                            + image_label(first.target_name, first.job, first.seed, first.source))
     written["directions-strip.png"] = save(strip, "png")
     paths = write_outputs(figures, written)
     counts = {g: int((labels == g).sum()) for g in fit.order}

@@ -5,7 +5,9 @@
                      and `Bbox.count_overlaps`); the others stay unlabelled
     grid_pages       cells (images + lines of text) on paginated pages, built page by page (`Pages`): the thumbnails
                      pasted into one RGBA mosaic drawn by `Figure.figimage` at one pixel per pixel, the captions as
-                     figure texts (a 100-cell page has no Axes and one image)
+                     figure texts (a 100-cell page has no Axes and one image), each cut to its cell's width
+    text_px, fit_text, wrap_text   a line's width from the font's glyph advances; a line cut (or a class name
+                     wrapped onto two lines) to a width in pixels
     save             a Figure as PNG / SVG / PDF bytes
     image helpers    decode, fit_image, thumbnail, png_bytes, paletted, gif_bytes (Pillow: the store's PNGs and the
                      GIFs, whose palettes keep the marker colours exact)
@@ -14,6 +16,7 @@ Nothing here writes files; `report.py` does.
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
 from dataclasses import dataclass
@@ -41,7 +44,9 @@ LABEL_ZORDER = 5      # above points (2), graph nodes and arrows
 DPI = 100             # figure pixels per inch: sizes below are in pixels
 LINE_PX = 13          # px per text line under a grid cell
 LINE_FONT = 7.5       # pt, text under grid cells
-CHAR_PX = 5.2         # px, average character width at LINE_FONT (to shorten a line to its cell)
+GRID_TITLE_FONT = 12  # pt, a grid page's title
+IMAGE_GAP = 4         # px between the images of one grid cell
+CAPTION_SLACK = 2     # px a caption line keeps clear of its cell's right edge (glyph advances overestimate a bit)
 
 
 def new_figure(width_px: float, height_px: float) -> Figure:
@@ -134,16 +139,70 @@ class Cell:
     """One grid cell: images side by side (None: missing), then lines of text (text, colour) under them."""
     images: tuple[Image.Image | None, ...]
     lines: tuple[tuple[str, str], ...]
-
-
-def line_chars(width_px: float) -> int:
-    """How many characters of a caption line fit under a cell `width_px` wide."""
-    return max(4, int(width_px / CHAR_PX))
+    wrap: int = -1   # the line (a long class name, under one image) that may take a second line; -1: none
 
 
 def shorten(text: str, max_chars: int) -> str:
     """`text` cut to `max_chars` characters, the last one an ellipsis when it was cut."""
     return text if len(text) <= max_chars else text[:max_chars - 1] + "…"
+
+
+@functools.lru_cache(maxsize=None)
+def _advance_px(char: str, fontsize: float) -> float:
+    """How far `char` moves the pen at `fontsize` (unhinted, as `save` draws text), in pixels."""
+    from matplotlib.font_manager import FontProperties, findfont, get_font
+    from matplotlib.ft2font import LoadFlags
+    font = get_font(findfont(FontProperties(size=fontsize)))
+    font.set_size(fontsize, DPI)
+    return font.load_char(ord(char), flags=LoadFlags.NO_HINTING).linearHoriAdvance / 65536
+
+
+def text_px(text: str, fontsize: float = LINE_FONT) -> float:
+    """The width of `text` in the default font, in pixels: the sum of its glyphs' advances (without kerning, which
+    only narrows it, so a bit over the drawn width; measuring each line with the renderer costs ~0.5 ms)."""
+    return sum(_advance_px(c, fontsize) for c in text)
+
+
+def fit_text(text: str, width_px: float, *, tail: str = "", fontsize: float = LINE_FONT) -> str:
+    """`text + tail` when it fits in `width_px`; else the longest start of `text` that fits with an ellipsis and
+    `tail` after it (a value kept whole while a long name is cut)."""
+    if text_px(text + tail, fontsize) <= width_px:
+        return text + tail
+    room = width_px - text_px("…" + tail, fontsize)
+    n, used = 0, 0.0
+    while n < len(text) and used + _advance_px(text[n], fontsize) <= room:
+        used += _advance_px(text[n], fontsize)
+        n += 1
+    return text[:n].rstrip() + "…" + tail
+
+
+def wrap_text(text: str, width_px: float, *, fontsize: float = LINE_FONT) -> list[str]:
+    """`text` on one line when it fits in `width_px`, else on two: broken after the last word that fits (inside a
+    word only when the first word alone is too long), the second line cut with an ellipsis if it is still too long."""
+    if text_px(text, fontsize) <= width_px:
+        return [text]
+    words = text.split(" ")
+    fitting = [k for k in range(1, len(words)) if text_px(" ".join(words[:k]), fontsize) <= width_px]
+    if fitting:
+        first, rest = " ".join(words[:fitting[-1]]), " ".join(words[fitting[-1]:])
+    else:
+        first = fit_text(text, width_px + text_px("…", fontsize), fontsize=fontsize)[:-1]   # no ellipsis
+        rest = text[len(first):].lstrip()
+    return [first, fit_text(rest, width_px, fontsize=fontsize)]
+
+
+def caption_px(images: int, thumb: int) -> float:
+    """The width a caption line may take under a cell of `images` thumbnails of `thumb` px."""
+    return images * thumb + (images - 1) * IMAGE_GAP - CAPTION_SLACK
+
+
+def cell_lines(cell: "Cell", width_px: float) -> list[tuple[str, str]]:
+    """A cell's lines as drawn: each cut to `width_px`, the `cell.wrap` line on up to two lines."""
+    lines = []
+    for j, (text, colour) in enumerate(cell.lines):
+        parts = wrap_text(text, width_px) if j == cell.wrap else [fit_text(text, width_px)]
+        lines += [(part, colour) for part in parts]
+    return lines
 
 
 def grid_pages(cells: Sequence[Cell], *, title: str, columns: int, rows: int, thumb: int) -> Pages:
@@ -156,14 +215,15 @@ def grid_pages(cells: Sequence[Cell], *, title: str, columns: int, rows: int, th
 
 def grid_figure(cells: Sequence[Cell], *, title: str, columns: int, thumb: int) -> Figure:
     """One page of cells, `columns` per row: the mosaic of thumbnails at one screen pixel per image pixel
-    (`Figure.figimage`, no Axes), a figure text per line under each cell; missing images are grey squares marked
-    'missing'."""
+    (`Figure.figimage`, no Axes), a figure text per line under each cell, cut to the cell's width (`cell_lines`:
+    a caption never runs into the next cell); missing images are grey squares marked 'missing'."""
     k = max((len(c.images) for c in cells), default=1)
-    n_lines = max((len(c.lines) for c in cells), default=0)
-    pad, gap, head = 12, 4, 40
+    pad, gap, head = 12, IMAGE_GAP, 40
+    drawn = [cell_lines(c, caption_px(k, thumb)) for c in cells]
+    n_lines = max((len(lines) for lines in drawn), default=0)
     cell_w, cell_h = k * thumb + (k - 1) * gap, thumb + 4 + n_lines * LINE_PX
     n_rows = max(1, math.ceil(len(cells) / columns))
-    width = max(pad + columns * (cell_w + pad), int(len(title) * 7.5) + 2 * pad)
+    width = max(pad + columns * (cell_w + pad), math.ceil(text_px(title, GRID_TITLE_FONT)) + 2 * pad)   # title whole
     height = n_rows * (cell_h + pad) + pad
     mosaic = np.full((height, width, 4), 255, np.uint8)   # H x W x RGBA: drawn as is, without conversion
     missing = []
@@ -180,18 +240,16 @@ def grid_figure(cells: Sequence[Cell], *, title: str, columns: int, thumb: int) 
             mosaic[cy + oy:cy + oy + pixels.shape[0], x + ox:x + ox + pixels.shape[1], :3] = pixels
     total = height + head
     figure = new_figure(width, total)
-    figure.suptitle(title, y=1 - 12 / total, va="top", fontsize=12, color=INK)
+    figure.suptitle(title, y=1 - 12 / total, va="top", fontsize=GRID_TITLE_FONT, color=INK)
     figure.figimage(mosaic, xo=0, yo=0, origin="upper", interpolation="nearest")   # one screen pixel per pixel
 
     def at(x: float, y: float) -> tuple[float, float]:    # mosaic pixels (from the top left) -> figure fraction
         return x / width, (height - y) / total
     for x, y in missing:
         figure.text(*at(x, y), "missing", ha="center", va="center", fontsize=7, color=MUTED)
-    max_chars = line_chars(cell_w)
-    for i, cell in enumerate(cells):
+    for i, lines in enumerate(drawn):
         cx, cy = pad + (i % columns) * (cell_w + pad), pad + (i // columns) * (cell_h + pad)
-        for j, (text, colour) in enumerate(cell.lines):
-            text = shorten(text, max_chars)
+        for j, (text, colour) in enumerate(lines):
             figure.text(*at(cx, cy + thumb + 4 + j * LINE_PX), text, ha="left", va="top", fontsize=LINE_FONT,
                         color=colour)
     return figure

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, PARTNER, Cell, Pages, declutter, gif_bytes,
-                              grid_figure, grid_pages, isolation_order, line_chars, new_figure, shorten)
+from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, PARTNER, Cell, Pages, caption_px, declutter,
+                              fit_text, gif_bytes, grid_figure, grid_pages, isolation_order, new_figure)
 
 GRID_THUMB = 96          # px, images in the grids
 CONTACT = (10, 10)       # columns x rows per contact-sheet page
@@ -31,6 +31,10 @@ PAIRS = (5, 10)          # columns x rows per opposites / additions / source-ima
 VARIANT_ORDER = ("merge", "juxtapose")
 GRAPH_PANELS = (4, 4)    # columns x rows of small components per graph page
 GRAPH_BIG = 40           # a component of at least this many classes gets a page of its own
+GRAPH_HEAD = 60          # px above a graph page's panels: the page title, then the first row's panel titles
+GRAPH_TITLE_PX = 24      # px between rows of graph panels, for the panel titles
+GRAPH_TITLE_FONT = 11    # pt, a graph panel's title
+GRAPH_LABEL_FONT = 8.5   # pt, the class names on a graph panel
 
 
 def _flag(value) -> bool | None:
@@ -43,34 +47,39 @@ def _flag(value) -> bool | None:
 
 def contact_sheets(classes: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRID_THUMB) -> Pages:
     """Every class image (`classes` table) with its class's probability; red: labelled as another class, named
-    with its own probability (the first of `top5_probs`), so that a wrong label is not read with the class's p."""
+    with its own probability (the first of `top5_probs`), so that a wrong label is not read with the class's p.
+    A long class name takes a second line."""
     cells = []
     for r in classes.itertuples():
         lines = [(f"{r.target} {r.name}", INK), (f"p = {r.target_prob:.3f}", GOOD if r.correct else BAD)]
-        if not r.correct:
-            p = f" {r.top5_probs[0]:.2f}"   # kept whole: a long name is cut before it
-            lines.append(("-> " + shorten(str(r.label_name), line_chars(thumb) - 3 - len(p)) + p, BAD))
-        cells.append(Cell((thumbs.get(r.key),), tuple(lines)))
+        if not r.correct:   # the p kept whole: a long name is cut before it
+            lines.append((fit_text(f"-> {r.label_name}", caption_px(1, thumb), tail=f" {r.top5_probs[0]:.2f}"),
+                          BAD))
+        cells.append(Cell((thumbs.get(r.key),), tuple(lines), wrap=0))
     return grid_pages(cells, title="Class images: octave, lowest seed", columns=CONTACT[0], rows=CONTACT[1],
                       thumb=thumb)
 
 
 def opposites_grid(classes: pd.DataFrame | None, opposites: pd.DataFrame, thumbs: Mapping, *,
                    thumb: int = GRID_THUMB) -> Pages:
-    """Each class image beside the image minimising its logit, with the opposite by argmax and by the article's
-    margin criterion on the class image (or, without a class image, the project's standout statistic on the
-    opposite image). `classes` None (a store without class images): the opposite images alone."""
+    """Each class image beside the image minimising its logit, with the opposite by argmax and its probability on
+    that image ("mutual" when the opposite's own opposite is the class: a relation, in ink, not green's success),
+    and by the article's margin criterion on the class image (or, without a class image, the project's standout
+    statistic on the opposite image). `classes` None (a store without class images): the opposite images alone,
+    a long class name on two lines."""
     class_key = None if classes is None else dict(zip(classes["target"], classes["key"]))
     cells = []
     for r in opposites.itertuples():
-        mutual = " (mutual)" if _flag(r.mutual) else ""
+        mutual = ", mutual" if _flag(r.mutual) else ""
         images = (thumbs.get(r.key),) if class_key is None else (thumbs.get(class_key.get(r.target, "")),
                                                                  thumbs.get(r.key))
         cells.append(Cell(images,
                           ((f"{r.target} {r.name}", INK),
-                           (f"opposite: {r.opposite_name}{mutual}", GOOD if mutual else INK),
+                           (f"opposite: {r.opposite_name}", INK),
+                           (f"p = {r.opposite_prob:.3f}{mutual}", INK),
                            (f"article's margin: {r.margin_opposite_name}" if getattr(r, "margin_opposite", -1) >= 0
-                            else f"standout: {r.standout_opposite_name}", MUTED))))
+                            else f"standout: {r.standout_opposite_name}", MUTED)),
+                          wrap=0 if class_key is None else -1))
     title = "Opposites: " + ("" if class_key is None else "class image | ") + "image minimising the class"
     return grid_pages(cells, title=title, columns=PAIRS[0], rows=PAIRS[1], thumb=thumb)
 
@@ -84,7 +93,7 @@ def additions_grid(additions: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRI
     """Per pair and seed, each variant's image with both classes' ranks (green: the two are the top two; red:
     named with the class that got in: `additions_table`'s intruder, the strongest class outside the pair)."""
     variants = addition_variants(additions)
-    width = line_chars(len(variants) * thumb)   # about the caption's characters under a cell
+    width = caption_px(len(variants), thumb)
     cells = []
     for _, group in additions.groupby(["target", "partner", "seed"], sort=True):
         by_variant = {r.variant: r for r in group.itertuples()}
@@ -97,8 +106,7 @@ def additions_grid(additions: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRI
                 if r.top_two:
                     lines.append((f"{ranks} both top-2", GOOD))
                     continue
-                rank = f" #{r.intruder_rank}"   # kept whole: a long name is cut before it
-                lines += [(ranks, BAD), ("in: " + shorten(r.intruder_name, width - 4 - len(rank)) + rank, BAD)]
+                lines += [(ranks, BAD), (fit_text(f"in: {r.intruder_name}", width, tail=f" #{r.intruder_rank}"), BAD)]
         cells.append(Cell(tuple(thumbs.get(by_variant[v].key) if v in by_variant else None for v in variants),
                           tuple(lines)))
     return grid_pages(cells, title=f"Additions: {' | '.join(variants)}", columns=PAIRS[0], rows=PAIRS[1],
@@ -112,7 +120,7 @@ SOURCE_GRIDS = {
     "dream": ("Deep dream", "source image | dream",
               "Each source image beside its dream: the layer's activation raised through the octaves "
               "(whole layers without blur, chosen feature maps blurred each step); labelled by the layer and the "
-              "class the model now sees."),
+              "class the model now sees, with its probability."),
     "directed-dream": ("Directed dream", "source image | directed dream",
                        "Each source image beside its directed dream: the layer objective plus a class "
                        "objective, blurred every few steps; with the class's probability."),
@@ -120,15 +128,24 @@ SOURCE_GRIDS = {
 
 
 def source_grid(job: str, rows: pd.DataFrame, sources: Mapping, thumbs: Mapping, names: Sequence[str], *,
-                thumb: int = GRID_THUMB) -> Pages:
+                logits: np.ndarray | None = None, thumb: int = GRID_THUMB) -> Pages:
     """Images of one job from real images (`rows`: store rows of that job) beside their source photograph
-    (`sources`: source name -> thumbnail)."""
+    (`sources`: source name -> thumbnail). A dream has no target: it is labelled with the class the model sees and,
+    given the rows' `logits` (N x n_classes, in `rows`' order), that class's probability."""
     title, legend, _ = SOURCE_GRIDS[job]
+    if logits is not None:
+        from jobs.outputs import softmax
+        label = rows["label"].to_numpy()
+        probs = softmax(np.asarray(logits))[np.arange(len(rows)), np.clip(label, 0, None)]   # N
+        rows = rows.assign(label_prob=np.where(label >= 0, probs, np.nan))
     cells = []
     for r in rows.sort_values(["variant", "source", "target", "seed"], kind="mergesort").itertuples():
         seen = names[r.label] if 0 <= r.label < len(names) else str(r.label)
         if job == "dream":
-            lines = ((f"layer {r.variant}", INK), (f"-> {seen}", MUTED))
+            p = getattr(r, "label_prob", np.nan)
+            lines = ((f"layer {r.variant}", INK),
+                     (fit_text(f"-> {seen}", caption_px(2, thumb), tail="" if np.isnan(p) else f", p = {p:.3f}"),
+                      MUTED))
         else:
             good = r.label == r.target
             head = f"{r.target} {names[r.target]}" + (f" ({r.variant})" if r.variant else "")
@@ -210,9 +227,10 @@ def feature_maps(features: pd.DataFrame) -> list[str]:
     return sorted((c for c in features.columns if c.startswith("map_")), key=lambda c: int(c[4:]))
 
 
-def feature_scatter(features: pd.DataFrame, layer: str) -> Figure:
+def feature_scatter(features: pd.DataFrame, layer: str, nodes: pd.DataFrame | None = None) -> Figure:
     """The class images of one layer of the features table by the mean activation of its first two maps (the
-    article's feature latent space); with one map, against the class index."""
+    article's feature latent space; the subtitle says which two when there are more); with one map, against the
+    class index. With `nodes` (the graph_nodes table), coloured by graph component as the PCA is."""
     maps = feature_maps(features)
     part = features[features["layer"] == layer].sort_values("target", kind="mergesort")
     x = part[maps[0]].to_numpy(dtype=float)
@@ -220,9 +238,16 @@ def feature_scatter(features: pd.DataFrame, layer: str) -> Figure:
         y, ylabel = part[maps[1]].to_numpy(dtype=float), f"mean activation, {layer} map {maps[1][4:]}"
     else:
         y, ylabel = part["target"].to_numpy(dtype=float), "class index"
+    numbers = [m[4:] for m in maps]
+    subtitle = "mean activation of chosen feature maps on each class image"
+    if len(maps) > 2:
+        subtitle += f"; maps {numbers[0]} and {numbers[1]} shown of {', '.join(numbers)}"
+    if nodes is not None:
+        subtitle += "; colours: the ten largest nearest-neighbour components"
+    colours = None if nodes is None else component_colours(nodes, part["target"].to_numpy())
     return labelled_scatter(x, y, list(part["target_name"]), title=f"Feature latent space: {layer}",
-                            subtitle="mean activation of chosen feature maps on each class image",
-                            xlabel=f"mean activation, {layer} map {maps[0][4:]}", ylabel=ylabel)
+                            subtitle=subtitle, xlabel=f"mean activation, {layer} map {numbers[0]}", ylabel=ylabel,
+                            colors=colours)
 
 
 # --- nearest-neighbour graph -------------------------------------------------------------------------------------
@@ -255,8 +280,13 @@ def graph_pages(nodes: pd.DataFrame, components: pd.DataFrame, *, seed: int = 0)
         columns = 1 if alone else min(GRAPH_PANELS[0], len(group))
         rows = 1 if alone else math.ceil(len(group) / columns)
         side = min(1700, max(900, 60 * math.sqrt(len(members[group[0]])) * 3)) if alone else 420
-        figure = new_figure(columns * side, rows * side + 50)
-        figure.suptitle(f"Nearest-neighbour graph, by component (page {p + 1} of {len(groups)})", fontsize=13)
+        height = rows * side + GRAPH_HEAD
+        figure = new_figure(columns * side, height)
+        figure.suptitle(f"Nearest-neighbour graph, by component (page {p + 1} of {len(groups)})", fontsize=14,
+                        y=1 - 8 / height, va="top")
+        # the panels fill the page (matplotlib's default margins left the drawing ~55% of it), a title's room apart
+        figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - GRAPH_HEAD / height, wspace=0.04,
+                               hspace=GRAPH_TITLE_PX / (side - GRAPH_TITLE_PX))
         for k, index in enumerate(group):
             ax = figure.add_subplot(rows, columns, k + 1)
             draw_component(ax, g, index, members[index], seed=seed)
@@ -304,22 +334,24 @@ def draw_component(ax, g: nx.DiGraph, index: int, members: Sequence[int], *, see
         if part:
             nx.draw_networkx_edges(sub, pos, edgelist=part, nodelist=nodes, node_size=sizes, edge_color="#9aa5b1",
                                    width=1.0, arrows=True, arrowsize=8, connectionstyle=style, ax=ax)
-    ax.set_title(f"component {index}: {len(members)} classes{_hub_title(g, sorted(hubs))}", fontsize=8,
-                 color=MUTED)
-    ax.margins(0.15)
+    ax.set_title(f"component {index}: {len(members)} classes{_hub_title(g, sorted(hubs))}",
+                 fontsize=GRAPH_TITLE_FONT, color=INK)
+    ax.margins(0.05)   # a label that does not fit right of a node near the edge goes left of it (`declutter`)
     ax.set_axis_off()
     ax.autoscale_view()
     ax.set_xlim(ax.get_xlim())
     ax.set_ylim(ax.get_ylim())
     order = sorted(range(len(members)), key=lambda i: (-g.in_degree(members[i]), members[i]))   # hubs first
     xy = np.array([pos[n] for n in members], dtype=float)   # n x 2
-    declutter(ax, xy[:, 0], xy[:, 1], [g.nodes[n]["name"] for n in members], order, fontsize=6.5, max_chars=20)
+    declutter(ax, xy[:, 0], xy[:, 1], [g.nodes[n]["name"] for n in members], order, fontsize=GRAPH_LABEL_FONT,
+              max_chars=20)
 
 
 # --- sweep directions --------------------------------------------------------------------------------------------
 
 def direction_distribution(positions: np.ndarray, groups: np.ndarray, order: Sequence[str], title: str) -> Figure:
-    """One histogram per group (in `order`; '' is the images in no group) on a shared position axis."""
+    """One histogram per group (in `order`; '' is the images in no group, named "(no group)" above its panel) on a
+    shared position axis, counting images."""
     rows = [g for g in order if (np.asarray(groups) == g).any()]
     figure = new_figure(1000, 120 + 100 * len(rows))
     axes = figure.subplots(len(rows), 1, sharex=True, squeeze=False)[:, 0]
@@ -327,25 +359,38 @@ def direction_distribution(positions: np.ndarray, groups: np.ndarray, order: Seq
     bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 41)
     for r, (ax, group) in enumerate(zip(axes, rows)):
         ax.hist(positions[groups == group], bins=bins, color=PALETTE[r % len(PALETTE)])
-        ax.set_ylabel(group or "(no group)", rotation=0, ha="right", va="center")
+        ax.set_title(group or "(no group)", loc="left", fontsize=10)
+        ax.set_ylabel("images")
         ax.spines[["top", "right"]].set_visible(False)
-    axes[0].set_title(title)
+    figure.suptitle(title)
     axes[-1].set_xlabel("position along the direction")
     figure.tight_layout()
     return figure
 
 
+def image_label(name: str, job: str, seed: int, source: str = "") -> str:
+    """A stored image in words: "digit 0 (octave, seed 0)", "digit 0 (transfigure of cat.jpg, seed 1)"."""
+    return f"{name or 'no class'} ({job}{f' of {source}' if source else ''}, seed {seed})"
+
+
 def direction_strip(images: pd.DataFrame, thumbs: Mapping, title: str, *, thumb: int = GRID_THUMB) -> Figure:
     """The start image and the stored images nearest to points along the line through it (`images`: key,
-    target_name, position, group, and start, True on the start image's row), left to right by position, each with
-    its position, class and group; the start image's position is marked "start" in red. As in the latent-directions
-    article's strips ("Starting with #3, other images are retrieved that are closest to the line"), the start image
-    stands where its own position puts it."""
+    target_name, position, group, and start, True on the start image's row; job, seed and source when known), left
+    to right by position, each with its position, class (on two lines when long), the job that made it and its seed,
+    its source photograph, and group; the start image's position is marked "start" in red. As in the
+    latent-directions article's strips ("Starting with #3, other images are retrieved that are closest to the line"),
+    the start image stands where its own position puts it."""
     ordered = images.sort_values("position", kind="mergesort")
-    cells = [Cell((thumbs.get(r.key),), ((f"start {r.position:+.2f}" if r.start else f"{r.position:+.2f}",
-                                         BAD if r.start else INK),
-                                        (str(r.target_name)[:16], MUTED), (r.group or "-", MUTED)))
-             for r in ordered.itertuples()]
+    cells = []
+    for r in ordered.itertuples():
+        source = getattr(r, "source", "")
+        made = [(str(r.job), MUTED)] if hasattr(r, "job") else []
+        made += [(f"of {source}", MUTED)] if isinstance(source, str) and source else []
+        made += [(f"seed {r.seed}", MUTED)] if hasattr(r, "seed") else []
+        cells.append(Cell((thumbs.get(r.key),), ((f"start {r.position:+.2f}" if r.start else f"{r.position:+.2f}",
+                                                  BAD if r.start else INK),
+                                                 (str(r.target_name), INK), *made, (r.group or "-", MUTED)),
+                          wrap=1))
     return grid_figure(cells, title=title, columns=len(cells), thumb=thumb)
 
 

@@ -329,9 +329,12 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
         step("opposites")
         figures.append(writer.figure("Opposites", "opposites", fig.opposites_grid(classes, opposites, thumbs),
                                      "Each class's image beside the image that minimises its logit, labelled by "
-                                     "argmax (the opposite) and by the article's margin criterion on the class image."
-                                     if classes is not None else "Each image that minimises its class's logit, "
-                                     "labelled by argmax (the opposite) and by the project's standout statistic."))
+                                     "argmax (the opposite, with its probability on that image) and by the article's "
+                                     "margin criterion on the class image. \"mutual\": the opposite's own opposite "
+                                     "is the class." if classes is not None else "Each image that minimises its "
+                                     "class's logit, labelled by argmax (the opposite, with its probability) and by "
+                                     "the project's standout statistic. \"mutual\": the opposite's own opposite is "
+                                     "the class."))
     if additions is not None:
         step("additions")
         figures.append(writer.figure("Additions", "additions", fig.additions_grid(additions, thumbs),
@@ -349,7 +352,7 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     notes = []
     if "features" in tables:
         step("features")
-        figures.extend(_feature_figures(tables["features"], writer))
+        figures.extend(_feature_figures(tables["features"], writer, tables.get("graph_nodes")))
     elif classes is not None:   # without class images NO_CLASSES says it
         notes.append(f"Feature embedding skipped: the store has no {ANALYSIS_DIR}/features.parquet (run "
                      "`sweep analyze --features LAYER:0,4` to compute it).")
@@ -541,15 +544,19 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
-def _feature_figures(features: pd.DataFrame, writer: _Writer) -> list[ReportFigure]:
+def _feature_figures(features: pd.DataFrame, writer: _Writer, nodes: pd.DataFrame | None = None
+                     ) -> list[ReportFigure]:
     if not fig.feature_maps(features):
         return []
     out = []
     for layer in sorted(set(features["layer"])):
         stem = writer.unique_stem(f"features-{safe_name(layer)}", layer)   # two layers may share a safe name
-        files = writer.figure_files(stem, fig.feature_scatter(features, layer), svg=True)
+        files = writer.figure_files(stem, fig.feature_scatter(features, layer, nodes), svg=True)
         out.append(ReportFigure(f"Feature embedding ({layer})", files, "Each class image placed by the mean "
-                                "activation of two feature maps (the article's feature latent space)."))
+                                "activation of two feature maps (the article's feature latent space; with more "
+                                "maps, the subtitle names the two shown)"
+                                + (", coloured by nearest-neighbour graph component as in the PCA." if nodes is not None
+                                   else ".")))
     return out
 
 
@@ -564,7 +571,8 @@ def _directions_figures(writer: _Writer) -> list[ReportFigure]:
         return []
     return [ReportFigure("Latent direction", files, "From `sweep directions`: where each group's images lie along "
                          "the fitted direction, and the distinct stored images nearest to the line through the "
-                         "start image, from one end of the direction to the other (latent directions article).")]
+                         "start image, from one end of the direction to the other, each with its class, the job "
+                         "(and photograph) that made it, its seed and its group (latent directions article).")]
 
 
 # --- jobs from real images -------------------------------------------------------------------------------------------
@@ -602,8 +610,8 @@ def _image_job_figures(st: Store, writer: _Writer) -> list[ReportFigure]:
         part = meta[meta["job"] == job]
         if len(part):
             title, _, caption = fig.SOURCE_GRIDS[job]
-            figures.append(writer.figure(title, job, fig.source_grid(job, part, sources(job), thumbs, names),
-                                         caption))
+            grid = fig.source_grid(job, part, sources(job), thumbs, names, logits=rows.logits[part.index.to_numpy()])
+            figures.append(writer.figure(title, job, grid, caption))
     part = meta[framed]
     if len(part):   # one framed job (interpolate): its schedule's fit
         figures.append(_interpolations(part, rows.logits[part.index.to_numpy()], sources(part["job"].iloc[0]),

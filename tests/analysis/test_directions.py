@@ -117,7 +117,7 @@ def test_the_strip_never_shows_an_image_twice_and_keeps_to_the_candidates():
     assert len(line_neighbours(fit, start=0, n_points=12, candidates=np.arange(120) < 5)) == 5
 
 
-def test_directions_stage_on_a_store_with_two_separable_groups(tmp_path):
+def test_directions_stage_on_a_store_with_two_separable_groups(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
     from PIL import Image as PILImage
 
@@ -143,8 +143,18 @@ def test_directions_stage_on_a_store_with_two_separable_groups(tmp_path):
     groups = tmp_path / "groups.csv"
     groups.write_text("class,group\n" + "".join(f"{c},{'low' if c < 10 else 'high'}\n" for c in range(n_classes)))
 
+    from analysis import figures
+    strips = []
+    strip = figures.direction_strip
+    monkeypatch.setattr(figures, "direction_strip", lambda images, thumbs, title: (
+        strips.append((images, title)), strip(images, thumbs, title))[1])
     summary = run_directions(store, str(groups), n_components=10, n_points=6)
     assert summary.auc >= 0.95 and summary.counts == {"high": 60, "low": 60, "(no group)": 20}
+    (images, title), = strips   # the start image named in words, not by its key (audit); each cell's job known
+    start = images[images.start].iloc[0]
+    assert title == f"Nearest stored images along the line through {start.target_name} (octave, seed 0)"
+    assert {"job", "seed", "source"} <= set(images.columns)
+    monkeypatch.undo()
     table = pq.read_table(f"{store}/analysis/directions.parquet").to_pandas()
     assert (table.group[table.job == "opposite"] == "").all()
     table = table[table.job == "octave"]
@@ -302,3 +312,27 @@ def test_the_strip_reads_left_to_right_by_position_and_marks_the_start():
     figure = direction_strip(shown, thumbs, "strip")
     numbers = [t.get_text() for t in figure.texts if re.fullmatch(r"(start )?[+-]\d+\.\d\d", t.get_text())]
     assert numbers == ["-5.52", "-5.25", "start +0.50", "+6.88", "+7.01"]
+
+
+def test_each_strip_cell_says_which_job_made_it_and_from_which_photograph():
+    """Audit: three "digit 0 / round" cells (the octave image and two transfigurations) could not be told apart."""
+    from PIL import Image as PILImage
+
+    from analysis.figures import direction_strip, image_label
+
+    shown = pd.DataFrame({"key": list("abc"), "target_name": ["digit 0", "digit 0", "Chesapeake Bay retriever"],
+                          "job": ["octave", "transfigure", "transfigure"], "seed": [0, 1, 0],
+                          "source": ["", "cat.jpg", "dog.jpg"], "position": [0.0, 1.0, 2.0], "group": "round",
+                          "start": [True, False, False]})
+    figure = direction_strip(shown, {k: PILImage.new("RGB", (8, 8)) for k in "abc"},
+                             "Nearest stored images along the line through " + image_label("digit 0", "octave", 0))
+    texts = [t.get_text() for t in figure.texts]
+    assert texts[texts.index("start +0.00") + 1:texts.index("+1.00")] == ["digit 0", "octave", "seed 0", "round"]
+    assert texts[texts.index("+1.00") + 1:texts.index("+2.00")] == ["digit 0", "transfigure", "of cat.jpg",
+                                                                    "seed 1", "round"]
+    assert texts[texts.index("+2.00") + 1:texts.index("+2.00") + 3] == ["Chesapeake Bay", "retriever"]   # wrapped
+    renderer = figure.canvas.get_renderer()   # a title longer than the strip widens it rather than being cut
+    assert 0 <= figure._suptitle.get_window_extent(renderer).x0 < figure._suptitle.get_window_extent(renderer).x1 \
+        <= figure.bbox.width
+    assert image_label("digit 0", "octave", 0) == "digit 0 (octave, seed 0)"
+    assert image_label("digit 0", "transfigure", 1, "cat.jpg") == "digit 0 (transfigure of cat.jpg, seed 1)"

@@ -77,6 +77,21 @@ def test_feature_scatter_uses_the_first_two_maps():
     assert "block2" in ax.get_title()
 
 
+def test_feature_scatter_colours_by_component_and_names_the_two_maps_it_shows():
+    """Audit: the feature scatter was not coloured by graph component as the PCA is, and with LAYER:0,4,7 the
+    third map was dropped silently."""
+    from matplotlib.colors import to_hex
+    features = pd.DataFrame({"target": [0, 1, 2], "target_name": ["a", "b", "c"], "layer": "block2",
+                             "map_0": [0.0, 1, 2], "map_4": [2.0, 1, 0], "map_7": [1.0, 1, 1]})
+    nodes = pd.DataFrame({"node": [0, 1, 2], "component": [1, 1, 12]})
+    ax, = fig.feature_scatter(features, "block2", nodes).axes
+    assert [to_hex(c) for c in ax.collections[0].get_facecolors()] == [drawing.PALETTE[1]] * 2 + [drawing.OTHER]
+    assert "maps 0 and 4 shown of 0, 4, 7" in ax.get_title()
+    assert ax.get_xlabel().endswith("map 0") and ax.get_ylabel().endswith("map 4")
+    two = fig.feature_scatter(features.drop(columns="map_7"), "block2").axes[0]
+    assert "shown of" not in two.get_title()
+
+
 def _graph_tables(sizes):
     """graph_nodes / graph_components tables of cycles of the given sizes (node i points at the next one)."""
     rows, comps, start = [], [], 0
@@ -107,6 +122,25 @@ def test_graph_pages_draw_every_component_on_its_own_axes():
         assert len(nodes_drawn.get_offsets()) == size
         assert len(ax.patches) == size                      # one arrow per edge
         assert 1 <= len(_annotations(ax)) <= size
+
+
+def test_graph_panels_fill_their_page_with_readable_titles_and_names():
+    """Audit: a graph page's drawing filled about its central 55% (default margins plus 15% axes margins), under an
+    8-pt panel title and 6.5-pt class names."""
+    nodes, comps = _graph_tables([45, 7, 5, 3, 3, 2])
+    for page in fig.graph_pages(nodes, comps):
+        panels = [ax.get_position() for ax in page.axes]
+        left, right = min(b.x0 for b in panels), max(b.x1 for b in panels)
+        bottom, top = min(b.y0 for b in panels), max(b.y1 for b in panels)
+        assert right - left >= 0.95 and top - bottom >= 0.85
+        renderer = page.canvas.get_renderer()
+        titles = [ax.title.get_window_extent(renderer) for ax in page.axes]
+        assert page._suptitle.get_window_extent(renderer).y0 >= max(t.y1 for t in titles)   # no overlap
+        for ax in page.axes:
+            assert ax.title.get_fontsize() >= 10 and ax.margins() == (0.05, 0.05)
+            assert all(n.get_fontsize() >= 8 for n in _annotations(ax))
+        for upper, lower in zip(page.axes, page.axes[4:]):   # a panel's title clears the panel above it
+            assert lower.title.get_window_extent(renderer).y1 <= upper.get_window_extent(renderer).y0
 
 
 def _tied_graph():
@@ -203,9 +237,91 @@ def test_contact_sheet_gives_a_wrong_label_its_own_probability_beside_the_class_
     texts = _texts(page)
     assert "p = 0.001" in texts and "p = 0.970" in texts
     wrong, = [t for t in texts if t.startswith("->")]
-    assert wrong.startswith("-> stingray") and wrong.endswith(" 0.99")   # the long name is cut, not its p
-    assert len(wrong) <= drawing.line_chars(fig.GRID_THUMB)
+    assert wrong.startswith("-> sting") and wrong.endswith("… 0.99")   # the long name is cut, not its p
+    assert drawing.text_px(wrong) <= fig.GRID_THUMB
     assert _colour_of(page, wrong) == drawing.BAD and _colour_of(page, "p = 0.970") == drawing.GOOD
+
+
+IMAGENET_NAMES = ["spotted salamander", "axolotl", "golden retriever", "Chesapeake Bay retriever",
+                  "WWWWWWWWWWWWWWWWWWWWWWWW", "tench"]
+
+
+def _caption_widths(page: Figure) -> dict[str, float]:
+    """Each caption line under a cell (not the title, not 'missing') and its drawn width in pixels."""
+    renderer = page.canvas.get_renderer()
+    return {t.get_text(): t.get_window_extent(renderer).width for t in page.texts
+            if t.get_text() != "missing" and t.get_ha() == "left"}
+
+
+def test_grid_captions_stay_inside_their_cell_and_a_long_name_takes_a_second_line():
+    """Audit: "28 spotted salama…29 axolotl" read as one string: names were cut to 18 characters, wider than a
+    cell; ImageNet names are long, so under one image a name may take a second line, broken between words."""
+    n = len(IMAGENET_NAMES)
+    classes = pd.DataFrame({"key": [f"k{i}" for i in range(n)], "target": range(28, 28 + n), "name": IMAGENET_NAMES,
+                            "correct": [False] * n, "label_name": ["Chesapeake Bay retriever WWWWWWW"] * n,
+                            "target_prob": 0.001, "top5_probs": [[0.99, 0.001]] * n})
+    page, = fig.contact_sheets(classes, {})
+    widths = _caption_widths(page)
+    assert max(widths.values()) <= fig.GRID_THUMB   # the 12-px gutter to the next cell stays clear
+    texts = [t.get_text() for t in page.texts]
+    assert texts[texts.index("28 spotted") + 1] == "salamander"          # broken at the space
+    assert texts[texts.index("31 Chesapeake") + 1] == "Bay retriever"
+    assert "29 axolotl" in texts and "33 tench" in texts                 # short names keep one line
+    assert texts[texts.index("32") + 1].endswith("…")                     # a second line still too long: cut
+    assert all(t.endswith(" 0.99") for t in texts if t.startswith("->"))
+
+
+def test_two_image_cells_cut_a_long_name_to_their_width_without_wrapping():
+    tile = Image.new("RGB", (8, 8))
+    cells = [drawing.Cell((tile, tile), (("Chesapeake Bay retriever and a great many more words", drawing.INK),))]
+    page = drawing.grid_figure(cells, title="t", columns=1, thumb=40)
+    (text, width), = _caption_widths(page).items()
+    assert text.startswith("Chesapeake") and text.endswith("…") and width <= 2 * 40 + drawing.IMAGE_GAP
+
+
+def test_wrap_text_breaks_at_the_last_word_that_fits():
+    assert drawing.wrap_text("short", 100) == ["short"]
+    width = drawing.text_px("one two three")
+    assert drawing.wrap_text("one two three four", width) == ["one two three", "four"]
+    first, second = drawing.wrap_text("Wwwwwwwwwwwwwwwwwwwwwwwwwwwww", width)   # one word too long: broken inside it
+    assert "Wwwwwwwwwwwwwwwwwwwwwwwwwwwww".startswith(first + second.rstrip("…"))
+    assert drawing.text_px(first) <= width and drawing.text_px(second) <= width
+
+
+def _opposites(**more):
+    return pd.DataFrame({"target": [0, 1], "name": ["digit 0", "Chesapeake Bay retriever"], "key": ["o0", "o1"],
+                         "opposite": [1, 0], "opposite_name": ["Chesapeake Bay retriever", "digit 0"],
+                         "opposite_prob": [0.8312, 0.25], "mutual": [True, None], "standout_opposite": [1, 0],
+                         "standout_opposite_name": ["s1", "s0"], **more})
+
+
+def test_opposites_grid_gives_the_opposites_probability_and_mutual_in_ink_not_greens_success():
+    """Audit: no p for the opposite class, and "mutual" in the green that means success everywhere else."""
+    classes = pd.DataFrame({"target": [0, 1], "key": ["c0", "c1"]})
+    page, = fig.opposites_grid(classes, _opposites(margin_opposite=[1, 0], margin_opposite_name=["m1", "m0"]), {})
+    texts = [t.get_text() for t in page.texts]
+    assert texts[texts.index("opposite: Chesapeake Bay retriever") + 1] == "p = 0.831, mutual"
+    assert texts[texts.index("opposite: digit 0") + 1] == "p = 0.250"
+    assert {_colour_of(page, t) for t in texts if t.startswith(("opposite:", "p = "))} == {drawing.INK}
+
+
+def test_opposites_alone_under_one_image_give_a_long_class_name_a_second_line():
+    page, = fig.opposites_grid(None, _opposites(), {})
+    texts = [t.get_text() for t in page.texts]
+    assert texts[texts.index("1 Chesapeake") + 1] == "Bay retriever"
+    assert max(_caption_widths(page).values()) <= fig.GRID_THUMB
+
+
+def test_dream_cells_give_the_seen_classes_probability():
+    """Audit: a dream cell said "-> digit 9" with no probability."""
+    rows = pd.DataFrame({"key": ["d0", "d1"], "variant": "block2", "source": "photo.png", "target": -1, "seed": 0,
+                         "label": [2, 0]})
+    logits = np.log(np.array([[0.1, 0.2, 0.7], [0.5, 0.25, 0.25]]))
+    page, = fig.source_grid("dream", rows, {}, {}, ["a", "b", "c"], logits=logits)
+    texts = [t.get_text() for t in page.texts]
+    assert "-> c, p = 0.700" in texts and "-> a, p = 0.500" in texts
+    page, = fig.source_grid("dream", rows, {}, {}, ["a", "b", "c"])   # without logits: the class alone
+    assert "-> c" in [t.get_text() for t in page.texts]
 
 
 def _addition(variant, ranks, label, **more):
@@ -293,8 +409,9 @@ def test_direction_distribution_has_one_histogram_per_group():
     positions = np.array([-1.0, -0.5, 0.2, 0.9, 1.0, 0.0])
     groups = np.array(["a", "a", "b", "b", "b", ""])
     figure = fig.direction_distribution(positions, groups, ["a", "b", ""], "dir")
-    assert [ax.get_ylabel() for ax in figure.axes] == ["a", "b", "(no group)"]
-    assert figure.axes[-1].get_xlabel() == "position along the direction" and figure.axes[0].get_title() == "dir"
+    assert [ax.get_title(loc="left") for ax in figure.axes] == ["a", "b", "(no group)"]
+    assert [ax.get_ylabel() for ax in figure.axes] == ["images"] * 3   # audit: the counts had no label
+    assert figure.axes[-1].get_xlabel() == "position along the direction" and figure._suptitle.get_text() == "dir"
     assert [sum(p.get_height() for p in ax.patches) for ax in figure.axes] == [2, 3, 1]
 
 

@@ -64,6 +64,7 @@ def test_custom_out_folder_and_feature_scatter(small_store, tmp_path):
     assert (tmp_path / "report" / "features-block2.svg").exists()
     svg = (tmp_path / "report" / "features-block2.svg").read_text()
     assert "block2 map 4" in svg and "fox" in svg
+    assert "coloured by nearest-neighbour graph component" in index.read_text()   # as the PCA (figures audit #22)
 
 
 def test_figures_follow_the_store_when_images_are_added(tmp_path):
@@ -524,8 +525,8 @@ def test_source_photographs_are_shown_as_each_job_fitted_them(tmp_path, monkeypa
     st.write_manifest(manifest)
     shown = {}
     grid, strip = figures.source_grid, figures.interpolation_strip
-    monkeypatch.setattr(figures, "source_grid", lambda job, part, sources, *a: (
-        shown.setdefault(job, sources[SOURCE]), grid(job, part, sources, *a))[1])
+    monkeypatch.setattr(figures, "source_grid", lambda job, part, sources, *a, **k: (
+        shown.setdefault(job, sources[SOURCE]), grid(job, part, sources, *a, **k))[1])
     monkeypatch.setattr(figures, "interpolation_strip", lambda rows, values, source, *a: (
         shown.setdefault("interpolate", source), strip(rows, values, source, *a))[1])
     write_figures(store)
