@@ -151,10 +151,14 @@ def shorten(text: str, max_chars: int) -> str:
 def _advance_px(char: str, fontsize: float) -> float:
     """How far `char` moves the pen at `fontsize` (unhinted, as `save` draws text), in pixels."""
     from matplotlib.font_manager import FontProperties, findfont, get_font
-    from matplotlib.ft2font import LoadFlags
+    try:
+        from matplotlib.ft2font import LoadFlags   # matplotlib >= 3.10
+        no_hinting = LoadFlags.NO_HINTING
+    except ImportError:                             # 3.8 and 3.9 (pyproject allows >= 3.8)
+        from matplotlib.ft2font import LOAD_NO_HINTING as no_hinting
     font = get_font(findfont(FontProperties(size=fontsize)))
     font.set_size(fontsize, DPI)
-    return font.load_char(ord(char), flags=LoadFlags.NO_HINTING).linearHoriAdvance / 65536
+    return font.load_char(ord(char), flags=no_hinting).linearHoriAdvance / 65536
 
 
 def text_px(text: str, fontsize: float = LINE_FONT) -> float:
