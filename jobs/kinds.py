@@ -109,12 +109,12 @@ def _directed_dream(spec: JobSpec, s: Schedule) -> obj.Objective:
 
 
 def interpolation_start(s: Schedule) -> int:
-    """The step where interpolation begins. The article's loss (`interpolation: "weighted"`) spreads its q steps
-    over the whole run, from the photograph on (Latent space, "Dog transfiguration": J_n for n up to q "maximum
-    iterations", "all using a picture of a dalmatian as an input"): step 0. Our moving targets (`"targets"`)
-    start from (O_a, O_b) = (c, 0), so with several octaves the first one pushes the photograph to class a alone
-    and the targets move over the later ones (the digits preset)."""
-    return s.octaves[0].iterations if s.interpolation == "targets" and len(s.octaves) > 1 else 0
+    """The step where interpolation begins. The article's J_n runs its q steps over a single-scale run from the
+    photograph (Latent space, "Dog transfiguration"; the `transfigure` preset), going "from (y_250, y_251) = (c, 0)
+    to (0, c) as n -> q". Several octaves are ours: with `interpolation_warmup` (the default) the first octave pushes
+    the photograph to class a alone, so that the interpolation starts from (c, 0) and moves over the later octaves;
+    without it the q steps span the whole run."""
+    return s.octaves[0].iterations if s.interpolation_warmup and len(s.octaves) > 1 else 0
 
 
 def interpolation_frames(s: Schedule) -> list[int]:

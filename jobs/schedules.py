@@ -34,7 +34,7 @@ from jobs.text import flattened
 PRESETS_DIR = Path(__file__).parent / "presets"
 # Schedule fields added after stores were first written, with their defaults: left out of `Schedule.id` at the
 # default, so that the schedules of existing stores keep their ids and their sweeps can be resumed.
-ADDED_FIELDS = {"jitter": 0.0, "antialias": True}
+ADDED_FIELDS = {"jitter": 0.0, "antialias": True, "interpolation_warmup": True}
 STEP_RULES = ("plain", "sign")
 # What the network is fed (Image generation I: the author passes the noise image straight to the hub
 # GoogLeNet/InceptionV3, which apply their own `transform_input`; no mean/std normalisation):
@@ -42,7 +42,7 @@ INPUTS = ("raw", "normalized")      # raw: the pixels as they are (articles); no
 PAD_MODES = ("image", "frame")      # image: the article's Pad grows the image; frame: pad the model input only
 BLUR_SCOPES = ("image", "crop")     # crop octaves: blur the whole image (article) or only the updated crop
 INTERPOLATIONS = ("weighted", "targets")   # article's weighted outputs, or our moving targets
-SOURCE_FITS = ("squash", "crop")    # a photograph: squashed to a square (article), or shorter side + centre crop
+SOURCE_FITS = ("crop", "squash")    # a photograph: shorter side + centre crop, or squashed to a square (article)
 
 
 # Bounds checked when a schedule is loaded (each error names the field and the bound), far beyond the articles'
@@ -207,15 +207,18 @@ class Schedule:
                                                 #   blur the areas that were updated")
     interpolation: str = "weighted"             # "weighted": the article's loss (c - w_a O_a) + (c - w_b O_b);
                                                 #   "targets": hold (O_a, O_b) at moving targets (ours)
-    source_fit: str = "squash"                  # photographs: resized to the first size's square, as the
-                                                #   article's data loader does (Image generation I, "Input
-                                                #   Generation with Auxiliary Outputs": `Resize(size=[299,
-                                                #   299])`; "Image Transfiguration": "the same method we used to
-                                                #   import our images"); "crop": shorter side to the size, then
-                                                #   a centre crop (torchvision's classification convention,
-                                                #   ours: a photograph keeps its shape). The noise presets say
-                                                #   "crop", their setting before this default, so that their ids
-                                                #   stay; they fit no photograph unless given to an image job
+    source_fit: str = "crop"                    # photographs: "squash" resizes them to the first size's
+                                                #   square, as the article's data loader does (Image generation
+                                                #   I, "Input Generation with Auxiliary Outputs": `Resize(size=
+                                                #   [299, 299])`; "Image Transfiguration": "the same method we
+                                                #   used to import our images"): the presets of the jobs from
+                                                #   photographs (transfigure, dream) say so. "crop" (ours, and
+                                                #   this field's value before them, kept as the default so that
+                                                #   a schedule file without the field keeps its id and stores):
+                                                #   shorter side to the size, then a centre crop
+    interpolation_warmup: bool = True           # several octaves: the first pushes the photograph to class a
+                                                #   alone and the interpolation moves over the later ones (see
+                                                #   `jobs.kinds.interpolation_start`); false: over the whole run
     jitter: float = 0.0                         # each step, first add uniform noise in [-c, c] to every pixel
                                                 #   (Image generation I, "Transformation Resiliency": the
                                                 #   article's ColorJitter(0.0001), seeded here per image)
@@ -241,8 +244,9 @@ class Schedule:
             raise ValueError("schedule init_std and l1 must be >= 0, and jitter in [0, 1]")
         if self.step not in STEP_RULES:
             raise ValueError(f"schedule step must be one of {', '.join(STEP_RULES)}, got {self.step!r}")
-        if not all(isinstance(getattr(self, what), bool) for what in ("absolute", "clamp", "antialias")):
-            raise ValueError("schedule absolute, clamp and antialias must be true or false")
+        if not all(isinstance(getattr(self, what), bool)
+                   for what in ("absolute", "clamp", "antialias", "interpolation_warmup")):
+            raise ValueError("schedule absolute, clamp, antialias and interpolation_warmup must be true or false")
         _int(self.dream_blur_every, "schedule dream_blur_every", 1)
         _int(self.frames, "schedule frames", 1, MAX_FRAMES)
         if not isinstance(self.output, str) or not self.output:

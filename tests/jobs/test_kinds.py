@@ -162,15 +162,17 @@ def test_an_addition_makes_the_same_image_in_either_order(random_digits_model, v
     np.testing.assert_array_equal(ab.image, ba.image)
 
 
-def test_the_articles_interpolation_spans_the_whole_run_and_ours_leaves_the_first_octave_to_class_a():
-    """Latent space, "Dog transfiguration": J_n over n = 0..q from the photograph on; our moving targets
-    (`interpolation: targets`) start at (c, 0), so the first of several octaves pushes to class a alone."""
+def test_interpolation_over_several_octaves_leaves_the_first_to_class_a_unless_told_not_to():
+    """Latent space, "Dog transfiguration": J_n over a single-scale run, from (c, 0) to (0, c). Several octaves are
+    ours: by default the first pushes the photograph to class a alone; `interpolation_warmup: false` spreads the q
+    steps over the whole run."""
     import dataclasses
     from jobs.kinds import interpolation_frames, interpolation_start
-    digits = load_schedule("digits")                  # targets, two octaves (80 + 120 steps)
-    weighted = dataclasses.replace(digits, interpolation="weighted")
+    digits = load_schedule("digits")                  # two octaves (80 + 120 steps)
+    straight = dataclasses.replace(digits, interpolation_warmup=False)
     single = dataclasses.replace(digits, octaves=digits.octaves[:1])
-    assert interpolation_start(digits) == 80
-    assert interpolation_start(weighted) == 0 == interpolation_start(single)
-    assert interpolation_frames(weighted)[0] == 0 and interpolation_frames(digits)[0] == 80
-    assert interpolation_start(load_schedule("googlenet")) == 0          # weighted, two octaves
+    assert interpolation_start(digits) == 80 == interpolation_start(dataclasses.replace(digits,
+                                                                                        interpolation="weighted"))
+    assert interpolation_start(straight) == 0 == interpolation_start(single)
+    assert interpolation_frames(straight)[0] == 0 and interpolation_frames(digits)[0] == 80
+    assert interpolation_start(load_schedule("transfigure")) == 0    # the ImageNet default: one scale

@@ -176,11 +176,12 @@ DREAM_ID_BEFORE_SQUASH = "eef8a93daffc"   # the dream preset when photographs we
 
 
 def test_photographs_are_squashed_to_a_square_as_the_articles_loader_does():
-    """Image generation I, `Resize(size=[299, 299])`: the default for every schedule, and the presets of the jobs
-    that start from photographs. The noise presets keep "crop", their setting before, so their ids stay."""
-    assert Schedule.from_dict({"name": "mine", "octaves": [{"size": 64, "iterations": 1}]}).source_fit == "squash"
+    """Image generation I, `Resize(size=[299, 299])`: the presets of the jobs that start from photographs. A schedule
+    file without the field keeps "crop", its value before, so that its id and the stores made with it stay."""
     assert {name: load_schedule(name).source_fit for name in ("transfigure", "dream")} == {
         "transfigure": "squash", "dream": "squash"}
+    mine = Schedule.from_dict({"name": "mine", "octaves": [{"size": 64, "iterations": 1}]})
+    assert mine.source_fit == "crop" and mine.content_dict()["source_fit"] == "crop"
     assert {load_schedule(name).source_fit for name in IDS_BEFORE_JITTER} == {"crop"}
     dream = load_schedule("dream")
     assert dream.id != DREAM_ID_BEFORE_SQUASH   # a store made with the cropping preset is refused, naming the field
@@ -200,8 +201,13 @@ def test_a_field_added_later_keeps_the_ids_of_schedules_that_leave_it_at_its_def
     sampled = dataclasses.replace(s, antialias=False)
     assert sampled.id not in (s.id, jittered.id) and sampled.content_dict()["antialias"] is False
     assert Schedule.from_dict(json.loads(sampled.to_json())).id == sampled.id
-    with pytest.raises(ValueError, match="antialias must be true or false"):
+    with pytest.raises(ValueError, match="antialias and interpolation_warmup must be true or false"):
         dataclasses.replace(s, antialias="no")
+    assert "interpolation_warmup" not in s.content_dict() and s.to_dict()["interpolation_warmup"] is True
+    straight = dataclasses.replace(s, interpolation_warmup=False)
+    assert straight.id != s.id and straight.content_dict()["interpolation_warmup"] is False
+    with pytest.raises(ValueError, match="interpolation_warmup must be true or false"):
+        dataclasses.replace(s, interpolation_warmup=1)
 
 
 def test_default_schedules_per_model_and_job_family():
