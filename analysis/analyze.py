@@ -207,7 +207,7 @@ def stability_words(s: dict) -> str:
     if measure.column == PERCENTILE:
         return (f"{head}; the minimised class not top-1 on {share(None if top1 is None else 1 - top1)} of "
                 f"them (an opposite minimises its class)")
-    return f"{head}; no top-1 share: {s['job']} is judged by {measure.name}, which the recorded argmax does not show"
+    return f"{head}; no top-1 share: {s['job']} is judged by {measure.name}, not by the target's top-1"
 
 
 def usable_rows(rows: Rows, n_classes: int) -> tuple[Rows, int]:

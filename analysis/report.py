@@ -392,8 +392,9 @@ def _class_figures(tables, thumbs, writer: "_Writer", step: Callable[[str], None
     """The figures that start from the classes table: contact sheets, PCA (when there is one) and the graph."""
     step("contact sheets")
     figures = [writer.figure("Contact sheet", "contact", fig.contact_sheets(tables["classes"], thumbs),
-                             "Every class's generated image with the model's label and probability "
-                             "(red: labelled as another class).")]
+                             "Every class's generated image with its class's probability p (green: the "
+                             "model labels it as its class; red: as another class, named after the arrow with "
+                             "that label's own probability).")]
     if "pca" in tables:
         step("PCA")
         files = writer.figure_files("pca", fig.output_pca(tables["pca"], tables["pca_variance"],

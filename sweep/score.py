@@ -109,7 +109,9 @@ class ScoreSummary:
 
     def lines(self) -> list[str]:
         rate = f" ({self.rate:.1f} images/s once a worker was ready)" if self.rate > 0 else ""
-        return [f"scorer {self.scorer}: {self.scored} images scored in {self.seconds:.1f}s with start-up{rate}, "
+        done = (f"{self.scored} images scored in {self.seconds:.1f}s with start-up{rate}" if self.scored
+                else "nothing to score")
+        return [f"scorer {self.scorer}: {done}, "
                 f"{self.skipped} already scored, {self.images} in all; "
                 f"written under {self.store}/{SCORES}/{self.scorer}/"]
 

@@ -538,3 +538,12 @@ def test_source_photographs_are_shown_as_each_job_fitted_them(tmp_path, monkeypa
     assert crop.width == crop.height and red_share(crop) == 0                  # the central square only
     assert squash.width == squash.height and 0.2 < red_share(squash) < 0.3    # the whole photograph, squashed
     assert plain.width == 2 * plain.height                                     # not recorded: as it is
+
+
+def test_the_tables_section_describes_only_the_files_there(small_store, tmp_path):
+    """Regression audit: it described graph.graphml for a store whose analysis has none (no class images)."""
+    html = write_figures(small_store).read_text()
+    assert "graph.graphml: the nearest-neighbour graph as GraphML" in html
+    store = make_small_store(tmp_path / "s", drop=tuple(item_key("octave", "", c, -1, 0) for c in range(6)))
+    html = write_figures(store).read_text()
+    assert "graph.graphml" not in html and "summary.json: the Summary" in html
