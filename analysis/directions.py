@@ -64,7 +64,9 @@ def fit_direction(vectors: np.ndarray, groups: pd.Series, n_components: int = 50
     labels = groups.fillna("").astype(str).to_numpy()
     names = sorted(set(labels) - {""})
     if len(names) != 2:
-        raise GroupsError(f"need exactly two groups, found {len(names)}: {', '.join(names) or 'none'}")
+        more = "; the bottleneck network (--method bottleneck, or auto) fits more" if len(names) > 2 else ""
+        raise GroupsError(f"logistic regression needs exactly two groups, found {len(names)}: "
+                          f"{', '.join(names) or 'none'}{more}")
     k = max(1, min(n_components, vectors.shape[0] - 1, vectors.shape[1]))
     pca = PCA(n_components=k, random_state=seed)
     components = pca.fit_transform(vectors.astype(np.float64))              # N x k

@@ -200,17 +200,25 @@ def output_folder(out: str | None, store: Store | None = None) -> Store:
 STORE_FOLDERS = (IMAGES, FRAMES, TRAJECTORIES, FAILURES, ANALYSIS, SOURCES, SCORES, QUARANTINE)   # a store's own
 
 
-def refuse_store_folder(folder: Store) -> None:
-    """StoreError when `folder` is a store's root or one of its own folders (images/, analysis/, ...): the figures
-    would lie among its tables. A folder of its own inside a store (the default {store}/figures) is fine."""
-    parent_uri, _, name = folder.uri.rstrip("/").rpartition("/")
+def refuse_store_folder(folder: Store, levels: int = 8) -> None:
+    """StoreError when `folder` is a store's root or lies in one of its own folders (images/, analysis/, ...; the
+    nearest `levels` folders above it are looked at): the figures would lie among its tables, and readers of
+    `{store}/images` would meet PNGs. A folder of its own inside a store (the default {store}/figures) is fine."""
     if folder.exists(MANIFEST):
         raise StoreError(f"--out {folder.uri} is a store's root: write into a folder of its own, such as "
                          f"{folder.location(FIGURES)}")
-    if parent_uri and name in STORE_FOLDERS and Store(parent_uri, folder.fs, folder.root.rpartition("/")[0]).exists(
-            MANIFEST):
-        raise StoreError(f"--out {folder.uri} is the store's own {name}/ folder: write into a folder of its own, "
-                         f"such as {parent_uri}/{FIGURES}")
+    uri, root, below = folder.uri.rstrip("/"), folder.root.rstrip("/"), ""
+    for _ in range(levels):
+        if "/" not in root.strip("/") or "/" not in uri:   # the file system's top (a bucket): no store above
+            return
+        (uri, _, name), root = uri.rpartition("/"), root.rpartition("/")[0]
+        below = name if not below else f"{name}/{below}"
+        if Store(uri, folder.fs, root).exists(MANIFEST):
+            own = below.split("/")[0]
+            if own in STORE_FOLDERS:
+                raise StoreError(f"--out {folder.uri} is inside the store's own {own}/ folder: write into a folder "
+                                 f"of its own, such as {uri}/{FIGURES}")
+            return
 
 
 def write_outputs(folder: Store, files: Mapping[str, bytes]) -> list[str]:

@@ -55,7 +55,7 @@ def test_line_walk_runs_from_one_group_to_the_other():
 
 def test_exactly_two_groups_are_required():
     vectors, _ = _two_groups(n=10)
-    with pytest.raises(GroupsError, match="exactly two groups, found 3"):
+    with pytest.raises(GroupsError, match="exactly two groups, found 3: .*--method bottleneck, or auto"):
         fit_direction(vectors, pd.Series(list("abc") * 6 + ["a", "b"]))
 
 
