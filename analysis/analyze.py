@@ -189,6 +189,15 @@ def transfer_words(values: dict) -> str:
                                for row, v in rows) + f" ({measure.name})" for measure, rows in by_measure.items())
 
 
+def _pairs_in_both_orders(table: pd.DataFrame) -> int:
+    """How many addition images have a twin with the pair the other way round (same variant and seed)."""
+    low = np.minimum(table["target"], table["partner"])
+    high = np.maximum(table["target"], table["partner"])
+    keys = pd.DataFrame({"low": low, "high": high, "variant": table["variant"], "seed": table["seed"]})
+    twins = keys.duplicated(keep=False)
+    return int(twins.sum() - keys[twins].drop_duplicates().shape[0])
+
+
 def stability_words(s: dict) -> str:
     """One stability_summary row in words, its job judged by the job's own measure (`success_measure`): the
     target's top-1 share and settling for octave and image jobs; for an opposite, which minimises its class, the
@@ -253,6 +262,11 @@ def _compute(rows: Rows, reps: Rows | None, names, metric: str, summary: Analysi
         summary.additions = {r.variant: {"images": int(r.images), "top_two": int(r.top_two),
                                          "top_two_share": float(r.top_two_share)}
                              for r in add_summary.itertuples()}
+        both_ways = _pairs_in_both_orders(add_table)
+        if both_ways:
+            summary.notes.append(f"{both_ways} addition images repeat a pair given in the other order (B+A beside "
+                                 f"A+B, the same image; stores made before a pair was rendered once): they count "
+                                 f"twice in the additions tables")
     else:
         summary.notes.append("no addition images: additions tables skipped")
 

@@ -195,3 +195,17 @@ def test_stability_lines_judge_each_job_by_its_own_measure():
     assert "the minimised class not top-1 on 99.4%" in opposite and "target top-1" not in opposite
     assert "settled" not in opposite
     assert "target top-1" not in addition and "43" not in addition and "both classes in the top 2" in addition
+
+
+def test_a_pair_stored_in_both_orders_is_noted(tmp_path):
+    """Regression audit: a store made before a pair was rendered once holds 1+2 and 2+1, the same image, which the
+    additions tables count twice; the summary says so."""
+    logits = np.array([0.0, 5.0, 4.0, 1.0])
+    images = [Image("addition", a, logits, variant=v, partner=b) for a, b in ((1, 2), (2, 1), (1, 3))
+              for v in ("merge", "juxtapose")]
+    store = write_store(str(tmp_path / "s"), [f"c{i}" for i in range(4)], images)
+    notes = [line for line in analyze_store(store).lines() if "other order" in line]
+    assert notes == ["2 addition images repeat a pair given in the other order (B+A beside A+B, the same image; "
+                     "stores made before a pair was rendered once): they count twice in the additions tables"]
+    single = write_store(str(tmp_path / "t"), [f"c{i}" for i in range(4)], images[:2] + images[4:])
+    assert not [line for line in analyze_store(single).lines() if "other order" in line]
