@@ -334,6 +334,10 @@ def test_output_into_a_stores_root_or_own_folder_is_refused_before_anything_is_w
     assert result.output.splitlines()[-1].startswith(f"Error: --out {out} is "), result.output
     assert f"{handmade_store}/figures" in result.output
     assert sorted(p.relative_to(handmade_store) for p in Path(handmade_store).rglob("*")) == before
+
+
+def test_output_into_a_folder_of_its_own_inside_the_store_is_taken(handmade_store):
+    from pathlib import Path
     own = invoke("figures", "--store", handmade_store, "--out", str(Path(handmade_store, "report-2")))
     assert own.exit_code == 0 and (Path(handmade_store, "report-2") / "index.html").exists()
 
