@@ -56,8 +56,10 @@ OWNED = ("contact-", "pca.", "graph-", "opposites-", "additions-", "features-", 
          "dream-", "directed-dream-", "transfer.", "trajectory-", "stability.", "classes/", "img/", "index.html")
 TRAJECTORY_FRAME_MS = 200   # trajectory videos: time per recorded snapshot (the last one is held GIF_HOLD_MS)
 SHOWN_KEYS = 10          # keys with snapshots named in the error for a --trajectories key without any
-VIDEOS_FILE = "trajectory-videos.json"   # the trajectory videos in the folder ({key, target, gif, mp4, steps} each):
-                                         #   a later report keeps and links them without drawing them again
+VIDEOS_FILE = "trajectory-videos.json"   # the trajectory videos in the folder ({key, target, gif, mp4, steps,
+                                         #   version} each): a later report keeps and links them without drawing
+                                         #   them again, unless they were drawn by an older VIDEO_VERSION
+VIDEO_VERSION = 2   # how trajectory videos are drawn (2: an addition's partner marked, the legend above the panel)
 NO_CLASSES = ("No class images: the store holds no octave images, so the classes table, contact sheets, PCA, "
               "nearest-neighbour graph, feature embedding and class pages are skipped (run the octave job for them).")
 
@@ -148,8 +150,8 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     """
     st = open_store(store) if isinstance(store, str) else store
     folder = output_folder(out, st)
-    legacy = legacy_video_keys(st, folder) if keep_trajectories else []
-    snapshots = read_snapshots(st, list(dict.fromkeys([*trajectories, *legacy])))
+    redrawn = legacy_video_keys(st, folder) + outdated_video_keys(st, folder) if keep_trajectories else []
+    snapshots = read_snapshots(st, list(dict.fromkeys([*trajectories, *redrawn])))
     summary = current_summary(st.uri, stream)
     st = open_store(st.uri)   # the analysis may have written tables since
     tables = load_tables(st)
@@ -174,6 +176,21 @@ def legacy_video_keys(st: Store, folder: Store) -> list[str]:
         return []
     table = st.read(TRAJECTORIES, ["key", "job", "target", "png"])
     return [key for key in snapshot_keys(table) if video_stem(key) + ".gif" in gifs]
+
+
+def outdated_video_keys(st: Store, folder: Store) -> list[str]:
+    """The keys of the videos VIDEOS_FILE lists as drawn by an older VIDEO_VERSION (none recorded: 1) whose
+    snapshots the store still has: drawn again, so that a kept video looks like a new one."""
+    data = folder.read_bytes(VIDEOS_FILE)
+    try:
+        listed = json.loads(data) if data is not None else []
+        old = [str(v["key"]) for v in listed if int(v.get("version", 1)) < VIDEO_VERSION]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return []
+    if not old or not st.files(TRAJECTORIES):
+        return []
+    have = set(snapshot_keys(st.read(TRAJECTORIES, ["key", "job", "target", "png"])))
+    return [key for key in old if key in have]
 
 
 def video_stem(key: str) -> str:
@@ -270,7 +287,7 @@ def earlier_videos(writer: "_Writer", replaced: set[str]) -> list[dict]:
     try:
         listed = json.loads(data) if data is not None else []
         entries = [{"key": str(v["key"]), "target": int(v["target"]), "gif": str(v["gif"]), "mp4": v.get("mp4"),
-                    "steps": str(v["steps"])} for v in listed]
+                    "steps": str(v["steps"]), "version": int(v.get("version", 1))} for v in listed]
     except (ValueError, TypeError, KeyError):
         return []
     kept = []
@@ -301,7 +318,8 @@ def _trajectory_videos(snapshots: dict[str, pd.DataFrame], names, writer: "_Writ
         mp4 = writer.bytes(f"{stem}.mp4", video) if video is not None else None
         target = rows["target"].iloc[0]
         videos.setdefault(int(target) if pd.notna(target) else -1, []).append(
-            {"key": key, "gif": gif, "mp4": mp4, "steps": f"steps {rows.step.iloc[0]}-{rows.step.iloc[-1]}"})
+            {"key": key, "gif": gif, "mp4": mp4, "steps": f"steps {rows.step.iloc[0]}-{rows.step.iloc[-1]}",
+             "version": VIDEO_VERSION})
     return videos
 
 

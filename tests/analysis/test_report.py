@@ -547,3 +547,24 @@ def test_the_tables_section_describes_only_the_files_there(small_store, tmp_path
     store = make_small_store(tmp_path / "s", drop=tuple(item_key("octave", "", c, -1, 0) for c in range(6)))
     html = write_figures(store).read_text()
     assert "graph.graphml" not in html and "summary.json: the Summary" in html
+
+
+def test_a_video_drawn_by_an_older_version_is_drawn_again(small_store):
+    """Videos are kept as drawn; one an older classweep drew (before an addition's partner was marked) is redrawn."""
+    from analysis.report import VIDEO_VERSION, VIDEOS_FILE
+    from sweep.store import TRAJECTORIES, Store
+    from test_stability import A, trajectory_rows
+    Store.open(small_store).write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows(keys=(A,)))
+    out = Path(small_store) / "figures"
+    write_figures(small_store, trajectories=[A])
+    listed = json.loads((out / VIDEOS_FILE).read_text())
+    assert [v["version"] for v in listed] == [VIDEO_VERSION]
+    gif = out / listed[0]["gif"]
+    drawn = gif.stat().st_mtime_ns
+    write_figures(small_store)
+    assert gif.stat().st_mtime_ns == drawn                              # current: kept as it is
+    (out / VIDEOS_FILE).write_text(json.dumps([{k: v for k, v in listed[0].items() if k != "version"}]))
+    os.utime(gif, ns=(drawn - 10**9, drawn - 10**9))
+    write_figures(small_store)
+    assert gif.stat().st_mtime_ns > drawn - 10**9 and gif.exists()      # drawn again
+    assert [v["version"] for v in json.loads((out / VIDEOS_FILE).read_text())] == [VIDEO_VERSION]
