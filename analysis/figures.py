@@ -400,12 +400,9 @@ TRAJECTORY_SIZE = (900, 420)   # px, one video frame: the image and the scatter 
 
 
 def snapshot_partner(row) -> int | None:
-    """The second class of a recorded image (an addition's or interpolation's), from its `partner` or else its key
-    (`jobs.catalog.key_of`: job:variant:target:partner:seed); None without one."""
+    """The second class of a recorded image (an addition's or interpolation's `partner`, which `report.read_snapshots`
+    takes from the store's images/); None without one."""
     partner = row.get("partner")
-    if partner is None and isinstance(row.get("key"), str):
-        fields = row["key"].split(":")
-        partner = int(fields[3]) if len(fields) > 4 and fields[3].lstrip("-").isdigit() else None
     return int(partner) if partner is not None and pd.notna(partner) and partner >= 0 else None
 
 

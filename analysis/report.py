@@ -213,7 +213,8 @@ def read_snapshots(st: Store, keys: list[str]) -> dict[str, pd.DataFrame]:
         if rows is None or rows.num_rows == 0:
             raise StoreError(no_snapshots(key, st.uri, None if table is None else snapshot_keys(table)))
         out[key] = rows.drop_columns(["job"]).to_pandas().sort_values("step").reset_index(drop=True)
-    finals = {row["key"]: row for row in iter_image_rows(st, list(out), ["step", "label", "logits", "png"])}
+    finals = {row["key"]: row for row in iter_image_rows(st, list(out), ["step", "label", "logits", "png",
+                                                                         "partner"])}
     return {key: with_final_image(rows, finals.get(key)) for key, rows in out.items()}
 
 
@@ -222,13 +223,14 @@ def with_final_image(snapshots: pd.DataFrame, final: dict | None) -> pd.DataFram
     step, label, logits and png), which no snapshot shows: a snapshot at step t is the image the t-th step started
     from, so with snapshots every 50 of 200 steps the last is step 150. Left as they are when the store has no
     final image for the key, or does not say after how many steps it was taken (older stores)."""
-    snapshots = snapshots.assign(final=False)
+    partner = final.get("partner") if final is not None else None   # an addition's second class, for the video
+    snapshots = snapshots.assign(final=False, partner=-1 if partner is None else int(partner))
     if final is None or final["step"] is None or final["step"] <= snapshots["step"].iloc[-1]:
         return snapshots
     last = snapshots.iloc[-1]
     row = {"key": last["key"], "step": final["step"], "octave": last["octave"], "target": last["target"],
            "label": final["label"], "logits": np.asarray(final["logits"], np.float32), "png": final["png"],
-           "final": True}
+           "final": True, "partner": last["partner"]}
     return pd.concat([snapshots, pd.DataFrame([row])], ignore_index=True)
 
 

@@ -376,9 +376,9 @@ def test_interpolation_strip_writes_no_negative_zero():
     assert fig.one_decimal(-0.06) == "-0.1"
 
 
-def _snapshots(key, label, logits):
+def _snapshots(key, label, logits, partner=-1):
     from sweep.store import encode_png
-    return pd.DataFrame({"key": [key], "step": [0], "octave": [0], "target": [2], "label": [label],
+    return pd.DataFrame({"key": [key], "step": [0], "octave": [0], "target": [2], "label": [label], "partner": partner,
                          "logits": [np.asarray(logits, float)], "png": [encode_png(np.zeros((8, 8, 3), np.uint8))]})
 
 
@@ -391,7 +391,7 @@ def test_trajectory_frame_marks_an_additions_partner_and_keeps_the_legend_off_th
     logits[9] = -4.7 + 14   # the partner on top; a low point at the right edge, where the legend sat
     low = list(logits)
     low[8] = -4.7
-    frame, = fig.trajectory_frames(_snapshots("addition:merge:2:9:0", 9, low), names)
+    frame, = fig.trajectory_frames(_snapshots("addition:merge:2:9:0", 9, low, partner=9), names)
     image_ax, right = frame.axes
     marked = {to_hex(c.get_facecolors()[0]): c.get_offsets().tolist() for c in right.collections[1:]}
     assert marked == {drawing.BAD: [[2, 8.0]], drawing.PARTNER: [[9, 9.3]]}

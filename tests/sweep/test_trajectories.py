@@ -131,3 +131,15 @@ def test_stability_command_refuses_a_store_without_trajectories(tmp_path, monkey
     result = CliRunner().invoke(main, ["stability", store, "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "no trajectories" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_an_additions_snapshots_carry_its_partner_for_the_video(tmp_path):
+    """The video marks an addition's second class: `read_snapshots` takes it from the stored image's row."""
+    from analysis.report import read_snapshots
+    from jobs.catalog import key_of
+    build_store(tmp_path / "s", jobs="octave,addition", classes="2,4,7", pairs="7+2", variants="merge",
+                trajectory=TrajectoryOptions(every=2, snapshots=2))
+    addition, octave = key_of("addition", "merge", 7, 2, 0), key_of("octave", "", 4, -1, 0)
+    shots = read_snapshots(Store.open(str(tmp_path / "s")), [addition, octave])
+    assert set(shots[addition]["partner"]) == {2} and shots[addition]["final"].iloc[-1]
+    assert set(shots[octave]["partner"]) == {-1}
