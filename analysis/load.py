@@ -21,8 +21,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from jobs.text import first_line
-from sweep.store import (ANALYSIS, FAILURES, FRAMES, IMAGES, MANIFEST, QUARANTINE, SCORES, SOURCES, TEMP_DIR,
-                         TRAJECTORIES, Store, StoreError, is_frame_key, no_images_yet, open_store, unreadable)
+from sweep.store import (ANALYSIS, FAILURES, FRAMES, IMAGES, LEASES, MANIFEST, QUARANTINE, SCORES, SOURCES,
+                         TEMP_DIR, TRAJECTORIES, Store, StoreError, is_frame_key, no_images_yet, open_store,
+                         unreadable)
 
 # Columns of the jobs from real images, and their values in stores written before those jobs existed.
 OPTIONAL_COLUMNS = {"source": "", "frame": -1, "step": -1}
@@ -197,7 +198,8 @@ def output_folder(out: str | None, store: Store | None = None) -> Store:
     return folder
 
 
-STORE_FOLDERS = (IMAGES, FRAMES, TRAJECTORIES, FAILURES, ANALYSIS, SOURCES, SCORES, QUARANTINE)   # a store's own
+STORE_FOLDERS = (IMAGES, FRAMES, TRAJECTORIES, FAILURES, ANALYSIS, SOURCES, SCORES, QUARANTINE, LEASES,
+                 TEMP_DIR)   # a store's own folders
 
 
 def refuse_store_folder(folder: Store, levels: int = 8) -> None:

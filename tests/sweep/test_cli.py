@@ -318,7 +318,7 @@ def test_figures_into_a_file_is_one_clear_line_and_writes_nothing(handmade_store
 
 
 @pytest.mark.parametrize("command", ["figures", "directions", "compare", "stability"])
-@pytest.mark.parametrize("inside", ["", "analysis", "images", "images/report"])
+@pytest.mark.parametrize("inside", ["", "analysis", "images", "images/report", "leases", ".tmp/x"])
 def test_output_into_a_stores_root_or_own_folder_is_refused_before_anything_is_written(handmade_store, tmp_path,
                                                                                      command, inside):
     """`--out STORE` put the figures among the store's tables (and `--out STORE/analysis` among the analysis')."""
