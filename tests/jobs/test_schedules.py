@@ -260,3 +260,18 @@ def test_overrides_for_every_job_and_per_job(tmp_path):
 def test_invalid_new_fields_raise_clear_errors(change, message):
     with pytest.raises(ValueError, match=message):
         Schedule.from_dict({"name": "x", "octaves": [{"size": 20, "iterations": 2}], **change})
+
+
+def test_a_store_of_the_cropping_image_presets_resumes_with_their_crop_copies(tmp_path):
+    """The ImageNet set of octave, transfigure and interpolate as stores recorded it before the transfigure preset
+    squashed photographs (id taken from that version): a copy of the preset with source_fit crop, given to every
+    job that ran it, gives the store's id again (the README's recipe)."""
+    old_id = "6ebda162b80f"
+    copy = json.loads(load_schedule("transfigure").to_json())
+    copy.update(name="transfigure-crop", source_fit="crop")
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(copy))
+    base = default_schedules("googlenet", ("octave", "transfigure", "interpolate"))
+    assert base.id != old_id                                                     # refused, naming source_fit
+    assert schedule_set(base, None, {"transfigure": str(path)}).id != old_id    # one job is not enough
+    assert schedule_set(base, None, {"transfigure": str(path), "interpolate": str(path)}).id == old_id
