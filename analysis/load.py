@@ -218,8 +218,9 @@ def refuse_store_folder(folder: Store, levels: int = 8) -> None:
         if Store(uri, folder.fs, root).exists(MANIFEST):
             own = below.split("/")[0]
             if own in STORE_FOLDERS:
-                raise StoreError(f"--out {folder.uri} is inside the store's own {own}/ folder: write into a folder "
-                                 f"of its own, such as {uri}/{FIGURES}")
+                where = "is the store's own" if below == own else "is inside the store's own"
+                raise StoreError(f"--out {folder.uri} {where} {own}/ folder: write into a folder of its own, such "
+                                 f"as {uri}/{FIGURES}")
             return
 
 
