@@ -568,3 +568,11 @@ def test_a_video_drawn_by_an_older_version_is_drawn_again(small_store):
     write_figures(small_store)
     assert gif.stat().st_mtime_ns > drawn - 10**9 and gif.exists()      # drawn again
     assert [v["version"] for v in json.loads((out / VIDEOS_FILE).read_text())] == [VIDEO_VERSION]
+
+
+def test_a_class_page_names_the_class_that_got_into_a_failed_addition(small_store):
+    """Figures audit #2 on the class pages: a failed addition said "labelled <one of the pair>"."""
+    write_figures(small_store)
+    page = (Path(small_store) / "figures" / "classes" / "0002.html").read_text()
+    assert f"{NAMES[4]}</a> got in at #1" in page   # 2+3 merge: class 4 stands first, 3 second, 2 third
+    assert "labelled" not in page.split("Additions with this class")[1]
