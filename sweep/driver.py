@@ -322,13 +322,18 @@ class Pending:
     attempts: dict[str, int]      # the highest try recorded per key in failures/ (numbering continues across runs)
 
     @functools.cached_property
+    def planned(self) -> list[JobSpec]:
+        """Every item of the plan (built once: a 1000-class sweep with pairs has ~10^5)."""
+        return self.plan.items()
+
+    @functools.cached_property
     def items(self) -> list[JobSpec]:
-        return [item for item in self.plan.items() if item.key not in self.done]
+        return [item for item in self.planned if item.key not in self.done]
 
     @property
     def total(self) -> int:
         """Items in the plan."""
-        return len(self.plan.items())
+        return len(self.planned)
 
     def tasks(self, batch_size: int | None = None) -> list[Task]:
         """The plan's batches (of `batch_size`, or the plan's own) minus what the store holds: fixed boundaries for
@@ -504,7 +509,7 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
     if done_before:
         print(f"resuming: {done_before}/{total} items already in {store.uri}", file=out)
     schedule = prepared.schedule
-    work_total = item_work(schedule, plan.items())
+    work_total = item_work(schedule, pending.planned)
     progress = Progress(total, done_before, work_total=work_total,
                         work=work_total - item_work(schedule, pending.items),
                         stream=stream, interval=cluster.progress_every)   # None: stderr (a bar on a terminal)
@@ -565,7 +570,7 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
         interrupted = True
     progress.close()
     done_keys = store.done_keys()
-    done = sum(1 for item in plan.items() if item.key in done_keys)
+    done = sum(1 for item in pending.planned if item.key in done_keys)
     failed = tuple((key, error) for key, error in given_up.items() if key not in done_keys)
     return SweepSummary(store=store.uri, total=total, done=done, done_before=done_before, failed=failed,
                         seconds=time.monotonic() - started, workers=count, device="gpu" if use_gpu else "cpu",
