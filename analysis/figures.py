@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 
 from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, PARTNER, Cell, Pages, caption_px, declutter,
                               fit_text, gif_bytes, grid_figure, grid_pages, isolation_order, new_figure)
+from analysis.graph import component_hubs
 
 GRID_THUMB = 96          # px, images in the grids
 CONTACT = (10, 10)       # columns x rows per contact-sheet page
@@ -294,15 +295,6 @@ def graph_pages(nodes: pd.DataFrame, components: pd.DataFrame, *, seed: int = 0)
     return Pages(len(groups), page)
 
 
-def component_hubs(g: nx.DiGraph, members: Sequence[int]) -> list[int]:
-    """The members most pointed at (in index order: several on a tie); none when every member is pointed at as often
-    (a cycle, a mutual pair), where no class stands out as a hub."""
-    degree = {n: g.in_degree(n) for n in members}
-    top = max(degree.values(), default=0)
-    hubs = sorted(n for n in members if degree[n] == top)
-    return [] if len(hubs) == len(members) else hubs
-
-
 def _hub_title(g: nx.DiGraph, hubs: Sequence[int], shown: int = 3) -> str:
     names = [g.nodes[n]["name"] for n in hubs[:shown]] + ([f"+{len(hubs) - shown} more"] if len(hubs) > shown else [])
     return "" if not hubs else f", hub {names[0]}" if len(hubs) == 1 else f", hubs {', '.join(names)} (tie)"
@@ -318,7 +310,7 @@ def draw_component(ax, g: nx.DiGraph, index: int, members: Sequence[int], *, see
     own), its hubs larger with a black edge, arrows (a mutual pair's two arcs bent apart, so both show) and as many
     class names as fit, the most pointed-at first."""
     sub = g.subgraph(members)
-    hubs = set(component_hubs(g, members))
+    hubs = set(component_hubs(g, members))   # the components table's rule, ties and all
     pos = nx.spring_layout(nx.Graph(sub.to_undirected(as_view=True)), seed=seed)
     colour = component_colour(index)
     size = 40 if len(members) < 200 else 15
@@ -330,7 +322,8 @@ def draw_component(ax, g: nx.DiGraph, index: int, members: Sequence[int], *, see
                            linewidths=[1.5 if n in hubs else 1.0 for n in nodes])
     edges = sorted(sub.edges)
     mutual = [(u, v) for u, v in edges if sub.has_edge(v, u)]
-    for part, style in (([e for e in edges if e not in set(mutual)], "arc3"), (mutual, "arc3,rad=0.2")):
+    single = [(u, v) for u, v in edges if not sub.has_edge(v, u)]
+    for part, style in ((single, "arc3"), (mutual, "arc3,rad=0.2")):
         if part:
             nx.draw_networkx_edges(sub, pos, edgelist=part, nodelist=nodes, node_size=sizes, edge_color="#9aa5b1",
                                    width=1.0, arrows=True, arrowsize=8, connectionstyle=style, ax=ax)

@@ -86,13 +86,22 @@ def nodes_table(g: nx.DiGraph, comps: list[list[int]]) -> pd.DataFrame:
     return frame
 
 
+def component_hubs(g: nx.DiGraph, members: Sequence[int]) -> list[int]:
+    """The members most pointed at (in index order: several on a tie); none when every member is pointed at as often
+    (a cycle, a mutual pair), where no class stands out as a hub."""
+    degree = {n: g.in_degree(n) for n in members}
+    top = max(degree.values(), default=0)
+    hubs = sorted(n for n in members if degree[n] == top)
+    return [] if len(hubs) == len(members) else hubs
+
+
 def components_table(g: nx.DiGraph, comps: list[list[int]]) -> pd.DataFrame:
-    """One row per component: component, size, edges, hub (most pointed-to member; lowest index on ties),
-    hub_name, members (list of classes), member_names."""
+    """One row per component: component, size, edges, hub (most pointed-to member, `component_hubs`; lowest index
+    on ties, and the lowest member when none stands out), hub_name, members (list of classes), member_names."""
     rows = []
     for i, members in enumerate(comps):
         sub = g.subgraph(members)
-        hub = min(members, key=lambda n: (-g.in_degree(n), n))
+        hub = (component_hubs(g, members) or sorted(members))[0]
         rows.append({"component": i, "size": len(members), "edges": sub.number_of_edges(), "hub": hub,
                      "hub_name": g.nodes[hub]["name"], "members": np.asarray(members, dtype=np.int32),
                      "member_names": [g.nodes[n]["name"] for n in members]})
