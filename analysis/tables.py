@@ -51,10 +51,12 @@ def article_margin_opposite(logits: np.ndarray, targets: np.ndarray, share: floa
     return order[np.arange(n), gaps.argmax(axis=1)]
 
 
-def most_activated_other(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Per row, the most activated class other than the row's target (the article's nearest neighbour)."""
+def most_activated_other(logits: np.ndarray, targets: np.ndarray, *others: np.ndarray) -> np.ndarray:
+    """Per row, the most activated class other than the row's target (the article's nearest neighbour) and the
+    row's class in each of `others` (an addition's partner: the intruder). N x C, N [, N ...] -> N."""
     masked = logits.astype(np.float64, copy=True)
-    masked[np.arange(len(targets)), targets] = -np.inf
+    for excluded in (targets, *others):
+        masked[np.arange(len(excluded)), excluded] = -np.inf
     return masked.argmax(axis=1)
 
 
@@ -232,10 +234,7 @@ def additions_table(adds: Rows, class_names: Sequence[str]) -> pd.DataFrame:
     probs = softmax(logits)
     rank_a, rank_b = rank_of(logits, a), rank_of(logits, b)
     labels = meta["label"].to_numpy().astype(np.int64)
-    outside = logits.astype(np.float64, copy=True)          # N x C: the pair's two classes masked out
-    outside[rows, a] = -np.inf
-    outside[rows, b] = -np.inf
-    intruders = outside.argmax(axis=1)                       # N: the strongest class outside the pair
+    intruders = most_activated_other(logits, a, b)           # N: the strongest class outside the pair
     return pd.DataFrame({
         "key": meta["key"].to_numpy(),
         "variant": meta["variant"].to_numpy(),
