@@ -150,7 +150,7 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     """
     st = open_store(store) if isinstance(store, str) else store
     folder = output_folder(out, st)
-    redrawn = legacy_video_keys(st, folder) + outdated_video_keys(st, folder) if keep_trajectories else []
+    redrawn = redrawn_video_keys(st, folder) if keep_trajectories else []
     snapshots = read_snapshots(st, list(dict.fromkeys([*trajectories, *redrawn])))
     summary = current_summary(st.uri, stream)
     st = open_store(st.uri)   # the analysis may have written tables since
@@ -165,32 +165,38 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
         return _write_report(st, summary, tables, keys, writer, stream, snapshots, keep_trajectories)
 
 
-def legacy_video_keys(st: Store, folder: Store) -> list[str]:
-    """The keys whose trajectory GIFs a report made before VIDEOS_FILE existed left in `folder` (a GIF is named
-    after its key): drawn again, so that the first report of this version keeps them as later ones keep theirs."""
-    if folder.exists(VIDEOS_FILE) or not st.files(TRAJECTORIES):
-        return []
-    gifs = {info.base_name for info in folder.listing() if info.base_name.startswith("trajectory-")
-            and info.base_name.endswith(".gif")}
-    if not gifs:
-        return []
-    table = st.read(TRAJECTORIES, ["key", "job", "target", "png"])
-    return [key for key in snapshot_keys(table) if video_stem(key) + ".gif" in gifs]
-
-
-def outdated_video_keys(st: Store, folder: Store) -> list[str]:
-    """The keys of the videos VIDEOS_FILE lists as drawn by an older VIDEO_VERSION (none recorded: 1) whose
-    snapshots the store still has: drawn again, so that a kept video looks like a new one."""
+def listed_videos(folder: Store) -> list[dict] | None:
+    """The videos the folder's VIDEOS_FILE lists, each {key, target, gif, mp4, steps, version} (version 1 when an
+    older classweep did not record it); None when there is no list (a report from before it, or none), [] when it
+    cannot be read."""
     data = folder.read_bytes(VIDEOS_FILE)
+    if data is None:
+        return None
     try:
-        listed = json.loads(data) if data is not None else []
-        old = [str(v["key"]) for v in listed if int(v.get("version", 1)) < VIDEO_VERSION]
-    except (ValueError, TypeError, KeyError, AttributeError):
+        return [{"key": str(v["key"]), "target": int(v["target"]), "gif": str(v["gif"]), "mp4": v.get("mp4"),
+                 "steps": str(v["steps"]), "version": int(v.get("version", 1))} for v in json.loads(data)]
+    except (ValueError, TypeError, KeyError):
         return []
-    if not old or not st.files(TRAJECTORIES):
-        return []
-    have = set(snapshot_keys(st.read(TRAJECTORIES, ["key", "job", "target", "png"])))
+
+
+def redrawn_video_keys(st: Store, folder: Store) -> list[str]:
+    """The keys of the videos in `folder` to draw again, among those the store still has snapshots of: in a folder
+    from before VIDEOS_FILE, the GIFs named after a key (so that the first report of this version keeps them as
+    later ones keep theirs); else the videos an older VIDEO_VERSION drew (so that a kept video looks like a new
+    one)."""
+    listed = listed_videos(folder)
+    if listed is None:
+        gifs = {info.base_name for info in folder.listing() if info.base_name.startswith("trajectory-")
+                and info.base_name.endswith(".gif")}
+        return [key for key in stored_snapshot_keys(st) if video_stem(key) + ".gif" in gifs] if gifs else []
+    old = [video["key"] for video in listed if video["version"] < VIDEO_VERSION]
+    have = set(stored_snapshot_keys(st)) if old else set()
     return [key for key in old if key in have]
+
+
+def stored_snapshot_keys(st: Store) -> list[str]:
+    """`snapshot_keys` of the store's trajectories/ ([] when it recorded none)."""
+    return snapshot_keys(st.read(TRAJECTORIES, ["key", "job", "target", "png"])) if st.files(TRAJECTORIES) else []
 
 
 def video_stem(key: str) -> str:
@@ -285,15 +291,8 @@ def earlier_videos(writer: "_Writer", replaced: set[str]) -> list[dict]:
     """The trajectory videos an earlier report listed in the folder's VIDEOS_FILE whose GIF is still there, but for
     the `replaced` keys (drawn anew): each {key, target, gif, mp4 (None when gone), steps}, its files kept (and their
     names taken) by `writer`. An unreadable list, or an entry naming a file outside the folder, is ignored."""
-    data = writer.folder.read_bytes(VIDEOS_FILE)
-    try:
-        listed = json.loads(data) if data is not None else []
-        entries = [{"key": str(v["key"]), "target": int(v["target"]), "gif": str(v["gif"]), "mp4": v.get("mp4"),
-                    "steps": str(v["steps"]), "version": int(v.get("version", 1))} for v in listed]
-    except (ValueError, TypeError, KeyError):
-        return []
     kept = []
-    for video in entries:
+    for video in listed_videos(writer.folder) or []:
         files = [video["gif"]] + ([str(video["mp4"])] if video["mp4"] else [])
         try:
             for name in files:
