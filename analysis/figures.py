@@ -228,6 +228,18 @@ def feature_maps(features: pd.DataFrame) -> list[str]:
     return sorted((c for c in features.columns if c.startswith("map_")), key=lambda c: int(c[4:]))
 
 
+def feature_size_note(features: pd.DataFrame) -> str:
+    """The size the model saw the images at (`sweep analyze --feature-size`), for a subtitle: " at 299 px (the
+    model's input size)", the article's, or " at stored size (490 px)" (without the side when they differ); ""
+    for a table made before the size was recorded."""
+    if "feature_size" not in features or features.empty:
+        return ""
+    sides = sorted(set(features["side"]))
+    if set(features["feature_size"]) == {"input"}:
+        return f" at {sides[0]} px (the model's input size)"
+    return " at stored size" + (f" ({sides[0]} px)" if len(sides) == 1 else "")
+
+
 def feature_scatter(features: pd.DataFrame, layer: str, nodes: pd.DataFrame | None = None) -> Figure:
     """The class images of one layer of the features table by the mean activation of its first two maps (the
     article's feature latent space; the subtitle says which two when there are more); with one map, against the
@@ -240,7 +252,7 @@ def feature_scatter(features: pd.DataFrame, layer: str, nodes: pd.DataFrame | No
     else:
         y, ylabel = part["target"].to_numpy(dtype=float), "class index"
     numbers = [m[4:] for m in maps]
-    subtitle = "mean activation of chosen feature maps on each class image"
+    subtitle = "mean activation of chosen feature maps on each class image" + feature_size_note(part)
     if len(maps) > 2:
         subtitle += f"; maps {numbers[0]} and {numbers[1]} shown of {', '.join(numbers)}"
     if nodes is not None:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from jobs import objectives as obj
+from jobs import transforms
 from jobs.catalog import ALL_JOBS, CLASSLESS, FRAMED, IMAGE_JOBS, LAYER_JOBS, PAIRED, VARIANTS, JobSpec, parse_layers
 from jobs.outputs import softmax
 from jobs.render import Progress, Trajectory, TrajectoryOptions, render
@@ -359,12 +360,15 @@ def scores(spec: JobSpec, v: np.ndarray) -> dict:
 
 @torch.no_grad()
 def feature_means(model, images_uint8: np.ndarray, layer: str, maps: Sequence[int],
-                  device: torch.device | str = "cpu", chunk: int = 32, input: str | None = None) -> np.ndarray:
+                  device: torch.device | str = "cpu", chunk: int = 32, input: str | None = None,
+                  side: int | None = None) -> np.ndarray:
     """Mean activation of feature maps `maps` of `layer` on each image: N x H x W x 3 uint8 -> N x len(maps)
     float32 (Latent space, "Feature latent space": each image as the vector of its chosen features' means).
 
     `images_uint8` may also be a list of H x W x 3 arrays of different sizes (evaluated one by one). `input`: the
-    convention the images were made under (the manifest's); None: the model's current one."""
+    convention the images were made under (the manifest's); None: the model's current one. `side`: each image is
+    first resized to `side` x `side` (bilinear, antialiased: `transforms.resize`, as between octaves), as the
+    article evaluates its class images at the model's input size; None: at the size they have."""
     maps = [int(m) for m in maps]
     if isinstance(images_uint8, np.ndarray):
         batches = [images_uint8[i:i + chunk] for i in range(0, len(images_uint8), chunk)]
@@ -375,8 +379,11 @@ def feature_means(model, images_uint8: np.ndarray, layer: str, maps: Sequence[in
     for batch in batches:
         if len(batch) == 0:
             continue
+        x = from_uint8(batch).to(device)                          # N x 3 x H x W
+        if side is not None:
+            x = transforms.resize(side)(x)                        # N x 3 x side x side
         with (model.input_as(input) if input is not None else contextlib.nullcontext()):
-            _, acts = model.taps(from_uint8(batch).to(device), [layer])
+            _, acts = model.taps(x, [layer])
         a = acts[layer].float()                                   # N x C x H x W (or N x C for a head)
         a = a.mean(dim=(2, 3)) if a.ndim == 4 else a.flatten(1)
         if maps and max(maps) >= a.shape[1]:

@@ -13,6 +13,7 @@ import click
 
 from jobs.text import first_line
 from sweep.driver import SweepConfig, SweepError, run_sweep
+from sweep.features import FEATURE_SIZES
 from sweep.fleet import DEVICES, ClusterConfig
 from sweep.interrupts import INTERRUPTED, INTERRUPTED_STATUS, install_interrupt_handlers, restore_handlers
 from sweep.plan import PlanError
@@ -300,9 +301,12 @@ def analysis_functions():
 @click.option("--features", default=None, help="Also compute the feature latent space, LAYER:MAPS "
               "(e.g. inception5a:0,4), through Ray workers.")
 @click.option("--weights", default=None, help="Weights for --features (default: the sweep's).")
+@click.option("--feature-size", type=click.Choice(FEATURE_SIZES), default="input", show_default=True,
+              help="--features on each image resized to the model's input size (the article's 299 px for "
+              "GoogLeNet), or at the size it was stored at (490 px for the googlenet preset).")
 @cluster_options
-def analyze(store, metric, margin_share, features, weights, address, workers, device, cpus_per_worker, gpu_wait,
-            stall_timeout) -> None:
+def analyze(store, metric, margin_share, features, weights, feature_size, address, workers, device, cpus_per_worker,
+            gpu_wait, stall_timeout) -> None:
     """Tables under {store}/analysis/: classes, opposites, additions, PCA, nearest-neighbour graph (those a store
     can have: without octave images, no class tables)."""
     functions = analysis_functions()
@@ -312,9 +316,11 @@ def analyze(store, metric, margin_share, features, weights, address, workers, de
             from sweep.plan import parse_features
             layer, maps = parse_features(features)
             path, rows = run_features(FeatureConfig(store=store, layer=layer, maps=maps, weights=weights,
+                                                    size=feature_size,
                                                     cluster=cluster_config(address, workers, device, cpus_per_worker,
                                                                            gpu_wait, stall_timeout)))
-            click.echo(f"wrote {path} ({rows} images, {layer} maps {','.join(map(str, maps))})")
+            click.echo(f"wrote {path} ({rows} images, {layer} maps {','.join(map(str, maps))}, "
+                       f"{feature_size} size)")
         summary = functions[0](open_store(store), metric=metric, margin_share=margin_share)
     for line in summary.lines():
         click.echo(line)

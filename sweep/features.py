@@ -4,7 +4,9 @@ The latent-space article's "feature latent space" places each class image at the
 one layer (e.g. GoogLeNet `inception5a` maps 0 and 4). This needs the model, so it runs through the same kind of
 Ray workers as the sweep: each actor reads whole `images/` files (PNG column included) straight from the store and
 returns a few floats per image; the driver writes `{store}/analysis/features.parquet` (key, target, target_name,
-layer, map_<i>) in one atomic write.
+layer, feature_size, side, map_<i>) in one atomic write. The article evaluates its class images at the model's
+input size (299 px); the googlenet preset's octaves leave them larger (490 px), so each image is resized to the
+input size first unless `FeatureConfig.size` says "stored".
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from sweep.store import ANALYSIS, IMAGES, Store, StoreError, no_images_yet
 from sweep.worker import WorkerConfig
 
 FEATURES_FILE = f"{ANALYSIS}/features.parquet"
+FEATURE_SIZES = ("input", "stored")   # the images resized to the model's input size (article), or as stored (ours)
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,12 @@ class FeatureConfig:
     maps: tuple[int, ...]            # feature map indices of that layer
     job: str = "octave"              # whose images: the class images
     weights: str | None = None       # None: the weights the sweep used (manifest's weights_source)
+    size: str = "input"              # "input": each image resized to the model's input size square first
+                                     #   (antialiased bilinear, as between octaves), where the article
+                                     #   evaluates them (Latent space, "Feature latent space": `image =
+                                     #   image[0].reshape(1, 3, 299, 299)`; `output = network(image)`);
+                                     #   "stored": at the size the image was stored at (ours before this
+                                     #   field: 490 px for the googlenet preset, whose octaves upsample)
     cluster: ClusterConfig = ClusterConfig()   # where the workers run, as for `sweep run`
 
 
@@ -39,6 +48,8 @@ def check(config: FeatureConfig) -> tuple[Store, dict]:
     from jobs.kinds import feature_means
     from jobs.models import load_model
     check_cluster(config.cluster)
+    if config.size not in FEATURE_SIZES:
+        raise PlanError(f"feature size {config.size!r}: one of {', '.join(FEATURE_SIZES)}")
     store = Store.open(config.store)
     manifest = store.read_manifest()
     if manifest is None:
@@ -83,7 +94,8 @@ def run_features(config: FeatureConfig, *, stream: TextIO | None = None) -> tupl
         raise SweepError(f"feature pass failed on {path}: {error}")
 
     run_on_fleet(cluster, worker_config, files,
-                 submit=lambda actor, path: actor.features.remote(path, config.layer, config.maps, config.job),
+                 submit=lambda actor, path: actor.features.remote(path, config.layer, config.maps, config.job,
+                                                                      config.size),
                  on_done=on_done, on_failed=on_failed, progress=progress, stream=stream)
     table = pa.concat_tables(tables).sort_by([("target", "ascending"), ("key", "ascending")])
     return store.write_table(FEATURES_FILE, table), table.num_rows

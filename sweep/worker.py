@@ -320,19 +320,28 @@ class SweepWorker:
             self.sources[name] = self.store.read_source(name)
         return {name: self.sources[name] for name in names}
 
-    def features(self, path: str, layer: str, maps: tuple[int, ...], job: str = "octave") -> pa.Table:
-        """Feature means of `job`'s images in one `images/` file: key, target, target_name, layer, map_<i>."""
+    def features(self, path: str, layer: str, maps: tuple[int, ...], job: str = "octave",
+                 size: str = "input") -> pa.Table:
+        """Feature means of `job`'s images in one `images/` file, each image resized to the model's input size
+        (`size` "input") or as stored ("stored"): key, target, target_name, layer, feature_size (`size`), side
+        (of the square the model saw), map_<i>."""
         from jobs.kinds import feature_means
+        from sweep.features import FEATURE_SIZES
+        if size not in FEATURE_SIZES:
+            raise ValueError(f"feature size {size!r}: one of {', '.join(FEATURE_SIZES)}")
         table = self.store.read_file(path, ["key", "job", "target", "target_name", "png"])
         table = table.filter(pc.equal(table.column("job"), job))
         images = [decode_png(png) for png in table.column("png").to_pylist()]     # N x (H x W x 3)
         same_size = len({image.shape for image in images}) <= 1
         # Under the input convention the job's images were made with (the manifest's job_schedules).
         convention = (self.store.read_manifest() or {}).get("job_schedules", {}).get(job, {}).get("input")
+        side = self.model.input_size if size == "input" else None
         values = feature_means(self.model, np.stack(images) if images and same_size else images, layer, maps,
-                               self.device, input=convention)                                   # N x M
+                               self.device, input=convention, side=side)                        # N x M
         columns = {"key": table.column("key"), "target": table.column("target"),
                    "target_name": table.column("target_name"),
-                   "layer": pa.array([layer] * table.num_rows, pa.string())}
+                   "layer": pa.array([layer] * table.num_rows, pa.string()),
+                   "feature_size": pa.array([size] * table.num_rows, pa.string()),
+                   "side": pa.array([side or image.shape[0] for image in images], pa.int32())}
         columns.update({f"map_{m}": pa.array(values[:, i], pa.float32()) for i, m in enumerate(maps)})
         return pa.table(columns)

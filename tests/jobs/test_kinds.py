@@ -98,6 +98,26 @@ def test_feature_means_match_a_direct_computation(random_digits_model):
         feature_means(random_digits_model, images, "block2", [64])
 
 
+def test_feature_means_at_a_side_resize_each_image_as_torchvision_does(random_digits_model):
+    """The article evaluates its class images at the model's input size (Latent space, "Feature latent space":
+    `image[0].reshape(1, 3, 299, 299)`); `side` resizes larger ones (antialiased bilinear, torchvision's Resize)."""
+    from torchvision.transforms import functional as TF
+    rng = np.random.default_rng(1)
+    large = rng.integers(0, 256, size=(3, 64, 64, 3), dtype=np.uint8)
+    resized = TF.resize(torch.from_numpy(large).permute(0, 3, 1, 2).float() / 255, [32, 32], antialias=True)
+    _, acts = random_digits_model.taps(resized, ["block2"])
+    expected = acts["block2"][:, [0, 4]].mean(dim=(2, 3)).detach().numpy()
+    at_side = feature_means(random_digits_model, large, "block2", [0, 4], side=32)
+    np.testing.assert_allclose(at_side, expected, atol=1e-5)
+    ragged = feature_means(random_digits_model, [large[0], large[1, :48, :48]], "block2", [0, 4], side=32)
+    np.testing.assert_allclose(ragged[0], expected[0], atol=1e-5)
+    as_stored = feature_means(random_digits_model, large, "block2", [0, 4])
+    assert np.abs(as_stored - at_side).max() > 1e-3
+    same = rng.integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)   # already at the side: unchanged
+    np.testing.assert_array_equal(feature_means(random_digits_model, same, "block2", [0], side=32),
+                                  feature_means(random_digits_model, same, "block2", [0]))
+
+
 # -- quality on the trained demo model (its images: tests/conftest.py) -----------------------------------------
 PAIRS = list(itertools.combinations(range(10), 2))
 

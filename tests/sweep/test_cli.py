@@ -195,6 +195,16 @@ def test_features_with_an_unknown_layer_or_map_is_refused_before_ray(small_store
     assert not (small_store / "analysis").exists()
 
 
+def test_features_at_an_unknown_size_is_refused_by_the_cli_and_the_library(small_store):
+    from sweep.features import FeatureConfig, check
+    from sweep.plan import PlanError
+    result = invoke("analyze", "--store", str(small_store), "--features", "block3:0", "--feature-size", "huge")
+    assert result.exit_code == 2 and "--feature-size" in result.output and "'input', 'stored'" in result.output
+    with pytest.raises(PlanError, match="'huge'"):
+        check(FeatureConfig(store=str(small_store), layer="block3", maps=(0,), size="huge"))
+    assert not (small_store / "analysis").exists()
+
+
 def test_demo_runs_the_digits_sweep_then_analysis_and_figures(monkeypatch, tmp_path):
     import sweep.cli as cli
     from sweep.driver import SweepSummary
@@ -431,10 +441,11 @@ def test_every_analyze_option_reaches_the_feature_config_and_the_analysis(monkey
         lambda store, metric, margin_share: analysed.append((store.uri, metric, margin_share)) or NoLines(), None))
     sweep_fakes.build_store(tmp_path / "s", classes="0-1", jobs="octave")
     result = invoke("analyze", "--store", str(tmp_path / "s"), "--metric", "euclidean", "--features", "block3:4,0",
-                    "--weights", "random", "--margin-share", "0.25", *CLUSTER_ARGS)
+                    "--weights", "random", "--feature-size", "stored", "--margin-share", "0.25", *CLUSTER_ARGS)
     assert result.exit_code == 0, result.output
     assert features == [((FeatureConfig(store=str(tmp_path / "s"), layer="block3", maps=(4, 0), weights="random",
-                                        cluster=CLUSTER),), {})]
+                                        size="stored", cluster=CLUSTER),), {})]
+    assert "stored size" in result.output
     assert analysed == [(str(tmp_path / "s"), "euclidean", 0.25)]
     refused = invoke("analyze", "--store", str(tmp_path / "s"), "--margin-share", "0")
     assert refused.exit_code == 2 and "--margin-share" in refused.output

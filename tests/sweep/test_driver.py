@@ -438,8 +438,10 @@ def test_feature_pass_writes_features_parquet(full_sweep):
     path, rows = run_features(FeatureConfig(store=str(store), layer="block3", maps=(0, 4), cluster=ClusterConfig(
         cpus_per_worker=0.5, progress_every=1.0)), stream=io.StringIO())
     frame = pd.read_parquet(path)
-    assert rows == 10 and list(frame.columns) == ["key", "target", "target_name", "layer", "map_0", "map_4"]
+    assert rows == 10 and list(frame.columns) == ["key", "target", "target_name", "layer", "feature_size", "side",
+                                                  "map_0", "map_4"]
     assert frame.target.tolist() == list(range(10)) and (frame.layer == "block3").all()
+    assert (frame.feature_size == "input").all() and (frame.side == 32).all()   # the digits model's input size
     assert frame.map_0.dtype == np.float32 and frame.key.str.startswith("octave:").all()
     assert path == str(store / "analysis" / "features.parquet")
 

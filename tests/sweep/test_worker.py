@@ -71,12 +71,31 @@ def test_features_match_the_engine_on_decoded_pngs(tmp_path, worker_factory):
     worker.run(batch, (1, 1, 1))
     path = Store.open(str(tmp_path)).files(IMAGES)[0]
     table = worker.features(path, "block2", (0, 5))
-    assert table.column_names == ["key", "target", "target_name", "layer", "map_0", "map_5"]
+    assert table.column_names == ["key", "target", "target_name", "layer", "feature_size", "side", "map_0", "map_5"]
+    assert set(table.column("feature_size").to_pylist()) == {"input"} and set(table.column("side").to_pylist()) == {32}
     frame = pd.read_parquet(path)
     images = np.stack([decode_png(p) for p in frame.png])
-    expected = feature_means(worker.model, images, "block2", [0, 5])
+    expected = feature_means(worker.model, images, "block2", [0, 5], side=32)
     np.testing.assert_allclose(np.column_stack([table.column("map_0"), table.column("map_5")]), expected,
                                rtol=1e-5)
+
+
+def test_features_resize_to_the_models_input_size_unless_asked_for_the_stored_size(tmp_path, worker_factory):
+    """The tiny schedule's images are stored at 40 px, larger than the model's 32 px input (as the googlenet
+    preset's are at 490 px, which the article would evaluate at 299 px)."""
+    worker = worker_factory(tmp_path)
+    worker.run(make_plan(n_classes=10, jobs="octave", classes="0-1", batch_size=2).batches()[0], (1, 1))
+    path = Store.open(str(tmp_path)).files(IMAGES)[0]
+    images = np.stack([decode_png(p) for p in pd.read_parquet(path).png])              # 2 x 40 x 40 x 3
+    resized, stored = (worker.features(path, "block2", (0,), size=size) for size in ("input", "stored"))
+    assert resized.column("side").to_pylist() == [32, 32] and stored.column("side").to_pylist() == [40, 40]
+    assert stored.column("feature_size").to_pylist() == ["stored"] * 2
+    for table, side in ((resized, 32), (stored, None)):
+        np.testing.assert_allclose(table.column("map_0"),
+                                   feature_means(worker.model, images, "block2", [0], side=side)[:, 0], rtol=1e-5)
+    assert not np.allclose(resized.column("map_0"), stored.column("map_0"), rtol=1e-3)
+    with pytest.raises(ValueError, match="'huge'"):
+        worker.features(path, "block2", (0,), size="huge")
 
 
 def test_overlapped_calls_render_one_at_a_time_and_write_each_batch_once_in_render_order(tmp_path, worker_factory):
