@@ -119,7 +119,7 @@ class ReportFigure:
     title: str
     files: tuple[str, ...]          # written files, relative to the report folder (PNGs first)
     caption: str
-    gallery: tuple["GalleryItem", ...] = ()   # one captioned strip (+ GIF) per item, shown instead of a preview
+    gallery: tuple["GalleryItem", ...] = ()   # one captioned image (+ GIF) per item, shown instead of a preview
 
     @property
     def preview(self) -> str | None:
@@ -581,18 +581,23 @@ def _feature_figures(features: pd.DataFrame, writer: _Writer, nodes: pd.DataFram
 
 
 DIRECTIONS_FILES = ("directions-distribution.png", "directions-distribution.svg", "directions-strip.png")
+DIRECTIONS_CAPTIONS = {   # the PNGs of `sweep directions`, each previewed with its caption
+    "directions-distribution.png": "Where each group's images lie along the fitted direction.",
+    "directions-strip.png": "The distinct stored images nearest to the line through the start image, from one end of "
+                            "the direction to the other, each with its class, the job (and photograph) that made it, "
+                            "its seed and its group."}
 
 
 def _directions_figures(writer: _Writer) -> list[ReportFigure]:
     """The figures `sweep directions` wrote into this folder, when it did (they are its, not this report's: linked
-    here, never deleted or redrawn)."""
+    here, never deleted or redrawn), each PNG previewed."""
     files = tuple(name for name in DIRECTIONS_FILES if writer.folder.exists(name))
     if not files:
         return []
-    return [ReportFigure("Latent direction", files, "From `sweep directions`: where each group's images lie along "
-                         "the fitted direction, and the distinct stored images nearest to the line through the "
-                         "start image, from one end of the direction to the other, each with its class, the job "
-                         "(and photograph) that made it, its seed and its group (latent directions article).")]
+    shown = tuple(GalleryItem(name, None, caption) for name, caption in DIRECTIONS_CAPTIONS.items() if name in files)
+    return [ReportFigure("Latent direction", files, "From `sweep directions` (latent directions article): the "
+                         "images' positions along the direction fitted to the groups, and the stored images along "
+                         "the line through the start image.", shown)]
 
 
 # --- jobs from real images -------------------------------------------------------------------------------------------

@@ -235,8 +235,9 @@ def test_index_lists_the_classes_first_shows_grids_full_width_and_links_directio
     html = index.read_text()
     assert html.index('id="classes"') < html.index('id="figures"') < html.index("contact-01.png")
     assert 'width="360"' not in html and re.search(r'<img class="fig" src="contact-01.png"', html)
-    for name in ("directions-distribution.png", "directions-strip.png"):
+    for name in ("directions-distribution.png", "directions-strip.png"):   # each previewed, as the other figures
         assert f'href="{name}"' in html and (index.parent / name).is_file()
+        assert re.search(rf'<a href="{name}"><img class="fig" src="{name}"', html), name
     assert "Latent direction" in html
     assert not (index.parent / ".tmp").exists()
     write_figures(small_store)                                      # a new report keeps the directions' files
