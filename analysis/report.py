@@ -7,8 +7,9 @@
        source photograph beside each result), and per interpolation a frame strip and an animated GIF
     -> with `trajectories=KEY...` (a run with `--trajectory every:N,snapshots:M`): per chosen image the article's
        video, an animated GIF of the image at each snapshot beside the scatter of all outputs (and an MP4 when
-       matplotlib finds an ffmpeg encoder; skipped silently otherwise), linked from its class page; the videos
-       earlier reports made in the folder (VIDEOS_FILE) are kept and linked too, unless `keep_trajectories=False`
+       matplotlib finds an ffmpeg encoder; skipped silently otherwise), linked from its class page (an addition's
+       or interpolation's from both classes' pages); the videos earlier reports made in the folder (VIDEOS_FILE)
+       are kept and linked too, unless `keep_trajectories=False`
     -> index.html + one page per class (relative links only: open the folder anywhere, no server)
 
 A store without octave images (only image jobs, say) has no classes table: the contact sheets, PCA, graph and
@@ -56,9 +57,9 @@ OWNED = ("contact-", "pca.", "graph-", "opposites-", "additions-", "features-", 
          "dream-", "directed-dream-", "transfer.", "trajectory-", "stability.", "classes/", "img/", "index.html")
 TRAJECTORY_FRAME_MS = 200   # trajectory videos: time per recorded snapshot (the last one is held GIF_HOLD_MS)
 SHOWN_KEYS = 10          # keys with snapshots named in the error for a --trajectories key without any
-VIDEOS_FILE = "trajectory-videos.json"   # the trajectory videos in the folder ({key, target, gif, mp4, steps,
-                                         #   version} each): a later report keeps and links them without drawing
-                                         #   them again, unless they were drawn by an older VIDEO_VERSION
+VIDEOS_FILE = "trajectory-videos.json"   # the trajectory videos in the folder ({key, target, partner, gif, mp4,
+                                         #   steps, version} each): a later report keeps and links them without
+                                         #   drawing them again, unless they were drawn by an older VIDEO_VERSION
 VIDEO_VERSION = 2   # how trajectory videos are drawn (2: an addition's partner marked, the legend above the panel)
 NO_CLASSES = ("No class images: the store holds no octave images, so the classes table, contact sheets, PCA, "
               "nearest-neighbour graph, feature embedding and class pages are skipped (run the octave job for them).")
@@ -166,15 +167,17 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
 
 
 def listed_videos(folder: Store) -> list[dict] | None:
-    """The videos the folder's VIDEOS_FILE lists, each {key, target, gif, mp4, steps, version} (version 1 when an
-    older classweep did not record it); None when there is no list (a report from before it, or none), [] when it
-    cannot be read."""
+    """The videos the folder's VIDEOS_FILE lists, each {key, target, partner, gif, mp4, steps, version} (version 1
+    when an older classweep did not record it; partner -1 for none, None when an older classweep did not record
+    it); None when there is no list (a report from before it, or none), [] when it cannot be read."""
     data = folder.read_bytes(VIDEOS_FILE)
     if data is None:
         return None
     try:
-        return [{"key": str(v["key"]), "target": int(v["target"]), "gif": str(v["gif"]), "mp4": v.get("mp4"),
-                 "steps": str(v["steps"]), "version": int(v.get("version", 1))} for v in json.loads(data)]
+        return [{"key": str(v["key"]), "target": int(v["target"]),
+                 "partner": None if v.get("partner") is None else int(v["partner"]), "gif": str(v["gif"]),
+                 "mp4": v.get("mp4"), "steps": str(v["steps"]), "version": int(v.get("version", 1))}
+                for v in json.loads(data)]
     except (ValueError, TypeError, KeyError):
         return []
 
@@ -289,8 +292,9 @@ def mp4_bytes(frames: list) -> bytes | None:
 
 def earlier_videos(writer: "_Writer", replaced: set[str]) -> list[dict]:
     """The trajectory videos an earlier report listed in the folder's VIDEOS_FILE whose GIF is still there, but for
-    the `replaced` keys (drawn anew): each {key, target, gif, mp4 (None when gone), steps}, its files kept (and their
-    names taken) by `writer`. An unreadable list, or an entry naming a file outside the folder, is ignored."""
+    the `replaced` keys (drawn anew): each {key, target, partner, gif, mp4 (None when gone), steps, version}, its
+    files kept (and their names taken) by `writer`. An unreadable list, or an entry naming a file outside the folder,
+    is ignored."""
     kept = []
     for video in listed_videos(writer.folder) or []:
         files = [video["gif"]] + ([str(video["mp4"])] if video["mp4"] else [])
@@ -308,8 +312,36 @@ def earlier_videos(writer: "_Writer", replaced: set[str]) -> list[dict]:
     return kept
 
 
+def stored_partners(st: Store, keys: list[str]) -> dict[str, int]:
+    """key -> the second class of the store's image with that key (an addition's or interpolation's partner; -1 for
+    none, and for a key the store no longer has)."""
+    found = {row["key"]: row["partner"] for row in iter_image_rows(st, keys, ["partner"])} if keys else {}
+    return {key: -1 if found.get(key) is None else int(found[key]) for key in keys}
+
+
+def with_partners(st: Store, videos: list[dict]) -> list[dict]:
+    """`videos` (kept ones, `earlier_videos`) each with its partner: as listed, or from the store where an older
+    classweep did not record it."""
+    partners = stored_partners(st, [v["key"] for v in videos if v["partner"] is None])
+    return [v if v["partner"] is not None else {**v, "partner": partners[v["key"]]} for v in videos]
+
+
+def videos_by_class(videos: dict[int, list[dict]]) -> dict[int, list[dict]]:
+    """Per class, the videos to link from its page (`videos`: per target, as VIDEOS_FILE lists them): its own, and
+    those of the additions and interpolations it is the partner of; each with `other`, the pair's other class (-1:
+    none), which the page names."""
+    pages: dict[int, list[dict]] = {}
+    for target, listed in videos.items():
+        for video in listed:
+            partner = video.get("partner", -1)
+            pages.setdefault(target, []).append({**video, "other": partner})
+            if partner >= 0 and partner != target:
+                pages.setdefault(partner, []).append({**video, "other": target})
+    return pages
+
+
 def _trajectory_videos(snapshots: dict[str, pd.DataFrame], names, writer: "_Writer") -> dict[int, list[dict]]:
-    """Per class, the videos of its chosen images: {key, gif, mp4 (or None), steps}."""
+    """Per class, the videos of its chosen images: {key, partner (-1: none), gif, mp4 (or None), steps, version}."""
     videos: dict[int, list[dict]] = {}
     for key, rows in snapshots.items():
         stem = writer.unique_stem(video_stem(key), key)
@@ -319,8 +351,8 @@ def _trajectory_videos(snapshots: dict[str, pd.DataFrame], names, writer: "_Writ
         mp4 = writer.bytes(f"{stem}.mp4", video) if video is not None else None
         target = rows["target"].iloc[0]
         videos.setdefault(int(target) if pd.notna(target) else -1, []).append(
-            {"key": key, "gif": gif, "mp4": mp4, "steps": f"steps {rows.step.iloc[0]}-{rows.step.iloc[-1]}",
-             "version": VIDEO_VERSION})
+            {"key": key, "partner": int(rows["partner"].iloc[0]), "gif": gif, "mp4": mp4,
+             "steps": f"steps {rows.step.iloc[0]}-{rows.step.iloc[-1]}", "version": VIDEO_VERSION})
     return videos
 
 
@@ -387,7 +419,7 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
                                     "octave (Input generation, \"InceptionV3 and GoogleNet Compared\"). An "
                                     "opposite minimises its target, so for it a low share is success; the Summary "
                                     "judges each job by its own measure."))
-    kept = earlier_videos(writer, replaced=set(snapshots or {})) if keep_trajectories else []
+    kept = with_partners(st, earlier_videos(writer, replaced=set(snapshots or {}))) if keep_trajectories else []
     videos = _trajectory_videos(snapshots or {}, st.class_names, writer)
     for video in kept:
         videos.setdefault(video.pop("target"), []).append(video)
@@ -395,11 +427,12 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
         writer.text(VIDEOS_FILE, json.dumps([{"target": target, **v} for target, vs in sorted(videos.items())
                                              for v in vs], indent=1))
     paged = set() if classes is None else set(classes["target"])
-    figures.extend(_video_figure(v) for target, vs in videos.items() if target not in paged for v in vs)
+    figures.extend(_video_figure(v) for target, vs in videos.items() for v in vs
+                   if target not in paged and v["partner"] not in paged)   # else on a class page
     step("HTML pages")
     images = {key: writer.image_name(key) for key in thumbs}
     if classes is not None:
-        _class_pages(st, summary, tables, writer, images, videos)
+        _class_pages(st, summary, tables, writer, images, videos_by_class(videos))
     writer.text("index.html", _index_html(st, summary, tables, figures, notes, images, writer.folder))
     writer.finish()
     writer.remove_stale()
@@ -780,6 +813,7 @@ def _index_html(st: Store, summary: AnalysisSummary, tables, figures, notes, ima
 
 def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, images: dict[str, str],
                  videos: dict[int, list[dict]] | None = None) -> None:
+    """`videos`: `videos_by_class`."""
     classes = tables["classes"]
     by_class = _by_target(classes)
     opp = _by_target(tables.get("opposites"))

@@ -227,13 +227,14 @@ def test_a_store_analysed_with_class_images_then_holding_only_image_jobs_loses_i
     assert files == ["dream-01.png", "index.html", "transfigure-01.png"]   # no class pages, grids or images left
 
 
-def _recorded(key: str, steps, n_classes: int = 6):
-    """A trajectories/ table of one image with a snapshot (a flat grey image and outputs 0..5) at each step."""
+def _recorded(key: str, steps, n_classes: int = 6, *, job: str = "octave", target: int = 3):
+    """A trajectories/ table of one image (of `job` and `target`) with a snapshot (a flat grey image and outputs
+    0..5) at each step."""
     import pyarrow as pa
     from sweep.store import encode_png
     shot = encode_png(np.full((8, 8, 3), 100, np.uint8))
     n = len(steps)
-    return pa.table({"key": [key] * n, "job": ["octave"] * n, "target": pa.array([3] * n, pa.int32()),
+    return pa.table({"key": [key] * n, "job": [job] * n, "target": pa.array([target] * n, pa.int32()),
                      "step": pa.array(steps, pa.int32()), "octave": pa.array([0] * n, pa.int32()),
                      "label": pa.array([1] * n, pa.int32()),
                      "logits": pa.array([list(np.arange(n_classes, dtype=np.float32))] * n,

@@ -577,3 +577,29 @@ def test_a_class_page_names_the_class_that_got_into_a_failed_addition(small_stor
     page = (Path(small_store) / "figures" / "classes" / "0002.html").read_text()
     assert f"{NAMES[4]}</a> got in at #1" in page   # 2+3 merge: class 4 stands first, 3 second, 2 third
     assert "labelled" not in page.split("Additions with this class")[1]
+
+
+def test_an_addition_video_is_linked_from_both_classes_pages(small_store):
+    """A merge's trajectory video was linked from class a's page only: class b's page links it too, each page naming
+    the other class; a video list from before partners were recorded gets them from the store."""
+    from analysis.report import VIDEOS_FILE
+    from sweep.store import TRAJECTORIES, Store
+    from test_image_figures import _recorded
+    key = item_key("addition", "merge", 0, 1, 0)
+    Store.open(small_store).write_table(f"{TRAJECTORIES}/part-1.parquet", _recorded(key, [0], job="addition",
+                                                                                    target=0))
+    out = Path(small_store) / "figures"
+    gif = f"trajectory-{key.replace(':', '_')}.gif"
+    pages = [out / "classes" / f"{c:04d}.html" for c in range(len(NAMES))]
+
+    def linking() -> list[int]:
+        return [c for c, page in enumerate(pages) if f'src="../{gif}"' in page.read_text()]
+    write_figures(small_store, trajectories=[key])
+    assert linking() == [0, 1] and gif not in (out / "index.html").read_text()
+    assert f'{key} (with <a href="../classes/0001.html">1 bear</a>)' in pages[0].read_text()
+    assert f'{key} (with <a href="../classes/0000.html">0 apple</a>)' in pages[1].read_text()
+    listed = json.loads((out / VIDEOS_FILE).read_text())
+    assert [(v["target"], v["partner"]) for v in listed] == [(0, 1)]
+    (out / VIDEOS_FILE).write_text(json.dumps([{k: v for k, v in listed[0].items() if k != "partner"}]))
+    write_figures(small_store)                                          # kept, its partner read from the store
+    assert linking() == [0, 1] and json.loads((out / VIDEOS_FILE).read_text())[0]["partner"] == 1
