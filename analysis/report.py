@@ -10,7 +10,9 @@
        matplotlib finds an ffmpeg encoder; skipped silently otherwise), linked from its class page (an addition's
        or interpolation's from both classes' pages); the videos earlier reports made in the folder (VIDEOS_FILE)
        are kept and linked too, unless `keep_trajectories=False`
-    -> index.html + one page per class (relative links only: open the folder anywhere, no server)
+    -> index.html + one page per class (relative links only: open the folder anywhere, no server); a class page
+       shows every image made for the class: its class image, opposite, additions, its transfigurations and
+       directed dreams beside the photograph as the job fitted it, its interpolations (strip and GIF), its videos
 
 A store without octave images (only image jobs, say) has no classes table: the contact sheets, PCA, graph and
 class pages are skipped, the index says so in one line (NO_CLASSES), and every other figure is drawn as usual;
@@ -39,10 +41,10 @@ from PIL import Image
 from analysis import drawing
 from analysis import figures as fig
 from analysis.analyze import ANALYSIS_DIR, ANALYSIS_VERSION, SUMMARY_FILE, AnalysisSummary, analyze_store
-from analysis.load import (FIGURES, NUMERIC_COLUMNS, drop_temp_folder, iter_image_rows, iter_pngs, output_folder,
-                           read_rows)
-from analysis.tables import MARGIN_SHARE
-from jobs.catalog import ALL_JOBS, FRAMED, IMAGE_JOBS
+from analysis.load import (FIGURES, NUMERIC_COLUMNS, Rows, drop_temp_folder, iter_image_rows, iter_pngs,
+                           output_folder, read_rows)
+from analysis.tables import MARGIN_SHARE, label_probs
+from jobs.catalog import ALL_JOBS, CLASSLESS, FRAMED, IMAGE_JOBS
 from sweep.export import UniqueNames, safe_name   # the one file-name rule, shared with `sweep export`
 from sweep.progress import Progress
 from sweep.store import SCORES, TRAJECTORIES, Store, open_store, source_file
@@ -61,6 +63,9 @@ VIDEOS_FILE = "trajectory-videos.json"   # the trajectory videos in the folder (
                                          #   steps, version} each): a later report keeps and links them without
                                          #   drawing them again, unless they were drawn by an older VIDEO_VERSION
 VIDEO_VERSION = 2   # how trajectory videos are drawn (2: an addition's partner marked, the legend above the panel)
+PAGED_IMAGE_JOBS = tuple(job for job in IMAGE_JOBS if job not in CLASSLESS and job not in FRAMED)
+# ^ the jobs from a source image whose final image is its target's (transfigure, directed-dream): shown on the class
+#   page beside the photograph (an interpolation, from class a to b, is linked from both pages instead)
 NO_CLASSES = ("No class images: the store holds no octave images, so the classes table, contact sheets, PCA, "
               "nearest-neighbour graph, feature embedding and class pages are skipped (run the octave job for them).")
 
@@ -134,6 +139,7 @@ class GalleryItem:
     png: str
     gif: str | None
     caption: str
+    classes: tuple[int, ...] = ()   # the classes whose pages link the item too (an interpolation's a and b)
 
 
 def write_figures(store, out: str | None = None, *, stream: TextIO | None = None,
@@ -363,11 +369,14 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     additions = tables.get("additions")
     transfer = tables.get("transfer")
     scored = transfer is not None and transfer["scorer"].nunique() > 1   # another model has scored the images
+    image_rows = _image_job_rows(st) if summary.image_jobs else None   # worth reading only when there are some
     steps = 1 + 2 * (classes is not None) + (opposites is not None) + (additions is not None) + ("pca" in tables) \
-        + ("features" in tables) + bool(summary.image_jobs) + scored   # 1: the HTML pages; 2: contact sheets, graph
-    progress = Progress(len(keys) + steps, stream=stream, unit="steps")
+        + ("features" in tables) + (image_rows is not None) + scored   # 1: the HTML pages; 2: contact sheets, graph
+    paged = set() if classes is None else set(classes["target"])
+    sourced = sourced_images(image_rows, paged)
+    progress = Progress(len(keys) + len(sourced) + steps, stream=stream, unit="steps")
     progress.note = "reading images"
-    thumbs = _thumbnails(st, keys, writer, progress)
+    thumbs = _thumbnails(st, [*keys, *sourced["key"]], writer, progress)
 
     def step(note: str) -> None:
         progress.note = note
@@ -407,9 +416,11 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     elif classes is not None:   # without class images NO_CLASSES says it
         notes.append(f"Feature embedding skipped: the store has no {ANALYSIS_DIR}/features.parquet (run "
                      "`sweep analyze --features LAYER:0,4` to compute it).")
-    if summary.image_jobs:   # reading every row again is only worth it when there are image jobs to draw
+    photos, fits = {}, source_fits(st.manifest)
+    if image_rows is not None:
         step("image jobs")
-        figures.extend(_image_job_figures(st, writer))
+        photos = {name: _source_image(st, name) for name in sorted(set(image_rows.meta["source"]) - {""})}
+        figures.extend(_image_job_figures(image_rows, photos, fits, thumbs, st, writer))
 
     figures.extend(_directions_figures(writer))
     if "stability_summary" in tables:
@@ -426,13 +437,15 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     if videos:
         writer.text(VIDEOS_FILE, json.dumps([{"target": target, **v} for target, vs in sorted(videos.items())
                                              for v in vs], indent=1))
-    paged = set() if classes is None else set(classes["target"])
     figures.extend(_video_figure(v) for target, vs in videos.items() for v in vs
                    if target not in paged and v["partner"] not in paged)   # else on a class page
     step("HTML pages")
     images = {key: writer.image_name(key) for key in thumbs}
     if classes is not None:
-        _class_pages(st, summary, tables, writer, images, videos_by_class(videos))
+        images.update(_source_page_images(sourced, photos, fits, writer))
+        _class_pages(st, summary, tables, writer, images, ClassExtras(
+            videos=videos_by_class(videos), sourced=_sourced_by_class(sourced, fits, st.class_names),
+            interpolations=gallery_by_class(figures)))
     writer.text("index.html", _index_html(st, summary, tables, figures, notes, images, writer.folder))
     writer.finish()
     writer.remove_stale()
@@ -581,8 +594,8 @@ def _prepare(png: bytes):
         image = drawing.decode(png)
     except (OSError, ValueError, SyntaxError):
         return None
-    # small already: keep the stored bytes (the browser enlarges it, pixelated)
-    page = drawing.png_bytes(drawing.fit_image(image, PAGE_THUMB)) if max(image.size) > PAGE_THUMB else png
+    shrunk = page_image(image)   # small already: the stored bytes (the browser enlarges it, pixelated)
+    page = png if shrunk is image else drawing.png_bytes(shrunk)
     return page, drawing.fit_image(image, GRID_THUMB)
 
 
@@ -635,17 +648,20 @@ def _directions_figures(writer: _Writer) -> list[ReportFigure]:
 
 # --- jobs from real images -------------------------------------------------------------------------------------------
 
-def _image_job_figures(st: Store, writer: _Writer) -> list[ReportFigure]:
-    """Grids of transfigurations, dreams and directed dreams (source photograph | result), and per interpolation a
-    frame strip (PNG) and an animated GIF; nothing when the store holds none of these jobs."""
+def _image_job_rows(st: Store) -> Rows | None:
+    """The rows of the jobs from source images, interpolation frames included; None when the store has none."""
     rows = read_rows(st, (*NUMERIC_COLUMNS, "step"), frames=True)
     mask = rows.meta["job"].isin(IMAGE_JOBS).to_numpy()
-    if not mask.any():
-        return []
-    rows = rows.select(mask)
+    return rows.select(mask) if mask.any() else None
+
+
+def _image_job_figures(rows: Rows, photos: dict, fits: dict[str, str], shown: dict, st: Store,
+                       writer: _Writer) -> list[ReportFigure]:
+    """Grids of transfigurations, dreams and directed dreams (source photograph | result), and per interpolation a
+    frame strip (PNG) and an animated GIF. `rows`: `_image_job_rows`; `photos`: source name -> the photograph
+    (`_source_image`); `fits`: `source_fits`; `shown`: grid thumbnails decoded already (the class pages' images),
+    whose PNGs are not decoded again."""
     meta, names = rows.meta, st.class_names
-    photos = {name: _source_image(st, name) for name in sorted(set(meta["source"]) - {""})}
-    fits = source_fits(st.manifest)
 
     def sources(job: str) -> dict:
         """Each photograph's grid thumbnail as `job`'s schedule fitted it to the network's square."""
@@ -653,8 +669,9 @@ def _image_job_figures(st: Store, writer: _Writer) -> list[ReportFigure]:
                 for name, photo in photos.items()}
     framed = meta["job"].isin(FRAMED).to_numpy()
     interpolations = set(meta.loc[framed, "key"])
-    thumbs, full = {}, {}
-    for chunk in _chunks(iter_pngs(st, meta["key"]), 64):
+    thumbs = {key: shown[key] for key in meta["key"] if key in shown}
+    full = {}
+    for chunk in _chunks(iter_pngs(st, [k for k in meta["key"] if k not in thumbs or k in interpolations]), 64):
         for key, png in chunk:
             try:
                 image = drawing.decode(png)
@@ -714,6 +731,67 @@ def fitted_source(photo: Image.Image, fit: str | None) -> Image.Image:
     return photo
 
 
+def sourced_images(rows: Rows | None, classes: set[int]) -> pd.DataFrame:
+    """The images from source images that the class pages show: the final images of PAGED_IMAGE_JOBS whose target
+    has a page (`classes`), with each one's label probability (`label_prob`), in page order (job as the catalog
+    lists them, then layer, source, seed). Empty (the columns kept) without any."""
+    if rows is None:
+        return pd.DataFrame(columns=["key", "job", "variant", "target", "source", "seed", "label", "target_prob",
+                                     "label_prob"])
+    meta = rows.meta.assign(label_prob=label_probs(rows.logits, rows.meta["label"].to_numpy()))
+    meta = meta[meta["job"].isin(PAGED_IMAGE_JOBS) & (meta["frame"] < 0) & meta["target"].isin(classes)]
+    order = meta["job"].map(ALL_JOBS.index)
+    return meta.assign(order=order).sort_values(["order", "variant", "source", "seed", "key"], kind="mergesort") \
+        .drop(columns="order").reset_index(drop=True)
+
+
+def source_key(name: str, fit: str | None) -> str:
+    """The report's name for a photograph as `fit` gave it to the network (`fitted_source`), among the store's keys
+    in the page images (no job is called "source")."""
+    return f"source:{fit or 'whole'}:{name}"
+
+
+def page_image(image: Image.Image) -> Image.Image:
+    """An image as the HTML pages show it: shrunk to PAGE_THUMB when larger, never enlarged (the browser does)."""
+    return drawing.fit_image(image, PAGE_THUMB) if max(image.size) > PAGE_THUMB else image
+
+
+def _source_page_images(sourced: pd.DataFrame, photos: dict, fits: dict[str, str], writer: _Writer
+                        ) -> dict[str, str]:
+    """Write the page image of each photograph the class pages show beside an image (`sourced_images`), as its job
+    fitted it; returns source_key -> file name (a photograph the store does not have is left out)."""
+    files = {}
+    for job, name in sorted(set(zip(sourced["job"], sourced["source"]))):
+        key = source_key(name, fits.get(job))
+        if key not in files and photos.get(name) is not None:
+            image = page_image(fitted_source(photos[name], fits.get(job)))
+            files[key] = writer.bytes(writer.image_name(key), drawing.png_bytes(image))
+    return files
+
+
+def _sourced_by_class(sourced: pd.DataFrame, fits: dict[str, str], names) -> dict[int, list[dict]]:
+    """Per class, what its page says of each of its images from a source image (`sourced_images`): the image's
+    key, its photograph's `source_key`, and its caption's parts."""
+    out: dict[int, list[dict]] = {}
+    for r in sourced.itertuples():
+        out.setdefault(int(r.target), []).append({
+            "key": r.key, "photo": source_key(r.source, fits.get(r.job)), "title": fig.SOURCE_GRIDS[r.job][0],
+            "source": r.source, "target_prob": float(r.target_prob), "correct": bool(r.label == r.target),
+            "label_name": names[r.label] if 0 <= r.label < len(names) else str(r.label),
+            "label_prob": float(r.label_prob)})
+    return out
+
+
+def gallery_by_class(figures: list[ReportFigure]) -> dict[int, list[GalleryItem]]:
+    """Per class, the gallery items (interpolations) that name it among their `classes`."""
+    out: dict[int, list[GalleryItem]] = {}
+    for figure in figures:
+        for item in figure.gallery:
+            for c in dict.fromkeys(item.classes):
+                out.setdefault(c, []).append(item)
+    return out
+
+
 def _interpolations(part: pd.DataFrame, logits: np.ndarray, sources, thumbs, full, names,
                     writer: _Writer) -> ReportFigure:
     """Per interpolation (pair, source, seed): a strip of its frames with a's and b's logits under each, and an
@@ -737,7 +815,7 @@ def _interpolations(part: pd.DataFrame, logits: np.ndarray, sources, thumbs, ful
         files += [png] + ([gif] if gif else [])
         gallery.append(GalleryItem(png, gif, f"{names[a]} -> {names[b]} from {source} (seed {seed}): {names[a]}'s "
                                              f"logit {first[a]:.1f} -> {last[a]:.1f}, {names[b]}'s {first[b]:.1f} "
-                                             f"-> {last[b]:.1f}"))
+                                             f"-> {last[b]:.1f}", classes=(int(a), int(b))))
     return ReportFigure("Class interpolation", tuple(files), "From a source photograph the objective moves from "
                         "class a to class b; each strip shows the kept frames with both classes' logits under each, "
                         "and the GIF plays them.", tuple(gallery))
@@ -811,9 +889,16 @@ def _index_html(st: Store, summary: AnalysisSummary, tables, figures, notes, ima
         skipped=None if classes is not None else NO_CLASSES)
 
 
+@dataclass(frozen=True)
+class ClassExtras:
+    """What class pages show besides the analysis tables, per class."""
+    videos: dict[int, list[dict]]                  # `videos_by_class`
+    sourced: dict[int, list[dict]]                 # `_sourced_by_class`: transfigurations, directed dreams
+    interpolations: dict[int, list[GalleryItem]]   # `gallery_by_class`
+
+
 def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, images: dict[str, str],
-                 videos: dict[int, list[dict]] | None = None) -> None:
-    """`videos`: `videos_by_class`."""
+                 extras: ClassExtras) -> None:
     classes = tables["classes"]
     by_class = _by_target(classes)
     opp = _by_target(tables.get("opposites"))
@@ -838,7 +923,8 @@ def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, i
             mutual={True: "mutual", False: "not mutual", None: "unknown"}[fig._flag(o.mutual)] if o is not None
             else "", metric=summary.metric, pointing=pointing.get(r.target, []), component=comp,
             component_size=size, top5=[(int(c), lv, pv) for c, lv, pv in zip(r.top5, r.top5_logits, r.top5_probs)],
-            additions=mine, videos=(videos or {}).get(r.target, []),
+            additions=mine, videos=extras.videos.get(r.target, []), sourced=extras.sourced.get(r.target, []),
+            interpolations=extras.interpolations.get(r.target, []),
             scorer_top3=[] if top3 is None else [(scorer, list(part.sort_values("rank").itertuples()))
                                                  for scorer, part in top3[top3["key"] == r.key].groupby(
                                                      "scorer", sort=False)])

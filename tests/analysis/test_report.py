@@ -509,6 +509,8 @@ def test_tables_name_the_real_store_and_link_every_file_under_analysis(small_sto
 def test_source_photographs_are_shown_as_each_job_fitted_them(tmp_path, monkeypatch):
     """Figures audit #12: a crop schedule's network saw the photograph's central square, but the grids showed the
     whole wide photograph. Each job's thumbnail follows its schedule's `source_fit` (the manifest's record)."""
+    from PIL import Image as PILImage
+
     from analysis import figures
     from sweep.store import Store
     from test_image_figures import SOURCE, make_image_store
@@ -539,6 +541,13 @@ def test_source_photographs_are_shown_as_each_job_fitted_them(tmp_path, monkeypa
     assert crop.width == crop.height and red_share(crop) == 0                  # the central square only
     assert squash.width == squash.height and 0.2 < red_share(squash) < 0.3    # the whole photograph, squashed
     assert plain.width == 2 * plain.height                                     # not recorded: as it is
+    out = Path(store) / "figures"                 # the class page shows the photograph as each job fitted it too
+    page = (out / "classes" / "0002.html").read_text()
+    beside = {job: PILImage.open(out / re.search(rf'src="../(img/source_[^"]+)"[^>]*>\s*<img class="px" '
+                                                 rf'src="../img/{job}_', page).group(1)) for job in ("transfigure",
+                                                                                                  "directed-dream")}
+    assert beside["transfigure"].size == (30, 30) and red_share(beside["transfigure"]) == 0
+    assert beside["directed-dream"].size == (60, 30)                          # not recorded: as it is
 
 
 def test_the_tables_section_describes_only_the_files_there(small_store, tmp_path):
