@@ -135,10 +135,8 @@ def source_grid(job: str, rows: pd.DataFrame, sources: Mapping, thumbs: Mapping,
     given the rows' `logits` (N x n_classes, in `rows`' order), that class's probability."""
     title, legend, _ = SOURCE_GRIDS[job]
     if logits is not None:
-        from jobs.outputs import softmax
-        label = rows["label"].to_numpy()
-        probs = softmax(np.asarray(logits))[np.arange(len(rows)), np.clip(label, 0, None)]   # N
-        rows = rows.assign(label_prob=np.where(label >= 0, probs, np.nan))
+        from analysis.tables import label_probs
+        rows = rows.assign(label_prob=label_probs(logits, rows["label"].to_numpy()))
     cells = []
     for r in rows.sort_values(["variant", "source", "target", "seed"], kind="mergesort").itertuples():
         seen = names[r.label] if 0 <= r.label < len(names) else str(r.label)

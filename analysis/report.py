@@ -7,9 +7,12 @@
        source photograph beside each result), and per interpolation a frame strip and an animated GIF
     -> with `trajectories=KEY...` (a run with `--trajectory every:N,snapshots:M`): per chosen image the article's
        video, an animated GIF of the image at each snapshot beside the scatter of all outputs (and an MP4 when
-       matplotlib finds an ffmpeg encoder; skipped silently otherwise), linked from its class page; the videos
-       earlier reports made in the folder (VIDEOS_FILE) are kept and linked too, unless `keep_trajectories=False`
-    -> index.html + one page per class (relative links only: open the folder anywhere, no server)
+       matplotlib finds an ffmpeg encoder; skipped silently otherwise), linked from its class page (an addition's
+       or interpolation's from both classes' pages); the videos earlier reports made in the folder (VIDEOS_FILE)
+       are kept and linked too, unless `keep_trajectories=False`
+    -> index.html + one page per class (relative links only: open the folder anywhere, no server); a class page
+       shows every image made for the class: its class image, opposite, additions, its transfigurations and
+       directed dreams beside the photograph as the job fitted it, its interpolations (strip and GIF), its videos
 
 A store without octave images (only image jobs, say) has no classes table: the contact sheets, PCA, graph and
 class pages are skipped, the index says so in one line (NO_CLASSES), and every other figure is drawn as usual;
@@ -38,10 +41,10 @@ from PIL import Image
 from analysis import drawing
 from analysis import figures as fig
 from analysis.analyze import ANALYSIS_DIR, ANALYSIS_VERSION, SUMMARY_FILE, AnalysisSummary, analyze_store
-from analysis.load import (FIGURES, NUMERIC_COLUMNS, drop_temp_folder, iter_image_rows, iter_pngs, output_folder,
-                           read_rows)
-from analysis.tables import MARGIN_SHARE
-from jobs.catalog import ALL_JOBS, FRAMED, IMAGE_JOBS
+from analysis.load import (FIGURES, NUMERIC_COLUMNS, Rows, drop_temp_folder, iter_image_rows, iter_pngs,
+                           output_folder, read_rows)
+from analysis.tables import MARGIN_SHARE, label_probs
+from jobs.catalog import ALL_JOBS, CLASSLESS, FRAMED, IMAGE_JOBS
 from sweep.export import UniqueNames, safe_name   # the one file-name rule, shared with `sweep export`
 from sweep.progress import Progress
 from sweep.store import SCORES, TRAJECTORIES, Store, open_store, source_file
@@ -56,10 +59,13 @@ OWNED = ("contact-", "pca.", "graph-", "opposites-", "additions-", "features-", 
          "dream-", "directed-dream-", "transfer.", "trajectory-", "stability.", "classes/", "img/", "index.html")
 TRAJECTORY_FRAME_MS = 200   # trajectory videos: time per recorded snapshot (the last one is held GIF_HOLD_MS)
 SHOWN_KEYS = 10          # keys with snapshots named in the error for a --trajectories key without any
-VIDEOS_FILE = "trajectory-videos.json"   # the trajectory videos in the folder ({key, target, gif, mp4, steps,
-                                         #   version} each): a later report keeps and links them without drawing
-                                         #   them again, unless they were drawn by an older VIDEO_VERSION
+VIDEOS_FILE = "trajectory-videos.json"   # the trajectory videos in the folder ({key, target, partner, gif, mp4,
+                                         #   steps, version} each): a later report keeps and links them without
+                                         #   drawing them again, unless they were drawn by an older VIDEO_VERSION
 VIDEO_VERSION = 2   # how trajectory videos are drawn (2: an addition's partner marked, the legend above the panel)
+PAGED_IMAGE_JOBS = tuple(job for job in IMAGE_JOBS if job not in CLASSLESS and job not in FRAMED)
+# ^ the jobs from a source image whose final image is its target's (transfigure, directed-dream): shown on the class
+#   page beside the photograph (an interpolation, from class a to b, is linked from both pages instead)
 NO_CLASSES = ("No class images: the store holds no octave images, so the classes table, contact sheets, PCA, "
               "nearest-neighbour graph, feature embedding and class pages are skipped (run the octave job for them).")
 
@@ -119,7 +125,7 @@ class ReportFigure:
     title: str
     files: tuple[str, ...]          # written files, relative to the report folder (PNGs first)
     caption: str
-    gallery: tuple["GalleryItem", ...] = ()   # one captioned strip (+ GIF) per item, shown instead of a preview
+    gallery: tuple["GalleryItem", ...] = ()   # one captioned image (+ GIF) per item, shown instead of a preview
 
     @property
     def preview(self) -> str | None:
@@ -133,6 +139,7 @@ class GalleryItem:
     png: str
     gif: str | None
     caption: str
+    classes: tuple[int, ...] = ()   # the classes whose pages link the item too (an interpolation's a and b)
 
 
 def write_figures(store, out: str | None = None, *, stream: TextIO | None = None,
@@ -166,15 +173,17 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
 
 
 def listed_videos(folder: Store) -> list[dict] | None:
-    """The videos the folder's VIDEOS_FILE lists, each {key, target, gif, mp4, steps, version} (version 1 when an
-    older classweep did not record it); None when there is no list (a report from before it, or none), [] when it
-    cannot be read."""
+    """The videos the folder's VIDEOS_FILE lists, each {key, target, partner, gif, mp4, steps, version} (version 1
+    when an older classweep did not record it; partner -1 for none, None when an older classweep did not record
+    it); None when there is no list (a report from before it, or none), [] when it cannot be read."""
     data = folder.read_bytes(VIDEOS_FILE)
     if data is None:
         return None
     try:
-        return [{"key": str(v["key"]), "target": int(v["target"]), "gif": str(v["gif"]), "mp4": v.get("mp4"),
-                 "steps": str(v["steps"]), "version": int(v.get("version", 1))} for v in json.loads(data)]
+        return [{"key": str(v["key"]), "target": int(v["target"]),
+                 "partner": None if v.get("partner") is None else int(v["partner"]), "gif": str(v["gif"]),
+                 "mp4": v.get("mp4"), "steps": str(v["steps"]), "version": int(v.get("version", 1))}
+                for v in json.loads(data)]
     except (ValueError, TypeError, KeyError):
         return []
 
@@ -289,8 +298,9 @@ def mp4_bytes(frames: list) -> bytes | None:
 
 def earlier_videos(writer: "_Writer", replaced: set[str]) -> list[dict]:
     """The trajectory videos an earlier report listed in the folder's VIDEOS_FILE whose GIF is still there, but for
-    the `replaced` keys (drawn anew): each {key, target, gif, mp4 (None when gone), steps}, its files kept (and their
-    names taken) by `writer`. An unreadable list, or an entry naming a file outside the folder, is ignored."""
+    the `replaced` keys (drawn anew): each {key, target, partner, gif, mp4 (None when gone), steps, version}, its
+    files kept (and their names taken) by `writer`. An unreadable list, or an entry naming a file outside the folder,
+    is ignored."""
     kept = []
     for video in listed_videos(writer.folder) or []:
         files = [video["gif"]] + ([str(video["mp4"])] if video["mp4"] else [])
@@ -308,8 +318,36 @@ def earlier_videos(writer: "_Writer", replaced: set[str]) -> list[dict]:
     return kept
 
 
+def stored_partners(st: Store, keys: list[str]) -> dict[str, int]:
+    """key -> the second class of the store's image with that key (an addition's or interpolation's partner; -1 for
+    none, and for a key the store no longer has)."""
+    found = {row["key"]: row["partner"] for row in iter_image_rows(st, keys, ["partner"])} if keys else {}
+    return {key: -1 if found.get(key) is None else int(found[key]) for key in keys}
+
+
+def with_partners(st: Store, videos: list[dict]) -> list[dict]:
+    """`videos` (kept ones, `earlier_videos`) each with its partner: as listed, or from the store where an older
+    classweep did not record it."""
+    partners = stored_partners(st, [v["key"] for v in videos if v["partner"] is None])
+    return [v if v["partner"] is not None else {**v, "partner": partners[v["key"]]} for v in videos]
+
+
+def videos_by_class(videos: dict[int, list[dict]]) -> dict[int, list[dict]]:
+    """Per class, the videos to link from its page (`videos`: per target, as VIDEOS_FILE lists them): its own, and
+    those of the additions and interpolations it is the partner of; each with `other`, the pair's other class (-1:
+    none), which the page names."""
+    pages: dict[int, list[dict]] = {}
+    for target, listed in videos.items():
+        for video in listed:
+            partner = video.get("partner", -1)
+            pages.setdefault(target, []).append({**video, "other": partner})
+            if partner >= 0 and partner != target:
+                pages.setdefault(partner, []).append({**video, "other": target})
+    return pages
+
+
 def _trajectory_videos(snapshots: dict[str, pd.DataFrame], names, writer: "_Writer") -> dict[int, list[dict]]:
-    """Per class, the videos of its chosen images: {key, gif, mp4 (or None), steps}."""
+    """Per class, the videos of its chosen images: {key, partner (-1: none), gif, mp4 (or None), steps, version}."""
     videos: dict[int, list[dict]] = {}
     for key, rows in snapshots.items():
         stem = writer.unique_stem(video_stem(key), key)
@@ -319,8 +357,8 @@ def _trajectory_videos(snapshots: dict[str, pd.DataFrame], names, writer: "_Writ
         mp4 = writer.bytes(f"{stem}.mp4", video) if video is not None else None
         target = rows["target"].iloc[0]
         videos.setdefault(int(target) if pd.notna(target) else -1, []).append(
-            {"key": key, "gif": gif, "mp4": mp4, "steps": f"steps {rows.step.iloc[0]}-{rows.step.iloc[-1]}",
-             "version": VIDEO_VERSION})
+            {"key": key, "partner": int(rows["partner"].iloc[0]), "gif": gif, "mp4": mp4,
+             "steps": f"steps {rows.step.iloc[0]}-{rows.step.iloc[-1]}", "version": VIDEO_VERSION})
     return videos
 
 
@@ -331,11 +369,14 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     additions = tables.get("additions")
     transfer = tables.get("transfer")
     scored = transfer is not None and transfer["scorer"].nunique() > 1   # another model has scored the images
+    image_rows = _image_job_rows(st) if summary.image_jobs else None   # worth reading only when there are some
     steps = 1 + 2 * (classes is not None) + (opposites is not None) + (additions is not None) + ("pca" in tables) \
-        + ("features" in tables) + bool(summary.image_jobs) + scored   # 1: the HTML pages; 2: contact sheets, graph
-    progress = Progress(len(keys) + steps, stream=stream, unit="steps")
+        + ("features" in tables) + (image_rows is not None) + scored   # 1: the HTML pages; 2: contact sheets, graph
+    paged = set() if classes is None else set(classes["target"])
+    sourced = sourced_images(image_rows, paged)
+    progress = Progress(len(keys) + len(sourced) + steps, stream=stream, unit="steps")
     progress.note = "reading images"
-    thumbs = _thumbnails(st, keys, writer, progress)
+    thumbs = _thumbnails(st, [*keys, *sourced["key"]], writer, progress)
 
     def step(note: str) -> None:
         progress.note = note
@@ -375,9 +416,11 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     elif classes is not None:   # without class images NO_CLASSES says it
         notes.append(f"Feature embedding skipped: the store has no {ANALYSIS_DIR}/features.parquet (run "
                      "`sweep analyze --features LAYER:0,4` to compute it).")
-    if summary.image_jobs:   # reading every row again is only worth it when there are image jobs to draw
+    photos, fits = {}, source_fits(st.manifest)
+    if image_rows is not None:
         step("image jobs")
-        figures.extend(_image_job_figures(st, writer))
+        photos = {name: _source_image(st, name) for name in sorted(set(image_rows.meta["source"]) - {""})}
+        figures.extend(_image_job_figures(image_rows, photos, fits, thumbs, st, writer))
 
     figures.extend(_directions_figures(writer))
     if "stability_summary" in tables:
@@ -387,19 +430,22 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
                                     "octave (Input generation, \"InceptionV3 and GoogleNet Compared\"). An "
                                     "opposite minimises its target, so for it a low share is success; the Summary "
                                     "judges each job by its own measure."))
-    kept = earlier_videos(writer, replaced=set(snapshots or {})) if keep_trajectories else []
+    kept = with_partners(st, earlier_videos(writer, replaced=set(snapshots or {}))) if keep_trajectories else []
     videos = _trajectory_videos(snapshots or {}, st.class_names, writer)
     for video in kept:
         videos.setdefault(video.pop("target"), []).append(video)
     if videos:
         writer.text(VIDEOS_FILE, json.dumps([{"target": target, **v} for target, vs in sorted(videos.items())
                                              for v in vs], indent=1))
-    paged = set() if classes is None else set(classes["target"])
-    figures.extend(_video_figure(v) for target, vs in videos.items() if target not in paged for v in vs)
+    figures.extend(_video_figure(v) for target, vs in videos.items() for v in vs
+                   if target not in paged and v["partner"] not in paged)   # else on a class page
     step("HTML pages")
     images = {key: writer.image_name(key) for key in thumbs}
     if classes is not None:
-        _class_pages(st, summary, tables, writer, images, videos)
+        images.update(_source_page_images(sourced, photos, fits, writer))
+        _class_pages(st, summary, tables, writer, images, ClassExtras(
+            videos=videos_by_class(videos), sourced=_sourced_by_class(sourced, fits, st.class_names),
+            interpolations=gallery_by_class(figures)))
     writer.text("index.html", _index_html(st, summary, tables, figures, notes, images, writer.folder))
     writer.finish()
     writer.remove_stale()
@@ -548,8 +594,8 @@ def _prepare(png: bytes):
         image = drawing.decode(png)
     except (OSError, ValueError, SyntaxError):
         return None
-    # small already: keep the stored bytes (the browser enlarges it, pixelated)
-    page = drawing.png_bytes(drawing.fit_image(image, PAGE_THUMB)) if max(image.size) > PAGE_THUMB else png
+    shrunk = page_image(image)   # small already: the stored bytes (the browser enlarges it, pixelated)
+    page = png if shrunk is image else drawing.png_bytes(shrunk)
     return page, drawing.fit_image(image, GRID_THUMB)
 
 
@@ -581,33 +627,41 @@ def _feature_figures(features: pd.DataFrame, writer: _Writer, nodes: pd.DataFram
 
 
 DIRECTIONS_FILES = ("directions-distribution.png", "directions-distribution.svg", "directions-strip.png")
+DIRECTIONS_CAPTIONS = {   # the PNGs of `sweep directions`, each previewed with its caption
+    "directions-distribution.png": "Where each group's images lie along the fitted direction.",
+    "directions-strip.png": "The distinct stored images nearest to the line through the start image, from one end of "
+                            "the direction to the other, each with its class, the job (and photograph) that made it, "
+                            "its seed and its group."}
 
 
 def _directions_figures(writer: _Writer) -> list[ReportFigure]:
     """The figures `sweep directions` wrote into this folder, when it did (they are its, not this report's: linked
-    here, never deleted or redrawn)."""
+    here, never deleted or redrawn), each PNG previewed."""
     files = tuple(name for name in DIRECTIONS_FILES if writer.folder.exists(name))
     if not files:
         return []
-    return [ReportFigure("Latent direction", files, "From `sweep directions`: where each group's images lie along "
-                         "the fitted direction, and the distinct stored images nearest to the line through the "
-                         "start image, from one end of the direction to the other, each with its class, the job "
-                         "(and photograph) that made it, its seed and its group (latent directions article).")]
+    shown = tuple(GalleryItem(name, None, caption) for name, caption in DIRECTIONS_CAPTIONS.items() if name in files)
+    return [ReportFigure("Latent direction", files, "From `sweep directions` (latent directions article): the "
+                         "images' positions along the direction fitted to the groups, and the stored images along "
+                         "the line through the start image.", shown)]
 
 
 # --- jobs from real images -------------------------------------------------------------------------------------------
 
-def _image_job_figures(st: Store, writer: _Writer) -> list[ReportFigure]:
-    """Grids of transfigurations, dreams and directed dreams (source photograph | result), and per interpolation a
-    frame strip (PNG) and an animated GIF; nothing when the store holds none of these jobs."""
+def _image_job_rows(st: Store) -> Rows | None:
+    """The rows of the jobs from source images, interpolation frames included; None when the store has none."""
     rows = read_rows(st, (*NUMERIC_COLUMNS, "step"), frames=True)
     mask = rows.meta["job"].isin(IMAGE_JOBS).to_numpy()
-    if not mask.any():
-        return []
-    rows = rows.select(mask)
+    return rows.select(mask) if mask.any() else None
+
+
+def _image_job_figures(rows: Rows, photos: dict, fits: dict[str, str], shown: dict, st: Store,
+                       writer: _Writer) -> list[ReportFigure]:
+    """Grids of transfigurations, dreams and directed dreams (source photograph | result), and per interpolation a
+    frame strip (PNG) and an animated GIF. `rows`: `_image_job_rows`; `photos`: source name -> the photograph
+    (`_source_image`); `fits`: `source_fits`; `shown`: grid thumbnails decoded already (the class pages' images),
+    whose PNGs are not decoded again."""
     meta, names = rows.meta, st.class_names
-    photos = {name: _source_image(st, name) for name in sorted(set(meta["source"]) - {""})}
-    fits = source_fits(st.manifest)
 
     def sources(job: str) -> dict:
         """Each photograph's grid thumbnail as `job`'s schedule fitted it to the network's square."""
@@ -615,8 +669,9 @@ def _image_job_figures(st: Store, writer: _Writer) -> list[ReportFigure]:
                 for name, photo in photos.items()}
     framed = meta["job"].isin(FRAMED).to_numpy()
     interpolations = set(meta.loc[framed, "key"])
-    thumbs, full = {}, {}
-    for chunk in _chunks(iter_pngs(st, meta["key"]), 64):
+    thumbs = {key: shown[key] for key in meta["key"] if key in shown}
+    full = {}
+    for chunk in _chunks(iter_pngs(st, [k for k in meta["key"] if k not in thumbs or k in interpolations]), 64):
         for key, png in chunk:
             try:
                 image = drawing.decode(png)
@@ -676,6 +731,67 @@ def fitted_source(photo: Image.Image, fit: str | None) -> Image.Image:
     return photo
 
 
+def sourced_images(rows: Rows | None, classes: set[int]) -> pd.DataFrame:
+    """The images from source images that the class pages show: the final images of PAGED_IMAGE_JOBS whose target
+    has a page (`classes`), with each one's label probability (`label_prob`), in page order (job as the catalog
+    lists them, then layer, source, seed). Empty (the columns kept) without any."""
+    if rows is None:
+        return pd.DataFrame(columns=["key", "job", "variant", "target", "source", "seed", "label", "target_prob",
+                                     "label_prob"])
+    meta = rows.meta.assign(label_prob=label_probs(rows.logits, rows.meta["label"].to_numpy()))
+    meta = meta[meta["job"].isin(PAGED_IMAGE_JOBS) & (meta["frame"] < 0) & meta["target"].isin(classes)]
+    order = meta["job"].map(ALL_JOBS.index)
+    return meta.assign(order=order).sort_values(["order", "variant", "source", "seed", "key"], kind="mergesort") \
+        .drop(columns="order").reset_index(drop=True)
+
+
+def source_key(name: str, fit: str | None) -> str:
+    """The report's name for a photograph as `fit` gave it to the network (`fitted_source`), among the store's keys
+    in the page images (no job is called "source")."""
+    return f"source:{fit or 'whole'}:{name}"
+
+
+def page_image(image: Image.Image) -> Image.Image:
+    """An image as the HTML pages show it: shrunk to PAGE_THUMB when larger, never enlarged (the browser does)."""
+    return drawing.fit_image(image, PAGE_THUMB) if max(image.size) > PAGE_THUMB else image
+
+
+def _source_page_images(sourced: pd.DataFrame, photos: dict, fits: dict[str, str], writer: _Writer
+                        ) -> dict[str, str]:
+    """Write the page image of each photograph the class pages show beside an image (`sourced_images`), as its job
+    fitted it; returns source_key -> file name (a photograph the store does not have is left out)."""
+    files = {}
+    for job, name in sorted(set(zip(sourced["job"], sourced["source"]))):
+        key = source_key(name, fits.get(job))
+        if key not in files and photos.get(name) is not None:
+            image = page_image(fitted_source(photos[name], fits.get(job)))
+            files[key] = writer.bytes(writer.image_name(key), drawing.png_bytes(image))
+    return files
+
+
+def _sourced_by_class(sourced: pd.DataFrame, fits: dict[str, str], names) -> dict[int, list[dict]]:
+    """Per class, what its page says of each of its images from a source image (`sourced_images`): the image's
+    key, its photograph's `source_key`, and its caption's parts."""
+    out: dict[int, list[dict]] = {}
+    for r in sourced.itertuples():
+        out.setdefault(int(r.target), []).append({
+            "key": r.key, "photo": source_key(r.source, fits.get(r.job)), "title": fig.SOURCE_GRIDS[r.job][0],
+            "source": r.source, "target_prob": float(r.target_prob), "correct": bool(r.label == r.target),
+            "label_name": names[r.label] if 0 <= r.label < len(names) else str(r.label),
+            "label_prob": float(r.label_prob)})
+    return out
+
+
+def gallery_by_class(figures: list[ReportFigure]) -> dict[int, list[GalleryItem]]:
+    """Per class, the gallery items (interpolations) that name it among their `classes`."""
+    out: dict[int, list[GalleryItem]] = {}
+    for figure in figures:
+        for item in figure.gallery:
+            for c in dict.fromkeys(item.classes):
+                out.setdefault(c, []).append(item)
+    return out
+
+
 def _interpolations(part: pd.DataFrame, logits: np.ndarray, sources, thumbs, full, names,
                     writer: _Writer) -> ReportFigure:
     """Per interpolation (pair, source, seed): a strip of its frames with a's and b's logits under each, and an
@@ -699,7 +815,7 @@ def _interpolations(part: pd.DataFrame, logits: np.ndarray, sources, thumbs, ful
         files += [png] + ([gif] if gif else [])
         gallery.append(GalleryItem(png, gif, f"{names[a]} -> {names[b]} from {source} (seed {seed}): {names[a]}'s "
                                              f"logit {first[a]:.1f} -> {last[a]:.1f}, {names[b]}'s {first[b]:.1f} "
-                                             f"-> {last[b]:.1f}"))
+                                             f"-> {last[b]:.1f}", classes=(int(a), int(b))))
     return ReportFigure("Class interpolation", tuple(files), "From a source photograph the objective moves from "
                         "class a to class b; each strip shows the kept frames with both classes' logits under each, "
                         "and the GIF plays them.", tuple(gallery))
@@ -773,8 +889,16 @@ def _index_html(st: Store, summary: AnalysisSummary, tables, figures, notes, ima
         skipped=None if classes is not None else NO_CLASSES)
 
 
+@dataclass(frozen=True)
+class ClassExtras:
+    """What class pages show besides the analysis tables, per class."""
+    videos: dict[int, list[dict]]                  # `videos_by_class`
+    sourced: dict[int, list[dict]]                 # `_sourced_by_class`: transfigurations, directed dreams
+    interpolations: dict[int, list[GalleryItem]]   # `gallery_by_class`
+
+
 def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, images: dict[str, str],
-                 videos: dict[int, list[dict]] | None = None) -> None:
+                 extras: ClassExtras) -> None:
     classes = tables["classes"]
     by_class = _by_target(classes)
     opp = _by_target(tables.get("opposites"))
@@ -799,7 +923,8 @@ def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, i
             mutual={True: "mutual", False: "not mutual", None: "unknown"}[fig._flag(o.mutual)] if o is not None
             else "", metric=summary.metric, pointing=pointing.get(r.target, []), component=comp,
             component_size=size, top5=[(int(c), lv, pv) for c, lv, pv in zip(r.top5, r.top5_logits, r.top5_probs)],
-            additions=mine, videos=(videos or {}).get(r.target, []),
+            additions=mine, videos=extras.videos.get(r.target, []), sourced=extras.sourced.get(r.target, []),
+            interpolations=extras.interpolations.get(r.target, []),
             scorer_top3=[] if top3 is None else [(scorer, list(part.sort_values("rank").itertuples()))
                                                  for scorer, part in top3[top3["key"] == r.key].groupby(
                                                      "scorer", sort=False)])

@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+import scipy.special
 from PIL import Image as PILImage
 
 from analysis import analyze_store, write_figures
@@ -146,6 +147,23 @@ def test_figures_draw_the_image_jobs_and_link_them(tmp_path):
         assert name in links, name
     assert "Class interpolation" in html and "Transfiguration" in html and "Directed dream" in html
     assert "apple&#39;s logit 8.0 -&gt; 0.0, bear&#39;s 0.0 -&gt; 9.0" in html   # first and last frame, escaped
+    # a class page shows every image made for the class: cat's transfiguration and directed dream, each beside the
+    # photograph, captioned as the class image is; the interpolation apple -> bear on both apple's and bear's pages
+    pages = {c: (out / "classes" / f"{c:04d}.html").read_text() for c in range(len(NAMES))}
+    p_cat = float(scipy.special.softmax([0, 0, 9, 0, 0, 0])[2])
+    for job, layer in (("transfigure", ""), ("directed-dream", "block2")):
+        name = key_of(job, layer, 2, -1, 0, SOURCE).replace(":", "_")
+        assert re.search(rf'<img class="px" src="../img/source_[^"]+"[^>]*>\s*<img class="px" src="../img/{name}.png"',
+                         pages[2]), job
+        assert all(name not in page for c, page in pages.items() if c != 2)
+    assert len(re.findall(rf'p\(class\) = {p_cat:.3f};\s*labelled <span class="good">cat</span></figcaption>',
+                          pages[2])) == 2                                   # as the class image's caption
+    assert "img/dream_" not in "".join(pages.values())                     # a dream has no class
+    assert [c for c, page in pages.items() if f'src="../{stem}.gif"' in page and f'href="../{stem}.png"' in page] \
+        == [0, 1]
+    for c, page in pages.items():
+        for link in re.findall(r'(?:href|src)="([^"#]+)"', page):
+            assert (out / "classes" / link).resolve().is_file(), (c, link)
 
 
 def test_the_transfiguration_grid_shows_the_source_photograph(tmp_path):
@@ -227,13 +245,14 @@ def test_a_store_analysed_with_class_images_then_holding_only_image_jobs_loses_i
     assert files == ["dream-01.png", "index.html", "transfigure-01.png"]   # no class pages, grids or images left
 
 
-def _recorded(key: str, steps, n_classes: int = 6):
-    """A trajectories/ table of one image with a snapshot (a flat grey image and outputs 0..5) at each step."""
+def _recorded(key: str, steps, n_classes: int = 6, *, job: str = "octave", target: int = 3):
+    """A trajectories/ table of one image (of `job` and `target`) with a snapshot (a flat grey image and outputs
+    0..5) at each step."""
     import pyarrow as pa
     from sweep.store import encode_png
     shot = encode_png(np.full((8, 8, 3), 100, np.uint8))
     n = len(steps)
-    return pa.table({"key": [key] * n, "job": ["octave"] * n, "target": pa.array([3] * n, pa.int32()),
+    return pa.table({"key": [key] * n, "job": [job] * n, "target": pa.array([target] * n, pa.int32()),
                      "step": pa.array(steps, pa.int32()), "octave": pa.array([0] * n, pa.int32()),
                      "label": pa.array([1] * n, pa.int32()),
                      "logits": pa.array([list(np.arange(n_classes, dtype=np.float32))] * n,

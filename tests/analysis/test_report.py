@@ -235,8 +235,9 @@ def test_index_lists_the_classes_first_shows_grids_full_width_and_links_directio
     html = index.read_text()
     assert html.index('id="classes"') < html.index('id="figures"') < html.index("contact-01.png")
     assert 'width="360"' not in html and re.search(r'<img class="fig" src="contact-01.png"', html)
-    for name in ("directions-distribution.png", "directions-strip.png"):
+    for name in ("directions-distribution.png", "directions-strip.png"):   # each previewed, as the other figures
         assert f'href="{name}"' in html and (index.parent / name).is_file()
+        assert re.search(rf'<a href="{name}"><img class="fig" src="{name}"', html), name
     assert "Latent direction" in html
     assert not (index.parent / ".tmp").exists()
     write_figures(small_store)                                      # a new report keeps the directions' files
@@ -508,6 +509,8 @@ def test_tables_name_the_real_store_and_link_every_file_under_analysis(small_sto
 def test_source_photographs_are_shown_as_each_job_fitted_them(tmp_path, monkeypatch):
     """Figures audit #12: a crop schedule's network saw the photograph's central square, but the grids showed the
     whole wide photograph. Each job's thumbnail follows its schedule's `source_fit` (the manifest's record)."""
+    from PIL import Image as PILImage
+
     from analysis import figures
     from sweep.store import Store
     from test_image_figures import SOURCE, make_image_store
@@ -538,6 +541,13 @@ def test_source_photographs_are_shown_as_each_job_fitted_them(tmp_path, monkeypa
     assert crop.width == crop.height and red_share(crop) == 0                  # the central square only
     assert squash.width == squash.height and 0.2 < red_share(squash) < 0.3    # the whole photograph, squashed
     assert plain.width == 2 * plain.height                                     # not recorded: as it is
+    out = Path(store) / "figures"                 # the class page shows the photograph as each job fitted it too
+    page = (out / "classes" / "0002.html").read_text()
+    beside = {job: PILImage.open(out / re.search(rf'src="../(img/source_[^"]+)"[^>]*>\s*<img class="px" '
+                                                 rf'src="../img/{job}_', page).group(1)) for job in ("transfigure",
+                                                                                                  "directed-dream")}
+    assert beside["transfigure"].size == (30, 30) and red_share(beside["transfigure"]) == 0
+    assert beside["directed-dream"].size == (60, 30)                          # not recorded: as it is
 
 
 def test_the_tables_section_describes_only_the_files_there(small_store, tmp_path):
@@ -576,3 +586,29 @@ def test_a_class_page_names_the_class_that_got_into_a_failed_addition(small_stor
     page = (Path(small_store) / "figures" / "classes" / "0002.html").read_text()
     assert f"{NAMES[4]}</a> got in at #1" in page   # 2+3 merge: class 4 stands first, 3 second, 2 third
     assert "labelled" not in page.split("Additions with this class")[1]
+
+
+def test_an_addition_video_is_linked_from_both_classes_pages(small_store):
+    """A merge's trajectory video was linked from class a's page only: class b's page links it too, each page naming
+    the other class; a video list from before partners were recorded gets them from the store."""
+    from analysis.report import VIDEOS_FILE
+    from sweep.store import TRAJECTORIES, Store
+    from test_image_figures import _recorded
+    key = item_key("addition", "merge", 0, 1, 0)
+    Store.open(small_store).write_table(f"{TRAJECTORIES}/part-1.parquet", _recorded(key, [0], job="addition",
+                                                                                    target=0))
+    out = Path(small_store) / "figures"
+    gif = f"trajectory-{key.replace(':', '_')}.gif"
+    pages = [out / "classes" / f"{c:04d}.html" for c in range(len(NAMES))]
+
+    def linking() -> list[int]:
+        return [c for c, page in enumerate(pages) if f'src="../{gif}"' in page.read_text()]
+    write_figures(small_store, trajectories=[key])
+    assert linking() == [0, 1] and gif not in (out / "index.html").read_text()
+    assert f'{key} (with <a href="../classes/0001.html">1 bear</a>)' in pages[0].read_text()
+    assert f'{key} (with <a href="../classes/0000.html">0 apple</a>)' in pages[1].read_text()
+    listed = json.loads((out / VIDEOS_FILE).read_text())
+    assert [(v["target"], v["partner"]) for v in listed] == [(0, 1)]
+    (out / VIDEOS_FILE).write_text(json.dumps([{k: v for k, v in listed[0].items() if k != "partner"}]))
+    write_figures(small_store)                                          # kept, its partner read from the store
+    assert linking() == [0, 1] and json.loads((out / VIDEOS_FILE).read_text())[0]["partner"] == 1
