@@ -20,7 +20,6 @@ where the files say.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import functools
 import math
 import sys
@@ -37,7 +36,7 @@ from jobs.text import first_line
 from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, no_worker_wait, \
     ray_session
 from sweep.interrupts import INTERRUPTED, sigterm_as_interrupt
-from sweep.plan import Batch, Plan, PlanError, make_plan, refuse_unused_options
+from sweep.plan import Batch, Plan, PlanError, cut_batches, make_plan, refuse_unused_options
 from sweep.progress import Progress, format_duration
 from sweep.store import FAILURES, IMAGES, LEASE_TIMEOUT, Lease, ManifestMismatch, Store, StoreError, \
     failures_table, manifest_differences, new_manifest, source_file, source_hash
@@ -339,9 +338,8 @@ class Pending:
         """The plan's batches (of `batch_size`, or the plan's own) minus what the store holds: fixed boundaries for
         one batch size, so re-runs with the same size form the same batches; another size cuts other batches of the
         missing items only."""
-        plan = self.plan if batch_size is None else dataclasses.replace(self.plan, batch_size=batch_size)
         tasks = []
-        for batch in plan.batches():
+        for batch in cut_batches(self.planned, batch_size or self.plan.batch_size):   # the plan built once
             todo = batch.without(self.done)
             if todo.items:
                 tasks.append(Task(todo, tuple(self.attempts.get(key, 0) + 1 for key in todo.keys)))
@@ -354,10 +352,10 @@ def pending_work(plan: Plan, store: Store) -> Pending:
 
 
 def item_work(schedule, items) -> int:
-    """Image-steps of `items` (what progress and ETA count)."""
+    """Image-steps of `items` (what progress and ETA count): each job's schedule asked once, not once per item."""
     from sweep.worker import item_steps
-    steps: dict[str, int] = {}
-    return sum(steps.setdefault(i.job, item_steps(schedule, i.job)) for i in items)
+    per_job = collections.Counter(item.job for item in items)
+    return sum(count * item_steps(schedule, job) for job, count in per_job.items())
 
 
 def record_run(store: Store, entry: dict) -> None:
@@ -397,7 +395,8 @@ class SweepDispatch:
 
     def on_done(self, task: Task, report) -> list[Task]:
         self.settled(task)
-        self.finished_work += item_work(self.schedule, [i for i in task.batch.items if i.key in set(report.done)])
+        done = set(report.done)
+        self.finished_work += item_work(self.schedule, [i for i in task.batch.items if i.key in done])
         self.progress.update(done=len(report.done))
         return self.settle(task, dict(report.failed))
 

@@ -61,6 +61,16 @@ class Batch:
         return Batch(self.index, tuple(item for item in self.items if item.key not in drop))
 
 
+def cut_batches(items: Sequence[JobSpec], batch_size: int) -> list[Batch]:
+    """`items` (a plan's, in its order) cut into batches of at most `batch_size` items of one (job, variant)."""
+    batches: list[Batch] = []
+    for _, group in itertools.groupby(items, key=lambda item: (item.job, item.variant)):
+        group = list(group)
+        for start in range(0, len(group), batch_size):
+            batches.append(Batch(len(batches), tuple(group[start:start + batch_size])))
+    return batches
+
+
 @dataclass(frozen=True)
 class Plan:
     """What a sweep generates: the user's selections, checked, in canonical form (this is what the manifest keeps)."""
@@ -112,12 +122,7 @@ class Plan:
 
     def batches(self) -> list[Batch]:
         """The plan cut into batches of at most `batch_size` items of one (job, variant); boundaries never move."""
-        batches: list[Batch] = []
-        for _, group in itertools.groupby(self.items(), key=lambda item: (item.job, item.variant)):
-            group = list(group)
-            for start in range(0, len(group), self.batch_size):
-                batches.append(Batch(len(batches), tuple(group[start:start + self.batch_size])))
-        return batches
+        return cut_batches(self.items(), self.batch_size)
 
     def options(self) -> dict:
         """JSON form, as stored under `options` in manifest.json (the image jobs' fields only when used, so that
@@ -142,7 +147,7 @@ class Plan:
                          f"{PAIRS_RANDOM_SEED} (all pairs would be too many; choose others with --pairs)")
         for name in self.jobs:
             if BY_NAME[name].pair_commutes:
-                kept = self.job_pairs(name)
+                kept = set(self.job_pairs(name))   # a set: `--pairs all` of 1000 classes has 499500
                 left_out = [f"{a}+{b}" for a, b in self.pairs if (a, b) not in kept]
                 if left_out:
                     notes.append(f"{name}: {listing(left_out)} left out, the same image{'s' * (len(left_out) > 1)}"

@@ -34,3 +34,9 @@ def test_bench_sweep_runs_to_the_end_on_tiny_settings():
     out = run_script("bench_sweep.py", "--batches", "4", "--seconds", "0.05", "--overhead-batches", "4",
                      "--actors", "1,2", "--overlap-batches", "2", "--write-seconds", "0.05", timeout=600)
     assert "efficiency" in out and "overlap" in out, out
+
+
+def test_bench_driver_runs_both_sections_on_tiny_settings():
+    out = run_script("bench_driver.py", "--classes", "10", "--seeds", "1,2", "--memory")
+    for line in ("plan: 242 items", "plan: 484 items", "resume: pending_work", "sweep status"):
+        assert line in out, out

@@ -538,6 +538,31 @@ def test_an_unreadable_file_is_quarantined_and_its_items_run_again_exactly_once(
     assert again.done == again.done_before == FULL_ITEMS       # nothing left: once
 
 
+def test_pending_tasks_of_a_new_store_are_the_plans_own_batches_at_any_size():
+    """Batch names are file names: a run's tasks must cut the plan exactly as `Plan.batches` does, or a resume
+    would write its items into other files."""
+    import dataclasses
+    from sweep.driver import Pending
+    from sweep.plan import make_plan
+    plan = make_plan(n_classes=6, jobs="octave,opposite,addition", pairs="0+1,2+3,4+5", seeds=2, batch_size=4)
+    for size in (None, 1, 3, 4, 50):
+        expected = plan if size is None else dataclasses.replace(plan, batch_size=size)
+        assert [(t.batch.index, t.batch.name) for t in Pending(plan, frozenset(), {}).tasks(size)] == \
+            [(b.index, b.name) for b in expected.batches()]
+
+
+def test_item_work_counts_each_items_steps_under_its_jobs_schedule():
+    from jobs.catalog import JobSpec
+    from jobs.schedules import default_schedules, schedule_set
+    from sweep.driver import item_work
+    from sweep.worker import item_steps
+    schedules = schedule_set(default_schedules("digits", ("octave", "opposite")), "tiny", {"opposite": "digits"})
+    items = [JobSpec("octave", 0), JobSpec("opposite", 1), JobSpec("octave", 2, seed=1)]
+    assert item_steps(schedules, "octave") != item_steps(schedules, "opposite")
+    assert item_work(schedules, items) == 2 * item_steps(schedules, "octave") + item_steps(schedules, "opposite")
+    assert item_work(schedules, []) == 0
+
+
 def test_pending_work_cuts_batches_of_the_missing_items_only_and_continues_try_numbers():
     from sweep.driver import Pending
     from sweep.plan import make_plan

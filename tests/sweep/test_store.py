@@ -165,6 +165,28 @@ def test_unreadable_file_is_named(tmp_path):
         store.done_keys()
 
 
+def test_read_file_gives_the_asked_columns_as_pyarrow_reads_them_and_refuses_a_missing_one(tmp_path):
+    import dataclasses
+    store = Store.open(str(tmp_path))
+    rows = [result(target=1), dataclasses.replace(result("addition", 2, 4, "merge"), partner_logit=1.5)]   # no NaN
+    store.write_table(f"{IMAGES}/part-1.parquet", images_table(rows, NAMES, "w"))
+    (path,) = store.files(IMAGES)
+    for columns in (["key"], ["key", "logits", "partner"], None):
+        assert store.read_file(path, columns).equals(pq.read_table(path, columns=columns))   # pyarrow's reference
+    with pytest.raises(pa.ArrowInvalid, match="no column nope"):
+        store.read_file(path, ["key", "nope"])
+
+
+def test_a_parquet_file_without_a_key_column_is_quarantined(tmp_path):
+    store = Store.open(str(tmp_path))
+    store.write_table(f"{IMAGES}/part-1.parquet", images_table([result(target=1)], NAMES, "w"))
+    store.write_table(f"{IMAGES}/part-2.parquet", pa.table({"other": [1, 2]}))   # Parquet, but not an images file
+    with pytest.raises(StoreError, match="part-2.parquet"):
+        store.done_keys()
+    assert [path.rsplit("/", 1)[1] for path, _ in store.quarantine_unreadable()] == ["part-2.parquet"]
+    assert store.done_keys() == {"octave:-:1:-1:0"}
+
+
 def test_relative_and_file_uri_paths(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert Store.open("rel/store").root == str(tmp_path / "rel" / "store")
