@@ -458,9 +458,23 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
     pings: dict = {}                          # ObjectRef -> (slot, actor generation): has the actor started?
     active_at: dict = {}                      # (slot number, generation) -> last progress seen (hang watch)
     hung: set = set()                         # id(task) of the tasks whose actor was ended as hung
+    # (slot number, generation) -> {ref: task} of the calls that actor holds: `owner` by actor, so that a slot's
+    # calls are found without going through the whole fleet's (with hundreds of actors, per slot per completion).
+    calls: dict = collections.defaultdict(dict)
 
-    def held(slot: Slot) -> int:
-        return sum(1 for s, g, _ in owner.values() if s is slot and g == slot.generation)
+    def hand_over(slot: Slot, task) -> None:
+        ref = submit(slot.actor, task)
+        owner[ref] = (slot, slot.generation, task)
+        calls[slot.number, slot.generation][ref] = task
+
+    def take_back(ref) -> tuple:
+        slot, generation, task = owner.pop(ref)
+        del calls[slot.number, generation][ref]
+        return slot, generation, task
+
+    def held(slot: Slot) -> dict:
+        """The calls `slot`'s current actor holds ({ref: task})."""
+        return calls[slot.number, slot.generation]
 
     def runs_alone(task) -> bool:                # its actor died while it ran: it runs alone until it ends
         return crashes[id(task)] > 0
@@ -468,7 +482,7 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
     def next_task(slot: Slot):
         """The first queued task `slot` may take now: any for an idle slot, else the first that need not run alone;
         none while the slot holds a task that runs alone."""
-        if any(s is slot and g == slot.generation and runs_alone(t) for s, g, t in owner.values()):
+        if any(runs_alone(task) for task in held(slot).values()):
             return None
         if not held(slot):
             return queue.popleft()
@@ -500,11 +514,11 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
                 if fleet.to_ping(slot, pings.values()):
                     pings[slot.actor.__ray_ready__.remote()] = (slot, slot.generation)
                 continue
-            while queue and held(slot) < in_flight:
+            while queue and len(held(slot)) < in_flight:
                 task = next_task(slot)
                 if task is None:
                     break
-                owner[submit(slot.actor, task)] = (slot, slot.generation, task)
+                hand_over(slot, task)
                 active_at[slot.number, slot.generation] = time.monotonic()
         ready, _ = ray.wait([*owner, *pings], num_returns=1, timeout=min(poll, UNREACHABLE_RETRY))
         for ref in ready:
@@ -518,7 +532,7 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
                     if generation == slot.generation and fleet.counts_as_death(slot, error):
                         died(slot, error)
                 continue
-            slot, generation, task = owner.pop(ref)
+            slot, generation, task = take_back(ref)
             active_at[slot.number, generation] = time.monotonic()
             try:
                 value = ray.get(ref)

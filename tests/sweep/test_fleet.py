@@ -106,3 +106,80 @@ def test_more_cpus_per_worker_than_a_local_ray_would_have_is_refused_before_ray_
     too_many = f"{local_cpus() + 1:g}"
     line = refused_run(tmp_path / "s", "--cpus-per-worker", too_many)
     assert line.startswith(f"Error: --cpus-per-worker {too_many}: the local Ray would have")
+
+
+class FakeCall:
+    """A call of a fake actor (`dispatch` with Ray faked in-process): what `ray.get` gives or raises for it."""
+
+    def __init__(self, actor, task=None, outcome=None) -> None:
+        self.actor, self.task, self.outcome = actor, task, outcome
+
+
+def test_dispatch_holds_at_most_in_flight_calls_per_actor_and_a_task_whose_actor_died_runs_alone(monkeypatch):
+    """The loop's bookkeeping per actor, with Ray faked (no Ray started): no actor ever holds more than `in_flight`
+    calls, and each is kept busy up to that; a task whose actor died runs again on an actor holding nothing else,
+    which takes no other task while it runs; the dead actor's other call still counts as done; every task ends
+    once."""
+    import ray
+    from types import SimpleNamespace
+    from ray.exceptions import RayError
+    from sweep.fleet import Fleet, Slot, dispatch
+    in_flight, tasks = 2, [f"t{n}" for n in range(20)]
+    live: list[FakeCall] = []                     # calls handed over and not yet answered, oldest first
+    handed, done, waits = [], [], [0]
+
+    def actor(number: int, generation: int):
+        name = f"{number}.{generation}"
+        return SimpleNamespace(name=name, __ray_ready__=SimpleNamespace(remote=lambda: FakeCall(name)))
+
+    def wait(refs, num_returns=1, timeout=None):   # a started actor's ping first, then the oldest call
+        waits[0] += 1
+        assert waits[0] < 1000, "the loop no longer ends"
+        ready = [next((ref for ref in refs if ref.task is None), refs[0])] if refs else []
+        return ready, [ref for ref in refs if ref not in ready]
+
+    def get(ref, timeout=None):
+        if ref in live:
+            live.remove(ref)
+        if isinstance(ref.outcome, Exception):
+            raise ref.outcome
+        return ref.outcome
+
+    def submit(actor, task):
+        holding = [call for call in live if call.actor is actor]
+        handed.append((actor.name, task, len(holding), [call.task for call in holding]))
+        died = task == "t4" and not any(t == "t4" for _, t, _, _ in handed[:-1])
+        call = FakeCall(actor, task, RayError("injected: the actor died") if died else task)
+        live.append(call)
+        return call
+
+    class FakeFleet:
+        to_ping = staticmethod(Fleet.to_ping)
+
+        def __init__(self, count: int) -> None:
+            self.slots = [Slot(n, actor(n, 0), up=True, ever_up=True) for n in range(count)]
+            self.replaced = 0
+
+        def mark_up(self, slot) -> None:
+            slot.up = True
+
+        def replace(self, slot) -> None:
+            slot.generation += 1
+            slot.actor, slot.up = actor(slot.number, slot.generation), False
+            self.replaced += 1
+
+        def counts_as_death(self, slot, error) -> bool:
+            return True
+
+    monkeypatch.setattr(ray, "wait", wait)
+    monkeypatch.setattr(ray, "get", get)
+    fleet = FakeFleet(3)
+    dispatch(fleet, tasks, submit=submit, on_done=lambda task, value: done.append(value) or [],
+             on_failed=lambda task, error: pytest.fail(error), in_flight=in_flight, poll=0.0)
+    assert sorted(done) == sorted(tasks) and fleet.replaced == 1
+    assert max(holding for _, _, holding, _ in handed) == in_flight - 1    # the bound, reached and never passed
+    tries = [i for i, (_, task, _, _) in enumerate(handed) if task == "t4"]
+    name, _, holding, _ = handed[tries[1]]
+    assert len(tries) == 2 and holding == 0                                  # run again on an actor holding nothing
+    later = handed[tries[1] + 1:]
+    assert later and all("t4" not in others for n, _, _, others in later if n == name), later   # and alone
