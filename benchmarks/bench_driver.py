@@ -7,7 +7,9 @@ For each seed count, the plan is every job (the image jobs from two named source
 1. Planning: `make_plan`, the items, a run's tasks (`Pending.tasks`), the notes and the image-steps (`item_work`).
 2. The store: a synthetic store holding `--done` of the plan's batches (fake rows written through `Store.write_table`,
    one file per batch, as the workers name them; failures for 1% of them), then what a resume reads before its
-   first batch (`quarantine_unreadable`, `pending_work`), what its summary reads, and `store_status`.
+   first batch (`quarantine_unreadable`, whose one pass over the key columns `pending_work` takes), the run's files
+   written (untimed), what its summary reads (the new files only), and `store_status`. `--keep s3://BUCKET/PATH`
+   puts the stores in a bucket (its endpoint and credentials from the environment, as for `sweep run`).
 Each step prints its wall time (and with `--memory` its peak traced Python memory, tracemalloc slowing it down).
 Compare the two sizes: each step should grow with the items, not faster.
 """
@@ -19,7 +21,6 @@ import gc
 import tempfile
 import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -76,12 +77,12 @@ def write_store(path: str, plan, n_classes: int, done: float) -> int:
     return written
 
 
-def one_size(args: argparse.Namespace, seeds: int, root: Path) -> None:
+def one_size(args: argparse.Namespace, seeds: int, root: str) -> None:
     from jobs.schedules import default_schedules
     from sweep.driver import Pending, item_work, pending_work
     from sweep.plan import make_plan
     from sweep.status import store_status
-    from sweep.store import IMAGES, Store
+    from sweep.store import IMAGES, Store, all_keys
     memory = args.memory
     print(f"{args.classes} classes, {seeds} seed{'s' * (seeds > 1)}, every job, batches of {args.batch_size}")
     with step("make_plan", memory):
@@ -98,20 +99,25 @@ def one_size(args: argparse.Namespace, seeds: int, root: Path) -> None:
     with step("image-steps of every item (item_work)", memory):
         item_work(default_schedules("googlenet", plan.jobs), fresh.planned)
 
-    path = str(root / f"store-{seeds}")
+    path = f"{root}/store-{seeds}"
     started = time.perf_counter()
     written = write_store(path, plan, args.classes, args.done)
     store = Store.open(path)
     print(f"  store: {written} of {total} items in {len(store.files(IMAGES))} files "
           f"(written in {time.perf_counter() - started:.1f} s, not part of the figures)")
     with step("resume: quarantine pass (every key column)", memory):
-        store.quarantine_unreadable()
-    with step("resume: pending_work (keys, failures)", memory):
-        pending = pending_work(plan, store)
+        quarantine = store.quarantine_unreadable()
+    with step("resume: pending_work (keys from the pass)", memory):
+        pending = pending_work(plan, store, quarantine.images)
     with step("resume: its tasks", memory):
-        pending.tasks()
-    with step("summary: keys read back, items counted", memory):
-        keys = store.done_keys()
+        tasks = pending.tasks()
+    started = time.perf_counter()
+    for task in tasks:
+        store.write_table(f"{IMAGES}/{task.batch.name}.parquet", fake_rows(task.batch.items, args.classes))
+    print(f"  the run: {len(tasks)} files more (written in {time.perf_counter() - started:.1f} s, not part of the "
+          f"figures)")
+    with step("summary: new files read, items counted", memory):
+        keys = all_keys(store.keys_by_file(known=pending.files))
         sum(item.key in keys for item in pending.planned)
     with step("sweep status", memory):
         store_status(store)
@@ -124,10 +130,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="items per batch: one images/ file each")
     parser.add_argument("--done", type=float, default=0.9, help="share of the batches the store holds")
     parser.add_argument("--memory", action="store_true", help="also trace each step's peak Python memory")
-    parser.add_argument("--keep", default=None, help="write the stores here and keep them (default: a temp dir)")
+    parser.add_argument("--keep", default=None, help="write the stores here (an empty directory, or an s3:// / gs:// "
+                                                      "URI) and keep them (default: a temp dir)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(args.keep or tmp)
+        root = (args.keep or tmp).rstrip("/")
         for seeds in (int(s) for s in args.seeds.split(",")):
             one_size(args, seeds, root)
 

@@ -38,7 +38,7 @@ from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster
 from sweep.interrupts import INTERRUPTED, sigterm_as_interrupt
 from sweep.plan import Batch, Plan, PlanError, cut_batches, make_plan, refuse_unused_options
 from sweep.progress import Progress, format_duration
-from sweep.store import FAILURES, IMAGES, LEASE_TIMEOUT, Lease, ManifestMismatch, Store, StoreError, \
+from sweep.store import FAILURES, IMAGES, LEASE_TIMEOUT, Lease, ManifestMismatch, Store, StoreError, all_keys, \
     failures_table, manifest_differences, new_manifest, source_file, source_hash
 
 NOISE_SIDE = 299   # `--images noise:N` without a model at hand: Deep dream's `torch.rand(1, 3, 299, 299)`
@@ -319,6 +319,7 @@ class Pending:
     plan: Plan
     done: frozenset[str]          # keys the store holds
     attempts: dict[str, int]      # the highest try recorded per key in failures/ (numbering continues across runs)
+    files: dict[str, list[str]] = field(default_factory=dict)   # {path: keys} of images/ that `done` was read from
 
     @functools.cached_property
     def planned(self) -> list[JobSpec]:
@@ -346,9 +347,11 @@ class Pending:
         return tasks
 
 
-def pending_work(plan: Plan, store: Store) -> Pending:
-    """Read the store's keys and failures/ once (each a read of every file's key column: one GET each on S3)."""
-    return Pending(plan, frozenset(store.done_keys()), prior_attempts(store))
+def pending_work(plan: Plan, store: Store, stored: dict[str, list[str]] | None = None) -> Pending:
+    """What the store lacks of `plan`, from `stored` ({path: keys} of images/, as the quarantine pass read them;
+    read here when not given) and one read of failures/."""
+    stored = store.keys_by_file() if stored is None else stored
+    return Pending(plan, frozenset(all_keys(stored)), prior_attempts(store), stored)
 
 
 def item_work(schedule, items) -> int:
@@ -465,14 +468,16 @@ def execute(prepared: Prepared, *, stream: TextIO | None = None) -> SweepSummary
         return run_leased(prepared, lease, stream=stream)
 
 
-def reconcile_store(prepared: Prepared, out: TextIO) -> None:
+def reconcile_store(prepared: Prepared, out: TextIO) -> dict[str, list[str]]:
     """Make the store ready for this run, under its lease: the manifest checked again (another driver may have
     begun) and written, temporaries removed, unreadable files moved aside, the plan's notes said, and the real
-    images the workers start from written once."""
+    images the workers start from written once. Returns {path: keys} of images/ (the quarantine pass read every
+    file's keys: the run's one read of them before its first batch)."""
     plan, store = prepared.plan, prepared.store
     check_manifest(store, prepared.manifest)
     removed = store.cleanup_temp()
-    for path, why in store.quarantine_unreadable():
+    quarantine = store.quarantine_unreadable()
+    for path, why in quarantine.moved:
         print(f"moved unreadable {path} into {store.location('quarantine')}/ ({why}): its items run again",
               file=out)
     stored = store.read_manifest()
@@ -489,6 +494,7 @@ def reconcile_store(prepared: Prepared, out: TextIO) -> None:
             store.write_source(name, pixels)
     if removed:
         print(f"removed {removed} temporary files left by an interrupted run", file=out)
+    return quarantine.images
 
 
 def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None) -> SweepSummary:
@@ -498,8 +504,7 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
     config, plan, store, cluster = prepared.config, prepared.plan, prepared.store, prepared.config.cluster
     out = stream if stream is not None else sys.stdout
     started = time.monotonic()
-    reconcile_store(prepared, out)
-    pending = pending_work(plan, store)
+    pending = pending_work(plan, store, reconcile_store(prepared, out))
     total, done_before = pending.total, pending.total - len(pending.items)
     if not pending.items:
         return SweepSummary(store=store.uri, total=total, done=done_before, done_before=done_before, failed=(),
@@ -568,7 +573,11 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
     except KeyboardInterrupt:
         interrupted = True
     progress.close()
-    done_keys = store.done_keys()
+    # Only the files added since the resume's pass are read. A file that pass saw holding keys is not written again:
+    # a file's name is a hash of the keys its batch ran, which include the keys it holds, and each batch of this run
+    # (retries too) lacks every key the pass read; with the lease nobody else writes images/. A file gone since
+    # (moved aside by hand) no longer counts.
+    done_keys = all_keys(store.keys_by_file(known=pending.files))
     done = sum(1 for item in pending.planned if item.key in done_keys)
     failed = tuple((key, error) for key, error in given_up.items() if key not in done_keys)
     return SweepSummary(store=store.uri, total=total, done=done, done_before=done_before, failed=failed,

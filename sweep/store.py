@@ -32,7 +32,8 @@ the bucket's own, asked once), a GCS emulator from `CLOUD_STORAGE_EMULATOR_ENDPO
 Every call is bounded (`ObjectStoreLimits`: the SDKs' own timeouts and retries, and `call_seconds` over each call
 as a whole), and a failure becomes one `StoreError` line naming the store and what is wrong (unreachable or silent
 endpoint, missing bucket, missing or refused credentials), with no secret in it. A Parquet file that a reader wants
-whole or in parts (`parquet_file`) is fetched with one GET and read from memory.
+whole or in parts (`parquet_file`) is fetched with one GET and read from memory; a pass over a folder's files reads
+READ_THREADS of them at once on S3 (`each_file`).
 """
 from __future__ import annotations
 
@@ -50,9 +51,10 @@ import threading
 import time
 import urllib.parse
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -79,6 +81,7 @@ TEMP_DIR = ".tmp"                     # temporaries, beside the tables: no reade
 TEMP_GRACE = 600.0                    # seconds a temporary is left alone, as another command may be writing it
 TEMP_PREFIX = "_"                     # pyarrow's dataset reader skips names starting with "_" or "."
 OBJECT_STORES = ("s3", "gcs")         # pyarrow file system type names without an atomic rename
+READ_THREADS = 8                      # files read at once from S3, where a read mostly waits on the network
 # Manifest fields that must match for a run to write into an existing store (package_version and created may differ).
 COMPARED_FIELDS = ("format", "model", "weights", "schedule_id", "n_classes")
 # Fields every manifest has (a hand-edited one without them is refused in one line, not deep in a command).
@@ -808,9 +811,23 @@ class Store:
         except (pa.ArrowInvalid, OSError, KeyError) as error:
             raise StoreError(unreadable(path, error)) from None
 
+    def each_file(self, call: Callable[[str], T], paths: Sequence[str]) -> list[T]:
+        """`call(path)` for each of `paths`, the results in their order. On S3 READ_THREADS at once: each read waits
+        on the network for most of its time (~20 ms a request), and a full sweep's ten thousand files one after
+        another take minutes. Elsewhere one after another: a local disk's reads are CPU-bound under the GIL, and
+        pyarrow's GCS reads may hold the GIL while they wait (`parquet_file`, `_read_columns`). The first error in
+        `paths`' order is raised once the calls already running have ended (each is `bounded`); no other starts."""
+        if self.fs.type_name != "s3" or len(paths) < 2:
+            return [call(path) for path in paths]
+        pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="classweep-read")
+        try:
+            return list(pool.map(call, paths))
+        finally:
+            pool.shutdown(cancel_futures=True)
+
     def read(self, directory: str, columns: Sequence[str] | None = None) -> pa.Table:
         """The finished files of `directory`, only `columns` (never read `png` unless you need the pictures)."""
-        tables = [self.read_checked(path, columns) for path in self.files(directory)]
+        tables = self.each_file(lambda path: self.read_checked(path, columns), self.files(directory))
         if not tables:
             return pa.table({}) if columns is None else pa.table({c: pa.array([], pa.string()) for c in columns})
         return pa.concat_tables(tables, promote_options="permissive")
@@ -824,30 +841,68 @@ class Store:
 
     def done_keys(self) -> set[str]:
         """Keys of every stored image, reading only the `key` column."""
-        return set(self.read(IMAGES, ["key"]).column("key").to_pylist())
+        return all_keys(self.keys_by_file())
+
+    def keys_by_file(self, known: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
+        """{path: keys} of every file images/ lists now, reading only the `key` column, and only of the files that
+        `known` lacks: {path: keys} an earlier pass read, of files not written since (a run never writes a file
+        that its resume's pass saw holding keys: `run_leased`); a file known to hold no key is read again. An
+        unreadable file is refused as by `read_checked`."""
+        known = known or {}
+        paths = self.files(IMAGES)
+        new = [path for path in paths if not known.get(path)]
+        read = dict(zip(new, self.each_file(lambda path: key_column(self.read_checked(path, ["key"])), new)))
+        return {path: read[path] if path in read else list(known[path]) for path in paths}
 
     @object_store_errors
-    def quarantine_unreadable(self, directories: Sequence[str] = (IMAGES, FAILURES)) -> list[tuple[str, str]]:
+    def quarantine_unreadable(self, directories: Sequence[str] = (IMAGES, FAILURES)) -> Quarantine:
         """Move every file of `directories` whose `key` column cannot be read into `{store}/quarantine/`, so that
-        its items count as missing and are run again; (file, why) of each (an object store that fails to answer is
-        a StoreError, not a damaged file). Only `sweep run` calls this, under its lease (it changes the store)."""
-        moved = []
+        its items count as missing and are run again (an object store that fails to answer is a StoreError, not a
+        damaged file). One read of each file: the keys of the images/ files it could read come back with what it
+        moved, for the resume's `pending_work`. Only `sweep run` calls this, under its lease (it changes the
+        store)."""
+        moved, images = [], {}
         for directory in directories:
-            for path in self.files(directory):
-                try:
-                    self.read_file(path, ["key"])
-                except (pa.ArrowInvalid, OSError, KeyError) as error:
-                    name = path.rsplit("/", 1)[1]
-                    target = f"{QUARANTINE}/{directory}/{name}"
-                    if self.exists(target):   # quarantined before
-                        target += f".{uuid.uuid4().hex[:8]}"
-                    self.bounded(self._move, path, self.path(target))
-                    moved.append((path, first_line(error)))
-        return moved
+            paths = self.files(directory)
+            for path, keys in zip(paths, self.each_file(self._keys_or_why, paths)):
+                if not isinstance(keys, Exception):
+                    if directory == IMAGES:
+                        images[path] = keys
+                    continue
+                name = path.rsplit("/", 1)[1]
+                target = f"{QUARANTINE}/{directory}/{name}"
+                if self.exists(target):   # quarantined before
+                    target += f".{uuid.uuid4().hex[:8]}"
+                self.bounded(self._move, path, self.path(target))
+                moved.append((path, first_line(keys)))
+        return Quarantine(moved, images)
+
+    def _keys_or_why(self, path: str) -> list[str] | Exception:
+        """One file's keys, or why they cannot be read (not Parquet, no `key` column): a file to set aside."""
+        try:
+            return key_column(self.read_file(path, ["key"]))
+        except (pa.ArrowInvalid, OSError, KeyError) as error:
+            return error
 
     def _move(self, path: str, target: str) -> None:
         self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
         self.fs.move(path, target)
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    """What `Store.quarantine_unreadable` did in its one read of each file's `key` column."""
+    moved: list[tuple[str, str]]       # (file, why) of each file moved aside
+    images: dict[str, list[str]]       # {path: keys} of the images/ files it could read
+
+
+def key_column(table: pa.Table) -> list[str]:
+    return table.column("key").to_pylist()
+
+
+def all_keys(files: Mapping[str, Sequence[str]]) -> set[str]:
+    """The keys of `files` ({path: keys}, as `Store.keys_by_file` gives them) together."""
+    return {key for keys in files.values() for key in keys}
 
 
 # ---- the lease: one driver per store ------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 architecture and the tiny schedule: completion, resume, a killed actor, retries, failures, the feature pass."""
 from __future__ import annotations
 
+import collections
 import io
 import os
 import re
@@ -480,6 +481,7 @@ class Damaged(NamedTuple):
     unreadable: set    # its keys
     summary: object    # of the resume
     output: str
+    reads: dict        # images/ file name -> how many times the resume's driver read it
 
 
 @pytest.fixture(scope="module")
@@ -493,9 +495,16 @@ def damaged_and_resumed(full_sweep, tmp_path_factory) -> Damaged:
         path.unlink()
     bad = files[2]
     bad.write_bytes(bad.read_bytes()[:64])
-    out = io.StringIO()
-    summary = run_sweep(config(store, **{**FULL, "batch_size": 3}), stream=out)
-    return Damaged(store, keys[0] | keys[1], bad, keys[2], summary, out.getvalue())
+    out, reads, read_file = io.StringIO(), collections.Counter(), Store.read_file
+
+    def counted(self, path, columns=None):
+        if Path(path).parent.name == IMAGES:
+            reads[Path(path).name] += 1
+        return read_file(self, path, columns)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Store, "read_file", counted)
+        summary = run_sweep(config(store, **{**FULL, "batch_size": 3}), stream=out)
+    return Damaged(store, keys[0] | keys[1], bad, keys[2], summary, out.getvalue(), dict(reads))
 
 
 def test_auto_batch_is_recorded_and_a_resume_with_another_batch_size_completes_once(full_sweep, damaged_and_resumed):
@@ -511,6 +520,15 @@ def test_auto_batch_is_recorded_and_a_resume_with_another_batch_size_completes_o
     assert again.complete and again.done_before == FULL_ITEMS - missing and again.batch_size == 3
     assert [r["batch_size"] for r in Store.open(str(damaged.store)).read_manifest()["runs"]] == [run["batch_size"], 3]
     assert damaged.lost <= set(assert_exactly_once(damaged.store, FULL_ITEMS).key)
+
+
+def test_a_resume_reads_each_images_file_once(damaged_and_resumed):
+    """The quarantine pass reads every images/ file's keys, which the resume's pending work takes; its summary reads
+    only the files the run wrote (three reads of each before: the quarantine pass, the pending work, the summary)."""
+    damaged = damaged_and_resumed
+    now = {path.name for path in (damaged.store / IMAGES).glob("*.parquet")}
+    assert damaged.reads == {name: 1 for name in now | {damaged.bad.name}}
+    assert damaged.summary.complete and damaged.summary.done == FULL_ITEMS     # counted from known and new files
 
 
 def test_prepare_records_each_jobs_schedule_and_input_convention(tmp_path):

@@ -230,10 +230,10 @@ def test_quarantine_moves_an_unreadable_file_aside_once_and_its_items_become_mis
     store = Store.open(str(built))
     keys_before = store.done_keys()
     bad = truncate_first_images_file(built)
-    moved = store.quarantine_unreadable()
+    moved = store.quarantine_unreadable().moved
     assert [Path(path).name for path, _ in moved] == [bad.name]
     assert (built / QUARANTINE / IMAGES / bad.name).exists() and not bad.exists()
-    assert store.quarantine_unreadable() == []                  # once
+    assert store.quarantine_unreadable().moved == []            # once
     plan = Plan.from_options(store.manifest["options"])
     missing = pending_work(plan, store).items
     assert {i.key for i in missing} == {i.key for i in plan.items()} - store.done_keys()

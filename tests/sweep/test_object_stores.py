@@ -33,7 +33,8 @@ from sweep.store import ObjectStoreLimits, Store, StoreError, TEMP_DIR
 from tests.sweep import sweep_fakes
 from tests.sweep.sweep_fakes import start_local_ray
 from tests.sweep.test_faults import end_session
-from tests.sweep.test_store import assert_delete_file_removes_a_listed_file_and_lets_one_already_gone_be
+from tests.sweep.test_store import assert_delete_file_removes_a_listed_file_and_lets_one_already_gone_be, \
+    assert_one_pass_reads_each_key_column_once_and_the_next_only_new_files
 
 pytest.importorskip("ray")
 ROOT = Path(__file__).parents[2]
@@ -245,6 +246,10 @@ def test_compare_and_stability_write_into_a_bucket_and_create_no_local_folder(s3
 
 def test_delete_file_removes_a_listed_object_and_lets_one_already_gone_be(server):
     assert_delete_file_removes_a_listed_file_and_lets_one_already_gone_be(Store.open(server.uri("deleting")))
+
+
+def test_one_pass_reads_each_key_column_once_and_the_next_only_new_files(server):
+    assert_one_pass_reads_each_key_column_once_and_the_next_only_new_files(Store.open(server.uri("keys")))
 
 
 def one_error_line(result) -> str:

@@ -183,8 +183,46 @@ def test_a_parquet_file_without_a_key_column_is_quarantined(tmp_path):
     store.write_table(f"{IMAGES}/part-2.parquet", pa.table({"other": [1, 2]}))   # Parquet, but not an images file
     with pytest.raises(StoreError, match="part-2.parquet"):
         store.done_keys()
-    assert [path.rsplit("/", 1)[1] for path, _ in store.quarantine_unreadable()] == ["part-2.parquet"]
+    assert [path.rsplit("/", 1)[1] for path, _ in store.quarantine_unreadable().moved] == ["part-2.parquet"]
     assert store.done_keys() == {"octave:-:1:-1:0"}
+
+
+def assert_one_pass_reads_each_key_column_once_and_the_next_only_new_files(store: Store) -> None:
+    """What a resume reads of images/ (test_object_stores runs this on S3, where the reads run at once, and GCS):
+    the quarantine pass reads each file's keys once, moves the unreadable file aside and gives the others' keys in
+    the files' order; a later pass that knows them reads only the files added since, and drops a file gone."""
+    names = [f"part-{n:02d}.parquet" for n in range(12)]
+    for n, name in enumerate(names):
+        store.write_table(f"{IMAGES}/{name}", images_table([result(target=n % 5, seed=n)], NAMES, "w"))
+    store.write_bytes(f"{IMAGES}/part-05x.parquet", b"not parquet")
+    reads, read_file = [], Store.read_file
+
+    def counted(self, path, columns=None):
+        reads.append(path.rsplit("/", 1)[1])
+        return read_file(self, path, columns)
+
+    def by_name(files: dict) -> dict:
+        return {path.rsplit("/", 1)[1]: keys for path, keys in files.items()}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Store, "read_file", counted)
+        quarantine = store.quarantine_unreadable()
+        assert [path.rsplit("/", 1)[1] for path, _ in quarantine.moved] == ["part-05x.parquet"]
+        expected = {name: [f"octave:-:{n % 5}:-1:{n}"] for n, name in enumerate(names)}
+        assert list(by_name(quarantine.images).items()) == list(expected.items())     # in the files' order
+        assert sorted(reads) == sorted([*names, "part-05x.parquet"])                   # each file once
+        reads.clear()
+        store.write_table(f"{IMAGES}/part-99.parquet", images_table([result(target=4, seed=99)], NAMES, "w"))
+        store.delete(f"{IMAGES}/{names[0]}")
+        later = by_name(store.keys_by_file(known=quarantine.images))
+        assert later == {**{name: expected[name] for name in names[1:]}, "part-99.parquet": ["octave:-:4:-1:99"]}
+        assert reads == ["part-99.parquet"]
+        reads.clear()
+        assert by_name(store.keys_by_file(known={**quarantine.images, store.path(IMAGES, names[1]): []})) == later
+        assert sorted(reads) == [names[1], "part-99.parquet"]                           # known to hold no key: read
+
+
+def test_one_pass_reads_each_key_column_once_and_the_next_only_new_files(tmp_path):
+    assert_one_pass_reads_each_key_column_once_and_the_next_only_new_files(Store.open(str(tmp_path)))
 
 
 def test_relative_and_file_uri_paths(tmp_path, monkeypatch):
