@@ -28,11 +28,11 @@ def pytest_addoption(parser):
 # processes (`make test`: pytest-xdist, one module to a process) end on short modules instead of one of them alone
 # on a long one. Most of them start Ray and real actors.
 LONG_FIRST = tuple(f"tests/{name}.py" for name in (
-    "sweep/test_driver", "sweep/test_score", "sweep/test_image_jobs_sweep", "sweep/test_object_stores",
-    "sweep/test_faults", "sweep/test_cluster", "sweep/test_trajectories", "analysis/test_report",
-    "jobs/test_digits_resnet", "sweep/test_hostile", "analysis/test_image_figures", "jobs/test_kinds",
-    "benchmarks/test_bench_scripts", "jobs/test_image_jobs", "sweep/test_readers", "sweep/test_readme_commands",
-    "sweep/test_lease", "sweep/test_cli", "analysis/test_transfer"))
+    "sweep/test_driver", "sweep/test_object_stores", "sweep/test_image_jobs_sweep", "sweep/test_score",
+    "sweep/test_faults", "sweep/test_cluster", "sweep/test_trajectories", "analysis/test_report", "jobs/test_kinds",
+    "sweep/test_hostile", "analysis/test_image_figures", "jobs/test_digits_resnet", "benchmarks/test_bench_scripts",
+    "jobs/test_image_jobs", "sweep/test_readers", "sweep/test_readme_commands", "sweep/test_lease", "sweep/test_cli",
+    "analysis/test_transfer"))
 
 
 def pytest_configure(config):
