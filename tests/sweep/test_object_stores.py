@@ -298,7 +298,7 @@ def test_a_silent_endpoint_fails_with_one_line_after_the_call_limit(server, monk
     # Left to themselves the SDKs wait out a stalled request: google-cloud-cpp 2 minutes a try whatever its retry
     # limit, the AWS SDK request_timeout a try. LIMITS.call_seconds bounds every call of the store (S3's own
     # timeout is longer here, so that the watchdog answers first; it ends the abandoned call soon after).
-    monkeypatch.setattr(store_module, "LIMITS", ObjectStoreLimits(connect_timeout=1, request_timeout=3, retries=1,
+    monkeypatch.setattr(store_module, "LIMITS", ObjectStoreLimits(connect_timeout=1, request_timeout=2, retries=1,
                                                                   retry_seconds=1, call_seconds=1))
     variable = "AWS_ENDPOINT_URL" if server.scheme == "s3" else "CLOUD_STORAGE_EMULATOR_ENDPOINT"
     monkeypatch.setenv(variable, silent_endpoint)
