@@ -29,10 +29,10 @@ def pytest_addoption(parser):
 # on a long one. Most of them start Ray and real actors.
 LONG_FIRST = tuple(f"tests/{name}.py" for name in (
     "sweep/test_driver", "sweep/test_object_stores", "sweep/test_image_jobs_sweep", "sweep/test_score",
-    "sweep/test_faults", "sweep/test_cluster", "sweep/test_trajectories", "analysis/test_report", "jobs/test_kinds",
-    "sweep/test_hostile", "analysis/test_image_figures", "jobs/test_digits_resnet", "benchmarks/test_bench_scripts",
-    "jobs/test_image_jobs", "sweep/test_readers", "sweep/test_readme_commands", "sweep/test_lease", "sweep/test_cli",
-    "analysis/test_transfer"))
+    "sweep/test_faults", "sweep/test_cluster", "analysis/test_report", "jobs/test_kinds", "sweep/test_hostile",
+    "sweep/test_readers", "jobs/test_image_jobs", "analysis/test_image_figures", "sweep/test_readme_commands",
+    "benchmarks/test_bench_scripts", "sweep/test_cli", "sweep/test_lease", "analysis/test_transfer",
+    "jobs/test_digits_resnet"))
 
 
 def pytest_configure(config):
