@@ -3,6 +3,7 @@ the class jobs under the `digits` preset (the suite's longest computation, made 
 from __future__ import annotations
 
 import itertools
+import os
 
 import pytest
 import torch
@@ -23,9 +24,21 @@ def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", default=False, help="also run tests marked slow")
 
 
-# The modules that start Ray and real actors take most of the suite's time: they run first, so that the two test
-# processes (`make test`: pytest-xdist, one module to a process) do not end with one of them alone on a long module.
-LONG_FIRST = ("tests/sweep/test_driver.py", "tests/sweep/test_object_stores.py", "tests/sweep/test_faults.py")
+# The longest modules, longest first (their time in `make test`, measured): they run first, so that the two test
+# processes (`make test`: pytest-xdist, one module to a process) end on short modules instead of one of them alone
+# on a long one. Most of them start Ray and real actors.
+LONG_FIRST = tuple(f"tests/{name}.py" for name in (
+    "sweep/test_driver", "sweep/test_object_stores", "sweep/test_image_jobs_sweep", "sweep/test_score",
+    "sweep/test_faults", "sweep/test_cluster", "analysis/test_report", "jobs/test_kinds", "sweep/test_hostile",
+    "sweep/test_readers", "jobs/test_image_jobs", "analysis/test_image_figures", "sweep/test_readme_commands",
+    "benchmarks/test_bench_scripts", "sweep/test_cli", "sweep/test_lease", "analysis/test_transfer",
+    "jobs/test_digits_resnet"))
+
+
+def pytest_configure(config):
+    # pytest-xdist hands out the modules with the most tests first unless told not to, which would undo LONG_FIRST.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(config, items):
@@ -44,7 +57,6 @@ def _offline_and_quiet():
     # Never reach for the network in tests, and one torch thread per test process: the tiny demo nets at 32-40 px
     # only lose time to a second thread's hand-offs, worse on a busy machine or under `make test`'s two processes
     # (measured: test_digits_resnet 11 s and 8 s with one thread, 59 s and 51 s with two; the workers run one too).
-    import os
     os.environ.setdefault("CLASSWEEP_OFFLINE", "1")
     torch.set_num_threads(1)
     yield
@@ -72,12 +84,26 @@ def _class_images(model, jobs: tuple[str, ...], pairs) -> dict:
     return {r.spec: r for r in run_batch(model, specs, load_schedule("digits"))}
 
 
+def once_per_run(tmp_path_factory, name: str, make):
+    """`make()`, made by the first test process of this run that asks and read back by the others (pytest-xdist's
+    recipe for a session fixture made once: a file under the run's shared temporary folder, behind a lock)."""
+    import pickle
+    from filelock import FileLock
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return make()
+    path = tmp_path_factory.getbasetemp().parent / f"{name}.pickle"
+    with FileLock(f"{path}.lock"):
+        if not path.exists():
+            path.write_bytes(pickle.dumps(make()))
+        return pickle.loads(path.read_bytes())
+
+
 @pytest.fixture(scope="session")
-def digits_octaves(digits_model):
+def digits_octaves(digits_model, tmp_path_factory):
     """JobSpec -> result of the trained demo model's 10 octave images (the `digits` preset, seed 0): what
     test_digits_resnet and the bf16 check need, without the rest of `digits_class_images` when that fixture runs
-    in another test process."""
-    return _class_images(digits_model, ("octave",), ())
+    in another test process; made once per run, whichever test process asks first (`once_per_run`)."""
+    return once_per_run(tmp_path_factory, "digits_octaves", lambda: _class_images(digits_model, ("octave",), ()))
 
 
 @pytest.fixture(scope="session")

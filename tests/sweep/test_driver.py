@@ -437,7 +437,7 @@ def test_a_corrected_command_into_a_store_with_no_image_drops_the_old_failures(t
 def test_feature_pass_writes_features_parquet(full_sweep):
     store = full_sweep[0]
     path, rows = run_features(FeatureConfig(store=str(store), layer="block3", maps=(0, 4), cluster=ClusterConfig(
-        cpus_per_worker=0.5, progress_every=1.0)), stream=io.StringIO())
+        workers=1, cpus_per_worker=0.5, progress_every=1.0)), stream=io.StringIO())   # 10 images: one actor
     frame = pd.read_parquet(path)
     assert rows == 10 and list(frame.columns) == ["key", "target", "target_name", "layer", "feature_size", "side",
                                                   "map_0", "map_4"]
@@ -579,6 +579,26 @@ def test_item_work_counts_each_items_steps_under_its_jobs_schedule():
     assert item_steps(schedules, "octave") != item_steps(schedules, "opposite")
     assert item_work(schedules, items) == 2 * item_steps(schedules, "octave") + item_steps(schedules, "opposite")
     assert item_work(schedules, []) == 0
+
+
+def test_a_resume_with_trajectories_lands_every_row_once(tmp_path):
+    """`--trajectory`: a batch whose images never landed (its trajectory rows did: they are written first) runs
+    again on the resume, and its rows replace the first ones: every image's rows once (test_trajectories: what the
+    analysis and the videos make of them)."""
+    from jobs.render import TrajectoryOptions
+    from sweep.store import TRAJECTORIES
+    store, trajectory = tmp_path / "s", TrajectoryOptions(every=2, snapshots=2)
+    # The first run's files as its workers write them (in-process); the resume runs through the driver and Ray.
+    sweep_fakes.build_store(store, jobs="octave", classes="0-5", pairs=None, batch_size=2, trajectory=trajectory)
+    sorted((store / IMAGES).iterdir())[0].unlink()
+    where = ClusterConfig(cpus_per_worker=1.0, workers=1, device="cpu", progress_every=1.0)
+    again = run_sweep(config(store, jobs="octave", classes="0-5", batch_size=2, trajectory=trajectory, cluster=where),
+                      stream=io.StringIO())
+    assert again.complete and again.done_before == 4
+    images = pd.read_parquet(store / IMAGES, columns=["key"])
+    rows = pd.read_parquet(store / TRAJECTORIES, columns=["key", "step"])
+    assert len(images) == 6 and images.key.is_unique
+    assert set(rows.key) == set(images.key) and len(rows) == 6 * 2 and not rows.duplicated().any()
 
 
 def test_pending_work_cuts_batches_of_the_missing_items_only_and_continues_try_numbers():

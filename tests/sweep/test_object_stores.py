@@ -1,10 +1,11 @@
 """The store on real object-store protocols: a sweep into `s3://` (moto's S3 server) and `gs://` (gcp-storage-emulator),
 both started here on a free 127.0.0.1 port with dummy credentials (issue 17, issue 18 item 2).
 
-Each server runs in a thread of this process, once per module (`gcs` says why). The sweeps run as `sweep run`
-subprocesses (their Ray workers inherit the endpoint settings from the environment, as on a cluster node), the read
-commands in-process; the actor-fault tests run their sweeps in-process on the module's local Ray, whose workers get
-the S3 settings, and check the store with the same code as their local twins (`sweep_fakes`).
+Each server runs in a thread of this process, once per module (`gcs` says why). The commands run in-process on the
+module's local Ray (started once, after both servers: its workers inherit their endpoint settings from the
+environment, as on a cluster node): `sweep run` into a bucket, the read commands, `sweep score`, and the actor-fault
+tests, which check the store with the same code as their local twins (`sweep_fakes`). Only the killed-driver test
+(slow) runs `sweep run` as a subprocess, to SIGKILL it.
 """
 from __future__ import annotations
 
@@ -117,6 +118,20 @@ def server(request) -> Server:
     return request.getfixturevalue(request.param)
 
 
+@pytest.fixture(scope="module")
+def module_ray(s3, gcs, tmp_path_factory):
+    """The module's local Ray for in-process commands, started once both servers run: its workers get their
+    settings, and a fault-marker directory of this module's own (`sweep_fakes` markers are local files: one machine
+    here)."""
+    ray = pytest.importorskip("ray")
+    markers = str(tmp_path_factory.mktemp("markers"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CLASSWEEP_TEST_MARKERS", markers)   # for `sweep_fakes.happened` in this process
+        start_local_ray(**s3.env, **gcs.env, CLASSWEEP_TEST_MARKERS=markers)
+        yield
+        ray.shutdown()
+
+
 def sweep_process(uri: str, *extra: str, schedule: str = "tiny") -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "CLASSWEEP_OFFLINE": "1"}
@@ -138,12 +153,14 @@ def invoke(*args: str):
     return CliRunner().invoke(main, list(args))
 
 
-# GCS's twin is slow (20 s): the S3 one runs by default; GCS's own failure modes are tested below either way.
+# The S3 sweep runs by default, its GCS twin (5 s more) with --run-slow; GCS's own failure modes are tested below
+# either way.
 @pytest.mark.parametrize("server", ["s3", pytest.param("gcs", marks=pytest.mark.slow)], indirect=True)
-def test_a_sweep_into_a_bucket_and_every_command_on_it(server, tmp_path):
+def test_a_sweep_into_a_bucket_and_every_command_on_it(server, module_ray, tmp_path):
     uri = server.uri("run")
-    output = finish(sweep_process(uri))
-    assert f"{ITEMS}/{ITEMS} items done" in output, output
+    run = invoke("run", "--store", uri, *SWEEP)
+    output = run.output
+    assert run.exit_code == 0 and f"{ITEMS}/{ITEMS} items done" in output, output
     objects = server.objects("run")
     images = [o for o in objects if "/images/" in o]
     assert len(images) == ITEMS // 2 and all(o.rsplit("/", 1)[1].startswith("part-") for o in images)
@@ -286,7 +303,7 @@ def test_a_silent_endpoint_fails_with_one_line_after_the_call_limit(server, monk
     # Left to themselves the SDKs wait out a stalled request: google-cloud-cpp 2 minutes a try whatever its retry
     # limit, the AWS SDK request_timeout a try. LIMITS.call_seconds bounds every call of the store (S3's own
     # timeout is longer here, so that the watchdog answers first; it ends the abandoned call soon after).
-    monkeypatch.setattr(store_module, "LIMITS", ObjectStoreLimits(connect_timeout=1, request_timeout=3, retries=1,
+    monkeypatch.setattr(store_module, "LIMITS", ObjectStoreLimits(connect_timeout=1, request_timeout=2, retries=1,
                                                                   retry_seconds=1, call_seconds=1))
     variable = "AWS_ENDPOINT_URL" if server.scheme == "s3" else "CLOUD_STORAGE_EMULATOR_ENDPOINT"
     monkeypatch.setenv(variable, silent_endpoint)
@@ -312,19 +329,6 @@ def test_credentials_and_options_in_the_uri_are_refused():
         Store.open("s3://bucket/run?endpoint_override=127.0.0.1:9000")
 
 
-@pytest.fixture(scope="module")
-def ray_for_s3(s3, tmp_path_factory):
-    """The module's local Ray for in-process sweeps, started once the S3 server runs: its workers get its settings,
-    and a fault-marker directory of this module's own (`sweep_fakes` markers are local files: one machine here)."""
-    ray = pytest.importorskip("ray")
-    markers = str(tmp_path_factory.mktemp("markers"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CLASSWEEP_TEST_MARKERS", markers)   # for `sweep_fakes.happened` in this process
-        start_local_ray(**s3.env, CLASSWEEP_TEST_MARKERS=markers)
-        yield
-        ray.shutdown()
-
-
 def s3_sweep(uri: str, **changes) -> SweepConfig:
     """An in-process sweep into `uri` on the module's Ray (CPU actors), the tiny schedule on random digits."""
     return SweepConfig(**{**dict(store=uri, model="digits", weights="random", schedule="tiny", cluster=ClusterConfig(
@@ -332,7 +336,7 @@ def s3_sweep(uri: str, **changes) -> SweepConfig:
 
 
 @pytest.mark.slow   # 20-40 s with Ray's start: the local twin is tests/sweep/test_driver.py; run with --run-slow
-def test_a_killed_actor_is_replaced_and_every_item_lands_once_on_s3(s3, ray_for_s3):
+def test_a_killed_actor_is_replaced_and_every_item_lands_once_on_s3(s3, module_ray):
     """test_driver's actor kill, against S3: an actor killed mid-sweep (perhaps mid-upload) leaves no partial
     object, its batches run again, and every item is stored exactly once."""
     name, killed = "actor-killed", []
@@ -347,7 +351,7 @@ def test_a_killed_actor_is_replaced_and_every_item_lands_once_on_s3(s3, ray_for_
 
 
 @pytest.fixture(scope="module")
-def actor_deaths_on_s3(s3, ray_for_s3):
+def actor_deaths_on_s3(s3, module_ray):
     """test_driver's `actor_deaths` against S3: one sweep whose actors die twice, between a batch's render and its
     write, and after another batch's write (its upload complete) but before its report."""
     uri = s3.uri("actor-deaths")

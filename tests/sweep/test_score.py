@@ -56,8 +56,21 @@ def unscored_digits(local_ray, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def digits_store(unscored_digits, tmp_path_factory):
-    """A copy of `unscored_digits` that the tests share: each may score it, in any order."""
+    """A copy of `unscored_digits` that the tests share: each may score it, in any order. Its first scoring by each
+    demo model is a fixture of its own (`self_scored`, `resnet_scored`): one fleet each for the module."""
     return Path(shutil.copytree(unscored_digits, tmp_path_factory.mktemp("score") / "digits"))
+
+
+@pytest.fixture(scope="module")
+def self_scored(digits_store) -> ScoreSummary:
+    """The first scoring of `digits_store` by the model that made it (the shipped digits)."""
+    return score(digits_store, "digits")
+
+
+@pytest.fixture(scope="module")
+def resnet_scored(digits_store) -> ScoreSummary:
+    """The first scoring of `digits_store` by the other demo model (the shipped digits-resnet)."""
+    return score(digits_store, "digits-resnet")
 
 
 @pytest.fixture
@@ -74,11 +87,11 @@ def scored(store: Path, scorer: str) -> pd.DataFrame:
     return pd.read_parquet(store / SCORES / scorer).set_index("key")
 
 
-def test_self_score_reproduces_the_stored_logits(unscored_store):
-    summary = score(unscored_store, "digits")
+def test_self_score_reproduces_the_stored_logits(digits_store, self_scored):
+    summary = self_scored
     assert summary.scorer == scorer_id("digits", "shipped") and summary.scored == summary.images == 8
     assert summary.rate > 0 and "images/s once a worker was ready" in summary.lines()[0]
-    ours, theirs = stored(unscored_store), scored(unscored_store, summary.scorer)
+    ours, theirs = stored(digits_store), scored(digits_store, summary.scorer)
     assert sorted(theirs.index) == sorted(ours.index)
     got = np.stack(theirs.loc[ours.index, "logits"])                         # 8 x 10
     want = np.stack(ours["logits"])
@@ -92,31 +105,31 @@ def test_self_score_reproduces_the_stored_logits(unscored_store):
     np.testing.assert_allclose(theirs.loc[ours.index[has_partner], "partner_prob"],
                                probs[has_partner][np.arange(has_partner.sum()), partners], atol=1e-5)
     assert theirs.loc[ours.index[~has_partner], "partner_prob"].isna().all()
-    schema = pq.read_schema(next((unscored_store / SCORES / summary.scorer).glob("part-*.parquet")))
+    schema = pq.read_schema(next((digits_store / SCORES / summary.scorer).glob("part-*.parquet")))
     assert str(schema.field("logits").type) == "fixed_size_list<element: float>[10]"
 
 
-def test_resume_scores_each_image_exactly_once(unscored_store):
+def test_resume_scores_each_image_exactly_once(digits_store, resnet_scored, tmp_path):
     scorer = scorer_id("digits-resnet", "shipped")
-    first = score(unscored_store, "digits-resnet")
-    directory = unscored_store / SCORES / scorer
+    store = Path(shutil.copytree(digits_store, tmp_path / "digits"))   # scored once: a copy to damage
+    directory = store / SCORES / scorer
     parts = {p.name: p.stat().st_mtime_ns for p in directory.glob("part-*.parquet")}
-    assert first.scored == 8 and len(parts) >= 2
+    assert resnet_scored.scored == 8 and len(parts) >= 2
 
-    again = score(unscored_store, "digits-resnet")
+    again = score(store, "digits-resnet")
     assert (again.scored, again.skipped) == (0, 8)
     assert {p.name: p.stat().st_mtime_ns for p in directory.glob("part-*.parquet")} == parts
 
     lost = sorted(parts)[0]
     lost_keys = set(pq.read_table(directory / lost, columns=["key"]).column("key").to_pylist())
     (directory / lost).unlink()
-    redone = score(unscored_store, "digits-resnet")
+    redone = score(store, "digits-resnet")
     assert redone.scored == len(lost_keys) and redone.skipped == 8 - len(lost_keys)
     assert {p.name for p in directory.glob("part-*.parquet")} == set(parts)       # the same unit, the same file
     assert {n: t for n, t in ((p.name, p.stat().st_mtime_ns) for p in directory.glob("part-*.parquet"))
             if n != lost} == {n: t for n, t in parts.items() if n != lost}         # nothing else rewritten
-    frame = scored(unscored_store, scorer)
-    assert frame.index.is_unique and set(frame.index) == set(stored(unscored_store).index)
+    frame = scored(store, scorer)
+    assert frame.index.is_unique and set(frame.index) == set(stored(store).index)
 
 
 def test_a_job_selection_then_the_rest_scores_each_image_once(unscored_store):
@@ -129,9 +142,7 @@ def test_a_job_selection_then_the_rest_scores_each_image_once(unscored_store):
     assert scored(unscored_store, scorer).index.is_unique
 
 
-def test_two_scorers_stay_apart(digits_store):
-    score(digits_store, "digits")
-    score(digits_store, "digits-resnet")
+def test_two_scorers_stay_apart(digits_store, self_scored, resnet_scored):
     own, other = scorer_id("digits", "shipped"), scorer_id("digits-resnet", "shipped")
     for scorer, model in ((own, "digits"), (other, "digits-resnet")):
         frame = scored(digits_store, scorer)
@@ -151,8 +162,7 @@ def test_two_scorers_stay_apart(digits_store):
         record_path.write_text(json.dumps(record))
 
 
-def test_transfer_table_of_a_scored_store(digits_store):
-    score(digits_store, "digits-resnet")
+def test_transfer_table_of_a_scored_store(digits_store, resnet_scored):
     table = store_transfer(Store.open(str(digits_store)))
     own = scorer_id("digits", "shipped")
     assert set(table["scorer"]) >= {own, scorer_id("digits-resnet", "shipped")}
@@ -164,9 +174,8 @@ def test_transfer_table_of_a_scored_store(digits_store):
     assert row["own"] and row["images"] == 3 and row["top1_share"] == pytest.approx(np.mean(labels == octave["target"]))
 
 
-def test_the_report_shows_the_transfer_matrix_and_each_scorers_top3(digits_store, tmp_path):
+def test_the_report_shows_the_transfer_matrix_and_each_scorers_top3(digits_store, resnet_scored, tmp_path):
     from analysis import analyze_store, write_figures
-    score(digits_store, "digits-resnet")
     analyze_store(Store.open(str(digits_store)))
     index = write_figures(Store.open(str(digits_store)), str(tmp_path / "fig"), stream=io.StringIO())
     assert "Transfer to other models" in index.read_text() and (tmp_path / "fig" / "transfer.png").exists()
@@ -174,10 +183,9 @@ def test_the_report_shows_the_transfer_matrix_and_each_scorers_top3(digits_store
     assert "What each model sees" in page and scorer_id("digits-resnet", "shipped") in page
 
 
-def test_compare_two_stores_scored_by_each_other(digits_store, tmp_path):
+def test_compare_two_stores_scored_by_each_other(digits_store, resnet_scored, tmp_path):
     other = tiny_sweep(tmp_path / "resnet", "digits-resnet", jobs="octave")
     score(other, "digits")
-    score(digits_store, "digits-resnet")
     out = tmp_path / "compare"
     result = CliRunner().invoke(main, ["compare", str(digits_store), str(other), "--out", str(out)])
     assert result.exit_code == 0, result.output

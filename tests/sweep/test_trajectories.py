@@ -1,7 +1,6 @@
 """`sweep run --trajectory`: the worker writes trajectories/ with the batch (before its images), exactly once."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pandas as pd
@@ -12,12 +11,11 @@ from click.testing import CliRunner
 from jobs.render import TrajectoryOptions
 from jobs.schedules import load_schedule
 from sweep.cli import main
-from sweep.driver import SweepConfig, prepare, run_sweep
-from sweep.fleet import ClusterConfig
+from sweep.driver import SweepConfig, prepare
 from sweep.plan import make_plan
 from sweep.store import IMAGES, TRAJECTORIES, ManifestMismatch, Store, decode_png
 from sweep.worker import SweepWorker, WorkerConfig
-from sweep_fakes import build_store, start_local_ray
+from sweep_fakes import build_store
 
 HERE = Path(__file__).parent
 EVERY = TrajectoryOptions(every=1, snapshots=2)
@@ -86,27 +84,14 @@ def test_bad_trajectory_option_is_one_line_and_writes_nothing(tmp_path, value):
     assert not (tmp_path / "s").exists()
 
 
-def test_resume_with_trajectories_lands_every_row_once_and_feeds_analysis_and_videos(tmp_path):
-    ray = pytest.importorskip("ray")
+def test_a_sweeps_trajectories_feed_the_analysis_and_the_videos(tmp_path):
+    """A sweep's store with trajectories (written in-process, as its workers write them; test_driver resumes one through
+    the driver and Ray): the stability table, and the video of a key with snapshots but none of a key without."""
     store = tmp_path / "s"
-    trajectory = TrajectoryOptions(every=2, snapshots=2)
-    # The first run's files as its workers write them (in-process); the resume runs through the driver and Ray.
-    build_store(store, jobs="octave", classes="0-5", pairs=None, batch_size=2, trajectory=trajectory)
-    lost = sorted((store / IMAGES).iterdir())[0]               # a batch whose images never landed
-    lost.unlink()
-    start_local_ray()
-    try:
-        config = SweepConfig(store=str(store), model="digits", weights="random", schedule="tiny", jobs="octave",
-                             classes="0-5", batch_size=2, trajectory=trajectory,
-                             cluster=ClusterConfig(cpus_per_worker=1.0, workers=1, progress_every=1.0))
-        again = run_sweep(config, stream=io.StringIO())
-        assert again.complete and again.done_before == 4
-    finally:
-        ray.shutdown()
+    build_store(store, jobs="octave", classes="0-5", pairs=None, batch_size=2,
+                trajectory=TrajectoryOptions(every=2, snapshots=2))
     images = pd.read_parquet(store / IMAGES, columns=["key"])
-    rows = pd.read_parquet(store / TRAJECTORIES, columns=["key", "step"])
-    assert len(images) == 6 and images.key.is_unique
-    assert set(rows.key) == set(images.key) and len(rows) == 6 * 2 and not rows.duplicated().any()
+    assert len(images) == 6
 
     from analysis import analyze_store
     summary = analyze_store(str(store))
