@@ -478,7 +478,7 @@ def reconcile_store(prepared: Prepared, out: TextIO) -> dict[str, list[str]]:
     removed = store.cleanup_temp()
     quarantine = store.quarantine_unreadable()
     for path, why in quarantine.moved:
-        print(f"moved unreadable {path} into {store.location('quarantine')}/ ({why}): its items run again",
+        print(f"moved {path} into {store.location('quarantine')}/ ({why}): its items run again",
               file=out)
     stored = store.read_manifest()
     if stored is not None and manifest_differences(identity(stored), identity(prepared.manifest)):

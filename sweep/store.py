@@ -855,27 +855,44 @@ class Store:
         return {path: read[path] if path in read else list(known[path]) for path in paths}
 
     @object_store_errors
-    def quarantine_unreadable(self, directories: Sequence[str] = (IMAGES, FAILURES)) -> Quarantine:
+    def quarantine_unreadable(self, directories: Sequence[str] = (FRAMES, TRAJECTORIES, IMAGES, FAILURES)
+                              ) -> Quarantine:
         """Move every file of `directories` whose `key` column cannot be read into `{store}/quarantine/`, so that
         its items count as missing and are run again (an object store that fails to answer is a StoreError, not a
-        damaged file). One read of each file: the keys of the images/ files it could read come back with what it
-        moved, for the resume's `pending_work`. Only `sweep run` calls this, under its lease (it changes the
+        damaged file). A batch's frames/ and trajectories/ files carry its images/ file's name (an image row implies
+        them): when one of them is unreadable, the batch's images/ file is moved aside too, or its items would count
+        as done without them. One read of each file: the keys of the images/ files it could read come back with
+        what it moved, for the resume's `pending_work`. Only `sweep run` calls this, under its lease (it changes the
         store)."""
-        moved, images = [], {}
+        moved, images, companions_lost = [], {}, {}
         for directory in directories:
             paths = self.files(directory)
             for path, keys in zip(paths, self.each_file(self._keys_or_why, paths)):
+                name = path.rsplit("/", 1)[1]
+                if directory == IMAGES and name in companions_lost and not isinstance(keys, Exception):
+                    keys = StoreError(f"readable, but its batch's {companions_lost[name]}/ file was not")
                 if not isinstance(keys, Exception):
                     if directory == IMAGES:
                         images[path] = keys
                     continue
-                name = path.rsplit("/", 1)[1]
-                target = f"{QUARANTINE}/{directory}/{name}"
-                if self.exists(target):   # quarantined before
-                    target += f".{uuid.uuid4().hex[:8]}"
-                self.bounded(self._move, path, self.path(target))
-                moved.append((path, first_line(keys)))
+                if directory in (FRAMES, TRAJECTORIES):
+                    companions_lost.setdefault(name, directory)
+                self._set_aside(directory, path)
+                why = first_line(keys)
+                moved.append((path, why if isinstance(keys, StoreError) else f"unreadable: {why}"))
+        for name, lost in companions_lost.items():   # the batch's readable companion goes too: its items run again
+            for directory in (FRAMES, TRAJECTORIES):
+                if directory != lost and self.exists(f"{directory}/{name}"):
+                    self._set_aside(directory, self.path(f"{directory}/{name}"))
+                    moved.append((self.path(f"{directory}/{name}"), f"readable, but its batch's {lost}/ file was not"))
         return Quarantine(moved, images)
+
+    def _set_aside(self, directory: str, path: str) -> None:
+        """Move one file of `directory` into `{store}/quarantine/{directory}/` (a new name if one is there)."""
+        target = f"{QUARANTINE}/{directory}/{path.rsplit('/', 1)[1]}"
+        if self.exists(target):   # quarantined before
+            target += f".{uuid.uuid4().hex[:8]}"
+        self.bounded(self._move, path, self.path(target))
 
     def _keys_or_why(self, path: str) -> list[str] | Exception:
         """One file's keys, or why they cannot be read (not Parquet, no `key` column): a file to set aside."""

@@ -187,6 +187,32 @@ def test_a_parquet_file_without_a_key_column_is_quarantined(tmp_path):
     assert store.done_keys() == {"octave:-:1:-1:0"}
 
 
+def test_a_damaged_frames_or_trajectories_file_sends_its_batch_to_run_again(tmp_path):
+    """An image row implies its batch's frames/ and trajectories/ rows: with one of those files unreadable, the
+    batch's images/ file and its other companion are moved aside too, so its items run again (else every reader
+    would refuse the damaged file while `sweep run` found nothing to do)."""
+    store = Store.open(str(tmp_path))
+    for n in range(3):
+        store.write_table(f"{IMAGES}/part-{n}.parquet", images_table([result(target=n)], NAMES, "w"))
+    keyed = pa.table({"key": ["x"]})
+    store.write_bytes("trajectories/part-0.parquet", b"truncated")                   # batch 0: trajectories lost
+    store.write_bytes("frames/part-1.parquet", b"truncated")                         # batch 1: frames lost,
+    store.write_table("trajectories/part-1.parquet", keyed)                          #   its trajectories readable
+    store.write_table("trajectories/part-2.parquet", keyed)                          # batch 2: whole
+    quarantine = store.quarantine_unreadable()
+    moved = {"/".join(path.rsplit("/", 2)[1:]): why for path, why in quarantine.moved}
+    assert moved["trajectories/part-0.parquet"].startswith("unreadable: ")
+    assert moved["frames/part-1.parquet"].startswith("unreadable: ")
+    assert moved[f"{IMAGES}/part-0.parquet"] == "readable, but its batch's trajectories/ file was not"
+    assert moved[f"{IMAGES}/part-1.parquet"] == moved["trajectories/part-1.parquet"] == \
+        "readable, but its batch's frames/ file was not"
+    assert len(moved) == 5
+    assert [path.rsplit("/", 1)[1] for path in quarantine.images] == ["part-2.parquet"]
+    assert store.done_keys() == {"octave:-:2:-1:0"}
+    assert sorted(p.name for p in (tmp_path / "quarantine" / IMAGES).iterdir()) == ["part-0.parquet", "part-1.parquet"]
+    assert store.quarantine_unreadable().moved == []                                  # once
+
+
 def assert_one_pass_reads_each_key_column_once_and_the_next_only_new_files(store: Store) -> None:
     """What a resume reads of images/ (test_object_stores runs this on S3, where the reads run at once, and GCS):
     the quarantine pass reads each file's keys once, moves the unreadable file aside and gives the others' keys in
