@@ -91,6 +91,17 @@ def cluster_options(command):
     return command
 
 
+def refuse_given(needed: str, names: tuple[str, ...]) -> None:
+    """Refuse options of the current command that only `needed` uses, when given without it (else they would be
+    silently ignored)."""
+    ctx = click.get_current_context()
+    given = [f"--{name.replace('_', '-')}" for name in names
+             if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to {needed}, "
+                               f"which was not given")
+
+
 def cluster_config(address, workers, device, cpus_per_worker, gpu_wait, stall_timeout) -> ClusterConfig:
     return ClusterConfig(address=address, workers=workers, device=device, cpus_per_worker=cpus_per_worker,
                          gpu_wait=gpu_wait, stall_timeout=stall_timeout)
@@ -309,6 +320,9 @@ def analyze(store, metric, margin_share, features, weights, feature_size, addres
             gpu_wait, stall_timeout) -> None:
     """Tables under {store}/analysis/: classes, opposites, additions, PCA, nearest-neighbour graph (those a store
     can have: without octave images, no class tables)."""
+    if not features:
+        refuse_given("--features", ("weights", "feature_size", "address", "workers", "device", "cpus_per_worker",
+                                    "gpu_wait", "stall_timeout"))
     functions = analysis_functions()
     with reported(store):
         if features:

@@ -205,6 +205,14 @@ def test_features_at_an_unknown_size_is_refused_by_the_cli_and_the_library(small
     assert not (small_store / "analysis").exists()
 
 
+def test_feature_options_without_features_are_refused_not_ignored(small_store):
+    result = invoke("analyze", "--store", str(small_store), "--feature-size", "stored", "--workers", "2")
+    assert result.exit_code == 2 and "--feature-size, --workers only apply to --features" in result.output
+    result = invoke("analyze", "--store", str(small_store), "--weights", "random")
+    assert result.exit_code == 2 and "--weights only applies to --features" in result.output
+    assert not (small_store / "analysis").exists()
+
+
 def test_demo_runs_the_digits_sweep_then_analysis_and_figures(monkeypatch, tmp_path):
     import sweep.cli as cli
     from sweep.driver import SweepSummary
