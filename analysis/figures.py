@@ -228,10 +228,12 @@ def feature_maps(features: pd.DataFrame) -> list[str]:
 
 def feature_size_note(features: pd.DataFrame) -> str:
     """The size the model saw the images at (`sweep analyze --feature-size`), for a subtitle: " at 299 px (the
-    model's input size)", the article's, or " at stored size (490 px)" (without the side when they differ); ""
-    for a table made before the size was recorded."""
-    if "feature_size" not in features or features.empty:
+    model's input size)", the article's, or " at stored size (490 px)" (without the side when they differ); a
+    table made before the size was recorded was computed at the stored size, and says so."""
+    if features.empty:
         return ""
+    if "feature_size" not in features:
+        return " at stored size (computed before --feature-size)"
     sides = sorted(set(features["side"]))
     if set(features["feature_size"]) == {"input"}:
         return f" at {sides[0]} px (the model's input size)"

@@ -95,7 +95,8 @@ def test_feature_scatter_colours_by_component_and_names_the_two_maps_it_shows():
 def test_feature_scatter_says_the_size_the_model_saw_the_images_at():
     features = pd.DataFrame({"target": [0, 1], "target_name": ["a", "b"], "layer": "block2", "map_0": [0.0, 1],
                              "map_4": [1.0, 0]})
-    assert "px" not in fig.feature_scatter(features, "block2").axes[0].get_title()   # a table from before the size
+    before = fig.feature_scatter(features, "block2").axes[0].get_title()              # a table from before the size
+    assert "at stored size (computed before --feature-size)" in before and "px" not in before
     resized = features.assign(feature_size="input", side=299)
     assert "at 299 px (the model's input size)" in fig.feature_scatter(resized, "block2").axes[0].get_title()
     stored = features.assign(feature_size="stored", side=490)
