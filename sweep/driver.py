@@ -478,8 +478,8 @@ def reconcile_store(prepared: Prepared, out: TextIO) -> dict[str, list[str]]:
     removed = store.cleanup_temp()
     quarantine = store.quarantine_unreadable()
     for path, why in quarantine.moved:
-        where = store.location(path[len(store.root) + 1:]) if path.startswith(f"{store.root}/") else path   # as typed
-        print(f"moved {where} into {store.location('quarantine')}/ ({why}): its items run again", file=out)
+        print(f"moved {store.location_of(path)} into {store.location('quarantine')}/ ({why}): its items run again",
+              file=out)
     stored = store.read_manifest()
     if stored is not None and manifest_differences(identity(stored), identity(prepared.manifest)):
         for path in store.files(FAILURES):   # a corrected command into a store with no image: the old attempts go

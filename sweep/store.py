@@ -627,6 +627,10 @@ class Store:
         """Where a file of the store is, as the user would write it (`uri` with the parts appended)."""
         return "/".join([self.uri, *parts])
 
+    def location_of(self, path: str) -> str:
+        """A file's path inside `fs` (as `files` gives them) as the user would write it (`location`)."""
+        return self.location(path[len(self.root) + 1:]) if path.startswith(f"{self.root}/") else path
+
     @object_store_errors
     def file_type(self, *parts: str) -> pafs.FileType:
         """What is at `parts` (the store's root when none): a file, a directory, or nothing."""
@@ -869,22 +873,23 @@ class Store:
             paths = self.files(directory)
             for path, keys in zip(paths, self.each_file(self._keys_or_why, paths)):
                 name = path.rsplit("/", 1)[1]
-                if directory == IMAGES and name in companions_lost and not isinstance(keys, Exception):
-                    keys = StoreError(f"readable, but its batch's {companions_lost[name]}/ file was not")
-                if not isinstance(keys, Exception):
+                if isinstance(keys, Exception):
+                    why = f"unreadable: {first_line(keys)}"
+                    if directory in (FRAMES, TRAJECTORIES):
+                        companions_lost.setdefault(name, directory)
+                elif directory == IMAGES and name in companions_lost:
+                    why = f"readable, but its batch's {companions_lost[name]}/ file was not"
+                else:
                     if directory == IMAGES:
                         images[path] = keys
                     continue
-                if directory in (FRAMES, TRAJECTORIES):
-                    companions_lost.setdefault(name, directory)
                 self._set_aside(directory, path)
-                why = first_line(keys)
-                moved.append((path, why if isinstance(keys, StoreError) else f"unreadable: {why}"))
+                moved.append((path, why))
         for name, lost in companions_lost.items():   # the batch's readable companion goes too: its items run again
             for directory in (FRAMES, TRAJECTORIES):
-                if directory != lost and self.exists(f"{directory}/{name}"):
-                    self._set_aside(directory, self.path(f"{directory}/{name}"))
-                    moved.append((self.path(f"{directory}/{name}"), f"readable, but its batch's {lost}/ file was not"))
+                if directory != lost and self.exists(directory, name):
+                    self._set_aside(directory, self.path(directory, name))
+                    moved.append((self.path(directory, name), f"readable, but its batch's {lost}/ file was not"))
         return Quarantine(moved, images)
 
     def _set_aside(self, directory: str, path: str) -> None:
