@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, PARTNER, Cell, Pages, caption_px, declutter,
                               fit_text, gif_bytes, grid_figure, grid_pages, isolation_order, new_figure)
 from analysis.graph import component_hubs
+from sweep.features import size_note
 
 GRID_THUMB = 96          # px, images in the grids
 CONTACT = (10, 10)       # columns x rows per contact-sheet page
@@ -227,17 +228,13 @@ def feature_maps(features: pd.DataFrame) -> list[str]:
 
 
 def feature_size_note(features: pd.DataFrame) -> str:
-    """The size the model saw the images at (`sweep analyze --feature-size`), for a subtitle: " at 299 px (the
-    model's input size)", the article's, or " at stored size (490 px)" (without the side when they differ); a
-    table made before the size was recorded was computed at the stored size, and says so."""
+    """The size the model saw the images at, for a subtitle: `sweep.features.size_note` (the wording of the line
+    `sweep analyze --features` prints) after a space, e.g. " at 299 px (the model's input size)"; "" for no rows."""
     if features.empty:
         return ""
     if "feature_size" not in features:
-        return " at stored size (computed before --feature-size)"
-    sides = sorted(set(features["side"]))
-    if set(features["feature_size"]) == {"input"}:
-        return f" at {sides[0]} px (the model's input size)"
-    return " at stored size" + (f" ({sides[0]} px)" if len(sides) == 1 else "")
+        return " " + size_note(None, ())
+    return " " + size_note("input" if set(features["feature_size"]) == {"input"} else "stored", features["side"])
 
 
 def feature_scatter(features: pd.DataFrame, layer: str, nodes: pd.DataFrame | None = None) -> Figure:

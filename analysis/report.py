@@ -47,7 +47,7 @@ from analysis.tables import MARGIN_SHARE, label_probs
 from jobs.catalog import ALL_JOBS, CLASSLESS, FRAMED, IMAGE_JOBS
 from sweep.export import UniqueNames, safe_name   # the one file-name rule, shared with `sweep export`
 from sweep.progress import Progress
-from sweep.store import SCORES, TRAJECTORIES, Store, open_store, source_file
+from sweep.store import SCORES, TRAJECTORIES, Store, job_schedule, open_store, source_file
 
 GRID_THUMB = fig.GRID_THUMB   # px, images in the grids
 PAGE_THUMB = 256         # px, images written for the HTML pages (never enlarged; the browser scales them)
@@ -708,13 +708,8 @@ def _source_image(st: Store, name: str):
 def source_fits(manifest: dict) -> dict[str, str]:
     """job -> the `source_fit` of the schedule it ran (the manifest's job_schedules and schedule_contents, which
     `sweep run` records); jobs of a store that does not record it are left out."""
-    contents = manifest.get("schedule_contents") or {}
-    out = {}
-    for job, entry in (manifest.get("job_schedules") or {}).items():
-        fit = (contents.get((entry or {}).get("schedule_id")) or {}).get("source_fit")
-        if fit:
-            out[job] = str(fit)
-    return out
+    fits = {job: job_schedule(manifest, job).get("source_fit") for job in manifest.get("job_schedules") or {}}
+    return {job: str(fit) for job, fit in fits.items() if fit}
 
 
 def fitted_source(photo: Image.Image, fit: str | None) -> Image.Image:

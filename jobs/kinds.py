@@ -361,14 +361,15 @@ def scores(spec: JobSpec, v: np.ndarray) -> dict:
 @torch.no_grad()
 def feature_means(model, images_uint8: np.ndarray, layer: str, maps: Sequence[int],
                   device: torch.device | str = "cpu", chunk: int = 32, input: str | None = None,
-                  side: int | None = None) -> np.ndarray:
+                  side: int | None = None, antialias: bool = True) -> np.ndarray:
     """Mean activation of feature maps `maps` of `layer` on each image: N x H x W x 3 uint8 -> N x len(maps)
     float32 (Latent space, "Feature latent space": each image as the vector of its chosen features' means).
 
     `images_uint8` may also be a list of H x W x 3 arrays of different sizes (evaluated one by one). `input`: the
     convention the images were made under (the manifest's); None: the model's current one. `side`: each image is
-    first resized to `side` x `side` (bilinear, antialiased: `transforms.resize`, as between octaves), as the
-    article evaluates its class images at the model's input size; None: at the size they have."""
+    first resized to `side` x `side` (bilinear, `transforms.resize`, as between octaves; `antialias` as the
+    images' schedule resized), as the article evaluates its class images at the model's input size; None: at the
+    size they have."""
     maps = [int(m) for m in maps]
     if isinstance(images_uint8, np.ndarray):
         batches = [images_uint8[i:i + chunk] for i in range(0, len(images_uint8), chunk)]
@@ -381,7 +382,7 @@ def feature_means(model, images_uint8: np.ndarray, layer: str, maps: Sequence[in
             continue
         x = from_uint8(batch).to(device)                          # N x 3 x H x W
         if side is not None:
-            x = transforms.resize(side)(x)                        # N x 3 x side x side
+            x = transforms.resize(side, antialias)(x)             # N x 3 x side x side
         with (model.input_as(input) if input is not None else contextlib.nullcontext()):
             _, acts = model.taps(x, [layer])
         a = acts[layer].float()                                   # N x C x H x W (or N x C for a head)

@@ -11,7 +11,7 @@ import importlib
 _HOMES = {
     "sweep.driver": ("SweepConfig", "SweepError", "SweepSummary", "check_layers", "load_sources", "run_sweep"),
     "sweep.export": ("export_pngs",),
-    "sweep.features": ("FeatureConfig", "run_features"),
+    "sweep.features": ("FeatureConfig", "FeatureSummary", "run_features"),
     "sweep.fleet": ("ClusterConfig",),
     "sweep.plan": ("Batch", "Plan", "PlanError", "make_plan", "parse_classes", "parse_features", "parse_pairs"),
     "sweep.score": ("ScoreConfig", "ScoreSummary", "run_score", "scorer_id"),

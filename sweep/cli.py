@@ -329,12 +329,12 @@ def analyze(store, metric, margin_share, features, weights, feature_size, addres
             from sweep.features import FeatureConfig, run_features
             from sweep.plan import parse_features
             layer, maps = parse_features(features)
-            path, rows = run_features(FeatureConfig(store=store, layer=layer, maps=maps, weights=weights,
-                                                    size=feature_size,
-                                                    cluster=cluster_config(address, workers, device, cpus_per_worker,
-                                                                           gpu_wait, stall_timeout)))
-            click.echo(f"wrote {path} ({rows} images, {layer} maps {','.join(map(str, maps))}, "
-                       f"{feature_size} size)")
+            written = run_features(FeatureConfig(store=store, layer=layer, maps=maps, weights=weights,
+                                                 size=feature_size,
+                                                 cluster=cluster_config(address, workers, device, cpus_per_worker,
+                                                                        gpu_wait, stall_timeout)))
+            for line in written.lines():
+                click.echo(line)
         summary = functions[0](open_store(store), metric=metric, margin_share=margin_share)
     for line in summary.lines():
         click.echo(line)

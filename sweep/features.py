@@ -6,12 +6,13 @@ Ray workers as the sweep: each actor reads whole `images/` files (PNG column inc
 returns a few floats per image; the driver writes `{store}/analysis/features.parquet` (key, target, target_name,
 layer, feature_size, side, map_<i>) in one atomic write. The article evaluates its class images at the model's
 input size (299 px); the googlenet preset's octaves leave them larger (490 px), so each image is resized to the
-input size first unless `FeatureConfig.size` says "stored".
+input size first unless `FeatureConfig.size` says "stored". The resize antialiases as the octaves of the job's own
+schedule did (`antialias`, from the manifest's `schedule_contents`; true where a store does not record it).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Iterable, TextIO
 
 import numpy as np
 import pyarrow as pa
@@ -35,12 +36,43 @@ class FeatureConfig:
     job: str = "octave"              # whose images: the class images
     weights: str | None = None       # None: the weights the sweep used (manifest's weights_source)
     size: str = "input"              # "input": each image resized to the model's input size square first
-                                     #   (antialiased bilinear, as between octaves), where the article
+                                     #   (bilinear, antialiased as the job's schedule resized between its
+                                     #   octaves: its `antialias`), where the article
                                      #   evaluates them (Latent space, "Feature latent space": `image =
                                      #   image[0].reshape(1, 3, 299, 299)`; `output = network(image)`);
                                      #   "stored": at the size the image was stored at (ours before this
                                      #   field: 490 px for the googlenet preset, whose octaves upsample)
     cluster: ClusterConfig = ClusterConfig()   # where the workers run, as for `sweep run`
+
+
+def size_note(size: str | None, sides: Iterable[int]) -> str:
+    """The size the model saw a features table's images at, from its `feature_size` and `side` values (None: a
+    table made before `--feature-size`, computed at the stored size): "at 299 px (the model's input size)", the
+    article's; "at the stored size (490 px)"; "at the stored sizes (380-490 px)". One wording for the line
+    `sweep analyze --features` prints and the feature scatter's subtitle."""
+    sides = sorted(set(sides))
+    if size is None:
+        return "at the stored size (computed before --feature-size)"
+    if size == "input":   # one side: the model's
+        return f"at {', '.join(map(str, sides))} px (the model's input size)"
+    if len(sides) == 1:
+        return f"at the stored size ({sides[0]} px)"
+    return "at the stored sizes" + (f" ({sides[0]}-{sides[-1]} px)" if sides else "")
+
+
+@dataclass(frozen=True)
+class FeatureSummary:
+    """What a feature pass wrote."""
+    path: str                        # features.parquet
+    images: int                      # its rows
+    layer: str
+    maps: tuple[int, ...]
+    size: str                        # FeatureConfig.size
+    sides: tuple[int, ...]           # the sides (px) of the squares the model saw, sorted
+
+    def lines(self) -> list[str]:
+        return [f"wrote {self.path}: {self.images} images, {self.layer} maps {','.join(map(str, self.maps))}, "
+                f"{size_note(self.size, self.sides)}"]
 
 
 def check(config: FeatureConfig) -> tuple[Store, dict]:
@@ -71,8 +103,8 @@ def check(config: FeatureConfig) -> tuple[Store, dict]:
     return store, manifest
 
 
-def run_features(config: FeatureConfig, *, stream: TextIO | None = None) -> tuple[str, int]:
-    """Compute and write features.parquet; returns (its path, rows)."""
+def run_features(config: FeatureConfig, *, stream: TextIO | None = None) -> FeatureSummary:
+    """Compute and write features.parquet."""
     store, manifest = check(config)
     cluster = config.cluster
     # Only the files holding images of `job` (reading just the job column), each read whole by one actor.
@@ -98,4 +130,5 @@ def run_features(config: FeatureConfig, *, stream: TextIO | None = None) -> tupl
                                                                       config.size),
                  on_done=on_done, on_failed=on_failed, progress=progress, stream=stream)
     table = pa.concat_tables(tables).sort_by([("target", "ascending"), ("key", "ascending")])
-    return store.write_table(FEATURES_FILE, table), table.num_rows
+    return FeatureSummary(store.write_table(FEATURES_FILE, table), table.num_rows, config.layer, tuple(config.maps),
+                          config.size, tuple(sorted(set(table.column("side").to_pylist()))))

@@ -6,16 +6,39 @@ its work in image-steps (`work_total`), the bar, the percentage and the ETA coun
 jobs cost very different amounts and a batch's items all finish at its end. The rate counts from `workers_ready()`
 (Ray's start and the first model load are not work, and counted in they made a first ETA many times too long);
 the elapsed time counts from the start. It is advanced by the driver as reports arrive, never by the workers (a
-driver-side bar survives workers dying and Ray job logs).
+driver-side bar survives workers dying and Ray job logs). A terminal that reports no width (0 columns: some CI
+pseudo-terminals, `stty size` 0 0) gets a bar as wide as `COLUMNS` says, else 80 columns, not a bar of nothing.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import TextIO
 
 TTY_INTERVAL = 0.25   # seconds between redraws on a terminal
 LOG_INTERVAL = 10.0   # seconds between lines in a log file
+FALLBACK_COLUMNS = 80   # a terminal's width when it reports 0 columns and COLUMNS says nothing
+
+
+def terminal_columns(stream: TextIO) -> int | None:
+    """The width the stream's terminal reports (0 on some pseudo-terminals); None where there is none to ask."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):   # no fileno (io.UnsupportedOperation), not a terminal, closed
+        return None
+
+
+def bar_columns(reported: int | None, environ: dict | None = None) -> int | None:
+    """The width tqdm draws the whole bar line in: one less than the terminal's (tqdm's own margin, so that a full
+    line does not wrap); a terminal that reports 0 columns as wide as a positive `COLUMNS`, else 80; None (tqdm's
+    own, unbounded) where no terminal was asked."""
+    if reported is None:
+        return None
+    if reported <= 0:
+        given = (os.environ if environ is None else environ).get("COLUMNS", "").strip()
+        reported = int(given) if given.isdigit() and int(given) > 0 else FALLBACK_COLUMNS
+    return reported - 1
 
 
 def format_duration(seconds: float) -> str:
@@ -52,14 +75,19 @@ class Progress:
             if self.counts_work:   # the bar counts steps (it moves within a batch); items are in its text, which
                 # is its description: tqdm would put ", " before a {postfix}
                 self.bar = tqdm(total=work_total, initial=work, file=self.stream, mininterval=self.interval,
-                                dynamic_ncols=True, disable=False, leave=True,
+                                ncols=self._columns(), disable=False, leave=True,
                                 bar_format="{percentage:3.0f}%|{bar}| {desc} [{elapsed}]")
             else:
                 self.bar = tqdm(total=total, initial=done, file=self.stream, unit=unit.rstrip("s") or "it",
-                                mininterval=self.interval, dynamic_ncols=True, disable=False, leave=True,
+                                mininterval=self.interval, ncols=self._columns(), disable=False, leave=True,
                                 bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} " + unit
                                            + " [{elapsed}, {rate_fmt}{postfix}]")
             self._caption()
+
+    def _columns(self) -> int | None:
+        """The bar's width now (asked again at each redraw, so that it follows a resized window, as tqdm's
+        `dynamic_ncols` would, without its blank bar on a terminal of 0 columns)."""
+        return bar_columns(terminal_columns(self.stream))
 
     def _caption(self) -> None:
         """The bar's text: the description of a bar that counts work, the postfix of one that counts items."""
@@ -112,6 +140,7 @@ class Progress:
         self.failed += failed
         self.work += work
         if self.bar is not None:
+            self.bar.ncols = self._columns()
             self._caption()
             self.bar.update(min(work, self.work_total - self.bar.n) if self.counts_work else done)
             if force:
@@ -138,6 +167,7 @@ class Progress:
 
     def close(self) -> None:
         if self.bar is not None:
+            self.bar.ncols = self._columns()
             self._caption()
             self.bar.close()
             return

@@ -108,12 +108,15 @@ class ScoreSummary:
     rate: float = 0.0               # images per second once the first worker was ready (the bar's rate)
 
     def lines(self) -> list[str]:
+        where = f"{self.store}/{SCORES}/{self.scorer}/"
+        if not self.images:
+            return [f"scorer {self.scorer}: nothing to score: {self.store} holds no images to score (interpolation "
+                    f"frames are never scored); nothing written"]
+        if not self.scored:
+            return [f"scorer {self.scorer}: nothing to score: all {self.images} images already scored under {where}"]
         rate = f" ({self.rate:.1f} images/s once a worker was ready)" if self.rate > 0 else ""
-        done = (f"{self.scored} images scored in {self.seconds:.1f}s with start-up{rate}" if self.scored
-                else "nothing to score")
-        return [f"scorer {self.scorer}: {done}, "
-                f"{self.skipped} already scored, {self.images} in all; "
-                f"written under {self.store}/{SCORES}/{self.scorer}/"]
+        return [f"scorer {self.scorer}: {self.scored} images scored in {self.seconds:.1f}s with start-up{rate}, "
+                f"{self.skipped} already scored, {self.images} in all; written under {where}"]
 
 
 # ---- the worker ------------------------------------------------------------------------------------------------
@@ -296,10 +299,10 @@ def run_score(config: ScoreConfig, *, stream: TextIO | None = None) -> ScoreSumm
     prepared = prepare(config)
     store, plan, cluster = prepared.store, prepared.plan, config.cluster
     started = time.perf_counter()
+    if not prepared.tasks:   # all scored already, or no image to score: nothing is written
+        return ScoreSummary(store.uri, plan.scorer, prepared.images, 0, prepared.skipped, 0.0)
     if read_scorer(store, plan.scorer) is None:   # written before any part: a part never lacks its scorer
         store.write_bytes(f"{SCORES}/{plan.scorer}/{SCORER_FILE}", json.dumps(prepared.scorer, indent=1).encode())
-    if not prepared.tasks:
-        return ScoreSummary(store.uri, plan.scorer, prepared.images, 0, prepared.skipped, 0.0)
     progress = Progress(prepared.images, prepared.skipped, stream=stream, interval=cluster.progress_every,
                         unit="images")   # stream None: stderr (a bar on a terminal), as `sweep run`'s
     worker_config = WorkerConfig(store.uri, config.model, config.weights, threads=max(1, int(cluster.cpus_per_worker)))

@@ -539,6 +539,14 @@ def new_manifest(*, model: str, weights: str, weights_source: str, schedule: str
     return manifest
 
 
+def job_schedule(manifest: dict, job: str) -> dict:
+    """The whole schedule `job` ran (`Schedule.to_dict`: the manifest's `schedule_contents` of the id its
+    `job_schedules` entry names); {} where the manifest does not record it (stores written before manifests kept
+    schedule contents), so that a caller falls back to the schedule field's default."""
+    entry = (manifest.get("job_schedules") or {}).get(job) or {}
+    return (manifest.get("schedule_contents") or {}).get(entry.get("schedule_id")) or {}
+
+
 @dataclass(frozen=True)
 class Store:
     """A store location: `uri` as given, the pyarrow file system and the root path inside it."""

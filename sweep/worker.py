@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from sweep.plan import Batch
 from sweep.store import FAILURES, FRAMES, IMAGES, TRAJECTORIES, Store, decode_png, failures_table, frames_table, \
-    images_table, trajectories_table
+    images_table, job_schedule, trajectories_table
 
 
 CPU_BATCH = 8         # batch on a CPU: beyond a few images per batch a CPU gains nothing, and batches stay short
@@ -323,8 +323,8 @@ class SweepWorker:
     def features(self, path: str, layer: str, maps: tuple[int, ...], job: str = "octave",
                  size: str = "input") -> pa.Table:
         """Feature means of `job`'s images in one `images/` file, each image resized to the model's input size
-        (`size` "input") or as stored ("stored"): key, target, target_name, layer, feature_size (`size`), side
-        (of the square the model saw), map_<i>."""
+        (`size` "input", antialiased as the job's schedule resized) or as stored ("stored"): key, target,
+        target_name, layer, feature_size (`size`), side (of the square the model saw), map_<i>."""
         from jobs.kinds import feature_means
         from sweep.features import FEATURE_SIZES
         if size not in FEATURE_SIZES:
@@ -333,11 +333,14 @@ class SweepWorker:
         table = table.filter(pc.equal(table.column("job"), job))
         images = [decode_png(png) for png in table.column("png").to_pylist()]     # N x (H x W x 3)
         same_size = len({image.shape for image in images}) <= 1
-        # Under the input convention the job's images were made with (the manifest's job_schedules).
-        convention = (self.store.read_manifest() or {}).get("job_schedules", {}).get(job, {}).get("input")
+        # Under the input convention the job's images were made with (the manifest's job_schedules), resized as
+        # its schedule resized between octaves (antialiased unless it says otherwise, as before the field).
+        manifest = self.store.read_manifest() or {}
+        convention = (manifest.get("job_schedules") or {}).get(job, {}).get("input")
+        antialias = bool(job_schedule(manifest, job).get("antialias", True))
         side = self.model.input_size if size == "input" else None
         values = feature_means(self.model, np.stack(images) if images and same_size else images, layer, maps,
-                               self.device, input=convention, side=side)                        # N x M
+                               self.device, input=convention, side=side, antialias=antialias)   # N x M
         columns = {"key": table.column("key"), "target": table.column("target"),
                    "target_name": table.column("target_name"),
                    "layer": pa.array([layer] * table.num_rows, pa.string()),

@@ -96,13 +96,14 @@ def test_feature_scatter_says_the_size_the_model_saw_the_images_at():
     features = pd.DataFrame({"target": [0, 1], "target_name": ["a", "b"], "layer": "block2", "map_0": [0.0, 1],
                              "map_4": [1.0, 0]})
     before = fig.feature_scatter(features, "block2").axes[0].get_title()              # a table from before the size
-    assert "at stored size (computed before --feature-size)" in before and "px" not in before
+    assert "at the stored size (computed before --feature-size)" in before and "px" not in before
     resized = features.assign(feature_size="input", side=299)
-    assert "at 299 px (the model's input size)" in fig.feature_scatter(resized, "block2").axes[0].get_title()
+    assert "image at 299 px (the model's input size)" in fig.feature_scatter(resized, "block2").axes[0].get_title()
     stored = features.assign(feature_size="stored", side=490)
-    assert "at stored size (490 px)" in fig.feature_scatter(stored, "block2").axes[0].get_title()
+    assert "image at the stored size (490 px)" in fig.feature_scatter(stored, "block2").axes[0].get_title()
     mixed = features.assign(feature_size="stored", side=[490, 380])
-    assert fig.feature_scatter(mixed, "block2").axes[0].get_title().endswith("on each class image at stored size")
+    assert fig.feature_scatter(mixed, "block2").axes[0].get_title().endswith(
+        "on each class image at the stored sizes (380-490 px)")
 
 
 def _graph_tables(sizes):

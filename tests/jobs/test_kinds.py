@@ -118,6 +118,22 @@ def test_feature_means_at_a_side_resize_each_image_as_torchvision_does(random_di
                                   feature_means(random_digits_model, same, "block2", [0]))
 
 
+def test_feature_means_resize_without_antialiasing_when_the_schedule_did_not(random_digits_model):
+    """A store whose schedule says `antialias: false` (the torchvision of the articles' time) shrinks its images for
+    the features as its octaves were shrunk; the default stays antialiased, bit for bit."""
+    from torchvision.transforms import functional as TF
+    large = np.random.default_rng(2).integers(0, 256, size=(3, 64, 64, 3), dtype=np.uint8)
+    sampled = TF.resize(torch.from_numpy(large).permute(0, 3, 1, 2).float() / 255, [32, 32], antialias=False)
+    _, acts = random_digits_model.taps(sampled, ["block2"])
+    expected = acts["block2"][:, [0, 4]].mean(dim=(2, 3)).detach().numpy()
+    plain = feature_means(random_digits_model, large, "block2", [0, 4], side=32, antialias=False)
+    np.testing.assert_allclose(plain, expected, atol=1e-5)
+    default = feature_means(random_digits_model, large, "block2", [0, 4], side=32)
+    assert np.abs(plain - default).max() > 1e-4
+    np.testing.assert_array_equal(default, feature_means(random_digits_model, large, "block2", [0, 4], side=32,
+                                                         antialias=True))
+
+
 # -- quality on the trained demo model (its images: tests/conftest.py) -----------------------------------------
 PAIRS = list(itertools.combinations(range(10), 2))
 

@@ -442,8 +442,9 @@ def test_every_directions_option_reaches_run_directions(monkeypatch, tmp_path):
 def test_every_analyze_option_reaches_the_feature_config_and_the_analysis(monkeypatch, tmp_path):
     import sweep.cli as cli
     import sweep.features
-    from sweep.features import FeatureConfig
-    features = recorded_calls(monkeypatch, sweep.features, "run_features", ("features.parquet", 2))
+    from sweep.features import FeatureConfig, FeatureSummary
+    features = recorded_calls(monkeypatch, sweep.features, "run_features",
+                              FeatureSummary("features.parquet", 2, "block3", (4, 0), "stored", (40,)))
     analysed = []
     monkeypatch.setattr(cli, "analysis_functions", lambda: (
         lambda store, metric, margin_share: analysed.append((store.uri, metric, margin_share)) or NoLines(), None))
@@ -453,7 +454,7 @@ def test_every_analyze_option_reaches_the_feature_config_and_the_analysis(monkey
     assert result.exit_code == 0, result.output
     assert features == [((FeatureConfig(store=str(tmp_path / "s"), layer="block3", maps=(4, 0), weights="random",
                                         size="stored", cluster=CLUSTER),), {})]
-    assert "stored size" in result.output
+    assert "wrote features.parquet: 2 images, block3 maps 4,0, at the stored size (40 px)\n" in result.output
     assert analysed == [(str(tmp_path / "s"), "euclidean", 0.25)]
     refused = invoke("analyze", "--store", str(tmp_path / "s"), "--margin-share", "0")
     assert refused.exit_code == 2 and "--margin-share" in refused.output

@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import io
+import os
+import select
+import struct
 
-from sweep.progress import Progress, format_duration
+import pytest
+
+from sweep.progress import Progress, bar_columns, format_duration
 
 
 class Clock:
@@ -103,3 +108,45 @@ def test_a_message_goes_to_the_stream_asked_for():
     plain = Progress(4, stream=io.StringIO(), interval=10)
     plain.message("line", log)
     assert log.getvalue().endswith("line\n") and plain.stream.getvalue() == ""
+
+
+def test_the_bar_is_as_wide_as_the_terminal_or_columns_or_80_when_it_reports_none():
+    assert bar_columns(120, {"COLUMNS": "60"}) == 119                 # the terminal's own width wins (tqdm's margin)
+    assert bar_columns(0, {"COLUMNS": "100"}) == 99                   # 0 columns (`stty size` 0 0): COLUMNS
+    assert bar_columns(0, {}) == bar_columns(0, {"COLUMNS": "0"}) == bar_columns(0, {"COLUMNS": "wide"}) == 79
+    assert bar_columns(None, {"COLUMNS": "100"}) is None              # no terminal to ask: tqdm's own
+
+
+def bar_lines_on_a_pseudo_terminal(columns: int, rows: int = 0) -> list[str]:
+    """What a half-done Progress draws on a real pseudo-terminal whose size is set to `columns` x `rows`: each
+    redraw of the bar line, as the terminal received it."""
+    fcntl, termios = pytest.importorskip("fcntl"), pytest.importorskip("termios")
+    leader, follower = os.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    with open(follower, "w", encoding="utf-8", closefd=True) as terminal:
+        progress = Progress(10, stream=terminal, interval=0)
+        progress.update(done=5, force=True)
+        progress.close()
+    received = b""
+    while select.select([leader], [], [], 0.5)[0]:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:        # Linux: the other end is closed and everything was read
+            break
+        if not chunk:
+            break
+        received += chunk
+    os.close(leader)
+    return [line for line in received.decode("utf-8").replace("\r\n", "\r").split("\r") if "5/10 items" in line]
+
+
+def test_a_terminal_that_reports_0_columns_still_shows_the_bar(monkeypatch):
+    """Some CI pseudo-terminals report 0 x 0; tqdm then drew a bar of one cell, one character cut off."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    lines = bar_lines_on_a_pseudo_terminal(0)
+    assert lines and all(len(line) == 79 for line in lines), lines           # 80 columns, less tqdm's margin
+    bar = lines[-1].split("|")[1]                                              # the cells between the pipes
+    assert len(bar) >= 10 and bar.strip() == "\u2588" * (len(bar) // 2) and lines[-1].endswith("0 failed]")
+    monkeypatch.setenv("COLUMNS", "100")
+    assert {len(line) for line in bar_lines_on_a_pseudo_terminal(0)} == {99}
+    assert {len(line) for line in bar_lines_on_a_pseudo_terminal(60, 20)} == {59}   # a reported width is kept

@@ -22,7 +22,7 @@ from sweep.cli import main
 from sweep.fleet import ClusterConfig
 from sweep.plan import PlanError
 from sweep.score import SCORER_FILE, SCORES, ScoreConfig, ScoreSummary, prepare, rescale, run_score, scorer_id
-from sweep.store import IMAGES, Store, StoreError
+from sweep.store import FRAMES, IMAGES, Store, StoreError
 from sweep_fakes import start_local_ray
 
 ray = pytest.importorskip("ray")
@@ -118,6 +118,8 @@ def test_resume_scores_each_image_exactly_once(digits_store, resnet_scored, tmp_
 
     again = score(store, "digits-resnet")
     assert (again.scored, again.skipped) == (0, 8)
+    assert again.lines() == [f"scorer {scorer}: nothing to score: all 8 images already scored under "
+                             f"{store}/{SCORES}/{scorer}/"]
     assert {p.name: p.stat().st_mtime_ns for p in directory.glob("part-*.parquet")} == parts
 
     lost = sorted(parts)[0]
@@ -215,7 +217,15 @@ def test_interpolation_frames_are_not_scored(tmp_path):
 def test_the_summary_says_which_time_its_figures_count():
     line = ScoreSummary("s", "w", images=10, scored=8, skipped=2, seconds=12.0, rate=4.0).lines()[0]
     assert "8 images scored in 12.0s with start-up (4.0 images/s once a worker was ready), 2 already scored" in line
-    assert ScoreSummary("s", "w", 10, 0, 10, 0.0).lines()[0].startswith("scorer w: nothing to score, 10 already")
+    assert line.endswith("10 in all; written under s/scores/w/")
+
+
+def test_the_summary_says_when_nothing_was_scored_and_claims_nothing_written():
+    assert ScoreSummary("s", "w", 10, 0, 10, 0.0).lines() == [
+        "scorer w: nothing to score: all 10 images already scored under s/scores/w/"]
+    assert ScoreSummary("s", "w", 0, 0, 0, 0.0).lines() == [
+        "scorer w: nothing to score: s holds no images to score (interpolation frames are never scored); "
+        "nothing written"]
 
 
 def test_rescale_keeps_a_flat_image_flat_and_sizes_it():
@@ -286,3 +296,16 @@ def test_imagenet_plumbing_rescales_to_the_scorers_input_size(local_ray, tmp_pat
     assert small.shape[1:3] == (48, 48)
     want = logits_of(load_model("resnet18", "random"), small)
     np.testing.assert_allclose(np.stack(got["logits"]), want, rtol=0, atol=1e-4)
+
+
+def test_a_store_with_nothing_to_score_says_so_and_writes_nothing(tmp_path):
+    """A store whose images/ hold only interpolation frames (as stores did before frames had a table of their own;
+    frames are never scored): no Ray, no scorer directory, and no line claiming one."""
+    logits = np.eye(10, dtype=np.float32)
+    frames = [Image("interpolate", 2, logits[2], partner=3, source="a.png", frame=f) for f in range(2)]
+    path = write_store(str(tmp_path / "store"), [f"digit {i}" for i in range(10)], frames)
+    (tmp_path / "store" / FRAMES).rename(tmp_path / "store" / IMAGES)
+    summary = run_score(ScoreConfig(store=path, model="digits", weights="random"), stream=io.StringIO())
+    assert (summary.images, summary.scored) == (0, 0)
+    assert summary.lines()[0].startswith("scorer digits.random") and "nothing to score" in summary.lines()[0]
+    assert "written under" not in summary.lines()[0] and not (tmp_path / "store" / SCORES).exists()

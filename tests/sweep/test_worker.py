@@ -98,6 +98,33 @@ def test_features_resize_to_the_models_input_size_unless_asked_for_the_stored_si
         worker.features(path, "block2", (0,), size="huge")
 
 
+def test_features_resize_as_the_jobs_own_schedule_resized(tmp_path, worker_factory):
+    """A store made with `antialias: false` (its octaves shrink without antialiasing) has its images shrunk to the
+    input size the same way; a schedule that antialiases, or a manifest that does not say, gives today's values."""
+    worker = worker_factory(tmp_path)
+    worker.run(make_plan(n_classes=10, jobs="octave", classes="0-1", batch_size=2).batches()[0], (1, 1))
+    store = Store.open(str(tmp_path))
+    path = store.files(IMAGES)[0]
+    images = np.stack([decode_png(p) for p in pd.read_parquet(path).png])              # 2 x 40 x 40 x 3
+
+    def features_under(schedule, contents: bool = True) -> np.ndarray:
+        store.write_manifest({"job_schedules": {"octave": {"schedule": schedule.name, "schedule_id": schedule.id,
+                                                           "input": schedule.input}},
+                              "schedule_contents": {schedule.id: schedule.to_dict()} if contents else {}})
+        return worker.features(path, "block2", (0,)).column("map_0").to_numpy()
+
+    tiny = load_schedule("tiny")
+    plain = features_under(dataclasses.replace(tiny, antialias=False))
+    np.testing.assert_allclose(plain, feature_means(worker.model, images, "block2", [0], input=tiny.input, side=32,
+                                                    antialias=False)[:, 0], rtol=1e-5)
+    antialiased = features_under(tiny)
+    assert not np.allclose(plain, antialiased, rtol=1e-4)
+    unrecorded = features_under(tiny, contents=False)      # a store written before manifests kept schedules
+    np.testing.assert_array_equal(antialiased, unrecorded)
+    np.testing.assert_array_equal(unrecorded, feature_means(worker.model, images, "block2", [0], input=tiny.input,
+                                                            side=32)[:, 0])
+
+
 def test_overlapped_calls_render_one_at_a_time_and_write_each_batch_once_in_render_order(tmp_path, worker_factory):
     """Two calls at once (as a Ray actor with max_concurrency=2 gets them): renders never run together, the writer
     takes batches in the order they were rendered, and every batch is written exactly once."""

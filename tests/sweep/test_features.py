@@ -1,0 +1,19 @@
+"""The feature pass's wording: the size the model saw the images at, one phrase for its line and the scatter."""
+from __future__ import annotations
+
+from sweep.features import FeatureSummary, size_note
+
+
+def test_the_size_note_names_the_pixels_and_whose_size_they_are():
+    assert size_note("input", [299, 299]) == "at 299 px (the model's input size)"
+    assert size_note("stored", [490]) == "at the stored size (490 px)"
+    assert size_note("stored", [490, 380, 490]) == "at the stored sizes (380-490 px)"
+    assert size_note(None, []) == "at the stored size (computed before --feature-size)"
+
+
+def test_the_summary_line_says_at_what_size_the_features_were_computed():
+    article = FeatureSummary("s/analysis/features.parquet", 1000, "inception5a", (0, 4), "input", (299,))
+    assert article.lines() == ["wrote s/analysis/features.parquet: 1000 images, inception5a maps 0,4, "
+                               "at 299 px (the model's input size)"]
+    ours = FeatureSummary("f.parquet", 3, "block3", (4,), "stored", (490,))
+    assert ours.lines() == ["wrote f.parquet: 3 images, block3 maps 4, at the stored size (490 px)"]
