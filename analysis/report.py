@@ -29,7 +29,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TextIO
+from typing import Callable, Iterable, Iterator, Sequence, TextIO
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,7 @@ from analysis.load import (FIGURES, NUMERIC_COLUMNS, Rows, drop_temp_folder, ite
                            output_folder, read_rows)
 from analysis.tables import MARGIN_SHARE, label_probs
 from jobs.catalog import ALL_JOBS, CLASSLESS, FRAMED, IMAGE_JOBS
+from jobs.schedules import SOURCE_FITS
 from sweep.export import UniqueNames, safe_name   # the one file-name rule, shared with `sweep export`
 from sweep.progress import Progress
 from sweep.store import SCORES, TRAJECTORIES, Store, job_schedule, open_store, source_file
@@ -54,14 +55,16 @@ PAGE_THUMB = 256         # px, images written for the HTML pages (never enlarged
 DECODE_THREADS = min(8, os.cpu_count() or 1)   # PNG decoding threads: Pillow's decoder releases the GIL
 WRITE_QUEUE = 64         # files waiting for the writing thread at most (bounds memory)
 GIF_FRAME_MS, GIF_HOLD_MS = 250, 1200   # interpolation GIFs: time per frame, and on the final image
+SOURCE_SIDE = 1024       # px, a fitted source photograph at most (`fitted_source`; the pages show PAGE_THUMB)
 # Names of what `write_figures` writes under its folder (anything else there is left alone).
 OWNED = ("contact-", "pca.", "graph-", "opposites-", "additions-", "features-", "transfigure-", "interpolation-",
          "dream-", "directed-dream-", "transfer.", "trajectory-", "stability.", "classes/", "img/", "index.html")
 TRAJECTORY_FRAME_MS = 200   # trajectory videos: time per recorded snapshot (the last one is held GIF_HOLD_MS)
 SHOWN_KEYS = 10          # keys with snapshots named in the error for a --trajectories key without any
 VIDEOS_FILE = "trajectory-videos.json"   # the trajectory videos in the folder ({key, target, partner, gif, mp4,
-                                         #   steps, version} each): a later report keeps and links them without
-                                         #   drawing them again, unless they were drawn by an older VIDEO_VERSION
+                                         #   steps, version} each; partner as the store holds it, null for none):
+                                         #   a later report keeps and links them without drawing them again,
+                                         #   unless they were drawn by an older VIDEO_VERSION
 VIDEO_VERSION = 2   # how trajectory videos are drawn (2: an addition's partner marked, the legend above the panel)
 PAGED_IMAGE_JOBS = tuple(job for job in IMAGE_JOBS if job not in CLASSLESS and job not in FRAMED)
 # ^ the jobs from a source image whose final image is its target's (transfigure, directed-dream): shown on the class
@@ -157,7 +160,8 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     """
     st = open_store(store) if isinstance(store, str) else store
     folder = output_folder(out, st)
-    redrawn = redrawn_video_keys(st, folder) if keep_trajectories else []
+    listed = listed_videos(folder) if keep_trajectories else []   # read once: what to redraw, and what to keep
+    redrawn = redrawn_video_keys(st, folder, listed)
     snapshots = read_snapshots(st, list(dict.fromkeys([*trajectories, *redrawn])))
     summary = current_summary(st.uri, stream)
     st = open_store(st.uri)   # the analysis may have written tables since
@@ -169,31 +173,44 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     keys += list(opposites["key"]) if opposites is not None else []
     keys += list(additions["key"]) if additions is not None else []
     with _Writer(folder) as writer:
-        return _write_report(st, summary, tables, keys, writer, stream, snapshots, keep_trajectories)
+        return _write_report(st, summary, tables, keys, writer, stream, snapshots, listed or [])
 
 
 def listed_videos(folder: Store) -> list[dict] | None:
-    """The videos the folder's VIDEOS_FILE lists, each {key, target, partner, gif, mp4, steps, version} (version 1
-    when an older classweep did not record it; partner -1 for none, None when an older classweep did not record
-    it); None when there is no list (a report from before it, or none), [] when it cannot be read."""
+    """The videos the folder's VIDEOS_FILE lists (`listed_video`); None when there is no list (a report from before
+    it, or none), [] when it cannot be read."""
     data = folder.read_bytes(VIDEOS_FILE)
     if data is None:
         return None
     try:
-        return [{"key": str(v["key"]), "target": int(v["target"]),
-                 "partner": None if v.get("partner") is None else int(v["partner"]), "gif": str(v["gif"]),
-                 "mp4": v.get("mp4"), "steps": str(v["steps"]), "version": int(v.get("version", 1))}
-                for v in json.loads(data)]
+        return [listed_video(entry) for entry in json.loads(data)]
     except (ValueError, TypeError, KeyError):
         return []
 
 
-def redrawn_video_keys(st: Store, folder: Store) -> list[str]:
+def listed_video(entry: dict) -> dict:
+    """One VIDEOS_FILE entry: {key, target, partner, gif, mp4, steps, version}. The partner is written as the
+    store's `partner` column holds it (the class, null for none); older lists wrote -1 for none (read as None) or,
+    older still, no partner at all: then the key is left out here too, for `with_partners` to take it from the
+    store. version 1 when an older classweep did not record it."""
+    video = {"key": str(entry["key"]), "target": int(entry["target"]), "gif": str(entry["gif"]),
+             "mp4": entry.get("mp4"), "steps": str(entry["steps"]), "version": int(entry.get("version", 1))}
+    if "partner" in entry:
+        video["partner"] = partner_class(entry["partner"])
+    return video
+
+
+def partner_class(value) -> int | None:
+    """A second class as the store's `partner` column holds it: the class, None for none (None, NaN, or the -1
+    that older video lists and snapshot tables use)."""
+    return None if value is None or pd.isna(value) or int(value) < 0 else int(value)
+
+
+def redrawn_video_keys(st: Store, folder: Store, listed: list[dict] | None) -> list[str]:
     """The keys of the videos in `folder` to draw again, among those the store still has snapshots of: in a folder
-    from before VIDEOS_FILE, the GIFs named after a key (so that the first report of this version keeps them as
-    later ones keep theirs); else the videos an older VIDEO_VERSION drew (so that a kept video looks like a new
-    one)."""
-    listed = listed_videos(folder)
+    from before VIDEOS_FILE (`listed` None: `listed_videos` found no list), the GIFs named after a key (so that the
+    first report of this version keeps them as later ones keep theirs); else those of the `listed` videos an older
+    VIDEO_VERSION drew (so that a kept video looks like a new one)."""
     if listed is None:
         gifs = {info.base_name for info in folder.listing() if info.base_name.startswith("trajectory-")
                 and info.base_name.endswith(".gif")}
@@ -296,13 +313,12 @@ def mp4_bytes(frames: list) -> bytes | None:
         return Path(path).read_bytes()
 
 
-def earlier_videos(writer: "_Writer", replaced: set[str]) -> list[dict]:
-    """The trajectory videos an earlier report listed in the folder's VIDEOS_FILE whose GIF is still there, but for
-    the `replaced` keys (drawn anew): each {key, target, partner, gif, mp4 (None when gone), steps, version}, its
-    files kept (and their names taken) by `writer`. An unreadable list, or an entry naming a file outside the folder,
-    is ignored."""
+def earlier_videos(writer: "_Writer", listed: Iterable[dict], replaced: set[str]) -> list[dict]:
+    """The trajectory videos an earlier report listed in the folder's VIDEOS_FILE (`listed`: `listed_videos`) whose
+    GIF is still there, but for the `replaced` keys (drawn anew): each as listed, with mp4 None when gone, its files
+    kept (and their names taken) by `writer`. An entry naming a file outside the folder is ignored."""
     kept = []
-    for video in listed_videos(writer.folder) or []:
+    for video in listed:
         files = [video["gif"]] + ([str(video["mp4"])] if video["mp4"] else [])
         try:
             for name in files:
@@ -318,36 +334,36 @@ def earlier_videos(writer: "_Writer", replaced: set[str]) -> list[dict]:
     return kept
 
 
-def stored_partners(st: Store, keys: list[str]) -> dict[str, int]:
-    """key -> the second class of the store's image with that key (an addition's or interpolation's partner; -1 for
-    none, and for a key the store no longer has)."""
+def stored_partners(st: Store, keys: list[str]) -> dict[str, int | None]:
+    """key -> the second class of the store's image with that key (an addition's or interpolation's partner; None
+    for none, and for a key the store no longer has)."""
     found = {row["key"]: row["partner"] for row in iter_image_rows(st, keys, ["partner"])} if keys else {}
-    return {key: -1 if found.get(key) is None else int(found[key]) for key in keys}
+    return {key: partner_class(found.get(key)) for key in keys}
 
 
 def with_partners(st: Store, videos: list[dict]) -> list[dict]:
     """`videos` (kept ones, `earlier_videos`) each with its partner: as listed, or from the store where an older
-    classweep did not record it."""
-    partners = stored_partners(st, [v["key"] for v in videos if v["partner"] is None])
-    return [v if v["partner"] is not None else {**v, "partner": partners[v["key"]]} for v in videos]
+    classweep did not record it (`listed_video` left the key out)."""
+    partners = stored_partners(st, [v["key"] for v in videos if "partner" not in v])
+    return [v if "partner" in v else {**v, "partner": partners[v["key"]]} for v in videos]
 
 
 def videos_by_class(videos: dict[int, list[dict]]) -> dict[int, list[dict]]:
     """Per class, the videos to link from its page (`videos`: per target, as VIDEOS_FILE lists them): its own, and
-    those of the additions and interpolations it is the partner of; each with `other`, the pair's other class (-1:
+    those of the additions and interpolations it is the partner of; each with `other`, the pair's other class (None:
     none), which the page names."""
     pages: dict[int, list[dict]] = {}
     for target, listed in videos.items():
         for video in listed:
-            partner = video.get("partner", -1)
+            partner = video.get("partner")
             pages.setdefault(target, []).append({**video, "other": partner})
-            if partner >= 0 and partner != target:
+            if partner is not None and partner != target:
                 pages.setdefault(partner, []).append({**video, "other": target})
     return pages
 
 
 def _trajectory_videos(snapshots: dict[str, pd.DataFrame], names, writer: "_Writer") -> dict[int, list[dict]]:
-    """Per class, the videos of its chosen images: {key, partner (-1: none), gif, mp4 (or None), steps, version}."""
+    """Per class, the videos of its chosen images: {key, partner (None: none), gif, mp4 (or None), steps, version}."""
     videos: dict[int, list[dict]] = {}
     for key, rows in snapshots.items():
         stem = writer.unique_stem(video_stem(key), key)
@@ -357,13 +373,14 @@ def _trajectory_videos(snapshots: dict[str, pd.DataFrame], names, writer: "_Writ
         mp4 = writer.bytes(f"{stem}.mp4", video) if video is not None else None
         target = rows["target"].iloc[0]
         videos.setdefault(int(target) if pd.notna(target) else -1, []).append(
-            {"key": key, "partner": int(rows["partner"].iloc[0]), "gif": gif, "mp4": mp4,
+            {"key": key, "partner": partner_class(rows["partner"].iloc[0]), "gif": gif, "mp4": mp4,
              "steps": f"steps {rows.step.iloc[0]}-{rows.step.iloc[-1]}", "version": VIDEO_VERSION})
     return videos
 
 
 def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_Writer", stream,
-                  snapshots: dict[str, pd.DataFrame] | None = None, keep_trajectories: bool = True) -> Path:
+                  snapshots: dict[str, pd.DataFrame] | None = None, earlier: Iterable[dict] = ()) -> Path:
+    """The report; `earlier`: the videos an earlier report listed (`listed_videos`), to keep where still there."""
     classes = tables.get("classes")
     opposites = tables.get("opposites")
     additions = tables.get("additions")
@@ -430,7 +447,7 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
                                     "octave (Input generation, \"InceptionV3 and GoogleNet Compared\"). An "
                                     "opposite minimises its target, so for it a low share is success; the Summary "
                                     "judges each job by its own measure."))
-    kept = with_partners(st, earlier_videos(writer, replaced=set(snapshots or {}))) if keep_trajectories else []
+    kept = with_partners(st, earlier_videos(writer, earlier, replaced=set(snapshots or {})))
     videos = _trajectory_videos(snapshots or {}, st.class_names, writer)
     for video in kept:
         videos.setdefault(video.pop("target"), []).append(video)
@@ -713,17 +730,17 @@ def source_fits(manifest: dict) -> dict[str, str]:
 
 
 def fitted_source(photo: Image.Image, fit: str | None) -> Image.Image:
-    """The part of a photograph the network saw, as `jobs.transforms.fit` gave it to the first octave: "squash"
-    (the whole photograph resized to a square, here at its longer side), "crop" (the central square of the shorter
-    side); None (not recorded): the photograph as it is."""
-    from PIL import ImageOps
-    if fit == "squash":
-        side = max(photo.size)
-        return photo.resize((side, side), Image.Resampling.BILINEAR)
-    if fit == "crop":
-        side = min(photo.size)
-        return ImageOps.fit(photo, (side, side), centering=(0.5, 0.5))
-    return photo
+    """The part of a photograph the network saw: `jobs.transforms.fit` itself, as the job's first octave ran it
+    ("squash": the whole photograph resized to a square, "crop": the central square), here at the photograph's own
+    resolution (the square's side its longer side to squash, its shorter to crop), SOURCE_SIDE at most; None (not
+    recorded) or a fit this classweep does not know: the photograph as it is."""
+    if fit not in SOURCE_FITS:
+        return photo
+    from jobs.kinds import from_uint8, to_uint8   # torch: only for a store with jobs from source images
+    from jobs.transforms import fit as fit_to
+    side = min(max(photo.size) if fit == "squash" else min(photo.size), SOURCE_SIDE)
+    pixels = from_uint8(np.asarray(photo.convert("RGB"))[None])   # 1 x 3 x H x W
+    return Image.fromarray(to_uint8(fit_to(side, fit)(pixels))[0])
 
 
 def sourced_images(rows: Rows | None, classes: set[int]) -> pd.DataFrame:
@@ -826,7 +843,16 @@ def templates():
     env = Environment(loader=PackageLoader("analysis", "templates"), autoescape=select_autoescape(["html"]),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["code"] = inline_code
+    env.globals["class_label"] = class_label
     return env
+
+
+def class_label(c: int, names: Sequence[str]) -> str:
+    """How the pages name class `c`: its number and name ("1 goldfish"), or the name alone where it says the number
+    already (the demo model's "digit 2"), which would otherwise read "2 digit 2"; the number alone outside `names`."""
+    if not 0 <= c < len(names):
+        return str(c)
+    return names[c] if str(c) in names[c].split() else f"{c} {names[c]}"
 
 
 def inline_code(text):
@@ -880,8 +906,8 @@ def _index_html(st: Store, summary: AnalysisSummary, tables, figures, notes, ima
         for r in classes.itertuples()]
     return templates().get_template("index.html").render(
         title="classweep report", manifest=st.manifest, store_uri=st.uri, summary_lines=summary.lines(),
-        figures=figures, notes=notes, tables=_tables_section(st, folder), rows=rows, images=images,
-        skipped=None if classes is not None else NO_CLASSES)
+        names=st.class_names, figures=figures, notes=notes, tables=_tables_section(st, folder), rows=rows,
+        images=images, skipped=None if classes is not None else NO_CLASSES)
 
 
 @dataclass(frozen=True)
@@ -912,8 +938,8 @@ def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, i
         mine = [] if adds is None else list(adds[(adds["target"] == r.target)
                                                  | (adds["partner"] == r.target)].itertuples())
         html = template.render(
-            title=f"{r.target} {r.name}", r=r, label_prob=label_prob(r), o=o, classes=by_class, names=st.class_names,
-            images=images,
+            title=class_label(r.target, st.class_names), r=r, label_prob=label_prob(r), o=o, classes=by_class,
+            names=st.class_names, images=images,
             previous=targets[i - 1] if i > 0 else None, next=targets[i + 1] if i + 1 < len(targets) else None,
             mutual={True: "mutual", False: "not mutual", None: "unknown"}[fig._flag(o.mutual)] if o is not None
             else "", metric=summary.metric, pointing=pointing.get(r.target, []), component=comp,

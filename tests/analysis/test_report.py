@@ -612,3 +612,104 @@ def test_an_addition_video_is_linked_from_both_classes_pages(small_store):
     (out / VIDEOS_FILE).write_text(json.dumps([{k: v for k, v in listed[0].items() if k != "partner"}]))
     write_figures(small_store)                                          # kept, its partner read from the store
     assert linking() == [0, 1] and json.loads((out / VIDEOS_FILE).read_text())[0]["partner"] == 1
+
+
+def test_a_report_reads_the_video_list_once(small_store, monkeypatch):
+    """The list was read twice per report (for the videos to draw again, then for the ones to keep)."""
+    from analysis.report import VIDEOS_FILE
+    from sweep.store import TRAJECTORIES, Store
+    from test_stability import A, trajectory_rows
+    Store.open(small_store).write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows(keys=(A,)))
+    write_figures(small_store, trajectories=[A])
+    reads = []
+    read_bytes = Store.read_bytes
+    monkeypatch.setattr(Store, "read_bytes", lambda self, name, *a, **k: (
+        reads.append(name) if name == VIDEOS_FILE else None, read_bytes(self, name, *a, **k))[1])
+    write_figures(small_store)
+    assert reads == [VIDEOS_FILE]
+    page = (Path(small_store) / "figures" / "classes" / "0003.html").read_text()
+    assert f"trajectory-{A.replace(':', '_')}.gif" in page                       # the kept video, linked as before
+
+
+def test_the_video_list_writes_no_partner_as_the_store_does_and_reads_older_lists(small_store):
+    """The list wrote `partner: -1` where the store's column holds null. It writes null now; a list of an older
+    classweep, with -1 for none or without partners at all (taken from the store then), is read as before."""
+    from analysis.report import VIDEOS_FILE
+    from sweep.store import TRAJECTORIES, Store
+    from test_image_figures import _recorded
+    from test_stability import A, trajectory_rows
+    added = item_key("addition", "merge", 0, 1, 0)
+    st = Store.open(small_store)
+    st.write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows(keys=(A,)))
+    st.write_table(f"{TRAJECTORIES}/part-2.parquet", _recorded(added, [0], job="addition", target=0))
+    out = Path(small_store) / "figures"
+    write_figures(small_store, trajectories=[A, added])
+    listed = {v["key"]: v for v in json.loads((out / VIDEOS_FILE).read_text())}
+    assert listed[A]["partner"] is None and listed[added]["partner"] == 1
+    older = [{**listed[A], "partner": -1}, {k: v for k, v in listed[added].items() if k != "partner"}]
+    (out / VIDEOS_FILE).write_text(json.dumps(older))
+    write_figures(small_store)                                   # kept: -1 read as none, the missing one from the store
+    assert {v["key"]: v["partner"] for v in json.loads((out / VIDEOS_FILE).read_text())} == {A: None, added: 1}
+    page_3, page_1 = (out / "classes" / f"{c:04d}.html" for c in (3, 1))
+    assert f"{A}: the image" in page_3.read_text() and f"{A} (with" not in page_3.read_text()
+    assert f'{added} (with <a href="../classes/0000.html">0 apple</a>)' in page_1.read_text()
+
+
+def test_class_label_names_a_class_once():
+    from analysis.report import class_label
+    digits = tuple(f"digit {d}" for d in range(10))
+    assert [class_label(2, digits), class_label(1, ("tench", "goldfish")), class_label(7, ("tench",))] == [
+        "digit 2", "1 goldfish", "7"]
+    assert class_label(12, tuple(f"class {c}" for c in range(20))) == "class 12"
+    assert class_label(2, ("a", "b", "2 seater")) == "2 seater" and class_label(1, ("a", "12 b")) == "1 12 b"
+
+
+def test_an_addition_video_names_a_digit_partner_once(tmp_path):
+    """On the demo model a video caption read "(with 2 digit 2)": the partner's number and its name, which says it."""
+    from sweep.store import TRAJECTORIES, Store
+    from test_image_figures import _recorded
+    digits = tuple(f"digit {d}" for d in range(len(NAMES)))
+    store = write_store(str(tmp_path / "s"), digits, small_images(), options=OPTIONS)
+    key = item_key("addition", "merge", 0, 1, 0)
+    Store.open(store).write_table(f"{TRAJECTORIES}/part-1.parquet", _recorded(key, [0], job="addition", target=0))
+    write_figures(store, trajectories=[key])
+    pages = [(Path(store) / "figures" / "classes" / f"{c:04d}.html").read_text() for c in (0, 1)]
+    assert f'{key} (with <a href="../classes/0001.html">digit 1</a>)' in pages[0]
+    assert f'{key} (with <a href="../classes/0000.html">digit 0</a>)' in pages[1]
+    index = (Path(store) / "figures" / "index.html").read_text()
+    assert not re.search(r"\b(\d) digit \1\b", index + "".join(pages))   # nowhere "1 digit 1"
+    assert "<title>digit 0" in pages[0] and ">digit 3</a></td>" in index
+
+
+@pytest.mark.parametrize("shape", [(7, 12), (12, 7), (9, 14)])
+@pytest.mark.parametrize("fit", ["squash", "crop"])
+def test_the_fitted_source_is_what_the_job_fitted(fit, shape):
+    """The report redid `jobs.transforms.fit` in Pillow (ImageOps.fit's crop lies half a pixel off torchvision's
+    CenterCrop, whose offset it rounds; Pillow's bilinear is not torch's). It shows what `fit` gives now."""
+    from PIL import Image as PILImage
+
+    from analysis.report import fitted_source
+    from jobs.kinds import from_uint8, to_uint8
+    from jobs.transforms import fit as fit_to
+    pixels = np.random.default_rng(1).integers(0, 256, (*shape, 3), np.uint8)
+    side = max(shape) if fit == "squash" else min(shape)
+    expected = to_uint8(fit_to(side, fit)(from_uint8(pixels[None])))[0]
+    shown = np.asarray(fitted_source(PILImage.fromarray(pixels), fit))
+    assert shown.shape == (side, side, 3) and np.array_equal(shown, expected)
+    if fit == "crop":   # the central square itself, where CenterCrop puts it
+        top, left = round((shape[0] - side) / 2), round((shape[1] - side) / 2)
+        assert np.array_equal(shown, pixels[top:top + side, left:left + side])
+    assert fitted_source(PILImage.fromarray(pixels), None).size == (shape[1], shape[0])
+
+
+def test_a_large_photograph_is_fitted_at_the_reports_largest_side(monkeypatch):
+    from PIL import Image as PILImage
+
+    from analysis import report
+    from jobs.kinds import from_uint8, to_uint8
+    from jobs.transforms import fit as fit_to
+    monkeypatch.setattr(report, "SOURCE_SIDE", 8)
+    pixels = np.random.default_rng(2).integers(0, 256, (13, 21, 3), np.uint8)
+    for fit in ("squash", "crop"):
+        shown = np.asarray(report.fitted_source(PILImage.fromarray(pixels), fit))
+        assert np.array_equal(shown, to_uint8(fit_to(8, fit)(from_uint8(pixels[None])))[0])
