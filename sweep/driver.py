@@ -36,7 +36,7 @@ from jobs.text import first_line
 from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, no_worker_wait, \
     ray_session
 from sweep.interrupts import INTERRUPTED, sigterm_as_interrupt
-from sweep.plan import Batch, Plan, PlanError, cut_batches, make_plan, refuse_unused_options
+from sweep.plan import Batch, Plan, PlanError, canonical_options, cut_batches, make_plan, refuse_unused_options
 from sweep.progress import Progress, format_duration
 from sweep.store import FAILURES, IMAGES, LEASE_TIMEOUT, Lease, ManifestMismatch, Store, StoreError, all_keys, \
     failures_table, manifest_differences, new_manifest, source_file, source_hash
@@ -282,8 +282,9 @@ def check_manifest(store: Store, manifest: dict) -> dict | None:
 def identity(manifest: dict) -> dict:
     """The manifest without what only says how a run went (older stores kept the batch size in `options`), and
     without the variants when none of its jobs reads them (`--variants` given with `--jobs octave`, which earlier
-    versions took and recorded, and `sweep run` now refuses: such a store resumes without the option)."""
-    options = {k: v for k, v in manifest.get("options", {}).items() if k not in RUN_OPTIONS}
+    versions took and recorded, and `sweep run` now refuses: such a store resumes without the option); its pair
+    selections as this version writes them (an older store's list of every pair is "all")."""
+    options = {k: v for k, v in canonical_options(manifest.get("options", {})).items() if k not in RUN_OPTIONS}
     if not any(any(VARIANTS.get(job, ("",))) for job in options.get("jobs", ())):
         options.pop("variants", None)
     return {**manifest, "options": options}

@@ -15,6 +15,7 @@ dropping the keys the store already holds.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -33,6 +34,9 @@ from jobs.text import is_whole_number, listing
 # them outnumber the rest of the sweep 250 to 1.
 MAX_DEFAULT_PAIRS = 1000
 PAIRS_RANDOM_SEED = 0   # `random:N` draws the same N pairs for the same class selection, on every machine
+# The manifest's word for "every pair of the classes, in `all_pairs` order": 499500 pairs for 1000 classes took
+# 14 MB of manifest.json as a list, read several times by every run.
+ALL_PAIRS = "all"
 OWN_PAIRS_JOB = "interpolate"   # the paired job `--interpolate-pairs` may give pairs of its own
 
 
@@ -126,15 +130,17 @@ class Plan:
 
     def options(self) -> dict:
         """JSON form, as stored under `options` in manifest.json (the image jobs' fields only when used, so that
-        the manifest of a sweep without them reads as before)."""
-        options = {"jobs": list(self.jobs), "classes": list(self.classes), "pairs": [list(p) for p in self.pairs],
+        the manifest of a sweep without them reads as before; a pair selection that is every pair of the classes as
+        "all", `pairs_option`)."""
+        options = {"jobs": list(self.jobs), "classes": list(self.classes),
+                   "pairs": pairs_option(self.pairs, self.classes),
                    "variants": list(self.variants), "seeds": self.seeds, "batch_size": self.batch_size}
         if self.sources:
             options["sources"] = list(self.sources)
         if self.layers:
             options["layers"] = list(self.layers)
         if self.interpolate_pairs:
-            options["interpolate_pairs"] = [list(p) for p in self.interpolate_pairs]
+            options["interpolate_pairs"] = pairs_option(self.interpolate_pairs, self.classes)
         if self.pairs_drawn:
             options["pairs_drawn"] = self.pairs_drawn
         return options
@@ -156,11 +162,13 @@ class Plan:
 
     @classmethod
     def from_options(cls, options: dict) -> "Plan":
-        return cls(tuple(options["jobs"]), tuple(options["classes"]), tuple(tuple(p) for p in options["pairs"]),
+        """The plan a manifest's `options` describe (a pair list as older stores kept it, or "all")."""
+        classes = tuple(options["classes"])
+        return cls(tuple(options["jobs"]), classes, pairs_from_option(options["pairs"], classes),
                    tuple(options["variants"]), int(options["seeds"]),
                    int(options.get("batch_size", 8)),   # a run's setting, kept in options by older stores only
                    tuple(options.get("sources", ())), tuple(options.get("layers", ())),
-                   tuple(tuple(p) for p in options.get("interpolate_pairs", ())), options.get("pairs_drawn", ""))
+                   pairs_from_option(options.get("interpolate_pairs", ()), classes), options.get("pairs_drawn", ""))
 
 
 def _index(text: str, n_classes: int, what: str = "class") -> int:
@@ -210,6 +218,34 @@ def _parse_pair(text: str, n_classes: int, where: str) -> tuple[int, int]:
 
 def all_pairs(classes: Sequence[int]) -> tuple[tuple[int, int], ...]:
     return tuple(itertools.combinations(sorted(classes), 2))
+
+
+def pairs_option(pairs: Sequence[Sequence[int]], classes: Sequence[int]) -> list[list[int]] | str:
+    """A pair selection as the manifest keeps it: ALL_PAIRS when it is every pair of `classes` in `all_pairs`
+    order, however it was asked for (`all`, the default, the list typed out), else the list of pairs."""
+    count = len(classes) * (len(classes) - 1) // 2
+    every = itertools.combinations(sorted(classes), 2)   # all_pairs, one at a time: no second list of 499500
+    if pairs and len(pairs) == count and all(tuple(p) == q for p, q in zip(pairs, every)):   # p: a JSON list too
+        return ALL_PAIRS
+    return [list(p) for p in pairs]
+
+
+def pairs_from_option(value: Sequence[Sequence[int]] | str, classes: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """The pairs a manifest's `pairs_option` stands for."""
+    return all_pairs(classes) if value == ALL_PAIRS else tuple(tuple(p) for p in value)
+
+
+def canonical_options(options: dict) -> dict:
+    """A manifest's `options` with each pair selection as this version writes it (`pairs_option`), so that a store
+    whose manifest lists every pair (written before "all") and a command planning them all compare equal. Fields
+    that are not a plan's (a hand-edited manifest) are left as they are, for the comparison to show."""
+    canonical = dict(options)
+    for name in ("pairs", "interpolate_pairs"):
+        value, classes = options.get(name), options.get("classes")
+        if isinstance(value, list) and isinstance(classes, list):
+            with contextlib.suppress(TypeError):   # classes or pairs that are not numbers: compared as they are
+                canonical[name] = pairs_option(value, classes)
+    return canonical
 
 
 def default_pairs_drawn(classes: Sequence[int]) -> str:

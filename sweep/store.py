@@ -452,9 +452,11 @@ def table_bytes(table: pa.Table) -> bytes:
 
 def manifest_differences(stored: dict, wanted: dict) -> list[str]:
     """Human-readable differences between two manifests, on the fields that define what a store holds."""
-    def show(value) -> str:
+    def show(value) -> str:   # a long list (1000 classes, 499500 pairs) by its count and ends, on one line
         if isinstance(value, list) and len(value) > 6:
-            return f"{len(value)} entries [{', '.join(map(str, value[:3]))}, ..., {value[-1]}]"
+            pairs = all(isinstance(v, list) and len(v) == 2 for v in value)
+            ends = [f"{v[0]}+{v[1]}" if pairs else json.dumps(v) for v in (*value[:3], value[-1])]
+            return f"{len(value)} {'pairs' if pairs else 'entries'} [{', '.join(ends[:3])}, ..., {ends[-1]}]"
         return json.dumps(value)
 
     def schedule(manifest: dict) -> str:   # by name, with the id only to tell two contents of one name apart
@@ -507,6 +509,51 @@ def changed_fields(before, after, path: str = "") -> list[str]:
         return [change for i, (b, a) in enumerate(zip(before, after))
                 for change in changed_fields(b, a, f"{path}[{i}]")]
     return [] if before == after else [f"{path} {json.dumps(before)} -> {json.dumps(after)}"]
+
+
+def manifest_json(value, width: int = 120, level: int = 0, column: int = 0) -> str:
+    """`value` as JSON laid out for reading: a mapping one entry a line and a list of mappings one a line, indented
+    one space a level (as `json.dumps(indent=1)`), but a list of numbers, strings or pairs on one line, or when
+    longer than `width` (from `column`, where the value starts) packed into lines of at most `width` characters
+    (indent=1 gave each of 1000 classes a line of its own, each of 499500 pairs four)."""
+    pad, inner = " " * level, " " * (level + 1)
+    if isinstance(value, dict) and value:
+        entries = [f"{inner}{key}: {manifest_json(v, width, level + 1, len(inner) + len(key) + 2)}"
+                   for key, v in zip(map(json_key, value), value.values())]
+        return "{\n" + ",\n".join(entries) + f"\n{pad}}}"
+    if isinstance(value, (list, tuple)) and not is_flat(value):
+        return "[\n" + ",\n".join(inner + manifest_json(v, width, level + 1, len(inner)) for v in value) + \
+            f"\n{pad}]"
+    text = json.dumps(value)
+    if not isinstance(value, (list, tuple)) or column + len(text) <= width:
+        return text
+    lines = packed_lines(list(map(json.dumps, value)), width - len(inner))
+    return "[\n" + ",\n".join(inner + line for line in lines) + f"\n{pad}]"
+
+
+def packed_lines(tokens: Sequence[str], width: int) -> list[str]:
+    """`tokens` joined by ", " into lines of at most `width` characters (a longer token alone on its line); the
+    lines end without the comma that joins them."""
+    lines, line = [], ""
+    for token in tokens:
+        if line and len(line) + len(", ") + len(token) + len(",") > width:   # the comma that will end the line
+            lines.append(line)
+            line = token
+        else:
+            line = f"{line}, {token}" if line else token
+    lines.append(line)
+    return lines
+
+
+def json_key(key) -> str:
+    """A mapping's key as `json.dumps` writes it (a number or None as a string)."""
+    return json.dumps(key if isinstance(key, str) else json.dumps(key))
+
+
+def is_flat(values: Sequence) -> bool:
+    """A list of scalars or of short lists of scalars (pairs): `manifest_json` packs it into lines."""
+    return not any(isinstance(v, dict) or isinstance(v, (list, tuple)) and
+                   any(isinstance(w, (dict, list, tuple)) for w in v) for v in values)
 
 
 def package_version() -> str:
@@ -700,7 +747,7 @@ class Store:
         return self.write_bytes(relative, table_bytes(table))
 
     def write_manifest(self, manifest: dict) -> None:
-        self.write_bytes(MANIFEST, json.dumps(manifest, indent=1).encode())
+        self.write_bytes(MANIFEST, manifest_json(manifest).encode())
 
     def write_source(self, name: str, pixels: np.ndarray) -> str:
         """Keep a real image (H x W x 3 uint8) in the store as a lossless PNG, for the workers to read."""

@@ -6,8 +6,8 @@ import itertools
 import pytest
 
 from jobs.catalog import JobSpec
-from sweep.plan import (MAX_DEFAULT_PAIRS, Batch, Plan, PlanError, make_plan, parse_classes, parse_features,
-                        parse_pairs)
+from sweep.plan import (ALL_PAIRS, MAX_DEFAULT_PAIRS, Batch, Plan, PlanError, canonical_options, make_plan,
+                        parse_classes, parse_features, parse_pairs)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -177,3 +177,35 @@ def test_an_addition_renders_a_pair_once_whichever_order_it_is_given_in():
     assert interpolations == [(1, 2), (2, 1), (0, 1), (1, 0), (3, 4)]     # a -> b is not b -> a
     assert plan.notes() == ["addition: 2+1, 1+0 left out, the same images as the pairs in the other order"]
     assert make_plan(n_classes=10, jobs="addition", classes="0-2", pairs="1+2").notes() == []
+
+
+def test_every_pair_of_the_classes_is_kept_as_all_and_read_back_as_the_pairs():
+    """F8: the manifest of `--pairs all` over 1000 classes listed 499500 pairs (14 MB); every pair of the classes in
+    their order is "all" however it was asked for, any other selection stays a list."""
+    every = "0+1,0+2,0+3,1+2,1+3,2+3"
+    for pairs in (None, "all", every, "random:6"):
+        plan = make_plan(n_classes=10, classes="0-3", pairs=pairs, jobs="addition")
+        assert plan.options()["pairs"] == ALL_PAIRS and Plan.from_options(plan.options()) == plan
+    for pairs in ("0+1,2+3", "1+0,0+2,0+3,1+2,1+3,2+3", "0+1,0+2,0+3,1+2,1+3,2+3,0+9", "random:5"):
+        plan = make_plan(n_classes=10, classes="0-3", pairs=pairs, jobs="addition")
+        assert plan.options()["pairs"] == [list(p) for p in plan.pairs] and Plan.from_options(plan.options()) == plan
+    octaves = make_plan(n_classes=10, classes="0-3", jobs="octave")                 # no paired job: no pairs
+    assert octaves.options()["pairs"] == [] and Plan.from_options(octaves.options()) == octaves
+    own = make_plan(n_classes=10, classes="0-3", jobs="interpolate", sources=("a.png",), interpolate_pairs="all")
+    assert own.options()["interpolate_pairs"] == ALL_PAIRS and Plan.from_options(own.options()) == own
+
+
+def test_all_pairs_of_1000_classes_round_trip():
+    plan = make_plan(n_classes=1000, pairs="all", jobs="addition", variants="merge")
+    assert len(plan.pairs) == 499500 and plan.options()["pairs"] == ALL_PAIRS
+    assert Plan.from_options(plan.options()) == plan
+
+
+def test_canonical_options_read_an_older_list_of_every_pair_as_all():
+    plan = make_plan(n_classes=10, classes="0-3", pairs="all", jobs="addition")
+    older = {**plan.options(), "pairs": [list(p) for p in plan.pairs]}              # as stores kept it before
+    assert canonical_options(older) == plan.options() and Plan.from_options(older) == plan
+    other = {**older, "pairs": [[1, 0], [0, 2]]}
+    assert canonical_options(other) == other
+    for damaged in ({**older, "pairs": [1, 2]}, {**older, "classes": "0-3"}, {**older, "classes": [0, "a"]}, {}):
+        assert canonical_options(damaged) == damaged                                # compared as they are

@@ -47,7 +47,7 @@ def test_run_then_the_readers_status_export_analyze_and_figures(digits_store, tm
     store, output = digits_store
     assert "pairs:" not in output                                 # three classes: all 3 pairs, nothing drawn
     manifest = json.loads((store / "manifest.json").read_text())
-    assert manifest["options"]["pairs"] == [[0, 1], [0, 2], [1, 2]] and "pairs_drawn" not in manifest["options"]
+    assert manifest["options"]["pairs"] == "all" and "pairs_drawn" not in manifest["options"]   # every pair
     # python -c "import pandas as pd; print(pd.read_parquet('STORE/images', columns=['key', 'label_name']))"
     df = pd.read_parquet(store / "images", columns=["key", "label_name"])
     assert len(df) == 3 + 3 + 3 * 2 and df.key.is_unique

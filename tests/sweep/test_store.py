@@ -15,7 +15,8 @@ import pytest
 from jobs.kinds import JobResult, JobSpec
 from sweep.driver import SweepConfig, prepare
 from sweep.store import (FAILURE_SCHEMA, FAILURES, IMAGES, TEMP_DIR, TEMP_GRACE, ManifestMismatch, Store, StoreError,
-                         decode_png, failures_table, frames_table, images_schema, images_table, manifest_differences)
+                         decode_png, failures_table, frames_table, images_schema, images_table, manifest_differences,
+                         manifest_json, new_manifest)
 
 NAMES = tuple(f"class {i}" for i in range(5))
 
@@ -304,6 +305,58 @@ def test_prepare_refuses_another_configuration_and_writes_nothing(tmp_path):
     assert (tmp_path / "s" / "manifest.json").read_bytes() == before
     assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.name != TEMP_DIR) == [IMAGES, "manifest.json"]
     assert not any((tmp_path / "s" / TEMP_DIR).iterdir())         # temporaries live in .tmp/ (issue 10.7)
+
+
+def test_an_older_store_listing_every_pair_resumes_and_other_pairs_are_refused_in_one_short_line(tmp_path):
+    """F8: a store written before "all" lists every pair; the same command resumes it, other pairs are refused."""
+    config = SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule="tiny",
+                         jobs="addition", classes="0-4", variants="merge", batch_size=2)
+    prepared = prepare(config)
+    assert prepared.manifest["options"]["pairs"] == "all"
+    older = {**prepared.manifest, "options": {**prepared.manifest["options"],
+                                              "pairs": [list(p) for p in prepared.plan.pairs]}}
+    prepared.store.write_manifest(older)
+    prepared.store.write_bytes(f"{IMAGES}/part-000000-addition-0.parquet", b"PAR1")   # held to its settings
+    assert prepare(config).plan == prepared.plan
+    typed = ",".join(f"{a}+{b}" for a, b in prepared.plan.pairs)                        # every pair, typed out
+    assert prepare(SweepConfig(**{**config.__dict__, "pairs": typed})).plan == prepared.plan
+    with pytest.raises(ManifestMismatch) as error:
+        prepare(SweepConfig(**{**config.__dict__, "pairs": "0+1,2+3"}))
+    assert 'sweep: pairs is "all" in the store, [[0, 1], [2, 3]] here (use' in str(error.value)   # the list read so
+
+
+def test_a_refusal_summarises_a_long_pair_list():
+    stored = {"options": {"classes": list(range(1000)), "pairs": "all"}}
+    wanted = {"options": {"classes": list(range(1000)), "pairs": [[b, a] for a in range(1000) for b in range(a)]}}
+    assert manifest_differences(stored, wanted) == [
+        'pairs is "all" in the store, 499500 pairs [0+1, 0+2, 1+2, ..., 998+999] here']
+
+
+def test_a_manifest_of_all_pairs_of_1000_classes_is_small_and_reads_back(tmp_path):
+    """F8: 14 MB and two million lines with the pairs listed and json.dumps(indent=1)."""
+    from sweep.plan import Plan, make_plan
+    plan = make_plan(n_classes=1000, pairs="all")
+    manifest = new_manifest(model="m", weights="w", weights_source="DEFAULT", schedule="s", schedule_id="s0",
+                            class_names=[f"class number {c}" for c in range(1000)], options=plan.options(),
+                            schedule_contents={"s0": {"octaves": [{"lr": [1.5, 1.0], "crop": None}], "C": 200.0}})
+    store = Store.open(str(tmp_path / "s"))
+    store.write_manifest(manifest)
+    text = (tmp_path / "s" / "manifest.json").read_text()
+    assert len(text) < 100_000 and len(text.splitlines()) < 500
+    assert store.read_manifest() == manifest and Plan.from_options(store.read_manifest()["options"]) == plan
+    assert '     "lr": [1.5, 1.0],\n' in text                                           # the schedule stays readable
+
+
+@pytest.mark.parametrize("value", [
+    {"a": [], "b": {}, "c": [1, "two", None, True, 2.5], "d": [[0, 1], [2, 3]], "e": [{"f": [1, 2]}, 3, [[4]]]},
+    {"long": list(range(500)), "names": ["x" * 200, "y, z"], "pairs": [[a, a + 1] for a in range(300)]},
+    {1: "an int key", "nested": {"deeper": {"list": [{"x": 1}, {"y": [2, 3]}]}}, "tuple": (1, 2)},
+    [], "text", 3,
+])
+def test_manifest_json_is_json_laid_out_in_lines_of_at_most_120_characters(value):
+    text = manifest_json(value)
+    assert json.loads(text) == json.loads(json.dumps(value))
+    assert all(len(line) <= 120 for line in text.splitlines() if "x" * 200 not in line)
 
 
 def test_parquet_without_manifest_is_refused(tmp_path):
