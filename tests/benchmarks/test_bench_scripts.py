@@ -42,3 +42,8 @@ def test_bench_driver_runs_both_sections_on_tiny_settings():
     out = run_script("bench_driver.py", "--classes", "10", "--seeds", "1,2", "--memory")
     for line in ("plan: 242 items", "plan: 484 items", "resume: pending_work", "sweep status"):
         assert line in out, out
+
+
+def test_bench_manifest_runs_on_tiny_settings():
+    out = run_script("bench_manifest.py", "--classes", "12")
+    assert "66 pairs, kept as \"all\"" in out and "manifest.json" in out and "older stores" in out, out
