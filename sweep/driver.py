@@ -33,9 +33,8 @@ import pyarrow.fs as pafs
 
 from jobs.catalog import ALL_JOBS, IMAGE_JOBS, VARIANTS, JobSpec
 from jobs.text import first_line
-from sweep.fleet import ClusterConfig, Fleet, SweepError, check_cluster, cluster_plan, dispatch, no_worker_wait, \
-    ray_session
-from sweep.interrupts import INTERRUPTED, sigterm_as_interrupt
+from sweep.fleet import ClusterConfig, FleetRun, SweepError, check_cluster
+from sweep.interrupts import INTERRUPTED
 from sweep.plan import Batch, Plan, PlanError, canonical_options, cut_batches, make_plan, refuse_unused_options
 from sweep.progress import Progress, format_duration
 from sweep.store import FAILURES, IMAGES, LEASE_TIMEOUT, Lease, ManifestMismatch, Store, StoreError, all_keys, \
@@ -519,14 +518,16 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
                         work=work_total - item_work(schedule, pending.items),
                         stream=stream, interval=cluster.progress_every)   # None: stderr (a bar on a terminal)
     given_up: dict[str, str] = {}
-    interrupted, fleet, use_gpu, count, batch_size = False, None, False, 0, 0
+    interrupted, batch_size = False, 0
+    # Never more actors than batches (with `auto`, the batch size is known from the first actor only).
+    n_tasks = len(pending.items) if config.batch_size is None else len(pending.tasks())
+    # The actor runs up to `in_flight` calls at once: one renders while the previous one is written.
+    run = FleetRun(cluster, progress, worker=config.worker, concurrency=cluster.in_flight, stream=out,
+                   close_progress=False)   # closed below, also after an interruption at any stage
     try:
-        # SIGTERM is taken over after ray.init, which installs a handler of its own.
-        with ray_session(cluster), sigterm_as_interrupt():
-            # Never more actors than batches (with `auto`, the batch size is known from the first actor only).
-            n_tasks = len(pending.items) if config.batch_size is None else len(pending.tasks())
-            use_gpu, count = cluster_plan(cluster, n_tasks)
-            progress.message(f"{count} GPU workers (one GPU each)" if use_gpu else
+        with run.session(n_tasks):
+            count = run.count
+            progress.message(f"{count} GPU workers (one GPU each)" if run.use_gpu else
                              f"no GPUs in the cluster: {count} CPU worker{'s' if count > 1 else ''}", out)
             counter = ray.remote(StepCounter).options(num_cpus=0).remote()
             worker_config = WorkerConfig(store.uri, config.model, config.weights, schedule, config.engine,
@@ -534,43 +535,30 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
                                          channels_last=config.channels_last, compile=config.compile,
                                          cudnn_benchmark=config.cudnn_benchmark, steps=counter,
                                          trajectory=config.trajectory)
-            # The actor runs up to `in_flight` calls at once: one renders while the previous one is written.
-            fleet = Fleet(worker_config, count, use_gpu=use_gpu, cpus=cluster.cpus_per_worker, worker=config.worker,
-                          concurrency=cluster.in_flight)
-            try:
-                setup = fleet.first_ready(lambda actor: actor.setup.remote(config.batch_size),
-                                          gpu_wait=cluster.gpu_wait,
-                                          stream=out, interval=min(progress.interval, 10.0),
-                                          give_up_after=no_worker_wait(cluster),
-                                          note=lambda line: progress.message(line, out))
-                if lease.lost:   # taken over while the first actor started (a minute without heartbeats)
+            setup = run.start(worker_config, lambda actor: actor.setup.remote(config.batch_size))
+            if lease.lost:   # taken over while the first actor started (a minute without heartbeats)
+                raise SweepError(lease.lost)
+            batch_size = setup["batch_size"]
+            if config.batch_size is None:   # auto: every actor gets work, whatever the probe allows
+                batch_size = max(1, min(batch_size, math.ceil(len(pending.items) / count)))
+            record_run(store, {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                               "batch_size": batch_size, "batch_size_option": config.batch_size or "auto",
+                               "workers": count, **{k: setup[k] for k in
+                                                    ("device", "gpu", "bf16", "channels_last", "compile")}})
+            sweep = SweepDispatch(config, store, schedule, progress, counter)
+
+            def tick() -> None:
+                if lease.lost:   # another driver took the store over: stop rather than run twice
                     raise SweepError(lease.lost)
-                progress.workers_ready()
-                batch_size = setup["batch_size"]
-                if config.batch_size is None:   # auto: every actor gets work, whatever the probe allows
-                    batch_size = max(1, min(batch_size, math.ceil(len(pending.items) / count)))
-                record_run(store, {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                   "batch_size": batch_size, "batch_size_option": config.batch_size or "auto",
-                                   "workers": count, **{k: setup[k] for k in
-                                                        ("device", "gpu", "bf16", "channels_last", "compile")}})
-                tasks = pending.tasks(batch_size)
-                sweep = SweepDispatch(config, store, schedule, progress, counter)
+                sweep.tick()
 
-                def tick() -> None:
-                    if lease.lost:   # another driver took the store over: stop rather than run twice
-                        raise SweepError(lease.lost)
-                    sweep.tick()
-
-                dispatch(fleet, tasks, submit=sweep.submit, on_done=sweep.on_done, on_failed=sweep.on_failed,
-                         in_flight=cluster.in_flight, max_crashes=config.max_attempts, tick=tick,
-                         poll=min(progress.interval, 1.0), no_worker_limit=no_worker_wait(cluster),
-                         stall_limit=cluster.stall_timeout, progressed=sweep.progressed, note=progress.message)
-                given_up = sweep.given_up
-                if fleet.started < count:
-                    progress.message(f"{count - fleet.started} of {count} workers had not started when the sweep "
-                                     f"ended (no room in the cluster, or still loading): the others ran it", out)
-            finally:
-                fleet.stop()
+            run.dispatch(pending.tasks(batch_size), submit=sweep.submit, on_done=sweep.on_done,
+                         on_failed=sweep.on_failed, max_crashes=config.max_attempts, tick=tick,
+                         poll=min(progress.interval, 1.0), progressed=sweep.progressed)
+            given_up = sweep.given_up
+            if run.started < count:
+                progress.message(f"{count - run.started} of {count} workers had not started when the sweep "
+                                 f"ended (no room in the cluster, or still loading): the others ran it", out)
     except KeyboardInterrupt:
         interrupted = True
     progress.close()
@@ -582,6 +570,6 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
     done = sum(1 for item in pending.planned if item.key in done_keys)
     failed = tuple((key, error) for key, error in given_up.items() if key not in done_keys)
     return SweepSummary(store=store.uri, total=total, done=done, done_before=done_before, failed=failed,
-                        seconds=time.monotonic() - started, workers=count, device="gpu" if use_gpu else "cpu",
-                        actors_replaced=fleet.replaced if fleet else 0, interrupted=interrupted,
-                        batch_size=batch_size, out_of_reach=fleet.out_of_reach if fleet else 0)
+                        seconds=time.monotonic() - started, workers=run.count, device="gpu" if run.use_gpu else "cpu",
+                        actors_replaced=run.replaced, interrupted=interrupted, batch_size=batch_size,
+                        out_of_reach=run.out_of_reach)

@@ -1,4 +1,4 @@
-"""The Ray side of every command that starts workers (`sweep run`, `sweep analyze --features`, and the next ones):
+"""The Ray side of every command that starts workers (`sweep run`, `sweep score`, `sweep analyze --features`):
 the Ray session, SIGTERM as Ctrl-C, a fleet of actors in numbered slots, and one dispatch loop.
 
     session   a local instance is started, or the cluster at `address` is joined (and left again afterwards)
@@ -9,6 +9,8 @@ the Ray session, SIGTERM as Ctrl-C, a fleet of actors in numbered slots, and one
               goes to `on_failed`; an actor Ray cannot reach for the moment is asked again, not replaced, until it
               has been unreachable for UNREACHABLE_GRACE seconds; an actor that makes no progress for
               `stall_timeout` seconds is hung: ended, and its tasks run again like a dead one's
+    FleetRun  the three in the one order every command follows (session, fleet, first worker, dispatch, teardown);
+              `run_on_fleet` for a command whose tasks need nothing from its first worker
 
 No work queue is shared with the actors (a queue's `get()` loses a task when its consumer dies): everything the
 actors hold is known here. What a task is, how it is submitted and what its result means is the caller's: the
@@ -399,28 +401,94 @@ class Fleet:
                                  f"command again to resume (--gpu-wait waits longer)")
 
 
+class FleetRun:
+    """The Ray side of every command that starts workers, one sequence for all (`sweep run`, `sweep score`,
+    `sweep analyze --features`):
+
+        run = FleetRun(cluster, progress)
+        with run.session(len(tasks)):           # Ray session, SIGTERM as Ctrl-C, the fleet's size (`use_gpu`, `count`)
+            first = run.start(worker_config, lambda actor: actor.info.remote())   # the fleet; its first worker's answer
+            run.dispatch(tasks, submit=..., on_done=..., on_failed=...)          # the loop, with the cluster's bounds
+        # on the way out, however it ends: the fleet stopped, `progress` closed, the Ray session left
+
+    Between the steps is the command's own: `sweep run` says the fleet's size and makes its step counter in the
+    session before `start`, and takes its batch size (so its tasks) from the first worker's answer. Its fields say
+    how far a run got, also after an interruption (`sweep run`'s summary counts replaced actors and workers)."""
+
+    def __init__(self, cluster: ClusterConfig, progress, *, worker: str = "sweep.worker:SweepWorker",
+                 concurrency: int = 1, stream: TextIO | None = None, close_progress: bool = True) -> None:
+        self.cluster = cluster
+        self.progress = progress                 # `sweep.progress.Progress`: its lines, its rate from the first worker
+        self.worker, self.concurrency = worker, concurrency   # the actor class; calls each actor runs at once
+        self.stream = stream                     # the start-up lines' stream (None: the progress stream)
+        self.close_progress = close_progress     # False: the caller closes `progress` (`sweep run`, after the session)
+        self.use_gpu, self.count = False, 0      # the fleet's plan (`cluster_plan`), once the session has begun
+        self.fleet: Fleet | None = None          # once `start` made it
+
+    @contextlib.contextmanager
+    def session(self, most_tasks: int) -> Iterator[FleetRun]:
+        """The Ray session (`ray_session`) with SIGTERM as Ctrl-C, and the fleet's plan for at most `most_tasks`
+        tasks; on the way out the fleet (if `start` made one) stopped and then `progress` closed (`close_progress`)."""
+        # SIGTERM is taken over after ray.init, which installs a handler of its own.
+        with ray_session(self.cluster), sigterm_as_interrupt():
+            self.use_gpu, self.count = cluster_plan(self.cluster, most_tasks)
+            try:
+                yield self
+            finally:
+                if self.fleet is not None:
+                    self.fleet.stop()
+                    if self.close_progress:
+                        self.progress.close()
+
+    def start(self, worker_config, first_call: Callable):
+        """Start the fleet (`count` actors of `worker` with `worker_config`) and return `first_call(actor)`'s answer
+        from the first actor to start, waited for as `Fleet.first_ready` says (`--gpu-wait`, then `no_worker_wait`);
+        its waiting lines go to `stream`. The progress rate counts from then."""
+        cluster = self.cluster
+        self.fleet = Fleet(worker_config, self.count, use_gpu=self.use_gpu, cpus=cluster.cpus_per_worker,
+                           worker=self.worker, concurrency=self.concurrency)
+        first = self.fleet.first_ready(first_call, gpu_wait=cluster.gpu_wait, stream=self.stream,
+                                       interval=min(self.progress.interval, 10.0),
+                                       give_up_after=no_worker_wait(cluster),
+                                       note=lambda line: self.progress.message(line, self.stream))
+        self.progress.workers_ready()
+        return first
+
+    def dispatch(self, tasks: Iterable, *, submit: Callable, on_done: Callable, on_failed: Callable,
+                 max_crashes: int = 3, tick: Callable[[], None] | None = None, poll: float = 1.0,
+                 progressed: Callable[[], set | None] | None = None) -> None:
+        """`dispatch` on the started fleet with the cluster's bounds (`in_flight`, `no_worker_wait`, `stall_timeout`);
+        `tick` defaults to updating the progress, whose `message` says the loop's lines."""
+        cluster = self.cluster
+        dispatch(self.fleet, tasks, submit=submit, on_done=on_done, on_failed=on_failed, in_flight=cluster.in_flight,
+                 max_crashes=max_crashes, tick=tick or self.progress.update, poll=poll,
+                 no_worker_limit=no_worker_wait(cluster), stall_limit=cluster.stall_timeout, progressed=progressed,
+                 note=self.progress.message)
+
+    @property
+    def started(self) -> int:
+        """Slots that had an actor start (`Fleet.started`; 0 before the fleet)."""
+        return self.fleet.started if self.fleet else 0
+
+    @property
+    def replaced(self) -> int:
+        return self.fleet.replaced if self.fleet else 0
+
+    @property
+    def out_of_reach(self) -> int:
+        return self.fleet.out_of_reach if self.fleet else 0
+
+
 def run_on_fleet(cluster: ClusterConfig, worker_config, tasks: list, *, submit: Callable, on_done: Callable,
                  on_failed: Callable, progress, stream: TextIO | None, worker: str = "sweep.worker:SweepWorker",
                  max_crashes: int = 3) -> None:
-    """The whole Ray side of a command whose tasks need nothing from its first worker (`sweep score`,
-    `sweep analyze --features`; `sweep run` takes its batch size from the first worker, so it uses the pieces): the
-    session, SIGTERM as Ctrl-C, a fleet sized for `tasks`, the first worker waited for (`--gpu-wait`, as `sweep
-    run`), the dispatch loop with the cluster's bounds, and on the way out the fleet stopped and `progress`
-    (`sweep.progress.Progress`) closed."""
-    with ray_session(cluster), sigterm_as_interrupt():   # SIGTERM taken over after ray.init, which sets its own
-        use_gpu, count = cluster_plan(cluster, len(tasks))
-        fleet = Fleet(worker_config, count, use_gpu=use_gpu, cpus=cluster.cpus_per_worker, worker=worker)
-        try:
-            fleet.first_ready(lambda actor: actor.info.remote(), gpu_wait=cluster.gpu_wait, stream=stream,
-                              interval=min(progress.interval, 10.0), give_up_after=no_worker_wait(cluster),
-                              note=progress.message)
-            progress.workers_ready()
-            dispatch(fleet, tasks, submit=submit, on_done=on_done, on_failed=on_failed, in_flight=cluster.in_flight,
-                     max_crashes=max_crashes, tick=progress.update, no_worker_limit=no_worker_wait(cluster),
-                     stall_limit=cluster.stall_timeout, note=progress.message)
-        finally:
-            fleet.stop()
-            progress.close()
+    """`FleetRun` start to end for a command whose tasks need nothing from its first worker (`sweep score`,
+    `sweep analyze --features`): a fleet sized for `tasks`, the first worker's `info` waited for, the tasks run,
+    and `progress` closed once the fleet has stopped."""
+    run = FleetRun(cluster, progress, worker=worker, stream=stream)
+    with run.session(len(tasks)):
+        run.start(worker_config, lambda actor: actor.info.remote())
+        run.dispatch(tasks, submit=submit, on_done=on_done, on_failed=on_failed, max_crashes=max_crashes)
 
 
 def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callable, on_failed: Callable,
