@@ -522,8 +522,7 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
     # Never more actors than batches (with `auto`, the batch size is known from the first actor only).
     n_tasks = len(pending.items) if config.batch_size is None else len(pending.tasks())
     # The actor runs up to `in_flight` calls at once: one renders while the previous one is written.
-    run = FleetRun(cluster, progress, worker=config.worker, concurrency=cluster.in_flight, stream=out,
-                   close_progress=False)   # closed below, also after an interruption at any stage
+    run = FleetRun(cluster, progress, worker=config.worker, concurrency=cluster.in_flight, stream=out)
     try:
         with run.session(n_tasks):
             count = run.count
@@ -559,9 +558,8 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
             if run.started < count:
                 progress.message(f"{count - run.started} of {count} workers had not started when the sweep "
                                  f"ended (no room in the cluster, or still loading): the others ran it", out)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:   # the progress is closed by then (the session's end)
         interrupted = True
-    progress.close()
     # Only the files added since the resume's pass are read. A file that pass saw holding keys is not written again:
     # a file's name is a hash of the keys its batch ran, which include the keys it holds, and each batch of this run
     # (retries too) lacks every key the pass read; with the lease nobody else writes images/. A file gone since

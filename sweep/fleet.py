@@ -409,36 +409,37 @@ class FleetRun:
         with run.session(len(tasks)):           # Ray session, SIGTERM as Ctrl-C, the fleet's size (`use_gpu`, `count`)
             first = run.start(worker_config, lambda actor: actor.info.remote())   # the fleet; its first worker's answer
             run.dispatch(tasks, submit=..., on_done=..., on_failed=...)          # the loop, with the cluster's bounds
-        # on the way out, however it ends: the fleet stopped, `progress` closed, the Ray session left
+        # on the way out, however it ends: the fleet stopped, the Ray session left, `progress` closed
 
     Between the steps is the command's own: `sweep run` says the fleet's size and makes its step counter in the
     session before `start`, and takes its batch size (so its tasks) from the first worker's answer. Its fields say
     how far a run got, also after an interruption (`sweep run`'s summary counts replaced actors and workers)."""
 
     def __init__(self, cluster: ClusterConfig, progress, *, worker: str = "sweep.worker:SweepWorker",
-                 concurrency: int = 1, stream: TextIO | None = None, close_progress: bool = True) -> None:
+                 concurrency: int = 1, stream: TextIO | None = None) -> None:
         self.cluster = cluster
         self.progress = progress                 # `sweep.progress.Progress`: its lines, its rate from the first worker
         self.worker, self.concurrency = worker, concurrency   # the actor class; calls each actor runs at once
         self.stream = stream                     # the start-up lines' stream (None: the progress stream)
-        self.close_progress = close_progress     # False: the caller closes `progress` (`sweep run`, after the session)
         self.use_gpu, self.count = False, 0      # the fleet's plan (`cluster_plan`), once the session has begun
         self.fleet: Fleet | None = None          # once `start` made it
 
     @contextlib.contextmanager
     def session(self, most_tasks: int) -> Iterator[FleetRun]:
         """The Ray session (`ray_session`) with SIGTERM as Ctrl-C, and the fleet's plan for at most `most_tasks`
-        tasks; on the way out the fleet (if `start` made one) stopped and then `progress` closed (`close_progress`)."""
-        # SIGTERM is taken over after ray.init, which installs a handler of its own.
-        with ray_session(self.cluster), sigterm_as_interrupt():
-            self.use_gpu, self.count = cluster_plan(self.cluster, most_tasks)
-            try:
-                yield self
-            finally:
-                if self.fleet is not None:
-                    self.fleet.stop()
-                    if self.close_progress:
-                        self.progress.close()
+        tasks; on the way out the fleet (if `start` made one) stopped, the session left, and `progress` closed
+        whatever the way out: a bar left open on a terminal would run on into the error's or interruption's line."""
+        try:
+            # SIGTERM is taken over after ray.init, which installs a handler of its own.
+            with ray_session(self.cluster), sigterm_as_interrupt():
+                self.use_gpu, self.count = cluster_plan(self.cluster, most_tasks)
+                try:
+                    yield self
+                finally:
+                    if self.fleet is not None:
+                        self.fleet.stop()
+        finally:
+            self.progress.close()
 
     def start(self, worker_config, first_call: Callable):
         """Start the fleet (`count` actors of `worker` with `worker_config`) and return `first_call(actor)`'s answer
@@ -484,7 +485,7 @@ def run_on_fleet(cluster: ClusterConfig, worker_config, tasks: list, *, submit: 
                  max_crashes: int = 3) -> None:
     """`FleetRun` start to end for a command whose tasks need nothing from its first worker (`sweep score`,
     `sweep analyze --features`): a fleet sized for `tasks`, the first worker's `info` waited for, the tasks run,
-    and `progress` closed once the fleet has stopped."""
+    and on the way out the fleet stopped and `progress` closed."""
     run = FleetRun(cluster, progress, worker=worker, stream=stream)
     with run.session(len(tasks)):
         run.start(worker_config, lambda actor: actor.info.remote())

@@ -367,6 +367,38 @@ def test_more_cpus_per_worker_than_a_local_ray_has_is_refused_instead_of_waiting
         run_sweep(config(tmp_path / "s", jobs="octave", classes="0-1", cluster=where), stream=io.StringIO())
 
 
+class TerminalStream(io.StringIO):
+    """What a terminal gets: the progress draws its bar (tqdm) on a stream whose `isatty()` is true."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("command", ["run", "score", "features"])
+def test_a_command_stopped_by_an_error_closes_its_progress_bar_before_the_error_is_said(tmp_path, command):
+    """The bar on a terminal is closed (its line ended) by the time the error leaves the command, wherever it
+    stopped (here: refused once the Ray session had begun, before any worker): left open, the CLI's `Error: ...`
+    line ran on from the bar's, `sweep run`'s on every error and the others' on one before their fleet started."""
+    from sweep.score import ScoreConfig, run_score
+    where = ClusterConfig(cpus_per_worker=4)   # the module's Ray has 2 CPUs: no worker could ever start
+    store = tmp_path / "s"
+    if command != "run":
+        sweep_fakes.build_store(store, classes="0-1", jobs="octave", pairs=None)
+    run = {"run": lambda out: run_sweep(config(store, jobs="octave", classes="0-1", cluster=where), stream=out),
+           "score": lambda out: run_score(ScoreConfig(str(store), "digits", "random", cluster=where), stream=out),
+           "features": lambda out: run_features(FeatureConfig(str(store), "block2", (0,), cluster=where), stream=out)}
+    out = TerminalStream()
+    with sweep_fakes.failing_if_stuck(60):
+        try:
+            run[command](out)
+        except SweepError as error:   # read here, as the CLI says it: the error's traceback still holds the command
+            error_line, shown = str(error), out.getvalue()
+        else:
+            pytest.fail("the command did not stop")
+    assert re.match(r"--cpus-per-worker 4: .* 2 CPUs", error_line)
+    assert "%|" in shown and shown.endswith("\n"), repr(shown[-200:])
+
+
 def test_progress_drops_the_steps_a_dead_actor_reported_for_a_batch_that_runs_again(tmp_path):
     """A batch whose actor died runs again under a new token: the steps the dead actor had reported for it must
     leave the progress, or the batch counts almost twice (100% and ETA 0s with work still running)."""
