@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from jobs.text import listing
+from jobs.text import class_label, listing
 from sweep.plan import Plan
 from sweep.store import is_frame_key
 
@@ -51,7 +51,7 @@ class Coverage:
             else:
                 out.append(f"{j.job}: all {j.expected} images present")
         if self.classes_without_image:
-            names = [_class_label(c, class_names) for c in self.classes_without_image]
+            names = [class_label(c, class_names) for c in self.classes_without_image]
             out.append(f"{len(self.classes_without_image)} classes have no octave image and are left out of the "
                        f"class tables: {listing(names, LIST_LIMIT)}")
         out.extend(self.notes)
@@ -86,6 +86,3 @@ def coverage(manifest: dict, present_keys: Iterable[str]) -> Coverage:
     without = tuple(c for c in classes if c not in with_octave) if wants_octaves else ()
     return Coverage(n, tuple(classes), without, tuple(reports), tuple(notes))
 
-
-def _class_label(c: int, class_names: tuple[str, ...]) -> str:
-    return f"{c} ({class_names[c]})" if 0 <= c < len(class_names) else str(c)

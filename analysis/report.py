@@ -29,7 +29,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, TextIO
+from typing import Callable, Iterable, Iterator, TextIO
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,7 @@ from analysis.load import (FIGURES, NUMERIC_COLUMNS, Rows, drop_temp_folder, ite
 from analysis.tables import MARGIN_SHARE, label_probs
 from jobs.catalog import ALL_JOBS, CLASSLESS, FRAMED, IMAGE_JOBS
 from jobs.schedules import SOURCE_FITS
+from jobs.text import class_label
 from sweep.export import UniqueNames, safe_name   # the one file-name rule, shared with `sweep export`
 from sweep.progress import Progress
 from sweep.store import SCORES, TRAJECTORIES, Store, job_schedule, open_store, source_file
@@ -845,14 +846,6 @@ def templates():
     env.filters["code"] = inline_code
     env.globals["class_label"] = class_label
     return env
-
-
-def class_label(c: int, names: Sequence[str]) -> str:
-    """How the pages name class `c`: its number and name ("1 goldfish"), or the name alone where it says the number
-    already (the demo model's "digit 2"), which would otherwise read "2 digit 2"; the number alone outside `names`."""
-    if not 0 <= c < len(names):
-        return str(c)
-    return names[c] if str(c) in names[c].split() else f"{c} {names[c]}"
 
 
 def inline_code(text):

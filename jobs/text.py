@@ -1,5 +1,5 @@
 """Small text rules every layer shares: an error's message as one line, what counts as a whole number, and a
-short listing of many items.
+short listing of many items, and how a class is named.
 
 `jobs` is the bottom layer (`sweep` and `analysis` import it, never the reverse), so these live here, with no
 import beyond the standard library.
@@ -7,6 +7,7 @@ import beyond the standard library.
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
 _WHOLE_NUMBER = re.compile(r"[0-9]+")
 
@@ -31,3 +32,11 @@ def listing(items, limit: int = 3) -> str:
     """The first `limit` items, comma-separated, then "and N more" for the rest: an error names a few, not all."""
     items = [str(i) for i in items]
     return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def class_label(c: int, names: Sequence[str]) -> str:
+    """How pages and terminal lines name class `c`: its number and name ("1 goldfish"), or the name alone where it says the number
+    already (the demo model's "digit 2"), which would otherwise read "2 digit 2"; the number alone outside `names`."""
+    if not 0 <= c < len(names):
+        return str(c)
+    return names[c] if str(c) in names[c].split() else f"{c} {names[c]}"

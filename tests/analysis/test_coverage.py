@@ -29,7 +29,7 @@ def test_incomplete_store_says_what_is_missing(tmp_path):
     text = "\n".join(cov.lines(NAMES))
     assert "octave: 5 of 6 images; missing 1: octave:-:5:-1:0" in text
     assert "addition: 3 of 4 images; missing 1: addition:merge:2:3:0" in text
-    assert "5 (fox)" in text and "INCOMPLETE" in text
+    assert "no octave image and are left out of the class tables: 5 fox" in text and "INCOMPLETE" in text
 
 
 def test_job_planned_but_never_run(tmp_path):
@@ -43,7 +43,12 @@ def test_sweep_of_some_classes_only(small_store):
     manifest = {"n_classes": 10, "class_names": [f"c{i}" for i in range(10)], "options": options}
     lines = coverage(manifest, _keys(small_store)).lines()
     assert "the sweep covers 8 of the model's 10 classes" in lines
-    assert any("2 classes have no octave image" in line for line in lines)
+    assert "2 classes have no octave image and are left out of the class tables: 6, 7" in lines
+    named = coverage(manifest, _keys(small_store)).lines(tuple(manifest["class_names"]))
+    assert "2 classes have no octave image and are left out of the class tables: 6 c6, 7 c7" in named
+    digits = {**manifest, "class_names": [f"digit {i}" for i in range(10)]}   # a name that says the number: once
+    assert "2 classes have no octave image and are left out of the class tables: digit 6, digit 7" in \
+        coverage(digits, _keys(small_store)).lines(tuple(digits["class_names"]))
 
 
 def test_image_jobs_are_expanded_by_the_plan(small_store):

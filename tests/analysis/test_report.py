@@ -655,15 +655,6 @@ def test_the_video_list_writes_no_partner_as_the_store_does_and_reads_older_list
     assert f'{added} (with <a href="../classes/0000.html">0 apple</a>)' in page_1.read_text()
 
 
-def test_class_label_names_a_class_once():
-    from analysis.report import class_label
-    digits = tuple(f"digit {d}" for d in range(10))
-    assert [class_label(2, digits), class_label(1, ("tench", "goldfish")), class_label(7, ("tench",))] == [
-        "digit 2", "1 goldfish", "7"]
-    assert class_label(12, tuple(f"class {c}" for c in range(20))) == "class 12"
-    assert class_label(2, ("a", "b", "2 seater")) == "2 seater" and class_label(1, ("a", "12 b")) == "1 12 b"
-
-
 def test_an_addition_video_names_a_digit_partner_once(tmp_path):
     """On the demo model a video caption read "(with 2 digit 2)": the partner's number and its name, which says it."""
     from sweep.store import TRAJECTORIES, Store

@@ -1,9 +1,9 @@
-"""The shared one-line error rules and the whole-number rule (`jobs.text`)."""
+"""The shared one-line error rules, the whole-number rule and class names (`jobs.text`)."""
 from __future__ import annotations
 
 import pytest
 
-from jobs.text import first_line, flattened, is_whole_number, listing
+from jobs.text import class_label, first_line, flattened, is_whole_number, listing
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -31,3 +31,11 @@ def test_flattened_joins_every_line_into_one():
 def test_listing_names_a_few_then_counts_the_rest():
     assert listing([]) == "" and listing(["a"]) == "a" and listing("abc") == "a, b, c"
     assert listing("abcde") == "a, b, c and 2 more" and listing(range(5), limit=1) == "0 and 4 more"
+
+
+def test_class_label_names_a_class_once():
+    digits = tuple(f"digit {d}" for d in range(10))
+    assert [class_label(2, digits), class_label(1, ("tench", "goldfish")), class_label(7, ("tench",))] == [
+        "digit 2", "1 goldfish", "7"]
+    assert class_label(12, tuple(f"class {c}" for c in range(20))) == "class 12"
+    assert class_label(2, ("a", "b", "2 seater")) == "2 seater" and class_label(1, ("a", "12 b")) == "1 12 b"
