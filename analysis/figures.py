@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, PARTNER, Cell, Pages, caption_px, declutter,
                               fit_text, gif_bytes, grid_figure, grid_pages, isolation_order, new_figure)
 from analysis.graph import component_hubs
-from sweep.features import size_note
+from jobs.text import size_note
 
 GRID_THUMB = 96          # px, images in the grids
 CONTACT = (10, 10)       # columns x rows per contact-sheet page
@@ -228,7 +228,7 @@ def feature_maps(features: pd.DataFrame) -> list[str]:
 
 
 def feature_size_note(features: pd.DataFrame) -> str:
-    """The size the model saw the images at, for a subtitle: `sweep.features.size_note` (the wording of the line
+    """The size the model saw the images at, for a subtitle: `jobs.text.size_note` (the wording of the line
     `sweep analyze --features` prints) after a space, e.g. " at 299 px (the model's input size)"; "" for no rows."""
     if features.empty:
         return ""

@@ -1,5 +1,5 @@
-"""Small text rules every layer shares: an error's message as one line, what counts as a whole number, and a
-short listing of many items, and how a class is named.
+"""Small text rules every layer shares: an error's message as one line, what counts as a whole number, a
+short listing of many items, how a class is named, and at what size a feature pass saw its images.
 
 `jobs` is the bottom layer (`sweep` and `analysis` import it, never the reverse), so these live here, with no
 import beyond the standard library.
@@ -7,7 +7,7 @@ import beyond the standard library.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Iterable, Sequence
 
 _WHOLE_NUMBER = re.compile(r"[0-9]+")
 
@@ -35,8 +35,24 @@ def listing(items, limit: int = 3) -> str:
 
 
 def class_label(c: int, names: Sequence[str]) -> str:
-    """How pages and terminal lines name class `c`: its number and name ("1 goldfish"), or the name alone where it says the number
-    already (the demo model's "digit 2"), which would otherwise read "2 digit 2"; the number alone outside `names`."""
+    """How pages and terminal lines name class `c`: its number and name ("1 goldfish"), or the name alone where it
+    says the number already (the demo model's "digit 2", which would otherwise read "2 digit 2"); the number alone
+    outside `names`."""
     if not 0 <= c < len(names):
         return str(c)
     return names[c] if str(c) in names[c].split() else f"{c} {names[c]}"
+
+
+def size_note(size: str | None, sides: Iterable[int]) -> str:
+    """The size the model saw a features table's images at, from its `feature_size` and `side` values (None: a
+    table made before `--feature-size`, computed at the stored size): "at 299 px (the model's input size)", the
+    article's; "at the stored size (490 px)"; "at the stored sizes (380-490 px)". One wording for the line
+    `sweep analyze --features` prints and the feature scatter's subtitle."""
+    sides = sorted(set(sides))
+    if size is None:
+        return "at the stored size (computed before --feature-size)"
+    if size == "input":   # one side: the model's
+        return f"at {', '.join(map(str, sides))} px (the model's input size)"
+    if len(sides) == 1:
+        return f"at the stored size ({sides[0]} px)"
+    return "at the stored sizes" + (f" ({sides[0]}-{sides[-1]} px)" if sides else "")

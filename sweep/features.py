@@ -12,11 +12,12 @@ schedule did (`antialias`, from the manifest's `schedule_contents`; true where a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, TextIO
+from typing import TextIO
 
 import numpy as np
 import pyarrow as pa
 
+from jobs.text import size_note
 from sweep.fleet import ClusterConfig, SweepError, check_cluster, run_on_fleet
 from sweep.plan import PlanError
 from sweep.progress import Progress
@@ -43,21 +44,6 @@ class FeatureConfig:
                                      #   "stored": at the size the image was stored at (ours before this
                                      #   field: 490 px for the googlenet preset, whose octaves upsample)
     cluster: ClusterConfig = ClusterConfig()   # where the workers run, as for `sweep run`
-
-
-def size_note(size: str | None, sides: Iterable[int]) -> str:
-    """The size the model saw a features table's images at, from its `feature_size` and `side` values (None: a
-    table made before `--feature-size`, computed at the stored size): "at 299 px (the model's input size)", the
-    article's; "at the stored size (490 px)"; "at the stored sizes (380-490 px)". One wording for the line
-    `sweep analyze --features` prints and the feature scatter's subtitle."""
-    sides = sorted(set(sides))
-    if size is None:
-        return "at the stored size (computed before --feature-size)"
-    if size == "input":   # one side: the model's
-        return f"at {', '.join(map(str, sides))} px (the model's input size)"
-    if len(sides) == 1:
-        return f"at the stored size ({sides[0]} px)"
-    return "at the stored sizes" + (f" ({sides[0]}-{sides[-1]} px)" if sides else "")
 
 
 @dataclass(frozen=True)

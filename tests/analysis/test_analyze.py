@@ -49,7 +49,7 @@ def test_incomplete_store_is_analysed_with_a_statement(tmp_path):
     assert not summary.complete and "INCOMPLETE" in text
     assert "octave: 5 of 6 images; missing 1: octave:-:5:-1:0" in text
     assert "opposite: 5 of 6 images; missing 1: opposite:-:2:-1:0" in text
-    assert "addition: 2 of 4 images; missing 2" in text and "5 (fox)" in text
+    assert "addition: 2 of 4 images; missing 2" in text and "left out of the class tables: 5 fox" in text
     assert list(_read(store, "classes")["target"]) == [0, 1, 2, 3, 4]
     assert _read(store, "graph_components")["members"].map(list).tolist() == [[2, 3, 4], [0, 1]]
 

@@ -1,7 +1,8 @@
 """The feature pass's wording: the size the model saw the images at, one phrase for its line and the scatter."""
 from __future__ import annotations
 
-from sweep.features import FeatureSummary, size_note
+from jobs.text import size_note
+from sweep.features import FeatureSummary
 
 
 def test_the_size_note_names_the_pixels_and_whose_size_they_are():
