@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, PARTNER, Cell, Pages, caption_px, declutter,
                               fit_text, gif_bytes, grid_figure, grid_pages, isolation_order, new_figure)
 from analysis.graph import component_hubs
+from jobs.outputs import label_probs
 from jobs.text import size_note
 
 GRID_THUMB = 96          # px, images in the grids
@@ -136,7 +137,6 @@ def source_grid(job: str, rows: pd.DataFrame, sources: Mapping, thumbs: Mapping,
     given the rows' `logits` (N x n_classes, in `rows`' order), that class's probability."""
     title, legend, _ = SOURCE_GRIDS[job]
     if logits is not None:
-        from analysis.tables import label_probs
         rows = rows.assign(label_prob=label_probs(logits, rows["label"].to_numpy()))
     cells = []
     for r in rows.sort_values(["variant", "source", "target", "seed"], kind="mergesort").itertuples():

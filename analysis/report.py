@@ -43,8 +43,9 @@ from analysis import figures as fig
 from analysis.analyze import ANALYSIS_DIR, ANALYSIS_VERSION, SUMMARY_FILE, AnalysisSummary, analyze_store
 from analysis.load import (FIGURES, NUMERIC_COLUMNS, Rows, drop_temp_folder, iter_image_rows, iter_pngs,
                            output_folder, read_rows)
-from analysis.tables import MARGIN_SHARE, label_probs
+from analysis.tables import MARGIN_SHARE
 from jobs.catalog import ALL_JOBS, CLASSLESS, FRAMED, IMAGE_JOBS
+from jobs.outputs import label_probs
 from jobs.schedules import SOURCE_FITS
 from jobs.text import class_label
 from sweep.export import UniqueNames, safe_name   # the one file-name rule, shared with `sweep export`

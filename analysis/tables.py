@@ -36,14 +36,6 @@ MARGIN_SHARE = 0.5      # the article's margin opposite is sought among this sha
                         #   target)
 
 
-def label_probs(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Each row's probability of its label (the argmax): shown beside a label that is not the row's class, whose
-    own probability says nothing of the label's; nan where the label is unknown (< 0). N x C, N -> N."""
-    labels = np.asarray(labels)
-    probs = softmax(np.asarray(logits))[np.arange(len(labels)), np.clip(labels, 0, None)]
-    return np.where(labels >= 0, probs, np.nan)
-
-
 def article_margin_opposite(logits: np.ndarray, targets: np.ndarray, share: float = MARGIN_SHARE) -> np.ndarray:
     """Per row (a class image's outputs), the article's margin opposite (Latent space, "Opposites"): among the
     lowest `share` of the outputs, the target left out, the class whose output lies furthest below the next

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from jobs.catalog import CATALOG, CLASSLESS
-from jobs.outputs import rank_matrix, softmax, top_k   # the same statistics as the scorer's (sweep.score)
+from jobs.outputs import by_blocks, rank_matrix, softmax, top_k   # the same statistics as the scorer's (sweep.score)
 
 AIMS = {job.name: job.aim for job in CATALOG}
 TRANSFER_FILE = "transfer.parquet"
@@ -107,10 +107,23 @@ def _pick(matrix: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 
 def _aligned(images: pd.DataFrame, out: Outputs) -> tuple[pd.DataFrame, np.ndarray]:
-    """The rows of `images` a scorer has outputs for, and those outputs in the same order (N x C float64)."""
+    """The rows of `images` a scorer has outputs for, and the indices of their outputs in `out.logits`."""
     position = pd.Series(np.arange(len(out.keys)), index=pd.Index(out.keys))
     present = images[images["key"].isin(position.index)]
-    return present, np.asarray(out.logits, dtype=np.float64)[position[present["key"]].to_numpy()]
+    return present, position[present["key"]].to_numpy()
+
+
+def aim_statistics(logits: np.ndarray, rows: np.ndarray, aim: np.ndarray, partner: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rank of the aim, rank of the partner, probability of the aim) on `logits[rows]` (0: the largest output;
+    NaN where the class is < 0), a block of rows at a time: the N x C ranks and probabilities of 10^5 images
+    would take gigabytes."""
+    def block(part: slice) -> np.ndarray:
+        values = np.asarray(logits[rows[part]], dtype=np.float64)                   # n x C
+        rank = rank_matrix(values)
+        return np.stack([_pick(rank, aim[part]), _pick(rank, partner[part]), _pick(softmax(values), aim[part])], 1)
+    stats = by_blocks(len(rows), block)                                              # N x 3
+    return stats[:, 0], stats[:, 1], stats[:, 2]
 
 
 def transfer_table(images: pd.DataFrame, outputs: Mapping[str, Outputs], generator: str) -> pd.DataFrame:
@@ -121,14 +134,12 @@ def transfer_table(images: pd.DataFrame, outputs: Mapping[str, Outputs], generat
     model's scorer id (its row is marked `own`)."""
     rows = []
     for scorer, out in outputs.items():
-        present, logits = _aligned(images, out)                                                  # N x C
+        present, rows_of = _aligned(images, out)
         if present.empty:
             continue
-        rank, probs = rank_matrix(logits), softmax(logits)                    # rank 0: the largest output
-        n_classes = logits.shape[1]
-        aim, partner = aim_class(present), present["partner"].to_numpy()
-        aim_rank, partner_rank = _pick(rank, aim), _pick(rank, partner)
-        aim_prob = _pick(probs, aim)
+        n_classes = out.logits.shape[1]
+        aim_rank, partner_rank, aim_prob = aim_statistics(out.logits, rows_of, aim_class(present),
+                                                          present["partner"].to_numpy())
         for (job, variant), index in present.groupby(["job", "variant"], sort=True).indices.items():
             r, p = aim_rank[index], partner_rank[index]
             classless = job in CLASSLESS
@@ -157,9 +168,10 @@ def top_classes(images: pd.DataFrame, outputs: Mapping[str, Outputs], class_name
     label, label_name, prob."""
     rows = []
     for scorer, out in outputs.items():
-        present, logits = _aligned(images, out)
+        present, rows_of = _aligned(images, out)
         if present.empty:
             continue
+        logits = np.asarray(out.logits[rows_of], dtype=np.float64)   # the octave images: a few thousand rows
         probs = softmax(logits)
         order = top_k(logits, k)
         for i, row in enumerate(present.itertuples(index=False)):

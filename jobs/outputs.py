@@ -5,14 +5,21 @@ scorer (`sweep.score`) and the analysis (`analysis.tables`, `analysis.transfer`)
     top_k         the k largest outputs' classes per row, largest first
     rank_of       1-based rank of one given class per row: 1 + the outputs strictly larger (ties share a rank)
     rank_matrix   0-based rank of every class in every row: 0 for the largest (ties in class order)
+    label_probs   each row's softmax probability of one given class (its label)
+
+The N x C results (softmax, rank_matrix) are as large as the outputs, in 8-byte numbers: a reader of 10^5 images
+computes them a block of ROW_BLOCK rows at a time (`by_blocks`), so its temporaries stay a few MB.
 
 Light on purpose (NumPy; SciPy on the first softmax): the analysis reads it without the Ray-side scorer, and the
 scorer without the analysis stack.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
+ROW_BLOCK = 4096   # rows per block of `by_blocks`: 4096 x 1000 float64 is 33 MB
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax in float64 (SciPy's, numerically stable). N x C -> N x C."""
@@ -38,3 +45,22 @@ def rank_matrix(logits: np.ndarray) -> np.ndarray:
     out = np.empty_like(order)
     np.put_along_axis(out, order, np.arange(logits.shape[1])[None, :].repeat(len(logits), 0), axis=1)
     return out
+
+
+def by_blocks(rows: int, compute: Callable[[slice], np.ndarray], block: int | None = None) -> np.ndarray:
+    """`compute(rows_slice)` over consecutive blocks of `rows` rows (ROW_BLOCK unless `block`), concatenated: the
+    per-row result of an N x C statistic without its N x C temporaries."""
+    block = block or ROW_BLOCK
+    parts = [compute(slice(start, start + block)) for start in range(0, rows, block)]
+    return np.concatenate(parts) if parts else compute(slice(0, 0))
+
+
+def label_probs(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each row's probability of its label (the argmax): shown beside a label that is not the row's class, whose
+    own probability says nothing of the label's; nan where the label is unknown (< 0). N x C, N -> N."""
+    labels = np.asarray(labels)
+
+    def block(rows: slice) -> np.ndarray:
+        probs = softmax(np.asarray(logits[rows]))
+        return probs[np.arange(len(probs)), np.clip(labels[rows], 0, None)]
+    return np.where(labels >= 0, by_blocks(len(labels), block), np.nan)

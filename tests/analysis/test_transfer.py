@@ -212,3 +212,28 @@ def test_the_analysis_imports_none_of_the_ray_side_modules():
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120,
                             env=env)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_transfer_table_is_computed_a_block_of_rows_at_a_time(monkeypatch):
+    """Scale audit: the table took each scorer's outputs whole as float64, then an N x C rank matrix (with its sort
+    and index arrays) and an N x C softmax: about 4 GB of temporaries at 10^5 images. Now a block of rows at a time:
+    the same table whatever the block, and the peak memory below the outputs' own size."""
+    import tracemalloc
+    import jobs.outputs
+    a = transfer_table(images(), outputs(), generator="gen")
+    monkeypatch.setattr(jobs.outputs, "ROW_BLOCK", 2)
+    pd.testing.assert_frame_equal(transfer_table(images(), outputs(), generator="gen"), a)
+    monkeypatch.setattr(jobs.outputs, "ROW_BLOCK", 1000)
+    rng = np.random.default_rng(0)
+    n, classes = 40000, 250
+    many = pd.DataFrame({"key": [f"k{i}" for i in range(n)], "job": "octave", "variant": "",
+                         "target": rng.integers(0, classes, n), "partner": -1})
+    logits = rng.normal(size=(n, classes)).astype(np.float32)        # 40 MB
+    scorers = {"gen": Outputs(list(many["key"]), logits)}
+    tracemalloc.start()
+    try:
+        table = transfer_table(many, scorers, generator="gen")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert table["images"].tolist() == [n] and peak < logits.nbytes
