@@ -17,9 +17,11 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from jobs.outputs import label_probs
 from jobs.text import first_line
 from sweep.store import (ANALYSIS, FAILURES, FRAMES, IMAGES, LEASES, MANIFEST, QUARANTINE, SCORES, SOURCES,
                          TEMP_DIR, TRAJECTORIES, Store, StoreError, is_frame_key, no_images_yet, open_store,
@@ -27,6 +29,7 @@ from sweep.store import (ANALYSIS, FAILURES, FRAMES, IMAGES, LEASES, MANIFEST, Q
 
 # Columns of the jobs from real images, and their values in stores written before those jobs existed.
 OPTIONAL_COLUMNS = {"source": "", "frame": -1, "step": -1}
+OPTIONAL_TYPES = {"source": pa.string(), "frame": pa.int32(), "step": pa.int32()}   # as `images_schema` has them
 # How the tables see a missing value, stored as a null (partner: no second class; source: a noise job).
 NULL_AS = {"partner": -1, "source": ""}
 # Every column numeric analysis reads from images/ (never `png`).
@@ -36,6 +39,7 @@ NUMERIC_COLUMNS = ("key", "job", "variant", "target", "partner", "seed", "label"
 REQUIRED_COLUMNS = (*(c for c in NUMERIC_COLUMNS if c not in OPTIONAL_COLUMNS), "png")
 # Sort order of rows: stable across runs and independent of which worker wrote which file.
 ROW_ORDER = ["job", "variant", "target", "partner", "seed", "source", "frame"]
+LABEL_PROB = "label_prob"   # a column `read_rows` computes: each row's probability of its label (`label_probs`)
 FIGURES = "figures"   # the default output folder of `sweep figures` and `sweep directions`, inside the store
 
 
@@ -89,54 +93,85 @@ def _logits_array(column: pa.ChunkedArray, n_classes: int, name: str) -> np.ndar
     return values.reshape(len(flat), n_classes)
 
 
-def read_rows(store: Store | str, columns: Sequence[str] = NUMERIC_COLUMNS, frames: bool = False) -> Rows:
-    """Every image row of the store, reading only `columns` (which must include key and logits, never png).
+def read_rows(store: Store | str, columns: Sequence[str] = NUMERIC_COLUMNS, frames: bool = False,
+              logits: bool = True) -> Rows:
+    """Every image row of the store, reading only `columns` (key, frame and logits always; never png).
 
     Rows are de-duplicated by key (the first file in name order wins) and sorted by ROW_ORDER, so the result does
     not depend on which worker wrote what, or when. An interpolation's kept frames (frame >= 0, the `frames/`
     table, or extra rows of images/ in older stores) are left out unless `frames`, so that every other row is one
     job's final image. Files of older stores lack the image jobs' columns: they read as OPTIONAL_COLUMNS says (no
     source, final images).
+
+    `logits=False` keeps no output vectors (`Rows.logits` is N x 0): a reader of every frame needs a few numbers
+    per row, not 4 KB of outputs. Among `columns`, LABEL_PROB is each row's probability of its label, computed from
+    each file's outputs as the file is read. Each file's rows are kept as Arrow columns and converted to pandas
+    once, for the whole store.
     """
     if "png" in columns:
         raise ValueError("numeric reads never load PNG bytes; use iter_pngs")
     store = open_store(store)
-    columns = list(dict.fromkeys(["key", *columns, "frame", "logits"]))
-    metas, logits = [], []
+    derived = LABEL_PROB in columns
+    columns = [c for c in dict.fromkeys(["key", *columns, "frame"]) if c not in ("logits", LABEL_PROB)]
+    stored = [*columns, *(["label"] if derived and "label" not in columns else []),
+              *(["logits"] if logits or derived else [])]
     files = store.files(IMAGES)
     if files and frames:
         files += store.files(FRAMES)
     if not files:
         raise no_images_yet(store)
+    metas, outputs = [], []
     for path in files:
-        name = posixpath.basename(path)
-        try:
-            parquet = _open_parquet(store, path)
-            present = set(parquet.schema_arrow.names)
-            table = parquet.read(columns=[c for c in columns if c in present or c not in OPTIONAL_COLUMNS])
-        except (pa.ArrowInvalid, OSError) as err:
-            raise StoreError(f"images/{name} cannot be read ({first_line(err)})") from None
-        logits.append(_logits_array(table.column("logits"), store.n_classes, name))
-        meta = table.drop_columns(["logits"]).to_pandas()
-        for column, value in NULL_AS.items():
-            if column in meta.columns and meta[column].isna().any():
-                meta[column] = meta[column].fillna(value).astype(table.schema.field(column).type.to_pandas_dtype())
-        for column in columns:
-            if column not in meta.columns and column in OPTIONAL_COLUMNS:
-                meta[column] = OPTIONAL_COLUMNS[column]
-        metas.append(meta[[c for c in columns if c != "logits"]])
-    meta = pd.concat(metas, ignore_index=True)
-    values = np.concatenate(logits) if logits else np.zeros((0, store.n_classes), np.float32)
+        table, values = _read_images_file(store, path, stored)
+        if derived:
+            table = table.append_column(LABEL_PROB, pa.array(label_probs(values, table.column("label").to_numpy()),
+                                                             pa.float64()))
+        metas.append(table.select([*columns, *([LABEL_PROB] if derived else [])]))
+        outputs.append(values if logits else values[:, :0])
+    meta = _with_defaults(pa.concat_tables(metas, promote_options="permissive")).to_pandas()
     if meta.empty:
         raise StoreError(f"store {store.uri} is empty: its images files hold no rows")
     keep = ~meta["key"].duplicated(keep="first").to_numpy()
     if not frames:
         keep &= meta["frame"].to_numpy() < 0
-    meta, values = meta[keep], values[keep]
-    meta = meta.reset_index(drop=True)
+    meta = meta[keep].reset_index(drop=True)
     sort_by = [c for c in ROW_ORDER if c in meta.columns] or ["key"]
     order = meta.sort_values(sort_by, kind="mergesort").index.to_numpy()
-    return Rows(meta.iloc[order].reset_index(drop=True), np.ascontiguousarray(values[order]))
+    values = np.concatenate(outputs)
+    del outputs   # the per-file arrays: one copy of the outputs at a time, then the kept rows in order
+    return Rows(meta.iloc[order].reset_index(drop=True), values[np.flatnonzero(keep)[order]])
+
+
+def _read_images_file(store: Store, path: str, columns: Sequence[str]) -> tuple[pa.Table, np.ndarray]:
+    """One images/ (or frames/) file's `columns`: all but logits as an Arrow table (an older file's missing
+    OPTIONAL_COLUMNS at their defaults), and the outputs as N x n_classes float32 (N x 0 when logits is not
+    among the columns)."""
+    name = posixpath.basename(path)
+    try:
+        parquet = _open_parquet(store, path)
+        present = set(parquet.schema_arrow.names)
+        table = parquet.read(columns=[c for c in columns if c in present or c not in OPTIONAL_COLUMNS])
+    except (pa.ArrowInvalid, OSError) as err:
+        raise StoreError(f"images/{name} cannot be read ({first_line(err)})") from None
+    if "logits" in columns:
+        values = _logits_array(table.column("logits"), store.n_classes, name)
+        table = table.drop_columns(["logits"])
+    else:
+        values = np.zeros((table.num_rows, 0), np.float32)
+    for column in columns:
+        if column not in table.column_names and column in OPTIONAL_COLUMNS:
+            table = table.append_column(column, pa.array([OPTIONAL_COLUMNS[column]] * table.num_rows,
+                                                         OPTIONAL_TYPES[column]))
+    return table, values
+
+
+def _with_defaults(table: pa.Table) -> pa.Table:
+    """The null cells of NULL_AS's columns as their values there (no partner: -1; no source: "")."""
+    for column, value in NULL_AS.items():
+        if column in table.column_names and table.column(column).null_count:
+            filled = pc.fill_null(table.column(column), pa.scalar(value, table.schema.field(column).type))
+            table = table.set_column(table.column_names.index(column), column, filled)
+    return table
 
 
 def representatives(rows: Rows) -> Rows:

@@ -61,10 +61,15 @@ def make_small_store(path, drop: tuple[str, ...] = (), options: dict | None = No
 
 def corrupt_png_column(store: str) -> None:
     """Overwrite every png column chunk of every images/ file with garbage (other columns stay readable)."""
+    corrupt_column(store, "png")
+
+
+def corrupt_column(store: str, column: str, folder: str = "images") -> None:
+    """Overwrite every `column` chunk of every `folder` file with garbage (other columns stay readable)."""
     import glob
-    for path in glob.glob(f"{store}/images/*.parquet"):
+    for path in glob.glob(f"{store}/{folder}/*.parquet"):
         meta = pq.ParquetFile(path).metadata
-        j = meta.schema.to_arrow_schema().names.index("png")
+        j = meta.schema.to_arrow_schema().names.index(column)
         chunks = [meta.row_group(i).column(j) for i in range(meta.num_row_groups)]
         with open(path, "r+b") as f:
             for col in chunks:

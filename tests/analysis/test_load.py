@@ -150,3 +150,36 @@ def test_logits_that_do_not_match_the_manifest(small_store):
     with pytest.raises(StoreError) as err:
         read_rows(open_store(small_store))
     assert "7 classes" in _one_line(err)
+
+
+def test_a_read_without_outputs_never_touches_the_logits_column(tmp_path):
+    """Scale audit: the figures read every frame's 4 KB output vector (1.4 GB of them at 10^5 images) to show two
+    numbers; `logits=False` reads the numbers only, with each row's label probability computed file by file."""
+    from test_image_figures import make_image_store
+    from handmade import corrupt_column
+    from jobs.outputs import label_probs
+    from analysis.load import LABEL_PROB
+    store = make_image_store(tmp_path / "s")
+    whole = read_rows(store, frames=True)
+    light = read_rows(store, [*NUMERIC_COLUMNS, LABEL_PROB], frames=True, logits=False)
+    assert light.logits.shape == (len(whole), 0)
+    pd.testing.assert_frame_equal(light.meta.drop(columns=[LABEL_PROB]), whole.meta)
+    np.testing.assert_array_equal(light.meta[LABEL_PROB], label_probs(whole.logits, whole.meta["label"]))
+    for folder in ("images", "frames"):
+        corrupt_column(store, "logits", folder)
+    assert len(read_rows(store, frames=True, logits=False)) == len(whole)
+    with pytest.raises(StoreError):   # the corruption is real
+        read_rows(store, frames=True)
+
+
+def test_rows_read_the_same_whatever_optional_columns_their_files_lack(tmp_path):
+    """Files of one store written before and after the image jobs' columns existed, read together."""
+    store = make_small_store(tmp_path / "s", rows_per_file=3)
+    full = read_rows(open_store(store))
+    for name in sorted(os.listdir(os.path.join(store, "images")))[::2]:   # every other file as an older one
+        path = os.path.join(store, "images", name)
+        pq.write_table(pq.read_table(path).drop_columns(["source", "frame", "step"]), path)
+    mixed = read_rows(open_store(store), [*NUMERIC_COLUMNS, "step"])
+    pd.testing.assert_frame_equal(mixed.meta.drop(columns=["step"]), full.meta)
+    np.testing.assert_array_equal(mixed.logits, full.logits)
+    assert set(mixed.meta["step"]) <= {-1, 0}
