@@ -134,7 +134,7 @@ def source_grid(job: str, rows: pd.DataFrame, sources: Mapping, thumbs: Mapping,
                 logits: np.ndarray | None = None, thumb: int = GRID_THUMB) -> Pages:
     """Images of one job from real images (`rows`: store rows of that job) beside their source photograph
     (`sources`: source name -> thumbnail). A dream has no target: it is labelled with the class the model sees and,
-    given the rows' `logits` (N x n_classes, in `rows`' order), that class's probability."""
+    given the rows' `logits` (N x n_classes, in `rows`' order) or a `label_prob` column, that class's probability."""
     title, legend, _ = SOURCE_GRIDS[job]
     if logits is not None:
         rows = rows.assign(label_prob=label_probs(logits, rows["label"].to_numpy()))
@@ -160,18 +160,19 @@ def one_decimal(value: float) -> str:
     return f"{round(float(value), 1) + 0.0:.1f}"   # -0.0 + 0.0 is 0.0
 
 
-def interpolation_strip(frames: pd.DataFrame, logits: np.ndarray, source_thumb, thumbs: Mapping,
+def interpolation_strip(frames: pd.DataFrame, values: np.ndarray, source_thumb, thumbs: Mapping,
                         names: Sequence[str], *, thumb: int = GRID_THUMB) -> Figure:
     """One interpolation from class a to b (`frames`: its rows in order, with target, partner, source, seed, step,
-    key; `logits`: their N x n_classes logits): the source photograph, then each frame with a's and b's logits."""
+    key; `values`: N x 2, class a's and class b's logit on each): the source photograph, then each frame with
+    a's and b's logits."""
     first = frames.iloc[0]
     a, b, source, seed = int(first.target), int(first.partner), first.source, first.seed
     cells = [Cell((source_thumb,), ((f"{names[a]} -> {names[b]}", INK), (str(source), MUTED),
                                     (f"seed {seed}", MUTED)))]
-    for values, r in zip(logits, frames.itertuples()):
+    for (value_a, value_b), r in zip(values, frames.itertuples()):
         cells.append(Cell((thumbs.get(r.key),), ((f"step {r.step}", MUTED),
-                                                 (f"{names[a]}: {one_decimal(values[a])}", PALETTE[0]),
-                                                 (f"{names[b]}: {one_decimal(values[b])}", PALETTE[1]))))
+                                                 (f"{names[a]}: {one_decimal(value_a)}", PALETTE[0]),
+                                                 (f"{names[b]}: {one_decimal(value_b)}", PALETTE[1]))))
     return grid_figure(cells, title=f"Interpolation from {names[a]} to {names[b]}, from {source}",
                        columns=len(cells), thumb=thumb)
 

@@ -41,11 +41,10 @@ from PIL import Image
 from analysis import drawing
 from analysis import figures as fig
 from analysis.analyze import ANALYSIS_DIR, ANALYSIS_VERSION, SUMMARY_FILE, AnalysisSummary, analyze_store
-from analysis.load import (FIGURES, NUMERIC_COLUMNS, Rows, drop_temp_folder, iter_image_rows, iter_pngs,
+from analysis.load import (FIGURES, LABEL_PROB, NUMERIC_COLUMNS, Rows, drop_temp_folder, iter_image_rows, iter_pngs,
                            output_folder, read_rows)
 from analysis.tables import MARGIN_SHARE
 from jobs.catalog import ALL_JOBS, CLASSLESS, FRAMED, IMAGE_JOBS
-from jobs.outputs import label_probs
 from jobs.schedules import SOURCE_FITS
 from jobs.text import class_label
 from sweep.export import UniqueNames, safe_name   # the one file-name rule, shared with `sweep export`
@@ -58,6 +57,9 @@ DECODE_THREADS = min(8, os.cpu_count() or 1)   # PNG decoding threads: Pillow's 
 WRITE_QUEUE = 64         # files waiting for the writing thread at most (bounds memory)
 GIF_FRAME_MS, GIF_HOLD_MS = 250, 1200   # interpolation GIFs: time per frame, and on the final image
 SOURCE_SIDE = 1024       # px, a fitted source photograph at most (`fitted_source`; the pages show PAGE_THUMB)
+# What the figures of the jobs from source images read of each row: a strip's logits of a and b are the stored
+# target_logit and partner_logit, a GIF's size the final image's width and height.
+IMAGE_JOB_COLUMNS = (*NUMERIC_COLUMNS, "step", "partner_logit", "width", "height", LABEL_PROB)
 # Names of what `write_figures` writes under its folder (anything else there is left alone).
 OWNED = ("contact-", "pca.", "graph-", "opposites-", "additions-", "features-", "transfigure-", "interpolation-",
          "dream-", "directed-dream-", "transfer.", "trajectory-", "stability.", "classes/", "img/", "index.html")
@@ -668,8 +670,10 @@ def _directions_figures(writer: _Writer) -> list[ReportFigure]:
 # --- jobs from real images -------------------------------------------------------------------------------------------
 
 def _image_job_rows(st: Store) -> Rows | None:
-    """The rows of the jobs from source images, interpolation frames included; None when the store has none."""
-    rows = read_rows(st, (*NUMERIC_COLUMNS, "step"), frames=True)
+    """The rows of the jobs from source images, interpolation frames included; None when the store has none. Their
+    numbers only, without output vectors (a strip shows its two classes' stored logits, a grid and a class page the
+    label's probability), so that 10^5 images and their frames take megabytes, not gigabytes."""
+    rows = read_rows(st, IMAGE_JOB_COLUMNS, frames=True, logits=False)
     mask = rows.meta["job"].isin(IMAGE_JOBS).to_numpy()
     return rows.select(mask) if mask.any() else None
 
@@ -687,29 +691,22 @@ def _image_job_figures(rows: Rows, photos: dict, fits: dict[str, str], shown: di
         return {name: None if photo is None else drawing.fit_image(fitted_source(photo, fits.get(job)), GRID_THUMB)
                 for name, photo in photos.items()}
     framed = meta["job"].isin(FRAMED).to_numpy()
-    interpolations = set(meta.loc[framed, "key"])
-    thumbs = {key: shown[key] for key in meta["key"] if key in shown}
-    full = {}
-    for chunk in _chunks(iter_pngs(st, [k for k in meta["key"] if k not in thumbs or k in interpolations]), 64):
-        for key, png in chunk:
-            try:
-                image = drawing.decode(png)
-            except (OSError, ValueError, SyntaxError):
-                continue   # a broken PNG shows as missing
-            thumbs[key] = drawing.fit_image(image, GRID_THUMB)
-            if key in interpolations:   # frames (and final images) of interpolations: the GIFs need them whole
-                full[key] = image
+    gridded = meta[~framed]
+    thumbs = {key: shown[key] for key in gridded["key"] if key in shown}
+    for key, png in iter_pngs(st, [k for k in gridded["key"] if k not in thumbs]):
+        try:
+            thumbs[key] = drawing.thumbnail(png, GRID_THUMB)
+        except (OSError, ValueError, SyntaxError):
+            continue   # a broken PNG shows as missing
     figures = []
     for job in (job for job in IMAGE_JOBS if job not in FRAMED):
-        part = meta[meta["job"] == job]
+        part = gridded[gridded["job"] == job]
         if len(part):
             title, _, caption = fig.SOURCE_GRIDS[job]
-            grid = fig.source_grid(job, part, sources(job), thumbs, names, logits=rows.logits[part.index.to_numpy()])
-            figures.append(writer.figure(title, job, grid, caption))
+            figures.append(writer.figure(title, job, fig.source_grid(job, part, sources(job), thumbs, names), caption))
     part = meta[framed]
     if len(part):   # one framed job (interpolate): its schedule's fit
-        figures.append(_interpolations(part, rows.logits[part.index.to_numpy()], sources(part["job"].iloc[0]),
-                                       thumbs, full, names, writer))
+        figures.append(_interpolations(part, sources(part["job"].iloc[0]), names, st, writer))
     return figures
 
 
@@ -752,7 +749,7 @@ def sourced_images(rows: Rows | None, classes: set[int]) -> pd.DataFrame:
     if rows is None:
         return pd.DataFrame(columns=["key", "job", "variant", "target", "source", "seed", "label", "target_prob",
                                      "label_prob"])
-    meta = rows.meta.assign(label_prob=label_probs(rows.logits, rows.meta["label"].to_numpy()))
+    meta = rows.meta
     meta = meta[meta["job"].isin(PAGED_IMAGE_JOBS) & (meta["frame"] < 0) & meta["target"].isin(classes)]
     order = meta["job"].map(ALL_JOBS.index)
     return meta.assign(order=order).sort_values(["order", "variant", "source", "seed", "key"], kind="mergesort") \
@@ -806,33 +803,91 @@ def gallery_by_class(figures: list[ReportFigure]) -> dict[int, list[GalleryItem]
     return out
 
 
-def _interpolations(part: pd.DataFrame, logits: np.ndarray, sources, thumbs, full, names,
-                    writer: _Writer) -> ReportFigure:
-    """Per interpolation (pair, source, seed): a strip of its frames with a's and b's logits under each, and an
-    animated GIF of the frames at the final image's size."""
-    part = part.assign(row=np.arange(len(part)))
-    files, gallery = [], []
+@dataclass(frozen=True)
+class Interpolation:
+    """One interpolation (pair, source, seed) as the report shows it: the rows of its strip (its kept frames in
+    order, else its final image) and the size of its GIF (the final image's)."""
+    target: int
+    partner: int
+    source: str
+    seed: int
+    shown: pd.DataFrame
+    size: tuple[int, int] | None   # (width, height) of the final image; None: that of the last frame shown
+
+    @property
+    def values(self) -> np.ndarray:
+        """Class a's and class b's logit on each image shown (the stored target_logit and partner_logit): N x 2."""
+        return self.shown[["target_logit", "partner_logit"]].to_numpy(dtype=float)
+
+
+def interpolations(part: pd.DataFrame) -> list[Interpolation]:
+    """The interpolations of `part` (rows of the interpolate job, frames included, with width and height), in
+    (a, b, source, seed) order."""
+    out = []
     for (a, b, source, seed), group in part.groupby(["target", "partner", "source", "seed"], sort=True):
         kept = group[group["frame"] >= 0].sort_values("frame")
         final = group[group["frame"] < 0]
-        shown = kept if len(kept) else final
-        values = logits[shown["row"].to_numpy()]
-        stem = writer.unique_stem(f"interpolation-{a:04d}-{b:04d}-{safe_name(source)}-s{seed}", source)
-        png = writer.figure_files(stem, fig.interpolation_strip(shown, values, sources.get(source), thumbs,
-                                                                names))[0]
-        frames = [full[k] for k in shown["key"] if k in full]
-        end = full.get(final["key"].iloc[0]) if len(final) else None
-        end = end if end is not None else (frames[-1] if frames else None)   # the size every frame is shown at
-        gif = writer.bytes(f"{stem}.gif", fig.interpolation_gif(frames, end.size, GIF_FRAME_MS, GIF_HOLD_MS)) \
-            if frames else None
-        first, last = values[0], values[-1]
+        size = (int(final["width"].iloc[0]), int(final["height"].iloc[0])) if len(final) else (0, 0)
+        out.append(Interpolation(int(a), int(b), str(source), int(seed), kept if len(kept) else final,
+                                 size if min(size) > 0 else None))
+    return out
+
+
+def _interpolations(part: pd.DataFrame, sources, names, st: Store, writer: _Writer) -> ReportFigure:
+    """Per interpolation (pair, source, seed): a strip of its frames with a's and b's logits under each, and an
+    animated GIF of the frames at the final image's size.
+
+    The frames are decoded as their files are read and each interpolation is drawn, then dropped, once its frames
+    are all in (they come from one batch's file): memory holds the frames of one file, not of every interpolation."""
+    items = interpolations(part)
+    stems = [writer.unique_stem(f"interpolation-{i.target:04d}-{i.partner:04d}-{safe_name(i.source)}-s{i.seed}",
+                                i.source) for i in items]   # claimed in the gallery's order, whatever the files' order
+    owner = {key: n for n, item in enumerate(items) for key in item.shown["key"]}
+    waiting = [set(item.shown["key"]) for item in items]
+    decoded: dict[int, dict] = {}
+    drawn: dict[int, tuple[str, str | None]] = {}
+
+    def draw(n: int) -> None:
+        images = decoded.pop(n, {})
+        drawn[n] = _draw_interpolation(items[n], images, stems[n], sources, names, writer)
+    for key, png in iter_pngs(st, list(owner)):
+        n = owner[key]
+        try:
+            decoded.setdefault(n, {})[key] = drawing.decode(png)
+        except (OSError, ValueError, SyntaxError):
+            pass   # a broken PNG shows as missing
+        waiting[n].discard(key)
+        if not waiting[n]:
+            draw(n)
+    for n in range(len(items)):   # those with a frame the store no longer holds
+        if n not in drawn:
+            draw(n)
+    files, gallery = [], []
+    for n, item in enumerate(items):
+        png, gif = drawn[n]
+        (first_a, first_b), (last_a, last_b) = item.values[0], item.values[-1]
+        a, b = names[item.target], names[item.partner]
         files += [png] + ([gif] if gif else [])
-        gallery.append(GalleryItem(png, gif, f"{names[a]} -> {names[b]} from {source} (seed {seed}): {names[a]}'s "
-                                             f"logit {first[a]:.1f} -> {last[a]:.1f}, {names[b]}'s {first[b]:.1f} "
-                                             f"-> {last[b]:.1f}", classes=(int(a), int(b))))
+        gallery.append(GalleryItem(png, gif, f"{a} -> {b} from {item.source} (seed {item.seed}): {a}'s logit "
+                                             f"{first_a:.1f} -> {last_a:.1f}, {b}'s {first_b:.1f} -> {last_b:.1f}",
+                                   classes=(item.target, item.partner)))
     return ReportFigure("Class interpolation", tuple(files), "From a source photograph the objective moves from "
                         "class a to class b; each strip shows the kept frames with both classes' logits under each, "
                         "and the GIF plays them.", tuple(gallery))
+
+
+def _draw_interpolation(item: Interpolation, images: dict, stem: str, sources, names,
+                        writer: _Writer) -> tuple[str, str | None]:
+    """Write one interpolation's strip and GIF from its decoded images (key -> image); returns their names (no
+    GIF without a decoded frame)."""
+    thumbs = {key: drawing.fit_image(image, GRID_THUMB) for key, image in images.items()}
+    png = writer.figure_files(stem, fig.interpolation_strip(item.shown, item.values, sources.get(item.source),
+                                                            thumbs, names))[0]
+    frames = [images[k] for k in item.shown["key"] if k in images]
+    if not frames:
+        return png, None
+    size = item.size or frames[-1].size   # every frame is shown at the final image's size
+    return png, writer.bytes(f"{stem}.gif", fig.interpolation_gif(frames, size, GIF_FRAME_MS, GIF_HOLD_MS))
 
 
 # --- HTML: Jinja2 templates in analysis/templates/, autoescaped ----------------------------------------------------

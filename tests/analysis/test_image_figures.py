@@ -306,3 +306,32 @@ def test_the_trajectory_gif_keeps_the_target_dot_red():
         drawn = (rgb_pixels(frames[frame]) == rgb).all(axis=-1)   # H x W
         assert drawn.sum() > 10
         assert (decoded[frame][drawn] == rgb).all(), colour
+
+
+def test_each_interpolation_is_drawn_once_its_frames_are_read(tmp_path, monkeypatch):
+    """Scale audit: the report decoded every interpolation's frames (and final image) at full size before drawing the
+    first strip: 7 GB for 3000 interpolations of 299 px, 70 GB at 10^5 images. Now each one is drawn, and its
+    images dropped, as soon as its frames are in; the final image only gives the GIF's size (its stored width and
+    height), and is not decoded."""
+    from analysis import drawing
+    from analysis import figures
+    rng = np.random.default_rng(0)
+    pairs = [(0, 1), (1, 2), (2, 3), (3, 4)]
+    rows = []
+    for a, b in pairs:   # one interpolation per file: its four frames in frames/, its final image in images/
+        rows += [Image("interpolate", a, np.array(v, float), partner=b, source=SOURCE, frame=k, step=2 + k,
+                       png=noise_png(rng, side)) for k, side, v in FRAMES]
+        rows.append(Image("interpolate", a, np.array(FRAMES[-1][2], float), partner=b, source=SOURCE, step=5,
+                          png=noise_png(rng, 24)))
+    store = write_store(str(tmp_path / "s"), NAMES, rows, rows_per_file=len(FRAMES) + 1, options={
+        **IMAGE_OPTIONS, "jobs": ["interpolate"], "interpolate_pairs": [list(p) for p in pairs]})
+    decoded, at_strip = [], []
+    decode, strip = drawing.decode, figures.interpolation_strip
+    monkeypatch.setattr(drawing, "decode", lambda png: (decoded.append(1), decode(png))[1])
+    monkeypatch.setattr(figures, "interpolation_strip", lambda *a, **k: (at_strip.append(len(decoded)),
+                                                                         strip(*a, **k))[1])
+    out = write_figures(store).parent
+    assert at_strip == [4, 8, 12, 16] and len(decoded) == 16
+    for a, b in pairs:
+        frames = _gif_frames(out / f"interpolation-{a:04d}-{b:04d}-{SOURCE}-s0.gif")
+        assert len(frames) == len(FRAMES) and {f.size for f in frames} == {(24, 24)}   # at the final image's size
