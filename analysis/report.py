@@ -226,7 +226,27 @@ def redrawn_video_keys(st: Store, folder: Store, listed: list[dict] | None) -> l
 
 def stored_snapshot_keys(st: Store) -> list[str]:
     """`snapshot_keys` of the store's trajectories/ ([] when it recorded none)."""
-    return snapshot_keys(st.read(TRAJECTORIES, ["key", "job", "target", "png"])) if st.files(TRAJECTORIES) else []
+    table = stored_snapshots(st, ["key", "job", "target"])
+    return [] if table is None else snapshot_keys(table)
+
+
+def stored_snapshots(st: Store, columns: list[str], keys: list[str] | None = None) -> pa.Table | None:
+    """`columns` of the trajectories/ rows with a snapshot (a picture), of `keys` (None: of every key); None when the
+    store recorded no trajectories. Read file by file, each file's other rows and pictures dropped before the
+    next is read: a sweep's snapshots of every image would be gigabytes of PNGs."""
+    import pyarrow.compute as pc
+    paths = st.files(TRAJECTORIES)
+    if not paths:
+        return None
+    wanted = None if keys is None else pa.array(list(dict.fromkeys(keys)), pa.string())
+
+    def shots(path: str) -> pa.Table:
+        table = st.read_checked(path, list(dict.fromkeys([*columns, "key", "png"])))
+        chosen = pc.is_valid(table.column("png"))
+        if wanted is not None:
+            chosen = pc.and_(chosen, pc.is_in(table.column("key"), value_set=wanted))
+        return table.filter(chosen).select(columns)
+    return pa.concat_tables(st.each_file(shots, paths), promote_options="permissive")
 
 
 def video_stem(key: str) -> str:
@@ -238,17 +258,16 @@ def read_snapshots(st: Store, keys: list[str]) -> dict[str, pd.DataFrame]:
     """key -> its trajectories/ rows with a snapshot (step order); StoreError for a key without any."""
     if not keys:
         return {}
-    import pyarrow.compute as pc
     from sweep.store import StoreError
-    table = st.read(TRAJECTORIES, ["key", "job", "step", "octave", "target", "label", "logits", "png"]) \
-        if st.files(TRAJECTORIES) else None
+    table = stored_snapshots(st, ["key", "step", "octave", "target", "label", "logits", "png"], keys)
+    found = pd.DataFrame() if table is None else table.to_pandas()
     out = {}
+    for key, rows in (found.groupby("key", sort=False) if len(found) else ()):
+        out[key] = rows.sort_values("step").reset_index(drop=True)
     for key in dict.fromkeys(keys):
-        rows = None if table is None else table.filter(pc.and_(pc.equal(table.column("key"), key),
-                                                               pc.is_valid(table.column("png"))))
-        if rows is None or rows.num_rows == 0:
-            raise StoreError(no_snapshots(key, st.uri, None if table is None else snapshot_keys(table)))
-        out[key] = rows.drop_columns(["job"]).to_pandas().sort_values("step").reset_index(drop=True)
+        if key not in out:
+            raise StoreError(no_snapshots(key, st.uri, None if table is None else stored_snapshot_keys(st)))
+    out = {key: out[key] for key in dict.fromkeys(keys)}   # in the order asked
     finals = {row["key"]: row for row in iter_image_rows(st, list(out), ["step", "label", "logits", "png",
                                                                          "partner"])}
     return {key: with_final_image(rows, finals.get(key)) for key, rows in out.items()}
@@ -271,10 +290,13 @@ def with_final_image(snapshots: pd.DataFrame, final: dict | None) -> pd.DataFram
 
 
 def snapshot_keys(table: pa.Table) -> list[str]:
-    """The keys with at least one snapshot in a trajectories/ table (key, job, target and png columns), in the
-    order a reader looks for them: by job (octave first, as `sweep run` lists jobs), then class."""
+    """The keys with at least one snapshot in a trajectories/ table (key, job, target and png columns, or its
+    snapshot rows without png), in the order a reader looks for them: by job (octave first, as `sweep run` lists
+    jobs), then class."""
     import pyarrow.compute as pc
-    shots = table.filter(pc.is_valid(table.column("png"))).select(["key", "job", "target"]).to_pandas()
+    if "png" in table.column_names:   # else the snapshot rows already (`stored_snapshots`)
+        table = table.filter(pc.is_valid(table.column("png")))
+    shots = table.select(["key", "job", "target"]).to_pandas()
     shots = shots.drop_duplicates("key").assign(
         rank=lambda f: f["job"].map({job: i for i, job in enumerate(ALL_JOBS)}).fillna(len(ALL_JOBS)),
         target=lambda f: f["target"].fillna(-1))

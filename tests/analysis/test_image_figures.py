@@ -286,6 +286,26 @@ def test_the_generation_video_ends_on_the_final_stored_image(tmp_path):
     assert len(with_final_image(older, None)) == 4
 
 
+def test_snapshots_are_read_for_the_keys_asked_only(tmp_path, monkeypatch):
+    """Scale audit: a video of one image read every snapshot's picture and outputs of the store at once (with
+    `--trajectory every:10,snapshots:50`, some fifteen PNGs per image of a 10^5-image sweep). Now file by file, the
+    keys asked kept: no read of the whole trajectories/ folder loads pictures."""
+    from analysis.report import read_snapshots, stored_snapshot_keys
+    keys = [key_of("octave", "", c, -1, 0) for c in range(3)]
+    store = write_store(str(tmp_path / "s"), NAMES, small_images(), options=OPTIONS)
+    for n, key in enumerate(keys):
+        Store.open(store).write_table(f"{TRAJECTORIES}/part-{n}.parquet", _recorded(key, [0, 50]))
+    whole_folder = Store.read
+
+    def read(self, directory, columns=None):
+        assert not (directory == TRAJECTORIES and (columns is None or "png" in columns)), columns
+        return whole_folder(self, directory, columns)
+    monkeypatch.setattr(Store, "read", read)
+    shots = read_snapshots(Store.open(store), [keys[1]])
+    assert list(shots) == [keys[1]] and shots[keys[1]]["step"].tolist() == [0, 50]
+    assert stored_snapshot_keys(Store.open(store)) == keys
+
+
 def test_the_trajectory_gif_keeps_the_target_dot_red():
     """Walk-through audit: the GIF's palette, made from a frame that is mostly image, turned the red target dot a
     grey mauve. Every pixel drawn in the marker red stays exactly that red in the decoded GIF."""
