@@ -2,7 +2,9 @@
 
 `write_store` writes a manifest and images/ part files from `Image` records whose logits the caller chooses;
 `random_store` builds a large one (1000 classes, all three jobs, real PNGs) with some structure in its outputs:
-classes come in groups whose members activate each other, so the nearest-neighbour graph has many components.
+classes come in groups whose members activate each other, so the nearest-neighbour graph has many components;
+`workload_store` one shaped as a real sweep (the plan's every item and batch, the jobs from photographs with their
+interpolation frames, several seeds: 10^4 to 10^5 images), for measuring the analysis at scale.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from PIL import Image as PILImage
 
 from jobs.catalog import key_of
 from sweep.store import (FRAME_SUFFIX, FRAMES, IMAGES, Store, decode_png, encode_png as png_bytes, images_schema,
-                         new_manifest)
+                         new_manifest, source_file)
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,14 @@ def image_table(images: Sequence[Image], class_names: Sequence[str], model: str 
     n = len(class_names)
     schema = images_schema(n)
     cols: dict[str, list] = {name: [] for name in schema.names}
+    sides: dict[int, tuple[int, int]] = {}   # id of a PNG's bytes -> (height, width): a shared PNG decoded once
     for im in images:
         logits = np.asarray(im.logits, dtype=np.float32)
         assert logits.shape == (n,), f"logits must have {n} values"
         png = im.png if im.png is not None else _grey_png()
-        height, width = decode_png(png).shape[:2] if png[:4] == b"\x89PNG" else (0, 0)
+        if id(png) not in sides:
+            sides[id(png)] = decode_png(png).shape[:2] if png[:4] == b"\x89PNG" else (0, 0)
+        height, width = sides[id(png)]
         values = scores(im, logits)
         key = key_of(im.job, im.variant, im.target, im.partner, im.seed, im.source)
         row = {**values, "margin_label": values["margin_label"] if im.margin_label is None else im.margin_label,
@@ -85,18 +90,28 @@ def write_store(path: str, class_names: Sequence[str], images: Sequence[Image], 
                 rows_per_file: int = 8, model: str = "synthetic") -> str:
     """Write a local store through `sweep.store` (its manifest and images/ part files, as a sweep writes them; the
     interpolation frames, `frame >= 0`, go to frames/ part files of the same names)."""
+    store = _new_store(path, class_names, options or {}, model)
+    for i in range(0, len(images), rows_per_file):
+        write_batch(store, f"part-{i // rows_per_file:06d}", images[i:i + rows_per_file], class_names, model)
+    return path
+
+
+def _new_store(path: str, class_names: Sequence[str], options: dict, model: str) -> Store:
     store = Store.open(path)
     store.write_manifest(new_manifest(model=model, weights="random-synthetic", weights_source="random",
                                       schedule="synthetic", schedule_id="synthetic0", class_names=class_names,
-                                      options=options or {}))
-    for i in range(0, len(images), rows_per_file):
-        chunk = images[i:i + rows_per_file]
-        for directory, rows in ((FRAMES, [im for im in chunk if im.frame >= 0]),
-                                (IMAGES, [im for im in chunk if im.frame < 0])):   # frames first, as a worker does
-            if rows:
-                store.write_table(f"{directory}/part-{i // rows_per_file:06d}.parquet",
-                                  image_table(rows, class_names, model=model))
-    return path
+                                      options=options))
+    return store
+
+
+def write_batch(store: Store, name: str, images: Sequence[Image], class_names: Sequence[str],
+                model: str = "synthetic") -> None:
+    """One batch's rows as a worker writes them: its interpolation frames to frames/{name}.parquet first, then its
+    images to images/{name}.parquet."""
+    for directory, rows in ((FRAMES, [im for im in images if im.frame >= 0]),
+                            (IMAGES, [im for im in images if im.frame < 0])):
+        if rows:
+            store.write_table(f"{directory}/{name}.parquet", image_table(rows, class_names, model=model))
 
 
 def random_store(path: str, n_classes: int = 1000, *, n_pairs: int = 1000, image_size: int = 64,
@@ -138,3 +153,59 @@ def random_store(path: str, n_classes: int = 1000, *, n_pairs: int = 1000, image
                "pairs": [list(p) for p in sorted(pairs)], "variants": ["merge", "juxtapose"], "seeds": 1,
                "batch_size": rows_per_file}
     return write_store(path, names, images, options=options, rows_per_file=rows_per_file)
+
+
+def workload_store(path: str, class_names: Sequence[str], *, classes: str = "all", seeds: int = 1,
+                   sources: int = 3, frames: int = 8, png_sides: tuple[int, int] | None = None,
+                   batch_size: int = 8, seed: int = 0) -> dict[str, int]:
+    """A synthetic sweep shaped as the real workload (no model, no rendering): `sweep.plan.make_plan`'s items for
+    octave, opposite, addition (its default pairs, merge and juxtapose), transfigure and interpolate from `sources`
+    photographs (each interpolation with `frames` kept frames, in frames/), over `seeds` seeds, written one file per
+    batch of `batch_size` under the batch's name, as workers write them; the photographs in sources/.
+
+    Outputs are noise with the aim raised (an opposite's target lowered, an interpolation moving from a to b over
+    its frames): numbers to analyse, not meaning. PNGs come from a pool of 8 noise images per side: `png_sides` =
+    (the noise jobs' side, the photograph jobs' side), e.g. (490, 299) for a real sweep's sizes (about 580 and 215
+    KB), or None for 8 x 8 ones. Returns the counts written: {"items", "frames", "files"}."""
+    from sweep.plan import make_plan
+    rng = np.random.default_rng(seed)
+    photos = [f"photo-{i}" for i in range(sources)]
+    plan = make_plan(n_classes=len(class_names), classes=classes, seeds=seeds, batch_size=batch_size,
+                     jobs="octave,opposite,addition" + (",transfigure,interpolate" if sources else ""), sources=photos)
+    store = _new_store(path, class_names, plan.options(), "synthetic")
+    for name in photos:
+        store.write_bytes(source_file(name), noise_png(rng, 64))
+    big, small = png_sides or (8, 8)
+    pool = {side: [noise_png(rng, side) if png_sides else png_bytes(np.full((8, 8, 3), 100 + i, np.uint8))
+                   for i in range(8)] for side in {big, small}}
+    counts = {"items": 0, "frames": 0, "files": 0}
+    for batch in plan.batches():
+        rows = []
+        for item in batch.items:
+            side = small if item.source else big
+            rows += _workload_rows(item, rng, len(class_names), frames, pool[side][len(rows) % 8])
+        write_batch(store, batch.name, rows, class_names)
+        counts["items"] += len(batch.items)
+        counts["frames"] += len(rows) - len(batch.items)
+        counts["files"] += 1
+    return counts
+
+
+def _workload_rows(item, rng: np.random.Generator, n_classes: int, frames: int, png: bytes) -> list[Image]:
+    """The rows a worker would store for one work item: its final image, and an interpolation's kept frames."""
+    def outputs(a_level: float, b_level: float = 0.0) -> np.ndarray:
+        logits = rng.normal(0, 1, n_classes)
+        logits[item.target] += a_level
+        if item.partner >= 0:
+            logits[item.partner] += b_level
+        return logits
+    common = dict(variant=item.variant, partner=item.partner, seed=item.seed, source=item.source, png=png, step=100)
+    if item.job == "interpolate":   # a's logit falls and b's rises over the frames; the last frame is the final image
+        kept = [outputs(12.0 * (1 - t), 12.0 * t) for t in np.linspace(0, 1, frames)]
+        return [Image(item.job, item.target, kept[-1], **common),
+                *(Image(item.job, item.target, logits, frame=k, **common) for k, logits in enumerate(kept))]
+    if item.job == "opposite":
+        return [Image(item.job, item.target, outputs(-20.0), **common)]
+    if item.job == "addition":   # both classes on top for about 70% of the pairs
+        return [Image(item.job, item.target, outputs(10.0, 10.0 if rng.random() < 0.7 else 2.0), **common)]
+    return [Image(item.job, item.target, outputs(15.0), **common)]
