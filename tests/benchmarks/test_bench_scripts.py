@@ -56,3 +56,8 @@ def test_bench_analysis_runs_every_workload_stage_on_tiny_settings():
     for stage in ("status", "analyze", "figures", "export", "directions"):
         assert f"\n{stage} " in out, out
     assert "78 PNG files" in out, out
+
+
+def test_bench_gif_runs_on_tiny_settings():
+    out = run_script("bench_gif.py", "--frames", "3", "--side", "24", "--repeats", "1")
+    assert "own palette per frame" in out and "one palette per GIF" in out and "speed-up" in out, out
