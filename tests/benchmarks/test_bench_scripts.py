@@ -49,8 +49,10 @@ def test_bench_manifest_runs_on_tiny_settings():
     assert "66 pairs, kept as \"all\"" in out and "manifest.json" in out and "older stores" in out, out
 
 
+@pytest.mark.slow
 def test_bench_analysis_runs_every_workload_stage_on_tiny_settings():
-    """Four classes, their six pairs and one photograph: 30 images and 48 frames through every analysis command."""
+    """Four classes, their six pairs and one photograph: 30 images and 48 frames through every analysis command
+    (about 17 s: seven fresh processes, each importing the analysis stack)."""
     out = run_script("bench_analysis.py", "--workload", "--classes", "0-3", "--sources", "1")
     assert "workload store: 30 images and 48 interpolation frames in 6 batch files" in out, out
     for stage in ("status", "analyze", "figures", "export", "directions"):
