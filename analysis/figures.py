@@ -26,7 +26,7 @@ from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, PARTNER, Ce
                               fit_text, gif_bytes, grid_figure, grid_pages, isolation_order, new_figure)
 from analysis.graph import component_hubs
 from jobs.outputs import label_probs
-from jobs.text import size_note
+from jobs.text import class_label, size_note
 
 GRID_THUMB = 96          # px, images in the grids
 CONTACT = (10, 10)       # columns x rows per contact-sheet page
@@ -148,7 +148,7 @@ def source_grid(job: str, rows: pd.DataFrame, sources: Mapping, thumbs: Mapping,
                       MUTED))
         else:
             good = r.label == r.target
-            head = f"{r.target} {names[r.target]}" + (f" ({r.variant})" if r.variant else "")
+            head = class_label(r.target, names) + (f" ({r.variant})" if r.variant else "")
             lines = ((head, INK), (f"p = {r.target_prob:.3f}" + ("" if good else f"  -> {seen}"),
                                    GOOD if good else BAD))
         cells.append(Cell((sources.get(r.source), thumbs.get(r.key)), (*lines, (f"{r.source}, seed {r.seed}", MUTED))))

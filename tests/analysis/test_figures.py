@@ -338,6 +338,15 @@ def test_dream_cells_give_the_seen_classes_probability():
     assert "-> c" in [t.get_text() for t in page.texts]
 
 
+def test_transfiguration_cells_name_the_target_as_every_page_does():
+    """The transfiguration grid's head read "2 digit 2" where every other page says "digit 2" (`class_label`)."""
+    rows = pd.DataFrame({"key": ["t0", "t1"], "variant": "", "source": "photo.png", "target": [2, 1], "seed": 0,
+                         "label": [2, 0], "target_prob": [0.9, 0.1]})
+    page, = fig.source_grid("transfigure", rows, {}, {}, ["digit 0", "goldfish", "digit 2"])
+    texts = _texts(page)
+    assert "digit 2" in texts and "1 goldfish" in texts and "2 digit 2" not in texts
+
+
 def _addition(variant, ranks, label, **more):
     a, b = 0, 3
     return {"key": f"addition:{variant}:{a}:{b}:0", "variant": variant, "seed": 0, "target": a,
