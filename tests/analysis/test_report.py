@@ -45,7 +45,7 @@ def test_report_written_with_a_page_per_class(small_store, tmp_path):
 def test_class_page_shows_opposite_neighbours_and_top5(small_store):
     out = write_figures(small_store).parent
     page = (out / "classes" / "0002.html").read_text()
-    assert "img/octave_-_2_-1_0.png" in page and "img/opposite_-_2_-1_0.png" in page
+    assert "<h1>2 cat</h1>" in page and "img/octave_-_2_-1_0.png" in page and "img/opposite_-_2_-1_0.png" in page
     assert re.search(r"labelled <a [^>]*>5 fox</a>", page)           # cat's opposite
     assert re.search(r"most activated other class.*dog", page)       # nearest neighbour
     assert page.count("<tr><td>") == 5                                # top-5 outputs
@@ -670,6 +670,7 @@ def test_an_addition_video_names_a_digit_partner_once(tmp_path):
     index = (Path(store) / "figures" / "index.html").read_text()
     assert not re.search(r"\b(\d) digit \1\b", index + "".join(pages))   # nowhere "1 digit 1"
     assert "<title>digit 0" in pages[0] and ">digit 3</a></td>" in index
+    assert "<h1>digit 0</h1>" in pages[0]                               # not "0 · digit 0"
 
 
 @pytest.mark.parametrize("shape", [(7, 12), (12, 7), (9, 14)])
