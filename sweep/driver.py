@@ -362,8 +362,12 @@ def item_work(schedule, items) -> int:
 
 
 def record_run(store: Store, entry: dict) -> None:
-    """Append this run's settings (batch size, device, speed options) to the manifest's `runs`."""
+    """Append this run's settings (batch size, device, speed options) to the manifest's `runs`. The options are
+    written as this version writes them: an older store's list of every pair (6 MB at 1000 classes) becomes "all",
+    which `identity` already takes as the same sweep."""
     manifest = store.read_manifest() or {}
+    if "options" in manifest:
+        manifest["options"] = canonical_options(manifest["options"])
     manifest["runs"] = [*manifest.get("runs", []), entry]
     store.write_manifest(manifest)
 

@@ -325,6 +325,24 @@ def test_an_older_store_listing_every_pair_resumes_and_other_pairs_are_refused_i
     assert 'sweep: pairs is "all" in the store, [[0, 1], [2, 3]] here (use' in str(error.value)   # the list read so
 
 
+def test_a_run_on_an_older_store_listing_every_pair_writes_all_in_its_place(tmp_path):
+    """An older store's list of every pair (6 MB at 1000 classes) was written back as a list by each run."""
+    from sweep.driver import record_run
+    config = SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule="tiny",
+                         jobs="addition", classes="0-4", variants="merge", batch_size=2)
+    prepared = prepare(config)
+    listed = [list(p) for p in prepared.plan.pairs]
+    prepared.store.write_manifest({**prepared.manifest, "options": {**prepared.manifest["options"], "pairs": listed}})
+    record_run(prepared.store, {"batch_size": 2})
+    manifest = prepared.store.read_manifest()
+    assert manifest["options"]["pairs"] == "all" and manifest["runs"][-1] == {"batch_size": 2}
+    assert prepare(config).plan == prepared.plan
+    some = {**prepared.manifest, "options": {**prepared.manifest["options"], "pairs": listed[:3]}}
+    prepared.store.write_manifest(some)                                     # a selection stays the list it is
+    record_run(prepared.store, {"batch_size": 2})
+    assert prepared.store.read_manifest()["options"]["pairs"] == listed[:3]
+
+
 def test_a_refusal_summarises_a_long_pair_list():
     stored = {"options": {"classes": list(range(1000)), "pairs": "all"}}
     wanted = {"options": {"classes": list(range(1000)), "pairs": [[b, a] for a in range(1000) for b in range(a)]}}
