@@ -16,14 +16,15 @@ from analysis.graph import cliques, components, nearest_neighbour_graph
 from analysis.load import Rows, read_rows, representatives
 from analysis.projection import pca_tables
 from analysis.report import write_figures
+from analysis.seeds import SeedChoice
 from analysis.tables import (additions_summary, additions_table, classes_table, opposites_summary,
                              opposites_table)
 from analysis.transfer import (compare_figure, compare_table, run_compare, store_transfer, top_classes,
                                transfer_figure, transfer_table)
 from sweep.store import Store, StoreError, open_store   # the one store layer, re-exported for convenience
 
-__all__ = ["AnalysisSummary", "Coverage", "DirectionsSummary", "Rows", "Store", "StoreError", "additions_summary",
-           "additions_table", "analyze_store", "classes_table", "cliques", "compare_figure", "compare_table",
-           "components", "coverage", "nearest_neighbour_graph", "open_store", "opposites_summary", "opposites_table",
-           "pca_tables", "read_rows", "representatives", "run_compare", "run_directions", "store_transfer",
-           "top_classes", "transfer_figure", "transfer_table", "write_figures"]
+__all__ = ["AnalysisSummary", "Coverage", "DirectionsSummary", "Rows", "SeedChoice", "Store", "StoreError",
+           "additions_summary", "additions_table", "analyze_store", "classes_table", "cliques", "compare_figure",
+           "compare_table", "components", "coverage", "nearest_neighbour_graph", "open_store", "opposites_summary",
+           "opposites_table", "pca_tables", "read_rows", "representatives", "run_compare", "run_directions",
+           "store_transfer", "top_classes", "transfer_figure", "transfer_table", "write_figures"]

@@ -14,6 +14,9 @@
        shows every image made for the class: its class image, opposite, additions, its transfigurations and
        directed dreams beside the photograph as the job fitted it, its interpolations (strip and GIF), its videos
 
+With `seeds=` (`sweep figures --seeds 0`) the report draws the additions and the jobs from source images of those
+seeds only (`analysis.seeds.SeedChoice.rows`, applied to the rows as they are read); the index says which.
+
 A store without octave images (only image jobs, say) has no classes table: the contact sheets, PCA, graph and
 class pages are skipped, the index says so in one line (NO_CLASSES), and every other figure is drawn as usual;
 trajectory videos of images without a class page are linked from the index.
@@ -43,6 +46,7 @@ from analysis import figures as fig
 from analysis.analyze import ANALYSIS_DIR, ANALYSIS_VERSION, SUMMARY_FILE, AnalysisSummary, analyze_store
 from analysis.load import (FIGURES, LABEL_PROB, NUMERIC_COLUMNS, Rows, drop_temp_folder, iter_image_rows, iter_pngs,
                            output_folder, read_rows)
+from analysis.seeds import SeedChoice
 from analysis.tables import MARGIN_SHARE
 from jobs.catalog import ALL_JOBS, CLASSLESS, FRAMED, IMAGE_JOBS
 from jobs.schedules import SOURCE_FITS
@@ -150,7 +154,8 @@ class GalleryItem:
 
 
 def write_figures(store, out: str | None = None, *, stream: TextIO | None = None,
-                  trajectories: Iterable[str] = (), keep_trajectories: bool = True) -> Path:
+                  trajectories: Iterable[str] = (), keep_trajectories: bool = True,
+                  seeds: Iterable[int] | None = None) -> Path:
     """Write every figure and the HTML report; returns the path of index.html.
 
     `store`: an opened store or its URI. `out` defaults to {store}/figures (a local folder or a URI). The analysis
@@ -160,9 +165,11 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     become a video (GIF; MP4 too when an ffmpeg encoder is available, none otherwise), linked from their class
     page; StoreError, before anything is written, for a key without snapshots. The videos earlier reports made in
     the folder are kept and linked as they are (a key given again is drawn anew), or with `keep_trajectories=False`
-    removed.
+    removed. `seeds`: the seeds whose images the report draws (None: every seed; `analysis.seeds`); StoreError,
+    before anything is written, for a seed the store does not have.
     """
     st = open_store(store) if isinstance(store, str) else store
+    choice = SeedChoice.of_store(st.manifest, seeds)
     folder = output_folder(out, st)
     listed = listed_videos(folder) if keep_trajectories else []   # read once: what to redraw, and what to keep
     redrawn = redrawn_video_keys(st, folder, listed)
@@ -170,6 +177,8 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     summary = current_summary(st.uri, stream)
     st = open_store(st.uri)   # the analysis may have written tables since
     tables = load_tables(st)
+    if "additions" in tables:   # every seed's images; the classes' and opposites' tables hold one image per class
+        tables["additions"] = choice.rows(tables["additions"])
     classes = tables.get("classes")
     opposites = tables.get("opposites")
     additions = tables.get("additions")
@@ -177,7 +186,7 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     keys += list(opposites["key"]) if opposites is not None else []
     keys += list(additions["key"]) if additions is not None else []
     with _Writer(folder) as writer:
-        return _write_report(st, summary, tables, keys, writer, stream, snapshots, listed or [])
+        return _write_report(st, summary, tables, keys, writer, stream, snapshots, listed or [], choice)
 
 
 def listed_videos(folder: Store) -> list[dict] | None:
@@ -405,14 +414,16 @@ def _trajectory_videos(snapshots: dict[str, pd.DataFrame], names, writer: "_Writ
 
 
 def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_Writer", stream,
-                  snapshots: dict[str, pd.DataFrame] | None = None, earlier: Iterable[dict] = ()) -> Path:
-    """The report; `earlier`: the videos an earlier report listed (`listed_videos`), to keep where still there."""
+                  snapshots: dict[str, pd.DataFrame] | None = None, earlier: Iterable[dict] = (),
+                  seeds: SeedChoice = SeedChoice()) -> Path:
+    """The report; `earlier`: the videos an earlier report listed (`listed_videos`), to keep where still there;
+    `seeds`: whose images of the jobs from source images to draw (`tables` are of those seeds already)."""
     classes = tables.get("classes")
     opposites = tables.get("opposites")
     additions = tables.get("additions")
     transfer = tables.get("transfer")
     scored = transfer is not None and transfer["scorer"].nunique() > 1   # another model has scored the images
-    image_rows = _image_job_rows(st) if summary.image_jobs else None   # worth reading only when there are some
+    image_rows = seeds.rows(_image_job_rows(st)) if summary.image_jobs else None   # read only when there are some
     steps = 1 + 2 * (classes is not None) + (opposites is not None) + (additions is not None) + ("pca" in tables) \
         + ("features" in tables) + (image_rows is not None) + scored   # 1: the HTML pages; 2: contact sheets, graph
     paged = set() if classes is None else set(classes["target"])
@@ -489,7 +500,7 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
         _class_pages(st, summary, tables, writer, images, ClassExtras(
             videos=videos_by_class(videos), sourced=_sourced_by_class(sourced, fits, st.class_names),
             interpolations=gallery_by_class(figures)))
-    writer.text("index.html", _index_html(st, summary, tables, figures, notes, images, writer.folder))
+    writer.text("index.html", _index_html(st, summary, tables, figures, notes, images, writer.folder, seeds.line()))
     writer.finish()
     writer.remove_stale()
     progress.close()
@@ -968,7 +979,7 @@ def _tables_section(st: Store, folder: Store) -> dict:
 
 
 def _index_html(st: Store, summary: AnalysisSummary, tables, figures, notes, images: dict[str, str],
-                folder: Store) -> str:
+                folder: Store, seeds: str | None = None) -> str:
     opp = _by_target(tables.get("opposites"))
     classes = tables.get("classes")
     rows = [] if classes is None else [
@@ -978,7 +989,7 @@ def _index_html(st: Store, summary: AnalysisSummary, tables, figures, notes, ima
     return templates().get_template("index.html").render(
         title="classweep report", manifest=st.manifest, store_uri=st.uri, summary_lines=summary.lines(),
         names=st.class_names, figures=figures, notes=notes, tables=_tables_section(st, folder), rows=rows,
-        images=images, skipped=None if classes is not None else NO_CLASSES)
+        images=images, skipped=None if classes is not None else NO_CLASSES, seeds=seeds)
 
 
 @dataclass(frozen=True)

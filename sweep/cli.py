@@ -11,7 +11,7 @@ from typing import Iterator
 
 import click
 
-from jobs.text import first_line
+from jobs.text import first_line, is_whole_number
 from sweep.driver import SweepConfig, SweepError, run_sweep
 from sweep.features import FEATURE_SIZES
 from sweep.fleet import DEVICES, ClusterConfig
@@ -137,6 +137,22 @@ class TrajectoryOption(click.ParamType):
             return TrajectoryOptions.parse(value)
         except ValueError as error:
             self.fail(str(error), param, ctx)
+
+
+class SeedList(click.ParamType):
+    """`all` (None: every seed) or a comma list of seeds `0` | `0,2` -> the seeds, ascending, each once."""
+    name = "all|S,S,..."
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        if text.lower() == "all":
+            return None
+        parts = [part.strip() for part in text.split(",")]
+        if not all(is_whole_number(part) for part in parts):
+            self.fail(f"{value!r} is neither all nor a comma list of seeds (e.g. 0 or 0,2)", param, ctx)
+        return tuple(sorted({int(part) for part in parts}))
 
 
 class OneLineErrors(click.Group):
@@ -351,13 +367,25 @@ def analyze(store, metric, margin_share, features, weights, feature_size, addres
 @click.option("--keep-trajectories/--drop-trajectories", default=True, show_default=True,
               help="Keep the trajectory videos earlier runs made in the folder, linked as before, or remove them "
               "(--trajectories keys of this run are drawn either way).")
-def figures(store, out, trajectories, keep_trajectories) -> None:
+@click.option("--seeds", type=SeedList(), default="all", show_default=True,
+              help="The seeds (of `sweep run --seeds N`: 0..N-1) whose images the report draws: all, or a comma "
+              "list such as 0 or 0,2, for a smaller report. The additions and the jobs from photographs (grids, "
+              "class pages, interpolation strips and GIFs) show those seeds; the class images (contact sheets, "
+              "opposites) are each class's lowest seed and the tables cover every seed either way; --trajectories "
+              "keys are drawn whatever their seed.")
+def figures(store, out, trajectories, keep_trajectories, seeds) -> None:
     """Figures and a static HTML report from the analysis tables (the analysis runs again first when it is older
     than the store's images or scores)."""
     functions = analysis_functions()
+    from analysis.seeds import SeedChoice
     with reported(store):
-        index = functions[1](store, out, trajectories=trajectories, keep_trajectories=keep_trajectories)
-    click.echo(f"report: {index}")
+        st = open_store(store)
+        choice = SeedChoice.of_store(st.manifest, seeds)   # a seed the store lacks: refused before anything runs
+        given = click.get_current_context().get_parameter_source("seeds") != click.core.ParameterSource.DEFAULT
+        if choice.hint() and not given:
+            click.echo(choice.hint())
+        index = functions[1](st, out, trajectories=trajectories, keep_trajectories=keep_trajectories, seeds=seeds)
+    click.echo(f"report: {index}" + (f" ({choice.line()})" if choice.line() else ""))
 
 
 @main.command()

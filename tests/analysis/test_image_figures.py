@@ -2,6 +2,7 @@
 read, and `write_figures` draws transfiguration, dream and directed-dream grids, interpolation strips and GIFs."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import re
@@ -49,13 +50,14 @@ def image_rows(rng) -> list[Image]:
     return rows
 
 
-def make_image_store(path, jobs: tuple[str, ...] | None = None) -> str:
-    """The hand-made store plus `image_rows`; with `jobs`, only the rows (and the plan) of those jobs."""
+def make_image_store(path, jobs: tuple[str, ...] | None = None, seeds: int = 1) -> str:
+    """The hand-made store plus `image_rows`; with `jobs`, only the rows (and the plan) of those jobs; with `seeds`,
+    each row once per seed 0 .. seeds-1 (seed 0's images those of a store of one seed)."""
     rng = np.random.default_rng(1)
-    rows = small_images() + image_rows(rng)
+    rows = [dataclasses.replace(r, seed=seed) for seed in range(seeds) for r in small_images() + image_rows(rng)]
     if jobs is not None:
         rows = [r for r in rows if r.job in jobs]
-    options = IMAGE_OPTIONS if jobs is None else {**IMAGE_OPTIONS, "jobs": list(jobs)}
+    options = {**IMAGE_OPTIONS, "seeds": seeds, **({} if jobs is None else {"jobs": list(jobs)})}
     write_store(str(path), NAMES, rows, options=options, rows_per_file=5)
     os.makedirs(os.path.join(path, "sources"), exist_ok=True)
     photo = np.zeros((30, 50, 3), np.uint8)

@@ -360,6 +360,58 @@ def test_output_into_a_folder_of_its_own_inside_the_store_is_taken(handmade_stor
     assert own.exit_code == 0 and (Path(handmade_store, "report-2") / "index.html").exists()
 
 
+@pytest.fixture
+def figures_calls(monkeypatch, tmp_path) -> list:
+    """The calls `sweep figures` makes to `write_figures` (replaced: returns tmp_path/index.html)."""
+    import sweep.cli as cli
+    calls = []
+    monkeypatch.setattr(cli, "analysis_functions", lambda: (None, lambda *args, **kwargs: calls.append(
+        (args, kwargs)) or tmp_path / "index.html"))
+    return calls
+
+
+@pytest.fixture
+def two_seed_store(handmade_store, tmp_path) -> str:
+    """The hand-designed store (seed 0's images only) of a sweep run with --seeds 2."""
+    from handmade import OPTIONS, make_small_store
+    return make_small_store(tmp_path / "two", options={**OPTIONS, "seeds": 2})
+
+
+@pytest.mark.parametrize("given, seeds, closing", [
+    ([], None, ""), (["--seeds", "all"], None, ""), (["--seeds", "0"], (0,), " (seed 0 of 0-1)"),
+    (["--seeds", " 1 , 0,1"], (0, 1), ""),   # every seed, however named: the whole report
+])
+def test_figures_seeds_reach_write_figures_and_the_closing_line(handmade_store, two_seed_store, figures_calls,
+                                                                tmp_path, given, seeds, closing):
+    result = invoke("figures", "--store", two_seed_store, "--trajectories", "k", *given)
+    assert result.exit_code == 0, result.output
+    ((args, kwargs),) = figures_calls
+    assert [type(args[0]), args[0].uri, *args[1:]] == [Store, two_seed_store, None]
+    assert kwargs == dict(trajectories=("k",), keep_trajectories=True, seeds=seeds)
+    lines = result.output.splitlines()
+    assert lines[-1] == f"report: {tmp_path / 'index.html'}{closing}"
+    hint = "drawing the images of all 2 seeds (0-1); `--seeds 0` draws a smaller report, of seed 0's only"
+    assert lines[:-1] == ([hint] if not given else [])   # only when --seeds is not given
+    if not given:   # nor for a store of one seed
+        assert invoke("figures", "--store", handmade_store).output.splitlines()[:-1] == []
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ("2", "Error: --seeds 2: the store has no such seed; its seeds are 0-1 (its sweep ran with --seeds 2)"),
+    ("0,3", "Error: --seeds 3: the store has no such seed; its seeds are 0-1"),
+    ("0-1", "Error: Invalid value for '--seeds': '0-1' is neither all nor a comma list of seeds (e.g. 0 or 0,2)"),
+    ("0,", "Error: Invalid value for '--seeds': '0,' is neither all"),
+    ("-1", "Error: Invalid value for '--seeds': '-1' is neither all"),
+    ("", "Error: Invalid value for '--seeds': '' is neither all"),
+    ("first", "Error: Invalid value for '--seeds': 'first' is neither all"),
+])
+def test_figures_refuse_a_seed_the_store_lacks_and_a_malformed_list(two_seed_store, figures_calls, tmp_path, value,
+                                                                     fragment):
+    result = invoke("figures", "--store", two_seed_store, "--seeds", value)
+    assert result.exit_code == 2 and result.output.splitlines()[0].startswith(fragment), result.output
+    assert figures_calls == [] and not (tmp_path / "two" / "analysis").exists()
+
+
 # ---- wiring: every option of a command reaches the library's config (the library call replaced, no Ray) ---------
 
 def recorded_calls(monkeypatch, module, name: str, returns) -> list:
