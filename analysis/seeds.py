@@ -19,6 +19,7 @@ import pandas as pd
 from analysis.load import Rows
 from sweep.store import StoreError
 
+
 def stored_seeds(manifest: dict) -> tuple[int, ...] | None:
     """The seeds of a store: 0 .. N-1 of its sweep's `--seeds N` (the manifest's plan); None when it does not say."""
     try:
