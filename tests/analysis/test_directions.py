@@ -353,3 +353,60 @@ def test_a_groups_file_of_many_keys_reads_the_stored_keys_once(tmp_path):
     groups.write_text("key,group\n" + "".join(f"k{i},{'a' if i < 50 else 'b'}\n" for i in range(100)))
     assert read_groups(str(groups), frame).tolist() == ["a"] * 50 + ["b"] * 50 + [""] * 100
     assert reads.count("key") <= 2
+
+
+# --- float32 PCA (audit ascale A10): faithful to float64, and no float64 copy of the outputs ----------------------
+
+def _outputs_with_offsets(n=3000, d=120, seed=0):
+    """float32 outputs as a network's: a decaying spectrum (separate eigenvalues, so each axis is well defined) and
+    column means up to 30 times the smaller columns' spread (the case where a float32 covariance loses digits)."""
+    rng = np.random.default_rng(seed)
+    basis, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    spread = 4.0 * 0.93 ** np.arange(d)                                  # standard deviation along each axis
+    vectors = (rng.normal(size=(n, d)) * spread) @ basis.T + rng.uniform(-30, 30, d)
+    return vectors.astype(np.float32)
+
+
+def test_float32_pca_agrees_with_a_float64_svd():
+    """The reference: numpy's SVD of the centred outputs in float64. Tolerances: the explained variance to 1e-6
+    (relative), each of the 10 axes' coordinates to 1e-5 of their spread, and the fitted direction's positions to
+    1e-4 of theirs (logistic regression fitted on the reference coordinates, to its own tolerance)."""
+    from sklearn.linear_model import LogisticRegression
+
+    vectors = _outputs_with_offsets()
+    centred = vectors.astype(np.float64) - vectors.astype(np.float64).mean(axis=0)
+    u, s, _ = np.linalg.svd(centred, full_matrices=False)
+    reference = u[:, :10] * s[:10]                                        # N x 10 coordinates
+    ratio = float((s[:10] ** 2).sum() / (s ** 2).sum())
+    groups = pd.Series(np.where(reference[:, 2] + reference[:, 5] > 0, "b", "a"))
+    fit = fit_direction(vectors, groups, n_components=10)
+    assert fit.explained_variance == pytest.approx(ratio, rel=1e-6)
+    signs = np.sign(np.sum(fit.components * reference, axis=0))         # an axis's sign is a convention
+    assert (np.abs(fit.components * signs - reference).max(axis=0) <= 1e-5 * reference.std(axis=0)).all()
+    classifier = LogisticRegression(max_iter=2000, random_state=0).fit(reference, groups == "b")
+    positions = reference @ (classifier.coef_[0] / np.linalg.norm(classifier.coef_[0]))
+    assert np.abs(fit.positions - positions).max() <= 1e-4 * positions.std()
+
+
+def test_the_pca_holds_no_float64_copy_of_the_outputs():
+    """A float64 copy of 10^5 images' outputs is 800 MB: the fit's traced peak stays under twice the float32
+    outputs' bytes (the float64 copy alone is that), and centring in place (`copy=False`) adds under half (the
+    D x D covariance and the N x k coordinates)."""
+    import tracemalloc
+
+    def traced_peak(call) -> int:
+        tracemalloc.start()
+        try:
+            call()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(25_000, 400)).astype(np.float32)         # 40 MB
+    groups = pd.Series(np.where(vectors[:, 0] > 0, "b", "a"))
+    copied = traced_peak(lambda: fit_direction(vectors, groups))
+    assert copied < 2 * vectors.nbytes, f"{copied / 2**20:.0f} MB traced for {vectors.nbytes / 2**20:.0f} MB"
+    from analysis.directions import principal_components
+    in_place = traced_peak(lambda: principal_components(vectors, 20, copy=False))
+    assert in_place < vectors.nbytes / 2, f"{in_place / 2**20:.0f} MB traced in place"
