@@ -4,7 +4,8 @@
 `random_store` builds a large one (1000 classes, all three jobs, real PNGs) with some structure in its outputs:
 classes come in groups whose members activate each other, so the nearest-neighbour graph has many components;
 `workload_store` one shaped as a real sweep (the plan's every item and batch, the jobs from photographs with their
-interpolation frames, several seeds: 10^4 to 10^5 images), for measuring the analysis at scale.
+interpolation frames, several seeds: 10^4 to 10^5 images; optionally each image's recorded steps, as
+`sweep run --trajectory every:N` stores them), for measuring the analysis at scale.
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ import pyarrow as pa
 from PIL import Image as PILImage
 
 from jobs.catalog import key_of
-from sweep.store import (FRAME_SUFFIX, FRAMES, IMAGES, Store, decode_png, encode_png as png_bytes, images_schema,
-                         new_manifest, source_file)
+from sweep.store import (FRAME_SUFFIX, FRAMES, IMAGES, TRAJECTORIES, Store, decode_png, encode_png as png_bytes,
+                         images_schema, new_manifest, source_file, trajectories_schema)
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def random_store(path: str, n_classes: int = 1000, *, n_pairs: int = 1000, image
 
 def workload_store(path: str, class_names: Sequence[str], *, classes: str = "all", seeds: int = 1,
                    sources: int = 3, frames: int = 8, png_sides: tuple[int, int] | None = None,
-                   batch_size: int = 8, seed: int = 0) -> dict[str, int]:
+                   batch_size: int = 8, seed: int = 0, trajectory_every: int = 0) -> dict[str, int]:
     """A synthetic sweep shaped as the real workload (no model, no rendering): `sweep.plan.make_plan`'s items for
     octave, opposite, addition (its default pairs, merge and juxtapose), transfigure and interpolate from `sources`
     photographs (each interpolation with `frames` kept frames, in frames/), over `seeds` seeds, written one file per
@@ -166,7 +167,11 @@ def workload_store(path: str, class_names: Sequence[str], *, classes: str = "all
     Outputs are noise with the aim raised (an opposite's target lowered, an interpolation moving from a to b over
     its frames): numbers to analyse, not meaning. PNGs come from a pool of 8 noise images per side: `png_sides` =
     (the noise jobs' side, the photograph jobs' side), e.g. (490, 299) for a real sweep's sizes (about 580 and 215
-    KB), or None for 8 x 8 ones. Returns the counts written: {"items", "frames", "files"}."""
+    KB), or None for 8 x 8 ones. `trajectory_every` N > 0: each image's steps recorded every N steps of the
+    googlenet preset's octaves, as `sweep run --trajectory every:N` stores them (`workload_trajectories`; every:10
+    is 72 rows an image), in trajectories/ under the batch's name. Returns the counts written: {"items",
+    "frames", "files", "trajectory_rows"}."""
+    from jobs.schedules import load_schedule
     from sweep.plan import make_plan
     rng = np.random.default_rng(seed)
     photos = [f"photo-{i}" for i in range(sources)]
@@ -178,8 +183,14 @@ def workload_store(path: str, class_names: Sequence[str], *, classes: str = "all
     big, small = png_sides or (8, 8)
     pool = {side: [noise_png(rng, side) if png_sides else png_bytes(np.full((8, 8, 3), 100 + i, np.uint8))
                    for i in range(8)] for side in {big, small}}
-    counts = {"items": 0, "frames": 0, "files": 0}
+    counts = {"items": 0, "frames": 0, "files": 0, "trajectory_rows": 0}
+    octaves = [o.iterations for o in load_schedule("googlenet").octaves] if trajectory_every else []
+    recorder = np.random.default_rng([seed, 1])   # its own: the images' outputs do not depend on trajectory_every
     for batch in plan.batches():
+        if trajectory_every:   # written before the batch's images, as a worker does
+            steps = workload_trajectories(batch.items, recorder, len(class_names), octaves, trajectory_every)
+            store.write_table(f"{TRAJECTORIES}/{batch.name}.parquet", steps)
+            counts["trajectory_rows"] += steps.num_rows
         rows = []
         for item in batch.items:
             side = small if item.source else big
@@ -209,3 +220,34 @@ def _workload_rows(item, rng: np.random.Generator, n_classes: int, frames: int, 
     if item.job == "addition":   # both classes on top for about 70% of the pairs
         return [Image(item.job, item.target, outputs(10.0, 10.0 if rng.random() < 0.7 else 2.0), **common)]
     return [Image(item.job, item.target, outputs(15.0), **common)]
+
+
+def workload_trajectories(items: Sequence, rng: np.random.Generator, n_classes: int, octaves: Sequence[int],
+                          every: int, k: int = 5) -> pa.Table:
+    """The trajectories/ rows (`sweep.store.trajectories_schema`) of a batch's `items` (work items with a target):
+    one row per item and step t = 0, every, 2 every, ... of the `octaves`' iterations, item after item as a worker
+    writes them. Labels are noise that settles: the argmax wanders among the target and three rivals until a
+    random step, then keeps to the target but for 3% flickers; the top-k lists lead with the label. No snapshots
+    (logits and png null)."""
+    steps = np.arange(0, sum(octaves), every)                                      # T
+    octave = np.searchsorted(np.cumsum(octaves), steps, side="right")              # T
+    n, t = len(items), len(steps)
+    targets = np.array([item.target for item in items])                            # n
+    rivals = rng.integers(0, n_classes, (n, 3))
+    settled = steps[None, :] >= rng.uniform(0, 1, (n, 1)) * sum(octaves)          # n x T
+    rival = rivals[np.arange(n)[:, None], rng.integers(0, 3, (n, t))]              # n x T
+    wander = np.where(rng.random((n, t)) < 0.3, targets[:, None], rival)
+    flicker = rng.random((n, t)) < 0.03
+    labels = np.where(settled & ~flicker, targets[:, None], np.where(settled, rivals[:, :1], wander))   # n x T
+    target_logit = np.linspace(0, 20, t)[None, :] + rng.normal(0, 1, (n, t))       # n x T
+    columns = {"key": np.repeat([item.key for item in items], t), "job": np.repeat([item.job for item in items], t),
+               "target": np.repeat(targets, t), "step": np.tile(steps, n), "octave": np.tile(octave, n),
+               "target_logit": target_logit.ravel(), "loss": -target_logit.ravel(), "label": labels.ravel(),
+               "target_rank": np.where(labels == targets[:, None], 1, rng.integers(2, 10, (n, t))).ravel()}
+    schema = trajectories_schema(k, n_classes)
+    arrays = {name: pa.array(values, schema.field(name).type) for name, values in columns.items()}
+    top = np.concatenate([labels.reshape(-1, 1), rng.integers(0, n_classes, (n * t, k - 1))], axis=1)   # nT x k
+    arrays["topk_classes"] = pa.FixedSizeListArray.from_arrays(pa.array(top.ravel(), pa.int32()), k)
+    top_logits = np.sort(rng.normal(5, 2, (n * t, k)), axis=1)[:, ::-1]                                # nT x k
+    arrays["topk_logits"] = pa.FixedSizeListArray.from_arrays(pa.array(top_logits.ravel(), pa.float32()), k)
+    return pa.table([arrays.get(f.name, pa.nulls(n * t, f.type)) for f in schema], schema=schema)

@@ -2,7 +2,8 @@
 
     python benchmarks/bench_analysis.py [--classes 1000] [--pairs 1000] [--image-size 64] [--keep DIR]
     python benchmarks/bench_analysis.py --workload [--seeds 1] [--sources 3] [--real-png] [--classes all]
-                                        [--stages status,analyze,figures,export,directions] [--keep DIR]
+                                        [--trajectory-every N] [--stages status,analyze,figures,export,directions]
+                                        [--keep DIR]
 
 Builds the store (not timed), then runs each stage in a fresh Python process so that its peak memory (maxrss) is
 its own.
@@ -14,7 +15,9 @@ its own.
   opposite, addition over the default 1000 pairs x merge and juxtapose, transfigure and interpolate with 8 frames
   from `--sources` photographs; `--seeds` seeds: 10^4 images a seed for all 1000 classes, one file per batch of 8).
   PNGs are 8 x 8 unless `--real-png` (490 px for the noise jobs, 299 px for the others: about 500 and 190 KB, as
-  a real sweep's; 10^4 images and their frames take 9 GB). Then each of `--stages`: `sweep status`, `analyze`,
+  a real sweep's; 10^4 images and their frames take 9 GB). `--trajectory-every N` also stores each image's steps
+  recorded every N steps of the googlenet preset's 720, as `sweep run --trajectory every:N` would (every:10: 72
+  rows an image), for `analyze`'s stability tables. Then each of `--stages`: `sweep status`, `analyze`,
   `figures`, `export` (into a temporary folder, removed after), and `directions` (two groups: the first and the
   second half of the classes). No goals: compare the figures of two sizes, each step should grow with the images,
   not faster, and no peak should grow with the PNG bytes.
@@ -50,7 +53,7 @@ def build(store: str, args: argparse.Namespace) -> list[str]:
         random_store(store, args.classes, n_pairs=args.pairs, image_size=args.image_size)
         return []
     counts = workload_store(store, imagenet_names(), classes=args.classes, seeds=args.seeds, sources=args.sources,
-                            png_sides=(490, 299) if args.real_png else None)
+                            png_sides=(490, 299) if args.real_png else None, trajectory_every=args.trajectory_every)
     return [json.dumps(counts)]
 
 
@@ -108,6 +111,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="--workload: seeds (10^4 images each)")
     parser.add_argument("--sources", type=int, default=3, help="--workload: photographs the image jobs start from")
     parser.add_argument("--real-png", action="store_true", help="--workload: PNGs of a real sweep's sizes")
+    parser.add_argument("--trajectory-every", type=int, default=0,
+                        help="--workload: also each image's steps recorded every N steps (0: none)")
     parser.add_argument("--stages", default=",".join(WORKLOAD_STAGES), help="--workload: the stages to run")
     parser.add_argument("--keep", default=None, help="write the store here and keep it (default: a temp dir)")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
@@ -138,7 +143,9 @@ def main() -> None:
         if args.workload:
             counts = json.loads(built["detail"][0])
             print(f"workload store: {counts['items']} images and {counts['frames']} interpolation frames in "
-                  f"{counts['files']} batch files, PNGs {'of real sizes' if args.real_png else '8 x 8'}, "
+                  f"{counts['files']} batch files"
+                  + (f" with {counts['trajectory_rows']} recorded steps" if counts["trajectory_rows"] else "")
+                  + f", PNGs {'of real sizes' if args.real_png else '8 x 8'}, "
                   f"{folder_mb(Path(store)):.0f} MB, built in {built['seconds']:.1f} s")
             stages = [s for s in args.stages.split(",") if s]
         else:

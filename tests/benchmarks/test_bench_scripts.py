@@ -51,10 +51,13 @@ def test_bench_manifest_runs_on_tiny_settings():
 
 @pytest.mark.slow
 def test_bench_analysis_runs_every_workload_stage_on_tiny_settings():
-    """Four classes, their six pairs and one photograph: 30 images and 48 frames through every analysis command
-    (about 17 s: seven fresh processes, each importing the analysis stack)."""
-    out = run_script("bench_analysis.py", "--workload", "--classes", "0-3", "--sources", "1")
-    assert "workload store: 30 images and 48 interpolation frames in 6 batch files" in out, out
+    """Four classes, their six pairs and one photograph: 30 images and 48 frames, with their steps recorded every
+    10 (72 rows an image), through every analysis command (about 17 s: seven fresh processes, each importing the
+    analysis stack)."""
+    out = run_script("bench_analysis.py", "--workload", "--classes", "0-3", "--sources", "1",
+                     "--trajectory-every", "10")
+    assert "workload store: 30 images and 48 interpolation frames in 6 batch files with 2160 recorded steps" in out, out
+    assert "stability (transfigure, octave 2, 4 images)" in out, out   # among analyze's last summary lines
     for stage in ("status", "analyze", "figures", "export", "directions"):
         assert f"\n{stage} " in out, out
     assert "78 PNG files" in out, out
