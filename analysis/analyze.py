@@ -25,7 +25,7 @@ from analysis import graph as graph_mod
 from analysis.coverage import coverage
 from analysis.load import Rows, read_rows, representatives
 from analysis.projection import ConstantOutputs, pca_tables
-from analysis.stability import read_trajectories, stability_summary, stability_table
+from analysis.stability import read_stability, stability_summary
 from analysis.tables import (MARGIN_SHARE, METRICS, additions_summary, additions_table, classes_table,
                              opposites_summary, opposites_table)
 from analysis.transfer import PERCENTILE, TOP1, TOP3_FILE, TRANSFER_FILE, aim_class, success_measure, \
@@ -161,9 +161,8 @@ def analyze_store(store: Store | str, metric: str = "cosine", margin_share: floa
     summary.transfer = _transfer_numbers(tables[TRANSFER_FILE])
     own = tables[TRANSFER_FILE].loc[tables[TRANSFER_FILE]["own"], "scorer"]
     summary.generator = str(own.iloc[0]) if len(own) else ""
-    trajectories = read_trajectories(st)
-    if trajectories is not None and len(trajectories):
-        per_image = stability_table(trajectories)
+    per_image = read_stability(st)
+    if per_image is not None:
         tables["stability.parquet"] = per_image
         tables["stability_summary.parquet"] = stability_summary(per_image, summary.model)
         summary.stability = json.loads(tables["stability_summary.parquet"].to_json(orient="records"))

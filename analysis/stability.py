@@ -15,18 +15,22 @@ the steps `sweep run --trajectory every:N` recorded (one row per image and recor
 Counts are over recorded steps: a change between two records N steps apart counts once however often the argmax
 moved in between, so compare stores recorded with the same N. Octaves are numbered from 1 in these tables, as the
 summary, the figures and the README count them (trajectories/ stores the engine's index, from 0). Pure: DataFrames
-in, DataFrames out; `run_stability` at the end is the I/O of `sweep stability`.
+in, DataFrames out; at the end, `read_stability` reads a store's steps into the per-image table a few files at a
+time (`sweep analyze`), and `run_stability` is the I/O of `sweep stability`.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 COLUMNS = ("key", "job", "target", "step", "octave", "label")   # what the tables read of trajectories/
 GROUP = ["key", "octave"]
+STEPS_AT_ONCE = 250_000   # recorded steps `read_stability` reduces at once (every:10 over 720 steps is 72 rows an
+                          # image: 7 million at 10^5 images, where this many are tens of MB in pandas)
 TABLE_FILE, FIGURE_FILE = "stability_compare.parquet", "stability_compare.png"   # what `sweep stability` writes
 
 
@@ -88,24 +92,74 @@ def compare_stability(summaries: Sequence[pd.DataFrame]) -> pd.DataFrame:
 
 
 # -- I/O: `sweep stability STORE... --out DIR` -------------------------------------------------------------------
-def read_trajectories(store) -> pd.DataFrame | None:
-    """A store's recorded steps (COLUMNS only; no pictures), of the images the store holds; None when it recorded
-    none."""
-    from sweep.store import IMAGES, TRAJECTORIES, open_store
+def read_stability(store) -> pd.DataFrame | None:
+    """`stability_table` of a store's recorded steps, of the images the store holds (an image row implies its
+    trajectory); None when it recorded none of theirs.
+
+    Read and reduced a part at a time: whole files up to about STEPS_AT_ONCE steps, never every step of the store
+    at once. The numbers are per image and octave, and an image's steps are in its batch's file, so the parts'
+    tables together are the store's; an image and octave found in two parts (a batch whose images/ write failed,
+    run again under another name, leaves its steps twice) is reduced again from all of its image's rows, in file
+    order, as one read of every step would have it."""
+    from sweep.store import TRAJECTORIES, open_store
     st = open_store(store)
-    if not st.files(TRAJECTORIES):
+    paths = st.files(TRAJECTORIES)
+    if not paths:
         return None
-    rows = st.read(TRAJECTORIES, list(COLUMNS)).to_pandas()
-    done = set(st.read(IMAGES, ["key"]).column("key").to_pylist())   # an image row implies its trajectory
-    return rows[rows["key"].isin(done)].reset_index(drop=True)
+    parts, part_files = [], []
+    for files, steps in _parts(st, paths):
+        parts.append(stability_table(steps).assign(part=len(parts)))
+        part_files.append(files)
+    if not parts:
+        return None
+    table = pd.concat(parts, ignore_index=True)
+    table = table[table["key"].isin(st.done_keys())]   # once: a set of 10^5 keys is not cheap to look up in
+    if table.empty:
+        return None
+    split = set(table.loc[table.duplicated(GROUP, keep=False), "key"])
+    if split:   # reduced again from all their rows, read from the parts that hold them, in file order
+        again = table["key"].isin(split)
+        files = [path for part in sorted(set(table.loc[again, "part"])) for path in part_files[part]]
+        steps = _as_pandas(_read_steps(st, files, pa.array(sorted(split), pa.string())))
+        table = pd.concat([table[~again], stability_table(steps)], ignore_index=True)
+    return table.drop(columns="part").sort_values(GROUP, kind="stable").reset_index(drop=True)
+
+
+def _parts(st, paths: Sequence[str]) -> Iterator[tuple[list[str], pd.DataFrame]]:
+    """(files, their steps) for `paths` in order, in parts of whole files up to about STEPS_AT_ONCE rows (read
+    READ_THREADS files at a time: at once on S3). Files without rows are skipped."""
+    from sweep.store import READ_THREADS
+    held, files, rows = [], [], 0
+    for start in range(0, len(paths), READ_THREADS):
+        group = paths[start:start + READ_THREADS]
+        for path, table in zip(group, _read_steps(st, group)):
+            if table.num_rows:
+                held.append(table)
+                files.append(path)
+                rows += table.num_rows
+            if held and (rows >= STEPS_AT_ONCE or path == paths[-1]):
+                yield files, _as_pandas(held)
+                held, files, rows = [], [], 0
+
+
+def _read_steps(st, files: Sequence[str], keys: pa.Array | None = None) -> list[pa.Table]:
+    """COLUMNS of each of `files`, in their order (at once on S3: `Store.each_file`); only `keys`' rows if given."""
+    import pyarrow.compute as pc
+
+    def read(path: str) -> pa.Table:
+        table = st.read_checked(path, list(COLUMNS))
+        return table if keys is None else table.filter(pc.is_in(table["key"], value_set=keys))
+    return st.each_file(read, files)
+
+
+def _as_pandas(tables: Sequence[pa.Table]) -> pd.DataFrame:
+    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
 
 
 def run_stability(stores: Sequence[str], out: str) -> tuple[pd.DataFrame, list[str]]:
     """The side-by-side summary of several stores (each needs trajectories), written to `out` (a local folder or a
     URI) as stability_compare.parquet and stability_compare.png; (the table, the locations written). StoreError
     for a store without trajectories, before anything is written."""
-    import pyarrow as pa
-
     from analysis.drawing import save
     from analysis.figures import stability_figure
     from analysis.load import output_folder, write_outputs
@@ -114,10 +168,10 @@ def run_stability(stores: Sequence[str], out: str) -> tuple[pd.DataFrame, list[s
     tables = []
     for uri in stores:
         st = open_store(uri)
-        rows = read_trajectories(st)
-        if rows is None or rows.empty:
+        per_image = read_stability(st)
+        if per_image is None:
             raise StoreError(f"store {st.uri} has no trajectories: run it with --trajectory every:N")
-        tables.append((model_label(st, stores), stability_table(rows)))
+        tables.append((model_label(st, stores), per_image))
     table = compare_stability([stability_summary(t, name) for name, t in tables])
     written = write_outputs(folder, {
         TABLE_FILE: table_bytes(pa.Table.from_pandas(table, preserve_index=False)),

@@ -129,3 +129,72 @@ def test_trajectory_video_frames_show_the_image_and_every_output():
     assert len(points) == 6 and [3, 2] in points.tolist()               # every class, the target's own output
     gif = Image.open(io.BytesIO(trajectory_gif(list(frames))))
     assert gif.n_frames == 2
+
+
+# --- read a part at a time (audit ascale A11) ---------------------------------------------------------------------
+
+def recorded_store(path) -> tuple[str, int]:
+    """The hand-made store with recorded steps in five files, as sweeps leave them: batches of its octave and
+    opposite images (one file's targets null, so that parts differ in dtype), an orphan batch (no image of it
+    stored), and a batch run twice under two names (an image's steps in two files). (store, most rows of a file)."""
+    from analysis.synthetic import workload_trajectories
+    from jobs.catalog import JobSpec
+
+    store = make_small_store(path)
+    st = Store.open(store)
+    rng = np.random.default_rng(0)
+    batches = {"part-a": [JobSpec("octave", 0), JobSpec("octave", 1)],
+               "part-b": [JobSpec("octave", 2), JobSpec("octave", 3), JobSpec("opposite", 0)],
+               "part-c": [JobSpec("octave", 4), JobSpec("octave", 5)],
+               "part-d": [JobSpec("octave", 9)],                              # no image: left out
+               "part-e": [JobSpec("octave", 2), JobSpec("opposite", 1)]}      # octave 2 again
+    most = 0
+    for name, items in batches.items():
+        steps = workload_trajectories(items, rng, 6, [40, 60], every=5)
+        if name == "part-c":
+            steps = steps.set_column(2, "target", pa.nulls(steps.num_rows, pa.int32()))
+        st.write_table(f"{TRAJECTORIES}/{name}.parquet", steps)
+        most = max(most, steps.num_rows)
+    return store, most
+
+
+def every_step_at_once(store: str) -> pd.DataFrame:
+    """The reference: `sweep analyze`'s stability table as it was, from one read of every recorded step."""
+    from sweep.store import IMAGES
+    st = Store.open(store)
+    steps = st.read(TRAJECTORIES, ["key", "job", "target", "step", "octave", "label"]).to_pandas()
+    done = set(st.read(IMAGES, ["key"]).column("key").to_pylist())
+    return stability_table(steps[steps["key"].isin(done)].reset_index(drop=True))
+
+
+@pytest.mark.parametrize("steps_at_once", [1, 100, 250_000])   # a file a part, two or three, all in one
+def test_the_stability_table_read_in_parts_is_that_of_every_step_read_at_once(tmp_path, monkeypatch, steps_at_once):
+    import analysis.stability as stability
+
+    store, _ = recorded_store(tmp_path / "s")
+    monkeypatch.setattr(stability, "STEPS_AT_ONCE", steps_at_once)
+    table = stability.read_stability(store)
+    reference = every_step_at_once(store)
+    assert "octave:-:9:-1:0" not in set(table.key) and (table.key == "octave:-:2:-1:0").sum() == 2
+    assert table.loc[table.key == "octave:-:2:-1:0", "recorded_steps"].tolist() == [16, 24]   # both runs' steps
+    pd.testing.assert_frame_equal(table, reference)
+
+
+def test_analyze_reduces_the_recorded_steps_a_part_at_a_time(tmp_path, monkeypatch):
+    """What is held at once: `stability_table` is given one part (here a file) of the steps, never the store's."""
+    import analysis.analyze
+    import analysis.stability as stability
+
+    store, most = recorded_store(tmp_path / "s")
+    monkeypatch.setattr(stability, "STEPS_AT_ONCE", 1, raising=False)
+    sizes = []
+
+    def counted(steps):
+        sizes.append(len(steps))
+        return stability_table(steps)
+    monkeypatch.setattr(stability, "stability_table", counted)
+    monkeypatch.setattr(analysis.analyze, "stability_table", counted, raising=False)   # where it was called from
+    summary = analyze_store(store)
+    assert summary.stability and len(sizes) >= 5 and max(sizes) <= most, sizes
+    per_image = pd.read_parquet(tmp_path / "s" / ANALYSIS / "stability.parquet")
+    pd.testing.assert_frame_equal(per_image, every_step_at_once(store))
