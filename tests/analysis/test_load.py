@@ -183,3 +183,28 @@ def test_rows_read_the_same_whatever_optional_columns_their_files_lack(tmp_path)
     pd.testing.assert_frame_equal(mixed.meta.drop(columns=["step"]), full.meta)
     np.testing.assert_array_equal(mixed.logits, full.logits)
     assert set(mixed.meta["step"]) <= {-1, 0}
+
+
+def test_gathered_is_the_concatenation_indexed_without_holding_it():
+    """read_rows' outputs at 10^5 images were held three times (the files', their concatenation, the rows in order):
+    `gathered` gives the same rows holding the wanted ones once beside the parts not yet copied out."""
+    import tracemalloc
+    from analysis.load import gathered
+    rng = np.random.default_rng(0)
+    for _ in range(100):   # parts of 0-4 rows, any subset in any order, none at all
+        parts = [rng.normal(size=(n, 3)).astype(np.float32) for n in rng.integers(0, 5, rng.integers(1, 8))]
+        whole = np.concatenate(parts)
+        rows = rng.permutation(len(whole))[:rng.integers(0, len(whole) + 1)]
+        got = gathered(list(parts), rows)
+        assert got.dtype == np.float32 and np.array_equal(got, whole[rows])
+    parts = [np.full((500, 250), float(f), np.float32) for f in range(40)]   # 40 files of 500 KB: 20 MB
+    rows = np.arange(20_000)[::-1].copy()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        got = gathered(parts, rows)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert got[0, 0] == 39 and got[-1, 0] == 0 and parts == []
+    assert peak < 1.3 * 20_000 * 250 * 4, peak / 1e6   # np.concatenate(parts)[rows]: 2x the outputs above the parts
