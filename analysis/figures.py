@@ -26,7 +26,7 @@ from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, PARTNER, Ce
                               fit_text, gif_bytes, grid_figure, grid_pages, isolation_order, new_figure)
 from analysis.graph import component_hubs
 from jobs.outputs import label_probs
-from jobs.text import class_label, size_note
+from jobs.text import class_label, named_class, size_note
 
 GRID_THUMB = 96          # px, images in the grids
 CONTACT = (10, 10)       # columns x rows per contact-sheet page
@@ -54,7 +54,7 @@ def contact_sheets(classes: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRID_
     A long class name takes a second line."""
     cells = []
     for r in classes.itertuples():
-        lines = [(f"{r.target} {r.name}", INK), (f"p = {r.target_prob:.3f}", GOOD if r.correct else BAD)]
+        lines = [(named_class(r.target, r.name), INK), (f"p = {r.target_prob:.3f}", GOOD if r.correct else BAD)]
         if not r.correct:   # the p kept whole: a long name is cut before it
             lines.append((fit_text(f"-> {r.label_name}", caption_px(1, thumb), tail=f" {r.top5_probs[0]:.2f}"),
                           BAD))
@@ -77,7 +77,7 @@ def opposites_grid(classes: pd.DataFrame | None, opposites: pd.DataFrame, thumbs
         images = (thumbs.get(r.key),) if class_key is None else (thumbs.get(class_key.get(r.target, "")),
                                                                  thumbs.get(r.key))
         cells.append(Cell(images,
-                          ((f"{r.target} {r.name}", INK),
+                          ((named_class(r.target, r.name), INK),
                            (f"opposite: {r.opposite_name}", INK),
                            (f"p = {r.opposite_prob:.3f}{mutual}", INK),
                            (f"article's margin: {r.margin_opposite_name}" if getattr(r, "margin_opposite", -1) >= 0

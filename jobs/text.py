@@ -40,7 +40,12 @@ def class_label(c: int, names: Sequence[str]) -> str:
     outside `names`."""
     if not 0 <= c < len(names):
         return str(c)
-    return names[c] if str(c) in names[c].split() else f"{c} {names[c]}"
+    return named_class(c, names[c])
+
+
+def named_class(c: int, name: str) -> str:
+    """`class_label` of class `c` whose name is at hand (a table row's `name`): "1 goldfish", "digit 2"."""
+    return name if str(c) in name.split() else f"{c} {name}"
 
 
 def size_note(size: str | None, sides: Iterable[int]) -> str:

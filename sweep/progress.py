@@ -7,7 +7,8 @@ jobs cost very different amounts and a batch's items all finish at its end. The 
 (Ray's start and the first model load are not work, and counted in they made a first ETA many times too long);
 the elapsed time counts from the start. It is advanced by the driver as reports arrive, never by the workers (a
 driver-side bar survives workers dying and Ray job logs). A terminal that reports no width (0 columns: some CI
-pseudo-terminals, `stty size` 0 0) gets a bar as wide as `COLUMNS` says, else 80 columns, not a bar of nothing.
+pseudo-terminals, `stty size` 0 0) gets a bar as wide as `COLUMNS` says, else 80 columns, not a bar of nothing; one
+that reports 0 rows gets `LINES` rows, else 24 (tqdm takes the rows less one, and on stderr with -1 it draws nothing).
 """
 from __future__ import annotations
 
@@ -19,26 +20,52 @@ from typing import TextIO
 TTY_INTERVAL = 0.25   # seconds between redraws on a terminal
 LOG_INTERVAL = 10.0   # seconds between lines in a log file
 FALLBACK_COLUMNS = 80   # a terminal's width when it reports 0 columns and COLUMNS says nothing
+FALLBACK_ROWS = 24      # a terminal's height when it reports 0 rows and LINES says nothing
+
+
+def terminal_size(stream: TextIO) -> os.terminal_size | None:
+    """The size the stream's terminal reports (0 x 0 on some pseudo-terminals); None where there is none to ask."""
+    try:
+        return os.get_terminal_size(stream.fileno())
+    except (AttributeError, OSError, ValueError):   # no fileno (io.UnsupportedOperation), not a terminal, closed
+        return None
 
 
 def terminal_columns(stream: TextIO) -> int | None:
     """The width the stream's terminal reports (0 on some pseudo-terminals); None where there is none to ask."""
-    try:
-        return os.get_terminal_size(stream.fileno()).columns
-    except (AttributeError, OSError, ValueError):   # no fileno (io.UnsupportedOperation), not a terminal, closed
+    size = terminal_size(stream)
+    return None if size is None else size.columns
+
+
+def terminal_rows(stream: TextIO) -> int | None:
+    """The height the stream's terminal reports (0 on some pseudo-terminals); None where there is none to ask."""
+    size = terminal_size(stream)
+    return None if size is None else size.lines
+
+
+def _less_one(reported: int | None, variable: str, fallback: int, environ: dict | None) -> int | None:
+    """A reported terminal dimension less one, as tqdm counts it; 0 (not reported) as a positive `variable` of
+    the environment says, else `fallback`; None where no terminal was asked."""
+    if reported is None:
         return None
+    if reported <= 0:
+        given = (os.environ if environ is None else environ).get(variable, "").strip()
+        reported = int(given) if given.isdigit() and int(given) > 0 else fallback
+    return reported - 1
 
 
 def bar_columns(reported: int | None, environ: dict | None = None) -> int | None:
     """The width tqdm draws the whole bar line in: one less than the terminal's (tqdm's own margin, so that a full
     line does not wrap); a terminal that reports 0 columns as wide as a positive `COLUMNS`, else 80; None (tqdm's
     own, unbounded) where no terminal was asked."""
-    if reported is None:
-        return None
-    if reported <= 0:
-        given = (os.environ if environ is None else environ).get("COLUMNS", "").strip()
-        reported = int(given) if given.isdigit() and int(given) > 0 else FALLBACK_COLUMNS
-    return reported - 1
+    return _less_one(reported, "COLUMNS", FALLBACK_COLUMNS, environ)
+
+
+def bar_rows(reported: int | None, environ: dict | None = None) -> int | None:
+    """The rows tqdm may draw bars in: one less than the terminal's, as tqdm reckons them itself; a terminal that
+    reports 0 rows as many as a positive `LINES`, else 24 (tqdm's own -1 would hide the bar: it draws none at or
+    below the last row); None (tqdm's own) where no terminal was asked."""
+    return _less_one(reported, "LINES", FALLBACK_ROWS, environ)
 
 
 def format_duration(seconds: float) -> str:
@@ -75,11 +102,12 @@ class Progress:
             if self.counts_work:   # the bar counts steps (it moves within a batch); items are in its text, which
                 # is its description: tqdm would put ", " before a {postfix}
                 self.bar = tqdm(total=work_total, initial=work, file=self.stream, mininterval=self.interval,
-                                ncols=self._columns(), disable=False, leave=True,
+                                ncols=self._columns(), nrows=self._rows(), disable=False, leave=True,
                                 bar_format="{percentage:3.0f}%|{bar}| {desc} [{elapsed}]")
             else:
                 self.bar = tqdm(total=total, initial=done, file=self.stream, unit=unit.rstrip("s") or "it",
-                                mininterval=self.interval, ncols=self._columns(), disable=False, leave=True,
+                                mininterval=self.interval, ncols=self._columns(), nrows=self._rows(), disable=False,
+                                leave=True,
                                 bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} " + unit
                                            + " [{elapsed}, {rate_fmt}{postfix}]")
             self._caption()
@@ -88,6 +116,10 @@ class Progress:
         """The bar's width now (asked again at each redraw, so that it follows a resized window, as tqdm's
         `dynamic_ncols` would, without its blank bar on a terminal of 0 columns)."""
         return bar_columns(terminal_columns(self.stream))
+
+    def _rows(self) -> int | None:
+        """The rows tqdm may draw in (given, so that a terminal of 0 rows still shows the bar)."""
+        return bar_rows(terminal_rows(self.stream))
 
     def _caption(self) -> None:
         """The bar's text: the description of a bar that counts work, the postfix of one that counts items."""

@@ -319,6 +319,19 @@ def test_opposites_grid_gives_the_opposites_probability_and_mutual_in_ink_not_gr
     assert {_colour_of(page, t) for t in texts if t.startswith(("opposite:", "p = "))} == {drawing.INK}
 
 
+def test_contact_sheet_and_opposites_name_a_class_once_as_every_page_does():
+    """Walk: the contact sheet and the opposites grid read "0 digit 0" where every other page says "digit 0"
+    (`class_label`); a name without its number keeps it ("1 Chesapeake Bay retriever")."""
+    classes = pd.DataFrame({"key": ["c0", "c1"], "target": [0, 1], "name": ["digit 0", "goldfish"],
+                            "correct": True, "label_name": ["digit 0", "goldfish"], "target_prob": 0.9,
+                            "top5_probs": [[0.9, 0.1]] * 2})
+    contact, = fig.contact_sheets(classes, {})
+    assert {"digit 0", "1 goldfish"} <= set(_texts(contact)) and "0 digit 0" not in _texts(contact)
+    opposites, = fig.opposites_grid(classes, _opposites(), {})
+    assert "digit 0" in _texts(opposites) and "0 digit 0" not in _texts(opposites)
+    assert "1 Chesapeake Bay retriever" in _texts(opposites)
+
+
 def test_opposites_alone_under_one_image_give_a_long_class_name_a_second_line():
     page, = fig.opposites_grid(None, _opposites(), {})
     texts = [t.get_text() for t in page.texts]

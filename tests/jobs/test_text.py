@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.text import class_label, first_line, flattened, is_whole_number, listing
+from jobs.text import class_label, first_line, flattened, is_whole_number, listing, named_class
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -39,3 +39,8 @@ def test_class_label_names_a_class_once():
         "digit 2", "1 goldfish", "7"]
     assert class_label(12, tuple(f"class {c}" for c in range(20))) == "class 12"
     assert class_label(2, ("a", "b", "2 seater")) == "2 seater" and class_label(1, ("a", "12 b")) == "1 12 b"
+
+
+def test_named_class_is_class_label_of_a_name_at_hand():
+    assert [named_class(2, "digit 2"), named_class(1, "goldfish"), named_class(1, "12 b")] == [
+        "digit 2", "1 goldfish", "1 12 b"]

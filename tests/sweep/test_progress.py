@@ -5,10 +5,11 @@ import io
 import os
 import select
 import struct
+import sys
 
 import pytest
 
-from sweep.progress import Progress, bar_columns, format_duration
+from sweep.progress import Progress, bar_columns, bar_rows, format_duration
 
 
 class Clock:
@@ -117,16 +118,21 @@ def test_the_bar_is_as_wide_as_the_terminal_or_columns_or_80_when_it_reports_non
     assert bar_columns(None, {"COLUMNS": "100"}) is None              # no terminal to ask: tqdm's own
 
 
-def bar_lines_on_a_pseudo_terminal(columns: int, rows: int = 0) -> list[str]:
+def bar_lines_on_a_pseudo_terminal(columns: int, rows: int = 0, monkeypatch=None) -> list[str]:
     """What a half-done Progress draws on a real pseudo-terminal whose size is set to `columns` x `rows`: each
-    redraw of the bar line, as the terminal received it."""
+    redraw of the bar line, as the terminal received it. With `monkeypatch`, the terminal is `sys.stderr`, the
+    commands' stream (tqdm asks the screen's size itself only of sys.stderr and sys.stdout)."""
     fcntl, termios = pytest.importorskip("fcntl"), pytest.importorskip("termios")
     leader, follower = os.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     with open(follower, "w", encoding="utf-8", closefd=True) as terminal:
-        progress = Progress(10, stream=terminal, interval=0)
+        if monkeypatch is not None:
+            monkeypatch.setattr(sys, "stderr", terminal)
+        progress = Progress(10, stream=None if monkeypatch is not None else terminal, interval=0)
         progress.update(done=5, force=True)
         progress.close()
+        if monkeypatch is not None:
+            monkeypatch.undo()
     received = b""
     while select.select([leader], [], [], 0.5)[0]:
         try:
@@ -150,3 +156,19 @@ def test_a_terminal_that_reports_0_columns_still_shows_the_bar(monkeypatch):
     monkeypatch.setenv("COLUMNS", "100")
     assert {len(line) for line in bar_lines_on_a_pseudo_terminal(0)} == {99}
     assert {len(line) for line in bar_lines_on_a_pseudo_terminal(60, 20)} == {59}   # a reported width is kept
+
+
+def test_the_bar_shows_on_stderr_of_a_terminal_that_reports_0_rows(monkeypatch):
+    """Walk: `script` and some CI pseudo-terminals report 0 rows (`stty size` 0 0, or 0 120): on sys.stderr tqdm
+    took -1 rows from the screen and drew nothing at all, whatever the width."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
+    assert {len(line) for line in bar_lines_on_a_pseudo_terminal(120, 0, monkeypatch)} == {119}
+    assert {len(line) for line in bar_lines_on_a_pseudo_terminal(0, 0, monkeypatch)} == {79}
+    assert {len(line) for line in bar_lines_on_a_pseudo_terminal(60, 20, monkeypatch)} == {59}
+
+
+def test_the_bar_rows_are_the_terminals_or_lines_or_24_when_it_reports_none():
+    assert bar_rows(40, {"LINES": "10"}) == 39                        # the terminal's own, less one as tqdm counts
+    assert bar_rows(0, {"LINES": "30"}) == 29 and bar_rows(0, {}) == bar_rows(0, {"LINES": "x"}) == 23
+    assert bar_rows(None, {"LINES": "30"}) is None                    # no terminal to ask: tqdm's own
