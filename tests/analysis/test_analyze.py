@@ -209,3 +209,12 @@ def test_a_pair_stored_in_both_orders_is_noted(tmp_path):
                      "stores made before a pair was rendered once): they count twice in the additions tables"]
     single = write_store(str(tmp_path / "t"), [f"c{i}" for i in range(4)], images[:2] + images[4:])
     assert not [line for line in analyze_store(single).lines() if "other order" in line]
+
+
+def test_the_summary_says_one_component_in_the_singular():
+    from analysis.analyze import AnalysisSummary
+    summary = AnalysisSummary("s", "cosine", "digits", 10, "f", {"octave": 3}, [], True, classes=3, components=1,
+                              largest_components=[4])
+    assert "1 component, largest [4]" in "\n".join(summary.lines())
+    summary.components = 2
+    assert "2 components, largest [4]" in "\n".join(summary.lines())
