@@ -170,7 +170,7 @@ def _read_images_file(store: Store, path: str, columns: Sequence[str]) -> tuple[
         present = set(parquet.schema_arrow.names)
         table = parquet.read(columns=[c for c in columns if c in present or c not in OPTIONAL_COLUMNS])
     except (pa.ArrowInvalid, OSError) as err:
-        raise StoreError(f"images/{name} cannot be read ({first_line(err)})") from None
+        raise StoreError(unreadable(path, err)) from None   # as `sweep status` and `export` say it
     if "logits" in columns:
         values = _logits_array(table.column("logits"), store.n_classes, name)
         table = table.drop_columns(["logits"])

@@ -139,7 +139,8 @@ def test_file_that_is_not_parquet(small_store):
         f.write(b"this is not parquet at all")
     with pytest.raises(StoreError) as err:
         read_rows(open_store(small_store))
-    assert "zz-garbage.parquet" in _one_line(err)
+    assert "unreadable file images/zz-garbage.parquet: " in _one_line(err)   # as `sweep status` says, with the
+    assert "moves it into quarantine/" in _one_line(err)                     # way on
 
 
 def test_logits_that_do_not_match_the_manifest(small_store):
