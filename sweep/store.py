@@ -32,11 +32,13 @@ the bucket's own, asked once), a GCS emulator from `CLOUD_STORAGE_EMULATOR_ENDPO
 Every call is bounded (`ObjectStoreLimits`: the SDKs' own timeouts and retries, and `call_seconds` over each call
 as a whole), and a failure becomes one `StoreError` line naming the store and what is wrong (unreachable or silent
 endpoint, missing bucket, missing or refused credentials), with no secret in it. A Parquet file that a reader wants
-whole or in parts (`parquet_file`) is fetched with one GET and read from memory; a pass over a folder's files reads
-READ_THREADS of them at once on S3 (`each_file`).
+whole or in parts (`parquet_file`) is fetched with one GET and read from memory; a reader of the numbers beside
+the PNGs reads a large file on S3 by ranges instead (`read_chosen`); a pass over a folder's files reads
+READ_THREADS of them at once on S3 (`each_file`, and `stream_files` for results read one at a time).
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import functools
@@ -82,6 +84,10 @@ TEMP_GRACE = 600.0                    # seconds a temporary is left alone, as an
 TEMP_PREFIX = "_"                     # pyarrow's dataset reader skips names starting with "_" or "."
 OBJECT_STORES = ("s3", "gcs")         # pyarrow file system type names without an atomic rename
 READ_THREADS = 8                      # files read at once from S3, where a read mostly waits on the network
+# S3: a file this large or larger is read by ranges when a reader wants its small columns only (`read_chosen`): a
+# smaller one costs less time whole, in one GET, than in the two or three requests of ranged reads (the footer's
+# alone reads the last 64 KB).
+RANGED_READ_BYTES = 1 << 20
 # Manifest fields that must match for a run to write into an existing store (package_version and created may differ).
 COMPARED_FIELDS = ("format", "model", "weights", "schedule_id", "n_classes")
 # Fields every manifest has (a hand-edited one without them is refused in one line, not deep in a command).
@@ -857,6 +863,25 @@ class Store:
             data = self.bounded(self._whole_file, path)
         return pq.ParquetFile(pa.BufferReader(data))
 
+    def read_chosen(self, path: str, choose: Callable[[pa.Schema], Sequence[str]]) -> pa.Table:
+        """The columns `choose(schema)` picks of one Parquet file of the store (a path from `files`), for a reader
+        that looks at the file's schema first (the columns it has, whether it is the kind of file it expects; a
+        `choose` may raise) and wants its small columns only: the numbers beside a batch's PNGs. On S3 a file of
+        RANGED_READ_BYTES or more is read by ranges (its footer, then the chosen column chunks, coalesced: a few
+        requests, where `parquet_file`'s GET of the whole would bring the PNGs too, most of its bytes), a smaller
+        one whole; on GCS every file is fetched whole (`parquet_file` says why). Errors as `read_file`."""
+        if self.fs.type_name != "s3":
+            parquet = self.parquet_file(path)
+            return parquet.read(columns=choose(parquet.schema_arrow))
+        with self._object_failures():
+            return self.bounded(self._read_chosen_on_s3, path, choose)
+
+    def _read_chosen_on_s3(self, path: str, choose: Callable[[pa.Schema], Sequence[str]]) -> pa.Table:
+        with self.fs.open_input_file(path) as file:   # its size, from the HEAD request a ranged read makes anyway
+            small = file.size() < RANGED_READ_BYTES
+            parquet = pq.ParquetFile(pa.BufferReader(file.read()) if small else file, pre_buffer=not small)
+            return parquet.read(columns=choose(parquet.schema_arrow))
+
     def file_schema(self, path: str) -> pa.Schema:
         """The Arrow schema of one Parquet file of the store, from its footer only; errors as `read_file`."""
         with self._object_failures():
@@ -884,6 +909,26 @@ class Store:
         finally:
             pool.shutdown(cancel_futures=True)
 
+    def stream_files(self, call: Callable[[str], T], paths: Sequence[str]) -> Iterator[T]:
+        """`each_file` one result at a time, for results too large to hold all at once (a file's PNGs): on S3 up to
+        READ_THREADS calls run ahead of the one whose result is taken (their results wait in memory), elsewhere
+        each call runs when its result is wanted. Errors as `each_file`; a consumer that stops early waits for the
+        calls already running."""
+        if self.fs.type_name != "s3" or len(paths) < 2:
+            yield from (call(path) for path in paths)
+            return
+        pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="classweep-read")
+        try:
+            ahead: collections.deque = collections.deque()
+            for path in paths:
+                ahead.append(pool.submit(call, path))
+                if len(ahead) == READ_THREADS:
+                    yield ahead.popleft().result()
+            while ahead:
+                yield ahead.popleft().result()
+        finally:
+            pool.shutdown(cancel_futures=True)
+
     def read(self, directory: str, columns: Sequence[str] | None = None) -> pa.Table:
         """The finished files of `directory`, only `columns` (never read `png` unless you need the pictures)."""
         tables = self.each_file(lambda path: self.read_checked(path, columns), self.files(directory))
@@ -902,13 +947,15 @@ class Store:
         """Keys of every stored image, reading only the `key` column."""
         return all_keys(self.keys_by_file())
 
-    def keys_by_file(self, known: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
-        """{path: keys} of every file images/ lists now, reading only the `key` column, and only of the files that
-        `known` lacks: {path: keys} an earlier pass read, of files not written since (a run never writes a file
-        that its resume's pass saw holding keys: `run_leased`); a file known to hold no key is read again. An
-        unreadable file is refused as by `read_checked`."""
+    def keys_by_file(self, known: Mapping[str, Sequence[str]] | None = None, directory: str = IMAGES
+                     ) -> dict[str, list[str]]:
+        """{path: keys} of every file `directory` (images/, or frames/) lists now, in name order, reading only the
+        `key` column, and only of the files that `known` lacks: {path: keys} an earlier pass read, of files not
+        written since (a run never writes a file that its resume's pass saw holding keys: `run_leased`); a file
+        known to hold no key is read again. An unreadable file is refused as by `read_checked`. Each file's keys are
+        in its rows' order: the store's key index, which tells a reader of PNGs which files to open."""
         known = known or {}
-        paths = self.files(IMAGES)
+        paths = self.files(directory)
         new = [path for path in paths if not known.get(path)]
         read = dict(zip(new, self.each_file(lambda path: key_column(self.read_checked(path, ["key"])), new)))
         return {path: read[path] if path in read else list(known[path]) for path in paths}
