@@ -3,8 +3,10 @@ stage needs), PNGs on demand, and one representative image per class; and where 
 (`output_folder`, `write_outputs`: through the same layer, so that `--out` takes a local folder or a URI).
 
 Numeric work reads `NUMERIC_COLUMNS` only: the PNG bytes, by far the largest column, are read by `iter_pngs` for
-the rows a figure shows and never otherwise. Every reader takes an opened `Store` (or a URI, opened once at the
-top); everything that can go wrong for a user raises `sweep.store.StoreError` with a one-line message.
+the rows a figure shows and never otherwise, from the files that hold those rows only: the store's key index
+({path: keys}, from the numeric pass itself, `read_rows_and_keys`, or from the key columns, `key_index`) says which.
+Every reader takes an opened `Store` (or a URI, opened once at the top); everything that can go wrong for a user
+raises `sweep.store.StoreError` with a one-line message.
 """
 from __future__ import annotations
 
@@ -106,8 +108,16 @@ def read_rows(store: Store | str, columns: Sequence[str] = NUMERIC_COLUMNS, fram
     `logits=False` keeps no output vectors (`Rows.logits` is N x 0): a reader of every frame needs a few numbers
     per row, not 4 KB of outputs. Among `columns`, LABEL_PROB is each row's probability of its label, computed from
     each file's outputs as the file is read. Each file's rows are kept as Arrow columns and converted to pandas
-    once, for the whole store.
+    once, for the whole store. On S3 the files are read READ_THREADS at once, by ranges (`Store.read_chosen`).
     """
+    return read_rows_and_keys(store, columns, frames, logits)[0]
+
+
+def read_rows_and_keys(store: Store | str, columns: Sequence[str] = NUMERIC_COLUMNS, frames: bool = False,
+                       logits: bool = True) -> tuple[Rows, dict[str, list[str]]]:
+    """`read_rows`, and the key index of the files it read ({path: keys}, as `Store.keys_by_file` gives them:
+    images/, then frames/ with `frames`), from the same reads: a reader of PNGs given it (`iter_image_rows`) opens
+    only the files that hold the keys it wants, without reading every file's keys again."""
     if "png" in columns:
         raise ValueError("numeric reads never load PNG bytes; use iter_pngs")
     store = open_store(store)
@@ -120,15 +130,17 @@ def read_rows(store: Store | str, columns: Sequence[str] = NUMERIC_COLUMNS, fram
         files += store.files(FRAMES)
     if not files:
         raise no_images_yet(store)
-    metas, outputs = [], []
-    for path in files:
+
+    def read(path: str) -> tuple[pa.Table, np.ndarray]:
         table, values = _read_images_file(store, path, stored)
         if derived:
             table = table.append_column(LABEL_PROB, pa.array(label_probs(values, table.column("label").to_numpy()),
                                                              pa.float64()))
-        metas.append(table.select([*columns, *([LABEL_PROB] if derived else [])]))
-        outputs.append(values if logits else values[:, :0])
+        return table.select([*columns, *([LABEL_PROB] if derived else [])]), values if logits else values[:, :0]
+    metas, outputs = (list(part) for part in zip(*store.each_file(read, files)))   # `gathered` empties outputs
+    index = {path: meta.column("key").to_pylist() for path, meta in zip(files, metas)}
     meta = _with_defaults(pa.concat_tables(metas, promote_options="permissive")).to_pandas()
+    del metas
     if meta.empty:
         raise StoreError(f"store {store.uri} is empty: its images files hold no rows")
     keep = ~meta["key"].duplicated(keep="first").to_numpy()
@@ -137,7 +149,7 @@ def read_rows(store: Store | str, columns: Sequence[str] = NUMERIC_COLUMNS, fram
     meta = meta[keep].reset_index(drop=True)
     sort_by = [c for c in ROW_ORDER if c in meta.columns] or ["key"]
     order = meta.sort_values(sort_by, kind="mergesort").index.to_numpy()
-    return Rows(meta.iloc[order].reset_index(drop=True), gathered(outputs, np.flatnonzero(keep)[order]))
+    return Rows(meta.iloc[order].reset_index(drop=True), gathered(outputs, np.flatnonzero(keep)[order])), index
 
 
 def gathered(parts: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
@@ -163,14 +175,17 @@ def gathered(parts: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
 def _read_images_file(store: Store, path: str, columns: Sequence[str]) -> tuple[pa.Table, np.ndarray]:
     """One images/ (or frames/) file's `columns`: all but logits as an Arrow table (an older file's missing
     OPTIONAL_COLUMNS at their defaults), and the outputs as N x n_classes float32 (N x 0 when logits is not
-    among the columns)."""
+    among the columns). On S3 only those columns are fetched (`Store.read_chosen`), not the PNGs."""
     name = posixpath.basename(path)
+
+    def choose(schema: pa.Schema) -> list[str]:
+        _check_schema(schema, name, store.n_classes)
+        return [c for c in columns if c in schema.names or c not in OPTIONAL_COLUMNS]
     try:
-        parquet = _open_parquet(store, path)
-        present = set(parquet.schema_arrow.names)
-        table = parquet.read(columns=[c for c in columns if c in present or c not in OPTIONAL_COLUMNS])
+        table = store.read_chosen(path, choose)
     except (pa.ArrowInvalid, OSError) as err:
-        raise StoreError(unreadable(path, err)) from None   # as `sweep status` and `export` say it
+        # the store's one wording, with the way on; the file named by its folder (images/ or frames/) and name
+        raise StoreError(unreadable("/".join(path.rsplit("/", 2)[-2:]), err)) from None
     if "logits" in columns:
         values = _logits_array(table.column("logits"), store.n_classes, name)
         table = table.drop_columns(["logits"])
@@ -200,38 +215,68 @@ def representatives(rows: Rows) -> Rows:
     return Rows(meta.iloc[order[first]].reset_index(drop=True), rows.logits[order[first]])
 
 
-def iter_pngs(store: Store | str, keys: Iterable[str]) -> Iterator[tuple[str, bytes]]:
-    """PNG bytes of the images (or interpolation frames) with these keys, file by file (reads only key and png,
-    keeps one file in memory)."""
-    for row in iter_image_rows(store, keys, ["png"]):
+def iter_pngs(store: Store | str, keys: Iterable[str], files: Mapping[str, Sequence[str]] | None = None
+              ) -> Iterator[tuple[str, bytes]]:
+    """PNG bytes of the images (or interpolation frames) with these keys, file by file (reads only key and png of
+    the files holding them, keeps one file in memory; `files`: the key index, as `iter_image_rows` takes it)."""
+    for row in iter_image_rows(store, keys, ["png"], files):
         yield row["key"], row["png"]
 
 
-def iter_image_rows(store: Store | str, keys: Iterable[str], columns: Sequence[str]) -> Iterator[dict]:
-    """The rows of the images (or interpolation frames) with these keys, as {key, *columns} dicts, file by file:
-    reads the key column of each file, then `columns` of the files that hold a wanted key (keeps one file in
-    memory). Each key comes once, from the first file in name order (as in `read_rows`); a column an older file
-    lacks reads as OPTIONAL_COLUMNS says."""
-    store, wanted = open_store(store), set(keys)
-    frames = any(is_frame_key(k) for k in wanted)
-    for path in store.files(IMAGES) + (store.files(FRAMES) if frames else []):
+def iter_image_rows(store: Store | str, keys: Iterable[str], columns: Sequence[str],
+                    files: Mapping[str, Sequence[str]] | None = None) -> Iterator[dict]:
+    """The rows of the images (or interpolation frames) with these keys, as {key, *columns} dicts, file by file in
+    name order: only the files that hold a wanted key are opened, each once (keeps one file in memory; on S3
+    READ_THREADS files are fetched ahead). Each key comes once, from the first file in name order (as in
+    `read_rows`); a column an older file lacks reads as OPTIONAL_COLUMNS says.
+
+    `files`: the store's key index ({path: keys} of images/, and of frames/ for frame keys: `Store.keys_by_file`,
+    `read_rows_and_keys`), when the caller has it; without it, the key columns are read first (`key_index`)."""
+    store, wanted = open_store(store), list(dict.fromkeys(keys))
+    if files is None:
+        files = key_index(store, frames=any(is_frame_key(k) for k in wanted)) if wanted else {}
+    holders = first_holders(files, wanted)
+    given: set[str] = set()
+    for rows in store.stream_files(lambda path: _rows_of(store, path, holders[path], columns), list(holders)):
+        for row in rows:
+            if row["key"] not in given:   # once, should a file hold a key twice
+                given.add(row["key"])
+                yield row
+
+
+def key_index(store: Store, frames: bool = False) -> dict[str, list[str]]:
+    """The store's key index: {path: keys} of images/ (and then of frames/), in name order (`Store.keys_by_file`)."""
+    return {**store.keys_by_file(), **(store.keys_by_file(directory=FRAMES) if frames else {})}
+
+
+def first_holders(files: Mapping[str, Sequence[str]], keys: Iterable[str]) -> dict[str, list[str]]:
+    """{path: the keys to take from it}: each of `keys` from the first file of the key index `files` (in its order)
+    that holds it, and only the files that give one, in the index's order."""
+    wanted, holders = set(keys), {}
+    for path, held in files.items():
         if not wanted:
-            return
-        pf = _open_parquet(store, path)
-        key_column = pf.read(columns=["key"]).column("key").to_pylist()
-        rows = [i for i, k in enumerate(key_column) if k in wanted]
-        if not rows:
-            continue
-        present = [c for c in columns if c in pf.schema_arrow.names or c not in OPTIONAL_COLUMNS]
-        try:
-            table = pf.read(columns=["key", *present]).take(rows)
-        except (pa.ArrowInvalid, OSError) as err:
-            raise StoreError(f"images/{posixpath.basename(path)}: the {' / '.join(present)} "
-                             f"column{'s' if len(present) > 1 else ''} cannot be read ({first_line(err)})") from None
-        for row in table.to_pylist():
-            if row["key"] in wanted:
-                wanted.discard(row["key"])
-                yield {**{c: OPTIONAL_COLUMNS[c] for c in columns if c not in present}, **row}
+            break
+        mine = [key for key in held if key in wanted]
+        if mine:
+            holders[path] = mine
+            wanted.difference_update(mine)
+    return holders
+
+
+def _rows_of(store: Store, path: str, keys: Sequence[str], columns: Sequence[str]) -> list[dict]:
+    """The rows of `keys` in one images/ (or frames/) file, as {key, *columns} dicts in the file's order: one whole
+    read of the file (one GET on an object store), its key column read again to pick the rows (the index may be
+    older than the file)."""
+    pf = _open_parquet(store, path)
+    present = [c for c in columns if c in pf.schema_arrow.names or c not in OPTIONAL_COLUMNS]
+    try:
+        table = pf.read(columns=["key", *present])
+    except (pa.ArrowInvalid, OSError) as err:
+        raise StoreError(f"images/{posixpath.basename(path)}: the {' / '.join(present)} "
+                         f"column{'s' if len(present) > 1 else ''} cannot be read ({first_line(err)})") from None
+    table = table.filter(pc.is_in(table.column("key"), value_set=pa.array(keys, pa.string())))
+    defaults = {c: OPTIONAL_COLUMNS[c] for c in columns if c not in present}
+    return [{**defaults, **row} for row in table.to_pylist()]
 
 
 # ---- where the analysis commands write -------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from analysis import drawing
 from analysis import figures as fig
 from analysis.analyze import ANALYSIS_DIR, ANALYSIS_VERSION, SUMMARY_FILE, AnalysisSummary, analyze_store
 from analysis.load import (FIGURES, LABEL_PROB, NUMERIC_COLUMNS, Rows, drop_temp_folder, iter_image_rows, iter_pngs,
-                           output_folder, read_rows)
+                           output_folder, read_rows_and_keys)
 from analysis.seeds import SeedChoice
 from analysis.tables import MARGIN_SHARE
 from jobs.catalog import ALL_JOBS, CLASSLESS, FRAMED, IMAGE_JOBS
@@ -369,17 +369,18 @@ def earlier_videos(writer: "_Writer", listed: Iterable[dict], replaced: set[str]
     return kept
 
 
-def stored_partners(st: Store, keys: list[str]) -> dict[str, int | None]:
+def stored_partners(st: Store, keys: list[str], files: dict[str, list[str]] | None = None
+                    ) -> dict[str, int | None]:
     """key -> the second class of the store's image with that key (an addition's or interpolation's partner; None
-    for none, and for a key the store no longer has)."""
-    found = {row["key"]: row["partner"] for row in iter_image_rows(st, keys, ["partner"])} if keys else {}
+    for none, and for a key the store no longer has); `files`: the key index, when the caller has it."""
+    found = {row["key"]: row["partner"] for row in iter_image_rows(st, keys, ["partner"], files)} if keys else {}
     return {key: partner_class(found.get(key)) for key in keys}
 
 
-def with_partners(st: Store, videos: list[dict]) -> list[dict]:
+def with_partners(st: Store, videos: list[dict], files: dict[str, list[str]] | None = None) -> list[dict]:
     """`videos` (kept ones, `earlier_videos`) each with its partner: as listed, or from the store where an older
     classweep did not record it (`listed_video` left the key out)."""
-    partners = stored_partners(st, [v["key"] for v in videos if "partner" not in v])
+    partners = stored_partners(st, [v["key"] for v in videos if "partner" not in v], files)
     return [v if "partner" in v else {**v, "partner": partners[v["key"]]} for v in videos]
 
 
@@ -423,14 +424,19 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     additions = tables.get("additions")
     transfer = tables.get("transfer")
     scored = transfer is not None and transfer["scorer"].nunique() > 1   # another model has scored the images
-    image_rows = seeds.rows(_image_job_rows(st)) if summary.image_jobs else None   # read only when there are some
+    # The key index ({path: keys}) tells each reader of PNGs which files to open: it comes with the image jobs'
+    # numbers when there are some (read only then), else from the key columns.
+    image_rows, key_index = _image_job_rows(st) if summary.image_jobs else (None, st.keys_by_file())
+    image_rows = seeds.rows(image_rows)   # of the chosen seeds; the key index stays the store's
     steps = 1 + 2 * (classes is not None) + (opposites is not None) + (additions is not None) + ("pca" in tables) \
         + ("features" in tables) + (image_rows is not None) + scored   # 1: the HTML pages; 2: contact sheets, graph
     paged = set() if classes is None else set(classes["target"])
     sourced = sourced_images(image_rows, paged)
-    progress = Progress(len(keys) + len(sourced) + steps, stream=stream, unit="steps")
+    paged_keys = [*keys, *sourced["key"]]
+    grid_only_keys = [] if image_rows is None else sorted(set(grid_keys(image_rows)) - set(paged_keys))
+    progress = Progress(len(paged_keys) + len(grid_only_keys) + steps, stream=stream, unit="steps")
     progress.note = "reading images"
-    thumbs = _thumbnails(st, [*keys, *sourced["key"]], writer, progress)
+    thumbs, grid_only = _thumbnails(st, paged_keys, writer, progress, key_index, grid_only_keys)
 
     def step(note: str) -> None:
         progress.note = note
@@ -474,7 +480,8 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     if image_rows is not None:
         step("image jobs")
         photos = {name: _source_image(st, name) for name in sorted(set(image_rows.meta["source"]) - {""})}
-        figures.extend(_image_job_figures(image_rows, photos, fits, thumbs, st, writer))
+        figures.extend(_image_job_figures(image_rows, photos, fits, {**thumbs, **grid_only}, st, writer,
+                                          key_index))
 
     figures.extend(_directions_figures(writer))
     if "stability_summary" in tables:
@@ -484,7 +491,7 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
                                     "octave (Input generation, \"InceptionV3 and GoogleNet Compared\"). An "
                                     "opposite minimises its target, so for it a low share is success; the Summary "
                                     "judges each job by its own measure."))
-    kept = with_partners(st, earlier_videos(writer, earlier, replaced=set(snapshots or {})))
+    kept = with_partners(st, earlier_videos(writer, earlier, replaced=set(snapshots or {})), key_index)
     videos = _trajectory_videos(snapshots or {}, st.class_names, writer)
     for video in kept:
         videos.setdefault(video.pop("target"), []).append(video)
@@ -625,32 +632,46 @@ class _Writer:
                 self.folder.delete_file(info.path)
 
 
-def _thumbnails(st: Store, keys: list[str], writer: _Writer, progress: Progress) -> dict[str, object]:
-    """Decode each shown PNG once: write its page-size image, keep a grid thumbnail.
+def _thumbnails(st: Store, keys: list[str], writer: _Writer, progress: Progress,
+                files: dict[str, list[str]] | None = None, grid_only: Iterable[str] = ()
+                ) -> tuple[dict[str, object], dict[str, object]]:
+    """Decode each shown PNG once: write its page-size image and keep a grid thumbnail for `keys` (the pages'
+    images), keep a grid thumbnail only for `grid_only` (the other images of the source grids); returns the two
+    {key: thumbnail}. One pass over the files that hold them (`files`: the key index), so that no file's PNGs are
+    read twice.
 
     PNGs come file by file and are decoded in chunks on a small thread pool (Pillow releases the GIL while it
-    decodes, resizes and encodes), so memory holds one chunk of PNG bytes at a time.
+    decodes, resizes and encodes), so memory holds one chunk of PNG bytes at a time (on S3 also the wanted PNGs of
+    the READ_THREADS files fetched ahead).
     """
-    thumbs = {}
+    paged, grid_only = set(keys), set(grid_only) - set(keys)
+    thumbs, others = {}, {}
     with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
-        for chunk in _chunks(iter_pngs(st, keys), 64):
-            for (key, _), prepared in zip(chunk, pool.map(_prepare, [png for _, png in chunk])):
-                if prepared is not None:  # a broken PNG shows as missing; it does not stop the report
+        for chunk in _chunks(iter_pngs(st, [*keys, *grid_only], files), 64):
+            pages = [key in paged for key, _ in chunk]
+            for (key, _), page, prepared in zip(chunk, pages, pool.map(_prepare, [png for _, png in chunk], pages)):
+                if prepared is None:   # a broken PNG shows as missing; it does not stop the report
+                    continue
+                if page:
                     writer.bytes(writer.image_name(key), prepared[0])
                     thumbs[key] = prepared[1]
+                else:
+                    others[key] = prepared[1]
             progress.update(done=len(chunk))
-    return thumbs
+    return thumbs, others
 
 
-def _prepare(png: bytes):
-    """(page image bytes, grid thumbnail) of one stored PNG; None when it cannot be decoded."""
+def _prepare(png: bytes, page: bool = True):
+    """(page image bytes, grid thumbnail) of one stored PNG (page image None unless `page`); None when it cannot
+    be decoded."""
     try:
         image = drawing.decode(png)
     except (OSError, ValueError, SyntaxError):
         return None
+    if not page:
+        return None, drawing.fit_image(image, GRID_THUMB)
     shrunk = page_image(image)   # small already: the stored bytes (the browser enlarges it, pixelated)
-    page = png if shrunk is image else drawing.png_bytes(shrunk)
-    return page, drawing.fit_image(image, GRID_THUMB)
+    return png if shrunk is image else drawing.png_bytes(shrunk), drawing.fit_image(image, GRID_THUMB)
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
@@ -702,21 +723,28 @@ def _directions_figures(writer: _Writer) -> list[ReportFigure]:
 
 # --- jobs from real images -------------------------------------------------------------------------------------------
 
-def _image_job_rows(st: Store) -> Rows | None:
-    """The rows of the jobs from source images, interpolation frames included; None when the store has none. Their
-    numbers only, without output vectors (a strip shows its two classes' stored logits, a grid and a class page the
-    label's probability), so that 10^5 images and their frames take megabytes, not gigabytes."""
-    rows = read_rows(st, IMAGE_JOB_COLUMNS, frames=True, logits=False)
+def _image_job_rows(st: Store) -> tuple[Rows | None, dict[str, list[str]]]:
+    """The rows of the jobs from source images, interpolation frames included (None when the store has none), and
+    the store's key index ({path: keys} of images/ and frames/) from the same reads. Their numbers only, without
+    output vectors (a strip shows its two classes' stored logits, a grid and a class page the label's
+    probability), so that 10^5 images and their frames take megabytes, not gigabytes."""
+    rows, files = read_rows_and_keys(st, IMAGE_JOB_COLUMNS, frames=True, logits=False)
     mask = rows.meta["job"].isin(IMAGE_JOBS).to_numpy()
-    return rows.select(mask) if mask.any() else None
+    return rows.select(mask) if mask.any() else None, files
+
+
+def grid_keys(rows: Rows) -> list[str]:
+    """The keys of the images the source grids show (`_image_job_rows`' rows of every job but the framed one)."""
+    return list(rows.meta.loc[~rows.meta["job"].isin(FRAMED), "key"])
 
 
 def _image_job_figures(rows: Rows, photos: dict, fits: dict[str, str], shown: dict, st: Store,
-                       writer: _Writer) -> list[ReportFigure]:
+                       writer: _Writer, files: dict[str, list[str]] | None = None) -> list[ReportFigure]:
     """Grids of transfigurations, dreams and directed dreams (source photograph | result), and per interpolation a
     frame strip (PNG) and an animated GIF. `rows`: `_image_job_rows`; `photos`: source name -> the photograph
-    (`_source_image`); `fits`: `source_fits`; `shown`: grid thumbnails decoded already (the class pages' images),
-    whose PNGs are not decoded again."""
+    (`_source_image`); `fits`: `source_fits`; `shown`: the grid thumbnails of the grids' images, decoded with the
+    pages' (`_thumbnails`; one missing shows as missing); `files`: the key index (`_image_job_rows`), for the
+    interpolations' frames."""
     meta, names = rows.meta, st.class_names
 
     def sources(job: str) -> dict:
@@ -726,11 +754,6 @@ def _image_job_figures(rows: Rows, photos: dict, fits: dict[str, str], shown: di
     framed = meta["job"].isin(FRAMED).to_numpy()
     gridded = meta[~framed]
     thumbs = {key: shown[key] for key in gridded["key"] if key in shown}
-    for key, png in iter_pngs(st, [k for k in gridded["key"] if k not in thumbs]):
-        try:
-            thumbs[key] = drawing.thumbnail(png, GRID_THUMB)
-        except (OSError, ValueError, SyntaxError):
-            continue   # a broken PNG shows as missing
     figures = []
     for job in (job for job in IMAGE_JOBS if job not in FRAMED):
         part = gridded[gridded["job"] == job]
@@ -739,7 +762,7 @@ def _image_job_figures(rows: Rows, photos: dict, fits: dict[str, str], shown: di
             figures.append(writer.figure(title, job, fig.source_grid(job, part, sources(job), thumbs, names), caption))
     part = meta[framed]
     if len(part):   # one framed job (interpolate): its schedule's fit
-        figures.append(_interpolations(part, sources(part["job"].iloc[0]), names, st, writer))
+        figures.append(_interpolations(part, sources(part["job"].iloc[0]), names, st, writer, files))
     return figures
 
 
@@ -866,12 +889,14 @@ def interpolations(part: pd.DataFrame) -> list[Interpolation]:
     return out
 
 
-def _interpolations(part: pd.DataFrame, sources, names, st: Store, writer: _Writer) -> ReportFigure:
+def _interpolations(part: pd.DataFrame, sources, names, st: Store, writer: _Writer,
+                    files: dict[str, list[str]] | None = None) -> ReportFigure:
     """Per interpolation (pair, source, seed): a strip of its frames with a's and b's logits under each, and an
     animated GIF of the frames at the final image's size.
 
     The frames are decoded as their files are read and each interpolation is drawn, then dropped, once its frames
-    are all in (they come from one batch's file): memory holds the frames of one file, not of every interpolation."""
+    are all in (they come from one batch's file): memory holds the frames of one file, not of every interpolation.
+    `files`, the key index, names the files to read: those of the frames (and of the final images shown)."""
     items = interpolations(part)
     stems = [writer.unique_stem(f"interpolation-{i.target:04d}-{i.partner:04d}-{safe_name(i.source)}-s{i.seed}",
                                 i.source) for i in items]   # claimed in the gallery's order, whatever the files' order
@@ -883,7 +908,7 @@ def _interpolations(part: pd.DataFrame, sources, names, st: Store, writer: _Writ
     def draw(n: int) -> None:
         images = decoded.pop(n, {})
         drawn[n] = _draw_interpolation(items[n], images, stems[n], sources, names, writer)
-    for key, png in iter_pngs(st, list(owner)):
+    for key, png in iter_pngs(st, list(owner), files):
         n = owner[key]
         try:
             decoded.setdefault(n, {})[key] = drawing.decode(png)

@@ -2,6 +2,7 @@
 read, and `write_figures` draws transfiguration, dream and directed-dream grids, interpolation strips and GIFs."""
 from __future__ import annotations
 
+import collections
 import dataclasses
 import io
 import os
@@ -361,16 +362,7 @@ def test_each_interpolation_is_drawn_once_its_frames_are_read(tmp_path, monkeypa
     height), and is not decoded."""
     from analysis import drawing
     from analysis import figures
-    rng = np.random.default_rng(0)
-    pairs = [(0, 1), (1, 2), (2, 3), (3, 4)]
-    rows = []
-    for a, b in pairs:   # one interpolation per file: its four frames in frames/, its final image in images/
-        rows += [Image("interpolate", a, np.array(v, float), partner=b, source=SOURCE, frame=k, step=2 + k,
-                       png=noise_png(rng, side)) for k, side, v in FRAMES]
-        rows.append(Image("interpolate", a, np.array(FRAMES[-1][2], float), partner=b, source=SOURCE, step=5,
-                          png=noise_png(rng, 24)))
-    store = write_store(str(tmp_path / "s"), NAMES, rows, rows_per_file=len(FRAMES) + 1, options={
-        **IMAGE_OPTIONS, "jobs": ["interpolate"], "interpolate_pairs": [list(p) for p in pairs]})
+    store = make_interpolation_store(tmp_path / "s")
     decoded, at_strip = [], []
     decode, strip = drawing.decode, figures.interpolation_strip
     monkeypatch.setattr(drawing, "decode", lambda png: (decoded.append(1), decode(png))[1])
@@ -378,6 +370,70 @@ def test_each_interpolation_is_drawn_once_its_frames_are_read(tmp_path, monkeypa
                                                                          strip(*a, **k))[1])
     out = write_figures(store).parent
     assert at_strip == [4, 8, 12, 16] and len(decoded) == 16
-    for a, b in pairs:
+    for a, b in PAIRS:
         frames = _gif_frames(out / f"interpolation-{a:04d}-{b:04d}-{SOURCE}-s0.gif")
         assert len(frames) == len(FRAMES) and {f.size for f in frames} == {(24, 24)}   # at the final image's size
+
+
+PAIRS = [(0, 1), (1, 2), (2, 3), (3, 4)]
+
+
+def make_interpolation_store(path) -> str:
+    """Interpolations of PAIRS from SOURCE, one per batch: its four frames in a frames/ file, its final image in the
+    images/ file of the same name (as a sweep writes them)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for a, b in PAIRS:
+        rows += [Image("interpolate", a, np.array(v, float), partner=b, source=SOURCE, frame=k, step=2 + k,
+                       png=noise_png(rng, side)) for k, side, v in FRAMES]
+        rows.append(Image("interpolate", a, np.array(FRAMES[-1][2], float), partner=b, source=SOURCE, step=5,
+                          png=noise_png(rng, 24)))
+    return write_store(str(path), NAMES, rows, rows_per_file=len(FRAMES) + 1, options={
+        **IMAGE_OPTIONS, "jobs": ["interpolate"], "interpolate_pairs": [list(p) for p in PAIRS]})
+
+
+def counted_reads(monkeypatch, store: str) -> tuple[collections.Counter, dict[str, list[str]]]:
+    """From now on, per images/ and frames/ file of the local `store` (as "images/NAME"): how many times it is
+    opened, and the columns read from it, one entry per read of each (every reader of a store file goes through
+    a pyarrow ParquetFile)."""
+    opened, read = collections.Counter(), collections.defaultdict(list)
+    init, read_columns = pq.ParquetFile.__init__, pq.ParquetFile.read
+    root = os.path.realpath(store) + "/"
+
+    def counting_init(self, source, *args, **kwargs):
+        name = os.path.realpath(source)[len(root):] if isinstance(source, str) else ""
+        self.counted = name if name.startswith(("images/", "frames/")) else None
+        opened[self.counted] += self.counted is not None
+        init(self, source, *args, **kwargs)
+
+    def counting_read(self, columns=None, *args, **kwargs):
+        if getattr(self, "counted", None):
+            read[self.counted] += list(columns or ["*"])
+        return read_columns(self, columns, *args, **kwargs)
+    monkeypatch.setattr(pq.ParquetFile, "__init__", counting_init)
+    monkeypatch.setattr(pq.ParquetFile, "read", counting_read)
+    return opened, read
+
+
+def test_figures_read_each_file_s_numbers_once_and_its_pictures_at_most_once(tmp_path, monkeypatch):
+    """Scale audit A9: `sweep figures` opened every images/ file three or four times (the image jobs' numbers, the
+    page images, the grids' other images, the interpolations' key columns) and frames/ twice; on S3 each time a
+    download of the whole file. Now the pass over the numbers gives the key index ({path: keys}) and each reader of
+    pictures opens only the files holding its keys: a file is opened once for its numbers, and again only when it
+    holds a picture shown, whose column is then read once (the page images and the grids' other images in one
+    pass)."""
+    stores = {"mixed": make_image_store(tmp_path / "mixed"), "interpolations": make_interpolation_store(
+        tmp_path / "interpolations")}   # files holding every job's images; images/ files of final images only
+    for name, store in stores.items():
+        analyze_store(store)
+        with monkeypatch.context() as patch:
+            opened, read = counted_reads(patch, store)
+            write_figures(store)
+        files = [f"{folder}/{file}" for folder in ("images", "frames")
+                 for file in sorted(os.listdir(os.path.join(store, folder)))]
+        assert len(files) == {"mixed": 9, "interpolations": 8}[name]
+        for path in files:
+            pictures = read[path].count("png")
+            assert pictures <= 1 and opened[path] == 1 + pictures, (name, path, opened[path], read[path])
+            if name == "interpolations":   # its final images give the GIFs' size, from the numbers
+                assert pictures == path.startswith("frames/"), (path, read[path])

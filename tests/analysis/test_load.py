@@ -61,6 +61,26 @@ def test_pngs_are_read_for_the_requested_keys_only(small_store):
     assert all(png.startswith(b"\x89PNG") for png in got.values())
 
 
+def test_pictures_are_read_from_the_files_the_key_index_names_only(tmp_path, monkeypatch):
+    """The numeric pass gives the key index ({path: keys}, as `Store.keys_by_file`); given it, a reader of pictures
+    opens only the files holding the keys it wants, each once; without it, the key columns are read first."""
+    from analysis.load import read_rows_and_keys
+    from sweep.store import is_frame_key
+    from test_image_figures import counted_reads, make_image_store
+    store = open_store(make_image_store(tmp_path / "s"))
+    rows, index = read_rows_and_keys(store, frames=True)
+    assert list(index) == store.files("images") + store.files("frames")
+    assert sorted(key for keys in index.values() for key in keys) == sorted(rows.meta["key"])
+    wanted = [next(k for k in rows.meta["key"] if is_frame_key(k)), "octave:-:3:-1:0", "octave:-:4:-1:0"]
+    holding = {path for path, keys in index.items() if set(keys) & set(wanted)}
+    with monkeypatch.context() as patch:
+        opened, read = counted_reads(patch, store.root)
+        got = dict(iter_pngs(store, wanted, index))
+    assert sorted(got) == sorted(wanted) and all(png.startswith(b"\x89PNG") for png in got.values())
+    assert sum(opened.values()) == len(holding) == len([path for path in read if "png" in read[path]])
+    assert dict(iter_pngs(store, wanted)) == got
+
+
 def test_chosen_columns_of_chosen_images_and_an_older_file_without_the_step(small_store):
     wanted = ["octave:-:3:-1:0", "addition:merge:0:1:0"]
     rows = {r["key"]: r for r in iter_image_rows(small_store, wanted, ["label", "logits", "step"])}

@@ -269,6 +269,51 @@ def test_one_pass_reads_each_key_column_once_and_the_next_only_new_files(server)
     assert_one_pass_reads_each_key_column_once_and_the_next_only_new_files(Store.open(server.uri("keys")))
 
 
+def test_figures_download_each_object_s_pictures_at_most_once(s3, monkeypatch, tmp_path):
+    """Scale audit A9 on S3: `sweep figures` downloaded every images/ object three or four times whole (the image
+    jobs' numbers, the page images, the grids' other images, the interpolations' key columns) and every frames/
+    object twice. Now the numbers of a large object come by ranged reads (their pass gives the key index), and each
+    reader of pictures downloads only the objects holding its keys, each once: counted here as the bytes moto's
+    server sends for each object."""
+    import dataclasses
+
+    import numpy as np
+    from moto.moto_server import werkzeug_app
+    from analysis import analyze_store, write_figures
+    from analysis.synthetic import Image, noise_png, write_batch, write_store
+    from sweep.store import source_file
+    from tests.analysis.handmade import NAMES, OPTIONS, small_images
+    monkeypatch.setattr(store_module, "RANGED_READ_BYTES", 256 * 1024)   # these objects count as large
+    rng, uri = np.random.default_rng(0), s3.uri("figures-reads")
+    pngs = [noise_png(rng, 200) for _ in range(4)]   # 85 KB each: every object is over 256 KB
+    write_store(uri, NAMES, [dataclasses.replace(image, png=pngs[n % 4]) for n, image in enumerate(small_images())],
+                options={**OPTIONS, "jobs": [*OPTIONS["jobs"], "transfigure", "interpolate"], "sources": ["photo"],
+                         "interpolate_pairs": [[0, 1]]})
+    logits = np.eye(len(NAMES))[[0, 0, 1, 1, 1]] * 9
+    write_batch(Store.open(uri), "part-jobs", [   # every class's transfiguration; an interpolation and its frames
+        *(Image("transfigure", c, np.eye(len(NAMES))[c] * 9, source="photo", png=pngs[c % 4]) for c in range(6)),
+        *(Image("interpolate", 0, v, partner=1, source="photo", frame=k, png=pngs[k]) for k, v in
+          enumerate(logits[:4])),
+        Image("interpolate", 0, logits[4], partner=1, source="photo", png=pngs[0])], NAMES)
+    Store.open(uri).write_bytes(source_file("photo"), noise_png(rng, 40))
+    analyze_store(uri)
+    sizes = {info.path: info.size for info in s3.fs.get_file_info(pafs.FileSelector(f"{BUCKET}/figures-reads",
+             recursive=True)) if "/images/" in info.path or "/frames/" in info.path}
+    assert len(sizes) == 4 and min(sizes.values()) > store_module.RANGED_READ_BYTES
+    sent, serve = {path: 0 for path in sizes}, werkzeug_app.DomainDispatcherApplication.__call__
+
+    def counting(self, environ, start_response):
+        body = b"".join(serve(self, environ, start_response))
+        path = environ.get("PATH_INFO", "").lstrip("/")
+        if path in sent:
+            sent[path] += len(body)
+        return [body]
+    monkeypatch.setattr(werkzeug_app.DomainDispatcherApplication, "__call__", counting)
+    write_figures(uri, str(tmp_path / "report"))
+    for path, size in sizes.items():   # the pictures once (each object holds one shown), the numbers by ranges
+        assert size <= sent[path] < 1.25 * size, (path, sent[path] / size)
+
+
 def one_error_line(result) -> str:
     lines = result.output.strip().splitlines()
     assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
