@@ -136,7 +136,9 @@ def read_rows_and_keys(store: Store | str, columns: Sequence[str] = NUMERIC_COLU
         if derived:
             table = table.append_column(LABEL_PROB, pa.array(label_probs(values, table.column("label").to_numpy()),
                                                              pa.float64()))
-        return table.select([*columns, *([LABEL_PROB] if derived else [])]), values if logits else values[:, :0]
+        # without logits, a new N x 0 array: a slice of `values` would keep every file's outputs until `gathered`
+        return (table.select([*columns, *([LABEL_PROB] if derived else [])]),
+                values if logits else np.zeros((len(values), 0), np.float32))
     metas, outputs = (list(part) for part in zip(*store.each_file(read, files)))   # `gathered` empties outputs
     index = {path: meta.column("key").to_pylist() for path, meta in zip(files, metas)}
     meta = _with_defaults(pa.concat_tables(metas, promote_options="permissive")).to_pandas()
