@@ -869,7 +869,8 @@ class Store:
         `choose` may raise) and wants its small columns only: the numbers beside a batch's PNGs. On S3 a file of
         RANGED_READ_BYTES or more is read by ranges (its footer, then the chosen column chunks, coalesced: a few
         requests, where `parquet_file`'s GET of the whole would bring the PNGs too, most of its bytes), a smaller
-        one whole; on GCS every file is fetched whole (`parquet_file` says why). Errors as `read_file`."""
+        one whole; on GCS every file is fetched whole (`parquet_file` says why). Errors as `read_file`; on S3 a
+        damaged file's OSError (its footer or a page) is the file's too: ArrowInvalid, for the caller to refuse."""
         if self.fs.type_name != "s3":
             parquet = self.parquet_file(path)
             return parquet.read(columns=choose(parquet.schema_arrow))
@@ -879,8 +880,14 @@ class Store:
     def _read_chosen_on_s3(self, path: str, choose: Callable[[pa.Schema], Sequence[str]]) -> pa.Table:
         with self.fs.open_input_file(path) as file:   # its size, from the HEAD request a ranged read makes anyway
             small = file.size() < RANGED_READ_BYTES
-            parquet = pq.ParquetFile(pa.BufferReader(file.read()) if small else file, pre_buffer=not small)
-            return parquet.read(columns=choose(parquet.schema_arrow))
+            source = pa.BufferReader(file.read()) if small else file
+            try:
+                parquet = pq.ParquetFile(source, pre_buffer=not small)
+                return parquet.read(columns=choose(parquet.schema_arrow))
+            except OSError as error:   # a damaged footer or page is an OSError too: the file's, not the store's
+                if from_the_store(error):
+                    raise
+                raise pa.ArrowInvalid(str(error)) from None   # for the caller to refuse by name, as on a local disk
 
     def file_schema(self, path: str) -> pa.Schema:
         """The Arrow schema of one Parquet file of the store, from its footer only; errors as `read_file`."""
@@ -1316,6 +1323,13 @@ def open_store(store: "Store | str") -> Store:
         raise StoreError(f"{store} is a file, not a store (a store is a directory)")
     opened.checked_manifest()   # a bad store fails before any work
     return opened
+
+
+def from_the_store(error: OSError) -> bool:
+    """Whether an OSError of a read from S3 is the store's (the network, the service, a missing object), not the
+    data's: pyarrow's S3 errors say "AWS Error" (a missing object is FileNotFoundError), where a Parquet reader
+    meeting a damaged footer or page raises a plain OSError ("Couldn't deserialize thrift") too."""
+    return isinstance(error, (FileNotFoundError, TimeoutError, ConnectionError)) or "AWS Error" in str(error)
 
 
 def unreadable(path: str, error: BaseException) -> str:

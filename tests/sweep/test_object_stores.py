@@ -314,6 +314,43 @@ def test_figures_download_each_object_s_pictures_at_most_once(s3, monkeypatch, t
         assert size <= sent[path] < 1.25 * size, (path, sent[path] / size)
 
 
+def damaged_footer(data: bytes) -> bytes:
+    """A Parquet file's bytes with its footer's metadata overwritten: pyarrow refuses it with an OSError ("Couldn't
+    deserialize thrift"), as a damaged file's pages, not the ArrowInvalid of a file that is not Parquet at all."""
+    import struct
+    data = bytearray(data)
+    length = struct.unpack("<i", data[-8:-4])[0]
+    data[-8 - length:-8] = b"\xff" * length
+    return bytes(data)
+
+
+@pytest.mark.parametrize("server, ranged", [("s3", False), ("s3", True), ("gcs", False)], indirect=["server"])
+def test_a_damaged_file_is_refused_naming_it_and_the_way_on_as_on_a_local_disk(server, ranged, monkeypatch,
+                                                                                 tmp_path):
+    """A damaged images/ file on S3 was refused as "s3 store URI: Couldn't deserialize thrift", naming neither the
+    file nor the way on: `read_chosen` parsed it inside the object store's own failures. Small objects (read whole)
+    and large ones (by ranges) are refused as a local disk's."""
+    from analysis.load import read_rows
+    from tests.analysis.handmade import make_small_store
+    if ranged:
+        monkeypatch.setattr(store_module, "RANGED_READ_BYTES", 0)   # every object counts as large
+
+    def refusal(uri: str) -> str:
+        make_small_store(uri)
+        store = Store.open(uri)
+        path = store.files("images")[1]
+        with store.fs.open_input_stream(path) as stream:
+            data = stream.read()
+        with store.fs.open_output_stream(path) as stream:
+            stream.write(damaged_footer(data))
+        with pytest.raises(StoreError) as refused:
+            read_rows(uri)
+        return str(refused.value)
+    local = refusal(str(tmp_path / "local"))
+    assert local.startswith("unreadable file images/part-000001.parquet: Couldn't deserialize thrift")
+    assert refusal(server.uri(f"damaged-{ranged}")) == local
+
+
 def one_error_line(result) -> str:
     lines = result.output.strip().splitlines()
     assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
