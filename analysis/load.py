@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import posixpath
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping, Sequence
 
@@ -62,25 +61,32 @@ class Rows:
         return self.select(self.meta["job"].to_numpy() == job)
 
 
+def stored_name(path: str) -> str:
+    """A store file as its refusals name it, by its folder and name: "images/part-1.parquet", "frames/part-1.parquet"
+    (a batch's frames/ file has its images/ file's name)."""
+    return "/".join(path.rsplit("/", 2)[-2:])
+
+
 def _check_schema(schema: pa.Schema, name: str, n_classes: int) -> None:
-    """Refuse a file that is not a classweep images file, or whose output vectors do not match the manifest."""
+    """Refuse a file (`name`: `stored_name`) that is not a classweep images file, or whose output vectors do not
+    match the manifest."""
     missing = [c for c in REQUIRED_COLUMNS if c not in schema.names]
     if missing:
-        raise StoreError(f"images/{name} is not a classweep images file (missing columns: {', '.join(missing)})")
+        raise StoreError(f"{name} is not a classweep images file (missing columns: {', '.join(missing)})")
     logits = schema.field("logits").type
     if not (pa.types.is_fixed_size_list(logits) or pa.types.is_list(logits) or pa.types.is_large_list(logits)):
-        raise StoreError(f"images/{name}: column logits is {logits}, not a list of floats")
+        raise StoreError(f"{name}: column logits is {logits}, not a list of floats")
     if pa.types.is_fixed_size_list(logits) and logits.list_size != n_classes:
-        raise StoreError(f"images/{name}: logits hold {logits.list_size} values per image but the manifest "
+        raise StoreError(f"{name}: logits hold {logits.list_size} values per image but the manifest "
                          f"says {n_classes} classes")
 
 
 def _open_parquet(store: Store, path: str) -> pq.ParquetFile:
-    name = posixpath.basename(path)
+    name = stored_name(path)
     try:
         pf = store.parquet_file(path)   # an object: fetched whole, with one bounded GET
     except (pa.ArrowInvalid, OSError) as err:
-        raise StoreError(unreadable(f"images/{name}", err)) from None   # the one refusal, with the way on
+        raise StoreError(unreadable(name, err)) from None   # the one refusal, with the way on
     _check_schema(pf.schema_arrow, name, store.n_classes)
     return pf
 
@@ -88,10 +94,10 @@ def _open_parquet(store: Store, path: str) -> pq.ParquetFile:
 def _logits_array(column: pa.ChunkedArray, n_classes: int, name: str) -> np.ndarray:
     flat = column.combine_chunks()
     if flat.null_count:
-        raise StoreError(f"images/{name}: some rows have no logits")
+        raise StoreError(f"{name}: some rows have no logits")
     values = flat.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
     if values.size != len(flat) * n_classes:
-        raise StoreError(f"images/{name}: logits do not hold {n_classes} values per image")
+        raise StoreError(f"{name}: logits do not hold {n_classes} values per image")
     return values.reshape(len(flat), n_classes)
 
 
@@ -178,7 +184,7 @@ def _read_images_file(store: Store, path: str, columns: Sequence[str]) -> tuple[
     """One images/ (or frames/) file's `columns`: all but logits as an Arrow table (an older file's missing
     OPTIONAL_COLUMNS at their defaults), and the outputs as N x n_classes float32 (N x 0 when logits is not
     among the columns). On S3 only those columns are fetched (`Store.read_chosen`), not the PNGs."""
-    name = posixpath.basename(path)
+    name = stored_name(path)
 
     def choose(schema: pa.Schema) -> list[str]:
         _check_schema(schema, name, store.n_classes)
@@ -186,8 +192,7 @@ def _read_images_file(store: Store, path: str, columns: Sequence[str]) -> tuple[
     try:
         table = store.read_chosen(path, choose)
     except (pa.ArrowInvalid, OSError) as err:
-        # the store's one wording, with the way on; the file named by its folder (images/ or frames/) and name
-        raise StoreError(unreadable("/".join(path.rsplit("/", 2)[-2:]), err)) from None
+        raise StoreError(unreadable(name, err)) from None   # the store's one wording, with the way on
     if "logits" in columns:
         values = _logits_array(table.column("logits"), store.n_classes, name)
         table = table.drop_columns(["logits"])
@@ -274,7 +279,7 @@ def _rows_of(store: Store, path: str, keys: Sequence[str], columns: Sequence[str
     try:
         table = pf.read(columns=["key", *present])
     except (pa.ArrowInvalid, OSError) as err:
-        raise StoreError(f"images/{posixpath.basename(path)}: the {' / '.join(present)} "
+        raise StoreError(f"{stored_name(path)}: the {' / '.join(present)} "
                          f"column{'s' if len(present) > 1 else ''} cannot be read ({first_line(err)})") from None
     table = table.filter(pc.is_in(table.column("key"), value_set=pa.array(keys, pa.string())))
     defaults = {c: OPTIONAL_COLUMNS[c] for c in columns if c not in present}

@@ -163,6 +163,30 @@ def test_file_that_is_not_parquet(small_store):
     assert "moves it into quarantine/" in _one_line(err)                     # way on
 
 
+def test_a_frames_file_is_refused_by_its_own_folder(tmp_path):
+    """A frames/ file is named like its batch's images/ file: refused as "images/NAME", it named another file (the
+    pictures' reader given the key index, and a frames file that is not a classweep file)."""
+    from analysis.load import read_rows_and_keys
+    from sweep.store import is_frame_key
+    from test_image_figures import make_image_store
+    store = open_store(make_image_store(tmp_path / "s"))
+    rows, index = read_rows_and_keys(store, frames=True)
+    frame = next(key for key in rows.meta["key"] if is_frame_key(key))
+    path = next(path for path, keys in index.items() if frame in keys)
+    name = path.rsplit("/", 1)[1]
+    assert path == os.path.join(store.root, "frames", name) and os.path.exists(os.path.join(store.root, "images", name))
+    table = pq.read_table(path)
+    with open(path, "wb") as f:
+        f.write(b"this is not parquet at all")
+    with pytest.raises(StoreError) as err:
+        dict(iter_pngs(store, [frame], index))
+    assert _one_line(err).startswith(f"unreadable file frames/{name}: ")
+    pq.write_table(table.drop_columns(["png"]), path)
+    with pytest.raises(StoreError) as err:
+        read_rows(store, frames=True)
+    assert _one_line(err).startswith(f"frames/{name} is not a classweep images file (missing columns: png)")
+
+
 def test_logits_that_do_not_match_the_manifest(small_store):
     path = os.path.join(small_store, "manifest.json")
     manifest = json.load(open(path))
