@@ -21,11 +21,13 @@ from sweep.store import StoreError
 
 
 def stored_seeds(manifest: dict) -> tuple[int, ...] | None:
-    """The seeds of a store: 0 .. N-1 of its sweep's `--seeds N` (the manifest's plan); None when it does not say."""
+    """The seeds of a store: 0 .. N-1 of its sweep's `--seeds N` (the manifest's plan); None when it does not say
+    (nor when it says fewer than one, which `sweep run` refuses: a hand-edited manifest)."""
     try:
-        return tuple(range(int(manifest["options"]["seeds"])))
+        count = int(manifest["options"]["seeds"])
     except (KeyError, TypeError, ValueError):
         return None
+    return tuple(range(count)) if count >= 1 else None
 
 
 def seed_span(seeds: tuple[int, ...]) -> str:

@@ -36,6 +36,14 @@ def test_a_store_whose_manifest_does_not_say_its_seeds_takes_any():
     assert SeedChoice.of_store({"options": {}}, [3]).line() == "seed 3"
 
 
+@pytest.mark.parametrize("count", [0, -2])
+def test_a_hand_edited_count_of_no_seeds_says_nothing_of_the_store_s_seeds(count):
+    """`sweep run` refuses --seeds 0; a manifest edited to say it named no seeds, and a refusal of --seeds 1 then
+    failed with an IndexError (the store's seeds in words, of none)."""
+    assert SeedChoice.of_store({"options": {"seeds": count}}, [1]) == SeedChoice((1,), None)
+    assert SeedChoice.of_store({"options": {"seeds": count}}).hint() is None
+
+
 def test_rows_keeps_the_chosen_seeds_of_a_table_and_of_rows():
     table = pd.DataFrame({"key": list("abcd"), "seed": [0, 1, 2, 0]})
     rows = Rows(table, np.arange(8, dtype=np.float32).reshape(4, 2))
