@@ -114,7 +114,8 @@ def read_rows(store: Store | str, columns: Sequence[str] = NUMERIC_COLUMNS, fram
     `logits=False` keeps no output vectors (`Rows.logits` is N x 0): a reader of every frame needs a few numbers
     per row, not 4 KB of outputs. Among `columns`, LABEL_PROB is each row's probability of its label, computed from
     each file's outputs as the file is read. Each file's rows are kept as Arrow columns and converted to pandas
-    once, for the whole store. On S3 the files are read READ_THREADS at once, by ranges (`Store.read_chosen`).
+    once, for the whole store. On S3 the files are read READ_THREADS at once, a large one by ranges
+    (`Store.read_chosen`).
     """
     return read_rows_and_keys(store, columns, frames, logits)[0]
 
@@ -183,7 +184,8 @@ def gathered(parts: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
 def _read_images_file(store: Store, path: str, columns: Sequence[str]) -> tuple[pa.Table, np.ndarray]:
     """One images/ (or frames/) file's `columns`: all but logits as an Arrow table (an older file's missing
     OPTIONAL_COLUMNS at their defaults), and the outputs as N x n_classes float32 (N x 0 when logits is not
-    among the columns). On S3 only those columns are fetched (`Store.read_chosen`), not the PNGs."""
+    among the columns). On S3 a large file's chosen columns only are fetched, not its PNGs (`Store.read_chosen`:
+    one under RANGED_READ_BYTES comes whole, in one GET)."""
     name = stored_name(path)
 
     def choose(schema: pa.Schema) -> list[str]:
