@@ -831,8 +831,9 @@ class Store:
 
     def read_file(self, path: str, columns: Sequence[str] | None = None) -> pa.Table:
         """Only `columns` of one Parquet file of the store (a path from `files`), with ranged reads. A file that is
-        not Parquet raises pa.ArrowInvalid (on a local disk OSError too) for the caller to refuse or set aside; on an
-        object store every other failure, a stalled call included, is a StoreError."""
+        not Parquet raises pa.ArrowInvalid (on a local disk OSError too; on S3 a damaged one's OSError becomes
+        ArrowInvalid: `damaged_as_invalid`) for the caller to refuse or set aside; on an object store every other
+        failure, a stalled call included, is a StoreError."""
         with self._object_failures():
             return self.bounded(self._read_columns, path, columns)
 
@@ -845,7 +846,8 @@ class Store:
         (`parquet_file`), where the dataset reader opens it without."""
         if self.fs.type_name == "gcs":
             return pq.read_table(path, columns=columns, filesystem=self.fs)
-        with pq.ParquetFile(path, filesystem=self.fs, pre_buffer=self.is_object_store) as parquet:
+        with damaged_as_invalid() if self.fs.type_name == "s3" else contextlib.nullcontext(), \
+                pq.ParquetFile(path, filesystem=self.fs, pre_buffer=self.is_object_store) as parquet:
             missing = [name for name in columns or () if name not in parquet.schema_arrow.names]
             if missing:
                 raise pa.ArrowInvalid(f"no column {', '.join(missing)} in {path.rsplit('/', 1)[-1]}")
@@ -869,8 +871,7 @@ class Store:
         `choose` may raise) and wants its small columns only: the numbers beside a batch's PNGs. On S3 a file of
         RANGED_READ_BYTES or more is read by ranges (its footer, then the chosen column chunks, coalesced: a few
         requests, where `parquet_file`'s GET of the whole would bring the PNGs too, most of its bytes), a smaller
-        one whole; on GCS every file is fetched whole (`parquet_file` says why). Errors as `read_file`; on S3 a
-        damaged file's OSError (its footer or a page) is the file's too: ArrowInvalid, for the caller to refuse."""
+        one whole; on GCS every file is fetched whole (`parquet_file` says why). Errors as `read_file`."""
         if self.fs.type_name != "s3":
             parquet = self.parquet_file(path)
             return parquet.read(columns=choose(parquet.schema_arrow))
@@ -881,13 +882,9 @@ class Store:
         with self.fs.open_input_file(path) as file:   # its size, from the HEAD request a ranged read makes anyway
             small = file.size() < RANGED_READ_BYTES
             source = pa.BufferReader(file.read()) if small else file
-            try:
+            with damaged_as_invalid():
                 parquet = pq.ParquetFile(source, pre_buffer=not small)
                 return parquet.read(columns=choose(parquet.schema_arrow))
-            except OSError as error:   # a damaged footer or page is an OSError too: the file's, not the store's
-                if from_the_store(error):
-                    raise
-                raise pa.ArrowInvalid(str(error)) from None   # for the caller to refuse by name, as on a local disk
 
     def file_schema(self, path: str) -> pa.Schema:
         """The Arrow schema of one Parquet file of the store, from its footer only; errors as `read_file`."""
@@ -1330,6 +1327,19 @@ def from_the_store(error: OSError) -> bool:
     data's: pyarrow's S3 errors say "AWS Error" (a missing object is FileNotFoundError), where a Parquet reader
     meeting a damaged footer or page raises a plain OSError ("Couldn't deserialize thrift") too."""
     return isinstance(error, (FileNotFoundError, TimeoutError, ConnectionError)) or "AWS Error" in str(error)
+
+
+@contextlib.contextmanager
+def damaged_as_invalid() -> Iterator[None]:
+    """Around a read of a Parquet file from S3: an OSError that is not the store's (`from_the_store`) is the file's,
+    raised as ArrowInvalid, as a file that is not Parquet is, for the caller to refuse or set aside by name (inside
+    `_object_failures`, an OSError would be taken for the store's failure)."""
+    try:
+        yield
+    except OSError as error:
+        if from_the_store(error):
+            raise
+        raise pa.ArrowInvalid(str(error)) from None
 
 
 def unreadable(path: str, error: BaseException) -> str:

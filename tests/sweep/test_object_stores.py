@@ -351,6 +351,32 @@ def test_a_damaged_file_is_refused_naming_it_and_the_way_on_as_on_a_local_disk(s
     assert refusal(server.uri(f"damaged-{ranged}")) == local
 
 
+def test_a_damaged_file_is_set_aside_and_refused_by_name_on_s3_as_on_a_local_disk(s3, tmp_path):
+    """`sweep run`'s quarantine, and every reader of key columns (`status`, `export`, the figures' key index), took a
+    damaged object on S3 (an OSError of its footer) for the store's failure: the run stopped with "s3 store URI:
+    Couldn't deserialize thrift" and nothing was set aside. Now as on a local disk."""
+    def damaged(uri: str) -> tuple[Store, str]:
+        from tests.analysis.handmade import make_small_store
+        make_small_store(uri)
+        store = Store.open(uri)
+        path = store.files("images")[1]
+        with store.fs.open_input_stream(path) as stream:
+            data = stream.read()
+        with store.fs.open_output_stream(path) as stream:
+            stream.write(damaged_footer(data))
+        return store, path
+    refusals, moved = [], []
+    for uri in (str(tmp_path / "local"), s3.uri("damaged-keys")):
+        store, path = damaged(uri)
+        with pytest.raises(StoreError) as refused:
+            store.keys_by_file()
+        refusals.append(str(refused.value).replace(path, "PATH"))
+        moved.append([(file.replace(store.root, "ROOT"), why) for file, why in store.quarantine_unreadable().moved])
+        assert store.files("images") and path not in store.files("images")
+    assert refusals[0].startswith("unreadable file PATH: Couldn't deserialize thrift") and refusals[1] == refusals[0]
+    assert moved[0] == moved[1] and moved[0][0][0] == "ROOT/images/part-000001.parquet"
+
+
 def one_error_line(result) -> str:
     lines = result.output.strip().splitlines()
     assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
