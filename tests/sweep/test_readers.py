@@ -1,5 +1,6 @@
 """The readers users bring read a real store's images/ folder, `logits` coming back as an N x n_classes float32
-array in each: pandas, pyarrow.dataset, DuckDB, Polars and Ray Data (Ray started once, for its test only)."""
+array in each: pandas, pyarrow.dataset, DuckDB, Polars and Ray Data (Ray started once, for its test only;
+with --run-slow)."""
 from __future__ import annotations
 
 import os
@@ -59,6 +60,7 @@ def test_polars(images, expected):
     _check(frame["key"].to_list(), frame["logits"].to_numpy(), expected)
 
 
+@pytest.mark.slow   # a Ray start of its own and Ray Data's import: 9 s of the 3-minute suite for a reader's check
 def test_ray_data(images, expected):
     ray = pytest.importorskip("ray")
     ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
