@@ -106,7 +106,8 @@ class AnalysisSummary:
         if self.classes:
             out.append(f"nearest-neighbour graph (the article's most activated other class; closest outputs by "
                        f"{self.metric} in classes.parquet and graph.graphml): "
-                       f"{self.components} component{'s' * (self.components != 1)}, largest {self.largest_components[:5]}; "
+                       f"{self.components} component{'s' * (self.components != 1)}, "
+                       f"largest {self.largest_components[:5]}; "
                        f"cliques of more than two classes: {self.cliques_over_two}")
         for scorer, values in self.transfer.items():
             own = " (the generating model)" if scorer == self.generator else ""

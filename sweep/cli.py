@@ -478,8 +478,8 @@ def stability(stores, out) -> None:
 @cluster_options
 def demo(store, address, workers, device, cpus_per_worker, gpu_wait, stall_timeout) -> None:
     """The built-in example: the digits model, all jobs, all classes and pairs (interpolations: five pairs), and
-    the image jobs on scikit-learn's two sample photographs; its images scored by the second demo model (digits-resnet); then
-    analysis (with the transfer table) and figures."""
+    the image jobs on scikit-learn's two sample photographs; its images scored by the second demo model
+    (digits-resnet); then analysis (with the transfer table) and figures."""
     cluster = cluster_config(address, workers, device, cpus_per_worker, gpu_wait, stall_timeout)
     config = SweepConfig(store=store, model="digits", schedule="digits", pairs="all", seeds=1, batch_size=DEMO_BATCH,
                          sample_images=True, interpolate_pairs=DEMO_INTERPOLATIONS, cluster=cluster)

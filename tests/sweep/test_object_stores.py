@@ -324,6 +324,19 @@ def damaged_footer(data: bytes) -> bytes:
     return bytes(data)
 
 
+def small_store_with_a_damaged_file(uri: str) -> tuple[Store, str]:
+    """The analysis tests' small store at `uri`, its second images/ file's footer damaged (`damaged_footer`)."""
+    from tests.analysis.handmade import make_small_store
+    make_small_store(uri)
+    store = Store.open(uri)
+    path = store.files("images")[1]
+    with store.fs.open_input_stream(path) as stream:
+        data = stream.read()
+    with store.fs.open_output_stream(path) as stream:
+        stream.write(damaged_footer(data))
+    return store, path
+
+
 @pytest.mark.parametrize("server, ranged", [("s3", False), ("s3", True), ("gcs", False)], indirect=["server"])
 def test_a_damaged_file_is_refused_naming_it_and_the_way_on_as_on_a_local_disk(server, ranged, monkeypatch,
                                                                                  tmp_path):
@@ -331,18 +344,11 @@ def test_a_damaged_file_is_refused_naming_it_and_the_way_on_as_on_a_local_disk(s
     file nor the way on: `read_chosen` parsed it inside the object store's own failures. Small objects (read whole)
     and large ones (by ranges) are refused as a local disk's."""
     from analysis.load import read_rows
-    from tests.analysis.handmade import make_small_store
     if ranged:
         monkeypatch.setattr(store_module, "RANGED_READ_BYTES", 0)   # every object counts as large
 
     def refusal(uri: str) -> str:
-        make_small_store(uri)
-        store = Store.open(uri)
-        path = store.files("images")[1]
-        with store.fs.open_input_stream(path) as stream:
-            data = stream.read()
-        with store.fs.open_output_stream(path) as stream:
-            stream.write(damaged_footer(data))
+        small_store_with_a_damaged_file(uri)
         with pytest.raises(StoreError) as refused:
             read_rows(uri)
         return str(refused.value)
@@ -355,19 +361,9 @@ def test_a_damaged_file_is_set_aside_and_refused_by_name_on_s3_as_on_a_local_dis
     """`sweep run`'s quarantine, and every reader of key columns (`status`, `export`, the figures' key index), took a
     damaged object on S3 (an OSError of its footer) for the store's failure: the run stopped with "s3 store URI:
     Couldn't deserialize thrift" and nothing was set aside. Now as on a local disk."""
-    def damaged(uri: str) -> tuple[Store, str]:
-        from tests.analysis.handmade import make_small_store
-        make_small_store(uri)
-        store = Store.open(uri)
-        path = store.files("images")[1]
-        with store.fs.open_input_stream(path) as stream:
-            data = stream.read()
-        with store.fs.open_output_stream(path) as stream:
-            stream.write(damaged_footer(data))
-        return store, path
     refusals, moved = [], []
     for uri in (str(tmp_path / "local"), s3.uri("damaged-keys")):
-        store, path = damaged(uri)
+        store, path = small_store_with_a_damaged_file(uri)
         with pytest.raises(StoreError) as refused:
             store.keys_by_file()
         refusals.append(str(refused.value).replace(path, "PATH"))
