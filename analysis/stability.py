@@ -120,36 +120,33 @@ def read_stability(store) -> pd.DataFrame | None:
     if split:   # reduced again from all their rows, read from the parts that hold them, in file order
         again = table["key"].isin(split)
         files = [path for part in sorted(set(table.loc[again, "part"])) for path in part_files[part]]
-        steps = _as_pandas(_read_steps(st, files, pa.array(sorted(split), pa.string())))
+        steps = _as_pandas(st.each_file(_steps_reader(st, pa.array(sorted(split), pa.string())), files))
         table = pd.concat([table[~again], stability_table(steps)], ignore_index=True)
     return table.drop(columns="part").sort_values(GROUP, kind="stable").reset_index(drop=True)
 
 
 def _parts(st, paths: Sequence[str]) -> Iterator[tuple[list[str], pd.DataFrame]]:
-    """(files, their steps) for `paths` in order, in parts of whole files up to about STEPS_AT_ONCE rows (read
-    READ_THREADS files at a time: at once on S3). Files without rows are skipped."""
-    from sweep.store import READ_THREADS
+    """(files, their steps) for `paths` in order, in parts of whole files up to about STEPS_AT_ONCE rows (on S3
+    READ_THREADS files read ahead: `Store.stream_files`). Files without rows are skipped."""
     held, files, rows = [], [], 0
-    for start in range(0, len(paths), READ_THREADS):
-        group = paths[start:start + READ_THREADS]
-        for path, table in zip(group, _read_steps(st, group)):
-            if table.num_rows:
-                held.append(table)
-                files.append(path)
-                rows += table.num_rows
-            if held and (rows >= STEPS_AT_ONCE or path == paths[-1]):
-                yield files, _as_pandas(held)
-                held, files, rows = [], [], 0
+    for path, table in zip(paths, st.stream_files(_steps_reader(st), paths)):
+        if table.num_rows:
+            held.append(table)
+            files.append(path)
+            rows += table.num_rows
+        if held and (rows >= STEPS_AT_ONCE or path == paths[-1]):
+            yield files, _as_pandas(held)
+            held, files, rows = [], [], 0
 
 
-def _read_steps(st, files: Sequence[str], keys: pa.Array | None = None) -> list[pa.Table]:
-    """COLUMNS of each of `files`, in their order (at once on S3: `Store.each_file`); only `keys`' rows if given."""
+def _steps_reader(st, keys: pa.Array | None = None):
+    """path -> COLUMNS of that trajectories/ file; only `keys`' rows if given."""
     import pyarrow.compute as pc
 
     def read(path: str) -> pa.Table:
         table = st.read_checked(path, list(COLUMNS))
         return table if keys is None else table.filter(pc.is_in(table["key"], value_set=keys))
-    return st.each_file(read, files)
+    return read
 
 
 def _as_pandas(tables: Sequence[pa.Table]) -> pd.DataFrame:

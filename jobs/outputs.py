@@ -21,6 +21,7 @@ import numpy as np
 
 ROW_BLOCK = 4096   # rows per block of `by_blocks`: 4096 x 1000 float64 is 33 MB
 
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax in float64 (SciPy's, numerically stable). N x C -> N x C."""
     from scipy.special import softmax as scipy_softmax

@@ -905,19 +905,13 @@ class Store:
         another take minutes. Elsewhere one after another: a local disk's reads are CPU-bound under the GIL, and
         pyarrow's GCS reads may hold the GIL while they wait (`parquet_file`, `_read_columns`). The first error in
         `paths`' order is raised once the calls already running have ended (each is `bounded`); no other starts."""
-        if self.fs.type_name != "s3" or len(paths) < 2:
-            return [call(path) for path in paths]
-        pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="classweep-read")
-        try:
-            return list(pool.map(call, paths))
-        finally:
-            pool.shutdown(cancel_futures=True)
+        return list(self.stream_files(call, paths))
 
     def stream_files(self, call: Callable[[str], T], paths: Sequence[str]) -> Iterator[T]:
         """`each_file` one result at a time, for results too large to hold all at once (a file's PNGs): on S3 up to
         READ_THREADS calls run ahead of the one whose result is taken (their results wait in memory), elsewhere
-        each call runs when its result is wanted. Errors as `each_file`; a consumer that stops early waits for the
-        calls already running."""
+        each call runs when its result is wanted. Errors as `each_file` (which is this, listed); a consumer that
+        stops early waits for the calls already running."""
         if self.fs.type_name != "s3" or len(paths) < 2:
             yield from (call(path) for path in paths)
             return
