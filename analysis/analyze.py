@@ -65,7 +65,8 @@ class AnalysisSummary:
     additions: dict = field(default_factory=dict)     # variant -> {images, top_two, top_two_share}
     pca_ratio: list[float] = field(default_factory=list)   # explained-variance ratio of PC1, PC2, ...
     components: int = 0
-    largest_components: list[int] = field(default_factory=list)
+    largest_components: list[int] = field(default_factory=list)   # classes per component, nodes without an image
+    neighbours_only: int = 0                          # graph nodes without an octave image (another's neighbour)
     cliques_over_two: int = 0
     image_jobs: dict = field(default_factory=dict)   # job from a real image -> {images, on_target}
     transfer: dict = field(default_factory=dict)     # scorer -> {job[/variant]: its own measure's value}, the
@@ -107,7 +108,8 @@ class AnalysisSummary:
             out.append(f"nearest-neighbour graph (the article's most activated other class; closest outputs by "
                        f"{self.metric} in classes.parquet and graph.graphml): "
                        f"{self.components} component{'s' * (self.components != 1)}, "
-                       f"largest {self.largest_components[:5]}; "
+                       f"largest {', '.join(map(str, self.largest_components[:5]))} classes"
+                       f"{neighbours_only_words(self.neighbours_only)}; "
                        f"cliques of more than two classes: {self.cliques_over_two}")
         for scorer, values in self.transfer.items():
             own = " (the generating model)" if scorer == self.generator else ""
@@ -124,6 +126,14 @@ class AnalysisSummary:
     @classmethod
     def from_json(cls, text: str) -> "AnalysisSummary":
         return cls(**json.loads(text))
+
+
+def neighbours_only_words(count: int) -> str:
+    """Why a component can hold more classes than have an image: the graph's nodes include every class that is some
+    image's nearest neighbour."""
+    if not count:
+        return ""
+    return f" (counting {count} class{'es' * (count != 1)} with no octave image, there as another's neighbour)"
 
 
 def analyze_store(store: Store | str, metric: str = "cosine", margin_share: float = MARGIN_SHARE) -> AnalysisSummary:
@@ -296,6 +306,7 @@ def _compute(rows: Rows, reps: Rows | None, names, metric: str, summary: Analysi
     tables["graph_cliques.parquet"] = graph_mod.cliques_table(g, cliques)
     summary.components = len(comps)
     summary.largest_components = [len(c) for c in comps[:10]]
+    summary.neighbours_only = sum(not has_image for _, has_image in g.nodes(data="has_image"))
     summary.cliques_over_two = sum(len(c) > 2 for c in cliques)
     return tables, g
 

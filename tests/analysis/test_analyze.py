@@ -215,6 +215,16 @@ def test_the_summary_says_one_component_in_the_singular():
     from analysis.analyze import AnalysisSummary
     summary = AnalysisSummary("s", "cosine", "digits", 10, "f", {"octave": 3}, [], True, classes=3, components=1,
                               largest_components=[4])
-    assert "1 component, largest [4]" in "\n".join(summary.lines())
-    summary.components = 2
-    assert "2 components, largest [4]" in "\n".join(summary.lines())
+    assert "1 component, largest 4 classes; " in "\n".join(summary.lines())
+    summary.components, summary.largest_components = 2, [4, 2]
+    assert "2 components, largest 4, 2 classes; " in "\n".join(summary.lines())
+
+
+def test_the_summary_counts_the_graph_classes_that_have_no_image(tmp_path):
+    """Three classes with an image whose neighbours include a fourth class without one: the one component has four
+    classes, and the summary says why."""
+    images = [Image("octave", target, np.eye(4)[3 if target < 2 else 0] * 5) for target in range(3)]
+    summary = analyze_store(write_store(str(tmp_path / "s"), [f"c{i}" for i in range(4)], images))
+    assert summary.largest_components == [4] and summary.neighbours_only == 1
+    assert ("largest 4 classes (counting 1 class with no octave image, there as another's neighbour); "
+            in "\n".join(summary.lines()))
