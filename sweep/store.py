@@ -831,9 +831,9 @@ class Store:
 
     def read_file(self, path: str, columns: Sequence[str] | None = None) -> pa.Table:
         """Only `columns` of one Parquet file of the store (a path from `files`), with ranged reads. A file that is
-        not Parquet raises pa.ArrowInvalid (on a local disk OSError too; on S3 a damaged one's OSError becomes
-        ArrowInvalid: `damaged_as_invalid`) for the caller to refuse or set aside; on an object store every other
-        failure, a stalled call included, is a StoreError."""
+        not Parquet raises pa.ArrowInvalid (on a local disk OSError too; on an object store a damaged one's OSError
+        becomes ArrowInvalid: `damaged_as_invalid`) for the caller to refuse or set aside; on an object store every
+        other failure, a stalled call included, is a StoreError."""
         with self._object_failures():
             return self.bounded(self._read_columns, path, columns)
 
@@ -844,14 +844,14 @@ class Store:
         the dataset refused it: refused here too, with the dataset's error (ArrowInvalid). On GCS the dataset reader
         stays: a ParquetFile opens pyarrow's GCS random-access file, which starts its download holding the GIL
         (`parquet_file`), where the dataset reader opens it without."""
-        if self.fs.type_name == "gcs":
-            return pq.read_table(path, columns=columns, filesystem=self.fs)
-        with damaged_as_invalid() if self.fs.type_name == "s3" else contextlib.nullcontext(), \
-                pq.ParquetFile(path, filesystem=self.fs, pre_buffer=self.is_object_store) as parquet:
-            missing = [name for name in columns or () if name not in parquet.schema_arrow.names]
-            if missing:
-                raise pa.ArrowInvalid(f"no column {', '.join(missing)} in {path.rsplit('/', 1)[-1]}")
-            return parquet.read(columns=columns)
+        with damaged_as_invalid() if self.is_object_store else contextlib.nullcontext():
+            if self.fs.type_name == "gcs":
+                return pq.read_table(path, columns=columns, filesystem=self.fs)
+            with pq.ParquetFile(path, filesystem=self.fs, pre_buffer=self.is_object_store) as parquet:
+                missing = [name for name in columns or () if name not in parquet.schema_arrow.names]
+                if missing:
+                    raise pa.ArrowInvalid(f"no column {', '.join(missing)} in {path.rsplit('/', 1)[-1]}")
+                return parquet.read(columns=columns)
 
     def parquet_file(self, path: str) -> pq.ParquetFile:
         """One Parquet file of the store (a path from `files`), for readers that want its schema before choosing
@@ -888,7 +888,7 @@ class Store:
 
     def file_schema(self, path: str) -> pa.Schema:
         """The Arrow schema of one Parquet file of the store, from its footer only; errors as `read_file`."""
-        with self._object_failures():
+        with self._object_failures(), damaged_as_invalid() if self.is_object_store else contextlib.nullcontext():
             return self.bounded(lambda: ds.ParquetFileFormat().make_fragment(path, filesystem=self.fs).physical_schema)
 
     def read_checked(self, path: str, columns: Sequence[str] | None = None) -> pa.Table:
@@ -974,7 +974,7 @@ class Store:
             for path, keys in zip(paths, self.each_file(self._keys_or_why, paths)):
                 name = path.rsplit("/", 1)[1]
                 if isinstance(keys, Exception):
-                    why = f"unreadable: {first_line(keys)}"
+                    why = f"unreadable: {why_unreadable(keys)}"
                     if directory in (FRAMES, TRAJECTORIES):
                         companions_lost.setdefault(name, directory)
                 elif directory == IMAGES and name in companions_lost:
@@ -1316,29 +1316,50 @@ def open_store(store: "Store | str") -> Store:
     return opened
 
 
-def from_the_store(error: OSError) -> bool:
-    """Whether an OSError of a read from S3 is the store's (the network, the service, a missing object), not the
-    data's: pyarrow's S3 errors say "AWS Error" (a missing object is FileNotFoundError), where a Parquet reader
-    meeting a damaged footer or page raises a plain OSError ("Couldn't deserialize thrift") too."""
-    return isinstance(error, (FileNotFoundError, TimeoutError, ConnectionError)) or "AWS Error" in str(error)
+# What pyarrow puts in the message of every error an object store's service or network gives (arrow's S3 errors,
+# and its GCS errors, `ToArrowStatus`: "google::cloud::Status(NOT_FOUND: ...)"), and no Parquet reader's error does.
+SERVICE_MARKS = ("AWS Error", "google::cloud::Status(")
+
+
+def from_the_store(error: Exception) -> bool:
+    """Whether an error of a read from S3 or GCS is the store's (the network, the service, a missing object), not
+    the data's: pyarrow marks every error of either service (`SERVICE_MARKS`; a missing object is also
+    FileNotFoundError), where a Parquet reader meeting a damaged footer or page raises a plain OSError ("Couldn't
+    deserialize thrift", "Corrupt snappy compressed data") too."""
+    return (isinstance(error, (FileNotFoundError, TimeoutError, ConnectionError))
+            or any(mark in str(error) for mark in SERVICE_MARKS))
 
 
 @contextlib.contextmanager
 def damaged_as_invalid() -> Iterator[None]:
-    """Around a read of a Parquet file from S3: an OSError that is not the store's (`from_the_store`) is the file's,
-    raised as ArrowInvalid, as a file that is not Parquet is, for the caller to refuse or set aside by name (inside
-    `_object_failures`, an OSError would be taken for the store's failure)."""
+    """Around a read of a Parquet file from an object store: an OSError that is not the store's (`from_the_store`)
+    is the file's, raised as ArrowInvalid, as a file that is not Parquet is, for the caller to refuse or set aside by
+    name (inside `_object_failures`, an OSError would be taken for the store's failure). The reverse too: GCS words
+    a refused request (INVALID_ARGUMENT) as ArrowInvalid, which is the store's, raised as OSError."""
     try:
         yield
     except OSError as error:
         if from_the_store(error):
             raise
         raise pa.ArrowInvalid(str(error)) from None
+    except pa.ArrowInvalid as error:
+        if from_the_store(error):
+            raise OSError(str(error)) from None
+        raise
+
+
+# pyarrow's dataset reader (GCS's reads) opens its message with the path, which the refusal already names.
+OPENING_A_SOURCE = re.compile(r"^Could not open Parquet input source '[^']*': ")
+
+
+def why_unreadable(error: BaseException) -> str:
+    """What was wrong with a file that could not be read, in one line, without the path."""
+    return OPENING_A_SOURCE.sub("", first_line(error))
 
 
 def unreadable(path: str, error: BaseException) -> str:
     """The one-line refusal of a store file that cannot be read, saying how to go on."""
-    return (f"unreadable file {path}: {first_line(error)} (`sweep run` with the store's command moves it into "
+    return (f"unreadable file {path}: {why_unreadable(error)} (`sweep run` with the store's command moves it into "
             f"{QUARANTINE}/ and runs its items again)")
 
 

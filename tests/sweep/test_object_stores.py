@@ -357,12 +357,12 @@ def test_a_damaged_file_is_refused_naming_it_and_the_way_on_as_on_a_local_disk(s
     assert refusal(server.uri(f"damaged-{ranged}")) == local
 
 
-def test_a_damaged_file_is_set_aside_and_refused_by_name_on_s3_as_on_a_local_disk(s3, tmp_path):
+def test_a_damaged_file_is_set_aside_and_refused_by_name_as_on_a_local_disk(server, tmp_path):
     """`sweep run`'s quarantine, and every reader of key columns (`status`, `export`, the figures' key index), took a
-    damaged object on S3 (an OSError of its footer) for the store's failure: the run stopped with "s3 store URI:
-    Couldn't deserialize thrift" and nothing was set aside. Now as on a local disk."""
+    damaged object (an OSError of its footer) for the store's failure: the run stopped with "s3 store URI: Couldn't
+    deserialize thrift" and nothing was set aside. Now as on a local disk, on S3 and on GCS."""
     refusals, moved = [], []
-    for uri in (str(tmp_path / "local"), s3.uri("damaged-keys")):
+    for uri in (str(tmp_path / "local"), server.uri("damaged-keys")):
         store, path = small_store_with_a_damaged_file(uri)
         with pytest.raises(StoreError) as refused:
             store.keys_by_file()

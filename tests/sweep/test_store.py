@@ -15,8 +15,8 @@ import pytest
 from jobs.kinds import JobResult, JobSpec
 from sweep.driver import SweepConfig, prepare
 from sweep.store import (FAILURE_SCHEMA, FAILURES, IMAGES, TEMP_DIR, TEMP_GRACE, ManifestMismatch, Store, StoreError,
-                         decode_png, failures_table, frames_table, images_schema, images_table, manifest_differences,
-                         manifest_json, new_manifest)
+                         damaged_as_invalid, decode_png, failures_table, frames_table, images_schema, images_table,
+                         manifest_differences, manifest_json, new_manifest, unreadable)
 
 NAMES = tuple(f"class {i}" for i in range(5))
 
@@ -557,3 +557,32 @@ def test_a_store_that_recorded_variants_no_job_reads_resumes_without_the_option(
     assert prepare(config).manifest["options"]["variants"] == ["merge"]             # resumed: the store's manifest
     with pytest.raises(ManifestMismatch, match=r'jobs is \["octave"\] in the store'):      # another sweep still
         prepare(SweepConfig(**{**config.__dict__, "jobs": "octave,addition", "pairs": "0+1"}))
+
+
+# Errors as pyarrow words them (the service ones from arrow's S3 and GCS clients, seen on moto and the GCS emulator).
+SERVICE = "google::cloud::Status(UNAVAILABLE: Retry policy exhausted, with a last message of PerformWork() - CURL"
+DAMAGED = ("Couldn't deserialize thrift: TProtocolException: Invalid data", "Corrupt snappy compressed data.")
+
+
+@pytest.mark.parametrize("raised, taken_as", [
+    *[(OSError(message), pa.ArrowInvalid) for message in DAMAGED],
+    (OSError("When reading information for key 'b/x' in bucket 'b': AWS Error NETWORK_CONNECTION during HeadObject "
+             "operation: curlCode: 7, Couldn't connect to server"), OSError),
+    (OSError(SERVICE), OSError),
+    (FileNotFoundError("b/x.parquet"), FileNotFoundError),
+    (pa.ArrowInvalid("Parquet magic bytes not found in footer"), pa.ArrowInvalid),
+    (pa.ArrowInvalid("google::cloud::Status(INVALID_ARGUMENT: a refused request)"), OSError),
+])
+def test_a_read_error_on_an_object_store_is_the_files_unless_the_service_marked_it(raised, taken_as):
+    """The file's errors come out as ArrowInvalid (refused or set aside by name), the store's as OSError (the
+    command stops as the store's failure): the S3 and GCS clients mark each of theirs, Parquet's readers none."""
+    with pytest.raises(Exception) as caught:
+        with damaged_as_invalid():
+            raise raised
+    assert type(caught.value) is taken_as
+
+
+def test_a_refusal_names_the_file_once():
+    error = OSError("Could not open Parquet input source 'b/s/images/part-1.parquet': Couldn't deserialize thrift")
+    assert unreadable("images/part-1.parquet", error).startswith(
+        "unreadable file images/part-1.parquet: Couldn't deserialize thrift (`sweep run` with the store's command")
