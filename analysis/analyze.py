@@ -31,6 +31,7 @@ from analysis.tables import (MARGIN_SHARE, METRICS, additions_summary, additions
 from analysis.transfer import PERCENTILE, TOP1, TOP3_FILE, TRANSFER_FILE, aim_class, success_measure, \
     success_table, transfer_tables
 from jobs.catalog import BY_NAME, CLASSLESS, IMAGE_JOBS
+from jobs.text import counted
 from sweep.store import ANALYSIS as ANALYSIS_DIR, SCORES, Store, StoreError, open_store
 
 SUMMARY_FILE = "summary.json"
@@ -133,7 +134,7 @@ def neighbours_only_words(count: int) -> str:
     image's nearest neighbour."""
     if not count:
         return ""
-    return f" (counting {count} class{'es' * (count != 1)} with no octave image, there as another's neighbour)"
+    return f" (counting {counted(count, 'class', 'classes')} with no octave image, there as another's neighbour)"
 
 
 def analyze_store(store: Store | str, metric: str = "cosine", margin_share: float = MARGIN_SHARE) -> AnalysisSummary:

@@ -1,5 +1,6 @@
 """Small text rules every layer shares: an error's message as one line, what counts as a whole number, a
-short listing of many items, how a class is named, and at what size a feature pass saw its images.
+short listing of many items, a count with its noun, how a class is named, and at what size a feature pass saw its
+images.
 
 `jobs` is the bottom layer (`sweep` and `analysis` import it, never the reverse), so these live here, with no
 import beyond the standard library.
@@ -16,6 +17,11 @@ def first_line(error: BaseException) -> str:
     """The first line of an exception's message (its type's name when it has none)."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
+
+
+def counted(count: int, noun: str, plural: str = "") -> str:
+    """"1 item", "3 items", "0 items"; `plural` where adding an s is wrong ("classes")."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
 
 
 def flattened(error: BaseException) -> str:

@@ -5,6 +5,7 @@ import collections
 from dataclasses import dataclass
 from typing import Sequence
 
+from jobs.text import counted
 from sweep.plan import Plan
 from sweep.store import FAILURES, IMAGES, Store, is_frame_key, open_store, running_sweep
 
@@ -42,12 +43,14 @@ class StoreStatus:
         out += [f"{job:<{jw}}{variant or '-':<{vw}}{f'{done}/{total}':>12}"
                 for job, variant, done, total in self.counts]
         out.append(f"{'total':<{jw + vw}}{f'{self.done}/{self.total}':>12}")
-        out.append(f"failures: {self.failed_attempts} failed attempts, {len(self.still_failing)} items still failing")
+        out.append(f"failures: {counted(self.failed_attempts, 'failed attempt')}, "
+                   f"{counted(len(self.still_failing), 'item')} still failing")
         out += failure_lines(self.still_failing, 20)
         if self.running:
             out.append(f"a sweep is running on this store ({self.running})")
         if self.duplicates:
-            out.append(f"warning: {self.duplicates} keys appear more than once in {IMAGES}/")
+            out.append(f"warning: {counted(self.duplicates, 'row')} of {IMAGES}/ repeat a key stored in an earlier "
+                       f"file (the readers take each key from the first file by name)")
         return out
 
 

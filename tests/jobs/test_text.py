@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.text import class_label, first_line, flattened, is_whole_number, listing, named_class
+from jobs.text import class_label, counted, first_line, flattened, is_whole_number, listing, named_class
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -44,3 +44,8 @@ def test_class_label_names_a_class_once():
 def test_named_class_is_class_label_of_a_name_at_hand():
     assert [named_class(2, "digit 2"), named_class(1, "goldfish"), named_class(1, "12 b")] == [
         "digit 2", "1 goldfish", "1 12 b"]
+
+
+def test_a_count_takes_its_noun_in_the_singular_only_for_one():
+    assert [counted(n, "item") for n in (0, 1, 2)] == ["0 items", "1 item", "2 items"]
+    assert counted(1, "class", "classes") == "1 class" and counted(3, "class", "classes") == "3 classes"

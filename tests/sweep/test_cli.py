@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -132,7 +134,20 @@ def test_status_counts_per_job_and_failures(small_store):
     result = invoke("status", "--store", str(small_store))
     assert result.exit_code == 1                                  # an item still failing, as `sweep run` (10.10)
     assert "octave" in result.output and "3/4" in result.output and "11/12" in result.output
-    assert "1 items still failing" in result.output
+    assert "1 item still failing" in result.output
+
+
+def test_status_warns_of_keys_stored_twice(small_store, tmp_path):
+    """A copied-in images/ file (a store put together by hand from two): the counts stay per key, and status says
+    how many rows repeat a key and which the readers take."""
+    store = tmp_path / "twice"
+    shutil.copytree(small_store, store)
+    first = sorted((store / "images").glob("part-*.parquet"))[0]
+    shutil.copy(first, store / "images" / "zz-copied.parquet")
+    report = store_status(str(store))
+    assert report.done == store_status(str(small_store)).done and report.duplicates == pq.read_metadata(first).num_rows
+    assert (f"warning: {report.duplicates} rows of images/ repeat a key stored in an earlier file (the readers take "
+            "each key from the first file by name)") in report.lines()
 
 
 def test_run_into_a_store_of_another_sweep_is_refused(small_store):
