@@ -98,7 +98,7 @@ class AnalysisSummary:
                        f"({s['top_two_share']:.1%})")
         for job, s in self.image_jobs.items():
             if s.get("on_target") is None:
-                out.append(f"{job}: {s['images']} images")
+                out.append(f"{job}: {counted(s['images'], 'image')}")
             else:
                 aim = "class b" if BY_NAME[job].aim == "partner" else "target class"
                 out.append(f"{job}: {s['on_target']} of {s['images']} images labelled as their {aim}")
@@ -163,7 +163,7 @@ def analyze_store(store: Store | str, metric: str = "cosine", margin_share: floa
         coverage=cov.lines(st.class_names), complete=cov.complete, version=ANALYSIS_VERSION,
         scores_fingerprint=scores_fingerprint, margin_share=margin_share)
     if dropped:
-        summary.notes.append(f"{dropped} images left out: class indices outside the model's {st.n_classes} "
+        summary.notes.append(f"{counted(dropped, 'image')} left out: class indices outside the model's {st.n_classes} "
                              f"classes or outputs that are not finite")
     try:
         tables, g = _compute(rows, reps, st.class_names, metric, summary, margin_share)
@@ -216,7 +216,7 @@ def stability_words(s: dict) -> str:
     cannot give (an addition: both classes in the top 2; an interpolation: class b top-1), no share, and why."""
     def share(value) -> str:
         return "n/a" if value is None else f"{value:.1%}"
-    head = (f"stability ({s['job']}, octave {s['octave']}, {s['images']} images): argmax changed between "
+    head = (f"stability ({s['job']}, octave {s['octave']}, {counted(s['images'], 'image')}): argmax changed between "
             f"{share(s['change_rate'])} of recorded steps")
     measure = success_measure(s["job"])
     top1 = s["target_top1_share"]

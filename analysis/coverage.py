@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from jobs.text import class_label, listing
+from jobs.text import class_label, counted, listing
 from sweep.plan import Plan
 from sweep.store import is_frame_key
 
@@ -44,7 +44,7 @@ class Coverage:
             out.append(f"the sweep covers {len(self.planned_classes)} of the model's {self.n_classes} classes")
         for j in self.jobs:
             if j.expected is None:
-                out.append(f"{j.job}: {j.present} images (not in the sweep's plan)")
+                out.append(f"{j.job}: {counted(j.present, 'image')} (not in the sweep's plan)")
             elif j.missing:
                 out.append(f"{j.job}: {j.present} of {j.expected} images; missing {len(j.missing)}: "
                            f"{listing(j.missing, LIST_LIMIT)}")
@@ -52,8 +52,9 @@ class Coverage:
                 out.append(f"{j.job}: all {j.expected} images present")
         if self.classes_without_image:
             names = [class_label(c, class_names) for c in self.classes_without_image]
-            out.append(f"{len(self.classes_without_image)} classes have no octave image and are left out of the "
-                       f"class tables: {listing(names, LIST_LIMIT)}")
+            one = len(names) == 1
+            out.append(f"{counted(len(names), 'class', 'classes')} {'has' if one else 'have'} no octave image and "
+                       f"{'is' if one else 'are'} left out of the class tables: {listing(names, LIST_LIMIT)}")
         out.extend(self.notes)
         out.append("store complete" if self.complete else "store INCOMPLETE: the tables cover what is present")
         return out

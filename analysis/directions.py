@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from jobs.text import is_whole_number, listing
+from jobs.text import counted, is_whole_number, listing
 from sweep.store import ANALYSIS, Store, StoreError, open_store
 
 TABLE_FILE = "directions.parquet"   # under {store}/analysis/
@@ -303,7 +303,7 @@ class DirectionsSummary:
         return [f"direction from {order[0]!r}{through} to {order[-1]!r} in {self.fit.components.shape[1]} PCA "
                 f"components ({self.fit.explained_variance:.1%} of the variance){fitted.get(self.method, '')}",
                 f"groups along it, mean position (images): {places}"
-                + (f"; in no group: {ungrouped} images" if ungrouped else ""),
+                + (f"; in no group: {counted(ungrouped, 'image')}" if ungrouped else ""),
                 f"separation ROC AUC of each neighbouring pair (1.000: no overlap, 0.500: none): {pairs}",
                 *([f"note: {listing(few)} {'has' if len(few) == 1 else 'have'} fewer than {MIN_GROUP_IMAGES} "
                    f"images: a direction fitted on so few says little, whatever its AUC"] if few else []),

@@ -32,7 +32,7 @@ from typing import Callable, TextIO
 import pyarrow.fs as pafs
 
 from jobs.catalog import ALL_JOBS, IMAGE_JOBS, VARIANTS, JobSpec
-from jobs.text import first_line
+from jobs.text import counted, first_line
 from sweep.fleet import ClusterConfig, FleetRun, SweepError, check_cluster
 from sweep.interrupts import INTERRUPTED
 from sweep.plan import Batch, Plan, PlanError, canonical_options, cut_batches, make_plan, refuse_unused_options
@@ -116,12 +116,12 @@ class SweepSummary:
         if self.interrupted:
             out.append(INTERRUPTED)
         if self.failed:
-            out.append(f"{len(self.failed)} items failed (recorded in {self.store}/{FAILURES}/):")
+            out.append(f"{counted(len(self.failed), 'item')} failed (recorded in {self.store}/{FAILURES}/):")
             out += [f"  {key}: {error}" for key, error in self.failed[:10]]
             if len(self.failed) > 10:
                 out.append(f"  ... and {len(self.failed) - 10} more (`sweep status --store {self.store}`)")
         elif not self.complete and not self.interrupted:
-            out.append(f"{self.total - self.done} items missing: run the same command again")
+            out.append(f"{counted(self.total - self.done, 'item')} missing: run the same command again")
         return out
 
 

@@ -17,7 +17,7 @@ from typing import TextIO
 import numpy as np
 import pyarrow as pa
 
-from jobs.text import size_note
+from jobs.text import counted, size_note
 from sweep.fleet import ClusterConfig, SweepError, check_cluster, run_on_fleet
 from sweep.plan import PlanError
 from sweep.progress import Progress
@@ -57,7 +57,8 @@ class FeatureSummary:
     sides: tuple[int, ...]           # the sides (px) of the squares the model saw, sorted
 
     def lines(self) -> list[str]:
-        return [f"wrote {self.path}: {self.images} images, {self.layer} maps {','.join(map(str, self.maps))}, "
+        maps = ",".join(map(str, self.maps))
+        return [f"wrote {self.path}: {counted(self.images, 'image')}, {self.layer} maps {maps}, "
                 f"{size_note(self.size, self.sides)}"]
 
 

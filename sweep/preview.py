@@ -14,6 +14,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
+from jobs.text import counted
 from sweep.progress import format_duration
 
 CALIBRATION_STEPS = 2   # gradient steps per octave in the timed batch (after an untimed warm-up of the same steps)
@@ -81,7 +82,7 @@ class Preview:
         for j in self.jobs:
             out.append(f"{j.job:<16}{j.items:>9}{j.batches:>9}{j.done:>9}{j.iterations:>13}{j.work:>18}")
         state = "new store" if self.new_store else f"{self.done}/{self.items} items already stored"
-        out.append(f"store {self.store}: {state}; left: {self.items - self.done} items, "
+        out.append(f"store {self.store}: {state}; left: {counted(self.items - self.done, 'item')}, "
                    f"{self.work_left} image-iterations")
         return out
 

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from jobs.outputs import softmax
-from jobs.text import first_line
+from jobs.text import counted, first_line
 from sweep.fleet import ClusterConfig, SweepError, check_cluster, run_on_fleet
 from sweep.plan import PlanError
 from sweep.progress import Progress
@@ -115,8 +115,8 @@ class ScoreSummary:
         if not self.scored:
             return [f"scorer {self.scorer}: nothing to score: all {self.images} images already scored under {where}"]
         rate = f" ({self.rate:.1f} images/s once a worker was ready)" if self.rate > 0 else ""
-        return [f"scorer {self.scorer}: {self.scored} images scored in {self.seconds:.1f}s with start-up{rate}, "
-                f"{self.skipped} already scored, {self.images} in all; written under {where}"]
+        return [f"scorer {self.scorer}: {counted(self.scored, 'image')} scored in {self.seconds:.1f}s with "
+                f"start-up{rate}, {self.skipped} already scored, {self.images} in all; written under {where}"]
 
 
 # ---- the worker ------------------------------------------------------------------------------------------------

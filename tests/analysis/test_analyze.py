@@ -160,7 +160,7 @@ def test_rows_without_a_usable_output_are_left_out_with_a_note(tmp_path):
     broken = Image("opposite", 0, np.full(6, np.nan), seed=1)
     store = write_store(str(tmp_path / "s"), NAMES, [*small_images(), broken], options=OPTIONS)
     summary = analyze_store(store)
-    assert "1 images left out: class indices outside the model's 6 classes or outputs that are not finite" \
+    assert "1 image left out: class indices outside the model's 6 classes or outputs that are not finite" \
         in summary.lines()
     assert summary.images["opposite"] == 6
 

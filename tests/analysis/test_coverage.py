@@ -29,7 +29,7 @@ def test_incomplete_store_says_what_is_missing(tmp_path):
     text = "\n".join(cov.lines(NAMES))
     assert "octave: 5 of 6 images; missing 1: octave:-:5:-1:0" in text
     assert "addition: 3 of 4 images; missing 1: addition:merge:2:3:0" in text
-    assert "no octave image and are left out of the class tables: 5 fox" in text and "INCOMPLETE" in text
+    assert "1 class has no octave image and is left out of the class tables: 5 fox" in text and "INCOMPLETE" in text
 
 
 def test_job_planned_but_never_run(tmp_path):
@@ -49,6 +49,9 @@ def test_sweep_of_some_classes_only(small_store):
     digits = {**manifest, "class_names": [f"digit {i}" for i in range(10)]}   # a name that says the number: once
     assert "2 classes have no octave image and are left out of the class tables: digit 6, digit 7" in \
         coverage(digits, _keys(small_store)).lines(tuple(digits["class_names"]))
+    one_short = {**manifest, "options": {**options, "classes": list(range(7))}}
+    assert "1 class has no octave image and is left out of the class tables: 6" in \
+        coverage(one_short, _keys(small_store)).lines()
 
 
 def test_image_jobs_are_expanded_by_the_plan(small_store):

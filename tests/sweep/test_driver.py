@@ -283,6 +283,14 @@ def test_the_summary_counts_workers_replaced_and_workers_out_of_reach():
     assert "out of reach" not in SweepSummary("s", 10, 10, 0, (), 61.0, 2, "gpu", 0, False, 8).lines()[0]
 
 
+def test_the_summary_counts_one_failed_or_missing_item_in_the_singular():
+    from sweep.driver import SweepSummary
+    failed = SweepSummary("s", 10, 9, 0, (("octave:-:3:-1:0", "injected"),), 61.0, 2, "gpu", 0, False, 8).lines()
+    assert failed[1:] == ["1 item failed (recorded in s/failures/):", "  octave:-:3:-1:0: injected"]
+    assert SweepSummary("s", 10, 9, 0, (), 61.0, 2, "gpu", 0, False, 8).lines()[1:] == [
+        "1 item missing: run the same command again"]
+
+
 def test_a_driver_whose_lease_another_took_stops_and_leaves_the_lease_to_it(tmp_path):
     """Another driver takes the store over mid-sweep (this one's heartbeats had failed for a lease timeout, say):
     at its next heartbeat this run sees it, stops its workers and says so, leaves the other's lease in place, and
