@@ -114,9 +114,9 @@ def read_rows(store: Store | str, columns: Sequence[str] = NUMERIC_COLUMNS, fram
     `logits=False` keeps no output vectors (`Rows.logits` is N x 0): a reader of every frame needs a few numbers
     per row, not 4 KB of outputs. Among `columns`, LABEL_PROB is each final image's probability of its label,
     computed from each images/ file's outputs as the file is read; an interpolation frame's is nan (no figure shows
-    it), so that with `logits=False` no frames/ file's outputs are read (1 GB of them at 10^5 images). Each file's rows are kept as Arrow columns and converted to pandas
-    once, for the whole store. On S3 the files are read READ_THREADS at once, a large one by ranges
-    (`Store.read_chosen`).
+    it), so that with `logits=False` no frames/ file's outputs are read (1 GB of them at 10^5 images). Each file's
+    rows are kept as Arrow columns and converted to pandas once, for the whole store. On S3 the files are read
+    READ_THREADS at once, a large one by ranges (`Store.read_chosen`).
     """
     return read_rows_and_keys(store, columns, frames, logits)[0]
 
