@@ -264,11 +264,10 @@ def video_stem(key: str) -> str:
     return "trajectory-" + safe_name(key.replace(":", "_"))
 
 
-def read_snapshots(st: Store, keys: list[str], files: dict[str, list[str]] | None = None
-                   ) -> dict[str, pd.DataFrame]:
+def read_snapshots(st: Store, keys: list[str]) -> dict[str, pd.DataFrame]:
     """key -> its trajectories/ rows with a snapshot (step order), ending on its stored final image
-    (`with_final_images`); StoreError for a key without any. `files`: the key index, when the caller has it."""
-    return with_final_images(st, recorded_snapshots(st, keys), files)
+    (`with_final_images`); StoreError for a key without any."""
+    return with_final_images(st, recorded_snapshots(st, keys))
 
 
 def recorded_snapshots(st: Store, keys: list[str]) -> dict[str, pd.DataFrame]:
