@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from analysis import graph as graph_mod
 from analysis.coverage import coverage
-from analysis.load import Rows, read_rows, representatives
+from analysis.load import Rows, read_rows_and_keys, representatives
 from analysis.projection import ConstantOutputs, pca_tables
 from analysis.stability import read_stability, stability_summary
 from analysis.tables import (MARGIN_SHARE, METRICS, additions_summary, additions_table, classes_table,
@@ -32,7 +32,7 @@ from analysis.transfer import PERCENTILE, TOP1, TOP3_FILE, TRANSFER_FILE, aim_cl
     success_table, transfer_tables
 from jobs.catalog import BY_NAME, CLASSLESS, IMAGE_JOBS
 from jobs.text import counted
-from sweep.store import ANALYSIS as ANALYSIS_DIR, SCORES, Store, StoreError, open_store
+from sweep.store import ANALYSIS as ANALYSIS_DIR, SCORES, Store, StoreError, all_keys, open_store
 
 SUMMARY_FILE = "summary.json"
 ANALYSIS_VERSION = 3   # what the tables and summary hold; `sweep figures` analyses a store with an older one again
@@ -145,6 +145,14 @@ def analyze_store(store: Store | str, metric: str = "cosine", margin_share: floa
     file in images/, an unknown metric, a margin share outside (0, 1]. Without octave images the class tables are
     skipped (see NO_CLASS_IMAGES).
     """
+    return analyze_store_and_keys(store, metric, margin_share)[0]
+
+
+def analyze_store_and_keys(store: Store | str, metric: str = "cosine", margin_share: float = MARGIN_SHARE
+                           ) -> tuple[AnalysisSummary, dict[str, list[str]]]:
+    """`analyze_store`, and the key index of the images/ files it read ({path: keys}, `read_rows_and_keys`), from
+    the same reads: the stability tables take the stored images' keys from it, and a command that goes on to read
+    pictures (`sweep figures`) opens the files holding them without reading every file's keys again."""
     if metric not in METRICS:
         raise StoreError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
     if not 0 < margin_share <= 1:
@@ -152,7 +160,8 @@ def analyze_store(store: Store | str, metric: str = "cosine", margin_share: floa
     st = open_store(store)
     fingerprint = st.fingerprint()   # before reading: a file the sweep adds meanwhile makes the tables stale
     scores_fingerprint = st.fingerprint(SCORES)
-    rows, dropped = usable_rows(read_rows(st), st.n_classes)
+    rows, index = read_rows_and_keys(st)
+    rows, dropped = usable_rows(rows, st.n_classes)
     cov = coverage(st.manifest, rows.meta["key"])
     octaves = rows.job("octave")
     reps = representatives(octaves) if len(octaves) else None
@@ -173,13 +182,13 @@ def analyze_store(store: Store | str, metric: str = "cosine", margin_share: floa
     summary.transfer = _transfer_numbers(tables[TRANSFER_FILE])
     own = tables[TRANSFER_FILE].loc[tables[TRANSFER_FILE]["own"], "scorer"]
     summary.generator = str(own.iloc[0]) if len(own) else ""
-    per_image = read_stability(st)
+    per_image = read_stability(st, all_keys(index))
     if per_image is not None:
         tables["stability.parquet"] = per_image
         tables["stability_summary.parquet"] = stability_summary(per_image, summary.model)
         summary.stability = json.loads(tables["stability_summary.parquet"].to_json(orient="records"))
     _write(st, tables, None if g is None else graph_mod.graphml(g), summary)
-    return summary
+    return summary, index
 
 
 def _transfer_numbers(table: pd.DataFrame) -> dict:

@@ -323,11 +323,11 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
     images of the jobs the groups are made of, in position order, the start image among them."""
     from analysis.drawing import save, thumbnail
     from analysis.figures import direction_distribution, direction_strip, image_label
-    from analysis.load import iter_pngs, output_folder, read_rows, write_outputs
+    from analysis.load import iter_pngs, output_folder, read_rows_and_keys, write_outputs
 
     st = open_store(store)
     figures = output_folder(out, st)   # refused (a file there) before anything is written
-    rows = read_rows(st)
+    rows, index = read_rows_and_keys(st)   # the index: which files hold the strip's pictures
     meta = rows.meta.copy()
     names = st.class_names
     meta["target_name"] = [names[t] if 0 <= t < len(names) else "" for t in meta["target"]]
@@ -355,7 +355,7 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
     st.write_table(f"{ANALYSIS}/{TABLE_FILE}", pa.Table.from_pandas(table, preserve_index=False))
     candidates[start_index] = False   # the strip shows the start image once, as the start
     shown_rows = [start_index, *line_neighbours(fit, start_index, n_points, candidates)]
-    pngs = dict(iter_pngs(st, [meta["key"][i] for i in shown_rows]))
+    pngs = dict(iter_pngs(st, [meta["key"][i] for i in shown_rows], index))
 
     distribution = direction_distribution(fit.positions, labels, [*fit.order, ""],
                                           f"Images along the direction {' -> '.join(fit.order)}")

@@ -112,10 +112,11 @@ def read_rows(store: Store | str, columns: Sequence[str] = NUMERIC_COLUMNS, fram
     source, final images).
 
     `logits=False` keeps no output vectors (`Rows.logits` is N x 0): a reader of every frame needs a few numbers
-    per row, not 4 KB of outputs. Among `columns`, LABEL_PROB is each row's probability of its label, computed from
-    each file's outputs as the file is read. Each file's rows are kept as Arrow columns and converted to pandas
-    once, for the whole store. On S3 the files are read READ_THREADS at once, a large one by ranges
-    (`Store.read_chosen`).
+    per row, not 4 KB of outputs. Among `columns`, LABEL_PROB is each final image's probability of its label,
+    computed from each images/ file's outputs as the file is read; an interpolation frame's is nan (no figure shows
+    it), so that with `logits=False` no frames/ file's outputs are read (1 GB of them at 10^5 images). Each file's
+    rows are kept as Arrow columns and converted to pandas once, for the whole store. On S3 the files are read
+    READ_THREADS at once, a large one by ranges (`Store.read_chosen`).
     """
     return read_rows_and_keys(store, columns, frames, logits)[0]
 
@@ -130,19 +131,18 @@ def read_rows_and_keys(store: Store | str, columns: Sequence[str] = NUMERIC_COLU
     store = open_store(store)
     derived = LABEL_PROB in columns
     columns = [c for c in dict.fromkeys(["key", *columns, "frame"]) if c not in ("logits", LABEL_PROB)]
-    stored = [*columns, *(["label"] if derived and "label" not in columns else []),
-              *(["logits"] if logits or derived else [])]
+    stored = [*columns, *(["label"] if derived and "label" not in columns else [])]
     files = store.files(IMAGES)
-    if files and frames:
-        files += store.files(FRAMES)
+    frame_files = set(store.files(FRAMES)) if files and frames else set()
+    files += sorted(frame_files)
     if not files:
         raise no_images_yet(store)
 
     def read(path: str) -> tuple[pa.Table, np.ndarray]:
-        table, values = _read_images_file(store, path, stored)
+        probs = derived and path not in frame_files   # a frames/ file holds frames only: no probability wanted
+        table, values = _read_images_file(store, path, [*stored, *(["logits"] if logits or probs else [])])
         if derived:
-            table = table.append_column(LABEL_PROB, pa.array(label_probs(values, table.column("label").to_numpy()),
-                                                             pa.float64()))
+            table = table.append_column(LABEL_PROB, final_label_probs(table, values if probs else None))
         # without logits, a new N x 0 array: a slice of `values` would keep every file's outputs until `gathered`
         return (table.select([*columns, *([LABEL_PROB] if derived else [])]),
                 values if logits else np.zeros((len(values), 0), np.float32))
@@ -159,6 +159,16 @@ def read_rows_and_keys(store: Store | str, columns: Sequence[str] = NUMERIC_COLU
     sort_by = [c for c in ROW_ORDER if c in meta.columns] or ["key"]
     order = meta.sort_values(sort_by, kind="mergesort").index.to_numpy()
     return Rows(meta.iloc[order].reset_index(drop=True), gathered(outputs, np.flatnonzero(keep)[order])), index
+
+
+def final_label_probs(table: pa.Table, values: np.ndarray | None) -> pa.Array:
+    """LABEL_PROB of one file's rows (`table`: its label and frame columns; `values`: its N x C outputs, None for a
+    file of frames only): each final image's probability of its label, nan for an interpolation frame."""
+    if values is None:
+        return pa.array(np.full(table.num_rows, np.nan), pa.float64())
+    frame = table.column("frame").to_numpy(zero_copy_only=False)
+    return pa.array(np.where(frame >= 0, np.nan, label_probs(values, table.column("label").to_numpy())),
+                    pa.float64())
 
 
 def gathered(parts: list[np.ndarray], rows: np.ndarray) -> np.ndarray:

@@ -43,7 +43,7 @@ from PIL import Image
 
 from analysis import drawing
 from analysis import figures as fig
-from analysis.analyze import ANALYSIS_DIR, ANALYSIS_VERSION, SUMMARY_FILE, AnalysisSummary, analyze_store
+from analysis.analyze import ANALYSIS_DIR, ANALYSIS_VERSION, SUMMARY_FILE, AnalysisSummary, analyze_store_and_keys
 from analysis.load import (FIGURES, LABEL_PROB, NUMERIC_COLUMNS, Rows, drop_temp_folder, iter_image_rows, iter_pngs,
                            output_folder, read_rows_and_keys)
 from analysis.seeds import SeedChoice
@@ -109,9 +109,10 @@ def stale_reason(st: Store, summary: AnalysisSummary | None) -> str | None:
     return f"{ANALYSIS_DIR}/{missing[0]} is missing" if missing else None
 
 
-def current_summary(store: str, stream: TextIO | None = None) -> AnalysisSummary:
+def current_summary(store: str, stream: TextIO | None = None) -> tuple[AnalysisSummary, dict[str, list[str]] | None]:
     """The store's analysis summary, running the analysis first (and saying why in one line on `stream`, stderr by
-    default) when it is missing, or older than the images, the scores or this version of the analysis."""
+    default) when it is missing, or older than the images, the scores or this version of the analysis; and the key
+    index of the images/ files when the analysis ran here (`analyze_store_and_keys`; None when it did not)."""
     st = open_store(store)
     data = st.read_bytes(f"{ANALYSIS_DIR}/{SUMMARY_FILE}")
     summary = None
@@ -126,8 +127,8 @@ def current_summary(store: str, stream: TextIO | None = None) -> AnalysisSummary
         share = summary.margin_share if summary else MARGIN_SHARE   # the earlier analysis' choices, kept
         again = f"--metric {metric}" + (f" --margin-share {share:g}" if share != MARGIN_SHARE else "")
         print(f"{reason}: running `sweep analyze {again}` first", file=stream or sys.stderr, flush=True)
-        summary = analyze_store(store, metric, share)
-    return summary
+        return analyze_store_and_keys(store, metric, share)
+    return summary, None
 
 
 @dataclass(frozen=True)
@@ -173,8 +174,8 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     folder = output_folder(out, st)
     listed = listed_videos(folder) if keep_trajectories else []   # read once: what to redraw, and what to keep
     redrawn = redrawn_video_keys(st, folder, listed)
-    snapshots = read_snapshots(st, list(dict.fromkeys([*trajectories, *redrawn])))
-    summary = current_summary(st.uri, stream)
+    snapshots = recorded_snapshots(st, list(dict.fromkeys([*trajectories, *redrawn])))   # refused before writing
+    summary, analysed = current_summary(st.uri, stream)
     st = open_store(st.uri)   # the analysis may have written tables since
     tables = load_tables(st)
     if "additions" in tables:   # every seed's images; the classes' and opposites' tables hold one image per class
@@ -186,7 +187,7 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     keys += list(opposites["key"]) if opposites is not None else []
     keys += list(additions["key"]) if additions is not None else []
     with _Writer(folder) as writer:
-        return _write_report(st, summary, tables, keys, writer, stream, snapshots, listed or [], choice)
+        return _write_report(st, summary, tables, keys, writer, stream, snapshots, listed or [], choice, analysed)
 
 
 def listed_videos(folder: Store) -> list[dict] | None:
@@ -264,7 +265,14 @@ def video_stem(key: str) -> str:
 
 
 def read_snapshots(st: Store, keys: list[str]) -> dict[str, pd.DataFrame]:
-    """key -> its trajectories/ rows with a snapshot (step order); StoreError for a key without any."""
+    """key -> its trajectories/ rows with a snapshot (step order), ending on its stored final image
+    (`with_final_images`); StoreError for a key without any."""
+    return with_final_images(st, recorded_snapshots(st, keys))
+
+
+def recorded_snapshots(st: Store, keys: list[str]) -> dict[str, pd.DataFrame]:
+    """key -> its trajectories/ rows with a snapshot (step order), in the order asked; StoreError for a key without
+    any."""
     if not keys:
         return {}
     from sweep.store import StoreError
@@ -276,10 +284,16 @@ def read_snapshots(st: Store, keys: list[str]) -> dict[str, pd.DataFrame]:
     for key in dict.fromkeys(keys):
         if key not in out:
             raise StoreError(no_snapshots(key, st.uri, None if table is None else stored_snapshot_keys(st)))
-    out = {key: out[key] for key in dict.fromkeys(keys)}   # in the order asked
-    finals = {row["key"]: row for row in iter_image_rows(st, list(out), ["step", "label", "logits", "png",
-                                                                         "partner"])}
-    return {key: with_final_image(rows, finals.get(key)) for key, rows in out.items()}
+    return {key: out[key] for key in dict.fromkeys(keys)}   # in the order asked
+
+
+def with_final_images(st: Store, snapshots: dict[str, pd.DataFrame], files: dict[str, list[str]] | None = None
+                      ) -> dict[str, pd.DataFrame]:
+    """`recorded_snapshots` each with its stored final image (`with_final_image`), read from the files the key index
+    `files` names (None: the key columns are read first)."""
+    finals = {row["key"]: row for row in iter_image_rows(st, list(snapshots), ["step", "label", "logits", "png",
+                                                                               "partner"], files)}
+    return {key: with_final_image(rows, finals.get(key)) for key, rows in snapshots.items()}
 
 
 def with_final_image(snapshots: pd.DataFrame, final: dict | None) -> pd.DataFrame:
@@ -416,17 +430,21 @@ def _trajectory_videos(snapshots: dict[str, pd.DataFrame], names, writer: "_Writ
 
 def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_Writer", stream,
                   snapshots: dict[str, pd.DataFrame] | None = None, earlier: Iterable[dict] = (),
-                  seeds: SeedChoice = SeedChoice()) -> Path:
-    """The report; `earlier`: the videos an earlier report listed (`listed_videos`), to keep where still there;
-    `seeds`: whose images of the jobs from source images to draw (`tables` are of those seeds already)."""
+                  seeds: SeedChoice = SeedChoice(), analysed: dict[str, list[str]] | None = None) -> Path:
+    """The report; `snapshots`: the videos to draw (`recorded_snapshots`); `earlier`: the videos an earlier report
+    listed (`listed_videos`), to keep where still there; `seeds`: whose images of the jobs from source images to
+    draw (`tables` are of those seeds already); `analysed`: the key index of images/ when the analysis ran in this
+    command (`current_summary`)."""
     classes = tables.get("classes")
     opposites = tables.get("opposites")
     additions = tables.get("additions")
     transfer = tables.get("transfer")
     scored = transfer is not None and transfer["scorer"].nunique() > 1   # another model has scored the images
     # The key index ({path: keys}) tells each reader of PNGs which files to open: it comes with the image jobs'
-    # numbers when there are some (read only then), else from the key columns.
-    image_rows, key_index = _image_job_rows(st) if summary.image_jobs else (None, st.keys_by_file())
+    # numbers when there are some (read only then), else with the analysis' numbers when it ran in this command,
+    # else from the key columns.
+    image_rows, key_index = _image_job_rows(st) if summary.image_jobs else (None, analysed or st.keys_by_file())
+    snapshots = with_final_images(st, snapshots or {}, key_index)
     image_rows = seeds.rows(image_rows)   # of the chosen seeds; the key index stays the store's
     steps = 1 + 2 * (classes is not None) + (opposites is not None) + (additions is not None) + ("pca" in tables) \
         + ("features" in tables) + (image_rows is not None) + scored   # 1: the HTML pages; 2: contact sheets, graph

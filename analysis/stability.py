@@ -92,9 +92,10 @@ def compare_stability(summaries: Sequence[pd.DataFrame]) -> pd.DataFrame:
 
 
 # -- I/O: `sweep stability STORE... --out DIR` -------------------------------------------------------------------
-def read_stability(store) -> pd.DataFrame | None:
+def read_stability(store, done: set[str] | None = None) -> pd.DataFrame | None:
     """`stability_table` of a store's recorded steps, of the images the store holds (an image row implies its
-    trajectory); None when it recorded none of theirs.
+    trajectory); None when it recorded none of theirs. `done`: the keys of the store's images/ files, when the
+    caller has read them (`sweep analyze`: its key index, `analysis.load.read_rows_and_keys`); else they are read.
 
     Read and reduced a part at a time: whole files up to about STEPS_AT_ONCE steps, never every step of the store
     at once. The numbers are per image and octave, and an image's steps are in its batch's file, so the parts'
@@ -113,7 +114,8 @@ def read_stability(store) -> pd.DataFrame | None:
     if not parts:
         return None
     table = pd.concat(parts, ignore_index=True)
-    table = table[table["key"].isin(st.done_keys())]   # once: a set of 10^5 keys is not cheap to look up in
+    done = st.done_keys() if done is None else done
+    table = table[table["key"].isin(done)]   # once: a set of 10^5 keys is not cheap to look up in
     if table.empty:
         return None
     split = set(table.loc[table.duplicated(GROUP, keep=False), "key"])

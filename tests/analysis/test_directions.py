@@ -410,3 +410,33 @@ def test_the_pca_holds_no_float64_copy_of_the_outputs():
     from analysis.directions import principal_components
     in_place = traced_peak(lambda: principal_components(vectors, 20, copy=False))
     assert in_place < vectors.nbytes / 2, f"{in_place / 2**20:.0f} MB traced in place"
+
+
+@pytest.mark.parametrize("start", [None, "octave:-:12:-1:1"])
+def test_directions_read_each_file_s_keys_once(tmp_path, monkeypatch, start):
+    """`sweep directions` read every images/ file's key column again to find the strip's pictures, after reading
+    every file's numbers, keys included: now the numbers' key index names the files to open. Each file is opened
+    once for its numbers, and again only when it holds a picture of the strip."""
+    import os
+
+    from analysis.directions import run_directions
+    from analysis.synthetic import Image, noise_png, write_store
+    from test_image_figures import counted_reads
+    rng = np.random.default_rng(1)
+    names = [f"class {i}" for i in range(20)]
+    images = []
+    for seed in range(3):
+        for target in range(20):
+            logits = rng.normal(size=20)
+            logits[target] += 6
+            logits[:3] += 4.0 if target < 10 else -4.0
+            images.append(Image("octave", target, logits, seed=seed, png=noise_png(rng, 16)))
+    store = write_store(str(tmp_path / "store"), names, images, rows_per_file=7)
+    groups = tmp_path / "groups.csv"
+    groups.write_text("class,group\n" + "".join(f"{c},{'low' if c < 10 else 'high'}\n" for c in range(20)))
+    with monkeypatch.context() as patch:
+        opened, read = counted_reads(patch, store)
+        run_directions(store, str(groups), start=start, n_components=10, n_points=6)
+    files = [f"images/{name}" for name in sorted(os.listdir(os.path.join(store, "images")))]
+    assert [opened[path] - read[path].count("png") for path in files] == [1] * len(files), (opened, read)
+    assert sum(read[path].count("png") for path in files) >= 2

@@ -437,3 +437,17 @@ def test_figures_read_each_file_s_numbers_once_and_its_pictures_at_most_once(tmp
             assert pictures <= 1 and opened[path] == 1 + pictures, (name, path, opened[path], read[path])
             if name == "interpolations":   # its final images give the GIFs' size, from the numbers
                 assert pictures == path.startswith("frames/"), (path, read[path])
+
+
+def test_figures_read_no_frame_s_outputs(tmp_path, monkeypatch):
+    """Scale audit: `sweep figures` read every frames/ file's output vectors (1 GB at 10^5 images) to compute each
+    frame's label probability, which no figure shows (a strip shows the two classes' stored logits). Now the
+    outputs are read from images/ files only, for the dream grid's and the class pages' probabilities."""
+    store = make_image_store(tmp_path / "s")
+    analyze_store(store)
+    with monkeypatch.context() as patch:
+        _, read = counted_reads(patch, store)
+        write_figures(store)
+    frames = [path for path in read if path.startswith("frames/")]
+    assert frames and not [path for path in frames if "logits" in read[path]], {p: read[p] for p in frames}
+    assert any("logits" in columns for path, columns in read.items() if path.startswith("images/"))

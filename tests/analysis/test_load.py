@@ -199,7 +199,8 @@ def test_logits_that_do_not_match_the_manifest(small_store):
 
 def test_a_read_without_outputs_never_touches_the_logits_column(tmp_path):
     """Scale audit: the figures read every frame's 4 KB output vector (1.4 GB of them at 10^5 images) to show two
-    numbers; `logits=False` reads the numbers only, with each row's label probability computed file by file."""
+    numbers; `logits=False` reads the numbers only, with each final image's label probability computed file by
+    file (a frame's is nan: its outputs are not read for it)."""
     from test_image_figures import make_image_store
     from handmade import corrupt_column
     from jobs.outputs import label_probs
@@ -209,7 +210,11 @@ def test_a_read_without_outputs_never_touches_the_logits_column(tmp_path):
     light = read_rows(store, [*NUMERIC_COLUMNS, LABEL_PROB], frames=True, logits=False)
     assert light.logits.shape == (len(whole), 0)
     pd.testing.assert_frame_equal(light.meta.drop(columns=[LABEL_PROB]), whole.meta)
-    np.testing.assert_array_equal(light.meta[LABEL_PROB], label_probs(whole.logits, whole.meta["label"]))
+    np.testing.assert_array_equal(light.meta[LABEL_PROB], np.where(
+        whole.meta["frame"] >= 0, np.nan, label_probs(whole.logits, whole.meta["label"])))
+    corrupt_column(store, "logits", "frames")   # the final images' probabilities read no frames/ file's outputs
+    pd.testing.assert_frame_equal(read_rows(store, [*NUMERIC_COLUMNS, LABEL_PROB], frames=True, logits=False).meta,
+                                  light.meta)
     for folder in ("images", "frames"):
         corrupt_column(store, "logits", folder)
     assert len(read_rows(store, frames=True, logits=False)) == len(whole)

@@ -705,3 +705,24 @@ def test_a_large_photograph_is_fitted_at_the_reports_largest_side(monkeypatch):
     for fit in ("squash", "crop"):
         shown = np.asarray(report.fitted_source(PILImage.fromarray(pixels), fit))
         assert np.array_equal(shown, to_uint8(fit_to(8, fit)(from_uint8(pixels[None])))[0])
+
+
+@pytest.mark.parametrize("analysed, video", [(False, False), (True, True), (False, True)])
+def test_figures_of_a_store_without_image_jobs_read_each_file_s_keys_once(small_store, monkeypatch, analysed, video):
+    """`sweep figures` on a store without image jobs read every images/ file's key column for the key index even
+    when the analysis it ran had just read every file's numbers, keys included; with `--trajectories` it read them
+    once more for the videos' final images. Now the index comes with the analysis' numbers when it ran, else from
+    one pass over the key columns, and every reader of pictures shares it: each file is opened once for its keys
+    (or numbers), and again only to read pictures it holds."""
+    from sweep.store import TRAJECTORIES, Store
+    from test_image_figures import counted_reads
+    from test_stability import A, trajectory_rows
+    Store.open(small_store).write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows(keys=(A,)))
+    if analysed:
+        analyze_store(small_store)
+    with monkeypatch.context() as patch:
+        opened, read = counted_reads(patch, small_store)
+        index = write_figures(small_store, trajectories=[A] if video else ())
+    files = [f"images/{name}" for name in sorted(os.listdir(os.path.join(small_store, "images")))]
+    assert [opened[path] - read[path].count("png") for path in files] == [1] * len(files), (opened, read)
+    assert (index.parent / f"trajectory-{A.replace(':', '_')}.gif").exists() == video

@@ -198,3 +198,31 @@ def test_analyze_reduces_the_recorded_steps_a_part_at_a_time(tmp_path, monkeypat
     assert summary.stability and len(sizes) >= 5 and max(sizes) <= most, sizes
     per_image = pd.read_parquet(tmp_path / "s" / ANALYSIS / "stability.parquet")
     pd.testing.assert_frame_equal(per_image, every_step_at_once(store))
+
+
+@pytest.mark.parametrize("layout", ["frames/", "frames in images/"])
+def test_analyze_reads_each_images_file_once_with_trajectories(tmp_path, monkeypatch, layout):
+    """`sweep analyze` read every images/ file's key column again after its numbers, for the stored images' keys
+    that keep the stability tables to them (`Store.done_keys`): now they come from the numbers' own pass (its key
+    index). A store written before frames/ existed, its interpolation frames among the images, gives the same."""
+    import os
+
+    import pyarrow.parquet as pq
+    from analysis.stability import read_stability
+    from test_image_figures import counted_reads, make_image_store
+    path = make_image_store(tmp_path / "s")
+    if layout == "frames in images/":
+        frames = os.path.join(path, "frames")
+        moved = pq.read_table(frames)
+        for name in os.listdir(frames):
+            os.remove(os.path.join(frames, name))
+        pq.write_table(moved, os.path.join(path, "images", "part-999999.parquet"))
+    Store.open(path).write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows(keys=(A, "octave:-:9:-1:0")))
+    expected = read_stability(path)   # the stored keys read apart
+    with monkeypatch.context() as patch:
+        opened, _ = counted_reads(patch, path)
+        analyze_store(path)
+    images = [f"images/{name}" for name in sorted(os.listdir(os.path.join(path, "images")))]
+    assert [opened[name] for name in images] == [1] * len(images), opened
+    assert set(expected.key) == {A}
+    pd.testing.assert_frame_equal(pd.read_parquet(os.path.join(path, ANALYSIS, "stability.parquet")), expected)
