@@ -22,7 +22,6 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from jobs.kinds import run_batch
 from sweep.store import IMAGES, TEMP_DIR, Store
 from sweep.worker import SweepWorker
 
@@ -31,6 +30,13 @@ FAIL_TARGET = 3        # the octave of this class always fails (failing_run_batc
 RAISE_TARGET = 7       # a batch holding this class's octave raises (raising_run_batch, misbehaving_run_batch)
 FLAKY_TARGET = 4       # this class's octave fails on its first try only (misbehaving_run_batch)
 HERE = Path(__file__).parent
+
+
+def run_batch(model, specs, schedule, **kwargs):
+    """The real engine (`jobs.kinds.run_batch`), imported on first use: an actor that imports this module for a
+    worker that renders nothing (`ModelFreeWorker`) never imports torch."""
+    from jobs.kinds import run_batch as engine
+    return engine(model, specs, schedule, **kwargs)
 
 
 @contextlib.contextmanager
@@ -210,15 +216,26 @@ def build_store(path, *, classes: str = "0-3", jobs: str = "octave,opposite,addi
         worker.run(batch, (1,) * len(batch.items))
 
 
-class HangingSetupWorker(SweepWorker):
+class ModelFreeWorker:
+    """A fleet's actor that loads no model and imports no torch (about 2 s of CPU less per actor start): for the
+    tests of the dispatch loop itself, whose calls are their own (`actor.__ray_call__`) and which ask only `info`."""
+
+    def __init__(self, config) -> None:
+        self.config = config
+
+    def info(self) -> dict:
+        return {"device": "cpu", "pid": os.getpid()}
+
+
+class HangingSetupWorker(ModelFreeWorker):
     """Starts, then hangs in its first call (a weight download that stalls): `setup` never answers in a test."""
 
     def setup(self, batch_size=None):
         time.sleep(600)
 
 
-class SlowStartWorker(SweepWorker):
-    """Takes 2 s more to start (a model loading from a slow disk)."""
+class SlowStartWorker(ModelFreeWorker):
+    """Takes 2 s to start (a model loading from a slow disk)."""
 
     def __init__(self, config):
         time.sleep(2.0)

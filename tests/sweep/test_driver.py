@@ -48,8 +48,9 @@ def config(store, in_flight: int = 2, **changes) -> SweepConfig:
     return SweepConfig(**{**base, **changes})
 
 
-def one_worker_fleet(tmp_path, worker: str = "sweep.worker:SweepWorker", cpus: float = 0.5) -> Fleet:
-    """A fleet of one CPU actor of `worker` for the digits model (random weights), as the fleet tests start it."""
+def one_worker_fleet(tmp_path, worker: str = "sweep_fakes:ModelFreeWorker", cpus: float = 0.5) -> Fleet:
+    """A fleet of one CPU actor of `worker` (by default one that loads no model: the dispatch loop's tests send
+    calls of their own) for the digits model (random weights), as the fleet tests start it."""
     return Fleet(WorkerConfig(str(tmp_path / "s"), "digits", "random"), 1, use_gpu=False, cpus=cpus, worker=worker)
 
 
