@@ -252,19 +252,27 @@ def test_neighbouring_groups_are_each_compared_along_the_direction():
     assert [auc for _, _, auc in pairs] == [0.5, 0.5]   # neither neighbour is told apart from the split group
 
 
+def octaves_along_an_axis(n_classes: int, seeds: int, shift, *, axes: int, png_side: int, seed: int):
+    """Class names and octave images of `n_classes` classes x `seeds` seeds: random outputs with the target raised
+    by 6 and the first `axes` outputs shifted by `shift(target)`, so the classes lie along one axis in that order."""
+    from analysis.synthetic import Image, noise_png
+    rng = np.random.default_rng(seed)
+    images = []
+    for image_seed in range(seeds):
+        for target in range(n_classes):
+            logits = rng.normal(size=n_classes)
+            logits[target] += 6
+            logits[:axes] += shift(target)
+            images.append(Image("octave", target, logits, seed=image_seed, png=noise_png(rng, png_side)))
+    return [f"class {i}" for i in range(n_classes)], images
+
+
 def test_the_summary_of_three_groups_reports_every_group_and_every_neighbouring_pair(tmp_path):
     from analysis.directions import run_directions
-    from analysis.synthetic import Image, noise_png, write_store
+    from analysis.synthetic import write_store
 
-    rng = np.random.default_rng(2)
-    names = [f"class {i}" for i in range(9)]
-    images = []
-    for seed in range(4):
-        for target in range(9):
-            logits = rng.normal(size=9)
-            logits[target] += 6
-            logits[:2] += 8.0 * (target // 3 - 1)   # classes 0-2, 3-5 and 6-8 lie in order along one axis
-            images.append(Image("octave", target, logits, seed=seed, png=noise_png(rng, 8)))
+    # classes 0-2, 3-5 and 6-8 lie in order along one axis
+    names, images = octaves_along_an_axis(9, 4, lambda target: 8.0 * (target // 3 - 1), axes=2, png_side=8, seed=2)
     store = write_store(str(tmp_path / "store"), names, images)
     groups = tmp_path / "groups.csv"
     groups.write_text("class,group\n" + "".join(f"{c},{('loop', 'round', 'straight')[c // 3]}\n" for c in range(9)))
@@ -420,17 +428,10 @@ def test_directions_read_each_file_s_keys_once(tmp_path, monkeypatch, start):
     import os
 
     from analysis.directions import run_directions
-    from analysis.synthetic import Image, noise_png, write_store
+    from analysis.synthetic import write_store
     from test_image_figures import counted_reads
-    rng = np.random.default_rng(1)
-    names = [f"class {i}" for i in range(20)]
-    images = []
-    for seed in range(3):
-        for target in range(20):
-            logits = rng.normal(size=20)
-            logits[target] += 6
-            logits[:3] += 4.0 if target < 10 else -4.0
-            images.append(Image("octave", target, logits, seed=seed, png=noise_png(rng, 16)))
+    names, images = octaves_along_an_axis(20, 3, lambda target: 4.0 if target < 10 else -4.0, axes=3, png_side=16,
+                                          seed=1)
     store = write_store(str(tmp_path / "store"), names, images, rows_per_file=7)
     groups = tmp_path / "groups.csv"
     groups.write_text("class,group\n" + "".join(f"{c},{'low' if c < 10 else 'high'}\n" for c in range(20)))
