@@ -456,8 +456,8 @@ class FleetRun:
         return first
 
     def dispatch(self, tasks: Iterable, *, submit: Callable, on_done: Callable, on_failed: Callable,
-                 max_crashes: int = 3, tick: Callable[[], None] | None = None, poll: float = 1.0,
-                 progressed: Callable[[], set | None] | None = None) -> None:
+                 max_crashes: int | Callable[[object], int] = 3, tick: Callable[[], None] | None = None,
+                 poll: float = 1.0, progressed: Callable[[], set | None] | None = None) -> None:
         """`dispatch` on the started fleet with the cluster's bounds (`in_flight`, `no_worker_wait`, `stall_timeout`);
         `tick` defaults to updating the progress, whose `message` says the loop's lines."""
         cluster = self.cluster
@@ -493,7 +493,7 @@ def run_on_fleet(cluster: ClusterConfig, worker_config, tasks: list, *, submit: 
 
 
 def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callable, on_failed: Callable,
-             in_flight: int, max_crashes: int = 3, tick: Callable[[], None] | None = None,
+             in_flight: int, max_crashes: int | Callable[[object], int] = 3, tick: Callable[[], None] | None = None,
              poll: float = 1.0, no_worker_limit: float | None = None, stall_limit: float | None = None,
              progressed: Callable[[], set | None] | None = None, note: Callable[[str], None] | None = None) -> None:
     """Run `tasks` on the fleet until every one is done or given up.
@@ -504,10 +504,12 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
     `on_done(task, value)` handles a result and `on_failed(task, error)` a task whose call raised (or whose actors
     kept dying); both return the tasks to queue again (retries; may be empty). A task whose actor died is run again
     first, up to `max_crashes` times, and alone on its actor: of the tasks an actor held when it died only one may
-    have killed it, and the others, run alone, finish instead of dying with it again. A task whose actor Ray could
-    not reach (`unreachable_error`: the call may or may not have run) is run again the same way, but its actor is
-    kept, taking no task until a ping answers, unless it stays out of reach for UNREACHABLE_GRACE seconds (then it
-    is replaced as if dead). `tick()` is called at least every `poll` seconds (progress).
+    have killed it, and the others, run alone, finish instead of dying with it again (`max_crashes` may be a function
+    of the task: a caller that retries failed work itself gives a retry only the tries its items have left). A task
+    whose actor Ray could not reach (`unreachable_error`: the call may or may not have run) is run again the same
+    way, but its actor is kept, taking no task until a ping answers, unless it stays out of reach for
+    UNREACHABLE_GRACE seconds (then it is replaced as if dead). `tick()` is called at least every `poll` seconds
+    (progress).
 
     Hangs: an actor that holds calls, but has been handed none, finished none and (with `progressed()`: the refs
     whose calls reported progress since it was last asked, or None when that is unknown just now) seen none of them
@@ -523,6 +525,7 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
     queue = collections.deque(tasks)
     owner: dict = {}                          # ObjectRef -> (slot, actor generation, task)
     crashes: collections.Counter = collections.Counter()   # id(task) -> deaths of the actors holding it
+    crash_limit = max_crashes if callable(max_crashes) else lambda task: max_crashes
     deaths_without_progress = 0
     pings: dict = {}                          # ObjectRef -> (slot, actor generation): has the actor started?
     active_at: dict = {}                      # (slot number, generation) -> last progress seen (hang watch)
@@ -616,7 +619,7 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
                 was_hung = id(task) in hung              # its actor was ended by the hang watch
                 hung.discard(id(task))
                 crashes[id(task)] += 1
-                if crashes[id(task)] < max_crashes:
+                if crashes[id(task)] < crash_limit(task):
                     queue.appendleft(task)       # same task: whatever it wrote before the death is overwritten
                 else:
                     crashes.pop(id(task), None)

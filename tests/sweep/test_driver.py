@@ -346,7 +346,7 @@ def test_a_slow_first_worker_is_waited_for_aloud(tmp_path, monkeypatch):
     assert "free in the cluster now: " in out.getvalue()
 
 
-@pytest.mark.slow   # 15 s: four actor deaths and restarts; run with --run-slow
+@pytest.mark.slow   # actor deaths and restarts; run with --run-slow
 def test_a_batch_that_kills_its_actor_every_time_takes_no_other_batch_with_it(tmp_path):
     """One actor holds two batches; one of them kills it whenever it runs. Both are run again, each alone, so only
     the killer's items fail: the batch that was merely beside it is stored."""
