@@ -562,6 +562,7 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
                                "workers": count, **{k: setup[k] for k in
                                                     ("device", "gpu", "bf16", "channels_last", "compile")}})
             sweep = SweepDispatch(config, store, schedule, progress, counter)
+            given_up = sweep.given_up   # filled as items fail for good: an interrupted run's summary lists them too
 
             def tick() -> None:
                 if lease.lost:   # another driver took the store over: stop rather than run twice
@@ -569,7 +570,6 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
                 sweep.tick()
 
             run.dispatch(pending.tasks(batch_size), **sweep.handlers(), tick=tick, poll=min(progress.interval, 1.0))
-            given_up = sweep.given_up
             if run.started < count:
                 progress.message(f"{count - run.started} of {count} workers had not started when the sweep "
                                  f"ended (no room in the cluster, or still loading): the others ran it", out)

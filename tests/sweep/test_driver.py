@@ -453,6 +453,25 @@ def test_failures_are_retried_recorded_and_reported(tmp_path):
         key(3): 4, key(4): 1, key(6): 4, key(7): 4}
 
 
+def test_an_interrupted_run_still_lists_the_items_it_gave_up_on(tmp_path, monkeypatch):
+    """Ctrl-C after an item failed for good: the summary says it failed (and where it is recorded), as a run that
+    ends by itself does, instead of an interruption line alone."""
+    from sweep.driver import SweepDispatch
+    real = SweepDispatch.settle
+
+    def settle_then_interrupt(self, task, failed):
+        retry = real(self, task, failed)
+        if self.given_up:
+            raise KeyboardInterrupt     # as Ctrl-C in the dispatch loop, right after the give-up
+        return retry
+    monkeypatch.setattr(SweepDispatch, "settle", settle_then_interrupt)
+    summary = run_sweep(config(tmp_path / "s", jobs="octave", batch_size=2, max_attempts=1,
+                               engine="sweep_fakes:failing_run_batch"), stream=io.StringIO())
+    bad = f"octave:-:{sweep_fakes.FAIL_TARGET}:-1:0"
+    assert summary.interrupted and dict(summary.failed).keys() == {bad}, summary.lines()
+    assert any(line.startswith("1 items failed") for line in summary.lines())
+
+
 def test_a_corrected_command_into_a_store_with_no_image_drops_the_old_failures(tmp_path):
     """A first run that stored failures but no image (a wrong schedule, say) does not hold the store to its settings:
     the corrected command's run deletes the old attempts, so that its own tries count from 1."""
