@@ -582,7 +582,9 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
     done_keys = all_keys(store.keys_by_file(known=pending.files))
     done = sum(1 for item in pending.planned if item.key in done_keys)
     failed = tuple((key, error) for key, error in given_up.items() if key not in done_keys)
+    ran = bool(run.started)   # else it was interrupted before any worker started (waiting for GPU nodes, say)
     return SweepSummary(store=store.uri, total=total, done=done, done_before=done_before, failed=failed,
-                        seconds=time.monotonic() - started, workers=run.count, device="gpu" if run.use_gpu else "cpu",
+                        seconds=time.monotonic() - started, workers=run.count if ran else 0,
+                        device=("gpu" if run.use_gpu else "cpu") if ran else "",
                         actors_replaced=run.replaced, interrupted=interrupted, batch_size=batch_size,
                         out_of_reach=run.out_of_reach)

@@ -472,6 +472,19 @@ def test_an_interrupted_run_still_lists_the_items_it_gave_up_on(tmp_path, monkey
     assert any(line.startswith("1 items failed") for line in summary.lines())
 
 
+def test_a_run_interrupted_while_its_first_worker_starts_says_no_worker_ran(tmp_path, monkeypatch):
+    """Ctrl-C while the run waits for its first worker (placed, model loaded; GPU nodes may take minutes): the summary
+    is the one of a run stopped before any worker started, not one that counts the fleet it was still waiting for."""
+    from sweep.fleet import FleetRun
+    from sweep.interrupts import INTERRUPTED
+
+    def interrupted(self, worker_config, first_call):
+        raise KeyboardInterrupt          # as Ctrl-C in `first_ready`'s wait
+    monkeypatch.setattr(FleetRun, "start", interrupted)
+    summary = run_sweep(config(tmp_path / "s", jobs="octave"), stream=io.StringIO())
+    assert summary.interrupted and summary.lines() == [f"store {summary.store}: 0/10 items done", INTERRUPTED]
+
+
 def test_a_corrected_command_into_a_store_with_no_image_drops_the_old_failures(tmp_path):
     """A first run that stored failures but no image (a wrong schedule, say) does not hold the store to its settings:
     the corrected command's run deletes the old attempts, so that its own tries count from 1."""
