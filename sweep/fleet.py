@@ -224,6 +224,18 @@ def unreachable_error() -> tuple[type, ...]:
     return (error,) if error is not None else ()
 
 
+def first_ready_of(refs: list, timeout: float) -> list:
+    """The first of `refs` to be ready ([] after `timeout` seconds). With nothing to wait on (every actor resting
+    after Ray could not reach it, no call out) it sleeps `timeout`: `ray.wait([])` returns at once, and a loop
+    around it would spin a core until an actor is asked again."""
+    import ray
+    if not refs:
+        time.sleep(timeout)
+        return []
+    ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+    return ready
+
+
 @dataclass
 class Slot:
     """One actor position and the actor currently in it."""
@@ -355,7 +367,7 @@ class Fleet:
             first_up = next((slot for slot in self.slots if slot.up), None)
             if first_up is not None and not any(is_call for _, _, is_call in waiting.values()):
                 waiting[call(first_up.actor)] = (first_up, first_up.generation, True)
-            ready, _ = ray.wait(list(waiting), num_returns=1, timeout=min(interval, UNREACHABLE_RETRY))
+            ready = first_ready_of(list(waiting), min(interval, UNREACHABLE_RETRY))
             for ref in ready:
                 slot, generation, is_call = waiting.pop(ref)
                 try:
@@ -592,7 +604,7 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
                     break
                 hand_over(slot, task)
                 active_at[slot.number, slot.generation] = time.monotonic()
-        ready, _ = ray.wait([*owner, *pings], num_returns=1, timeout=min(poll, UNREACHABLE_RETRY))
+        ready = first_ready_of([*owner, *pings], min(poll, UNREACHABLE_RETRY))
         for ref in ready:
             if ref in pings:
                 slot, generation = pings.pop(ref)

@@ -158,6 +158,7 @@ def fake_ray(monkeypatch, live: list[FakeCall]) -> None:
     def wait(refs, num_returns=1, timeout=None):
         waits[0] += 1
         assert waits[0] < 1000, "the loop no longer ends"
+        assert refs, "a wait on nothing returns at once: the loop spins"   # ray.wait([]) does not wait
         ready = [next((ref for ref in refs if ref.task is None), refs[0])] if refs else []
         return ready, [ref for ref in refs if ref not in ready]
 
@@ -254,3 +255,31 @@ def test_an_item_whose_actor_dies_every_time_gets_max_attempts_tries_in_all(tmp_
     assert sweep.finished_work == item_work(sweep.schedule, [*killer.items, *fine.items])
     failures = pd.read_parquet(tmp_path / "s" / FAILURES)     # the driver's record of the deaths (a fake engine
     assert sorted(failures.key) == sorted(killer.keys)        # failure writes none)
+
+
+def test_while_every_actor_is_out_of_reach_the_loop_waits_instead_of_spinning(monkeypatch):
+    """An actor Ray cannot reach rests UNREACHABLE_RETRY seconds before it is pinged again; while every actor rests
+    and none holds a call there is nothing for `ray.wait` to wait on (it returns at once), so the loop sleeps instead
+    of spinning a core for up to UNREACHABLE_GRACE seconds. Then the actor answers and the task runs again there."""
+    import sweep.fleet
+    from ray.exceptions import ActorUnavailableError
+    from sweep.fleet import Fleet, dispatch
+    live: list[FakeCall] = []
+    outcomes = [ActorUnavailableError("injected: a network blip", None), "done"]
+
+    def run(task):
+        call = FakeCall(None, task, outcomes.pop(0))
+        live.append(call)
+        return call
+
+    class BlippingFleet(FakeFleet):             # the fleet's own handling of an actor out of reach
+        out_of_reach = 0
+        unreachable = Fleet.unreachable
+        counts_as_death = Fleet.counts_as_death
+
+    fake_ray(monkeypatch, live)
+    monkeypatch.setattr(sweep.fleet, "UNREACHABLE_RETRY", 0.2)   # a shorter rest: the test's time
+    fleet, done = BlippingFleet(1, run), []
+    dispatch(fleet, ["t"], submit=lambda actor, task: actor.run.remote(task), in_flight=1, poll=0.05,
+             on_done=lambda task, value: done.append(value) or [], on_failed=lambda task, error: pytest.fail(error))
+    assert done == ["done"] and fleet.out_of_reach == 1 and fleet.replaced == 0
