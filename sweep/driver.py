@@ -301,6 +301,7 @@ class Task:
     batch: Batch
     attempts: tuple[int, ...]   # try number of each item, counted over all runs (1 = first try ever)
     token: str = ""             # names this task's calls in the workers' step reports
+    calls: int = 0              # calls made of it in this run: each one a try of its items (a death's re-run too)
 
 
 def prior_attempts(store: Store) -> dict[str, int]:
@@ -388,8 +389,19 @@ class SweepDispatch:
         self.calls = 0
         self.last_poll = 0.0
 
+    def handlers(self) -> dict:
+        """The sweep's side of `dispatch`: submit, the two outcomes, each task's budget of actor deaths (its items'
+        tries left: a death's re-run is a try), and the hang watch's progress."""
+        return dict(submit=self.submit, on_done=self.on_done, on_failed=self.on_failed, max_crashes=self.tries_left,
+                    progressed=self.progressed)
+
+    def tries_left(self, task: Task) -> int:
+        """Tries `task`'s items have left in this run before its first call (`max_attempts` in all)."""
+        return self.config.max_attempts - max(self.tries[key] for key in task.batch.keys)
+
     def submit(self, actor, task: Task):
         self.calls += 1
+        task.calls += 1
         self.settled(task)                # a task run again (its actor died): the dead call's steps no longer count
         task.token = f"{task.batch.index}.{self.calls}"
         self.live[task.token] = actor.run.remote(task.batch, task.attempts, task.token)
@@ -415,12 +427,13 @@ class SweepDispatch:
         return self.settle(task, {key: error for key in task.batch.keys})
 
     def settle(self, task: Task, failed: dict[str, str]) -> list[Task]:
-        """Count the failed items' tries; queue the ones with tries left, give up the rest."""
+        """Count the failed items' tries (each call of `task`: those its dead actors made too); queue the ones with
+        tries left, give up the rest."""
         retry = []
         for item, attempt in zip(task.batch.items, task.attempts):
             if item.key not in failed:
                 continue
-            self.tries[item.key] += 1
+            self.tries[item.key] += task.calls
             if self.tries[item.key] < self.config.max_attempts:
                 retry.append((item, attempt + 1))
             else:
@@ -549,16 +562,14 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
                                "workers": count, **{k: setup[k] for k in
                                                     ("device", "gpu", "bf16", "channels_last", "compile")}})
             sweep = SweepDispatch(config, store, schedule, progress, counter)
+            given_up = sweep.given_up   # filled as items fail for good: an interrupted run's summary lists them too
 
             def tick() -> None:
                 if lease.lost:   # another driver took the store over: stop rather than run twice
                     raise SweepError(lease.lost)
                 sweep.tick()
 
-            run.dispatch(pending.tasks(batch_size), submit=sweep.submit, on_done=sweep.on_done,
-                         on_failed=sweep.on_failed, max_crashes=config.max_attempts, tick=tick,
-                         poll=min(progress.interval, 1.0), progressed=sweep.progressed)
-            given_up = sweep.given_up
+            run.dispatch(pending.tasks(batch_size), **sweep.handlers(), tick=tick, poll=min(progress.interval, 1.0))
             if run.started < count:
                 progress.message(f"{count - run.started} of {count} workers had not started when the sweep "
                                  f"ended (no room in the cluster, or still loading): the others ran it", out)
@@ -571,7 +582,9 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
     done_keys = all_keys(store.keys_by_file(known=pending.files))
     done = sum(1 for item in pending.planned if item.key in done_keys)
     failed = tuple((key, error) for key, error in given_up.items() if key not in done_keys)
+    ran = bool(run.started)   # else it was interrupted before any worker started (waiting for GPU nodes, say)
     return SweepSummary(store=store.uri, total=total, done=done, done_before=done_before, failed=failed,
-                        seconds=time.monotonic() - started, workers=run.count, device="gpu" if run.use_gpu else "cpu",
+                        seconds=time.monotonic() - started, workers=run.count if ran else 0,
+                        device=("gpu" if run.use_gpu else "cpu") if ran else "",
                         actors_replaced=run.replaced, interrupted=interrupted, batch_size=batch_size,
                         out_of_reach=run.out_of_reach)

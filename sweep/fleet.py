@@ -224,6 +224,18 @@ def unreachable_error() -> tuple[type, ...]:
     return (error,) if error is not None else ()
 
 
+def first_ready_of(refs: list, timeout: float) -> list:
+    """The first of `refs` to be ready ([] after `timeout` seconds). With nothing to wait on (every actor resting
+    after Ray could not reach it, no call out) it sleeps `timeout`: `ray.wait([])` returns at once, and a loop
+    around it would spin a core until an actor is asked again."""
+    import ray
+    if not refs:
+        time.sleep(timeout)
+        return []
+    ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+    return ready
+
+
 @dataclass
 class Slot:
     """One actor position and the actor currently in it."""
@@ -355,7 +367,7 @@ class Fleet:
             first_up = next((slot for slot in self.slots if slot.up), None)
             if first_up is not None and not any(is_call for _, _, is_call in waiting.values()):
                 waiting[call(first_up.actor)] = (first_up, first_up.generation, True)
-            ready, _ = ray.wait(list(waiting), num_returns=1, timeout=min(interval, UNREACHABLE_RETRY))
+            ready = first_ready_of(list(waiting), min(interval, UNREACHABLE_RETRY))
             for ref in ready:
                 slot, generation, is_call = waiting.pop(ref)
                 try:
@@ -456,8 +468,8 @@ class FleetRun:
         return first
 
     def dispatch(self, tasks: Iterable, *, submit: Callable, on_done: Callable, on_failed: Callable,
-                 max_crashes: int = 3, tick: Callable[[], None] | None = None, poll: float = 1.0,
-                 progressed: Callable[[], set | None] | None = None) -> None:
+                 max_crashes: int | Callable[[object], int] = 3, tick: Callable[[], None] | None = None,
+                 poll: float = 1.0, progressed: Callable[[], set | None] | None = None) -> None:
         """`dispatch` on the started fleet with the cluster's bounds (`in_flight`, `no_worker_wait`, `stall_timeout`);
         `tick` defaults to updating the progress, whose `message` says the loop's lines."""
         cluster = self.cluster
@@ -493,7 +505,7 @@ def run_on_fleet(cluster: ClusterConfig, worker_config, tasks: list, *, submit: 
 
 
 def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callable, on_failed: Callable,
-             in_flight: int, max_crashes: int = 3, tick: Callable[[], None] | None = None,
+             in_flight: int, max_crashes: int | Callable[[object], int] = 3, tick: Callable[[], None] | None = None,
              poll: float = 1.0, no_worker_limit: float | None = None, stall_limit: float | None = None,
              progressed: Callable[[], set | None] | None = None, note: Callable[[str], None] | None = None) -> None:
     """Run `tasks` on the fleet until every one is done or given up.
@@ -504,10 +516,12 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
     `on_done(task, value)` handles a result and `on_failed(task, error)` a task whose call raised (or whose actors
     kept dying); both return the tasks to queue again (retries; may be empty). A task whose actor died is run again
     first, up to `max_crashes` times, and alone on its actor: of the tasks an actor held when it died only one may
-    have killed it, and the others, run alone, finish instead of dying with it again. A task whose actor Ray could
-    not reach (`unreachable_error`: the call may or may not have run) is run again the same way, but its actor is
-    kept, taking no task until a ping answers, unless it stays out of reach for UNREACHABLE_GRACE seconds (then it
-    is replaced as if dead). `tick()` is called at least every `poll` seconds (progress).
+    have killed it, and the others, run alone, finish instead of dying with it again (`max_crashes` may be a function
+    of the task: a caller that retries failed work itself gives a retry only the tries its items have left). A task
+    whose actor Ray could not reach (`unreachable_error`: the call may or may not have run) is run again the same
+    way, but its actor is kept, taking no task until a ping answers, unless it stays out of reach for
+    UNREACHABLE_GRACE seconds (then it is replaced as if dead). `tick()` is called at least every `poll` seconds
+    (progress).
 
     Hangs: an actor that holds calls, but has been handed none, finished none and (with `progressed()`: the refs
     whose calls reported progress since it was last asked, or None when that is unknown just now) seen none of them
@@ -523,6 +537,7 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
     queue = collections.deque(tasks)
     owner: dict = {}                          # ObjectRef -> (slot, actor generation, task)
     crashes: collections.Counter = collections.Counter()   # id(task) -> deaths of the actors holding it
+    crash_limit = max_crashes if callable(max_crashes) else lambda task: max_crashes
     deaths_without_progress = 0
     pings: dict = {}                          # ObjectRef -> (slot, actor generation): has the actor started?
     active_at: dict = {}                      # (slot number, generation) -> last progress seen (hang watch)
@@ -589,7 +604,7 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
                     break
                 hand_over(slot, task)
                 active_at[slot.number, slot.generation] = time.monotonic()
-        ready, _ = ray.wait([*owner, *pings], num_returns=1, timeout=min(poll, UNREACHABLE_RETRY))
+        ready = first_ready_of([*owner, *pings], min(poll, UNREACHABLE_RETRY))
         for ref in ready:
             if ref in pings:
                 slot, generation = pings.pop(ref)
@@ -616,7 +631,7 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
                 was_hung = id(task) in hung              # its actor was ended by the hang watch
                 hung.discard(id(task))
                 crashes[id(task)] += 1
-                if crashes[id(task)] < max_crashes:
+                if crashes[id(task)] < crash_limit(task):
                     queue.appendleft(task)       # same task: whatever it wrote before the death is overwritten
                 else:
                     crashes.pop(id(task), None)

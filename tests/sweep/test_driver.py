@@ -355,7 +355,7 @@ def test_a_slow_first_worker_is_waited_for_aloud(tmp_path, monkeypatch):
     assert "free in the cluster now: " in out.getvalue()
 
 
-@pytest.mark.slow   # 15 s: four actor deaths and restarts; run with --run-slow
+@pytest.mark.slow   # actor deaths and restarts; run with --run-slow
 def test_a_batch_that_kills_its_actor_every_time_takes_no_other_batch_with_it(tmp_path):
     """One actor holds two batches; one of them kills it whenever it runs. Both are run again, each alone, so only
     the killer's items fail: the batch that was merely beside it is stored."""
@@ -460,6 +460,38 @@ def test_failures_are_retried_recorded_and_reported(tmp_path):
     assert again.done_before == 7 and again.done == 7 and again.workers == 2
     assert pd.read_parquet(store / FAILURES).groupby("key").attempt.max().to_dict() == {
         key(3): 4, key(4): 1, key(6): 4, key(7): 4}
+
+
+def test_an_interrupted_run_still_lists_the_items_it_gave_up_on(tmp_path, monkeypatch):
+    """Ctrl-C after an item failed for good: the summary says it failed (and where it is recorded), as a run that
+    ends by itself does, instead of an interruption line alone."""
+    from sweep.driver import SweepDispatch
+    real = SweepDispatch.settle
+
+    def settle_then_interrupt(self, task, failed):
+        retry = real(self, task, failed)
+        if self.given_up:
+            raise KeyboardInterrupt     # as Ctrl-C in the dispatch loop, right after the give-up
+        return retry
+    monkeypatch.setattr(SweepDispatch, "settle", settle_then_interrupt)
+    summary = run_sweep(config(tmp_path / "s", jobs="octave", batch_size=2, max_attempts=1,
+                               engine="sweep_fakes:failing_run_batch"), stream=io.StringIO())
+    bad = f"octave:-:{sweep_fakes.FAIL_TARGET}:-1:0"
+    assert summary.interrupted and dict(summary.failed).keys() == {bad}, summary.lines()
+    assert any(line.startswith("1 items failed") for line in summary.lines())
+
+
+def test_a_run_interrupted_while_its_first_worker_starts_says_no_worker_ran(tmp_path, monkeypatch):
+    """Ctrl-C while the run waits for its first worker (placed, model loaded; GPU nodes may take minutes): the summary
+    is the one of a run stopped before any worker started, not one that counts the fleet it was still waiting for."""
+    from sweep.fleet import FleetRun
+    from sweep.interrupts import INTERRUPTED
+
+    def interrupted(self, worker_config, first_call):
+        raise KeyboardInterrupt          # as Ctrl-C in `first_ready`'s wait
+    monkeypatch.setattr(FleetRun, "start", interrupted)
+    summary = run_sweep(config(tmp_path / "s", jobs="octave"), stream=io.StringIO())
+    assert summary.interrupted and summary.lines() == [f"store {summary.store}: 0/10 items done", INTERRUPTED]
 
 
 def test_a_corrected_command_into_a_store_with_no_image_drops_the_old_failures(tmp_path):

@@ -115,26 +115,50 @@ class FakeCall:
         self.actor, self.task, self.outcome = actor, task, outcome
 
 
-def test_dispatch_holds_at_most_in_flight_calls_per_actor_and_a_task_whose_actor_died_runs_alone(monkeypatch):
-    """The loop's bookkeeping per actor, with Ray faked (no Ray started): no actor ever holds more than `in_flight`
-    calls, and each is kept busy up to that; a task whose actor died runs again on an actor holding nothing else,
-    which takes no other task while it runs; the dead actor's other call still counts as done; every task ends
-    once."""
-    import ray
+def fake_actor(number: int, generation: int, run=None):
+    """A fake actor handle: `__ray_ready__.remote()` answers at once; `run.remote(...)` is `run` (None: none)."""
     from types import SimpleNamespace
-    from ray.exceptions import RayError
-    from sweep.fleet import Fleet, Slot, dispatch
-    in_flight, tasks = 2, [f"t{n}" for n in range(20)]
-    live: list[FakeCall] = []                     # calls handed over and not yet answered, oldest first
-    handed, done, waits = [], [], [0]
+    name = f"{number}.{generation}"
+    return SimpleNamespace(name=name, __ray_ready__=SimpleNamespace(remote=lambda: FakeCall(name)),
+                           run=SimpleNamespace(remote=run))
 
-    def actor(number: int, generation: int):
-        name = f"{number}.{generation}"
-        return SimpleNamespace(name=name, __ray_ready__=SimpleNamespace(remote=lambda: FakeCall(name)))
 
-    def wait(refs, num_returns=1, timeout=None):   # a started actor's ping first, then the oldest call
+class FakeFleet:
+    """`dispatch`'s view of a fleet, without Ray: `count` slots up from the start; a replaced actor must be pinged."""
+
+    def __init__(self, count: int, run=None) -> None:
+        from sweep.fleet import Slot
+        self.run = run
+        self.slots = [Slot(n, fake_actor(n, 0, run), up=True, ever_up=True) for n in range(count)]
+        self.replaced = 0
+
+    @staticmethod
+    def to_ping(slot, pinged) -> bool:
+        from sweep.fleet import Fleet
+        return Fleet.to_ping(slot, pinged)
+
+    def mark_up(self, slot) -> None:
+        slot.up = True
+
+    def replace(self, slot) -> None:
+        slot.generation += 1
+        slot.actor, slot.up = fake_actor(slot.number, slot.generation, self.run), False
+        self.replaced += 1
+
+    def counts_as_death(self, slot, error) -> bool:
+        return True
+
+
+def fake_ray(monkeypatch, live: list[FakeCall]) -> None:
+    """`ray.wait` (a started actor's ping first, then the oldest call) and `ray.get` (a call's outcome, raised when it
+    is an error) in-process; `live` holds the calls handed over and not yet answered, oldest first."""
+    import ray
+    waits = [0]
+
+    def wait(refs, num_returns=1, timeout=None):
         waits[0] += 1
         assert waits[0] < 1000, "the loop no longer ends"
+        assert refs, "a wait on nothing returns at once: the loop spins"   # ray.wait([]) does not wait
         ready = [next((ref for ref in refs if ref.task is None), refs[0])] if refs else []
         return ready, [ref for ref in refs if ref not in ready]
 
@@ -145,6 +169,21 @@ def test_dispatch_holds_at_most_in_flight_calls_per_actor_and_a_task_whose_actor
             raise ref.outcome
         return ref.outcome
 
+    monkeypatch.setattr(ray, "wait", wait)
+    monkeypatch.setattr(ray, "get", get)
+
+
+def test_dispatch_holds_at_most_in_flight_calls_per_actor_and_a_task_whose_actor_died_runs_alone(monkeypatch):
+    """The loop's bookkeeping per actor, with Ray faked (no Ray started): no actor ever holds more than `in_flight`
+    calls, and each is kept busy up to that; a task whose actor died runs again on an actor holding nothing else,
+    which takes no other task while it runs; the dead actor's other call still counts as done; every task ends
+    once."""
+    from ray.exceptions import RayError
+    from sweep.fleet import dispatch
+    in_flight, tasks = 2, [f"t{n}" for n in range(20)]
+    live: list[FakeCall] = []                     # calls handed over and not yet answered, oldest first
+    handed, done = [], []
+
     def submit(actor, task):
         holding = [call for call in live if call.actor is actor]
         handed.append((actor.name, task, len(holding), [call.task for call in holding]))
@@ -153,26 +192,7 @@ def test_dispatch_holds_at_most_in_flight_calls_per_actor_and_a_task_whose_actor
         live.append(call)
         return call
 
-    class FakeFleet:
-        to_ping = staticmethod(Fleet.to_ping)
-
-        def __init__(self, count: int) -> None:
-            self.slots = [Slot(n, actor(n, 0), up=True, ever_up=True) for n in range(count)]
-            self.replaced = 0
-
-        def mark_up(self, slot) -> None:
-            slot.up = True
-
-        def replace(self, slot) -> None:
-            slot.generation += 1
-            slot.actor, slot.up = actor(slot.number, slot.generation), False
-            self.replaced += 1
-
-        def counts_as_death(self, slot, error) -> bool:
-            return True
-
-    monkeypatch.setattr(ray, "wait", wait)
-    monkeypatch.setattr(ray, "get", get)
+    fake_ray(monkeypatch, live)
     fleet = FakeFleet(3)
     dispatch(fleet, tasks, submit=submit, on_done=lambda task, value: done.append(value) or [],
              on_failed=lambda task, error: pytest.fail(error), in_flight=in_flight, poll=0.0)
@@ -183,3 +203,83 @@ def test_dispatch_holds_at_most_in_flight_calls_per_actor_and_a_task_whose_actor
     assert len(tries) == 2 and holding == 0                                  # run again on an actor holding nothing
     later = handed[tries[1] + 1:]
     assert later and all("t4" not in others for n, _, _, others in later if n == name), later   # and alone
+
+
+def sweep_dispatch(store, max_attempts: int = 3):
+    """The sweep's handlers (`SweepDispatch`) on a digits store without Ray: tiny schedule, no step counter."""
+    import io
+    from jobs.schedules import load_schedule
+    from sweep.driver import SweepConfig, SweepDispatch
+    from sweep.progress import Progress
+    from sweep.store import Store
+    config = SweepConfig(store=str(store), schedule="tiny", max_attempts=max_attempts)
+    return SweepDispatch(config, Store.open(str(store)), load_schedule("tiny"), Progress(10, stream=io.StringIO()),
+                         None)
+
+
+@pytest.mark.parametrize("first_call", ["dies", "fails"])
+def test_an_item_whose_actor_dies_every_time_gets_max_attempts_tries_in_all(tmp_path, monkeypatch, first_call):
+    """`--max-attempts` is the tries per item in one run, whatever ends a try: a batch that kills its actor every
+    time (or hangs every time) is tried that often in all, then given up, not max_attempts tries of max_attempts
+    deaths each (a run on a few workers then stopped with "workers keep dying"); a try the engine failed counts
+    too. The other batch is done."""
+    import pandas as pd
+    from ray.exceptions import RayError
+    from sweep.driver import Task, item_work
+    from sweep.fleet import dispatch
+    from sweep.plan import make_plan
+    from sweep.store import FAILURES
+    from sweep.worker import BatchReport
+    killer, fine = make_plan(n_classes=10, jobs="octave", classes="0-3", batch_size=2).batches()
+    live: list[FakeCall] = []
+    calls = []
+
+    def run(batch, attempts, token):
+        calls.append(batch.index)
+        if batch.index == fine.index:
+            outcome = BatchReport(batch.index, batch.keys, (), 0.0, "w")
+        elif first_call == "fails" and len([c for c in calls if c == killer.index]) == 1:
+            outcome = BatchReport(batch.index, (), tuple((key, "engine failed") for key in batch.keys), 0.0, "w")
+        else:
+            outcome = RayError("injected: the actor died")
+        call = FakeCall(None, batch.index, outcome)
+        live.append(call)
+        return call
+
+    fake_ray(monkeypatch, live)
+    sweep = sweep_dispatch(tmp_path / "s")
+    tasks = [Task(killer, (1, 1)), Task(fine, (1, 1))]
+    dispatch(FakeFleet(1, run), tasks, **sweep.handlers(), in_flight=1, poll=0.0)   # as `sweep run` gives them
+    assert calls.count(killer.index) == 3 and calls.count(fine.index) == 1
+    assert set(sweep.given_up) == set(killer.keys) and all("worker died" in e for e in sweep.given_up.values())
+    assert sweep.finished_work == item_work(sweep.schedule, [*killer.items, *fine.items])
+    failures = pd.read_parquet(tmp_path / "s" / FAILURES)     # the driver's record of the deaths (a fake engine
+    assert sorted(failures.key) == sorted(killer.keys)        # failure writes none)
+
+
+def test_while_every_actor_is_out_of_reach_the_loop_waits_instead_of_spinning(monkeypatch):
+    """An actor Ray cannot reach rests UNREACHABLE_RETRY seconds before it is pinged again; while every actor rests
+    and none holds a call there is nothing for `ray.wait` to wait on (it returns at once), so the loop sleeps instead
+    of spinning a core for up to UNREACHABLE_GRACE seconds. Then the actor answers and the task runs again there."""
+    import sweep.fleet
+    from ray.exceptions import ActorUnavailableError
+    from sweep.fleet import Fleet, dispatch
+    live: list[FakeCall] = []
+    outcomes = [ActorUnavailableError("injected: a network blip", None), "done"]
+
+    def run(task):
+        call = FakeCall(None, task, outcomes.pop(0))
+        live.append(call)
+        return call
+
+    class BlippingFleet(FakeFleet):             # the fleet's own handling of an actor out of reach
+        out_of_reach = 0
+        unreachable = Fleet.unreachable
+        counts_as_death = Fleet.counts_as_death
+
+    fake_ray(monkeypatch, live)
+    monkeypatch.setattr(sweep.fleet, "UNREACHABLE_RETRY", 0.2)   # a shorter rest: the test's time
+    fleet, done = BlippingFleet(1, run), []
+    dispatch(fleet, ["t"], submit=lambda actor, task: actor.run.remote(task), in_flight=1, poll=0.05,
+             on_done=lambda task, value: done.append(value) or [], on_failed=lambda task, error: pytest.fail(error))
+    assert done == ["done"] and fleet.out_of_reach == 1 and fleet.replaced == 0
