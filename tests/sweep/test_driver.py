@@ -478,7 +478,7 @@ def test_an_interrupted_run_still_lists_the_items_it_gave_up_on(tmp_path, monkey
                                engine="sweep_fakes:failing_run_batch"), stream=io.StringIO())
     bad = f"octave:-:{sweep_fakes.FAIL_TARGET}:-1:0"
     assert summary.interrupted and dict(summary.failed).keys() == {bad}, summary.lines()
-    assert any(line.startswith("1 items failed") for line in summary.lines())
+    assert any(line.startswith("1 item failed") for line in summary.lines())
 
 
 def test_a_run_interrupted_while_its_first_worker_starts_says_no_worker_ran(tmp_path, monkeypatch):
