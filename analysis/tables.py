@@ -220,9 +220,11 @@ def additions_table(adds: Rows, class_names: Sequence[str]) -> pd.DataFrame:
 
     Columns: key, variant, seed, target, target_name, partner, partner_name, target_rank, target_logit,
     target_prob, partner_rank, partner_logit, partner_prob, label, label_name, top_two, intruder, intruder_name,
-    intruder_rank. `top_two` is true when the two classes are the result's two most activated outputs (ranks 1 and
-    2 in either order); the intruder is the most activated class outside the pair (on a failure, the one that got
-    in).
+    intruder_rank. `top_two` is true when the two classes are the result's two most activated outputs (in either
+    order; equal outputs in class order, as everywhere: a third class tied with them at the top and of a lower
+    index is one of the two, so `top_two` can be false where both ranks are <= 2, ranks sharing a tie); the
+    intruder is the most activated class outside the pair (on a failure, the one that got in; -1, with rank -1 and
+    no name, for a model of two classes).
     """
     names = np.asarray(class_names, dtype=object)
     meta, logits = adds.meta, adds.logits
@@ -235,6 +237,10 @@ def additions_table(adds: Rows, class_names: Sequence[str]) -> pd.DataFrame:
     rank_a, rank_b = rank_of(logits, a), rank_of(logits, b)
     labels = meta["label"].to_numpy().astype(np.int64)
     intruders = most_activated_other(logits, a, b)           # N: the strongest class outside the pair
+    if logits.shape[1] <= 2:                                  # no class outside the pair: no intruder
+        intruders = np.full(len(a), -1, dtype=np.int64)
+    top = top_k(logits, 2)                                    # N x 2, ties in class order (as the transfer table)
+    top_two = ((top[:, 0] == a) & (top[:, 1] == b)) | ((top[:, 0] == b) & (top[:, 1] == a))
     return pd.DataFrame({
         "key": meta["key"].to_numpy(),
         "variant": meta["variant"].to_numpy(),
@@ -251,10 +257,10 @@ def additions_table(adds: Rows, class_names: Sequence[str]) -> pd.DataFrame:
         "partner_prob": probs[rows, b].astype(np.float32),
         "label": labels.astype(np.int32),
         "label_name": names[labels],
-        "top_two": (rank_a <= 2) & (rank_b <= 2) & (a != b),
+        "top_two": top_two,
         "intruder": intruders.astype(np.int32),
-        "intruder_name": names[intruders],
-        "intruder_rank": rank_of(logits, intruders).astype(np.int32),
+        "intruder_name": _names_or_blank(names, intruders),
+        "intruder_rank": np.where(intruders >= 0, rank_of(logits, np.maximum(intruders, 0)), -1).astype(np.int32),
     })
 
 

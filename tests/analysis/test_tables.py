@@ -1,10 +1,12 @@
 """The class, opposite and addition tables against answers worked out by hand (see handmade.py)."""
 import numpy as np
+import pandas as pd
 import pytest
 
-from analysis.load import open_store, read_rows, representatives
+from analysis.load import Rows, open_store, read_rows, representatives
 from analysis.tables import (additions_summary, article_margin_opposite, additions_table, classes_table,
                              opposites_summary, opposites_table, output_neighbours)
+from analysis.transfer import Outputs, transfer_table
 from handmade import NAMES
 
 
@@ -128,3 +130,31 @@ def test_classes_and_opposites_tables_carry_the_articles_margin_opposite(rows):
         assert t.loc[c, "margin_mutual"] == (by_class.get(o) == c and o != c)
     s = opposites_summary(t.reset_index(), NAMES)
     assert set(s.criterion) == {"argmax", "standout", "margin"}
+
+
+def _rows(meta: dict, logits) -> Rows:
+    return Rows(pd.DataFrame(meta), np.asarray(logits, np.float32))
+
+
+def test_top_two_breaks_a_three_way_tie_in_class_order_as_the_transfer_table_does():
+    """Equal outputs: the tables break ties toward the lower class index; the additions table's `top_two` must
+    then agree with the transfer table's both-in-the-top-2 (ranks in class order) on the generating model, and not
+    call a pair the top two while the intruder ranks first with it."""
+    key = "addition:merge:2:3:0"
+    adds = _rows({"key": [key], "variant": ["merge"], "seed": [0], "target": [2], "partner": [3], "label": [1]},
+                 [[0.0, 5.0, 5.0, 5.0]])   # classes 1, 2, 3 tie on top: in class order 1 and 2 are the top two
+    t = additions_table(adds, ["a", "b", "c", "d"])
+    assert t["intruder"].tolist() == [1] and t["top_two"].tolist() == [False]
+    images = pd.DataFrame({"key": [key], "job": ["addition"], "variant": ["merge"], "target": [2], "partner": [3]})
+    both = transfer_table(images, {"g": Outputs([key], adds.logits)}, "g")["both_top2_share"]
+    assert both.tolist() == [float(t["top_two"].mean())]
+
+
+
+def test_a_two_class_additions_intruder_is_none():
+    """With two classes no class lies outside the pair: no intruder (-1, no name), not one of the pair."""
+    adds = _rows({"key": ["addition:merge:0:1:0"], "variant": ["merge"], "seed": [0], "target": [0], "partner": [1],
+                  "label": [0]}, [[2.0, 1.0]])
+    t = additions_table(adds, ["x", "y"])
+    assert t[["top_two", "intruder", "intruder_name", "intruder_rank"]].iloc[0].tolist() == [True, -1, "", -1]
+
