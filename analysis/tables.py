@@ -94,7 +94,8 @@ def classes_table(reps: Rows, class_names: Sequence[str], metric: str = "cosine"
     rows = np.arange(len(targets))
     nn_article = most_activated_other(logits, targets)
     least = logits.argmin(axis=1)
-    margin = article_margin_opposite(logits, targets, margin_share) if logits.shape[1] > 2 else least
+    # with one output there is no other class: the argmin (the target) stands in
+    margin = article_margin_opposite(logits, targets, margin_share) if logits.shape[1] > 1 else least
     nn_row, nn_dist = output_neighbours(logits, metric)
     nn_output = np.where(nn_row >= 0, targets[np.maximum(nn_row, 0)], -1)
     probs = softmax(logits)

@@ -150,6 +150,14 @@ def test_top_two_breaks_a_three_way_tie_in_class_order_as_the_transfer_table_doe
     assert both.tolist() == [float(t["top_two"].mean())]
 
 
+def test_a_two_class_models_margin_opposite_is_the_other_class():
+    """Two outputs: the only candidate is the other class, even on a failed class image where the target is the
+    lower output (the argmin, which was taken instead, is then the target itself)."""
+    reps = _rows({"key": ["octave:-:1:-1:0"], "seed": [0], "target": [1], "label": [0], "target_logit": [0.0],
+                  "target_prob": [0.27]}, [[1.0, 0.0]])
+    t = classes_table(reps, ["x", "y"])
+    assert t["margin_opposite"].tolist() == [0] and t["nn_article"].tolist() == [0]
+
 
 def test_a_two_class_additions_intruder_is_none():
     """With two classes no class lies outside the pair: no intruder (-1, no name), not one of the pair."""
