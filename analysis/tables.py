@@ -186,7 +186,9 @@ def opposites_summary(table: pd.DataFrame, class_names: Sequence[str],
 
     One row per (criterion, rank) of the most common opposites, with the criterion's totals repeated:
     criterion, classes, distinct, mutual_classes, mutual_pairs, mutual_share, rank, opposite, opposite_name,
-    count. `mutual_share` = classes in a mutual relation / classes whose opposite has an opposite image.
+    count. `mutual_pairs` = unordered pairs of classes each the other's opposite, each pair once (by the margin
+    criterion, read from the class images, one class of a pair may lack an opposite image and so a row here);
+    `mutual_share` = classes in a mutual relation / classes whose opposite's own opposite is known.
     """
     names = np.asarray(class_names, dtype=object)
     frames = []
@@ -201,12 +203,15 @@ def opposites_summary(table: pd.DataFrame, class_names: Sequence[str],
         mutual = table[mutual_col]
         known = int(mutual.notna().sum())
         mutual_classes = int(mutual.fillna(False).sum())
+        # each unordered pair once: a margin pair (read from the class images) may have one class only here
+        in_pair = table.loc[mutual.fillna(False).to_numpy(dtype=bool), ["target", column]].to_numpy()
+        mutual_pairs = len({(min(t, o), max(t, o)) for t, o in in_pair.tolist()})
         frames.append(pd.DataFrame({
             "criterion": criterion,
             "classes": np.int32(len(values)),
             "distinct": np.int32(len(set(values.tolist()))),
             "mutual_classes": np.int32(mutual_classes),
-            "mutual_pairs": np.int32(mutual_classes // 2),
+            "mutual_pairs": np.int32(mutual_pairs),
             "mutual_share": np.float32(mutual_classes / known) if known else np.float32(np.nan),
             "rank": np.arange(1, len(counts) + 1, dtype=np.int32),
             "opposite": counts.index.to_numpy().astype(np.int32),

@@ -166,3 +166,16 @@ def test_a_two_class_additions_intruder_is_none():
     t = additions_table(adds, ["x", "y"])
     assert t[["top_two", "intruder", "intruder_name", "intruder_rank"]].iloc[0].tolist() == [True, -1, "", -1]
 
+
+def test_a_margin_mutual_pair_counts_when_one_class_lacks_an_opposite_image(rows):
+    """The margin opposite is read from the class images, so a pair is mutual whether or not both classes have an
+    opposite image; a class in a mutual pair means at least one pair (1 // 2 gave none)."""
+    classes = classes_table(representatives(rows.job("octave")), NAMES)
+    by_class = dict(zip(classes["target"], classes["margin_opposite"]))
+    assert by_class[1] == 5 and by_class[5] == 1   # handmade: 1 <-> 5 is the one margin-mutual pair
+    opps = representatives(rows.job("opposite"))
+    without_bear = opposites_table(opps.select(opps.meta["target"] != 1), NAMES, classes)
+    s = opposites_summary(without_bear, NAMES).groupby("criterion").first()
+    assert s.loc["margin", "mutual_classes"] == 1 and s.loc["margin", "mutual_pairs"] == 1
+    full = opposites_summary(opposites_table(opps, NAMES, classes), NAMES).groupby("criterion").first()
+    assert full.loc["margin", "mutual_pairs"] == 1 and full.loc["argmax", "mutual_pairs"] == 2
