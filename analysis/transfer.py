@@ -107,8 +107,10 @@ def _pick(matrix: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 
 def _aligned(images: pd.DataFrame, out: Outputs) -> tuple[pd.DataFrame, np.ndarray]:
-    """The rows of `images` a scorer has outputs for, and the indices of their outputs in `out.logits`."""
+    """The rows of `images` a scorer has outputs for, and the indices of their outputs in `out.logits` (a key held
+    twice, in two of its parts: the first, as `analysis.load.read_rows` keeps a key's first row)."""
     position = pd.Series(np.arange(len(out.keys)), index=pd.Index(out.keys))
+    position = position[~position.index.duplicated(keep="first")]   # else one key gives two rows: all shift
     present = images[images["key"].isin(position.index)]
     return present, position[present["key"]].to_numpy()
 

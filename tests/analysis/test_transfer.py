@@ -237,3 +237,16 @@ def test_transfer_table_is_computed_a_block_of_rows_at_a_time(monkeypatch):
     finally:
         tracemalloc.stop()
     assert table["images"].tolist() == [n] and peak < logits.nbytes
+
+
+def test_a_scorers_key_held_twice_counts_once_and_keeps_rows_aligned():
+    """A key in two of a scorer's parts (images/ may hold a key twice, and `sweep score` then scores it in each of
+    its files): its first output counts, once, and every other image keeps its own output (the repeated key shifted
+    them: o2's output was read for o3, and so on)."""
+    gen = outputs()["gen"]
+    twice = Outputs(["o0", *gen.keys], np.concatenate([gen.logits[:1], gen.logits]))
+    octaves = images()[images()["job"] == "octave"]
+    pd.testing.assert_frame_equal(transfer_table(images(), {"gen": twice}, "gen"),
+                                  transfer_table(images(), {"gen": gen}, "gen"))
+    pd.testing.assert_frame_equal(top_classes(octaves, {"gen": twice}, NAMES),
+                                  top_classes(octaves, {"gen": gen}, NAMES))
