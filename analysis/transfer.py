@@ -284,13 +284,15 @@ def compare_figure(table: pd.DataFrame, value: str | None = None):
 def store_outputs(store, rows=None) -> tuple[pd.DataFrame, dict[str, Outputs], str]:
     """(images, outputs per scorer, generator id) of a store: the stored logits as the generating model's
     outputs, and every `sweep score` scorer's (a scorer with the generator's id is the stored logits). `rows`:
-    the store's `analysis.load.Rows` when already read (frames left out)."""
+    the store's `analysis.load.Rows` when already read (frames left out; the usable rows, `usable_rows`), else read
+    here and kept as `sweep analyze` keeps them, so that `sweep compare` counts the images the analysis counts."""
+    from analysis.analyze import usable_rows
     from analysis.load import read_rows
     from sweep.score import read_scores, scorer_id, scorers
     from sweep.store import open_store
     st = open_store(store)
     if rows is None:
-        rows = read_rows(st, ["key", "job", "variant", "target", "partner"])
+        rows = usable_rows(read_rows(st, ["key", "job", "variant", "target", "partner", "label"]), st.n_classes)[0]
     images = rows.meta[["key", "job", "variant", "target", "partner"]].copy()
     images["partner"] = images["partner"].fillna(-1).astype(int)
     images["variant"] = images["variant"].fillna("")

@@ -8,8 +8,8 @@ import pytest
 from analysis import analyze_store
 from analysis.synthetic import Image, write_store
 from analysis.analyze import AnalysisSummary, _transfer_numbers
-from analysis.transfer import (COLUMNS, Outputs, aim_class, compare_figure, compare_table, success_table,
-                               top_classes, transfer_figure, transfer_table)
+from analysis.transfer import (COLUMNS, Outputs, aim_class, compare_figure, compare_table, store_transfer,
+                               success_table, top_classes, transfer_figure, transfer_table)
 from sweep.score import SCORER_FILE, SCORES, ScorePlan, scorer_id, scores_table
 from sweep.store import Store
 
@@ -250,3 +250,17 @@ def test_a_scorers_key_held_twice_counts_once_and_keeps_rows_aligned():
                                   transfer_table(images(), {"gen": gen}, "gen"))
     pd.testing.assert_frame_equal(top_classes(octaves, {"gen": twice}, NAMES),
                                   top_classes(octaves, {"gen": gen}, NAMES))
+
+
+def test_sweep_compare_leaves_out_the_images_the_analysis_leaves_out(tmp_path):
+    """`sweep compare`'s table of a store is the transfer table `sweep analyze` writes: an image whose outputs are not
+    finite is left out of both (compare counted it, as a failure)."""
+    broken = one_hot(1)
+    broken[2] = np.nan
+    rows = [Image("octave", 0, one_hot(0)), Image("octave", 1, broken), Image("octave", 2, one_hot(2))]
+    path = write_store(str(tmp_path / "store"), NAMES, rows)
+    analyze_store(path)
+    analysed = pd.read_parquet(tmp_path / "store" / "analysis" / "transfer.parquet")
+    compared = store_transfer(path)
+    assert compared["images"].tolist() == analysed["images"].tolist() == [2]
+    assert compared["top1_share"].tolist() == analysed["top1_share"].tolist() == [1.0]
