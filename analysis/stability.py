@@ -38,8 +38,12 @@ def stability_table(trajectories: pd.DataFrame) -> pd.DataFrame:
     """Per image and octave (1: the first): key, job, target, octave, recorded_steps, first_step, last_step,
     argmax_changes, change_rate (changes per consecutive pair of records; nan with one record), target_top1_share
     (nan without a target), settled_step (first recorded step from which the target stayed top-1 to the octave's
-    end; -1: never settled or no target), final_label (argmax at the octave's last record)."""
-    t = trajectories.loc[:, list(COLUMNS)].sort_values([*GROUP, "step"], kind="stable").reset_index(drop=True)
+    end; -1: never settled or no target), final_label (argmax at the octave's last record). A step of an image and
+    octave given twice counts once: its first row."""
+    t = trajectories.loc[:, list(COLUMNS)].sort_values([*GROUP, "step"], kind="stable")
+    # a step recorded twice (a batch run again leaves an image's steps in two files): its first record, in the
+    # given (file) order, so that the numbers are one run's and not two runs' steps interleaved
+    t = t.drop_duplicates([*GROUP, "step"], keep="first").reset_index(drop=True)
     has_target = t["target"].notna() & (t["target"].fillna(-1) >= 0)
     on = (t["label"] == t["target"]) & has_target
     grouped = t.groupby(GROUP, sort=True)
@@ -101,7 +105,7 @@ def read_stability(store, done: set[str] | None = None) -> pd.DataFrame | None:
     at once. The numbers are per image and octave, and an image's steps are in its batch's file, so the parts'
     tables together are the store's; an image and octave found in two parts (a batch whose images/ write failed,
     run again under another name, leaves its steps twice) is reduced again from all of its image's rows, in file
-    order, as one read of every step would have it."""
+    order, as one read of every step would have it (each step once: its first record)."""
     from sweep.store import TRAJECTORIES, open_store
     st = open_store(store)
     paths = st.files(TRAJECTORIES)
