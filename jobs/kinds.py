@@ -119,8 +119,11 @@ def interpolation_start(s: Schedule) -> int:
 
 
 def interpolation_frames(s: Schedule) -> list[int]:
-    """`s.frames` steps spread evenly from the interpolation's start to the end of the schedule."""
+    """`s.frames` steps spread evenly from the interpolation's start to the end of the schedule, the last one the
+    final image (a single frame is the final image, not the start)."""
     t0, total = interpolation_start(s), s.total_iterations
+    if s.frames == 1:
+        return [total]
     return sorted({round(t0 + k * (total - t0) / max(1, s.frames - 1)) for k in range(s.frames)})
 
 

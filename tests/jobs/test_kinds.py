@@ -231,3 +231,14 @@ def test_interpolation_over_several_octaves_leaves_the_first_to_class_a_unless_t
     assert interpolation_start(straight) == 0 == interpolation_start(single)
     assert interpolation_frames(straight)[0] == 0 and interpolation_frames(digits)[0] == 80
     assert interpolation_start(load_schedule("transfigure")) == 0    # the ImageNet default: one scale
+
+
+@pytest.mark.parametrize("frames", [1, 2, 8])
+def test_interpolation_frames_are_evenly_spaced_and_the_last_is_the_final_image(frames):
+    """`Schedule.frames`: "evenly spaced, the last one final", one frame included."""
+    import dataclasses
+    from jobs.kinds import interpolation_frames
+    digits = dataclasses.replace(load_schedule("digits"), frames=frames)      # interpolation over steps 80..200
+    kept = interpolation_frames(digits)
+    assert len(kept) == frames and kept[-1] == digits.total_iterations == 200
+    assert frames == 1 or kept[0] == 80
