@@ -45,7 +45,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
         return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float64)
-        scale = 65535.0 if array.max() > 255 else 255.0
+        # 16-bit modes say their depth; only a 32-bit "I" image (which may hold 8-bit values) is judged by its values
+        scale = 65535.0 if image.mode != "I" or array.max() > 255 else 255.0
         image = Image.fromarray((array / scale * 255).round().astype(np.uint8))
     return image.convert("RGB")
 

@@ -119,8 +119,11 @@ def interpolation_start(s: Schedule) -> int:
 
 
 def interpolation_frames(s: Schedule) -> list[int]:
-    """`s.frames` steps spread evenly from the interpolation's start to the end of the schedule."""
+    """`s.frames` steps spread evenly from the interpolation's start to the end of the schedule, the last one the
+    final image (a single frame is the final image, not the start)."""
     t0, total = interpolation_start(s), s.total_iterations
+    if s.frames == 1:
+        return [total]
     return sorted({round(t0 + k * (total - t0) / max(1, s.frames - 1)) for k in range(s.frames)})
 
 
@@ -210,9 +213,17 @@ def logits_of(model: torch.nn.Module, images: np.ndarray, device: torch.device |
     network fed under the `input` convention ("raw" or "normalized"; None: the model's current one) - the
     convention the images were made under, so the stored logits are the output the generation saw."""
     with (model.input_as(input) if input is not None else contextlib.nullcontext()):
-        out = [model(from_uint8(images[i:i + chunk]).to(device)).float().cpu()
-               for i in range(0, len(images), chunk)]
+        out = []
+        for i in range(0, len(images), chunk):
+            x = from_uint8(images[i:i + chunk]).to(device)                  # n x 3 x H x W
+            out.append(model(at_least_two(x))[:len(x)].float().cpu())      # n x n_classes
     return torch.cat(out).numpy().astype(np.float32)
+
+
+def at_least_two(x: torch.Tensor) -> torch.Tensor:
+    """A batch of one as two copies of it (the caller keeps the first row): on the CPU a batch of one takes another
+    convolution path, so an image's outputs would depend on what it is scored with (see `jobs.render`)."""
+    return torch.cat([x, x]) if len(x) == 1 else x                             # B>=2 x 3 x H x W
 
 
 def margin_label(values: np.ndarray, exclude: Sequence[int] = ()) -> int:
@@ -384,8 +395,8 @@ def feature_means(model, images_uint8: np.ndarray, layer: str, maps: Sequence[in
         if side is not None:
             x = transforms.resize(side, antialias)(x)             # N x 3 x side x side
         with (model.input_as(input) if input is not None else contextlib.nullcontext()):
-            _, acts = model.taps(x, [layer])
-        a = acts[layer].float()                                   # N x C x H x W (or N x C for a head)
+            _, acts = model.taps(at_least_two(x), [layer])
+        a = acts[layer][:len(x)].float()                          # N x C x H x W (or N x C for a head)
         a = a.mean(dim=(2, 3)) if a.ndim == 4 else a.flatten(1)
         if maps and max(maps) >= a.shape[1]:
             raise ValueError(f"layer {layer} has {a.shape[1]} feature maps; asked for map {max(maps)}")

@@ -28,10 +28,13 @@ Batch independence. The model is frozen and in eval mode, so batch elements do n
 summed loss with respect to element j is the gradient of loss_j alone, and every random choice (initial noise,
 crop positions) comes from that element's own generator on the CPU. What the arithmetic guarantees is agreement
 within float tolerance. Exact agreement is a property of the kernels: on the CPU, PyTorch's convolution takes
-another path for a batch of one than for any larger batch (up to 65/255 in a pixel after a full schedule), while
-batches of two or more agree bit for bit with each other. So a render of one element runs it as a batch of two
-(the element and a copy, the copy dropped): a one-image render then equals the same image inside any batch on
-the CPU. GPU kernels may choose algorithms by batch size; there, agreement is within float tolerance.
+another path for a batch of one than for any larger batch (up to 65/255 in a pixel after a full schedule). So a
+render of one element runs it as a batch of two (the element and a copy, the copy dropped). For the demo models
+batches of two or more then agree bit for bit with each other, so a one-image render equals the same image inside
+any batch on the CPU (tested). Larger networks' layers are not so regular: the CPU's matrix products and
+convolutions also pick kernels by batch size beyond one (measured on GoogLeNet: its 1024 -> 1000 `fc` gives other
+last bits for 2-3 rows than for 4 or more, and its inception blocks change again at 17 images), as GPU kernels
+do; there, and on GPUs, agreement is within float tolerance (about 1e-7 in a pixel after a few steps).
 
 The network is fed images under the schedule's `input` convention ("raw": the pixels as they are, as in the
 articles' code; "normalized": ImageNet mean/std first).

@@ -261,6 +261,11 @@ class Schedule:
         if self.pad_mode == "image" and any(o.pad and o.crop for o in octaves):
             raise ValueError("an octave that pads the image (pad_mode image) cannot also crop: the crop positions "
                              "are drawn for a fixed image size; use pad_mode frame")
+        for i, o in enumerate(octaves):   # the blur pads by reflection, which needs sides above half its kernel
+            blurred = min((o.crop if o.crop and self.blur_scope == "crop" else o.size, *o.resize_cycle))
+            if blurred <= self.blur_kernel // 2:
+                raise ValueError(f"octave {i}: blur_kernel {self.blur_kernel} cannot blur a {blurred}-px image "
+                                 f"(its reflect padding needs sides of at least {self.blur_kernel // 2 + 1} px)")
         for i, o in enumerate(octaves):   # the image grows with the pad each step (pad_mode image)
             side = o.end_size(self.pad_mode) + (2 * o.pad if self.pad_mode == "frame" else 0)
             if side > MAX_SIDE:

@@ -25,6 +25,15 @@ def test_every_mode_becomes_rgb(tmp_path, mode):
         assert abs(int(pixels[0, 0, 0]) - round(40000 / 65535 * 255)) <= 1
 
 
+def test_a_dark_16_bit_image_stays_dark(tmp_path):
+    """A 16-bit file's depth is its mode's, not guessed from its values: a dark one (every value below 256 of
+    65535) must not be read as 8-bit and brightened 257 times."""
+    dark = Image.fromarray(np.full((10, 20), 200, dtype=np.uint16))          # I;16
+    assert dark.mode == "I;16"
+    pixels = read_image(_save(tmp_path / "dark.png", dark))
+    assert int(pixels.max()) == round(200 / 65535 * 255) == 1
+
+
 def test_transparency_composites_on_white(tmp_path):
     image = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
     assert (read_image(_save(tmp_path / "clear.png", image)) == 255).all()

@@ -71,6 +71,25 @@ def test_results_carry_the_image_and_the_logits_of_that_uint8_image(random_digit
     assert results[1].partner_logit == pytest.approx(float(results[1].logits[5]))
 
 
+def test_stored_logits_do_not_depend_on_the_batch(random_digits_model):
+    """Batch independence (`jobs.render`) holds for what is stored, not only for the image: the logits of an image
+    scored alone, in a chunk of one or inside a batch are the same bit for bit on the CPU (a batch of one takes
+    another convolution path there)."""
+    images = np.random.default_rng(0).integers(0, 256, size=(5, 40, 40, 3), dtype=np.uint8)
+    together = kinds.logits_of(random_digits_model, images)
+    for j in range(len(images)):
+        np.testing.assert_array_equal(kinds.logits_of(random_digits_model, images[j:j + 1]), together[j:j + 1])
+    np.testing.assert_array_equal(kinds.logits_of(random_digits_model, images, chunk=4), together)
+    means = feature_means(random_digits_model, images, "block2", [0, 5], chunk=4)
+    np.testing.assert_array_equal(feature_means(random_digits_model, images[:1], "block2", [0, 5]), means[:1])
+    tiny = load_schedule("tiny")
+    specs = [JobSpec("opposite", 2, seed=2), JobSpec("addition", 1, seed=3, variant="merge", partner=4)]
+    for spec, in_batch in zip(specs, run_batch(random_digits_model, specs, tiny)):
+        alone = run_batch(random_digits_model, [spec], tiny)[0]
+        np.testing.assert_array_equal(alone.image, in_batch.image)
+        np.testing.assert_array_equal(alone.logits, in_batch.logits)
+
+
 def test_a_failing_spec_fails_alone(random_digits_model, monkeypatch):
     def poisoned(spec, schedule):
         base = kinds._octave(spec, schedule)
@@ -212,3 +231,14 @@ def test_interpolation_over_several_octaves_leaves_the_first_to_class_a_unless_t
     assert interpolation_start(straight) == 0 == interpolation_start(single)
     assert interpolation_frames(straight)[0] == 0 and interpolation_frames(digits)[0] == 80
     assert interpolation_start(load_schedule("transfigure")) == 0    # the ImageNet default: one scale
+
+
+@pytest.mark.parametrize("frames", [1, 2, 8])
+def test_interpolation_frames_are_evenly_spaced_and_the_last_is_the_final_image(frames):
+    """`Schedule.frames`: "evenly spaced, the last one final", one frame included."""
+    import dataclasses
+    from jobs.kinds import interpolation_frames
+    digits = dataclasses.replace(load_schedule("digits"), frames=frames)      # interpolation over steps 80..200
+    kept = interpolation_frames(digits)
+    assert len(kept) == frames and kept[-1] == digits.total_iterations == 200
+    assert frames == 1 or kept[0] == 80

@@ -231,6 +231,18 @@ def test_one_image_alone_equals_it_inside_any_batch_exactly(random_digits_model)
         assert torch.equal(batch.images[0], alone[0])
 
 
+def test_a_googlenet_image_alone_agrees_with_it_inside_a_batch_within_float_tolerance():
+    """Batch independence on an ImageNet network (`jobs.render`): exact on the CPU only where the kernels do not
+    change with the batch size (the demo models); GoogLeNet's do, so the claim there is float tolerance."""
+    model = load_model("googlenet", "random-he", seed=0)
+    small = Schedule(name="g", octaves=(Octave(64, 2, lr=(1.0, 0.5)), Octave(80, 2, crop=72)), input="raw")
+    alone = render(model, classes(3), small, [12]).images[0]
+    batch = render(model, classes(3, 1, 2, 4, 5), small, [12, 20, 21, 22, 23]).images[0]
+    assert (batch - alone).abs().max() < 1e-5
+    still = dataclasses.replace(small, octaves=tuple(dataclasses.replace(o, lr=(0.0, 0.0)) for o in small.octaves))
+    assert (alone - render(model, classes(3), still, [12]).images[0]).abs().max() > 1e-3   # the gradient moved it
+
+
 def _step_moves(model, bf16: bool):
     """How one step of the googlenet preset's first octave (at 128 px) moves two images beyond the blur alone:
     2 x (3 * 128 * 128)."""

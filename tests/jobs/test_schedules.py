@@ -108,6 +108,11 @@ def test_yaml_schedule(tmp_path):
     ({"octaves": [{"size": 32, "iterations": 5, "jitter": 2}]}, "octave 0: unknown field"),
     ({"octaves": [{"iterations": 5}]}, "octave 0"),
     ({"blur_kernel": 4}, "must be odd"),
+    ({"blur_kernel": 9, "octaves": [{"size": 4, "iterations": 2}]}, "blur_kernel 9 cannot blur a 4-px image"),
+    ({"blur_kernel": 5, "blur_scope": "crop", "octaves": [{"size": 20, "iterations": 2, "crop": 2}]},
+     "octave 0: blur_kernel 5 cannot blur a 2-px image"),
+    ({"octaves": [{"size": 20, "iterations": 2}, {"size": 20, "iterations": 2, "resize_cycle": [16, 1],
+                                                  "cycle_steps": 2}]}, "octave 1: blur_kernel 3 cannot blur a 1-px"),
     ({"init_std": -1}, ">= 0"),
 ])
 def test_invalid_schedules_raise_clear_errors(tmp_path, change, message):
