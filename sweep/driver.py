@@ -507,7 +507,7 @@ def reconcile_store(prepared: Prepared, out: TextIO) -> dict[str, list[str]]:
     for line in plan.notes():
         print(line, file=out)
     for name, pixels in prepared.sources.items():   # once: workers on any node read them from the store
-        if not store.exists(source_file(name)):
+        if stored is None or not store.exists(source_file(name)):   # a new manifest's hashes: its pictures too
             store.write_source(name, pixels)
     if removed:
         print(f"removed {removed} temporary files left by an interrupted run", file=out)

@@ -586,3 +586,24 @@ def test_a_refusal_names_the_file_once():
     error = OSError("Could not open Parquet input source 'b/s/images/part-1.parquet': Couldn't deserialize thrift")
     assert unreadable("images/part-1.parquet", error).startswith(
         "unreadable file images/part-1.parquet: Couldn't deserialize thrift (`sweep run` with the store's command")
+
+
+def test_a_corrected_command_with_another_picture_under_the_same_name_stores_the_new_picture(tmp_path):
+    """A first run that stored no image takes a corrected command (test_cli), and the manifest then keeps the new
+    picture's hash: the picture the workers read from sources/ must be the new one too, not the first run's."""
+    import io
+    from PIL import Image
+    from sweep.driver import reconcile_store
+    picture = tmp_path / "cat.png"
+    store = str(tmp_path / "s")
+    config = SweepConfig(store=store, model="digits", weights="random", schedule="tiny", jobs="transfigure",
+                         classes="0-1", images=(str(picture),))
+    for value in (0, 200):                          # the wrong picture first, then the right one
+        Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(picture)
+        prepared = prepare(config)
+        reconcile_store(prepared, io.StringIO())    # the first run stops before any image is stored
+    st = Store.open(store)
+    (name,) = prepared.sources
+    assert st.read_manifest()["sources"] == prepared.manifest["sources"]
+    assert (st.read_source(name) == prepared.sources[name]).all()
+
