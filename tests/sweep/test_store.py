@@ -607,3 +607,23 @@ def test_a_corrected_command_with_another_picture_under_the_same_name_stores_the
     assert st.read_manifest()["sources"] == prepared.manifest["sources"]
     assert (st.read_source(name) == prepared.sources[name]).all()
 
+
+def test_a_corrected_command_drops_what_the_first_command_left_beside_its_missing_images(tmp_path):
+    """A batch writes its frames/ and trajectories/ files before its images/ file: a first run stopped between them
+    leaves the first command's frames and steps in a store that then takes a corrected command (another schedule
+    here). They go with the first command's failures, or the readers (first file by name) would take them for the
+    new sweep's."""
+    import io
+    from sweep.driver import reconcile_store
+    from sweep.store import FRAMES, TRAJECTORIES
+    config = SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule="digits",
+                         jobs="interpolate", classes="0-1", pairs="0+1", images=("noise:1",), batch_size=1)
+    first = prepare(config)
+    first.store.write_manifest(first.manifest)
+    key = first.plan.items()[0].key
+    for directory, rows in ((FRAMES, [f"{key}#frame0"]), (TRAJECTORIES, [key]), (FAILURES, [key])):
+        first.store.write_table(f"{directory}/part-000000-old.parquet", pa.table({"key": rows}))
+    corrected = prepare(SweepConfig(**{**config.__dict__, "schedule": "tiny"}))
+    reconcile_store(corrected, io.StringIO())
+    assert [corrected.store.files(d) for d in (FRAMES, TRAJECTORIES, FAILURES)] == [[], [], []]
+    assert corrected.store.read_manifest()["schedule"] == "tiny"
