@@ -1209,14 +1209,21 @@ def read_lease(store: "Store") -> dict | None:
 def read_record(store: "Store", info: pafs.FileInfo) -> dict:
     """A lease record. One that is not readable JSON (a writer caught between create and write, or a damaged
     file) counts as written at the file's modification time."""
-    try:
-        record = json.loads(store.bounded(store._whole_file, info.path)[:65536])
-        if isinstance(record, dict) and isinstance(record.get("heartbeat"), (int, float)):
+    with contextlib.suppress(OSError):
+        record = parsed_lease(store.bounded(store._whole_file, info.path))
+        if record is not None:
             return record
-    except (OSError, ValueError):
-        pass
     mtime = info.mtime.timestamp() if info.mtime is not None else time.time()
     return {"host": "?", "pid": -1, "run": "?", "heartbeat": mtime, "unreadable": True, "state": "held"}
+
+
+def parsed_lease(data: bytes) -> dict | None:
+    """The lease record in a lease file's bytes; None when they hold none (not JSON, no heartbeat)."""
+    try:
+        record = json.loads(data[:65536])
+    except (ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("heartbeat"), (int, float)) else None
 
 
 def lease_expired(record: dict, timeout: float) -> bool:
@@ -1283,7 +1290,8 @@ def _create_exclusive(store: "Store", relative: str, data: bytes) -> bool:
 
 def _break_lease(store: "Store", stale: dict) -> None:
     """Remove a stale `lease.json`, making sure it is the one judged stale: it is renamed aside first (one of two
-    drivers breaking it together wins) and put back if another driver renewed it meanwhile."""
+    drivers breaking it together wins) and put back if it is a lease written since, by a driver that took it
+    meanwhile or by the stale one beating again (an unreadable stale lease included: what was moved is readable)."""
     path = store.path(LEASE)
     aside = f"{path}.stale-{uuid.uuid4().hex[:8]}"
     try:
@@ -1292,10 +1300,10 @@ def _break_lease(store: "Store", stale: dict) -> None:
         return
     try:
         with open(aside, "rb") as handle:
-            moved = json.loads(handle.read(65536))
-    except (OSError, ValueError):
+            moved = parsed_lease(handle.read(65536))
+    except OSError:
         moved = None
-    if isinstance(moved, dict) and not stale.get("unreadable") and moved.get("run") != stale.get("run"):
+    if moved is not None and (moved.get("run"), moved["heartbeat"]) != (stale.get("run"), stale["heartbeat"]):
         with contextlib.suppress(FileExistsError):
             os.link(aside, path)   # a fresh lease was moved: put it back (link fails if a new one exists)
     os.remove(aside)

@@ -233,3 +233,34 @@ def test_drivers_starting_together_on_an_object_store_never_both_hold_it(server,
             holders[0].release()
         assert read_claims(store) == []
     assert max(rounds) == 1, rounds
+
+
+@pytest.mark.parametrize("stale", ["unreadable", "refreshed"])
+def test_of_two_drivers_breaking_a_stale_lease_together_the_second_leaves_the_firsts_new_lease(tmp_path, monkeypatch,
+                                                                                                stale):
+    """Drivers A and B both judge lease.json stale; A breaks it and takes the lease before B breaks it: B must find
+    A's fresh lease in its place and put it back (then be refused), whether the stale lease was unreadable (a
+    driver that died between creating and writing it) or a readable one whose driver came back and beat in time."""
+    store = Store.open(str(tmp_path / "s"))
+    os.makedirs(store.root)
+    path = tmp_path / "s" / LEASE
+    if stale == "unreadable":
+        path.write_bytes(b"")
+        os.utime(path, (time.time() - 120, time.time() - 120))
+    else:
+        path.write_text(json.dumps(record(os.getpid(), age=120, run="mine")))
+    real_read_lease, holders = store_module.read_lease, []
+
+    def a_breaks_it_first(s: Store) -> dict | None:
+        seen = real_read_lease(s)                              # B's view: a stale lease
+        monkeypatch.setattr(store_module, "read_lease", real_read_lease)
+        if stale == "unreadable":
+            holders.append(Lease.acquire(store, "a", timeout=60))
+        else:                                                  # the stale driver itself beats just in time
+            path.write_text(json.dumps(record(os.getpid(), run="mine")))
+        return seen
+    monkeypatch.setattr(store_module, "read_lease", a_breaks_it_first)
+    with pytest.raises(StoreBusy):
+        Lease.acquire(store, "b", timeout=60)
+    assert real_read_lease(store)["run"] == ("a" if stale == "unreadable" else "mine")
+    assert [p.name for p in (tmp_path / "s").iterdir()] == [LEASE]
