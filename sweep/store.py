@@ -1058,7 +1058,7 @@ class Lease:
     @classmethod
     def acquire(cls, store: "Store", run: str, timeout: float = LEASE_TIMEOUT) -> "Lease":
         """Take the store's lease for run `run`, or raise StoreBusy naming the driver that holds it."""
-        record = {"host": socket.gethostname(), "pid": os.getpid(), "run": run,
+        record = {"host": socket.gethostname(), "pid": os.getpid(), "run": run, "timeout": timeout,
                   "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "heartbeat": time.time()}
         if store.is_object_store:
             return cls(store, claim_on_object_store(store, record, timeout), timeout)
@@ -1227,8 +1227,8 @@ def parsed_lease(data: bytes) -> dict | None:
 
 
 def lease_expired(record: dict, timeout: float) -> bool:
-    """No heartbeat for `timeout` seconds, or held by a process of this host that no longer exists."""
-    if time.time() - float(record["heartbeat"]) > timeout:
+    """No heartbeat for `stale_after` seconds, or held by a process of this host that no longer exists."""
+    if time.time() - float(record["heartbeat"]) > stale_after(record, timeout):
         return True
     if record.get("host") == socket.gethostname() and isinstance(record.get("pid"), int) and record["pid"] > 0:
         try:
@@ -1238,6 +1238,16 @@ def lease_expired(record: dict, timeout: float) -> bool:
         except PermissionError:   # exists, another user's
             return False
     return False
+
+
+def stale_after(record: dict, timeout: float) -> float:
+    """Seconds without a heartbeat after which a lease is stale: `timeout`, or for a held lease the longer timeout
+    its own driver took (`--lease-timeout`), which beats only every quarter of it. A claim still "claiming" on an
+    object store is judged by `timeout` alone (its caller's short CLAIM_TIMEOUT)."""
+    own = record.get("timeout")
+    if record.get("state", "held") != "held" or not isinstance(own, (int, float)) or isinstance(own, bool):
+        return timeout
+    return max(timeout, float(own))
 
 
 def running_sweep(store: "Store", timeout: float = LEASE_TIMEOUT) -> str | None:
@@ -1261,8 +1271,8 @@ def no_images_yet(store: "Store") -> StoreError:
 
 def busy(store: "Store", holder: dict, timeout: float) -> StoreBusy:
     return StoreBusy(f"store {store.uri} is in use by another sweep run ({describe_lease(holder)}): wait for it to "
-                     f"finish; a driver that died releases the store after {timeout:g} s without a heartbeat "
-                     f"(--lease-timeout)")
+                     f"finish; a driver that died releases the store after {stale_after(holder, timeout):g} s "
+                     f"without a heartbeat (--lease-timeout)")
 
 
 def describe_lease(record: dict) -> str:

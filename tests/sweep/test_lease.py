@@ -264,3 +264,19 @@ def test_of_two_drivers_breaking_a_stale_lease_together_the_second_leaves_the_fi
         Lease.acquire(store, "b", timeout=60)
     assert real_read_lease(store)["run"] == ("a" if stale == "unreadable" else "mine")
     assert [p.name for p in (tmp_path / "s").iterdir()] == [LEASE]
+
+
+def test_a_driver_with_a_shorter_timeout_never_takes_a_lease_its_holder_still_beats(tmp_path):
+    """A driver with `--lease-timeout 600` beats every 150 s: another started with the default 60 s must not judge
+    its lease stale between two beats (nor `sweep status` say that nothing runs), only after the holder's 600 s."""
+    from sweep.store import running_sweep
+    store = Store.open(str(tmp_path / "s"))
+    holder = Lease.acquire(store, "patient", timeout=600)
+    path = tmp_path / "s" / LEASE
+    path.write_text(json.dumps({**json.loads(path.read_text()), "heartbeat": time.time() - 100}))  # between beats
+    with pytest.raises(StoreBusy, match=r"run patient.* after 600 s without a heartbeat"):
+        Lease.acquire(store, "hasty", timeout=60)
+    assert "run patient" in running_sweep(store)
+    path.write_text(json.dumps({**json.loads(path.read_text()), "heartbeat": time.time() - 700, "pid": dead_pid()}))
+    Lease.acquire(store, "hasty", timeout=60).release()                # a crashed holder's lease is still taken
+    assert not holder.refresh()
