@@ -1128,7 +1128,7 @@ class Lease:
         finally:
             stop.set()
             thread.join()
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, StoreError):   # it goes stale by itself (an object store's: StoreError)
                 self.release()
 
 

@@ -280,3 +280,22 @@ def test_a_driver_with_a_shorter_timeout_never_takes_a_lease_its_holder_still_be
     path.write_text(json.dumps({**json.loads(path.read_text()), "heartbeat": time.time() - 700, "pid": dead_pid()}))
     Lease.acquire(store, "hasty", timeout=60).release()                # a crashed holder's lease is still taken
     assert not holder.refresh()
+
+
+def test_a_release_the_object_store_does_not_answer_leaves_the_run_s_outcome(object_store, monkeypatch):
+    """The lease goes stale by itself: a claim that cannot be deleted at the end (the endpoint gone silent) must not
+    replace the run's summary, or its own error, with the store's one line, as it does not on a disk."""
+    lease = Lease.acquire(object_store, "mine")
+    calls = Store.bounded
+
+    def silent_on_delete(self, call, *args, **kwargs):
+        if getattr(call, "__name__", "") == "delete_file":
+            raise TimeoutError("no answer in 60 s")           # what `within` raises (an OSError)
+        return calls(self, call, *args, **kwargs)
+    monkeypatch.setattr(Store, "bounded", silent_on_delete)
+    with pytest.raises(KeyError, match="the run's own"):
+        with lease.kept():
+            raise KeyError("the run's own")
+    with lease.kept():
+        outcome = "summary"
+    assert outcome == "summary"
