@@ -1186,11 +1186,14 @@ def held_order(record: dict) -> tuple[float, str]:
 
 def read_claims(store: "Store") -> list[tuple[str, dict]]:
     """(path, record) of every claim object in `{store}/leases/`; one that is not readable JSON counts as a
-    claim written at the object's modification time."""
+    claim written at the object's modification time, one deleted since the listing (a claimant stepping back, a
+    release) as none."""
     claims = []
     for info in store.listing(LEASES):
         if info.type == pafs.FileType.File and info.base_name.endswith(".json"):
-            claims.append((info.path, read_record(store, info)))
+            record = read_record(store, info)
+            if record is not None:
+                claims.append((info.path, record))
     return claims
 
 
@@ -1206,13 +1209,17 @@ def read_lease(store: "Store") -> dict | None:
     return read_record(store, info)
 
 
-def read_record(store: "Store", info: pafs.FileInfo) -> dict:
-    """A lease record. One that is not readable JSON (a writer caught between create and write, or a damaged
-    file) counts as written at the file's modification time."""
-    with contextlib.suppress(OSError):
+def read_record(store: "Store", info: pafs.FileInfo) -> dict | None:
+    """A lease record, or None when the file is gone by the time it is read. One that is not readable JSON (a
+    writer caught between create and write, or a damaged file) counts as written at the file's modification time."""
+    try:
         record = parsed_lease(store.bounded(store._whole_file, info.path))
-        if record is not None:
-            return record
+    except FileNotFoundError:
+        return None
+    except OSError:
+        record = None
+    if record is not None:
+        return record
     mtime = info.mtime.timestamp() if info.mtime is not None else time.time()
     return {"host": "?", "pid": -1, "run": "?", "heartbeat": mtime, "unreadable": True, "state": "held"}
 

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import types
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -299,3 +300,23 @@ def test_a_release_the_object_store_does_not_answer_leaves_the_run_s_outcome(obj
     with lease.kept():
         outcome = "summary"
     assert outcome == "summary"
+
+
+def test_on_an_object_store_a_claim_withdrawn_between_the_listing_and_its_read_is_no_holder(object_store,
+                                                                                             monkeypatch):
+    """A claimant that met another steps back by deleting its claim, often just after a racing driver listed it: the
+    claim gone when read is no claim, not an unreadable held lease ("in use by another sweep run" when nobody
+    holds the store)."""
+    write_claim(object_store, "other", "claiming")
+    listing = Store.listing
+
+    def other_steps_back_after_the_listing(self, directory="", recursive=False):
+        infos = listing(self, directory, recursive)
+        if directory == LEASES:
+            (Path(self.root) / LEASES / "other.json").unlink(missing_ok=True)
+        return infos
+    monkeypatch.setattr(Store, "listing", other_steps_back_after_the_listing)
+    assert read_lease(object_store) is None
+    lease = Lease.acquire(object_store, "mine")
+    assert [r["run"] for _, r in read_claims(object_store)] == ["mine"]
+    lease.release()
