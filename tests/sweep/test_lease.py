@@ -320,3 +320,14 @@ def test_on_an_object_store_a_claim_withdrawn_between_the_listing_and_its_read_i
     lease = Lease.acquire(object_store, "mine")
     assert [r["run"] for _, r in read_claims(object_store)] == ["mine"]
     lease.release()
+
+
+def test_a_claim_deleted_after_the_listing_reads_as_none_on_the_servers(server):
+    """What `read_claims` relies on: reading an object deleted since it was listed raises FileNotFoundError."""
+    from sweep.store import read_record
+    store = Store.open(server.uri("withdrawn"))
+    write_claim(store, "other", "claiming")
+    (info,) = store.listing(LEASES)
+    assert read_record(store, info)["run"] == "other"
+    store.delete(f"{LEASES}/other.json")
+    assert read_record(store, info) is None
