@@ -614,6 +614,9 @@ class Store:
             root = os.path.abspath(os.path.expanduser(uri))
             return cls(root, pafs.LocalFileSystem(), root)
         scheme = uri.split("://", 1)[0].lower()
+        if scheme not in ("s3", "gs", "gcs", "file"):   # the lease and the atomic writes know no other
+            raise StoreError(f"cannot open store {redacted_uri(uri)}: a store is a directory, a file:// path, or an "
+                             f"s3:// or gs:// URI")
         try:
             if scheme in ("s3", "gs", "gcs"):
                 fs, root = open_object_store(uri)

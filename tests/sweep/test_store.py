@@ -627,3 +627,14 @@ def test_a_corrected_command_drops_what_the_first_command_left_beside_its_missin
     reconcile_store(corrected, io.StringIO())
     assert [corrected.store.files(d) for d in (FRAMES, TRAJECTORIES, FAILURES)] == [[], [], []]
     assert corrected.store.read_manifest()["schedule"] == "tiny"
+
+
+@pytest.mark.parametrize("uri", ["abfs://container@account.dfs.core.windows.net/run", "mock:///run"])
+def test_a_store_on_a_file_system_with_no_lease_of_its_own_is_refused(tmp_path, monkeypatch, uri):
+    """pyarrow opens more file systems than the store knows: on Azure the lease (only a disk's or S3/GCS's) was a
+    lease.json on this machine's disk, under the working directory, which no other driver sees."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError, match=r"a directory, a file:// path, or an s3:// or gs:// URI") as refused:
+        Store.open(uri)
+    assert "\n" not in str(refused.value)
+    assert list(tmp_path.iterdir()) == []
