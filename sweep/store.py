@@ -14,7 +14,7 @@
 {store}/analysis/              tables written by `sweep analyze`
 {store}/.tmp/                  files being written, renamed into place when whole (`cleanup_temp` clears old ones)
 {store}/quarantine/            unreadable files `sweep run` moved aside (their items are run again)
-{store}/lease.json             the running driver's lease: host, pid, run id and heartbeat (`Lease`)
+{store}/lease.json             the running driver's lease: host, pid, run id, timeout and heartbeat (`Lease`)
 {store}/leases/RUN.json        on an object store, the lease as one claim object per driver (`Lease`)
 ```
 A missing value is a null: `partner`, `partner_name` and `partner_logit` for a job without a second class, `source`
@@ -1054,7 +1054,8 @@ class Lease:
     refresh that finds its claim deleted (judged stale by another driver), or another held claim older than its
     own, gives the lease up (`lost`)."""
     store: "Store"
-    record: dict                        # host, pid, run, started, heartbeat (and state, held_since on object stores)
+    record: dict                        # host, pid, run, timeout, started, heartbeat (and state, held_since on
+                                        #   object stores)
     timeout: float = LEASE_TIMEOUT
     lost: str | None = None             # set when a refresh found another driver's lease
 
