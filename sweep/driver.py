@@ -37,8 +37,8 @@ from sweep.fleet import ClusterConfig, FleetRun, SweepError, check_cluster
 from sweep.interrupts import INTERRUPTED
 from sweep.plan import Batch, Plan, PlanError, canonical_options, cut_batches, make_plan, refuse_unused_options
 from sweep.progress import Progress, format_duration
-from sweep.store import FAILURES, IMAGES, LEASE_TIMEOUT, Lease, ManifestMismatch, Store, StoreError, all_keys, \
-    failures_table, manifest_differences, new_manifest, source_file, source_hash
+from sweep.store import FAILURES, FRAMES, IMAGES, LEASE_TIMEOUT, TRAJECTORIES, Lease, ManifestMismatch, Store, \
+    StoreError, all_keys, failures_table, manifest_differences, new_manifest, source_file, source_hash
 
 NOISE_SIDE = 299   # `--images noise:N` without a model at hand: Deep dream's `torch.rand(1, 3, 299, 299)`
 
@@ -499,7 +499,9 @@ def reconcile_store(prepared: Prepared, out: TextIO) -> dict[str, list[str]]:
               file=out)
     stored = store.read_manifest()
     if stored is not None and manifest_differences(identity(stored), identity(prepared.manifest)):
-        for path in store.files(FAILURES):   # a corrected command into a store with no image: the old attempts go
+        # A corrected command into a store with no image: the old attempts go, and the frames and steps of batches
+        # stopped before their images/ file (written first), which the readers would take for this sweep's.
+        for path in (path for directory in (FAILURES, FRAMES, TRAJECTORIES) for path in store.files(directory)):
             store.delete_file(path)
         stored = None
     if stored is None:
@@ -507,7 +509,7 @@ def reconcile_store(prepared: Prepared, out: TextIO) -> dict[str, list[str]]:
     for line in plan.notes():
         print(line, file=out)
     for name, pixels in prepared.sources.items():   # once: workers on any node read them from the store
-        if not store.exists(source_file(name)):
+        if stored is None or not store.exists(source_file(name)):   # a new manifest's hashes: its pictures too
             store.write_source(name, pixels)
     if removed:
         print(f"removed {removed} temporary files left by an interrupted run", file=out)

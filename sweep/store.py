@@ -14,7 +14,7 @@
 {store}/analysis/              tables written by `sweep analyze`
 {store}/.tmp/                  files being written, renamed into place when whole (`cleanup_temp` clears old ones)
 {store}/quarantine/            unreadable files `sweep run` moved aside (their items are run again)
-{store}/lease.json             the running driver's lease: host, pid, run id and heartbeat (`Lease`)
+{store}/lease.json             the running driver's lease: host, pid, run id, timeout and heartbeat (`Lease`)
 {store}/leases/RUN.json        on an object store, the lease as one claim object per driver (`Lease`)
 ```
 A missing value is a null: `partner`, `partner_name` and `partner_logit` for a job without a second class, `source`
@@ -614,6 +614,9 @@ class Store:
             root = os.path.abspath(os.path.expanduser(uri))
             return cls(root, pafs.LocalFileSystem(), root)
         scheme = uri.split("://", 1)[0].lower()
+        if scheme not in ("s3", "gs", "gcs", "file"):   # the lease and the atomic writes know no other
+            raise StoreError(f"cannot open store {redacted_uri(uri)}: a store is a directory, a file:// path, or an "
+                             f"s3:// or gs:// URI")
         try:
             if scheme in ("s3", "gs", "gcs"):
                 fs, root = open_object_store(uri)
@@ -1051,14 +1054,15 @@ class Lease:
     refresh that finds its claim deleted (judged stale by another driver), or another held claim older than its
     own, gives the lease up (`lost`)."""
     store: "Store"
-    record: dict                        # host, pid, run, started, heartbeat (and state, held_since on object stores)
+    record: dict                        # host, pid, run, timeout, started, heartbeat (and state, held_since on
+                                        #   object stores)
     timeout: float = LEASE_TIMEOUT
     lost: str | None = None             # set when a refresh found another driver's lease
 
     @classmethod
     def acquire(cls, store: "Store", run: str, timeout: float = LEASE_TIMEOUT) -> "Lease":
         """Take the store's lease for run `run`, or raise StoreBusy naming the driver that holds it."""
-        record = {"host": socket.gethostname(), "pid": os.getpid(), "run": run,
+        record = {"host": socket.gethostname(), "pid": os.getpid(), "run": run, "timeout": timeout,
                   "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "heartbeat": time.time()}
         if store.is_object_store:
             return cls(store, claim_on_object_store(store, record, timeout), timeout)
@@ -1128,7 +1132,7 @@ class Lease:
         finally:
             stop.set()
             thread.join()
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, StoreError):   # it goes stale by itself (an object store's: StoreError)
                 self.release()
 
 
@@ -1186,11 +1190,14 @@ def held_order(record: dict) -> tuple[float, str]:
 
 def read_claims(store: "Store") -> list[tuple[str, dict]]:
     """(path, record) of every claim object in `{store}/leases/`; one that is not readable JSON counts as a
-    claim written at the object's modification time."""
+    claim written at the object's modification time, one deleted since the listing (a claimant stepping back, a
+    release) as none."""
     claims = []
     for info in store.listing(LEASES):
         if info.type == pafs.FileType.File and info.base_name.endswith(".json"):
-            claims.append((info.path, read_record(store, info)))
+            record = read_record(store, info)
+            if record is not None:
+                claims.append((info.path, record))
     return claims
 
 
@@ -1206,22 +1213,33 @@ def read_lease(store: "Store") -> dict | None:
     return read_record(store, info)
 
 
-def read_record(store: "Store", info: pafs.FileInfo) -> dict:
-    """A lease record. One that is not readable JSON (a writer caught between create and write, or a damaged
-    file) counts as written at the file's modification time."""
+def read_record(store: "Store", info: pafs.FileInfo) -> dict | None:
+    """A lease record, or None when the file is gone by the time it is read. One that is not readable JSON (a
+    writer caught between create and write, or a damaged file) counts as written at the file's modification time."""
     try:
-        record = json.loads(store.bounded(store._whole_file, info.path)[:65536])
-        if isinstance(record, dict) and isinstance(record.get("heartbeat"), (int, float)):
-            return record
-    except (OSError, ValueError):
-        pass
+        record = parsed_lease(store.bounded(store._whole_file, info.path))
+    except FileNotFoundError:
+        return None
+    except OSError:
+        record = None
+    if record is not None:
+        return record
     mtime = info.mtime.timestamp() if info.mtime is not None else time.time()
     return {"host": "?", "pid": -1, "run": "?", "heartbeat": mtime, "unreadable": True, "state": "held"}
 
 
+def parsed_lease(data: bytes) -> dict | None:
+    """The lease record in a lease file's bytes; None when they hold none (not JSON, no heartbeat)."""
+    try:
+        record = json.loads(data[:65536])
+    except (ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("heartbeat"), (int, float)) else None
+
+
 def lease_expired(record: dict, timeout: float) -> bool:
-    """No heartbeat for `timeout` seconds, or held by a process of this host that no longer exists."""
-    if time.time() - float(record["heartbeat"]) > timeout:
+    """No heartbeat for `stale_after` seconds, or held by a process of this host that no longer exists."""
+    if time.time() - float(record["heartbeat"]) > stale_after(record, timeout):
         return True
     if record.get("host") == socket.gethostname() and isinstance(record.get("pid"), int) and record["pid"] > 0:
         try:
@@ -1231,6 +1249,16 @@ def lease_expired(record: dict, timeout: float) -> bool:
         except PermissionError:   # exists, another user's
             return False
     return False
+
+
+def stale_after(record: dict, timeout: float) -> float:
+    """Seconds without a heartbeat after which a lease is stale: `timeout`, or for a held lease the longer timeout
+    its own driver took (`--lease-timeout`), which beats only every quarter of it. A claim still "claiming" on an
+    object store is judged by `timeout` alone (its caller's short CLAIM_TIMEOUT)."""
+    own = record.get("timeout")
+    if record.get("state", "held") != "held" or not isinstance(own, (int, float)) or isinstance(own, bool):
+        return timeout
+    return max(timeout, float(own))
 
 
 def running_sweep(store: "Store", timeout: float = LEASE_TIMEOUT) -> str | None:
@@ -1254,8 +1282,8 @@ def no_images_yet(store: "Store") -> StoreError:
 
 def busy(store: "Store", holder: dict, timeout: float) -> StoreBusy:
     return StoreBusy(f"store {store.uri} is in use by another sweep run ({describe_lease(holder)}): wait for it to "
-                     f"finish; a driver that died releases the store after {timeout:g} s without a heartbeat "
-                     f"(--lease-timeout)")
+                     f"finish; a driver that died releases the store after {stale_after(holder, timeout):g} s "
+                     f"without a heartbeat (--lease-timeout)")
 
 
 def describe_lease(record: dict) -> str:
@@ -1283,7 +1311,8 @@ def _create_exclusive(store: "Store", relative: str, data: bytes) -> bool:
 
 def _break_lease(store: "Store", stale: dict) -> None:
     """Remove a stale `lease.json`, making sure it is the one judged stale: it is renamed aside first (one of two
-    drivers breaking it together wins) and put back if another driver renewed it meanwhile."""
+    drivers breaking it together wins) and put back if it is a lease written since, by a driver that took it
+    meanwhile or by the stale one beating again (an unreadable stale lease included: what was moved is readable)."""
     path = store.path(LEASE)
     aside = f"{path}.stale-{uuid.uuid4().hex[:8]}"
     try:
@@ -1292,10 +1321,10 @@ def _break_lease(store: "Store", stale: dict) -> None:
         return
     try:
         with open(aside, "rb") as handle:
-            moved = json.loads(handle.read(65536))
-    except (OSError, ValueError):
+            moved = parsed_lease(handle.read(65536))
+    except OSError:
         moved = None
-    if isinstance(moved, dict) and not stale.get("unreadable") and moved.get("run") != stale.get("run"):
+    if moved is not None and (moved.get("run"), moved["heartbeat"]) != (stale.get("run"), stale["heartbeat"]):
         with contextlib.suppress(FileExistsError):
             os.link(aside, path)   # a fresh lease was moved: put it back (link fails if a new one exists)
     os.remove(aside)

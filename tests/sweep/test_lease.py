@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import types
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -233,3 +234,100 @@ def test_drivers_starting_together_on_an_object_store_never_both_hold_it(server,
             holders[0].release()
         assert read_claims(store) == []
     assert max(rounds) == 1, rounds
+
+
+@pytest.mark.parametrize("stale", ["unreadable", "refreshed"])
+def test_of_two_drivers_breaking_a_stale_lease_together_the_second_leaves_the_firsts_new_lease(tmp_path, monkeypatch,
+                                                                                                stale):
+    """Drivers A and B both judge lease.json stale; A breaks it and takes the lease before B breaks it: B must find
+    A's fresh lease in its place and put it back (then be refused), whether the stale lease was unreadable (a
+    driver that died between creating and writing it) or a readable one whose driver came back and beat in time."""
+    store = Store.open(str(tmp_path / "s"))
+    os.makedirs(store.root)
+    path = tmp_path / "s" / LEASE
+    if stale == "unreadable":
+        path.write_bytes(b"")
+        os.utime(path, (time.time() - 120, time.time() - 120))
+    else:
+        path.write_text(json.dumps(record(os.getpid(), age=120, run="mine")))
+    real_read_lease, holders = store_module.read_lease, []
+
+    def a_breaks_it_first(s: Store) -> dict | None:
+        seen = real_read_lease(s)                              # B's view: a stale lease
+        monkeypatch.setattr(store_module, "read_lease", real_read_lease)
+        if stale == "unreadable":
+            holders.append(Lease.acquire(store, "a", timeout=60))
+        else:                                                  # the stale driver itself beats just in time
+            path.write_text(json.dumps(record(os.getpid(), run="mine")))
+        return seen
+    monkeypatch.setattr(store_module, "read_lease", a_breaks_it_first)
+    with pytest.raises(StoreBusy):
+        Lease.acquire(store, "b", timeout=60)
+    assert real_read_lease(store)["run"] == ("a" if stale == "unreadable" else "mine")
+    assert [p.name for p in (tmp_path / "s").iterdir()] == [LEASE]
+
+
+def test_a_driver_with_a_shorter_timeout_never_takes_a_lease_its_holder_still_beats(tmp_path):
+    """A driver with `--lease-timeout 600` beats every 150 s: another started with the default 60 s must not judge
+    its lease stale between two beats (nor `sweep status` say that nothing runs), only after the holder's 600 s."""
+    from sweep.store import running_sweep
+    store = Store.open(str(tmp_path / "s"))
+    holder = Lease.acquire(store, "patient", timeout=600)
+    path = tmp_path / "s" / LEASE
+    path.write_text(json.dumps({**json.loads(path.read_text()), "heartbeat": time.time() - 100}))  # between beats
+    with pytest.raises(StoreBusy, match=r"run patient.* after 600 s without a heartbeat"):
+        Lease.acquire(store, "hasty", timeout=60)
+    assert "run patient" in running_sweep(store)
+    path.write_text(json.dumps({**json.loads(path.read_text()), "heartbeat": time.time() - 700, "pid": dead_pid()}))
+    Lease.acquire(store, "hasty", timeout=60).release()                # a crashed holder's lease is still taken
+    assert not holder.refresh()
+
+
+def test_a_release_the_object_store_does_not_answer_leaves_the_run_s_outcome(object_store, monkeypatch):
+    """The lease goes stale by itself: a claim that cannot be deleted at the end (the endpoint gone silent) must not
+    replace the run's summary, or its own error, with the store's one line, as it does not on a disk."""
+    lease = Lease.acquire(object_store, "mine")
+    calls = Store.bounded
+
+    def silent_on_delete(self, call, *args, **kwargs):
+        if getattr(call, "__name__", "") == "delete_file":
+            raise TimeoutError("no answer in 60 s")           # what `within` raises (an OSError)
+        return calls(self, call, *args, **kwargs)
+    monkeypatch.setattr(Store, "bounded", silent_on_delete)
+    with pytest.raises(KeyError, match="the run's own"):
+        with lease.kept():
+            raise KeyError("the run's own")
+    with lease.kept():
+        outcome = "summary"
+    assert outcome == "summary"
+
+
+def test_on_an_object_store_a_claim_withdrawn_between_the_listing_and_its_read_is_no_holder(object_store,
+                                                                                             monkeypatch):
+    """A claimant that met another steps back by deleting its claim, often just after a racing driver listed it: the
+    claim gone when read is no claim, not an unreadable held lease ("in use by another sweep run" when nobody
+    holds the store)."""
+    write_claim(object_store, "other", "claiming")
+    listing = Store.listing
+
+    def other_steps_back_after_the_listing(self, directory="", recursive=False):
+        infos = listing(self, directory, recursive)
+        if directory == LEASES:
+            (Path(self.root) / LEASES / "other.json").unlink(missing_ok=True)
+        return infos
+    monkeypatch.setattr(Store, "listing", other_steps_back_after_the_listing)
+    assert read_lease(object_store) is None
+    lease = Lease.acquire(object_store, "mine")
+    assert [r["run"] for _, r in read_claims(object_store)] == ["mine"]
+    lease.release()
+
+
+def test_a_claim_deleted_after_the_listing_reads_as_none_on_the_servers(server):
+    """What `read_claims` relies on: reading an object deleted since it was listed raises FileNotFoundError."""
+    from sweep.store import read_record
+    store = Store.open(server.uri("withdrawn"))
+    write_claim(store, "other", "claiming")
+    (info,) = store.listing(LEASES)
+    assert read_record(store, info)["run"] == "other"
+    store.delete(f"{LEASES}/other.json")
+    assert read_record(store, info) is None

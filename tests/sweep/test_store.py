@@ -586,3 +586,55 @@ def test_a_refusal_names_the_file_once():
     error = OSError("Could not open Parquet input source 'b/s/images/part-1.parquet': Couldn't deserialize thrift")
     assert unreadable("images/part-1.parquet", error).startswith(
         "unreadable file images/part-1.parquet: Couldn't deserialize thrift (`sweep run` with the store's command")
+
+
+def test_a_corrected_command_with_another_picture_under_the_same_name_stores_the_new_picture(tmp_path):
+    """A first run that stored no image takes a corrected command (test_cli), and the manifest then keeps the new
+    picture's hash: the picture the workers read from sources/ must be the new one too, not the first run's."""
+    import io
+    from PIL import Image
+    from sweep.driver import reconcile_store
+    picture = tmp_path / "cat.png"
+    store = str(tmp_path / "s")
+    config = SweepConfig(store=store, model="digits", weights="random", schedule="tiny", jobs="transfigure",
+                         classes="0-1", images=(str(picture),))
+    for value in (0, 200):                          # the wrong picture first, then the right one
+        Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(picture)
+        prepared = prepare(config)
+        reconcile_store(prepared, io.StringIO())    # the first run stops before any image is stored
+    st = Store.open(store)
+    (name,) = prepared.sources
+    assert st.read_manifest()["sources"] == prepared.manifest["sources"]
+    assert (st.read_source(name) == prepared.sources[name]).all()
+
+
+def test_a_corrected_command_drops_what_the_first_command_left_beside_its_missing_images(tmp_path):
+    """A batch writes its frames/ and trajectories/ files before its images/ file: a first run stopped between them
+    leaves the first command's frames and steps in a store that then takes a corrected command (another schedule
+    here). They go with the first command's failures, or the readers (first file by name) would take them for the
+    new sweep's."""
+    import io
+    from sweep.driver import reconcile_store
+    from sweep.store import FRAMES, TRAJECTORIES
+    config = SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule="digits",
+                         jobs="interpolate", classes="0-1", pairs="0+1", images=("noise:1",), batch_size=1)
+    first = prepare(config)
+    first.store.write_manifest(first.manifest)
+    key = first.plan.items()[0].key
+    for directory, rows in ((FRAMES, [f"{key}#frame0"]), (TRAJECTORIES, [key]), (FAILURES, [key])):
+        first.store.write_table(f"{directory}/part-000000-old.parquet", pa.table({"key": rows}))
+    corrected = prepare(SweepConfig(**{**config.__dict__, "schedule": "tiny"}))
+    reconcile_store(corrected, io.StringIO())
+    assert [corrected.store.files(d) for d in (FRAMES, TRAJECTORIES, FAILURES)] == [[], [], []]
+    assert corrected.store.read_manifest()["schedule"] == "tiny"
+
+
+@pytest.mark.parametrize("uri", ["abfs://container@account.dfs.core.windows.net/run", "mock:///run"])
+def test_a_store_on_a_file_system_with_no_lease_of_its_own_is_refused(tmp_path, monkeypatch, uri):
+    """pyarrow opens more file systems than the store knows: on Azure the lease (only a disk's or S3/GCS's) was a
+    lease.json on this machine's disk, under the working directory, which no other driver sees."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError, match=r"a directory, a file:// path, or an s3:// or gs:// URI") as refused:
+        Store.open(uri)
+    assert "\n" not in str(refused.value)
+    assert list(tmp_path.iterdir()) == []
