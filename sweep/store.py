@@ -1124,6 +1124,10 @@ class Lease:
                         return
                 except (OSError, StoreError):   # a failed heartbeat is retried; the lease goes stale only if they
                     continue                      # all fail
+                except Exception as error:        # not the store's answer: every beat would fail so, and the lease
+                    self.lost = (f"store {self.store.uri}: the lease's heartbeat failed ({first_line(error)}); "
+                                 f"this run stops rather than go on without it")   # go stale under a running driver
+                    return
 
         thread = threading.Thread(target=beat, name="classweep-lease", daemon=True)
         thread.start()
@@ -1185,7 +1189,7 @@ def claim_file(run: str) -> str:
 
 def held_order(record: dict) -> tuple[float, str]:
     """Sort key of held claims: the one that took the lease first comes first (ties broken by run id)."""
-    return float(record.get("held_since", 0)), str(record.get("run"))
+    return record.get("held_since", 0), str(record.get("run"))
 
 
 def read_claims(store: "Store") -> list[tuple[str, dict]]:
@@ -1234,7 +1238,16 @@ def parsed_lease(data: bytes) -> dict | None:
         record = json.loads(data[:65536])
     except (ValueError, RecursionError):
         return None
-    return record if isinstance(record, dict) and isinstance(record.get("heartbeat"), (int, float)) else None
+    numbers = ("heartbeat", "held_since")   # held_since only on an object store's held claims
+    if not isinstance(record, dict) or not all(is_number(record.get(name, 0.0)) for name in numbers) \
+            or "heartbeat" not in record:
+        return None
+    return record
+
+
+def is_number(value) -> bool:
+    """An int or float that is not a bool (JSON's true would pass as 1)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def lease_expired(record: dict, timeout: float) -> bool:
@@ -1256,7 +1269,7 @@ def stale_after(record: dict, timeout: float) -> float:
     its own driver took (`--lease-timeout`), which beats only every quarter of it. A claim still "claiming" on an
     object store is judged by `timeout` alone (its caller's short CLAIM_TIMEOUT)."""
     own = record.get("timeout")
-    if record.get("state", "held") != "held" or not isinstance(own, (int, float)) or isinstance(own, bool):
+    if record.get("state", "held") != "held" or not is_number(own):
         return timeout
     return max(timeout, float(own))
 

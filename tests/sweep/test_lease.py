@@ -119,6 +119,33 @@ def test_kept_beats_on_a_thread_and_releases_at_the_end(tmp_path):
     assert read_lease(store) is None
 
 
+def test_a_heartbeat_that_fails_unexpectedly_stops_the_run_instead_of_letting_the_lease_go_stale(tmp_path,
+                                                                                                  monkeypatch):
+    """An error that is not the store's (a bug, a record it cannot read) would fail every beat: the thread ended
+    silently, the lease went stale under a running driver and another could take the store. Now the run is told to
+    stop, as when another driver took the lease."""
+    store = Store.open(str(tmp_path / "s"))
+    lease = Lease.acquire(store, "mine", timeout=0.2)            # a beat every 0.05 s
+
+    def broken_refresh():
+        raise TypeError("'<' not supported between instances of 'str' and 'float'")
+    monkeypatch.setattr(lease, "refresh", broken_refresh)
+    with lease.kept():
+        deadline = time.monotonic() + 30
+        while lease.lost is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert lease.lost == (f"store {store.uri}: the lease's heartbeat failed ('<' not supported between instances of "
+                          "'str' and 'float'); this run stops rather than go on without it")
+
+
+@pytest.mark.parametrize("claim", [{"heartbeat": "yesterday"}, {"heartbeat": True},
+                                   {"heartbeat": 1.0, "held_since": "noon"}])
+def test_a_lease_record_with_a_field_that_is_not_a_number_counts_as_unreadable(claim):
+    from sweep.store import parsed_lease
+    assert parsed_lease(json.dumps(claim).encode()) is None
+    assert parsed_lease(json.dumps({"heartbeat": 1.0, "held_since": 2}).encode()) is not None
+
+
 # ---- the object-store claim protocol (no conditional write): on the local file system with the object-store path --
 
 @pytest.fixture
