@@ -252,6 +252,9 @@ def models() -> None:
 @click.option("--lease-timeout", type=click.FloatRange(min=1), default=60.0, show_default=True,
               help="Seconds without a heartbeat after which another driver's lease on the store counts as stale "
               "(a crashed driver's) and this run takes the store over.")
+@click.option("--check-files", is_flag=True, help="Before the run, read every column of every stored file, not "
+              "only the keys, and move a file that cannot be read whole into {store}/quarantine/ (its items run "
+              "again): for a file another command refused as damaged. Reads the whole store once.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (items, batches, image-iterations per job) and the "
               "store's progress; start nothing, write nothing.")
 @click.option("--calibrate", is_flag=True, help="With the dry run: time a few steps on this machine's device and "
@@ -259,7 +262,7 @@ def models() -> None:
 @cluster_options
 def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants, images, layers, seeds, schedule,
         job_schedules, batch_size, max_attempts, bf16, channels_last, compile_, cudnn_benchmark, trajectory,
-        lease_timeout, dry_run, calibrate, address, workers, device, cpus_per_worker, gpu_wait,
+        lease_timeout, check_files, dry_run, calibrate, address, workers, device, cpus_per_worker, gpu_wait,
         stall_timeout) -> None:
     """Generate images for every selected class (resumes an interrupted run of the same command)."""
     config = SweepConfig(store=store, model=model, weights=weights, jobs=jobs, classes=classes, pairs=pairs,
@@ -268,7 +271,8 @@ def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants
                          job_schedules=tuple(job_schedules), batch_size=batch_size,
                          cluster=cluster_config(address, workers, device, cpus_per_worker, gpu_wait, stall_timeout),
                          max_attempts=max_attempts, bf16=bf16, channels_last=channels_last, compile=compile_,
-                         cudnn_benchmark=cudnn_benchmark, trajectory=trajectory, lease_timeout=lease_timeout)
+                         cudnn_benchmark=cudnn_benchmark, trajectory=trajectory, lease_timeout=lease_timeout,
+                         check_files=check_files)
     if dry_run or calibrate:
         from sweep.driver import prepare
         from sweep.preview import calibrate as time_steps, preview

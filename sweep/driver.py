@@ -77,6 +77,8 @@ class SweepConfig:
     cudnn_benchmark: bool = True        # cuDNN picks its fastest kernels per shape on GPUs (speed only)
     lease_timeout: float = LEASE_TIMEOUT   # seconds without a heartbeat after which another driver's lease on
                                         #   the store is stale (a crashed driver's) and this run takes it over
+    check_files: bool = False           # the resume's quarantine pass reads every column of every stored file,
+                                        #   not only the keys (a file damaged in its pictures is set aside too)
 
 
 @dataclass(frozen=True)
@@ -493,7 +495,7 @@ def reconcile_store(prepared: Prepared, out: TextIO) -> dict[str, list[str]]:
     plan, store = prepared.plan, prepared.store
     check_manifest(store, prepared.manifest)
     removed = store.cleanup_temp()
-    quarantine = store.quarantine_unreadable()
+    quarantine = store.quarantine_unreadable(whole_files=prepared.config.check_files)
     for path, why in quarantine.moved:
         print(f"moved {store.location_of(path)} into {store.location('quarantine')}/ ({why}): its items run again",
               file=out)

@@ -962,19 +962,21 @@ class Store:
         return {path: read[path] if path in read else list(known[path]) for path in paths}
 
     @object_store_errors
-    def quarantine_unreadable(self, directories: Sequence[str] = (FRAMES, TRAJECTORIES, IMAGES, FAILURES)
-                              ) -> Quarantine:
+    def quarantine_unreadable(self, directories: Sequence[str] = (FRAMES, TRAJECTORIES, IMAGES, FAILURES), *,
+                              whole_files: bool = False) -> Quarantine:
         """Move every file of `directories` whose `key` column cannot be read into `{store}/quarantine/`, so that
         its items count as missing and are run again (an object store that fails to answer is a StoreError, not a
         damaged file). A batch's frames/ and trajectories/ files carry its images/ file's name (an image row implies
         them): when one of them is unreadable, the batch's images/ file is moved aside too, or its items would count
         as done without them. One read of each file: the keys of the images/ files it could read come back with
-        what it moved, for the resume's `pending_work`. Only `sweep run` calls this, under its lease (it changes the
-        store)."""
+        what it moved, for the resume's `pending_work`. `whole_files` (`sweep run --check-files`): every column is
+        read, so that a file damaged only in its pictures or outputs is set aside too, at the cost of reading the
+        whole store. Only `sweep run` calls this, under its lease (it changes the store)."""
         moved, images, companions_lost = [], {}, {}
+        keys_or_why = functools.partial(self._keys_or_why, whole_file=whole_files)
         for directory in directories:
             paths = self.files(directory)
-            for path, keys in zip(paths, self.each_file(self._keys_or_why, paths)):
+            for path, keys in zip(paths, self.each_file(keys_or_why, paths)):
                 name = path.rsplit("/", 1)[1]
                 if isinstance(keys, Exception):
                     why = f"unreadable: {why_unreadable(keys)}"
@@ -1002,10 +1004,11 @@ class Store:
             target += f".{uuid.uuid4().hex[:8]}"
         self.bounded(self._move, path, self.path(target))
 
-    def _keys_or_why(self, path: str) -> list[str] | Exception:
-        """One file's keys, or why they cannot be read (not Parquet, no `key` column): a file to set aside."""
+    def _keys_or_why(self, path: str, whole_file: bool = False) -> list[str] | Exception:
+        """One file's keys, or why they cannot be read (not Parquet, no `key` column; with `whole_file`, any column
+        that cannot be decoded): a file to set aside."""
         try:
-            return key_column(self.read_file(path, ["key"]))
+            return key_column(self.read_file(path, None if whole_file else ["key"]))
         except (pa.ArrowInvalid, OSError, KeyError) as error:
             return error
 
@@ -1401,7 +1404,7 @@ def why_unreadable(error: BaseException) -> str:
 
 def unreadable(path: str, error: BaseException) -> str:
     """The one-line refusal of a store file that cannot be read, saying how to go on."""
-    return (f"unreadable file {path}: {why_unreadable(error)} (`sweep run` with the store's command moves it into "
-            f"{QUARANTINE}/ and runs its items again)")
+    return (f"unreadable file {path}: {why_unreadable(error)} (`sweep run --check-files` with the store's command "
+            f"moves it into {QUARANTINE}/ and runs its items again)")
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 
@@ -585,7 +586,8 @@ def test_a_read_error_on_an_object_store_is_the_files_unless_the_service_marked_
 def test_a_refusal_names_the_file_once():
     error = OSError("Could not open Parquet input source 'b/s/images/part-1.parquet': Couldn't deserialize thrift")
     assert unreadable("images/part-1.parquet", error).startswith(
-        "unreadable file images/part-1.parquet: Couldn't deserialize thrift (`sweep run` with the store's command")
+        "unreadable file images/part-1.parquet: Couldn't deserialize thrift (`sweep run --check-files` with the "
+        "store's command")
 
 
 def test_a_corrected_command_with_another_picture_under_the_same_name_stores_the_new_picture(tmp_path):
@@ -638,3 +640,53 @@ def test_a_store_on_a_file_system_with_no_lease_of_its_own_is_refused(tmp_path, 
         Store.open(uri)
     assert "\n" not in str(refused.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def damaged_column(path: str, column: str) -> None:
+    """Overwrite the page header of one column's chunk in a Parquet file on disk: the other columns still read."""
+    metadata = pq.read_metadata(path)
+    chunk = next(metadata.row_group(0).column(i) for i in range(metadata.num_columns)
+                 if metadata.row_group(0).column(i).path_in_schema == column)
+    with open(path, "r+b") as handle:
+        handle.seek(chunk.data_page_offset)
+        handle.write(b"\xff" * 16)
+
+
+def test_a_file_damaged_in_its_pictures_is_set_aside_by_the_whole_file_check_only(tmp_path):
+    """The resume's pass reads the keys only, so a file whose PNG column cannot be decoded passes it, while `export`
+    and `figures` refuse the file: `sweep run --check-files` reads every column and sets it aside, and the readers'
+    refusal names that option."""
+    store = Store.open(str(tmp_path))
+    for n in range(2):
+        store.write_table(f"{IMAGES}/part-{n}.parquet", images_table([result(target=n)], NAMES, "w"))
+    damaged_column(store.files(IMAGES)[1], "png")
+    assert store.quarantine_unreadable().moved == []                                 # the keys read fine
+    with pytest.raises(StoreError) as refused:
+        store.read(IMAGES)                                                            # every column, as export
+    assert str(refused.value).startswith(f"unreadable file {store.files(IMAGES)[1]}: ") and \
+        "(`sweep run --check-files` with the store's command moves it into quarantine/" in str(refused.value)
+    checked = store.quarantine_unreadable(whole_files=True)
+    assert [(path.rsplit("/", 1)[1], why.split(":")[0]) for path, why in checked.moved] == [
+        ("part-1.parquet", "unreadable")]
+    assert store.done_keys() == {"octave:-:0:-1:0"}
+
+
+def test_sweep_run_check_files_reaches_the_resume_s_pass(tmp_path, monkeypatch):
+    import io
+    from click.testing import CliRunner
+    import sweep.cli as cli_module
+    from sweep.driver import reconcile_store
+    from sweep.store import Quarantine
+    configs = []
+    monkeypatch.setattr(cli_module, "run_sweep", lambda config: configs.append(config) or sys.exit(0))
+    for flag in ([], ["--check-files"]):
+        CliRunner().invoke(cli_module.main, ["run", "--store", str(tmp_path / "s"), "--model", "digits", "--weights",
+                                             "random", "--schedule", "tiny", "--classes", "0-1", "--jobs", "octave",
+                                             *flag])
+    assert [config.check_files for config in configs] == [False, True]
+    passes = []
+    monkeypatch.setattr(Store, "quarantine_unreadable",
+                        lambda self, *a, whole_files=False: passes.append(whole_files) or Quarantine([], {}))
+    for config in configs:
+        reconcile_store(prepare(config), io.StringIO())
+    assert passes == [False, True]
