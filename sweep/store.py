@@ -1057,15 +1057,16 @@ class Lease:
     refresh that finds its claim deleted (judged stale by another driver), or another held claim older than its
     own, gives the lease up (`lost`)."""
     store: "Store"
-    record: dict                        # host, pid, run, timeout, started, heartbeat (and state, held_since on
-                                        #   object stores)
+    record: dict                        # host, pid, pid_namespace, run, timeout, started, heartbeat (and state,
+                                        #   held_since on object stores)
     timeout: float = LEASE_TIMEOUT
     lost: str | None = None             # set when a refresh found another driver's lease
 
     @classmethod
     def acquire(cls, store: "Store", run: str, timeout: float = LEASE_TIMEOUT) -> "Lease":
         """Take the store's lease for run `run`, or raise StoreBusy naming the driver that holds it."""
-        record = {"host": socket.gethostname(), "pid": os.getpid(), "run": run, "timeout": timeout,
+        record = {"host": socket.gethostname(), "pid": os.getpid(), "pid_namespace": pid_namespace(), "run": run,
+                  "timeout": timeout,
                   "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "heartbeat": time.time()}
         if store.is_object_store:
             return cls(store, claim_on_object_store(store, record, timeout), timeout)
@@ -1253,11 +1254,23 @@ def is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def pid_namespace() -> str:
+    """Which process ids this process sees ("pid:[4026531836]" on Linux; "" where there is no /proc): containers
+    that share a host name (`--network host`) but not their process ids differ here."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
 def lease_expired(record: dict, timeout: float) -> bool:
-    """No heartbeat for `stale_after` seconds, or held by a process of this host that no longer exists."""
+    """No heartbeat for `stale_after` seconds, or held by a process of this host that no longer exists (a process
+    this one can see: same host name and process-id namespace; a lease written before the namespace was recorded
+    counts as this one's)."""
     if time.time() - float(record["heartbeat"]) > stale_after(record, timeout):
         return True
-    if record.get("host") == socket.gethostname() and isinstance(record.get("pid"), int) and record["pid"] > 0:
+    if record.get("host") == socket.gethostname() and record.get("pid_namespace", pid_namespace()) == pid_namespace() \
+            and isinstance(record.get("pid"), int) and record["pid"] > 0:
         try:
             os.kill(record["pid"], 0)
         except ProcessLookupError:

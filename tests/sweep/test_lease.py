@@ -78,6 +78,20 @@ def test_a_stale_lease_is_taken_over(tmp_path, stale):
     lease.release()
 
 
+def test_a_lease_of_a_process_this_one_cannot_see_is_judged_by_its_heartbeat_only(tmp_path):
+    """Two containers on one host name (`--network host`) each with its own process ids: a live driver's pid is no
+    process here, which took its lease over at once. The lease records its pid namespace; only a lease of this one
+    is checked by pid (and one written before the namespace was recorded, as before)."""
+    from sweep.store import pid_namespace
+    gone = record(dead_pid())
+    assert lease_expired({**gone, "pid_namespace": pid_namespace()}, 60) and lease_expired(gone, 60)
+    assert not lease_expired({**gone, "pid_namespace": "pid:[1]"}, 60)
+    assert lease_expired({**gone, "pid_namespace": "pid:[1]", "heartbeat": time.time() - 61}, 60)
+    lease = Lease.acquire(Store.open(str(tmp_path / "s")), "mine")
+    assert read_lease(lease.store)["pid_namespace"] == pid_namespace() != ""
+    lease.release()
+
+
 def test_a_fresh_lease_of_another_host_is_respected_until_it_is_stale():
     other = record(pid=1, host="another-host")
     assert not lease_expired(other, timeout=60)
