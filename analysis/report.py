@@ -271,8 +271,8 @@ def read_snapshots(st: Store, keys: list[str]) -> dict[str, pd.DataFrame]:
 
 
 def recorded_snapshots(st: Store, keys: list[str]) -> dict[str, pd.DataFrame]:
-    """key -> its trajectories/ rows with a snapshot (step order), in the order asked; StoreError for a key without
-    any."""
+    """key -> its trajectories/ rows with a snapshot (step order, each step once: its first record in file order),
+    in the order asked; StoreError for a key without any."""
     if not keys:
         return {}
     from sweep.store import StoreError
@@ -280,7 +280,10 @@ def recorded_snapshots(st: Store, keys: list[str]) -> dict[str, pd.DataFrame]:
     found = pd.DataFrame() if table is None else table.to_pandas()
     out = {}
     for key, rows in (found.groupby("key", sort=False) if len(found) else ()):
-        out[key] = rows.sort_values("step").reset_index(drop=True)
+        # a step recorded twice (a batch run again leaves an image's snapshots in two files): its first record, in
+        # file order, as the stability table keeps it; else the video shows each step twice
+        once = rows.drop_duplicates(["octave", "step"], keep="first")
+        out[key] = once.sort_values("step", kind="stable").reset_index(drop=True)
     for key in dict.fromkeys(keys):
         if key not in out:
             raise StoreError(no_snapshots(key, st.uri, None if table is None else stored_snapshot_keys(st)))

@@ -313,6 +313,19 @@ def test_the_generation_video_ends_on_the_final_stored_image(tmp_path):
     assert len(with_final_image(older, None)) == 4
 
 
+def test_a_snapshot_recorded_twice_is_one_frame_of_the_video(tmp_path):
+    """Report hunt: a batch run again leaves an image's snapshots in two trajectories/ files; the video showed each
+    step twice (0, 0, 50, 50, ...), as the stability table counted them before it kept each step's first record."""
+    from analysis.report import read_snapshots
+    key = key_of("octave", "", 3, -1, 0)
+    store = write_store(str(tmp_path / "s"), NAMES, small_images(), options=OPTIONS)
+    Store.open(store).write_table(f"{TRAJECTORIES}/part-1.parquet", _recorded(key, [0, 50, 100]))
+    Store.open(store).write_table(f"{TRAJECTORIES}/part-2.parquet", _recorded(key, [0, 50, 100]))
+    assert read_snapshots(Store.open(store), [key])[key]["step"].tolist() == [0, 50, 100]
+    index = write_figures(store, trajectories=[key])
+    assert len(_gif_frames(index.parent / f"trajectory-{key.replace(':', '_')}.gif")) == 3
+
+
 def test_snapshots_are_read_for_the_keys_asked_only(tmp_path, monkeypatch):
     """Scale audit: a video of one image read every snapshot's picture and outputs of the store at once (with
     `--trajectory every:10,snapshots:50`, some fifteen PNGs per image of a 10^5-image sweep). Now file by file, the
