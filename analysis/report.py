@@ -28,6 +28,7 @@ import functools
 import json
 import os
 import posixpath
+import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -64,9 +65,12 @@ SOURCE_SIDE = 1024       # px, a fitted source photograph at most (`fitted_sourc
 # What the figures of the jobs from source images read of each row: a strip's logits of a and b are the stored
 # target_logit and partner_logit, a GIF's size the final image's width and height.
 IMAGE_JOB_COLUMNS = (*NUMERIC_COLUMNS, "step", "partner_logit", "width", "height", LABEL_PROB)
-# Names of what `write_figures` writes under its folder (anything else there is left alone).
-OWNED = ("contact-", "pca.", "graph-", "opposites-", "additions-", "features-", "transfigure-", "interpolation-",
-         "dream-", "directed-dream-", "transfer.", "trajectory-", "stability.", "classes/", "img/", "index.html")
+# Names of what `write_figures` writes under its folder, whole (anything else there is left alone: a user's
+# index.html.bak or graph-notes.txt beside a report is not a stale page of it).
+OWNED = re.compile(r"""(contact|opposites|additions|graph|transfigure|dream|directed-dream)-\d{2,}\.(png|svg)
+                       |(pca|transfer)\.(png|svg)|stability\.png|features-[^/]+\.(png|svg)
+                       |interpolation-[^/]+\.(png|gif)|trajectory-[^/]+\.(gif|mp4)|trajectory-videos\.json
+                       |classes/\d{4,}\.html|img/[^/]+\.png|index\.html""", re.VERBOSE)
 TRAJECTORY_FRAME_MS = 200   # trajectory videos: time per recorded snapshot (the last one is held GIF_HOLD_MS)
 SHOWN_KEYS = 10          # keys with snapshots named in the error for a --trajectories key without any
 VIDEOS_FILE = "trajectory-videos.json"   # the trajectory videos in the folder ({key, target, partner, gif, mp4,
@@ -649,7 +653,7 @@ class _Writer:
         """Delete what an earlier report left here and this one did not write (pages that no longer exist)."""
         for info in self.folder.listing(recursive=True):
             name = posixpath.relpath(info.path, self.root)
-            if info.type == pafs.FileType.File and name not in self.written and name.startswith(OWNED):
+            if info.type == pafs.FileType.File and name not in self.written and OWNED.fullmatch(name):
                 self.folder.delete_file(info.path)
 
 

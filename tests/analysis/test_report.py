@@ -123,6 +123,21 @@ def test_a_new_report_replaces_the_old_one(small_store):
     assert (out / "notes.txt").exists()
 
 
+def test_a_new_report_leaves_alone_the_users_files_whose_names_only_start_like_its_own(small_store):
+    """Report hunt: every file whose name started with one of the report's prefixes was deleted as stale, so
+    `--out` into a folder of one's own lost index.html.bak, graph-notes.txt or pca.md."""
+    out = write_figures(small_store).parent
+    mine = ["index.html.bak", "graph-notes.txt", "pca.md", "contact-list.csv", "classes/notes.txt", "img/README",
+            "trajectory-notes.txt", "additions-draft.png"]
+    for name in mine:
+        (out / name).write_text("the user's own file")
+    (out / "classes" / "0042.html").write_text("a page of an earlier, larger report")
+    (out / "img" / "octave_-_42_-1_0.png").write_bytes(b"an image of it")
+    write_figures(small_store)
+    assert all((out / name).exists() for name in mine)
+    assert not (out / "classes" / "0042.html").exists() and not (out / "img" / "octave_-_42_-1_0.png").exists()
+
+
 def test_a_store_without_octave_images_gets_its_opposites_and_additions_drawn(tmp_path):
     from analysis.report import NO_CLASSES
     store = make_small_store(tmp_path / "s", drop=tuple(item_key("octave", "", c, -1, 0) for c in range(6)))
