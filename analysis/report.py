@@ -184,6 +184,8 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     tables = load_tables(st)
     if "additions" in tables:   # every seed's images; the classes' and opposites' tables hold one image per class
         tables["additions"] = choice.rows(tables["additions"])
+        if tables["additions"].empty:   # none of the chosen seeds': no grid (an empty one was drawn)
+            del tables["additions"]
     classes = tables.get("classes")
     opposites = tables.get("opposites")
     additions = tables.get("additions")
@@ -453,6 +455,7 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     image_rows, key_index = _image_job_rows(st) if summary.image_jobs else (None, analysed or st.keys_by_file())
     snapshots = with_final_images(st, snapshots or {}, key_index)
     image_rows = seeds.rows(image_rows)   # of the chosen seeds; the key index stays the store's
+    image_rows = image_rows if image_rows is not None and len(image_rows) else None   # none of those seeds'
     steps = 1 + 2 * (classes is not None) + (opposites is not None) + (additions is not None) + ("pca" in tables) \
         + ("features" in tables) + (image_rows is not None) + scored   # 1: the HTML pages; 2: contact sheets, graph
     paged = set() if classes is None else set(classes["target"])

@@ -1,6 +1,7 @@
 """`SeedChoice` (`sweep figures --seeds`): which seeds of a store a report draws, and the report of some seeds."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,9 @@ import pytest
 from analysis import StoreError, write_figures
 from analysis.load import Rows
 from analysis.seeds import SeedChoice
-from test_image_figures import make_image_store
+from analysis.synthetic import write_store
+from handmade import NAMES, small_images
+from test_image_figures import IMAGE_OPTIONS, image_rows, make_image_store
 
 TWO_SEEDS = {"options": {"seeds": 2}}
 TEN_SEEDS = {"options": {"seeds": 10}}
@@ -96,3 +99,15 @@ def test_a_report_of_every_seed_draws_each_seeds_images(tmp_path):
     assert "(seed 1)" in index.read_text() and "Images of seed" not in index.read_text()
     page = (index.parent / "classes" / "0003.html").read_text()
     assert "transfigure_-_3_-1_1_photo.png.png" in page and "transfigure_-_3_-1_0_photo.png.png" in page
+
+
+def test_a_report_of_a_seed_without_additions_or_image_jobs_draws_no_empty_grid(tmp_path):
+    """Report hunt: `--seeds 1` on a store whose seed 1 holds only class images (its additions failed, say) drew an
+    empty additions grid, titled "Additions:  (page 1 of 1)", and listed it on the index."""
+    rows = [*small_images(), *image_rows(np.random.default_rng(1)),
+            *(dataclasses.replace(r, seed=1) for r in small_images() if r.job == "octave")]
+    store = write_store(str(tmp_path / "s"), NAMES, rows, options={**IMAGE_OPTIONS, "seeds": 2}, rows_per_file=5)
+    index = write_figures(store, seeds=[1])
+    files = report_files(index)
+    assert "contact-01.png" in files and not any(name.startswith(("additions-", "img/addition")) for name in files)
+    assert "<h3>Additions</h3>" not in index.read_text()
