@@ -9,6 +9,7 @@
     text_px, fit_text, wrap_text   a line's width from the font's glyph advances; a line cut (or a class name
                      wrapped onto two lines) to a width in pixels
     save             a Figure as PNG / SVG / PDF bytes
+    literal_text     a figure builder whose texts are drawn as written (a '$' in a name is no mathtext)
     image helpers    decode, fit_image, thumbnail, png_bytes, paletted, gif_bytes (Pillow: the store's PNGs and the
                      GIFs, whose palettes keep the marker colours exact)
 
@@ -55,6 +56,18 @@ def new_figure(width_px: float, height_px: float) -> Figure:
     figure = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI)
     FigureCanvasAgg(figure)
     return figure
+
+
+def literal_text(build: Callable[..., Figure]) -> Callable[..., Figure]:
+    """`build` (a function that makes a Figure) with every text it creates drawn as written: a class, photograph or
+    layer name holding two '$' is not mathtext (matplotlib parsed the text between as TeX: `sale_$5_$10.jpg` failed
+    the report, `$5 or $10` lost its dollars). matplotlib reads `text.parse_math` when a text is made, so the
+    setting holds only while `build` runs, and a notebook's own figures keep theirs."""
+    @functools.wraps(build)
+    def literal(*args, **kwargs) -> Figure:
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return build(*args, **kwargs)
+    return literal
 
 
 def save(figure: Figure, fmt: str = "png") -> bytes:
@@ -217,6 +230,7 @@ def grid_pages(cells: Sequence[Cell], *, title: str, columns: int, rows: int, th
                                                 title=f"{title} (page {p + 1} of {n_pages})", thumb=thumb))
 
 
+@literal_text
 def grid_figure(cells: Sequence[Cell], *, title: str, columns: int, thumb: int) -> Figure:
     """One page of cells, `columns` per row: the mosaic of thumbnails at one screen pixel per image pixel
     (`Figure.figimage`, no Axes), a figure text per line under each cell, cut to the cell's width (`cell_lines`:

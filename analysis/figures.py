@@ -23,7 +23,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, PARTNER, Cell, Pages, caption_px, declutter,
-                              fit_text, gif_bytes, grid_figure, grid_pages, isolation_order, new_figure)
+                              fit_text, gif_bytes, grid_figure, grid_pages, isolation_order, literal_text, new_figure)
 from analysis.graph import component_hubs
 from jobs.outputs import label_probs
 from jobs.text import class_label, named_class, size_note
@@ -184,6 +184,7 @@ def interpolation_gif(frames: Sequence, size: tuple[int, int], duration: int = 2
 
 # --- scatter plots -----------------------------------------------------------------------------------------------
 
+@literal_text
 def labelled_scatter(x, y, labels: Sequence[str], *, title: str, xlabel: str, ylabel: str,
                      colors: Sequence[str] | None = None, subtitle: str = "",
                      size: tuple[int, int] = (1400, 1100)) -> Figure:
@@ -285,6 +286,7 @@ def graph_pages(nodes: pd.DataFrame, components: pd.DataFrame, *, seed: int = 0)
     members = [list(m) for m in components["members"]]
     groups = _page_groups([len(m) for m in members])
 
+    @literal_text
     def page(p: int) -> Figure:
         group = groups[p]
         alone = len(group) == 1 and len(members[group[0]]) >= GRAPH_BIG
@@ -352,6 +354,7 @@ def draw_component(ax, g: nx.DiGraph, index: int, members: Sequence[int], *, see
 
 # --- sweep directions --------------------------------------------------------------------------------------------
 
+@literal_text
 def direction_distribution(positions: np.ndarray, groups: np.ndarray, order: Sequence[str], title: str) -> Figure:
     """One histogram per group (in `order`; '' is the images in no group, named "(no group)" above its panel) on a
     shared position axis, counting images."""
@@ -424,6 +427,7 @@ def trajectory_frames(snapshots: pd.DataFrame, names: Sequence[str], *, size: tu
     low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
     pad = 0.05 * (high - low or 1.0)
 
+    @literal_text
     def build(index: int) -> Figure:
         from analysis.drawing import decode
         r = snapshots.iloc[index]
@@ -479,6 +483,7 @@ def stability_job(summary: pd.DataFrame) -> str:
     return str(counts.sort_index(kind="stable").idxmax())
 
 
+@literal_text
 def stability_figure(summary: pd.DataFrame) -> Figure:
     """Models side by side per octave (`analysis.stability.compare_stability`) for one job (`stability_job`, named
     in the title; jobs are not averaged together): the argmax change rate between recorded steps and the share of

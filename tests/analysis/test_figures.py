@@ -467,3 +467,19 @@ def test_a_figure_saves_as_png_svg_and_pdf(fmt, magic):
                                                   ((96, 10), 96, (96, 10))])
 def test_fit_image(size, side, expected):
     assert drawing.fit_image(Image.new("RGB", size), side).size == expected
+
+
+DOLLARS = ("sale_$5_$10", "$5 or $10", "x$^$y")   # two '$' each: mathtext to matplotlib, and no valid TeX in two
+
+
+def test_names_with_dollar_signs_are_drawn_as_written_not_parsed_as_mathtext():
+    """Report hunt: a photograph named sale_$5_$10.jpg made matplotlib parse "5_" as TeX, and the report failed."""
+    import matplotlib
+    cells = [drawing.Cell((None,), ((name, drawing.INK),)) for name in DOLLARS]
+    grid = drawing.grid_pages(cells, title=f"from {DOLLARS[0]}", columns=3, rows=1, thumb=96)[0]
+    scatter = fig.labelled_scatter([0, 1, 2], [2, 0, 1], DOLLARS, title=DOLLARS[1], xlabel=DOLLARS[2], ylabel="y")
+    for figure in (grid, scatter):
+        drawing.rgb_pixels(figure)   # draws: raised ValueError (ParseSyntaxException)
+        drawing.save(figure, "svg")
+    assert set(DOLLARS) <= set(_texts(grid)) and {a.get_text() for a in _annotations(scatter.axes[0])} == set(DOLLARS)
+    assert matplotlib.rcParams["text.parse_math"]   # the caller's setting is left as it was
