@@ -741,3 +741,56 @@ def test_figures_of_a_store_without_image_jobs_read_each_file_s_keys_once(small_
     files = [f"images/{name}" for name in sorted(os.listdir(os.path.join(small_store, "images")))]
     assert [opened[path] - read[path].count("png") for path in files] == [1] * len(files), (opened, read)
     assert (index.parent / f"trajectory-{A.replace(':', '_')}.gif").exists() == video
+
+
+NASTY = ("Granny Smith", "jack-o'-lantern", "carpenter's kit", "ping-pong ball", "<b>bold</b>", "../x",
+         "A & B, C/D", "sale_$5_$10")
+NASTY_SOURCES = ("my photo#1", "../evil", "x?y%20")
+
+
+def test_a_report_of_nasty_names_links_only_files_it_wrote_and_escapes_every_name(tmp_path):
+    """Report hunt: ImageNet-like class names (apostrophes, '&', ',', '/'), markup, '../' and '$' in class and
+    photograph names: every href and src of every page is a file of the folder, names are text, and a class has a
+    page exactly when it has a class image (class 7's has no finite output)."""
+    from html.parser import HTMLParser
+    from test_image_figures import IMAGE_OPTIONS
+    rng = np.random.default_rng(0)
+
+    def logits(*classes):
+        v = rng.normal(0, 1, len(NASTY))
+        v[list(classes)] += 9
+        return v
+    rows = [Image("octave", c, logits(c) if c < 7 else np.full(len(NASTY), np.nan)) for c in range(8)]
+    rows += [Image("opposite", c, -logits(c)) for c in range(8)]
+    rows += [Image("addition", a, logits(a, b), variant="merge", partner=b) for a, b in ((0, 1), (4, 5), (6, 7))]
+    for source in NASTY_SOURCES:
+        rows += [Image("transfigure", c, logits(c), source=source) for c in (1, 5, 7)]
+        rows += [Image("interpolate", 4, logits(4, 5), partner=5, source=source, frame=k) for k in range(2)]
+        rows.append(Image("interpolate", 4, logits(5), partner=5, source=source))
+    options = {**IMAGE_OPTIONS, "classes": list(range(8)), "pairs": [[0, 1], [4, 5], [6, 7]],
+               "sources": list(NASTY_SOURCES), "interpolate_pairs": [[4, 5]]}
+    store = write_store(str(tmp_path / "s"), NASTY, rows, options=options, rows_per_file=5)
+    out = write_figures(store).parent
+    assert sorted(p.name for p in (out / "classes").iterdir()) == [f"{c:04d}.html" for c in range(7)]
+
+    class Links(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.links = []
+
+        def handle_starttag(self, tag, attrs):
+            assert tag != "b"   # "<b>bold</b>" stays text
+            self.links += [value for name, value in attrs if name in ("href", "src")]
+    pages = [out / "index.html", *sorted((out / "classes").iterdir())]
+    for page in pages:
+        parser = Links()
+        parser.feed(page.read_text())
+        for link in (link.split("#")[0] for link in parser.links):
+            target = (page.parent / link).resolve()
+            inside = out if not link.startswith("../analysis/") else out.parent   # the Tables section's links
+            assert not link or (target.is_file() and inside.resolve() in target.parents), (page.name, link)
+    assert "&lt;b&gt;bold&lt;/b&gt;" in (out / "classes" / "0004.html").read_text()
+    assert "jack-o&#39;-lantern" in (out / "classes" / "0001.html").read_text()
+    assert sorted(p.name for p in out.parent.iterdir() if not p.name.startswith(".")) == [
+        "analysis", "figures", "frames", "images", "manifest.json"]   # nothing written beside the report
+    assert len([p for p in out.iterdir() if p.name.startswith("interpolation-") and p.suffix == ".gif"]) == 3
