@@ -280,9 +280,11 @@ def prepare(config: ScoreConfig) -> Prepared:
             raise StoreError(f"{store.uri}/{SCORES}/{scorer} was scored differently ({', '.join(differ)}): "
                              f"move it away to score again")
     done = scored_keys(store, scorer) if stored is not None else set()
-    tasks, images = [], 0
-    for path, part in files.items():
-        mine = [k for k, j in zip(part["key"], part["job"]) if j in wanted and not is_frame_key(k)]
+    tasks, images, seen = [], 0, set()
+    for path, part in files.items():   # in name order: a key two files hold is the first file's, as readers take it
+        mine = [k for k, j in dict(zip(part["key"], part["job"])).items()
+                if j in wanted and not is_frame_key(k) and k not in seen]
+        seen.update(mine)
         images += len(mine)
         todo = [k for k in mine if k not in done]
         if todo:

@@ -309,3 +309,16 @@ def test_a_store_with_nothing_to_score_says_so_and_writes_nothing(tmp_path):
     assert (summary.images, summary.scored) == (0, 0)
     assert summary.lines()[0].startswith("scorer digits.random") and "nothing to score" in summary.lines()[0]
     assert "written under" not in summary.lines()[0] and not (tmp_path / "store" / SCORES).exists()
+
+
+def test_a_key_held_by_two_images_files_is_scored_once(tmp_path):
+    """images/ may hold a key twice (a hung batch's late write landing after its rerun): the key is one image, to
+    score once, from the first file in name order as the readers take it, and counted once."""
+    logits = np.eye(10, dtype=np.float32)
+    path = write_store(str(tmp_path / "store"), [f"digit {i}" for i in range(10)],
+                       [Image("octave", 1, logits[1]), Image("octave", 2, logits[2])])
+    shutil.copy(tmp_path / "store" / IMAGES / "part-000000.parquet", tmp_path / "store" / IMAGES / "part-000001.parquet")
+    prepared = prepare(ScoreConfig(store=path, model="digits", weights="random"))
+    keys = [k for task in prepared.tasks for k in task.keys]
+    assert sorted(keys) == sorted(set(keys)) and len(keys) == 2
+    assert prepared.images == 2 and [t.path.rsplit("/", 1)[-1] for t in prepared.tasks] == ["part-000000.parquet"]
