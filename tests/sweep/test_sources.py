@@ -148,3 +148,14 @@ def test_the_cli_refuses_a_missing_store_in_one_line(tmp_path):
     assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
     assert result.output.startswith("Error: --images store:") and "no store at" in result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("again", ["store:{path}/", "store:{path}:octave", "store:{link}"])
+def test_one_store_and_job_given_twice_under_two_spellings_is_refused(classes, tmp_path, again):
+    """The same images twice would become twice the sources (the second under hashed names): refused, as the same
+    spelling given twice is."""
+    path, _ = classes
+    os.symlink(path, tmp_path / "link")
+    with pytest.raises(PlanError, match="given more than once") as error:
+        sources(f"store:{path}", again.format(path=path, link=tmp_path / "link"))
+    assert "\n" not in str(error.value)
