@@ -7,6 +7,7 @@ work starts, so a sweep never dies halfway through its inputs.
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,8 @@ def read_image(data: bytes | str | Path) -> np.ndarray:
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files named directly, and the image files (by suffix) inside named folders, sorted within each folder."""
+    """Files named directly, and the image files (by suffix) inside named folders, sorted within each folder; a
+    file reached twice under one name (a folder and a file in it, one path written twice) once."""
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
@@ -82,7 +84,10 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
             files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         else:
             files.append(path)
-    return files
+    unique: dict[tuple[str, str], Path] = {}
+    for path in files:
+        unique.setdefault((os.path.realpath(path), path.name), path)   # realpath: never raises (a link loop)
+    return list(unique.values())
 
 
 def load_images(inputs: Sequence[str | Path]) -> list[SourceImage]:

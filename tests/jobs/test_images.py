@@ -104,3 +104,20 @@ def test_noise_specs(spec, parsed):
 def test_bad_noise_specs_name_the_value(spec):
     with pytest.raises(ImageInputError, match=f"^--images {spec}: "):
         parse_noise(spec)
+
+
+def test_a_file_given_twice_is_one_source(tmp_path):
+    """A folder and a file inside it (or one path written twice, or through `..`) name one picture: one source, not
+    two of one name (which the sweep refuses as two pictures to rename)."""
+    for name in ("a.png", "b.png"):
+        _save(tmp_path / name, Image.new("RGB", (8, 8)))
+    (tmp_path / "sub").mkdir()
+    images = load_images([tmp_path, tmp_path / "a.png", tmp_path / "sub" / ".." / "b.png", tmp_path])
+    assert [image.name for image in images] == ["a.png", "b.png"]
+
+
+def test_a_link_loop_is_listed_as_missing_not_a_traceback(tmp_path):
+    good = _save(tmp_path / "good.png", Image.new("RGB", (8, 8)))
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    with pytest.raises(ImageInputError, match="loop.png: no such file"):
+        load_images([good, tmp_path / "loop.png"])
