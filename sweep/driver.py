@@ -144,16 +144,22 @@ def load_sources(config: SweepConfig, noise_side: Callable[[], int] = lambda: NO
     `noise_side()` unless SIZE is written, `store:URI[:JOB]` read from another store; then the sample photographs),
     or a PlanError listing every input that is not a readable image, or naming inputs that share a name."""
     from jobs.images import ImageInputError, sample_images
+    from sweep.export import UniqueNames
     from sweep.sources import source_images
     try:
         images = source_images(config.images, config.store, noise_side) if config.images else []
     except ImageInputError as error:
         raise PlanError(str(error)) from None
     images += sample_images() if config.sample_images else []
-    repeated = sorted(name for name, n in collections.Counter(image.name for image in images).items() if n > 1)
+    # Compared as macOS and Windows compare file names (case and Unicode form aside): sources/NAME.png is one file
+    # there for both, so one picture would replace the other.
+    by_folded = collections.defaultdict(list)
+    for image in images:
+        by_folded[UniqueNames.folded(image.name)].append(image.name)
+    repeated = sorted(" and ".join(dict.fromkeys(names)) for names in by_folded.values() if len(names) > 1)
     if repeated:
         raise PlanError(f"several source images are named {', '.join(repeated)}: the store tells sources apart "
-                        f"by file name, so rename them")
+                        f"by file name (whatever its case), so rename them")
     # Sorted by name: the same images given in another order are the same sweep (and resume).
     return {image.name: image.pixels for image in sorted(images, key=lambda image: image.name)}
 

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image as PILImage
 
 from analysis.synthetic import Image, noise_png, write_store
 from sweep.cli import main
@@ -159,3 +160,15 @@ def test_one_store_and_job_given_twice_under_two_spellings_is_refused(classes, t
     with pytest.raises(PlanError, match="given more than once") as error:
         sources(f"store:{path}", again.format(path=path, link=tmp_path / "link"))
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("first, second", [("Cat.png", "cat.png"), ("caf\u00e9.png", "cafe\u0301.png")])
+def test_two_pictures_whose_names_differ_only_in_case_or_unicode_form_are_refused(tmp_path, first, second):
+    """A store on macOS or Windows (or a copy of it there) keeps sources/NAME.png as one file for both: the second
+    picture would replace the first, and every image of the first would start from the second."""
+    for folder, name, value in (("a", first, 10), ("b", second, 200)):
+        (tmp_path / folder).mkdir()
+        PILImage.new("RGB", (8, 8), (value,) * 3).save(tmp_path / folder / name)
+    with pytest.raises(PlanError, match="several source images are named") as error:
+        sources(str(tmp_path / "a"), str(tmp_path / "b"), store=str(tmp_path / "out"))
+    assert first in str(error.value) and second in str(error.value)
