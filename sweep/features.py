@@ -96,7 +96,7 @@ def run_features(config: FeatureConfig, *, stream: TextIO | None = None) -> Feat
     cluster = config.cluster
     # Only the files holding images of `job` (reading just the job column), each read whole by one actor.
     files = [path for path in store.files(IMAGES) if config.job in set(
-        store.read_file(path, ["job"]).column("job").to_pylist())]
+        store.read_checked(path, ["job"]).column("job").to_pylist())]
     if not files:
         raise StoreError(f"{store.uri} holds no {config.job} images to compute features on")
     tables: list[pa.Table] = []

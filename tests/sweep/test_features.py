@@ -18,3 +18,17 @@ def test_the_summary_line_says_at_what_size_the_features_were_computed():
                                "at 299 px (the model's input size)"]
     ours = FeatureSummary("f.parquet", 3, "block3", (4,), "stored", (490,))
     assert ours.lines() == ["wrote f.parquet: 3 images, block3 maps 4, at the stored size (490 px)"]
+
+
+def test_a_damaged_images_file_is_refused_in_one_line_naming_it_before_ray(tmp_path):
+    """The feature pass lists the files holding its job's images before any worker starts: a file that is not
+    Parquet is named, with the way on, as every other reader of the store names it."""
+    import pytest
+    from sweep.features import FeatureConfig, run_features
+    from sweep.store import IMAGES, StoreError
+    from sweep_fakes import build_store
+    build_store(tmp_path / "store", classes="0-1", jobs="octave")
+    damaged = sorted((tmp_path / "store" / IMAGES).iterdir())[0]
+    damaged.write_bytes(b"not parquet at all")
+    with pytest.raises(StoreError, match=f"unreadable file .*{damaged.name}.*--check-files"):
+        run_features(FeatureConfig(store=str(tmp_path / "store"), layer="block1", maps=(0,)))
