@@ -32,3 +32,31 @@ def test_a_damaged_images_file_is_refused_in_one_line_naming_it_before_ray(tmp_p
     damaged.write_bytes(b"not parquet at all")
     with pytest.raises(StoreError, match=f"unreadable file .*{damaged.name}.*--check-files"):
         run_features(FeatureConfig(store=str(tmp_path / "store"), layer="block1", maps=(0,)))
+
+
+def test_a_key_held_by_two_images_files_gives_one_row(tmp_path, monkeypatch):
+    """images/ may hold a key twice (a hung batch's late write landing after its rerun): one image, one row of
+    features.parquet, the first file's in name order as the readers take it, whatever order the workers finish in.
+    The fleet is replaced by one in-process worker (no Ray), which finishes the files last first."""
+    import shutil
+    import types
+    import pyarrow.parquet as pq
+    import sweep.features
+    from sweep.features import FeatureConfig, run_features
+    from sweep.store import IMAGES
+    from sweep.worker import SweepWorker
+    from sweep_fakes import build_store
+
+    def one_local_worker(cluster, config, tasks, *, submit, on_done, **_):
+        worker = SweepWorker(config)
+        actor = types.SimpleNamespace(features=types.SimpleNamespace(remote=worker.features))
+        for task in reversed(tasks):
+            on_done(task, submit(actor, task))
+
+    monkeypatch.setattr(sweep.features, "run_on_fleet", one_local_worker)
+    build_store(tmp_path / "store", classes="0-2", jobs="octave")
+    first = sorted((tmp_path / "store" / IMAGES).iterdir())[0]
+    shutil.copy(first, first.with_name("zz-late-write.parquet"))
+    summary = run_features(FeatureConfig(store=str(tmp_path / "store"), layer="block1", maps=(0,)))
+    keys = pq.read_table(summary.path).column("key").to_pylist()
+    assert sorted(keys) == sorted(set(keys)) and len(keys) == summary.images == 3

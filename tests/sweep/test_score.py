@@ -317,7 +317,8 @@ def test_a_key_held_by_two_images_files_is_scored_once(tmp_path):
     logits = np.eye(10, dtype=np.float32)
     path = write_store(str(tmp_path / "store"), [f"digit {i}" for i in range(10)],
                        [Image("octave", 1, logits[1]), Image("octave", 2, logits[2])])
-    shutil.copy(tmp_path / "store" / IMAGES / "part-000000.parquet", tmp_path / "store" / IMAGES / "part-000001.parquet")
+    images = tmp_path / "store" / IMAGES
+    shutil.copy(images / "part-000000.parquet", images / "part-000001.parquet")
     prepared = prepare(ScoreConfig(store=path, model="digits", weights="random"))
     keys = [k for task in prepared.tasks for k in task.keys]
     assert sorted(keys) == sorted(set(keys)) and len(keys) == 2
