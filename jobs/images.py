@@ -36,11 +36,11 @@ class SourceImage:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """EXIF orientation applied, then RGB: palette and LA/RGBA via RGBA (transparency on white), CMYK and
-    16-bit greyscale converted by Pillow."""
+    """EXIF orientation applied, then RGB: palette, LA/RGBA and a transparent colour key via RGBA (transparency on
+    white), CMYK and 16-bit greyscale converted by Pillow."""
     image = ImageOps.exif_transpose(image)
-    if image.mode in ("P", "PA"):
-        image = image.convert("RGBA")
+    if image.mode in ("P", "PA") or (image.mode in ("1", "L", "RGB") and "transparency" in image.info):
+        image = image.convert("RGBA")   # a transparent colour key (PNG's tRNS) becomes alpha, as a palette's does
     if image.mode in ("RGBA", "LA"):
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
@@ -48,7 +48,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         array = np.asarray(image, dtype=np.float64)
         # 16-bit modes say their depth; only a 32-bit "I" image (which may hold 8-bit values) is judged by its values
         scale = 65535.0 if image.mode != "I" or array.max() > 255 else 255.0
-        image = Image.fromarray((array / scale * 255).round().astype(np.uint8))
+        image = Image.fromarray((array / scale * 255).round().clip(0, 255).astype(np.uint8))   # "I" may pass 65535
     return image.convert("RGB")
 
 

@@ -121,3 +121,19 @@ def test_a_link_loop_is_listed_as_missing_not_a_traceback(tmp_path):
     (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
     with pytest.raises(ImageInputError, match="loop.png: no such file"):
         load_images([good, tmp_path / "loop.png"])
+
+
+@pytest.mark.parametrize("mode, clear", [("L", 0), ("RGB", (0, 0, 0))])
+def test_a_transparent_colour_key_composites_on_white_too(tmp_path, mode, clear):
+    """A greyscale or RGB PNG may mark one value transparent (its tRNS chunk) instead of carrying an alpha band:
+    those pixels are transparent like an RGBA image's, so on white, not their colour."""
+    image = Image.new(mode, (4, 4), clear)
+    image.paste(100 if mode == "L" else (100, 100, 100), (0, 0, 2, 4))    # the left half opaque grey
+    pixels = read_image(_save(tmp_path / "keyed.png", image, transparency=clear))
+    assert (pixels[:, :2] == 100).all() and (pixels[:, 2:] == 255).all()
+
+
+def test_a_32_bit_image_brighter_than_16_bits_saturates_instead_of_wrapping(tmp_path):
+    bright = Image.fromarray(np.full((4, 4), 100_000, dtype=np.int32))       # mode I
+    assert bright.mode == "I"
+    assert (read_image(_save(tmp_path / "bright.tif", bright)) == 255).all()
