@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 from jobs.outputs import softmax
 from jobs.text import counted, first_line
 from sweep.fleet import ClusterConfig, SweepError, check_cluster, run_on_fleet
-from sweep.plan import PlanError
+from sweep.plan import PlanError, parse_names
 from sweep.progress import Progress
 from sweep.store import IMAGES, SCORES, Store, StoreError, decode_png, is_frame_key, no_images_yet, open_store
 from sweep.worker import SweepWorker, WorkerConfig
@@ -189,14 +189,12 @@ class ScoreWorker(SweepWorker):
 
 # ---- the driver ------------------------------------------------------------------------------------------------
 def selected_jobs(jobs: str | None, stored: Sequence[str]) -> tuple[str, ...]:
-    """The jobs to score: `jobs` (comma list) or every job the store holds; PlanError for an unknown or absent one."""
+    """The jobs to score: `jobs` (comma list, read as `sweep run` reads its --jobs) or, when None, every job the
+    store holds; PlanError for none given, an unknown or an absent one."""
     from jobs.catalog import ALL_JOBS
-    if not jobs:
+    if jobs is None:
         return tuple(sorted(stored))
-    chosen = tuple(dict.fromkeys(j.strip() for j in jobs.split(",") if j.strip()))
-    unknown = [j for j in chosen if j not in ALL_JOBS]
-    if unknown or not chosen:
-        raise PlanError(f"unknown job {', '.join(map(repr, unknown)) or repr(jobs)}: jobs are {', '.join(ALL_JOBS)}")
+    chosen = parse_names(jobs, ALL_JOBS, "job")
     absent = [j for j in chosen if j not in stored]
     if absent:
         raise PlanError(f"the store holds no {', '.join(absent)} images (it has {', '.join(sorted(stored))})")

@@ -241,6 +241,8 @@ def test_rescale_keeps_a_flat_image_flat_and_sizes_it():
     (["--model", "digits", "--weights", "nosuch.pth"], "not found"),
     (["--model", "digits", "--jobs", "octave,paint"], "unknown job 'paint'"),
     (["--model", "digits", "--jobs", "dream"], "holds no dream images"),
+    (["--model", "digits", "--jobs", ""], "no job given"),       # as `sweep run --jobs ""`: not "every job"
+    (["--model", "digits", "--jobs", ","], "no job given"),
     (["--model", "mobilenet_v3_small", "--weights", "random"], "has 1000 classes"),
     (["--model", "digits", "--batch-size", "0"], "Invalid value for '--batch-size'"),
 ])
