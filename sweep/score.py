@@ -207,8 +207,19 @@ def scored_keys(store: Store, scorer: str) -> set[str]:
 
 
 def read_scorer(store: Store, scorer: str) -> dict | None:
-    data = store.read_bytes(f"{SCORES}/{scorer}/{SCORER_FILE}")
-    return None if data is None else json.loads(data)
+    """The scorer manifest (None when there is none yet); StoreError, naming it, when it is not a JSON object."""
+    path = f"{SCORES}/{scorer}/{SCORER_FILE}"
+    data = store.read_bytes(path)
+    if data is None:
+        return None
+    try:
+        record = json.loads(data)
+    except (ValueError, RecursionError):
+        record = None
+    if not isinstance(record, dict):
+        raise StoreError(f"{store.uri}/{path} is not a scorer manifest (not a JSON object): move "
+                         f"{store.uri}/{SCORES}/{scorer} away to score again")
+    return record
 
 
 def scorers(store: Store) -> list[str]:

@@ -325,3 +325,17 @@ def test_a_key_held_by_two_images_files_is_scored_once(tmp_path):
     keys = [k for task in prepared.tasks for k in task.keys]
     assert sorted(keys) == sorted(set(keys)) and len(keys) == 2
     assert prepared.images == 2 and [t.path.rsplit("/", 1)[-1] for t in prepared.tasks] == ["part-000000.parquet"]
+
+
+@pytest.mark.parametrize("text", ["{", "[1, 2]", ""])
+def test_a_damaged_scorer_manifest_is_one_line_naming_it(tmp_path, text):
+    path = write_store(str(tmp_path / "store"), [f"digit {i}" for i in range(10)],
+                       [Image("octave", 1, np.eye(10, dtype=np.float32)[1])])
+    from jobs.models import load_model
+    model = load_model("digits", "random")
+    scorer = tmp_path / "store" / SCORES / scorer_id(model.name, model.weights_id)
+    scorer.mkdir(parents=True)
+    (scorer / SCORER_FILE).write_text(text)
+    with pytest.raises(StoreError, match=f"{SCORER_FILE} is not a scorer manifest") as error:
+        prepare(ScoreConfig(store=path, model="digits", weights="random"))
+    assert f"{SCORES}/{scorer.name}" in str(error.value) and "\n" not in str(error.value)
