@@ -35,7 +35,8 @@ from jobs.text import counted, first_line
 from sweep.fleet import ClusterConfig, SweepError, check_cluster, run_on_fleet
 from sweep.plan import PlanError, parse_names
 from sweep.progress import Progress
-from sweep.store import IMAGES, SCORES, Store, StoreError, decode_png, is_frame_key, no_images_yet, open_store
+from sweep.store import IMAGES, SCORES, Store, StoreError, decode_png, is_frame_key, no_images_yet, open_store, \
+    why_unreadable
 from sweep.worker import SweepWorker, WorkerConfig
 
 SCORER_FILE = "_scorer.json"   # "_": Parquet dataset readers of the directory skip it
@@ -203,7 +204,7 @@ def selected_jobs(jobs: str | None, stored: Sequence[str]) -> tuple[str, ...]:
 
 def scored_keys(store: Store, scorer: str) -> set[str]:
     """Keys every finished part of `scorer` holds (reading only the key column)."""
-    return set(store.read(f"{SCORES}/{scorer}", ["key"]).column("key").to_pylist())
+    return set(read_scores(store, scorer, ["key"]).column("key").to_pylist())
 
 
 def read_scorer(store: Store, scorer: str) -> dict | None:
@@ -230,8 +231,20 @@ def scorers(store: Store) -> list[str]:
 
 
 def read_scores(store: Store, scorer: str, columns: Sequence[str] = ("key", "logits")) -> pa.Table:
-    """A scorer's rows (only `columns`), through the one store layer."""
-    return store.read(f"{SCORES}/{scorer}", list(columns))
+    """A scorer's rows (only `columns`), through the one store layer; a part that cannot be read is refused in one
+    line that says what helps (`sweep run --check-files`, which the store's other refusals name, never looks in
+    scores/)."""
+    def read_part(path: str) -> pa.Table:
+        try:
+            return store.read_file(path, list(columns))
+        except (pa.ArrowInvalid, OSError, KeyError) as error:
+            raise StoreError(f"unreadable file {path}: {why_unreadable(error)} (remove it: `sweep score` with this "
+                             f"scorer then scores its images again)") from None
+
+    tables = store.each_file(read_part, store.files(f"{SCORES}/{scorer}"))
+    if not tables:
+        return pa.table({c: pa.array([], pa.string()) for c in columns})
+    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def key_columns(store: Store, path: str) -> dict[str, list]:

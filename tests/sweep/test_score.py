@@ -339,3 +339,21 @@ def test_a_damaged_scorer_manifest_is_one_line_naming_it(tmp_path, text):
     with pytest.raises(StoreError, match=f"{SCORER_FILE} is not a scorer manifest") as error:
         prepare(ScoreConfig(store=path, model="digits", weights="random"))
     assert f"{SCORES}/{scorer.name}" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_damaged_scores_part_is_refused_with_a_way_on_that_works(tmp_path):
+    """`sweep run --check-files` quarantines images/, frames/, trajectories/ and failures/, never scores/: the
+    refusal of a damaged part names it and says what does help (removing it; `sweep score` then scores its images
+    again), both for the resume of `sweep score` and for the analysis that reads the scores."""
+    path = write_store(str(tmp_path / "store"), [f"digit {i}" for i in range(10)],
+                       [Image("octave", 1, np.eye(10, dtype=np.float32)[1])])
+    first = prepare(ScoreConfig(store=path, model="digits", weights="random"))
+    scorer = tmp_path / "store" / SCORES / first.plan.scorer
+    scorer.mkdir(parents=True)
+    (scorer / SCORER_FILE).write_text(json.dumps(first.scorer))
+    (scorer / "part-damaged.parquet").write_bytes(b"not parquet")
+    for read in (lambda: prepare(ScoreConfig(store=path, model="digits", weights="random")),
+                 lambda: store_transfer(Store.open(path))):
+        with pytest.raises(StoreError, match="part-damaged.parquet") as error:
+            read()
+        assert "--check-files" not in str(error.value) and "sweep score" in str(error.value)
