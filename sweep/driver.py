@@ -37,8 +37,9 @@ from sweep.fleet import ClusterConfig, FleetRun, SweepError, check_cluster
 from sweep.interrupts import INTERRUPTED
 from sweep.plan import Batch, Plan, PlanError, canonical_options, cut_batches, make_plan, refuse_unused_options
 from sweep.progress import Progress, format_duration
-from sweep.store import FAILURES, FRAMES, IMAGES, LEASE_TIMEOUT, TRAJECTORIES, Lease, ManifestMismatch, Store, \
-    StoreError, all_keys, failures_table, manifest_differences, new_manifest, source_file, source_hash
+from sweep.store import FAILURES, FRAME_SUFFIX, FRAMES, IMAGES, LEASE_TIMEOUT, TRAJECTORIES, Lease, ManifestMismatch, \
+    Store, StoreError, all_keys, failures_table, is_frame_key, manifest_differences, new_manifest, source_file, \
+    source_hash
 
 NOISE_SIDE = 299   # `--images noise:N` without a model at hand: Deep dream's `torch.rand(1, 3, 299, 299)`
 
@@ -160,6 +161,10 @@ def load_sources(config: SweepConfig, noise_side: Callable[[], int] = lambda: NO
     if repeated:
         raise PlanError(f"several source images are named {', '.join(repeated)}: the store tells sources apart "
                         f"by file name (whatever its case), so rename them")
+    framelike = sorted(image.name for image in images if is_frame_key(image.name))
+    if framelike:   # the end of its images' keys: every reader would take them for interpolation frames
+        raise PlanError(f"source image {framelike[0]}: a name ending in {FRAME_SUFFIX}<N> is an interpolation "
+                        f"frame's in the store, so rename it")
     # Sorted by name: the same images given in another order are the same sweep (and resume).
     return {image.name: image.pixels for image in sorted(images, key=lambda image: image.name)}
 

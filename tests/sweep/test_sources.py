@@ -172,3 +172,12 @@ def test_two_pictures_whose_names_differ_only_in_case_or_unicode_form_are_refuse
     with pytest.raises(PlanError, match="several source images are named") as error:
         sources(str(tmp_path / "a"), str(tmp_path / "b"), store=str(tmp_path / "out"))
     assert first in str(error.value) and second in str(error.value)
+
+
+def test_a_picture_named_like_an_interpolation_frame_is_refused(tmp_path):
+    """A key ending in #frame<N> is an interpolation frame's to every reader (status, coverage, score, store:
+    sources): an image started from a file named so would count as missing for ever and never be scored."""
+    PILImage.new("RGB", (8, 8)).save(tmp_path / "shot#frame2", format="PNG")   # named directly: no suffix needed
+    with pytest.raises(PlanError, match="shot#frame2") as error:
+        sources(str(tmp_path / "shot#frame2"), store=str(tmp_path / "out"))
+    assert "#frame" in str(error.value) and "\n" not in str(error.value)
