@@ -152,6 +152,6 @@ def source_images(values: Sequence[str], writing_store: str, noise_side: Callabl
         images += noise_images(count, side or noise_side())
     if stores:
         writing, names, given = Store.open(writing_store), UniqueNames(), []
-        for value in stores:
+        for value in sorted(stores):   # whichever order they are given in, the same store takes the plain names
             images += store_images(value, writing, names, given)
     return images

@@ -181,3 +181,15 @@ def test_a_picture_named_like_an_interpolation_frame_is_refused(tmp_path):
     with pytest.raises(PlanError, match="shot#frame2") as error:
         sources(str(tmp_path / "shot#frame2"), store=str(tmp_path / "out"))
     assert "#frame" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_two_stores_given_in_the_other_order_give_the_same_sources(classes, tmp_path):
+    """Sources are the sweep's, whatever order --images gives them in (`load_sources` sorts them by name): when two
+    stores' names clash, which of them gets the hashed names must not depend on that order either, or the resume
+    of the same command written the other way round is refused as other sources."""
+    path, _ = classes
+    copy = str(shutil.copytree(path, tmp_path / "copy"))
+    write_store(copy, NAMES, [Image("octave", 0, np.zeros(len(NAMES)), png=_pngs(1, seed=9)[0])])  # other pixels
+    first, again = sources(f"store:{path}", f"store:{copy}"), sources(f"store:{copy}", f"store:{path}")
+    assert list(first) == list(again)
+    assert [source_hash(p) for p in first.values()] == [source_hash(p) for p in again.values()]
