@@ -7,6 +7,7 @@ work starts, so a sweep never dies halfway through its inputs.
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +36,11 @@ class SourceImage:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """EXIF orientation applied, then RGB: palette and LA/RGBA via RGBA (transparency on white), CMYK and
-    16-bit greyscale converted by Pillow."""
+    """EXIF orientation applied, then RGB: palette, LA/RGBA and a transparent colour key via RGBA (transparency on
+    white), CMYK and 16-bit greyscale converted by Pillow."""
     image = ImageOps.exif_transpose(image)
-    if image.mode in ("P", "PA"):
-        image = image.convert("RGBA")
+    if image.mode in ("P", "PA") or (image.mode in ("1", "L", "RGB") and "transparency" in image.info):
+        image = image.convert("RGBA")   # a transparent colour key (PNG's tRNS) becomes alpha, as a palette's does
     if image.mode in ("RGBA", "LA"):
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
@@ -47,7 +48,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         array = np.asarray(image, dtype=np.float64)
         # 16-bit modes say their depth; only a 32-bit "I" image (which may hold 8-bit values) is judged by its values
         scale = 65535.0 if image.mode != "I" or array.max() > 255 else 255.0
-        image = Image.fromarray((array / scale * 255).round().astype(np.uint8))
+        image = Image.fromarray((array / scale * 255).round().clip(0, 255).astype(np.uint8))   # "I" may pass 65535
     return image.convert("RGB")
 
 
@@ -74,7 +75,8 @@ def read_image(data: bytes | str | Path) -> np.ndarray:
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files named directly, and the image files (by suffix) inside named folders, sorted within each folder."""
+    """Files named directly, and the image files (by suffix) inside named folders, sorted within each folder; a
+    file reached twice under one name (a folder and a file in it, one path written twice) once."""
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
@@ -82,7 +84,10 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
             files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         else:
             files.append(path)
-    return files
+    unique: dict[tuple[str, str], Path] = {}
+    for path in files:
+        unique.setdefault((os.path.realpath(path), path.name), path)   # realpath: never raises (a link loop)
+    return list(unique.values())
 
 
 def load_images(inputs: Sequence[str | Path]) -> list[SourceImage]:

@@ -37,8 +37,9 @@ from sweep.fleet import ClusterConfig, FleetRun, SweepError, check_cluster
 from sweep.interrupts import INTERRUPTED
 from sweep.plan import Batch, Plan, PlanError, canonical_options, cut_batches, make_plan, refuse_unused_options
 from sweep.progress import Progress, format_duration
-from sweep.store import FAILURES, FRAMES, IMAGES, LEASE_TIMEOUT, TRAJECTORIES, Lease, ManifestMismatch, Store, \
-    StoreError, all_keys, failures_table, manifest_differences, new_manifest, source_file, source_hash
+from sweep.store import FAILURES, FRAME_SUFFIX, FRAMES, IMAGES, LEASE_TIMEOUT, TRAJECTORIES, Lease, ManifestMismatch, \
+    Store, StoreError, all_keys, failures_table, is_frame_key, manifest_differences, new_manifest, source_file, \
+    source_hash
 
 NOISE_SIDE = 299   # `--images noise:N` without a model at hand: Deep dream's `torch.rand(1, 3, 299, 299)`
 
@@ -144,16 +145,26 @@ def load_sources(config: SweepConfig, noise_side: Callable[[], int] = lambda: NO
     `noise_side()` unless SIZE is written, `store:URI[:JOB]` read from another store; then the sample photographs),
     or a PlanError listing every input that is not a readable image, or naming inputs that share a name."""
     from jobs.images import ImageInputError, sample_images
+    from sweep.export import UniqueNames
     from sweep.sources import source_images
     try:
         images = source_images(config.images, config.store, noise_side) if config.images else []
     except ImageInputError as error:
         raise PlanError(str(error)) from None
     images += sample_images() if config.sample_images else []
-    repeated = sorted(name for name, n in collections.Counter(image.name for image in images).items() if n > 1)
+    # Compared as macOS and Windows compare file names (case and Unicode form aside): sources/NAME.png is one file
+    # there for both, so one picture would replace the other.
+    by_folded = collections.defaultdict(list)
+    for image in images:
+        by_folded[UniqueNames.folded(image.name)].append(image.name)
+    repeated = sorted(" and ".join(dict.fromkeys(names)) for names in by_folded.values() if len(names) > 1)
     if repeated:
         raise PlanError(f"several source images are named {', '.join(repeated)}: the store tells sources apart "
-                        f"by file name, so rename them")
+                        f"by file name (whatever its case), so rename them")
+    framelike = sorted(image.name for image in images if is_frame_key(image.name))
+    if framelike:   # the end of its images' keys: every reader would take them for interpolation frames
+        raise PlanError(f"source image {framelike[0]}: a name ending in {FRAME_SUFFIX}<N> is an interpolation "
+                        f"frame's in the store, so rename it")
     # Sorted by name: the same images given in another order are the same sweep (and resume).
     return {image.name: image.pixels for image in sorted(images, key=lambda image: image.name)}
 

@@ -90,22 +90,35 @@ def check(config: FeatureConfig) -> tuple[Store, dict]:
     return store, manifest
 
 
+def first_of_each_key(tables: list[pa.Table]) -> pa.Table:
+    """The tables together, each key's row from the first table holding it: given in images/ name order, the row
+    of the file the readers take a key twice stored from (a hung batch's late write landing after its rerun)."""
+    seen: set[str] = set()
+    kept = []
+    for table in tables:
+        keys = table.column("key").to_pylist()
+        fresh = [key not in seen for key in keys]
+        seen.update(keys)
+        kept.append(table.filter(pa.array(fresh, pa.bool_())))
+    return pa.concat_tables(kept)
+
+
 def run_features(config: FeatureConfig, *, stream: TextIO | None = None) -> FeatureSummary:
     """Compute and write features.parquet."""
     store, manifest = check(config)
     cluster = config.cluster
     # Only the files holding images of `job` (reading just the job column), each read whole by one actor.
     files = [path for path in store.files(IMAGES) if config.job in set(
-        store.read_file(path, ["job"]).column("job").to_pylist())]
+        store.read_checked(path, ["job"]).column("job").to_pylist())]
     if not files:
         raise StoreError(f"{store.uri} holds no {config.job} images to compute features on")
-    tables: list[pa.Table] = []
+    tables: dict[str, pa.Table] = {}   # by images/ file, as the workers finish them
     progress = Progress(len(files), stream=stream, interval=cluster.progress_every)   # None: stderr
     worker_config = WorkerConfig(store.uri, manifest["model"], config.weights or manifest.get("weights_source",
                                  "DEFAULT"), threads=max(1, int(cluster.cpus_per_worker)))
 
     def on_done(path: str, table: pa.Table) -> tuple:
-        tables.append(table)
+        tables[path] = table
         progress.update(done=1)
         return ()
 
@@ -116,6 +129,7 @@ def run_features(config: FeatureConfig, *, stream: TextIO | None = None) -> Feat
                  submit=lambda actor, path: actor.features.remote(path, config.layer, config.maps, config.job,
                                                                       config.size),
                  on_done=on_done, on_failed=on_failed, progress=progress, stream=stream)
-    table = pa.concat_tables(tables).sort_by([("target", "ascending"), ("key", "ascending")])
+    table = first_of_each_key([tables[path] for path in files])   # files: in name order
+    table = table.sort_by([("target", "ascending"), ("key", "ascending")])
     return FeatureSummary(store.write_table(FEATURES_FILE, table), table.num_rows, config.layer, tuple(config.maps),
                           config.size, tuple(sorted(set(table.column("side").to_pylist()))))

@@ -33,9 +33,10 @@ import pyarrow.compute as pc
 from jobs.outputs import softmax
 from jobs.text import counted, first_line
 from sweep.fleet import ClusterConfig, SweepError, check_cluster, run_on_fleet
-from sweep.plan import PlanError
+from sweep.plan import PlanError, parse_names
 from sweep.progress import Progress
-from sweep.store import IMAGES, SCORES, Store, StoreError, decode_png, is_frame_key, no_images_yet, open_store
+from sweep.store import IMAGES, SCORES, Store, StoreError, decode_png, is_frame_key, no_images_yet, open_store, \
+    why_unreadable
 from sweep.worker import SweepWorker, WorkerConfig
 
 SCORER_FILE = "_scorer.json"   # "_": Parquet dataset readers of the directory skip it
@@ -189,14 +190,12 @@ class ScoreWorker(SweepWorker):
 
 # ---- the driver ------------------------------------------------------------------------------------------------
 def selected_jobs(jobs: str | None, stored: Sequence[str]) -> tuple[str, ...]:
-    """The jobs to score: `jobs` (comma list) or every job the store holds; PlanError for an unknown or absent one."""
+    """The jobs to score: `jobs` (comma list, read as `sweep run` reads its --jobs) or, when None, every job the
+    store holds; PlanError for none given, an unknown or an absent one."""
     from jobs.catalog import ALL_JOBS
-    if not jobs:
+    if jobs is None:
         return tuple(sorted(stored))
-    chosen = tuple(dict.fromkeys(j.strip() for j in jobs.split(",") if j.strip()))
-    unknown = [j for j in chosen if j not in ALL_JOBS]
-    if unknown or not chosen:
-        raise PlanError(f"unknown job {', '.join(map(repr, unknown)) or repr(jobs)}: jobs are {', '.join(ALL_JOBS)}")
+    chosen = parse_names(jobs, ALL_JOBS, "job")
     absent = [j for j in chosen if j not in stored]
     if absent:
         raise PlanError(f"the store holds no {', '.join(absent)} images (it has {', '.join(sorted(stored))})")
@@ -205,12 +204,23 @@ def selected_jobs(jobs: str | None, stored: Sequence[str]) -> tuple[str, ...]:
 
 def scored_keys(store: Store, scorer: str) -> set[str]:
     """Keys every finished part of `scorer` holds (reading only the key column)."""
-    return set(store.read(f"{SCORES}/{scorer}", ["key"]).column("key").to_pylist())
+    return set(read_scores(store, scorer, ["key"]).column("key").to_pylist())
 
 
 def read_scorer(store: Store, scorer: str) -> dict | None:
-    data = store.read_bytes(f"{SCORES}/{scorer}/{SCORER_FILE}")
-    return None if data is None else json.loads(data)
+    """The scorer manifest (None when there is none yet); StoreError, naming it, when it is not a JSON object."""
+    path = f"{SCORES}/{scorer}/{SCORER_FILE}"
+    data = store.read_bytes(path)
+    if data is None:
+        return None
+    try:
+        record = json.loads(data)
+    except (ValueError, RecursionError):
+        record = None
+    if not isinstance(record, dict):
+        raise StoreError(f"{store.uri}/{path} is not a scorer manifest (not a JSON object): move "
+                         f"{store.uri}/{SCORES}/{scorer} away to score again")
+    return record
 
 
 def scorers(store: Store) -> list[str]:
@@ -221,8 +231,20 @@ def scorers(store: Store) -> list[str]:
 
 
 def read_scores(store: Store, scorer: str, columns: Sequence[str] = ("key", "logits")) -> pa.Table:
-    """A scorer's rows (only `columns`), through the one store layer."""
-    return store.read(f"{SCORES}/{scorer}", list(columns))
+    """A scorer's rows (only `columns`), through the one store layer; a part that cannot be read is refused in one
+    line that says what helps (`sweep run --check-files`, which the store's other refusals name, never looks in
+    scores/)."""
+    def read_part(path: str) -> pa.Table:
+        try:
+            return store.read_file(path, list(columns))
+        except (pa.ArrowInvalid, OSError, KeyError) as error:
+            raise StoreError(f"unreadable file {path}: {why_unreadable(error)} (remove it: `sweep score` with this "
+                             f"scorer then scores its images again)") from None
+
+    tables = store.each_file(read_part, store.files(f"{SCORES}/{scorer}"))
+    if not tables:
+        return pa.table({c: pa.array([], pa.string()) for c in columns})
+    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def key_columns(store: Store, path: str) -> dict[str, list]:
@@ -280,9 +302,11 @@ def prepare(config: ScoreConfig) -> Prepared:
             raise StoreError(f"{store.uri}/{SCORES}/{scorer} was scored differently ({', '.join(differ)}): "
                              f"move it away to score again")
     done = scored_keys(store, scorer) if stored is not None else set()
-    tasks, images = [], 0
-    for path, part in files.items():
-        mine = [k for k, j in zip(part["key"], part["job"]) if j in wanted and not is_frame_key(k)]
+    tasks, images, seen = [], 0, set()
+    for path, part in files.items():   # in name order: a key two files hold is the first file's, as readers take it
+        mine = [k for k, j in dict(zip(part["key"], part["job"])).items()
+                if j in wanted and not is_frame_key(k) and k not in seen]
+        seen.update(mine)
         images += len(mine)
         todo = [k for k in mine if k not in done]
         if todo:

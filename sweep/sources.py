@@ -102,13 +102,25 @@ def item_name(row: dict) -> str:
     return "-".join(parts)
 
 
-def store_images(value: str, writing: Store, names: UniqueNames) -> list[SourceImage]:
+def check_given_once(store: Store, job: str, value: str, given: list[tuple[Store, str, str]]) -> None:
+    """PlanError when an earlier `--images` value in `given` ((store, job, value), appended to here) names the same
+    job of the same store under another spelling (`store:a`, `store:a/`, `store:a:octave`, a link to `a`): its
+    images would be sources twice, the second time under hashed names."""
+    for other, other_job, other_value in given:
+        if other_job == job and same_store(other, store):
+            raise PlanError(f"--images {value} is given more than once (as {other_value} too)")
+    given.append((store, job, value))
+
+
+def store_images(value: str, writing: Store, names: UniqueNames,
+                 given: list[tuple[Store, str, str]] | None = None) -> list[SourceImage]:
     """The images `store:URI[:JOB]` names, or PlanError in one line (no store there, the store this sweep writes,
-    a store being written, no image of JOB)."""
+    a store being written, one given already in `given` (`check_given_once`), no image of JOB)."""
     uri, job = parse_store_spec(value)
     try:
         store = open_store(uri)
         check_finished(store, writing, value)
+        check_given_once(store, job, value, [] if given is None else given)
         rows = final_rows(store, job)
         if not rows:
             present = sorted({job for path in store.files(IMAGES)
@@ -139,7 +151,7 @@ def source_images(values: Sequence[str], writing_store: str, noise_side: Callabl
         count, side = parse_noise(noise[0])
         images += noise_images(count, side or noise_side())
     if stores:
-        writing, names = Store.open(writing_store), UniqueNames()
-        for value in stores:
-            images += store_images(value, writing, names)
+        writing, names, given = Store.open(writing_store), UniqueNames(), []
+        for value in sorted(stores):   # whichever order they are given in, the same store takes the plain names
+            images += store_images(value, writing, names, given)
     return images

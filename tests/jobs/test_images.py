@@ -104,3 +104,36 @@ def test_noise_specs(spec, parsed):
 def test_bad_noise_specs_name_the_value(spec):
     with pytest.raises(ImageInputError, match=f"^--images {spec}: "):
         parse_noise(spec)
+
+
+def test_a_file_given_twice_is_one_source(tmp_path):
+    """A folder and a file inside it (or one path written twice, or through `..`) name one picture: one source, not
+    two of one name (which the sweep refuses as two pictures to rename)."""
+    for name in ("a.png", "b.png"):
+        _save(tmp_path / name, Image.new("RGB", (8, 8)))
+    (tmp_path / "sub").mkdir()
+    images = load_images([tmp_path, tmp_path / "a.png", tmp_path / "sub" / ".." / "b.png", tmp_path])
+    assert [image.name for image in images] == ["a.png", "b.png"]
+
+
+def test_a_link_loop_is_listed_as_missing_not_a_traceback(tmp_path):
+    good = _save(tmp_path / "good.png", Image.new("RGB", (8, 8)))
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    with pytest.raises(ImageInputError, match="loop.png: no such file"):
+        load_images([good, tmp_path / "loop.png"])
+
+
+@pytest.mark.parametrize("mode, clear", [("L", 0), ("RGB", (0, 0, 0))])
+def test_a_transparent_colour_key_composites_on_white_too(tmp_path, mode, clear):
+    """A greyscale or RGB PNG may mark one value transparent (its tRNS chunk) instead of carrying an alpha band:
+    those pixels are transparent like an RGBA image's, so on white, not their colour."""
+    image = Image.new(mode, (4, 4), clear)
+    image.paste(100 if mode == "L" else (100, 100, 100), (0, 0, 2, 4))    # the left half opaque grey
+    pixels = read_image(_save(tmp_path / "keyed.png", image, transparency=clear))
+    assert (pixels[:, :2] == 100).all() and (pixels[:, 2:] == 255).all()
+
+
+def test_a_32_bit_image_brighter_than_16_bits_saturates_instead_of_wrapping(tmp_path):
+    bright = Image.fromarray(np.full((4, 4), 100_000, dtype=np.int32))       # mode I
+    assert bright.mode == "I"
+    assert (read_image(_save(tmp_path / "bright.tif", bright)) == 255).all()

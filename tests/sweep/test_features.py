@@ -18,3 +18,45 @@ def test_the_summary_line_says_at_what_size_the_features_were_computed():
                                "at 299 px (the model's input size)"]
     ours = FeatureSummary("f.parquet", 3, "block3", (4,), "stored", (490,))
     assert ours.lines() == ["wrote f.parquet: 3 images, block3 maps 4, at the stored size (490 px)"]
+
+
+def test_a_damaged_images_file_is_refused_in_one_line_naming_it_before_ray(tmp_path):
+    """The feature pass lists the files holding its job's images before any worker starts: a file that is not
+    Parquet is named, with the way on, as every other reader of the store names it."""
+    import pytest
+    from sweep.features import FeatureConfig, run_features
+    from sweep.store import IMAGES, StoreError
+    from sweep_fakes import build_store
+    build_store(tmp_path / "store", classes="0-1", jobs="octave")
+    damaged = sorted((tmp_path / "store" / IMAGES).iterdir())[0]
+    damaged.write_bytes(b"not parquet at all")
+    with pytest.raises(StoreError, match=f"unreadable file .*{damaged.name}.*--check-files"):
+        run_features(FeatureConfig(store=str(tmp_path / "store"), layer="block1", maps=(0,)))
+
+
+def test_a_key_held_by_two_images_files_gives_one_row(tmp_path, monkeypatch):
+    """images/ may hold a key twice (a hung batch's late write landing after its rerun): one image, one row of
+    features.parquet, the first file's in name order as the readers take it, whatever order the workers finish in.
+    The fleet is replaced by one in-process worker (no Ray), which finishes the files last first."""
+    import shutil
+    import types
+    import pyarrow.parquet as pq
+    import sweep.features
+    from sweep.features import FeatureConfig, run_features
+    from sweep.store import IMAGES
+    from sweep.worker import SweepWorker
+    from sweep_fakes import build_store
+
+    def one_local_worker(cluster, config, tasks, *, submit, on_done, **_):
+        worker = SweepWorker(config)
+        actor = types.SimpleNamespace(features=types.SimpleNamespace(remote=worker.features))
+        for task in reversed(tasks):
+            on_done(task, submit(actor, task))
+
+    monkeypatch.setattr(sweep.features, "run_on_fleet", one_local_worker)
+    build_store(tmp_path / "store", classes="0-2", jobs="octave")
+    first = sorted((tmp_path / "store" / IMAGES).iterdir())[0]
+    shutil.copy(first, first.with_name("zz-late-write.parquet"))
+    summary = run_features(FeatureConfig(store=str(tmp_path / "store"), layer="block1", maps=(0,)))
+    keys = pq.read_table(summary.path).column("key").to_pylist()
+    assert sorted(keys) == sorted(set(keys)) and len(keys) == summary.images == 3

@@ -241,6 +241,8 @@ def test_rescale_keeps_a_flat_image_flat_and_sizes_it():
     (["--model", "digits", "--weights", "nosuch.pth"], "not found"),
     (["--model", "digits", "--jobs", "octave,paint"], "unknown job 'paint'"),
     (["--model", "digits", "--jobs", "dream"], "holds no dream images"),
+    (["--model", "digits", "--jobs", ""], "no job given"),       # as `sweep run --jobs ""`: not "every job"
+    (["--model", "digits", "--jobs", ","], "no job given"),
     (["--model", "mobilenet_v3_small", "--weights", "random"], "has 1000 classes"),
     (["--model", "digits", "--batch-size", "0"], "Invalid value for '--batch-size'"),
 ])
@@ -309,3 +311,49 @@ def test_a_store_with_nothing_to_score_says_so_and_writes_nothing(tmp_path):
     assert (summary.images, summary.scored) == (0, 0)
     assert summary.lines()[0].startswith("scorer digits.random") and "nothing to score" in summary.lines()[0]
     assert "written under" not in summary.lines()[0] and not (tmp_path / "store" / SCORES).exists()
+
+
+def test_a_key_held_by_two_images_files_is_scored_once(tmp_path):
+    """images/ may hold a key twice (a hung batch's late write landing after its rerun): the key is one image, to
+    score once, from the first file in name order as the readers take it, and counted once."""
+    logits = np.eye(10, dtype=np.float32)
+    path = write_store(str(tmp_path / "store"), [f"digit {i}" for i in range(10)],
+                       [Image("octave", 1, logits[1]), Image("octave", 2, logits[2])])
+    images = tmp_path / "store" / IMAGES
+    shutil.copy(images / "part-000000.parquet", images / "part-000001.parquet")
+    prepared = prepare(ScoreConfig(store=path, model="digits", weights="random"))
+    keys = [k for task in prepared.tasks for k in task.keys]
+    assert sorted(keys) == sorted(set(keys)) and len(keys) == 2
+    assert prepared.images == 2 and [t.path.rsplit("/", 1)[-1] for t in prepared.tasks] == ["part-000000.parquet"]
+
+
+@pytest.mark.parametrize("text", ["{", "[1, 2]", ""])
+def test_a_damaged_scorer_manifest_is_one_line_naming_it(tmp_path, text):
+    path = write_store(str(tmp_path / "store"), [f"digit {i}" for i in range(10)],
+                       [Image("octave", 1, np.eye(10, dtype=np.float32)[1])])
+    from jobs.models import load_model
+    model = load_model("digits", "random")
+    scorer = tmp_path / "store" / SCORES / scorer_id(model.name, model.weights_id)
+    scorer.mkdir(parents=True)
+    (scorer / SCORER_FILE).write_text(text)
+    with pytest.raises(StoreError, match=f"{SCORER_FILE} is not a scorer manifest") as error:
+        prepare(ScoreConfig(store=path, model="digits", weights="random"))
+    assert f"{SCORES}/{scorer.name}" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_damaged_scores_part_is_refused_with_a_way_on_that_works(tmp_path):
+    """`sweep run --check-files` quarantines images/, frames/, trajectories/ and failures/, never scores/: the
+    refusal of a damaged part names it and says what does help (removing it; `sweep score` then scores its images
+    again), both for the resume of `sweep score` and for the analysis that reads the scores."""
+    path = write_store(str(tmp_path / "store"), [f"digit {i}" for i in range(10)],
+                       [Image("octave", 1, np.eye(10, dtype=np.float32)[1])])
+    first = prepare(ScoreConfig(store=path, model="digits", weights="random"))
+    scorer = tmp_path / "store" / SCORES / first.plan.scorer
+    scorer.mkdir(parents=True)
+    (scorer / SCORER_FILE).write_text(json.dumps(first.scorer))
+    (scorer / "part-damaged.parquet").write_bytes(b"not parquet")
+    for read in (lambda: prepare(ScoreConfig(store=path, model="digits", weights="random")),
+                 lambda: store_transfer(Store.open(path))):
+        with pytest.raises(StoreError, match="part-damaged.parquet") as error:
+            read()
+        assert "--check-files" not in str(error.value) and "sweep score" in str(error.value)

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image as PILImage
 
 from analysis.synthetic import Image, noise_png, write_store
 from sweep.cli import main
@@ -148,3 +149,47 @@ def test_the_cli_refuses_a_missing_store_in_one_line(tmp_path):
     assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
     assert result.output.startswith("Error: --images store:") and "no store at" in result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("again", ["store:{path}/", "store:{path}:octave", "store:{link}"])
+def test_one_store_and_job_given_twice_under_two_spellings_is_refused(classes, tmp_path, again):
+    """The same images twice would become twice the sources (the second under hashed names): refused, as the same
+    spelling given twice is."""
+    path, _ = classes
+    os.symlink(path, tmp_path / "link")
+    with pytest.raises(PlanError, match="given more than once") as error:
+        sources(f"store:{path}", again.format(path=path, link=tmp_path / "link"))
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("first, second", [("Cat.png", "cat.png"), ("caf\u00e9.png", "cafe\u0301.png")])
+def test_two_pictures_whose_names_differ_only_in_case_or_unicode_form_are_refused(tmp_path, first, second):
+    """A store on macOS or Windows (or a copy of it there) keeps sources/NAME.png as one file for both: the second
+    picture would replace the first, and every image of the first would start from the second."""
+    for folder, name, value in (("a", first, 10), ("b", second, 200)):
+        (tmp_path / folder).mkdir()
+        PILImage.new("RGB", (8, 8), (value,) * 3).save(tmp_path / folder / name)
+    with pytest.raises(PlanError, match="several source images are named") as error:
+        sources(str(tmp_path / "a"), str(tmp_path / "b"), store=str(tmp_path / "out"))
+    assert first in str(error.value) and second in str(error.value)
+
+
+def test_a_picture_named_like_an_interpolation_frame_is_refused(tmp_path):
+    """A key ending in #frame<N> is an interpolation frame's to every reader (status, coverage, score, store:
+    sources): an image started from a file named so would count as missing for ever and never be scored."""
+    PILImage.new("RGB", (8, 8)).save(tmp_path / "shot#frame2", format="PNG")   # named directly: no suffix needed
+    with pytest.raises(PlanError, match="shot#frame2") as error:
+        sources(str(tmp_path / "shot#frame2"), store=str(tmp_path / "out"))
+    assert "#frame" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_two_stores_given_in_the_other_order_give_the_same_sources(classes, tmp_path):
+    """Sources are the sweep's, whatever order --images gives them in (`load_sources` sorts them by name): when two
+    stores' names clash, which of them gets the hashed names must not depend on that order either, or the resume
+    of the same command written the other way round is refused as other sources."""
+    path, _ = classes
+    copy = str(shutil.copytree(path, tmp_path / "copy"))
+    write_store(copy, NAMES, [Image("octave", 0, np.zeros(len(NAMES)), png=_pngs(1, seed=9)[0])])  # other pixels
+    first, again = sources(f"store:{path}", f"store:{copy}"), sources(f"store:{copy}", f"store:{path}")
+    assert list(first) == list(again)
+    assert [source_hash(p) for p in first.values()] == [source_hash(p) for p in again.values()]
