@@ -21,6 +21,7 @@ return matplotlib Figures; `store_outputs` is the one reader (through `sweep.sto
 """
 from __future__ import annotations
 
+import functools
 import textwrap
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -225,6 +226,17 @@ def _judged(table: pd.DataFrame, value: str | None) -> pd.DataFrame:
     return rows.assign(measure=value, measure_name=LABELS.get(value, value), value=rows[value])
 
 
+def literal_text(build):
+    """`analysis.drawing.literal_text` (names holding '$' drawn as written), imported only when a figure is built:
+    this module's tables need no matplotlib."""
+    @functools.wraps(build)
+    def literal(*args, **kwargs):
+        from analysis.drawing import literal_text as drawn_as_written
+        return drawn_as_written(build)(*args, **kwargs)
+    return literal
+
+
+@literal_text
 def transfer_figure(table: pd.DataFrame, value: str | None = None):
     """The job x scorer matrix, numbers in the cells, the generating model's column first: each job judged by its
     own measure (`success_measure`, named in the row label), or with `value` one statistic for every job."""
@@ -250,6 +262,7 @@ def transfer_figure(table: pd.DataFrame, value: str | None = None):
     return figure
 
 
+@literal_text
 def compare_figure(table: pd.DataFrame, value: str | None = None):
     """One generator x scorer matrix per job/variant (the N x N comparison of `sweep compare`): each job judged by
     its own measure (`success_measure`, named in the panel's title), or with `value` one statistic for every job."""

@@ -264,3 +264,13 @@ def test_sweep_compare_leaves_out_the_images_the_analysis_leaves_out(tmp_path):
     compared = store_transfer(path)
     assert compared["images"].tolist() == analysed["images"].tolist() == [2]
     assert compared["top1_share"].tolist() == analysed["top1_share"].tolist() == [1.0]
+
+
+def test_scorer_names_with_dollar_signs_are_drawn_as_written():
+    """A scorer's id is its model and weights (a weights file's name may hold '$'): drawn as written, not mathtext."""
+    from analysis.drawing import rgb_pixels
+    named = "w_$5_$10"
+    a = transfer_table(images(), {named: outputs()["other"], "gen": outputs()["gen"]}, generator="gen")
+    for figure in (transfer_figure(a), compare_figure(compare_table([a]))):
+        rgb_pixels(figure)                                             # drawing it raised ValueError (mathtext)
+    assert named in [t.get_text() for t in transfer_figure(a).axes[0].get_xticklabels()]
