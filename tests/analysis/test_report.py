@@ -521,6 +521,16 @@ def test_tables_name_the_real_store_and_link_every_file_under_analysis(small_sto
     assert "features.parquet" in html and 'href="../analysis/' not in html   # elsewhere: named, not linked
 
 
+def test_a_file_of_the_analysis_folder_with_a_url_character_in_its_name_is_linked_by_its_encoded_name(small_store):
+    """The Tables list links every file under {store}/analysis/ by name: `notes #1.txt` was linked as written, and
+    a browser took `#1.txt` for a fragment (a broken link)."""
+    analyze_store(small_store)
+    with open(os.path.join(small_store, "analysis", "notes #1.txt"), "w") as handle:
+        handle.write("mine")
+    tables = write_figures(small_store).read_text().split('id="tables"')[1]
+    assert 'href="../analysis/notes%20%231.txt">notes #1.txt</a>' in tables
+
+
 def test_source_photographs_are_shown_as_each_job_fitted_them(tmp_path, monkeypatch):
     """Figures audit #12: a crop schedule's network saw the photograph's central square, but the grids showed the
     whole wide photograph. Each job's thumbnail follows its schedule's `source_fit` (the manifest's record)."""
