@@ -235,16 +235,36 @@ def pairs_from_option(value: Sequence[Sequence[int]] | str, classes: Sequence[in
     return all_pairs(classes) if value == ALL_PAIRS else tuple(tuple(p) for p in value)
 
 
+def in_table_order(names: list, table: Sequence[str]) -> list:
+    """`names` in `table`'s order (names not in it last, as they were): the order `--jobs` or `--variants` was
+    typed in changes no item."""
+    return sorted(names, key=lambda name: table.index(name) if name in table else len(table))
+
+
+def in_unordered_pair_order(pairs: list) -> list:
+    """`pairs` sorted by the classes they join, A+B and B+A keeping their order (the one listed first is the
+    addition's image): pairs listed in another order plan the same items."""
+    return sorted(pairs, key=sorted)   # stable: B+A stays after A+B when listed after it
+
+
 def canonical_options(options: dict) -> dict:
-    """A manifest's `options` with each pair selection as this version writes it (`pairs_option`), so that a store
-    whose manifest lists every pair (written before "all") and a command planning them all compare equal. Fields
-    that are not a plan's (a hand-edited manifest) are left as they are, for the comparison to show."""
+    """A manifest's `options` as this version compares them: each pair selection as it writes it (`pairs_option`),
+    so that a store whose manifest lists every pair (written before "all") and a command planning them all compare
+    equal; and the lists whose order changes no item (jobs, variants, layers, pairs) in one order, so that the same
+    selections typed in another order are the same sweep. Fields that are not a plan's (a hand-edited manifest) are
+    left as they are, for the comparison to show."""
     canonical = dict(options)
+    for name, table in (("jobs", ALL_JOBS), ("variants", ALL_VARIANTS)):
+        if isinstance(options.get(name), list):
+            canonical[name] = in_table_order(options[name], table)
+    with contextlib.suppress(TypeError):   # layers that are not names: compared as they are
+        if isinstance(options.get("layers"), list):
+            canonical["layers"] = sorted(options["layers"])
     for name in ("pairs", "interpolate_pairs"):
         value, classes = options.get(name), options.get("classes")
         if isinstance(value, list) and isinstance(classes, list):
             with contextlib.suppress(TypeError):   # classes or pairs that are not numbers: compared as they are
-                canonical[name] = pairs_option(value, classes)
+                canonical[name] = pairs_option(in_unordered_pair_order(value), classes)
     return canonical
 
 

@@ -159,6 +159,16 @@ def test_run_into_a_store_of_another_sweep_is_refused(small_store):
     assert sorted(p.name for p in small_store.rglob("*")) == before
 
 
+def test_the_same_sweep_typed_in_another_order_is_taken_not_refused(small_store):
+    """small_store is `--jobs octave,opposite,addition --pairs 0+1,2+3` (variants merge,juxtapose): the same lists in
+    another order plan the same items, and the dry run shows what the store holds instead of a refusal."""
+    result = invoke("run", "--store", str(small_store), "--model", "digits", "--weights", "random",
+                    "--schedule", "tiny", "--classes", "3,2,1,0", "--jobs", "addition,opposite,octave",
+                    "--pairs", "2+3,0+1", "--variants", "juxtapose,merge", "--batch-size", "4", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "11/12 items already stored" in result.output
+
+
 def test_export_writes_readable_names(small_store, tmp_path):
     result = invoke("export", "--store", str(small_store), "--out", str(tmp_path / "png"))
     assert result.exit_code == 0 and "wrote 11 PNG files" in result.output

@@ -209,3 +209,17 @@ def test_canonical_options_read_an_older_list_of_every_pair_as_all():
     assert canonical_options(other) == other
     for damaged in ({**older, "pairs": [1, 2]}, {**older, "classes": "0-3"}, {**older, "classes": [0, "a"]}, {}):
         assert canonical_options(damaged) == damaged                                # compared as they are
+
+
+def test_the_same_selections_listed_in_another_order_are_the_same_sweep():
+    """`--jobs`, `--variants`, `--layers` and `--pairs` listed in another order plan the same items, so the manifest
+    comparison takes them as the same sweep (as `--classes 3,1` and the `--images` are sorted already); the order of
+    A+B and B+A, which decides the addition's image, still counts."""
+    def options(**selections):
+        return canonical_options(make_plan(n_classes=10, classes="0-3", **selections).options())
+    first = options(jobs="octave,opposite,addition", pairs="0+1,2+3,1+0", variants="merge,juxtapose")
+    again = options(jobs="addition,opposite,octave", pairs="2+3,0+1,1+0", variants="juxtapose,merge")
+    assert first == again
+    assert first != options(jobs="octave,opposite,addition", pairs="1+0,0+1,2+3", variants="merge,juxtapose")
+    dreams = dict(jobs="dream", sources=("a.png",))
+    assert options(**dreams, layers=("block2", "block1")) == options(**dreams, layers=("block1", "block2"))
