@@ -295,7 +295,8 @@ def parse_pairs(text: str | None, n_classes: int, classes: Sequence[int]) -> tup
         return tuple(sorted(random.Random(PAIRS_RANDOM_SEED).sample(pool, int(count))))
     path = Path(text)
     if path.is_file():
-        lines = [(n, line.split("#", 1)[0].strip()) for n, line in enumerate(path.read_text().splitlines(), 1)]
+        text = path.read_text(encoding="utf-8-sig")   # UTF-8, with or without the byte-order mark Notepad writes
+        lines = [(n, line.split("#", 1)[0].strip()) for n, line in enumerate(text.splitlines(), 1)]
         pairs = [_parse_pair(line, n_classes, f"{path}:{n}") for n, line in lines if line]
         if not pairs:
             raise PlanError(f"pairs file {path} lists no pair")

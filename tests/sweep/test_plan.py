@@ -72,6 +72,13 @@ def test_pairs_file_error_names_the_line(tmp_path):
         parse_pairs(str(pairs_file), 10, range(10))
 
 
+def test_a_pairs_file_saved_by_a_windows_editor_reads_as_any_other(tmp_path):
+    """Notepad saves UTF-8 with a byte-order mark and CRLF line ends: the mark is not part of the first pair."""
+    pairs_file = tmp_path / "pairs.txt"
+    pairs_file.write_bytes("1+2\r\n# the second\r\n3+4\r\n".encode("utf-8-sig"))
+    assert parse_pairs(str(pairs_file), 10, range(10)) == ((1, 2), (3, 4))
+
+
 def test_default_pairs_of_a_full_class_sweep_are_a_seeded_sample():
     """Issue 10.1 (behaviour changed: this was refused): all 499500 pairs of 1000 classes are too many, so the
     default is the sample `--pairs random:1000` draws, noted in the plan and recorded in the manifest's options."""
