@@ -57,6 +57,20 @@ def test_bad_arguments_exit_2_and_write_nothing(tmp_path, extra, fragment):
     assert not store.exists()
 
 
+@pytest.mark.parametrize("option, value", [("--lease-timeout", "nan"), ("--lease-timeout", "inf"),
+                                           ("--cpus-per-worker", "nan"), ("--gpu-wait", "nan"),
+                                           ("--stall-timeout", "NaN")])
+def test_a_number_of_seconds_or_cpus_that_is_not_finite_is_refused(tmp_path, option, value):
+    """nan passes every bound (nan < 1 is false): a nan lease timeout rewrote the lease in a busy loop (its heartbeat
+    waits timeout / 4), an infinite one ended the heartbeat thread (OverflowError), a nan CPU count failed after Ray
+    had started (int(nan)), a nan stall timeout never saw a hung worker. The dry run: on main it plans, fast."""
+    result = invoke("run", "--store", str(tmp_path / "store"), "--model", "digits", "--weights", "random",
+                    "--dry-run", option, value)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"Error: Invalid value for '{option}': '{value}' is not a finite number")
+    assert not (tmp_path / "store").exists()
+
+
 def test_usage_errors_are_one_error_line_and_click_hint():
     for args, fragment, hint in ((["run", "--model", "digits"], "Missing option '--store'", "sweep run -h"),
                                  (["run", "--store", "s", "--model", "digits", "--seeds", "x"], "'--seeds'",
@@ -227,6 +241,12 @@ def test_features_at_an_unknown_size_is_refused_by_the_cli_and_the_library(small
     assert result.exit_code == 2 and "--feature-size" in result.output and "'input', 'stored'" in result.output
     with pytest.raises(PlanError, match="'huge'"):
         check(FeatureConfig(store=str(small_store), layer="block3", maps=(0,), size="huge"))
+    assert not (small_store / "analysis").exists()
+
+
+def test_a_margin_share_that_is_not_a_number_is_refused(small_store):
+    result = invoke("analyze", "--store", str(small_store), "--margin-share", "nan")
+    assert result.exit_code == 2 and "Invalid value for '--margin-share': 'nan' is not a finite number" in result.output
     assert not (small_store / "analysis").exists()
 
 
