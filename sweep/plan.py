@@ -343,12 +343,13 @@ def make_plan(*, n_classes: int, jobs: str | None = None, classes: str = "all", 
         raise PlanError(f"--images given, but no chosen job starts from an image (jobs: {', '.join(chosen_jobs)}; "
                         f"those that do: {', '.join(IMAGE_JOBS)})")
     chosen_classes = parse_classes(classes, n_classes)
-    paired = [job for job in ALL_JOBS if job in PAIRED and job in chosen_jobs]   # in the table's order
-    own_pairs = OWN_PAIRS_JOB in paired and interpolate_pairs is not None
-    needs_pairs = bool(set(pairs_readers(interpolate_pairs)) & set(chosen_jobs))
+    own_pairs = OWN_PAIRS_JOB in chosen_jobs and interpolate_pairs is not None
+    readers = [job for job in pairs_readers(interpolate_pairs) if job in chosen_jobs]   # in the table's order
+    needs_pairs = bool(readers)
     chosen_pairs = parse_pairs(pairs, n_classes, chosen_classes) if needs_pairs or pairs else ()
     if needs_pairs and not chosen_pairs:
-        raise PlanError(f"{' and '.join(paired)} needs at least two classes or explicit --pairs")
+        raise PlanError(f"{' and '.join(readers)} need{'s' * (len(readers) == 1)} at least two classes or explicit "
+                        f"--pairs")
     if not needs_pairs:
         chosen_pairs = ()   # checked above, but unused without a paired job
     drawn = default_pairs_drawn(chosen_classes) if needs_pairs and pairs is None else ""

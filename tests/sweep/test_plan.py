@@ -104,7 +104,10 @@ def test_default_pairs_of_a_full_class_sweep_are_a_seeded_sample():
     ({"batch_size": 0}, "--batch-size"),
     ({"jobs": "addition", "classes": "3"}, "^addition needs at least two classes"),
     ({"jobs": "interpolate,addition", "classes": "3", "sources": ("a.png",)},
-     "^addition and interpolate needs at least two classes"),
+     "^addition and interpolate need at least two classes"),
+    # interpolation with its own pairs does not read --pairs: only the addition lacks them
+    ({"jobs": "interpolate,addition", "classes": "3", "sources": ("a.png",), "interpolate_pairs": "1+2"},
+     "^addition needs at least two classes or explicit --pairs$"),
     ({"jobs": "interpolate", "classes": "3", "sources": ("a.png",), "interpolate_pairs": "all"},
      "^interpolation needs at least two classes"),
 ])
