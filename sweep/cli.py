@@ -352,12 +352,12 @@ def analyze(store, metric, margin_share, features, weights, feature_size, addres
             gpu_wait, stall_timeout) -> None:
     """Tables under {store}/analysis/: classes, opposites, additions, PCA, nearest-neighbour graph (those a store
     can have: without octave images, no class tables)."""
-    if not features:
+    if features is None:   # given empty, it is refused below (parse_features), not taken for "not given"
         refuse_given("--features", ("weights", "feature_size", "address", "workers", "device", "cpus_per_worker",
                                     "gpu_wait", "stall_timeout"))
     functions = analysis_functions()
     with reported(store):
-        if features:
+        if features is not None:
             from sweep.features import FeatureConfig, run_features
             from sweep.plan import parse_features
             layer, maps = parse_features(features)
@@ -426,7 +426,10 @@ def directions(store, groups, start, components, out, method, jobs) -> None:
     Prints the groups in order along the direction with their mean position, and the ROC AUC of each neighbouring
     pair in that order (1.000: the pair does not overlap; 0.500: not told apart)."""
     from analysis.directions import run_directions
-    chosen = tuple(j.strip() for j in jobs.split(",") if j.strip()) if jobs else None
+    chosen = tuple(j.strip() for j in jobs.split(",") if j.strip()) if jobs is not None else None
+    if chosen == ():   # given empty: refused, as `run --jobs ""`, not taken for the default
+        raise UserError(f"no job given (--jobs {jobs!r}): name the jobs whose images a class stands for, e.g. "
+                        f"octave,transfigure")
     with reported(store):
         summary = run_directions(open_store(store), groups, start=start, n_components=components, out=out,
                                  method=method, jobs=chosen)

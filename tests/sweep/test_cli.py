@@ -244,10 +244,16 @@ def test_features_at_an_unknown_size_is_refused_by_the_cli_and_the_library(small
     assert not (small_store / "analysis").exists()
 
 
-def test_a_margin_share_that_is_not_a_number_is_refused(small_store):
-    result = invoke("analyze", "--store", str(small_store), "--margin-share", "nan")
-    assert result.exit_code == 2 and "Invalid value for '--margin-share': 'nan' is not a finite number" in result.output
-    assert not (small_store / "analysis").exists()
+@pytest.mark.parametrize("extra, fragment", [
+    (["--margin-share", "nan"], "Invalid value for '--margin-share': 'nan' is not a finite number"),
+    (["--features", ""], "--features '': expected LAYER:MAPS"),   # given empty: refused, as `run --jobs ""`
+])
+def test_analyze_refuses_an_option_value_that_means_nothing(small_store, tmp_path, extra, fragment):
+    store = tmp_path / "store"
+    shutil.copytree(small_store, store)   # before the fix the analysis ran: not in the shared store
+    result = invoke("analyze", "--store", str(store), *extra)
+    assert result.exit_code == 2 and result.output.startswith(f"Error: {fragment}"), result.output
+    assert not (store / "analysis").exists()
 
 
 def test_feature_options_without_features_are_refused_not_ignored(small_store):
@@ -534,6 +540,15 @@ def test_every_directions_option_reaches_run_directions(monkeypatch, tmp_path):
     assert [type(args[0]), args[0].uri, *args[1:]] == [Store, str(tmp_path / "s"), "g.csv"]
     assert kwargs == dict(start="octave:-:1:-1:0", n_components=7, out="figs", method="bottleneck",
                           jobs=("octave", "dream"))
+
+
+def test_directions_refuses_jobs_given_empty_instead_of_taking_the_default(monkeypatch, small_store):
+    import analysis.directions
+    calls = recorded_calls(monkeypatch, analysis.directions, "run_directions", NoLines())
+    for empty in ("", " , "):
+        result = invoke("directions", "--store", str(small_store), "--groups", "g.csv", "--jobs", empty)
+        assert result.exit_code == 2 and result.output.startswith(f"Error: no job given (--jobs {empty!r})")
+    assert not calls
 
 
 def test_every_analyze_option_reaches_the_feature_config_and_the_analysis(monkeypatch, tmp_path):
