@@ -274,11 +274,13 @@ def default_pairs_drawn(classes: Sequence[int]) -> str:
     return f"random:{MAX_DEFAULT_PAIRS} of {count}" if count > MAX_DEFAULT_PAIRS else ""
 
 
-def parse_pairs(text: str | None, n_classes: int, classes: Sequence[int]) -> tuple[tuple[int, int], ...]:
+def parse_pairs(text: str | None, n_classes: int, classes: Sequence[int],
+                option: str = "--pairs") -> tuple[tuple[int, int], ...]:
     """`1+2,3+4`, a FILE with one pair per line (`#` comments), `random:N`, or `all`. None (no --pairs): all pairs,
     or above MAX_DEFAULT_PAIRS of them the seeded sample `random:MAX_DEFAULT_PAIRS` (`default_pairs_drawn`).
 
-    `random:N` and `all` draw from the selected `classes`; explicit pairs may name any class of the model.
+    `random:N` and `all` draw from the selected `classes`; explicit pairs may name any class of the model. `option`:
+    the option given, as errors name it (`--interpolate-pairs`).
     """
     if text is None and default_pairs_drawn(classes):
         text = f"random:{MAX_DEFAULT_PAIRS}"
@@ -288,10 +290,10 @@ def parse_pairs(text: str | None, n_classes: int, classes: Sequence[int]) -> tup
     if text.startswith("random:"):
         count = text[len("random:"):]
         if not is_whole_number(count) or int(count) < 1:
-            raise PlanError(f"--pairs {text!r}: expected random:N with N a positive whole number")
+            raise PlanError(f"{option} {text!r}: expected random:N with N a positive whole number")
         pool = all_pairs(classes)
         if int(count) > len(pool):
-            raise PlanError(f"--pairs {text}: only {len(pool)} distinct pairs exist among {len(classes)} classes")
+            raise PlanError(f"{option} {text}: only {len(pool)} distinct pairs exist among {len(classes)} classes")
         return tuple(sorted(random.Random(PAIRS_RANDOM_SEED).sample(pool, int(count))))
     path = Path(text)
     if path.is_file():
@@ -301,9 +303,9 @@ def parse_pairs(text: str | None, n_classes: int, classes: Sequence[int]) -> tup
         if not pairs:
             raise PlanError(f"pairs file {path} lists no pair")
     elif "+" in text:
-        pairs = [_parse_pair(part, n_classes, "--pairs") for part in text.split(",")]
+        pairs = [_parse_pair(part, n_classes, option) for part in text.split(",")]
     else:
-        raise PlanError(f"--pairs {text!r} is neither a pair list (1+2,3+4), random:N, all, nor an existing file")
+        raise PlanError(f"{option} {text!r} is neither a pair list (1+2,3+4), random:N, all, nor an existing file")
     return tuple(dict.fromkeys(pairs))   # drop repeats, keep the user's order
 
 
@@ -353,7 +355,8 @@ def make_plan(*, n_classes: int, jobs: str | None = None, classes: str = "all", 
     if not needs_pairs:
         chosen_pairs = ()   # checked above, but unused without a paired job
     drawn = default_pairs_drawn(chosen_classes) if needs_pairs and pairs is None else ""
-    chosen_interpolate = parse_pairs(interpolate_pairs, n_classes, chosen_classes) if own_pairs else ()
+    chosen_interpolate = (parse_pairs(interpolate_pairs, n_classes, chosen_classes, "--interpolate-pairs")
+                          if own_pairs else ())
     if own_pairs and not chosen_interpolate:
         raise PlanError("interpolation needs at least two classes or explicit --interpolate-pairs")
     uses_layers = bool(LAYER_JOBS.intersection(chosen_jobs))

@@ -116,6 +116,17 @@ def test_make_plan_bad(kwargs, fragment):
         make_plan(n_classes=10, **kwargs)
 
 
+@pytest.mark.parametrize("interpolate_pairs, fragment", [
+    ("1+1", "--interpolate-pairs: pair 1+1 adds a class to itself"),
+    ("random:99", "--interpolate-pairs random:99: only 45 distinct pairs"),
+    ("nosuchfile.txt", "--interpolate-pairs 'nosuchfile.txt' is neither"),
+])
+def test_a_bad_interpolate_pairs_is_named_as_the_option_given(interpolate_pairs, fragment):
+    with pytest.raises(PlanError) as error:
+        make_plan(n_classes=10, jobs="interpolate", sources=("a.png",), interpolate_pairs=interpolate_pairs)
+    assert str(error.value).startswith(fragment)
+
+
 def test_items_keys_and_counts():
     plan = make_plan(n_classes=10, classes="0-4", pairs="0+1,2+3,1+4", seeds=2, batch_size=3)
     items = plan.items()
