@@ -387,15 +387,16 @@ def preset_names() -> list[str]:
 
 
 def _read_file(path: Path) -> Any:
-    """A schedule file's data: at most MAX_FILE_BYTES of UTF-8 text, JSON or (.yaml, .yml) YAML without aliases,
-    and at most MAX_NODES values; ValueError (one line) otherwise. Schedule files are small: the caps stop a
-    hostile file (an alias bomb expands nine lines into billions of values) before it is built."""
+    """A schedule file's data: at most MAX_FILE_BYTES of UTF-8 text (a byte-order mark allowed), JSON or (.yaml,
+    .yml) YAML without aliases, and at most MAX_NODES values; ValueError (one line) otherwise. Schedule files are
+    small: the caps stop a hostile file (an alias bomb expands nine lines into billions of values) before it is
+    built."""
     with open(path, "rb") as handle:
         raw = handle.read(MAX_FILE_BYTES + 1)
     if len(raw) > MAX_FILE_BYTES:
         raise ValueError(f"{path} is larger than {MAX_FILE_BYTES // 1024} KiB: not a schedule file")
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")   # with or without the byte-order mark Notepad writes
     except UnicodeDecodeError:
         raise ValueError(f"{path} is not a text file (schedules are JSON or YAML)") from None
     if path.suffix in (".yaml", ".yml"):

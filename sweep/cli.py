@@ -6,6 +6,7 @@ Every user error (bad selection, unknown model or schedule, missing weights, a s
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from typing import Iterator
 
@@ -66,6 +67,17 @@ def reported(store: str | None = None) -> Iterator[None]:
         raise UserError(f"unreadable data: {first_line(error)}") from None
 
 
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange that refuses nan and inf: nan passes every bound (nan < 1 is false), and neither is a
+    number of seconds, CPUs or a share (a nan lease timeout made the heartbeat rewrite the lease in a busy loop)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 def cluster_options(command):
     """Options shared by the commands that start workers (run, demo, analyze --features)."""
     options = [
@@ -75,13 +87,13 @@ def cluster_options(command):
                      help="Number of actors (default: one per GPU, or per CPU without GPUs)."),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
                      help="gpu: one GPU per actor even before the autoscaler has added GPU nodes."),
-        click.option("--cpus-per-worker", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+        click.option("--cpus-per-worker", type=FiniteFloatRange(min=0.01), default=1.0, show_default=True,
                      help="CPUs reserved by each actor (also its torch threads)."),
-        click.option("--gpu-wait", type=click.FloatRange(min=0), default=600.0, show_default=True,
+        click.option("--gpu-wait", type=FiniteFloatRange(min=0), default=600.0, show_default=True,
                      help="--device gpu on a cluster without GPUs: seconds to wait for GPU nodes before giving up "
                           "(a run whose first worker does not answer, or that has lost every worker, waits this "
                           "long too, at least 600 s)."),
-        click.option("--stall-timeout", type=click.FloatRange(min=1), default=1200.0, show_default=True,
+        click.option("--stall-timeout", type=FiniteFloatRange(min=1), default=1200.0, show_default=True,
                      help="Seconds a worker holding work may go without progress (a step done, a task finished "
                           "or handed to it) before it counts as hung: it is ended and its work runs again on a new "
                           "worker."),
@@ -249,7 +261,7 @@ def models() -> None:
               help="Record each image's generation: every:N keeps the target's output and rank, the argmax, the "
               "loss and the top-5 outputs every N steps; every:N,snapshots:M also the image (PNG) and all outputs "
               "every M steps. Stored in {store}/trajectories/ (default: off).")
-@click.option("--lease-timeout", type=click.FloatRange(min=1), default=60.0, show_default=True,
+@click.option("--lease-timeout", type=FiniteFloatRange(min=1), default=60.0, show_default=True,
               help="Seconds without a heartbeat after which another driver's lease on the store counts as stale "
               "(a crashed driver's) and this run takes the store over.")
 @click.option("--check-files", is_flag=True, help="Before the run, read every column of every stored file, not "
@@ -325,7 +337,7 @@ def analysis_functions():
 @click.option("--store", required=True, help="The store to analyse.")
 @click.option("--metric", type=click.Choice(["cosine", "euclidean"]), default="cosine", show_default=True,
               help="Distance in the output space (nearest neighbours).")
-@click.option("--margin-share", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+@click.option("--margin-share", type=FiniteFloatRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="The article's margin opposite (Latent space, \"Opposites\": the largest gap to the next output) "
               "is sought among this share of a class image's lowest outputs (our reading: over all of them the "
               "largest gap sits at the top).")
@@ -340,12 +352,12 @@ def analyze(store, metric, margin_share, features, weights, feature_size, addres
             gpu_wait, stall_timeout) -> None:
     """Tables under {store}/analysis/: classes, opposites, additions, PCA, nearest-neighbour graph (those a store
     can have: without octave images, no class tables)."""
-    if not features:
+    if features is None:   # given empty, it is refused below (parse_features), not taken for "not given"
         refuse_given("--features", ("weights", "feature_size", "address", "workers", "device", "cpus_per_worker",
                                     "gpu_wait", "stall_timeout"))
     functions = analysis_functions()
     with reported(store):
-        if features:
+        if features is not None:
             from sweep.features import FeatureConfig, run_features
             from sweep.plan import parse_features
             layer, maps = parse_features(features)
@@ -414,7 +426,10 @@ def directions(store, groups, start, components, out, method, jobs) -> None:
     Prints the groups in order along the direction with their mean position, and the ROC AUC of each neighbouring
     pair in that order (1.000: the pair does not overlap; 0.500: not told apart)."""
     from analysis.directions import run_directions
-    chosen = tuple(j.strip() for j in jobs.split(",") if j.strip()) if jobs else None
+    chosen = tuple(j.strip() for j in jobs.split(",") if j.strip()) if jobs is not None else None
+    if chosen == ():   # given empty: refused, as `run --jobs ""`, not taken for the default
+        raise UserError(f"no job given (--jobs {jobs!r}): name the jobs whose images a class stands for, e.g. "
+                        f"octave,transfigure")
     with reported(store):
         summary = run_directions(open_store(store), groups, start=start, n_components=components, out=out,
                                  method=method, jobs=chosen)

@@ -235,16 +235,36 @@ def pairs_from_option(value: Sequence[Sequence[int]] | str, classes: Sequence[in
     return all_pairs(classes) if value == ALL_PAIRS else tuple(tuple(p) for p in value)
 
 
+def in_table_order(names: list, table: Sequence[str]) -> list:
+    """`names` in `table`'s order (names not in it last, as they were): the order `--jobs` or `--variants` was
+    typed in changes no item."""
+    return sorted(names, key=lambda name: table.index(name) if name in table else len(table))
+
+
+def in_unordered_pair_order(pairs: list) -> list:
+    """`pairs` sorted by the classes they join, A+B and B+A keeping their order (the one listed first is the
+    addition's image): pairs listed in another order plan the same items."""
+    return sorted(pairs, key=sorted)   # stable: B+A stays after A+B when listed after it
+
+
 def canonical_options(options: dict) -> dict:
-    """A manifest's `options` with each pair selection as this version writes it (`pairs_option`), so that a store
-    whose manifest lists every pair (written before "all") and a command planning them all compare equal. Fields
-    that are not a plan's (a hand-edited manifest) are left as they are, for the comparison to show."""
+    """A manifest's `options` as this version compares them: each pair selection as it writes it (`pairs_option`),
+    so that a store whose manifest lists every pair (written before "all") and a command planning them all compare
+    equal; and the lists whose order changes no item (jobs, variants, layers, pairs) in one order, so that the same
+    selections typed in another order are the same sweep. Fields that are not a plan's (a hand-edited manifest) are
+    left as they are, for the comparison to show."""
     canonical = dict(options)
+    for name, table in (("jobs", ALL_JOBS), ("variants", ALL_VARIANTS)):
+        if isinstance(options.get(name), list):
+            canonical[name] = in_table_order(options[name], table)
+    with contextlib.suppress(TypeError):   # layers that are not names: compared as they are
+        if isinstance(options.get("layers"), list):
+            canonical["layers"] = sorted(options["layers"])
     for name in ("pairs", "interpolate_pairs"):
         value, classes = options.get(name), options.get("classes")
         if isinstance(value, list) and isinstance(classes, list):
             with contextlib.suppress(TypeError):   # classes or pairs that are not numbers: compared as they are
-                canonical[name] = pairs_option(value, classes)
+                canonical[name] = pairs_option(in_unordered_pair_order(value), classes)
     return canonical
 
 
@@ -254,11 +274,13 @@ def default_pairs_drawn(classes: Sequence[int]) -> str:
     return f"random:{MAX_DEFAULT_PAIRS} of {count}" if count > MAX_DEFAULT_PAIRS else ""
 
 
-def parse_pairs(text: str | None, n_classes: int, classes: Sequence[int]) -> tuple[tuple[int, int], ...]:
+def parse_pairs(text: str | None, n_classes: int, classes: Sequence[int],
+                option: str = "--pairs") -> tuple[tuple[int, int], ...]:
     """`1+2,3+4`, a FILE with one pair per line (`#` comments), `random:N`, or `all`. None (no --pairs): all pairs,
     or above MAX_DEFAULT_PAIRS of them the seeded sample `random:MAX_DEFAULT_PAIRS` (`default_pairs_drawn`).
 
-    `random:N` and `all` draw from the selected `classes`; explicit pairs may name any class of the model.
+    `random:N` and `all` draw from the selected `classes`; explicit pairs may name any class of the model. `option`:
+    the option given, as errors name it (`--interpolate-pairs`).
     """
     if text is None and default_pairs_drawn(classes):
         text = f"random:{MAX_DEFAULT_PAIRS}"
@@ -268,21 +290,22 @@ def parse_pairs(text: str | None, n_classes: int, classes: Sequence[int]) -> tup
     if text.startswith("random:"):
         count = text[len("random:"):]
         if not is_whole_number(count) or int(count) < 1:
-            raise PlanError(f"--pairs {text!r}: expected random:N with N a positive whole number")
+            raise PlanError(f"{option} {text!r}: expected random:N with N a positive whole number")
         pool = all_pairs(classes)
         if int(count) > len(pool):
-            raise PlanError(f"--pairs {text}: only {len(pool)} distinct pairs exist among {len(classes)} classes")
+            raise PlanError(f"{option} {text}: only {len(pool)} distinct pairs exist among {len(classes)} classes")
         return tuple(sorted(random.Random(PAIRS_RANDOM_SEED).sample(pool, int(count))))
     path = Path(text)
     if path.is_file():
-        lines = [(n, line.split("#", 1)[0].strip()) for n, line in enumerate(path.read_text().splitlines(), 1)]
+        text = path.read_text(encoding="utf-8-sig")   # UTF-8, with or without the byte-order mark Notepad writes
+        lines = [(n, line.split("#", 1)[0].strip()) for n, line in enumerate(text.splitlines(), 1)]
         pairs = [_parse_pair(line, n_classes, f"{path}:{n}") for n, line in lines if line]
         if not pairs:
             raise PlanError(f"pairs file {path} lists no pair")
     elif "+" in text:
-        pairs = [_parse_pair(part, n_classes, "--pairs") for part in text.split(",")]
+        pairs = [_parse_pair(part, n_classes, option) for part in text.split(",")]
     else:
-        raise PlanError(f"--pairs {text!r} is neither a pair list (1+2,3+4), random:N, all, nor an existing file")
+        raise PlanError(f"{option} {text!r} is neither a pair list (1+2,3+4), random:N, all, nor an existing file")
     return tuple(dict.fromkeys(pairs))   # drop repeats, keep the user's order
 
 
@@ -322,16 +345,18 @@ def make_plan(*, n_classes: int, jobs: str | None = None, classes: str = "all", 
         raise PlanError(f"--images given, but no chosen job starts from an image (jobs: {', '.join(chosen_jobs)}; "
                         f"those that do: {', '.join(IMAGE_JOBS)})")
     chosen_classes = parse_classes(classes, n_classes)
-    paired = [job for job in ALL_JOBS if job in PAIRED and job in chosen_jobs]   # in the table's order
-    own_pairs = OWN_PAIRS_JOB in paired and interpolate_pairs is not None
-    needs_pairs = bool(set(pairs_readers(interpolate_pairs)) & set(chosen_jobs))
+    own_pairs = OWN_PAIRS_JOB in chosen_jobs and interpolate_pairs is not None
+    readers = [job for job in pairs_readers(interpolate_pairs) if job in chosen_jobs]   # in the table's order
+    needs_pairs = bool(readers)
     chosen_pairs = parse_pairs(pairs, n_classes, chosen_classes) if needs_pairs or pairs else ()
     if needs_pairs and not chosen_pairs:
-        raise PlanError(f"{' and '.join(paired)} needs at least two classes or explicit --pairs")
+        raise PlanError(f"{' and '.join(readers)} need{'s' * (len(readers) == 1)} at least two classes or explicit "
+                        f"--pairs")
     if not needs_pairs:
         chosen_pairs = ()   # checked above, but unused without a paired job
     drawn = default_pairs_drawn(chosen_classes) if needs_pairs and pairs is None else ""
-    chosen_interpolate = parse_pairs(interpolate_pairs, n_classes, chosen_classes) if own_pairs else ()
+    chosen_interpolate = (parse_pairs(interpolate_pairs, n_classes, chosen_classes, "--interpolate-pairs")
+                          if own_pairs else ())
     if own_pairs and not chosen_interpolate:
         raise PlanError("interpolation needs at least two classes or explicit --interpolate-pairs")
     uses_layers = bool(LAYER_JOBS.intersection(chosen_jobs))

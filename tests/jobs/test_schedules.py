@@ -97,6 +97,14 @@ def test_yaml_schedule(tmp_path):
     assert s.name == "small" and s.step == "sign" and s.octaves == (Octave(16, 3),)
 
 
+def test_a_schedule_file_saved_with_a_byte_order_mark_loads(tmp_path):
+    """Notepad saves UTF-8 with a byte-order mark, which json.loads refuses ("Unexpected UTF-8 BOM")."""
+    for suffix in (".json", ".yaml"):
+        path = tmp_path / f"marked{suffix}"
+        path.write_bytes(json.dumps({"octaves": [{"size": 16, "iterations": 3}]}).encode("utf-8-sig"))
+        assert load_schedule(path).octaves == (Octave(16, 3),)
+
+
 @pytest.mark.parametrize("change, message", [
     ({"octaves": []}, "no octaves"),
     ({"step": "adam"}, "step must be one of plain, sign"),

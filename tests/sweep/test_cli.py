@@ -57,6 +57,20 @@ def test_bad_arguments_exit_2_and_write_nothing(tmp_path, extra, fragment):
     assert not store.exists()
 
 
+@pytest.mark.parametrize("option, value", [("--lease-timeout", "nan"), ("--lease-timeout", "inf"),
+                                           ("--cpus-per-worker", "nan"), ("--gpu-wait", "nan"),
+                                           ("--stall-timeout", "NaN")])
+def test_a_number_of_seconds_or_cpus_that_is_not_finite_is_refused(tmp_path, option, value):
+    """nan passes every bound (nan < 1 is false): a nan lease timeout rewrote the lease in a busy loop (its heartbeat
+    waits timeout / 4), an infinite one ended the heartbeat thread (OverflowError), a nan CPU count failed after Ray
+    had started (int(nan)), a nan stall timeout never saw a hung worker. The dry run: on main it plans, fast."""
+    result = invoke("run", "--store", str(tmp_path / "store"), "--model", "digits", "--weights", "random",
+                    "--dry-run", option, value)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"Error: Invalid value for '{option}': '{value}' is not a finite number")
+    assert not (tmp_path / "store").exists()
+
+
 def test_usage_errors_are_one_error_line_and_click_hint():
     for args, fragment, hint in ((["run", "--model", "digits"], "Missing option '--store'", "sweep run -h"),
                                  (["run", "--store", "s", "--model", "digits", "--seeds", "x"], "'--seeds'",
@@ -159,6 +173,16 @@ def test_run_into_a_store_of_another_sweep_is_refused(small_store):
     assert sorted(p.name for p in small_store.rglob("*")) == before
 
 
+def test_the_same_sweep_typed_in_another_order_is_taken_not_refused(small_store):
+    """small_store is `--jobs octave,opposite,addition --pairs 0+1,2+3` (variants merge,juxtapose): the same lists in
+    another order plan the same items, and the dry run shows what the store holds instead of a refusal."""
+    result = invoke("run", "--store", str(small_store), "--model", "digits", "--weights", "random",
+                    "--schedule", "tiny", "--classes", "3,2,1,0", "--jobs", "addition,opposite,octave",
+                    "--pairs", "2+3,0+1", "--variants", "juxtapose,merge", "--batch-size", "4", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "11/12 items already stored" in result.output
+
+
 def test_export_writes_readable_names(small_store, tmp_path):
     result = invoke("export", "--store", str(small_store), "--out", str(tmp_path / "png"))
     assert result.exit_code == 0 and "wrote 11 PNG files" in result.output
@@ -218,6 +242,18 @@ def test_features_at_an_unknown_size_is_refused_by_the_cli_and_the_library(small
     with pytest.raises(PlanError, match="'huge'"):
         check(FeatureConfig(store=str(small_store), layer="block3", maps=(0,), size="huge"))
     assert not (small_store / "analysis").exists()
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--margin-share", "nan"], "Invalid value for '--margin-share': 'nan' is not a finite number"),
+    (["--features", ""], "--features '': expected LAYER:MAPS"),   # given empty: refused, as `run --jobs ""`
+])
+def test_analyze_refuses_an_option_value_that_means_nothing(small_store, tmp_path, extra, fragment):
+    store = tmp_path / "store"
+    shutil.copytree(small_store, store)   # before the fix the analysis ran: not in the shared store
+    result = invoke("analyze", "--store", str(store), *extra)
+    assert result.exit_code == 2 and result.output.startswith(f"Error: {fragment}"), result.output
+    assert not (store / "analysis").exists()
 
 
 def test_feature_options_without_features_are_refused_not_ignored(small_store):
@@ -504,6 +540,15 @@ def test_every_directions_option_reaches_run_directions(monkeypatch, tmp_path):
     assert [type(args[0]), args[0].uri, *args[1:]] == [Store, str(tmp_path / "s"), "g.csv"]
     assert kwargs == dict(start="octave:-:1:-1:0", n_components=7, out="figs", method="bottleneck",
                           jobs=("octave", "dream"))
+
+
+def test_directions_refuses_jobs_given_empty_instead_of_taking_the_default(monkeypatch, small_store):
+    import analysis.directions
+    calls = recorded_calls(monkeypatch, analysis.directions, "run_directions", NoLines())
+    for empty in ("", " , "):
+        result = invoke("directions", "--store", str(small_store), "--groups", "g.csv", "--jobs", empty)
+        assert result.exit_code == 2 and result.output.startswith(f"Error: no job given (--jobs {empty!r})")
+    assert not calls
 
 
 def test_every_analyze_option_reaches_the_feature_config_and_the_analysis(monkeypatch, tmp_path):

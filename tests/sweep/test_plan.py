@@ -72,6 +72,13 @@ def test_pairs_file_error_names_the_line(tmp_path):
         parse_pairs(str(pairs_file), 10, range(10))
 
 
+def test_a_pairs_file_saved_by_a_windows_editor_reads_as_any_other(tmp_path):
+    """Notepad saves UTF-8 with a byte-order mark and CRLF line ends: the mark is not part of the first pair."""
+    pairs_file = tmp_path / "pairs.txt"
+    pairs_file.write_bytes("1+2\r\n# the second\r\n3+4\r\n".encode("utf-8-sig"))
+    assert parse_pairs(str(pairs_file), 10, range(10)) == ((1, 2), (3, 4))
+
+
 def test_default_pairs_of_a_full_class_sweep_are_a_seeded_sample():
     """Issue 10.1 (behaviour changed: this was refused): all 499500 pairs of 1000 classes are too many, so the
     default is the sample `--pairs random:1000` draws, noted in the plan and recorded in the manifest's options."""
@@ -97,13 +104,27 @@ def test_default_pairs_of_a_full_class_sweep_are_a_seeded_sample():
     ({"batch_size": 0}, "--batch-size"),
     ({"jobs": "addition", "classes": "3"}, "^addition needs at least two classes"),
     ({"jobs": "interpolate,addition", "classes": "3", "sources": ("a.png",)},
-     "^addition and interpolate needs at least two classes"),
+     "^addition and interpolate need at least two classes"),
+    # interpolation with its own pairs does not read --pairs: only the addition lacks them
+    ({"jobs": "interpolate,addition", "classes": "3", "sources": ("a.png",), "interpolate_pairs": "1+2"},
+     "^addition needs at least two classes or explicit --pairs$"),
     ({"jobs": "interpolate", "classes": "3", "sources": ("a.png",), "interpolate_pairs": "all"},
      "^interpolation needs at least two classes"),
 ])
 def test_make_plan_bad(kwargs, fragment):
     with pytest.raises(PlanError, match=fragment):
         make_plan(n_classes=10, **kwargs)
+
+
+@pytest.mark.parametrize("interpolate_pairs, fragment", [
+    ("1+1", "--interpolate-pairs: pair 1+1 adds a class to itself"),
+    ("random:99", "--interpolate-pairs random:99: only 45 distinct pairs"),
+    ("nosuchfile.txt", "--interpolate-pairs 'nosuchfile.txt' is neither"),
+])
+def test_a_bad_interpolate_pairs_is_named_as_the_option_given(interpolate_pairs, fragment):
+    with pytest.raises(PlanError) as error:
+        make_plan(n_classes=10, jobs="interpolate", sources=("a.png",), interpolate_pairs=interpolate_pairs)
+    assert str(error.value).startswith(fragment)
 
 
 def test_items_keys_and_counts():
@@ -209,3 +230,17 @@ def test_canonical_options_read_an_older_list_of_every_pair_as_all():
     assert canonical_options(other) == other
     for damaged in ({**older, "pairs": [1, 2]}, {**older, "classes": "0-3"}, {**older, "classes": [0, "a"]}, {}):
         assert canonical_options(damaged) == damaged                                # compared as they are
+
+
+def test_the_same_selections_listed_in_another_order_are_the_same_sweep():
+    """`--jobs`, `--variants`, `--layers` and `--pairs` listed in another order plan the same items, so the manifest
+    comparison takes them as the same sweep (as `--classes 3,1` and the `--images` are sorted already); the order of
+    A+B and B+A, which decides the addition's image, still counts."""
+    def options(**selections):
+        return canonical_options(make_plan(n_classes=10, classes="0-3", **selections).options())
+    first = options(jobs="octave,opposite,addition", pairs="0+1,2+3,1+0", variants="merge,juxtapose")
+    again = options(jobs="addition,opposite,octave", pairs="2+3,0+1,1+0", variants="juxtapose,merge")
+    assert first == again
+    assert first != options(jobs="octave,opposite,addition", pairs="1+0,0+1,2+3", variants="merge,juxtapose")
+    dreams = dict(jobs="dream", sources=("a.png",))
+    assert options(**dreams, layers=("block2", "block1")) == options(**dreams, layers=("block1", "block2"))
