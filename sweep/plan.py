@@ -22,7 +22,7 @@ import itertools
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from jobs.catalog import ALL_JOBS, ALL_VARIANTS, BY_NAME, IMAGE_JOBS, JOBS, LAYER_JOBS, PAIRED, JobSpec
 from jobs.text import is_whole_number, listing
@@ -38,6 +38,9 @@ PAIRS_RANDOM_SEED = 0   # `random:N` draws the same N pairs for the same class s
 # 14 MB of manifest.json as a list, read several times by every run.
 ALL_PAIRS = "all"
 OWN_PAIRS_JOB = "interpolate"   # the paired job `--interpolate-pairs` may give pairs of its own
+# The most items one sweep may plan: the driver holds each as a JobSpec, its key and its batch (about half a KB in
+# all; 10^6 items take about 6 s to plan). 1000 classes with every pair and 10 seeds are 10^7.
+MAX_ITEMS = 20_000_000
 
 
 class PlanError(ValueError):
@@ -92,15 +95,11 @@ class Plan:
     def items(self) -> list[JobSpec]:
         """Every work item, job by job, in a fixed order."""
         out: list[JobSpec] = []
-        for job in map(BY_NAME.__getitem__, self.jobs):
-            if job.layer_variant:
-                variants = list(self.layers)
-            else:
-                variants = [v for v in job.variants if v in self.variants or not v]
+        for job, variants, sources in self._job_axes():
             pairs = self.job_pairs(job.name)
             for variant in variants:
                 for seed in range(self.seeds):
-                    for source in (self.sources if job.from_image else ("",)):
+                    for source in sources:
                         item = functools.partial(JobSpec, job.name, seed=seed, variant=variant, source=source)
                         if job.paired:
                             out += [item(a, partner=b) for a, b in pairs]
@@ -109,6 +108,19 @@ class Plan:
                         else:
                             out += [item(c) for c in self.classes]
         return out
+
+    def count(self) -> int:
+        """len(self.items()), counted without making them (a plan too large to hold is refused before it is made)."""
+        return sum(len(variants) * self.seeds * len(sources) * (len(self.job_pairs(job.name)) if job.paired else
+                                                                1 if job.classless else len(self.classes))
+                   for job, variants, sources in self._job_axes())
+
+    def _job_axes(self) -> Iterator[tuple]:
+        """(job, its variants, its sources: ("",) for a job from noise) of each chosen job, in the plan's order."""
+        for job in map(BY_NAME.__getitem__, self.jobs):
+            variants = list(self.layers) if job.layer_variant else [v for v in job.variants if v in self.variants
+                                                                    or not v]
+            yield job, variants, (self.sources if job.from_image else ("",))
 
     def job_pairs(self, name: str) -> tuple[tuple[int, int], ...]:
         """The pairs a paired job renders: interpolation's own when given; for a job whose pair commutes
@@ -362,9 +374,14 @@ def make_plan(*, n_classes: int, jobs: str | None = None, classes: str = "all", 
     uses_layers = bool(LAYER_JOBS.intersection(chosen_jobs))
     if uses_layers and not layers:
         raise PlanError("dream and directed-dream need a layer: give one with --layers NAME[:maps]")
-    return Plan(chosen_jobs, chosen_classes, chosen_pairs, chosen_variants, seeds, batch_size,
+    plan = Plan(chosen_jobs, chosen_classes, chosen_pairs, chosen_variants, seeds, batch_size,
                 tuple(sources) if image_jobs else (), tuple(dict.fromkeys(layers)) if uses_layers else (),
                 chosen_interpolate, drawn)
+    if plan.count() > MAX_ITEMS:
+        raise PlanError(f"the sweep would have {plan.count():,} items, more than {MAX_ITEMS:,}: the driver holds every "
+                        f"item in memory (about half a KB each), so lower --seeds or split it into sweeps of fewer "
+                        f"classes, pairs or seeds")
+    return plan
 
 
 def pairs_readers(interpolate_pairs: str | None) -> list[str]:

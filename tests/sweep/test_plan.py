@@ -244,3 +244,18 @@ def test_the_same_selections_listed_in_another_order_are_the_same_sweep():
     assert first != options(jobs="octave,opposite,addition", pairs="1+0,0+1,2+3", variants="merge,juxtapose")
     dreams = dict(jobs="dream", sources=("a.png",))
     assert options(**dreams, layers=("block2", "block1")) == options(**dreams, layers=("block1", "block2"))
+
+
+@pytest.mark.parametrize("options", [dict(), dict(jobs="octave,addition", pairs="0+1,1+0,2+3", seeds=3),
+                                     dict(jobs="transfigure,interpolate,dream,directed-dream", sources=("a", "b"),
+                                          layers=("block2", "block3:0"), pairs="0+1", interpolate_pairs="2+3,4+5")])
+def test_the_count_of_a_plan_is_its_number_of_items(options):
+    plan = make_plan(n_classes=10, **options)
+    assert plan.count() == len(plan.items()) > 0
+
+
+def test_a_sweep_too_large_to_hold_is_refused_before_any_item_is_made(monkeypatch):
+    """`--seeds` 10^12 grew the driver's memory until the machine stopped it: the count is checked first."""
+    monkeypatch.setattr(Plan, "items", lambda self: pytest.fail("the items were made"))
+    with pytest.raises(PlanError, match=r"^the sweep would have 14,000,000,000,000 items, more than 20,000,000: "):
+        make_plan(n_classes=10, jobs="octave,opposite,addition", classes="0-4", pairs="0+1,2+3", seeds=10**12)
