@@ -206,7 +206,36 @@ def _class_index(value: str, class_names: tuple[str, ...], path: str) -> int:
     if value not in class_names:
         raise GroupsError(f"{path}: unknown class {value!r}: not a class name of the store's model "
                           f"(e.g. {', '.join(map(repr, class_names[:3]))}; or give its index)")
-    return class_names.index(value)
+    shared = [i for i, name in enumerate(class_names) if name == value]
+    if len(shared) > 1:   # ImageNet's two "crane" (134, 517) and two "maillot" (638, 639)
+        raise GroupsError(f"{path}: class name {value!r} is shared by classes {', '.join(map(str, shared[:-1]))} "
+                          f"and {shared[-1]}: give the index instead")
+    return shared[0]
+
+
+def _groups_table(path: str) -> tuple[pd.DataFrame, pd.Series]:
+    """The groups file's cells as written (text: a group named None or NA is one; spaces around cells and column
+    names dropped), and each row's line number; lines of empty cells (a spreadsheet's trailing ',') left out."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise GroupsError(f"cannot read groups file {path}: {error}") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    table = table.apply(lambda column: column.str.strip())
+    lines = pd.Series(table.index + 2, index=table.index)   # line 1 is the header
+    written = (table != "").any(axis=1)
+    return table[written].reset_index(drop=True), lines[written].reset_index(drop=True)
+
+
+def _one_group_each(path: str, places: list[tuple[object, str]], noun) -> dict:
+    """{place: group} of the (place, group) pairs; GroupsError when a place is given two groups (the later line
+    used to win silently). `noun(place)` names a place in the message."""
+    groups: dict = {}
+    for place, group in places:
+        if groups.setdefault(place, group) != group:
+            raise GroupsError(f"{path}: {noun(place)} is in two groups, {groups[place]!r} and {group!r}: give each "
+                              f"image one group")
+    return groups
 
 
 def read_groups(path: str, frame: pd.DataFrame, class_names: tuple[str, ...] | None = None,
@@ -216,28 +245,34 @@ def read_groups(path: str, frame: pd.DataFrame, class_names: tuple[str, ...] | N
     unless the command names `jobs` or the file has a `job` column (the job of each row's images).
     `class_names`: the store's model's (default: the names seen in `frame`). GroupsError, naming them, when keys
     or classes of the file have no image in `frame`: a typo must not quietly shrink a group."""
-    try:
-        table = pd.read_csv(path)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise GroupsError(f"cannot read groups file {path}: {error}") from None
+    table, lines = _groups_table(path)
     if "group" not in table.columns or not ({"key", "class"} & set(table.columns)):
         raise GroupsError(f"{path} needs a 'group' column and a 'key' or 'class' column; "
                           f"it has {', '.join(table.columns)}")
+    if {"key", "class"} <= set(table.columns):
+        raise GroupsError(f"{path}: both a 'key' and a 'class' column: a file places images either by key or by "
+                          f"class; put each kind in a file of its own")
     if table.empty:
         raise GroupsError(f"{path} has no rows: give a key or class and its group on each line")
+    place = "key" if "key" in table.columns else "class"
+    for line, value, group in zip(lines, table[place], table["group"]):
+        if not value or not group:
+            raise GroupsError(f"{path} line {line}: " + (f"no group for {place} {value!r}: give it one, or leave the "
+                                                         f"line out" if value else f"no {place} for group {group!r}"))
     if "key" in table.columns:
-        keys = table["key"].astype(str)
+        keys = table["key"]
         stored = set(frame["key"])   # once: a file of 10^4 keys against 10^5 images
         missing = list(dict.fromkeys(k for k in keys if k not in stored))
         if missing:
             raise GroupsError(f"{path}: {_matching(len(missing), 'key')} no image in the store: "
                               f"{listing(map(repr, missing))}")
-        return frame["key"].map(dict(zip(keys, table["group"].astype(str)))).fillna("")
+        placed = _one_group_each(path, list(zip(keys, table["group"])), lambda key: f"key {key!r}")
+        return frame["key"].map(placed).fillna("")
     if class_names is None:
         seen = frame.drop_duplicates("target")
         names = dict(zip(seen["target"], seen["target_name"]))
         class_names = tuple(names.get(i, "") for i in range(max(names, default=-1) + 1))
-    job_column = table["job"].astype(str).str.strip() if "job" in table.columns else None
+    job_column = table["job"] if "job" in table.columns else None
     present = set(frame["job"])
     wanted_jobs = list(job_column) if job_column is not None else list(jobs or ())
     unknown = sorted(set(wanted_jobs) - present)
@@ -245,15 +280,16 @@ def read_groups(path: str, frame: pd.DataFrame, class_names: tuple[str, ...] | N
         raise GroupsError(f"{path}: no {', '.join(unknown)} images in the store "
                           f"(jobs present: {', '.join(sorted(present))})")
     stored = set(zip(frame["job"], frame["target"]))
-    by_key: dict[tuple[str, int], str] = {}
+    places = []    # ((job, class), group) of every class cell
     missing = []   # the class cells (with their job, from a job column) that stand for no stored image
-    for i, (value, group) in enumerate(zip(table["class"], table["group"].astype(str))):
-        value = str(value).strip()
+    for i, (value, group) in enumerate(zip(table["class"], table["group"])):
         target = _class_index(value, class_names, path)
         row_jobs = [job_column.iloc[i]] if job_column is not None else list(jobs or CLASS_JOBS)
-        by_key.update({(job, target): group for job in row_jobs})
+        places += [((job, target), group) for job in row_jobs]
         if not any((job, target) in stored for job in row_jobs):
             missing.append(value if job_column is None else f"{value} ({row_jobs[0]})")
+    by_key = _one_group_each(path, places, lambda place: f"class {place[1]} ({class_names[place[1]]})"
+                             + (f" of job {place[0]}" if job_column is not None else ""))
     if len(missing) == len(table):
         raise GroupsError(f"{path}: none of its rows matches an image in the store"
                           + ("" if jobs or job_column is not None else

@@ -441,3 +441,63 @@ def test_directions_read_each_file_s_keys_once(tmp_path, monkeypatch, start):
     files = [f"images/{name}" for name in sorted(os.listdir(os.path.join(store, "images")))]
     assert [opened[path] - read[path].count("png") for path in files] == [1] * len(files), (opened, read)
     assert sum(read[path].count("png") for path in files) >= 2
+
+
+# --- dirhunt audit: groups files as people write them, images the fit cannot use, the start key ------------------
+
+def _frame_of_cranes():
+    """ImageNet names two classes "crane" (134, the bird; 517, the machine): a store of three classes, two so named."""
+    frame = pd.DataFrame({"key": ["k0", "k1", "k2", "k3"], "job": "octave", "target": [0, 1, 2, 2],
+                          "target_name": ["crane", "goldfish", "crane", "crane"]})
+    return frame, ("crane", "goldfish", "crane")
+
+
+def test_a_class_name_two_classes_share_is_refused_naming_their_indices(tmp_path):
+    frame, names = _frame_of_cranes()
+    groups = tmp_path / "groups.csv"
+    groups.write_text("class,group\ncrane,a\ngoldfish,b\n")
+    with pytest.raises(GroupsError, match=r"groups.csv: class name 'crane' is shared by classes 0 and 2: give "
+                                          r"the index instead"):
+        read_groups(str(groups), frame, names)
+    groups.write_text("class,group\n2,a\ngoldfish,b\n")     # by index each is one class
+    assert read_groups(str(groups), frame, names).tolist() == ["", "b", "a", "a"]
+
+
+@pytest.mark.parametrize("column, rows", [("key", "k0,a\nk1,b\nk0,b\n"), ("class", "0,a\n1,b\ncrane,b\n")])
+def test_an_image_placed_in_two_groups_is_refused(tmp_path, column, rows):
+    """The later row used to win silently, emptying the first group ("found 1 group") or moving a class."""
+    frame, names = _frame_of_cranes()
+    names = ("crane", "goldfish", "heron")
+    groups = tmp_path / "groups.csv"
+    groups.write_text(f"{column},group\n{rows}")
+    with pytest.raises(GroupsError,
+                       match=rf"groups.csv: {column} .*0.* is in two groups, 'a' and 'b': give each image one group"):
+        read_groups(str(groups), frame, names)
+    groups.write_text(f"{column},group\n{rows.splitlines()[0]}\n{rows.splitlines()[0]}\n{rows.splitlines()[1]}\n")
+    assert read_groups(str(groups), frame, names).tolist()[:2] == ["a", "b"]   # a line repeated is one line
+
+
+def test_groups_file_cells_are_read_as_written(tmp_path):
+    """Cells are text: a group named None or NA stays a group (pandas read them as missing), a spreadsheet's
+    empty trailing line is skipped (it made the class column floats: 'unknown class 0.0'), spaces around cells
+    and column names are dropped, and a byte-order mark and CRLF line ends are read through."""
+    frame, names = _frame_of_cranes()
+    names = ("crane", "goldfish", "heron")
+    groups = tmp_path / "groups.csv"
+    groups.write_text("class,group\n0,None\n1,NA\n,\n")
+    assert read_groups(str(groups), frame, names).tolist() == ["None", "NA", "", ""]
+    groups.write_bytes("\ufeffkey , group\r\n k0 , a \r\n\r\nk1,b\r\n,\r\n".encode())
+    assert read_groups(str(groups), frame, names).tolist() == ["a", "b", "", ""]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("key,group\nk0,a\nk1,\n", r"groups.csv line 3: no group for key 'k1': give it one, or leave the line out"),
+    ("class,group\n0,a\n,b\n", r"groups.csv line 3: no class for group 'b'"),
+    ("key,class,group\nk0,,a\n,1,b\n", r"groups.csv: both a 'key' and a 'class' column: .*a file of its own"),
+])
+def test_a_line_missing_a_cell_is_refused_by_its_line_number(tmp_path, text, message):
+    frame, _ = _frame_of_cranes()
+    groups = tmp_path / "groups.csv"
+    groups.write_text(text)
+    with pytest.raises(GroupsError, match=message):
+        read_groups(str(groups), frame, ("crane", "goldfish", "heron"))
