@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 
 from jobs.text import counted, is_whole_number, listing
-from sweep.store import ANALYSIS, Store, StoreError, open_store
+from sweep.store import ANALYSIS, FRAME_KEY, Store, StoreError, is_frame_key, open_store
 
 TABLE_FILE = "directions.parquet"   # under {store}/analysis/
 
@@ -323,6 +323,7 @@ class DirectionsSummary:
     separations: tuple            # (group, next group, ROC AUC) along `fit.order`: `neighbour_separations`
     counts: dict                  # group -> number of images, in the order of `fit.order`; then "(no group)"
     method: str = ""              # how the direction was fitted: "logistic" or "bottleneck"
+    left_out: int = 0             # images left out: outputs not finite
 
     @property
     def auc(self) -> float:
@@ -343,6 +344,8 @@ class DirectionsSummary:
                 f"separation ROC AUC of each neighbouring pair (1.000: no overlap, 0.500: none): {pairs}",
                 *([f"note: {listing(few)} {'has' if len(few) == 1 else 'have'} fewer than {MIN_GROUP_IMAGES} "
                    f"images: a direction fitted on so few says little, whatever its AUC"] if few else []),
+                *([f"left out: {counted(self.left_out, 'image')} whose outputs are not finite (as `sweep analyze` "
+                   f"leaves them out)"] if self.left_out else []),
                 f"positions: {self.table}", *[f"figure: {f}" for f in self.figures]]
 
 
@@ -367,26 +370,29 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
     meta = rows.meta.copy()
     names = st.class_names
     meta["target_name"] = [names[t] if 0 <= t < len(names) else "" for t in meta["target"]]
+    # an image whose outputs are not finite is left out, as `sweep analyze` leaves it out (the PCA refuses NaN)
+    finite = np.isfinite(rows.logits.sum(axis=1, dtype=np.float64))   # N; no N x D temporary
+    left_out = meta["key"][~finite].tolist()
     try:
-        groups = read_groups(groups_file, meta, names, tuple(jobs) if jobs else None)
+        groups = read_groups(groups_file, meta, names, tuple(jobs) if jobs else None)   # a left-out key is no typo
+        logits = rows.logits
+        if left_out:
+            meta, groups, logits = (meta[finite].reset_index(drop=True), groups[finite].reset_index(drop=True),
+                                    logits[finite])
+        del rows   # the outputs are held once, in `logits`
         if method not in METHODS:
             raise GroupsError(f"unknown direction method {method!r}: use {' or '.join(METHODS)}")
         if method == "auto":
             method = "logistic" if groups[groups != ""].nunique() == 2 else "bottleneck"
         fitter = fit_bottleneck_direction if method == "bottleneck" else fit_direction
-        fit = fitter(rows.logits, groups, n_components=n_components, copy=False)   # outputs read for this fit
+        fit = fitter(logits, groups, n_components=n_components, copy=False)   # outputs read for this fit
     except GroupsError as error:
         raise StoreError(str(error)) from None
     labels = groups.to_numpy()
     separations = tuple(neighbour_separations(fit.positions, labels, fit.order))
     candidates = meta["job"].isin(set(meta["job"][labels != ""])).to_numpy().copy()   # the grouped images' jobs
-    if start is None:   # the first image of the first group: seed 0's octave image when the group has one
-        start_index = int(np.flatnonzero(labels == fit.negative)[0])
-    else:   # checked before anything is written
-        matches = np.flatnonzero(meta["key"].to_numpy() == start)
-        if not len(matches):
-            raise StoreError(f"no image with key {start!r} in {st.uri}")
-        start_index = int(matches[0])
+    first_index = int(np.flatnonzero(labels == fit.negative)[0])   # seed 0's octave image when the group has one
+    start_index = first_index if start is None else _start_index(start, meta["key"], first_index, left_out, st.uri)
     table = meta[["key", "job", "target", "target_name"]].assign(group=labels, position=fit.positions)
     st.write_table(f"{ANALYSIS}/{TABLE_FILE}", pa.Table.from_pandas(table, preserve_index=False))
     candidates[start_index] = False   # the strip shows the start image once, as the start
@@ -410,4 +416,21 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
         counts["(no group)"] = int((labels == "").sum())
     means = {g: float(fit.positions[labels == g].mean()) for g in fit.order}
     return DirectionsSummary(st.location(ANALYSIS, TABLE_FILE), tuple(paths), fit, means, separations, counts,
-                             method)
+                             method, len(left_out))
+
+
+def _start_index(start: str, keys: pd.Series, default: int, left_out: Sequence[str], uri: str) -> int:
+    """The row of the `--start` key among the placed images' `keys`; StoreError saying which keys it takes (checked
+    before anything is written). `default`: the default start's row, named as an example."""
+    matches = np.flatnonzero(keys.to_numpy() == start)
+    if len(matches):
+        return int(matches[0])
+    if is_frame_key(start):
+        image = FRAME_KEY.sub("", start)
+        example = f"{image!r} (its interpolation's final image)" if (keys == image).any() else repr(keys[default])
+        raise StoreError(f"--start {start!r} is an interpolation frame: the direction places images only; give an "
+                         f"image's key, as {example}")
+    if start in left_out:
+        raise StoreError(f"--start {start!r}: its outputs are not finite, so it has no place along the direction; "
+                         f"give another image's key, as {keys[default]!r}")
+    raise StoreError(f"no image with key {start!r} in {uri}: --start takes a key of its images/, as {keys[default]!r}")

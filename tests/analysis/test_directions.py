@@ -501,3 +501,43 @@ def test_a_line_missing_a_cell_is_refused_by_its_line_number(tmp_path, text, mes
     groups.write_text(text)
     with pytest.raises(GroupsError, match=message):
         read_groups(str(groups), frame, ("crane", "goldfish", "heron"))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")   # the store's writer, on NaN outputs
+def test_images_whose_outputs_are_not_finite_are_left_out_and_counted(tmp_path):
+    """`sweep analyze` leaves them out; the PCA stopped on them with scikit-learn's traceback."""
+    from analysis.directions import run_directions
+    from analysis.load import StoreError
+    from analysis.synthetic import Image, write_store
+
+    names, images = octaves_along_an_axis(6, 3, lambda target: 8.0 * (target // 3), axes=2, png_side=8, seed=2)
+    broken = np.full(6, np.nan)
+    images += [Image("octave", 1, broken, seed=7), Image("octave", 4, np.where(np.arange(6) == 2, np.inf, 0.0), seed=8)]
+    store = write_store(str(tmp_path / "store"), names, images)
+    groups = tmp_path / "groups.csv"
+    groups.write_text("class,group\n" + "".join(f"{c},{'low' if c < 3 else 'high'}\n" for c in range(6)))
+    summary = run_directions(store, str(groups), n_components=3, n_points=4)
+    assert summary.counts == {"high": 9, "low": 9} and np.isfinite(summary.fit.positions).all()
+    assert "left out: 2 images whose outputs are not finite (as `sweep analyze` leaves them out)" in summary.lines()
+    with pytest.raises(StoreError, match=r"^--start 'octave:-:1:-1:7': its outputs are not finite"):
+        run_directions(store, str(groups), start="octave:-:1:-1:7")
+
+
+def test_a_start_key_that_is_a_frame_or_no_image_says_which_keys_it_takes(tmp_path):
+    from analysis.directions import run_directions
+    from analysis.load import StoreError
+    from analysis.synthetic import Image, write_store
+
+    names, images = octaves_along_an_axis(4, 2, lambda target: 8.0 * (target // 2), axes=2, png_side=8, seed=2)
+    images += [Image("interpolate", 0, np.zeros(4), partner=1, frame=3),
+               Image("interpolate", 0, np.zeros(4), partner=1)]
+    store = write_store(str(tmp_path / "store"), names, images)
+    groups = tmp_path / "groups.csv"
+    groups.write_text("class,group\n0,low\n1,low\n2,high\n3,high\n")
+    with pytest.raises(StoreError, match=r"^--start 'interpolate:-:0:1:0#frame3' is an interpolation frame: the "
+                                         r"direction places images only; give an image's key, as "
+                                         r"'interpolate:-:0:1:0' \(its interpolation's final image\)$"):
+        run_directions(store, str(groups), start="interpolate:-:0:1:0#frame3")
+    with pytest.raises(StoreError, match=r"^no image with key 'octave:-:9:-1:0' in .*store: --start takes a key of "
+                                         r"its images/, as 'octave:-:\d:-1:0'$"):
+        run_directions(store, str(groups), start="octave:-:9:-1:0")
