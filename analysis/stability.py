@@ -168,13 +168,18 @@ def run_stability(stores: Sequence[str], out: str) -> tuple[pd.DataFrame, list[s
     from analysis.load import output_folder, write_outputs
     from sweep.store import StoreError, open_store, table_bytes
     folder = output_folder(out)   # refused (a file, a store's own folder) before any store is read
+    opened = [open_store(uri) for uri in stores]
+    seen = set()
+    for st in opened:
+        if st.uri in seen:   # its rows would be counted twice under one label
+            raise StoreError(f"store {st.uri} is given twice: compare each store once")
+        seen.add(st.uri)
     tables = []
-    for uri in stores:
-        st = open_store(uri)
+    for st, label in zip(opened, model_labels(opened)):
         per_image = read_stability(st)
         if per_image is None:
             raise StoreError(f"store {st.uri} has no trajectories: run it with --trajectory every:N")
-        tables.append((model_label(st, stores), per_image))
+        tables.append((label, per_image))
     table = compare_stability([stability_summary(t, name) for name, t in tables])
     written = write_outputs(folder, {
         TABLE_FILE: table_bytes(pa.Table.from_pandas(table, preserve_index=False)),
@@ -182,9 +187,10 @@ def run_stability(stores: Sequence[str], out: str) -> tuple[pd.DataFrame, list[s
     return table, written
 
 
-def model_label(st, stores: Sequence[str]) -> str:
-    """The model's name, with the store's when two stores hold the same model."""
-    from sweep.store import open_store
-    name = str(st.manifest.get("model", "?"))
-    same = sum(str(open_store(u).manifest.get("model")) == name for u in stores)
-    return name if same <= 1 else f"{name} ({Path(st.uri).name})"
+def model_labels(stores: Sequence) -> list[str]:
+    """Each store's model name; with the store's folder name when two stores hold the same model, and with its
+    whole location when their folders have one name too (runs/a/store and runs/b/store): one label, one store."""
+    models = [str(st.manifest.get("model", "?")) for st in stores]
+    folders = [f"{model} ({Path(st.uri).name})" for model, st in zip(models, stores)]
+    return [model if models.count(model) == 1 else folder if folders.count(folder) == 1 else f"{model} ({st.uri})"
+            for model, folder, st in zip(models, folders, stores)]

@@ -236,3 +236,18 @@ def test_an_image_whose_steps_were_recorded_twice_has_the_numbers_of_one_run():
     again = steps[steps["key"] == A].assign(label=lambda f: f["label"].where(f["step"] != 0, 9))   # run 2 differs
     twice = stability_table(pd.concat([steps, again], ignore_index=True))
     pd.testing.assert_frame_equal(twice, stability_table(steps))
+
+
+def test_stores_of_one_model_in_folders_of_one_name_stay_apart_and_a_store_given_twice_is_refused(tmp_path):
+    """runs/a/store and runs/b/store of one model were both labelled "synthetic (store)": the table held two rows
+    of one label per job and octave, and the figure averaged the two stores into one bar."""
+    first, second = make_small_store(tmp_path / "a" / "store"), make_small_store(tmp_path / "b" / "store")
+    for path in (first, second):
+        Store.open(path).write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows())
+    table, _ = run_stability([first, second], str(tmp_path / "out"))
+    labels = list(dict.fromkeys(table.model))
+    assert len(labels) == 2 and all(label.startswith("synthetic (") for label in labels), labels
+    assert not table.duplicated(["model", "job", "octave"]).any()
+    with pytest.raises(StoreError, match=r"^store .*a/store is given twice: compare each store once$"):
+        run_stability([first, second, first], str(tmp_path / "again"))
+    assert not (tmp_path / "again").exists()
