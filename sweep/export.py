@@ -113,8 +113,9 @@ def checked_files(store: Store, directories: tuple[str, ...] = (IMAGES, FRAMES))
 
 
 def export_pngs(store: Store | str, out: str | Path) -> int:
-    """Write every stored image (and interpolation frame) under `out`; returns how many. Reads one file at a time
-    (a local one a row group at a time)."""
+    """Write every stored image (and interpolation frame) under `out`, each key once (from the first file by name
+    that holds it, as the readers take it); returns how many. Reads one file at a time (a local one a row group at
+    a time)."""
     store = open_store(store)
     out = Path(out)
     if not store.is_object_store and out.resolve().is_relative_to(Path(store.root).resolve()):
@@ -123,14 +124,19 @@ def export_pngs(store: Store | str, out: str | Path) -> int:
     if not store.files(IMAGES):
         raise no_images_yet(store)
     names = UniqueNames()
+    exported: set[str] = set()   # a key repeated in a later file (one copied in) is the readers' first file's
     count = 0
     for path, columns in checked_files(store):
         try:
             with store.parquet_file(path) as parquet:   # an object: fetched whole, with one bounded GET
                 for batch in parquet.iter_batches(columns=columns, batch_size=256):
                     for row in batch.to_pylist():
+                        key = str(row.get("key"))
+                        if key in exported:
+                            continue
+                        exported.add(key)
                         row = {**MISSING, **{name: value for name, value in row.items() if value is not None}}
-                        target = inside(out, names.claim(png_name(row), str(row.get("key"))))
+                        target = inside(out, names.claim(png_name(row), key))
                         target.parent.mkdir(parents=True, exist_ok=True)
                         target.write_bytes(row["png"])
                         count += 1
