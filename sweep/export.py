@@ -136,6 +136,11 @@ def export_pngs(store: Store | str, out: str | Path) -> int:
                             continue
                         exported.add(key)
                         row = {**MISSING, **{name: value for name, value in row.items() if value is not None}}
+                        absent = [c for c in COLUMNS if c not in row
+                                  and (c != "target_name" or row.get("target", -1) >= 0)]   # a class needs a name
+                        if absent:   # a null in a column a name or the file needs: a damaged or foreign file
+                            raise StoreError(unreadable(path, ValueError(f"the row of key {key!r} has no "
+                                                                         f"{', '.join(absent)}")))
                         target = inside(out, names.claim(png_name(row), key))
                         target.parent.mkdir(parents=True, exist_ok=True)
                         target.write_bytes(row["png"])

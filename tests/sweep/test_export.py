@@ -24,3 +24,22 @@ def test_a_key_stored_in_two_files_is_exported_once_from_the_first_file(tmp_path
     assert files == ["octave/0000_crane_s0.png", "octave/0001_goldfish_s0.png", "octave/0002_crane_s0.png"]
     assert (out / files[0]).read_bytes() == first[0].png
     assert export_pngs(store, out) == 3 and len(list(out.rglob("*.png"))) == 3   # again: the same files
+
+
+def test_a_row_without_its_picture_is_refused_in_one_line_naming_the_file(tmp_path):
+    """A null png (a foreign or damaged file) stopped export with a KeyError traceback."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import pytest
+
+    from sweep.store import StoreError
+
+    rng = np.random.default_rng(0)
+    store = write_store(str(tmp_path / "store"), ["a", "b"], [Image("octave", t, rng.normal(size=2)) for t in range(2)])
+    path, = (tmp_path / "store" / "images").glob("*.parquet")
+    table = pq.read_table(path)
+    column = table.schema.get_field_index("png")
+    pq.write_table(table.set_column(column, table.schema.field(column), pa.nulls(len(table), pa.binary())), path)
+    with pytest.raises(StoreError, match=r"^unreadable file .*images/part-000000.parquet: the row of key "
+                                         r"'octave:-:0:-1:0' has no png \(`sweep run --check-files`"):
+        export_pngs(store, tmp_path / "out")
