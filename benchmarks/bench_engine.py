@@ -62,21 +62,25 @@ def time_engine(model, batch: int, schedule: Schedule, device, **options) -> flo
     return time.perf_counter() - start
 
 
-def time_bare(model, batch: int, size: int, iterations: int, device, autocast_bf16=False) -> float:
-    """Seconds for the bare loop: forward, input gradient of sum |200 - logit|, plain step; nothing else."""
-    x = initial_images(one_octave(size, 1), generators_for(range(batch))).to(device)
+def time_bare(model, batch: int, size: int, iterations: int, device, autocast_bf16=False,
+              channels_last=False) -> float:
+    """Seconds for the bare loop: forward, input gradient of sum |200 - logit|, plain step; nothing else but what
+    every render also does around its steps (the start images drawn on the CPU and moved to the device, the result
+    brought back), which on a GPU at a few steps is no small part of a render's time."""
     targets = torch.arange(batch, device=device) % model.n_classes
     rows = torch.arange(batch, device=device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast_bf16 and device.type == "cuda")
     _sync(device)
     start = time.perf_counter()
+    x = initial_images(one_octave(size, 1), generators_for(range(batch))).to(device)   # B x 3 x S x S
     for _ in range(iterations):
         x = x.detach().requires_grad_(True)
         with autocast:
-            logits = model(x)
+            logits = model(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
         loss = (200.0 - logits.float()[rows, targets]).abs().sum()
         (grad,) = torch.autograd.grad(loss, x)
         x = x.detach() - 1.0 * grad
+    x.cpu()
     _sync(device)
     return time.perf_counter() - start
 
@@ -155,13 +159,12 @@ def main() -> None:
         return extra_sections(args, model, device, options, skip)
     # warm up (allocator, cudnn autotuning, lazy init)
     time_engine(model, batch, one_octave(size, 2), device, **options)
-    time_bare(model, batch, size, 2, device, options["autocast_bf16"])
+    time_bare(model, batch, size, 2, device, **options)
 
     schedule = one_octave(size, iterations)
     r = args.repeats
     engine = batch * iterations / best(lambda: time_engine(model, batch, schedule, device, **options), r)
-    bare = batch * iterations / best(lambda: time_bare(model, batch, size, iterations, device,
-                                                       options["autocast_bf16"]), r)
+    bare = batch * iterations / best(lambda: time_bare(model, batch, size, iterations, device, **options), r)
     print(f"(a) batch {batch}, {iterations} iterations: engine {engine:.1f} image-it/s, bare forward+input-grad "
           f"loop {bare:.1f} image-it/s, ratio {engine / bare:.3f} (goal >= 0.95)")
 
