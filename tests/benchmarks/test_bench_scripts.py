@@ -30,6 +30,17 @@ def test_bench_engine_runs_every_cpu_section_on_tiny_settings():
         assert section in out, out
 
 
+def test_bench_engine_skips_each_section_it_is_told_to():
+    """The GPU session's compile run skips (b) (a one-image loop and three more batch sizes: each a new torch.compile
+    of the network) so that the preset's figure is reached within its time; --skip b alone used to be ignored."""
+    out = run_script("bench_engine.py", "--iterations", "2", "--batch", "4", "--single", "1", "--repeats", "1",
+                     "--skip", "b,d,e,f", "--threads", "1")
+    assert "(a) batch 4" in out and "(b)" not in out and "engine batch" not in out, out
+    out = run_script("bench_engine.py", "--iterations", "2", "--batch", "4", "--batches", "2", "--single", "1",
+                     "--repeats", "1", "--skip", "a,d,e,f", "--threads", "1")
+    assert "(a)" not in out and "(b) one image at a time" in out and "engine batch   2" in out, out
+
+
 @pytest.mark.slow
 def test_bench_sweep_runs_to_the_end_on_tiny_settings():
     """It starts its own Ray with fake GPUs (about a minute here)."""
