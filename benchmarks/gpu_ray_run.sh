@@ -16,8 +16,10 @@ STORE=/tmp/gpu-ray-store
 # the driver alone gets the signal (a plain timeout signals its whole process group, Ray's GCS and raylet too, and
 # the driver then hung on the dead GCS until killed, its store left locked).
 SWEEP_SECONDS=${SWEEP_SECONDS:-110}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  || { echo "installing .whl/ failed: run benchmarks/gpu_wheels.sh here and carry .whl"; exit 2; }
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl 2>&1 \
+  | tee "$OUT/gpu-ray.log" \
+  || { echo "installing .whl/ failed: run benchmarks/gpu_wheels.sh here and carry .whl" | tee -a "$OUT/gpu-ray.log"
+       exit 2; }
 export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1 CLASSWEEP_OFFLINE=1
 {
   date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
@@ -38,4 +40,4 @@ keys = pq.read_table(images, columns=["key"])["key"].to_pylist() if os.path.isdi
 print(f"{len(keys)} image rows, {len(set(keys))} distinct keys:",
       "every item exactly once" if len(keys) == len(set(keys)) else "DUPLICATES")
 EOF
-} 2>&1 | tee "$OUT/gpu-ray.log"
+} 2>&1 | tee -a "$OUT/gpu-ray.log"
