@@ -62,21 +62,25 @@ def time_engine(model, batch: int, schedule: Schedule, device, **options) -> flo
     return time.perf_counter() - start
 
 
-def time_bare(model, batch: int, size: int, iterations: int, device, autocast_bf16=False) -> float:
-    """Seconds for the bare loop: forward, input gradient of sum |200 - logit|, plain step; nothing else."""
-    x = initial_images(one_octave(size, 1), generators_for(range(batch))).to(device)
+def time_bare(model, batch: int, size: int, iterations: int, device, autocast_bf16=False,
+              channels_last=False) -> float:
+    """Seconds for the bare loop: forward, input gradient of sum |200 - logit|, plain step; nothing else but what
+    every render also does around its steps (the start images drawn on the CPU and moved to the device, the result
+    brought back), which on a GPU at a few steps is no small part of a render's time."""
     targets = torch.arange(batch, device=device) % model.n_classes
     rows = torch.arange(batch, device=device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast_bf16 and device.type == "cuda")
     _sync(device)
     start = time.perf_counter()
+    x = initial_images(one_octave(size, 1), generators_for(range(batch))).to(device)   # B x 3 x S x S
     for _ in range(iterations):
         x = x.detach().requires_grad_(True)
         with autocast:
-            logits = model(x)
+            logits = model(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
         loss = (200.0 - logits.float()[rows, targets]).abs().sum()
         (grad,) = torch.autograd.grad(loss, x)
         x = x.detach() - 1.0 * grad
+    x.cpu()
     _sync(device)
     return time.perf_counter() - start
 
@@ -151,31 +155,39 @@ def main() -> None:
           f"{' (' + torch.cuda.get_device_name(device) + ')' if cuda else ''}, torch threads "
           f"{torch.get_num_threads()}, bf16 {options['autocast_bf16']}, channels_last {options['channels_last']}")
 
-    if "a" in skip and "b" in skip:
-        return extra_sections(args, model, device, options, skip)
-    # warm up (allocator, cudnn autotuning, lazy init)
-    time_engine(model, batch, one_octave(size, 2), device, **options)
-    time_bare(model, batch, size, 2, device, options["autocast_bf16"])
-
     schedule = one_octave(size, iterations)
-    r = args.repeats
-    engine = batch * iterations / best(lambda: time_engine(model, batch, schedule, device, **options), r)
-    bare = batch * iterations / best(lambda: time_bare(model, batch, size, iterations, device,
-                                                       options["autocast_bf16"]), r)
+    if "a" not in skip:
+        ratio_figures(model, batch, size, schedule, device, options, args.repeats)
+    if "b" not in skip:
+        batch_figures(model, size, schedule, device, options, args.repeats,
+                      single_images=args.single or (4 if small else 2),
+                      batches=[int(v) for v in args.batches.split(",") if v])
+    extra_sections(args, model, device, options, skip)
+
+
+def ratio_figures(model, batch: int, size: int, schedule: Schedule, device, options, repeats: int) -> None:
+    """(a) the engine against the bare forward + input-gradient loop, same batch, resolution and options."""
+    time_engine(model, batch, one_octave(size, 2), device, **options)   # warm up (allocator, cuDNN autotuning)
+    time_bare(model, batch, size, 2, device, **options)
+    iterations = schedule.total_iterations
+    engine = batch * iterations / best(lambda: time_engine(model, batch, schedule, device, **options), repeats)
+    bare = batch * iterations / best(lambda: time_bare(model, batch, size, iterations, device, **options), repeats)
     print(f"(a) batch {batch}, {iterations} iterations: engine {engine:.1f} image-it/s, bare forward+input-grad "
           f"loop {bare:.1f} image-it/s, ratio {engine / bare:.3f} (goal >= 0.95)")
 
-    single_images = args.single or (4 if small else 2)
+
+def batch_figures(model, size: int, schedule: Schedule, device, options, repeats: int, *, single_images: int,
+                  batches: list[int]) -> None:
+    """(b) the articles' one-image loop, then the engine at each batch size."""
+    iterations = schedule.total_iterations
     single_iters = max(2, iterations // 2)
     time_article_loop(model, 1, size, 1, device)
     single = single_images * single_iters / best(
-        lambda: time_article_loop(model, single_images, size, single_iters, device), r)
+        lambda: time_article_loop(model, single_images, size, single_iters, device), repeats)
     print(f"(b) one image at a time (articles' loop): {single:.1f} image-it/s")
-    for b in [int(v) for v in args.batches.split(",") if v]:
-        rate = b * iterations / best(lambda: time_engine(model, b, schedule, device, **options), r)
+    for b in batches:
+        rate = b * iterations / best(lambda: time_engine(model, b, schedule, device, **options), repeats)
         print(f"    engine batch {b:3d}: {rate:.1f} image-it/s, {rate / single:.1f}x the one-image loop")
-
-    extra_sections(args, model, device, options, skip)
 
 
 def extra_sections(args, model, device, options, skip) -> None:
@@ -184,10 +196,10 @@ def extra_sections(args, model, device, options, skip) -> None:
         trajectory_figures(args, model, device, options)
     if cuda and "c" not in skip:
         preset_figures(args, model, device, options)
+    if "e" not in skip:   # before (d), the longest: a GPU session cut short by its time limit still has (e)
+        quality_figures(device, options)
     if "d" not in skip:
         worker_figures(args, device, options)
-    if "e" not in skip:
-        quality_figures(device, options)
 
 
 def trajectory_figures(args, model, device, options) -> None:

@@ -134,22 +134,27 @@ def largest_input(schedules, default: int) -> int:
 def probe_batch_size(model, side: int, device, *, bf16: bool, channels_last: bool, cap: int = AUTO_CAP,
                      headroom: float = HEADROOM) -> int:
     """The largest batch whose forward + input gradient at `side` x `side` fits in `headroom` of the GPU's free
-    memory, at most `cap`: two short steps (batches 2 and 4) tell the fixed and the per-image memory."""
+    memory, at most `cap`: two short steps (batches 2 and 4) tell the fixed and the per-image memory. Each is
+    measured on its second run: a shape's first step also holds cuDNN benchmarking's trial workspaces (and lazy
+    library handles, a compiled network's first trace), which the render's steady steps do not."""
     import torch
 
-    def peak(batch: int) -> int:
-        torch.cuda.synchronize(device)
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
+    def step(batch: int) -> None:
         x = torch.rand(batch, 3, side, side, device=device)                    # B x 3 x S x S
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         x.requires_grad_(True)
         with torch.enable_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
             out = model(x)
-            (grad,) = torch.autograd.grad(out.float().sum(), x)
-        del out, grad, x
+            torch.autograd.grad(out.float().sum(), x)
+
+    def peak(batch: int) -> int:
+        step(batch)                                                             # warm: autotuning, handles
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        step(batch)
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - base
 
@@ -162,8 +167,8 @@ def probe_batch_size(model, side: int, device, *, bf16: bool, channels_last: boo
         return 1
     per_image = max((large - small) / 2, 1.0)
     fixed = max(small - 2 * per_image, 0.0)
+    torch.cuda.empty_cache()   # the probe's steps left their memory in PyTorch's cache: the render may use it
     free, _ = torch.cuda.mem_get_info(device)
-    torch.cuda.empty_cache()
     return max(1, min(cap, int((free * headroom - fixed) // per_image)))
 
 
