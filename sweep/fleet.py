@@ -30,7 +30,7 @@ from typing import Callable, Iterable, Iterator, TextIO
 
 from jobs.text import is_whole_number
 from sweep.interrupts import own_sigterm_kept, sigterm_as_interrupt
-from sweep.store import store_settings
+from sweep.store import store_settings, within
 
 DEVICES = ("auto", "gpu", "cpu")
 
@@ -320,7 +320,20 @@ class Fleet:
     def stop(self, settle: float = 10.0) -> None:
         """Kill every actor, then wait (at most `settle` seconds) until the processes of those on this node have
         exited: a killed actor's writer thread may still be finishing a batch file, and the summary read from the
-        store right after must count it."""
+        store right after must count it. Ray's answers are waited for `settle` seconds at most too: a SIGTERM sent
+        to the whole process group (`timeout`, a batch scheduler) ends the local Ray's own servers with the
+        driver, and a call to them then never returns (the driver hung until SIGKILL, its lease left behind)."""
+        try:
+            pids = within(settle, self._kill_all)
+        except TimeoutError:   # Ray's servers are gone: the actors went with them
+            return
+        deadline = time.monotonic() + settle
+        while pids and time.monotonic() < deadline:
+            pids = [pid for pid in pids if _alive(pid)]
+            time.sleep(0.05)
+
+    def _kill_all(self) -> list[int]:
+        """Kill every slot's actor; the pids of those that were running on this node."""
         import ray
         pids = []
         for slot in self.slots:
@@ -331,10 +344,7 @@ class Fleet:
                     pids.append(int(info["Pid"]))
             with contextlib.suppress(Exception):
                 ray.kill(slot.actor, no_restart=True)
-        deadline = time.monotonic() + settle
-        while pids and time.monotonic() < deadline:
-            pids = [pid for pid in pids if _alive(pid)]
-            time.sleep(0.05)
+        return pids
 
     def first_ready(self, call: Callable, *, gpu_wait: float, stream: TextIO, interval: float,
                     give_up_after: float | None = None, note: Callable[[str], None] | None = None):

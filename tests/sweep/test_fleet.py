@@ -283,3 +283,27 @@ def test_while_every_actor_is_out_of_reach_the_loop_waits_instead_of_spinning(mo
     dispatch(fleet, ["t"], submit=lambda actor, task: actor.run.remote(task), in_flight=1, poll=0.05,
              on_done=lambda task, value: done.append(value) or [], on_failed=lambda task, error: pytest.fail(error))
     assert done == ["done"] and fleet.out_of_reach == 1 and fleet.replaced == 0
+
+
+def test_stopping_a_fleet_whose_ray_servers_are_gone_returns(monkeypatch):
+    """A SIGTERM to the whole process group (`timeout 3600 sweep run ...`, a batch scheduler) ends the local Ray's
+    servers with the driver: Ray's actor table then never answered, and the driver hung in `Fleet.stop` until
+    SIGKILL, leaving its lease. The stop now waits for Ray at most `settle` seconds."""
+    import threading
+    from types import SimpleNamespace
+    import ray
+    from sweep.fleet import Fleet
+    from sweep_fakes import failing_if_stuck
+    asked, killed, never, ended = [], [], threading.Event(), threading.Event()
+    monkeypatch.setattr(ray._private.state, "actors", lambda **kwargs: asked.append(kwargs) or never.wait(600))
+    monkeypatch.setattr(ray, "kill", lambda actor, **kwargs: killed.append(actor) or ended.set())
+    fleet = Fleet.__new__(Fleet)
+    fleet.slots = [SimpleNamespace(actor=SimpleNamespace(_actor_id=SimpleNamespace(hex=lambda: "a1")))]
+    try:
+        with failing_if_stuck(60):
+            fleet.stop(settle=0.2)
+        assert asked == [{"actor_id": "a1"}] and killed == []      # returned while Ray had not answered
+    finally:
+        never.set()
+        ended.wait(60)   # the abandoned call ends here, with Ray's calls still faked (a real one would start Ray)
+    assert killed == [fleet.slots[0].actor]
