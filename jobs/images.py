@@ -75,13 +75,15 @@ def read_image(data: bytes | str | Path) -> np.ndarray:
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files named directly, and the image files (by suffix) inside named folders, sorted within each folder; a
-    file reached twice under one name (a folder and a file in it, one path written twice) once."""
+    """Files named directly, and the image files (by suffix) inside named folders, sorted within each folder,
+    hidden ones left out (macOS's `._cat.png` beside `cat.png` is not a picture); a file reached twice under one
+    name (a folder and a file in it, one path written twice) once."""
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                            and not p.name.startswith("."))
         else:
             files.append(path)
     unique: dict[tuple[str, str], Path] = {}

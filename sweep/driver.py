@@ -222,6 +222,9 @@ def prepare_schedules(config: SweepConfig, model, jobs: tuple[str, ...]):
         job, sep, source = entry.partition("=")
         if not sep or not job.strip() or not source.strip():
             raise PlanError(f"--job-schedule {entry!r}: write JOB=PRESET_OR_FILE, e.g. dream=dream")
+        if job.strip() in per_job and per_job[job.strip()] != source.strip():   # the last one silently won
+            raise PlanError(f"--job-schedule gives {job.strip()} two schedules ({per_job[job.strip()]} and "
+                            f"{source.strip()}): give each job one")
         per_job[job.strip()] = source.strip()
     not_run = [job for job in per_job if job in ALL_JOBS and job not in jobs]   # unknown names: schedule_set's line
     if not_run:

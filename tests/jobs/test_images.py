@@ -137,3 +137,13 @@ def test_a_32_bit_image_brighter_than_16_bits_saturates_instead_of_wrapping(tmp_
     bright = Image.fromarray(np.full((4, 4), 100_000, dtype=np.int32))       # mode I
     assert bright.mode == "I"
     assert (read_image(_save(tmp_path / "bright.tif", bright)) == 255).all()
+
+
+def test_a_folder_s_hidden_files_are_not_pictures(tmp_path):
+    """A folder copied from a Mac holds `._cat.png` (AppleDouble metadata, not a PNG) beside `cat.png`: it failed the
+    whole run as an unreadable image. Hidden files of a folder are left out; one named on its own is still read."""
+    _save(tmp_path / "cat.png", Image.new("RGB", (8, 8)))
+    (tmp_path / "._cat.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble metadata")
+    assert [image.name for image in load_images([tmp_path])] == ["cat.png"]
+    with pytest.raises(ImageInputError, match=r"\._cat\.png"):
+        load_images([tmp_path / "._cat.png"])

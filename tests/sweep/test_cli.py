@@ -37,6 +37,8 @@ def invoke(*args):
     (["--job-schedule", "dream"], "write JOB=PRESET_OR_FILE"),
     (["--job-schedule", "dreem=tiny"], "no job named 'dreem'"),
     (["--job-schedule", "octave=no-such-preset"], "no-such-preset"),
+    (["--job-schedule", "octave=tiny", "--job-schedule", "octave=digits"],   # the last one silently won
+     "--job-schedule gives octave two schedules (tiny and digits): give each job one"),
     # an option no chosen job reads hides a forgotten job: refused, not ignored (a researcher's walk-through)
     (["--jobs", "octave", "--pairs", "1+2"], "--pairs given (read by addition, interpolate), but no chosen job"),
     (["--jobs", "octave", "--variants", "merge"], "--variants given (read by addition), but no chosen job"),
