@@ -823,20 +823,23 @@ class Store:
 
     @contextlib.contextmanager
     def _object_failures(self) -> Iterator[None]:
-        """On an object store, an OSError (a stalled call included) becomes a one-line StoreError; on a local disk
-        it passes, for the caller to refuse or set the file aside."""
-        try:
+        """On an object store, a failure of the store (`from_the_store`: the service, the network, a stalled call)
+        becomes a one-line StoreError, and a damaged file's error ArrowInvalid (`damaged_as_invalid`), for the
+        caller to refuse or set the file aside by name; on a local disk errors pass as they are."""
+        if not self.is_object_store:
             yield
+            return
+        try:
+            with damaged_as_invalid():
+                yield
         except OSError as error:
-            if self.is_object_store:
-                raise StoreError(object_store_problem(self.uri, error)) from None
-            raise
+            raise StoreError(object_store_problem(self.uri, error)) from None
 
     def read_file(self, path: str, columns: Sequence[str] | None = None) -> pa.Table:
         """Only `columns` of one Parquet file of the store (a path from `files`), with ranged reads. A file that is
         not Parquet raises pa.ArrowInvalid (on a local disk OSError too; on an object store a damaged one's OSError
-        becomes ArrowInvalid: `damaged_as_invalid`) for the caller to refuse or set aside; on an object store every
-        other failure, a stalled call included, is a StoreError."""
+        becomes ArrowInvalid) for the caller to refuse or set aside; on an object store every failure of the store,
+        a stalled call included, is a StoreError (`_object_failures`)."""
         with self._object_failures():
             return self.bounded(self._read_columns, path, columns)
 
@@ -847,14 +850,13 @@ class Store:
         the dataset refused it: refused here too, with the dataset's error (ArrowInvalid). On GCS the dataset reader
         stays: a ParquetFile opens pyarrow's GCS random-access file, which starts its download holding the GIL
         (`parquet_file`), where the dataset reader opens it without."""
-        with damaged_as_invalid() if self.is_object_store else contextlib.nullcontext():
-            if self.fs.type_name == "gcs":
-                return pq.read_table(path, columns=columns, filesystem=self.fs)
-            with pq.ParquetFile(path, filesystem=self.fs, pre_buffer=self.is_object_store) as parquet:
-                missing = [name for name in columns or () if name not in parquet.schema_arrow.names]
-                if missing:
-                    raise pa.ArrowInvalid(f"no column {', '.join(missing)} in {path.rsplit('/', 1)[-1]}")
-                return parquet.read(columns=columns)
+        if self.fs.type_name == "gcs":
+            return pq.read_table(path, columns=columns, filesystem=self.fs)
+        with pq.ParquetFile(path, filesystem=self.fs, pre_buffer=self.is_object_store) as parquet:
+            missing = [name for name in columns or () if name not in parquet.schema_arrow.names]
+            if missing:
+                raise pa.ArrowInvalid(f"no column {', '.join(missing)} in {path.rsplit('/', 1)[-1]}")
+            return parquet.read(columns=columns)
 
     def parquet_file(self, path: str) -> pq.ParquetFile:
         """One Parquet file of the store (a path from `files`), for readers that want its schema before choosing
@@ -885,13 +887,12 @@ class Store:
         with self.fs.open_input_file(path) as file:   # its size, from the HEAD request a ranged read makes anyway
             small = file.size() < RANGED_READ_BYTES
             source = pa.BufferReader(file.read()) if small else file
-            with damaged_as_invalid():
-                parquet = pq.ParquetFile(source, pre_buffer=not small)
-                return parquet.read(columns=choose(parquet.schema_arrow))
+            parquet = pq.ParquetFile(source, pre_buffer=not small)
+            return parquet.read(columns=choose(parquet.schema_arrow))
 
     def file_schema(self, path: str) -> pa.Schema:
         """The Arrow schema of one Parquet file of the store, from its footer only; errors as `read_file`."""
-        with self._object_failures(), damaged_as_invalid() if self.is_object_store else contextlib.nullcontext():
+        with self._object_failures():
             return self.bounded(lambda: ds.ParquetFileFormat().make_fragment(path, filesystem=self.fs).physical_schema)
 
     def read_checked(self, path: str, columns: Sequence[str] | None = None) -> pa.Table:
@@ -1242,11 +1243,10 @@ def parsed_lease(data: bytes) -> dict | None:
         record = json.loads(data[:65536])
     except (ValueError, RecursionError):
         return None
-    numbers = ("heartbeat", "held_since")   # held_since only on an object store's held claims
-    if not isinstance(record, dict) or not all(is_number(record.get(name, 0.0)) for name in numbers) \
-            or "heartbeat" not in record:
+    if not isinstance(record, dict):
         return None
-    return record
+    # held_since: only on an object store's held claims
+    return record if is_number(record.get("heartbeat")) and is_number(record.get("held_since", 0)) else None
 
 
 def is_number(value) -> bool:
@@ -1390,10 +1390,10 @@ def from_the_store(error: Exception) -> bool:
 
 @contextlib.contextmanager
 def damaged_as_invalid() -> Iterator[None]:
-    """Around a read of a Parquet file from an object store: an OSError that is not the store's (`from_the_store`)
-    is the file's, raised as ArrowInvalid, as a file that is not Parquet is, for the caller to refuse or set aside by
-    name (inside `_object_failures`, an OSError would be taken for the store's failure). The reverse too: GCS words
-    a refused request (INVALID_ARGUMENT) as ArrowInvalid, which is the store's, raised as OSError."""
+    """Around a read from an object store (`Store._object_failures`): an OSError that is not the store's
+    (`from_the_store`) is the file's, raised as ArrowInvalid, as a file that is not Parquet is, for the caller to
+    refuse or set aside by name. The reverse too: GCS words a refused request (INVALID_ARGUMENT) as ArrowInvalid,
+    which is the store's, raised as OSError."""
     try:
         yield
     except OSError as error:
