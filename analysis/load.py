@@ -23,7 +23,6 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from jobs.outputs import label_probs
-from jobs.text import first_line
 from sweep.store import (ANALYSIS, FAILURES, FRAMES, IMAGES, LEASES, MANIFEST, QUARANTINE, SCORES, SOURCES,
                          TEMP_DIR, TRAJECTORIES, Store, StoreError, is_frame_key, no_images_yet, open_store,
                          unreadable)
@@ -290,9 +289,8 @@ def _rows_of(store: Store, path: str, keys: Sequence[str], columns: Sequence[str
     present = [c for c in columns if c in pf.schema_arrow.names or c not in OPTIONAL_COLUMNS]
     try:
         table = pf.read(columns=["key", *present])
-    except (pa.ArrowInvalid, OSError) as err:
-        raise StoreError(f"{stored_name(path)}: the {' / '.join(present)} "
-                         f"column{'s' if len(present) > 1 else ''} cannot be read ({first_line(err)})") from None
+    except (pa.ArrowInvalid, OSError) as err:   # damaged pictures: the file `sweep run --check-files` sets aside
+        raise StoreError(unreadable(stored_name(path), err)) from None
     table = table.filter(pc.is_in(table.column("key"), value_set=pa.array(keys, pa.string())))
     defaults = {c: OPTIONAL_COLUMNS[c] for c in columns if c not in present}
     return [{**defaults, **row} for row in table.to_pylist()]

@@ -40,6 +40,17 @@ def test_numeric_reads_never_touch_png_bytes(small_store):
         read_rows(store, columns=[*NUMERIC_COLUMNS, "png"])
 
 
+def test_a_file_whose_pictures_cannot_be_read_is_refused_in_the_store_s_one_wording(small_store):
+    """The pictures' reader (`figures`, `directions`) refused a damaged png column in words of its own, without the
+    way on, while the numbers passed: the very file `sweep run --check-files` sets aside, and its refusal says so."""
+    corrupt_png_column(small_store)
+    store = open_store(small_store)
+    with pytest.raises(StoreError) as refused:
+        dict(iter_pngs(store, ["octave:-:0:-1:0"]))
+    assert str(refused.value).startswith("unreadable file images/part-") and \
+        "(`sweep run --check-files` with the store's command moves it into quarantine/" in str(refused.value)
+
+
 def test_duplicate_keys_count_once_and_the_lowest_seed_represents_a_class(tmp_path):
     seed1 = Image("octave", 0, np.array([10, 0, 0, 0, 9, 0.0]), seed=1)
     seed0 = Image("octave", 0, np.array(OCTAVE[0], float), seed=0)
