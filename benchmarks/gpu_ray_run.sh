@@ -13,8 +13,8 @@ SWEEP_ARGS=${SWEEP_ARGS:---model googlenet --weights random --device gpu}   # (t
 STORE=/tmp/gpu-ray-store
 # The sweep is stopped (SIGTERM: as by Ctrl-C, it ends cleanly) after this long, so that the store's status and the
 # exactly-once check still print inside gpu_session.sh's 150 s, however slow the GPU turns out to be. --foreground:
-# the driver alone gets the signal (a plain timeout signals its whole process group, Ray's GCS and raylet too, and
-# the driver then hung on the dead GCS until killed, its store left locked).
+# the driver alone gets the signal (a plain timeout signals its whole process group, Ray's GCS and raylet too: the
+# driver, which hung on the dead GCS before `Fleet.stop` bounded its wait, then spends 10 s of the budget on it).
 SWEEP_SECONDS=${SWEEP_SECONDS:-110}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl 2>&1 \
   | tee "$OUT/gpu-ray.log" \
