@@ -38,6 +38,7 @@ from jobs import objectives as obj
 from jobs.models import load_model
 from jobs.render import TrajectoryOptions, generators_for, initial_images, render
 from jobs.schedules import Octave, Schedule, load_schedule
+from sweep.worker import AUTO_CAP
 
 
 def _sync(device: torch.device) -> None:
@@ -158,11 +159,12 @@ def main() -> None:
     schedule = one_octave(size, iterations)
     if "a" not in skip:
         ratio_figures(model, batch, size, schedule, device, options, args.repeats)
+    cap = None
     if "b" not in skip:
-        batch_figures(model, size, schedule, device, options, args.repeats,
-                      single_images=args.single or (4 if small else 2),
-                      batches=[int(v) for v in args.batches.split(",") if v])
-    extra_sections(args, model, device, options, skip)
+        cap = batch_figures(model, size, schedule, device, options, args.repeats,
+                            single_images=args.single or (4 if small else 2),
+                            batches=[int(v) for v in args.batches.split(",") if v])
+    extra_sections(args, model, device, options, skip, cap)
 
 
 def ratio_figures(model, batch: int, size: int, schedule: Schedule, device, options, repeats: int) -> None:
@@ -177,25 +179,32 @@ def ratio_figures(model, batch: int, size: int, schedule: Schedule, device, opti
 
 
 def batch_figures(model, size: int, schedule: Schedule, device, options, repeats: int, *, single_images: int,
-                  batches: list[int]) -> None:
-    """(b) the articles' one-image loop, then the engine at each batch size."""
+                  batches: list[int]) -> int | None:
+    """(b) the articles' one-image loop, then the engine at each batch size; the smallest batch within 5% of the
+    best rate (where a larger batch stops paying: what AUTO_CAP should be), None when no batch was timed."""
     iterations = schedule.total_iterations
     single_iters = max(2, iterations // 2)
     time_article_loop(model, 1, size, 1, device)
     single = single_images * single_iters / best(
         lambda: time_article_loop(model, single_images, size, single_iters, device), repeats)
     print(f"(b) one image at a time (articles' loop): {single:.1f} image-it/s")
+    rates = {}
     for b in batches:
-        rate = b * iterations / best(lambda: time_engine(model, b, schedule, device, **options), repeats)
+        rates[b] = rate = b * iterations / best(lambda: time_engine(model, b, schedule, device, **options), repeats)
         print(f"    engine batch {b:3d}: {rate:.1f} image-it/s, {rate / single:.1f}x the one-image loop")
+    if not rates:
+        return None
+    knee = min(b for b, rate in rates.items() if rate >= 0.95 * max(rates.values()))
+    print(f"    the smallest batch within 5% of the best rate: {knee} (AUTO_CAP in sweep/worker.py: {AUTO_CAP})")
+    return knee
 
 
-def extra_sections(args, model, device, options, skip) -> None:
+def extra_sections(args, model, device, options, skip, cap: int | None) -> None:
     cuda = device.type == "cuda"
     if "f" not in skip:
         trajectory_figures(args, model, device, options)
     if cuda and "c" not in skip:
-        preset_figures(args, model, device, options)
+        preset_figures(args, model, device, options, cap)
     if "e" not in skip:   # before (d), the longest: a GPU session cut short by its time limit still has (e)
         quality_figures(device, options)
     if "d" not in skip:
@@ -250,13 +259,14 @@ def trajectory_figures(args, model, device, options) -> None:
           f"writer thread for the table")
 
 
-def preset_figures(args, model, device, options) -> None:
-    """(c) the full preset at the automatic batch, the one-image loop beside it, peak memory."""
+def preset_figures(args, model, device, options, cap: int | None) -> None:
+    """(c) the full preset at the automatic batch (capped where (b)'s scan stopped gaining, when it ran), the
+    one-image loop beside it, peak memory."""
     from sweep.worker import auto_batch_size, largest_input
     preset = load_schedule("googlenet")
     side = largest_input(preset, model.input_size)
     b = args.full_batch or auto_batch_size(model, preset, device, bf16=options["autocast_bf16"],
-                                           channels_last=options["channels_last"])
+                                           channels_last=options["channels_last"], cap=cap or AUTO_CAP)
     time_engine(model, b, dataclasses.replace(preset, octaves=tuple(dataclasses.replace(o, iterations=2)
                                                                    for o in preset.octaves)), device, **options)
     torch.cuda.reset_peak_memory_stats(device)
@@ -265,7 +275,8 @@ def preset_figures(args, model, device, options) -> None:
     peak = torch.cuda.max_memory_allocated(device) / 2**30
     total = torch.cuda.get_device_properties(device).total_memory / 2**30
     print(f"(c) preset {preset.name} ({preset.total_iterations} iterations, largest input {side} px), "
-          f"{'given' if args.full_batch else 'automatic'} batch {b}: {seconds:.1f} s, {per_class:.3f} s per class, "
+          f"{'given' if args.full_batch else 'automatic'} batch {b}"
+          f"{'' if args.full_batch else f' (cap {cap or AUTO_CAP})'}: {seconds:.1f} s, {per_class:.3f} s per class, "
           f"projected 1000 classes: {per_class * 1000 / 60:.2f} min on this GPU (goal <= 3 min); peak GPU memory "
           f"{peak:.1f} of {total:.0f} GiB")
     o1, o2 = preset.octaves

@@ -117,11 +117,11 @@ def ready_for_gpu(model, *, cudnn_benchmark: bool, compile: bool) -> None:
         model.net.compile()
 
 
-def auto_batch_size(model, schedules, device, *, bf16: bool, channels_last: bool) -> int:
-    """`--batch-size auto` on a GPU: the memory probe's largest batch for the largest image any job of
-    `schedules` feeds `model`."""
+def auto_batch_size(model, schedules, device, *, bf16: bool, channels_last: bool, cap: int = AUTO_CAP) -> int:
+    """`--batch-size auto` on a GPU: the memory probe's largest batch, at most `cap`, for the largest image any
+    job of `schedules` feeds `model`."""
     return probe_batch_size(model, largest_input(schedules, model.input_size), device, bf16=bf16,
-                            channels_last=channels_last)
+                            channels_last=channels_last, cap=cap)
 
 
 def largest_input(schedules, default: int) -> int:
