@@ -229,7 +229,7 @@ def test_setup_on_a_gpu_probes_at_the_largest_input_of_every_job(tmp_path, monke
     monkeypatch.setattr(worker_module, "probe_batch_size",
                         lambda model, side, device, **options: probed.append((side, options)) or 12)
     setup = worker.setup(None)
-    assert probed == [(737, {"bf16": True, "channels_last": True})]
+    assert probed == [(737, {"bf16": True, "channels_last": True, "cap": worker_module.AUTO_CAP})]
     assert (setup["batch_size"], setup["gpu"], setup["bf16"]) == (12, "a fake GPU", True)
     assert worker.setup(5)["batch_size"] == 5 and len(probed) == 1      # a given batch size is not probed
 
