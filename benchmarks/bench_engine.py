@@ -15,7 +15,9 @@
 (e) quality of the speed options against float32 on the same seeds (on the CPU: bf16 autocast): the trained digits
     model's class images keep label = target with p >= 0.9 (10/10); on GoogLeNet with He-initialised random
     weights, the cosine between what 1 and 20 steps did to the images (beyond the blur) with and without the
-    options (tolerance 0.7; losses are no measure there: they stay within 0.01% of C = 200).
+    options (tolerance 0.7; losses are no measure there: they stay within 0.01% of C = 200);
+(g) on CUDA (on the CPU with `--only g`): where a step's time goes, from torch.profiler: the 15 kernels that took
+    most of 5 steps at the preset's crop size, each with its share.
 
     PYTHONPATH=. python benchmarks/bench_engine.py --model digits --size 32
     PYTHONPATH=. python benchmarks/bench_engine.py --model googlenet --size 299 --iterations 2
@@ -127,11 +129,18 @@ def main() -> None:
     parser.add_argument("--worker-batches", type=int, default=3, help="(d): batches of the worker run")
     parser.add_argument("--worker-steps", type=int, default=None, help="(d): every octave cut to this many steps "
                         "(default: the whole preset; the tests' smoke run cuts it)")
-    parser.add_argument("--skip", default="", help="comma list of sections to skip (a,b,c,d,e,f)")
+    parser.add_argument("--skip", default="", help="comma list of sections to skip (a,b,c,d,e,f,g)")
+    parser.add_argument("--only", default="", help="comma list of the sections to run (the others skipped); (g) "
+                        "runs on the CPU only when named here")
+    parser.add_argument("--profile-batch", type=int, default=64, help="(g): batch of the profiled steps")
+    parser.add_argument("--profile-size", type=int, default=470, help="(g): image side of the profiled steps "
+                        "(default: the googlenet preset's crop, where its time goes)")
     parser.add_argument("--trajectory-iterations", type=int, default=None, help="(f): iterations per render "
                         "(default 100 for digits and on CUDA, 20 for ImageNet models on CPU)")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
+    if args.only:
+        skip |= set("abcdefg") - set(args.only.split(","))
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -205,6 +214,8 @@ def extra_sections(args, model, device, options, skip, cap: int | None) -> None:
         trajectory_figures(args, model, device, options)
     if cuda and "c" not in skip:
         preset_figures(args, model, device, options, cap)
+    if "g" not in skip and (cuda or "g" in args.only):
+        profile_figures(args, model, device, options)
     if "e" not in skip:   # before (d), the longest: a GPU session cut short by its time limit still has (e)
         quality_figures(device, options)
     if "d" not in skip:
@@ -287,6 +298,29 @@ def preset_figures(args, model, device, options, cap: int | None) -> None:
     loop_seconds = o1.iterations / rates[o1.size] + o2.iterations / rates[o2.crop or o2.size]
     print(f"    one-image loop on the same GPU: {loop_seconds:.1f} s per class, projected 1000 classes "
           f"{loop_seconds * 1000 / 3600:.1f} h; engine speed-up {loop_seconds / per_class:.1f}x (goal >= 30x)")
+
+
+def profile_figures(args, model, device, options) -> None:
+    """(g) where a step's time goes: a few steps at `--profile-batch` and `--profile-size` under torch.profiler,
+    the kernels (CUDA) or operators (CPU) that took most of it, each with its share."""
+    from torch.profiler import ProfilerActivity, profile
+    cuda = device.type == "cuda"
+    batch, side, steps = args.profile_batch, args.profile_size, 5
+    time_engine(model, batch, one_octave(side, 2), device, **options)            # warm-up: autotuning, allocator
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        seconds = time_engine(model, batch, one_octave(side, steps), device, **options)
+
+    def self_time(event) -> float:   # microseconds; the attribute was renamed from cuda_ to device_ in torch 2.4
+        if not cuda:
+            return event.self_cpu_time_total
+        return getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0.0)
+    events = sorted(prof.key_averages(), key=self_time, reverse=True)
+    total = sum(self_time(e) for e in events) or 1.0
+    print(f"(g) profile, batch {batch}, {side} px, {steps} steps: {seconds:.2f} s with the profiler; "
+          f"{'GPU kernel' if cuda else 'CPU operator'} time {total / 1e6:.2f} s, the 15 largest:")
+    for e in events[:15]:
+        print(f"    {100 * self_time(e) / total:5.1f}%  {e.count:6d} calls  {e.key[:110]}")
 
 
 def worker_figures(args, device, options) -> None:

@@ -39,6 +39,15 @@ def test_bench_engine_skips_each_section_it_is_told_to():
     out = run_script("bench_engine.py", "--iterations", "2", "--batch", "4", "--batches", "2", "--single", "1",
                      "--repeats", "1", "--skip", "a,d,e,f", "--threads", "1")
     assert "(a)" not in out and "(b) one image at a time" in out and "engine batch   2" in out, out
+    assert "the smallest batch within 5% of the best rate: 2" in out, out     # one batch timed: it is the best
+
+
+def test_bench_engine_profiles_a_step_when_asked():
+    """(g), which a GPU session runs to see where GoogLeNet's step time goes, runs on the CPU when named."""
+    out = run_script("bench_engine.py", "--only", "g", "--profile-batch", "2", "--profile-size", "32", "--threads", "1")
+    assert "(g) profile, batch 2, 32 px, 5 steps" in out and "(a)" not in out and "(f)" not in out, out
+    shares = [float(line.split("%")[0]) for line in out.splitlines() if line.startswith("    ") and "calls" in line]
+    assert 1 <= len(shares) <= 15 and shares == sorted(shares, reverse=True) and sum(shares) <= 100.5, out
 
 
 @pytest.mark.slow
