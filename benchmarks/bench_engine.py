@@ -278,8 +278,8 @@ def preset_figures(args, model, device, options, cap: int | None) -> None:
     side = largest_input(preset, model.input_size)
     b = args.full_batch or auto_batch_size(model, preset, device, bf16=options["autocast_bf16"],
                                            channels_last=options["channels_last"], cap=cap or AUTO_CAP)
-    time_engine(model, b, dataclasses.replace(preset, octaves=tuple(dataclasses.replace(o, iterations=2)
-                                                                   for o in preset.octaves)), device, **options)
+    warm_up = time_engine(model, b, dataclasses.replace(preset, octaves=tuple(
+        dataclasses.replace(o, iterations=2) for o in preset.octaves)), device, **options)   # compiles, autotunes
     torch.cuda.reset_peak_memory_stats(device)
     seconds = time_engine(model, b, preset, device, **options)
     per_class = seconds / b
@@ -289,7 +289,11 @@ def preset_figures(args, model, device, options, cap: int | None) -> None:
           f"{'given' if args.full_batch else 'automatic'} batch {b}"
           f"{'' if args.full_batch else f' (cap {cap or AUTO_CAP})'}: {seconds:.1f} s, {per_class:.3f} s per class, "
           f"projected 1000 classes: {per_class * 1000 / 60:.2f} min on this GPU (goal <= 3 min); peak GPU memory "
-          f"{peak:.1f} of {total:.0f} GiB")
+          f"{peak:.1f} of {total:.0f} GiB; the warm-up's 2 steps an octave took {warm_up:.1f} s"
+          f"{' (compiling each shape)' if args.compile else ''}")
+    if args.compile:   # a batch of one is another shape: two more compilations, and no figure of the articles' loop
+        print("    one-image loop: not run under --compile (see the eager run)")
+        return
     o1, o2 = preset.octaves
     rates = {}
     for side in (o1.size, o2.crop or o2.size):
