@@ -296,6 +296,25 @@ def _rows_of(store: Store, path: str, keys: Sequence[str], columns: Sequence[str
     return [{**defaults, **row} for row in table.to_pylist()]
 
 
+# ---- naming several stores side by side (`sweep compare`, `sweep stability`) ------------------------------------
+def distinct_labels(names: Sequence[str], stores: Sequence[Store]) -> list[str]:
+    """Each store's name (its model, or its generator id), made distinct: with the store's folder name where two
+    stores share a name, and with its whole location where their folders have one name too (runs/a/store and
+    runs/b/store): one label, one store. Stores given twice are the caller's to refuse."""
+    folders = [f"{name} ({os.path.basename(st.uri.rstrip('/'))})" for name, st in zip(names, stores)]
+    return [name if names.count(name) == 1 else folder if folders.count(folder) == 1 else f"{name} ({st.uri})"
+            for name, folder, st in zip(names, folders, stores)]
+
+
+def refuse_repeated_stores(stores: Sequence[Store]) -> None:
+    """StoreError for a store given twice: its rows would be counted twice under one label."""
+    seen = set()
+    for st in stores:
+        if st.uri in seen:
+            raise StoreError(f"store {st.uri} is given twice: compare each store once")
+        seen.add(st.uri)
+
+
 # ---- where the analysis commands write -------------------------------------------------------------------------
 def output_folder(out: str | None, store: Store | None = None) -> Store:
     """The folder a command writes to: `out` (a local folder or a URI, opened as a store location is), else

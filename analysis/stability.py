@@ -20,7 +20,6 @@ time (`sweep analyze`), and `run_stability` is the I/O of `sweep stability`.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -165,15 +164,11 @@ def run_stability(stores: Sequence[str], out: str) -> tuple[pd.DataFrame, list[s
     for a store without trajectories, before anything is written."""
     from analysis.drawing import save
     from analysis.figures import stability_figure
-    from analysis.load import output_folder, write_outputs
+    from analysis.load import output_folder, refuse_repeated_stores, write_outputs
     from sweep.store import StoreError, open_store, table_bytes
     folder = output_folder(out)   # refused (a file, a store's own folder) before any store is read
     opened = [open_store(uri) for uri in stores]
-    seen = set()
-    for st in opened:
-        if st.uri in seen:   # its rows would be counted twice under one label
-            raise StoreError(f"store {st.uri} is given twice: compare each store once")
-        seen.add(st.uri)
+    refuse_repeated_stores(opened)
     tables = []
     for st, label in zip(opened, model_labels(opened)):
         per_image = read_stability(st)
@@ -189,8 +184,7 @@ def run_stability(stores: Sequence[str], out: str) -> tuple[pd.DataFrame, list[s
 
 def model_labels(stores: Sequence) -> list[str]:
     """Each store's model name; with the store's folder name when two stores hold the same model, and with its
-    whole location when their folders have one name too (runs/a/store and runs/b/store): one label, one store."""
-    models = [str(st.manifest.get("model", "?")) for st in stores]
-    folders = [f"{model} ({Path(st.uri).name})" for model, st in zip(models, stores)]
-    return [model if models.count(model) == 1 else folder if folders.count(folder) == 1 else f"{model} ({st.uri})"
-            for model, folder, st in zip(models, folders, stores)]
+    whole location when their folders have one name too (runs/a/store and runs/b/store): one label, one store
+    (`analysis.load.distinct_labels`)."""
+    from analysis.load import distinct_labels
+    return distinct_labels([str(st.manifest.get("model", "?")) for st in stores], stores)

@@ -186,8 +186,9 @@ def top_classes(images: pd.DataFrame, outputs: Mapping[str, Outputs], class_name
 
 
 def compare_table(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """Several stores' transfer tables -> one long table (generator x scorer per job/variant); a generator's own
-    row is kept once, whichever store it came from."""
+    """Several stores' transfer tables -> one long table (generator x scorer per job/variant); a row repeated with
+    one generator, scorer, job and variant is kept once (the first). Two stores of one model must carry distinct
+    generator names to stay apart (`run_compare` names them: `analysis.load.distinct_labels`)."""
     table = pd.concat([t[COLUMNS] for t in tables if len(t)], ignore_index=True) if tables else \
         pd.DataFrame(columns=COLUMNS)
     table = table.drop_duplicates(["generator", "scorer", "job", "variant"], keep="first")
@@ -341,28 +342,40 @@ def store_transfer(store) -> pd.DataFrame:
 COMPARE_FILE, COMPARE_FIGURE = "compare.parquet", "compare.png"
 
 
+def generator_labels(stores: Sequence) -> list[str]:
+    """Each store's generator as `sweep compare` names it: its model and weights (`sweep.score.scorer_id`, the name
+    its images have as another store's scorer), with the store's folder where two stores hold one model and weights
+    (two sweeps of `digits` with other seeds or schedules), as `sweep stability` names them."""
+    from analysis.load import distinct_labels
+    from sweep.score import scorer_id
+    return distinct_labels([scorer_id(str(st.manifest["model"]), str(st.manifest["weights"])) for st in stores],
+                           stores)
+
+
 def run_compare(stores: Sequence[str], out: str) -> list[str]:
     """`sweep compare`: every store's transfer table, joined into the generator x scorer table, written to
     `out`/compare.parquet with its figure `out`/compare.png (`out`: a local folder or a URI); returns the lines to
-    print. StoreError, before anything is written, for a store that cannot be read or stores of different class
-    sets."""
+    print. Each store is one generator row, named by `generator_labels`. StoreError, before anything is written,
+    for a store that cannot be read, a store given twice, or stores of different class sets."""
     import pyarrow as pa
 
     from analysis.drawing import save
-    from analysis.load import output_folder, write_outputs
+    from analysis.load import output_folder, refuse_repeated_stores, write_outputs
     from sweep.store import StoreError, open_store, table_bytes
     folder = output_folder(out)   # refused (a file, a store's own folder) before any store is read
     opened = [open_store(s) for s in stores]
+    refuse_repeated_stores(opened)
     counts = {s.uri: s.n_classes for s in opened}
     if len(set(counts.values())) > 1:
         raise StoreError("the stores have different class counts ("
                          + ", ".join(f"{uri}: {n}" for uri, n in counts.items()) + "): nothing to compare")
-    table = compare_table([store_transfer(s) for s in opened])
+    table = compare_table([store_transfer(s).assign(generator=label)
+                           for s, label in zip(opened, generator_labels(opened))])
     written = write_outputs(folder, {
         COMPARE_FILE: table_bytes(pa.Table.from_pandas(table, preserve_index=False)),
         COMPARE_FIGURE: save(compare_figure(table), "png")})
     lines = [f"wrote {written[0]} and {COMPARE_FIGURE} ({table['generator'].nunique()} "
-             f"generating models x {table['scorer'].nunique()} scoring models)"]
+             f"generating stores x {table['scorer'].nunique()} scoring models)"]
     octave = table[table["job"] == "octave"]
     if len(octave):
         grid = matrix(octave, "generator", "scorer")

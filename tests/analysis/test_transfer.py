@@ -274,3 +274,28 @@ def test_scorer_names_with_dollar_signs_are_drawn_as_written():
     for figure in (transfer_figure(a), compare_figure(compare_table([a]))):
         rgb_pixels(figure)                                             # drawing it raised ValueError (mathtext)
     assert named in [t.get_text() for t in transfer_figure(a).axes[0].get_xticklabels()]
+
+
+def test_sweep_compare_keeps_two_stores_of_one_model_apart_named_by_folder(tmp_path):
+    """Two sweeps of one model and weights (other seeds, other schedules): `sweep compare` kept the first store's
+    rows and dropped the second's without a word (one generator id, deduplicated). Each is now a generator row of
+    its own, named by its folder as `sweep stability` names two stores of one model; a store given twice is
+    refused as there."""
+    from analysis.transfer import run_compare
+    from sweep.store import StoreError
+    good = [Image("octave", c, one_hot(c)) for c in range(3)]
+    poor = [Image("octave", c, one_hot((c + 1) % N)) for c in range(3)]   # no octave reads as its class
+    first = write_store(str(tmp_path / "seed0"), NAMES, good)
+    second = write_store(str(tmp_path / "seed1"), NAMES, poor)
+    lines = run_compare([first, second], str(tmp_path / "out"))
+    table = pd.read_parquet(tmp_path / "out" / "compare.parquet")
+    generator = scorer_id("synthetic", "random-synthetic")
+    octave = table[table["job"] == "octave"].set_index("generator")
+    assert sorted(octave.index) == [f"{generator} (seed0)", f"{generator} (seed1)"]
+    assert octave.loc[f"{generator} (seed0)", "top1_share"] == 1.0
+    assert octave.loc[f"{generator} (seed1)", "top1_share"] == 0.0
+    assert set(octave["scorer"]) == {generator} and octave["own"].all()
+    assert "2 generating stores x 1 scoring models" in lines[0]
+    with pytest.raises(StoreError, match=r"^store .*seed0 is given twice: compare each store once$"):
+        run_compare([first, second, first], str(tmp_path / "again"))
+    assert not (tmp_path / "again").exists()
