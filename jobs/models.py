@@ -401,6 +401,14 @@ def model_info(name: str) -> ModelInfo:
                      cache_path(name).exists())
 
 
+def model_class_names(name: str) -> tuple[str, ...]:
+    """The class names `load_model(name)` gives its classifier, without building the network (ImageNet names from
+    torchvision's weights metadata, no download); ValueError for a model this installation does not know."""
+    if name in DEMO_MODELS:
+        return tuple(digits.CLASS_NAMES)
+    return tuple(_default_weights(name).meta["categories"])
+
+
 def list_models() -> list[ModelInfo]:
     """The demo model, the articles' three, the other demo models, then every other torchvision classifier."""
     names = [DEFAULT_DEMO, "googlenet", "inception_v3", "resnet50", *(n for n in DEMO_MODELS if n != DEFAULT_DEMO)]

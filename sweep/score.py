@@ -255,6 +255,34 @@ def key_columns(store: Store, path: str) -> dict[str, list]:
         raise StoreError(f"unreadable file {path}: {first_line(error)}") from None
 
 
+def generator_class_names(manifest: dict) -> tuple[str, ...] | None:
+    """The class names of the model that made a store: the manifest's `class_names` (every `sweep run` records
+    them), else, in a manifest without them, the names the model zoo gives the manifest's model; None where neither
+    says (a model this installation does not know), or where the names are the stand-ins "class 0", "class 1", ...
+    (`Store.class_names` reads a store without names so; they name no label set)."""
+    from jobs.models import model_class_names
+    n_classes = int(manifest["n_classes"])
+    names = manifest.get("class_names")
+    if isinstance(names, list) and len(names) == n_classes:
+        names = tuple(str(name) for name in names)
+    else:
+        try:
+            names = model_class_names(str(manifest["model"]))
+        except ValueError:   # UnknownModel, or torchvision's "Unknown model"
+            return None
+    return None if names == tuple(f"class {i}" for i in range(n_classes)) else names
+
+
+def differing_classes(generator: Sequence[str], scorer: Sequence[str], shown: int = 3) -> str | None:
+    """Where two label sets of one size differ, in words (the first `shown` classes whose names differ, and how
+    many differ in all); None when every class has one name in both."""
+    differ = [(i, a, b) for i, (a, b) in enumerate(zip(generator, scorer)) if a != b]
+    if not differ:
+        return None
+    words = "; ".join(f"class {i} is {a!r} in the store, {b!r} for the scorer" for i, a, b in differ[:shown])
+    return f"{words} ({len(differ)} of {len(generator)} classes differ)"
+
+
 @dataclass(frozen=True)
 class Prepared:
     store: Store
@@ -267,8 +295,8 @@ class Prepared:
 
 
 def prepare(config: ScoreConfig) -> Prepared:
-    """Check the store, the model, its weights and class count, the jobs; plan the units of work. Raises before
-    anything is written or Ray starts."""
+    """Check the store, the model, its weights, class count and class names (where the store's are known), the
+    jobs; plan the units of work. Raises before anything is written or Ray starts."""
     from jobs.models import load_model, model_info
     check_cluster(config.cluster)
     if config.batch_size < 1:
@@ -281,6 +309,11 @@ def prepare(config: ScoreConfig) -> Prepared:
     if model.n_classes != store.n_classes:
         raise PlanError(f"{model.name} has {model.n_classes} classes, the store's model {manifest['model']} has "
                         f"{store.n_classes}: a scorer must share the store's classes")
+    stored_names = generator_class_names(manifest)
+    differ = None if stored_names is None else differing_classes(stored_names, model.class_names)
+    if differ:   # same count, another label set: class i would be read as meaning the same thing in both
+        raise PlanError(f"{model.name} names its classes otherwise than the store's model {manifest['model']}: "
+                        f"{differ}: a scorer must share the store's classes")
     files = {path: key_columns(store, path) for path in store.files(IMAGES)}
     wanted = selected_jobs(config.jobs, {j for part in files.values() for k, j in zip(part["key"], part["job"])
                                          if not is_frame_key(k)})

@@ -357,3 +357,64 @@ def test_a_damaged_scores_part_is_refused_with_a_way_on_that_works(tmp_path):
         with pytest.raises(StoreError, match="part-damaged.parquet") as error:
             read()
         assert "--check-files" not in str(error.value) and "sweep score" in str(error.value)
+
+
+DIGITS = [f"digit {i}" for i in range(10)]
+
+
+def store_named(tmp_path, names, model: str = "synthetic", drop_names: bool = False) -> str:
+    """A one-image store whose manifest names its 10 classes `names` (or, `drop_names`, none, as a hand-made
+    manifest may have it)."""
+    path = write_store(str(tmp_path / "store"), names, [Image("octave", 1, np.eye(10, dtype=np.float32)[1])],
+                       model=model)
+    if drop_names:
+        manifest = json.loads((tmp_path / "store" / "manifest.json").read_text())
+        del manifest["class_names"]
+        (tmp_path / "store" / "manifest.json").write_text(json.dumps(manifest))
+    return path
+
+
+@pytest.mark.parametrize("names, shown", [
+    ([f"number {i}" for i in range(10)], "class 0 is 'number 0' in the store, 'digit 0' for the scorer; class 1 is "
+                                         "'number 1' in the store, 'digit 1' for the scorer; class 2 is 'number 2' "
+                                         "in the store, 'digit 2' for the scorer (10 of 10 classes differ)"),
+    ([*DIGITS[:3], DIGITS[4], DIGITS[3], *DIGITS[5:]],                  # one label set, another order
+     "class 3 is 'digit 4' in the store, 'digit 3' for the scorer; class 4 is 'digit 3' in the store, 'digit 4' "
+     "for the scorer (2 of 10 classes differ)"),
+])
+def test_a_scorer_with_other_class_names_is_refused_naming_them(tmp_path, names, shown):
+    """The class count matched, so a scorer of another label set (or the same names in another order) was scored
+    as if its class i were the store's class i: refused in one line naming the first classes that differ, before
+    anything is written."""
+    path = store_named(tmp_path, names)
+    result = CliRunner().invoke(main, ["score", "--store", path, "--model", "digits", "--weights", "random"])
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines() == [
+        f"Error: digits names its classes otherwise than the store's model synthetic: {shown}: a scorer must share "
+        f"the store's classes"]
+    assert not (tmp_path / "store" / SCORES).exists()
+
+
+@pytest.mark.parametrize("names, model, drop_names", [
+    (DIGITS, "synthetic", False),                 # the same names in the same order
+    (None, "digits", True),                       # no names in the manifest: its model's, from the zoo
+    (None, "synthetic", True),                    # no names, a model the zoo does not know: unknown, not compared
+    ([f"class {i}" for i in range(10)], "synthetic", False),   # the stand-in names of a store without names
+])
+def test_a_scorer_with_the_same_or_unknown_class_names_is_taken(tmp_path, names, model, drop_names):
+    path = store_named(tmp_path, names or DIGITS, model=model, drop_names=drop_names)
+    prepared = prepare(ScoreConfig(store=path, model="digits", weights="random"))
+    assert prepared.images == 1
+
+
+def test_the_store_names_its_classes_in_its_manifest_or_through_its_model():
+    """The manifest's class names (what `sweep run` records); without them, its model's as the zoo names them (no
+    network built, no download); unknown (None) for a model the zoo does not know and for the stand-in names."""
+    from sweep.score import generator_class_names
+    named = {"model": "resnet18", "n_classes": 3, "class_names": ["a", "b", "c"]}
+    assert generator_class_names(named) == ("a", "b", "c")
+    imagenet = generator_class_names({"model": "resnet18", "n_classes": 1000})
+    assert len(imagenet) == 1000 and imagenet[0] == "tench"
+    assert generator_class_names({"model": "digits", "n_classes": 10}) == tuple(DIGITS)
+    assert generator_class_names({"model": "synthetic", "n_classes": 10}) is None
+    assert generator_class_names({"model": "synthetic", "n_classes": 2, "class_names": ["class 0", "class 1"]}) is None
