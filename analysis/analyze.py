@@ -161,8 +161,9 @@ def analyze_store_and_keys(store: Store | str, metric: str = "cosine", margin_sh
     fingerprint = st.fingerprint()   # before reading: a file the sweep adds meanwhile makes the tables stale
     scores_fingerprint = st.fingerprint(SCORES)
     rows, index = read_rows_and_keys(st)
+    not_finite = rows.meta["key"][~finite_outputs(rows.logits)]
     rows, dropped = usable_rows(rows, st.n_classes)
-    cov = coverage(st.manifest, rows.meta["key"])
+    cov = coverage(st.manifest, rows.meta["key"], not_finite)
     octaves = rows.job("octave")
     reps = representatives(octaves) if len(octaves) else None
     summary = AnalysisSummary(
@@ -171,9 +172,12 @@ def analyze_store_and_keys(store: Store | str, metric: str = "cosine", margin_sh
         images={job: int(n) for job, n in rows.meta["job"].value_counts(sort=False).sort_index().items()},
         coverage=cov.lines(st.class_names), complete=cov.complete, version=ANALYSIS_VERSION,
         scores_fingerprint=scores_fingerprint, margin_share=margin_share)
-    if dropped:
-        summary.notes.append(f"{counted(dropped, 'image')} left out: class indices outside the model's {st.n_classes} "
-                             f"classes or outputs that are not finite")
+    if len(not_finite):
+        summary.notes.append(f"{counted(len(not_finite), 'image')} left out: outputs that are not finite (NaN or "
+                             f"inf)")
+    if dropped > len(not_finite):
+        summary.notes.append(f"{counted(dropped - len(not_finite), 'image')} left out: class indices outside the "
+                             f"model's {st.n_classes} classes")
     try:
         tables, g = _compute(rows, reps, st.class_names, metric, summary, margin_share)
     except ValueError as err:  # data the tables cannot make sense of: say so in one line
@@ -239,10 +243,15 @@ def stability_words(s: dict) -> str:
     return f"{head}; no top-1 share: {s['job']} is judged by {measure.name}, not by the target's top-1"
 
 
+def finite_outputs(logits: np.ndarray) -> np.ndarray:
+    """N x C -> N: whether each row's outputs are all finite (no NaN or inf): the rows `usable_rows` keeps."""
+    return np.isfinite(logits).all(axis=1)
+
+
 def usable_rows(rows: Rows, n_classes: int) -> tuple[Rows, int]:
     """Rows whose classes are valid indices and whose outputs are finite; and how many others were dropped."""
     meta = rows.meta
-    ok = np.isfinite(rows.logits).all(axis=1)
+    ok = finite_outputs(rows.logits)
     ok &= (meta["target"].between(0, n_classes - 1)
            | (meta["job"].isin(CLASSLESS) & (meta["target"] == -1))).to_numpy()
     for column in ("label",):

@@ -156,12 +156,13 @@ def test_public_names():
             "additions_table", "pca_tables"} <= set(analysis.__all__)
 
 
-def test_rows_without_a_usable_output_are_left_out_with_a_note(tmp_path):
+def test_rows_without_a_usable_output_are_left_out_with_a_note_for_each_reason(tmp_path):
     broken = Image("opposite", 0, np.full(6, np.nan), seed=1)
-    store = write_store(str(tmp_path / "s"), NAMES, [*small_images(), broken], options=OPTIONS)
+    outside = Image("opposite", -2, np.zeros(6), seed=1)              # no class -2
+    store = write_store(str(tmp_path / "s"), NAMES, [*small_images(), broken, outside], options=OPTIONS)
     summary = analyze_store(store)
-    assert "1 image left out: class indices outside the model's 6 classes or outputs that are not finite" \
-        in summary.lines()
+    assert "1 image left out: outputs that are not finite (NaN or inf)" in summary.lines()
+    assert "1 image left out: class indices outside the model's 6 classes" in summary.lines()
     assert summary.images["opposite"] == 6
 
 

@@ -65,3 +65,47 @@ def test_image_jobs_are_expanded_by_the_plan(small_store):
 def test_jobs_present_but_not_planned_are_counted(small_store):
     cov = coverage(_manifest({**OPTIONS, "jobs": ["octave"]}), _keys(small_store))
     assert {j.job: j.expected for j in cov.jobs} == {"octave": 6, "addition": None, "opposite": None}
+
+
+def test_an_image_dropped_for_outputs_not_finite_is_said_as_dropped_not_missing():
+    """An image whose outputs are NaN or inf is held (a sweep run would not render it again) but left out of the
+    tables: it was reported as missing, and its class as having no octave image, with "store INCOMPLETE"."""
+    nan_octave, nan_addition = key_of("octave", "", 5, -1, 0), key_of("addition", "merge", 2, 3, 0)
+    held = [key for key in _all_keys() if key not in (nan_octave, nan_addition)]
+    cov = coverage(_manifest(OPTIONS), held, [nan_octave, nan_addition])
+    octave = next(j for j in cov.jobs if j.job == "octave")
+    assert (octave.present, octave.missing, octave.not_finite) == (5, (), (nan_octave,))
+    assert cov.classes_without_image == () and cov.classes_not_finite == (5,) and cov.complete
+    lines = cov.lines(NAMES)
+    assert "octave: 5 of 6 images; 1 dropped, outputs not finite (NaN or inf): octave:-:5:-1:0" in lines
+    assert "addition: 3 of 4 images; 1 dropped, outputs not finite (NaN or inf): addition:merge:2:3:0" in lines
+    assert "1 class has only octave images whose outputs are not finite and is left out of the class tables: " \
+           "5 fox" in lines
+    assert not [line for line in lines if "missing" in line or "no octave image" in line]
+    assert lines[-1] == "store complete"
+    gone = coverage(_manifest(OPTIONS), held, [nan_addition])         # truly absent and dropped, apart
+    assert "octave: 5 of 6 images; missing 1: octave:-:5:-1:0" in gone.lines(NAMES)
+    assert gone.classes_without_image == (5,) and not gone.complete
+
+
+def _all_keys() -> list[str]:
+    from handmade import small_images
+    return [key_of(im.job, im.variant, im.target, im.partner, im.seed) for im in small_images()]
+
+
+def test_analyze_summary_and_report_say_dropped_for_outputs_not_finite(tmp_path):
+    """Through `sweep analyze` and the report's summary: the class with a NaN octave image is not "missing"."""
+    import numpy as np
+
+    from analysis import analyze_store, write_figures
+    from analysis.synthetic import Image, write_store
+    from handmade import small_images
+    images = [Image(im.job, im.target, np.full(6, np.nan), png=im.png) if (im.job, im.target) == ("octave", 5)
+              else im for im in small_images()]
+    store = write_store(str(tmp_path / "s"), NAMES, images, options=OPTIONS)
+    lines = analyze_store(store).lines()
+    assert "octave: 5 of 6 images; 1 dropped, outputs not finite (NaN or inf): octave:-:5:-1:0" in lines
+    assert "1 image left out: outputs that are not finite (NaN or inf)" in lines
+    assert "store complete" in lines and not [line for line in lines if "missing" in line]
+    index = write_figures(store).read_text()
+    assert "1 dropped, outputs not finite (NaN or inf): octave:-:5:-1:0" in index and "missing" not in index
