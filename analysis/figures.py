@@ -484,12 +484,13 @@ def stability_job(summary: pd.DataFrame) -> str:
 
 
 @literal_text
-def stability_figure(summary: pd.DataFrame) -> Figure:
+def stability_figure(summary: pd.DataFrame, every: int | None = None) -> Figure:
     """Models side by side per octave (`analysis.stability.compare_stability`) for one job (`stability_job`, named
     in the title; jobs are not averaged together): the argmax change rate between recorded steps and the share of
     recorded steps with the target top-1 (the article's observation that InceptionV3's classification of its input
     jumps between iterations, particularly in the second octave). Each bar is labelled with its value, so that a 0
-    reads apart from a missing value ("n/a")."""
+    reads apart from a missing value ("n/a"). `every`: the spacing the stores were aligned on (stores recorded at
+    different every:N, `analysis.stability.common_every`), named in the titles."""
     job = stability_job(summary)
     part = summary[summary["job"] == job]
     models = list(dict.fromkeys(part["model"]))
@@ -497,8 +498,9 @@ def stability_figure(summary: pd.DataFrame) -> Figure:
     figure = new_figure(1100, 420)
     axes = figure.subplots(1, 2)
     width = 0.8 / max(1, len(models))
-    for ax, column, title in ((axes[0], "change_rate", "argmax changes per recorded step"),
-                              (axes[1], "target_top1_share", "share of recorded steps with the target top-1")):
+    steps = "recorded steps" if every is None else f"steps every store recorded (every {every})"
+    for ax, column, title in ((axes[0], "change_rate", f"argmax changes between consecutive {steps}"),
+                              (axes[1], "target_top1_share", f"share of {steps} with the target top-1")):
         for m, model in enumerate(models):
             values = part[part["model"] == model].groupby("octave")[column].mean().reindex(octaves).to_numpy(float)
             bars = ax.bar(np.arange(len(octaves)) + (m - (len(models) - 1) / 2) * width, np.nan_to_num(values),

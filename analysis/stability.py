@@ -13,13 +13,15 @@ the steps `sweep run --trajectory every:N` recorded (one row per image and recor
 - `compare_stability`: several models' summaries side by side (the article's GoogLeNet vs InceptionV3 comparison).
 
 Counts are over recorded steps: a change between two records N steps apart counts once however often the argmax
-moved in between, so compare stores recorded with the same N. Octaves are numbered from 1 in these tables, as the
+moved in between, so stores recorded with different N are not comparable step for step: `sweep stability` compares
+them on the steps all of them recorded (`common_every`: every lcm(N) steps), and says so. Octaves are numbered from 1 in these tables, as the
 summary, the figures and the README count them (trajectories/ stores the engine's index, from 0). Pure: DataFrames
 in, DataFrames out; at the end, `read_stability` reads a store's steps into the per-image table a few files at a
 time (`sweep analyze`), and `run_stability` is the I/O of `sweep stability`.
 """
 from __future__ import annotations
 
+import math
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -94,11 +96,36 @@ def compare_stability(summaries: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return both.sort_values(["job", "octave", "model"], kind="stable").reset_index(drop=True)
 
 
+def recorded_every(manifest: dict) -> int | None:
+    """The N of the `--trajectory every:N` a store was swept with (its manifest's options); None where not
+    recorded (a store written by hand)."""
+    every = ((manifest.get("options") or {}).get("trajectory") or {}).get("every")
+    return every if isinstance(every, int) and not isinstance(every, bool) and every >= 1 else None
+
+
+def common_every(everies: Sequence[int | None]) -> int | None:
+    """The spacing of the steps that every store recorded (a step t is recorded at every:N when N divides t): the
+    least common multiple of the stores' N; None where they all have one N (nothing to align) or one is unknown
+    (there is nothing to align it by)."""
+    if None in everies or len(set(everies)) < 2:
+        return None
+    return math.lcm(*everies)
+
+
+def spacing_note(labels: Sequence[str], everies: Sequence[int], common: int) -> str:
+    """The line `sweep stability` says when it aligns stores recorded at different every:N."""
+    each = ", ".join(f"{label} every:{every}" for label, every in zip(labels, everies))
+    return (f"the stores recorded their steps at different intervals ({each}): a change rate counts changes "
+            f"between consecutive records, so each store is compared on the steps all of them recorded, every "
+            f"{common} steps")
+
+
 # -- I/O: `sweep stability STORE... --out DIR` -------------------------------------------------------------------
-def read_stability(store, done: set[str] | None = None) -> pd.DataFrame | None:
+def read_stability(store, done: set[str] | None = None, every: int | None = None) -> pd.DataFrame | None:
     """`stability_table` of a store's recorded steps, of the images the store holds (an image row implies its
     trajectory); None when it recorded none of theirs. `done`: the keys of the store's images/ files, when the
     caller has read them (`sweep analyze`: its key index, `analysis.load.read_rows_and_keys`); else they are read.
+    `every`: only the steps that are multiples of it (`common_every`); None: every recorded step.
 
     Read and reduced a part at a time: whole files up to about STEPS_AT_ONCE steps, never every step of the store
     at once. The numbers are per image and octave, and an image's steps are in its batch's file, so the parts'
@@ -111,7 +138,7 @@ def read_stability(store, done: set[str] | None = None) -> pd.DataFrame | None:
     if not paths:
         return None
     parts, part_files = [], []
-    for files, steps in _parts(st, paths):
+    for files, steps in _parts(st, paths, every):
         parts.append(stability_table(steps).assign(part=len(parts)))
         part_files.append(files)
     if not parts:
@@ -125,16 +152,16 @@ def read_stability(store, done: set[str] | None = None) -> pd.DataFrame | None:
     if split:   # reduced again from all their rows, read from the parts that hold them, in file order
         again = table["key"].isin(split)
         files = [path for part in sorted(set(table.loc[again, "part"])) for path in part_files[part]]
-        steps = _as_pandas(st.each_file(_steps_reader(st, pa.array(sorted(split), pa.string())), files))
+        steps = _as_pandas(st.each_file(_steps_reader(st, pa.array(sorted(split), pa.string()), every), files))
         table = pd.concat([table[~again], stability_table(steps)], ignore_index=True)
     return table.drop(columns="part").sort_values(GROUP, kind="stable").reset_index(drop=True)
 
 
-def _parts(st, paths: Sequence[str]) -> Iterator[tuple[list[str], pd.DataFrame]]:
+def _parts(st, paths: Sequence[str], every: int | None = None) -> Iterator[tuple[list[str], pd.DataFrame]]:
     """(files, their steps) for `paths` in order, in parts of whole files up to about STEPS_AT_ONCE rows (on S3
     READ_THREADS files read ahead: `Store.stream_files`). Files without rows are skipped."""
     held, files, rows = [], [], 0
-    for path, table in zip(paths, st.stream_files(_steps_reader(st), paths)):
+    for path, table in zip(paths, st.stream_files(_steps_reader(st, every=every), paths)):
         if table.num_rows:
             held.append(table)
             files.append(path)
@@ -144,12 +171,15 @@ def _parts(st, paths: Sequence[str]) -> Iterator[tuple[list[str], pd.DataFrame]]
             held, files, rows = [], [], 0
 
 
-def _steps_reader(st, keys: pa.Array | None = None):
-    """path -> COLUMNS of that trajectories/ file; only `keys`' rows if given."""
+def _steps_reader(st, keys: pa.Array | None = None, every: int | None = None):
+    """path -> COLUMNS of that trajectories/ file; only `keys`' rows if given, only the steps that are multiples of
+    `every` if given."""
     import pyarrow.compute as pc
 
     def read(path: str) -> pa.Table:
         table = st.read_checked(path, list(COLUMNS))
+        if every is not None:
+            table = table.filter(pa.array(table["step"].to_numpy(zero_copy_only=False) % every == 0))
         return table if keys is None else table.filter(pc.is_in(table["key"], value_set=keys))
     return read
 
@@ -158,10 +188,12 @@ def _as_pandas(tables: Sequence[pa.Table]) -> pd.DataFrame:
     return pa.concat_tables(tables, promote_options="permissive").to_pandas()
 
 
-def run_stability(stores: Sequence[str], out: str) -> tuple[pd.DataFrame, list[str]]:
+def run_stability(stores: Sequence[str], out: str) -> tuple[pd.DataFrame, list[str], list[str]]:
     """The side-by-side summary of several stores (each needs trajectories), written to `out` (a local folder or a
-    URI) as stability_compare.parquet and stability_compare.png; (the table, the locations written). StoreError
-    for a store without trajectories, before anything is written."""
+    URI) as stability_compare.parquet and stability_compare.png; (the table, the locations written, the lines to
+    say first). Stores recorded at different every:N are compared on the steps all of them recorded
+    (`common_every`), which the lines say. StoreError for a store without trajectories, before anything is
+    written."""
     from analysis.drawing import save
     from analysis.figures import stability_figure
     from analysis.load import output_folder, refuse_repeated_stores, write_outputs
@@ -169,17 +201,19 @@ def run_stability(stores: Sequence[str], out: str) -> tuple[pd.DataFrame, list[s
     folder = output_folder(out)   # refused (a file, a store's own folder) before any store is read
     opened = [open_store(uri) for uri in stores]
     refuse_repeated_stores(opened)
+    labels, everies = model_labels(opened), [recorded_every(st.manifest) for st in opened]
+    common = common_every(everies)
     tables = []
-    for st, label in zip(opened, model_labels(opened)):
-        per_image = read_stability(st)
+    for st, label in zip(opened, labels):
+        per_image = read_stability(st, every=common)
         if per_image is None:
             raise StoreError(f"store {st.uri} has no trajectories: run it with --trajectory every:N")
         tables.append((label, per_image))
     table = compare_stability([stability_summary(t, name) for name, t in tables])
     written = write_outputs(folder, {
         TABLE_FILE: table_bytes(pa.Table.from_pandas(table, preserve_index=False)),
-        FIGURE_FILE: save(stability_figure(table), "png")})
-    return table, written
+        FIGURE_FILE: save(stability_figure(table, common), "png")})
+    return table, written, [] if common is None else [spacing_note(labels, everies, common)]
 
 
 def model_labels(stores: Sequence) -> list[str]:

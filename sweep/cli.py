@@ -485,7 +485,9 @@ def stability(stores, out) -> None:
     --trajectory); writes stability_compare.parquet and stability_compare.png."""
     from analysis.stability import run_stability
     with reported():
-        table, paths = run_stability(list(stores), out)
+        table, paths, notes = run_stability(list(stores), out)
+    for note in notes:
+        click.echo(note)
     shown = table[["model", "job", "octave", "images", "change_rate", "target_top1_share", "settled_share"]]
     click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     for path in paths:

@@ -109,7 +109,8 @@ def test_stability_command_compares_stores_and_refuses_one_without_trajectories(
     assert not (tmp_path / "out").exists()
     for path in (first, second):
         Store.open(path).write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows())
-    table, written = run_stability([first, second], str(tmp_path / "out"))
+    table, written, notes = run_stability([first, second], str(tmp_path / "out"))
+    assert notes == []                                                  # every:N unknown: nothing aligned
     assert sorted(set(table.octave)) == [1, 2]                          # as the summary and figures count
     assert len(set(table.model)) == 2 and all((tmp_path / "out" / name).exists()
                                               for name in ("stability_compare.parquet", "stability_compare.png"))
@@ -244,10 +245,40 @@ def test_stores_of_one_model_in_folders_of_one_name_stay_apart_and_a_store_given
     first, second = make_small_store(tmp_path / "a" / "store"), make_small_store(tmp_path / "b" / "store")
     for path in (first, second):
         Store.open(path).write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows())
-    table, _ = run_stability([first, second], str(tmp_path / "out"))
+    table, _, _ = run_stability([first, second], str(tmp_path / "out"))
     labels = list(dict.fromkeys(table.model))
     assert len(labels) == 2 and all(label.startswith("synthetic (") for label in labels), labels
     assert not table.duplicated(["model", "job", "octave"]).any()
     with pytest.raises(StoreError, match=r"^store .*a/store is given twice: compare each store once$"):
         run_stability([first, second, first], str(tmp_path / "again"))
     assert not (tmp_path / "again").exists()
+
+
+def test_stores_recorded_at_different_every_n_are_compared_on_the_steps_all_recorded(tmp_path):
+    """A change rate counts argmax changes between consecutive records: at every:10 a store's image counted 3
+    changes in 3 pairs of records (rate 1.0) where at every:20 the same run shows none between steps 0 and 20.
+    `sweep stability` compared the two without a word; it now compares both on the steps both recorded (every 20)
+    and says so in one line naming each store's N. Stores of one N are read as before."""
+    from click.testing import CliRunner
+
+    from handmade import OPTIONS
+    from sweep.cli import main
+
+    def store(name: str, every: int) -> str:
+        path = make_small_store(tmp_path / name, options={**OPTIONS, "trajectory": {"every": every, "snapshots": 0,
+                                                                                   "k": 5}})
+        rows = trajectory_rows()
+        rows = rows.filter(pa.array(rows["step"].to_numpy() % every == 0))   # the steps every:N records
+        Store.open(path).write_table(f"{TRAJECTORIES}/part-1.parquet", rows)
+        return path
+    ten, twenty = store("ten", 10), store("twenty", 20)
+    table, _, notes = run_stability([ten, twenty], str(tmp_path / "out"))
+    first = table[table["octave"] == 1].set_index("model")
+    assert first.loc["synthetic (ten)", "change_rate"] == first.loc["synthetic (twenty)", "change_rate"] == 0.0
+    assert notes == ["the stores recorded their steps at different intervals (synthetic (ten) every:10, synthetic "
+                     "(twenty) every:20): a change rate counts changes between consecutive records, so each store "
+                     "is compared on the steps all of them recorded, every 20 steps"]
+    alone, _, none = run_stability([ten, store("ten-again", 10)], str(tmp_path / "same"))
+    assert none == [] and alone[alone["octave"] == 1]["change_rate"].tolist() == [1.0, 1.0]   # as recorded
+    said = CliRunner().invoke(main, ["stability", ten, twenty, "--out", str(tmp_path / "cli")])
+    assert said.exit_code == 0 and said.output.splitlines()[0] == notes[0], said.output
