@@ -31,6 +31,7 @@ from analysis.tables import (MARGIN_SHARE, METRICS, additions_summary, additions
 from analysis.transfer import PERCENTILE, TOP1, TOP3_FILE, TRANSFER_FILE, aim_class, success_measure, \
     success_table, transfer_tables
 from jobs.catalog import BY_NAME, CLASSLESS, IMAGE_JOBS
+from jobs.outputs import finite_rows
 from jobs.text import counted
 from sweep.store import ANALYSIS as ANALYSIS_DIR, SCORES, Store, StoreError, all_keys, open_store
 
@@ -161,7 +162,7 @@ def analyze_store_and_keys(store: Store | str, metric: str = "cosine", margin_sh
     fingerprint = st.fingerprint()   # before reading: a file the sweep adds meanwhile makes the tables stale
     scores_fingerprint = st.fingerprint(SCORES)
     rows, index = read_rows_and_keys(st)
-    not_finite = rows.meta["key"][~finite_outputs(rows.logits)]
+    not_finite = rows.meta["key"][~finite_rows(rows.logits)]
     rows, dropped = usable_rows(rows, st.n_classes)
     cov = coverage(st.manifest, rows.meta["key"], not_finite)
     octaves = rows.job("octave")
@@ -243,15 +244,10 @@ def stability_words(s: dict) -> str:
     return f"{head}; no top-1 share: {s['job']} is judged by {measure.name}, not by the target's top-1"
 
 
-def finite_outputs(logits: np.ndarray) -> np.ndarray:
-    """N x C -> N: whether each row's outputs are all finite (no NaN or inf): the rows `usable_rows` keeps."""
-    return np.isfinite(logits).all(axis=1)
-
-
 def usable_rows(rows: Rows, n_classes: int) -> tuple[Rows, int]:
     """Rows whose classes are valid indices and whose outputs are finite; and how many others were dropped."""
     meta = rows.meta
-    ok = finite_outputs(rows.logits)
+    ok = finite_rows(rows.logits)
     ok &= (meta["target"].between(0, n_classes - 1)
            | (meta["job"].isin(CLASSLESS) & (meta["target"] == -1))).to_numpy()
     for column in ("label",):

@@ -10,15 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from jobs.outputs import NOT_FINITE
 from jobs.text import class_label, counted, listing
 from sweep.plan import Plan
 from sweep.store import is_frame_key
 
 # How many missing items a statement names before it says "and N more".
 LIST_LIMIT = 12
-
-
-NOT_FINITE = "outputs not finite"   # how an image dropped for its NaN or inf outputs is named, here and in the report
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from jobs.outputs import finite_rows
 from jobs.text import counted, is_whole_number, listing
 from sweep.store import ANALYSIS, FRAME_KEY, Store, StoreError, is_frame_key, open_store
 
@@ -371,7 +372,7 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
     names = st.class_names
     meta["target_name"] = [names[t] if 0 <= t < len(names) else "" for t in meta["target"]]
     # an image whose outputs are not finite is left out, as `sweep analyze` leaves it out (the PCA refuses NaN)
-    finite = np.isfinite(rows.logits.sum(axis=1, dtype=np.float64))   # N; no N x D temporary
+    finite = finite_rows(rows.logits)                                  # N
     left_out = meta["key"][~finite].tolist()
     try:
         groups = read_groups(groups_file, meta, names, tuple(jobs) if jobs else None)   # a left-out key is no typo

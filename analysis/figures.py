@@ -25,7 +25,8 @@ from matplotlib.figure import Figure
 from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, PARTNER, Cell, Pages, caption_px, declutter,
                               fit_text, gif_bytes, grid_figure, grid_pages, isolation_order, literal_text, new_figure)
 from analysis.graph import component_hubs
-from jobs.outputs import label_probs
+from analysis.load import OUTPUTS_FINITE
+from jobs.outputs import NOT_FINITE, finite_rows, label_probs
 from jobs.text import class_label, named_class, size_note
 
 GRID_THUMB = 96          # px, images in the grids
@@ -134,21 +135,27 @@ def source_grid(job: str, rows: pd.DataFrame, sources: Mapping, thumbs: Mapping,
                 logits: np.ndarray | None = None, thumb: int = GRID_THUMB) -> Pages:
     """Images of one job from real images (`rows`: store rows of that job) beside their source photograph
     (`sources`: source name -> thumbnail). A dream has no target: it is labelled with the class the model sees and,
-    given the rows' `logits` (N x n_classes, in `rows`' order) or a `label_prob` column, that class's probability."""
+    given the rows' `logits` (N x n_classes, in `rows`' order) or a `label_prob` column, that class's probability.
+    An image whose outputs are not finite (the logits', or an OUTPUTS_FINITE column's, word; `sweep analyze` leaves
+    it out) is captioned NOT_FINITE instead of a probability or a label read from NaN."""
     title, legend, _ = SOURCE_GRIDS[job]
     if logits is not None:
-        rows = rows.assign(label_prob=label_probs(logits, rows["label"].to_numpy()))
+        rows = rows.assign(label_prob=label_probs(logits, rows["label"].to_numpy()),
+                           **{OUTPUTS_FINITE: finite_rows(logits)})
     cells = []
     for r in rows.sort_values(["variant", "source", "target", "seed"], kind="mergesort").itertuples():
         seen = names[r.label] if 0 <= r.label < len(names) else str(r.label)
-        if job == "dream":
+        head = f"layer {r.variant}" if job == "dream" else \
+            class_label(r.target, names) + (f" ({r.variant})" if r.variant else "")
+        if not getattr(r, OUTPUTS_FINITE, True):
+            lines = ((head, INK), (NOT_FINITE, BAD))
+        elif job == "dream":
             p = getattr(r, "label_prob", np.nan)
-            lines = ((f"layer {r.variant}", INK),
+            lines = ((head, INK),
                      (fit_text(f"-> {seen}", caption_px(2, thumb), tail="" if np.isnan(p) else f", p = {p:.3f}"),
                       MUTED))
         else:
             good = r.label == r.target
-            head = class_label(r.target, names) + (f" ({r.variant})" if r.variant else "")
             lines = ((head, INK), (f"p = {r.target_prob:.3f}" + ("" if good else f"  -> {seen}"),
                                    GOOD if good else BAD))
         cells.append(Cell((sources.get(r.source), thumbs.get(r.key)), (*lines, (f"{r.source}, seed {r.seed}", MUTED))))
@@ -164,17 +171,24 @@ def interpolation_strip(frames: pd.DataFrame, values: np.ndarray, source_thumb, 
                         names: Sequence[str], *, thumb: int = GRID_THUMB) -> Figure:
     """One interpolation from class a to b (`frames`: its rows in order, with target, partner, source, seed, step,
     key; `values`: N x 2, class a's and class b's logit on each): the source photograph, then each frame with
-    a's and b's logits."""
+    a's and b's logits, or NOT_FINITE where they (or an OUTPUTS_FINITE column) say its outputs are not finite."""
     first = frames.iloc[0]
     a, b, source, seed = int(first.target), int(first.partner), first.source, first.seed
     cells = [Cell((source_thumb,), ((f"{names[a]} -> {names[b]}", INK), (str(source), MUTED),
                                     (f"seed {seed}", MUTED)))]
-    for (value_a, value_b), r in zip(values, frames.itertuples()):
-        cells.append(Cell((thumbs.get(r.key),), ((f"step {r.step}", MUTED),
-                                                 (f"{names[a]}: {one_decimal(value_a)}", PALETTE[0]),
-                                                 (f"{names[b]}: {one_decimal(value_b)}", PALETTE[1]))))
+    for (value_a, value_b), finite, r in zip(values, shown_finite(frames, values), frames.itertuples()):
+        logits = (((f"{names[a]}: {one_decimal(value_a)}", PALETTE[0]),
+                   (f"{names[b]}: {one_decimal(value_b)}", PALETTE[1])) if finite else ((NOT_FINITE, BAD),))
+        cells.append(Cell((thumbs.get(r.key),), ((f"step {r.step}", MUTED), *logits)))
     return grid_figure(cells, title=f"Interpolation from {names[a]} to {names[b]}, from {source}",
                        columns=len(cells), thumb=thumb)
+
+
+def shown_finite(rows: pd.DataFrame, values: np.ndarray) -> np.ndarray:
+    """Whether each shown image's outputs are finite: the numbers shown of it (`values`, N x k) and, where the rows
+    have it, their OUTPUTS_FINITE column. N."""
+    finite = np.isfinite(np.asarray(values, dtype=float)).all(axis=1)
+    return finite & rows[OUTPUTS_FINITE].to_numpy(dtype=bool) if OUTPUTS_FINITE in rows else finite
 
 
 def interpolation_gif(frames: Sequence, size: tuple[int, int], duration: int = 250, hold: int = 1200) -> bytes:

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from jobs.outputs import label_probs
+from jobs.outputs import finite_rows, label_probs
 from sweep.store import (ANALYSIS, FAILURES, FRAMES, IMAGES, LEASES, MANIFEST, QUARANTINE, SCORES, SOURCES,
                          TEMP_DIR, TRAJECTORIES, Store, StoreError, is_frame_key, no_images_yet, open_store,
                          unreadable)
@@ -40,6 +40,8 @@ REQUIRED_COLUMNS = (*(c for c in NUMERIC_COLUMNS if c not in OPTIONAL_COLUMNS), 
 # Sort order of rows: stable across runs and independent of which worker wrote which file.
 ROW_ORDER = ["job", "variant", "target", "partner", "seed", "source", "frame"]
 LABEL_PROB = "label_prob"   # a column `read_rows` computes: each row's probability of its label (`label_probs`)
+OUTPUTS_FINITE = "outputs_finite"   # one more: whether each row's outputs are all finite (`finite_rows`)
+DERIVED = (LABEL_PROB, OUTPUTS_FINITE)   # the columns `read_rows` computes from each file's outputs
 FIGURES = "figures"   # the default output folder of `sweep figures` and `sweep directions`, inside the store
 
 
@@ -113,7 +115,9 @@ def read_rows(store: Store | str, columns: Sequence[str] = NUMERIC_COLUMNS, fram
     `logits=False` keeps no output vectors (`Rows.logits` is N x 0): a reader of every frame needs a few numbers
     per row, not 4 KB of outputs. Among `columns`, LABEL_PROB is each final image's probability of its label,
     computed from each images/ file's outputs as the file is read; an interpolation frame's is nan (no figure shows
-    it), so that with `logits=False` no frames/ file's outputs are read (1 GB of them at 10^5 images). Each file's
+    it), so that with `logits=False` no frames/ file's outputs are read (1 GB of them at 10^5 images). Likewise
+    OUTPUTS_FINITE says whether a row's outputs are all finite (`sweep analyze` leaves the others out; the report
+    captions them so): true for a frame of a frames/ file whose outputs were not read. Each file's
     rows are kept as Arrow columns and converted to pandas once, for the whole store. On S3 the files are read
     READ_THREADS at once, a large one by ranges (`Store.read_chosen`).
     """
@@ -128,9 +132,9 @@ def read_rows_and_keys(store: Store | str, columns: Sequence[str] = NUMERIC_COLU
     if "png" in columns:
         raise ValueError("numeric reads never load PNG bytes; use iter_pngs")
     store = open_store(store)
-    derived = LABEL_PROB in columns
-    columns = [c for c in dict.fromkeys(["key", *columns, "frame"]) if c not in ("logits", LABEL_PROB)]
-    stored = [*columns, *(["label"] if derived and "label" not in columns else [])]
+    derived = [c for c in DERIVED if c in columns]
+    columns = [c for c in dict.fromkeys(["key", *columns, "frame"]) if c not in ("logits", *DERIVED)]
+    stored = [*columns, *(["label"] if LABEL_PROB in derived and "label" not in columns else [])]
     files = store.files(IMAGES)
     frame_files = set(store.files(FRAMES)) if files and frames else set()
     files += sorted(frame_files)
@@ -138,12 +142,15 @@ def read_rows_and_keys(store: Store | str, columns: Sequence[str] = NUMERIC_COLU
         raise no_images_yet(store)
 
     def read(path: str) -> tuple[pa.Table, np.ndarray]:
-        probs = derived and path not in frame_files   # a frames/ file holds frames only: no probability wanted
-        table, values = _read_images_file(store, path, [*stored, *(["logits"] if logits or probs else [])])
-        if derived:
-            table = table.append_column(LABEL_PROB, final_label_probs(table, values if probs else None))
+        outputs = bool(derived) and path not in frame_files   # a frames/ file holds frames only: none wanted
+        table, values = _read_images_file(store, path, [*stored, *(["logits"] if logits or outputs else [])])
+        if LABEL_PROB in derived:
+            table = table.append_column(LABEL_PROB, final_label_probs(table, values if outputs else None))
+        if OUTPUTS_FINITE in derived:
+            # a file whose outputs were not read (N x 0 values): true, nothing known to be wrong
+            table = table.append_column(OUTPUTS_FINITE, pa.array(finite_rows(values), pa.bool_()))
         # without logits, a new N x 0 array: a slice of `values` would keep every file's outputs until `gathered`
-        return (table.select([*columns, *([LABEL_PROB] if derived else [])]),
+        return (table.select([*columns, *derived]),
                 values if logits else np.zeros((len(values), 0), np.float32))
     metas, outputs = (list(part) for part in zip(*store.each_file(read, files)))   # `gathered` empties outputs
     index = {path: meta.column("key").to_pylist() for path, meta in zip(files, metas)}

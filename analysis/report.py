@@ -45,11 +45,12 @@ from PIL import Image
 from analysis import drawing
 from analysis import figures as fig
 from analysis.analyze import ANALYSIS_DIR, ANALYSIS_VERSION, SUMMARY_FILE, AnalysisSummary, analyze_store_and_keys
-from analysis.load import (FIGURES, LABEL_PROB, NUMERIC_COLUMNS, Rows, drop_temp_folder, iter_image_rows, iter_pngs,
-                           output_folder, read_rows_and_keys)
+from analysis.load import (FIGURES, LABEL_PROB, NUMERIC_COLUMNS, OUTPUTS_FINITE, Rows, drop_temp_folder,
+                           iter_image_rows, iter_pngs, output_folder, read_rows_and_keys)
 from analysis.seeds import SeedChoice
 from analysis.tables import MARGIN_SHARE
 from jobs.catalog import ALL_JOBS, CLASSLESS, FRAMED, IMAGE_JOBS
+from jobs.outputs import NOT_FINITE
 from jobs.schedules import SOURCE_FITS
 from jobs.text import class_label
 from sweep.export import UniqueNames, safe_name   # the one file-name rule, shared with `sweep export`
@@ -64,7 +65,7 @@ GIF_FRAME_MS, GIF_HOLD_MS = 250, 1200   # interpolation GIFs: time per frame, an
 SOURCE_SIDE = 1024       # px, a fitted source photograph at most (`fitted_source`; the pages show PAGE_THUMB)
 # What the figures of the jobs from source images read of each row: a strip's logits of a and b are the stored
 # target_logit and partner_logit, a GIF's size the final image's width and height.
-IMAGE_JOB_COLUMNS = (*NUMERIC_COLUMNS, "step", "partner_logit", "width", "height", LABEL_PROB)
+IMAGE_JOB_COLUMNS = (*NUMERIC_COLUMNS, "step", "partner_logit", "width", "height", LABEL_PROB, OUTPUTS_FINITE)
 # Names of what `write_figures` writes under its folder, whole (anything else there is left alone: a user's
 # index.html.bak or graph-notes.txt beside a report is not a stale page of it).
 OWNED = re.compile(r"""(contact|opposites|additions|graph|transfigure|dream|directed-dream)-\d{2,}\.(png|svg)
@@ -832,7 +833,7 @@ def sourced_images(rows: Rows | None, classes: set[int]) -> pd.DataFrame:
     lists them, then layer, source, seed). Empty (the columns kept) without any."""
     if rows is None:
         return pd.DataFrame(columns=["key", "job", "variant", "target", "source", "seed", "label", "target_prob",
-                                     "label_prob"])
+                                     "label_prob", OUTPUTS_FINITE])
     meta = rows.meta
     meta = meta[meta["job"].isin(PAGED_IMAGE_JOBS) & (meta["frame"] < 0) & meta["target"].isin(classes)]
     order = meta["job"].map(ALL_JOBS.index)
@@ -873,7 +874,7 @@ def _sourced_by_class(sourced: pd.DataFrame, fits: dict[str, str], names) -> dic
             "key": r.key, "photo": source_key(r.source, fits.get(r.job)), "title": fig.SOURCE_GRIDS[r.job][0],
             "source": r.source, "target_prob": float(r.target_prob), "correct": bool(r.label == r.target),
             "label_name": names[r.label] if 0 <= r.label < len(names) else str(r.label),
-            "label_prob": float(r.label_prob)})
+            "label_prob": float(r.label_prob), "finite": bool(getattr(r, OUTPUTS_FINITE, True))})
     return out
 
 
@@ -951,15 +952,24 @@ def _interpolations(part: pd.DataFrame, sources, names, st: Store, writer: _Writ
     files, gallery = [], []
     for n, item in enumerate(items):
         png, gif = drawn[n]
-        (first_a, first_b), (last_a, last_b) = item.values[0], item.values[-1]
-        a, b = names[item.target], names[item.partner]
         files += [png] + ([gif] if gif else [])
-        gallery.append(GalleryItem(png, gif, f"{a} -> {b} from {item.source} (seed {item.seed}): {a}'s logit "
-                                             f"{first_a:.1f} -> {last_a:.1f}, {b}'s {first_b:.1f} -> {last_b:.1f}",
-                                   classes=(item.target, item.partner)))
+        gallery.append(GalleryItem(png, gif, interpolation_caption(item, names), classes=(item.target, item.partner)))
     return ReportFigure("Class interpolation", tuple(files), "From a source photograph the objective moves from "
                         "class a to class b; each strip shows the kept frames with both classes' logits under each, "
                         "and the GIF plays them.", tuple(gallery))
+
+
+def interpolation_caption(item: Interpolation, names) -> str:
+    """An interpolation's caption: a's and b's logits on its first and last image shown, or how many of the images
+    shown have outputs that are not finite (a NaN logit is no number to read)."""
+    a, b = names[item.target], names[item.partner]
+    head = f"{a} -> {b} from {item.source} (seed {item.seed})"
+    finite = fig.shown_finite(item.shown, item.values)
+    if not finite.all():
+        shown = "the image shown" if len(finite) == 1 else f"{int((~finite).sum())} of the {len(finite)} images shown"
+        return f"{head}: {NOT_FINITE} on {shown}"
+    (first_a, first_b), (last_a, last_b) = item.values[0], item.values[-1]
+    return f"{head}: {a}'s logit {first_a:.1f} -> {last_a:.1f}, {b}'s {first_b:.1f} -> {last_b:.1f}"
 
 
 def _draw_interpolation(item: Interpolation, images: dict, stem: str, sources, names,
@@ -987,6 +997,7 @@ def templates():
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["code"] = inline_code
     env.globals["class_label"] = class_label
+    env.globals["not_finite"] = NOT_FINITE
     return env
 
 

@@ -6,6 +6,8 @@ scorer (`sweep.score`) and the analysis (`analysis.tables`, `analysis.transfer`)
     rank_of       1-based rank of one given class per row: 1 + the outputs strictly larger (ties share a rank)
     rank_matrix   0-based rank of every class in every row: 0 for the largest (ties in class order)
     label_probs   each row's softmax probability of one given class (its label)
+    finite_rows   whether each row's outputs are all finite: the images the analysis uses (NOT_FINITE names the
+                  others, as the coverage lines and the report's captions say it)
 
 The N x C results (softmax, rank_matrix) are as large as the outputs, in 8-byte numbers: a reader of 10^5 images
 computes them a block of ROW_BLOCK rows at a time (`by_blocks`), so its temporaries stay a few MB.
@@ -20,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 ROW_BLOCK = 4096   # rows per block of `by_blocks`: 4096 x 1000 float64 is 33 MB
+NOT_FINITE = "outputs not finite"   # an image whose outputs hold a NaN or an inf, as the analysis and report say it
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -65,3 +68,10 @@ def label_probs(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
         probs = softmax(np.asarray(logits[rows]))
         return probs[np.arange(len(probs)), np.clip(labels[rows], 0, None)]
     return np.where(labels >= 0, by_blocks(len(labels), block), np.nan)
+
+
+def finite_rows(logits: np.ndarray) -> np.ndarray:
+    """Whether each row's outputs are all finite (no NaN, no inf): `sweep analyze` leaves the others out. N x C -> N.
+    Read from each row's sum in float64 (a NaN or inf makes it non-finite; float32 outputs cannot overflow it), so
+    that no N x C temporary is made."""
+    return np.isfinite(logits.sum(axis=1, dtype=np.float64))

@@ -464,3 +464,33 @@ def test_figures_read_no_frame_s_outputs(tmp_path, monkeypatch):
     frames = [path for path in read if path.startswith("frames/")]
     assert frames and not [path for path in frames if "logits" in read[path]], {p: read[p] for p in frames}
     assert any("logits" in columns for path, columns in read.items() if path.startswith("images/"))
+
+
+def test_an_image_job_whose_outputs_are_not_finite_is_captioned_so_not_p_nan(tmp_path, monkeypatch):
+    """An image job's result whose stored outputs are NaN was drawn "p = nan" (grids), "p(class) = nan" (class
+    pages) and "logit nan" (interpolations): it reads "outputs not finite", as `sweep analyze` leaves it out."""
+    from analysis import figures
+    nan = np.full(len(NAMES), np.nan)
+    broken = {("transfigure", 2, -1), ("directed-dream", 3, -1), ("dream", -1, -1), ("interpolate", 0, 3),
+              ("interpolate", 0, -1)}
+    rows = [dataclasses.replace(r, logits=nan) if (r.job, r.target, r.frame) in broken else r
+            for r in small_images() + image_rows(np.random.default_rng(1))]
+    store = str(tmp_path / "s")
+    write_store(store, NAMES, rows, options=IMAGE_OPTIONS, rows_per_file=5)
+    drawn = []
+    grid, strip = figures.source_grid, figures.interpolation_strip
+    monkeypatch.setattr(figures, "source_grid", lambda *a, **k: drawn.append(grid(*a, **k)[0]) or grid(*a, **k))
+    monkeypatch.setattr(figures, "interpolation_strip", lambda *a, **k: drawn.append(strip(*a, **k)) or
+                        strip(*a, **k))
+    out = write_figures(store).parent
+    texts = [text for figure in drawn for text in [t.get_text() for t in figure.texts]
+             + [t.get_text() for ax in figure.axes for t in ax.texts]]
+    assert not [text for text in texts if "nan" in text], texts
+    assert texts.count("outputs not finite") == 4            # transfigure 2, directed dream 3, the dream, frame 3
+    assert "p = 0.999" in texts and "apple: 8.0" in texts    # the others as before
+    page = (out / "classes" / "0002.html").read_text()
+    assert "nan" not in page and re.search(r'<span class="bad">outputs not finite</span> \(NaN or inf: left out of '
+                                           r'the analysis\)</figcaption>', page)
+    index = (out / "index.html").read_text()
+    assert "apple -&gt; bear from photo.png (seed 0): outputs not finite on 1 of the 4 images shown" in index
+    assert "logit nan" not in index
