@@ -142,10 +142,10 @@ def read_rows_and_keys(store: Store | str, columns: Sequence[str] = NUMERIC_COLU
         raise no_images_yet(store)
 
     def read(path: str) -> tuple[pa.Table, np.ndarray]:
-        outputs = bool(derived) and path not in frame_files   # a frames/ file holds frames only: none wanted
-        table, values = _read_images_file(store, path, [*stored, *(["logits"] if logits or outputs else [])])
+        wanted = bool(derived) and path not in frame_files   # a frames/ file holds frames only: no outputs wanted
+        table, values = _read_images_file(store, path, [*stored, *(["logits"] if logits or wanted else [])])
         if LABEL_PROB in derived:
-            table = table.append_column(LABEL_PROB, final_label_probs(table, values if outputs else None))
+            table = table.append_column(LABEL_PROB, final_label_probs(table, values if wanted else None))
         if OUTPUTS_FINITE in derived:
             # a file whose outputs were not read (N x 0 values): true, nothing known to be wrong
             table = table.append_column(OUTPUTS_FINITE, pa.array(finite_rows(values), pa.bool_()))
