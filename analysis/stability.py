@@ -16,9 +16,8 @@ Counts are over recorded steps: a change between two records N steps apart count
 moved in between, so stores recorded with different N are not comparable step for step: `sweep stability` compares
 them on the steps all of them recorded (`common_every`: every lcm(N) steps), and says so. Octaves are numbered
 from 1 in these tables, as the summary, the figures and the README count them (trajectories/ stores the engine's
-index, from 0). Pure: DataFrames
-in, DataFrames out; at the end, `read_stability` reads a store's steps into the per-image table a few files at a
-time (`sweep analyze`), and `run_stability` is the I/O of `sweep stability`.
+index, from 0). Pure: DataFrames in, DataFrames out; at the end, `read_stability` reads a store's steps into the
+per-image table a few files at a time (`sweep analyze`), and `run_stability` is the I/O of `sweep stability`.
 """
 from __future__ import annotations
 
