@@ -1,8 +1,8 @@
 """Real images as starting points (transfiguration, interpolation, deep dream).
 
 Files of any mode (greyscale, RGBA, palette, CMYK, 16-bit, 32-bit float) become RGB with their EXIF orientation
-applied, then are resized to the schedule's first size. Unreadable or non-image files are gathered into one error before any
-work starts, so a sweep never dies halfway through its inputs.
+applied, then are resized to the schedule's first size. Unreadable or non-image files are gathered into one error
+before any work starts, so a sweep never dies halfway through its inputs.
 """
 from __future__ import annotations
 
