@@ -47,6 +47,19 @@ def invoke(*args):
     (["--layers", "block2"], "add the job to --jobs with the images it starts from (--images)"),   # image jobs
     (["--job-schedule", "dream=tiny"], "add it to --jobs with the images it starts from (--images)"),
     (["--jobs", "octave", "--job-schedule", "opposite=tiny"], "opposite is not among the jobs run (octave)"),
+    # an empty entry of a comma list is a typo, refused as --classes 1,,2 is (the other lists dropped it)
+    (["--classes", "1,,2"], "empty entry in --classes '1,,2'"),
+    (["--jobs", "octave,,opposite"], "empty entry in --jobs 'octave,,opposite'"),
+    (["--jobs", "octave,opposite,"], "empty entry in --jobs 'octave,opposite,'"),
+    (["--jobs", "addition", "--variants", "merge,,juxtapose"], "empty entry in --variants 'merge,,juxtapose'"),
+    (["--jobs", "addition", "--pairs", "1+2,,3+4"], "empty entry in --pairs '1+2,,3+4'"),
+    (["--jobs", "interpolate", "--images", "noise:1", "--interpolate-pairs", "1+2,"],
+     "empty entry in --interpolate-pairs '1+2,'"),
+    (["--jobs", "dream", "--images", "noise:1", "--layers", "block2:0,,4"], "empty entry in --layers 'block2:0,,4'"),
+    (["--jobs", "dream", "--images", "noise:1", "--layers", "block2+block3:,4"],
+     "empty entry in --layers 'block2+block3:,4'"),
+    (["--jobs", ""], "no job given ('')"),                     # an empty whole value keeps its own words
+    (["--jobs", " , "], "no job given (' , ')"),
 ])
 def test_bad_arguments_exit_2_and_write_nothing(tmp_path, extra, fragment):
     store = tmp_path / "store"
@@ -550,6 +563,17 @@ def test_directions_refuses_jobs_given_empty_instead_of_taking_the_default(monke
     for empty in ("", " , "):
         result = invoke("directions", "--store", str(small_store), "--groups", "g.csv", "--jobs", empty)
         assert result.exit_code == 2 and result.output.startswith(f"Error: no job given (--jobs {empty!r})")
+    assert not calls
+
+
+def test_directions_refuses_an_empty_entry_of_jobs(monkeypatch, small_store):
+    """`--jobs octave,,transfigure` dropped the empty entry (a typo, maybe of a job meant): refused in one line as
+    `sweep run --classes 1,,2` is."""
+    import analysis.directions
+    calls = recorded_calls(monkeypatch, analysis.directions, "run_directions", NoLines())
+    for typed in ("octave,,transfigure", "octave,"):
+        result = invoke("directions", "--store", str(small_store), "--groups", "g.csv", "--jobs", typed)
+        assert result.exit_code == 2 and result.output.strip() == f"Error: empty entry in --jobs {typed!r}"
     assert not calls
 
 
