@@ -319,12 +319,15 @@ def status(store) -> None:
 @main.command()
 @click.option("--store", required=True, help="The store to export.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for the PNG files.")
-def export(store, out) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace files under --out that hold other contents than the "
+              "export's (without it they are refused before anything is written; files with the same contents are "
+              "left as they are either way).")
+def export(store, out, overwrite) -> None:
     """Write the stored images as PNG files named like octave/0042_goldfish_s0.png."""
     from sweep.export import export_pngs
     with reported(store):
-        count = export_pngs(open_store(store), out)
-    click.echo(f"wrote {count} PNG files under {out}")
+        exported = export_pngs(open_store(store), out, overwrite=overwrite)
+    click.echo(exported.line(out))
 
 
 def analysis_functions():

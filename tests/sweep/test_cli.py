@@ -212,6 +212,24 @@ def test_export_writes_readable_names(small_store, tmp_path):
     assert not (Path(small_store) / "octave").exists() and not (Path(small_store) / "images" / "octave").exists()
 
 
+def test_export_refuses_to_overwrite_other_files_unless_told_and_skips_the_same(small_store, tmp_path):
+    out = tmp_path / "png"
+    (out / "octave").mkdir(parents=True)
+    (out / "octave" / "0000_digit-0_s0.png").write_bytes(b"the user's own picture")
+    refused = invoke("export", "--store", str(small_store), "--out", str(out))
+    assert refused.exit_code == 2, refused.output
+    assert refused.output.strip().splitlines() == [
+        f"Error: --out {out} already holds 1 file that export would write, with other contents "
+        f"(octave/0000_digit-0_s0.png): give --overwrite to replace them, or export into another folder (files "
+        f"with the same contents are left as they are)"]
+    assert [p.name for p in out.rglob("*.png")] == ["0000_digit-0_s0.png"]
+    replaced = invoke("export", "--store", str(small_store), "--out", str(out), "--overwrite")
+    assert replaced.exit_code == 0 and replaced.output.strip() == f"wrote 11 PNG files under {out} (1 replaced)"
+    again = invoke("export", "--store", str(small_store), "--out", str(out))
+    assert again.exit_code == 0
+    assert again.output.strip() == f"wrote 0 PNG files under {out} (11 already there, the same)"
+
+
 def test_export_of_a_store_without_images_says_why(tmp_path):
     from sweep.driver import SweepConfig, prepare
     prepared = prepare(SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule="tiny",
