@@ -88,7 +88,7 @@ def run_stage(stage: str, store: str, args: argparse.Namespace) -> dict:
             detail = [str(analysis.write_figures(store, stream=io.StringIO()))]
         elif stage == "export":
             from sweep.export import export_pngs
-            detail = [f"{export_pngs(store, os.path.join(tmp, 'out'))} PNG files"]
+            detail = [f"{export_pngs(store, os.path.join(tmp, 'out')).count} PNG files"]
         elif stage == "directions":
             from analysis.directions import run_directions
             detail = run_directions(store, groups_file(store, tmp)).lines()[:1]

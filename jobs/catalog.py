@@ -88,6 +88,14 @@ def parse_layers(spec: str) -> list[tuple[str, tuple[int, ...]]]:
     return parsed
 
 
+def layer_spec_text(spec: str) -> str:
+    """A layer variant's one spelling: each layer's feature maps ascending, each once, spaces dropped
+    (`block2:4, 0,4` -> `block2:0,4`). The maps are a set (the dream sums their activations), so two spellings of
+    one set are one variant and one store key. ValueError as `parse_layers` raises it."""
+    return "+".join(name + (":" + ",".join(map(str, sorted(set(maps)))) if maps else "")
+                    for name, maps in parse_layers(spec))
+
+
 def on_feature_maps(spec: str) -> bool:
     """Whether a layer variant raises chosen feature maps of every layer it names (Deep dream: "optimizing one or
     two features at a time"), rather than whole layers ("Layer Optimization")."""

@@ -1,8 +1,8 @@
 """Real images as starting points (transfiguration, interpolation, deep dream).
 
-Files of any mode (greyscale, RGBA, palette, CMYK, 16-bit) become RGB with their EXIF orientation applied, then
-are resized to the schedule's first size. Unreadable or non-image files are gathered into one error before any
-work starts, so a sweep never dies halfway through its inputs.
+Files of any mode (greyscale, RGBA, palette, CMYK, 16-bit, 32-bit float) become RGB with their EXIF orientation
+applied, then are resized to the schedule's first size. Unreadable or non-image files are gathered into one error
+before any work starts, so a sweep never dies halfway through its inputs.
 """
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 # warns above ~89 M). Checked on the header, before any pixel is decoded: a 30000 x 30000 image of one colour
 # compresses to a few kilobytes and decodes to gigabytes. Every job resizes its source to the schedule's first size.
 MAX_SOURCE_PIXELS = 8000 * 8000
+# A float image (mode 'F', as scientific tools write TIFFs) whose values lie within half an 8-bit step of [0, 1] is
+# in unit range: a value 1e-7 past 1 (rounding in the tool that wrote it) rounds to 255 all the same.
+UNIT_RANGE_SLACK = 0.5 / 255
 
 
 class ImageInputError(ValueError):
@@ -37,7 +40,8 @@ class SourceImage:
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """EXIF orientation applied, then RGB: palette, LA/RGBA and a transparent colour key via RGBA (transparency on
-    white), CMYK and 16-bit greyscale converted by Pillow."""
+    white), CMYK converted by Pillow, 16/32-bit greyscale scaled by its depth, float greyscale by its range
+    (`float_pixels_to_8_bit`; ImageInputError for a range it refuses)."""
     image = ImageOps.exif_transpose(image)
     if image.mode in ("P", "PA") or (image.mode in ("1", "L", "RGB") and "transparency" in image.info):
         image = image.convert("RGBA")   # a transparent colour key (PNG's tRNS) becomes alpha, as a palette's does
@@ -49,7 +53,26 @@ def to_rgb(image: Image.Image) -> Image.Image:
         # 16-bit modes say their depth; only a 32-bit "I" image (which may hold 8-bit values) is judged by its values
         scale = 65535.0 if image.mode != "I" or array.max() > 255 else 255.0
         image = Image.fromarray((array / scale * 255).round().clip(0, 255).astype(np.uint8))   # "I" may pass 65535
+    if image.mode == "F":
+        image = Image.fromarray(float_pixels_to_8_bit(np.asarray(image)))
     return image.convert("RGB")
+
+
+def float_pixels_to_8_bit(values: np.ndarray) -> np.ndarray:
+    """A float image's values as uint8, by their range, since a float file does not say it (a 16-bit one does):
+    within [0, 1] (give or take half an 8-bit step) scaled by 255, as scientific tools write intensities; within
+    [0, 255] (an 8-bit image saved as float) kept as they are, as Pillow read them before. Anything else (negative
+    values, values above 255, NaN or infinity) is refused: scaling it by its own maximum would brighten a dark image
+    (the fault 16-bit images had), and clipping it would hide that the picture is not what was meant."""
+    if values.size and not np.isfinite(values).all():
+        raise ImageInputError("float pixels include NaN or infinity (write the image as 8-bit or as floats in [0, 1])")
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if low >= -UNIT_RANGE_SLACK and high <= 1 + UNIT_RANGE_SLACK:
+        return (values.astype(np.float64) * 255).round().clip(0, 255).astype(np.uint8)
+    if low >= 0 and high <= 255:
+        return values.astype(np.uint8)   # truncated, as Pillow's own conversion of mode F did
+    raise ImageInputError(f"float pixels from {low:g} to {high:g}: only values in [0, 1] (scaled to 0-255) or in "
+                          f"[0, 255] are read (rescale the image to [0, 1] first)")
 
 
 def read_image(data: bytes | str | Path) -> np.ndarray:
@@ -66,7 +89,10 @@ def read_image(data: bytes | str | Path) -> np.ndarray:
                                           f"{MAX_SOURCE_PIXELS // 10**6} megapixels a source image may have "
                                           f"(shrink it first)")
                 image.load()
-                return np.asarray(to_rgb(image))
+                try:
+                    return np.asarray(to_rgb(image))
+                except ImageInputError as refused:   # a float image's range, which to_rgb cannot name the file of
+                    raise ImageInputError(f"{name}: {refused}") from None
     except ImageInputError:
         raise
     except Exception as error:  # whatever a damaged or hostile file makes a decoder raise: one line naming it

@@ -17,7 +17,7 @@ from sweep.driver import SweepConfig, SweepError, run_sweep
 from sweep.features import FEATURE_SIZES
 from sweep.fleet import DEVICES, ClusterConfig
 from sweep.interrupts import INTERRUPTED, INTERRUPTED_STATUS, install_interrupt_handlers, restore_handlers
-from sweep.plan import PlanError
+from sweep.plan import PlanError, comma_items
 from sweep.score import SCORE_BATCH, ScoreConfig, run_score
 from sweep.store import StoreError, object_store_problem, open_store
 
@@ -319,12 +319,15 @@ def status(store) -> None:
 @main.command()
 @click.option("--store", required=True, help="The store to export.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for the PNG files.")
-def export(store, out) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace files under --out that hold other contents than the "
+              "export's (without it they are refused before anything is written; files with the same contents are "
+              "left as they are either way).")
+def export(store, out, overwrite) -> None:
     """Write the stored images as PNG files named like octave/0042_goldfish_s0.png."""
     from sweep.export import export_pngs
     with reported(store):
-        count = export_pngs(open_store(store), out)
-    click.echo(f"wrote {count} PNG files under {out}")
+        exported = export_pngs(open_store(store), out, overwrite=overwrite)
+    click.echo(exported.line(out))
 
 
 def analysis_functions():
@@ -426,7 +429,8 @@ def directions(store, groups, start, components, out, method, jobs) -> None:
     Prints the groups in order along the direction with their mean position, and the ROC AUC of each neighbouring
     pair in that order (1.000: the pair does not overlap; 0.500: not told apart)."""
     from analysis.directions import run_directions
-    chosen = tuple(j.strip() for j in jobs.split(",") if j.strip()) if jobs is not None else None
+    with reported():   # an empty entry (`octave,,transfigure`), refused as `run --jobs` refuses it
+        chosen = tuple(comma_items(jobs, f"--jobs {jobs!r}")) if jobs is not None else None
     if chosen == ():   # given empty: refused, as `run --jobs ""`, not taken for the default
         raise UserError(f"no job given (--jobs {jobs!r}): name the jobs whose images a class stands for, e.g. "
                         f"octave,transfigure")

@@ -20,18 +20,19 @@ where the files say.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import math
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable, TextIO
 
 import pyarrow.fs as pafs
 
-from jobs.catalog import ALL_JOBS, IMAGE_JOBS, VARIANTS, JobSpec
+from jobs.catalog import ALL_JOBS, IMAGE_JOBS, VARIANTS, JobSpec, layer_spec_text
 from jobs.text import counted, first_line
 from sweep.fleet import ClusterConfig, FleetRun, SweepError, check_cluster
 from sweep.interrupts import INTERRUPTED
@@ -273,8 +274,16 @@ def prepare(config: SweepConfig) -> Prepared:
     if store.file_type() == pafs.FileType.File:
         raise StoreError(f"{store.uri} is a file, not a store (a store is a directory)")
     stored = check_manifest(store, manifest)
-    return Prepared(config, plan, store, manifest if stored is None else stored, schedule, model.class_names,
-                    sources)
+    return Prepared(config, plan if stored is None else in_store_spelling(plan, stored), store,
+                    manifest if stored is None else stored, schedule, model.class_names, sources)
+
+
+def in_store_spelling(plan: Plan, stored: dict) -> Plan:
+    """`plan` with the layer specs spelled as the store's manifest spells them (`identity` found them the same
+    set): a store written before specs had one spelling (`block2:4,0`, not `block2:0,4`) keeps its items' keys,
+    whichever spelling resumes it."""
+    layers = stored.get("options", {}).get("layers")
+    return replace(plan, layers=tuple(layers)) if plan.layers and isinstance(layers, list) else plan
 
 
 def check_manifest(store: Store, manifest: dict) -> dict | None:
@@ -298,10 +307,14 @@ def identity(manifest: dict) -> dict:
     """The manifest without what only says how a run went (older stores kept the batch size in `options`), and
     without the variants when none of its jobs reads them (`--variants` given with `--jobs octave`, which earlier
     versions took and recorded, and `sweep run` now refuses: such a store resumes without the option); its pair
-    selections as this version writes them (an older store's list of every pair is "all")."""
+    selections as this version writes them (an older store's list of every pair is "all"), and its layer specs
+    in their one spelling (an older store's `block2:4,0` is `block2:0,4`: `in_store_spelling` keeps its keys)."""
     options = {k: v for k, v in canonical_options(manifest.get("options", {})).items() if k not in RUN_OPTIONS}
     if not any(any(VARIANTS.get(job, ("",))) for job in options.get("jobs", ())):
         options.pop("variants", None)
+    with contextlib.suppress(ValueError, TypeError, AttributeError):   # specs that do not parse: compared as they are
+        if isinstance(options.get("layers"), list):
+            options["layers"] = sorted(set(map(layer_spec_text, options["layers"])))
     return {**manifest, "options": options}
 
 

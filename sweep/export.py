@@ -1,5 +1,7 @@
 """Export a store's images as PNG files with readable names: `octave/0042_goldfish_s0.png`,
 `transfigure/0003_digit-3_china-jpg_s0.png`, `interpolate/0000_digit-0+0001_digit-1_china-jpg_s0_f03.png`.
+A file already there with the same bytes is left alone (exporting again writes nothing); one with other bytes is
+refused before anything is written, unless the caller asks to overwrite.
 
 A store is data a user may have received from someone else, so nothing in it chooses where a file lands: every
 part of an output path is made safe (`safe_name`), the path is checked to lie inside the output folder, and two
@@ -9,10 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow as pa
 
+from jobs.text import counted, listing
 from sweep.store import FRAMES, IMAGES, Store, StoreError, no_images_yet, open_store, unreadable
 
 COLUMNS = ["key", "job", "variant", "target", "partner", "seed", "target_name", "partner_name", "png"]
@@ -112,10 +117,75 @@ def checked_files(store: Store, directories: tuple[str, ...] = (IMAGES, FRAMES))
     return files
 
 
-def export_pngs(store: Store | str, out: str | Path) -> int:
+@dataclass(frozen=True)
+class Exported:
+    """What `export_pngs` did under its folder."""
+    written: int       # files written: new ones, and with --overwrite those that held other bytes
+    unchanged: int     # files already there with the very bytes export would write: left as they are
+    replaced: int = 0  # of `written`, files that were there with other bytes (--overwrite)
+
+    @property
+    def count(self) -> int:
+        """The store's images the folder now holds."""
+        return self.written + self.unchanged
+
+    def line(self, out: str | Path) -> str:
+        notes = ([f"{self.unchanged} already there, the same"] if self.unchanged else []) + \
+                ([f"{self.replaced} replaced"] if self.replaced else [])
+        return f"wrote {self.written} PNG files under {out}" + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def first_rows(store: Store, files: list[tuple[str, list[str]]], *, pictures: bool) -> Iterator[tuple[str, dict]]:
+    """(key, row) of every stored key, from the first file by name that holds it (as the readers take it); the
+    `png` column only with `pictures`. A row without a value a name or the file needs is a damaged or foreign file:
+    StoreError naming it. Reads one file at a time (a local one a row group at a time)."""
+    exported: set[str] = set()   # a key repeated in a later file (one copied in) is the readers' first file's
+    needed = [c for c in COLUMNS if pictures or c != "png"]
+    for path, columns in files:
+        try:
+            for batch in file_batches(store, path, [c for c in columns if pictures or c != "png"]):
+                for row in batch.to_pylist():
+                    key = str(row.get("key"))
+                    if key in exported:
+                        continue
+                    exported.add(key)
+                    row = {**MISSING, **{name: value for name, value in row.items() if value is not None}}
+                    absent = [c for c in needed if c not in row
+                              and (c != "target_name" or row.get("target", -1) >= 0)]   # a class needs a name
+                    if absent:
+                        raise StoreError(unreadable(path, ValueError(f"the row of key {key!r} has no "
+                                                                     f"{', '.join(absent)}")))
+                    yield key, row
+        except (pa.ArrowException, OSError) as error:
+            if isinstance(error, OSError) and not isinstance(error, pa.ArrowException) and error.filename:
+                raise   # a local file the system would not let us read: the CLI names it
+            raise StoreError(unreadable(path, error)) from None
+
+
+def file_batches(store: Store, path: str, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """`columns` of one images/ or frames/ file, a few rows at a time. With the pictures, a local file is read a row
+    group at a time and an object fetched whole (`Store.parquet_file`); without, only the small columns are read
+    (`Store.read_chosen`: on S3 by ranges, not the PNGs)."""
+    if "png" not in columns:
+        yield from store.read_chosen(path, lambda schema: columns).to_batches(max_chunksize=256)
+        return
+    with store.parquet_file(path) as parquet:
+        yield from parquet.iter_batches(columns=columns, batch_size=256)
+
+
+def same_bytes(path: Path, data: bytes) -> bool:
+    """Whether the file at `path` holds exactly `data` (its size asked first: most differing files differ there)."""
+    return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
+
+
+def export_pngs(store: Store | str, out: str | Path, *, overwrite: bool = False) -> Exported:
     """Write every stored image (and interpolation frame) under `out`, each key once (from the first file by name
-    that holds it, as the readers take it); returns how many. Reads one file at a time (a local one a row group at
-    a time)."""
+    that holds it, as the readers take it).
+
+    A file already under `out` with the bytes export would write is left as it is, so exporting a store again
+    writes nothing; one with other bytes (the user's, another store's export) is refused, StoreError naming the
+    first few, before anything is written, unless `overwrite`. The names are read first (not the pictures); only
+    when some of the files are there already are the pictures read twice, once to compare them."""
     store = open_store(store)
     out = Path(out)
     if not store.is_object_store and out.resolve().is_relative_to(Path(store.root).resolve()):
@@ -123,30 +193,29 @@ def export_pngs(store: Store | str, out: str | Path) -> int:
                          f"folders would be taken for part of it)")
     if not store.files(IMAGES):
         raise no_images_yet(store)
+    files = checked_files(store)
     names = UniqueNames()
-    exported: set[str] = set()   # a key repeated in a later file (one copied in) is the readers' first file's
-    count = 0
-    for path, columns in checked_files(store):
-        try:
-            with store.parquet_file(path) as parquet:   # an object: fetched whole, with one bounded GET
-                for batch in parquet.iter_batches(columns=columns, batch_size=256):
-                    for row in batch.to_pylist():
-                        key = str(row.get("key"))
-                        if key in exported:
-                            continue
-                        exported.add(key)
-                        row = {**MISSING, **{name: value for name, value in row.items() if value is not None}}
-                        absent = [c for c in COLUMNS if c not in row
-                                  and (c != "target_name" or row.get("target", -1) >= 0)]   # a class needs a name
-                        if absent:   # a null in a column a name or the file needs: a damaged or foreign file
-                            raise StoreError(unreadable(path, ValueError(f"the row of key {key!r} has no "
-                                                                         f"{', '.join(absent)}")))
-                        target = inside(out, names.claim(png_name(row), key))
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        target.write_bytes(row["png"])
-                        count += 1
-        except (pa.ArrowException, OSError) as error:
-            if isinstance(error, OSError) and not isinstance(error, pa.ArrowException) and error.filename:
-                raise   # writing under `out` failed (disk full, read-only): the CLI names the file
-            raise StoreError(unreadable(path, error)) from None
-    return count
+    targets = {key: inside(out, names.claim(png_name(row), key))
+               for key, row in first_rows(store, files, pictures=False)}
+    there = {key for key, target in targets.items() if target.exists()}
+    unchanged: set[str] = set()
+    differing: list[str] = []
+    if there:
+        for key, row in first_rows(store, files, pictures=True):
+            if key in there and same_bytes(targets[key], row["png"]):
+                unchanged.add(key)
+            elif key in there:
+                differing.append(targets[key].relative_to(out.resolve()).as_posix())
+    if differing and not overwrite:
+        raise StoreError(f"--out {out} already holds {counted(len(differing), 'file')} that export would write, "
+                         f"with other contents ({listing(differing)}): give --overwrite to replace them, or export "
+                         f"into another folder (files with the same contents are left as they are)")
+    if len(unchanged) == len(targets):
+        return Exported(0, len(unchanged))
+    written = 0
+    for key, row in first_rows(store, files, pictures=True):
+        if key not in unchanged:
+            targets[key].parent.mkdir(parents=True, exist_ok=True)
+            targets[key].write_bytes(row["png"])
+            written += 1
+    return Exported(written, len(unchanged), len(differing))

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from jobs.catalog import ALL_JOBS, ALL_VARIANTS, BY_NAME, IMAGE_JOBS, JOBS, LAYER_JOBS, PAIRED, JobSpec
+from jobs.catalog import (ALL_JOBS, ALL_VARIANTS, BY_NAME, IMAGE_JOBS, JOBS, LAYER_JOBS, PAIRED, JobSpec,
+                          layer_spec_text)
 from jobs.text import is_whole_number, listing
 
 # Without --pairs, all pairs of the classes when there are at most this many (45 for the digits); above it (499500
@@ -183,6 +184,16 @@ class Plan:
                    pairs_from_option(options.get("interpolate_pairs", ()), classes), options.get("pairs_drawn", ""))
 
 
+def comma_items(text: str, where: str) -> list[str]:
+    """`text`'s comma-separated items, each stripped; [] when it holds none (`""`, `" , "`: each caller says what is
+    missing). An empty item among others (`1,,2`, a trailing comma) is refused, `empty entry in {where}`: the
+    doubled comma is a typo, which dropping the item would hide."""
+    items = [item.strip() for item in text.split(",")]
+    if any(items) and not all(items):
+        raise PlanError(f"empty entry in {where}")
+    return [item for item in items if item]
+
+
 def _index(text: str, n_classes: int, what: str = "class") -> int:
     text = text.strip()
     if not is_whole_number(text):
@@ -199,10 +210,10 @@ def parse_classes(text: str, n_classes: int) -> tuple[int, ...]:
     if text == "all":
         return tuple(range(n_classes))
     chosen: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            raise PlanError(f"empty entry in --classes {text!r}")
+    parts = comma_items(text, f"--classes {text!r}")
+    if not parts:
+        raise PlanError(f"empty entry in --classes {text!r}")
+    for part in parts:
         if "-" in part[1:]:
             low_text, high_text = part.split("-", 1)
             low, high = _index(low_text, n_classes), _index(high_text, n_classes)
@@ -315,15 +326,16 @@ def parse_pairs(text: str | None, n_classes: int, classes: Sequence[int],
         if not pairs:
             raise PlanError(f"pairs file {path} lists no pair")
     elif "+" in text:
-        pairs = [_parse_pair(part, n_classes, option) for part in text.split(",")]
+        pairs = [_parse_pair(part, n_classes, option) for part in comma_items(text, f"{option} {text!r}")]
     else:
         raise PlanError(f"{option} {text!r} is neither a pair list (1+2,3+4), random:N, all, nor an existing file")
     return tuple(dict.fromkeys(pairs))   # drop repeats, keep the user's order
 
 
-def parse_names(text: str, allowed: Sequence[str], what: str) -> tuple[str, ...]:
-    """A comma list checked against `allowed` (in the user's order, repeats dropped)."""
-    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+def parse_names(text: str, allowed: Sequence[str], what: str, option: str) -> tuple[str, ...]:
+    """A comma list checked against `allowed` (in the user's order, repeats dropped); `option` as typed (`--jobs`),
+    for the refusal of an empty entry."""
+    names = tuple(dict.fromkeys(comma_items(text, f"{option} {text!r}")))
     unknown = [n for n in names if n not in allowed]
     if not names:
         raise PlanError(f"no {what} given ({text!r}): choose from {', '.join(allowed)}")
@@ -333,18 +345,35 @@ def parse_names(text: str, allowed: Sequence[str], what: str) -> tuple[str, ...]
     return names
 
 
+def canonical_layers(specs: Sequence[str]) -> tuple[str, ...]:
+    """The dreams' layer specs as typed (`--layers`) -> each in its one spelling (`jobs.catalog.layer_spec_text`:
+    feature maps sorted, a map given twice kept once), each spelling once, in the order given. PlanError for a spec
+    that does not parse or has an empty map entry (`block2:0,,4`)."""
+    spellings = []
+    for spec in specs:
+        for part in spec.split("+"):
+            comma_items(part.partition(":")[2], f"--layers {spec!r}")
+        try:
+            spellings.append(layer_spec_text(spec))
+        except ValueError as error:
+            raise PlanError(f"--layers {spec!r}: {error}") from None
+    return tuple(dict.fromkeys(spellings))
+
+
 def make_plan(*, n_classes: int, jobs: str | None = None, classes: str = "all", pairs: str | None = None,
               variants: str | None = None, seeds: int = 1, batch_size: int = 8, sources: Sequence[str] = (),
               layers: Sequence[str] = (), interpolate_pairs: str | None = None) -> Plan:
     """Check and expand the command-line selections (strings as typed) into a `Plan`; raises `PlanError`.
 
     `sources`: the names of the real images given (checked and loaded by the caller); `layers`: the dreams' layer
-    specs (checked against the model by the caller). Without `jobs`, every noise job runs, and every image job too
-    when there are sources.
+    specs (checked against the model by the caller; spelled one way here, `canonical_layers`). Without `jobs`,
+    every noise job runs, and every image job too when there are sources.
     """
     # An empty list given (`--jobs ""`) is an error, not the default: only None means "not given".
-    chosen_jobs = parse_names(jobs, ALL_JOBS, "job") if jobs is not None else ALL_JOBS if sources else JOBS
-    chosen_variants = parse_names(variants, ALL_VARIANTS, "variant") if variants is not None else ALL_VARIANTS
+    chosen_jobs = (parse_names(jobs, ALL_JOBS, "job", "--jobs") if jobs is not None
+                   else ALL_JOBS if sources else JOBS)
+    chosen_variants = (parse_names(variants, ALL_VARIANTS, "variant", "--variants") if variants is not None
+                       else ALL_VARIANTS)
     if seeds < 1:
         raise PlanError(f"--seeds must be at least 1 (got {seeds})")
     if batch_size < 1:
@@ -375,7 +404,7 @@ def make_plan(*, n_classes: int, jobs: str | None = None, classes: str = "all", 
     if uses_layers and not layers:
         raise PlanError("dream and directed-dream need a layer: give one with --layers NAME[:maps]")
     plan = Plan(chosen_jobs, chosen_classes, chosen_pairs, chosen_variants, seeds, batch_size,
-                tuple(sources) if image_jobs else (), tuple(dict.fromkeys(layers)) if uses_layers else (),
+                tuple(sources) if image_jobs else (), canonical_layers(layers) if uses_layers else (),
                 chosen_interpolate, drawn)
     if plan.count() > MAX_ITEMS:
         raise PlanError(f"the sweep would have {plan.count():,} items, more than {MAX_ITEMS:,}: the driver holds every "
@@ -412,9 +441,12 @@ def parse_features(text: str) -> tuple[str, tuple[int, ...]]:
     layer, sep, maps_text = text.strip().rpartition(":")
     if not sep or not layer or not maps_text:
         raise PlanError(f"--features {text!r}: expected LAYER:MAPS, e.g. inception5a:0,4")
+    parts = comma_items(maps_text, f"--features {text!r}")
+    if not parts:   # `block2:,`
+        raise PlanError(f"--features {text!r}: expected LAYER:MAPS, e.g. inception5a:0,4")
     maps = []
-    for part in maps_text.split(","):
-        if not is_whole_number(part.strip()):
-            raise PlanError(f"--features {text!r}: {part.strip()!r} is not a feature map index")
+    for part in parts:
+        if not is_whole_number(part):
+            raise PlanError(f"--features {text!r}: {part!r} is not a feature map index")
         maps.append(int(part))
     return layer, tuple(dict.fromkeys(maps))

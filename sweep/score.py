@@ -195,7 +195,7 @@ def selected_jobs(jobs: str | None, stored: Sequence[str]) -> tuple[str, ...]:
     from jobs.catalog import ALL_JOBS
     if jobs is None:
         return tuple(sorted(stored))
-    chosen = parse_names(jobs, ALL_JOBS, "job")
+    chosen = parse_names(jobs, ALL_JOBS, "job", "--jobs")
     absent = [j for j in chosen if j not in stored]
     if absent:
         raise PlanError(f"the store holds no {', '.join(absent)} images (it has {', '.join(sorted(stored))})")

@@ -147,3 +147,43 @@ def test_a_folder_s_hidden_files_are_not_pictures(tmp_path):
     assert [image.name for image in load_images([tmp_path])] == ["cat.png"]
     with pytest.raises(ImageInputError, match=r"\._cat\.png"):
         load_images([tmp_path / "._cat.png"])
+
+
+def _float_tiff(path, values):
+    image = Image.fromarray(np.asarray(values, dtype=np.float32))
+    assert image.mode == "F"
+    return _save(path, image)
+
+
+def test_a_float_image_in_unit_range_is_scaled_to_8_bits(tmp_path):
+    """Scientific tools write intensities as 32-bit float TIFFs with values in [0, 1]: Pillow's own conversion read
+    them as 0-255 and truncated, so the whole picture came out black (0 or 1 of 255)."""
+    ramp = np.linspace(0, 1, 20).reshape(4, 5)
+    pixels = read_image(_float_tiff(tmp_path / "ramp.tif", ramp))
+    assert pixels.shape == (4, 5, 3) and pixels.dtype == np.uint8
+    np.testing.assert_array_equal(pixels[..., 0], np.round(ramp.astype(np.float32) * 255).astype(np.uint8))
+    assert (pixels[..., 0] == pixels[..., 2]).all()
+
+
+def test_a_float_image_a_rounding_error_past_1_is_still_unit_range(tmp_path):
+    pixels = read_image(_float_tiff(tmp_path / "over.tif", [[0.5, 1.0000001], [-1e-7, 0.25]]))
+    assert pixels[..., 0].tolist() == [[128, 255], [0, 64]]
+
+
+def test_a_float_image_of_8_bit_values_keeps_them(tmp_path):
+    """An 8-bit image saved as float (values up to 255) reads as it did before, not scaled by its maximum: a dark
+    one stays dark."""
+    pixels = read_image(_float_tiff(tmp_path / "eight.tif", [[0, 40.0], [100.0, 255.0]]))
+    assert pixels[..., 0].tolist() == [[0, 40], [100, 255]]
+    dark = read_image(_float_tiff(tmp_path / "dark.tif", np.full((2, 2), 20.0)))
+    assert (dark == 20).all()
+
+
+@pytest.mark.parametrize("values, words", [([[-0.5, 0.5]], "from -0.5 to 0.5"), ([[0, 4000.0]], "from 0 to 4000"),
+                                           ([[np.nan, 0.5]], "NaN or infinity")])
+def test_a_float_image_of_another_range_is_refused_in_one_line(tmp_path, values, words):
+    path = _float_tiff(tmp_path / "odd.tif", values)
+    with pytest.raises(ImageInputError) as raised:
+        load_images([path])
+    message = str(raised.value)
+    assert words in message and "odd.tif" in message and "\n" not in message

@@ -47,6 +47,19 @@ def invoke(*args):
     (["--layers", "block2"], "add the job to --jobs with the images it starts from (--images)"),   # image jobs
     (["--job-schedule", "dream=tiny"], "add it to --jobs with the images it starts from (--images)"),
     (["--jobs", "octave", "--job-schedule", "opposite=tiny"], "opposite is not among the jobs run (octave)"),
+    # an empty entry of a comma list is a typo, refused as --classes 1,,2 is (the other lists dropped it)
+    (["--classes", "1,,2"], "empty entry in --classes '1,,2'"),
+    (["--jobs", "octave,,opposite"], "empty entry in --jobs 'octave,,opposite'"),
+    (["--jobs", "octave,opposite,"], "empty entry in --jobs 'octave,opposite,'"),
+    (["--jobs", "addition", "--variants", "merge,,juxtapose"], "empty entry in --variants 'merge,,juxtapose'"),
+    (["--jobs", "addition", "--pairs", "1+2,,3+4"], "empty entry in --pairs '1+2,,3+4'"),
+    (["--jobs", "interpolate", "--images", "noise:1", "--interpolate-pairs", "1+2,"],
+     "empty entry in --interpolate-pairs '1+2,'"),
+    (["--jobs", "dream", "--images", "noise:1", "--layers", "block2:0,,4"], "empty entry in --layers 'block2:0,,4'"),
+    (["--jobs", "dream", "--images", "noise:1", "--layers", "block2+block3:,4"],
+     "empty entry in --layers 'block2+block3:,4'"),
+    (["--jobs", ""], "no job given ('')"),                     # an empty whole value keeps its own words
+    (["--jobs", " , "], "no job given (' , ')"),
 ])
 def test_bad_arguments_exit_2_and_write_nothing(tmp_path, extra, fragment):
     store = tmp_path / "store"
@@ -197,6 +210,24 @@ def test_export_writes_readable_names(small_store, tmp_path):
         into_itself = invoke("export", "--store", str(small_store), "--out", inside)
         assert into_itself.exit_code == 2 and "is inside the store" in into_itself.output
     assert not (Path(small_store) / "octave").exists() and not (Path(small_store) / "images" / "octave").exists()
+
+
+def test_export_refuses_to_overwrite_other_files_unless_told_and_skips_the_same(small_store, tmp_path):
+    out = tmp_path / "png"
+    (out / "octave").mkdir(parents=True)
+    (out / "octave" / "0000_digit-0_s0.png").write_bytes(b"the user's own picture")
+    refused = invoke("export", "--store", str(small_store), "--out", str(out))
+    assert refused.exit_code == 2, refused.output
+    assert refused.output.strip().splitlines() == [
+        f"Error: --out {out} already holds 1 file that export would write, with other contents "
+        f"(octave/0000_digit-0_s0.png): give --overwrite to replace them, or export into another folder (files "
+        f"with the same contents are left as they are)"]
+    assert [p.name for p in out.rglob("*.png")] == ["0000_digit-0_s0.png"]
+    replaced = invoke("export", "--store", str(small_store), "--out", str(out), "--overwrite")
+    assert replaced.exit_code == 0 and replaced.output.strip() == f"wrote 11 PNG files under {out} (1 replaced)"
+    again = invoke("export", "--store", str(small_store), "--out", str(out))
+    assert again.exit_code == 0
+    assert again.output.strip() == f"wrote 0 PNG files under {out} (11 already there, the same)"
 
 
 def test_export_of_a_store_without_images_says_why(tmp_path):
@@ -550,6 +581,17 @@ def test_directions_refuses_jobs_given_empty_instead_of_taking_the_default(monke
     for empty in ("", " , "):
         result = invoke("directions", "--store", str(small_store), "--groups", "g.csv", "--jobs", empty)
         assert result.exit_code == 2 and result.output.startswith(f"Error: no job given (--jobs {empty!r})")
+    assert not calls
+
+
+def test_directions_refuses_an_empty_entry_of_jobs(monkeypatch, small_store):
+    """`--jobs octave,,transfigure` dropped the empty entry (a typo, maybe of a job meant): refused in one line as
+    `sweep run --classes 1,,2` is."""
+    import analysis.directions
+    calls = recorded_calls(monkeypatch, analysis.directions, "run_directions", NoLines())
+    for typed in ("octave,,transfigure", "octave,"):
+        result = invoke("directions", "--store", str(small_store), "--groups", "g.csv", "--jobs", typed)
+        assert result.exit_code == 2 and result.output.strip() == f"Error: empty entry in --jobs {typed!r}"
     assert not calls
 
 

@@ -1,11 +1,14 @@
 """`sweep export` (sweep/export.py): one PNG file per stored key."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
+import pytest
 
 from analysis.synthetic import Image, noise_png, write_batch, write_store
-from sweep.export import export_pngs
-from sweep.store import Store
+from sweep.export import Exported, export_pngs
+from sweep.store import Store, StoreError
 
 
 def test_a_key_stored_in_two_files_is_exported_once_from_the_first_file(tmp_path):
@@ -19,11 +22,11 @@ def test_a_key_stored_in_two_files_is_exported_once_from_the_first_file(tmp_path
     again = [Image("octave", t, rng.normal(size=3), png=noise_png(rng, 8, (0.9, 0.9, 0.9))) for t in range(2)]
     write_batch(Store.open(store), "part-zzz", again, names)
     out = tmp_path / "out"
-    assert export_pngs(store, out) == 3
+    assert export_pngs(store, out).count == 3
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
     assert files == ["octave/0000_crane_s0.png", "octave/0001_goldfish_s0.png", "octave/0002_crane_s0.png"]
     assert (out / files[0]).read_bytes() == first[0].png
-    assert export_pngs(store, out) == 3 and len(list(out.rglob("*.png"))) == 3   # again: the same files
+    assert export_pngs(store, out).count == 3 and len(list(out.rglob("*.png"))) == 3   # again: the same files
 
 
 def test_a_row_without_its_picture_is_refused_in_one_line_naming_the_file(tmp_path):
@@ -43,3 +46,50 @@ def test_a_row_without_its_picture_is_refused_in_one_line_naming_the_file(tmp_pa
     with pytest.raises(StoreError, match=r"^unreadable file .*images/part-000000.parquet: the row of key "
                                          r"'octave:-:0:-1:0' has no png \(`sweep run --check-files`"):
         export_pngs(store, tmp_path / "out")
+
+
+def _store(path, names, shade, rng):
+    """A store of one octave image per class name, each a noise picture around `shade`."""
+    images = [Image("octave", t, rng.normal(size=len(names)), png=noise_png(rng, 8, (shade,) * 3))
+              for t in range(len(names))]
+    return write_store(str(path), names, images), images
+
+
+def test_exporting_the_same_store_again_writes_nothing(tmp_path):
+    """A second export of one store into its folder finds every file there with the same bytes: none is written
+    again (their times stay), and the count says so."""
+    store, images = _store(tmp_path / "store", ["a", "b", "c"], 0.5, np.random.default_rng(0))
+    out = tmp_path / "out"
+    assert export_pngs(store, out) == Exported(written=3, unchanged=0)
+    for path in out.rglob("*.png"):
+        os.utime(path, ns=(10**9, 10**9))   # 1970: a rewrite would show
+    assert export_pngs(store, out) == Exported(written=0, unchanged=3)
+    assert {path.stat().st_mtime_ns for path in out.rglob("*.png")} == {10**9}
+    (out / "octave" / "0001_b_s0.png").unlink()   # one lost: written again, the others left
+    assert export_pngs(store, out) == Exported(written=1, unchanged=2)
+    assert (out / "octave" / "0001_b_s0.png").read_bytes() == images[1].png
+
+
+def test_a_file_with_other_contents_is_refused_before_anything_is_written(tmp_path):
+    """Export overwrote same-named files without a word: a user's own file, or another store's export into the same
+    folder. Refused in one line naming the first few and --overwrite, before any file is written; files of other
+    names are left alone either way."""
+    rng = np.random.default_rng(0)
+    store, images = _store(tmp_path / "store", ["a", "b", "c", "d", "e"], 0.5, rng)
+    other, _ = _store(tmp_path / "other", ["a", "b", "c", "d", "e"], 0.9, rng)   # same names, other pictures
+    out = tmp_path / "out"
+    export_pngs(other, out)
+    (out / "octave" / "0004_e_s0.png").unlink()
+    (out / "notes.txt").write_text("mine")
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    with pytest.raises(StoreError) as refused:
+        export_pngs(store, out)
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith(f"--out {out} already holds 4 files that export would write")
+    assert "octave/0000_a_s0.png, octave/0001_b_s0.png, octave/0002_c_s0.png and 1 more" in message
+    assert "--overwrite" in message
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before   # e not written either
+    assert export_pngs(store, out, overwrite=True) == Exported(written=5, unchanged=0, replaced=4)
+    assert [(out / "octave" / f"000{t}_{n}_s0.png").read_bytes() for t, n in enumerate("abcde")] == \
+           [image.png for image in images]
+    assert (out / "notes.txt").read_text() == "mine"

@@ -364,3 +364,50 @@ def test_the_same_images_in_another_order_are_the_same_sweep(tmp_path):
     forward = load_sources(SweepConfig(store="x", images=(str(tmp_path / "a.png"), str(tmp_path / "b.png"))))
     backward = load_sources(SweepConfig(store="x", images=(str(tmp_path / "b.png"), str(tmp_path / "a.png"))))
     assert list(forward) == list(backward) == ["a.png", "b.png"]
+
+
+def _dream_store(path, layers) -> None:
+    """A small dream store written in-process (no Ray), as `sweep run` writes it (`sweep_fakes.build_store`)."""
+    from sweep.driver import SweepConfig, prepare
+    prepared = prepare(SweepConfig(store=str(path), model="digits", weights="random", schedule="tiny", jobs="dream",
+                                   images=("noise:1",), layers=layers, batch_size=4))
+    prepared.store.write_manifest(prepared.manifest)
+    for name, pixels in prepared.sources.items():
+        prepared.store.write_source(name, pixels)
+    worker = SweepWorker(WorkerConfig(prepared.store.uri, "digits", "random", prepared.schedule))
+    for batch in prepared.plan.batches():
+        worker.run(batch, (1,) * len(batch.items))
+
+
+def _resumed(path, layers):
+    """(the plan's layer specs, the keys still to do) of `sweep run` resuming `path` with `layers` as typed."""
+    from sweep.driver import SweepConfig, pending_work, prepare
+    prepared = prepare(SweepConfig(store=str(path), model="digits", weights="random", schedule="tiny", jobs="dream",
+                                   images=("noise:1",), layers=layers, batch_size=4))
+    return prepared.plan.layers, [item.key for item in pending_work(prepared.plan, prepared.store).items]
+
+
+def test_one_set_of_feature_maps_is_one_variant_whatever_its_order(tmp_path):
+    """`--layers block3:0,5` and `--layers block3:5,0` were two variants (two manifests, two keys) of one dream:
+    the maps are a set, spelled ascending, each once."""
+    plan = make_plan(n_classes=10, jobs="dream", sources=("a.png",), layers=("block3:5,0", "block3:0,5,5", "block2"))
+    assert plan.layers == ("block3:0,5", "block2")
+    assert [item.key for item in plan.items()] == ["dream:block3:0,5:-1:-1:0:a.png", "dream:block2:-1:-1:0:a.png"]
+    _dream_store(tmp_path / "store", ("block3:5,0",))
+    stored = Store.open(str(tmp_path / "store"))
+    assert stored.read_manifest()["options"]["layers"] == ["block3:0,5"]
+    assert set(stored.read(IMAGES, ["key"]).column("key").to_pylist()) == {"dream:block3:0,5:-1:-1:0:noise-000"}
+    assert _resumed(tmp_path / "store", ("block3:0,5",)) == (("block3:0,5",), [])   # the other spelling resumes it
+
+
+def test_a_store_of_an_older_spelling_resumes_under_its_own_keys(tmp_path, monkeypatch):
+    """A store written before the spelling was made one keeps `block3:5,0` in its manifest and keys: either spelling
+    resumes it (nothing to do), and its items keep their keys (none run again under `block3:0,5`)."""
+    import sweep.plan
+    with monkeypatch.context() as before:   # as earlier versions planned: the spec as typed
+        before.setattr(sweep.plan, "layer_spec_text", lambda spec: spec, raising=False)
+        _dream_store(tmp_path / "store", ("block3:5,0",))
+    keys = Store.open(str(tmp_path / "store")).read(IMAGES, ["key"]).column("key").to_pylist()
+    assert keys == ["dream:block3:5,0:-1:-1:0:noise-000"]
+    for typed in ("block3:0,5", "block3:5,0", "block3: 5,0,5"):
+        assert _resumed(tmp_path / "store", (typed,)) == (("block3:5,0",), [])

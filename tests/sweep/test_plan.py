@@ -162,9 +162,36 @@ def test_batch_name_depends_on_the_items_run():
 def test_parse_features():
     assert parse_features("inception5a:0,4") == ("inception5a", (0, 4))
     assert parse_features("net.block2:3") == ("net.block2", (3,))
-    for bad in ("inception5a", "inception5a:", ":1", "block2:a", "block2:\u00b2"):
+    for bad in ("inception5a", "inception5a:", ":1", "block2:a", "block2:\u00b2", "block2: , "):
         with pytest.raises(PlanError):
             parse_features(bad)
+
+
+@pytest.mark.parametrize("typed", ["inception5a:0,,4", "inception5a:0,", "inception5a:,4"])
+def test_parse_features_refuses_an_empty_entry_as_classes_does(typed):
+    with pytest.raises(PlanError, match=f"^empty entry in --features '{typed}'$"):
+        parse_features(typed)
+
+
+@pytest.mark.parametrize("selections, words", [
+    (dict(classes="1,,2"), "empty entry in --classes '1,,2'"),
+    (dict(classes=""), "empty entry in --classes ''"),                          # as before: its own words kept
+    (dict(jobs="octave,,opposite"), "empty entry in --jobs 'octave,,opposite'"),
+    (dict(jobs=",octave"), "empty entry in --jobs ',octave'"),
+    (dict(jobs="addition", variants="merge,"), "empty entry in --variants 'merge,'"),
+    (dict(jobs="addition", pairs="1+2,,3+4"), "empty entry in --pairs '1+2,,3+4'"),
+    (dict(jobs="interpolate", sources=("a",), interpolate_pairs=",1+2"), "empty entry in --interpolate-pairs ',1+2'"),
+    (dict(jobs="dream", sources=("a",), layers=("block2:4,,0",)), "empty entry in --layers 'block2:4,,0'"),
+    (dict(jobs="", ), "no job given ('')"),                                     # an empty whole value: as before
+    (dict(jobs=" , "), "no job given (' , ')"),
+    (dict(jobs="addition", variants=""), "no variant given ('')"),
+])
+def test_an_empty_entry_of_a_comma_list_is_refused_in_one_line(selections, words):
+    """`--classes 1,,2` was refused, but `--jobs octave,,opposite` (and the other comma lists) dropped the empty
+    entry: a doubled comma is a typo, maybe of the job meant."""
+    with pytest.raises(PlanError) as raised:
+        make_plan(n_classes=10, **selections)
+    assert str(raised.value).startswith(words) and "\n" not in str(raised.value)
 
 
 def test_options_are_refused_only_when_no_chosen_job_reads_them():

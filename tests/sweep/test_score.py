@@ -243,6 +243,7 @@ def test_rescale_keeps_a_flat_image_flat_and_sizes_it():
     (["--model", "digits", "--jobs", "dream"], "holds no dream images"),
     (["--model", "digits", "--jobs", ""], "no job given"),       # as `sweep run --jobs ""`: not "every job"
     (["--model", "digits", "--jobs", ","], "no job given"),
+    (["--model", "digits", "--jobs", "octave,,opposite"], "empty entry in --jobs 'octave,,opposite'"),   # a typo
     (["--model", "mobilenet_v3_small", "--weights", "random"], "has 1000 classes"),
     (["--model", "digits", "--batch-size", "0"], "Invalid value for '--batch-size'"),
 ])
