@@ -128,7 +128,7 @@ def test_calibration_on_a_gpu_with_an_automatic_batch_times_the_probes_batch(tmp
     assert prepared.plan.batch_size == sweep.worker.CPU_BATCH
     calibration = calibrate(prepared, device="cuda")
     side = sweep.worker.largest_input(prepared.schedule, random_digits_model.input_size)
-    assert probed == [(side, {"bf16": True, "channels_last": True})]
+    assert probed == [(side, {"bf16": True, "channels_last": True, "cap": sweep.worker.AUTO_CAP})]
     assert calibration.images == 11 and len(timed) >= 2 and set(timed) == {11}
 
 
