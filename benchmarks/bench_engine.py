@@ -12,6 +12,9 @@
 (f) the cost of recording trajectories (`sweep run --trajectory`): the engine with every:10 (and every:10 with
     snapshots every 50 steps) against recording off, same batch and schedule (goal: < 5% at N = 10), and the
     per-image records and table built from them (`jobs.kinds.trajectory_records`, `sweep.store.trajectories_table`);
+(h) the engine with the network's batch norms folded into its convolutions (`sweep run --fold-batchnorm`, on by
+    default on GPUs, as every other section here runs) against the network as loaded, at (a)'s batch, size and
+    options;
 (e) quality of the speed options against float32 on the same seeds (on the CPU: bf16 autocast): the trained digits
     model's class images keep label = target with p >= 0.9 (10/10); on GoogLeNet with He-initialised random
     weights, the cosine between what 1 and 20 steps did to the images (beyond the blur) with and without the
@@ -21,6 +24,7 @@
 
     PYTHONPATH=. python benchmarks/bench_engine.py --model digits --size 32
     PYTHONPATH=. python benchmarks/bench_engine.py --model googlenet --size 299 --iterations 2
+    PYTHONPATH=. python benchmarks/bench_engine.py --model googlenet --size 299 --iterations 2 --batch 4 --only h
     PYTHONPATH=. python benchmarks/bench_engine.py --model googlenet --device cuda        # the GPU run
     PYTHONPATH=. python benchmarks/bench_engine.py --model googlenet --device cuda --compile
 """
@@ -40,7 +44,7 @@ from jobs import objectives as obj
 from jobs.models import load_model
 from jobs.render import TrajectoryOptions, generators_for, initial_images, render
 from jobs.schedules import Octave, Schedule, load_schedule
-from sweep.worker import AUTO_CAP
+from sweep.worker import AUTO_CAP, folds_batchnorm
 
 
 def _sync(device: torch.device) -> None:
@@ -126,10 +130,13 @@ def main() -> None:
                         "(default: the worker's automatic batch)")
     parser.add_argument("--no-channels-last", action="store_true", help="CUDA: keep the default memory format")
     parser.add_argument("--compile", action="store_true", help="CUDA: torch.compile the network")
+    parser.add_argument("--fold-batchnorm", action=argparse.BooleanOptionalAction, default=None,
+                        help="fold the network's batch norms into its convolutions (default: on CUDA, as the "
+                        "sweep's workers)")
     parser.add_argument("--worker-batches", type=int, default=3, help="(d): batches of the worker run")
     parser.add_argument("--worker-steps", type=int, default=None, help="(d): every octave cut to this many steps "
                         "(default: the whole preset; the tests' smoke run cuts it)")
-    parser.add_argument("--skip", default="", help="comma list of sections to skip (a,b,c,d,e,f,g)")
+    parser.add_argument("--skip", default="", help="comma list of sections to skip (a,b,c,d,e,f,g,h)")
     parser.add_argument("--only", default="", help="comma list of the sections to run (the others skipped); (g) "
                         "runs on the CPU only when named here")
     parser.add_argument("--profile-batch", type=int, default=64, help="(g): batch of the profiled steps")
@@ -140,7 +147,7 @@ def main() -> None:
     args = parser.parse_args()
     skip = set(args.skip.split(","))
     if args.only:
-        skip |= set("abcdefg") - set(args.only.split(","))
+        skip |= set("abcdefgh") - set(args.only.split(","))
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -148,32 +155,46 @@ def main() -> None:
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
-    weights = "DEFAULT" if args.model == "digits" else "random"
-    try:
-        model = load_model(args.model, weights, device=device)
-    except Exception:
-        model = load_model(args.model, "random", device=device)
+    fold = folds_batchnorm(args.fold_batchnorm, cuda)
+    model = bench_model(args, device, fold=fold)
     size = args.size or model.input_size
     small = args.model == "digits"
     batch = args.batch or (64 if small or cuda else 8)
     iterations = args.iterations or (20 if small else (20 if cuda else 2))
     options = dict(autocast_bf16=cuda and not args.no_bf16, channels_last=cuda and not args.no_channels_last)
-    if cuda:   # as the workers: float32 as float32, not TF32 ((e)'s reference, and every figure of a --no-bf16 run)
-        from sweep.worker import ready_for_gpu
-        ready_for_gpu(model, cudnn_benchmark=True, compile=args.compile)
     print(f"model {model.name} ({model.weights_id}), {size} px, device {device}"
           f"{' (' + torch.cuda.get_device_name(device) + ')' if cuda else ''}, torch threads "
-          f"{torch.get_num_threads()}, bf16 {options['autocast_bf16']}, channels_last {options['channels_last']}")
+          f"{torch.get_num_threads()}, bf16 {options['autocast_bf16']}, channels_last {options['channels_last']}, "
+          f"batch norms folded {fold} ({len(model.folded)})")
 
     schedule = one_octave(size, iterations)
     if "a" not in skip:
         ratio_figures(model, batch, size, schedule, device, options, args.repeats)
+    if "h" not in skip:
+        folding_figures(args, batch, size, schedule, device, options)
     cap = None
     if "b" not in skip:
         cap = batch_figures(model, size, schedule, device, options, args.repeats,
                             single_images=args.single or (4 if small else 2),
                             batches=[int(v) for v in args.batches.split(",") if v])
     extra_sections(args, model, device, options, skip, cap)
+
+
+def bench_model(args, device, *, fold: bool):
+    """The benchmarked network as the workers have it: the digits demo's shipped weights, else random ones (any
+    torchvision model runs offline); batch norms folded when `fold`; on CUDA made ready as the workers make it
+    (float32 as float32, not TF32: (e)'s reference, and every figure of a --no-bf16 run; --compile)."""
+    weights = "DEFAULT" if args.model == "digits" else "random"
+    try:
+        model = load_model(args.model, weights, device=device)
+    except Exception:
+        model = load_model(args.model, "random", device=device)
+    if fold:   # before compiling, as the workers
+        model.fold_batchnorm()
+    if device.type == "cuda":
+        from sweep.worker import ready_for_gpu
+        ready_for_gpu(model, cudnn_benchmark=True, compile=args.compile)
+    return model
 
 
 def ratio_figures(model, batch: int, size: int, schedule: Schedule, device, options, repeats: int) -> None:
@@ -185,6 +206,35 @@ def ratio_figures(model, batch: int, size: int, schedule: Schedule, device, opti
     bare = batch * iterations / best(lambda: time_bare(model, batch, size, iterations, device, **options), repeats)
     print(f"(a) batch {batch}, {iterations} iterations: engine {engine:.1f} image-it/s, bare forward+input-grad "
           f"loop {bare:.1f} image-it/s, ratio {engine / bare:.3f} (goal >= 0.95)")
+
+
+def folding_figures(args, batch: int, size: int, schedule: Schedule, device, options) -> None:
+    """(h) the engine on the network with its batch norms folded into its convolutions against the network as
+    loaded, same batch, size and options; interleaved, the best of `--repeats` runs each (at least 3). On a CPU
+    the process's CPU time is printed beside the wall time, as in (f): other work on the machine moves the wall
+    time by tens of percent."""
+    cuda = device.type == "cuda"
+    networks = {"as loaded": bench_model(args, device, fold=False), "folded": bench_model(args, device, fold=True)}
+    pairs = len(networks["folded"].folded)
+    if not pairs:
+        print(f"(h) {args.model} has no batch norm right after a convolution: nothing to fold")
+        return
+    for net in networks.values():   # warm up (allocator, cuDNN autotuning)
+        time_engine(net, batch, one_octave(size, 2), device, **options)
+    wall: dict[str, list[float]] = {name: [] for name in networks}
+    cpu: dict[str, list[float]] = {name: [] for name in networks}
+    for _ in range(max(args.repeats, 3)):   # interleaved: a machine that slows down slows both
+        for name, net in networks.items():
+            before = time.process_time()
+            wall[name].append(time_engine(net, batch, schedule, device, **options))
+            cpu[name].append(time.process_time() - before)
+
+    def rates(times: dict[str, list[float]]) -> str:
+        rate = {name: batch * schedule.total_iterations / min(t) for name, t in times.items()}
+        return (f"{rate['as loaded']:.2f} image-it/s as loaded, {rate['folded']:.2f} folded: "
+                f"{rate['folded'] / rate['as loaded']:.3f}x")
+    print(f"(h) batch norms folded into {pairs} convolutions, batch {batch}, {schedule.total_iterations} iterations "
+          f"at {size} px: wall {rates(wall)}" + ("" if cuda else f"; CPU time {rates(cpu)}"))
 
 
 def batch_figures(model, size: int, schedule: Schedule, device, options, repeats: int, *, single_images: int,
@@ -340,7 +390,8 @@ def worker_figures(args, device, options) -> None:
     with tempfile.TemporaryDirectory() as root:
         worker = SweepWorker(WorkerConfig(root, name, "random" if cuda else "DEFAULT", schedule,
                                           bf16=options["autocast_bf16"], channels_last=options["channels_last"],
-                                          compile=args.compile, threads=torch.get_num_threads()))
+                                          compile=args.compile, fold_batchnorm=args.fold_batchnorm,
+                                          threads=torch.get_num_threads()))
         b = worker.setup(args.full_batch)["batch_size"]
         n_classes = worker.model.n_classes
         seeds = (b * (args.worker_batches + 1) + n_classes - 1) // n_classes

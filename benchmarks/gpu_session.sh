@@ -10,7 +10,9 @@
 #    (b) one-image loop and batches 32-512 (to set AUTO_CAP in sweep/worker.py: the smallest batch within 5% of the
 #    best rate), (c) the googlenet preset at the automatic batch under that cap: s/class, 1000-class projection,
 #    peak memory, (d) the worker's render-loop wait share (at AUTO_CAP: the share does not depend on the batch),
-#    (e) bf16 quality (random-he weights), (f) trajectory cost; run in the order a, b, f, c, e, d  [<= 290 s]
+#    (e) bf16 quality (random-he weights), (f) trajectory cost, (g) where a step's time goes (torch.profiler),
+#    (h) the engine with batch norms folded into the convolutions against the network as loaded (the other
+#    sections run folded, as the workers do by default); in the order a, h, b, f, c, g, e, d   [<= 290 s]
 # 2. a real `sweep run` through Ray with a num_gpus=1 actor (benchmarks/gpu_ray_run.sh), if .whl/ came along
 #                                                                                            [<= 130 s]
 # 3. (a) and (c) with --compile, to see whether torch.compile pays. Not (b): its one-image loop and three more batch
@@ -30,6 +32,6 @@ else
   echo "no .whl/: the real Ray run was skipped (run benchmarks/gpu_wheels.sh here and carry .whl)" | tee -a "$OUT/gpu.log"
 fi
 batch=$(grep -o '^(c) preset .* batch [0-9]*' "$OUT/gpu.log" | grep -o '[0-9]*$')
-timeout 130 python3 benchmarks/bench_engine.py --model googlenet --size 299 --device cuda --compile --skip b,d,e,f \
+timeout 130 python3 benchmarks/bench_engine.py --model googlenet --size 299 --device cuda --compile --skip b,d,e,f,h \
   ${batch:+--full-batch $batch} 2>&1 \
   | tee -a "$OUT/gpu.log"

@@ -17,6 +17,7 @@ _HOMES = {
     "jobs.schedules": ("Octave", "Schedule", "ScheduleSet", "default_schedule", "default_schedules", "load_schedule",
                        "load_schedule_or_set", "preset_names"),
     "jobs.render": ("TrajectoryOptions",),
+    "jobs.folding": ("fold_batchnorm",),
 }
 _HOME = {name: module for module, names in _HOMES.items() for name in names}
 _MODULES = ("objectives", "outputs", "transforms")   # public as modules: jobs.objectives.logit(...)

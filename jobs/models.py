@@ -28,7 +28,7 @@ import pickle
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Collection, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -101,6 +101,7 @@ class Classifier(nn.Module):
         top_level = [n for n, _ in self.net.named_children()]
         self.layer_names = tuple(dict.fromkeys([*(l for l in suggested_layers if l in self.all_layers),
                                                 *top_level]))
+        self.folded: dict[str, str] = {}   # convolution -> the batch norm folded into it (`fold_batchnorm`)
 
     def train(self, mode: bool = True) -> "Classifier":
         # Generation always runs the network in eval mode (batch norm statistics fixed, no dropout, no aux heads).
@@ -130,6 +131,18 @@ class Classifier(nn.Module):
             logits = self(images)
         return logits, dict(activations)
 
+    def fold_batchnorm(self, keep: Collection[str] = ()) -> dict[str, str]:
+        """Fold each eval-mode batch norm that only a convolution feeds into that convolution (`jobs.folding`: the
+        same function up to float rounding, faster), except where the convolution is a layer in `keep` (a layer
+        the caller will read: its output would become the batch norm's). Returns {convolution: batch norm} of the
+        pairs folded; `capture` refuses those convolutions from then on."""
+        from jobs.folding import fold_batchnorm
+        example = torch.zeros(1, 3, self.input_size, self.input_size, dtype=self.mean.dtype,
+                              device=self.mean.device)                                     # 1 x 3 x S x S
+        folded = fold_batchnorm(self.net, example, keep)
+        self.folded.update(folded)
+        return folded
+
     @contextlib.contextmanager
     def capture(self, layers: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
         """Within the block, each forward pass fills the yielded dict with `layer -> activation`."""
@@ -138,6 +151,11 @@ class Classifier(nn.Module):
         if unknown:
             raise KeyError(f"{self.name} has no layer {', '.join(map(repr, unknown))}; "
                            f"layers: {', '.join(self.layer_names)}")
+        folded = [l for l in layers if l in self.folded]
+        if folded:   # its output is the batch norm's now: never hand that out as the convolution's
+            raise ValueError(f"{self.name}'s layer {folded[0]!r} has the batch norm {self.folded[folded[0]]!r} "
+                             f"folded into it (--fold-batchnorm), so it no longer gives its own output: run with "
+                             f"--no-fold-batchnorm to read it")
         activations: dict[str, torch.Tensor] = {}
         handles = []
         for layer in layers:

@@ -257,6 +257,9 @@ def models() -> None:
               help="torch.compile the network on GPUs (compiles once per input shape).")
 @click.option("--cudnn-benchmark/--no-cudnn-benchmark", default=True, show_default=True,
               help="Let cuDNN pick its fastest kernels on GPUs.")
+@click.option("--fold-batchnorm/--no-fold-batchnorm", default=None, help="Fold each eval-mode batch norm into "
+              "the convolution before it (the same network up to float rounding, faster; recorded in the manifest's "
+              "runs). Default: on GPUs only.")
 @click.option("--trajectory", type=TrajectoryOption(), default=None,
               help="Record each image's generation: every:N keeps the target's output and rank, the argmax, the "
               "loss and the top-5 outputs every N steps; every:N,snapshots:M also the image (PNG) and all outputs "
@@ -273,9 +276,9 @@ def models() -> None:
               "print the projected GPU-hours and wall time for --workers (default 1).")
 @cluster_options
 def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants, images, layers, seeds, schedule,
-        job_schedules, batch_size, max_attempts, bf16, channels_last, compile_, cudnn_benchmark, trajectory,
-        lease_timeout, check_files, dry_run, calibrate, address, workers, device, cpus_per_worker, gpu_wait,
-        stall_timeout) -> None:
+        job_schedules, batch_size, max_attempts, bf16, channels_last, compile_, cudnn_benchmark, fold_batchnorm,
+        trajectory, lease_timeout, check_files, dry_run, calibrate, address, workers, device, cpus_per_worker,
+        gpu_wait, stall_timeout) -> None:
     """Generate images for every selected class (resumes an interrupted run of the same command)."""
     config = SweepConfig(store=store, model=model, weights=weights, jobs=jobs, classes=classes, pairs=pairs,
                          interpolate_pairs=interpolate_pairs, variants=variants, images=tuple(images),
@@ -283,8 +286,8 @@ def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants
                          job_schedules=tuple(job_schedules), batch_size=batch_size,
                          cluster=cluster_config(address, workers, device, cpus_per_worker, gpu_wait, stall_timeout),
                          max_attempts=max_attempts, bf16=bf16, channels_last=channels_last, compile=compile_,
-                         cudnn_benchmark=cudnn_benchmark, trajectory=trajectory, lease_timeout=lease_timeout,
-                         check_files=check_files)
+                         cudnn_benchmark=cudnn_benchmark, fold_batchnorm=fold_batchnorm, trajectory=trajectory,
+                         lease_timeout=lease_timeout, check_files=check_files)
     if dry_run or calibrate:
         from sweep.driver import prepare
         from sweep.preview import calibrate as time_steps, preview

@@ -77,6 +77,8 @@ class SweepConfig:
     channels_last: bool = True          # channels_last memory format on GPUs (speed only)
     compile: bool = False               # torch.compile the network on GPUs (speed only; compiles per input shape)
     cudnn_benchmark: bool = True        # cuDNN picks its fastest kernels per shape on GPUs (speed only)
+    fold_batchnorm: bool | None = None  # fold eval-mode batch norms into the convolutions before them (the same
+                                        #   network up to float rounding: recorded per run); None: on GPUs only
     lease_timeout: float = LEASE_TIMEOUT   # seconds without a heartbeat after which another driver's lease on
                                         #   the store is stale (a crashed driver's) and this run takes it over
     check_files: bool = False           # the resume's quarantine pass reads every column of every stored file,
@@ -548,7 +550,7 @@ def reconcile_store(prepared: Prepared, out: TextIO) -> dict[str, list[str]]:
 def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None) -> SweepSummary:
     """`execute` under the store's lease."""
     import ray
-    from sweep.worker import StepCounter, WorkerConfig
+    from sweep.worker import StepCounter, WorkerConfig, layers_read
     config, plan, store, cluster = prepared.config, prepared.plan, prepared.store, prepared.config.cluster
     out = stream if stream is not None else sys.stdout
     started = time.monotonic()
@@ -580,7 +582,9 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
             worker_config = WorkerConfig(store.uri, config.model, config.weights, schedule, config.engine,
                                          threads=max(1, int(cluster.cpus_per_worker)), bf16=config.bf16,
                                          channels_last=config.channels_last, compile=config.compile,
-                                         cudnn_benchmark=config.cudnn_benchmark, steps=counter,
+                                         cudnn_benchmark=config.cudnn_benchmark,
+                                         fold_batchnorm=config.fold_batchnorm,
+                                         read_layers=layers_read(plan.layers, schedule), steps=counter,
                                          trajectory=config.trajectory)
             setup = run.start(worker_config, lambda actor: actor.setup.remote(config.batch_size))
             if lease.lost:   # taken over while the first actor started (a minute without heartbeats)
@@ -591,7 +595,8 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
             record_run(store, {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                "batch_size": batch_size, "batch_size_option": config.batch_size or "auto",
                                "workers": count, **{k: setup[k] for k in
-                                                    ("device", "gpu", "bf16", "channels_last", "compile")}})
+                                                    ("device", "gpu", "bf16", "channels_last", "compile",
+                                                     "fold_batchnorm")}})
             sweep = SweepDispatch(config, store, schedule, progress, counter)
             given_up = sweep.given_up   # filled as items fail for good: an interrupted run's summary lists them too
 

@@ -46,6 +46,11 @@ class WorkerConfig:
     channels_last: bool = True       # channels_last memory format on a GPU (ignored on the CPU)
     compile: bool = False            # torch.compile the network on a GPU (ignored on the CPU)
     cudnn_benchmark: bool = True     # let cuDNN pick its fastest kernels per shape on a GPU
+    fold_batchnorm: bool | None = False   # fold eval-mode batch norms into the convolutions before them
+                                     #   (`jobs.folding`); None: on a GPU only. Off unless the sweep asks: the
+                                     #   score and feature workers keep the network as loaded
+    read_layers: tuple[str, ...] = ()   # layers the run's objectives read (dream layers, tapped heads): a
+                                     #   convolution among them keeps its batch norm (its output stays its own)
     steps: object = None             # a `StepCounter` actor to report steps done within a batch to (None: none)
     trajectory: object = None        # `jobs.render.TrajectoryOptions` to record steps with (None: off)
 
@@ -102,6 +107,21 @@ def worker_name() -> str:
     context = ray.get_runtime_context()
     actor = context.get_actor_id() or "driver"
     return f"{socket.gethostname()}/{context.get_node_id()[:8]}/{actor[:8]}"
+
+
+def folds_batchnorm(option: bool | None, on_gpu: bool) -> bool:
+    """Whether a worker folds batch norms into convolutions: as `option` says, or when None on a GPU only (like
+    bf16 and channels_last; on the CPU the network stays as loaded, bit for bit)."""
+    return on_gpu if option is None else option
+
+
+def layers_read(layer_specs, schedules) -> tuple[str, ...]:
+    """The hidden layers a sweep's objectives read: the dreams' layers (`layer_specs`, `NAME[:maps]` joined by
+    `+`) and the tapped heads of `schedules` (a `Schedule` or `ScheduleSet`), e.g. AuxLogits."""
+    from jobs.catalog import parse_layers
+    dreams = [name for spec in layer_specs for name, _ in parse_layers(spec)]
+    heads = [s.output for s in getattr(schedules, "members", ()) if s.output != "logits"]
+    return tuple(sorted(set(dreams) | set(heads)))
 
 
 def ready_for_gpu(model, *, cudnn_benchmark: bool, compile: bool) -> None:
@@ -201,6 +221,9 @@ class SweepWorker:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.on_gpu = self.device.type == "cuda"
         self.model = load_model(config.model, config.weights, device=self.device)
+        self.folds = folds_batchnorm(config.fold_batchnorm, self.on_gpu)
+        if self.folds:   # before compiling: the compiled graph is the folded network's
+            self.model.fold_batchnorm(keep=config.read_layers)
         if self.on_gpu:
             ready_for_gpu(self.model, cudnn_benchmark=config.cudnn_benchmark, compile=config.compile)
         self.run_batch = import_callable(config.engine)
@@ -220,7 +243,7 @@ class SweepWorker:
         return {"device": self.device.type,
                 "gpu": torch.cuda.get_device_name(self.device) if self.on_gpu else "",
                 "bf16": self.config.bf16 and self.on_gpu, "channels_last": self.config.channels_last and self.on_gpu,
-                "compile": self.config.compile and self.on_gpu}
+                "compile": self.config.compile and self.on_gpu, "fold_batchnorm": self.folds}
 
     def setup(self, batch_size: int | None = None) -> dict:
         """This actor's options and the batch size to use: `batch_size`, or on a GPU the probe's largest batch that

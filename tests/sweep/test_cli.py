@@ -518,9 +518,9 @@ CLUSTER = ClusterConfig(address="auto", workers=3, device="cpu", cpus_per_worker
 
 # The on/off options of `run`, three times: each first off its default, and then so that no two options take the
 # same values in all three runs (a swap of two of them, or one option read for another, changes one run's config).
-SWITCHES = [dict(bf16=False, channels_last=False, compile=True, cudnn_benchmark=False),
-            dict(bf16=True, channels_last=False, compile=False, cudnn_benchmark=True),
-            dict(bf16=False, channels_last=True, compile=False, cudnn_benchmark=True)]
+SWITCHES = [dict(bf16=False, channels_last=False, compile=True, cudnn_benchmark=False, fold_batchnorm=True),
+            dict(bf16=True, channels_last=False, compile=False, cudnn_benchmark=True, fold_batchnorm=True),
+            dict(bf16=False, channels_last=True, compile=False, cudnn_benchmark=True, fold_batchnorm=False)]
 
 
 def switch_args(switches: dict) -> list[str]:

@@ -562,7 +562,8 @@ class Damaged(NamedTuple):
 @pytest.fixture(scope="module")
 def damaged_and_resumed(full_sweep, tmp_path_factory) -> Damaged:
     """A copy of the full sweep's store that lost its first two files and had its third truncated, then resumed
-    with another batch size (3): one resume for the two tests of what it does."""
+    with another batch size (3) and with batch norms folded (`--fold-batchnorm`, off by default on the CPU): one
+    resume for the tests of what it does."""
     store = Path(shutil.copytree(full_sweep[0], tmp_path_factory.mktemp("damaged") / "s"))
     files = sorted((store / IMAGES).glob("*.parquet"))
     keys = [set(pq.read_table(path, columns=["key"]).column("key").to_pylist()) for path in files[:3]]
@@ -578,7 +579,7 @@ def damaged_and_resumed(full_sweep, tmp_path_factory) -> Damaged:
         return read_file(self, path, columns)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Store, "read_file", counted)
-        summary = run_sweep(config(store, **{**FULL, "batch_size": 3}), stream=out)
+        summary = run_sweep(config(store, **{**FULL, "batch_size": 3, "fold_batchnorm": True}), stream=out)
     return Damaged(store, keys[0] | keys[1], bad, keys[2], summary, out.getvalue(), dict(reads))
 
 
@@ -595,6 +596,13 @@ def test_auto_batch_is_recorded_and_a_resume_with_another_batch_size_completes_o
     assert again.complete and again.done_before == FULL_ITEMS - missing and again.batch_size == 3
     assert [r["batch_size"] for r in Store.open(str(damaged.store)).read_manifest()["runs"]] == [run["batch_size"], 3]
     assert damaged.lost <= set(assert_exactly_once(damaged.store, FULL_ITEMS).key)
+
+
+def test_each_run_records_whether_its_workers_folded_batch_norms(damaged_and_resumed):
+    """`--fold-batchnorm` reaches the workers (a setting of the run, not of the store: a resume may change it), and
+    the manifest's run record says what the workers did: off on the CPU unless asked."""
+    runs = Store.open(str(damaged_and_resumed.store)).read_manifest()["runs"]
+    assert [(r["device"], r["fold_batchnorm"]) for r in runs] == [("cpu", False), ("cpu", True)]
 
 
 def test_a_resume_reads_each_images_file_once(damaged_and_resumed):

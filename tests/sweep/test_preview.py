@@ -63,8 +63,11 @@ def test_dry_run_refuses_bad_input_in_one_line(tmp_path):
 
 
 def test_calibration_on_a_gpu_runs_with_the_sweeps_speed_options(tmp_path, monkeypatch, random_digits_model):
-    """On CUDA the timed batch runs as the GPU workers run it (bf16, channels_last, cuDNN benchmark), not in plain
-    float32. The GPU is faked: the model stays on the CPU and the engine only records how it was called."""
+    """On CUDA the timed batch runs as the GPU workers run it (bf16, channels_last, cuDNN benchmark, batch norms
+    folded), not in plain float32. The GPU is faked: the model stays on the CPU (a copy each time it is loaded: a
+    fold changes it) and the engine only records how it was called."""
+    import copy
+
     import torch
 
     import jobs.kinds
@@ -72,8 +75,9 @@ def test_calibration_on_a_gpu_runs_with_the_sweeps_speed_options(tmp_path, monke
     from sweep.driver import SweepConfig, prepare
     from sweep.preview import calibrate
     calls = []
-    monkeypatch.setattr(jobs.models, "load_model", lambda *args, **kwargs: random_digits_model)
-    monkeypatch.setattr(jobs.kinds, "run_batch", lambda model, specs, schedule, **options: calls.append(options))
+    monkeypatch.setattr(jobs.models, "load_model", lambda *args, **kwargs: copy.deepcopy(random_digits_model))
+    monkeypatch.setattr(jobs.kinds, "run_batch", lambda model, specs, schedule, **options: calls.append(
+        {**options, "folded": len(model.folded)}))
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *args: None)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     prepared = prepare(SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule="tiny",
@@ -81,6 +85,7 @@ def test_calibration_on_a_gpu_runs_with_the_sweeps_speed_options(tmp_path, monke
     calibration = calibrate(prepared, device="cuda")
     assert calibration.device == "cuda" and calibration.images == 4 and len(calls) >= 2   # warm-up, timed runs
     assert all(c["device"] == "cuda" and c["autocast_bf16"] and c["channels_last"] for c in calls)
+    assert {c["folded"] for c in calls} == {6}          # the digits net's six conv + batch norm pairs
     assert torch.backends.cudnn.benchmark
     compiled = []
     monkeypatch.setattr(random_digits_model.net, "compile", lambda: compiled.append(True))
@@ -90,7 +95,13 @@ def test_calibration_on_a_gpu_runs_with_the_sweeps_speed_options(tmp_path, monke
     assert compiled == [True]
     calls.clear()
     calibrate(prepared, device="cpu")                  # on the CPU the GPU options stay off, as on CPU workers
-    assert all(not c["autocast_bf16"] and not c["channels_last"] for c in calls)
+    assert all(not c["autocast_bf16"] and not c["channels_last"] and not c["folded"] for c in calls)
+    calls.clear()
+    for fold, device in ((True, "cpu"), (False, "cuda")):   # --fold-batchnorm / --no-fold-batchnorm
+        calibrate(dataclasses.replace(prepared, config=dataclasses.replace(prepared.config, fold_batchnorm=fold)),
+                  device=device)
+        assert {c["folded"] for c in calls} == {6 if fold else 0}
+        calls.clear()
 
 
 def test_calibration_on_a_gpu_with_an_automatic_batch_times_the_probes_batch(tmp_path, monkeypatch,
@@ -104,8 +115,9 @@ def test_calibration_on_a_gpu_with_an_automatic_batch_times_the_probes_batch(tmp
     import sweep.worker
     from sweep.driver import SweepConfig, prepare
     from sweep.preview import calibrate
+    import copy
     probed, timed = [], []
-    monkeypatch.setattr(jobs.models, "load_model", lambda *args, **kwargs: random_digits_model)
+    monkeypatch.setattr(jobs.models, "load_model", lambda *args, **kwargs: copy.deepcopy(random_digits_model))
     monkeypatch.setattr(jobs.kinds, "run_batch", lambda model, specs, schedule, **options: timed.append(len(specs)))
     monkeypatch.setattr(sweep.worker, "probe_batch_size", lambda model, side, device, **options: probed.append(
         (side, options)) or 11)
@@ -116,7 +128,7 @@ def test_calibration_on_a_gpu_with_an_automatic_batch_times_the_probes_batch(tmp
     assert prepared.plan.batch_size == sweep.worker.CPU_BATCH
     calibration = calibrate(prepared, device="cuda")
     side = sweep.worker.largest_input(prepared.schedule, random_digits_model.input_size)
-    assert probed == [(side, {"bf16": True, "channels_last": True})]
+    assert probed == [(side, {"bf16": True, "channels_last": True, "cap": sweep.worker.AUTO_CAP})]
     assert calibration.images == 11 and len(timed) >= 2 and set(timed) == {11}
 
 

@@ -388,3 +388,56 @@ def test_interpolation_frames_go_to_their_own_table_first(tmp_path, worker_facto
     report = worker_factory(other).run(batch, (1, 1))
     assert report.done == () and all("disk full" in error for _, error in report.failed)
     assert not (other / IMAGES).exists()
+
+
+def test_a_worker_folds_batch_norms_when_asked_and_on_the_cpu_only_then(tmp_path):
+    """`--fold-batchnorm` reaches the worker's network (the digits net: six conv + batch norm pairs) and its setup
+    report; by default (None) a CPU worker keeps the network as loaded, and so do the score and feature workers,
+    whose configs do not ask. The folded worker's images are the unfolded one's up to float rounding."""
+    schedule = load_schedule("tiny")
+    batch = make_plan(n_classes=10, jobs="octave", classes="0-2", batch_size=3).batches()[0]
+    images = {}
+    for fold in (False, None, True):
+        store = tmp_path / str(fold)
+        worker = SweepWorker(WorkerConfig(str(store), "digits", "random", schedule, fold_batchnorm=fold))
+        batch_norms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in worker.model.modules())
+        assert (len(worker.model.folded), batch_norms) == ((6, 0) if fold else (0, 6))
+        assert worker.setup(None)["fold_batchnorm"] is bool(fold)
+        assert worker.run(batch, (1, 1, 1)).done == batch.keys
+        images[fold] = np.stack([decode_png(p) for p in pd.read_parquet(store / IMAGES).sort_values("key").png])
+    np.testing.assert_array_equal(images[None], images[False])           # the CPU default: unchanged, bit for bit
+    assert np.abs(images[True].astype(int) - images[False]).max() <= 2   # 8-bit pixels, float rounding apart
+    assert not SweepWorker(WorkerConfig(str(tmp_path / "scores"), "digits", "random")).model.folded
+
+
+def test_a_layer_the_run_reads_keeps_its_batch_norm(tmp_path):
+    """A dream on a convolution (`--layers block2.0`) reads that convolution's own output: folding would make it
+    the batch norm's, so the driver names the run's layers and the worker leaves that pair alone (the dream
+    renders); every other pair is folded."""
+    from sweep.worker import layers_read
+    Store.open(str(tmp_path)).write_source("photo", np.full((20, 20, 3), 90, np.uint8))
+    plan = make_plan(n_classes=10, jobs="dream", sources=("photo",), layers=("block2.0+block3:1",), batch_size=2)
+    schedule = load_schedule("tiny")
+    assert layers_read(plan.layers, schedule) == ("block2.0", "block3")
+    worker = SweepWorker(WorkerConfig(str(tmp_path), "digits", "random", schedule, fold_batchnorm=True,
+                                      read_layers=layers_read(plan.layers, schedule)))
+    assert "block2.0" not in worker.model.folded and len(worker.model.folded) == 5
+    assert isinstance(worker.model.net.block2[1], torch.nn.BatchNorm2d)
+    batch = plan.batches()[0]
+    assert worker.run(batch, (1,) * len(batch.items)).done == batch.keys
+
+
+def test_batch_norms_are_folded_by_default_on_gpus_only():
+    from sweep.worker import folds_batchnorm
+    assert folds_batchnorm(None, on_gpu=True) and not folds_batchnorm(None, on_gpu=False)
+    assert folds_batchnorm(True, on_gpu=False) and not folds_batchnorm(False, on_gpu=True)
+
+
+def test_the_layers_a_run_reads_are_its_dream_layers_and_tapped_heads():
+    from jobs.schedules import ScheduleSet
+    from sweep.worker import layers_read
+    tiny = load_schedule("tiny")
+    aux = dataclasses.replace(tiny, output="AuxLogits")
+    assert layers_read((), tiny) == ()
+    assert layers_read(("Mixed_6e:0,4", "Mixed_5d+Mixed_6a"), ScheduleSet("s", tiny, (("octave", aux),))) == (
+        "AuxLogits", "Mixed_5d", "Mixed_6a", "Mixed_6e")
