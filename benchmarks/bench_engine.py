@@ -69,14 +69,15 @@ def time_engine(model, batch: int, schedule: Schedule, device, **options) -> flo
     return time.perf_counter() - start
 
 
-def time_bare(model, batch: int, size: int, iterations: int, device, autocast_bf16=False,
+def time_bare(model, batch: int, size: int, iterations: int, device, autocast_bf16=False, autocast_fp16=False,
               channels_last=False) -> float:
     """Seconds for the bare loop: forward, input gradient of sum |200 - logit|, plain step; nothing else but what
     every render also does around its steps (the start images drawn on the CPU and moved to the device, the result
     brought back), which on a GPU at a few steps is no small part of a render's time."""
     targets = torch.arange(batch, device=device) % model.n_classes
     rows = torch.arange(batch, device=device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast_bf16 and device.type == "cuda")
+    autocast = torch.autocast("cuda", dtype=torch.float16 if autocast_fp16 else torch.bfloat16,
+                              enabled=(autocast_bf16 or autocast_fp16) and device.type == "cuda")
     _sync(device)
     start = time.perf_counter()
     x = initial_images(one_octave(size, 1), generators_for(range(batch))).to(device)   # B x 3 x S x S
@@ -126,6 +127,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="time each measurement this often, keep the best")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--no-bf16", action="store_true", help="CUDA: run in float32")
+    parser.add_argument("--fp16", action="store_true", help="CUDA: float16 autocast instead of bf16 (the engine's "
+                        "loss scaling included; (e) compares both with float32 whatever is chosen)")
     parser.add_argument("--full-batch", type=int, default=None, help="CUDA: batch for the full two-octave preset "
                         "(default: the worker's automatic batch)")
     parser.add_argument("--no-channels-last", action="store_true", help="CUDA: keep the default memory format")
@@ -161,10 +164,11 @@ def main() -> None:
     small = args.model == "digits"
     batch = args.batch or (64 if small or cuda else 8)
     iterations = args.iterations or (20 if small else (20 if cuda else 2))
-    options = dict(autocast_bf16=cuda and not args.no_bf16, channels_last=cuda and not args.no_channels_last)
+    options = dict(autocast_bf16=cuda and not args.no_bf16 and not args.fp16, autocast_fp16=cuda and args.fp16,
+                   channels_last=cuda and not args.no_channels_last)
     print(f"model {model.name} ({model.weights_id}), {size} px, device {device}"
           f"{' (' + torch.cuda.get_device_name(device) + ')' if cuda else ''}, torch threads "
-          f"{torch.get_num_threads()}, bf16 {options['autocast_bf16']}, channels_last {options['channels_last']}, "
+          f"{torch.get_num_threads()}, bf16 {options['autocast_bf16']}, fp16 {options['autocast_fp16']}, channels_last {options['channels_last']}, "
           f"batch norms folded {fold} ({len(model.folded)})")
 
     schedule = one_octave(size, iterations)
@@ -326,7 +330,7 @@ def preset_figures(args, model, device, options, cap: int | None) -> None:
     from sweep.worker import auto_batch_size, largest_input
     preset = load_schedule("googlenet")
     side = largest_input(preset, model.input_size)
-    b = args.full_batch or auto_batch_size(model, preset, device, bf16=options["autocast_bf16"],
+    b = args.full_batch or auto_batch_size(model, preset, device, bf16=options["autocast_bf16"] or options["autocast_fp16"],
                                            channels_last=options["channels_last"], cap=cap or AUTO_CAP)
     warm_up = time_engine(model, b, dataclasses.replace(preset, octaves=tuple(
         dataclasses.replace(o, iterations=2) for o in preset.octaves)), device, **options)   # compiles, autotunes
@@ -389,7 +393,8 @@ def worker_figures(args, device, options) -> None:
         schedule = schedule.shortened(args.worker_steps)
     with tempfile.TemporaryDirectory() as root:
         worker = SweepWorker(WorkerConfig(root, name, "random" if cuda else "DEFAULT", schedule,
-                                          bf16=options["autocast_bf16"], channels_last=options["channels_last"],
+                                          bf16=options["autocast_bf16"] or options["autocast_fp16"],   # no fp16 worker
+                                          channels_last=options["channels_last"],
                                           compile=args.compile, fold_batchnorm=args.fold_batchnorm,
                                           threads=torch.get_num_threads()))
         b = worker.setup(args.full_batch)["batch_size"]
@@ -410,14 +415,15 @@ def worker_figures(args, device, options) -> None:
 
 
 def quality_figures(device, options) -> None:
-    """(e) the speed options against float32 on the same seeds (on the CPU, bf16 autocast: slow there, but the
-    same rounding)."""
+    """(e) the speed options against float32 on the same seeds, each half precision in turn, bf16 and fp16
+    autocast, with the run's other options (on the CPU, slow there, but the same rounding)."""
     from jobs.kinds import JobSpec, run_batch
     cuda = device.type == "cuda"
-    checked = options if cuda else dict(autocast_bf16=True)
+    layout = dict(channels_last=options["channels_last"]) if cuda else {}
+    halves = {"bf16": dict(autocast_bf16=True, **layout), "fp16": dict(autocast_fp16=True, **layout)}
     digits = load_model("digits", "DEFAULT", device=device)
     specs = [JobSpec(job="octave", target=c, seed=0) for c in range(10)]
-    for label, opts in (("float32", {}), ("options", checked)):
+    for label, opts in (("float32", {}), *halves.items()):
         results = run_batch(digits, specs, load_schedule("digits"), device=device, **opts)
         good = sum(r.label == r.spec.target and r.target_prob >= 0.9 for r in results)
         print(f"(e) digits, {label} ({opts or 'float32'}): label = target with p >= 0.9 for {good}/10")
@@ -432,10 +438,12 @@ def quality_figures(device, options) -> None:
         still = dataclasses.replace(run, octaves=(dataclasses.replace(run.octaves[0], lr=(0.0, 0.0)),))
         blurred = render(net, objectives, still, list(range(4)), device=device).images
         full = (render(net, objectives, run, list(range(4)), device=device).images - blurred).flatten(1)
-        fast = (render(net, objectives, run, list(range(4)), device=device, **checked).images - blurred).flatten(1)
-        cosine = torch.nn.functional.cosine_similarity(full, fast)
-        print(f"    googlenet (random-he weights, {size} px), {steps:2d} step(s): what the gradient did to the image, "
-              f"options vs float32: cosine min {cosine.min():.3f}, mean {cosine.mean():.3f} (tolerance 0.7)")
+        for label, opts in halves.items():
+            fast = (render(net, objectives, run, list(range(4)), device=device, **opts).images - blurred).flatten(1)
+            cosine = torch.nn.functional.cosine_similarity(full, fast)
+            print(f"    googlenet (random-he weights, {size} px), {steps:2d} step(s): what the gradient did to the "
+                  f"image, {label} vs float32: cosine min {cosine.min():.3f}, mean {cosine.mean():.3f} "
+                  f"(tolerance 0.7)")
 
 
 if __name__ == "__main__":

@@ -249,7 +249,8 @@ def own_classes(spec: JobSpec) -> tuple[int, ...]:
 
 
 def run_batch(model, specs: Sequence[JobSpec], schedule, *, device: torch.device | str = "cpu",
-              autocast_bf16: bool = False, channels_last: bool = False, progress: Optional[Progress] = None,
+              autocast_bf16: bool = False, autocast_fp16: bool = False, channels_last: bool = False,
+              progress: Optional[Progress] = None,
               sources: Optional[Mapping[str, np.ndarray]] = None,
               trajectory: Optional[TrajectoryOptions] = None) -> list[JobResult]:
     """Generate one image per spec in batched renders; results in the order of `specs`.
@@ -271,7 +272,8 @@ def run_batch(model, specs: Sequence[JobSpec], schedule, *, device: torch.device
     results: list[Optional[JobResult]] = [None] * len(specs)
     for runs, members in groups.values():
         done = _run_group(model, [specs[j] for j in members], runs, sources or {}, device=device,
-                          autocast_bf16=autocast_bf16, channels_last=channels_last, progress=progress,
+                          autocast_bf16=autocast_bf16, autocast_fp16=autocast_fp16, channels_last=channels_last,
+                          progress=progress,
                           trajectory=trajectory)
         for j, result in zip(members, done):
             results[j] = result
