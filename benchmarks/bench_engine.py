@@ -12,8 +12,9 @@
 (f) the cost of recording trajectories (`sweep run --trajectory`): the engine with every:10 (and every:10 with
     snapshots every 50 steps) against recording off, same batch and schedule (goal: < 5% at N = 10), on CUDA how
     often each made the host wait for the GPU within its steps (recording should add no wait), and the per-image
-    records and table built from them (`jobs.kinds.trajectory_records`, `sweep.store.trajectories_table`), with
-    the table's time without its snapshot PNGs;
+    records and table built from them (`jobs.kinds.trajectory_records`, `sweep.store.trajectories_table`), the
+    table again with as many PNG encoders as torch has threads (a worker's --cpus-per-worker) and without its
+    snapshot PNGs;
 (e) quality of the speed options against float32 on the same seeds (on the CPU: bf16 autocast): the trained digits
     model's class images keep label = target with p >= 0.9 (10/10); on GoogLeNet with He-initialised random
     weights, the cosine between what 1 and 20 steps did to the images (beyond the blur) with and without the
@@ -267,8 +268,13 @@ def trajectory_figures(args, model, device, options) -> None:
     class Result:   # what trajectories_table reads of a JobResult
         def __init__(self, spec, record):
             self.spec, self.trajectory, self.error = spec, record, None
-    table = trajectories_table([Result(s, records[j]) for j, s in enumerate(specs)], model.n_classes)
+    results = [Result(s, records[j]) for j, s in enumerate(specs)]
+    table = trajectories_table(results, model.n_classes)
     end = time.perf_counter()
+    encoders = torch.get_num_threads()   # a worker encodes its PNGs on its CPU reservation (--cpus-per-worker)
+    threaded = time.perf_counter()
+    trajectories_table(results, model.n_classes, threads=encoders)
+    threaded = time.perf_counter() - threaded
     without = [Result(s, dataclasses.replace(records[j], snapshots={})) for j, s in enumerate(specs)]
     plain = time.perf_counter()
     trajectories_table(without, model.n_classes)
@@ -276,8 +282,9 @@ def trajectory_figures(args, model, device, options) -> None:
     pngs = sum(len(r.snapshots) for r in records.values())
     print(f"    per-image records {middle - start:.3f} s, table of {table.num_rows} rows ({table.nbytes / 2**20:.1f} "
           f"MiB in memory) {end - middle:.3f} s: {100 * (end - start) / base:.1f}% of the render, on the worker's "
-          f"writer thread for the table; without its {pngs} snapshot PNGs (Pillow, {size} px) the table takes "
-          f"{plain:.4f} s")
+          f"writer thread for the table; its {pngs} snapshot PNGs (Pillow, {size} px) are nearly all of it: "
+          f"{threaded:.3f} s with {encoders} encoders at once (--cpus-per-worker {encoders}), {plain:.4f} s "
+          f"without them")
 
 
 def host_waits(model, batch: int, schedule: Schedule, device, options, trajectory) -> int:

@@ -189,14 +189,15 @@ def random_results(rng: np.random.Generator, n_classes: int = 7, k: int = 3) -> 
     return results
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_the_trajectories_table_is_the_reference_tables_value_for_value(seed):
-    """Built column by column from arrays, the table is the row-by-row one: same schema, values, nulls and file."""
+@pytest.mark.parametrize("seed, threads", [(0, 1), (1, 1), (2, 3)])
+def test_the_trajectories_table_is_the_reference_tables_value_for_value(seed, threads):
+    """Built column by column from arrays, the table is the row-by-row one: same schema, values, nulls and file
+    (its PNGs encoded one at a time or several at once)."""
     import io
     import pyarrow.parquet as pq
     from sweep.store import trajectories_table
     results = random_results(np.random.default_rng(seed))
-    table, reference = trajectories_table(results, 7), reference_trajectories_table(results, 7)
+    table, reference = trajectories_table(results, 7, threads=threads), reference_trajectories_table(results, 7)
     assert table.schema == reference.schema and table.num_rows == reference.num_rows == 1 + 2 + 3 + 4
     others = [name for name in table.schema.names if name != "logits"]
     assert table.select(others).equals(reference.select(others))
@@ -211,3 +212,37 @@ def test_the_trajectories_table_is_the_reference_tables_value_for_value(seed):
     assert files[0] == files[1]                                       # the very same Parquet file
     empty = trajectories_table(results[4:], 7)                        # nothing recorded: no rows, the same columns
     assert empty.num_rows == 0 and empty.schema == reference_trajectories_table(results[4:], 7).schema
+
+
+def test_snapshot_pngs_are_encoded_on_several_threads_with_the_workers_cpus(tmp_path, monkeypatch):
+    """The snapshot PNGs are nearly all of the table's time: with `threads`, that many encode at once (Pillow lets
+    go of the GIL), and a worker gives its CPU reservation. Two encoders meet at a barrier: one at a time, the
+    first would wait there alone until the timeout broke it."""
+    import dataclasses
+    import itertools
+    import threading
+
+    import sweep.store
+    import sweep.worker
+    from sweep.store import trajectories_table
+    both_running, calls = threading.Barrier(2, timeout=30), itertools.count()
+    encode = sweep.store.encode_png
+
+    def meeting(image):
+        if next(calls) < 2:                                 # the first two wait for each other
+            both_running.wait()
+        return encode(image)
+    results = random_results(np.random.default_rng(0))
+    expected = reference_trajectories_table(results, 7).column("png")
+    monkeypatch.setattr(sweep.store, "encode_png", meeting)
+    assert trajectories_table(results, 7, threads=2).column("png").equals(expected)   # each on its own row
+    monkeypatch.setattr(sweep.store, "encode_png", encode)
+
+    given = []
+    monkeypatch.setattr(sweep.worker, "trajectories_table",
+                        lambda results, n_classes, threads=1: (given.append(threads),
+                                                               trajectories_table(results, n_classes, threads))[1])
+    w = worker(tmp_path)
+    w.config = dataclasses.replace(w.config, threads=3)    # as `--cpus-per-worker 3` (torch's own threads untouched)
+    w.run(make_plan(n_classes=10, jobs="octave", classes="1-2", batch_size=2).batches()[0], (1, 1))
+    assert given == [3]
