@@ -250,8 +250,8 @@ def trajectory_figures(args, model, device, options) -> None:
           f"wall {costs(wall)}" + ("" if cuda else f"; CPU time {costs(cpu)}"))
     if cuda:
         try:   # never measured on a GPU before: a failure here must not cost the session its later sections
-            waits = {name: host_waits(model, batch, schedule, device, options, trajectory)
-                     for name, trajectory in variants.items()}
+            waits = {name: host_waits(model, batch, one_octave(size, 60), device, options, trajectory)
+                     for name, trajectory in variants.items()}   # 60 steps: a snapshot (step 50) between marks
             print("    the host waited for the GPU within the steps (torch's sync debug mode): "
                   + ", ".join(f"{name} {n} times" for name, n in waits.items()) + " (recording should add none)")
         except Exception as error:
