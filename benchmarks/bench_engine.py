@@ -10,15 +10,18 @@
     PNG encoding and Parquet writes included: seconds per class and the share of the run the render loop waited
     (goal < 5%);
 (f) the cost of recording trajectories (`sweep run --trajectory`): the engine with every:10 (and every:10 with
-    snapshots every 50 steps) against recording off, same batch and schedule (goal: < 5% at N = 10), and the
-    per-image records and table built from them (`jobs.kinds.trajectory_records`, `sweep.store.trajectories_table`);
+    snapshots every 50 steps) against recording off, same batch and schedule (goal: < 5% at N = 10), on CUDA how
+    often each made the host wait for the GPU within its steps (recording should add no wait), and the per-image
+    records and table built from them (`jobs.kinds.trajectory_records`, `sweep.store.trajectories_table`), the
+    table again with as many PNG encoders as torch has threads (a worker's --cpus-per-worker) and without its
+    snapshot PNGs;
 (h) the engine with the network's batch norms folded into its convolutions (`sweep run --fold-batchnorm`, on by
     default on GPUs, as every other section here runs) against the network as loaded, at (a)'s batch, size and
     options;
-(e) quality of the speed options against float32 on the same seeds (on the CPU: bf16 autocast): the trained digits
-    model's class images keep label = target with p >= 0.9 (10/10); on GoogLeNet with He-initialised random
-    weights, the cosine between what 1 and 20 steps did to the images (beyond the blur) with and without the
-    options (tolerance 0.7; losses are no measure there: they stay within 0.01% of C = 200);
+(e) quality of each half precision (bf16 and fp16 autocast, with the run's layout) against float32 on the same
+    seeds: the trained digits model's class images keep label = target with p >= 0.9 (10/10); on GoogLeNet with
+    He-initialised random weights, the cosine between what 1 and 20 steps did to the images (beyond the blur) with
+    and without it (tolerance 0.7; losses are no measure there: they stay within 0.01% of C = 200);
 (g) on CUDA (on the CPU with `--only g`): where a step's time goes, from torch.profiler: the 15 kernels that took
     most of 5 steps at the preset's crop size, each with its share.
 
@@ -35,6 +38,7 @@ import dataclasses
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -293,18 +297,30 @@ def trajectory_figures(args, model, device, options) -> None:
     # (what this render itself computed) is the fairer measure there, and is printed beside it.
     wall: dict[str, list[float]] = {name: [] for name in variants}
     cpu: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(max(args.repeats, 3)):   # interleaved: a machine that slows down slows every variant
-        for name, trajectory in variants.items():
+    names = list(variants)
+    for repeat in range(max(args.repeats, 3)):   # interleaved: a machine that slows down slows every variant
+        turn = repeat % len(names)               # and each variant first in turn: none always runs after another
+        for name in names[turn:] + names[:turn]:
+            trajectory = variants[name]
             before = time.process_time()
             wall[name].append(time_engine(model, batch, schedule, device, **options, trajectory=trajectory))
             cpu[name].append(time.process_time() - before)
 
-    def costs(times: dict[str, list[float]]) -> str:
+    def costs(times: dict[str, list[float]]) -> str:   # the best of each, and how far the off runs spread
         base = min(times["off"])
-        return f"off {base:.2f} s; " + ", ".join(f"{name} {min(t):.2f} s ({100 * (min(t) / base - 1):+.1f}%)"
-                                                 for name, t in times.items() if name != "off")
+        return (f"off {base:.2f} s (its runs within {100 * (max(times['off']) / base - 1):.1f}%); "
+                + ", ".join(f"{name} {min(t):.2f} s ({100 * (min(t) / base - 1):+.1f}%)"
+                            for name, t in times.items() if name != "off"))
     print(f"(f) trajectories, batch {batch}, {iterations} iterations at {size} px (goal < 5% at every:10): "
           f"wall {costs(wall)}" + ("" if cuda else f"; CPU time {costs(cpu)}"))
+    if cuda:
+        try:   # never measured on a GPU before: a failure here must not cost the session its later sections
+            waits = {name: host_waits(model, batch, one_octave(size, 60), device, options, trajectory)
+                     for name, trajectory in variants.items()}   # 60 steps: a snapshot (step 50) between marks
+            print("    the host waited for the GPU within the steps (torch's sync debug mode): "
+                  + ", ".join(f"{name} {n} times" for name, n in waits.items()) + " (recording should add none)")
+        except Exception as error:
+            print(f"    (counting the host's waits failed: {type(error).__name__}: {error})")
     base = min(wall["off"])
     specs = [JobSpec("octave", j % model.n_classes, seed=j) for j in range(batch)]
     objectives = [obj.class_logit(s.target, schedule.C, absolute=schedule.absolute) for s in specs]
@@ -317,11 +333,39 @@ def trajectory_figures(args, model, device, options) -> None:
     class Result:   # what trajectories_table reads of a JobResult
         def __init__(self, spec, record):
             self.spec, self.trajectory, self.error = spec, record, None
-    table = trajectories_table([Result(s, records[j]) for j, s in enumerate(specs)], model.n_classes)
+    results = [Result(s, records[j]) for j, s in enumerate(specs)]
+    table = trajectories_table(results, model.n_classes)
     end = time.perf_counter()
+    encoders = torch.get_num_threads()   # a worker encodes its PNGs on its CPU reservation (--cpus-per-worker)
+    threaded = time.perf_counter()
+    trajectories_table(results, model.n_classes, threads=encoders)
+    threaded = time.perf_counter() - threaded
+    without = [Result(s, dataclasses.replace(records[j], snapshots={})) for j, s in enumerate(specs)]
+    plain = time.perf_counter()
+    trajectories_table(without, model.n_classes)
+    plain = time.perf_counter() - plain
+    pngs = sum(len(r.snapshots) for r in records.values())
     print(f"    per-image records {middle - start:.3f} s, table of {table.num_rows} rows ({table.nbytes / 2**20:.1f} "
           f"MiB in memory) {end - middle:.3f} s: {100 * (end - start) / base:.1f}% of the render, on the worker's "
-          f"writer thread for the table")
+          f"writer thread for the table; its {pngs} snapshot PNGs (Pillow, {size} px) are nearly all of it: "
+          f"{threaded:.3f} s with {encoders} encoders at once (--cpus-per-worker {encoders}), {plain:.4f} s "
+          f"without them")
+
+
+def host_waits(model, batch: int, schedule: Schedule, device, options, trajectory) -> int:
+    """CUDA: how often a render made the host wait for the GPU between the end of its first step and the end of
+    its last (torch's sync debug mode warns at each wait: a read of a value, a blocking copy)."""
+    objectives = [obj.class_logit(j % model.n_classes, schedule.C, absolute=schedule.absolute) for j in range(batch)]
+    marks: list[int] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            render(model, objectives, schedule, list(range(batch)), device=device, **options, trajectory=trajectory,
+                   progress=lambda done, total: marks.append(sum("synchroniz" in str(w.message) for w in caught)))
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return marks[-1] - marks[0]
 
 
 def preset_figures(args, model, device, options, cap: int | None) -> None:

@@ -17,10 +17,13 @@ This is the octave method of Image generation I ("Jitter using cropped octaves")
 `render` reads as that loop: `start_images`, `enter_octave`, `step`, `record`, `errors`.
 
 Trajectories (option `trajectory=TrajectoryOptions(every=N, snapshots=M)`; off by default): every N steps `record`
-keeps the outputs the step's own forward pass already computed (B x n_classes, left on the device: no extra forward
-pass, no synchronisation) and its losses, and every M steps a CPU copy of the images that step cropped from. A
-record at step t is the state after t updates: the image the t-th step started from (after its resize cycle) and the
-network's output on that step's crop (and padding) of it. This is the article's video material (Input generation,
+keeps the outputs the step's own forward pass already computed (B x n_classes float32, as the objectives read them:
+no extra forward pass) and its losses, and every M steps a host copy of the images that step cropped from.
+Recording never makes the host wait for the device: outputs and losses stay on the device until the render ends (one
+copy then), and a snapshot's copy is queued without blocking (into page-locked memory on a GPU), so the device's
+queue of steps never drains for it; the render waits for those copies once, at its end. A record at step t is the
+state after t updates: the image the t-th step started from (after its resize cycle) and the network's output on
+that step's crop (and padding) of it. This is the article's video material (Input generation,
 "InceptionV3 and GoogleNet Compared": "each gradient descent iteration ... with a scatterplot of the activation
 values for each output class at that iteration").
 
@@ -115,23 +118,27 @@ class Trajectory:
 
 
 class Recorder:
-    """Keeps a render's trajectory records: outputs stay on the device until the end (no sync per step)."""
+    """Keeps a render's trajectory records without waiting for the device: outputs and losses stay on it until the
+    end, snapshots are copied to the host as the render goes (queued, not waited for); `result` waits once."""
 
-    def __init__(self, options: Optional[TrajectoryOptions]) -> None:
+    def __init__(self, options: Optional[TrajectoryOptions], device: torch.device) -> None:
         self.options = options
+        self.device = device
         self.steps: list[tuple[int, int]] = []
         self.outputs: list[Tensor] = []
         self.losses: list[Tensor] = []
-        self.snapshots: dict[int, Tensor] = {}
+        self.snapshots: dict[int, Tensor] = {}   # step -> host tensor, being filled until `result` has waited
 
     def result(self, n: int, n_classes: int) -> Optional[Trajectory]:
         if self.options is None:
             return None
+        if self.snapshots and self.device.type == "cuda":   # the snapshots' non-blocking copies are complete
+            torch.cuda.current_stream(self.device).synchronize()
         steps = torch.tensor([t for t, _ in self.steps], dtype=torch.long)
         octaves = torch.tensor([o for _, o in self.steps], dtype=torch.long)
-        outputs = (torch.stack(self.outputs).float().cpu() if self.outputs
+        outputs = (torch.stack(self.outputs).cpu() if self.outputs
                    else torch.empty(0, n, n_classes))                        # T x B x n_classes
-        losses = torch.stack(self.losses).float().cpu() if self.losses else torch.empty(0, n)   # T x B
+        losses = torch.stack(self.losses).cpu() if self.losses else torch.empty(0, n)           # T x B
         return Trajectory(steps, octaves, outputs, losses, self.snapshots)
 
 
@@ -205,7 +212,7 @@ class Stepped(NamedTuple):
     """What one step gives back: the images after it, and what it saw on the way (for `record`)."""
     images: Tensor                      # B x 3 x H x W after the update
     losses: Tensor                      # B
-    outputs: Tensor                     # B x n_classes (detached): what the objectives read
+    outputs: Tensor                     # B x n_classes float32 (detached): what the objectives read
     seen: Tensor                        # B x 3 x h x w: the images the step cropped from (before the update)
 
 
@@ -230,7 +237,8 @@ def step(loop: Loop, x: Tensor, state: OctaveState, i: int, t: int) -> Stepped:
     if loop.head:
         logits = loop.activations[loop.head]                                # B x n_classes from the tapped head
     step_info = Step(octave=state.index, i=i, n=octave.iterations, t=t, total=s.total_iterations)
-    outputs = Outputs(logits.float(), {k: v.float() for k, v in loop.activations.items()}, part, step_info)
+    read = logits.float()                                                   # B x n_classes (bf16 under autocast)
+    outputs = Outputs(read, {k: v.float() for k, v in loop.activations.items()}, part, step_info)
     losses = loop.batch(outputs)                                            # B
     (grad,) = torch.autograd.grad(losses.sum() * loop.loss_scale, part)   # B x 3 x h x w; frees the graph
     if loop.loss_scale != 1.0:
@@ -248,19 +256,20 @@ def step(loop: Loop, x: Tensor, state: OctaveState, i: int, t: int) -> Stepped:
             x = transforms.pad(octave.pad, s.pad_fill)(x)                   # B x 3 x (H + 2 pad) x (W + 2 pad)
         if s.clamp:
             x = x.clamp(0.0, 1.0)
-    return Stepped(x, losses.detach(), logits.detach(), seen)
+    return Stepped(x, losses.detach(), read.detach(), seen)
 
 
 def record(recorder: Recorder, t: int, octave: int, stepped: Stepped) -> None:
-    """Keep step t's outputs and losses every `every` steps, and its images every `snapshots` steps."""
+    """Keep step t's outputs and losses every `every` steps, and its images every `snapshots` steps. Nothing here
+    waits for the device (no `.cpu()`, `.item()`: each would drain its queue of steps)."""
     options = recorder.options
     if options is None or t % options.every:
         return
     recorder.steps.append((t, octave))
-    recorder.outputs.append(stepped.outputs.float())                     # B x n_classes, on the device
-    recorder.losses.append(stepped.losses.float())                       # B
-    if options.snapshots and t % options.snapshots == 0:
-        recorder.snapshots[t] = stepped.seen.detach().float().cpu()     # B x 3 x h x w
+    recorder.outputs.append(stepped.outputs)                             # B x n_classes float32, on the device
+    recorder.losses.append(stepped.losses.float())                       # B, on the device (float32: no copy)
+    if options.snapshots and t % options.snapshots == 0:                 # B x 3 x h x w (float32 like the images)
+        recorder.snapshots[t] = stepped.seen.detach().to("cpu", torch.float32, non_blocking=True)
 
 
 def errors(failed_at: Sequence[int], objectives: Sequence[Objective], total: int) -> list[Optional[str]]:
@@ -322,7 +331,7 @@ def render(model: torch.nn.Module, objectives: Sequence[Objective], schedule: Sc
     failed_at = torch.full((n,), -1, dtype=torch.long, device=device)      # first failing step per element
     last_loss = torch.full((n,), float("nan"), device=device)
     head = None if schedule.output == "logits" else schedule.output        # e.g. AuxLogits
-    recorder = Recorder(trajectory)
+    recorder = Recorder(trajectory, device)
     captured = sorted(set(batch.layers) | ({head} if head else set()))
     with torch.enable_grad(), model.input_as(schedule.input), model.capture(captured) as activations:
         loop = Loop(model, batch, schedule, head, activations,

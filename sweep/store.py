@@ -295,31 +295,65 @@ def trajectories_schema(k: int, n_classes: int) -> pa.Schema:
     ])
 
 
-def trajectories_table(results: Sequence, n_classes: int) -> pa.Table:
-    """The recorded steps of successful `jobs.JobResult`s (those with a `trajectory`) -> a `trajectories/` table."""
+def trajectories_table(results: Sequence, n_classes: int, threads: int = 1) -> pa.Table:
+    """The recorded steps of successful `jobs.JobResult`s (those with a `trajectory`) -> a `trajectories/` table.
+    Each column is built at once from the records' arrays; the snapshot rows' PNGs are nearly all of its time
+    (Pillow: about 15 ms for a 299-px image, 40 ms at 490 px, on one core), encoded `threads` at a time."""
     recorded = [r for r in results if r.error is None and getattr(r, "trajectory", None) is not None]
     k = recorded[0].trajectory.topk_classes.shape[1] if recorded else 5
     schema = trajectories_schema(k, n_classes)
-    columns: dict[str, list] = {name: [] for name in schema.names}
-    for r in recorded:
-        t, key, has_target = r.trajectory, r.spec.key, r.spec.target >= 0
-        for row, step in enumerate(t.steps.tolist()):
-            shot = t.snapshots.get(step)
-            columns["key"].append(key)
-            columns["job"].append(r.spec.job)
-            columns["target"].append(r.spec.target if has_target else None)
-            columns["step"].append(step)
-            columns["octave"].append(int(t.octaves[row]))
-            columns["target_logit"].append(float(t.target_logit[row]) if has_target else None)
-            columns["target_rank"].append(int(t.target_rank[row]) if has_target else None)
-            columns["label"].append(int(t.labels[row]))
-            columns["loss"].append(float(t.losses[row]))
-            columns["topk_classes"].append(t.topk_classes[row].tolist())
-            columns["topk_logits"].append(t.topk_logits[row].tolist())
-            columns["logits"].append(shot[1].tolist() if shot is not None else None)
-            columns["png"].append(encode_png(shot[0]) if shot is not None else None)
-    return pa.table({name: pa.array(values, type=schema.field(name).type) for name, values in columns.items()},
-                    schema=schema)
+    if not recorded:
+        return schema.empty_table()
+    records = [r.trajectory for r in recorded]
+    counts = [len(t.steps) for t in records]
+    image = pa.array(np.repeat(np.arange(len(records)), counts))          # N: the image each row belongs to
+    no_target = np.repeat([r.spec.target < 0 for r in recorded], counts)   # N
+    logits, no_snapshot, png = _snapshot_columns(records, counts, n_classes, threads)
+
+    def joined(field: str, dtype) -> np.ndarray:                            # N, or N x k: the records' rows
+        return np.concatenate([np.asarray(getattr(t, field), dtype) for t in records])
+
+    def lists(name: str, values: np.ndarray, null: np.ndarray | None = None) -> pa.Array:   # N x size -> N lists
+        return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), type=schema.field(name).type,
+                                                 mask=None if null is None else pa.array(null))
+    columns = {
+        "key": pa.array([r.spec.key for r in recorded], pa.string()).take(image),
+        "job": pa.array([r.spec.job for r in recorded], pa.string()).take(image),
+        "target": pa.array(np.repeat([r.spec.target for r in recorded], counts).astype(np.int32), mask=no_target),
+        "step": pa.array(joined("steps", np.int32)),
+        "octave": pa.array(joined("octaves", np.int32)),
+        "target_logit": pa.array(joined("target_logit", np.float32), mask=no_target),
+        "target_rank": pa.array(joined("target_rank", np.int32), mask=no_target),
+        "label": pa.array(joined("labels", np.int32)),
+        "loss": pa.array(joined("losses", np.float32)),
+        "topk_classes": lists("topk_classes", joined("topk_classes", np.int32)),
+        "topk_logits": lists("topk_logits", joined("topk_logits", np.float32)),
+        "logits": lists("logits", logits, no_snapshot),
+        "png": pa.array(png, pa.binary()),
+    }
+    return pa.table([columns[name] for name in schema.names], schema=schema)
+
+
+def _snapshot_columns(records: Sequence, counts: Sequence[int], n_classes: int, threads: int
+                      ) -> tuple[np.ndarray, np.ndarray, list]:
+    """What the snapshot rows add: N x n_classes outputs (zeros elsewhere), N flags of the rows without a
+    snapshot (their `logits` and `png` are null), N PNG bytes (None elsewhere)."""
+    logits = np.zeros((sum(counts), n_classes), np.float32)                  # N x n_classes
+    no_snapshot = np.ones(len(logits), bool)                                 # N
+    rows, pictures = [], []
+    first = 0                                                                # the record's first row
+    for t, count in zip(records, counts):
+        row_of = {step: first + r for r, step in enumerate(np.asarray(t.steps).tolist())}
+        for step, (picture, values) in t.snapshots.items():
+            row = row_of[int(step)]
+            logits[row], no_snapshot[row] = values, False
+            rows.append(row)
+            pictures.append(picture)
+        first += count
+    png: list = [None] * len(logits)
+    for row, data in zip(rows, encode_pngs(pictures, threads)):
+        png[row] = data
+    return logits, no_snapshot, png
 
 
 FAILURE_SCHEMA = pa.schema([
@@ -335,6 +369,15 @@ def encode_png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), mode="RGB").save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def encode_pngs(images: Sequence[np.ndarray], threads: int = 1) -> list[bytes]:
+    """`encode_png` of each image, in order, `threads` at a time: Pillow lets go of the GIL while it compresses,
+    so the encoders run on as many cores (and leave the GIL to the render thread)."""
+    if threads <= 1 or len(images) < 2:
+        return [encode_png(image) for image in images]
+    with ThreadPoolExecutor(min(threads, len(images)), thread_name_prefix="classweep-png") as pool:
+        return list(pool.map(encode_png, images))
 
 
 def decode_png(data: bytes) -> np.ndarray:

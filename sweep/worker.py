@@ -317,7 +317,7 @@ class SweepWorker:
         counts as done) implies they are stored; all are named by the batch, so a re-run overwrites them (exactly
         once). A failed write fails the batch's items (recorded like engine failures)."""
         try:
-            trajectories = trajectories_table(results, len(self.model.class_names))
+            trajectories = trajectories_table(results, len(self.model.class_names), threads=self.config.threads)
             if trajectories.num_rows:
                 self.store.write_table(f"{TRAJECTORIES}/{batch.name}.parquet", trajectories)
             # A batch holds one job, so one step count: that job's own schedule's (not the longest of the set).

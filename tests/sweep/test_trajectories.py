@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -128,3 +129,120 @@ def test_an_additions_snapshots_carry_its_partner_for_the_video(tmp_path):
     shots = read_snapshots(Store.open(str(tmp_path / "s")), [addition, octave])
     assert set(shots[addition]["partner"]) == {2} and shots[addition]["final"].iloc[-1]
     assert set(shots[octave]["partner"]) == {-1}
+
+
+def reference_trajectories_table(results, n_classes: int) -> pa.Table:
+    """`trajectories_table` as it was written row by row with Python values (the format's reference)."""
+    from sweep.store import encode_png, trajectories_schema
+    recorded = [r for r in results if r.error is None and getattr(r, "trajectory", None) is not None]
+    k = recorded[0].trajectory.topk_classes.shape[1] if recorded else 5
+    schema = trajectories_schema(k, n_classes)
+    columns: dict[str, list] = {name: [] for name in schema.names}
+    for r in recorded:
+        t, key, has_target = r.trajectory, r.spec.key, r.spec.target >= 0
+        for row, step in enumerate(t.steps.tolist()):
+            shot = t.snapshots.get(step)
+            columns["key"].append(key)
+            columns["job"].append(r.spec.job)
+            columns["target"].append(r.spec.target if has_target else None)
+            columns["step"].append(step)
+            columns["octave"].append(int(t.octaves[row]))
+            columns["target_logit"].append(float(t.target_logit[row]) if has_target else None)
+            columns["target_rank"].append(int(t.target_rank[row]) if has_target else None)
+            columns["label"].append(int(t.labels[row]))
+            columns["loss"].append(float(t.losses[row]))
+            columns["topk_classes"].append(t.topk_classes[row].tolist())
+            columns["topk_logits"].append(t.topk_logits[row].tolist())
+            columns["logits"].append(shot[1].tolist() if shot is not None else None)
+            columns["png"].append(encode_png(shot[0]) if shot is not None else None)
+    return pa.table({name: pa.array(values, type=schema.field(name).type) for name, values in columns.items()},
+                    schema=schema)
+
+
+def random_results(rng: np.random.Generator, n_classes: int = 7, k: int = 3) -> list:
+    """Results as the engine gives them, with random records: images of 1-5 recorded steps (two renders' worth:
+    their step counts differ), a dream without a target, snapshots on some steps, a nan among the outputs, a
+    failed image and one recorded without a trajectory (neither has rows)."""
+    from types import SimpleNamespace
+    from jobs.catalog import JobSpec
+    from jobs.kinds import TrajectoryRecord
+    specs = [JobSpec("octave", 3, seed=0), JobSpec("dream", -1, seed=1, variant="mixed4a"),
+             JobSpec("addition", 2, seed=2, variant="merge", partner=5), JobSpec("octave", 6, seed=3),
+             JobSpec("octave", 1, seed=4), JobSpec("opposite", 0, seed=5)]
+    results = []
+    for j, spec in enumerate(specs):
+        steps = np.sort(rng.choice(50, size=1 + j % 5, replace=False)).astype(np.int32)    # T
+        t = len(steps)
+        outputs = rng.normal(size=(t, n_classes)).astype(np.float32)                         # T x n_classes
+        outputs[0, 0] = np.nan if j == 3 else outputs[0, 0]
+        order = np.argsort(-outputs, axis=1, kind="stable")[:, :k]
+        shots = {int(s): (rng.integers(0, 256, (5 + j, 4 + j, 3), dtype=np.uint8), outputs[r])
+                 for r, s in enumerate(steps) if r % 2 == 0}
+        record = TrajectoryRecord(
+            steps=steps, octaves=(steps >= 25).astype(np.int32), losses=rng.normal(size=t).astype(np.float32),
+            target_logit=(outputs[:, spec.target] if spec.target >= 0 else np.full(t, np.nan)).astype(np.float32),
+            target_rank=rng.integers(1 if spec.target >= 0 else -1, n_classes, t).astype(np.int32),
+            labels=order[:, 0].astype(np.int32), topk_classes=order.astype(np.int32),
+            topk_logits=np.take_along_axis(outputs, order, 1), snapshots=shots)
+        results.append(SimpleNamespace(spec=spec, trajectory=None if j == 5 else record,
+                                       error="non-finite loss" if j == 4 else None))
+    return results
+
+
+@pytest.mark.parametrize("seed, threads", [(0, 1), (1, 1), (2, 3)])
+def test_the_trajectories_table_is_the_reference_tables_value_for_value(seed, threads):
+    """Built column by column from arrays, the table is the row-by-row one: same schema, values, nulls and file
+    (its PNGs encoded one at a time or several at once)."""
+    import io
+    import pyarrow.parquet as pq
+    from sweep.store import trajectories_table
+    results = random_results(np.random.default_rng(seed))
+    table, reference = trajectories_table(results, 7, threads=threads), reference_trajectories_table(results, 7)
+    assert table.schema == reference.schema and table.num_rows == reference.num_rows == 1 + 2 + 3 + 4
+    others = [name for name in table.schema.names if name != "logits"]
+    assert table.select(others).equals(reference.select(others))
+    logits, expected = table.column("logits").combine_chunks(), reference.column("logits").combine_chunks()
+    assert logits.is_null().equals(expected.is_null())               # null on the rows without a snapshot
+    np.testing.assert_array_equal(logits.drop_null().flatten().to_numpy(), expected.drop_null().flatten().to_numpy())
+    files = []
+    for written in (table, reference):
+        buffer = io.BytesIO()
+        pq.write_table(written, buffer)
+        files.append(buffer.getvalue())
+    assert files[0] == files[1]                                       # the very same Parquet file
+    empty = trajectories_table(results[4:], 7)                        # nothing recorded: no rows, the same columns
+    assert empty.num_rows == 0 and empty.schema == reference_trajectories_table(results[4:], 7).schema
+
+
+def test_snapshot_pngs_are_encoded_on_several_threads_with_the_workers_cpus(tmp_path, monkeypatch):
+    """The snapshot PNGs are nearly all of the table's time: with `threads`, that many encode at once (Pillow lets
+    go of the GIL), and a worker gives its CPU reservation. Two encoders meet at a barrier: one at a time, the
+    first would wait there alone until the timeout broke it."""
+    import dataclasses
+    import itertools
+    import threading
+
+    import sweep.store
+    import sweep.worker
+    from sweep.store import trajectories_table
+    both_running, calls = threading.Barrier(2, timeout=30), itertools.count()
+    encode = sweep.store.encode_png
+
+    def meeting(image):
+        if next(calls) < 2:                                 # the first two wait for each other
+            both_running.wait()
+        return encode(image)
+    results = random_results(np.random.default_rng(0))
+    expected = reference_trajectories_table(results, 7).column("png")
+    monkeypatch.setattr(sweep.store, "encode_png", meeting)
+    assert trajectories_table(results, 7, threads=2).column("png").equals(expected)   # each on its own row
+    monkeypatch.setattr(sweep.store, "encode_png", encode)
+
+    given = []
+    monkeypatch.setattr(sweep.worker, "trajectories_table",
+                        lambda results, n_classes, threads=1: (given.append(threads),
+                                                               trajectories_table(results, n_classes, threads))[1])
+    w = worker(tmp_path)
+    w.config = dataclasses.replace(w.config, threads=3)    # as `--cpus-per-worker 3` (torch's own threads untouched)
+    w.run(make_plan(n_classes=10, jobs="octave", classes="1-2", batch_size=2).batches()[0], (1, 1))
+    assert given == [3]
