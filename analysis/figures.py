@@ -187,7 +187,7 @@ def interpolation_strip(frames: pd.DataFrame, values: np.ndarray, source_thumb, 
 def shown_finite(rows: pd.DataFrame, values: np.ndarray) -> np.ndarray:
     """Whether each shown image's outputs are finite: the numbers shown of it (`values`, N x k) and, where the rows
     have it, their OUTPUTS_FINITE column. N."""
-    finite = np.isfinite(np.asarray(values, dtype=float)).all(axis=1)
+    finite = finite_rows(np.asarray(values, dtype=float))
     return finite & rows[OUTPUTS_FINITE].to_numpy(dtype=bool) if OUTPUTS_FINITE in rows else finite
 
 

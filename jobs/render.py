@@ -240,8 +240,10 @@ def step(loop: Loop, x: Tensor, state: OctaveState, i: int, t: int) -> Stepped:
     read = logits.float()                                                   # B x n_classes (bf16 under autocast)
     outputs = Outputs(read, {k: v.float() for k, v in loop.activations.items()}, part, step_info)
     losses = loop.batch(outputs)                                            # B
-    (grad,) = torch.autograd.grad(losses.sum() * loop.loss_scale, part)   # B x 3 x h x w; frees the graph
-    if loop.loss_scale != 1.0:
+    if loop.loss_scale == 1.0:
+        (grad,) = torch.autograd.grad(losses.sum(), part)                  # B x 3 x h x w; frees the graph
+    else:   # fp16: scaled so that small gradients survive the half-precision backward pass, then scaled back
+        (grad,) = torch.autograd.grad(losses.sum() * loop.loss_scale, part)
         grad = grad / loop.loss_scale
     with torch.no_grad():
         update = grad.sign() if s.step == "sign" else grad
