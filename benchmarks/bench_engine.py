@@ -374,8 +374,9 @@ def preset_figures(args, model, device, options, cap: int | None) -> None:
     from sweep.worker import auto_batch_size, largest_input
     preset = load_schedule("googlenet")
     side = largest_input(preset, model.input_size)
-    b = args.full_batch or auto_batch_size(model, preset, device, bf16=options["autocast_bf16"] or options["autocast_fp16"],
-                                           channels_last=options["channels_last"], cap=cap or AUTO_CAP)
+    b = args.full_batch or auto_batch_size(model, preset, device, bf16=options["autocast_bf16"],
+                                           fp16=options["autocast_fp16"], channels_last=options["channels_last"],
+                                           cap=cap or AUTO_CAP)
     warm_up = time_engine(model, b, dataclasses.replace(preset, octaves=tuple(
         dataclasses.replace(o, iterations=2) for o in preset.octaves)), device, **options)   # compiles, autotunes
     torch.cuda.reset_peak_memory_stats(device)
@@ -437,7 +438,7 @@ def worker_figures(args, device, options) -> None:
         schedule = schedule.shortened(args.worker_steps)
     with tempfile.TemporaryDirectory() as root:
         worker = SweepWorker(WorkerConfig(root, name, "random" if cuda else "DEFAULT", schedule,
-                                          bf16=options["autocast_bf16"] or options["autocast_fp16"],   # no fp16 worker
+                                          bf16=options["autocast_bf16"], fp16=options["autocast_fp16"],
                                           channels_last=options["channels_last"],
                                           compile=args.compile, fold_batchnorm=args.fold_batchnorm,
                                           threads=torch.get_num_threads()))

@@ -295,7 +295,7 @@ def render(model: torch.nn.Module, objectives: Sequence[Objective], schedule: Sc
     checked against float32 there; the sweep's workers turn it on only on GPUs). `autocast_fp16`: float16 autocast
     instead (3 more mantissa bits than bf16, the same speed on GPUs with tensor cores, a narrower range): the loss is
     scaled by FP16_LOSS_SCALE before the backward pass and the gradient divided after it, so that small gradients
-    are not flushed to zero (measured on the CPU, not yet offered by `sweep run`). `channels_last`: CUDA only.
+    are not flushed to zero (`sweep run --fp16`; on the sweep's GPU workers only). `channels_last`: CUDA only.
     `init`: optional starting images, one per element (a 3 x H x W tensor in [0, 1], or None for the schedule's
     noise), fitted to the first octave's size (transfiguration, interpolation and dreams start from real images).
     `frame_steps`: optional per element the steps done (0 .. total) after which to keep a snapshot of the image

@@ -103,14 +103,17 @@ def cluster_options(command):
     return command
 
 
+def given(name: str) -> bool:
+    """Whether the current command's option `name` was given (on the command line), not left at its default."""
+    return click.get_current_context().get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+
+
 def refuse_given(needed: str, names: tuple[str, ...]) -> None:
     """Refuse options of the current command that only `needed` uses, when given without it (else they would be
     silently ignored)."""
-    ctx = click.get_current_context()
-    given = [f"--{name.replace('_', '-')}" for name in names
-             if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)]
-    if given:
-        raise click.UsageError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to {needed}, "
+    named = [f"--{name.replace('_', '-')}" for name in names if given(name)]
+    if named:
+        raise click.UsageError(f"{', '.join(named)} only appl{'ies' if len(named) == 1 else 'y'} to {needed}, "
                                f"which was not given")
 
 
@@ -251,6 +254,9 @@ def models() -> None:
               help="Tries per item in this run before it is left in failures/.")
 @click.option("--bf16/--no-bf16", default=True, show_default=True, help="bf16 autocast on GPUs (recorded in "
               "the manifest's runs).")
+@click.option("--fp16/--no-fp16", default=False, show_default=True, help="float16 autocast on GPUs instead of "
+              "bf16 (loss scaled by 2^10 so that small gradients survive float16's range; 3 more mantissa bits than "
+              "bf16, closer to float32; recorded in the manifest's runs; not with --bf16).")
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True,
               help="channels_last memory format on GPUs.")
 @click.option("--compile/--no-compile", "compile_", default=False, show_default=True,
@@ -276,16 +282,20 @@ def models() -> None:
               "print the projected GPU-hours and wall time for --workers (default 1).")
 @cluster_options
 def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants, images, layers, seeds, schedule,
-        job_schedules, batch_size, max_attempts, bf16, channels_last, compile_, cudnn_benchmark, fold_batchnorm,
-        trajectory, lease_timeout, check_files, dry_run, calibrate, address, workers, device, cpus_per_worker,
-        gpu_wait, stall_timeout) -> None:
+        job_schedules, batch_size, max_attempts, bf16, fp16, channels_last, compile_, cudnn_benchmark,
+        fold_batchnorm, trajectory, lease_timeout, check_files, dry_run, calibrate, address, workers, device,
+        cpus_per_worker, gpu_wait, stall_timeout) -> None:
     """Generate images for every selected class (resumes an interrupted run of the same command)."""
+    if fp16 and bf16 and given("bf16"):   # a bare --fp16 turns the default bf16 off
+        raise click.UsageError("--bf16 and --fp16 ask for two autocasts: choose one (--fp16 alone runs float16 in "
+                               "bf16's place)")
     config = SweepConfig(store=store, model=model, weights=weights, jobs=jobs, classes=classes, pairs=pairs,
                          interpolate_pairs=interpolate_pairs, variants=variants, images=tuple(images),
                          layers=tuple(layers), seeds=seeds, schedule=schedule,
                          job_schedules=tuple(job_schedules), batch_size=batch_size,
                          cluster=cluster_config(address, workers, device, cpus_per_worker, gpu_wait, stall_timeout),
-                         max_attempts=max_attempts, bf16=bf16, channels_last=channels_last, compile=compile_,
+                         max_attempts=max_attempts, bf16=bf16 and not fp16, fp16=fp16,
+                         channels_last=channels_last, compile=compile_,
                          cudnn_benchmark=cudnn_benchmark, fold_batchnorm=fold_batchnorm, trajectory=trajectory,
                          lease_timeout=lease_timeout, check_files=check_files)
     if dry_run or calibrate:
@@ -403,8 +413,7 @@ def figures(store, out, trajectories, keep_trajectories, seeds) -> None:
     with reported(store):
         st = open_store(store)
         choice = SeedChoice.of_store(st.manifest, seeds)   # a seed the store lacks: refused before anything runs
-        given = click.get_current_context().get_parameter_source("seeds") != click.core.ParameterSource.DEFAULT
-        if choice.hint() and not given:
+        if choice.hint() and not given("seeds"):
             click.echo(choice.hint())
         index = functions[1](st, out, trajectories=trajectories, keep_trajectories=keep_trajectories, seeds=seeds)
     click.echo(f"report: {index}" + (f" ({choice.line()})" if choice.line() else ""))

@@ -74,6 +74,8 @@ class SweepConfig:
     engine: str = "jobs.kinds:run_batch"   # the batch renderer, "module:function" (benchmarks and tests plug fakes)
     worker: str = "sweep.worker:SweepWorker"   # the actor class, "module:Class" (fault tests plug a subclass)
     bf16: bool = True                   # bf16 autocast on GPUs (changes the pixels: recorded per run)
+    fp16: bool = False                  # float16 autocast on GPUs instead, the loss scaled by 2^10; takes bf16's
+                                        #   place (changes the pixels: recorded per run)
     channels_last: bool = True          # channels_last memory format on GPUs (speed only)
     compile: bool = False               # torch.compile the network on GPUs (speed only; compiles per input shape)
     cudnn_benchmark: bool = True        # cuDNN picks its fastest kernels per shape on GPUs (speed only)
@@ -581,7 +583,7 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
             counter = ray.remote(StepCounter).options(num_cpus=0).remote()
             worker_config = WorkerConfig(store.uri, config.model, config.weights, schedule, config.engine,
                                          threads=max(1, int(cluster.cpus_per_worker)), bf16=config.bf16,
-                                         channels_last=config.channels_last, compile=config.compile,
+                                         fp16=config.fp16, channels_last=config.channels_last, compile=config.compile,
                                          cudnn_benchmark=config.cudnn_benchmark,
                                          fold_batchnorm=config.fold_batchnorm,
                                          read_layers=layers_read(plan.layers, schedule), steps=counter,
@@ -595,7 +597,7 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
             record_run(store, {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                "batch_size": batch_size, "batch_size_option": config.batch_size or "auto",
                                "workers": count, **{k: setup[k] for k in
-                                                    ("device", "gpu", "bf16", "channels_last", "compile",
+                                                    ("device", "gpu", "bf16", "fp16", "channels_last", "compile",
                                                      "fold_batchnorm")}})
             sweep = SweepDispatch(config, store, schedule, progress, counter)
             given_up = sweep.given_up   # filled as items fail for good: an interrupted run's summary lists them too

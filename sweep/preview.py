@@ -132,11 +132,10 @@ def calibrate(prepared, device: str | None = None) -> Calibration:
     """Time one batch of the plan's first job on `device` (default: cuda when available, else cpu), every octave
     cut to CALIBRATION_STEPS steps, after an untimed warm-up of the same steps; the timed run is repeated (at
     least MIN_TIMED_RUNS times, until MIN_TIMED_SECONDS are measured, at most MAX_TIMED_RUNS times) and its median
-    counts. On a GPU it runs as the sweep's GPU
-    workers do: with the run's speed options (bf16 autocast, channels_last, cuDNN benchmark, batch norms folded,
-    `--compile`, whose compiling the warm-up absorbs) and, with an automatic batch size, the batch the workers'
-    memory probe chooses (not the CPU's); on the CPU its batch norms are folded when `--fold-batchnorm` asks, as
-    the CPU workers' are."""
+    counts. On a GPU it runs as the sweep's GPU workers do: with the run's speed options (bf16 or fp16 autocast,
+    channels_last, cuDNN benchmark, batch norms folded, `--compile`, whose compiling the warm-up absorbs) and, with
+    an automatic batch size, the batch the workers' memory probe chooses (not the CPU's); on the CPU its batch norms
+    are folded when `--fold-batchnorm` asks, as the CPU workers' are."""
     import dataclasses
 
     import torch
@@ -146,17 +145,18 @@ def calibrate(prepared, device: str | None = None) -> Calibration:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     config = prepared.config
     on_gpu = torch.device(device).type == "cuda"
-    speed = {"autocast_bf16": config.bf16 and on_gpu, "channels_last": config.channels_last and on_gpu}
+    from sweep.worker import auto_batch_size, autocast_options, folds_batchnorm, layers_read, ready_for_gpu
+    speed = {**autocast_options(config, on_gpu), "channels_last": config.channels_last and on_gpu}
     model = load_model(config.model, config.weights, device=device)
     plan = prepared.plan
-    from sweep.worker import auto_batch_size, folds_batchnorm, layers_read, ready_for_gpu
     if folds_batchnorm(config.fold_batchnorm, on_gpu):   # as the workers: before compiling
         model.fold_batchnorm(keep=layers_read(plan.layers, prepared.schedule))
     if on_gpu:   # as the workers (the warm-up below compiles, with --compile)
         ready_for_gpu(model, cudnn_benchmark=config.cudnn_benchmark, compile=config.compile)
         if config.batch_size is None:
             plan = dataclasses.replace(plan, batch_size=auto_batch_size(
-                model, prepared.schedule, device, bf16=config.bf16, channels_last=config.channels_last))
+                model, prepared.schedule, device, bf16=speed["autocast_bf16"], fp16=speed["autocast_fp16"],
+                channels_last=config.channels_last))
     batch = plan.batches()[0]
     schedule = prepared.schedule.for_job(batch.items[0].job)   # a batch holds one job: time that job's schedule
     specs = batch.items

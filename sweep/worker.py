@@ -43,6 +43,8 @@ class WorkerConfig:
     engine: str = "jobs.kinds:run_batch"  # "module:function" with run_batch's signature (tests plug fakes here)
     threads: int = 1                 # torch CPU threads (the actor's CPU reservation)
     bf16: bool = True                # bf16 autocast on a GPU (ignored on the CPU)
+    fp16: bool = False               # float16 autocast on a GPU instead, the loss scaled (`jobs.render`): takes
+                                     #   bf16's place when both are set (ignored on the CPU)
     channels_last: bool = True       # channels_last memory format on a GPU (ignored on the CPU)
     compile: bool = False            # torch.compile the network on a GPU (ignored on the CPU)
     cudnn_benchmark: bool = True     # let cuDNN pick its fastest kernels per shape on a GPU
@@ -109,6 +111,14 @@ def worker_name() -> str:
     return f"{socket.gethostname()}/{context.get_node_id()[:8]}/{actor[:8]}"
 
 
+def autocast_options(config, on_gpu: bool) -> dict[str, bool]:
+    """The engine's autocast switches for a worker of `config` (a `WorkerConfig` or a `SweepConfig`): float16 when
+    `fp16` asks (it takes bf16's place), else bf16 when `bf16` does; neither on the CPU, where the run is the
+    float32 run bit for bit."""
+    fp16 = config.fp16 and on_gpu
+    return {"autocast_bf16": config.bf16 and on_gpu and not fp16, "autocast_fp16": fp16}
+
+
 def folds_batchnorm(option: bool | None, on_gpu: bool) -> bool:
     """Whether a worker folds batch norms into convolutions: as `option` says, or when None on a GPU only (like
     bf16 and channels_last; on the CPU the network stays as loaded, bit for bit)."""
@@ -127,8 +137,8 @@ def layers_read(layer_specs, schedules) -> tuple[str, ...]:
 def ready_for_gpu(model, *, cudnn_benchmark: bool, compile: bool) -> None:
     """A GPU process's settings for `model`: cuDNN's kernel autotuning; float32 kept float32 (PyTorch runs float32
     convolutions on GPUs in TF32 by default, a 10-bit mantissa; here a `--no-bf16` run computes as the articles
-    did, and the stored logits and scores, always float32, are those of the image; bf16 autocast's convolutions
-    are bf16 either way); and `torch.compile` when asked (`nn.Module.compile`: torch >= 2.2)."""
+    did, and the stored logits and scores, always float32, are those of the image; autocast's convolutions are
+    bf16 or float16 either way); and `torch.compile` when asked (`nn.Module.compile`: torch >= 2.2)."""
     import torch
     torch.backends.cudnn.benchmark = cudnn_benchmark
     torch.backends.cudnn.allow_tf32 = False
@@ -137,11 +147,12 @@ def ready_for_gpu(model, *, cudnn_benchmark: bool, compile: bool) -> None:
         model.net.compile()
 
 
-def auto_batch_size(model, schedules, device, *, bf16: bool, channels_last: bool, cap: int = AUTO_CAP) -> int:
+def auto_batch_size(model, schedules, device, *, bf16: bool, channels_last: bool, fp16: bool = False,
+                    cap: int = AUTO_CAP) -> int:
     """`--batch-size auto` on a GPU: the memory probe's largest batch, at most `cap`, for the largest image any
     job of `schedules` feeds `model`."""
     return probe_batch_size(model, largest_input(schedules, model.input_size), device, bf16=bf16,
-                            channels_last=channels_last, cap=cap)
+                            channels_last=channels_last, fp16=fp16, cap=cap)
 
 
 def largest_input(schedules, default: int) -> int:
@@ -151,20 +162,22 @@ def largest_input(schedules, default: int) -> int:
     return max([max(s.model_input_sizes()) for s in getattr(schedules, "members", ())] or [default])
 
 
-def probe_batch_size(model, side: int, device, *, bf16: bool, channels_last: bool, cap: int = AUTO_CAP,
-                     headroom: float = HEADROOM) -> int:
+def probe_batch_size(model, side: int, device, *, bf16: bool, channels_last: bool, fp16: bool = False,
+                     cap: int = AUTO_CAP, headroom: float = HEADROOM) -> int:
     """The largest batch whose forward + input gradient at `side` x `side` fits in `headroom` of the GPU's free
     memory, at most `cap`: two short steps (batches 2 and 4) tell the fixed and the per-image memory. Each is
     measured on its second run: a shape's first step also holds cuDNN benchmarking's trial workspaces (and lazy
-    library handles, a compiled network's first trace), which the render's steady steps do not."""
+    library handles, a compiled network's first trace), which the render's steady steps do not. The steps run
+    under the render's autocast: float16 when `fp16` (it takes bf16's place), else bf16 when `bf16`."""
     import torch
+    half = torch.float16 if fp16 else torch.bfloat16
 
     def step(batch: int) -> None:
         x = torch.rand(batch, 3, side, side, device=device)                    # B x 3 x S x S
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         x.requires_grad_(True)
-        with torch.enable_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+        with torch.enable_grad(), torch.autocast("cuda", dtype=half, enabled=bf16 or fp16):
             out = model(x)
             torch.autograd.grad(out.float().sum(), x)
 
@@ -237,12 +250,18 @@ class SweepWorker:
     def info(self) -> dict:
         return {"worker": self.name, "device": str(self.device)}
 
+    @property
+    def autocast(self) -> dict[str, bool]:
+        """The engine's autocast switches on this actor (`autocast_options`)."""
+        return autocast_options(self.config, self.on_gpu)
+
     def options(self) -> dict:
         """The speed options in effect on this actor (the ones that change images are recorded per run)."""
         import torch
         return {"device": self.device.type,
                 "gpu": torch.cuda.get_device_name(self.device) if self.on_gpu else "",
-                "bf16": self.config.bf16 and self.on_gpu, "channels_last": self.config.channels_last and self.on_gpu,
+                "bf16": self.autocast["autocast_bf16"], "fp16": self.autocast["autocast_fp16"],
+                "channels_last": self.config.channels_last and self.on_gpu,
                 "compile": self.config.compile and self.on_gpu, "fold_batchnorm": self.folds}
 
     def setup(self, batch_size: int | None = None) -> dict:
@@ -250,7 +269,8 @@ class SweepWorker:
         fits the schedule's largest octave, on a CPU `CPU_BATCH`."""
         if batch_size is None:
             if self.on_gpu:
-                batch_size = auto_batch_size(self.model, self.config.schedule, self.device, bf16=self.config.bf16,
+                batch_size = auto_batch_size(self.model, self.config.schedule, self.device,
+                                             bf16=self.autocast["autocast_bf16"], fp16=self.autocast["autocast_fp16"],
                                              channels_last=self.config.channels_last)
             else:
                 batch_size = CPU_BATCH
@@ -286,8 +306,8 @@ class SweepWorker:
             if self.config.steps is not None and token is not None:
                 options["progress"] = self.step_reporter(batch, token)
             results = self.run_batch(self.model, specs, self.config.schedule, device=self.device,
-                                     autocast_bf16=self.config.bf16 and self.on_gpu,
-                                     channels_last=self.config.channels_last and self.on_gpu, **options)
+                                     **self.autocast, channels_last=self.config.channels_last and self.on_gpu,
+                                     **options)
             return results, {r.spec.key: r.error for r in results if r.error is not None}
         except Exception as error:  # the engine failed the whole batch: every item records why
             schedule = self.config.schedule.for_job(batch.items[0].job)

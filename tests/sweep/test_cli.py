@@ -518,9 +518,13 @@ CLUSTER = ClusterConfig(address="auto", workers=3, device="cpu", cpus_per_worker
 
 # The on/off options of `run`, three times: each first off its default, and then so that no two options take the
 # same values in all three runs (a swap of two of them, or one option read for another, changes one run's config).
-SWITCHES = [dict(bf16=False, channels_last=False, compile=True, cudnn_benchmark=False, fold_batchnorm=True),
-            dict(bf16=True, channels_last=False, compile=False, cudnn_benchmark=True, fold_batchnorm=True),
-            dict(bf16=False, channels_last=True, compile=False, cudnn_benchmark=True, fold_batchnorm=False)]
+# --fp16 with --no-bf16 (an explicit --bf16 beside it is refused: `test_fp16_takes_bf16s_place`).
+SWITCHES = [dict(bf16=False, fp16=True, channels_last=False, compile=True, cudnn_benchmark=False,
+                 fold_batchnorm=True),
+            dict(bf16=True, fp16=False, channels_last=False, compile=False, cudnn_benchmark=True,
+                 fold_batchnorm=True),
+            dict(bf16=False, fp16=True, channels_last=True, compile=False, cudnn_benchmark=True,
+                 fold_batchnorm=False)]
 
 
 def switch_args(switches: dict) -> list[str]:
@@ -549,6 +553,27 @@ def test_every_run_option_reaches_the_sweep_config(monkeypatch, tmp_path, switch
         interpolate_pairs="3+4", variants="merge", images=("a.png", "noise:2"), layers=("block2", "block3:0"),
         seeds=2, schedule="tiny", job_schedules=("dream=digits",), batch_size=6, max_attempts=5,
         trajectory=TrajectoryOptions(every=3, snapshots=6), lease_timeout=7.5, cluster=CLUSTER, **switches)
+
+
+def test_fp16_takes_bf16s_place_and_an_explicit_bf16_beside_it_is_refused(monkeypatch, tmp_path):
+    """A bare `--fp16` turns the default bf16 off (the config says which autocast the run asked for, as the
+    manifest's runs record it); `--bf16 --fp16` asks for two autocasts and is refused before anything runs."""
+    import sweep.cli as cli
+    from sweep.driver import SweepSummary
+    store = str(tmp_path / "s")
+    calls = recorded_calls(monkeypatch, cli, "run_sweep", SweepSummary(store, 1, 1, 0, (), 1.0, 1, "cpu", 0, False))
+    for args, expected in ((["--fp16"], (False, True)), ([], (True, False)), (["--no-bf16"], (False, False)),
+                           (["--fp16", "--no-bf16"], (False, True)), (["--bf16", "--no-fp16"], (True, False))):
+        result = invoke("run", "--store", store, "--model", "digits", *args)
+        assert result.exit_code == 0, result.output
+        (((config,), _),) = calls
+        assert (config.bf16, config.fp16) == expected, args
+        calls.clear()
+    for args in (["--bf16", "--fp16"], ["--fp16", "--bf16"], ["--bf16", "--fp16", "--dry-run"]):
+        refused = invoke("run", "--store", store, "--model", "digits", *args)
+        assert refused.exit_code == 2 and refused.output.startswith(
+            "Error: --bf16 and --fp16 ask for two autocasts: choose one"), refused.output
+    assert not calls and not (tmp_path / "s").exists()
 
 
 def test_every_score_option_reaches_the_score_config(monkeypatch):

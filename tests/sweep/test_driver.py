@@ -557,13 +557,15 @@ class Damaged(NamedTuple):
     summary: object    # of the resume
     output: str
     reads: dict        # images/ file name -> how many times the resume's driver read it
+    worker_config: WorkerConfig   # the resume's, as its fleet got it
 
 
 @pytest.fixture(scope="module")
 def damaged_and_resumed(full_sweep, tmp_path_factory) -> Damaged:
     """A copy of the full sweep's store that lost its first two files and had its third truncated, then resumed
-    with another batch size (3) and with batch norms folded (`--fold-batchnorm`, off by default on the CPU): one
-    resume for the tests of what it does."""
+    with another batch size (3), with batch norms folded (`--fold-batchnorm`, off by default on the CPU) and with
+    `--fp16` (a GPU option: ignored on the CPU): one resume for the tests of what it does."""
+    from sweep.fleet import FleetRun
     store = Path(shutil.copytree(full_sweep[0], tmp_path_factory.mktemp("damaged") / "s"))
     files = sorted((store / IMAGES).glob("*.parquet"))
     keys = [set(pq.read_table(path, columns=["key"]).column("key").to_pylist()) for path in files[:3]]
@@ -571,16 +573,21 @@ def damaged_and_resumed(full_sweep, tmp_path_factory) -> Damaged:
         path.unlink()
     bad = files[2]
     bad.write_bytes(bad.read_bytes()[:64])
-    out, reads, read_file = io.StringIO(), collections.Counter(), Store.read_file
+    out, reads, read_file, start, started = io.StringIO(), collections.Counter(), Store.read_file, FleetRun.start, []
 
     def counted(self, path, columns=None):
         if Path(path).parent.name == IMAGES:
             reads[Path(path).name] += 1
         return read_file(self, path, columns)
+    def recorded_start(self, worker_config, first_call):
+        started.append(worker_config)
+        return start(self, worker_config, first_call)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Store, "read_file", counted)
-        summary = run_sweep(config(store, **{**FULL, "batch_size": 3, "fold_batchnorm": True}), stream=out)
-    return Damaged(store, keys[0] | keys[1], bad, keys[2], summary, out.getvalue(), dict(reads))
+        patch.setattr(FleetRun, "start", recorded_start)
+        resume = {**FULL, "batch_size": 3, "fold_batchnorm": True, "bf16": False, "fp16": True}   # as `--fp16` sets
+        summary = run_sweep(config(store, **resume), stream=out)
+    return Damaged(store, keys[0] | keys[1], bad, keys[2], summary, out.getvalue(), dict(reads), *started)
 
 
 def test_auto_batch_is_recorded_and_a_resume_with_another_batch_size_completes_once(full_sweep, damaged_and_resumed):
@@ -603,6 +610,16 @@ def test_each_run_records_whether_its_workers_folded_batch_norms(damaged_and_res
     the manifest's run record says what the workers did: off on the CPU unless asked."""
     runs = Store.open(str(damaged_and_resumed.store)).read_manifest()["runs"]
     assert [(r["device"], r["fold_batchnorm"]) for r in runs] == [("cpu", False), ("cpu", True)]
+
+
+def test_each_run_records_its_autocast_and_fp16_reaches_the_workers(damaged_and_resumed):
+    """`--fp16` is a setting of the run, not of the store (a resume may add or drop it, as with bf16): it reaches
+    the workers, and the manifest's run record says what they did: no autocast on the CPU, bf16 or fp16."""
+    damaged = damaged_and_resumed
+    assert damaged.summary.complete and (damaged.worker_config.fp16, damaged.worker_config.bf16) == (True, False)
+    runs = Store.open(str(damaged.store)).read_manifest()["runs"]
+    assert [(r["device"], r["bf16"], r["fp16"]) for r in runs] == [("cpu", False, False), ("cpu", False, False)]
+    assert "fp16" not in Store.open(str(damaged.store)).read_manifest()["options"]
 
 
 def test_a_resume_reads_each_images_file_once(damaged_and_resumed):

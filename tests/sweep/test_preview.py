@@ -85,6 +85,7 @@ def test_calibration_on_a_gpu_runs_with_the_sweeps_speed_options(tmp_path, monke
     calibration = calibrate(prepared, device="cuda")
     assert calibration.device == "cuda" and calibration.images == 4 and len(calls) >= 2   # warm-up, timed runs
     assert all(c["device"] == "cuda" and c["autocast_bf16"] and c["channels_last"] for c in calls)
+    assert not any(c["autocast_fp16"] for c in calls)
     assert {c["folded"] for c in calls} == {6}          # the digits net's six conv + batch norm pairs
     assert torch.backends.cudnn.benchmark
     compiled = []
@@ -96,6 +97,13 @@ def test_calibration_on_a_gpu_runs_with_the_sweeps_speed_options(tmp_path, monke
     calls.clear()
     calibrate(prepared, device="cpu")                  # on the CPU the GPU options stay off, as on CPU workers
     assert all(not c["autocast_bf16"] and not c["channels_last"] and not c["folded"] for c in calls)
+    calls.clear()
+    fp16 = dataclasses.replace(prepared, config=dataclasses.replace(prepared.config, fp16=True))   # --fp16
+    calibrate(fp16, device="cuda")                     # float16 in bf16's place (the config kept bf16's default)
+    assert calls and all(c["autocast_fp16"] and not c["autocast_bf16"] for c in calls)
+    calls.clear()
+    calibrate(fp16, device="cpu")
+    assert calls and all(not c["autocast_fp16"] and not c["autocast_bf16"] for c in calls)
     calls.clear()
     for fold, device in ((True, "cpu"), (False, "cuda")):   # --fold-batchnorm / --no-fold-batchnorm
         calibrate(dataclasses.replace(prepared, config=dataclasses.replace(prepared.config, fold_batchnorm=fold)),
@@ -128,8 +136,12 @@ def test_calibration_on_a_gpu_with_an_automatic_batch_times_the_probes_batch(tmp
     assert prepared.plan.batch_size == sweep.worker.CPU_BATCH
     calibration = calibrate(prepared, device="cuda")
     side = sweep.worker.largest_input(prepared.schedule, random_digits_model.input_size)
-    assert probed == [(side, {"bf16": True, "channels_last": True, "cap": sweep.worker.AUTO_CAP})]
+    assert probed == [(side, {"bf16": True, "fp16": False, "channels_last": True, "cap": sweep.worker.AUTO_CAP})]
     assert calibration.images == 11 and len(timed) >= 2 and set(timed) == {11}
+    probed.clear()
+    calibrate(dataclasses.replace(prepared, config=dataclasses.replace(prepared.config, bf16=False, fp16=True)),
+              device="cuda")                                             # --fp16: the probe steps in float16
+    assert probed == [(side, {"bf16": False, "fp16": True, "channels_last": True, "cap": sweep.worker.AUTO_CAP})]
 
 
 def test_calibration_takes_the_median_of_runs_repeated_until_a_second_is_measured(tmp_path, monkeypatch,

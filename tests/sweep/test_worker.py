@@ -229,9 +229,43 @@ def test_setup_on_a_gpu_probes_at_the_largest_input_of_every_job(tmp_path, monke
     monkeypatch.setattr(worker_module, "probe_batch_size",
                         lambda model, side, device, **options: probed.append((side, options)) or 12)
     setup = worker.setup(None)
-    assert probed == [(737, {"bf16": True, "channels_last": True, "cap": worker_module.AUTO_CAP})]
-    assert (setup["batch_size"], setup["gpu"], setup["bf16"]) == (12, "a fake GPU", True)
+    assert probed == [(737, {"bf16": True, "fp16": False, "channels_last": True, "cap": worker_module.AUTO_CAP})]
+    assert (setup["batch_size"], setup["gpu"], setup["bf16"], setup["fp16"]) == (12, "a fake GPU", True, False)
     assert worker.setup(5)["batch_size"] == 5 and len(probed) == 1      # a given batch size is not probed
+
+
+@pytest.mark.parametrize("bf16", [True, False])
+def test_fp16_takes_bf16s_place_on_a_gpu_and_the_cpu_never_autocasts(tmp_path, monkeypatch, bf16):
+    """`--fp16`: the engine, the memory probe and the options the run records get float16 autocast on a GPU, and
+    bf16 is off then (even when the config kept bf16's default); on the CPU neither is on, as with bf16."""
+    import sweep.worker as worker_module
+    worker = SweepWorker(WorkerConfig(str(tmp_path), "digits", "random", load_schedule("tiny"), bf16=bf16, fp16=True))
+    engine, probed = [], []
+    monkeypatch.setattr(worker, "run_batch", lambda model, specs, schedule, **options: engine.append(options) or [])
+    monkeypatch.setattr(worker_module, "probe_batch_size",
+                        lambda model, side, device, **options: probed.append(options) or 12)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "a fake GPU")
+    batch = make_plan(n_classes=10, jobs="octave", classes="0-1", batch_size=2).batches()[0]
+    for on_gpu in (False, True):
+        monkeypatch.setattr(worker, "on_gpu", on_gpu)
+        worker.render(batch, None)
+        setup = worker.setup(None)
+        assert (engine[-1]["autocast_bf16"], engine[-1]["autocast_fp16"]) == (False, on_gpu)
+        assert (setup["bf16"], setup["fp16"]) == (False, on_gpu)
+    assert [(p["bf16"], p["fp16"]) for p in probed] == [(False, True)]   # the CPU has no probe
+
+
+def test_an_fp16_worker_on_the_cpu_renders_the_float32_images_bit_for_bit(tmp_path):
+    """fp16 is a GPU option, like bf16: a CPU worker asked for it renders exactly what a float32 worker does."""
+    schedule = load_schedule("tiny")
+    batch = make_plan(n_classes=10, jobs="octave", classes="0-2", batch_size=3).batches()[0]
+    images = {}
+    for fp16 in (False, True):
+        store = tmp_path / str(fp16)
+        worker = SweepWorker(WorkerConfig(str(store), "digits", "random", schedule, bf16=False, fp16=fp16))
+        assert worker.run(batch, (1, 1, 1)).done == batch.keys
+        images[fp16] = pd.read_parquet(store / IMAGES).sort_values("key").png.tolist()
+    assert images[True] == images[False]
 
 
 def test_float32_on_a_gpu_is_float32_not_tf32():
@@ -293,6 +327,23 @@ def test_the_memory_probe_fits_the_largest_batch_in_the_free_memory_with_headroo
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
     monkeypatch.setattr(net, "forward", out_of_memory)
     assert probe_batch_size(net, 48, "cpu", cap=64, headroom=0.7, **options) == 1
+
+
+def test_the_memory_probe_steps_under_the_renders_autocast(monkeypatch):
+    """The probe measures the render's steps: under float16 autocast with `fp16` (in bf16's place), bf16 autocast
+    with `bf16`, none without (the autocast context is recorded: this machine may have no GPU to run it)."""
+    import contextlib
+    from sweep.worker import probe_batch_size
+    net = SumOfPixels()
+    fake_cuda_memory(monkeypatch, net, fixed=500, per_image=100, free=5000)
+    entered = []
+    monkeypatch.setattr(torch, "autocast", lambda device_type, dtype=None, enabled=True: entered.append(
+        (device_type, dtype, enabled)) or contextlib.nullcontext())
+    for bf16, fp16, expected in ((False, True, torch.float16), (True, True, torch.float16),
+                                 (True, False, torch.bfloat16), (False, False, None)):
+        entered.clear()
+        assert probe_batch_size(net, 48, "cpu", bf16=bf16, fp16=fp16, channels_last=False) == 30
+        assert {(device, dtype if on else None) for device, dtype, on in entered} == {("cuda", expected)}
 
 
 class CachingAllocator:
