@@ -15,9 +15,9 @@ from jobs.models import load_model
 pytest.register_assert_rewrite("sweep_fakes", "tests.sweep.sweep_fakes")
 
 DIGIT_PAIRS = list(itertools.combinations(range(10), 2))
-# The additions every run checks: 15 of the 45 pairs, each digit in three (its two neighbours on the ring of the ten
-# digits, and the digit five away). The slow tests add the other 30 pairs (`digits_all_additions`).
-SAMPLED_PAIRS = sorted({tuple(sorted((a, (a + 1) % 10))) for a in range(10)} | {(a, a + 5) for a in range(5)})
+# The additions every run checks: 5 of the 45 pairs, each digit in one (with the digit five away). The slow tests
+# add the other 40 pairs (`digits_all_additions`); the 15 pairs every run used to check cost 11 s more CPU.
+SAMPLED_PAIRS = [(a, a + 5) for a in range(5)]
 
 
 def pytest_addoption(parser):

@@ -42,9 +42,11 @@ def local_ray(tmp_path_factory):
     ray.shutdown()
 
 
-def config(store, in_flight: int = 2, **changes) -> SweepConfig:
+def config(store, in_flight: int = 2, workers: int = 1, **changes) -> SweepConfig:
+    """A sweep of the random digits model under the tiny schedule, on `workers` GPU actors (fake GPUs; one by
+    default: each actor start costs about 2.5 s of the busy suite's CPU, and most tests need one)."""
     base = dict(store=str(store), model="digits", weights="random", schedule="tiny", batch_size=4,
-                cluster=ClusterConfig(cpus_per_worker=0.5, progress_every=1.0, in_flight=in_flight))
+                cluster=ClusterConfig(workers=workers, cpus_per_worker=0.5, progress_every=1.0, in_flight=in_flight))
     return SweepConfig(**{**base, **changes})
 
 
@@ -54,7 +56,8 @@ def one_worker_fleet(tmp_path, worker: str = "sweep_fakes:ModelFreeWorker", cpus
     return Fleet(WorkerConfig(str(tmp_path / "s"), "digits", "random"), 1, use_gpu=False, cpus=cpus, worker=worker)
 
 
-FULL = dict(pairs="random:6", batch_size=None)   # the full sweep: all jobs, 6 random pairs, automatic batch size
+FULL = dict(pairs="random:6", batch_size=None, workers=2)   # the full sweep: all jobs, 6 random pairs, automatic
+                                                           # batch size, an actor on each fake GPU
 FULL_ITEMS = 10 + 10 + 6 * 2
 
 
@@ -457,7 +460,7 @@ def test_failures_are_retried_recorded_and_reported(tmp_path):
     # The next run retries only the missing items, numbering their tries on from the recorded ones.
     again = run_sweep(config(store, jobs="octave", batch_size=2, max_attempts=1,
                              engine="sweep_fakes:misbehaving_run_batch"), stream=io.StringIO())
-    assert again.done_before == 7 and again.done == 7 and again.workers == 2
+    assert again.done_before == 7 and again.done == 7 and again.workers == 1
     assert pd.read_parquet(store / FAILURES).groupby("key").attempt.max().to_dict() == {
         key(3): 4, key(4): 1, key(6): 4, key(7): 4}
 
@@ -563,7 +566,7 @@ class Damaged(NamedTuple):
 @pytest.fixture(scope="module")
 def damaged_and_resumed(full_sweep, tmp_path_factory) -> Damaged:
     """A copy of the full sweep's store that lost its first two files and had its third truncated, then resumed
-    with another batch size (3), with batch norms folded (`--fold-batchnorm`, off by default on the CPU) and with
+    with another batch size (3) on one worker instead of two, with batch norms folded (`--fold-batchnorm`, off by default on the CPU) and with
     `--fp16` (a GPU option: ignored on the CPU): one resume for the tests of what it does."""
     from sweep.fleet import FleetRun
     store = Path(shutil.copytree(full_sweep[0], tmp_path_factory.mktemp("damaged") / "s"))
@@ -585,7 +588,8 @@ def damaged_and_resumed(full_sweep, tmp_path_factory) -> Damaged:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Store, "read_file", counted)
         patch.setattr(FleetRun, "start", recorded_start)
-        resume = {**FULL, "batch_size": 3, "fold_batchnorm": True, "bf16": False, "fp16": True}   # as `--fp16` sets
+        resume = {**FULL, "batch_size": 3, "workers": 1, "fold_batchnorm": True, "bf16": False,
+                  "fp16": True}   # bf16 and fp16 as `--fp16` sets them
         summary = run_sweep(config(store, **resume), stream=out)
     return Damaged(store, keys[0] | keys[1], bad, keys[2], summary, out.getvalue(), dict(reads), *started)
 
