@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ import pyarrow as pa
 
 from analysis import graph as graph_mod
 from analysis.coverage import coverage
-from analysis.load import Rows, read_rows_and_keys, representatives
+from analysis.load import NUMERIC_COLUMNS, Rows, RowsWanted, read_rows_for, representatives
 from analysis.projection import ConstantOutputs, pca_tables
 from analysis.stability import read_stability, stability_summary
 from analysis.tables import (MARGIN_SHARE, METRICS, additions_summary, additions_table, classes_table,
@@ -149,11 +150,14 @@ def analyze_store(store: Store | str, metric: str = "cosine", margin_share: floa
     return analyze_store_and_keys(store, metric, margin_share)[0]
 
 
-def analyze_store_and_keys(store: Store | str, metric: str = "cosine", margin_share: float = MARGIN_SHARE
-                           ) -> tuple[AnalysisSummary, dict[str, list[str]]]:
+def analyze_store_and_keys(store: Store | str, metric: str = "cosine", margin_share: float = MARGIN_SHARE,
+                           also: Sequence[RowsWanted] = ()
+                           ) -> tuple[AnalysisSummary, dict[str, list[str]], list[tuple[Rows, dict[str, list[str]]]]]:
     """`analyze_store`, and the key index of the images/ files it read ({path: keys}, `read_rows_and_keys`), from
     the same reads: the stability tables take the stored images' keys from it, and a command that goes on to read
-    pictures (`sweep figures`) opens the files holding them without reading every file's keys again."""
+    pictures (`sweep figures`) opens the files holding them without reading every file's keys again. `also`: what
+    that command reads of the rows next (`sweep figures`: the image jobs' numbers and frames), read in the same
+    pass as the analysis' own (`read_rows_for`); their rows and key indexes come third, in order."""
     if metric not in METRICS:
         raise StoreError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
     if not 0 < margin_share <= 1:
@@ -161,7 +165,7 @@ def analyze_store_and_keys(store: Store | str, metric: str = "cosine", margin_sh
     st = open_store(store)
     fingerprint = st.fingerprint()   # before reading: a file the sweep adds meanwhile makes the tables stale
     scores_fingerprint = st.fingerprint(SCORES)
-    rows, index = read_rows_and_keys(st)
+    (rows, index), *others = read_rows_for(st, [RowsWanted(NUMERIC_COLUMNS), *also])
     not_finite = rows.meta["key"][~finite_rows(rows.logits)]
     rows, dropped = usable_rows(rows, st.n_classes)
     cov = coverage(st.manifest, rows.meta["key"], not_finite)
@@ -193,7 +197,7 @@ def analyze_store_and_keys(store: Store | str, metric: str = "cosine", margin_sh
         tables["stability_summary.parquet"] = stability_summary(per_image, summary.model)
         summary.stability = json.loads(tables["stability_summary.parquet"].to_json(orient="records"))
     _write(st, tables, None if g is None else graph_mod.graphml(g), summary)
-    return summary, index
+    return summary, index, others
 
 
 def _transfer_numbers(table: pd.DataFrame) -> dict:

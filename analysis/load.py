@@ -129,42 +129,104 @@ def read_rows_and_keys(store: Store | str, columns: Sequence[str] = NUMERIC_COLU
     """`read_rows`, and the key index of the files it read ({path: keys}, as `Store.keys_by_file` gives them:
     images/, then frames/ with `frames`), from the same reads: a reader of PNGs given it (`iter_image_rows`) opens
     only the files that hold the keys it wants, without reading every file's keys again."""
-    if "png" in columns:
+    (rows, index), = read_rows_for(store, [RowsWanted(tuple(columns), frames, logits)])
+    return rows, index
+
+
+@dataclass(frozen=True)
+class RowsWanted:
+    """What one reader wants of a store's image rows: `read_rows`' arguments, and only the rows of `jobs`."""
+    columns: tuple[str, ...] = NUMERIC_COLUMNS
+    frames: bool = False                    # with the interpolations' kept frames (frames/ files too)
+    logits: bool = True                     # with the output vectors (else `Rows.logits` is N x 0)
+    jobs: tuple[str, ...] | None = None     # only these jobs' rows (None: every job's)
+
+    @property
+    def derived(self) -> list[str]:
+        """The DERIVED columns wanted, computed from each file's outputs as it is read."""
+        return [c for c in DERIVED if c in self.columns]
+
+    @property
+    def kept(self) -> list[str]:
+        """The stored columns the rows keep (key and frame always; logits and DERIVED apart)."""
+        return [c for c in dict.fromkeys(["key", *self.columns, "frame"]) if c not in ("logits", *DERIVED)]
+
+    @property
+    def stored(self) -> list[str]:
+        """The stored columns read for them (a label probability needs the label)."""
+        return [*self.kept, *(["label"] if LABEL_PROB in self.derived and "label" not in self.kept else [])]
+
+    def reads(self, frames_file: bool) -> bool:
+        return self.frames or not frames_file
+
+    def reads_outputs(self, frames_file: bool) -> bool:
+        """A frames/ file holds frames only: its outputs are read when the rows keep them, never for DERIVED."""
+        return self.logits or (bool(self.derived) and not frames_file)
+
+    def part(self, table: pa.Table, values: np.ndarray, frames_file: bool) -> tuple[pa.Table, np.ndarray]:
+        """One file's rows as this reader keeps them, from its read (`values`: N x C, or N x 0 unless
+        `reads_outputs`): its columns, DERIVED computed, its outputs (a new N x 0 array without them: a slice of
+        `values` would keep every file's outputs until `gathered`)."""
+        if LABEL_PROB in self.derived:
+            table = table.append_column(LABEL_PROB, final_label_probs(table, None if frames_file else values))
+        if OUTPUTS_FINITE in self.derived:
+            # a file whose outputs were not read (N x 0 values): true, nothing known to be wrong
+            table = table.append_column(OUTPUTS_FINITE, pa.array(finite_rows(values), pa.bool_()))
+        return (table.select([*self.kept, *self.derived]),
+                values if self.logits else np.zeros((len(values), 0), np.float32))
+
+
+def read_rows_for(store: Store | str, wants: Sequence[RowsWanted]) -> list[tuple[Rows, dict[str, list[str]]]]:
+    """`read_rows_and_keys` for each of several readers (`wants`), in their order, from one pass over the files:
+    each file is read once, with every column one of them wants of it, and each reader's rows and key index are
+    made from that read as its own pass would have made them (`sweep figures` running the analysis: the analysis'
+    final images with their outputs and the image jobs' numbers with their frames, one read of each file)."""
+    if any("png" in want.columns for want in wants):
         raise ValueError("numeric reads never load PNG bytes; use iter_pngs")
     store = open_store(store)
-    derived = [c for c in DERIVED if c in columns]
-    columns = [c for c in dict.fromkeys(["key", *columns, "frame"]) if c not in ("logits", *DERIVED)]
-    stored = [*columns, *(["label"] if LABEL_PROB in derived and "label" not in columns else [])]
     files = store.files(IMAGES)
-    frame_files = set(store.files(FRAMES)) if files and frames else set()
+    frame_files = set(store.files(FRAMES)) if files and any(want.frames for want in wants) else set()
     files += sorted(frame_files)
     if not files:
         raise no_images_yet(store)
 
-    def read(path: str) -> tuple[pa.Table, np.ndarray]:
-        wanted = bool(derived) and path not in frame_files   # a frames/ file holds frames only: no outputs wanted
-        table, values = _read_images_file(store, path, [*stored, *(["logits"] if logits or wanted else [])])
-        if LABEL_PROB in derived:
-            table = table.append_column(LABEL_PROB, final_label_probs(table, values if wanted else None))
-        if OUTPUTS_FINITE in derived:
-            # a file whose outputs were not read (N x 0 values): true, nothing known to be wrong
-            table = table.append_column(OUTPUTS_FINITE, pa.array(finite_rows(values), pa.bool_()))
-        # without logits, a new N x 0 array: a slice of `values` would keep every file's outputs until `gathered`
-        return (table.select([*columns, *derived]),
-                values if logits else np.zeros((len(values), 0), np.float32))
-    metas, outputs = (list(part) for part in zip(*store.each_file(read, files)))   # `gathered` empties outputs
-    index = {path: meta.column("key").to_pylist() for path, meta in zip(files, metas)}
+    def read(path: str) -> list[tuple[pa.Table, np.ndarray] | None]:
+        frames_file = path in frame_files
+        readers = [want for want in wants if want.reads(frames_file)]
+        outputs = any(want.reads_outputs(frames_file) for want in readers)
+        stored = list(dict.fromkeys(c for want in readers for c in want.stored))
+        table, values = _read_images_file(store, path, [*stored, *(["logits"] if outputs else [])])
+        return [want.part(table, values if want.reads_outputs(frames_file) else values[:, :0], frames_file)
+                if want.reads(frames_file) else None for want in wants]
+    held: list[tuple[list, list, dict]] = [([], [], {}) for _ in wants]   # per reader: tables, outputs, index
+    for path, parts in zip(files, store.each_file(read, files)):
+        for (metas, outputs, index), part in zip(held, parts):
+            if part is not None:
+                metas.append(part[0])
+                outputs.append(part[1])
+                index[path] = part[0].column("key").to_pylist()
+    read_rows = []
+    for want in wants:
+        metas, outputs, index = held.pop(0)   # let go here: `_assembled` empties its lists as it goes
+        read_rows.append((_assembled(store, metas, outputs, want), index))
+    return read_rows
+
+
+def _assembled(store: Store, metas: list[pa.Table], outputs: list[np.ndarray], want: RowsWanted) -> Rows:
+    """One reader's rows from its files' parts, in file order (`metas`, `outputs`: emptied): de-duplicated by key
+    (the first wins), final images only unless `want.frames`, of `want.jobs`, sorted by ROW_ORDER."""
     meta = _with_defaults(pa.concat_tables(metas, promote_options="permissive")).to_pandas()
-    del metas
+    metas.clear()
     if meta.empty:
         raise StoreError(f"store {store.uri} is empty: its images files hold no rows")
     keep = ~meta["key"].duplicated(keep="first").to_numpy()
-    if not frames:
+    if not want.frames:
         keep &= meta["frame"].to_numpy() < 0
     meta = meta[keep].reset_index(drop=True)
     sort_by = [c for c in ROW_ORDER if c in meta.columns] or ["key"]
     order = meta.sort_values(sort_by, kind="mergesort").index.to_numpy()
-    return Rows(meta.iloc[order].reset_index(drop=True), gathered(outputs, np.flatnonzero(keep)[order])), index
+    rows = Rows(meta.iloc[order].reset_index(drop=True), gathered(outputs, np.flatnonzero(keep)[order]))
+    return rows if want.jobs is None else rows.select(rows.meta["job"].isin(want.jobs).to_numpy())
 
 
 def final_label_probs(table: pa.Table, values: np.ndarray | None) -> pa.Array:

@@ -45,8 +45,8 @@ from PIL import Image
 from analysis import drawing
 from analysis import figures as fig
 from analysis.analyze import ANALYSIS_DIR, ANALYSIS_VERSION, SUMMARY_FILE, AnalysisSummary, analyze_store_and_keys
-from analysis.load import (FIGURES, LABEL_PROB, NUMERIC_COLUMNS, OUTPUTS_FINITE, Rows, drop_temp_folder,
-                           iter_image_rows, iter_pngs, output_folder, read_rows_and_keys)
+from analysis.load import (FIGURES, LABEL_PROB, NUMERIC_COLUMNS, OUTPUTS_FINITE, Rows, RowsWanted, drop_temp_folder,
+                           iter_image_rows, iter_pngs, output_folder, read_rows_for)
 from analysis.seeds import SeedChoice
 from analysis.tables import MARGIN_SHARE
 from jobs.catalog import ALL_JOBS, CLASSLESS, FRAMED, IMAGE_JOBS
@@ -66,6 +66,8 @@ SOURCE_SIDE = 1024       # px, a fitted source photograph at most (`fitted_sourc
 # What the figures of the jobs from source images read of each row: a strip's logits of a and b are the stored
 # target_logit and partner_logit, a GIF's size the final image's width and height.
 IMAGE_JOB_COLUMNS = (*NUMERIC_COLUMNS, "step", "partner_logit", "width", "height", LABEL_PROB, OUTPUTS_FINITE)
+# Those rows as the figures read them (`_image_job_rows`): their numbers and their frames', no output vectors.
+IMAGE_JOB_ROWS = RowsWanted(IMAGE_JOB_COLUMNS, frames=True, logits=False, jobs=IMAGE_JOBS)
 # Names of what `write_figures` writes under its folder, whole (anything else there is left alone: a user's
 # index.html.bak or graph-notes.txt beside a report is not a stale page of it).
 OWNED = re.compile(r"""(contact|opposites|additions|graph|transfigure|dream|directed-dream)-\d{2,}\.(png|svg)
@@ -114,10 +116,12 @@ def stale_reason(st: Store, summary: AnalysisSummary | None) -> str | None:
     return f"{ANALYSIS_DIR}/{missing[0]} is missing" if missing else None
 
 
-def current_summary(store: str, stream: TextIO | None = None) -> tuple[AnalysisSummary, dict[str, list[str]] | None]:
+def current_summary(store: str, stream: TextIO | None = None
+                    ) -> tuple[AnalysisSummary, tuple[Rows | None, dict[str, list[str]]] | None]:
     """The store's analysis summary, running the analysis first (and saying why in one line on `stream`, stderr by
-    default) when it is missing, or older than the images, the scores or this version of the analysis; and the key
-    index of the images/ files when the analysis ran here (`analyze_store_and_keys`; None when it did not)."""
+    default) when it is missing, or older than the images, the scores or this version of the analysis; and when it
+    ran here, what `_image_job_rows` would read (the image jobs' rows and the key index of images/ and frames/),
+    read in the analysis' own pass (`analyze_store_and_keys`); None when it did not run."""
     st = open_store(store)
     data = st.read_bytes(f"{ANALYSIS_DIR}/{SUMMARY_FILE}")
     summary = None
@@ -132,7 +136,8 @@ def current_summary(store: str, stream: TextIO | None = None) -> tuple[AnalysisS
         share = summary.margin_share if summary else MARGIN_SHARE   # the earlier analysis' choices, kept
         again = f"--metric {metric}" + (f" --margin-share {share:g}" if share != MARGIN_SHARE else "")
         print(f"{reason}: running `sweep analyze {again}` first", file=stream or sys.stderr, flush=True)
-        return analyze_store_and_keys(store, metric, share)
+        summary, _, ((rows, index),) = analyze_store_and_keys(store, metric, share, also=[IMAGE_JOB_ROWS])
+        return summary, (rows if len(rows) else None, index)
     return summary, None
 
 
@@ -440,20 +445,22 @@ def _trajectory_videos(snapshots: dict[str, pd.DataFrame], names, writer: "_Writ
 
 def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_Writer", stream,
                   snapshots: dict[str, pd.DataFrame] | None = None, earlier: Iterable[dict] = (),
-                  seeds: SeedChoice = SeedChoice(), analysed: dict[str, list[str]] | None = None) -> Path:
+                  seeds: SeedChoice = SeedChoice(),
+                  analysed: tuple[Rows | None, dict[str, list[str]]] | None = None) -> Path:
     """The report; `snapshots`: the videos to draw (`recorded_snapshots`); `earlier`: the videos an earlier report
     listed (`listed_videos`), to keep where still there; `seeds`: whose images of the jobs from source images to
-    draw (`tables` are of those seeds already); `analysed`: the key index of images/ when the analysis ran in this
-    command (`current_summary`)."""
+    draw (`tables` are of those seeds already); `analysed`: the image jobs' rows and the key index when the
+    analysis ran in this command and read them (`current_summary`)."""
     classes = tables.get("classes")
     opposites = tables.get("opposites")
     additions = tables.get("additions")
     transfer = tables.get("transfer")
     scored = transfer is not None and transfer["scorer"].nunique() > 1   # another model has scored the images
-    # The key index ({path: keys}) tells each reader of PNGs which files to open: it comes with the image jobs'
-    # numbers when there are some (read only then), else with the analysis' numbers when it ran in this command,
-    # else from the key columns.
-    image_rows, key_index = _image_job_rows(st) if summary.image_jobs else (None, analysed or st.keys_by_file())
+    # The key index ({path: keys}) tells each reader of PNGs which files to open: it comes with the analysis' pass
+    # when it ran in this command (which read the image jobs' numbers too), else with the image jobs' numbers when
+    # there are some (read only then), else from the key columns.
+    image_rows, key_index = analysed or (_image_job_rows(st) if summary.image_jobs else (None, st.keys_by_file()))
+    image_rows = image_rows if summary.image_jobs else None   # none the analysis counted: none drawn
     snapshots = with_final_images(st, snapshots or {}, key_index)
     image_rows = seeds.rows(image_rows)   # of the chosen seeds; the key index stays the store's
     image_rows = image_rows if image_rows is not None and len(image_rows) else None   # none of those seeds'
@@ -757,9 +764,8 @@ def _image_job_rows(st: Store) -> tuple[Rows | None, dict[str, list[str]]]:
     the store's key index ({path: keys} of images/ and frames/) from the same reads. Their numbers only, without
     output vectors (a strip shows its two classes' stored logits, a grid and a class page the label's
     probability), so that 10^5 images and their frames take megabytes, not gigabytes."""
-    rows, files = read_rows_and_keys(st, IMAGE_JOB_COLUMNS, frames=True, logits=False)
-    mask = rows.meta["job"].isin(IMAGE_JOBS).to_numpy()
-    return rows.select(mask) if mask.any() else None, files
+    (rows, files), = read_rows_for(st, [IMAGE_JOB_ROWS])
+    return rows if len(rows) else None, files
 
 
 def grid_keys(rows: Rows) -> list[str]:

@@ -14,7 +14,9 @@ the steps `sweep run --trajectory every:N` recorded (one row per image and recor
 
 Counts are over recorded steps: a change between two records N steps apart counts once however often the argmax
 moved in between, so stores recorded with different N are not comparable step for step: `sweep stability` compares
-them on the steps all of them recorded (`common_every`: every lcm(N) steps), and says so. Octaves are numbered
+them on the steps all of them recorded (`common_every`: every lcm(N) steps), says so, and writes the spacing each
+store was compared on (`aligned_every`); a store whose manifest does not give its N is compared on its steps as
+recorded, with a warning. Octaves are numbered
 from 1 in these tables, as the summary, the figures and the README count them (trajectories/ stores the engine's
 index, from 0). Pure: DataFrames in, DataFrames out; at the end, `read_stability` reads a store's steps into the
 per-image table a few files at a time (`sweep analyze`), and `run_stability` is the I/O of `sweep stability`.
@@ -104,20 +106,35 @@ def recorded_every(manifest: dict) -> int | None:
 
 
 def common_every(everies: Sequence[int | None]) -> int | None:
-    """The spacing of the steps that every store recorded (a step t is recorded at every:N when N divides t): the
-    least common multiple of the stores' N; None where they all have one N (nothing to align) or one is unknown
-    (there is nothing to align it by)."""
-    if None in everies or len(set(everies)) < 2:
-        return None
-    return math.lcm(*everies)
+    """The spacing of the steps that every store of a known N recorded (a step t is recorded at every:N when N
+    divides t): the least common multiple of the known N; None where they are all one N (nothing to align). An
+    unknown N (None) has nothing to align it by: that store is left as recorded (`aligned_every`)."""
+    known = {every for every in everies if every is not None}
+    return math.lcm(*known) if len(known) > 1 else None
 
 
-def spacing_note(labels: Sequence[str], everies: Sequence[int], common: int) -> str:
-    """The line `sweep stability` says when it aligns stores recorded at different every:N."""
-    each = ", ".join(f"{label} every:{every}" for label, every in zip(labels, everies))
+def aligned_every(every: int | None, common: int | None) -> int | None:
+    """The spacing of the steps a store recorded at every:`every` is compared on: `common` when the stores are
+    aligned on it, else its own N; None where its N is unknown (its steps as recorded, whatever their spacing)."""
+    return every if every is None or common is None else common
+
+
+def spacing_note(labels: Sequence[str], everies: Sequence[int | None], common: int) -> str:
+    """The line `sweep stability` says when it aligns stores recorded at different every:N (naming those it
+    knows the N of; `unknown_every_warning` names the others)."""
+    each = ", ".join(f"{label} every:{every}" for label, every in zip(labels, everies) if every is not None)
     return (f"the stores recorded their steps at different intervals ({each}): a change rate counts changes "
             f"between consecutive records, so each store is compared on the steps all of them recorded, every "
             f"{common} steps")
+
+
+def unknown_every_warning(label: str, uri: str) -> str:
+    """The line `sweep stability` says for a store whose manifest does not give its every:N, when it compares it
+    with others: its numbers count changes between its records, however far apart they were."""
+    return (f"warning: {label} ({uri}): its manifest does not say the --trajectory every:N its steps were "
+            f"recorded at, so it could not be aligned with the other stores: it is compared on its steps as "
+            f"recorded (aligned_every empty), and its change rates are comparable to theirs only if it was "
+            f"recorded at the same interval")
 
 
 # -- I/O: `sweep stability STORE... --out DIR` -------------------------------------------------------------------
@@ -192,8 +209,9 @@ def run_stability(stores: Sequence[str], out: str) -> tuple[pd.DataFrame, list[s
     """The side-by-side summary of several stores (each needs trajectories), written to `out` (a local folder or a
     URI) as stability_compare.parquet and stability_compare.png; (the table, the locations written, the lines to
     say first). Stores recorded at different every:N are compared on the steps all of them recorded
-    (`common_every`), which the lines say. StoreError for a store without trajectories, before anything is
-    written."""
+    (`common_every`), which the lines say; a store whose N is unknown is compared as recorded, with a warning line
+    when there are others. The table's `aligned_every` is the spacing each store was compared on. StoreError for a
+    store without trajectories, before anything is written."""
     from analysis.drawing import save
     from analysis.figures import stability_figure
     from analysis.load import output_folder, refuse_repeated_stores, write_outputs
@@ -203,17 +221,25 @@ def run_stability(stores: Sequence[str], out: str) -> tuple[pd.DataFrame, list[s
     refuse_repeated_stores(opened)
     labels, everies = model_labels(opened), [recorded_every(st.manifest) for st in opened]
     common = common_every(everies)
-    tables = []
-    for st, label in zip(opened, labels):
-        per_image = read_stability(st, every=common)
+    summaries = []
+    for st, label, every in zip(opened, labels, everies):
+        per_image = read_stability(st, every=None if every is None else common)
         if per_image is None:
             raise StoreError(f"store {st.uri} has no trajectories: run it with --trajectory every:N")
-        tables.append((label, per_image))
-    table = compare_stability([stability_summary(t, name) for name, t in tables])
+        summaries.append(with_spacing(stability_summary(per_image, label), aligned_every(every, common)))
+    table = compare_stability(summaries)
+    unknown = [unknown_every_warning(label, st.uri)
+               for st, label, every in zip(opened, labels, everies) if every is None and len(opened) > 1]
+    # the titles name the common spacing only when every store was compared on it
     written = write_outputs(folder, {
         TABLE_FILE: table_bytes(pa.Table.from_pandas(table, preserve_index=False)),
-        FIGURE_FILE: save(stability_figure(table, common), "png")})
-    return table, written, [] if common is None else [spacing_note(labels, everies, common)]
+        FIGURE_FILE: save(stability_figure(table, None if unknown else common), "png")})
+    return table, written, unknown + ([] if common is None else [spacing_note(labels, everies, common)])
+
+
+def with_spacing(summary: pd.DataFrame, spacing: int | None) -> pd.DataFrame:
+    """A store's summary with `aligned_every`: the step spacing its numbers were counted on (null: unknown)."""
+    return summary.assign(aligned_every=pd.array([spacing] * len(summary), dtype="Int64"))
 
 
 def model_labels(stores: Sequence) -> list[str]:

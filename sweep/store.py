@@ -400,20 +400,21 @@ class _ImageRow:
     seconds: float          # the render's time (a frame's is on its final image's row: 0)
 
 
-def images_table(results: Sequence, class_names: Sequence[str], worker: str, total_steps: int = -1) -> pa.Table:
+def images_table(results: Sequence, class_names: Sequence[str], worker: str, total_steps: int = -1,
+                 threads: int = 1) -> pa.Table:
     """Successful `jobs.JobResult`s -> an `images/` table, one row per result (frame -1, step `total_steps`): the
-    PNG is what is stored, and the logits were taken on it."""
+    PNG is what is stored, and the logits were taken on it. The PNGs are encoded `threads` at a time."""
     rows = []
     for r in _succeeded(results):
         scores = {"label": r.label, "margin_label": r.margin_label, "target_logit": r.target_logit,
                   "target_prob": r.target_prob, "partner_logit": r.partner_logit}
         rows.append(_ImageRow(r, r.spec.key, r.image, r.logits, -1, total_steps, scores, r.seconds))
-    return _image_rows(rows, class_names, worker)
+    return _image_rows(rows, class_names, worker, threads)
 
 
-def frames_table(results: Sequence, class_names: Sequence[str], worker: str) -> pa.Table:
+def frames_table(results: Sequence, class_names: Sequence[str], worker: str, threads: int = 1) -> pa.Table:
     """Successful `jobs.JobResult`s -> a `frames/` table (the `images/` schema): one row per kept frame of each
-    interpolation, keyed `{key}#frame{k}`, with the model's output on that frame."""
+    interpolation, keyed `{key}#frame{k}`, with the model's output on that frame (PNGs `threads` at a time)."""
     from jobs.kinds import scores
     rows = []
     for r in _succeeded(results):
@@ -421,19 +422,21 @@ def frames_table(results: Sequence, class_names: Sequence[str], worker: str) -> 
             values = np.asarray(frame.logits, dtype=np.float32)
             rows.append(_ImageRow(r, f"{r.spec.key}{FRAME_SUFFIX}{k}", frame.image, values, k,
                                   int(frame.step), scores(r.spec, values), 0.0))
-    return _image_rows(rows, class_names, worker)
+    return _image_rows(rows, class_names, worker, threads)
 
 
 def _succeeded(results: Sequence) -> list:
     return [r for r in results if r.error is None]
 
 
-def _image_rows(rows: Sequence[_ImageRow], class_names: Sequence[str], worker: str) -> pa.Table:
-    """The `images/`-schema table of `rows`, in their order (a missing partner, source or name is a null)."""
+def _image_rows(rows: Sequence[_ImageRow], class_names: Sequence[str], worker: str, threads: int = 1) -> pa.Table:
+    """The `images/`-schema table of `rows`, in their order (a missing partner, source or name is a null); the
+    PNGs, nearly all of its time, are encoded `threads` at a time."""
     n_classes = len(class_names)
     schema = images_schema(n_classes)
     columns: dict[str, list] = {name: [] for name in schema.names if name != "logits"}
-    for row in rows:
+    pngs = encode_pngs([row.image for row in rows], threads)
+    for row, png in zip(rows, pngs):
         r, spec = row.result, row.result.spec
         label = row.scores["label"]
         values = {
@@ -446,7 +449,7 @@ def _image_rows(rows: Sequence[_ImageRow], class_names: Sequence[str], worker: s
             "partner_name": class_names[spec.partner] if spec.partner >= 0 else None,
             "target_logit": row.scores["target_logit"], "target_prob": row.scores["target_prob"],
             "partner_logit": row.scores["partner_logit"] if spec.partner >= 0 else None,
-            "png": encode_png(row.image), "width": int(row.image.shape[1]), "height": int(row.image.shape[0]),
+            "png": png, "width": int(row.image.shape[1]), "height": int(row.image.shape[0]),
             "seconds": row.seconds, "worker": worker, "source": spec.source or None,
             "frame": row.frame, "step": row.step}
         for name, value in values.items():

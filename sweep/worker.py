@@ -41,7 +41,7 @@ class WorkerConfig:
     schedule: object = None          # the run's `jobs.Schedule` or `ScheduleSet` (the driver loaded and checked
                                      #   it); a `SweepWorker` needs it, the score and feature workers do not
     engine: str = "jobs.kinds:run_batch"  # "module:function" with run_batch's signature (tests plug fakes here)
-    threads: int = 1                 # torch CPU threads (the actor's CPU reservation)
+    threads: int = 1                 # torch CPU threads and PNG encoders (the actor's CPU reservation)
     bf16: bool = True                # bf16 autocast on a GPU (ignored on the CPU)
     fp16: bool = False               # float16 autocast on a GPU instead, the loss scaled (`jobs.render`): takes
                                      #   bf16's place when both are set (ignored on the CPU)
@@ -342,10 +342,11 @@ class SweepWorker:
                 self.store.write_table(f"{TRAJECTORIES}/{batch.name}.parquet", trajectories)
             # A batch holds one job, so one step count: that job's own schedule's (not the longest of the set).
             steps = item_steps(self.config.schedule, batch.items[0].job)
-            frames = frames_table(results, self.model.class_names, self.name)
+            frames = frames_table(results, self.model.class_names, self.name, threads=self.config.threads)
             if frames.num_rows:   # named like the images file: a re-run of the batch overwrites both
                 self.store.write_table(f"{FRAMES}/{batch.name}.parquet", frames)
-            images = images_table(results, self.model.class_names, self.name, total_steps=steps)
+            images = images_table(results, self.model.class_names, self.name, total_steps=steps,
+                                  threads=self.config.threads)
             if images.num_rows:
                 self.store.write_table(f"{IMAGES}/{batch.name}.parquet", images)
             done = set(images.column("key").to_pylist())

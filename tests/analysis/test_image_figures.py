@@ -452,6 +452,36 @@ def test_figures_read_each_file_s_numbers_once_and_its_pictures_at_most_once(tmp
                 assert pictures == path.startswith("frames/"), (path, read[path])
 
 
+def test_figures_that_run_the_analysis_read_each_file_s_numbers_once_and_write_what_they_wrote(tmp_path,
+                                                                                                monkeypatch):
+    """`sweep figures` on a store with image jobs and no analysis yet read every images/ file's numbers twice: the
+    analysis' pass, then the image jobs' (their columns, and frames/). Now one pass gives both: each file is opened
+    once for its numbers and again only for the pictures it holds, as when the analysis was there already, and the
+    tables and the report are those the two passes wrote."""
+    def written(folder: str) -> dict[str, bytes]:
+        return {os.path.relpath(os.path.join(path, name), folder): open(os.path.join(path, name), "rb").read()
+                for path, _, names in os.walk(folder) for name in names}
+    import matplotlib
+    for maker in (make_image_store, make_interpolation_store):
+        store = maker(tmp_path / maker.__name__)
+        with monkeypatch.context() as patch:
+            patch.setitem(matplotlib.rcParams, "svg.hashsalt", "classweep")   # the SVGs' ids, else random
+            patch.setenv("SOURCE_DATE_EPOCH", "0")                              # and their dates
+            opened, read = counted_reads(patch, store)
+            first, again = (os.path.join(tmp_path, f"{maker.__name__}-{name}") for name in ("first", "again"))
+            write_figures(store, first, stream=io.StringIO())                          # the analysis runs first
+            files = [f"{folder}/{file}" for folder in ("images", "frames")
+                     for file in sorted(os.listdir(os.path.join(store, folder)))]
+            for path in files:
+                pictures = read[path].count("png")
+                assert opened[path] == 1 + pictures, (maker.__name__, path, opened[path], read[path])
+            tables = written(os.path.join(store, "analysis"))
+            analyze_store(store)                                   # the analysis by itself, then figures without it
+            assert written(os.path.join(store, "analysis")) == tables
+            write_figures(store, again, stream=io.StringIO())
+        assert written(first) == written(again)
+
+
 def test_figures_read_no_frame_s_outputs(tmp_path, monkeypatch):
     """Scale audit: `sweep figures` read every frames/ file's output vectors (1 GB at 10^5 images) to compute each
     frame's label probability, which no figure shows (a strip shows the two classes' stored logits). Now the

@@ -92,6 +92,28 @@ def test_pictures_are_read_from_the_files_the_key_index_names_only(tmp_path, mon
     assert dict(iter_pngs(store, wanted)) == got
 
 
+def test_several_readers_in_one_pass_get_what_each_read_alone_gets(tmp_path, monkeypatch):
+    """`read_rows_for`: the analysis' rows (final images, outputs) and the figures' image-job rows (their numbers,
+    frames, derived columns, no outputs) from one read of each file, each as its own pass gives it."""
+    from analysis.load import LABEL_PROB, OUTPUTS_FINITE, RowsWanted, read_rows_and_keys, read_rows_for
+    from test_image_figures import counted_reads, make_image_store
+    store = open_store(make_image_store(tmp_path / "s"))
+    figures = RowsWanted((*NUMERIC_COLUMNS, "step", "width", LABEL_PROB, OUTPUTS_FINITE), frames=True,
+                         logits=False, jobs=("transfigure", "interpolate"))
+    with monkeypatch.context() as patch:
+        opened, _ = counted_reads(patch, store.root)
+        both = read_rows_for(store, [RowsWanted(), figures])
+    assert set(opened.values()) == {1} and len(opened) == len(store.files("images") + store.files("frames"))
+    alone = [read_rows_and_keys(store), read_rows_and_keys(store, figures.columns, frames=True, logits=False)]
+    alone[1] = (alone[1][0].select(alone[1][0].meta["job"].isin(figures.jobs)), alone[1][1])
+    for (rows, index), (reference, reference_index) in zip(both, alone):
+        pd.testing.assert_frame_equal(rows.meta, reference.meta)
+        np.testing.assert_array_equal(rows.logits, reference.logits)
+        assert index == reference_index
+    assert both[0][1].keys() == set(store.files("images")) and both[1][0].logits.shape[1] == 0
+    assert set(both[1][0].meta["job"]) == {"transfigure", "interpolate"} and (both[1][0].meta["frame"] >= 0).any()
+
+
 def test_chosen_columns_of_chosen_images_and_an_older_file_without_the_step(small_store):
     wanted = ["octave:-:3:-1:0", "addition:merge:0:1:0"]
     rows = {r["key"]: r for r in iter_image_rows(small_store, wanted, ["label", "logits", "step"])}

@@ -110,7 +110,8 @@ def test_stability_command_compares_stores_and_refuses_one_without_trajectories(
     for path in (first, second):
         Store.open(path).write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows())
     table, written, notes = run_stability([first, second], str(tmp_path / "out"))
-    assert notes == []                                                  # every:N unknown: nothing aligned
+    assert len(notes) == 2 and all(note.startswith("warning: synthetic (") for note in notes)   # every:N unknown
+    assert table["aligned_every"].isna().all()                          # nothing aligned
     assert sorted(set(table.octave)) == [1, 2]                          # as the summary and figures count
     assert len(set(table.model)) == 2 and all((tmp_path / "out" / name).exists()
                                               for name in ("stability_compare.parquet", "stability_compare.png"))
@@ -278,7 +279,49 @@ def test_stores_recorded_at_different_every_n_are_compared_on_the_steps_all_reco
     assert notes == ["the stores recorded their steps at different intervals (synthetic (ten) every:10, synthetic "
                      "(twenty) every:20): a change rate counts changes between consecutive records, so each store "
                      "is compared on the steps all of them recorded, every 20 steps"]
+    assert pd.read_parquet(tmp_path / "out" / "stability_compare.parquet")["aligned_every"].eq(20).all()
     alone, _, none = run_stability([ten, store("ten-again", 10)], str(tmp_path / "same"))
     assert none == [] and alone[alone["octave"] == 1]["change_rate"].tolist() == [1.0, 1.0]   # as recorded
+    assert alone["aligned_every"].eq(10).all()                         # each store's own N
     said = CliRunner().invoke(main, ["stability", ten, twenty, "--out", str(tmp_path / "cli")])
     assert said.exit_code == 0 and said.output.splitlines()[0] == notes[0], said.output
+
+
+def test_a_store_whose_every_n_is_unknown_is_compared_as_recorded_with_a_warning(tmp_path):
+    """A store whose manifest does not give its every:N (written by hand or by another tool) made `sweep stability`
+    align none of the stores, without a word, and the table did not say on what spacing its numbers were counted.
+    Now the stores of known N are aligned among themselves, the other is compared on its steps as recorded with a
+    warning line naming it, and `aligned_every` says each store's spacing (null: unknown)."""
+    from click.testing import CliRunner
+
+    from handmade import OPTIONS
+    from sweep.cli import main
+
+    def store(name: str, every: int | None) -> str:
+        options = OPTIONS if every is None else {**OPTIONS, "trajectory": {"every": every, "snapshots": 0, "k": 5}}
+        path = make_small_store(tmp_path / name, options=options)
+        rows = trajectory_rows()
+        rows = rows.filter(pa.array(rows["step"].to_numpy() % (every or 10) == 0))   # by hand: every 10th step
+        Store.open(path).write_table(f"{TRAJECTORIES}/part-1.parquet", rows)
+        return path
+    ten, twenty, unknown = store("ten", 10), store("twenty", 20), store("unknown", None)
+    table, _, notes = run_stability([ten, twenty, unknown], str(tmp_path / "out"))
+    first = table[table["octave"] == 1].set_index("model")
+    assert first["change_rate"].to_dict() == {"synthetic (ten)": 0.0, "synthetic (twenty)": 0.0,
+                                              "synthetic (unknown)": 1.0}   # ten on twenty's steps; unknown as is
+    assert notes == [f"warning: synthetic (unknown) ({unknown}): its manifest does not say the --trajectory every:N "
+                     "its steps were recorded at, so it could not be aligned with the other stores: it is compared "
+                     "on its steps as recorded (aligned_every empty), and its change rates are comparable to theirs "
+                     "only if it was recorded at the same interval",
+                     "the stores recorded their steps at different intervals (synthetic (ten) every:10, synthetic "
+                     "(twenty) every:20): a change rate counts changes between consecutive records, so each store "
+                     "is compared on the steps all of them recorded, every 20 steps"]
+    import pyarrow.parquet as pq
+    written = pq.read_table(tmp_path / "out" / "stability_compare.parquet", columns=["model", "aligned_every"])
+    assert written.schema.field("aligned_every").type == pa.int64()          # a step count, null where unknown
+    assert dict(zip(*written.to_pydict().values())) == {
+        "synthetic (ten)": 20, "synthetic (twenty)": 20, "synthetic (unknown)": None}
+    said = CliRunner().invoke(main, ["stability", ten, unknown, "--out", str(tmp_path / "cli")])
+    assert said.exit_code == 0 and said.output.startswith("warning: synthetic (unknown)"), said.output
+    alone, _, none = run_stability([unknown], str(tmp_path / "alone"))   # nothing to compare it with: no warning
+    assert none == [] and alone["aligned_every"].isna().all()

@@ -82,6 +82,46 @@ def test_frames_table_has_one_row_per_kept_frame_scored_on_that_frame():
                                                                     ("interpolate:-:2:3:0", -1, 30)]
 
 
+def test_images_and_frames_pngs_are_encoded_on_several_threads_into_the_same_bytes():
+    """As the trajectories' snapshots: with `threads`, that many PNGs encode at once (Pillow lets go of the GIL),
+    and the table is the one-at-a-time table byte for byte. Two encoders meet at a barrier: one at a time, the
+    first would wait there alone until the timeout broke it."""
+    import io
+    import itertools
+
+    import sweep.store
+    from jobs.kinds import Frame
+    results = [result(target=t, size=6 + t) for t in range(4)] + [result(target=0, error="went NaN")]
+    moving = result("interpolate", 2, 3)
+    moving.frames = [Frame(step=k, image=np.full((5, 4 + k, 3), 40 * k, np.uint8), logits=np.zeros(5, np.float32))
+                     for k in range(3)]
+    results.append(moving)
+
+    def parquet(table: pa.Table) -> bytes:                  # a table's file (NaN partner logits: `equals` says no)
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        return buffer.getvalue()
+    encode = sweep.store.encode_png
+    expected = [encode(r.image) for r in results if r.error is None]          # the old per-image encoding
+    one, two = images_table(results, NAMES, "w", threads=1), images_table(results, NAMES, "w", threads=2)
+    assert one.column("png").to_pylist() == expected and parquet(one) == parquet(two)
+    frames = frames_table(results, NAMES, "w", threads=1)
+    assert frames.column("png").to_pylist() == [encode(f.image) for f in moving.frames]
+    assert parquet(frames) == parquet(frames_table(results, NAMES, "w", threads=3))
+
+    both_running, calls = threading.Barrier(2, timeout=30), itertools.count()
+
+    def meeting(image):
+        if next(calls) < 2:                                 # the first two wait for each other
+            both_running.wait()
+        return encode(image)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sweep.store, "encode_png", meeting)
+        assert images_table(results, NAMES, "w", threads=2).column("png").to_pylist() == expected
+        calls, both_running = itertools.count(), threading.Barrier(2, timeout=30)
+        assert frames_table(results, NAMES, "w", threads=2).column("png").equals(frames.column("png"))
+
+
 def test_failures_table_schema():
     table = failures_table([(JobSpec("octave", 3), 2, "boom")], "host/x")
     assert table.schema == FAILURE_SCHEMA

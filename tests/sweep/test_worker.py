@@ -441,6 +441,28 @@ def test_interpolation_frames_go_to_their_own_table_first(tmp_path, worker_facto
     assert not (other / IMAGES).exists()
 
 
+def test_a_worker_encodes_its_images_and_frames_pngs_on_its_cpus(tmp_path, worker_factory, monkeypatch):
+    """`--cpus-per-worker 3`: the images' and frames' PNG encoders get the actor's three CPUs, as the
+    trajectories' do."""
+    import sweep.store
+    import sweep.worker
+    given = []
+
+    def counting(table):
+        def build(*args, threads=1, **options):
+            given.append((table.__name__, threads))
+            return table(*args, threads=threads, **options)
+        return build
+    for table in (sweep.store.images_table, sweep.store.frames_table):
+        monkeypatch.setattr(sweep.worker, table.__name__, counting(table))
+    Store.open(str(tmp_path)).write_source("photo", np.full((20, 20, 3), 90, np.uint8))
+    batch = make_plan(n_classes=10, jobs="interpolate", pairs="0+1", sources=("photo",), batch_size=1).batches()[0]
+    worker = worker_factory(tmp_path)
+    worker.config = dataclasses.replace(worker.config, threads=3)
+    report = worker.run(batch, (1,))
+    assert sorted(given) == [("frames_table", 3), ("images_table", 3)] and report.done == batch.keys
+
+
 def test_a_worker_folds_batch_norms_when_asked_and_on_the_cpu_only_then(tmp_path):
     """`--fold-batchnorm` reaches the worker's network (the digits net: six conv + batch norm pairs) and its setup
     report; by default (None) a CPU worker keeps the network as loaded, and so do the score and feature workers,
