@@ -20,6 +20,18 @@ def run_script(name: str, *args: str, timeout: float = 300) -> str:
     return result.stdout
 
 
+def run_in_process(name: str, *args: str, monkeypatch, capsys) -> str:
+    """A benchmark script's `main()` with `args`, in this test process: what it prints. For the runs after the one
+    that checks the script runs as a script (`run_script`), without a new interpreter importing torch and
+    torchvision again (about 4 s of CPU each on the suite's busy cores)."""
+    import importlib
+    script = importlib.import_module(f"benchmarks.{name.removesuffix('.py')}")
+    monkeypatch.setattr(sys, "argv", [name, *args])
+    capsys.readouterr()
+    script.main()
+    return capsys.readouterr().out
+
+
 def test_bench_engine_runs_every_cpu_section_on_tiny_settings():
     # One torch thread, as every test process and worker of the suite has (tests/conftest.py): beside the other test
     # process, a second thread makes the script twice as slow (13 s instead of 6.5 s on two busy cores).
@@ -32,17 +44,18 @@ def test_bench_engine_runs_every_cpu_section_on_tiny_settings():
     assert "the smallest batch within 5% of the best rate: 2" in out, out     # one batch timed: it is the best
 
 
-def test_bench_engine_skips_each_section_it_is_told_to():
+def test_bench_engine_skips_each_section_it_is_told_to(monkeypatch, capsys):
     """The GPU session's compile run skips (b) (a one-image loop and three more batch sizes: each a new torch.compile
     of the network) so that the preset's figure is reached within its time; --skip b alone used to be ignored."""
-    out = run_script("bench_engine.py", "--iterations", "2", "--batch", "4", "--single", "1", "--repeats", "1",
-                     "--skip", "b,d,e,f,h", "--threads", "1")
+    out = run_in_process("bench_engine.py", "--iterations", "2", "--batch", "4", "--single", "1", "--repeats", "1",
+                         "--skip", "b,d,e,f,h", "--threads", "1", monkeypatch=monkeypatch, capsys=capsys)
     assert "(a) batch 4" in out and "(b)" not in out and "engine batch" not in out and "(h)" not in out, out
 
 
-def test_bench_engine_profiles_a_step_when_asked():
+def test_bench_engine_profiles_a_step_when_asked(monkeypatch, capsys):
     """(g), which a GPU session runs to see where GoogLeNet's step time goes, runs on the CPU when named."""
-    out = run_script("bench_engine.py", "--only", "g", "--profile-batch", "2", "--profile-size", "32", "--threads", "1")
+    out = run_in_process("bench_engine.py", "--only", "g", "--profile-batch", "2", "--profile-size", "32",
+                         "--threads", "1", monkeypatch=monkeypatch, capsys=capsys)
     assert "(g) profile, batch 2, 32 px, 5 steps" in out and "(a)" not in out and "(f)" not in out, out
     shares = [float(line.split("%")[0]) for line in out.splitlines() if line.startswith("    ") and "calls" in line]
     assert 1 <= len(shares) <= 15 and shares == sorted(shares, reverse=True) and sum(shares) <= 100.5, out
@@ -81,8 +94,9 @@ def test_bench_analysis_runs_every_workload_stage_on_tiny_settings():
     assert "78 PNG files" in out, out
 
 
-def test_bench_gif_runs_on_tiny_settings():
-    out = run_script("bench_gif.py", "--frames", "3", "--side", "24", "--repeats", "1")
+def test_bench_gif_runs_on_tiny_settings(monkeypatch, capsys):
+    out = run_in_process("bench_gif.py", "--frames", "3", "--side", "24", "--repeats", "1", monkeypatch=monkeypatch,
+                         capsys=capsys)
     assert "own palette per frame" in out and "one palette per GIF" in out and "speed-up" in out, out
 
 

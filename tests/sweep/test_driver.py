@@ -93,12 +93,12 @@ def test_killed_actor_is_replaced_and_every_item_lands_once(tmp_path):
     store = tmp_path / "s"
     killed = []
     killer = sweep_fakes.kill_an_actor_once(lambda: bool(list((store / IMAGES).glob("part-*"))), killed)
-    summary = run_sweep(config(store, jobs="octave,opposite", batch_size=2, in_flight=2,
+    summary = run_sweep(config(store, jobs="octave", batch_size=2, in_flight=2,
                                engine="sweep_fakes:slow_run_batch"), stream=io.StringIO())
     killer.join()
     assert killed and summary.actors_replaced >= 1
     assert summary.complete and summary.failed == ()
-    assert_exactly_once(store, 20)
+    assert_exactly_once(store, 10)
 
 
 def test_more_workers_than_gpus_finish_on_the_actors_that_start(tmp_path):
@@ -527,7 +527,7 @@ def test_feature_pass_writes_features_parquet(full_sweep):
 
 def test_sigterm_stops_cleanly_and_the_next_run_resumes(tmp_path):
     store = tmp_path / "s"
-    sweep = config(store, jobs="octave,opposite", batch_size=2, engine="sweep_fakes:slow_run_batch")
+    sweep = config(store, jobs="octave", batch_size=2, engine="sweep_fakes:slow_run_batch")
 
     def terminate_after_first_file():
         deadline = time.monotonic() + 60
@@ -540,12 +540,12 @@ def test_sigterm_stops_cleanly_and_the_next_run_resumes(tmp_path):
     thread.start()
     stopped = run_sweep(sweep, stream=io.StringIO())
     thread.join()
-    assert stopped.interrupted and stopped.exit_status == 130 and 0 < stopped.done < 20
+    assert stopped.interrupted and stopped.exit_status == 130 and 0 < stopped.done < 10
     assert "interrupted: run the same command again to resume" in stopped.lines()
     assert signal.getsignal(signal.SIGTERM) is before          # the sweep's handler is gone again
     resumed = run_sweep(sweep, stream=io.StringIO())
     assert resumed.done_before == stopped.done and resumed.complete
-    assert_exactly_once(store, 20)
+    assert_exactly_once(store, 10)
 
 
 def test_actor_dying_between_render_and_write_reruns_the_batch(actor_deaths):
