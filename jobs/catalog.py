@@ -4,6 +4,7 @@ pass the same items as the recipes (`jobs.kinds`) without loading the engine.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -88,12 +89,27 @@ def parse_layers(spec: str) -> list[tuple[str, tuple[int, ...]]]:
     return parsed
 
 
+def layer_terms(spec: str) -> list[tuple[str, tuple[int, ...]]]:
+    """`parse_layers` in the one order of a layer variant: each layer's feature maps ascending, each once, and the
+    layers joined by `+` sorted by name as people number them (`block2` before `block10`; the name itself breaks a
+    tie, then the maps). `a+b` and `b+a` are one objective (a sum: each term's gradient is exactly 1 in either order,
+    only the loss's last bits could differ), which the dream sums in this order whatever the spelling. The
+    order is the name's, not the network's: the plan, the store's manifest and the recipe spell a variant without a
+    model at hand. A layer named twice stays twice (`block2+block2` weighs it double). ValueError as `parse_layers`."""
+    terms = [(name, tuple(sorted(set(maps)))) for name, maps in parse_layers(spec)]
+    return sorted(terms, key=lambda term: (_numbered(term[0]), term[0], term[1]))
+
+
+def _numbered(name: str) -> tuple:
+    """A layer name's sort key, its runs of digits compared as numbers: `features.10` -> ("features.", 10, "")."""
+    return tuple(int(run) if i % 2 else run for i, run in enumerate(re.split(r"(\d+)", name)))
+
+
 def layer_spec_text(spec: str) -> str:
-    """A layer variant's one spelling: each layer's feature maps ascending, each once, spaces dropped
-    (`block2:4, 0,4` -> `block2:0,4`). The maps are a set (the dream sums their activations), so two spellings of
-    one set are one variant and one store key. ValueError as `parse_layers` raises it."""
-    return "+".join(name + (":" + ",".join(map(str, sorted(set(maps)))) if maps else "")
-                    for name, maps in parse_layers(spec))
+    """A layer variant's one spelling (`layer_terms`), spaces dropped: `block3:5, 0,5+block2` -> `block2+block3:0,5`.
+    The maps are a set and the layers a sum, so two spellings of one objective are one variant and one store key.
+    ValueError as `parse_layers` raises it."""
+    return "+".join(name + (":" + ",".join(map(str, maps)) if maps else "") for name, maps in layer_terms(spec))
 
 
 def on_feature_maps(spec: str) -> bool:

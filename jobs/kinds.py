@@ -33,7 +33,8 @@ import torch
 
 from jobs import objectives as obj
 from jobs import transforms
-from jobs.catalog import ALL_JOBS, CLASSLESS, FRAMED, IMAGE_JOBS, LAYER_JOBS, PAIRED, VARIANTS, JobSpec, parse_layers
+from jobs.catalog import (ALL_JOBS, CLASSLESS, FRAMED, IMAGE_JOBS, LAYER_JOBS, PAIRED, VARIANTS, JobSpec, layer_terms,
+                          parse_layers)
 from jobs.outputs import softmax
 from jobs.render import Progress, Trajectory, TrajectoryOptions, render
 from jobs.schedules import Schedule
@@ -102,7 +103,9 @@ def _addition(spec: JobSpec, s: Schedule) -> obj.Objective:
 
 
 def _dream(spec: JobSpec, s: Schedule) -> obj.Objective:
-    return sum(obj.dream(name, maps) for name, maps in parse_layers(spec.variant))
+    """Deep dream on the sum of the variant's layers, in their one order (`layer_terms`): every spelling of a
+    variant, an older store's included, renders one objective (one description, one batch group)."""
+    return sum(obj.dream(name, maps) for name, maps in layer_terms(spec.variant))
 
 
 def _directed_dream(spec: JobSpec, s: Schedule) -> obj.Objective:

@@ -284,8 +284,8 @@ def prepare(config: SweepConfig) -> Prepared:
 
 def in_store_spelling(plan: Plan, stored: dict) -> Plan:
     """`plan` with the layer specs spelled as the store's manifest spells them (`identity` found them the same
-    set): a store written before specs had one spelling (`block2:4,0`, not `block2:0,4`) keeps its items' keys,
-    whichever spelling resumes it."""
+    set): a store written before specs had one spelling (`block2:4,0`, not `block2:0,4`; `block3+block2`, not
+    `block2+block3`) keeps its items' keys, whichever spelling resumes it."""
     layers = stored.get("options", {}).get("layers")
     return replace(plan, layers=tuple(layers)) if plan.layers and isinstance(layers, list) else plan
 
@@ -312,7 +312,8 @@ def identity(manifest: dict) -> dict:
     without the variants when none of its jobs reads them (`--variants` given with `--jobs octave`, which earlier
     versions took and recorded, and `sweep run` now refuses: such a store resumes without the option); its pair
     selections as this version writes them (an older store's list of every pair is "all"), and its layer specs
-    in their one spelling (an older store's `block2:4,0` is `block2:0,4`: `in_store_spelling` keeps its keys)."""
+    in their one spelling (an older store's `block2:4,0` is `block2:0,4`, its `block3+block2` is `block2+block3`:
+    `in_store_spelling` keeps its keys)."""
     options = {k: v for k, v in canonical_options(manifest.get("options", {})).items() if k not in RUN_OPTIONS}
     if not any(any(VARIANTS.get(job, ("",))) for job in options.get("jobs", ())):
         options.pop("variants", None)

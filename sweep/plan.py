@@ -347,8 +347,9 @@ def parse_names(text: str, allowed: Sequence[str], what: str, option: str) -> tu
 
 def canonical_layers(specs: Sequence[str]) -> tuple[str, ...]:
     """The dreams' layer specs as typed (`--layers`) -> each in its one spelling (`jobs.catalog.layer_spec_text`:
-    feature maps sorted, a map given twice kept once), each spelling once, in the order given. PlanError for a spec
-    that does not parse or has an empty map entry (`block2:0,,4`)."""
+    feature maps sorted, a map given twice kept once, the layers of a sum in name order), each spelling once, in
+    the order given (`block3+block2` and `block2+block3` are one item). PlanError for a spec that does not parse or
+    has an empty map entry (`block2:0,,4`)."""
     spellings = []
     for spec in specs:
         for part in spec.split("+"):

@@ -12,8 +12,8 @@ from scipy.stats import spearmanr
 from jobs import objectives as obj
 from jobs.images import sample_images
 from jobs.transforms import resize
-from jobs.catalog import parse_layers
-from jobs.kinds import JobSpec, from_uint8, interpolation_start, logits_of, run_batch, to_uint8
+from jobs.catalog import layer_spec_text, layer_terms, parse_layers
+from jobs.kinds import JobSpec, from_uint8, interpolation_start, logits_of, objective_for, run_batch, to_uint8
 from jobs.models import load_model
 from jobs.render import render
 from jobs.schedules import load_schedule
@@ -132,6 +132,29 @@ def test_layer_specs_parse():
     assert parse_layers("Mixed_6d+Mixed_6e:0,4") == [("Mixed_6d", ()), ("Mixed_6e", (0, 4))]
     with pytest.raises(ValueError, match="integers"):
         parse_layers("block2:a")
+
+
+def test_a_sum_of_layers_has_one_spelling():
+    """The layers joined by `+` in name order, numbers compared as numbers (`block2` before `block10`), each one's
+    maps ascending and once; a layer named twice stays twice (the sum weighs it double)."""
+    assert layer_spec_text("block3:5,0+block2:1") == layer_spec_text("block2:1+block3:0,5") == "block2:1+block3:0,5"
+    assert layer_spec_text("features.10+features.2 + features.2.0") == "features.2+features.2.0+features.10"
+    assert layer_spec_text("block2:1+block2+block2:0,1") == "block2+block2:0,1+block2:1"
+    assert layer_spec_text("block2+block2") == "block2+block2"
+    assert layer_terms("Mixed_6e:4,0+Mixed_6d") == [("Mixed_6d", ()), ("Mixed_6e", (0, 4))]
+
+
+def test_every_spelling_of_a_sum_of_layers_dreams_one_objective_and_image(random_digits_model, photos):
+    """A dream sums its layers in their one order whatever the spelling: one objective (one description, one batch
+    group) and the same image, bit for bit, on the demo model under the tiny schedule."""
+    tiny = load_schedule("tiny")
+    spellings = ("block1:2+block2+block3:0,5", "block3:5,0+block2+block1:2", "block2+block3:0,5+block1:2")
+    specs = [JobSpec("dream", -1, variant=v, source="china.jpg") for v in spellings]
+    assert len({objective_for(spec, tiny.for_job("dream", spec.variant)).description for spec in specs}) == 1
+    assert len({objective_for(spec, tiny.for_job("dream", spec.variant)).key for spec in specs}) == 1
+    images = [run_batch(random_digits_model, [spec], tiny, sources=photos)[0].image for spec in specs]
+    for image in images[1:]:
+        np.testing.assert_array_equal(image, images[0])
 
 
 def test_source_image_jobs_are_seeded(random_digits_model, photos):

@@ -411,3 +411,42 @@ def test_a_store_of_an_older_spelling_resumes_under_its_own_keys(tmp_path, monke
     assert keys == ["dream:block3:5,0:-1:-1:0:noise-000"]
     for typed in ("block3:0,5", "block3:5,0", "block3: 5,0,5"):
         assert _resumed(tmp_path / "store", (typed,)) == (("block3:5,0",), [])
+
+
+def test_one_sum_of_layers_is_one_variant_whatever_its_order(tmp_path):
+    """`--layers block3+block2` and `--layers block2+block3` were two variants (two keys, two renders) of one
+    objective: the layers of a sum are spelled in name order, with their maps ascending, so a variant given twice
+    in two spellings is one item, and either spelling writes the same key and the same image, bit for bit."""
+    plan = make_plan(n_classes=10, jobs="dream", sources=("a.png",),
+                     layers=("block3+block2", "block2+block3", "block3:5,0+block2:1", "block2:1+block3:0,5"))
+    assert plan.layers == ("block2+block3", "block2:1+block3:0,5")
+    assert [item.key for item in plan.items()] == ["dream:block2+block3:-1:-1:0:a.png",
+                                                   "dream:block2:1+block3:0,5:-1:-1:0:a.png"]
+    pictures = {}
+    for typed in ("block3:5,0+block2", "block2+block3:0,5"):
+        store = tmp_path / typed.replace(":", "_").replace(",", "_")
+        _dream_store(store, (typed,))
+        assert Store.open(str(store)).read_manifest()["options"]["layers"] == ["block2+block3:0,5"]
+        stored = pd.read_parquet(store / IMAGES)
+        pictures[typed] = dict(zip(stored.key, stored.png))
+        assert _resumed(store, ("block3:0,5+block2",)) == (("block2+block3:0,5",), [])   # any spelling resumes it
+    assert list(pictures["block3:5,0+block2"]) == ["dream:block2+block3:0,5:-1:-1:0:noise-000"]
+    assert pictures["block3:5,0+block2"] == pictures["block2+block3:0,5"]
+
+
+def test_a_store_of_an_older_layer_order_resumes_under_its_own_keys(tmp_path, monkeypatch):
+    """A store written before a sum's layers had one order keeps `block3:5,0+block2` in its manifest and keys
+    (and, when it was given both orders, both variants): every spelling resumes it with nothing to do, no item run
+    again under `block2+block3:0,5` and no refusal."""
+    import sweep.plan
+    with monkeypatch.context() as before:   # as earlier versions planned: the spec as typed
+        before.setattr(sweep.plan, "layer_spec_text", lambda spec: spec, raising=False)
+        _dream_store(tmp_path / "one", ("block3:5,0+block2",))
+        _dream_store(tmp_path / "both", ("block3+block2", "block2+block3"))
+    keys = Store.open(str(tmp_path / "one")).read(IMAGES, ["key"]).column("key").to_pylist()
+    assert keys == ["dream:block3:5,0+block2:-1:-1:0:noise-000"]
+    for typed in ("block2+block3:0,5", "block3:5,0+block2", "block3:0,5+block2"):
+        assert _resumed(tmp_path / "one", (typed,)) == (("block3:5,0+block2",), [])
+    assert len(Store.open(str(tmp_path / "both")).read(IMAGES, ["key"])) == 2
+    for typed in (("block2+block3",), ("block3+block2", "block2+block3")):
+        assert _resumed(tmp_path / "both", typed) == (("block3+block2", "block2+block3"), [])
