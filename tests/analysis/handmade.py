@@ -10,6 +10,10 @@ Additions: 0+1 merge ranks (1, 2) top two; 0+1 juxtapose (1, 3) not; 2+3 merge (
 """
 from __future__ import annotations
 
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import pyarrow.parquet as pq
 
@@ -57,6 +61,25 @@ def small_images(drop: tuple[str, ...] = (), size: int = 24) -> list[Image]:
 def make_small_store(path, drop: tuple[str, ...] = (), options: dict | None = None, rows_per_file: int = 4) -> str:
     return write_store(str(path), NAMES, small_images(drop), options=options or OPTIONS,
                        rows_per_file=rows_per_file)
+
+
+@dataclass(frozen=True)
+class Report:
+    """A store and the index.html `write_figures` returned for it: what a module-scoped fixture makes once for the
+    tests that only read the report (a test that writes into the store works on `copied(report.store, ...)`)."""
+    store: str      # the store's folder
+    index: Path     # as `write_figures` returned it
+    log: str = ""   # what it wrote on its `stream`, when that was a StringIO
+
+    @property
+    def out(self) -> Path:
+        return self.index.parent
+
+
+def copied(store: str, path) -> str:
+    """A copy of the store folder `store` at `path`, its analysis and figures included and every file's modification
+    time kept (so that a kept file and a redrawn one still tell apart): a test's own store, from a shared one."""
+    return str(shutil.copytree(store, path))
 
 
 def corrupt_png_column(store: str) -> None:

@@ -3,10 +3,12 @@ read, and `write_figures` draws transfiguration, dream and directed-dream grids,
 from __future__ import annotations
 
 import collections
+import copy
 import dataclasses
 import io
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +25,7 @@ from jobs.catalog import key_of
 from sweep.store import TRAJECTORIES, Store
 from analysis.load import open_store, read_rows
 from analysis.synthetic import Image, noise_png, png_bytes, write_store
-from handmade import NAMES, OPTIONS, make_small_store, small_images
+from handmade import NAMES, OPTIONS, Report, copied, make_small_store, small_images
 from test_stability import trajectory_rows
 
 SOURCE = "photo.png"
@@ -66,6 +68,15 @@ def make_image_store(path, jobs: tuple[str, ...] | None = None, seeds: int = 1) 
     with open(os.path.join(path, "sources", f"{SOURCE}.png"), "wb") as f:
         f.write(png_bytes(photo))
     return str(path)
+
+
+# A report of the image store costs more than half a second: the tests that read its first report share one
+# (`image_report`), those that write a report again over it start from a copy of it.
+@pytest.fixture(scope="module")
+def image_report(tmp_path_factory) -> Report:
+    """`make_image_store` after its first `write_figures` (which analysed it first). Read only."""
+    store = make_image_store(tmp_path_factory.mktemp("image-report") / "s")
+    return Report(store, write_figures(store))
 
 
 def test_class_tables_ignore_the_image_jobs(tmp_path):
@@ -131,8 +142,8 @@ def _gif_frames(path) -> list[PILImage.Image]:
         return out
 
 
-def test_figures_draw_the_image_jobs_and_link_them(tmp_path):
-    index = write_figures(make_image_store(tmp_path / "s"))
+def test_figures_draw_the_image_jobs_and_link_them(image_report):
+    index = image_report.index
     out = index.parent
     stem = f"interpolation-0000-0001-{SOURCE}-s0"
     for name in ("transfigure-01.png", "dream-01.png", "directed-dream-01.png", f"{stem}.png", f"{stem}.gif"):
@@ -170,9 +181,9 @@ def test_figures_draw_the_image_jobs_and_link_them(tmp_path):
             assert (out / "classes" / link).resolve().is_file(), (c, link)
 
 
-def test_the_transfiguration_grid_shows_the_source_photograph(tmp_path):
-    store = make_image_store(tmp_path / "s")
-    out = write_figures(store).parent
+def test_the_transfiguration_grid_shows_the_source_photograph(image_report, tmp_path):
+    store = copied(image_report.store, tmp_path / "s")
+    out = Path(store) / "figures"                                # the first report, drawn with the photograph
     with_photo = np.asarray(PILImage.open(out / "transfigure-01.png").convert("RGB"))
     os.remove(os.path.join(store, "sources", f"{SOURCE}.png"))   # a store without its sources still draws
     without = np.asarray(PILImage.open(write_figures(store).parent / "transfigure-01.png").convert("RGB"))
@@ -257,9 +268,10 @@ def test_figures_of_an_image_job_store_draw_its_grids_and_say_what_was_skipped(t
     assert all((out / link).exists() for link in links)
 
 
-def test_a_store_analysed_with_class_images_then_holding_only_image_jobs_loses_its_class_tables(tmp_path):
-    store = make_image_store(tmp_path / "s")
-    out = write_figures(store).parent
+def test_a_store_analysed_with_class_images_then_holding_only_image_jobs_loses_its_class_tables(image_report,
+                                                                                                  tmp_path):
+    store = copied(image_report.store, tmp_path / "s")
+    out = Path(store) / "figures"                                # the first report, with class pages
     assert (out / "classes").is_dir() and os.path.exists(os.path.join(store, "analysis", "graph.graphml"))
     for directory in ("images", "frames"):
         for name in os.listdir(os.path.join(store, directory)):
@@ -428,20 +440,41 @@ def counted_reads(monkeypatch, store: str) -> tuple[collections.Counter, dict[st
     return opened, read
 
 
-def test_figures_read_each_file_s_numbers_once_and_its_pictures_at_most_once(tmp_path, monkeypatch):
+def reads_of_figures_after_analysis(store: str) -> tuple[collections.Counter, dict[str, list[str]]]:
+    """`analyze_store(store)`, then `write_figures(store)` counting its reads of images/ and frames/
+    (`counted_reads`)."""
+    analyze_store(store)
+    with pytest.MonkeyPatch.context() as patch:
+        opened, read = counted_reads(patch, store)
+        write_figures(store)
+    return opened, read
+
+
+@pytest.fixture(scope="module")
+def image_store_reads_made_once(tmp_path_factory) -> tuple[str, collections.Counter, dict[str, list[str]]]:
+    """`make_image_store`, analysed, then its figures written: the store and `reads_of_figures_after_analysis`."""
+    store = make_image_store(tmp_path_factory.mktemp("image-reads") / "mixed")
+    return (store, *reads_of_figures_after_analysis(store))
+
+
+@pytest.fixture
+def image_store_reads(image_store_reads_made_once) -> tuple[str, collections.Counter, dict[str, list[str]]]:
+    """The test's own copy of the counts (looking up a file in a defaultdict adds it)."""
+    store, opened, read = image_store_reads_made_once
+    return store, collections.Counter(opened), copy.deepcopy(read)
+
+
+def test_figures_read_each_file_s_numbers_once_and_its_pictures_at_most_once(image_store_reads, tmp_path):
     """Scale audit A9: `sweep figures` opened every images/ file three or four times (the image jobs' numbers, the
     page images, the grids' other images, the interpolations' key columns) and frames/ twice; on S3 each time a
     download of the whole file. Now the pass over the numbers gives the key index ({path: keys}) and each reader of
     pictures opens only the files holding its keys: a file is opened once for its numbers, and again only when it
     holds a picture shown, whose column is then read once (the page images and the grids' other images in one
     pass)."""
-    stores = {"mixed": make_image_store(tmp_path / "mixed"), "interpolations": make_interpolation_store(
-        tmp_path / "interpolations")}   # files holding every job's images; images/ files of final images only
-    for name, store in stores.items():
-        analyze_store(store)
-        with monkeypatch.context() as patch:
-            opened, read = counted_reads(patch, store)
-            write_figures(store)
+    interpolations = make_interpolation_store(tmp_path / "interpolations")
+    stores = {"mixed": image_store_reads, "interpolations": (interpolations, *reads_of_figures_after_analysis(
+        interpolations))}   # files holding every job's images; images/ files of final images only
+    for name, (store, opened, read) in stores.items():
         files = [f"{folder}/{file}" for folder in ("images", "frames")
                  for file in sorted(os.listdir(os.path.join(store, folder)))]
         assert len(files) == {"mixed": 9, "interpolations": 8}[name]
@@ -482,15 +515,11 @@ def test_figures_that_run_the_analysis_read_each_file_s_numbers_once_and_write_w
         assert written(first) == written(again)
 
 
-def test_figures_read_no_frame_s_outputs(tmp_path, monkeypatch):
+def test_figures_read_no_frame_s_outputs(image_store_reads):
     """Scale audit: `sweep figures` read every frames/ file's output vectors (1 GB at 10^5 images) to compute each
     frame's label probability, which no figure shows (a strip shows the two classes' stored logits). Now the
     outputs are read from images/ files only, for the dream grid's and the class pages' probabilities."""
-    store = make_image_store(tmp_path / "s")
-    analyze_store(store)
-    with monkeypatch.context() as patch:
-        _, read = counted_reads(patch, store)
-        write_figures(store)
+    _, _, read = image_store_reads
     frames = [path for path in read if path.startswith("frames/")]
     assert frames and not [path for path in frames if "logits" in read[path]], {p: read[p] for p in frames}
     assert any("logits" in columns for path, columns in read.items() if path.startswith("images/"))

@@ -13,7 +13,7 @@ import pytest
 
 from analysis import StoreError, analyze_store, write_figures
 from analysis.synthetic import Image, write_store
-from handmade import NAMES, OPTIONS, corrupt_png_column, make_small_store, small_images
+from handmade import NAMES, OPTIONS, Report, copied, corrupt_png_column, make_small_store, small_images
 from jobs.catalog import key_of as item_key
 
 
@@ -21,9 +21,43 @@ def _links(html: str) -> list[str]:
     return re.findall(r'(?:href|src)="([^"#]+)"', html)
 
 
-def test_report_written_with_a_page_per_class(small_store, tmp_path):
-    index = write_figures(small_store)  # analyses first: no tables yet
-    assert index == (tmp_path / "store" / "figures" / "index.html")
+# A report costs about half a second (its matplotlib figures): the tests that only read the first report of the
+# hand-made store share one (`small_report`), and those that write a report again over it start from a copy of it.
+@pytest.fixture(scope="module")
+def small_report(tmp_path_factory) -> Report:
+    """The hand-made store after its first `write_figures` (which analysed it first: no tables yet), with what it
+    wrote on its stream (a log, not a terminal). Read only."""
+    store = make_small_store(tmp_path_factory.mktemp("small-report") / "store")
+    log = io.StringIO()
+    return Report(store, write_figures(store, stream=log), log.getvalue())
+
+
+@pytest.fixture
+def small_store_with_report(small_report, tmp_path) -> str:
+    """The test's own copy of `small_report`'s store, report included (as `write_figures(small_store)` left it)."""
+    return copied(small_report.store, tmp_path / "store")
+
+
+@pytest.fixture(scope="module")
+def video_report(tmp_path_factory) -> Report:
+    """The hand-made store with test_stability's snapshots of A and B, after `write_figures(trajectories=[A])`: a
+    report with A's video (drawing it costs more than the rest of the report). Read only."""
+    from sweep.store import TRAJECTORIES, Store
+    from test_stability import A, B, trajectory_rows
+    store = make_small_store(tmp_path_factory.mktemp("video-report") / "store")
+    Store.open(store).write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows(keys=(A, B)))
+    return Report(store, write_figures(store, trajectories=[A]))
+
+
+@pytest.fixture
+def small_store_with_video(video_report, tmp_path) -> str:
+    """The test's own copy of `video_report`'s store: the GIF's modification time is the one it was drawn at."""
+    return copied(video_report.store, tmp_path / "store")
+
+
+def test_report_written_with_a_page_per_class(small_report):
+    small_store, index = small_report.store, small_report.index   # analysed first: no tables yet
+    assert index == Path(small_store) / "figures" / "index.html"
     out = index.parent
     files = set(os.listdir(out))
     for name in ("contact-01.png", "pca.png", "pca.svg", "graph-01.png", "graph-01.svg", "opposites-01.png",
@@ -42,8 +76,8 @@ def test_report_written_with_a_page_per_class(small_store, tmp_path):
             assert (page.parent / link).resolve().exists(), (page, link)
 
 
-def test_class_page_shows_opposite_neighbours_and_top5(small_store):
-    out = write_figures(small_store).parent
+def test_class_page_shows_opposite_neighbours_and_top5(small_report):
+    out = small_report.out
     page = (out / "classes" / "0002.html").read_text()
     assert "<h1>2 cat</h1>" in page and "img/octave_-_2_-1_0.png" in page and "img/opposite_-_2_-1_0.png" in page
     assert re.search(r"labelled <a [^>]*>5 fox</a>", page)           # cat's opposite
@@ -114,8 +148,9 @@ def test_figures_rerun_the_analysis_when_a_table_is_missing(small_store):
     assert "(euclidean)" in (Path(small_store) / "figures" / "classes" / "0001.html").read_text()
 
 
-def test_a_new_report_replaces_the_old_one(small_store):
-    out = write_figures(small_store).parent
+def test_a_new_report_replaces_the_old_one(small_store_with_report):
+    small_store = small_store_with_report
+    out = Path(small_store) / "figures"                     # the first report's folder
     (out / "contact-09.png").write_bytes(b"old page")        # as if an earlier, larger report had nine pages
     (out / "notes.txt").write_text("the user's own file")
     write_figures(small_store)
@@ -123,10 +158,11 @@ def test_a_new_report_replaces_the_old_one(small_store):
     assert (out / "notes.txt").exists()
 
 
-def test_a_new_report_leaves_alone_the_users_files_whose_names_only_start_like_its_own(small_store):
+def test_a_new_report_leaves_alone_the_users_files_whose_names_only_start_like_its_own(small_store_with_report):
     """Report hunt: every file whose name started with one of the report's prefixes was deleted as stale, so
     `--out` into a folder of one's own lost index.html.bak, graph-notes.txt or pca.md."""
-    out = write_figures(small_store).parent
+    small_store = small_store_with_report
+    out = Path(small_store) / "figures"                     # the first report's folder
     mine = ["index.html.bak", "graph-notes.txt", "pca.md", "contact-list.csv", "classes/notes.txt", "img/README",
             "trajectory-notes.txt", "additions-draft.png"]
     for name in mine:
@@ -162,10 +198,10 @@ def test_class_names_never_become_markup(tmp_path):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in (out / "index.html").read_text()
 
 
-def test_pages_are_offline_and_rendered_from_the_package_templates(small_store):
+def test_pages_are_offline_and_rendered_from_the_package_templates(small_report):
     from analysis.report import templates
     assert templates().autoescape("index.html")
-    out = write_figures(small_store).parent
+    out = small_report.out
     for page in [out / "index.html", *(out / "classes").iterdir()]:
         text = page.read_text()
         assert "http://" not in text and "https://" not in text and "//cdn" not in text
@@ -209,11 +245,10 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_figures_progress_is_plain_in_a_log_and_a_bar_on_a_terminal(small_store):
-    log, terminal = io.StringIO(), _Terminal()
-    write_figures(small_store, stream=log)
-    assert "\r" not in log.getvalue() and re.search(r"^\d+/\d+ steps \(100\.0%\)", log.getvalue(), re.M)
-    write_figures(small_store, stream=terminal)
+def test_figures_progress_is_plain_in_a_log_and_a_bar_on_a_terminal(small_report, small_store_with_report):
+    log, terminal = small_report.log, _Terminal()                   # the first report's, written to a StringIO
+    assert "\r" not in log and re.search(r"^\d+/\d+ steps \(100\.0%\)", log, re.M)
+    write_figures(small_store_with_report, stream=terminal)
     last = terminal.getvalue().rstrip("\n").split("\r")[-1]
     assert "\r" in terminal.getvalue() and "100%|" in last and "0 failed" in last
 
@@ -313,17 +348,15 @@ def test_analysing_again_keeps_the_earlier_margin_share(small_store):
         analyze_store(small_store, margin_share=0.0)
 
 
-def test_trajectory_videos_stay_until_dropped(small_store):
+def test_trajectory_videos_stay_until_dropped(small_store_with_video):
     """Audit #9: a plain `sweep figures` after `--trajectories KEY` removed the GIF and the class page's Generation
     section. Earlier videos stay linked; a key given again is drawn anew; keep_trajectories=False removes them."""
-    from sweep.store import TRAJECTORIES, Store
-    from test_stability import A, B, trajectory_rows
-    Store.open(small_store).write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows(keys=(A, B)))
+    from test_stability import A, B
+    small_store = small_store_with_video                               # snapshots of A and B; A's video drawn
     out = Path(small_store) / "figures"
     gif_a, gif_b = (out / f"trajectory-{key.replace(':', '_')}.gif" for key in (A, B))
     page_a, page_b = out / "classes" / "0003.html", out / "classes" / "0005.html"
 
-    write_figures(small_store, trajectories=[A])
     drawn = gif_a.stat().st_mtime_ns
     assert "<h2>Generation</h2>" in page_a.read_text() and f"../{gif_a.name}" in page_a.read_text()
     write_figures(small_store)                                         # e.g. after `sweep analyze`
@@ -336,15 +369,13 @@ def test_trajectory_videos_stay_until_dropped(small_store):
     assert not (out / "trajectory-videos.json").exists()
 
 
-def test_videos_of_a_report_made_before_the_video_list_are_drawn_again_not_dropped(small_store):
+def test_videos_of_a_report_made_before_the_video_list_are_drawn_again_not_dropped(small_store_with_video):
     """A regression walk-through: the first `sweep figures` of this version deleted the trajectory GIFs an older one
     had made (their folder has no trajectory-videos.json). They are recognised by name and drawn again."""
-    from sweep.store import TRAJECTORIES, Store
-    from test_stability import A, B, trajectory_rows
-    Store.open(small_store).write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows(keys=(A, B)))
+    from test_stability import A, B
+    small_store = small_store_with_video                               # snapshots of A and B; A's video drawn
     out = Path(small_store) / "figures"
     gif_a, gif_b = (out / f"trajectory-{key.replace(':', '_')}.gif" for key in (A, B))
-    write_figures(small_store, trajectories=[A])
     (out / "trajectory-videos.json").unlink()                          # as an older report left the folder
     gif_a.write_bytes(b"GIF89a from an older report")
     write_figures(small_store)
@@ -353,8 +384,9 @@ def test_videos_of_a_report_made_before_the_video_list_are_drawn_again_not_dropp
     assert (out / "trajectory-videos.json").exists()
 
 
-def test_a_kept_video_list_that_is_broken_or_points_outside_is_ignored(small_store):
-    out = write_figures(small_store).parent
+def test_a_kept_video_list_that_is_broken_or_points_outside_is_ignored(small_store_with_report):
+    small_store = small_store_with_report
+    out = Path(small_store) / "figures"                     # the first report's folder
     outside = out.parent / "outside.gif"
     outside.write_bytes(b"GIF89a")
     (out / "trajectory-videos.json").write_text(
@@ -497,10 +529,10 @@ def test_a_mislabelled_class_image_shows_its_class_probability_and_the_labels_ow
     assert re.search(r"</a> \((not )?mutual\)</figcaption>", right) and re.search(r"</a> \(distance", right)
 
 
-def test_index_figures_are_never_enlarged_and_strips_keep_their_width(small_store):
+def test_index_figures_are_never_enlarged_and_strips_keep_their_width(small_report):
     """Figures audit #13: `img.fig{width:100%}` stretched a 697-px figure to the page; the strips were fixed at
     720 px, shrinking their numbers."""
-    html = write_figures(small_store).read_text()
+    html = small_report.index.read_text()
     assert "img.fig{max-width:100%;height:auto}" in html and "width:100%" not in html.replace("max-width:100%", "")
     assert 'width="720"' not in html
 
@@ -575,23 +607,20 @@ def test_source_photographs_are_shown_as_each_job_fitted_them(tmp_path, monkeypa
     assert beside["directed-dream"].size == (60, 30)                          # not recorded: as it is
 
 
-def test_the_tables_section_describes_only_the_files_there(small_store, tmp_path):
+def test_the_tables_section_describes_only_the_files_there(small_report, tmp_path):
     """Regression audit: it described graph.graphml for a store whose analysis has none (no class images)."""
-    html = write_figures(small_store).read_text()
+    html = small_report.index.read_text()
     assert "graph.graphml: the nearest-neighbour graph as GraphML" in html
     store = make_small_store(tmp_path / "s", drop=tuple(item_key("octave", "", c, -1, 0) for c in range(6)))
     html = write_figures(store).read_text()
     assert "graph.graphml" not in html and "summary.json: the Summary" in html
 
 
-def test_a_video_drawn_by_an_older_version_is_drawn_again(small_store):
+def test_a_video_drawn_by_an_older_version_is_drawn_again(small_store_with_video):
     """Videos are kept as drawn; one an older classweep drew (before an addition's partner was marked) is redrawn."""
     from analysis.report import VIDEO_VERSION, VIDEOS_FILE
-    from sweep.store import TRAJECTORIES, Store
-    from test_stability import A, trajectory_rows
-    Store.open(small_store).write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows(keys=(A,)))
+    small_store = small_store_with_video                               # A's video drawn by this version
     out = Path(small_store) / "figures"
-    write_figures(small_store, trajectories=[A])
     listed = json.loads((out / VIDEOS_FILE).read_text())
     assert [v["version"] for v in listed] == [VIDEO_VERSION]
     gif = out / listed[0]["gif"]
@@ -605,10 +634,9 @@ def test_a_video_drawn_by_an_older_version_is_drawn_again(small_store):
     assert [v["version"] for v in json.loads((out / VIDEOS_FILE).read_text())] == [VIDEO_VERSION]
 
 
-def test_a_class_page_names_the_class_that_got_into_a_failed_addition(small_store):
+def test_a_class_page_names_the_class_that_got_into_a_failed_addition(small_report):
     """Figures audit #2 on the class pages: a failed addition said "labelled <one of the pair>"."""
-    write_figures(small_store)
-    page = (Path(small_store) / "figures" / "classes" / "0002.html").read_text()
+    page = (small_report.out / "classes" / "0002.html").read_text()
     assert f"{NAMES[4]}</a> got in at #1" in page   # 2+3 merge: class 4 stands first, 3 second, 2 third
     assert "labelled" not in page.split("Additions with this class")[1]
 
@@ -639,13 +667,12 @@ def test_an_addition_video_is_linked_from_both_classes_pages(small_store):
     assert linking() == [0, 1] and json.loads((out / VIDEOS_FILE).read_text())[0]["partner"] == 1
 
 
-def test_a_report_reads_the_video_list_once(small_store, monkeypatch):
+def test_a_report_reads_the_video_list_once(small_store_with_video, monkeypatch):
     """The list was read twice per report (for the videos to draw again, then for the ones to keep)."""
     from analysis.report import VIDEOS_FILE
-    from sweep.store import TRAJECTORIES, Store
-    from test_stability import A, trajectory_rows
-    Store.open(small_store).write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows(keys=(A,)))
-    write_figures(small_store, trajectories=[A])
+    from sweep.store import Store
+    from test_stability import A
+    small_store = small_store_with_video                               # A's video drawn and listed
     reads = []
     read_bytes = Store.read_bytes
     monkeypatch.setattr(Store, "read_bytes", lambda self, name, *a, **k: (
