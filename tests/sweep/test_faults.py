@@ -1,6 +1,8 @@
-"""Killing the driver: `sweep run` as a subprocess is SIGKILLed mid-sweep, then (with --run-slow) interrupted with
-Ctrl-C (SIGINT), then re-run to completion with another batch size. Every item must land exactly once and every file
-must be readable."""
+"""Killing the driver: `sweep run` as a subprocess is SIGKILLed mid-sweep. Every run checks what the kill leaves:
+whole files, and a store whose next run takes the dead driver's lease over and has exactly the missing items to do.
+With --run-slow the store is also interrupted with Ctrl-C (SIGINT), then re-run to completion with another batch
+size (two more Ray starts, about 10 s each here): every item must land exactly once and every file be readable.
+A resume with another batch size and worker count runs in every run in test_driver (`damaged_and_resumed`)."""
 from __future__ import annotations
 
 import json
@@ -16,6 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs.schedules import load_schedule
+from sweep.driver import SweepConfig, pending_work, prepare
+from sweep.store import IMAGES, Store, read_lease, running_sweep
 
 pytest.importorskip("ray")
 ROOT = Path(__file__).parents[2]
@@ -81,12 +85,9 @@ def wait_for_files(store: Path, count: int, process: subprocess.Popen, timeout: 
         time.sleep(0.05)
 
 
-# The Ctrl-C stage costs a third Ray start (~9 s); test_driver's SIGTERM test and test_hostile's signal tests check
-# that stop by default, so here it runs with --run-slow.
-@pytest.mark.parametrize("interrupted_too", [False, pytest.param(True, marks=pytest.mark.slow)])
-def test_killed_then_interrupted_driver_resumes_exactly_once(tmp_path, interrupted_too):
-    store = tmp_path / "store"
-    # 1. SIGKILL: no cleanup at all in the driver.
+def killed_after_its_first_file(store: Path) -> int:
+    """Start the sweep, SIGKILL its driver (no cleanup at all) once its first file is stored, and end the processes
+    it started: the driver's pid."""
     first = start(store)
     try:
         wait_for_files(store, 1, first)
@@ -94,6 +95,36 @@ def test_killed_then_interrupted_driver_resumes_exactly_once(tmp_path, interrupt
         first.wait(timeout=30)
     finally:
         end_session(first.pid)
+    return first.pid
+
+
+def test_a_killed_driver_leaves_whole_files_and_a_store_its_next_run_resumes(tmp_path):
+    store = tmp_path / "store"
+    killed = killed_after_its_first_file(store)
+    files = part_files(store)
+    assert 1 <= len(files) < BATCHES
+    stored = pd.concat([pq.read_table(path).to_pandas() for path in files])   # every file whole
+    assert len(stored) == 2 * len(files) and stored.key.is_unique
+    assert not [p for p in (store / IMAGES).iterdir() if not p.name.startswith("part-")]
+    # Its lease is left behind, and judged dead (its process on this host is gone): the next run is not held back.
+    st = Store.open(str(store))
+    assert read_lease(st)["pid"] == killed and running_sweep(st) is None
+    # The next run, with another batch size, has exactly the items the killed one did not store.
+    schedule = str(quarter_digits_schedule(tmp_path))
+    prepared = prepare(SweepConfig(store=str(store), model="digits", weights="random", schedule=schedule,
+                                   jobs="octave,opposite", classes="0-2", seeds=2, batch_size=3))
+    pending = pending_work(prepared.plan, st)
+    assert pending.total == ITEMS and {item.key for item in pending.items} == \
+        {item.key for item in prepared.plan.items()} - set(stored.key)
+
+
+# Two more Ray starts (about 20 s here): a resume with another batch size runs in every run in test_driver, and the
+# Ctrl-C stop there (SIGTERM) and in test_hostile (signals during start-up).
+@pytest.mark.slow
+@pytest.mark.parametrize("interrupted_too", [False, True])
+def test_killed_then_interrupted_driver_resumes_exactly_once(tmp_path, interrupted_too):
+    store = tmp_path / "store"
+    killed_after_its_first_file(store)                     # 1. SIGKILL
     killed_at = len(part_files(store))
     assert 1 <= killed_at < BATCHES
     # 2. Ctrl-C: a clean stop with a message and exit status 130.
