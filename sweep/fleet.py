@@ -586,11 +586,16 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
                 return task
         return None
 
-    def died(slot: Slot, error: BaseException) -> None:
+    def died(slot: Slot, error: BaseException, task=None) -> None:
+        """`slot`'s actor died (while running `task`, when the death was seen through that call's ref): a new one
+        in its place. Too many deaths in a row with nothing finished mean the workers die whatever they run (a
+        broken image, a node that cannot hold them): SweepError. Never before the dying task has used its own tries
+        (a batch that kills its actor every time, on one worker with --max-attempts 4 or more, fails alone)."""
         nonlocal deaths_without_progress
         fleet.replace(slot)
         deaths_without_progress += 1
-        if deaths_without_progress > len(fleet.slots) + 2:
+        limit = max(len(fleet.slots) + 2, crash_limit(task) if task is not None else 0)
+        if deaths_without_progress > limit:
             raise SweepError(f"workers keep dying before finishing any task: {remote_error_line(error)}")
 
     nobody_up_since: float | None = None
@@ -637,7 +642,7 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
                 continue
             except RayError as error:            # the actor (or its node) died, or is out of reach
                 if generation == slot.generation and fleet.counts_as_death(slot, error):
-                    died(slot, error)
+                    died(slot, error, task)
                 was_hung = id(task) in hung              # its actor was ended by the hang watch
                 hung.discard(id(task))
                 crashes[id(task)] += 1

@@ -259,6 +259,27 @@ def test_a_task_that_hangs_every_time_fails_as_hung(tmp_path):
     assert len(notes) == 2 and all(n.startswith("worker 0 made no progress for 1s on 1 task (hung?)") for n in notes)
 
 
+def test_a_task_that_kills_its_actor_every_time_uses_all_its_tries_on_one_worker(tmp_path):
+    """A batch that kills its actor whenever it runs, on one worker, with more tries than the deaths in a row that
+    mean "the workers die whatever they run" (one slot: 3): it fails alone after its own tries instead of ending the
+    run (it used to raise "workers keep dying" at its fourth death); the other task is done."""
+    from sweep.fleet import dispatch
+    fleet = one_worker_fleet(tmp_path)
+    done, failed = [], []
+
+    def submit(actor, task):
+        return actor.__ray_call__.remote(lambda worker, t=task: os._exit(1) if t == "kills" else t)
+    try:
+        with sweep_fakes.failing_if_stuck(120):
+            dispatch(fleet, ["kills", "fine"], submit=submit, on_done=lambda task, value: done.append(value) or [],
+                     on_failed=lambda task, error: failed.append((task, error)) or [], in_flight=1, max_crashes=4,
+                     poll=0.2)
+    finally:
+        fleet.stop()
+    assert done == ["fine"] and [task for task, _ in failed] == ["kills"] and fleet.replaced == 4
+    assert failed[0][1].startswith("worker died while running this task")
+
+
 def test_the_hang_watch_counts_only_running_calls_of_current_actors_and_ends_each_once(monkeypatch):
     """end_hung: quiet since the last progress (a call handed over, finished, or reporting steps); only calls still
     running on the slot's current actor count (a dead actor's task waits in the queue, perhaps for long); an actor
