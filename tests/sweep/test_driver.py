@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -238,46 +238,51 @@ def test_a_hung_worker_is_ended_and_its_batches_run_again(tmp_path):
     assert_exactly_once(store, 10)
 
 
-def test_a_task_that_hangs_every_time_fails_as_hung(tmp_path):
-    """The hang watch in the one dispatch loop (every command's): a call that never ends, on every new actor, is
-    ended each time and fails after its tries with the reason; the other task is done."""
+class OneWorkerDispatch(NamedTuple):
+    done: list          # the values of the tasks done
+    failed: list        # (task, error) of the tasks given up
+    notes: list         # the lines the loop said
+    replaced: int       # actors replaced
+
+
+def dispatch_on_one_worker(tmp_path, tasks: list[str], bad: str, misbehave: Callable[[], None],
+                           **options) -> OneWorkerDispatch:
+    """The one dispatch loop (every command's) on one model-free actor, one call at a time: a task's call returns
+    the task, except `bad`'s, which calls `misbehave()` in the actor on every try."""
     from sweep.fleet import dispatch
     fleet = one_worker_fleet(tmp_path)
     done, failed, notes = [], [], []
 
     def submit(actor, task):
-        return actor.__ray_call__.remote(lambda worker, t=task: time.sleep(600) if t == "hangs" else t)
+        return actor.__ray_call__.remote(lambda worker, t=task: misbehave() if t == bad else t)
     try:
         with sweep_fakes.failing_if_stuck(120):
-            dispatch(fleet, ["hangs", "fine"], submit=submit, on_done=lambda task, value: done.append(value) or [],
-                     on_failed=lambda task, error: failed.append((task, error)) or [], in_flight=1, max_crashes=2,
-                     poll=0.2, stall_limit=1.0, note=notes.append)
+            dispatch(fleet, tasks, submit=submit, on_done=lambda task, value: done.append(value) or [],
+                     on_failed=lambda task, error: failed.append((task, error)) or [], in_flight=1, poll=0.2,
+                     note=notes.append, **options)
     finally:
         fleet.stop()
-    assert done == ["fine"] and [task for task, _ in failed] == ["hangs"] and fleet.replaced == 2
-    assert failed[0][1].startswith("worker made no progress for 1s (hung) and was ended while running this task")
-    assert len(notes) == 2 and all(n.startswith("worker 0 made no progress for 1s on 1 task (hung?)") for n in notes)
+    return OneWorkerDispatch(done, failed, notes, fleet.replaced)
+
+
+def test_a_task_that_hangs_every_time_fails_as_hung(tmp_path):
+    """The hang watch in the one dispatch loop (every command's): a call that never ends, on every new actor, is
+    ended each time and fails after its tries with the reason; the other task is done."""
+    run = dispatch_on_one_worker(tmp_path, ["hangs", "fine"], "hangs", lambda: time.sleep(600), max_crashes=2,
+                                 stall_limit=1.0)
+    assert run.done == ["fine"] and [task for task, _ in run.failed] == ["hangs"] and run.replaced == 2
+    assert run.failed[0][1].startswith("worker made no progress for 1s (hung) and was ended while running this task")
+    assert len(run.notes) == 2 and all(n.startswith("worker 0 made no progress for 1s on 1 task (hung?)")
+                                       for n in run.notes)
 
 
 def test_a_task_that_kills_its_actor_every_time_uses_all_its_tries_on_one_worker(tmp_path):
     """A batch that kills its actor whenever it runs, on one worker, with more tries than the deaths in a row that
     mean "the workers die whatever they run" (one slot: 3): it fails alone after its own tries instead of ending the
     run (it used to raise "workers keep dying" at its fourth death); the other task is done."""
-    from sweep.fleet import dispatch
-    fleet = one_worker_fleet(tmp_path)
-    done, failed = [], []
-
-    def submit(actor, task):
-        return actor.__ray_call__.remote(lambda worker, t=task: os._exit(1) if t == "kills" else t)
-    try:
-        with sweep_fakes.failing_if_stuck(120):
-            dispatch(fleet, ["kills", "fine"], submit=submit, on_done=lambda task, value: done.append(value) or [],
-                     on_failed=lambda task, error: failed.append((task, error)) or [], in_flight=1, max_crashes=4,
-                     poll=0.2)
-    finally:
-        fleet.stop()
-    assert done == ["fine"] and [task for task, _ in failed] == ["kills"] and fleet.replaced == 4
-    assert failed[0][1].startswith("worker died while running this task")
+    run = dispatch_on_one_worker(tmp_path, ["kills", "fine"], "kills", lambda: os._exit(1), max_crashes=4)
+    assert run.done == ["fine"] and [task for task, _ in run.failed] == ["kills"] and run.replaced == 4
+    assert run.failed[0][1].startswith("worker died while running this task")
 
 
 def test_the_hang_watch_counts_only_running_calls_of_current_actors_and_ends_each_once(monkeypatch):
