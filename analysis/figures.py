@@ -475,11 +475,11 @@ def trajectory_frames(snapshots: pd.DataFrame, names: Sequence[str], *, size: tu
     return Pages(len(snapshots), build)
 
 
-def trajectory_gif(frames: Sequence[Figure], duration: int = 200, hold: int = 1200) -> bytes:
-    """The frames (Figures of `trajectory_frames`) drawn and joined into a looping GIF (Pillow)."""
+def trajectory_gif(frames: Sequence[np.ndarray], duration: int = 200, hold: int = 1200) -> bytes:
+    """The frames (`trajectory_frames`' Figures drawn: H x W x 3 `rgb_pixels`) joined into a looping GIF (Pillow).
+    Pixels, not Figures: the MP4 is made from the same ones, so that each frame is drawn once."""
     from PIL import Image
-    from analysis.drawing import rgb_pixels
-    images = [Image.fromarray(rgb_pixels(f)) for f in frames]
+    images = [Image.fromarray(f) for f in frames]
     return gif_bytes(images, images[0].size, duration, hold)
 
 

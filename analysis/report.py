@@ -356,22 +356,22 @@ def no_snapshots(key: str, uri: str, keys: list[str] | None) -> str:
     return f"no snapshots of {key} in {uri}/{TRAJECTORIES}/; keys with snapshots: {listed}{more}"
 
 
-def mp4_bytes(frames: list) -> bytes | None:
-    """The frames (Figures) as an H.264 MP4 through matplotlib's ffmpeg writer; None when no ffmpeg is available."""
+def mp4_bytes(frames: list[np.ndarray]) -> bytes | None:
+    """The frames (H x W x 3 pixels: the GIF's, `rgb_pixels` of `trajectory_frames`) as an H.264 MP4 through
+    matplotlib's ffmpeg writer; None when no ffmpeg is available."""
     import tempfile
     from matplotlib import animation
     if not frames or not animation.writers.is_available("ffmpeg"):
         return None
-    pixels = [drawing.rgb_pixels(f) for f in frames]
-    figure = drawing.new_figure(pixels[0].shape[1], pixels[0].shape[0])
+    figure = drawing.new_figure(frames[0].shape[1], frames[0].shape[0])
     ax = figure.add_axes((0, 0, 1, 1))
     ax.set_axis_off()
-    shown = ax.imshow(pixels[0])
+    shown = ax.imshow(frames[0])
     writer = animation.FFMpegWriter(fps=1000 / TRAJECTORY_FRAME_MS)
     with tempfile.TemporaryDirectory() as folder:
         path = f"{folder}/video.mp4"
         with writer.saving(figure, path, dpi=drawing.DPI):
-            for frame in pixels:
+            for frame in frames:
                 shown.set_data(frame)
                 writer.grab_frame()
         return Path(path).read_bytes()
@@ -432,7 +432,7 @@ def _trajectory_videos(snapshots: dict[str, pd.DataFrame], names, writer: "_Writ
     videos: dict[int, list[dict]] = {}
     for key, rows in snapshots.items():
         stem = writer.unique_stem(video_stem(key), key)
-        frames = list(fig.trajectory_frames(rows, names))
+        frames = [drawing.rgb_pixels(f) for f in fig.trajectory_frames(rows, names)]   # F x H x W x 3, for both
         gif = writer.bytes(f"{stem}.gif", fig.trajectory_gif(frames, TRAJECTORY_FRAME_MS, GIF_HOLD_MS))
         video = mp4_bytes(frames)
         mp4 = writer.bytes(f"{stem}.mp4", video) if video is not None else None

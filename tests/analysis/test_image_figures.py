@@ -372,7 +372,7 @@ def test_the_trajectory_gif_keeps_the_target_dot_red():
     shots = pd.DataFrame({"step": [0, 10], "octave": [0, 0], "target": [3, 3], "label": [1, 3],
                           "logits": [rng.normal(size=6), rng.normal(size=6)], "png": [colourful, colourful]})
     frames = list(trajectory_frames(shots, NAMES))
-    decoded = [np.asarray(f) for f in _gif_frames(io.BytesIO(trajectory_gif(frames)))]
+    decoded = [np.asarray(f) for f in _gif_frames(io.BytesIO(trajectory_gif([rgb_pixels(f) for f in frames])))]
     for colour, frame in ((BAD, 0), (BAD, 1), (GOOD, 1)):   # the target dot; the argmax title when it is the target
         rgb = ImageColor.getrgb(colour)
         drawn = (rgb_pixels(frames[frame]) == rgb).all(axis=-1)   # H x W

@@ -1,4 +1,5 @@
 """write_figures: figures, index.html and a page per class, all relative and offline."""
+import contextlib
 import io
 import json
 import os
@@ -459,15 +460,9 @@ def test_keys_with_snapshots_are_named_octave_first_then_by_class():
 
 # ---- trajectory videos: the MP4 beside the GIF (matplotlib's ffmpeg writer) -------------------------------------
 
-def _frames(count: int = 3) -> list:
-    """`count` Figures of 64 x 48 px, each a different grey."""
-    from analysis.drawing import new_figure
-    frames = []
-    for k in range(count):
-        figure = new_figure(64, 48)
-        figure.set_facecolor(str(0.2 + 0.3 * k))
-        frames.append(figure)
-    return frames
+def _frames(count: int = 3) -> list[np.ndarray]:
+    """`count` frames of 64 x 48 px (48 x 64 x 3 pixels), each a different grey."""
+    return [np.full((48, 64, 3), round(255 * (0.2 + 0.3 * k)), np.uint8) for k in range(count)]
 
 
 def _top_level_boxes(data: bytes) -> list[bytes]:
@@ -506,6 +501,44 @@ def test_trajectory_frames_become_an_mp4_of_as_many_frames(tmp_path):
                              text=True, timeout=120)
     assert decoded.returncode == 0, decoded.stderr
     assert len([line for line in decoded.stdout.splitlines() if line and not line.startswith("#")]) == 3
+
+
+class _NoEncoder:
+    """Stands for matplotlib's FFMpegWriter where no ffmpeg is needed: grabs nothing, writes a placeholder file."""
+
+    def __init__(self, fps: float) -> None:
+        pass
+
+    @contextlib.contextmanager
+    def saving(self, figure, path: str, dpi: float):
+        yield self
+        Path(path).write_bytes(b"mp4")
+
+    def grab_frame(self) -> None:
+        pass
+
+
+def test_each_trajectory_frame_is_drawn_once_for_the_gif_and_the_mp4(small_store, monkeypatch):
+    """Profiling audit: with an ffmpeg encoder each frame was drawn on the Agg canvas twice, for the GIF and again for
+    the MP4. It is drawn once; both videos are made from its pixels."""
+    from matplotlib import animation
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    import analysis.figures as fig
+    from sweep.store import TRAJECTORIES, Store
+    from test_stability import A, B, trajectory_rows
+    Store.open(small_store).write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows(keys=(A, B)))
+    monkeypatch.setattr(animation.writers, "is_available", lambda name: True)
+    monkeypatch.setattr(animation, "FFMpegWriter", _NoEncoder)
+    frames, drawn = [], []   # the Figures drawn, kept (an id is reused once its Figure is gone)
+    trajectory_frames, draw = fig.trajectory_frames, FigureCanvasAgg.draw
+    monkeypatch.setattr(fig, "trajectory_frames", lambda *a, **k: (
+        made := list(trajectory_frames(*a, **k)), frames.extend(made))[0])
+    monkeypatch.setattr(FigureCanvasAgg, "draw", lambda canvas, *a, **k: (
+        drawn.append(canvas.figure), draw(canvas, *a, **k))[1])
+    out = write_figures(small_store, trajectories=[A, B]).parent
+    assert len(frames) >= 2 and (out / f"trajectory-{A.replace(':', '_')}.mp4").read_bytes() == b"mp4"
+    assert [sum(figure is frame for figure in drawn) for frame in frames] == [1] * len(frames)
 
 
 def test_a_mislabelled_class_image_shows_its_class_probability_and_the_labels_own(tmp_path):

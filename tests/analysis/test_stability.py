@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from analysis.analyze import analyze_store
+from analysis.drawing import rgb_pixels
 from analysis.figures import stability_figure, trajectory_frames, trajectory_gif
 from analysis.stability import compare_stability, run_stability, stability_summary, stability_table
 from handmade import make_small_store
@@ -129,7 +130,7 @@ def test_trajectory_video_frames_show_the_image_and_every_output():
     assert image_ax.get_title().startswith("step 0")                   # in step order
     points = np.concatenate([c.get_offsets() for c in scatter_ax.collections])
     assert len(points) == 6 and [3, 2] in points.tolist()               # every class, the target's own output
-    gif = Image.open(io.BytesIO(trajectory_gif(list(frames))))
+    gif = Image.open(io.BytesIO(trajectory_gif([rgb_pixels(f) for f in frames])))
     assert gif.n_frames == 2
 
 
