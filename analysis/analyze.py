@@ -166,8 +166,9 @@ def analyze_store_and_keys(store: Store | str, metric: str = "cosine", margin_sh
     fingerprint = st.fingerprint()   # before reading: a file the sweep adds meanwhile makes the tables stale
     scores_fingerprint = st.fingerprint(SCORES)
     (rows, index), *others = read_rows_for(st, [RowsWanted(NUMERIC_COLUMNS), *also])
-    not_finite = rows.meta["key"][~finite_rows(rows.logits)]
-    rows, dropped = usable_rows(rows, st.n_classes)
+    finite = finite_rows(rows.logits)                                       # N
+    not_finite = rows.meta["key"][~finite]
+    rows, dropped = usable_rows(rows, st.n_classes, finite)
     cov = coverage(st.manifest, rows.meta["key"], not_finite)
     octaves = rows.job("octave")
     reps = representatives(octaves) if len(octaves) else None
@@ -248,10 +249,11 @@ def stability_words(s: dict) -> str:
     return f"{head}; no top-1 share: {s['job']} is judged by {measure.name}, not by the target's top-1"
 
 
-def usable_rows(rows: Rows, n_classes: int) -> tuple[Rows, int]:
-    """Rows whose classes are valid indices and whose outputs are finite; and how many others were dropped."""
+def usable_rows(rows: Rows, n_classes: int, finite: np.ndarray | None = None) -> tuple[Rows, int]:
+    """Rows whose classes are valid indices and whose outputs are finite; and how many others were dropped.
+    `finite`: `finite_rows(rows.logits)` when the caller has it already (one pass over the N x C outputs)."""
     meta = rows.meta
-    ok = finite_rows(rows.logits)
+    ok = finite_rows(rows.logits) if finite is None else finite.copy()
     ok &= (meta["target"].between(0, n_classes - 1)
            | (meta["job"].isin(CLASSLESS) & (meta["target"] == -1))).to_numpy()
     for column in ("label",):
