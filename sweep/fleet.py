@@ -536,9 +536,10 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
     Hangs: an actor that holds calls, but has been handed none, finished none and (with `progressed()`: the refs
     whose calls reported progress since it was last asked, or None when that is unknown just now) seen none of them
     progress for `stall_limit` seconds counts as hung (a stuck device, a deadlock): `note(line)` says so, the
-    actor is ended, and its tasks run again like a dead actor's; a task that exhausts its tries this way fails as
-    "hung". Raises SweepError when new actors keep dying before finishing anything, and when work is left but no
-    actor has been up for `no_worker_limit` seconds (the cluster lost every node that could hold one).
+    actor is ended (and handed no task while the loop has not yet seen it die), and its tasks run again like a dead
+    actor's; a task that exhausts its tries this way fails as "hung". Raises SweepError when new actors keep dying
+    before finishing anything, and when work is left but no actor has been up for `no_worker_limit` seconds (the
+    cluster lost every node that could hold one).
     """
     import ray
     from ray.exceptions import RayError, RayTaskError
@@ -613,6 +614,8 @@ def dispatch(fleet: Fleet, tasks: Iterable, *, submit: Callable, on_done: Callab
                 if fleet.to_ping(slot, pings.values()):
                     pings[slot.actor.__ray_ready__.remote()] = (slot, slot.generation)
                 continue
+            if active_at.get((slot.number, slot.generation)) == math.inf:
+                continue                     # ended by the hang watch, its death not seen yet: it would die too
             while queue and len(held(slot)) < in_flight:
                 task = next_task(slot)
                 if task is None:

@@ -276,6 +276,36 @@ def test_a_task_that_hangs_every_time_fails_as_hung(tmp_path):
                                        for n in run.notes)
 
 
+def test_an_actor_ended_as_hung_is_handed_no_task_while_its_death_is_not_yet_seen(tmp_path):
+    """The hang watch ends an actor, and a task joins the queue in the same loop turn (here: `first`'s result
+    handler, slow enough that the actor, running `hangs` after `first`, went quiet past the limit meanwhile). The actor still counts
+    as up until the loop sees its calls die: it must not be handed that task (which would die with it, costing a
+    try, here its only one), and it is ended once."""
+    from sweep.fleet import dispatch
+    fleet = one_worker_fleet(tmp_path)
+    done, failed, notes, handed = [], [], [], []
+
+    def submit(actor, task):
+        handed.append(task)
+        return actor.__ray_call__.remote(lambda worker, t=task: time.sleep(600) if t == "hangs" else t)
+
+    def on_done(task, value):
+        done.append(value)
+        if value != "first":
+            return []
+        time.sleep(1.5)            # past the stall limit: the hang watch ends the actor at the end of this turn
+        return ["later"]
+    try:
+        with sweep_fakes.failing_if_stuck(120):
+            dispatch(fleet, ["first", "hangs"], submit=submit, on_done=on_done,
+                     on_failed=lambda task, error: failed.append((task, error)) or [], in_flight=2, poll=0.2,
+                     max_crashes=1, stall_limit=1.0, note=notes.append)
+    finally:
+        fleet.stop()
+    assert sorted(done) == ["first", "later"] and [task for task, _ in failed] == ["hangs"], (failed, notes)
+    assert handed == ["first", "hangs", "later"] and len(notes) == 1 and fleet.replaced == 1
+
+
 def test_a_task_that_kills_its_actor_every_time_uses_all_its_tries_on_one_worker(tmp_path):
     """A batch that kills its actor whenever it runs, on one worker, with more tries than the deaths in a row that
     mean "the workers die whatever they run" (one slot: 3): it fails alone after its own tries instead of ending the
