@@ -243,67 +243,51 @@ class OneWorkerDispatch(NamedTuple):
     failed: list        # (task, error) of the tasks given up
     notes: list         # the lines the loop said
     replaced: int       # actors replaced
+    handed: list        # the tasks handed to an actor, in order (a task once per try)
 
 
 def dispatch_on_one_worker(tmp_path, tasks: list[str], bad: str, misbehave: Callable[[], None],
+                           then: Callable[[str], list] = lambda task: [], in_flight: int = 1,
                            **options) -> OneWorkerDispatch:
     """The one dispatch loop (every command's) on one model-free actor, one call at a time: a task's call returns
-    the task, except `bad`'s, which calls `misbehave()` in the actor on every try."""
-    from sweep.fleet import dispatch
-    fleet = one_worker_fleet(tmp_path)
-    done, failed, notes = [], [], []
-
-    def submit(actor, task):
-        return actor.__ray_call__.remote(lambda worker, t=task: misbehave() if t == bad else t)
-    try:
-        with sweep_fakes.failing_if_stuck(120):
-            dispatch(fleet, tasks, submit=submit, on_done=lambda task, value: done.append(value) or [],
-                     on_failed=lambda task, error: failed.append((task, error)) or [], in_flight=1, poll=0.2,
-                     note=notes.append, **options)
-    finally:
-        fleet.stop()
-    return OneWorkerDispatch(done, failed, notes, fleet.replaced)
-
-
-def test_a_task_that_hangs_every_time_fails_as_hung(tmp_path):
-    """The hang watch in the one dispatch loop (every command's): a call that never ends, on every new actor, is
-    ended each time and fails after its tries with the reason; the other task is done."""
-    run = dispatch_on_one_worker(tmp_path, ["hangs", "fine"], "hangs", lambda: time.sleep(600), max_crashes=2,
-                                 stall_limit=1.0)
-    assert run.done == ["fine"] and [task for task, _ in run.failed] == ["hangs"] and run.replaced == 2
-    assert run.failed[0][1].startswith("worker made no progress for 1s (hung) and was ended while running this task")
-    assert len(run.notes) == 2 and all(n.startswith("worker 0 made no progress for 1s on 1 task (hung?)")
-                                       for n in run.notes)
-
-
-def test_an_actor_ended_as_hung_is_handed_no_task_while_its_death_is_not_yet_seen(tmp_path):
-    """The hang watch ends an actor, and a task joins the queue in the same loop turn (here: `first`'s result
-    handler, slow enough that the actor, running `hangs` after `first`, went quiet past the limit meanwhile). The actor still counts
-    as up until the loop sees its calls die: it must not be handed that task (which would die with it, costing a
-    try, here its only one), and it is ended once."""
+    the task, except `bad`'s, which calls `misbehave()` in the actor on every try; `then(task)`, run by the loop
+    when a task is done, gives the tasks to queue next."""
     from sweep.fleet import dispatch
     fleet = one_worker_fleet(tmp_path)
     done, failed, notes, handed = [], [], [], []
 
     def submit(actor, task):
         handed.append(task)
-        return actor.__ray_call__.remote(lambda worker, t=task: time.sleep(600) if t == "hangs" else t)
-
-    def on_done(task, value):
-        done.append(value)
-        if value != "first":
-            return []
-        time.sleep(1.5)            # past the stall limit: the hang watch ends the actor at the end of this turn
-        return ["later"]
+        return actor.__ray_call__.remote(lambda worker, t=task: misbehave() if t == bad else t)
     try:
         with sweep_fakes.failing_if_stuck(120):
-            dispatch(fleet, ["first", "hangs"], submit=submit, on_done=on_done,
-                     on_failed=lambda task, error: failed.append((task, error)) or [], in_flight=2, poll=0.2,
-                     max_crashes=1, stall_limit=1.0, note=notes.append)
+            dispatch(fleet, tasks, submit=submit, on_done=lambda task, value: done.append(value) or then(value),
+                     on_failed=lambda task, error: failed.append((task, error)) or [], in_flight=in_flight,
+                     poll=0.2, note=notes.append, **options)
     finally:
         fleet.stop()
-    assert sorted(done) == ["first", "later"] and [task for task, _ in failed] == ["hangs"], (failed, notes)
-    assert handed == ["first", "hangs", "later"] and len(notes) == 1 and fleet.replaced == 1
+    return OneWorkerDispatch(done, failed, notes, fleet.replaced, handed)
+
+
+def test_a_task_that_hangs_every_time_fails_as_hung_and_its_ended_actor_takes_no_task(tmp_path):
+    """The hang watch in the one dispatch loop (every command's): a call that never ends, on every new actor, is
+    ended each time and fails after its tries with the reason; the other tasks are done.
+
+    `first`'s result handler takes long enough that the actor, running `hangs` after `first`, is quiet past the
+    limit when it ends, and queues `later` in that same loop turn: the ended actor still counts as up until the loop
+    sees its calls die, and must not be handed `later` (which would die with it, costing a try)."""
+    def then(task: str) -> list:
+        if task != "first":
+            return []
+        time.sleep(1.2)            # past the stall limit: the hang watch ends the actor at the end of this turn
+        return ["later"]
+    run = dispatch_on_one_worker(tmp_path, ["first", "hangs"], "hangs", lambda: time.sleep(600), then=then,
+                                 in_flight=2, max_crashes=2, stall_limit=1.0)
+    assert run.done == ["first", "later"] and [task for task, _ in run.failed] == ["hangs"] and run.replaced == 2
+    assert run.handed == ["first", "hangs", "hangs", "later"]
+    assert run.failed[0][1].startswith("worker made no progress for 1s (hung) and was ended while running this task")
+    assert len(run.notes) == 2 and all(re.match(r"worker 0 made no progress for \ds on 1 task \(hung\?\)", n)
+                                       for n in run.notes), run.notes
 
 
 def test_a_task_that_kills_its_actor_every_time_uses_all_its_tries_on_one_worker(tmp_path):
