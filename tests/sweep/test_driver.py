@@ -89,6 +89,7 @@ def test_ten_class_sweep_of_all_jobs_reads_back_with_pandas(full_sweep):
     assert again.done_before == expected and again.workers == 0 and again.complete
 
 
+@pytest.mark.slow   # a kill at any moment: every run kills actors at the two moments that matter (actor_deaths)
 def test_killed_actor_is_replaced_and_every_item_lands_once(tmp_path):
     store = tmp_path / "s"
     killed = []
@@ -114,6 +115,7 @@ def test_more_workers_than_gpus_finish_on_the_actors_that_start(tmp_path):
     assert_exactly_once(store, 10)
 
 
+@pytest.mark.slow   # four actor starts for a rare start-up race; run with --run-slow
 def test_a_first_actor_dying_at_start_lets_another_start_the_run(tmp_path):
     """--workers 3 on 2 GPUs, and the first actor dies while it starts (its node lost, say): the third actor takes
     the GPU it freed and its own new actor waits for room that never comes, so the run starts on an actor that is
