@@ -9,6 +9,7 @@ actor holding a fake GPU resource (tests, benchmarks) runs on the CPU.
 """
 from __future__ import annotations
 
+import collections
 import importlib
 import socket
 import threading
@@ -30,6 +31,8 @@ CPU_BATCH = 8         # batch on a CPU: beyond a few images per batch a CPU gain
 AUTO_CAP = 256        # largest automatic GPU batch: on an H200, GoogLeNet at 299 px gains < 5% beyond it (README)
 HEADROOM = 0.7        # share of the GPU's free memory an automatic batch may plan to use (the probe is a bare step)
 REPORT_EVERY = 0.5    # seconds between a worker's step reports within a batch
+SOURCE_CACHE_BYTES = 512 * 2**20   # decoded source pictures an actor keeps between batches, least recently used
+                                   #   dropped first (a sweep over a folder of thousands would fill its memory)
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,30 @@ def out_of_memory(error: BaseException, batch: int, side: int, device) -> str | 
             f"--batch-size, or the schedule's octave sizes")
 
 
+class RecentSources:
+    """Decoded source pictures kept between batches, least recently used dropped first once they hold more than
+    `budget` bytes; the pictures of the batch asking are always kept (a batch over the budget still runs)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.pictures: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()   # oldest use first
+
+    def get(self, names, read: Callable[[str], np.ndarray]) -> dict[str, np.ndarray]:
+        """name -> pixels of `names`, each read with `read(name)` unless kept from an earlier call."""
+        wanted = set(names)
+        for name in sorted(wanted):
+            if name in self.pictures:
+                self.pictures.move_to_end(name)
+            else:
+                self.pictures[name] = read(name)
+        held = sum(pixels.nbytes for pixels in self.pictures.values())
+        for name in [n for n in self.pictures if n not in wanted]:   # oldest first
+            if held <= self.budget:
+                break
+            held -= self.pictures.pop(name).nbytes
+        return {name: self.pictures[name] for name in wanted}
+
+
 class SweepWorker:
     """One model replica. Wrapped with `ray.remote(...)` by the driver; also usable in-process in tests.
 
@@ -242,7 +269,7 @@ class SweepWorker:
         self.run_batch = import_callable(config.engine)
         self.store = Store.open(config.store)
         self.name = worker_name()
-        self.sources: dict[str, np.ndarray] = {}   # source images read from the store, once per actor
+        self.sources = RecentSources(SOURCE_CACHE_BYTES)   # source images read from the store, the recent kept
         self.render_lock = threading.Lock()         # one render at a time on this actor's device
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="classweep-writer")   # writes in render order
         self.last_render_end: float | None = None   # perf_counter when the previous render ended
@@ -364,10 +391,9 @@ class SweepWorker:
 
     def source_images(self, names) -> dict[str, np.ndarray]:
         """name -> pixels of the source images a batch needs, read from the store (where the driver put them, so
-        that they reach actors on any node, and actors that replace dead ones) and kept for later batches."""
-        for name in sorted(set(names) - set(self.sources)):
-            self.sources[name] = self.store.read_source(name)
-        return {name: self.sources[name] for name in names}
+        that they reach actors on any node, and actors that replace dead ones); the recent ones are kept for the
+        next batches (`RecentSources`)."""
+        return self.sources.get(names, self.store.read_source)
 
     def features(self, path: str, layer: str, maps: tuple[int, ...], job: str = "octave",
                  size: str = "input") -> pa.Table:

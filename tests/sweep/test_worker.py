@@ -172,13 +172,14 @@ def test_overlapped_calls_render_one_at_a_time_and_write_each_batch_once_in_rend
 
 def test_a_failing_write_is_recorded_as_the_batch_failure(tmp_path, worker_factory):
     worker = worker_factory(tmp_path)
-    real = worker.store.write_table
+    store = worker.store
+    real = store.write_table
 
     class Flaky:      # the store, but writing images/ fails (a full disk, a lost bucket permission)
-        fs = worker.store.fs
+        fs = store.fs
 
         def __getattr__(self, name):
-            return getattr(worker.store, name)
+            return getattr(store, name)
 
         def write_table(self, relative, table):
             if relative.startswith(IMAGES):
@@ -189,7 +190,7 @@ def test_a_failing_write_is_recorded_as_the_batch_failure(tmp_path, worker_facto
     batch = make_plan(n_classes=10, jobs="octave", classes="0-2", batch_size=3).batches()[0]
     report = worker.run(batch, (1, 1, 1))
     assert report.done == () and [k for k, _ in report.failed] == list(batch.keys)
-    assert all("writing the batch failed: OSError: disk full" in e for _, e in report.failed)
+    assert all("writing the batch failed: OSError: disk full" in e for _, e in report.failed), report.failed
     assert not (tmp_path / IMAGES).exists()
     assert sorted(pd.read_parquet(tmp_path / FAILURES).key) == sorted(batch.keys)
 
@@ -439,6 +440,46 @@ def test_interpolation_frames_go_to_their_own_table_first(tmp_path, worker_facto
     report = worker_factory(other).run(batch, (1, 1))
     assert report.done == () and all("disk full" in error for _, error in report.failed)
     assert not (other / IMAGES).exists()
+
+
+def test_recent_sources_keep_the_recently_used_within_the_budget_and_always_the_batch_s_own():
+    from sweep.worker import RecentSources
+    picture = {name: np.full((10, 10, 3), i, np.uint8) for i, name in enumerate("abcde")}   # 300 bytes each
+    reads = []
+    cache = RecentSources(budget=700)
+
+    def read(name):
+        reads.append(name)
+        return picture[name]
+    assert cache.get({"a", "b"}, read).keys() == {"a", "b"} and reads == ["a", "b"]
+    assert cache.get(["a"], read)["a"] is picture["a"] and reads == ["a", "b"]        # kept: not read again
+    cache.get({"c"}, read)                          # 900 bytes: b, the least recently used, goes
+    assert list(cache.pictures) == ["a", "c"] and reads == ["a", "b", "c"]
+    got = cache.get({"b", "d", "e"}, read)          # a batch over the budget keeps its own three, drops the rest
+    assert got.keys() == {"b", "d", "e"} and set(cache.pictures) == {"b", "d", "e"}
+    assert all(got[name] is picture[name] for name in got)
+
+
+def test_a_worker_keeps_a_bounded_number_of_source_pictures_between_batches(tmp_path, worker_factory, monkeypatch):
+    """A transfiguration sweep over many photographs: the actor reads each batch's sources from the store and
+    keeps the recent ones within SOURCE_CACHE_BYTES, instead of every picture it has seen (which, over a folder
+    of thousands, fills its memory)."""
+    import sweep.worker as worker_module
+    store = Store.open(str(tmp_path))
+    names = [f"photo{i}" for i in range(4)]
+    for i, name in enumerate(names):
+        store.write_source(name, np.full((20, 20, 3), 40 * i, np.uint8))              # 1200 bytes each
+    monkeypatch.setattr(worker_module, "SOURCE_CACHE_BYTES", 2500)                      # two pictures
+    read = []
+    original = Store.read_source
+    monkeypatch.setattr(Store, "read_source", lambda self, name: read.append(name) or original(self, name))
+    worker = worker_factory(tmp_path)
+    plan = make_plan(n_classes=10, jobs="transfigure", classes="0-1", sources=tuple(names), batch_size=1)
+    assert [batch.items[0].source for batch in plan.batches()] == [name for name in names for _ in range(2)]
+    for batch in plan.batches() * 2:                # every photograph twice, the second time long after the first
+        assert worker.run(batch, (1,)).done == batch.keys
+        assert sum(p.nbytes for p in worker.sources.pictures.values()) <= 2500
+    assert read == names * 2                        # once per pass: its second batch, next, found it kept
 
 
 def test_a_worker_encodes_its_images_and_frames_pngs_on_its_cpus(tmp_path, worker_factory, monkeypatch):
