@@ -9,9 +9,10 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -34,8 +35,11 @@ class ImageInputError(ValueError):
 
 @dataclass(frozen=True)
 class SourceImage:
-    name: str            # file name (or the sample's name), recorded in the store's `source` column
-    pixels: np.ndarray   # H x W x 3 uint8 RGB, orientation applied
+    """A picture an image job starts from, kept as the way to read it (a path, the encoded bytes, a noise index),
+    not as its pixels: a folder of 50,000 photographs is ~28 GB decoded, so its readers decode one at a time."""
+    name: str                                            # file name (or the sample's name): the `source` column
+    read: Callable[[], np.ndarray] = field(repr=False)   # -> H x W x 3 uint8 RGB, orientation applied, decoded
+                                                         #    anew on each call
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -119,7 +123,8 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def load_images(inputs: Sequence[str | Path]) -> list[SourceImage]:
-    """Every input read, or one ImageInputError listing all the bad ones (missing, unreadable, not an image)."""
+    """Every input checked (decoded, and its pixels dropped), or one ImageInputError listing all the bad ones
+    (missing, unreadable, not an image); each image reads its file again when its pixels are wanted."""
     files = expand_inputs(inputs)
     problems, images = [], []
     for path in files:
@@ -127,7 +132,8 @@ def load_images(inputs: Sequence[str | Path]) -> list[SourceImage]:
             problems.append(f"{path}: no such file")
             continue
         try:
-            images.append(SourceImage(path.name, read_image(path)))
+            read_image(path)
+            images.append(SourceImage(path.name, partial(read_image, path)))
         except ImageInputError as error:
             problems.append(str(error))
     if problems:
@@ -140,9 +146,14 @@ def load_images(inputs: Sequence[str | Path]) -> list[SourceImage]:
 def sample_images() -> list[SourceImage]:
     """The two photographs scikit-learn ships (china.jpg, flower.jpg): the demo's real images."""
     from sklearn.datasets import load_sample_images
-    samples = load_sample_images()
-    return [SourceImage(Path(name).name, np.ascontiguousarray(image))
-            for name, image in zip(samples.filenames, samples.images)]
+    return [SourceImage(Path(name).name, partial(sample_pixels, Path(name).name))
+            for name in load_sample_images().filenames]
+
+
+def sample_pixels(name: str) -> np.ndarray:
+    """The sample photograph `name` as scikit-learn reads it: H x W x 3 uint8."""
+    from sklearn.datasets import load_sample_image
+    return np.ascontiguousarray(load_sample_image(name))
 
 
 # ---- noise sources (`--images noise:N[:SIZE]`) ------------------------------------------------------------------
@@ -187,4 +198,4 @@ def noise_pixels(index: int, side: int) -> np.ndarray:
 def noise_images(count: int, side: int) -> list[SourceImage]:
     """`count` noise images named noise-000, noise-001, ... (`noise_pixels`), stored as 8-bit PNGs like every other
     source."""
-    return [SourceImage(f"noise-{index:03d}", noise_pixels(index, side)) for index in range(count)]
+    return [SourceImage(f"noise-{index:03d}", partial(noise_pixels, index, side)) for index in range(count)]

@@ -142,11 +142,12 @@ class Prepared:
     manifest: dict
     schedule: object
     class_names: tuple[str, ...]
-    sources: dict = field(default_factory=dict)   # name -> H x W x 3 uint8 pixels of the plan's source images
+    sources: dict = field(default_factory=dict)   # name -> SourceImage of the plan's source images (each read when
+                                                  # wanted: the driver never holds a folder of them decoded)
 
 
 def load_sources(config: SweepConfig, noise_side: Callable[[], int] = lambda: NOISE_SIDE) -> dict:
-    """name -> pixels of every source image (`--images` files and folders, `noise:N[:SIZE]` drawn at
+    """name -> `SourceImage` of every source image (`--images` files and folders, `noise:N[:SIZE]` drawn at
     `noise_side()` unless SIZE is written, `store:URI[:JOB]` read from another store; then the sample photographs),
     or a PlanError listing every input that is not a readable image, or naming inputs that share a name."""
     from jobs.images import ImageInputError, sample_images
@@ -171,7 +172,7 @@ def load_sources(config: SweepConfig, noise_side: Callable[[], int] = lambda: NO
         raise PlanError(f"source image {framelike[0]}: a name ending in {FRAME_SUFFIX}<N> is an interpolation "
                         f"frame's in the store, so rename it")
     # Sorted by name: the same images given in another order are the same sweep (and resume).
-    return {image.name: image.pixels for image in sorted(images, key=lambda image: image.name)}
+    return {image.name: image for image in sorted(images, key=lambda image: image.name)}
 
 
 def noise_side(model) -> int:
@@ -271,7 +272,8 @@ def prepare(config: SweepConfig) -> Prepared:
         options["trajectory"] = config.trajectory.as_json()
     manifest = new_manifest(model=model.name, weights=model.weights_id, weights_source=config.weights,
                             schedule=schedule.name, schedule_id=schedule.id, class_names=model.class_names,
-                            options=options, sources={name: source_hash(p) for name, p in sources.items()},
+                            options=options, sources={name: source_hash(image.read())   # one decoded at a time
+                                                      for name, image in sources.items()},
                             job_schedules=schedule.job_ids(plan.jobs),
                             schedule_contents={s.id: s.to_dict() for s in map(schedule.for_job, plan.jobs)})
     store = Store.open(config.store)
@@ -542,12 +544,27 @@ def reconcile_store(prepared: Prepared, out: TextIO) -> dict[str, list[str]]:
         store.write_manifest(prepared.manifest)
     for line in plan.notes():
         print(line, file=out)
-    for name, pixels in prepared.sources.items():   # once: workers on any node read them from the store
+    for name, image in prepared.sources.items():   # once: workers on any node read them from the store
         if stored is None or not store.exists(source_file(name)):   # a new manifest's hashes: its pictures too
-            store.write_source(name, pixels)
+            store.write_source(name, pixels_as_checked(image, prepared.manifest["sources"][name]))
     if removed:
         print(f"removed {removed} temporary files left by an interrupted run", file=out)
     return quarantine.images
+
+
+def pixels_as_checked(image, checked_hash: str):
+    """The source's pixels (H x W x 3 uint8), read again, or PlanError when they are no longer those `prepare`
+    hashed into the manifest (the file was changed, or removed, since): sources/ must hold the pictures its
+    manifest names, or a resume would start from other ones."""
+    from jobs.images import ImageInputError
+    try:
+        pixels = image.read()
+    except ImageInputError as error:
+        raise PlanError(f"source image {image.name} was readable when the sweep was checked and is not now "
+                        f"({error}): run the command again") from None
+    if source_hash(pixels) != checked_hash:
+        raise PlanError(f"source image {image.name} changed after the sweep was checked: run the command again")
+    return pixels
 
 
 def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None) -> SweepSummary:

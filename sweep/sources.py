@@ -11,6 +11,7 @@ A store source is named after its item, made safe by `sweep.export.slug`: `octav
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Callable, Sequence
 
 from jobs.catalog import ALL_JOBS
@@ -128,16 +129,18 @@ def store_images(value: str, writing: Store, names: UniqueNames,
             raise PlanError(f"--images {value}: store {store.uri} has no {job} images "
                             f"(jobs present: {', '.join(present) or 'none'})")
         pngs = stored_pngs(store, [row["key"] for row in rows])
+        for row in rows:   # each checked as a file is, its pixels dropped: the PNG bytes are what a source keeps
+            read_image(pngs[row["key"]])
         return [SourceImage(names.claim_stem(item_name(row), f"{store.uri}|{row['key']}"),
-                            read_image(pngs[row["key"]])) for row in rows]
+                            partial(read_image, pngs[row["key"]])) for row in rows]
     except StoreError as error:
         raise PlanError(f"--images {value}: {error}") from None
 
 
 def source_images(values: Sequence[str], writing_store: str, noise_side: Callable[[], int]) -> list[SourceImage]:
-    """Every `--images` value read: `noise:N[:SIZE]` (at most once; SIZE defaults to `noise_side()`),
-    `store:URI[:JOB]` (each at most once), and files and folders. ImageInputError lists the bad files together;
-    PlanError names a bad noise or store value."""
+    """Every `--images` value checked, as images that read their pixels when wanted: `noise:N[:SIZE]` (at most
+    once; SIZE defaults to `noise_side()`), `store:URI[:JOB]` (each at most once), and files and folders.
+    ImageInputError lists the bad files together; PlanError names a bad noise or store value."""
     noise = [v for v in values if is_noise_spec(v)]
     stores = [v for v in values if is_store_spec(v)]
     files = [v for v in values if not is_noise_spec(v) and not is_store_spec(v)]

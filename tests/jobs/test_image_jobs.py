@@ -26,7 +26,7 @@ TRANSFIGURED = {digit: ("china.jpg", "flower.jpg")[digit % 2] for digit in range
 
 @pytest.fixture(scope="module")
 def photos():
-    return {image.name: image.pixels for image in sample_images()}
+    return {image.name: image.read() for image in sample_images()}
 
 
 @pytest.fixture(scope="module")

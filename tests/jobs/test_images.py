@@ -77,21 +77,21 @@ def test_folders_expand_to_their_images(tmp_path):
 def test_sample_photographs():
     samples = sample_images()
     assert [s.name for s in samples] == ["china.jpg", "flower.jpg"]
-    assert all(s.pixels.shape == (427, 640, 3) and s.pixels.dtype == np.uint8 for s in samples)
+    assert all(s.read().shape == (427, 640, 3) and s.read().dtype == np.uint8 for s in samples)
 
 
 def test_noise_images_are_seed_004s_start_in_8_bits_and_the_same_every_time():
     images = noise_images(3, 40)
     assert [image.name for image in images] == ["noise-000", "noise-001", "noise-002"]
     reference = np.random.default_rng(1).random((40, 40, 3)) / 10 + 0.5      # torch.rand(...)/10 + 0.5, seeded
-    np.testing.assert_array_equal(images[1].pixels, np.round(reference * 255).astype(np.uint8))
-    for image in images:
-        assert image.pixels.shape == (40, 40, 3) and image.pixels.dtype == np.uint8
-        assert image.pixels.min() >= 128 and image.pixels.max() <= 153        # [0.5, 0.6] x 255, rounded
-        assert 138 < image.pixels.mean() < 143                                 # uniform: mean 0.55 x 255 = 140
-    assert not np.array_equal(images[0].pixels, images[1].pixels)
+    np.testing.assert_array_equal(images[1].read(), np.round(reference * 255).astype(np.uint8))
+    for pixels in (image.read() for image in images):
+        assert pixels.shape == (40, 40, 3) and pixels.dtype == np.uint8
+        assert pixels.min() >= 128 and pixels.max() <= 153        # [0.5, 0.6] x 255, rounded
+        assert 138 < pixels.mean() < 143                          # uniform: mean 0.55 x 255 = 140
+    assert not np.array_equal(images[0].read(), images[1].read())
     again = noise_images(2, 40)
-    assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(images, again))   # index-seeded, not count
+    assert all(np.array_equal(a.read(), b.read()) for a, b in zip(images, again))   # index-seeded, not count
 
 
 @pytest.mark.parametrize("spec, parsed", [("noise:4", (4, None)), ("noise:4:299", (4, 299)),

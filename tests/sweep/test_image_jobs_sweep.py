@@ -41,9 +41,9 @@ def photos(tmp_path_factory) -> Path:
     for image in sample_images():
         stem = Path(image.name).stem
         if stem == "china":
-            Image.fromarray(image.pixels).save(folder / "china.png")
+            Image.fromarray(image.read()).save(folder / "china.png")
         else:
-            Image.fromarray(image.pixels).save(folder / "flower.jpg", quality=95)
+            Image.fromarray(image.read()).save(folder / "flower.jpg", quality=95)
     (folder / "notes.txt").write_text("not an image, and not picked up from a folder")
     return folder
 
@@ -372,8 +372,8 @@ def _dream_store(path, layers) -> None:
     prepared = prepare(SweepConfig(store=str(path), model="digits", weights="random", schedule="tiny", jobs="dream",
                                    images=("noise:1",), layers=layers, batch_size=4))
     prepared.store.write_manifest(prepared.manifest)
-    for name, pixels in prepared.sources.items():
-        prepared.store.write_source(name, pixels)
+    for name, image in prepared.sources.items():
+        prepared.store.write_source(name, image.read())
     worker = SweepWorker(WorkerConfig(prepared.store.uri, "digits", "random", prepared.schedule))
     for batch in prepared.plan.batches():
         worker.run(batch, (1,) * len(batch.items))

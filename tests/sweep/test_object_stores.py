@@ -228,7 +228,7 @@ def test_a_bucket_stores_class_images_are_sources_of_another_sweep(s3):
     write_store(s3.uri("classes"), ("cat", "dog", "sea lion"), images)
     got = load_sources(SweepConfig(store=s3.uri("dreams"), images=(f"store:{s3.uri('classes')}",)))
     assert list(got) == ["octave-0000-cat", "octave-0001-dog", "octave-0002-sea-lion"]
-    np.testing.assert_array_equal(got["octave-0002-sea-lion"], decode_png(images[2].png))
+    np.testing.assert_array_equal(got["octave-0002-sea-lion"].read(), decode_png(images[2].png))
     with pytest.raises(PlanError, match="that is the store this sweep writes"):
         load_sources(SweepConfig(store=s3.uri("classes") + "/", images=(f"store:{s3.uri('classes')}",)))
     with pytest.raises(PlanError, match="no store at"):

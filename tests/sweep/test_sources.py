@@ -1,13 +1,16 @@
 """`--images store:URI[:JOB]` and `noise:N[:SIZE]` read into source images (`sweep.sources`, through `load_sources`),
-on a small synthetic store (no model, no Ray): names, the lowest seed, no frames, and the refusals."""
+on a small synthetic store (no Ray): names, the lowest seed, no frames, and the refusals; the driver hashing and
+storing them (`prepare`, `reconcile_store`, the digits model) one decoded picture at a time."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import shutil
 import socket
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -15,6 +18,7 @@ from click.testing import CliRunner
 from PIL import Image as PILImage
 
 from analysis.synthetic import Image, noise_png, write_store
+from jobs.images import noise_pixels, read_image
 from sweep.cli import main
 from sweep.driver import SweepConfig, load_sources
 from sweep.plan import PlanError
@@ -55,7 +59,7 @@ def test_a_store_gives_each_class_its_lowest_seed_named_after_the_class(classes,
     assert list(got) == ["octave-0000-zero", "octave-0001-great-white-shark", "octave-0002-two-three",
                          "octave-0003-four"]
     for name, target in zip(got, range(4)):
-        np.testing.assert_array_equal(got[name], decode_png(pngs["octave", target, 0, -1]))
+        np.testing.assert_array_equal(got[name].read(), decode_png(pngs["octave", target, 0, -1]))
 
 
 def test_two_stores_of_one_job_give_distinct_names(classes, tmp_path):
@@ -70,7 +74,7 @@ def test_other_jobs_name_their_partner_variant_and_photograph_and_never_give_fra
     path, pngs = classes
     got = sources(f"store:{path}:interpolate", f"store:{path}:dream")
     assert list(got) == ["dream-block2-0-4-china-jpg", "interpolate-0000-zero-0001-great-white-shark-china-jpg"]
-    np.testing.assert_array_equal(got["interpolate-0000-zero-0001-great-white-shark-china-jpg"],
+    np.testing.assert_array_equal(got["interpolate-0000-zero-0001-great-white-shark-china-jpg"].read(),
                                   decode_png(pngs["interpolate", 0, 0, -1]))   # the final image, not frame 0
 
 
@@ -78,7 +82,7 @@ def test_the_same_command_gives_the_same_sources(classes):
     path, _ = classes
     first, again = sources(f"store:{path}", "noise:2:9"), sources("noise:2:9", f"store:{path}")
     assert list(first) == list(again)
-    assert [source_hash(p) for p in first.values()] == [source_hash(p) for p in again.values()]
+    assert [source_hash(s.read()) for s in first.values()] == [source_hash(s.read()) for s in again.values()]
 
 
 @pytest.mark.parametrize("spec, uri, job", [
@@ -134,8 +138,8 @@ def test_noise_and_repeats_are_given_once(classes):
 
 def test_noise_without_a_size_takes_the_given_side():
     got = load_sources(SweepConfig(store="out", images=("noise:2",)), lambda: 17)
-    assert list(got) == ["noise-000", "noise-001"] and got["noise-000"].shape == (17, 17, 3)
-    assert sources("noise:1")["noise-000"].shape == (299, 299, 3)   # Deep dream's side when no model says
+    assert list(got) == ["noise-000", "noise-001"] and got["noise-000"].read().shape == (17, 17, 3)
+    assert sources("noise:1")["noise-000"].read().shape == (299, 299, 3)   # Deep dream's side when no model says
 
 
 def test_noise_side_follows_the_models_default_image_schedules(random_digits_model):
@@ -192,4 +196,95 @@ def test_two_stores_given_in_the_other_order_give_the_same_sources(classes, tmp_
     write_store(copy, NAMES, [Image("octave", 0, np.zeros(len(NAMES)), png=_pngs(1, seed=9)[0])])  # other pixels
     first, again = sources(f"store:{path}", f"store:{copy}"), sources(f"store:{copy}", f"store:{path}")
     assert list(first) == list(again)
-    assert [source_hash(p) for p in first.values()] == [source_hash(p) for p in again.values()]
+    assert [source_hash(s.read()) for s in first.values()] == [source_hash(s.read()) for s in again.values()]
+
+
+# ---- the driver holds a few decoded pictures at a time (`prepare` hashes, `reconcile_store` writes) -------------
+
+class LiveArrays:
+    """Counts the decoded pictures alive at once: each array a source reader returns is followed by a weakref
+    finalizer, so `most` is how many of them the driver held together at worst."""
+
+    def __init__(self):
+        self.live = self.most = self.made = 0
+
+    def counted(self, read):
+        def counted_read(*args):
+            pixels = read(*args)
+            self.live, self.made = self.live + 1, self.made + 1
+            self.most = max(self.most, self.live)
+            weakref.finalize(pixels, self.dropped)
+            return pixels
+        return counted_read
+
+    def dropped(self):
+        self.live -= 1
+
+
+def _pictures(folder, count: int) -> list:
+    """`count` random pictures of differing sizes in `folder`, PNG and JPEG in turn."""
+    rng, paths = np.random.default_rng(3), []
+    folder.mkdir()
+    for index in range(count):
+        path = folder / f"photo-{index:02d}.{'png' if index % 2 else 'jpg'}"
+        PILImage.fromarray(rng.integers(0, 256, (30 + index, 40, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_a_folder_noise_and_a_store_are_hashed_and_stored_one_decoded_picture_at_a_time(classes, tmp_path,
+                                                                                          monkeypatch):
+    """A folder of 50,000 photographs is ~28 GB decoded: the driver checks, hashes and stores its sources reading
+    each when it is wanted and dropping it, never the whole set at once; the manifest's hashes and the bytes of
+    sources/NAME.png are those of each picture read on its own (an older store resumes unchanged)."""
+    import jobs.images
+    import sweep.sources
+    from sweep.driver import prepare, reconcile_store
+    from sweep.store import SOURCES, encode_png
+    path, pngs = classes
+    photos = _pictures(tmp_path / "photos", 12)
+    expected = {p.name: read_image(p) for p in photos}
+    expected |= {f"noise-{i:03d}": noise_pixels(i, 16) for i in range(3)}
+    expected |= {name: decode_png(pngs["octave", target, 0, -1]) for name, target in zip(sources(f"store:{path}"),
+                                                                                           range(4))}
+    arrays = LiveArrays()
+    monkeypatch.setattr(jobs.images, "read_image", arrays.counted(read_image))
+    monkeypatch.setattr(sweep.sources, "read_image", jobs.images.read_image)
+    monkeypatch.setattr(jobs.images, "noise_pixels", arrays.counted(noise_pixels))
+    store = tmp_path / "out"
+    prepared = prepare(SweepConfig(store=str(store), model="digits", weights="random", schedule="tiny",
+                                   jobs="transfigure", classes="0", images=(str(tmp_path / "photos"), "noise:3:16",
+                                                                            f"store:{path}")))
+    reconcile_store(prepared, io.StringIO())
+    assert arrays.most <= 2 and arrays.made >= 2 * len(expected)   # checked, hashed, stored: one after another
+    assert sorted(prepared.manifest["sources"]) == sorted(expected) == sorted(prepared.sources)
+    for name, pixels in expected.items():
+        assert prepared.manifest["sources"][name] == source_hash(pixels)
+        assert (store / SOURCES / f"{name}.png").read_bytes() == encode_png(pixels)
+
+
+def test_a_picture_changed_or_removed_after_the_check_is_refused_not_stored(tmp_path):
+    """The driver reads a file again to store it: a picture replaced (or removed) between the check and the
+    writing would leave sources/ holding another picture than the manifest's hash, so the run stops in one line
+    naming it, and the same command run again starts from the picture as it is then."""
+    from sweep.driver import prepare, reconcile_store
+    from sweep.store import SOURCES
+    picture, _ = _pictures(tmp_path / "photos", 2)
+    config = SweepConfig(store=str(tmp_path / "out"), model="digits", weights="random", schedule="tiny",
+                         jobs="transfigure", classes="0", images=(str(tmp_path / "photos"),))
+    stored = tmp_path / "out" / SOURCES / f"{picture.name}.png"
+
+    def refused(prepared, fragment):
+        with pytest.raises(PlanError, match=f"^source image {picture.name} {fragment}") as error:
+            reconcile_store(prepared, io.StringIO())
+        assert "\n" not in str(error.value) and not stored.exists()
+
+    prepared = prepare(config)
+    PILImage.new("RGB", (8, 8)).save(picture)      # another picture under the same name
+    refused(prepared, "changed after the sweep was checked")
+    prepared = prepare(config)
+    picture.unlink()
+    refused(prepared, "was readable when the sweep was checked and is not now")
+    PILImage.new("RGB", (8, 8), (9, 9, 9)).save(picture)
+    reconcile_store(prepare(config), io.StringIO())   # the same command again: the picture as it is now
+    assert (decode_png(stored.read_bytes()) == 9).all()

@@ -647,7 +647,7 @@ def test_a_corrected_command_with_another_picture_under_the_same_name_stores_the
     st = Store.open(store)
     (name,) = prepared.sources
     assert st.read_manifest()["sources"] == prepared.manifest["sources"]
-    assert (st.read_source(name) == prepared.sources[name]).all()
+    assert (st.read_source(name) == prepared.sources[name].read()).all()
 
 
 def test_a_corrected_command_drops_what_the_first_command_left_beside_its_missing_images(tmp_path):
