@@ -75,6 +75,12 @@ def test_bench_driver_runs_both_sections_on_tiny_settings():
         assert line in out, out
 
 
+def test_bench_sources_prints_the_driver_s_time_and_memory_for_a_folder(monkeypatch, capsys):
+    out = run_in_process("bench_sources.py", "--count", "3", "--side", "48", monkeypatch=monkeypatch, capsys=capsys)
+    for line in ("3 pictures of 48 x 48", "peak RSS before prepare", "prepare: ", "sources written: "):
+        assert line in out, out
+
+
 def test_bench_manifest_runs_on_tiny_settings():
     out = run_script("bench_manifest.py", "--classes", "12")
     assert "66 pairs, kept as \"all\"" in out and "manifest.json" in out and "older stores" in out, out
