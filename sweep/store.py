@@ -1402,7 +1402,24 @@ def _break_lease(store: "Store", stale: dict) -> None:
     if moved is not None and (moved.get("run"), moved["heartbeat"]) != (stale.get("run"), stale["heartbeat"]):
         with contextlib.suppress(FileExistsError):
             os.link(aside, path)   # a fresh lease was moved: put it back (link fails if a new one exists)
-    os.remove(aside)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(aside)
+    _remove_old_asides(path)
+
+
+ASIDE_LEFT_AFTER = 600.0   # seconds after which a renamed-aside stale lease is one a dead breaker left (it lives ms)
+
+
+def _remove_old_asides(path: str) -> None:
+    """Remove the `lease.json.stale-*` files that drivers killed while breaking a lease left (each lives only
+    between `_break_lease`'s rename and remove): those older than ASIDE_LEFT_AFTER seconds."""
+    folder, prefix = os.path.split(path)
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder or "."):
+            if entry.name.startswith(f"{prefix}.stale-"):
+                with contextlib.suppress(OSError):
+                    if time.time() - entry.stat().st_ctime > ASIDE_LEFT_AFTER:   # ctime: the rename's own time
+                        os.remove(entry.path)
 
 
 def open_store(store: "Store | str") -> Store:

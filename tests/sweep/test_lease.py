@@ -308,6 +308,26 @@ def test_of_two_drivers_breaking_a_stale_lease_together_the_second_leaves_the_fi
     assert [p.name for p in (tmp_path / "s").iterdir()] == [LEASE]
 
 
+def test_breaking_a_stale_lease_removes_the_asides_that_killed_breakers_left(tmp_path, monkeypatch):
+    """A driver killed between renaming a stale lease aside and removing it leaves `lease.json.stale-*` behind:
+    the next driver to break a lease removes those renamed more than ASIDE_LEFT_AFTER seconds ago, not a young one
+    (another breaker's, between its rename and its remove)."""
+    store = Store.open(str(tmp_path / "s"))
+    os.makedirs(store.root)
+    folder, path = tmp_path / "s", tmp_path / "s" / LEASE
+    left = folder / f"{LEASE}.stale-0dead000"
+    left.write_text(json.dumps(record(os.getpid(), age=5000, run="long-gone")))
+
+    def take_a_stale_lease(run: str) -> None:
+        path.write_text(json.dumps(record(dead_pid(), age=120, run="crashed")))
+        Lease.acquire(store, run, timeout=60).release()
+    take_a_stale_lease("first")                                     # renamed just now: young, kept
+    assert sorted(p.name for p in folder.iterdir()) == [left.name]
+    monkeypatch.setattr(store_module, "ASIDE_LEFT_AFTER", 0.0)      # as if renamed long ago
+    take_a_stale_lease("second")
+    assert list(folder.iterdir()) == []
+
+
 def test_a_driver_with_a_shorter_timeout_never_takes_a_lease_its_holder_still_beats(tmp_path):
     """A driver with `--lease-timeout 600` beats every 150 s: another started with the default 60 s must not judge
     its lease stale between two beats (nor `sweep status` say that nothing runs), only after the holder's 600 s."""
