@@ -9,7 +9,8 @@ import importlib
 _HOMES = {
     "jobs.models": ("Classifier", "InvalidWeightsFile", "ModelInfo", "UnknownModel", "WeightsUnavailable",
                     "default_dream_layer", "list_models", "load_model", "model_class_names", "model_info"),
-    "jobs.images": ("ImageInputError", "SourceImage", "load_images", "noise_images", "sample_images"),
+    "jobs.images": ("ImageInputError", "SourceImage", "in_order", "load_images", "noise_images", "reading_threads",
+                    "sample_images"),
     "jobs.catalog": ("ALL_JOBS", "IMAGE_JOBS", "JOBS", "JobSpec", "VARIANTS", "parse_layers"),
     "jobs.demo_models": ("DEMO_MODELS", "DemoModel"),
     "jobs.kinds": ("Frame", "JobResult", "feature_means", "margin_label", "run_batch"),

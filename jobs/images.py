@@ -2,17 +2,20 @@
 
 Files of any mode (greyscale, RGBA, palette, CMYK, 16-bit, 32-bit float) become RGB with their EXIF orientation
 applied, then are resized to the schedule's first size. Unreadable or non-image files are gathered into one error
-before any work starts, so a sweep never dies halfway through its inputs.
+before any work starts, so a sweep never dies halfway through its inputs. A folder's pictures are checked on
+several threads (`in_order`: Pillow's decoders let go of the GIL), a few of them decoded at a time.
 """
 from __future__ import annotations
 
+import collections
 import io
 import os
 import warnings
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -27,6 +30,17 @@ MAX_SOURCE_PIXELS = 8000 * 8000
 # A float image (mode 'F', as scientific tools write TIFFs) whose values lie within half an 8-bit step of [0, 1] is
 # in unit range: a value 1e-7 past 1 (rounding in the tool that wrote it) rounds to 255 all the same.
 UNIT_RANGE_SLACK = 0.5 / 255
+# Threads that read many pictures at once (`reading_threads`): one per core of the machine, at most this many (past
+# it the disk or the network, not the decoders, sets the pace).
+MAX_READING_THREADS = 16
+# Pictures `in_order` has handed to its threads and not yet given back, per thread: each thread decodes one at a
+# time, and a few more wait their turn, so that no thread waits for the next.
+AHEAD_PER_THREAD = 2
+
+T = TypeVar("T")
+R = TypeVar("R")
+# (results as they come, how many there will be) -> the same results: a hook for a progress bar
+Track = Callable[[Iterator[T], int], Iterator[T]]
 
 
 class ImageInputError(ValueError):
@@ -40,6 +54,8 @@ class SourceImage:
     name: str                                            # file name (or the sample's name): the `source` column
     read: Callable[[], np.ndarray] = field(repr=False)   # -> H x W x 3 uint8 RGB, orientation applied, decoded
                                                          #    anew on each call
+    digest: str = ""                                     # what the caller's `digest` made of the pixels the check
+                                                         #    decoded (the sweep's content hash); "" when not asked
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -122,25 +138,65 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     return list(unique.values())
 
 
-def load_images(inputs: Sequence[str | Path]) -> list[SourceImage]:
-    """Every input checked (decoded, and its pixels dropped), or one ImageInputError listing all the bad ones
-    (missing, unreadable, not an image); each image reads its file again when its pixels are wanted."""
-    files = expand_inputs(inputs)
-    problems, images = [], []
-    for path in files:
-        if not path.exists():
-            problems.append(f"{path}: no such file")
-            continue
+def untracked(results: Iterator[T], count: int) -> Iterator[T]:
+    return results
+
+
+def reading_threads() -> int:
+    """Threads for reading many pictures: the cores this process may use, at most MAX_READING_THREADS."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, MAX_READING_THREADS))
+
+
+def in_order(function: Callable[[T], R], items: Iterable[T], threads: int = 1) -> Iterator[R]:
+    """`function(item)` of each item, in the items' order, computed on `threads` threads (in this one when 1). At
+    most AHEAD_PER_THREAD x `threads` items are handed out and not yet given back, so a function that decodes a
+    picture holds at most `threads` of them decoded at once, however many items there are; an item's exception
+    is raised in its turn, and the items not yet started then are not started."""
+    if threads <= 1:
+        yield from map(function, items)
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="classweep-read") as pool:
+        pending: collections.deque = collections.deque()
         try:
-            read_image(path)
-            images.append(SourceImage(path.name, partial(read_image, path)))
-        except ImageInputError as error:
-            problems.append(str(error))
+            for item in items:
+                if len(pending) >= AHEAD_PER_THREAD * threads:
+                    yield pending.popleft().result()
+                pending.append(pool.submit(function, item))
+            while pending:
+                yield pending.popleft().result()
+        finally:   # an error, an interrupt, or a caller that stopped reading: only the running ones finish
+            for future in pending:
+                future.cancel()
+
+
+def checked_file(path: Path, digest: Callable[[np.ndarray], str] | None = None) -> SourceImage | str:
+    """The file as a source that reads it again when its pixels are wanted (its `digest` made of the pixels
+    decoded here, when asked), or why it is not one."""
+    if not path.exists():
+        return f"{path}: no such file"
+    try:
+        pixels = read_image(path)
+    except ImageInputError as error:
+        return str(error)
+    image = SourceImage(path.name, partial(read_image, path))
+    return replace(image, digest=digest(pixels)) if digest is not None else image
+
+
+def load_images(inputs: Sequence[str | Path], *, threads: int = 1, digest: Callable[[np.ndarray], str] | None = None,
+                track: Track = untracked) -> list[SourceImage]:
+    """Every input checked (decoded, and its pixels dropped; `threads` at a time), or one ImageInputError listing
+    all the bad ones (missing, unreadable, not an image) in the inputs' order; each image reads its file again
+    when its pixels are wanted. `digest(pixels)` of each picture as the check decoded it becomes its `digest` (one
+    decode fewer for a caller that hashes them); `track` sees the files' outcomes as they come."""
+    files = expand_inputs(inputs)
+    outcomes = list(track(in_order(partial(checked_file, digest=digest), files, threads), len(files)))
+    problems = [outcome for outcome in outcomes if isinstance(outcome, str)]
     if problems:
         raise ImageInputError(f"{len(problems)} input(s) are not readable images: " + "; ".join(problems))
-    if not images:
+    if not outcomes:
         raise ImageInputError(f"no image files found in {', '.join(map(str, inputs)) or 'the inputs'}")
-    return images
+    return outcomes
 
 
 def sample_images() -> list[SourceImage]:

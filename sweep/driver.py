@@ -4,7 +4,8 @@
              anything starts (bad input: no Ray)
     store    manifest written or compared (source images by content hash); source images written once under
              sources/, where every actor reads them; temp files of a killed run removed; keys already stored are
-             skipped
+             skipped. Source images are checked, hashed and written on the driver's cores (`source_threads`), a
+             few decoded at a time, with a progress line when there are many
     ray      a local instance is started, or the cluster at `address` is joined (`sweep.fleet`)
     actors   one per GPU (`num_gpus=1`), or CPU actors when the cluster has no GPU; the first actor tells the
              batch size (`auto`: a memory probe on a GPU, a small batch on a CPU), recorded in the manifest's `runs`
@@ -28,7 +29,7 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Callable, TextIO
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, TextIO
 
 import pyarrow.fs as pafs
 
@@ -42,7 +43,13 @@ from sweep.store import FAILURES, FRAME_SUFFIX, FRAMES, IMAGES, LEASE_TIMEOUT, T
     Store, StoreError, all_keys, failures_table, is_frame_key, manifest_differences, new_manifest, source_file, \
     source_hash
 
+if TYPE_CHECKING:
+    from jobs.images import SourceImage, Track
+
 NOISE_SIDE = 299   # `--images noise:N` without a model at hand: Deep dream's `torch.rand(1, 3, 299, 299)`
+# Source images that are checked, hashed or written with a progress line (more than this many: a folder of photographs
+# takes minutes; the demo's two photographs print nothing).
+PROGRESS_SOURCES = 50
 
 # Manifest options that say how a run went, not what the store holds: never compared (older stores kept them).
 RUN_OPTIONS = ("batch_size", "bf16")
@@ -85,6 +92,8 @@ class SweepConfig:
                                         #   the store is stale (a crashed driver's) and this run takes it over
     check_files: bool = False           # the resume's quarantine pass reads every column of every stored file,
                                         #   not only the keys (a file damaged in its pictures is set aside too)
+    source_threads: int | None = None   # threads that check, hash and write the source images; None: the driver's
+                                        #   cores, at most 16 (`jobs.images.reading_threads`)
 
 
 @dataclass(frozen=True)
@@ -146,15 +155,47 @@ class Prepared:
                                                   # wanted: the driver never holds a folder of them decoded)
 
 
-def load_sources(config: SweepConfig, noise_side: Callable[[], int] = lambda: NOISE_SIDE) -> dict:
+def source_threads(config: SweepConfig) -> int:
+    from jobs.images import reading_threads
+    return config.source_threads or reading_threads()
+
+
+def source_progress(doing: str, threads: int, stream: TextIO | None = None,
+                    interval: float | None = None) -> Track:
+    """A `jobs.images.Track` that shows a pass over the source images (`doing`: "checking and hashing") on a
+    `Progress` (a bar on a terminal, a line every `interval` seconds in a log; `stream`, else stderr) when it has
+    more than PROGRESS_SOURCES of them, and passes the results on unchanged."""
+    def track(results: Iterator, count: int) -> Iterator:
+        if count <= PROGRESS_SOURCES:
+            yield from results
+            return
+        progress = Progress(count, stream=stream, interval=interval, unit="source images")
+        progress.note = doing
+        progress.message(f"{doing} {counted(count, 'source image')} ({counted(threads, 'thread')})")
+        try:
+            for result in results:
+                yield result
+                progress.update(done=1)
+        finally:
+            progress.close()
+    return track
+
+
+def load_sources(config: SweepConfig, noise_side: Callable[[], int] = lambda: NOISE_SIDE, *,
+                 stream: TextIO | None = None) -> dict:
     """name -> `SourceImage` of every source image (`--images` files and folders, `noise:N[:SIZE]` drawn at
     `noise_side()` unless SIZE is written, `store:URI[:JOB]` read from another store; then the sample photographs),
-    or a PlanError listing every input that is not a readable image, or naming inputs that share a name."""
+    or a PlanError listing every input that is not a readable image, or naming inputs that share a name. Files and
+    stored images are checked and hashed in one decode (their `digest`), `source_threads` at a time, with a progress
+    line on `stream` when there are many."""
     from jobs.images import ImageInputError, sample_images
     from sweep.export import UniqueNames
     from sweep.sources import source_images
+    threads = source_threads(config)
+    track = source_progress("checking and hashing", threads, stream, config.cluster.progress_every)
     try:
-        images = source_images(config.images, config.store, noise_side) if config.images else []
+        images = source_images(config.images, config.store, noise_side, threads=threads,
+                               track=track) if config.images else []
     except ImageInputError as error:
         raise PlanError(str(error)) from None
     images += sample_images() if config.sample_images else []
@@ -251,14 +292,28 @@ def prepare_schedules(config: SweepConfig, model, jobs: tuple[str, ...]):
     return schedules
 
 
-def prepare(config: SweepConfig) -> Prepared:
+def source_hashes(images: Iterable[SourceImage], threads: int = 1, track: Track | None = None) -> list[str]:
+    """`source_hash` of each `SourceImage`, in order: its `digest` when its check made one, else read (noise, the
+    sample photographs) `threads` at a time, each picture dropped once hashed; `track` sees those read."""
+    from jobs.images import in_order, untracked
+    images = list(images)
+    unread = [image for image in images if not image.digest]
+    hashed = iter(list((track or untracked)(in_order(read_and_hash, unread, threads), len(unread))))
+    return [image.digest or next(hashed) for image in images]
+
+
+def read_and_hash(image: SourceImage) -> str:
+    return source_hash(image.read())
+
+
+def prepare(config: SweepConfig, *, stream: TextIO | None = None) -> Prepared:
     """Check the model, schedule, selections, source images and store; raises before anything is written or
-    started."""
+    started. Progress lines for many source images go to `stream` (stderr when None)."""
     from jobs.models import load_model
     from sweep.worker import CPU_BATCH
     check_cluster(config.cluster)
     model = load_model(config.model, config.weights)          # refuses unknown models and missing weights here
-    sources = load_sources(config, lambda: noise_side(model))
+    sources = load_sources(config, lambda: noise_side(model), stream=stream)
     plan = make_plan(n_classes=model.n_classes, jobs=config.jobs, classes=config.classes, pairs=config.pairs,
                      variants=config.variants, seeds=config.seeds, batch_size=config.batch_size or CPU_BATCH,
                      sources=tuple(sources), layers=check_layers(model, config.layers),
@@ -267,13 +322,15 @@ def prepare(config: SweepConfig) -> Prepared:
                           interpolate_pairs=config.interpolate_pairs)
     schedule = prepare_schedules(config, model, plan.jobs)
     sources = {name: sources[name] for name in plan.sources}   # none when no image job runs
+    threads = source_threads(config)
+    hashes = source_hashes(sources.values(), threads,
+                           source_progress("hashing", threads, stream, config.cluster.progress_every))
     options = {k: v for k, v in plan.options().items() if k not in RUN_OPTIONS}   # the batch size is the run's
     if config.trajectory is not None:   # what the store holds (trajectories/); absent when off, as in older stores
         options["trajectory"] = config.trajectory.as_json()
     manifest = new_manifest(model=model.name, weights=model.weights_id, weights_source=config.weights,
                             schedule=schedule.name, schedule_id=schedule.id, class_names=model.class_names,
-                            options=options, sources={name: source_hash(image.read())   # one decoded at a time
-                                                      for name, image in sources.items()},
+                            options=options, sources=dict(zip(sources, hashes)),
                             job_schedules=schedule.job_ids(plan.jobs),
                             schedule_contents={s.id: s.to_dict() for s in map(schedule.for_job, plan.jobs)})
     store = Store.open(config.store)
@@ -327,7 +384,7 @@ def identity(manifest: dict) -> dict:
 
 def run_sweep(config: SweepConfig, *, stream: TextIO | None = None) -> SweepSummary:
     """Run (or resume) a sweep to completion or interruption; returns what the store holds afterwards."""
-    return execute(prepare(config), stream=stream)
+    return execute(prepare(config, stream=stream), stream=stream)
 
 
 # ---- execution -------------------------------------------------------------------------------------------------
@@ -521,11 +578,12 @@ def execute(prepared: Prepared, *, stream: TextIO | None = None) -> SweepSummary
         return run_leased(prepared, lease, stream=stream)
 
 
-def reconcile_store(prepared: Prepared, out: TextIO) -> dict[str, list[str]]:
+def reconcile_store(prepared: Prepared, out: TextIO, *, stream: TextIO | None = None) -> dict[str, list[str]]:
     """Make the store ready for this run, under its lease: the manifest checked again (another driver may have
-    begun) and written, temporaries removed, unreadable files moved aside, the plan's notes said, and the real
-    images the workers start from written once. Returns {path: keys} of images/ (the quarantine pass read every
-    file's keys: the run's one read of them before its first batch)."""
+    begun) and written, temporaries removed, unreadable files moved aside, the plan's notes said (on `out`), and
+    the real images the workers start from written once (`write_sources`; a progress line on `stream`, else
+    stderr, when there are many). Returns {path: keys} of images/ (the quarantine pass read every file's keys: the
+    run's one read of them before its first batch)."""
     plan, store = prepared.plan, prepared.store
     check_manifest(store, prepared.manifest)
     removed = store.cleanup_temp()
@@ -544,12 +602,31 @@ def reconcile_store(prepared: Prepared, out: TextIO) -> dict[str, list[str]]:
         store.write_manifest(prepared.manifest)
     for line in plan.notes():
         print(line, file=out)
-    for name, image in prepared.sources.items():   # once: workers on any node read them from the store
-        if stored is None or not store.exists(source_file(name)):   # a new manifest's hashes: its pictures too
-            store.write_source(name, pixels_as_checked(image, prepared.manifest["sources"][name]))
+    threads = source_threads(prepared.config)
+    write_sources(store, prepared.sources, prepared.manifest.get("sources", {}), every=stored is None,
+                  threads=threads, track=source_progress("storing", threads, stream,
+                                                         prepared.config.cluster.progress_every))
     if removed:
         print(f"removed {removed} temporary files left by an interrupted run", file=out)
     return quarantine.images
+
+
+def write_sources(store: Store, sources: dict[str, SourceImage], hashes: dict[str, str], *, every: bool,
+                  threads: int = 1, track: Track | None = None) -> None:
+    """sources/NAME.png of each source (name -> `SourceImage`) that the store lacks, or of every one when `every`
+    (a new manifest's hashes: its pictures too), once: workers on any node read them from the store. Each picture
+    is read again, checked against its hash in `hashes` (`pixels_as_checked`), encoded and written on one of
+    `threads` threads, a few decoded at a time; separate files, each written whole (`Store.write_bytes`).
+    `track` sees every source's turn."""
+    from jobs.images import in_order, untracked
+
+    def write(named) -> None:
+        name, image = named
+        if every or not store.exists(source_file(name)):
+            store.write_source(name, pixels_as_checked(image, hashes[name]))
+
+    for _ in (track or untracked)(in_order(write, sources.items(), threads), len(sources)):
+        pass
 
 
 def pixels_as_checked(image, checked_hash: str):
@@ -574,7 +651,7 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
     config, plan, store, cluster = prepared.config, prepared.plan, prepared.store, prepared.config.cluster
     out = stream if stream is not None else sys.stdout
     started = time.monotonic()
-    pending = pending_work(plan, store, reconcile_store(prepared, out))
+    pending = pending_work(plan, store, reconcile_store(prepared, out, stream=stream))
     total, done_before = pending.total, pending.total - len(pending.items)
     if not pending.items:
         return SweepSummary(store=store.uri, total=total, done=done_before, done_before=done_before, failed=(),

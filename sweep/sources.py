@@ -15,10 +15,11 @@ from functools import partial
 from typing import Callable, Sequence
 
 from jobs.catalog import ALL_JOBS
-from jobs.images import SourceImage, is_noise_spec, load_images, noise_images, parse_noise, read_image
+from jobs.images import SourceImage, Track, in_order, is_noise_spec, load_images, noise_images, parse_noise, \
+    read_image, untracked
 from sweep.export import MISSING, UniqueNames, checked_files, slug
 from sweep.plan import PlanError
-from sweep.store import IMAGES, Store, StoreError, is_frame_key, open_store, running_sweep
+from sweep.store import IMAGES, Store, StoreError, is_frame_key, open_store, running_sweep, source_hash
 
 STORE_PREFIX = "store:"
 DEFAULT_STORE_JOB = "octave"      # Deep dream dreams on the class images ("representative images")
@@ -113,10 +114,16 @@ def check_given_once(store: Store, job: str, value: str, given: list[tuple[Store
     given.append((store, job, value))
 
 
-def store_images(value: str, writing: Store, names: UniqueNames,
-                 given: list[tuple[Store, str, str]] | None = None) -> list[SourceImage]:
-    """The images `store:URI[:JOB]` names, or PlanError in one line (no store there, the store this sweep writes,
-    a store being written, one given already in `given` (`check_given_once`), no image of JOB)."""
+def hashed_png(png: bytes) -> str:
+    """`source_hash` of a stored PNG's pixels (ImageInputError when it does not decode)."""
+    return source_hash(read_image(png))
+
+
+def store_images(value: str, writing: Store, names: UniqueNames, given: list[tuple[Store, str, str]] | None = None,
+                 *, threads: int = 1, track: Track = untracked) -> list[SourceImage]:
+    """The images `store:URI[:JOB]` names, each checked and hashed (its `digest`; `threads` at a time, `track`
+    seeing them), or PlanError in one line (no store there, the store this sweep writes, a store being written,
+    one given already in `given` (`check_given_once`), no image of JOB)."""
     uri, job = parse_store_spec(value)
     try:
         store = open_store(uri)
@@ -128,19 +135,23 @@ def store_images(value: str, writing: Store, names: UniqueNames,
                               for job in store.read_checked(path, ["job"]).column("job").to_pylist()})
             raise PlanError(f"--images {value}: store {store.uri} has no {job} images "
                             f"(jobs present: {', '.join(present) or 'none'})")
-        pngs = stored_pngs(store, [row["key"] for row in rows])
-        for row in rows:   # each checked as a file is, its pixels dropped: the PNG bytes are what a source keeps
-            read_image(pngs[row["key"]])
-        return [SourceImage(names.claim_stem(item_name(row), f"{store.uri}|{row['key']}"),
-                            partial(read_image, pngs[row["key"]])) for row in rows]
+        by_key = stored_pngs(store, [row["key"] for row in rows])
+        pngs = [by_key[row["key"]] for row in rows]
+        # each checked as a file is, its pixels dropped: the PNG bytes are what a source keeps
+        hashes = list(track(in_order(hashed_png, pngs, threads), len(pngs)))
+        return [SourceImage(names.claim_stem(item_name(row), f"{store.uri}|{row['key']}"), partial(read_image, png),
+                            digest) for row, png, digest in zip(rows, pngs, hashes)]
     except StoreError as error:
         raise PlanError(f"--images {value}: {error}") from None
 
 
-def source_images(values: Sequence[str], writing_store: str, noise_side: Callable[[], int]) -> list[SourceImage]:
+def source_images(values: Sequence[str], writing_store: str, noise_side: Callable[[], int], *, threads: int = 1,
+                  track: Track = untracked) -> list[SourceImage]:
     """Every `--images` value checked, as images that read their pixels when wanted: `noise:N[:SIZE]` (at most
     once; SIZE defaults to `noise_side()`), `store:URI[:JOB]` (each at most once), and files and folders.
-    ImageInputError lists the bad files together; PlanError names a bad noise or store value."""
+    ImageInputError lists the bad files together; PlanError names a bad noise or store value. The files' and
+    stores' pictures are checked and hashed in one decode, `threads` at a time (their `digest`, `source_hash`);
+    `track` sees each of those passes."""
     noise = [v for v in values if is_noise_spec(v)]
     stores = [v for v in values if is_store_spec(v)]
     files = [v for v in values if not is_noise_spec(v) and not is_store_spec(v)]
@@ -149,12 +160,12 @@ def source_images(values: Sequence[str], writing_store: str, noise_side: Callabl
     repeated = sorted({v for v in stores if stores.count(v) > 1})
     if repeated:
         raise PlanError(f"--images {repeated[0]} is given more than once")
-    images = load_images(files) if files else []
+    images = load_images(files, threads=threads, digest=source_hash, track=track) if files else []
     if noise:
         count, side = parse_noise(noise[0])
         images += noise_images(count, side or noise_side())
     if stores:
         writing, names, given = Store.open(writing_store), UniqueNames(), []
         for value in sorted(stores):   # whichever order they are given in, the same store takes the plain names
-            images += store_images(value, writing, names, given)
+            images += store_images(value, writing, names, given, threads=threads, track=track)
     return images

@@ -1,11 +1,16 @@
-"""Real-image inputs: every mode becomes RGB, EXIF orientation is applied, bad files are listed together."""
+"""Real-image inputs: every mode becomes RGB, EXIF orientation is applied, bad files are listed together, a folder
+is checked on several threads in order."""
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from jobs.images import ImageInputError, load_images, noise_images, parse_noise, read_image, sample_images
+import jobs.images
+from jobs.images import AHEAD_PER_THREAD, ImageInputError, in_order, load_images, noise_images, parse_noise, \
+    read_image, sample_images
 
 
 def _save(path, image, **kwargs):
@@ -187,3 +192,120 @@ def test_a_float_image_of_another_range_is_refused_in_one_line(tmp_path, values,
         load_images([path])
     message = str(raised.value)
     assert words in message and "odd.tif" in message and "\n" not in message
+
+
+# ---- a folder is checked on several threads, in order, a few pictures at a time -------------------------------
+
+class AtOnce:
+    """`function`, counting its calls that run at once (`most`). Until two have run together each call waits for a
+    second one (at most `patience` seconds, once): calls made one after another never overlap (`most` 1), and the
+    first two calls made on two threads always do (`most` 2), however the threads are scheduled."""
+
+    def __init__(self, function, patience: float = 5.0):
+        self.function, self.patience = function, patience
+        self.lock, self.met = threading.Lock(), threading.Event()
+        self.running = self.most = self.calls = 0
+
+    def __call__(self, *args, **kwargs):
+        with self.lock:
+            self.running, self.calls = self.running + 1, self.calls + 1
+            self.most = max(self.most, self.running)
+            if self.running >= 2:
+                self.met.set()
+        try:
+            if not self.met.wait(self.patience):
+                self.met.set()   # no second call came: the calls are made one after another; wait no more
+            return self.function(*args, **kwargs)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def _folder(tmp_path, count: int = 9):
+    """`count` small pictures, PNG and JPEG in turn, and among them a text file, a truncated PNG and an empty
+    JPEG; then a missing file named after the folder."""
+    rng, paths = np.random.default_rng(5), []
+    for index in range(count):
+        path = tmp_path / f"p{index:02d}.{'png' if index % 2 else 'jpg'}"
+        _save(path, Image.fromarray(rng.integers(0, 256, (8 + index, 12, 3), dtype=np.uint8)))
+        paths.append(path)
+    paths[2].write_text("not an image")
+    paths[5].write_bytes(paths[5].read_bytes()[:30])
+    paths[6].write_bytes(b"")
+    return [*paths, tmp_path / "missing.png"]
+
+
+def test_two_pictures_are_decoded_at_once_on_two_threads(tmp_path, monkeypatch):
+    """A folder of 50,000 photographs took tens of minutes to check on one core: Pillow's decoders let go of the
+    GIL, so `threads` of them decode together."""
+    files = _folder(tmp_path)[:2]
+    decode = AtOnce(read_image)
+    monkeypatch.setattr(jobs.images, "read_image", decode)
+    assert [image.name for image in load_images(files, threads=2)] == [path.name for path in files]
+    assert decode.most == 2
+
+
+def test_the_outcome_and_the_bad_files_error_are_the_same_on_any_number_of_threads(tmp_path):
+    """Same sources in the same order, same one error listing every bad file in the inputs' order, on 1 or 3
+    threads."""
+    files = _folder(tmp_path)
+    errors = []
+    for threads in (1, 3):
+        with pytest.raises(ImageInputError) as raised:
+            load_images(files, threads=threads)
+        errors.append(str(raised.value))
+    assert errors[0] == errors[1]
+    listed = [errors[0].index(files[i].name) for i in (2, 5, 6, 9)]
+    assert errors[0].startswith("4 input(s) are not readable images: ") and listed == sorted(listed)
+    good = [path for i, path in enumerate(files) if i not in (2, 5, 6, 9)]
+    one, three = load_images(good, threads=1), load_images(good, threads=3)
+    assert [image.name for image in one] == [image.name for image in three] == [path.name for path in good]
+    assert all(np.array_equal(a.read(), b.read()) for a, b in zip(one, three))
+
+
+def test_the_check_gives_its_decoded_pixels_to_a_digest_and_decodes_each_file_once(tmp_path, monkeypatch):
+    """A caller that hashes the pictures (the sweep's manifest) does it in the check's decode, not in another."""
+    files = [path for i, path in enumerate(_folder(tmp_path)) if i not in (2, 5, 6, 9)]
+    decode = AtOnce(read_image, patience=0)
+    monkeypatch.setattr(jobs.images, "read_image", decode)
+    images = load_images(files, threads=3, digest=lambda pixels: f"{pixels.shape}:{int(pixels.sum())}")
+    assert decode.calls == len(files)
+    assert [image.digest for image in images] == [f"{p.shape}:{int(p.sum())}" for p in map(read_image, files)]
+    assert all(image.digest == "" for image in load_images(files))
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_in_order_keeps_the_order_and_hands_out_a_few_items_at_a_time(threads):
+    """`in_order` over 500 items: their results in their order, and never more than AHEAD_PER_THREAD x threads of
+    them (each perhaps a decoded picture) handed out and not given back, whatever the items' count."""
+    taken = given = most_out = 0
+
+    def items():
+        nonlocal taken
+        for item in range(500):
+            taken += 1
+            yield item
+
+    results = []
+    for result in in_order(lambda item: item * item, items(), threads):
+        given += 1
+        most_out = max(most_out, taken - given + 1)   # the one just given back was out until now
+        results.append(result)
+    assert results == [item * item for item in range(500)]
+    assert most_out <= AHEAD_PER_THREAD * threads + 1
+
+
+def test_in_order_raises_an_item_s_error_in_its_turn_and_starts_no_more():
+    started = []
+
+    def square(item):
+        started.append(item)
+        if item == 7:
+            raise ValueError("seven")
+        return item * item
+
+    out = in_order(square, range(10_000), 3)
+    assert [next(out) for _ in range(7)] == [item * item for item in range(7)]
+    with pytest.raises(ValueError, match="seven"):
+        next(out)
+    assert len(started) <= 7 + 1 + AHEAD_PER_THREAD * 3

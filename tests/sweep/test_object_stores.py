@@ -235,6 +235,31 @@ def test_a_bucket_stores_class_images_are_sources_of_another_sweep(s3):
         load_sources(SweepConfig(store=s3.uri("dreams"), images=(f"store:{s3.uri('nothing')}:octave",)))
 
 
+def test_sources_written_on_several_threads_land_whole_in_a_bucket(server, tmp_path):
+    """`reconcile_store` writes sources/NAME.png on the driver's threads: each a PUT of its own object, every one
+    whole and as the picture encodes, on S3 and GCS as on a local disk."""
+    import numpy as np
+    from PIL import Image as PILImage
+    from jobs.images import read_image
+    from sweep.driver import prepare, reconcile_store
+    from sweep.store import SOURCES, encode_png
+    rng = np.random.default_rng(4)
+    (tmp_path / "photos").mkdir()
+    for index in range(8):
+        PILImage.fromarray(rng.integers(0, 256, (20 + index, 30, 3), dtype=np.uint8)).save(
+            tmp_path / "photos" / f"photo-{index}.{'png' if index % 2 else 'jpg'}")
+    uri = server.uri(f"threaded-sources-{server.scheme}")
+    prepared = prepare(SweepConfig(store=uri, model="digits", weights="random", schedule="tiny", jobs="transfigure",
+                                   classes="0", images=(str(tmp_path / "photos"),), source_threads=3))
+    reconcile_store(prepared, io.StringIO())
+    prefix = f"{BUCKET}/threaded-sources-{server.scheme}/{SOURCES}/"
+    assert [path for path in server.objects(f"threaded-sources-{server.scheme}") if path.startswith(prefix)] == \
+        [f"{prefix}photo-{index}.{'png' if index % 2 else 'jpg'}.png" for index in range(8)]
+    for path in sorted((tmp_path / "photos").iterdir()):
+        with server.fs.open_input_stream(f"{prefix}{path.name}.png") as stored:
+            assert stored.read() == encode_png(read_image(path))
+
+
 def test_compare_and_stability_write_into_a_bucket_and_create_no_local_folder(s3, tmp_path, monkeypatch):
     """`sweep compare --out` and `sweep stability --out` take a URI as `figures --out` does: the files land in the
     bucket, written through the store layer, and no local folder named after the URI (./s3:/...) appears."""

@@ -1,6 +1,7 @@
 """`--images store:URI[:JOB]` and `noise:N[:SIZE]` read into source images (`sweep.sources`, through `load_sources`),
-on a small synthetic store (no Ray): names, the lowest seed, no frames, and the refusals; the driver hashing and
-storing them (`prepare`, `reconcile_store`, the digits model) one decoded picture at a time."""
+on a small synthetic store (no Ray): names, the lowest seed, no frames, and the refusals; the driver checking,
+hashing and storing them (`prepare`, `reconcile_store`, the digits model) on several threads, a few decoded pictures
+at a time, with a progress line when there are many."""
 from __future__ import annotations
 
 import io
@@ -9,6 +10,7 @@ import os
 import re
 import shutil
 import socket
+import threading
 import time
 import weakref
 
@@ -24,6 +26,7 @@ from sweep.driver import SweepConfig, load_sources
 from sweep.plan import PlanError
 from sweep.sources import parse_store_spec
 from sweep.store import LEASE, decode_png, source_hash
+from tests.jobs.test_images import AtOnce
 
 NAMES = ("zero", "great white shark", "two/three", "four")
 
@@ -207,18 +210,21 @@ class LiveArrays:
 
     def __init__(self):
         self.live = self.most = self.made = 0
+        self.lock = threading.Lock()   # read on several threads
 
     def counted(self, read):
         def counted_read(*args):
             pixels = read(*args)
-            self.live, self.made = self.live + 1, self.made + 1
-            self.most = max(self.most, self.live)
+            with self.lock:
+                self.live, self.made = self.live + 1, self.made + 1
+                self.most = max(self.most, self.live)
             weakref.finalize(pixels, self.dropped)
             return pixels
         return counted_read
 
     def dropped(self):
-        self.live -= 1
+        with self.lock:
+            self.live -= 1
 
 
 def _pictures(folder, count: int) -> list:
@@ -232,11 +238,14 @@ def _pictures(folder, count: int) -> list:
     return paths
 
 
-def test_a_folder_noise_and_a_store_are_hashed_and_stored_one_decoded_picture_at_a_time(classes, tmp_path,
-                                                                                          monkeypatch):
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_folder_noise_and_a_store_are_hashed_and_stored_a_few_decoded_pictures_at_a_time(classes, tmp_path,
+                                                                                            monkeypatch, threads):
     """A folder of 50,000 photographs is ~28 GB decoded: the driver checks, hashes and stores its sources reading
-    each when it is wanted and dropping it, never the whole set at once; the manifest's hashes and the bytes of
-    sources/NAME.png are those of each picture read on its own (an older store resumes unchanged)."""
+    each when it is wanted and dropping it, at most one a thread at once, never the whole set; a file or stored
+    picture is checked and hashed in one decode and decoded once more to be stored. The manifest's hashes and the
+    bytes of sources/NAME.png are those of each picture read on its own, on 1 thread or 3 (an older store resumes
+    unchanged)."""
     import jobs.images
     import sweep.sources
     from sweep.driver import prepare, reconcile_store
@@ -254,9 +263,11 @@ def test_a_folder_noise_and_a_store_are_hashed_and_stored_one_decoded_picture_at
     store = tmp_path / "out"
     prepared = prepare(SweepConfig(store=str(store), model="digits", weights="random", schedule="tiny",
                                    jobs="transfigure", classes="0", images=(str(tmp_path / "photos"), "noise:3:16",
-                                                                            f"store:{path}")))
+                                                                            f"store:{path}"),
+                                   source_threads=threads))
     reconcile_store(prepared, io.StringIO())
-    assert arrays.most <= 2 and arrays.made >= 2 * len(expected)   # checked, hashed, stored: one after another
+    assert arrays.most <= threads               # each thread holds the one it reads
+    assert arrays.made == 2 * len(expected)     # checked and hashed (a noise image: hashed), then stored
     assert sorted(prepared.manifest["sources"]) == sorted(expected) == sorted(prepared.sources)
     for name, pixels in expected.items():
         assert prepared.manifest["sources"][name] == source_hash(pixels)
@@ -288,3 +299,43 @@ def test_a_picture_changed_or_removed_after_the_check_is_refused_not_stored(tmp_
     PILImage.new("RGB", (8, 8), (9, 9, 9)).save(picture)
     reconcile_store(prepare(config), io.StringIO())   # the same command again: the picture as it is now
     assert (decode_png(stored.read_bytes()) == 9).all()
+
+
+def test_sources_are_hashed_and_written_two_at_once_on_two_threads(tmp_path, monkeypatch):
+    """Hashing (noise images: no check decodes them first) and PNG-encoding the sources run on the driver's cores
+    (`source_threads`), not one picture after another on one."""
+    import jobs.images
+    import sweep.store
+    from sweep.driver import prepare, reconcile_store
+    from sweep.store import SOURCES
+    draw, encode = AtOnce(noise_pixels), AtOnce(sweep.store.encode_png)
+    monkeypatch.setattr(jobs.images, "noise_pixels", draw)
+    monkeypatch.setattr(sweep.store, "encode_png", encode)
+    prepared = prepare(SweepConfig(store=str(tmp_path / "out"), model="digits", weights="random", schedule="tiny",
+                                   jobs="transfigure", classes="0", images=("noise:4:8",), source_threads=2))
+    assert draw.most == 2
+    reconcile_store(prepared, io.StringIO())
+    assert encode.most == 2
+    assert sorted(p.name for p in (tmp_path / "out" / SOURCES).iterdir()) == [f"noise-00{i}.png" for i in range(4)]
+
+
+@pytest.mark.parametrize("count", [60, 2])
+def test_many_sources_are_checked_and_stored_with_a_progress_line_and_two_without(tmp_path, count):
+    """A folder of photographs takes minutes to check, hash and store before the first batch: with more than
+    PROGRESS_SOURCES of them the driver says so, and how far it is (a plain line in a log); the demo's two say
+    nothing new."""
+    from sweep.driver import PROGRESS_SOURCES, prepare, reconcile_store
+    assert 2 < PROGRESS_SOURCES < 60
+    _pictures(tmp_path / "photos", count)
+    checking, storing = io.StringIO(), io.StringIO()
+    prepared = prepare(SweepConfig(store=str(tmp_path / "out"), model="digits", weights="random", schedule="tiny",
+                                   jobs="transfigure", classes="0", images=(str(tmp_path / "photos"),),
+                                   source_threads=2), stream=checking)
+    reconcile_store(prepared, io.StringIO(), stream=storing)
+    if count == 2:
+        assert checking.getvalue() == storing.getvalue() == ""
+        return
+    assert checking.getvalue().startswith("checking and hashing 60 source images (2 threads)\n")
+    assert re.search(r"^60/60 source images \(100.0%\) .* checking and hashing$", checking.getvalue(), re.M)
+    assert storing.getvalue().startswith("storing 60 source images (2 threads)\n")
+    assert re.search(r"^60/60 source images \(100.0%\) .* storing$", storing.getvalue(), re.M)
