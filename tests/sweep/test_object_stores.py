@@ -242,7 +242,7 @@ def test_sources_written_on_several_threads_land_whole_in_a_bucket(server, tmp_p
     from PIL import Image as PILImage
     from jobs.images import read_image
     from sweep.driver import prepare, reconcile_store
-    from sweep.store import SOURCES, encode_png
+    from sweep.store import SOURCE_PNG_LEVEL, SOURCES, encode_png
     rng = np.random.default_rng(4)
     (tmp_path / "photos").mkdir()
     for index in range(8):
@@ -257,7 +257,7 @@ def test_sources_written_on_several_threads_land_whole_in_a_bucket(server, tmp_p
         [f"{prefix}photo-{index}.{'png' if index % 2 else 'jpg'}.png" for index in range(8)]
     for path in sorted((tmp_path / "photos").iterdir()):
         with server.fs.open_input_stream(f"{prefix}{path.name}.png") as stored:
-            assert stored.read() == encode_png(read_image(path))
+            assert stored.read() == encode_png(read_image(path), SOURCE_PNG_LEVEL)
 
 
 def test_compare_and_stability_write_into_a_bucket_and_create_no_local_folder(s3, tmp_path, monkeypatch):

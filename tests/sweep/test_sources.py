@@ -249,7 +249,7 @@ def test_a_folder_noise_and_a_store_are_hashed_and_stored_a_few_decoded_pictures
     import jobs.images
     import sweep.sources
     from sweep.driver import prepare, reconcile_store
-    from sweep.store import SOURCES, encode_png
+    from sweep.store import SOURCE_PNG_LEVEL, SOURCES, encode_png
     path, pngs = classes
     photos = _pictures(tmp_path / "photos", 12)
     expected = {p.name: read_image(p) for p in photos}
@@ -271,7 +271,7 @@ def test_a_folder_noise_and_a_store_are_hashed_and_stored_a_few_decoded_pictures
     assert sorted(prepared.manifest["sources"]) == sorted(expected) == sorted(prepared.sources)
     for name, pixels in expected.items():
         assert prepared.manifest["sources"][name] == source_hash(pixels)
-        assert (store / SOURCES / f"{name}.png").read_bytes() == encode_png(pixels)
+        assert (store / SOURCES / f"{name}.png").read_bytes() == encode_png(pixels, SOURCE_PNG_LEVEL)
 
 
 def test_a_picture_changed_or_removed_after_the_check_is_refused_not_stored(tmp_path):
