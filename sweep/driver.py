@@ -39,9 +39,9 @@ from sweep.fleet import ClusterConfig, FleetRun, SweepError, check_cluster
 from sweep.interrupts import INTERRUPTED
 from sweep.plan import Batch, Plan, PlanError, canonical_options, cut_batches, make_plan, refuse_unused_options
 from sweep.progress import Progress, format_duration
-from sweep.store import FAILURES, FRAME_SUFFIX, FRAMES, IMAGES, LEASE_TIMEOUT, TRAJECTORIES, Lease, ManifestMismatch, \
-    Store, StoreError, all_keys, failures_table, is_frame_key, manifest_differences, new_manifest, source_file, \
-    source_hash
+from sweep.store import FAILURES, FRAME_SUFFIX, FRAMES, IMAGES, LEASE_TIMEOUT, SOURCES, TRAJECTORIES, Lease, \
+    ManifestMismatch, Store, StoreError, all_keys, failures_table, is_frame_key, manifest_differences, new_manifest, \
+    source_file, source_hash
 
 if TYPE_CHECKING:
     from jobs.images import SourceImage, Track
@@ -617,12 +617,15 @@ def write_sources(store: Store, sources: dict[str, SourceImage], hashes: dict[st
     (a new manifest's hashes: its pictures too), once: workers on any node read them from the store. Each picture
     is read again, checked against its hash in `hashes` (`pixels_as_checked`), encoded and written on one of
     `threads` threads, a few decoded at a time; separate files, each written whole (`Store.write_bytes`).
-    `track` sees every source's turn."""
+    `track` sees every source's turn. What the store has is listed once (one request a page on S3/GCS, not one a
+    source)."""
     from jobs.images import in_order, untracked
+    present = set() if every else {info.base_name for info in store.listing(SOURCES)
+                                   if info.type == pafs.FileType.File}
 
     def write(named) -> None:
         name, image = named
-        if every or not store.exists(source_file(name)):
+        if source_file(name).rsplit("/", 1)[1] not in present:
             store.write_source(name, pixels_as_checked(image, hashes[name]))
 
     for _ in (track or untracked)(in_order(write, sources.items(), threads), len(sources)):

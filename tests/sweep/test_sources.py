@@ -301,6 +301,32 @@ def test_a_picture_changed_or_removed_after_the_check_is_refused_not_stored(tmp_
     assert (decode_png(stored.read_bytes()) == 9).all()
 
 
+def test_a_resume_lists_the_stored_sources_once_and_writes_only_the_missing_one(tmp_path, monkeypatch):
+    """Of 50,000 photographs on S3 a resume asked the store about each (one request a source): now it lists
+    sources/ once, and writes only the picture the store lost."""
+    from sweep.driver import prepare, reconcile_store
+    from sweep.store import SOURCES, Store
+    _pictures(tmp_path / "photos", 5)
+    config = SweepConfig(store=str(tmp_path / "out"), model="digits", weights="random", schedule="tiny",
+                         jobs="transfigure", classes="0", images=(str(tmp_path / "photos"),))
+    reconcile_store(prepare(config), io.StringIO())
+    folder = tmp_path / "out" / SOURCES
+    kept = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    lost = sorted(kept)[2]
+    (folder / lost).unlink()
+    asked, listed = [], []
+    real_type, real_listing = Store.file_type, Store.listing
+    monkeypatch.setattr(Store, "file_type", lambda self, *parts: asked.append(parts) or real_type(self, *parts))
+    monkeypatch.setattr(Store, "listing", lambda self, directory="", recursive=False:
+                        listed.append(directory) or real_listing(self, directory, recursive))
+    reconcile_store(prepare(config), io.StringIO())
+    assert not [parts for parts in asked if parts and parts[0].startswith(SOURCES)]   # no request per source
+    assert listed.count(SOURCES) == 2             # whatever their number: the temporaries' sweep's and this one
+    assert {p.name for p in folder.iterdir()} == set(kept)
+    assert {n: p.stat().st_mtime_ns for n, p in ((p.name, p) for p in folder.iterdir()) if n != lost} == \
+        {n: t for n, t in kept.items() if n != lost}                      # the others not written again
+
+
 def test_sources_are_hashed_and_written_two_at_once_on_two_threads(tmp_path, monkeypatch):
     """Hashing (noise images: no check decodes them first) and PNG-encoding the sources run on the driver's cores
     (`source_threads`), not one picture after another on one."""
