@@ -900,3 +900,14 @@ def test_every_page_image_written_is_shown_on_a_page(tmp_path, shape):
     assert referenced_files(folder) - {f"../analysis/{n}" for n in os.listdir(Path(store) / "analysis")} <= {
         p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}   # no broken link either
 
+
+
+def test_every_picture_of_every_page_loads_when_scrolled_to(video_report, tmp_path):
+    """Audit at 1000 classes: the index showed the 3,000 interpolations' strips and GIFs (6,000 pictures) without
+    `loading="lazy"`, so a browser fetched them all on opening it."""
+    from test_image_figures import make_image_store
+    for index in (write_figures(make_image_store(tmp_path / "s")), video_report.index):
+        pages = [index, *sorted((index.parent / "classes").glob("*.html"))]
+        tags = [tag for page in pages for tag in re.findall(r"<img [^>]*>", page.read_text())]
+        assert any("interpolation-" in tag or "trajectory-" in tag for tag in tags)
+        assert [tag for tag in tags if 'loading="lazy"' not in tag] == []
