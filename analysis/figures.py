@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, PARTNER, Cell, Pages, caption_px, declutter,
                               fit_text, gif_bytes, grid_figure, grid_pages, isolation_order, literal_text, new_figure,
-                              text_px)
+                              text_px, wrap_lines)
 from analysis.graph import component_hubs
 from analysis.load import OUTPUTS_FINITE
 from jobs.outputs import NOT_FINITE, finite_rows, label_probs
@@ -34,6 +34,7 @@ GRID_THUMB = 96          # px, images in the grids
 CONTACT = (10, 10)       # columns x rows per contact-sheet page
 PAIRS = (5, 10)          # columns x rows per opposites / additions / source-image page
 VARIANT_ORDER = ("merge", "juxtapose")
+SCATTER_TITLE_SLACK = 60  # px of a scatter plot's width its title's lines keep clear of (30 px each side)
 GRAPH_PANELS = (4, 4)    # columns x rows of small components per graph page
 GRAPH_PANEL_PX = 420     # px, the side of a small component's panel
 GRAPH_BIG = 40           # a component of at least this many classes gets a page of its own
@@ -214,7 +215,9 @@ def labelled_scatter(x, y, labels: Sequence[str], *, title: str, xlabel: str, yl
     figure = new_figure(*size)
     ax = figure.add_subplot()
     ax.scatter(x, y, s=14, c=list(colors) if colors is not None else PALETTE[0], linewidths=0, zorder=2)
-    ax.set_title(title + (f"\n{subtitle}" if subtitle else ""), fontsize=12)
+    # a long subtitle (the feature scatter's names its maps, the size and the colours) on as many lines as it takes
+    ax.set_title("\n".join([title, *wrap_lines(subtitle, size[0] - SCATTER_TITLE_SLACK, fontsize=12)]) if subtitle
+                 else title, fontsize=12)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, color="#e4e4e4", zorder=0)

@@ -106,6 +106,29 @@ def test_feature_scatter_says_the_size_the_model_saw_the_images_at():
         "on each class image at the stored sizes (380-490 px)")
 
 
+def test_a_long_scatter_subtitle_takes_lines_within_the_figure():
+    """Audit at 1000 classes: the feature scatter's subtitle (its maps, the size, the colours) was one line of 1500 px
+    on a 1400 px figure, cut at both edges."""
+    n = 50
+    features = pd.DataFrame({"target": range(n), "target_name": [f"c{i}" for i in range(n)], "layer": "inception4a",
+                             "map_0": np.arange(n, dtype=float), "map_4": np.ones(n), "map_7": np.zeros(n),
+                             "feature_size": "input", "side": 224})
+    nodes = pd.DataFrame({"node": range(n), "component": 0})
+    figure = fig.feature_scatter(features, "inception4a", nodes)
+    ax, = figure.axes
+    title = ax.title.get_window_extent(figure.canvas.get_renderer())
+    assert 0 <= title.x0 and title.x1 <= figure.bbox.width and title.y1 <= figure.bbox.height
+    assert ax.get_title().count("\n") >= 2 and "nearest-neighbour components" in ax.get_title().replace("\n", " ")
+
+
+def test_wrap_lines_breaks_between_words_within_the_width():
+    text = "the quick brown fox jumps over the lazy dog " * 3
+    lines = drawing.wrap_lines(text.strip(), 100)
+    assert " ".join(lines) == text.strip() and len(lines) > 3
+    assert all(drawing.text_px(line) <= 100 for line in lines)
+    assert drawing.wrap_lines("unbreakable" * 5, 50) == ["unbreakable" * 5]
+
+
 def _graph_tables(sizes):
     """graph_nodes / graph_components tables of cycles of the given sizes (node i points at the next one)."""
     rows, comps, start = [], [], 0
