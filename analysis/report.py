@@ -554,8 +554,8 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
 
 def page_keys(tables, paged: set[int]) -> list[str]:
     """The keys of the analysis tables' images that the HTML pages show (`paged`: the classes with a page): every
-    class image (the index and its page), the opposite image of a class with a page, and each addition whose
-    classes have one (a store without class images shows them only in the grids: no page image is written)."""
+    class image (the index and its page), the opposite image of a class with a page, and each addition of which one
+    class or both have one (a store without class images shows them only in the grids: no page image is written)."""
     classes, opposites, additions = (tables.get(name) for name in ("classes", "opposites", "additions"))
     keys = [] if classes is None else list(classes["key"])
     if opposites is not None:
