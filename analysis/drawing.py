@@ -6,8 +6,8 @@
     grid_pages       cells (images + lines of text) on paginated pages, built page by page (`Pages`): the thumbnails
                      pasted into one RGBA mosaic drawn by `Figure.figimage` at one pixel per pixel, the captions as
                      figure texts (a 100-cell page has no Axes and one image), each cut to its cell's width
-    text_px, fit_text, wrap_text   a line's width from the font's glyph advances; a line cut (or a class name
-                     wrapped onto two lines) to a width in pixels
+    text_px, fit_text, wrap_text, wrap_lines   a line's width from the font's glyph advances; a line cut (or a class
+                     name wrapped onto two lines, or a subtitle onto as many as it takes) to a width in pixels
     save             a Figure as PNG / SVG / PDF bytes
     literal_text     a figure builder whose texts are drawn as written (a '$' in a name is no mathtext)
     image helpers    decode, fit_image, thumbnail, png_bytes, paletted, gif_bytes (Pillow: the store's PNGs and the
@@ -206,6 +206,18 @@ def wrap_text(text: str, width_px: float, *, fontsize: float = LINE_FONT) -> lis
         first = fit_text(text, width_px + text_px("…", fontsize), fontsize=fontsize)[:-1]   # no ellipsis
         rest = text[len(first):].lstrip()
     return [first, fit_text(rest, width_px, fontsize=fontsize)]
+
+
+def wrap_lines(text: str, width_px: float, *, fontsize: float = LINE_FONT) -> list[str]:
+    """`text` broken between words into as many lines as it takes, each within `width_px` where its words allow (a
+    word longer than that alone on its line)."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and text_px(f"{lines[-1]} {word}", fontsize) <= width_px:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return lines
 
 
 def caption_px(images: int, thumb: int) -> float:

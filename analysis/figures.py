@@ -23,7 +23,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, PARTNER, Cell, Pages, caption_px, declutter,
-                              fit_text, gif_bytes, grid_figure, grid_pages, isolation_order, literal_text, new_figure)
+                              fit_text, gif_bytes, grid_figure, grid_pages, isolation_order, literal_text, new_figure,
+                              text_px, wrap_lines)
 from analysis.graph import component_hubs
 from analysis.load import OUTPUTS_FINITE
 from jobs.outputs import NOT_FINITE, finite_rows, label_probs
@@ -33,12 +34,19 @@ GRID_THUMB = 96          # px, images in the grids
 CONTACT = (10, 10)       # columns x rows per contact-sheet page
 PAIRS = (5, 10)          # columns x rows per opposites / additions / source-image page
 VARIANT_ORDER = ("merge", "juxtapose")
+SCATTER_TITLE_SLACK = 60  # px of a scatter plot's width its title's lines keep clear of (30 px each side)
 GRAPH_PANELS = (4, 4)    # columns x rows of small components per graph page
+GRAPH_PANEL_PX = 420     # px, the side of a small component's panel
 GRAPH_BIG = 40           # a component of at least this many classes gets a page of its own
+GRAPH_TINY = 3           # a component of at most this many classes (a pair, mostly) gets a panel of a quarter's area:
+GRAPH_TINY_PANELS = (8, 8)   # columns x rows of them per page (a 1000-class graph has dozens; at 420 px 16 pairs
+GRAPH_TINY_PX = 210          #   took a 1680 x 1740 page of empty panels), and their panels' side in px
 GRAPH_HEAD = 60          # px above a graph page's panels: the page title, then the first row's panel titles
 GRAPH_TITLE_PX = 24      # px between rows of graph panels, for the panel titles
 GRAPH_TITLE_FONT = 11    # pt, a graph panel's title
 GRAPH_LABEL_FONT = 8.5   # pt, the class names on a graph panel
+GRAPH_PAD_PX = 16        # px between a graph panel's outermost nodes and its edges (room for a hub's marker and a
+                         #   mutual pair's bent arrows; a name that does not fit beside a node goes to its other side)
 
 
 def _flag(value) -> bool | None:
@@ -207,7 +215,9 @@ def labelled_scatter(x, y, labels: Sequence[str], *, title: str, xlabel: str, yl
     figure = new_figure(*size)
     ax = figure.add_subplot()
     ax.scatter(x, y, s=14, c=list(colors) if colors is not None else PALETTE[0], linewidths=0, zorder=2)
-    ax.set_title(title + (f"\n{subtitle}" if subtitle else ""), fontsize=12)
+    # a long subtitle (the feature scatter's names its maps, the size and the colours) on as many lines as it takes
+    ax.set_title("\n".join([title, *wrap_lines(subtitle, size[0] - SCATTER_TITLE_SLACK, fontsize=12)]) if subtitle
+                 else title, fontsize=12)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, color="#e4e4e4", zorder=0)
@@ -279,16 +289,24 @@ def feature_scatter(features: pd.DataFrame, layer: str, nodes: pd.DataFrame | No
 # --- nearest-neighbour graph -------------------------------------------------------------------------------------
 
 def _page_groups(sizes: Sequence[int]) -> list[list[int]]:
-    """Component indices per page: a big component alone, small ones GRAPH_PANELS at a time."""
-    pages, small = [], []
-    per_page = GRAPH_PANELS[0] * GRAPH_PANELS[1]
-    for i, n in enumerate(sizes):
-        if n >= GRAPH_BIG:
-            pages.append([i])
-        else:
-            small.append(i)
-    pages += [small[k:k + per_page] for k in range(0, len(small), per_page)]
-    return pages
+    """Component indices per page: a big component alone, then small ones GRAPH_PANELS at a time, then tiny ones
+    (GRAPH_TINY) GRAPH_TINY_PANELS at a time (`sizes` come largest first, as the components table lists them)."""
+    big = [[i] for i, n in enumerate(sizes) if n >= GRAPH_BIG]
+    small = [i for i, n in enumerate(sizes) if GRAPH_TINY < n < GRAPH_BIG]
+    tiny = [i for i, n in enumerate(sizes) if n <= GRAPH_TINY]
+    per_small, per_tiny = GRAPH_PANELS[0] * GRAPH_PANELS[1], GRAPH_TINY_PANELS[0] * GRAPH_TINY_PANELS[1]
+    return (big + [small[k:k + per_small] for k in range(0, len(small), per_small)]
+            + [tiny[k:k + per_tiny] for k in range(0, len(tiny), per_tiny)])
+
+
+def _page_grid(sizes: Sequence[int]) -> tuple[int, int, float]:
+    """(columns, rows, panel side in px) of a graph page showing components of `sizes` (`_page_groups`' pages)."""
+    if len(sizes) == 1 and sizes[0] >= GRAPH_BIG:
+        return 1, 1, min(1700, max(900, 60 * math.sqrt(sizes[0]) * 3))
+    most, side = (GRAPH_TINY_PANELS[0], GRAPH_TINY_PX) if max(sizes) <= GRAPH_TINY else (GRAPH_PANELS[0],
+                                                                                       GRAPH_PANEL_PX)
+    columns = min(most, len(sizes))
+    return columns, math.ceil(len(sizes) / columns), side
 
 
 def graph_pages(nodes: pd.DataFrame, components: pd.DataFrame, *, seed: int = 0) -> Pages:
@@ -303,10 +321,7 @@ def graph_pages(nodes: pd.DataFrame, components: pd.DataFrame, *, seed: int = 0)
     @literal_text
     def page(p: int) -> Figure:
         group = groups[p]
-        alone = len(group) == 1 and len(members[group[0]]) >= GRAPH_BIG
-        columns = 1 if alone else min(GRAPH_PANELS[0], len(group))
-        rows = 1 if alone else math.ceil(len(group) / columns)
-        side = min(1700, max(900, 60 * math.sqrt(len(members[group[0]])) * 3)) if alone else 420
+        columns, rows, side = _page_grid([len(members[i]) for i in group])
         height = rows * side + GRAPH_HEAD
         figure = new_figure(columns * side, height)
         figure.suptitle(f"Nearest-neighbour graph, by component (page {p + 1} of {len(groups)})", fontsize=14,
@@ -324,6 +339,33 @@ def graph_pages(nodes: pd.DataFrame, components: pd.DataFrame, *, seed: int = 0)
 def _hub_title(g: nx.DiGraph, hubs: Sequence[int], shown: int = 3) -> str:
     names = [g.nodes[n]["name"] for n in hubs[:shown]] + ([f"+{len(hubs) - shown} more"] if len(hubs) > shown else [])
     return "" if not hubs else f", hub {names[0]}" if len(hubs) == 1 else f", hubs {', '.join(names)} (tie)"
+
+
+def component_title(g: nx.DiGraph, index: int, members: Sequence[int], hubs: Sequence[int], width_px: float) -> str:
+    """A graph panel's title within `width_px` (a small panel is 420 px: three long hub names ran into the next
+    panel's title): up to three hubs named, fewer when they do not fit, else only how many tie, else none (the
+    panel marks them); cut with an ellipsis as a last resort."""
+    head = f"component {index}: {len(members)} classes"
+    titles = [head + _hub_title(g, hubs, shown) for shown in (3, 2, 1)]
+    titles += ([f"{head}, {len(hubs)} hubs (tie)"] if len(hubs) > 1 else []) + [head]   # head: the hubs' black edges
+    fitting = [t for t in titles if text_px(t, GRAPH_TITLE_FONT) <= width_px]
+    return fitting[0] if fitting else fit_text(titles[-1], width_px, fontsize=GRAPH_TITLE_FONT)
+
+
+def fit_view(ax, xy: np.ndarray, pad_px: float = GRAPH_PAD_PX) -> None:
+    """Set `ax`'s limits to the points `xy` (n x 2) with `pad_px` pixels to spare on each side, so that the drawing
+    fills the panel (networkx's drawing pads its limits by 5% of the extent, and matplotlib's margins added as much
+    again: a big component's page was a fifth empty). A flat extent (one point, or points on a line) is centred
+    in a square of the other side."""
+    lo, hi = xy.min(axis=0), xy.max(axis=0)   # 2, 2
+    widest = max(float((hi - lo).max()), 1e-9)
+    flat = (hi - lo) < 1e-6 * widest
+    lo, hi = np.where(flat, lo - widest / 2, lo), np.where(flat, hi + widest / 2, hi)
+    box = ax.get_window_extent()
+    room = np.maximum(np.array([box.width, box.height]) - 2 * pad_px, 1.0)   # px for the points, x and y
+    pad = (hi - lo) * pad_px / room
+    ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+    ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
 
 
 def component_colour(index: int) -> str:
@@ -353,15 +395,12 @@ def draw_component(ax, g: nx.DiGraph, index: int, members: Sequence[int], *, see
         if part:
             nx.draw_networkx_edges(sub, pos, edgelist=part, nodelist=nodes, node_size=sizes, edge_color="#9aa5b1",
                                    width=1.0, arrows=True, arrowsize=8, connectionstyle=style, ax=ax)
-    ax.set_title(f"component {index}: {len(members)} classes{_hub_title(g, sorted(hubs))}",
+    ax.set_title(component_title(g, index, members, sorted(hubs), ax.get_window_extent().width),
                  fontsize=GRAPH_TITLE_FONT, color=INK)
-    ax.margins(0.05)   # a label that does not fit right of a node near the edge goes left of it (`declutter`)
     ax.set_axis_off()
-    ax.autoscale_view()
-    ax.set_xlim(ax.get_xlim())
-    ax.set_ylim(ax.get_ylim())
-    order = sorted(range(len(members)), key=lambda i: (-g.in_degree(members[i]), members[i]))   # hubs first
     xy = np.array([pos[n] for n in members], dtype=float)   # n x 2
+    fit_view(ax, xy)   # before `declutter`, which measures the labels in display space
+    order = sorted(range(len(members)), key=lambda i: (-g.in_degree(members[i]), members[i]))   # hubs first
     declutter(ax, xy[:, 0], xy[:, 1], [g.nodes[n]["name"] for n in members], order, fontsize=GRAPH_LABEL_FONT,
               max_chars=20)
 

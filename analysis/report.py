@@ -1,7 +1,8 @@
 """`write_figures`: the figures and a static, offline HTML report of an analysed store.
 
     analysis tables (run `analyze_store` first when absent or older than the images or the scores, saying why)
-    -> PNGs of the shown rows only, each decoded once: a page-size thumbnail file + a grid thumbnail in memory
+    -> PNGs of the shown rows only, each decoded once: a grid thumbnail in memory, and a page-size thumbnail file
+       for each image an HTML page shows (none for an opposite or addition of classes without a page)
     -> contact sheets, PCA scatter, graph pages, opposites grid, additions grid, feature scatter (PNG, SVG)
     -> when the store has them, the jobs from real images: transfiguration, dream and directed-dream grids (the
        source photograph beside each result), and per interpolation a frame strip and an animated GIF
@@ -468,11 +469,12 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
         + ("features" in tables) + (image_rows is not None) + scored   # 1: the HTML pages; 2: contact sheets, graph
     paged = set() if classes is None else set(classes["target"])
     sourced = sourced_images(image_rows, paged)
-    paged_keys = [*keys, *sourced["key"]]
-    grid_only_keys = [] if image_rows is None else sorted(set(grid_keys(image_rows)) - set(paged_keys))
+    paged_keys = [*page_keys(tables, paged), *sourced["key"]]   # the images the HTML pages show: a file each
+    grid_only_keys = sorted((set(keys) | set([] if image_rows is None else grid_keys(image_rows))) - set(paged_keys))
     progress = Progress(len(paged_keys) + len(grid_only_keys) + steps, stream=stream, unit="steps")
     progress.note = "reading images"
     thumbs, grid_only = _thumbnails(st, paged_keys, writer, progress, key_index, grid_only_keys)
+    shown = {**thumbs, **grid_only}   # every grid thumbnail
 
     def step(note: str) -> None:
         progress.note = note
@@ -480,10 +482,10 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
 
     figures: list[ReportFigure] = []
     if classes is not None:
-        figures += _class_figures(tables, thumbs, writer, step)
+        figures += _class_figures(tables, shown, writer, step)
     if opposites is not None:
         step("opposites")
-        figures.append(writer.figure("Opposites", "opposites", fig.opposites_grid(classes, opposites, thumbs),
+        figures.append(writer.figure("Opposites", "opposites", fig.opposites_grid(classes, opposites, shown),
                                      "Each class's image beside the image that minimises its logit, labelled by "
                                      "argmax (the opposite, with its probability on that image) and by the article's "
                                      "margin criterion on the class image. \"mutual\": the opposite's own opposite "
@@ -493,7 +495,7 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
                                      "the class."))
     if additions is not None:
         step("additions")
-        figures.append(writer.figure("Additions", "additions", fig.additions_grid(additions, thumbs),
+        figures.append(writer.figure("Additions", "additions", fig.additions_grid(additions, shown),
                                      "Per pair, each variant's image with both classes' ranks in the result "
                                      "(green: the two classes are the top two)."))
     if scored:
@@ -516,7 +518,7 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     if image_rows is not None:
         step("image jobs")
         photos = {name: _source_image(st, name) for name in sorted(set(image_rows.meta["source"]) - {""})}
-        figures.extend(_image_job_figures(image_rows, photos, fits, {**thumbs, **grid_only}, st, writer,
+        figures.extend(_image_job_figures(image_rows, photos, fits, shown, st, writer,
                                           key_index))
 
     figures.extend(_directions_figures(writer))
@@ -548,6 +550,19 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     writer.remove_stale()
     progress.close()
     return Path(writer.root) / "index.html"
+
+
+def page_keys(tables, paged: set[int]) -> list[str]:
+    """The keys of the analysis tables' images that the HTML pages show (`paged`: the classes with a page): every
+    class image (the index and its page), the opposite image of a class with a page, and each addition of which one
+    class or both have one (a store without class images shows them only in the grids: no page image is written)."""
+    classes, opposites, additions = (tables.get(name) for name in ("classes", "opposites", "additions"))
+    keys = [] if classes is None else list(classes["key"])
+    if opposites is not None:
+        keys += list(opposites.loc[opposites["target"].isin(paged), "key"])
+    if additions is not None:
+        keys += list(additions.loc[additions["target"].isin(paged) | additions["partner"].isin(paged), "key"])
+    return keys
 
 
 def _class_figures(tables, thumbs, writer: "_Writer", step: Callable[[str], None]) -> list[ReportFigure]:

@@ -106,6 +106,29 @@ def test_feature_scatter_says_the_size_the_model_saw_the_images_at():
         "on each class image at the stored sizes (380-490 px)")
 
 
+def test_a_long_scatter_subtitle_takes_lines_within_the_figure():
+    """Audit at 1000 classes: the feature scatter's subtitle (its maps, the size, the colours) was one line of 1500 px
+    on a 1400 px figure, cut at both edges."""
+    n = 50
+    features = pd.DataFrame({"target": range(n), "target_name": [f"c{i}" for i in range(n)], "layer": "inception4a",
+                             "map_0": np.arange(n, dtype=float), "map_4": np.ones(n), "map_7": np.zeros(n),
+                             "feature_size": "input", "side": 224})
+    nodes = pd.DataFrame({"node": range(n), "component": 0})
+    figure = fig.feature_scatter(features, "inception4a", nodes)
+    ax, = figure.axes
+    title = ax.title.get_window_extent(figure.canvas.get_renderer())
+    assert 0 <= title.x0 and title.x1 <= figure.bbox.width and title.y1 <= figure.bbox.height
+    assert ax.get_title().count("\n") >= 2 and "nearest-neighbour components" in ax.get_title().replace("\n", " ")
+
+
+def test_wrap_lines_breaks_between_words_within_the_width():
+    text = "the quick brown fox jumps over the lazy dog " * 3
+    lines = drawing.wrap_lines(text.strip(), 100)
+    assert " ".join(lines) == text.strip() and len(lines) > 3
+    assert all(drawing.text_px(line) <= 100 for line in lines)
+    assert drawing.wrap_lines("unbreakable" * 5, 50) == ["unbreakable" * 5]
+
+
 def _graph_tables(sizes):
     """graph_nodes / graph_components tables of cycles of the given sizes (node i points at the next one)."""
     rows, comps, start = [], [], 0
@@ -146,15 +169,86 @@ def test_graph_panels_fill_their_page_with_readable_titles_and_names():
         panels = [ax.get_position() for ax in page.axes]
         left, right = min(b.x0 for b in panels), max(b.x1 for b in panels)
         bottom, top = min(b.y0 for b in panels), max(b.y1 for b in panels)
-        assert right - left >= 0.95 and top - bottom >= 0.85
+        head = fig.GRAPH_HEAD / (page.get_size_inches()[1] * drawing.DPI)   # the page title's share
+        assert right - left >= 0.95 and top - bottom >= 0.97 - head
         renderer = page.canvas.get_renderer()
         titles = [ax.title.get_window_extent(renderer) for ax in page.axes]
         assert page._suptitle.get_window_extent(renderer).y0 >= max(t.y1 for t in titles)   # no overlap
         for ax in page.axes:
-            assert ax.title.get_fontsize() >= 10 and ax.margins() == (0.05, 0.05)
+            assert ax.title.get_fontsize() >= 10
             assert all(n.get_fontsize() >= 8 for n in _annotations(ax))
         for upper, lower in zip(page.axes, page.axes[4:]):   # a panel's title clears the panel above it
             assert lower.title.get_window_extent(renderer).y1 <= upper.get_window_extent(renderer).y0
+
+
+def _tree_tables(sizes, seed=0, name="a long class name"):
+    """graph_nodes / graph_components tables of random trees of the given sizes, as a real graph's components look
+    (each class points at an earlier member, the first two at each other), named `name` and the node."""
+    rng = np.random.default_rng(seed)
+    rows, comps, start = [], [], 0
+    for c, size in enumerate(sizes):
+        members = list(range(start, start + size))
+        pointed = {members[0]: members[1], members[1]: members[0]}
+        pointed.update({n: members[int(rng.integers(0, k))] for k, n in enumerate(members[2:], start=2)})
+        rows += [{"node": n, "name": f"{name} {n}", "neighbour": pointed[n], "neighbour_logit": 1.0,
+                  "has_image": True, "component": c, "component_size": size} for n in members]
+        comps.append({"component": c, "size": size, "members": members})
+        start += size
+    return pd.DataFrame(rows), pd.DataFrame(comps)
+
+
+def _ink_share(figure: Figure) -> float:
+    """The share of a drawn figure's area inside the bounding box of its non-white pixels."""
+    pixels = drawing.rgb_pixels(figure)   # H x W x 3
+    ink = ~(pixels == 255).all(axis=-1)
+    rows, columns = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    return (rows[-1] - rows[0] + 1) * (columns[-1] - columns[0] + 1) / ink.size
+
+
+def test_a_big_components_page_is_filled_by_its_drawing():
+    """"A big graph page is about 10% white": networkx pads its limits by 5% of the extent and the axes' margins
+    added 5% more, so a 694-class component left a 140 px white band above and below its drawing (the drawing's
+    bounding box 79% of the page)."""
+    nodes, comps = _tree_tables([300])
+    page, = fig.graph_pages(nodes, comps)
+    assert _ink_share(page) >= 0.92
+    ax, = page.axes
+    drawn, = [c for c in ax.collections if isinstance(c, PathCollection)]
+    points = ax.transData.transform(drawn.get_offsets())   # n x 2, px
+    box = ax.get_window_extent()
+    assert np.ptp(points[:, 0]) >= 0.96 * box.width and np.ptp(points[:, 1]) >= 0.96 * box.height
+    assert (points.min(axis=0) > [box.x0, box.y0]).all() and (points.max(axis=0) < [box.x1, box.y1]).all()
+
+
+def test_graph_panel_titles_fit_their_panel():
+    """Audit at 1000 classes: "component 3: 12 classes, hubs bald eagle, black widow, lynx, +1 more (tie)" ran
+    into the next panel's title and off the page."""
+    nodes, comps = _tree_tables([12, 12, 9, 9, 3, 3, 2], name="soft-coated wheaten terrier")
+    arrows = {0: 1, 1: 0, 2: 0, 3: 1, 4: 2, 5: 3, 6: 4, 7: 4, 8: 5, 9: 5, 10: 6, 11: 6}   # hubs 0, 1, 4, 5, 6 tie
+    nodes.loc[nodes["node"] < 12, "neighbour"] = nodes["node"].map(arrows)
+    for page in fig.graph_pages(nodes, comps):
+        renderer = page.canvas.get_renderer()
+        spans = []
+        for ax in page.axes:
+            title, panel = ax.title.get_window_extent(renderer), ax.get_window_extent(renderer)
+            assert panel.x0 - 1 <= title.x0 and title.x1 <= panel.x1 + 1, ax.get_title()
+            spans.append((title.x0, title.x1, title.y0))
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]) if a[2] == b[2])   # a row's titles apart
+    first = fig.graph_pages(nodes, comps)[0].axes[0].get_title()
+    assert first.startswith("component 0: 12 classes, ") and first.endswith("(tie)")   # "5 hubs (tie)" here
+
+
+def test_pairs_take_small_panels_many_to_a_page():
+    """Audit at 1000 classes: a page of 16 mutual pairs was 1680 x 1740 px of 420 px panels, each one arc."""
+    nodes, comps = _graph_tables([3] * 10 + [2] * 54)
+    pages = fig.graph_pages(nodes, comps)
+    assert len(pages) == 1
+    page, = pages
+    assert len(page.axes) == 64 and page.get_size_inches()[0] * drawing.DPI <= 1700
+    assert all(ax.get_window_extent().width <= 210 for ax in page.axes)
+    nodes, comps = _graph_tables([4, 3, 2])   # a page holds one kind: the 4-class component keeps its big panel
+    assert [len(p.axes) for p in fig.graph_pages(nodes, comps)] == [1, 2]
+    assert fig.graph_pages(nodes, comps)[0].axes[0].get_window_extent().width > 380
 
 
 def _tied_graph():
@@ -179,7 +273,7 @@ def _node_styles(ax):
 def test_graph_nodes_take_their_components_colour_and_the_hubs_a_black_edge():
     """Audit: orange meant component 1 in the PCA but "hub" in the graph; a tie for hub picked the lower index."""
     nodes, comps = _tied_graph()
-    big, pair = fig.graph_pages(nodes, comps)[0].axes
+    big, pair = [ax for page in fig.graph_pages(nodes, comps) for ax in page.axes]   # a 6-class panel, a pair's
     faces, edges, sizes = _node_styles(big)                      # members 0..5 in order
     blue, ink = drawing.PALETTE[0], drawing.INK
     assert faces == [blue] * 5 + ["#ffffff"]                      # n5: hollow, no image of its own
@@ -198,7 +292,7 @@ def test_graph_nodes_take_their_components_colour_and_the_hubs_a_black_edge():
 def test_graph_bends_the_two_arrows_of_a_mutual_pair_apart():
     """Audit: 9 <-> 3 was drawn as one line with an arrowhead at each end."""
     nodes, comps = _tied_graph()
-    big, pair = fig.graph_pages(nodes, comps)[0].axes
+    big, pair = [ax for page in fig.graph_pages(nodes, comps) for ax in page.axes]
     bends = sorted(round(p.get_connectionstyle().rad, 2) for p in big.patches)
     assert bends == [0.0] * 4 + [0.2] * 2                          # 0 <-> 4 bent, the four others straight
     assert [round(p.get_connectionstyle().rad, 2) for p in pair.patches] == [0.2, 0.2]

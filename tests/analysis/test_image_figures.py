@@ -53,11 +53,12 @@ def image_rows(rng) -> list[Image]:
     return rows
 
 
-def make_image_store(path, jobs: tuple[str, ...] | None = None, seeds: int = 1) -> str:
+def make_image_store(path, jobs: tuple[str, ...] | None = None, seeds: int = 1, drop: tuple[str, ...] = ()) -> str:
     """The hand-made store plus `image_rows`; with `jobs`, only the rows (and the plan) of those jobs; with `seeds`,
-    each row once per seed 0 .. seeds-1 (seed 0's images those of a store of one seed)."""
+    each row once per seed 0 .. seeds-1 (seed 0's images those of a store of one seed); `drop`: keys of the
+    hand-made store's rows to leave out."""
     rng = np.random.default_rng(1)
-    rows = [dataclasses.replace(r, seed=seed) for seed in range(seeds) for r in small_images() + image_rows(rng)]
+    rows = [dataclasses.replace(r, seed=seed) for seed in range(seeds) for r in small_images(drop) + image_rows(rng)]
     if jobs is not None:
         rows = [r for r in rows if r.job in jobs]
     options = {**IMAGE_OPTIONS, "seeds": seeds, **({} if jobs is None else {"jobs": list(jobs)})}

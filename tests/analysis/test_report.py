@@ -864,3 +864,50 @@ def test_a_report_of_nasty_names_links_only_files_it_wrote_and_escapes_every_nam
     assert sorted(p.name for p in out.parent.iterdir() if not p.name.startswith(".")) == [
         "analysis", "figures", "frames", "images", "manifest.json"]   # nothing written beside the report
     assert len([p for p in out.iterdir() if p.name.startswith("interpolation-") and p.suffix == ".gif"]) == 3
+
+
+def referenced_files(folder: Path) -> set[str]:
+    """The files of a report the pages link or show (every src and href of its HTML pages, as a path within the
+    report)."""
+    import posixpath
+    out = set()
+    for page in folder.rglob("*.html"):
+        here = page.parent.relative_to(folder).as_posix()
+        out |= {posixpath.normpath(posixpath.join(here, link)) for link in _links(page.read_text())
+                if "://" not in link}
+    return out
+
+
+OCTAVES = tuple(item_key("octave", "", c, -1, 0) for c in range(6))
+
+
+@pytest.mark.parametrize("shape", ["whole", "no octave images", "octave images of two classes", "only image jobs",
+                                   "image jobs and octave images of two classes"])
+def test_every_page_image_written_is_shown_on_a_page(tmp_path, shape):
+    """Audit: a store without class images got an img/ file for every opposite and addition, and a store with class
+    images of some classes one for the opposites and additions of the others, which no page shows."""
+    from test_image_figures import make_image_store
+    image_jobs = ("transfigure", "interpolate", "dream", "directed-dream")
+    store = {"whole": lambda: make_image_store(tmp_path / "s"),
+             "no octave images": lambda: make_small_store(tmp_path / "s", drop=OCTAVES),
+             "octave images of two classes": lambda: make_small_store(tmp_path / "s", drop=OCTAVES[2:]),
+             "only image jobs": lambda: make_image_store(tmp_path / "s", jobs=image_jobs),
+             "image jobs and octave images of two classes": lambda: make_image_store(
+                 tmp_path / "s", jobs=("octave", *image_jobs), drop=OCTAVES[2:])}[shape]()
+    folder = write_figures(store).parent
+    written = {p.relative_to(folder).as_posix() for p in (folder / "img").rglob("*") if p.is_file()}
+    assert written == {name for name in referenced_files(folder) if name.startswith("img/")}
+    assert referenced_files(folder) - {f"../analysis/{n}" for n in os.listdir(Path(store) / "analysis")} <= {
+        p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}   # no broken link either
+
+
+
+def test_every_picture_of_every_page_loads_when_scrolled_to(video_report, tmp_path):
+    """Audit at 1000 classes: the index showed the 3,000 interpolations' strips and GIFs (6,000 pictures) without
+    `loading="lazy"`, so a browser fetched them all on opening it."""
+    from test_image_figures import make_image_store
+    for index in (write_figures(make_image_store(tmp_path / "s")), video_report.index):
+        pages = [index, *sorted((index.parent / "classes").glob("*.html"))]
+        tags = [tag for page in pages for tag in re.findall(r"<img [^>]*>", page.read_text())]
+        assert any("interpolation-" in tag or "trajectory-" in tag for tag in tags)
+        assert [tag for tag in tags if 'loading="lazy"' not in tag] == []
