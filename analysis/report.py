@@ -471,7 +471,7 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     sourced = sourced_images(image_rows, paged)
     paged_keys = [*page_keys(tables, paged), *sourced["key"]]   # the images the HTML pages show: a file each
     grid_only_keys = sorted((set(keys) | set([] if image_rows is None else grid_keys(image_rows))) - set(paged_keys))
-    progress = Progress(len(paged_keys) + len(grid_only_keys) + steps, stream=stream, unit="steps")
+    progress = Progress(len(paged_keys) + len(grid_only_keys) + steps, stream=stream, unit="steps", failures=False)
     progress.note = "reading images"
     thumbs, grid_only = _thumbnails(st, paged_keys, writer, progress, key_index, grid_only_keys)
     shown = {**thumbs, **grid_only}   # every grid thumbnail

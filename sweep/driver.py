@@ -169,7 +169,7 @@ def source_progress(doing: str, threads: int, stream: TextIO | None = None,
         if count <= PROGRESS_SOURCES:
             yield from results
             return
-        progress = Progress(count, stream=stream, interval=interval, unit="source images")
+        progress = Progress(count, stream=stream, interval=interval, unit="source images", failures=False)
         progress.note = doing
         progress.message(f"{doing} {counted(count, 'source image')} ({counted(threads, 'thread')})")
         try:

@@ -83,7 +83,7 @@ class Progress:
 
     def __init__(self, total: int, done: int = 0, *, work_total: float | None = None, work: float = 0,
                  stream: TextIO | None = None, interval: float | None = None, unit: str = "items",
-                 clock=time.monotonic) -> None:
+                 failures: bool = True, clock=time.monotonic) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.interval = interval if interval is not None else (TTY_INTERVAL if self.tty else LOG_INTERVAL)
@@ -91,6 +91,7 @@ class Progress:
         self.start_done = done
         self.work_total, self.work, self.start_work = work_total, float(work), float(work)
         self.unit = unit
+        self.failures = failures   # whether its work can fail (a sweep's items): else no "0 failed" is shown
         self.clock = clock
         self.started = clock()
         self.rate_since, self.rate_done, self.rate_work = self.started, done, float(work)   # see workers_ready
@@ -151,7 +152,10 @@ class Progress:
 
     def _postfix(self) -> str:
         counts = [f"{self.done}/{self.total} {self.unit}", f"{self.rate():.2f} steps/s"] if self.counts_work else []
-        return ", ".join(counts + [f"ETA {self.eta()}", f"{self.failed} failed"] + ([self.note] if self.note else []))
+        return ", ".join(counts + [f"ETA {self.eta()}", *self._failed()] + ([self.note] if self.note else []))
+
+    def _failed(self) -> list[str]:
+        return [f"{self.failed} failed"] if self.failures else []
 
     def line(self) -> str:
         elapsed = max(self.clock() - self.started, 1e-9)
@@ -160,7 +164,7 @@ class Progress:
         else:
             rate_unit, percent = f"{self.unit}/s", 100.0 * self.done / self.total if self.total else 100.0
         parts = [f"{self.done}/{self.total} {self.unit} ({percent:.1f}%)", f"{self.rate():.2f} {rate_unit}",
-                 f"ETA {self.eta()}", f"{self.failed} failed", f"elapsed {format_duration(elapsed)}"]
+                 f"ETA {self.eta()}", *self._failed(), f"elapsed {format_duration(elapsed)}"]
         if self.note:
             parts.append(self.note)
         return " | ".join(parts)

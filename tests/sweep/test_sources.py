@@ -365,3 +365,4 @@ def test_many_sources_are_checked_and_stored_with_a_progress_line_and_two_withou
     assert re.search(r"^60/60 source images \(100.0%\) .* checking and hashing$", checking.getvalue(), re.M)
     assert storing.getvalue().startswith("storing 60 source images (2 threads)\n")
     assert re.search(r"^60/60 source images \(100.0%\) .* storing$", storing.getvalue(), re.M)
+    assert "failed" not in checking.getvalue() + storing.getvalue()   # a bad picture stops the run, listed
