@@ -47,6 +47,7 @@ LINE_PX = 13          # px per text line under a grid cell
 LINE_FONT = 7.5       # pt, text under grid cells
 GRID_TITLE_FONT = 12  # pt, a grid page's title
 IMAGE_GAP = 4         # px between the images of one grid cell
+WORD_END = 3          # characters of a word broken inside (`wrap_text`) that go to the next line at least
 CAPTION_SLACK = 2     # px a caption line keeps clear of its cell's right edge (glyph advances overestimate a bit)
 
 
@@ -194,18 +195,42 @@ def fit_text(text: str, width_px: float, *, tail: str = "", fontsize: float = LI
 
 
 def wrap_text(text: str, width_px: float, *, fontsize: float = LINE_FONT) -> list[str]:
-    """`text` on one line when it fits in `width_px`, else on two: broken after the last word that fits (inside a
-    word only when the first word alone is too long), the second line cut with an ellipsis if it is still too long."""
+    """`text` on one line when it fits in `width_px`, else on two: broken after the last word that fits, else after
+    the last hyphen that fits, else inside a word (a hyphen added there); never after a number alone, which stays
+    with the word it names ("89 sulphur-" / "crested cockatoo", not "89" / "sulphur-crested…"). The second line is
+    cut with an ellipsis if it is still too long."""
     if text_px(text, fontsize) <= width_px:
         return [text]
-    words = text.split(" ")
-    fitting = [k for k in range(1, len(words)) if text_px(" ".join(words[:k]), fontsize) <= width_px]
-    if fitting:
-        first, rest = " ".join(words[:fitting[-1]]), " ".join(words[fitting[-1]:])
+    first = next((head for head in line_heads(text) if text_px(head, fontsize) <= width_px
+                  and not head.strip().isdigit()), None)
+    if first is None:   # no break fits: inside a word, a hyphen added
+        n = cut_inside(text, width_px, fontsize)
+        first, rest = text[:n] + "-", text[n:]
     else:
-        first = fit_text(text, width_px + text_px("…", fontsize), fontsize=fontsize)[:-1]   # no ellipsis
-        rest = text[len(first):].lstrip()
-    return [first, fit_text(rest, width_px, fontsize=fontsize)]
+        rest = text[len(first):]
+    return [first.rstrip(), fit_text(rest.lstrip(), width_px, fontsize=fontsize)]
+
+
+def cut_inside(text: str, width_px: float, fontsize: float = LINE_FONT, *, kept: int = WORD_END) -> int:
+    """Where to break `text` inside a word: the most characters whose line, with a hyphen added, fits `width_px`,
+    leaving at least `kept` characters of that word to the next line where the line still has one other character
+    ("143 oystercat-" / "cher", not "143 oystercatche-" / "r")."""
+    room = width_px - text_px("-", fontsize)
+    n, used = 0, 0.0
+    while n < len(text) - 1 and used + _advance_px(text[n], fontsize) <= room:
+        used += _advance_px(text[n], fontsize)
+        n += 1
+    word_start = next((i + 1 for i in range(n - 1, -1, -1) if not text[i].isalnum()), 0)
+    word_end = next((i for i in range(n, len(text)) if not text[i].isalnum()), len(text))
+    return max(1, min(n, word_end - kept) if word_end - kept > word_start else n)
+
+
+def line_heads(text: str) -> list[str]:
+    """The first lines `text` may be broken into, in the order `wrap_text` prefers them: up to a space (the longest
+    first), then up to and with a hyphen between two characters (the longest first)."""
+    spaces = [text[:i] for i in range(len(text) - 1, 0, -1) if text[i] == " "]
+    hyphens = [text[:i + 1] for i in range(len(text) - 2, 0, -1) if text[i] == "-" and text[i - 1] != " "]
+    return spaces + hyphens
 
 
 def wrap_lines(text: str, width_px: float, *, fontsize: float = LINE_FONT) -> list[str]:

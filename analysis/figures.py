@@ -38,6 +38,9 @@ SCATTER_TITLE_SLACK = 60  # px of a scatter plot's width its title's lines keep 
 GRAPH_PANELS = (4, 4)    # columns x rows of small components per graph page
 GRAPH_PANEL_PX = 420     # px, the side of a small component's panel
 GRAPH_BIG = 40           # a component of at least this many classes gets a page of its own
+GRAPH_BIG_PX = (900, 1700)   # px, the side of a big component's page: 180 px per sqrt(class), within these
+GRAPH_CROWDED = 300      # classes above which a component's page grows on past GRAPH_BIG_PX[1], with sqrt(classes)
+GRAPH_CROWDED_PX = 2600  #   up to this side (a 694-class component had a dense centre of unlabelled nodes at 1700)
 GRAPH_TINY = 3           # a component of at most this many classes (a pair, mostly) gets a panel of a quarter's area:
 GRAPH_TINY_PANELS = (8, 8)   # columns x rows of them per page (a 1000-class graph has dozens; at 420 px 16 pairs
 GRAPH_TINY_PX = 210          #   took a 1680 x 1740 page of empty panels), and their panels' side in px
@@ -182,11 +185,15 @@ def interpolation_strip(frames: pd.DataFrame, values: np.ndarray, source_thumb, 
     a's and b's logits, or NOT_FINITE where they (or an OUTPUTS_FINITE column) say its outputs are not finite."""
     first = frames.iloc[0]
     a, b, source, seed = int(first.target), int(first.partner), first.source, first.seed
-    cells = [Cell((source_thumb,), ((f"{names[a]} -> {names[b]}", INK), (str(source), MUTED),
-                                    (f"seed {seed}", MUTED)))]
+    # the pair is named in full in the title: under one image "tench -> box turtle" was cut to "tench -> box tu…"
+    cells = [Cell((source_thumb,), (("source image", INK), (str(source), MUTED), (f"seed {seed}", MUTED)))]
+    width = caption_px(1, thumb)
+
+    def logit(c: int, value: float) -> str:   # a long class name cut before its logit, which is kept whole
+        return fit_text(f"{names[c]}:", width, tail=f" {one_decimal(value)}")
     for (value_a, value_b), finite, r in zip(values, shown_finite(frames, values), frames.itertuples()):
-        logits = (((f"{names[a]}: {one_decimal(value_a)}", PALETTE[0]),
-                   (f"{names[b]}: {one_decimal(value_b)}", PALETTE[1])) if finite else ((NOT_FINITE, BAD),))
+        logits = (((logit(a, value_a), PALETTE[0]), (logit(b, value_b), PALETTE[1])) if finite
+                  else ((NOT_FINITE, BAD),))
         cells.append(Cell((thumbs.get(r.key),), ((f"step {r.step}", MUTED), *logits)))
     return grid_figure(cells, title=f"Interpolation from {names[a]} to {names[b]}, from {source}",
                        columns=len(cells), thumb=thumb)
@@ -302,11 +309,21 @@ def _page_groups(sizes: Sequence[int]) -> list[list[int]]:
 def _page_grid(sizes: Sequence[int]) -> tuple[int, int, float]:
     """(columns, rows, panel side in px) of a graph page showing components of `sizes` (`_page_groups`' pages)."""
     if len(sizes) == 1 and sizes[0] >= GRAPH_BIG:
-        return 1, 1, min(1700, max(900, 60 * math.sqrt(sizes[0]) * 3))
+        return 1, 1, big_page_side(sizes[0])
     most, side = (GRAPH_TINY_PANELS[0], GRAPH_TINY_PX) if max(sizes) <= GRAPH_TINY else (GRAPH_PANELS[0],
                                                                                        GRAPH_PANEL_PX)
     columns = min(most, len(sizes))
     return columns, math.ceil(len(sizes) / columns), side
+
+
+def big_page_side(classes: int) -> float:
+    """The side in px of the page of a component of `classes` (at least GRAPH_BIG) classes: 180 px per sqrt(class)
+    within GRAPH_BIG_PX, and above GRAPH_CROWDED classes growing on with sqrt(classes) up to GRAPH_CROWDED_PX, so
+    that more of a crowded component's names fit (the names keep their size; a page of up to GRAPH_CROWDED classes
+    keeps its side)."""
+    low, high = GRAPH_BIG_PX
+    side = min(high, max(low, 180 * math.sqrt(classes)))
+    return side if classes <= GRAPH_CROWDED else min(GRAPH_CROWDED_PX, high * math.sqrt(classes / GRAPH_CROWDED))
 
 
 def graph_pages(nodes: pd.DataFrame, components: pd.DataFrame, *, seed: int = 0) -> Pages:

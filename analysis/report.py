@@ -11,7 +11,9 @@
        matplotlib finds an ffmpeg encoder; skipped silently otherwise), linked from its class page (an addition's
        or interpolation's from both classes' pages); the videos earlier reports made in the folder (VIDEOS_FILE)
        are kept and linked too, unless `keep_trajectories=False`
-    -> index.html + one page per class (relative links only: open the folder anywhere, no server); a class page
+    -> index.html + one page per class (relative links only: open the folder anywhere, no server); the index shows
+       the first INDEX_GALLERY interpolations and links pages holding them all (interpolations.html,
+       interpolations-02.html, ..., GALLERY_PAGE each) when there are more; a class page
        shows every image made for the class: its class image, opposite, additions, its transfigurations and
        directed dreams beside the photograph as the job fitted it, its interpolations (strip and GIF), its videos
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 import collections
 import functools
 import json
+import math
 import os
 import posixpath
 import re
@@ -74,7 +77,11 @@ IMAGE_JOB_ROWS = RowsWanted(IMAGE_JOB_COLUMNS, frames=True, logits=False, jobs=I
 OWNED = re.compile(r"""(contact|opposites|additions|graph|transfigure|dream|directed-dream)-\d{2,}\.(png|svg)
                        |(pca|transfer)\.(png|svg)|stability\.png|features-[^/]+\.(png|svg)
                        |interpolation-[^/]+\.(png|gif)|trajectory-[^/]+\.(gif|mp4)|trajectory-videos\.json
-                       |classes/\d{4,}\.html|img/[^/]+\.png|index\.html""", re.VERBOSE)
+                       |classes/\d{4,}\.html|img/[^/]+\.png|index\.html
+                       |interpolations(-\d{2,})?\.html""", re.VERBOSE)
+INDEX_GALLERY = 12       # a long gallery's items the index shows (its first), linking the pages that hold them all: a
+                         #   1000-class index showed its 3,000 interpolation strips and GIFs (2.1 MB of HTML)
+GALLERY_PAGE = 200       # items per page of a gallery's own pages ({gallery_stem}.html, {gallery_stem}-02.html, ...)
 TRAJECTORY_FRAME_MS = 200   # trajectory videos: time per recorded snapshot (the last one is held GIF_HOLD_MS)
 SHOWN_KEYS = 10          # keys with snapshots named in the error for a --trajectories key without any
 VIDEOS_FILE = "trajectory-videos.json"   # the trajectory videos in the folder ({key, target, partner, gif, mp4,
@@ -149,12 +156,32 @@ class ReportFigure:
     files: tuple[str, ...]          # written files, relative to the report folder (PNGs first)
     caption: str
     gallery: tuple["GalleryItem", ...] = ()   # one captioned image (+ GIF) per item, shown instead of a preview
+    gallery_stem: str = ""   # the name of the gallery's own pages when the index shows only its first INDEX_GALLERY
+                             #   items ("": shown whole on the index, however long)
+
+    @property
+    def gallery_pages(self) -> tuple[str, ...]:
+        """The file names of the gallery's own pages, GALLERY_PAGE items each (`gallery_page_names`); none when the
+        index shows it whole."""
+        if not self.gallery_stem or len(self.gallery) <= INDEX_GALLERY:
+            return ()
+        return gallery_page_names(self.gallery_stem, math.ceil(len(self.gallery) / GALLERY_PAGE))
+
+    @property
+    def index_gallery(self) -> tuple["GalleryItem", ...]:
+        """The gallery items the index shows: all of them, or the first INDEX_GALLERY when it has pages of its own."""
+        return self.gallery[:INDEX_GALLERY] if self.gallery_pages else self.gallery
 
     @property
     def preview(self) -> str | None:
         """The first PNG, else the first GIF (a video's)."""
         return next((f for f in self.files if f.endswith(".png")),
                     next((f for f in self.files if f.endswith(".gif")), None))
+
+
+def gallery_page_names(stem: str, count: int) -> tuple[str, ...]:
+    """The names of a gallery's `count` pages: {stem}.html, {stem}-02.html, ... (OWNED's pattern)."""
+    return tuple(f"{stem}.html" if p == 0 else f"{stem}-{p + 1:02d}.html" for p in range(count))
 
 
 @dataclass(frozen=True)
@@ -545,6 +572,7 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
         _class_pages(st, summary, tables, writer, images, ClassExtras(
             videos=videos_by_class(videos), sourced=_sourced_by_class(sourced, fits, st.class_names),
             interpolations=gallery_by_class(figures)))
+    _gallery_pages(figures, writer)
     writer.text("index.html", _index_html(st, summary, tables, figures, notes, images, writer.folder, seeds.line()))
     writer.finish()
     writer.remove_stale()
@@ -977,7 +1005,7 @@ def _interpolations(part: pd.DataFrame, sources, names, st: Store, writer: _Writ
         gallery.append(GalleryItem(png, gif, interpolation_caption(item, names), classes=(item.target, item.partner)))
     return ReportFigure("Class interpolation", tuple(files), "From a source photograph the objective moves from "
                         "class a to class b; each strip shows the kept frames with both classes' logits under each, "
-                        "and the GIF plays them.", tuple(gallery))
+                        "and the GIF plays them.", tuple(gallery), gallery_stem="interpolations")
 
 
 def interpolation_caption(item: Interpolation, names) -> str:
@@ -1075,6 +1103,18 @@ def _index_html(st: Store, summary: AnalysisSummary, tables, figures, notes, ima
         title="classweep report", manifest=st.manifest, store_uri=st.uri, summary_lines=summary.lines(),
         names=st.class_names, figures=figures, notes=notes, tables=_tables_section(st, folder), rows=rows,
         images=images, skipped=None if classes is not None else NO_CLASSES, seeds=seeds)
+
+
+def _gallery_pages(figures: list[ReportFigure], writer: "_Writer") -> None:
+    """Write the own pages of each gallery the index shows only the start of (`ReportFigure.gallery_pages`): every
+    item as the index showed it, GALLERY_PAGE to a page, each page linking the index and the other pages."""
+    template = templates().get_template("gallery.html")
+    for figure in figures:
+        pages = figure.gallery_pages
+        for p, name in enumerate(pages):
+            writer.text(name, template.render(title=f"{figure.title} (page {p + 1} of {len(pages)})", figure=figure,
+                                              items=figure.gallery[p * GALLERY_PAGE:(p + 1) * GALLERY_PAGE],
+                                              first=p * GALLERY_PAGE + 1, page=p, pages=pages))
 
 
 @dataclass(frozen=True)

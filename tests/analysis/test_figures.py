@@ -220,6 +220,21 @@ def test_a_big_components_page_is_filled_by_its_drawing():
     assert (points.min(axis=0) > [box.x0, box.y0]).all() and (points.max(axis=0) < [box.x1, box.y1]).all()
 
 
+def test_a_crowded_components_page_is_larger_so_that_more_of_its_names_fit():
+    """Audit at 1000 classes: the 694-class component had the 1700 px page of an 89-class one: a dense centre, 42% of
+    its nodes unlabelled (58% labelled; 73% on its 2585 px page now). Pages of up to GRAPH_CROWDED classes keep
+    their side."""
+    nodes, comps = _tree_tables([700, 280], name="class")
+    pages = fig.graph_pages(nodes, comps)
+    sides = [page.get_size_inches()[0] * drawing.DPI for page in pages]
+    assert 1700 < sides[0] <= fig.GRAPH_CROWDED_PX and sides[1] == 1700
+    labelled = [len(_annotations(page.axes[0])) / size for page, size in zip(pages, (700, 280))]
+    assert labelled[0] >= 0.7
+    assert [fig.big_page_side(n) for n in (40, 100, 300)] == [min(1700, max(900, 180 * n ** 0.5)) for n in
+                                                              (40, 100, 300)]   # as before
+    assert fig.big_page_side(400) < fig.big_page_side(694) < fig.big_page_side(5000) == fig.GRAPH_CROWDED_PX
+
+
 def test_graph_panel_titles_fit_their_panel():
     """Audit at 1000 classes: "component 3: 12 classes, hubs bald eagle, black widow, lynx, +1 more (tie)" ran
     into the next panel's title and off the page."""
@@ -375,7 +390,7 @@ def test_grid_captions_stay_inside_their_cell_and_a_long_name_takes_a_second_lin
     assert texts[texts.index("28 spotted") + 1] == "salamander"          # broken at the space
     assert texts[texts.index("31 Chesapeake") + 1] == "Bay retriever"
     assert "29 axolotl" in texts and "33 tench" in texts                 # short names keep one line
-    assert texts[texts.index("32") + 1].endswith("…")                     # a second line still too long: cut
+    assert texts[texts.index("32 WWWWWWW-") + 1].endswith("…")           # a second line still too long: cut
     assert all(t.endswith(" 0.99") for t in texts if t.startswith("->"))
 
 
@@ -392,8 +407,47 @@ def test_wrap_text_breaks_at_the_last_word_that_fits():
     width = drawing.text_px("one two three")
     assert drawing.wrap_text("one two three four", width) == ["one two three", "four"]
     first, second = drawing.wrap_text("Wwwwwwwwwwwwwwwwwwwwwwwwwwwww", width)   # one word too long: broken inside it
-    assert "Wwwwwwwwwwwwwwwwwwwwwwwwwwwww".startswith(first + second.rstrip("…"))
+    assert first.endswith("-") and "Wwwwwwwwwwwwwwwwwwwwwwwwwwwww".startswith(first[:-1] + second.rstrip("…"))
     assert drawing.text_px(first) <= width and drawing.text_px(second) <= width
+
+
+def test_a_number_stays_with_the_word_it_names_when_a_class_name_takes_two_lines():
+    """Audit at 1000 classes: under a contact-sheet image "89 sulphur-crested cockatoo" read "89" on one line and
+    "sulphur-crested…" on the next. Now the break comes after a later word, else after a hyphen, else inside the
+    first word (with a hyphen), so that no line is a number alone, and every line stays inside its cell."""
+    from torchvision.models import get_model_weights
+    names = list(get_model_weights("googlenet").DEFAULT.meta["categories"])   # ImageNet's, with the weights' metadata
+    n = len(names)
+    classes = pd.DataFrame({"key": [f"k{i}" for i in range(n)], "target": range(n), "name": names, "correct": True,
+                            "label_name": names, "target_prob": 0.5, "top5_probs": [[0.5]] * n})
+    sheets = fig.contact_sheets(classes, {})
+    for page in sheets:   # 12 names broke after their number: 89, 143, 165, 252, 256, 344, 444, 509, 548, 607, ...
+        texts = [t.get_text() for t in page.texts if t.get_ha() == "left"]
+        assert not [t for t in texts if t.strip().isdigit()]
+        assert max(_caption_widths(page).values()) <= fig.GRID_THUMB
+    first_lines = [t.get_text() for t in sheets[0].texts]
+    assert first_lines[first_lines.index("89 sulphur-") + 1] == "crested cockatoo"   # after the hyphen
+    assert drawing.wrap_text("143 oystercatcher", 60) == ["143 oyster-", "catcher"]           # inside the word
+    assert drawing.wrap_text("143 oystercatcher", drawing.text_px("143 oystercatche-"))[1] == "her"   # 3 letters on
+    assert drawing.wrap_text("28 spotted salamander", 70) == ["28 spotted", "salamander"]      # as before
+
+
+def test_an_interpolation_strip_names_its_pair_in_its_title_and_keeps_every_logit_whole():
+    """Audit at 1000 classes: the strip's first cell read "tench -> box tu…" (the pair, cut to the cell); the title
+    names the pair in full, so the cell names what it shows. A long class name is cut before its logit, not the logit
+    off its end. Every caption line stays inside its cell (drawn widths from the Agg renderer)."""
+    frames = pd.DataFrame({"target": 0, "partner": 1, "source": "photo.jpg", "seed": 0, "step": [10, 20],
+                           "key": ["f0", "f1"]})
+    for names in (["tench", "box turtle"], ["sulphur-crested cockatoo", "German short-haired pointer"]):
+        page = fig.interpolation_strip(frames, np.array([[12.34, -3.0], [-0.5, 17.31]]), None, {}, names)
+        assert page.texts[0].get_text() == f"Interpolation from {names[0]} to {names[1]}, from photo.jpg"
+        widths = _caption_widths(page)
+        assert max(widths.values()) <= fig.GRID_THUMB
+        logits = [t for t in widths if t.startswith((names[0][:5], names[1][:5]))]
+        assert sorted(t.rsplit(" ", 1)[1] for t in logits) == ["-0.5", "-3.0", "12.3", "17.3"]   # each whole
+        cut = [t for t in widths if "…" in t]
+        assert cut == [] if names[0] == "tench" else set(cut) <= set(logits)   # only a long name, before its logit
+    assert "source image" in widths and "photo.jpg" in widths
 
 
 def _opposites(**more):

@@ -404,18 +404,58 @@ def test_each_interpolation_is_drawn_once_its_frames_are_read(tmp_path, monkeypa
 PAIRS = [(0, 1), (1, 2), (2, 3), (3, 4)]
 
 
-def make_interpolation_store(path) -> str:
+def make_interpolation_store(path, *, classes: bool = False) -> str:
     """Interpolations of PAIRS from SOURCE, one per batch: its four frames in a frames/ file, its final image in the
-    images/ file of the same name (as a sweep writes them)."""
+    images/ file of the same name (as a sweep writes them); with `classes`, after the hand-made store's images (its
+    class pages link the interpolations)."""
     rng = np.random.default_rng(0)
-    rows = []
+    rows = small_images() if classes else []
     for a, b in PAIRS:
         rows += [Image("interpolate", a, np.array(v, float), partner=b, source=SOURCE, frame=k, step=2 + k,
                        png=noise_png(rng, side)) for k, side, v in FRAMES]
         rows.append(Image("interpolate", a, np.array(FRAMES[-1][2], float), partner=b, source=SOURCE, step=5,
                           png=noise_png(rng, 24)))
     return write_store(str(path), NAMES, rows, rows_per_file=len(FRAMES) + 1, options={
-        **IMAGE_OPTIONS, "jobs": ["interpolate"], "interpolate_pairs": [list(p) for p in PAIRS]})
+        **IMAGE_OPTIONS, "jobs": [*(OPTIONS["jobs"] if classes else []), "interpolate"],
+        "interpolate_pairs": [list(p) for p in PAIRS]})
+
+
+def test_the_index_shows_the_first_interpolations_and_links_pages_holding_them_all(tmp_path, monkeypatch):
+    """Audit at 1000 classes: the index showed all 3,000 interpolations, strip and GIF each (index.html 2.1 MB).
+    It shows the first INDEX_GALLERY, linking pages of GALLERY_PAGE that show every one as the index did; class pages
+    keep theirs; a later report with fewer pages removes the pages it no longer writes, and only those."""
+    from analysis import report
+    monkeypatch.setattr(report, "INDEX_GALLERY", 2, raising=False)   # (not raising: the audit's code had neither)
+    monkeypatch.setattr(report, "GALLERY_PAGE", 3, raising=False)
+    store = make_interpolation_store(tmp_path / "s", classes=True)
+    index = write_figures(store)
+    out, html = index.parent, index.read_text()
+    strips = [f"interpolation-{a:04d}-{b:04d}-{SOURCE}-s0" for a, b in PAIRS]
+    shown = lambda page: re.findall(r'<img class="fig" src="(interpolation-[^"]+)\.png"', page)  # noqa: E731
+    assert shown(html) == strips[:2]
+    assert '<a href="interpolations.html">all 4 interpolations</a>' in html
+    assert not [link for link in re.findall(r'href="([^"]+)"', html) if link.startswith("interpolation-")
+                and link.removesuffix(".png").removesuffix(".gif") not in strips[:2]]   # nor the others' files
+    pages = [(out / name).read_text() for name in ("interpolations.html", "interpolations-02.html")]
+    assert [shown(page) for page in pages] == [strips[:3], strips[3:]]
+    for page, other in zip(pages, ("interpolations-02.html", "interpolations.html")):   # as on the index
+        assert re.findall(r'<img class="px" src="(interpolation-[^"]+)\.gif"[^>]*loading="lazy"', page) == shown(page)
+        assert 'href="index.html"' in page and f'href="{other}"' in page
+        for link in re.findall(r'(?:href|src)="([^"#]+)"', page):
+            assert (out / link).is_file(), link
+    assert "apple -&gt; bear from photo.png (seed 0)" in pages[0] and 'href="interpolations-02.html">next' in pages[0]
+    for c in range(5):   # each class page links the interpolations it starts or ends, as before
+        mine = [s for (a, b), s in zip(PAIRS, strips) if c in (a, b)]
+        assert re.findall(r'src="\.\./(interpolation-[^"]+)\.gif"', (out / "classes" / f"{c:04d}.html").read_text()) \
+            == mine
+    (out / "interpolations-notes.html").write_text("the user's own page")
+    monkeypatch.setattr(report, "GALLERY_PAGE", 200)
+    write_figures(store)
+    assert (out / "interpolations.html").is_file() and not (out / "interpolations-02.html").exists()
+    assert (out / "interpolations-notes.html").is_file()
+    monkeypatch.setattr(report, "INDEX_GALLERY", 12)   # all on the index: no pages
+    write_figures(store)
+    assert shown(index.read_text()) == strips and not (out / "interpolations.html").exists()
 
 
 def counted_reads(monkeypatch, store: str) -> tuple[collections.Counter, dict[str, list[str]]]:
