@@ -578,6 +578,7 @@ def stability_figure(summary: pd.DataFrame, every: int | None = None) -> Figure:
             ax.bar_label(bars, ["n/a" if np.isnan(v) else f"{v:.2f}" for v in values], fontsize=7)
         ax.set_xticks(np.arange(len(octaves)), [f"octave {o}" for o in octaves])   # numbered from 1
         ax.set_title(title, fontsize=10)
+        ax.set_axisbelow(True)   # the grid lines behind the bars
         ax.grid(True, axis="y", color="#e4e4e4")
     axes[1].set_ylim(0, 1.08)   # room for the labels of bars at 1
     axes[0].legend(fontsize=8, frameon=False)

@@ -551,6 +551,13 @@ def test_stability_bars_of_zero_and_missing_values_are_labelled():
     assert [t.get_text() for t in figure.axes[1].texts] == ["1.00", "n/a"]
 
 
+def test_stability_grid_lines_are_drawn_behind_the_bars():
+    figure = fig.stability_figure(_stability([("a", "octave", 1, 0.5, 1.0), ("b", "octave", 1, 0.2, 0.7)]))
+    for ax in figure.axes:
+        bars = [patch.get_zorder() for patch in ax.patches]
+        assert bars and ax.yaxis.get_zorder() < min(bars)     # the axis draws its grid lines
+
+
 def test_interpolation_strip_writes_no_negative_zero():
     """Audit: a class interpolation strip printed "-0.0"."""
     frames = pd.DataFrame({"target": [0, 0], "partner": [1, 1], "source": "photo", "seed": 0, "step": [1, 2],
