@@ -12,7 +12,7 @@ import io
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
@@ -179,8 +179,7 @@ def checked_file(path: Path, digest: Callable[[np.ndarray], str] | None = None) 
         pixels = read_image(path)
     except ImageInputError as error:
         return str(error)
-    image = SourceImage(path.name, partial(read_image, path))
-    return replace(image, digest=digest(pixels)) if digest is not None else image
+    return SourceImage(path.name, partial(read_image, path), digest(pixels) if digest is not None else "")
 
 
 def load_images(inputs: Sequence[str | Path], *, threads: int = 1, digest: Callable[[np.ndarray], str] | None = None,

@@ -160,11 +160,12 @@ def source_threads(config: SweepConfig) -> int:
     return config.source_threads or reading_threads()
 
 
-def source_progress(doing: str, threads: int, stream: TextIO | None = None,
-                    interval: float | None = None) -> Track:
+def source_progress(doing: str, config: SweepConfig, stream: TextIO | None = None) -> Track:
     """A `jobs.images.Track` that shows a pass over the source images (`doing`: "checking and hashing") on a
-    `Progress` (a bar on a terminal, a line every `interval` seconds in a log; `stream`, else stderr) when it has
-    more than PROGRESS_SOURCES of them, and passes the results on unchanged."""
+    `Progress` (a bar on a terminal, a line every `progress_every` seconds in a log; `stream`, else stderr) when
+    it has more than PROGRESS_SOURCES of them, and passes the results on unchanged."""
+    threads, interval = source_threads(config), config.cluster.progress_every
+
     def track(results: Iterator, count: int) -> Iterator:
         if count <= PROGRESS_SOURCES:
             yield from results
@@ -191,11 +192,9 @@ def load_sources(config: SweepConfig, noise_side: Callable[[], int] = lambda: NO
     from jobs.images import ImageInputError, sample_images
     from sweep.export import UniqueNames
     from sweep.sources import source_images
-    threads = source_threads(config)
-    track = source_progress("checking and hashing", threads, stream, config.cluster.progress_every)
     try:
-        images = source_images(config.images, config.store, noise_side, threads=threads,
-                               track=track) if config.images else []
+        images = source_images(config.images, config.store, noise_side, threads=source_threads(config),
+                               track=source_progress("checking and hashing", config, stream)) if config.images else []
     except ImageInputError as error:
         raise PlanError(str(error)) from None
     images += sample_images() if config.sample_images else []
@@ -322,9 +321,7 @@ def prepare(config: SweepConfig, *, stream: TextIO | None = None) -> Prepared:
                           interpolate_pairs=config.interpolate_pairs)
     schedule = prepare_schedules(config, model, plan.jobs)
     sources = {name: sources[name] for name in plan.sources}   # none when no image job runs
-    threads = source_threads(config)
-    hashes = source_hashes(sources.values(), threads,
-                           source_progress("hashing", threads, stream, config.cluster.progress_every))
+    hashes = source_hashes(sources.values(), source_threads(config), source_progress("hashing", config, stream))
     options = {k: v for k, v in plan.options().items() if k not in RUN_OPTIONS}   # the batch size is the run's
     if config.trajectory is not None:   # what the store holds (trajectories/); absent when off, as in older stores
         options["trajectory"] = config.trajectory.as_json()
@@ -602,10 +599,8 @@ def reconcile_store(prepared: Prepared, out: TextIO, *, stream: TextIO | None = 
         store.write_manifest(prepared.manifest)
     for line in plan.notes():
         print(line, file=out)
-    threads = source_threads(prepared.config)
     write_sources(store, prepared.sources, prepared.manifest.get("sources", {}), every=stored is None,
-                  threads=threads, track=source_progress("storing", threads, stream,
-                                                         prepared.config.cluster.progress_every))
+                  threads=source_threads(prepared.config), track=source_progress("storing", prepared.config, stream))
     if removed:
         print(f"removed {removed} temporary files left by an interrupted run", file=out)
     return quarantine.images
