@@ -6,9 +6,6 @@ import itertools
 import os
 
 import pytest
-import torch
-
-from jobs.models import load_model
 
 # The checks the fault tests share (tests/sweep/sweep_fakes.py) get pytest's assert messages, under both the names
 # that test modules import that file by.
@@ -57,6 +54,7 @@ def _offline_and_quiet():
     # Never reach for the network in tests, and one torch thread per test process: the tiny demo nets at 32-40 px
     # only lose time to a second thread's hand-offs, worse on a busy machine or under `make test`'s two processes
     # (measured: test_digits_resnet 11 s and 8 s with one thread, 59 s and 51 s with two; the workers run one too).
+    import torch   # here, not at the top: `make test`'s controlling process runs no test and needs no torch
     os.environ.setdefault("CLASSWEEP_OFFLINE", "1")
     torch.set_num_threads(1)
     yield
@@ -65,12 +63,14 @@ def _offline_and_quiet():
 @pytest.fixture(scope="session")
 def digits_model():
     """The shipped demo classifier (trained), on CPU."""
+    from jobs.models import load_model
     return load_model("digits", "DEFAULT")
 
 
 @pytest.fixture(scope="session")
 def random_digits_model():
     """The demo architecture with seeded random weights: cheap plumbing checks."""
+    from jobs.models import load_model
     return load_model("digits", "random", seed=0)
 
 

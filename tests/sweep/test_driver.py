@@ -292,6 +292,7 @@ def test_a_task_that_hangs_every_time_fails_as_hung_and_its_ended_actor_takes_no
                                        for n in run.notes), run.notes
 
 
+@pytest.mark.slow   # five actor starts for --max-attempts 4 or more on one worker; run with --run-slow
 def test_a_task_that_kills_its_actor_every_time_uses_all_its_tries_on_one_worker(tmp_path):
     """A batch that kills its actor whenever it runs, on one worker, with more tries than the deaths in a row that
     mean "the workers die whatever they run" (one slot: 3): it fails alone after its own tries instead of ending the

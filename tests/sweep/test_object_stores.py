@@ -432,14 +432,14 @@ def test_a_silent_endpoint_fails_with_one_line_after_the_call_limit(server, monk
     # Left to themselves the SDKs wait out a stalled request: google-cloud-cpp 2 minutes a try whatever its retry
     # limit, the AWS SDK request_timeout a try. LIMITS.call_seconds bounds every call of the store (S3's own
     # timeout is longer here, so that the watchdog answers first; it ends the abandoned call soon after).
-    monkeypatch.setattr(store_module, "LIMITS", ObjectStoreLimits(connect_timeout=1, request_timeout=2, retries=1,
-                                                                  retry_seconds=1, call_seconds=1))
+    monkeypatch.setattr(store_module, "LIMITS", ObjectStoreLimits(connect_timeout=1, request_timeout=1, retries=1,
+                                                                  retry_seconds=1, call_seconds=0.5))
     variable = "AWS_ENDPOINT_URL" if server.scheme == "s3" else "CLOUD_STORAGE_EMULATOR_ENDPOINT"
     monkeypatch.setenv(variable, silent_endpoint)
     for command in ("status", "analyze", "export"):
         args = ["--out", "unused"] if command == "export" else []
         line = one_error_line(invoke(command, "--store", server.uri("run"), *args))
-        assert server.uri("run") in line and "no answer in 1 s" in line and silent_endpoint in line, line
+        assert server.uri("run") in line and "no answer in 0.5 s" in line and silent_endpoint in line, line
 
 
 def test_a_missing_bucket_fails_with_one_line_before_anything_runs(server, quick_retries):
