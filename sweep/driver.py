@@ -393,6 +393,10 @@ class Task:
     token: str = ""             # names this task's calls in the workers' step reports
     calls: int = 0              # calls made of it in this run: each one a try of its items (a death's re-run too)
 
+    def call_attempts(self) -> tuple[int, ...]:
+        """Try numbers of the items in the latest call: a re-run after its actor died is the next try."""
+        return tuple(attempt + max(self.calls - 1, 0) for attempt in self.attempts)
+
 
 def prior_attempts(store: Store) -> dict[str, int]:
     """The highest try number recorded per key in failures/ (so numbering continues across runs)."""
@@ -494,7 +498,7 @@ class SweepDispatch:
         task.calls += 1
         self.settled(task)                # a task run again (its actor died): the dead call's steps no longer count
         task.token = f"{task.batch.index}.{self.calls}"
-        self.live[task.token] = actor.run.remote(task.batch, task.attempts, task.token)
+        self.live[task.token] = actor.run.remote(task.batch, task.call_attempts(), task.token)
         return self.live[task.token]
 
     def settled(self, task: Task) -> None:
@@ -512,8 +516,9 @@ class SweepDispatch:
     def on_failed(self, task: Task, error: str) -> list[Task]:
         """The call raised or its actors kept dying: the driver records the batch's failures itself."""
         self.settled(task)
-        rows = failures_table([(item, a, error) for item, a in zip(task.batch.items, task.attempts)], "driver")
-        self.store.write_table(f"{FAILURES}/{task.batch.name}-a{max(task.attempts)}-driver.parquet", rows)
+        attempts = task.call_attempts()
+        rows = failures_table([(item, a, error) for item, a in zip(task.batch.items, attempts)], "driver")
+        self.store.write_table(f"{FAILURES}/{task.batch.name}-a{max(attempts)}-driver.parquet", rows)
         return self.settle(task, {key: error for key in task.batch.keys})
 
     def settle(self, task: Task, failed: dict[str, str]) -> list[Task]:
@@ -525,7 +530,7 @@ class SweepDispatch:
                 continue
             self.tries[item.key] += task.calls
             if self.tries[item.key] < self.config.max_attempts:
-                retry.append((item, attempt + 1))
+                retry.append((item, attempt + task.calls))   # after the tries its calls were (deaths' re-runs too)
             else:
                 self.given_up[item.key] = failed[item.key]
                 self.finished_work += item_work(self.schedule, [item])

@@ -222,7 +222,9 @@ def test_an_item_whose_actor_dies_every_time_gets_max_attempts_tries_in_all(tmp_
     """`--max-attempts` is the tries per item in one run, whatever ends a try: a batch that kills its actor every
     time (or hangs every time) is tried that often in all, then given up, not max_attempts tries of max_attempts
     deaths each (a run on a few workers then stopped with "workers keep dying"); a try the engine failed counts
-    too. The other batch is done."""
+    too. The other batch is done. Each call is the next try in the try numbers too: the workers record failures
+    with them, and the driver records the last death with the last call's (a death's re-run was numbered as the
+    call that died, so failures/ said try 1 after three)."""
     import pandas as pd
     from ray.exceptions import RayError
     from sweep.driver import Task, item_work
@@ -232,10 +234,11 @@ def test_an_item_whose_actor_dies_every_time_gets_max_attempts_tries_in_all(tmp_
     from sweep.worker import BatchReport
     killer, fine = make_plan(n_classes=10, jobs="octave", classes="0-3", batch_size=2).batches()
     live: list[FakeCall] = []
-    calls = []
+    calls, numbers = [], {}
 
     def run(batch, attempts, token):
         calls.append(batch.index)
+        numbers.setdefault(batch.index, []).append(attempts)
         if batch.index == fine.index:
             outcome = BatchReport(batch.index, batch.keys, (), 0.0, "w")
         elif first_call == "fails" and len([c for c in calls if c == killer.index]) == 1:
@@ -255,6 +258,8 @@ def test_an_item_whose_actor_dies_every_time_gets_max_attempts_tries_in_all(tmp_
     assert sweep.finished_work == item_work(sweep.schedule, [*killer.items, *fine.items])
     failures = pd.read_parquet(tmp_path / "s" / FAILURES)     # the driver's record of the deaths (a fake engine
     assert sorted(failures.key) == sorted(killer.keys)        # failure writes none)
+    assert numbers == {killer.index: [(1, 1), (2, 2), (3, 3)], fine.index: [(1, 1)]}
+    assert set(failures.attempt) == {3}
 
 
 def test_while_every_actor_is_out_of_reach_the_loop_waits_instead_of_spinning(monkeypatch):
