@@ -58,6 +58,13 @@ class Preview:
     batch_size: int
     jobs: tuple[JobLine, ...]
     new_store: bool
+    automatic_batch: bool = False   # `--batch-size auto`: `batch_size` is the CPU's; a GPU worker measures its own
+
+    def batch_line(self) -> str:
+        if not self.automatic_batch:
+            return f"batch size {self.batch_size}"
+        return (f"batch size auto: {self.batch_size} on a CPU worker (the batches counted below), on a GPU the "
+                f"largest that fits, measured by the first worker")
 
     @property
     def items(self) -> int:
@@ -77,7 +84,7 @@ class Preview:
 
     def lines(self) -> list[str]:
         out = ["dry run: nothing written, Ray not started",
-               f"model {self.model} ({self.n_classes} classes), schedule {self.schedule}, batch size {self.batch_size}",
+               f"model {self.model} ({self.n_classes} classes), schedule {self.schedule}, {self.batch_line()}",
                f"{'job':<16}{'items':>9}{'batches':>9}{'done':>9}{'steps/image':>13}{'image-iterations':>18}"]
         for j in self.jobs:
             out.append(f"{j.job:<16}{j.items:>9}{j.batches:>9}{j.done:>9}{j.iterations:>13}{j.work:>18}")
@@ -101,7 +108,8 @@ def preview(prepared) -> Preview:
                           prepared.schedule.for_job(job).total_iterations,
                           octave_cost(prepared.schedule.for_job(job))) for job in items)
     return Preview(store.uri, prepared.manifest.get("model", prepared.config.model), len(prepared.class_names),
-                   prepared.schedule.name, plan.batch_size, lines, store.read_manifest() is None)
+                   prepared.schedule.name, plan.batch_size, lines, store.read_manifest() is None,
+                   automatic_batch=prepared.config.batch_size is None)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ def test_dry_run_of_the_demo_plan_writes_nothing(tmp_path):
     assert _row(out, "octave")[:3] == [10, 1, 0] and _row(out, "addition")[:3] == [4, 2, 0]   # merge, juxtapose
     octave = _row(out, "octave")
     assert octave[4] == octave[0] * octave[3]             # image-iterations = items x steps per image
-    assert "new store; left: 24 items" in out
+    assert "new store; left: 24 items" in out and "schedule digits, batch size 16\n" in out
 
 
 def test_dry_run_shows_the_stores_progress_and_calibrates(tmp_path):
@@ -53,6 +53,8 @@ def test_dry_run_of_a_1000_class_model_with_random_weights(tmp_path):
                      "tiny", "--pairs", "random:10", "--dry-run")
     assert code == 0, out
     assert "googlenet (1000 classes)" in out
+    # `--batch-size auto` (the default): the batches counted are a CPU worker's; a GPU worker measures its own
+    assert "batch size auto: 8 on a CPU worker (the batches counted below), on a GPU the largest that fits" in out
     assert _row(out, "octave")[:2] == [1000, 125] and _row(out, "opposite")[:2] == [1000, 125]
     assert _row(out, "addition")[0] == 20 and "left: 2020 items, 8080 image-iterations" in out
 
