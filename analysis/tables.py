@@ -30,7 +30,10 @@ from sklearn.metrics import pairwise_distances
 from analysis.load import Rows
 from jobs.outputs import rank_of, softmax, top_k
 
-METRICS = ("cosine", "euclidean")
+METRICS = ("cosine", "euclidean")   # the output-space neighbour's distance; the article leaves it open ("Note that
+                                    #   the metric m(y_1, y_2) may be chosen from any number of possible methods",
+                                    #   Latent space, "Output Latent Space"); cosine, the default, is the project's
+                                    #   choice (scale-free), euclidean a true metric, as that section asks for
 TOP_K = 5               # outputs listed per class (the report shows them)
 MOST_COMMON = 10        # most common opposites kept in the summary table
 MARGIN_SHARE = 0.5      # the article's margin opposite is sought among this share of the lowest outputs (our
