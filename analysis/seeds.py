@@ -7,7 +7,8 @@ interpolation frames), those of the chosen seeds only, filtered as the report re
 
 What the choice leaves as it is: the class images (contact sheets, opposites, PCA, graph, feature scatter, and
 each class page's class image and opposite) are the analysis' representatives, each class's lowest seed, as in its
-tables; the analysis tables themselves (features.parquet too) cover every seed; a trajectory video is drawn for the key given, whatever its seed.
+tables; the analysis tables themselves (features.parquet too) cover every seed; a trajectory video is drawn for
+the key given, whatever its seed.
 """
 from __future__ import annotations
 
