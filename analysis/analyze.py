@@ -37,10 +37,10 @@ from jobs.text import counted
 from sweep.store import ANALYSIS as ANALYSIS_DIR, SCORES, Store, StoreError, all_keys, open_store
 
 SUMMARY_FILE = "summary.json"
-ANALYSIS_VERSION = 3   # what the tables and summary hold; `sweep figures` analyses a store with an older one again
+ANALYSIS_VERSION = 4   # what the tables and summary hold; `sweep figures` analyses a store with an older one again
                        #   (2: the summary's transfer judges each job by its own measure; the stability
                        #   tables number octaves from 1; 3: summary.json keeps the computed order and names the
-                       #   generating model's scorer)
+                       #   generating model's scorer; 4: the opposites' `least` criterion, the article's first)
 # Every file the stage may write (names under {store}/analysis/).
 TABLE_FILES = ("classes.parquet", "opposites.parquet", "opposites_summary.parquet", "additions.parquet",
                "additions_summary.parquet", "pca.parquet", "pca_variance.parquet", "graph_nodes.parquet",
@@ -91,7 +91,9 @@ class AnalysisSummary:
         for criterion, s in self.opposites.items():
             common = ", ".join(f"{name} ({count})" for name, count in s["most_common"][:5])
             share = "n/a" if s["mutual_share"] is None else f"{s['mutual_share']:.1%}"
-            among = f" (among the lowest {self.margin_share:.0%} of outputs)" if criterion == "margin" else ""
+            among = {"margin": f" (among the lowest {self.margin_share:.0%} of outputs)",
+                     "least": " (the class image's least activated output, the article's first criterion)"
+                     }.get(criterion, "")
             out.append(f"opposites by {criterion}{among}: {s['distinct']} distinct among {s['classes']} classes; "
                        f"mutual pairs {s['mutual_pairs']} (share of classes in a mutual pair {share}); "
                        f"most common: {common}")

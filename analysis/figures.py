@@ -270,6 +270,19 @@ def feature_size_note(features: pd.DataFrame) -> str:
     return " " + size_note("input" if set(features["feature_size"]) == {"input"} else "stored", features["side"])
 
 
+def class_image_features(features: pd.DataFrame, classes: pd.DataFrame | None) -> pd.DataFrame:
+    """The rows of the features table of each class's image as the analysis represents the class: its
+    representative, the classes table's `key` (the lowest seed, `analysis.load.representatives`), the image the PCA
+    and the graph place. The article places one generated image per class (Latent space, "Feature latent space":
+    "the average activation of the two features for each generated output", one output per class); the table keeps
+    every seed's. As given without a classes table or keys, or when no key is a representative's (features of
+    another job's images)."""
+    if classes is None or "key" not in features or "key" not in classes:
+        return features
+    kept = features["key"].isin(set(classes["key"])).to_numpy()
+    return features[kept].reset_index(drop=True) if kept.any() else features
+
+
 def feature_scatter(features: pd.DataFrame, layer: str, nodes: pd.DataFrame | None = None) -> Figure:
     """The class images of one layer of the features table by the mean activation of its first two maps (the
     article's feature latent space; the subtitle says which two when there are more); with one map, against the

@@ -537,7 +537,8 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     notes = []
     if "features" in tables:
         step("features")
-        figures.extend(_feature_figures(tables["features"], writer, tables.get("graph_nodes")))
+        figures.extend(_feature_figures(fig.class_image_features(tables["features"], classes), writer,
+                                        tables.get("graph_nodes")))
     elif classes is not None:   # without class images NO_CLASSES says it
         notes.append(f"Feature embedding skipped: the store has no {ANALYSIS_DIR}/features.parquet (run "
                      "`sweep analyze --features LAYER:0,4` to compute it).")

@@ -5,9 +5,10 @@ a 1000-class sweep, 30,000 interpolation strips and GIFs and a thumbnail of each
 seeds draws, of the rows that hold every seed (the additions table, the jobs from source photographs and their
 interpolation frames), those of the chosen seeds only, filtered as the report reads them, before any image is read.
 
-What the choice leaves as it is: the class images (contact sheets, opposites, PCA, graph, and each class page's
-class image and opposite) are the analysis' representatives, each class's lowest seed, as in its tables; the
-analysis tables themselves cover every seed; a trajectory video is drawn for the key given, whatever its seed.
+What the choice leaves as it is: the class images (contact sheets, opposites, PCA, graph, feature scatter, and
+each class page's class image and opposite) are the analysis' representatives, each class's lowest seed, as in its
+tables; the analysis tables themselves (features.parquet too) cover every seed; a trajectory video is drawn for
+the key given, whatever its seed.
 """
 from __future__ import annotations
 

@@ -229,3 +229,13 @@ def test_the_summary_counts_the_graph_classes_that_have_no_image(tmp_path):
     assert summary.largest_components == [4] and summary.neighbours_only == 1
     assert ("largest 4 classes (counting 1 class with no octave image, there as another's neighbour); "
             in "\n".join(summary.lines()))
+
+
+def test_the_summary_names_the_articles_first_opposite_criterion(small_store):
+    """Faithfulness audit: the least activated output of each class image (the article's first, rejected opposite:
+    "the opposites of many ImageNet categories tend to be only a few classes") is counted and said in words."""
+    summary = analyze_store(small_store)
+    assert summary.opposites["least"]["distinct"] == 3 and summary.opposites["least"]["classes"] == 6
+    line, = [line for line in summary.lines() if line.startswith("opposites by least")]
+    assert line.startswith("opposites by least (the class image's least activated output, the article's first "
+                           "criterion): 3 distinct among 6 classes; mutual pairs 1"), line

@@ -912,3 +912,24 @@ def test_every_picture_of_every_page_loads_when_scrolled_to(video_report, tmp_pa
         tags = [tag for page in pages for tag in re.findall(r"<img [^>]*>", page.read_text())]
         assert any("interpolation-" in tag or "trajectory-" in tag for tag in tags)
         assert [tag for tag in tags if 'loading="lazy"' not in tag] == []
+
+
+def test_feature_scatter_places_each_class_by_its_class_image_only(small_store, tmp_path, monkeypatch):
+    """Faithfulness audit: the article's feature latent space places one generated image per class (Latent space,
+    "Feature latent space": "the average activation of the two features for each generated output"), as the PCA
+    and the graph take each class's representative. features.parquet holds every seed's octave image, and the
+    scatter drew them all: at --seeds 2 two points per class, each named by the class."""
+    from analysis import figures as fig
+    analyze_store(small_store)
+    keys = [item_key("octave", "", c, -1, seed) for seed in (1, 0) for c in range(6)]   # seed 1's rows first
+    features = pd.DataFrame({"key": keys, "target": np.tile(np.arange(6, dtype=np.int32), 2),
+                             "target_name": list(NAMES) * 2, "layer": "block2",
+                             "map_0": np.linspace(0, 1, 12, dtype=np.float32),
+                             "map_4": np.linspace(1, 0, 12, dtype=np.float32)})
+    features.to_parquet(os.path.join(small_store, "analysis", "features.parquet"))
+    drawn = []
+    scatter = fig.feature_scatter
+    monkeypatch.setattr(fig, "feature_scatter", lambda table, *args: drawn.append(table) or scatter(table, *args))
+    write_figures(small_store, str(tmp_path / "report"))
+    shown, = drawn
+    assert sorted(shown["key"]) == sorted(item_key("octave", "", c, -1, 0) for c in range(6))   # seed 0, the classes'

@@ -129,7 +129,7 @@ def test_classes_and_opposites_tables_carry_the_articles_margin_opposite(rows):
         o = by_class[c]
         assert t.loc[c, "margin_mutual"] == (by_class.get(o) == c and o != c)
     s = opposites_summary(t.reset_index(), NAMES)
-    assert set(s.criterion) == {"argmax", "standout", "margin"}
+    assert set(s.criterion) == {"argmax", "standout", "margin", "least"}
 
 
 def _rows(meta: dict, logits) -> Rows:
@@ -179,3 +179,22 @@ def test_a_margin_mutual_pair_counts_when_one_class_lacks_an_opposite_image(rows
     assert s.loc["margin", "mutual_classes"] == 1 and s.loc["margin", "mutual_pairs"] == 1
     full = opposites_summary(opposites_table(opps, NAMES, classes), NAMES).groupby("criterion").first()
     assert full.loc["margin", "mutual_pairs"] == 1 and full.loc["argmax", "mutual_pairs"] == 2
+
+
+def test_the_opposites_summary_counts_the_articles_first_criterion_the_least_activated_output(rows):
+    """Faithfulness audit: the article first takes a class's opposite as the least activated output of its class
+    image, `k = argmin_i O_i(a)`, and rejects it on a number: "the opposites of many ImageNet categories tend to be
+    only a few classes" (Latent space, "Opposites"). The classes table had the argmin per class, but the summary
+    counted the other criteria only, so that number was not reported beside theirs.
+    Handmade class images: argmins 0 -> 5, 1 -> 5, 2 -> 0, 3 -> 0, 4 -> 0, 5 -> 1 (ties to the lower class);
+    3 distinct among 6, the one mutual pair 1 <-> 5."""
+    classes = classes_table(representatives(rows.job("octave")), NAMES)
+    t = opposites_table(representatives(rows.job("opposite")), NAMES, classes).set_index("target")
+    assert t["least_activated"].to_dict() == {0: 5, 1: 5, 2: 0, 3: 0, 4: 0, 5: 1}
+    assert t["least_activated_name"].to_dict()[2] == "apple"
+    assert t["least_mutual"].to_dict() == {0: False, 1: True, 2: False, 3: False, 4: False, 5: True}
+    s = opposites_summary(t.reset_index(), NAMES)
+    least = s[s.criterion == "least"]
+    assert least[["classes", "distinct", "mutual_pairs"]].iloc[0].tolist() == [6, 3, 1]
+    assert list(zip(least["opposite"], least["count"])) == [(0, 3), (5, 2), (1, 1)]
+    assert list(dict.fromkeys(s.criterion)) == ["argmax", "standout", "margin", "least"]
