@@ -217,12 +217,13 @@ class Stepped(NamedTuple):
 
 
 def step(loop: Loop, x: Tensor, state: OctaveState, i: int, t: int) -> Stepped:
-    """One gradient step of every element. Image generation I: the intensity jitter and the resize cycle of
-    transformation resiliency (when the schedule has them), the plain step `x -= lr * grad`, then the blur (whole
-    image, or the crop), then the first octave's pad."""
+    """One gradient step of every element. Image generation I: the intensity jitter (clamping the image to [0, 1]
+    with `jitter_clamp`, as the article's ColorJitter does) and the resize cycle of transformation resiliency (when
+    the schedule has them), the plain step `x -= lr * grad`, then the blur (whole image, or the crop), then the first
+    octave's pad."""
     s, octave = loop.schedule, state.octave
     if s.jitter:
-        x = transforms.jitter(s.jitter, loop.generators)(x)                 # B x 3 x H x W
+        x = transforms.jitter(s.jitter, loop.generators, s.jitter_clamp)(x)  # B x 3 x H x W
     if octave.cycles and i < octave.cycle_steps and x.shape[-1] != octave.size_at(i):
         x = transforms.resize(octave.size_at(i), s.antialias)(x)            # B x 3 x c x c (resize cycle)
     seen = x

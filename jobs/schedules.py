@@ -34,7 +34,7 @@ from jobs.text import flattened
 PRESETS_DIR = Path(__file__).parent / "presets"
 # Schedule fields added after stores were first written, with their defaults: left out of `Schedule.id` at the
 # default, so that the schedules of existing stores keep their ids and their sweeps can be resumed.
-ADDED_FIELDS = {"jitter": 0.0, "antialias": True, "interpolation_warmup": True}
+ADDED_FIELDS = {"jitter": 0.0, "antialias": True, "interpolation_warmup": True, "jitter_clamp": False}
 STEP_RULES = ("plain", "sign")
 # What the network is fed (Image generation I: the author passes the noise image straight to the hub
 # GoogLeNet/InceptionV3, which apply their own `transform_input`; no mean/std normalisation):
@@ -222,6 +222,11 @@ class Schedule:
     jitter: float = 0.0                         # each step, first add uniform noise in [-c, c] to every pixel
                                                 #   (Image generation I, "Transformation Resiliency": the
                                                 #   article's ColorJitter(0.0001), seeded here per image)
+    jitter_clamp: bool = False                  # the jitter then clamps the image to [0, 1], as the article's
+                                                #   `ColorJitter(0.0001)(single_input)` does to a float image on
+                                                #   every step (the transfigure preset); false: no clamp (the
+                                                #   article's text, which leaves it unsaid; kept as the default
+                                                #   so that a schedule file without the field keeps its id)
     antialias: bool = True                      # resizes antialias, as the articles' `Resize(size)` does on
                                                 #   today's torchvision; false: as it did for tensors in their
                                                 #   time (only shrinking steps differ: transfigure's cycle,
@@ -247,6 +252,11 @@ class Schedule:
         if not all(isinstance(getattr(self, what), bool)
                    for what in ("absolute", "clamp", "antialias", "interpolation_warmup")):
             raise ValueError("schedule absolute, clamp, antialias and interpolation_warmup must be true or false")
+        if not isinstance(self.jitter_clamp, bool):
+            raise ValueError(f"schedule jitter_clamp must be true or false, got {self.jitter_clamp!r}")
+        if self.jitter_clamp and not self.jitter:
+            raise ValueError("schedule jitter_clamp clamps where the jitter is applied (as ColorJitter does): give "
+                             "the schedule a jitter, or leave jitter_clamp false")
         _int(self.dream_blur_every, "schedule dream_blur_every", 1)
         _int(self.frames, "schedule frames", 1, MAX_FRAMES)
         if not isinstance(self.output, str) or not self.output:

@@ -24,7 +24,9 @@ Images are float tensors B x 3 x H x W. Every transform here is deterministic gi
 - `jitter(c, generators)`: "a small intensity change is applied to each pixel at random for each iteration using
   torchvision.transforms.ColorJitter(c) ... epsilon in [-c, c] is added to element a_xy" (Image generation I,
   "Transformation Resiliency"), done as the article describes it: uniform noise in [-c, c] on every pixel, drawn
-  from each image's own generator (the article warns that torchvision's ColorJitter cannot be seeded).
+  from each image's own generator (the article warns that torchvision's ColorJitter cannot be seeded). The
+  article's call also clamps the image to [0, 1] on every step (torchvision's ColorJitter blends a float image
+  with black and clamps the result): `clamp=True`, the schedule's `jitter_clamp` (the transfigure preset).
 - `fit(size, mode)`: a photograph to the first octave's square: "crop" resizes the shorter side and takes the
   centre square (torchvision's classification convention, `Resize(size)` + `CenterCrop(size)`); "squash" resizes
   both sides, losing the aspect ratio.
@@ -130,12 +132,14 @@ def fit(size: int, mode: str = "crop", antialias: bool = True) -> Transform:
     return inner
 
 
-def jitter(c: float, generators: Sequence[torch.Generator]) -> Transform:
-    """Add uniform noise in [-c, c] to every pixel, image j's from `generators[j]` (drawn on the CPU)."""
+def jitter(c: float, generators: Sequence[torch.Generator], clamp: bool = False) -> Transform:
+    """Add uniform noise in [-c, c] to every pixel, image j's from `generators[j]` (drawn on the CPU); `clamp`: then
+    clamp to [0, 1], as the article's `ColorJitter(c)` does to a float image (torchvision's brightness blend)."""
     def inner(image: Tensor) -> Tensor:                 # B x 3 x H x W -> B x 3 x H x W
         shape = image.shape[1:]
         noise = torch.stack([torch.rand(shape, generator=g) for g in generators])     # B x 3 x H x W in [0, 1)
-        return image + ((2 * noise - 1) * c).to(image.device, image.dtype)
+        jittered = image + ((2 * noise - 1) * c).to(image.device, image.dtype)
+        return jittered.clamp(0.0, 1.0) if clamp else jittered
     return inner
 
 

@@ -297,6 +297,24 @@ def test_bf16_keeps_the_demo_models_class_images(digits_model, digits_octaves):
     assert any((r.image != digits_octaves[r.spec].image).any() for r in half)   # bf16 did run
 
 
+def test_the_jitter_clamps_the_image_before_the_step_as_the_articles_colorjitter_does(random_digits_model):
+    """`jitter_clamp` (the transfigure preset): each step's intensity jitter clamps the image to [0, 1], as the
+    article's `ColorJitter(0.0001)(single_input)` does (Image generation I, "Transformation Resiliency"), and the
+    gradient step then starts from the clamped image; `jitter_clamp: false` leaves the values out of range."""
+    s = Schedule(name="jc", octaves=(Octave(24, 2, lr=(0.3, 0.3), sigma=(0.8, 0.8), blur_every=0),),
+                 init_mean=1.2, jitter=0.0001, jitter_clamp=True)
+    gens = generators_for([3, 4])
+    x = initial_images(s, gens)                                               # about 1.2: above the range
+    for _ in range(2):                                                        # the render draws in this order
+        x = transforms.jitter(s.jitter, gens, clamp=True)(x)
+        assert x.max() <= 1
+        x = _article_step_no_blur(random_digits_model.net, x, 2, 0.3)
+    out = render(random_digits_model, classes(2, 2), s, [3, 4]).images
+    torch.testing.assert_close(out, x, rtol=1e-5, atol=1e-5)
+    unclamped = render(random_digits_model, classes(2, 2), dataclasses.replace(s, jitter_clamp=False), [3, 4]).images
+    assert unclamped.max() > 1.1
+
+
 def test_jitter_is_seeded_batch_independent_and_within_c_per_step(random_digits_model):
     """Transfiguration's intensity jitter: with no step and no blur, n steps move a pixel by at most n * c; the
     same seed gives the same image, alone or in a batch."""

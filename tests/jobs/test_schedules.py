@@ -179,7 +179,28 @@ def test_transfigure_preset_is_the_resize_cycle_recipe():
     assert [o.size_at(i) for i in range(6)] == [256, 198, 160, 180, 200, 256]
     assert o.size_at(80) == 256 == s.final_size                            # step 75 (75 % 5 == 0) left it at 256
     assert [o.blurs_at(i) for i in (0, 74, 75, 99)] == [True, True, False, False]
-    assert (s.l1, s.C, s.absolute, s.jitter) == (0.001, 200.0, True, 0.0001)
+    assert (s.l1, s.C, s.absolute, s.jitter, s.jitter_clamp) == (0.001, 200.0, True, 0.0001, True)
+
+
+TRANSFIGURE_ID_BEFORE_JITTER_CLAMP = "3386b23b7859"   # the transfigure preset before it clamped with its jitter
+
+
+def test_the_jitter_clamps_as_the_articles_colorjitter_in_the_transfigure_preset_only():
+    """The article's `ColorJitter(0.0001)` clamps the image to [0, 1] each step: the transfigure preset says so
+    (`jitter_clamp`); a schedule file without the field keeps its id and computation (no clamp, the earlier
+    reading of the article's text); a store made with the earlier transfigure preset is refused, naming the field,
+    and resumes with a copy that sets it false. The clamp belongs to the jitter: without jitter it is refused."""
+    transfigure = load_schedule("transfigure")
+    assert transfigure.jitter_clamp and transfigure.id != TRANSFIGURE_ID_BEFORE_JITTER_CLAMP
+    assert dataclasses.replace(transfigure, jitter_clamp=False).id == TRANSFIGURE_ID_BEFORE_JITTER_CLAMP
+    assert {name: load_schedule(name).jitter_clamp for name in IDS_BEFORE_JITTER} == dict.fromkeys(
+        IDS_BEFORE_JITTER, False)
+    mine = Schedule.from_dict({"name": "mine", "octaves": [{"size": 64, "iterations": 1}], "jitter": 0.001})
+    assert not mine.jitter_clamp and "jitter_clamp" not in mine.content_dict()
+    with pytest.raises(ValueError, match="jitter_clamp clamps where the jitter is applied"):
+        dataclasses.replace(mine, jitter=0.0, jitter_clamp=True)
+    with pytest.raises(ValueError, match="jitter_clamp must be true or false"):
+        dataclasses.replace(mine, jitter_clamp="yes")
 
 
 # Ids of presets as stores written before the `jitter` field recorded them: those stores must still resume.
@@ -277,11 +298,12 @@ def test_invalid_new_fields_raise_clear_errors(change, message):
 
 def test_a_store_of_the_cropping_image_presets_resumes_with_their_crop_copies(tmp_path):
     """The ImageNet set of octave, transfigure and interpolate as stores recorded it before the transfigure preset
-    squashed photographs (id taken from that version): a copy of the preset with source_fit crop, given to every
-    job that ran it, gives the store's id again (the README's recipe)."""
+    squashed photographs (id taken from that version): a copy of the preset with source_fit crop (and, since it
+    clamps with its jitter, jitter_clamp false), given to every job that ran it, gives the store's id again (the
+    README's recipe)."""
     old_id = "6ebda162b80f"
     copy = json.loads(load_schedule("transfigure").to_json())
-    copy.update(name="transfigure-crop", source_fit="crop")
+    copy.update(name="transfigure-crop", source_fit="crop", jitter_clamp=False)
     path = tmp_path / "t.json"
     path.write_text(json.dumps(copy))
     base = default_schedules("googlenet", ("octave", "transfigure", "interpolate"))

@@ -161,6 +161,21 @@ def test_compose_applies_left_to_right():
     assert math.isclose(transforms.compose()(image).sum().item(), image.sum().item())
 
 
+def test_jitter_clamps_to_the_unit_range_as_torchvisions_colorjitter_does():
+    """The article's call, `torchvision.transforms.ColorJitter(0.0001)(single_input)` on every step (Image generation
+    I, "Transformation Resiliency"), clamps a float image to [0, 1] (torchvision's brightness blend); `clamp=True`
+    does the same after the noise, `clamp=False` (the article's text alone) leaves the values where they are."""
+    from torchvision.transforms import ColorJitter
+    image = torch.linspace(-0.5, 1.5, 75).reshape(1, 3, 5, 5)                # values on both sides of [0, 1]
+    gens = lambda: [torch.Generator().manual_seed(3)]                         # noqa: E731
+    theirs = ColorJitter(0.0001)(image)
+    assert theirs.min() == 0 and theirs.max() == 1                             # what the article's loop did
+    clamped = transforms.jitter(0.0001, gens(), clamp=True)(image)
+    torch.testing.assert_close(clamped, theirs, rtol=0, atol=3e-4)            # the same up to the noise (1e-4 x 1.5)
+    assert torch.equal(clamped, transforms.jitter(0.0001, gens())(image).clamp(0, 1))
+    assert transforms.jitter(0.0001, gens(), clamp=False)(image).min() < -0.49
+
+
 def test_jitter_adds_seeded_noise_within_c_to_every_pixel_per_image():
     """The article's ColorJitter(c) as it describes it: epsilon in [-c, c] added to every pixel, each step."""
     image = torch.full((2, 3, 5, 5), 0.5)
