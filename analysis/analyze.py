@@ -27,8 +27,8 @@ from analysis.coverage import coverage
 from analysis.load import NUMERIC_COLUMNS, Rows, RowsWanted, read_rows_for, representatives
 from analysis.projection import ConstantOutputs, pca_tables
 from analysis.stability import read_stability, stability_summary
-from analysis.tables import (MARGIN_SHARE, METRICS, additions_summary, additions_table, classes_table,
-                             opposites_summary, opposites_table)
+from analysis.tables import (DEFAULT_METRIC, MARGIN_SHARE, METRICS, additions_summary, additions_table,
+                             classes_table, opposites_summary, opposites_table)
 from analysis.transfer import PERCENTILE, TOP1, TOP3_FILE, TRANSFER_FILE, aim_class, success_measure, \
     success_table, transfer_tables
 from jobs.catalog import BY_NAME, CLASSLESS, IMAGE_JOBS
@@ -141,7 +141,7 @@ def neighbours_only_words(count: int) -> str:
     return f" (counting {counted(count, 'class', 'classes')} with no octave image, there as another's neighbour)"
 
 
-def analyze_store(store: Store | str, metric: str = "cosine", margin_share: float = MARGIN_SHARE) -> AnalysisSummary:
+def analyze_store(store: Store | str, metric: str = DEFAULT_METRIC, margin_share: float = MARGIN_SHARE) -> AnalysisSummary:
     """Compute every table of a store and write them under {store}/analysis/; returns the summary. `margin_share`:
     the share of the lowest outputs among which the article's margin opposite is sought (`tables.MARGIN_SHARE`).
 
@@ -152,7 +152,7 @@ def analyze_store(store: Store | str, metric: str = "cosine", margin_share: floa
     return analyze_store_and_keys(store, metric, margin_share)[0]
 
 
-def analyze_store_and_keys(store: Store | str, metric: str = "cosine", margin_share: float = MARGIN_SHARE,
+def analyze_store_and_keys(store: Store | str, metric: str = DEFAULT_METRIC, margin_share: float = MARGIN_SHARE,
                            also: Sequence[RowsWanted] = ()
                            ) -> tuple[AnalysisSummary, dict[str, list[str]], list[tuple[Rows, dict[str, list[str]]]]]:
     """`analyze_store`, and the key index of the images/ files it read ({path: keys}, `read_rows_and_keys`), from

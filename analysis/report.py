@@ -52,7 +52,7 @@ from analysis.analyze import ANALYSIS_DIR, ANALYSIS_VERSION, SUMMARY_FILE, Analy
 from analysis.load import (FIGURES, LABEL_PROB, NUMERIC_COLUMNS, OUTPUTS_FINITE, Rows, RowsWanted, drop_temp_folder,
                            iter_image_rows, iter_pngs, output_folder, read_rows_for)
 from analysis.seeds import SeedChoice
-from analysis.tables import MARGIN_SHARE
+from analysis.tables import DEFAULT_METRIC, MARGIN_SHARE
 from jobs.catalog import ALL_JOBS, CLASSLESS, FRAMED, IMAGE_JOBS
 from jobs.outputs import NOT_FINITE
 from jobs.schedules import SOURCE_FITS
@@ -140,7 +140,7 @@ def current_summary(store: str, stream: TextIO | None = None
             summary = None
     reason = stale_reason(st, summary)
     if reason is not None:
-        metric = summary.metric if summary else "cosine"
+        metric = summary.metric if summary else DEFAULT_METRIC
         share = summary.margin_share if summary else MARGIN_SHARE   # the earlier analysis' choices, kept
         again = f"--metric {metric}" + (f" --margin-share {share:g}" if share != MARGIN_SHARE else "")
         print(f"{reason}: running `sweep analyze {again}` first", file=stream or sys.stderr, flush=True)

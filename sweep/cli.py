@@ -351,11 +351,11 @@ def analysis_functions():
 
 @main.command()
 @click.option("--store", required=True, help="The store to analyse.")
-@click.option("--metric", type=click.Choice(["cosine", "euclidean"]), default="cosine", show_default=True,
+@click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default="euclidean", show_default=True,
               help="Distance in the output space (each class's closest other class image; the graph's edges "
-              "are the article's most activated other class, whatever the metric). The article leaves it open "
-              "(\"the metric m(y1, y2) may be chosen from any number of possible methods\"); cosine is ours, "
-              "euclidean a true metric.")
+              "are the article's most activated other class, whatever the metric). The article asks for the "
+              "closest point in the output space and leaves the metric open (\"the metric m(y1, y2) may be chosen "
+              "from any number of possible methods\"): euclidean, its plain distance; cosine is ours (scale-free).")
 @click.option("--margin-share", type=FiniteFloatRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="The article's margin opposite (Latent space, \"Opposites\": the largest gap to the next output) "
               "is sought among this share of a class image's lowest outputs (our reading: over all of them the "

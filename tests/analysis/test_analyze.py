@@ -104,10 +104,13 @@ def test_results_are_deterministic(tmp_path):
     assert graphs[0] == graphs[1]
 
 
-def test_euclidean_metric(small_store):
-    summary = analyze_store(small_store, metric="euclidean")
+def test_the_default_metric_is_the_output_spaces_plain_distance_and_cosine_an_option(small_store):
+    """The article's output-space neighbour is "the second closest point ... in the output space", a true metric
+    space (Latent space, "Output Latent Space"): euclidean by default; cosine is the project's named option."""
+    summary = analyze_store(small_store)
     assert summary.metric == "euclidean"
     assert json.load(open(os.path.join(small_store, "analysis", "summary.json")))["metric"] == "euclidean"
+    assert analyze_store(small_store, metric="cosine").metric == "cosine"
 
 
 def test_a_store_without_octave_images_gets_every_table_that_needs_none(tmp_path):

@@ -323,7 +323,7 @@ def test_figures_analyse_again_when_scores_are_newer_than_the_analysis_and_say_s
     html = write_figures(small_store, stream=log).read_text()
     first = log.getvalue().splitlines()[0]
     assert first == "the store's scores (`sweep score`) are newer than the analysis: running `sweep analyze " \
-                    "--metric cosine` first"
+                    "--metric euclidean` first"
     assert (out / "transfer.png").exists() and "scorer other.w" in html
     log = io.StringIO()
     write_figures(small_store, stream=log)                     # current now: no second analysis
@@ -336,9 +336,10 @@ def test_figures_analyse_again_when_scores_are_newer_than_the_analysis_and_say_s
 
 
 def test_analysing_again_keeps_the_earlier_margin_share(small_store):
-    """`sweep analyze --margin-share 1` then, scores being newer, `sweep figures` analyses again with the same share."""
+    """`sweep analyze --metric cosine --margin-share 1` then, scores being newer, `sweep figures` analyses again with
+    the same metric and share (not the defaults)."""
     from handmade import write_scorer
-    summary = analyze_store(small_store, margin_share=1.0)
+    summary = analyze_store(small_store, metric="cosine", margin_share=1.0)
     assert any(line.startswith("opposites by margin (among the lowest 100% of outputs)") for line in summary.lines())
     write_scorer(small_store)
     log = io.StringIO()

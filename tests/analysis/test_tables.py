@@ -23,12 +23,12 @@ def test_classes_table(rows):
     assert t["nn_article"].to_dict() == {0: 1, 1: 0, 2: 3, 3: 4, 4: 2, 5: 4}
     assert t.loc[2, "nn_article_name"] == "dog" and t.loc[2, "nn_article_logit"] == 6
     assert t.loc[0, "least_activated"] == 5
-    # eel [0,0,8,1,10,0]: cosine with cat 106/152.5 = .695 beats dog 96/159.4 = .602; euclidean (squared): cat 94
-    # < dog 127
-    assert t.loc[4, "nn_output"] == 2
-    assert t.loc[4, "nn_output_distance"] == pytest.approx(1 - 106 / np.sqrt(165 * 141), abs=1e-6)
-    e = classes_table(representatives(rows.job("octave")), NAMES, "euclidean").set_index("target")
-    assert e.loc[4, "nn_output"] == 2 and e.loc[4, "nn_output_distance"] == pytest.approx(np.sqrt(94), abs=1e-5)
+    # eel [0,0,8,1,10,0]: euclidean (squared, the default): cat 94 < dog 127; cosine with cat 106/152.5 = .695
+    # beats dog 96/159.4 = .602
+    assert t.loc[4, "nn_output"] == 2 and t.loc[4, "nn_output_distance"] == pytest.approx(np.sqrt(94), abs=1e-5)
+    c = classes_table(representatives(rows.job("octave")), NAMES, "cosine").set_index("target")
+    assert c.loc[4, "nn_output"] == 2
+    assert c.loc[4, "nn_output_distance"] == pytest.approx(1 - 106 / np.sqrt(165 * 141), abs=1e-6)
     assert list(t.loc[3, "top5"]) == [3, 4, 2, 5, 0]  # ties (0 and 0) in class order
     assert list(t.loc[3, "top5_names"]) == ["dog", "eel", "cat", "fox", "apple"]
     assert t.loc[3, "top5_probs"][0] == pytest.approx(np.exp(10) / np.exp([0, 0, 2, 10, 7, 1]).sum(), rel=1e-5)

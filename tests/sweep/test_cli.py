@@ -386,7 +386,7 @@ def test_figures_say_when_scores_are_newer_than_the_analysis(handmade_store):
     result = invoke("figures", "--store", handmade_store)
     assert result.exit_code == 0, result.output
     assert "the store's scores (`sweep score`) are newer than the analysis: running `sweep analyze --metric " \
-           "cosine` first" in result.output.splitlines()
+           "euclidean` first" in result.output.splitlines()
 
 
 def test_figures_keep_trajectory_videos_until_dropped_and_name_keys_with_snapshots(handmade_store):

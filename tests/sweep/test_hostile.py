@@ -215,7 +215,7 @@ def test_a_truncated_file_is_refused_in_one_line_that_names_the_way_on(built, tm
         result = invoke(*command, "--store", built)
         if command == ("figures",):   # it says first why it analyses, then the analysis refuses the store
             note, _, rest = result.output.partition("\n")
-            assert note == "no analysis yet: running `sweep analyze --metric cosine` first", result.output
+            assert note == "no analysis yet: running `sweep analyze --metric euclidean` first", result.output
             result = SimpleNamespace(exit_code=result.exit_code, output=rest, exception=result.exception)
         refused(result, bad.name, "quarantine")
     out = tmp_path / "png"
