@@ -141,7 +141,8 @@ def neighbours_only_words(count: int) -> str:
     return f" (counting {counted(count, 'class', 'classes')} with no octave image, there as another's neighbour)"
 
 
-def analyze_store(store: Store | str, metric: str = DEFAULT_METRIC, margin_share: float = MARGIN_SHARE) -> AnalysisSummary:
+def analyze_store(store: Store | str, metric: str = DEFAULT_METRIC,
+                  margin_share: float = MARGIN_SHARE) -> AnalysisSummary:
     """Compute every table of a store and write them under {store}/analysis/; returns the summary. `margin_share`:
     the share of the lowest outputs among which the article's margin opposite is sought (`tables.MARGIN_SHARE`).
 

@@ -141,9 +141,8 @@ def opposites_table(opps: Rows, class_names: Sequence[str], classes: pd.DataFram
     standout_opposite_name, target_logit, target_prob, opposite_of_opposite, opposite_of_opposite_name, mutual,
     standout_opposite_of_opposite, standout_mutual; with `classes`: margin_opposite, margin_opposite_name,
     margin_mutual, least_activated, least_activated_name, least_mutual (-1 / null for a class without a class
-    image). `*_of_opposite` is -1 and `mutual` null when the
-    opposite class has no opposite image; `mutual` is true when the opposite's opposite is the class itself (a
-    class that is its own opposite is not mutual).
+    image). `*_of_opposite` is -1 and `mutual` null when the opposite class has no opposite image; `mutual` is
+    true when the opposite's opposite is the class itself (a class that is its own opposite is not mutual).
     """
     names = np.asarray(class_names, dtype=object)
     meta, logits = opps.meta, opps.logits

@@ -609,8 +609,9 @@ class Damaged(NamedTuple):
 @pytest.fixture(scope="module")
 def damaged_and_resumed(full_sweep, tmp_path_factory) -> Damaged:
     """A copy of the full sweep's store that lost its first two files and had its third truncated, then resumed
-    with another batch size (3) on one worker instead of two, with batch norms folded (`--fold-batchnorm`, off by default on the CPU) and with
-    `--fp16` (a GPU option: ignored on the CPU): one resume for the tests of what it does."""
+    with another batch size (3) on one worker instead of two, with batch norms folded (`--fold-batchnorm`, off by
+    default on the CPU) and with `--fp16` (a GPU option: ignored on the CPU): one resume for the tests of what it
+    does."""
     from sweep.fleet import FleetRun
     store = Path(shutil.copytree(full_sweep[0], tmp_path_factory.mktemp("damaged") / "s"))
     files = sorted((store / IMAGES).glob("*.parquet"))
