@@ -5,9 +5,9 @@ import collections
 from dataclasses import dataclass
 from typing import Sequence
 
-from jobs.text import counted
+from jobs.text import counted, first_line
 from sweep.plan import Plan
-from sweep.store import FAILURES, IMAGES, Store, is_frame_key, open_store, running_sweep
+from sweep.store import FAILURES, IMAGES, MANIFEST, Store, StoreError, is_frame_key, open_store, running_sweep
 
 
 @dataclass(frozen=True)
@@ -66,12 +66,13 @@ def store_status(store: Store | str) -> StoreStatus:
     """Read only the key columns of images/ and failures/ and compare with the manifest's plan."""
     store = open_store(store)
     manifest = store.manifest
+    items = planned_items(store)
     keys = [k for k in store.read(IMAGES, ["key"]).column("key").to_pylist()
             if not is_frame_key(k)]   # stores written before frames/ kept frames as extra rows
     stored = set(keys)
     planned = collections.Counter()
     done = collections.Counter()
-    for item in Plan.from_options(manifest["options"]).items():
+    for item in items:
         planned[item.job, item.variant] += 1
         done[item.job, item.variant] += item.key in stored
     counts = tuple((job, variant, done[job, variant], total) for (job, variant), total in planned.items())
@@ -83,3 +84,14 @@ def store_status(store: Store | str) -> StoreStatus:
     return StoreStatus(store.uri, manifest, counts, len(failures),
                        tuple(sorted((k, e) for k, (_, e) in last.items())), len(keys) - len(stored),
                        running_sweep(store))
+
+
+def planned_items(store: Store) -> list:
+    """The items the manifest's plan expands to; StoreError in one line when its options hold no plan (a
+    hand-edited manifest without `jobs` or `classes`): status has nothing to count the images against."""
+    try:
+        return list(Plan.from_options(store.manifest["options"]).items())
+    except (KeyError, TypeError, ValueError) as error:
+        missing = f"no {error.args[0]}" if isinstance(error, KeyError) and error.args else first_line(error)
+        raise StoreError(f"{store.uri}/{MANIFEST} holds no sweep plan (options: {missing}): status cannot tell "
+                         f"what is missing") from None

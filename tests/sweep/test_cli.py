@@ -1,6 +1,7 @@
 """The command line without Ray: refusals (exit 2, one line, nothing written), models, status, export."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -252,6 +253,21 @@ def test_status_of_a_complete_store_exits_0(tmp_path):
         lease.release()
     assert result.exit_code == 0 and "a sweep is running on this store" in result.output
     assert "run live-run" in result.output and f"pid {os.getpid()}" in result.output
+
+
+@pytest.mark.parametrize("option", ["jobs", "classes", "seeds"])
+def test_status_of_a_manifest_without_its_plan_says_so_in_one_line(small_store, tmp_path, option):
+    """A hand-edited manifest whose options lack what the plan expands from: one line, not a KeyError's
+    traceback."""
+    store = tmp_path / "edited"
+    shutil.copytree(small_store, store)
+    manifest = json.loads((store / "manifest.json").read_text())
+    del manifest["options"][option]
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    result = invoke("status", "--store", str(store))
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        f"Error: {store}/manifest.json holds no sweep plan (options: no {option}): status cannot tell what is missing"]
 
 
 def test_status_of_a_missing_store():
