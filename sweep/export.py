@@ -13,7 +13,7 @@ import hashlib
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import pyarrow as pa
 
@@ -178,13 +178,26 @@ def same_bytes(path: Path, data: bytes) -> bool:
     return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
 
 
+def in_the_way(root: Path, targets: Iterable[Path]) -> list[str]:
+    """What under `root` stops a file of `targets` (resolved paths inside it) being written, as paths relative to
+    `root`: a folder where the file goes, or a file where one of its folders goes (found before writing, not when
+    the export is halfway through; --overwrite replaces files, never a folder or a file in a folder's place)."""
+    base = root.resolve()
+    folders = {folder for target in targets for folder in [target.parent, *target.parent.parents]
+               if folder != base and folder.is_relative_to(base)}
+    not_folders = sorted(folder for folder in folders if folder.exists() and not folder.is_dir())
+    folders_in_place = sorted(target for target in targets if target.is_dir())
+    return [path.relative_to(base).as_posix() for path in not_folders + folders_in_place]
+
+
 def export_pngs(store: Store | str, out: str | Path, *, overwrite: bool = False) -> Exported:
     """Write every stored image (and interpolation frame) under `out`, each key once (from the first file by name
     that holds it, as the readers take it).
 
     A file already under `out` with the bytes export would write is left as it is, so exporting a store again
     writes nothing; one with other bytes (the user's, another store's export) is refused, StoreError naming the
-    first few, before anything is written, unless `overwrite`. The names are read first (not the pictures); only
+    first few, before anything is written, unless `overwrite`; so is a file or folder in the way of one (`in_the_way`),
+    even with `overwrite`. The names are read first (not the pictures); only
     when some of the files are there already are the pictures read twice, once to compare them."""
     store = open_store(store)
     out = Path(out)
@@ -197,6 +210,11 @@ def export_pngs(store: Store | str, out: str | Path, *, overwrite: bool = False)
     names = UniqueNames()
     targets = {key: inside(out, names.claim(png_name(row), key))
                for key, row in first_rows(store, files, pictures=False)}
+    blocked = in_the_way(out, targets.values())
+    if blocked:
+        raise StoreError(f"--out {out} holds {counted(len(blocked), 'file or folder', 'files or folders')} where "
+                         f"export would write a PNG file or its folder ({listing(blocked)}): move them away, or "
+                         f"export into another folder")
     there = {key for key, target in targets.items() if target.exists()}
     unchanged: set[str] = set()
     differing: list[str] = []

@@ -93,3 +93,24 @@ def test_a_file_with_other_contents_is_refused_before_anything_is_written(tmp_pa
     assert [(out / "octave" / f"000{t}_{n}_s0.png").read_bytes() for t, n in enumerate("abcde")] == \
            [image.png for image in images]
     assert (out / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("in_the_way", ["opposite", "opposite/0001_b_s0.png"])
+def test_a_file_or_folder_in_the_way_is_refused_before_anything_is_written(tmp_path, in_the_way):
+    """A file where a job's folder goes, or a folder where a PNG goes: export wrote the jobs before it, then stopped
+    with `File exists` or `Is a directory` (--overwrite too), leaving a partial export. Refused in one line naming
+    it, before any file is written, with --overwrite as without."""
+    rng = np.random.default_rng(0)
+    images = [Image(job, t, rng.normal(size=2), png=noise_png(rng, 8)) for job in ("octave", "opposite")
+              for t in range(2)]
+    store = write_store(str(tmp_path / "store"), ["a", "b"], images)
+    out = tmp_path / "out"
+    (out / in_the_way).parent.mkdir(parents=True, exist_ok=True)
+    (out / in_the_way).mkdir() if in_the_way.endswith(".png") else (out / in_the_way).write_text("mine")
+    before = sorted(out.rglob("*"))
+    for overwrite in (False, True):
+        with pytest.raises(StoreError) as refused:
+            export_pngs(store, out, overwrite=overwrite)
+        assert str(refused.value) == (f"--out {out} holds 1 file or folder where export would write a PNG file or "
+                                      f"its folder ({in_the_way}): move them away, or export into another folder")
+        assert sorted(out.rglob("*")) == before   # no octave/ either
