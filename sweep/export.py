@@ -196,9 +196,9 @@ def export_pngs(store: Store | str, out: str | Path, *, overwrite: bool = False)
 
     A file already under `out` with the bytes export would write is left as it is, so exporting a store again
     writes nothing; one with other bytes (the user's, another store's export) is refused, StoreError naming the
-    first few, before anything is written, unless `overwrite`; so is a file or folder in the way of one (`in_the_way`),
-    even with `overwrite`. The names are read first (not the pictures); only
-    when some of the files are there already are the pictures read twice, once to compare them."""
+    first few, before anything is written, unless `overwrite`; so is a file or folder in the way of one
+    (`in_the_way`), even with `overwrite`. The names are read first (not the pictures); only when some of the files
+    are there already are the pictures read twice, once to compare them."""
     store = open_store(store)
     out = Path(out)
     if not store.is_object_store and out.resolve().is_relative_to(Path(store.root).resolve()):
