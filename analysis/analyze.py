@@ -29,8 +29,8 @@ from analysis.projection import ConstantOutputs, pca_tables
 from analysis.stability import read_stability, stability_summary
 from analysis.tables import (DEFAULT_METRIC, MARGIN_SHARE, METRICS, additions_summary, additions_table,
                              classes_table, opposites_summary, opposites_table)
-from analysis.transfer import PERCENTILE, TOP1, TOP3_FILE, TRANSFER_FILE, aim_class, success_measure, \
-    success_table, transfer_tables
+from analysis.transfer import PERCENTILE, TOP1, TOP3_FILE, TRANSFER_FILE, aim_class, partly_scored, \
+    success_measure, success_table, transfer_tables
 from jobs.catalog import BY_NAME, CLASSLESS, IMAGE_JOBS
 from jobs.outputs import finite_rows
 from jobs.text import counted
@@ -193,6 +193,7 @@ def analyze_store_and_keys(store: Store | str, metric: str = DEFAULT_METRIC, mar
         raise StoreError(f"store {st.uri} cannot be analysed: {err}") from None
     tables.update(transfer_tables(st, rows))
     summary.transfer = _transfer_numbers(tables[TRANSFER_FILE])
+    summary.notes += partly_scored(tables[TRANSFER_FILE])
     own = tables[TRANSFER_FILE].loc[tables[TRANSFER_FILE]["own"], "scorer"]
     summary.generator = str(own.iloc[0]) if len(own) else ""
     per_image = read_stability(st, all_keys(index))

@@ -165,6 +165,23 @@ def transfer_table(images: pd.DataFrame, outputs: Mapping[str, Outputs], generat
                              kind="stable").reset_index(drop=True)
 
 
+def partly_scored(table: pd.DataFrame) -> list[str]:
+    """A note per generator and scorer of a transfer or compare table where the scorer has outputs for fewer of a
+    job's images than the generating model (a `sweep score` stopped early, or run with --jobs): its shares are of
+    the images it scored, which the share alone does not say."""
+    notes = []
+    for generator, rows in table.groupby("generator", sort=False):
+        stored = rows[rows["own"]].set_index(["job", "variant"])["images"]
+        for scorer, its_rows in rows[~rows["own"]].groupby("scorer", sort=False):
+            scored = its_rows.set_index(["job", "variant"])["images"].reindex(stored.index, fill_value=0)
+            short = [f"{job}{'/' + variant if variant else ''} {n} of {stored[job, variant]}"
+                     for (job, variant), n in scored.items() if n < stored[job, variant]]
+            if short:
+                notes.append(f"scorer {scorer} has outputs for only some images of {generator} "
+                             f"({', '.join(short)}): its shares are of those (`sweep score` with it scores the rest)")
+    return notes
+
+
 def top_classes(images: pd.DataFrame, outputs: Mapping[str, Outputs], class_names: Sequence[str],
                 k: int = 3) -> pd.DataFrame:
     """Every scorer's top-k classes on each image (for the class pages): key, job, target, scorer, rank (0..k-1),
@@ -381,4 +398,4 @@ def run_compare(stores: Sequence[str], out: str) -> list[str]:
         grid = matrix(octave, "generator", "scorer")
         lines.append("octave images, share top-1 = target (rows: generating model, columns: scoring model):")
         lines += grid.to_string(float_format=lambda v: f"{v:.0%}", na_rep="-").splitlines()
-    return lines
+    return lines + partly_scored(table)

@@ -299,3 +299,29 @@ def test_sweep_compare_keeps_two_stores_of_one_model_apart_named_by_folder(tmp_p
     with pytest.raises(StoreError, match=r"^store .*seed0 is given twice: compare each store once$"):
         run_compare([first, second, first], str(tmp_path / "again"))
     assert not (tmp_path / "again").exists()
+
+
+def test_a_scorer_short_of_a_jobs_images_is_named_with_how_many_it_scored():
+    """The handmade `other` scorer has no output for o3: its octave shares are of 3 images of 4."""
+    from analysis.transfer import partly_scored
+    table = transfer_table(images(), outputs(), generator="gen")
+    assert partly_scored(table) == ["scorer other has outputs for only some images of gen (octave 3 of 4): its "
+                                    "shares are of those (`sweep score` with it scores the rest)"]
+    assert partly_scored(transfer_table(images(), {"gen": outputs()["gen"]}, generator="gen")) == []
+
+
+def test_compare_and_analyze_say_when_a_scorer_scored_only_some_images(tmp_path):
+    """A `sweep score` stopped early (or run with --jobs): `sweep compare` printed the scorer's octave share, 100%,
+    and `sweep analyze` its summary, with no word that it had scored 1 octave image of 3."""
+    from analysis.transfer import run_compare
+    path = write_store(str(tmp_path / "store"), NAMES, [Image("octave", c, one_hot(c)) for c in range(3)])
+    store = Store.open(path)
+    first = sorted(store.read("images", ["key"]).column("key").to_pylist())[0]
+    plan = ScorePlan(scorer="other.w", weights="w", n_classes=N, scale=1.0)
+    store.write_bytes(f"{SCORES}/other.w/{SCORER_FILE}", b"{}")
+    store.write_table(f"{SCORES}/other.w/part-0.parquet", scores_table([first], [0], [None], one_hot(0)[None], plan))
+    generator = scorer_id("synthetic", "random-synthetic")
+    note = (f"scorer other.w has outputs for only some images of {generator} (octave 1 of 3): its shares are of "
+            f"those (`sweep score` with it scores the rest)")
+    assert run_compare([path], str(tmp_path / "out"))[-1] == note
+    assert note in analyze_store(path).lines()
