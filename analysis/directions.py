@@ -77,6 +77,14 @@ def principal_components(vectors: np.ndarray, n_components: int = 50, copy: bool
     return pca.fit_transform(centred).astype(np.float64), float(pca.explained_variance_ratio_.sum())   # N x k
 
 
+def refuse_identical(grouped: np.ndarray, names: Sequence[str]) -> None:
+    """GroupsError when the grouped images (M x k) all have the same outputs: no direction tells the groups apart
+    (logistic regression's normal came out 0 / 0, a NaN traceback; the bottleneck's, its random start)."""
+    if not np.ptp(grouped, axis=0).any():
+        raise GroupsError(f"the images of {', '.join(names)} all have the same output vectors: no direction tells "
+                          f"the groups apart")
+
+
 def fit_direction(vectors: np.ndarray, groups: pd.Series, n_components: int = 50,
                   seed: int = 0, copy: bool = True) -> Direction:
     """PCA of `vectors` (N x D, `principal_components`), then the logistic-regression normal separating the two
@@ -95,6 +103,7 @@ def fit_direction(vectors: np.ndarray, groups: pd.Series, n_components: int = 50
                           f"{', '.join(names) or 'none'}{more}")
     components, explained = principal_components(vectors, n_components, copy)    # N x k
     fitted = labels != ""
+    refuse_identical(components[fitted], names)
     classifier = LogisticRegression(max_iter=2000, random_state=seed)
     classifier.fit(components[fitted], (labels[fitted] == names[1]).astype(int))
     direction = classifier.coef_[0] / np.linalg.norm(classifier.coef_[0])  # k
@@ -126,6 +135,7 @@ def fit_bottleneck_direction(vectors: np.ndarray, groups: pd.Series, n_component
     components, explained = principal_components(vectors, n_components, copy)    # N x k
     k = components.shape[1]
     fitted = labels != ""
+    refuse_identical(components[fitted], names)
     scale = components[fitted].std() or 1.0                                 # keep the inputs near unit scale
     x = torch.tensor(components[fitted] / scale, dtype=torch.float32)       # M x k
     y = torch.tensor([names.index(g) for g in labels[fitted]])              # M

@@ -204,6 +204,20 @@ def test_bottleneck_direction_orders_several_groups_along_one_line():
         fit_bottleneck_direction(vectors, pd.Series(["long"] * len(vectors)))
 
 
+
+@pytest.mark.parametrize("fitter", [fit_direction, fit_bottleneck_direction])
+def test_groups_whose_images_have_the_same_outputs_are_refused(fitter):
+    """Two classes whose images all came out the same (a saturated model): logistic regression's normal was 0 / 0
+    and `sweep directions` ended in a NaN traceback from the ROC AUC; the bottleneck gave its random start."""
+    vectors, groups = _two_groups(n=10)
+    vectors[:20] = vectors[0]                       # every grouped image the same; the unlabelled ones not
+    labelled = pd.concat([groups, pd.Series([""] * 5)], ignore_index=True)
+    vectors = np.concatenate([vectors, np.random.default_rng(1).normal(size=(5, vectors.shape[1]))])
+    with pytest.raises(GroupsError, match=r"^the images of cat, dog all have the same output vectors: no direction "
+                                          r"tells the groups apart$"):
+        fitter(vectors, labelled, n_components=5)
+
+
 # --- walk-through audit: missing keys and classes, several groups, the strip's order -----------------------------
 
 def test_a_key_of_the_groups_file_that_is_not_in_the_store_is_refused_by_name(tmp_path):
