@@ -477,7 +477,10 @@ def score(store, model, weights, jobs, batch_size, address, workers, device, cpu
                                                                stall_timeout)))
     for line in summary.lines():
         click.echo(line)
-    if summary.scored:
+    if summary.scored and summary.generator:   # the transfer table reads the stored logits for this scorer
+        click.echo(f"{summary.scorer} is the store's generating model: its scores check the stored logits, which the "
+                   f"transfer table reads for it (not these scores)")
+    elif summary.scored:
         click.echo(f"the transfer table and figure include this scorer after `sweep analyze --store {store}` (or "
                    "`sweep figures`, which analyses again first)")
 

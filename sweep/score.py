@@ -107,6 +107,7 @@ class ScoreSummary:
     skipped: int                    # already scored before this run
     seconds: float                  # the whole run: Ray's start and the models' loading included
     rate: float = 0.0               # images per second once the first worker was ready (the bar's rate)
+    generator: bool = False         # the store's generating model and weights: its scores are the stored logits'
 
     def lines(self) -> list[str]:
         where = f"{self.store}/{SCORES}/{self.scorer}/"
@@ -355,9 +356,10 @@ def run_score(config: ScoreConfig, *, stream: TextIO | None = None) -> ScoreSumm
     import time
     prepared = prepare(config)
     store, plan, cluster = prepared.store, prepared.plan, config.cluster
+    generator = plan.scorer == scorer_id(str(prepared.manifest["model"]), str(prepared.manifest["weights"]))
     started = time.perf_counter()
     if not prepared.tasks:   # all scored already, or no image to score: nothing is written
-        return ScoreSummary(store.uri, plan.scorer, prepared.images, 0, prepared.skipped, 0.0)
+        return ScoreSummary(store.uri, plan.scorer, prepared.images, 0, prepared.skipped, 0.0, generator=generator)
     if read_scorer(store, plan.scorer) is None:   # written before any part: a part never lacks its scorer
         store.write_bytes(f"{SCORES}/{plan.scorer}/{SCORER_FILE}", json.dumps(prepared.scorer, indent=1).encode())
     progress = Progress(prepared.images, prepared.skipped, stream=stream, interval=cluster.progress_every,
@@ -378,4 +380,4 @@ def run_score(config: ScoreConfig, *, stream: TextIO | None = None) -> ScoreSumm
                  on_done=on_done, on_failed=on_failed, progress=progress, stream=stream,
                  worker="sweep.score:ScoreWorker")
     return ScoreSummary(store.uri, plan.scorer, prepared.images, scored[0], prepared.skipped,
-                        time.perf_counter() - started, rate[0])
+                        time.perf_counter() - started, rate[0], generator)

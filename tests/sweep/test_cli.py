@@ -384,6 +384,22 @@ def test_score_says_how_its_scorer_reaches_the_report(monkeypatch, tmp_path):
         assert (f"after `sweep analyze --store {store}`" in last) == said, result.output
 
 
+
+def test_score_with_the_generating_model_does_not_promise_the_transfer_table(monkeypatch, tmp_path):
+    """The transfer table reads the stored logits for the generating model's scorer id, never its `scores/`: `score`
+    with that model said its scores would show after `sweep analyze`."""
+    import sweep.cli as cli
+    from sweep.score import ScoreSummary
+    store = str(tmp_path / "s")
+    monkeypatch.setattr(cli, "run_score", lambda config: ScoreSummary(store, "digits.shipped", 12, 12, 0, 1.0,
+                                                                      generator=True))
+    result = invoke("score", "--store", store, "--model", "digits")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1] == ("digits.shipped is the store's generating model: its scores "
+                                                      "check the stored logits, which the transfer table reads for "
+                                                      "it (not these scores)")
+
+
 def test_directions_says_index_html_links_its_figures_after_the_next_figures(handmade_store, tmp_path):
     groups = tmp_path / "groups.csv"
     groups.write_text("class,group\n0,a\n1,a\n2,b\n3,b\n4,b\n")

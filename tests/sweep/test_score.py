@@ -109,6 +109,12 @@ def test_self_score_reproduces_the_stored_logits(digits_store, self_scored):
     assert str(schema.field("logits").type) == "fixed_size_list<element: float>[10]"
 
 
+
+def test_the_summary_says_which_scorer_is_the_generating_model(self_scored, resnet_scored):
+    """Its scores are the stored logits', which the transfer table reads for it: `sweep score` says so."""
+    assert self_scored.generator and not resnet_scored.generator
+
+
 def test_resume_scores_each_image_exactly_once(digits_store, resnet_scored, tmp_path):
     scorer = scorer_id("digits-resnet", "shipped")
     store = Path(shutil.copytree(digits_store, tmp_path / "digits"))   # scored once: a copy to damage
