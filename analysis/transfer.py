@@ -31,6 +31,7 @@ import pandas as pd
 
 from jobs.catalog import CATALOG, CLASSLESS
 from jobs.outputs import by_blocks, rank_matrix, softmax, top_k   # the same statistics as the scorer's (sweep.score)
+from jobs.text import counted
 
 AIMS = {job.name: job.aim for job in CATALOG}
 TRANSFER_FILE = "transfer.parquet"
@@ -391,8 +392,8 @@ def run_compare(stores: Sequence[str], out: str) -> list[str]:
     written = write_outputs(folder, {
         COMPARE_FILE: table_bytes(pa.Table.from_pandas(table, preserve_index=False)),
         COMPARE_FIGURE: save(compare_figure(table), "png")})
-    lines = [f"wrote {written[0]} and {COMPARE_FIGURE} ({table['generator'].nunique()} "
-             f"generating stores x {table['scorer'].nunique()} scoring models)"]
+    lines = [f"wrote {written[0]} and {COMPARE_FIGURE} ({counted(table['generator'].nunique(), 'generating store')} "
+             f"x {counted(table['scorer'].nunique(), 'scoring model')})"]
     octave = table[table["job"] == "octave"]
     if len(octave):
         grid = matrix(octave, "generator", "scorer")

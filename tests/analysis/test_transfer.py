@@ -295,7 +295,7 @@ def test_sweep_compare_keeps_two_stores_of_one_model_apart_named_by_folder(tmp_p
     assert octave.loc[f"{generator} (seed0)", "top1_share"] == 1.0
     assert octave.loc[f"{generator} (seed1)", "top1_share"] == 0.0
     assert set(octave["scorer"]) == {generator} and octave["own"].all()
-    assert "2 generating stores x 1 scoring models" in lines[0]
+    assert "2 generating stores x 1 scoring model)" in lines[0]   # counted, singular or plural
     with pytest.raises(StoreError, match=r"^store .*seed0 is given twice: compare each store once$"):
         run_compare([first, second, first], str(tmp_path / "again"))
     assert not (tmp_path / "again").exists()
