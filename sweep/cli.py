@@ -437,7 +437,8 @@ def figures(store, out, trajectories, keep_trajectories, seeds) -> None:
               "bottleneck, two or more groups; auto: the article's choice, logistic for two groups, the "
               "bottleneck for more.")
 @click.option("--jobs", default=None, help="Comma list of the jobs whose images a class of the groups file "
-              "stands for (default: octave,transfigure, its class images; a job column in the file overrides).")
+              "stands for, those made with the class as their target (an addition: its first class) (default: "
+              "octave,transfigure, its class images; a job column in the file overrides).")
 def directions(store, groups, start, components, out, method, jobs) -> None:
     """A direction in the output space along which groups of images lie: positions table and figures.
 
