@@ -320,7 +320,7 @@ def store_outputs(store, rows=None) -> tuple[pd.DataFrame, dict[str, Outputs], s
     here and kept as `sweep analyze` keeps them, so that `sweep compare` counts the images the analysis counts."""
     from analysis.analyze import usable_rows
     from analysis.load import read_rows
-    from sweep.score import read_scores, scorer_id, scorers
+    from sweep.score import generating_scorer, read_scores, scorers
     from sweep.store import open_store
     st = open_store(store)
     if rows is None:
@@ -328,7 +328,7 @@ def store_outputs(store, rows=None) -> tuple[pd.DataFrame, dict[str, Outputs], s
     images = rows.meta[["key", "job", "variant", "target", "partner"]].copy()
     images["partner"] = images["partner"].fillna(-1).astype(int)
     images["variant"] = images["variant"].fillna("")
-    generator = scorer_id(str(st.manifest["model"]), str(st.manifest["weights"]))
+    generator = generating_scorer(st.manifest)
     outputs = {generator: Outputs(list(images["key"]), np.asarray(rows.logits))}
     for scorer in scorers(st):
         if scorer in outputs:
@@ -365,9 +365,8 @@ def generator_labels(stores: Sequence) -> list[str]:
     its images have as another store's scorer), with the store's folder where two stores hold one model and weights
     (two sweeps of `digits` with other seeds or schedules), as `sweep stability` names them."""
     from analysis.load import distinct_labels
-    from sweep.score import scorer_id
-    return distinct_labels([scorer_id(str(st.manifest["model"]), str(st.manifest["weights"])) for st in stores],
-                           stores)
+    from sweep.score import generating_scorer
+    return distinct_labels([generating_scorer(st.manifest) for st in stores], stores)
 
 
 def run_compare(stores: Sequence[str], out: str) -> list[str]:

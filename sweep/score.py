@@ -61,6 +61,12 @@ def scorer_id(model: str, weights_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{model}.{weights_id}").strip("-")
 
 
+def generating_scorer(manifest: dict) -> str:
+    """The `scorer_id` of the model and weights that made a store (its manifest's): the name its stored logits go
+    by in the transfer table, and its images' name as another store's scorer."""
+    return scorer_id(str(manifest["model"]), str(manifest["weights"]))
+
+
 @dataclass(frozen=True)
 class ScoreConfig:
     """One scoring pass over a store."""
@@ -356,7 +362,7 @@ def run_score(config: ScoreConfig, *, stream: TextIO | None = None) -> ScoreSumm
     import time
     prepared = prepare(config)
     store, plan, cluster = prepared.store, prepared.plan, config.cluster
-    generator = plan.scorer == scorer_id(str(prepared.manifest["model"]), str(prepared.manifest["weights"]))
+    generator = plan.scorer == generating_scorer(prepared.manifest)
     started = time.perf_counter()
     if not prepared.tasks:   # all scored already, or no image to score: nothing is written
         return ScoreSummary(store.uri, plan.scorer, prepared.images, 0, prepared.skipped, 0.0, generator=generator)
