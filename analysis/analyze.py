@@ -1,7 +1,8 @@
 """The analysis stage: read a store's numbers, compute every table, write them under {store}/analysis/.
 
     store rows (no PNGs) -> coverage statement
-                         -> octave representatives -> classes, PCA, nearest-neighbour graph
+                         -> octave representatives -> classes, PCA, nearest-neighbour graph (whole, and per
+                                                      class range: the article's halves by default)
                          -> opposite images        -> opposites (+ summary)
                          -> addition images        -> additions (+ summary)
                          -> recorded trajectories  -> stability (+ summary), when the run recorded them
@@ -37,15 +38,16 @@ from jobs.text import counted
 from sweep.store import ANALYSIS as ANALYSIS_DIR, SCORES, Store, StoreError, all_keys, open_store
 
 SUMMARY_FILE = "summary.json"
-ANALYSIS_VERSION = 4   # what the tables and summary hold; `sweep figures` analyses a store with an older one again
+ANALYSIS_VERSION = 5   # what the tables and summary hold; `sweep figures` analyses a store with an older one again
                        #   (2: the summary's transfer judges each job by its own measure; the stability
                        #   tables number octaves from 1; 3: summary.json keeps the computed order and names the
-                       #   generating model's scorer; 4: the opposites' `least` criterion, the article's first)
+                       #   generating model's scorer; 4: the opposites' `least` criterion, the article's first;
+                       #   5: the nearest-neighbour graph per class range, graph_ranges.parquet, halves by default)
 # Every file the stage may write (names under {store}/analysis/).
 TABLE_FILES = ("classes.parquet", "opposites.parquet", "opposites_summary.parquet", "additions.parquet",
                "additions_summary.parquet", "pca.parquet", "pca_variance.parquet", "graph_nodes.parquet",
-               "graph_components.parquet", "graph_cliques.parquet", TRANSFER_FILE, TOP3_FILE, "stability.parquet",
-               "stability_summary.parquet", "graph.graphml")
+               "graph_components.parquet", "graph_cliques.parquet", "graph_ranges.parquet", TRANSFER_FILE, TOP3_FILE,
+               "stability.parquet", "stability_summary.parquet", "graph.graphml")
 # The note of a store without octave images; `sweep figures` repeats it on the report's index.
 NO_CLASS_IMAGES = ("no octave images: classes table, PCA and nearest-neighbour graph skipped (each starts from a "
                    "class's octave image; run the octave job for them)")
@@ -81,6 +83,10 @@ class AnalysisSummary:
     version: int = 1                                  # ANALYSIS_VERSION of the analysis (1: before it was recorded)
     scores_fingerprint: str = ""                      # of the scores/ files analysed (`sweep score`'s)
     margin_share: float = MARGIN_SHARE                # the margin opposite's share of the lowest outputs searched
+    graph_ranges: str = graph_mod.HALVES              # `--graph-ranges` (`graph.ranges_spec`): the class ranges
+                                                      #   graphed apart, the article's halves by default
+    ranges: list = field(default_factory=list)        # per range: {range, classes, components, largest, outside,
+                                                      #   cliques_over_two} (`range_numbers`)
 
     def lines(self) -> list[str]:
         out = [f"store {self.store}: model {self.model}, {self.n_classes} classes; "
@@ -116,6 +122,7 @@ class AnalysisSummary:
                        f"largest {', '.join(map(str, self.largest_components[:5]))} classes"
                        f"{neighbours_only_words(self.neighbours_only)}; "
                        f"cliques of more than two classes: {self.cliques_over_two}")
+            out += [range_words(r) for r in self.ranges]
         for scorer, values in self.transfer.items():
             own = " (the generating model)" if scorer == self.generator else ""
             out.append(f"scorer {scorer}{own}, each job by its own measure: {transfer_words(values)}")
@@ -141,20 +148,46 @@ def neighbours_only_words(count: int) -> str:
     return f" (counting {counted(count, 'class', 'classes')} with no octave image, there as another's neighbour)"
 
 
-def analyze_store(store: Store | str, metric: str = DEFAULT_METRIC,
-                  margin_share: float = MARGIN_SHARE) -> AnalysisSummary:
+def range_words(r: dict) -> str:
+    """One class range's graph in words (`range_numbers`), for the article's comparison of the halves ("a component
+    with more members than was observed for any animal component")."""
+    head = f"nearest-neighbour graph of classes {r['range']}"
+    if not r["classes"]:
+        return f"{head}: no class with an octave image"
+    largest = r["largest"]
+    nxt = f" (next {', '.join(map(str, largest[1:5]))})" if len(largest) > 1 else ""
+    outside = (f"; counting {counted(r['outside'], 'class', 'classes')} outside the range, there as a neighbour"
+               if r["outside"] else "")
+    return (f"{head}: {counted(r['classes'], 'class', 'classes')} with an image, "
+            f"{counted(r['components'], 'component')}, the largest has {largest[0]} members{nxt}{outside}; "
+            f"cliques of more than two classes: {r['cliques_over_two']}")
+
+
+def range_numbers(span: graph_mod.ClassRange, sub) -> dict:
+    """A class range's graph (`graph.range_graph`) in numbers: classes with an image (one edge each), components,
+    their sizes (largest first, ten at most), nodes outside the range, cliques of more than two classes."""
+    comps = graph_mod.components(sub)
+    return {"range": span.name, "classes": sub.number_of_edges(), "components": len(comps),
+            "largest": [len(c) for c in comps[:10]], "outside": sum(n not in span for n in sub.nodes),
+            "cliques_over_two": sum(len(c) > 2 for c in graph_mod.cliques(sub))}
+
+
+def analyze_store(store: Store | str, metric: str = DEFAULT_METRIC, margin_share: float = MARGIN_SHARE,
+                  graph_ranges: str = graph_mod.HALVES) -> AnalysisSummary:
     """Compute every table of a store and write them under {store}/analysis/; returns the summary. `margin_share`:
     the share of the lowest outputs among which the article's margin opposite is sought (`tables.MARGIN_SHARE`).
+    `graph_ranges`: the class ranges whose nearest-neighbour graphs are taken apart besides the whole graph's
+    (`graph.graph_ranges`: `halves`, the article's, `all` for none, or ranges such as `0-499,500-999`).
 
     Raises StoreError for a store that cannot be analysed: none there, no manifest, no images, a foreign Parquet
-    file in images/, an unknown metric, a margin share outside (0, 1]. Without octave images the class tables are
-    skipped (see NO_CLASS_IMAGES).
+    file in images/, an unknown metric, a margin share outside (0, 1], ranges malformed or past the last class.
+    Without octave images the class tables are skipped (see NO_CLASS_IMAGES).
     """
-    return analyze_store_and_keys(store, metric, margin_share)[0]
+    return analyze_store_and_keys(store, metric, margin_share, graph_ranges=graph_ranges)[0]
 
 
 def analyze_store_and_keys(store: Store | str, metric: str = DEFAULT_METRIC, margin_share: float = MARGIN_SHARE,
-                           also: Sequence[RowsWanted] = ()
+                           also: Sequence[RowsWanted] = (), graph_ranges: str = graph_mod.HALVES
                            ) -> tuple[AnalysisSummary, dict[str, list[str]], list[tuple[Rows, dict[str, list[str]]]]]:
     """`analyze_store`, and the key index of the images/ files it read ({path: keys}, `read_rows_and_keys`), from
     the same reads: the stability tables take the stored images' keys from it, and a command that goes on to read
@@ -166,6 +199,10 @@ def analyze_store_and_keys(store: Store | str, metric: str = DEFAULT_METRIC, mar
     if not 0 < margin_share <= 1:
         raise StoreError(f"margin share must be in (0, 1], got {margin_share}")
     st = open_store(store)
+    try:
+        spans = graph_mod.graph_ranges(graph_ranges, st.n_classes)
+    except ValueError as err:
+        raise StoreError(f"--graph-ranges {err}") from None
     fingerprint = st.fingerprint()   # before reading: a file the sweep adds meanwhile makes the tables stale
     scores_fingerprint = st.fingerprint(SCORES)
     (rows, index), *others = read_rows_for(st, [RowsWanted(NUMERIC_COLUMNS), *also])
@@ -180,7 +217,8 @@ def analyze_store_and_keys(store: Store | str, metric: str = DEFAULT_METRIC, mar
         fingerprint=fingerprint,
         images={job: int(n) for job, n in rows.meta["job"].value_counts(sort=False).sort_index().items()},
         coverage=cov.lines(st.class_names), complete=cov.complete, version=ANALYSIS_VERSION,
-        scores_fingerprint=scores_fingerprint, margin_share=margin_share)
+        scores_fingerprint=scores_fingerprint, margin_share=margin_share,
+        graph_ranges=graph_mod.ranges_spec(graph_ranges))
     if len(not_finite):
         summary.notes.append(f"{counted(len(not_finite), 'image')} left out: outputs that are not finite (NaN or "
                              f"inf)")
@@ -188,7 +226,7 @@ def analyze_store_and_keys(store: Store | str, metric: str = DEFAULT_METRIC, mar
         summary.notes.append(f"{counted(dropped - len(not_finite), 'image')} left out: class indices outside the "
                              f"model's {st.n_classes} classes")
     try:
-        tables, g = _compute(rows, reps, st.class_names, metric, summary, margin_share)
+        tables, g = _compute(rows, reps, st.class_names, metric, summary, margin_share, spans)
     except ValueError as err:  # data the tables cannot make sense of: say so in one line
         raise StoreError(f"store {st.uri} cannot be analysed: {err}") from None
     tables.update(transfer_tables(st, rows))
@@ -267,9 +305,9 @@ def usable_rows(rows: Rows, n_classes: int, finite: np.ndarray | None = None) ->
 
 
 def _compute(rows: Rows, reps: Rows | None, names, metric: str, summary: AnalysisSummary,
-             margin_share: float = MARGIN_SHARE):
+             margin_share: float = MARGIN_SHARE, spans: Sequence[graph_mod.ClassRange] = ()):
     """Every table (by file name) and the graph (None without class images: `reps` None); fills in the summary's
-    numbers."""
+    numbers. `spans`: the class ranges graphed apart (`graph.graph_ranges`)."""
     tables: dict[str, pd.DataFrame] = {}
 
     classes = None
@@ -333,6 +371,10 @@ def _compute(rows: Rows, reps: Rows | None, names, metric: str, summary: Analysi
     summary.largest_components = [len(c) for c in comps[:10]]
     summary.neighbours_only = sum(not has_image for _, has_image in g.nodes(data="has_image"))
     summary.cliques_over_two = sum(len(c) > 2 for c in cliques)
+    if spans:
+        per_range = [(span, graph_mod.range_graph(g, span)) for span in spans]
+        tables["graph_ranges.parquet"] = graph_mod.ranges_table(per_range)
+        summary.ranges = [range_numbers(span, sub) for span, sub in per_range]
     return tables, g
 
 

@@ -5,7 +5,8 @@ notebook can call one, restyle it and save it as PNG, SVG or PDF:
     contact_sheets, opposites_grid, additions_grid, source_grid      paginated image grids (100 / 50 cells a page)
     interpolation_strip (+ interpolation_gif, Pillow)                 one interpolation's frames with two logits
     output_pca, feature_scatter                                       labelled scatter plots
-    graph_pages                                                       the nearest-neighbour graph, per component
+    graph_pages                                                       the nearest-neighbour graph (or a class
+                                                                      range's), per component
     direction_distribution, direction_strip                           `sweep directions`
     trajectory_frames (+ trajectory_gif), stability_figure            generation trajectories (`--trajectory`)
 
@@ -25,7 +26,7 @@ from matplotlib.figure import Figure
 from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, PARTNER, Cell, Pages, caption_px, declutter,
                               fit_text, gif_bytes, grid_figure, grid_pages, isolation_order, literal_text, new_figure,
                               text_px, wrap_lines)
-from analysis.graph import component_hubs
+from analysis.graph import ClassRange, component_hubs, graph_from_tables, range_graph
 from analysis.load import OUTPUTS_FINITE
 from jobs.outputs import NOT_FINITE, finite_rows, label_probs
 from jobs.text import class_label, named_class, size_note
@@ -47,6 +48,7 @@ GRAPH_TINY_PX = 210          #   took a 1680 x 1740 page of empty panels), and t
 GRAPH_HEAD = 60          # px above a graph page's panels: the page title, then the first row's panel titles
 GRAPH_TITLE_PX = 24      # px between rows of graph panels, for the panel titles
 GRAPH_TITLE_FONT = 11    # pt, a graph panel's title
+GRAPH_PAGE_FONT = 14     # pt, a graph page's title
 GRAPH_LABEL_FONT = 8.5   # pt, the class names on a graph panel
 GRAPH_PAD_PX = 16        # px between a graph panel's outermost nodes and its edges (room for a hub's marker and a
                          #   mutual pair's bent arrows; a name that does not fit beside a node goes to its other side)
@@ -339,12 +341,16 @@ def big_page_side(classes: int) -> float:
     return side if classes <= GRAPH_CROWDED else min(GRAPH_CROWDED_PX, high * math.sqrt(classes / GRAPH_CROWDED))
 
 
-def graph_pages(nodes: pd.DataFrame, components: pd.DataFrame, *, seed: int = 0) -> Pages:
+def graph_pages(nodes: pd.DataFrame, components: pd.DataFrame, *, seed: int = 0, span: ClassRange | None = None
+                ) -> Pages:
     """The nearest-neighbour graph (`graph_nodes` and `graph_components` tables) component by component, one
     Axes each (spring layout with a fixed seed, networkx's matplotlib drawing): an arrow from each class to the
-    class most activated by its image, in the component's colour as in the PCA (`draw_component`)."""
-    from analysis.graph import graph_from_tables
+    class most activated by its image, in the component's colour as in the PCA (`draw_component`). With `span`,
+    the graph of that class range (`graph.range_graph`; `components`: its rows of the graph_ranges table), titled
+    with it, as the article draws each half of ImageNet's classes; a node keeps its whole-graph component's colour."""
     g = graph_from_tables(nodes)
+    if span is not None:
+        g = range_graph(g, span)
     members = [list(m) for m in components["members"]]
     groups = _page_groups([len(m) for m in members])
 
@@ -354,16 +360,28 @@ def graph_pages(nodes: pd.DataFrame, components: pd.DataFrame, *, seed: int = 0)
         columns, rows, side = _page_grid([len(members[i]) for i in group])
         height = rows * side + GRAPH_HEAD
         figure = new_figure(columns * side, height)
-        figure.suptitle(f"Nearest-neighbour graph, by component (page {p + 1} of {len(groups)})", fontsize=14,
+        figure.suptitle(graph_page_title(span, p, len(groups), columns * side), fontsize=GRAPH_PAGE_FONT,
                         y=1 - 8 / height, va="top")
         # the panels fill the page (matplotlib's default margins left the drawing ~55% of it), a title's room apart
         figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - GRAPH_HEAD / height, wspace=0.04,
                                hspace=GRAPH_TITLE_PX / (side - GRAPH_TITLE_PX))
         for k, index in enumerate(group):
             ax = figure.add_subplot(rows, columns, k + 1)
-            draw_component(ax, g, index, members[index], seed=seed)
+            draw_component(ax, g, index, members[index], seed=seed,
+                           colour=component_colour(g.nodes[members[index][0]]["component"]))
         return figure
     return Pages(len(groups), page)
+
+
+def graph_page_title(span: ClassRange | None, page: int, pages: int, width_px: float) -> str:
+    """A graph page's title within `width_px` (a page of two tiny panels is 420 px wide: the title ran off it): the
+    graph (a class range's named), "by component" when it fits."""
+    of = "" if span is None else f" of classes {span.name}"
+    number = f" (page {page + 1} of {pages})"
+    titles = [f"Nearest-neighbour graph{of}, by component{number}", f"Nearest-neighbour graph{of}{number}",
+              *([f"Graph{of}{number}"] if span else [])]
+    fitting = [t for t in titles if text_px(t, GRAPH_PAGE_FONT) <= width_px]
+    return fitting[0] if fitting else fit_text(titles[-1], width_px, fontsize=GRAPH_PAGE_FONT)
 
 
 def _hub_title(g: nx.DiGraph, hubs: Sequence[int], shown: int = 3) -> str:
@@ -403,14 +421,15 @@ def component_colour(index: int) -> str:
     return PALETTE[index] if 0 <= index < len(PALETTE) else OTHER
 
 
-def draw_component(ax, g: nx.DiGraph, index: int, members: Sequence[int], *, seed: int = 0) -> None:
-    """One component on `ax`: nodes in the component's colour (as in the PCA; hollow: a class without an image of its
-    own), its hubs larger with a black edge, arrows (a mutual pair's two arcs bent apart, so both show) and as many
-    class names as fit, the most pointed-at first."""
+def draw_component(ax, g: nx.DiGraph, index: int, members: Sequence[int], *, seed: int = 0,
+                   colour: str | None = None) -> None:
+    """One component on `ax`: nodes in the component's colour (`colour`, by default component `index`'s as in the
+    PCA; hollow: a class without an image of its own), its hubs larger with a black edge, arrows (a mutual pair's
+    two arcs bent apart, so both show) and as many class names as fit, the most pointed-at first."""
     sub = g.subgraph(members)
     hubs = set(component_hubs(g, members))   # the components table's rule, ties and all
     pos = nx.spring_layout(nx.Graph(sub.to_undirected(as_view=True)), seed=seed)
-    colour = component_colour(index)
+    colour = colour or component_colour(index)
     size = 40 if len(members) < 200 else 15
     nodes = list(members)
     sizes = [3 * size if n in hubs else size for n in nodes]

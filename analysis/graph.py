@@ -6,14 +6,84 @@ relation is not symmetric, so it is a graph, not a metric space; the article the
 that are connected together") and cliques ("nodes that are all connected to each other"). We keep the edges
 directed (GraphML for Gephi keeps the direction) and take components and cliques on the undirected graph, as the
 article's `nx.Graph` does.
+
+The article draws the graph twice, by halves of the class list: "The first half of the 1000 ImageNet categories
+are mostly animals, and plotting a graphs for them yields ..." and "For the non-animal half of ImageNet, graphing
+nearest neighbors yields a component with more members than was observed for any animal component." A range's
+graph (`graph_ranges`, `range_graph`) holds the edges of its classes' images; the edge is the same (the most
+activated other output over every class), so a neighbour outside the range is a node of it, as in the article's
+graph of the pairs of a half.
 """
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Sequence
 
 import networkx as nx
 import numpy as np
 import pandas as pd
+
+
+HALVES, ALL = "halves", "all"   # `--graph-ranges`: the article's two halves (the default), or the whole graph only
+RANGE = re.compile(r"\s*(\d+)\s*-\s*(\d+)\s*")   # one explicit range, `500-999`
+
+
+@dataclass(frozen=True, order=True)
+class ClassRange:
+    """Classes `first` to `last` (both included) of the model's class list."""
+    first: int
+    last: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.first}-{self.last}"
+
+    def __contains__(self, node: int) -> bool:
+        return self.first <= node <= self.last
+
+
+def explicit_ranges(spec: str) -> tuple[ClassRange, ...]:
+    """`0-499,500-999` -> its ranges, ascending; ValueError (one line) for anything else, for a range that ends
+    before it starts, and for two ranges that share a class."""
+    matches = [RANGE.fullmatch(part) for part in spec.split(",")]
+    if not all(matches):
+        raise ValueError(f"{spec!r}: give {HALVES}, {ALL} or class ranges such as 0-499,500-999")
+    ranges = sorted(ClassRange(int(m[1]), int(m[2])) for m in matches)
+    backwards = [r for r in ranges if r.first > r.last]
+    if backwards:
+        raise ValueError(f"{spec!r}: the range {backwards[0].name} ends before it starts (write "
+                         f"{backwards[0].last}-{backwards[0].first})")
+    for low, high in zip(ranges, ranges[1:]):
+        if high.first <= low.last:
+            raise ValueError(f"{spec!r}: {low.name} and {high.name} overlap (a class belongs to one range at "
+                             f"most)")
+    return tuple(ranges)
+
+
+def ranges_spec(spec: str) -> str:
+    """`spec` written as the summary keeps it: `halves`, `all` or its ranges ascending (`explicit_ranges`, which
+    refuses a malformed one)."""
+    text = spec.strip()
+    return text.lower() if text.lower() in (HALVES, ALL) else ",".join(r.name for r in explicit_ranges(text))
+
+
+def graph_ranges(spec: str, n_classes: int) -> tuple[ClassRange, ...]:
+    """The class ranges `--graph-ranges spec` names in a class list of `n_classes`: `halves` (the article's) its
+    first and second half (0-499 and 500-999 of ImageNet's 1000; the first takes an odd class out), `all` none (the
+    whole graph only), else `explicit_ranges(spec)`, each inside the class list (ValueError otherwise)."""
+    text = ranges_spec(spec)
+    if text == ALL:
+        return ()
+    if text == HALVES:
+        half = (n_classes + 1) // 2
+        return tuple(r for r in (ClassRange(0, half - 1), ClassRange(half, n_classes - 1)) if r.first <= r.last)
+    ranges = explicit_ranges(text)
+    beyond = [r for r in ranges if r.last >= n_classes]
+    if beyond:
+        raise ValueError(f"{spec!r}: {beyond[0].name} goes past the last class, {n_classes - 1} "
+                         f"(the model has {n_classes} classes)")
+    return ranges
 
 
 def nearest_neighbour_graph(classes: pd.DataFrame, class_names: Sequence[str], metric: str | None = None
@@ -122,6 +192,33 @@ def cliques_table(g: nx.DiGraph, found: list[list[int]]) -> pd.DataFrame:
     for col in ("clique", "size", "component"):
         frame[col] = frame[col].astype(np.int32)
     return frame
+
+
+def range_graph(g: nx.DiGraph, span: ClassRange) -> nx.DiGraph:
+    """The graph of the classes in `span`: the edges of `g` whose source (the class whose image it is) lies in the
+    range, and their ends, a neighbour outside the range included (the article's graph of a half draws the pairs of
+    the half's classes). The nodes keep their attributes in `g` (`component`: the whole graph's, as the PCA colours
+    it)."""
+    return g.edge_subgraph([(s, t) for s, t in g.edges if s in span]).copy()
+
+
+def ranges_table(graphs: Sequence[tuple[ClassRange, nx.DiGraph]]) -> pd.DataFrame:
+    """One row per component of each range's graph (`range_graph`; at least one range), ranges in order: range
+    (`0-499`), first, last, then `components_table`'s columns (components numbered within the range, largest
+    first; the hub by in-degree within it), and outside (members outside the range, there as a neighbour of one of
+    its classes). A range without a class image adds no row."""
+    parts = []
+    for span, sub in graphs:
+        comps = components(sub)
+        part = components_table(sub, comps)
+        part.insert(0, "range", span.name)
+        part.insert(1, "first", np.int32(span.first))
+        part.insert(2, "last", np.int32(span.last))
+        part["outside"] = np.asarray([sum(n not in span for n in members) for members in comps], dtype=np.int32)
+        parts.append(part)
+    # an empty part left out of the concatenation (pandas would cast the columns' types over it)
+    frame = pd.concat([part for part in parts if len(part)] or parts[:1], ignore_index=True)
+    return frame.astype({"first": np.int32, "last": np.int32})
 
 
 def graph_from_tables(nodes: pd.DataFrame) -> nx.DiGraph:

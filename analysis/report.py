@@ -3,7 +3,9 @@
     analysis tables (run `analyze_store` first when absent or older than the images or the scores, saying why)
     -> PNGs of the shown rows only, each decoded once: a grid thumbnail in memory, and a page-size thumbnail file
        for each image an HTML page shows (none for an opposite or addition of classes without a page)
-    -> contact sheets, PCA scatter, graph pages, opposites grid, additions grid, feature scatter (PNG, SVG)
+    -> contact sheets, PCA scatter, graph pages (one figure per class range of the analysis, graph-0-499-01.png,
+       ...: the article's halves by default; with `--graph-ranges all` the whole graph's, graph-01.png, ...),
+       opposites grid, additions grid, feature scatter (PNG, SVG)
     -> when the store has them, the jobs from real images: transfiguration, dream and directed-dream grids (the
        source photograph beside each result), and per interpolation a frame strip and an animated GIF
     -> with `trajectories=KEY...` (a run with `--trajectory every:N,snapshots:M`): per chosen image the article's
@@ -49,6 +51,7 @@ from PIL import Image
 from analysis import drawing
 from analysis import figures as fig
 from analysis.analyze import ANALYSIS_DIR, ANALYSIS_VERSION, SUMMARY_FILE, AnalysisSummary, analyze_store_and_keys
+from analysis.graph import HALVES, ClassRange
 from analysis.load import (FIGURES, LABEL_PROB, NUMERIC_COLUMNS, OUTPUTS_FINITE, Rows, RowsWanted, drop_temp_folder,
                            iter_image_rows, iter_pngs, output_folder, read_rows_for)
 from analysis.seeds import SeedChoice
@@ -56,7 +59,7 @@ from analysis.tables import DEFAULT_METRIC, MARGIN_SHARE
 from jobs.catalog import ALL_JOBS, CLASSLESS, FRAMED, IMAGE_JOBS
 from jobs.outputs import NOT_FINITE
 from jobs.schedules import SOURCE_FITS
-from jobs.text import class_label
+from jobs.text import class_label, counted
 from sweep.export import UniqueNames, safe_name   # the one file-name rule, shared with `sweep export`
 from sweep.progress import Progress
 from sweep.store import SCORES, TRAJECTORIES, Store, job_schedule, open_store, source_file
@@ -75,6 +78,7 @@ IMAGE_JOB_ROWS = RowsWanted(IMAGE_JOB_COLUMNS, frames=True, logits=False, jobs=I
 # Names of what `write_figures` writes under its folder, whole (anything else there is left alone: a user's
 # index.html.bak or graph-notes.txt beside a report is not a stale page of it).
 OWNED = re.compile(r"""(contact|opposites|additions|graph|transfigure|dream|directed-dream)-\d{2,}\.(png|svg)
+                       |graph-\d+-\d+-\d{2,}\.(png|svg)
                        |(pca|transfer)\.(png|svg)|stability\.png|features-[^/]+\.(png|svg)
                        |interpolation-[^/]+\.(png|gif)|trajectory-[^/]+\.(gif|mp4)|trajectory-videos\.json
                        |classes/\d{4,}\.html|img/[^/]+\.png|index\.html
@@ -99,8 +103,8 @@ NO_CLASSES = ("No class images: the store holds no octave images, so the classes
 def load_tables(st: Store) -> dict[str, pd.DataFrame]:
     """Every analysis table present under {store}/analysis/ (features.parquet included), by short name."""
     names = ("classes", "opposites", "opposites_summary", "additions", "additions_summary", "pca",
-             "pca_variance", "graph_nodes", "graph_components", "graph_cliques", "features", "transfer",
-             "transfer_top3", "stability_summary")
+             "pca_variance", "graph_nodes", "graph_components", "graph_cliques", "graph_ranges", "features",
+             "transfer", "transfer_top3", "stability_summary")
     out = {}
     for name in names:
         data = st.read_bytes(f"{ANALYSIS_DIR}/{name}.parquet")
@@ -142,9 +146,12 @@ def current_summary(store: str, stream: TextIO | None = None
     if reason is not None:
         metric = summary.metric if summary else DEFAULT_METRIC
         share = summary.margin_share if summary else MARGIN_SHARE   # the earlier analysis' choices, kept
-        again = f"--metric {metric}" + (f" --margin-share {share:g}" if share != MARGIN_SHARE else "")
+        ranges = summary.graph_ranges if summary else HALVES
+        again = f"--metric {metric}" + (f" --margin-share {share:g}" if share != MARGIN_SHARE else "") \
+            + (f" --graph-ranges {ranges}" if ranges != HALVES else "")
         print(f"{reason}: running `sweep analyze {again}` first", file=stream or sys.stderr, flush=True)
-        summary, _, ((rows, index),) = analyze_store_and_keys(store, metric, share, also=[IMAGE_JOB_ROWS])
+        summary, _, ((rows, index),) = analyze_store_and_keys(store, metric, share, also=[IMAGE_JOB_ROWS],
+                                                              graph_ranges=ranges)
         return summary, (rows if len(rows) else None, index)
     return summary, None
 
@@ -608,14 +615,28 @@ def _class_figures(tables, thumbs, writer: "_Writer", step: Callable[[str], None
         figures.append(ReportFigure("PCA of the output space", files, "First two principal components of the "
                                     "class representatives' output vectors."))
     step("graph")
-    figures.append(writer.figure("Nearest-neighbour graph", "graph",
-                                 fig.graph_pages(tables["graph_nodes"], tables["graph_components"]),
-                                 f"{len(tables['graph_components'])} components; an arrow goes from each class to "
-                                 "the class most activated by its image. Nodes take their component's colour, as "
-                                 "in the PCA (light grey beyond the ten largest); larger with a black edge: the "
-                                 "hub; hollow: no image of its own; a mutual pair's two arrows are bent apart.",
-                                 svg=True))
+    if "graph_ranges" not in tables:   # `--graph-ranges all`: the whole graph's pages, else a figure per range
+        figures.append(writer.figure("Nearest-neighbour graph", "graph",
+                                     fig.graph_pages(tables["graph_nodes"], tables["graph_components"]),
+                                     f"{len(tables['graph_components'])} components; an arrow goes from each class "
+                                     f"to the class most activated by its image. Nodes take their component's "
+                                     f"colour, {GRAPH_STYLE}", svg=True))
+        return figures
+    ranges = tables["graph_ranges"]
+    for (first, last), part in ranges.groupby(["first", "last"], sort=False):
+        span = ClassRange(int(first), int(last))
+        figures.append(writer.figure(f"Nearest-neighbour graph of classes {span.name}", f"graph-{span.name}",
+                                     fig.graph_pages(tables["graph_nodes"], part, span=span),
+                                     f"{counted(len(part), 'component')}; an arrow goes from each class of "
+                                     f"{span.name} to the class most activated by its image, which may lie outside "
+                                     "the range (the article graphs each half of ImageNet's classes apart: \"The "
+                                     "first half ... are mostly animals\"). Nodes take the colour of their "
+                                     f"component in the whole graph, {GRAPH_STYLE}", svg=True))
     return figures
+
+
+GRAPH_STYLE = ("as in the PCA (light grey beyond the ten largest); larger with a black edge: the hub; hollow: no "
+               "image of its own; a mutual pair's two arrows are bent apart.")
 
 
 def _video_figure(video: dict) -> ReportFigure:

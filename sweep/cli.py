@@ -170,6 +170,19 @@ class SeedList(click.ParamType):
         return tuple(sorted({int(part) for part in parts}))
 
 
+class GraphRanges(click.ParamType):
+    """`halves`, `all` or class ranges `0-499,500-999` (`analysis.graph.ranges_spec`: ascending, none sharing a
+    class); whether they lie inside the class list is checked against the store (`analysis.graph.graph_ranges`)."""
+    name = "halves|all|A-B,C-D,..."
+
+    def convert(self, value, param, ctx):
+        from analysis.graph import ranges_spec   # on use: `sweep run` never loads the analysis stack
+        try:
+            return ranges_spec(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
 class OneLineErrors(click.Group):
     """A group whose usage errors (a bad option value, a missing option) print one `Error: ...` line, like every
     other user error of the command, followed by click's hint (`Try 'sweep run -h' for help.`) instead of its usage
@@ -360,6 +373,14 @@ def analysis_functions():
               help="The article's margin opposite (Latent space, \"Opposites\": the largest gap to the next output) "
               "is sought among this share of a class image's lowest outputs (our reading: over all of them the "
               "largest gap sits at the top).")
+@click.option("--graph-ranges", type=GraphRanges(), default="halves", show_default=True,
+              help="The class ranges whose nearest-neighbour graphs are also taken apart (components, cliques, "
+              "figures per range; a neighbour outside a range stays its node): halves, the article's (\"The first "
+              "half of the 1000 ImageNet categories are mostly animals\" ... \"For the non-animal half of "
+              "ImageNet, graphing nearest neighbors yields a component with more members than was observed for any "
+              "animal component\"): the first and second half of the model's classes (0-499 and 500-999 of "
+              "ImageNet's, 0-4 and 5-9 of the demo's); all: the whole graph only; or ranges such as "
+              "0-499,500-999. The whole graph's tables are written either way.")
 @click.option("--features", default=None, help="Also compute the feature latent space, LAYER:MAPS "
               "(e.g. inception5a:0,4), through Ray workers.")
 @click.option("--weights", default=None, help="Weights for --features (default: the sweep's).")
@@ -367,10 +388,10 @@ def analysis_functions():
               help="--features on each image resized to the model's input size (the article's 299 px for "
               "GoogLeNet), or at the size it was stored at (490 px for the googlenet preset).")
 @cluster_options
-def analyze(store, metric, margin_share, features, weights, feature_size, address, workers, device, cpus_per_worker,
-            gpu_wait, stall_timeout) -> None:
-    """Tables under {store}/analysis/: classes, opposites, additions, PCA, nearest-neighbour graph (those a store
-    can have: without octave images, no class tables)."""
+def analyze(store, metric, margin_share, graph_ranges, features, weights, feature_size, address, workers, device,
+            cpus_per_worker, gpu_wait, stall_timeout) -> None:
+    """Tables under {store}/analysis/: classes, opposites, additions, PCA, nearest-neighbour graph, whole and per
+    --graph-ranges range (those a store can have: without octave images, no class tables)."""
     if features is None:   # given empty, it is refused below (parse_features), not taken for "not given"
         refuse_given("--features", ("weights", "feature_size", "address", "workers", "device", "cpus_per_worker",
                                     "gpu_wait", "stall_timeout"))
@@ -386,7 +407,8 @@ def analyze(store, metric, margin_share, features, weights, feature_size, addres
                                                                         gpu_wait, stall_timeout)))
             for line in written.lines():
                 click.echo(line)
-        summary = functions[0](open_store(store), metric=metric, margin_share=margin_share)
+        summary = functions[0](open_store(store), metric=metric, margin_share=margin_share,
+                               graph_ranges=graph_ranges)
     for line in summary.lines():
         click.echo(line)
 

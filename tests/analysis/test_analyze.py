@@ -242,3 +242,48 @@ def test_the_summary_names_the_articles_first_opposite_criterion(small_store):
     line, = [line for line in summary.lines() if line.startswith("opposites by least")]
     assert line.startswith("opposites by least (the class image's least activated output, the article's first "
                            "criterion): 3 distinct among 6 classes; mutual pairs 1"), line
+
+
+def test_the_graph_is_taken_apart_by_halves_by_default(small_store):
+    """The article graphs the two halves of ImageNet's classes apart and compares their components ("For the
+    non-animal half of ImageNet, graphing nearest neighbors yields a component with more members than was observed
+    for any animal component"): by default the analysis writes each half's components and says them in a line."""
+    summary = analyze_store(small_store)
+    assert summary.graph_ranges == "halves"
+    assert json.load(open(os.path.join(small_store, "analysis", "summary.json")))["graph_ranges"] == "halves"
+    ranges = _read(small_store, "graph_ranges")
+    assert ranges.groupby("range", sort=False)["size"].max().to_dict() == {"0-2": 2, "3-5": 4}
+    text = "\n".join(summary.lines())
+    assert ("nearest-neighbour graph of classes 0-2: 3 classes with an image, 2 components, the largest has 2 "
+            "members (next 2); counting 1 class outside the range, there as a neighbour; cliques of more than two "
+            "classes: 0") in text
+    assert ("nearest-neighbour graph of classes 3-5: 3 classes with an image, 1 component, the largest has 4 "
+            "members; counting 1 class outside the range") in text
+    assert _read(small_store, "graph_components")["members"].map(list).tolist() == [[2, 3, 4, 5], [0, 1]]  # kept
+
+
+def test_graph_ranges_all_is_the_whole_graph_only_and_explicit_ranges_are_checked(small_store):
+    analyze_store(small_store)
+    summary = analyze_store(small_store, graph_ranges="all")
+    assert summary.ranges == [] and not os.path.exists(os.path.join(small_store, "analysis", "graph_ranges.parquet"))
+    assert not [line for line in summary.lines() if "graph of classes" in line]
+    summary = analyze_store(small_store, graph_ranges="4-5, 0-0")
+    assert summary.graph_ranges == "0-0,4-5" and _read(small_store, "graph_ranges")["range"].tolist() == [
+        "0-0", "4-5"]
+    assert "nearest-neighbour graph of classes 0-0: 1 class with an image, 1 component, the largest has 2 " \
+           "members" in "\n".join(summary.lines())
+    with pytest.raises(StoreError, match=r"^--graph-ranges '0-6': 0-6 goes past the last class, 5 \(the model has 6 "
+                                         r"classes\)$"):
+        analyze_store(small_store, graph_ranges="0-6")
+    with pytest.raises(StoreError, match="0-3 and 3-5 overlap"):
+        analyze_store(small_store, graph_ranges="0-3,3-5")
+    assert _read(small_store, "graph_ranges")["range"].tolist() == ["0-0", "4-5"]   # refused before anything ran
+
+
+def test_a_range_without_class_images_is_said_and_adds_no_row(tmp_path):
+    store = make_small_store(tmp_path / "s", drop=tuple(key_of("octave", "", c, -1, 0) for c in (3, 4, 5)))
+    summary = analyze_store(store)
+    assert "nearest-neighbour graph of classes 3-5: no class with an octave image" in summary.lines()
+    assert set(_read(store, "graph_ranges")["range"]) == {"0-2"}
+    summary = analyze_store(store, graph_ranges="4-5")
+    assert len(_read(store, "graph_ranges")) == 0 and summary.ranges[0]["classes"] == 0

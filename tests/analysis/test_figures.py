@@ -317,6 +317,36 @@ def test_graph_bends_the_two_arrows_of_a_mutual_pair_apart():
     assert [round(p.get_connectionstyle().rad, 2) for p in pair.patches] == [0.2, 0.2]
 
 
+def test_a_class_ranges_graph_pages_draw_only_the_edges_of_its_classes():
+    """The article draws the graph of each half of ImageNet's classes: classes 0-3 of `_tied_graph` point 1 -> 0,
+    2 -> 0, 3 -> 4 and 0 -> 4 (4, outside the range, is drawn as their neighbour; its own arrow 4 -> 0 is not), one
+    component whose hubs are 0 and 4 (pointed at twice each within the range), in its whole-graph colour."""
+    from analysis.graph import ClassRange, graph_from_tables, range_graph, ranges_table
+    nodes, _ = _tied_graph()
+    span = ClassRange(0, 3)
+    rows = ranges_table([(span, range_graph(graph_from_tables(nodes), span))])
+    page, = fig.graph_pages(nodes, rows, span=span)
+    assert page._suptitle.get_text() == "Graph of classes 0-3 (page 1 of 1)"   # a one-panel page is 420 px wide
+    ax, = page.axes
+    assert ax.get_title() == "component 0: 5 classes, hubs n0, n4 (tie)"
+    assert len(ax.patches) == 4 and all(round(p.get_connectionstyle().rad, 2) == 0 for p in ax.patches)
+    faces, edges, _ = _node_styles(ax)
+    assert faces == [drawing.PALETTE[0]] * 5 and [e == drawing.INK for e in edges] == [True, False, False, False,
+                                                                                       True]
+
+
+def test_a_graph_pages_title_fits_its_page():
+    """A page of two pairs is 420 px wide: its title "Nearest-neighbour graph, by component (page 1 of 1)" ran off
+    both sides."""
+    from analysis.graph import ClassRange
+    nodes, comps = _graph_tables([2, 2])
+    for span in (None, ClassRange(0, 499)):
+        page, = fig.graph_pages(nodes, comps, span=span) if span else fig.graph_pages(nodes, comps)
+        title = page._suptitle.get_text()
+        assert drawing.text_px(title, fig.GRAPH_PAGE_FONT) <= page.get_figwidth() * page.dpi
+        assert title.endswith("(page 1 of 1)") and (span is None or "classes 0-499" in title)
+
+
 def test_palette_has_no_grey_and_other_is_lighter_than_every_colour():
     from matplotlib.colors import to_rgb
     greys = [c for c in drawing.PALETTE if np.ptp(to_rgb(c)) < 0.1]

@@ -61,8 +61,8 @@ def test_report_written_with_a_page_per_class(small_report):
     assert index == Path(small_store) / "figures" / "index.html"
     out = index.parent
     files = set(os.listdir(out))
-    for name in ("contact-01.png", "pca.png", "pca.svg", "graph-01.png", "graph-01.svg", "opposites-01.png",
-                 "additions-01.png"):
+    for name in ("contact-01.png", "pca.png", "pca.svg", "graph-0-2-01.png", "graph-3-5-01.svg", "opposites-01.png",
+                 "additions-01.png"):   # the graph by halves of the class list, the article's (`--graph-ranges`)
         assert name in files, name
     assert os.path.exists(os.path.join(small_store, "analysis", "classes.parquet"))
     html = index.read_text()
@@ -349,6 +349,32 @@ def test_analysing_again_keeps_the_earlier_margin_share(small_store):
     assert json.loads(path.read_text())["margin_share"] == 1.0
     with pytest.raises(StoreError, match="margin share must be in"):
         analyze_store(small_store, margin_share=0.0)
+
+
+def test_analysing_again_keeps_the_earlier_graph_ranges_and_draws_a_figure_per_range(small_store_with_report):
+    """`sweep analyze --graph-ranges 2-5,0-1` then, scores being newer, `sweep figures` analyses again with the same
+    ranges (not the default halves) and draws a graph figure per range, titled with it, as the article draws one per
+    half of ImageNet's classes; the earlier report's pages of the halves go, `all` draws the whole graph's again."""
+    from handmade import write_scorer
+    small_store = small_store_with_report
+    out = Path(small_store) / "figures"
+    assert {"graph-0-2-01.png", "graph-3-5-01.svg"} <= set(os.listdir(out))   # the default's, the halves
+    analyze_store(small_store, graph_ranges="2-5,0-1")
+    write_scorer(small_store)
+    log = io.StringIO()
+    html = write_figures(small_store, stream=log).read_text()
+    assert "running `sweep analyze --metric euclidean --graph-ranges 0-1,2-5` first" in log.getvalue()
+    assert json.loads((Path(small_store) / "analysis" / "summary.json").read_text())["graph_ranges"] == "0-1,2-5"
+    graphs = sorted(name for name in os.listdir(out) if name.startswith("graph"))
+    assert graphs == ["graph-0-1-01.png", "graph-0-1-01.svg", "graph-2-5-01.png", "graph-2-5-01.svg"]
+    assert "<h3>Nearest-neighbour graph of classes 0-1</h3>" in html and 'src="graph-2-5-01.png"' in html
+    assert "nearest-neighbour graph of classes 2-5: 4 classes with an image, 1 component" in html
+    svg = (out / "graph-2-5-01.svg").read_text()
+    assert "classes 2-5" in svg
+    analyze_store(small_store, graph_ranges="all")
+    write_figures(small_store)
+    assert sorted(name for name in os.listdir(out) if name.startswith("graph")) == [
+        "graph-01.png", "graph-01.svg", "graph-02.png", "graph-02.svg"]   # today's pages, of the whole graph
 
 
 def test_trajectory_videos_stay_until_dropped(small_store_with_video):

@@ -296,6 +296,10 @@ def test_features_at_an_unknown_size_is_refused_by_the_cli_and_the_library(small
 @pytest.mark.parametrize("extra, fragment", [
     (["--margin-share", "nan"], "Invalid value for '--margin-share': 'nan' is not a finite number"),
     (["--features", ""], "--features '': expected LAYER:MAPS"),   # given empty: refused, as `run --jobs ""`
+    (["--graph-ranges", "0-4,4-9"], "Invalid value for '--graph-ranges': '0-4,4-9': 0-4 and 4-9 overlap (a class "
+                                    "belongs to one range at most)"),
+    (["--graph-ranges", "halfs"], "Invalid value for '--graph-ranges': 'halfs': give halves, all or class ranges "
+                                  "such as 0-499,500-999"),
 ])
 def test_analyze_refuses_an_option_value_that_means_nothing(small_store, tmp_path, extra, fragment):
     store = tmp_path / "store"
@@ -419,6 +423,17 @@ def test_figures_say_when_scores_are_newer_than_the_analysis(handmade_store):
     assert result.exit_code == 0, result.output
     assert "the store's scores (`sweep score`) are newer than the analysis: running `sweep analyze --metric " \
            "euclidean` first" in result.output.splitlines()
+
+
+def test_analyze_graphs_the_halves_by_default_and_refuses_ranges_past_the_last_class(handmade_store):
+    result = invoke("analyze", "--store", handmade_store)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split(":")[0] for line in lines if "graph of classes" in line] == [
+        "nearest-neighbour graph of classes 0-2", "nearest-neighbour graph of classes 3-5"]
+    result = invoke("analyze", "--store", handmade_store, "--graph-ranges", "0-2,3-6")
+    assert result.exit_code != 0 and result.output == ("Error: --graph-ranges '0-2,3-6': 3-6 goes past the last "
+                                                       "class, 5 (the model has 6 classes)\n")
 
 
 def test_figures_keep_trajectory_videos_until_dropped_and_name_keys_with_snapshots(handmade_store):
@@ -660,15 +675,17 @@ def test_every_analyze_option_reaches_the_feature_config_and_the_analysis(monkey
                               FeatureSummary("features.parquet", 2, "block3", (4, 0), "stored", (40,)))
     analysed = []
     monkeypatch.setattr(cli, "analysis_functions", lambda: (
-        lambda store, metric, margin_share: analysed.append((store.uri, metric, margin_share)) or NoLines(), None))
+        lambda store, metric, margin_share, graph_ranges: analysed.append((store.uri, metric, margin_share,
+                                                                           graph_ranges)) or NoLines(), None))
     sweep_fakes.build_store(tmp_path / "s", classes="0-1", jobs="octave")
     result = invoke("analyze", "--store", str(tmp_path / "s"), "--metric", "euclidean", "--features", "block3:4,0",
-                    "--weights", "random", "--feature-size", "stored", "--margin-share", "0.25", *CLUSTER_ARGS)
+                    "--weights", "random", "--feature-size", "stored", "--margin-share", "0.25",
+                    "--graph-ranges", "1-1, 0-0", *CLUSTER_ARGS)
     assert result.exit_code == 0, result.output
     assert features == [((FeatureConfig(store=str(tmp_path / "s"), layer="block3", maps=(4, 0), weights="random",
                                         size="stored", cluster=CLUSTER),), {})]
     assert "wrote features.parquet: 2 images, block3 maps 4,0, at the stored size (40 px)\n" in result.output
-    assert analysed == [(str(tmp_path / "s"), "euclidean", 0.25)]
+    assert analysed == [(str(tmp_path / "s"), "euclidean", 0.25, "0-0,1-1")]
     refused = invoke("analyze", "--store", str(tmp_path / "s"), "--margin-share", "0")
     assert refused.exit_code == 2 and "--margin-share" in refused.output
 
