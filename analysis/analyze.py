@@ -172,6 +172,15 @@ def range_numbers(span: graph_mod.ClassRange, sub) -> dict:
             "cliques_over_two": sum(len(c) > 2 for c in graph_mod.cliques(sub))}
 
 
+def class_ranges(st: Store, graph_ranges: str) -> tuple[graph_mod.ClassRange, ...]:
+    """The class ranges `--graph-ranges graph_ranges` names in the store's class list (`graph.graph_ranges`);
+    StoreError (one line) for ranges malformed or past the last class."""
+    try:
+        return graph_mod.graph_ranges(graph_ranges, st.n_classes)
+    except ValueError as err:
+        raise StoreError(f"--graph-ranges {err}") from None
+
+
 def analyze_store(store: Store | str, metric: str = DEFAULT_METRIC, margin_share: float = MARGIN_SHARE,
                   graph_ranges: str = graph_mod.HALVES) -> AnalysisSummary:
     """Compute every table of a store and write them under {store}/analysis/; returns the summary. `margin_share`:
@@ -199,10 +208,7 @@ def analyze_store_and_keys(store: Store | str, metric: str = DEFAULT_METRIC, mar
     if not 0 < margin_share <= 1:
         raise StoreError(f"margin share must be in (0, 1], got {margin_share}")
     st = open_store(store)
-    try:
-        spans = graph_mod.graph_ranges(graph_ranges, st.n_classes)
-    except ValueError as err:
-        raise StoreError(f"--graph-ranges {err}") from None
+    spans = class_ranges(st, graph_ranges)
     fingerprint = st.fingerprint()   # before reading: a file the sweep adds meanwhile makes the tables stale
     scores_fingerprint = st.fingerprint(SCORES)
     (rows, index), *others = read_rows_for(st, [RowsWanted(NUMERIC_COLUMNS), *also])

@@ -398,9 +398,11 @@ def analyze(store, metric, margin_share, graph_ranges, features, weights, featur
     functions = analysis_functions()
     with reported(store):
         if features is not None:
+            from analysis.analyze import class_ranges
             from sweep.features import FeatureConfig, run_features
             from sweep.plan import parse_features
             layer, maps = parse_features(features)
+            class_ranges(open_store(store), graph_ranges)   # refused before the feature workers start, not after
             written = run_features(FeatureConfig(store=store, layer=layer, maps=maps, weights=weights,
                                                  size=feature_size,
                                                  cluster=cluster_config(address, workers, device, cpus_per_worker,

@@ -690,6 +690,17 @@ def test_every_analyze_option_reaches_the_feature_config_and_the_analysis(monkey
     assert refused.exit_code == 2 and "--margin-share" in refused.output
 
 
+def test_ranges_past_the_last_class_are_refused_before_the_feature_workers_start(monkeypatch, tmp_path):
+    import sweep.features
+    from sweep.features import FeatureSummary
+    features = recorded_calls(monkeypatch, sweep.features, "run_features",
+                              FeatureSummary("features.parquet", 2, "block3", (4, 0), "stored", (40,)))
+    sweep_fakes.build_store(tmp_path / "s", classes="0-1", jobs="octave")
+    result = invoke("analyze", "--store", str(tmp_path / "s"), "--features", "block3:4,0", "--graph-ranges", "0-99")
+    assert result.exit_code != 0 and "0-99 goes past the last class, 9" in result.output, result.output
+    assert features == []
+
+
 def test_the_demos_cluster_options_reach_its_sweep_and_its_scoring(monkeypatch, tmp_path):
     import sweep.cli as cli
     from sweep.driver import SweepSummary
