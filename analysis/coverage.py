@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from jobs.catalog import job_of_key
 from jobs.outputs import NOT_FINITE
 from jobs.text import class_label, counted, listing
 from sweep.plan import Plan
@@ -87,10 +88,10 @@ def coverage(manifest: dict, present_keys: Iterable[str], not_finite_keys: Itera
     for item in plan.items() if plan else ():
         planned.setdefault(item.job, []).append(item.key)
     reports = []
-    for job in dict.fromkeys([*planned, *sorted({k.split(":", 1)[0] for k in present | held_not_finite})]):
-        have = sum(k.startswith(job + ":") for k in present)
+    for job in dict.fromkeys([*planned, *sorted({job_of_key(k) for k in present | held_not_finite})]):
+        have = sum(job_of_key(k) == job for k in present)
         keys = planned.get(job)
-        dropped = tuple(sorted(k for k in held_not_finite if k.startswith(job + ":")))
+        dropped = tuple(sorted(k for k in held_not_finite if job_of_key(k) == job))
         reports.append(JobCoverage(job, have, None if keys is None else len(keys),
                                    tuple(k for k in keys or () if k not in present and k not in held_not_finite),
                                    dropped))

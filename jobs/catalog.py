@@ -73,6 +73,11 @@ def key_of(job: str, variant: str, target: int, partner: int, seed: int, source:
     return f"{key}:{source}" if source else key
 
 
+def job_of_key(key: str) -> str:
+    """The job of a store key (`key_of`): its first field (a job name holds no colon; a layer variant may)."""
+    return key.split(":", 1)[0]
+
+
 def parse_layers(spec: str) -> list[tuple[str, tuple[int, ...]]]:
     """A dream job's layer variant: `"a+b:0,4"` -> [("a", ()), ("b", (0, 4))]: layers joined by `+`, chosen
     feature maps after `:`."""

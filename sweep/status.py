@@ -5,6 +5,7 @@ import collections
 from dataclasses import dataclass
 from typing import Sequence
 
+from jobs.catalog import ALL_JOBS, job_of_key
 from jobs.text import counted, first_line
 from sweep.plan import Plan
 from sweep.store import FAILURES, IMAGES, MANIFEST, Store, StoreError, is_frame_key, open_store, running_sweep
@@ -19,6 +20,7 @@ class StoreStatus:
     still_failing: tuple[tuple[str, str], ...]       # (key, last error) of failed items not in images/
     duplicates: int                                  # keys stored more than once (never, unless files were copied in)
     running: str | None = None                       # the driver holding the store's lease now, described
+    unplanned: tuple[tuple[str, int], ...] = ()      # (job, images) stored that the manifest's plan does not list
 
     @property
     def done(self) -> int:
@@ -43,6 +45,8 @@ class StoreStatus:
         out += [f"{job:<{jw}}{variant or '-':<{vw}}{f'{done}/{total}':>12}"
                 for job, variant, done, total in self.counts]
         out.append(f"{'total':<{jw + vw}}{f'{self.done}/{self.total}':>12}")
+        if self.unplanned:
+            out.append(unplanned_line(self.unplanned))
         out.append(f"failures: {counted(self.failed_attempts, 'failed attempt')}, "
                    f"{counted(len(self.still_failing), 'item')} still failing")
         out += failure_lines(self.still_failing, 20)
@@ -52,6 +56,14 @@ class StoreStatus:
             out.append(f"warning: {counted(self.duplicates, 'row')} of {IMAGES}/ repeat a key stored in an earlier "
                        f"file (the readers take each key from the first file by name)")
         return out
+
+
+def unplanned_line(unplanned: Sequence[tuple[str, int]]) -> str:
+    """The images a store holds beyond its plan, per job: the counts above cover the plan only (a manifest edited
+    by hand, files copied in from another store)."""
+    images = sum(count for _, count in unplanned)
+    return (f"{counted(images, 'image')} outside the plan (stored, but the manifest's options plan no such item): "
+            + ", ".join(f"{job} {count}" for job, count in unplanned))
 
 
 def failure_lines(failed: Sequence[tuple[str, str]], limit: int, more: str = "") -> list[str]:
@@ -76,6 +88,8 @@ def store_status(store: Store | str) -> StoreStatus:
         planned[item.job, item.variant] += 1
         done[item.job, item.variant] += item.key in stored
     counts = tuple((job, variant, done[job, variant], total) for (job, variant), total in planned.items())
+    planned_keys = {item.key for item in items}
+    unplanned = collections.Counter(job_of_key(key) for key in stored if key not in planned_keys)
     failures = store.read(FAILURES, ["key", "attempt", "error"]).to_pylist()
     last: dict[str, tuple[int, str]] = {}
     for row in failures:
@@ -83,7 +97,13 @@ def store_status(store: Store | str) -> StoreStatus:
             last[row["key"]] = (row["attempt"], row["error"])
     return StoreStatus(store.uri, manifest, counts, len(failures),
                        tuple(sorted((k, e) for k, (_, e) in last.items())), len(keys) - len(stored),
-                       running_sweep(store))
+                       running_sweep(store), tuple(sorted(unplanned.items(), key=catalog_order)))
+
+
+def catalog_order(job_count: tuple[str, int]) -> tuple[int, str]:
+    """Jobs in the catalog's order, a name it lacks after them."""
+    job = job_count[0]
+    return (ALL_JOBS.index(job) if job in ALL_JOBS else len(ALL_JOBS), job)
 
 
 def planned_items(store: Store) -> list:

@@ -195,11 +195,11 @@ class DieAfterWriteWorker(SweepWorker):
 
 def build_store(path, *, classes: str = "0-3", jobs: str = "octave,opposite,addition", pairs: str | None = "0+1,2+3",
                 variants: str | None = None, model: str = "digits", weights: str = "random", batch_size: int = 4,
-                trajectory=None, engine=run_batch) -> None:
+                trajectory=None, engine=run_batch, images: tuple[str, ...] = ()) -> None:
     """A small real store written in-process (no Ray), as `sweep run` writes it: digits with random weights unless
-    told otherwise, tiny schedule."""
+    told otherwise, tiny schedule; `images`: `--images` for the jobs from real images (their pictures stored)."""
     from jobs.catalog import PAIRED, VARIANTS
-    from sweep.driver import SweepConfig, prepare
+    from sweep.driver import SweepConfig, prepare, write_sources
     from sweep.worker import WorkerConfig
     chosen = jobs.split(",")
     if not PAIRED.intersection(chosen):   # the pairs and variants asked for are for the jobs that read them:
@@ -208,8 +208,9 @@ def build_store(path, *, classes: str = "0-3", jobs: str = "octave,opposite,addi
         variants = None
     prepared = prepare(SweepConfig(store=str(path), model=model, weights=weights, schedule="tiny", jobs=jobs,
                                    classes=classes, pairs=pairs, variants=variants, batch_size=batch_size,
-                                   trajectory=trajectory))
+                                   trajectory=trajectory, images=tuple(images)))
     prepared.store.write_manifest(prepared.manifest)
+    write_sources(prepared.store, prepared.sources, prepared.manifest.get("sources", {}), every=True)
     worker = SweepWorker(WorkerConfig(prepared.store.uri, model, weights, prepared.schedule, trajectory=trajectory))
     worker.run_batch = engine
     for batch in prepared.plan.batches():

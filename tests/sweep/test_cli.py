@@ -180,6 +180,25 @@ def test_status_warns_of_keys_stored_twice(small_store, tmp_path):
             "each key from the first file by name)") in report.lines()
 
 
+def test_status_counts_the_images_outside_the_plan_on_a_line_of_their_own(tmp_path):
+    """A manifest whose options lost `sources` (edited by hand) plans no item of the jobs from real images: status
+    said 4/4 of a store holding 8 images, silently. The counts stay the plan's; the images beyond it are a line of
+    their own, per job."""
+    store = tmp_path / "s"
+    sweep_fakes.build_store(store, classes="0-1", jobs="octave,opposite,transfigure", images=("noise:2",))
+    whole = store_status(str(store))
+    assert (whole.done, whole.total, whole.unplanned) == (8, 8, ())
+    manifest = json.loads((store / "manifest.json").read_text())
+    del manifest["options"]["sources"]
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    report = store_status(str(store))
+    assert (report.done, report.total, report.unplanned) == (4, 4, (("transfigure", 4),))
+    result = invoke("status", "--store", str(store))
+    assert result.exit_code == 0, result.output                   # the plan is complete
+    assert ("4 images outside the plan (stored, but the manifest's options plan no such item): transfigure 4"
+            in result.output.splitlines())
+
+
 def test_run_into_a_store_of_another_sweep_is_refused(small_store):
     before = sorted(p.name for p in small_store.rglob("*"))
     result = invoke("run", "--store", str(small_store), "--model", "digits", "--weights", "random",
