@@ -62,7 +62,7 @@ from jobs.schedules import SOURCE_FITS
 from jobs.text import class_label, counted
 from sweep.export import UniqueNames, safe_name   # the one file-name rule, shared with `sweep export`
 from sweep.progress import Progress
-from sweep.store import SCORES, TRAJECTORIES, Store, job_schedule, open_store, source_file
+from sweep.store import SCORES, TRAJECTORIES, Store, job_schedule, open_store, require_images, source_file
 
 GRID_THUMB = fig.GRID_THUMB   # px, images in the grids
 PAGE_THUMB = 256         # px, images written for the HTML pages (never enlarged; the browser scales them)
@@ -216,6 +216,7 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     """
     st = open_store(store) if isinstance(store, str) else store
     choice = SeedChoice.of_store(st.manifest, seeds)
+    require_images(st)   # first: an emptied images/ is not "newer than the analysis"
     folder = output_folder(out, st)
     listed = listed_videos(folder) if keep_trajectories else []   # read once: what to redraw, and what to keep
     redrawn = redrawn_video_keys(st, folder, listed)

@@ -19,7 +19,7 @@ from sweep.fleet import DEVICES, ClusterConfig
 from sweep.interrupts import INTERRUPTED, INTERRUPTED_STATUS, install_interrupt_handlers, restore_handlers
 from sweep.plan import PlanError, comma_items
 from sweep.score import SCORE_BATCH, ScoreConfig, run_score
-from sweep.store import StoreError, object_store_problem, open_store
+from sweep.store import StoreError, object_store_problem, open_store, require_images
 
 DEMO_STORE = "./demo-store"
 DEMO_BATCH = 16   # the digits preset renders fastest per image around 16 per batch on a CPU
@@ -440,6 +440,7 @@ def figures(store, out, trajectories, keep_trajectories, seeds) -> None:
     with reported(store):
         st = open_store(store)
         choice = SeedChoice.of_store(st.manifest, seeds)   # a seed the store lacks: refused before anything runs
+        require_images(st)                                  # no hint about the seeds of a store without images
         if choice.hint() and not given("seeds"):
             click.echo(choice.hint())
         index = functions[1](st, out, trajectories=trajectories, keep_trajectories=keep_trajectories, seeds=seeds)

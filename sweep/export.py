@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 import pyarrow as pa
 
 from jobs.text import counted, listing
-from sweep.store import FRAMES, IMAGES, Store, StoreError, no_images_yet, open_store, unreadable
+from sweep.store import FRAMES, IMAGES, Store, StoreError, open_store, require_images, unreadable
 
 COLUMNS = ["key", "job", "variant", "target", "partner", "seed", "target_name", "partner_name", "png"]
 # Columns older stores lack, and the values of missing data (stored as nulls).
@@ -204,8 +204,7 @@ def export_pngs(store: Store | str, out: str | Path, *, overwrite: bool = False)
     if not store.is_object_store and out.resolve().is_relative_to(Path(store.root).resolve()):
         raise StoreError(f"--out {out} is inside the store: export into a folder of its own (PNGs among the store's "
                          f"folders would be taken for part of it)")
-    if not store.files(IMAGES):
-        raise no_images_yet(store)
+    require_images(store)
     files = checked_files(store)
     names = UniqueNames()
     targets = {key: inside(out, names.claim(png_name(row), key))

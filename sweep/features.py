@@ -21,7 +21,7 @@ from jobs.text import counted, size_note
 from sweep.fleet import ClusterConfig, SweepError, check_cluster, run_on_fleet
 from sweep.plan import PlanError
 from sweep.progress import Progress
-from sweep.store import ANALYSIS, IMAGES, Store, StoreError, no_images_yet
+from sweep.store import ANALYSIS, IMAGES, Store, StoreError, require_images
 from sweep.worker import WorkerConfig
 
 FEATURES_FILE = f"{ANALYSIS}/features.parquet"
@@ -73,8 +73,7 @@ def check(config: FeatureConfig) -> tuple[Store, dict]:
     manifest = store.read_manifest()
     if manifest is None:
         raise StoreError(f"{store.uri} has no manifest.json: not a sweep store")
-    if not store.files(IMAGES):
-        raise no_images_yet(store)
+    require_images(store)
     weights = config.weights or manifest.get("weights_source", "DEFAULT")
     model = load_model(manifest["model"], weights)
     if model.weights_id != manifest["weights"]:

@@ -35,7 +35,7 @@ from jobs.text import counted, first_line
 from sweep.fleet import ClusterConfig, SweepError, check_cluster, run_on_fleet
 from sweep.plan import PlanError, parse_names
 from sweep.progress import Progress
-from sweep.store import IMAGES, SCORES, Store, StoreError, decode_png, is_frame_key, no_images_yet, open_store, \
+from sweep.store import IMAGES, SCORES, Store, StoreError, decode_png, is_frame_key, open_store, require_images, \
     why_unreadable
 from sweep.worker import SweepWorker, WorkerConfig
 
@@ -310,8 +310,7 @@ def prepare(config: ScoreConfig) -> Prepared:
         raise PlanError(f"batch size must be at least 1 (got {config.batch_size})")
     store = open_store(config.store)
     manifest = store.manifest
-    if not store.files(IMAGES):
-        raise no_images_yet(store)
+    require_images(store)
     model = load_model(config.model, config.weights)          # refuses unknown models and missing weights here
     if model.n_classes != store.n_classes:
         raise PlanError(f"{model.name} has {model.n_classes} classes, the store's model {manifest['model']} has "

@@ -1359,6 +1359,13 @@ def no_images_yet(store: "Store") -> StoreError:
     return StoreError(f"store {store.uri} holds no images yet: {why}")
 
 
+def require_images(store: "Store") -> None:
+    """Refuse a store whose images/ lists no finished file (`no_images_yet`): before a reader says anything else of
+    it (that its analysis is older than its images, say)."""
+    if not store.files(IMAGES):
+        raise no_images_yet(store)
+
+
 def busy(store: "Store", holder: dict, timeout: float) -> StoreBusy:
     return StoreBusy(f"store {store.uri} is in use by another sweep run ({describe_lease(holder)}): wait for it to "
                      f"finish; a driver that died releases the store after {stale_after(holder, timeout):g} s "

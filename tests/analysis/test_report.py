@@ -131,6 +131,18 @@ def test_figures_on_a_store_with_unreadable_png_column_fail_clearly(small_store)
         write_figures(small_store)
 
 
+def test_figures_of_a_store_whose_images_were_removed_say_that_alone(small_store):
+    """An analysed store whose images/ was emptied: `write_figures` said "the store's images are newer than the
+    analysis: running `sweep analyze` first" before the analysis refused the store for holding no images."""
+    analyze_store(small_store)
+    for path in Path(small_store, "images").iterdir():
+        path.unlink()
+    stream = io.StringIO()
+    with pytest.raises(StoreError, match="holds no images yet: run `sweep run` first"):
+        write_figures(small_store, stream=stream)
+    assert stream.getvalue() == "" and not Path(small_store, "figures").exists()
+
+
 def test_stores_given_as_uris(small_store, tmp_path):
     uri = "file://" + small_store
     summary = analyze_store(uri)

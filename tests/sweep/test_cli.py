@@ -562,6 +562,20 @@ def test_figures_refuse_a_seed_the_store_lacks_and_a_malformed_list(two_seed_sto
     assert figures_calls == [] and not (tmp_path / "two" / "analysis").exists()
 
 
+@pytest.mark.parametrize("analysed", [True, False])
+def test_figures_of_a_store_whose_images_were_removed_say_only_that_it_holds_none(two_seed_store, analysed):
+    """An emptied images/ was "newer than the analysis" (or "no analysis yet"), and a store of two seeds got the
+    --seeds hint, before "holds no images yet": now that line alone."""
+    if analysed:
+        assert invoke("analyze", "--store", two_seed_store).exit_code == 0
+    for path in Path(two_seed_store, "images").iterdir():
+        path.unlink()
+    result = invoke("figures", "--store", two_seed_store)
+    assert result.exit_code == 2 and result.output.splitlines() == [
+        f"Error: store {two_seed_store} holds no images yet: run `sweep run` first"]
+    assert not Path(two_seed_store, "figures").exists()
+
+
 # ---- wiring: every option of a command reaches the library's config (the library call replaced, no Ray) ---------
 
 def recorded_calls(monkeypatch, module, name: str, returns) -> list:
