@@ -37,7 +37,7 @@ import posixpath
 import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TextIO
 
@@ -128,7 +128,7 @@ def stale_reason(st: Store, summary: AnalysisSummary | None) -> str | None:
     return f"{ANALYSIS_DIR}/{missing[0]} is missing" if missing else None
 
 
-def current_summary(store: str, stream: TextIO | None = None
+def current_summary(store: Store | str, stream: TextIO | None = None
                     ) -> tuple[AnalysisSummary, tuple[Rows | None, dict[str, list[str]]] | None]:
     """The store's analysis summary, running the analysis first (and saying why in one line on `stream`, stderr by
     default) when it is missing, or older than the images, the scores or this version of the analysis; and when it
@@ -150,7 +150,7 @@ def current_summary(store: str, stream: TextIO | None = None
         again = f"--metric {metric}" + (f" --margin-share {share:g}" if share != MARGIN_SHARE else "") \
             + (f" --graph-ranges {ranges}" if ranges != HALVES else "")
         print(f"{reason}: running `sweep analyze {again}` first", file=stream or sys.stderr, flush=True)
-        summary, _, ((rows, index),) = analyze_store_and_keys(store, metric, share, also=[IMAGE_JOB_ROWS],
+        summary, _, ((rows, index),) = analyze_store_and_keys(st, metric, share, also=[IMAGE_JOB_ROWS],
                                                               graph_ranges=ranges)
         return summary, (rows if len(rows) else None, index)
     return summary, None
@@ -218,24 +218,25 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     choice = SeedChoice.of_store(st.manifest, seeds)
     require_images(st)   # first: an emptied images/ is not "newer than the analysis"
     folder = output_folder(out, st)
-    listed = listed_videos(folder) if keep_trajectories else []   # read once: what to redraw, and what to keep
-    redrawn = redrawn_video_keys(st, folder, listed)
-    snapshots = recorded_snapshots(st, list(dict.fromkeys([*trajectories, *redrawn])))   # refused before writing
-    summary, analysed = current_summary(st.uri, stream)
-    st = open_store(st.uri)   # the analysis may have written tables since
-    tables = load_tables(st)
-    if "additions" in tables:   # every seed's images; the classes' and opposites' tables hold one image per class
-        tables["additions"] = choice.rows(tables["additions"])
-        if tables["additions"].empty:   # none of the chosen seeds': no grid (an empty one was drawn)
-            del tables["additions"]
-    classes = tables.get("classes")
-    opposites = tables.get("opposites")
-    additions = tables.get("additions")
-    keys = list(classes["key"]) if classes is not None else []
-    keys += list(opposites["key"]) if opposites is not None else []
-    keys += list(additions["key"]) if additions is not None else []
-    with _Writer(folder) as writer:
-        return _write_report(st, summary, tables, keys, writer, stream, snapshots, listed or [], choice, analysed)
+    with st.keeping_objects() as st:   # on an object store a file's numbers and pictures come from one fetch
+        listed = listed_videos(folder) if keep_trajectories else []   # read once: what to redraw, and what to keep
+        redrawn = redrawn_video_keys(st, folder, listed)
+        snapshots = recorded_snapshots(st, list(dict.fromkeys([*trajectories, *redrawn])))   # refused before writing
+        summary, analysed = current_summary(st, stream)
+        st = replace(st)   # the store read afresh (the analysis may have written tables since), its kept objects kept
+        tables = load_tables(st)
+        if "additions" in tables:   # every seed's images; the classes' and opposites' tables: one image per class
+            tables["additions"] = choice.rows(tables["additions"])
+            if tables["additions"].empty:   # none of the chosen seeds': no grid (an empty one was drawn)
+                del tables["additions"]
+        classes = tables.get("classes")
+        opposites = tables.get("opposites")
+        additions = tables.get("additions")
+        keys = list(classes["key"]) if classes is not None else []
+        keys += list(opposites["key"]) if opposites is not None else []
+        keys += list(additions["key"]) if additions is not None else []
+        with _Writer(folder) as writer:
+            return _write_report(st, summary, tables, keys, writer, stream, snapshots, listed or [], choice, analysed)
 
 
 def listed_videos(folder: Store) -> list[dict] | None:

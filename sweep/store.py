@@ -34,7 +34,8 @@ as a whole), and a failure becomes one `StoreError` line naming the store and wh
 endpoint, missing bucket, missing or refused credentials), with no secret in it. A Parquet file that a reader wants
 whole or in parts (`parquet_file`) is fetched with one GET and read from memory; a reader of the numbers beside
 the PNGs reads a large file on S3 by ranges instead (`read_chosen`); a pass over a folder's files reads
-READ_THREADS of them at once on S3 (`each_file`, and `stream_files` for results read one at a time).
+READ_THREADS of them at once on S3 (`each_file`, and `stream_files` for results read one at a time). A command that
+reads a file again (its numbers, then its pictures) keeps the objects it fetched whole (`Store.keeping_objects`).
 """
 from __future__ import annotations
 
@@ -48,13 +49,15 @@ import json
 import os
 import random
 import re
+import shutil
 import socket
+import tempfile
 import threading
 import time
 import urllib.parse
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
@@ -90,6 +93,7 @@ SOURCE_PNG_LEVEL = 1                  # zlib level of sources/*.png: a 1000 x 75
 # smaller one costs less time whole, in one GET, than in the two or three requests of ranged reads (the footer's
 # alone reads the last 64 KB).
 RANGED_READ_BYTES = 1 << 20
+KEPT_SHARE = 0.5   # the share of the temporary folder's free space that a command's kept objects may take at most
 # Manifest fields that must match for a run to write into an existing store (package_version and created may differ).
 COMPARED_FIELDS = ("format", "model", "weights", "schedule_id", "n_classes")
 # Fields every manifest has (a hand-edited one without them is refused in one line, not deep in a command).
@@ -649,12 +653,50 @@ def job_schedule(manifest: dict, job: str) -> dict:
     return (manifest.get("schedule_contents") or {}).get(entry.get("schedule_id")) or {}
 
 
+class KeptObjects:
+    """Whole objects of an object store that one command fetched, kept as files of a local temporary folder for its
+    later reads of them (`Store.keeping_objects`): `sweep figures` reads the numbers of every images/ and frames/
+    file, then the pictures of those holding an image shown, and where the numbers' read fetched an object whole
+    (every object on GCS, one under RANGED_READ_BYTES on S3) the pictures' read takes the local copy. Objects are
+    kept while they fit in `budget` bytes; one that does not fit is fetched again when read again. Safe for the
+    threads of `Store.each_file`."""
+
+    def __init__(self, folder: str, budget: int) -> None:
+        self.folder = folder
+        self.budget = budget                  # bytes left
+        self.files: dict[str, str] = {}       # object path -> its local copy
+        self.lock = threading.Lock()
+
+    def read(self, path: str) -> bytes | None:
+        """The kept bytes of the object at `path`, None when it is not kept."""
+        with self.lock:
+            local = self.files.get(path)
+        if local is None:
+            return None
+        with open(local, "rb") as f:
+            return f.read()
+
+    def keep(self, path: str, data: bytes) -> None:
+        """Keep the whole object at `path` (its `data`) when it fits in what is left of the budget."""
+        with self.lock:
+            if path in self.files or len(data) > self.budget:
+                return
+            self.budget -= len(data)
+        local = os.path.join(self.folder, uuid.uuid4().hex)
+        with open(local, "wb") as f:
+            f.write(data)
+        with self.lock:
+            self.files[path] = local
+
+
 @dataclass(frozen=True)
 class Store:
-    """A store location: `uri` as given, the pyarrow file system and the root path inside it."""
+    """A store location: `uri` as given, the pyarrow file system and the root path inside it; `kept`: the objects
+    this command fetched whole, kept for its later reads of them (`keeping_objects`)."""
     uri: str
     fs: pafs.FileSystem
     root: str
+    kept: KeptObjects | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def open(cls, uri: str) -> "Store":
@@ -724,6 +766,19 @@ class Store:
     @property
     def is_object_store(self) -> bool:
         return self.fs.type_name in OBJECT_STORES
+
+    @contextlib.contextmanager
+    def keeping_objects(self) -> Iterator["Store"]:
+        """This store, which on an object store keeps each object it fetches whole in a local temporary folder for
+        later reads in the same command (`KeptObjects`; removed on leaving), so that a file whose numbers and then
+        pictures are read is fetched once; at most KEPT_SHARE of that folder's free space. A local store is
+        read where it is: this store as it is."""
+        if not self.is_object_store:
+            yield self
+            return
+        with tempfile.TemporaryDirectory(prefix="classweep-kept-") as folder:
+            budget = int(shutil.disk_usage(folder).free * KEPT_SHARE)
+            yield replace(self, kept=KeptObjects(folder, budget))
 
     def bounded(self, call: Callable[..., T], *args, **kwargs) -> T:
         """`call(*args, **kwargs)`: on an object store given up after `LIMITS.call_seconds` (TimeoutError, which
@@ -900,6 +955,8 @@ class Store:
         the dataset refused it: refused here too, with the dataset's error (ArrowInvalid). On GCS the dataset reader
         stays: a ParquetFile opens pyarrow's GCS random-access file, which starts its download holding the GIL
         (`parquet_file`), where the dataset reader opens it without."""
+        if self.fs.type_name == "gcs" and self.kept is not None:   # whole, kept for this command's next read
+            return self._parquet_of_whole_object(path).read(columns=columns)
         if self.fs.type_name == "gcs":
             return pq.read_table(path, columns=columns, filesystem=self.fs)
         with pq.ParquetFile(path, filesystem=self.fs, pre_buffer=self.is_object_store) as parquet:
@@ -917,7 +974,16 @@ class Store:
         if not self.is_object_store:
             return pq.ParquetFile(path, filesystem=self.fs)
         with self._object_failures():
+            return self._parquet_of_whole_object(path)
+
+    def _parquet_of_whole_object(self, path: str) -> pq.ParquetFile:
+        """An object's ParquetFile, read from memory: its kept copy (`keeping_objects`), else one bounded GET of
+        the whole (then kept)."""
+        data = self.kept.read(path) if self.kept is not None else None
+        if data is None:
             data = self.bounded(self._whole_file, path)
+            if self.kept is not None:
+                self.kept.keep(path, data)
         return pq.ParquetFile(pa.BufferReader(data))
 
     def read_chosen(self, path: str, choose: Callable[[pa.Schema], Sequence[str]]) -> pa.Table:
@@ -934,10 +1000,17 @@ class Store:
             return self.bounded(self._read_chosen_on_s3, path, choose)
 
     def _read_chosen_on_s3(self, path: str, choose: Callable[[pa.Schema], Sequence[str]]) -> pa.Table:
+        data = self.kept.read(path) if self.kept is not None else None
+        if data is not None:
+            parquet = pq.ParquetFile(pa.BufferReader(data))
+            return parquet.read(columns=choose(parquet.schema_arrow))
         with self.fs.open_input_file(path) as file:   # its size, from the HEAD request a ranged read makes anyway
             small = file.size() < RANGED_READ_BYTES
-            source = pa.BufferReader(file.read()) if small else file
-            parquet = pq.ParquetFile(source, pre_buffer=not small)
+            if small:
+                data = file.read()
+                if self.kept is not None:
+                    self.kept.keep(path, data)
+            parquet = pq.ParquetFile(pa.BufferReader(data) if small else file, pre_buffer=not small)
             return parquet.read(columns=choose(parquet.schema_arrow))
 
     def file_schema(self, path: str) -> pa.Schema:

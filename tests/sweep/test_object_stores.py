@@ -9,6 +9,7 @@ tests, which check the store with the same code as their local twins (`sweep_fak
 """
 from __future__ import annotations
 
+import collections
 import http.server
 import io
 import logging
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -337,6 +339,59 @@ def test_figures_download_each_object_s_pictures_at_most_once(s3, monkeypatch, t
     write_figures(uri, str(tmp_path / "report"))
     for path, size in sizes.items():   # the pictures once (each object holds one shown), the numbers by ranges
         assert size <= sent[path] < 1.25 * size, (path, sent[path] / size)
+
+
+def objects_sent(server: Server, monkeypatch) -> collections.Counter:
+    """From now on, the bytes of object contents the server sends, per object path ("BUCKET/NAME/images/...", as
+    `Server.fs` lists it): moto's responses (S3), or the emulator's media downloads (GCS; not its metadata)."""
+    sent = collections.Counter()
+    if server.scheme == "s3":
+        from moto.moto_server import werkzeug_app
+        serve = werkzeug_app.DomainDispatcherApplication.__call__
+
+        def counting(self, environ, start_response):
+            body = b"".join(serve(self, environ, start_response))
+            sent[environ.get("PATH_INFO", "").lstrip("/")] += len(body)
+            return [body]
+        monkeypatch.setattr(werkzeug_app.DomainDispatcherApplication, "__call__", counting)
+        return sent
+    from gcp_storage_emulator import server as emulator
+    close = emulator.Response.close
+
+    def counting_gcs(self):
+        path, _, query = self._handler.path.partition("?")
+        if "alt=media" in query.split("&"):   # /storage/v1/b/BUCKET/o/NAME%2F...: an object's contents
+            bucket, _, name = path.removeprefix("/storage/v1/b/").partition("/o/")
+            sent[f"{bucket}/{urllib.parse.unquote(name)}"] += len(self._content)
+        return close(self)
+    monkeypatch.setattr(emulator.Response, "close", counting_gcs)
+    return sent
+
+
+@pytest.mark.parametrize("analysed", [True, False], ids=["analysed", "analysis-in-figures"])
+def test_figures_fetch_each_small_object_once(server, monkeypatch, tmp_path, analysed):
+    """`sweep figures` on GCS fetched every images/ object shown two or three times whole (its numbers or keys,
+    then its pictures), on S3 one under RANGED_READ_BYTES twice when the analysis ran in the command: now an object
+    fetched whole is kept for the command (`Store.keeping_objects`), counted here as the bytes the server sends of
+    each (objects of about 250 KB, each holding a picture shown)."""
+    import dataclasses
+
+    import numpy as np
+    from analysis import analyze_store, write_figures
+    from analysis.synthetic import noise_png, write_store
+    from tests.analysis.handmade import NAMES, OPTIONS, small_images
+    rng, name = np.random.default_rng(0), f"figures-once-{analysed}"
+    pngs = [noise_png(rng, 120) for _ in range(4)]
+    write_store(server.uri(name), NAMES, [dataclasses.replace(image, png=pngs[n % 4])
+                                          for n, image in enumerate(small_images())], options=OPTIONS)
+    if analysed:
+        analyze_store(server.uri(name))
+    sizes = {info.path: info.size for info in server.fs.get_file_info(pafs.FileSelector(f"{BUCKET}/{name}/images"))}
+    assert len(sizes) == 2 and max(sizes.values()) < store_module.RANGED_READ_BYTES
+    sent = objects_sent(server, monkeypatch)
+    write_figures(server.uri(name), str(tmp_path / "report"), stream=io.StringIO())
+    for path, size in sizes.items():   # once whole (on S3, beside the analysis, the keys by ranges)
+        assert size <= sent[path] < 1.3 * size, (path, sent[path] / size)
 
 
 def damaged_footer(data: bytes) -> bytes:

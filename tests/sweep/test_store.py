@@ -730,3 +730,19 @@ def test_sweep_run_check_files_reaches_the_resume_s_pass(tmp_path, monkeypatch):
     for config in configs:
         reconcile_store(prepare(config), io.StringIO())
     assert passes == [False, True]
+
+
+def test_kept_objects_keep_what_fits_in_their_budget(tmp_path):
+    """`Store.keeping_objects`' local copies: an object is kept while it fits in what is left of the budget (one that
+    does not fit is fetched again when read again), each once; a local store is read where it is."""
+    from sweep.store import KeptObjects
+    kept = KeptObjects(str(tmp_path), budget=10)
+    kept.keep("b/images/a", b"123456")
+    kept.keep("b/images/a", b"123456")                     # kept already: nothing more taken of the budget
+    kept.keep("b/images/b", b"12345")                      # 5 > the 4 bytes left
+    kept.keep("b/images/c", b"1234")
+    assert [kept.read(f"b/images/{name}") for name in "abc"] == [b"123456", None, b"1234"]
+    assert kept.budget == 0 and len(os.listdir(tmp_path)) == 2
+    store = Store.open(str(tmp_path / "s"))
+    with store.keeping_objects() as same:
+        assert same is store and same.kept is None
