@@ -62,7 +62,8 @@ from jobs.schedules import SOURCE_FITS
 from jobs.text import class_label, counted
 from sweep.export import UniqueNames, safe_name   # the one file-name rule, shared with `sweep export`
 from sweep.progress import Progress
-from sweep.store import SCORES, TRAJECTORIES, Store, job_schedule, open_store, require_images, source_file
+from sweep.store import (SCORES, TRAJECTORIES, Store, StoreError, job_schedule, open_store, require_images, source_file,
+                         why_unreadable)
 
 GRID_THUMB = fig.GRID_THUMB   # px, images in the grids
 PAGE_THUMB = 256         # px, images written for the HTML pages (never enlarged; the browser scales them)
@@ -109,8 +110,19 @@ def load_tables(st: Store) -> dict[str, pd.DataFrame]:
     for name in names:
         data = st.read_bytes(f"{ANALYSIS_DIR}/{name}.parquet")
         if data is not None:
-            out[name] = pq.read_table(pa.BufferReader(data)).to_pandas()
+            out[name] = analysis_table(st, name, data)
     return out
+
+
+def analysis_table(st: Store, name: str, data: bytes) -> pd.DataFrame:
+    """The analysis table `name` from its file's bytes; a damaged file is refused in one line naming it and the
+    command that writes it again."""
+    try:
+        return pq.read_table(pa.BufferReader(data)).to_pandas()
+    except (pa.ArrowException, OSError) as error:
+        again = f"sweep analyze --store {st.uri}" + (" --features LAYER:MAPS" if name == "features" else "")
+        raise StoreError(f"unreadable file {st.location(ANALYSIS_DIR, f'{name}.parquet')}: {why_unreadable(error)} "
+                         f"(`{again}` writes it again)") from None
 
 
 def stale_reason(st: Store, summary: AnalysisSummary | None) -> str | None:
@@ -324,7 +336,6 @@ def recorded_snapshots(st: Store, keys: list[str]) -> dict[str, pd.DataFrame]:
     in the order asked; StoreError for a key without any."""
     if not keys:
         return {}
-    from sweep.store import StoreError
     table = stored_snapshots(st, ["key", "step", "octave", "target", "label", "logits", "png"], keys)
     found = pd.DataFrame() if table is None else table.to_pandas()
     out = {}

@@ -143,6 +143,18 @@ def test_figures_of_a_store_whose_images_were_removed_say_that_alone(small_store
     assert stream.getvalue() == "" and not Path(small_store, "figures").exists()
 
 
+@pytest.mark.parametrize("table, again", [("classes", ""), ("features", " --features LAYER:MAPS")])
+def test_figures_refuse_a_damaged_analysis_table_naming_it_and_the_command_that_writes_it(small_store, table,
+                                                                                          again):
+    """A damaged analysis/ table was pyarrow's "Could not open Parquet input source '<Buffer>'": no file named."""
+    analyze_store(small_store)
+    Path(small_store, "analysis", f"{table}.parquet").write_bytes(b"not parquet")
+    with pytest.raises(StoreError) as refused:
+        write_figures(small_store, stream=io.StringIO())
+    assert str(refused.value).startswith(f"unreadable file {small_store}/analysis/{table}.parquet: ")
+    assert str(refused.value).endswith(f"(`sweep analyze --store {small_store}{again}` writes it again)")
+
+
 def test_stores_given_as_uris(small_store, tmp_path):
     uri = "file://" + small_store
     summary = analyze_store(uri)
