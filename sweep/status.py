@@ -112,6 +112,18 @@ def planned_items(store: Store) -> list:
     try:
         return list(Plan.from_options(store.manifest["options"]).items())
     except (KeyError, TypeError, ValueError) as error:
-        missing = f"no {error.args[0]}" if isinstance(error, KeyError) and error.args else first_line(error)
-        raise StoreError(f"{store.uri}/{MANIFEST} holds no sweep plan (options: {missing}): status cannot tell "
-                         f"what is missing") from None
+        raise StoreError(f"{store.uri}/{MANIFEST} holds no sweep plan (options: "
+                         f"{plan_problem(store.manifest['options'], error)}): status cannot tell what is missing") \
+            from None
+
+
+def plan_problem(options: dict, error: Exception) -> str:
+    """What is wrong with a manifest's options that `Plan.from_options` could not expand, in a few words: an option
+    missing (`no jobs`), a job the catalog does not have (a KeyError too), or the error's first line."""
+    if not isinstance(error, KeyError) or not error.args:
+        return first_line(error)
+    name = error.args[0]
+    jobs = options.get("jobs")
+    if isinstance(jobs, list) and name in jobs and name not in ALL_JOBS:
+        return f"unknown job {name!r}"
+    return f"no {name}"

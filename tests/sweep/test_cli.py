@@ -274,19 +274,25 @@ def test_status_of_a_complete_store_exits_0(tmp_path):
     assert "run live-run" in result.output and f"pid {os.getpid()}" in result.output
 
 
-@pytest.mark.parametrize("option", ["jobs", "classes", "seeds"])
-def test_status_of_a_manifest_without_its_plan_says_so_in_one_line(small_store, tmp_path, option):
-    """A hand-edited manifest whose options lack what the plan expands from: one line, not a KeyError's
-    traceback."""
+@pytest.mark.parametrize("option, edit, problem", [
+    ("jobs", None, "no jobs"), ("classes", None, "no classes"), ("seeds", None, "no seeds"),
+    ("jobs", ["octave", "paint"], "unknown job 'paint'"),   # was "no paint", as if an option named paint were missing
+])
+def test_status_of_a_manifest_without_its_plan_says_so_in_one_line(small_store, tmp_path, option, edit, problem):
+    """A hand-edited manifest whose options lack what the plan expands from (or name a job there is none of): one
+    line, not a KeyError's traceback."""
     store = tmp_path / "edited"
     shutil.copytree(small_store, store)
     manifest = json.loads((store / "manifest.json").read_text())
-    del manifest["options"][option]
+    if edit is None:
+        del manifest["options"][option]
+    else:
+        manifest["options"][option] = edit
     (store / "manifest.json").write_text(json.dumps(manifest))
     result = invoke("status", "--store", str(store))
     assert result.exit_code == 2, result.output
     assert result.output.strip().splitlines() == [
-        f"Error: {store}/manifest.json holds no sweep plan (options: no {option}): status cannot tell what is missing"]
+        f"Error: {store}/manifest.json holds no sweep plan (options: {problem}): status cannot tell what is missing"]
 
 
 def test_status_of_a_missing_store():
