@@ -117,6 +117,19 @@ def refuse_given(needed: str, names: tuple[str, ...]) -> None:
                                f"which was not given")
 
 
+def non_empty(ctx, param, value):
+    """A --store, --out or STORES value, refused when empty or blank: `--out "$OUT"` with OUT unset meant a folder,
+    not the current one (export wrote its PNGs there, run would make it a store, compare failed with a traceback)."""
+    if any(text is not None and not text.strip() for text in (value if isinstance(value, tuple) else (value,))):
+        raise click.BadParameter("an empty path (write . for the current folder)", ctx, param)
+    return value
+
+
+def path_option(name: str, **kwargs):
+    """click.option for a --store or --out path, refused when given empty (`non_empty`)."""
+    return click.option(name, callback=non_empty, **kwargs)
+
+
 def cluster_config(address, workers, device, cpus_per_worker, gpu_wait, stall_timeout) -> ClusterConfig:
     return ClusterConfig(address=address, workers=workers, device=device, cpus_per_worker=cpus_per_worker,
                          gpu_wait=gpu_wait, stall_timeout=stall_timeout)
@@ -236,7 +249,7 @@ def models() -> None:
 
 
 @main.command()
-@click.option("--store", required=True, help="Directory or s3:// / gs:// URI of the Parquet store.")
+@path_option("--store", required=True, help="Directory or s3:// / gs:// URI of the Parquet store.")
 @click.option("--model", required=True, help="Model name (`sweep models`).")
 @WEIGHTS_OPTION
 @click.option("--jobs", default=None, help="Comma list of jobs: octave, opposite, addition, and from real images "
@@ -331,7 +344,7 @@ def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants
 
 
 @main.command()
-@click.option("--store", required=True, help="The store to report on.")
+@path_option("--store", required=True, help="The store to report on.")
 def status(store) -> None:
     """Done / total per job and the failures of a store (exit status 1 while items are missing or failing)."""
     from sweep.status import store_status
@@ -343,8 +356,8 @@ def status(store) -> None:
 
 
 @main.command()
-@click.option("--store", required=True, help="The store to export.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for the PNG files.")
+@path_option("--store", required=True, help="The store to export.")
+@path_option("--out", required=True, type=click.Path(file_okay=False), help="Directory for the PNG files.")
 @click.option("--overwrite", is_flag=True, help="Replace files under --out that hold other contents than the "
               "export's (without it they are refused before anything is written; files with the same contents are "
               "left as they are either way).")
@@ -363,7 +376,7 @@ def analysis_functions():
 
 
 @main.command()
-@click.option("--store", required=True, help="The store to analyse.")
+@path_option("--store", required=True, help="The store to analyse.")
 @click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default="euclidean", show_default=True,
               help="Distance in the output space (each class's closest other class image; the graph's edges "
               "are the article's most activated other class, whatever the metric). The article asks for the "
@@ -416,8 +429,8 @@ def analyze(store, metric, margin_share, graph_ranges, features, weights, featur
 
 
 @main.command()
-@click.option("--store", required=True, help="The analysed store.")
-@click.option("--out", default=None, help="Directory for figures and index.html (default: {store}/figures).")
+@path_option("--store", required=True, help="The analysed store.")
+@path_option("--out", default=None, help="Directory for figures and index.html (default: {store}/figures).")
 @click.option("--trajectories", multiple=True, help="Image KEY whose recorded generation to animate (repeatable; "
               "needs a run with --trajectory every:N,snapshots:M): a GIF, and an MP4 when ffmpeg is available, "
               "linked from the class page (from the index for an image without one); a KEY without snapshots is "
@@ -448,7 +461,7 @@ def figures(store, out, trajectories, keep_trajectories, seeds) -> None:
 
 
 @main.command()
-@click.option("--store", required=True, help="The store whose output vectors to use.")
+@path_option("--store", required=True, help="The store whose output vectors to use.")
 @click.option("--groups", required=True, help="CSV file: a group column and a key (one image) or class "
               "(index or name: its class images) column, and optionally a job column; two groups for "
               "--method logistic, two or more for bottleneck. Every key and class must have images in the store.")
@@ -456,7 +469,7 @@ def figures(store, out, trajectories, keep_trajectories, seeds) -> None:
               "(default: the first image of the first group).")
 @click.option("--components", type=click.IntRange(min=1), default=50, show_default=True,
               help="PCA components of the output vectors the direction is fitted in.")
-@click.option("--out", default=None, help="Directory for the figures (default: {store}/figures).")
+@path_option("--out", default=None, help="Directory for the figures (default: {store}/figures).")
 @click.option("--method", type=click.Choice(["auto", "logistic", "bottleneck"]), default="auto", show_default=True,
               help="logistic: logistic regression, two groups; bottleneck: the article's network with a one-unit "
               "bottleneck, two or more groups; auto: the article's choice, logistic for two groups, the "
@@ -485,7 +498,7 @@ def directions(store, groups, start, components, out, method, jobs) -> None:
 
 
 @main.command()
-@click.option("--store", required=True, help="The store whose images to score.")
+@path_option("--store", required=True, help="The store whose images to score.")
 @click.option("--model", required=True, help="The scoring model (`sweep models`); it must have the store's classes.")
 @WEIGHTS_OPTION
 @click.option("--jobs", default=None, help="Comma list of jobs whose images to score (default: every job; "
@@ -512,8 +525,8 @@ def score(store, model, weights, jobs, batch_size, address, workers, device, cpu
 
 
 @main.command()
-@click.argument("stores", nargs=-1, required=True)
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory (or URI) for "
+@click.argument("stores", nargs=-1, required=True, callback=non_empty)
+@path_option("--out", required=True, type=click.Path(file_okay=False), help="Directory (or URI) for "
               "compare.parquet and compare.png.")
 def compare(stores, out) -> None:
     """The generating model x scoring model matrix, per job, of STORES scored by each other's models."""
@@ -525,8 +538,8 @@ def compare(stores, out) -> None:
 
 
 @main.command()
-@click.argument("stores", nargs=-1, required=True)
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory (or URI) for the table and "
+@click.argument("stores", nargs=-1, required=True, callback=non_empty)
+@path_option("--out", required=True, type=click.Path(file_okay=False), help="Directory (or URI) for the table and "
               "figure.")
 def stability(stores, out) -> None:
     """Models side by side: how stable each store's classification was during generation (stores run with
@@ -543,7 +556,7 @@ def stability(stores, out) -> None:
 
 
 @main.command()
-@click.option("--store", default=DEMO_STORE, show_default=True, help="Where to write the demo store.")
+@path_option("--store", default=DEMO_STORE, show_default=True, help="Where to write the demo store.")
 @cluster_options
 def demo(store, address, workers, device, cpus_per_worker, gpu_wait, stall_timeout) -> None:
     """The built-in example: the digits model, all jobs, all classes and pairs (interpolations: five pairs), and

@@ -582,6 +582,29 @@ def test_figures_of_a_store_whose_images_were_removed_say_only_that_it_holds_non
     assert not Path(two_seed_store, "figures").exists()
 
 
+@pytest.mark.parametrize("args, named", [
+    (["export", "--store", "{store}", "--out", ""], "'--out'"),         # wrote the PNGs into the current folder
+    (["compare", "{store}", "--out", ""], "'--out'"),                  # a ValueError's traceback
+    (["compare", "{store}", " ", "--out", "cmp"], "'STORES...'"),
+    (["stability", "{store}", "--out", " "], "'--out'"),
+    (["figures", "--store", "{store}", "--out", ""], "'--out'"),        # the default folder, silently
+    (["status", "--store", ""], "'--store'"),                           # the current folder taken for the store
+    (["run", "--store", "", "--model", "digits", "--weights", "random", "--schedule", "tiny", "--classes", "0",
+      "--jobs", "octave"], "'--store'"),                                # would make the current folder a store
+])
+def test_an_empty_store_or_out_is_refused_not_taken_for_the_current_folder(handmade_store, tmp_path, monkeypatch,
+                                                                            args, named):
+    """`--out "$OUT"` with OUT unset: one line, exit status 2, nothing written."""
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    result = invoke(*(arg.format(store=handmade_store) for arg in args))
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[0] == f"Error: Invalid value for {named}: an empty path (write . for the " \
+                                            f"current folder)"
+    assert not list(here.iterdir()) and not Path(handmade_store, "figures").exists()
+
+
 # ---- wiring: every option of a command reaches the library's config (the library call replaced, no Ray) ---------
 
 def recorded_calls(monkeypatch, module, name: str, returns) -> list:
