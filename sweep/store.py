@@ -93,7 +93,8 @@ SOURCE_PNG_LEVEL = 1                  # zlib level of sources/*.png: a 1000 x 75
 # smaller one costs less time whole, in one GET, than in the two or three requests of ranged reads (the footer's
 # alone reads the last 64 KB).
 RANGED_READ_BYTES = 1 << 20
-KEPT_SHARE = 0.5   # the share of the temporary folder's free space that a command's kept objects may take at most
+KEPT_SHARE = 0.5   # the share of the temporary folder's free space that a command's kept objects may take at most,
+KEPT_MAX_BYTES = 8 << 30   # and 8 GiB at most whatever the free space (a researcher's disk is not a cache)
 # Manifest fields that must match for a run to write into an existing store (package_version and created may differ).
 COMPARED_FIELDS = ("format", "model", "weights", "schedule_id", "n_classes")
 # Fields every manifest has (a hand-edited one without them is refused in one line, not deep in a command).
@@ -653,6 +654,12 @@ def job_schedule(manifest: dict, job: str) -> dict:
     return (manifest.get("schedule_contents") or {}).get(entry.get("schedule_id")) or {}
 
 
+def kept_budget(free: int) -> int:
+    """The bytes a command may keep of the objects it fetched (`Store.keeping_objects`), with `free` bytes free in
+    its temporary folder: KEPT_SHARE of them, at most KEPT_MAX_BYTES."""
+    return min(int(free * KEPT_SHARE), KEPT_MAX_BYTES)
+
+
 class KeptObjects:
     """Whole objects of an object store that one command fetched, kept as files of a local temporary folder for its
     later reads of them (`Store.keeping_objects`): `sweep figures` reads the numbers of every images/ and frames/
@@ -771,13 +778,13 @@ class Store:
     def keeping_objects(self) -> Iterator["Store"]:
         """This store, which on an object store keeps each object it fetches whole in a local temporary folder for
         later reads in the same command (`KeptObjects`; removed on leaving), so that a file whose numbers and then
-        pictures are read is fetched once; at most KEPT_SHARE of that folder's free space. A local store is
+        pictures are read is fetched once; at most `kept_budget` of that folder's free space. A local store is
         read where it is: this store as it is."""
         if not self.is_object_store:
             yield self
             return
         with tempfile.TemporaryDirectory(prefix="classweep-kept-") as folder:
-            budget = int(shutil.disk_usage(folder).free * KEPT_SHARE)
+            budget = kept_budget(shutil.disk_usage(folder).free)
             yield replace(self, kept=KeptObjects(folder, budget))
 
     def bounded(self, call: Callable[..., T], *args, **kwargs) -> T:

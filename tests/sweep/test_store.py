@@ -743,6 +743,8 @@ def test_kept_objects_keep_what_fits_in_their_budget(tmp_path):
     kept.keep("b/images/c", b"1234")
     assert [kept.read(f"b/images/{name}") for name in "abc"] == [b"123456", None, b"1234"]
     assert kept.budget == 0 and len(os.listdir(tmp_path)) == 2
+    from sweep.store import KEPT_MAX_BYTES, kept_budget
+    assert kept_budget(1000) == 500 and kept_budget(100 * KEPT_MAX_BYTES) == KEPT_MAX_BYTES == 8 << 30
     store = Store.open(str(tmp_path / "s"))
     with store.keeping_objects() as same:
         assert same is store and same.kept is None
