@@ -368,7 +368,7 @@ def graph_pages(nodes: pd.DataFrame, components: pd.DataFrame, *, seed: int = 0,
         for k, index in enumerate(group):
             ax = figure.add_subplot(rows, columns, k + 1)
             draw_component(ax, g, index, members[index], seed=seed,
-                           colour=component_colour(g.nodes[members[index][0]]["component"]))
+                           colour=component_colour(g.nodes[members[index][0]]["component"]), span=span)
         return figure
     return Pages(len(groups), page)
 
@@ -378,8 +378,10 @@ def graph_page_title(span: ClassRange | None, page: int, pages: int, width_px: f
     graph (a class range's named), "by component" when it fits."""
     of = "" if span is None else f" of classes {span.name}"
     number = f" (page {page + 1} of {pages})"
-    titles = [f"Nearest-neighbour graph{of}, by component{number}", f"Nearest-neighbour graph{of}{number}",
-              *([f"Graph{of}{number}"] if span else [])]
+    key = "" if span is None else "; squares: neighbours outside the range"
+    titles = [f"Nearest-neighbour graph{of}, by component{number}{key}",
+              *([f"Nearest-neighbour graph{of}, by component{number}"] if span else []),
+              f"Nearest-neighbour graph{of}{number}", *([f"Graph{of}{number}"] if span else [])]
     fitting = [t for t in titles if text_px(t, GRAPH_PAGE_FONT) <= width_px]
     return fitting[0] if fitting else fit_text(titles[-1], width_px, fontsize=GRAPH_PAGE_FONT)
 
@@ -422,10 +424,11 @@ def component_colour(index: int) -> str:
 
 
 def draw_component(ax, g: nx.DiGraph, index: int, members: Sequence[int], *, seed: int = 0,
-                   colour: str | None = None) -> None:
+                   colour: str | None = None, span: ClassRange | None = None) -> None:
     """One component on `ax`: nodes in the component's colour (`colour`, by default component `index`'s as in the
-    PCA; hollow: a class without an image of its own), its hubs larger with a black edge, arrows (a mutual pair's
-    two arcs bent apart, so both show) and as many class names as fit, the most pointed-at first."""
+    PCA; hollow: a class without an image of its own; with `span`, a square: a class outside that range, there as
+    the neighbour of one in it), its hubs larger with a black edge, arrows (a mutual pair's two arcs bent apart, so
+    both show) and as many class names as fit, the most pointed-at first."""
     sub = g.subgraph(members)
     hubs = set(component_hubs(g, members))   # the components table's rule, ties and all
     pos = nx.spring_layout(nx.Graph(sub.to_undirected(as_view=True)), seed=seed)
@@ -433,10 +436,14 @@ def draw_component(ax, g: nx.DiGraph, index: int, members: Sequence[int], *, see
     size = 40 if len(members) < 200 else 15
     nodes = list(members)
     sizes = [3 * size if n in hubs else size for n in nodes]
-    nx.draw_networkx_nodes(sub, pos, nodelist=nodes, node_size=sizes, ax=ax,
-                           node_color=[colour if g.nodes[n]["has_image"] else "white" for n in nodes],
-                           edgecolors=[INK if n in hubs else colour for n in nodes],
-                           linewidths=[1.5 if n in hubs else 1.0 for n in nodes])
+    for shape, drawn in (("o", [n for n in nodes if span is None or n in span]),
+                         ("s", [n for n in nodes if span is not None and n not in span])):   # s: outside the range
+        if drawn:
+            nx.draw_networkx_nodes(sub, pos, nodelist=drawn, node_shape=shape, ax=ax,
+                                   node_size=[3 * size if n in hubs else size for n in drawn],
+                                   node_color=[colour if g.nodes[n]["has_image"] else "white" for n in drawn],
+                                   edgecolors=[INK if n in hubs else colour for n in drawn],
+                                   linewidths=[1.5 if n in hubs else 1.0 for n in drawn])
     edges = sorted(sub.edges)
     mutual = [(u, v) for u, v in edges if sub.has_edge(v, u)]
     single = [(u, v) for u, v in edges if not sub.has_edge(v, u)]

@@ -283,10 +283,12 @@ def _tied_graph():
 
 
 def _node_styles(ax):
+    """(fills, edge colours, sizes) of the nodes drawn on `ax`, collection after collection (a range's page draws
+    the classes in it, then those outside)."""
     from matplotlib.colors import to_hex
-    drawn, = [c for c in ax.collections if isinstance(c, PathCollection)]
-    return ([to_hex(c) for c in drawn.get_facecolors()], [to_hex(c) for c in drawn.get_edgecolors()],
-            list(drawn.get_sizes()))
+    drawn = [c for c in ax.collections if isinstance(c, PathCollection)]
+    return ([to_hex(c) for d in drawn for c in d.get_facecolors()],
+            [to_hex(c) for d in drawn for c in d.get_edgecolors()], [s for d in drawn for s in d.get_sizes()])
 
 
 def test_graph_nodes_take_their_components_colour_and_the_hubs_a_black_edge():
@@ -330,6 +332,9 @@ def test_a_class_ranges_graph_pages_draw_only_the_edges_of_its_classes():
     ax, = page.axes
     assert ax.get_title() == "component 0: 5 classes, hubs n0, n4 (tie)"
     assert len(ax.patches) == 4 and all(round(p.get_connectionstyle().rad, 2) == 0 for p in ax.patches)
+    inside, outside = [c for c in ax.collections if isinstance(c, PathCollection)]   # circles 0-3, a square 4
+    assert len(inside.get_offsets()) == 4 and len(outside.get_offsets()) == 1
+    assert inside.get_paths()[0] != outside.get_paths()[0]
     faces, edges, _ = _node_styles(ax)
     assert faces == [drawing.PALETTE[0]] * 5 and [e == drawing.INK for e in edges] == [True, False, False, False,
                                                                                        True]
@@ -344,7 +349,10 @@ def test_a_graph_pages_title_fits_its_page():
         page, = fig.graph_pages(nodes, comps, span=span) if span else fig.graph_pages(nodes, comps)
         title = page._suptitle.get_text()
         assert drawing.text_px(title, fig.GRAPH_PAGE_FONT) <= page.get_figwidth() * page.dpi
-        assert title.endswith("(page 1 of 1)") and (span is None or "classes 0-499" in title)
+        assert "(page 1 of 1)" in title and (span is None or "classes 0-499" in title)
+    wide, = fig.graph_pages(*_graph_tables([60]), span=ClassRange(0, 499))   # a page of its own: room for the key
+    assert wide._suptitle.get_text() == ("Nearest-neighbour graph of classes 0-499, by component (page 1 of 1); "
+                                         "squares: neighbours outside the range")
 
 
 def test_palette_has_no_grey_and_other_is_lighter_than_every_colour():
