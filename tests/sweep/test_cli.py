@@ -118,6 +118,20 @@ def test_an_output_head_the_model_lacks_is_refused(tmp_path):
     assert not store.exists()
 
 
+def test_an_output_that_is_a_hidden_layer_not_a_head_is_refused(tmp_path):
+    """A hidden layer passed the head check (any layer name did) and every item then failed in its worker
+    (`RuntimeError: Index tensor must have the same number of dimensions as input tensor`)."""
+    schedule = tmp_path / "hidden.json"
+    schedule.write_text('{"octaves": [{"size": 32, "iterations": 2}], "output": "block2"}')
+    store = tmp_path / "store"
+    result = invoke("run", "--store", str(store), "--model", "digits", "--schedule", str(schedule), "--dry-run")
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == ("Error: schedule hidden: output 'block2' is a hidden layer of digits (1 x 64 x "
+                                     "8 x 8), not a head giving one output per class (use 'logits', or "
+                                     "'AuxLogits' with inception_v3)")
+    assert not store.exists()
+
+
 def test_a_job_schedule_the_network_cannot_take_is_refused_before_anything_runs(tmp_path):
     schedule = tmp_path / "small.json"
     schedule.write_text('{"octaves": [{"size": 2, "iterations": 2}]}')   # digits pools 2 px down to nothing
