@@ -59,6 +59,7 @@ def invoke(*args):
     (["--jobs", "dream", "--images", "noise:1", "--layers", "block2:0,,4"], "empty entry in --layers 'block2:0,,4'"),
     (["--jobs", "dream", "--images", "noise:1", "--layers", "block2+block3:,4"],
      "empty entry in --layers 'block2+block3:,4'"),
+    (["--jobs", "dream", "--images", "noise:1", "--layers", "block2:-1"], "integers from 0 (map indices)"),
     (["--jobs", ""], "no job given ('')"),                     # an empty whole value keeps its own words
     (["--jobs", " , "], "no job given (' , ')"),
 ])
