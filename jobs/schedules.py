@@ -475,6 +475,9 @@ def load_schedule(name_or_path: str | Path) -> Schedule:
     text = str(name_or_path)
     preset = PRESETS_DIR / f"{text}.json"
     path = preset if text in preset_names() else Path(text)
+    if path.is_dir():
+        raise ValueError(f"schedule file {text!r} is a folder, not a file: give a .json file in it, or a preset "
+                         f"({', '.join(preset_names())})")
     if not path.is_file():
         looks_like_a_file = path.suffix.lower() in SCHEDULE_SUFFIXES or "/" in text or "\\" in text
         what = f"no schedule file {text!r} (no such file)" if looks_like_a_file else f"unknown schedule {text!r}"

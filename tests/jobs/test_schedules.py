@@ -139,6 +139,9 @@ def test_unknown_preset_and_unreadable_file(tmp_path):
     for missing in ("fast.yaml", str(tmp_path / "fast"), "gone.json"):   # a file's name: say that it is missing
         with pytest.raises(ValueError, match=r"no schedule file .* \(no such file\).*\.yaml"):
             load_schedule(missing)
+    with pytest.raises(ValueError, match=r"^schedule file .* is a folder, not a file: give a \.json file in it, or a "
+                                         r"preset"):   # it was "no such file"
+        load_schedule(str(tmp_path))
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
