@@ -375,8 +375,7 @@ def check_manifest(store: Store, manifest: dict) -> dict | None:
         store.checked_manifest(fresh=True)   # a hand-edited manifest without its fields is refused here
         differences = manifest_differences(identity(stored), identity(manifest))
         if differences:
-            raise ManifestMismatch(f"store {store.uri} holds a different sweep: {'; '.join(differences)} "
-                                   f"(use another --store, or the store's own settings)")
+            raise ManifestMismatch(store.uri, differences)
     elif store.files(IMAGES):
         raise StoreError(f"{store.uri} has Parquet files under {IMAGES}/ but no manifest.json: not a sweep store")
     return stored

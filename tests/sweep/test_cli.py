@@ -356,6 +356,24 @@ def test_demo_runs_the_digits_sweep_then_analysis_and_figures(monkeypatch, tmp_p
     assert result.output.strip().endswith(f"report: {tmp_path / 'index.html'}")
 
 
+def test_the_demo_on_a_store_of_another_sweep_says_to_give_it_another_store(tmp_path):
+    """The refusal said "use another --store, or the store's own settings", but the demo takes no sweep settings."""
+    from sweep.driver import SweepConfig, prepare
+    from sweep.store import IMAGES, Store
+    store = tmp_path / "store"
+    other = prepare(SweepConfig(store=str(store), model="digits", weights="random", schedule="tiny", jobs="octave",
+                                classes="0-1"))
+    Store.open(str(store)).write_manifest(other.manifest)
+    Store.open(str(store)).write_bytes(f"{IMAGES}/part-000000-octave-0.parquet", b"PAR1")   # held to its settings
+    result = invoke("demo", "--store", str(store))
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: store {store} holds another sweep than the demo's: "
+                                                   f"weights is \"random:seed=0\" in the store, \"shipped\" here")
+    assert lines[0].endswith(f"(give the demo another --store; {store} resumes with its own `sweep run` command)")
+    assert "the store's own settings" not in lines[0]
+
+
 def test_a_store_whose_first_run_wrote_nothing_takes_a_corrected_command(tmp_path):
     """Issue 10 ("Smaller"): the manifest of a run that stored no image does not hold the store to that run's
     settings; once an image is stored, a change is refused, naming the schedules by name."""
