@@ -283,6 +283,22 @@ def test_overrides_for_every_job_and_per_job(tmp_path):
         schedule_set(base, str(path))
 
 
+def test_a_schedule_set_file_without_a_default_leaves_the_jobs_it_does_not_name_to_the_models_defaults(tmp_path):
+    """As --job-schedule does. Every job it did not name ran googlenet, whatever the model (the digits model's
+    opposites: 720 iterations at 299 and 490 px instead of its own 200 at 32 and 40), dreams too."""
+    path = tmp_path / "set.json"
+    path.write_text(json.dumps({"jobs": {"octave": "tiny"}}))
+    digits = schedule_set(default_schedules("digits"), str(path))
+    assert [digits.schedule_of(job).name for job in ("octave", "opposite", "dream")] == ["tiny", "digits", "digits"]
+    googlenet = schedule_set(default_schedules("googlenet"), str(path))
+    assert [googlenet.schedule_of(job).name for job in ("octave", "opposite", "dream", "transfigure")] == [
+        "tiny", "googlenet", "dream", "transfigure"]
+    per_job = schedule_set(default_schedules("digits"), None, {"opposite": str(path)})   # a job the set leaves out
+    assert per_job.schedule_of("opposite").name == "digits"
+    path.write_text(json.dumps({"default": "googlenet", "jobs": {"octave": "tiny"}}))   # a default, as before
+    assert schedule_set(default_schedules("digits"), str(path)).schedule_of("opposite").name == "googlenet"
+
+
 @pytest.mark.parametrize("change, message", [
     ({"input": "bgr"}, "input must be one of"),
     ({"pad_mode": "grow"}, "pad_mode must be one of"),
