@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from jobs.text import is_whole_number
+
 
 @dataclass(frozen=True)
 class Job:
@@ -86,10 +88,10 @@ def parse_layers(spec: str) -> list[tuple[str, tuple[int, ...]]]:
         name, _, maps = part.strip().partition(":")
         if not name:
             raise ValueError(f"empty layer name in layer spec {spec!r}")
-        try:
-            chosen = tuple(int(m) for m in maps.split(",") if m.strip()) if maps else ()
-        except ValueError:
-            raise ValueError(f"feature maps must be integers in layer spec {spec!r}") from None
+        chosen = tuple(m.strip() for m in maps.split(",") if m.strip()) if maps else ()
+        if not all(map(is_whole_number, chosen)):   # int() takes "-1", Python's last map, under a key of its own
+            raise ValueError(f"feature maps must be integers from 0 (map indices) in layer spec {spec!r}")
+        chosen = tuple(map(int, chosen))
         parsed.append((name, chosen))
     return parsed
 

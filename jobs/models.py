@@ -35,7 +35,7 @@ from torch import nn
 
 from jobs import digits
 from jobs.demo_models import DEFAULT_DEMO, DEMO_MODELS
-from jobs.text import first_line, listing
+from jobs.text import counted, first_line, listing
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -265,6 +265,11 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         state = state["state_dict"]
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InvalidWeightsFile(f"{path} does not hold a state dict (a mapping of parameter names to tensors)")
+    broken = [name for name, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if broken:   # every item would fail in its worker with a non-finite loss, whatever its learning rate
+        raise InvalidWeightsFile(f"{path} holds values that are not finite (nan or inf) in "
+                                 f"{counted(len(broken), 'tensor')} ({listing(broken, SHOWN_KEYS)}): not a usable "
+                                 f"state dict (a diverged training's checkpoint?)")
     return state
 
 

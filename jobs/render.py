@@ -56,6 +56,7 @@ from torch import Tensor
 from jobs import transforms
 from jobs.objectives import Objective, ObjectiveBatch, Outputs, Step
 from jobs.schedules import Octave, Schedule
+from jobs.text import is_whole_number
 
 Progress = Callable[[int, int], None]   # (steps done, total steps)
 
@@ -79,8 +80,9 @@ class TrajectoryOptions:
     k: int = 5                          # top-k outputs stored per recorded step
 
     def __post_init__(self) -> None:
-        if self.every < 1 or self.snapshots < 0 or self.k < 1:
-            raise ValueError(f"trajectory: every and k must be at least 1 and snapshots at least 0, got {self}")
+        for name, least in (("every", 1), ("snapshots", 0), ("k", 1)):
+            if getattr(self, name) < least:
+                raise ValueError(f"trajectory: {name} must be at least {least}, got {name}:{getattr(self, name)}")
         if self.snapshots % self.every:
             raise ValueError(f"trajectory: snapshots:{self.snapshots} must be a multiple of every:{self.every} "
                              f"(a snapshot row is a recorded step)")
@@ -91,8 +93,10 @@ class TrajectoryOptions:
         fields: dict[str, int] = {}
         for part in text.split(","):
             name, _, value = part.strip().partition(":")
-            if name not in ("every", "snapshots", "k") or not value.strip().isdigit():
+            if name not in ("every", "snapshots", "k") or not is_whole_number(value.strip()):
                 raise ValueError(f"--trajectory {text!r}: expected every:N[,snapshots:M] with whole numbers")
+            if name in fields:
+                raise ValueError(f"--trajectory {text!r}: {name} is given twice")
             fields[name] = int(value)
         if "every" not in fields:
             raise ValueError(f"--trajectory {text!r}: every:N is required")

@@ -475,6 +475,9 @@ def load_schedule(name_or_path: str | Path) -> Schedule:
     text = str(name_or_path)
     preset = PRESETS_DIR / f"{text}.json"
     path = preset if text in preset_names() else Path(text)
+    if path.is_dir():
+        raise ValueError(f"schedule file {text!r} is a folder, not a file: give a .json file in it, or a preset "
+                         f"({', '.join(preset_names())})")
     if not path.is_file():
         looks_like_a_file = path.suffix.lower() in SCHEDULE_SUFFIXES or "/" in text or "\\" in text
         what = f"no schedule file {text!r} (no such file)" if looks_like_a_file else f"unknown schedule {text!r}"
@@ -594,12 +597,12 @@ def schedule_set(base: ScheduleSet, overall: str | Path | None = None,
         raise ValueError(f"no job named {', '.join(map(repr, unknown))}; jobs: {', '.join(ALL_JOBS)}")
     result = base
     if overall is not None:
-        loaded = load_schedule_or_set(overall)
+        loaded = load_schedule_or_set(overall, base)
         result = loaded if isinstance(loaded, ScheduleSet) else ScheduleSet(loaded.name, loaded)
     if per_job:
         jobs = dict(result.jobs)
         for job, source in per_job.items():
-            loaded = load_schedule_or_set(source)
+            loaded = load_schedule_or_set(source, result)
             jobs[job] = loaded.schedule_of(job) if isinstance(loaded, ScheduleSet) else loaded
         names = dict.fromkeys([result.default.name, *(s.name for s in jobs.values())])
         result = ScheduleSet("+".join(names), result.default, tuple(sorted(jobs.items())))
@@ -617,23 +620,28 @@ def _schedule_from(value: Any, where: str) -> Schedule:
     raise ValueError(f"{where} must be a preset name or a schedule, got {value!r}")
 
 
-def load_schedule_or_set(name_or_path: str | Path) -> Schedule | ScheduleSet:
-    """A preset, a schedule file, or a schedule-set file ({"default": ..., "jobs": {JOB: ...}})."""
+def load_schedule_or_set(name_or_path: str | Path, base: ScheduleSet | None = None) -> Schedule | ScheduleSet:
+    """A preset, a schedule file, or a schedule-set file ({"default": ..., "jobs": {JOB: ...}}). A set file without
+    a default leaves the jobs it does not name to `base` (the model's defaults), as `--job-schedule` does; without
+    `base`, to googlenet."""
     text = str(name_or_path)
     if text not in preset_names() and Path(text).is_file():
         data = _read_file(Path(text))
         if isinstance(data, Mapping) and ("jobs" in data or "default" in data) and "octaves" not in data:
             _refuse_unknown_fields(data, ScheduleSetFile, f"{text}: unknown schedule-set field(s)")
             stem = Path(text).stem
-            default = _schedule_from(data.get("default", "googlenet"), f"{stem}:default")
+            if "default" in data or base is None:
+                default, inherited = _schedule_from(data.get("default", "googlenet"), f"{stem}:default"), {}
+            else:
+                default, inherited = base.default, dict(base.jobs)
             jobs = data.get("jobs", {})
             if not isinstance(jobs, Mapping):
                 raise ValueError(f"{text}: jobs must map job names to schedules")
             unknown = sorted(set(jobs) - set(ALL_JOBS))
             if unknown:
                 raise ValueError(f"{text}: no job named {', '.join(map(repr, unknown))}; jobs: {', '.join(ALL_JOBS)}")
-            return ScheduleSet(stem, default, tuple(sorted((job, _schedule_from(v, f"{stem}:{job}"))
-                                                           for job, v in jobs.items())))
+            listed = {job: _schedule_from(v, f"{stem}:{job}") for job, v in jobs.items()}
+            return ScheduleSet(stem, default, tuple(sorted({**inherited, **listed}.items())))
     return load_schedule(text)
 
 

@@ -19,7 +19,7 @@ from sweep.fleet import DEVICES, ClusterConfig
 from sweep.interrupts import INTERRUPTED, INTERRUPTED_STATUS, install_interrupt_handlers, restore_handlers
 from sweep.plan import PlanError, comma_items
 from sweep.score import SCORE_BATCH, ScoreConfig, run_score
-from sweep.store import StoreError, object_store_problem, open_store, require_images
+from sweep.store import ManifestMismatch, StoreError, object_store_problem, open_store, require_images
 
 DEMO_STORE = "./demo-store"
 DEMO_BATCH = 16   # the digits preset renders fastest per image around 16 per batch on a CPU
@@ -566,7 +566,12 @@ def demo(store, address, workers, device, cpus_per_worker, gpu_wait, stall_timeo
     config = SweepConfig(store=store, model="digits", schedule="digits", pairs="all", seeds=1, batch_size=DEMO_BATCH,
                          sample_images=True, interpolate_pairs=DEMO_INTERPOLATIONS, cluster=cluster)
     with reported():
-        summary = run_sweep(config)
+        try:
+            summary = run_sweep(config)
+        except ManifestMismatch as error:   # the demo takes no sweep settings to match the store's with
+            raise UserError(f"store {error.uri} holds another sweep than the demo's: {'; '.join(error.differences)} "
+                            f"(give the demo another --store; {error.uri} resumes with its own `sweep run` "
+                            f"command)") from None
         scoring = run_score(ScoreConfig(store=store, model=DEMO_SCORER, cluster=cluster)) \
             if not summary.exit_status else None
     for line in summary.lines():

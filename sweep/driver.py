@@ -283,12 +283,31 @@ def prepare_schedules(config: SweepConfig, model, jobs: tuple[str, ...]):
         check_fits(model, schedules, jobs)
     except ValueError as error:
         raise PlanError(first_line(error)) from None
-    for job in jobs:
-        schedule = schedules.for_job(job)
-        if schedule.output != "logits" and schedule.output not in model.all_layers:
-            raise PlanError(f"schedule {schedule.name}: output {schedule.output!r} is not a head of {model.name} "
-                            f"(use 'logits', or 'AuxLogits' with inception_v3)")
+    check_heads(model, [schedules.for_job(job) for job in jobs])
     return schedules
+
+
+def check_heads(model, schedules) -> None:
+    """PlanError naming the first schedule whose `output` is not a head of the model: a layer it lacks, or a hidden
+    layer, whose output is not one value per class (every item would fail in its worker, indexing it by class). One
+    forward pass on a blank image tells the shapes, as `check_layers` does."""
+    import torch
+    use = "(use 'logits', or 'AuxLogits' with inception_v3)"
+    tapped = {s.output: s for s in schedules if s.output != "logits"}
+    for output, schedule in tapped.items():
+        if output not in model.all_layers:
+            raise PlanError(f"schedule {schedule.name}: output {output!r} is not a head of {model.name} {use}")
+    if not tapped:
+        return
+    blank = torch.zeros(1, 3, model.input_size, model.input_size)   # 1 x 3 x S x S
+    with torch.no_grad():
+        _, acts = model.taps(blank, sorted(tapped))
+    for output, schedule in tapped.items():
+        shape = tuple(getattr(acts.get(output), "shape", ()))
+        if shape != (1, model.n_classes):
+            raise PlanError(f"schedule {schedule.name}: output {output!r} is a hidden layer of {model.name} "
+                            f"({' x '.join(map(str, shape)) or 'no tensor'}), not a head giving one output per class "
+                            f"{use}")
 
 
 def source_hashes(images: Iterable[SourceImage], threads: int = 1, track: Track | None = None) -> list[str]:
@@ -356,8 +375,7 @@ def check_manifest(store: Store, manifest: dict) -> dict | None:
         store.checked_manifest(fresh=True)   # a hand-edited manifest without its fields is refused here
         differences = manifest_differences(identity(stored), identity(manifest))
         if differences:
-            raise ManifestMismatch(f"store {store.uri} holds a different sweep: {'; '.join(differences)} "
-                                   f"(use another --store, or the store's own settings)")
+            raise ManifestMismatch(store.uri, differences)
     elif store.files(IMAGES):
         raise StoreError(f"{store.uri} has Parquet files under {IMAGES}/ but no manifest.json: not a sweep store")
     return stored

@@ -320,7 +320,11 @@ def parse_pairs(text: str | None, n_classes: int, classes: Sequence[int],
         return tuple(sorted(random.Random(PAIRS_RANDOM_SEED).sample(pool, int(count))))
     path = Path(text)
     if path.is_file():
-        text = path.read_text(encoding="utf-8-sig")   # UTF-8, with or without the byte-order mark Notepad writes
+        try:
+            text = path.read_text(encoding="utf-8-sig")   # UTF-8, with or without the byte-order mark Notepad writes
+        except UnicodeDecodeError as error:
+            raise PlanError(f"pairs file {path} is not UTF-8 text (byte {error.object[error.start]:#04x} at "
+                            f"{error.start}): save it as UTF-8, one A+B pair per line") from None
         lines = [(n, line.split("#", 1)[0].strip()) for n, line in enumerate(text.splitlines(), 1)]
         pairs = [_parse_pair(line, n_classes, f"{path}:{n}") for n, line in lines if line]
         if not pairs:

@@ -106,7 +106,16 @@ class StoreError(ValueError):
 
 
 class ManifestMismatch(StoreError):
-    """The store was written with a different configuration than this run's."""
+    """The store was written with a different configuration than this run's: `differences` as
+    `manifest_differences` words them."""
+
+    def __init__(self, uri: str, differences: list[str]) -> None:
+        self.uri, self.differences = uri, differences
+        super().__init__(f"store {uri} holds a different sweep: {'; '.join(differences)} (use another --store, or the "
+                         f"store's own settings)")
+
+    def __reduce__(self):   # pickled (a Ray task's error) with the arguments it was made from, not its message
+        return type(self), (self.uri, self.differences)
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,11 @@ def test_layer_specs_parse():
     assert parse_layers("Mixed_6d+Mixed_6e:0,4") == [("Mixed_6d", ()), ("Mixed_6e", (0, 4))]
     with pytest.raises(ValueError, match="integers"):
         parse_layers("block2:a")
+    # int() takes "-1" (Python's last map: `block2:-1` ran map 63 under a key of its own) and "1_0"
+    for maps in ("-1", "0,-2", "1_0", "\u00b2"):
+        with pytest.raises(ValueError, match=r"integers from 0 \(map indices\)"):
+            parse_layers(f"block2:{maps}")
+    assert parse_layers("block2: 0 , 4") == [("block2", (0, 4))]
 
 
 def test_a_sum_of_layers_has_one_spelling():

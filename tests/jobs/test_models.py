@@ -163,6 +163,21 @@ def test_files_that_are_not_state_dicts_are_refused(tmp_path, payload):
         load_model("digits", str(path))
 
 
+def test_a_state_dict_holding_nan_or_inf_is_refused_naming_its_tensors(tmp_path):
+    """A diverged training's checkpoint loaded, and every item then failed in its worker with "non-finite loss ...:
+    lower the learning rate", which no learning rate mends."""
+    state = load_model("digits", "random").net.state_dict()
+    names = [name for name, value in state.items() if value.is_floating_point()]
+    state[names[0]][0] = float("nan")
+    state[names[2]][-1] = float("inf")
+    path = tmp_path / "diverged.pth"
+    torch.save(state, path)
+    with pytest.raises(InvalidWeightsFile) as error:
+        load_model("digits", str(path))
+    assert str(error.value) == (f"{path} holds values that are not finite (nan or inf) in 2 tensors ({names[0]}, "
+                                f"{names[2]}): not a usable state dict (a diverged training's checkpoint?)")
+
+
 def test_missing_local_file_is_refused(tmp_path):
     with pytest.raises(WeightsUnavailable, match="does not exist"):
         load_model("resnet50", str(tmp_path / "absent.pth"))

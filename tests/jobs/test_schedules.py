@@ -139,6 +139,9 @@ def test_unknown_preset_and_unreadable_file(tmp_path):
     for missing in ("fast.yaml", str(tmp_path / "fast"), "gone.json"):   # a file's name: say that it is missing
         with pytest.raises(ValueError, match=r"no schedule file .* \(no such file\).*\.yaml"):
             load_schedule(missing)
+    with pytest.raises(ValueError, match=r"^schedule file .* is a folder, not a file: give a \.json file in it, or a "
+                                         r"preset"):   # it was "no such file"
+        load_schedule(str(tmp_path))
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
@@ -278,6 +281,22 @@ def test_overrides_for_every_job_and_per_job(tmp_path):
     path.write_text(json.dumps({"default": "tiny", "jobz": {}}))
     with pytest.raises(ValueError, match="unknown schedule-set field"):
         schedule_set(base, str(path))
+
+
+def test_a_schedule_set_file_without_a_default_leaves_the_jobs_it_does_not_name_to_the_models_defaults(tmp_path):
+    """As --job-schedule does. Every job it did not name ran googlenet, whatever the model (the digits model's
+    opposites: 720 iterations at 299 and 490 px instead of its own 200 at 32 and 40), dreams too."""
+    path = tmp_path / "set.json"
+    path.write_text(json.dumps({"jobs": {"octave": "tiny"}}))
+    digits = schedule_set(default_schedules("digits"), str(path))
+    assert [digits.schedule_of(job).name for job in ("octave", "opposite", "dream")] == ["tiny", "digits", "digits"]
+    googlenet = schedule_set(default_schedules("googlenet"), str(path))
+    assert [googlenet.schedule_of(job).name for job in ("octave", "opposite", "dream", "transfigure")] == [
+        "tiny", "googlenet", "dream", "transfigure"]
+    per_job = schedule_set(default_schedules("digits"), None, {"opposite": str(path)})   # a job the set leaves out
+    assert per_job.schedule_of("opposite").name == "digits"
+    path.write_text(json.dumps({"default": "googlenet", "jobs": {"octave": "tiny"}}))   # a default, as before
+    assert schedule_set(default_schedules("digits"), str(path)).schedule_of("opposite").name == "googlenet"
 
 
 @pytest.mark.parametrize("change, message", [

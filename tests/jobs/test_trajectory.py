@@ -86,6 +86,18 @@ def test_bad_trajectory_options_are_refused(text):
         TrajectoryOptions.parse(text)
 
 
+@pytest.mark.parametrize("text, message", [
+    ("every:0", "trajectory: every must be at least 1, got every:0"),   # it showed the dataclass's repr
+    ("every:2,k:0", "trajectory: k must be at least 1, got k:0"),
+    ("every:\u00b2", "--trajectory 'every:\u00b2': expected every:N[,snapshots:M] with whole numbers"),   # int()'s
+    ("every:2,every:4", "--trajectory 'every:2,every:4': every is given twice"),   # the last one silently won
+])
+def test_bad_trajectory_options_say_which_field_is_wrong(text, message):
+    with pytest.raises(ValueError) as error:
+        TrajectoryOptions.parse(text)
+    assert str(error.value) == message
+
+
 def test_trajectory_options_parse():
     assert TrajectoryOptions.parse("every:10,snapshots:50") == TrajectoryOptions(every=10, snapshots=50)
 

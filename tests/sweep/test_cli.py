@@ -59,6 +59,7 @@ def invoke(*args):
     (["--jobs", "dream", "--images", "noise:1", "--layers", "block2:0,,4"], "empty entry in --layers 'block2:0,,4'"),
     (["--jobs", "dream", "--images", "noise:1", "--layers", "block2+block3:,4"],
      "empty entry in --layers 'block2+block3:,4'"),
+    (["--jobs", "dream", "--images", "noise:1", "--layers", "block2:-1"], "integers from 0 (map indices)"),
     (["--jobs", ""], "no job given ('')"),                     # an empty whole value keeps its own words
     (["--jobs", " , "], "no job given (' , ')"),
 ])
@@ -115,6 +116,20 @@ def test_an_output_head_the_model_lacks_is_refused(tmp_path):
     assert result.exit_code == 2, result.output
     assert result.output.strip() == ("Error: schedule aux: output 'AuxLogits' is not a head of digits "
                                      "(use 'logits', or 'AuxLogits' with inception_v3)")
+    assert not store.exists()
+
+
+def test_an_output_that_is_a_hidden_layer_not_a_head_is_refused(tmp_path):
+    """A hidden layer passed the head check (any layer name did) and every item then failed in its worker
+    (`RuntimeError: Index tensor must have the same number of dimensions as input tensor`)."""
+    schedule = tmp_path / "hidden.json"
+    schedule.write_text('{"octaves": [{"size": 32, "iterations": 2}], "output": "block2"}')
+    store = tmp_path / "store"
+    result = invoke("run", "--store", str(store), "--model", "digits", "--schedule", str(schedule), "--dry-run")
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == ("Error: schedule hidden: output 'block2' is a hidden layer of digits (1 x 64 x "
+                                     "8 x 8), not a head giving one output per class (use 'logits', or "
+                                     "'AuxLogits' with inception_v3)")
     assert not store.exists()
 
 
@@ -368,6 +383,24 @@ def test_demo_runs_the_digits_sweep_then_analysis_and_figures(monkeypatch, tmp_p
     assert (config.model, config.schedule, config.jobs, config.classes, config.pairs, config.seeds) == (
         "digits", "digits", None, "all", "all", 1)
     assert result.output.strip().endswith(f"report: {tmp_path / 'index.html'}")
+
+
+def test_the_demo_on_a_store_of_another_sweep_says_to_give_it_another_store(tmp_path):
+    """The refusal said "use another --store, or the store's own settings", but the demo takes no sweep settings."""
+    from sweep.driver import SweepConfig, prepare
+    from sweep.store import IMAGES, Store
+    store = tmp_path / "store"
+    other = prepare(SweepConfig(store=str(store), model="digits", weights="random", schedule="tiny", jobs="octave",
+                                classes="0-1"))
+    Store.open(str(store)).write_manifest(other.manifest)
+    Store.open(str(store)).write_bytes(f"{IMAGES}/part-000000-octave-0.parquet", b"PAR1")   # held to its settings
+    result = invoke("demo", "--store", str(store))
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: store {store} holds another sweep than the demo's: "
+                                                   f"weights is \"random:seed=0\" in the store, \"shipped\" here")
+    assert lines[0].endswith(f"(give the demo another --store; {store} resumes with its own `sweep run` command)")
+    assert "the store's own settings" not in lines[0]
 
 
 def test_a_store_whose_first_run_wrote_nothing_takes_a_corrected_command(tmp_path):

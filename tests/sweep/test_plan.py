@@ -79,6 +79,15 @@ def test_a_pairs_file_saved_by_a_windows_editor_reads_as_any_other(tmp_path):
     assert parse_pairs(str(pairs_file), 10, range(10)) == ((1, 2), (3, 4))
 
 
+def test_a_pairs_file_that_is_not_utf8_text_is_named(tmp_path):
+    """It was "a file given is not text", naming no file (Windows PowerShell 5's `>` writes UTF-16)."""
+    pairs_file = tmp_path / "pairs.txt"
+    pairs_file.write_bytes("1+2\n".encode("utf-16"))
+    with pytest.raises(PlanError, match=r"^pairs file .*pairs.txt is not UTF-8 text \(byte 0xff at 0\): save it as "
+                                        r"UTF-8, one A\+B pair per line$"):
+        parse_pairs(str(pairs_file), 10, range(10))
+
+
 def test_default_pairs_of_a_full_class_sweep_are_a_seeded_sample():
     """Issue 10.1 (behaviour changed: this was refused): all 499500 pairs of 1000 classes are too many, so the
     default is the sample `--pairs random:1000` draws, noted in the plan and recorded in the manifest's options."""
