@@ -544,10 +544,10 @@ def manifest_differences(stored: dict, wanted: dict) -> list[str]:
                            f"{'have' if len(changed) > 1 else 'has'} other pixels than the store's "
                            f"({', '.join(f'{stored_sources[n]} there, {wanted_sources[n]} here' for n in changed)})")
     stored_options, wanted_options = stored.get("options", {}), wanted.get("options", {})
-    for field in sorted(set(stored_options) | set(wanted_options)):
-        if stored_options.get(field) != wanted_options.get(field):
-            differences.append(f"{field} is {show(stored_options.get(field))} in the store, "
-                               f"{show(wanted_options.get(field))} here")
+    for option in sorted(set(stored_options) | set(wanted_options)):
+        if stored_options.get(option) != wanted_options.get(option):
+            differences.append(f"{option} is {show(stored_options.get(option))} in the store, "
+                               f"{show(wanted_options.get(option))} here")
     return differences
 
 
