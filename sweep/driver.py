@@ -229,11 +229,18 @@ def noise_side(model) -> int:
 
 def check_layers(model, specs: tuple[str, ...]) -> tuple[str, ...]:
     """The dreams' layer specs (`NAME[:maps]`, layers joined by `+`), each checked against the model: every layer
-    must exist, every feature map index be one the layer has. Defaults to the model's default dream layer."""
+    must exist, every feature map index be one the layer has. Defaults to the model's default dream layer when
+    `--layers` is not given; a blank one given is refused, as `--jobs ""` is, not taken for the default."""
     import torch
     from jobs.catalog import parse_layers
     from jobs.models import default_dream_layer
-    specs = tuple(dict.fromkeys(s.strip() for s in specs if s.strip())) or (default_dream_layer(model),)
+    if specs and not all(spec.strip() for spec in specs):
+        default = default_dream_layer(model)
+        if not any(spec.strip() for spec in specs):
+            raise PlanError(f"no layer given (--layers {', '.join(map(repr, specs))}): name a layer of {model.name}, "
+                            f"e.g. --layers {default}, or leave --layers out for its default dream layer ({default})")
+        raise PlanError(f"empty entry in --layers ({', '.join(map(repr, specs))}): each --layers names a layer")
+    specs = tuple(dict.fromkeys(spec.strip() for spec in specs)) or (default_dream_layer(model),)
     parsed = {}
     for spec in specs:
         try:

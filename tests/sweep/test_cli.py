@@ -61,6 +61,11 @@ def invoke(*args):
      "empty entry in --layers 'block2+block3:,4'"),
     (["--jobs", "dream", "--images", "noise:1", "--layers", "block2:-1"], "integers from 0 (map indices)"),
     (["--jobs", ""], "no job given ('')"),                     # an empty whole value keeps its own words
+    # a blank --layers took the default dream layer silently, while --jobs "" is refused
+    (["--jobs", "dream", "--images", "noise:1", "--layers", ""], "no layer given (--layers '')"),
+    (["--jobs", "dream", "--images", "noise:1", "--layers", " "], "no layer given (--layers ' ')"),
+    (["--jobs", "dream", "--images", "noise:1", "--layers", "block2", "--layers", ""],
+     "empty entry in --layers ('block2', '')"),
     (["--jobs", " , "], "no job given (' , ')"),
 ])
 def test_bad_arguments_exit_2_and_write_nothing(tmp_path, extra, fragment):
