@@ -20,13 +20,14 @@ import functools
 import hashlib
 import itertools
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from jobs.catalog import (ALL_JOBS, ALL_VARIANTS, BY_NAME, IMAGE_JOBS, JOBS, LAYER_JOBS, PAIRED, JobSpec,
                           layer_spec_text)
-from jobs.text import is_whole_number, listing
+from jobs.text import counted, is_whole_number, listing
 
 # Without --pairs, all pairs of the classes when there are at most this many (45 for the digits); above it (499500
 # for 1000 classes) a seeded random sample of this many, as `--pairs random:1000` would draw. The latent-space
@@ -226,8 +227,9 @@ def parse_classes(text: str, n_classes: int) -> tuple[int, ...]:
 
 
 def _parse_pair(text: str, n_classes: int, where: str) -> tuple[int, int]:
-    parts = text.replace(",", "+").replace(" ", "+").split("+")
-    parts = [p for p in parts if p]
+    """`A+B` -> (A, B); a pairs file's line may also split the two at a comma or any whitespace (`A,B`, `A B`,
+    `A<TAB>B`: a spreadsheet's CSV or TSV line)."""
+    parts = [p for p in re.split(r"[+,\s]+", text) if p]
     if len(parts) != 2:
         raise PlanError(f"{where}: {text.strip()!r} is not a pair (write A+B, e.g. 1+2)")
     try:
@@ -316,7 +318,9 @@ def parse_pairs(text: str | None, n_classes: int, classes: Sequence[int],
             raise PlanError(f"{option} {text!r}: expected random:N with N a positive whole number")
         pool = all_pairs(classes)
         if int(count) > len(pool):
-            raise PlanError(f"{option} {text}: only {len(pool)} distinct pairs exist among {len(classes)} classes")
+            exist = "exists" if len(pool) == 1 else "exist"
+            raise PlanError(f"{option} {text}: only {counted(len(pool), 'distinct pair')} {exist} among "
+                            f"{counted(len(classes), 'class', 'classes')}")
         return tuple(sorted(random.Random(PAIRS_RANDOM_SEED).sample(pool, int(count))))
     path = Path(text)
     if path.is_file():
@@ -329,11 +333,22 @@ def parse_pairs(text: str | None, n_classes: int, classes: Sequence[int],
         pairs = [_parse_pair(line, n_classes, f"{path}:{n}") for n, line in lines if line]
         if not pairs:
             raise PlanError(f"pairs file {path} lists no pair")
+    elif path.is_dir():
+        raise PlanError(f"{option} {text!r} is a folder, not a pairs file: give a file in it with one A+B pair per "
+                        f"line")
+    elif looks_like_a_path(text):   # `/x/no+file.txt` is no pair list: "class '/x/no' is not a class index"
+        raise PlanError(f"{option} {text!r}: no such file (give an existing pairs file, or pairs as 1+2,3+4)")
     elif "+" in text:
         pairs = [_parse_pair(part, n_classes, option) for part in comma_items(text, f"{option} {text!r}")]
     else:
         raise PlanError(f"{option} {text!r} is neither a pair list (1+2,3+4), random:N, all, nor an existing file")
     return tuple(dict.fromkeys(pairs))   # drop repeats, keep the user's order
+
+
+def looks_like_a_path(text: str) -> bool:
+    """Whether `--pairs` text names a file rather than lists pairs: it holds a path separator or ends in a text
+    file's suffix (.txt, .csv, .tsv), which no pair list does."""
+    return "/" in text or "\\" in text or Path(text).suffix.lower() in (".txt", ".csv", ".tsv")
 
 
 def parse_names(text: str, allowed: Sequence[str], what: str, option: str) -> tuple[str, ...]:

@@ -29,7 +29,7 @@ def invoke(*args):
     (["--jobs", "octave,paint"], "unknown job 'paint'"),
     (["--pairs", "1+12"], "out of range"),
     (["--pairs", "1+1"], "itself"),
-    (["--pairs", "missing-file.txt"], "neither"),
+    (["--pairs", "missing-file.txt"], "--pairs 'missing-file.txt': no such file"),
     (["--schedule", "no-such-preset"], "no-such-preset"),
     (["--variants", "blend"], "unknown variant"),
     (["--seeds", "0"], "--seeds"),

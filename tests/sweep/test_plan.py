@@ -56,7 +56,7 @@ def test_parse_pairs_list_file_random_all(tmp_path):
     ("1+2+3", "not a pair"),
     ("random:0", "positive"),
     ("random:99", "distinct pairs"),
-    ("nosuchfile.txt", "neither"),
+    ("nosuchfile", "neither"),
     ("a+b", "not a class index"),
     ("random:\u00b2", "positive"),
 ])
@@ -77,6 +77,33 @@ def test_a_pairs_file_saved_by_a_windows_editor_reads_as_any_other(tmp_path):
     pairs_file = tmp_path / "pairs.txt"
     pairs_file.write_bytes("1+2\r\n# the second\r\n3+4\r\n".encode("utf-8-sig"))
     assert parse_pairs(str(pairs_file), 10, range(10)) == ((1, 2), (3, 4))
+
+
+def test_a_pairs_file_line_splits_a_pair_at_any_whitespace_as_at_a_plus(tmp_path):
+    """`2 3` was read as a pair but `2<TAB>3`, a spreadsheet's TSV line, was refused."""
+    pairs_file = tmp_path / "pairs.txt"
+    pairs_file.write_text("1+2\n3 4\n5\t6\n7,8\n 0 \t + 9\n")
+    assert parse_pairs(str(pairs_file), 10, range(10)) == ((1, 2), (3, 4), (5, 6), (7, 8), (0, 9))
+
+
+@pytest.mark.parametrize("name, message", [
+    # a path holding `+` was read as a pair list: "class '/x/no' is not a class index"
+    ("no+file.txt", "--pairs '{path}': no such file (give an existing pairs file, or pairs as 1+2,3+4)"),
+    ("pairs.csv", "--pairs '{path}': no such file (give an existing pairs file, or pairs as 1+2,3+4)"),
+    ("", "--pairs '{path}' is a folder, not a pairs file: give a file in it with one A+B pair per line"),
+])
+def test_a_pairs_path_that_is_missing_or_a_folder_is_named_as_such(tmp_path, name, message):
+    path = str(tmp_path / name) if name else str(tmp_path)
+    with pytest.raises(PlanError) as error:
+        parse_pairs(path, 10, range(10))
+    assert str(error.value) == message.format(path=path)
+
+
+def test_too_few_pairs_to_draw_are_counted_in_words():
+    with pytest.raises(PlanError, match=r"^--pairs random:1: only 0 distinct pairs exist among 1 class$"):
+        parse_pairs("random:1", 10, (3,))
+    with pytest.raises(PlanError, match=r"^--pairs random:2: only 1 distinct pair exists among 2 classes$"):
+        parse_pairs("random:2", 10, (3, 4))
 
 
 def test_a_pairs_file_that_is_not_utf8_text_is_named(tmp_path):
@@ -128,7 +155,7 @@ def test_make_plan_bad(kwargs, fragment):
 @pytest.mark.parametrize("interpolate_pairs, fragment", [
     ("1+1", "--interpolate-pairs: pair 1+1 adds a class to itself"),
     ("random:99", "--interpolate-pairs random:99: only 45 distinct pairs"),
-    ("nosuchfile.txt", "--interpolate-pairs 'nosuchfile.txt' is neither"),
+    ("nosuchfile.txt", "--interpolate-pairs 'nosuchfile.txt': no such file"),
 ])
 def test_a_bad_interpolate_pairs_is_named_as_the_option_given(interpolate_pairs, fragment):
     with pytest.raises(PlanError) as error:
