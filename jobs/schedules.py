@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -63,12 +64,38 @@ def _interpolate(start: float, end: float, i: int, n: int) -> float:
     return start * (n - i) / n + end * i / n
 
 
+# A number written as text: YAML 1.1 (PyYAML) reads an exponent as a number only after a dot and with a sign
+# (`1.0e-3`), so `lr: 1e-3` arrives as the string "1e-3"; a quoted number is text in YAML and JSON alike.
+_NUMBER_TEXT = re.compile(r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+))(?:[eE]([-+]?)([0-9]+))?")
+
+
+def _text_number_hint(value: Any, whole: bool = False) -> str:
+    """` (YAML reads 1e-3 as text: write 1.0e-3)` when `value` (or an item of it) is text that reads as a number,
+    else "": the hint a refusal of a number field adds. `whole`: the field takes integers (`1e3` -> `1000`)."""
+    texts = [v.strip() for v in (value if isinstance(value, (list, tuple)) else [value]) if isinstance(v, str)]
+    found = next((match for match in map(_NUMBER_TEXT.fullmatch, texts) if match), None)
+    if found is None:
+        return ""
+    text, (mantissa, sign, exponent) = found.group(), found.groups()
+    number = float(text)
+    if whole and not number.is_integer():
+        return ""
+    if whole:
+        written = str(int(number))
+    elif exponent is not None:   # YAML 1.1's float: a dot in the mantissa, a sign on the exponent
+        written = f"{mantissa if '.' in mantissa else mantissa + '.0'}e{sign or '+'}{exponent}"
+    else:
+        written = text
+    why = f"YAML reads {text} as text" if exponent is not None else f"{text!r} in quotes is text"
+    return f" ({why}: write {written})"
+
+
 def _pair(value: Any, what: str) -> tuple[float, float]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = (value, value)
     if (not isinstance(value, (list, tuple)) or len(value) != 2
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
-        raise ValueError(f"{what} must be a pair [start, end] of numbers, got {value!r}")
+        raise ValueError(f"{what} must be a pair [start, end] of numbers, got {value!r}{_text_number_hint(value)}")
     start, end = float(value[0]), float(value[1])
     if not (math.isfinite(start) and math.isfinite(end)):
         raise ValueError(f"{what} must be finite, got {value!r}")
@@ -77,7 +104,7 @@ def _pair(value: Any, what: str) -> tuple[float, float]:
 
 def _int(value: Any, what: str, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
+        raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}{_text_number_hint(value, whole=True)}")
     if maximum is not None and value > maximum:
         raise ValueError(f"{what} must be at most {maximum}, got {value}")
     return value
@@ -243,7 +270,7 @@ class Schedule:
                      "interpolation_logit", "jitter"):
             value = getattr(self, what)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"schedule {what} must be a finite number, got {value!r}")
+                raise ValueError(f"schedule {what} must be a finite number, got {value!r}{_text_number_hint(value)}")
             object.__setattr__(self, what, float(value))
         if self.init_std < 0 or self.l1 < 0 or not 0 <= self.jitter <= 1:
             raise ValueError("schedule init_std and l1 must be >= 0, and jitter in [0, 1]")
@@ -443,6 +470,7 @@ def _read_yaml(path: Path, text: str) -> Any:
                 return super().compose_node(parent, index)
             finally:
                 self.depth -= 1
+
 
     loader = ScheduleLoader(text)
     try:

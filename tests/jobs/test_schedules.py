@@ -133,6 +133,28 @@ def test_invalid_schedules_raise_clear_errors(tmp_path, change, message):
         load_schedule(path)
 
 
+@pytest.mark.parametrize("field, value, message", [
+    # YAML 1.1 (PyYAML) reads an exponent as a number only after a dot and with a sign: 1e-3 is a string
+    ("lr", "1e-3", r"octave 0: octave lr must be a pair \[start, end\] of numbers, got '1e-3' \(YAML reads 1e-3 "
+                   r"as text: write 1\.0e-3\)$"),
+    ("lr", "[1e-3, 5.0e-4]", r"got \['1e-3', 0\.0005\] \(YAML reads 1e-3 as text: write 1\.0e-3\)$"),
+    ("sigma", "1.5e2", r"octave sigma .* \(YAML reads 1\.5e2 as text: write 1\.5e\+2\)$"),
+    ("iterations", "1e3", r"octave iterations must be an integer >= 1, got '1e3' \(YAML reads 1e3 as text: write "
+                          r"1000\)$"),
+    ("lr", "'0.5'", r"got '0\.5' \('0\.5' in quotes is text: write 0\.5\)$"),
+])
+def test_a_number_a_yaml_schedule_reads_as_text_is_refused_with_how_to_write_it(tmp_path, field, value, message):
+    """`lr: 1e-3` was refused as "must be a pair of numbers, got '1e-3'", with nothing saying why it is text."""
+    yaml = pytest.importorskip("yaml")
+    octave = {"size": "16", "iterations": "3", field: value}
+    path = tmp_path / "small.yaml"
+    path.write_text("octaves:\n  - " + "\n    ".join(f"{k}: {v}" for k, v in octave.items()) + "\n")
+    with pytest.raises(ValueError, match=message):
+        load_schedule(path)
+    written = message.rpartition("write ")[2].replace("\\", "")[:-len(")$")]
+    assert isinstance(yaml.safe_load(written), (int, float)), written   # the hint's spelling reads as a number
+
+
 def test_unknown_preset_and_unreadable_file(tmp_path):
     with pytest.raises(ValueError, match="unknown schedule 'nope'.*googlenet"):
         load_schedule("nope")
