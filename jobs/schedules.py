@@ -439,10 +439,28 @@ def _read_file(path: Path) -> Any:
     if path.suffix in (".yaml", ".yml"):
         return _read_yaml(path, text)
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_mapping_without_repeats)
     except (json.JSONDecodeError, RecursionError) as error:
         raise ValueError(f"{path} is not valid JSON: {flattened(error)}") from None
+    except _KeyGivenTwice as error:
+        raise ValueError(f"{path} maps the key {error.key!r} twice: keep one") from None
     _count_nodes(data, path)
+    return data
+
+
+class _KeyGivenTwice(ValueError):
+    def __init__(self, key: Any, where: str = "") -> None:
+        super().__init__(key, where)
+        self.key, self.where = key, where
+
+
+def _mapping_without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, refusing a key given twice (json.loads keeps the last one without a word)."""
+    data = {}
+    for key, value in pairs:
+        if key in data:
+            raise _KeyGivenTwice(key)
+        data[key] = value
     return data
 
 
@@ -471,12 +489,25 @@ def _read_yaml(path: Path, text: str) -> Any:
             finally:
                 self.depth -= 1
 
+        def construct_mapping(self, node, deep=False):
+            """A mapping, refusing a key given twice (PyYAML keeps the last one without a word)."""
+            seen = set()
+            for key_node, _ in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                    key = self.construct_object(key_node)
+                    if key in seen:
+                        mark = key_node.start_mark
+                        raise _KeyGivenTwice(key, f" (line {mark.line + 1}, column {mark.column + 1})")
+                    seen.add(key)
+            return super().construct_mapping(node, deep)
 
     loader = ScheduleLoader(text)
     try:
         return loader.get_single_data()
     except (yaml.YAMLError, RecursionError) as error:
         raise ValueError(f"{path} is not a valid schedule file: {flattened(error)}") from None
+    except _KeyGivenTwice as error:
+        raise ValueError(f"{path} maps the key {error.key!r} twice{error.where}: keep one") from None
     finally:
         loader.dispose()
 

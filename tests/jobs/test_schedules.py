@@ -155,6 +155,19 @@ def test_a_number_a_yaml_schedule_reads_as_text_is_refused_with_how_to_write_it(
     assert isinstance(yaml.safe_load(written), (int, float)), written   # the hint's spelling reads as a number
 
 
+def test_a_schedule_file_mapping_a_key_twice_is_refused_naming_it(tmp_path):
+    """json.loads and PyYAML keep the last of two equal keys: `"lr": 6, ..., "lr": 1` ran lr 1 without a word."""
+    twice = tmp_path / "twice.json"
+    twice.write_text('{"octaves": [{"size": 16, "iterations": 3, "lr": [6, 5], "lr": [1, 1]}]}')
+    with pytest.raises(ValueError, match=r"^.*twice\.json maps the key 'lr' twice: keep one$"):
+        load_schedule(twice)
+    pytest.importorskip("yaml")
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("octaves:\n  - size: 16\n    iterations: 3\n    lr: 6\n    lr: 1\nstep: sign\n")
+    with pytest.raises(ValueError, match=r"^.*twice\.yaml maps the key 'lr' twice .*line 5.*: keep one$"):
+        load_schedule(twice)
+
+
 def test_unknown_preset_and_unreadable_file(tmp_path):
     with pytest.raises(ValueError, match="unknown schedule 'nope'.*googlenet"):
         load_schedule("nope")
