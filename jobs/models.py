@@ -10,7 +10,8 @@ images with another).
 `weights` is one of
 - a torchvision weights name (`DEFAULT`, `IMAGENET1K_V1`, ...): fetched into the torch hub cache by torchvision's
   own mechanism when online; offline it must already be there, or `WeightsUnavailable` names the exact path;
-- a local `.pth`/`.pt` state dict, read with `torch.load(..., weights_only=True)` (never unpickles objects);
+- a local `.pth`/`.pt` state dict, read with `torch.load(..., weights_only=True)` (never unpickles objects), or
+  a training checkpoint holding one under a key of `CHECKPOINT_KEYS`;
 - `random`: seeded random initialisation, for plumbing tests and speed benchmarks only (marked in `weights_id`);
 - `random-he`: the same network with every convolution and linear layer drawn again from He's normal
   (std sqrt(2 / fan_in), zero bias). torchvision initialises GoogLeNet with std 0.01, through which almost no
@@ -248,6 +249,22 @@ def _input_size(weights_enum_value) -> int:
     return int(crop[0] if isinstance(crop, (tuple, list)) else crop)
 
 
+# Where training checkpoints keep the network's state dict, beside the optimizer's and the epoch: Lightning and
+# timm write "state_dict", the PyTorch tutorials "model_state_dict", DeiT and many training scripts "model".
+CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model")
+
+
+def _is_state_dict(value) -> bool:
+    return isinstance(value, dict) and bool(value) and all(isinstance(v, torch.Tensor) for v in value.values())
+
+
+def _unwrapped(state):
+    """The state dict a training checkpoint wraps under one of `CHECKPOINT_KEYS`; `state` itself otherwise."""
+    if isinstance(state, dict) and not _is_state_dict(state):
+        return next((state[key] for key in CHECKPOINT_KEYS if _is_state_dict(state.get(key))), state)
+    return state
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -261,10 +278,14 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             detail = "not a plain state dict of tensors"
         raise InvalidWeightsFile(f"{path} is not a readable state dict ({type(error).__name__}: "
                                  f"{detail})") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise InvalidWeightsFile(f"{path} does not hold a state dict (a mapping of parameter names to tensors)")
+    state = _unwrapped(state)
+    if not _is_state_dict(state):
+        refusal = f"{path} does not hold a state dict (a mapping of parameter names to tensors)"
+        if isinstance(state, dict) and state:   # a checkpoint keeping it under a key of its own
+            wrappers = ", ".join(map(repr, CHECKPOINT_KEYS[:-1])) + f" or {CHECKPOINT_KEYS[-1]!r}"
+            refusal += (f", nor one under {wrappers} as checkpoints do: it maps {listing(state)} (save "
+                        f"`model.state_dict()` with torch.save)")
+        raise InvalidWeightsFile(refusal)
     broken = [name for name, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
     if broken:   # every item would fail in its worker with a non-finite loss, whatever its learning rate
         raise InvalidWeightsFile(f"{path} holds values that are not finite (nan or inf) in "

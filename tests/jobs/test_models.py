@@ -178,6 +178,29 @@ def test_a_state_dict_holding_nan_or_inf_is_refused_naming_its_tensors(tmp_path)
                                 f"{names[2]}): not a usable state dict (a diverged training's checkpoint?)")
 
 
+@pytest.mark.parametrize("key", ["state_dict", "model_state_dict", "model"])
+def test_a_training_checkpoint_loads_the_state_dict_it_wraps(tmp_path, key):
+    """A checkpoint `{"model": state_dict, "optimizer": ..., "epoch": 3}` was refused ("does not hold a state
+    dict") while `{"state_dict": ...}` loaded: the common wrappers all unwrap, still with weights_only=True."""
+    reference = load_model("digits", "random", seed=7)
+    optimizer = torch.optim.SGD(reference.net.parameters(), lr=0.1, momentum=0.9)
+    path = tmp_path / "checkpoint.pth"
+    torch.save({key: reference.net.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 3}, path)
+    loaded = load_model("digits", str(path), seed=0)
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(loaded(x), reference(x), rtol=0, atol=0)
+
+
+def test_a_checkpoint_wrapping_its_state_dict_under_another_key_is_refused_naming_its_keys(tmp_path):
+    path = tmp_path / "checkpoint.pth"
+    torch.save({"weights": load_model("digits", "random").net.state_dict(), "epoch": 3}, path)
+    with pytest.raises(InvalidWeightsFile) as error:
+        load_model("digits", str(path))
+    assert str(error.value) == (f"{path} does not hold a state dict (a mapping of parameter names to tensors), nor "
+                                f"one under 'state_dict', 'model_state_dict' or 'model' as checkpoints do: it maps "
+                                f"weights, epoch (save `model.state_dict()` with torch.save)")
+
+
 def test_missing_local_file_is_refused(tmp_path):
     with pytest.raises(WeightsUnavailable, match="does not exist"):
         load_model("resnet50", str(tmp_path / "absent.pth"))
