@@ -339,7 +339,11 @@ def parse_pairs(text: str | None, n_classes: int, classes: Sequence[int],
     elif looks_like_a_path(text):   # `/x/no+file.txt` is no pair list: "class '/x/no' is not a class index"
         raise PlanError(f"{option} {text!r}: no such file (give an existing pairs file, or pairs as 1+2,3+4)")
     elif "+" in text:
-        pairs = [_parse_pair(part, n_classes, option) for part in comma_items(text, f"{option} {text!r}")]
+        parts = comma_items(text, f"{option} {text!r}")
+        spaced = [part for part in parts if "+" not in part]   # a pairs file's `3 4`; on the command line 3+4 only
+        if spaced:
+            raise PlanError(f"{option} {text!r}: {spaced[0].strip()!r} is not a pair (write A+B, e.g. 1+2)")
+        pairs = [_parse_pair(part, n_classes, option) for part in parts]
     else:
         raise PlanError(f"{option} {text!r} is neither a pair list (1+2,3+4), random:N, all, nor an existing file")
     return tuple(dict.fromkeys(pairs))   # drop repeats, keep the user's order

@@ -65,6 +65,14 @@ def test_parse_pairs_bad(text, fragment):
         parse_pairs(text, 10, range(10))
 
 
+def test_a_pair_list_on_the_command_line_takes_a_plus_in_every_pair():
+    """`--pairs "1 2"` was refused but `--pairs "1+2,3 4"` read `3 4` as a pair (a pairs file's spelling)."""
+    for text in ("1+2,3 4", "1+2,3,4"):
+        with pytest.raises(PlanError, match=r"'3 4' is not a pair|'3' is not a pair"):
+            parse_pairs(text, 10, range(10))
+    assert parse_pairs(" 1 + 2 , 3+4", 10, range(10)) == ((1, 2), (3, 4))
+
+
 def test_pairs_file_error_names_the_line(tmp_path):
     pairs_file = tmp_path / "pairs.txt"
     pairs_file.write_text("1+2\n3+12\n")
