@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from jobs.catalog import ALL_JOBS, job_of_key
-from jobs.text import counted, first_line
+from jobs.text import counted, first_line, listing
 from sweep.plan import Plan
 from sweep.store import FAILURES, IMAGES, MANIFEST, Store, StoreError, is_frame_key, open_store, running_sweep
 
@@ -21,6 +21,7 @@ class StoreStatus:
     duplicates: int                                  # keys stored more than once (never, unless files were copied in)
     running: str | None = None                       # the driver holding the store's lease now, described
     unplanned: tuple[tuple[str, int], ...] = ()      # (job, images) stored that the manifest's plan does not list
+    unplanned_failing: tuple[tuple[str, int], ...] = ()   # (job, items) failed, not stored, and not in the plan
 
     @property
     def done(self) -> int:
@@ -32,7 +33,8 @@ class StoreStatus:
 
     @property
     def complete(self) -> bool:
-        """Every planned item stored and none still failing (`sweep status` exits 1 otherwise, as `sweep run`)."""
+        """Every planned item stored and none still failing (`sweep status` exits 1 otherwise, as `sweep run`): the
+        plan's items only, as `sweep run` with this manifest retries no other."""
         return self.done == self.total and not self.still_failing
 
     def lines(self) -> list[str]:
@@ -50,6 +52,8 @@ class StoreStatus:
         out.append(f"failures: {counted(self.failed_attempts, 'failed attempt')}, "
                    f"{counted(len(self.still_failing), 'item')} still failing")
         out += failure_lines(self.still_failing, 20)
+        if self.unplanned_failing:
+            out.append(unplanned_failures_line(self.unplanned_failing))
         if self.running:
             out.append(f"a sweep is running on this store ({self.running})")
         if self.duplicates:
@@ -63,7 +67,20 @@ def unplanned_line(unplanned: Sequence[tuple[str, int]]) -> str:
     by hand, files copied in from another store)."""
     images = sum(count for _, count in unplanned)
     return (f"{counted(images, 'image')} outside the plan (stored, but the manifest's options plan no such item): "
-            + ", ".join(f"{job} {count}" for job, count in unplanned))
+            f"{per_job(unplanned)}")
+
+
+def unplanned_failures_line(failing: Sequence[tuple[str, int]]) -> str:
+    """The failed items a store does not hold that its plan does not list, per job: not "still failing" (no run
+    of this manifest tries them again), and no reason for `sweep status` to exit 1."""
+    items = sum(count for _, count in failing)
+    return (f"{counted(items, 'item')} outside the plan failed (not stored, and the manifest's options plan no such "
+            f"item: `sweep run` will not try again): {per_job(failing)}")
+
+
+def per_job(counts: Sequence[tuple[str, int]]) -> str:
+    """"transfigure 8, interpolate 4"."""
+    return ", ".join(f"{job} {count}" for job, count in counts)
 
 
 def failure_lines(failed: Sequence[tuple[str, str]], limit: int, more: str = "") -> list[str]:
@@ -91,13 +108,21 @@ def store_status(store: Store | str) -> StoreStatus:
     planned_keys = {item.key for item in items}
     unplanned = collections.Counter(job_of_key(key) for key in stored if key not in planned_keys)
     failures = store.read(FAILURES, ["key", "attempt", "error"]).to_pylist()
+    failing = last_errors(failures, stored)
+    unplanned_failing = collections.Counter(job_of_key(key) for key in failing if key not in planned_keys)
+    return StoreStatus(store.uri, manifest, counts, len(failures),
+                       tuple(sorted((k, e) for k, e in failing.items() if k in planned_keys)), len(keys) - len(stored),
+                       running_sweep(store), tuple(sorted(unplanned.items(), key=catalog_order)),
+                       tuple(sorted(unplanned_failing.items(), key=catalog_order)))
+
+
+def last_errors(failures: Sequence[dict], stored: set[str]) -> dict[str, str]:
+    """{key: the error of its last attempt} of the failed items that `stored` lacks (`failures`: rows of failures/)."""
     last: dict[str, tuple[int, str]] = {}
     for row in failures:
         if row["key"] not in stored and row["attempt"] >= last.get(row["key"], (-1, ""))[0]:
             last[row["key"]] = (row["attempt"], row["error"])
-    return StoreStatus(store.uri, manifest, counts, len(failures),
-                       tuple(sorted((k, e) for k, (_, e) in last.items())), len(keys) - len(stored),
-                       running_sweep(store), tuple(sorted(unplanned.items(), key=catalog_order)))
+    return {key: error for key, (_, error) in last.items()}
 
 
 def catalog_order(job_count: tuple[str, int]) -> tuple[int, str]:
@@ -108,13 +133,29 @@ def catalog_order(job_count: tuple[str, int]) -> tuple[int, str]:
 
 def planned_items(store: Store) -> list:
     """The items the manifest's plan expands to; StoreError in one line when its options hold no plan (a
-    hand-edited manifest without `jobs` or `classes`): status has nothing to count the images against."""
+    hand-edited manifest without `jobs` or `classes`): status has nothing to count the images against; or when they
+    plan classes the model does not have (items no run can make)."""
     try:
-        return list(Plan.from_options(store.manifest["options"]).items())
+        plan = Plan.from_options(store.manifest["options"])
+        items = list(plan.items())
     except (KeyError, TypeError, ValueError) as error:
         raise StoreError(f"{store.uri}/{MANIFEST} holds no sweep plan (options: "
                          f"{plan_problem(store.manifest['options'], error)}): status cannot tell what is missing") \
             from None
+    beyond = classes_beyond(plan, store.n_classes)
+    if beyond:
+        raise StoreError(f"{store.uri}/{MANIFEST} plans classes its model does not have ({listing(beyond)}: "
+                         f"{store.manifest['model']} has {counted(store.n_classes, 'class', 'classes')}, "
+                         f"0-{store.n_classes - 1}): status cannot count items that can never be made")
+    return items
+
+
+def classes_beyond(plan: Plan, n_classes: int) -> list:
+    """The classes a plan names (its classes and pairs) that a model of `n_classes` classes does not have: a
+    manifest edited by hand (`sweep run` refuses them)."""
+    named = {*plan.classes, *(c for pair in (*plan.pairs, *plan.interpolate_pairs) for c in pair)}
+    beyond = [c for c in named if not (isinstance(c, int) and 0 <= c < n_classes)]
+    return sorted(beyond, key=lambda c: (0, c) if isinstance(c, (int, float)) else (1, str(c)))   # 9 before 10
 
 
 def plan_problem(options: dict, error: Exception) -> str:

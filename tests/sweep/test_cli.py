@@ -219,6 +219,42 @@ def test_status_counts_the_images_outside_the_plan_on_a_line_of_their_own(tmp_pa
             in result.output.splitlines())
 
 
+def test_status_counts_the_failures_outside_the_plan_on_a_line_of_their_own_and_exits_on_the_plan(tmp_path):
+    """A manifest whose classes no longer list a class that failed (edited by hand): its failures counted as still
+    failing, so status exited 1 for good, though no run of this manifest tries them again. Now a line of their own,
+    per job, and the exit status is the plan's."""
+    store = tmp_path / "s"
+    sweep_fakes.build_store(store, classes="0-3", jobs="octave", engine=sweep_fakes.failing_run_batch)
+    assert [key for key, _ in store_status(str(store)).still_failing] == [f"octave:-:{sweep_fakes.FAIL_TARGET}:-1:0"]
+    manifest = json.loads((store / "manifest.json").read_text())
+    manifest["options"]["classes"] = [c for c in range(4) if c != sweep_fakes.FAIL_TARGET]
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    report = store_status(str(store))
+    assert (report.done, report.total, report.still_failing, report.unplanned_failing) == (3, 3, (), (("octave", 1),))
+    result = invoke("status", "--store", str(store))
+    assert result.exit_code == 0, result.output                   # the plan is complete
+    lines = result.output.splitlines()
+    assert "failures: 1 failed attempt, 0 items still failing" in lines
+    assert ("1 item outside the plan failed (not stored, and the manifest's options plan no such item: `sweep run` "
+            "will not try again): octave 1") in lines
+
+
+def test_status_refuses_a_manifest_planning_classes_its_model_does_not_have(small_store, tmp_path):
+    """A hand-edited manifest whose classes (or pairs) reach past the model's: status counted items that can never
+    be made (11/16), and exited 1 for good. Refused in one line naming them."""
+    store = tmp_path / "edited"
+    shutil.copytree(small_store, store)
+    manifest = json.loads((store / "manifest.json").read_text())
+    manifest["options"]["classes"] = [0, 1, 2, 3, 12]
+    manifest["options"]["pairs"] = [[0, 1], [2, 3], [3, 10]]
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    result = invoke("status", "--store", str(store))
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        f"Error: {store}/manifest.json plans classes its model does not have (10, 12: digits has 10 classes, 0-9): "
+        f"status cannot count items that can never be made"]
+
+
 def test_run_into_a_store_of_another_sweep_is_refused(small_store):
     before = sorted(p.name for p in small_store.rglob("*"))
     result = invoke("run", "--store", str(small_store), "--model", "digits", "--weights", "random",
