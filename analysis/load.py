@@ -62,15 +62,9 @@ class Rows:
         return self.select(self.meta["job"].to_numpy() == job)
 
 
-def stored_name(path: str) -> str:
-    """A store file as its refusals name it, by its folder and name: "images/part-1.parquet", "frames/part-1.parquet"
-    (a batch's frames/ file has its images/ file's name)."""
-    return "/".join(path.rsplit("/", 2)[-2:])
-
-
 def _check_schema(schema: pa.Schema, name: str, n_classes: int) -> None:
-    """Refuse a file (`name`: `stored_name`) that is not a classweep images file, or whose output vectors do not
-    match the manifest."""
+    """Refuse a file (`name`: where it is, `Store.location_of`, as every reader's refusal names it) that is not a
+    classweep images file, or whose output vectors do not match the manifest."""
     missing = [c for c in REQUIRED_COLUMNS if c not in schema.names]
     if missing:
         raise StoreError(f"{name} is not a classweep images file (missing columns: {', '.join(missing)})")
@@ -83,7 +77,7 @@ def _check_schema(schema: pa.Schema, name: str, n_classes: int) -> None:
 
 
 def _open_parquet(store: Store, path: str) -> pq.ParquetFile:
-    name = stored_name(path)
+    name = store.location_of(path)
     try:
         pf = store.parquet_file(path)   # an object: fetched whole, with one bounded GET
     except (pa.ArrowInvalid, OSError) as err:
@@ -264,7 +258,7 @@ def _read_images_file(store: Store, path: str, columns: Sequence[str]) -> tuple[
     OPTIONAL_COLUMNS at their defaults), and the outputs as N x n_classes float32 (N x 0 when logits is not
     among the columns). On S3 a large file's chosen columns only are fetched, not its PNGs (`Store.read_chosen`:
     one under RANGED_READ_BYTES comes whole, in one GET)."""
-    name = stored_name(path)
+    name = store.location_of(path)
 
     def choose(schema: pa.Schema) -> list[str]:
         _check_schema(schema, name, store.n_classes)
@@ -359,7 +353,7 @@ def _rows_of(store: Store, path: str, keys: Sequence[str], columns: Sequence[str
     try:
         table = pf.read(columns=["key", *present])
     except (pa.ArrowInvalid, OSError) as err:   # damaged pictures: the file `sweep run --check-files` sets aside
-        raise StoreError(unreadable(stored_name(path), err)) from None
+        raise StoreError(unreadable(store.location_of(path), err)) from None
     table = table.filter(pc.is_in(table.column("key"), value_set=pa.array(keys, pa.string())))
     defaults = {c: OPTIONAL_COLUMNS[c] for c in columns if c not in present}
     return [{**defaults, **row} for row in table.to_pylist()]

@@ -109,10 +109,11 @@ def checked_files(store: Store, directories: tuple[str, ...] = (IMAGES, FRAMES))
         try:
             names = store.file_schema(path).names
         except (pa.ArrowException, OSError) as error:
-            raise StoreError(unreadable(path, error)) from None
+            raise StoreError(unreadable(store.location_of(path), error)) from None
         missing = [c for c in COLUMNS if c not in names and c not in MISSING]
         if missing:
-            raise StoreError(unreadable(path, KeyError(f"not an images file: no column {', '.join(missing)}")))
+            raise StoreError(unreadable(store.location_of(path),
+                                        KeyError(f"not an images file: no column {', '.join(missing)}")))
         files.append((path, [c for c in COLUMNS + ["source", "frame"] if c in names]))
     return files
 
@@ -153,13 +154,13 @@ def first_rows(store: Store, files: list[tuple[str, list[str]]], *, pictures: bo
                     absent = [c for c in needed if c not in row
                               and (c != "target_name" or row.get("target", -1) >= 0)]   # a class needs a name
                     if absent:
-                        raise StoreError(unreadable(path, ValueError(f"the row of key {key!r} has no "
-                                                                     f"{', '.join(absent)}")))
+                        raise StoreError(unreadable(store.location_of(path), ValueError(
+                            f"the row of key {key!r} has no {', '.join(absent)}")))
                     yield key, row
         except (pa.ArrowException, OSError) as error:
             if isinstance(error, OSError) and not isinstance(error, pa.ArrowException) and error.filename:
                 raise   # a local file the system would not let us read: the CLI names it
-            raise StoreError(unreadable(path, error)) from None
+            raise StoreError(unreadable(store.location_of(path), error)) from None
 
 
 def file_batches(store: Store, path: str, columns: list[str]) -> Iterator[pa.RecordBatch]:

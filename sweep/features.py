@@ -122,7 +122,7 @@ def run_features(config: FeatureConfig, *, stream: TextIO | None = None) -> Feat
         return ()
 
     def on_failed(path: str, error: str) -> tuple:
-        raise SweepError(f"feature pass failed on {path}: {error}")
+        raise SweepError(f"feature pass failed on {store.location_of(path)}: {error}")
 
     run_on_fleet(cluster, worker_config, files,
                  submit=lambda actor, path: actor.features.remote(path, config.layer, config.maps, config.job,

@@ -245,7 +245,7 @@ def read_scores(store: Store, scorer: str, columns: Sequence[str] = ("key", "log
         try:
             return store.read_file(path, list(columns))
         except (pa.ArrowInvalid, OSError, KeyError) as error:
-            raise StoreError(f"unreadable file {path}: {why_unreadable(error)} (remove it: `sweep score` with this "
+            raise StoreError(f"unreadable file {store.location_of(path)}: {why_unreadable(error)} (remove it: `sweep score` with this "
                              f"scorer then scores its images again)") from None
 
     tables = store.each_file(read_part, store.files(f"{SCORES}/{scorer}"))
@@ -259,7 +259,7 @@ def key_columns(store: Store, path: str) -> dict[str, list]:
     try:
         return store.read_file(path, ["key", "job"]).to_pydict()
     except (pa.ArrowInvalid, OSError, KeyError) as error:
-        raise StoreError(f"unreadable file {path}: {first_line(error)}") from None
+        raise StoreError(f"unreadable file {store.location_of(path)}: {first_line(error)}") from None
 
 
 def generator_class_names(manifest: dict) -> tuple[str, ...] | None:

@@ -1036,11 +1036,11 @@ class Store:
 
     def read_checked(self, path: str, columns: Sequence[str] | None = None) -> pa.Table:
         """`read_file`, with a file that cannot be read (not Parquet, a column missing) refused as one StoreError
-        line naming it and the way on."""
+        line naming it (`location_of`) and the way on."""
         try:
             return self.read_file(path, columns)
         except (pa.ArrowInvalid, OSError, KeyError) as error:
-            raise StoreError(unreadable(path, error)) from None
+            raise StoreError(unreadable(self.location_of(path), error)) from None
 
     def each_file(self, call: Callable[[str], T], paths: Sequence[str]) -> list[T]:
         """`call(path)` for each of `paths`, the results in their order. On S3 READ_THREADS at once: each read waits
@@ -1578,9 +1578,10 @@ def why_unreadable(error: BaseException) -> str:
     return OPENING_A_SOURCE.sub("", first_line(error))
 
 
-def unreadable(path: str, error: BaseException) -> str:
-    """The one-line refusal of a store file that cannot be read, saying how to go on."""
-    return (f"unreadable file {path}: {why_unreadable(error)} (`sweep run --check-files` with the store's command "
+def unreadable(location: str, error: BaseException) -> str:
+    """The one-line refusal of a store file that cannot be read, saying how to go on; `location`: where the file is,
+    as the user would write it (`Store.location_of`), the same in every reader's refusal."""
+    return (f"unreadable file {location}: {why_unreadable(error)} (`sweep run --check-files` with the store's command "
             f"moves it into {QUARANTINE}/ and runs its items again)")
 
 

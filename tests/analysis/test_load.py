@@ -47,7 +47,7 @@ def test_a_file_whose_pictures_cannot_be_read_is_refused_in_the_store_s_one_word
     store = open_store(small_store)
     with pytest.raises(StoreError) as refused:
         dict(iter_pngs(store, ["octave:-:0:-1:0"]))
-    assert str(refused.value).startswith("unreadable file images/part-") and \
+    assert str(refused.value).startswith(f"unreadable file {small_store}/images/part-") and \
         "(`sweep run --check-files` with the store's command moves it into quarantine/" in str(refused.value)
 
 
@@ -192,8 +192,8 @@ def test_file_that_is_not_parquet(small_store):
         f.write(b"this is not parquet at all")
     with pytest.raises(StoreError) as err:
         read_rows(open_store(small_store))
-    assert "unreadable file images/zz-garbage.parquet: " in _one_line(err)   # as `sweep status` says, with the
-    assert "moves it into quarantine/" in _one_line(err)                     # way on
+    assert f"unreadable file {small_store}/images/zz-garbage.parquet: " in _one_line(err)   # as `sweep status`,
+    assert "moves it into quarantine/" in _one_line(err)                                    # with the way on
 
 
 def test_a_frames_file_is_refused_by_its_own_folder(tmp_path):
@@ -213,11 +213,11 @@ def test_a_frames_file_is_refused_by_its_own_folder(tmp_path):
         f.write(b"this is not parquet at all")
     with pytest.raises(StoreError) as err:
         dict(iter_pngs(store, [frame], index))
-    assert _one_line(err).startswith(f"unreadable file frames/{name}: ")
+    assert _one_line(err).startswith(f"unreadable file {store.uri}/frames/{name}: ")
     pq.write_table(table.drop_columns(["png"]), path)
     with pytest.raises(StoreError) as err:
         read_rows(store, frames=True)
-    assert _one_line(err).startswith(f"frames/{name} is not a classweep images file (missing columns: png)")
+    assert _one_line(err).startswith(f"{store.uri}/frames/{name} is not a classweep images file (missing columns: png)")
 
 
 def test_logits_that_do_not_match_the_manifest(small_store):

@@ -428,12 +428,12 @@ def test_a_damaged_file_is_refused_naming_it_and_the_way_on_as_on_a_local_disk(s
         monkeypatch.setattr(store_module, "RANGED_READ_BYTES", 0)   # every object counts as large
 
     def refusal(uri: str) -> str:
-        small_store_with_a_damaged_file(uri)
+        store, _ = small_store_with_a_damaged_file(uri)
         with pytest.raises(StoreError) as refused:
             read_rows(uri)
-        return str(refused.value)
+        return str(refused.value).replace(store.uri, "STORE")
     local = refusal(str(tmp_path / "local"))
-    assert local.startswith("unreadable file images/part-000001.parquet: Couldn't deserialize thrift")
+    assert local.startswith("unreadable file STORE/images/part-000001.parquet: Couldn't deserialize thrift")
     assert refusal(server.uri(f"damaged-{ranged}")) == local
 
 
@@ -446,11 +446,31 @@ def test_a_damaged_file_is_set_aside_and_refused_by_name_as_on_a_local_disk(serv
         store, path = small_store_with_a_damaged_file(uri)
         with pytest.raises(StoreError) as refused:
             store.keys_by_file()
-        refusals.append(str(refused.value).replace(path, "PATH"))
+        refusals.append(str(refused.value).replace(store.location_of(path), "PATH"))
         moved.append([(file.replace(store.root, "ROOT"), why) for file, why in store.quarantine_unreadable().moved])
         assert store.files("images") and path not in store.files("images")
     assert refusals[0].startswith("unreadable file PATH: Couldn't deserialize thrift") and refusals[1] == refusals[0]
     assert moved[0] == moved[1] and moved[0][0][0] == "ROOT/images/part-000001.parquet"
+
+
+@pytest.mark.parametrize("reader", ["numbers", "pictures", "status", "export"])
+def test_every_reader_names_an_unreadable_file_by_its_full_location(server, reader, tmp_path):
+    """The readers named an unreadable images/ file three ways: `images/part-...` (analyze and figures, by its
+    folder), `BUCKET/PATH/images/part-...` (status and export on an object store: the file system's path, no
+    scheme) or the whole path (the same two on a local disk). Now every one names it where it is, as the user
+    would write it (`Store.location_of`): a reader of each kind, on a local disk and on an object store."""
+    from analysis.load import iter_pngs, read_rows
+    from sweep.export import export_pngs
+    from sweep.status import store_status
+    read = {"numbers": read_rows,                                                  # analyze, figures, directions
+            "pictures": lambda store, path: dict(iter_pngs(store, ["k"], {path: ["k"]})),   # figures, directions
+            "status": store_status, "export": lambda store: export_pngs(store, tmp_path / "png")}[reader]
+    for uri in (str(tmp_path / "local"), server.uri(f"named-{reader}")):
+        store, path = small_store_with_a_damaged_file(uri)
+        with pytest.raises(StoreError) as refused:
+            read(store, path) if reader == "pictures" else read(store)
+        assert str(refused.value).startswith(f"unreadable file {uri}/images/part-000001.parquet: "), refused.value
+        assert "(`sweep run --check-files` with the store's command moves it into quarantine/" in str(refused.value)
 
 
 def one_error_line(result) -> str:
