@@ -377,38 +377,39 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
 
     st = open_store(store)
     figures = output_folder(out, st)   # refused (a file there) before anything is written
-    rows, index = read_rows_and_keys(st)   # the index: which files hold the strip's pictures
-    meta = rows.meta.copy()
-    names = st.class_names
-    meta["target_name"] = [names[t] if 0 <= t < len(names) else "" for t in meta["target"]]
-    # an image whose outputs are not finite is left out, as `sweep analyze` leaves it out (the PCA refuses NaN)
-    finite = finite_rows(rows.logits)                                  # N
-    left_out = meta["key"][~finite].tolist()
-    try:
-        groups = read_groups(groups_file, meta, names, tuple(jobs) if jobs else None)   # a left-out key is no typo
-        logits = rows.logits
-        if left_out:
-            meta, groups, logits = (meta[finite].reset_index(drop=True), groups[finite].reset_index(drop=True),
-                                    logits[finite])
-        del rows   # the outputs are held once, in `logits`
-        if method not in METHODS:
-            raise GroupsError(f"unknown direction method {method!r}: use {' or '.join(METHODS)}")
-        if method == "auto":
-            method = "logistic" if groups[groups != ""].nunique() == 2 else "bottleneck"
-        fitter = fit_bottleneck_direction if method == "bottleneck" else fit_direction
-        fit = fitter(logits, groups, n_components=n_components, copy=False)   # outputs read for this fit
-    except GroupsError as error:
-        raise StoreError(str(error)) from None
-    labels = groups.to_numpy()
-    separations = tuple(neighbour_separations(fit.positions, labels, fit.order))
-    candidates = meta["job"].isin(set(meta["job"][labels != ""])).to_numpy().copy()   # the grouped images' jobs
-    first_index = int(np.flatnonzero(labels == fit.negative)[0])   # seed 0's octave image when the group has one
-    start_index = first_index if start is None else _start_index(start, meta["key"], first_index, left_out, st.uri)
-    table = meta[["key", "job", "target", "target_name"]].assign(group=labels, position=fit.positions)
-    st.write_table(f"{ANALYSIS}/{TABLE_FILE}", pa.Table.from_pandas(table, preserve_index=False))
-    candidates[start_index] = False   # the strip shows the start image once, as the start
-    shown_rows = [start_index, *line_neighbours(fit, start_index, n_points, candidates)]
-    pngs = dict(iter_pngs(st, [meta["key"][i] for i in shown_rows], index))
+    with st.keeping_objects() as st:   # on an object store the strip's files: numbers and pictures in one fetch
+        rows, index = read_rows_and_keys(st)   # the index: which files hold the strip's pictures
+        meta = rows.meta.copy()
+        names = st.class_names
+        meta["target_name"] = [names[t] if 0 <= t < len(names) else "" for t in meta["target"]]
+        # an image whose outputs are not finite is left out, as `sweep analyze` leaves it out (the PCA refuses NaN)
+        finite = finite_rows(rows.logits)                                  # N
+        left_out = meta["key"][~finite].tolist()
+        try:
+            groups = read_groups(groups_file, meta, names, tuple(jobs) if jobs else None)   # a left-out key is no typo
+            logits = rows.logits
+            if left_out:
+                meta, groups, logits = (meta[finite].reset_index(drop=True), groups[finite].reset_index(drop=True),
+                                        logits[finite])
+            del rows   # the outputs are held once, in `logits`
+            if method not in METHODS:
+                raise GroupsError(f"unknown direction method {method!r}: use {' or '.join(METHODS)}")
+            if method == "auto":
+                method = "logistic" if groups[groups != ""].nunique() == 2 else "bottleneck"
+            fitter = fit_bottleneck_direction if method == "bottleneck" else fit_direction
+            fit = fitter(logits, groups, n_components=n_components, copy=False)   # outputs read for this fit
+        except GroupsError as error:
+            raise StoreError(str(error)) from None
+        labels = groups.to_numpy()
+        separations = tuple(neighbour_separations(fit.positions, labels, fit.order))
+        candidates = meta["job"].isin(set(meta["job"][labels != ""])).to_numpy().copy()   # the grouped images' jobs
+        first_index = int(np.flatnonzero(labels == fit.negative)[0])   # seed 0's octave image when the group has one
+        start_index = first_index if start is None else _start_index(start, meta["key"], first_index, left_out, st.uri)
+        table = meta[["key", "job", "target", "target_name"]].assign(group=labels, position=fit.positions)
+        st.write_table(f"{ANALYSIS}/{TABLE_FILE}", pa.Table.from_pandas(table, preserve_index=False))
+        candidates[start_index] = False   # the strip shows the start image once, as the start
+        shown_rows = [start_index, *line_neighbours(fit, start_index, n_points, candidates)]
+        pngs = dict(iter_pngs(st, [meta["key"][i] for i in shown_rows], index))
 
     distribution = direction_distribution(fit.positions, labels, [*fit.order, ""],
                                           f"Images along the direction {' -> '.join(fit.order)}")

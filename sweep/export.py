@@ -13,7 +13,7 @@ import hashlib
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import pyarrow as pa
 
@@ -103,19 +103,24 @@ def png_name(row: dict) -> str:
 
 def checked_files(store: Store, directories: tuple[str, ...] = (IMAGES, FRAMES)) -> list[tuple[str, list[str]]]:
     """(path, columns to read) of every images/ and frames/ file (or those of `directories`), each opened first: a
-    damaged or foreign file is refused in one line before any PNG is written."""
+    damaged or foreign file is refused in one line before any of them is read."""
     files = []
     for path in [path for directory in directories for path in store.files(directory)]:
         try:
             names = store.file_schema(path).names
         except (pa.ArrowException, OSError) as error:
             raise StoreError(unreadable(store.location_of(path), error)) from None
-        missing = [c for c in COLUMNS if c not in names and c not in MISSING]
-        if missing:
-            raise StoreError(unreadable(store.location_of(path),
-                                        KeyError(f"not an images file: no column {', '.join(missing)}")))
-        files.append((path, [c for c in COLUMNS + ["source", "frame"] if c in names]))
+        files.append((path, file_columns(store.location_of(path), names)))
     return files
+
+
+def file_columns(location: str, names: Sequence[str], pictures: bool = True) -> list[str]:
+    """The columns to read of an images/ or frames/ file whose columns are `names` (`png` only with `pictures`);
+    StoreError naming the file (`location`) when it lacks one that a PNG's name needs (a foreign file)."""
+    missing = [c for c in COLUMNS if c not in names and c not in MISSING]
+    if missing:
+        raise StoreError(unreadable(location, KeyError(f"not an images file: no column {', '.join(missing)}")))
+    return [c for c in COLUMNS + ["source", "frame"] if c in names and (pictures or c != "png")]
 
 
 @dataclass(frozen=True)
@@ -136,15 +141,18 @@ class Exported:
         return f"wrote {self.written} PNG files under {out}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
-def first_rows(store: Store, files: list[tuple[str, list[str]]], *, pictures: bool) -> Iterator[tuple[str, dict]]:
-    """(key, row) of every stored key, from the first file by name that holds it (as the readers take it); the
-    `png` column only with `pictures`. A row without a value a name or the file needs is a damaged or foreign file:
-    StoreError naming it. Reads one file at a time (a local one a row group at a time)."""
+def first_rows(store: Store, paths: Sequence[str], *, pictures: bool, last: bool = False
+               ) -> Iterator[tuple[str, dict]]:
+    """(key, row) of every stored key of the images/ and frames/ files at `paths`, from the first file by name that
+    holds it (as the readers take it); the `png` column only with `pictures`. A file without a column a name needs
+    (`file_columns`), or a row without a value a name or the file needs, is a damaged or foreign file: StoreError
+    naming it. Reads one file at a time (a local one a row group at a time); `last`: the command's last read of
+    each file, whose kept copy is let go once read (`Store.let_go`)."""
     exported: set[str] = set()   # a key repeated in a later file (one copied in) is the readers' first file's
     needed = [c for c in COLUMNS if pictures or c != "png"]
-    for path, columns in files:
+    for path in paths:
         try:
-            for batch in file_batches(store, path, [c for c in columns if pictures or c != "png"]):
+            for batch in file_batches(store, path, pictures):
                 for row in batch.to_pylist():
                     key = str(row.get("key"))
                     if key in exported:
@@ -161,17 +169,22 @@ def first_rows(store: Store, files: list[tuple[str, list[str]]], *, pictures: bo
             if isinstance(error, OSError) and not isinstance(error, pa.ArrowException) and error.filename:
                 raise   # a local file the system would not let us read: the CLI names it
             raise StoreError(unreadable(store.location_of(path), error)) from None
+        if last:
+            store.let_go(path)
 
 
-def file_batches(store: Store, path: str, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    """`columns` of one images/ or frames/ file, a few rows at a time. With the pictures, a local file is read a row
-    group at a time and an object fetched whole (`Store.parquet_file`); without, only the small columns are read
-    (`Store.read_chosen`: on S3 by ranges, not the PNGs)."""
-    if "png" not in columns:
-        yield from store.read_chosen(path, lambda schema: columns).to_batches(max_chunksize=256)
+def file_batches(store: Store, path: str, pictures: bool) -> Iterator[pa.RecordBatch]:
+    """The columns export reads of one images/ or frames/ file (`file_columns`, checked against the file's schema),
+    a few rows at a time. With the pictures, a local file is read a row group at a time and an object fetched whole
+    (`Store.parquet_file`); without, only the small columns are read (`Store.read_chosen`: on S3 a large object by
+    ranges, not the PNGs)."""
+    def columns(schema: pa.Schema) -> list[str]:
+        return file_columns(store.location_of(path), schema.names, pictures)
+    if not pictures:
+        yield from store.read_chosen(path, columns).to_batches(max_chunksize=256)
         return
     with store.parquet_file(path) as parquet:
-        yield from parquet.iter_batches(columns=columns, batch_size=256)
+        yield from parquet.iter_batches(columns=columns(parquet.schema_arrow), batch_size=256)
 
 
 def same_bytes(path: Path, data: bytes) -> bool:
@@ -199,17 +212,27 @@ def export_pngs(store: Store | str, out: str | Path, *, overwrite: bool = False)
     writes nothing; one with other bytes (the user's, another store's export) is refused, StoreError naming the
     first few, before anything is written, unless `overwrite`; so is a file or folder in the way of one
     (`in_the_way`), even with `overwrite`. The names are read first (not the pictures); only when some of the files
-    are there already are the pictures read twice, once to compare them."""
+    are there already are the pictures read twice, once to compare them.
+
+    On an object store each file is fetched once: an object the names' pass fetched whole (every one on GCS, one
+    under RANGED_READ_BYTES on S3) is kept for the pictures' pass (`Store.keeping_objects`), which lets it go once
+    its PNGs are written, so that the kept copies and the PNGs written together take about the store's size."""
     store = open_store(store)
     out = Path(out)
     if not store.is_object_store and out.resolve().is_relative_to(Path(store.root).resolve()):
         raise StoreError(f"--out {out} is inside the store: export into a folder of its own (PNGs among the store's "
                          f"folders would be taken for part of it)")
     require_images(store)
-    files = checked_files(store)
+    with store.keeping_objects() as store:
+        return export_files(store, [path for directory in (IMAGES, FRAMES) for path in store.files(directory)], out,
+                            overwrite)
+
+
+def export_files(store: Store, paths: Sequence[str], out: Path, overwrite: bool) -> Exported:
+    """`export_pngs` of the images/ and frames/ files at `paths`, in name order."""
     names = UniqueNames()
     targets = {key: inside(out, names.claim(png_name(row), key))
-               for key, row in first_rows(store, files, pictures=False)}
+               for key, row in first_rows(store, paths, pictures=False)}
     blocked = in_the_way(out, targets.values())
     if blocked:
         raise StoreError(f"--out {out} holds {counted(len(blocked), 'file or folder', 'files or folders')} where "
@@ -219,7 +242,7 @@ def export_pngs(store: Store | str, out: str | Path, *, overwrite: bool = False)
     unchanged: set[str] = set()
     differing: list[str] = []
     if there:
-        for key, row in first_rows(store, files, pictures=True):
+        for key, row in first_rows(store, paths, pictures=True):
             if key in there and same_bytes(targets[key], row["png"]):
                 unchanged.add(key)
             elif key in there:
@@ -231,7 +254,7 @@ def export_pngs(store: Store | str, out: str | Path, *, overwrite: bool = False)
     if len(unchanged) == len(targets):
         return Exported(0, len(unchanged))
     written = 0
-    for key, row in first_rows(store, files, pictures=True):
+    for key, row in first_rows(store, paths, pictures=True, last=True):
         if key not in unchanged:
             targets[key].parent.mkdir(parents=True, exist_ok=True)
             targets[key].write_bytes(row["png"])

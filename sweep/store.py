@@ -674,8 +674,9 @@ class KeptObjects:
     later reads of them (`Store.keeping_objects`): `sweep figures` reads the numbers of every images/ and frames/
     file, then the pictures of those holding an image shown, and where the numbers' read fetched an object whole
     (every object on GCS, one under RANGED_READ_BYTES on S3) the pictures' read takes the local copy. Objects are
-    kept while they fit in `budget` bytes; one that does not fit is fetched again when read again. Safe for the
-    threads of `Store.each_file`."""
+    kept while they fit in `budget` bytes; one that does not fit is fetched again when read again. A command that
+    reads a file for the last time lets its copy go (`drop`: `sweep export`, which writes as much again to local
+    disk, keeps only the objects whose PNGs it has not written yet). Safe for the threads of `Store.each_file`."""
 
     def __init__(self, folder: str, budget: int) -> None:
         self.folder = folder
@@ -703,6 +704,15 @@ class KeptObjects:
             f.write(data)
         with self.lock:
             self.files[path] = local
+
+    def drop(self, path: str) -> None:
+        """Remove the kept copy of the object at `path`, if any, its bytes back in the budget."""
+        with self.lock:
+            local = self.files.pop(path, None)
+            if local is None:
+                return
+            self.budget += os.path.getsize(local)
+        os.remove(local)
 
 
 @dataclass(frozen=True)
@@ -795,6 +805,11 @@ class Store:
         with tempfile.TemporaryDirectory(prefix="classweep-kept-") as folder:
             budget = kept_budget(shutil.disk_usage(folder).free)
             yield replace(self, kept=KeptObjects(folder, budget))
+
+    def let_go(self, path: str) -> None:
+        """This command reads the file at `path` no more: its kept copy (`keeping_objects`), if any, is removed."""
+        if self.kept is not None:
+            self.kept.drop(path)
 
     def bounded(self, call: Callable[..., T], *args, **kwargs) -> T:
         """`call(*args, **kwargs)`: on an object store given up after `LIMITS.call_seconds` (TimeoutError, which

@@ -394,6 +394,52 @@ def test_figures_fetch_each_small_object_once(server, monkeypatch, tmp_path, ana
         assert size <= sent[path] < 1.3 * size, (path, sent[path] / size)
 
 
+def store_of_shown_objects(server: Server, name: str) -> dict[str, int]:
+    """The analysis tests' small store at `server.uri(name)`, its pictures noise of 120 px: two images/ objects of
+    about 250 KB (under RANGED_READ_BYTES), the first holding every octave image. Returns {object path: size}."""
+    import dataclasses
+
+    import numpy as np
+    from analysis.synthetic import noise_png, write_store
+    from tests.analysis.handmade import NAMES, OPTIONS, small_images
+    rng = np.random.default_rng(0)
+    pngs = [noise_png(rng, 120) for _ in range(4)]
+    write_store(server.uri(name), NAMES, [dataclasses.replace(image, png=pngs[n % 4])
+                                          for n, image in enumerate(small_images())], options=OPTIONS)
+    sizes = {info.path: info.size for info in server.fs.get_file_info(pafs.FileSelector(f"{BUCKET}/{name}/images"))}
+    assert len(sizes) == 2 and max(sizes.values()) < store_module.RANGED_READ_BYTES
+    return sizes
+
+
+def test_export_fetches_each_object_once(server, monkeypatch, tmp_path):
+    """`sweep export` reads every file's names (to refuse a clash before writing), then its pictures: on GCS each
+    object came two or three times whole (the footer's check through pyarrow's random-access file, the names, the
+    pictures), on S3 a small one twice. Now a whole object is kept for the pictures' pass and let go after it
+    (`Store.keeping_objects`, `Store.let_go`), counted here as the bytes the server sends of each."""
+    from sweep.export import export_pngs
+    sizes = store_of_shown_objects(server, "export-once")
+    dropped, drop = [], store_module.KeptObjects.drop
+    monkeypatch.setattr(store_module.KeptObjects, "drop", lambda kept, path: (dropped.append(path), drop(kept, path)))
+    sent = objects_sent(server, monkeypatch)
+    assert export_pngs(server.uri("export-once"), tmp_path / "png").written == 16
+    for path, size in sizes.items():
+        assert size <= sent[path] < 1.1 * size, (path, sent[path] / size)
+    assert dropped == sorted(sizes)   # each let go once its PNGs were written
+
+
+def test_directions_fetch_each_small_object_once(server, monkeypatch, tmp_path):
+    """`sweep directions` reads every file's numbers, then the pictures of its strip: on GCS, and on S3 for a small
+    object, the files holding the strip's images came twice whole. Now once (`Store.keeping_objects`)."""
+    from analysis.directions import run_directions
+    sizes = store_of_shown_objects(server, "directions-once")
+    groups = tmp_path / "groups.csv"
+    groups.write_text("class,group\n0,low\n1,low\n2,low\n3,high\n4,high\n5,high\n")
+    sent = objects_sent(server, monkeypatch)
+    run_directions(server.uri("directions-once"), str(groups), n_components=3, out=str(tmp_path / "figures"))
+    for path, size in sizes.items():   # the first holds the strip's octave images
+        assert size <= sent[path] < 1.1 * size, (path, sent[path] / size)
+
+
 def damaged_footer(data: bytes) -> bytes:
     """A Parquet file's bytes with its footer's metadata overwritten: pyarrow refuses it with an OSError ("Couldn't
     deserialize thrift"), as a damaged file's pages, not the ArrowInvalid of a file that is not Parquet at all."""

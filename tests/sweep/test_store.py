@@ -734,7 +734,8 @@ def test_sweep_run_check_files_reaches_the_resume_s_pass(tmp_path, monkeypatch):
 
 def test_kept_objects_keep_what_fits_in_their_budget(tmp_path):
     """`Store.keeping_objects`' local copies: an object is kept while it fits in what is left of the budget (one that
-    does not fit is fetched again when read again), each once; a local store is read where it is."""
+    does not fit is fetched again when read again), each once, and let go when read for the last time (its bytes
+    back in the budget); a local store is read where it is."""
     from sweep.store import KeptObjects
     kept = KeptObjects(str(tmp_path), budget=10)
     kept.keep("b/images/a", b"123456")
@@ -743,8 +744,12 @@ def test_kept_objects_keep_what_fits_in_their_budget(tmp_path):
     kept.keep("b/images/c", b"1234")
     assert [kept.read(f"b/images/{name}") for name in "abc"] == [b"123456", None, b"1234"]
     assert kept.budget == 0 and len(os.listdir(tmp_path)) == 2
+    kept.drop("b/images/a")                                # read for the last time: its bytes back in the budget
+    kept.drop("b/images/b")                                # never kept: nothing to do
+    assert kept.read("b/images/a") is None and kept.budget == 6 and len(os.listdir(tmp_path)) == 1
     from sweep.store import KEPT_MAX_BYTES, kept_budget
     assert kept_budget(1000) == 500 and kept_budget(100 * KEPT_MAX_BYTES) == KEPT_MAX_BYTES == 8 << 30
     store = Store.open(str(tmp_path / "s"))
     with store.keeping_objects() as same:
         assert same is store and same.kept is None
+        same.let_go(same.path("images", "part-1.parquet"))   # nothing kept, nothing to let go
