@@ -642,9 +642,9 @@ def _class_figures(tables, thumbs, writer: "_Writer", step: Callable[[str], None
                                      fig.graph_pages(tables["graph_nodes"], part, span=span),
                                      f"{counted(len(part), 'component')}; an arrow goes from each class of "
                                      f"{span.name} to the class most activated by its image, which may lie outside "
-                                     "the range (the article graphs each half of ImageNet's classes apart: \"The "
-                                     "first half ... are mostly animals\"). Nodes take the colour of their "
-                                     f"component in the whole graph, {GRAPH_STYLE}", svg=True))
+                                     "the range, drawn as a square (the article graphs each half of ImageNet's "
+                                     "classes apart: \"The first half ... are mostly animals\"). Nodes take the "
+                                     f"colour of their component in the whole graph, {GRAPH_STYLE}", svg=True))
     return figures
 
 

@@ -392,6 +392,7 @@ def test_analysing_again_keeps_the_earlier_graph_ranges_and_draws_a_figure_per_r
     graphs = sorted(name for name in os.listdir(out) if name.startswith("graph"))
     assert graphs == ["graph-0-1-01.png", "graph-0-1-01.svg", "graph-2-5-01.png", "graph-2-5-01.svg"]
     assert "<h3>Nearest-neighbour graph of classes 0-1</h3>" in html and 'src="graph-2-5-01.png"' in html
+    assert "which may lie outside the range, drawn as a square" in html   # the key a narrow page's title leaves out
     assert "nearest-neighbour graph of classes 2-5: 4 classes with an image, 1 component" in html
     svg = (out / "graph-2-5-01.svg").read_text()
     assert "classes 2-5" in svg
