@@ -129,13 +129,14 @@ def store_images(value: str, writing: Store, names: UniqueNames, given: list[tup
         store = open_store(uri)
         check_finished(store, writing, value)
         check_given_once(store, job, value, [] if given is None else given)
-        rows = final_rows(store, job)
-        if not rows:
-            present = sorted({job for path in store.files(IMAGES)
-                              for job in store.read_checked(path, ["job"]).column("job").to_pylist()})
-            raise PlanError(f"--images {value}: store {store.uri} has no {job} images "
-                            f"(jobs present: {', '.join(present) or 'none'})")
-        by_key = stored_pngs(store, [row["key"] for row in rows])
+        with store.keeping_objects() as kept:   # an object's columns, rows and PNGs from one fetch
+            rows = final_rows(kept, job)
+            if not rows:
+                present = sorted({job for path in kept.files(IMAGES)
+                                  for job in kept.read_checked(path, ["job"]).column("job").to_pylist()})
+                raise PlanError(f"--images {value}: store {store.uri} has no {job} images "
+                                f"(jobs present: {', '.join(present) or 'none'})")
+            by_key = stored_pngs(kept, [row["key"] for row in rows])
         pngs = [by_key[row["key"]] for row in rows]
         # each checked as a file is, its pixels dropped: the PNG bytes are what a source keeps
         hashes = list(track(in_order(hashed_png, pngs, threads), len(pngs)))

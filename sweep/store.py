@@ -986,15 +986,32 @@ class Store:
         the dataset refused it: refused here too, with the dataset's error (ArrowInvalid). On GCS the dataset reader
         stays: a ParquetFile opens pyarrow's GCS random-access file, which starts its download holding the GIL
         (`parquet_file`), where the dataset reader opens it without."""
-        if self.fs.type_name == "gcs" and self.kept is not None:   # whole, kept for this command's next read
-            return self._parquet_of_whole_object(path).read(columns=columns)
-        if self.fs.type_name == "gcs":
+        kept = self._kept_parquet(path)   # whole, kept for this command's next read
+        if kept is None and self.fs.type_name == "gcs":
             return pq.read_table(path, columns=columns, filesystem=self.fs)
-        with pq.ParquetFile(path, filesystem=self.fs, pre_buffer=self.is_object_store) as parquet:
+        with kept or pq.ParquetFile(path, filesystem=self.fs, pre_buffer=self.is_object_store) as parquet:
             missing = [name for name in columns or () if name not in parquet.schema_arrow.names]
             if missing:
                 raise pa.ArrowInvalid(f"no column {', '.join(missing)} in {path.rsplit('/', 1)[-1]}")
             return parquet.read(columns=columns)
+
+    def _kept_parquet(self, path: str) -> pq.ParquetFile | None:
+        """Within `keeping_objects`: the object's ParquetFile from its kept copy, fetched whole and kept first where
+        a reader would fetch it whole anyway (every object on GCS, whose reader downloads the whole object; one
+        under RANGED_READ_BYTES on S3). None outside `keeping_objects`, on a local disk, and for a large S3 object
+        not kept (read by ranges)."""
+        if self.kept is None:
+            return None
+        data = self.kept.read(path)
+        if data is None and self.fs.type_name == "s3":
+            with self.fs.open_input_file(path) as file:   # its size, from the HEAD request a ranged read makes anyway
+                if file.size() >= RANGED_READ_BYTES:
+                    return None
+                data = file.read()
+        elif data is None:
+            data = self._whole_file(path)
+        self.kept.keep(path, data)
+        return pq.ParquetFile(pa.BufferReader(data))
 
     def parquet_file(self, path: str) -> pq.ParquetFile:
         """One Parquet file of the store (a path from `files`), for readers that want its schema before choosing
@@ -1046,8 +1063,12 @@ class Store:
 
     def file_schema(self, path: str) -> pa.Schema:
         """The Arrow schema of one Parquet file of the store, from its footer only; errors as `read_file`."""
+        def footer() -> pa.Schema:
+            kept = self._kept_parquet(path)
+            return kept.schema_arrow if kept is not None else \
+                ds.ParquetFileFormat().make_fragment(path, filesystem=self.fs).physical_schema
         with self._object_failures():
-            return self.bounded(lambda: ds.ParquetFileFormat().make_fragment(path, filesystem=self.fs).physical_schema)
+            return self.bounded(footer)
 
     def read_checked(self, path: str, columns: Sequence[str] | None = None) -> pa.Table:
         """`read_file`, with a file that cannot be read (not Parquet, a column missing) refused as one StoreError

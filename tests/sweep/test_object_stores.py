@@ -440,6 +440,19 @@ def test_directions_fetch_each_small_object_once(server, monkeypatch, tmp_path):
         assert size <= sent[path] < 1.1 * size, (path, sent[path] / size)
 
 
+def test_a_bucket_stores_images_as_sources_fetch_each_object_once(server, monkeypatch, tmp_path):
+    """`sweep run --images store:URI` checks every images/ file's columns, reads its rows, then the PNGs of the
+    class images: on GCS an object came three times whole. Now once (`Store.keeping_objects`)."""
+    from sweep.export import UniqueNames
+    from sweep.sources import store_images
+    sizes = store_of_shown_objects(server, "sources-once")
+    sent = objects_sent(server, monkeypatch)
+    images = store_images(f"store:{server.uri('sources-once')}", Store.open(str(tmp_path / "new")), UniqueNames())
+    assert len(images) == 6   # the six classes' octave images, all in the first object
+    first = min(sizes)
+    assert sizes[first] <= sent[first] < 1.1 * sizes[first], sent[first] / sizes[first]
+
+
 def damaged_footer(data: bytes) -> bytes:
     """A Parquet file's bytes with its footer's metadata overwritten: pyarrow refuses it with an OSError ("Couldn't
     deserialize thrift"), as a damaged file's pages, not the ArrowInvalid of a file that is not Parquet at all."""
