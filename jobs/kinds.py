@@ -389,8 +389,8 @@ def feature_means(model, images_uint8: np.ndarray, layer: str, maps: Sequence[in
     `images_uint8` may also be a list of H x W x 3 arrays of different sizes (evaluated one by one). `input`: the
     convention the images were made under (the manifest's); None: the model's current one. `side`: each image is
     first resized to `side` x `side` (bilinear, `transforms.resize`, as between octaves; `antialias` as the
-    images' schedule resized), as the article evaluates its class images at the model's input size; None: at the
-    size they have."""
+    images' schedule resized), as the article evaluates its class images at 299 x 299, the side they were
+    generated from; None: at the size they have."""
     maps = [int(m) for m in maps]
     if isinstance(images_uint8, np.ndarray):
         batches = [images_uint8[i:i + chunk] for i in range(0, len(images_uint8), chunk)]

@@ -56,14 +56,14 @@ def named_class(c: int, name: str) -> str:
 
 def size_note(size: str | None, sides: Iterable[int]) -> str:
     """The size the model saw a features table's images at, from its `feature_size` and `side` values (None: a
-    table made before `--feature-size`, computed at the stored size): "at 299 px (the model's input size)", the
+    table made before `--feature-size`, computed at the stored size): "at 299 px (resized, --feature-size input)", the
     article's; "at the stored size (490 px)"; "at the stored sizes (380-490 px)". One wording for the line
     `sweep analyze --features` prints and the feature scatter's subtitle."""
     sides = sorted(set(sides))
     if size is None:
         return "at the stored size (computed before --feature-size)"
-    if size == "input":   # one side: the model's
-        return f"at {', '.join(map(str, sides))} px (the model's input size)"
+    if size == "input":   # one side: where the job started (`sweep.features.input_side`)
+        return f"at {', '.join(map(str, sides))} px (resized, --feature-size input)"
     if len(sides) == 1:
         return f"at the stored size ({sides[0]} px)"
     return "at the stored sizes" + (f" ({sides[0]}-{sides[-1]} px)" if sides else "")

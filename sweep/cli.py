@@ -84,7 +84,7 @@ def cluster_options(command):
         click.option("--address", default=None, help="Join this Ray cluster (auto or HOST:PORT); "
                      "default: start a local Ray."),
         click.option("--workers", type=click.IntRange(min=1), default=None,
-                     help="Number of actors (default: one per GPU, or per CPU without GPUs)."),
+                     help="Number of actors (default: one per GPU, or one per --cpus-per-worker CPUs without GPUs)."),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
                      help="gpu: one GPU per actor even before the autoscaler has added GPU nodes."),
         click.option("--cpus-per-worker", type=FiniteFloatRange(min=0.01), default=1.0, show_default=True,
@@ -263,7 +263,7 @@ def models() -> None:
 @click.option("--variants", default=None, help="Addition variants (default: merge,juxtapose).")
 @click.option("--images", multiple=True, help="What the image jobs start from (repeatable): an image file, a "
               "folder (its image files), store:URI[:JOB] (the final images of JOB, default octave, in another, "
-              "finished store: one per class, its lowest seed, named like octave-0042-goldfish), or noise:N[:SIZE] "
+              "finished store: one per item, its lowest seed, named like octave-0042-goldfish), or noise:N[:SIZE] "
               "(N images noise-000.. uniform on [0.5, 0.6], the same in every run; SIZE default: the side the "
               "model's image jobs start at, 299 for ImageNet models).")
 @click.option("--layers", multiple=True, help="Dream layer NAME[:maps], e.g. block2 or a+b:0,4 (repeatable, one "
@@ -305,7 +305,7 @@ def models() -> None:
 @click.option("--dry-run", is_flag=True, help="Print the plan (items, batches, image-iterations per job) and the "
               "store's progress; start nothing, write nothing.")
 @click.option("--calibrate", is_flag=True, help="With the dry run: time a few steps on this machine's device and "
-              "print the projected GPU-hours and wall time for --workers (default 1).")
+              "print the projected device-hours (GPU- or CPU-hours) and wall time for --workers (default 1).")
 @cluster_options
 def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants, images, layers, seeds, schedule,
         job_schedules, batch_size, max_attempts, bf16, fp16, channels_last, compile_, cudnn_benchmark,
@@ -398,8 +398,9 @@ def analysis_functions():
               "(e.g. inception5a:0,4), through Ray workers.")
 @click.option("--weights", default=None, help="Weights for --features (default: the sweep's).")
 @click.option("--feature-size", type=click.Choice(FEATURE_SIZES), default="input", show_default=True,
-              help="--features on each image resized to the model's input size (the article's 299 px for "
-              "GoogLeNet), or at the size it was stored at (490 px for the googlenet preset).")
+              help="--features on each image resized to the side its job started at, its first octave's (the "
+              "article's 299 px for GoogLeNet: it evaluates its class images at 299 x 299, not torchvision's 224), "
+              "or at the size it was stored at (490 px for the googlenet preset).")
 @cluster_options
 def analyze(store, metric, margin_share, graph_ranges, features, weights, feature_size, address, workers, device,
             cpus_per_worker, gpu_wait, stall_timeout) -> None:

@@ -4,9 +4,10 @@ The latent-space article's "feature latent space" places each class image at the
 one layer (e.g. GoogLeNet `inception5a` maps 0 and 4). This needs the model, so it runs through the same kind of
 Ray workers as the sweep: each actor reads whole `images/` files (PNG column included) straight from the store and
 returns a few floats per image; the driver writes `{store}/analysis/features.parquet` (key, target, target_name,
-layer, feature_size, side, map_<i>) in one atomic write. The article evaluates its class images at the model's
-input size (299 px); the googlenet preset's octaves leave them larger (490 px), so each image is resized to the
-input size first unless `FeatureConfig.size` says "stored". The resize antialiases as the octaves of the job's own
+layer, feature_size, side, map_<i>) in one atomic write. The article evaluates its GoogLeNet class images at the
+299 px they were generated from (`input_side`: a job's first octave; torchvision gives GoogLeNet 224); the
+googlenet preset's octaves leave them larger (490 px), so each image is resized to that side first unless
+`FeatureConfig.size` says "stored". The resize antialiases as the octaves of the job's own
 schedule did (`antialias`, from the manifest's `schedule_contents`; true where a store does not record it).
 """
 from __future__ import annotations
@@ -21,11 +22,20 @@ from jobs.text import counted, size_note
 from sweep.fleet import ClusterConfig, SweepError, check_cluster, run_on_fleet
 from sweep.plan import PlanError
 from sweep.progress import Progress
-from sweep.store import ANALYSIS, IMAGES, Store, StoreError, require_images
+from sweep.store import ANALYSIS, IMAGES, Store, StoreError, job_schedule, require_images
 from sweep.worker import WorkerConfig
 
 FEATURES_FILE = f"{ANALYSIS}/features.parquet"
-FEATURE_SIZES = ("input", "stored")   # the images resized to the model's input size (article), or as stored (ours)
+FEATURE_SIZES = ("input", "stored")   # the images resized to where their job started (article), or as stored (ours)
+
+
+def input_side(manifest: dict, job: str, model_input_size: int) -> int:
+    """The side `--feature-size input` resizes `job`'s images to: the side its schedule started them at (its first
+    octave, from the manifest's schedule contents), as the article evaluates its GoogLeNet class images, generated
+    from 299 px, at 299 x 299 (Latent space, "Feature latent space": `image[0].reshape(1, 3, 299, 299)`), not at
+    torchvision's 224; the model's input size where the manifest does not record the schedule."""
+    octaves = job_schedule(manifest, job).get("octaves") or []
+    return int(octaves[0]["size"]) if octaves else int(model_input_size)
 
 
 @dataclass(frozen=True)
@@ -36,7 +46,7 @@ class FeatureConfig:
     maps: tuple[int, ...]            # feature map indices of that layer
     job: str = "octave"              # whose images: the class images
     weights: str | None = None       # None: the weights the sweep used (manifest's weights_source)
-    size: str = "input"              # "input": each image resized to the model's input size square first
+    size: str = "input"              # "input": each image resized to where its job started (`input_side`)
                                      #   (bilinear, antialiased as the job's schedule resized between its
                                      #   octaves: its `antialias`), where the article
                                      #   evaluates them (Latent space, "Feature latent space": `image =

@@ -397,11 +397,12 @@ class SweepWorker:
 
     def features(self, path: str, layer: str, maps: tuple[int, ...], job: str = "octave",
                  size: str = "input") -> pa.Table:
-        """Feature means of `job`'s images in one `images/` file, each image resized to the model's input size
-        (`size` "input", antialiased as the job's schedule resized) or as stored ("stored"): key, target,
-        target_name, layer, feature_size (`size`), side (of the square the model saw), map_<i>."""
+        """Feature means of `job`'s images in one `images/` file, each image resized to the side its job started
+        at (`size` "input", `features.input_side`; antialiased as the job's schedule resized) or as stored
+        ("stored"): key, target, target_name, layer, feature_size (`size`), side (of the square the model saw),
+        map_<i>."""
         from jobs.kinds import feature_means
-        from sweep.features import FEATURE_SIZES
+        from sweep.features import FEATURE_SIZES, input_side
         if size not in FEATURE_SIZES:
             raise ValueError(f"feature size {size!r}: one of {', '.join(FEATURE_SIZES)}")
         table = self.store.read_file(path, ["key", "job", "target", "target_name", "png"])
@@ -413,7 +414,7 @@ class SweepWorker:
         manifest = self.store.read_manifest() or {}
         convention = (manifest.get("job_schedules") or {}).get(job, {}).get("input")
         antialias = bool(job_schedule(manifest, job).get("antialias", True))
-        side = self.model.input_size if size == "input" else None
+        side = input_side(manifest, job, self.model.input_size) if size == "input" else None
         values = feature_means(self.model, np.stack(images) if images and same_size else images, layer, maps,
                                self.device, input=convention, side=side, antialias=antialias)   # N x M
         columns = {"key": table.column("key"), "target": table.column("target"),

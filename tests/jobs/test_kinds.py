@@ -118,7 +118,7 @@ def test_feature_means_match_a_direct_computation(random_digits_model):
 
 
 def test_feature_means_at_a_side_resize_each_image_as_torchvision_does(random_digits_model):
-    """The article evaluates its class images at the model's input size (Latent space, "Feature latent space":
+    """The article evaluates its class images at 299 x 299 (Latent space, "Feature latent space":
     `image[0].reshape(1, 3, 299, 299)`); `side` resizes larger ones (antialiased bilinear, torchvision's Resize)."""
     from torchvision.transforms import functional as TF
     rng = np.random.default_rng(1)

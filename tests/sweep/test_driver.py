@@ -558,7 +558,7 @@ def test_feature_pass_writes_features_parquet(full_sweep):
     written = run_features(FeatureConfig(store=str(store), layer="block3", maps=(0, 4), cluster=ClusterConfig(
         workers=1, cpus_per_worker=0.5, progress_every=1.0)), stream=io.StringIO())   # 10 images: one actor
     path, rows = written.path, written.images
-    assert written.sides == (32,) and written.lines()[0].endswith("at 32 px (the model's input size)")
+    assert written.sides == (32,) and written.lines()[0].endswith("at 32 px (resized, --feature-size input)")
     frame = pd.read_parquet(path)
     assert rows == 10 and list(frame.columns) == ["key", "target", "target_name", "layer", "feature_size", "side",
                                                   "map_0", "map_4"]

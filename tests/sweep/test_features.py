@@ -6,7 +6,7 @@ from sweep.features import FeatureSummary
 
 
 def test_the_size_note_names_the_pixels_and_whose_size_they_are():
-    assert size_note("input", [299, 299]) == "at 299 px (the model's input size)"
+    assert size_note("input", [299, 299]) == "at 299 px (resized, --feature-size input)"
     assert size_note("stored", [490]) == "at the stored size (490 px)"
     assert size_note("stored", [490, 380, 490]) == "at the stored sizes (380-490 px)"
     assert size_note(None, []) == "at the stored size (computed before --feature-size)"
@@ -15,7 +15,7 @@ def test_the_size_note_names_the_pixels_and_whose_size_they_are():
 def test_the_summary_line_says_at_what_size_the_features_were_computed():
     article = FeatureSummary("s/analysis/features.parquet", 1000, "inception5a", (0, 4), "input", (299,))
     assert article.lines() == ["wrote s/analysis/features.parquet: 1000 images, inception5a maps 0,4, "
-                               "at 299 px (the model's input size)"]
+                               "at 299 px (resized, --feature-size input)"]
     ours = FeatureSummary("f.parquet", 3, "block3", (4,), "stored", (490,))
     assert ours.lines() == ["wrote f.parquet: 3 images, block3 maps 4, at the stored size (490 px)"]
 
@@ -60,3 +60,36 @@ def test_a_key_held_by_two_images_files_gives_one_row(tmp_path, monkeypatch):
     summary = run_features(FeatureConfig(store=str(tmp_path / "store"), layer="block1", maps=(0,)))
     keys = pq.read_table(summary.path).column("key").to_pylist()
     assert sorted(keys) == sorted(set(keys)) and len(keys) == summary.images == 3
+
+
+def test_input_size_is_where_the_jobs_images_started_the_articles_299_for_googlenet():
+    """The article evaluates its GoogLeNet class images at 299 x 299 (Latent space, "Feature latent space"); the
+    feature pass took torchvision's input size, 224, instead. `input_side` reads the job's first octave."""
+    from jobs.schedules import load_schedule
+    from sweep.features import input_side
+    googlenet = load_schedule("googlenet")
+    manifest = {"job_schedules": {"octave": {"schedule_id": googlenet.id}},
+                "schedule_contents": {googlenet.id: googlenet.to_dict()}}
+    assert input_side(manifest, "octave", 224) == 299 == googlenet.octaves[0].size
+    assert input_side({}, "octave", 224) == 224   # a manifest without schedule contents: the model's input size
+
+
+def test_a_worker_resizes_a_jobs_images_to_the_side_its_schedule_started_at(tmp_path):
+    """The store's manifest says the octave job started at 36 px (the digits model's input size is 32): the
+    worker's feature pass resizes each image to 36 and records it."""
+    import json
+    from sweep.store import IMAGES, Store
+    from sweep.worker import SweepWorker, WorkerConfig
+    from sweep_fakes import build_store
+    build_store(tmp_path / "store", classes="0-1", jobs="octave")
+    manifest_path = tmp_path / "store" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    schedule_id = manifest["job_schedules"]["octave"]["schedule_id"]
+    manifest["schedule_contents"][schedule_id]["octaves"][0]["size"] = 36
+    manifest_path.write_text(json.dumps(manifest))
+    store = Store.open(str(tmp_path / "store"))
+    worker = SweepWorker(WorkerConfig(store.uri, "digits", "random", None))
+    table = worker.features(store.files(IMAGES)[0], "block1", (0,), size="input")
+    assert table.column("side").to_pylist() == [36] * table.num_rows and table.num_rows > 0
+    stored = worker.features(store.files(IMAGES)[0], "block1", (0,), size="stored")
+    assert set(stored.column("side").to_pylist()) == {40}   # the tiny schedule's last octave
