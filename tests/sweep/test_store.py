@@ -135,9 +135,12 @@ def test_atomic_write_leaves_only_the_final_file(tmp_path):
     store.write_table(f"{IMAGES}/part-1.parquet", table)          # a re-run of the same batch overwrites
     assert sorted(p.name for p in (tmp_path / "s" / IMAGES).iterdir()) == ["part-1.parquet"]
     stored = pq.ParquetFile(tmp_path / "s" / IMAGES / "part-1.parquet")
-    # PNG bytes are stored uncompressed (they are compressed already)
-    png_column = stored.schema_arrow.get_field_index("png")
-    assert stored.metadata.row_group(0).column(png_column).compression == "UNCOMPRESSED"
+    # PNG bytes are stored uncompressed (they are compressed already), every other column zstd: the logits' values
+    # too, a list's leaf `logits.list.element` (options keyed by "logits" left them uncompressed, 7% larger)
+    group = stored.metadata.row_group(0)
+    compression = {group.column(i).path_in_schema: group.column(i).compression for i in range(group.num_columns)}
+    assert compression.pop("png") == "UNCOMPRESSED" and compression["logits.list.element"] == "ZSTD"
+    assert set(compression.values()) == {"ZSTD"}
     assert store.done_keys() == {"octave:-:1:-1:0"}
 
 
