@@ -266,10 +266,18 @@ def read_groups(path: str, frame: pd.DataFrame, class_names: tuple[str, ...] | N
     if table.empty:
         raise GroupsError(f"{path} has no rows: give a key or class and its group on each line")
     place = "key" if "key" in table.columns else "class"
+    if place == "key" and ("job" in table.columns or jobs):   # it was ignored: the key's own job was taken
+        raise GroupsError(f"{path} places images by key, each of its own job: "
+                          + ("its 'job' column applies to a 'class' column (leave it out)" if "job" in table.columns
+                             else "--jobs applies to a 'class' column (leave it out)"))
     for line, value, group in zip(lines, table[place], table["group"]):
         if not value or not group:
             raise GroupsError(f"{path} line {line}: " + (f"no group for {place} {value!r}: give it one, or leave the "
                                                          f"line out" if value else f"no {place} for group {group!r}"))
+    for line, value, job in zip(lines, table[place], table.get("job", ())):
+        if not job:   # else read as a job named '' ("no  images in the store")
+            raise GroupsError(f"{path} line {line}: no job for class {value!r}: give it one (the job column names "
+                              f"each row's job), or leave the line out")
     if "key" in table.columns:
         keys = table["key"]
         stored = set(frame["key"])   # once: a file of 10^4 keys against 10^5 images
