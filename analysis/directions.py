@@ -215,8 +215,10 @@ def _class_index(value: str, class_names: tuple[str, ...], path: str) -> int:
                               f"classes (0-{len(class_names) - 1})")
         return int(value)
     if value not in class_names:
+        spelled = list(dict.fromkeys(name for name in class_names if name.casefold() == value.casefold()))
         raise GroupsError(f"{path}: unknown class {value!r}: not a class name of the store's model "
-                          f"(e.g. {', '.join(map(repr, class_names[:3]))}; or give its index)")
+                          + (f"(did you mean {' or '.join(map(repr, spelled))}? names are matched as written)"
+                             if spelled else f"(e.g. {', '.join(map(repr, class_names[:3]))}; or give its index)"))
     shared = [i for i, name in enumerate(class_names) if name == value]
     if len(shared) > 1:   # ImageNet's two "crane" (134, 517) and two "maillot" (638, 639)
         raise GroupsError(f"{path}: class name {value!r} is shared by classes {', '.join(map(str, shared[:-1]))} "

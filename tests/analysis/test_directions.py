@@ -477,6 +477,16 @@ def test_a_class_name_two_classes_share_is_refused_naming_their_indices(tmp_path
     assert read_groups(str(groups), frame, names).tolist() == ["", "b", "a", "a"]
 
 
+def test_a_class_name_written_in_another_case_is_refused_naming_the_stored_spelling(tmp_path):
+    """"Digit 0" for "digit 0" was refused with three unrelated example names."""
+    frame, names = _frame_of_cranes()
+    groups = tmp_path / "groups.csv"
+    groups.write_text("class,group\nGoldFish,a\ncrane,b\n")
+    with pytest.raises(GroupsError, match=r"groups.csv: unknown class 'GoldFish': not a class name of the store's "
+                                          r"model \(did you mean 'goldfish'\? names are matched as written\)$"):
+        read_groups(str(groups), frame, names)
+
+
 @pytest.mark.parametrize("column, rows", [("key", "k0,a\nk1,b\nk0,b\n"), ("class", "0,a\n1,b\ncrane,b\n")])
 def test_an_image_placed_in_two_groups_is_refused(tmp_path, column, rows):
     """The later row used to win silently, emptying the first group ("found 1 group") or moving a class."""
