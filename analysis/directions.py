@@ -215,8 +215,10 @@ def _class_index(value: str, class_names: tuple[str, ...], path: str) -> int:
                               f"classes (0-{len(class_names) - 1})")
         return int(value)
     if value not in class_names:
+        spelled = list(dict.fromkeys(name for name in class_names if name.casefold() == value.casefold()))
         raise GroupsError(f"{path}: unknown class {value!r}: not a class name of the store's model "
-                          f"(e.g. {', '.join(map(repr, class_names[:3]))}; or give its index)")
+                          + (f"(did you mean {' or '.join(map(repr, spelled))}? names are matched as written)"
+                             if spelled else f"(e.g. {', '.join(map(repr, class_names[:3]))}; or give its index)"))
     shared = [i for i, name in enumerate(class_names) if name == value]
     if len(shared) > 1:   # ImageNet's two "crane" (134, 517) and two "maillot" (638, 639)
         raise GroupsError(f"{path}: class name {value!r} is shared by classes {', '.join(map(str, shared[:-1]))} "
@@ -266,10 +268,18 @@ def read_groups(path: str, frame: pd.DataFrame, class_names: tuple[str, ...] | N
     if table.empty:
         raise GroupsError(f"{path} has no rows: give a key or class and its group on each line")
     place = "key" if "key" in table.columns else "class"
+    if place == "key" and ("job" in table.columns or jobs):   # it was ignored: the key's own job was taken
+        raise GroupsError(f"{path} places images by key, each of its own job: "
+                          + ("its 'job' column applies to a 'class' column (leave it out)" if "job" in table.columns
+                             else "--jobs applies to a 'class' column (leave it out)"))
     for line, value, group in zip(lines, table[place], table["group"]):
         if not value or not group:
             raise GroupsError(f"{path} line {line}: " + (f"no group for {place} {value!r}: give it one, or leave the "
                                                          f"line out" if value else f"no {place} for group {group!r}"))
+    for line, value, job in zip(lines, table[place], table.get("job", ())):
+        if not job:   # else read as a job named '' ("no  images in the store")
+            raise GroupsError(f"{path} line {line}: no job for class {value!r}: give it one (the job column names "
+                              f"each row's job), or leave the line out")
     if "key" in table.columns:
         keys = table["key"]
         stored = set(frame["key"])   # once: a file of 10^4 keys against 10^5 images

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from jobs.outputs import finite_rows, label_probs
 from sweep.store import (ANALYSIS, FAILURES, FRAMES, IMAGES, LEASES, MANIFEST, QUARANTINE, SCORES, SOURCES,
                          TEMP_DIR, TRAJECTORIES, Store, StoreError, is_frame_key, no_images_yet, open_store,
-                         unreadable)
+                         same_store, unreadable)
 
 # Columns of the jobs from real images, and their values in stores written before those jobs existed.
 OPTIONAL_COLUMNS = {"source": "", "frame": -1, "step": -1}
@@ -370,12 +370,13 @@ def distinct_labels(names: Sequence[str], stores: Sequence[Store]) -> list[str]:
 
 
 def refuse_repeated_stores(stores: Sequence[Store]) -> None:
-    """StoreError for a store given twice: its rows would be counted twice under one label."""
-    seen = set()
-    for st in stores:
-        if st.uri in seen:
-            raise StoreError(f"store {st.uri} is given twice: compare each store once")
-        seen.add(st.uri)
+    """StoreError for a store given twice, also under two spellings (a link to it, its file:// URI: `same_store`):
+    its rows would be counted twice under two labels."""
+    for i, st in enumerate(stores):
+        earlier = next((other for other in stores[:i] if same_store(other, st)), None)
+        if earlier is not None:
+            spelled = "" if earlier.uri == st.uri else f" (also as {st.uri})"
+            raise StoreError(f"store {earlier.uri} is given twice{spelled}: compare each store once")
 
 
 # ---- where the analysis commands write -------------------------------------------------------------------------

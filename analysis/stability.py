@@ -137,6 +137,25 @@ def unknown_every_warning(label: str, uri: str) -> str:
             f"recorded at the same interval")
 
 
+def measure_notes(table: pd.DataFrame) -> list[str]:
+    """A line for each job of a stability table whose success is not its target's top-1 (`analysis.transfer.
+    success_measure`): its target_top1_share and settled_share, printed by `sweep stability` beside the octaves',
+    read otherwise (an opposite's are those of the class it minimises; an addition's of its first class alone), as
+    `sweep analyze` words them (`analysis.analyze.stability_words`)."""
+    from analysis.transfer import PERCENTILE, TOP1, success_measure
+    from jobs.catalog import CLASSLESS
+    notes = []
+    for job in sorted(set(table["job"]) - CLASSLESS):
+        measure = success_measure(job)
+        if measure == TOP1:
+            continue
+        notes.append(f"{job}: target_top1_share and settled_share are of the class it minimises (low: success)"
+                     if measure.column == PERCENTILE else
+                     f"{job}: target_top1_share and settled_share are of its target alone; {job} is judged by "
+                     f"{measure.name}, which the recorded argmax cannot tell")
+    return notes
+
+
 # -- I/O: `sweep stability STORE... --out DIR` -------------------------------------------------------------------
 def read_stability(store, done: set[str] | None = None, every: int | None = None) -> pd.DataFrame | None:
     """`stability_table` of a store's recorded steps, of the images the store holds (an image row implies its
@@ -208,9 +227,9 @@ def _as_pandas(tables: Sequence[pa.Table]) -> pd.DataFrame:
 def run_stability(stores: Sequence[str], out: str) -> tuple[pd.DataFrame, list[str], list[str]]:
     """The side-by-side summary of several stores (each needs trajectories), written to `out` (a local folder or a
     URI) as stability_compare.parquet and stability_compare.png; (the table, the locations written, the lines to
-    say first). Stores recorded at different every:N are compared on the steps all of them recorded
-    (`common_every`), which the lines say; a store whose N is unknown is compared as recorded, with a warning line
-    when there are others. The table's `aligned_every` is the spacing each store was compared on. StoreError for a
+    say first, `measure_notes` last). Stores recorded at different every:N are compared on the steps all of them
+    recorded (`common_every`), which the lines say; a store whose N is unknown is compared as recorded, with a
+    warning line when there are others. The table's `aligned_every` is the spacing each store was compared on. StoreError for a
     store without trajectories, before anything is written."""
     from analysis.drawing import save
     from analysis.figures import stability_figure
@@ -234,7 +253,8 @@ def run_stability(stores: Sequence[str], out: str) -> tuple[pd.DataFrame, list[s
     written = write_outputs(folder, {
         TABLE_FILE: table_bytes(pa.Table.from_pandas(table, preserve_index=False)),
         FIGURE_FILE: save(stability_figure(table, None if unknown else common), "png")})
-    return table, written, unknown + ([] if common is None else [spacing_note(labels, everies, common)])
+    return table, written, (unknown + ([] if common is None else [spacing_note(labels, everies, common)])
+                            + measure_notes(table))
 
 
 def with_spacing(summary: pd.DataFrame, spacing: int | None) -> pd.DataFrame:

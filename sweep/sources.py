@@ -10,7 +10,6 @@ A store source is named after its item, made safe by `sweep.export.slug`: `octav
 """
 from __future__ import annotations
 
-import os
 from functools import partial
 from typing import Callable, Sequence
 
@@ -19,7 +18,8 @@ from jobs.images import SourceImage, Track, in_order, is_noise_spec, load_images
     read_image, untracked
 from sweep.export import MISSING, UniqueNames, checked_files, slug
 from sweep.plan import PlanError
-from sweep.store import IMAGES, Store, StoreError, is_frame_key, open_store, running_sweep, source_hash
+from sweep.store import IMAGES, Store, StoreError, is_frame_key, open_store, running_sweep, same_store, \
+    source_hash
 
 STORE_PREFIX = "store:"
 DEFAULT_STORE_JOB = "octave"      # Deep dream dreams on the class images ("representative images")
@@ -42,15 +42,6 @@ def parse_store_spec(value: str) -> tuple[str, str]:
         raise PlanError(f"--images {value}: no job named {job!r} (jobs: {', '.join(ALL_JOBS)}; a store path "
                         f"holding ':' needs its job after it, store:PATH:octave)")
     return uri, job
-
-
-def same_store(a: Store, b: Store) -> bool:
-    """Whether two opened stores are one place (a local directory compared after resolving links)."""
-    if type(a.fs) is not type(b.fs):
-        return False
-    if a.is_object_store:
-        return a.root.rstrip("/") == b.root.rstrip("/")
-    return os.path.realpath(a.root) == os.path.realpath(b.root)
 
 
 def check_finished(store: Store, writing: Store, value: str) -> None:

@@ -1570,6 +1570,16 @@ def _remove_old_asides(path: str) -> None:
                         os.remove(entry.path)
 
 
+def same_store(a: Store, b: Store) -> bool:
+    """Whether two opened stores are one place (a local directory compared after resolving links, so that a link
+    to a store, or its file:// URI, is that store)."""
+    if type(a.fs) is not type(b.fs):
+        return False
+    if a.is_object_store:
+        return a.root.rstrip("/") == b.root.rstrip("/")
+    return os.path.realpath(a.root) == os.path.realpath(b.root)
+
+
 def open_store(store: "Store | str") -> Store:
     """An existing store with a manifest, for the commands that read a finished sweep (a `Store` passes through,
     so that a command opens its store once and hands it down)."""

@@ -477,6 +477,16 @@ def test_a_class_name_two_classes_share_is_refused_naming_their_indices(tmp_path
     assert read_groups(str(groups), frame, names).tolist() == ["", "b", "a", "a"]
 
 
+def test_a_class_name_written_in_another_case_is_refused_naming_the_stored_spelling(tmp_path):
+    """"Digit 0" for "digit 0" was refused with three unrelated example names."""
+    frame, names = _frame_of_cranes()
+    groups = tmp_path / "groups.csv"
+    groups.write_text("class,group\nGoldFish,a\ncrane,b\n")
+    with pytest.raises(GroupsError, match=r"groups.csv: unknown class 'GoldFish': not a class name of the store's "
+                                          r"model \(did you mean 'goldfish'\? names are matched as written\)$"):
+        read_groups(str(groups), frame, names)
+
+
 @pytest.mark.parametrize("column, rows", [("key", "k0,a\nk1,b\nk0,b\n"), ("class", "0,a\n1,b\ncrane,b\n")])
 def test_an_image_placed_in_two_groups_is_refused(tmp_path, column, rows):
     """The later row used to win silently, emptying the first group ("found 1 group") or moving a class."""
@@ -508,6 +518,7 @@ def test_groups_file_cells_are_read_as_written(tmp_path):
     ("key,group\nk0,a\nk1,\n", r"groups.csv line 3: no group for key 'k1': give it one, or leave the line out"),
     ("class,group\n0,a\n,b\n", r"groups.csv line 3: no class for group 'b'"),
     ("key,class,group\nk0,,a\n,1,b\n", r"groups.csv: both a 'key' and a 'class' column: .*a file of its own"),
+    ("class,group,job\n0,a,octave\n1,b,\n", r"groups.csv line 3: no job for class '1': give it one"),
 ])
 def test_a_line_missing_a_cell_is_refused_by_its_line_number(tmp_path, text, message):
     frame, _ = _frame_of_cranes()
@@ -515,6 +526,21 @@ def test_a_line_missing_a_cell_is_refused_by_its_line_number(tmp_path, text, mes
     groups.write_text(text)
     with pytest.raises(GroupsError, match=message):
         read_groups(str(groups), frame, ("crane", "goldfish", "heron"))
+
+
+@pytest.mark.parametrize("text, jobs, message", [
+    ("key,group,job\nk0,a,octave\nk1,b,octave\n", None, r"groups.csv places images by key, each of its own job: "
+                                                      r"its 'job' column applies to a 'class' column"),
+    ("key,group\nk0,a\nk1,b\n", ("opposite",), r"groups.csv places images by key, each of its own job: --jobs "
+                                               r"applies to a 'class' column"),
+])
+def test_jobs_given_to_a_file_of_keys_are_refused(tmp_path, text, jobs, message):
+    """A key names one image, of its own job: a job column or --jobs beside it was ignored without a word."""
+    frame, _ = _frame_of_cranes()
+    groups = tmp_path / "groups.csv"
+    groups.write_text(text)
+    with pytest.raises(GroupsError, match=message):
+        read_groups(str(groups), frame, ("crane", "goldfish", "heron"), jobs)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")   # the store's writer, on NaN outputs

@@ -8,9 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis.load import (NUMERIC_COLUMNS, StoreError, iter_image_rows, iter_pngs, open_store, read_rows,
-                           representatives)
+                           refuse_repeated_stores, representatives)
 from analysis.synthetic import Image, write_store
 from handmade import NAMES, OCTAVE, corrupt_png_column, make_small_store
+from sweep.store import Store
 
 
 def test_rows_hold_every_image_in_a_stable_order(small_store):
@@ -316,3 +317,19 @@ def test_rows_without_outputs_hold_no_file_s_outputs(tmp_path, monkeypatch):
     rows = read_rows(open_store(store), ["key", "job", "target", "seed", "label", load.LABEL_PROB], logits=False)
     assert rows.logits.shape == (2000, 0) and rows.meta[load.LABEL_PROB].between(0, 1).all()
     assert held[0] < outputs / 4, held[0] / outputs
+
+
+@pytest.mark.parametrize("spelling", ["link", "file-uri"])
+def test_a_store_given_twice_under_another_spelling_is_refused(tmp_path, spelling):
+    """`sweep compare` and `sweep stability` took a store and a link to it (or its file:// URI) for two stores: its
+    rows were counted twice, as two generators or models named by their folders."""
+    first, other = make_small_store(tmp_path / "a"), make_small_store(tmp_path / "b")
+    if spelling == "link":
+        os.symlink(first, tmp_path / "a-link")
+        again = str(tmp_path / "a-link")
+    else:
+        again = f"file://{first}"
+    refuse_repeated_stores([Store.open(first), Store.open(other)])   # two stores: taken
+    with pytest.raises(StoreError, match=rf"^store {first} is given twice \(also as {again}\): compare each store "
+                                         rf"once$"):
+        refuse_repeated_stores([Store.open(first), Store.open(other), Store.open(again)])

@@ -326,3 +326,24 @@ def test_a_store_whose_every_n_is_unknown_is_compared_as_recorded_with_a_warning
     assert said.exit_code == 0 and said.output.startswith("warning: synthetic (unknown)"), said.output
     alone, _, none = run_stability([unknown], str(tmp_path / "alone"))   # nothing to compare it with: no warning
     assert none == [] and alone["aligned_every"].isna().all()
+
+
+def test_the_jobs_not_judged_by_the_targets_top1_are_named_with_how_to_read_their_shares(tmp_path):
+    """`sweep stability` printed an opposite's and an addition's target_top1_share and settled_share beside the
+    octaves' without a word, where `sweep analyze` says the opposite's are of the class it minimises and gives none
+    for an addition (judged by both classes in the top 2)."""
+    path = make_small_store(tmp_path / "s")
+    rows = trajectory_rows()
+    Store.open(path).write_table(f"{TRAJECTORIES}/part-1.parquet", rows.set_column(
+        rows.schema.get_field_index("job"), "job", pa.array(["opposite"] * rows.num_rows)))
+    _, _, notes = run_stability([path], str(tmp_path / "out"))
+    assert notes == ["opposite: target_top1_share and settled_share are of the class it minimises (low: success)"]
+    from analysis.stability import measure_notes
+    table = pd.DataFrame({"job": ["addition", "dream", "interpolate", "octave", "opposite", "transfigure"]})
+    assert measure_notes(table) == [
+        "addition: target_top1_share and settled_share are of its target alone; addition is judged by both classes "
+        "in the top 2, which the recorded argmax cannot tell",
+        "interpolate: target_top1_share and settled_share are of its target alone; interpolate is judged by top-1 = "
+        "class b, which the recorded argmax cannot tell",
+        "opposite: target_top1_share and settled_share are of the class it minimises (low: success)"]
+    assert measure_notes(table[table.job.isin(["octave", "dream"])]) == []
