@@ -592,6 +592,19 @@ def stability_job(summary: pd.DataFrame) -> str:
     return str(counts.sort_index(kind="stable").idxmax())
 
 
+def share_title(job: str, steps: str) -> str:
+    """The title of the stability figure's share panel for `job`: whose top-1 it counts and how to read it, as
+    `analysis.stability.measure_notes` words the printed table (an opposite's minimised class: low is success; an
+    addition's first class alone: it is judged by both classes in the top 2)."""
+    from analysis.transfer import PERCENTILE, TOP1, success_measure
+    measure = success_measure(job)
+    if measure == TOP1:
+        return f"share of {steps} with the target top-1"
+    if measure.column == PERCENTILE:
+        return f"share of {steps} with the minimised class top-1 (low: success)"
+    return f"share of {steps} with its first class top-1"   # the printed note says what it is judged by
+
+
 @literal_text
 def stability_figure(summary: pd.DataFrame, every: int | None = None) -> Figure:
     """Models side by side per octave (`analysis.stability.compare_stability`) for one job (`stability_job`, named
@@ -609,7 +622,7 @@ def stability_figure(summary: pd.DataFrame, every: int | None = None) -> Figure:
     width = 0.8 / max(1, len(models))
     steps = "recorded steps" if every is None else f"steps every store recorded (every {every})"
     for ax, column, title in ((axes[0], "change_rate", f"argmax changes between consecutive {steps}"),
-                              (axes[1], "target_top1_share", f"share of {steps} with the target top-1")):
+                              (axes[1], "target_top1_share", share_title(job, steps))):
         for m, model in enumerate(models):
             values = part[part["model"] == model].groupby("octave")[column].mean().reindex(octaves).to_numpy(float)
             bars = ax.bar(np.arange(len(octaves)) + (m - (len(models) - 1) / 2) * width, np.nan_to_num(values),

@@ -581,6 +581,9 @@ def test_stability_figure_draws_one_job_the_models_share_and_names_it():
     assert fig.stability_job(summary) == "opposite"              # the one both models have, though fewer rows
     figure = fig.stability_figure(summary)
     assert "(opposite images)" in figure._suptitle.get_text()
+    assert figure.axes[1].get_title() == "share of recorded steps with the minimised class top-1 (low: success)"
+    assert fig.share_title("octave", "recorded steps") == "share of recorded steps with the target top-1"
+    assert fig.share_title("addition", "recorded steps").startswith("share of recorded steps with its first class")
     assert [round(p.get_height(), 3) for p in figure.axes[0].patches] == [0.107, 0.2]
     assert fig.stability_job(_stability([("a", "opposite", 1, 0, 0), ("a", "octave", 1, 0, 0)])) == "octave"
 
