@@ -128,6 +128,29 @@ def spacing_note(labels: Sequence[str], everies: Sequence[int | None], common: i
             f"{common} steps")
 
 
+def octaves_without_a_step(manifest: dict, jobs: Sequence[str], every: int) -> list[tuple[str, int]]:
+    """(job, octave numbered from 1) of each octave of `jobs`' schedules (the manifest's contents) that holds no
+    step at a multiple of `every` (steps counted from 0 over the whole schedule, as they are recorded): compared on
+    that spacing, it has no record left, and it drops out of the table."""
+    from sweep.store import job_schedule
+    missing = []
+    for job in jobs:
+        start = 0
+        for number, octave in enumerate(job_schedule(manifest, job).get("octaves") or [], 1):
+            iterations = int(octave["iterations"])
+            if -(-start // every) * every > start + iterations - 1:   # the first multiple of every past the octave
+                missing.append((job, number))
+            start += iterations
+    return missing
+
+
+def dropped_octaves_note(label: str, missing: Sequence[tuple[str, int]], every: int) -> str:
+    """The line `sweep stability` says for a store whose octaves `octaves_without_a_step` left out."""
+    listed = ", ".join(f"the {job} images' octave {number}" for job, number in missing)
+    return (f"{label}: {listed} {'holds' if len(missing) == 1 else 'hold'} no step at a multiple of {every}, so "
+            f"{'it is' if len(missing) == 1 else 'they are'} left out of the comparison")
+
+
 def unknown_every_warning(label: str, uri: str) -> str:
     """The line `sweep stability` says for a store whose manifest does not give its every:N, when it compares it
     with others: its numbers count changes between its records, however far apart they were."""
@@ -240,12 +263,15 @@ def run_stability(stores: Sequence[str], out: str) -> tuple[pd.DataFrame, list[s
     refuse_repeated_stores(opened)
     labels, everies = model_labels(opened), [recorded_every(st.manifest) for st in opened]
     common = common_every(everies)
-    summaries = []
+    summaries, dropped = [], []
     for st, label, every in zip(opened, labels, everies):
         per_image = read_stability(st, every=None if every is None else common)
         if per_image is None:
             raise StoreError(f"store {st.uri} has no trajectories: run it with --trajectory every:N")
         summaries.append(with_spacing(stability_summary(per_image, label), aligned_every(every, common)))
+        missing = [] if every is None or common is None else \
+            octaves_without_a_step(st.manifest, sorted(set(per_image["job"])), common)
+        dropped += [dropped_octaves_note(label, missing, common)] if missing else []
     table = compare_stability(summaries)
     unknown = [unknown_every_warning(label, st.uri)
                for st, label, every in zip(opened, labels, everies) if every is None and len(opened) > 1]
@@ -254,7 +280,7 @@ def run_stability(stores: Sequence[str], out: str) -> tuple[pd.DataFrame, list[s
         TABLE_FILE: table_bytes(pa.Table.from_pandas(table, preserve_index=False)),
         FIGURE_FILE: save(stability_figure(table, None if unknown else common), "png")})
     return table, written, (unknown + ([] if common is None else [spacing_note(labels, everies, common)])
-                            + measure_notes(table))
+                            + dropped + measure_notes(table))
 
 
 def with_spacing(summary: pd.DataFrame, spacing: int | None) -> pd.DataFrame:

@@ -347,3 +347,16 @@ def test_the_jobs_not_judged_by_the_targets_top1_are_named_with_how_to_read_thei
         "class b, which the recorded argmax cannot tell",
         "opposite: target_top1_share and settled_share are of the class it minimises (low: success)"]
     assert measure_notes(table[table.job.isin(["octave", "dream"])]) == []
+
+
+def test_an_octave_without_a_step_at_the_common_spacing_is_named():
+    """Stores recorded at every:2 and every:3 are compared every 6 steps: an octave of steps 2-3 holds none, and it
+    dropped out of the table without a word (a hunt with the tiny schedule). Steps count from 0 over the schedule."""
+    from analysis.stability import dropped_octaves_note, octaves_without_a_step
+    octaves = [{"size": 32, "iterations": n} for n in (2, 2, 8)]     # steps 0-1, 2-3, 4-11
+    manifest = {"job_schedules": {"octave": {"schedule_id": "s"}}, "schedule_contents": {"s": {"octaves": octaves}}}
+    assert octaves_without_a_step(manifest, ["octave"], 6) == [("octave", 2)]
+    assert octaves_without_a_step(manifest, ["octave"], 2) == []
+    assert octaves_without_a_step({}, ["octave"], 6) == []         # a manifest without schedule contents
+    assert dropped_octaves_note("tiny (a)", [("octave", 2)], 6) == (
+        "tiny (a): the octave images' octave 2 holds no step at a multiple of 6, so it is left out of the comparison")
