@@ -697,25 +697,46 @@ class KeptObjects:
         self.lock = threading.Lock()
 
     def read(self, path: str) -> bytes | None:
-        """The kept bytes of the object at `path`, None when it is not kept."""
+        """The kept bytes of the object at `path`, None when it is not kept (or was let go meanwhile, by `drop` on
+        another thread)."""
         with self.lock:
             local = self.files.get(path)
         if local is None:
             return None
-        with open(local, "rb") as f:
-            return f.read()
+        try:
+            with open(local, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
 
     def keep(self, path: str, data: bytes) -> None:
-        """Keep the whole object at `path` (its `data`) when it fits in what is left of the budget."""
+        """Keep the whole object at `path` (its `data`) when it fits in what is left of the budget, once: a copy
+        another thread kept meanwhile stays, this one goes. Keeping only saves a later fetch: a copy that cannot be
+        written (a full disk) is not kept, and the read that fetched the object goes on (its OSError would have
+        been taken for the store's)."""
         with self.lock:
             if path in self.files or len(data) > self.budget:
                 return
             self.budget -= len(data)
         local = os.path.join(self.folder, uuid.uuid4().hex)
-        with open(local, "wb") as f:
-            f.write(data)
+        try:
+            with open(local, "wb") as f:
+                f.write(data)
+        except OSError:
+            self._discard(local, len(data))
+            return
         with self.lock:
-            self.files[path] = local
+            if path not in self.files:
+                self.files[path] = local
+                return
+        self._discard(local, len(data))
+
+    def _discard(self, local: str, size: int) -> None:
+        """Remove a copy `keep` did not keep (`size` bytes), its bytes back in the budget."""
+        with self.lock:
+            self.budget += size
+        with contextlib.suppress(OSError):
+            os.remove(local)
 
     def drop(self, path: str) -> None:
         """Remove the kept copy of the object at `path`, if any, its bytes back in the budget."""

@@ -756,3 +756,35 @@ def test_kept_objects_keep_what_fits_in_their_budget(tmp_path):
     with store.keeping_objects() as same:
         assert same is store and same.kept is None
         same.let_go(same.path("images", "part-1.parquet"))   # nothing kept, nothing to let go
+
+
+def test_kept_objects_keep_one_copy_of_an_object_two_threads_keep_at_once(tmp_path, monkeypatch):
+    """Two threads fetching one object both kept it: the budget paid for it twice and the first copy stayed on disk,
+    unnamed, until the command ended. Here the other thread keeps it while this one names its copy."""
+    import uuid
+
+    import sweep.store as store_module
+    from sweep.store import KeptObjects
+    kept, real = KeptObjects(str(tmp_path), budget=100), uuid.uuid4
+
+    def other_thread_first():
+        monkeypatch.setattr(store_module.uuid, "uuid4", real)
+        kept.keep("b/images/a", b"123456")
+        return real()
+    monkeypatch.setattr(store_module.uuid, "uuid4", other_thread_first)
+    kept.keep("b/images/a", b"123456")
+    assert kept.read("b/images/a") == b"123456" and kept.budget == 94 and len(os.listdir(tmp_path)) == 1
+
+
+def test_kept_objects_never_fail_the_read_they_save(tmp_path):
+    """A copy that cannot be written (a full disk; here its folder is gone) raised OSError out of the read that had
+    fetched the object, which the store's readers took for a failure of the object store; and a copy let go on
+    another thread between the lookup and the open raised FileNotFoundError. Keeping only saves fetches."""
+    from sweep.store import KeptObjects
+    kept = KeptObjects(str(tmp_path / "gone"), budget=100)
+    kept.keep("b/images/a", b"123456")
+    assert kept.read("b/images/a") is None and kept.budget == 100
+    kept = KeptObjects(str(tmp_path), budget=100)
+    kept.keep("b/images/a", b"123456")
+    os.remove(kept.files["b/images/a"])   # as `drop` on another thread does after the lookup
+    assert kept.read("b/images/a") is None
