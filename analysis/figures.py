@@ -264,7 +264,8 @@ def feature_maps(features: pd.DataFrame) -> list[str]:
 
 def feature_size_note(features: pd.DataFrame) -> str:
     """The size the model saw the images at, for a subtitle: `jobs.text.size_note` (the wording of the line
-    `sweep analyze --features` prints) after a space, e.g. " at 299 px (resized, --feature-size input)"; "" for no rows."""
+    `sweep analyze --features` prints) after a space, e.g. " at 299 px (resized, --feature-size input)"; "" for no
+    rows."""
     if features.empty:
         return ""
     if "feature_size" not in features:

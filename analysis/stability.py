@@ -252,8 +252,8 @@ def run_stability(stores: Sequence[str], out: str) -> tuple[pd.DataFrame, list[s
     URI) as stability_compare.parquet and stability_compare.png; (the table, the locations written, the lines to
     say first, `measure_notes` last). Stores recorded at different every:N are compared on the steps all of them
     recorded (`common_every`), which the lines say; a store whose N is unknown is compared as recorded, with a
-    warning line when there are others. The table's `aligned_every` is the spacing each store was compared on. StoreError for a
-    store without trajectories, before anything is written."""
+    warning line when there are others. The table's `aligned_every` is the spacing each store was compared on.
+    StoreError for a store without trajectories, before anything is written."""
     from analysis.drawing import save
     from analysis.figures import stability_figure
     from analysis.load import output_folder, refuse_repeated_stores, write_outputs

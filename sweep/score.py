@@ -245,8 +245,8 @@ def read_scores(store: Store, scorer: str, columns: Sequence[str] = ("key", "log
         try:
             return store.read_file(path, list(columns))
         except (pa.ArrowInvalid, OSError, KeyError) as error:
-            raise StoreError(f"unreadable file {store.location_of(path)}: {why_unreadable(error)} (remove it: `sweep score` with this "
-                             f"scorer then scores its images again)") from None
+            raise StoreError(f"unreadable file {store.location_of(path)}: {why_unreadable(error)} (remove it: "
+                             f"`sweep score` with this scorer then scores its images again)") from None
 
     tables = store.each_file(read_part, store.files(f"{SCORES}/{scorer}"))
     if not tables:

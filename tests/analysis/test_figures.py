@@ -98,7 +98,8 @@ def test_feature_scatter_says_the_size_the_model_saw_the_images_at():
     before = fig.feature_scatter(features, "block2").axes[0].get_title()              # a table from before the size
     assert "at the stored size (computed before --feature-size)" in before and "px" not in before
     resized = features.assign(feature_size="input", side=299)
-    assert "image at 299 px (resized, --feature-size input)" in fig.feature_scatter(resized, "block2").axes[0].get_title()
+    assert "image at 299 px (resized, --feature-size input)" in \
+        fig.feature_scatter(resized, "block2").axes[0].get_title()
     stored = features.assign(feature_size="stored", side=490)
     assert "image at the stored size (490 px)" in fig.feature_scatter(stored, "block2").axes[0].get_title()
     mixed = features.assign(feature_size="stored", side=[490, 380])
