@@ -29,7 +29,7 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, TextIO
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence, TextIO
 
 import pyarrow.fs as pafs
 
@@ -253,9 +253,7 @@ def check_layers(model, specs: tuple[str, ...]) -> tuple[str, ...]:
                             f"layers: {', '.join(model.layer_names)}")
     chosen = sorted({name for layers in parsed.values() for name, maps in layers if maps})
     if chosen:   # one forward pass on a blank image tells each chosen layer's feature-map count
-        blank = torch.zeros(1, 3, model.input_size, model.input_size)   # 1 x 3 x S x S
-        with torch.no_grad():
-            _, acts = model.taps(blank, chosen)
+        acts = blank_activations(model, chosen)
         for spec, layers in parsed.items():
             for name, maps in layers:
                 count = acts[name].shape[1] if isinstance(acts.get(name), torch.Tensor) else None
@@ -297,8 +295,7 @@ def prepare_schedules(config: SweepConfig, model, jobs: tuple[str, ...]):
 def check_heads(model, schedules) -> None:
     """PlanError naming the first schedule whose `output` is not a head of the model: a layer it lacks, or a hidden
     layer, whose output is not one value per class (every item would fail in its worker, indexing it by class). One
-    forward pass on a blank image tells the shapes, as `check_layers` does."""
-    import torch
+    forward pass on a blank image tells the shapes (`blank_activations`), as `check_layers` does."""
     use = "(use 'logits', or 'AuxLogits' with inception_v3)"
     tapped = {s.output: s for s in schedules if s.output != "logits"}
     for output, schedule in tapped.items():
@@ -306,15 +303,22 @@ def check_heads(model, schedules) -> None:
             raise PlanError(f"schedule {schedule.name}: output {output!r} is not a head of {model.name} {use}")
     if not tapped:
         return
-    blank = torch.zeros(1, 3, model.input_size, model.input_size)   # 1 x 3 x S x S
-    with torch.no_grad():
-        _, acts = model.taps(blank, sorted(tapped))
+    acts = blank_activations(model, sorted(tapped))
     for output, schedule in tapped.items():
         shape = tuple(getattr(acts.get(output), "shape", ()))
         if shape != (1, model.n_classes):
             raise PlanError(f"schedule {schedule.name}: output {output!r} is a hidden layer of {model.name} "
                             f"({' x '.join(map(str, shape)) or 'no tensor'}), not a head giving one output per class "
                             f"{use}")
+
+
+def blank_activations(model, layers: Sequence[str]) -> dict:
+    """{layer: activation} of `layers` for one blank image at the model's input size, in one forward pass: the
+    shapes `check_layers` and `check_heads` check the user's choices against."""
+    import torch
+    blank = torch.zeros(1, 3, model.input_size, model.input_size)   # 1 x 3 x S x S
+    with torch.no_grad():
+        return model.taps(blank, layers)[1]
 
 
 def source_hashes(images: Iterable[SourceImage], threads: int = 1, track: Track | None = None) -> list[str]:

@@ -60,6 +60,8 @@ def invoke(*args):
     (["--jobs", "dream", "--images", "noise:1", "--layers", "block2+block3:,4"],
      "empty entry in --layers 'block2+block3:,4'"),
     (["--jobs", "dream", "--images", "noise:1", "--layers", "block2:-1"], "integers from 0 (map indices)"),
+    (["--jobs", "dream", "--images", "noise:1", "--layers", "block2:0,64"],
+     "layer block2 has 64 feature maps (0-63); asked for map 64"),
     (["--jobs", ""], "no job given ('')"),                     # an empty whole value keeps its own words
     # a blank --layers took the default dream layer silently, while --jobs "" is refused
     (["--jobs", "dream", "--images", "noise:1", "--layers", ""], "no layer given (--layers '')"),
