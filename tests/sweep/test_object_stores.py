@@ -453,6 +453,20 @@ def test_a_bucket_stores_images_as_sources_fetch_each_object_once(server, monkey
     assert sizes[first] <= sent[first] < 1.1 * sizes[first], sent[first] / sizes[first]
 
 
+def test_kept_objects_go_when_the_command_leaves_them_even_on_an_error(server):
+    """`Store.keeping_objects`' local copies are the command's own: its temporary folder goes when the command
+    leaves it, whether it ended or failed (no test looked at the folder)."""
+    store_of_shown_objects(server, "kept-go")
+    folders = []
+    with pytest.raises(RuntimeError, match="the command failed"):
+        with Store.open(server.uri("kept-go")).keeping_objects() as store:
+            store.read_file(store.files("images")[0], ["key"])
+            folders.append(store.kept.folder)
+            assert len(os.listdir(folders[0])) == 1   # the object, fetched whole, kept
+            raise RuntimeError("the command failed")
+    assert not os.path.exists(folders[0])
+
+
 def damaged_footer(data: bytes) -> bytes:
     """A Parquet file's bytes with its footer's metadata overwritten: pyarrow refuses it with an OSError ("Couldn't
     deserialize thrift"), as a damaged file's pages, not the ArrowInvalid of a file that is not Parquet at all."""
