@@ -1005,10 +1005,11 @@ class Store:
             raise StoreError(object_store_problem(self.uri, error)) from None
 
     def read_file(self, path: str, columns: Sequence[str] | None = None) -> pa.Table:
-        """Only `columns` of one Parquet file of the store (a path from `files`), with ranged reads. A file that is
-        not Parquet raises pa.ArrowInvalid (on a local disk OSError too; on an object store a damaged one's OSError
-        becomes ArrowInvalid) for the caller to refuse or set aside; on an object store every failure of the store,
-        a stalled call included, is a StoreError (`_object_failures`)."""
+        """Only `columns` of one Parquet file of the store (a path from `files`), with ranged reads; within
+        `keeping_objects` an object a reader would fetch whole anyway is fetched whole and kept (`_kept_parquet`).
+        A file that is not Parquet raises pa.ArrowInvalid (on a local disk OSError too; on an object store a
+        damaged one's OSError becomes ArrowInvalid) for the caller to refuse or set aside; on an object store every
+        failure of the store, a stalled call included, is a StoreError (`_object_failures`)."""
         with self._object_failures():
             return self.bounded(self._read_columns, path, columns)
 
@@ -1016,9 +1017,9 @@ class Store:
         """One file's `columns` through its ParquetFile: `pq.read_table` builds a dataset per call, four times the
         time on a local disk and five requests a file instead of three on S3, for the tens of thousands of files of
         a full sweep that each resume, `status` and `score` read. ParquetFile skips a column the file lacks, where
-        the dataset refused it: refused here too, with the dataset's error (ArrowInvalid). On GCS the dataset reader
-        stays: a ParquetFile opens pyarrow's GCS random-access file, which starts its download holding the GIL
-        (`parquet_file`), where the dataset reader opens it without."""
+        the dataset refused it: refused here too, with the dataset's error (ArrowInvalid). On GCS, outside
+        `keeping_objects`, the dataset reader stays: a ParquetFile opens pyarrow's GCS random-access file, which
+        starts its download holding the GIL (`parquet_file`), where the dataset reader opens it without."""
         kept = self._kept_parquet(path)   # whole, kept for this command's next read
         if kept is None and self.fs.type_name == "gcs":
             return pq.read_table(path, columns=columns, filesystem=self.fs)
@@ -1095,7 +1096,9 @@ class Store:
             return parquet.read(columns=choose(parquet.schema_arrow))
 
     def file_schema(self, path: str) -> pa.Schema:
-        """The Arrow schema of one Parquet file of the store, from its footer only; errors as `read_file`."""
+        """The Arrow schema of one Parquet file of the store, from its footer only; within `keeping_objects` an
+        object a reader would fetch whole anyway (`_kept_parquet`) from the whole, kept for that read. Errors as
+        `read_file`."""
         def footer() -> pa.Schema:
             kept = self._kept_parquet(path)
             return kept.schema_arrow if kept is not None else \
