@@ -173,10 +173,10 @@ def range_numbers(span: graph_mod.ClassRange, sub) -> dict:
 
 
 def class_ranges(st: Store, graph_ranges: str) -> tuple[graph_mod.ClassRange, ...]:
-    """The class ranges `--graph-ranges graph_ranges` names in the store's class list (`graph.graph_ranges`);
+    """The class ranges `--graph-ranges graph_ranges` names in the store's class list (`graph.parse_ranges`);
     StoreError (one line) for ranges malformed or past the last class."""
     try:
-        return graph_mod.graph_ranges(graph_ranges, st.n_classes)
+        return graph_mod.parse_ranges(graph_ranges, st.n_classes)
     except ValueError as err:
         raise StoreError(f"--graph-ranges {err}") from None
 
@@ -186,7 +186,7 @@ def analyze_store(store: Store | str, metric: str = DEFAULT_METRIC, margin_share
     """Compute every table of a store and write them under {store}/analysis/; returns the summary. `margin_share`:
     the share of the lowest outputs among which the article's margin opposite is sought (`tables.MARGIN_SHARE`).
     `graph_ranges`: the class ranges whose nearest-neighbour graphs are taken apart besides the whole graph's
-    (`graph.graph_ranges`: `halves`, the article's, `all` for none, or ranges such as `0-499,500-999`).
+    (`graph.parse_ranges`: `halves`, the article's, `all` for none, or ranges such as `0-499,500-999`).
 
     Raises StoreError for a store that cannot be analysed: none there, no manifest, no images, a foreign Parquet
     file in images/, an unknown metric, a margin share outside (0, 1], ranges malformed or past the last class.
@@ -313,7 +313,7 @@ def usable_rows(rows: Rows, n_classes: int, finite: np.ndarray | None = None) ->
 def _compute(rows: Rows, reps: Rows | None, names, metric: str, summary: AnalysisSummary,
              margin_share: float = MARGIN_SHARE, spans: Sequence[graph_mod.ClassRange] = ()):
     """Every table (by file name) and the graph (None without class images: `reps` None); fills in the summary's
-    numbers. `spans`: the class ranges graphed apart (`graph.graph_ranges`)."""
+    numbers. `spans`: the class ranges graphed apart (`graph.parse_ranges`)."""
     tables: dict[str, pd.DataFrame] = {}
 
     classes = None

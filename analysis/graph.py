@@ -10,7 +10,7 @@ article's `nx.Graph` does.
 The article draws the graph twice, by halves of the class list: "The first half of the 1000 ImageNet categories
 are mostly animals, and plotting a graphs for them yields ..." and "For the non-animal half of ImageNet, graphing
 nearest neighbors yields a component with more members than was observed for any animal component." A range's
-graph (`graph_ranges`, `range_graph`) holds the edges of its classes' images; the edge is the same (the most
+graph (`parse_ranges`, `range_graph`) holds the edges of its classes' images; the edge is the same (the most
 activated other output over every class), so a neighbour outside the range is a node of it, as in the article's
 graph of the pairs of a half.
 """
@@ -26,7 +26,7 @@ import pandas as pd
 
 
 HALVES, ALL = "halves", "all"   # `--graph-ranges`: the article's two halves (the default), or the whole graph only
-RANGE = re.compile(r"\s*(\d+)\s*-\s*(\d+)\s*")   # one explicit range, `500-999`
+RANGE = re.compile(r"\s*([0-9]+)\s*-\s*([0-9]+)\s*")   # one explicit range, `500-999`
 
 
 @dataclass(frozen=True, order=True)
@@ -68,7 +68,7 @@ def ranges_spec(spec: str) -> str:
     return text.lower() if text.lower() in (HALVES, ALL) else ",".join(r.name for r in explicit_ranges(text))
 
 
-def graph_ranges(spec: str, n_classes: int) -> tuple[ClassRange, ...]:
+def parse_ranges(spec: str, n_classes: int) -> tuple[ClassRange, ...]:
     """The class ranges `--graph-ranges spec` names in a class list of `n_classes`: `halves` (the article's) its
     first and second half (0-499 and 500-999 of ImageNet's 1000; the first takes an odd class out), `all` none (the
     whole graph only), else `explicit_ranges(spec)`, each inside the class list (ValueError otherwise)."""

@@ -628,7 +628,9 @@ def _class_figures(tables, thumbs, writer: "_Writer", step: Callable[[str], None
         figures.append(ReportFigure("PCA of the output space", files, "First two principal components of the "
                                     "class representatives' output vectors."))
     step("graph")
-    if "graph_ranges" not in tables:   # `--graph-ranges all`: the whole graph's pages, else a figure per range
+    if "graph_ranges" not in tables or tables["graph_ranges"].empty:
+        # `--graph-ranges all`, or ranges none of whose classes has an image: the whole graph's pages (rather than
+        # no graph at all), else a figure per range
         figures.append(writer.figure("Nearest-neighbour graph", "graph",
                                      fig.graph_pages(tables["graph_nodes"], tables["graph_components"]),
                                      f"{len(tables['graph_components'])} components; an arrow goes from each class "

@@ -185,7 +185,7 @@ class SeedList(click.ParamType):
 
 class GraphRanges(click.ParamType):
     """`halves`, `all` or class ranges `0-499,500-999` (`analysis.graph.ranges_spec`: ascending, none sharing a
-    class); whether they lie inside the class list is checked against the store (`analysis.graph.graph_ranges`)."""
+    class); whether they lie inside the class list is checked against the store (`analysis.graph.parse_ranges`)."""
     name = "halves|all|A-B,C-D,..."
 
     def convert(self, value, param, ctx):

@@ -835,7 +835,7 @@ class Store:
         if not self.is_object_store:
             yield self
             return
-        with tempfile.TemporaryDirectory(prefix="classweep-kept-") as folder:
+        with tempfile.TemporaryDirectory(prefix="classweep-kept-", ignore_cleanup_errors=True) as folder:
             budget = kept_budget(shutil.disk_usage(folder).free)
             yield replace(self, kept=KeptObjects(folder, budget))
 

@@ -3,7 +3,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from analysis.graph import (cliques, cliques_table, components, components_table, graph_from_tables, graph_ranges,
+from analysis.graph import (cliques, cliques_table, components, components_table, graph_from_tables, parse_ranges,
                             graphml, nearest_neighbour_graph, nodes_table, range_graph, ranges_table)
 from analysis.load import open_store, read_rows, representatives
 from analysis.synthetic import random_store
@@ -86,7 +86,7 @@ def _brute_force_components(pairs):
 
 def _check_against_brute_force(classes, names, spec):
     g = nearest_neighbour_graph(classes, names)
-    spans = graph_ranges(spec, len(names))
+    spans = parse_ranges(spec, len(names))
     table = ranges_table([(span, range_graph(g, span)) for span in spans])
     pairs = list(zip(classes["target"].astype(int), classes["nn_article"].astype(int)))
     for span in spans:
@@ -129,7 +129,7 @@ def test_explicit_ranges_of_a_random_graph_agree_with_a_brute_force_count(tmp_pa
     (" 500-999 , 0-499", 1000, [(0, 499), (500, 999)]),
 ])
 def test_graph_ranges_spec(spec, n_classes, ranges):
-    assert [(r.first, r.last) for r in graph_ranges(spec, n_classes)] == ranges
+    assert [(r.first, r.last) for r in parse_ranges(spec, n_classes)] == ranges
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -143,5 +143,5 @@ def test_graph_ranges_spec(spec, n_classes, ranges):
 ])
 def test_graph_ranges_spec_errors(spec, message):
     with pytest.raises(ValueError) as error:
-        graph_ranges(spec, 10)
+        parse_ranges(spec, 10)
     assert str(error.value).startswith(message) and "\n" not in str(error.value)

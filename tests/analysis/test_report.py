@@ -402,6 +402,20 @@ def test_analysing_again_keeps_the_earlier_graph_ranges_and_draws_a_figure_per_r
         "graph-01.png", "graph-01.svg", "graph-02.png", "graph-02.svg"]   # today's pages, of the whole graph
 
 
+def test_ranges_none_of_whose_classes_has_an_image_leave_the_whole_graphs_pages(small_store_with_report):
+    """A range's graph holds its classes' edges only: ranges in which no class has an image drew no graph figure at
+    all (the review's `--graph-ranges 4-5` on a store of classes 0-2). The report then draws the whole graph."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    small_store = small_store_with_report
+    table = Path(small_store) / "analysis" / "graph_ranges.parquet"
+    pq.write_table(pa.Table.from_pandas(pd.read_parquet(table).iloc[:0], preserve_index=False), table)
+    html = write_figures(small_store).read_text()
+    graphs = sorted(name for name in os.listdir(Path(small_store) / "figures") if name.startswith("graph"))
+    assert graphs == ["graph-01.png", "graph-01.svg", "graph-02.png", "graph-02.svg"]
+    assert "<h3>Nearest-neighbour graph</h3>" in html
+
+
 def test_trajectory_videos_stay_until_dropped(small_store_with_video):
     """Audit #9: a plain `sweep figures` after `--trajectories KEY` removed the GIF and the class page's Generation
     section. Earlier videos stay linked; a key given again is drawn anew; keep_trajectories=False removes them."""
