@@ -255,7 +255,7 @@ def read_groups(path: str, frame: pd.DataFrame, class_names: tuple[str, ...] | N
                 jobs: tuple[str, ...] | None = None) -> pd.Series:
     """Group label per row of `frame` (key, job, target, target_name) from a CSV with a `group` column and either
     `key` (one image) or `class` (a class index or name). A class means its class images, the jobs CLASS_JOBS,
-    unless the command names `jobs` or the file has a `job` column (the job of each row's images).
+    unless the command names `jobs` or the file has a `job` column (the job of each row's images; not both).
     `class_names`: the store's model's (default: the names seen in `frame`). GroupsError, naming them, when keys
     or classes of the file have no image in `frame`: a typo must not quietly shrink a group."""
     table, lines = _groups_table(path)
@@ -272,6 +272,9 @@ def read_groups(path: str, frame: pd.DataFrame, class_names: tuple[str, ...] | N
         raise GroupsError(f"{path} places images by key, each of its own job: "
                           + ("its 'job' column applies to a 'class' column (leave it out)" if "job" in table.columns
                              else "--jobs applies to a 'class' column (leave it out)"))
+    if place == "class" and "job" in table.columns and jobs:   # the column won and --jobs was dropped unsaid
+        raise GroupsError(f"{path} has a 'job' column and --jobs names jobs too: give each class's jobs once, in "
+                          f"the file or with --jobs")
     for line, value, group in zip(lines, table[place], table["group"]):
         if not value or not group:
             raise GroupsError(f"{path} line {line}: " + (f"no group for {place} {value!r}: give it one, or leave the "

@@ -477,7 +477,7 @@ def figures(store, out, trajectories, keep_trajectories, seeds) -> None:
               "bottleneck for more.")
 @click.option("--jobs", default=None, help="Comma list of the jobs whose images a class of the groups file "
               "stands for, those made with the class as their target (an addition: its first class) (default: "
-              "octave,transfigure, its class images; a job column in the file overrides).")
+              "octave,transfigure, its class images; not with a job column in the file, which names them there).")
 def directions(store, groups, start, components, out, method, jobs) -> None:
     """A direction in the output space along which groups of images lie: positions table and figures.
 

@@ -533,9 +533,12 @@ def test_a_line_missing_a_cell_is_refused_by_its_line_number(tmp_path, text, mes
                                                       r"its 'job' column applies to a 'class' column"),
     ("key,group\nk0,a\nk1,b\n", ("opposite",), r"groups.csv places images by key, each of its own job: --jobs "
                                                r"applies to a 'class' column"),
+    ("class,group,job\n0,a,octave\n1,b,octave\n", ("opposite",), r"groups.csv has a 'job' column and --jobs names "
+                                                                r"jobs too"),   # --jobs was dropped unsaid
 ])
 def test_jobs_given_to_a_file_of_keys_are_refused(tmp_path, text, jobs, message):
-    """A key names one image, of its own job: a job column or --jobs beside it was ignored without a word."""
+    """A key names one image, of its own job: a job column or --jobs beside it was ignored without a word; beside a
+    class, a job column and --jobs both: the column won, --jobs was ignored."""
     frame, _ = _frame_of_cranes()
     groups = tmp_path / "groups.csv"
     groups.write_text(text)
