@@ -1036,16 +1036,31 @@ class Store:
         not kept (read by ranges)."""
         if self.kept is None:
             return None
-        data = self.kept.read(path)
+        data = self._kept_copy(path)
         if data is None and self.fs.type_name == "s3":
             with self.fs.open_input_file(path) as file:   # its size, from the HEAD request a ranged read makes anyway
-                if file.size() >= RANGED_READ_BYTES:
-                    return None
-                data = file.read()
+                data = self._small_object(path, file)
+            if data is None:
+                return None
         elif data is None:
-            data = self._whole_file(path)
-        self.kept.keep(path, data)
+            data = self._kept(path, self._whole_file(path))
         return pq.ParquetFile(pa.BufferReader(data))
+
+    def _kept_copy(self, path: str) -> bytes | None:
+        """The kept copy of the object at `path` (`keeping_objects`); None outside it, or when none is kept."""
+        return self.kept.read(path) if self.kept is not None else None
+
+    def _kept(self, path: str, data: bytes) -> bytes:
+        """`data`, the whole object at `path` just fetched, kept for this command's next read of it when the
+        command keeps objects (`keeping_objects`)."""
+        if self.kept is not None:
+            self.kept.keep(path, data)
+        return data
+
+    def _small_object(self, path: str, file) -> bytes | None:
+        """The whole of the S3 object at `path`, open as `file`, when it is under RANGED_READ_BYTES (kept: `_kept`);
+        None for a larger one, read by ranges."""
+        return self._kept(path, file.read()) if file.size() < RANGED_READ_BYTES else None
 
     def parquet_file(self, path: str) -> pq.ParquetFile:
         """One Parquet file of the store (a path from `files`), for readers that want its schema before choosing
@@ -1061,11 +1076,9 @@ class Store:
     def _parquet_of_whole_object(self, path: str) -> pq.ParquetFile:
         """An object's ParquetFile, read from memory: its kept copy (`keeping_objects`), else one bounded GET of
         the whole (then kept)."""
-        data = self.kept.read(path) if self.kept is not None else None
+        data = self._kept_copy(path)
         if data is None:
-            data = self.bounded(self._whole_file, path)
-            if self.kept is not None:
-                self.kept.keep(path, data)
+            data = self._kept(path, self.bounded(self._whole_file, path))
         return pq.ParquetFile(pa.BufferReader(data))
 
     def read_chosen(self, path: str, choose: Callable[[pa.Schema], Sequence[str]]) -> pa.Table:
@@ -1082,18 +1095,15 @@ class Store:
             return self.bounded(self._read_chosen_on_s3, path, choose)
 
     def _read_chosen_on_s3(self, path: str, choose: Callable[[pa.Schema], Sequence[str]]) -> pa.Table:
-        data = self.kept.read(path) if self.kept is not None else None
-        if data is not None:
-            parquet = pq.ParquetFile(pa.BufferReader(data))
-            return parquet.read(columns=choose(parquet.schema_arrow))
-        with self.fs.open_input_file(path) as file:   # its size, from the HEAD request a ranged read makes anyway
-            small = file.size() < RANGED_READ_BYTES
-            if small:
-                data = file.read()
-                if self.kept is not None:
-                    self.kept.keep(path, data)
-            parquet = pq.ParquetFile(pa.BufferReader(data) if small else file, pre_buffer=not small)
-            return parquet.read(columns=choose(parquet.schema_arrow))
+        data = self._kept_copy(path)
+        if data is None:
+            with self.fs.open_input_file(path) as file:   # its size, from the HEAD request a ranged read makes anyway
+                data = self._small_object(path, file)
+                if data is None:   # a large object: its chosen columns only, by ranges
+                    parquet = pq.ParquetFile(file, pre_buffer=True)
+                    return parquet.read(columns=choose(parquet.schema_arrow))
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        return parquet.read(columns=choose(parquet.schema_arrow))
 
     def file_schema(self, path: str) -> pa.Schema:
         """The Arrow schema of one Parquet file of the store, from its footer only; within `keeping_objects` an
