@@ -594,14 +594,14 @@ def stability_job(summary: pd.DataFrame) -> str:
 
 
 def share_title(job: str, steps: str) -> str:
-    """The title of the stability figure's share panel for `job`: whose top-1 it counts and how to read it, as
-    `analysis.stability.measure_notes` words the printed table (an opposite's minimised class: low is success; an
-    addition's first class alone: it is judged by both classes in the top 2)."""
-    from analysis.transfer import PERCENTILE, TOP1, success_measure
-    measure = success_measure(job)
-    if measure == TOP1:
+    """The title of the stability figure's share panel for `job`: whose top-1 it counts and how to read it
+    (`analysis.stability.top1_subject`, as the printed table's notes: an opposite's minimised class, low is
+    success; an addition's first class alone, it being judged by both classes in the top 2)."""
+    from analysis.stability import MINIMISED, TARGET, top1_subject
+    subject = top1_subject(job)
+    if subject == TARGET:
         return f"share of {steps} with the target top-1"
-    if measure.column == PERCENTILE:
+    if subject == MINIMISED:
         return f"share of {steps} with the minimised class top-1 (low: success)"
     return f"share of {steps} with its first class top-1"   # the printed note says what it is judged by
 

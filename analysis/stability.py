@@ -160,22 +160,35 @@ def unknown_every_warning(label: str, uri: str) -> str:
             f"recorded at the same interval")
 
 
-def measure_notes(table: pd.DataFrame) -> list[str]:
-    """A line for each job of a stability table whose success is not its target's top-1 (`analysis.transfer.
-    success_measure`): its target_top1_share and settled_share, printed by `sweep stability` beside the octaves',
-    read otherwise (an opposite's are those of the class it minimises; an addition's of its first class alone), as
-    `sweep analyze` words them (`analysis.analyze.stability_words`)."""
+TARGET, MINIMISED, FIRST = "target", "minimised", "first"   # whose top-1 a job's target_top1_share counts
+
+
+def top1_subject(job: str) -> str:
+    """Whose top-1 `job`'s target_top1_share counts, read by the job's own measure (`analysis.transfer.
+    success_measure`): TARGET where that measure is the target's top-1; MINIMISED for an opposite, the class it
+    minimises (low is success); FIRST for a job the recorded argmax cannot judge (an addition, judged by both
+    classes in the top 2), whose share is of its first class alone. One reading for the printed notes
+    (`measure_notes`) and the figure's panel (`analysis.figures.share_title`)."""
     from analysis.transfer import PERCENTILE, TOP1, success_measure
+    measure = success_measure(job)
+    return TARGET if measure == TOP1 else MINIMISED if measure.column == PERCENTILE else FIRST
+
+
+def measure_notes(table: pd.DataFrame) -> list[str]:
+    """A line for each job of a stability table whose success is not its target's top-1 (`top1_subject`): its
+    target_top1_share and settled_share, printed by `sweep stability` beside the octaves', read otherwise (an
+    opposite's are those of the class it minimises; an addition's of its first class alone), as `sweep analyze`
+    words them (`analysis.analyze.stability_words`)."""
+    from analysis.transfer import success_measure
     from jobs.catalog import CLASSLESS
     notes = []
     for job in sorted(set(table["job"]) - CLASSLESS):
-        measure = success_measure(job)
-        if measure == TOP1:
-            continue
-        notes.append(f"{job}: target_top1_share and settled_share are of the class it minimises (low: success)"
-                     if measure.column == PERCENTILE else
-                     f"{job}: target_top1_share and settled_share are of its target alone; {job} is judged by "
-                     f"{measure.name}, which the recorded argmax cannot tell")
+        subject = top1_subject(job)
+        if subject == MINIMISED:
+            notes.append(f"{job}: target_top1_share and settled_share are of the class it minimises (low: success)")
+        elif subject == FIRST:
+            notes.append(f"{job}: target_top1_share and settled_share are of its target alone; {job} is judged by "
+                         f"{success_measure(job).name}, which the recorded argmax cannot tell")
     return notes
 
 
