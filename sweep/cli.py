@@ -411,20 +411,20 @@ def analyze(store, metric, margin_share, graph_ranges, features, weights, featur
                                     "gpu_wait", "stall_timeout"))
     functions = analysis_functions()
     with reported(store):
+        st = open_store(store)
         if features is not None:
             from analysis.analyze import class_ranges
             from sweep.features import FeatureConfig, run_features
             from sweep.plan import parse_features
             layer, maps = parse_features(features)
-            class_ranges(open_store(store), graph_ranges)   # refused before the feature workers start, not after
+            class_ranges(st, graph_ranges)   # refused before the feature workers start, not after
             written = run_features(FeatureConfig(store=store, layer=layer, maps=maps, weights=weights,
                                                  size=feature_size,
                                                  cluster=cluster_config(address, workers, device, cpus_per_worker,
                                                                         gpu_wait, stall_timeout)))
             for line in written.lines():
                 click.echo(line)
-        summary = functions[0](open_store(store), metric=metric, margin_share=margin_share,
-                               graph_ranges=graph_ranges)
+        summary = functions[0](st, metric=metric, margin_share=margin_share, graph_ranges=graph_ranges)
     for line in summary.lines():
         click.echo(line)
 
