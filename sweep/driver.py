@@ -379,17 +379,40 @@ def in_store_spelling(plan: Plan, stored: dict) -> Plan:
 def check_manifest(store: Store, manifest: dict) -> dict | None:
     """The store's manifest (None for a new store), refused when it describes another sweep or is damaged."""
     stored = store.read_manifest()
-    if stored is not None and not store.files(IMAGES) and \
-            manifest_differences(identity(stored), identity(manifest)):
+    if stored is not None and not store.files(IMAGES) and sweep_differences(stored, manifest):
         stored = None   # a store whose runs wrote no image yet takes the corrected command (`execute` rewrites it)
     if stored is not None:
         store.checked_manifest(fresh=True)   # a hand-edited manifest without its fields is refused here
-        differences = manifest_differences(identity(stored), identity(manifest))
+        differences = sweep_differences(stored, manifest)
         if differences:
             raise ManifestMismatch(store.uri, differences)
     elif store.files(IMAGES):
         raise StoreError(f"{store.uri} has Parquet files under {IMAGES}/ but no manifest.json: not a sweep store")
     return stored
+
+
+def sweep_differences(stored: dict, wanted: dict) -> list[str]:
+    """How the sweep `wanted` describes differs from the one the store's manifest (`stored`) describes, worded by
+    `manifest_differences`: both as `identity` has them, and their schedules compared job by job where both
+    manifests record what each of their jobs runs. The set's own id also hashes how the command spelled it (a
+    `--job-schedule octave=tiny` that repeats `--schedule tiny`, a `--schedule` no job runs once every job has its
+    own), so two spellings of the same schedules would refuse each other with the same schedule named twice; the
+    images do not depend on it (each row keeps the id of the schedule its job ran)."""
+    stored, wanted = identity(stored), identity(wanted)
+    if job_schedule_ids(stored) is not None and job_schedule_ids(stored) == job_schedule_ids(wanted):
+        wanted = {**wanted, "schedule_id": stored.get("schedule_id")}
+    return manifest_differences(stored, wanted)
+
+
+def job_schedule_ids(manifest: dict) -> dict | None:
+    """job -> (the id of the schedule it runs, the input convention it feeds the network) for every job of the
+    manifest's options; None where the manifest does not record one of them (stores written before manifests kept
+    `job_schedules`: compared by the set's id, as then)."""
+    jobs, recorded = manifest.get("options", {}).get("jobs"), manifest.get("job_schedules")
+    if not isinstance(jobs, list) or not jobs or not isinstance(recorded, dict) or \
+            not all(isinstance(recorded.get(job), dict) for job in jobs):
+        return None
+    return {job: (recorded[job].get("schedule_id"), recorded[job].get("input")) for job in jobs}
 
 
 def identity(manifest: dict) -> dict:
@@ -623,7 +646,7 @@ def reconcile_store(prepared: Prepared, out: TextIO, *, stream: TextIO | None = 
         print(f"moved {store.location_of(path)} into {store.location('quarantine')}/ ({why}): its items run again",
               file=out)
     stored = store.read_manifest()
-    if stored is not None and manifest_differences(identity(stored), identity(prepared.manifest)):
+    if stored is not None and sweep_differences(stored, prepared.manifest):
         # A corrected command into a store with no image: the old attempts go, and the frames and steps of batches
         # stopped before their images/ file (written first), which the readers would take for this sweep's.
         for path in (path for directory in (FAILURES, FRAMES, TRAJECTORIES) for path in store.files(directory)):

@@ -351,6 +351,34 @@ def test_prepare_refuses_another_configuration_and_writes_nothing(tmp_path):
     assert not any((tmp_path / "s" / TEMP_DIR).iterdir())         # temporaries live in .tmp/ (issue 10.7)
 
 
+def test_another_spelling_of_the_same_schedules_resumes_and_other_schedules_are_still_refused(tmp_path):
+    """The schedule set's id hashes how the command spelled it: `--job-schedule octave=tiny` repeating `--schedule
+    tiny`, or a `--schedule` no job runs, was refused with the same schedule named on both sides."""
+    config = SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule="tiny",
+                         jobs="octave,opposite", classes="0-1", batch_size=2)
+    prepared = prepare(config)
+    prepared.store.write_manifest(prepared.manifest)
+    prepared.store.write_bytes(f"{IMAGES}/part-000000-octave-0.parquet", b"PAR1")      # held to its settings
+    for spelled in (("octave=tiny",), ("octave=tiny", "opposite=tiny")):
+        resumed = prepare(SweepConfig(**{**config.__dict__, "job_schedules": spelled}))
+        assert resumed.manifest == prepared.manifest and resumed.plan == prepared.plan
+    with pytest.raises(ManifestMismatch, match=r'octave: .* -> '):                       # another schedule for one job
+        prepare(SweepConfig(**{**config.__dict__, "job_schedules": ("octave=digits",)}))
+    every_job_its_own = SweepConfig(**{**config.__dict__, "store": str(tmp_path / "t"), "schedule": "digits",
+                                       "job_schedules": ("octave=tiny", "opposite=tiny")})
+    first = prepare(every_job_its_own)
+    first.store.write_manifest(first.manifest)
+    first.store.write_bytes(f"{IMAGES}/part-000000-octave-0.parquet", b"PAR1")
+    assert prepare(SweepConfig(**{**every_job_its_own.__dict__, "schedule": "tiny", "job_schedules": ()})).manifest \
+        == first.manifest
+    # A store written before manifests kept each job's schedule is compared by the set's id, as then.
+    older = {k: v for k, v in prepared.manifest.items() if k not in ("job_schedules", "schedule_contents")}
+    prepared.store.write_manifest(older)
+    assert prepare(config).manifest == older
+    with pytest.raises(ManifestMismatch, match=r'schedule is "tiny" \(id \w+\) in the store, "tiny" \(id'):
+        prepare(SweepConfig(**{**config.__dict__, "job_schedules": ("octave=tiny",)}))
+
+
 def test_an_older_store_listing_every_pair_resumes_and_other_pairs_are_refused_in_one_short_line(tmp_path):
     """F8: a store written before "all" lists every pair; the same command resumes it, other pairs are refused."""
     config = SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule="tiny",
