@@ -23,9 +23,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from jobs.outputs import finite_rows, label_probs
-from sweep.store import (ANALYSIS, FAILURES, FRAMES, IMAGES, LEASES, MANIFEST, QUARANTINE, SCORES, SOURCES,
-                         TEMP_DIR, TRAJECTORIES, Store, StoreError, is_frame_key, no_images_yet, open_store,
-                         same_store, unreadable)
+from sweep.lease import LEASES
+from sweep.store import ANALYSIS, FAILURES, FRAMES, IMAGES, MANIFEST, QUARANTINE, SCORES, SOURCES, TEMP_DIR, \
+    TRAJECTORIES, Store, StoreError, is_frame_key, no_images_yet, open_store, same_store, unreadable
 
 # Columns of the jobs from real images, and their values in stores written before those jobs existed.
 OPTIONAL_COLUMNS = {"source": "", "frame": -1, "step": -1}

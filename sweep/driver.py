@@ -39,9 +39,9 @@ from sweep.fleet import ClusterConfig, FleetRun, SweepError, check_cluster
 from sweep.interrupts import INTERRUPTED
 from sweep.plan import Batch, Plan, PlanError, canonical_options, cut_batches, make_plan, refuse_unused_options
 from sweep.progress import Progress, format_duration
-from sweep.store import FAILURES, FRAME_SUFFIX, FRAMES, IMAGES, LEASE_TIMEOUT, SOURCES, TRAJECTORIES, Lease, \
-    ManifestMismatch, Store, StoreError, all_keys, failures_table, is_frame_key, manifest_differences, new_manifest, \
-    source_file, source_hash
+from sweep.lease import LEASE_TIMEOUT, Lease
+from sweep.store import FAILURES, FRAME_SUFFIX, FRAMES, IMAGES, SOURCES, TRAJECTORIES, ManifestMismatch, Store, \
+    StoreError, all_keys, failures_table, is_frame_key, manifest_differences, new_manifest, source_file, source_hash
 
 if TYPE_CHECKING:
     from jobs.images import SourceImage, Track

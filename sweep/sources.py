@@ -18,8 +18,8 @@ from jobs.images import SourceImage, Track, in_order, is_noise_spec, load_images
     read_image, untracked
 from sweep.export import MISSING, UniqueNames, checked_files, slug
 from sweep.plan import PlanError
-from sweep.store import IMAGES, Store, StoreError, is_frame_key, open_store, running_sweep, same_store, \
-    source_hash
+from sweep.lease import running_sweep
+from sweep.store import IMAGES, Store, StoreError, is_frame_key, open_store, same_store, source_hash
 
 STORE_PREFIX = "store:"
 DEFAULT_STORE_JOB = "octave"      # Deep dream dreams on the class images ("representative images")

@@ -8,7 +8,8 @@ from typing import Sequence
 from jobs.catalog import ALL_JOBS, job_of_key
 from jobs.text import counted, first_line, listing
 from sweep.plan import Plan
-from sweep.store import FAILURES, IMAGES, MANIFEST, Store, StoreError, is_frame_key, open_store, running_sweep
+from sweep.lease import running_sweep
+from sweep.store import FAILURES, IMAGES, MANIFEST, Store, StoreError, is_frame_key, open_store
 
 
 @dataclass(frozen=True)

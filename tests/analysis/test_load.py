@@ -162,7 +162,8 @@ def test_broken_manifest(small_store):
 
 def test_a_store_without_images_says_why_it_has_none(tmp_path):
     import pyarrow as pa
-    from sweep.store import FAILURES, Lease
+    from sweep.lease import Lease
+    from sweep.store import FAILURES
     store = open_store(write_store(str(tmp_path / "s"), NAMES, []))
     with pytest.raises(StoreError) as err:
         read_rows(store)

@@ -14,7 +14,8 @@ import sweep_fakes
 from sweep.cli import main
 from sweep.fleet import ClusterConfig
 from sweep.status import store_status
-from sweep.store import Lease, Store
+from sweep.lease import Lease
+from sweep.store import Store
 
 
 def invoke(*args):

@@ -343,7 +343,7 @@ def test_a_driver_whose_lease_another_took_stops_and_leaves_the_lease_to_it(tmp_
     at its next heartbeat this run sees it, stops its workers and says so, leaves the other's lease in place, and
     nothing it wrote is stored twice."""
     import json
-    from sweep.store import LEASE
+    from sweep.lease import LEASE
     store = tmp_path / "s"
     intruder = {"host": "elsewhere", "pid": 1, "run": "intruder", "started": "2026-11-29T00:00:00+00:00",
                 "heartbeat": time.time() + 3600}

@@ -19,7 +19,8 @@ import pytest
 
 from jobs.schedules import load_schedule
 from sweep.driver import SweepConfig, pending_work, prepare
-from sweep.store import IMAGES, Store, read_lease, running_sweep
+from sweep.lease import read_lease, running_sweep
+from sweep.store import IMAGES, Store
 
 pytest.importorskip("ray")
 ROOT = Path(__file__).parents[2]

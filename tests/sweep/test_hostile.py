@@ -25,7 +25,8 @@ from click.testing import CliRunner
 
 import sweep_fakes
 from sweep.cli import main
-from sweep.store import IMAGES, LEASE, QUARANTINE, Store
+from sweep.lease import LEASE
+from sweep.store import IMAGES, QUARANTINE, Store
 
 ROOT = Path(__file__).parents[2]
 RUN = ["--model", "digits", "--weights", "random", "--schedule", "tiny", "--classes", "0-3", "--pairs", "0+1,2+3",

@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 
 from sweep.cli import main
-import sweep.store as store_module
-from sweep.store import CLAIM_TIMEOUT, LEASE, LEASES, Lease, Store, StoreBusy, lease_expired, read_claims, \
-    read_lease
+import sweep.lease as lease_module
+from sweep.lease import CLAIM_TIMEOUT, LEASE, LEASES, Lease, StoreBusy, lease_expired, read_claims, read_lease
+from sweep.store import Store
 
 RUN = ["--model", "digits", "--weights", "random", "--schedule", "tiny", "--classes", "0-3", "--jobs", "octave",
        "--batch-size", "4"]
@@ -82,7 +82,7 @@ def test_a_lease_of_a_process_this_one_cannot_see_is_judged_by_its_heartbeat_onl
     """Two containers on one host name (`--network host`) each with its own process ids: a live driver's pid is no
     process here, which took its lease over at once. The lease records its pid namespace; only a lease of this one
     is checked by pid (and one written before the namespace was recorded, as before)."""
-    from sweep.store import pid_namespace
+    from sweep.lease import pid_namespace
     gone = record(dead_pid())
     assert lease_expired({**gone, "pid_namespace": pid_namespace()}, 60) and lease_expired(gone, 60)
     assert not lease_expired({**gone, "pid_namespace": "pid:[1]"}, 60)
@@ -155,7 +155,7 @@ def test_a_heartbeat_that_fails_unexpectedly_stops_the_run_instead_of_letting_th
 @pytest.mark.parametrize("claim", [{"heartbeat": "yesterday"}, {"heartbeat": True},
                                    {"heartbeat": 1.0, "held_since": "noon"}])
 def test_a_lease_record_with_a_field_that_is_not_a_number_counts_as_unreadable(claim):
-    from sweep.store import parsed_lease
+    from sweep.lease import parsed_lease
     assert parsed_lease(json.dumps(claim).encode()) is None
     assert parsed_lease(json.dumps({"heartbeat": 1.0, "held_since": 2}).encode()) is not None
 
@@ -166,7 +166,7 @@ def test_a_lease_record_with_a_field_that_is_not_a_number_counts_as_unreadable(c
 def object_store(tmp_path, monkeypatch) -> Store:
     """A local store that takes the object-store lease path (claims under leases/), with short waits."""
     monkeypatch.setattr(Store, "is_object_store", property(lambda self: True))
-    monkeypatch.setattr(store_module, "CLAIM_WAIT", 0.01)
+    monkeypatch.setattr(lease_module, "CLAIM_WAIT", 0.01)
     return Store.open(str(tmp_path / "s"))
 
 
@@ -204,7 +204,7 @@ def test_on_an_object_store_a_driver_meeting_another_claimant_waits_for_its_turn
     def other_steps_back_meanwhile(seconds):
         waits.append(seconds)
         object_store.delete(f"{LEASES}/other.json")
-    monkeypatch.setattr(store_module, "time", types.SimpleNamespace(time=time.time, sleep=other_steps_back_meanwhile))
+    monkeypatch.setattr(lease_module, "time", types.SimpleNamespace(time=time.time, sleep=other_steps_back_meanwhile))
     lease = Lease.acquire(object_store, "mine")
     assert len(waits) == 1 and read_lease(object_store)["run"] == "mine"
     lease.release()
@@ -260,7 +260,7 @@ def test_drivers_starting_together_on_an_object_store_never_both_hold_it(server,
     refused. A round may end with no holder (all stepped back until they gave up); the rounds go on, up to ten,
     until one had a holder (test_on_an_object_store_a_driver_meeting_another_claimant_waits_for_its_turn checks
     that taking turns ends with a holder without any race)."""
-    monkeypatch.setattr(store_module, "CLAIM_WAIT", 0.1)
+    monkeypatch.setattr(lease_module, "CLAIM_WAIT", 0.1)
     store = Store.open(server.uri("raced"))
     rounds = []
     while len(rounds) < 3 or (max(rounds) == 0 and len(rounds) < 10):
@@ -291,17 +291,17 @@ def test_of_two_drivers_breaking_a_stale_lease_together_the_second_leaves_the_fi
         os.utime(path, (time.time() - 120, time.time() - 120))
     else:
         path.write_text(json.dumps(record(os.getpid(), age=120, run="mine")))
-    real_read_lease, holders = store_module.read_lease, []
+    real_read_lease, holders = lease_module.read_lease, []
 
     def a_breaks_it_first(s: Store) -> dict | None:
         seen = real_read_lease(s)                              # B's view: a stale lease
-        monkeypatch.setattr(store_module, "read_lease", real_read_lease)
+        monkeypatch.setattr(lease_module, "read_lease", real_read_lease)
         if stale == "unreadable":
             holders.append(Lease.acquire(store, "a", timeout=60))
         else:                                                  # the stale driver itself beats just in time
             path.write_text(json.dumps(record(os.getpid(), run="mine")))
         return seen
-    monkeypatch.setattr(store_module, "read_lease", a_breaks_it_first)
+    monkeypatch.setattr(lease_module, "read_lease", a_breaks_it_first)
     with pytest.raises(StoreBusy):
         Lease.acquire(store, "b", timeout=60)
     assert real_read_lease(store)["run"] == ("a" if stale == "unreadable" else "mine")
@@ -323,7 +323,7 @@ def test_breaking_a_stale_lease_removes_the_asides_that_killed_breakers_left(tmp
         Lease.acquire(store, run, timeout=60).release()
     take_a_stale_lease("first")                                     # renamed just now: young, kept
     assert sorted(p.name for p in folder.iterdir()) == [left.name]
-    monkeypatch.setattr(store_module, "ASIDE_LEFT_AFTER", 0.0)      # as if renamed long ago
+    monkeypatch.setattr(lease_module, "ASIDE_LEFT_AFTER", 0.0)      # as if renamed long ago
     take_a_stale_lease("second")
     assert list(folder.iterdir()) == []
 
@@ -331,7 +331,7 @@ def test_breaking_a_stale_lease_removes_the_asides_that_killed_breakers_left(tmp
 def test_a_driver_with_a_shorter_timeout_never_takes_a_lease_its_holder_still_beats(tmp_path):
     """A driver with `--lease-timeout 600` beats every 150 s: another started with the default 60 s must not judge
     its lease stale between two beats (nor `sweep status` say that nothing runs), only after the holder's 600 s."""
-    from sweep.store import running_sweep
+    from sweep.lease import running_sweep
     store = Store.open(str(tmp_path / "s"))
     holder = Lease.acquire(store, "patient", timeout=600)
     path = tmp_path / "s" / LEASE
@@ -385,7 +385,7 @@ def test_on_an_object_store_a_claim_withdrawn_between_the_listing_and_its_read_i
 
 def test_a_claim_deleted_after_the_listing_reads_as_none_on_the_servers(server):
     """What `read_claims` relies on: reading an object deleted since it was listed raises FileNotFoundError."""
-    from sweep.store import read_record
+    from sweep.lease import read_record
     store = Store.open(server.uri("withdrawn"))
     write_claim(store, "other", "claiming")
     (info,) = store.listing(LEASES)

@@ -25,7 +25,8 @@ from sweep.cli import main
 from sweep.driver import SweepConfig, load_sources
 from sweep.plan import PlanError
 from sweep.sources import parse_store_spec
-from sweep.store import LEASE, decode_png, source_hash
+from sweep.lease import LEASE
+from sweep.store import decode_png, source_hash
 from tests.jobs.test_images import AtOnce
 
 NAMES = ("zero", "great white shark", "two/three", "four")
