@@ -369,11 +369,41 @@ def generator_labels(stores: Sequence) -> list[str]:
     return distinct_labels([generating_scorer(st.manifest) for st in stores], stores)
 
 
+def other_label_set(stores: Sequence) -> str | None:
+    """Where the stores' label sets differ, in words: their class counts, else the first two stores whose known
+    class names differ (`sweep.score.generator_class_names`: unknown names and the stand-ins `class 0`, ... are not
+    compared) and the first class that differs; None when one label set holds for all. A scorer shares its store's
+    label set (`sweep score` refuses another), so stores of two label sets share no scorer: their matrix would be
+    two blocks with nothing between them, each row read as if class i meant one thing throughout."""
+    from sweep.score import generator_class_names
+    counts = {st.uri: st.n_classes for st in stores}
+    if len(set(counts.values())) > 1:
+        return "the stores have different class counts (" + ", ".join(f"{uri}: {n}" for uri, n in counts.items()) + ")"
+    named = [(st, names) for st in stores if (names := generator_class_names(st.manifest)) is not None]
+    for st, names in named[1:]:
+        first, first_names = named[0]
+        differ = [(i, a, b) for i, (a, b) in enumerate(zip(first_names, names)) if a != b]
+        if differ:
+            i, a, b = differ[0]
+            return (f"{first.uri} and {st.uri} name their classes otherwise (class {i} is {a!r} in the first, {b!r} "
+                    f"in the second; {len(differ)} of {len(names)} classes differ)")
+    return None
+
+
+def refuse_other_label_sets(stores: Sequence) -> None:
+    """StoreError, in one line, for stores of more than one label set (`other_label_set`)."""
+    from sweep.store import StoreError
+    differ = other_label_set(stores)
+    if differ:
+        raise StoreError(f"{differ}: a transfer matrix needs one label set, nothing to compare")
+
+
 def run_compare(stores: Sequence[str], out: str) -> list[str]:
     """`sweep compare`: every store's transfer table, joined into the generator x scorer table, written to
     `out`/compare.parquet with its figure `out`/compare.png (`out`: a local folder or a URI); returns the lines to
     print. Each store is one generator row, named by `generator_labels`. StoreError, before anything is written,
-    for a store that cannot be read, a store given twice, or stores of different class sets."""
+    for a store that cannot be read, a store given twice, or stores of different label sets
+    (`other_label_set`)."""
     import pyarrow as pa
 
     from analysis.drawing import save
@@ -382,10 +412,7 @@ def run_compare(stores: Sequence[str], out: str) -> list[str]:
     folder = output_folder(out)   # refused (a file, a store's own folder) before any store is read
     opened = [open_store(s) for s in stores]
     refuse_repeated_stores(opened)
-    counts = {s.uri: s.n_classes for s in opened}
-    if len(set(counts.values())) > 1:
-        raise StoreError("the stores have different class counts ("
-                         + ", ".join(f"{uri}: {n}" for uri, n in counts.items()) + "): nothing to compare")
+    refuse_other_label_sets(opened)
     table = compare_table([store_transfer(s).assign(generator=label)
                            for s, label in zip(opened, generator_labels(opened))])
     written = write_outputs(folder, {

@@ -325,3 +325,23 @@ def test_compare_and_analyze_say_when_a_scorer_scored_only_some_images(tmp_path)
             f"those (`sweep score` with it scores the rest)")
     assert run_compare([path], str(tmp_path / "out"))[-1] == note
     assert note in analyze_store(path).lines()
+
+
+def test_sweep_compare_refuses_stores_whose_class_names_differ(tmp_path):
+    """A store of another label set with the same class count (another 6-class model, or the same names in
+    another order): `sweep compare` set it beside the first as if class i meant one thing in both (no scorer can
+    score both: a matrix of two blocks). Refused in one line naming the stores and the first differing class;
+    stores of unknown names (the stand-ins `class 0`, ...) are still compared."""
+    from analysis.transfer import run_compare
+    from sweep.store import StoreError
+    animals = ["apple", "bear", "cat", "dog", "eel", "fox"]
+    octaves = [Image("octave", c, one_hot(c)) for c in range(3)]
+    first = write_store(str(tmp_path / "animals"), animals, octaves)
+    reordered = write_store(str(tmp_path / "reordered"), animals[1::-1] + animals[2:], octaves, model="other")
+    unnamed = write_store(str(tmp_path / "unnamed"), NAMES, octaves, model="unnamed")
+    with pytest.raises(StoreError, match=rf"^{first} and {reordered} name their classes otherwise \(class 0 is "
+                                         rf"'apple' in the first, 'bear' in the second; 2 of 6 classes differ\): a "
+                                         rf"transfer matrix needs one label set, nothing to compare$"):
+        run_compare([first, unnamed, reordered], str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    assert "2 generating stores" in run_compare([first, unnamed], str(tmp_path / "out"))[0]
