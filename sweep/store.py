@@ -1270,11 +1270,12 @@ def require_images(store: "Store") -> None:
 
 def same_store(a: Store, b: Store) -> bool:
     """Whether two opened stores are one place (a local directory compared after resolving links, so that a link
-    to a store, or its file:// URI, is that store)."""
+    to a store, or its file:// URI, is that store; on S3 or GCS one bucket and path on one endpoint: pyarrow's
+    `equals` compares the file systems' options, the endpoint among them)."""
     if type(a.fs) is not type(b.fs):
         return False
     if a.is_object_store:
-        return a.root.rstrip("/") == b.root.rstrip("/")
+        return a.root.rstrip("/") == b.root.rstrip("/") and a.fs.equals(b.fs)
     return os.path.realpath(a.root) == os.path.realpath(b.root)
 
 

@@ -816,3 +816,17 @@ def test_kept_objects_never_fail_the_read_they_save(tmp_path):
     kept.keep("b/images/a", b"123456")
     os.remove(kept.files["b/images/a"])   # as `drop` on another thread does after the lookup
     assert kept.read("b/images/a") is None
+
+
+def test_same_store_tells_one_bucket_name_on_two_endpoints_apart(monkeypatch):
+    """`s3://b/x` on two S3-compatible endpoints is two stores; `same_store` compared the bucket and path alone. The
+    command line opens every store under one environment (so one endpoint); a library caller may open them under
+    two. Two openings under one endpoint are still one store."""
+    from sweep.store import same_store
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    first, again = Store.open("s3://b/x"), Store.open("s3://b/x/")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.2:9")
+    elsewhere = Store.open("s3://b/x")
+    assert same_store(first, again)
+    assert not same_store(first, elsewhere)
