@@ -315,12 +315,14 @@ def compare_figure(table: pd.DataFrame, value: str | None = None):
 # ---- reading a store ------------------------------------------------------------------------------------------
 def store_outputs(store, rows=None) -> tuple[pd.DataFrame, dict[str, Outputs], str]:
     """(images, outputs per scorer, generator id) of a store: the stored logits as the generating model's
-    outputs, and every `sweep score` scorer's (a scorer with the generator's id is the stored logits). `rows`:
+    outputs, and every `sweep score` scorer's (a scorer with the generator's id is the stored logits) on the images
+    stored now (`sweep.score.rows_of_stored_images`: a score of an image written again since is left out). `rows`:
     the store's `analysis.load.Rows` when already read (frames left out; the usable rows, `usable_rows`), else read
     here and kept as `sweep analyze` keeps them, so that `sweep compare` counts the images the analysis counts."""
     from analysis.analyze import usable_rows
     from analysis.load import read_rows
-    from sweep.score import generating_scorer, read_scores, scorers
+    from sweep.score import IMAGE_DIGEST, generating_scorer, image_digests, logits_matrix, read_scores, \
+        rows_of_stored_images, scorers
     from sweep.store import open_store
     st = open_store(store)
     if rows is None:
@@ -330,14 +332,14 @@ def store_outputs(store, rows=None) -> tuple[pd.DataFrame, dict[str, Outputs], s
     images["variant"] = images["variant"].fillna("")
     generator = generating_scorer(st.manifest)
     outputs = {generator: Outputs(list(images["key"]), np.asarray(rows.logits))}
-    for scorer in scorers(st):
-        if scorer in outputs:
-            continue
-        table = read_scores(st, scorer)
-        if table.num_rows:
-            flat = table.column("logits").combine_chunks()
-            logits = np.asarray(flat.values.to_numpy(zero_copy_only=False), np.float32).reshape(table.num_rows, -1)
-            outputs[scorer] = Outputs(table.column("key").to_pylist(), logits)
+    others = [scorer for scorer in scorers(st) if scorer not in outputs]
+    stored = dict(zip(images["key"], image_digests(np.asarray(rows.logits)))) if others else {}
+    for scorer in others:
+        table = read_scores(st, scorer, ["key", "logits", IMAGE_DIGEST])
+        keys = table.column("key").to_pylist()
+        kept = rows_of_stored_images(keys, table.column(IMAGE_DIGEST).to_pylist(), stored)   # a stale row left out
+        if len(kept):
+            outputs[scorer] = Outputs([keys[i] for i in kept], logits_matrix(table.column("logits"))[kept])
     return images, outputs, generator
 
 

@@ -5,7 +5,10 @@
 
 A unit of work is one `images/` file and the keys of it still to score; its part file is named from the input
 file and those keys, so running the same unit again (an actor that died after writing) overwrites the same file,
-and a resume scores only what no part holds yet. The actors are `sweep.fleet`'s, fed by its one dispatch loop;
+and a resume scores only what no part holds yet. A score row records which stored image it scored (`image_digest`:
+a digest of the image row's stored logits, `image_digests`): an image written again with other pixels after it
+was scored (its batch run again, its file quarantined or re-run on another device) counts as unscored, and readers
+leave its old row out (`rows_of_stored_images`). The actors are `sweep.fleet`'s, fed by its one dispatch loop;
 each reads its `images/` file straight from the store (PNG column included) and writes its part itself, atomically
 through `sweep.store`.
 
@@ -24,7 +27,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Sequence, TextIO
+from typing import Mapping, Sequence, TextIO
 
 import numpy as np
 import pyarrow as pa
@@ -43,6 +46,7 @@ SCORER_FILE = "_scorer.json"   # "_": Parquet dataset readers of the directory s
 SCORE_BATCH = 64            # images per forward pass (inference only: a CPU handles this many of the small demo images)
 # Scorer manifest fields that must match for a run to add parts to an existing scorer directory.
 SCORER_FIELDS = ("scorer", "model", "weights", "n_classes", "input_size", "generator_input_size")
+IMAGE_DIGEST = "image_digest"   # the scores/ column naming the stored image a row scored
 
 
 def scores_schema(n_classes: int) -> pa.Schema:
@@ -53,7 +57,24 @@ def scores_schema(n_classes: int) -> pa.Schema:
         ("label", pa.int32()),            # argmax of the scorer's logits
         ("target_prob", pa.float32()),    # the scorer's softmax probability of the target (null: no target)
         ("partner_prob", pa.float32()),   # ... of the partner class (null: no partner)
+        (IMAGE_DIGEST, pa.string()),      # which stored image was scored (`image_digests`); null: a part written
+                                          # before scores recorded it
     ])
+
+
+def logits_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A fixed-size-list logits column -> N x n_classes float32."""
+    flat = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return np.asarray(flat.values.to_numpy(zero_copy_only=False), np.float32).reshape(len(flat), -1)
+
+
+def image_digests(logits: np.ndarray) -> list[str]:
+    """Which stored image each row is: N x n_classes stored logits (an images/ row's `logits`) -> N digests (16 hex
+    digits of SHA-256 of the row's float32 bytes). The stored logits are the generating model's outputs on the
+    stored PNG, so an image written again with other pixels has others; a reader gets them for 4 bytes a class,
+    where the PNG is kilobytes (`sweep score`'s resume and the transfer table read every image's)."""
+    rows = np.ascontiguousarray(logits, dtype=np.float32)                          # N x C
+    return [hashlib.sha256(row.tobytes()).hexdigest()[:16] for row in rows]
 
 
 def scorer_id(model: str, weights_id: str) -> str:
@@ -114,6 +135,7 @@ class ScoreSummary:
     seconds: float                  # the whole run: Ray's start and the models' loading included
     rate: float = 0.0               # images per second once the first worker was ready (the bar's rate)
     generator: bool = False         # the store's generating model and weights: its scores are the stored logits'
+    again: int = 0                  # of `scored`, images scored before but not as stored now (written again since)
 
     def lines(self) -> list[str]:
         where = f"{self.store}/{SCORES}/{self.scorer}/"
@@ -123,8 +145,10 @@ class ScoreSummary:
         if not self.scored:
             return [f"scorer {self.scorer}: nothing to score: all {self.images} images already scored under {where}"]
         rate = f" ({self.rate:.1f} images/s once a worker was ready)" if self.rate > 0 else ""
+        again = (f" ({self.again} again: their stored image is not the one scored, written again since, or their "
+                 f"score did not record which)") if self.again else ""
         return [f"scorer {self.scorer}: {counted(self.scored, 'image')} scored in {self.seconds:.1f}s with "
-                f"start-up{rate}, {self.skipped} already scored, {self.images} in all; written under {where}"]
+                f"start-up{rate}{again}, {self.skipped} already scored, {self.images} in all; written under {where}"]
 
 
 # ---- the worker ------------------------------------------------------------------------------------------------
@@ -158,9 +182,9 @@ def score_images(model, images: list[np.ndarray], scale: float, inputs: Sequence
 
 
 def scores_table(keys: Sequence[str], targets: Sequence[int | None], partners: Sequence[int | None],
-                 logits: np.ndarray, plan: ScorePlan) -> pa.Table:
-    """A `scores/` table from the scorer's logits (N x n_classes) and each image's target and partner (None or
-    -1: none)."""
+                 logits: np.ndarray, plan: ScorePlan, digests: Sequence[str | None] | None = None) -> pa.Table:
+    """A `scores/` table from the scorer's logits (N x n_classes), each image's target and partner (None or -1:
+    none) and the `image_digests` of the stored images scored (None: not recorded)."""
     probs = softmax(logits) if len(logits) else np.zeros_like(logits, dtype=np.float64)
 
     def prob(i: int, c) -> float | None:
@@ -175,6 +199,7 @@ def scores_table(keys: Sequence[str], targets: Sequence[int | None], partners: S
         "label": pa.array(logits.argmax(axis=1) if n else [], pa.int32()),
         "target_prob": pa.array([prob(i, t) for i, t in enumerate(targets)], pa.float32()),
         "partner_prob": pa.array([prob(i, p) for i, p in enumerate(partners)], pa.float32()),
+        IMAGE_DIGEST: pa.array(list(digests) if digests is not None else [None] * n, pa.string()),
     }, schema=scores_schema(plan.n_classes))
 
 
@@ -183,14 +208,15 @@ class ScoreWorker(SweepWorker):
 
     def score(self, task: ScoreTask, plan: ScorePlan) -> int:
         """Score `task.keys` of one images/ file and write their part file; returns the rows written."""
-        table = self.store.read_file(task.path, ["key", "job", "target", "partner", "png"])
+        table = self.store.read_file(task.path, ["key", "job", "target", "partner", "png", "logits"])
         table = table.filter(pc.is_in(table.column("key"), pa.array(task.keys, pa.string())))
-        rows = table.to_pydict()
+        digests = image_digests(logits_matrix(table.column("logits")))         # the images this call scores
+        rows = table.drop_columns(["logits"]).to_pydict()
         images = [decode_png(png) for png in rows["png"]]                        # N x (H x W x 3)
         conventions = dict(plan.inputs)
         logits = score_images(self.model, images, plan.scale, [conventions.get(j) for j in rows["job"]],
                               self.device, plan.batch_size)                     # N x n_classes
-        scored = scores_table(rows["key"], rows["target"], rows["partner"], logits, plan)
+        scored = scores_table(rows["key"], rows["target"], rows["partner"], logits, plan, digests)
         self.store.write_table(f"{SCORES}/{plan.scorer}/{task.name}", scored)
         return scored.num_rows
 
@@ -209,9 +235,26 @@ def selected_jobs(jobs: str | None, stored: Sequence[str]) -> tuple[str, ...]:
     return chosen
 
 
-def scored_keys(store: Store, scorer: str) -> set[str]:
-    """Keys every finished part of `scorer` holds (reading only the key column)."""
-    return set(read_scores(store, scorer, ["key"]).column("key").to_pylist())
+def scored_images(store: Store, scorer: str) -> dict[str, set[str | None]]:
+    """Key -> the `image_digests` of the images that the finished parts of `scorer` scored under it (None: a row
+    that did not record its image)."""
+    table = read_scores(store, scorer, ["key", IMAGE_DIGEST])
+    scored: dict[str, set[str | None]] = {}
+    for key, digest in zip(table.column("key").to_pylist(), table.column(IMAGE_DIGEST).to_pylist()):
+        scored.setdefault(key, set()).add(digest)
+    return scored
+
+
+def rows_of_stored_images(keys: Sequence[str], digests: Sequence[str | None], stored: Mapping[str, str]
+                          ) -> np.ndarray:
+    """The indices of a scorer's rows (`keys`, their `digests`) that score the image stored under their key now
+    (`stored`: key -> its `image_digests`), for readers that take a key's first row: first the rows that recorded
+    that very image, then those that recorded none (parts written before `image_digest`), in their order; a row of
+    another image (one written again since it was scored) is left out."""
+    rank = np.array([0 if digest is not None and digest == stored.get(key) else 1 if digest is None else 2
+                     for key, digest in zip(keys, digests)], dtype=np.int8)
+    order = np.argsort(rank, kind="stable")
+    return order[rank[order] < 2]
 
 
 def read_scorer(store: Store, scorer: str) -> dict | None:
@@ -242,24 +285,31 @@ def read_scores(store: Store, scorer: str, columns: Sequence[str] = ("key", "log
     line that says what helps (`sweep run --check-files`, which the store's other refusals name, never looks in
     scores/)."""
     def read_part(path: str) -> pa.Table:
+        def present(schema: pa.Schema) -> list[str]:   # a part written before `image_digest` lacks it
+            return [c for c in columns if c != IMAGE_DIGEST or c in schema.names]
         try:
-            return store.read_file(path, list(columns))
+            return store.read_chosen(path, present)
         except (pa.ArrowInvalid, OSError, KeyError) as error:
             raise StoreError(f"unreadable file {store.location_of(path)}: {why_unreadable(error)} (remove it: "
                              f"`sweep score` with this scorer then scores its images again)") from None
 
     tables = store.each_file(read_part, store.files(f"{SCORES}/{scorer}"))
+    tables = [t if IMAGE_DIGEST not in columns or IMAGE_DIGEST in t.column_names else
+              t.append_column(IMAGE_DIGEST, pa.nulls(t.num_rows, pa.string())) for t in tables]
     if not tables:
         return pa.table({c: pa.array([], pa.string()) for c in columns})
     return pa.concat_tables(tables, promote_options="permissive")
 
 
 def key_columns(store: Store, path: str) -> dict[str, list]:
-    """The key and job columns of one images/ file; StoreError for a file that is not one."""
+    """The key and job columns of one images/ file, and its images' `image_digests` (as "digest"); StoreError
+    for a file that is not one."""
     try:
-        return store.read_file(path, ["key", "job"]).to_pydict()
+        table = store.read_file(path, ["key", "job", "logits"])
     except (pa.ArrowInvalid, OSError, KeyError) as error:
         raise StoreError(f"unreadable file {store.location_of(path)}: {first_line(error)}") from None
+    digests = image_digests(logits_matrix(table.column("logits")))
+    return {**table.drop_columns(["logits"]).to_pydict(), "digest": digests}
 
 
 def generator_class_names(manifest: dict) -> tuple[str, ...] | None:
@@ -299,6 +349,7 @@ class Prepared:
     tasks: tuple[ScoreTask, ...]
     images: int
     skipped: int
+    again: int = 0                      # of the tasks' keys, those scored before but not as the image stored now
 
 
 def prepare(config: ScoreConfig) -> Prepared:
@@ -340,20 +391,24 @@ def prepare(config: ScoreConfig) -> Prepared:
         if differ:
             raise StoreError(f"{store.uri}/{SCORES}/{scorer} was scored differently ({', '.join(differ)}): "
                              f"move it away to score again")
-    done = scored_keys(store, scorer) if stored is not None else set()
-    tasks, images, seen = [], 0, set()
+    done = scored_images(store, scorer) if stored is not None else {}
+    tasks, images, seen, again = [], 0, set(), 0
     for path, part in files.items():   # in name order: a key two files hold is the first file's, as readers take it
-        mine = [k for k, j in dict(zip(part["key"], part["job"])).items()
-                if j in wanted and not is_frame_key(k) and k not in seen]
+        first = {}   # key -> (job, digest) of its first row in the file
+        for key, job, digest in zip(part["key"], part["job"], part["digest"]):
+            first.setdefault(key, (job, digest))
+        mine = {k: digest for k, (j, digest) in first.items() if j in wanted and not is_frame_key(k) and k not in seen}
         seen.update(mine)
         images += len(mine)
-        todo = [k for k in mine if k not in done]
+        # scored, but not this image (written again since), or with no record of which: scored (again)
+        todo = [k for k, digest in mine.items() if digest not in done.get(k, ())]
+        again += sum(k in done for k in todo)
         if todo:
             tasks.append(ScoreTask.of(path, todo))
     plan = ScorePlan(scorer=scorer, weights=model.weights_id, n_classes=model.n_classes,
                      scale=model.input_size / generator_size, inputs=inputs, batch_size=config.batch_size)
     return Prepared(store, manifest, record if stored is None else stored, plan, tuple(tasks), images,
-                    images - sum(len(t.keys) for t in tasks))
+                    images - sum(len(t.keys) for t in tasks), again)
 
 
 def run_score(config: ScoreConfig, *, stream: TextIO | None = None) -> ScoreSummary:
@@ -385,4 +440,4 @@ def run_score(config: ScoreConfig, *, stream: TextIO | None = None) -> ScoreSumm
                  on_done=on_done, on_failed=on_failed, progress=progress, stream=stream,
                  worker="sweep.score:ScoreWorker")
     return ScoreSummary(store.uri, plan.scorer, prepared.images, scored[0], prepared.skipped,
-                        time.perf_counter() - started, rate[0], generator)
+                        time.perf_counter() - started, rate[0], generator, prepared.again)

@@ -345,3 +345,34 @@ def test_sweep_compare_refuses_stores_whose_class_names_differ(tmp_path):
         run_compare([first, unnamed, reordered], str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
     assert "2 generating stores" in run_compare([first, unnamed], str(tmp_path / "out"))[0]
+
+
+def test_the_transfer_table_reads_the_score_of_the_image_stored_now(tmp_path):
+    """An octave image written again with other pixels (other stored logits) after a scorer scored it: the transfer
+    table read the scorer's old row, the first part's. It now takes a row that recorded the image stored now, else
+    one that recorded no image (a part written before scores recorded it), and leaves out a row of another image:
+    with that row alone the scorer has no output for the image, and the note says so."""
+    from analysis.synthetic import write_batch
+    from analysis.transfer import partly_scored
+    from sweep.score import image_digests, logits_matrix
+    path = write_store(str(tmp_path / "store"), NAMES, [Image("octave", c, one_hot(c)) for c in range(3)])
+    store = Store.open(path)
+    images = store.read("images", ["key", "logits"])
+    keys, digests = images.column("key").to_pylist(), image_digests(logits_matrix(images.column("logits")))
+    plan = ScorePlan(scorer="other.w", weights="w", n_classes=N, scale=1.0)
+    hits = np.stack([one_hot(c) for c in range(3)])                   # the scorer reads every image as its class
+    store.write_bytes(f"{SCORES}/other.w/{SCORER_FILE}", b"{}")
+    store.write_table(f"{SCORES}/other.w/part-0.parquet",
+                      scores_table(keys, [0, 1, 2], [None] * 3, hits, plan, digests))
+    write_batch(store, "part-000000", [Image("octave", 0, one_hot(0, second=1))] +
+                [Image("octave", c, one_hot(c)) for c in (1, 2)], NAMES)   # class 0's image written again
+    octave = lambda: store_transfer(path).set_index("scorer").loc["other.w"]   # noqa: E731
+    assert (octave()["images"], octave()["top1_share"]) == (2, 1.0)          # its old score left out
+    assert partly_scored(store_transfer(path)) == [
+        f"scorer other.w has outputs for only some images of {scorer_id('synthetic', 'random-synthetic')} (octave 2 "
+        f"of 3): its shares are of those (`sweep score` with it scores the rest)"]
+    fresh = image_digests(logits_matrix(store.read("images", ["key", "logits"]).column("logits")))[0]
+    store.write_table(f"{SCORES}/other.w/part-05.parquet", scores_table([keys[0]], [0], [None], hits[:1], plan))
+    store.write_table(f"{SCORES}/other.w/part-1.parquet",
+                      scores_table([keys[0]], [0], [None], one_hot(3)[None], plan, [fresh]))   # a miss, this image
+    assert (octave()["images"], octave()["top1_share"]) == (3, pytest.approx(2 / 3))

@@ -189,6 +189,8 @@ def test_a_sweep_into_a_bucket_and_every_command_on_it(server, module_ray, tmp_p
     parts = [o for o in server.objects("run") if "/scores/" in o and o.endswith(".parquet")]
     scores = pd.concat([pd.read_parquet(o, filesystem=server.fs, columns=["key"]) for o in parts])
     assert len(scores) == ITEMS and scores.key.is_unique
+    resumed = invoke("score", "--store", uri, "--model", "digits-resnet")   # the parts read back from the bucket
+    assert resumed.exit_code == 0 and f"all {ITEMS} images already scored" in resumed.output, resumed.output
 
     seen = [output, status.output, analyzed.output, figures.output, exported.output, directions.output, scored.output]
     seen += [server.fs.open_input_stream(o).read().decode("latin-1") for o in server.objects("run")]

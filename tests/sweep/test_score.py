@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -425,3 +426,79 @@ def test_the_store_names_its_classes_in_its_manifest_or_through_its_model():
     assert generator_class_names({"model": "digits", "n_classes": 10}) == tuple(DIGITS)
     assert generator_class_names({"model": "synthetic", "n_classes": 10}) is None
     assert generator_class_names({"model": "synthetic", "n_classes": 2, "class_names": ["class 0", "class 1"]}) is None
+
+
+def scored_in_process(store: Path, model: str) -> int:
+    """`sweep score` of `store` by `model` without Ray: its units of work run on one in-process worker."""
+    from sweep.score import ScoreWorker
+    from sweep.worker import WorkerConfig
+    prepared = prepare(ScoreConfig(store=str(store), model=model))
+    if prepared.tasks and not (store / SCORES / prepared.plan.scorer / SCORER_FILE).exists():
+        (store / SCORES / prepared.plan.scorer).mkdir(parents=True, exist_ok=True)
+        (store / SCORES / prepared.plan.scorer / SCORER_FILE).write_text(json.dumps(prepared.scorer))
+    worker = ScoreWorker(WorkerConfig(str(store), model, "DEFAULT"))
+    return sum(worker.score(task, prepared.plan) for task in prepared.tasks)
+
+
+def written_again_with_other_pixels(store: Path) -> tuple[str, list[str], list[np.ndarray]]:
+    """Write the first images/ file again in place, its images inverted and its logits the generating model's on
+    them: what a batch run again writes (its file quarantined, or the batch re-run on another device after its
+    actor died). Returns the file's name, its keys and its new images."""
+    from jobs.models import load_model
+    from sweep.score import score_images
+    from sweep.store import decode_png, encode_png
+    path = sorted((store / IMAGES).glob("part-*.parquet"))[0]
+    table = pq.read_table(path)
+    images = [255 - decode_png(png) for png in table.column("png").to_pylist()]
+    logits = score_images(load_model("digits", "DEFAULT"), images, 1.0, [None] * len(images))
+    table = table.set_column(table.schema.get_field_index("png"), "png",
+                             pa.array([encode_png(image) for image in images], pa.binary()))
+    table = table.set_column(table.schema.get_field_index("logits"), table.schema.field("logits"),
+                             pa.FixedSizeListArray.from_arrays(pa.array(logits.reshape(-1)), logits.shape[1]))
+    Store.open(str(store)).write_table(f"{IMAGES}/{path.name}", table)
+    return path.name, table.column("key").to_pylist(), images
+
+
+def test_an_image_written_again_after_it_was_scored_is_scored_again(tmp_path):
+    """A key whose images/ row was written again with other pixels after `sweep score` scored it (its batch run
+    again) kept its old score: the resume counted every key some part held as done, and the transfer table read the
+    old row. Now a score row records which stored image it scored (`image_digest`): the resume scores the key
+    again, and readers take the row of the image now stored."""
+    from jobs.models import load_model
+    from sweep.score import score_images
+    unscored_store = tiny_sweep(tmp_path / "digits", "digits")   # no Ray: built and scored in-process
+    scorer = scorer_id("digits-resnet", "shipped")
+    assert scored_in_process(unscored_store, "digits-resnet") == 8
+    _, keys, images = written_again_with_other_pixels(unscored_store)
+    again = prepare(ScoreConfig(store=str(unscored_store), model="digits-resnet"))
+    assert sorted(k for task in again.tasks for k in task.keys) == sorted(keys)
+    assert (again.skipped, again.again) == (8 - len(keys), len(keys))
+    assert scored_in_process(unscored_store, "digits-resnet") == len(keys)
+    assert not prepare(ScoreConfig(store=str(unscored_store), model="digits-resnet")).tasks
+    from analysis.transfer import store_outputs
+    _, outputs, _ = store_outputs(str(unscored_store))
+    want = score_images(load_model("digits-resnet", "DEFAULT"), images, 1.0, [None] * len(images))
+    position = {k: i for i, k in reversed(list(enumerate(outputs[scorer].keys)))}   # a key's first row: the one read
+    got = np.stack([outputs[scorer].logits[position[k]] for k in keys])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+def test_a_part_written_before_scores_recorded_their_image_is_read_and_scored_again(tmp_path):
+    """A scorer's part without the `image_digest` column (written by an earlier classweep) is read as before, its
+    rows taken by the transfer table; the resume scores its images again, since nothing says which image it
+    scored (the summary says so), and then finds nothing left."""
+    from analysis.transfer import store_outputs
+    from sweep.score import IMAGE_DIGEST
+    store = tiny_sweep(tmp_path / "digits", "digits")
+    scorer = scorer_id("digits-resnet", "shipped")
+    assert scored_in_process(store, "digits-resnet") == 8
+    for part in (store / SCORES / scorer).glob("part-*.parquet"):
+        pq.write_table(pq.read_table(part).drop_columns([IMAGE_DIGEST]), part)
+    assert sorted(store_outputs(str(store))[1][scorer].keys) == sorted(stored(store).index)
+    prepared = prepare(ScoreConfig(store=str(store), model="digits-resnet"))
+    assert (sum(len(t.keys) for t in prepared.tasks), prepared.skipped, prepared.again) == (8, 0, 8)
+    assert "scored in 1.0s with start-up (8 again: their stored image is not the one scored, written again since, " \
+           "or their score did not record which), 0 already scored, 8 in all" in \
+           ScoreSummary("s", scorer, 8, 8, 0, 1.0, again=8).lines()[0]
+    assert scored_in_process(store, "digits-resnet") == 8
+    assert not prepare(ScoreConfig(store=str(store), model="digits-resnet")).tasks
