@@ -145,8 +145,8 @@ class ScoreSummary:
         if not self.scored:
             return [f"scorer {self.scorer}: nothing to score: all {self.images} images already scored under {where}"]
         rate = f" ({self.rate:.1f} images/s once a worker was ready)" if self.rate > 0 else ""
-        again = (f" ({self.again} again: their stored image is not the one scored, written again since, or their "
-                 f"score did not record which)") if self.again else ""
+        again = (f" ({self.again} again: their stored image is not the one scored, written again since)"
+                 if self.again else "")
         return [f"scorer {self.scorer}: {counted(self.scored, 'image')} scored in {self.seconds:.1f}s with "
                 f"start-up{rate}{again}, {self.skipped} already scored, {self.images} in all; written under {where}"]
 
@@ -400,8 +400,9 @@ def prepare(config: ScoreConfig) -> Prepared:
         mine = {k: digest for k, (j, digest) in first.items() if j in wanted and not is_frame_key(k) and k not in seen}
         seen.update(mine)
         images += len(mine)
-        # scored, but not this image (written again since), or with no record of which: scored (again)
-        todo = [k for k, digest in mine.items() if digest not in done.get(k, ())]
+        # unscored, or scored as another image (written again since); a row of a part written before scores
+        # recorded their image (digest None) is trusted, as then: an upgrade scores nothing again
+        todo = [k for k, digest in mine.items() if not done.get(k, set()) & {digest, None}]
         again += sum(k in done for k in todo)
         if todo:
             tasks.append(ScoreTask.of(path, todo))
