@@ -371,7 +371,8 @@ def prepare(config: ScoreConfig) -> Prepared:
     if differ:   # same count, another label set: class i would be read as meaning the same thing in both
         raise PlanError(f"{model.name} names its classes otherwise than the store's model {manifest['model']}: "
                         f"{differ}: a scorer must share the store's classes")
-    files = {path: key_columns(store, path) for path in store.files(IMAGES)}
+    paths = store.files(IMAGES)
+    files = dict(zip(paths, store.each_file(lambda path: key_columns(store, path), paths)))   # on S3 several at once
     wanted = selected_jobs(config.jobs, {j for part in files.values() for k, j in zip(part["key"], part["job"])
                                          if not is_frame_key(k)})
     scorer = scorer_id(model.name, model.weights_id)
