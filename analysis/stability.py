@@ -203,7 +203,9 @@ def read_stability(store, done: set[str] | None = None, every: int | None = None
     at once. The numbers are per image and octave, and an image's steps are in its batch's file, so the parts'
     tables together are the store's; an image and octave found in two parts (a batch whose images/ write failed,
     run again under another name, leaves its steps twice) is reduced again from all of its image's rows, in file
-    order, as one read of every step would have it (each step once: its first record)."""
+    order, as one read of every step would have it (each step once: its first record). Since 2026-12-01 `sweep
+    run` sets such a file aside when it resumes the store (`Store.quarantine_unreadable`): a store holds one only
+    until then, or when written by an earlier version."""
     from sweep.store import TRAJECTORIES, open_store
     st = open_store(store)
     paths = st.files(TRAJECTORIES)

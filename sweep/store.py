@@ -1185,8 +1185,11 @@ class Store:
         as done without them. One read of each file: the keys of the images/ files it could read come back with
         what it moved, for the resume's `pending_work`. `whole_files` (`sweep run --check-files`): every column is
         read, so that a file damaged only in its pictures or outputs is set aside too, at the cost of reading the
-        whole store. Only `sweep run` calls this, under its lease (it changes the store)."""
-        moved, images, companions_lost = [], {}, {}
+        whole store. A readable frames/ or trajectories/ file whose batch has no images/ file (a run stopped, or its
+        images/ write failed, between the two; the resume's batches may be cut otherwise, under other names) is moved
+        aside as well: its items' images, stored by another batch, are not the ones it recorded, and readers would
+        take its rows for theirs. Only `sweep run` calls this, under its lease (it changes the store)."""
+        moved, images, companions_lost, companions = [], {}, {}, []
         keys_or_why = functools.partial(self._keys_or_why, whole_file=whole_files)
         for directory in directories:
             paths = self.files(directory)
@@ -1201,6 +1204,8 @@ class Store:
                 else:
                     if directory == IMAGES:
                         images[path] = keys
+                    elif directory in (FRAMES, TRAJECTORIES):
+                        companions.append((directory, name))
                     continue
                 self._set_aside(directory, path)
                 moved.append((path, why))
@@ -1209,6 +1214,15 @@ class Store:
                 if directory != lost and self.exists(directory, name):
                     self._set_aside(directory, self.path(directory, name))
                     moved.append((self.path(directory, name), f"readable, but its batch's {lost}/ file was not"))
+        if IMAGES in directories:
+            stored = {path.rsplit("/", 1)[1] for path in images}
+            set_aside = {path.rsplit("/", 1)[1] for path, _ in moved if path.rsplit("/", 2)[-2] == IMAGES}
+            for directory, name in companions:
+                if name not in stored and name not in companions_lost:
+                    self._set_aside(directory, self.path(directory, name))
+                    moved.append((self.path(directory, name), "readable, but its batch's images/ file was not"
+                                  if name in set_aside else "no images/ file of its batch: a run stopped before "
+                                                            "writing it"))
         return Quarantine(moved, images)
 
     def _set_aside(self, directory: str, path: str) -> None:

@@ -258,6 +258,28 @@ def test_a_damaged_frames_or_trajectories_file_sends_its_batch_to_run_again(tmp_
     assert store.quarantine_unreadable().moved == []                                  # once
 
 
+def test_a_frames_or_trajectories_file_whose_batch_wrote_no_images_file_is_set_aside(tmp_path):
+    """A batch's frames/ and trajectories/ files are written before its images/ file: a run that stopped between
+    them, resumed with batches cut otherwise, stores those items under other names, and the first file's rows (the
+    steps of an image that was never stored) were taken by readers for the stored image's."""
+    store = Store.open(str(tmp_path))
+    keyed = pa.table({"key": ["octave:-:1:-1:0"]})
+    store.write_table(f"{IMAGES}/part-new.parquet", images_table([result(target=1)], NAMES, "w"))
+    for directory in ("trajectories", "frames"):
+        store.write_table(f"{directory}/part-new.parquet", keyed)                       # the stored image's batch
+        store.write_table(f"{directory}/part-old.parquet", keyed)                       # the stopped batch's
+    store.write_bytes(f"{IMAGES}/part-bad.parquet", b"truncated")                       # unreadable images file,
+    store.write_table("trajectories/part-bad.parquet", keyed)                           #   its companion readable
+    moved = {"/".join(path.rsplit("/", 2)[1:]): why for path, why in store.quarantine_unreadable().moved}
+    assert moved == {f"{IMAGES}/part-bad.parquet": moved[f"{IMAGES}/part-bad.parquet"],
+                     "trajectories/part-old.parquet": "no images/ file of its batch: a run stopped before writing it",
+                     "frames/part-old.parquet": "no images/ file of its batch: a run stopped before writing it",
+                     "trajectories/part-bad.parquet": "readable, but its batch's images/ file was not"}
+    assert store.files("trajectories") == [store.path("trajectories", "part-new.parquet")]
+    assert store.files("frames") == [store.path("frames", "part-new.parquet")]
+    assert store.quarantine_unreadable().moved == []                                    # once
+
+
 def assert_one_pass_reads_each_key_column_once_and_the_next_only_new_files(store: Store) -> None:
     """What a resume reads of images/ (test_object_stores runs this on S3, where the reads run at once, and GCS):
     the quarantine pass reads each file's keys once, moves the unreadable file aside and gives the others' keys in
