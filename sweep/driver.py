@@ -40,8 +40,9 @@ from sweep.interrupts import INTERRUPTED
 from sweep.plan import Batch, Plan, PlanError, canonical_options, cut_batches, make_plan, refuse_unused_options
 from sweep.progress import Progress, format_duration
 from sweep.lease import LEASE_TIMEOUT, Lease
-from sweep.store import FAILURES, FRAME_SUFFIX, FRAMES, IMAGES, SOURCES, TRAJECTORIES, ManifestMismatch, Store, \
-    StoreError, all_keys, failures_table, is_frame_key, manifest_differences, new_manifest, source_file, source_hash
+from sweep.store import FAILURES, FRAME_SUFFIX, FRAMES, IMAGES, ORPHANED, SOURCES, TRAJECTORIES, ManifestMismatch, \
+    Store, StoreError, all_keys, failures_table, is_frame_key, manifest_differences, new_manifest, source_file, \
+    source_hash
 
 if TYPE_CHECKING:
     from jobs.images import SourceImage, Track
@@ -642,9 +643,9 @@ def reconcile_store(prepared: Prepared, out: TextIO, *, stream: TextIO | None = 
     check_manifest(store, prepared.manifest)
     removed = store.cleanup_temp()
     quarantine = store.quarantine_unreadable(whole_files=prepared.config.check_files)
-    for path, why in quarantine.moved:
-        print(f"moved {store.location_of(path)} into {store.location('quarantine')}/ ({why}): its items run again",
-              file=out)
+    for path, why in quarantine.moved:   # an orphaned file's items may be stored by another batch: no "run again"
+        print(f"moved {store.location_of(path)} into {store.location('quarantine')}/ ({why})"
+              f"{'' if why == ORPHANED else ': its items run again'}", file=out)
     stored = store.read_manifest()
     if stored is not None and sweep_differences(stored, prepared.manifest):
         # A corrected command into a store with no image: the old attempts go, and the frames and steps of batches

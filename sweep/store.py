@@ -78,6 +78,8 @@ FRAME_SUFFIX = "#frame"               # an interpolation frame's key: f"{item ke
 FRAME_KEY = re.compile(re.escape(FRAME_SUFFIX) + r"\d+$")
 MANIFEST = "manifest.json"
 QUARANTINE = "quarantine"             # unreadable files moved aside by `sweep run` (never read again)
+ORPHANED = "no images/ file of its batch: a run stopped before writing it"   # a frames/ or trajectories/ file
+                                      #   `quarantine_unreadable` sets aside (its items are stored or run again)
 TEMP_DIR = ".tmp"                     # temporaries, beside the tables: no reader of images/ ever lists them
 TEMP_GRACE = 600.0                    # seconds a temporary is left alone, as another command may be writing it
 TEMP_PREFIX = "_"                     # pyarrow's dataset reader skips names starting with "_" or "."
@@ -1221,8 +1223,7 @@ class Store:
                 if name not in stored and name not in companions_lost:
                     self._set_aside(directory, self.path(directory, name))
                     moved.append((self.path(directory, name), "readable, but its batch's images/ file was not"
-                                  if name in set_aside else "no images/ file of its batch: a run stopped before "
-                                                            "writing it"))
+                                  if name in set_aside else ORPHANED))
         return Quarantine(moved, images)
 
     def _set_aside(self, directory: str, path: str) -> None:
