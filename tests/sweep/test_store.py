@@ -1,6 +1,7 @@
 """The Parquet store: atomic writes, the exact schema, manifests and refusal of a different configuration."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -278,6 +279,22 @@ def test_a_frames_or_trajectories_file_whose_batch_wrote_no_images_file_is_set_a
     assert store.files("trajectories") == [store.path("trajectories", "part-new.parquet")]
     assert store.files("frames") == [store.path("frames", "part-new.parquet")]
     assert store.quarantine_unreadable().moved == []                                    # once
+
+
+def test_a_resume_says_it_set_an_orphaned_file_aside_without_saying_its_items_run_again(tmp_path):
+    from sweep.driver import reconcile_store
+    prepared = prepare(SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule="tiny",
+                                   jobs="octave", classes="0-1", batch_size=2))
+    prepared.store.write_manifest(prepared.manifest)
+    prepared.store.write_table(f"{IMAGES}/part-new.parquet", images_table([result(target=1)], NAMES, "w"))
+    prepared.store.write_table("trajectories/part-old.parquet", pa.table({"key": ["octave:-:1:-1:0"]}))
+    prepared.store.write_bytes(f"{IMAGES}/part-bad.parquet", b"truncated")
+    out = io.StringIO()
+    reconcile_store(prepared, out)
+    lines = out.getvalue().splitlines()
+    assert any(line.endswith("(no images/ file of its batch: a run stopped before writing it)") and
+               "part-old.parquet" in line for line in lines), lines
+    assert any("part-bad.parquet" in line and line.endswith(": its items run again") for line in lines), lines
 
 
 def assert_one_pass_reads_each_key_column_once_and_the_next_only_new_files(store: Store) -> None:
