@@ -733,7 +733,7 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
                              f"no GPUs in the cluster: {count} CPU worker{'s' if count > 1 else ''}", out)
             counter = ray.remote(StepCounter).options(num_cpus=0).remote()
             worker_config = WorkerConfig(store.uri, config.model, config.weights, schedule, config.engine,
-                                         threads=max(1, int(cluster.cpus_per_worker)), bf16=config.bf16,
+                                         threads=cluster.threads, bf16=config.bf16,
                                          fp16=config.fp16, channels_last=config.channels_last, compile=config.compile,
                                          cudnn_benchmark=config.cudnn_benchmark,
                                          fold_batchnorm=config.fold_batchnorm,

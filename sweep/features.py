@@ -124,7 +124,7 @@ def run_features(config: FeatureConfig, *, stream: TextIO | None = None) -> Feat
     tables: dict[str, pa.Table] = {}   # by images/ file, as the workers finish them
     progress = Progress(len(files), stream=stream, interval=cluster.progress_every)   # None: stderr
     worker_config = WorkerConfig(store.uri, manifest["model"], config.weights or manifest.get("weights_source",
-                                 "DEFAULT"), threads=max(1, int(cluster.cpus_per_worker)))
+                                 "DEFAULT"), threads=cluster.threads)
 
     def on_done(path: str, table: pa.Table) -> tuple:
         tables[path] = table

@@ -54,6 +54,11 @@ class ClusterConfig:
     worker_logs: bool = False           # forward the actors' stdout/stderr to the driver
     progress_every: float | None = None  # seconds between progress lines (None: 0.25 on a terminal, 10 in a log)
 
+    @property
+    def threads(self) -> int:
+        """The torch threads of each actor: one per CPU it reserves (at least one)."""
+        return max(1, int(self.cpus_per_worker))
+
 
 def check_cluster(cluster: ClusterConfig) -> None:
     """Refuse what cannot work, before Ray starts (PlanError: one line, exit status 2, nothing written): an unknown

@@ -119,6 +119,7 @@ class Calibration:
     seconds: float          # time of the timed batch (the median of `runs` runs)
     cost: float             # its pixel-steps
     runs: int = 1           # how often it was timed
+    threads: int = 0        # torch threads it ran on, on a CPU (a CPU worker's); 0 on a GPU
 
     @property
     def seconds_per_cost(self) -> float:
@@ -128,7 +129,8 @@ class Calibration:
         total = view.cost_left * self.seconds_per_cost
         per_iteration = total / view.work_left if view.work_left else 0.0
         hours = f"{total / 3600:.2f}" if total >= 36 else "under 0.01"
-        return [f"calibration on {self.device}: {self.images} images x {CALIBRATION_STEPS} steps per octave in "
+        threads = f" ({counted(self.threads, 'torch thread')}, as each CPU worker)" if self.threads else ""
+        return [f"calibration on {self.device}{threads}: {self.images} images x {CALIBRATION_STEPS} steps per octave in "
                 f"{self.seconds:.3g} s, the median of {self.runs} run{'s' if self.runs != 1 else ''} "
                 f"({per_iteration * 1e3:.1f} ms per image-iteration at the schedule's sizes)",
                 f"projected: {hours} {self.device.split(':')[0].upper()}-hours; wall time "
@@ -143,12 +145,13 @@ def calibrate(prepared, device: str | None = None) -> Calibration:
     counts. On a GPU it runs as the sweep's GPU workers do: with the run's speed options (bf16 or fp16 autocast,
     channels_last, cuDNN benchmark, batch norms folded, `--compile`, whose compiling the warm-up absorbs) and, with
     an automatic batch size, the batch the workers' memory probe chooses (not the CPU's); on the CPU its batch norms
-    are folded when `--fold-batchnorm` asks, as the CPU workers' are."""
+    are folded when `--fold-batchnorm` asks, as the CPU workers' are, and it runs on as many torch threads as a CPU
+    worker (`ClusterConfig.threads`: one per `--cpus-per-worker`, where this process would take every core: on a
+    busy 2-core machine the demo's steps took 22 times as long on two threads as on the workers' one)."""
     import dataclasses
 
     import torch
 
-    from jobs.kinds import run_batch
     from jobs.models import load_model
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     config = prepared.config
@@ -167,8 +170,22 @@ def calibrate(prepared, device: str | None = None) -> Calibration:
                 channels_last=config.channels_last))
     batch = plan.batches()[0]
     schedule = prepared.schedule.for_job(batch.items[0].job)   # a batch holds one job: time that job's schedule
-    specs = batch.items
-    sources = {name: prepared.sources[name].read() for name in {s.source for s in specs if s.source}}
+    threads = torch.get_num_threads()
+    if not on_gpu:
+        torch.set_num_threads(config.cluster.threads)
+    try:
+        timed = _timed(model, batch.items, schedule, device, prepared.sources, speed)
+    finally:
+        torch.set_num_threads(threads)
+    return timed if on_gpu else dataclasses.replace(timed, threads=config.cluster.threads)
+
+
+def _timed(model, specs, schedule, device: str, sources, speed: dict) -> Calibration:
+    """`calibrate`'s timing of one batch of `specs` under `schedule`, its octaves cut short."""
+    import torch
+
+    from jobs.kinds import run_batch
+    sources = {name: sources[name].read() for name in {s.source for s in specs if s.source}}
     kwargs = {**speed, **({"sources": sources} if sources else {})}
     timed = schedule.shortened(CALIBRATION_STEPS)
     run_batch(model, specs, timed, device=device, **kwargs)   # warm-up: kernels, allocator, caches, every input size

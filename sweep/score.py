@@ -426,7 +426,7 @@ def run_score(config: ScoreConfig, *, stream: TextIO | None = None) -> ScoreSumm
         store.write_bytes(f"{SCORES}/{plan.scorer}/{SCORER_FILE}", json.dumps(prepared.scorer, indent=1).encode())
     progress = Progress(prepared.images, prepared.skipped, stream=stream, interval=cluster.progress_every,
                         unit="images")   # stream None: stderr (a bar on a terminal), as `sweep run`'s
-    worker_config = WorkerConfig(store.uri, config.model, config.weights, threads=max(1, int(cluster.cpus_per_worker)))
+    worker_config = WorkerConfig(store.uri, config.model, config.weights, threads=cluster.threads)
     scored, rate = [0], [0.0]
 
     def on_done(task: ScoreTask, rows: int) -> tuple:

@@ -44,7 +44,8 @@ def test_dry_run_shows_the_stores_progress_and_calibrates(tmp_path):
     assert code == 0, out
     assert _row(out, "octave")[:3] == [4, 1, 4] and _row(out, "opposite")[:3] == [4, 1, 0]
     assert "4/8 items already stored; left: 4 items, 16 image-iterations" in out
-    assert re.search(r"calibration on cpu: 4 images x 2 steps per octave in \S+ s, the median of \d+ runs", out)
+    assert re.search(r"calibration on cpu \(1 torch thread, as each CPU worker\): 4 images x 2 steps per octave in "
+                     r"\S+ s, the median of \d+ runs", out)
     assert re.search(r"projected: (under 0.01|[0-9.]+) CPU-hours; wall time \d+s with 4 workers", out)
 
 
@@ -144,6 +145,37 @@ def test_calibration_on_a_gpu_with_an_automatic_batch_times_the_probes_batch(tmp
     calibrate(dataclasses.replace(prepared, config=dataclasses.replace(prepared.config, bf16=False, fp16=True)),
               device="cuda")                                             # --fp16: the probe steps in float16
     assert probed == [(side, {"bf16": False, "fp16": True, "channels_last": True, "cap": sweep.worker.AUTO_CAP})]
+
+
+def test_calibration_on_the_cpu_runs_on_as_many_threads_as_a_cpu_worker(tmp_path, monkeypatch, request,
+                                                                         random_digits_model):
+    """A worker runs one torch thread per CPU it reserves (`--cpus-per-worker`), where the dry run's process took
+    every core: on a busy 2-core machine the demo's steps timed 22 times as long as the workers' own."""
+    import torch
+
+    import jobs.kinds
+    import jobs.models
+    from sweep.driver import SweepConfig, prepare
+    from sweep.fleet import ClusterConfig
+    from sweep.preview import calibrate, preview
+    seen = []
+    monkeypatch.setattr(jobs.models, "load_model", lambda *args, **kwargs: random_digits_model)
+    monkeypatch.setattr(jobs.kinds, "run_batch", lambda *args, **kwargs: seen.append(torch.get_num_threads()))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *args: None)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)                                      # this process's own (the suite runs on one)
+    request.addfinalizer(lambda: torch.set_num_threads(before))
+    for cpus, threads in ((1.0, 1), (2.0, 2), (0.5, 1)):
+        seen.clear()
+        prepared = prepare(SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random",
+                                       schedule="tiny", jobs="octave", classes="0-3", batch_size=4,
+                                       cluster=ClusterConfig(cpus_per_worker=cpus)))
+        calibration = calibrate(prepared, device="cpu")
+        assert seen and set(seen) == {threads} and calibration.threads == threads
+        assert torch.get_num_threads() == 3                      # the command's own threads given back
+    seen.clear()
+    on_gpu = calibrate(prepared, device="cuda")                   # a GPU worker's threads do not count
+    assert set(seen) == {3} and on_gpu.threads == 0 and "thread" not in on_gpu.lines(preview(prepared), 1)[0]
 
 
 def test_calibration_takes_the_median_of_runs_repeated_until_a_second_is_measured(tmp_path, monkeypatch,
