@@ -305,7 +305,8 @@ def models() -> None:
 @click.option("--dry-run", is_flag=True, help="Print the plan (items, batches, image-iterations per job) and the "
               "store's progress; start nothing, write nothing.")
 @click.option("--calibrate", is_flag=True, help="With the dry run: time a few steps on this machine's device and "
-              "print the projected device-hours (GPU- or CPU-hours) and wall time for --workers (default 1).")
+              "print the projected device-hours (GPU- or CPU-hours) and wall time for --workers (default: the workers "
+              "a run on this machine would start, one per GPU, else one per --cpus-per-worker CPUs; 1 with --address).")
 @cluster_options
 def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants, images, layers, seeds, schedule,
         job_schedules, batch_size, max_attempts, bf16, fp16, channels_last, compile_, cudnn_benchmark,
@@ -326,14 +327,16 @@ def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants
                          lease_timeout=lease_timeout, check_files=check_files)
     if dry_run or calibrate:
         from sweep.driver import prepare
-        from sweep.preview import calibrate as time_steps, preview
+        from sweep.preview import calibrate as time_steps, preview, projected_workers
         with reported(store):
             prepared = prepare(config)
             view = preview(prepared)
         for line in [*prepared.plan.notes(), *view.lines()]:
             click.echo(line)
         if calibrate and view.work_left:
-            for line in time_steps(prepared).lines(view, workers or 1):
+            timed = time_steps(prepared)
+            count, whose = projected_workers(config.cluster, timed.device, view.items - view.done)
+            for line in timed.lines(view, count, whose):
                 click.echo(line)
         return
     with reported(store):

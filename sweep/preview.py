@@ -125,7 +125,9 @@ class Calibration:
     def seconds_per_cost(self) -> float:
         return self.seconds / self.cost
 
-    def lines(self, view: Preview, workers: int) -> list[str]:
+    def lines(self, view: Preview, workers: int, whose: str = "") -> list[str]:
+        """The calibration and its projection for `workers` workers of this device (`whose`: where that count
+        comes from, when `--workers` did not give it: `projected_workers`)."""
         total = view.cost_left * self.seconds_per_cost
         per_iteration = total / view.work_left if view.work_left else 0.0
         hours = f"{total / 3600:.2f}" if total >= 36 else "under 0.01"
@@ -134,8 +136,29 @@ class Calibration:
                 f"{self.seconds:.3g} s, the median of {self.runs} run{'s' if self.runs != 1 else ''} "
                 f"({per_iteration * 1e3:.1f} ms per image-iteration at the schedule's sizes)",
                 f"projected: {hours} {self.device.split(':')[0].upper()}-hours; wall time "
-                f"{format_duration(total / max(1, workers))} with {workers} worker{'s' if workers != 1 else ''} "
-                f"(plus start-up; actors on other devices run at their own speed)"]
+                f"{format_duration(total / max(1, workers))} with {counted(workers, 'worker')}{whose}, plus start-up "
+                f"(actors on other devices run at their own speed)"]
+
+
+def projected_workers(cluster, device: str, items_left: int) -> tuple[int, str]:
+    """(workers, whose) for the projection: `--workers`; else the count a run on this machine's own Ray would
+    start (`sweep.fleet`: one per GPU on a GPU, else one per `--cpus-per-worker` CPUs), said as this machine's;
+    else, joining a cluster (`--address`), 1 (the dry run starts no Ray to count its nodes). Never more than the
+    items left (a worker takes one at least)."""
+    import os
+
+    import torch
+    if cluster.workers:
+        count, whose = cluster.workers, ""
+    elif cluster.address:
+        count, whose = 1, " (--workers N for the cluster's)"
+    elif torch.device(device).type == "cuda":
+        count, whose = max(1, torch.cuda.device_count()), ", as this machine would start them (one per GPU)"
+    else:
+        cpus = os.cpu_count() or 1
+        count = max(1, int(cpus // max(cluster.cpus_per_worker, 1e-3)))
+        whose = f", as this machine would start them ({cpus} CPUs, {cluster.cpus_per_worker:g} a worker)"
+    return max(1, min(count, items_left)), whose
 
 
 def calibrate(prepared, device: str | None = None) -> Calibration:

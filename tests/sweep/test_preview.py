@@ -46,7 +46,7 @@ def test_dry_run_shows_the_stores_progress_and_calibrates(tmp_path):
     assert "4/8 items already stored; left: 4 items, 16 image-iterations" in out
     assert re.search(r"calibration on cpu \(1 torch thread, as each CPU worker\): 4 images x 2 steps per octave in "
                      r"\S+ s, the median of \d+ runs", out)
-    assert re.search(r"projected: (under 0.01|[0-9.]+) CPU-hours; wall time \d+s with 4 workers", out)
+    assert re.search(r"projected: (under 0.01|[0-9.]+) CPU-hours; wall time \d+s with 4 workers, plus start-up", out)
 
 
 def test_dry_run_of_a_1000_class_model_with_random_weights(tmp_path):
@@ -176,6 +176,24 @@ def test_calibration_on_the_cpu_runs_on_as_many_threads_as_a_cpu_worker(tmp_path
     seen.clear()
     on_gpu = calibrate(prepared, device="cuda")                   # a GPU worker's threads do not count
     assert set(seen) == {3} and on_gpu.threads == 0 and "thread" not in on_gpu.lines(preview(prepared), 1)[0]
+
+
+def test_the_projection_counts_the_workers_a_run_on_this_machine_would_start(monkeypatch):
+    """Without --workers the projection divided by one worker, where a run on an 8-GPU machine starts eight."""
+    import os
+
+    import torch
+
+    from sweep.fleet import ClusterConfig
+    from sweep.preview import projected_workers
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert projected_workers(ClusterConfig(), "cuda", 1000) == (8, ", as this machine would start them (one per GPU)")
+    assert projected_workers(ClusterConfig(), "cuda", 3)[0] == 3                     # never more than the items left
+    assert projected_workers(ClusterConfig(cpus_per_worker=4), "cpu", 1000) == (
+        4, ", as this machine would start them (16 CPUs, 4 a worker)")
+    assert projected_workers(ClusterConfig(workers=5), "cuda", 1000) == (5, "")         # --workers
+    assert projected_workers(ClusterConfig(address="auto"), "cuda", 1000) == (1, " (--workers N for the cluster's)")
 
 
 def test_calibration_takes_the_median_of_runs_repeated_until_a_second_is_measured(tmp_path, monkeypatch,
