@@ -85,6 +85,8 @@ LEASES = "leases"                     # on an object store: one claim object per
 TEMP_DIR = ".tmp"                     # temporaries, beside the tables: no reader of images/ ever lists them
 TEMP_GRACE = 600.0                    # seconds a temporary is left alone, as another command may be writing it
 TEMP_PREFIX = "_"                     # pyarrow's dataset reader skips names starting with "_" or "."
+TEMP_NAME_BYTES = 200                 # of a file's name kept in its temporary's (+ 9 for its random tail)
+MAX_NAME_BYTES = 255                  # one file name, in UTF-8 bytes, on ext4, APFS, XFS (and NTFS's 255 UTF-16 units)
 OBJECT_STORES = ("s3", "gcs")         # pyarrow file system type names without an atomic rename
 READ_THREADS = 8                      # files read at once from S3, where a read mostly waits on the network
 SOURCE_PNG_LEVEL = 1                  # zlib level of sources/*.png: a 1000 x 750 photograph in 0.05 s, not 0.13 s
@@ -882,7 +884,9 @@ class Store:
             return final
         self.fs.create_dir(directory, recursive=True)
         self.fs.create_dir(self.path(TEMP_DIR), recursive=True)
-        temp = self.path(TEMP_DIR, f"{name}.{uuid.uuid4().hex[:8]}")   # same file system: the rename is atomic
+        # same file system: the rename is atomic; the name cut, so that any name that fits its folder fits here too
+        kept = name.encode()[:TEMP_NAME_BYTES].decode(errors="ignore")
+        temp = self.path(TEMP_DIR, f"{kept}.{uuid.uuid4().hex[:8]}")
         try:
             with self.fs.open_output_stream(temp) as out:
                 out.write(data)

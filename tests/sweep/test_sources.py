@@ -190,6 +190,27 @@ def test_a_picture_named_like_an_interpolation_frame_is_refused(tmp_path):
     assert "#frame" in str(error.value) and "\n" not in str(error.value)
 
 
+def test_a_picture_whose_stored_name_would_be_too_long_is_refused_before_anything_is_written(tmp_path):
+    """Hunt: a 252-byte file name is a valid file, but its copy sources/NAME.png is not: the sweep wrote its manifest
+    and then died on 'File name too long', naming a temporary file under .tmp/."""
+    for stem in ("x" * 247, "y" * 248):   # + ".png": names of 251 and 252 bytes
+        PILImage.new("RGB", (8, 8)).save(tmp_path / f"{stem}.png")
+    with pytest.raises(PlanError, match="y{248}.png: the store keeps it as sources/NAME.png") as error:
+        sources(str(tmp_path), store=str(tmp_path / "out"))
+    assert "x" * 247 not in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_source_of_the_longest_name_a_file_may_have_is_stored(tmp_path):
+    """sources/NAME.png of 255 bytes: its temporary under .tmp/ (the name and a random tail) was 264 bytes, too long."""
+    from sweep.store import MAX_NAME_BYTES, Store
+    store, pixels = Store.open(str(tmp_path / "out")), np.full((4, 4, 3), 7, np.uint8)
+    name = "\u00e9" * 123 + "x.png"   # 251 bytes of UTF-8, 128 characters
+    store.write_source(name, pixels)
+    assert len(f"{name}.png".encode()) == MAX_NAME_BYTES and not os.listdir(tmp_path / "out" / ".tmp")
+    np.testing.assert_array_equal(store.read_source(name), pixels)
+
+
 def test_two_stores_given_in_the_other_order_give_the_same_sources(classes, tmp_path):
     """Sources are the sweep's, whatever order --images gives them in (`load_sources` sorts them by name): when two
     stores' names clash, which of them gets the hashed names must not depend on that order either, or the resume
