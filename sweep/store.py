@@ -1164,11 +1164,17 @@ class Store:
         return pa.concat_tables(tables, promote_options="permissive")
 
     def read_source(self, name: str) -> np.ndarray:
-        """A real image the driver stored (H x W x 3 uint8); StoreError when it is not there."""
+        """A real image the driver stored (H x W x 3 uint8); StoreError, naming the file, when it is not there or
+        does not decode (a resume writes only the missing ones again)."""
         data = self.read_bytes(source_file(name))
         if data is None:
             raise StoreError(f"{self.uri}/{source_file(name)} is missing: run the sweep again with its --images")
-        return decode_png(data)
+        try:
+            return decode_png(data)
+        except Exception as error:   # whatever a damaged PNG makes the decoder raise
+            raise StoreError(f"{self.uri}/{source_file(name)} is not a readable PNG ({type(error).__name__}: "
+                             f"{first_line(error)}): delete it and run the sweep again with its --images, which "
+                             f"writes it anew") from None
 
     def done_keys(self) -> set[str]:
         """Keys of every stored image, reading only the `key` column."""
