@@ -62,7 +62,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """EXIF orientation applied, then RGB: palette, LA/RGBA and a transparent colour key via RGBA (transparency on
     white), CMYK converted by Pillow, 16/32-bit greyscale scaled by its depth, float greyscale by its range
     (`float_pixels_to_8_bit`; ImageInputError for a range it refuses)."""
-    image = ImageOps.exif_transpose(image)
+    image = oriented(image)
     if image.mode in ("P", "PA") or (image.mode in ("1", "L", "RGB") and "transparency" in image.info):
         image = image.convert("RGBA")   # a transparent colour key (PNG's tRNS) becomes alpha, as a palette's does
     if image.mode in ("RGBA", "LA"):
@@ -76,6 +76,16 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "F":
         image = Image.fromarray(float_pixels_to_8_bit(np.asarray(image)))
     return image.convert("RGB")
+
+
+def oriented(image: Image.Image) -> Image.Image:
+    """`image` with its EXIF orientation applied; as stored when its EXIF block does not parse (Pillow raises
+    SyntaxError on a PNG's or WebP's, and reads a JPEG's same block as no orientation): the pixels are whole, and a
+    viewer shows them so."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except SyntaxError:
+        return image
 
 
 def float_pixels_to_8_bit(values: np.ndarray) -> np.ndarray:

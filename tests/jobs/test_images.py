@@ -54,6 +54,16 @@ def test_exif_orientation_is_applied(tmp_path):
     assert pixels[:5].mean() > 200 and pixels[-5:].mean() < 50  # the bar is now at the top
 
 
+@pytest.mark.parametrize("suffix", [".png", ".webp", ".jpg"])
+def test_an_exif_block_that_does_not_parse_leaves_the_picture_as_stored(tmp_path, suffix):
+    """Hunt: a PNG or WebP whose EXIF block is not TIFF data was refused as 'not a readable image (SyntaxError: not
+    a TIFF file ...)', while a JPEG with the same block was read: its pixels are whole, and viewers show them."""
+    image = Image.new("RGB", (6, 4), (10, 200, 30))
+    path = _save(tmp_path / f"odd-exif{suffix}", image, exif=b"Exif\x00\x00garbage", lossless=True, quality=100)
+    pixels = read_image(path)
+    assert pixels.shape == (4, 6, 3) and np.abs(pixels.astype(int) - (10, 200, 30)).max() <= 3
+
+
 def test_all_bad_inputs_listed_in_one_error(tmp_path):
     good = _save(tmp_path / "good.png", Image.new("RGB", (8, 8)))
     text = tmp_path / "notes.png"
