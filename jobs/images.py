@@ -105,9 +105,10 @@ def float_pixels_to_8_bit(values: np.ndarray) -> np.ndarray:
                           f"[0, 255] are read (rescale the image to [0, 1] first)")
 
 
-def read_image(data: bytes | str | Path) -> np.ndarray:
-    """H x W x 3 uint8 RGB from a path or encoded bytes; raises ImageInputError when it is not an image."""
-    name = data if not isinstance(data, bytes) else "<bytes>"
+def read_image(data: bytes | str | Path, name: str | None = None) -> np.ndarray:
+    """H x W x 3 uint8 RGB from a path or encoded bytes; raises ImageInputError, naming the picture (`name`, else
+    the path), when it is not an image."""
+    name = name or (data if not isinstance(data, bytes) else "<bytes>")
     try:
         source = io.BytesIO(data) if isinstance(data, bytes) else data
         with warnings.catch_warnings():

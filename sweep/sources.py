@@ -105,9 +105,9 @@ def check_given_once(store: Store, job: str, value: str, given: list[tuple[Store
     given.append((store, job, value))
 
 
-def hashed_png(png: bytes) -> str:
-    """`source_hash` of a stored PNG's pixels (ImageInputError when it does not decode)."""
-    return source_hash(read_image(png))
+def hashed_png(png: bytes, name: str) -> str:
+    """`source_hash` of a stored PNG's pixels (ImageInputError naming it `name` when it does not decode)."""
+    return source_hash(read_image(png, name))
 
 
 def store_images(value: str, writing: Store, names: UniqueNames, given: list[tuple[Store, str, str]] | None = None,
@@ -130,7 +130,8 @@ def store_images(value: str, writing: Store, names: UniqueNames, given: list[tup
             by_key = stored_pngs(kept, [row["key"] for row in rows])
         pngs = [by_key[row["key"]] for row in rows]
         # each checked as a file is, its pixels dropped: the PNG bytes are what a source keeps
-        hashes = list(track(in_order(hashed_png, pngs, threads), len(pngs)))
+        named = [(png, f"--images {value}: image {row['key']} of {store.uri}") for row, png in zip(rows, pngs)]
+        hashes = list(track(in_order(lambda pair: hashed_png(*pair), named, threads), len(pngs)))
         return [SourceImage(names.claim_stem(item_name(row), f"{store.uri}|{row['key']}"), partial(read_image, png),
                             digest) for row, png, digest in zip(rows, pngs, hashes)]
     except StoreError as error:

@@ -114,6 +114,25 @@ def test_bad_values_are_one_line_errors(classes, tmp_path, spec, fragment):
     assert fragment in str(error.value) and "\n" not in str(error.value)
 
 
+def test_a_damaged_picture_in_the_store_is_refused_naming_the_store_and_the_image(tmp_path):
+    """Hunt: a truncated PNG in the store read from was refused as '<bytes>: not a readable image (OSError: image
+    file is truncated)', naming neither the store nor which of its images."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    path = str(tmp_path / "classes")
+    write_store(path, NAMES, [Image("octave", c, np.zeros(len(NAMES)), png=png) for c, png in enumerate(_pngs(2))])
+    part, = (tmp_path / "classes" / "images").iterdir()
+    table = pq.read_table(part)
+    pngs = [png if key != "octave:-:1:-1:0" else png[:60] for key, png in zip(table["key"].to_pylist(),
+                                                                               table["png"].to_pylist())]
+    pq.write_table(table.set_column(table.schema.get_field_index("png"), "png", pa.array(pngs, pa.binary())), part)
+    with pytest.raises(PlanError) as error:
+        sources(f"store:{path}", store=str(tmp_path / "out"))
+    assert str(error.value).startswith(f"--images store:{path}: image octave:-:1:-1:0 of {path}: not a readable "
+                                       f"image (")
+    assert "\n" not in str(error.value)
+
+
 def test_the_store_being_written_is_refused_even_through_a_link(classes, tmp_path):
     path, _ = classes
     os.symlink(path, tmp_path / "link")
