@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import io
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -176,7 +177,9 @@ def _advance_px(char: str, fontsize: float) -> float:
     font.set_size(fontsize, DPI)
     if not font.get_char_index(ord(char)):   # 0: not in the font
         from matplotlib.backends.backend_agg import RendererAgg
-        return RendererAgg(1, 1, DPI).get_text_width_height_descent(char, FontProperties(size=fontsize), False)[0]
+        with warnings.catch_warnings():   # "Glyph ... missing from font(s)": drawing the figure says so once
+            warnings.simplefilter("ignore", UserWarning)
+            return RendererAgg(1, 1, DPI).get_text_width_height_descent(char, FontProperties(size=fontsize), False)[0]
     return font.load_char(ord(char), flags=no_hinting).linearHoriAdvance / 65536
 
 
