@@ -220,6 +220,15 @@ def test_a_picture_whose_stored_name_would_be_too_long_is_refused_before_anythin
     assert not (tmp_path / "out").exists()
 
 
+def test_a_picture_whose_file_name_is_not_utf8_is_refused_before_anything_is_written(tmp_path):
+    """Hunt: a Latin-1 name (b'caf\\xe9.png', from an old archive) passed the check, and the run died with a
+    UnicodeEncodeError traceback from pyarrow after writing the manifest."""
+    PILImage.new("RGB", (8, 8)).save(os.path.join(str(tmp_path), os.fsdecode(b"caf\xe9.png")))
+    with pytest.raises(PlanError) as error:
+        sources(str(tmp_path), store=str(tmp_path / "out"))
+    assert str(error.value).startswith("source image caf\\xe9.png: its file name is not UTF-8")
+
+
 def test_a_source_of_the_longest_name_a_file_may_have_is_stored(tmp_path):
     """sources/NAME.png of 255 bytes: its temporary under .tmp/ (the name and a random tail) was 264 bytes, too long."""
     from sweep.store import MAX_NAME_BYTES, Store
