@@ -344,7 +344,7 @@ class SweepWorker:
             if self.config.trajectory is not None:
                 options["trajectory"] = self.config.trajectory
             if self.config.steps is not None and token is not None:
-                options["progress"] = self.step_reporter(batch, token)
+                options["progress"] = self.step_reporter(specs, token)
             results = self.run_batch(self.model, specs, self.config.schedule, device=self.device,
                                      **self.autocast, channels_last=self.config.channels_last and self.on_gpu,
                                      **options)
@@ -357,10 +357,10 @@ class SweepWorker:
                 torch.cuda.empty_cache()
             return [], {**failed, **{spec.key: why or f"{type(error).__name__}: {error}" for spec in specs}}
 
-    def step_reporter(self, batch: Batch, token: str) -> Callable[[int, int], None]:
-        """The engine's progress callback: image-steps done in this batch, sent to the StepCounter at most every
-        REPORT_EVERY seconds (fire and forget: the render never waits for it)."""
-        steps = len(batch.items) * item_steps(self.config.schedule, batch.items[0].job)
+    def step_reporter(self, specs, token: str) -> Callable[[int, int], None]:
+        """The engine's progress callback: image-steps done in this batch (its items `specs` that render), sent to
+        the StepCounter at most every REPORT_EVERY seconds (fire and forget: the render never waits for it)."""
+        steps = len(specs) * item_steps(self.config.schedule, specs[0].job)
         last = [time.monotonic()]
 
         def report(t: int, total: int) -> None:
