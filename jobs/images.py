@@ -133,20 +133,26 @@ def read_image(data: bytes | str | Path, name: str | None = None) -> np.ndarray:
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     """Files named directly, and the image files (by suffix) inside named folders, sorted within each folder,
-    hidden ones left out (macOS's `._cat.png` beside `cat.png` is not a picture); a file reached twice under one
-    name (a folder and a file in it, one path written twice) once."""
+    hidden ones left out (macOS's `._cat.png` beside `cat.png` is not a picture), a link to nothing kept (its check
+    lists it as missing: a folder of links into a cache that lost some must not lose them silently); a file reached
+    twice under one name (a folder and a file in it, one path written twice) once."""
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                            and not p.name.startswith("."))
+            files += sorted(p for p in path.iterdir() if (p.is_file() or is_dangling_link(p))
+                            and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
         else:
             files.append(path)
     unique: dict[tuple[str, str], Path] = {}
     for path in files:
         unique.setdefault((os.path.realpath(path), path.name), path)   # realpath: never raises (a link loop)
     return list(unique.values())
+
+
+def is_dangling_link(path: Path) -> bool:
+    """A symbolic link whose target does not exist (or a link loop)."""
+    return path.is_symlink() and not path.exists()
 
 
 def untracked(results: Iterator[T], count: int) -> Iterator[T]:
@@ -185,7 +191,7 @@ def checked_file(path: Path, digest: Callable[[np.ndarray], str] | None = None) 
     """The file as a source that reads it again when its pixels are wanted (its `digest` made of the pixels
     decoded here, when asked), or why it is not one."""
     if not path.exists():
-        return f"{path}: no such file"
+        return f"{path}: no such file" + (" (a link that leads nowhere)" if path.is_symlink() else "")
     try:
         pixels = read_image(path)
     except ImageInputError as error:

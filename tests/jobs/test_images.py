@@ -138,6 +138,18 @@ def test_a_link_loop_is_listed_as_missing_not_a_traceback(tmp_path):
         load_images([good, tmp_path / "loop.png"])
 
 
+def test_a_folders_link_to_nothing_is_listed_as_missing_not_left_out(tmp_path):
+    """Hunt: a folder of links into a cache that lost some of its files (a dataset's snapshot) gave only the
+    pictures still there, without a word."""
+    _save(tmp_path / "good.png", Image.new("RGB", (8, 8)))
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "cache" / "blob")
+    (tmp_path / "notes.txt").symlink_to(tmp_path / "cache" / "text")       # not a picture by name: left out
+    with pytest.raises(ImageInputError) as error:
+        load_images([tmp_path])
+    assert str(error.value) == f"1 input(s) are not readable images: {tmp_path / 'gone.jpg'}: no such file (a link " \
+                               f"that leads nowhere)"
+
+
 @pytest.mark.parametrize("mode, clear", [("L", 0), ("RGB", (0, 0, 0))])
 def test_a_transparent_colour_key_composites_on_white_too(tmp_path, mode, clear):
     """A greyscale or RGB PNG may mark one value transparent (its tRNS chunk) instead of carrying an alpha band:
