@@ -10,6 +10,7 @@ A store source is named after its item, made safe by `sweep.export.slug`: `octav
 """
 from __future__ import annotations
 
+import hashlib
 from functools import partial
 from typing import Callable, Sequence
 
@@ -18,7 +19,7 @@ from jobs.images import SourceImage, Track, in_order, is_noise_spec, load_images
     read_image, untracked
 from sweep.export import MISSING, UniqueNames, checked_files, slug
 from sweep.plan import PlanError
-from sweep.store import IMAGES, Store, StoreError, is_frame_key, open_store, running_sweep, same_store, \
+from sweep.store import IMAGES, MAX_NAME_BYTES, Store, StoreError, is_frame_key, open_store, running_sweep, same_store, \
     source_hash
 
 STORE_PREFIX = "store:"
@@ -92,7 +93,18 @@ def item_name(row: dict) -> str:
             parts += [f"{index:04d}", slug(name)]
     if row["source"]:
         parts.append(slug(row["source"]))
-    return "-".join(parts)
+    return fitted_name("-".join(parts))
+
+
+def fitted_name(name: str) -> str:
+    """`name`, or, when its copy sources/NAME.png would pass MAX_NAME_BYTES (an interpolation between two long
+    class names, from a photograph with a long name), its start and a hash of the whole: the same name in every
+    run, as a resume needs. Names that fit are kept as they are (stores hold them)."""
+    room = MAX_NAME_BYTES - len(".png")
+    if len(name.encode()) <= room:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    return name.encode()[:room - len(digest) - 1].decode(errors="ignore").rstrip("-") + "-" + digest
 
 
 def check_given_once(store: Store, job: str, value: str, given: list[tuple[Store, str, str]]) -> None:

@@ -65,6 +65,20 @@ def test_a_store_gives_each_class_its_lowest_seed_named_after_the_class(classes,
         np.testing.assert_array_equal(got[name].read(), decode_png(pngs["octave", target, 0, -1]))
 
 
+def test_a_stored_item_whose_name_would_be_too_long_for_a_file_gets_a_cut_name_with_a_hash(tmp_path):
+    """Hunt: an interpolation between two long class names, from a photograph with a long name, is named past the
+    255 bytes sources/NAME.png may have; it was refused with 'rename it', which no one can do to a stored item."""
+    path = str(tmp_path / "classes")
+    names = ["very long class name number one " * 4, "very long class name number two " * 4]
+    write_store(path, names, [Image("interpolate", 0, np.zeros(2), partner=1, source=f"{'photo ' * 30}.jpg",
+                                    png=_pngs(1)[0])])
+    first = sources(f"store:{path}:interpolate", store=str(tmp_path / "out"))
+    again = sources(f"store:{path}:interpolate", store=str(tmp_path / "out"))
+    (name,) = first
+    assert list(again) == [name] and len(f"{name}.png".encode()) <= 255
+    assert name.startswith("interpolate-0000-very-long-class-name-number-one") and re.search(r"-[0-9a-f]{10}$", name)
+
+
 def test_two_stores_of_one_job_give_distinct_names(classes, tmp_path):
     path, _ = classes
     shutil.copytree(path, tmp_path / "copy")
