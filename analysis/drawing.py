@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import io
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -163,7 +164,9 @@ def shorten(text: str, max_chars: int) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _advance_px(char: str, fontsize: float) -> float:
-    """How far `char` moves the pen at `fontsize` (unhinted, as `save` draws text), in pixels."""
+    """How far `char` moves the pen at `fontsize` (unhinted, as `save` draws text), in pixels. A character the font
+    lacks (a source photograph named in Chinese, a tab) is measured as the renderer draws it, from a fallback font or
+    as a missing-glyph box (matplotlib 3.11's `load_char` raises on it)."""
     from matplotlib.font_manager import FontProperties, findfont, get_font
     try:
         from matplotlib.ft2font import LoadFlags   # matplotlib >= 3.10
@@ -172,6 +175,11 @@ def _advance_px(char: str, fontsize: float) -> float:
         from matplotlib.ft2font import LOAD_NO_HINTING as no_hinting
     font = get_font(findfont(FontProperties(size=fontsize)))
     font.set_size(fontsize, DPI)
+    if not font.get_char_index(ord(char)):   # 0: not in the font
+        from matplotlib.backends.backend_agg import RendererAgg
+        with warnings.catch_warnings():   # "Glyph ... missing from font(s)": drawing the figure says so once
+            warnings.simplefilter("ignore", UserWarning)
+            return RendererAgg(1, 1, DPI).get_text_width_height_descent(char, FontProperties(size=fontsize), False)[0]
     return font.load_char(ord(char), flags=no_hinting).linearHoriAdvance / 65536
 
 

@@ -62,7 +62,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """EXIF orientation applied, then RGB: palette, LA/RGBA and a transparent colour key via RGBA (transparency on
     white), CMYK converted by Pillow, 16/32-bit greyscale scaled by its depth, float greyscale by its range
     (`float_pixels_to_8_bit`; ImageInputError for a range it refuses)."""
-    image = ImageOps.exif_transpose(image)
+    image = oriented(image)
     if image.mode in ("P", "PA") or (image.mode in ("1", "L", "RGB") and "transparency" in image.info):
         image = image.convert("RGBA")   # a transparent colour key (PNG's tRNS) becomes alpha, as a palette's does
     if image.mode in ("RGBA", "LA"):
@@ -76,6 +76,16 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "F":
         image = Image.fromarray(float_pixels_to_8_bit(np.asarray(image)))
     return image.convert("RGB")
+
+
+def oriented(image: Image.Image) -> Image.Image:
+    """`image` with its EXIF orientation applied; as stored when its EXIF block does not parse (Pillow raises
+    SyntaxError on a PNG's or WebP's, and reads a JPEG's same block as no orientation): the pixels are whole, and a
+    viewer shows them so."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except SyntaxError:
+        return image
 
 
 def float_pixels_to_8_bit(values: np.ndarray) -> np.ndarray:
@@ -95,9 +105,10 @@ def float_pixels_to_8_bit(values: np.ndarray) -> np.ndarray:
                           f"[0, 255] are read (rescale the image to [0, 1] first)")
 
 
-def read_image(data: bytes | str | Path) -> np.ndarray:
-    """H x W x 3 uint8 RGB from a path or encoded bytes; raises ImageInputError when it is not an image."""
-    name = data if not isinstance(data, bytes) else "<bytes>"
+def read_image(data: bytes | str | Path, name: str | None = None) -> np.ndarray:
+    """H x W x 3 uint8 RGB from a path or encoded bytes; raises ImageInputError, naming the picture (`name`, else
+    the path), when it is not an image."""
+    name = name or (data if not isinstance(data, bytes) else "<bytes>")
     try:
         source = io.BytesIO(data) if isinstance(data, bytes) else data
         with warnings.catch_warnings():
@@ -122,20 +133,26 @@ def read_image(data: bytes | str | Path) -> np.ndarray:
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     """Files named directly, and the image files (by suffix) inside named folders, sorted within each folder,
-    hidden ones left out (macOS's `._cat.png` beside `cat.png` is not a picture); a file reached twice under one
-    name (a folder and a file in it, one path written twice) once."""
+    hidden ones left out (macOS's `._cat.png` beside `cat.png` is not a picture), a link to nothing kept (its check
+    lists it as missing: a folder of links into a cache that lost some must not lose them silently); a file reached
+    twice under one name (a folder and a file in it, one path written twice) once."""
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                            and not p.name.startswith("."))
+            files += sorted(p for p in path.iterdir() if (p.is_file() or is_dangling_link(p))
+                            and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
         else:
             files.append(path)
     unique: dict[tuple[str, str], Path] = {}
     for path in files:
         unique.setdefault((os.path.realpath(path), path.name), path)   # realpath: never raises (a link loop)
     return list(unique.values())
+
+
+def is_dangling_link(path: Path) -> bool:
+    """A symbolic link whose target does not exist (or a link loop)."""
+    return path.is_symlink() and not path.exists()
 
 
 def untracked(results: Iterator[T], count: int) -> Iterator[T]:
@@ -174,7 +191,7 @@ def checked_file(path: Path, digest: Callable[[np.ndarray], str] | None = None) 
     """The file as a source that reads it again when its pixels are wanted (its `digest` made of the pixels
     decoded here, when asked), or why it is not one."""
     if not path.exists():
-        return f"{path}: no such file"
+        return f"{path}: no such file" + (" (a link that leads nowhere)" if path.is_symlink() else "")
     try:
         pixels = read_image(path)
     except ImageInputError as error:

@@ -118,8 +118,9 @@ def refuse_given(needed: str, names: tuple[str, ...]) -> None:
 
 
 def non_empty(ctx, param, value):
-    """A --store, --out or STORES value, refused when empty or blank: `--out "$OUT"` with OUT unset meant a folder,
-    not the current one (export wrote its PNGs there, run would make it a store, compare failed with a traceback)."""
+    """A --store, --out, --images or STORES value, refused when empty or blank: `--out "$OUT"` with OUT unset meant a
+    folder, not the current one (export wrote its PNGs there, run would make it a store, compare failed with a
+    traceback, `run --images` started from the current folder's pictures)."""
     if any(text is not None and not text.strip() for text in (value if isinstance(value, tuple) else (value,))):
         raise click.BadParameter("an empty path (write . for the current folder)", ctx, param)
     return value
@@ -261,7 +262,7 @@ def models() -> None:
 @click.option("--interpolate-pairs", default=None, help="Interpolation pairs, written as --pairs "
               "(default: the --pairs pairs).")
 @click.option("--variants", default=None, help="Addition variants (default: merge,juxtapose).")
-@click.option("--images", multiple=True, help="What the image jobs start from (repeatable): an image file, a "
+@click.option("--images", multiple=True, callback=non_empty, help="What the image jobs start from (repeatable): an image file, a "
               "folder (its image files), store:URI[:JOB] (the final images of JOB, default octave, in another, "
               "finished store: one per item, its lowest seed, named like octave-0042-goldfish), or noise:N[:SIZE] "
               "(N images noise-000.. uniform on [0.5, 0.6], the same in every run; SIZE default: the side the "

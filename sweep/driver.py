@@ -40,9 +40,9 @@ from sweep.interrupts import INTERRUPTED
 from sweep.plan import Batch, Plan, PlanError, canonical_options, cut_batches, make_plan, refuse_unused_options
 from sweep.progress import Progress, format_duration
 from sweep.lease import LEASE_TIMEOUT, Lease
-from sweep.store import FAILURES, FRAME_SUFFIX, FRAMES, IMAGES, ORPHANED, SOURCES, TRAJECTORIES, ManifestMismatch, \
-    Store, StoreError, all_keys, failures_table, is_frame_key, manifest_differences, new_manifest, source_file, \
-    source_hash
+from sweep.store import FAILURES, FRAME_SUFFIX, FRAMES, IMAGES, MAX_NAME_BYTES, ORPHANED, SOURCES, TRAJECTORIES, \
+    ManifestMismatch, Store, StoreError, all_keys, failures_table, is_frame_key, manifest_differences, new_manifest, \
+    source_file, source_hash
 
 if TYPE_CHECKING:
     from jobs.images import SourceImage, Track
@@ -212,8 +212,28 @@ def load_sources(config: SweepConfig, noise_side: Callable[[], int] = lambda: NO
     if framelike:   # the end of its images' keys: every reader would take them for interpolation frames
         raise PlanError(f"source image {framelike[0]}: a name ending in {FRAME_SUFFIX}<N> is an interpolation "
                         f"frame's in the store, so rename it")
+    undecodable = sorted(image.name for image in images if not is_utf8(image.name))
+    if undecodable:   # a Latin-1 name from an old archive: Python holds its bytes as surrogates, Parquet cannot
+        shown = undecodable[0].encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise PlanError(f"source image {shown}: its file name is not UTF-8, and the store keeps names as UTF-8 "
+                        f"text, so rename it")
+    too_long = sorted(image.name for image in images if len(source_file(image.name).rpartition("/")[2].encode())
+                      > MAX_NAME_BYTES)
+    if too_long:   # found here, before the manifest is written, not by the first write into sources/
+        raise PlanError(f"source image {too_long[0]}: the store keeps it as {SOURCES}/NAME.png, and a file name may "
+                        f"have at most {MAX_NAME_BYTES} bytes, so rename it (to at most "
+                        f"{MAX_NAME_BYTES - len('.png')} bytes)")
     # Sorted by name: the same images given in another order are the same sweep (and resume).
     return {image.name: image for image in sorted(images, key=lambda image: image.name)}
+
+
+def is_utf8(text: str) -> bool:
+    """Whether `text` is UTF-8 text: not a file name's undecodable bytes, which Python keeps as lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def noise_side(model) -> int:

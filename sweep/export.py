@@ -18,12 +18,13 @@ from typing import Iterable, Iterator, Sequence
 import pyarrow as pa
 
 from jobs.text import counted, listing
-from sweep.store import FRAMES, IMAGES, Store, StoreError, open_store, require_images, unreadable
+from sweep.store import FRAMES, IMAGES, MAX_NAME_BYTES, Store, StoreError, open_store, require_images, unreadable
 
 COLUMNS = ["key", "job", "variant", "target", "partner", "seed", "target_name", "partner_name", "png"]
 # Columns older stores lack, and the values of missing data (stored as nulls).
 MISSING = {"source": "", "frame": -1, "partner": -1, "partner_name": "", "variant": ""}
 MAX_PART_BYTES = 100   # one name part, in UTF-8 bytes (file systems allow 255 per name; a stem joins a few parts)
+TAIL_ROOM = 20         # bytes a file name cut to fit 255 keeps for its seed and frame (`_s12345678_f999`)
 
 
 def safe_name(text: object, *, fill: str = "_", keep: str = "-_.") -> str:
@@ -85,7 +86,8 @@ def inside(root: Path, relative: str) -> Path:
 
 def png_name(row: dict) -> str:
     """Relative file name of one image row: job (and variant) folder, class index and name, source image, seed,
-    and the frame of an interpolation frame; every part made safe."""
+    and the frame of an interpolation frame; every part made safe, and the classes and source cut, with a hash of
+    them, where the name would pass MAX_NAME_BYTES."""
     folder = slug(row["job"]) + (f"-{slug(row['variant'])}" if row["variant"] else "")
     parts = []
     if row["target"] >= 0:
@@ -95,10 +97,15 @@ def png_name(row: dict) -> str:
         parts.append(part)
     if row.get("source"):
         parts.append(slug(row["source"]))
-    stem = "_".join(parts + [f"s{row['seed']}"])
-    if row.get("frame", -1) >= 0:
-        stem += f"_f{row['frame']:02d}"
-    return f"{folder}/{stem}.png"
+    head = "_".join(parts)
+    tail = ("_" if head else "") + f"s{row['seed']}" + (f"_f{row['frame']:02d}" if row.get("frame", -1) >= 0 else "")
+    if len((head + tail).encode()) > MAX_NAME_BYTES - len(".png"):
+        # two long class names and a long source: cut to one length whatever the tail (an item's image and its
+        # frames keep one head), the hash of the whole after it
+        digest = hashlib.sha1(head.encode()).hexdigest()[:10]
+        kept = MAX_NAME_BYTES - len(".png") - TAIL_ROOM - len(digest) - 1
+        head = head.encode()[:kept].decode(errors="ignore") + "-" + digest
+    return f"{folder}/{head}{tail}.png"
 
 
 def checked_files(store: Store, directories: tuple[str, ...] = (IMAGES, FRAMES)) -> list[tuple[str, list[str]]]:

@@ -10,6 +10,7 @@ A store source is named after its item, made safe by `sweep.export.slug`: `octav
 """
 from __future__ import annotations
 
+import hashlib
 from functools import partial
 from typing import Callable, Sequence
 
@@ -19,7 +20,7 @@ from jobs.images import SourceImage, Track, in_order, is_noise_spec, load_images
 from sweep.export import MISSING, UniqueNames, checked_files, slug
 from sweep.plan import PlanError
 from sweep.lease import running_sweep
-from sweep.store import IMAGES, Store, StoreError, is_frame_key, open_store, same_store, source_hash
+from sweep.store import IMAGES, MAX_NAME_BYTES, Store, StoreError, is_frame_key, open_store, same_store, source_hash
 
 STORE_PREFIX = "store:"
 DEFAULT_STORE_JOB = "octave"      # Deep dream dreams on the class images ("representative images")
@@ -92,7 +93,18 @@ def item_name(row: dict) -> str:
             parts += [f"{index:04d}", slug(name)]
     if row["source"]:
         parts.append(slug(row["source"]))
-    return "-".join(parts)
+    return fitted_name("-".join(parts))
+
+
+def fitted_name(name: str) -> str:
+    """`name`, or, when its copy sources/NAME.png would pass MAX_NAME_BYTES (an interpolation between two long
+    class names, from a photograph with a long name), its start and a hash of the whole: the same name in every
+    run, as a resume needs. Names that fit are kept as they are (stores hold them)."""
+    room = MAX_NAME_BYTES - len(".png")
+    if len(name.encode()) <= room:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    return name.encode()[:room - len(digest) - 1].decode(errors="ignore").rstrip("-") + "-" + digest
 
 
 def check_given_once(store: Store, job: str, value: str, given: list[tuple[Store, str, str]]) -> None:
@@ -105,9 +117,9 @@ def check_given_once(store: Store, job: str, value: str, given: list[tuple[Store
     given.append((store, job, value))
 
 
-def hashed_png(png: bytes) -> str:
-    """`source_hash` of a stored PNG's pixels (ImageInputError when it does not decode)."""
-    return source_hash(read_image(png))
+def hashed_png(png: bytes, name: str) -> str:
+    """`source_hash` of a stored PNG's pixels (ImageInputError naming it `name` when it does not decode)."""
+    return source_hash(read_image(png, name))
 
 
 def store_images(value: str, writing: Store, names: UniqueNames, given: list[tuple[Store, str, str]] | None = None,
@@ -130,7 +142,8 @@ def store_images(value: str, writing: Store, names: UniqueNames, given: list[tup
             by_key = stored_pngs(kept, [row["key"] for row in rows])
         pngs = [by_key[row["key"]] for row in rows]
         # each checked as a file is, its pixels dropped: the PNG bytes are what a source keeps
-        hashes = list(track(in_order(hashed_png, pngs, threads), len(pngs)))
+        named = [(png, f"--images {value}: image {row['key']} of {store.uri}") for row, png in zip(rows, pngs)]
+        hashes = list(track(in_order(lambda pair: hashed_png(*pair), named, threads), len(pngs)))
         return [SourceImage(names.claim_stem(item_name(row), f"{store.uri}|{row['key']}"), partial(read_image, png),
                             digest) for row, png, digest in zip(rows, pngs, hashes)]
     except StoreError as error:

@@ -83,6 +83,8 @@ ORPHANED = "no images/ file of its batch: a run stopped before writing it"   # a
 TEMP_DIR = ".tmp"                     # temporaries, beside the tables: no reader of images/ ever lists them
 TEMP_GRACE = 600.0                    # seconds a temporary is left alone, as another command may be writing it
 TEMP_PREFIX = "_"                     # pyarrow's dataset reader skips names starting with "_" or "."
+TEMP_NAME_BYTES = 200                 # of a file's name kept in its temporary's (+ 9 for its random tail)
+MAX_NAME_BYTES = 255                  # one file name, in UTF-8 bytes, on ext4, APFS, XFS (and NTFS's 255 UTF-16 units)
 OBJECT_STORES = ("s3", "gcs")         # pyarrow file system type names without an atomic rename
 READ_THREADS = 8                      # files read at once from S3, where a read mostly waits on the network
 SOURCE_PNG_LEVEL = 1                  # zlib level of sources/*.png: a 1000 x 750 photograph in 0.05 s, not 0.13 s
@@ -876,7 +878,9 @@ class Store:
             return final
         self.fs.create_dir(directory, recursive=True)
         self.fs.create_dir(self.path(TEMP_DIR), recursive=True)
-        temp = self.path(TEMP_DIR, f"{name}.{uuid.uuid4().hex[:8]}")   # same file system: the rename is atomic
+        # same file system: the rename is atomic; the name cut, so that any name that fits its folder fits here too
+        kept = name.encode()[:TEMP_NAME_BYTES].decode(errors="ignore")
+        temp = self.path(TEMP_DIR, f"{kept}.{uuid.uuid4().hex[:8]}")
         try:
             with self.fs.open_output_stream(temp) as out:
                 out.write(data)
@@ -1154,11 +1158,17 @@ class Store:
         return pa.concat_tables(tables, promote_options="permissive")
 
     def read_source(self, name: str) -> np.ndarray:
-        """A real image the driver stored (H x W x 3 uint8); StoreError when it is not there."""
+        """A real image the driver stored (H x W x 3 uint8); StoreError, naming the file, when it is not there or
+        does not decode (a resume writes only the missing ones again)."""
         data = self.read_bytes(source_file(name))
         if data is None:
             raise StoreError(f"{self.uri}/{source_file(name)} is missing: run the sweep again with its --images")
-        return decode_png(data)
+        try:
+            return decode_png(data)
+        except Exception as error:   # whatever a damaged PNG makes the decoder raise
+            raise StoreError(f"{self.uri}/{source_file(name)} is not a readable PNG ({type(error).__name__}: "
+                             f"{first_line(error)}): delete it and run the sweep again with its --images, which "
+                             f"writes it anew") from None
 
     def done_keys(self) -> set[str]:
         """Keys of every stored image, reading only the `key` column."""

@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sweep.plan import Batch
-from sweep.store import FAILURES, FRAMES, IMAGES, TRAJECTORIES, Store, decode_png, failures_table, frames_table, \
-    images_table, job_schedule, trajectories_table
+from sweep.store import FAILURES, FRAMES, IMAGES, TRAJECTORIES, Store, StoreError, decode_png, failures_table, \
+    frames_table, images_table, job_schedule, trajectories_table
 
 
 CPU_BATCH = 8         # batch on a CPU: beyond a few images per batch a CPU gains nothing, and batches stay short
@@ -228,14 +228,22 @@ class RecentSources:
         self.budget = budget
         self.pictures: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()   # oldest use first
 
-    def get(self, names, read: Callable[[str], np.ndarray]) -> dict[str, np.ndarray]:
-        """name -> pixels of `names`, each read with `read(name)` unless kept from an earlier call."""
+    def get(self, names, read: Callable[[str], np.ndarray], unreadable: dict[str, str] | None = None
+            ) -> dict[str, np.ndarray]:
+        """name -> pixels of `names`, each read with `read(name)` unless kept from an earlier call. When given
+        `unreadable`, a name whose read raises StoreError is left out, its message put there."""
         wanted = set(names)
         for name in sorted(wanted):
             if name in self.pictures:
                 self.pictures.move_to_end(name)
-            else:
+                continue
+            try:
                 self.pictures[name] = read(name)
+            except StoreError as error:
+                if unreadable is None:
+                    raise
+                unreadable[name] = str(error)
+                wanted.discard(name)
         held = sum(pixels.nbytes for pixels in self.pictures.values())
         for name in [n for n in self.pictures if n not in wanted]:   # oldest first
             if held <= self.budget:
@@ -324,30 +332,35 @@ class SweepWorker:
 
     def render(self, batch: Batch, token: str | None) -> tuple[list, dict[str, str]]:
         """The engine's results for `batch` and {key: error} of the items it failed (all of them if it raised)."""
-        specs = batch.items
+        specs, failed, unreadable = list(batch.items), {}, {}
         try:
-            sources = self.source_images({spec.source for spec in specs if spec.source})
+            # a source missing or damaged in the store fails its own items; the batch's others render
+            sources = self.source_images({spec.source for spec in specs if spec.source}, unreadable)
+            failed = {spec.key: unreadable[spec.source] for spec in specs if spec.source in unreadable}
+            specs = [spec for spec in specs if spec.source not in unreadable]
+            if not specs:
+                return [], failed
             options = {"sources": sources} if sources else {}
             if self.config.trajectory is not None:
                 options["trajectory"] = self.config.trajectory
             if self.config.steps is not None and token is not None:
-                options["progress"] = self.step_reporter(batch, token)
+                options["progress"] = self.step_reporter(specs, token)
             results = self.run_batch(self.model, specs, self.config.schedule, device=self.device,
                                      **self.autocast, channels_last=self.config.channels_last and self.on_gpu,
                                      **options)
-            return results, {r.spec.key: r.error for r in results if r.error is not None}
+            return results, {**failed, **{r.spec.key: r.error for r in results if r.error is not None}}
         except Exception as error:  # the engine failed the whole batch: every item records why
             schedule = self.config.schedule.for_job(batch.items[0].job)
-            why = out_of_memory(error, len(batch.items), largest_input(schedule, self.model.input_size), self.device)
+            why = out_of_memory(error, len(specs), largest_input(schedule, self.model.input_size), self.device)
             if why and self.on_gpu:   # give the failed batch's memory back before the next one
                 import torch
                 torch.cuda.empty_cache()
-            return [], {key: why or f"{type(error).__name__}: {error}" for key in batch.keys}
+            return [], {**failed, **{spec.key: why or f"{type(error).__name__}: {error}" for spec in specs}}
 
-    def step_reporter(self, batch: Batch, token: str) -> Callable[[int, int], None]:
-        """The engine's progress callback: image-steps done in this batch, sent to the StepCounter at most every
-        REPORT_EVERY seconds (fire and forget: the render never waits for it)."""
-        steps = len(batch.items) * item_steps(self.config.schedule, batch.items[0].job)
+    def step_reporter(self, specs, token: str) -> Callable[[int, int], None]:
+        """The engine's progress callback: image-steps done in this batch (its items `specs` that render), sent to
+        the StepCounter at most every REPORT_EVERY seconds (fire and forget: the render never waits for it)."""
+        steps = len(specs) * item_steps(self.config.schedule, specs[0].job)
         last = [time.monotonic()]
 
         def report(t: int, total: int) -> None:
@@ -389,11 +402,12 @@ class SweepWorker:
         return (tuple(k for k in batch.keys if k in done),
                 tuple((item.key, error) for item, _, error in failed))
 
-    def source_images(self, names) -> dict[str, np.ndarray]:
+    def source_images(self, names, unreadable: dict[str, str] | None = None) -> dict[str, np.ndarray]:
         """name -> pixels of the source images a batch needs, read from the store (where the driver put them, so
         that they reach actors on any node, and actors that replace dead ones); the recent ones are kept for the
-        next batches (`RecentSources`)."""
-        return self.sources.get(names, self.store.read_source)
+        next batches (`RecentSources`). One that is missing or damaged goes into `unreadable` (name -> why) when
+        given."""
+        return self.sources.get(names, self.store.read_source, unreadable)
 
     def features(self, path: str, layer: str, maps: tuple[int, ...], job: str = "octave",
                  size: str = "input") -> pa.Table:

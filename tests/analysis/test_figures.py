@@ -445,6 +445,18 @@ def test_two_image_cells_cut_a_long_name_to_their_width_without_wrapping():
     assert text.startswith("Chesapeake") and text.endswith("…") and width <= 2 * 40 + drawing.IMAGE_GAP
 
 
+@pytest.mark.filterwarnings("ignore:Glyph .* missing from font")
+def test_a_caption_of_characters_the_font_lacks_is_drawn_and_cut_to_its_cell():
+    """Hunt: a source photograph named in Chinese (`猫的照片.jpg`) made `sweep figures` die in `text_px` (matplotlib
+    3.10+ raises on a glyph its font lacks); it draws them as its missing-glyph box, so they are measured as that."""
+    tile = Image.new("RGB", (8, 8))
+    name = "猫的照片很长很长很长很长很长很长很长很长.jpg"
+    page = drawing.grid_figure([drawing.Cell((tile,), ((name, drawing.INK),))], title="t", columns=1, thumb=40)
+    (text, width), = _caption_widths(page).items()
+    assert text.startswith("猫") and text.endswith("…") and width <= 40
+    assert drawing.text_px("猫") == drawing.text_px("\t") > 0   # both the missing-glyph box
+
+
 def test_wrap_text_breaks_at_the_last_word_that_fits():
     assert drawing.wrap_text("short", 100) == ["short"]
     width = drawing.text_px("one two three")

@@ -54,6 +54,16 @@ def test_exif_orientation_is_applied(tmp_path):
     assert pixels[:5].mean() > 200 and pixels[-5:].mean() < 50  # the bar is now at the top
 
 
+@pytest.mark.parametrize("suffix", [".png", ".webp", ".jpg"])
+def test_an_exif_block_that_does_not_parse_leaves_the_picture_as_stored(tmp_path, suffix):
+    """Hunt: a PNG or WebP whose EXIF block is not TIFF data was refused as 'not a readable image (SyntaxError: not
+    a TIFF file ...)', while a JPEG with the same block was read: its pixels are whole, and viewers show them."""
+    image = Image.new("RGB", (6, 4), (10, 200, 30))
+    path = _save(tmp_path / f"odd-exif{suffix}", image, exif=b"Exif\x00\x00garbage", lossless=True, quality=100)
+    pixels = read_image(path)
+    assert pixels.shape == (4, 6, 3) and np.abs(pixels.astype(int) - (10, 200, 30)).max() <= 3
+
+
 def test_all_bad_inputs_listed_in_one_error(tmp_path):
     good = _save(tmp_path / "good.png", Image.new("RGB", (8, 8)))
     text = tmp_path / "notes.png"
@@ -126,6 +136,18 @@ def test_a_link_loop_is_listed_as_missing_not_a_traceback(tmp_path):
     (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
     with pytest.raises(ImageInputError, match="loop.png: no such file"):
         load_images([good, tmp_path / "loop.png"])
+
+
+def test_a_folders_link_to_nothing_is_listed_as_missing_not_left_out(tmp_path):
+    """Hunt: a folder of links into a cache that lost some of its files (a dataset's snapshot) gave only the
+    pictures still there, without a word."""
+    _save(tmp_path / "good.png", Image.new("RGB", (8, 8)))
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "cache" / "blob")
+    (tmp_path / "notes.txt").symlink_to(tmp_path / "cache" / "text")       # not a picture by name: left out
+    with pytest.raises(ImageInputError) as error:
+        load_images([tmp_path])
+    assert str(error.value) == f"1 input(s) are not readable images: {tmp_path / 'gone.jpg'}: no such file (a link " \
+                               f"that leads nowhere)"
 
 
 @pytest.mark.parametrize("mode, clear", [("L", 0), ("RGB", (0, 0, 0))])

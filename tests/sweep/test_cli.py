@@ -668,6 +668,8 @@ def test_figures_of_a_store_whose_images_were_removed_say_only_that_it_holds_non
     (["status", "--store", ""], "'--store'"),                           # the current folder taken for the store
     (["run", "--store", "", "--model", "digits", "--weights", "random", "--schedule", "tiny", "--classes", "0",
       "--jobs", "octave"], "'--store'"),                                # would make the current folder a store
+    (["run", "--store", "s", "--model", "digits", "--weights", "random", "--schedule", "tiny", "--classes", "0",
+      "--jobs", "dream", "--images", "x.png", "--images", ""], "'--images'"),   # the current folder's pictures
 ])
 def test_an_empty_store_or_out_is_refused_not_taken_for_the_current_folder(handmade_store, tmp_path, monkeypatch,
                                                                             args, named):

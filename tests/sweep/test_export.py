@@ -48,6 +48,21 @@ def test_a_row_without_its_picture_is_refused_in_one_line_naming_the_file(tmp_pa
         export_pngs(store, tmp_path / "out")
 
 
+def test_an_image_whose_file_name_would_be_too_long_is_exported_under_a_cut_name_with_a_hash(tmp_path):
+    """Hunt: an interpolation between two long class names, from a photograph with a long name, was named past the
+    255 bytes a file name may have: export stopped at 'File name too long'."""
+    rng = np.random.default_rng(0)
+    names = ["very long class name number one " * 4, "very long class name number two " * 4]
+    images = [Image("interpolate", 0, rng.normal(size=2), partner=1, source=f"{'photo ' * 30}.jpg", frame=frame,
+                    png=noise_png(rng, 8)) for frame in (-1, 0)]
+    store = write_store(str(tmp_path / "store"), names, images)
+    assert export_pngs(store, tmp_path / "out").count == 2
+    files = sorted(p.name for p in (tmp_path / "out" / "interpolate").iterdir())
+    assert all(len(name.encode()) <= 255 and name.startswith("0000_very-long-class") for name in files)
+    image, frame = files   # one cut name with its hash; the seed and the frame kept after it
+    assert image.endswith("_s0.png") and frame.endswith("_s0_f00.png") and image[:-7] == frame[:-11]
+
+
 def _store(path, names, shade, rng):
     """A store of one octave image per class name, each a noise picture around `shade`."""
     images = [Image("octave", t, rng.normal(size=len(names)), png=noise_png(rng, 8, (shade,) * 3))

@@ -66,6 +66,20 @@ def test_a_store_gives_each_class_its_lowest_seed_named_after_the_class(classes,
         np.testing.assert_array_equal(got[name].read(), decode_png(pngs["octave", target, 0, -1]))
 
 
+def test_a_stored_item_whose_name_would_be_too_long_for_a_file_gets_a_cut_name_with_a_hash(tmp_path):
+    """Hunt: an interpolation between two long class names, from a photograph with a long name, is named past the
+    255 bytes sources/NAME.png may have; it was refused with 'rename it', which no one can do to a stored item."""
+    path = str(tmp_path / "classes")
+    names = ["very long class name number one " * 4, "very long class name number two " * 4]
+    write_store(path, names, [Image("interpolate", 0, np.zeros(2), partner=1, source=f"{'photo ' * 30}.jpg",
+                                    png=_pngs(1)[0])])
+    first = sources(f"store:{path}:interpolate", store=str(tmp_path / "out"))
+    again = sources(f"store:{path}:interpolate", store=str(tmp_path / "out"))
+    (name,) = first
+    assert list(again) == [name] and len(f"{name}.png".encode()) <= 255
+    assert name.startswith("interpolate-0000-very-long-class-name-number-one") and re.search(r"-[0-9a-f]{10}$", name)
+
+
 def test_two_stores_of_one_job_give_distinct_names(classes, tmp_path):
     path, _ = classes
     shutil.copytree(path, tmp_path / "copy")
@@ -113,6 +127,25 @@ def test_bad_values_are_one_line_errors(classes, tmp_path, spec, fragment):
     with pytest.raises(PlanError, match="^--images ") as error:
         sources(spec.format(path=path, missing=tmp_path / "none"))
     assert fragment in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_damaged_picture_in_the_store_is_refused_naming_the_store_and_the_image(tmp_path):
+    """Hunt: a truncated PNG in the store read from was refused as '<bytes>: not a readable image (OSError: image
+    file is truncated)', naming neither the store nor which of its images."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    path = str(tmp_path / "classes")
+    write_store(path, NAMES, [Image("octave", c, np.zeros(len(NAMES)), png=png) for c, png in enumerate(_pngs(2))])
+    part, = (tmp_path / "classes" / "images").iterdir()
+    table = pq.read_table(part)
+    pngs = [png if key != "octave:-:1:-1:0" else png[:60] for key, png in zip(table["key"].to_pylist(),
+                                                                               table["png"].to_pylist())]
+    pq.write_table(table.set_column(table.schema.get_field_index("png"), "png", pa.array(pngs, pa.binary())), part)
+    with pytest.raises(PlanError) as error:
+        sources(f"store:{path}", store=str(tmp_path / "out"))
+    assert str(error.value).startswith(f"--images store:{path}: image octave:-:1:-1:0 of {path}: not a readable "
+                                       f"image (")
+    assert "\n" not in str(error.value)
 
 
 def test_the_store_being_written_is_refused_even_through_a_link(classes, tmp_path):
@@ -189,6 +222,36 @@ def test_a_picture_named_like_an_interpolation_frame_is_refused(tmp_path):
     with pytest.raises(PlanError, match="shot#frame2") as error:
         sources(str(tmp_path / "shot#frame2"), store=str(tmp_path / "out"))
     assert "#frame" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_picture_whose_stored_name_would_be_too_long_is_refused_before_anything_is_written(tmp_path):
+    """Hunt: a 252-byte file name is a valid file, but its copy sources/NAME.png is not: the sweep wrote its manifest
+    and then died on 'File name too long', naming a temporary file under .tmp/."""
+    for stem in ("x" * 247, "y" * 248):   # + ".png": names of 251 and 252 bytes
+        PILImage.new("RGB", (8, 8)).save(tmp_path / f"{stem}.png")
+    with pytest.raises(PlanError, match="y{248}.png: the store keeps it as sources/NAME.png") as error:
+        sources(str(tmp_path), store=str(tmp_path / "out"))
+    assert "x" * 247 not in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_picture_whose_file_name_is_not_utf8_is_refused_before_anything_is_written(tmp_path):
+    """Hunt: a Latin-1 name (b'caf\\xe9.png', from an old archive) passed the check, and the run died with a
+    UnicodeEncodeError traceback from pyarrow after writing the manifest."""
+    PILImage.new("RGB", (8, 8)).save(os.path.join(str(tmp_path), os.fsdecode(b"caf\xe9.png")))
+    with pytest.raises(PlanError) as error:
+        sources(str(tmp_path), store=str(tmp_path / "out"))
+    assert str(error.value).startswith("source image caf\\xe9.png: its file name is not UTF-8")
+
+
+def test_a_source_of_the_longest_name_a_file_may_have_is_stored(tmp_path):
+    """sources/NAME.png of 255 bytes: its temporary under .tmp/ (the name and a random tail) was 264 bytes, too long."""
+    from sweep.store import MAX_NAME_BYTES, Store
+    store, pixels = Store.open(str(tmp_path / "out")), np.full((4, 4, 3), 7, np.uint8)
+    name = "\u00e9" * 123 + "x.png"   # 251 bytes of UTF-8, 128 characters
+    store.write_source(name, pixels)
+    assert len(f"{name}.png".encode()) == MAX_NAME_BYTES and not os.listdir(tmp_path / "out" / ".tmp")
+    np.testing.assert_array_equal(store.read_source(name), pixels)
 
 
 def test_two_stores_given_in_the_other_order_give_the_same_sources(classes, tmp_path):

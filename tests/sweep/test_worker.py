@@ -482,6 +482,44 @@ def test_a_worker_keeps_a_bounded_number_of_source_pictures_between_batches(tmp_
     assert read == names * 2                        # once per pass: its second batch, next, found it kept
 
 
+@pytest.mark.parametrize("damage", ["truncated", "missing"])
+def test_a_damaged_source_in_the_store_fails_its_own_items_by_name_and_the_batch_s_others_are_stored(
+        tmp_path, worker_factory, damage):
+    """Hunt: a truncated sources/rgb.png.png failed every item of its batch (those of rgba.png too), each with
+    "OSError: image file is truncated", which named neither the file nor the way on."""
+    store = Store.open(str(tmp_path))
+    for name in ("good.png", "bad.png"):
+        store.write_source(name, np.full((12, 12, 3), 90, np.uint8))
+    bad = tmp_path / "sources" / "bad.png.png"
+    if damage == "truncated":
+        bad.write_bytes(bad.read_bytes()[:40])
+    else:
+        bad.unlink()
+    batch, = make_plan(n_classes=10, jobs="transfigure", classes="0-1", sources=("bad.png", "good.png"),
+                       batch_size=4).batches()
+    report = worker_factory(tmp_path).run(batch, (1, 1, 1, 1))
+    assert sorted(report.done) == sorted(key for key in batch.keys if key.endswith(":good.png"))
+    assert sorted(key for key, _ in report.failed) == sorted(key for key in batch.keys if key.endswith(":bad.png"))
+    assert all(f"{tmp_path}/sources/bad.png.png is" in error for _, error in report.failed)
+    assert store.done_keys() == set(report.done)
+
+
+def test_the_steps_reported_count_only_the_items_that_render(tmp_path, worker_factory, monkeypatch):
+    """The items of a source that cannot be read never render: their steps are not reported as done."""
+    import sweep.worker as worker_module
+    monkeypatch.setattr(worker_module, "REPORT_EVERY", 0.0)
+    seen = []
+    store = Store.open(str(tmp_path))
+    store.write_source("good.png", np.full((12, 12, 3), 90, np.uint8))    # bad.png: never stored
+    worker = worker_factory(tmp_path)
+    worker.config = dataclasses.replace(worker.config, steps=SimpleNamespace(report=SimpleNamespace(
+        remote=lambda token, steps: seen.append(steps))))
+    batch, = make_plan(n_classes=10, jobs="transfigure", classes="0-1", sources=("bad.png", "good.png"),
+                       batch_size=4).batches()
+    worker.run(batch, (1, 1, 1, 1), token="t1")
+    assert seen[-1] == 2 * worker.config.schedule.total_iterations
+
+
 def test_a_worker_encodes_its_images_and_frames_pngs_on_its_cpus(tmp_path, worker_factory, monkeypatch):
     """`--cpus-per-worker 3`: the images' and frames' PNG encoders get the actor's three CPUs, as the
     trajectories' do."""
