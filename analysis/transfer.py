@@ -410,7 +410,7 @@ def run_compare(stores: Sequence[str], out: str) -> list[str]:
 
     from analysis.drawing import save
     from analysis.load import output_folder, refuse_repeated_stores, write_outputs
-    from sweep.store import StoreError, open_store, table_bytes
+    from sweep.store import open_store, table_bytes
     folder = output_folder(out)   # refused (a file, a store's own folder) before any store is read
     opened = [open_store(s) for s in stores]
     refuse_repeated_stores(opened)
