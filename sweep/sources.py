@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import hashlib
 from functools import partial
+from pathlib import Path
 from typing import Callable, Sequence
 
 from jobs.catalog import ALL_JOBS
-from jobs.images import SourceImage, Track, in_order, is_noise_spec, load_images, noise_images, parse_noise, \
-    read_image, untracked
+from jobs.images import ImageInputError, SourceImage, Track, in_order, is_noise_spec, load_images, noise_images, \
+    parse_noise, read_image, untracked
 from sweep.export import MISSING, UniqueNames, checked_files, slug
 from sweep.plan import PlanError
 from sweep.lease import running_sweep
-from sweep.store import IMAGES, MAX_NAME_BYTES, Store, StoreError, is_frame_key, open_store, same_store, source_hash
+from sweep.store import IMAGES, MANIFEST, MAX_NAME_BYTES, Store, StoreError, is_frame_key, open_store, same_store, source_hash
 
 STORE_PREFIX = "store:"
 DEFAULT_STORE_JOB = "octave"      # Deep dream dreams on the class images ("representative images")
@@ -165,7 +166,14 @@ def source_images(values: Sequence[str], writing_store: str, noise_side: Callabl
     repeated = sorted({v for v in stores if stores.count(v) > 1})
     if repeated:
         raise PlanError(f"--images {repeated[0]} is given more than once")
-    images = load_images(files, threads=threads, digest=source_hash, track=track) if files else []
+    try:
+        images = load_images(files, threads=threads, digest=source_hash, track=track) if files else []
+    except ImageInputError as error:
+        stores_given = [f for f in files if (Path(f) / MANIFEST).is_file()]
+        if stores_given and str(error).startswith("no image files found"):   # a store's pictures are in its Parquet
+            raise ImageInputError(f"{error}: {stores_given[0]} is a classweep store; start from its images with "
+                                  f"--images store:{stores_given[0]}") from None
+        raise
     if noise:
         count, side = parse_noise(noise[0])
         images += noise_images(count, side or noise_side())

@@ -66,6 +66,18 @@ def test_a_store_gives_each_class_its_lowest_seed_named_after_the_class(classes,
         np.testing.assert_array_equal(got[name].read(), decode_png(pngs["octave", target, 0, -1]))
 
 
+def test_a_store_given_as_a_folder_of_pictures_is_pointed_to_store(classes, tmp_path):
+    """`--images ./classes` (a store, without `store:`) said only that it held no image files."""
+    path, _ = classes
+    with pytest.raises(PlanError, match=rf"no image files found in {re.escape(path)}: {re.escape(path)} is a "
+                                              rf"classweep store; start from its images with --images store:"):
+        sources(path, store=str(tmp_path / "out"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(PlanError, match=r"no image files found in \S+$"):            # a plain folder: no hint
+        sources(str(empty), store=str(tmp_path / "out"))
+
+
 def test_a_stored_item_whose_name_would_be_too_long_for_a_file_gets_a_cut_name_with_a_hash(tmp_path):
     """Hunt: an interpolation between two long class names, from a photograph with a long name, is named past the
     255 bytes sources/NAME.png may have; it was refused with 'rename it', which no one can do to a stored item."""
