@@ -108,9 +108,11 @@ def addition_variants(additions: pd.DataFrame) -> list[str]:
 
 def additions_grid(additions: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRID_THUMB) -> Pages:
     """Per pair and seed, each variant's image with both classes' ranks (green: the two are the top two; red:
-    named with the class that got in: `additions_table`'s intruder, the strongest class outside the pair)."""
+    named with the class that got in: `additions_table`'s intruder, the strongest class outside the pair), and its
+    seed when the table holds another than seed 0 (`seed_named`)."""
     variants = addition_variants(additions)
     width = caption_px(len(variants), thumb)
+    seeded = seed_named(additions)
     cells = []
     for _, group in additions.groupby(["target", "partner", "seed"], sort=True):
         by_variant = {r.variant: r for r in group.itertuples()}
@@ -124,10 +126,18 @@ def additions_grid(additions: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRI
                     lines.append((f"{ranks} both top-2", GOOD))
                     continue
                 lines += [(ranks, BAD), (fit_text(f"in: {r.intruder_name}", width, tail=f" #{r.intruder_rank}"), BAD)]
+        if seeded:   # else a pair's cells of two seeds read the same
+            lines.append((f"seed {first.seed}", MUTED))
         cells.append(Cell(tuple(thumbs.get(by_variant[v].key) if v in by_variant else None for v in variants),
                           tuple(lines)))
     return grid_pages(cells, title=f"Additions: {' | '.join(variants)}", columns=PAIRS[0], rows=PAIRS[1],
                       thumb=thumb)
+
+
+def seed_named(additions: pd.DataFrame) -> bool:
+    """Whether the additions' captions name each image's seed: when any is not seed 0 (a store of several seeds,
+    or `--seeds` choosing another), where a pair's images of two seeds were captioned alike."""
+    return bool((additions["seed"] != 0).any())
 
 
 SOURCE_GRIDS = {

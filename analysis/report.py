@@ -1171,6 +1171,7 @@ def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, i
     pointing = nodes[nodes["has_image"]].groupby("neighbour")["node"].apply(list).to_dict()
     component = dict(zip(nodes["node"], zip(nodes["component"], nodes["component_size"])))
     adds = tables.get("additions")
+    seeded = adds is not None and fig.seed_named(adds)   # each addition's seed named (as in the grid)
     top3 = tables.get("transfer_top3")
     if top3 is not None and top3["scorer"].nunique() < 2:
         top3 = None   # only the generating model: its top 5 is on the page already
@@ -1188,8 +1189,8 @@ def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, i
             mutual={True: "mutual", False: "not mutual", None: "unknown"}[fig._flag(o.mutual)] if o is not None
             else "", metric=summary.metric, pointing=pointing.get(r.target, []), component=comp,
             component_size=size, top5=[(int(c), lv, pv) for c, lv, pv in zip(r.top5, r.top5_logits, r.top5_probs)],
-            additions=mine, videos=extras.videos.get(r.target, []), sourced=extras.sourced.get(r.target, []),
-            interpolations=extras.interpolations.get(r.target, []),
+            additions=mine, seeded=seeded, videos=extras.videos.get(r.target, []),
+            sourced=extras.sourced.get(r.target, []), interpolations=extras.interpolations.get(r.target, []),
             scorer_top3=[] if top3 is None else [(scorer, list(part.sort_values("rank").itertuples()))
                                                  for scorer, part in top3[top3["key"] == r.key].groupby(
                                                      "scorer", sort=False)])

@@ -569,6 +569,16 @@ def test_additions_grid_names_the_class_that_got_in_not_a_member_of_the_pair():
     assert not any("digit 3" in t for t in texts if t != "digit 0 + digit 3")
 
 
+def test_additions_grid_names_each_images_seed_when_a_seed_is_not_0():
+    """Report hunt: a store of two seeds drew each pair twice under the same caption ("apple + bear", the same
+    ranks), with nothing saying which image was which seed's."""
+    rows = [_addition("merge", (1, 2), 0), {**_addition("merge", (2, 1), 0), "seed": 1,
+                                             "key": "addition:merge:0:3:1"}]
+    texts = _texts(fig.additions_grid(pd.DataFrame(rows), {})[0])
+    assert texts.index("seed 0") < texts.index("seed 1")
+    assert "seed 0" not in _texts(fig.additions_grid(pd.DataFrame(rows[:1]), {})[0])   # a store of one seed: as before
+
+
 def _stability(rows):
     return pd.DataFrame(rows, columns=["model", "job", "octave", "change_rate", "target_top1_share"])
 
