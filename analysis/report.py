@@ -1083,6 +1083,7 @@ def templates():
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["code"] = inline_code
     env.globals["class_label"] = class_label
+    env.globals["counted"] = counted
     env.globals["not_finite"] = NOT_FINITE
     return env
 

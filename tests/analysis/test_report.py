@@ -734,6 +734,17 @@ def test_a_video_drawn_by_an_older_version_is_drawn_again(small_store_with_video
     assert [v["version"] for v in json.loads((out / VIDEOS_FILE).read_text())] == [VIDEO_VERSION]
 
 
+def test_a_class_page_without_another_class_image_says_so_not_distance_nan(tmp_path):
+    """Report hunt: a store with one class image said "nearest in output space (euclidean): none (distance nan)",
+    and a component of one class "(1 classes)"."""
+    store = write_store(str(tmp_path / "s"), ("solo",), [Image("octave", 0, np.array([3.0]))],
+                        options={**OPTIONS, "jobs": ["octave"], "classes": [0], "pairs": []})
+    page = (write_figures(store).parent / "classes" / "0000.html").read_text()
+    assert "nan" not in page
+    assert "nearest in output space (euclidean): none (no other class image)</li>" in page
+    assert "graph component 0 (1 class)</li>" in page
+
+
 def test_a_class_page_names_the_class_that_got_into_a_failed_addition(small_report):
     """Figures audit #2 on the class pages: a failed addition said "labelled <one of the pair>"."""
     page = (small_report.out / "classes" / "0002.html").read_text()
