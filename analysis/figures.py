@@ -332,6 +332,16 @@ def _page_groups(sizes: Sequence[int]) -> list[list[int]]:
             + [tiny[k:k + per_tiny] for k in range(0, len(tiny), per_tiny)])
 
 
+def graph_page_numbers(sizes: Sequence[int]) -> list[int]:
+    """The page of `graph_pages` (from 0) that draws each component (`sizes`: the components' sizes, as their
+    table lists them)."""
+    pages = [0] * len(sizes)
+    for page, group in enumerate(_page_groups(sizes)):
+        for i in group:
+            pages[i] = page
+    return pages
+
+
 def _page_grid(sizes: Sequence[int]) -> tuple[int, int, float]:
     """(columns, rows, panel side in px) of a graph page showing components of `sizes` (`_page_groups`' pages)."""
     if len(sizes) == 1 and sizes[0] >= GRAPH_BIG:

@@ -628,10 +628,8 @@ def _class_figures(tables, thumbs, writer: "_Writer", step: Callable[[str], None
         figures.append(ReportFigure("PCA of the output space", files, "First two principal components of the "
                                     "class representatives' output vectors."))
     step("graph")
-    if "graph_ranges" not in tables or tables["graph_ranges"].empty:
-        # `--graph-ranges all`, or ranges none of whose classes has an image: the whole graph's pages (rather than
-        # no graph at all), else a figure per range
-        figures.append(writer.figure("Nearest-neighbour graph", "graph",
+    if draws_whole_graph(tables):
+        figures.append(writer.figure("Nearest-neighbour graph", graph_stem(None),
                                      fig.graph_pages(tables["graph_nodes"], tables["graph_components"]),
                                      f"{len(tables['graph_components'])} components; an arrow goes from each class "
                                      f"to the class most activated by its image. Nodes take their component's "
@@ -640,7 +638,7 @@ def _class_figures(tables, thumbs, writer: "_Writer", step: Callable[[str], None
     ranges = tables["graph_ranges"]
     for (first, last), part in ranges.groupby(["first", "last"], sort=False):
         span = ClassRange(int(first), int(last))
-        figures.append(writer.figure(f"Nearest-neighbour graph of classes {span.name}", f"graph-{span.name}",
+        figures.append(writer.figure(f"Nearest-neighbour graph of classes {span.name}", graph_stem(span),
                                      fig.graph_pages(tables["graph_nodes"], part, span=span),
                                      f"{counted(len(part), 'component')}; an arrow goes from each class of "
                                      f"{span.name} to the class most activated by its image, which may lie outside "
@@ -648,6 +646,51 @@ def _class_figures(tables, thumbs, writer: "_Writer", step: Callable[[str], None
                                      "classes apart: \"The first half ... are mostly animals\"). Nodes take the "
                                      f"colour of their component in the whole graph, {GRAPH_STYLE}", svg=True))
     return figures
+
+
+def draws_whole_graph(tables) -> bool:
+    """Whether the report draws the whole graph's pages: with `--graph-ranges all`, or ranges none of whose classes
+    has an image (rather than no graph at all); else a figure per range."""
+    return "graph_ranges" not in tables or tables["graph_ranges"].empty
+
+
+def graph_stem(span: ClassRange | None) -> str:
+    """The stem of a graph figure's pages: the whole graph's (None) or a class range's."""
+    return "graph" if span is None else f"graph-{span.name}"
+
+
+@dataclass(frozen=True)
+class GraphPlace:
+    """Where the report's graph figures draw a class: a class page says it, as the figures number the components
+    of a class range apart from the whole graph's."""
+    span: str | None   # the class range whose figure draws it (None: the whole graph's figure)
+    component: int     # its component's number in that figure
+    size: int          # that component's classes (in a range's figure, the neighbours outside it included)
+    page: str          # the figure's page (PNG) that draws it
+
+
+def graph_places(tables) -> dict[int, GraphPlace]:
+    """Per class, where the graph figures draw it (`GraphPlace`): in the figure of the range that holds it (as the
+    graph_ranges table numbers its components), or in the whole graph's (the graph_components table's)."""
+    if draws_whole_graph(tables):
+        parts = [(None, tables["graph_components"])]
+    else:
+        parts = [(ClassRange(int(first), int(last)), part)
+                 for (first, last), part in tables["graph_ranges"].groupby(["first", "last"], sort=False)]
+    places = {}
+    for span, part in parts:
+        members = [list(m) for m in part["members"]]
+        for n, page in enumerate(fig.graph_page_numbers([len(m) for m in members])):
+            for c in members[n]:
+                if span is None or c in span:   # a neighbour outside the range is drawn in its own range's too
+                    places[int(c)] = GraphPlace(None if span is None else span.name, n, len(members[n]),
+                                                f"{page_stem(graph_stem(span), page)}.png")
+    return places
+
+
+def page_stem(stem: str, page: int) -> str:
+    """The stem of a paginated figure's page (from 0): {stem}-01, {stem}-02, ..."""
+    return f"{stem}-{page + 1:02d}"
 
 
 GRAPH_STYLE = ("as in the PCA (light grey beyond the ten largest); larger with a black edge: the hub; hollow: no "
@@ -737,7 +780,7 @@ class _Writer:
         """Pages of a paginated figure as {stem}-01.png, {stem}-02.png, ..."""
         files: list[str] = []
         for i in range(len(pages)):   # `Pages` builds each page on access: one page in memory at a time
-            files += self.figure_files(f"{stem}-{i + 1:02d}", pages[i], svg=svg)
+            files += self.figure_files(page_stem(stem, i), pages[i], svg=svg)
         return ReportFigure(title, tuple(files), caption)
 
     def remove_stale(self) -> None:
@@ -1171,6 +1214,7 @@ def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, i
     nodes = tables["graph_nodes"]
     pointing = nodes[nodes["has_image"]].groupby("neighbour")["node"].apply(list).to_dict()
     component = dict(zip(nodes["node"], zip(nodes["component"], nodes["component_size"])))
+    places = graph_places(tables)
     adds = tables.get("additions")
     seeded = adds is not None and fig.seed_named(adds)   # each addition's seed named (as in the grid)
     top3 = tables.get("transfer_top3")
@@ -1189,6 +1233,7 @@ def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, i
             previous=targets[i - 1] if i > 0 else None, next=targets[i + 1] if i + 1 < len(targets) else None,
             mutual={True: "mutual", False: "not mutual", None: "unknown"}[fig._flag(o.mutual)] if o is not None
             else "", metric=summary.metric, pointing=pointing.get(r.target, []), component=comp,
+            graph_place=places.get(r.target),
             component_size=size, top5=[(int(c), lv, pv) for c, lv, pv in zip(r.top5, r.top5_logits, r.top5_probs)],
             additions=mine, seeded=seeded, videos=extras.videos.get(r.target, []),
             sourced=extras.sourced.get(r.target, []), interpolations=extras.interpolations.get(r.target, []),

@@ -416,6 +416,30 @@ def test_ranges_none_of_whose_classes_has_an_image_leave_the_whole_graphs_pages(
     assert "<h3>Nearest-neighbour graph</h3>" in html
 
 
+def _graph_line(page: Path) -> str:
+    return " ".join(re.search(r"<li>graph component.*?</li>", page.read_text(), re.S)[0].split())
+
+
+def test_a_class_page_names_its_component_as_the_graph_figure_drawing_it_does_and_links_its_page(
+        small_report, small_store_with_report):
+    """Report hunt: the graph figures of the default halves number each range's components apart (graph-0-2-01.png:
+    component 0 is {0, 1}, component 1 is {2, 3}), but class 2's page said only "graph component 0 (4 classes)", the
+    whole graph's number, which no figure drew: a reader looking for component 0 found classes 0 and 1."""
+    pages = small_report.out / "classes"
+    assert _graph_line(pages / "0002.html") == (
+        '<li>graph component 0 (4 classes) of the whole graph; in the graph of classes 0-2: component 1 (2 classes), '
+        'drawn on <a href="../graph-0-2-01.png">graph-0-2-01.png</a></li>')
+    assert "in the graph of classes 0-2: component 0 (2 classes)" in _graph_line(pages / "0000.html")
+    assert 'classes 3-5: component 0 (4 classes), drawn on <a href="../graph-3-5-01.png">' in _graph_line(
+        pages / "0005.html")
+    analyze_store(small_store_with_report, graph_ranges="all")   # the whole graph's pages: its own numbers
+    pages = write_figures(small_store_with_report).parent / "classes"
+    assert _graph_line(pages / "0002.html") == (
+        '<li>graph component 0 (4 classes), drawn on <a href="../graph-01.png">graph-01.png</a></li>')
+    assert _graph_line(pages / "0000.html") == (
+        '<li>graph component 1 (2 classes), drawn on <a href="../graph-02.png">graph-02.png</a></li>')
+
+
 def test_trajectory_videos_stay_until_dropped(small_store_with_video):
     """Audit #9: a plain `sweep figures` after `--trajectories KEY` removed the GIF and the class page's Generation
     section. Earlier videos stay linked; a key given again is drawn anew; keep_trajectories=False removes them."""
@@ -742,7 +766,7 @@ def test_a_class_page_without_another_class_image_says_so_not_distance_nan(tmp_p
     page = (write_figures(store).parent / "classes" / "0000.html").read_text()
     assert "nan" not in page
     assert "nearest in output space (euclidean): none (no other class image)</li>" in page
-    assert "graph component 0 (1 class)</li>" in page
+    assert "graph component 0 (1 class)" in page and "classes)" not in page
 
 
 def test_a_class_page_names_the_class_that_got_into_a_failed_addition(small_report):
