@@ -551,9 +551,10 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
         files = writer.figure_files("transfer", transfer_figure(transfer), svg=True)
         figures.append(ReportFigure("Transfer to other models", files, "Each job's images judged by its own "
                                     "measure, per scoring model (the generating model first; `sweep score` adds "
-                                    "scorers): octave and image jobs by the share with the target top-1, additions "
-                                    "by the share with both classes in the top 2, opposites by the mean percentile "
-                                    "of the minimised class (0: the scorer's lowest output)."))
+                                    "scorers): octave and image jobs by the share with the target top-1 (an "
+                                    "interpolation's final image: class b top-1), additions by the share with both "
+                                    "classes in the top 2, opposites by the mean percentile of the minimised class "
+                                    "(0: the scorer's lowest output); dreams, which have no target, are not judged."))
     notes = []
     if "features" in tables:
         step("features")

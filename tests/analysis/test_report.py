@@ -18,6 +18,12 @@ from handmade import NAMES, OPTIONS, Report, copied, corrupt_png_column, make_sm
 from jobs.catalog import key_of as item_key
 
 
+def html_text(html: str) -> str:
+    """What a browser shows of an HTML fragment: its text, tags dropped and entities decoded."""
+    import html as entities
+    return entities.unescape(re.sub(r"<[^>]+>", "", html))
+
+
 def _links(html: str) -> list[str]:
     return re.findall(r'(?:href|src)="([^"#]+)"', html)
 
@@ -357,6 +363,18 @@ def test_figures_analyse_again_when_scores_are_newer_than_the_analysis_and_say_s
     write_figures(small_store, stream=log)
     assert "scores (`sweep score`) are newer" in log.getvalue()
 
+
+
+def test_the_transfer_caption_says_an_interpolation_is_judged_by_class_b(tmp_path):
+    """Report hunt: the caption said every job from photographs was judged by "the share with the target top-1", its
+    figure's row "interpolate: top-1 = class b" (the interpolation ends at class b), and a dream has no target."""
+    from handmade import write_scorer
+    from test_image_figures import make_image_store
+    store = make_image_store(tmp_path / "s")
+    write_scorer(store)
+    html = write_figures(store).read_text()
+    caption = html_text(html[html.index("<h3>Transfer to other models</h3>"):].split("</p>")[0])
+    assert "(an interpolation's final image: class b top-1)" in caption and "dreams, which have no target" in caption
 
 
 def test_analysing_again_keeps_the_earlier_margin_share(small_store):
