@@ -172,7 +172,11 @@ def _advance_px(char: str, fontsize: float) -> float:
         from matplotlib.ft2font import LOAD_NO_HINTING as no_hinting
     font = get_font(findfont(FontProperties(size=fontsize)))
     font.set_size(fontsize, DPI)
-    return font.load_char(ord(char), flags=no_hinting).linearHoriAdvance / 65536
+    try:
+        return font.load_char(ord(char), flags=no_hinting).linearHoriAdvance / 65536
+    except RuntimeError:   # not in the font (a CJK name, a tab): drawn from a fallback font, else as a box
+        font.set_text(char, 0.0, flags=no_hinting)   # laid out as matplotlib draws it, through its fallbacks
+        return font.get_width_height()[0] / 64
 
 
 def text_px(text: str, fontsize: float = LINE_FONT) -> float:

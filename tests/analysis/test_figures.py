@@ -394,6 +394,20 @@ def _colour_of(figure: Figure, text: str) -> str:
     return to_hex(found.get_color())
 
 
+@pytest.mark.filterwarnings("ignore:Glyph")   # matplotlib's "Glyph ... missing from font(s) DejaVu Sans"
+def test_names_with_characters_the_font_lacks_are_measured_as_drawn_not_refused():
+    """Report hunt: a class named "鲤鱼 carp" (or a photograph "猫.jpg", a name holding a tab) failed the whole
+    report with FreeType's "RuntimeError: No glyphs have been loaded" while its caption was measured; matplotlib
+    draws such a character from a fallback font (its last resort a box), as wide as measured here."""
+    figure = drawing.new_figure(400, 100)
+    drawn = figure.text(0, 0, "鲤鱼\t", fontsize=drawing.LINE_FONT).get_window_extent(figure.canvas.get_renderer())
+    assert abs(drawing.text_px("鲤鱼\t") - drawn.width) <= 2
+    classes = pd.DataFrame({"key": ["a"], "target": [5], "name": ["鲤鱼 carp with a long name"], "correct": [True],
+                            "label_name": ["鲤鱼 carp"], "target_prob": [0.9], "top5_probs": [[0.9]]})
+    page, = fig.contact_sheets(classes, {})
+    assert "p = 0.900" in _texts(page)
+
+
 def test_contact_sheet_gives_a_wrong_label_its_own_probability_beside_the_class_one():
     """Audit: "5 electric ray / -> stingray 0.00" read as stingray with p 0, when P(stingray) was about 1."""
     classes = pd.DataFrame({"key": ["a", "b"], "target": [5, 6], "name": ["electric ray", "cock"],
