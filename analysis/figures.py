@@ -396,13 +396,16 @@ def graph_pages(nodes: pd.DataFrame, components: pd.DataFrame, *, seed: int = 0,
 
 def graph_page_title(span: ClassRange | None, page: int, pages: int, width_px: float) -> str:
     """A graph page's title within `width_px` (a page of two tiny panels is 420 px wide: the title ran off it): the
-    graph (a class range's named), "by component" when it fits."""
+    graph (a class range's named), "by component" when it fits; on a page of one tiny panel (210 px) the range and
+    the page number, tersely (cut, "Graph of classes 5…" named neither)."""
     of = "" if span is None else f" of classes {span.name}"
     number = f" (page {page + 1} of {pages})"
     key = "" if span is None else "; squares: neighbours outside the range"
+    terse = [f"Graph{number}", f"Graph, {page + 1}/{pages}"] if span is None else [
+        f"Classes {span.name}, {page + 1}/{pages}", f"{span.name}, {page + 1}/{pages}"]
     titles = [f"Nearest-neighbour graph{of}, by component{number}{key}",
               *([f"Nearest-neighbour graph{of}, by component{number}"] if span else []),
-              f"Nearest-neighbour graph{of}{number}", *([f"Graph{of}{number}"] if span else [])]
+              f"Nearest-neighbour graph{of}{number}", *([f"Graph{of}{number}"] if span else []), *terse]
     fitting = [t for t in titles if text_px(t, GRAPH_PAGE_FONT) <= width_px]
     return fitting[0] if fitting else fit_text(titles[-1], width_px, fontsize=GRAPH_PAGE_FONT)
 

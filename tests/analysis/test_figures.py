@@ -356,6 +356,15 @@ def test_a_graph_pages_title_fits_its_page():
                                          "squares: neighbours outside the range")
 
 
+def test_a_narrow_graph_pages_title_keeps_its_range_and_page_number():
+    """Report hunt: the last page of a range's graph, one pair on a 210 px page, was titled "Graph of classes 0-…",
+    cut before the range and its page number (the demo's graph-0-4-02.png)."""
+    from analysis.graph import ClassRange
+    assert fig.graph_page_title(ClassRange(500, 999), 11, 12, 210) == "500-999, 12/12"
+    assert fig.graph_page_title(ClassRange(0, 4), 1, 2, 210) == "Classes 0-4, 2/2"
+    assert fig.graph_page_title(None, 2, 3, 210) == "Graph (page 3 of 3)"
+
+
 def test_palette_has_no_grey_and_other_is_lighter_than_every_colour():
     from matplotlib.colors import to_rgb
     greys = [c for c in drawing.PALETTE if np.ptp(to_rgb(c)) < 0.1]
