@@ -559,7 +559,7 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     if "features" in tables:
         step("features")
         figures.extend(_feature_figures(fig.class_image_features(tables["features"], classes), writer,
-                                        tables.get("graph_nodes")))
+                                        tables.get("graph_nodes"), classes))
     elif classes is not None:   # without class images NO_CLASSES says it
         notes.append(f"Feature embedding skipped: the store has no {ANALYSIS_DIR}/features.parquet (run "
                      "`sweep analyze --features LAYER:0,4` to compute it).")
@@ -845,8 +845,10 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
-def _feature_figures(features: pd.DataFrame, writer: _Writer, nodes: pd.DataFrame | None = None
-                     ) -> list[ReportFigure]:
+def _feature_figures(features: pd.DataFrame, writer: _Writer, nodes: pd.DataFrame | None = None,
+                     classes: pd.DataFrame | None = None) -> list[ReportFigure]:
+    """A feature scatter per layer of `features` (`fig.class_image_features`), its caption saying how many of the
+    `classes` table's class images it lacks."""
     if not fig.feature_maps(features):
         return []
     out = []
@@ -857,8 +859,22 @@ def _feature_figures(features: pd.DataFrame, writer: _Writer, nodes: pd.DataFram
                                 "activation of two feature maps (the article's feature latent space; with more "
                                 "maps, the subtitle names the two shown)"
                                 + (", coloured by nearest-neighbour graph component as in the PCA." if nodes is not None
-                                   else ".")))
+                                   else ".") + missing_features_words(features, classes, layer)))
     return out
+
+
+def missing_features_words(features: pd.DataFrame, classes: pd.DataFrame | None, layer: str) -> str:
+    """What a feature scatter's caption says of the class images without a row of `layer` in features.parquet
+    (`sweep analyze --features` computed it before them, and nothing computes it again): "" when none lacks one, and
+    for features of other images than the class images (`fig.class_image_features` draws them all)."""
+    if classes is None or "key" not in features:
+        return ""
+    wanted, present = set(classes["key"]), set(features.loc[features["layer"] == layer, "key"])
+    missing = len(wanted - present)
+    if not missing or not wanted & present:
+        return ""
+    return (f" {missing} of the {counted(len(classes), 'class image')} are not in {ANALYSIS_DIR}/features.parquet "
+            f"(computed before them) and not drawn: `sweep analyze --features {layer}:MAPS` computes it again.")
 
 
 DIRECTIONS_FILES = ("directions-distribution.png", "directions-distribution.svg", "directions-strip.png")
