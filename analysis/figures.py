@@ -657,6 +657,7 @@ def stability_figure(summary: pd.DataFrame, every: int | None = None) -> Figure:
         ax.set_axisbelow(True)   # the grid lines behind the bars
         ax.grid(True, axis="y", color="#e4e4e4")
     axes[1].set_ylim(0, 1.08)   # room for the labels of bars at 1
+    axes[0].set_ylim(bottom=0)   # a rate: bars of n/a alone (one recorded step an octave) spanned -0.05 to 0.05
     axes[0].legend(fontsize=8, frameon=False)
     figure.suptitle(f"Classification stability during generation ({job} images)", fontsize=11)
     figure.tight_layout()

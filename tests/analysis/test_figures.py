@@ -606,6 +606,14 @@ def _stability(rows):
     return pd.DataFrame(rows, columns=["model", "job", "octave", "change_rate", "target_top1_share"])
 
 
+def test_stability_figures_change_rate_axis_starts_at_0_when_every_value_is_missing():
+    """Report hunt: with one recorded step an octave every change rate is n/a, and the panel's axis ran from -0.05
+    to 0.05, negative changes for a rate."""
+    figure = fig.stability_figure(_stability([("digits", "octave", 1, np.nan, 0.0), ("digits", "octave", 2, np.nan,
+                                                                                  0.0)]))
+    assert figure.axes[0].get_ylim()[0] == 0
+
+
 def test_stability_figure_draws_one_job_the_models_share_and_names_it():
     """Audit: without octave rows, addition and opposite rows were averaged per model under the title "(addition
     images)": 0.209 = (0.311 + 0.107) / 2."""
