@@ -28,6 +28,7 @@ from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, PARTNER, Ce
                               text_px, wrap_lines)
 from analysis.graph import ClassRange, component_hubs, graph_from_tables, range_graph
 from analysis.load import OUTPUTS_FINITE
+from jobs.catalog import job_of_key
 from jobs.outputs import NOT_FINITE, finite_rows, label_probs
 from jobs.text import class_label, named_class, size_note
 
@@ -536,6 +537,14 @@ def direction_strip(images: pd.DataFrame, thumbs: Mapping, title: str, *, thumb:
 # --- generation trajectories (`sweep run --trajectory`) ----------------------------------------------------------
 
 TRAJECTORY_SIZE = (900, 420)   # px, one video frame: the image and the scatter of outputs side by side
+MARKED_ROLES = {"interpolate": ("class a", "class b")}   # what a video's legend calls its red and blue classes, by
+                                                         #   job: an interpolation goes from class a to class b
+
+
+def marked_roles(key: str) -> tuple[str, str]:
+    """The names of the two classes a trajectory video marks (red, blue) for the image `key`: "target" and "partner"
+    (an addition's), or an interpolation's "class a" and "class b"."""
+    return MARKED_ROLES.get(job_of_key(str(key)), ("target", "partner"))
 
 
 def snapshot_partner(row) -> int | None:
@@ -552,7 +561,8 @@ def trajectory_frames(snapshots: pd.DataFrame, names: Sequence[str], *, size: tu
     recorded snapshot of one image (`snapshots`: its trajectories/ rows with a png, in step order, with step,
     octave, target, label and logits; a row with `final` True is the stored final image, `report.with_final_image`):
     the image the step cropped from on the left, every class's output at that step on the right (x: class index),
-    the target in red and a second class (`snapshot_partner`: an addition's partner) in blue, named in a legend
+    the target in red and a second class (`snapshot_partner`: an addition's partner) in blue (an interpolation's
+    class a and class b, `marked_roles`), named in a legend
     above the panel; the argmax in the panel's title, green when it is one of them. The y-axis spans all frames, so
     the video shows the outputs move."""
     snapshots = snapshots.sort_values("step").reset_index(drop=True)
@@ -574,7 +584,8 @@ def trajectory_frames(snapshots: pd.DataFrame, names: Sequence[str], *, size: tu
         v = values[index]
         others = np.ones(len(v), bool)
         partner = snapshot_partner(r)
-        marked = {c: (colour, role) for c, colour, role in ((target, BAD, "target"), (partner, PARTNER, "partner"))
+        roles = marked_roles(r.get("key", ""))   # a table without keys: target and partner
+        marked = {c: (colour, role) for c, colour, role in ((target, BAD, roles[0]), (partner, PARTNER, roles[1]))
                   if c is not None}
         for c in marked:
             others[c] = False

@@ -93,7 +93,8 @@ VIDEOS_FILE = "trajectory-videos.json"   # the trajectory videos in the folder (
                                          #   steps, version} each; partner as the store holds it, null for none):
                                          #   a later report keeps and links them without drawing them again,
                                          #   unless they were drawn by an older VIDEO_VERSION
-VIDEO_VERSION = 2   # how trajectory videos are drawn (2: an addition's partner marked, the legend above the panel)
+VIDEO_VERSION = 3   # how trajectory videos are drawn (2: an addition's partner marked, the legend above the panel;
+                    #   3: an interpolation's classes named class a and class b)
 PAGED_IMAGE_JOBS = tuple(job for job in IMAGE_JOBS if job not in CLASSLESS and job not in FRAMED)
 # ^ the jobs from a source image whose final image is its target's (transfigure, directed-dream): shown on the class
 #   page beside the photograph (an interpolation, from class a to b, is linked from both pages instead)
@@ -469,10 +470,18 @@ def videos_by_class(videos: dict[int, list[dict]]) -> dict[int, list[dict]]:
     for target, listed in videos.items():
         for video in listed:
             partner = video.get("partner")
-            pages.setdefault(target, []).append({**video, "other": partner})
+            colours = video_colours(video)
+            pages.setdefault(target, []).append({**video, "other": partner, "colours": colours})
             if partner is not None and partner != target:
-                pages.setdefault(partner, []).append({**video, "other": target})
+                pages.setdefault(partner, []).append({**video, "other": target, "colours": colours})
     return pages
+
+
+def video_colours(video: dict) -> str:
+    """What a trajectory video's caption says of its marked classes (`fig.marked_roles`): "target in red", and
+    "partner in blue" for an addition's, "class a in red, class b in blue" for an interpolation's."""
+    first, second = fig.marked_roles(video["key"])
+    return f"{first} in red" + (f", {second} in blue" if video.get("partner") is not None else "")
 
 
 def _trajectory_videos(snapshots: dict[str, pd.DataFrame], names, writer: "_Writer") -> dict[int, list[dict]]:
@@ -701,7 +710,7 @@ GRAPH_STYLE = ("as in the PCA (light grey beyond the ten largest); larger with a
 def _video_figure(video: dict) -> ReportFigure:
     """A trajectory video of an image without a class page, shown on the index."""
     return ReportFigure(f"Generation of {video['key']}", (video["gif"], *([video["mp4"]] if video["mp4"] else [])),
-                        f"The image at each recorded snapshot beside every class's output (target in red), "
+                        f"The image at each recorded snapshot beside every class's output ({video_colours(video)}), "
                         f"{video['steps']}.")
 
 

@@ -834,6 +834,37 @@ def test_an_addition_video_is_linked_from_both_classes_pages(small_store):
     assert linking() == [0, 1] and json.loads((out / VIDEOS_FILE).read_text())[0]["partner"] == 1
 
 
+def test_a_videos_caption_names_the_classes_it_marks_as_its_job_has_them(tmp_path):
+    """Report hunt: every class page's video said "(target in red, an addition's partner in blue)", an
+    interpolation's too, which marks its class a and class b (its legend said "target" and "partner"); the index's
+    said "(target in red)" whatever it marked."""
+    from sweep.store import TRAJECTORIES, Store
+    from test_image_figures import SOURCE, _recorded, make_image_store
+    store = make_image_store(tmp_path / "s", jobs=("octave", "interpolate"),
+                             drop=tuple(item_key("octave", "", c, -1, 0) for c in range(1, 6)))   # 0's page alone
+    octave, interpolation = item_key("octave", "", 0, -1, 0), item_key("interpolate", "", 0, 1, 0, SOURCE)
+    Store.open(store).write_table(f"{TRAJECTORIES}/part-1.parquet", _recorded(octave, [0], target=0))
+    Store.open(store).write_table(f"{TRAJECTORIES}/part-2.parquet", _recorded(interpolation, [0], job="interpolate",
+                                                                              target=0))
+    page = html_text((write_figures(store, trajectories=[octave, interpolation]).parent / "classes" / "0000.html"
+                      ).read_text())
+    assert "every class's output (target in red), steps 0-" in page
+    assert "every class's output (class a in red, class b in blue), steps 0-" in page
+    assert "partner" not in page
+
+
+def test_an_interpolation_videos_legend_and_index_caption_name_class_a_and_class_b():
+    from analysis import figures as fig
+    from test_figures import _snapshots
+    frame, = fig.trajectory_frames(_snapshots("interpolate:-:2:9:0:photo.png", 9, np.arange(10.0), partner=9),
+                                   [f"digit {i}" for i in range(10)])
+    legend, = frame.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["class a: digit 2", "class b: digit 9"]
+    from analysis.report import _video_figure   # on the index, when neither class has a page
+    video = {"key": "interpolate:-:2:9:0:photo.png", "partner": 9, "gif": "t.gif", "mp4": None, "steps": "steps 0-4"}
+    assert "(class a in red, class b in blue), steps 0-4." in _video_figure(video).caption
+
+
 def test_a_report_reads_the_video_list_once(small_store_with_video, monkeypatch):
     """The list was read twice per report (for the videos to draw again, then for the ones to keep)."""
     from analysis.report import VIDEOS_FILE
