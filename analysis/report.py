@@ -512,7 +512,7 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     opposites = tables.get("opposites")
     additions = tables.get("additions")
     transfer = tables.get("transfer")
-    scored = transfer is not None and transfer["scorer"].nunique() > 1   # another model has scored the images
+    scored = transfer is not None and transfer["scorer"].nunique() > 1 and judged_by_a_measure(transfer)
     # The key index ({path: keys}) tells each reader of PNGs which files to open: it comes with the analysis' pass
     # when it ran in this command (which read the image jobs' numbers too), else with the image jobs' numbers when
     # there are some (read only then), else from the key columns.
@@ -609,6 +609,13 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     writer.remove_stale()
     progress.close()
     return Path(writer.root) / "index.html"
+
+
+def judged_by_a_measure(transfer: pd.DataFrame) -> bool:
+    """Whether the transfer figure has a cell to draw: an image of a job with a measure of success (a store of dreams
+    alone, scored by another model, drew a figure reading "no scored images")."""
+    from analysis.transfer import success_table
+    return len(success_table(transfer)) > 0
 
 
 def page_keys(tables, paged: set[int]) -> list[str]:

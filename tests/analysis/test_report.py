@@ -377,6 +377,18 @@ def test_the_transfer_caption_says_an_interpolation_is_judged_by_class_b(tmp_pat
     assert "(an interpolation's final image: class b top-1)" in caption and "dreams, which have no target" in caption
 
 
+def test_a_store_of_dreams_scored_by_another_model_draws_no_empty_transfer_figure(tmp_path):
+    """Report hunt: dreams have no target, so no measure of success: the transfer figure of a store of dreams alone,
+    scored by a second model, read "no scored images" (they were scored) under "Transfer to other models"."""
+    from handmade import write_scorer
+    from test_image_figures import make_image_store
+    store = make_image_store(tmp_path / "s", jobs=("dream",))
+    write_scorer(store)
+    index = write_figures(store)
+    assert "Transfer to other models" not in index.read_text() and not (index.parent / "transfer.png").exists()
+    assert (index.parent / "dream-01.png").exists()
+
+
 def test_analysing_again_keeps_the_earlier_margin_share(small_store):
     """`sweep analyze --metric cosine --margin-share 1` then, scores being newer, `sweep figures` analyses again with
     the same metric and share (not the defaults)."""
