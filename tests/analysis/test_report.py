@@ -377,6 +377,20 @@ def test_the_transfer_caption_says_an_interpolation_is_judged_by_class_b(tmp_pat
     assert "(an interpolation's final image: class b top-1)" in caption and "dreams, which have no target" in caption
 
 
+def test_a_gallery_caption_shows_a_photographs_backticks_as_written(tmp_path):
+    """Report hunt: an interpolation's caption names its classes and photograph, and went through the filter that
+    shows a terminal line's `backticked` commands as code: a photograph named "my `best` shot.png" was captioned
+    "my <code>best</code> shot.png"."""
+    from test_image_figures import IMAGE_OPTIONS
+    source = "my `best` shot.png"
+    rows = [Image("interpolate", 0, np.array([9.0, 0, 0, 0, 0, 0]), partner=1, source=source, frame=0),
+            Image("interpolate", 0, np.array([0, 9.0, 0, 0, 0, 0]), partner=1, source=source)]
+    store = write_store(str(tmp_path / "s"), NAMES, rows, rows_per_file=5, options={
+        **IMAGE_OPTIONS, "jobs": ["interpolate"], "sources": [source], "interpolate_pairs": [[0, 1]]})
+    html = write_figures(store).read_text()
+    assert "apple -&gt; bear from my `best` shot.png (seed 0)" in html and "<code>best</code>" not in html
+
+
 def test_a_store_of_dreams_scored_by_another_model_draws_no_empty_transfer_figure(tmp_path):
     """Report hunt: dreams have no target, so no measure of success: the transfer figure of a store of dreams alone,
     scored by a second model, read "no scored images" (they were scored) under "Transfer to other models"."""
