@@ -24,8 +24,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, PARTNER, Cell, Pages, caption_px, declutter,
-                              fit_text, gif_bytes, grid_figure, grid_pages, isolation_order, literal_text, new_figure,
-                              text_px, wrap_lines)
+                              fit_text, gif_bytes, grid_figure, grid_pages, isolation_order, literal_text,
+                              marker_radius, new_figure, text_px, wrap_lines)
 from analysis.graph import ClassRange, component_hubs, graph_from_tables, range_graph
 from analysis.load import OUTPUTS_FINITE
 from jobs.catalog import job_of_key
@@ -460,15 +460,17 @@ def draw_component(ax, g: nx.DiGraph, index: int, members: Sequence[int], *, see
     colour = colour or component_colour(index)
     size = 40 if len(members) < 200 else 15
     nodes = list(members)
-    sizes = [3 * size if n in hubs else size for n in nodes]
+    area = {n: 3 * size if n in hubs else size for n in nodes}          # points², a hub's three times
+    edge = {n: 1.5 if n in hubs else 1.0 for n in nodes}                # points
+    sizes = [area[n] for n in nodes]
     for shape, drawn in (("o", [n for n in nodes if span is None or n in span]),
                          ("s", [n for n in nodes if span is not None and n not in span])):   # s: outside the range
         if drawn:
             nx.draw_networkx_nodes(sub, pos, nodelist=drawn, node_shape=shape, ax=ax,
-                                   node_size=[3 * size if n in hubs else size for n in drawn],
+                                   node_size=[area[n] for n in drawn],
                                    node_color=[colour if g.nodes[n]["has_image"] else "white" for n in drawn],
                                    edgecolors=[INK if n in hubs else colour for n in drawn],
-                                   linewidths=[1.5 if n in hubs else 1.0 for n in drawn])
+                                   linewidths=[edge[n] for n in drawn])
     edges = sorted(sub.edges)
     mutual = [(u, v) for u, v in edges if sub.has_edge(v, u)]
     single = [(u, v) for u, v in edges if not sub.has_edge(v, u)]
@@ -483,7 +485,7 @@ def draw_component(ax, g: nx.DiGraph, index: int, members: Sequence[int], *, see
     fit_view(ax, xy)   # before `declutter`, which measures the labels in display space
     order = sorted(range(len(members)), key=lambda i: (-g.in_degree(members[i]), members[i]))   # hubs first
     declutter(ax, xy[:, 0], xy[:, 1], [g.nodes[n]["name"] for n in members], order, fontsize=GRAPH_LABEL_FONT,
-              max_chars=20)
+              max_chars=20, radii=[marker_radius(area[n], edge[n]) for n in members])
 
 
 # --- sweep directions --------------------------------------------------------------------------------------------

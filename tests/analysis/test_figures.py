@@ -143,6 +143,27 @@ def _graph_tables(sizes):
     return pd.DataFrame(rows), pd.DataFrame(comps)
 
 
+def test_a_graph_label_leaves_its_nodes_marker_clear_a_hubs_black_edge_included():
+    """Report hunt: a label's white box began 4 pt right of its node, inside a hub's marker (5.5 pt across its
+    radius, its black edge beyond): the hub's edge showed as a "C", its right side under the label."""
+    rows = [{"node": n, "name": f"class {n}", "neighbour": 0 if n else 1, "neighbour_logit": 1.0, "has_image": True,
+             "component": 0, "component_size": 4} for n in range(4)]   # 1, 2 and 3 point at 0: the hub
+    page, = fig.graph_pages(pd.DataFrame(rows), pd.DataFrame([{"component": 0, "size": 4, "members": [0, 1, 2, 3]}]))
+    ax, = page.axes
+    nodes, = [c for c in ax.collections if isinstance(c, PathCollection)]   # members in order: the hub first
+    x, y = ax.transData.transform(nodes.get_offsets()[0])
+    pixels = drawing.rgb_pixels(page).astype(int)   # H x W x 3
+    assert any(note.get_position()[0] > 0 for note in _annotations(ax) if note.get_text() == "class 0")   # right
+    edge = round(np.sqrt(3 * 40) / 2 * page.dpi / 72)   # px from the centre to the middle of the hub's black edge
+    row = pixels.shape[0] - round(y)
+
+    def darkest(columns) -> int:   # the darkest pixel where the edge crosses the row through the centre
+        return int(pixels[row, columns].sum(axis=-1).min())
+    left, right = darkest(range(round(x) - edge - 1, round(x) - edge + 2)), darkest(range(round(x) + edge - 1,
+                                                                                          round(x) + edge + 2))
+    assert right <= left + 60, (left, right)   # as dark on the label's side as on the other
+
+
 def test_graph_pages_draw_every_component_on_its_own_axes():
     sizes = [45, 7, 5, 3] + [2] * 16
     nodes, comps = _graph_tables(sizes)
