@@ -539,13 +539,14 @@ def direction_strip(images: pd.DataFrame, thumbs: Mapping, title: str, *, thumb:
 # --- generation trajectories (`sweep run --trajectory`) ----------------------------------------------------------
 
 TRAJECTORY_SIZE = (900, 420)   # px, one video frame: the image and the scatter of outputs side by side
-MARKED_ROLES = {"interpolate": ("class a", "class b")}   # what a video's legend calls its red and blue classes, by
-                                                         #   job: an interpolation goes from class a to class b
+MARKED_ROLES = {"interpolate": ("class a", "class b"),   # what a video's legend calls its red and blue classes, by
+                "opposite": ("minimised class", "partner")}   # job: an interpolation goes from class a to class b,
+                                                              #   an opposite minimises its class
 
 
 def marked_roles(key: str) -> tuple[str, str]:
     """The names of the two classes a trajectory video marks (red, blue) for the image `key`: "target" and "partner"
-    (an addition's), or an interpolation's "class a" and "class b"."""
+    (an addition's), an interpolation's "class a" and "class b", an opposite's "minimised class"."""
     return MARKED_ROLES.get(job_of_key(str(key)), ("target", "partner"))
 
 
@@ -564,8 +565,9 @@ def trajectory_frames(snapshots: pd.DataFrame, names: Sequence[str], *, size: tu
     octave, target, label and logits; a row with `final` True is the stored final image, `report.with_final_image`):
     the image the step cropped from on the left, every class's output at that step on the right (x: class index),
     the target in red and a second class (`snapshot_partner`: an addition's partner) in blue (an interpolation's
-    class a and class b, `marked_roles`), named in a legend
-    above the panel; the argmax in the panel's title, green when it is one of them. The y-axis spans all frames, so
+    class a and class b, an opposite's minimised class: `marked_roles`), named in a legend
+    above the panel; the argmax in the panel's title, green when it is one of them (an opposite's red when it is
+    its minimised class). The y-axis spans all frames, so
     the video shows the outputs move."""
     snapshots = snapshots.sort_values("step").reset_index(drop=True)
     values = np.stack(snapshots["logits"].to_numpy()) if len(snapshots) else np.zeros((0, len(names)))  # F x C
@@ -601,8 +603,11 @@ def trajectory_frames(snapshots: pd.DataFrame, names: Sequence[str], *, size: tu
         right.set_xlabel("class")
         right.set_ylabel("output")
         label = int(r.label)
-        right.set_title(f"argmax: {names[label] if 0 <= label < len(names) else label}", fontsize=10,
-                        color=GOOD if label in marked else INK)
+        if job_of_key(str(r.get("key", ""))) == "opposite":   # its class on top is the failure, not a success
+            colour = BAD if label == target else INK
+        else:
+            colour = GOOD if label in marked else INK
+        right.set_title(f"argmax: {names[label] if 0 <= label < len(names) else label}", fontsize=10, color=colour)
         return figure
     return Pages(len(snapshots), build)
 

@@ -94,7 +94,7 @@ VIDEOS_FILE = "trajectory-videos.json"   # the trajectory videos in the folder (
                                          #   a later report keeps and links them without drawing them again,
                                          #   unless they were drawn by an older VIDEO_VERSION
 VIDEO_VERSION = 3   # how trajectory videos are drawn (2: an addition's partner marked, the legend above the panel;
-                    #   3: an interpolation's classes named class a and class b)
+                    #   3: an interpolation's classes named class a and class b, an opposite's minimised class)
 PAGED_IMAGE_JOBS = tuple(job for job in IMAGE_JOBS if job not in CLASSLESS and job not in FRAMED)
 # ^ the jobs from a source image whose final image is its target's (transfigure, directed-dream): shown on the class
 #   page beside the photograph (an interpolation, from class a to b, is linked from both pages instead)

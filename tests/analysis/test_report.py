@@ -891,6 +891,25 @@ def test_an_interpolation_videos_legend_and_index_caption_name_class_a_and_class
     assert "(class a in red, class b in blue), steps 0-4." in _video_figure(video).caption
 
 
+def test_an_opposites_video_marks_its_minimised_class_and_its_argmax_on_it_as_a_failure():
+    """Report hunt: an opposite's video called its minimised class "target" and drew "argmax: <that class>" in
+    green, the colour of success, when the opposite had failed to push it down."""
+    from matplotlib.colors import to_hex
+
+    from analysis import drawing
+    from analysis import figures as fig
+    from analysis.report import video_colours
+    from test_figures import _snapshots
+    names = [f"digit {i}" for i in range(10)]
+    failed, = fig.trajectory_frames(_snapshots("opposite:-:2:-1:0", 2, np.arange(10.0)), names)
+    legend, = failed.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["minimised class: digit 2"]
+    assert to_hex(failed.axes[1].title.get_color()) == drawing.BAD
+    pushed_down, = fig.trajectory_frames(_snapshots("opposite:-:2:-1:0", 7, np.arange(10.0)), names)
+    assert to_hex(pushed_down.axes[1].title.get_color()) == drawing.INK
+    assert video_colours({"key": "opposite:-:2:-1:0", "partner": None}) == "minimised class in red"
+
+
 def test_a_report_reads_the_video_list_once(small_store_with_video, monkeypatch):
     """The list was read twice per report (for the videos to draw again, then for the ones to keep)."""
     from analysis.report import VIDEOS_FILE
