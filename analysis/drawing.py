@@ -43,12 +43,6 @@ OTHER = "#d0d0d0"
 LABEL_PLACES = ((4, "left"), (-4, "right"))   # a scatter label's places in turn: right of its point, then left
 LABEL_ZORDER = 5      # above points (2), graph nodes and arrows
 LABEL_PAD = 0.1       # a label's white box beyond its text, in font sizes
-
-
-def marker_radius(size: float, linewidth: float = 0.0) -> float:
-    """The radius in points of a scatter marker of `size` (its area in points², as `scatter`'s and networkx's
-    node_size take it: a circle's diameter, a square's side, is its square root), its edge included."""
-    return math.sqrt(size) / 2 + linewidth / 2
 DPI = 100             # figure pixels per inch: sizes below are in pixels
 LINE_PX = 13          # px per text line under a grid cell
 LINE_FONT = 7.5       # pt, text under grid cells
@@ -125,6 +119,12 @@ def isolation_order(points: np.ndarray) -> np.ndarray:
     from sklearn.neighbors import NearestNeighbors
     dist, _ = NearestNeighbors(n_neighbors=2).fit(points).kneighbors(points)
     return np.lexsort((np.arange(n), -dist[:, 1]))
+
+
+def marker_radius(size: float, linewidth: float = 0.0) -> float:
+    """The radius in points of a scatter marker of `size` (its area in points², as `scatter`'s and networkx's
+    node_size take it: a circle's diameter, a square's side, is its square root), its edge included."""
+    return math.sqrt(size) / 2 + linewidth / 2
 
 
 def declutter(ax, x: Sequence[float], y: Sequence[float], labels: Sequence[str], order: Sequence[int], *,

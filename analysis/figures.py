@@ -564,11 +564,10 @@ def trajectory_frames(snapshots: pd.DataFrame, names: Sequence[str], *, size: tu
     recorded snapshot of one image (`snapshots`: its trajectories/ rows with a png, in step order, with step,
     octave, target, label and logits; a row with `final` True is the stored final image, `report.with_final_image`):
     the image the step cropped from on the left, every class's output at that step on the right (x: class index),
-    the target in red and a second class (`snapshot_partner`: an addition's partner) in blue (an interpolation's
-    class a and class b, an opposite's minimised class: `marked_roles`), named in a legend
-    above the panel; the argmax in the panel's title, green when it is one of them (an opposite's red when it is
-    its minimised class). The y-axis spans all frames, so
-    the video shows the outputs move."""
+    the target in red and a second class (`snapshot_partner`: an addition's partner) in blue, named in a legend
+    above the panel as `marked_roles` calls them (an interpolation's class a and class b, an opposite's minimised
+    class); the argmax in the panel's title, green when it is one of them (red when it is an opposite's minimised
+    class). The y-axis spans all frames, so the video shows the outputs move."""
     snapshots = snapshots.sort_values("step").reset_index(drop=True)
     values = np.stack(snapshots["logits"].to_numpy()) if len(snapshots) else np.zeros((0, len(names)))  # F x C
     low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)

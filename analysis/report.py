@@ -479,7 +479,8 @@ def videos_by_class(videos: dict[int, list[dict]]) -> dict[int, list[dict]]:
 
 def video_colours(video: dict) -> str:
     """What a trajectory video's caption says of its marked classes (`fig.marked_roles`): "target in red", and
-    "partner in blue" for an addition's, "class a in red, class b in blue" for an interpolation's."""
+    "partner in blue" for an addition's; "class a in red, class b in blue" for an interpolation's, "minimised class
+    in red" for an opposite's."""
     first, second = fig.marked_roles(video["key"])
     return f"{first} in red" + (f", {second} in blue" if video.get("partner") is not None else "")
 
@@ -699,7 +700,7 @@ def graph_places(tables) -> dict[int, GraphPlace]:
         members = [list(m) for m in part["members"]]
         for n, page in enumerate(fig.graph_page_numbers([len(m) for m in members])):
             for c in members[n]:
-                if span is None or c in span:   # a neighbour outside the range is drawn in its own range's too
+                if span is None or c in span:   # a neighbour outside the range: placed by its own range's figure
                     places[int(c)] = GraphPlace(None if span is None else span.name, n, len(members[n]),
                                                 f"{page_stem(graph_stem(span), page)}.png")
     return places
