@@ -567,10 +567,12 @@ def trajectory_frames(snapshots: pd.DataFrame, names: Sequence[str], *, size: tu
     the target in red and a second class (`snapshot_partner`: an addition's partner) in blue, named in a legend
     above the panel as `marked_roles` calls them (an interpolation's class a and class b, an opposite's minimised
     class); the argmax in the panel's title, green when it is one of them (red when it is an opposite's minimised
-    class). The y-axis spans all frames, so the video shows the outputs move."""
+    class), or NOT_FINITE on a step whose outputs are not finite. The y-axis spans all frames' finite outputs, so the
+    video shows the outputs move."""
     snapshots = snapshots.sort_values("step").reset_index(drop=True)
     values = np.stack(snapshots["logits"].to_numpy()) if len(snapshots) else np.zeros((0, len(names)))  # F x C
-    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    finite = values[np.isfinite(values)]   # a step whose outputs overflowed has no place on the axis
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     pad = 0.05 * (high - low or 1.0)
 
     @literal_text
@@ -606,7 +608,10 @@ def trajectory_frames(snapshots: pd.DataFrame, names: Sequence[str], *, size: tu
             colour = BAD if label == target else INK
         else:
             colour = GOOD if label in marked else INK
-        right.set_title(f"argmax: {names[label] if 0 <= label < len(names) else label}", fontsize=10, color=colour)
+        title = f"argmax: {names[label] if 0 <= label < len(names) else label}"
+        if not np.isfinite(v).all():   # no argmax to read from NaN (its stored label says nothing)
+            title, colour = f"{NOT_FINITE} (NaN or inf)", BAD
+        right.set_title(title, fontsize=10, color=colour)
         return figure
     return Pages(len(snapshots), build)
 

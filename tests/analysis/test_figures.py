@@ -704,6 +704,19 @@ def test_trajectory_frame_marks_an_additions_partner_and_keeps_the_legend_off_th
     assert len(octave.axes[1].collections) == 2 and to_hex(octave.axes[1].title.get_color()) == drawing.INK
 
 
+def test_a_trajectory_step_whose_outputs_are_not_finite_is_said_so_and_the_rest_drawn():
+    """Report hunt: a recorded step whose outputs overflowed (NaN) failed `sweep figures --trajectories KEY` with
+    matplotlib's "Axis limits cannot be NaN or Inf"; its frame read "argmax" of a label taken from NaN."""
+    from matplotlib.colors import to_hex
+    shots = pd.concat([_snapshots("octave:-:2:-1:0", 2, np.arange(10.0)),
+                       _snapshots("octave:-:2:-1:0", 0, np.full(10, np.nan)).assign(step=4)], ignore_index=True)
+    drawn, overflowed = fig.trajectory_frames(shots, [f"digit {i}" for i in range(10)])
+    assert drawn.axes[1].get_ylim() == overflowed.axes[1].get_ylim() and np.isfinite(drawn.axes[1].get_ylim()).all()
+    assert drawn.axes[1].get_title() == "argmax: digit 2"
+    assert overflowed.axes[1].get_title() == "outputs not finite (NaN or inf)"
+    assert to_hex(overflowed.axes[1].title.get_color()) == drawing.BAD
+
+
 def test_direction_distribution_has_one_histogram_per_group():
     positions = np.array([-1.0, -0.5, 0.2, 0.9, 1.0, 0.0])
     groups = np.array(["a", "a", "b", "b", "b", ""])
