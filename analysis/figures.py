@@ -22,6 +22,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, PARTNER, Cell, Pages, caption_px, declutter,
                               fit_text, gif_bytes, grid_figure, grid_pages, isolation_order, literal_text,
@@ -503,6 +504,7 @@ def direction_distribution(positions: np.ndarray, groups: np.ndarray, order: Seq
         ax.hist(positions[groups == group], bins=bins, color=PALETTE[r % len(PALETTE)])
         ax.set_title(group or "(no group)", loc="left", fontsize=10)
         ax.set_ylabel("images")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))   # counts: a tick at 2.5 images read as a count
         ax.spines[["top", "right"]].set_visible(False)
     figure.suptitle(title)
     axes[-1].set_xlabel("position along the direction")

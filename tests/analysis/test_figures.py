@@ -717,6 +717,16 @@ def test_a_trajectory_step_whose_outputs_are_not_finite_is_said_so_and_the_rest_
     assert to_hex(overflowed.axes[1].title.get_color()) == drawing.BAD
 
 
+def test_direction_distribution_counts_images_in_whole_numbers():
+    """Report hunt: a group of four images had a tick at "2.5" images."""
+    positions = np.array([-5.0, -5.0, -5.0, -5.0, -3.0, 4.0, 5.0])
+    groups = np.array(["round"] * 5 + ["straight"] * 2)
+    figure = fig.direction_distribution(positions, groups, ["round", "straight"], "dir")
+    figure.canvas.draw()
+    ticks = [t for ax in figure.axes for t in ax.get_yticks() if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
 def test_direction_distribution_has_one_histogram_per_group():
     positions = np.array([-1.0, -0.5, 0.2, 0.9, 1.0, 0.0])
     groups = np.array(["a", "a", "b", "b", "b", ""])
