@@ -56,7 +56,7 @@ from analysis.load import (FIGURES, LABEL_PROB, NUMERIC_COLUMNS, OUTPUTS_FINITE,
                            iter_image_rows, iter_pngs, output_folder, read_rows_for)
 from analysis.seeds import SeedChoice
 from analysis.tables import DEFAULT_METRIC, MARGIN_SHARE
-from jobs.catalog import ALL_JOBS, CLASSLESS, FRAMED, IMAGE_JOBS
+from jobs.catalog import ALL_JOBS, CLASSLESS, FRAMED, IMAGE_JOBS, job_of_key
 from jobs.outputs import NOT_FINITE
 from jobs.schedules import SOURCE_FITS
 from jobs.text import class_label, counted
@@ -478,11 +478,13 @@ def videos_by_class(videos: dict[int, list[dict]]) -> dict[int, list[dict]]:
 
 
 def video_colours(video: dict) -> str:
-    """What a trajectory video's caption says of its marked classes (`fig.marked_roles`): "target in red", and
-    "partner in blue" for an addition's; "class a in red, class b in blue" for an interpolation's, "minimised class
-    in red" for an opposite's."""
+    """What a trajectory video's caption says of its marked classes (`fig.marked_roles`), after "every class's
+    output": " (target in red)", and "partner in blue" for an addition's; " (class a in red, class b in blue)" for an
+    interpolation's, " (minimised class in red)" for an opposite's; "" for a dream's, which marks none."""
+    if job_of_key(video["key"]) in CLASSLESS:
+        return ""
     first, second = fig.marked_roles(video["key"])
-    return f"{first} in red" + (f", {second} in blue" if video.get("partner") is not None else "")
+    return f" ({first} in red" + (f", {second} in blue)" if video.get("partner") is not None else ")")
 
 
 def _trajectory_videos(snapshots: dict[str, pd.DataFrame], names, writer: "_Writer") -> dict[int, list[dict]]:
@@ -718,7 +720,7 @@ GRAPH_STYLE = ("as in the PCA (light grey beyond the ten largest); larger with a
 def _video_figure(video: dict) -> ReportFigure:
     """A trajectory video of an image without a class page, shown on the index."""
     return ReportFigure(f"Generation of {video['key']}", (video["gif"], *([video["mp4"]] if video["mp4"] else [])),
-                        f"The image at each recorded snapshot beside every class's output ({video_colours(video)}), "
+                        f"The image at each recorded snapshot beside every class's output{video_colours(video)}, "
                         f"{video['steps']}.")
 
 

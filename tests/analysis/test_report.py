@@ -907,7 +907,17 @@ def test_an_opposites_video_marks_its_minimised_class_and_its_argmax_on_it_as_a_
     assert to_hex(failed.axes[1].title.get_color()) == drawing.BAD
     pushed_down, = fig.trajectory_frames(_snapshots("opposite:-:2:-1:0", 7, np.arange(10.0)), names)
     assert to_hex(pushed_down.axes[1].title.get_color()) == drawing.INK
-    assert video_colours({"key": "opposite:-:2:-1:0", "partner": None}) == "minimised class in red"
+    assert video_colours({"key": "opposite:-:2:-1:0", "partner": None}) == " (minimised class in red)"
+
+
+def test_a_dreams_video_caption_marks_no_class():
+    """Report hunt: a dream's video (on the index: a dream has no class page) was captioned "(target in red)"; a
+    dream has no target and its video marks no class."""
+    from analysis.report import _video_figure
+    video = {"key": "dream:block2:-1:-1:0:photo.png", "partner": None, "gif": "t.gif", "mp4": None,
+             "steps": "steps 0-4"}
+    assert _video_figure(video).caption == ("The image at each recorded snapshot beside every class's output, "
+                                            "steps 0-4.")
 
 
 def test_a_report_reads_the_video_list_once(small_store_with_video, monkeypatch):
