@@ -43,6 +43,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#1
 OTHER = "#d0d0d0"
 LABEL_PLACES = ((4, "left"), (-4, "right"))   # a scatter label's places in turn: right of its point, then left
 LABEL_ZORDER = 5      # above points (2), graph nodes and arrows
+LABEL_PAD = 0.1       # a label's white box beyond its text, in font sizes
 DPI = 100             # figure pixels per inch: sizes below are in pixels
 LINE_PX = 13          # px per text line under a grid cell
 LINE_FONT = 7.5       # pt, text under grid cells
@@ -121,22 +122,32 @@ def isolation_order(points: np.ndarray) -> np.ndarray:
     return np.lexsort((np.arange(n), -dist[:, 1]))
 
 
+def marker_radius(size: float, linewidth: float = 0.0) -> float:
+    """The radius in points of a scatter marker of `size` (its area in points², as `scatter`'s and networkx's
+    node_size take it: a circle's diameter, a square's side, is its square root), its edge included."""
+    return math.sqrt(size) / 2 + linewidth / 2
+
+
 def declutter(ax, x: Sequence[float], y: Sequence[float], labels: Sequence[str], order: Sequence[int], *,
-              fontsize: float = 7.0, max_chars: int = 24) -> list:
+              fontsize: float = 7.0, max_chars: int = 24, radii: Sequence[float] | None = None) -> list:
     """Annotate points in `order` (most important first) just right of each point, or else just left of it,
     keeping a label only where its rendered box overlaps no kept label and lies inside the axes; returns the kept
-    annotations. Kept labels sit on a half-transparent white box above everything drawn (nodes, arrows).
+    annotations. Kept labels sit on a half-transparent white box above everything drawn (nodes, arrows), clear of
+    each point's marker (`radii`: its radius in points, edge included; `marker_radius`).
 
     Call after the axes limits are final (the boxes are measured in display space)."""
     renderer = ax.figure.canvas.get_renderer()
     inside = ax.get_window_extent(renderer)
+    pad = LABEL_PAD * fontsize   # the box's padding, in points
     kept, boxes = [], []
     for i in order:
         text = shorten(str(labels[i]), max_chars)
         for dx, ha in LABEL_PLACES:
+            if radii is not None:   # a graph's hub is larger: its label's box covered half its black edge
+                dx = math.copysign(max(abs(dx), radii[i] + pad), dx)
             note = ax.annotate(text, (x[i], y[i]), xytext=(dx, 0), textcoords="offset points", ha=ha, va="center",
                                fontsize=fontsize, color=INK, annotation_clip=True, zorder=LABEL_ZORDER,
-                               bbox=dict(boxstyle="square,pad=0.1", fc="white", alpha=0.7, lw=0))
+                               bbox=dict(boxstyle=f"square,pad={LABEL_PAD}", fc="white", alpha=0.7, lw=0))
             box = note.get_window_extent(renderer)
             fits = inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
             if fits and not (boxes and Bbox(box).count_overlaps(boxes)):

@@ -22,12 +22,14 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, PARTNER, Cell, Pages, caption_px, declutter,
-                              fit_text, gif_bytes, grid_figure, grid_pages, isolation_order, literal_text, new_figure,
-                              text_px, wrap_lines)
+                              fit_text, gif_bytes, grid_figure, grid_pages, isolation_order, literal_text,
+                              marker_radius, new_figure, text_px, wrap_lines)
 from analysis.graph import ClassRange, component_hubs, graph_from_tables, range_graph
 from analysis.load import OUTPUTS_FINITE
+from jobs.catalog import job_of_key
 from jobs.outputs import NOT_FINITE, finite_rows, label_probs
 from jobs.text import class_label, named_class, size_note
 
@@ -108,9 +110,11 @@ def addition_variants(additions: pd.DataFrame) -> list[str]:
 
 def additions_grid(additions: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRID_THUMB) -> Pages:
     """Per pair and seed, each variant's image with both classes' ranks (green: the two are the top two; red:
-    named with the class that got in: `additions_table`'s intruder, the strongest class outside the pair)."""
+    named with the class that got in: `additions_table`'s intruder, the strongest class outside the pair), and its
+    seed when the table holds another than seed 0 (`seed_named`)."""
     variants = addition_variants(additions)
     width = caption_px(len(variants), thumb)
+    seeded = seed_named(additions)
     cells = []
     for _, group in additions.groupby(["target", "partner", "seed"], sort=True):
         by_variant = {r.variant: r for r in group.itertuples()}
@@ -124,10 +128,18 @@ def additions_grid(additions: pd.DataFrame, thumbs: Mapping, *, thumb: int = GRI
                     lines.append((f"{ranks} both top-2", GOOD))
                     continue
                 lines += [(ranks, BAD), (fit_text(f"in: {r.intruder_name}", width, tail=f" #{r.intruder_rank}"), BAD)]
+        if seeded:   # else a pair's cells of two seeds read the same
+            lines.append((f"seed {first.seed}", MUTED))
         cells.append(Cell(tuple(thumbs.get(by_variant[v].key) if v in by_variant else None for v in variants),
                           tuple(lines)))
     return grid_pages(cells, title=f"Additions: {' | '.join(variants)}", columns=PAIRS[0], rows=PAIRS[1],
                       thumb=thumb)
+
+
+def seed_named(additions: pd.DataFrame) -> bool:
+    """Whether the additions' captions name each image's seed: when any is not seed 0 (a store of several seeds,
+    or `--seeds` choosing another), where a pair's images of two seeds were captioned alike."""
+    return bool((additions["seed"] != 0).any())
 
 
 SOURCE_GRIDS = {
@@ -322,6 +334,16 @@ def _page_groups(sizes: Sequence[int]) -> list[list[int]]:
             + [tiny[k:k + per_tiny] for k in range(0, len(tiny), per_tiny)])
 
 
+def graph_page_numbers(sizes: Sequence[int]) -> list[int]:
+    """The page of `graph_pages` (from 0) that draws each component (`sizes`: the components' sizes, as their
+    table lists them)."""
+    pages = [0] * len(sizes)
+    for page, group in enumerate(_page_groups(sizes)):
+        for i in group:
+            pages[i] = page
+    return pages
+
+
 def _page_grid(sizes: Sequence[int]) -> tuple[int, int, float]:
     """(columns, rows, panel side in px) of a graph page showing components of `sizes` (`_page_groups`' pages)."""
     if len(sizes) == 1 and sizes[0] >= GRAPH_BIG:
@@ -376,13 +398,16 @@ def graph_pages(nodes: pd.DataFrame, components: pd.DataFrame, *, seed: int = 0,
 
 def graph_page_title(span: ClassRange | None, page: int, pages: int, width_px: float) -> str:
     """A graph page's title within `width_px` (a page of two tiny panels is 420 px wide: the title ran off it): the
-    graph (a class range's named), "by component" when it fits."""
+    graph (a class range's named), "by component" when it fits; on a page of one tiny panel (210 px) the range and
+    the page number, tersely (cut, "Graph of classes 5…" named neither)."""
     of = "" if span is None else f" of classes {span.name}"
     number = f" (page {page + 1} of {pages})"
     key = "" if span is None else "; squares: neighbours outside the range"
+    terse = [f"Graph{number}", f"Graph, {page + 1}/{pages}"] if span is None else [
+        f"Classes {span.name}, {page + 1}/{pages}", f"{span.name}, {page + 1}/{pages}"]
     titles = [f"Nearest-neighbour graph{of}, by component{number}{key}",
               *([f"Nearest-neighbour graph{of}, by component{number}"] if span else []),
-              f"Nearest-neighbour graph{of}{number}", *([f"Graph{of}{number}"] if span else [])]
+              f"Nearest-neighbour graph{of}{number}", *([f"Graph{of}{number}"] if span else []), *terse]
     fitting = [t for t in titles if text_px(t, GRAPH_PAGE_FONT) <= width_px]
     return fitting[0] if fitting else fit_text(titles[-1], width_px, fontsize=GRAPH_PAGE_FONT)
 
@@ -436,15 +461,17 @@ def draw_component(ax, g: nx.DiGraph, index: int, members: Sequence[int], *, see
     colour = colour or component_colour(index)
     size = 40 if len(members) < 200 else 15
     nodes = list(members)
-    sizes = [3 * size if n in hubs else size for n in nodes]
+    area = {n: 3 * size if n in hubs else size for n in nodes}          # points², a hub's three times
+    edge = {n: 1.5 if n in hubs else 1.0 for n in nodes}                # points
+    sizes = [area[n] for n in nodes]
     for shape, drawn in (("o", [n for n in nodes if span is None or n in span]),
                          ("s", [n for n in nodes if span is not None and n not in span])):   # s: outside the range
         if drawn:
             nx.draw_networkx_nodes(sub, pos, nodelist=drawn, node_shape=shape, ax=ax,
-                                   node_size=[3 * size if n in hubs else size for n in drawn],
+                                   node_size=[area[n] for n in drawn],
                                    node_color=[colour if g.nodes[n]["has_image"] else "white" for n in drawn],
                                    edgecolors=[INK if n in hubs else colour for n in drawn],
-                                   linewidths=[1.5 if n in hubs else 1.0 for n in drawn])
+                                   linewidths=[edge[n] for n in drawn])
     edges = sorted(sub.edges)
     mutual = [(u, v) for u, v in edges if sub.has_edge(v, u)]
     single = [(u, v) for u, v in edges if not sub.has_edge(v, u)]
@@ -459,7 +486,7 @@ def draw_component(ax, g: nx.DiGraph, index: int, members: Sequence[int], *, see
     fit_view(ax, xy)   # before `declutter`, which measures the labels in display space
     order = sorted(range(len(members)), key=lambda i: (-g.in_degree(members[i]), members[i]))   # hubs first
     declutter(ax, xy[:, 0], xy[:, 1], [g.nodes[n]["name"] for n in members], order, fontsize=GRAPH_LABEL_FONT,
-              max_chars=20)
+              max_chars=20, radii=[marker_radius(area[n], edge[n]) for n in members])
 
 
 # --- sweep directions --------------------------------------------------------------------------------------------
@@ -477,6 +504,7 @@ def direction_distribution(positions: np.ndarray, groups: np.ndarray, order: Seq
         ax.hist(positions[groups == group], bins=bins, color=PALETTE[r % len(PALETTE)])
         ax.set_title(group or "(no group)", loc="left", fontsize=10)
         ax.set_ylabel("images")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))   # counts: a tick at 2.5 images read as a count
         ax.spines[["top", "right"]].set_visible(False)
     figure.suptitle(title)
     axes[-1].set_xlabel("position along the direction")
@@ -513,6 +541,15 @@ def direction_strip(images: pd.DataFrame, thumbs: Mapping, title: str, *, thumb:
 # --- generation trajectories (`sweep run --trajectory`) ----------------------------------------------------------
 
 TRAJECTORY_SIZE = (900, 420)   # px, one video frame: the image and the scatter of outputs side by side
+MARKED_ROLES = {"interpolate": ("class a", "class b"),   # what a video's legend calls its red and blue classes, by
+                "opposite": ("minimised class", "partner")}   # job: an interpolation goes from class a to class b,
+                                                              #   an opposite minimises its class
+
+
+def marked_roles(key: str) -> tuple[str, str]:
+    """The names of the two classes a trajectory video marks (red, blue) for the image `key`: "target" and "partner"
+    (an addition's), an interpolation's "class a" and "class b", an opposite's "minimised class"."""
+    return MARKED_ROLES.get(job_of_key(str(key)), ("target", "partner"))
 
 
 def snapshot_partner(row) -> int | None:
@@ -530,11 +567,14 @@ def trajectory_frames(snapshots: pd.DataFrame, names: Sequence[str], *, size: tu
     octave, target, label and logits; a row with `final` True is the stored final image, `report.with_final_image`):
     the image the step cropped from on the left, every class's output at that step on the right (x: class index),
     the target in red and a second class (`snapshot_partner`: an addition's partner) in blue, named in a legend
-    above the panel; the argmax in the panel's title, green when it is one of them. The y-axis spans all frames, so
-    the video shows the outputs move."""
+    above the panel as `marked_roles` calls them (an interpolation's class a and class b, an opposite's minimised
+    class); the argmax in the panel's title, green when it is one of them (red when it is an opposite's minimised
+    class), or NOT_FINITE on a step whose outputs are not finite. The y-axis spans all frames' finite outputs, so the
+    video shows the outputs move."""
     snapshots = snapshots.sort_values("step").reset_index(drop=True)
     values = np.stack(snapshots["logits"].to_numpy()) if len(snapshots) else np.zeros((0, len(names)))  # F x C
-    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    finite = values[np.isfinite(values)]   # a step whose outputs overflowed has no place on the axis
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     pad = 0.05 * (high - low or 1.0)
 
     @literal_text
@@ -551,7 +591,8 @@ def trajectory_frames(snapshots: pd.DataFrame, names: Sequence[str], *, size: tu
         v = values[index]
         others = np.ones(len(v), bool)
         partner = snapshot_partner(r)
-        marked = {c: (colour, role) for c, colour, role in ((target, BAD, "target"), (partner, PARTNER, "partner"))
+        roles = marked_roles(r.get("key", ""))   # a table without keys: target and partner
+        marked = {c: (colour, role) for c, colour, role in ((target, BAD, roles[0]), (partner, PARTNER, roles[1]))
                   if c is not None}
         for c in marked:
             others[c] = False
@@ -565,8 +606,14 @@ def trajectory_frames(snapshots: pd.DataFrame, names: Sequence[str], *, size: tu
         right.set_xlabel("class")
         right.set_ylabel("output")
         label = int(r.label)
-        right.set_title(f"argmax: {names[label] if 0 <= label < len(names) else label}", fontsize=10,
-                        color=GOOD if label in marked else INK)
+        if job_of_key(str(r.get("key", ""))) == "opposite":   # its class on top is the failure, not a success
+            colour = BAD if label == target else INK
+        else:
+            colour = GOOD if label in marked else INK
+        title = f"argmax: {names[label] if 0 <= label < len(names) else label}"
+        if not np.isfinite(v).all():   # no argmax to read from NaN (its stored label says nothing)
+            title, colour = f"{NOT_FINITE} (NaN or inf)", BAD
+        right.set_title(title, fontsize=10, color=colour)
         return figure
     return Pages(len(snapshots), build)
 
@@ -634,6 +681,7 @@ def stability_figure(summary: pd.DataFrame, every: int | None = None) -> Figure:
         ax.set_axisbelow(True)   # the grid lines behind the bars
         ax.grid(True, axis="y", color="#e4e4e4")
     axes[1].set_ylim(0, 1.08)   # room for the labels of bars at 1
+    axes[0].set_ylim(bottom=0)   # a rate: bars of n/a alone (one recorded step an octave) spanned -0.05 to 0.05
     axes[0].legend(fontsize=8, frameon=False)
     figure.suptitle(f"Classification stability during generation ({job} images)", fontsize=11)
     figure.tight_layout()

@@ -56,7 +56,7 @@ from analysis.load import (FIGURES, LABEL_PROB, NUMERIC_COLUMNS, OUTPUTS_FINITE,
                            iter_image_rows, iter_pngs, output_folder, read_rows_for)
 from analysis.seeds import SeedChoice
 from analysis.tables import DEFAULT_METRIC, MARGIN_SHARE
-from jobs.catalog import ALL_JOBS, CLASSLESS, FRAMED, IMAGE_JOBS
+from jobs.catalog import ALL_JOBS, CLASSLESS, FRAMED, IMAGE_JOBS, job_of_key
 from jobs.outputs import NOT_FINITE
 from jobs.schedules import SOURCE_FITS
 from jobs.text import class_label, counted
@@ -93,7 +93,8 @@ VIDEOS_FILE = "trajectory-videos.json"   # the trajectory videos in the folder (
                                          #   steps, version} each; partner as the store holds it, null for none):
                                          #   a later report keeps and links them without drawing them again,
                                          #   unless they were drawn by an older VIDEO_VERSION
-VIDEO_VERSION = 2   # how trajectory videos are drawn (2: an addition's partner marked, the legend above the panel)
+VIDEO_VERSION = 3   # how trajectory videos are drawn (2: an addition's partner marked, the legend above the panel;
+                    #   3: an interpolation's classes named class a and class b, an opposite's minimised class)
 PAGED_IMAGE_JOBS = tuple(job for job in IMAGE_JOBS if job not in CLASSLESS and job not in FRAMED)
 # ^ the jobs from a source image whose final image is its target's (transfigure, directed-dream): shown on the class
 #   page beside the photograph (an interpolation, from class a to b, is linked from both pages instead)
@@ -469,10 +470,21 @@ def videos_by_class(videos: dict[int, list[dict]]) -> dict[int, list[dict]]:
     for target, listed in videos.items():
         for video in listed:
             partner = video.get("partner")
-            pages.setdefault(target, []).append({**video, "other": partner})
+            colours = video_colours(video)
+            pages.setdefault(target, []).append({**video, "other": partner, "colours": colours})
             if partner is not None and partner != target:
-                pages.setdefault(partner, []).append({**video, "other": target})
+                pages.setdefault(partner, []).append({**video, "other": target, "colours": colours})
     return pages
+
+
+def video_colours(video: dict) -> str:
+    """What a trajectory video's caption says of its marked classes (`fig.marked_roles`), after "every class's
+    output": " (target in red)", and "partner in blue" for an addition's; " (class a in red, class b in blue)" for an
+    interpolation's, " (minimised class in red)" for an opposite's; "" for a dream's, which marks none."""
+    if job_of_key(video["key"]) in CLASSLESS:
+        return ""
+    first, second = fig.marked_roles(video["key"])
+    return f" ({first} in red" + (f", {second} in blue)" if video.get("partner") is not None else ")")
 
 
 def _trajectory_videos(snapshots: dict[str, pd.DataFrame], names, writer: "_Writer") -> dict[int, list[dict]]:
@@ -503,7 +515,7 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     opposites = tables.get("opposites")
     additions = tables.get("additions")
     transfer = tables.get("transfer")
-    scored = transfer is not None and transfer["scorer"].nunique() > 1   # another model has scored the images
+    scored = transfer is not None and transfer["scorer"].nunique() > 1 and judged_by_a_measure(transfer)
     # The key index ({path: keys}) tells each reader of PNGs which files to open: it comes with the analysis' pass
     # when it ran in this command (which read the image jobs' numbers too), else with the image jobs' numbers when
     # there are some (read only then), else from the key columns.
@@ -551,14 +563,15 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
         files = writer.figure_files("transfer", transfer_figure(transfer), svg=True)
         figures.append(ReportFigure("Transfer to other models", files, "Each job's images judged by its own "
                                     "measure, per scoring model (the generating model first; `sweep score` adds "
-                                    "scorers): octave and image jobs by the share with the target top-1, additions "
-                                    "by the share with both classes in the top 2, opposites by the mean percentile "
-                                    "of the minimised class (0: the scorer's lowest output)."))
+                                    "scorers): octave and image jobs by the share with the target top-1 (an "
+                                    "interpolation's final image: class b top-1), additions by the share with both "
+                                    "classes in the top 2, opposites by the mean percentile of the minimised class "
+                                    "(0: the scorer's lowest output); dreams, which have no target, are not judged."))
     notes = []
     if "features" in tables:
         step("features")
         figures.extend(_feature_figures(fig.class_image_features(tables["features"], classes), writer,
-                                        tables.get("graph_nodes")))
+                                        tables.get("graph_nodes"), classes))
     elif classes is not None:   # without class images NO_CLASSES says it
         notes.append(f"Feature embedding skipped: the store has no {ANALYSIS_DIR}/features.parquet (run "
                      "`sweep analyze --features LAYER:0,4` to compute it).")
@@ -601,6 +614,13 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
     return Path(writer.root) / "index.html"
 
 
+def judged_by_a_measure(transfer: pd.DataFrame) -> bool:
+    """Whether the transfer figure has a cell to draw: an image of a job with a measure of success (a store of dreams
+    alone, scored by another model, drew a figure reading "no scored images")."""
+    from analysis.transfer import success_table
+    return len(success_table(transfer)) > 0
+
+
 def page_keys(tables, paged: set[int]) -> list[str]:
     """The keys of the analysis tables' images that the HTML pages show (`paged`: the classes with a page): every
     class image (the index and its page), the opposite image of a class with a page, and each addition of which one
@@ -628,10 +648,8 @@ def _class_figures(tables, thumbs, writer: "_Writer", step: Callable[[str], None
         figures.append(ReportFigure("PCA of the output space", files, "First two principal components of the "
                                     "class representatives' output vectors."))
     step("graph")
-    if "graph_ranges" not in tables or tables["graph_ranges"].empty:
-        # `--graph-ranges all`, or ranges none of whose classes has an image: the whole graph's pages (rather than
-        # no graph at all), else a figure per range
-        figures.append(writer.figure("Nearest-neighbour graph", "graph",
+    if draws_whole_graph(tables):
+        figures.append(writer.figure("Nearest-neighbour graph", graph_stem(None),
                                      fig.graph_pages(tables["graph_nodes"], tables["graph_components"]),
                                      f"{len(tables['graph_components'])} components; an arrow goes from each class "
                                      f"to the class most activated by its image. Nodes take their component's "
@@ -640,7 +658,7 @@ def _class_figures(tables, thumbs, writer: "_Writer", step: Callable[[str], None
     ranges = tables["graph_ranges"]
     for (first, last), part in ranges.groupby(["first", "last"], sort=False):
         span = ClassRange(int(first), int(last))
-        figures.append(writer.figure(f"Nearest-neighbour graph of classes {span.name}", f"graph-{span.name}",
+        figures.append(writer.figure(f"Nearest-neighbour graph of classes {span.name}", graph_stem(span),
                                      fig.graph_pages(tables["graph_nodes"], part, span=span),
                                      f"{counted(len(part), 'component')}; an arrow goes from each class of "
                                      f"{span.name} to the class most activated by its image, which may lie outside "
@@ -650,6 +668,51 @@ def _class_figures(tables, thumbs, writer: "_Writer", step: Callable[[str], None
     return figures
 
 
+def draws_whole_graph(tables) -> bool:
+    """Whether the report draws the whole graph's pages: with `--graph-ranges all`, or ranges none of whose classes
+    has an image (rather than no graph at all); else a figure per range."""
+    return "graph_ranges" not in tables or tables["graph_ranges"].empty
+
+
+def graph_stem(span: ClassRange | None) -> str:
+    """The stem of a graph figure's pages: the whole graph's (None) or a class range's."""
+    return "graph" if span is None else f"graph-{span.name}"
+
+
+@dataclass(frozen=True)
+class GraphPlace:
+    """Where the report's graph figures draw a class: a class page says it, as the figures number the components
+    of a class range apart from the whole graph's."""
+    span: str | None   # the class range whose figure draws it (None: the whole graph's figure)
+    component: int     # its component's number in that figure
+    size: int          # that component's classes (in a range's figure, the neighbours outside it included)
+    page: str          # the figure's page (PNG) that draws it
+
+
+def graph_places(tables) -> dict[int, GraphPlace]:
+    """Per class, where the graph figures draw it (`GraphPlace`): in the figure of the range that holds it (as the
+    graph_ranges table numbers its components), or in the whole graph's (the graph_components table's)."""
+    if draws_whole_graph(tables):
+        parts = [(None, tables["graph_components"])]
+    else:
+        parts = [(ClassRange(int(first), int(last)), part)
+                 for (first, last), part in tables["graph_ranges"].groupby(["first", "last"], sort=False)]
+    places = {}
+    for span, part in parts:
+        members = [list(m) for m in part["members"]]
+        for n, page in enumerate(fig.graph_page_numbers([len(m) for m in members])):
+            for c in members[n]:
+                if span is None or c in span:   # a neighbour outside the range: placed by its own range's figure
+                    places[int(c)] = GraphPlace(None if span is None else span.name, n, len(members[n]),
+                                                f"{page_stem(graph_stem(span), page)}.png")
+    return places
+
+
+def page_stem(stem: str, page: int) -> str:
+    """The stem of a paginated figure's page (from 0): {stem}-01, {stem}-02, ..."""
+    return f"{stem}-{page + 1:02d}"
+
+
 GRAPH_STYLE = ("as in the PCA (light grey beyond the ten largest); larger with a black edge: the hub; hollow: no "
                "image of its own; a mutual pair's two arrows are bent apart.")
 
@@ -657,7 +720,7 @@ GRAPH_STYLE = ("as in the PCA (light grey beyond the ten largest); larger with a
 def _video_figure(video: dict) -> ReportFigure:
     """A trajectory video of an image without a class page, shown on the index."""
     return ReportFigure(f"Generation of {video['key']}", (video["gif"], *([video["mp4"]] if video["mp4"] else [])),
-                        f"The image at each recorded snapshot beside every class's output (target in red), "
+                        f"The image at each recorded snapshot beside every class's output{video_colours(video)}, "
                         f"{video['steps']}.")
 
 
@@ -737,7 +800,7 @@ class _Writer:
         """Pages of a paginated figure as {stem}-01.png, {stem}-02.png, ..."""
         files: list[str] = []
         for i in range(len(pages)):   # `Pages` builds each page on access: one page in memory at a time
-            files += self.figure_files(f"{stem}-{i + 1:02d}", pages[i], svg=svg)
+            files += self.figure_files(page_stem(stem, i), pages[i], svg=svg)
         return ReportFigure(title, tuple(files), caption)
 
     def remove_stale(self) -> None:
@@ -801,8 +864,10 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
-def _feature_figures(features: pd.DataFrame, writer: _Writer, nodes: pd.DataFrame | None = None
-                     ) -> list[ReportFigure]:
+def _feature_figures(features: pd.DataFrame, writer: _Writer, nodes: pd.DataFrame | None = None,
+                     classes: pd.DataFrame | None = None) -> list[ReportFigure]:
+    """A feature scatter per layer of `features` (`fig.class_image_features`), its caption saying how many of the
+    `classes` table's class images it lacks."""
     if not fig.feature_maps(features):
         return []
     out = []
@@ -813,8 +878,22 @@ def _feature_figures(features: pd.DataFrame, writer: _Writer, nodes: pd.DataFram
                                 "activation of two feature maps (the article's feature latent space; with more "
                                 "maps, the subtitle names the two shown)"
                                 + (", coloured by nearest-neighbour graph component as in the PCA." if nodes is not None
-                                   else ".")))
+                                   else ".") + missing_features_words(features, classes, layer)))
     return out
+
+
+def missing_features_words(features: pd.DataFrame, classes: pd.DataFrame | None, layer: str) -> str:
+    """What a feature scatter's caption says of the class images without a row of `layer` in features.parquet
+    (`sweep analyze --features` computed it before them, and nothing computes it again): "" when none lacks one, and
+    for features of other images than the class images (`fig.class_image_features` draws them all)."""
+    if classes is None or "key" not in features:
+        return ""
+    wanted, present = set(classes["key"]), set(features.loc[features["layer"] == layer, "key"])
+    missing = len(wanted - present)
+    if not missing or not wanted & present:
+        return ""
+    return (f" {missing} of the {counted(len(classes), 'class image')} are not in {ANALYSIS_DIR}/features.parquet "
+            f"(computed before them) and not drawn: `sweep analyze --features {layer}:MAPS` computes it again.")
 
 
 DIRECTIONS_FILES = ("directions-distribution.png", "directions-distribution.svg", "directions-strip.png")
@@ -1083,6 +1162,7 @@ def templates():
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["code"] = inline_code
     env.globals["class_label"] = class_label
+    env.globals["counted"] = counted
     env.globals["not_finite"] = NOT_FINITE
     return env
 
@@ -1170,7 +1250,9 @@ def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, i
     nodes = tables["graph_nodes"]
     pointing = nodes[nodes["has_image"]].groupby("neighbour")["node"].apply(list).to_dict()
     component = dict(zip(nodes["node"], zip(nodes["component"], nodes["component_size"])))
+    places = graph_places(tables)
     adds = tables.get("additions")
+    seeded = adds is not None and fig.seed_named(adds)   # each addition's seed named (as in the grid)
     top3 = tables.get("transfer_top3")
     if top3 is not None and top3["scorer"].nunique() < 2:
         top3 = None   # only the generating model: its top 5 is on the page already
@@ -1187,9 +1269,10 @@ def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, i
             previous=targets[i - 1] if i > 0 else None, next=targets[i + 1] if i + 1 < len(targets) else None,
             mutual={True: "mutual", False: "not mutual", None: "unknown"}[fig._flag(o.mutual)] if o is not None
             else "", metric=summary.metric, pointing=pointing.get(r.target, []), component=comp,
+            graph_place=places.get(r.target),
             component_size=size, top5=[(int(c), lv, pv) for c, lv, pv in zip(r.top5, r.top5_logits, r.top5_probs)],
-            additions=mine, videos=extras.videos.get(r.target, []), sourced=extras.sourced.get(r.target, []),
-            interpolations=extras.interpolations.get(r.target, []),
+            additions=mine, seeded=seeded, videos=extras.videos.get(r.target, []),
+            sourced=extras.sourced.get(r.target, []), interpolations=extras.interpolations.get(r.target, []),
             scorer_top3=[] if top3 is None else [(scorer, list(part.sort_values("rank").itertuples()))
                                                  for scorer, part in top3[top3["key"] == r.key].groupby(
                                                      "scorer", sort=False)])

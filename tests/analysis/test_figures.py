@@ -143,6 +143,27 @@ def _graph_tables(sizes):
     return pd.DataFrame(rows), pd.DataFrame(comps)
 
 
+def test_a_graph_label_leaves_its_nodes_marker_clear_a_hubs_black_edge_included():
+    """Report hunt: a label's white box began 4 pt right of its node, inside a hub's marker (5.5 pt across its
+    radius, its black edge beyond): the hub's edge showed as a "C", its right side under the label."""
+    rows = [{"node": n, "name": f"class {n}", "neighbour": 0 if n else 1, "neighbour_logit": 1.0, "has_image": True,
+             "component": 0, "component_size": 4} for n in range(4)]   # 1, 2 and 3 point at 0: the hub
+    page, = fig.graph_pages(pd.DataFrame(rows), pd.DataFrame([{"component": 0, "size": 4, "members": [0, 1, 2, 3]}]))
+    ax, = page.axes
+    nodes, = [c for c in ax.collections if isinstance(c, PathCollection)]   # members in order: the hub first
+    x, y = ax.transData.transform(nodes.get_offsets()[0])
+    pixels = drawing.rgb_pixels(page).astype(int)   # H x W x 3
+    assert any(note.get_position()[0] > 0 for note in _annotations(ax) if note.get_text() == "class 0")   # right
+    edge = round(np.sqrt(3 * 40) / 2 * page.dpi / 72)   # px from the centre to the middle of the hub's black edge
+    row = pixels.shape[0] - round(y)
+
+    def darkest(columns) -> int:   # the darkest pixel where the edge crosses the row through the centre
+        return int(pixels[row, columns].sum(axis=-1).min())
+    left, right = darkest(range(round(x) - edge - 1, round(x) - edge + 2)), darkest(range(round(x) + edge - 1,
+                                                                                          round(x) + edge + 2))
+    assert right <= left + 60, (left, right)   # as dark on the label's side as on the other
+
+
 def test_graph_pages_draw_every_component_on_its_own_axes():
     sizes = [45, 7, 5, 3] + [2] * 16
     nodes, comps = _graph_tables(sizes)
@@ -356,6 +377,15 @@ def test_a_graph_pages_title_fits_its_page():
                                          "squares: neighbours outside the range")
 
 
+def test_a_narrow_graph_pages_title_keeps_its_range_and_page_number():
+    """Report hunt: the last page of a range's graph, one pair on a 210 px page, was titled "Graph of classes 0-…",
+    cut before the range and its page number (the demo's graph-0-4-02.png)."""
+    from analysis.graph import ClassRange
+    assert fig.graph_page_title(ClassRange(500, 999), 11, 12, 210) == "500-999, 12/12"
+    assert fig.graph_page_title(ClassRange(0, 4), 1, 2, 210) == "Classes 0-4, 2/2"
+    assert fig.graph_page_title(None, 2, 3, 210) == "Graph (page 3 of 3)"
+
+
 def test_palette_has_no_grey_and_other_is_lighter_than_every_colour():
     from matplotlib.colors import to_rgb
     greys = [c for c in drawing.PALETTE if np.ptp(to_rgb(c)) < 0.1]
@@ -392,6 +422,20 @@ def _colour_of(figure: Figure, text: str) -> str:
     from matplotlib.colors import to_hex
     found, = [t for t in figure.texts if t.get_text() == text]
     return to_hex(found.get_color())
+
+
+@pytest.mark.filterwarnings("ignore:Glyph")   # matplotlib's "Glyph ... missing from font(s) DejaVu Sans"
+def test_names_with_characters_the_font_lacks_are_measured_as_drawn_not_refused():
+    """Report hunt: a class named "鲤鱼 carp" (or a photograph "猫.jpg", a name holding a tab) failed the whole
+    report with FreeType's "RuntimeError: No glyphs have been loaded" while its caption was measured; matplotlib
+    draws such a character from a fallback font (its last resort a box), as wide as measured here."""
+    figure = drawing.new_figure(400, 100)
+    drawn = figure.text(0, 0, "鲤鱼\t", fontsize=drawing.LINE_FONT).get_window_extent(figure.canvas.get_renderer())
+    assert abs(drawing.text_px("鲤鱼\t") - drawn.width) <= 2
+    classes = pd.DataFrame({"key": ["a"], "target": [5], "name": ["鲤鱼 carp with a long name"], "correct": [True],
+                            "label_name": ["鲤鱼 carp"], "target_prob": [0.9], "top5_probs": [[0.9]]})
+    page, = fig.contact_sheets(classes, {})
+    assert "p = 0.900" in _texts(page)
 
 
 def test_contact_sheet_gives_a_wrong_label_its_own_probability_beside_the_class_one():
@@ -581,8 +625,26 @@ def test_additions_grid_names_the_class_that_got_in_not_a_member_of_the_pair():
     assert not any("digit 3" in t for t in texts if t != "digit 0 + digit 3")
 
 
+def test_additions_grid_names_each_images_seed_when_a_seed_is_not_0():
+    """Report hunt: a store of two seeds drew each pair twice under the same caption ("apple + bear", the same
+    ranks), with nothing saying which image was which seed's."""
+    rows = [_addition("merge", (1, 2), 0), {**_addition("merge", (2, 1), 0), "seed": 1,
+                                             "key": "addition:merge:0:3:1"}]
+    texts = _texts(fig.additions_grid(pd.DataFrame(rows), {})[0])
+    assert texts.index("seed 0") < texts.index("seed 1")
+    assert "seed 0" not in _texts(fig.additions_grid(pd.DataFrame(rows[:1]), {})[0])   # a store of one seed: as before
+
+
 def _stability(rows):
     return pd.DataFrame(rows, columns=["model", "job", "octave", "change_rate", "target_top1_share"])
+
+
+def test_stability_figures_change_rate_axis_starts_at_0_when_every_value_is_missing():
+    """Report hunt: with one recorded step an octave every change rate is n/a, and the panel's axis ran from -0.05
+    to 0.05, negative changes for a rate."""
+    figure = fig.stability_figure(_stability([("digits", "octave", 1, np.nan, 0.0), ("digits", "octave", 2, np.nan,
+                                                                                  0.0)]))
+    assert figure.axes[0].get_ylim()[0] == 0
 
 
 def test_stability_figure_draws_one_job_the_models_share_and_names_it():
@@ -652,6 +714,29 @@ def test_trajectory_frame_marks_an_additions_partner_and_keeps_the_legend_off_th
         assert not legend.get_window_extent(renderer).overlaps(covered.get_window_extent(renderer))
     octave, = fig.trajectory_frames(_snapshots("octave:-:2:-1:0", 9, low), names)
     assert len(octave.axes[1].collections) == 2 and to_hex(octave.axes[1].title.get_color()) == drawing.INK
+
+
+def test_a_trajectory_step_whose_outputs_are_not_finite_is_said_so_and_the_rest_drawn():
+    """Report hunt: a recorded step whose outputs overflowed (NaN) failed `sweep figures --trajectories KEY` with
+    matplotlib's "Axis limits cannot be NaN or Inf"; its frame read "argmax" of a label taken from NaN."""
+    from matplotlib.colors import to_hex
+    shots = pd.concat([_snapshots("octave:-:2:-1:0", 2, np.arange(10.0)),
+                       _snapshots("octave:-:2:-1:0", 0, np.full(10, np.nan)).assign(step=4)], ignore_index=True)
+    drawn, overflowed = fig.trajectory_frames(shots, [f"digit {i}" for i in range(10)])
+    assert drawn.axes[1].get_ylim() == overflowed.axes[1].get_ylim() and np.isfinite(drawn.axes[1].get_ylim()).all()
+    assert drawn.axes[1].get_title() == "argmax: digit 2"
+    assert overflowed.axes[1].get_title() == "outputs not finite (NaN or inf)"
+    assert to_hex(overflowed.axes[1].title.get_color()) == drawing.BAD
+
+
+def test_direction_distribution_counts_images_in_whole_numbers():
+    """Report hunt: a group of four images had a tick at "2.5" images."""
+    positions = np.array([-5.0, -5.0, -5.0, -5.0, -3.0, 4.0, 5.0])
+    groups = np.array(["round"] * 5 + ["straight"] * 2)
+    figure = fig.direction_distribution(positions, groups, ["round", "straight"], "dir")
+    figure.canvas.draw()
+    ticks = [t for ax in figure.axes for t in ax.get_yticks() if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks
 
 
 def test_direction_distribution_has_one_histogram_per_group():

@@ -18,6 +18,12 @@ from handmade import NAMES, OPTIONS, Report, copied, corrupt_png_column, make_sm
 from jobs.catalog import key_of as item_key
 
 
+def html_text(html: str) -> str:
+    """What a browser shows of an HTML fragment: its text, tags dropped and entities decoded."""
+    import html as entities
+    return entities.unescape(re.sub(r"<[^>]+>", "", html))
+
+
 def _links(html: str) -> list[str]:
     return re.findall(r'(?:href|src)="([^"#]+)"', html)
 
@@ -359,6 +365,44 @@ def test_figures_analyse_again_when_scores_are_newer_than_the_analysis_and_say_s
 
 
 
+def test_the_transfer_caption_says_an_interpolation_is_judged_by_class_b(tmp_path):
+    """Report hunt: the caption said every job from photographs was judged by "the share with the target top-1", its
+    figure's row "interpolate: top-1 = class b" (the interpolation ends at class b), and a dream has no target."""
+    from handmade import write_scorer
+    from test_image_figures import make_image_store
+    store = make_image_store(tmp_path / "s")
+    write_scorer(store)
+    html = write_figures(store).read_text()
+    caption = html_text(html[html.index("<h3>Transfer to other models</h3>"):].split("</p>")[0])
+    assert "(an interpolation's final image: class b top-1)" in caption and "dreams, which have no target" in caption
+
+
+def test_a_gallery_caption_shows_a_photographs_backticks_as_written(tmp_path):
+    """Report hunt: an interpolation's caption names its classes and photograph, and went through the filter that
+    shows a terminal line's `backticked` commands as code: a photograph named "my `best` shot.png" was captioned
+    "my <code>best</code> shot.png"."""
+    from test_image_figures import IMAGE_OPTIONS
+    source = "my `best` shot.png"
+    rows = [Image("interpolate", 0, np.array([9.0, 0, 0, 0, 0, 0]), partner=1, source=source, frame=0),
+            Image("interpolate", 0, np.array([0, 9.0, 0, 0, 0, 0]), partner=1, source=source)]
+    store = write_store(str(tmp_path / "s"), NAMES, rows, rows_per_file=5, options={
+        **IMAGE_OPTIONS, "jobs": ["interpolate"], "sources": [source], "interpolate_pairs": [[0, 1]]})
+    html = write_figures(store).read_text()
+    assert "apple -&gt; bear from my `best` shot.png (seed 0)" in html and "<code>best</code>" not in html
+
+
+def test_a_store_of_dreams_scored_by_another_model_draws_no_empty_transfer_figure(tmp_path):
+    """Report hunt: dreams have no target, so no measure of success: the transfer figure of a store of dreams alone,
+    scored by a second model, read "no scored images" (they were scored) under "Transfer to other models"."""
+    from handmade import write_scorer
+    from test_image_figures import make_image_store
+    store = make_image_store(tmp_path / "s", jobs=("dream",))
+    write_scorer(store)
+    index = write_figures(store)
+    assert "Transfer to other models" not in index.read_text() and not (index.parent / "transfer.png").exists()
+    assert (index.parent / "dream-01.png").exists()
+
+
 def test_analysing_again_keeps_the_earlier_margin_share(small_store):
     """`sweep analyze --metric cosine --margin-share 1` then, scores being newer, `sweep figures` analyses again with
     the same metric and share (not the defaults)."""
@@ -414,6 +458,44 @@ def test_ranges_none_of_whose_classes_has_an_image_leave_the_whole_graphs_pages(
     graphs = sorted(name for name in os.listdir(Path(small_store) / "figures") if name.startswith("graph"))
     assert graphs == ["graph-01.png", "graph-01.svg", "graph-02.png", "graph-02.svg"]
     assert "<h3>Nearest-neighbour graph</h3>" in html
+
+
+def test_a_feature_scatter_computed_before_some_class_images_says_how_many_it_lacks(small_store, tmp_path):
+    """Report hunt: features.parquet is written by `sweep analyze --features` alone and kept when the store gains
+    images; the scatter then left out the newer class images while its caption said "Each class image placed"."""
+    analyze_store(small_store)
+    keys = [item_key("octave", "", c, -1, 0) for c in range(4)]   # classes 4 and 5 came later
+    pd.DataFrame({"key": keys, "target": np.arange(4, dtype=np.int32), "target_name": list(NAMES[:4]),
+                  "layer": "block2", "map_0": np.linspace(0, 1, 4, dtype=np.float32),
+                  "map_4": np.linspace(1, 0, 4, dtype=np.float32)}).to_parquet(
+        os.path.join(small_store, "analysis", "features.parquet"))
+    text = html_text(write_figures(small_store, str(tmp_path / "report")).read_text())
+    assert ("2 of the 6 class images are not in analysis/features.parquet (computed before them) and not drawn: "
+            "sweep analyze --features block2:MAPS computes it again.") in text
+
+
+def _graph_line(page: Path) -> str:
+    return " ".join(re.search(r"<li>graph component.*?</li>", page.read_text(), re.S)[0].split())
+
+
+def test_a_class_page_names_its_component_as_the_graph_figure_drawing_it_does_and_links_its_page(
+        small_report, small_store_with_report):
+    """Report hunt: the graph figures of the default halves number each range's components apart (graph-0-2-01.png:
+    component 0 is {0, 1}, component 1 is {2, 3}), but class 2's page said only "graph component 0 (4 classes)", the
+    whole graph's number, which no figure drew: a reader looking for component 0 found classes 0 and 1."""
+    pages = small_report.out / "classes"
+    assert _graph_line(pages / "0002.html") == (
+        '<li>graph component 0 (4 classes) of the whole graph; in the graph of classes 0-2: component 1 (2 classes), '
+        'drawn on <a href="../graph-0-2-01.png">graph-0-2-01.png</a></li>')
+    assert "in the graph of classes 0-2: component 0 (2 classes)" in _graph_line(pages / "0000.html")
+    assert 'classes 3-5: component 0 (4 classes), drawn on <a href="../graph-3-5-01.png">' in _graph_line(
+        pages / "0005.html")
+    analyze_store(small_store_with_report, graph_ranges="all")   # the whole graph's pages: its own numbers
+    pages = write_figures(small_store_with_report).parent / "classes"
+    assert _graph_line(pages / "0002.html") == (
+        '<li>graph component 0 (4 classes), drawn on <a href="../graph-01.png">graph-01.png</a></li>')
+    assert _graph_line(pages / "0000.html") == (
+        '<li>graph component 1 (2 classes), drawn on <a href="../graph-02.png">graph-02.png</a></li>')
 
 
 def test_trajectory_videos_stay_until_dropped(small_store_with_video):
@@ -734,6 +816,17 @@ def test_a_video_drawn_by_an_older_version_is_drawn_again(small_store_with_video
     assert [v["version"] for v in json.loads((out / VIDEOS_FILE).read_text())] == [VIDEO_VERSION]
 
 
+def test_a_class_page_without_another_class_image_says_so_not_distance_nan(tmp_path):
+    """Report hunt: a store with one class image said "nearest in output space (euclidean): none (distance nan)",
+    and a component of one class "(1 classes)"."""
+    store = write_store(str(tmp_path / "s"), ("solo",), [Image("octave", 0, np.array([3.0]))],
+                        options={**OPTIONS, "jobs": ["octave"], "classes": [0], "pairs": []})
+    page = (write_figures(store).parent / "classes" / "0000.html").read_text()
+    assert "nan" not in page
+    assert "nearest in output space (euclidean): none (no other class image)</li>" in page
+    assert "graph component 0 (1 class)" in page and "classes)" not in page
+
+
 def test_a_class_page_names_the_class_that_got_into_a_failed_addition(small_report):
     """Figures audit #2 on the class pages: a failed addition said "labelled <one of the pair>"."""
     page = (small_report.out / "classes" / "0002.html").read_text()
@@ -765,6 +858,66 @@ def test_an_addition_video_is_linked_from_both_classes_pages(small_store):
     (out / VIDEOS_FILE).write_text(json.dumps([{k: v for k, v in listed[0].items() if k != "partner"}]))
     write_figures(small_store)                                          # kept, its partner read from the store
     assert linking() == [0, 1] and json.loads((out / VIDEOS_FILE).read_text())[0]["partner"] == 1
+
+
+def test_a_videos_caption_names_the_classes_it_marks_as_its_job_has_them(tmp_path):
+    """Report hunt: every class page's video said "(target in red, an addition's partner in blue)", an
+    interpolation's too, which marks its class a and class b (its legend said "target" and "partner"); the index's
+    said "(target in red)" whatever it marked."""
+    from sweep.store import TRAJECTORIES, Store
+    from test_image_figures import SOURCE, _recorded, make_image_store
+    store = make_image_store(tmp_path / "s", jobs=("octave", "interpolate"),
+                             drop=tuple(item_key("octave", "", c, -1, 0) for c in range(1, 6)))   # 0's page alone
+    octave, interpolation = item_key("octave", "", 0, -1, 0), item_key("interpolate", "", 0, 1, 0, SOURCE)
+    Store.open(store).write_table(f"{TRAJECTORIES}/part-1.parquet", _recorded(octave, [0], target=0))
+    Store.open(store).write_table(f"{TRAJECTORIES}/part-2.parquet", _recorded(interpolation, [0], job="interpolate",
+                                                                              target=0))
+    page = html_text((write_figures(store, trajectories=[octave, interpolation]).parent / "classes" / "0000.html"
+                      ).read_text())
+    assert "every class's output (target in red), steps 0-" in page
+    assert "every class's output (class a in red, class b in blue), steps 0-" in page
+    assert "partner" not in page
+
+
+def test_an_interpolation_videos_legend_and_index_caption_name_class_a_and_class_b():
+    from analysis import figures as fig
+    from test_figures import _snapshots
+    frame, = fig.trajectory_frames(_snapshots("interpolate:-:2:9:0:photo.png", 9, np.arange(10.0), partner=9),
+                                   [f"digit {i}" for i in range(10)])
+    legend, = frame.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["class a: digit 2", "class b: digit 9"]
+    from analysis.report import _video_figure   # on the index, when neither class has a page
+    video = {"key": "interpolate:-:2:9:0:photo.png", "partner": 9, "gif": "t.gif", "mp4": None, "steps": "steps 0-4"}
+    assert "(class a in red, class b in blue), steps 0-4." in _video_figure(video).caption
+
+
+def test_an_opposites_video_marks_its_minimised_class_and_its_argmax_on_it_as_a_failure():
+    """Report hunt: an opposite's video called its minimised class "target" and drew "argmax: <that class>" in
+    green, the colour of success, when the opposite had failed to push it down."""
+    from matplotlib.colors import to_hex
+
+    from analysis import drawing
+    from analysis import figures as fig
+    from analysis.report import video_colours
+    from test_figures import _snapshots
+    names = [f"digit {i}" for i in range(10)]
+    failed, = fig.trajectory_frames(_snapshots("opposite:-:2:-1:0", 2, np.arange(10.0)), names)
+    legend, = failed.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["minimised class: digit 2"]
+    assert to_hex(failed.axes[1].title.get_color()) == drawing.BAD
+    pushed_down, = fig.trajectory_frames(_snapshots("opposite:-:2:-1:0", 7, np.arange(10.0)), names)
+    assert to_hex(pushed_down.axes[1].title.get_color()) == drawing.INK
+    assert video_colours({"key": "opposite:-:2:-1:0", "partner": None}) == " (minimised class in red)"
+
+
+def test_a_dreams_video_caption_marks_no_class():
+    """Report hunt: a dream's video (on the index: a dream has no class page) was captioned "(target in red)"; a
+    dream has no target and its video marks no class."""
+    from analysis.report import _video_figure
+    video = {"key": "dream:block2:-1:-1:0:photo.png", "partner": None, "gif": "t.gif", "mp4": None,
+             "steps": "steps 0-4"}
+    assert _video_figure(video).caption == ("The image at each recorded snapshot beside every class's output, "
+                                            "steps 0-4.")
 
 
 def test_a_report_reads_the_video_list_once(small_store_with_video, monkeypatch):

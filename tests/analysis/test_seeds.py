@@ -101,6 +101,28 @@ def test_a_report_of_every_seed_draws_each_seeds_images(tmp_path):
     assert "transfigure_-_3_-1_1_photo.png.png" in page and "transfigure_-_3_-1_0_photo.png.png" in page
 
 
+def test_a_class_page_names_the_seed_of_each_addition_when_a_seed_is_not_0(tmp_path):
+    """Report hunt: a store of two seeds showed each addition twice on its classes' pages, "apple + bear (merge):
+    ranks 1 and 2" both times, without saying which image was which seed's."""
+    store = make_image_store(tmp_path / "two", seeds=2)
+    page = (write_figures(store).parent / "classes" / "0000.html").read_text()
+    assert "(merge, seed 0): ranks" in page and "(merge, seed 1): ranks" in page
+    page = (write_figures(store, seeds=[1]).parent / "classes" / "0000.html").read_text()
+    assert "(merge, seed 1): ranks" in page and "seed 0" not in page
+
+
+def test_the_index_of_another_seed_says_the_opposites_shown_are_the_lowest_seeds(tmp_path):
+    """Report hunt: `--seeds 1` drew the opposites grid and the class pages' opposites from seed 0 (the opposites
+    table holds each class's lowest seed), while the index said only the class images were seed 0's."""
+    import html
+    import re
+    store = make_image_store(tmp_path / "two", seeds=2)
+    index = write_figures(store, seeds=[1])
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", "", index.read_text())).split())
+    assert "The class images and the opposite images are each class's lowest seed" in text
+    assert "img/opposite_-_0_-1_0.png" in (index.parent / "classes" / "0000.html").read_text()   # seed 0's, as said
+
+
 def test_a_report_of_a_seed_without_additions_or_image_jobs_draws_no_empty_grid(tmp_path):
     """Report hunt: `--seeds 1` on a store whose seed 1 holds only class images (its additions failed, say) drew an
     empty additions grid, titled "Additions:  (page 1 of 1)", and listed it on the index."""
