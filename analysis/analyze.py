@@ -90,7 +90,8 @@ class AnalysisSummary:
 
     def lines(self) -> list[str]:
         out = [f"store {self.store}: model {self.model}, {self.n_classes} classes; "
-               + ", ".join(f"{n} {job}" for job, n in self.images.items()) + " images"]
+               + ", ".join(f"{n} {job}" for job, n in self.images.items())
+               + (" image" if sum(self.images.values()) == 1 else " images")]
         out += self.coverage
         if self.classes:
             out.append(f"classes with an octave image: {self.classes}; labelled as their class: {self.correct}")

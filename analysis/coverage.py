@@ -55,9 +55,9 @@ class Coverage:
                 out.append(f"{j.job}: {counted(j.present, 'image')} (not in the sweep's plan){dropped}")
             elif j.missing or j.not_finite:
                 missing = f"; missing {len(j.missing)}: {listing(j.missing, LIST_LIMIT)}" if j.missing else ""
-                out.append(f"{j.job}: {j.present} of {j.expected} images{missing}{dropped}")
+                out.append(f"{j.job}: {j.present} of {counted(j.expected, 'image')}{missing}{dropped}")
             else:
-                out.append(f"{j.job}: all {j.expected} images present")
+                out.append(f"{j.job}: {'its one image' if j.expected == 1 else f'all {j.expected} images'} present")
         for classes, why in ((self.classes_without_image, "no octave image"),
                              (self.classes_not_finite, "only octave images whose outputs are not finite")):
             if classes:

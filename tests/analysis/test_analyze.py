@@ -287,3 +287,12 @@ def test_a_range_without_class_images_is_said_and_adds_no_row(tmp_path):
     assert set(_read(store, "graph_ranges")["range"]) == {"0-2"}
     summary = analyze_store(store, graph_ranges="4-5")
     assert len(_read(store, "graph_ranges")) == 0 and summary.ranges[0]["classes"] == 0
+
+
+def test_the_summarys_first_line_counts_one_image_as_one():
+    from analysis.analyze import AnalysisSummary
+    one = AnalysisSummary(store="s", metric="euclidean", model="digits", n_classes=10, fingerprint="f",
+                          images={"octave": 1}, coverage=[], complete=False)
+    assert one.lines()[0] == "store s: model digits, 10 classes; 1 octave image"
+    two = AnalysisSummary(**{**one.__dict__, "images": {"octave": 1, "opposite": 1}})
+    assert two.lines()[0].endswith("; 1 octave, 1 opposite images")

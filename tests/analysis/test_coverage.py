@@ -38,6 +38,12 @@ def test_job_planned_but_never_run(tmp_path):
     assert "opposite: 0 of 6 images; missing 6" in "\n".join(cov.lines(NAMES))
 
 
+def test_one_planned_image_is_one_image():
+    one = {**_manifest({**OPTIONS, "jobs": ["octave"], "classes": [0]})}
+    assert "octave: its one image present" in coverage(one, [key_of("octave", "", 0, -1, 0)]).lines(NAMES)
+    assert "octave: 0 of 1 image; missing 1: octave:-:0:-1:0" in coverage(one, []).lines(NAMES)
+
+
 def test_sweep_of_some_classes_only(small_store):
     options = {**OPTIONS, "classes": [0, 1, 2, 3, 4, 5, 6, 7]}
     manifest = {"n_classes": 10, "class_names": [f"c{i}" for i in range(10)], "options": options}
