@@ -237,7 +237,7 @@ def _parse_pair(text: str, n_classes: int, where: str) -> tuple[int, int]:
     except PlanError as error:
         raise PlanError(f"{where}: {error}") from None
     if a == b:
-        raise PlanError(f"{where}: pair {a}+{b} adds a class to itself")
+        raise PlanError(f"{where}: pair {a}+{b} pairs a class with itself (a pair needs two classes)")
     return a, b
 
 

@@ -161,7 +161,7 @@ def test_make_plan_bad(kwargs, fragment):
 
 
 @pytest.mark.parametrize("interpolate_pairs, fragment", [
-    ("1+1", "--interpolate-pairs: pair 1+1 adds a class to itself"),
+    ("1+1", "--interpolate-pairs: pair 1+1 pairs a class with itself (a pair needs two classes)"),
     ("random:99", "--interpolate-pairs random:99: only 45 distinct pairs"),
     ("nosuchfile.txt", "--interpolate-pairs 'nosuchfile.txt': no such file"),
 ])
