@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 import numpy as np
 from PIL import Image, ImageOps
 
-from jobs.text import flattened
+from jobs.text import counted, flattened
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Largest source image accepted, in pixels (a 64-megapixel photograph; Pillow's own bomb limit is ~179 M and only
@@ -150,6 +150,26 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     return list(unique.values())
 
 
+def left_out(inputs: Iterable[str | Path]) -> list[str]:
+    """One line per named folder holding entries `expand_inputs` does not read (`unread_entries`)."""
+    return [f"--images {item}: left out {unread}; read are the pictures directly in it ({', '.join(IMAGE_SUFFIXES)})"
+            for item in inputs if (unread := unread_entries(Path(item)))]
+
+
+def unread_entries(folder: Path, shown: int = 3) -> str:
+    """What of `folder` `expand_inputs` does not read, in words ("" for none, or not a folder): its subfolders (it
+    does not descend: a folder of class folders gives none of their pictures) and its files of other kinds
+    (`.jfif`, `.heic`, a text file), hidden ones aside; the first `shown` of each named."""
+    if not folder.is_dir():
+        return ""
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    kinds = ((([p.name for p in entries if p.is_dir()]), "subfolder", "subfolders"),
+             ([p.name for p in entries if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES],
+              "file of another kind", "files of other kinds"))
+    return " and ".join(f"{counted(len(names), noun, plural)} ({', '.join(names[:shown])}"
+                        f"{', ...' if len(names) > shown else ''})" for names, noun, plural in kinds if names)
+
+
 def is_dangling_link(path: Path) -> bool:
     """A symbolic link whose target does not exist (or a link loop)."""
     return path.is_symlink() and not path.exists()
@@ -211,7 +231,9 @@ def load_images(inputs: Sequence[str | Path], *, threads: int = 1, digest: Calla
     if problems:
         raise ImageInputError(f"{len(problems)} input(s) are not readable images: " + "; ".join(problems))
     if not outcomes:
-        raise ImageInputError(f"no image files found in {', '.join(map(str, inputs)) or 'the inputs'}")
+        unread = [f"{item}: {words}" for item in inputs if (words := unread_entries(Path(item)))]
+        raise ImageInputError(f"no image files found in {', '.join(map(str, inputs)) or 'the inputs'}"
+                              + (f" (not read: {'; '.join(unread)})" if unread else ""))
     return outcomes
 
 

@@ -332,7 +332,7 @@ def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants
         with reported(store):
             prepared = prepare(config)
             view = preview(prepared)
-        for line in [*prepared.plan.notes(), *view.lines()]:
+        for line in [*prepared.lines(), *view.lines()]:
             click.echo(line)
         if calibrate and view.work_left:
             timed = time_steps(prepared)

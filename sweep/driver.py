@@ -154,6 +154,12 @@ class Prepared:
     class_names: tuple[str, ...]
     sources: dict = field(default_factory=dict)   # name -> SourceImage of the plan's source images (each read when
                                                   # wanted: the driver never holds a folder of them decoded)
+    notes: tuple[str, ...] = ()                   # what the user should know of the inputs (a folder's unread
+                                                  # entries), printed with the plan's notes
+
+    def lines(self) -> list[str]:
+        """The notes printed before a run and by the dry run: the plan's, then the inputs'."""
+        return [*self.plan.notes(), *self.notes]
 
 
 def source_threads(config: SweepConfig) -> int:
@@ -359,7 +365,9 @@ def read_and_hash(image: SourceImage) -> str:
 def prepare(config: SweepConfig, *, stream: TextIO | None = None) -> Prepared:
     """Check the model, schedule, selections, source images and store; raises before anything is written or
     started. Progress lines for many source images go to `stream` (stderr when None)."""
+    from jobs.images import is_noise_spec, left_out
     from jobs.models import load_model
+    from sweep.sources import is_store_spec
     from sweep.worker import CPU_BATCH
     check_cluster(config.cluster)
     model = load_model(config.model, config.weights)          # refuses unknown models and missing weights here
@@ -386,7 +394,9 @@ def prepare(config: SweepConfig, *, stream: TextIO | None = None) -> Prepared:
         raise StoreError(f"{store.uri} is a file, not a store (a store is a directory)")
     stored = check_manifest(store, manifest)
     return Prepared(config, plan if stored is None else in_store_spelling(plan, stored), store,
-                    manifest if stored is None else stored, schedule, model.class_names, sources)
+                    manifest if stored is None else stored, schedule, model.class_names, sources,
+                    notes=tuple(left_out(v for v in config.images if not is_noise_spec(v) and not is_store_spec(v))
+                                if sources else ()))
 
 
 def in_store_spelling(plan: Plan, stored: dict) -> Plan:
@@ -655,11 +665,11 @@ def execute(prepared: Prepared, *, stream: TextIO | None = None) -> SweepSummary
 
 def reconcile_store(prepared: Prepared, out: TextIO, *, stream: TextIO | None = None) -> dict[str, list[str]]:
     """Make the store ready for this run, under its lease: the manifest checked again (another driver may have
-    begun) and written, temporaries removed, unreadable files moved aside, the plan's notes said (on `out`), and
-    the real images the workers start from written once (`write_sources`; a progress line on `stream`, else
-    stderr, when there are many). Returns {path: keys} of images/ (the quarantine pass read every file's keys: the
+    begun) and written, temporaries removed, unreadable files moved aside, the plan's and the inputs' notes said
+    (on `out`), and the real images the workers start from written once (`write_sources`; a progress line on
+    `stream`, else stderr, when there are many). Returns {path: keys} of images/ (the quarantine pass read every file's keys: the
     run's one read of them before its first batch)."""
-    plan, store = prepared.plan, prepared.store
+    store = prepared.store
     check_manifest(store, prepared.manifest)
     removed = store.cleanup_temp()
     quarantine = store.quarantine_unreadable(whole_files=prepared.config.check_files)
@@ -675,7 +685,7 @@ def reconcile_store(prepared: Prepared, out: TextIO, *, stream: TextIO | None = 
         stored = None
     if stored is None:
         store.write_manifest(prepared.manifest)
-    for line in plan.notes():
+    for line in prepared.lines():
         print(line, file=out)
     write_sources(store, prepared.sources, prepared.manifest.get("sources", {}), every=stored is None,
                   threads=source_threads(prepared.config), track=source_progress("storing", prepared.config, stream))

@@ -171,8 +171,8 @@ def source_images(values: Sequence[str], writing_store: str, noise_side: Callabl
     except ImageInputError as error:
         stores_given = [f for f in files if (Path(f) / MANIFEST).is_file()]
         if stores_given and str(error).startswith("no image files found"):   # a store's pictures are in its Parquet
-            raise ImageInputError(f"{error}: {stores_given[0]} is a classweep store; start from its images with "
-                                  f"--images store:{stores_given[0]}") from None
+            raise ImageInputError(f"no image files found in {stores_given[0]}: a classweep store; start from its "
+                                  f"images with --images store:{stores_given[0]}") from None
         raise
     if noise:
         count, side = parse_noise(noise[0])

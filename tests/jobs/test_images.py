@@ -176,6 +176,27 @@ def test_a_folder_s_hidden_files_are_not_pictures(tmp_path):
         load_images([tmp_path / "._cat.png"])
 
 
+def test_a_folder_s_subfolders_and_files_of_other_kinds_are_said_to_be_left_out(tmp_path):
+    """The reader takes the pictures directly in a folder: a folder of class folders (ImageNet's layout) gave none
+    and said only that it held no image files, and `.jfif` or `.heic` files were left out without a word."""
+    from jobs.images import left_out, unread_entries
+    _save(tmp_path / "cat.png", Image.new("RGB", (8, 8)))
+    for name in ("n01", "n02", "n03", "n04"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "dog.jfif").write_bytes(b"x")
+    (tmp_path / ".DS_Store").write_bytes(b"x")                                   # hidden: never said
+    assert unread_entries(tmp_path) == "4 subfolders (n01, n02, n03, ...) and 1 file of another kind (dog.jfif)"
+    assert left_out([tmp_path, tmp_path / "cat.png", "noise:2"]) == [
+        f"--images {tmp_path}: left out 4 subfolders (n01, n02, n03, ...) and 1 file of another kind (dog.jfif); "
+        f"read are the pictures directly in it (.png, .jpg, .jpeg, .bmp, .gif, .tif, .tiff, .webp)"]
+    assert [image.name for image in load_images([tmp_path])] == ["cat.png"]
+    (tmp_path / "cat.png").unlink()
+    with pytest.raises(ImageInputError, match=r"no image files found in \S+ \(not read: \S+: 4 subfolders \(n01, "
+                                              r"n02, n03, \.\.\.\) and 1 file of another kind \(dog\.jfif\)\)$"):
+        load_images([tmp_path])
+    assert left_out([tmp_path / "n01"]) == [] and unread_entries(tmp_path / "n01") == ""
+
+
 def _float_tiff(path, values):
     image = Image.fromarray(np.asarray(values, dtype=np.float32))
     assert image.mode == "F"

@@ -69,13 +69,26 @@ def test_a_store_gives_each_class_its_lowest_seed_named_after_the_class(classes,
 def test_a_store_given_as_a_folder_of_pictures_is_pointed_to_store(classes, tmp_path):
     """`--images ./classes` (a store, without `store:`) said only that it held no image files."""
     path, _ = classes
-    with pytest.raises(PlanError, match=rf"no image files found in {re.escape(path)}: {re.escape(path)} is a "
-                                              rf"classweep store; start from its images with --images store:"):
+    with pytest.raises(PlanError, match=rf"no image files found in {re.escape(path)}: a classweep store; start "
+                                        rf"from its images with --images store:{re.escape(path)}$"):
         sources(path, store=str(tmp_path / "out"))
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(PlanError, match=r"no image files found in \S+$"):            # a plain folder: no hint
         sources(str(empty), store=str(tmp_path / "out"))
+
+
+def test_a_run_from_a_folder_says_what_of_it_was_not_read(tmp_path):
+    """The notes printed before the run (and by the dry run) name a folder's subfolders and other files."""
+    from sweep.driver import prepare
+    folder = tmp_path / "pictures"
+    (folder / "more").mkdir(parents=True)
+    PILImage.new("RGB", (8, 8)).save(folder / "cat.png")
+    prepared = prepare(SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule="tiny",
+                                   jobs="transfigure", classes="0", images=(str(folder), "noise:1")))
+    assert prepared.lines()[-1].startswith(f"--images {folder}: left out 1 subfolder (more); read are the pictures")
+    assert not prepare(SweepConfig(store=str(tmp_path / "t"), model="digits", weights="random", schedule="tiny",
+                                   jobs="transfigure", classes="0", images=(str(folder / "cat.png"),))).notes
 
 
 def test_a_stored_item_whose_name_would_be_too_long_for_a_file_gets_a_cut_name_with_a_hash(tmp_path):
