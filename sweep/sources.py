@@ -87,20 +87,22 @@ def stored_pngs(store: Store, keys: Sequence[str]) -> dict[str, bytes]:
 
 
 def item_name(row: dict) -> str:
-    """A source's name, after the stored item it is: `octave-0042-goldfish`, `dream-block2-china-jpg`."""
+    """A source's name, after the stored item it is: `octave-0042-goldfish`, `dream-block2-china-jpg` (made unique,
+    then fitted to a file name: `fitted_name`)."""
     parts = [slug(row["job"])] + ([slug(row["variant"])] if row["variant"] else [])
     for index, name in ((row["target"], row["target_name"]), (row["partner"], row["partner_name"])):
         if index >= 0:
             parts += [f"{index:04d}", slug(name)]
     if row["source"]:
         parts.append(slug(row["source"]))
-    return fitted_name("-".join(parts))
+    return "-".join(parts)
 
 
 def fitted_name(name: str) -> str:
     """`name`, or, when its copy sources/NAME.png would pass MAX_NAME_BYTES (an interpolation between two long
     class names, from a photograph with a long name), its start and a hash of the whole: the same name in every
-    run, as a resume needs. Names that fit are kept as they are (stores hold them)."""
+    run, as a resume needs. Names that fit are kept as they are (stores hold them). Applied to a name once it is
+    unique (`UniqueNames.claim_stem`), whose hash of the key would otherwise take a cut name past the limit."""
     room = MAX_NAME_BYTES - len(".png")
     if len(name.encode()) <= room:
         return name
@@ -145,8 +147,8 @@ def store_images(value: str, writing: Store, names: UniqueNames, given: list[tup
         # each checked as a file is, its pixels dropped: the PNG bytes are what a source keeps
         named = [(png, f"--images {value}: image {row['key']} of {store.uri}") for row, png in zip(rows, pngs)]
         hashes = list(track(in_order(lambda pair: hashed_png(*pair), named, threads), len(pngs)))
-        return [SourceImage(names.claim_stem(item_name(row), f"{store.uri}|{row['key']}"), partial(read_image, png),
-                            digest) for row, png, digest in zip(rows, pngs, hashes)]
+        return [SourceImage(fitted_name(names.claim_stem(item_name(row), f"{store.uri}|{row['key']}")),
+                            partial(read_image, png), digest) for row, png, digest in zip(rows, pngs, hashes)]
     except StoreError as error:
         raise PlanError(f"--images {value}: {error}") from None
 

@@ -141,6 +141,20 @@ def test_bad_values_are_one_line_errors(classes, tmp_path, spec, fragment):
     assert fragment in str(error.value) and "\n" not in str(error.value)
 
 
+def test_two_stores_of_one_long_named_item_give_distinct_names_that_fit_a_file(tmp_path):
+    """The second store's item took its hash after the name was cut to fit sources/NAME.png: 11 bytes past the
+    255, and the sweep refused it with 'rename it', which no one can do to a stored item."""
+    path = str(tmp_path / "classes")
+    names = ["very long class name number one " * 4, "very long class name number two " * 4]
+    write_store(path, names, [Image("interpolate", 0, np.zeros(2), partner=1, source=f"{'photo ' * 30}.jpg",
+                                    png=_pngs(1)[0])])
+    shutil.copytree(path, tmp_path / "copy")
+    got = sources(f"store:{path}:interpolate", f"store:{tmp_path / 'copy'}:interpolate", store=str(tmp_path / "out"))
+    assert len(got) == 2 and all(len(f"{name}.png".encode()) <= 255 for name in got)
+    assert list(got) == list(sources(f"store:{tmp_path / 'copy'}:interpolate", f"store:{path}:interpolate",
+                                     store=str(tmp_path / "out")))   # the same names, whichever order
+
+
 def test_a_damaged_picture_in_the_store_is_refused_naming_the_store_and_the_image(tmp_path):
     """Hunt: a truncated PNG in the store read from was refused as '<bytes>: not a readable image (OSError: image
     file is truncated)', naming neither the store nor which of its images."""
