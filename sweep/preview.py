@@ -142,22 +142,23 @@ class Calibration:
 
 def projected_workers(cluster, device: str, items_left: int) -> tuple[int, str]:
     """(workers, whose) for the projection: `--workers`; else the count a run on this machine's own Ray would
-    start (`sweep.fleet`: one per GPU on a GPU, else one per `--cpus-per-worker` CPUs), said as this machine's;
-    else, joining a cluster (`--address`), 1 (the dry run starts no Ray to count its nodes). Never more than the
-    items left (a worker takes one at least)."""
-    import os
-
+    start (`sweep.fleet`: one per GPU on a GPU, else one per `--cpus-per-worker` of the CPUs that Ray offers, a
+    container's quota heeded: `local_cpus`), said as this machine's; else, joining a cluster (`--address`), 1 (the
+    dry run starts no Ray to count its nodes). Never more than the items left (a worker takes one at least)."""
     import torch
+
+    from sweep.fleet import local_cpus
     if cluster.workers:
         count, whose = cluster.workers, ""
     elif cluster.address:
         count, whose = 1, " (--workers N for the cluster's)"
     elif torch.device(device).type == "cuda":
-        count, whose = max(1, torch.cuda.device_count()), ", as this machine would start them (one per GPU)"
+        count = max(1, cluster.num_gpus or torch.cuda.device_count())
+        whose = ", as this machine would start them (one per GPU)"
     else:
-        cpus = os.cpu_count() or 1
+        cpus = cluster.num_cpus or local_cpus()
         count = max(1, int(cpus // max(cluster.cpus_per_worker, 1e-3)))
-        whose = f", as this machine would start them ({cpus} CPUs, {cluster.cpus_per_worker:g} a worker)"
+        whose = f", as this machine would start them ({cpus:g} CPUs, {cluster.cpus_per_worker:g} a worker)"
     return max(1, min(count, items_left)), whose
 
 

@@ -180,20 +180,36 @@ def test_calibration_on_the_cpu_runs_on_as_many_threads_as_a_cpu_worker(tmp_path
 
 def test_the_projection_counts_the_workers_a_run_on_this_machine_would_start(monkeypatch):
     """Without --workers the projection divided by one worker, where a run on an 8-GPU machine starts eight."""
-    import os
-
     import torch
 
+    import sweep.fleet
     from sweep.fleet import ClusterConfig
     from sweep.preview import projected_workers
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
-    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(sweep.fleet, "local_cpus", lambda: 16.0)
     assert projected_workers(ClusterConfig(), "cuda", 1000) == (8, ", as this machine would start them (one per GPU)")
     assert projected_workers(ClusterConfig(), "cuda", 3)[0] == 3                     # never more than the items left
     assert projected_workers(ClusterConfig(cpus_per_worker=4), "cpu", 1000) == (
         4, ", as this machine would start them (16 CPUs, 4 a worker)")
     assert projected_workers(ClusterConfig(workers=5), "cuda", 1000) == (5, "")         # --workers
     assert projected_workers(ClusterConfig(address="auto"), "cuda", 1000) == (1, " (--workers N for the cluster's)")
+
+
+def test_the_projection_counts_the_cpus_a_local_ray_would_offer_not_the_machines(monkeypatch):
+    """A container given 4 of a 64-core host's CPUs (its quota, which Ray's count heeds): a run starts 4 CPU workers,
+    and the projection counted 64 (os.cpu_count), its wall time 16 times too short; likewise a library caller's
+    `num_cpus` (and `num_gpus`)."""
+    import os
+
+    import sweep.fleet
+    from sweep.fleet import ClusterConfig
+    from sweep.preview import projected_workers
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(sweep.fleet, "local_cpus", lambda: 4.0)
+    assert projected_workers(ClusterConfig(), "cpu", 1000) == (4, ", as this machine would start them (4 CPUs, 1 a "
+                                                                  "worker)")
+    assert projected_workers(ClusterConfig(num_cpus=2), "cpu", 1000)[0] == 2
+    assert projected_workers(ClusterConfig(num_gpus=2), "cuda", 1000)[0] == 2
 
 
 def test_calibration_takes_the_median_of_runs_repeated_until_a_second_is_measured(tmp_path, monkeypatch,
