@@ -163,8 +163,9 @@ def projected_workers(cluster, device: str, items_left: int) -> tuple[int, str]:
 
 
 def calibrate(prepared, device: str | None = None) -> Calibration:
-    """Time one batch of the plan's first job on `device` (default: cuda when available, else cpu), every octave
-    cut to CALIBRATION_STEPS steps, after an untimed warm-up of the same steps; the timed run is repeated (at
+    """Time one batch of the plan's first job on `device` (default: cuda when available and `--device` is not cpu,
+    else cpu: the workers' device), every octave cut to CALIBRATION_STEPS steps, after an untimed warm-up of the
+    same steps; the timed run is repeated (at
     least MIN_TIMED_RUNS times, until MIN_TIMED_SECONDS are measured, at most MAX_TIMED_RUNS times) and its median
     counts. On a GPU it runs as the sweep's GPU workers do: with the run's speed options (bf16 or fp16 autocast,
     channels_last, cuDNN benchmark, batch norms folded, `--compile`, whose compiling the warm-up absorbs) and, with
@@ -177,8 +178,8 @@ def calibrate(prepared, device: str | None = None) -> Calibration:
     import torch
 
     from jobs.models import load_model
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     config = prepared.config
+    device = device or ("cuda" if torch.cuda.is_available() and config.cluster.device != "cpu" else "cpu")
     on_gpu = torch.device(device).type == "cuda"
     from sweep.worker import auto_batch_size, autocast_options, folds_batchnorm, layers_read, ready_for_gpu
     speed = {**autocast_options(config, on_gpu), "channels_last": config.channels_last and on_gpu}

@@ -178,6 +178,27 @@ def test_calibration_on_the_cpu_runs_on_as_many_threads_as_a_cpu_worker(tmp_path
     assert set(seen) == {3} and on_gpu.threads == 0 and "thread" not in on_gpu.lines(preview(prepared), 1)[0]
 
 
+def test_calibration_with_device_cpu_times_the_cpu_on_a_machine_with_a_gpu(tmp_path, monkeypatch,
+                                                                           random_digits_model):
+    """`--device cpu` on a GPU machine: the run starts CPU workers, but the calibration timed the GPU and projected
+    GPU-hours for one worker per GPU."""
+    import torch
+
+    import jobs.kinds
+    import jobs.models
+    from sweep.driver import SweepConfig, prepare
+    from sweep.fleet import ClusterConfig
+    from sweep.preview import calibrate
+    devices = []
+    monkeypatch.setattr(jobs.models, "load_model", lambda *args, **kwargs: random_digits_model)
+    monkeypatch.setattr(jobs.kinds, "run_batch", lambda *args, device, **kwargs: devices.append(device))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *args: None)
+    prepared = prepare(SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule="tiny",
+                                   jobs="octave", classes="0-3", batch_size=4, cluster=ClusterConfig(device="cpu")))
+    assert calibrate(prepared).device == "cpu" and set(devices) == {"cpu"}
+
+
 def test_the_projection_counts_the_workers_a_run_on_this_machine_would_start(monkeypatch):
     """Without --workers the projection divided by one worker, where a run on an 8-GPU machine starts eight."""
     import torch
