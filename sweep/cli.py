@@ -336,7 +336,7 @@ def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants
             click.echo(line)
         if calibrate and view.work_left:
             timed = time_steps(prepared)
-            count, whose = projected_workers(config.cluster, timed.device, view.items - view.done)
+            count, whose = projected_workers(config.cluster, timed.device, view.tasks_left)
             for line in timed.lines(view, count, whose):
                 click.echo(line)
         return

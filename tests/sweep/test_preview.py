@@ -46,7 +46,26 @@ def test_dry_run_shows_the_stores_progress_and_calibrates(tmp_path):
     assert "4/8 items already stored; left: 4 items, 16 image-iterations" in out
     assert re.search(r"calibration on cpu \(1 torch thread, as each CPU worker\): 4 images x 2 steps per octave in "
                      r"\S+ s, the median of \d+ runs", out)
-    assert re.search(r"projected: (under 0.01|[0-9.]+) CPU-hours; wall time \d+s with 4 workers, plus start-up", out)
+    # one batch left: a run starts one worker whatever --workers asks (`cluster_plan`), and the projection said 4
+    assert re.search(r"projected: (under 0.01|[0-9.]+) CPU-hours; wall time \d+s with 1 worker, plus start-up", out)
+
+
+def test_the_projection_counts_no_more_workers_than_the_batches_left(tmp_path):
+    """A run hands out the batches of its items left (with `--batch-size auto`, the items: the first worker cuts
+    them), and starts no more workers than that: the projection counted one per item left."""
+    from sweep.driver import SweepConfig, prepare
+    from sweep.fleet import ClusterConfig
+    from sweep.preview import preview, projected_workers
+    store = tmp_path / "s"
+    sweep_fakes.build_store(store, classes="0-3", jobs="octave,opposite")
+    for part in (store / "images").glob("*-opposite-*.parquet"):
+        part.unlink()
+    config = SweepConfig(store=str(store), model="digits", weights="random", schedule="tiny", jobs="octave,opposite",
+                         classes="0-3", batch_size=2)
+    view = preview(prepare(config))
+    assert (view.items - view.done, view.tasks_left) == (4, 2)
+    assert projected_workers(ClusterConfig(workers=8), "cpu", view.tasks_left)[0] == 2
+    assert preview(prepare(dataclasses.replace(config, batch_size=None))).tasks_left == 4
 
 
 def test_dry_run_of_a_1000_class_model_with_random_weights(tmp_path):
