@@ -168,14 +168,11 @@ def source_images(values: Sequence[str], writing_store: str, noise_side: Callabl
     repeated = sorted({v for v in stores if stores.count(v) > 1})
     if repeated:
         raise PlanError(f"--images {repeated[0]} is given more than once")
-    try:
-        images = load_images(files, threads=threads, digest=source_hash, track=track) if files else []
-    except ImageInputError as error:
-        stores_given = [f for f in files if (Path(f) / MANIFEST).is_file()]
-        if stores_given and str(error).startswith("no image files found"):   # a store's pictures are in its Parquet
-            raise ImageInputError(f"{error}: {stores_given[0]} is a classweep store; start from its images with "
-                                  f"--images store:{stores_given[0]}") from None
-        raise
+    stores_given = [f for f in files if Path(f).is_dir() and (Path(f) / MANIFEST).is_file()]
+    if stores_given:   # its pictures are in its Parquet files: as a folder it gives none, beside others unnoticed
+        raise ImageInputError(f"no image files found in {stores_given[0]}: {stores_given[0]} is a classweep store; "
+                              f"start from its images with --images store:{stores_given[0]}")
+    images = load_images(files, threads=threads, digest=source_hash, track=track) if files else []
     if noise:
         count, side = parse_noise(noise[0])
         images += noise_images(count, side or noise_side())

@@ -78,6 +78,16 @@ def test_a_store_given_as_a_folder_of_pictures_is_pointed_to_store(classes, tmp_
         sources(str(empty), store=str(tmp_path / "out"))
 
 
+def test_a_store_given_as_a_folder_beside_a_picture_is_pointed_to_store_not_left_out(classes, tmp_path):
+    """`--images ./classes --images cat.png`: the store's folder holds no image file, and the run started from the
+    picture alone without a word (the hint came only when no --images value gave a picture)."""
+    path, _ = classes
+    PILImage.new("RGB", (8, 8)).save(tmp_path / "cat.png")
+    with pytest.raises(PlanError, match=rf"{re.escape(path)} is a classweep store; start from its images with "
+                                        rf"--images store:{re.escape(path)}$"):
+        sources(path, str(tmp_path / "cat.png"), store=str(tmp_path / "out"))
+
+
 def test_a_stored_item_whose_name_would_be_too_long_for_a_file_gets_a_cut_name_with_a_hash(tmp_path):
     """Hunt: an interpolation between two long class names, from a photograph with a long name, is named past the
     255 bytes sources/NAME.png may have; it was refused with 'rename it', which no one can do to a stored item."""
