@@ -307,7 +307,8 @@ def models() -> None:
               "store's progress; start nothing, write nothing.")
 @click.option("--calibrate", is_flag=True, help="With the dry run: time a few steps on this machine's device and "
               "print the projected device-hours (GPU- or CPU-hours) and wall time for --workers (default: the workers "
-              "a run on this machine would start, one per GPU, else one per --cpus-per-worker CPUs; 1 with --address).")
+              "a run on this machine would start, one per GPU, else one per --cpus-per-worker CPUs; 1 with --address), "
+              "never more than the batches left, as a run; with --device cpu it times the CPU.")
 @cluster_options
 def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants, images, layers, seeds, schedule,
         job_schedules, batch_size, max_attempts, bf16, fp16, channels_last, compile_, cudnn_benchmark,
@@ -336,7 +337,7 @@ def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants
             click.echo(line)
         if calibrate and view.work_left:
             timed = time_steps(prepared)
-            count, whose = projected_workers(config.cluster, timed.device, view.items - view.done)
+            count, whose = projected_workers(config.cluster, timed.device, view.tasks_left)
             for line in timed.lines(view, count, whose):
                 click.echo(line)
         return

@@ -38,6 +38,7 @@ class JobLine:
     done: int               # already in the store
     iterations: int         # gradient steps per image
     cost: float             # pixel-steps per image (see `octave_cost`)
+    batches_left: int = 0   # batches holding an item the store lacks
 
     @property
     def work(self) -> int:
@@ -79,6 +80,12 @@ class Preview:
         return sum(j.work_left for j in self.jobs)
 
     @property
+    def tasks_left(self) -> int:
+        """The tasks a run would hand its workers, which cap their count (`sweep.fleet.cluster_plan`): the items
+        left with an automatic batch size (the first worker cuts them), else the batches holding an item left."""
+        return self.items - self.done if self.automatic_batch else sum(j.batches_left for j in self.jobs)
+
+    @property
     def cost_left(self) -> float:
         return sum((j.items - j.done) * j.cost for j in self.jobs)
 
@@ -98,15 +105,17 @@ def preview(prepared) -> Preview:
     """The plan of a prepared run against what its store holds (reads the store's keys; writes nothing)."""
     plan, store = prepared.plan, prepared.store
     done_keys = store.done_keys() if store.read_manifest() is not None else set()
-    items, batches, done = collections.Counter(), collections.Counter(), collections.Counter()
+    items, batches, done, left = (collections.Counter() for _ in range(4))
     for batch in plan.batches():
         job = batch.items[0].job
         batches[job] += 1
         items[job] += len(batch.items)
-        done[job] += sum(key in done_keys for key in batch.keys)
+        stored = sum(key in done_keys for key in batch.keys)
+        done[job] += stored
+        left[job] += stored < len(batch.items)
     lines = tuple(JobLine(job, items[job], batches[job], done[job],
                           prepared.schedule.for_job(job).total_iterations,
-                          octave_cost(prepared.schedule.for_job(job))) for job in items)
+                          octave_cost(prepared.schedule.for_job(job)), left[job]) for job in items)
     return Preview(store.uri, prepared.manifest.get("model", prepared.config.model), len(prepared.class_names),
                    prepared.schedule.name, plan.batch_size, lines, store.read_manifest() is None,
                    automatic_batch=prepared.config.batch_size is None)
@@ -140,30 +149,33 @@ class Calibration:
                 f"(actors on other devices run at their own speed)"]
 
 
-def projected_workers(cluster, device: str, items_left: int) -> tuple[int, str]:
+def projected_workers(cluster, device: str, tasks_left: int) -> tuple[int, str]:
     """(workers, whose) for the projection: `--workers`; else the count a run on this machine's own Ray would
-    start (`sweep.fleet`: one per GPU on a GPU, else one per `--cpus-per-worker` CPUs), said as this machine's;
-    else, joining a cluster (`--address`), 1 (the dry run starts no Ray to count its nodes). Never more than the
-    items left (a worker takes one at least)."""
-    import os
-
+    start (`sweep.fleet`: one per GPU on a GPU, else one per `--cpus-per-worker` of the CPUs that Ray offers, a
+    container's quota heeded: `local_cpus`), said as this machine's; else, joining a cluster (`--address`), 1 (the
+    dry run starts no Ray to count its nodes). Never more than the tasks left (`Preview.tasks_left`: a worker
+    takes one at least), as the fleet, `--workers` included."""
     import torch
+
+    from sweep.fleet import local_cpus
     if cluster.workers:
         count, whose = cluster.workers, ""
     elif cluster.address:
         count, whose = 1, " (--workers N for the cluster's)"
     elif torch.device(device).type == "cuda":
-        count, whose = max(1, torch.cuda.device_count()), ", as this machine would start them (one per GPU)"
+        count = max(1, cluster.num_gpus or torch.cuda.device_count())
+        whose = ", as this machine would start them (one per GPU)"
     else:
-        cpus = os.cpu_count() or 1
+        cpus = cluster.num_cpus or local_cpus()
         count = max(1, int(cpus // max(cluster.cpus_per_worker, 1e-3)))
-        whose = f", as this machine would start them ({cpus} CPUs, {cluster.cpus_per_worker:g} a worker)"
-    return max(1, min(count, items_left)), whose
+        whose = f", as this machine would start them ({cpus:g} CPUs, {cluster.cpus_per_worker:g} a worker)"
+    return max(1, min(count, tasks_left)), whose
 
 
 def calibrate(prepared, device: str | None = None) -> Calibration:
-    """Time one batch of the plan's first job on `device` (default: cuda when available, else cpu), every octave
-    cut to CALIBRATION_STEPS steps, after an untimed warm-up of the same steps; the timed run is repeated (at
+    """Time one batch of the plan's first job on `device` (default: cuda when available and `--device` is not cpu,
+    else cpu: the workers' device), every octave cut to CALIBRATION_STEPS steps, after an untimed warm-up of the
+    same steps; the timed run is repeated (at
     least MIN_TIMED_RUNS times, until MIN_TIMED_SECONDS are measured, at most MAX_TIMED_RUNS times) and its median
     counts. On a GPU it runs as the sweep's GPU workers do: with the run's speed options (bf16 or fp16 autocast,
     channels_last, cuDNN benchmark, batch norms folded, `--compile`, whose compiling the warm-up absorbs) and, with
@@ -176,8 +188,8 @@ def calibrate(prepared, device: str | None = None) -> Calibration:
     import torch
 
     from jobs.models import load_model
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     config = prepared.config
+    device = device or ("cuda" if torch.cuda.is_available() and config.cluster.device != "cpu" else "cpu")
     on_gpu = torch.device(device).type == "cuda"
     from sweep.worker import auto_batch_size, autocast_options, folds_batchnorm, layers_read, ready_for_gpu
     speed = {**autocast_options(config, on_gpu), "channels_last": config.channels_last and on_gpu}

@@ -301,15 +301,25 @@ def read_scores(store: Store, scorer: str, columns: Sequence[str] = ("key", "log
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def key_columns(store: Store, path: str) -> dict[str, list]:
-    """The key and job columns of one images/ file, and its images' `image_digests` (as "digest"); StoreError
-    for a file that is not one."""
+def key_columns(store: Store, path: str, digests: bool = True) -> dict[str, list]:
+    """The key and job columns of one images/ file, and its images' `image_digests` (as "digest"; None each
+    without `digests`, whose outputs are then not read: 4 bytes a class and image, ten times the key and job
+    columns); StoreError for a file that is not one."""
     try:
-        table = store.read_file(path, ["key", "job", "logits"])
+        table = store.read_file(path, ["key", "job", *(["logits"] if digests else [])])
     except (pa.ArrowInvalid, OSError, KeyError) as error:
         raise StoreError(f"unreadable file {store.location_of(path)}: {first_line(error)}") from None
-    digests = image_digests(logits_matrix(table.column("logits")))
-    return {**table.drop_columns(["logits"]).to_pydict(), "digest": digests}
+    if not digests:
+        return {**table.to_pydict(), "digest": [None] * table.num_rows}
+    stored_images = image_digests(logits_matrix(table.column("logits")))
+    return {**table.drop_columns(["logits"]).to_pydict(), "digest": stored_images}
+
+
+def compares_images(done: Mapping[str, set[str | None]]) -> bool:
+    """Whether the resume must know which image each key holds now (`key_columns`' digests): some key was scored
+    only by rows that recorded their image (`scored_images`). A new scorer, or one whose parts are all older than
+    `image_digest` (trusted, as then), needs no stored image's outputs."""
+    return any(None not in digests for digests in done.values())
 
 
 def generator_class_names(manifest: dict) -> tuple[str, ...] | None:
@@ -371,10 +381,6 @@ def prepare(config: ScoreConfig) -> Prepared:
     if differ:   # same count, another label set: class i would be read as meaning the same thing in both
         raise PlanError(f"{model.name} names its classes otherwise than the store's model {manifest['model']}: "
                         f"{differ}: a scorer must share the store's classes")
-    paths = store.files(IMAGES)
-    files = dict(zip(paths, store.each_file(lambda path: key_columns(store, path), paths)))   # on S3 several at once
-    wanted = selected_jobs(config.jobs, {j for part in files.values() for k, j in zip(part["key"], part["job"])
-                                         if not is_frame_key(k)})
     scorer = scorer_id(model.name, model.weights_id)
     try:
         generator_size = model_info(manifest["model"]).input_size
@@ -393,6 +399,10 @@ def prepare(config: ScoreConfig) -> Prepared:
             raise StoreError(f"{store.uri}/{SCORES}/{scorer} was scored differently ({', '.join(differ)}): "
                              f"move it away to score again")
     done = scored_images(store, scorer) if stored is not None else {}
+    paths, digests = store.files(IMAGES), compares_images(done)
+    files = dict(zip(paths, store.each_file(lambda path: key_columns(store, path, digests), paths)))   # S3: at once
+    wanted = selected_jobs(config.jobs, {j for part in files.values() for k, j in zip(part["key"], part["job"])
+                                         if not is_frame_key(k)})
     tasks, images, seen, again = [], 0, set(), 0
     for path, part in files.items():   # in name order: a key two files hold is the first file's, as readers take it
         first = {}   # key -> (job, digest) of its first row in the file

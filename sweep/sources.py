@@ -87,20 +87,22 @@ def stored_pngs(store: Store, keys: Sequence[str]) -> dict[str, bytes]:
 
 
 def item_name(row: dict) -> str:
-    """A source's name, after the stored item it is: `octave-0042-goldfish`, `dream-block2-china-jpg`."""
+    """A source's name, after the stored item it is: `octave-0042-goldfish`, `dream-block2-china-jpg` (made unique,
+    then fitted to a file name: `fitted_name`)."""
     parts = [slug(row["job"])] + ([slug(row["variant"])] if row["variant"] else [])
     for index, name in ((row["target"], row["target_name"]), (row["partner"], row["partner_name"])):
         if index >= 0:
             parts += [f"{index:04d}", slug(name)]
     if row["source"]:
         parts.append(slug(row["source"]))
-    return fitted_name("-".join(parts))
+    return "-".join(parts)
 
 
 def fitted_name(name: str) -> str:
     """`name`, or, when its copy sources/NAME.png would pass MAX_NAME_BYTES (an interpolation between two long
     class names, from a photograph with a long name), its start and a hash of the whole: the same name in every
-    run, as a resume needs. Names that fit are kept as they are (stores hold them)."""
+    run, as a resume needs. Names that fit are kept as they are (stores hold them). Applied to a name once it is
+    unique (`UniqueNames.claim_stem`), whose hash of the key would otherwise take a cut name past the limit."""
     room = MAX_NAME_BYTES - len(".png")
     if len(name.encode()) <= room:
         return name
@@ -145,8 +147,8 @@ def store_images(value: str, writing: Store, names: UniqueNames, given: list[tup
         # each checked as a file is, its pixels dropped: the PNG bytes are what a source keeps
         named = [(png, f"--images {value}: image {row['key']} of {store.uri}") for row, png in zip(rows, pngs)]
         hashes = list(track(in_order(lambda pair: hashed_png(*pair), named, threads), len(pngs)))
-        return [SourceImage(names.claim_stem(item_name(row), f"{store.uri}|{row['key']}"), partial(read_image, png),
-                            digest) for row, png, digest in zip(rows, pngs, hashes)]
+        return [SourceImage(fitted_name(names.claim_stem(item_name(row), f"{store.uri}|{row['key']}")),
+                            partial(read_image, png), digest) for row, png, digest in zip(rows, pngs, hashes)]
     except StoreError as error:
         raise PlanError(f"--images {value}: {error}") from None
 
@@ -166,14 +168,11 @@ def source_images(values: Sequence[str], writing_store: str, noise_side: Callabl
     repeated = sorted({v for v in stores if stores.count(v) > 1})
     if repeated:
         raise PlanError(f"--images {repeated[0]} is given more than once")
-    try:
-        images = load_images(files, threads=threads, digest=source_hash, track=track) if files else []
-    except ImageInputError as error:
-        stores_given = [f for f in files if (Path(f) / MANIFEST).is_file()]
-        if stores_given and str(error).startswith("no image files found"):   # a store's pictures are in its Parquet
-            raise ImageInputError(f"no image files found in {stores_given[0]}: a classweep store; start from its "
-                                  f"images with --images store:{stores_given[0]}") from None
-        raise
+    stores_given = [f for f in files if Path(f).is_dir() and (Path(f) / MANIFEST).is_file()]
+    if stores_given:   # its pictures are in its Parquet files: as a folder it gives none, beside others unnoticed
+        raise ImageInputError(f"no image files found in {stores_given[0]}: a classweep store; start from its images "
+                              f"with --images store:{stores_given[0]}")
+    images = load_images(files, threads=threads, digest=source_hash, track=track) if files else []
     if noise:
         count, side = parse_noise(noise[0])
         images += noise_images(count, side or noise_side())

@@ -46,7 +46,26 @@ def test_dry_run_shows_the_stores_progress_and_calibrates(tmp_path):
     assert "4/8 items already stored; left: 4 items, 16 image-iterations" in out
     assert re.search(r"calibration on cpu \(1 torch thread, as each CPU worker\): 4 images x 2 steps per octave in "
                      r"\S+ s, the median of \d+ runs", out)
-    assert re.search(r"projected: (under 0.01|[0-9.]+) CPU-hours; wall time \d+s with 4 workers, plus start-up", out)
+    # one batch left: a run starts one worker whatever --workers asks (`cluster_plan`), and the projection said 4
+    assert re.search(r"projected: (under 0.01|[0-9.]+) CPU-hours; wall time \d+s with 1 worker, plus start-up", out)
+
+
+def test_the_projection_counts_no_more_workers_than_the_batches_left(tmp_path):
+    """A run hands out the batches of its items left (with `--batch-size auto`, the items: the first worker cuts
+    them), and starts no more workers than that: the projection counted one per item left."""
+    from sweep.driver import SweepConfig, prepare
+    from sweep.fleet import ClusterConfig
+    from sweep.preview import preview, projected_workers
+    store = tmp_path / "s"
+    sweep_fakes.build_store(store, classes="0-3", jobs="octave,opposite")
+    for part in (store / "images").glob("*-opposite-*.parquet"):
+        part.unlink()
+    config = SweepConfig(store=str(store), model="digits", weights="random", schedule="tiny", jobs="octave,opposite",
+                         classes="0-3", batch_size=2)
+    view = preview(prepare(config))
+    assert (view.items - view.done, view.tasks_left) == (4, 2)
+    assert projected_workers(ClusterConfig(workers=8), "cpu", view.tasks_left)[0] == 2
+    assert preview(prepare(dataclasses.replace(config, batch_size=None))).tasks_left == 4
 
 
 def test_dry_run_of_a_1000_class_model_with_random_weights(tmp_path):
@@ -178,22 +197,59 @@ def test_calibration_on_the_cpu_runs_on_as_many_threads_as_a_cpu_worker(tmp_path
     assert set(seen) == {3} and on_gpu.threads == 0 and "thread" not in on_gpu.lines(preview(prepared), 1)[0]
 
 
-def test_the_projection_counts_the_workers_a_run_on_this_machine_would_start(monkeypatch):
-    """Without --workers the projection divided by one worker, where a run on an 8-GPU machine starts eight."""
-    import os
-
+def test_calibration_with_device_cpu_times_the_cpu_on_a_machine_with_a_gpu(tmp_path, monkeypatch,
+                                                                           random_digits_model):
+    """`--device cpu` on a GPU machine: the run starts CPU workers, but the calibration timed the GPU and projected
+    GPU-hours for one worker per GPU."""
     import torch
 
+    import jobs.kinds
+    import jobs.models
+    from sweep.driver import SweepConfig, prepare
+    from sweep.fleet import ClusterConfig
+    from sweep.preview import calibrate
+    devices = []
+    monkeypatch.setattr(jobs.models, "load_model", lambda *args, **kwargs: random_digits_model)
+    monkeypatch.setattr(jobs.kinds, "run_batch", lambda *args, device, **kwargs: devices.append(device))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *args: None)
+    prepared = prepare(SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule="tiny",
+                                   jobs="octave", classes="0-3", batch_size=4, cluster=ClusterConfig(device="cpu")))
+    assert calibrate(prepared).device == "cpu" and set(devices) == {"cpu"}
+
+
+def test_the_projection_counts_the_workers_a_run_on_this_machine_would_start(monkeypatch):
+    """Without --workers the projection divided by one worker, where a run on an 8-GPU machine starts eight."""
+    import torch
+
+    import sweep.fleet
     from sweep.fleet import ClusterConfig
     from sweep.preview import projected_workers
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
-    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(sweep.fleet, "local_cpus", lambda: 16.0)
     assert projected_workers(ClusterConfig(), "cuda", 1000) == (8, ", as this machine would start them (one per GPU)")
     assert projected_workers(ClusterConfig(), "cuda", 3)[0] == 3                     # never more than the items left
     assert projected_workers(ClusterConfig(cpus_per_worker=4), "cpu", 1000) == (
         4, ", as this machine would start them (16 CPUs, 4 a worker)")
     assert projected_workers(ClusterConfig(workers=5), "cuda", 1000) == (5, "")         # --workers
     assert projected_workers(ClusterConfig(address="auto"), "cuda", 1000) == (1, " (--workers N for the cluster's)")
+
+
+def test_the_projection_counts_the_cpus_a_local_ray_would_offer_not_the_machines(monkeypatch):
+    """A container given 4 of a 64-core host's CPUs (its quota, which Ray's count heeds): a run starts 4 CPU workers,
+    and the projection counted 64 (os.cpu_count), its wall time 16 times too short; likewise a library caller's
+    `num_cpus` (and `num_gpus`)."""
+    import os
+
+    import sweep.fleet
+    from sweep.fleet import ClusterConfig
+    from sweep.preview import projected_workers
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(sweep.fleet, "local_cpus", lambda: 4.0)
+    assert projected_workers(ClusterConfig(), "cpu", 1000) == (4, ", as this machine would start them (4 CPUs, 1 a "
+                                                                  "worker)")
+    assert projected_workers(ClusterConfig(num_cpus=2), "cpu", 1000)[0] == 2
+    assert projected_workers(ClusterConfig(num_gpus=2), "cuda", 1000)[0] == 2
 
 
 def test_calibration_takes_the_median_of_runs_repeated_until_a_second_is_measured(tmp_path, monkeypatch,

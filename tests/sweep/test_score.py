@@ -499,3 +499,29 @@ def test_a_part_written_before_scores_recorded_their_image_is_read_and_trusted(t
     assert (sum(len(t.keys) for t in prepared.tasks), prepared.skipped, prepared.again) == (0, 8, 0)
     assert "scored in 1.0s with start-up (8 again: their stored image is not the one scored, written again " \
            "since), 0 already scored, 8 in all" in ScoreSummary("s", scorer, 8, 8, 0, 1.0, again=8).lines()[0]
+
+
+def test_a_new_scorers_resume_reads_no_stored_outputs(tmp_path, monkeypatch):
+    """The stored outputs say which image a key holds (`image_digest`), which only a scorer whose rows recorded it
+    needs: the first `sweep score` of a store by a model read every image's outputs (4 bytes a class: 400 MB at
+    10^5 images of 1000 classes, ten times the key and job columns), as did a scorer whose parts were all written
+    before scores recorded their image."""
+    from sweep.score import IMAGE_DIGEST
+    store = tiny_sweep(tmp_path / "digits", "digits")
+    columns = []
+    read_file = Store.read_file
+    monkeypatch.setattr(Store, "read_file", lambda self, path, wanted=None: columns.append(
+        (path.rsplit("/", 2)[-2], tuple(wanted or ()))) or read_file(self, path, wanted))
+    fresh = prepare(ScoreConfig(store=str(store), model="digits-resnet"))
+    assert sum(len(t.keys) for t in fresh.tasks) == 8
+    assert not [c for directory, c in columns if directory == IMAGES and "logits" in c]
+    assert scored_in_process(store, "digits-resnet") == 8
+    columns.clear()
+    assert not prepare(ScoreConfig(store=str(store), model="digits-resnet")).tasks    # rows that recorded images:
+    assert [c for directory, c in columns if directory == IMAGES and "logits" in c]   # their images compared
+    scorer = scorer_id("digits-resnet", "shipped")
+    for part in (store / SCORES / scorer).glob("part-*.parquet"):
+        pq.write_table(pq.read_table(part).drop_columns([IMAGE_DIGEST]), part)
+    columns.clear()
+    assert not prepare(ScoreConfig(store=str(store), model="digits-resnet")).tasks
+    assert not [c for directory, c in columns if directory == IMAGES and "logits" in c]

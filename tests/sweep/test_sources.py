@@ -91,6 +91,16 @@ def test_a_run_from_a_folder_says_what_of_it_was_not_read(tmp_path):
                                    jobs="transfigure", classes="0", images=(str(folder / "cat.png"),))).notes
 
 
+def test_a_store_given_as_a_folder_beside_a_picture_is_pointed_to_store_not_left_out(classes, tmp_path):
+    """`--images ./classes --images cat.png`: the store's folder holds no image file, and the run started from the
+    picture alone without a word (the hint came only when no --images value gave a picture)."""
+    path, _ = classes
+    PILImage.new("RGB", (8, 8)).save(tmp_path / "cat.png")
+    with pytest.raises(PlanError, match=rf"{re.escape(path)}: a classweep store; start from its images with "
+                                        rf"--images store:{re.escape(path)}$"):
+        sources(path, str(tmp_path / "cat.png"), store=str(tmp_path / "out"))
+
+
 def test_a_stored_item_whose_name_would_be_too_long_for_a_file_gets_a_cut_name_with_a_hash(tmp_path):
     """Hunt: an interpolation between two long class names, from a photograph with a long name, is named past the
     255 bytes sources/NAME.png may have; it was refused with 'rename it', which no one can do to a stored item."""
@@ -152,6 +162,20 @@ def test_bad_values_are_one_line_errors(classes, tmp_path, spec, fragment):
     with pytest.raises(PlanError, match="^--images ") as error:
         sources(spec.format(path=path, missing=tmp_path / "none"))
     assert fragment in str(error.value) and "\n" not in str(error.value)
+
+
+def test_two_stores_of_one_long_named_item_give_distinct_names_that_fit_a_file(tmp_path):
+    """The second store's item took its hash after the name was cut to fit sources/NAME.png: 11 bytes past the
+    255, and the sweep refused it with 'rename it', which no one can do to a stored item."""
+    path = str(tmp_path / "classes")
+    names = ["very long class name number one " * 4, "very long class name number two " * 4]
+    write_store(path, names, [Image("interpolate", 0, np.zeros(2), partner=1, source=f"{'photo ' * 30}.jpg",
+                                    png=_pngs(1)[0])])
+    shutil.copytree(path, tmp_path / "copy")
+    got = sources(f"store:{path}:interpolate", f"store:{tmp_path / 'copy'}:interpolate", store=str(tmp_path / "out"))
+    assert len(got) == 2 and all(len(f"{name}.png".encode()) <= 255 for name in got)
+    assert list(got) == list(sources(f"store:{tmp_path / 'copy'}:interpolate", f"store:{path}:interpolate",
+                                     store=str(tmp_path / "out")))   # the same names, whichever order
 
 
 def test_a_damaged_picture_in_the_store_is_refused_naming_the_store_and_the_image(tmp_path):
