@@ -175,9 +175,8 @@ def projected_workers(cluster, device: str, tasks_left: int) -> tuple[int, str]:
 def calibrate(prepared, device: str | None = None) -> Calibration:
     """Time one batch of the plan's first job on `device` (default: cuda when available and `--device` is not cpu,
     else cpu: the workers' device), every octave cut to CALIBRATION_STEPS steps, after an untimed warm-up of the
-    same steps; the timed run is repeated (at
-    least MIN_TIMED_RUNS times, until MIN_TIMED_SECONDS are measured, at most MAX_TIMED_RUNS times) and its median
-    counts. On a GPU it runs as the sweep's GPU workers do: with the run's speed options (bf16 or fp16 autocast,
+    same steps; the timed run is repeated (at least MIN_TIMED_RUNS times, until MIN_TIMED_SECONDS are measured, at
+    most MAX_TIMED_RUNS times) and its median counts. On a GPU it runs as the sweep's GPU workers do: with the run's speed options (bf16 or fp16 autocast,
     channels_last, cuDNN benchmark, batch norms folded, `--compile`, whose compiling the warm-up absorbs) and, with
     an automatic batch size, the batch the workers' memory probe chooses (not the CPU's); on the CPU its batch norms
     are folded when `--fold-batchnorm` asks, as the CPU workers' are, and it runs on as many torch threads as a CPU
