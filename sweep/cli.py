@@ -308,7 +308,8 @@ def models() -> None:
 @click.option("--calibrate", is_flag=True, help="With the dry run: time a few steps on this machine's device and "
               "print the projected device-hours (GPU- or CPU-hours) and wall time for --workers (default: the workers "
               "a run on this machine would start, one per GPU, else one per --cpus-per-worker CPUs; 1 with --address), "
-              "never more than the batches left, as a run; with --device cpu it times the CPU.")
+              "never more than a run would start (the batches left; the items left with --batch-size auto); with --device "
+              "cpu it times the CPU.")
 @cluster_options
 def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants, images, layers, seeds, schedule,
         job_schedules, batch_size, max_attempts, bf16, fp16, channels_last, compile_, cudnn_benchmark,
