@@ -262,9 +262,9 @@ def models() -> None:
 @click.option("--interpolate-pairs", default=None, help="Interpolation pairs, written as --pairs "
               "(default: the --pairs pairs).")
 @click.option("--variants", default=None, help="Addition variants (default: merge,juxtapose).")
-@click.option("--images", multiple=True, callback=non_empty, help="What the image jobs start from (repeatable): an image file, a "
-              "folder (its image files), store:URI[:JOB] (the final images of JOB, default octave, in another, "
-              "finished store: one per item, its lowest seed, named like octave-0042-goldfish), or noise:N[:SIZE] "
+@click.option("--images", multiple=True, callback=non_empty, help="What the image jobs start from (repeatable): an "
+              "image file, a folder (its image files), store:URI[:JOB] (the final images of JOB, default octave, in "
+              "another, finished store: one per item, its lowest seed, named like octave-0042-goldfish), or noise:N[:SIZE] "
               "(N images noise-000.. uniform on [0.5, 0.6], the same in every run; SIZE default: the side the "
               "model's image jobs start at, 299 for ImageNet models).")
 @click.option("--layers", multiple=True, help="Dream layer NAME[:maps], e.g. block2 or a+b:0,4 (repeatable, one "
@@ -308,8 +308,8 @@ def models() -> None:
 @click.option("--calibrate", is_flag=True, help="With the dry run: time a few steps on this machine's device and "
               "print the projected device-hours (GPU- or CPU-hours) and wall time for --workers (default: the workers "
               "a run on this machine would start, one per GPU, else one per --cpus-per-worker CPUs; 1 with --address), "
-              "never more than a run would start (the batches left; the items left with --batch-size auto); with --device "
-              "cpu it times the CPU.")
+              "never more than a run would start (the batches left; the items left with --batch-size auto); with "
+              "--device cpu it times the CPU.")
 @cluster_options
 def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants, images, layers, seeds, schedule,
         job_schedules, batch_size, max_attempts, bf16, fp16, channels_last, compile_, cudnn_benchmark,

@@ -665,10 +665,10 @@ def execute(prepared: Prepared, *, stream: TextIO | None = None) -> SweepSummary
 
 def reconcile_store(prepared: Prepared, out: TextIO, *, stream: TextIO | None = None) -> dict[str, list[str]]:
     """Make the store ready for this run, under its lease: the manifest checked again (another driver may have
-    begun) and written, temporaries removed, unreadable files moved aside, the plan's and the inputs' notes said
-    (on `out`), and the real images the workers start from written once (`write_sources`; a progress line on
-    `stream`, else stderr, when there are many). Returns {path: keys} of images/ (the quarantine pass read every file's keys: the
-    run's one read of them before its first batch)."""
+    begun) and written, temporaries removed, unreadable files moved aside, the plan's and the inputs' notes said (on
+    `out`), and the real images the workers start from written once (`write_sources`; a progress line on `stream`,
+    else stderr, when there are many). Returns {path: keys} of images/ (the quarantine pass read every file's keys:
+    the run's one read of them before its first batch)."""
     store = prepared.store
     check_manifest(store, prepared.manifest)
     removed = store.cleanup_temp()

@@ -141,8 +141,8 @@ class Calibration:
         per_iteration = total / view.work_left if view.work_left else 0.0
         hours = f"{total / 3600:.2f}" if total >= 36 else "under 0.01"
         threads = f" ({counted(self.threads, 'torch thread')}, as each CPU worker)" if self.threads else ""
-        return [f"calibration on {self.device}{threads}: {self.images} images x {CALIBRATION_STEPS} steps per octave in "
-                f"{self.seconds:.3g} s, the median of {self.runs} run{'s' if self.runs != 1 else ''} "
+        return [f"calibration on {self.device}{threads}: {self.images} images x {CALIBRATION_STEPS} steps per "
+                f"octave in {self.seconds:.3g} s, the median of {self.runs} run{'s' if self.runs != 1 else ''} "
                 f"({per_iteration * 1e3:.1f} ms per image-iteration at the schedule's sizes)",
                 f"projected: {hours} {self.device.split(':')[0].upper()}-hours; wall time "
                 f"{format_duration(total / max(1, workers))} with {counted(workers, 'worker')}{whose}, plus start-up "
@@ -176,12 +176,13 @@ def calibrate(prepared, device: str | None = None) -> Calibration:
     """Time one batch of the plan's first job on `device` (default: cuda when available and `--device` is not cpu,
     else cpu: the workers' device), every octave cut to CALIBRATION_STEPS steps, after an untimed warm-up of the
     same steps; the timed run is repeated (at least MIN_TIMED_RUNS times, until MIN_TIMED_SECONDS are measured, at
-    most MAX_TIMED_RUNS times) and its median counts. On a GPU it runs as the sweep's GPU workers do: with the run's speed options (bf16 or fp16 autocast,
-    channels_last, cuDNN benchmark, batch norms folded, `--compile`, whose compiling the warm-up absorbs) and, with
-    an automatic batch size, the batch the workers' memory probe chooses (not the CPU's); on the CPU its batch norms
-    are folded when `--fold-batchnorm` asks, as the CPU workers' are, and it runs on as many torch threads as a CPU
-    worker (`ClusterConfig.threads`: one per `--cpus-per-worker`, where this process would take every core: on a
-    busy 2-core machine the demo's steps took 22 times as long on two threads as on the workers' one)."""
+    most MAX_TIMED_RUNS times) and its median counts. On a GPU it runs as the sweep's GPU workers do: with the run's
+    speed options (bf16 or fp16 autocast, channels_last, cuDNN benchmark, batch norms folded, `--compile`, whose
+    compiling the warm-up absorbs) and, with an automatic batch size, the batch the workers' memory probe chooses
+    (not the CPU's); on the CPU its batch norms are folded when `--fold-batchnorm` asks, as the CPU workers' are,
+    and it runs on as many torch threads as a CPU worker (`ClusterConfig.threads`: one per `--cpus-per-worker`,
+    where this process would take every core: on a busy 2-core machine the demo's steps took 22 times as long on two
+    threads as on the workers' one)."""
     import dataclasses
 
     import torch

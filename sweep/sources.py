@@ -21,7 +21,8 @@ from jobs.images import ImageInputError, SourceImage, Track, in_order, is_noise_
 from sweep.export import MISSING, UniqueNames, checked_files, slug
 from sweep.plan import PlanError
 from sweep.lease import running_sweep
-from sweep.store import IMAGES, MANIFEST, MAX_NAME_BYTES, Store, StoreError, is_frame_key, open_store, same_store, source_hash
+from sweep.store import IMAGES, MANIFEST, MAX_NAME_BYTES, Store, StoreError, is_frame_key, open_store, same_store, \
+    source_hash
 
 STORE_PREFIX = "store:"
 DEFAULT_STORE_JOB = "octave"      # Deep dream dreams on the class images ("representative images")

@@ -50,8 +50,8 @@ def start(store: Path, batch: int = 2, workers: int = 2) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "CLASSWEEP_OFFLINE": "1"}
     # A session of its own: after a SIGKILL we can find and end exactly the Ray processes this run started.
-    return subprocess.Popen(command(store, batch, workers), cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(command(store, batch, workers), cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def session_processes(sid: int) -> list[int]:
