@@ -265,8 +265,8 @@ def models() -> None:
 @click.option("--images", multiple=True, callback=non_empty, help="What the image jobs start from (repeatable): an "
               "image file, a folder (its image files), store:URI[:JOB] (the final images of JOB, default octave, in "
               "another, finished store: one per item, its lowest seed, named like octave-0042-goldfish), or "
-              "noise:N[:SIZE] (N images noise-000.. uniform on [0.5, 0.6], the same in every run; SIZE default: the side the "
-              "model's image jobs start at, 299 for ImageNet models).")
+              "noise:N[:SIZE] (N images noise-000.. uniform on [0.5, 0.6], the same in every run; SIZE default: the "
+              "side the model's image jobs start at, 299 for ImageNet models).")
 @click.option("--layers", multiple=True, help="Dream layer NAME[:maps], e.g. block2 or a+b:0,4 (repeatable, one "
               "dream variant each; default: the model's default dream layer).")
 @click.option("--seeds", type=int, default=1, show_default=True, help="Seeds 0..N-1 per item.")
