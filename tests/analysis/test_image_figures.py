@@ -240,6 +240,24 @@ def test_a_gifs_frames_share_one_palette_close_to_each_frames_own_and_keep_the_m
     assert np.mean([error(f, d) for f, d in zip(frames, decoded)]) == pytest.approx(np.mean(shared), abs=0.5)
 
 
+
+def test_a_gif_frame_keeps_exactly_the_pixels_of_a_marker_colour_and_no_neighbour():
+    """`paletted` finds a marker's pixels by one integer per colour (`rgb_codes`): every pixel of exactly that
+    colour takes the marker's entry, and none that differs from it in one channel by one level."""
+    from analysis.drawing import MARKERS, paletted, rgb_codes
+    from PIL import ImageColor
+    marker = ImageColor.getrgb(MARKERS[0])
+    pixels = np.random.default_rng(1).integers(0, 256, (20, 20, 3), dtype=np.uint8)
+    pixels[2:4, 2:4] = marker
+    for k in range(3):   # one level off, in each channel
+        pixels[10, k] = marker
+        pixels[10, k, k] ^= 1
+    assert rgb_codes(np.array(marker, np.uint8)) == (marker[0] << 16) + (marker[1] << 8) + marker[2]
+    image = paletted(PILImage.fromarray(pixels))
+    entry = 256 - len(MARKERS)
+    assert image.getpalette()[3 * entry:3 * entry + 3] == list(marker)
+    assert np.array_equal(np.asarray(image) == entry, (pixels == marker).all(axis=-1))
+
 DREAMS_ONLY = ("transfigure", "dream")
 
 
