@@ -419,6 +419,32 @@ def test_each_interpolation_is_drawn_once_its_frames_are_read(tmp_path, monkeypa
         assert len(frames) == len(FRAMES) and {f.size for f in frames} == {(24, 24)}   # at the final image's size
 
 
+
+def test_interpolations_drawn_on_worker_processes_are_the_files_drawn_in_this_process(tmp_path, monkeypatch):
+    """`processes` > 1 draws the interpolations (strip and GIF) on a pool of that many worker processes, once
+    there are POOL_MIN_TASKS of them, into the same bytes as in this process; below it no worker is started."""
+    from concurrent.futures import ProcessPoolExecutor
+    from analysis import report
+    started = []
+
+    class Counted(ProcessPoolExecutor):
+        def __init__(self, workers, **kwargs):
+            started.append(workers)
+            super().__init__(workers, **kwargs)
+    monkeypatch.setattr(report, "ProcessPoolExecutor", Counted)
+    store = make_interpolation_store(tmp_path / "s")
+    alone = write_figures(store, str(tmp_path / "alone"), processes=1).parent
+    few = write_figures(store, str(tmp_path / "few"), processes=2).parent
+    assert started == []
+    monkeypatch.setattr(report, "POOL_MIN_TASKS", 2)
+    pooled = write_figures(store, str(tmp_path / "pooled"), processes=2).parent
+    assert started == [2]
+    drawn = sorted(p.name for p in alone.glob("interpolation-*.*"))
+    assert len(drawn) == 2 * len(PAIRS)
+    for folder in (few, pooled):
+        assert sorted(p.name for p in folder.glob("interpolation-*.*")) == drawn
+        assert all((folder / name).read_bytes() == (alone / name).read_bytes() for name in drawn)
+
 PAIRS = [(0, 1), (1, 2), (2, 3), (3, 4)]
 
 
