@@ -3,10 +3,11 @@
     python benchmarks/bench_analysis.py [--classes 1000] [--pairs 1000] [--image-size 64] [--keep DIR]
     python benchmarks/bench_analysis.py --workload [--seeds 1] [--sources 3] [--real-png] [--classes all]
                                         [--trajectory-every N] [--stages status,analyze,figures,export,directions]
-                                        [--keep DIR]
+                                        [--processes N] [--keep DIR]
 
 Builds the store (not timed), then runs each stage in a fresh Python process so that its peak memory (maxrss) is
-its own.
+its own. `figures` draws the interpolations on `--processes` worker processes (default: as `sweep figures`, one per
+CPU up to 8); the largest worker's peak is printed beside the stage's own.
 
 - Default: `analysis.synthetic.random_store` (octave, opposite and the pairs' additions, `--image-size` px PNGs),
   then `analyze_store` and `write_figures`. Goals on the 2-core reference machine: analyze < 30 s, figures < 30 s,
@@ -85,7 +86,7 @@ def run_stage(stage: str, store: str, args: argparse.Namespace) -> dict:
         elif stage == "analyze":
             detail = analysis.analyze_store(store).lines()[-3:]
         elif stage == "figures":
-            detail = [str(analysis.write_figures(store, stream=io.StringIO()))]
+            detail = [str(analysis.write_figures(store, stream=io.StringIO(), processes=args.processes))]
         elif stage == "export":
             from sweep.export import export_pngs
             detail = [f"{export_pngs(store, os.path.join(tmp, 'out')).count} PNG files"]
@@ -94,7 +95,8 @@ def run_stage(stage: str, store: str, args: argparse.Namespace) -> dict:
             detail = run_directions(store, groups_file(store, tmp)).lines()[:1]
         seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # Linux reports KiB
-    return {"stage": stage, "seconds": seconds, "peak_mb": peak_mb, "detail": detail}
+    worker_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024   # the largest child's (a worker)
+    return {"stage": stage, "seconds": seconds, "peak_mb": peak_mb, "worker_mb": worker_mb, "detail": detail}
 
 
 def folder_mb(path: Path) -> float:
@@ -114,6 +116,8 @@ def main() -> None:
     parser.add_argument("--trajectory-every", type=int, default=0,
                         help="--workload: also each image's steps recorded every N steps (0: none)")
     parser.add_argument("--stages", default=",".join(WORKLOAD_STAGES), help="--workload: the stages to run")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="figures: worker processes drawing the interpolations (default: as sweep figures)")
     parser.add_argument("--keep", default=None, help="write the store here and keep it (default: a temp dir)")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
@@ -161,8 +165,9 @@ def main() -> None:
             ok &= met
             goals = (f" (goal < {goal:.0f} s)", f" (goal < {MEMORY_GOAL_MB} MB)   {'ok' if met else 'MISSED'}") \
                 if goal is not None else ("", "")
+            workers = f" (+ child processes: {result['worker_mb']:.0f} MB each at most)" if result["worker_mb"] else ""
             print(f"{stage:10s} {result['seconds']:7.1f} s{goals[0]}   peak memory {result['peak_mb']:6.0f} MB"
-                  f"{goals[1]}")
+                  f"{workers}{goals[1]}")
             for line in result["detail"]:
                 print(f"           {line}")
         if "figures" in stages:
