@@ -74,7 +74,7 @@ WRITE_QUEUE = 64         # files waiting for the writing thread at most (bounds 
 # Worker processes that draw the interpolations (strip and GIF, each independent of the others; matplotlib and the
 # GIF palettes hold the GIL, so threads would not help): the CPUs', up to 8 (each about 0.3 GB, mostly its imports).
 DRAWING_PROCESSES = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-POOL_MIN_TASKS = 32      # fewer interpolations are drawn in this process: starting the workers takes seconds
+POOL_MIN_TASKS = 64      # fewer interpolations are drawn in this process: starting the workers takes seconds
 GIF_FRAME_MS, GIF_HOLD_MS = 250, 1200   # interpolation GIFs: time per frame, and on the final image
 SOURCE_SIDE = 1024       # px, a fitted source photograph at most (`fitted_source`; the pages show PAGE_THUMB)
 # What the figures of the jobs from source images read of each row: a strip's logits of a and b are the stored
