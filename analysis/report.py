@@ -29,14 +29,16 @@ trajectory videos of images without a class page are linked from the index.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import json
 import math
+import multiprocessing
 import os
 import posixpath
 import re
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TextIO
@@ -69,6 +71,10 @@ GRID_THUMB = fig.GRID_THUMB   # px, images in the grids
 PAGE_THUMB = 256         # px, images written for the HTML pages (never enlarged; the browser scales them)
 DECODE_THREADS = min(8, os.cpu_count() or 1)   # PNG decoding threads: Pillow's decoder releases the GIL
 WRITE_QUEUE = 64         # files waiting for the writing thread at most (bounds memory)
+# Worker processes that draw the interpolations (strip and GIF, each independent of the others; matplotlib and the
+# GIF palettes hold the GIL, so threads would not help): the CPUs', up to 8 (each about 0.3 GB, mostly its imports).
+DRAWING_PROCESSES = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+POOL_MIN_TASKS = 64      # fewer interpolations are drawn in this process: starting the workers takes seconds
 GIF_FRAME_MS, GIF_HOLD_MS = 250, 1200   # interpolation GIFs: time per frame, and on the final image
 SOURCE_SIDE = 1024       # px, a fitted source photograph at most (`fitted_source`; the pages show PAGE_THUMB)
 # What the figures of the jobs from source images read of each row: a strip's logits of a and b are the stored
@@ -214,7 +220,7 @@ class GalleryItem:
 
 def write_figures(store, out: str | None = None, *, stream: TextIO | None = None,
                   trajectories: Iterable[str] = (), keep_trajectories: bool = True,
-                  seeds: Iterable[int] | None = None) -> Path:
+                  seeds: Iterable[int] | None = None, processes: int | None = 1) -> Path:
     """Write every figure and the HTML report; returns the path of index.html.
 
     `store`: an opened store or its URI. `out` defaults to {store}/figures (a local folder or a URI). The analysis
@@ -225,7 +231,9 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
     page; StoreError, before anything is written, for a key without snapshots. The videos earlier reports made in
     the folder are kept and linked as they are (a key given again is drawn anew), or with `keep_trajectories=False`
     removed. `seeds`: the seeds whose images the report draws (None: every seed; `analysis.seeds`); StoreError,
-    before anything is written, for a seed the store does not have.
+    before anything is written, for a seed the store does not have. `processes`: the worker processes that draw
+    the interpolations (1: none, all in this process; None: DRAWING_PROCESSES, following the CPUs, as `sweep
+    figures` does). They are spawned, so a script that asks for them calls this under `if __name__ == "__main__":`.
     """
     st = open_store(store) if isinstance(store, str) else store
     choice = SeedChoice.of_store(st.manifest, seeds)
@@ -248,7 +256,7 @@ def write_figures(store, out: str | None = None, *, stream: TextIO | None = None
         keys = list(classes["key"]) if classes is not None else []
         keys += list(opposites["key"]) if opposites is not None else []
         keys += list(additions["key"]) if additions is not None else []
-        with _Writer(folder) as writer:
+        with _Writer(folder, DRAWING_PROCESSES if processes is None else processes) as writer:
             return _write_report(st, summary, tables, keys, writer, stream, snapshots, listed or [], choice, analysed)
 
 
@@ -728,8 +736,9 @@ class _Writer:
     """Writes files under the output folder (atomically, through `sweep.store.Store.write_bytes`). Every name is
     checked to lie inside the folder; names built from store keys are made safe and unique."""
 
-    def __init__(self, folder: Store) -> None:
+    def __init__(self, folder: Store, processes: int = 1) -> None:
         self.folder = folder
+        self.processes = processes            # worker processes drawing the interpolations (`drawing_pool`)
         self.fs, self.root = folder.fs, folder.root.rstrip("/") or "/"
         self.written: set[str] = set()
         self.images: dict[str, str] = {}      # store key -> its page image's file name
@@ -1088,32 +1097,42 @@ def _interpolations(part: pd.DataFrame, sources, names, st: Store, writer: _Writ
     """Per interpolation (pair, source, seed): a strip of its frames with a's and b's logits under each, and an
     animated GIF of the frames at the final image's size.
 
-    The frames are decoded as their files are read and each interpolation is drawn, then dropped, once its frames
-    are all in (they come from one batch's file): memory holds the frames of one file, not of every interpolation.
-    `files`, the key index, names the files to read: those of the frames (and of the final images shown)."""
+    Each interpolation is drawn, and its frames dropped, once its frames are all in (they come from one batch's
+    file): memory holds the PNGs of one file and of the interpolations being drawn, not of every interpolation.
+    They are drawn on `writer.processes` worker processes (`drawing_pool`), 2 each at most in flight, and written
+    in the order they were read. `files`, the key index, names the files to read: those of the frames (and of the
+    final images shown)."""
     items = interpolations(part)
     stems = [writer.unique_stem(f"interpolation-{i.target:04d}-{i.partner:04d}-{safe_name(i.source)}-s{i.seed}",
                                 i.source) for i in items]   # claimed in the gallery's order, whatever the files' order
     owner = {key: n for n, item in enumerate(items) for key in item.shown["key"]}
     waiting = [set(item.shown["key"]) for item in items]
-    decoded: dict[int, dict] = {}
+    pngs: dict[int, dict[str, bytes]] = {}
     drawn: dict[int, tuple[str, str | None]] = {}
+    in_flight: collections.deque = collections.deque()   # (n, future of its files' bytes), in the order read
 
-    def draw(n: int) -> None:
-        images = decoded.pop(n, {})
-        drawn[n] = _draw_interpolation(items[n], images, stems[n], sources, names, writer)
-    for key, png in iter_pngs(st, list(owner), files):
-        n = owner[key]
-        try:
-            decoded.setdefault(n, {})[key] = drawing.decode(png)
-        except (OSError, ValueError, SyntaxError):
-            pass   # a broken PNG shows as missing
-        waiting[n].discard(key)
-        if not waiting[n]:
-            draw(n)
-    for n in range(len(items)):   # those with a frame the store no longer holds
-        if n not in drawn:
-            draw(n)
+    def write_oldest() -> None:
+        n, future = in_flight.popleft()
+        strip, gif = future.result()
+        drawn[n] = (writer.bytes(f"{stems[n]}.png", strip), writer.bytes(f"{stems[n]}.gif", gif) if gif else None)
+    with drawing_pool(writer.processes, len(items)) as pool:
+        def draw(n: int) -> None:
+            item = items[n]
+            in_flight.append((n, pool.submit(interpolation_files, item, pngs.pop(n, {}), sources.get(item.source),
+                                             names)))
+            while len(in_flight) > 2 * writer.processes:
+                write_oldest()
+        for key, png in iter_pngs(st, list(owner), files):
+            n = owner[key]
+            pngs.setdefault(n, {})[key] = png
+            waiting[n].discard(key)
+            if not waiting[n]:
+                draw(n)
+        for n in range(len(items)):   # those with a frame the store no longer holds
+            if waiting[n]:
+                draw(n)
+        while in_flight:
+            write_oldest()
     files, gallery = [], []
     for n, item in enumerate(items):
         png, gif = drawn[n]
@@ -1137,18 +1156,45 @@ def interpolation_caption(item: Interpolation, names) -> str:
     return f"{head}: {a}'s logit {first_a:.1f} -> {last_a:.1f}, {b}'s {first_b:.1f} -> {last_b:.1f}"
 
 
-def _draw_interpolation(item: Interpolation, images: dict, stem: str, sources, names,
-                        writer: _Writer) -> tuple[str, str | None]:
-    """Write one interpolation's strip and GIF from its decoded images (key -> image); returns their names (no
-    GIF without a decoded frame)."""
+def interpolation_files(item: Interpolation, pngs: dict[str, bytes], source_thumb, names
+                        ) -> tuple[bytes, bytes | None]:
+    """One interpolation's strip (PNG bytes) and GIF (None without a decoded frame) from its stored PNGs (key ->
+    bytes; a broken one shows as missing) and its photograph's grid thumbnail. Writes nothing: it runs in a worker
+    process (`drawing_pool`) as well as in this one."""
+    images = {}
+    for key, png in pngs.items():
+        try:
+            images[key] = drawing.decode(png)
+        except (OSError, ValueError, SyntaxError):
+            pass   # a broken PNG shows as missing
     thumbs = {key: drawing.fit_image(image, GRID_THUMB) for key, image in images.items()}
-    png = writer.figure_files(stem, fig.interpolation_strip(item.shown, item.values, sources.get(item.source),
-                                                            thumbs, names))[0]
+    strip = drawing.save(fig.interpolation_strip(item.shown, item.values, source_thumb, thumbs, names))
     frames = [images[k] for k in item.shown["key"] if k in images]
     if not frames:
-        return png, None
+        return strip, None
     size = item.size or frames[-1].size   # every frame is shown at the final image's size
-    return png, writer.bytes(f"{stem}.gif", fig.interpolation_gif(frames, size, GIF_FRAME_MS, GIF_HOLD_MS))
+    return strip, fig.interpolation_gif(frames, size, GIF_FRAME_MS, GIF_HOLD_MS)
+
+
+class InProcess:
+    """An executor that runs each task at once, in this process (`drawing_pool` with one process)."""
+
+    def submit(self, task: Callable, *args) -> Future:
+        future: Future = Future()
+        future.set_result(task(*args))
+        return future
+
+
+@contextlib.contextmanager
+def drawing_pool(processes: int, tasks: int) -> Iterator:
+    """Where `tasks` independent drawings run: on `processes` worker processes, started by spawning (a fork of
+    this process, which holds threads, could deadlock; a spawned worker imports the analysis afresh: about 2 s),
+    or in this process when `processes` is 1 or `tasks` are too few to pay for starting them (POOL_MIN_TASKS)."""
+    if processes <= 1 or tasks < POOL_MIN_TASKS:
+        yield InProcess()
+        return
+    with ProcessPoolExecutor(min(processes, tasks), mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
 
 
 # --- HTML: Jinja2 templates in analysis/templates/, autoescaped ----------------------------------------------------

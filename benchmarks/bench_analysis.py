@@ -3,10 +3,12 @@
     python benchmarks/bench_analysis.py [--classes 1000] [--pairs 1000] [--image-size 64] [--keep DIR]
     python benchmarks/bench_analysis.py --workload [--seeds 1] [--sources 3] [--real-png] [--classes all]
                                         [--trajectory-every N] [--stages status,analyze,figures,export,directions]
-                                        [--keep DIR]
+                                        [--processes N] [--keep DIR]
 
 Builds the store (not timed), then runs each stage in a fresh Python process so that its peak memory (maxrss) is
-its own.
+its own. `figures` draws the interpolations on `--processes` worker processes (default: as `sweep figures`, one per
+CPU up to 8); the peak of the stage's process and its workers' together (their resident memory summed, sampled each
+second from /proc on Linux: shared pages counted in each) is printed beside the stage's own.
 
 - Default: `analysis.synthetic.random_store` (octave, opposite and the pairs' additions, `--image-size` px PNGs),
   then `analyze_store` and `write_figures`. Goals on the 2-core reference machine: analyze < 30 s, figures < 30 s,
@@ -32,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -68,6 +71,41 @@ def groups_file(store: str, folder: str) -> str:
     return path
 
 
+def tree_mb(root: int) -> float:
+    """The resident memory of process `root` and of its descendants, summed (Linux /proc; 0 elsewhere), in MB."""
+    parents, resident = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()   # after the command: state, ppid, ...
+        except (OSError, IndexError):
+            continue
+        parents[int(stat.parent.name)], resident[int(stat.parent.name)] = int(fields[1]), int(fields[21])
+    tree, grown = {root}, True
+    while grown:
+        children = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= children
+        grown = bool(children)
+    return sum(resident.get(pid, 0) for pid in tree) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class TreePeak:
+    """The largest `tree_mb` of this process seen while the block runs, sampled each second on a thread."""
+
+    def __enter__(self) -> "TreePeak":
+        self.mb, self.stop = 0.0, threading.Event()
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def sample(self) -> None:
+        while not self.stop.wait(1.0):
+            self.mb = max(self.mb, tree_mb(os.getpid()))
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
 def run_stage(stage: str, store: str, args: argparse.Namespace) -> dict:
     """In this process: run one stage and report its wall time and this process's peak resident memory."""
     sys.path.insert(0, str(ROOT))
@@ -75,7 +113,7 @@ def run_stage(stage: str, store: str, args: argparse.Namespace) -> dict:
 
     import analysis
     detail: list[str] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, TreePeak() as tree:
         start = time.perf_counter()
         if stage == "build":
             detail = build(store, args)
@@ -85,7 +123,7 @@ def run_stage(stage: str, store: str, args: argparse.Namespace) -> dict:
         elif stage == "analyze":
             detail = analysis.analyze_store(store).lines()[-3:]
         elif stage == "figures":
-            detail = [str(analysis.write_figures(store, stream=io.StringIO()))]
+            detail = [str(analysis.write_figures(store, stream=io.StringIO(), processes=args.processes))]
         elif stage == "export":
             from sweep.export import export_pngs
             detail = [f"{export_pngs(store, os.path.join(tmp, 'out')).count} PNG files"]
@@ -94,7 +132,7 @@ def run_stage(stage: str, store: str, args: argparse.Namespace) -> dict:
             detail = run_directions(store, groups_file(store, tmp)).lines()[:1]
         seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # Linux reports KiB
-    return {"stage": stage, "seconds": seconds, "peak_mb": peak_mb, "detail": detail}
+    return {"stage": stage, "seconds": seconds, "peak_mb": peak_mb, "tree_mb": tree.mb, "detail": detail}
 
 
 def folder_mb(path: Path) -> float:
@@ -114,6 +152,8 @@ def main() -> None:
     parser.add_argument("--trajectory-every", type=int, default=0,
                         help="--workload: also each image's steps recorded every N steps (0: none)")
     parser.add_argument("--stages", default=",".join(WORKLOAD_STAGES), help="--workload: the stages to run")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="figures: worker processes drawing the interpolations (default: as sweep figures)")
     parser.add_argument("--keep", default=None, help="write the store here and keep it (default: a temp dir)")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
@@ -161,8 +201,10 @@ def main() -> None:
             ok &= met
             goals = (f" (goal < {goal:.0f} s)", f" (goal < {MEMORY_GOAL_MB} MB)   {'ok' if met else 'MISSED'}") \
                 if goal is not None else ("", "")
+            tree = result["tree_mb"]
+            workers = f" (with its workers: {tree:.0f} MB)" if tree > result["peak_mb"] else ""
             print(f"{stage:10s} {result['seconds']:7.1f} s{goals[0]}   peak memory {result['peak_mb']:6.0f} MB"
-                  f"{goals[1]}")
+                  f"{workers}{goals[1]}")
             for line in result["detail"]:
                 print(f"           {line}")
         if "figures" in stages:

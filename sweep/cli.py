@@ -452,7 +452,10 @@ def analyze(store, metric, margin_share, graph_ranges, features, weights, featur
               "class pages, interpolation strips and GIFs) show those seeds; the class images (contact sheets, "
               "opposites) are each class's lowest seed and the tables cover every seed either way; --trajectories "
               "keys are drawn whatever their seed.")
-def figures(store, out, trajectories, keep_trajectories, seeds) -> None:
+@click.option("--processes", type=click.IntRange(min=1), default=None,
+              help="Worker processes that draw the interpolation strips and GIFs (about 0.3 GB each; default: one "
+              "per CPU, at most 8); 1 draws everything in this process.")
+def figures(store, out, trajectories, keep_trajectories, seeds, processes) -> None:
     """Figures and a static HTML report from the analysis tables (the analysis runs again first when it is older
     than the store's images or scores)."""
     functions = analysis_functions()
@@ -463,7 +466,8 @@ def figures(store, out, trajectories, keep_trajectories, seeds) -> None:
         require_images(st)                                  # no hint about the seeds of a store without images
         if choice.hint() and not given("seeds"):
             click.echo(choice.hint())
-        index = functions[1](st, out, trajectories=trajectories, keep_trajectories=keep_trajectories, seeds=seeds)
+        index = functions[1](st, out, trajectories=trajectories, keep_trajectories=keep_trajectories, seeds=seeds,
+                             processes=processes)
     click.echo(f"report: {index}" + (f" ({choice.line()})" if choice.line() else ""))
 
 

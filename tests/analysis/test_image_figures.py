@@ -240,6 +240,24 @@ def test_a_gifs_frames_share_one_palette_close_to_each_frames_own_and_keep_the_m
     assert np.mean([error(f, d) for f, d in zip(frames, decoded)]) == pytest.approx(np.mean(shared), abs=0.5)
 
 
+
+def test_a_gif_frame_keeps_exactly_the_pixels_of_a_marker_colour_and_no_neighbour():
+    """`paletted` finds a marker's pixels by one integer per colour (`rgb_codes`): every pixel of exactly that
+    colour takes the marker's entry, and none that differs from it in one channel by one level."""
+    from analysis.drawing import MARKERS, paletted, rgb_codes
+    from PIL import ImageColor
+    marker = ImageColor.getrgb(MARKERS[0])
+    pixels = np.random.default_rng(1).integers(0, 256, (20, 20, 3), dtype=np.uint8)
+    pixels[2:4, 2:4] = marker
+    for k in range(3):   # one level off, in each channel
+        pixels[10, k] = marker
+        pixels[10, k, k] ^= 1
+    assert rgb_codes(np.array(marker, np.uint8)) == (marker[0] << 16) + (marker[1] << 8) + marker[2]
+    image = paletted(PILImage.fromarray(pixels))
+    entry = 256 - len(MARKERS)
+    assert image.getpalette()[3 * entry:3 * entry + 3] == list(marker)
+    assert np.array_equal(np.asarray(image) == entry, (pixels == marker).all(axis=-1))
+
 DREAMS_ONLY = ("transfigure", "dream")
 
 
@@ -400,6 +418,32 @@ def test_each_interpolation_is_drawn_once_its_frames_are_read(tmp_path, monkeypa
         frames = _gif_frames(out / f"interpolation-{a:04d}-{b:04d}-{SOURCE}-s0.gif")
         assert len(frames) == len(FRAMES) and {f.size for f in frames} == {(24, 24)}   # at the final image's size
 
+
+
+def test_interpolations_drawn_on_worker_processes_are_the_files_drawn_in_this_process(tmp_path, monkeypatch):
+    """`processes` > 1 draws the interpolations (strip and GIF) on a pool of that many worker processes, once
+    there are POOL_MIN_TASKS of them, into the same bytes as in this process; below it no worker is started."""
+    from concurrent.futures import ProcessPoolExecutor
+    from analysis import report
+    started = []
+
+    class Counted(ProcessPoolExecutor):
+        def __init__(self, workers, **kwargs):
+            started.append(workers)
+            super().__init__(workers, **kwargs)
+    monkeypatch.setattr(report, "ProcessPoolExecutor", Counted)
+    store = make_interpolation_store(tmp_path / "s")
+    alone = write_figures(store, str(tmp_path / "alone"), processes=1).parent
+    few = write_figures(store, str(tmp_path / "few"), processes=2).parent
+    assert started == []
+    monkeypatch.setattr(report, "POOL_MIN_TASKS", 2)
+    pooled = write_figures(store, str(tmp_path / "pooled"), processes=2).parent
+    assert started == [2]
+    drawn = sorted(p.name for p in alone.glob("interpolation-*.*"))
+    assert len(drawn) == 2 * len(PAIRS)
+    for folder in (few, pooled):
+        assert sorted(p.name for p in folder.glob("interpolation-*.*")) == drawn
+        assert all((folder / name).read_bytes() == (alone / name).read_bytes() for name in drawn)
 
 PAIRS = [(0, 1), (1, 2), (2, 3), (3, 4)]
 

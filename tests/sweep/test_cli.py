@@ -620,7 +620,7 @@ def test_figures_seeds_reach_write_figures_and_the_closing_line(handmade_store, 
     assert result.exit_code == 0, result.output
     ((args, kwargs),) = figures_calls
     assert [type(args[0]), args[0].uri, *args[1:]] == [Store, two_seed_store, None]
-    assert kwargs == dict(trajectories=("k",), keep_trajectories=True, seeds=seeds)
+    assert kwargs == dict(trajectories=("k",), keep_trajectories=True, seeds=seeds, processes=None)
     lines = result.output.splitlines()
     assert lines[-1] == f"report: {tmp_path / 'index.html'}{closing}"
     hint = "drawing the images of all 2 seeds (0-1); `--seeds 0` draws a smaller report, of seed 0's only"
@@ -628,6 +628,15 @@ def test_figures_seeds_reach_write_figures_and_the_closing_line(handmade_store, 
     if not given:   # nor for a store of one seed
         assert invoke("figures", "--store", handmade_store).output.splitlines()[:-1] == []
 
+
+
+def test_figures_processes_reach_write_figures(handmade_store, figures_calls):
+    """`--processes N` draws the interpolations on N worker processes (1: in this process); without it
+    `write_figures` follows the CPUs (None); 0 is refused."""
+    assert invoke("figures", "--store", handmade_store, "--processes", "3").exit_code == 0
+    assert invoke("figures", "--store", handmade_store).exit_code == 0
+    assert [kwargs["processes"] for _, kwargs in figures_calls] == [3, None]
+    assert invoke("figures", "--store", handmade_store, "--processes", "0").exit_code != 0
 
 @pytest.mark.parametrize("value, fragment", [
     ("2", "Error: --seeds 2: the store has no such seed; its seeds are 0-1 (its sweep ran with --seeds 2)"),
