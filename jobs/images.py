@@ -163,7 +163,7 @@ def unread_entries(folder: Path, shown: int = 3) -> str:
     if not folder.is_dir():
         return ""
     entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-    kinds = ((([p.name for p in entries if p.is_dir()]), "subfolder", "subfolders"),
+    kinds = (([p.name for p in entries if p.is_dir()], "subfolder", "subfolders"),
              ([p.name for p in entries if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES],
               "file of another kind", "files of other kinds"))
     return " and ".join(f"{counted(len(names), noun, plural)} ({', '.join(names[:shown])}"
