@@ -37,6 +37,8 @@ from jobs.outputs import rank_of, softmax, top_k
 METRICS = ("euclidean", "cosine")
 DEFAULT_METRIC = "euclidean"
 TOP_K = 5               # outputs listed per class (the report shows them)
+TIE_TOLERANCE = 1e-9    # distances closer than this (relative, absolute below 1) are one distance: far below the
+                        #   float32 outputs' own precision, far above the float64 rounding of the distances
 MOST_COMMON = 10        # most common opposites kept in the summary table
 MARGIN_SHARE = 0.5      # the article's margin opposite is sought among this share of the lowest outputs (our
                         #   reading, `sweep analyze --margin-share`: the article looks for an opposite among the
@@ -69,7 +71,9 @@ def most_activated_other(logits: np.ndarray, targets: np.ndarray, *others: np.nd
 
 
 def output_neighbours(vectors: np.ndarray, metric: str = DEFAULT_METRIC) -> tuple[np.ndarray, np.ndarray]:
-    """For each row, the index of the closest other row under `metric` and the distance to it.
+    """For each row, the index of the closest other row under `metric` and the distance to it; of rows at the
+    same distance, the first (the lower class index, as everywhere), also where rounding in the distance
+    computation sets them apart by a few units in the last place (parallel outputs under cosine).
 
     Returns (neighbour index, distance), both of length N; -1 and nan when there is no other row.
     """
@@ -80,7 +84,8 @@ def output_neighbours(vectors: np.ndarray, metric: str = DEFAULT_METRIC) -> tupl
         return np.full(n, -1), np.full(n, np.nan)
     d = pairwise_distances(vectors.astype(np.float64), metric=metric)  # N x N
     np.fill_diagonal(d, np.inf)
-    nearest = d.argmin(axis=1)
+    closest = d.min(axis=1, keepdims=True)                             # N x 1
+    nearest = (d <= closest + TIE_TOLERANCE * np.maximum(1.0, closest)).argmax(axis=1)   # the first of the tied
     return nearest, d[np.arange(n), nearest]
 
 

@@ -49,6 +49,15 @@ def test_output_neighbours_match_brute_force(rows):
         output_neighbours(vectors, "manhattan")
 
 
+def test_output_neighbours_break_cosine_ties_toward_the_lower_index():
+    # parallel outputs are all at cosine distance 0 from each other, which floating point computes as 0 or 1e-16:
+    # the tie goes to the lower index all the same, as every table breaks ties
+    vectors = np.array([[1, 2, 3, 4], [3, 6, 9, 12], [2, 4, 6, 8]], dtype=np.float32)
+    nearest, distance = output_neighbours(vectors, "cosine")
+    assert list(nearest) == [1, 0, 0]
+    assert distance == pytest.approx([0, 0, 0], abs=1e-12)
+
+
 def test_opposites_table(rows):
     t = opposites_table(representatives(rows.job("opposite")), NAMES).set_index("target")
     assert t["opposite"].to_dict() == {0: 1, 1: 0, 2: 5, 3: 5, 4: 0, 5: 3}
