@@ -191,13 +191,19 @@ def cluster_plan(cluster: ClusterConfig, n_tasks: int) -> tuple[bool, int]:
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), resources.get("CPU", 1)
     use_gpu = cluster.device == "gpu" or (cluster.device == "auto" and gpus > 0)
+    return use_gpu, worker_count(cluster, use_gpu, gpus, cpus, n_tasks)
+
+
+def worker_count(cluster: ClusterConfig, use_gpu: bool, gpus: int, cpus: float, n_tasks: int) -> int:
+    """The actors of a run: `--workers`, else one per GPU (GPU actors), else one per `cpus_per_worker` of `cpus`;
+    never more than its `n_tasks` (an actor takes one at least). The dry run's projection counts them so too."""
     if cluster.workers:
         count = cluster.workers
     elif use_gpu:
         count = max(gpus, 1)
     else:
         count = max(1, int(cpus // max(cluster.cpus_per_worker, 1e-3)))
-    return use_gpu, max(1, min(count, n_tasks))
+    return max(1, min(count, n_tasks))
 
 
 def ray_started_here() -> bool:

@@ -157,19 +157,17 @@ def projected_workers(cluster, device: str, tasks_left: int) -> tuple[int, str]:
     takes one at least), as the fleet, `--workers` included."""
     import torch
 
-    from sweep.fleet import local_cpus
+    from sweep.fleet import local_cpus, worker_count
     if cluster.workers:
-        count, whose = cluster.workers, ""
-    elif cluster.address:
-        count, whose = 1, " (--workers N for the cluster's)"
-    elif torch.device(device).type == "cuda":
-        count = max(1, cluster.num_gpus or torch.cuda.device_count())
-        whose = ", as this machine would start them (one per GPU)"
-    else:
-        cpus = cluster.num_cpus or local_cpus()
-        count = max(1, int(cpus // max(cluster.cpus_per_worker, 1e-3)))
-        whose = f", as this machine would start them ({cpus:g} CPUs, {cluster.cpus_per_worker:g} a worker)"
-    return max(1, min(count, tasks_left)), whose
+        return worker_count(cluster, False, 0, 0, tasks_left), ""
+    if cluster.address:
+        return 1, " (--workers N for the cluster's)"
+    if torch.device(device).type == "cuda":
+        gpus = cluster.num_gpus or torch.cuda.device_count()
+        return worker_count(cluster, True, gpus, 0, tasks_left), ", as this machine would start them (one per GPU)"
+    cpus = cluster.num_cpus or local_cpus()
+    return (worker_count(cluster, False, 0, cpus, tasks_left),
+            f", as this machine would start them ({cpus:g} CPUs, {cluster.cpus_per_worker:g} a worker)")
 
 
 def calibrate(prepared, device: str | None = None) -> Calibration:
