@@ -365,9 +365,9 @@ def read_and_hash(image: SourceImage) -> str:
 def prepare(config: SweepConfig, *, stream: TextIO | None = None) -> Prepared:
     """Check the model, schedule, selections, source images and store; raises before anything is written or
     started. Progress lines for many source images go to `stream` (stderr when None)."""
-    from jobs.images import is_noise_spec, left_out
+    from jobs.images import left_out
     from jobs.models import load_model
-    from sweep.sources import is_store_spec
+    from sweep.sources import file_values
     from sweep.worker import CPU_BATCH
     check_cluster(config.cluster)
     model = load_model(config.model, config.weights)          # refuses unknown models and missing weights here
@@ -395,8 +395,7 @@ def prepare(config: SweepConfig, *, stream: TextIO | None = None) -> Prepared:
     stored = check_manifest(store, manifest)
     return Prepared(config, plan if stored is None else in_store_spelling(plan, stored), store,
                     manifest if stored is None else stored, schedule, model.class_names, sources,
-                    notes=tuple(left_out(v for v in config.images if not is_noise_spec(v) and not is_store_spec(v))
-                                if sources else ()))
+                    notes=tuple(left_out(file_values(config.images)) if sources else ()))
 
 
 def in_store_spelling(plan: Plan, stored: dict) -> Plan:

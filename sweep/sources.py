@@ -154,6 +154,11 @@ def store_images(value: str, writing: Store, names: UniqueNames, given: list[tup
         raise PlanError(f"--images {value}: {error}") from None
 
 
+def file_values(values: Sequence[str]) -> list[str]:
+    """The `--images` values that name files and folders (neither `noise:` nor `store:`)."""
+    return [v for v in values if not is_noise_spec(v) and not is_store_spec(v)]
+
+
 def source_images(values: Sequence[str], writing_store: str, noise_side: Callable[[], int], *, threads: int = 1,
                   track: Track = untracked) -> list[SourceImage]:
     """Every `--images` value checked, as images that read their pixels when wanted: `noise:N[:SIZE]` (at most
@@ -163,7 +168,7 @@ def source_images(values: Sequence[str], writing_store: str, noise_side: Callabl
     `track` sees each of those passes."""
     noise = [v for v in values if is_noise_spec(v)]
     stores = [v for v in values if is_store_spec(v)]
-    files = [v for v in values if not is_noise_spec(v) and not is_store_spec(v)]
+    files = file_values(values)
     if len(noise) > 1:
         raise PlanError(f"--images {', '.join(noise)}: give noise:N once (it names its images noise-000, ...)")
     repeated = sorted({v for v in stores if stores.count(v) > 1})
