@@ -377,14 +377,14 @@ def other_label_set(stores: Sequence) -> str | None:
     compared) and the first class that differs; None when one label set holds for all. A scorer shares its store's
     label set (`sweep score` refuses another), so stores of two label sets share no scorer: their matrix would be
     two blocks with nothing between them, each row read as if class i meant one thing throughout."""
-    from sweep.score import generator_class_names
+    from sweep.score import generator_class_names, renamed_classes
     counts = {st.uri: st.n_classes for st in stores}
     if len(set(counts.values())) > 1:
         return "the stores have different class counts (" + ", ".join(f"{uri}: {n}" for uri, n in counts.items()) + ")"
     named = [(st, names) for st in stores if (names := generator_class_names(st.manifest)) is not None]
     for st, names in named[1:]:
         first, first_names = named[0]
-        differ = [(i, a, b) for i, (a, b) in enumerate(zip(first_names, names)) if a != b]
+        differ = renamed_classes(first_names, names)
         if differ:
             i, a, b = differ[0]
             return (f"{first.uri} and {st.uri} name their classes otherwise (class {i} is {a!r} in the first, {b!r} "

@@ -340,10 +340,15 @@ def generator_class_names(manifest: dict) -> tuple[str, ...] | None:
     return None if names == tuple(f"class {i}" for i in range(n_classes)) else names
 
 
+def renamed_classes(first: Sequence[str], second: Sequence[str]) -> list[tuple[int, str, str]]:
+    """(class, its name in `first`, in `second`) for every class two label sets of one size name otherwise."""
+    return [(i, a, b) for i, (a, b) in enumerate(zip(first, second)) if a != b]
+
+
 def differing_classes(generator: Sequence[str], scorer: Sequence[str], shown: int = 3) -> str | None:
     """Where two label sets of one size differ, in words (the first `shown` classes whose names differ, and how
     many differ in all); None when every class has one name in both."""
-    differ = [(i, a, b) for i, (a, b) in enumerate(zip(generator, scorer)) if a != b]
+    differ = renamed_classes(generator, scorer)
     if not differ:
         return None
     words = "; ".join(f"class {i} is {a!r} in the store, {b!r} for the scorer" for i, a, b in differ[:shown])
