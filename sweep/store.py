@@ -1201,7 +1201,7 @@ class Store:
         images/ write failed, between the two; the resume's batches may be cut otherwise, under other names) is moved
         aside as well: its items' images, stored by another batch, are not the ones it recorded, and readers would
         take its rows for theirs. Only `sweep run` calls this, under its lease (it changes the store)."""
-        moved, images, companions_lost, companions = [], {}, {}, []
+        moved, images, companions_lost, companions, images_set_aside = [], {}, {}, [], set()
         keys_or_why = functools.partial(self._keys_or_why, whole_file=whole_files)
         for directory in directories:
             paths = self.files(directory)
@@ -1221,6 +1221,8 @@ class Store:
                     continue
                 self._set_aside(directory, path)
                 moved.append((path, why))
+                if directory == IMAGES:
+                    images_set_aside.add(name)
         for name, lost in companions_lost.items():   # the batch's readable companion goes too: its items run again
             for directory in (FRAMES, TRAJECTORIES):
                 if directory != lost and self.exists(directory, name):
@@ -1228,12 +1230,11 @@ class Store:
                     moved.append((self.path(directory, name), f"readable, but its batch's {lost}/ file was not"))
         if IMAGES in directories:
             stored = {path.rsplit("/", 1)[1] for path in images}
-            set_aside = {path.rsplit("/", 1)[1] for path, _ in moved if path.rsplit("/", 2)[-2] == IMAGES}
             for directory, name in companions:
                 if name not in stored and name not in companions_lost:
                     self._set_aside(directory, self.path(directory, name))
                     moved.append((self.path(directory, name), "readable, but its batch's images/ file was not"
-                                  if name in set_aside else ORPHANED))
+                                  if name in images_set_aside else ORPHANED))
         return Quarantine(moved, images)
 
     def _set_aside(self, directory: str, path: str) -> None:
