@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(VENV)/bin/sweep demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile   # a module's tests stay on one process: Ray starts once per module
+	$(PY) -m pytest -q -n 3 --dist loadfile   # see tests/conftest.py: LONG_FIRST
 
 clean:
 	rm -rf $(VENV) demo-store

@@ -21,15 +21,17 @@ def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", default=False, help="also run tests marked slow")
 
 
-# The longest modules, longest first (their time in `make test`, measured): they run first, so that the two test
-# processes (`make test`: pytest-xdist, one module to a process) end on short modules instead of one of them alone
-# on a long one. Most of them start Ray and real actors.
+# `make test` runs three test processes (pytest-xdist), a module's tests on one process (`--dist loadfile`: Ray
+# starts once per module). Three, on two cores: the actor tests wait on Ray much of their time, and a third process
+# fills those waits (measured on this 2-core machine: 4m06s-4m22s with two processes, 3m44s with three or four).
+# The longest modules, longest first (their time in `make test`, measured): they run first, so that the processes
+# end on short modules instead of one of them alone on a long one. Most of them start Ray and real actors.
 LONG_FIRST = tuple(f"tests/{name}.py" for name in (
-    "sweep/test_driver", "sweep/test_object_stores", "sweep/test_image_jobs_sweep", "sweep/test_score",
-    "sweep/test_faults", "sweep/test_cluster", "analysis/test_report", "jobs/test_kinds", "sweep/test_hostile",
-    "sweep/test_readers", "jobs/test_image_jobs", "analysis/test_image_figures", "sweep/test_readme_commands",
-    "benchmarks/test_bench_scripts", "sweep/test_cli", "sweep/test_lease", "analysis/test_transfer",
-    "jobs/test_digits_resnet"))
+    "sweep/test_driver", "sweep/test_object_stores", "sweep/test_image_jobs_sweep", "sweep/test_fleet_actors",
+    "sweep/test_score", "sweep/test_faults", "sweep/test_cluster", "analysis/test_report", "jobs/test_kinds",
+    "sweep/test_hostile", "sweep/test_readers", "jobs/test_image_jobs", "analysis/test_image_figures",
+    "sweep/test_readme_commands", "benchmarks/test_bench_scripts", "sweep/test_cli", "sweep/test_lease",
+    "analysis/test_transfer", "jobs/test_digits_resnet"))
 
 
 def pytest_configure(config):

@@ -23,7 +23,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from sweep.store import IMAGES, TEMP_DIR, Store
-from sweep.worker import SweepWorker
+from sweep.worker import SweepWorker, WorkerConfig
 
 SLOW_SECONDS = 0.25    # per batch: keeps a sweep busy long enough to kill something in the middle of it
 FAIL_TARGET = 3        # the octave of this class always fails (failing_run_batch, misbehaving_run_batch)
@@ -68,6 +68,23 @@ def start_local_ray(num_gpus: int = 0, **env: str) -> None:
         for name, value in {"PYTHONPATH": path, "CLASSWEEP_OFFLINE": "1", **env}.items():
             patch.setenv(name, value)
         ray.init(address="local", num_cpus=2, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False)
+
+
+def tiny_sweep(store, in_flight: int = 2, workers: int = 1, **changes):
+    """A SweepConfig of the random digits model under the tiny schedule, on `workers` GPU actors (fake GPUs; one by
+    default: each actor start costs about 2.5 s of the busy suite's CPU, and most tests need one)."""
+    from sweep.driver import SweepConfig
+    from sweep.fleet import ClusterConfig
+    base = dict(store=str(store), model="digits", weights="random", schedule="tiny", batch_size=4,
+                cluster=ClusterConfig(workers=workers, cpus_per_worker=0.5, progress_every=1.0, in_flight=in_flight))
+    return SweepConfig(**{**base, **changes})
+
+
+def one_worker_fleet(tmp_path, worker: str = "sweep_fakes:ModelFreeWorker", cpus: float = 0.5):
+    """A Fleet of one CPU actor of `worker` (by default one that loads no model: the dispatch loop's tests send
+    calls of their own) for the digits model (random weights), as the fleet tests start it."""
+    from sweep.fleet import Fleet
+    return Fleet(WorkerConfig(str(tmp_path / "s"), "digits", "random"), 1, use_gpu=False, cpus=cpus, worker=worker)
 
 
 def kill_an_actor_once(first_file_written: Callable[[], bool], killed: list, timeout: float = 120) -> threading.Thread:

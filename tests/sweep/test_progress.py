@@ -152,7 +152,9 @@ def test_a_terminal_that_reports_0_columns_still_shows_the_bar(monkeypatch):
     lines = bar_lines_on_a_pseudo_terminal(0)
     assert lines and all(len(line) == 79 for line in lines), lines           # 80 columns, less tqdm's margin
     bar = lines[-1].split("|")[1]                                              # the cells between the pipes
-    assert len(bar) >= 10 and bar.strip() == "\u2588" * (len(bar) // 2) and lines[-1].endswith("0 failed]")
+    # Half of the cells full; a bar of an odd width (the rate's digits vary the text beside it) adds a half cell.
+    drawn, half = bar.rstrip(), "\u2588" * (len(bar) // 2)
+    assert len(bar) >= 10 and drawn in (half, half + "\u258c") and lines[-1].endswith("0 failed]"), lines
     monkeypatch.setenv("COLUMNS", "100")
     assert {len(line) for line in bar_lines_on_a_pseudo_terminal(0)} == {99}
     assert {len(line) for line in bar_lines_on_a_pseudo_terminal(60, 20)} == {59}   # a reported width is kept
