@@ -697,6 +697,14 @@ class GraphPlace:
     page: str          # the figure's page (PNG) that draws it
 
 
+def graph_range_names(tables) -> list[str]:
+    """The names of the class ranges the graph figures are drawn by ("0-499", ...), none when the whole graph is."""
+    if draws_whole_graph(tables):
+        return []
+    spans = tables["graph_ranges"][["first", "last"]].drop_duplicates()
+    return [ClassRange(int(first), int(last)).name for first, last in spans.itertuples(index=False)]
+
+
 def graph_places(tables) -> dict[int, GraphPlace]:
     """Per class, where the graph figures draw it (`GraphPlace`): in the figure of the range that holds it (as the
     graph_ranges table numbers its components), or in the whole graph's (the graph_components table's)."""
@@ -1297,6 +1305,7 @@ def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, i
     pointing = nodes[nodes["has_image"]].groupby("neighbour")["node"].apply(list).to_dict()
     component = dict(zip(nodes["node"], zip(nodes["component"], nodes["component_size"])))
     places = graph_places(tables)
+    ranges = graph_range_names(tables)
     adds = tables.get("additions")
     seeded = adds is not None and fig.seed_named(adds)   # each addition's seed named (as in the grid)
     top3 = tables.get("transfer_top3")
@@ -1315,7 +1324,7 @@ def _class_pages(st: Store, summary: AnalysisSummary, tables, writer: _Writer, i
             previous=targets[i - 1] if i > 0 else None, next=targets[i + 1] if i + 1 < len(targets) else None,
             mutual={True: "mutual", False: "not mutual", None: "unknown"}[fig._flag(o.mutual)] if o is not None
             else "", metric=summary.metric, pointing=pointing.get(r.target, []), component=comp,
-            graph_place=places.get(r.target),
+            graph_place=places.get(r.target), graph_ranges=ranges,
             component_size=size, top5=[(int(c), lv, pv) for c, lv, pv in zip(r.top5, r.top5_logits, r.top5_probs)],
             additions=mine, seeded=seeded, videos=extras.videos.get(r.target, []),
             sourced=extras.sourced.get(r.target, []), interpolations=extras.interpolations.get(r.target, []),

@@ -1152,3 +1152,17 @@ def test_feature_scatter_places_each_class_by_its_class_image_only(small_store, 
     write_figures(small_store, str(tmp_path / "report"))
     shown, = drawn
     assert sorted(shown["key"]) == sorted(item_key("octave", "", c, -1, 0) for c in range(6))   # seed 0, the classes'
+
+
+def test_a_class_outside_every_graph_range_says_no_graph_figure_draws_it(small_store_with_report):
+    """`--graph-ranges 0-1,2-3` on a store of classes 0-5: classes 4 and 5 lie in no range's figure. Their pages gave
+    the whole graph's component with no figure and no word why; they now say so, and name the ranges."""
+    analyze_store(small_store_with_report, graph_ranges="0-1,2-3")
+    write_figures(small_store_with_report)
+    classes = Path(small_store_with_report) / "figures" / "classes"
+    outside = " ".join((classes / "0004.html").read_text().split())
+    assert "drawn in no figure: the graphs are drawn by class ranges (0-1, 2-3) and this class lies outside them" \
+        in outside and "graph-" not in outside
+    inside = " ".join((classes / "0002.html").read_text().split())
+    assert "in the graph of classes 2-3" in inside and 'href="../graph-2-3-01.png"' in inside
+    assert "drawn in no figure" not in inside
