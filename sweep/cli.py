@@ -309,7 +309,7 @@ def models() -> None:
               "print the projected device-hours (GPU- or CPU-hours) and wall time for --workers (default: the workers "
               "a run on this machine would start, one per GPU, else one per --cpus-per-worker CPUs; 1 with --address), "
               "never more than a run would start (the batches left; the items left with --batch-size auto); with "
-              "--device cpu it times the CPU.")
+              "--device cpu it times the CPU. With --address it still times this machine, not the cluster's workers.")
 @cluster_options
 def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants, images, layers, seeds, schedule,
         job_schedules, batch_size, max_attempts, bf16, fp16, channels_last, compile_, cudnn_benchmark,
@@ -339,7 +339,7 @@ def run(store, model, weights, jobs, classes, pairs, interpolate_pairs, variants
         if calibrate and view.work_left:
             timed = time_steps(prepared)
             count, whose = projected_workers(config.cluster, timed.device, view.tasks_left)
-            for line in timed.lines(view, count, whose):
+            for line in timed.lines(view, count, whose, joined=bool(config.cluster.address)):
                 click.echo(line)
         return
     with reported(store):

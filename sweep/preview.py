@@ -134,9 +134,12 @@ class Calibration:
     def seconds_per_cost(self) -> float:
         return self.seconds / self.cost
 
-    def lines(self, view: Preview, workers: int, whose: str = "") -> list[str]:
+    def lines(self, view: Preview, workers: int, whose: str = "", joined: bool = False) -> list[str]:
         """The calibration and its projection for `workers` workers of this device (`whose`: where that count
-        comes from, when `--workers` did not give it: `projected_workers`)."""
+        comes from, when `--workers` did not give it: `projected_workers`). `joined`: the run would join a cluster
+        (`--address`), whose workers this machine's timing does not measure."""
+        speed = ("timed on this machine, not on the cluster's workers: run the dry run on one of their nodes for "
+                 "their speed" if joined else "actors on other devices run at their own speed")
         total = view.cost_left * self.seconds_per_cost
         per_iteration = total / view.work_left if view.work_left else 0.0
         hours = f"{total / 3600:.2f}" if total >= 36 else "under 0.01"
@@ -146,7 +149,7 @@ class Calibration:
                 f"({per_iteration * 1e3:.1f} ms per image-iteration at the schedule's sizes)",
                 f"projected: {hours} {self.device.split(':')[0].upper()}-hours; wall time "
                 f"{format_duration(total / max(1, workers))} with {counted(workers, 'worker')}{whose}, plus start-up "
-                f"(actors on other devices run at their own speed)"]
+                f"({speed})"]
 
 
 def projected_workers(cluster, device: str, tasks_left: int) -> tuple[int, str]:

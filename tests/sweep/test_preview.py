@@ -50,6 +50,22 @@ def test_dry_run_shows_the_stores_progress_and_calibrates(tmp_path):
     assert re.search(r"projected: (under 0.01|[0-9.]+) CPU-hours; wall time \d+s with 1 worker, plus start-up", out)
 
 
+def test_a_calibration_for_a_cluster_says_it_timed_this_machine_not_the_clusters_workers(tmp_path):
+    """With --address the dry run starts no Ray: it times this machine's device, which says nothing of the cluster's
+    workers (a CPU head node driving GPU workers, say). The projection said "actors on other devices run at their
+    own speed", as for a run on this machine."""
+    import socket
+    with socket.create_server(("127.0.0.1", 0)) as head:   # a head that takes connections (the dry run checks)
+        code, out = _run("--store", str(tmp_path / "s"), "--model", "digits", "--weights", "random", "--schedule",
+                         "tiny", "--classes", "0-1", "--jobs", "octave", "--dry-run", "--calibrate",
+                         "--address", f"127.0.0.1:{head.getsockname()[1]}")
+    assert code == 0, out
+    projected = next(line for line in out.splitlines() if line.startswith("projected: "))
+    assert "with 1 worker (--workers N for the cluster's)" in projected
+    assert projected.endswith("(timed on this machine, not on the cluster's workers: run the dry run on one of their "
+                              "nodes for their speed)") and not (tmp_path / "s").exists()
+
+
 def test_the_projection_counts_no_more_workers_than_the_batches_left(tmp_path):
     """A run hands out the batches of its items left (with `--batch-size auto`, the items: the first worker cuts
     them), and starts no more workers than that: the projection counted one per item left."""
