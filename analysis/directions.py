@@ -106,7 +106,11 @@ def fit_direction(vectors: np.ndarray, groups: pd.Series, n_components: int = 50
     refuse_identical(components[fitted], names)
     classifier = LogisticRegression(max_iter=2000, random_state=seed)
     classifier.fit(components[fitted], (labels[fitted] == names[1]).astype(int))
-    direction = classifier.coef_[0] / np.linalg.norm(classifier.coef_[0])  # k
+    normal = classifier.coef_[0]                                            # k
+    if not np.linalg.norm(normal):   # the groups' mean outputs are the same (duplicated images): normal 0, 0 / 0
+        raise GroupsError(f"the images of {names[0]} and {names[1]} have the same mean output vector: logistic "
+                          f"regression finds no direction between them (--method bottleneck reads more than means)")
+    direction = normal / np.linalg.norm(normal)                             # k
     return Direction(components, direction, components @ direction, (names[0], names[1]), explained)
 
 

@@ -218,6 +218,16 @@ def test_groups_whose_images_have_the_same_outputs_are_refused(fitter):
         fitter(vectors, labelled, n_components=5)
 
 
+
+def test_two_groups_of_the_same_mean_output_are_refused_by_logistic_regression():
+    """Each group the other's images again (duplicated images): the logistic normal came out exactly 0, the
+    direction 0 / 0, and `sweep directions` ended in a NaN traceback from the ROC AUC."""
+    vectors, groups = _two_groups(n=10)
+    vectors[10:20] = vectors[:10][::-1]             # dog's images are cat's, in another order
+    with pytest.raises(GroupsError, match=r"^the images of cat and dog have the same mean output vector: logistic "
+                                          r"regression finds no direction between them"):
+        fit_direction(vectors, groups, n_components=5)
+
 # --- walk-through audit: missing keys and classes, several groups, the strip's order -----------------------------
 
 def test_a_key_of_the_groups_file_that_is_not_in_the_store_is_refused_by_name(tmp_path):
