@@ -406,6 +406,7 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
             groups = read_groups(groups_file, meta, names, tuple(jobs) if jobs else None)   # a left-out key is no typo
             logits = rows.logits
             if left_out:
+                refuse_emptied_groups(groups, finite)
                 meta, groups, logits = (meta[finite].reset_index(drop=True), groups[finite].reset_index(drop=True),
                                         logits[finite])
             del rows   # the outputs are held once, in `logits`
@@ -446,6 +447,17 @@ def run_directions(store: Store | str, groups_file: str, *, start: str | None = 
     means = {g: float(fit.positions[labels == g].mean()) for g in fit.order}
     return DirectionsSummary(st.location(ANALYSIS, TABLE_FILE), tuple(paths), fit, means, separations, counts,
                              method, len(left_out))
+
+
+def refuse_emptied_groups(groups: pd.Series, finite: np.ndarray) -> None:
+    """GroupsError naming the groups of the file whose every image has outputs that are not finite (`finite`: N
+    booleans): left out, such a group would be gone from the fit unsaid (three groups fitted as two, by logistic
+    regression, or "at least two groups, found 1")."""
+    emptied = sorted(set(groups[groups != ""]) - set(groups[finite & (groups != "").to_numpy()]))
+    if emptied:
+        raise GroupsError(f"{'group' if len(emptied) == 1 else 'groups'} {listing(emptied)}: every image's outputs "
+                          f"are not finite (NaN or inf), so {'it has' if len(emptied) == 1 else 'they have'} no "
+                          f"image left to place along a direction (as `sweep analyze` leaves such images out)")
 
 
 def _start_index(start: str, keys: pd.Series, default: int, left_out: Sequence[str], uri: str) -> int:

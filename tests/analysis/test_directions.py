@@ -594,3 +594,24 @@ def test_a_start_key_that_is_a_frame_or_no_image_says_which_keys_it_takes(tmp_pa
     with pytest.raises(StoreError, match=r"^no image with key 'octave:-:9:-1:0' in .*store: --start takes a key of "
                                          r"its images/, as 'octave:-:\d:-1:0'$"):
         run_directions(store, str(groups), start="octave:-:9:-1:0")
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")   # the store's writer, on NaN outputs
+def test_a_group_whose_every_image_is_not_finite_is_refused_by_name(tmp_path):
+    """Left out, its group was gone unsaid: three groups were fitted as two (by logistic regression), and two as
+    one ("need at least two groups, found 1")."""
+    from analysis.directions import run_directions
+    from analysis.load import StoreError
+    from analysis.synthetic import Image, write_store
+
+    names, images = octaves_along_an_axis(6, 3, lambda target: 8.0 * (target // 3), axes=2, png_side=8, seed=2)
+    images = [Image(im.job, im.target, np.full(6, np.nan), seed=im.seed) if im.target == 5 else im
+              for im in images]
+    store = write_store(str(tmp_path / "store"), names, images)
+    groups = tmp_path / "groups.csv"
+    groups.write_text("class,group\n0,low\n1,low\n2,mid\n3,mid\n4,mid\n5,high\n")
+    with pytest.raises(StoreError, match=r"^group high: every image's outputs are not finite \(NaN or inf\), so it "
+                                         r"has no image left to place along a direction"):
+        run_directions(store, str(groups), n_components=3, n_points=4)
+    groups.write_text("class,group\n0,low\n1,low\n2,mid\n3,mid\n4,high\n5,high\n")   # some of its images left
+    assert run_directions(store, str(groups), n_components=3, n_points=4).counts["high"] == 3
