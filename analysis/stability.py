@@ -252,8 +252,9 @@ def _steps_reader(st, keys: pa.Array | None = None, every: int | None = None):
 
     def read(path: str) -> pa.Table:
         table = st.read_checked(path, list(COLUMNS))
-        if every is not None:
-            table = table.filter(pa.array(table["step"].to_numpy(zero_copy_only=False) % every == 0))
+        if every is not None:   # in int64: an lcm past int32 (every:65536 beside every:65535) is no OverflowError
+            steps = table["step"].to_numpy(zero_copy_only=False).astype(np.int64)
+            table = table.filter(pa.array(steps % every == 0))
         return table if keys is None else table.filter(pc.is_in(table["key"], value_set=keys))
     return read
 

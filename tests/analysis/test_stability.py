@@ -360,3 +360,20 @@ def test_an_octave_without_a_step_at_the_common_spacing_is_named():
     assert octaves_without_a_step({}, ["octave"], 6) == []         # a manifest without schedule contents
     assert dropped_octaves_note("tiny (a)", [("octave", 2)], 6) == (
         "tiny (a): the octave images' octave 2 holds no step at a multiple of 6, so it is left out of the comparison")
+
+
+def test_stores_whose_every_n_have_an_lcm_past_int32_are_compared_on_their_first_step(tmp_path):
+    """every:65536 beside every:65535: their lcm (4294901760) is past the int32 steps' range, and `sweep stability`
+    ended in numpy's OverflowError traceback; the only step both recorded is step 0."""
+    from handmade import OPTIONS
+
+    def store(name: str, every: int) -> str:
+        path = make_small_store(tmp_path / name, options={**OPTIONS, "trajectory": {"every": every, "snapshots": 0,
+                                                                                   "k": 5}})
+        rows = trajectory_rows()
+        first = rows.filter(pa.array(rows["step"].to_numpy() == 0))   # the one step either records
+        Store.open(path).write_table(f"{TRAJECTORIES}/part-1.parquet", first)
+        return path
+    table, _, notes = run_stability([store("a", 65536), store("b", 65535)], str(tmp_path / "out"))
+    assert table["aligned_every"].eq(65536 * 65535).all() and table["octave"].tolist() == [1, 1]
+    assert "every 4294901760 steps" in notes[0]
