@@ -57,8 +57,11 @@ class UniqueNames:
     def __init__(self) -> None:
         self.taken: set[str] = set()
 
-    def claim(self, name: str, key: str) -> str:
-        """`name` (a file name with its suffix), or with the key's hash before the suffix when it is taken."""
+    def claim(self, name: str, key: str, clashing: str | None = None) -> str:
+        """`name` (a file name with its suffix), or when it is taken `clashing` (the caller's name made unique by
+        the key) or else `name` with the key's hash before the suffix."""
+        if clashing is not None and self.folded(name) in self.taken:
+            name = clashing
         stem, dot, suffix = name.rpartition(".")
         return self.claim_stem(stem, key, dot + suffix) if dot else self.claim_stem(name, key)
 
@@ -66,13 +69,18 @@ class UniqueNames:
         """`stem + suffix`, or `stem-HASH + suffix` when another key took it (a stem may hold dots: features-a.b)."""
         name = stem + suffix
         if self.folded(name) in self.taken:
-            name = f"{stem}-{hashlib.sha1(str(key).encode()).hexdigest()[:10]}{suffix}"
+            name = f"{stem}-{key_hash(key)}{suffix}"
         self.taken.add(self.folded(name))
         return name
 
     @staticmethod
     def folded(name: str) -> str:
         return unicodedata.normalize("NFC", name).casefold()
+
+
+def key_hash(key: object) -> str:
+    """The hash that tells apart two keys whose file names came out the same."""
+    return hashlib.sha1(str(key).encode()).hexdigest()[:10]
 
 
 def inside(root: Path, relative: str) -> Path:
@@ -84,10 +92,12 @@ def inside(root: Path, relative: str) -> Path:
     return target
 
 
-def png_name(row: dict) -> str:
+def png_name(row: dict, clash: str | None = None) -> str:
     """Relative file name of one image row: job (and variant) folder, class index and name, source image, seed,
     and the frame of an interpolation frame; every part made safe, and the classes and source cut, with a hash of
-    them, where the name would pass MAX_NAME_BYTES."""
+    them, where the name would pass MAX_NAME_BYTES. `clash`: the row's key, for a row whose name another key took
+    (`UniqueNames`): the key's hash goes before `.png`, or, where that would pass MAX_NAME_BYTES, in the cut
+    name's hash's place."""
     folder = slug(row["job"]) + (f"-{slug(row['variant'])}" if row["variant"] else "")
     parts = []
     if row["target"] >= 0:
@@ -99,13 +109,24 @@ def png_name(row: dict) -> str:
         parts.append(slug(row["source"]))
     head = "_".join(parts)
     tail = ("_" if head else "") + f"s{row['seed']}" + (f"_f{row['frame']:02d}" if row.get("frame", -1) >= 0 else "")
-    if len((head + tail).encode()) > MAX_NAME_BYTES - len(".png"):
+    room = MAX_NAME_BYTES - len(".png")
+    stem = head
+    if len((head + tail).encode()) > room:
         # two long class names and a long source: cut to one length whatever the tail (an item's image and its
         # frames keep one head), the hash of the whole after it
-        digest = hashlib.sha1(head.encode()).hexdigest()[:10]
-        kept = MAX_NAME_BYTES - len(".png") - TAIL_ROOM - len(digest) - 1
-        head = head.encode()[:kept].decode(errors="ignore") + "-" + digest
-    return f"{folder}/{head}{tail}.png"
+        stem = cut_head(head, hashlib.sha1(head.encode()).hexdigest()[:10])
+    if clash is None:
+        return f"{folder}/{stem}{tail}.png"
+    unique = f"{stem}{tail}-{key_hash(clash)}"   # as UniqueNames makes a taken name unique
+    if len(unique.encode()) > room:              # no room left: the key's hash in the cut name's hash's place
+        unique = cut_head(head, key_hash(clash)) + tail
+    return f"{folder}/{unique}.png"
+
+
+def cut_head(head: str, digest: str) -> str:
+    """A file name's head cut to leave room for `digest` after it and TAIL_ROOM after that (`png_name`)."""
+    kept = MAX_NAME_BYTES - len(".png") - TAIL_ROOM - len(digest) - 1
+    return head.encode()[:kept].decode(errors="ignore") + "-" + digest
 
 
 def checked_files(store: Store, directories: tuple[str, ...] = (IMAGES, FRAMES)) -> list[tuple[str, list[str]]]:
@@ -238,7 +259,7 @@ def export_pngs(store: Store | str, out: str | Path, *, overwrite: bool = False)
 def export_files(store: Store, paths: Sequence[str], out: Path, overwrite: bool) -> Exported:
     """`export_pngs` of the images/ and frames/ files at `paths`, in name order."""
     names = UniqueNames()
-    targets = {key: inside(out, names.claim(png_name(row), key))
+    targets = {key: inside(out, names.claim(png_name(row), key, png_name(row, key)))
                for key, row in first_rows(store, paths, pictures=False)}
     blocked = in_the_way(out, targets.values())
     if blocked:

@@ -129,3 +129,22 @@ def test_a_file_or_folder_in_the_way_is_refused_before_anything_is_written(tmp_p
         assert str(refused.value) == (f"--out {out} holds 1 file or folder where export would write a PNG file or "
                                       f"its folder ({in_the_way}): move them away, or export into another folder")
         assert sorted(out.rglob("*")) == before   # no octave/ either
+
+
+@pytest.mark.parametrize("class_bytes, seed", [(65, 0), (80, 12345678)])
+def test_names_that_clash_near_the_length_limit_get_their_hash_within_it(tmp_path, class_bytes, seed):
+    """Two photographs whose long names make the same file-name part (cut at its 100 bytes): the second one's files
+    took the key's hash after their name, past the 255 bytes a file name may have, whether the name had been cut
+    (a long seed and frame after it) or not (a name of 241-251 bytes): export stopped at 'File name too long'
+    halfway. The hash now takes the cut name's hash's place, the seed and frame kept after it."""
+    rng = np.random.default_rng(0)
+    names = ["a" * class_bytes, "b" * class_bytes]
+    images = [Image("interpolate", 0, rng.normal(size=2), partner=1, seed=seed, source=f"{'photo ' * 20}{n}.jpg",
+                    frame=frame, png=noise_png(rng, 8)) for n in (1, 2) for frame in (-1, 0)]
+    store = write_store(str(tmp_path / "store"), names, images)
+    assert export_pngs(store, tmp_path / "out").count == 4
+    files = sorted(p.name for p in (tmp_path / "out" / "interpolate").iterdir())
+    assert len(files) == 4 and all(len(name.encode()) <= 255 for name in files), [len(n.encode()) for n in files]
+    assert sum(name.endswith(f"_s{seed}.png") for name in files) == 2
+    assert sum(name.endswith(f"_s{seed}_f00.png") for name in files) == 2
+    assert export_pngs(store, tmp_path / "out").unchanged == 4   # the same names again
