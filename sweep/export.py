@@ -233,8 +233,8 @@ def in_the_way(root: Path, targets: Iterable[Path]) -> list[str]:
 
 
 def export_pngs(store: Store | str, out: str | Path, *, overwrite: bool = False) -> Exported:
-    """Write every stored image (and interpolation frame) under `out`, each key once (from the first file by name
-    that holds it, as the readers take it).
+    """Write every stored image (and interpolation frame) under the local folder `out` (a URI is refused), each key
+    once (from the first file by name that holds it, as the readers take it).
 
     A file already under `out` with the bytes export would write is left as it is, so exporting a store again
     writes nothing; one with other bytes (the user's, another store's export) is refused, StoreError naming the
@@ -245,6 +245,9 @@ def export_pngs(store: Store | str, out: str | Path, *, overwrite: bool = False)
     On an object store each file is fetched once: an object the names' pass fetched whole (every one on GCS, one
     under RANGED_READ_BYTES on S3) is kept for the pictures' pass (`Store.keeping_objects`), which lets it go once
     its PNGs are written, so that the kept copies and the PNGs written together take about the store's size."""
+    if "://" in str(out):   # pathlib would make `s3://b/x` the local folders s3:/b/x
+        raise StoreError(f"--out {out} is a URI: export writes into a local folder (give its path; copy the folder "
+                         f"to an object store afterwards)")
     store = open_store(store)
     out = Path(out)
     if not store.is_object_store and out.resolve().is_relative_to(Path(store.root).resolve()):

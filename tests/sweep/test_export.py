@@ -148,3 +148,14 @@ def test_names_that_clash_near_the_length_limit_get_their_hash_within_it(tmp_pat
     assert sum(name.endswith(f"_s{seed}.png") for name in files) == 2
     assert sum(name.endswith(f"_s{seed}_f00.png") for name in files) == 2
     assert export_pngs(store, tmp_path / "out").unchanged == 4   # the same names again
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/pngs", "gs://bucket/pngs", "file:///tmp/pngs"])
+def test_an_output_uri_is_refused_not_made_a_local_folder(tmp_path, monkeypatch, uri):
+    """Export writes into a local folder: `--out s3://bucket/pngs` made the folders `s3:/bucket/pngs` under the
+    current one and said it wrote its files "under s3://bucket/pngs". Refused in one line, nothing written."""
+    store, _ = _store(tmp_path / "store", ["a"], 0.5, np.random.default_rng(0))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError, match=rf"^--out {uri} is a URI: export writes into a local folder"):
+        export_pngs(store, uri)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
