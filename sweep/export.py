@@ -10,7 +10,9 @@ on macOS) get distinct files (`UniqueNames`). `safe_name` is also the report's (
 from __future__ import annotations
 
 import hashlib
+import os
 import unicodedata
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -220,6 +222,20 @@ def same_bytes(path: Path, data: bytes) -> bool:
     return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
 
 
+def write_whole(path: Path, data: bytes) -> None:
+    """Write `data` to `path` by way of a hidden temporary file beside it, renamed into place once whole: an export
+    stopped halfway (Ctrl-C, a full disk) leaves no cut-off PNG under a PNG's name, which the next export would
+    take for a file of other contents and refuse."""
+    temporary = path.with_name(f".{uuid.uuid4().hex}.part")
+    try:
+        with open(temporary, "xb") as file:   # created as write_bytes creates a file (permissions by the umask)
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 def in_the_way(root: Path, targets: Iterable[Path]) -> list[str]:
     """What under `root` stops a file of `targets` (resolved paths inside it) being written, as paths relative to
     `root`: a folder where the file goes, or a file where one of its folders goes (found before writing, not when
@@ -288,6 +304,6 @@ def export_files(store: Store, paths: Sequence[str], out: Path, overwrite: bool)
     for key, row in first_rows(store, paths, pictures=True, last=True):
         if key not in unchanged:
             targets[key].parent.mkdir(parents=True, exist_ok=True)
-            targets[key].write_bytes(row["png"])
+            write_whole(targets[key], row["png"])
             written += 1
     return Exported(written, len(unchanged), len(differing))

@@ -159,3 +159,29 @@ def test_an_output_uri_is_refused_not_made_a_local_folder(tmp_path, monkeypatch,
     with pytest.raises(StoreError, match=rf"^--out {uri} is a URI: export writes into a local folder"):
         export_pngs(store, uri)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+
+
+def test_an_export_cut_short_while_writing_a_file_leaves_no_partial_file_and_runs_again(tmp_path):
+    """A write cut short (a full disk here; Ctrl-C alike) left the PNG it was writing cut off under its name: the
+    next export took it for a file of other contents and refused to go on without --overwrite. Each file is
+    written whole or not at all: the same command then finishes the export."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    store, images = _store(tmp_path / "store", ["a", "b", "c"], 0.5, np.random.default_rng(0))
+    out = tmp_path / "out"
+    limit = min(len(image.png) for image in images) // 2   # bytes a file may have: each PNG is cut halfway
+
+    def small_files() -> None:   # in the child: a write past `limit` fails (EFBIG) instead of killing it
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    script = f"from sweep.export import export_pngs; export_pngs({str(store)!r}, {str(out)!r})"
+    cut_short = subprocess.run([sys.executable, "-c", script], preexec_fn=small_files, capture_output=True,
+                               text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert cut_short.returncode != 0 and "File too large" in cut_short.stderr, cut_short.stderr
+    assert [path for path in out.rglob("*") if path.is_file()] == []
+    assert export_pngs(store, out) == Exported(written=3, unchanged=0)
+    assert [(out / "octave" / f"000{t}_{n}_s0.png").read_bytes() for t, n in enumerate("abc")] == \
+           [image.png for image in images]
