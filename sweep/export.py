@@ -222,6 +222,18 @@ def same_bytes(path: Path, data: bytes) -> bool:
     return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
 
 
+def refuse_writing_into(store: Store, out: Path, targets: Iterable[Path]) -> None:
+    """StoreError when a file of `targets` (resolved paths under `out`) lies in the local store itself: `out` holds
+    a store named after a job folder (`--out runs` of the store `runs/octave`)."""
+    if store.is_object_store:
+        return
+    root = Path(store.root).resolve()
+    inside_store = next((target for target in targets if target.is_relative_to(root)), None)
+    if inside_store is not None:
+        raise StoreError(f"--out {out} would put PNG files into the store {store.uri} (as "
+                         f"{inside_store.relative_to(out.resolve()).as_posix()}): export into a folder of its own")
+
+
 def write_whole(path: Path, data: bytes) -> None:
     """Write `data` to `path` by way of a hidden temporary file beside it, renamed into place once whole: an export
     stopped halfway (Ctrl-C, a full disk) leaves no cut-off PNG under a PNG's name, which the next export would
@@ -280,6 +292,7 @@ def export_files(store: Store, paths: Sequence[str], out: Path, overwrite: bool)
     names = UniqueNames()
     targets = {key: inside(out, names.claim(png_name(row), key, png_name(row, key)))
                for key, row in first_rows(store, paths, pictures=False)}
+    refuse_writing_into(store, out, targets.values())
     blocked = in_the_way(out, targets.values())
     if blocked:
         raise StoreError(f"--out {out} holds {counted(len(blocked), 'file or folder', 'files or folders')} where "

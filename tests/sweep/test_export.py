@@ -185,3 +185,15 @@ def test_an_export_cut_short_while_writing_a_file_leaves_no_partial_file_and_run
     assert export_pngs(store, out) == Exported(written=3, unchanged=0)
     assert [(out / "octave" / f"000{t}_{n}_s0.png").read_bytes() for t, n in enumerate("abc")] == \
            [image.png for image in images]
+
+
+def test_an_export_whose_job_folder_would_be_the_store_is_refused(tmp_path):
+    """A store named after a job (`runs/octave`) exported into the folder that holds it (`--out runs`): its octave
+    PNGs went into the store's own root, among its images/ and manifest. Refused in one line, nothing written."""
+    store, _ = _store(tmp_path / "runs" / "octave", ["a", "b"], 0.5, np.random.default_rng(0))
+    before = sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*"))
+    with pytest.raises(StoreError) as refused:
+        export_pngs(store, tmp_path / "runs")
+    assert str(refused.value) == (f"--out {tmp_path / 'runs'} would put PNG files into the store {store} (as "
+                                  f"octave/0000_a_s0.png): export into a folder of its own")
+    assert sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*")) == before
