@@ -277,7 +277,7 @@ def export_pngs(store: Store | str, out: str | Path, *, overwrite: bool = False)
         raise StoreError(f"--out {out} is a URI: export writes into a local folder (give its path; copy the folder "
                          f"to an object store afterwards)")
     store = open_store(store)
-    out = Path(out)
+    out = Path(out).expanduser()   # `--out=~/pngs` comes unexpanded from the shell, as the store's path may
     if not store.is_object_store and out.resolve().is_relative_to(Path(store.root).resolve()):
         raise StoreError(f"--out {out} is inside the store: export into a folder of its own (PNGs among the store's "
                          f"folders would be taken for part of it)")

@@ -197,3 +197,15 @@ def test_an_export_whose_job_folder_would_be_the_store_is_refused(tmp_path):
     assert str(refused.value) == (f"--out {tmp_path / 'runs'} would put PNG files into the store {store} (as "
                                   f"octave/0000_a_s0.png): export into a folder of its own")
     assert sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*")) == before
+
+
+def test_an_output_folder_under_the_home_folder_written_with_a_tilde_goes_there(tmp_path, monkeypatch):
+    """`--out=~/pngs` reaches the command unexpanded (the shell expands `~` only at a word's start): export made a
+    folder named `~` in the current one, where `--store=~/store`, `figures --out=~/...` and the others read the
+    home folder."""
+    store, images = _store(tmp_path / "store", ["a"], 0.5, np.random.default_rng(0))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert export_pngs(store, "~/pngs").written == 1
+    assert (tmp_path / "home" / "pngs" / "octave" / "0000_a_s0.png").read_bytes() == images[0].png
+    assert not (tmp_path / "~").exists()
