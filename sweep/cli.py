@@ -363,7 +363,8 @@ def status(store) -> None:
 
 @main.command()
 @path_option("--store", required=True, help="The store to export.")
-@path_option("--out", required=True, type=click.Path(file_okay=False), help="Directory for the PNG files.")
+@path_option("--out", required=True, type=click.Path(file_okay=False),
+             help="Local directory for the PNG files (not a URI).")
 @click.option("--overwrite", is_flag=True, help="Replace files under --out that hold other contents than the "
               "export's (without it they are refused before anything is written; files with the same contents are "
               "left as they are either way).")

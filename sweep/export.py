@@ -10,7 +10,9 @@ on macOS) get distinct files (`UniqueNames`). `safe_name` is also the report's (
 from __future__ import annotations
 
 import hashlib
+import os
 import unicodedata
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -57,8 +59,11 @@ class UniqueNames:
     def __init__(self) -> None:
         self.taken: set[str] = set()
 
-    def claim(self, name: str, key: str) -> str:
-        """`name` (a file name with its suffix), or with the key's hash before the suffix when it is taken."""
+    def claim(self, name: str, key: str, clashing: str | None = None) -> str:
+        """`name` (a file name with its suffix), or when it is taken `clashing` (the caller's name made unique by
+        the key) or else `name` with the key's hash before the suffix."""
+        if clashing is not None and self.folded(name) in self.taken:
+            name = clashing
         stem, dot, suffix = name.rpartition(".")
         return self.claim_stem(stem, key, dot + suffix) if dot else self.claim_stem(name, key)
 
@@ -66,13 +71,18 @@ class UniqueNames:
         """`stem + suffix`, or `stem-HASH + suffix` when another key took it (a stem may hold dots: features-a.b)."""
         name = stem + suffix
         if self.folded(name) in self.taken:
-            name = f"{stem}-{hashlib.sha1(str(key).encode()).hexdigest()[:10]}{suffix}"
+            name = f"{stem}-{key_hash(key)}{suffix}"
         self.taken.add(self.folded(name))
         return name
 
     @staticmethod
     def folded(name: str) -> str:
         return unicodedata.normalize("NFC", name).casefold()
+
+
+def key_hash(key: object) -> str:
+    """The hash that tells apart two keys whose file names came out the same."""
+    return hashlib.sha1(str(key).encode()).hexdigest()[:10]
 
 
 def inside(root: Path, relative: str) -> Path:
@@ -84,10 +94,12 @@ def inside(root: Path, relative: str) -> Path:
     return target
 
 
-def png_name(row: dict) -> str:
+def png_name(row: dict, clash: str | None = None) -> str:
     """Relative file name of one image row: job (and variant) folder, class index and name, source image, seed,
     and the frame of an interpolation frame; every part made safe, and the classes and source cut, with a hash of
-    them, where the name would pass MAX_NAME_BYTES."""
+    them, where the name would pass MAX_NAME_BYTES. `clash`: the row's key, for a row whose name another key took
+    (`UniqueNames`): the key's hash goes before `.png`, or, where that would pass MAX_NAME_BYTES, in the cut
+    name's hash's place."""
     folder = slug(row["job"]) + (f"-{slug(row['variant'])}" if row["variant"] else "")
     parts = []
     if row["target"] >= 0:
@@ -99,13 +111,24 @@ def png_name(row: dict) -> str:
         parts.append(slug(row["source"]))
     head = "_".join(parts)
     tail = ("_" if head else "") + f"s{row['seed']}" + (f"_f{row['frame']:02d}" if row.get("frame", -1) >= 0 else "")
-    if len((head + tail).encode()) > MAX_NAME_BYTES - len(".png"):
+    room = MAX_NAME_BYTES - len(".png")
+    stem = head
+    if len((head + tail).encode()) > room:
         # two long class names and a long source: cut to one length whatever the tail (an item's image and its
         # frames keep one head), the hash of the whole after it
-        digest = hashlib.sha1(head.encode()).hexdigest()[:10]
-        kept = MAX_NAME_BYTES - len(".png") - TAIL_ROOM - len(digest) - 1
-        head = head.encode()[:kept].decode(errors="ignore") + "-" + digest
-    return f"{folder}/{head}{tail}.png"
+        stem = cut_head(head, hashlib.sha1(head.encode()).hexdigest()[:10])
+    if clash is None:
+        return f"{folder}/{stem}{tail}.png"
+    unique = f"{stem}{tail}-{key_hash(clash)}"   # as UniqueNames makes a taken name unique
+    if len(unique.encode()) > room:              # no room left: the key's hash in the cut name's hash's place
+        unique = cut_head(head, key_hash(clash)) + tail
+    return f"{folder}/{unique}.png"
+
+
+def cut_head(head: str, digest: str) -> str:
+    """A file name's head cut to leave room for `digest` after it and TAIL_ROOM after that (`png_name`)."""
+    kept = MAX_NAME_BYTES - len(".png") - TAIL_ROOM - len(digest) - 1
+    return head.encode()[:kept].decode(errors="ignore") + "-" + digest
 
 
 def checked_files(store: Store, directories: tuple[str, ...] = (IMAGES, FRAMES)) -> list[tuple[str, list[str]]]:
@@ -199,6 +222,32 @@ def same_bytes(path: Path, data: bytes) -> bool:
     return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
 
 
+def refuse_writing_into(store: Store, out: Path, targets: Iterable[Path]) -> None:
+    """StoreError when a file of `targets` (resolved paths under `out`) lies in the local store itself: `out` holds
+    a store named after a job folder (`--out runs` of the store `runs/octave`)."""
+    if store.is_object_store:
+        return
+    root = Path(store.root).resolve()
+    inside_store = next((target for target in targets if target.is_relative_to(root)), None)
+    if inside_store is not None:
+        raise StoreError(f"--out {out} would put PNG files into the store {store.uri} (as "
+                         f"{inside_store.relative_to(out.resolve()).as_posix()}): export into a folder of its own")
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    """Write `data` to `path` by way of a hidden temporary file beside it, renamed into place once whole: an export
+    stopped halfway (Ctrl-C, a full disk) leaves no cut-off PNG under a PNG's name, which the next export would
+    take for a file of other contents and refuse."""
+    temporary = path.with_name(f".{uuid.uuid4().hex}.part")
+    try:
+        with open(temporary, "xb") as file:   # created as write_bytes creates a file (permissions by the umask)
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 def in_the_way(root: Path, targets: Iterable[Path]) -> list[str]:
     """What under `root` stops a file of `targets` (resolved paths inside it) being written, as paths relative to
     `root`: a folder where the file goes, or a file where one of its folders goes (found before writing, not when
@@ -212,8 +261,8 @@ def in_the_way(root: Path, targets: Iterable[Path]) -> list[str]:
 
 
 def export_pngs(store: Store | str, out: str | Path, *, overwrite: bool = False) -> Exported:
-    """Write every stored image (and interpolation frame) under `out`, each key once (from the first file by name
-    that holds it, as the readers take it).
+    """Write every stored image (and interpolation frame) under the local folder `out` (a URI is refused), each key
+    once (from the first file by name that holds it, as the readers take it).
 
     A file already under `out` with the bytes export would write is left as it is, so exporting a store again
     writes nothing; one with other bytes (the user's, another store's export) is refused, StoreError naming the
@@ -224,8 +273,11 @@ def export_pngs(store: Store | str, out: str | Path, *, overwrite: bool = False)
     On an object store each file is fetched once: an object the names' pass fetched whole (every one on GCS, one
     under RANGED_READ_BYTES on S3) is kept for the pictures' pass (`Store.keeping_objects`), which lets it go once
     its PNGs are written, so that the kept copies and the PNGs written together take about the store's size."""
+    if "://" in str(out):   # pathlib would make `s3://b/x` the local folders s3:/b/x
+        raise StoreError(f"--out {out} is a URI: export writes into a local folder (give its path; copy the folder "
+                         f"to an object store afterwards)")
     store = open_store(store)
-    out = Path(out)
+    out = Path(out).expanduser()   # `--out=~/pngs` comes unexpanded from the shell, as the store's path may
     if not store.is_object_store and out.resolve().is_relative_to(Path(store.root).resolve()):
         raise StoreError(f"--out {out} is inside the store: export into a folder of its own (PNGs among the store's "
                          f"folders would be taken for part of it)")
@@ -238,8 +290,9 @@ def export_pngs(store: Store | str, out: str | Path, *, overwrite: bool = False)
 def export_files(store: Store, paths: Sequence[str], out: Path, overwrite: bool) -> Exported:
     """`export_pngs` of the images/ and frames/ files at `paths`, in name order."""
     names = UniqueNames()
-    targets = {key: inside(out, names.claim(png_name(row), key))
+    targets = {key: inside(out, names.claim(png_name(row), key, png_name(row, key)))
                for key, row in first_rows(store, paths, pictures=False)}
+    refuse_writing_into(store, out, targets.values())
     blocked = in_the_way(out, targets.values())
     if blocked:
         raise StoreError(f"--out {out} holds {counted(len(blocked), 'file or folder', 'files or folders')} where "
@@ -264,6 +317,6 @@ def export_files(store: Store, paths: Sequence[str], out: Path, overwrite: bool)
     for key, row in first_rows(store, paths, pictures=True, last=True):
         if key not in unchanged:
             targets[key].parent.mkdir(parents=True, exist_ok=True)
-            targets[key].write_bytes(row["png"])
+            write_whole(targets[key], row["png"])
             written += 1
     return Exported(written, len(unchanged), len(differing))

@@ -129,3 +129,83 @@ def test_a_file_or_folder_in_the_way_is_refused_before_anything_is_written(tmp_p
         assert str(refused.value) == (f"--out {out} holds 1 file or folder where export would write a PNG file or "
                                       f"its folder ({in_the_way}): move them away, or export into another folder")
         assert sorted(out.rglob("*")) == before   # no octave/ either
+
+
+@pytest.mark.parametrize("class_bytes, seed", [(65, 0), (80, 12345678)])
+def test_names_that_clash_near_the_length_limit_get_their_hash_within_it(tmp_path, class_bytes, seed):
+    """Two photographs whose long names make the same file-name part (cut at its 100 bytes): the second one's files
+    took the key's hash after their name, past the 255 bytes a file name may have, whether the name had been cut
+    (a long seed and frame after it) or not (a name of 241-251 bytes): export stopped at 'File name too long'
+    halfway. The hash now takes the cut name's hash's place, the seed and frame kept after it."""
+    rng = np.random.default_rng(0)
+    names = ["a" * class_bytes, "b" * class_bytes]
+    images = [Image("interpolate", 0, rng.normal(size=2), partner=1, seed=seed, source=f"{'photo ' * 20}{n}.jpg",
+                    frame=frame, png=noise_png(rng, 8)) for n in (1, 2) for frame in (-1, 0)]
+    store = write_store(str(tmp_path / "store"), names, images)
+    assert export_pngs(store, tmp_path / "out").count == 4
+    files = sorted(p.name for p in (tmp_path / "out" / "interpolate").iterdir())
+    assert len(files) == 4 and all(len(name.encode()) <= 255 for name in files), [len(n.encode()) for n in files]
+    assert sum(name.endswith(f"_s{seed}.png") for name in files) == 2
+    assert sum(name.endswith(f"_s{seed}_f00.png") for name in files) == 2
+    assert export_pngs(store, tmp_path / "out").unchanged == 4   # the same names again
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/pngs", "gs://bucket/pngs", "file:///tmp/pngs"])
+def test_an_output_uri_is_refused_not_made_a_local_folder(tmp_path, monkeypatch, uri):
+    """Export writes into a local folder: `--out s3://bucket/pngs` made the folders `s3:/bucket/pngs` under the
+    current one and said it wrote its files "under s3://bucket/pngs". Refused in one line, nothing written."""
+    store, _ = _store(tmp_path / "store", ["a"], 0.5, np.random.default_rng(0))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError, match=rf"^--out {uri} is a URI: export writes into a local folder"):
+        export_pngs(store, uri)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+
+
+def test_an_export_cut_short_while_writing_a_file_leaves_no_partial_file_and_runs_again(tmp_path):
+    """A write cut short (a full disk here; Ctrl-C alike) left the PNG it was writing cut off under its name: the
+    next export took it for a file of other contents and refused to go on without --overwrite. Each file is
+    written whole or not at all: the same command then finishes the export."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    store, images = _store(tmp_path / "store", ["a", "b", "c"], 0.5, np.random.default_rng(0))
+    out = tmp_path / "out"
+    limit = min(len(image.png) for image in images) // 2   # bytes a file may have: each PNG is cut halfway
+
+    def small_files() -> None:   # in the child: a write past `limit` fails (EFBIG) instead of killing it
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    script = f"from sweep.export import export_pngs; export_pngs({str(store)!r}, {str(out)!r})"
+    cut_short = subprocess.run([sys.executable, "-c", script], preexec_fn=small_files, capture_output=True,
+                               text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert cut_short.returncode != 0 and "File too large" in cut_short.stderr, cut_short.stderr
+    assert [path for path in out.rglob("*") if path.is_file()] == []
+    assert export_pngs(store, out) == Exported(written=3, unchanged=0)
+    assert [(out / "octave" / f"000{t}_{n}_s0.png").read_bytes() for t, n in enumerate("abc")] == \
+           [image.png for image in images]
+
+
+def test_an_export_whose_job_folder_would_be_the_store_is_refused(tmp_path):
+    """A store named after a job (`runs/octave`) exported into the folder that holds it (`--out runs`): its octave
+    PNGs went into the store's own root, among its images/ and manifest. Refused in one line, nothing written."""
+    store, _ = _store(tmp_path / "runs" / "octave", ["a", "b"], 0.5, np.random.default_rng(0))
+    before = sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*"))
+    with pytest.raises(StoreError) as refused:
+        export_pngs(store, tmp_path / "runs")
+    assert str(refused.value) == (f"--out {tmp_path / 'runs'} would put PNG files into the store {store} (as "
+                                  f"octave/0000_a_s0.png): export into a folder of its own")
+    assert sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*")) == before
+
+
+def test_an_output_folder_under_the_home_folder_written_with_a_tilde_goes_there(tmp_path, monkeypatch):
+    """`--out=~/pngs` reaches the command unexpanded (the shell expands `~` only at a word's start): export made a
+    folder named `~` in the current one, where `--store=~/store`, `figures --out=~/...` and the others read the
+    home folder."""
+    store, images = _store(tmp_path / "store", ["a"], 0.5, np.random.default_rng(0))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert export_pngs(store, "~/pngs").written == 1
+    assert (tmp_path / "home" / "pngs" / "octave" / "0000_a_s0.png").read_bytes() == images[0].png
+    assert not (tmp_path / "~").exists()
