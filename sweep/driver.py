@@ -39,6 +39,7 @@ from sweep.fleet import ClusterConfig, FleetRun, SweepError, check_cluster
 from sweep.interrupts import INTERRUPTED
 from sweep.plan import Batch, Plan, PlanError, canonical_options, cut_batches, make_plan, refuse_unused_options
 from sweep.progress import Progress, format_duration
+from sweep.status import failure_lines
 from sweep.lease import LEASE_TIMEOUT, Lease
 from sweep.store import FAILURES, FRAME_SUFFIX, FRAMES, IMAGES, MAX_NAME_BYTES, ORPHANED, SOURCES, TRAJECTORIES, \
     ManifestMismatch, Store, StoreError, all_keys, failures_table, is_frame_key, manifest_differences, new_manifest, \
@@ -135,9 +136,7 @@ class SweepSummary:
             out.append(INTERRUPTED)
         if self.failed:
             out.append(f"{counted(len(self.failed), 'item')} failed (recorded in {self.store}/{FAILURES}/):")
-            out += [f"  {key}: {error}" for key, error in self.failed[:10]]
-            if len(self.failed) > 10:
-                out.append(f"  ... and {len(self.failed) - 10} more (`sweep status --store {self.store}`)")
+            out += failure_lines(self.failed, 10, f" (`sweep status --store {self.store}`)")
         elif not self.complete and not self.interrupted:
             out.append(f"{counted(self.total - self.done, 'item')} missing: run the same command again")
         return out

@@ -85,11 +85,21 @@ def per_job(counts: Sequence[tuple[str, int]]) -> str:
 
 
 def failure_lines(failed: Sequence[tuple[str, str]], limit: int, more: str = "") -> list[str]:
-    """`  key: error` for the first `limit` failed items, then how many more (`more`: where to see them all)."""
-    out = [f"  {key}: {error}" for key, error in failed[:limit]]
+    """`  key: error` for the first `limit` failed items (each error on one line: `error_line`), then how many more
+    (`more`: where to see them all)."""
+    out = [f"  {key}: {error_line(error)}" for key, error in failed[:limit]]
     if len(failed) > limit:
         out.append(f"  ... and {len(failed) - limit} more{more}")
     return out
+
+
+def error_line(error: str) -> str:
+    """A recorded error on one line: its first, and how many more failures/ holds (a CUDA or compile error spans
+    many, and a listing of 20 failed items repeated them all for each)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else str(error)
+    return f"{lines[0]} [{counted(len(lines) - 1, 'more line')} in {FAILURES}/]"
 
 
 def store_status(store: Store | str) -> StoreStatus:

@@ -105,6 +105,22 @@ def test_the_summary_counts_one_failed_or_missing_item_in_the_singular():
         "1 item missing: run the same command again"]
 
 
+def test_the_summary_and_status_show_each_recorded_error_on_one_line():
+    """A CUDA or compile error spans many lines; the summary's list of up to 10 failed items (status's, of 20)
+    repeated them all for each. Each shows its first line and how many more failures/ holds, which keeps them."""
+    from sweep.driver import SweepSummary
+    from sweep.status import StoreStatus
+    error = "RuntimeError: CUDA error: an illegal memory access was encountered\nCUDA kernel errors might be " \
+            "asynchronously reported\n\nCompile with `TORCH_USE_CUDA_DSA` to enable device-side assertions.\n"
+    failed = tuple((f"octave:-:{c}:-1:0", error) for c in range(2))
+    shown = [f"  octave:-:{c}:-1:0: RuntimeError: CUDA error: an illegal memory access was encountered [2 more "
+             f"lines in failures/]" for c in range(2)]
+    assert SweepSummary("s", 10, 8, 0, failed, 61.0, 2, "gpu", 0, False, 8).lines()[2:] == shown
+    manifest = {"model": "digits", "weights": "random", "schedule": "tiny", "schedule_id": "x", "n_classes": 10}
+    status = StoreStatus("s", manifest, (("octave", "", 8, 10),), 2, failed, 0)
+    assert [line for line in status.lines() if line.startswith("  octave:")] == shown
+
+
 def test_a_driver_whose_lease_another_took_stops_and_leaves_the_lease_to_it(tmp_path):
     """Another driver takes the store over mid-sweep (this one's heartbeats had failed for a lease timeout, say):
     at its next heartbeat this run sees it, stops its workers and says so, leaves the other's lease in place, and
