@@ -5,11 +5,13 @@ import collections
 from dataclasses import dataclass
 from typing import Sequence
 
+import pyarrow.fs as pafs
+
 from jobs.catalog import ALL_JOBS, job_of_key
 from jobs.text import counted, first_line, listing
 from sweep.plan import Plan
 from sweep.lease import running_sweep
-from sweep.store import FAILURES, IMAGES, MANIFEST, Store, StoreError, is_frame_key, open_store
+from sweep.store import FAILURES, IMAGES, MANIFEST, QUARANTINE, Store, StoreError, is_frame_key, open_store
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,7 @@ class StoreStatus:
     running: str | None = None                       # the driver holding the store's lease now, described
     unplanned: tuple[tuple[str, int], ...] = ()      # (job, images) stored that the manifest's plan does not list
     unplanned_failing: tuple[tuple[str, int], ...] = ()   # (job, items) failed, not stored, and not in the plan
+    quarantined: int = 0                             # files `sweep run` set aside under quarantine/
 
     @property
     def done(self) -> int:
@@ -55,6 +58,9 @@ class StoreStatus:
         out += failure_lines(self.still_failing, 20)
         if self.unplanned_failing:
             out.append(unplanned_failures_line(self.unplanned_failing))
+        if self.quarantined:
+            out.append(f"{counted(self.quarantined, 'file')} set aside in {self.store}/{QUARANTINE}/ (unreadable, or "
+                       f"left by a stopped run): their items count as missing and run again with `sweep run`")
         if self.running:
             out.append(f"a sweep is running on this store ({self.running})")
         if self.duplicates:
@@ -124,7 +130,8 @@ def store_status(store: Store | str) -> StoreStatus:
     return StoreStatus(store.uri, manifest, counts, len(failures),
                        tuple(sorted((k, e) for k, e in failing.items() if k in planned_keys)), len(keys) - len(stored),
                        running_sweep(store), tuple(sorted(unplanned.items(), key=catalog_order)),
-                       tuple(sorted(unplanned_failing.items(), key=catalog_order)))
+                       tuple(sorted(unplanned_failing.items(), key=catalog_order)),
+                       sum(info.type == pafs.FileType.File for info in store.listing(QUARANTINE, recursive=True)))
 
 
 def last_errors(failures: Sequence[dict], stored: set[str]) -> dict[str, str]:

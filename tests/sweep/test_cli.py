@@ -190,6 +190,20 @@ def test_status_counts_per_job_and_failures(small_store):
     assert "1 item still failing" in result.output
 
 
+def test_status_says_how_many_files_a_run_set_aside(small_store, tmp_path):
+    """A file `sweep run` moved into quarantine/ (unreadable, or left by a stopped run) only showed as fewer items
+    done, with no word why; status now counts the files set aside and says their items run again."""
+    store = tmp_path / "damaged"
+    shutil.copytree(small_store, store)
+    sorted((store / "images").glob("part-*.parquet"))[0].write_bytes(b"not parquet")
+    assert len(Store.open(str(store)).quarantine_unreadable().moved) == 1
+    result = invoke("status", "--store", str(store))
+    assert result.exit_code == 1 and (f"1 file set aside in {store}/quarantine/ (unreadable, or left by a stopped "
+                                      f"run): their items count as missing and run again with `sweep run`"
+                                      in result.output), result.output
+    assert "set aside" not in invoke("status", "--store", str(small_store)).output
+
+
 def test_status_warns_of_keys_stored_twice(small_store, tmp_path):
     """A copied-in images/ file (a store put together by hand from two): the counts stay per key, and status says
     how many rows repeat a key and which the readers take."""
