@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from jobs.catalog import CATALOG, CLASSLESS
-from jobs.outputs import by_blocks, rank_matrix, softmax, top_k   # the same statistics as the scorer's (sweep.score)
+from jobs.outputs import by_blocks, finite_rows, rank_matrix, softmax, top_k   # the scorer's statistics (sweep.score)
 from jobs.text import counted
 
 AIMS = {job.name: job.aim for job in CATALOG}
@@ -316,7 +316,8 @@ def compare_figure(table: pd.DataFrame, value: str | None = None):
 def store_outputs(store, rows=None) -> tuple[pd.DataFrame, dict[str, Outputs], str]:
     """(images, outputs per scorer, generator id) of a store: the stored logits as the generating model's
     outputs, and every `sweep score` scorer's (a scorer with the generator's id is the stored logits) on the images
-    stored now (`sweep.score.rows_of_stored_images`: a score of an image written again since is left out). `rows`:
+    stored now (`sweep.score.rows_of_stored_images`: a score of an image written again since is left out), its
+    outputs that are not finite left out as the analysis leaves out the stored ones (`usable_rows`). `rows`:
     the store's `analysis.load.Rows` when already read (frames left out; the usable rows, `usable_rows`), else read
     here and kept as `sweep analyze` keeps them, so that `sweep compare` counts the images the analysis counts."""
     from analysis.analyze import usable_rows
@@ -338,8 +339,10 @@ def store_outputs(store, rows=None) -> tuple[pd.DataFrame, dict[str, Outputs], s
         table = read_scores(st, scorer, ["key", "logits", IMAGE_DIGEST])
         keys = table.column("key").to_pylist()
         kept = rows_of_stored_images(keys, table.column(IMAGE_DIGEST).to_pylist(), stored)   # a stale row left out
-        if len(kept):
-            outputs[scorer] = Outputs([keys[i] for i in kept], logits_matrix(table.column("logits"))[kept])
+        logits = logits_matrix(table.column("logits"))[kept]                                # kept x C
+        finite = finite_rows(logits)   # as the generator's: a NaN output made its job's mean probability NaN
+        if finite.any():
+            outputs[scorer] = Outputs([keys[i] for i in kept[finite]], logits[finite])
     return images, outputs, generator
 
 

@@ -31,7 +31,6 @@ from typing import Mapping, Sequence, TextIO
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from jobs.outputs import softmax
 from jobs.text import counted, first_line
@@ -203,13 +202,24 @@ def scores_table(keys: Sequence[str], targets: Sequence[int | None], partners: S
     }, schema=scores_schema(plan.n_classes))
 
 
+def first_rows(keys: Sequence[str], wanted: Sequence[str]) -> list[int]:
+    """The indices of the `wanted` keys' first rows among a file's `keys`, in file order: the row of each key that
+    `prepare` planned for (the readers take a key's first row too), so that a file holding a key twice has that
+    key decoded, scored and counted once."""
+    wanted, first = set(wanted), {}
+    for row, key in enumerate(keys):
+        if key in wanted:
+            first.setdefault(key, row)
+    return sorted(first.values())
+
+
 class ScoreWorker(SweepWorker):
     """A sweep actor holding the scoring model (`WorkerConfig.model`); `score` runs one unit of work."""
 
     def score(self, task: ScoreTask, plan: ScorePlan) -> int:
         """Score `task.keys` of one images/ file and write their part file; returns the rows written."""
         table = self.store.read_file(task.path, ["key", "job", "target", "partner", "png", "logits"])
-        table = table.filter(pc.is_in(table.column("key"), pa.array(task.keys, pa.string())))
+        table = table.take(first_rows(table.column("key").to_pylist(), task.keys))   # only these are decoded
         digests = image_digests(logits_matrix(table.column("logits")))         # the images this call scores
         rows = table.drop_columns(["logits"]).to_pydict()
         images = [decode_png(png) for png in rows["png"]]                        # N x (H x W x 3)

@@ -376,3 +376,21 @@ def test_the_transfer_table_reads_the_score_of_the_image_stored_now(tmp_path):
     store.write_table(f"{SCORES}/other.w/part-1.parquet",
                       scores_table([keys[0]], [0], [None], one_hot(3)[None], plan, [fresh]))   # a miss, this image
     assert (octave()["images"], octave()["top1_share"]) == (3, pytest.approx(2 / 3))
+
+
+def test_a_scorers_outputs_that_are_not_finite_are_left_out(tmp_path):
+    """A scorer whose output on an image is not finite (NaN: a model overflowing in low precision): the image is
+    left out of its rows, as the analysis leaves out an image whose stored outputs are not finite; the transfer
+    table counted it, and its NaN made the job's mean target probability NaN."""
+    from sweep.score import image_digests, logits_matrix
+    path = write_store(str(tmp_path / "store"), NAMES, [Image("octave", c, one_hot(c)) for c in range(3)])
+    store = Store.open(path)
+    images = store.read("images", ["key", "logits"])
+    keys, digests = images.column("key").to_pylist(), image_digests(logits_matrix(images.column("logits")))
+    hits = np.stack([one_hot(c) for c in range(3)])                   # the scorer reads every image as its class
+    hits[1] = np.nan
+    store.write_bytes(f"{SCORES}/other.w/{SCORER_FILE}", b"{}")
+    store.write_table(f"{SCORES}/other.w/part-0.parquet", scores_table(
+        keys, [0, 1, 2], [None] * 3, hits, ScorePlan(scorer="other.w", weights="w", n_classes=N, scale=1.0), digests))
+    octave = store_transfer(path).set_index("scorer").loc["other.w"]
+    assert (octave["images"], octave["top1_share"]) == (2, 1.0) and np.isfinite(octave["mean_target_prob"])

@@ -525,3 +525,34 @@ def test_a_new_scorers_resume_reads_no_stored_outputs(tmp_path, monkeypatch):
     columns.clear()
     assert not prepare(ScoreConfig(store=str(store), model="digits-resnet")).tasks
     assert not [c for directory, c in columns if directory == IMAGES and "logits" in c]
+
+
+def test_a_resume_decodes_only_the_images_left_each_once(tmp_path, monkeypatch):
+    """A unit of work decodes and scores the PNGs of the keys it names, not its file's others (a resume after the
+    file was half scored), and a key its file holds twice once, from its first row, as `prepare` counted it: the
+    worker took every row of a named key, so that key was decoded, scored and counted twice (more images scored
+    than the store holds)."""
+    import sweep.score
+    from sweep.score import ScoreTask, ScoreWorker
+    from sweep.worker import WorkerConfig
+    logits = np.eye(10, dtype=np.float32)
+    path = write_store(str(tmp_path / "store"), [f"digit {i}" for i in range(10)],
+                       [Image("octave", c, logits[c]) for c in range(4)])
+    file = tmp_path / "store" / IMAGES / "part-000000.parquet"
+    table = pq.read_table(file)
+    Store.open(path).write_table(f"{IMAGES}/{file.name}", pa.concat_tables([table, table.slice(3, 1)]))
+    config = ScoreConfig(store=path, model="digits", weights="random")
+    first = prepare(config)
+    (task,) = first.tasks
+    (tmp_path / "store" / SCORES / first.plan.scorer).mkdir(parents=True)
+    (tmp_path / "store" / SCORES / first.plan.scorer / SCORER_FILE).write_text(json.dumps(first.scorer))
+    worker = ScoreWorker(WorkerConfig(path, "digits", "random"))
+    assert worker.score(ScoreTask.of(task.path, task.keys[:2]), first.plan) == 2     # half the file scored
+    decoded = []
+    decode_png = sweep.score.decode_png
+    monkeypatch.setattr(sweep.score, "decode_png", lambda png: decoded.append(png) or decode_png(png))
+    resume = prepare(config)
+    assert [t.keys for t in resume.tasks] == [task.keys[2:]] and (resume.images, resume.skipped) == (4, 2)
+    assert sum(worker.score(t, resume.plan) for t in resume.tasks) == 2 and len(decoded) == 2
+    assert not prepare(config).tasks and sorted(scored(tmp_path / "store", first.plan.scorer).index) == \
+        sorted(task.keys)
