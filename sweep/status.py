@@ -60,7 +60,7 @@ class StoreStatus:
             out.append(unplanned_failures_line(self.unplanned_failing))
         if self.quarantined:
             out.append(f"{counted(self.quarantined, 'file')} set aside in {self.store}/{QUARANTINE}/ (unreadable, or "
-                       f"left by a stopped run): their items count as missing and run again with `sweep run`")
+                       f"left by a stopped run): `sweep run` runs again those of their items not stored since")
         if self.running:
             out.append(f"a sweep is running on this store ({self.running})")
         if self.duplicates:

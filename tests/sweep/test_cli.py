@@ -199,7 +199,7 @@ def test_status_says_how_many_files_a_run_set_aside(small_store, tmp_path):
     assert len(Store.open(str(store)).quarantine_unreadable().moved) == 1
     result = invoke("status", "--store", str(store))
     assert result.exit_code == 1 and (f"1 file set aside in {store}/quarantine/ (unreadable, or left by a stopped "
-                                      f"run): their items count as missing and run again with `sweep run`"
+                                      f"run): `sweep run` runs again those of their items not stored since"
                                       in result.output), result.output
     assert "set aside" not in invoke("status", "--store", str(small_store)).output
 
