@@ -730,8 +730,7 @@ def pixels_as_checked(image, checked_hash: str):
 
 def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None) -> SweepSummary:
     """`execute` under the store's lease."""
-    import ray
-    from sweep.worker import StepCounter, WorkerConfig, layers_read
+    from sweep.worker import WorkerConfig, layers_read, start_step_counter
     config, plan, store, cluster = prepared.config, prepared.plan, prepared.store, prepared.config.cluster
     out = stream if stream is not None else sys.stdout
     started = time.monotonic()
@@ -759,7 +758,7 @@ def run_leased(prepared: Prepared, lease: Lease, *, stream: TextIO | None = None
             count = run.count
             progress.message(f"{count} GPU workers (one GPU each)" if run.use_gpu else
                              f"no GPUs in the cluster: {count} CPU worker{'s' if count > 1 else ''}", out)
-            counter = ray.remote(StepCounter).options(num_cpus=0).remote()
+            counter = start_step_counter()
             worker_config = WorkerConfig(store.uri, config.model, config.weights, schedule, config.engine,
                                          threads=cluster.threads, bf16=config.bf16,
                                          fp16=config.fp16, channels_last=config.channels_last, compile=config.compile,

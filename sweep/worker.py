@@ -90,6 +90,17 @@ class StepCounter:
         return dict(self.steps)
 
 
+HEAD_NODE = "node:__internal_head__"   # the resource Ray gives the head node only
+
+
+def start_step_counter():
+    """A `StepCounter` actor on the head node. Placed anywhere, it would often land on a GPU worker node, which on
+    a spot or autoscaled cluster may go in the middle of a run, and with it the progress within batches and the
+    driver's hang watch (`--stall-timeout`) for the rest of the run; the head lasts as long as the cluster."""
+    import ray
+    return ray.remote(StepCounter).options(num_cpus=0, resources={HEAD_NODE: 0.001}).remote()
+
+
 def item_steps(schedule, job: str) -> int:
     """Optimisation steps of one image of `job` under the run's schedule (a `Schedule` or a `ScheduleSet`)."""
     return int(schedule.for_job(job).total_iterations)

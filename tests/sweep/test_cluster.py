@@ -106,3 +106,15 @@ def test_work_spreads_over_both_nodes(two_nodes, tmp_path):
     assert len(frame) == 20 and frame.key.is_unique
     nodes = frame.worker.str.split("/").str[1]   # host/node/actor
     assert nodes.nunique() == 2 and nodes.value_counts().min() >= 2
+    # The step counter stays on the head while GPU nodes (spot) come and go: on a node that went, it would take the
+    # progress within batches and the hang watch (--stall-timeout) with it for the rest of the run. Four of them,
+    # none on a worker node (placed anywhere, 4 of 12 landed on this head).
+    from sweep.worker import start_step_counter
+    ray.init(address=cluster.address)
+    try:
+        counters = [start_step_counter() for _ in range(4)]
+        ray.get([counter.snapshot.remote() for counter in counters])
+        placed = {ray._private.state.actors(actor_id=c._actor_id.hex())["Address"]["NodeID"] for c in counters}
+        assert placed == {cluster.head_node.node_id}
+    finally:
+        ray.shutdown()
