@@ -1,6 +1,7 @@
 """cluster.yaml is a valid Ray cluster-launcher config (Ray's own JSON schema) with the properties we promise."""
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 from pathlib import Path
@@ -12,6 +13,7 @@ jsonschema = pytest.importorskip("jsonschema")
 ray = pytest.importorskip("ray")
 
 CLUSTER_YAML = Path(__file__).parents[2] / "cluster.yaml"
+CONSTRAINTS = Path(__file__).parents[2] / "constraints.txt"
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +53,34 @@ def test_installs_the_project_and_keeps_the_dashboard_private(cluster):
     assert "~/classweep" in cluster["file_mounts"]
     head_start = " ".join(cluster["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in head_start and "0.0.0.0" not in head_start
+
+
+def pins() -> dict[str, str]:
+    """constraints.txt as {package: version}."""
+    lines = (line.split("#")[0].strip() for line in CONSTRAINTS.read_text().splitlines())
+    return dict(line.split("==") for line in lines if "==" in line)
+
+
+def test_nodes_run_the_pinned_ray_on_a_python_the_pins_install_on(cluster):
+    """Every node runs in Ray's image of the pinned Ray; its Python is one every pinned package installed here
+    accepts (the launcher's default AMI has an older python3, on which the pinned numpy, pandas, ... do not
+    install: `ray up` ended in pip's 'No matching distribution')."""
+    specifiers = pytest.importorskip("packaging.specifiers")
+    images = [cluster["docker"]["image"], cluster["docker"].get("head_image", cluster["docker"]["image"])]
+    for image in images:
+        match = re.fullmatch(r"rayproject/ray:(?P<ray>[\d.]+)-py(?P<major>\d)(?P<minor>\d+)-(?:cpu|gpu|cu\d+)", image)
+        assert match, image
+        assert match["ray"] == pins()["ray"]
+        python = f"{match['major']}.{match['minor']}"
+        refused = []
+        for name in pins():
+            try:
+                requires = importlib.metadata.metadata(name).get("Requires-Python")
+            except importlib.metadata.PackageNotFoundError:
+                continue
+            if requires and not specifiers.SpecifierSet(requires).contains(python):
+                refused.append(f"{name} ({requires})")
+        assert refused == [], f"{image}: Python {python} refused by {refused}"
 
 
 def test_no_secrets():
