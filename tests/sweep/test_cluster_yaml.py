@@ -83,6 +83,16 @@ def test_nodes_run_the_pinned_ray_on_a_python_the_pins_install_on(cluster):
         assert refused == [], f"{image}: Python {python} refused by {refused}"
 
 
+def test_the_head_installs_what_the_autoscaler_and_the_job_api_need(cluster):
+    """The head's autoscaler starts the GPU workers through boto3, and `ray dashboard` / `ray job submit` need
+    Ray's dashboard (`ray[default]`); `pip install` of the project alone brings neither (no GPU worker ever came,
+    no job could be submitted). Both installed with the tested pins."""
+    head = [c for c in cluster["setup_commands"] + cluster["head_setup_commands"] if "pip install" in c]
+    assert all("-c ~/classweep/constraints.txt" in c for c in head)
+    installed = " ".join(head)
+    assert '"ray[default]"' in installed and re.search(r"\bboto3\b", installed)
+
+
 def test_no_secrets():
     text = CLUSTER_YAML.read_text()
     assert not re.search(r"AKIA[0-9A-Z]{16}|aws_secret|secret_access_key|ssh_private_key:|password", text, re.I)
