@@ -563,6 +563,7 @@ class SweepDispatch:
         self.finished_work = progress.work  # image-steps of the items finished (or given up) so far
         self.calls = 0
         self.last_poll = 0.0
+        self.writers_seen: set[str] = set()   # workers whose written batch this driver found in the store
 
     def handlers(self) -> dict:
         """The sweep's side of `dispatch`: submit, the two outcomes, each task's budget of actor deaths (its items'
@@ -589,10 +590,24 @@ class SweepDispatch:
 
     def on_done(self, task: Task, report) -> list[Task]:
         self.settled(task)
+        self.check_written_where_seen(task, report)
         done = set(report.done)
         self.finished_work += item_work(self.schedule, [i for i in task.batch.items if i.key in done])
         self.progress.update(done=len(report.done))
         return self.settle(task, dict(report.failed))
+
+    def check_written_where_seen(self, task: Task, report) -> None:
+        """The first batch each worker reports written must be in the store as this driver sees it: a local path on
+        a cluster without a shared file system is each node's own disk, where the workers' images stay unseen (the
+        run ended incomplete without a word why, and a resume ran everything again). SweepError if it is not."""
+        if not report.done or report.worker in self.writers_seen:
+            return
+        path = f"{IMAGES}/{task.batch.name}.parquet"
+        if not self.store.exists(path):
+            raise SweepError(f"worker {report.worker} reported {path} written, but {self.store.location(path)} is not "
+                             f"there as this driver sees the store: a local --store must be a path every node shares "
+                             f"(NFS, a cluster file system), or use s3:// or gs://")
+        self.writers_seen.add(report.worker)
 
     def on_failed(self, task: Task, error: str) -> list[Task]:
         """The call raised or its actors kept dying: the driver records the batch's failures itself."""

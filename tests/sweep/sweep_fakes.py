@@ -284,6 +284,15 @@ class DieAroundWriteWorker(DieAfterWriteWorker, DieBeforeWriteWorker):
     before its report (each fault fires once over all the actors)."""
 
 
+class OwnDiskWorker(SweepWorker):
+    """Writes into `{store}-node-disk` instead of the store: a worker on a node whose directory of the store's path
+    is that node's own disk (a cluster without a shared file system), not the one the driver reads."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.store = Store.open(f"{config.store}-node-disk")
+
+
 # A sweep for DieAroundWriteWorker: 8 octaves in 4 batches of 2 (`run_sweep` options beside the store and cluster).
 ACTOR_DEATHS = dict(jobs="octave", classes="0-7", batch_size=2, worker="sweep_fakes:DieAroundWriteWorker")
 ACTOR_DEATHS_ITEMS, ACTOR_DEATHS_BATCHES = 8, 4

@@ -118,3 +118,16 @@ def test_work_spreads_over_both_nodes(two_nodes, tmp_path):
         assert placed == {cluster.head_node.node_id}
     finally:
         ray.shutdown()
+
+
+def test_a_store_path_that_the_nodes_do_not_share_stops_the_run(two_nodes, tmp_path):
+    """A local --store on a cluster without a shared file system: each worker wrote onto its own node's disk, the
+    driver saw none of it, the run ended 'incomplete' without a word why, and a resume ran everything again. The first
+    batch a worker reports written that the driver cannot find stops the run, saying why."""
+    cluster, _ = two_nodes
+    with pytest.raises(SweepError, match=r"reported .* written, but .* is not there.*every node"):
+        run_sweep(SweepConfig(store=str(tmp_path / "s"), model="digits", weights="random", schedule="tiny",
+                              jobs="octave", classes="0-1", worker="sweep_fakes:OwnDiskWorker",
+                              cluster=ClusterConfig(address=cluster.address, workers=1, cpus_per_worker=0.5)),
+                  stream=io.StringIO())
+    assert list((tmp_path / "s-node-disk" / IMAGES).iterdir())   # where that worker's node put the images

@@ -230,7 +230,7 @@ def test_an_item_whose_actor_dies_every_time_gets_max_attempts_tries_in_all(tmp_
     from sweep.driver import Task, item_work
     from sweep.fleet import dispatch
     from sweep.plan import make_plan
-    from sweep.store import FAILURES
+    from sweep.store import FAILURES, IMAGES
     from sweep.worker import BatchReport
     killer, fine = make_plan(n_classes=10, jobs="octave", classes="0-3", batch_size=2).batches()
     live: list[FakeCall] = []
@@ -239,7 +239,9 @@ def test_an_item_whose_actor_dies_every_time_gets_max_attempts_tries_in_all(tmp_
     def run(batch, attempts, token):
         calls.append(batch.index)
         numbers.setdefault(batch.index, []).append(attempts)
-        if batch.index == fine.index:
+        if batch.index == fine.index:   # written (a worker writes a batch's file before it reports it done)
+            (tmp_path / "s" / IMAGES).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "s" / IMAGES / f"{batch.name}.parquet").touch()
             outcome = BatchReport(batch.index, batch.keys, (), 0.0, "w")
         elif first_call == "fails" and len([c for c in calls if c == killer.index]) == 1:
             outcome = BatchReport(batch.index, (), tuple((key, "engine failed") for key in batch.keys), 0.0, "w")
