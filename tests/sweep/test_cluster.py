@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import os
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -131,3 +133,36 @@ def test_a_store_path_that_the_nodes_do_not_share_stops_the_run(two_nodes, tmp_p
                               cluster=ClusterConfig(address=cluster.address, workers=1, cpus_per_worker=0.5)),
                   stream=io.StringIO())
     assert list((tmp_path / "s-node-disk" / IMAGES).iterdir())   # where that worker's node put the images
+
+
+@pytest.mark.slow
+def test_a_gpu_node_lost_in_the_middle_of_a_run_loses_no_item_and_stores_none_twice(two_nodes, tmp_path):
+    """A spot GPU node goes while its worker holds batches: they run again on the other node, and every item is
+    stored exactly once."""
+    cluster, _ = two_nodes
+    for _ in range(2):
+        cluster.add_node(num_cpus=1, num_gpus=1)
+    cluster.wait_for_nodes()
+    store, lost = tmp_path / "s", []
+
+    def remove_a_working_node() -> None:   # the node of the worker that wrote the first batch
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not ((store / IMAGES).is_dir() and any((store / IMAGES).iterdir())):
+            time.sleep(0.05)
+        first = pd.read_parquet(next((store / IMAGES).iterdir()), columns=["worker"]).worker[0]
+        node = next(n for n in cluster.worker_nodes if n.node_id.startswith(first.split("/")[1]))
+        cluster.remove_node(node, allow_graceful=False)
+        lost.append(node.node_id)
+
+    remover = threading.Thread(target=remove_a_working_node)
+    remover.start()
+    with sweep_fakes.failing_if_stuck(300):
+        summary = run_sweep(SweepConfig(store=str(store), model="digits", weights="random", schedule="tiny",
+                                        jobs="octave", classes="0-9", batch_size=1,
+                                        engine="sweep_fakes:slow_run_batch",
+                                        cluster=ClusterConfig(address=cluster.address, workers=2, cpus_per_worker=0.5)),
+                            stream=io.StringIO())
+    remover.join()
+    assert lost and summary.complete and summary.failed == ()
+    assert summary.out_of_reach + summary.actors_replaced >= 1   # the driver saw the worker go
+    sweep_fakes.assert_exactly_once(store, 10)
