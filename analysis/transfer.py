@@ -168,8 +168,8 @@ def transfer_table(images: pd.DataFrame, outputs: Mapping[str, Outputs], generat
 
 def partly_scored(table: pd.DataFrame) -> list[str]:
     """A note per generator and scorer of a transfer or compare table where the scorer has outputs for fewer of a
-    job's images than the generating model (a `sweep score` stopped early, or run with --jobs): its shares are of
-    the images it scored, which the share alone does not say."""
+    job's images than the generating model (a `sweep score` stopped early, or run with --jobs, or outputs that are
+    not finite, left out): its shares are of the images it scored, which the share alone does not say."""
     notes = []
     for generator, rows in table.groupby("generator", sort=False):
         stored = rows[rows["own"]].set_index(["job", "variant"])["images"]
@@ -179,7 +179,8 @@ def partly_scored(table: pd.DataFrame) -> list[str]:
                      for (job, variant), n in scored.items() if n < stored[job, variant]]
             if short:
                 notes.append(f"scorer {scorer} has outputs for only some images of {generator} "
-                             f"({', '.join(short)}): its shares are of those (`sweep score` with it scores the rest)")
+                             f"({', '.join(short)}): its shares are of those (`sweep score` with it scores the rest; "
+                             f"an output that is not finite is left out, and scoring again gives it again)")
     return notes
 
 

@@ -306,7 +306,8 @@ def test_a_scorer_short_of_a_jobs_images_is_named_with_how_many_it_scored():
     from analysis.transfer import partly_scored
     table = transfer_table(images(), outputs(), generator="gen")
     assert partly_scored(table) == ["scorer other has outputs for only some images of gen (octave 3 of 4): its "
-                                    "shares are of those (`sweep score` with it scores the rest)"]
+                                    "shares are of those (`sweep score` with it scores the rest; an output that is "
+                                    "not finite is left out, and scoring again gives it again)"]
     assert partly_scored(transfer_table(images(), {"gen": outputs()["gen"]}, generator="gen")) == []
 
 
@@ -322,7 +323,8 @@ def test_compare_and_analyze_say_when_a_scorer_scored_only_some_images(tmp_path)
     store.write_table(f"{SCORES}/other.w/part-0.parquet", scores_table([first], [0], [None], one_hot(0)[None], plan))
     generator = scorer_id("synthetic", "random-synthetic")
     note = (f"scorer other.w has outputs for only some images of {generator} (octave 1 of 3): its shares are of "
-            f"those (`sweep score` with it scores the rest)")
+            f"those (`sweep score` with it scores the rest; an output that is not finite is left out, and scoring "
+            f"again gives it again)")
     assert run_compare([path], str(tmp_path / "out"))[-1] == note
     assert note in analyze_store(path).lines()
 
@@ -354,6 +356,7 @@ def test_the_transfer_table_reads_the_score_of_the_image_stored_now(tmp_path):
     with that row alone the scorer has no output for the image, and the note says so."""
     from analysis.synthetic import write_batch
     from analysis.transfer import partly_scored
+    from analysis.transfer import partly_scored
     from sweep.score import image_digests, logits_matrix
     path = write_store(str(tmp_path / "store"), NAMES, [Image("octave", c, one_hot(c)) for c in range(3)])
     store = Store.open(path)
@@ -370,7 +373,8 @@ def test_the_transfer_table_reads_the_score_of_the_image_stored_now(tmp_path):
     assert (octave()["images"], octave()["top1_share"]) == (2, 1.0)          # its old score left out
     assert partly_scored(store_transfer(path)) == [
         f"scorer other.w has outputs for only some images of {scorer_id('synthetic', 'random-synthetic')} (octave 2 "
-        f"of 3): its shares are of those (`sweep score` with it scores the rest)"]
+        f"of 3): its shares are of those (`sweep score` with it scores the rest; an output that is not finite is "
+        f"left out, and scoring again gives it again)"]
     fresh = image_digests(logits_matrix(store.read("images", ["key", "logits"]).column("logits")))[0]
     store.write_table(f"{SCORES}/other.w/part-05.parquet", scores_table([keys[0]], [0], [None], hits[:1], plan))
     store.write_table(f"{SCORES}/other.w/part-1.parquet",
@@ -382,6 +386,7 @@ def test_a_scorers_outputs_that_are_not_finite_are_left_out(tmp_path):
     """A scorer whose output on an image is not finite (NaN: a model overflowing in low precision): the image is
     left out of its rows, as the analysis leaves out an image whose stored outputs are not finite; the transfer
     table counted it, and its NaN made the job's mean target probability NaN."""
+    from analysis.transfer import partly_scored
     from sweep.score import image_digests, logits_matrix
     path = write_store(str(tmp_path / "store"), NAMES, [Image("octave", c, one_hot(c)) for c in range(3)])
     store = Store.open(path)
@@ -394,3 +399,5 @@ def test_a_scorers_outputs_that_are_not_finite_are_left_out(tmp_path):
         keys, [0, 1, 2], [None] * 3, hits, ScorePlan(scorer="other.w", weights="w", n_classes=N, scale=1.0), digests))
     octave = store_transfer(path).set_index("scorer").loc["other.w"]
     assert (octave["images"], octave["top1_share"]) == (2, 1.0) and np.isfinite(octave["mean_target_prob"])
+    note = partly_scored(store_transfer(path))
+    assert len(note) == 1 and "octave 2 of 3" in note[0] and "an output that is not finite is left out" in note[0]
