@@ -54,7 +54,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True, scope="session")
 def _offline_and_quiet():
     # Never reach for the network in tests, and one torch thread per test process: the tiny demo nets at 32-40 px
-    # only lose time to a second thread's hand-offs, worse on a busy machine or under `make test`'s two processes
+    # only lose time to a second thread's hand-offs, worse on a busy machine or under `make test`'s three processes
     # (measured: test_digits_resnet 11 s and 8 s with one thread, 59 s and 51 s with two; the workers run one too).
     import torch   # here, not at the top: `make test`'s controlling process runs no test and needs no torch
     os.environ.setdefault("CLASSWEEP_OFFLINE", "1")
