@@ -38,11 +38,13 @@ from jobs.text import counted
 from sweep.store import ANALYSIS as ANALYSIS_DIR, SCORES, Store, StoreError, all_keys, open_store
 
 SUMMARY_FILE = "summary.json"
-ANALYSIS_VERSION = 5   # what the tables and summary hold; `sweep figures` analyses a store with an older one again
+ANALYSIS_VERSION = 6   # what the tables and summary hold; `sweep figures` analyses a store with an older one again
                        #   (2: the summary's transfer judges each job by its own measure; the stability
                        #   tables number octaves from 1; 3: summary.json keeps the computed order and names the
                        #   generating model's scorer; 4: the opposites' `least` criterion, the article's first;
-                       #   5: the nearest-neighbour graph per class range, graph_ranges.parquet, halves by default)
+                       #   5: the nearest-neighbour graph per class range, graph_ranges.parquet, halves by default;
+                       #   6: the stability tables carry the variant, and the summary has a row per job, variant
+                       #   and octave: an addition's merge and juxtapose, a dream's layers, apart)
 # Every file the stage may write (names under {store}/analysis/).
 TABLE_FILES = ("classes.parquet", "opposites.parquet", "opposites_summary.parquet", "additions.parquet",
                "additions_summary.parquet", "pca.parquet", "pca_variance.parquet", "graph_nodes.parquet",
@@ -278,13 +280,15 @@ def _pairs_in_both_orders(table: pd.DataFrame) -> int:
 
 
 def stability_words(s: dict) -> str:
-    """One stability_summary row in words, its job judged by the job's own measure (`success_measure`): the
-    target's top-1 share and settling for octave and image jobs; for an opposite, which minimises its class, the
-    share of recorded steps where that class is not top-1; for a job whose measure the recorded argmax of the target
-    cannot give (an addition: both classes in the top 2; an interpolation: class b top-1), no share, and why."""
+    """One stability_summary row in words (`job/variant`, as the transfer numbers name it), its job judged by the
+    job's own measure (`success_measure`): the target's top-1 share and settling for octave and image jobs; for an
+    opposite, which minimises its class, the share of recorded steps where that class is not top-1; for a job whose
+    measure the recorded argmax of the target cannot give (an addition: both classes in the top 2; an
+    interpolation: class b top-1), no share, and why."""
     def share(value) -> str:
         return "n/a" if value is None else f"{value:.1%}"
-    head = (f"stability ({s['job']}, octave {s['octave']}, {counted(s['images'], 'image')}): argmax changed between "
+    job = f"{s['job']}/{s['variant']}" if s.get("variant") else s["job"]
+    head = (f"stability ({job}, octave {s['octave']}, {counted(s['images'], 'image')}): argmax changed between "
             f"{share(s['change_rate'])} of recorded steps")
     measure = success_measure(s["job"])
     top1 = s["target_top1_share"]

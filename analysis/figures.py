@@ -633,9 +633,23 @@ def stability_job(summary: pd.DataFrame) -> str:
         return ""
     if (summary["job"] == "octave").any():
         return "octave"
-    per_model = summary.groupby("job")["model"].nunique()
+    return _most_shared(summary, "job")
+
+
+def stability_variant(summary: pd.DataFrame, job: str) -> str:
+    """The one variant of `job` that `stability_figure` draws (variants are not averaged together: an addition's
+    juxtapose flips the argmax by design, its merge does not): the one with the most rows among those every model
+    has (else among all), ties to the first in name order; "" for a job without variants, or a summary without a
+    variant column (written before it had one)."""
+    part = summary[summary["job"] == job]
+    return _most_shared(part, "variant") if "variant" in part and len(part) else ""
+
+
+def _most_shared(summary: pd.DataFrame, column: str) -> str:
+    """The value of `column` with the most rows among those every model has (else among all), ties to the first."""
+    per_model = summary.groupby(column)["model"].nunique()
     shared = per_model.index[per_model == summary["model"].nunique()]
-    counts = summary["job"].value_counts()
+    counts = summary[column].value_counts()
     counts = counts[counts.index.isin(shared)] if len(shared) else counts
     return str(counts.sort_index(kind="stable").idxmax())
 
@@ -655,14 +669,17 @@ def share_title(job: str, steps: str) -> str:
 
 @literal_text
 def stability_figure(summary: pd.DataFrame, every: int | None = None) -> Figure:
-    """Models side by side per octave (`analysis.stability.compare_stability`) for one job (`stability_job`, named
-    in the title; jobs are not averaged together): the argmax change rate between recorded steps and the share of
-    recorded steps with the target top-1 (the article's observation that InceptionV3's classification of its input
-    jumps between iterations, particularly in the second octave). Each bar is labelled with its value, so that a 0
-    reads apart from a missing value ("n/a"). `every`: the spacing the stores were aligned on (stores recorded at
-    different every:N, `analysis.stability.common_every`), named in the titles."""
+    """Models side by side per octave (`analysis.stability.compare_stability`) for one job and variant
+    (`stability_job`, `stability_variant`, named in the title as job/variant; jobs and variants are not averaged
+    together): the argmax change rate between recorded steps and the share of recorded steps with the target top-1
+    (the article's observation that InceptionV3's classification of its input jumps between iterations, particularly
+    in the second octave). Each bar is labelled with its value, so that a 0 reads apart from a missing value ("n/a").
+    `every`: the spacing the stores were aligned on (stores recorded at different every:N,
+    `analysis.stability.common_every`), named in the titles."""
     job = stability_job(summary)
+    variant = stability_variant(summary, job)
     part = summary[summary["job"] == job]
+    part = part[part["variant"] == variant] if "variant" in part else part
     models = list(dict.fromkeys(part["model"]))
     octaves = sorted(part["octave"].unique())
     figure = new_figure(1100, 420)
@@ -683,6 +700,7 @@ def stability_figure(summary: pd.DataFrame, every: int | None = None) -> Figure:
     axes[1].set_ylim(0, 1.08)   # room for the labels of bars at 1
     axes[0].set_ylim(bottom=0)   # a rate: bars of n/a alone (one recorded step an octave) spanned -0.05 to 0.05
     axes[0].legend(fontsize=8, frameon=False)
-    figure.suptitle(f"Classification stability during generation ({job} images)", fontsize=11)
+    drawn = f"{job}/{variant}" if variant else job
+    figure.suptitle(f"Classification stability during generation ({drawn} images)", fontsize=11)
     figure.tight_layout()
     return figure

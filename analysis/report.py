@@ -595,7 +595,8 @@ def _write_report(st: Store, summary: AnalysisSummary, tables, keys, writer: "_W
         files = writer.figure_files("stability", fig.stability_figure(tables["stability_summary"]))
         figures.append(ReportFigure("Stability during generation", files, "How often the argmax changed between "
                                     "recorded steps, and the share of recorded steps with the target top-1, per "
-                                    "octave (Input generation, \"InceptionV3 and GoogleNet Compared\"). An "
+                                    "octave, for the one job and variant its title names (Input generation, "
+                                    "\"InceptionV3 and GoogleNet Compared\"). An "
                                     "opposite minimises its target, so for it a low share is success; the Summary "
                                     "judges each job by its own measure."))
     kept = with_partners(st, earlier_videos(writer, earlier, replaced=set(snapshots or {})), key_index)

@@ -6,10 +6,12 @@ one iteration to the next than what is found for GoogleNet, particularly in the 
 be similar to GoogleNet with regards to activation stability." These tables make that observation a number, from
 the steps `sweep run --trajectory every:N` recorded (one row per image and recorded step):
 
-- `stability_table`: per image and octave, how often the argmax changed between consecutive recorded steps, the
-  share of recorded steps where the target was top-1, and the first recorded step from which the target was top-1
-  at every later recorded step of the octave (-1: it was not top-1 at the octave's last record);
-- `stability_summary`: per model, job and octave, the means of those over the images;
+- `stability_table`: per image and octave (with the image's variant, read from its key), how often the argmax
+  changed between consecutive recorded steps, the share of recorded steps where the target was top-1, and the first
+  recorded step from which the target was top-1 at every later recorded step of the octave (-1: it was not top-1 at
+  the octave's last record);
+- `stability_summary`: per model, job, variant and octave, the means of those over the images (an addition's merge
+  and juxtapose apart: juxtapose pushes the weaker class at each step, which flips the argmax by design);
 - `compare_stability`: several models' summaries side by side (the article's GoogLeNet vs InceptionV3 comparison).
 
 Counts are over recorded steps: a change between two records N steps apart counts once however often the argmax
@@ -30,19 +32,21 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-COLUMNS = ("key", "job", "target", "step", "octave", "label")   # what the tables read of trajectories/
+COLUMNS = ("key", "job", "target", "step", "octave", "label")   # what the tables read of trajectories/ (which
+                                                                 #   stores no variant: the key gives it)
 GROUP = ["key", "octave"]
+SUMMARY_GROUP = ["job", "variant", "octave"]   # a summary row: "" for a job without variants
 STEPS_AT_ONCE = 250_000   # recorded steps `read_stability` reduces at once (every:10 over 720 steps is 72 rows an
                           # image: 7 million at 10^5 images, where this many are tens of MB in pandas)
 TABLE_FILE, FIGURE_FILE = "stability_compare.parquet", "stability_compare.png"   # what `sweep stability` writes
 
 
 def stability_table(trajectories: pd.DataFrame) -> pd.DataFrame:
-    """Per image and octave (1: the first): key, job, target, octave, recorded_steps, first_step, last_step,
-    argmax_changes, change_rate (changes per consecutive pair of records; nan with one record), target_top1_share
-    (nan without a target), settled_step (first recorded step from which the target stayed top-1 to the octave's
-    end; -1: never settled or no target), final_label (argmax at the octave's last record). A step of an image and
-    octave given twice counts once: its first row."""
+    """Per image and octave (1: the first): key, job, variant (`jobs.catalog.variant_of_key`; "" for none), target,
+    octave, recorded_steps, first_step, last_step, argmax_changes, change_rate (changes per consecutive pair of
+    records; nan with one record), target_top1_share (nan without a target), settled_step (first recorded step from
+    which the target stayed top-1 to the octave's end; -1: never settled or no target), final_label (argmax at the
+    octave's last record). A step of an image and octave given twice counts once: its first row."""
     t = trajectories.loc[:, list(COLUMNS)].sort_values([*GROUP, "step"], kind="stable")
     # a step recorded twice (a batch run again leaves an image's steps in two files): its first record, in the
     # given (file) order, so that the numbers are one run's and not two runs' steps interleaved
@@ -66,36 +70,46 @@ def stability_table(trajectories: pd.DataFrame) -> pd.DataFrame:
     out = out.reset_index()
     out["octave"] = out["octave"] + 1   # trajectories/ counts from 0, people from 1
     out["argmax_changes"] = out["argmax_changes"].astype(np.int64)
-    return out[["key", "job", "target", "octave", "recorded_steps", "first_step", "last_step", "argmax_changes",
-                "change_rate", "target_top1_share", "settled_step", "final_label"]]
+    out["variant"] = key_variants(out["key"])
+    return out[["key", "job", "variant", "target", "octave", "recorded_steps", "first_step", "last_step",
+                "argmax_changes", "change_rate", "target_top1_share", "settled_step", "final_label"]]
+
+
+def key_variants(keys: pd.Series) -> pd.Series:
+    """The variant of each key (`jobs.catalog.variant_of_key`), each distinct key parsed once."""
+    from jobs.catalog import variant_of_key
+    distinct = keys.drop_duplicates()
+    # in the keys' own string type, as the table is read back from Parquet
+    return keys.map(dict(zip(distinct, map(variant_of_key, distinct)))).astype(keys.dtype)
 
 
 def stability_summary(table: pd.DataFrame, model: str) -> pd.DataFrame:
-    """Per job and octave of one model: images, mean argmax_changes and change_rate, mean target_top1_share,
-    settled_share (images whose target settled as top-1) and the median settled_step of those that did."""
+    """Per job, variant ("" for none) and octave of one model: images, mean argmax_changes and change_rate, mean
+    target_top1_share, settled_share (images whose target settled as top-1) and the median settled_step of those
+    that did."""
     def settled_median(steps: pd.Series) -> float:
         kept = steps[steps >= 0]
         return float(kept.median()) if len(kept) else float("nan")
 
     rows = []
-    for (job, octave), part in table.groupby(["job", "octave"], sort=True):
+    for (job, variant, octave), part in table.groupby(SUMMARY_GROUP, sort=True):
         targeted = part[part["target_top1_share"].notna()]
-        rows.append({"model": model, "job": job, "octave": int(octave), "images": len(part),
+        rows.append({"model": model, "job": job, "variant": variant, "octave": int(octave), "images": len(part),
                      "argmax_changes": float(part["argmax_changes"].mean()),
                      "change_rate": float(part["change_rate"].mean()),
                      "target_top1_share": float(targeted["target_top1_share"].mean()) if len(targeted) else np.nan,
                      "settled_share": float((targeted["settled_step"] >= 0).mean()) if len(targeted) else np.nan,
                      "settled_step_median": settled_median(targeted["settled_step"])})
-    return pd.DataFrame(rows, columns=["model", "job", "octave", "images", "argmax_changes", "change_rate",
-                                       "target_top1_share", "settled_share", "settled_step_median"])
+    return pd.DataFrame(rows, columns=["model", "job", "variant", "octave", "images", "argmax_changes",
+                                       "change_rate", "target_top1_share", "settled_share", "settled_step_median"])
 
 
 def compare_stability(summaries: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """Several models' summaries, one row per model, job and octave, ordered for reading side by side."""
+    """Several models' summaries, one row per model, job, variant and octave, ordered for reading side by side."""
     if not summaries:
-        return stability_summary(pd.DataFrame(columns=["job", "octave"]), "")
+        return stability_summary(pd.DataFrame(columns=SUMMARY_GROUP), "")
     both = pd.concat(list(summaries), ignore_index=True)
-    return both.sort_values(["job", "octave", "model"], kind="stable").reset_index(drop=True)
+    return both.sort_values([*SUMMARY_GROUP, "model"], kind="stable").reset_index(drop=True)
 
 
 def recorded_every(manifest: dict) -> int | None:

@@ -80,6 +80,20 @@ def job_of_key(key: str) -> str:
     return key.split(":", 1)[0]
 
 
+# job : variant (shortest: a layer variant may hold ':') : target : partner : seed, then the end, ':source' or a
+# frame's '#frame'. Dream jobs are unpaired (partner -1) and seeds are not negative, so a layer variant's maps
+# (`a:3:7:-1:0:photo`: variant a:3, target 7) never read as target, partner and seed.
+_KEY_FIELDS = re.compile(r"[^:]*:(?P<variant>.*?):-?\d+:-?\d+:\d+(?=$|[:#])")
+
+
+def variant_of_key(key: str) -> str:
+    """The variant of a store key (`key_of`): "" for a job without one (the key's "-"); the layer spec of a dream
+    job, colons and all; a key not of that form: its second field."""
+    found = _KEY_FIELDS.match(key)
+    variant = found["variant"] if found else (key.split(":") + [""])[1]
+    return "" if variant == "-" else variant
+
+
 def parse_layers(spec: str) -> list[tuple[str, tuple[int, ...]]]:
     """A dream job's layer variant: `"a+b:0,4"` -> [("a", ()), ("b", (0, 4))]: layers joined by `+`, chosen
     feature maps after `:`."""

@@ -561,7 +561,8 @@ def stability(stores, out) -> None:
         table, paths, notes = run_stability(list(stores), out)
     for note in notes:
         click.echo(note)
-    shown = table[["model", "job", "octave", "images", "change_rate", "target_top1_share", "settled_share"]]
+    shown = table[["model", "job", "variant", "octave", "images", "change_rate", "target_top1_share",
+                   "settled_share"]]
     click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     for path in paths:
         click.echo(f"wrote {path}")

@@ -17,6 +17,7 @@ from jobs.catalog import key_of
 from sweep.store import ANALYSIS, TRAJECTORIES, Store, StoreError, encode_png
 
 A, B, D = key_of("octave", "", 3, -1, 0), key_of("octave", "", 5, -1, 0), key_of("dream", "x", -1, -1, 0)
+MERGE, JUXTAPOSE = key_of("addition", "merge", 0, 1, 0), key_of("addition", "juxtapose", 0, 1, 0)
 # key, job, target, octave (as trajectories/ stores it: 0 for the first), [(step, label)]
 RECORDS = [
     (A, "octave", 3, 0, [(0, 1), (10, 3), (20, 1), (30, 3)]),   # 3 changes, top-1 half the time, settles at 30
@@ -58,6 +59,60 @@ def test_summary_per_model_job_and_octave():
     assert math.isnan(summary.loc[("dream", 1)].target_top1_share) and (summary.model == "net").all()
 
 
+def variant_trajectories() -> pd.DataFrame:
+    """An addition pair in both variants, 4 records each: merge keeps one argmax, juxtapose (each step pushes the
+    weaker class) changes it at every record."""
+    labels = {MERGE: [0, 0, 0, 0], JUXTAPOSE: [0, 1, 0, 1]}   # the hand-made store's 0+1 in both variants
+    rows = [{"key": key, "job": "addition", "target": 0, "octave": 0, "step": 10 * i, "label": label}
+            for key, steps in labels.items() for i, label in enumerate(steps)]
+    return pd.DataFrame(rows).astype({"target": "Int32"})
+
+
+def test_the_variants_of_a_job_are_summarised_apart():
+    """An addition's merge and juxtapose were averaged into one row (change rate 0.5): juxtapose flips the argmax
+    by design, merge does not, and the summary hid both."""
+    table = stability_table(variant_trajectories())
+    summary = stability_summary(table, "net")
+    assert list(zip(summary.job, summary.change_rate)) == [("addition", 1.0), ("addition", 0.0)]   # not 0.5
+    assert list(zip(summary.variant, summary.octave, summary.images)) == [("juxtapose", 1, 1), ("merge", 1, 1)]
+    assert dict(zip(table.key, table.variant)) == {MERGE: "merge", JUXTAPOSE: "juxtapose"}
+    plain = stability_summary(stability_table(handmade_trajectories()), "net")
+    assert dict(zip(plain.job, plain.variant)) == {"octave": "", "dream": "x"}   # "" for a job without one
+
+
+def test_the_stability_figure_draws_one_variant_and_names_it():
+    """The figure averaged an addition's variants per octave under "(addition images)"."""
+    table = stability_table(variant_trajectories())
+    both = compare_stability([stability_summary(table, "jumpy"), stability_summary(table, "steady")])
+    figure = stability_figure(both)
+    assert "(addition/juxtapose images)" in figure._suptitle.get_text()
+    assert [p.get_height() for p in figure.axes[0].patches] == [1.0, 1.0]   # 2 models x 1 octave, juxtapose's
+
+
+def test_analyze_and_the_stability_command_say_each_variant_apart(tmp_path):
+    """`sweep analyze`'s summary and `sweep stability`'s table had one addition row per octave, merge and
+    juxtapose averaged (a change rate of 50%)."""
+    from click.testing import CliRunner
+
+    from sweep.cli import main
+    first, second = make_small_store(tmp_path / "a"), make_small_store(tmp_path / "b")
+    for path in (first, second):
+        Store.open(path).write_table(f"{TRAJECTORIES}/part-1.parquet", trajectory_rows(
+            keys=(MERGE, JUXTAPOSE), frame=variant_trajectories()))
+    lines = analyze_store(first).lines()
+    assert [line.split(":")[0] for line in lines if line.startswith("stability")] == [
+        "stability (addition/juxtapose, octave 1, 1 image)", "stability (addition/merge, octave 1, 1 image)"]
+    assert "argmax changed between 100.0% of recorded steps" in " ".join(lines)
+    saved = pd.read_parquet(tmp_path / "a" / ANALYSIS / "stability_summary.parquet")
+    assert list(zip(saved.variant, saved.change_rate)) == [("juxtapose", 1.0), ("merge", 0.0)]
+    said = CliRunner().invoke(main, ["stability", first, second, "--out", str(tmp_path / "out")])
+    assert said.exit_code == 0, said.output
+    header = next(line.split() for line in said.output.splitlines() if line.split()[:2] == ["model", "job"])
+    assert header[:4] == ["model", "job", "variant", "octave"]
+    compared = pd.read_parquet(tmp_path / "out" / "stability_compare.parquet")
+    assert list(zip(compared.variant, compared.change_rate)) == [("juxtapose", 1.0)] * 2 + [("merge", 0.0)] * 2
+
+
 def test_compare_puts_models_side_by_side_and_draws():
     table = stability_table(handmade_trajectories())
     steady = stability_table(handmade_trajectories().assign(label=lambda f: f.target.fillna(0).astype(int)))
@@ -70,9 +125,10 @@ def test_compare_puts_models_side_by_side_and_draws():
     assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["octave 1", "octave 2"]   # as the table
 
 
-def trajectory_rows(keys=(A,), n_classes: int = 6) -> pa.Table:
-    """A trajectories/ table for the hand-made store: every row of `RECORDS` for `keys`, a snapshot at step 0."""
-    frame = handmade_trajectories()
+def trajectory_rows(keys=(A,), n_classes: int = 6, frame: pd.DataFrame | None = None) -> pa.Table:
+    """A trajectories/ table for the hand-made store: every row of `frame` (`RECORDS`) for `keys`, a snapshot at
+    step 0."""
+    frame = handmade_trajectories() if frame is None else frame
     frame = frame[frame.key.isin(keys)].sort_values(["key", "step"]).reset_index(drop=True)
     shot = encode_png(np.full((8, 8, 3), 100, np.uint8))
     return pa.table({
