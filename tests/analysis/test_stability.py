@@ -113,6 +113,18 @@ def test_analyze_and_the_stability_command_say_each_variant_apart(tmp_path):
     assert list(zip(compared.variant, compared.change_rate)) == [("juxtapose", 1.0)] * 2 + [("merge", 0.0)] * 2
 
 
+def test_an_older_summarys_rows_without_a_variant_still_read_and_draw():
+    """summary.json and stability_summary.parquet written before the variant column (ANALYSIS_VERSION 5): `sweep
+    figures` analyses such a store again, but their words and figure do not fail meanwhile."""
+    from analysis.analyze import stability_words
+    row = {"job": "addition", "octave": 1, "images": 2, "change_rate": 0.5, "target_top1_share": 0.5,
+           "settled_share": 0.0}
+    assert stability_words(row).startswith("stability (addition, octave 1, 2 images): argmax changed between 50.0%")
+    assert stability_words({**row, "variant": "merge"}).startswith("stability (addition/merge, octave 1")
+    older = stability_summary(stability_table(variant_trajectories()), "net").drop(columns="variant")
+    assert "(addition images)" in stability_figure(older)._suptitle.get_text()
+
+
 def test_compare_puts_models_side_by_side_and_draws():
     table = stability_table(handmade_trajectories())
     steady = stability_table(handmade_trajectories().assign(label=lambda f: f.target.fillna(0).astype(int)))
