@@ -356,7 +356,6 @@ def test_the_transfer_table_reads_the_score_of_the_image_stored_now(tmp_path):
     with that row alone the scorer has no output for the image, and the note says so."""
     from analysis.synthetic import write_batch
     from analysis.transfer import partly_scored
-    from analysis.transfer import partly_scored
     from sweep.score import image_digests, logits_matrix
     path = write_store(str(tmp_path / "store"), NAMES, [Image("octave", c, one_hot(c)) for c in range(3)])
     store = Store.open(path)
