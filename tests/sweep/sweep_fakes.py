@@ -70,6 +70,13 @@ def start_local_ray(num_gpus: int = 0, **env: str) -> None:
         ray.init(address="local", num_cpus=2, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False)
 
 
+def start_ray_with_markers(markers: Path, num_gpus: int = 2) -> None:
+    """`start_local_ray` with `markers` as the folder of the fault markers (`happened`, `mark`), in this process
+    and in Ray's workers alike: what the actor-fault modules (test_driver, test_fleet_actors) start once each."""
+    os.environ["CLASSWEEP_TEST_MARKERS"] = str(markers)
+    start_local_ray(num_gpus=num_gpus, CLASSWEEP_TEST_MARKERS=str(markers))
+
+
 def tiny_sweep(store, in_flight: int = 2, workers: int = 1, **changes):
     """A SweepConfig of the random digits model under the tiny schedule, on `workers` GPU actors (fake GPUs; one by
     default: each actor start costs about 2.5 s of the busy suite's CPU, and most tests need one)."""

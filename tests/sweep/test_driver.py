@@ -26,7 +26,7 @@ from sweep.features import FeatureConfig, run_features
 from sweep.fleet import ClusterConfig, SweepError
 from sweep.store import FAILURES, IMAGES, Store, failures_table
 from sweep.worker import WorkerConfig
-from sweep_fakes import assert_exactly_once, start_local_ray, tiny_sweep
+from sweep_fakes import assert_exactly_once, tiny_sweep
 
 ray = pytest.importorskip("ray")
 COLUMNS = {"key", "job", "variant", "model", "weights", "schedule_id", "target", "partner", "seed", "label",
@@ -36,9 +36,7 @@ COLUMNS = {"key", "job", "variant", "model", "weights", "schedule_id", "target",
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray(tmp_path_factory):
-    markers = tmp_path_factory.mktemp("markers")
-    os.environ["CLASSWEEP_TEST_MARKERS"] = str(markers)
-    start_local_ray(num_gpus=2, CLASSWEEP_TEST_MARKERS=str(markers))
+    sweep_fakes.start_ray_with_markers(tmp_path_factory.mktemp("markers"))
     yield
     ray.shutdown()
 

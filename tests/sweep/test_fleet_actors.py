@@ -14,16 +14,14 @@ import pytest
 import sweep_fakes
 from sweep.driver import run_sweep
 from sweep.fleet import ClusterConfig, SweepError
-from sweep_fakes import assert_exactly_once, one_worker_fleet, start_local_ray, tiny_sweep
+from sweep_fakes import assert_exactly_once, one_worker_fleet, tiny_sweep
 
 ray = pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray(tmp_path_factory):
-    markers = tmp_path_factory.mktemp("markers")
-    os.environ["CLASSWEEP_TEST_MARKERS"] = str(markers)
-    start_local_ray(num_gpus=2, CLASSWEEP_TEST_MARKERS=str(markers))
+    sweep_fakes.start_ray_with_markers(tmp_path_factory.mktemp("markers"))
     yield
     ray.shutdown()
 
