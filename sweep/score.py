@@ -218,7 +218,7 @@ class ScoreWorker(SweepWorker):
 
     def score(self, task: ScoreTask, plan: ScorePlan) -> int:
         """Score `task.keys` of one images/ file and write their part file; returns the rows written."""
-        table = self.store.read_file(task.path, ["key", "job", "target", "partner", "png", "logits"])
+        table = self.read_listed(task.path, ["key", "job", "target", "partner", "png", "logits"])
         table = table.take(first_rows(table.column("key").to_pylist(), task.keys))   # only these are decoded
         digests = image_digests(logits_matrix(table.column("logits")))         # the images this call scores
         rows = table.drop_columns(["logits"]).to_pydict()

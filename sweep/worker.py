@@ -16,7 +16,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -420,6 +420,19 @@ class SweepWorker:
         given."""
         return self.sources.get(names, self.store.read_source, unreadable)
 
+    def read_listed(self, path: str, columns: Sequence[str]) -> pa.Table:
+        """`columns` of a store file the driver listed (`sweep score`'s and the feature pass's work). On a local
+        store, a file missing on this worker's node means the store is not shared with it (a local path on a
+        cluster without a shared file system): StoreError saying so, where the read named a missing file only."""
+        try:
+            return self.store.read_file(path, columns)
+        except FileNotFoundError:
+            if self.store.is_object_store:
+                raise
+            raise StoreError(f"{self.store.location_of(path)} is not on this worker's node ({socket.gethostname()}), "
+                             f"though the driver listed it: a local --store must be a path every node shares (NFS, "
+                             f"a cluster file system), or use s3:// or gs://") from None
+
     def features(self, path: str, layer: str, maps: tuple[int, ...], job: str = "octave",
                  size: str = "input") -> pa.Table:
         """Feature means of `job`'s images in one `images/` file, each image resized to the side its job started
@@ -430,7 +443,7 @@ class SweepWorker:
         from sweep.features import FEATURE_SIZES, input_side
         if size not in FEATURE_SIZES:
             raise ValueError(f"feature size {size!r}: one of {', '.join(FEATURE_SIZES)}")
-        table = self.store.read_file(path, ["key", "job", "target", "target_name", "png"])
+        table = self.read_listed(path, ["key", "job", "target", "target_name", "png"])
         table = table.filter(pc.equal(table.column("job"), job))
         images = [decode_png(png) for png in table.column("png").to_pylist()]     # N x (H x W x 3)
         same_size = len({image.shape for image in images}) <= 1

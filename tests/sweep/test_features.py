@@ -93,3 +93,25 @@ def test_a_worker_resizes_a_jobs_images_to_the_side_its_schedule_started_at(tmp_
     assert table.column("side").to_pylist() == [36] * table.num_rows and table.num_rows > 0
     stored = worker.features(store.files(IMAGES)[0], "block1", (0,), size="stored")
     assert set(stored.column("side").to_pylist()) == {40}   # the tiny schedule's last octave
+
+
+def test_a_file_missing_on_a_workers_node_says_the_local_store_is_not_shared(tmp_path):
+    """A local --store on a cluster without a shared file system: the driver lists images/ on its disk, a worker on
+    another node finds no such file. The read named the missing file only ("Failed to open local file"); the
+    feature pass and `sweep score` (both read through `read_listed`) now say what it means."""
+    import socket
+    from pathlib import Path
+    import pytest
+    from sweep.store import IMAGES, Store, StoreError
+    from sweep.worker import SweepWorker, WorkerConfig
+    from sweep_fakes import build_store
+    build_store(tmp_path / "store", classes="0-1", jobs="octave", pairs=None)
+    store = Store.open(str(tmp_path / "store"))
+    listed = store.files(IMAGES)[0]
+    worker = SweepWorker(WorkerConfig(store.uri, "digits", "random", None))
+    Path(listed).unlink()                                 # as on a node that never had the driver's disk
+    with pytest.raises(StoreError) as refused:
+        worker.features(listed, "block1", (0,))
+    assert str(refused.value) == (f"{store.location_of(listed)} is not on this worker's node ({socket.gethostname()}), "
+                                  f"though the driver listed it: a local --store must be a path every node shares "
+                                  f"(NFS, a cluster file system), or use s3:// or gs://")
