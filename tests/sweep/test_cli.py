@@ -204,6 +204,14 @@ def test_status_says_how_many_files_a_run_set_aside(small_store, tmp_path):
     assert "set aside" not in invoke("status", "--store", str(small_store)).output
 
 
+def test_status_of_a_manifest_without_a_schedule_name_says_it_is_not_recorded():
+    """A manifest written by hand, without `schedule`: status's first line said "schedule None"."""
+    from sweep.status import StoreStatus
+    manifest = {"model": "digits", "weights": "random", "schedule_id": "x", "n_classes": 10}
+    assert StoreStatus("s", manifest, (), 0, (), 0).lines()[0] == (
+        "store s: model digits (random), schedule not recorded (x), 10 classes")
+
+
 def test_status_warns_of_keys_stored_twice(small_store, tmp_path):
     """A copied-in images/ file (a store put together by hand from two): the counts stay per key, and status says
     how many rows repeat a key and which the readers take."""

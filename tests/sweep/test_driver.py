@@ -117,9 +117,6 @@ def test_the_summary_and_status_show_each_recorded_error_on_one_line():
     manifest = {"model": "digits", "weights": "random", "schedule": "tiny", "schedule_id": "x", "n_classes": 10}
     status = StoreStatus("s", manifest, (("octave", "", 8, 10),), 2, failed, 0)
     assert [line for line in status.lines() if line.startswith("  octave:")] == shown
-    del manifest["schedule"]   # a manifest written by hand: status said "schedule None"
-    assert StoreStatus("s", manifest, (), 0, (), 0).lines()[0] == (
-        "store s: model digits (random), schedule not recorded (x), 10 classes")
 
 
 def test_a_driver_whose_lease_another_took_stops_and_leaves_the_lease_to_it(tmp_path):
