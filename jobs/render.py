@@ -72,6 +72,9 @@ class Rendered:
     trajectory: Optional["Trajectory"] = None   # the recorded steps, when `render` was given `trajectory`
 
 
+MAX_STEP = 2**31 - 1   # the largest step number trajectories/ stores (an int32 column)
+
+
 @dataclass(frozen=True)
 class TrajectoryOptions:
     """What a render records along the way (`sweep run --trajectory every:N[,snapshots:M]`)."""
@@ -83,6 +86,10 @@ class TrajectoryOptions:
         for name, least in (("every", 1), ("snapshots", 0), ("k", 1)):
             if getattr(self, name) < least:
                 raise ValueError(f"trajectory: {name} must be at least {least}, got {name}:{getattr(self, name)}")
+        for name in ("every", "snapshots"):   # a step number fits trajectories/' int32 column; past it, numbers
+            if getattr(self, name) > MAX_STEP:   # such as every:10^20 overflowed the readers' int64 arithmetic
+                raise ValueError(f"trajectory: {name} must be at most {MAX_STEP} (a step number), got "
+                                 f"{name}:{getattr(self, name)}")
         if self.snapshots % self.every:
             raise ValueError(f"trajectory: snapshots:{self.snapshots} must be a multiple of every:{self.every} "
                              f"(a snapshot row is a recorded step)")

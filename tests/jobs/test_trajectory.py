@@ -91,6 +91,8 @@ def test_bad_trajectory_options_are_refused(text):
     ("every:2,k:0", "trajectory: k must be at least 1, got k:0"),
     ("every:\u00b2", "--trajectory 'every:\u00b2': expected every:N[,snapshots:M] with whole numbers"),   # int()'s
     ("every:2,every:4", "--trajectory 'every:2,every:4': every is given twice"),   # the last one silently won
+    ("every:" + "1" + "0" * 20, "trajectory: every must be at most 2147483647 (a step number), got "
+                                "every:100000000000000000000"),   # accepted: sweep stability's filter overflowed
 ])
 def test_bad_trajectory_options_say_which_field_is_wrong(text, message):
     with pytest.raises(ValueError) as error:
