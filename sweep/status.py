@@ -45,7 +45,8 @@ class StoreStatus:
         m = self.manifest
         jw = max([12, *(len(c[0]) + 2 for c in self.counts)])       # column widths: dream layer specs can be long
         vw = max([12, *(len(c[1]) + 2 for c in self.counts)])
-        out = [f"store {self.store}: model {m['model']} ({m['weights']}), schedule {m.get('schedule') or 'not recorded'} "
+        schedule = m.get("schedule") or "not recorded"   # a manifest written by hand may not name it
+        out = [f"store {self.store}: model {m['model']} ({m['weights']}), schedule {schedule} "
                f"({m['schedule_id']}), {m['n_classes']} classes",
                f"{'job':<{jw}}{'variant':<{vw}}{'done/total':>12}"]
         out += [f"{job:<{jw}}{variant or '-':<{vw}}{f'{done}/{total}':>12}"
