@@ -19,6 +19,11 @@ def first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+def utf8_prefix(text: str, size: int) -> str:
+    """The longest start of `text` whose UTF-8 encoding has at most `size` bytes (no character cut in two)."""
+    return text.encode()[:size].decode(errors="ignore")
+
+
 def counted(count: int, noun: str, plural: str = "") -> str:
     """"1 item", "3 items", "0 items"; `plural` where adding an s is wrong ("classes")."""
     return f"{count} {noun if count == 1 else plural or noun + 's'}"

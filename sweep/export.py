@@ -19,7 +19,7 @@ from typing import Iterable, Iterator, Sequence
 
 import pyarrow as pa
 
-from jobs.text import counted, listing
+from jobs.text import counted, listing, utf8_prefix
 from sweep.store import FRAMES, IMAGES, MAX_NAME_BYTES, Store, StoreError, open_store, require_images, unreadable
 
 COLUMNS = ["key", "job", "variant", "target", "partner", "seed", "target_name", "partner_name", "png"]
@@ -128,7 +128,7 @@ def png_name(row: dict, clash: str | None = None) -> str:
 def cut_head(head: str, digest: str) -> str:
     """A file name's head cut to leave room for `digest` after it and TAIL_ROOM after that (`png_name`)."""
     kept = MAX_NAME_BYTES - len(".png") - TAIL_ROOM - len(digest) - 1
-    return head.encode()[:kept].decode(errors="ignore") + "-" + digest
+    return utf8_prefix(head, kept) + "-" + digest
 
 
 def checked_files(store: Store, directories: tuple[str, ...] = (IMAGES, FRAMES)) -> list[tuple[str, list[str]]]:

@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 from jobs.catalog import ALL_JOBS
 from jobs.images import ImageInputError, SourceImage, Track, in_order, is_noise_spec, load_images, noise_images, \
     parse_noise, read_image, untracked
+from jobs.text import utf8_prefix
 from sweep.export import MISSING, UniqueNames, checked_files, slug
 from sweep.plan import PlanError
 from sweep.lease import running_sweep
@@ -108,7 +109,7 @@ def fitted_name(name: str) -> str:
     if len(name.encode()) <= room:
         return name
     digest = hashlib.sha1(name.encode()).hexdigest()[:10]
-    return name.encode()[:room - len(digest) - 1].decode(errors="ignore").rstrip("-") + "-" + digest
+    return utf8_prefix(name, room - len(digest) - 1).rstrip("-") + "-" + digest
 
 
 def check_given_once(store: Store, job: str, value: str, given: list[tuple[Store, str, str]]) -> None:

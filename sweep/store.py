@@ -66,7 +66,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from jobs.catalog import JobSpec   # the work item, whose `key` names it here (the table of jobs is light: no torch)
-from jobs.text import first_line
+from jobs.text import first_line, utf8_prefix
 
 FORMAT = 1
 T = TypeVar("T")
@@ -879,7 +879,7 @@ class Store:
         self.fs.create_dir(directory, recursive=True)
         self.fs.create_dir(self.path(TEMP_DIR), recursive=True)
         # same file system: the rename is atomic; the name cut, so that any name that fits its folder fits here too
-        kept = name.encode()[:TEMP_NAME_BYTES].decode(errors="ignore")
+        kept = utf8_prefix(name, TEMP_NAME_BYTES)
         temp = self.path(TEMP_DIR, f"{kept}.{uuid.uuid4().hex[:8]}")
         try:
             with self.fs.open_output_stream(temp) as out:

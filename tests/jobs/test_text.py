@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.text import class_label, counted, first_line, flattened, is_whole_number, listing, named_class
+from jobs.text import class_label, counted, first_line, flattened, is_whole_number, listing, named_class, \
+    utf8_prefix
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -49,3 +50,8 @@ def test_named_class_is_class_label_of_a_name_at_hand():
 def test_a_count_takes_its_noun_in_the_singular_only_for_one():
     assert [counted(n, "item") for n in (0, 1, 2)] == ["0 items", "1 item", "2 items"]
     assert counted(1, "class", "classes") == "1 class" and counted(3, "class", "classes") == "3 classes"
+
+
+def test_utf8_prefix_cuts_to_whole_characters():
+    assert utf8_prefix("a\u00e9b", 2) == "a" and utf8_prefix("a\u00e9b", 3) == "a\u00e9"   # é takes 2 bytes
+    assert utf8_prefix("\u4e2d\u6587", 5) == "\u4e2d" and utf8_prefix("short", 255) == "short"
