@@ -42,8 +42,8 @@ from sweep.progress import Progress, format_duration
 from sweep.status import failure_lines
 from sweep.lease import LEASE_TIMEOUT, Lease
 from sweep.store import FAILURES, FRAME_SUFFIX, FRAMES, IMAGES, MAX_NAME_BYTES, ORPHANED, SOURCES, TRAJECTORIES, \
-    ManifestMismatch, Store, StoreError, all_keys, failures_table, is_frame_key, manifest_differences, new_manifest, \
-    source_file, source_hash
+    UNSHARED_STORE, ManifestMismatch, Store, StoreError, all_keys, failures_table, is_frame_key, manifest_differences, \
+    new_manifest, source_file, source_hash
 
 if TYPE_CHECKING:
     from jobs.images import SourceImage, Track
@@ -605,8 +605,7 @@ class SweepDispatch:
         path = f"{IMAGES}/{task.batch.name}.parquet"
         if not self.store.exists(path):
             raise SweepError(f"worker {report.worker} reported {path} written, but {self.store.location(path)} is not "
-                             f"there as this driver sees the store: a local --store must be a path every node shares "
-                             f"(NFS, a cluster file system), or use s3:// or gs://")
+                             f"there as this driver sees the store: {UNSHARED_STORE}")
         self.writers_seen.add(report.worker)
 
     def on_failed(self, task: Task, error: str) -> list[Task]:

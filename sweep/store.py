@@ -85,6 +85,9 @@ TEMP_GRACE = 600.0                    # seconds a temporary is left alone, as an
 TEMP_PREFIX = "_"                     # pyarrow's dataset reader skips names starting with "_" or "."
 TEMP_NAME_BYTES = 200                 # of a file's name kept in its temporary's (+ 9 for its random tail)
 MAX_NAME_BYTES = 255                  # one file name, in UTF-8 bytes, on ext4, APFS, XFS (and NTFS's 255 UTF-16 units)
+# What a file written on one node and missing on another means of a local store (the driver's check of its
+# workers' first batches, a worker's read of a file the driver listed).
+UNSHARED_STORE = "a local --store must be a path every node shares (NFS, a cluster file system), or use s3:// or gs://"
 OBJECT_STORES = ("s3", "gcs")         # pyarrow file system type names without an atomic rename
 READ_THREADS = 8                      # files read at once from S3, where a read mostly waits on the network
 SOURCE_PNG_LEVEL = 1                  # zlib level of sources/*.png: a 1000 x 750 photograph in 0.05 s, not 0.13 s

@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sweep.plan import Batch
-from sweep.store import FAILURES, FRAMES, IMAGES, TRAJECTORIES, Store, StoreError, decode_png, failures_table, \
-    frames_table, images_table, job_schedule, trajectories_table
+from sweep.store import FAILURES, FRAMES, IMAGES, TRAJECTORIES, UNSHARED_STORE, Store, StoreError, decode_png, \
+    failures_table, frames_table, images_table, job_schedule, trajectories_table
 
 
 CPU_BATCH = 8         # batch on a CPU: beyond a few images per batch a CPU gains nothing, and batches stay short
@@ -430,8 +430,7 @@ class SweepWorker:
             if self.store.is_object_store:
                 raise
             raise StoreError(f"{self.store.location_of(path)} is not on this worker's node ({socket.gethostname()}), "
-                             f"though the driver listed it: a local --store must be a path every node shares (NFS, "
-                             f"a cluster file system), or use s3:// or gs://") from None
+                             f"though the driver listed it: {UNSHARED_STORE}") from None
 
     def features(self, path: str, layer: str, maps: tuple[int, ...], job: str = "octave",
                  size: str = "input") -> pa.Table:
