@@ -32,7 +32,7 @@ from analysis.tables import (DEFAULT_METRIC, MARGIN_SHARE, METRICS, additions_su
                              classes_table, opposites_summary, opposites_table)
 from analysis.transfer import PERCENTILE, TOP1, TOP3_FILE, TRANSFER_FILE, aim_class, partly_scored, \
     success_measure, success_table, transfer_tables
-from jobs.catalog import BY_NAME, CLASSLESS, IMAGE_JOBS
+from jobs.catalog import BY_NAME, CLASSLESS, IMAGE_JOBS, job_variant_name
 from jobs.outputs import finite_rows
 from jobs.text import counted
 from sweep.store import ANALYSIS as ANALYSIS_DIR, SCORES, Store, StoreError, all_keys, open_store
@@ -256,7 +256,7 @@ def _transfer_numbers(table: pd.DataFrame) -> dict:
     """scorer -> {job[/variant]: the value of the job's own measure (`analysis.transfer.success_measure`)}."""
     out: dict = {}
     for r in success_table(table).itertuples():
-        out.setdefault(r.scorer, {})[f"{r.job}/{r.variant}" if r.variant else r.job] = float(r.value)
+        out.setdefault(r.scorer, {})[job_variant_name(r.job, r.variant)] = float(r.value)
     return out
 
 
@@ -287,7 +287,7 @@ def stability_words(s: dict) -> str:
     interpolation: class b top-1), no share, and why."""
     def share(value) -> str:
         return "n/a" if value is None else f"{value:.1%}"
-    job = f"{s['job']}/{s['variant']}" if s.get("variant") else s["job"]
+    job = job_variant_name(s["job"], s.get("variant"))
     head = (f"stability ({job}, octave {s['octave']}, {counted(s['images'], 'image')}): argmax changed between "
             f"{share(s['change_rate'])} of recorded steps")
     measure = success_measure(s["job"])

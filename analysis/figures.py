@@ -29,7 +29,7 @@ from analysis.drawing import (BAD, GOOD, INK, MUTED, OTHER, PALETTE, PARTNER, Ce
                               marker_radius, new_figure, text_px, wrap_lines)
 from analysis.graph import ClassRange, component_hubs, graph_from_tables, range_graph
 from analysis.load import OUTPUTS_FINITE
-from jobs.catalog import job_of_key
+from jobs.catalog import job_of_key, job_variant_name
 from jobs.outputs import NOT_FINITE, finite_rows, label_probs
 from jobs.text import class_label, named_class, size_note
 
@@ -700,7 +700,7 @@ def stability_figure(summary: pd.DataFrame, every: int | None = None) -> Figure:
     axes[1].set_ylim(0, 1.08)   # room for the labels of bars at 1
     axes[0].set_ylim(bottom=0)   # a rate: bars of n/a alone (one recorded step an octave) spanned -0.05 to 0.05
     axes[0].legend(fontsize=8, frameon=False)
-    drawn = f"{job}/{variant}" if variant else job
-    figure.suptitle(f"Classification stability during generation ({drawn} images)", fontsize=11)
+    figure.suptitle(f"Classification stability during generation ({job_variant_name(job, variant)} images)",
+                    fontsize=11)
     figure.tight_layout()
     return figure

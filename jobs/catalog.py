@@ -94,6 +94,11 @@ def variant_of_key(key: str) -> str:
     return "" if variant == "-" else variant
 
 
+def job_variant_name(job: str, variant: str | None) -> str:
+    """How tables and figures name a job's variant: `job/variant`, or the job alone for one without a variant."""
+    return f"{job}/{variant}" if variant else job
+
+
 def parse_layers(spec: str) -> list[tuple[str, tuple[int, ...]]]:
     """A dream job's layer variant: `"a+b:0,4"` -> [("a", ()), ("b", (0, 4))]: layers joined by `+`, chosen
     feature maps after `:`."""
